@@ -1,0 +1,246 @@
+"""The CloudEvents 1.0 envelope in Kafka binary mode, and its encoder and decoder.
+
+On Kafka the envelope lives in record headers (``ce_*`` plus leadstream's ids) and the record
+value is the event's JSON. The record key is the event's key field (an id, never personal data).
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any, Generic, TypeVar
+from uuid import UUID
+
+from pydantic import ValidationError
+
+from .base import Event, event_class
+from .upcasting import upcast
+
+SPECVERSION = "1.0"
+CONTENT_TYPE = "application/json"
+NAMESPACE = uuid.UUID("6f1d4a3e-8c2b-5e7a-9b0d-2f4c6e8a1b3d")
+
+H_SPECVERSION = "ce_specversion"
+H_ID = "ce_id"
+H_TYPE = "ce_type"
+H_SOURCE = "ce_source"
+H_TIME = "ce_time"
+H_SUBJECT = "ce_subject"
+H_CONTENT_TYPE = "content-type"
+H_WORKSPACE = "workspaceid"
+H_CAMPAIGN = "campaignid"
+H_CORRELATION = "correlationid"
+H_CAUSATION = "causationid"
+H_TRACEPARENT = "traceparent"
+
+REQUIRED_HEADERS = (H_SPECVERSION, H_ID, H_TYPE, H_SOURCE, H_TIME, H_WORKSPACE)
+
+Headers = list[tuple[str, bytes]]
+E = TypeVar("E", bound=Event)
+
+
+class DecodeError(ValueError):
+    """A record that cannot be read as an event. ``code`` is stable; ``str()`` says exactly what."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def derive_id(causation_id: UUID, event_type: str, discriminator: str = "") -> UUID:
+    """Deterministic id of an event that answers another: a retried handler emits the same id."""
+    return uuid.uuid5(NAMESPACE, f"{causation_id}|{event_type}|{discriminator}")
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class Envelope(Generic[E]):
+    """One event with its CloudEvents attributes and leadstream correlation ids."""
+
+    data: E
+    workspace_id: str
+    source: str
+    id: UUID = field(default_factory=uuid.uuid4)
+    time: datetime = field(default_factory=_now)
+    campaign_id: str | None = None
+    correlation_id: UUID | None = None
+    causation_id: UUID | None = None
+    traceparent: str | None = None
+
+    @property
+    def type(self) -> str:
+        """The CloudEvents type string of the payload."""
+        return self.data.event_type
+
+    @property
+    def subject(self) -> str:
+        """The CloudEvents subject: the payload's key (an id)."""
+        return self.data.key()
+
+    @property
+    def topic(self) -> str:
+        """The topic this event belongs on."""
+        return self.data.topic
+
+    @classmethod
+    def new(
+        cls,
+        data: E,
+        *,
+        workspace_id: str,
+        source: str,
+        time: datetime | None = None,
+        id: UUID | None = None,
+        traceparent: str | None = None,
+    ) -> Envelope[E]:
+        """A root event (a command from outside, e.g. an HTTP request): it starts a correlation."""
+        event_id = id or uuid.uuid4()
+        return cls(
+            data=data,
+            workspace_id=workspace_id,
+            source=source,
+            id=event_id,
+            time=time or _now(),
+            campaign_id=_campaign_of(data),
+            correlation_id=event_id,
+            causation_id=None,
+            traceparent=traceparent,
+        )
+
+    def caused(
+        self,
+        data: E,
+        *,
+        source: str,
+        time: datetime | None = None,
+        discriminator: str = "",
+    ) -> Envelope[E]:
+        """An event emitted in answer to this one, with a deterministic id (see :func:`derive_id`)."""
+        campaign = _campaign_of(data) or self.campaign_id
+        return Envelope(
+            data=data,
+            workspace_id=self.workspace_id,
+            source=source,
+            id=derive_id(self.id, data.event_type, discriminator),
+            time=time or _now(),
+            campaign_id=campaign,
+            correlation_id=self.correlation_id or self.id,
+            causation_id=self.id,
+            traceparent=self.traceparent,
+        )
+
+    def with_time(self, time: datetime) -> Envelope[E]:
+        """A copy with another event time (used with an injected clock)."""
+        return replace(self, time=time)
+
+
+def _campaign_of(data: Event) -> str | None:
+    value = getattr(data, "campaign_id", None)
+    return str(value) if value is not None else None
+
+
+def encode(env: Envelope[Any]) -> tuple[bytes, bytes, Headers]:
+    """Encode to a Kafka record: (key, value, headers)."""
+    headers: Headers = [
+        (H_SPECVERSION, SPECVERSION.encode()),
+        (H_ID, str(env.id).encode()),
+        (H_TYPE, env.type.encode()),
+        (H_SOURCE, env.source.encode()),
+        (H_TIME, env.time.astimezone(UTC).isoformat().encode()),
+        (H_SUBJECT, env.subject.encode()),
+        (H_CONTENT_TYPE, CONTENT_TYPE.encode()),
+        (H_WORKSPACE, env.workspace_id.encode()),
+    ]
+    optional = (
+        (H_CAMPAIGN, env.campaign_id),
+        (H_CORRELATION, env.correlation_id),
+        (H_CAUSATION, env.causation_id),
+        (H_TRACEPARENT, env.traceparent),
+    )
+    headers.extend((name, str(value).encode()) for name, value in optional if value is not None)
+    value = env.data.model_dump_json().encode()
+    return env.subject.encode(), value, headers
+
+
+def headers_dict(headers: Any) -> dict[str, str]:
+    """Kafka headers (a sequence of (name, bytes)) as a dict of str; undecodable values are replaced."""
+    out: dict[str, str] = {}
+    for name, raw in headers or ():
+        if raw is None:
+            continue
+        out[name] = raw.decode("utf-8", "replace") if isinstance(raw, bytes | bytearray) else str(raw)
+    return out
+
+
+def _uuid_header(h: dict[str, str], name: str) -> UUID | None:
+    value = h.get(name)
+    if value is None:
+        return None
+    try:
+        return UUID(value)
+    except ValueError:
+        raise DecodeError("invalid_header", f"header {name!r} is not a UUID: {value!r}") from None
+
+
+def _format_validation(event_type: str, err: ValidationError) -> str:
+    parts = []
+    for e in err.errors():
+        path = ".".join(str(p) for p in e["loc"]) or "<root>"
+        parts.append(f"{path}: {e['msg']}")
+    return f"invalid {event_type} payload: " + "; ".join(parts)
+
+
+def decode(value: bytes | None, headers: Any) -> Envelope[Event]:
+    """Decode a Kafka record (value + headers) into an envelope; upcasts old versions.
+
+    Raises :class:`DecodeError` whose message names the missing header, the unknown type, or the
+    invalid field with its path.
+    """
+    h = headers_dict(headers)
+    missing = [name for name in REQUIRED_HEADERS if name not in h]
+    if missing:
+        raise DecodeError("missing_header", f"missing CloudEvents header(s): {', '.join(missing)}")
+    if h[H_SPECVERSION] != SPECVERSION:
+        raise DecodeError("unsupported_specversion", f"ce_specversion {h[H_SPECVERSION]!r} is not {SPECVERSION}")
+    if value is None:
+        raise DecodeError("invalid_json", "record value is empty (tombstone) where an event was expected")
+    try:
+        payload = json.loads(value)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DecodeError("invalid_json", f"record value is not valid JSON: {exc}") from None
+    if not isinstance(payload, dict):
+        raise DecodeError("invalid_json", f"record value must be a JSON object, got {type(payload).__name__}")
+    try:
+        event_type, payload = upcast(h[H_TYPE], payload)
+    except Exception as exc:  # an upcaster bug must not stall a consumer: it is a decode error
+        raise DecodeError("upcast_failed", f"upcasting {h[H_TYPE]!r} failed: {exc}") from None
+    cls = event_class(event_type)
+    if cls is None:
+        raise DecodeError("unknown_type", f"unknown event type {event_type!r}")
+    try:
+        data = cls.model_validate(payload)
+    except ValidationError as exc:
+        raise DecodeError("invalid_field", _format_validation(event_type, exc)) from None
+    try:
+        time = datetime.fromisoformat(h[H_TIME])
+    except ValueError:
+        raise DecodeError("invalid_header", f"header 'ce_time' is not an RFC 3339 time: {h[H_TIME]!r}") from None
+    event_id = _uuid_header(h, H_ID)
+    assert event_id is not None
+    return Envelope(
+        data=data,
+        workspace_id=h[H_WORKSPACE],
+        source=h[H_SOURCE],
+        id=event_id,
+        time=time,
+        campaign_id=h.get(H_CAMPAIGN),
+        correlation_id=_uuid_header(h, H_CORRELATION),
+        causation_id=_uuid_header(h, H_CAUSATION),
+        traceparent=h.get(H_TRACEPARENT),
+    )

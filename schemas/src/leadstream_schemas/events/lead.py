@@ -1,0 +1,433 @@
+"""Lead lifecycle events, all on ``leadstream.lead.v1`` keyed by ``lead_id`` (per-lead order)."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from enum import StrEnum
+from typing import ClassVar, Literal
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from ..base import Event, register
+from ..topics import LEAD
+
+
+class _Part(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+
+class LeadEvent(Event):
+    """Base of lead events: keyed by lead id; ``campaign_id`` is set when the fact belongs to a campaign."""
+
+    topic: ClassVar[str] = LEAD.name
+    key_field: ClassVar[str] = "lead_id"
+
+    lead_id: UUID
+    campaign_id: UUID | None = None
+
+
+class LeadSource(StrEnum):
+    """Where a lead was found."""
+
+    search = "search"
+    signals = "signals"
+    posts = "posts"
+    linkedin_url = "linkedin_url"
+    csv = "csv"
+    manual = "manual"
+
+
+class Channel(StrEnum):
+    """A delivery channel or message kind."""
+
+    invite = "invite"
+    message = "message"
+    email = "email"
+    comment = "comment"
+
+
+class Action(StrEnum):
+    """A workflow action kind."""
+
+    comment = "comment"
+    like = "like"
+    invite = "invite"
+    message = "message"
+    email = "email"
+
+
+class SkipReason(StrEnum):
+    """Why an action was not performed. Stable codes; downstream systems switch on them."""
+
+    blocked = "blocked"
+    suppressed = "suppressed"
+    dry_run = "dry_run"
+    no_contact = "no_contact"
+    duplicate = "duplicate"
+    limit_reached = "limit_reached"
+    replied = "replied"
+    already_connected = "already_connected"
+    not_accepted = "not_accepted"
+    video_timeout = "video_timeout"
+    campaign_stopped = "campaign_stopped"
+    no_post = "no_post"
+
+
+class FitSignal(_Part):
+    """Why a lead matched a search (e.g. kind=hiring, detail='Hiring 3 SDRs')."""
+
+    kind: str
+    detail: str
+    observed_on: date | None = None
+
+
+@register
+class LeadDiscovered(LeadEvent):
+    """A new lead was found for a workspace by a search, import or manual add.
+
+    Emitted once per lead per workspace: the lead id is deterministic (uuid5 of the normalised
+    LinkedIn URL, else the normalised email), so a second sighting is a duplicate and not re-emitted.
+    """
+
+    event_type: ClassVar[str] = "leadstream.lead.discovered.v1"
+
+    source: LeadSource
+    search_id: UUID | None = None
+    source_group_id: UUID | None = None
+    linkedin_url: str | None = None
+    email: str | None = None
+    full_name: str | None = None
+    first_name: str | None = None
+    last_name: str | None = None
+    title: str | None = None
+    company: str | None = None
+    location: str | None = None
+    fit_signals: list[FitSignal] = Field(default_factory=list)
+
+
+class Post(_Part):
+    """A recent post or article by the lead."""
+
+    text: str
+    topic: str | None = None
+    posted_on: date | None = None
+    url: str | None = None
+    kind: Literal["post", "article"] = "post"
+
+
+class Position(_Part):
+    """One entry of a lead's work history (``ended_on`` None means current)."""
+
+    title: str
+    company: str
+    started_on: date | None = None
+    ended_on: date | None = None
+
+
+class CompanyMilestone(_Part):
+    """A company event usable as a hook: funding, hiring, expansion, news."""
+
+    kind: Literal["funding", "hiring", "expansion", "news", "launch", "other"]
+    detail: str
+    occurred_on: date | None = None
+
+
+@register
+class LeadProfileEnriched(LeadEvent):
+    """Profile data was found for a lead (name, role, company, posts, history, skills)."""
+
+    event_type: ClassVar[str] = "leadstream.lead.profile_enriched.v1"
+
+    full_name: str
+    first_name: str | None = None
+    last_name: str | None = None
+    headline: str | None = None
+    role: str | None = None
+    company_name: str | None = None
+    company_size: str | None = None
+    company_industry: str | None = None
+    city: str | None = None
+    linkedin_url: str | None = None
+    recent_posts: list[Post] = Field(default_factory=list)
+    work_history: list[Position] = Field(default_factory=list)
+    skills: list[str] = Field(default_factory=list)
+    company_milestones: list[CompanyMilestone] = Field(default_factory=list)
+    provider: str = "simulated"
+
+
+@register
+class LeadEmailEnriched(LeadEvent):
+    """A verified email address was found for the lead (only verified addresses are emitted)."""
+
+    event_type: ClassVar[str] = "leadstream.lead.email_enriched.v1"
+
+    email: str
+    status: Literal["verified"] = "verified"
+    provider: str = "simulated"
+
+
+@register
+class LeadEmailNotFound(LeadEvent):
+    """No usable email: none found, or the one found was risky or invalid (``reason`` says which)."""
+
+    event_type: ClassVar[str] = "leadstream.lead.email_not_found.v1"
+
+    reason: Literal["not_found", "risky", "invalid", "provider_error"]
+    detail: str | None = None
+    provider: str = "simulated"
+
+
+@register
+class LeadEnrichmentFailed(LeadEvent):
+    """Enrichment failed permanently for one stage; the lead continues with what is known."""
+
+    event_type: ClassVar[str] = "leadstream.lead.enrichment_failed.v1"
+
+    stage: Literal["profile", "email"]
+    reason: str
+    detail: str | None = None
+
+
+class Hook(_Part):
+    """The personalisation hook a message is built on, and why it was chosen."""
+
+    kind: Literal["recent_post", "career_move", "company_milestone", "role_company"]
+    detail: str
+    reason: str
+    fallback: bool = False
+
+
+@register
+class MessageGenerated(LeadEvent):
+    """A draft (invite note, message, email or comment) was written for a lead in a campaign."""
+
+    event_type: ClassVar[str] = "leadstream.lead.message_generated.v1"
+
+    draft_id: UUID
+    channel: Channel
+    step_id: str | None = None
+    text: str
+    subject: str | None = None
+    hook: Hook
+    template: str | None = None
+    char_limit: int | None = None
+    needs_review: bool = False
+    generator: str = "simulated"
+
+
+@register
+class MessageApproved(LeadEvent):
+    """A reviewer approved a draft in the Messaging Lab (or auto-approval applied)."""
+
+    event_type: ClassVar[str] = "leadstream.lead.message_approved.v1"
+
+    draft_id: UUID
+    channel: Channel
+    step_id: str | None = None
+    text: str
+    subject: str | None = None
+    auto: bool = False
+
+
+@register
+class MessageEdited(LeadEvent):
+    """A reviewer edited a draft; the edited text is checked against the channel's limit."""
+
+    event_type: ClassVar[str] = "leadstream.lead.message_edited.v1"
+
+    draft_id: UUID
+    channel: Channel
+    step_id: str | None = None
+    text: str
+    subject: str | None = None
+
+
+@register
+class MessageRejected(LeadEvent):
+    """A reviewer rejected a draft; a new draft is generated in its place."""
+
+    event_type: ClassVar[str] = "leadstream.lead.message_rejected.v1"
+
+    draft_id: UUID
+    channel: Channel
+    step_id: str | None = None
+    reason: str | None = None
+
+
+@register
+class LeadEnrolled(LeadEvent):
+    """The lead entered a campaign's outreach sequence on one account (outreach active)."""
+
+    event_type: ClassVar[str] = "leadstream.lead.enrolled.v1"
+
+    account_id: UUID
+    workflow_preset: str | None = None
+    video_template_id: str | None = None
+
+
+@register
+class VideoRequested(LeadEvent):
+    """A personalised video was requested before the lead's first action."""
+
+    event_type: ClassVar[str] = "leadstream.lead.video_requested.v1"
+
+    video_job_id: UUID
+    template_id: str
+    variables: dict[str, str] = Field(default_factory=dict)
+    fallbacks_used: list[str] = Field(default_factory=list)
+
+
+@register
+class VideoGenerated(LeadEvent):
+    """The video provider delivered the lead's video (signed callback)."""
+
+    event_type: ClassVar[str] = "leadstream.lead.video_generated.v1"
+
+    video_job_id: UUID
+    video_url: str
+    thumbnail_url: str | None = None
+
+
+@register
+class VideoFailed(LeadEvent):
+    """The video could not be delivered in time or failed; the workflow proceeds without it."""
+
+    event_type: ClassVar[str] = "leadstream.lead.video_failed.v1"
+
+    video_job_id: UUID
+    reason: Literal["timeout", "provider_error", "rejected"]
+    detail: str | None = None
+
+
+class _ActionEvent(LeadEvent):
+    """Base of action facts performed from an account at a workflow step."""
+
+    account_id: UUID | None = None
+    step_id: str | None = None
+
+
+@register
+class CommentDrafted(_ActionEvent):
+    """A comment on the lead's post was drafted (awaiting approval in 'draft for approval' mode)."""
+
+    event_type: ClassVar[str] = "leadstream.lead.comment_drafted.v1"
+
+    post_url: str
+    text: str
+
+
+@register
+class CommentPosted(_ActionEvent):
+    """A comment was posted on the lead's post."""
+
+    event_type: ClassVar[str] = "leadstream.lead.comment_posted.v1"
+
+    post_url: str
+    text: str
+
+
+@register
+class PostLiked(_ActionEvent):
+    """The lead's post was liked."""
+
+    event_type: ClassVar[str] = "leadstream.lead.post_liked.v1"
+
+    post_url: str
+
+
+@register
+class InviteSent(_ActionEvent):
+    """A connection invite was sent, with or without a note (and a video link)."""
+
+    event_type: ClassVar[str] = "leadstream.lead.invite_sent.v1"
+
+    note: str | None = None
+    video_url: str | None = None
+
+
+@register
+class InviteAccepted(_ActionEvent):
+    """The lead accepted the connection invite."""
+
+    event_type: ClassVar[str] = "leadstream.lead.invite_accepted.v1"
+
+
+@register
+class MessageSent(_ActionEvent):
+    """A LinkedIn message was sent to the lead."""
+
+    event_type: ClassVar[str] = "leadstream.lead.message_sent.v1"
+
+    text: str
+    video_url: str | None = None
+
+
+@register
+class EmailSent(_ActionEvent):
+    """An email was sent to the lead (always with a one-click unsubscribe link)."""
+
+    event_type: ClassVar[str] = "leadstream.lead.email_sent.v1"
+
+    to: str
+    subject: str
+    body: str
+    unsubscribe_url: str
+    provider_message_id: str | None = None
+
+
+@register
+class ActionSkipped(_ActionEvent):
+    """An action was deliberately not performed; ``reason`` is a stable code.
+
+    For a dry-run email, ``rendered`` holds the full email that would have been sent.
+    """
+
+    event_type: ClassVar[str] = "leadstream.lead.action_skipped.v1"
+
+    action: Action
+    reason: SkipReason
+    detail: str | None = None
+    rendered: dict[str, str] | None = None
+
+
+@register
+class ActionFailed(_ActionEvent):
+    """An action failed at the provider; ``retryable`` says whether it will be tried again."""
+
+    event_type: ClassVar[str] = "leadstream.lead.action_failed.v1"
+
+    action: Action
+    reason: str
+    detail: str | None = None
+    retryable: bool = False
+
+
+@register
+class Replied(_ActionEvent):
+    """The lead replied; every pending step for the lead is cancelled."""
+
+    event_type: ClassVar[str] = "leadstream.lead.replied.v1"
+
+    channel: Channel
+    received_at: datetime
+    excerpt: str | None = None
+    out_of_office: bool = False
+
+
+@register
+class LeadCompleted(LeadEvent):
+    """The lead finished every step of the campaign without replying."""
+
+    event_type: ClassVar[str] = "leadstream.lead.completed.v1"
+
+    steps_done: int = 0
+
+
+@register
+class LeadUnsubscribed(LeadEvent):
+    """The lead unsubscribed (one-click link or manual); suppressed on every channel."""
+
+    event_type: ClassVar[str] = "leadstream.lead.unsubscribed.v1"
+
+    via: Literal["one_click", "link", "manual", "reply"] = "one_click"

@@ -1,0 +1,58 @@
+"""Discovery search progress on ``leadstream.search.v1`` keyed by ``search_id``."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Literal
+from uuid import UUID
+
+from pydantic import Field
+
+from ..base import Event, register
+from ..topics import SEARCH
+
+
+class SearchEvent(Event):
+    """Base of search events."""
+
+    topic: ClassVar[str] = SEARCH.name
+    key_field: ClassVar[str] = "search_id"
+
+    search_id: UUID
+
+
+@register
+class SearchStarted(SearchEvent):
+    """A saved background search started; its results become the source group."""
+
+    event_type: ClassVar[str] = "leadstream.search.started.v1"
+
+    source_group_id: UUID
+    kind: Literal["people", "signals", "posts", "linkedin_url", "csv", "manual"]
+    name: str
+    criteria: dict[str, Any] = Field(default_factory=dict)
+    target_count: int
+
+
+@register
+class SearchPageCompleted(SearchEvent):
+    """One page of results was processed; ``cursor`` resumes the search after it."""
+
+    event_type: ClassVar[str] = "leadstream.search.page_completed.v1"
+
+    page: int
+    cursor: str | None = None
+    found: int
+    new_leads: int
+    duplicates: int
+    total_new: int
+
+
+@register
+class SearchFinished(SearchEvent):
+    """The search stopped: target reached, source exhausted, cancelled or failed."""
+
+    event_type: ClassVar[str] = "leadstream.search.finished.v1"
+
+    reason: Literal["target_reached", "exhausted", "cancelled", "failed"]
+    total_new: int
+    next_run_at: str | None = None
