@@ -6,6 +6,7 @@ Downstream systems ``pip install leadstream-schemas`` and decode records with :f
 from .base import EVENT_TYPES, Event, event_class, register
 from .envelope import DecodeError, Envelope, decode, derive_id, encode, headers_dict
 from .events.account import (
+    HEALTHY_STATUSES,
     AccountConnected,
     AccountConnectionRequested,
     AccountDeleted,
@@ -14,7 +15,6 @@ from .events.account import (
     AccountLeaseReleased,
     AccountStatus,
     AccountStatusChanged,
-    HEALTHY_STATUSES,
 )
 from .events.campaign import (
     Audience,
@@ -77,6 +77,12 @@ from .upcasting import upcast, upcaster
 
 __all__ = [
     "ACCOUNT",
+    "CAMPAIGN",
+    "EVENT_TYPES",
+    "HEALTHY_STATUSES",
+    "LEAD",
+    "SEARCH",
+    "TOPICS",
     "AccountConnected",
     "AccountConnectionRequested",
     "AccountDeleted",
@@ -89,7 +95,6 @@ __all__ = [
     "ActionFailed",
     "ActionSkipped",
     "Audience",
-    "CAMPAIGN",
     "CampaignCreated",
     "CampaignDeleted",
     "CampaignEvent",
@@ -104,16 +109,13 @@ __all__ = [
     "CommentPosted",
     "CompanyMilestone",
     "DecodeError",
-    "EVENT_TYPES",
     "EmailSent",
     "Envelope",
     "Event",
     "FitSignal",
-    "HEALTHY_STATUSES",
     "Hook",
     "InviteAccepted",
     "InviteSent",
-    "LEAD",
     "LeadCompleted",
     "LeadDiscovered",
     "LeadEmailEnriched",
@@ -133,14 +135,12 @@ __all__ = [
     "Post",
     "PostLiked",
     "Replied",
-    "SEARCH",
     "SearchEvent",
     "SearchFinished",
     "SearchPageCompleted",
     "SearchStarted",
     "SkipReason",
     "Strategy",
-    "TOPICS",
     "Topic",
     "VideoFailed",
     "VideoGenerated",

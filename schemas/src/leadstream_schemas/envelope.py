@@ -10,6 +10,7 @@ import json
 import uuid
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from collections.abc import Mapping
 from typing import Any, Generic, TypeVar
 from uuid import UUID
 
@@ -39,6 +40,7 @@ REQUIRED_HEADERS = (H_SPECVERSION, H_ID, H_TYPE, H_SOURCE, H_TIME, H_WORKSPACE)
 
 Headers = list[tuple[str, bytes]]
 E = TypeVar("E", bound=Event)
+F = TypeVar("F", bound=Event)
 
 
 class DecodeError(ValueError):
@@ -115,12 +117,12 @@ class Envelope(Generic[E]):
 
     def caused(
         self,
-        data: E,
+        data: F,
         *,
         source: str,
         time: datetime | None = None,
         discriminator: str = "",
-    ) -> Envelope[E]:
+    ) -> Envelope[F]:
         """An event emitted in answer to this one, with a deterministic id (see :func:`derive_id`)."""
         campaign = _campaign_of(data) or self.campaign_id
         return Envelope(
@@ -169,9 +171,14 @@ def encode(env: Envelope[Any]) -> tuple[bytes, bytes, Headers]:
 
 
 def headers_dict(headers: Any) -> dict[str, str]:
-    """Kafka headers (a sequence of (name, bytes)) as a dict of str; undecodable values are replaced."""
+    """Kafka headers as a dict of str; undecodable values are replaced.
+
+    Accepts a sequence of ``(name, bytes)`` pairs (aiokafka, confluent-kafka) or a mapping of name to
+    bytes or str (FastStream, tests). When a name repeats, the last value wins.
+    """
     out: dict[str, str] = {}
-    for name, raw in headers or ():
+    pairs = headers.items() if isinstance(headers, Mapping) else headers or ()
+    for name, raw in pairs:
         if raw is None:
             continue
         out[name] = raw.decode("utf-8", "replace") if isinstance(raw, bytes | bytearray) else str(raw)
@@ -231,6 +238,8 @@ def decode(value: bytes | None, headers: Any) -> Envelope[Event]:
         time = datetime.fromisoformat(h[H_TIME])
     except ValueError:
         raise DecodeError("invalid_header", f"header 'ce_time' is not an RFC 3339 time: {h[H_TIME]!r}") from None
+    if time.tzinfo is None:  # RFC 3339 requires an offset; read a bare time as UTC rather than local time
+        time = time.replace(tzinfo=UTC)
     event_id = _uuid_header(h, H_ID)
     assert event_id is not None
     return Envelope(

@@ -1,0 +1,64 @@
+# leadstream — `make help` lists the targets. The README's two commands are `make demo` and `make test`.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+INFRA := deploy/local/infra.sh
+ENV_FILE := .run/env
+# Load the servers' addresses written by `infra.sh up` (explicit environment variables win).
+WITH_ENV = set -a; [ -f $(ENV_FILE) ] && . $(ENV_FILE); set +a;
+PYTEST_ARGS ?=
+
+.PHONY: help venv infra-up infra-down infra-status topics migrate demo test test-unit lint schemas schemas-check bench clean
+
+help: ## list targets
+	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml schemas/pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e ./schemas -e '.[dev]'
+	touch $(STAMP)
+
+venv: $(STAMP) ## create .venv and install the project
+
+infra-up: ## start Kafka and Postgres (idempotent)
+	bash $(INFRA) up
+
+infra-down: ## stop the Kafka and Postgres this project started
+	bash $(INFRA) down
+
+infra-status: ## show the local servers
+	bash $(INFRA) status
+
+topics: venv infra-up ## create every topic and its .dlq
+	$(WITH_ENV) $(BIN)/leadstream topics apply
+
+migrate: venv infra-up ## apply every service's migrations
+	$(WITH_ENV) $(BIN)/leadstream migrate
+
+demo: venv infra-up ## run the demo campaign (ONCE=1 exits after printing)
+	$(WITH_ENV) $(BIN)/leadstream demo $(if $(ONCE),--once,)
+
+test: venv infra-up ## run every test on the real broker and database
+	$(WITH_ENV) $(BIN)/pytest $(PYTEST_ARGS)
+
+lint: venv ## ruff and mypy
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy schemas/src services leadstream_cli
+
+schemas: venv ## regenerate JSON Schemas and the AsyncAPI document
+	$(BIN)/python -m leadstream_schemas.generate
+
+schemas-check: venv ## fail if generated schemas are stale or a change is incompatible
+	$(BIN)/python -m leadstream_schemas.generate --check
+	$(BIN)/python -m leadstream_schemas.compat
+
+bench: venv infra-up ## projection benchmark (ratios against baselines measured in the same run)
+	$(WITH_ENV) $(BIN)/python bench/projection.py
+
+clean: ## remove the venv and caches (servers' data stays in .run/)
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""Enrichment: adds profile data and a verified email to each discovered lead."""

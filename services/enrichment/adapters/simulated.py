@@ -1,0 +1,133 @@
+"""Simulated profile provider and email finder: deterministic from a seed, realistic in behaviour.
+
+They answer with latency, occasional transient errors and rate limits (as the real providers do),
+profiles with recent posts, career moves and company milestones, and emails that are verified for
+most leads, risky or invalid for some, and missing for others.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import date, timedelta
+
+from services.runtime.providers import ProviderError, RateLimited, SimulationProfile, seeded_rng
+
+from . import EmailResult, LeadRef, ProfileData
+
+FIRST = ["Ada", "Ben", "Chloe", "Diego", "Emma", "Farid", "Grace", "Hugo", "Ines", "Jonas", "Kira", "Liam",
+         "Maya", "Noah", "Olga", "Pablo", "Quinn", "Rosa", "Sami", "Tara", "Uma", "Victor", "Wen", "Yara", "Zoe"]
+LAST = ["Adler", "Brandt", "Costa", "Dubois", "Eriksen", "Fischer", "Garcia", "Hansen", "Ito", "Jensen",
+        "Kowalski", "Larsen", "Moreau", "Novak", "Olsen", "Petrov", "Rossi", "Schmidt", "Tanaka", "Weber"]
+ROLES = ["Head of Sales", "VP Marketing", "CTO", "Founder & CEO", "RevOps Lead", "Head of Growth",
+         "Engineering Manager", "Talent Acquisition Lead", "COO", "Sales Director"]
+COMPANIES = ["Northwind Labs", "Bluepeak", "Cobalt Systems", "Dataforge", "Evergreen AI", "Fluxio",
+             "Granite Cloud", "Helio Health", "Ironclad Pay", "Juniper Robotics"]
+INDUSTRIES = ["Software", "Fintech", "Healthcare", "Logistics", "Manufacturing", "E-commerce"]
+SIZES = ["11-50", "51-200", "201-500", "501-1000", "1001-5000"]
+CITIES = ["Berlin", "London", "Paris", "Amsterdam", "Lisbon", "Stockholm", "Madrid", None]
+TOPICS = [
+    ("outbound pipeline", "We rebuilt our outbound motion this quarter and pipeline doubled."),
+    ("hiring SDRs", "We're hiring SDRs in three countries - the interview loop taught me a lot."),
+    ("AI in sales", "Tried AI-written first lines for a month. Reply rates went up, but only with real context."),
+    ("remote teams", "Two years fully remote: what I'd keep and what I'd change."),
+    ("RevOps tooling", "Our RevOps stack is finally simple: CRM, sequencer, warehouse."),
+]
+MILESTONES = [
+    ("funding", "raised a Series B of $30M"),
+    ("hiring", "is hiring 12 people in sales and engineering"),
+    ("expansion", "opened an office in Madrid"),
+    ("news", "was named a fastest-growing company in its region"),
+    ("launch", "launched its self-serve plan"),
+]
+SKILLS = ["Sales", "Negotiation", "SaaS", "Leadership", "Python", "Marketing", "Hiring", "Strategy"]
+
+
+class _Faulty:
+    """Shared behaviour of the simulated providers: latency, transient errors, rate limits."""
+
+    def __init__(self, profile: SimulationProfile, today: date) -> None:
+        self.sim = profile
+        self.today = today
+        self.calls: Counter[str] = Counter()
+        self.total_calls = 0
+
+    async def _call(self, kind: str, key: str) -> None:
+        self.calls[f"{kind}:{key}"] += 1
+        self.total_calls += 1
+        rng = seeded_rng(self.sim.seed, kind, key, self.calls[f"{kind}:{key}"])
+        await self.sim.latency(rng)
+        if self.sim.rate_limit_every and self.total_calls % self.sim.rate_limit_every == 0:
+            raise RateLimited(self.sim.retry_after_s)
+        if rng.random() < self.sim.transient_error_rate:
+            raise ProviderError("simulated 503 from provider", transient=True, status=503)
+
+
+class SimulatedProfileProvider(_Faulty):
+    """A profile provider that invents a plausible, stable profile for each lead."""
+
+    name = "simulated"
+
+    async def fetch_profile(self, lead: LeadRef) -> ProfileData:
+        await self._call("profile", lead.lead_id)
+        rng = seeded_rng(self.sim.seed, "profile-data", lead.lead_id)
+        first, last = rng.choice(FIRST), rng.choice(LAST)
+        if lead.full_name and " " in lead.full_name:
+            first, last = lead.full_name.split(" ", 1)
+        company = lead.company or rng.choice(COMPANIES)
+        role = rng.choice(ROLES)
+        posts = []
+        for _ in range(rng.choice([0, 1, 2, 3])):
+            topic, text = rng.choice(TOPICS)
+            posts.append({"text": text, "topic": topic, "posted_on": self.today - timedelta(days=rng.randint(1, 40)),
+                          "kind": rng.choice(["post", "post", "article"])})
+        moved = rng.random() < 0.3
+        history = [{"title": role, "company": company,
+                    "started_on": self.today - timedelta(days=rng.randint(20, 80) if moved else rng.randint(400, 2000))}]
+        history.append({"title": rng.choice(ROLES), "company": rng.choice(COMPANIES),
+                        "started_on": self.today - timedelta(days=2500), "ended_on": history[0]["started_on"]})
+        milestones = []
+        if rng.random() < 0.4:
+            kind, detail = rng.choice(MILESTONES)
+            milestones.append({"kind": kind, "detail": f"{company} {detail}",
+                               "occurred_on": self.today - timedelta(days=rng.randint(3, 60))})
+        return ProfileData(
+            {
+                "full_name": f"{first} {last}",
+                "first_name": first,
+                "last_name": last,
+                "headline": f"{role} at {company}",
+                "role": role,
+                "company_name": company,
+                "company_size": rng.choice(SIZES),
+                "company_industry": rng.choice(INDUSTRIES),
+                "city": rng.choice(CITIES),
+                "linkedin_url": lead.linkedin_url,
+                "recent_posts": posts,
+                "work_history": history,
+                "skills": rng.sample(SKILLS, 3),
+                "company_milestones": milestones,
+            }
+        )
+
+
+class SimulatedEmailFinder(_Faulty):
+    """An email finder: ~60% verified, ~15% risky, ~10% invalid, the rest not found."""
+
+    name = "simulated"
+
+    async def find_email(self, lead: LeadRef, profile: ProfileData) -> EmailResult:
+        await self._call("email", lead.lead_id)
+        if lead.email:
+            return EmailResult(lead.email, "verified")
+        rng = seeded_rng(self.sim.seed, "email-data", lead.lead_id)
+        first = str(profile.fields.get("first_name") or "contact").lower()
+        domain = str(profile.fields.get("company_name") or "example").lower().replace(" ", "").replace("&", "")
+        address = f"{first}@{domain}.example"
+        roll = rng.random()
+        if roll < 0.6:
+            return EmailResult(address, "verified")
+        if roll < 0.75:
+            return EmailResult(address, "risky")
+        if roll < 0.85:
+            return EmailResult(address, "invalid")
+        return EmailResult(None, "not_found")

@@ -1,0 +1,77 @@
+"""Configuration shared by every service, read from ``LEADSTREAM_*`` environment variables.
+
+``KAFKA_BOOTSTRAP_SERVERS`` and ``DATABASE_URL`` are also accepted without the prefix, because
+that is what the local scripts, compose and most platforms export.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from .clock import Clock, clock_from_settings
+
+
+class RuntimeSettings(BaseSettings):
+    """Settings every service has. A service subclasses this to add its own."""
+
+    model_config = SettingsConfigDict(env_prefix="LEADSTREAM_", extra="ignore", populate_by_name=True)
+
+    service_name: str = "leadstream"
+    kafka_bootstrap_servers: str = Field(
+        "127.0.0.1:19092",
+        validation_alias=AliasChoices("LEADSTREAM_KAFKA_BOOTSTRAP_SERVERS", "KAFKA_BOOTSTRAP_SERVERS"),
+    )
+    database_url: str = Field(
+        "postgresql+asyncpg://leadstream:leadstream@127.0.0.1:55432/leadstream",
+        validation_alias=AliasChoices("LEADSTREAM_DATABASE_URL", "DATABASE_URL"),
+    )
+    topic_prefix: str = Field("", description="Prefix for every topic name (isolates test runs on one broker).")
+    topic_partitions: int = Field(6, ge=1)
+    topic_replication_factor: int = Field(1, ge=1)
+    http_host: str = "127.0.0.1"
+    http_port: int = 0
+    log_level: str = "INFO"
+    log_json: bool = True
+
+    consumer_max_records: int = Field(500, ge=1)
+    consumer_max_attempts: int = Field(5, ge=1, description="Handler attempts before a record is dead-lettered.")
+    consumer_backoff_initial_s: float = Field(0.2, ge=0)
+    consumer_backoff_max_s: float = Field(5.0, ge=0)
+    consumer_session_timeout_ms: int = 10_000
+    consumer_heartbeat_interval_ms: int = 1_000
+
+    outbox_batch_size: int = Field(500, ge=1)
+    outbox_poll_interval_s: float = Field(0.05, gt=0)
+
+    clock_scale: float = Field(1.0, gt=0, description="Campaign time runs this many times faster (demo, e2e).")
+    clock_epoch: datetime | None = Field(None, description="Where scaled time starts; same value in every process.")
+    webhook_secret: str = Field("dev-webhook-secret-change-me", description="HMAC key for inbound webhooks.")
+    webhook_tolerance_s: int = 300
+
+    simulated_seed: int = 42
+    default_workspace: str = "demo"
+
+    def topic_name(self, base: str) -> str:
+        """The physical topic name for a contract topic name."""
+        return f"{self.topic_prefix}{base}"
+
+    def base_topic(self, physical: str) -> str:
+        """The contract topic name for a physical topic name."""
+        return physical.removeprefix(self.topic_prefix)
+
+    def clock(self) -> Clock:
+        """The clock this process uses (system, or scaled for demos)."""
+        return clock_from_settings(self.clock_scale, self.clock_epoch)
+
+    @property
+    def group_id(self) -> str:
+        """The consumer group of this service: one per service."""
+        return f"{self.topic_prefix}leadstream-{self.service_name}"
+
+    @property
+    def db_schema(self) -> str:
+        """The Postgres schema this service owns."""
+        return self.service_name

@@ -1,0 +1,126 @@
+"""Shared fixtures: the real Kafka broker and Postgres, an isolated topic prefix and database per
+test session, settings for a service, and services started in-process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import uuid
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import asyncpg  # type: ignore[import-untyped]
+import pytest
+from sqlalchemy.engine import make_url
+
+from services.runtime.kafka import apply_topics
+from services.runtime.settings import RuntimeSettings
+from services.runtime.service import Service
+from tests.support.infra import Infra, ensure_infra
+from tests.support.kafka import wait_for
+
+TEST_PARTITIONS = 3
+
+
+@pytest.fixture(scope="session")
+def infra() -> Infra:
+    """The real servers (found through the environment, or started by deploy/local)."""
+    return ensure_infra()
+
+
+def _plain_dsn(url: str) -> str:
+    return url.replace("postgresql+asyncpg://", "postgresql://")
+
+
+@pytest.fixture(scope="session")
+async def database_url(infra: Infra) -> AsyncIterator[str]:
+    """A fresh database for this test session, dropped afterwards."""
+    base = make_url(infra.database_url)
+    name = f"leadstream_test_{uuid.uuid4().hex[:10]}"
+    admin = await asyncpg.connect(_plain_dsn(infra.database_url))
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    yield base.set(database=name).render_as_string(hide_password=False)
+    admin = await asyncpg.connect(_plain_dsn(infra.database_url))
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+@pytest.fixture(scope="session")
+async def topic_prefix(infra: Infra) -> str:
+    """A topic prefix unique to this session, with every contract topic (and DLQ) created under it."""
+    prefix = f"t{uuid.uuid4().hex[:8]}."
+    await apply_topics(_settings(infra.kafka_bootstrap_servers, "", prefix, "admin"), partitions=TEST_PARTITIONS)
+    return prefix
+
+
+def _settings(kafka: str, db: str, prefix: str, service: str, cls: type[RuntimeSettings] = RuntimeSettings,
+              **overrides: Any) -> RuntimeSettings:
+    values: dict[str, Any] = {
+        "kafka_bootstrap_servers": kafka,
+        "database_url": db,
+        "topic_prefix": prefix,
+        "service_name": service,
+        "topic_partitions": TEST_PARTITIONS,
+        "consumer_backoff_initial_s": 0.05,
+        "consumer_backoff_max_s": 0.5,
+        "consumer_max_attempts": 3,
+        "log_json": False,
+    }
+    values.update(overrides)
+    return cls(**values)
+
+
+SettingsFactory = Callable[..., Any]
+
+
+@pytest.fixture(scope="session")
+def make_settings(infra: Infra, database_url: str, topic_prefix: str) -> SettingsFactory:
+    """``make_settings(service_name, cls=SettingsClass, **overrides)`` -> settings on the test servers."""
+
+    def factory(service: str, cls: type[RuntimeSettings] = RuntimeSettings, **overrides: Any) -> Any:
+        return _settings(infra.kafka_bootstrap_servers, database_url, topic_prefix, service, cls, **overrides)
+
+    return factory
+
+
+@pytest.fixture
+async def start_service() -> AsyncIterator[Callable[[Service], Any]]:
+    """``await start_service(service)`` starts a built service in-process; all are stopped at test end."""
+    started: list[Service] = []
+
+    async def start(service: Service) -> Service:
+        await service.start()
+        started.append(service)
+        for consumer in service.consumers:
+            await wait_for(
+                lambda c=consumer: c.consumer is not None and c.consumer.assignment(),
+                timeout_s=60,
+                what=f"partitions for consumer {consumer.group_id}",
+            )
+        return service
+
+    yield start
+    for service in reversed(started):
+        with contextlib.suppress(Exception):
+            await service.stop()
+
+
+@pytest.fixture(scope="session")
+def subprocess_env(infra: Infra, database_url: str, topic_prefix: str) -> dict[str, str]:
+    """Environment for services started as separate processes in this session."""
+    env = dict(os.environ)
+    env.update(
+        {
+            "KAFKA_BOOTSTRAP_SERVERS": infra.kafka_bootstrap_servers,
+            "DATABASE_URL": database_url,
+            "LEADSTREAM_TOPIC_PREFIX": topic_prefix,
+            "LEADSTREAM_TOPIC_PARTITIONS": str(TEST_PARTITIONS),
+        }
+    )
+    return env
