@@ -10,6 +10,8 @@ ENV_FILE := .run/env
 # Load the servers' addresses written by `infra.sh up` (explicit environment variables win).
 WITH_ENV = set -a; [ -f $(ENV_FILE) ] && . $(ENV_FILE); set +a;
 PYTEST_ARGS ?=
+# The contract the models must stay compatible with (a release tag or the target branch in CI).
+SCHEMAS_BASE ?= HEAD
 
 .PHONY: help venv infra-up infra-down infra-status topics migrate demo test test-unit lint schemas schemas-check bench clean
 
@@ -55,7 +57,7 @@ schemas: venv ## regenerate JSON Schemas and the AsyncAPI document
 
 schemas-check: venv ## fail if generated schemas are stale or a change is incompatible
 	$(BIN)/python -m leadstream_schemas.generate --check
-	$(BIN)/python -m leadstream_schemas.compat
+	$(BIN)/python -m leadstream_schemas.compat --ref $(SCHEMAS_BASE)
 
 bench: venv infra-up ## projection benchmark (ratios against baselines measured in the same run)
 	$(WITH_ENV) $(BIN)/python bench/projection.py

@@ -6,11 +6,11 @@ Schema of an event type with the old (committed) one and lists every change, mar
 - a field removed (required or optional: downstream consumers read it);
 - a field that became required, or a new field without a default (old events do not carry it);
 - a type changed or narrowed: another JSON type, ``null`` no longer allowed, a new or different
-  ``format``, enum / ``Literal`` values removed, a new or tighter constraint;
+  ``format``, enum / ``Literal`` values removed, a new or changed constraint (``maxLength``, ...);
 - an event type removed, or moved to another topic or key field.
 
 Widening (a new optional field, new enum values, ``null`` now allowed, a new event type) is compatible.
-Annotations (title, description, default, examples) are ignored. Nested models (``$defs``) are compared
+Annotations (title, description, default, examples) are not compared. Nested models (``$defs``) are compared
 field by field; paths read like ``fit_signals[].kind`` (``[]`` = list items, ``{}`` = map values).
 
     python -m leadstream_schemas.compat                  # models in code vs committed schemas/jsonschema/
@@ -27,7 +27,7 @@ import json
 import subprocess
 import sys
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,9 +35,6 @@ from .generate import JSONSCHEMA_DIR, default_root, event_schemas
 
 Schema = dict[str, Any]
 
-_ANNOTATIONS = frozenset(
-    {"title", "description", "default", "examples", "deprecated", "readOnly", "writeOnly", "$comment"}
-)
 _CONSTRAINTS = (
     "minLength",
     "maxLength",
@@ -63,7 +60,7 @@ class Change:
     event_type: str
     path: str
     message: str
-    breaking: bool = field(default=True, compare=False)
+    breaking: bool = True
 
     def __str__(self) -> str:
         where = f"{self.event_type}: {self.path}" if self.path else self.event_type
@@ -93,17 +90,14 @@ class _Comparison:
         new_meta = self.new_root.get("x-leadstream", {})
         for key, what in (("topic", "topic"), ("key_field", "key field")):
             if key in old_meta and old_meta.get(key) != new_meta.get(key):
-                self._add("", f"{what} changed from {old_meta[key]!r} to {new_meta.get(key)!r}")
-        self._add_all(self._node(self.old_root, self.new_root, ""))
+                self.changes.append(self._change("", f"{what} changed from {old_meta[key]!r} to {new_meta.get(key)!r}"))
+        self.changes.extend(self._node(self.old_root, self.new_root, ""))
         return self.changes
 
     # -- helpers
 
-    def _add(self, path: str, message: str, is_breaking: bool = True) -> None:
-        self.changes.append(Change(self.event_type, path, message, is_breaking))
-
-    def _add_all(self, changes: list[Change]) -> None:
-        self.changes.extend(changes)
+    def _change(self, path: str, message: str, is_breaking: bool = True) -> Change:
+        return Change(self.event_type, path, message, is_breaking)
 
     def _resolve(self, node: Schema, root: Schema) -> Schema:
         """Follow ``$ref`` (``#/$defs/Name``) and single-element ``allOf`` wrappers."""
@@ -152,9 +146,6 @@ class _Comparison:
             out.append(self._change(path, f"now also accepts {', '.join(gained)}", is_breaking=False))
         return out
 
-    def _change(self, path: str, message: str, is_breaking: bool = True) -> Change:
-        return Change(self.event_type, path, message, is_breaking)
-
     def _same_kind(self, old: Schema, new: Schema, path: str) -> list[Change]:
         kind = _kind(new)
         if kind == _ANY:
@@ -194,11 +185,14 @@ class _Comparison:
         return out
 
     def _constraints(self, old: Schema, new: Schema, path: str) -> list[Change]:
-        return [
-            self._change(path, f"constraint {key} changed from {old.get(key)!r} to {new[key]!r}")
-            for key in _CONSTRAINTS
-            if new.get(key) is not None and new.get(key) != old.get(key)
-        ]
+        out = []
+        for key in _CONSTRAINTS:
+            before, after = old.get(key), new.get(key)
+            if after is None or after == before:
+                continue
+            was = "new constraint" if before is None else f"constraint changed from {key}={before!r} to"
+            out.append(self._change(path, f"{was} {key}={after!r}"))
+        return out
 
     def _object(self, old: Schema, new: Schema, path: str) -> list[Change]:
         old_props, new_props = old.get("properties"), new.get("properties")

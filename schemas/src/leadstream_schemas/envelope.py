@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from collections.abc import Mapping
 from typing import Any, Generic, TypeVar
 from uuid import UUID
 

@@ -363,7 +363,10 @@ def write(root: Path, files: Mapping[str, str]) -> list[str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m leadstream_schemas.generate", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m leadstream_schemas.generate",
+        description="Write one JSON Schema per event type and the AsyncAPI document, or --check they are current.",
+    )
     parser.add_argument("--check", action="store_true", help="do not write; exit 1 if any file is stale or missing")
     parser.add_argument("--root", type=Path, help="the schemas/ folder to write into (default: found from this file)")
     parser.add_argument(
@@ -372,7 +375,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="overwrite committed schemas even when the compatibility check finds a breaking change",
     )
     args = parser.parse_args(argv)
-    root: Path = args.root or default_root()
+    try:
+        root: Path = args.root or default_root()
+    except FileNotFoundError as exc:
+        print(exc, file=sys.stderr)
+        return 2
     files = render()
 
     if args.check:
