@@ -7,8 +7,8 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 INFRA := deploy/local/infra.sh
 ENV_FILE := .run/env
-# Load the servers' addresses written by `infra.sh up` (explicit environment variables win).
-WITH_ENV = set -a; [ -f $(ENV_FILE) ] && . $(ENV_FILE); set +a;
+# The servers' addresses from `infra.sh env` (explicit KAFKA_BOOTSTRAP_SERVERS / DATABASE_URL win).
+WITH_ENV = eval "$$(bash $(INFRA) env)";
 PYTEST_ARGS ?=
 # The contract the models must stay compatible with (a release tag or the target branch in CI).
 SCHEMAS_BASE ?= HEAD

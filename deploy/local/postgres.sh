@@ -83,13 +83,35 @@ mode() {
   fi
 }
 
+# Path of a PostgreSQL client program: next to PG_BIN's server programs, else on PATH, else
+# in the newest /usr/lib/postgresql/<ver>/bin.
+pg_tool() {
+  local name="$1" d
+  if [[ -n "${PG_BIN:-}" && -x "${PG_BIN}/${name}" ]]; then
+    echo "${PG_BIN}/${name}"
+  elif command -v "${name}" >/dev/null 2>&1; then
+    command -v "${name}"
+  else
+    for d in $(debian_installed_versions | sort -rn); do
+      if [[ -x "/usr/lib/postgresql/${d}/bin/${name}" ]]; then
+        echo "/usr/lib/postgresql/${d}/bin/${name}"
+        return 0
+      fi
+    done
+    return 1
+  fi
+}
+
 wait_ready() {
-  local port="$1" bin="${2:-}" deadline=$((SECONDS + PG_START_TIMEOUT))
-  local isready="${bin:+${bin}/}pg_isready"
-  until "${isready}" -q -h 127.0.0.1 -p "${port}" -t 2 >/dev/null 2>&1; do
-    if ((SECONDS >= deadline)); then
-      return 1
+  local port="$1" deadline=$((SECONDS + PG_START_TIMEOUT)) isready
+  isready="$(pg_tool pg_isready || true)"
+  while :; do
+    if [[ -n "${isready}" ]]; then
+      "${isready}" -q -h 127.0.0.1 -p "${port}" -t 2 >/dev/null 2>&1 && return 0
+    else
+      port_in_use "${port}" && return 0
     fi
+    ((SECONDS < deadline)) || return 1
     sleep 0.5
   done
 }
@@ -333,9 +355,11 @@ initdb_start() {
     }
     printf 'mode=initdb\ndata=%s\nport=%s\npid=%s\n' "${DATA}" "${port}" "$(postmaster_pid "${DATA}")" >"${MARKER}"
   fi
-  wait_ready "${port}" "${PG_BIN}" || die "PostgreSQL does not answer on 127.0.0.1:${port}"
+  wait_ready "${port}" || die "PostgreSQL does not answer on 127.0.0.1:${port}"
   printf '%s\n' "${port}" >"${PORT_FILE}"
-  ensure_role_and_db "${PG_BIN}/psql" -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "${port}" -U postgres -d postgres
+  local psql
+  psql="$(pg_tool psql)" || die "psql not found (install the PostgreSQL client)"
+  ensure_role_and_db "${psql}" -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "${port}" -U postgres -d postgres
 }
 
 initdb_stop() {
@@ -392,24 +416,25 @@ cmd_start() {
 }
 
 cmd_stop() {
-  local m
-  m="$(mode)"
-  if [[ "${m}" == external ]]; then
-    log "DATABASE_URL is set: nothing to stop"
+  # Driven by the marker only: stop exactly what this checkout's `start` started, even if
+  # DATABASE_URL now points at it.
+  if [[ ! -f "${MARKER}" ]]; then
+    if [[ -n "${DATABASE_URL:-}" ]]; then
+      log "DATABASE_URL is set and this checkout started no server: nothing to stop"
+    else
+      log "not stopping: this checkout did not start PostgreSQL"
+    fi
     return 0
   fi
-  [[ -d "${STATE}" ]] || {
-    log "not stopping: this checkout did not start PostgreSQL"
-    return 0
-  }
   take_lock 9 "${STATE}/.lock"
-  if [[ -f "${MARKER}" ]] && grep -q '^mode=initdb' "${MARKER}"; then
-    initdb_stop
-  elif [[ "${m}" == debian ]]; then
-    debian_stop
-  else
-    initdb_stop
-  fi
+  case "$(sed -n 's/^mode=//p' "${MARKER}")" in
+    initdb) initdb_stop ;;
+    debian) debian_stop ;;
+    *)
+      log "unreadable marker ${MARKER}: removing it, stopping nothing"
+      rm -f "${MARKER}"
+      ;;
+  esac
 }
 
 cmd_status() {

@@ -16,6 +16,7 @@ import sys
 import traceback
 import uuid
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition, __version__
 from aiokafka.admin import AIOKafkaAdminClient, NewPartitions, NewTopic
@@ -27,11 +28,11 @@ RESULTS: list[tuple[str, bool, bool, str]] = []  # name, ok, required, detail
 
 
 async def check(
-    name: str, fn: Callable[[], Awaitable[object]], *, required: bool = True, timeout: float = 30
+    name: str, fn: Callable[[], Awaitable[object]], *, required: bool = True, limit_s: float = 30
 ) -> object | None:
     try:
-        result = await asyncio.wait_for(fn(), timeout)
-    except Exception as exc:  # noqa: BLE001 - report every failure, keep going
+        result = await asyncio.wait_for(fn(), limit_s)
+    except Exception as exc:
         detail = f"{type(exc).__name__}: {exc}"
         RESULTS.append((name, False, required, detail))
         print(f"FAIL {name}: {detail}", flush=True)
@@ -57,8 +58,12 @@ async def main(bootstrap: str) -> int:
     async def create() -> object:
         resp = await admin.create_topics(
             [
-                NewTopic(topic, num_partitions=6, replication_factor=1,
-                         topic_configs={"retention.ms": "-1", "min.insync.replicas": "1"}),
+                NewTopic(
+                    topic,
+                    num_partitions=6,
+                    replication_factor=1,
+                    topic_configs={"retention.ms": "-1", "min.insync.replicas": "1"},
+                ),
                 NewTopic(topic2, num_partitions=3, replication_factor=1),
             ]
         )
@@ -73,7 +78,7 @@ async def main(bootstrap: str) -> int:
         # creating an existing topic must answer TOPIC_ALREADY_EXISTS (36), not hang or crash
         try:
             resp = await admin.create_topics([NewTopic(topic, num_partitions=6, replication_factor=1)])
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             return f"raised {type(exc).__name__}"
         return [t[1] for t in getattr(resp, "topic_errors", [])]
 
@@ -116,7 +121,10 @@ async def main(bootstrap: str) -> int:
     )
 
     producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, compression_type="gzip",
+        bootstrap_servers=bootstrap,
+        acks="all",
+        enable_idempotence=True,
+        compression_type="gzip",
         linger_ms=5,
     )
     await check("producer.start (acks=all, idempotent, gzip)", producer.start)
@@ -126,8 +134,7 @@ async def main(bootstrap: str) -> int:
         for i in range(30):
             key = f"lead-{i % 5}".encode()
             headers = [("ce_type", b"leadstream.smoke.v1"), ("ce_id", uuid.uuid4().hex.encode())]
-            metas.append(await producer.send_and_wait(topic, f'{{"n":{i}}}'.encode(), key=key,
-                                                      headers=headers))
+            metas.append(await producer.send_and_wait(topic, f'{{"n":{i}}}'.encode(), key=key, headers=headers))
         batch = producer.create_batch()
         batch.append(key=b"k", value=b"v", timestamp=None)
         await producer.send_batch(batch, topic2, partition=0)
@@ -139,12 +146,17 @@ async def main(bootstrap: str) -> int:
     # consumer group: consume, commit, re-join, check the committed position is honoured
     async def consume_commit() -> object:
         consumer = AIOKafkaConsumer(
-            topic, bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False,
-            auto_offset_reset="earliest", session_timeout_ms=6000, heartbeat_interval_ms=1000,
+            topic,
+            bootstrap_servers=bootstrap,
+            group_id=group,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            session_timeout_ms=6000,
+            heartbeat_interval_ms=1000,
         )
         await consumer.start()
         try:
-            got: list = []
+            got: list[Any] = []
             while len(got) < 20:
                 batches = await consumer.getmany(timeout_ms=1000, max_records=20 - len(got))
                 for records in batches.values():
@@ -163,12 +175,15 @@ async def main(bootstrap: str) -> int:
             await consumer.stop()
 
         consumer2 = AIOKafkaConsumer(
-            topic, bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False,
+            topic,
+            bootstrap_servers=bootstrap,
+            group_id=group,
+            enable_auto_commit=False,
             auto_offset_reset="earliest",
         )
         await consumer2.start()
         try:
-            rest: list = []
+            rest: list[Any] = []
             while len(rest) < 10:
                 batches = await consumer2.getmany(timeout_ms=1000)
                 for records in batches.values():
@@ -180,7 +195,7 @@ async def main(bootstrap: str) -> int:
             raise RuntimeError(f"after commit expected the 10 remaining records, got {len(rest)}")
         return "20 committed, 10 remaining re-delivered to the group"
 
-    await check("consumer group: consume, commit, committed(), rejoin", consume_commit, timeout=60)
+    await check("consumer group: consume, commit, committed(), rejoin", consume_commit, limit_s=60)
 
     async def group_offsets() -> object:
         offsets = await admin.list_consumer_group_offsets(group)
@@ -198,12 +213,10 @@ async def main(bootstrap: str) -> int:
         return f"{len(listed)} groups"
 
     await check("admin.list_consumer_groups", groups, required=False)
-    await check("admin.describe_consumer_groups",
-                lambda: admin.describe_consumer_groups([group]), required=False)
+    await check("admin.describe_consumer_groups", lambda: admin.describe_consumer_groups([group]), required=False)
 
     async def seek_and_read() -> object:
-        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
-                                    auto_offset_reset="earliest")
+        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest")
         await consumer.start()
         try:
             tps = [TopicPartition(topic, p) for p in range(6)]
@@ -241,8 +254,10 @@ async def main(bootstrap: str) -> int:
     failed_required = [r for r in RESULTS if not r[1] and r[2]]
     failed_optional = [r for r in RESULTS if not r[1] and not r[2]]
     passed = sum(1 for r in RESULTS if r[1])
-    print(f"smoke: {passed} passed, {len(failed_required) + len(failed_optional)} failed "
-          f"({len(failed_optional)} optional)")
+    print(
+        f"smoke: {passed} passed, {len(failed_required) + len(failed_optional)} failed "
+        f"({len(failed_optional)} optional)"
+    )
     return 1 if failed_required else 0
 
 
