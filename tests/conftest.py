@@ -15,8 +15,8 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from services.runtime.kafka import apply_topics
-from services.runtime.settings import RuntimeSettings
 from services.runtime.service import Service
+from services.runtime.settings import RuntimeSettings
 from tests.support.infra import Infra, ensure_infra
 from tests.support.kafka import wait_for
 
@@ -59,8 +59,9 @@ async def topic_prefix(infra: Infra) -> str:
     return prefix
 
 
-def _settings(kafka: str, db: str, prefix: str, service: str, cls: type[RuntimeSettings] = RuntimeSettings,
-              **overrides: Any) -> RuntimeSettings:
+def _settings(
+    kafka: str, db: str, prefix: str, service: str, cls: type[RuntimeSettings] = RuntimeSettings, **overrides: Any
+) -> RuntimeSettings:
     values: dict[str, Any] = {
         "kafka_bootstrap_servers": kafka,
         "database_url": db,

@@ -11,6 +11,7 @@ import hashlib
 import secrets
 import time
 from pathlib import Path
+from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -75,7 +76,7 @@ _bearer = HTTPBearer(auto_error=False)
 
 
 async def workspace_id(
-    request: Request, creds: HTTPAuthorizationCredentials | None = Depends(_bearer)
+    request: Request, creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 ) -> str:
     """FastAPI dependency: the workspace of the request's bearer token, or a 401 problem."""
     if creds is None or not creds.credentials:

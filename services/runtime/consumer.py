@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
-from aiokafka.errors import CommitFailedError, KafkaError
+from aiokafka.errors import CommitFailedError, KafkaError, MessageSizeTooLargeError, RecordTooLargeError
 from faststream.kafka import KafkaBroker
 from leadstream_schemas import DecodeError, Envelope, Event, decode, headers_dict
 from sqlalchemy.dialects.postgresql import insert
@@ -36,7 +36,7 @@ from .clock import Clock, SystemClock
 from .db import RuntimeTables
 from .kafka import create_consumer
 from .metrics import CONSUMER_LAG, DLQ_TOTAL, HANDLED, HANDLER_SECONDS
-from .outbox import OutboxRelay, add_to_outbox
+from .outbox import OutboxRelay, add_to_outbox, faststream_correlation_id
 from .settings import RuntimeSettings
 from .telemetry import current_traceparent, event_span
 
@@ -45,7 +45,7 @@ log = logging.getLogger(__name__)
 DLQ_HEADER_PREFIX = "dlq_"
 
 
-class RetryLater(Exception):  # noqa: N818 - it is a signal, not an error
+class RetryLater(Exception):
     """Raised by a handler when a dependency asks to wait (e.g. a provider's retry-after)."""
 
     def __init__(self, delay_s: float, reason: str = "") -> None:
@@ -187,6 +187,11 @@ class EventConsumer:
         except DecodeError as exc:
             await self._dead_letter(record, exc.code, exc.message, attempts=0)
             return "dead_lettered"
+        except Exception as exc:
+            # The decoder failed in a way it did not foresee (e.g. RecursionError on deeply nested JSON).
+            # Re-reading the record would fail the same way forever: it is poison, not an outage.
+            await self._dead_letter(record, "undecodable", f"{type(exc).__name__}: {exc}", attempts=0)
+            return "dead_lettered"
         handler = self.handlers.get(env.type)
         if handler is None:
             return "ignored"
@@ -237,7 +242,7 @@ class EventConsumer:
                     .values(event_id=env.id, event_type=env.type)
                     .on_conflict_do_nothing(index_elements=["event_id"])
                 )
-                if (await conn.execute(stmt)).rowcount == 0:  # type: ignore[attr-defined]
+                if (await conn.execute(stmt)).rowcount == 0:
                     return "duplicate"
                 ctx = HandlerContext(conn=conn, envelope=env, clock=self.clock, source=self.source)
                 await handler(env, ctx)
@@ -260,16 +265,29 @@ class EventConsumer:
                 f"{DLQ_HEADER_PREFIX}failed_at": datetime.now(UTC).isoformat(),
             }
         )
+        value = record.value  # unchanged: a tombstone stays a tombstone
         backoff = self.settings.consumer_backoff_initial_s
         while True:
             try:
-                await self.broker.publish(record.value or b"", dlq, key=record.key, headers=headers)
+                await self.broker.publish(
+                    value, dlq, key=record.key, headers=headers, correlation_id=faststream_correlation_id(headers)
+                )
                 break
+            except (MessageSizeTooLargeError, RecordTooLargeError) as exc:
+                if value is None:
+                    raise
+                # The record fitted its topic but not with the error headers added. Retrying would
+                # stall the partition forever; the value stays readable at its original offset.
+                value = None
+                headers[f"{DLQ_HEADER_PREFIX}value_omitted"] = (
+                    f"{type(exc).__name__}: too large with the error headers; read it at the original offset"
+                )
             except Exception as exc:
                 self.healthy = False
                 log.warning("dead-letter publish failed; retrying", extra={"error": repr(exc)})
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, self.settings.consumer_backoff_max_s)
+        self.healthy = True  # the broker took it: a failed attempt above no longer makes us unready
         DLQ_TOTAL.labels(self.settings.service_name, record.topic, code).inc()
         log.error(
             "record dead-lettered",

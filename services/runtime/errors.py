@@ -25,8 +25,14 @@ class Problem(Exception):
 
 def problem_response(status: int, code: str, detail: str, **extra: Any) -> JSONResponse:
     """A problem-details JSON response."""
-    body = {"type": f"https://leadstream.dev/problems/{code}", "title": code.replace("_", " "), "status": status,
-            "code": code, "detail": detail, **extra}
+    body = {
+        "type": f"https://leadstream.dev/problems/{code}",
+        "title": code.replace("_", " "),
+        "status": status,
+        "code": code,
+        "detail": detail,
+        **extra,
+    }
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON)
 
 

@@ -48,7 +48,7 @@ def create_consumer(settings: RuntimeSettings, *, group_id: str | None = None, *
         "isolation_level": "read_committed",
     }
     kwargs.update(overrides)
-    return AIOKafkaConsumer(**kwargs)  # type: ignore[arg-type]
+    return AIOKafkaConsumer(**kwargs)
 
 
 def all_topics(settings: RuntimeSettings, partitions: int | None = None) -> list[tuple[str, Topic, int]]:
@@ -74,7 +74,14 @@ async def apply_topics(settings: RuntimeSettings, partitions: int | None = None)
                 result[name] = "exists"
                 continue
             configs = {"retention.ms": str(t.retention_ms), "cleanup.policy": "delete", "compression.type": "producer"}
-            new.append(NewTopic(name=name, num_partitions=n, replication_factor=settings.topic_replication_factor, topic_configs=configs))
+            new.append(
+                NewTopic(
+                    name=name,
+                    num_partitions=n,
+                    replication_factor=settings.topic_replication_factor,
+                    topic_configs=configs,
+                )
+            )
             result[name] = "created"
         if new:
             try:

@@ -51,7 +51,17 @@ async def add_to_outbox(conn: AsyncConnection, tables: RuntimeTables, envelopes:
         return 0
     stmt = insert(tables.outbox).values(rows).on_conflict_do_nothing(index_elements=["event_id"])
     result = await conn.execute(stmt)
-    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+    return int(result.rowcount or 0)
+
+
+def faststream_correlation_id(headers: dict[str, str]) -> str | None:
+    """The value for FastStream's own ``correlation_id`` header: the event's correlation id.
+
+    FastStream's ``publish`` always adds a ``correlation_id`` header and, when not given one, fills it
+    with a fresh random uuid: it would contradict ``correlationid`` and change on every re-publish of
+    the same event. Passing the contract's id keeps the record deterministic and consistent.
+    """
+    return headers.get("correlationid") or headers.get("ce_id")
 
 
 class OutboxRelay:
@@ -95,11 +105,13 @@ class OutboxRelay:
                 return 0
             futures = []
             for row in rows:
+                headers = dict(row.headers)
                 fut = await self.broker.publish(
                     row.value,
                     self.settings.topic_name(row.topic),
                     key=row.key,
-                    headers=dict(row.headers),
+                    headers=headers,
+                    correlation_id=faststream_correlation_id(headers),
                     no_confirm=True,
                 )
                 futures.append(fut)

@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -115,7 +115,11 @@ class Service:
     def new_envelope(self, data: Event, *, workspace_id: str) -> Envelope[Any]:
         """A root envelope for a fact that starts here (e.g. an API command), stamped with the clock."""
         return Envelope.new(
-            data, workspace_id=workspace_id, source=self.source, time=self.clock.now(), traceparent=current_traceparent()
+            data,
+            workspace_id=workspace_id,
+            source=self.source,
+            time=self.clock.now(),
+            traceparent=current_traceparent(),
         )
 
     async def emit(self, conn: AsyncConnection, envelopes: Sequence[Envelope[Any]]) -> None:
@@ -161,13 +165,13 @@ class Service:
         await self._wait_for_database()
         await self.migrate()
         await self._connect_broker()
-        self._bg: list[asyncio.Task[None]] = [asyncio.create_task(self.relay.run(self.stop_event), name="relay")]
+        self._bg: list[asyncio.Future[None]] = [asyncio.create_task(self.relay.run(self.stop_event), name="relay")]
         for c in self.consumers:
             self._bg.append(asyncio.create_task(c.run(self.stop_event), name=f"consumer-{c.group_id}"))
         for t in self.tasks:
-            self._bg.append(asyncio.create_task(t(self.stop_event), name=getattr(t, "__name__", "task")))
+            self._bg.append(asyncio.ensure_future(t(self.stop_event)))
         self.started.set()
-        log.info("service started", extra={"topics": ",".join(sum((c.topics for c in self.consumers), []))})
+        log.info("service started", extra={"topics": ",".join(t for c in self.consumers for t in c.topics)})
 
     async def stop(self) -> None:
         """Stop background work, flush the outbox once, close clients."""
@@ -191,12 +195,11 @@ class Service:
         config = uvicorn.Config(
             self.app, host=self.settings.http_host, port=self.settings.http_port, log_config=None, lifespan="off"
         )
-        server = uvicorn.Server(config)
-        server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+        server = _QuietServer(config)
         http = asyncio.create_task(server.serve(), name="http")
         try:
             await self.start()
-            while not server.started and not http.done():
+            while not server.started and not http.done():  # noqa: ASYNC110 - uvicorn has no started event
                 await asyncio.sleep(0.05)
             if server.servers:
                 self.http_port = server.servers[0].sockets[0].getsockname()[1]
@@ -256,6 +259,14 @@ class Service:
         @self.app.get("/metrics", tags=["health"], include_in_schema=False)
         async def metrics() -> Response:
             return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+
+class _QuietServer(uvicorn.Server):
+    """uvicorn without its own signal handling: the service's handlers stop everything in order."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
 
 
 def run_service(build: Callable[[], Service]) -> None:

@@ -11,7 +11,7 @@ import base64
 import hashlib
 import hmac
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from sqlalchemy import Column, DateTime, MetaData, Table, Text
 from sqlalchemy.dialects.postgresql import insert
@@ -28,7 +28,11 @@ def sign(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
 
 def signed_headers(secret: str, msg_id: str, timestamp: int, body: bytes) -> dict[str, str]:
     """Headers a sender (a provider, or a test) attaches to a webhook."""
-    return {"webhook-id": msg_id, "webhook-timestamp": str(timestamp), "webhook-signature": sign(secret, msg_id, timestamp, body)}
+    return {
+        "webhook-id": msg_id,
+        "webhook-timestamp": str(timestamp),
+        "webhook-signature": sign(secret, msg_id, timestamp, body),
+    }
 
 
 @dataclass(frozen=True)
@@ -49,12 +53,13 @@ def verify(secret: str, headers: dict[str, str], body: bytes, now: datetime, tol
         ts_int = int(ts)
     except ValueError:
         raise Problem(401, "invalid_signature", "webhook-timestamp is not a Unix timestamp") from None
-    sent = datetime.fromtimestamp(ts_int, tz=now.tzinfo)
-    if abs(now - sent) > timedelta(seconds=tolerance_s):
+    if abs(ts_int - now.timestamp()) > tolerance_s:  # checked before building a datetime, which may overflow
         raise Problem(401, "stale_webhook", f"webhook-timestamp is more than {tolerance_s}s away from now")
+    sent = datetime.fromtimestamp(ts_int, tz=now.tzinfo)
     expected = sign(secret, msg_id, ts_int, body).split(",", 1)[1]
     given = [s.split(",", 1)[1] for s in sig.split() if s.startswith("v1,")]
-    if not any(hmac.compare_digest(expected, g) for g in given):
+    # Compared as bytes: header values may hold any latin-1 character, which compare_digest refuses in a str.
+    if not any(hmac.compare_digest(expected.encode(), g.encode("utf-8", "replace")) for g in given):
         raise Problem(401, "invalid_signature", "webhook signature does not match the body")
     return VerifiedWebhook(msg_id, sent)
 
@@ -72,7 +77,7 @@ def seen_webhooks_table(metadata: MetaData) -> Table:
 async def remember(conn: AsyncConnection, table: Table, hook: VerifiedWebhook, now: datetime) -> bool:
     """Record the webhook id in the caller's transaction; False when it was seen before (a replay)."""
     result = await conn.execute(insert(table).values(msg_id=hook.msg_id, received_at=now).on_conflict_do_nothing())
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+    return bool(result.rowcount)
 
 
 def link_token(secret: str, *parts: str) -> str:
@@ -83,4 +88,4 @@ def link_token(secret: str, *parts: str) -> str:
 
 def check_link_token(secret: str, token: str, *parts: str) -> bool:
     """True when ``token`` was made by :func:`link_token` for the same parts."""
-    return hmac.compare_digest(link_token(secret, *parts), token)
+    return hmac.compare_digest(link_token(secret, *parts).encode(), token.encode("utf-8", "replace"))

@@ -11,7 +11,9 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 from leadstream_schemas import Envelope, encode
 
 
-async def produce(bootstrap: str, topic: str, records: Sequence[tuple[bytes | None, bytes | None, list[tuple[str, bytes]]]]) -> None:
+async def produce(
+    bootstrap: str, topic: str, records: Sequence[tuple[bytes | None, bytes | None, list[tuple[str, bytes]]]]
+) -> None:
     """Produce raw (key, value, headers) records and wait for the broker's acks."""
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True)
     await producer.start()
@@ -45,8 +47,9 @@ async def read_until(
 
     Raises AssertionError at the deadline, with what was read, so a failing test says why.
     """
-    consumer = AIOKafkaConsumer(*topics, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
-                                enable_auto_commit=False, group_id=None)
+    consumer = AIOKafkaConsumer(
+        *topics, bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False, group_id=None
+    )
     await consumer.start()
     records: list[ConsumerRecord[Any, Any]] = []
     deadline = time.monotonic() + timeout_s
@@ -55,7 +58,9 @@ async def read_until(
             if done(records):
                 return records
             if time.monotonic() > deadline:
-                raise AssertionError(f"condition not met within {timeout_s}s; read {len(records)} records from {topics}")
+                raise AssertionError(
+                    f"condition not met within {timeout_s}s; read {len(records)} records from {topics}"
+                )
             batch = await consumer.getmany(timeout_ms=250)
             for recs in batch.values():
                 records.extend(recs)
@@ -63,7 +68,9 @@ async def read_until(
         await consumer.stop()
 
 
-async def wait_for(predicate: Callable[[], Any], *, timeout_s: float = 60.0, interval_s: float = 0.1, what: str = "") -> Any:
+async def wait_for(
+    predicate: Callable[[], Any], *, timeout_s: float = 60.0, interval_s: float = 0.1, what: str = ""
+) -> Any:
     """Poll an async or sync predicate until it returns a truthy value; AssertionError at the deadline."""
     deadline = time.monotonic() + timeout_s
     last: Any = None

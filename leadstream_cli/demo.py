@@ -1,0 +1,216 @@
+"""``leadstream demo``: the whole product on the local servers, with simulated providers.
+
+Starts the six services as processes on a scaled clock (campaign minutes pass in milliseconds),
+creates a workspace and token, connects a simulated LinkedIn account, runs a saved signal search
+for N leads, launches a campaign on the resulting source group, then prints one replying lead's
+timeline in causal order and the campaign's summary counts from the projection API.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+from rich.console import Console
+from rich.table import Table
+
+from services.runtime import auth
+from services.runtime.db import create_engine
+from services.runtime.kafka import apply_topics
+from services.runtime.migrations import upgrade
+from services.runtime.settings import RuntimeSettings
+
+from .processes import ServiceFleet
+
+ROOT = Path(__file__).resolve().parents[1]
+SERVICES = ("discovery", "enrichment", "messaging", "outreach", "video", "projection")
+# One real second is ten campaign minutes: a 5-minute step spacing takes half a second.
+CLOCK_SCALE = 600.0
+LIFECYCLE = (
+    "leadstream.lead.discovered.v1",
+    "leadstream.lead.profile_enriched.v1",
+    "leadstream.lead.message_generated.v1",
+    "leadstream.lead.invite_sent.v1",
+    "leadstream.lead.replied.v1",
+)
+console = Console()
+
+
+async def _prepare(settings: RuntimeSettings, workspace: str) -> str:
+    await apply_topics(settings)
+    await upgrade(auth.MIGRATIONS_DIR, settings.database_url, auth.IDENTITY_SCHEMA)
+    engine = create_engine(settings.database_url)
+    try:
+        return await auth.create_token(engine, workspace, label="demo")
+    finally:
+        await engine.dispose()
+
+
+class DemoScenario:
+    """The API calls of the demo, against the running services."""
+
+    def __init__(self, fleet: ServiceFleet, token: str) -> None:
+        self.fleet = fleet
+        self.http = httpx.Client(timeout=10.0, headers={"Authorization": f"Bearer {token}"})
+
+    def url(self, service: str, path: str) -> str:
+        return self.fleet.procs[service].url + path
+
+    def call(self, method: str, service: str, path: str, **kwargs: Any) -> Any:
+        response = self.http.request(method, self.url(service, path), **kwargs)
+        if response.status_code >= 400:
+            raise RuntimeError(f"{method} {service}{path} -> {response.status_code}: {response.text}")
+        return response.json() if response.content else None
+
+    def setup_campaign(self, leads: int) -> tuple[str, str]:
+        """Connect an account, search for leads, create and launch a campaign; returns (campaign, source group)."""
+        account = self.call(
+            "POST", "outreach", "/v1/accounts", json={"provider": "linkedin", "display_name": "Demo SDR"}
+        )
+        search = self.call(
+            "POST",
+            "discovery",
+            "/v1/searches",
+            json={
+                "name": "Demo: SaaS companies hiring SDRs",
+                "kind": "signals",
+                "criteria": {
+                    "prompt": "B2B SaaS companies hiring SDRs",
+                    "signal_types": ["hiring_plans", "open_jobs"],
+                    "location": "Europe",
+                    "lookback_days": 14,
+                },
+                "target_count": leads,
+            },
+        )
+        campaign = self.call(
+            "POST",
+            "outreach",
+            "/v1/campaigns",
+            json={
+                "name": "Demo campaign",
+                "audience": {"type": "source_group", "ref": search["source_group_id"]},
+                "workflow": {"preset": "standard_connect"},
+                "strategy": {
+                    "offer": "an outbound pipeline audit",
+                    "proof": "we doubled replies for Northwind Labs",
+                    "tone": "friendly",
+                    "call_to_action": "worth a 15-minute call?",
+                    "review": False,
+                },
+                "delivery": {
+                    "pace": "high_volume",
+                    "active_days": "every_day",
+                    "start_hour": 0,
+                    "end_hour": 24,
+                    "timezone": "UTC",
+                },
+                "account_ids": [account["account_id"]],
+            },
+        )
+        self.call("POST", "outreach", f"/v1/campaigns/{campaign['campaign_id']}/launch", json={})
+        return campaign["campaign_id"], search["source_group_id"]
+
+    def summary(self, campaign_id: str) -> dict[str, Any]:
+        return dict(self.call("GET", "projection", f"/v1/campaigns/{campaign_id}/summary"))
+
+    def results(self, campaign_id: str) -> list[dict[str, Any]]:
+        body = self.call("GET", "projection", f"/v1/campaigns/{campaign_id}/results", params={"limit": 200})
+        return list(body["items"])
+
+    def timeline(self, lead_id: str) -> list[dict[str, Any]]:
+        body = self.call("GET", "projection", f"/v1/leads/{lead_id}/timeline")
+        return list(body["items"])
+
+
+def _replied_lead(scenario: DemoScenario, campaign_id: str) -> str | None:
+    for row in scenario.results(campaign_id):
+        timeline = scenario.timeline(row["lead_id"])
+        types = {item["type"] for item in timeline}
+        if set(LIFECYCLE) <= types:
+            return str(row["lead_id"])
+    return None
+
+
+def _print_timeline(timeline: list[dict[str, Any]], lead_id: str) -> None:
+    table = Table(title=f"Timeline of lead {lead_id} (causal order)")
+    for col in ("#", "time (campaign clock)", "event", "summary"):
+        table.add_column(col)
+    for i, item in enumerate(timeline, 1):
+        table.add_row(
+            str(i),
+            str(item.get("time", ""))[:19],
+            item["type"].removeprefix("leadstream.lead."),
+            str(item.get("summary", ""))[:100],
+        )
+    console.print(table)
+
+
+def _print_summary(summary: dict[str, Any], campaign_id: str) -> None:
+    table = Table("count", "value", title=f"Campaign {campaign_id} summary")
+    for key, value in summary.items():
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            table.add_row(key, f"{value:.0%}" if isinstance(value, float) else str(value))
+    console.print(table)
+
+
+def run_demo(*, once: bool, leads: int, timeout_s: float, env: dict[str, str]) -> int:
+    """Run the demo; returns the process exit code (0 when a lead's full lifecycle was shown)."""
+    settings = RuntimeSettings()
+    started = datetime.now(UTC)
+    workspace = f"demo-{started:%Y%m%d%H%M%S}"
+    console.rule("[bold]leadstream demo")
+    console.print(f"Kafka {settings.kafka_bootstrap_servers} · Postgres {settings.database_url.split('@')[-1]}")
+    token = asyncio.run(_prepare(settings, workspace))
+    fleet = ServiceFleet(
+        env={
+            **env,
+            "LEADSTREAM_CLOCK_SCALE": str(CLOCK_SCALE),
+            "LEADSTREAM_CLOCK_EPOCH": started.isoformat(),
+            "LEADSTREAM_SIMULATED_SEED": str(int(started.timestamp())),
+        },
+        log_dir=ROOT / ".run" / "logs",
+    )
+    try:
+        with console.status("starting the six services…"):
+            for name in SERVICES:
+                fleet.start(name)
+            fleet.wait_ready()
+        console.print("[green]all six services ready[/] (logs in .run/logs/)")
+        scenario = DemoScenario(fleet, token)
+        campaign_id, _ = scenario.setup_campaign(leads)
+        console.print(f"campaign {campaign_id} launched for {leads} simulated leads; waiting for replies…")
+        deadline = time.monotonic() + timeout_s
+        lead_id: str | None = None
+        with console.status("campaign running (campaign clock is 600x real time)…"):
+            while time.monotonic() < deadline:
+                with contextlib.suppress(RuntimeError, httpx.HTTPError):
+                    lead_id = _replied_lead(scenario, campaign_id)
+                if lead_id:
+                    break
+                time.sleep(1.0)
+        summary = scenario.summary(campaign_id)
+        if lead_id is None:
+            console.print(f"[red]no lead completed the full lifecycle within {timeout_s:.0f}s[/]")
+            _print_summary(summary, campaign_id)
+            return 1
+        _print_timeline(scenario.timeline(lead_id), lead_id)
+        _print_summary(summary, campaign_id)
+        if once:
+            return 0
+        console.print(
+            f"\nAPI up: projection {fleet.procs['projection'].url}/docs · outreach {fleet.procs['outreach'].url}/docs\n"
+            f"workspace [bold]{workspace}[/], token [bold]{token}[/]\nCtrl-C stops every process."
+        )
+        with contextlib.suppress(KeyboardInterrupt):
+            while all(p.process.poll() is None for p in fleet.procs.values()):
+                time.sleep(1.0)
+        return 0
+    finally:
+        with console.status("stopping services…"):
+            fleet.stop()

@@ -1,0 +1,156 @@
+"""The ``leadstream`` command: run services, manage local servers and topics, run the demo."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import os
+import subprocess
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from services.runtime.settings import RuntimeSettings
+
+ROOT = Path(__file__).resolve().parents[1]
+SERVICES = ("discovery", "enrichment", "messaging", "outreach", "video", "projection")
+
+app = typer.Typer(help="leadstream: B2B outreach as event-sourced microservices on Kafka.", no_args_is_help=True)
+infra_app = typer.Typer(help="Local Kafka broker and Postgres (deploy/local).", no_args_is_help=True)
+topics_app = typer.Typer(help="Kafka topics of the event contract.", no_args_is_help=True)
+tokens_app = typer.Typer(help="Workspace API tokens.", no_args_is_help=True)
+app.add_typer(infra_app, name="infra")
+app.add_typer(topics_app, name="topics")
+app.add_typer(tokens_app, name="tokens")
+console = Console()
+
+
+def service_builder(name: str):  # type: ignore[no-untyped-def]
+    """The ``build`` function of a service's app module."""
+    if name not in SERVICES:
+        raise typer.BadParameter(f"unknown service {name!r}; choose one of: {', '.join(SERVICES)}")
+    return importlib.import_module(f"services.{name}.app").build
+
+
+def _infra(action: str) -> None:
+    result = subprocess.run(["bash", str(ROOT / "deploy/local/infra.sh"), action], cwd=ROOT)
+    raise typer.Exit(result.returncode)
+
+
+@infra_app.command("up")
+def infra_up() -> None:
+    """Start Kafka and Postgres (idempotent); writes .run/env."""
+    _infra("up")
+
+
+@infra_app.command("down")
+def infra_down() -> None:
+    """Stop the servers this project started (by PID)."""
+    _infra("down")
+
+
+@infra_app.command("status")
+def infra_status() -> None:
+    """Show whether the local servers run."""
+    _infra("status")
+
+
+@topics_app.command("apply")
+def topics_apply(
+    partitions: Annotated[int | None, typer.Option(help="Partitions per topic (default: settings, 6).")] = None,
+) -> None:
+    """Create every contract topic and its .dlq (safe to rerun)."""
+    from services.runtime.kafka import apply_topics
+
+    settings = RuntimeSettings()
+    result = asyncio.run(apply_topics(settings, partitions))
+    table = Table("topic", "status", title=f"topics on {settings.kafka_bootstrap_servers}")
+    for name, status in sorted(result.items()):
+        table.add_row(name, status)
+    console.print(table)
+
+
+@app.command()
+def migrate() -> None:
+    """Apply the migrations of every service (and the identity schema)."""
+    from services.runtime import auth
+    from services.runtime.migrations import upgrade
+
+    settings = RuntimeSettings()
+
+    async def go() -> None:
+        await upgrade(auth.MIGRATIONS_DIR, settings.database_url, auth.IDENTITY_SCHEMA)
+        for name in SERVICES:
+            module = importlib.import_module(f"services.{name}.app")
+            await upgrade(Path(module.__file__).parent / "migrations", settings.database_url, name)  # type: ignore[arg-type]
+            console.print(f"[green]migrated[/] {name}")
+
+    asyncio.run(go())
+
+
+@app.command()
+def run(service: Annotated[str, typer.Argument(help=f"One of: {', '.join(SERVICES)}")]) -> None:
+    """Run one service in the foreground (same as ``python -m services.<name>``)."""
+    from services.runtime.service import run_service
+
+    run_service(service_builder(service))
+
+
+@tokens_app.command("create")
+def tokens_create(
+    workspace: Annotated[str, typer.Option(help="Workspace id the token grants access to.")],
+    label: Annotated[str, typer.Option(help="A note to recognise the token by.")] = "",
+) -> None:
+    """Create an API token for a workspace and print it (only its hash is stored)."""
+    from services.runtime import auth
+    from services.runtime.db import create_engine
+    from services.runtime.migrations import upgrade
+
+    settings = RuntimeSettings()
+
+    async def go() -> str:
+        await upgrade(auth.MIGRATIONS_DIR, settings.database_url, auth.IDENTITY_SCHEMA)
+        engine = create_engine(settings.database_url)
+        try:
+            return await auth.create_token(engine, workspace, label)
+        finally:
+            await engine.dispose()
+
+    console.print(asyncio.run(go()))
+
+
+@app.command()
+def demo(
+    once: Annotated[bool, typer.Option("--once", help="Exit after printing the results.")] = False,
+    leads: Annotated[int, typer.Option(help="How many simulated leads the demo search finds.")] = 25,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for the campaign to play out.")] = 180.0,
+) -> None:
+    """Start all six services, run a demo campaign and print a lead's timeline and the summary."""
+    from .demo import run_demo
+
+    raise typer.Exit(run_demo(once=once, leads=leads, timeout_s=timeout, env=dict(os.environ)))
+
+
+def _mount_optional() -> None:
+    """Mount the analyst commands (replay, export, views) provided by the projection package."""
+    try:
+        replay = importlib.import_module("leadstream_cli.replay")
+        app.add_typer(replay.replay_app, name="replay")
+    except (ImportError, AttributeError):
+        pass
+    try:
+        views = importlib.import_module("leadstream_cli.views")
+        app.add_typer(views.views_app, name="views")
+    except (ImportError, AttributeError):
+        pass
+    try:
+        export = importlib.import_module("leadstream_cli.export")
+        app.command("export")(export.export)
+    except (ImportError, AttributeError):
+        pass
+
+
+_mount_optional()

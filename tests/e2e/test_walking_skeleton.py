@@ -1,0 +1,75 @@
+"""End to end: the six services as separate OS processes on the real broker and database.
+
+A saved search discovers leads; they are enriched, written to, invited, and some reply. The
+projection's timeline of a replying lead shows the lifecycle in causal order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from leadstream_cli.demo import LIFECYCLE, SERVICES, DemoScenario
+from leadstream_cli.processes import ServiceFleet, free_port
+from services.runtime import auth
+from services.runtime.db import create_engine
+from services.runtime.migrations import upgrade
+from tests.support.kafka import wait_for
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture
+async def fleet(subprocess_env: dict[str, str], database_url: str, tmp_path: Path):
+    started = datetime.now(UTC)
+    fleet = ServiceFleet(
+        env={
+            **subprocess_env,
+            "LEADSTREAM_CLOCK_SCALE": "600",
+            "LEADSTREAM_CLOCK_EPOCH": started.isoformat(),
+            "LEADSTREAM_LOG_JSON": "true",
+        },
+        log_dir=tmp_path / "logs",
+        ports={name: free_port() for name in SERVICES},
+    )
+    try:
+        for name in SERVICES:
+            fleet.start(name)
+        await asyncio.to_thread(fleet.wait_ready, 180)
+        yield fleet
+    finally:
+        await asyncio.to_thread(fleet.stop)
+
+
+async def test_lead_travels_through_all_six_services(fleet: ServiceFleet, database_url: str) -> None:
+    await upgrade(auth.MIGRATIONS_DIR, database_url, auth.IDENTITY_SCHEMA)
+    engine = create_engine(database_url)
+    try:
+        token = await auth.create_token(engine, "ws-e2e")
+    finally:
+        await engine.dispose()
+    scenario = DemoScenario(fleet, token)
+    campaign_id, _ = await asyncio.to_thread(scenario.setup_campaign, 12)
+
+    def full_lifecycle_lead() -> str | None:
+        for row in scenario.results(campaign_id):
+            types = [item["type"] for item in scenario.timeline(row["lead_id"])]
+            if set(LIFECYCLE) <= set(types):
+                return str(row["lead_id"])
+        return None
+
+    lead_id = await wait_for(
+        lambda: asyncio.to_thread(full_lifecycle_lead),
+        timeout_s=240,
+        interval_s=1.0,
+        what="a lead with the full lifecycle in the projection",
+    )
+    types = [item["type"] for item in scenario.timeline(lead_id)]
+    positions = [types.index(t) for t in LIFECYCLE]
+    assert positions == sorted(positions), f"lifecycle out of causal order: {types}"
+    summary = scenario.summary(campaign_id)
+    assert summary["invites_sent"] >= 1
+    assert summary["replied"] >= 1
