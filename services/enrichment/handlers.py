@@ -1,72 +1,304 @@
-"""Enrichment's event handlers: decode -> domain -> store + outbox. Thin on purpose."""
+"""Enrichment's event handler and its durable retries: decode -> domain -> store + outbox.
+
+A discovered lead is enriched in two stages, profile then email. A stage that meets a rate limit or a
+transient provider error is parked in ``enrichment_retries`` (in the same transaction as everything
+the handler did so far) and the partition moves on; :class:`RetryWorker` picks it up when due. The
+events a retry emits are caused by the original ``LeadDiscovered`` with the same deterministic ids as
+the inline attempt, so nothing is duplicated. A stage that can never succeed, or whose retries are
+used up, is recorded as ``LeadEnrichmentFailed`` with the reason: nothing is lost or dead-lettered.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import json
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
+from uuid import UUID
 
-from leadstream_schemas import Envelope, LeadDiscovered, LeadEnrichmentFailed
-from sqlalchemy import select
+from leadstream_schemas import Envelope, LeadDiscovered
+from sqlalchemy import delete, select, update
 from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncConnection
 
-from services.runtime.consumer import HandlerContext, RetryLater
+from services.runtime.consumer import HandlerContext
 from services.runtime.providers import ProviderError, RateLimited
+from services.runtime.service import Service
 
 from . import domain
-from .adapters import EmailFinder, LeadRef, ProfileData, ProfileProvider
-from .store import profile_cache
+from .adapters import EmailFinder, EmailResult, LeadRef, ProfileData, ProfileProvider
+from .store import enrichment_retries, profile_cache
+
+log = logging.getLogger(__name__)
 
 
-class EnrichmentHandlers:
-    """Handlers with their adapters and settings."""
+@dataclass(frozen=True)
+class Pending:
+    """A stage to try again later."""
 
-    def __init__(self, profiles: ProfileProvider, emails: EmailFinder, cache_days: int) -> None:
-        self.profiles = profiles
-        self.emails = emails
-        self.cache_days = cache_days
-
-    async def on_lead_discovered(self, env: Envelope[LeadDiscovered], ctx: HandlerContext) -> None:
-        """Enrich the profile and the email of a newly discovered lead."""
-        lead = env.data
-        ref = LeadRef(str(lead.lead_id), lead.linkedin_url, lead.full_name, lead.company, lead.email)
-        key = domain.profile_key(ref)
-        now = ctx.clock.now()
-        row = (await ctx.conn.execute(select(profile_cache).where(profile_cache.c.profile_key == key))).first()
-        if row is not None and domain.cache_is_fresh(row.enriched_at, now, self.cache_days):
-            profile = ProfileData(row.profile)
-        else:
-            try:
-                profile = await self.profiles.fetch_profile(ref)
-            except RateLimited as exc:
-                raise RetryLater(exc.retry_after_s, "profile provider rate limit") from exc
-            except ProviderError as exc:
-                if exc.transient:
-                    raise
-                ctx.emit(LeadEnrichmentFailed(lead_id=lead.lead_id, campaign_id=lead.campaign_id, stage="profile",
-                                              reason="provider_error", detail=str(exc)))
-                return
-            stored: dict[str, Any] = ProfileData(profile.fields).fields
-            await ctx.conn.execute(
-                insert(profile_cache)
-                .values(profile_key=key, profile=_jsonable(stored), enriched_at=now)
-                .on_conflict_do_update(index_elements=["profile_key"], set_={"profile": _jsonable(stored),
-                                                                             "enriched_at": now})
-            )
-        ctx.emit(domain.profile_event(lead.lead_id, lead.campaign_id, profile, self.profiles.name))
-        try:
-            result = await self.emails.find_email(ref, profile)
-        except RateLimited as exc:
-            raise RetryLater(exc.retry_after_s, "email finder rate limit") from exc
-        except ProviderError as exc:
-            if exc.transient:
-                raise
-            ctx.emit(LeadEnrichmentFailed(lead_id=lead.lead_id, campaign_id=lead.campaign_id, stage="email",
-                                          reason="provider_error", detail=str(exc)))
-            return
-        ctx.emit(domain.email_event(lead.lead_id, lead.campaign_id, result, self.emails.name))
+    stage: domain.Stage
+    attempts: int
+    rate_limited: int
+    due_at: datetime
+    error: str
+    profile: dict[str, Any] | None
 
 
 def _jsonable(value: Any) -> Any:
-    """Dates to ISO strings so the cache row is plain JSON."""
-    import json
+    """Dates to ISO strings so a row is plain JSON; NUL characters (which JSONB refuses) are dropped."""
+    return json.loads(json.dumps(value, default=str).replace("\\u0000", ""))
 
-    return json.loads(json.dumps(value, default=str))
+
+def lead_ref(lead: LeadDiscovered) -> LeadRef:
+    """What the providers are told about a lead."""
+    return LeadRef(
+        str(lead.lead_id), lead.linkedin_url, lead.full_name, lead.company, lead.email, lead.title, lead.location
+    )
+
+
+class EnrichmentHandlers:
+    """The enrichment of one lead, inline (from the consumer) or from a retry."""
+
+    def __init__(
+        self, profiles: ProfileProvider, emails: EmailFinder, cache_days: int, policy: domain.RetryPolicy | None = None
+    ) -> None:
+        self.profiles = profiles
+        self.emails = emails
+        self.cache_days = cache_days
+        self.policy = policy or domain.RetryPolicy()
+        # A provider that said "slow down" is not called again before then, by any lead.
+        self._blocked_until: dict[str, datetime] = {}
+
+    async def on_lead_discovered(self, env: Envelope[LeadDiscovered], ctx: HandlerContext) -> None:
+        """Enrich the profile and the email of a newly discovered lead (parking a stage that must wait)."""
+        pending = await self.enrich(ctx, "profile", 0, 0, None)
+        if pending is not None:
+            await ctx.conn.execute(
+                insert(enrichment_retries)
+                .values(
+                    event_id=env.id,
+                    lead_id=env.data.lead_id,
+                    workspace_id=env.workspace_id,
+                    envelope=envelope_json(env),
+                    stage=pending.stage,
+                    attempts=pending.attempts,
+                    rate_limited=pending.rate_limited,
+                    profile=pending.profile,
+                    due_at=pending.due_at,
+                    last_error=pending.error,
+                    created_at=ctx.clock.now(),
+                )
+                .on_conflict_do_nothing()
+            )
+
+    async def _call(self, which: str, now: datetime, call: Any) -> Any:
+        blocked = self._blocked_until.get(which)
+        if blocked is not None and now < blocked:
+            raise RateLimited((blocked - now).total_seconds(), f"{which} provider asked to wait")
+        try:
+            return await call()
+        except RateLimited as exc:
+            self._blocked_until[which] = now + timedelta(seconds=exc.retry_after_s)
+            raise
+
+    async def enrich(
+        self,
+        ctx: HandlerContext,
+        stage: domain.Stage,
+        attempts: int,
+        rate_limited: int,
+        profile_fields: dict[str, Any] | None,
+    ) -> Pending | None:
+        """Run the lead's enrichment from ``stage`` on; returns the stage to retry later, if any."""
+        lead: LeadDiscovered = ctx.envelope.data  # type: ignore[assignment]
+        ref = lead_ref(lead)
+        key = domain.profile_key(ref)
+        now = ctx.clock.now()
+        cached = (await ctx.conn.execute(select(profile_cache).where(profile_cache.c.profile_key == key))).first()
+        if stage == "profile":
+            profile: ProfileData | None = None
+            if cached is not None and domain.cache_is_fresh(cached.enriched_at, now, self.cache_days):
+                profile = ProfileData(cached.profile)
+            else:
+                try:
+                    profile = await self._call("profile", now, lambda: self.profiles.fetch_profile(ref))
+                except ProviderError as exc:
+                    step = domain.after_error(exc, attempts, rate_limited, self.policy)
+                    if isinstance(step, domain.RetryAt):
+                        return Pending(
+                            "profile",
+                            step.attempts,
+                            step.rate_limited,
+                            now + timedelta(seconds=step.delay_s),
+                            str(exc),
+                            None,
+                        )
+                    ctx.emit(
+                        domain.failed_event(lead.lead_id, lead.campaign_id, "profile", step.reason, str(exc)),
+                        discriminator="profile",
+                    )
+                else:
+                    # The event is built from what is cached, so a cache hit emits the very same profile.
+                    stored = _jsonable(profile.fields)
+                    profile = ProfileData(stored)
+                    await ctx.conn.execute(
+                        insert(profile_cache)
+                        .values(profile_key=key, profile=stored, enriched_at=now)
+                        .on_conflict_do_update(
+                            index_elements=["profile_key"], set_={"profile": stored, "enriched_at": now}
+                        )
+                    )
+            if profile is not None:
+                ctx.emit(domain.profile_event(lead.lead_id, lead.campaign_id, profile, self.profiles.name))
+            profile_fields = _jsonable((profile or domain.fallback_profile(ref)).fields)
+            attempts = rate_limited = 0
+        profile = ProfileData(profile_fields or {})
+        result = domain.cached_email(cached.email if cached is not None else None, ref, now, self.cache_days)
+        if result is None:
+            try:
+                result = await self._call("email", now, lambda: self.emails.find_email(ref, profile))
+            except ProviderError as exc:
+                step = domain.after_error(exc, attempts, rate_limited, self.policy)
+                if isinstance(step, domain.RetryAt):
+                    return Pending(
+                        "email",
+                        step.attempts,
+                        step.rate_limited,
+                        now + timedelta(seconds=step.delay_s),
+                        str(exc),
+                        profile_fields,
+                    )
+                ctx.emit(
+                    domain.failed_event(lead.lead_id, lead.campaign_id, "email", step.reason, str(exc)),
+                    discriminator="email",
+                )
+                return None
+            await self._cache_email(ctx.conn, key, ref, result, now)
+        ctx.emit(domain.email_event(lead.lead_id, lead.campaign_id, result, self.emails.name))
+        return None
+
+    async def _cache_email(
+        self, conn: AsyncConnection, key: str, ref: LeadRef, result: EmailResult, now: datetime
+    ) -> None:
+        await conn.execute(
+            update(profile_cache)
+            .where(profile_cache.c.profile_key == key)
+            .values(email=domain.email_cache_entry(ref, result, now))
+        )
+
+
+def envelope_json(env: Envelope[LeadDiscovered]) -> dict[str, Any]:
+    """A parked envelope as JSON."""
+    return {
+        "id": str(env.id),
+        "workspace_id": env.workspace_id,
+        "source": env.source,
+        "time": env.time.isoformat(),
+        "campaign_id": env.campaign_id,
+        "traceparent": env.traceparent,
+        "correlation_id": str(env.correlation_id) if env.correlation_id else None,
+        "causation_id": str(env.causation_id) if env.causation_id else None,
+        "data": env.data.model_dump(mode="json"),
+    }
+
+
+def envelope_from_json(raw: dict[str, Any]) -> Envelope[LeadDiscovered]:
+    """The parked envelope back (same id, so retries emit the same event ids)."""
+    return Envelope(
+        data=LeadDiscovered.model_validate(raw["data"]),
+        workspace_id=raw["workspace_id"],
+        source=raw["source"],
+        id=UUID(raw["id"]),
+        time=datetime.fromisoformat(raw["time"]),
+        campaign_id=raw.get("campaign_id"),
+        correlation_id=UUID(raw["correlation_id"]) if raw.get("correlation_id") else None,
+        causation_id=UUID(raw["causation_id"]) if raw.get("causation_id") else None,
+        traceparent=raw.get("traceparent"),
+    )
+
+
+class RetryWorker:
+    """Runs parked stages when they are due (``service.add_task(worker.run)``); replicas share via SKIP LOCKED."""
+
+    def __init__(self, service: Service, handlers: EnrichmentHandlers, poll_interval_s: float) -> None:
+        self.service = service
+        self.handlers = handlers
+        self.poll_interval_s = poll_interval_s
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Retry due leads until ``stop``."""
+        while not stop.is_set():
+            try:
+                did = await self.run_one()
+            except Exception as exc:  # database down: keep trying
+                log.warning("enrichment retry worker failed", extra={"error": repr(exc)})
+                did = False
+            if not did:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), timeout=self.poll_interval_s)
+
+    async def run_one(self) -> bool:
+        """Retry the most overdue parked lead; False when none is due."""
+        now = self.service.clock.now()
+        async with self.service.engine.begin() as conn:
+            row = (
+                await conn.execute(
+                    select(enrichment_retries)
+                    .where(enrichment_retries.c.due_at <= now)
+                    .order_by(enrichment_retries.c.due_at)
+                    .limit(1)
+                    .with_for_update(skip_locked=True)
+                )
+            ).first()
+            if row is None:
+                return False
+            env = envelope_from_json(row.envelope)
+            ctx = HandlerContext(conn=conn, envelope=env, clock=self.service.clock, source=self.service.source)  # type: ignore[arg-type]
+            where = enrichment_retries.c.event_id == row.event_id
+            try:
+                async with conn.begin_nested():
+                    pending = await self.handlers.enrich(ctx, row.stage, row.attempts, row.rate_limited, row.profile)
+            except Exception as exc:  # a bug must not retry forever nor vanish: count it like a transient error
+                log.exception("enrichment retry failed", extra={"event_id": str(row.event_id)})
+                ctx.emitted.clear()
+                step = domain.after_error(
+                    ProviderError(repr(exc), transient=True), row.attempts, row.rate_limited, self.handlers.policy
+                )
+                if isinstance(step, domain.RetryAt):
+                    pending = Pending(
+                        row.stage,
+                        step.attempts,
+                        step.rate_limited,
+                        now + timedelta(seconds=step.delay_s),
+                        repr(exc),
+                        row.profile,
+                    )
+                else:
+                    ctx.emit(
+                        domain.failed_event(
+                            env.data.lead_id, env.data.campaign_id, row.stage, "internal_error", repr(exc)
+                        ),
+                        discriminator=row.stage,
+                    )
+                    pending = None
+            if pending is None:
+                await conn.execute(delete(enrichment_retries).where(where))
+            else:
+                await conn.execute(
+                    update(enrichment_retries)
+                    .where(where)
+                    .values(
+                        stage=pending.stage,
+                        attempts=pending.attempts,
+                        rate_limited=pending.rate_limited,
+                        profile=pending.profile,
+                        due_at=pending.due_at,
+                        last_error=pending.error,
+                    )
+                )
+            await self.service.emit(conn, ctx.emitted)
+        self.service.wake_relay()
+        return True

@@ -15,6 +15,8 @@ class LeadRef:
     full_name: str | None = None
     company: str | None = None
     email: str | None = None
+    title: str | None = None
+    location: str | None = None
 
 
 @dataclass(frozen=True)
@@ -37,7 +39,9 @@ class ProfileProvider(Protocol):
 
     name: str
 
-    async def fetch_profile(self, lead: LeadRef) -> ProfileData: ...
+    async def fetch_profile(self, lead: LeadRef) -> ProfileData:
+        """The person's profile; raises ProviderError (or RateLimited) when it cannot be had now."""
+        ...
 
 
 class EmailFinder(Protocol):
@@ -45,4 +49,6 @@ class EmailFinder(Protocol):
 
     name: str
 
-    async def find_email(self, lead: LeadRef, profile: ProfileData) -> EmailResult: ...
+    async def find_email(self, lead: LeadRef, profile: ProfileData) -> EmailResult:
+        """Find (unless the lead has one) and verify the person's email address."""
+        ...

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
-from leadstream_schemas import Envelope, LeadDiscovered, LeadSource, decode
+from leadstream_schemas import Envelope, LeadDiscovered, LeadProfileEnriched, LeadSource, decode
 
 from services.enrichment.app import build
 from services.enrichment.settings import EnrichmentSettings
 from tests.support.kafka import produce_events, read_until
 
 
-async def test_discovered_lead_is_enriched(make_settings, start_service, topic_prefix) -> None:
+async def test_discovered_lead_is_enriched(make_settings: Any, start_service: Any, topic_prefix: str) -> None:
     settings = make_settings("enrichment", EnrichmentSettings)
     await start_service(build(settings))
     lead_id = uuid.uuid4()
@@ -36,4 +37,4 @@ async def test_discovered_lead_is_enriched(make_settings, start_service, topic_p
     assert types[2] in {"leadstream.lead.email_enriched.v1", "leadstream.lead.email_not_found.v1"}
     enriched = [decode(r.value, r.headers) for r in records if r.key == str(lead_id).encode()][1]
     assert enriched.causation_id == env.id
-    assert enriched.data.full_name == "Ada Adler"
+    assert isinstance(enriched.data, LeadProfileEnriched) and enriched.data.full_name == "Ada Adler"

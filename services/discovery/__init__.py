@@ -1,0 +1,1 @@
+"""Discovery: finds leads (searches, signals, posts, LinkedIn search URLs, CSV, manual) and dedupes them."""

@@ -1,0 +1,234 @@
+"""A Unipile-style LinkedIn search client over httpx.
+
+Protocol (what the client sends and expects):
+
+- ``POST {base}/api/v1/linkedin/search?account_id=..&limit=..[&cursor=..]`` with header ``X-API-KEY``;
+- body ``{"url": <LinkedIn search URL>}`` for a saved LinkedIn search, else
+  ``{"api": "classic", "category": "people"|"posts", "keywords": .., "advanced_keywords": {..},
+  "date_posted": "past_day"|"past_week"|"past_month"}``;
+- answer ``{"object": "LinkedinSearch", "items": [..], "paging": {"total_count": n}, "cursor": str|null}``
+  where people items carry ``name``, ``public_identifier``/``public_profile_url``, ``headline``,
+  ``location`` and ``current_positions``, and post items carry ``text``, ``date`` and an ``author``.
+
+5xx answers, timeouts and connection errors are retried with exponential backoff; a 429 is retried
+after its ``Retry-After`` (seconds or an HTTP date) unless that is longer than the inline limit, in
+which case :class:`RateLimited` tells the caller how long to wait. Other 4xx answers are final.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from datetime import UTC, date, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import httpx
+
+from services.runtime.clock import Clock, SystemClock
+from services.runtime.providers import ProviderError, RateLimited
+
+from . import Candidate, Evidence, SearchPage, SearchQuery
+
+Sleep = Callable[[float], Awaitable[None]]
+
+
+def parse_retry_after(value: str | None, now: datetime, default: float) -> float:
+    """Seconds to wait from a ``Retry-After`` header (delta-seconds or HTTP-date); ``default`` if absent."""
+    if not value:
+        return default
+    value = value.strip()
+    try:
+        return max(float(value), 0.0)
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return default
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max((when - now).total_seconds(), 0.0)
+
+
+class UnipileSearchClient:
+    """Searches LinkedIn people and posts through a Unipile-style REST API."""
+
+    name = "unipile"
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str,
+        account_id: str,
+        *,
+        timeout_s: float = 10.0,
+        max_retries: int = 3,
+        backoff_s: float = 0.5,
+        max_inline_wait_s: float = 5.0,
+        sleep: Sleep = asyncio.sleep,
+        clock: Clock | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        if not base_url:
+            raise ValueError("the http search provider needs LEADSTREAM_SEARCH_API_BASE_URL")
+        self.client = httpx.AsyncClient(
+            base_url=base_url.rstrip("/"),
+            headers={"X-API-KEY": api_key, "accept": "application/json"},
+            timeout=timeout_s,
+            transport=transport,
+        )
+        self.account_id = account_id
+        self.max_retries = max_retries
+        self.backoff_s = backoff_s
+        self.max_inline_wait_s = max_inline_wait_s
+        self.sleep = sleep
+        self.clock = clock or SystemClock()
+
+    async def aclose(self) -> None:
+        """Close the connection pool."""
+        await self.client.aclose()
+
+    async def _post(self, path: str, params: dict[str, Any], body: dict[str, Any]) -> dict[str, Any]:
+        attempt = 0
+        while True:
+            attempt += 1
+            last = attempt > self.max_retries
+            try:
+                response = await self.client.post(path, params=params, json=body)
+            except httpx.TimeoutException as exc:
+                if last:
+                    raise ProviderError(f"search provider timed out: {exc}", transient=True) from exc
+                await self.sleep(self.backoff_s * 2 ** (attempt - 1))
+                continue
+            except httpx.TransportError as exc:
+                if last:
+                    raise ProviderError(f"search provider unreachable: {exc}", transient=True) from exc
+                await self.sleep(self.backoff_s * 2 ** (attempt - 1))
+                continue
+            status = response.status_code
+            if status == 429:
+                wait = parse_retry_after(
+                    response.headers.get("retry-after"), self.clock.now(), self.backoff_s * 2 ** (attempt - 1)
+                )
+                if last or wait > self.max_inline_wait_s:
+                    raise RateLimited(wait, f"search provider rate limited (retry after {wait:.1f}s)")
+                await self.sleep(wait)
+                continue
+            if status >= 500:
+                if last:
+                    raise ProviderError(f"search provider answered {status}", transient=True, status=status)
+                await self.sleep(self.backoff_s * 2 ** (attempt - 1))
+                continue
+            if status >= 400:
+                raise ProviderError(
+                    f"search provider refused the request ({status}): {_detail(response)}",
+                    transient=False,
+                    status=status,
+                )
+            try:
+                data = response.json()
+            except ValueError as exc:
+                raise ProviderError(
+                    "search provider answered with invalid JSON", transient=True, status=status
+                ) from exc
+            if not isinstance(data, dict):
+                raise ProviderError("search provider answer is not a JSON object", transient=False, status=status)
+            return data
+
+    async def search(self, query: SearchQuery, cursor: str | None, limit: int) -> SearchPage:
+        """One page of results after ``cursor``."""
+        params: dict[str, Any] = {"account_id": self.account_id, "limit": limit}
+        if cursor:
+            params["cursor"] = cursor
+        data = await self._post("/api/v1/linkedin/search", params, request_body(query))
+        items = [c for c in (candidate_from_item(i) for i in data.get("items") or []) if c is not None]
+        paging = data.get("paging") or {}
+        total = paging.get("total_count")
+        return SearchPage(items, data.get("cursor") or None, total=int(total) if isinstance(total, int) else None)
+
+
+def _detail(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text[:200]
+    if isinstance(body, dict):
+        return str(body.get("detail") or body.get("title") or body.get("message") or body)[:200]
+    return str(body)[:200]
+
+
+def _date_posted(days: int) -> str:
+    if days <= 1:
+        return "past_day"
+    return "past_week" if days <= 7 else "past_month"
+
+
+def request_body(query: SearchQuery) -> dict[str, Any]:
+    """The provider request body of a query."""
+    c = query.criteria
+    if query.kind == "linkedin_url":
+        return {"url": c["url"]}
+    if query.kind == "posts":
+        return {
+            "api": "classic",
+            "category": "posts",
+            "keywords": " OR ".join(f'"{k}"' for k in c["keywords"]),
+            "date_posted": _date_posted(int(c.get("lookback_days", 14))),
+        }
+    if query.kind == "signals":
+        words = [c["prompt"], c.get("custom_signal") or "", c.get("location") or ""]
+        return {"api": "classic", "category": "people", "keywords": " ".join(w for w in words if w)}
+    advanced = {}
+    if c.get("titles"):
+        advanced["title"] = " OR ".join(c["titles"])
+    if c.get("companies"):
+        advanced["company"] = " OR ".join(c["companies"])
+    words = [c.get("description") or "", *c.get("keywords", []), *c.get("industries", []), *c.get("locations", [])]
+    body: dict[str, Any] = {"api": "classic", "category": "people", "keywords": " ".join(w for w in words if w)}
+    if advanced:
+        body["advanced_keywords"] = advanced
+    return body
+
+
+def _date(value: Any) -> date | None:
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00")).date()
+    except ValueError:
+        return None
+
+
+def candidate_from_item(item: Any) -> Candidate | None:
+    """A candidate from one result item (a person, or a post's author); None for anything else."""
+    if not isinstance(item, dict):
+        return None
+    evidence: tuple[Evidence, ...] = ()
+    person = item
+    if str(item.get("type", "")).upper() == "POST":
+        author = item.get("author")
+        if not isinstance(author, dict) or author.get("is_company"):
+            return None
+        person = author
+        text = str(item.get("text") or "")[:280]
+        evidence = (Evidence("post", f"'{text}'", _date(item.get("parsed_datetime") or item.get("date"))),)
+    url = person.get("public_profile_url") or person.get("profile_url")
+    if not url and person.get("public_identifier"):
+        url = f"https://www.linkedin.com/in/{person['public_identifier']}"
+    name = str(person.get("name") or " ".join(filter(None, [person.get("first_name"), person.get("last_name")])))
+    positions = person.get("current_positions") or []
+    position = positions[0] if positions and isinstance(positions[0], dict) else {}
+    return Candidate(
+        linkedin_url=url,
+        full_name=name,
+        first_name=person.get("first_name"),
+        last_name=person.get("last_name"),
+        headline=person.get("headline"),
+        title=position.get("role"),
+        company=position.get("company"),
+        location=person.get("location"),
+        industry=position.get("industry"),
+        provider_id=person.get("id"),
+        evidence=evidence,
+    )

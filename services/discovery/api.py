@@ -1,0 +1,584 @@
+"""Discovery's HTTP API: preview, saved searches, source groups, CSV import and manual add.
+
+Every route is scoped to the workspace of the bearer token; another workspace's search, group or
+lead answers 404.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date, datetime
+from typing import Annotated, Any
+from uuid import UUID
+
+from fastapi import APIRouter, Depends, File, Form, Query, Response, UploadFile
+from fastapi.exceptions import RequestValidationError
+from leadstream_schemas import FitSignal, LeadSource, SearchStarted
+from pydantic import BaseModel, Field, StringConstraints, ValidationError, field_validator
+from sqlalchemy import func, select
+from sqlalchemy.dialects.postgresql import insert
+
+from services.runtime.auth import workspace_id
+from services.runtime.errors import Problem
+from services.runtime.providers import ProviderError, RateLimited
+from services.runtime.service import Service
+
+from . import domain
+from .adapters import SearchProvider, SearchQuery
+from .handlers import SearchRunner, finish, search_envelope
+from .imports import CsvImporter, ImportReport
+from .settings import DiscoverySettings
+from .store import add_lead, leads, searches, source_group_members, source_groups
+
+Workspace = Annotated[str, Depends(workspace_id)]
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200), domain.NoNul]
+Text = Annotated[str, StringConstraints(strip_whitespace=True, max_length=domain.MAX_TEXT), domain.NoNul]
+
+
+def _criteria(kind: str, raw: dict[str, Any]) -> domain.Criteria:
+    """Validate criteria for ``kind``; errors become a 422 naming ``criteria.<field>``."""
+    if domain.has_nul(raw):
+        raise RequestValidationError(
+            [{"loc": ("body", "criteria"), "type": "value_error", "msg": "must not contain NUL characters"}]
+        )
+    try:
+        return domain.parse_criteria(kind, raw)
+    except ValidationError as exc:
+        errors = [{**e, "loc": ("body", "criteria", *e["loc"])} for e in exc.errors()]
+        raise RequestValidationError(errors) from None
+
+
+# -- models --------------------------------------------------------------------------------------
+
+
+class PreviewIn(BaseModel):
+    """A search to try without saving it."""
+
+    kind: domain.SearchKind
+    criteria: dict[str, Any]
+    limit: int = Field(10, ge=1, le=50)
+
+
+class Match(BaseModel):
+    """One person a preview found, with why they matched."""
+
+    full_name: str
+    first_name: str | None
+    last_name: str | None
+    title: str | None
+    company: str | None
+    location: str | None
+    linkedin_url: str
+    lead_id: UUID
+    already_known: bool
+    fit_signals: list[FitSignal]
+
+
+class PreviewOut(BaseModel):
+    """The first matches of a search (nothing saved, no events)."""
+
+    kind: str
+    total: int | None
+    matches: list[Match]
+    has_more: bool
+
+
+class ScheduleIn(BaseModel):
+    """Makes a search recurring: each run adds at most ``per_run`` people, then waits ``interval_minutes``."""
+
+    interval_minutes: int | None = Field(None, ge=5, le=43_200)
+    per_run: int | None = Field(None, ge=1, le=10_000)
+
+
+class SearchIn(BaseModel):
+    """A saved background search: its results become a source group of up to ``target_count`` people."""
+
+    name: Name
+    kind: domain.SearchKind
+    criteria: dict[str, Any]
+    target_count: int = Field(ge=1, le=10_000)
+    schedule: ScheduleIn | None = None
+
+
+class SearchCreated(BaseModel):
+    """The ids of a new search and of its source group."""
+
+    search_id: UUID
+    source_group_id: UUID
+    status: str
+
+
+class SearchOut(BaseModel):
+    """A search's progress."""
+
+    search_id: UUID
+    source_group_id: UUID
+    name: str
+    kind: str
+    criteria: dict[str, Any]
+    target_count: int
+    status: str
+    finish_reason: str | None
+    recurring: bool
+    interval_minutes: int | None
+    per_run: int | None
+    runs: int
+    pages: int
+    found: int
+    new_leads: int
+    duplicates: int
+    invalid: int
+    members: int
+    cursor: str | None
+    exhausted: bool
+    next_run_at: datetime | None
+    last_error: str | None
+    created_at: datetime
+    updated_at: datetime
+    finished_at: datetime | None
+
+
+class SearchList(BaseModel):
+    """Searches of the workspace, newest first."""
+
+    items: list[SearchOut]
+
+
+class SourceGroupOut(BaseModel):
+    """A source group: an audience a campaign can use."""
+
+    source_group_id: UUID
+    name: str
+    kind: str
+    search_id: UUID | None
+    size: int
+    new_leads: int
+    created_at: datetime
+
+
+class SourceGroupList(BaseModel):
+    """Source groups of the workspace, newest first."""
+
+    items: list[SourceGroupOut]
+
+
+class MemberOut(BaseModel):
+    """A lead of a source group; ``new`` is false when the workspace already knew the person."""
+
+    lead_id: UUID
+    linkedin_url: str | None
+    email: str | None
+    full_name: str | None
+    title: str | None
+    company: str | None
+    location: str | None
+    new: bool
+    fit_signals: list[FitSignal]
+    added_at: datetime
+
+
+class MemberPage(BaseModel):
+    """One page of a source group's leads; pass ``next_after`` as ``after`` for the next page."""
+
+    items: list[MemberOut]
+    next_after: int | None
+
+
+class LeadIn(BaseModel):
+    """A lead added by hand: a LinkedIn profile URL or an email is required."""
+
+    linkedin_url: Text | None = None
+    email: Text | None = None
+    full_name: Text | None = None
+    first_name: Text | None = None
+    last_name: Text | None = None
+    title: Text | None = None
+    company: Text | None = None
+    location: Text | None = None
+    source_group_id: UUID | None = None
+
+    @field_validator("linkedin_url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        return domain.normalise_linkedin_url(value) if value else None
+
+    @field_validator("email")
+    @classmethod
+    def _email(cls, value: str | None) -> str | None:
+        return domain.normalise_email(value) if value else None
+
+
+class LeadAdded(BaseModel):
+    """The outcome of a manual add: the lead's id and whether it was new to the workspace."""
+
+    lead_id: UUID
+    source_group_id: UUID
+    created: bool
+    duplicate: bool
+
+
+class LeadOut(BaseModel):
+    """A lead as discovery knows it."""
+
+    lead_id: UUID
+    linkedin_url: str | None
+    email: str | None
+    full_name: str | None
+    first_name: str | None
+    last_name: str | None
+    title: str | None
+    company: str | None
+    location: str | None
+    source: str
+    search_id: UUID | None
+    source_group_ids: list[UUID]
+    created_at: datetime
+
+
+class ImportOut(BaseModel):
+    """Result of a CSV import: counts are exact; ``errors`` and ``duplicate_rows`` name the rows."""
+
+    import_id: UUID
+    search_id: UUID
+    source_group_id: UUID
+    rows: int
+    imported: int
+    rejected: int
+    duplicates: int
+    errors: list[dict[str, Any]]
+    duplicate_rows: list[dict[str, Any]]
+    ignored_columns: list[str]
+    errors_truncated: bool
+    truncated_at_row: int | None
+
+
+# -- routes --------------------------------------------------------------------------------------
+
+
+def build_router(
+    service: Service, settings: DiscoverySettings, provider: SearchProvider, runner: SearchRunner
+) -> APIRouter:
+    """The discovery routes, bound to the service's engine, provider and search worker."""
+    router = APIRouter(prefix="/v1", tags=["discovery"])
+    engine = service.engine
+
+    async def search_row(ws: str, search_id: UUID) -> Any:
+        async with engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    select(searches).where(searches.c.search_id == search_id, searches.c.workspace_id == ws)
+                )
+            ).first()
+        if row is None:
+            raise Problem(404, "not_found", f"search {search_id} not found")
+        return row
+
+    @router.post("/searches/preview", response_model=PreviewOut)
+    async def preview(body: PreviewIn, ws: Workspace) -> PreviewOut:
+        """The first matches of a search, with fit signals; nothing is saved and no event is emitted."""
+        criteria = _criteria(body.kind, body.criteria)
+        query = SearchQuery(body.kind, criteria.model_dump(mode="json"))
+        try:
+            page = await provider.search(query, None, body.limit)
+        except RateLimited as exc:
+            raise Problem(
+                429,
+                "provider_rate_limited",
+                f"the search provider asks to wait {exc.retry_after_s:.1f}s",
+                retry_after_s=exc.retry_after_s,
+            ) from None
+        except ProviderError as exc:
+            status, code = (503, "provider_unavailable") if exc.transient else (502, "provider_error")
+            raise Problem(status, code, f"the search provider failed: {exc}") from None
+        today: date = service.clock.now().date()
+        matches: list[Match] = []
+        for candidate in page.items:
+            try:
+                lead = domain.lead_from_candidate(candidate)
+            except ValueError:
+                continue
+            assert lead.linkedin_url is not None
+            matches.append(
+                Match(
+                    full_name=lead.full_name or candidate.full_name,
+                    first_name=lead.first_name,
+                    last_name=lead.last_name,
+                    title=lead.title,
+                    company=lead.company,
+                    location=lead.location,
+                    linkedin_url=lead.linkedin_url,
+                    lead_id=lead.lead_id(ws),
+                    already_known=False,
+                    fit_signals=domain.fit_signals(criteria, candidate, today),
+                )
+            )
+        if matches:
+            async with engine.connect() as conn:
+                known = set(
+                    await conn.scalars(
+                        select(leads.c.lead_id).where(
+                            leads.c.workspace_id == ws, leads.c.lead_id.in_([m.lead_id for m in matches])
+                        )
+                    )
+                )
+            matches = [m.model_copy(update={"already_known": m.lead_id in known}) for m in matches]
+        return PreviewOut(kind=body.kind, total=page.total, matches=matches, has_more=page.next_cursor is not None)
+
+    @router.post("/searches", status_code=201, response_model=SearchCreated)
+    async def create_search(body: SearchIn, ws: Workspace) -> SearchCreated:
+        """Save a search and start it in the background; it emits ``SearchStarted`` now."""
+        criteria = _criteria(body.kind, body.criteria).model_dump(mode="json")
+        search_id, group_id, started_id = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+        now = service.clock.now()
+        schedule = body.schedule
+        async with engine.begin() as conn:
+            await conn.execute(
+                source_groups.insert().values(
+                    source_group_id=group_id,
+                    workspace_id=ws,
+                    name=body.name,
+                    kind=body.kind,
+                    search_id=search_id,
+                    created_at=now,
+                )
+            )
+            await conn.execute(
+                searches.insert().values(
+                    search_id=search_id,
+                    workspace_id=ws,
+                    source_group_id=group_id,
+                    name=body.name,
+                    kind=body.kind,
+                    criteria=criteria,
+                    target_count=body.target_count,
+                    recurring=schedule is not None,
+                    per_run=schedule.per_run if schedule else None,
+                    interval_minutes=(schedule.interval_minutes or settings.recurring_interval_minutes)
+                    if schedule
+                    else None,
+                    status="running",
+                    started_event_id=started_id,
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
+            event = SearchStarted(
+                search_id=search_id,
+                source_group_id=group_id,
+                kind=body.kind,
+                name=body.name,
+                criteria=criteria,
+                target_count=body.target_count,
+            )
+            await service.emit(
+                conn,
+                [
+                    search_envelope(
+                        service, event, workspace_id=ws, search_id=search_id, what="started", started_id=started_id
+                    )
+                ],
+            )
+        service.wake_relay()
+        runner.wake()
+        return SearchCreated(search_id=search_id, source_group_id=group_id, status="running")
+
+    @router.get("/searches", response_model=SearchList)
+    async def list_searches(ws: Workspace, limit: int = Query(50, ge=1, le=500)) -> SearchList:
+        """The workspace's searches and imports, newest first."""
+        async with engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    select(searches)
+                    .where(searches.c.workspace_id == ws)
+                    .order_by(searches.c.created_at.desc())
+                    .limit(limit)
+                )
+            ).all()
+        return SearchList(items=[SearchOut.model_validate(r._mapping) for r in rows])
+
+    @router.get("/searches/{search_id}", response_model=SearchOut)
+    async def get_search(search_id: UUID, ws: Workspace) -> SearchOut:
+        """A search's progress (counts, cursor, status, next run)."""
+        return SearchOut.model_validate((await search_row(ws, search_id))._mapping)
+
+    @router.post("/searches/{search_id}/cancel", response_model=SearchOut)
+    async def cancel_search(search_id: UUID, ws: Workspace) -> SearchOut:
+        """Stop a running or scheduled search (``SearchFinished`` with reason cancelled)."""
+        await search_row(ws, search_id)
+        async with engine.begin() as conn:
+            row = (
+                await conn.execute(select(searches).where(searches.c.search_id == search_id).with_for_update())
+            ).one()
+            if row.status == "finished":
+                raise Problem(409, "search_finished", f"search {search_id} already finished ({row.finish_reason})")
+            await finish(service, conn, row, "cancelled", service.clock.now())
+        service.wake_relay()
+        return await get_search(search_id, ws)
+
+    @router.get("/source-groups", response_model=SourceGroupList)
+    async def list_groups(ws: Workspace) -> SourceGroupList:
+        """The workspace's source groups with their sizes."""
+        m = source_group_members
+        counts = (
+            select(m.c.source_group_id, func.count().label("size"), func.count().filter(m.c.is_new).label("new_leads"))
+            .where(m.c.workspace_id == ws)
+            .group_by(m.c.source_group_id)
+            .subquery()
+        )
+        g = source_groups
+        async with engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    select(
+                        g,
+                        func.coalesce(counts.c.size, 0).label("size"),
+                        func.coalesce(counts.c.new_leads, 0).label("new_leads"),
+                    )
+                    .select_from(g.outerjoin(counts, counts.c.source_group_id == g.c.source_group_id))
+                    .where(g.c.workspace_id == ws)
+                    .order_by(g.c.created_at.desc())
+                )
+            ).all()
+        return SourceGroupList(items=[SourceGroupOut.model_validate(r._mapping) for r in rows])
+
+    async def group_exists(ws: str, group_id: UUID) -> None:
+        async with engine.connect() as conn:
+            found = await conn.scalar(
+                select(source_groups.c.source_group_id).where(
+                    source_groups.c.source_group_id == group_id, source_groups.c.workspace_id == ws
+                )
+            )
+        if found is None:
+            raise Problem(404, "not_found", f"source group {group_id} not found")
+
+    @router.get("/source-groups/{group_id}/leads", response_model=MemberPage)
+    async def group_leads(
+        group_id: UUID, ws: Workspace, limit: int = Query(100, ge=1, le=1000), after: int | None = Query(None, ge=0)
+    ) -> MemberPage:
+        """The leads of a source group in the order they joined it."""
+        await group_exists(ws, group_id)
+        m, lt = source_group_members, leads
+        stmt = (
+            select(
+                m.c.seq,
+                m.c.lead_id,
+                m.c.is_new.label("new"),
+                m.c.fit_signals,
+                m.c.added_at,
+                lt.c.linkedin_url,
+                lt.c.email,
+                lt.c.full_name,
+                lt.c.title,
+                lt.c.company,
+                lt.c.location,
+            )
+            .select_from(m.join(lt, (lt.c.workspace_id == m.c.workspace_id) & (lt.c.lead_id == m.c.lead_id)))
+            .where(m.c.source_group_id == group_id, m.c.workspace_id == ws)
+            .order_by(m.c.seq)
+            .limit(limit + 1)
+        )
+        if after is not None:
+            stmt = stmt.where(m.c.seq > after)
+        async with engine.connect() as conn:
+            rows = (await conn.execute(stmt)).all()
+        more = len(rows) > limit
+        rows = rows[:limit]
+        return MemberPage(
+            items=[MemberOut.model_validate(r._mapping) for r in rows], next_after=rows[-1].seq if more else None
+        )
+
+    @router.post("/imports/csv", status_code=201, response_model=ImportOut)
+    async def import_csv(
+        ws: Workspace,
+        file: Annotated[UploadFile, File()],
+        name: Annotated[str | None, Form(max_length=200), domain.NoNul] = None,
+    ) -> ImportOut:
+        """Import leads from a CSV file (columns linkedin_url and/or email, names, title, company, location)."""
+        label = (name or "").strip() or (file.filename or "").replace("\x00", "")[:200] or "CSV import"
+        report: ImportReport = await CsvImporter(service, settings).run(ws, file.file, name=label)
+        return ImportOut(search_id=report.import_id, **report.__dict__)
+
+    @router.post("/leads", status_code=201, response_model=LeadAdded)
+    async def add_manual(body: LeadIn, ws: Workspace, response: Response) -> LeadAdded:
+        """Add one lead by hand (to the given source group, else the workspace's "Manual" group).
+
+        A person the workspace already knows is reported as a duplicate (200) and not re-emitted.
+        """
+        if not body.linkedin_url and not body.email:
+            raise RequestValidationError(
+                [
+                    {
+                        "loc": ("body", "linkedin_url"),
+                        "type": "missing",
+                        "msg": "linkedin_url or email is required to identify the lead",
+                    }
+                ]
+            )
+        now = service.clock.now()
+        group_id = body.source_group_id
+        if group_id is not None:
+            await group_exists(ws, group_id)
+        else:
+            group_id = uuid.uuid5(domain.LEAD_NAMESPACE, f"{ws}|manual-group")
+        full, first, last = domain.split_name(body.full_name, body.first_name, body.last_name)
+        lead = domain.LeadInput(
+            linkedin_url=body.linkedin_url,
+            email=body.email,
+            full_name=full,
+            first_name=first,
+            last_name=last,
+            title=body.title,
+            company=body.company,
+            location=body.location,
+        )
+        async with engine.begin() as conn:
+            await conn.execute(
+                insert(source_groups)
+                .values(
+                    source_group_id=group_id,
+                    workspace_id=ws,
+                    name="Manual",
+                    kind="manual",
+                    created_at=now,
+                )
+                .on_conflict_do_nothing()
+            )
+            added = await add_lead(
+                conn,
+                ws,
+                lead,
+                source=LeadSource.manual.value,
+                source_group_id=group_id,
+                search_id=None,
+                fit_signals=[],
+                now=now,
+            )
+            if added.new_lead:
+                event = domain.discovered_event(lead, added.lead_id, LeadSource.manual, source_group_id=group_id)
+                await service.emit(conn, [service.new_envelope(event, workspace_id=ws)])
+        service.wake_relay()
+        if not added.new_lead:
+            response.status_code = 200
+        return LeadAdded(
+            lead_id=added.lead_id, source_group_id=group_id, created=added.new_lead, duplicate=not added.new_lead
+        )
+
+    @router.get("/leads/{lead_id}", response_model=LeadOut)
+    async def get_lead(lead_id: UUID, ws: Workspace) -> LeadOut:
+        """A lead and the source groups it belongs to."""
+        async with engine.connect() as conn:
+            row = (
+                await conn.execute(select(leads).where(leads.c.workspace_id == ws, leads.c.lead_id == lead_id))
+            ).first()
+            if row is None:
+                raise Problem(404, "not_found", f"lead {lead_id} not found")
+            groups = list(
+                await conn.scalars(
+                    select(source_group_members.c.source_group_id)
+                    .where(source_group_members.c.workspace_id == ws, source_group_members.c.lead_id == lead_id)
+                    .order_by(source_group_members.c.seq)
+                )
+            )
+        return LeadOut.model_validate({**row._mapping, "source_group_ids": groups})
+
+    return router

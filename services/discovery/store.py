@@ -1,0 +1,203 @@
+"""Discovery's own tables (schema ``discovery``) and the few statements every entry point shares.
+
+- ``searches``: saved searches (and CSV imports) with their cursor, counts and schedule;
+- ``source_groups``: what a campaign can use as its audience (one per search or import, plus "manual");
+- ``leads``: one row per person per workspace; its unique keys are the dedupe;
+- ``source_group_members``: which leads belong to which group (a known lead can join a new group).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    ForeignKey,
+    Identity,
+    Index,
+    Integer,
+    PrimaryKeyConstraint,
+    Table,
+    Text,
+    UniqueConstraint,
+    or_,
+    select,
+)
+from sqlalchemy.dialects.postgresql import JSONB, insert
+from sqlalchemy.dialects.postgresql import UUID as PgUUID
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from services.runtime.db import service_metadata
+
+from .domain import LeadInput
+
+SCHEMA = "discovery"
+metadata, runtime_tables = service_metadata(SCHEMA)
+
+source_groups = Table(
+    "source_groups",
+    metadata,
+    Column("source_group_id", PgUUID(as_uuid=True), primary_key=True),
+    Column("workspace_id", Text, nullable=False),
+    Column("name", Text, nullable=False),
+    Column("kind", Text, nullable=False),
+    Column("search_id", PgUUID(as_uuid=True), nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Index("ix_source_groups_workspace", "workspace_id", "created_at"),
+)
+
+searches = Table(
+    "searches",
+    metadata,
+    Column("search_id", PgUUID(as_uuid=True), primary_key=True),
+    Column("workspace_id", Text, nullable=False),
+    Column("source_group_id", PgUUID(as_uuid=True), ForeignKey(source_groups.c.source_group_id), nullable=False),
+    Column("name", Text, nullable=False),
+    Column("kind", Text, nullable=False),
+    Column("criteria", JSONB, nullable=False),
+    Column("target_count", Integer, nullable=False),
+    Column("per_run", Integer, nullable=True),
+    Column("recurring", Boolean, nullable=False, server_default="false"),
+    Column("interval_minutes", Integer, nullable=True),
+    # running | scheduled | finished
+    Column("status", Text, nullable=False),
+    Column("finish_reason", Text, nullable=True),
+    # The provider cursor of the page being read, and how many of its items were already taken:
+    # a run that stops mid-page (target or per-run limit) resumes exactly after the last item taken.
+    Column("cursor", Text, nullable=True),
+    Column("page_offset", Integer, nullable=False, server_default="0"),
+    Column("exhausted", Boolean, nullable=False, server_default="false"),
+    Column("pages", Integer, nullable=False, server_default="0"),
+    Column("found", Integer, nullable=False, server_default="0"),
+    Column("new_leads", Integer, nullable=False, server_default="0"),
+    Column("duplicates", Integer, nullable=False, server_default="0"),
+    Column("invalid", Integer, nullable=False, server_default="0"),
+    Column("members", Integer, nullable=False, server_default="0"),
+    Column("runs", Integer, nullable=False, server_default="1"),
+    Column("run_pages", Integer, nullable=False, server_default="0"),
+    Column("run_members", Integer, nullable=False, server_default="0"),
+    Column("next_run_at", DateTime(timezone=True), nullable=True),
+    Column("consecutive_errors", Integer, nullable=False, server_default="0"),
+    Column("last_error", Text, nullable=True),
+    Column("started_event_id", PgUUID(as_uuid=True), nullable=False),
+    Column("report", JSONB, nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("finished_at", DateTime(timezone=True), nullable=True),
+    Index("ix_searches_due", "status", "next_run_at"),
+    Index("ix_searches_workspace", "workspace_id", "created_at"),
+)
+
+leads = Table(
+    "leads",
+    metadata,
+    Column("workspace_id", Text, nullable=False),
+    Column("lead_id", PgUUID(as_uuid=True), nullable=False),
+    Column("linkedin_url", Text, nullable=True),
+    Column("email", Text, nullable=True),
+    Column("full_name", Text, nullable=True),
+    Column("first_name", Text, nullable=True),
+    Column("last_name", Text, nullable=True),
+    Column("title", Text, nullable=True),
+    Column("company", Text, nullable=True),
+    Column("location", Text, nullable=True),
+    Column("source", Text, nullable=False),
+    Column("search_id", PgUUID(as_uuid=True), nullable=True),
+    Column("source_group_id", PgUUID(as_uuid=True), nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    PrimaryKeyConstraint("workspace_id", "lead_id"),
+    # Either key identifies the person: a row with a known URL or a known email is the same lead.
+    UniqueConstraint("workspace_id", "linkedin_url", name="uq_leads_linkedin"),
+    UniqueConstraint("workspace_id", "email", name="uq_leads_email"),
+)
+
+source_group_members = Table(
+    "source_group_members",
+    metadata,
+    Column("seq", BigInteger, Identity(always=True), nullable=False, unique=True),
+    Column("source_group_id", PgUUID(as_uuid=True), nullable=False),
+    Column("lead_id", PgUUID(as_uuid=True), nullable=False),
+    Column("workspace_id", Text, nullable=False),
+    Column("is_new", Boolean, nullable=False),
+    Column("fit_signals", JSONB, nullable=False, server_default="[]"),
+    Column("added_at", DateTime(timezone=True), nullable=False),
+    PrimaryKeyConstraint("source_group_id", "lead_id"),
+)
+
+
+@dataclass(frozen=True)
+class Added:
+    """Outcome of adding a person: the lead id, whether it is new to the workspace, new to the group."""
+
+    lead_id: UUID
+    new_lead: bool
+    new_member: bool
+
+
+async def add_lead(
+    conn: AsyncConnection,
+    workspace_id: str,
+    lead: LeadInput,
+    *,
+    source: str,
+    source_group_id: UUID,
+    search_id: UUID | None,
+    fit_signals: list[dict[str, Any]],
+    now: datetime,
+) -> Added:
+    """Insert the lead unless the workspace knows it (by id, URL or email) and add it to the group.
+
+    Concurrent writers of the same person serialise on the unique keys, so exactly one sees it as new.
+    """
+    lead_id = lead.lead_id(workspace_id)
+    inserted = await conn.scalar(
+        insert(leads)
+        .values(
+            workspace_id=workspace_id,
+            lead_id=lead_id,
+            linkedin_url=lead.linkedin_url,
+            email=lead.email,
+            full_name=lead.full_name,
+            first_name=lead.first_name,
+            last_name=lead.last_name,
+            title=lead.title,
+            company=lead.company,
+            location=lead.location,
+            source=source,
+            search_id=search_id,
+            source_group_id=source_group_id,
+            created_at=now,
+        )
+        .on_conflict_do_nothing()
+        .returning(leads.c.lead_id)
+    )
+    if inserted is None:
+        keys = [leads.c.lead_id == lead_id]
+        if lead.linkedin_url:
+            keys.append(leads.c.linkedin_url == lead.linkedin_url)
+        if lead.email:
+            keys.append(leads.c.email == lead.email)
+        existing = await conn.scalar(
+            select(leads.c.lead_id).where(leads.c.workspace_id == workspace_id, or_(*keys)).limit(1)
+        )
+        lead_id = existing or lead_id
+    member = await conn.scalar(
+        insert(source_group_members)
+        .values(
+            source_group_id=source_group_id,
+            lead_id=lead_id,
+            workspace_id=workspace_id,
+            is_new=inserted is not None,
+            fit_signals=fit_signals,
+            added_at=now,
+        )
+        .on_conflict_do_nothing()
+        .returning(source_group_members.c.lead_id)
+    )
+    return Added(lead_id, inserted is not None, member is not None)

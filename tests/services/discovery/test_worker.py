@@ -1,0 +1,194 @@
+"""The saved-search worker: recurring runs on an injected clock, restart from the cursor, provider errors."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import timedelta
+from functools import partial
+from typing import Any
+
+from sqlalchemy import select
+
+from services.discovery.adapters import SearchPage, SearchQuery
+from services.discovery.adapters.simulated import SimulatedSearchProvider
+from services.discovery.store import searches
+from services.runtime.clock import FakeClock
+from services.runtime.providers import ProviderError, SimulationProfile
+from tests.services.discovery.conftest import StartDiscovery
+from tests.services.discovery.support import client_for, envelopes, read_events, settled
+from tests.support.kafka import wait_for
+
+SIGNALS = {"prompt": "fintech companies preparing for compliance audits", "signal_types": ["compliance", "news"]}
+
+
+async def _search(client: Any, search_id: str) -> dict[str, Any]:
+    return (await client.get(f"/v1/searches/{search_id}")).json()
+
+
+async def test_recurring_search_runs_on_its_schedule_until_the_target(start_discovery: StartDiscovery) -> None:
+    clock = FakeClock()
+    service = await start_discovery(clock=clock)
+    runner = service.app.state.runner
+    ws = f"ws-{uuid.uuid4().hex[:8]}"
+    async with await client_for(service, ws) as client:
+        r = await client.post(
+            "/v1/searches",
+            json={
+                "name": "compliance watch",
+                "kind": "signals",
+                "criteria": SIGNALS,
+                "target_count": 12,
+                "schedule": {"interval_minutes": 60, "per_run": 5},
+            },
+        )
+        sid = r.json()["search_id"]
+
+        async def state(status: str, members: int) -> dict[str, Any] | None:
+            body = await _search(client, sid)
+            return body if (body["status"], body["members"]) == (status, members) else None
+
+        first = await wait_for(lambda: state("scheduled", 5), timeout_s=30, what="first run")
+        start = clock.now()
+        assert first["next_run_at"] == (start + timedelta(minutes=60)).isoformat().replace("+00:00", "Z")
+        assert (first["runs"], first["pages"], first["recurring"]) == (1, 1, True)
+        assert await runner.step() is None  # not due yet
+        clock.advance(timedelta(minutes=59))
+        assert await runner.step() is None
+        clock.advance(timedelta(minutes=1))
+        second = await wait_for(lambda: state("scheduled", 10), timeout_s=30, what="second run")
+        assert second["runs"] == 2
+        # Page size 7: the second run finished page 1 (2 left) and took 3 of page 2.
+        assert second["pages"] == 3
+        clock.advance(timedelta(minutes=60))
+        third = await wait_for(lambda: state("finished", 12), timeout_s=30, what="third run")
+        assert (third["finish_reason"], third["runs"], third["next_run_at"]) == ("target_reached", 3, None)
+
+        records = await read_events(service, settled(ws, finished=1, discovered=12))
+        discovered = envelopes(records, ws, "lead.discovered.v1")
+        assert len(discovered) == 12 and len({e.data.lead_id for e in discovered}) == 12
+        pages = envelopes(records, ws, "search.page_completed.v1")
+        assert sorted(p.data.page for p in pages) == [1, 2, 3, 4]
+        assert sum(p.data.new_leads for p in pages) == 12
+        assert all(p.data.duplicates == 0 for p in pages)
+
+
+class GatedProvider:
+    """The simulation, but the page after ``pages`` hangs (a service stopped mid-search)."""
+
+    name = "gated"
+
+    def __init__(self, inner: SimulatedSearchProvider, pages: int | None) -> None:
+        self.inner = inner
+        self.pages = pages
+        self.cursors: list[str | None] = []
+        self.blocked = asyncio.Event()
+
+    async def search(self, query: SearchQuery, cursor: str | None, limit: int) -> SearchPage:
+        self.cursors.append(cursor)
+        if self.pages is not None and len(self.cursors) > self.pages:
+            self.blocked.set()
+            await asyncio.Event().wait()
+        return await self.inner.search(query, cursor, limit)
+
+
+async def test_restart_mid_search_resumes_from_the_stored_cursor(start_discovery: StartDiscovery) -> None:
+    def provider(pages: int | None) -> GatedProvider:
+        return GatedProvider(
+            SimulatedSearchProvider(SimulationProfile(latency_ms=(0, 1), transient_error_rate=0), FakeClock()), pages
+        )
+
+    gated = provider(2)
+    first = await start_discovery(provider=gated)
+    ws = f"ws-{uuid.uuid4().hex[:8]}"
+    async with await client_for(first, ws) as client:
+        sid = (
+            await client.post(
+                "/v1/searches", json={"name": "restart", "kind": "signals", "criteria": SIGNALS, "target_count": 30}
+            )
+        ).json()["search_id"]
+        await asyncio.wait_for(gated.blocked.wait(), timeout=30)
+    await first.stop()  # the third page is in flight: it is abandoned, nothing of it is stored
+    async with first.engine.connect() as conn:
+        row = (await conn.execute(select(searches).where(searches.c.search_id == uuid.UUID(sid)))).one()
+    assert (row.status, row.pages, row.members, row.cursor is not None) == ("running", 2, 14, True)
+
+    resumed = provider(None)
+    second = await start_discovery(provider=resumed)
+    async with await client_for(second, ws) as client:
+        done = await wait_for(lambda: _finished(client, sid), timeout_s=30, what="the resumed search")
+    assert (done["members"], done["new_leads"], done["duplicates"], done["pages"]) == (30, 30, 0, 5)
+    assert resumed.cursors[0] == row.cursor, "the second process starts at the stored cursor"
+    assert len(resumed.cursors) == 3
+
+    records = await read_events(second, settled(ws, finished=1, discovered=30))
+    discovered = envelopes(records, ws, "lead.discovered.v1")
+    assert len(discovered) == 30 and len({e.data.lead_id for e in discovered}) == 30
+    pages = envelopes(records, ws, "search.page_completed.v1")
+    assert sorted(p.data.page for p in pages) == [1, 2, 3, 4, 5]
+    assert len(envelopes(records, ws, "search.started.v1")) == 1
+
+
+async def _finished(client: Any, sid: str) -> dict[str, Any] | None:
+    body = await _search(client, sid)
+    return body if body["status"] == "finished" else None
+
+
+async def test_rate_limits_and_transient_errors_are_retried(start_discovery: StartDiscovery) -> None:
+    service = await start_discovery(
+        sim_transient_error_rate=0.3, sim_rate_limit_every=3, sim_retry_after_s=0.01, search_max_consecutive_errors=10
+    )
+    ws = f"ws-{uuid.uuid4().hex[:8]}"
+    async with await client_for(service, ws) as client:
+        sid = (
+            await client.post(
+                "/v1/searches", json={"name": "flaky", "kind": "signals", "criteria": SIGNALS, "target_count": 20}
+            )
+        ).json()["search_id"]
+        done = await wait_for(lambda: _finished(client, sid), timeout_s=60, what="the flaky search")
+    provider = service.app.state.provider
+    assert provider.total_calls > done["pages"], "some calls failed and were retried"
+    assert (done["finish_reason"], done["members"], done["last_error"]) == ("target_reached", 20, None)
+    records = await read_events(service, settled(ws, finished=1, discovered=20))
+    discovered = envelopes(records, ws, "lead.discovered.v1")
+    assert len(discovered) == 20 and len({e.data.lead_id for e in discovered}) == 20
+
+
+class FailingProvider:
+    """A provider that always fails the same way."""
+
+    name = "failing"
+
+    def __init__(self, transient: bool) -> None:
+        self.transient = transient
+        self.calls = 0
+
+    async def search(self, query: SearchQuery, cursor: str | None, limit: int) -> SearchPage:
+        self.calls += 1
+        raise ProviderError(
+            "403 account restricted" if not self.transient else "502 bad gateway",
+            transient=self.transient,
+            status=502 if self.transient else 403,
+        )
+
+
+async def test_provider_errors_fail_the_search_with_the_reason(start_discovery: StartDiscovery) -> None:
+    for transient, calls in [(True, 3), (False, 1)]:
+        failing = FailingProvider(transient)
+        service = await start_discovery(provider=failing, search_max_consecutive_errors=3)
+        ws = f"ws-{uuid.uuid4().hex[:8]}"
+        async with await client_for(service, ws) as client:
+            sid = (
+                await client.post(
+                    "/v1/searches", json={"name": "doomed", "kind": "signals", "criteria": SIGNALS, "target_count": 5}
+                )
+            ).json()["search_id"]
+            done = await wait_for(partial(_finished, client, sid), timeout_s=30, what="the failing search")
+            preview = await client.post("/v1/searches/preview", json={"kind": "signals", "criteria": SIGNALS})
+        assert (done["finish_reason"], failing.calls - 1) == ("failed", calls)
+        assert done["last_error"] == ("502 bad gateway" if transient else "403 account restricted")
+        assert preview.status_code == (503 if transient else 502)
+        records = await read_events(service, settled(ws, finished=1, discovered=0))
+        [finished] = envelopes(records, ws, "search.finished.v1")
+        assert (finished.data.reason, finished.data.total_new) == ("failed", 0)
+        await service.stop()

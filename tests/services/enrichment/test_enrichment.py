@@ -1,0 +1,235 @@
+"""Enrichment on the real broker and database: cache, rate limits, retries, permanent errors."""
+
+from __future__ import annotations
+
+import uuid
+from collections import Counter
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import select
+
+from services.enrichment.adapters import EmailResult, LeadRef, ProfileData
+from services.enrichment.adapters.simulated import SimulatedEmailFinder, SimulatedProfileProvider, person_key
+from services.enrichment.store import enrichment_retries
+from services.runtime.clock import FakeClock
+from services.runtime.providers import ProviderError, RateLimited, SimulationProfile
+from tests.services.enrichment.conftest import StartEnrichment
+from tests.services.enrichment.support import (
+    FAILED,
+    OUTCOMES,
+    by_lead,
+    dead_lettered_keys,
+    discovered,
+    enrich,
+    finished,
+)
+from tests.support.kafka import produce_events, read_until, wait_for
+
+CALM = SimulationProfile(latency_ms=(0, 1), transient_error_rate=0.0)
+
+
+class ScriptedProfiles:
+    """The simulated provider, except for scripted leads: a list of errors raised first, or one raised forever."""
+
+    name = "scripted"
+
+    def __init__(self, inner: SimulatedProfileProvider, script: dict[str, list[Exception] | Exception]) -> None:
+        self.inner = inner
+        self.script = script
+        self.calls: Counter[str] = Counter()
+
+    async def fetch_profile(self, lead: LeadRef) -> ProfileData:
+        self.calls[lead.lead_id] += 1
+        _raise_scripted(self.script.get(lead.lead_id))
+        return await self.inner.fetch_profile(lead)
+
+
+class ScriptedEmails:
+    """The simulated email finder, except for scripted leads."""
+
+    name = "scripted"
+
+    def __init__(self, inner: SimulatedEmailFinder, script: dict[str, list[Exception] | Exception]) -> None:
+        self.inner = inner
+        self.script = script
+        self.calls: Counter[str] = Counter()
+
+    async def find_email(self, lead: LeadRef, profile: ProfileData) -> EmailResult:
+        self.calls[lead.lead_id] += 1
+        _raise_scripted(self.script.get(lead.lead_id))
+        return await self.inner.find_email(lead, profile)
+
+
+def _raise_scripted(entry: list[Exception] | Exception | None) -> None:
+    if isinstance(entry, Exception):
+        raise entry
+    if entry:
+        raise entry.pop(0)
+
+
+def _types(events: list[Any]) -> list[str]:
+    return [e.type.removeprefix("leadstream.lead.").removesuffix(".v1") for e in events]
+
+
+async def test_cache_avoids_enriching_the_same_profile_twice(start_enrichment: StartEnrichment) -> None:
+    clock = FakeClock()
+    profiles, emails = SimulatedProfileProvider(CALM, clock), SimulatedEmailFinder(CALM, clock)
+    service = await start_enrichment(clock=clock, profiles=profiles, emails=emails, enrichment_cache_days=30)
+    url = f"https://www.linkedin.com/in/cache-{uuid.uuid4().hex[:8]}"
+    first = discovered("ws-1", linkedin_url=url, full_name="Ada Adler")
+    a = (await enrich(service, [first]))[str(first.data.lead_id)]
+    # The same person, spelled differently, found by another workspace.
+    second = discovered("ws-2", linkedin_url=url.upper().replace("WWW.", "") + "/?trk=x", full_name="Ada Adler")
+    b = (await enrich(service, [second]))[str(second.data.lead_id)]
+    key = person_key(LeadRef("", linkedin_url=url))
+    assert profiles.calls[f"profile:{key}"] == 1 and emails.calls[f"email:{key}"] == 1
+    assert sum(n for k, n in profiles.calls.items() if "cache-" in k) == 1
+    assert _types(a) == _types(b) == ["discovered", "profile_enriched", _types(a)[2]]
+    pa, pb = a[1].data.model_dump(), b[1].data.model_dump()
+    assert {**pa, "lead_id": None} == {**pb, "lead_id": None}
+    assert a[2].data.model_dump(exclude={"lead_id"}) == b[2].data.model_dump(exclude={"lead_id"})
+
+    clock.advance(timedelta(days=30))  # the window is over: the provider is asked again
+    third = discovered("ws-3", linkedin_url=url, full_name="Ada Adler")
+    await enrich(service, [third])
+    assert profiles.calls[f"profile:{key}"] == 2 and emails.calls[f"email:{key}"] == 2
+
+
+async def test_retry_after_is_honoured_and_a_waiting_lead_blocks_no_other(start_enrichment: StartEnrichment) -> None:
+    clock = FakeClock()
+    limited = discovered(linkedin_url=f"https://www.linkedin.com/in/limited-{uuid.uuid4().hex[:6]}")
+    flaky = discovered(linkedin_url=f"https://www.linkedin.com/in/flaky-{uuid.uuid4().hex[:6]}")
+    other = discovered(linkedin_url=f"https://www.linkedin.com/in/other-{uuid.uuid4().hex[:6]}")
+    profiles = ScriptedProfiles(
+        SimulatedProfileProvider(CALM, clock),
+        {str(flaky.data.lead_id): [ProviderError("503", transient=True, status=503)]},
+    )
+    emails = ScriptedEmails(SimulatedEmailFinder(CALM, clock), {str(limited.data.lead_id): [RateLimited(30)]})
+    service = await start_enrichment(clock=clock, profiles=profiles, emails=emails, retry_initial_s=5, retry_max_s=600)
+    settings = service.settings
+    start = clock.now()
+    await produce_events(settings.kafka_bootstrap_servers, settings.topic_prefix, [limited, flaky])
+
+    async def parked(*envs: Any) -> dict[str, Any] | None:
+        async with service.engine.connect() as conn:
+            rows = {str(r.lead_id): r for r in (await conn.execute(select(enrichment_retries))).all()}
+        return rows if all(str(e.data.lead_id) in rows for e in envs) else None
+
+    rows = await wait_for(lambda: parked(limited, flaky), timeout_s=30, what="both leads parked")
+    assert (rows[str(limited.data.lead_id)].stage, rows[str(limited.data.lead_id)].due_at) == (
+        "email",
+        start + timedelta(seconds=30),
+    )
+    assert (rows[str(flaky.data.lead_id)].stage, rows[str(flaky.data.lead_id)].due_at) == (
+        "profile",
+        start + timedelta(seconds=5),
+    )
+    assert rows[str(flaky.data.lead_id)].last_error == "503"
+
+    # While both wait, another lead is enriched; the email provider's retry-after holds for it too.
+    other_events = await _events(service, other, produce=True, until="profile_enriched")
+    assert _types(other_events) == ["discovered", "profile_enriched"]
+    rows = await wait_for(lambda: parked(other), timeout_s=30, what="the other lead waiting for the email provider")
+    assert (rows[str(other.data.lead_id)].stage, rows[str(other.data.lead_id)].due_at) == (
+        "email",
+        start + timedelta(seconds=30),
+    )
+    assert await service.app.state.retries.run_one() is False  # nothing is due yet
+
+    clock.advance(timedelta(seconds=5))
+    flaky_events = await _events(service, flaky, until="profile_enriched")
+    assert _types(flaky_events) == ["discovered", "profile_enriched"]
+    assert profiles.calls[str(flaky.data.lead_id)] == 2
+    assert emails.calls[str(limited.data.lead_id)] == 1, "not called again before the retry-after"
+
+    clock.advance(timedelta(seconds=25))
+    for env in (limited, flaky, other):
+        events = await _events(service, env, until="email")
+        assert _types(events)[:2] == ["discovered", "profile_enriched"] and events[2].type in OUTCOMES
+        assert len(events) == 3
+    assert emails.calls[str(limited.data.lead_id)] == 2
+    mine = [e.data.lead_id for e in (limited, flaky, other)]
+    async with service.engine.connect() as conn:
+        left = (await conn.execute(select(enrichment_retries).where(enrichment_retries.c.lead_id.in_(mine)))).all()
+    assert left == []
+
+
+async def _events(service: Any, env: Any, *, until: str, produce: bool = False) -> list[Any]:
+    """The lead's events once one of type ``until`` (or, for ``email``, an email outcome) was read."""
+    s = service.settings
+    if produce:
+        await produce_events(s.kafka_bootstrap_servers, s.topic_prefix, [env])
+    lead = str(env.data.lead_id)
+
+    def done(records: list[Any]) -> bool:
+        events = by_lead(records, {lead}).get(lead, [])
+        return finished(events) if until == "email" else any(e.type.endswith(f".{until}.v1") for e in events)
+
+    records = await read_until(s.kafka_bootstrap_servers, [s.topic_name("leadstream.lead.v1")], done, timeout_s=30)
+    return by_lead(records, {lead})[lead]
+
+
+async def test_permanent_and_exhausted_errors_are_recorded_not_dead_lettered(start_enrichment: StartEnrichment) -> None:
+    clock = FakeClock()
+    gone, stuck, no_mail, fine = (
+        discovered(
+            full_name="P Q", company="Northwind", linkedin_url=f"https://www.linkedin.com/in/{n}-{uuid.uuid4().hex[:6]}"
+        )
+        for n in ("gone", "stuck", "nomail", "fine")
+    )
+    profiles = ScriptedProfiles(
+        SimulatedProfileProvider(CALM, clock),
+        {
+            str(gone.data.lead_id): ProviderError("404 profile not found", transient=False, status=404),
+            str(stuck.data.lead_id): ProviderError("502 bad gateway", transient=True, status=502),
+        },
+    )
+    emails = ScriptedEmails(
+        SimulatedEmailFinder(CALM, clock),
+        {
+            str(no_mail.data.lead_id): ProviderError("500 internal error", transient=True, status=500),
+        },
+    )
+    # The system clock here: exhausted retries take a few short real backoffs.
+    service = await start_enrichment(profiles=profiles, emails=emails, retry_max_attempts=3)
+    got = await enrich(service, [gone, stuck, no_mail, fine])
+
+    g = got[str(gone.data.lead_id)]
+    assert _types(g)[:2] == ["discovered", "enrichment_failed"]
+    assert (g[1].data.stage, g[1].data.reason, g[1].data.detail) == ("profile", "not_found", "404 profile not found")
+    assert g[2].type in OUTCOMES, "the email is still looked for with what is known"
+    assert profiles.calls[str(gone.data.lead_id)] == 1
+
+    s = got[str(stuck.data.lead_id)]
+    assert _types(s)[:2] == ["discovered", "enrichment_failed"]
+    assert (s[1].data.stage, s[1].data.reason) == ("profile", "retries_exhausted")
+    assert profiles.calls[str(stuck.data.lead_id)] == 3 and s[2].type in OUTCOMES
+
+    n = got[str(no_mail.data.lead_id)]
+    assert _types(n) == ["discovered", "profile_enriched", "enrichment_failed"]
+    assert (n[2].data.stage, n[2].data.reason) == ("email", "retries_exhausted")
+    assert emails.calls[str(no_mail.data.lead_id)] == 3
+
+    assert _types(got[str(fine.data.lead_id)])[:2] == ["discovered", "profile_enriched"]
+    mine = {str(e.data.lead_id) for e in (gone, stuck, no_mail, fine)}
+    assert not mine & await dead_lettered_keys(service)
+    for events in got.values():
+        assert len(events) == 3 and len({e.id for e in events}) == 3
+        assert all(e.causation_id == events[0].id for e in events[1:])
+
+
+async def test_flaky_providers_still_enrich_every_lead_exactly_once(start_enrichment: StartEnrichment) -> None:
+    service = await start_enrichment(
+        sim_transient_error_rate=0.3, sim_rate_limit_every=5, sim_retry_after_s=0.01, retry_max_attempts=12
+    )
+    leads = [
+        discovered(linkedin_url=f"https://www.linkedin.com/in/flaky-{i}-{uuid.uuid4().hex[:6]}") for i in range(12)
+    ]
+    got = await enrich(service, leads)
+    for events in got.values():
+        types = _types(events)
+        assert types[:2] == ["discovered", "profile_enriched"] and len(types) == 3, types
+        assert events[2].type in OUTCOMES and events[2].type != FAILED
+    handlers = service.app.state.handlers
+    assert handlers.profiles.total_calls + handlers.emails.total_calls > 24, "errors happened and were retried"
