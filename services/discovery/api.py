@@ -556,6 +556,9 @@ def build_router(
             if added.new_lead:
                 event = domain.discovered_event(lead, added.lead_id, LeadSource.manual, source_group_id=group_id)
                 await service.emit(conn, [service.new_envelope(event, workspace_id=ws)])
+            elif added.new_member:
+                joined = domain.joined_group_event(added.lead_id, LeadSource.manual, group_id, None)
+                await service.emit(conn, [service.new_envelope(joined, workspace_id=ws)])
         service.wake_relay()
         if not added.new_lead:
             response.status_code = 200

@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 from urllib.parse import parse_qs, unquote, urlsplit
 from uuid import UUID
 
-from leadstream_schemas import FitSignal, LeadDiscovered, LeadSource
+from leadstream_schemas import FitSignal, LeadAddedToSourceGroup, LeadDiscovered, LeadSource
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -482,6 +482,13 @@ def discovered_event(
         location=lead.location,
         fit_signals=list(fit),
     )
+
+
+def joined_group_event(
+    lead_id: UUID, source: LeadSource, source_group_id: UUID, search_id: UUID | None
+) -> LeadAddedToSourceGroup:
+    """The event of a known lead joining another source group (it is not discovered twice)."""
+    return LeadAddedToSourceGroup(lead_id=lead_id, source=source, source_group_id=source_group_id, search_id=search_id)
 
 
 def search_event_id(search_id: UUID, what: str) -> UUID:

@@ -222,6 +222,11 @@ class SearchRunner:
                 events.append(self._envelope(row, event, f"lead:{added.lead_id}"))
             else:
                 duplicates += 1
+                if added.new_member:
+                    joined = domain.joined_group_event(
+                        added.lead_id, domain.SOURCE_OF_KIND[row.kind], row.source_group_id, row.search_id
+                    )
+                    events.append(self._envelope(row, joined, f"member:{added.lead_id}"))
             if added.new_member:
                 progress = domain.added(progress)
         page_done = pos >= len(page.items)

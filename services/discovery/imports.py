@@ -276,6 +276,11 @@ class CsvImporter:
                 else:
                     duplicates += 1
                     reason = "already in this workspace" if added.new_member else "repeated in this file"
+                    if added.new_member:
+                        joined = domain.joined_group_event(
+                            added.lead_id, LeadSource.csv, report.source_group_id, report.import_id
+                        )
+                        envelopes.append(self._envelope(workspace_id, report, joined, f"member:{added.lead_id}"))
                     if len(report.duplicate_rows) < self.settings.csv_max_reported_errors:
                         report.duplicate_rows.append({"row": row_no, "lead_id": str(added.lead_id), "reason": reason})
             await conn.execute(

@@ -123,9 +123,13 @@ async def test_saved_search_is_discovered_once_and_every_lead_enriched(make_sett
 
     events = _events(await read_until(s.kafka_bootstrap_servers, topics, second_finished, timeout_s=60), ws)
     per_lead: dict[str, list[Envelope[Any]]] = defaultdict(list)
+    joined = [e for e in events if e.type == "leadstream.lead.added_to_source_group.v1"]
     for e in events:
-        if e.topic == "leadstream.lead.v1":
+        if e.topic == "leadstream.lead.v1" and e not in joined:
             per_lead[str(e.data.lead_id)].append(e)
+    # Known leads are not discovered again, but their membership of the second group is announced.
+    assert {str(e.data.source_group_id) for e in joined} == {second["source_group_id"]}
+    assert {str(e.data.lead_id) for e in joined} == set(per_lead) and len(joined) == 30
 
     discovered = [e for e in events if e.type == "leadstream.lead.discovered.v1"]
     assert len(discovered) == 30 and len(per_lead) == 30

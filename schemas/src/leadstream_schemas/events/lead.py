@@ -106,6 +106,21 @@ class LeadDiscovered(LeadEvent):
     fit_signals: list[FitSignal] = Field(default_factory=list)
 
 
+@register
+class LeadAddedToSourceGroup(LeadEvent):
+    """A lead the workspace already knew was found again and joined another source group.
+
+    ``LeadDiscovered`` is emitted once per lead; this event tells audience consumers (outreach)
+    that a known lead now also belongs to ``source_group_id``.
+    """
+
+    event_type: ClassVar[str] = "leadstream.lead.added_to_source_group.v1"
+
+    source_group_id: UUID
+    search_id: UUID | None = None
+    source: LeadSource
+
+
 class Post(_Part):
     """A recent post or article by the lead."""
 
