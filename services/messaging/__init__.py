@@ -1,0 +1,1 @@
+"""Messaging: writes hook-based invite notes, messages, emails and comments, and runs the Messaging Lab."""

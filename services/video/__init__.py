@@ -1,0 +1,1 @@
+"""Video: personalised videos per lead, rendered by a studio that calls back with a signed webhook."""

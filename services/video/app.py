@@ -1,0 +1,85 @@
+"""Video wiring: settings -> studio adapter -> handlers, job sweep and callback API -> service."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+from leadstream_schemas import CAMPAIGN, LEAD, CampaignCreated, LeadEnrichmentFailed, LeadEnrolled, LeadProfileEnriched
+
+from services.runtime.clock import Clock
+from services.runtime.providers import SimulationProfile
+from services.runtime.service import Service
+
+from .adapters import VideoStudio
+from .adapters.http import HttpStudio
+from .adapters.simulated import SimulatedStudio
+from .api import build_router
+from .handlers import VideoHandlers
+from .jobs import JobSweeper
+from .settings import VideoSettings
+from .store import metadata, runtime_tables
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def make_studio(settings: VideoSettings, clock: Clock, service: Service) -> VideoStudio:
+    """The configured studio: simulated (default) or an AI-Studio-style REST API."""
+    if settings.video_provider == "http":
+        return HttpStudio(
+            settings.studio_base_url,
+            settings.studio_api_key.get_secret_value(),
+            timeout_s=settings.studio_timeout_s,
+            max_retries=settings.studio_max_retries,
+            backoff_initial_s=settings.studio_backoff_initial_s,
+            backoff_max_s=settings.studio_backoff_max_s,
+            max_retry_after_s=settings.studio_max_retry_after_s,
+        )
+    if settings.video_provider != "simulated":
+        raise ValueError(f"LEADSTREAM_VIDEO_PROVIDER must be simulated or http, not {settings.video_provider!r}")
+    transport = httpx.ASGITransport(app=service.app) if settings.sim_callback_in_process else None
+    return SimulatedStudio(
+        SimulationProfile(seed=settings.simulated_seed, transient_error_rate=settings.sim_submit_error_rate),
+        clock,
+        settings.webhook_key(),
+        render_delay_s=(settings.sim_render_delay_min_s, settings.sim_render_delay_max_s),
+        failure_rate=settings.sim_failure_rate,
+        transport=transport,
+    )
+
+
+def build(
+    settings: VideoSettings | None = None, clock: Clock | None = None, studio: VideoStudio | None = None
+) -> Service:
+    """The video service, ready to start."""
+    settings = settings or VideoSettings()
+    clock = clock or settings.clock()
+    service = Service(settings, metadata=metadata, tables=runtime_tables, migrations_dir=MIGRATIONS, clock=clock)
+    handlers = VideoHandlers(settings.video_timeout_s)
+    service.consume(
+        [CAMPAIGN.name, LEAD.name],
+        {
+            CampaignCreated: handlers.on_campaign_created,
+            LeadProfileEnriched: handlers.on_profile_enriched,
+            LeadEnrichmentFailed: handlers.on_enrichment_failed,
+            LeadEnrolled: handlers.on_lead_enrolled,
+        },
+    )
+    studio = studio or make_studio(settings, clock, service)
+    sweeper = JobSweeper(
+        service,
+        studio,
+        callback_url=settings.callback_url(),
+        timeout_s=settings.video_timeout_s,
+        poll_s=settings.video_poll_interval_s,
+        batch_size=settings.video_batch_size,
+        submit_backoff_s=settings.video_submit_backoff_s,
+    )
+    service.add_task(sweeper.run)
+    if isinstance(studio, SimulatedStudio):
+        service.add_task(studio.run)
+    service.include_router(
+        build_router(service, secret=settings.webhook_key(), tolerance_s=settings.webhook_tolerance_s)
+    )
+    service.app.state.video_studio = studio
+    return service

@@ -1,0 +1,53 @@
+"""Video settings (``LEADSTREAM_*``)."""
+
+from __future__ import annotations
+
+from pydantic import Field, SecretStr
+
+from services.runtime.settings import RuntimeSettings
+
+
+class VideoSettings(RuntimeSettings):
+    """Settings of the video service."""
+
+    service_name: str = "video"
+    http_port: int = 8105
+
+    video_provider: str = Field("simulated", description="simulated | http (an AI-Studio-style REST API)")
+    video_timeout_s: float = Field(
+        900.0, gt=0, description="Campaign-time seconds to wait for the studio's callback before VideoFailed(timeout)."
+    )
+    video_poll_interval_s: float = Field(0.5, gt=0, description="Real seconds between timer/dispatch sweeps.")
+    video_batch_size: int = Field(50, ge=1, description="Jobs claimed per sweep.")
+    video_submit_backoff_s: float = Field(5.0, ge=0, description="Campaign-time wait before resubmitting a job.")
+    video_callback_url: str = Field("", description="Public URL of POST /v1/video/callback (default: this service).")
+    video_webhook_secret: SecretStr | None = Field(
+        None, description="HMAC key of the studio's callbacks (default: LEADSTREAM_WEBHOOK_SECRET)."
+    )
+
+    studio_base_url: str = Field("https://api.studio.example/v1", description="Base URL of the video studio API.")
+    studio_api_key: SecretStr = Field(SecretStr(""), description="API key of the video studio (never committed).")
+    studio_timeout_s: float = Field(15.0, gt=0)
+    studio_max_retries: int = Field(3, ge=0)
+    studio_backoff_initial_s: float = Field(0.5, ge=0)
+    studio_backoff_max_s: float = Field(8.0, ge=0)
+    studio_max_retry_after_s: float = Field(10.0, ge=0)
+
+    sim_render_delay_min_s: float = Field(60.0, ge=0, description="Simulated render time, campaign seconds (low).")
+    sim_render_delay_max_s: float = Field(300.0, ge=0, description="Simulated render time, campaign seconds (high).")
+    sim_failure_rate: float = Field(0.05, ge=0, le=1, description="Share of simulated renders that fail.")
+    sim_submit_error_rate: float = Field(0.03, ge=0, le=1, description="Share of simulated submits failing (503).")
+    sim_callback_in_process: bool = Field(
+        False, description="Deliver simulated callbacks straight to this process's app instead of over HTTP."
+    )
+
+    def callback_url(self) -> str:
+        """Where the studio posts its callbacks."""
+        if self.video_callback_url:
+            return self.video_callback_url
+        host = "127.0.0.1" if self.http_host in {"0.0.0.0", "::"} else self.http_host
+        return f"http://{host}:{self.http_port}/v1/video/callback"
+
+    def webhook_key(self) -> str:
+        """The HMAC key for callbacks."""
+        return self.video_webhook_secret.get_secret_value() if self.video_webhook_secret else self.webhook_secret

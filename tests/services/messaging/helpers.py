@@ -1,0 +1,119 @@
+"""Builders of the events messaging consumes, and readers of what it emits (for the messaging tests)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from aiokafka import ConsumerRecord
+from leadstream_schemas import (
+    Audience,
+    CampaignCreated,
+    Envelope,
+    Event,
+    LeadEnrolled,
+    LeadProfileEnriched,
+    Strategy,
+    decode,
+)
+
+WS = "ws-msg"
+LEAD_TOPIC = "leadstream.lead.v1"
+
+
+def env(data: Event, workspace: str = WS) -> Envelope[Any]:
+    """A root envelope as another service would produce it."""
+    return Envelope.new(data, workspace_id=workspace, source="test")
+
+
+def campaign_created(
+    campaign_id: uuid.UUID,
+    *,
+    review: bool,
+    workflow: dict[str, Any] | None = None,
+    video: bool = False,
+    delivery: dict[str, Any] | None = None,
+    invite_note: bool = True,
+) -> CampaignCreated:
+    """A campaign with a strategy profile, a workflow (a preset by default) and optionally a video."""
+    return CampaignCreated(
+        campaign_id=campaign_id,
+        name="Q1 outbound",
+        audience=Audience(type="source_group", ref=str(uuid.uuid4())),
+        workflow=workflow if workflow is not None else {"preset": "standard_connect"},
+        strategy=Strategy(
+            offer="We help sales teams book more meetings with researched first lines",
+            proof="Acme doubled its reply rate in six weeks",
+            tone="friendly",
+            call_to_action="Open to a quick chat?",
+            review=review,
+            invite_note=invite_note,
+        ),
+        delivery=delivery or {},
+        account_ids=[uuid.uuid4()],
+        video_template=(
+            {"template_id": "tpl-1", "segments": [{"name": "name", "field": "first_name", "fallback": "there"}]}
+            if video
+            else None
+        ),
+    )
+
+
+def profile(lead_id: uuid.UUID, *, hook: str = "post", city: str | None = "Berlin") -> LeadProfileEnriched:
+    """A profile whose best hook is a recent post, a career move, a milestone, or nothing (``none``)."""
+    posts = [
+        {
+            "text": "We rebuilt our outbound motion and pipeline doubled.",
+            "topic": "outbound pipeline",
+            "posted_on": "2026-01-01",
+            "url": f"https://linkedin.example/posts/{lead_id}",
+        }
+    ]
+    history = [
+        {"title": "Head of Sales", "company": "Northwind Labs", "started_on": "2025-12-01"},
+        {"title": "Account Executive", "company": "Bluepeak", "started_on": "2019-01-01", "ended_on": "2025-11-30"},
+    ]
+    milestones = [{"kind": "funding", "detail": "Northwind Labs raised a Series B", "occurred_on": "2025-12-20"}]
+    if hook != "post":
+        posts = []
+    if hook in {"milestone", "none"}:
+        history = [{"title": "Head of Sales", "company": "Northwind Labs", "started_on": "2020-01-01"}]
+    if hook == "none":
+        milestones = []
+    return LeadProfileEnriched.model_validate(
+        {
+            "lead_id": lead_id,
+            "full_name": "Ada Adler",
+            "first_name": "Ada",
+            "last_name": "Adler",
+            "headline": "Head of Sales at Northwind Labs",
+            "role": "Head of Sales",
+            "company_name": "Northwind Labs",
+            "city": city,
+            "linkedin_url": f"https://linkedin.example/in/{lead_id}",
+            "recent_posts": posts,
+            "work_history": history,
+            "company_milestones": milestones,
+        }
+    )
+
+
+def enrolled(lead_id: uuid.UUID, campaign_id: uuid.UUID) -> LeadEnrolled:
+    """The lead entered the campaign on some account."""
+    return LeadEnrolled(lead_id=lead_id, campaign_id=campaign_id, account_id=uuid.uuid4())
+
+
+def events(
+    records: Sequence[ConsumerRecord[Any, Any]], lead_ids: set[uuid.UUID], type_suffix: str = ""
+) -> list[Envelope[Any]]:
+    """Decoded lead events of the given leads (optionally only one type, by suffix like 'message_generated.v1')."""
+    out = []
+    keys = {str(x).encode() for x in lead_ids}
+    for r in records:
+        if r.key not in keys:
+            continue
+        e = decode(r.value, r.headers)
+        if e.type.endswith(type_suffix):
+            out.append(e)
+    return out

@@ -1,0 +1,275 @@
+"""Video on the real broker and database with a fake clock: fallbacks, timeouts, signed and idempotent callbacks."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import func, select
+
+from services.runtime.clock import FakeClock
+from services.runtime.service import Service
+from services.video.app import build
+from services.video.settings import VideoSettings
+from services.video.store import callbacks, enrollments, jobs, seen_webhooks
+from tests.services.video.helpers import (
+    LEAD_TOPIC,
+    api,
+    campaign,
+    completed_callback,
+    enrolled,
+    env,
+    job,
+    lead_events,
+    outbox_drained,
+    profile,
+    read_to_end,
+    signed,
+)
+from tests.support.kafka import produce_events, read_until, wait_for
+
+SECRET = "video-test-secret"
+
+
+async def start(make_settings: Any, start_service: Any, clock: FakeClock, **overrides: Any) -> Service:
+    values: dict[str, Any] = {
+        "video_poll_interval_s": 0.05,
+        "sim_callback_in_process": True,
+        "sim_failure_rate": 0.0,
+        "sim_submit_error_rate": 0.0,
+        "webhook_secret": SECRET,
+        "video_timeout_s": 600,
+        "sim_render_delay_min_s": 30,
+        "sim_render_delay_max_s": 30,
+    }
+    values.update(overrides)
+    service: Service = await start_service(build(make_settings("video", VideoSettings, **values), clock=clock))
+    return service
+
+
+async def test_lead_without_city_gets_the_fallback_and_its_video(
+    make_settings: Any, start_service: Any, topic_prefix: str
+) -> None:
+    clock = FakeClock()
+    service = await start(make_settings, start_service, clock)
+    bootstrap = service.settings.kafka_bootstrap_servers
+    video_campaign, plain_campaign, late_campaign = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    no_city, berlin, early, plain = uuid.uuid4(), uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    await produce_events(
+        bootstrap,
+        topic_prefix,
+        [
+            env(campaign(video_campaign)),
+            env(campaign(plain_campaign, video=False)),
+            env(profile(no_city, city=None)),
+            env(enrolled(no_city, video_campaign)),
+            env(enrolled(berlin, video_campaign)),  # enrolled before its profile arrives
+            env(profile(early, city="Paris")),
+            env(enrolled(early, late_campaign)),  # enrolled before its campaign is known
+            env(profile(plain, city="Rome")),
+            env(enrolled(plain, plain_campaign)),
+        ],
+    )
+    await produce_events(bootstrap, topic_prefix, [env(profile(berlin, city="Berlin")), env(campaign(late_campaign))])
+
+    def requested(records: list[Any]) -> bool:
+        return all(lead_events(records, lead, "video_requested.v1") for lead in (no_city, berlin, early))
+
+    records = await read_until(bootstrap, [topic_prefix + LEAD_TOPIC], requested)
+    req = lead_events(records, no_city, "video_requested.v1")[0].data
+    assert req.template_id == "studio-tpl-7"
+    assert req.variables == {"name": "Ada", "city": "your city", "role": "Head of Sales at Northwind Labs"}
+    assert req.fallbacks_used == ["city"]
+    other = lead_events(records, berlin, "video_requested.v1")[0].data
+    assert other.variables["city"] == "Berlin" and other.fallbacks_used == []
+    assert lead_events(records, early, "video_requested.v1")[0].data.variables["city"] == "Paris"
+
+    async def plain_seen() -> bool:
+        async with service.engine.connect() as conn:
+            n = await conn.scalar(select(func.count()).select_from(enrollments).where(enrollments.c.lead_id == plain))
+            return bool(n)
+
+    await wait_for(plain_seen, what="non-video enrolment handled")
+    async with service.engine.connect() as conn:
+        assert await conn.scalar(select(func.count()).select_from(jobs).where(jobs.c.lead_id == plain)) == 0
+
+    async with api(service) as client:
+        rendering = await job(client, no_city, video_campaign, "rendering")
+        assert rendering["provider_job_id"] and rendering["fallbacks_used"] == ["city"]
+        await job(client, berlin, video_campaign, "rendering")  # both submitted before the studio's clock moves
+        clock.advance(timedelta(seconds=31))  # the simulated studio renders in 30 campaign seconds
+        done = await job(client, no_city, video_campaign, "generated")
+        assert done["video_url"].endswith(".mp4")
+        assert [c["outcome"] for c in done["callbacks"]] == ["generated"]
+        async with api(service, "ws-elsewhere") as stranger:
+            r = await stranger.get(f"/v1/video/jobs/{no_city}", params={"campaign_id": str(video_campaign)})
+            assert r.status_code == 404
+
+    def generated(records: list[Any]) -> bool:
+        return all(lead_events(records, lead, "video_generated.v1") for lead in (no_city, berlin))
+
+    records = await read_until(bootstrap, [topic_prefix + LEAD_TOPIC], generated)
+    ev = lead_events(records, no_city, "video_generated.v1")[0]
+    assert ev.data.video_url == done["video_url"] and str(ev.data.video_job_id) == done["video_job_id"]
+    assert ev.causation_id == lead_events(records, no_city, "video_requested.v1")[0].id
+    assert ev.workspace_id == "ws-video"
+
+
+async def test_late_video_times_out_and_the_late_callback_is_ignored(
+    make_settings: Any, start_service: Any, topic_prefix: str
+) -> None:
+    clock = FakeClock()
+    service = await start(
+        make_settings, start_service, clock, video_timeout_s=60, sim_render_delay_min_s=300, sim_render_delay_max_s=300
+    )
+    bootstrap = service.settings.kafka_bootstrap_servers
+    camp, lead = uuid.uuid4(), uuid.uuid4()
+    await produce_events(
+        bootstrap, topic_prefix, [env(campaign(camp)), env(profile(lead, city="Lisbon")), env(enrolled(lead, camp))]
+    )
+    async with api(service) as client:
+        rendering = await job(client, lead, camp, "rendering")
+        clock.advance(timedelta(seconds=59))
+        assert (await client.get(f"/v1/video/jobs/{lead}", params={"campaign_id": str(camp)})).json()[
+            "status"
+        ] == "rendering"
+        clock.advance(timedelta(seconds=2))  # past the 60 s timeout, before the studio's 300 s render
+        failed = await job(client, lead, camp, "failed")
+        assert failed["failure_reason"] == "timeout" and failed["video_url"] is None
+
+        records = await read_until(
+            bootstrap, [topic_prefix + LEAD_TOPIC], lambda recs: bool(lead_events(recs, lead, "video_failed.v1"))
+        )
+        vf = lead_events(records, lead, "video_failed.v1")[0]
+        assert vf.data.reason == "timeout" and str(vf.data.video_job_id) == rendering["video_job_id"]
+
+        clock.advance(timedelta(seconds=300))  # now the studio calls back, too late
+
+        async def late_recorded() -> dict[str, Any] | None:
+            r = await client.get(f"/v1/video/jobs/{lead}", params={"campaign_id": str(camp)})
+            body = dict(r.json())
+            return body if body["callbacks"] else None
+
+        after = await wait_for(late_recorded, what="late callback recorded")
+        assert [c["outcome"] for c in after["callbacks"]] == ["late"]
+        assert after["status"] == "failed" and after["failure_reason"] == "timeout" and after["video_url"] is None
+
+    await outbox_drained(service)
+    records = await read_to_end(bootstrap, topic_prefix + LEAD_TOPIC)
+    assert len(lead_events(records, lead, "video_failed.v1")) == 1
+    assert lead_events(records, lead, "video_generated.v1") == []
+
+
+async def test_bad_signature_is_refused_and_nothing_is_recorded(
+    make_settings: Any, start_service: Any, topic_prefix: str
+) -> None:
+    clock = FakeClock()
+    service = await start(
+        make_settings, start_service, clock, sim_render_delay_min_s=10**6, sim_render_delay_max_s=10**6
+    )
+    camp, lead = uuid.uuid4(), uuid.uuid4()
+    await produce_events(
+        service.settings.kafka_bootstrap_servers,
+        topic_prefix,
+        [env(campaign(camp)), env(profile(lead, city=None)), env(enrolled(lead, camp))],
+    )
+    async with api(service) as client:
+        j = await job(client, lead, camp, "rendering")
+        payload = completed_callback(j)
+
+        ids = [f"msg_bad_{n}_{lead.hex}" for n in range(4)]
+        body, headers = signed("not-the-secret", payload, msg_id=ids[0])
+        r = await client.post("/v1/video/callback", content=body, headers=headers)
+        assert r.status_code == 401 and r.json()["code"] == "invalid_signature"
+
+        body, headers = signed(SECRET, payload, msg_id=ids[1])
+        tampered = body.replace(b"v.mp4", b"x.mp4")
+        r = await client.post("/v1/video/callback", content=tampered, headers=headers)
+        assert r.status_code == 401 and r.json()["code"] == "invalid_signature"
+
+        r = await client.post("/v1/video/callback", content=body, headers={"content-type": "application/json"})
+        assert r.status_code == 401
+
+        body, headers = signed(SECRET, payload, msg_id=ids[2], timestamp=int(time.time()) - 3600)
+        r = await client.post("/v1/video/callback", content=body, headers=headers)
+        assert r.status_code == 401 and r.json()["code"] == "stale_webhook"
+
+        body, headers = signed(SECRET, payload, msg_id=ids[3])
+        headers["webhook-signature"] = "v2," + headers["webhook-signature"].split(",", 1)[1]
+        r = await client.post("/v1/video/callback", content=body, headers=headers)
+        assert r.status_code == 401
+
+        async with service.engine.connect() as conn:
+            recorded = select(func.count()).select_from(callbacks)
+            assert await conn.scalar(recorded.where(callbacks.c.video_job_id == uuid.UUID(j["video_job_id"]))) == 0
+            assert await conn.scalar(recorded.where(callbacks.c.msg_id.in_(ids))) == 0
+            seen = select(func.count()).select_from(seen_webhooks).where(seen_webhooks.c.msg_id.in_(ids))
+            assert await conn.scalar(seen) == 0
+        still = (await client.get(f"/v1/video/jobs/{lead}", params={"campaign_id": str(camp)})).json()
+        assert still["status"] == "rendering" and still["callbacks"] == [] and still["video_url"] is None
+
+        body, headers = signed(SECRET, payload, msg_id=ids[1])  # the same callback, correctly signed, is accepted
+        r = await client.post("/v1/video/callback", content=body, headers=headers)
+        assert r.status_code == 200 and r.json()["outcome"] == "generated"
+
+
+async def test_duplicate_callback_yields_one_video_generated(
+    make_settings: Any, start_service: Any, topic_prefix: str
+) -> None:
+    clock = FakeClock()
+    service = await start(
+        make_settings, start_service, clock, sim_render_delay_min_s=10**6, sim_render_delay_max_s=10**6
+    )
+    bootstrap = service.settings.kafka_bootstrap_servers
+    camp, lead = uuid.uuid4(), uuid.uuid4()
+    await produce_events(
+        bootstrap, topic_prefix, [env(campaign(camp)), env(profile(lead, city="Oslo")), env(enrolled(lead, camp))]
+    )
+    async with api(service) as client:
+        j = await job(client, lead, camp, "rendering")
+        body, headers = signed(SECRET, completed_callback(j), msg_id="msg_dup_1")
+        first = await client.post("/v1/video/callback", content=body, headers=headers)
+        second = await client.post("/v1/video/callback", content=body, headers=headers)
+        assert first.status_code == 200 and first.json()["outcome"] == "generated"
+        assert second.status_code == 200 and second.json()["outcome"] == "replay"
+        body, headers = signed(SECRET, completed_callback(j, "https://videos.example/other.mp4"))
+        third = await client.post("/v1/video/callback", content=body, headers=headers)
+        assert third.json()["outcome"] == "duplicate"
+        failure = {"type": "video.failed", "data": {"video_id": j["provider_job_id"], "error": {"message": "x"}}}
+        body, headers = signed(SECRET, failure)
+        assert (await client.post("/v1/video/callback", content=body, headers=headers)).json()["outcome"] == "duplicate"
+        body, headers = signed(SECRET, {"type": "video.completed", "data": {}})
+        assert (await client.post("/v1/video/callback", content=body, headers=headers)).status_code == 422
+        final = (await client.get(f"/v1/video/jobs/{lead}", params={"campaign_id": str(camp)})).json()
+        assert final["status"] == "generated" and final["video_url"] == "https://videos.example/v.mp4"
+        assert [c["outcome"] for c in final["callbacks"]] == ["generated", "replay", "duplicate", "duplicate"]
+
+    await outbox_drained(service)
+    records = await read_to_end(bootstrap, topic_prefix + LEAD_TOPIC)
+    generated = lead_events(records, lead, "video_generated.v1")
+    assert len(generated) == 1 and generated[0].data.video_url == "https://videos.example/v.mp4"
+    assert lead_events(records, lead, "video_failed.v1") == []
+
+
+async def test_a_failed_render_is_reported_once(make_settings: Any, start_service: Any, topic_prefix: str) -> None:
+    clock = FakeClock()
+    service = await start(make_settings, start_service, clock, sim_failure_rate=1.0)
+    bootstrap = service.settings.kafka_bootstrap_servers
+    camp, lead = uuid.uuid4(), uuid.uuid4()
+    await produce_events(
+        bootstrap, topic_prefix, [env(campaign(camp)), env(profile(lead, city="Turin")), env(enrolled(lead, camp))]
+    )
+    async with api(service) as client:
+        await job(client, lead, camp, "rendering")
+        clock.advance(timedelta(seconds=31))
+        failed = await job(client, lead, camp, "failed")
+        assert failed["failure_reason"] == "provider_error" and "render failure" in failed["failure_detail"]
+        clock.advance(timedelta(seconds=600))  # past the timeout: a finished job never times out
+        await outbox_drained(service)
+    records = await read_until(
+        bootstrap, [topic_prefix + LEAD_TOPIC], lambda recs: bool(lead_events(recs, lead, "video_failed.v1"))
+    )
+    (vf,) = lead_events(records, lead, "video_failed.v1")
+    assert vf.data.reason == "provider_error"
