@@ -18,7 +18,6 @@ from uuid import UUID
 from leadstream_schemas import (
     CampaignCreated,
     Channel,
-    CommentDrafted,
     Envelope,
     Event,
     LeadEnrichmentFailed,
@@ -368,8 +367,7 @@ class MessagingCore:
                 step.step_id,
             )
         ]
-        if step.channel == Channel.comment and review:
-            out.append(Emission(CommentDrafted(**common, post_url=post_url or "", text=written.text), step.step_id))
+        # CommentDrafted is outreach's fact: it knows the account and when the comment step came due.
         if not review:
             out.append(
                 Emission(
