@@ -13,7 +13,7 @@ PYTEST_ARGS ?=
 # The contract the models must stay compatible with (a release tag or the target branch in CI).
 SCHEMAS_BASE ?= HEAD
 
-.PHONY: help venv infra-up infra-down infra-status topics migrate demo test test-unit lint schemas schemas-check bench clean
+.PHONY: help venv infra-up infra-down infra-status topics migrate demo test test-unit lint schemas schemas-check bench helm-lint clean
 
 help: ## list targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
@@ -61,6 +61,12 @@ schemas-check: venv ## fail if generated schemas are stale or a change is incomp
 
 bench: venv infra-up ## projection benchmark (ratios against baselines measured in the same run)
 	$(WITH_ENV) $(BIN)/python bench/projection.py
+
+helm-lint: ## lint, render and kubeconform-check the Helm chart offline (builds helm + kubeconform with Go once)
+	bash deploy/helm/check.sh
+
+image: ## build the leadstream image (needs a Docker engine)
+	docker build -t leadstream:local .
 
 clean: ## remove the venv and caches (servers' data stays in .run/)
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

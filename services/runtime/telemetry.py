@@ -1,12 +1,14 @@
 """OpenTelemetry tracing: a trace follows a lead across services through the ``traceparent`` header.
 
 Each handled event runs in a span whose parent is the event's ``traceparent``; events emitted inside
-carry the span's own ``traceparent``. Exporters are configured by the standard ``OTEL_*`` variables
-(with none set, spans are created and dropped, which costs little).
+carry the span's own ``traceparent``. Spans are exported over OTLP/HTTP when
+``OTEL_EXPORTER_OTLP_ENDPOINT`` (or ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT``) is set, configured by the
+standard ``OTEL_*`` variables; with neither set, spans are created and dropped, which costs little.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -26,7 +28,13 @@ def configure_tracing(service: str) -> None:
     global _configured
     if _configured:
         return
-    trace.set_tracer_provider(TracerProvider(resource=Resource.create({"service.name": f"leadstream-{service}"})))
+    provider = TracerProvider(resource=Resource.create({"service.name": f"leadstream-{service}"}))
+    if os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"):
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+    trace.set_tracer_provider(provider)
     _configured = True
 
 
