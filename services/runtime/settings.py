@@ -7,8 +7,9 @@ that is what the local scripts, compose and most platforms export.
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Literal, Self
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .clock import Clock, clock_from_settings
@@ -28,6 +29,11 @@ class RuntimeSettings(BaseSettings):
         "postgresql+asyncpg://leadstream:leadstream@127.0.0.1:55432/leadstream",
         validation_alias=AliasChoices("LEADSTREAM_DATABASE_URL", "DATABASE_URL"),
     )
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    kafka_ssl_cafile: str | None = Field(None, description="CA bundle for TLS listeners (e.g. Strimzi's cluster CA).")
     topic_prefix: str = Field("", description="Prefix for every topic name (isolates test runs on one broker).")
     topic_partitions: int = Field(6, ge=1)
     topic_replication_factor: int = Field(1, ge=1)
@@ -53,6 +59,16 @@ class RuntimeSettings(BaseSettings):
 
     simulated_seed: int = 42
     default_workspace: str = "demo"
+
+    @model_validator(mode="after")
+    def _sasl_complete(self) -> Self:
+        if self.kafka_security_protocol.startswith("SASL_") and not (
+            self.kafka_sasl_mechanism and self.kafka_sasl_username and self.kafka_sasl_password
+        ):
+            raise ValueError(
+                "KAFKA_SECURITY_PROTOCOL SASL_* needs LEADSTREAM_KAFKA_SASL_MECHANISM, _USERNAME and _PASSWORD"
+            )
+        return self
 
     def topic_name(self, base: str) -> str:
         """The physical topic name for a contract topic name."""
