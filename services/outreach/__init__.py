@@ -1,0 +1,1 @@
+"""Outreach: campaigns, accounts, workflow timers, pacing and send-time compliance."""

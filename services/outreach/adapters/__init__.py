@@ -1,0 +1,105 @@
+"""The providers outreach talks to, behind Protocols: a LinkedIn provider and an email sender.
+
+Every sending call carries a deterministic ``request_id`` (uuid5 of campaign, lead and step): a
+call retried after a crash or a timeout is recognised by the provider and not performed twice.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Literal, Protocol
+
+from services.runtime.providers import ProviderError
+
+
+class InvitationLimitReached(ProviderError):
+    """The provider refused an invite because the account reached its invitation limit."""
+
+    def __init__(self, message: str = "invitation limit reached") -> None:
+        super().__init__(message, transient=False, status=422)
+
+
+@dataclass(frozen=True)
+class LeadTarget:
+    """Who an action is aimed at."""
+
+    lead_id: str
+    linkedin_url: str | None = None
+    full_name: str | None = None
+    email: str | None = None
+
+
+@dataclass(frozen=True)
+class SendRequest:
+    """One LinkedIn action: from ``account_id`` to ``lead`` (text, post and video as the action needs)."""
+
+    request_id: str
+    workspace_id: str
+    campaign_id: str
+    step_id: str
+    account_id: str
+    provider_account_id: str | None
+    lead: LeadTarget
+    text: str | None = None
+    post_url: str | None = None
+    video_url: str | None = None
+
+
+@dataclass(frozen=True)
+class FollowUp:
+    """Something the lead will do later, as a simulated provider foresees it (accept, reply)."""
+
+    kind: Literal["accepted", "replied"]
+    at: datetime
+    channel: str = "message"
+    text: str | None = None
+    out_of_office: bool = False
+
+
+@dataclass(frozen=True)
+class SendResult:
+    """The provider's answer: its id for the action, and (simulated only) what the lead will do next."""
+
+    provider_ref: str | None = None
+    followups: tuple[FollowUp, ...] = field(default_factory=tuple)
+
+
+class LinkedInProvider(Protocol):
+    """Sends LinkedIn actions from a connected account (Unipile-style API)."""
+
+    name: str
+
+    async def send_invite(self, req: SendRequest, now: datetime) -> SendResult: ...
+
+    async def send_message(self, req: SendRequest, now: datetime) -> SendResult: ...
+
+    async def like_post(self, req: SendRequest, now: datetime) -> SendResult: ...
+
+    async def comment_post(self, req: SendRequest, now: datetime) -> SendResult: ...
+
+    async def is_connected(self, account_id: str, provider_account_id: str | None, lead: LeadTarget) -> bool: ...
+
+    async def hosted_auth_link(self, account_id: str, notify_url: str, now: datetime) -> str: ...
+
+    async def account_status(self, account_id: str, provider_account_id: str | None) -> str: ...
+
+
+@dataclass(frozen=True)
+class EmailMessage:
+    """A complete email (body already carries the unsubscribe footer)."""
+
+    request_id: str
+    sender: str
+    to: str
+    subject: str
+    body: str
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+class EmailSender(Protocol):
+    """Sends emails (HTTP email API or SMTP relay)."""
+
+    name: str
+
+    async def send(self, message: EmailMessage) -> str: ...

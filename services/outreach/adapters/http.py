@@ -1,0 +1,237 @@
+"""Real providers over HTTP: a Unipile-style LinkedIn API and an HTTP email API.
+
+Both send the deterministic request id as ``Idempotency-Key`` so a retried call is not performed twice,
+and translate answers into the shared provider errors: 429 -> RateLimited (with Retry-After), 5xx and
+network errors -> transient ProviderError, an invitation-limit answer -> InvitationLimitReached, any
+other 4xx -> permanent ProviderError. Follow-ups (acceptances, replies) arrive later as signed
+webhooks, so results never carry them.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timedelta
+from typing import Any
+
+import httpx
+
+from services.runtime.providers import ProviderError, RateLimited
+
+from . import EmailMessage, InvitationLimitReached, LeadTarget, SendRequest, SendResult
+
+_PROFILE_SLUG = re.compile(r"linkedin\.com/in/([^/?#]+)", re.IGNORECASE)
+_ACTIVITY = re.compile(r"(urn:li:activity:\d+|activity[-:](\d+))", re.IGNORECASE)
+LIMIT_ERRORS = ("errors/cannot_resend_yet", "errors/limit_exceeded", "errors/invitation_limit_reached")
+
+
+def _retry_after(resp: httpx.Response) -> float:
+    value = resp.headers.get("retry-after", "")
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return 1.0
+
+
+def raise_for(resp: httpx.Response, what: str) -> None:
+    """Translate a provider's HTTP answer into the shared provider errors (nothing for a 2xx)."""
+    if resp.is_success:
+        return
+    if resp.status_code == 429:
+        raise RateLimited(_retry_after(resp), f"{what}: rate limited (429)")
+    if resp.status_code >= 500:
+        raise ProviderError(f"{what}: provider answered {resp.status_code}", transient=True, status=resp.status_code)
+    body: dict[str, Any] = {}
+    try:
+        parsed = resp.json()
+        body = parsed if isinstance(parsed, dict) else {}
+    except ValueError:
+        pass
+    kind = str(body.get("type", ""))
+    if kind in LIMIT_ERRORS or "limit" in kind:
+        raise InvitationLimitReached(f"{what}: {kind or 'invitation limit reached'}")
+    detail = body.get("detail") or body.get("title") or resp.text[:200]
+    raise ProviderError(
+        f"{what}: provider answered {resp.status_code}: {detail}", transient=False, status=resp.status_code
+    )
+
+
+async def _call(client: httpx.AsyncClient, method: str, url: str, what: str, **kwargs: Any) -> dict[str, Any]:
+    try:
+        resp = await client.request(method, url, **kwargs)
+    except httpx.TransportError as exc:
+        raise ProviderError(f"{what}: {type(exc).__name__}: {exc}", transient=True) from exc
+    raise_for(resp, what)
+    if not resp.content:
+        return {}
+    data = resp.json()
+    return data if isinstance(data, dict) else {"items": data}
+
+
+def profile_identifier(lead: LeadTarget) -> str:
+    """The public identifier of a LinkedIn profile URL (``/in/<slug>``)."""
+    match = _PROFILE_SLUG.search(lead.linkedin_url or "")
+    if not match:
+        raise ProviderError(f"lead {lead.lead_id} has no LinkedIn profile URL", transient=False)
+    return match.group(1)
+
+
+def post_social_id(post_url: str | None) -> str:
+    """The provider's id of a post from its URL (``urn:li:activity:<n>``)."""
+    match = _ACTIVITY.search(post_url or "")
+    if not match:
+        raise ProviderError(f"cannot find the post id in {post_url!r}", transient=False)
+    return match.group(1) if match.group(1).startswith("urn:") else f"urn:li:activity:{match.group(2)}"
+
+
+class UnipileLinkedIn:
+    """LinkedIn through a Unipile-style REST API (``X-API-KEY``, ``/api/v1/...``)."""
+
+    name = "unipile"
+
+    def __init__(
+        self, base_url: str, api_key: str, *, timeout_s: float = 15.0, client: httpx.AsyncClient | None = None
+    ) -> None:
+        self.client = client or httpx.AsyncClient(
+            base_url=base_url.rstrip("/"),
+            timeout=timeout_s,
+            headers={"X-API-KEY": api_key, "accept": "application/json"},
+        )
+
+    def _headers(self, req: SendRequest) -> dict[str, str]:
+        return {"Idempotency-Key": req.request_id}
+
+    async def _provider_id(self, account: str, lead: LeadTarget) -> dict[str, Any]:
+        return await _call(
+            self.client,
+            "GET",
+            f"/api/v1/users/{profile_identifier(lead)}",
+            "profile lookup",
+            params={"account_id": account},
+        )
+
+    async def send_invite(self, req: SendRequest, now: datetime) -> SendResult:
+        """POST /api/v1/users/invite."""
+        account = req.provider_account_id or req.account_id
+        user = await self._provider_id(account, req.lead)
+        body: dict[str, Any] = {"provider_id": user.get("provider_id"), "account_id": account}
+        if req.text:
+            body["message"] = req.text
+        data = await _call(self.client, "POST", "/api/v1/users/invite", "invite", json=body, headers=self._headers(req))
+        return SendResult(provider_ref=data.get("invitation_id"))
+
+    async def send_message(self, req: SendRequest, now: datetime) -> SendResult:
+        """POST /api/v1/chats (starts or continues the chat with the lead)."""
+        account = req.provider_account_id or req.account_id
+        user = await self._provider_id(account, req.lead)
+        text = req.text or ""
+        if req.video_url:
+            text = f"{text}\n\n{req.video_url}"
+        data = await _call(
+            self.client,
+            "POST",
+            "/api/v1/chats",
+            "message",
+            json={"account_id": account, "attendees_ids": [user.get("provider_id")], "text": text},
+            headers=self._headers(req),
+        )
+        return SendResult(provider_ref=data.get("message_id") or data.get("chat_id"))
+
+    async def like_post(self, req: SendRequest, now: datetime) -> SendResult:
+        """POST /api/v1/posts/reaction."""
+        account = req.provider_account_id or req.account_id
+        await _call(
+            self.client,
+            "POST",
+            "/api/v1/posts/reaction",
+            "like",
+            json={"account_id": account, "post_id": post_social_id(req.post_url), "reaction_type": "like"},
+            headers=self._headers(req),
+        )
+        return SendResult(provider_ref=None)
+
+    async def comment_post(self, req: SendRequest, now: datetime) -> SendResult:
+        """POST /api/v1/posts/{post_id}/comments."""
+        account = req.provider_account_id or req.account_id
+        data = await _call(
+            self.client,
+            "POST",
+            f"/api/v1/posts/{post_social_id(req.post_url)}/comments",
+            "comment",
+            json={"account_id": account, "text": req.text or ""},
+            headers=self._headers(req),
+        )
+        return SendResult(provider_ref=data.get("comment_id"))
+
+    async def is_connected(self, account_id: str, provider_account_id: str | None, lead: LeadTarget) -> bool:
+        """A first-degree connection per the profile lookup's ``network_distance``."""
+        user = await self._provider_id(provider_account_id or account_id, lead)
+        return str(user.get("network_distance", "")).upper() in {"FIRST_DEGREE", "DISTANCE_1"}
+
+    async def hosted_auth_link(self, account_id: str, notify_url: str, now: datetime) -> str:
+        """POST /api/v1/hosted/accounts/link: a page where the user connects LinkedIn; the provider then calls
+        ``notify_url`` with ``name`` = our account id."""
+        data = await _call(
+            self.client,
+            "POST",
+            "/api/v1/hosted/accounts/link",
+            "hosted auth link",
+            json={
+                "type": "create",
+                "providers": ["LINKEDIN"],
+                "api_url": str(self.client.base_url),
+                "expiresOn": (now + timedelta(hours=24)).isoformat(),
+                "notify_url": notify_url,
+                "name": account_id,
+            },
+        )
+        url = data.get("url")
+        if not isinstance(url, str):
+            raise ProviderError("hosted auth link: answer has no url", transient=False)
+        return url
+
+    async def account_status(self, account_id: str, provider_account_id: str | None) -> str:
+        """GET /api/v1/accounts/{id}: the first source's status, lower-cased (``ok``, ``credentials``, ...)."""
+        if not provider_account_id:
+            return "pending"
+        data = await _call(self.client, "GET", f"/api/v1/accounts/{provider_account_id}", "account status")
+        sources = data.get("sources") or [{}]
+        return str(sources[0].get("status", "ok")).lower()
+
+    async def aclose(self) -> None:
+        """Close the HTTP client."""
+        await self.client.aclose()
+
+
+class HttpEmailSender:
+    """An HTTP email API (``POST /emails`` with a bearer key; Resend/Postmark style)."""
+
+    name = "http"
+
+    def __init__(
+        self, base_url: str, api_key: str, *, timeout_s: float = 15.0, client: httpx.AsyncClient | None = None
+    ) -> None:
+        self.client = client or httpx.AsyncClient(
+            base_url=base_url.rstrip("/"), timeout=timeout_s, headers={"Authorization": f"Bearer {api_key}"}
+        )
+
+    async def send(self, message: EmailMessage) -> str:
+        """Send one email; returns the provider's message id."""
+        data = await _call(
+            self.client,
+            "POST",
+            "/emails",
+            "email",
+            headers={"Idempotency-Key": message.request_id},
+            json={
+                "from": message.sender,
+                "to": [message.to],
+                "subject": message.subject,
+                "text": message.body,
+                "headers": message.headers,
+            },
+        )
+        return str(data.get("id", ""))
+
+    async def aclose(self) -> None:
+        """Close the HTTP client."""
+        await self.client.aclose()

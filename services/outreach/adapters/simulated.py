@@ -1,0 +1,295 @@
+"""Simulated LinkedIn provider and email sender: deterministic from a seed, realistic in behaviour.
+
+They answer with latency, occasional transient errors and rate limits, and an invitation limit per
+account. The LinkedIn simulation also foresees what each lead does: whether and when an invite is
+accepted, whether a message gets a reply or an out-of-office answer, and whether a lead is already a
+connection. Those follow-ups are returned with the send result; outreach stores them as durable
+timers, so they happen in campaign time (fake, scaled or real clock).
+
+Like a remote provider, each simulation remembers request ids it already answered, in its own table
+(written outside the caller's transaction): a call retried after a crash returns the first answer and
+performs nothing twice.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections import Counter
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+from urllib.parse import quote
+
+from sqlalchemy import func, select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from services.runtime.providers import ProviderError, RateLimited, SimulationProfile, seeded_rng
+
+from ..store import sim_email_requests, sim_linkedin_requests
+from . import EmailMessage, FollowUp, InvitationLimitReached, LeadTarget, SendRequest, SendResult
+
+REPLIES = [
+    "Thanks for reaching out - happy to chat next week.",
+    "Interesting timing, we're looking at this right now. What does it cost?",
+    "Not a priority for us this quarter, but keep in touch.",
+    "Can you send me a short deck?",
+]
+OUT_OF_OFFICE = "I'm out of the office until next Monday with limited access to messages."
+
+
+@dataclass
+class LinkedInBehaviour:
+    """How simulated leads answer. Tests turn these up or down."""
+
+    accept_rate: float = 0.6
+    reply_rate: float = 0.3
+    out_of_office_rate: float = 0.05
+    connected_rate: float = 0.25
+    invite_limit_per_week: int = 200
+    accept_delay_minutes: tuple[int, int] = (15, 6 * 60)
+    reply_delay_minutes: tuple[int, int] = (10, 8 * 60)
+
+
+def _skewed(rng_value: float, lo: int, hi: int) -> timedelta:
+    """A delay between lo and hi minutes, most of them short (as real answers are)."""
+    return timedelta(minutes=lo + (hi - lo) * rng_value**2)
+
+
+def _result_json(result: SendResult) -> dict[str, Any]:
+    return {
+        "provider_ref": result.provider_ref,
+        "followups": [
+            {
+                "kind": f.kind,
+                "at": f.at.isoformat(),
+                "channel": f.channel,
+                "text": f.text,
+                "out_of_office": f.out_of_office,
+            }
+            for f in result.followups
+        ],
+    }
+
+
+def _result_from(data: dict[str, Any]) -> SendResult:
+    return SendResult(
+        provider_ref=data.get("provider_ref"),
+        followups=tuple(
+            FollowUp(
+                kind=f["kind"],
+                at=datetime.fromisoformat(f["at"]),
+                channel=f["channel"],
+                text=f["text"],
+                out_of_office=f["out_of_office"],
+            )
+            for f in data.get("followups", [])
+        ),
+    )
+
+
+class SimulatedLinkedIn:
+    """A LinkedIn provider that never talks to LinkedIn."""
+
+    name = "simulated"
+
+    def __init__(
+        self, profile: SimulationProfile, behaviour: LinkedInBehaviour | None = None, engine: AsyncEngine | None = None
+    ) -> None:
+        self.sim = profile
+        self.behaviour = behaviour or LinkedInBehaviour()
+        self.engine = engine
+        self.calls: Counter[str] = Counter()
+        self.total_calls = 0
+        self.performed: list[tuple[str, str]] = []  # (kind, request id) actually performed by this process
+        self.statuses: dict[str, str] = {}
+        self._memory: dict[str, tuple[str, str, str, dict[str, Any], datetime]] = {}
+
+    # -- the provider's own memory ---------------------------------------------------------------
+
+    async def _lookup(self, request_id: str) -> SendResult | None:
+        if self.engine is None:
+            hit = self._memory.get(request_id)
+            return _result_from(hit[3]) if hit else None
+        async with self.engine.begin() as conn:
+            row = (
+                await conn.execute(
+                    update(sim_linkedin_requests)
+                    .where(sim_linkedin_requests.c.request_id == request_id)
+                    .values(replays=sim_linkedin_requests.c.replays + 1)
+                    .returning(sim_linkedin_requests.c.result)
+                )
+            ).first()
+        return _result_from(row.result) if row else None
+
+    async def _count_invites(self, account_id: str, since: datetime) -> int:
+        if self.engine is None:
+            return sum(
+                1 for k, a, _, _, at in self._memory.values() if k == "invite" and a == account_id and at >= since
+            )
+        t = sim_linkedin_requests
+        async with self.engine.connect() as conn:
+            count = await conn.scalar(
+                select(func.count())
+                .select_from(t)
+                .where(t.c.account_id == account_id, t.c.kind == "invite", t.c.created_at >= since)
+            )
+        return int(count or 0)
+
+    async def _record(self, kind: str, req: SendRequest, result: SendResult, now: datetime) -> SendResult:
+        data = _result_json(result)
+        if self.engine is None:
+            self._memory.setdefault(req.request_id, (kind, req.account_id, req.lead.lead_id, data, now))
+            return _result_from(self._memory[req.request_id][3])
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                insert(sim_linkedin_requests)
+                .values(
+                    request_id=req.request_id,
+                    kind=kind,
+                    account_id=req.account_id,
+                    lead_id=req.lead.lead_id,
+                    result=json.loads(json.dumps(data)),
+                    created_at=now,
+                )
+                .on_conflict_do_nothing()
+            )
+            stored = await conn.scalar(
+                select(sim_linkedin_requests.c.result).where(sim_linkedin_requests.c.request_id == req.request_id)
+            )
+        return _result_from(stored or data)
+
+    async def _perform(self, kind: str, req: SendRequest, now: datetime, result: SendResult) -> SendResult:
+        self.calls[req.request_id] += 1
+        self.total_calls += 1
+        rng = seeded_rng(self.sim.seed, kind, req.request_id, self.calls[req.request_id])
+        await self.sim.latency(rng)
+        prior = await self._lookup(req.request_id)
+        if prior is not None:
+            return prior
+        if self.sim.rate_limit_every and self.total_calls % self.sim.rate_limit_every == 0:
+            raise RateLimited(self.sim.retry_after_s)
+        if rng.random() < self.sim.transient_error_rate:
+            raise ProviderError("simulated 503 from LinkedIn provider", transient=True, status=503)
+        if kind == "invite":
+            sent = await self._count_invites(req.account_id, now - timedelta(days=7))
+            if sent >= self.behaviour.invite_limit_per_week:
+                raise InvitationLimitReached("simulated: weekly invitation limit reached for this account")
+        stored = await self._record(kind, req, result, now)
+        self.performed.append((kind, req.request_id))
+        return stored
+
+    # -- what leads do ---------------------------------------------------------------------------
+
+    def _reply(self, req: SendRequest, after: datetime, channel: str) -> tuple[FollowUp, ...]:
+        b = self.behaviour
+        rng = seeded_rng(self.sim.seed, "reply", req.lead.lead_id, req.step_id)
+        roll = rng.random()
+        if roll < b.reply_rate:
+            return (
+                FollowUp(
+                    "replied", after + _skewed(rng.random(), *b.reply_delay_minutes), channel, rng.choice(REPLIES)
+                ),
+            )
+        if roll < b.reply_rate + b.out_of_office_rate:
+            return (
+                FollowUp(
+                    "replied", after + timedelta(minutes=rng.randint(1, 5)), channel, OUT_OF_OFFICE, out_of_office=True
+                ),
+            )
+        return ()
+
+    def _invite_followups(self, req: SendRequest, now: datetime) -> tuple[FollowUp, ...]:
+        b = self.behaviour
+        rng = seeded_rng(self.sim.seed, "accept", req.lead.lead_id, req.account_id)
+        if rng.random() >= b.accept_rate:
+            return ()
+        accepted_at = now + _skewed(rng.random(), *b.accept_delay_minutes)
+        out = [FollowUp("accepted", accepted_at, "invite")]
+        if req.text and rng.random() < b.reply_rate / 3:  # some answer the note itself once connected
+            out.append(
+                FollowUp("replied", accepted_at + timedelta(minutes=rng.randint(5, 60)), "message", rng.choice(REPLIES))
+            )
+        return tuple(out)
+
+    # -- the protocol ----------------------------------------------------------------------------
+
+    async def send_invite(self, req: SendRequest, now: datetime) -> SendResult:
+        """Send a connection request (note optional)."""
+        return await self._perform(
+            "invite", req, now, SendResult(f"inv_{req.request_id[:12]}", self._invite_followups(req, now))
+        )
+
+    async def send_message(self, req: SendRequest, now: datetime) -> SendResult:
+        """Send a message to a connection."""
+        return await self._perform(
+            "message", req, now, SendResult(f"msg_{req.request_id[:12]}", self._reply(req, now, "message"))
+        )
+
+    async def like_post(self, req: SendRequest, now: datetime) -> SendResult:
+        """React to the lead's post."""
+        return await self._perform("like", req, now, SendResult(f"like_{req.request_id[:12]}"))
+
+    async def comment_post(self, req: SendRequest, now: datetime) -> SendResult:
+        """Comment on the lead's post."""
+        return await self._perform("comment", req, now, SendResult(f"cmt_{req.request_id[:12]}"))
+
+    async def is_connected(self, account_id: str, provider_account_id: str | None, lead: LeadTarget) -> bool:
+        """Whether the lead is already a first-degree connection of the account (stable per pair)."""
+        return seeded_rng(self.sim.seed, "connected", lead.lead_id, account_id).random() < self.behaviour.connected_rate
+
+    async def hosted_auth_link(self, account_id: str, notify_url: str, now: datetime) -> str:
+        """A (simulated) hosted page where the user signs in to LinkedIn."""
+        return f"https://auth.simulated.leadstream.invalid/hosted/{account_id}?notify_url={quote(notify_url, safe='')}"
+
+    async def account_status(self, account_id: str, provider_account_id: str | None) -> str:
+        """The account's status as the provider sees it (``ok`` unless a test set another)."""
+        return self.statuses.get(account_id, "ok")
+
+
+class SimulatedEmailSender:
+    """An email sender that records what it would send (idempotent on the request id)."""
+
+    name = "simulated"
+
+    def __init__(self, profile: SimulationProfile, engine: AsyncEngine | None = None) -> None:
+        self.sim = profile
+        self.engine = engine
+        self.calls: Counter[str] = Counter()
+        self.sent: list[EmailMessage] = []
+        self._memory: dict[str, str] = {}
+
+    async def send(self, message: EmailMessage) -> str:
+        """Accept the email for delivery; returns the provider's message id."""
+        self.calls[message.request_id] += 1
+        rng = seeded_rng(self.sim.seed, "email", message.request_id, self.calls[message.request_id])
+        await self.sim.latency(rng)
+        message_id = f"<{uuid.uuid5(uuid.NAMESPACE_URL, message.request_id)}@simulated.leadstream.invalid>"
+        if self.engine is None:
+            if message.request_id not in self._memory:
+                self._memory[message.request_id] = message_id
+                self.sent.append(message)
+            return self._memory[message.request_id]
+        if rng.random() < self.sim.transient_error_rate:
+            raise ProviderError("simulated 503 from email API", transient=True, status=503)
+        t = sim_email_requests
+        async with self.engine.begin() as conn:
+            inserted = await conn.execute(
+                insert(t)
+                .values(
+                    request_id=message.request_id,
+                    to_address=message.to,
+                    subject=message.subject,
+                    message_id=message_id,
+                    created_at=func.now(),
+                )
+                .on_conflict_do_nothing()
+            )
+            if not inserted.rowcount:
+                await conn.execute(
+                    update(t).where(t.c.request_id == message.request_id).values(replays=t.c.replays + 1)
+                )
+            else:
+                self.sent.append(message)
+        return message_id

@@ -1,0 +1,126 @@
+"""Outreach HTTP routes: campaigns (create, list, details, launch, pause, resume, delete, leads) and
+workflow presets; accounts, compliance and webhooks live in their own modules and are included here.
+Every route is scoped to the token's workspace; another workspace's campaign answers 404.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+from fastapi import APIRouter, Body, Depends, Query, Response
+from sqlalchemy import select
+
+from services.runtime.auth import workspace_id
+
+from .api_accounts import accounts_router
+from .api_compliance import compliance_router
+from .api_webhooks import webhooks_router
+from .context import OutreachContext
+from .domain.workflow import PRESET_DESCRIPTIONS, PRESET_TITLES, resolve_workflow
+from .models import CampaignIn, LaunchIn
+from .problems import not_found
+from .store import campaigns, enrollments
+
+
+def campaigns_router(ctx: OutreachContext) -> APIRouter:
+    """The campaign routes bound to ``ctx``."""
+    r = APIRouter(tags=["campaigns"])
+    commands = ctx.campaigns
+
+    @r.get("/v1/workflow-presets")
+    async def presets() -> list[dict[str, Any]]:
+        """The documented preset graphs."""
+        return [
+            {
+                "name": name,
+                "title": title,
+                "description": PRESET_DESCRIPTIONS[name],
+                "graph": resolve_workflow(name, default_note=True, email_fallback=False).to_dict(),
+            }
+            for name, title in PRESET_TITLES.items()
+        ]
+
+    @r.post("/v1/campaigns", status_code=201)
+    async def create(body: CampaignIn, ws: str = Depends(workspace_id)) -> dict[str, Any]:
+        """Create a campaign (pending). The workflow is validated; dropped edges are listed in ``warnings``."""
+        return await commands.create(ws, body)
+
+    @r.get("/v1/campaigns")
+    async def list_campaigns(
+        q: str | None = Query(None, description="Search by name"),
+        state: str | None = Query(None),
+        ws: str = Depends(workspace_id),
+    ) -> list[dict[str, Any]]:
+        """Campaigns with audience type, state, next run and pace."""
+        return await commands.list(ws, q, state)
+
+    @r.get("/v1/campaigns/{campaign_id}")
+    async def details(campaign_id: UUID, ws: str = Depends(workspace_id)) -> dict[str, Any]:
+        """One campaign in detail."""
+        return await commands.details(ws, campaign_id)
+
+    @r.post("/v1/campaigns/{campaign_id}/launch")
+    async def launch(
+        campaign_id: UUID,
+        body: LaunchIn = Body(default_factory=LaunchIn),  # noqa: B008
+        ws: str = Depends(workspace_id),
+    ) -> dict[str, Any]:
+        """Launch: the guard checks the daily limit (1-79) and the email-fallback confirmation."""
+        return await commands.launch(ws, campaign_id, body)
+
+    @r.post("/v1/campaigns/{campaign_id}/pause")
+    async def pause(campaign_id: UUID, ws: str = Depends(workspace_id)) -> dict[str, Any]:
+        """Pause."""
+        return await commands.pause(ws, campaign_id)
+
+    @r.post("/v1/campaigns/{campaign_id}/resume")
+    async def resume(campaign_id: UUID, ws: str = Depends(workspace_id)) -> dict[str, Any]:
+        """Resume."""
+        return await commands.resume(ws, campaign_id)
+
+    @r.delete("/v1/campaigns/{campaign_id}", status_code=204)
+    async def delete(campaign_id: UUID, ws: str = Depends(workspace_id)) -> Response:
+        """Delete (releases the account leases)."""
+        await commands.delete(ws, campaign_id)
+        return Response(status_code=204)
+
+    @r.get("/v1/campaigns/{campaign_id}/leads")
+    async def leads(campaign_id: UUID, ws: str = Depends(workspace_id)) -> list[dict[str, Any]]:
+        """The campaign's enrolled leads: account, state, steps done."""
+        async with ctx.service.engine.connect() as conn:
+            exists = await conn.scalar(
+                select(campaigns.c.campaign_id).where(
+                    campaigns.c.campaign_id == campaign_id,
+                    campaigns.c.workspace_id == ws,
+                    campaigns.c.state != "deleted",
+                )
+            )
+            if exists is None:
+                raise not_found("campaign", campaign_id)
+            rows = await conn.execute(
+                select(enrollments)
+                .where(enrollments.c.campaign_id == campaign_id)
+                .order_by(enrollments.c.enrolled_at, enrollments.c.lead_id)
+            )
+            return [
+                {
+                    "lead_id": str(e.lead_id),
+                    "account_id": str(e.account_id),
+                    "state": e.state,
+                    "steps_done": e.steps_done,
+                    "accepted_at": e.accepted_at.isoformat() if e.accepted_at else None,
+                    "enrolled_at": e.enrolled_at.isoformat(),
+                }
+                for e in rows
+            ]
+
+    return r
+
+
+def build_router(ctx: OutreachContext) -> APIRouter:
+    """Every outreach route."""
+    router = APIRouter()
+    for sub in (campaigns_router(ctx), accounts_router(ctx), compliance_router(ctx), webhooks_router(ctx)):
+        router.include_router(sub)
+    return router

@@ -1,0 +1,276 @@
+"""Account routes: connect (hosted authorisation link + callback), list, details, refresh, delete, and the
+signed account-status webhook.
+
+In simulated mode (``LEADSTREAM_LINKEDIN_PROVIDER=simulated``, the default) ``POST /v1/accounts``
+connects a LinkedIn account at once, unless ``hosted: true`` asks for the hosted flow; an email
+sender is verified at once. With the real provider the answer is ``202`` with ``auth_url``; the
+provider's signed callback to ``/v1/accounts/callback`` completes the connection.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+from uuid import UUID
+
+from fastapi import APIRouter, Depends, Request, Response
+from leadstream_schemas import AccountConnected, AccountConnectionRequested
+from sqlalchemy import select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.engine import Row
+
+from services.runtime.auth import workspace_id
+
+from .accounts import find_account, lock_account, normalise_status
+from .context import OutreachContext
+from .domain.compliance import normalise_email
+from .emit import RootEmitter
+from .models import AccountIn
+from .problems import invalid, json_object, not_found
+from .store import accounts, leases, reconnect_emails
+
+
+def account_view(row: Row[Any]) -> dict[str, Any]:
+    """The API shape of an account."""
+    return {
+        "account_id": str(row.account_id),
+        "provider": row.provider,
+        "display_name": row.display_name,
+        "status": row.status,
+        "healthy": row.healthy,
+        "sender_email": row.sender_email,
+        "sender_email_verified": row.sender_email_verified,
+        "incident": row.incident,
+        "limit_paused_until": row.limit_paused_until.isoformat() if row.limit_paused_until else None,
+        "created_at": row.created_at.isoformat(),
+    }
+
+
+def accounts_router(ctx: OutreachContext) -> APIRouter:
+    """The account routes bound to ``ctx``."""
+    r = APIRouter(tags=["accounts"])
+    service = ctx.service
+
+    @r.post("/v1/accounts", status_code=201)
+    async def connect(body: AccountIn, response: Response, ws: str = Depends(workspace_id)) -> dict[str, Any]:
+        """Connect an account: at once in simulated mode, else through a hosted authorisation link (202)."""
+        now = service.clock.now()
+        account_id = uuid.uuid4()
+        immediate = (
+            ctx.simulated and not body.hosted
+            if body.provider == "linkedin"
+            else ctx.settings.email_provider == "simulated"
+        )
+        sender = normalise_email(body.sender_email) if body.provider == "email" else None
+        auth_url = None
+        if not immediate and body.provider == "linkedin":
+            auth_url = await ctx.linkedin.hosted_auth_link(
+                str(account_id), f"{ctx.settings.public_base_url.rstrip('/')}/v1/accounts/callback", now
+            )
+        async with service.engine.begin() as conn:
+            await conn.execute(
+                insert(accounts).values(
+                    account_id=account_id,
+                    workspace_id=ws,
+                    provider=body.provider,
+                    display_name=body.display_name,
+                    status="connected" if immediate else "pending",
+                    healthy=immediate,
+                    sender_email=sender,
+                    sender_email_verified=immediate and body.provider == "email",
+                    notify_email=body.notify_email,
+                    provider_account_id=f"sim-{account_id}" if immediate else None,
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
+            em = RootEmitter(service, ws)
+            em.emit(AccountConnectionRequested(account_id=account_id, provider=body.provider))
+            if immediate:
+                em.emit(
+                    AccountConnected(
+                        account_id=account_id,
+                        provider=body.provider,
+                        display_name=body.display_name,
+                        sender_email_verified=body.provider == "email",
+                    )
+                )
+            await em.flush(conn)
+            row = (await conn.execute(select(accounts).where(accounts.c.account_id == account_id))).one()
+        service.wake_relay()
+        if not immediate:
+            response.status_code = 202
+        return {**account_view(row), "auth_url": auth_url}
+
+    @r.post("/v1/accounts/callback", include_in_schema=True)
+    async def callback(request: Request) -> dict[str, Any]:
+        """The provider's signed notification that a hosted connection (or a sender verification) finished.
+
+        Body (Unipile style): ``{"status": "CREATION_SUCCESS", "account_id": "<provider id>", "name": "<our id>"}``.
+        """
+        hook, raw = await ctx.verified_webhook(request)
+        data = json_object(raw)
+        ours = str(data.get("name") or data.get("account_ref") or "")
+        now = service.clock.now()
+        async with service.engine.begin() as conn:
+            if not await ctx.first_delivery(conn, hook):
+                return {"status": "duplicate"}
+            try:
+                account = await lock_account(conn, UUID(ours))
+            except ValueError:
+                account = None
+            if account is None:
+                raise not_found("account", ours or "(no name)")
+            status = str(data.get("status", "")).lower()
+            if status not in ("creation_success", "reconnected", "ok", "connected", "verified"):
+                raise invalid("status", f"{data.get('status')!r} does not complete a connection")
+            verified = account.provider == "email"
+            await conn.execute(
+                update(accounts)
+                .where(accounts.c.account_id == account.account_id)
+                .values(
+                    status="connected",
+                    healthy=True,
+                    sender_email_verified=verified,
+                    updated_at=now,
+                    provider_account_id=str(
+                        data.get("account_id") or account.provider_account_id or account.account_id
+                    ),
+                )
+            )
+            em = RootEmitter(service, account.workspace_id)
+            em.emit(
+                AccountConnected(
+                    account_id=account.account_id,
+                    provider=account.provider,
+                    display_name=account.display_name,
+                    sender_email_verified=verified,
+                )
+            )
+            await em.flush(conn)
+        service.wake_relay()
+        return {"status": "connected", "account_id": str(account.account_id)}
+
+    @r.get("/v1/accounts")
+    async def list_accounts(ws: str = Depends(workspace_id)) -> list[dict[str, Any]]:
+        """The workspace's accounts."""
+        async with service.engine.connect() as conn:
+            rows = await conn.execute(
+                select(accounts)
+                .where(accounts.c.workspace_id == ws, accounts.c.deleted_at.is_(None))
+                .order_by(accounts.c.created_at)
+            )
+            return [account_view(row) for row in rows]
+
+    @r.get("/v1/accounts/{account_id}")
+    async def get_account(account_id: UUID, ws: str = Depends(workspace_id)) -> dict[str, Any]:
+        """One account, with its leases and the reconnect emails sent for it."""
+        async with service.engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    select(accounts).where(
+                        accounts.c.account_id == account_id,
+                        accounts.c.workspace_id == ws,
+                        accounts.c.deleted_at.is_(None),
+                    )
+                )
+            ).first()
+            if row is None:
+                raise not_found("account", account_id)
+            held = await conn.execute(select(leases.c.campaign_id).where(leases.c.account_id == account_id))
+            mails = await conn.execute(
+                select(reconnect_emails)
+                .where(reconnect_emails.c.account_id == account_id)
+                .order_by(reconnect_emails.c.incident)
+            )
+            return {
+                **account_view(row),
+                "leases": sorted(str(x.campaign_id) for x in held),
+                "reconnect_emails": [
+                    {
+                        "incident": m.incident,
+                        "to": m.to_address,
+                        "status": m.status,
+                        "dry_run": m.dry_run,
+                        "sent_at": m.sent_at.isoformat(),
+                    }
+                    for m in mails
+                ],
+            }
+
+    @r.delete("/v1/accounts/{account_id}", status_code=204)
+    async def delete_account(account_id: UUID, ws: str = Depends(workspace_id)) -> Response:
+        """Delete an account; campaigns left without an account need review."""
+        async with service.engine.begin() as conn:
+            account = await lock_account(conn, account_id, ws)
+            if account is None:
+                raise not_found("account", account_id)
+            em = RootEmitter(service, ws)
+            await ctx.account_status.delete(conn, em, account, service.clock.now())
+            await em.flush(conn)
+        service.wake_relay()
+        return Response(status_code=204)
+
+    @r.post("/v1/accounts/{account_id}/refresh")
+    async def refresh(account_id: UUID, ws: str = Depends(workspace_id)) -> dict[str, Any]:
+        """Ask the provider for the account's status now and apply it."""
+        async with service.engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    select(accounts).where(
+                        accounts.c.account_id == account_id,
+                        accounts.c.workspace_id == ws,
+                        accounts.c.deleted_at.is_(None),
+                    )
+                )
+            ).first()
+        if row is None:
+            raise not_found("account", account_id)
+        raw = (
+            await ctx.linkedin.account_status(str(account_id), row.provider_account_id)
+            if row.provider == "linkedin"
+            else row.status
+        )
+        status = normalise_status(raw)
+        async with service.engine.begin() as conn:
+            account = await lock_account(conn, account_id, ws)
+            if account is None:
+                raise not_found("account", account_id)
+            if status is not None and account.status != "pending":
+                em = RootEmitter(service, ws)
+                await ctx.account_status.apply(conn, em, account, status, service.clock.now())
+                await em.flush(conn)
+            row = (await conn.execute(select(accounts).where(accounts.c.account_id == account_id))).one()
+        service.wake_relay()
+        return account_view(row)
+
+    @r.post("/v1/webhooks/accounts")
+    async def account_status_webhook(request: Request) -> dict[str, Any]:
+        """Signed account status from the provider: ``{"account_id": ..., "status": "CREDENTIALS"}`` or Unipile's
+        ``{"AccountStatus": {"account_id": ..., "message": "OK"}}``."""
+        hook, raw = await ctx.verified_webhook(request)
+        data = json_object(raw)
+        nested = data.get("AccountStatus")
+        inner: dict[str, Any] = nested if isinstance(nested, dict) else data
+        ident, raw_status = str(inner.get("account_id", "")), str(inner.get("status") or inner.get("message") or "")
+        status = normalise_status(raw_status)
+        if status is None:
+            raise invalid(
+                "status",
+                f"unknown account status {raw_status!r}; one of ok, reconnected, sync_success, running, connected, "
+                "credentials, disconnected, auth_required, sleeping",
+            )
+        async with service.engine.begin() as conn:
+            if not await ctx.first_delivery(conn, hook):
+                return {"status": "duplicate"}
+            account = await find_account(conn, ident)
+            if account is None:
+                raise not_found("account", ident)
+            em = RootEmitter(service, account.workspace_id)
+            changed = await ctx.account_status.apply(conn, em, account, status, service.clock.now())
+            await em.flush(conn)
+        service.wake_relay()
+        ctx.runner.wake()
+        return {"status": status, "changed": changed, "account_id": str(account.account_id)}
+
+    return r

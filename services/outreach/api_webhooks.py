@@ -1,0 +1,200 @@
+"""Inbound provider webhooks (signed): LinkedIn acceptances and replies, email replies, bounces and complaints;
+plus a workspace-scoped route to record a reply by hand.
+
+A reply cancels every pending step of the lead in the same transaction that records it (even a step
+already due), and emits ``Replied``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from fastapi import APIRouter, Depends, Request
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from services.runtime.auth import workspace_id
+
+from . import lifecycle as lc
+from .accounts import find_account
+from .context import OutreachContext
+from .domain.compliance import normalise_email, normalise_profile_url
+from .emit import RootEmitter
+from .models import SimulatedReplyIn
+from .problems import invalid, json_object, not_found
+from .store import campaigns, enrollments, leads
+
+ACCEPT_EVENTS = {"new_relation", "invite_accepted", "invitation_accepted", "accepted"}
+REPLY_EVENTS = {"message_received", "reply", "replied"}
+
+
+async def _lead_of(conn: AsyncConnection, workspace: str, data: dict[str, Any]) -> UUID | None:
+    """The lead a webhook is about: by ``lead_id``, LinkedIn profile URL or email address."""
+    if data.get("lead_id"):
+        try:
+            return UUID(str(data["lead_id"]))
+        except ValueError:
+            return None
+    url = normalise_profile_url(data.get("user_profile_url") or data.get("profile_url") or data.get("linkedin_url"))
+    email = normalise_email(data.get("email") or data.get("from"))
+    if url:
+        by_url = await conn.scalar(
+            select(leads.c.lead_id).where(leads.c.workspace_id == workspace, leads.c.profile_key == url).limit(1)
+        )
+        if by_url is not None:
+            return UUID(str(by_url))
+    if email:
+        by_email = await conn.scalar(
+            select(leads.c.lead_id).where(leads.c.workspace_id == workspace, leads.c.email == email).limit(1)
+        )
+        if by_email is not None:
+            return UUID(str(by_email))
+    return None
+
+
+def webhooks_router(ctx: OutreachContext) -> APIRouter:
+    """The webhook routes bound to ``ctx``."""
+    r = APIRouter(tags=["webhooks"])
+    service = ctx.service
+
+    async def reply(
+        conn: AsyncConnection,
+        ws: str,
+        lead_id: UUID,
+        channel: str,
+        text: str | None,
+        key: str,
+        received_at: datetime,
+        ooo: bool = False,
+    ) -> list[UUID]:
+        em = RootEmitter(service, ws)
+        done = await lc.apply_reply(
+            conn,
+            em,
+            ws,
+            lead_id,
+            channel=channel,
+            received_at=received_at,
+            now=service.clock.now(),
+            key=key,
+            excerpt=(text or "")[:280] or None,
+            out_of_office=ooo,
+        )
+        await em.flush(conn)
+        return done
+
+    @r.post("/v1/webhooks/linkedin")
+    async def linkedin_webhook(request: Request) -> dict[str, Any]:
+        """Signed LinkedIn provider events: ``{"event": "new_relation" | "message_received", "account_id": ...,
+        "lead_id" | "user_profile_url": ..., "text": ...}``."""
+        hook, raw = await ctx.verified_webhook(request)
+        data = json_object(raw)
+        event = str(data.get("event", "")).lower()
+        if event not in ACCEPT_EVENTS | REPLY_EVENTS:
+            raise invalid("event", f"unknown event {data.get('event')!r}; new_relation or message_received")
+        now = service.clock.now()
+        async with service.engine.begin() as conn:
+            if not await ctx.first_delivery(conn, hook):
+                return {"status": "duplicate"}
+            account = await find_account(conn, str(data.get("account_id", "")))
+            if account is None:
+                raise not_found("account", data.get("account_id"))
+            lead_id = await _lead_of(conn, account.workspace_id, data)
+            if lead_id is None:
+                raise not_found("lead", data.get("lead_id") or data.get("user_profile_url"))
+            if event in REPLY_EVENTS:
+                done = await reply(
+                    conn,
+                    account.workspace_id,
+                    lead_id,
+                    "message",
+                    data.get("text"),
+                    f"webhook:{hook.msg_id}",
+                    now,
+                    bool(data.get("out_of_office")),
+                )
+                result: dict[str, Any] = {"status": "replied", "campaigns": [str(c) for c in done]}
+            else:
+                rows = (
+                    await conn.execute(
+                        select(enrollments.c.campaign_id)
+                        .where(
+                            enrollments.c.workspace_id == account.workspace_id,
+                            enrollments.c.lead_id == lead_id,
+                            enrollments.c.account_id == account.account_id,
+                        )
+                        .order_by(enrollments.c.campaign_id)
+                    )
+                ).all()
+                em = RootEmitter(service, account.workspace_id)
+                for row in rows:
+                    await lc.apply_acceptance(
+                        conn,
+                        em,
+                        campaign_id=row.campaign_id,
+                        lead_id=lead_id,
+                        workspace_id=account.workspace_id,
+                        step_id=None,
+                        account_id=account.account_id,
+                        now=now,
+                        key=f"webhook:{hook.msg_id}:{row.campaign_id}",
+                    )
+                await em.flush(conn)
+                result = {"status": "accepted", "campaigns": [str(x.campaign_id) for x in rows]}
+        service.wake_relay()
+        ctx.runner.wake()
+        return result
+
+    @r.post("/v1/webhooks/email")
+    async def email_webhook(request: Request) -> dict[str, Any]:
+        """Signed email events: ``{"type": "reply" | "bounce" | "complaint", "workspace_id": ..., "email": ...}``.
+        A bounce suppresses the address for emails; a complaint unsubscribes it; a reply stops the lead."""
+        hook, raw = await ctx.verified_webhook(request)
+        data = json_object(raw)
+        kind, ws = str(data.get("type", "")).lower(), str(data.get("workspace_id", ""))
+        email = normalise_email(data.get("email"))
+        if kind not in ("reply", "bounce", "complaint") or not ws or not email:
+            raise invalid("type", "type (reply|bounce|complaint), workspace_id and email are required")
+        now = service.clock.now()
+        async with service.engine.begin() as conn:
+            if not await ctx.first_delivery(conn, hook):
+                return {"status": "duplicate"}
+            if kind == "bounce":
+                await lc.suppress(conn, ws, "email", email, "bounced", now)
+                return {"status": "suppressed", "reason": "bounced"}
+            if kind == "complaint":
+                await lc.suppress(conn, ws, "email", email, "unsubscribed", now)
+                return {"status": "suppressed", "reason": "unsubscribed"}
+            lead_id = await _lead_of(conn, ws, {"email": email})
+            if lead_id is None:
+                raise not_found("lead with email", email)
+            done = await reply(conn, ws, lead_id, "email", data.get("text"), f"webhook:{hook.msg_id}", now)
+        service.wake_relay()
+        return {"status": "replied", "campaigns": [str(c) for c in done]}
+
+    @r.post("/v1/campaigns/{campaign_id}/leads/{lead_id}/reply")
+    async def record_reply(
+        campaign_id: UUID, lead_id: UUID, body: SimulatedReplyIn, ws: str = Depends(workspace_id)
+    ) -> dict[str, Any]:
+        """Record a reply by hand (a demo, or an inbox the provider does not watch)."""
+        now = service.clock.now()
+        async with service.engine.begin() as conn:
+            found = await conn.scalar(
+                select(enrollments.c.lead_id)
+                .select_from(enrollments.join(campaigns, campaigns.c.campaign_id == enrollments.c.campaign_id))
+                .where(
+                    enrollments.c.campaign_id == campaign_id,
+                    enrollments.c.lead_id == lead_id,
+                    campaigns.c.workspace_id == ws,
+                    campaigns.c.state != "deleted",
+                )
+            )
+            if found is None:
+                raise not_found("lead in campaign", lead_id)
+            done = await reply(conn, ws, lead_id, body.channel, body.text, f"manual:{campaign_id}:{lead_id}:{now}", now)
+        service.wake_relay()
+        return {"status": "replied", "campaigns": [str(c) for c in done]}
+
+    return r

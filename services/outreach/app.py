@@ -1,0 +1,142 @@
+"""Outreach wiring: settings -> providers -> timer runner, handlers, routes -> service."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from leadstream_schemas import (
+    LEAD,
+    SEARCH,
+    LeadDiscovered,
+    LeadEmailEnriched,
+    LeadEmailNotFound,
+    LeadEnrichmentFailed,
+    LeadProfileEnriched,
+    LeadUnsubscribed,
+    MessageApproved,
+    MessageEdited,
+    MessageGenerated,
+    MessageRejected,
+    Replied,
+    SearchFinished,
+    SearchStarted,
+    VideoFailed,
+    VideoGenerated,
+)
+
+from services.runtime.clock import Clock
+from services.runtime.providers import SimulationProfile
+from services.runtime.service import Service
+
+from .accounts import AccountStatus
+from .adapters import EmailSender, LinkedInProvider
+from .adapters.http import HttpEmailSender, UnipileLinkedIn
+from .adapters.simulated import LinkedInBehaviour, SimulatedEmailSender, SimulatedLinkedIn
+from .api import build_router
+from .campaigns import CampaignCommands
+from .context import OutreachContext
+from .handlers import OutreachHandlers
+from .runner import Runner
+from .settings import OutreachSettings
+from .steps import StepExecutor
+from .store import metadata, runtime_tables
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def build(
+    settings: OutreachSettings | None = None,
+    clock: Clock | None = None,
+    linkedin: LinkedInProvider | None = None,
+    email: EmailSender | None = None,
+) -> Service:
+    """The outreach service, ready to start. ``service.app.state.outreach`` is its :class:`OutreachContext`
+    (tests step the timers with ``.runner.run_due_timers_once()``)."""
+    settings = settings or OutreachSettings()
+    clock = clock or settings.clock()
+    service = Service(
+        settings,
+        metadata=metadata,
+        tables=runtime_tables,
+        migrations_dir=MIGRATIONS,
+        clock=clock,
+        title="leadstream outreach",
+    )
+    sim = SimulationProfile(seed=settings.simulated_seed, transient_error_rate=settings.sim_transient_error_rate)
+    if linkedin is None:
+        if settings.linkedin_provider == "http":
+            linkedin = UnipileLinkedIn(
+                settings.unipile_base_url, settings.unipile_api_key, timeout_s=settings.provider_timeout_s
+            )
+        else:
+            behaviour = LinkedInBehaviour(
+                accept_rate=settings.sim_accept_rate,
+                reply_rate=settings.sim_reply_rate,
+                out_of_office_rate=settings.sim_out_of_office_rate,
+                connected_rate=settings.sim_connected_rate,
+                invite_limit_per_week=settings.sim_invite_limit_per_week,
+            )
+            linkedin = SimulatedLinkedIn(sim, behaviour, engine=service.engine)
+    if email is None:
+        email = (
+            HttpEmailSender(settings.email_api_url, settings.email_api_key, timeout_s=settings.provider_timeout_s)
+            if settings.email_provider == "http"
+            else SimulatedEmailSender(sim, engine=service.engine)
+        )
+    runner = Runner(
+        service,
+        StepExecutor(settings, linkedin, email),
+        poll_interval_s=settings.timer_poll_interval_s,
+        max_attempts=settings.timer_max_attempts,
+    )
+    ctx = OutreachContext(
+        service=service,
+        settings=settings,
+        linkedin=linkedin,
+        email=email,
+        runner=runner,
+        campaigns=CampaignCommands(service, dry_run=not settings.email_real_sends, wake=runner.wake),
+        account_status=AccountStatus(
+            email,
+            real_sends=settings.email_real_sends,
+            default_to=settings.reconnect_email_to,
+            sender="no-reply@leadstream.invalid",
+        ),
+    )
+    service.app.state.outreach = ctx
+    h = OutreachHandlers(runner.wake)
+    service.consume(
+        [LEAD.name, SEARCH.name],
+        {
+            LeadDiscovered: h.on_lead_discovered,
+            LeadProfileEnriched: h.on_profile_enriched,
+            LeadEmailEnriched: h.on_email_enriched,
+            LeadEmailNotFound: h.on_email_not_found,
+            LeadEnrichmentFailed: h.on_enrichment_failed,
+            MessageGenerated: h.on_message_generated,
+            MessageApproved: h.on_message_approved,
+            MessageEdited: h.on_message_edited,
+            MessageRejected: h.on_message_rejected,
+            VideoGenerated: h.on_video_generated,
+            VideoFailed: h.on_video_failed,
+            Replied: h.on_replied,
+            LeadUnsubscribed: h.on_unsubscribed,
+            SearchStarted: h.on_search_started,
+            SearchFinished: h.on_search_finished,
+        },
+    )
+    service.include_router(build_router(ctx))
+    if settings.timer_loop_enabled:
+        service.add_task(runner.loop)
+
+        async def timer_loop() -> str | None:
+            return None if runner.healthy else "timer loop failing (see logs)"
+
+        service.add_readiness_check(timer_loop)
+    return service
+
+
+def context_of(service: Service) -> OutreachContext:
+    """The outreach context of a built service (runner, commands, providers)."""
+    ctx: OutreachContext = service.app.state.outreach
+    return ctx

@@ -1,0 +1,489 @@
+"""Campaign commands and views: create, launch (with its guard), pause, resume, delete, list, details.
+
+States: pending -> (launch) scheduled | running -> paused <-> running -> finished; needs_review when
+something needs a person (with the message); deleted. Every transition emits its Campaign* event in
+the transaction that makes it.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import replace
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from leadstream_schemas import (
+    Audience,
+    CampaignCreated,
+    CampaignDeleted,
+    CampaignPaused,
+    CampaignResumed,
+    CampaignScheduled,
+)
+from sqlalchemy import and_, delete, func, select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.engine import Row
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from services.runtime.errors import Problem
+from services.runtime.service import Service
+
+from . import lifecycle as lc
+from . import timers as tm
+from .domain.compliance import normalise_email
+from .domain.pacing import PacingError, launch_guard, pace_from
+from .domain.schedule import DAY_NAMES, Schedule, ScheduleError
+from .domain.workflow import Graph, GraphError, resolve_workflow
+from .emit import RootEmitter
+from .enrollment import enroll
+from .models import CampaignIn, LaunchIn
+from .problems import invalid
+from .store import accounts, campaign_workers, campaigns, enrollments, lead_locks, sends, timers
+
+WORKER_NAMESPACE = uuid.UUID("9c1e2f3a-4b5d-5e6f-8a9b-0c1d2e3f4a5b")
+VISIBLE = campaigns.c.state != "deleted"
+
+
+def _email_steps(graph: Graph) -> list[str]:
+    return [s for s in graph.reachable() if graph.step(s).action == "email"]
+
+
+class CampaignCommands:
+    """The campaign API's behaviour, one transaction per command."""
+
+    def __init__(self, service: Service, *, dry_run: bool, wake: Any) -> None:
+        self.service = service
+        self.dry_run = dry_run
+        self.wake = wake
+
+    @property
+    def now(self) -> datetime:
+        """The injected clock's time."""
+        return self.service.clock.now()
+
+    # -- create ----------------------------------------------------------------------------------
+
+    async def create(self, workspace_id: str, body: CampaignIn) -> dict[str, Any]:
+        """Validate and store a campaign (state pending); emits CampaignCreated with everything others need."""
+        delivery_in = body.delivery.model_dump()
+        try:
+            pace = pace_from(delivery_in)
+            schedule = Schedule.from_delivery(delivery_in)
+            fallback = body.delivery.email_fallback
+            graph = resolve_workflow(
+                body.workflow, default_note=body.strategy.invite_note, email_fallback=fallback is not None
+            )
+        except (GraphError, PacingError, ScheduleError) as exc:
+            raise invalid(exc.field, exc.message) from None
+        now = self.now
+        async with self.service.engine.begin() as conn:
+            graph = await self._check_email(conn, workspace_id, graph, body)
+            await self._check_accounts(conn, workspace_id, body.account_ids)
+            campaign_id = uuid.uuid4()
+            delivery = {
+                "pace": pace.name,
+                "pace_label": pace.describe(),
+                "daily_limit": body.delivery.daily_limit,
+                "daily_cap": pace.daily_cap(schedule.active_days_per_week()),
+                "weekly_limit": pace.weekly_limit,
+                "active_days": [DAY_NAMES[d] for d in sorted(schedule.days)],
+                "start_hour": schedule.start_hour,
+                "end_hour": schedule.end_hour,
+                "timezone": schedule.timezone,
+                "email_fallback": fallback.model_dump() if fallback else None,
+                "dry_run": self.dry_run,
+            }
+            video = body.video.model_dump() if body.video else None
+            strategy = body.strategy.model_dump()
+            await conn.execute(
+                insert(campaigns).values(
+                    campaign_id=campaign_id,
+                    workspace_id=workspace_id,
+                    name=body.name,
+                    audience_type=body.audience.type,
+                    audience_ref=body.audience.ref,
+                    workflow=graph.to_dict(),
+                    strategy=strategy,
+                    delivery=delivery,
+                    account_ids=[str(a) for a in body.account_ids],
+                    video_template=video,
+                    state="pending",
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
+            em = RootEmitter(self.service, workspace_id)
+            em.emit(
+                CampaignCreated(
+                    campaign_id=campaign_id,
+                    name=body.name,
+                    audience=Audience(type=body.audience.type, ref=body.audience.ref),
+                    workflow=graph.to_dict(),
+                    strategy=body.strategy,
+                    delivery=delivery,
+                    account_ids=body.account_ids,
+                    video_template_id=body.video.template_id if body.video else None,
+                    video_template=video,
+                )
+            )
+            await em.flush(conn)
+        self.service.wake_relay()
+        return await self.details(workspace_id, campaign_id)
+
+    async def _check_email(self, conn: AsyncConnection, workspace_id: str, graph: Graph, body: CampaignIn) -> Graph:
+        """Email steps need a verified sender, a subject and a body (filled from the fallback settings)."""
+        steps = _email_steps(graph)
+        if not steps:
+            return graph
+        fallback = body.delivery.email_fallback
+        if fallback is None:
+            raise invalid(
+                "delivery.email_fallback",
+                "an email step needs delivery.email_fallback with a verified sender_email, a subject and a body",
+            )
+        sender = normalise_email(fallback.sender_email)
+        verified = await conn.scalar(
+            select(accounts.c.account_id)
+            .where(
+                accounts.c.workspace_id == workspace_id,
+                accounts.c.provider == "email",
+                accounts.c.sender_email == sender,
+                accounts.c.sender_email_verified.is_(True),
+                accounts.c.deleted_at.is_(None),
+            )
+            .limit(1)
+        )
+        if verified is None:
+            raise invalid(
+                "delivery.email_fallback.sender_email",
+                f"{fallback.sender_email} is not a verified sender of this workspace (connect it with "
+                "POST /v1/accounts provider=email)",
+            )
+        new_steps = dict(graph.steps)
+        for sid in steps:
+            step = graph.step(sid)
+            subject, text = step.subject or fallback.subject, step.body or fallback.body
+            if not subject.strip():
+                raise invalid("delivery.email_fallback.subject", f"email step {sid!r} needs a subject")
+            if not text.strip():
+                raise invalid("delivery.email_fallback.body", f"email step {sid!r} needs a body")
+            new_steps[sid] = replace(step, subject=subject, body=text)
+        return replace(graph, steps=new_steps)
+
+    async def _check_accounts(self, conn: AsyncConnection, workspace_id: str, account_ids: list[UUID]) -> None:
+        rows = await conn.execute(
+            select(accounts.c.account_id).where(
+                accounts.c.workspace_id == workspace_id,
+                accounts.c.account_id.in_(account_ids),
+                accounts.c.provider == "linkedin",
+                accounts.c.deleted_at.is_(None),
+            )
+        )
+        known = {r.account_id for r in rows}
+        for i, a in enumerate(account_ids):
+            if a not in known:
+                raise invalid(f"account_ids.{i}", f"{a} is not a LinkedIn account of this workspace")
+        if len(set(account_ids)) != len(account_ids):
+            raise invalid("account_ids", "an account is listed twice")
+
+    # -- transitions -----------------------------------------------------------------------------
+
+    async def _locked(self, conn: AsyncConnection, workspace_id: str, campaign_id: UUID) -> Row[Any]:
+        row = (
+            await conn.execute(
+                select(campaigns)
+                .where(campaigns.c.campaign_id == campaign_id, campaigns.c.workspace_id == workspace_id, VISIBLE)
+                .with_for_update()
+            )
+        ).first()
+        if row is None:
+            raise Problem(404, "not_found", f"campaign {campaign_id} not found")
+        return row
+
+    async def launch(self, workspace_id: str, campaign_id: UUID, body: LaunchIn) -> dict[str, Any]:
+        """Launch a pending campaign on its active accounts (inactive ones are skipped with a message)."""
+        now = self.now
+        async with self.service.engine.begin() as conn:
+            campaign = await self._locked(conn, workspace_id, campaign_id)
+            if campaign.state != "pending":
+                raise Problem(409, "invalid_state", f"campaign is {campaign.state}; only a pending campaign launches")
+            graph = Graph.from_dict(campaign.workflow)
+            if _email_steps(graph) and not body.confirm_email_fallback:
+                raise Problem(
+                    422,
+                    "confirmation_required",
+                    "this workflow sends emails (email fallback): launch with confirm_email_fallback=true to confirm",
+                    errors=[{"field": "confirm_email_fallback", "message": "must be true to launch"}],
+                )
+            delivery = dict(campaign.delivery)
+            cap = body.daily_limit if body.daily_limit is not None else int(delivery["daily_cap"])
+            try:
+                launch_guard(cap)
+            except PacingError as exc:
+                raise invalid(exc.field, exc.message) from None
+            if body.daily_limit is not None:
+                delivery.update(
+                    pace="manual",
+                    pace_label=f"Manual: {cap} invites per day",
+                    daily_limit=cap,
+                    daily_cap=cap,
+                    weekly_limit=None,
+                )
+            active, skipped = await self._account_check(conn, workspace_id, campaign.account_ids)
+            if not active:
+                raise Problem(
+                    409,
+                    "no_active_account",
+                    "none of the campaign's accounts can send: " + "; ".join(f"{k}: {v}" for k, v in skipped.items()),
+                    skipped_accounts=skipped,
+                )
+            for account_id in active:
+                await conn.execute(
+                    insert(campaign_workers)
+                    .values(
+                        campaign_id=campaign_id,
+                        account_id=account_id,
+                        state="active",
+                        worker_id=uuid.uuid5(WORKER_NAMESPACE, f"{campaign_id}|{account_id}"),
+                    )
+                    .on_conflict_do_nothing()
+                )
+            await conn.execute(
+                update(campaigns)
+                .where(campaigns.c.campaign_id == campaign_id)
+                .values(delivery=delivery, skipped_accounts=skipped, launched_at=now, message=None, updated_at=now)
+            )
+            em = RootEmitter(self.service, workspace_id)
+            await self._start_or_schedule(conn, em, campaign_id, now)
+            await em.flush(conn)
+        self.service.wake_relay()
+        self.wake()
+        return await self.details(workspace_id, campaign_id)
+
+    async def _account_check(
+        self, conn: AsyncConnection, workspace_id: str, account_ids: list[str]
+    ) -> tuple[list[UUID], dict[str, str]]:
+        rows = {
+            r.account_id: r
+            for r in await conn.execute(
+                select(accounts).where(
+                    accounts.c.workspace_id == workspace_id, accounts.c.account_id.in_([UUID(a) for a in account_ids])
+                )
+            )
+        }
+        active: list[UUID] = []
+        skipped: dict[str, str] = {}
+        for a in account_ids:
+            row = rows.get(UUID(a))
+            if row is None or row.deleted_at is not None:
+                skipped[a] = "account was deleted"
+            elif not row.healthy:
+                skipped[a] = f"account is not active (status {row.status}): reconnect it first"
+            else:
+                active.append(UUID(a))
+        return active, skipped
+
+    async def _start_or_schedule(
+        self, conn: AsyncConnection, em: RootEmitter, campaign_id: UUID, now: datetime
+    ) -> None:
+        """Run now when the audience run time (two hours before the window) has come, else schedule it."""
+        campaign = (await conn.execute(select(campaigns).where(campaigns.c.campaign_id == campaign_id))).one()
+        run_at = Schedule.from_delivery(campaign.delivery).audience_run_at(now)
+        if run_at <= now:
+            await lc.start_running(conn, em, campaign, now)
+            return
+        await conn.execute(
+            update(campaigns)
+            .where(campaigns.c.campaign_id == campaign_id)
+            .values(state="scheduled", next_run_at=run_at, updated_at=now)
+        )
+        await tm.schedule(
+            conn,
+            key=f"start:{campaign_id}:{run_at.isoformat()}",
+            workspace_id=campaign.workspace_id,
+            kind="campaign_start",
+            due_at=run_at,
+            now=now,
+            campaign_id=campaign_id,
+        )
+        em.emit(CampaignScheduled(campaign_id=campaign_id, next_run_at=run_at))
+
+    async def pause(self, workspace_id: str, campaign_id: UUID) -> dict[str, Any]:
+        """Pause a scheduled or running campaign (its leases are released)."""
+        now = self.now
+        async with self.service.engine.begin() as conn:
+            campaign = await self._locked(conn, workspace_id, campaign_id)
+            if campaign.state not in ("running", "scheduled"):
+                raise Problem(
+                    409,
+                    "invalid_state",
+                    f"campaign is {campaign.state}; only a running or scheduled campaign can be paused",
+                )
+            await conn.execute(
+                update(campaigns)
+                .where(campaigns.c.campaign_id == campaign_id)
+                .values(state="paused", pause_reason="user", next_run_at=None, updated_at=now)
+            )
+            em = RootEmitter(self.service, workspace_id)
+            em.emit(CampaignPaused(campaign_id=campaign_id, reason="user"))
+            await lc.release_leases(conn, em, campaign_id)
+            await em.flush(conn)
+        self.service.wake_relay()
+        return await self.details(workspace_id, campaign_id)
+
+    async def resume(self, workspace_id: str, campaign_id: UUID) -> dict[str, Any]:
+        """Resume a paused campaign (needs at least one account that can send)."""
+        now = self.now
+        async with self.service.engine.begin() as conn:
+            campaign = await self._locked(conn, workspace_id, campaign_id)
+            if campaign.state != "paused":
+                raise Problem(409, "invalid_state", f"campaign is {campaign.state}; only a paused campaign resumes")
+            active = await conn.scalar(
+                select(func.count()).where(
+                    campaign_workers.c.campaign_id == campaign_id, campaign_workers.c.state == "active"
+                )
+            )
+            if not active:
+                raise Problem(409, "no_active_account", "every account of the campaign needs reconnecting first")
+            em = RootEmitter(self.service, workspace_id)
+            if campaign.started_at is None:
+                await self._start_or_schedule(conn, em, campaign_id, now)
+            else:
+                await conn.execute(
+                    update(campaigns)
+                    .where(campaigns.c.campaign_id == campaign_id)
+                    .values(state="running", pause_reason=None, updated_at=now)
+                )
+                em.emit(CampaignResumed(campaign_id=campaign_id, reason="user"))
+                await lc.acquire_leases(conn, em, campaign_id, workspace_id, now)
+                fresh = (await conn.execute(select(campaigns).where(campaigns.c.campaign_id == campaign_id))).one()
+                await enroll(conn, em, fresh, now)
+            await em.flush(conn)
+        self.service.wake_relay()
+        self.wake()
+        return await self.details(workspace_id, campaign_id)
+
+    async def delete(self, workspace_id: str, campaign_id: UUID) -> None:
+        """Delete a campaign: CampaignDeleted, its leases released, its pending steps cancelled."""
+        now = self.now
+        async with self.service.engine.begin() as conn:
+            await self._locked(conn, workspace_id, campaign_id)
+            await conn.execute(
+                update(campaigns)
+                .where(campaigns.c.campaign_id == campaign_id)
+                .values(state="deleted", next_run_at=None, updated_at=now)
+            )
+            em = RootEmitter(self.service, workspace_id)
+            em.emit(CampaignDeleted(campaign_id=campaign_id))
+            await lc.release_leases(conn, em, campaign_id)
+            await em.flush(conn)
+        self.service.wake_relay()
+        # Separately, in the timers-first lock order: nothing of a deleted campaign is claimable any more.
+        async with self.service.engine.begin() as conn:
+            await conn.execute(
+                update(timers)
+                .where(timers.c.campaign_id == campaign_id, timers.c.state.in_(tm.LIVE))
+                .values(state="cancelled", outcome="campaign deleted", updated_at=now)
+            )
+            await conn.execute(
+                update(enrollments)
+                .where(enrollments.c.campaign_id == campaign_id, enrollments.c.state == "active")
+                .values(state="stopped", finished_at=now)
+            )
+            await conn.execute(delete(lead_locks).where(lead_locks.c.campaign_id == campaign_id))
+
+    # -- views -----------------------------------------------------------------------------------
+
+    def _summary(self, row: Row[Any], next_step: datetime | None) -> dict[str, Any]:
+        next_run = row.next_run_at if row.state == "scheduled" else next_step if row.state == "running" else None
+        return {
+            "campaign_id": str(row.campaign_id),
+            "name": row.name,
+            "state": row.state,
+            "message": row.message,
+            "pause_reason": row.pause_reason,
+            "audience": {"type": row.audience_type, "ref": row.audience_ref},
+            "audience_type": row.audience_type,
+            "pace": row.delivery.get("pace_label"),
+            "next_run_at": next_run.isoformat() if next_run else None,
+            "account_ids": list(row.account_ids),
+            "created_at": row.created_at.isoformat(),
+        }
+
+    async def list(self, workspace_id: str, q: str | None = None, state: str | None = None) -> list[dict[str, Any]]:
+        """Campaigns of the workspace, newest first; ``q`` searches names."""
+        nxt = (
+            select(func.min(timers.c.due_at))
+            .where(
+                and_(
+                    timers.c.campaign_id == campaigns.c.campaign_id,
+                    timers.c.kind == "step",
+                    timers.c.state == "pending",
+                )
+            )
+            .scalar_subquery()
+        )
+        stmt = select(campaigns, nxt.label("next_step")).where(campaigns.c.workspace_id == workspace_id, VISIBLE)
+        if q:
+            stmt = stmt.where(campaigns.c.name.ilike(f"%{q.replace('%', '').replace('_', '')}%"))
+        if state:
+            stmt = stmt.where(campaigns.c.state == state)
+        async with self.service.engine.connect() as conn:
+            rows = (await conn.execute(stmt.order_by(campaigns.c.created_at.desc(), campaigns.c.name))).all()
+        return [self._summary(r, r.next_step) for r in rows]
+
+    async def details(self, workspace_id: str, campaign_id: UUID) -> dict[str, Any]:
+        """A campaign with its workflow (and warnings), delivery, workers and counts."""
+        async with self.service.engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    select(campaigns).where(
+                        campaigns.c.campaign_id == campaign_id, campaigns.c.workspace_id == workspace_id, VISIBLE
+                    )
+                )
+            ).first()
+            if row is None:
+                raise Problem(404, "not_found", f"campaign {campaign_id} not found")
+            next_step = await conn.scalar(
+                select(func.min(timers.c.due_at)).where(
+                    timers.c.campaign_id == campaign_id, timers.c.kind == "step", timers.c.state == "pending"
+                )
+            )
+            workers = (
+                await conn.execute(
+                    select(campaign_workers)
+                    .where(campaign_workers.c.campaign_id == campaign_id)
+                    .order_by(campaign_workers.c.account_id)
+                )
+            ).all()
+            states = await conn.execute(
+                select(enrollments.c.state, func.count())
+                .where(enrollments.c.campaign_id == campaign_id)
+                .group_by(enrollments.c.state)
+            )
+            by_state: dict[str, int] = {r[0]: r[1] for r in states}
+            actions = await conn.execute(
+                select(sends.c.action, func.count())
+                .where(sends.c.campaign_id == campaign_id, sends.c.dry_run.is_(False))
+                .group_by(sends.c.action)
+            )
+            by_action: dict[str, int] = {r[0]: r[1] for r in actions}
+        out = self._summary(row, next_step)
+        out.update(
+            {
+                "workflow": row.workflow,
+                "warnings": row.workflow.get("warnings", []),
+                "strategy": row.strategy,
+                "delivery": row.delivery,
+                "video": row.video_template,
+                "skipped_accounts": row.skipped_accounts,
+                "workers": [
+                    {"worker_id": str(w.worker_id), "account_id": str(w.account_id), "state": w.state} for w in workers
+                ],
+                "leads": {"enrolled": sum(by_state.values()), **by_state},
+                "sent": by_action,
+                "launched_at": row.launched_at.isoformat() if row.launched_at else None,
+            }
+        )
+        return out

@@ -1,0 +1,184 @@
+"""Request bodies of the outreach API. Out-of-range values are 422s whose message names the range."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+from uuid import UUID
+
+from leadstream_schemas import Strategy
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from .domain.pacing import GUARD_RANGE, MANUAL_RANGE
+from .domain.schedule import ScheduleError, parse_active_days, zone
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class AudienceIn(_In):
+    """Who the campaign targets."""
+
+    type: Literal["source_group", "saved_search", "linkedin_url"]
+    ref: str = Field(min_length=1, description="Source group id, saved search id, or a LinkedIn search URL.")
+
+    @model_validator(mode="after")
+    def _ref_shape(self) -> AudienceIn:
+        if self.type in ("source_group", "saved_search"):
+            try:
+                UUID(self.ref)
+            except ValueError:
+                raise ValueError(f"ref must be the {self.type.replace('_', ' ')} id (a UUID)") from None
+        elif "linkedin.com" not in self.ref.lower():
+            raise ValueError("ref must be a LinkedIn search URL (https://www.linkedin.com/search/...)")
+        return self
+
+
+class EmailFallbackIn(_In):
+    """The email fallback: a verified sender, and the subject and body an email step uses."""
+
+    sender_email: str = Field(min_length=3)
+    subject: str = ""
+    body: str = ""
+
+
+class DeliveryIn(_In):
+    """Pace, active days and hours in the campaign's time zone, and the email fallback."""
+
+    pace: str = Field(
+        "recommended",
+        description="conservative (15/week) | recommended (20/day) | high_volume (50/day) | manual (daily_limit 10-75)",
+    )
+    daily_limit: int | None = Field(None, description="Invites per day per account for the manual pace (10-75).")
+    active_days: str | list[str] = Field("weekdays", description="weekdays | every_day | a list of day names")
+    start_hour: int = Field(9, description="Local hour the window opens (0-23).")
+    end_hour: int = Field(17, description="Local hour the window closes (1-24, after start_hour).")
+    timezone: str = "UTC"
+    email_fallback: EmailFallbackIn | None = None
+
+    @field_validator("pace")
+    @classmethod
+    def _pace(cls, v: str) -> str:
+        key = v.strip().lower().replace(" ", "_").replace("-", "_")
+        if key not in ("conservative", "recommended", "high_volume", "manual"):
+            raise ValueError("pace must be conservative, recommended, high_volume or manual")
+        return key
+
+    @field_validator("daily_limit")
+    @classmethod
+    def _daily_limit(cls, v: int | None) -> int | None:
+        lo, hi = MANUAL_RANGE
+        if v is not None and not lo <= v <= hi:
+            raise ValueError(f"daily_limit must be between {lo} and {hi} invites per day, got {v}")
+        return v
+
+    @field_validator("start_hour")
+    @classmethod
+    def _start(cls, v: int) -> int:
+        if not 0 <= v <= 23:
+            raise ValueError(f"start_hour must be between 0 and 23, got {v}")
+        return v
+
+    @field_validator("end_hour")
+    @classmethod
+    def _end(cls, v: int) -> int:
+        if not 1 <= v <= 24:
+            raise ValueError(f"end_hour must be between 1 and 24, got {v}")
+        return v
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, v: str) -> str:
+        try:
+            zone(v)
+        except ScheduleError as exc:
+            raise ValueError(exc.message) from None
+        return v
+
+    @field_validator("active_days")
+    @classmethod
+    def _days(cls, v: str | list[str]) -> str | list[str]:
+        try:
+            parse_active_days(v)
+        except ScheduleError as exc:
+            raise ValueError(exc.message) from None
+        return v
+
+    @model_validator(mode="after")
+    def _consistent(self) -> DeliveryIn:
+        if self.end_hour <= self.start_hour:
+            raise ValueError(f"end_hour ({self.end_hour}) must be after start_hour ({self.start_hour})")
+        if self.pace == "manual" and self.daily_limit is None:
+            raise ValueError(f"the manual pace needs daily_limit between {MANUAL_RANGE[0]} and {MANUAL_RANGE[1]}")
+        return self
+
+
+class VideoIn(BaseModel):
+    """A personalised video template (its segments map to lead fields with fallbacks; see the video service)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    template_id: str = Field(min_length=1)
+    segments: list[dict[str, Any]] = Field(default_factory=list)
+
+
+class CampaignIn(_In):
+    """A new campaign."""
+
+    name: str = Field(min_length=1, max_length=200)
+    audience: AudienceIn
+    workflow: str | dict[str, Any] = Field(
+        "standard_connect",
+        description="A preset name or a graph {steps: [{id, action, ...}], edges: [{from, to, condition, ...}]}",
+    )
+    strategy: Strategy = Field(default_factory=Strategy)
+    delivery: DeliveryIn = Field(default_factory=DeliveryIn)
+    account_ids: list[UUID] = Field(min_length=1)
+    video: VideoIn | None = None
+
+
+class LaunchIn(_In):
+    """Launch options."""
+
+    confirm_email_fallback: bool = Field(False, description="Required when the workflow has an email step.")
+    daily_limit: int | None = Field(
+        None, description=f"Override the daily invite limit at launch ({GUARD_RANGE[0]}-{GUARD_RANGE[1]})."
+    )
+
+
+class AccountIn(_In):
+    """Connect an account: a LinkedIn account (hosted authorisation) or an email sender."""
+
+    provider: Literal["linkedin", "email"] = "linkedin"
+    display_name: str | None = None
+    sender_email: str | None = Field(None, description="For provider=email: the sender address.")
+    notify_email: str | None = Field(None, description="Where reconnect emails go.")
+    hosted: bool = Field(False, description="Use the hosted authorisation link even in simulated mode.")
+
+    @model_validator(mode="after")
+    def _email_needs_sender(self) -> AccountIn:
+        if self.provider == "email" and not (self.sender_email and "@" in self.sender_email):
+            raise ValueError("an email sender account needs sender_email")
+        return self
+
+
+class BlockIn(_In):
+    """A blocklist entry."""
+
+    kind: Literal["domain", "email", "profile_url"]
+    value: str = Field(min_length=1)
+
+
+class SuppressionIn(_In):
+    """A manual suppression (a lead id or an address)."""
+
+    kind: Literal["lead", "email"]
+    value: str = Field(min_length=1)
+    reason: Literal["unsubscribed", "bounced", "manual"] = "manual"
+
+
+class SimulatedReplyIn(_In):
+    """A reply recorded by hand (demo, or an inbox the provider does not watch)."""
+
+    text: str | None = None
+    channel: Literal["message", "email", "invite"] = "message"

@@ -1,0 +1,621 @@
+"""Executing one due workflow step for one lead, inside the transaction that claimed its timer.
+
+The order of checks is the order of the product's promises: the lead is still active (a reply
+cancels everything, even a step already due), the campaign runs, the account can send and is not
+limit-paused, the window is open, the lead is not blocklisted or suppressed, the channel can reach
+the lead (verified email, a post), the video is there or its wait is over, an approved text exists,
+the account's invite quota and rhythm allow it, and the connection state fits the action. Only then
+is the provider called, with a deterministic request id; the send record, the timer's completion,
+the emitted events and the children's timers commit together.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, time, timedelta
+from typing import Any
+from uuid import UUID
+
+from leadstream_schemas import (
+    AccountStatusChanged,
+    Action,
+    ActionFailed,
+    ActionSkipped,
+    CommentDrafted,
+    CommentPosted,
+    EmailSent,
+    InviteSent,
+    MessageSent,
+    PostLiked,
+    SkipReason,
+)
+from sqlalchemy import func, select, tuple_, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.engine import Row
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from services.runtime.providers import ProviderError, RateLimited
+from services.runtime.webhooks import link_token
+
+from . import lifecycle as lc
+from . import timers as tm
+from .adapters import (
+    EmailMessage,
+    EmailSender,
+    InvitationLimitReached,
+    LeadTarget,
+    LinkedInProvider,
+    SendRequest,
+    SendResult,
+)
+from .domain.compliance import (
+    Contact,
+    blocked_by,
+    normalise_email,
+    render_email,
+    render_template,
+    suppression,
+    unsubscribe_url,
+)
+from .domain.pacing import next_slot, quota_left
+from .domain.schedule import Schedule
+from .domain.workflow import Graph, Step
+from .emit import Emitter
+from .settings import OutreachSettings
+from .store import accounts, blocklist, campaigns, enrollments, leads, sends, suppressions, texts, videos
+
+log = logging.getLogger(__name__)
+REQUEST_NAMESPACE = uuid.UUID("5d2b7e1c-3f4a-5b6c-8d9e-0a1b2c3d4e5f")
+RECHECK = timedelta(minutes=5)
+
+
+def request_id(campaign_id: UUID, lead_id: UUID, step_id: str) -> str:
+    """The provider request id of a step for a lead: the same on every retry, so the provider dedupes it."""
+    return str(uuid.uuid5(REQUEST_NAMESPACE, f"{campaign_id}|{lead_id}|{step_id}"))
+
+
+@dataclass
+class StepRun:
+    """Everything known about the step being executed."""
+
+    conn: AsyncConnection
+    em: Emitter
+    timer: Row[Any]
+    enrollment: Row[Any]
+    campaign: Row[Any]
+    account: Row[Any]
+    lead: Row[Any]
+    graph: Graph
+    step: Step
+    schedule: Schedule
+    now: datetime
+
+    @property
+    def key(self) -> str:
+        """Deterministic event key of this step for this lead."""
+        return f"{self.enrollment.campaign_id}:{self.enrollment.lead_id}:{self.step.id}"
+
+
+class StepExecutor:
+    """Runs step timers with the configured providers."""
+
+    def __init__(self, settings: OutreachSettings, linkedin: LinkedInProvider, email: EmailSender) -> None:
+        self.settings = settings
+        self.linkedin = linkedin
+        self.email = email
+
+    # -- entry -----------------------------------------------------------------------------------
+
+    async def run(self, conn: AsyncConnection, em: Emitter, timer: Row[Any], now: datetime) -> None:
+        """Execute (or postpone, or cancel) one claimed step timer."""
+        enrollment = (
+            await conn.execute(
+                select(enrollments)
+                .where(enrollments.c.campaign_id == timer.campaign_id, enrollments.c.lead_id == timer.lead_id)
+                .with_for_update()
+            )
+        ).first()
+        if enrollment is None or enrollment.state != "active":
+            await tm.finish(
+                conn, timer.id, now, f"lead {enrollment.state if enrollment else 'not enrolled'}", state="cancelled"
+            )
+            return
+        campaign = (await conn.execute(select(campaigns).where(campaigns.c.campaign_id == timer.campaign_id))).one()
+        account = (
+            await conn.execute(select(accounts).where(accounts.c.account_id == enrollment.account_id).with_for_update())
+        ).first()
+        if campaign.state != "running" or account is None or account.deleted_at is not None or not account.healthy:
+            # A pause or an account incident committed after the claim; the timer stays and is not claimable.
+            await tm.postpone(conn, timer.id, now + RECHECK, now)
+            return
+        if account.limit_paused_until is not None and account.limit_paused_until > now:
+            await tm.postpone(conn, timer.id, account.limit_paused_until, now)
+            return
+        schedule = Schedule.from_delivery(campaign.delivery)
+        if not schedule.is_open(now):
+            await tm.postpone(conn, timer.id, schedule.next_open(now), now)
+            return
+        lead = (
+            await conn.execute(
+                select(leads).where(
+                    leads.c.workspace_id == enrollment.workspace_id, leads.c.lead_id == enrollment.lead_id
+                )
+            )
+        ).one()
+        graph = Graph.from_dict(campaign.workflow)
+        run = StepRun(
+            conn, em, timer, enrollment, campaign, account, lead, graph, graph.step(timer.step_id), schedule, now
+        )
+        if await self._compliance_stops(run) or await self._channel_impossible(run):
+            return
+        video_ready, video_url = await self._video(run)
+        if not video_ready:
+            return
+        # A message to a stranger is skipped before it waits for a text; an invite asks only once its
+        # quota allows it, so a postponed invite does not ask the provider again and again.
+        if run.step.action == "message" and await self._connection_decides(run):
+            return
+        approved = await self._approved_text(run)
+        if approved is None:
+            return
+        if run.step.action == "invite" and (not await self._invite_allowed(run) or await self._connection_decides(run)):
+            return
+        await self._perform(run, approved, video_url)
+
+    # -- checks ----------------------------------------------------------------------------------
+
+    async def _compliance_stops(self, run: StepRun) -> bool:
+        """Blocklist and suppression, checked right before the send. True when the step stops here."""
+        lead, ws = run.lead, run.enrollment.workspace_id
+        contact = Contact(str(lead.lead_id), lead.email, lead.linkedin_url)
+        keys = contact.block_keys()
+        hit = None
+        if keys:
+            rows = await run.conn.execute(
+                select(blocklist.c.kind, blocklist.c.value).where(
+                    blocklist.c.workspace_id == ws, tuple_(blocklist.c.kind, blocklist.c.value).in_(keys)
+                )
+            )
+            hit = blocked_by(contact, [(r.kind, r.value) for r in rows])
+        if hit:
+            await self._skip(run, SkipReason.blocked, f"workspace blocklist: {hit}")
+            await self._end(run, "blocked")
+            return True
+        sup = suppressions.c
+        lead_reason = await run.conn.scalar(
+            select(sup.reason).where(sup.workspace_id == ws, sup.kind == "lead", sup.value == str(lead.lead_id))
+        )
+        email = normalise_email(lead.email)
+        email_reason = None
+        if email:
+            email_reason = await run.conn.scalar(
+                select(suppressions.c.reason).where(
+                    suppressions.c.workspace_id == ws, suppressions.c.kind == "email", suppressions.c.value == email
+                )
+            )
+        found = suppression(run.step.action, lead_reason, email, email_reason)
+        if found is None:
+            return False
+        why, whole_lead = found
+        await self._skip(run, SkipReason.suppressed, f"suppression list: {why}")
+        if whole_lead:
+            await self._end(run, "suppressed")
+        else:
+            await self._complete(run, performed=False)
+        return True
+
+    async def _channel_impossible(self, run: StepRun) -> bool:
+        """Skips for actions that cannot reach this lead (no verified email, no post); the workflow continues
+        with the step's children."""
+        action, lead = run.step.action, run.lead
+        if action == "email" and not (lead.email_verified and lead.email):
+            await self._skip(run, SkipReason.no_contact, "no verified email address for this lead")
+        elif action in ("like", "comment") and not lead.post_url:
+            await self._skip(run, SkipReason.no_post, "the lead has no recent post")
+        else:
+            return False
+        await self._complete(run, performed=False)
+        return True
+
+    async def _connection_decides(self, run: StepRun) -> bool:
+        """Asks the provider whether the lead is a connection where that decides the step: an invite to a
+        connection is skipped as already accepted; a message to a lead who is not one (and never accepted an
+        invite here) is skipped. True when the step stops here."""
+        action = run.step.action
+        needs_connection = (
+            action == "message" and run.enrollment.accepted_at is None and not run.graph.invite_ancestor(run.step.id)
+        )
+        if action != "invite" and not needs_connection:
+            return False
+        connected = await self._provider(
+            run,
+            self.linkedin.is_connected(str(run.account.account_id), run.account.provider_account_id, self._target(run)),
+        )
+        if connected is None:  # the provider failed; _provider decided what happens to the timer
+            return True
+        if action == "message":
+            if connected:
+                return False
+            await self._skip(run, SkipReason.not_accepted, "the lead is not a connection of this account")
+            await self._complete(run, performed=False)
+            return True
+        if not connected:
+            return False
+        await self._skip(run, SkipReason.already_connected, "already a connection: treated as accepted")
+        await run.conn.execute(
+            update(enrollments)
+            .where(
+                enrollments.c.campaign_id == run.enrollment.campaign_id,
+                enrollments.c.lead_id == run.enrollment.lead_id,
+            )
+            .values(accepted_at=run.now)
+        )
+        await lc.schedule_children(
+            run.conn, run.enrollment, run.graph.children(run.step.id, ("always", "accepted")), run.now, run.now
+        )
+        await tm.finish(run.conn, run.timer.id, run.now, "skipped: already_connected")
+        await lc.complete_if_done(run.conn, run.em, run.enrollment, run.now)
+        return True
+
+    async def _video(self, run: StepRun) -> tuple[bool, str | None]:
+        """(may proceed, video URL) for the lead's first action of a video campaign: it waits for
+        VideoGenerated / VideoFailed until the failsafe deadline, then goes without a video."""
+        if not run.campaign.video_template or run.step.id != run.graph.start:
+            return True, None
+        video = (
+            await run.conn.execute(
+                select(videos).where(
+                    videos.c.campaign_id == run.enrollment.campaign_id, videos.c.lead_id == run.enrollment.lead_id
+                )
+            )
+        ).first()
+        if video is not None:
+            return True, video.video_url if video.status == "ready" else None
+        deadline = run.enrollment.enrolled_at + timedelta(minutes=self.settings.video_wait_minutes)
+        if run.now < deadline:
+            await tm.postpone(run.conn, run.timer.id, deadline, run.now, waiting_for="video")
+            return False, None
+        log.info(
+            "video wait over; first action proceeds without video",
+            extra={"campaign_id": str(run.enrollment.campaign_id), "lead_id": str(run.enrollment.lead_id)},
+        )
+        return True, None
+
+    async def _approved_text(self, run: StepRun) -> tuple[str | None, str | None] | None:
+        """(text, subject) to send; None when the step waits for an approved text (Messaging Lab)."""
+        if not run.step.needs_text:
+            return (None, None)
+        row = (
+            await run.conn.execute(
+                select(texts).where(
+                    texts.c.campaign_id == run.enrollment.campaign_id,
+                    texts.c.lead_id == run.enrollment.lead_id,
+                    texts.c.step_id == run.step.id,
+                )
+            )
+        ).first()
+        auto_comment = run.step.action == "comment" and run.step.mode == "auto"
+        if row is not None and (row.status == "approved" or auto_comment):
+            return (row.text, row.subject)
+        payload = dict(run.timer.payload or {})
+        if run.step.action == "comment" and row is not None and not payload.get("drafted"):
+            run.em.emit(
+                CommentDrafted(
+                    lead_id=run.lead.lead_id,
+                    campaign_id=run.enrollment.campaign_id,
+                    account_id=run.enrollment.account_id,
+                    step_id=run.step.id,
+                    post_url=run.lead.post_url,
+                    text=row.text,
+                ),
+                f"drafted:{run.key}",
+            )
+            payload["drafted"] = True
+        await tm.postpone(run.conn, run.timer.id, run.now + tm.FAR_FUTURE, run.now, waiting_for="text", payload=payload)
+        return None
+
+    async def _invite_allowed(self, run: StepRun) -> bool:
+        """The account's invite quota (across all its campaigns) and rhythm; postpones when not allowed now."""
+        sched, now, delivery = run.schedule, run.now, run.campaign.delivery
+        cap, weekly = int(delivery["daily_cap"]), delivery.get("weekly_limit")
+        day_start = datetime.combine(sched.local_day(now), time(0), tzinfo=sched.tz).astimezone(UTC)
+        week_start = datetime.combine(sched.week_start(now), time(0), tzinfo=sched.tz).astimezone(UTC)
+        s = sends
+        mine = (s.c.account_id == run.account.account_id) & (s.c.action == "invite") & s.c.dry_run.is_(False)
+        today = await run.conn.execute(
+            select(func.count(), func.max(s.c.sent_at)).where(
+                mine, s.c.sent_at >= day_start, s.c.sent_at < day_start + timedelta(days=1)
+            )
+        )
+        sent_today, last_sent = today.one()
+        sent_week = int(
+            await run.conn.scalar(
+                select(func.count()).where(
+                    mine, s.c.sent_at >= week_start, s.c.sent_at < week_start + timedelta(days=7)
+                )
+            )
+            or 0
+        )
+        win_start, win_end = sched.next_window(now)
+        slot = next_slot(win_start, win_end, cap, last_sent)
+        if quota_left(cap, weekly, int(sent_today), sent_week) <= 0 or slot >= win_end:
+            await tm.postpone(run.conn, run.timer.id, sched.next_day_window(now)[0], now)
+            return False
+        if slot > now:
+            await tm.postpone(run.conn, run.timer.id, slot, now)
+            return False
+        return True
+
+    # -- the send --------------------------------------------------------------------------------
+
+    def _target(self, run: StepRun) -> LeadTarget:
+        lead = run.lead
+        return LeadTarget(str(lead.lead_id), lead.linkedin_url, lead.full_name, lead.email)
+
+    async def _perform(self, run: StepRun, approved: tuple[str | None, str | None], video_url: str | None) -> None:
+        text, subject = approved
+        action = run.step.action
+        rid = request_id(run.enrollment.campaign_id, run.enrollment.lead_id, run.step.id)
+        if action == "email":
+            await self._email(run, rid, text or "", subject)
+            return
+        req = SendRequest(
+            request_id=rid,
+            workspace_id=run.enrollment.workspace_id,
+            campaign_id=str(run.enrollment.campaign_id),
+            step_id=run.step.id,
+            account_id=str(run.account.account_id),
+            provider_account_id=run.account.provider_account_id,
+            lead=self._target(run),
+            text=text,
+            post_url=run.lead.post_url,
+            video_url=video_url,
+        )
+        call = {
+            "invite": self.linkedin.send_invite,
+            "message": self.linkedin.send_message,
+            "like": self.linkedin.like_post,
+            "comment": self.linkedin.comment_post,
+        }[action]
+        result: SendResult | None = await self._provider(run, call(req, run.now))
+        if result is None:
+            return
+        base = {
+            "lead_id": run.lead.lead_id,
+            "campaign_id": run.enrollment.campaign_id,
+            "account_id": run.account.account_id,
+            "step_id": run.step.id,
+        }
+        if action == "invite":
+            run.em.emit(InviteSent(**base, note=text, video_url=video_url), run.key)
+        elif action == "message":
+            run.em.emit(MessageSent(**base, text=text or "", video_url=video_url), run.key)
+        elif action == "like":
+            run.em.emit(PostLiked(**base, post_url=run.lead.post_url), run.key)
+        else:
+            run.em.emit(CommentPosted(**base, post_url=run.lead.post_url, text=text or ""), run.key)
+        await self._record_send(run, rid, result.provider_ref, dry_run=False)
+        for f in result.followups:
+            await tm.schedule(
+                run.conn,
+                key=f"sim:{rid}:{f.kind}:{f.at.isoformat()}",
+                workspace_id=run.enrollment.workspace_id,
+                kind="inbound",
+                due_at=f.at,
+                now=run.now,
+                campaign_id=run.enrollment.campaign_id,
+                lead_id=run.lead.lead_id,
+                account_id=run.account.account_id,
+                step_id=run.step.id,
+                payload={"type": f.kind, "channel": f.channel, "text": f.text, "out_of_office": f.out_of_office},
+            )
+        await self._complete(run, performed=True)
+
+    async def _email(self, run: StepRun, rid: str, body: str, subject: str | None) -> None:
+        lead, ws = run.lead, run.enrollment.workspace_id
+        fallback = run.campaign.delivery.get("email_fallback") or {}
+        fields = {
+            "first_name": lead.first_name,
+            "last_name": lead.last_name,
+            "full_name": lead.full_name,
+            "company": lead.company,
+            "city": lead.city,
+        }
+        subject = subject or render_template(run.step.subject or fallback.get("subject") or "", fields)
+        token = link_token(self.settings.webhook_secret, ws, str(lead.lead_id))
+        unsub = unsubscribe_url(self.settings.public_base_url, ws, str(lead.lead_id), token)
+        email = render_email(
+            sender=str(fallback.get("sender_email", "")), to=lead.email, subject=subject, body=body, unsubscribe=unsub
+        )
+        base = {
+            "lead_id": lead.lead_id,
+            "campaign_id": run.enrollment.campaign_id,
+            "account_id": run.account.account_id,
+            "step_id": run.step.id,
+        }
+        if not self.settings.email_real_sends:
+            run.em.emit(
+                ActionSkipped(
+                    **base,
+                    action=Action.email,
+                    reason=SkipReason.dry_run,
+                    rendered=email,
+                    detail="dry run: real email sends are disabled",
+                ),
+                run.key,
+            )
+            await self._record_send(run, rid, None, dry_run=True)
+            await self._complete(run, performed=False)
+            return
+        message = EmailMessage(
+            request_id=rid,
+            sender=email["from"],
+            to=email["to"],
+            subject=subject,
+            body=email["body"],
+            headers={
+                "List-Unsubscribe": email["list_unsubscribe"],
+                "List-Unsubscribe-Post": email["list_unsubscribe_post"],
+            },
+        )
+        message_id = await self._provider(run, self.email.send(message))
+        if message_id is None:
+            return
+        run.em.emit(
+            EmailSent(
+                **base,
+                to=email["to"],
+                subject=subject,
+                body=email["body"],
+                unsubscribe_url=unsub,
+                provider_message_id=message_id,
+            ),
+            run.key,
+        )
+        await self._record_send(run, rid, message_id, dry_run=False)
+        await self._complete(run, performed=True)
+
+    async def _provider(self, run: StepRun, call: Any) -> Any:
+        """Await a provider call; on failure decide retry, account pause or ActionFailed and return None."""
+        try:
+            return await call
+        except InvitationLimitReached as exc:
+            until = run.schedule.next_day_window(run.now)[0]
+            await run.conn.execute(
+                update(accounts)
+                .where(accounts.c.account_id == run.account.account_id)
+                .values(limit_paused_until=until, status="limit_reached", updated_at=run.now)
+            )
+            run.em.emit(
+                AccountStatusChanged(
+                    account_id=run.account.account_id,
+                    status="limit_reached",
+                    previous=run.account.status,
+                    healthy=False,
+                ),
+                f"limit:{run.account.account_id}:{until.isoformat()}",
+            )
+            log.warning(
+                "invitation limit reached; account paused until its next window",
+                extra={"account_id": str(run.account.account_id), "until": until.isoformat(), "error": str(exc)},
+            )
+            await tm.postpone(run.conn, run.timer.id, until, run.now)
+        except RateLimited as exc:
+            await tm.postpone(run.conn, run.timer.id, run.now + timedelta(seconds=max(exc.retry_after_s, 1.0)), run.now)
+        except ProviderError as exc:
+            attempts = run.timer.attempts + 1
+            if exc.transient and attempts < self.settings.timer_max_attempts:
+                await tm.postpone(
+                    run.conn, run.timer.id, run.now + timedelta(minutes=2**attempts), run.now, attempts=attempts
+                )
+                return None
+            run.em.emit(
+                ActionFailed(
+                    lead_id=run.lead.lead_id,
+                    campaign_id=run.enrollment.campaign_id,
+                    account_id=run.account.account_id,
+                    step_id=run.step.id,
+                    action=Action(run.step.action),
+                    reason="provider_error",
+                    detail=str(exc),
+                    retryable=False,
+                ),
+                run.key,
+            )
+            await self._end(run, "failed")
+        return None
+
+    # -- outcomes --------------------------------------------------------------------------------
+
+    async def _record_send(self, run: StepRun, rid: str, provider_ref: str | None, *, dry_run: bool) -> None:
+        await run.conn.execute(
+            insert(sends)
+            .values(
+                campaign_id=run.enrollment.campaign_id,
+                lead_id=run.lead.lead_id,
+                step_id=run.step.id,
+                workspace_id=run.enrollment.workspace_id,
+                account_id=run.account.account_id,
+                action=run.step.action,
+                request_id=UUID(rid),
+                provider_ref=provider_ref,
+                dry_run=dry_run,
+                sent_at=run.now,
+            )
+            .on_conflict_do_nothing()
+        )
+        if run.account.status == "limit_reached":
+            await run.conn.execute(
+                update(accounts)
+                .where(accounts.c.account_id == run.account.account_id)
+                .values(status="ok", limit_paused_until=None, updated_at=run.now)
+            )
+            run.em.emit(
+                AccountStatusChanged(
+                    account_id=run.account.account_id, status="ok", previous="limit_reached", healthy=True
+                ),
+                f"limit_over:{run.account.account_id}:{run.key}",
+            )
+
+    async def _skip(self, run: StepRun, reason: SkipReason, detail: str) -> None:
+        run.em.emit(
+            ActionSkipped(
+                lead_id=run.lead.lead_id,
+                campaign_id=run.enrollment.campaign_id,
+                account_id=run.account.account_id,
+                step_id=run.step.id,
+                action=Action(run.step.action),
+                reason=reason,
+                detail=detail,
+            ),
+            f"skip:{run.key}",
+        )
+
+    async def _complete(self, run: StepRun, *, performed: bool) -> None:
+        """The step is done (sent or skipped): schedule its children, then see whether the lead completed."""
+        if performed:
+            await run.conn.execute(
+                update(enrollments)
+                .where(
+                    enrollments.c.campaign_id == run.enrollment.campaign_id,
+                    enrollments.c.lead_id == run.enrollment.lead_id,
+                )
+                .values(steps_done=enrollments.c.steps_done + 1)
+            )
+        await lc.schedule_children(run.conn, run.enrollment, run.graph.children(run.step.id), run.now, run.now)
+        conditional = run.graph.children(run.step.id, ("accepted", "not_accepted"))
+        if run.step.action == "invite" and performed and conditional:
+            await tm.schedule(
+                run.conn,
+                key=tm.accept_key(run.enrollment.campaign_id, run.lead.lead_id, run.step.id),
+                workspace_id=run.enrollment.workspace_id,
+                kind="accept_wait",
+                due_at=run.now + timedelta(hours=run.step.accept_timeout_hours),
+                now=run.now,
+                campaign_id=run.enrollment.campaign_id,
+                lead_id=run.lead.lead_id,
+                account_id=run.account.account_id,
+                step_id=run.step.id,
+                state="waiting",
+                waiting_for="accept",
+            )
+        await tm.finish(run.conn, run.timer.id, run.now, "sent" if performed else "skipped")
+        await lc.complete_if_done(run.conn, run.em, run.enrollment, run.now)
+
+    async def _end(self, run: StepRun, state: str) -> None:
+        """The lead stops in this campaign (blocked, suppressed, failed): no further step runs."""
+        await tm.finish(run.conn, run.timer.id, run.now, state, state="cancelled" if state != "failed" else "done")
+        await tm.cancel_lead(
+            run.conn,
+            run.enrollment.workspace_id,
+            run.lead.lead_id,
+            run.now,
+            state,
+            campaign_id=run.enrollment.campaign_id,
+        )
+        await lc.end_lead(
+            run.conn, run.enrollment.campaign_id, run.lead.lead_id, run.enrollment.workspace_id, state, run.now
+        )
+        await lc.maybe_finish_campaign(run.conn, run.em, run.enrollment.campaign_id, run.now)

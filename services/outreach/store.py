@@ -1,0 +1,310 @@
+"""Outreach's own tables (schema ``outreach``).
+
+Lock order every transaction follows (so concurrent replicas never deadlock on each other):
+timers -> lead_locks -> enrollments -> accounts -> campaigns. Bulk changes of timers made by
+event handlers and webhooks lock the timer rows first; the step executor re-checks the
+enrollment, campaign and account inside its own transaction.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Identity,
+    Index,
+    Integer,
+    Table,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB, UUID
+
+from services.runtime.db import service_metadata
+from services.runtime.webhooks import seen_webhooks_table
+
+SCHEMA = "outreach"
+metadata, runtime_tables = service_metadata(SCHEMA)
+
+
+def _ts(name: str, nullable: bool = True) -> Column[object]:
+    return Column(name, DateTime(timezone=True), nullable=nullable)
+
+
+accounts = Table(
+    "accounts",
+    metadata,
+    Column("account_id", UUID(as_uuid=True), primary_key=True),
+    Column("workspace_id", Text, nullable=False, index=True),
+    Column("provider", Text, nullable=False),  # linkedin | email
+    Column("display_name", Text, nullable=True),
+    Column("status", Text, nullable=False),
+    Column("healthy", Boolean, nullable=False, server_default=text("false")),
+    Column("sender_email", Text, nullable=True),
+    Column("sender_email_verified", Boolean, nullable=False, server_default=text("false")),
+    Column("notify_email", Text, nullable=True),
+    Column("provider_account_id", Text, nullable=True),
+    Column("incident", Integer, nullable=False, server_default=text("0")),
+    _ts("limit_paused_until"),
+    _ts("deleted_at"),
+    _ts("created_at", nullable=False),
+    _ts("updated_at", nullable=False),
+)
+
+reconnect_emails = Table(
+    "reconnect_emails",
+    metadata,
+    Column("account_id", UUID(as_uuid=True), primary_key=True),
+    Column("incident", Integer, primary_key=True),
+    Column("workspace_id", Text, nullable=False),
+    Column("to_address", Text, nullable=False),
+    Column("status", Text, nullable=False),  # previous -> new status that opened the incident
+    Column("dry_run", Boolean, nullable=False),
+    _ts("sent_at", nullable=False),
+)
+
+campaigns = Table(
+    "campaigns",
+    metadata,
+    Column("campaign_id", UUID(as_uuid=True), primary_key=True),
+    Column("workspace_id", Text, nullable=False, index=True),
+    Column("name", Text, nullable=False),
+    Column("audience_type", Text, nullable=False),
+    Column("audience_ref", Text, nullable=False),
+    Column("workflow", JSONB, nullable=False),
+    Column("strategy", JSONB, nullable=False),
+    Column("delivery", JSONB, nullable=False),
+    Column("account_ids", JSONB, nullable=False),
+    Column("video_template", JSONB, nullable=True),
+    Column("state", Text, nullable=False),  # pending scheduled running paused finished needs_review deleted
+    Column("pause_reason", Text, nullable=True),
+    Column("message", Text, nullable=True),
+    Column("skipped_accounts", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    _ts("next_run_at"),
+    _ts("launched_at"),
+    _ts("started_at"),
+    _ts("created_at", nullable=False),
+    _ts("updated_at", nullable=False),
+)
+
+campaign_workers = Table(
+    "campaign_workers",
+    metadata,
+    Column("campaign_id", UUID(as_uuid=True), primary_key=True),
+    Column("account_id", UUID(as_uuid=True), primary_key=True),
+    Column("worker_id", UUID(as_uuid=True), nullable=False, unique=True),
+    Column("state", Text, nullable=False),  # active | paused_account | stopped
+    Index("ix_workers_account", "account_id"),
+)
+
+leases = Table(
+    "leases",
+    metadata,
+    Column("account_id", UUID(as_uuid=True), primary_key=True),
+    Column("campaign_id", UUID(as_uuid=True), primary_key=True),
+    Column("workspace_id", Text, nullable=False),
+    _ts("acquired_at", nullable=False),
+)
+
+leads = Table(
+    "leads",
+    metadata,
+    Column("workspace_id", Text, primary_key=True),
+    Column("lead_id", UUID(as_uuid=True), primary_key=True),
+    Column("linkedin_url", Text, nullable=True),
+    Column("profile_key", Text, nullable=True),  # the normalised profile URL (webhooks name leads by it)
+    Column("email", Text, nullable=True),
+    Column("email_verified", Boolean, nullable=False, server_default=text("false")),
+    Column("full_name", Text, nullable=True),
+    Column("first_name", Text, nullable=True),
+    Column("last_name", Text, nullable=True),
+    Column("company", Text, nullable=True),
+    Column("city", Text, nullable=True),
+    Column("headline", Text, nullable=True),
+    Column("post_url", Text, nullable=True),
+    Column("ready", Boolean, nullable=False, server_default=text("false")),
+    _ts("updated_at", nullable=False),
+    Index("ix_leads_profile", "workspace_id", "profile_key"),
+    Index("ix_leads_email", "workspace_id", "email"),
+)
+
+audience_members = Table(
+    "audience_members",
+    metadata,
+    Column("workspace_id", Text, primary_key=True),
+    Column("kind", Text, primary_key=True),  # source_group | search
+    Column("ref", Text, primary_key=True),
+    Column("lead_id", UUID(as_uuid=True), primary_key=True),
+    Index("ix_members_lead", "workspace_id", "lead_id"),
+)
+
+searches = Table(
+    "searches",
+    metadata,
+    Column("search_id", UUID(as_uuid=True), primary_key=True),
+    Column("workspace_id", Text, nullable=False),
+    Column("source_group_id", UUID(as_uuid=True), nullable=True),
+    Column("kind", Text, nullable=False),
+    Column("url", Text, nullable=True),
+    Column("finished", Boolean, nullable=False, server_default=text("false")),
+)
+
+enrollments = Table(
+    "enrollments",
+    metadata,
+    Column("campaign_id", UUID(as_uuid=True), primary_key=True),
+    Column("lead_id", UUID(as_uuid=True), primary_key=True),
+    Column("workspace_id", Text, nullable=False),
+    Column("account_id", UUID(as_uuid=True), nullable=False),
+    # active | duplicate | replied | completed | blocked | suppressed | failed | stopped
+    Column("state", Text, nullable=False),
+    Column("steps_done", Integer, nullable=False, server_default=text("0")),
+    _ts("accepted_at"),
+    _ts("enrolled_at", nullable=False),
+    _ts("finished_at"),
+    Index("ix_enrollments_lead", "workspace_id", "lead_id"),
+)
+
+lead_locks = Table(
+    "lead_locks",
+    metadata,
+    Column("workspace_id", Text, primary_key=True),
+    Column("lead_id", UUID(as_uuid=True), primary_key=True),
+    Column("campaign_id", UUID(as_uuid=True), nullable=False),
+)
+
+texts = Table(
+    "texts",
+    metadata,
+    Column("campaign_id", UUID(as_uuid=True), primary_key=True),
+    Column("lead_id", UUID(as_uuid=True), primary_key=True),
+    Column("step_id", Text, primary_key=True),
+    Column("workspace_id", Text, nullable=False),
+    Column("channel", Text, nullable=False),
+    Column("status", Text, nullable=False),  # generated | approved
+    Column("draft_id", UUID(as_uuid=True), nullable=False),
+    Column("text", Text, nullable=False),
+    Column("subject", Text, nullable=True),
+    _ts("updated_at", nullable=False),
+)
+
+videos = Table(
+    "videos",
+    metadata,
+    Column("campaign_id", UUID(as_uuid=True), primary_key=True),
+    Column("lead_id", UUID(as_uuid=True), primary_key=True),
+    Column("status", Text, nullable=False),  # ready | failed
+    Column("video_url", Text, nullable=True),
+)
+
+timers = Table(
+    "timers",
+    metadata,
+    Column("id", BigInteger, Identity(always=True), primary_key=True),
+    Column("key", Text, nullable=False),
+    Column("workspace_id", Text, nullable=False),
+    Column("kind", Text, nullable=False),  # step | accept_wait | campaign_start | inbound
+    Column("campaign_id", UUID(as_uuid=True), nullable=True),
+    Column("lead_id", UUID(as_uuid=True), nullable=True),
+    Column("account_id", UUID(as_uuid=True), nullable=True),
+    Column("step_id", Text, nullable=True),
+    Column("state", Text, nullable=False),  # pending | waiting | done | cancelled
+    Column("waiting_for", Text, nullable=True),  # text | video | accept
+    Column("due_at", DateTime(timezone=True), nullable=False),
+    Column("attempts", Integer, nullable=False, server_default=text("0")),
+    Column("payload", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    Column("outcome", Text, nullable=True),
+    _ts("updated_at", nullable=False),
+    UniqueConstraint("key", name="uq_timers_key"),
+    Index("ix_timers_due", "due_at", postgresql_where=text("state IN ('pending', 'waiting')")),
+    Index("ix_timers_lead", "workspace_id", "lead_id"),
+    Index("ix_timers_campaign", "campaign_id"),
+)
+
+sends = Table(
+    "sends",
+    metadata,
+    Column("campaign_id", UUID(as_uuid=True), primary_key=True),
+    Column("lead_id", UUID(as_uuid=True), primary_key=True),
+    Column("step_id", Text, primary_key=True),
+    Column("workspace_id", Text, nullable=False),
+    Column("account_id", UUID(as_uuid=True), nullable=True),
+    Column("action", Text, nullable=False),
+    Column("request_id", UUID(as_uuid=True), nullable=False, unique=True),
+    Column("provider_ref", Text, nullable=True),
+    Column("dry_run", Boolean, nullable=False, server_default=text("false")),
+    _ts("sent_at", nullable=False),
+    Index("ix_sends_account", "account_id", "action", "sent_at"),
+)
+
+blocklist = Table(
+    "blocklist",
+    metadata,
+    Column("workspace_id", Text, primary_key=True),
+    Column("kind", Text, primary_key=True),  # domain | email | profile_url
+    Column("value", Text, primary_key=True),
+    _ts("created_at", nullable=False),
+)
+
+suppressions = Table(
+    "suppressions",
+    metadata,
+    Column("workspace_id", Text, primary_key=True),
+    Column("kind", Text, primary_key=True),  # lead | email
+    Column("value", Text, primary_key=True),
+    Column("reason", Text, nullable=False),  # unsubscribed | bounced | manual
+    _ts("created_at", nullable=False),
+)
+
+seen_webhooks = seen_webhooks_table(metadata)
+
+# The simulated providers' own memory (what a remote provider would keep on its side): request ids
+# already answered, so a retried call with the same id is not performed twice, even after a crash.
+sim_linkedin_requests = Table(
+    "sim_linkedin_requests",
+    metadata,
+    Column("request_id", Text, primary_key=True),
+    Column("kind", Text, nullable=False),
+    Column("account_id", Text, nullable=False),
+    Column("lead_id", Text, nullable=False),
+    Column("result", JSONB, nullable=False),
+    Column("replays", Integer, nullable=False, server_default=text("0")),
+    _ts("created_at", nullable=False),
+    Index("ix_sim_linkedin_account", "account_id", "kind", "created_at"),
+)
+
+sim_email_requests = Table(
+    "sim_email_requests",
+    metadata,
+    Column("request_id", Text, primary_key=True),
+    Column("to_address", Text, nullable=False),
+    Column("subject", Text, nullable=False),
+    Column("message_id", Text, nullable=False),
+    Column("replays", Integer, nullable=False, server_default=text("0")),
+    _ts("created_at", nullable=False),
+)
+
+SERVICE_TABLES = [
+    accounts,
+    reconnect_emails,
+    campaigns,
+    campaign_workers,
+    leases,
+    leads,
+    audience_members,
+    searches,
+    enrollments,
+    lead_locks,
+    texts,
+    videos,
+    timers,
+    sends,
+    blocklist,
+    suppressions,
+    seen_webhooks,
+    sim_linkedin_requests,
+    sim_email_requests,
+]

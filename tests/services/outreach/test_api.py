@@ -1,0 +1,177 @@
+"""The campaign API: validation (422s name the range), workspace scoping, list, launch guard, transitions."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import pytest
+
+from services.runtime.auth import create_token
+from tests.services.outreach.support import MakeSettings, Outreach, StartService, of_type, start_outreach
+
+MONDAY = datetime(2026, 1, 5, 8, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+async def o(make_settings: MakeSettings, start_service: StartService, topic_prefix: str) -> Outreach:
+    return await start_outreach(make_settings, start_service, topic_prefix, start=MONDAY)
+
+
+def _campaign(account: str, **changes: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "name": "Q1 founders",
+        "audience": {"type": "source_group", "ref": str(uuid.uuid4())},
+        "workflow": "standard_connect",
+        "account_ids": [account],
+    }
+    body.update(changes)
+    return body
+
+
+async def _error(o: Outreach, body: dict[str, Any]) -> tuple[str, str]:
+    problem = await o.api("POST", "/v1/campaigns", 422, json=body)
+    return problem["errors"][0]["field"], problem["detail"]
+
+
+async def test_out_of_range_values_are_422s_naming_the_range(o: Outreach) -> None:
+    a = await o.account()
+    spacing = {
+        "steps": [{"id": "l", "action": "like"}, {"id": "c", "action": "comment"}],
+        "edges": [{"from": "l", "to": "c", "delay_minutes": 721}],
+    }
+    assert await _error(o, _campaign(a, workflow=spacing)) == (
+        "workflow.edges[0].delay_minutes",
+        "workflow.edges[0].delay_minutes: step spacing (minutes) must be between 5 and 720, got 721",
+    )
+    wait = {
+        "steps": [{"id": "i", "action": "invite"}, {"id": "m", "action": "message"}],
+        "edges": [{"from": "i", "to": "m", "condition": "accepted", "wait_hours": 169}],
+    }
+    field, detail = await _error(o, _campaign(a, workflow=wait))
+    assert field == "workflow.edges[0].wait_hours" and "between 1 and 168" in detail
+    field, detail = await _error(o, _campaign(a, delivery={"pace": "manual", "daily_limit": 76}))
+    assert field == "delivery.daily_limit" and "between 10 and 75" in detail
+    field, detail = await _error(o, _campaign(a, delivery={"pace": "manual", "daily_limit": 9}))
+    assert "between 10 and 75" in detail
+    field, detail = await _error(o, _campaign(a, delivery={"start_hour": 24}))
+    assert field == "delivery.start_hour" and "between 0 and 23" in detail
+    field, detail = await _error(o, _campaign(a, delivery={"timezone": "Mars/Olympus"}))
+    assert field == "delivery.timezone" and "unknown time zone" in detail
+    field, detail = await _error(o, _campaign(a, workflow="spray_and_pray"))
+    assert field == "workflow" and "unknown preset" in detail
+    field, detail = await _error(o, _campaign(a, account_ids=[str(uuid.uuid4())]))
+    assert field == "account_ids.0"
+    field, detail = await _error(
+        o, _campaign(a, workflow="standard_connect", audience={"type": "source_group", "ref": "not-a-uuid"})
+    )
+    assert field == "audience" and "UUID" in detail
+    email_graph = {
+        "steps": [{"id": "i", "action": "invite"}, {"id": "e", "action": "email"}],
+        "edges": [{"from": "i", "to": "e", "condition": "not_accepted"}],
+    }
+    field, detail = await _error(o, _campaign(a, workflow=email_graph))
+    assert field == "delivery.email_fallback"
+    field, detail = await _error(
+        o,
+        _campaign(
+            a,
+            workflow=email_graph,
+            delivery={"email_fallback": {"sender_email": "nobody@ours.example", "subject": "s", "body": "b"}},
+        ),
+    )
+    assert field == "delivery.email_fallback.sender_email" and "not a verified sender" in detail
+
+
+async def test_launch_guard_names_1_to_79(o: Outreach) -> None:
+    a = await o.account()
+    cid = (await o.api("POST", "/v1/campaigns", 201, json=_campaign(a)))["campaign_id"]
+    for bad in (0, 80):
+        problem = await o.api("POST", f"/v1/campaigns/{cid}/launch", 422, json={"daily_limit": bad})
+        assert "between 1 and 79" in problem["detail"]
+    launched = await o.api("POST", f"/v1/campaigns/{cid}/launch", 200, json={"daily_limit": 5})
+    assert launched["pace"] == "Manual: 5 invites per day" and launched["delivery"]["daily_cap"] == 5
+    assert (await o.api("POST", f"/v1/campaigns/{cid}/launch", 409))["code"] == "invalid_state"
+
+
+async def test_workspaces_are_isolated_and_lists_search(o: Outreach) -> None:
+    a = await o.account()
+    cid = (await o.api("POST", "/v1/campaigns", 201, json=_campaign(a, name="Berlin founders")))["campaign_id"]
+    await o.api("POST", "/v1/campaigns", 201, json=_campaign(a, name="London CTOs"))
+    found = await o.api("GET", "/v1/campaigns", 200, params={"q": "berlin"})
+    assert [c["name"] for c in found] == ["Berlin founders"]
+    assert found[0]["audience_type"] == "source_group" and found[0]["state"] == "pending"
+    assert found[0]["pace"] == "Recommended: 20 invites per day" and found[0]["next_run_at"] is None
+    token = await create_token(o.service.engine, "ws-other")
+    other = httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=o.service.app),
+        base_url="http://t",
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    for method, path in (
+        ("GET", f"/v1/campaigns/{cid}"),
+        ("POST", f"/v1/campaigns/{cid}/launch"),
+        ("POST", f"/v1/campaigns/{cid}/pause"),
+        ("DELETE", f"/v1/campaigns/{cid}"),
+        ("GET", f"/v1/accounts/{a}"),
+    ):
+        resp = await other.request(method, path)
+        assert resp.status_code == 404, (method, path, resp.text)
+        assert resp.json()["code"] == "not_found"
+    assert (await other.get("/v1/campaigns")).json() == []
+    assert (await o.client.get("/v1/campaigns", headers={"Authorization": "Bearer nope"})).status_code == 401
+
+
+async def test_transitions_leases_and_skipped_accounts(o: Outreach) -> None:
+    a, b = await o.account("a"), await o.account("b")
+    # b needs reconnecting: launching skips it with a message
+    from tests.services.outreach.support import signed
+
+    await o.api("POST", "/v1/webhooks/accounts", 200, **signed(o.settings, {"account_id": b, "status": "CREDENTIALS"}))
+    body = _campaign(a, account_ids=[a, b], delivery={"active_days": "every_day", "start_hour": 0, "end_hour": 24})
+    cid = (await o.api("POST", "/v1/campaigns", 201, json=body))["campaign_id"]
+    launched = await o.api("POST", f"/v1/campaigns/{cid}/launch", 200)
+    assert launched["state"] == "running"
+    assert list(launched["skipped_accounts"]) == [b] and "reconnect" in launched["skipped_accounts"][b]
+    assert [w["account_id"] for w in launched["workers"]] == [a]
+    assert (await o.api("GET", f"/v1/accounts/{a}", 200))["leases"] == [cid]
+    paused = await o.api("POST", f"/v1/campaigns/{cid}/pause", 200)
+    assert paused["state"] == "paused" and paused["pause_reason"] == "user"
+    assert (await o.api("GET", f"/v1/accounts/{a}", 200))["leases"] == []
+    assert (await o.api("POST", f"/v1/campaigns/{cid}/resume", 200))["state"] == "running"
+    await o.api("DELETE", f"/v1/campaigns/{cid}", 204)
+    assert (await o.api("GET", f"/v1/accounts/{a}", 200))["leases"] == []
+    await o.api("GET", f"/v1/campaigns/{cid}", 404)
+    got = await o.events(lambda e: getattr(e.data, "campaign_id", None) == uuid.UUID(cid))
+    names = [type(e.data).__name__ for e in got]
+    assert [n for n in names if n.startswith("Campaign")] == [
+        "CampaignCreated",
+        "CampaignLaunched",
+        "CampaignPaused",
+        "CampaignResumed",
+        "CampaignDeleted",
+    ]
+    assert [n for n in names if n.startswith("AccountLease")] == [
+        "AccountLeaseAcquired",
+        "AccountLeaseReleased",
+        "AccountLeaseAcquired",
+        "AccountLeaseReleased",
+    ]
+    launched_event = of_type(got, "CampaignLaunched")[0].data
+    assert launched_event.account_ids == [uuid.UUID(a)] and list(launched_event.skipped_accounts) == [b]
+    created = of_type(got, "CampaignCreated")[0].data
+    assert created.workflow["preset"] == "standard_connect" and created.strategy.review is False
+    assert created.delivery["daily_cap"] == 20 and created.account_ids == [uuid.UUID(a), uuid.UUID(b)]
+
+
+async def test_presets_are_documented(o: Outreach) -> None:
+    presets = await o.api("GET", "/v1/workflow-presets", 200)
+    assert [p["title"] for p in presets] == [
+        "Warm intro",
+        "Standard connect",
+        "Direct connect",
+        "Message connected leads",
+    ]
+    assert all(p["description"] and p["graph"]["steps"] for p in presets)

@@ -1,0 +1,127 @@
+"""Send-time compliance: blocklist and suppression stop sends; email fallback is dry-run with the full email."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from urllib.parse import urlsplit
+
+from leadstream_schemas import SkipReason
+from sqlalchemy import func, select
+
+from services.outreach.store import texts
+from services.runtime.webhooks import link_token
+from tests.services.outreach.support import MakeSettings, StartService, approvals, lead_events, of_type, start_outreach
+from tests.support.kafka import wait_for
+
+MONDAY = datetime(2026, 1, 5, 8, 0, tzinfo=UTC)
+FALLBACK_GRAPH = {
+    "steps": [
+        {"id": "invite", "action": "invite", "note": False, "accept_timeout_hours": 1},
+        {"id": "email", "action": "email"},
+    ],
+    "edges": [{"from": "invite", "to": "email", "condition": "not_accepted", "delay_minutes": 60}],
+}
+SENDS = {"InviteSent", "MessageSent", "EmailSent", "PostLiked", "CommentPosted"}
+
+
+async def test_blocklist_unsubscribe_and_dry_run_email(
+    make_settings: MakeSettings, start_service: StartService, topic_prefix: str
+) -> None:
+    o = await start_outreach(make_settings, start_service, topic_prefix, start=MONDAY, sim_accept_rate=0.0)
+    sender = await o.api("POST", "/v1/accounts", 201, json={"provider": "email", "sender_email": "Sales@Ours.example"})
+    assert sender["sender_email_verified"] is True
+    account = await o.account()
+    group = uuid.uuid4()
+    campaign = await o.api(
+        "POST",
+        "/v1/campaigns",
+        201,
+        json={
+            "name": "Fallback",
+            "audience": {"type": "source_group", "ref": str(group)},
+            "workflow": FALLBACK_GRAPH,
+            "delivery": {
+                "active_days": "every_day",
+                "start_hour": 0,
+                "end_hour": 24,
+                "email_fallback": {
+                    "sender_email": "sales@ours.example",
+                    "subject": "Hello {first_name}",
+                    "body": "Hi {first_name}",
+                },
+            },
+            "account_ids": [account],
+        },
+    )
+    cid = campaign["campaign_id"]
+    assert campaign["delivery"]["dry_run"] is True
+    email_step = next(s for s in campaign["workflow"]["steps"] if s["id"] == "email")
+    assert email_step["subject"] == "Hello {first_name}" and email_step["channel"] == "email"
+    assert (
+        await o.api("POST", "/v1/blocklist", 201, json={"kind": "domain", "value": "https://www.Blocked.example/"})
+    ) == {"kind": "domain", "value": "blocked.example"}
+    refused = await o.api("POST", f"/v1/campaigns/{cid}/launch", 422, json={})
+    assert refused["code"] == "confirmation_required"
+    await o.api("POST", f"/v1/campaigns/{cid}/launch", 200, json={"confirm_email_fallback": True})
+
+    (blocked,), blocked_events = lead_events(group, 1, domain="mail.blocked.example", tag="b" + o.workspace)
+    (unsub, ok), ok_events = lead_events(group, 2, domain="fine.example", tag="o" + o.workspace)
+    (noemail,), no_events = lead_events(group, 1, email=False, tag="n" + o.workspace)
+    everyone = [blocked, unsub, ok, noemail]
+    await o.produce(blocked_events + ok_events + no_events)
+    await o.wait_enrolled(cid, 4)
+    await o.produce(approvals(cid, everyone, "email", "email", subject="A quick idea for Acme"))
+
+    async def stored() -> bool:
+        async with o.service.engine.connect() as conn:
+            return (
+                int(
+                    await conn.scalar(
+                        select(func.count()).select_from(texts).where(texts.c.campaign_id == uuid.UUID(cid))
+                    )
+                    or 0
+                )
+                == 4
+            )
+
+    await wait_for(stored, timeout_s=60, what="approved emails")
+    forged = {"w": o.workspace, "l": str(unsub), "t": "forged"}
+    assert (await o.client.post("/v1/unsubscribe", params=forged)).status_code == 403
+    token = link_token(o.settings.webhook_secret, o.workspace, str(unsub))
+    first = await o.api("POST", "/v1/unsubscribe", 200, params={"w": o.workspace, "l": str(unsub), "t": token})
+    assert first == {"unsubscribed": True, "already": False}
+    await o.drive(MONDAY + timedelta(days=1))
+
+    got = await o.events()
+
+    def of_lead(lead: uuid.UUID) -> list[str]:
+        return [type(e.data).__name__ for e in got if getattr(e.data, "lead_id", None) == lead]
+
+    skipped = {(e.data.lead_id, e.data.step_id): e.data for e in of_type(got, "ActionSkipped")}
+    assert skipped[(blocked, "invite")].reason == SkipReason.blocked
+    assert "domain blocked.example" in (skipped[(blocked, "invite")].detail or "")
+    assert skipped[(unsub, "invite")].reason == SkipReason.suppressed
+    assert not SENDS & set(of_lead(blocked)) and not SENDS & set(of_lead(unsub))
+    assert (blocked, "email") not in skipped and (unsub, "email") not in skipped  # stopped on every channel
+    assert [e.data.via for e in of_type(got, "LeadUnsubscribed")] == ["one_click"]
+    assert skipped[(noemail, "email")].reason == SkipReason.no_contact
+    dry = skipped[(ok, "email")]
+    assert dry.reason == SkipReason.dry_run
+    rendered = dry.rendered or {}
+    assert rendered["from"] == "sales@ours.example" and rendered["to"].endswith("@fine.example")
+    assert rendered["subject"] == "A quick idea for Acme"
+    assert rendered["body"].startswith("Hi Lead, a note for step email")
+    assert rendered["unsubscribe_url"] in rendered["body"]
+    assert rendered["list_unsubscribe"] == f"<{rendered['unsubscribe_url']}>"
+    assert rendered["list_unsubscribe_post"] == "List-Unsubscribe=One-Click"
+    assert {e.data.lead_id for e in of_type(got, "InviteSent")} == {ok, noemail}
+    assert not of_type(got, "EmailSent")
+    assert o.ctx.email.sent == []  # type: ignore[attr-defined]
+
+    link = urlsplit(rendered["unsubscribe_url"])
+    again = await o.client.get(f"{link.path}?{link.query}")
+    assert again.status_code == 200 and "unsubscribed" in again.text
+    suppressed = await o.api("GET", "/v1/suppressions", 200)
+    assert {"kind": "lead", "value": str(ok), "reason": "unsubscribed"} in suppressed
+    assert {"kind": "lead", "value": str(unsub), "reason": "unsubscribed"} in suppressed

@@ -1,0 +1,135 @@
+"""Pacing and schedule windows (pure, times passed in)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from services.outreach.domain.compliance import Contact, assign_account, blocked_by, render_template, suppression
+from services.outreach.domain.pacing import PacingError, launch_guard, next_slot, pace_from, quota_left
+from services.outreach.domain.schedule import Schedule, ScheduleError, parse_active_days
+
+
+def test_pace_presets() -> None:
+    assert pace_from({"pace": "Conservative"}).limit == 15
+    assert pace_from({"pace": "conservative"}).period == "week"
+    assert pace_from({"pace": "recommended"}).daily_cap(5) == 20
+    assert pace_from({"pace": "high volume"}).daily_cap(7) == 50
+    assert pace_from({"pace": "conservative"}).daily_cap(5) == 3
+    assert pace_from({"pace": "manual", "daily_limit": 10}).limit == 10
+    assert pace_from({"pace": "manual", "daily_limit": 75}).limit == 75
+
+
+@pytest.mark.parametrize("limit", [9, 76, None, "20"])
+def test_manual_limit_outside_10_75(limit: object) -> None:
+    with pytest.raises(PacingError, match="between 10 and 75"):
+        pace_from({"pace": "manual", "daily_limit": limit})
+
+
+@pytest.mark.parametrize(("cap", "ok"), [(0, False), (1, True), (79, True), (80, False)])
+def test_launch_guard(cap: int, ok: bool) -> None:
+    if ok:
+        launch_guard(cap)
+    else:
+        with pytest.raises(PacingError, match="between 1 and 79"):
+            launch_guard(cap)
+
+
+def test_quota_left_day_and_week() -> None:
+    rec = pace_from({"pace": "recommended"})
+    assert rec.weekly_limit is None
+    assert quota_left(rec.daily_cap(5), rec.weekly_limit, sent_today=19, sent_this_week=90) == 1
+    assert quota_left(20, None, sent_today=20, sent_this_week=20) == 0
+    cons = pace_from({"pace": "conservative"})
+    assert quota_left(3, cons.weekly_limit, sent_today=0, sent_this_week=14) == 1
+    assert quota_left(3, cons.weekly_limit, sent_today=0, sent_this_week=15) == 0
+    assert quota_left(cons.daily_cap(5), cons.weekly_limit, sent_today=3, sent_this_week=3) == 0
+
+
+def test_next_slot_spreads_invites() -> None:
+    start = datetime(2026, 1, 5, 8, tzinfo=UTC)
+    end = start + timedelta(hours=8)
+    assert next_slot(start, end, 20, None) == start
+    assert next_slot(start, end, 20, start) == start + timedelta(minutes=24)
+    late = start + timedelta(hours=6)
+    assert next_slot(start, end, 20, late) == late + timedelta(minutes=24)
+    assert next_slot(start, end, 20, start - timedelta(days=1)) == start
+
+
+def test_active_days() -> None:
+    assert parse_active_days("weekdays") == frozenset(range(5))
+    assert parse_active_days("every_day") == frozenset(range(7))
+    assert parse_active_days(["Mon", "wednesday"]) == frozenset({0, 2})
+    with pytest.raises(ScheduleError, match="unknown day"):
+        parse_active_days(["funday"])
+
+
+def test_window_in_campaign_time_zone() -> None:
+    sched = Schedule(days=frozenset(range(5)), start_hour=9, end_hour=17, timezone="Europe/Berlin")
+    monday_0759_utc = datetime(2026, 1, 5, 7, 59, tzinfo=UTC)  # 08:59 in Berlin
+    assert not sched.is_open(monday_0759_utc)
+    assert sched.is_open(monday_0759_utc + timedelta(minutes=1))
+    assert not sched.is_open(datetime(2026, 1, 5, 16, 0, tzinfo=UTC))  # 17:00 Berlin
+    assert sched.next_open(monday_0759_utc) == datetime(2026, 1, 5, 8, 0, tzinfo=UTC)
+    assert sched.audience_run_at(datetime(2026, 1, 5, 5, 0, tzinfo=UTC)) == datetime(2026, 1, 5, 6, 0, tzinfo=UTC)
+    friday_evening = datetime(2026, 1, 9, 17, 0, tzinfo=UTC)
+    assert sched.next_open(friday_evening) == datetime(2026, 1, 12, 8, 0, tzinfo=UTC)
+    saturday = datetime(2026, 1, 10, 10, 0, tzinfo=UTC)
+    assert not sched.is_open(saturday)
+
+
+def test_next_day_window_skips_the_rest_of_today_and_weekends() -> None:
+    sched = Schedule(days=frozenset(range(5)), start_hour=9, end_hour=17, timezone="UTC")
+    friday_noon = datetime(2026, 1, 9, 12, 0, tzinfo=UTC)
+    assert sched.next_day_window(friday_noon)[0] == datetime(2026, 1, 12, 9, 0, tzinfo=UTC)
+    friday_early = datetime(2026, 1, 9, 6, 0, tzinfo=UTC)
+    assert sched.next_day_window(friday_early)[0] == datetime(2026, 1, 12, 9, 0, tzinfo=UTC)
+
+
+def test_window_across_daylight_saving() -> None:
+    sched = Schedule(days=frozenset(range(7)), start_hour=9, end_hour=17, timezone="Europe/Berlin")
+    before = sched.window_on(datetime(2026, 3, 28).date())[0]
+    after = sched.window_on(datetime(2026, 3, 30).date())[0]
+    assert before.hour == 8 and after.hour == 7  # 09:00 CET is 08:00 UTC, 09:00 CEST is 07:00 UTC
+
+
+def test_schedule_validation_names_ranges() -> None:
+    with pytest.raises(ScheduleError, match="between 0 and 23"):
+        Schedule(days=frozenset({0}), start_hour=24)
+    with pytest.raises(ScheduleError, match="unknown time zone"):
+        Schedule(days=frozenset({0}), timezone="Mars/Olympus")
+
+
+def test_every_day_full_window() -> None:
+    sched = Schedule(days=frozenset(range(7)), start_hour=0, end_hour=24, timezone="UTC")
+    assert sched.is_open(datetime(2026, 1, 10, 23, 59, tzinfo=UTC))
+
+
+def test_blocklist_matches_domain_email_and_profile() -> None:
+    contact = Contact("l1", email="Ada@Mail.Acme.com", linkedin_url="https://www.linkedin.com/in/Ada/")
+    assert blocked_by(contact, [("domain", "acme.com")]) == "domain acme.com"
+    assert blocked_by(contact, [("email", "ada@mail.acme.com")]) == "email ada@mail.acme.com"
+    assert blocked_by(contact, [("profile_url", "linkedin.com/in/ada")]) == "profile_url linkedin.com/in/ada"
+    assert blocked_by(contact, [("domain", "other.com")]) is None
+
+
+def test_assignment_is_deterministic_and_spreads() -> None:
+    accounts = ["a", "b"]
+    picks = [assign_account(f"lead-{i}", accounts) for i in range(200)]
+    assert picks == [assign_account(f"lead-{i}", list(reversed(accounts))) for i in range(200)]
+    assert 70 < picks.count("a") < 130
+
+
+def test_render_template() -> None:
+    assert render_template("Hi {first_name}, {{ company }}{missing}!", {"first_name": "Ada", "company": "X"}) == (
+        "Hi Ada, X!"
+    )
+
+
+def test_suppression_scope() -> None:
+    assert suppression("invite", "unsubscribed", None, None) == ("lead unsubscribed", True)
+    assert suppression("invite", None, "a@x.com", "unsubscribed") == ("address a@x.com unsubscribed", True)
+    assert suppression("invite", None, "a@x.com", "bounced") is None
+    assert suppression("email", None, "a@x.com", "bounced") == ("address a@x.com bounced", False)
+    assert suppression("email", None, "a@x.com", None) is None

@@ -1,0 +1,265 @@
+"""Enrollment and the first action: duplicates across campaigns, URL audiences, the video wait, and the
+provider's invitation limit pausing an account instead of failing leads."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+from leadstream_schemas import SearchFinished, SearchStarted, SkipReason, VideoGenerated
+from sqlalchemy import select
+
+from services.outreach.store import enrollments, texts, timers
+from tests.services.outreach.support import MakeSettings, StartService, approvals, lead_events, of_type, start_outreach
+from tests.support.kafka import wait_for
+
+MONDAY = datetime(2026, 1, 5, 8, 0, tzinfo=UTC)
+OPEN = {"active_days": "every_day", "start_hour": 0, "end_hour": 24}
+INVITE_ONLY = {"steps": [{"id": "invite", "action": "invite", "note": False}], "edges": []}
+
+
+async def test_a_lead_in_two_campaigns_proceeds_in_one(
+    make_settings: MakeSettings, start_service: StartService, topic_prefix: str
+) -> None:
+    o = await start_outreach(make_settings, start_service, topic_prefix, start=MONDAY)
+    account = await o.account()
+    group = uuid.uuid4()
+    ids = []
+    for name in ("first", "second"):
+        body = {
+            "name": name,
+            "audience": {"type": "source_group", "ref": str(group)},
+            "workflow": INVITE_ONLY,
+            "delivery": OPEN,
+            "account_ids": [account],
+        }
+        cid = (await o.api("POST", "/v1/campaigns", 201, json=body))["campaign_id"]
+        await o.api("POST", f"/v1/campaigns/{cid}/launch", 200)
+        ids.append(uuid.UUID(cid))
+    leads, events = lead_events(group, 3, tag=o.workspace)
+    await o.produce(events)
+    for cid in ids:
+        await o.wait_enrolled(str(cid), 3)
+    await o.drive(MONDAY + timedelta(hours=3))  # one invite every 72 minutes (20 a day over 24 hours)
+    got = await o.events()
+    enrolled = {e.data.lead_id: e.data.campaign_id for e in of_type(got, "LeadEnrolled")}
+    assert set(enrolled) == set(leads)
+    duplicates = {
+        (e.data.lead_id, e.data.campaign_id)
+        for e in of_type(got, "ActionSkipped")
+        if e.data.reason == SkipReason.duplicate
+    }
+    assert duplicates == {(lead, next(c for c in ids if c != enrolled[lead])) for lead in leads}
+    assert sorted((e.data.lead_id, e.data.campaign_id) for e in of_type(got, "InviteSent")) == sorted(enrolled.items())
+
+
+async def test_linkedin_url_audience_finishes_after_its_search(
+    make_settings: MakeSettings, start_service: StartService, topic_prefix: str
+) -> None:
+    o = await start_outreach(make_settings, start_service, topic_prefix, start=MONDAY)
+    account = await o.account()
+    url = "https://www.linkedin.com/search/results/people/?keywords=revops"
+    search, group = uuid.uuid4(), uuid.uuid4()
+    await o.produce(
+        [
+            SearchStarted(
+                search_id=search,
+                source_group_id=group,
+                kind="linkedin_url",
+                name="revops",
+                criteria={"url": url},
+                target_count=2,
+            )
+        ]
+    )
+    body = {
+        "name": "url",
+        "audience": {"type": "linkedin_url", "ref": url},
+        "workflow": INVITE_ONLY,
+        "delivery": OPEN,
+        "account_ids": [account],
+    }
+    cid = (await o.api("POST", "/v1/campaigns", 201, json=body))["campaign_id"]
+    await o.api("POST", f"/v1/campaigns/{cid}/launch", 200)
+    _, events = lead_events(group, 2, tag=o.workspace)
+    await o.produce(events)
+    await o.wait_enrolled(cid, 2)
+    await o.drive(MONDAY + timedelta(hours=2))
+    assert len(of_type(await o.events(), "LeadCompleted")) == 2
+    assert (await o.api("GET", f"/v1/campaigns/{cid}", 200))["state"] == "running"  # the search still runs
+    await o.produce([SearchFinished(search_id=search, reason="target_reached", total_new=2)])
+
+    async def finished() -> bool:
+        return (await o.api("GET", f"/v1/campaigns/{cid}", 200))["state"] == "finished"
+
+    await wait_for(finished, timeout_s=60, what="campaign finished")
+
+
+async def test_first_action_waits_for_the_video(
+    make_settings: MakeSettings, start_service: StartService, topic_prefix: str
+) -> None:
+    o = await start_outreach(make_settings, start_service, topic_prefix, start=MONDAY, video_wait_minutes=60)
+    account = await o.account()
+    group = uuid.uuid4()
+    body = {
+        "name": "video",
+        "audience": {"type": "source_group", "ref": str(group)},
+        "workflow": INVITE_ONLY,
+        "delivery": {**OPEN, "pace": "high_volume"},
+        "account_ids": [account],
+        "video": {"template_id": "vt-intro", "segments": [{"field": "city", "fallback": "your city"}]},
+    }
+    created = await o.api("POST", "/v1/campaigns", 201, json=body)
+    cid = created["campaign_id"]
+    assert created["video"]["template_id"] == "vt-intro"
+    await o.api("POST", f"/v1/campaigns/{cid}/launch", 200)
+    (with_video, late), events = lead_events(group, 2, tag=o.workspace)
+    await o.produce(events)
+    await o.wait_enrolled(cid, 2)
+    assert await o.run() == 2  # both first actions start waiting for their videos
+    await o.produce(
+        [
+            VideoGenerated(
+                lead_id=with_video,
+                campaign_id=uuid.UUID(cid),
+                video_job_id=uuid.uuid4(),
+                video_url="https://video.example/v/1.mp4",
+            )
+        ]
+    )
+
+    async def woken() -> bool:
+        async with o.service.engine.connect() as conn:
+            return (await conn.scalar(select(timers.c.state).where(timers.c.lead_id == with_video))) == "pending"
+
+    await wait_for(woken, timeout_s=60, what="video wake-up")
+    await o.drive(MONDAY + timedelta(hours=2))
+    got = {e.data.lead_id: e for e in of_type(await o.events(), "InviteSent")}
+    assert got[with_video].data.video_url == "https://video.example/v/1.mp4" and got[with_video].time == MONDAY
+    assert got[late].data.video_url is None and got[late].time == MONDAY + timedelta(minutes=60)
+    created_event = of_type(await o.events(), "CampaignCreated")[0].data
+    assert created_event.video_template_id == "vt-intro" and created_event.video_template is not None
+
+
+async def test_invitation_limit_pauses_the_account_not_the_leads(
+    make_settings: MakeSettings, start_service: StartService, topic_prefix: str
+) -> None:
+    o = await start_outreach(make_settings, start_service, topic_prefix, start=MONDAY, sim_invite_limit_per_week=2)
+    account = await o.account()
+    group = uuid.uuid4()
+    body = {
+        "name": "limit",
+        "audience": {"type": "source_group", "ref": str(group)},
+        "workflow": INVITE_ONLY,
+        "delivery": {"active_days": "every_day", "start_hour": 8, "end_hour": 16},
+        "account_ids": [account],
+    }
+    cid = (await o.api("POST", "/v1/campaigns", 201, json=body))["campaign_id"]
+    await o.api("POST", f"/v1/campaigns/{cid}/launch", 200)
+    _, events = lead_events(group, 4, tag=o.workspace)
+    await o.produce(events)
+    await o.wait_enrolled(cid, 4)
+    await o.drive(MONDAY + timedelta(hours=10))
+    got = await o.events()
+    assert len(of_type(got, "InviteSent")) == 2
+    assert not of_type(got, "ActionFailed")
+    changed = of_type(got, "AccountStatusChanged")
+    assert [(e.data.status, e.data.healthy) for e in changed] == [("limit_reached", False)]
+    info = await o.api("GET", f"/v1/accounts/{account}", 200)
+    assert info["limit_paused_until"] == "2026-01-06T08:00:00+00:00"  # the next window, not a failure
+    async with o.service.engine.connect() as conn:
+        states = [
+            r.state
+            for r in await conn.execute(select(enrollments.c.state).where(enrollments.c.campaign_id == uuid.UUID(cid)))
+        ]
+        waiting = [
+            r.state
+            for r in await conn.execute(
+                select(timers.c.state).where(
+                    timers.c.campaign_id == uuid.UUID(cid), timers.c.kind == "step", timers.c.state != "done"
+                )
+            )
+        ]
+    assert sorted(states) == ["active", "active", "completed", "completed"]
+    assert waiting == ["pending", "pending"]
+    assert await o.ctx.runner.next_due_at() == datetime(2026, 1, 6, 8, 0, tzinfo=UTC)
+
+
+async def test_connections_decide_invites_and_messages(
+    make_settings: MakeSettings, start_service: StartService, topic_prefix: str
+) -> None:
+    o = await start_outreach(make_settings, start_service, topic_prefix, start=MONDAY, sim_connected_rate=1.0)
+    account = await o.account()
+    connected_group = uuid.uuid4()
+    direct = await o.api(
+        "POST",
+        "/v1/campaigns",
+        201,
+        json={
+            "name": "direct",
+            "audience": {"type": "source_group", "ref": str(connected_group)},
+            "workflow": "direct_connect",
+            "strategy": {"invite_note": False},
+            "delivery": OPEN,
+            "account_ids": [account],
+        },
+    )
+    assert direct["workflow"]["steps"][0] == {
+        "id": "invite",
+        "action": "invite",
+        "needs_text": False,
+        "channel": None,
+        "note": False,
+        "accept_timeout_hours": 168,
+    }
+    await o.api("POST", f"/v1/campaigns/{direct['campaign_id']}/launch", 200)
+    (friend,), events = lead_events(connected_group, 1, tag=o.workspace)
+    await o.produce([*events, *approvals(direct["campaign_id"], [friend], "message", "message")])
+    await o.wait_enrolled(direct["campaign_id"], 1)
+
+    async def approved() -> bool:
+        async with o.service.engine.connect() as conn:
+            return bool(await conn.scalar(select(texts.c.status).where(texts.c.lead_id == friend)))
+
+    await wait_for(approved, timeout_s=60, what="approved message")
+    await o.drive(MONDAY + timedelta(hours=3))
+    got = await o.events()
+    skipped = [(e.data.step_id, e.data.reason) for e in of_type(got, "ActionSkipped")]
+    assert skipped == [("invite", SkipReason.already_connected)]
+    sent = of_type(got, "MessageSent")
+    assert [(e.data.lead_id, e.time) for e in sent] == [(friend, MONDAY + timedelta(hours=1))]
+    assert not of_type(got, "InviteSent")
+
+
+async def test_message_connected_skips_strangers(
+    make_settings: MakeSettings, start_service: StartService, topic_prefix: str
+) -> None:
+    o = await start_outreach(make_settings, start_service, topic_prefix, start=MONDAY, sim_connected_rate=0.0)
+    account = await o.account()
+    group = uuid.uuid4()
+    cid = (
+        await o.api(
+            "POST",
+            "/v1/campaigns",
+            201,
+            json={
+                "name": "connected only",
+                "audience": {"type": "source_group", "ref": str(group)},
+                "workflow": "Message connected leads",
+                "delivery": OPEN,
+                "account_ids": [account],
+            },
+        )
+    )["campaign_id"]
+    await o.api("POST", f"/v1/campaigns/{cid}/launch", 200)
+    (stranger,), events = lead_events(group, 1, tag=o.workspace)
+    await o.produce(events)
+    await o.wait_enrolled(cid, 1)
+    await o.drive(MONDAY + timedelta(days=1))
+    got = await o.events()
+    assert [(e.data.lead_id, e.data.step_id, e.data.reason) for e in of_type(got, "ActionSkipped")] == [
+        (stranger, "message", SkipReason.not_accepted),
+        (stranger, "follow_up", SkipReason.not_accepted),
+    ]
+    assert [e.data.steps_done for e in of_type(got, "LeadCompleted")] == [0]
+    assert not of_type(got, "MessageSent")

@@ -1,0 +1,283 @@
+"""A campaign end to end on the real broker and database, driven by a fake clock."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from leadstream_schemas import Hook, MessageApproved, MessageGenerated
+from sqlalchemy import func, select
+
+from services.outreach.adapters import SendRequest, SendResult
+from services.outreach.adapters.simulated import LinkedInBehaviour, SimulatedLinkedIn
+from services.outreach.store import texts
+from services.runtime.providers import ProviderError, SimulationProfile
+from tests.services.outreach.support import MakeSettings, StartService, approvals, lead_events, of_type, start_outreach
+from tests.support.kafka import wait_for
+
+MONDAY = datetime(2026, 1, 5, 8, 0, tzinfo=UTC)
+
+
+async def test_standard_connect_runs_to_completion(
+    make_settings: MakeSettings, start_service: StartService, topic_prefix: str
+) -> None:
+    o = await start_outreach(
+        make_settings,
+        start_service,
+        topic_prefix,
+        start=MONDAY,
+        sim_accept_rate=1.0,
+        sim_reply_rate=0.0,
+        sim_out_of_office_rate=0.0,
+    )
+    account = await o.account()
+    group = uuid.uuid4()
+    campaign = await o.api(
+        "POST",
+        "/v1/campaigns",
+        201,
+        json={
+            "name": "Flow",
+            "audience": {"type": "source_group", "ref": str(group)},
+            "workflow": "Standard connect",
+            "delivery": {"active_days": "every_day", "start_hour": 0, "end_hour": 24},
+            "account_ids": [account],
+        },
+    )
+    cid = campaign["campaign_id"]
+    assert campaign["state"] == "pending"
+    launched = await o.api("POST", f"/v1/campaigns/{cid}/launch", 200)
+    assert launched["state"] == "running"
+    lead_ids, events = lead_events(group, 3)
+    await o.produce(events)
+    await o.wait_enrolled(cid, 3)
+    await o.produce(
+        approvals(cid, lead_ids, "invite", "invite")
+        + approvals(cid, lead_ids, "message", "message")
+        + approvals(cid, lead_ids, "follow_up", "message")
+    )
+
+    async def texts_stored() -> bool:
+        async with o.service.engine.connect() as conn:
+            stored = await conn.scalar(
+                select(func.count()).select_from(texts).where(texts.c.workspace_id == o.workspace)
+            )
+            return (stored or 0) >= 9
+
+    await wait_for(texts_stored, timeout_s=60, what="approved texts")
+    await o.drive(MONDAY + timedelta(days=3))
+    got = await o.events()
+    assert len(of_type(got, "LeadEnrolled")) == 3
+    assert {e.data.lead_id for e in of_type(got, "InviteSent")} == set(lead_ids)
+    assert len(of_type(got, "InviteAccepted")) == 3
+    assert len(of_type(got, "MessageSent")) == 6
+    assert {e.data.lead_id for e in of_type(got, "LeadCompleted")} == set(lead_ids)
+    assert [type(e.data).__name__ for e in got if type(e.data).__name__.startswith("Campaign")] == [
+        "CampaignCreated",
+        "CampaignLaunched",
+        "CampaignFinished",
+    ]
+    details = await o.api("GET", f"/v1/campaigns/{cid}", 200)
+    assert details["state"] == "finished"
+    assert details["sent"] == {"invite": 3, "message": 6}
+
+
+class _Faulty(SimulatedLinkedIn):
+    """The simulated provider, except that named leads hit a bug or a permanent provider error."""
+
+    def __init__(self, crash: set[uuid.UUID], refuse: set[uuid.UUID]) -> None:
+        super().__init__(
+            SimulationProfile(transient_error_rate=0.0, latency_ms=(0, 0)), LinkedInBehaviour(connected_rate=0.0)
+        )
+        self.crash, self.refuse = crash, refuse
+
+    async def send_invite(self, req: SendRequest, now: datetime) -> SendResult:
+        if uuid.UUID(req.lead.lead_id) in self.crash:
+            raise RuntimeError("provider client bug")
+        if uuid.UUID(req.lead.lead_id) in self.refuse:
+            raise ProviderError("profile is private", transient=False, status=403)
+        return await super().send_invite(req, now)
+
+
+async def test_failing_steps_end_the_lead_not_the_campaign(
+    make_settings: MakeSettings, start_service: StartService, topic_prefix: str
+) -> None:
+    group = uuid.uuid4()
+    crash, refuse, fine = (uuid.uuid5(group, f"lead-x{i}") for i in range(3))
+    o = await start_outreach(
+        make_settings,
+        start_service,
+        topic_prefix,
+        start=MONDAY,
+        timer_max_attempts=2,
+        linkedin=_Faulty({crash}, {refuse}),
+    )
+    account = await o.account()
+    cid = (
+        await o.api(
+            "POST",
+            "/v1/campaigns",
+            201,
+            json={
+                "name": "Faults",
+                "audience": {"type": "source_group", "ref": str(group)},
+                "workflow": {"steps": [{"id": "invite", "action": "invite", "note": False}]},
+                "delivery": {
+                    "active_days": "every_day",
+                    "start_hour": 0,
+                    "end_hour": 24,
+                    "pace": "manual",
+                    "daily_limit": 75,
+                },
+                "account_ids": [account],
+            },
+        )
+    )["campaign_id"]
+    await o.api("POST", f"/v1/campaigns/{cid}/launch", 200)
+    leads, events = lead_events(group, 3, tag="x")
+    assert leads == [crash, refuse, fine]
+    await o.produce(events)
+    await o.wait_enrolled(cid, 3)
+    await o.drive(MONDAY + timedelta(hours=6))
+    got = await o.events()
+    failed = {e.data.lead_id: e.data for e in of_type(got, "ActionFailed")}
+    assert failed[crash].reason == "internal_error" and "provider client bug" in (failed[crash].detail or "")
+    assert failed[refuse].reason == "provider_error" and not failed[refuse].retryable
+    assert [e.data.lead_id for e in of_type(got, "InviteSent")] == [fine]
+    leads_view = {x["lead_id"]: x["state"] for x in await o.api("GET", f"/v1/campaigns/{cid}/leads", 200)}
+    assert leads_view == {str(crash): "failed", str(refuse): "failed", str(fine): "completed"}
+    assert (await o.api("GET", f"/v1/campaigns/{cid}", 200))["state"] == "finished"
+
+
+async def test_comment_drafts_wait_for_approval(
+    make_settings: MakeSettings, start_service: StartService, topic_prefix: str
+) -> None:
+    o = await start_outreach(make_settings, start_service, topic_prefix, start=MONDAY)
+    account = await o.account()
+    group = uuid.uuid4()
+    cid = (
+        await o.api(
+            "POST",
+            "/v1/campaigns",
+            201,
+            json={
+                "name": "Drafts",
+                "audience": {"type": "source_group", "ref": str(group)},
+                "workflow": {"steps": [{"id": "comment", "action": "comment", "mode": "draft"}]},
+                "delivery": {"active_days": "every_day", "start_hour": 0, "end_hour": 24},
+                "account_ids": [account],
+            },
+        )
+    )["campaign_id"]
+    await o.api("POST", f"/v1/campaigns/{cid}/launch", 200)
+    (lead,), events = lead_events(group, 1, tag=o.workspace)
+    await o.produce(events)
+    await o.wait_enrolled(cid, 1)
+    hook = Hook(kind="recent_post", detail="post", reason="recent")
+    draft = MessageGenerated(
+        lead_id=lead,
+        campaign_id=uuid.UUID(cid),
+        draft_id=uuid.uuid4(),
+        channel="comment",
+        step_id="comment",
+        text="Nice post!",
+        hook=hook,
+        needs_review=True,
+    )
+    await o.produce([draft])
+
+    async def stored(status: str) -> bool:
+        async with o.service.engine.connect() as conn:
+            return (await conn.scalar(select(texts.c.status).where(texts.c.lead_id == lead))) == status
+
+    await wait_for(lambda: stored("generated"), timeout_s=60, what="draft stored")
+    await o.drive(MONDAY + timedelta(hours=1))
+    got = await o.events()
+    assert [(e.data.text, e.data.post_url.endswith("/post/1")) for e in of_type(got, "CommentDrafted")] == [
+        ("Nice post!", True)
+    ]
+    assert not of_type(got, "CommentPosted")
+    await o.produce(
+        [
+            MessageApproved(
+                lead_id=lead,
+                campaign_id=uuid.UUID(cid),
+                draft_id=draft.draft_id,
+                channel="comment",
+                step_id="comment",
+                text="Nice post, Lead!",
+            )
+        ]
+    )
+    await wait_for(lambda: stored("approved"), timeout_s=60, what="approval stored")
+    await o.drive(MONDAY + timedelta(hours=2))
+    got = await o.events()
+    assert [e.data.text for e in of_type(got, "CommentPosted")] == ["Nice post, Lead!"]
+    assert len(of_type(got, "CommentDrafted")) == 1
+
+
+async def test_two_replicas_share_the_timers(
+    make_settings: MakeSettings, start_service: StartService, topic_prefix: str
+) -> None:
+    same: dict[str, Any] = {"sim_accept_rate": 1.0, "sim_reply_rate": 0.0, "sim_out_of_office_rate": 0.0}
+    o = await start_outreach(make_settings, start_service, topic_prefix, start=MONDAY, **same)
+    replica = await start_outreach(make_settings, start_service, topic_prefix, start=MONDAY, clock=o.clock, **same)
+    accounts = [await o.account(f"a{i}") for i in range(3)]
+    group = uuid.uuid4()
+    cid = (
+        await o.api(
+            "POST",
+            "/v1/campaigns",
+            201,
+            json={
+                "name": "Replicas",
+                "audience": {"type": "source_group", "ref": str(group)},
+                "workflow": "direct_connect",
+                "delivery": {
+                    "active_days": "every_day",
+                    "start_hour": 0,
+                    "end_hour": 24,
+                    "pace": "manual",
+                    "daily_limit": 75,
+                },
+                "account_ids": accounts,
+            },
+        )
+    )["campaign_id"]
+    await o.api("POST", f"/v1/campaigns/{cid}/launch", 200)
+    leads, events = lead_events(group, 12, tag=o.workspace)
+    await o.produce(events)
+    await o.wait_enrolled(cid, 12)
+    await o.produce(approvals(cid, leads, "invite", "invite") + approvals(cid, leads, "message", "message"))
+
+    async def texts_stored() -> bool:
+        async with o.service.engine.connect() as conn:
+            return (
+                int(
+                    await conn.scalar(
+                        select(func.count()).select_from(texts).where(texts.c.campaign_id == uuid.UUID(cid))
+                    )
+                    or 0
+                )
+                == 24
+            )
+
+    await wait_for(texts_stored, timeout_s=60, what="approved texts")
+    end = MONDAY + timedelta(days=2)
+    ran: list[int] = []
+    while o.clock.now() < end:
+        counts = await asyncio.gather(o.run(), replica.run(), o.run(), replica.run())
+        ran.extend(counts)
+        nxt = await o.ctx.runner.next_due_at()
+        o.clock.set(min(max(nxt, o.clock.now() + timedelta(seconds=1)), end) if nxt else end)
+    got = await o.events()
+    per_step = Counter(
+        (e.data.lead_id, e.data.step_id)
+        for e in got
+        if type(e.data).__name__ in {"InviteSent", "MessageSent", "ActionSkipped"}
+    )
+    assert per_step == Counter({(lead, step): 1 for lead in leads for step in ("invite", "message")})
+    assert sum(ran) > 0

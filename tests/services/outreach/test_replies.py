@@ -1,0 +1,158 @@
+"""Replies stop a lead at once: nothing is sent afterwards, not even a step that was already due."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, select
+
+from services.outreach.store import texts, timers
+from tests.services.outreach.support import (
+    MakeSettings,
+    Outreach,
+    StartService,
+    approvals,
+    lead_events,
+    of_type,
+    signed,
+    start_outreach,
+)
+from tests.support.kafka import wait_for
+
+MONDAY = datetime(2026, 1, 5, 8, 0, tzinfo=UTC)
+TWO_MESSAGES = {
+    "steps": [{"id": "m1", "action": "message"}, {"id": "m2", "action": "message"}],
+    "edges": [{"from": "m1", "to": "m2", "delay_minutes": 5}],
+}
+ALWAYS_OPEN = {"active_days": "every_day", "start_hour": 0, "end_hour": 24}
+SENDS = {"InviteSent", "MessageSent", "EmailSent", "PostLiked", "CommentPosted"}
+
+
+async def _campaign(o: Outreach, group: uuid.UUID, workflow: dict[str, Any]) -> str:
+    account = await o.account()
+    body = await o.api(
+        "POST",
+        "/v1/campaigns",
+        201,
+        json={
+            "name": "Replies",
+            "audience": {"type": "source_group", "ref": str(group)},
+            "workflow": workflow,
+            "delivery": ALWAYS_OPEN,
+            "account_ids": [account],
+        },
+    )
+    await o.api("POST", f"/v1/campaigns/{body['campaign_id']}/launch", 200)
+    return str(body["campaign_id"])
+
+
+async def _texts(o: Outreach, n: int) -> None:
+    async def stored() -> bool:
+        async with o.service.engine.connect() as conn:
+            return (
+                int(
+                    await conn.scalar(
+                        select(func.count()).select_from(texts).where(texts.c.workspace_id == o.workspace)
+                    )
+                    or 0
+                )
+                >= n
+            )
+
+    await wait_for(stored, timeout_s=60, what=f"{n} approved texts")
+
+
+async def test_reply_cancels_an_already_due_step(
+    make_settings: MakeSettings, start_service: StartService, topic_prefix: str
+) -> None:
+    o = await start_outreach(
+        make_settings,
+        start_service,
+        topic_prefix,
+        start=MONDAY,
+        sim_connected_rate=1.0,
+        sim_reply_rate=0.0,
+        sim_out_of_office_rate=0.0,
+    )
+    group = uuid.uuid4()
+    cid = await _campaign(o, group, TWO_MESSAGES)
+    (replier, other), events = lead_events(group, 2, tag=o.workspace)
+    await o.produce(events)
+    await o.wait_enrolled(cid, 2)
+    await o.produce(
+        approvals(cid, [replier, other], "m1", "message") + approvals(cid, [replier, other], "m2", "message")
+    )
+    await _texts(o, 4)
+    assert await o.run() == 2  # m1 to both leads
+    o.clock.advance(timedelta(minutes=10))  # m2 is now due for both, but has not run yet
+    async with o.service.engine.connect() as conn:
+        due = await conn.scalar(
+            select(func.count())
+            .select_from(timers)
+            .where(
+                timers.c.step_id == "m2",
+                timers.c.state == "pending",
+                timers.c.due_at <= o.clock.now(),
+                timers.c.workspace_id == o.workspace,
+            )
+        )
+    assert due == 2
+    account = (await o.api("GET", "/v1/accounts", 200))[0]["account_id"]
+    hook = {"event": "message_received", "account_id": account, "lead_id": str(replier), "text": "Interested!"}
+    answer = await o.api("POST", "/v1/webhooks/linkedin", 200, **signed(o.settings, hook))
+    assert answer == {"status": "replied", "campaigns": [cid]}
+    await o.drive(MONDAY + timedelta(days=2))
+
+    got = await o.events()
+    replied = of_type(got, "Replied")
+    assert [(e.data.lead_id, e.data.campaign_id, e.data.excerpt) for e in replied] == [
+        (replier, uuid.UUID(cid), "Interested!")
+    ]
+    after = [e for e in got if getattr(e.data, "lead_id", None) == replier and e.time >= replied[0].time]
+    assert not [e for e in after if type(e.data).__name__ in SENDS]
+    sent = of_type(got, "MessageSent")
+    assert sorted((e.data.lead_id, e.data.step_id) for e in sent) == sorted(
+        [(replier, "m1"), (other, "m1"), (other, "m2")]
+    )
+    assert [e.data.lead_id for e in of_type(got, "LeadCompleted")] == [other]
+    assert len(of_type(got, "CampaignFinished")) == 1
+    async with o.service.engine.connect() as conn:
+        row = (
+            await conn.execute(
+                select(timers.c.state, timers.c.outcome).where(timers.c.lead_id == replier, timers.c.step_id == "m2")
+            )
+        ).one()
+    assert tuple(row) == ("cancelled", "replied")
+    bad = signed(o.settings, hook)
+    bad["headers"]["webhook-signature"] = "v1,AAAA"
+    assert (await o.client.post("/v1/webhooks/linkedin", **bad)).status_code == 401
+
+
+async def test_simulated_replies_follow_the_clock(
+    make_settings: MakeSettings, start_service: StartService, topic_prefix: str
+) -> None:
+    o = await start_outreach(
+        make_settings, start_service, topic_prefix, start=MONDAY, sim_connected_rate=1.0, sim_reply_rate=1.0
+    )
+    group = uuid.uuid4()
+    slow = {"steps": TWO_MESSAGES["steps"], "edges": [{"from": "m1", "to": "m2", "delay_minutes": 720}]}
+    cid = await _campaign(o, group, slow)
+    leads, events = lead_events(group, 4, tag=o.workspace)
+    await o.produce(events)
+    await o.wait_enrolled(cid, 4)
+    await o.produce(approvals(cid, leads, "m1", "message") + approvals(cid, leads, "m2", "message"))
+    await _texts(o, 8)
+    await o.drive(MONDAY + timedelta(days=1))
+    got = await o.events()
+    replied = {e.data.lead_id: e for e in of_type(got, "Replied")}
+    assert set(replied) == set(leads)  # every simulated lead answers within 8 hours (reply_rate 1.0)
+    for lead, reply in replied.items():
+        assert reply.time > MONDAY
+        assert not [
+            e
+            for e in got
+            if getattr(e.data, "lead_id", None) == lead and e.time > reply.time and type(e.data).__name__ in SENDS
+        ]
+    assert {e.data.step_id for e in of_type(got, "MessageSent")} == {"m1"}
