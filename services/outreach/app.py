@@ -7,6 +7,7 @@ from pathlib import Path
 from leadstream_schemas import (
     LEAD,
     SEARCH,
+    LeadAddedToSourceGroup,
     LeadDiscovered,
     LeadEmailEnriched,
     LeadEmailNotFound,
@@ -109,6 +110,7 @@ def build(
         [LEAD.name, SEARCH.name],
         {
             LeadDiscovered: h.on_lead_discovered,
+            LeadAddedToSourceGroup: h.on_added_to_source_group,
             LeadProfileEnriched: h.on_profile_enriched,
             LeadEmailEnriched: h.on_email_enriched,
             LeadEmailNotFound: h.on_email_not_found,

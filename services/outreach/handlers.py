@@ -13,6 +13,7 @@ from typing import Any
 
 from leadstream_schemas import (
     Envelope,
+    LeadAddedToSourceGroup,
     LeadDiscovered,
     LeadEmailEnriched,
     LeadEmailNotFound,
@@ -80,20 +81,27 @@ class OutreachHandlers:
                 "company": lead.company,
             },
         )
-        members = [("source_group", lead.source_group_id), ("search", lead.search_id)]
-        for kind, ref in members:
+        await self._join_audiences(ctx, lead.lead_id, lead.source_group_id, lead.search_id)
+
+    async def on_added_to_source_group(self, env: Envelope[LeadAddedToSourceGroup], ctx: HandlerContext) -> None:
+        """A known lead found by another search joins that audience (it is not discovered twice)."""
+        await self._join_audiences(ctx, env.data.lead_id, env.data.source_group_id, env.data.search_id)
+
+    async def _join_audiences(
+        self, ctx: HandlerContext, lead_id: uuid.UUID, source_group_id: uuid.UUID | None, search_id: uuid.UUID | None
+    ) -> None:
+        workspace = ctx.envelope.workspace_id
+        for kind, ref in (("source_group", source_group_id), ("search", search_id)):
             if ref is not None:
                 await ctx.conn.execute(
                     insert(audience_members)
-                    .values(workspace_id=env.workspace_id, kind=kind, ref=str(ref), lead_id=lead.lead_id)
+                    .values(workspace_id=workspace, kind=kind, ref=str(ref), lead_id=lead_id)
                     .on_conflict_do_nothing()
                 )
         ready = await ctx.conn.scalar(
-            select(leads.c.ready).where(leads.c.workspace_id == env.workspace_id, leads.c.lead_id == lead.lead_id)
+            select(leads.c.ready).where(leads.c.workspace_id == workspace, leads.c.lead_id == lead_id)
         )
-        if ready and await enroll_everywhere(
-            ctx.conn, HandlerEmitter(ctx), env.workspace_id, lead.lead_id, ctx.clock.now()
-        ):
+        if ready and await enroll_everywhere(ctx.conn, HandlerEmitter(ctx), workspace, lead_id, ctx.clock.now()):
             self.wake()
 
     async def on_profile_enriched(self, env: Envelope[LeadProfileEnriched], ctx: HandlerContext) -> None:

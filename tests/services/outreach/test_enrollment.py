@@ -6,7 +6,14 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime, timedelta
 
-from leadstream_schemas import SearchFinished, SearchStarted, SkipReason, VideoGenerated
+from leadstream_schemas import (
+    LeadAddedToSourceGroup,
+    LeadSource,
+    SearchFinished,
+    SearchStarted,
+    SkipReason,
+    VideoGenerated,
+)
 from sqlalchemy import select
 
 from services.outreach.store import enrollments, texts, timers
@@ -263,3 +270,27 @@ async def test_message_connected_skips_strangers(
     ]
     assert [e.data.steps_done for e in of_type(got, "LeadCompleted")] == [0]
     assert not of_type(got, "MessageSent")
+
+
+async def test_known_lead_added_to_another_group_joins_that_audience(
+    make_settings: MakeSettings, start_service: StartService, topic_prefix: str
+) -> None:
+    o = await start_outreach(make_settings, start_service, topic_prefix, start=MONDAY)
+    account = await o.account()
+    first_group, second_group = uuid.uuid4(), uuid.uuid4()
+    leads, events = lead_events(first_group, 2, tag=o.workspace + "joined")
+    body = {
+        "name": "second group",
+        "audience": {"type": "source_group", "ref": str(second_group)},
+        "workflow": INVITE_ONLY,
+        "delivery": OPEN,
+        "account_ids": [account],
+    }
+    cid = (await o.api("POST", "/v1/campaigns", 201, json=body))["campaign_id"]
+    await o.api("POST", f"/v1/campaigns/{cid}/launch", 200)
+    # Only the first lead is found again by the second search; discovery announces the new membership.
+    joined = LeadAddedToSourceGroup(lead_id=leads[0], source=LeadSource.search, source_group_id=second_group)
+    await o.produce([*events, joined])
+    await o.wait_enrolled(cid, 1)
+    got = await o.events()
+    assert {e.data.lead_id for e in of_type(got, "LeadEnrolled") if str(e.data.campaign_id) == cid} == {leads[0]}
