@@ -5,15 +5,17 @@ test session, settings for a service, and services started in-process.
 from __future__ import annotations
 
 import contextlib
+from functools import partial
 import os
 import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-import asyncpg  # type: ignore[import-untyped]
+import asyncpg
 import pytest
 from sqlalchemy.engine import make_url
 
+from services.runtime.consumer import EventConsumer
 from services.runtime.kafka import apply_topics
 from services.runtime.service import Service
 from services.runtime.settings import RuntimeSettings
@@ -90,6 +92,10 @@ def make_settings(infra: Infra, database_url: str, topic_prefix: str) -> Setting
     return factory
 
 
+def _assigned(consumer: EventConsumer) -> bool:
+    return consumer.consumer is not None and bool(consumer.consumer.assignment())
+
+
 @pytest.fixture
 async def start_service() -> AsyncIterator[Callable[[Service], Any]]:
     """``await start_service(service)`` starts a built service in-process; all are stopped at test end."""
@@ -99,11 +105,7 @@ async def start_service() -> AsyncIterator[Callable[[Service], Any]]:
         await service.start()
         started.append(service)
         for consumer in service.consumers:
-            await wait_for(
-                lambda c=consumer: c.consumer is not None and c.consumer.assignment(),
-                timeout_s=60,
-                what=f"partitions for consumer {consumer.group_id}",
-            )
+            await wait_for(partial(_assigned, consumer), timeout_s=60, what=f"partitions for {consumer.group_id}")
         return service
 
     yield start

@@ -7,6 +7,7 @@ projection's timeline of a replying lead shows the lifecycle in causal order.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -23,7 +24,7 @@ pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture
-async def fleet(subprocess_env: dict[str, str], database_url: str, tmp_path: Path):
+async def fleet(subprocess_env: dict[str, str], database_url: str, tmp_path: Path) -> AsyncIterator[ServiceFleet]:
     started = datetime.now(UTC)
     fleet = ServiceFleet(
         env={

@@ -211,7 +211,7 @@ def test_recursive_models_terminate() -> None:
         "$ref": "#/$defs/Node",
     }
     assert compare(tree, copy.deepcopy(tree)) == []
-    narrowed = copy.deepcopy(tree)
+    narrowed: dict[str, Any] = copy.deepcopy(tree)
     narrowed["$defs"]["Node"]["properties"]["name"]["maxLength"] = 10
     assert problems(tree, narrowed) == ["name: new constraint maxLength=10"]
 

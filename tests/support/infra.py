@@ -33,8 +33,8 @@ def _docker_answers() -> bool:
 
 
 def _from_testcontainers() -> Infra:  # pragma: no cover - only on machines with Docker
-    from testcontainers.core.container import DockerContainer  # type: ignore[import-not-found]
-    from testcontainers.postgres import PostgresContainer  # type: ignore[import-not-found]
+    from testcontainers.core.container import DockerContainer
+    from testcontainers.postgres import PostgresContainer
 
     pg = PostgresContainer("postgres:16", username="leadstream", password="leadstream", dbname="leadstream")
     pg.start()
