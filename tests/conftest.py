@@ -5,10 +5,10 @@ test session, settings for a service, and services started in-process.
 from __future__ import annotations
 
 import contextlib
-from functools import partial
 import os
 import uuid
 from collections.abc import AsyncIterator, Callable
+from functools import partial
 from typing import Any
 
 import asyncpg
