@@ -29,8 +29,9 @@ from .processes import ServiceFleet
 
 ROOT = Path(__file__).resolve().parents[1]
 SERVICES = ("discovery", "enrichment", "messaging", "outreach", "video", "projection")
-# One real second is ten campaign minutes: a 5-minute step spacing takes half a second.
-CLOCK_SCALE = 600.0
+# One real second is half an hour of campaign time: a 5-minute step spacing takes 0.17 s, and the
+# simulated leads' acceptance (up to 6 h) and reply (up to 8 h) delays play out in seconds.
+CLOCK_SCALE = 1800.0
 LIFECYCLE = (
     "leadstream.lead.discovered.v1",
     "leadstream.lead.profile_enriched.v1",
@@ -95,7 +96,7 @@ class DemoScenario:
             json={
                 "name": "Demo campaign",
                 "audience": {"type": "source_group", "ref": search["source_group_id"]},
-                "workflow": {"preset": "standard_connect"},
+                "workflow": "direct_connect",
                 "strategy": {
                     "offer": "an outbound pipeline audit",
                     "proof": "we doubled replies for Northwind Labs",
@@ -119,8 +120,11 @@ class DemoScenario:
     def summary(self, campaign_id: str) -> dict[str, Any]:
         return dict(self.call("GET", "projection", f"/v1/campaigns/{campaign_id}/summary"))
 
-    def results(self, campaign_id: str) -> list[dict[str, Any]]:
-        body = self.call("GET", "projection", f"/v1/campaigns/{campaign_id}/results", params={"limit": 200})
+    def results(self, campaign_id: str, status: str | None = None) -> list[dict[str, Any]]:
+        params: dict[str, Any] = {"limit": 200}
+        if status:
+            params["status"] = status
+        body = self.call("GET", "projection", f"/v1/campaigns/{campaign_id}/results", params=params)
         return list(body["items"])
 
     def timeline(self, lead_id: str) -> list[dict[str, Any]]:
@@ -129,7 +133,7 @@ class DemoScenario:
 
 
 def _replied_lead(scenario: DemoScenario, campaign_id: str) -> str | None:
-    for row in scenario.results(campaign_id):
+    for row in scenario.results(campaign_id, status="replied"):
         timeline = scenario.timeline(row["lead_id"])
         types = {item["type"] for item in timeline}
         if set(LIFECYCLE) <= types:
@@ -187,7 +191,7 @@ def run_demo(*, once: bool, leads: int, timeout_s: float, env: dict[str, str]) -
         console.print(f"campaign {campaign_id} launched for {leads} simulated leads; waiting for replies…")
         deadline = time.monotonic() + timeout_s
         lead_id: str | None = None
-        with console.status("campaign running (campaign clock is 600x real time)…"):
+        with console.status("campaign running (campaign clock is 1800x real time)…"):
             while time.monotonic() < deadline:
                 with contextlib.suppress(RuntimeError, httpx.HTTPError):
                     lead_id = _replied_lead(scenario, campaign_id)

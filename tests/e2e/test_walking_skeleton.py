@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from leadstream_cli.demo import LIFECYCLE, SERVICES, DemoScenario
+from leadstream_cli.demo import CLOCK_SCALE, LIFECYCLE, SERVICES, DemoScenario
 from leadstream_cli.processes import ServiceFleet, free_port
 from services.runtime import auth
 from services.runtime.db import create_engine
@@ -29,7 +29,7 @@ async def fleet(subprocess_env: dict[str, str], database_url: str, tmp_path: Pat
     fleet = ServiceFleet(
         env={
             **subprocess_env,
-            "LEADSTREAM_CLOCK_SCALE": "600",
+            "LEADSTREAM_CLOCK_SCALE": str(CLOCK_SCALE),
             "LEADSTREAM_CLOCK_EPOCH": started.isoformat(),
             "LEADSTREAM_LOG_JSON": "true",
         },
@@ -53,10 +53,10 @@ async def test_lead_travels_through_all_six_services(fleet: ServiceFleet, databa
     finally:
         await engine.dispose()
     scenario = DemoScenario(fleet, token)
-    campaign_id, _ = await asyncio.to_thread(scenario.setup_campaign, 12)
+    campaign_id, _ = await asyncio.to_thread(scenario.setup_campaign, 25)
 
     def full_lifecycle_lead() -> str | None:
-        for row in scenario.results(campaign_id):
+        for row in scenario.results(campaign_id, status="replied"):
             types = [item["type"] for item in scenario.timeline(row["lead_id"])]
             if set(LIFECYCLE) <= set(types):
                 return str(row["lead_id"])
