@@ -17,7 +17,7 @@ from uuid import UUID
 from pydantic import ValidationError
 
 from .base import Event, event_class
-from .upcasting import upcast
+from .upcasting import UPCASTERS, upcast
 
 SPECVERSION = "1.0"
 CONTENT_TYPE = "application/json"
@@ -203,6 +203,33 @@ def _format_validation(event_type: str, err: ValidationError) -> str:
     return f"invalid {event_type} payload: " + "; ".join(parts)
 
 
+def _payload_object(value: bytes) -> dict[str, Any]:
+    """The record value as a JSON object, or the decode error that says why it is not one."""
+    try:
+        payload = json.loads(value)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DecodeError("invalid_json", f"record value is not valid JSON: {exc}") from None
+    if not isinstance(payload, dict):
+        raise DecodeError("invalid_json", f"record value must be a JSON object, got {type(payload).__name__}")
+    return payload
+
+
+def _decode_upcast(raw_type: str, value: bytes) -> Event:
+    """Decode an old event version: parse, upcast to the current type, validate."""
+    payload = _payload_object(value)
+    try:
+        event_type, payload = upcast(raw_type, payload)
+    except Exception as exc:  # an upcaster bug must not stall a consumer: it is a decode error
+        raise DecodeError("upcast_failed", f"upcasting {raw_type!r} failed: {exc}") from None
+    cls = event_class(event_type)
+    if cls is None:
+        raise DecodeError("unknown_type", f"unknown event type {event_type!r}")
+    try:
+        return cls.model_validate(payload)
+    except ValidationError as exc:
+        raise DecodeError("invalid_field", _format_validation(event_type, exc)) from None
+
+
 def decode(value: bytes | None, headers: Any) -> Envelope[Event]:
     """Decode a Kafka record (value + headers) into an envelope; upcasts old versions.
 
@@ -217,23 +244,20 @@ def decode(value: bytes | None, headers: Any) -> Envelope[Event]:
         raise DecodeError("unsupported_specversion", f"ce_specversion {h[H_SPECVERSION]!r} is not {SPECVERSION}")
     if value is None:
         raise DecodeError("invalid_json", "record value is empty (tombstone) where an event was expected")
-    try:
-        payload = json.loads(value)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise DecodeError("invalid_json", f"record value is not valid JSON: {exc}") from None
-    if not isinstance(payload, dict):
-        raise DecodeError("invalid_json", f"record value must be a JSON object, got {type(payload).__name__}")
-    try:
-        event_type, payload = upcast(h[H_TYPE], payload)
-    except Exception as exc:  # an upcaster bug must not stall a consumer: it is a decode error
-        raise DecodeError("upcast_failed", f"upcasting {h[H_TYPE]!r} failed: {exc}") from None
-    cls = event_class(event_type)
-    if cls is None:
-        raise DecodeError("unknown_type", f"unknown event type {event_type!r}")
-    try:
-        data = cls.model_validate(payload)
-    except ValidationError as exc:
-        raise DecodeError("invalid_field", _format_validation(event_type, exc)) from None
+    raw_type = h[H_TYPE]
+    if raw_type in UPCASTERS:
+        data = _decode_upcast(raw_type, value)
+    else:
+        cls = event_class(raw_type)
+        if cls is None:
+            _payload_object(value)  # a broken value is reported as such before the unknown type
+            raise DecodeError("unknown_type", f"unknown event type {raw_type!r}")
+        try:
+            # The common path: pydantic parses and validates the JSON in one pass (no dict in between).
+            data = cls.model_validate_json(value)
+        except ValidationError as exc:
+            _payload_object(value)
+            raise DecodeError("invalid_field", _format_validation(raw_type, exc)) from None
     try:
         time = datetime.fromisoformat(h[H_TIME])
     except ValueError:
