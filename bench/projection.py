@@ -1,0 +1,254 @@
+"""Projection benchmark: replay rate of the batch projection against two baselines measured in the same run.
+
+    python bench/projection.py                    # 200,000 events, 1,000 leads, 20 campaigns
+    python bench/projection.py --events 20000     # a quicker run
+
+It produces N synthetic events (services/projection/workload.py) to a fresh, prefixed topic set and
+uses a fresh database, then measures on the same log:
+
+1. consume-and-discard: a raw aiokafka loop that reads every record and drops it (best of two runs),
+   and, for reference, the same loop decoding each record with the contract's ``decode()``;
+2. projection replay: ``services.projection.replay.rebuild`` (decode, upcast, batch apply with the
+   offsets in the same transaction) into a fresh schema;
+3. naive projection: the same consumer and views, but one transaction per event, on the first
+   ``--naive-events`` records (its rate is records/s, so it extrapolates).
+
+It prints the ratios and writes them to bench/results/projection.json. Targets (2 cores): the
+projection reaches at least 20% of consume-and-discard and at least 25x the naive projection.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import json
+import os
+import platform
+import sys
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import asyncpg  # noqa: E402
+from aiokafka import AIOKafkaProducer  # noqa: E402
+from aiokafka.admin import AIOKafkaAdminClient  # noqa: E402
+from leadstream_schemas import TOPICS, encode  # noqa: E402
+from sqlalchemy.engine import make_url  # noqa: E402
+
+from services.projection.checksum import dsn  # noqa: E402
+from services.projection.consumer import GcPacer, decode_records  # noqa: E402
+from services.projection.handlers import BatchApplier  # noqa: E402
+from services.projection.replay import log_consumer, rebuild, topic_partitions  # noqa: E402
+from services.projection.settings import ProjectionSettings  # noqa: E402
+from services.projection.store import replay_schema, views_for  # noqa: E402
+from services.projection.workload import generate  # noqa: E402
+from services.runtime.kafka import all_topics, apply_topics  # noqa: E402
+from services.runtime.migrations import upgrade  # noqa: E402
+
+MIGRATIONS = ROOT / "services" / "projection" / "migrations"
+TARGET_VS_CONSUME = 0.20
+TARGET_VS_NAIVE = 25.0
+
+
+def log(msg: str) -> None:
+    """Progress on stderr (stdout carries the result table)."""
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+async def produce(settings: ProjectionSettings, envelopes: list[Any]) -> float:
+    """Produce the log (acks=all, idempotent, gzip like the services); returns records/s."""
+    producer = AIOKafkaProducer(
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        acks="all",
+        enable_idempotence=True,
+        compression_type="gzip",
+        linger_ms=20,
+        max_batch_size=512 * 1024,
+    )
+    await producer.start()
+    started = time.perf_counter()
+    try:
+        pending = []
+        for env in envelopes:
+            key, value, headers = encode(env)
+            pending.append(await producer.send(settings.topic_name(env.topic), value=value, key=key, headers=headers))
+            if len(pending) >= 20_000:
+                await asyncio.gather(*pending)
+                pending.clear()
+        await asyncio.gather(*pending)
+    finally:
+        await producer.stop()
+    return len(envelopes) / (time.perf_counter() - started)
+
+
+async def consume_and_discard(settings: ProjectionSettings, total: int, batch: int, decode: bool = False) -> float:
+    """Read every record of the four topics and drop it (``decode``: decode it first); returns records/s."""
+    topics = [settings.topic_name(t.name) for t in TOPICS.values()]
+    tps = await topic_partitions(settings, topics)
+    consumer = log_consumer(settings, batch)
+    await consumer.start()
+    pacer = GcPacer()  # the same garbage-collection regime as the projection's replay: a fair baseline
+    pacer.start()
+    try:
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        seen = 0
+        started = time.perf_counter()
+        while seen < total:
+            got = await consumer.getmany(timeout_ms=1000, max_records=batch)
+            n = sum(len(recs) for recs in got.values())
+            if decode:
+                for recs in got.values():
+                    decode_records(recs)
+            seen += n
+            pacer.tick(n)
+        return seen / (time.perf_counter() - started)
+    finally:
+        pacer.stop()
+        await consumer.stop()
+
+
+async def naive(settings: ProjectionSettings, limit: int) -> float:
+    """The same decoding and views, one transaction per event, on the first ``limit`` records; records/s."""
+    schema = replay_schema("naive")
+    await upgrade(MIGRATIONS, settings.database_url, schema)
+    applier = BatchApplier(views_for(schema))
+    topics = [settings.topic_name(t.name) for t in TOPICS.values()]
+    tps = await topic_partitions(settings, topics)
+    conn = await asyncpg.connect(dsn(settings.database_url))
+    consumer = log_consumer(settings, 500)
+    await consumer.start()
+    try:
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        done = 0
+        expected: dict[tuple[str, int], int | None] = {}
+        started = time.perf_counter()
+        while done < limit:
+            got = await consumer.getmany(timeout_ms=1000, max_records=min(500, limit - done))
+            for recs in got.values():
+                for item in decode_records(recs):
+                    result = await applier.apply(conn, [item], expected)  # one transaction per event
+                    expected.update(result.next_offsets)
+                    done += 1
+                    if done >= limit:
+                        break
+        return done / (time.perf_counter() - started)
+    finally:
+        await consumer.stop()
+        await conn.close()
+
+
+async def main(args: argparse.Namespace) -> int:
+    base = ProjectionSettings()
+    run_id = uuid.uuid4().hex[:8]
+    db_name = f"leadstream_bench_{run_id}"
+    database_url = make_url(base.database_url).set(database=db_name).render_as_string(hide_password=False)
+    settings = base.model_copy(
+        update={"topic_prefix": f"bench{run_id}.", "database_url": database_url, "topic_partitions": args.partitions}
+    )
+    admin_dsn = dsn(base.database_url)
+    conn = await asyncpg.connect(admin_dsn)
+    await conn.execute(f'CREATE DATABASE "{db_name}"')
+    await conn.close()
+    try:
+        log(f"generating {args.events:,} events across {args.leads:,} leads and {args.campaigns} campaigns")
+        envelopes = generate(leads=args.leads, campaigns=args.campaigns, events=args.events, seed=args.seed).envelopes
+        await apply_topics(settings, partitions=args.partitions)
+        log(f"producing to {settings.topic_prefix}* ({args.partitions} partitions per topic)")
+        produce_rate = await produce(settings, envelopes)
+        n = len(envelopes)
+        del envelopes  # the measured loops start with the same heap as a fresh process would
+        gc.collect()
+        log(f"produced at {produce_rate:,.0f} records/s; measuring consume-and-discard")
+        discard = [await consume_and_discard(settings, n, args.batch) for _ in range(2)]
+        log(f"consume-and-discard {discard[0]:,.0f} / {discard[1]:,.0f} records/s; consume and decode")
+        decode_rate = await consume_and_discard(settings, n, args.batch, decode=True)
+        log(f"consume-and-decode {decode_rate:,.0f} records/s; replaying into the views")
+        cpu = time.process_time()
+        report = await rebuild(settings, "bench", batch_records=args.batch)
+        cpu = time.process_time() - cpu
+        if report.applied != n:
+            raise SystemExit(f"projection applied {report.applied} of {n} events")
+        log(f"projection replay {report.rate:,.0f} records/s; naive projection on {args.naive_events:,} events")
+        naive_rate = await naive(settings, min(args.naive_events, n))
+    finally:
+        if not args.keep:
+            conn = await asyncpg.connect(admin_dsn)
+            await conn.execute(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)')
+            await conn.close()
+            admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
+            await admin.start()
+            try:
+                await admin.delete_topics([n for n, _, _ in all_topics(settings)])
+            finally:
+                await admin.close()
+    consume_rate = max(discard)
+    result = {
+        "events": n,
+        "leads": args.leads,
+        "campaigns": args.campaigns,
+        "partitions_per_topic": args.partitions,
+        "batch_records": args.batch,
+        "produce_records_per_s": round(produce_rate),
+        "consume_discard_records_per_s": round(consume_rate),
+        "consume_discard_runs": [round(d) for d in discard],
+        "consume_decode_records_per_s": round(decode_rate),
+        "projection_replay_records_per_s": round(report.rate),
+        "projection_replay_seconds": round(report.seconds, 2),
+        "projection_replay_phases_s": {k: round(v, 2) for k, v in report.phases.items()},
+        "projection_cpu_us_per_event": round(cpu / n * 1e6, 1),
+        "naive_records_per_s": round(naive_rate, 1),
+        "naive_events": min(args.naive_events, n),
+        "ratio_projection_vs_consume": round(report.rate / consume_rate, 3),
+        "ratio_projection_vs_naive": round(report.rate / naive_rate, 1),
+        "targets": {"projection_vs_consume": TARGET_VS_CONSUME, "projection_vs_naive": TARGET_VS_NAIVE},
+        "cpu_count": os.cpu_count(),
+        "python": platform.python_version(),
+        "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    result["meets_targets"] = (
+        result["ratio_projection_vs_consume"] >= TARGET_VS_CONSUME
+        and result["ratio_projection_vs_naive"] >= TARGET_VS_NAIVE
+    )
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")  # noqa: ASYNC240 - once, at the end
+    rows = [
+        ("events", f"{n:,}"),
+        ("consume-and-discard", f"{consume_rate:,.0f} records/s"),
+        ("consume + decode only", f"{decode_rate:,.0f} records/s (the contract's decode(), no views)"),
+        ("projection replay", f"{report.rate:,.0f} records/s ({report.seconds:.1f} s)"),
+        ("naive (1 tx/event)", f"{naive_rate:,.0f} records/s (on {result['naive_events']:,} events)"),
+        ("projection / consume", f"{result['ratio_projection_vs_consume']:.1%} (target >= {TARGET_VS_CONSUME:.0%})"),
+        ("projection / naive", f"{result['ratio_projection_vs_naive']:.1f}x (target >= {TARGET_VS_NAIVE:.0f}x)"),
+    ]
+    for name, value in rows:
+        print(f"{name:<22} {value}")
+    print(f"written to {out}")
+    return 0
+
+
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
+    """Command-line options."""
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--events", type=int, default=200_000, help="events to produce (default 200,000)")
+    p.add_argument("--leads", type=int, default=1_000)
+    p.add_argument("--campaigns", type=int, default=20)
+    p.add_argument("--partitions", type=int, default=6, help="partitions per topic")
+    p.add_argument("--batch", type=int, default=5_000, help="records per projection transaction")
+    p.add_argument("--naive-events", type=int, default=3_000, help="events the naive projection processes")
+    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--out", default=str(ROOT / "bench" / "results" / "projection.json"))
+    p.add_argument("--keep", action="store_true", help="keep the topics and the database afterwards")
+    return p.parse_args(argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(asyncio.run(main(parse())))

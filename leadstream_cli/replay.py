@@ -1,0 +1,177 @@
+"""``leadstream replay``: rebuild the views from the log into a fresh schema, then promote it atomically.
+
+leadstream replay --from-beginning --into rebuild1        # every event since offset 0
+leadstream replay --since 2026-01-05T00:00:00Z --into jan  # events from a time on (also: --since 7d)
+leadstream replay --from-beginning --campaign <id> --into c1
+leadstream views checksum --schema projection_rebuild1     # compare with `leadstream views checksum`
+leadstream replay --promote rebuild1                       # swap it in (the old views are kept, renamed)
+leadstream replay --drop retired_20260105120000000000      # remove a rebuild or retired views
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from datetime import UTC, datetime, timedelta
+from typing import Annotated
+from uuid import UUID
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+replay_app = typer.Typer(
+    help="Rebuild the projection's views from the event log into a fresh schema, and promote it.",
+    invoke_without_command=True,
+    no_args_is_help=True,
+)
+console = Console()
+
+_DURATION = re.compile(r"^(\d+)\s*([smhdw])$")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+def parse_time(value: str, *, now: datetime | None = None) -> datetime:
+    """An ISO 8601 time (UTC when it has no offset) or a duration ago such as ``30m``, ``12h``, ``7d``."""
+    value = value.strip()
+    m = _DURATION.match(value)
+    if m:
+        return (now or datetime.now(UTC)) - timedelta(**{_UNITS[m.group(2)]: int(m.group(1))})
+    try:
+        t = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise typer.BadParameter(
+            f"{value!r} is not an ISO 8601 time (2026-01-05T08:00:00Z) or a duration (7d)"
+        ) from None
+    return t if t.tzinfo else t.replace(tzinfo=UTC)
+
+
+def progress_bar() -> Progress:
+    """A progress bar showing records done, records per second and the records still to read (lag)."""
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]:>9,.0f} records/s"),
+        TextColumn("lag {task.fields[lag]:>9,}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+    )
+
+
+@replay_app.callback()
+def replay(
+    from_beginning: Annotated[bool, typer.Option("--from-beginning", help="Read every topic from offset 0.")] = False,
+    since: Annotated[
+        str | None, typer.Option(help="Read from this time on: ISO 8601 (2026-01-05T08:00:00Z) or a duration (7d).")
+    ] = None,
+    campaign: Annotated[
+        UUID | None, typer.Option(help="Keep only this campaign's events (plus events of no campaign).")
+    ] = None,
+    into: Annotated[str | None, typer.Option(help="Name of the rebuild: views go to schema projection_<NAME>.")] = None,
+    promote: Annotated[
+        str | None, typer.Option(help="Swap the rebuild NAME in as the live views (one transaction).")
+    ] = None,
+    drop: Annotated[
+        str | None, typer.Option(help="Drop the schema projection_<NAME> (a rebuild or retired views).")
+    ] = None,
+    replace: Annotated[bool, typer.Option(help="Rebuild into NAME even if it exists (drops it first).")] = False,
+    force: Annotated[bool, typer.Option(help="Promote a partial or unfinished rebuild anyway.")] = False,
+    batch: Annotated[int, typer.Option(min=1, help="Records per transaction.")] = 5000,
+) -> None:
+    """Rebuild the views (--from-beginning | --since, --into NAME), or --promote NAME, or --drop NAME."""
+    from services.projection.replay import ReplayError
+    from services.projection.settings import ProjectionSettings
+
+    settings = ProjectionSettings()
+    actions = [a for a in (promote, drop, into) if a is not None]
+    if len(actions) != 1:
+        raise typer.BadParameter("give exactly one of --into NAME (rebuild), --promote NAME or --drop NAME")
+    try:
+        if promote is not None:
+            _promote(settings, promote, force)
+        elif drop is not None:
+            _drop(settings, drop)
+        else:
+            if from_beginning == (since is not None):
+                raise typer.BadParameter("a rebuild needs exactly one of --from-beginning or --since TIME")
+            assert into is not None
+            _rebuild(settings, into, parse_time(since) if since else None, campaign, replace, batch)
+    except (ReplayError, ValueError) as exc:
+        console.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(1) from None
+
+
+def _rebuild(
+    settings: object, name: str, since: datetime | None, campaign: UUID | None, replace: bool, batch: int
+) -> None:
+    from services.projection.replay import ReplayProgress, rebuild
+    from services.projection.settings import ProjectionSettings
+
+    assert isinstance(settings, ProjectionSettings)
+    where = f"from {since.isoformat()}" if since else "from offset 0"
+    console.print(
+        f"rebuilding the views {where}{f' for campaign {campaign}' if campaign else ''} into [bold]projection_{name}[/]"
+    )
+    with progress_bar() as bar:
+        task: TaskID = bar.add_task("replay", total=None, rate=0.0, lag=0)
+
+        def show(p: ReplayProgress) -> None:
+            bar.update(task, total=p.total, completed=p.done, rate=p.rate, lag=p.remaining)
+
+        report = asyncio.run(
+            rebuild(
+                settings, name, since=since, campaign=campaign, replace=replace, batch_records=batch, on_progress=show
+            )
+        )
+    table = Table(
+        "records read",
+        "events applied",
+        "duplicates",
+        "undecodable",
+        "filtered",
+        "seconds",
+        "records/s",
+        title=f"rebuilt {report.schema}",
+    )
+    table.add_row(
+        f"{report.records:,}",
+        f"{report.applied:,}",
+        f"{report.duplicates:,}",
+        f"{report.undecodable:,}",
+        f"{report.filtered:,}",
+        f"{report.seconds:.1f}",
+        f"{report.rate:,.0f}",
+    )
+    console.print(table)
+    console.print(
+        f"compare: leadstream views checksum --schema {report.schema}\npromote: leadstream replay --promote {name}"
+    )
+
+
+def _promote(settings: object, name: str, force: bool) -> None:
+    from services.projection.replay import promote
+    from services.projection.settings import ProjectionSettings
+
+    assert isinstance(settings, ProjectionSettings)
+    result = asyncio.run(promote(settings, name, force=force))
+    kept = f"; the previous views are kept as [bold]{result.retired}[/]" if result.retired else ""
+    console.print(f"[green]promoted[/] projection_{name} -> {result.promoted}{kept}")
+
+
+def _drop(settings: object, name: str) -> None:
+    from services.projection.replay import drop
+    from services.projection.settings import ProjectionSettings
+
+    assert isinstance(settings, ProjectionSettings)
+    console.print(f"[green]dropped[/] {asyncio.run(drop(settings, name))}")

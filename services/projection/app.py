@@ -1,0 +1,41 @@
+"""Projection wiring: settings -> batch consumer over the four topics -> views -> HTTP API."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+from services.runtime.clock import Clock
+from services.runtime.service import Service
+
+from .api import build_router
+from .consumer import ProjectionConsumer
+from .settings import ProjectionSettings
+from .store import metadata, runtime_tables, views
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def build(settings: ProjectionSettings | None = None, clock: Clock | None = None) -> Service:
+    """The projection service, ready to start. Its consumer is ``service.app.state.projection``."""
+    settings = settings or ProjectionSettings()
+    clock = clock or settings.clock()
+    service = Service(
+        settings,
+        metadata=metadata,
+        tables=runtime_tables,
+        migrations_dir=MIGRATIONS,
+        clock=clock,
+        title="leadstream projection",
+    )
+    consumer = ProjectionConsumer(settings, views, service.broker)
+    service.app.state.projection = consumer
+    service.add_task(consumer.run)
+
+    async def consumer_lag() -> str | None:
+        return await consumer.not_ready_reason()
+
+    service.add_readiness_check(consumer_lag)
+    waiting = timedelta(hours=settings.projection_waiting_after_h)
+    service.include_router(build_router(views, service.engine, clock, waiting))
+    return service

@@ -1,0 +1,950 @@
+"""The projection's pure logic: what each event contributes to the views, and how contributions combine.
+
+Every view row is a set of *registers* whose merge is commutative, associative and idempotent on
+distinct events, so the views depend only on the SET of events applied, never on arrival order:
+
+- last-writer-wins groups keyed by an ordering key ``time|type rank|event id`` (a later fact wins,
+  whichever arrives first);
+- maxima (pipeline rank, last event time), minima (first event time);
+- boolean ORs (replied, completed, enrolled, ...);
+- sums (invites sent, failed actions, ...), safe because each event is applied at most once (the
+  applier deduplicates by event id).
+
+The applier reduces a batch with :func:`merge_patch` and upserts with SQL that implements the same
+merge (see ``store.upsert_sql``). No I/O here; times come from the events or are passed in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from functools import cached_property
+from typing import Any, NamedTuple
+from uuid import UUID
+
+from leadstream_schemas import (
+    AccountConnected,
+    AccountConnectionRequested,
+    AccountDeleted,
+    AccountStatusChanged,
+    ActionFailed,
+    ActionSkipped,
+    CampaignCreated,
+    CampaignDeleted,
+    CampaignFinished,
+    CampaignLaunched,
+    CampaignNeedsReview,
+    CampaignPaused,
+    CampaignResumed,
+    CampaignScheduled,
+    CommentDrafted,
+    CommentPosted,
+    EmailSent,
+    Envelope,
+    Event,
+    InviteAccepted,
+    InviteSent,
+    LeadCompleted,
+    LeadDiscovered,
+    LeadEmailEnriched,
+    LeadEmailNotFound,
+    LeadEnrichmentFailed,
+    LeadEnrolled,
+    LeadEvent,
+    LeadProfileEnriched,
+    LeadUnsubscribed,
+    MessageApproved,
+    MessageEdited,
+    MessageGenerated,
+    MessageRejected,
+    MessageSent,
+    PostLiked,
+    Replied,
+    SearchFinished,
+    SearchPageCompleted,
+    SearchStarted,
+    VideoFailed,
+    VideoGenerated,
+    VideoRequested,
+)
+
+Patch = dict[str, Any]
+
+# -- pipeline stages and workflow labels ----------------------------------------------------------
+
+STAGES: dict[int, str] = {
+    1: "Discovered",
+    2: "Profile Enriched",
+    3: "Email Enriched",
+    4: "Message Generated",
+    5: "Outreach Active",
+    6: "Completed",
+    7: "Replied",
+}
+"""Pipeline stage by rank; a lead's stage is the highest rank any of its events reached."""
+
+WORKFLOW_LABELS: dict[str, str] = {
+    "signal_matched": "signal matched",
+    "resolved": "resolved",
+    "ready": "ready",
+    "comment_draft_ready": "comment draft ready",
+    "comment_sent": "comment sent",
+    "comment_skipped": "comment skipped",
+    "comment_failed": "comment failed",
+    "liked": "liked",
+    "like_skipped": "like skipped",
+    "like_failed": "like failed",
+    "invite_sent": "invite sent",
+    "invite_pending": "invite pending",
+    "invite_skipped": "invite skipped",
+    "invite_failed": "invite failed",
+    "message_sent": "message sent",
+    "message_pending": "message pending",
+    "message_skipped": "message skipped",
+    "message_failed": "message failed",
+    "email_sent": "email sent",
+    "email_blocked": "email blocked",
+    "email_dry_run": "email dry-run",
+    "email_no_contact": "email no-contact",
+    "email_pending": "email pending",
+    "email_skipped": "email skipped",
+    "email_suppressed": "email suppressed",
+    "email_duplicate": "email duplicate",
+    "email_failed": "email failed",
+    "generating_video": "generating video",
+    "workflow_running": "workflow running",
+    "unsubscribed": "unsubscribed",
+    "replied": "replied",
+    "completed": "completed",
+}
+"""Detailed workflow stage codes (API filter values) and their display labels."""
+
+STATUSES = ("queued", "in_progress", "replied", "completed", "unsubscribed")
+"""Result-table status of a lead in a campaign (derived in SQL from the lead's flags)."""
+
+ACTIVITY_CATEGORIES = (
+    "matched",
+    "engaged",
+    "invite_sent",
+    "message_sent",
+    "waiting_acceptance",
+    "skipped",
+    "processing",
+)
+"""How the activity feed summarises a lead's latest row."""
+
+CAMPAIGN_STATES = ("pending", "scheduled", "running", "paused", "needs_review", "finished", "deleted")
+
+# Lifecycle order of event types: breaks ties between events stamped with the same time (one handler
+# emits several events with one clock reading), so a timeline reads in causal order.
+_TYPE_ORDER: tuple[type[Event], ...] = (
+    CampaignCreated,
+    CampaignScheduled,
+    CampaignLaunched,
+    CampaignPaused,
+    CampaignResumed,
+    CampaignNeedsReview,
+    CampaignFinished,
+    CampaignDeleted,
+    AccountConnectionRequested,
+    AccountConnected,
+    AccountStatusChanged,
+    AccountDeleted,
+    SearchStarted,
+    SearchPageCompleted,
+    SearchFinished,
+    LeadDiscovered,
+    LeadProfileEnriched,
+    LeadEmailEnriched,
+    LeadEmailNotFound,
+    LeadEnrichmentFailed,
+    LeadEnrolled,
+    VideoRequested,
+    VideoGenerated,
+    VideoFailed,
+    MessageGenerated,
+    MessageRejected,
+    MessageEdited,
+    MessageApproved,
+    CommentDrafted,
+    CommentPosted,
+    PostLiked,
+    InviteSent,
+    InviteAccepted,
+    MessageSent,
+    EmailSent,
+    ActionSkipped,
+    ActionFailed,
+    Replied,
+    LeadUnsubscribed,
+    LeadCompleted,
+)
+TYPE_RANK: dict[str, int] = {cls.event_type: i + 1 for i, cls in enumerate(_TYPE_ORDER)}
+
+# -- merge specifications -----------------------------------------------------------------------
+
+
+_REGISTER, _MAX, _MIN, _ANY, _SUM = "register", "max", "min", "any", "sum"
+
+
+@dataclass(frozen=True)
+class MergeSpec:
+    """How contributions to one view table combine (the same rules in Python and in the SQL upsert).
+
+    ``registers`` maps an ordering-key column to the value columns it guards: the group with the
+    greatest key wins as a whole. ``maximum``/``minimum`` keep the extreme, ``any`` ORs booleans,
+    ``total`` adds counts.
+    """
+
+    table: str
+    key: tuple[str, ...]
+    registers: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    maximum: tuple[str, ...] = ()
+    minimum: tuple[str, ...] = ()
+    any: tuple[str, ...] = ()
+    total: tuple[str, ...] = ()
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """Every column this spec writes, key first."""
+        cols: list[str] = list(self.key)
+        for k, values in self.registers.items():
+            cols.append(k)
+            cols.extend(values)
+        cols.extend(self.maximum + self.minimum + self.any + self.total)
+        return tuple(cols)
+
+    @cached_property
+    def kinds(self) -> dict[str, str]:
+        """How each merged column combines (register keys, maxima, minima, ORs, sums)."""
+        out = dict.fromkeys(self.registers, _REGISTER)
+        out.update(dict.fromkeys(self.maximum, _MAX))
+        out.update(dict.fromkeys(self.minimum, _MIN))
+        out.update(dict.fromkeys(self.any, _ANY))
+        out.update(dict.fromkeys(self.total, _SUM))
+        return out
+
+    def neutral(self, column: str) -> Any:
+        """The value of a column a patch does not touch."""
+        if column in self.any:
+            return False
+        if column in self.total:
+            return 0
+        return None
+
+    @cached_property
+    def defaults(self) -> tuple[tuple[str, Any], ...]:
+        """(column, neutral value) in column order."""
+        return tuple((c, self.neutral(c)) for c in self.columns)
+
+    @cached_property
+    def merge(self) -> Callable[[Patch, Mapping[str, Any]], Patch]:
+        """:func:`merge_patch` for this spec, compiled with the columns unrolled (it runs per event).
+
+        Equivalent to :func:`merge_patch` (a test checks it on random patches).
+        """
+        lines = ["def merge(acc, patch):", "    get = patch.get", "    cur_of = acc.get"]
+
+        def extreme(col: str, op: str) -> list[str]:
+            return [
+                f"    v = get({col!r})",
+                "    if v is not None:",
+                f"        cur = cur_of({col!r})",
+                f"        if cur is None or v {op} cur:",
+                f"            acc[{col!r}] = v",
+            ]
+
+        for key_col, values in self.registers.items():
+            lines += extreme(key_col, ">")
+            lines += [f"            acc[{c!r}] = get({c!r})" for c in values]
+        for c in self.maximum:
+            lines += extreme(c, ">")
+        for c in self.minimum:
+            lines += extreme(c, "<")
+        for c in self.any:
+            lines += [f"    if get({c!r}):", f"        acc[{c!r}] = True"]
+        for c in self.total:
+            lines += [f"    v = get({c!r})", "    if v:", f"        acc[{c!r}] = cur_of({c!r}, 0) + v"]
+        lines.append("    return acc")
+        namespace: dict[str, Any] = {}
+        exec(compile("\n".join(lines), f"<merge {self.table}>", "exec"), namespace)
+        merge: Callable[[Patch, Mapping[str, Any]], Patch] = namespace["merge"]
+        return merge
+
+    @cached_property
+    def row_key(self) -> Callable[[Mapping[str, Any]], tuple[Any, ...]]:
+        """The primary key of a patch, as a tuple."""
+        getters = self.key
+        return lambda patch: tuple([patch[k] for k in getters])
+
+
+LEAD_STATE = MergeSpec(
+    table="lead_state",
+    key=("workspace_id", "lead_id"),
+    registers={
+        "disc_key": (
+            "source",
+            "search_id",
+            "source_group_id",
+            "disc_name",
+            "disc_title",
+            "disc_company",
+            "disc_linkedin_url",
+            "disc_location",
+            "signal",
+        ),
+        "prof_key": ("prof_name", "prof_headline", "prof_company", "prof_linkedin_url", "prof_city"),
+        "email_key": ("email", "email_status"),
+        "label_key": ("label",),
+        "video_key": ("video_url",),
+    },
+    maximum=("pipeline_rank", "last_event_at"),
+    minimum=("first_event_at",),
+    any=("replied", "completed", "unsubscribed"),
+    total=("event_count",),
+)
+
+LEAD_CAMPAIGN = MergeSpec(
+    table="lead_campaign",
+    key=("workspace_id", "campaign_id", "lead_id"),
+    registers={"label_key": ("label",), "enroll_key": ("account_id",), "video_key": ("video_url",)},
+    maximum=("last_event_at",),
+    minimum=("first_event_at",),
+    any=("enrolled", "invite_accepted", "replied", "completed", "unsubscribed"),
+    total=(
+        "invites_sent",
+        "messages_sent",
+        "emails_sent",
+        "comments_posted",
+        "likes",
+        "failed_actions",
+        "skipped_actions",
+        "videos_generated",
+        "event_count",
+    ),
+)
+
+CAMPAIGNS = MergeSpec(
+    table="campaigns",
+    key=("workspace_id", "campaign_id"),
+    registers={
+        "created_key": (
+            "name",
+            "audience_type",
+            "audience_ref",
+            "workflow",
+            "pace",
+            "delivery",
+            "video",
+            "account_count",
+            "parent_campaign_id",
+            "created_at",
+        ),
+        "state_key": ("state", "state_detail"),
+        "schedule_key": ("next_run_at",),
+        "launch_key": ("launched_at",),
+    },
+    maximum=("last_event_at",),
+    any=("deleted",),
+)
+
+ACCOUNTS = MergeSpec(
+    table="accounts",
+    key=("workspace_id", "account_id"),
+    registers={"profile_key": ("display_name", "provider"), "status_key": ("status", "healthy")},
+    any=("deleted",),
+)
+
+SEARCHES = MergeSpec(
+    table="searches",
+    key=("workspace_id", "search_id"),
+    registers={
+        "started_key": ("name", "kind", "source_group_id", "target_count"),
+        "status_key": ("status", "next_run_at"),
+    },
+    maximum=("pages", "total_new"),
+)
+
+SPECS: tuple[MergeSpec, ...] = (LEAD_STATE, LEAD_CAMPAIGN, CAMPAIGNS, ACCOUNTS, SEARCHES)
+
+
+def merge_patch(spec: MergeSpec, acc: Patch, patch: Mapping[str, Any]) -> Patch:
+    """Fold ``patch`` into ``acc`` (in place) by the rules of ``spec``; commutative for distinct events."""
+    kinds = spec.kinds
+    for col, v in patch.items():
+        kind = kinds.get(col)
+        if kind is None or v is None:
+            continue  # key columns, register values (moved with their key), untouched extremes
+        if kind == _REGISTER:
+            cur = acc.get(col)
+            if cur is None or v > cur:
+                acc[col] = v
+                for c in spec.registers[col]:
+                    acc[c] = patch.get(c)
+        elif kind == _MAX:
+            cur = acc.get(col)
+            if cur is None or v > cur:
+                acc[col] = v
+        elif kind == _MIN:
+            cur = acc.get(col)
+            if cur is None or v < cur:
+                acc[col] = v
+        elif kind == _ANY:
+            if v:
+                acc[col] = True
+        else:
+            acc[col] = acc.get(col, 0) + v
+    return acc
+
+
+def row_values(spec: MergeSpec, patch: Mapping[str, Any]) -> list[Any]:
+    """A reduced patch as values in ``spec.columns`` order (untouched columns neutral)."""
+    get = patch.get
+    return [get(c, neutral) for c, neutral in spec.defaults]
+
+
+# -- contributions of one event -----------------------------------------------------------------
+
+
+class TimelineRow(NamedTuple):
+    """One line of a lead's timeline (fields in column order). ``summary`` has an ``{account}`` field."""
+
+    event_id: UUID
+    workspace_id: str
+    lead_id: UUID
+    event_time: datetime
+    type_rank: int
+    event_type: str
+    campaign_id: UUID | None
+    account_id: UUID | None
+    step_id: str | None
+    summary: str
+
+
+@dataclass
+class Contribution:
+    """Everything one event changes in the views (patches keyed by table)."""
+
+    timeline: TimelineRow | None = None
+    patches: list[tuple[MergeSpec, tuple[Any, ...], Patch]] = field(default_factory=list)  # (spec, row key, patch)
+    group_member: tuple[str, UUID, UUID] | None = None  # (workspace, source group, lead)
+    new_audience: tuple[str, UUID] | None = None  # (workspace, campaign) whose audience became known
+
+    def add(self, spec: MergeSpec, patch: Patch, key: tuple[Any, ...] | None = None) -> None:
+        """Add a patch of ``spec``'s table (``key`` is its primary key, computed when not given)."""
+        self.patches.append((spec, key if key is not None else spec.row_key(patch), patch))
+
+
+_ORIGIN = datetime(1, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+
+def order_key(time: datetime, event_type: str, event_id: UUID) -> str:
+    """The last-writer-wins key of an event: sorts by time, then lifecycle order, then id (bytewise).
+
+    Time is counted in microseconds since year 1, zero-padded, so string order is time order.
+    """
+    t = time if time.tzinfo else time.replace(tzinfo=UTC)
+    return f"{(t - _ORIGIN) // _MICROSECOND:018d}|{TYPE_RANK.get(event_type, 99):03d}|{event_id.hex}"
+
+
+def _esc(text: str | None, limit: int = 280) -> str:
+    """User text inside a summary format string: braces escaped, shortened."""
+    if not text:
+        return ""
+    text = " ".join(text.split())
+    if len(text) > limit:
+        text = text[: limit - 1] + "…"
+    return text.replace("{", "{{").replace("}", "}}")
+
+
+def _human(code: str) -> str:
+    return code.replace("_", " ")
+
+
+def _channel_label(channel: str, state: str) -> str:
+    return {"invite": "invite", "message": "message", "email": "email", "comment": "comment"}[channel] + "_" + state
+
+
+def _pending_label(channel: str) -> str:
+    return "comment_draft_ready" if channel == "comment" else _channel_label(channel, "pending")
+
+
+_EMAIL_SKIP_LABELS = {
+    "blocked": "email_blocked",
+    "dry_run": "email_dry_run",
+    "no_contact": "email_no_contact",
+    "suppressed": "email_suppressed",
+    "duplicate": "email_duplicate",
+}
+
+
+Details = tuple[int, str | None, str]
+"""(pipeline rank, workflow label or None, summary format string) of a lead event."""
+
+_ACCOUNT = "{account}"  # filled with the account's display name when read (render_summary)
+_DETAILS: dict[type[Event], Callable[[Any], Details]] = {}
+
+
+def _details(cls: type[Event]) -> Callable[[Callable[[Any], Details]], Callable[[Any], Details]]:
+    """Register the details function of one lead event type (dispatch by exact type is cheap)."""
+
+    def deco(fn: Callable[[Any], Details]) -> Callable[[Any], Details]:
+        _DETAILS[cls] = fn
+        return fn
+
+    return deco
+
+
+@_details(LeadDiscovered)
+def _d_lead_discovered(data: LeadDiscovered) -> Details:
+    who = _esc(data.full_name) or "A lead"
+    role = ", ".join(_esc(x) for x in (data.title, data.company) if x)
+    text = f"{who}{f' ({role})' if role else ''} discovered via {_human(data.source.value)}"
+    if data.fit_signals:
+        text += f"; signal: {_esc(data.fit_signals[0].detail, 120)}"
+    return 1, "signal_matched", text
+
+
+@_details(LeadProfileEnriched)
+def _d_lead_profile_enriched(data: LeadProfileEnriched) -> Details:
+    text = f"Profile enriched: {_esc(data.full_name)}"
+    if data.headline:
+        text += f", {_esc(data.headline)}"
+    if data.recent_posts:
+        text += f" ({len(data.recent_posts)} recent post{'s' if len(data.recent_posts) != 1 else ''})"
+    return 2, "resolved", text
+
+
+@_details(LeadEmailEnriched)
+def _d_lead_email_enriched(data: LeadEmailEnriched) -> Details:
+    return 3, "ready", f"Verified email found: {_esc(data.email)}"
+
+
+@_details(LeadEmailNotFound)
+def _d_lead_email_not_found(data: LeadEmailNotFound) -> Details:
+    detail = f" ({_esc(data.detail)})" if data.detail else ""
+    return 3, "ready", f"No usable email: {_human(data.reason)}{detail}"
+
+
+@_details(LeadEnrichmentFailed)
+def _d_lead_enrichment_failed(data: LeadEnrichmentFailed) -> Details:
+    return 3, "ready", f"Enrichment failed at {data.stage}: {_esc(data.reason)}"
+
+
+@_details(MessageGenerated)
+def _d_message_generated(data: MessageGenerated) -> Details:
+    step = f" for step {_esc(data.step_id)}" if data.step_id else ""
+    review = ", awaiting review" if data.needs_review else ""
+    hook = f"{_human(data.hook.kind)}: {_esc(data.hook.detail, 120)}"
+    text = f"{data.channel.value.capitalize()} draft generated{step} (hook {hook}){review}"
+    return 4, _pending_label(data.channel.value), text
+
+
+@_details(MessageApproved)
+def _d_message_approved(data: MessageApproved) -> Details:
+    how = " automatically" if data.auto else ""
+    return 4, _pending_label(data.channel.value), f"{data.channel.value.capitalize()} draft approved{how}"
+
+
+@_details(MessageEdited)
+def _d_message_edited(data: MessageEdited) -> Details:
+    text = f"{data.channel.value.capitalize()} draft edited: {_esc(data.text, 160)}"
+    return 4, _pending_label(data.channel.value), text
+
+
+@_details(MessageRejected)
+def _d_message_rejected(data: MessageRejected) -> Details:
+    why = f": {_esc(data.reason)}" if data.reason else ""
+    return 4, _pending_label(data.channel.value), f"{data.channel.value.capitalize()} draft rejected{why}"
+
+
+@_details(LeadEnrolled)
+def _d_lead_enrolled(data: LeadEnrolled) -> Details:
+    return 5, "workflow_running", f"Enrolled in the campaign on account {_ACCOUNT}"
+
+
+@_details(VideoRequested)
+def _d_video_requested(data: VideoRequested) -> Details:
+    return 5, "generating_video", f"Personalised video requested (template {_esc(data.template_id)})"
+
+
+@_details(VideoGenerated)
+def _d_video_generated(data: VideoGenerated) -> Details:
+    return 5, "workflow_running", f"Video generated: {_esc(data.video_url)}"
+
+
+@_details(VideoFailed)
+def _d_video_failed(data: VideoFailed) -> Details:
+    return 5, "workflow_running", f"Video failed ({_human(data.reason)}); continuing without it"
+
+
+@_details(CommentDrafted)
+def _d_comment_drafted(data: CommentDrafted) -> Details:
+    return 5, "comment_draft_ready", f"Comment drafted for approval: {_esc(data.text, 160)}"
+
+
+@_details(CommentPosted)
+def _d_comment_posted(data: CommentPosted) -> Details:
+    return 5, "comment_sent", f"Comment posted from account {_ACCOUNT}: {_esc(data.text, 160)}"
+
+
+@_details(PostLiked)
+def _d_post_liked(data: PostLiked) -> Details:
+    return 5, "liked", f"Post liked from account {_ACCOUNT}"
+
+
+@_details(InviteSent)
+def _d_invite_sent(data: InviteSent) -> Details:
+    note = f"with note: {_esc(data.note)}" if data.note else "without a note"
+    video = f" and video {_esc(data.video_url)}" if data.video_url else ""
+    return 5, "invite_sent", f"Invite sent from account {_ACCOUNT} {note}{video}"
+
+
+@_details(InviteAccepted)
+def _d_invite_accepted(data: InviteAccepted) -> Details:
+    return 5, "workflow_running", "Invite accepted"
+
+
+@_details(MessageSent)
+def _d_message_sent(data: MessageSent) -> Details:
+    video = f" (video {_esc(data.video_url)})" if data.video_url else ""
+    return 5, "message_sent", f"Message sent from account {_ACCOUNT}: {_esc(data.text, 200)}{video}"
+
+
+@_details(EmailSent)
+def _d_email_sent(data: EmailSent) -> Details:
+    return 5, "email_sent", f"Email sent from account {_ACCOUNT} to {_esc(data.to)}: {_esc(data.subject)}"
+
+
+@_details(ActionSkipped)
+def _d_action_skipped(data: ActionSkipped) -> Details:
+    action, reason = data.action.value, data.reason.value
+    label = _EMAIL_SKIP_LABELS.get(reason, "email_skipped") if action == "email" else f"{action}_skipped"
+    detail = f" ({_esc(data.detail)})" if data.detail else ""
+    return 5, label, f"{action.capitalize()} skipped: {_human(reason)}{detail}"
+
+
+@_details(ActionFailed)
+def _d_action_failed(data: ActionFailed) -> Details:
+    retry = "; will retry" if data.retryable else ""
+    detail = f" ({_esc(data.detail)})" if data.detail else ""
+    text = f"{data.action.value.capitalize()} failed: {_esc(data.reason)}{detail}{retry}"
+    return 5, f"{data.action.value}_failed", text
+
+
+@_details(Replied)
+def _d_replied(data: Replied) -> Details:
+    ooo = " (out of office)" if data.out_of_office else ""
+    excerpt = f": {_esc(data.excerpt, 200)}" if data.excerpt else ""
+    return 7, "replied", f"Replied by {data.channel.value}{ooo}{excerpt}"
+
+
+@_details(LeadCompleted)
+def _d_lead_completed(data: LeadCompleted) -> Details:
+    return 6, "completed", f"Completed the sequence ({data.steps_done} steps) without replying"
+
+
+@_details(LeadUnsubscribed)
+def _d_lead_unsubscribed(data: LeadUnsubscribed) -> Details:
+    return 5, "unsubscribed", f"Unsubscribed ({_human(data.via)})"
+
+
+def lead_details(data: LeadEvent) -> Details:
+    """(pipeline rank, workflow label, summary format) of a lead event."""
+    fn = _DETAILS.get(type(data))
+    if fn is None:
+        return 1, None, _esc(type(data).__name__)
+    return fn(data)
+
+
+def render_summary(summary: str, account_name: str | None, account_id: UUID | str | None) -> str:
+    """A stored summary with the account filled in (display name when known, else a short id)."""
+    name = account_name or (f"{str(account_id)[:8]}" if account_id else "unknown")
+    try:
+        return summary.format(account=name)
+    except (KeyError, IndexError, ValueError):
+        return summary
+
+
+def contribution(env: Envelope[Event]) -> Contribution:
+    """What ``env`` contributes to the views."""
+    data = env.data
+    if isinstance(data, LeadEvent):
+        return _lead_contribution(env, data)
+    key = order_key(env.time, env.type, env.id)
+    ws = env.workspace_id
+    out = Contribution()
+    match data:
+        case CampaignCreated():
+            video = bool(data.video_template_id or data.video_template)
+            workflow = data.workflow.get("preset") or data.workflow.get("name") or ("custom" if data.workflow else None)
+            pace = data.delivery.get("pace")
+            patch: Patch = {
+                "workspace_id": ws,
+                "campaign_id": data.campaign_id,
+                "created_key": key,
+                "name": data.name,
+                "audience_type": data.audience.type,
+                "audience_ref": data.audience.ref,
+                "workflow": str(workflow) if workflow is not None else None,
+                "pace": str(pace) if pace is not None else None,
+                "delivery": data.delivery,
+                "video": video,
+                "account_count": len(data.account_ids),
+                "parent_campaign_id": data.parent_campaign_id,
+                "created_at": env.time,
+                "state_key": key,
+                "state": "pending",
+                "state_detail": None,
+            }
+            out.new_audience = (ws, data.campaign_id)
+        case CampaignScheduled():
+            patch = _campaign_state(ws, data.campaign_id, key, "scheduled", None)
+            patch.update(schedule_key=key, next_run_at=data.next_run_at)
+        case CampaignLaunched():
+            skipped = ", ".join(f"{k}: {v}" for k, v in sorted(data.skipped_accounts.items())) or None
+            patch = _campaign_state(ws, data.campaign_id, key, "running", skipped)
+            patch.update(schedule_key=key, next_run_at=None, launch_key=key, launched_at=env.time)
+        case CampaignPaused():
+            patch = _campaign_state(ws, data.campaign_id, key, "paused", data.reason)
+        case CampaignResumed():
+            patch = _campaign_state(ws, data.campaign_id, key, "running", data.reason)
+        case CampaignFinished():
+            patch = _campaign_state(ws, data.campaign_id, key, "finished", None)
+        case CampaignNeedsReview():
+            patch = _campaign_state(ws, data.campaign_id, key, "needs_review", data.message)
+        case CampaignDeleted():
+            patch = {"workspace_id": ws, "campaign_id": data.campaign_id, "deleted": True}
+        case AccountConnectionRequested():
+            out.add(ACCOUNTS, _account_status(ws, data.account_id, key, "pending", False))
+            return out
+        case AccountConnected():
+            acc = _account_status(ws, data.account_id, key, "connected", True)
+            acc.update(profile_key=key, display_name=data.display_name, provider=data.provider)
+            out.add(ACCOUNTS, acc)
+            return out
+        case AccountStatusChanged():
+            out.add(ACCOUNTS, _account_status(ws, data.account_id, key, data.status, data.healthy))
+            return out
+        case AccountDeleted():
+            out.add(ACCOUNTS, {"workspace_id": ws, "account_id": data.account_id, "deleted": True})
+            return out
+        case SearchStarted():
+            search: Patch = {
+                "workspace_id": ws,
+                "search_id": data.search_id,
+                "started_key": key,
+                "name": data.name,
+                "kind": data.kind,
+                "source_group_id": data.source_group_id,
+                "target_count": data.target_count,
+                "status_key": key,
+                "status": "running",
+                "next_run_at": None,
+            }
+            out.add(SEARCHES, search)
+            return out
+        case SearchPageCompleted():
+            search = {"workspace_id": ws, "search_id": data.search_id, "pages": data.page, "total_new": data.total_new}
+            out.add(SEARCHES, search)
+            return out
+        case SearchFinished():
+            search = {
+                "workspace_id": ws,
+                "search_id": data.search_id,
+                "status_key": key,
+                "status": data.reason,
+                "next_run_at": data.next_run_at,
+                "total_new": data.total_new,
+            }
+            out.add(SEARCHES, search)
+            return out
+        case _:
+            return out  # an account lease or a future type: nothing to show
+    patch["last_event_at"] = env.time
+    out.add(CAMPAIGNS, patch)
+    return out
+
+
+def _campaign_state(ws: str, campaign_id: UUID, key: str, state: str, detail: str | None) -> Patch:
+    return {"workspace_id": ws, "campaign_id": campaign_id, "state_key": key, "state": state, "state_detail": detail}
+
+
+def _account_status(ws: str, account_id: UUID, key: str, status: str, healthy: bool) -> Patch:
+    return {"workspace_id": ws, "account_id": account_id, "status_key": key, "status": status, "healthy": healthy}
+
+
+def _campaign_of(env: Envelope[Event], data: LeadEvent) -> UUID | None:
+    if data.campaign_id is not None:
+        return data.campaign_id
+    if env.campaign_id:
+        try:
+            return UUID(env.campaign_id)
+        except ValueError:
+            return None
+    return None
+
+
+_COUNTERS: dict[type[Event], str] = {
+    VideoGenerated: "videos_generated",
+    InviteSent: "invites_sent",
+    MessageSent: "messages_sent",
+    EmailSent: "emails_sent",
+    CommentPosted: "comments_posted",
+    PostLiked: "likes",
+    ActionFailed: "failed_actions",
+    ActionSkipped: "skipped_actions",
+}
+
+
+_FLAGS: dict[type[Event], str] = {Replied: "replied", LeadCompleted: "completed", LeadUnsubscribed: "unsubscribed"}
+
+
+def _lead_contribution(env: Envelope[Event], data: LeadEvent) -> Contribution:
+    ws, t, cls, event_type = env.workspace_id, env.time, type(data), env.type
+    key = order_key(t, event_type, env.id)
+    rank, label, summary = lead_details(data)
+    fields = data.__dict__  # a pydantic model's field values; getattr() on a missing field is slow
+    lead_id = fields["lead_id"]
+    account_id: UUID | None = fields.get("account_id")
+    campaign_id = _campaign_of(env, data)
+    out = Contribution(
+        timeline=TimelineRow(
+            env.id,
+            ws,
+            lead_id,
+            t,
+            TYPE_RANK.get(event_type, 99),
+            event_type,
+            campaign_id,
+            account_id,
+            fields.get("step_id"),
+            summary,
+        )
+    )
+    # Untouched columns are left out: the reducer and the upsert treat a missing column as neutral.
+    lead: Patch = {
+        "workspace_id": ws,
+        "lead_id": lead_id,
+        "pipeline_rank": rank,
+        "last_event_at": t,
+        "first_event_at": t,
+        "event_count": 1,
+    }
+    if label is not None:
+        lead["label_key"] = key
+        lead["label"] = label
+    flag = _FLAGS.get(cls)
+    if flag is not None:
+        lead[flag] = True
+    if cls is LeadDiscovered:
+        assert isinstance(data, LeadDiscovered)
+        lead.update(
+            disc_key=key,
+            source=data.source.value,
+            search_id=data.search_id,
+            source_group_id=data.source_group_id,
+            disc_name=data.full_name or _join_name(data.first_name, data.last_name),
+            disc_title=data.title,
+            disc_company=data.company,
+            disc_linkedin_url=data.linkedin_url,
+            disc_location=data.location,
+            signal=data.fit_signals[0].detail if data.fit_signals else None,
+        )
+        if data.source_group_id is not None:
+            out.group_member = (ws, data.source_group_id, data.lead_id)
+    elif cls is LeadProfileEnriched:
+        assert isinstance(data, LeadProfileEnriched)
+        lead.update(
+            prof_key=key,
+            prof_name=data.full_name,
+            prof_headline=data.headline,
+            prof_company=data.company_name,
+            prof_linkedin_url=data.linkedin_url,
+            prof_city=data.city,
+        )
+    elif cls is LeadEmailEnriched:
+        lead.update(email_key=key, email=fields.get("email"), email_status="verified")
+    elif cls is LeadEmailNotFound:
+        lead.update(email_key=key, email=None, email_status=fields.get("reason"))
+    elif cls is VideoGenerated:
+        lead.update(video_key=key, video_url=fields.get("video_url"))
+    out.patches.append((LEAD_STATE, (ws, lead_id), lead))
+    if campaign_id is None:
+        return out
+    lc: Patch = {
+        "workspace_id": ws,
+        "campaign_id": campaign_id,
+        "lead_id": lead_id,
+        "last_event_at": t,
+        "first_event_at": t,
+        "event_count": 1,
+    }
+    if flag is not None:
+        lc[flag] = True
+    if label is not None:
+        lc["label_key"] = key
+        lc["label"] = label
+    counter = _COUNTERS.get(cls)
+    if counter is not None:
+        lc[counter] = 1
+    if cls is LeadEnrolled:
+        lc.update(enrolled=True, enroll_key=key, account_id=account_id)
+    elif cls is VideoGenerated:
+        lc.update(video_key=key, video_url=fields.get("video_url"))
+    elif cls is InviteAccepted:
+        lc["invite_accepted"] = True
+    out.patches.append((LEAD_CAMPAIGN, (ws, campaign_id, lead_id), lc))
+    return out
+
+
+def _join_name(first: str | None, last: str | None) -> str | None:
+    name = " ".join(p for p in (first, last) if p)
+    return name or None
+
+
+# -- reading ------------------------------------------------------------------------------------
+
+
+def stage_name(rank: int | None) -> str:
+    """The pipeline stage name of a rank."""
+    return STAGES.get(rank or 1, STAGES[1])
+
+
+def rate(numerator: int, denominator: int) -> float:
+    """A ratio in [0, 1], 0 when nothing was attempted."""
+    return round(numerator / denominator, 4) if denominator else 0.0
+
+
+def activity_category(
+    stage: str | None,
+    last_event_at: datetime | None,
+    now: datetime,
+    waiting_after: timedelta,
+    invite_accepted: bool = False,
+) -> str:
+    """How the activity feed summarises a lead's row (see :data:`ACTIVITY_CATEGORIES`)."""
+    stage = stage or "signal_matched"
+    if stage in {"signal_matched", "resolved", "ready"}:
+        return "matched"
+    if stage in {"replied", "liked", "comment_sent"} or (stage == "workflow_running" and invite_accepted):
+        return "engaged"
+    if stage == "invite_sent":
+        if last_event_at is not None and now - last_event_at >= waiting_after:
+            return "waiting_acceptance"
+        return "invite_sent"
+    if stage in {"message_sent", "email_sent", "completed"}:
+        return "message_sent"
+    if stage.endswith(("_skipped", "_failed")) or stage in set(_EMAIL_SKIP_LABELS.values()) | {"unsubscribed"}:
+        return "skipped"
+    return "processing"
+
+
+def count_categories(categories: Iterable[str]) -> dict[str, int]:
+    """Counts per activity category (every category present, zero when absent)."""
+    counts = dict.fromkeys(ACTIVITY_CATEGORIES, 0)
+    for c in categories:
+        counts[c] = counts.get(c, 0) + 1
+    return counts

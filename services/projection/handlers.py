@@ -1,0 +1,363 @@
+"""The batch applier: applies a batch of records to the views and stores the consumed offsets in ONE transaction.
+
+This is what gives the projection its exactly-once effect:
+
+- the transaction first takes the schema's apply lock (one writer at a time per schema, so replicas
+  and a rebalance never interleave half-batches) and reads the stored offsets of the batch's partitions;
+- a partition whose stored offset is ahead of where the consumer fetched from (another replica got
+  there first) has its already-applied records skipped; one whose stored offset is behind (the views
+  were swapped by a promotion, or the consumer's idea of its position is stale) is not applied at all
+  and the consumer is told to seek back;
+- events are deduplicated by event id (``seen_events``, written in the same transaction), so even a
+  record produced twice changes nothing;
+- contributions are reduced in memory per row and written with set-based statements (array
+  parameters with ``unnest``, binary COPY, upserts that merge commutatively): a fixed handful of
+  round trips per batch, whatever its size.
+
+The Python work (reducing a batch into column arrays) is done by :meth:`BatchApplier.plan` before the
+transaction, assuming every event is new; the transaction redoes it only for the rare batch in which
+some records were already applied.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+from leadstream_schemas import Envelope, Event
+
+from . import domain
+from .domain import Contribution, MergeSpec, Patch, TimelineRow
+from .store import TIMELINE_COLUMNS, Views, WriteSql, pg_type, write_sql
+
+TP = tuple[str, int]
+"""(physical topic, partition)."""
+
+
+@dataclass
+class Item:
+    """One consumed record: where it came from and, when it decoded, its envelope and contribution."""
+
+    topic: str
+    partition: int
+    offset: int
+    envelope: Envelope[Event] | None = None
+    contribution: Contribution | None = None
+    error: tuple[str, str] | None = None  # (code, message) when the record did not decode
+    record: Any = None  # the raw consumer record, for dead-lettering
+
+
+def prepare(item: Item) -> Item:
+    """Compute the item's contribution (pure; done outside the transaction to keep it short)."""
+    if item.envelope is not None and item.contribution is None:
+        item.contribution = domain.contribution(item.envelope)
+    return item
+
+
+@dataclass
+class ApplyResult:
+    """What a batch did: events applied, duplicates skipped, and where each partition stands now."""
+
+    applied: int = 0
+    duplicates: int = 0
+    filtered: int = 0
+    dead_lettered: int = 0
+    next_offsets: dict[TP, int] = field(default_factory=dict)
+    seeks: dict[TP, int] = field(default_factory=dict)
+
+
+DeadLetter = Callable[[Item], Awaitable[None]]
+
+
+@dataclass
+class Writes:
+    """The statements' parameters for a set of new events."""
+
+    event_ids: list[UUID]
+    timeline: list[TimelineRow]
+    upserts: dict[str, list[list[Any]]]
+    groups: list[tuple[str, UUID, UUID]]
+    audience_campaigns: list[UUID]
+    touched_leads: list[UUID]
+    touched_campaigns: list[tuple[str, UUID]]
+
+
+@dataclass
+class Plan:
+    """A batch grouped by partition, deduplicated, with its writes computed as if every event were new."""
+
+    by_tp: dict[TP, list[Item]]
+    events: dict[UUID, Item]
+    writes: Writes
+    duplicates: int
+    filtered: int
+    undecodable: int = 0
+
+
+def _campaign_of(env: Envelope[Event]) -> str | None:
+    value = getattr(env.data, "campaign_id", None)
+    if value is not None:
+        return str(value)
+    return env.campaign_id
+
+
+class BatchApplier:
+    """Applies batches of decoded records to the views of one schema.
+
+    ``campaign`` restricts a replay to one campaign: events of other campaigns are skipped, events that
+    belong to no campaign (discovery, enrichment, accounts, searches) are kept as shared context.
+    ``since`` skips events that happened before it (their event time, not their append time).
+    ``refresh_summaries=False`` leaves the campaign summaries to one :meth:`refresh_all_summaries` at
+    the end (a rebuild, whose views nobody reads before it completes).
+    """
+
+    def __init__(
+        self,
+        views: Views,
+        *,
+        campaign: UUID | None = None,
+        since: datetime | None = None,
+        refresh_summaries: bool = True,
+    ) -> None:
+        self.views = views
+        self.refresh_summaries = refresh_summaries
+        self.sql: WriteSql = write_sql(views)
+        self.campaign = str(campaign) if campaign else None
+        self.since = since
+        self._jsonb = {
+            spec.table: [i for i, c in enumerate(spec.columns) if pg_type(views.table(spec).c[c]) == "jsonb"]
+            for spec in domain.SPECS
+        }
+
+    def wanted(self, env: Envelope[Event]) -> bool:
+        """Whether a replay restricted to one campaign or a time keeps ``env``."""
+        if self.since is not None and env.time < self.since:
+            return False
+        if self.campaign is None:
+            return True
+        owner = _campaign_of(env)
+        return owner is None or owner == self.campaign
+
+    # -- Python side ------------------------------------------------------------------------------
+
+    def planner(self) -> Planner:
+        """An incremental :class:`Plan` builder (feed it chunks, yield to the event loop in between)."""
+        return Planner(self)
+
+    def plan(self, items: Iterable[Item]) -> Plan:
+        """Group, deduplicate and reduce a batch (records in offset order per partition). Pure CPU."""
+        planner = self.planner()
+        planner.add(items)
+        return planner.finish()
+
+    def writes(self, items: Iterable[Item]) -> Writes:
+        """Reduce the contributions of ``items`` (distinct, new events) into statement parameters."""
+        reducer = _Reducer(self)
+        for it in items:
+            reducer.add(it)
+        return reducer.finish()
+
+    def _columns(self, spec: MergeSpec, patches: Iterable[Patch]) -> list[list[Any]]:
+        rows = [domain.row_values(spec, p) for p in patches]
+        columns = [list(col) for col in zip(*rows, strict=True)]
+        for i in self._jsonb[spec.table]:
+            columns[i] = [None if v is None else json.dumps(v, sort_keys=True, default=str) for v in columns[i]]
+        return columns
+
+    # -- the transaction --------------------------------------------------------------------------
+
+    async def apply(
+        self,
+        conn: asyncpg.Connection,
+        items: Sequence[Item] | Plan,
+        expected: dict[TP, int | None],
+        dead_letter: DeadLetter | None = None,
+    ) -> ApplyResult:
+        """Apply a batch (records of one poll, in offset order per partition, or its plan) in one transaction.
+
+        ``expected`` is, per partition, the offset the consumer fetched from (None or absent: unknown).
+        ``dead_letter`` is awaited for each applied record that did not decode, before the commit.
+        """
+        plan = items if isinstance(items, Plan) else self.plan(items)
+        result = ApplyResult(duplicates=plan.duplicates, filtered=plan.filtered)
+        if not plan.by_tp:
+            return result
+        tps = sorted(plan.by_tp)
+        async with conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", self.sql.lock_id)
+            rows = await conn.fetch(self.sql.fence, [t for t, _ in tps], [p for _, p in tps])
+            stored: dict[TP, int | None] = {(r["topic"], r["partition"]): r["next_offset"] for r in rows}
+            kept: list[Item] = []
+            trimmed = False
+            for tp in tps:
+                recs = plan.by_tp[tp]
+                have = stored.get(tp)
+                if have is None:  # nothing applied from this partition yet: the consumer started at its beginning
+                    kept.extend(recs)
+                    result.next_offsets[tp] = recs[-1].offset + 1
+                    continue
+                exp = expected.get(tp)
+                if exp is not None and have < exp:
+                    result.seeks[tp] = have  # the views are behind the consumer: re-read from where they are
+                    trimmed = True
+                    continue
+                fresh = [r for r in recs if r.offset >= have]
+                if not fresh:
+                    result.seeks[tp] = have  # everything here was applied already (by another replica)
+                    trimmed = True
+                    continue
+                trimmed = trimmed or len(fresh) != len(recs)
+                kept.extend(fresh)
+                result.next_offsets[tp] = recs[-1].offset + 1
+            if dead_letter is not None:
+                for it in kept:
+                    if it.envelope is None:
+                        await dead_letter(it)
+                        result.dead_lettered += 1
+            events = plan.events
+            if trimmed:
+                keep = {id(it) for it in kept}
+                events = {eid: it for eid, it in events.items() if id(it) in keep}
+            writes = plan.writes
+            if events:
+                ids = list(events)
+                new_ids = {r[0] for r in await conn.fetch(self.sql.insert_seen, ids)}
+                result.duplicates += len(ids) - len(new_ids)
+                result.applied = len(new_ids)
+                if trimmed or len(new_ids) != len(ids):
+                    writes = self.writes(it for eid, it in events.items() if eid in new_ids)
+                if new_ids:
+                    await self._write(conn, writes)
+            if result.next_offsets:
+                ordered = sorted(result.next_offsets.items())
+                await conn.execute(
+                    self.sql.store_offsets,
+                    [t for (t, _), _ in ordered],
+                    [p for (_, p), _ in ordered],
+                    [o for _, o in ordered],
+                )
+        return result
+
+    async def refresh_all_summaries(self, conn: asyncpg.Connection) -> None:
+        """Recompute every campaign summary from the lead rows (one statement)."""
+        async with conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", self.sql.lock_id)
+            await conn.execute(self.sql.refresh_all_summaries)
+
+    async def _write(self, conn: asyncpg.Connection, w: Writes) -> None:
+        if w.timeline:
+            # Binary COPY: these ids were just added to seen_events, so none of the rows can exist yet.
+            await conn.copy_records_to_table(
+                "timeline", schema_name=self.views.schema, columns=TIMELINE_COLUMNS, records=w.timeline
+            )
+        for spec in domain.SPECS:
+            columns = w.upserts.get(spec.table)
+            if columns:
+                await conn.execute(self.sql.upserts[spec.table], *columns)
+        if w.groups:
+            await conn.execute(
+                self.sql.insert_groups, [g[0] for g in w.groups], [g[1] for g in w.groups], [g[2] for g in w.groups]
+            )
+        if w.groups or w.audience_campaigns:
+            await conn.execute(self.sql.derive_membership, [g[2] for g in w.groups], w.audience_campaigns)
+        if self.refresh_summaries and (w.touched_leads or w.touched_campaigns):
+            await conn.execute(
+                self.sql.refresh_summary,
+                w.touched_leads,
+                [ws for ws, _ in w.touched_campaigns],
+                [c for _, c in w.touched_campaigns],
+            )
+
+
+class _Reducer:
+    """Folds contributions into one patch per view row, plus the sets the derived statements need."""
+
+    def __init__(self, applier: BatchApplier) -> None:
+        self.applier = applier
+        self.reduced: dict[str, dict[tuple[Any, ...], Patch]] = {spec.table: {} for spec in domain.SPECS}
+        self.ids: list[UUID] = []
+        self.timeline: list[TimelineRow] = []
+        self.groups: set[tuple[str, UUID, UUID]] = set()
+        self.audiences: set[UUID] = set()
+        self.touched_leads: set[UUID] = set()
+        self.touched_campaigns: set[tuple[str, UUID]] = set()
+
+    def add(self, it: Item) -> None:
+        c = it.contribution
+        if c is None or it.envelope is None:
+            return
+        self.ids.append(it.envelope.id)
+        for spec, key, patch in c.patches:
+            table = self.reduced[spec.table]
+            acc = table.get(key)
+            if acc is None:
+                table[key] = dict(patch)
+            else:
+                spec.merge(acc, patch)
+            if spec is domain.CAMPAIGNS:
+                self.touched_campaigns.add((patch["workspace_id"], patch["campaign_id"]))
+        if c.timeline is not None:
+            self.timeline.append(c.timeline)
+            self.touched_leads.add(c.timeline.lead_id)
+        if c.group_member is not None:
+            self.groups.add(c.group_member)
+        if c.new_audience is not None:
+            self.audiences.add(c.new_audience[1])
+
+    def finish(self) -> Writes:
+        upserts = {
+            spec.table: self.applier._columns(spec, patches.values())
+            for spec in domain.SPECS
+            if (patches := self.reduced[spec.table])
+        }
+        return Writes(
+            event_ids=self.ids,
+            timeline=self.timeline,
+            upserts=upserts,
+            groups=sorted(self.groups, key=lambda g: (g[0], g[1].int, g[2].int)),
+            audience_campaigns=sorted(self.audiences, key=lambda u: u.int),
+            touched_leads=list(self.touched_leads),
+            touched_campaigns=sorted(self.touched_campaigns, key=lambda c: (c[0], c[1].int)),
+        )
+
+
+class Planner:
+    """Builds a :class:`Plan` from chunks of a batch, so decoding can interleave with a transaction in flight."""
+
+    def __init__(self, applier: BatchApplier) -> None:
+        self.applier = applier
+        self.by_tp: dict[TP, list[Item]] = {}
+        self.events: dict[UUID, Item] = {}
+        self.duplicates = 0
+        self.filtered = 0
+        self.undecodable = 0
+        self.reducer = _Reducer(applier)
+        self.filtering = applier.campaign is not None or applier.since is not None
+
+    def add(self, items: Iterable[Item]) -> None:
+        """Add records (in offset order per partition)."""
+        for it in items:
+            self.by_tp.setdefault((it.topic, it.partition), []).append(it)
+            env = it.envelope
+            if env is None:
+                self.undecodable += 1
+                continue
+            if self.filtering and not self.applier.wanted(env):
+                self.filtered += 1
+            elif env.id in self.events:
+                self.duplicates += 1
+            else:
+                self.events[env.id] = prepare(it)
+                self.reducer.add(it)
+
+    def __len__(self) -> int:
+        return sum(len(v) for v in self.by_tp.values())
+
+    def finish(self) -> Plan:
+        """The plan of everything added."""
+        return Plan(self.by_tp, self.events, self.reducer.finish(), self.duplicates, self.filtered, self.undecodable)

@@ -1,0 +1,30 @@
+"""Projection settings (``LEADSTREAM_*``)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from services.runtime.settings import RuntimeSettings
+
+
+class ProjectionSettings(RuntimeSettings):
+    """Settings of the projection service."""
+
+    service_name: str = "projection"
+    http_port: int = 8106
+    projection_batch_max_records: int = Field(2000, ge=1, description="Records applied per transaction at most.")
+    projection_ready_max_lag: int = Field(
+        1000, ge=0, description="/readyz reports not-ready while any partition is further behind than this."
+    )
+    projection_resync_interval_s: float = Field(
+        1.0, gt=0, description="When idle, how often the stored offsets are compared with the consumer's position."
+    )
+    projection_waiting_after_h: float = Field(
+        24.0, ge=0, description="An invite older than this without acceptance shows as 'waiting acceptance'."
+    )
+    projection_crash_after_batches: int = Field(
+        0,
+        ge=0,
+        description="Fault injection for reliability tests: SIGKILL this process right after the N-th batch's "
+        "database commit, before the Kafka offset commit. 0 (the default) disables it.",
+    )

@@ -1,0 +1,505 @@
+"""The projection's tables. The live views are in schema ``projection``; a replay builds the same tables
+in ``projection_<name>`` and a promotion renames schemas, so readers always use the stable name.
+
+Every view row is keyed by workspace. Columns ending in ``_key`` are last-writer-wins ordering keys
+(``time|type rank|event id``, compared bytewise: collation "C"). Generated columns derive what the API
+shows (display name, effective stage, status) from the stored facts, so they need no maintenance.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Computed,
+    DateTime,
+    Index,
+    Integer,
+    MetaData,
+    SmallInteger,
+    Table,
+    Text,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.types import TypeEngine
+
+from services.runtime.db import service_metadata
+
+from .domain import MergeSpec, TimelineRow
+
+SCHEMA = "projection"
+REPLAY_PREFIX = "projection_"
+_SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+
+def check_schema_name(schema: str) -> str:
+    """``schema`` if it is a safe unquoted identifier (it is interpolated into SQL), else ValueError."""
+    if not _SCHEMA_NAME.match(schema):
+        raise ValueError(f"invalid schema name {schema!r}: use lowercase letters, digits and underscores")
+    return schema
+
+
+def replay_schema(name: str) -> str:
+    """The schema a replay named ``name`` builds into."""
+    if not re.match(r"^[a-z0-9_]{1,40}$", name):
+        raise ValueError(f"invalid replay name {name!r}: use 1-40 lowercase letters, digits and underscores")
+    return REPLAY_PREFIX + name
+
+
+def _key() -> Text:
+    return Text(collation="C")
+
+
+def _flag(name: str) -> Column[bool]:
+    return Column(name, Boolean, nullable=False, server_default=text("false"))
+
+
+def _count(name: str) -> Column[int]:
+    return Column(name, Integer, nullable=False, server_default=text("0"))
+
+
+# Rows updated by nearly every batch keep free space so updates stay on their page (HOT, no index writes).
+_HOT = {"fillfactor": "70"}
+
+_STAGE_SQL = (
+    "CASE WHEN replied THEN 'replied' WHEN unsubscribed THEN 'unsubscribed' WHEN completed THEN 'completed' "
+    "ELSE label END"
+)
+
+
+SUMMARY_COUNTS: tuple[str, ...] = (
+    "leads",
+    "queued",
+    "in_progress",
+    "resolved",
+    "invited_leads",
+    "invites_sent",
+    "accepted",
+    "waiting_acceptance",
+    "messages_sent",
+    "emails_sent",
+    "comments_posted",
+    "likes",
+    "contacted",
+    "failed_actions",
+    "skipped_actions",
+    "replied",
+    "completed",
+    "unsubscribed",
+    "videos_generated",
+)
+"""The counters of a campaign summary, in column order."""
+
+
+@dataclass(frozen=True)
+class Views:
+    """The view tables of one schema (the live one or a replay's)."""
+
+    schema: str
+    timeline: Table
+    lead_state: Table
+    lead_campaign: Table
+    lead_groups: Table
+    campaigns: Table
+    campaign_summary: Table
+    accounts: Table
+    searches: Table
+    offsets: Table
+    seen_events: Table
+    replay_info: Table
+
+    def table(self, spec: MergeSpec) -> Table:
+        """The table a merge spec writes."""
+        table: Table = getattr(self, spec.table)
+        return table
+
+    @property
+    def checksummed(self) -> tuple[Table, ...]:
+        """The tables whose content is the views (what ``views checksum`` digests)."""
+        return (
+            self.timeline,
+            self.lead_state,
+            self.lead_campaign,
+            self.lead_groups,
+            self.campaigns,
+            self.campaign_summary,
+            self.accounts,
+            self.searches,
+        )
+
+
+def build_views(metadata: MetaData) -> Views:
+    """Define every view table in ``metadata`` (whose ``schema`` decides where they live)."""
+    timeline = Table(
+        "timeline",
+        metadata,
+        # The key is the read order of a lead's timeline; event ids are unique through seen_events.
+        Column("workspace_id", Text, primary_key=True),
+        Column("lead_id", UUID(as_uuid=True), primary_key=True),
+        Column("event_time", DateTime(timezone=True), primary_key=True),
+        Column("type_rank", SmallInteger, primary_key=True),
+        Column("event_id", UUID(as_uuid=True), primary_key=True),
+        Column("event_type", Text, nullable=False),
+        Column("campaign_id", UUID(as_uuid=True)),
+        Column("account_id", UUID(as_uuid=True)),
+        Column("step_id", Text),
+        Column("summary", Text, nullable=False),
+    )
+    lead_state = Table(
+        "lead_state",
+        metadata,
+        Column("workspace_id", Text, primary_key=True),
+        Column("lead_id", UUID(as_uuid=True), primary_key=True),
+        Column("disc_key", _key()),
+        Column("source", Text),
+        Column("search_id", UUID(as_uuid=True)),
+        Column("source_group_id", UUID(as_uuid=True)),
+        Column("disc_name", Text),
+        Column("disc_title", Text),
+        Column("disc_company", Text),
+        Column("disc_linkedin_url", Text),
+        Column("disc_location", Text),
+        Column("signal", Text),
+        Column("prof_key", _key()),
+        Column("prof_name", Text),
+        Column("prof_headline", Text),
+        Column("prof_company", Text),
+        Column("prof_linkedin_url", Text),
+        Column("prof_city", Text),
+        Column("email_key", _key()),
+        Column("email", Text),
+        Column("email_status", Text),
+        Column("label_key", _key()),
+        Column("label", Text),
+        Column("video_key", _key()),
+        Column("video_url", Text),
+        Column("pipeline_rank", SmallInteger),
+        Column("last_event_at", DateTime(timezone=True)),
+        Column("first_event_at", DateTime(timezone=True)),
+        _flag("replied"),
+        _flag("completed"),
+        _flag("unsubscribed"),
+        _count("event_count"),
+        Column("name", Text, Computed("coalesce(prof_name, disc_name)", persisted=True)),
+        Column("sort_name", Text, Computed("lower(coalesce(prof_name, disc_name, ''))", persisted=True)),
+        Column("headline", Text, Computed("coalesce(prof_headline, disc_title)", persisted=True)),
+        Column("company", Text, Computed("coalesce(prof_company, disc_company)", persisted=True)),
+        Column("linkedin_url", Text, Computed("coalesce(prof_linkedin_url, disc_linkedin_url)", persisted=True)),
+        Column("stage", Text, Computed(_STAGE_SQL, persisted=True)),
+        postgresql_with=_HOT,
+    )
+    lead_campaign = Table(
+        "lead_campaign",
+        metadata,
+        Column("workspace_id", Text, primary_key=True),
+        Column("campaign_id", UUID(as_uuid=True), primary_key=True),
+        Column("lead_id", UUID(as_uuid=True), primary_key=True),
+        Column("label_key", _key()),
+        Column("label", Text),
+        Column("enroll_key", _key()),
+        Column("account_id", UUID(as_uuid=True)),
+        Column("video_key", _key()),
+        Column("video_url", Text),
+        Column("last_event_at", DateTime(timezone=True)),
+        Column("first_event_at", DateTime(timezone=True)),
+        _flag("enrolled"),
+        _flag("invite_accepted"),
+        _flag("replied"),
+        _flag("completed"),
+        _flag("unsubscribed"),
+        _count("invites_sent"),
+        _count("messages_sent"),
+        _count("emails_sent"),
+        _count("comments_posted"),
+        _count("likes"),
+        _count("failed_actions"),
+        _count("skipped_actions"),
+        _count("videos_generated"),
+        _count("event_count"),
+        Column("stage", Text, Computed(_STAGE_SQL, persisted=True)),
+        Column(
+            "status",
+            Text,
+            Computed(
+                "CASE WHEN replied THEN 'replied' WHEN unsubscribed THEN 'unsubscribed' "
+                "WHEN completed THEN 'completed' WHEN enrolled THEN 'in_progress' ELSE 'queued' END",
+                persisted=True,
+            ),
+        ),
+        Column("done", Boolean, Computed("replied OR completed OR unsubscribed", persisted=True)),
+        Index(None, "lead_id"),
+        postgresql_with=_HOT,
+    )
+    lead_groups = Table(
+        "lead_groups",
+        metadata,
+        Column("workspace_id", Text, primary_key=True),
+        Column("source_group_id", UUID(as_uuid=True), primary_key=True),
+        Column("lead_id", UUID(as_uuid=True), primary_key=True),
+        Index(None, "lead_id"),
+    )
+    campaigns = Table(
+        "campaigns",
+        metadata,
+        Column("workspace_id", Text, primary_key=True),
+        Column("campaign_id", UUID(as_uuid=True), primary_key=True),
+        Column("created_key", _key()),
+        Column("name", Text),
+        Column("audience_type", Text),
+        Column("audience_ref", Text),
+        Column("workflow", Text),
+        Column("pace", Text),
+        Column("delivery", JSONB),
+        Column("video", Boolean),
+        Column("account_count", Integer),
+        Column("parent_campaign_id", UUID(as_uuid=True)),
+        Column("created_at", DateTime(timezone=True)),
+        Column("state_key", _key()),
+        Column("state", Text),
+        Column("state_detail", Text),
+        Column("schedule_key", _key()),
+        Column("next_run_at", DateTime(timezone=True)),
+        Column("launch_key", _key()),
+        Column("launched_at", DateTime(timezone=True)),
+        Column("last_event_at", DateTime(timezone=True)),
+        _flag("deleted"),
+        Column(
+            "effective_state",
+            Text,
+            Computed("CASE WHEN deleted THEN 'deleted' ELSE coalesce(state, 'pending') END", persisted=True),
+        ),
+    )
+    campaign_summary = Table(
+        "campaign_summary",
+        metadata,
+        Column("workspace_id", Text, primary_key=True),
+        Column("campaign_id", UUID(as_uuid=True), primary_key=True),
+        *[_count(c) for c in SUMMARY_COUNTS],
+        postgresql_with=_HOT,
+    )
+    accounts = Table(
+        "accounts",
+        metadata,
+        Column("workspace_id", Text, primary_key=True),
+        Column("account_id", UUID(as_uuid=True), primary_key=True),
+        Column("profile_key", _key()),
+        Column("display_name", Text),
+        Column("provider", Text),
+        Column("status_key", _key()),
+        Column("status", Text),
+        Column("healthy", Boolean),
+        _flag("deleted"),
+    )
+    searches = Table(
+        "searches",
+        metadata,
+        Column("workspace_id", Text, primary_key=True),
+        Column("search_id", UUID(as_uuid=True), primary_key=True),
+        Column("started_key", _key()),
+        Column("name", Text),
+        Column("kind", Text),
+        Column("source_group_id", UUID(as_uuid=True)),
+        Column("target_count", Integer),
+        Column("status_key", _key()),
+        Column("status", Text),
+        Column("next_run_at", Text),
+        Column("pages", Integer),
+        Column("total_new", Integer),
+    )
+    offsets = Table(
+        "offsets",
+        metadata,
+        Column("topic", Text, primary_key=True),
+        Column("partition", Integer, primary_key=True),
+        Column("next_offset", BigInteger),
+    )
+    seen_events = Table("seen_events", metadata, Column("event_id", UUID(as_uuid=True), primary_key=True))
+    replay_info = Table(
+        "replay_info", metadata, Column("key", Text, primary_key=True), Column("value", JSONB, nullable=False)
+    )
+    return Views(
+        schema=str(metadata.schema),
+        timeline=timeline,
+        lead_state=lead_state,
+        lead_campaign=lead_campaign,
+        lead_groups=lead_groups,
+        campaigns=campaigns,
+        campaign_summary=campaign_summary,
+        accounts=accounts,
+        searches=searches,
+        offsets=offsets,
+        seen_events=seen_events,
+        replay_info=replay_info,
+    )
+
+
+metadata, runtime_tables = service_metadata(SCHEMA)
+views = build_views(metadata)
+
+
+def views_for(schema: str) -> Views:
+    """The view tables of another schema (a replay's), for reading or checksumming."""
+    if schema == SCHEMA:
+        return views
+    md, _ = service_metadata(check_schema_name(schema))
+    return build_views(md)
+
+
+# -- SQL for set-based writes (asyncpg, array parameters) ---------------------------------------
+
+_PG_TYPES: tuple[tuple[type[TypeEngine[Any]], str], ...] = (
+    (UUID, "uuid"),
+    (JSONB, "jsonb"),
+    (DateTime, "timestamptz"),
+    (BigInteger, "bigint"),
+    (SmallInteger, "smallint"),
+    (Integer, "integer"),
+    (Boolean, "boolean"),
+    (Text, "text"),
+)
+
+
+def pg_type(column: Column[Any]) -> str:
+    """The Postgres type name of a column (for ``$n::type[]`` casts)."""
+    for cls, name in _PG_TYPES:
+        if isinstance(column.type, cls):
+            return name
+    raise TypeError(f"no Postgres type mapping for {column.name}: {column.type!r}")
+
+
+def _q(schema: str, table: str) -> str:
+    return f'"{check_schema_name(schema)}"."{table}"'
+
+
+def unnest_select(table: Table, columns: tuple[str, ...]) -> str:
+    """``SELECT * FROM unnest($1::t1[], ...)`` for ``columns`` of ``table``."""
+    casts = ", ".join(f"${i + 1}::{pg_type(table.c[c])}[]" for i, c in enumerate(columns))
+    return f"SELECT * FROM unnest({casts})"
+
+
+def upsert_sql(spec: MergeSpec, table: Table) -> str:
+    """An upsert of reduced patches (one array parameter per column) merging by the rules of ``spec``."""
+    cols = spec.columns
+    sets: list[str] = []
+    for key_col, values in spec.registers.items():
+        newer = (
+            f'EXCLUDED.{key_col} IS NOT NULL AND (t.{key_col} IS NULL OR EXCLUDED.{key_col} COLLATE "C" > '
+            f't.{key_col} COLLATE "C")'
+        )
+        for c in (*values, key_col):
+            sets.append(f"{c} = CASE WHEN {newer} THEN EXCLUDED.{c} ELSE t.{c} END")
+    sets += [f"{c} = GREATEST(t.{c}, EXCLUDED.{c})" for c in spec.maximum]
+    sets += [f"{c} = LEAST(t.{c}, EXCLUDED.{c})" for c in spec.minimum]
+    sets += [f"{c} = t.{c} OR EXCLUDED.{c}" for c in spec.any]
+    sets += [f"{c} = t.{c} + EXCLUDED.{c}" for c in spec.total]
+    return (
+        f"INSERT INTO {_q(str(table.schema), table.name)} AS t ({', '.join(cols)}) {unnest_select(table, cols)} "
+        f"ON CONFLICT ({', '.join(spec.key)}) DO UPDATE SET {', '.join(sets)}"
+    )
+
+
+TIMELINE_COLUMNS: tuple[str, ...] = TimelineRow._fields
+
+
+@dataclass(frozen=True)
+class WriteSql:
+    """Every statement the batch applier runs against one schema (built once per schema)."""
+
+    lock_id: int
+    fence: str
+    insert_seen: str
+    upserts: dict[str, str]
+    insert_groups: str
+    derive_membership: str
+    refresh_summary: str
+    refresh_all_summaries: str
+    store_offsets: str
+
+
+def write_sql(v: Views) -> WriteSql:
+    """The applier's statements for the views of ``v``."""
+    import zlib
+
+    from .domain import SPECS
+
+    s = v.schema
+    counts = list(SUMMARY_COUNTS)
+    aggregates = {
+        "leads": "count(*)",
+        "queued": "count(*) FILTER (WHERE NOT lc.enrolled AND NOT lc.done)",
+        "in_progress": "count(*) FILTER (WHERE lc.enrolled AND NOT lc.done)",
+        "resolved": "count(*) FILTER (WHERE ls.pipeline_rank >= 2)",
+        "invited_leads": "count(*) FILTER (WHERE lc.invites_sent > 0)",
+        "invites_sent": "sum(lc.invites_sent)",
+        "accepted": "count(*) FILTER (WHERE lc.invite_accepted)",
+        "waiting_acceptance": "count(*) FILTER (WHERE lc.invites_sent > 0 AND NOT lc.invite_accepted AND NOT lc.done)",
+        "messages_sent": "sum(lc.messages_sent)",
+        "emails_sent": "sum(lc.emails_sent)",
+        "comments_posted": "sum(lc.comments_posted)",
+        "likes": "sum(lc.likes)",
+        "contacted": "count(*) FILTER (WHERE lc.invites_sent + lc.messages_sent + lc.emails_sent > 0)",
+        "failed_actions": "sum(lc.failed_actions)",
+        "skipped_actions": "sum(lc.skipped_actions)",
+        "replied": "count(*) FILTER (WHERE lc.replied)",
+        "completed": "count(*) FILTER (WHERE lc.completed AND NOT lc.replied)",
+        "unsubscribed": "count(*) FILTER (WHERE lc.unsubscribed)",
+        "videos_generated": "sum(lc.videos_generated)",
+    }
+    missing = set(counts) - set(aggregates)
+    if missing:
+        raise RuntimeError(f"no aggregate for summary columns {sorted(missing)}")
+    summary_select = (
+        f"INSERT INTO {_q(s, 'campaign_summary')} AS t (workspace_id, campaign_id, {', '.join(counts)}) "
+        f"SELECT lc.workspace_id, lc.campaign_id, {', '.join(aggregates[c] for c in counts)} "
+        f"FROM {_q(s, 'lead_campaign')} lc "
+    )
+    summary_rest = (
+        f"LEFT JOIN {_q(s, 'lead_state')} ls ON ls.workspace_id = lc.workspace_id AND ls.lead_id = lc.lead_id "
+        f"GROUP BY lc.workspace_id, lc.campaign_id ORDER BY 1, 2 "
+        f"ON CONFLICT (workspace_id, campaign_id) DO UPDATE SET {', '.join(f'{c} = EXCLUDED.{c}' for c in counts)}"
+    )
+    refresh = (
+        f"WITH touched AS ("
+        f" SELECT workspace_id, campaign_id FROM {_q(s, 'lead_campaign')} WHERE lead_id = ANY($1::uuid[])"
+        f" UNION SELECT * FROM unnest($2::text[], $3::uuid[])) "
+        f"{summary_select}JOIN touched USING (workspace_id, campaign_id) {summary_rest}"
+    )
+    membership = (
+        f"INSERT INTO {_q(s, 'lead_campaign')} (workspace_id, campaign_id, lead_id) "
+        f"SELECT c.workspace_id, c.campaign_id, g.lead_id FROM {_q(s, 'campaigns')} c "
+        f"JOIN {_q(s, 'lead_groups')} g ON g.workspace_id = c.workspace_id AND c.audience_type = 'source_group' "
+        f"AND g.source_group_id::text = lower(c.audience_ref) "
+        f"WHERE g.lead_id = ANY($1::uuid[]) OR c.campaign_id = ANY($2::uuid[]) "
+        f"ORDER BY 1, 2, 3 ON CONFLICT DO NOTHING"
+    )
+    return WriteSql(
+        lock_id=zlib.crc32(f"leadstream-projection-apply:{s}".encode()),
+        fence=(
+            f"SELECT topic, partition, next_offset FROM {_q(s, 'offsets')} "
+            f"WHERE (topic, partition) IN (SELECT * FROM unnest($1::text[], $2::integer[])) "
+            f"ORDER BY topic, partition FOR UPDATE"
+        ),
+        insert_seen=(
+            f"INSERT INTO {_q(s, 'seen_events')} (event_id) SELECT * FROM unnest($1::uuid[]) "
+            f"ON CONFLICT (event_id) DO NOTHING RETURNING event_id"
+        ),
+        upserts={spec.table: upsert_sql(spec, v.table(spec)) for spec in SPECS},
+        insert_groups=(
+            f"INSERT INTO {_q(s, 'lead_groups')} (workspace_id, source_group_id, lead_id) "
+            f"SELECT * FROM unnest($1::text[], $2::uuid[], $3::uuid[]) ON CONFLICT DO NOTHING"
+        ),
+        derive_membership=membership,
+        refresh_summary=refresh,
+        refresh_all_summaries=summary_select + summary_rest,
+        store_offsets=(
+            f"INSERT INTO {_q(s, 'offsets')} (topic, partition, next_offset) "
+            f"SELECT * FROM unnest($1::text[], $2::integer[], $3::bigint[]) "
+            f"ON CONFLICT (topic, partition) DO UPDATE SET next_offset = EXCLUDED.next_offset"
+        ),
+    )

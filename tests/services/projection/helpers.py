@@ -1,0 +1,61 @@
+"""Helpers for projection tests: records without a broker, batching, and reading the views."""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+import asyncpg
+from leadstream_schemas import Envelope
+
+from services.projection.handlers import ApplyResult, BatchApplier, Item
+from services.projection.store import Views
+
+NewSchema = Callable[[], Awaitable[Views]]
+"""The ``new_schema`` fixture: makes a freshly migrated projection schema."""
+
+
+def as_items(envelopes: Sequence[Envelope[Any]], partitions: int = 3) -> list[Item]:
+    """Envelopes as consumed records: partition by key hash, offsets counted per partition in list order."""
+    next_offset: dict[tuple[str, int], int] = {}
+    items = []
+    for env in envelopes:
+        tp = (env.topic, zlib.crc32(env.subject.encode()) % partitions)
+        off = next_offset.get(tp, 0)
+        next_offset[tp] = off + 1
+        items.append(Item(tp[0], tp[1], off, env))
+    return items
+
+
+async def apply_all(conn: asyncpg.Connection, views: Views, items: Sequence[Item], batch: int) -> ApplyResult:
+    """Apply ``items`` in batches of ``batch`` records; returns the summed result."""
+    applier = BatchApplier(views)
+    total = ApplyResult()
+    expected: dict[tuple[str, int], int | None] = {}
+    for i in range(0, len(items), batch):
+        r = await applier.apply(conn, items[i : i + batch], expected)
+        expected.update(r.next_offsets)
+        total.applied += r.applied
+        total.duplicates += r.duplicates
+        total.seeks.update(r.seeks)
+    return total
+
+
+async def produce_all(bootstrap: str, prefix: str, envelopes: Sequence[Envelope[Any]]) -> None:
+    """Produce envelopes to their prefixed topics, pipelined (per-key order kept by the idempotent producer)."""
+    import asyncio
+
+    from aiokafka import AIOKafkaProducer
+    from leadstream_schemas import encode
+
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, linger_ms=5)
+    await producer.start()
+    try:
+        futures = []
+        for env in envelopes:
+            key, value, headers = encode(env)
+            futures.append(await producer.send(prefix + env.topic, value=value, key=key, headers=headers))
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()

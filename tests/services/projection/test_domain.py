@@ -1,0 +1,152 @@
+"""The projection's pure logic: commutative merges, stage labels, summaries, activity categories."""
+
+from __future__ import annotations
+
+import random
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from leadstream_schemas import (
+    Action,
+    ActionSkipped,
+    CampaignCreated,
+    Envelope,
+    InviteSent,
+    LeadDiscovered,
+    LeadSource,
+    Replied,
+    SkipReason,
+)
+
+from services.projection import domain
+from services.projection.domain import LEAD_CAMPAIGN, LEAD_STATE, SPECS, MergeSpec, merge_patch
+from services.projection.workload import EPOCH, generate
+
+T0 = datetime(2026, 1, 5, 8, 0, tzinfo=UTC)
+
+
+def env(data: Any, minutes: float = 0, ws: str = "ws") -> Envelope[Any]:
+    return Envelope.new(data, workspace_id=ws, source="test", time=T0 + timedelta(minutes=minutes))
+
+
+def patches_of(spec: MergeSpec, n: int = 400) -> dict[tuple[Any, ...], list[dict[str, Any]]]:
+    """Patches of ``spec``'s table from a generated log, grouped by row key."""
+    out: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
+    for e in generate(leads=12, campaigns=3, seed=2).envelopes[:n]:
+        for s, key, patch in domain.contribution(e).patches:
+            if s is spec:
+                out.setdefault(key, []).append(patch)
+    return out
+
+
+@pytest.mark.parametrize("spec", [LEAD_STATE, LEAD_CAMPAIGN])
+def test_merging_is_order_independent(spec: MergeSpec) -> None:
+    rng = random.Random(3)
+    for patches in patches_of(spec).values():
+        results = []
+        for _ in range(5):
+            shuffled = list(patches)
+            rng.shuffle(shuffled)
+            acc = dict(shuffled[0])
+            for p in shuffled[1:]:
+                merge_patch(spec, acc, p)
+            results.append(domain.row_values(spec, acc))
+        assert all(r == results[0] for r in results)
+
+
+@pytest.mark.parametrize("spec", SPECS)
+def test_compiled_merge_equals_the_reference(spec: MergeSpec) -> None:
+    rng = random.Random(11)
+    for patches in patches_of(spec, n=2000).values():
+        a, b = dict(patches[0]), dict(patches[0])
+        for p in rng.sample(patches, len(patches)):
+            merge_patch(spec, a, p)
+            spec.merge(b, p)
+        assert domain.row_values(spec, a) == domain.row_values(spec, b)
+
+
+def test_last_writer_wins_by_event_time_not_arrival() -> None:
+    lead = uuid.uuid4()
+    early = domain.contribution(env(InviteSent(lead_id=lead, campaign_id=uuid.uuid4()), minutes=1))
+    late = domain.contribution(env(Replied(lead_id=lead, channel="message", received_at=T0), minutes=2))
+    (_, _, p_early), (_, _, p_late) = early.patches[0], late.patches[0]
+    acc = dict(p_late)
+    merge_patch(LEAD_STATE, acc, p_early)  # the earlier fact arrives last
+    assert acc["label"] == "replied" and acc["replied"] and acc["pipeline_rank"] == 7
+    assert acc["first_event_at"] == T0 + timedelta(minutes=1) and acc["event_count"] == 2
+
+
+def test_order_key_sorts_by_time_then_lifecycle_then_id() -> None:
+    eid = uuid.uuid4()
+    same_time = [domain.order_key(T0, t, eid) for t in (LeadDiscovered.event_type, InviteSent.event_type)]
+    assert same_time[0] < same_time[1]
+    assert domain.order_key(T0, Replied.event_type, eid) < domain.order_key(
+        T0 + timedelta(microseconds=1), LeadDiscovered.event_type, eid
+    )
+    other_zone = T0.astimezone(domain.UTC).replace(tzinfo=None)
+    assert domain.order_key(other_zone, InviteSent.event_type, eid) == domain.order_key(T0, InviteSent.event_type, eid)
+
+
+@pytest.mark.parametrize(
+    ("reason", "label"),
+    [
+        (SkipReason.blocked, "email_blocked"),
+        (SkipReason.dry_run, "email_dry_run"),
+        (SkipReason.no_contact, "email_no_contact"),
+        (SkipReason.suppressed, "email_suppressed"),
+        (SkipReason.duplicate, "email_duplicate"),
+        (SkipReason.limit_reached, "email_skipped"),
+    ],
+)
+def test_email_skip_reasons_have_their_own_stage(reason: SkipReason, label: str) -> None:
+    rank, got, summary = domain.lead_details(ActionSkipped(lead_id=uuid.uuid4(), action=Action.email, reason=reason))
+    assert (rank, got) == (5, label)
+    assert got in domain.WORKFLOW_LABELS and summary.startswith("Email skipped: ")
+
+
+def test_summaries_are_human_and_safe_to_format() -> None:
+    account = uuid.uuid4()
+    invite = InviteSent(lead_id=uuid.uuid4(), account_id=account, note="Loved your {post} on outbound")
+    _, label, summary = domain.lead_details(invite)
+    assert label == "invite_sent"
+    rendered = domain.render_summary(summary, "Jane (LinkedIn)", account)
+    assert rendered == "Invite sent from account Jane (LinkedIn) with note: Loved your {post} on outbound"
+    assert domain.render_summary(summary, None, account).startswith(f"Invite sent from account {str(account)[:8]} ")
+    _, _, discovered = domain.lead_details(
+        LeadDiscovered(lead_id=uuid.uuid4(), source=LeadSource.signals, full_name="Ada Adler", company="Bluepeak")
+    )
+    assert domain.render_summary(discovered, None, None) == "Ada Adler (Bluepeak) discovered via signals"
+
+
+def test_lead_event_before_its_campaign_still_joins_the_audience() -> None:
+    group = uuid.uuid4()
+    campaign = CampaignCreated(campaign_id=uuid.uuid4(), name="C", audience={"type": "source_group", "ref": str(group)})
+    lead = LeadDiscovered(lead_id=uuid.uuid4(), source=LeadSource.search, source_group_id=group)
+    c_lead, c_campaign = domain.contribution(env(lead)), domain.contribution(env(campaign, minutes=-5))
+    assert c_lead.group_member == ("ws", group, lead.lead_id)
+    assert c_campaign.new_audience == ("ws", campaign.campaign_id)
+
+
+def test_activity_categories() -> None:
+    now = EPOCH + timedelta(days=3)
+    wait = timedelta(hours=24)
+    assert domain.activity_category("resolved", now, now, wait) == "matched"
+    assert domain.activity_category("invite_sent", now - timedelta(hours=1), now, wait) == "invite_sent"
+    assert domain.activity_category("invite_sent", now - timedelta(days=2), now, wait) == "waiting_acceptance"
+    assert domain.activity_category("workflow_running", now, now, wait, invite_accepted=True) == "engaged"
+    assert domain.activity_category("workflow_running", now, now, wait) == "processing"
+    assert domain.activity_category("email_suppressed", now, now, wait) == "skipped"
+    assert domain.activity_category("replied", now, now, wait) == "engaged"
+    assert domain.activity_category("completed", now, now, wait) == "message_sent"
+    assert domain.count_categories(["matched", "matched", "skipped"]) == {
+        **dict.fromkeys(domain.ACTIVITY_CATEGORIES, 0),
+        "matched": 2,
+        "skipped": 1,
+    }
+
+
+def test_rates() -> None:
+    assert domain.rate(0, 0) == 0.0
+    assert domain.rate(1, 3) == 0.3333
