@@ -25,9 +25,9 @@ from uuid import UUID
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
 from leadstream_schemas import TOPICS
 
+from services.runtime.kafka import client_security, create_admin
 from services.runtime.migrations import upgrade
 from services.runtime.settings import RuntimeSettings
 
@@ -86,7 +86,7 @@ class ReplayReport:
 
 async def topic_partitions(settings: RuntimeSettings, topics: list[str]) -> list[TopicPartition]:
     """Every partition of the given physical topics (ReplayError when one does not exist)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers, client_id="leadstream-replay")
+    admin = create_admin(settings, client_id="leadstream-replay")
     await admin.start()
     try:
         described = await admin.describe_topics(topics)
@@ -112,6 +112,7 @@ def log_consumer(settings: RuntimeSettings, max_records: int) -> AIOKafkaConsume
         max_poll_records=max_records,
         fetch_max_bytes=64 * 1024 * 1024,
         max_partition_fetch_bytes=8 * 1024 * 1024,
+        **client_security(settings),
     )
 
 
