@@ -134,23 +134,13 @@ def demo(
     raise typer.Exit(run_demo(once=once, leads=leads, timeout_s=timeout, env=dict(os.environ)))
 
 
-def _mount_optional() -> None:
-    """Mount the analyst commands (replay, export, views) provided by the projection package."""
-    try:
-        replay = importlib.import_module("leadstream_cli.replay")
-        app.add_typer(replay.replay_app, name="replay")
-    except (ImportError, AttributeError):
-        pass
-    try:
-        views = importlib.import_module("leadstream_cli.views")
-        app.add_typer(views.views_app, name="views")
-    except (ImportError, AttributeError):
-        pass
-    try:
-        export = importlib.import_module("leadstream_cli.export")
-        app.command("export")(export.export)
-    except (ImportError, AttributeError):
-        pass
+def _mount_analyst_commands() -> None:
+    """The analysts' commands: replay, export and views (built on the projection service)."""
+    from . import export, replay, views
+
+    app.add_typer(replay.replay_app, name="replay")
+    app.add_typer(views.views_app, name="views")
+    app.command("export")(export.export)
 
 
-_mount_optional()
+_mount_analyst_commands()
