@@ -294,3 +294,13 @@ def test_headers_may_be_a_mapping_and_time_without_offset_is_utc() -> None:
     env = decode(value, mapping)
     assert env.time == T0
     assert env.time.tzinfo is not None
+
+
+def test_deeply_nested_json_is_a_decode_error_not_a_crash() -> None:
+    from leadstream_schemas import DecodeError, Envelope, LeadDiscovered, LeadSource, decode, encode
+
+    env = Envelope.new(LeadDiscovered(lead_id=UUID(int=7), source=LeadSource.manual), workspace_id="w", source="t")
+    _, _, headers = encode(env)
+    with pytest.raises(DecodeError) as info:
+        decode(b"[" * 100_000 + b"]" * 100_000, headers)
+    assert info.value.code == "invalid_json"

@@ -209,6 +209,8 @@ def _payload_object(value: bytes) -> dict[str, Any]:
         payload = json.loads(value)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise DecodeError("invalid_json", f"record value is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise DecodeError("invalid_json", "record value is nested too deeply to be an event") from None
     if not isinstance(payload, dict):
         raise DecodeError("invalid_json", f"record value must be a JSON object, got {type(payload).__name__}")
     return payload
