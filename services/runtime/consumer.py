@@ -25,7 +25,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
-from aiokafka.errors import CommitFailedError, KafkaError, MessageSizeTooLargeError, RecordTooLargeError
+from aiokafka.errors import (
+    CommitFailedError,
+    IllegalStateError,
+    KafkaError,
+    MessageSizeTooLargeError,
+    RecordTooLargeError,
+)
 from faststream.kafka import KafkaBroker
 from leadstream_schemas import DecodeError, Envelope, Event, decode, headers_dict
 from sqlalchemy.dialects.postgresql import insert
@@ -96,6 +102,30 @@ def is_infrastructure_error(exc: BaseException) -> bool:
     return name in {"ConnectionDoesNotExistError", "CannotConnectNowError", "ConnectionFailureError"}
 
 
+def dead_letter_headers(
+    record: ConsumerRecord[Any, Any], code: str, message: str, *, group_id: str, attempts: int
+) -> dict[str, str]:
+    """The headers of a record's dead-letter copy: its own headers plus the error and where it came from.
+
+    Shared by every consumer that dead-letters (this loop and the projection's batch consumer), so a
+    DLQ reader sees one format.
+    """
+    headers = headers_dict(record.headers)
+    headers.update(
+        {
+            f"{DLQ_HEADER_PREFIX}error_code": code,
+            f"{DLQ_HEADER_PREFIX}error_message": message[:4000],
+            f"{DLQ_HEADER_PREFIX}original_topic": record.topic,
+            f"{DLQ_HEADER_PREFIX}original_partition": str(record.partition),
+            f"{DLQ_HEADER_PREFIX}original_offset": str(record.offset),
+            f"{DLQ_HEADER_PREFIX}consumer_group": group_id,
+            f"{DLQ_HEADER_PREFIX}attempts": str(attempts),
+            f"{DLQ_HEADER_PREFIX}failed_at": datetime.now(UTC).isoformat(),
+        }
+    )
+    return headers
+
+
 class EventConsumer:
     """Consumes contract topics for one service and dispatches events to handlers by type."""
 
@@ -151,17 +181,21 @@ class EventConsumer:
             if not batch:
                 continue
             done = await asyncio.gather(*(self._process_partition(tp, recs, stop) for tp, recs in batch.items()))
-            offsets = {tp: off for tp, off in done if off is not None}
+            # A rebalance during the batch may have taken partitions away: committing those raises
+            # IllegalStateError, and restarting the consumer on it rejoins the group, which rebalances
+            # it again (a livelock with two replicas). Their new owner re-reads them and dedupes.
+            assigned = consumer.assignment()
+            offsets = {tp: off for tp, off in done if off is not None and tp in assigned}
             if offsets:
                 try:
                     await consumer.commit(offsets)
-                except CommitFailedError as exc:
-                    # A rebalance took the partitions: the new owner re-reads them and dedupes.
+                except (CommitFailedError, IllegalStateError) as exc:
                     log.warning("offset commit failed after rebalance", extra={"error": repr(exc)})
             if self.relay is not None:
                 self.relay.wake()
             for tp, recs in batch.items():
-                hw = consumer.highwater(tp)
+                # highwater() asserts the partition is still assigned; after a rebalance it may not be.
+                hw = consumer.highwater(tp) if tp in consumer.assignment() else None
                 if hw is not None:
                     CONSUMER_LAG.labels(self.settings.service_name, tp.topic, str(tp.partition)).set(
                         max(hw - recs[-1].offset - 1, 0)
@@ -252,19 +286,7 @@ class EventConsumer:
     async def _dead_letter(self, record: ConsumerRecord[Any, Any], code: str, message: str, *, attempts: int) -> None:
         """Publish the record unchanged to its topic's DLQ with the error; retried until the broker takes it."""
         dlq = record.topic + ".dlq"
-        headers = headers_dict(record.headers)
-        headers.update(
-            {
-                f"{DLQ_HEADER_PREFIX}error_code": code,
-                f"{DLQ_HEADER_PREFIX}error_message": message[:4000],
-                f"{DLQ_HEADER_PREFIX}original_topic": record.topic,
-                f"{DLQ_HEADER_PREFIX}original_partition": str(record.partition),
-                f"{DLQ_HEADER_PREFIX}original_offset": str(record.offset),
-                f"{DLQ_HEADER_PREFIX}consumer_group": self.group_id,
-                f"{DLQ_HEADER_PREFIX}attempts": str(attempts),
-                f"{DLQ_HEADER_PREFIX}failed_at": datetime.now(UTC).isoformat(),
-            }
-        )
+        headers = dead_letter_headers(record, code, message, group_id=self.group_id, attempts=attempts)
         value = record.value  # unchanged: a tombstone stays a tombstone
         backoff = self.settings.consumer_backoff_initial_s
         while True:

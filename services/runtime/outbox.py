@@ -115,7 +115,12 @@ class OutboxRelay:
                     no_confirm=True,
                 )
                 futures.append(fut)
-            await asyncio.gather(*futures)
+            # Every send is awaited before raising, so a failed batch leaves no un-retrieved future behind;
+            # the rows stay (the transaction rolls back) and the whole batch is published again.
+            results = await asyncio.gather(*futures, return_exceptions=True)
+            failed = [r for r in results if isinstance(r, BaseException)]
+            if failed:
+                raise failed[0]
             await conn.execute(delete(t).where(t.c.id.in_([r.id for r in rows])))
         OUTBOX_PUBLISHED.labels(self.settings.service_name).inc(len(rows))
         return len(rows)

@@ -1,0 +1,96 @@
+"""Postgres going away under a running service: it reports not-ready, dead-letters nothing, and once
+the database is back it resumes and applies every event exactly once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy.engine import make_url
+
+from services.runtime.service import Service
+from tests.conftest import SettingsFactory
+from tests.support.kafka import read_until, wait_for
+from tests.support.probe.app import ProbeSettings, build
+from tests.support.probe.fixtures import probe_topics
+from tests.support.probe.helpers import caused_by, dead_letters_of, discovered, effect_origins, raw, send
+from tests.support.probe.proxy import TcpProxy
+
+
+@pytest.fixture
+async def db_proxy(database_url: str) -> AsyncIterator[TcpProxy]:
+    url = make_url(database_url)
+    proxy = TcpProxy(url.host or "127.0.0.1", url.port or 5432)
+    await proxy.start()
+    yield proxy
+    await proxy.cut()
+
+
+async def _readyz(service: Service) -> httpx.Response:
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=service.app), base_url="http://t") as http:
+        return await http.get("/readyz")
+
+
+async def test_database_outage_pauses_and_resumes_without_loss_or_duplicates(
+    make_settings: SettingsFactory,
+    start_service: Callable[[Service], Any],
+    database_url: str,
+    db_proxy: TcpProxy,
+    topic_prefix: str,
+) -> None:
+    probe_prefix = await probe_topics(topic_prefix, make_settings, "probe-outage")
+    via_proxy = make_url(database_url).set(host="127.0.0.1", port=db_proxy.port).render_as_string(hide_password=False)
+    settings = make_settings("probe_outage", ProbeSettings, database_url=via_proxy, topic_prefix=probe_prefix)
+    service = build(settings, group_suffix="-outage")  # its own group: no other probe shares its partitions
+    await start_service(service)
+    consumer = service.consumers[0]
+    lead_topic, dlq_topic = settings.topic_name("leadstream.lead.v1"), settings.topic_name("leadstream.lead.v1.dlq")
+
+    before = discovered()
+    await send(settings.kafka_bootstrap_servers, lead_topic, [raw(before)])
+    await wait_for(lambda: effect_origins(service.engine, before.id), timeout_s=60, what="effect before the outage")
+    assert (await _readyz(service)).status_code == 200
+
+    await db_proxy.cut()
+    during, after = discovered(), None
+    await send(settings.kafka_bootstrap_servers, lead_topic, [raw(during)])
+    await wait_for(lambda: not consumer.healthy, timeout_s=60, what="the consumer to notice the outage")
+    ready = await _readyz(service)
+    assert ready.status_code == 503
+    assert ready.headers["content-type"] == "application/problem+json"
+    checks = ready.json()["checks"]
+    assert checks["postgres"].startswith("unreachable")
+    assert f"consumer:{consumer.group_id}" in checks
+    assert "kafka" not in checks  # only what is actually down is named
+
+    await db_proxy.start()
+    after = discovered(during.data.lead_id)  # same partition, behind the record caught in the outage
+    marker_key, _, marker_headers = raw(discovered(during.data.lead_id))
+    sent = await send(
+        settings.kafka_bootstrap_servers, lead_topic, [raw(after), (marker_key, b"poison marker", marker_headers)]
+    )
+    await wait_for(lambda: effect_origins(service.engine, after.id), timeout_s=60, what="effect after the outage")
+    assert await effect_origins(service.engine, during.id) == ["event"]
+    assert await effect_origins(service.engine, after.id) == ["event"]
+
+    async def ready_again() -> bool:
+        return (await _readyz(service)).status_code == 200
+
+    await wait_for(ready_again, timeout_s=60, what="/readyz to recover")
+
+    out = await read_until(
+        settings.kafka_bootstrap_servers, [lead_topic], lambda rs: bool(caused_by(rs, after.id)), timeout_s=60
+    )
+    assert len(caused_by(out, during.id)) == 1
+    # The poison marker behind them reached the DLQ; nothing from the outage did.
+    dlq = await read_until(
+        settings.kafka_bootstrap_servers,
+        [dlq_topic],
+        lambda rs: bool(dead_letters_of(rs, sent[1], consumer.group_id)),
+        timeout_s=60,
+    )
+    mine = [r for r in dlq if dict(r.headers).get("dlq_consumer_group") == consumer.group_id.encode()]
+    assert [dict(r.headers)["ce_id"] for r in mine if r.key == marker_key] == [dict(marker_headers)["ce_id"]]

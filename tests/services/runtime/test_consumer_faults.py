@@ -1,0 +1,242 @@
+"""Bad input and handler faults on the real broker: poison records and failing handlers end on the
+DLQ with their error, infrastructure errors are retried without limit, and the stream never stalls.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from typing import Any
+
+from aiokafka import ConsumerRecord
+from aiokafka.errors import KafkaConnectionError
+from aiokafka.structs import RecordMetadata
+from leadstream_schemas import encode
+from sqlalchemy.exc import OperationalError
+
+from services.runtime.consumer import PermanentError, RetryLater
+from tests.services.runtime.conftest import Probe
+from tests.support.kafka import read_until, wait_for
+from tests.support.probe.helpers import (
+    caused_by,
+    dead_letters_of,
+    discovered,
+    effect_origins,
+    headers_of,
+    processed_count,
+    raw,
+    send,
+)
+
+Records = list[ConsumerRecord[Any, Any]]
+
+
+async def _dead_letters(probe: Probe, origins: list[RecordMetadata]) -> dict[int, dict[str, str]]:
+    """Read the DLQ until every origin has a dead letter; returns origin offset -> DLQ headers."""
+    recs = await read_until(
+        probe.bootstrap,
+        [probe.dlq_topic],
+        lambda rs: all(dead_letters_of(rs, o, probe.settings.group_id) for o in origins),
+        timeout_s=60,
+    )
+    out = {}
+    for origin in origins:
+        letters = dead_letters_of(recs, origin, probe.settings.group_id)
+        assert len(letters) == 1, f"offset {origin.offset} dead-lettered {len(letters)} times"
+        out[origin.offset] = headers_of(letters[0])
+    return out
+
+
+async def _handled(probe: Probe, event_id: uuid.UUID) -> Records:
+    """Wait until the probe handled ``event_id`` and its emitted event reached Kafka."""
+    await wait_for(lambda: effect_origins(probe.service.engine, event_id), timeout_s=60, what=f"effect of {event_id}")
+    return await read_until(probe.bootstrap, [probe.lead_topic], lambda rs: bool(caused_by(rs, event_id)))
+
+
+async def test_poison_records_are_dead_lettered_and_the_next_record_is_processed(probe: Probe) -> None:
+    good = discovered(full_name="Grace Hopper")
+    key, value, headers = raw(good)
+    poison_env = discovered(good.data.lead_id)
+    _, poison_value, poison_headers = raw(poison_env)
+    unknown = [(k, v if k != "ce_type" else b"leadstream.lead.teleported.v1") for k, v in poison_headers]
+    no_id = [(k, v) for k, v in poison_headers if k != "ce_id"]
+    bad_field = json.dumps({**json.loads(poison_value), "source": "carrier-pigeon"}).encode()
+    cases = [
+        ("invalid_json", b'{"lead_id": ', poison_headers, "not valid JSON"),
+        ("unknown_type", poison_value, unknown, "leadstream.lead.teleported.v1"),
+        ("missing_header", poison_value, no_id, "ce_id"),
+        ("invalid_field", bad_field, poison_headers, "source"),
+    ]
+    # One key, so every record lands on one partition: the valid one comes after all the poison.
+    sent = await send(
+        probe.bootstrap, probe.lead_topic, [(key, v, h) for _, v, h, _ in cases] + [(key, value, headers)]
+    )
+    assert len({md.partition for md in sent}) == 1
+
+    letters = await _dead_letters(probe, sent[:-1])
+    for (code, _, _, needle), origin in zip(cases, sent, strict=False):
+        h = letters[origin.offset]
+        assert h["dlq_error_code"] == code
+        assert needle in h["dlq_error_message"], h["dlq_error_message"]
+        assert h["dlq_original_topic"] == probe.lead_topic
+        assert h["dlq_original_partition"] == str(origin.partition)
+        assert h["dlq_original_offset"] == str(origin.offset)
+        assert h["dlq_attempts"] == "0"  # schema-invalid: dead-lettered at once, never retried
+        assert h["dlq_consumer_group"] == probe.settings.group_id
+    dlq = await read_until(
+        probe.bootstrap, [probe.dlq_topic], lambda rs: bool(dead_letters_of(rs, sent[0], probe.settings.group_id))
+    )
+    letter = dead_letters_of(dlq, sent[0], probe.settings.group_id)[0]
+    assert letter.value == b'{"lead_id": ' and letter.key == key  # the record itself, unchanged
+
+    out = await _handled(probe, good.id)
+    assert len(caused_by(out, good.id)) == 1
+    assert await effect_origins(probe.service.engine, good.id) == ["event"]
+
+
+async def test_failing_handler_is_retried_a_bounded_number_of_times_then_dead_lettered(probe: Probe) -> None:
+    bad = discovered()
+    later = discovered(bad.data.lead_id)  # same key: same partition, right behind the failing record
+    probe.handler.fail(bad.id, lambda: RuntimeError("boom"))
+    sent = await send(probe.bootstrap, probe.lead_topic, [raw(bad), raw(later)])
+    assert sent[0].partition == sent[1].partition
+
+    h = (await _dead_letters(probe, sent[:1]))[sent[0].offset]
+    max_attempts = probe.settings.consumer_max_attempts
+    assert probe.handler.attempts[bad.id] == max_attempts
+    assert h["dlq_error_code"] == "handler_error"
+    assert h["dlq_attempts"] == str(max_attempts)
+    assert "RuntimeError: boom" in h["dlq_error_message"]
+    assert h["ce_id"] == str(bad.id)  # the original CloudEvents headers travel with the dead letter
+
+    await _handled(probe, later.id)
+    # Every failed attempt wrote a row and emitted an event in its transaction; all were rolled back.
+    assert await effect_origins(probe.service.engine, bad.id) == []
+    assert await processed_count(probe.service.engine, bad.id) == 0
+    assert await effect_origins(probe.service.engine, later.id) == ["event"]
+
+
+async def test_permanent_error_is_dead_lettered_without_retry(probe: Probe) -> None:
+    bad, later = discovered(), discovered()
+    probe.handler.fail(bad.id, lambda: PermanentError("lead cannot be processed"))
+    sent = await send(probe.bootstrap, probe.lead_topic, [raw(bad)])
+    h = (await _dead_letters(probe, sent))[sent[0].offset]
+    assert probe.handler.attempts[bad.id] == 1
+    assert h["dlq_error_code"] == "handler_error"
+    assert h["dlq_attempts"] == "1"
+    assert "PermanentError: lead cannot be processed" in h["dlq_error_message"]
+    await send(probe.bootstrap, probe.lead_topic, [raw(later)])
+    await _handled(probe, later.id)
+
+
+async def test_retry_later_is_bounded_too(probe: Probe) -> None:
+    bad = discovered()
+    probe.handler.fail(bad.id, lambda: RetryLater(0.01, "provider says wait"))
+    sent = await send(probe.bootstrap, probe.lead_topic, [raw(bad)])
+    h = (await _dead_letters(probe, sent))[sent[0].offset]
+    assert probe.handler.attempts[bad.id] == probe.settings.consumer_max_attempts
+    assert h["dlq_error_code"] == "retry_exhausted"
+    assert h["dlq_error_message"] == "provider says wait"
+
+
+async def test_transient_failure_then_success_is_handled_once(probe: Probe) -> None:
+    env = discovered()
+    probe.handler.fail(env.id, lambda: RuntimeError("flaky"), times=probe.settings.consumer_max_attempts - 1)
+    await send(probe.bootstrap, probe.lead_topic, [raw(env)])
+    out = await _handled(probe, env.id)
+    assert probe.handler.attempts[env.id] == probe.settings.consumer_max_attempts
+    assert await effect_origins(probe.service.engine, env.id) == ["event"]
+    assert len(caused_by(out, env.id)) == 1
+
+
+async def test_database_outage_is_infrastructure_not_poison(probe: Probe) -> None:
+    env = discovered()
+    times = probe.settings.consumer_max_attempts + 2  # more failures than a poison record is allowed
+
+    def outage() -> BaseException:
+        return OperationalError("SELECT 1", None, ConnectionRefusedError("connection refused"))
+
+    probe.handler.fail(env.id, outage, times=times)
+    marker_key, _, marker_headers = raw(discovered(env.data.lead_id))
+    sent = await send(probe.bootstrap, probe.lead_topic, [raw(env), (marker_key, b"not json", marker_headers)])
+    await _handled(probe, env.id)
+    assert probe.handler.attempts[env.id] == times + 1
+    assert await effect_origins(probe.service.engine, env.id) == ["event"]
+    # The poison record behind it on the same partition reached the DLQ, so a dead letter of the
+    # event (written before it) would be there too: there is none.
+    await _dead_letters(probe, sent[1:])
+    dlq = await read_until(
+        probe.bootstrap, [probe.dlq_topic], lambda rs: bool(dead_letters_of(rs, sent[1], probe.settings.group_id))
+    )
+    assert dead_letters_of(dlq, sent[0], probe.settings.group_id) == []
+    assert probe.service.consumers[0].healthy
+
+
+async def test_same_event_delivered_twice_has_one_effect(probe: Probe) -> None:
+    env = discovered(full_name="Ada Lovelace")
+    marker = discovered(env.data.lead_id)  # same partition, after both copies
+    record = encode(env)
+    await send(probe.bootstrap, probe.lead_topic, [record, record, raw(marker)])
+    out = await _handled(probe, marker.id)
+    # Per-partition order: once the marker's output is on Kafka, anything the copies caused is too.
+    assert len(caused_by(out, env.id)) == 1
+    assert await effect_origins(probe.service.engine, env.id) == ["event"]
+    assert await processed_count(probe.service.engine, env.id) == 1
+
+
+async def test_record_that_crashes_the_decoder_is_dead_lettered_not_a_stall(probe: Probe) -> None:
+    # Deeply nested JSON makes the JSON parser raise RecursionError, not a JSON error: a record the
+    # decoder did not foresee must still go to the DLQ instead of crashing the loop on it forever.
+    good = discovered()
+    key, _, headers = raw(discovered(good.data.lead_id))
+    nested = b"[" * 200_000 + b"]" * 200_000
+    sent = await send(probe.bootstrap, probe.lead_topic, [(key, nested, headers), raw(good)])
+    h = (await _dead_letters(probe, sent[:1]))[sent[0].offset]
+    assert h["dlq_error_code"] == "undecodable"
+    assert "RecursionError" in h["dlq_error_message"]
+    assert h["dlq_attempts"] == "0"
+    await _handled(probe, good.id)
+
+
+async def test_record_too_large_for_the_dlq_is_dead_lettered_without_its_value(probe: Probe) -> None:
+    # A record that just fits the topic no longer fits once the error headers are added: the dead
+    # letter keeps the headers (the record stays readable at its original offset) instead of stalling.
+    good = discovered()
+    key = str(good.data.lead_id).encode()
+    big = os.urandom(1_048_200)  # incompressible, and not JSON
+    sent = await send(probe.bootstrap, probe.lead_topic, [(key, big, []), raw(good)], max_request_size=2 * 1024 * 1024)
+    h = (await _dead_letters(probe, sent[:1]))[sent[0].offset]
+    assert h["dlq_error_code"] == "missing_header"
+    assert "original offset" in h["dlq_value_omitted"]
+    await _handled(probe, good.id)
+
+
+class _FlakyPublisher:
+    """Wraps the real broker: the first ``failures`` publishes raise as if the broker were unreachable."""
+
+    def __init__(self, broker: Any, failures: int) -> None:
+        self.broker = broker
+        self.failures = failures
+        self.calls = 0
+
+    async def publish(self, *args: Any, **kwargs: Any) -> Any:
+        self.calls += 1
+        if self.calls <= self.failures:
+            raise KafkaConnectionError("simulated broker hiccup")
+        return await self.broker.publish(*args, **kwargs)
+
+
+async def test_dead_letter_publish_is_retried_through_a_broker_hiccup_and_readiness_recovers(probe: Probe) -> None:
+    consumer = probe.service.consumers[0]
+    flaky = _FlakyPublisher(consumer.broker, failures=2)
+    consumer.broker = flaky  # type: ignore[assignment]
+    try:
+        key, _, headers = raw(discovered())
+        sent = await send(probe.bootstrap, probe.lead_topic, [(key, b"not json", headers)])
+        h = (await _dead_letters(probe, sent))[sent[0].offset]
+    finally:
+        consumer.broker = flaky.broker
+    assert h["dlq_error_code"] == "invalid_json"
+    assert flaky.calls == 3
+    assert consumer.healthy  # not left "unready" by the failed attempts once the dead letter is written

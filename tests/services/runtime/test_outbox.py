@@ -1,0 +1,179 @@
+"""The outbox on the real broker: emitted events reach Kafka as CloudEvents 1.0 binary records, byte for
+byte as encoded, with every contract header, and their values validate against the committed JSON Schemas.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import jsonschema
+from aiokafka import ConsumerRecord
+from aiokafka.errors import KafkaConnectionError
+from leadstream_schemas import Envelope, LeadProfileEnriched, decode, derive_id, encode
+from sqlalchemy import select
+
+from services.runtime.outbox import add_to_outbox
+from services.runtime.telemetry import configure_tracing
+from tests.services.runtime.conftest import Probe
+from tests.support.kafka import read_until, wait_for
+from tests.support.probe.app import enriched_for
+from tests.support.probe.helpers import caused_by, discovered, headers_of, raw, send
+
+SCHEMAS = Path(__file__).resolve().parents[3] / "schemas" / "jsonschema"
+CONTRACT_HEADERS = {
+    "ce_specversion",
+    "ce_id",
+    "ce_type",
+    "ce_source",
+    "ce_time",
+    "ce_subject",
+    "content-type",
+    "workspaceid",
+    "campaignid",
+    "correlationid",
+    "causationid",
+    "traceparent",
+}
+# FastStream's publish always adds this one; the relay sets it to the event's correlation id.
+FASTSTREAM_HEADERS = {"correlation_id"}
+
+
+def _validate_against_committed_schema(record: ConsumerRecord[Any, Any]) -> None:
+    event_type = headers_of(record)["ce_type"]
+    schema = json.loads((SCHEMAS / f"{event_type}.json").read_text())
+    validator_cls = jsonschema.validators.validator_for(schema)
+    validator_cls.check_schema(schema)
+    validator_cls(schema, format_checker=validator_cls.FORMAT_CHECKER).validate(json.loads(record.value))
+
+
+def _with_id(records: list[ConsumerRecord[Any, Any]], event_id: uuid.UUID) -> list[ConsumerRecord[Any, Any]]:
+    return [r for r in records if headers_of(r).get("ce_id") == str(event_id)]
+
+
+async def test_emitted_event_has_every_cloudevents_header_and_the_encoded_bytes(probe: Probe) -> None:
+    configure_tracing("probe-tests")  # a real tracer provider, so handler spans are recorded and propagated
+    trace_id, parent_span = uuid.uuid4().hex, uuid.uuid4().hex[:16]
+    campaign = uuid.uuid4()
+    env = discovered(full_name="Katherine Johnson", campaign_id=campaign, traceparent=f"00-{trace_id}-{parent_span}-01")
+    await send(probe.bootstrap, probe.lead_topic, [raw(env)])
+
+    out = await read_until(probe.bootstrap, [probe.lead_topic], lambda rs: bool(caused_by(rs, env.id)))
+    [record] = caused_by(out, env.id)
+    h = headers_of(record)
+    assert set(h) == CONTRACT_HEADERS | FASTSTREAM_HEADERS
+    assert len(record.headers) == len(h), "a header appears twice"
+    expected = env.caused(enriched_for(env.data), source="leadstream/probe")
+    assert h["ce_specversion"] == "1.0"
+    assert h["ce_id"] == str(derive_id(env.id, LeadProfileEnriched.event_type)) == str(expected.id)
+    assert h["ce_type"] == "leadstream.lead.profile_enriched.v1"
+    assert h["ce_source"] == "leadstream/probe"
+    assert datetime.fromisoformat(h["ce_time"]).tzinfo is not None
+    assert h["ce_subject"] == str(env.data.lead_id)
+    assert h["content-type"] == "application/json"
+    assert h["workspaceid"] == "ws-probe"
+    assert h["campaignid"] == str(campaign)
+    assert h["correlationid"] == str(env.id) == h["correlation_id"]
+    assert h["causationid"] == str(env.id)
+    version, tp_trace, tp_span, flags = h["traceparent"].split("-")
+    assert (version, tp_trace, flags) == ("00", trace_id, "01")
+    assert tp_span != parent_span  # the handler's own span, a child in the same trace
+    # FastStream did not touch the value or the key: they are exactly what encode() produced.
+    key, value, _ = encode(expected)
+    assert record.key == key == str(env.data.lead_id).encode()
+    assert record.value == value
+    _validate_against_committed_schema(record)
+    assert decode(record.value, record.headers).data == enriched_for(env.data)
+
+
+async def test_event_emitted_from_http_reaches_kafka_and_validates(probe: Probe) -> None:
+    configure_tracing("probe-tests")
+    lead, trace_id = uuid.uuid4(), uuid.uuid4().hex
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=probe.service.app), base_url="http://t") as http:
+        resp = await http.post(
+            "/v1/probe/effects",
+            json={"lead_id": str(lead), "full_name": "Mary Jackson"},
+            headers={"traceparent": f"00-{trace_id}-{uuid.uuid4().hex[:16]}-01"},
+        )
+    assert resp.status_code == 202, resp.text
+    event_id = uuid.UUID(resp.json()["event_id"])
+
+    out = await read_until(probe.bootstrap, [probe.lead_topic], lambda rs: bool(_with_id(rs, event_id)))
+    [record] = _with_id(out, event_id)
+    h = headers_of(record)
+    assert CONTRACT_HEADERS - set(h) == {"causationid", "campaignid"}  # a root event outside any campaign
+    assert h["traceparent"].split("-")[1] == trace_id  # the caller's trace continues into the event
+    assert h["correlationid"] == h["ce_id"] == h["correlation_id"]
+    assert h["ce_subject"] == str(lead) and record.key == str(lead).encode()
+    _validate_against_committed_schema(record)
+    env = decode(record.value, record.headers)
+    assert env.causation_id is None
+    assert isinstance(env.data, LeadProfileEnriched) and env.data.full_name == "Mary Jackson"
+
+    async def outbox_empty() -> bool:
+        return await probe.service.relay.backlog() == 0
+
+    await wait_for(outbox_empty, what="published rows to leave the outbox")
+
+
+async def test_rows_left_in_the_outbox_are_published_in_order(probe: Probe) -> None:
+    # As after a crash between commit and publish: rows in the outbox nobody woke the relay for.
+    lead = uuid.uuid4()
+    envs = [
+        Envelope.new(LeadProfileEnriched(lead_id=lead, full_name=f"Person {i}"), workspace_id="ws", source="test")
+        for i in range(5)
+    ]
+    async with probe.service.engine.begin() as conn:
+        assert await add_to_outbox(conn, probe.service.tables, envs) == 5
+        assert await add_to_outbox(conn, probe.service.tables, envs[:2]) == 0  # an id already there is ignored
+    ids = [str(e.id) for e in envs]
+
+    def published(rs: list[ConsumerRecord[Any, Any]]) -> list[str]:
+        return [headers_of(r)["ce_id"] for r in rs if headers_of(r).get("ce_id") in ids]
+
+    out = await read_until(probe.bootstrap, [probe.lead_topic], lambda rs: len(published(rs)) >= 5)
+    assert published(out) == ids
+    outbox = probe.service.tables.outbox
+
+    async def rows_deleted() -> bool:
+        async with probe.service.engine.connect() as conn:
+            query = select(outbox.c.event_id).where(outbox.c.event_id.in_([e.id for e in envs]))
+            return (await conn.execute(query)).first() is None
+
+    await wait_for(rows_deleted, what="published rows to leave the outbox")
+
+
+class _FailingOnce:
+    """Wraps the real broker: the first publish fails as if the broker were unreachable."""
+
+    def __init__(self, broker: Any) -> None:
+        self.broker = broker
+        self.calls = 0
+
+    async def publish(self, *args: Any, **kwargs: Any) -> Any:
+        self.calls += 1
+        if self.calls == 1:
+            raise KafkaConnectionError("simulated broker hiccup")
+        return await self.broker.publish(*args, **kwargs)
+
+
+async def test_relay_keeps_rows_through_a_failed_publish_and_recovers(probe: Probe) -> None:
+    relay = probe.service.relay
+    flaky = _FailingOnce(relay.broker)
+    relay.broker = flaky  # type: ignore[assignment]
+    lead = uuid.uuid4()
+    env = Envelope.new(LeadProfileEnriched(lead_id=lead, full_name="Dorothy Vaughan"), workspace_id="ws", source="t")
+    try:
+        async with probe.service.engine.begin() as conn:
+            await add_to_outbox(conn, probe.service.tables, [env])
+        relay.wake()
+        out = await read_until(probe.bootstrap, [probe.lead_topic], lambda rs: bool(_with_id(rs, env.id)))
+    finally:
+        relay.broker = flaky.broker
+    assert flaky.calls >= 2  # the failed attempt, then the one that went through
+    assert len(_with_id(out, env.id)) == 1
+    await wait_for(lambda: relay.healthy, what="the relay to report healthy again")

@@ -1,0 +1,1 @@
+"""A tiny test-only service that exercises the shared runtime without business logic."""
