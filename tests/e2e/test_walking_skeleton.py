@@ -10,17 +10,21 @@ import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
+from leadstream_schemas import LEAD, DecodeError, Envelope, LeadEnrolled, MessageGenerated, decode
 
 from leadstream_cli.demo import CLOCK_SCALE, LIFECYCLE, SERVICES, DemoScenario
 from leadstream_cli.processes import ServiceFleet, free_port
 from services.runtime import auth
 from services.runtime.db import create_engine
 from services.runtime.migrations import upgrade
-from tests.support.kafka import wait_for
+from tests.support.infra import Infra
+from tests.support.kafka import read_until, wait_for
 
 pytestmark = pytest.mark.e2e
+WORKSPACE = "ws-e2e"
 
 
 @pytest.fixture
@@ -45,11 +49,25 @@ async def fleet(subprocess_env: dict[str, str], database_url: str, tmp_path: Pat
         await asyncio.to_thread(fleet.stop)
 
 
-async def test_lead_travels_through_all_six_services(fleet: ServiceFleet, database_url: str) -> None:
+def _campaign_events(records: list[Any], campaign_id: str) -> list[Envelope[Any]]:
+    out = []
+    for r in records:
+        try:
+            env = decode(r.value, r.headers)
+        except DecodeError:
+            continue  # other tests' deliberately bad records share the topic
+        if env.workspace_id == WORKSPACE and str(getattr(env.data, "campaign_id", "")) == campaign_id:
+            out.append(env)
+    return out
+
+
+async def test_lead_travels_through_all_six_services(
+    fleet: ServiceFleet, database_url: str, infra: Infra, topic_prefix: str
+) -> None:
     await upgrade(auth.MIGRATIONS_DIR, database_url, auth.IDENTITY_SCHEMA)
     engine = create_engine(database_url)
     try:
-        token = await auth.create_token(engine, "ws-e2e")
+        token = await auth.create_token(engine, WORKSPACE)
     finally:
         await engine.dispose()
     scenario = DemoScenario(fleet, token)
@@ -74,3 +92,19 @@ async def test_lead_travels_through_all_six_services(fleet: ServiceFleet, databa
     summary = scenario.summary(campaign_id)
     assert summary["invites_sent"] >= 1
     assert summary["replied"] >= 1
+
+    # Every enrolled lead got, for its invite, a draft within the invite limit that names its hook.
+    def drafted(records: list[Any]) -> bool:
+        events = _campaign_events(records, campaign_id)
+        enrolled = {e.data.lead_id for e in events if isinstance(e.data, LeadEnrolled)}
+        invites = {
+            e.data.lead_id for e in events if isinstance(e.data, MessageGenerated) and e.data.step_id == "invite"
+        }
+        return bool(enrolled) and enrolled <= invites
+
+    records = await read_until(infra.kafka_bootstrap_servers, [topic_prefix + LEAD.name], drafted, timeout_s=120)
+    drafts = [e.data for e in _campaign_events(records, campaign_id) if isinstance(e.data, MessageGenerated)]
+    for draft in drafts:
+        assert draft.char_limit is not None and len(draft.text) <= draft.char_limit, draft
+        assert draft.hook.kind and draft.hook.reason, draft
+    assert len({d.hook.kind for d in drafts}) >= 2, "every draft used the same kind of hook"

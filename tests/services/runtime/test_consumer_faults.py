@@ -9,6 +9,7 @@ import os
 import uuid
 from typing import Any
 
+import pytest
 from aiokafka import ConsumerRecord
 from aiokafka.errors import KafkaConnectionError
 from aiokafka.structs import RecordMetadata
@@ -185,16 +186,41 @@ async def test_same_event_delivered_twice_has_one_effect(probe: Probe) -> None:
     assert await processed_count(probe.service.engine, env.id) == 1
 
 
-async def test_record_that_crashes_the_decoder_is_dead_lettered_not_a_stall(probe: Probe) -> None:
-    # Deeply nested JSON makes the JSON parser raise RecursionError, not a JSON error: a record the
-    # decoder did not foresee must still go to the DLQ instead of crashing the loop on it forever.
+async def test_deeply_nested_record_is_dead_lettered_not_a_stall(probe: Probe) -> None:
+    # Deeply nested JSON makes a JSON parser raise RecursionError rather than a JSON error; the
+    # contract's decoder reports it as invalid JSON, so the record is dead-lettered and the loop goes on.
     good = discovered()
     key, _, headers = raw(discovered(good.data.lead_id))
     nested = b"[" * 200_000 + b"]" * 200_000
     sent = await send(probe.bootstrap, probe.lead_topic, [(key, nested, headers), raw(good)])
     h = (await _dead_letters(probe, sent[:1]))[sent[0].offset]
+    assert h["dlq_error_code"] == "invalid_json"
+    assert "nested too deeply" in h["dlq_error_message"]
+    assert h["dlq_attempts"] == "0"
+    await _handled(probe, good.id)
+
+
+async def test_record_that_crashes_the_decoder_is_dead_lettered_not_a_stall(
+    probe: Probe, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A decoder failure nobody foresaw (here: an error raised for one poisoned payload) would fail the
+    # same way on every re-read: the consumer dead-letters it as undecodable instead of restarting forever.
+    import services.runtime.consumer as consumer_module
+
+    real_decode = consumer_module.decode
+
+    def exploding_decode(value: bytes | None, headers: Any) -> Any:
+        if value == b'{"boom": true}':
+            raise MemoryError("simulated decoder crash")
+        return real_decode(value, headers)
+
+    monkeypatch.setattr(consumer_module, "decode", exploding_decode)
+    good = discovered()
+    key, _, headers = raw(discovered(good.data.lead_id))
+    sent = await send(probe.bootstrap, probe.lead_topic, [(key, b'{"boom": true}', headers), raw(good)])
+    h = (await _dead_letters(probe, sent[:1]))[sent[0].offset]
     assert h["dlq_error_code"] == "undecodable"
-    assert "RecursionError" in h["dlq_error_message"]
+    assert "MemoryError" in h["dlq_error_message"]
     assert h["dlq_attempts"] == "0"
     await _handled(probe, good.id)
 
