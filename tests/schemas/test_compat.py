@@ -251,8 +251,12 @@ def test_cli_reports_missing_old_schemas(tmp_path: Path, capsys: pytest.CaptureF
 
 
 def test_cli_compares_against_a_git_revision(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """CI mode: compare the code with the schemas committed on the target branch."""
-    shutil.copytree(COMMITTED, tmp_path / JSONSCHEMA_DIR)
+    """CI mode: compare the code with the schemas committed on the target branch.
+
+    As in this repository, the schemas root is a subdirectory of the git checkout.
+    """
+    root = tmp_path / "schemas"
+    shutil.copytree(COMMITTED, root / JSONSCHEMA_DIR)
 
     def git(*args: str) -> None:
         subprocess.run(
@@ -265,14 +269,14 @@ def test_cli_compares_against_a_git_revision(tmp_path: Path, capsys: pytest.Capt
     git("init", "-q")
     git("add", ".")
     git("commit", "-q", "-m", "contract")
-    assert main(["--root", str(tmp_path), "--ref", "HEAD"]) == 0
+    assert main(["--root", str(root), "--ref", "HEAD"]) == 0
 
-    path = tmp_path / JSONSCHEMA_DIR / f"{DISCOVERED}.json"
+    path = root / JSONSCHEMA_DIR / f"{DISCOVERED}.json"
     old = json.loads(path.read_text())
     old["properties"]["seniority"] = {"type": "string"}
     path.write_text(json.dumps(old))
     git("commit", "-q", "-am", "a field the code does not have")
     capsys.readouterr()
-    assert main(["--root", str(tmp_path), "--ref", "HEAD"]) == 1
+    assert main(["--root", str(root), "--ref", "HEAD"]) == 1
     assert "seniority: field removed" in capsys.readouterr().err
-    assert main(["--root", str(tmp_path), "--ref", "no-such-ref"]) == 2
+    assert main(["--root", str(root), "--ref", "no-such-ref"]) == 2

@@ -342,7 +342,8 @@ def load_schemas_at_ref(ref: str, root: Path) -> dict[str, Schema]:
         return result.stdout
 
     schemas: dict[str, Schema] = {}
-    listing = git("ls-tree", "--name-only", f"{ref}:./{JSONSCHEMA_DIR}")
+    # --full-tree: from a subdirectory, ls-tree would otherwise filter the listing by that directory.
+    listing = git("ls-tree", "--full-tree", "--name-only", f"{ref}:./{JSONSCHEMA_DIR}")
     for name in sorted(line for line in listing.splitlines() if line.endswith(".json")):
         schema = json.loads(git("show", f"{ref}:./{JSONSCHEMA_DIR}/{name}"))
         schemas[str(schema.get("$id") or name.removesuffix(".json"))] = schema
