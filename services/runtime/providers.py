@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import random
+from collections import Counter
 from dataclasses import dataclass
 
 
@@ -36,6 +37,65 @@ def seeded_rng(seed: int, *parts: object) -> random.Random:
     return random.Random(int.from_bytes(digest[:8], "big"))
 
 
+# The people the simulated providers invent are named from these lists.
+SIMULATED_FIRST_NAMES = [
+    "Ada",
+    "Ben",
+    "Chloe",
+    "Diego",
+    "Emma",
+    "Farid",
+    "Grace",
+    "Hugo",
+    "Ines",
+    "Jonas",
+    "Kira",
+    "Liam",
+    "Maya",
+    "Noah",
+    "Olga",
+    "Pablo",
+    "Quinn",
+    "Rosa",
+    "Sami",
+    "Tara",
+    "Uma",
+    "Victor",
+    "Wen",
+    "Yara",
+    "Zoe",
+    "Aiko",
+    "Bruno",
+    "Carla",
+    "Dara",
+    "Elif",
+]
+SIMULATED_LAST_NAMES = [
+    "Adler",
+    "Brandt",
+    "Costa",
+    "Dubois",
+    "Eriksen",
+    "Fischer",
+    "Garcia",
+    "Hansen",
+    "Ito",
+    "Jensen",
+    "Kowalski",
+    "Larsen",
+    "Moreau",
+    "Novak",
+    "Olsen",
+    "Petrov",
+    "Rossi",
+    "Schmidt",
+    "Tanaka",
+    "Weber",
+    "Silva",
+    "Nowak",
+]
+
+
 @dataclass
 class SimulationProfile:
     """How a simulated provider misbehaves. Defaults are realistic; tests can turn them up or off."""
@@ -51,3 +111,39 @@ class SimulationProfile:
         lo, hi = self.latency_ms
         if hi > 0:
             await asyncio.sleep(rng.uniform(lo, hi) / 1000)
+
+
+class SimulatedProvider:
+    """Base of the simulated providers: counts calls and misbehaves as :class:`SimulationProfile` says.
+
+    ``calls`` counts calls per key and ``total_calls`` all of them (tests read both). A call's random
+    generator depends on the seed, its kind and key and how often that key was called, so a retried
+    call can succeed where the first one failed, reproducibly.
+    """
+
+    def __init__(self, profile: SimulationProfile) -> None:
+        self.sim = profile
+        self.calls: Counter[str] = Counter()
+        self.total_calls = 0
+
+    async def simulate_call(self, kind: str, key: str, *, counted_as: str | None = None) -> random.Random:
+        """Count the call (under ``counted_as``, default ``key``), wait like the network; its random generator."""
+        counter = key if counted_as is None else counted_as
+        self.calls[counter] += 1
+        self.total_calls += 1
+        rng = seeded_rng(self.sim.seed, kind, key, self.calls[counter])
+        await self.sim.latency(rng)
+        return rng
+
+    def simulate_faults(self, rng: random.Random, source: str) -> None:
+        """Raise a rate limit (every ``rate_limit_every``-th call) or, at random, a transient 503 from ``source``."""
+        if self.sim.rate_limit_every and self.total_calls % self.sim.rate_limit_every == 0:
+            raise RateLimited(self.sim.retry_after_s)
+        if rng.random() < self.sim.transient_error_rate:
+            raise ProviderError(f"simulated 503 from {source}", transient=True, status=503)
+
+    async def simulate(self, kind: str, key: str, source: str, *, counted_as: str | None = None) -> random.Random:
+        """:meth:`simulate_call` then :meth:`simulate_faults`: a remote call that may fail as remote calls do."""
+        rng = await self.simulate_call(kind, key, counted_as=counted_as)
+        self.simulate_faults(rng, source)
+        return rng

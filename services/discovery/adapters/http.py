@@ -18,37 +18,16 @@ which case :class:`RateLimited` tells the caller how long to wait. Other 4xx ans
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
-from datetime import UTC, date, datetime
-from email.utils import parsedate_to_datetime
+from datetime import date, datetime
 from typing import Any
 
 import httpx
 
-from services.runtime.clock import Clock, SystemClock
-from services.runtime.providers import ProviderError, RateLimited
+from services.runtime.clock import Clock
+from services.runtime.http_client import ProviderHttpClient, RetryPolicy, Sleep
+from services.runtime.providers import ProviderError
 
 from . import Candidate, Evidence, SearchPage, SearchQuery
-
-Sleep = Callable[[float], Awaitable[None]]
-
-
-def parse_retry_after(value: str | None, now: datetime, default: float) -> float:
-    """Seconds to wait from a ``Retry-After`` header (delta-seconds or HTTP-date); ``default`` if absent."""
-    if not value:
-        return default
-    value = value.strip()
-    try:
-        return max(float(value), 0.0)
-    except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return default
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max((when - now).total_seconds(), 0.0)
 
 
 class UnipileSearchClient:
@@ -72,90 +51,46 @@ class UnipileSearchClient:
     ) -> None:
         if not base_url:
             raise ValueError("the http search provider needs LEADSTREAM_SEARCH_API_BASE_URL")
-        self.client = httpx.AsyncClient(
-            base_url=base_url.rstrip("/"),
+        self.http = ProviderHttpClient(
+            "search provider",
+            base_url,
             headers={"X-API-KEY": api_key, "accept": "application/json"},
-            timeout=timeout_s,
+            timeout_s=timeout_s,
+            retry=RetryPolicy(max_retries, backoff_s, max_retry_after_s=max_inline_wait_s),
+            refusal=_refused,
+            sleep=sleep,
+            clock=clock,
             transport=transport,
         )
         self.account_id = account_id
-        self.max_retries = max_retries
-        self.backoff_s = backoff_s
-        self.max_inline_wait_s = max_inline_wait_s
-        self.sleep = sleep
-        self.clock = clock or SystemClock()
 
     async def aclose(self) -> None:
         """Close the connection pool."""
-        await self.client.aclose()
-
-    async def _post(self, path: str, params: dict[str, Any], body: dict[str, Any]) -> dict[str, Any]:
-        attempt = 0
-        while True:
-            attempt += 1
-            last = attempt > self.max_retries
-            try:
-                response = await self.client.post(path, params=params, json=body)
-            except httpx.TimeoutException as exc:
-                if last:
-                    raise ProviderError(f"search provider timed out: {exc}", transient=True) from exc
-                await self.sleep(self.backoff_s * 2 ** (attempt - 1))
-                continue
-            except httpx.TransportError as exc:
-                if last:
-                    raise ProviderError(f"search provider unreachable: {exc}", transient=True) from exc
-                await self.sleep(self.backoff_s * 2 ** (attempt - 1))
-                continue
-            status = response.status_code
-            if status == 429:
-                wait = parse_retry_after(
-                    response.headers.get("retry-after"), self.clock.now(), self.backoff_s * 2 ** (attempt - 1)
-                )
-                if last or wait > self.max_inline_wait_s:
-                    raise RateLimited(wait, f"search provider rate limited (retry after {wait:.1f}s)")
-                await self.sleep(wait)
-                continue
-            if status >= 500:
-                if last:
-                    raise ProviderError(f"search provider answered {status}", transient=True, status=status)
-                await self.sleep(self.backoff_s * 2 ** (attempt - 1))
-                continue
-            if status >= 400:
-                raise ProviderError(
-                    f"search provider refused the request ({status}): {_detail(response)}",
-                    transient=False,
-                    status=status,
-                )
-            try:
-                data = response.json()
-            except ValueError as exc:
-                raise ProviderError(
-                    "search provider answered with invalid JSON", transient=True, status=status
-                ) from exc
-            if not isinstance(data, dict):
-                raise ProviderError("search provider answer is not a JSON object", transient=False, status=status)
-            return data
+        await self.http.aclose()
 
     async def search(self, query: SearchQuery, cursor: str | None, limit: int) -> SearchPage:
         """One page of results after ``cursor``."""
         params: dict[str, Any] = {"account_id": self.account_id, "limit": limit}
         if cursor:
             params["cursor"] = cursor
-        data = await self._post("/api/v1/linkedin/search", params, request_body(query))
+        data = await self.http.request_object(
+            "POST", "/api/v1/linkedin/search", params=params, json=request_body(query)
+        )
         items = [c for c in (candidate_from_item(i) for i in data.get("items") or []) if c is not None]
         paging = data.get("paging") or {}
         total = paging.get("total_count")
         return SearchPage(items, data.get("cursor") or None, total=int(total) if isinstance(total, int) else None)
 
 
-def _detail(response: httpx.Response) -> str:
+def _refused(response: httpx.Response, what: str) -> ProviderError:
     try:
         body = response.json()
     except ValueError:
-        return response.text[:200]
+        body = response.text
     if isinstance(body, dict):
-        return str(body.get("detail") or body.get("title") or body.get("message") or body)[:200]
-    return str(body)[:200]
+        body = body.get("detail") or body.get("title") or body.get("message") or body
+    status = response.status_code
+    return ProviderError(f"{what} refused the request ({status}): {str(body)[:200]}", transient=False, status=status)
 
 
 def _date_posted(days: int) -> str:

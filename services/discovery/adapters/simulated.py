@@ -12,12 +12,18 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections import Counter
 from datetime import date, timedelta
 from functools import cached_property
 
 from services.runtime.clock import Clock
-from services.runtime.providers import ProviderError, RateLimited, SimulationProfile, seeded_rng
+from services.runtime.providers import (
+    SIMULATED_FIRST_NAMES,
+    SIMULATED_LAST_NAMES,
+    ProviderError,
+    SimulatedProvider,
+    SimulationProfile,
+    seeded_rng,
+)
 
 from .. import domain
 from . import Candidate, Evidence, SearchPage, SearchQuery
@@ -25,62 +31,8 @@ from . import Candidate, Evidence, SearchPage, SearchQuery
 POPULATION = 400
 RESULTS_MIN, RESULTS_MAX = 40, 80
 
-FIRST = [
-    "Ada",
-    "Ben",
-    "Chloe",
-    "Diego",
-    "Emma",
-    "Farid",
-    "Grace",
-    "Hugo",
-    "Ines",
-    "Jonas",
-    "Kira",
-    "Liam",
-    "Maya",
-    "Noah",
-    "Olga",
-    "Pablo",
-    "Quinn",
-    "Rosa",
-    "Sami",
-    "Tara",
-    "Uma",
-    "Victor",
-    "Wen",
-    "Yara",
-    "Zoe",
-    "Aiko",
-    "Bruno",
-    "Carla",
-    "Dara",
-    "Elif",
-]
-LAST = [
-    "Adler",
-    "Brandt",
-    "Costa",
-    "Dubois",
-    "Eriksen",
-    "Fischer",
-    "Garcia",
-    "Hansen",
-    "Ito",
-    "Jensen",
-    "Kowalski",
-    "Larsen",
-    "Moreau",
-    "Novak",
-    "Olsen",
-    "Petrov",
-    "Rossi",
-    "Schmidt",
-    "Tanaka",
-    "Weber",
-    "Silva",
-    "Nowak",
-]
+FIRST = SIMULATED_FIRST_NAMES
+LAST = SIMULATED_LAST_NAMES
 TITLES = [
     "Head of Sales",
     "VP Sales",
@@ -150,31 +102,19 @@ class _Person:
         return f"{self.title} {self.company} {self.industry} {self.location} {self.tech}".lower()
 
 
-class SimulatedSearchProvider:
+class SimulatedSearchProvider(SimulatedProvider):
     """A Unipile-like search provider simulated in process."""
 
     name = "simulated"
 
     def __init__(self, profile: SimulationProfile, clock: Clock) -> None:
-        self.sim = profile
+        super().__init__(profile)
         self.clock = clock
-        self.calls: Counter[str] = Counter()
-        self.total_calls = 0
 
     @cached_property
     def population(self) -> list[_Person]:
         """Everyone the simulated provider knows (built once per provider)."""
         return [_Person(self.sim.seed, i) for i in range(POPULATION)]
-
-    async def _call(self, key: str) -> None:
-        self.calls[key] += 1
-        self.total_calls += 1
-        rng = seeded_rng(self.sim.seed, "search-call", key, self.calls[key])
-        await self.sim.latency(rng)
-        if self.sim.rate_limit_every and self.total_calls % self.sim.rate_limit_every == 0:
-            raise RateLimited(self.sim.retry_after_s)
-        if rng.random() < self.sim.transient_error_rate:
-            raise ProviderError("simulated 503 from search provider", transient=True, status=503)
 
     def _query_key(self, query: SearchQuery) -> str:
         raw = json.dumps({"kind": query.kind, "criteria": query.criteria}, sort_keys=True, default=str)
@@ -272,7 +212,7 @@ class SimulatedSearchProvider:
             if prefix != f"sim1.{key}" or not value.isdigit():
                 raise ProviderError(f"cursor {cursor!r} does not belong to this search", transient=False, status=400)
             offset = int(value)
-        await self._call(f"{key}:{offset}")
+        await self.simulate("search-call", f"{key}:{offset}", "search provider")
         results = self.results(query)
         page = results[offset : offset + limit]
         end = offset + len(page)

@@ -27,119 +27,68 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Awaitable, Callable
-from datetime import UTC, date, datetime
-from email.utils import parsedate_to_datetime
+from datetime import date
 from typing import Any
 
-import httpx
-
-from services.runtime.clock import Clock, SystemClock
-from services.runtime.providers import ProviderError, RateLimited
+from services.runtime.clock import Clock
+from services.runtime.http_client import ProviderHttpClient, RetryPolicy, Sleep, decode_json
+from services.runtime.providers import ProviderError
 
 from . import EmailResult, LeadRef, ProfileData
 
-Sleep = Callable[[float], Awaitable[None]]
+# A verifier answers 202 while it is still checking an address: asked again, like a 5xx.
+STILL_PROCESSING = {202: "is still processing"}
 
 
-def parse_retry_after(value: str | None, now: datetime, default: float) -> float:
-    """Seconds to wait from a ``Retry-After`` header (delta-seconds or HTTP-date); ``default`` if absent."""
-    if not value:
-        return default
-    try:
-        return max(float(value.strip()), 0.0)
-    except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return default
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max((when - now).total_seconds(), 0.0)
+class _ApiClient:
+    """What both provider clients share: the configured HTTP client, and GET-JSON where 404 answers None."""
 
-
-class JsonApi:
-    """GET-JSON with the retry policy every provider client shares; 404 answers None."""
+    label = "provider"
 
     def __init__(
         self,
-        name: str,
         base_url: str,
-        headers: dict[str, str],
+        api_key: str,
         *,
-        timeout_s: float,
-        max_retries: int,
-        backoff_s: float,
-        max_inline_wait_s: float,
-        sleep: Sleep,
-        clock: Clock,
-        transport: httpx.AsyncBaseTransport | None = None,
+        timeout_s: float = 10.0,
+        max_retries: int = 3,
+        backoff_s: float = 0.5,
+        max_inline_wait_s: float = 5.0,
+        sleep: Sleep = asyncio.sleep,
+        clock: Clock | None = None,
     ) -> None:
         if not base_url:
-            raise ValueError(f"the http {name} needs a base URL")
-        self.name = name
-        self.client = httpx.AsyncClient(
-            base_url=base_url.rstrip("/"),
-            headers={"accept": "application/json", **headers},
-            timeout=timeout_s,
-            transport=transport,
+            raise ValueError(f"the http {self.label} needs a base URL")
+        self.http = ProviderHttpClient(
+            self.label,
+            base_url,
+            headers={"accept": "application/json", **self.auth_headers(api_key)},
+            timeout_s=timeout_s,
+            retry=RetryPolicy(max_retries, backoff_s, max_retry_after_s=max_inline_wait_s),
+            sleep=sleep,
+            clock=clock,
         )
-        self.max_retries = max_retries
-        self.backoff_s = backoff_s
-        self.max_inline_wait_s = max_inline_wait_s
-        self.sleep = sleep
-        self.clock = clock
+
+    def auth_headers(self, api_key: str) -> dict[str, str]:
+        """How the provider wants its key."""
+        raise NotImplementedError
 
     async def get(self, path: str, params: dict[str, str]) -> dict[str, Any] | None:
-        """The JSON object at ``path``, None on 404; raises ProviderError/RateLimited per the policy."""
-        attempt = 0
-        while True:
-            attempt += 1
-            last = attempt > self.max_retries
-            backoff = self.backoff_s * 2 ** (attempt - 1)
-            try:
-                response = await self.client.get(path, params=params)
-            except httpx.TimeoutException as exc:
-                if last:
-                    raise ProviderError(f"{self.name} timed out: {exc!r}", transient=True) from exc
-                await self.sleep(backoff)
-                continue
-            except httpx.TransportError as exc:
-                if last:
-                    raise ProviderError(f"{self.name} unreachable: {exc!r}", transient=True) from exc
-                await self.sleep(backoff)
-                continue
+        """The JSON object at ``path``, None on 404; raises ProviderError/RateLimited per the retry policy."""
+        response = await self.http.request(
+            "GET", path, params=params, retry_statuses=STILL_PROCESSING, passthrough={404}
+        )
+        if response.status_code == 404:
+            return None
+        data = decode_json(response, self.label)
+        if not isinstance(data, dict):
             status = response.status_code
-            if status == 429:
-                wait = parse_retry_after(response.headers.get("retry-after"), self.clock.now(), backoff)
-                if last or wait > self.max_inline_wait_s:
-                    raise RateLimited(wait, f"{self.name} rate limited (retry after {wait:.1f}s)")
-                await self.sleep(wait)
-                continue
-            if status >= 500 or status == 202:
-                if last:
-                    what = "is still processing" if status == 202 else f"answered {status}"
-                    raise ProviderError(f"{self.name} {what}", transient=True, status=status)
-                await self.sleep(backoff)
-                continue
-            if status == 404:
-                return None
-            if status >= 400:
-                raise ProviderError(
-                    f"{self.name} refused the request ({status}): {response.text[:200]}", transient=False, status=status
-                )
-            try:
-                data = response.json()
-            except ValueError as exc:
-                raise ProviderError(f"{self.name} answered with invalid JSON", transient=True, status=status) from exc
-            if not isinstance(data, dict):
-                raise ProviderError(f"{self.name} answer is not a JSON object", transient=False, status=status)
-            return data
+            raise ProviderError(f"{self.label} answer is not a JSON object", transient=False, status=status)
+        return data
 
     async def aclose(self) -> None:
         """Close the connection pool."""
-        await self.client.aclose()
+        await self.http.aclose()
 
 
 def _ymd(value: Any) -> date | None:
@@ -238,56 +187,33 @@ def profile_from_api(person: dict[str, Any], company: dict[str, Any] | None, lin
     )
 
 
-class ProfileApiClient:
+class ProfileApiClient(_ApiClient):
     """Fetches profiles from a Proxycurl-style API."""
 
     name = "profile-api"
+    label = "profile provider"
 
-    def __init__(
-        self,
-        base_url: str,
-        api_key: str,
-        *,
-        timeout_s: float = 10.0,
-        max_retries: int = 3,
-        backoff_s: float = 0.5,
-        max_inline_wait_s: float = 5.0,
-        sleep: Sleep = asyncio.sleep,
-        clock: Clock | None = None,
-    ) -> None:
-        self.api = JsonApi(
-            "profile provider",
-            base_url,
-            {"Authorization": f"Bearer {api_key}"},
-            timeout_s=timeout_s,
-            max_retries=max_retries,
-            backoff_s=backoff_s,
-            max_inline_wait_s=max_inline_wait_s,
-            sleep=sleep,
-            clock=clock or SystemClock(),
-        )
+    def auth_headers(self, api_key: str) -> dict[str, str]:
+        """A bearer token."""
+        return {"Authorization": f"Bearer {api_key}"}
 
     async def fetch_profile(self, lead: LeadRef) -> ProfileData:
         """The person's profile; a person the API does not know is a permanent error."""
         url = lead.linkedin_url
         if not url and lead.email:
-            resolved = await self.api.get("/api/linkedin/profile/resolve/email", {"email": lead.email})
+            resolved = await self.get("/api/linkedin/profile/resolve/email", {"email": lead.email})
             url = (resolved or {}).get("linkedin_profile_url")
         if not url:
             raise ProviderError("profile provider found no LinkedIn profile for this lead", transient=False, status=404)
-        person = await self.api.get("/api/v2/linkedin", {"linkedin_profile_url": url})
+        person = await self.get("/api/v2/linkedin", {"linkedin_profile_url": url})
         if person is None:
             raise ProviderError("profile provider has no profile at this URL", transient=False, status=404)
         experiences = [e for e in person.get("experiences") or [] if isinstance(e, dict)]
         current = next((e for e in experiences if not e.get("ends_at")), None)
         company = None
         if current and current.get("company_linkedin_profile_url"):
-            company = await self.api.get("/api/linkedin/company", {"url": current["company_linkedin_profile_url"]})
+            company = await self.get("/api/linkedin/company", {"url": current["company_linkedin_profile_url"]})
         return profile_from_api(person, company, url)
-
-    async def aclose(self) -> None:
-        """Close the connection pool."""
-        await self.api.aclose()
 
 
 _VERDICT: dict[str, str] = {
@@ -303,38 +229,19 @@ _VERDICT: dict[str, str] = {
 }
 
 
-class EmailApiClient:
+class EmailApiClient(_ApiClient):
     """Finds and verifies work emails with a Hunter-style API."""
 
     name = "email-api"
+    label = "email provider"
 
-    def __init__(
-        self,
-        base_url: str,
-        api_key: str,
-        *,
-        timeout_s: float = 10.0,
-        max_retries: int = 3,
-        backoff_s: float = 0.5,
-        max_inline_wait_s: float = 5.0,
-        sleep: Sleep = asyncio.sleep,
-        clock: Clock | None = None,
-    ) -> None:
-        self.api = JsonApi(
-            "email provider",
-            base_url,
-            {"X-API-KEY": api_key},
-            timeout_s=timeout_s,
-            max_retries=max_retries,
-            backoff_s=backoff_s,
-            max_inline_wait_s=max_inline_wait_s,
-            sleep=sleep,
-            clock=clock or SystemClock(),
-        )
+    def auth_headers(self, api_key: str) -> dict[str, str]:
+        """An ``X-API-KEY`` header."""
+        return {"X-API-KEY": api_key}
 
     async def verify(self, email: str) -> EmailResult:
         """The verifier's verdict on one address."""
-        answer = await self.api.get("/v2/email-verifier", {"email": email})
+        answer = await self.get("/v2/email-verifier", {"email": email})
         data = (answer or {}).get("data") or {}
         verdict = _VERDICT.get(str(data.get("result") or ""), _VERDICT.get(str(data.get("status") or ""), "risky"))
         return EmailResult(email, verdict)  # type: ignore[arg-type]
@@ -347,7 +254,7 @@ class EmailApiClient:
         company = profile.fields.get("company_name") or lead.company
         if not (first and last and company):
             return EmailResult(None, "not_found")
-        answer = await self.api.get(
+        answer = await self.get(
             "/v2/email-finder", {"first_name": str(first), "last_name": str(last), "company": str(company)}
         )
         data = (answer or {}).get("data") or {}
@@ -358,7 +265,3 @@ class EmailApiClient:
         if status in {"valid", "invalid"}:
             return EmailResult(str(email), _VERDICT[status])  # type: ignore[arg-type]
         return await self.verify(str(email))
-
-    async def aclose(self) -> None:
-        """Close the connection pool."""
-        await self.api.aclose()

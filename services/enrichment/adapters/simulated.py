@@ -9,63 +9,24 @@ workspaces gets the same profile.
 
 from __future__ import annotations
 
-from collections import Counter
 from datetime import date, timedelta
 
 from services.runtime.clock import Clock
-from services.runtime.providers import ProviderError, RateLimited, SimulationProfile, seeded_rng
+from services.runtime.providers import (
+    SIMULATED_FIRST_NAMES,
+    SIMULATED_LAST_NAMES,
+    ProviderError,
+    SimulatedProvider,
+    SimulationProfile,
+    seeded_rng,
+)
 
 from . import EmailResult, LeadRef, ProfileData
 
-FIRST = [
-    "Ada",
-    "Ben",
-    "Chloe",
-    "Diego",
-    "Emma",
-    "Farid",
-    "Grace",
-    "Hugo",
-    "Ines",
-    "Jonas",
-    "Kira",
-    "Liam",
-    "Maya",
-    "Noah",
-    "Olga",
-    "Pablo",
-    "Quinn",
-    "Rosa",
-    "Sami",
-    "Tara",
-    "Uma",
-    "Victor",
-    "Wen",
-    "Yara",
-    "Zoe",
-]
-LAST = [
-    "Adler",
-    "Brandt",
-    "Costa",
-    "Dubois",
-    "Eriksen",
-    "Fischer",
-    "Garcia",
-    "Hansen",
-    "Ito",
-    "Jensen",
-    "Kowalski",
-    "Larsen",
-    "Moreau",
-    "Novak",
-    "Olsen",
-    "Petrov",
-    "Rossi",
-    "Schmidt",
-    "Tanaka",
-    "Weber",
-]
+# Fewer names than discovery's population uses: more would change every seeded profile.
+FIRST = SIMULATED_FIRST_NAMES[:25]
+LAST = SIMULATED_LAST_NAMES[:20]
+
 ROLES = [
     "Head of Sales",
     "VP Marketing",
@@ -119,15 +80,13 @@ def person_key(lead: LeadRef) -> str:
     return f"lead:{lead.lead_id}"
 
 
-class _Faulty:
+class _Faulty(SimulatedProvider):
     """Shared behaviour of the simulated providers: latency, transient and permanent errors, rate limits."""
 
     def __init__(self, profile: SimulationProfile, clock: Clock, permanent_error_rate: float = 0.0) -> None:
-        self.sim = profile
+        super().__init__(profile)
         self.clock = clock
         self.permanent_error_rate = permanent_error_rate
-        self.calls: Counter[str] = Counter()
-        self.total_calls = 0
 
     @property
     def today(self) -> date:
@@ -135,14 +94,7 @@ class _Faulty:
         return self.clock.now().date()
 
     async def _call(self, kind: str, key: str) -> None:
-        self.calls[f"{kind}:{key}"] += 1
-        self.total_calls += 1
-        rng = seeded_rng(self.sim.seed, kind, key, self.calls[f"{kind}:{key}"])
-        await self.sim.latency(rng)
-        if self.sim.rate_limit_every and self.total_calls % self.sim.rate_limit_every == 0:
-            raise RateLimited(self.sim.retry_after_s)
-        if rng.random() < self.sim.transient_error_rate:
-            raise ProviderError("simulated 503 from provider", transient=True, status=503)
+        await self.simulate(kind, key, "provider", counted_as=f"{kind}:{key}")
         # Permanent failures stick to a person, as a deleted profile does.
         if seeded_rng(self.sim.seed, kind, "gone", key).random() < self.permanent_error_rate:
             raise ProviderError(f"simulated 404: no {kind} data for this person", transient=False, status=404)

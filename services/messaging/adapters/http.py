@@ -10,20 +10,16 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from typing import Any
 
 import httpx
 from leadstream_schemas import Channel
 
-from services.runtime.providers import ProviderError, RateLimited
+from services.runtime.http_client import ProviderHttpClient, RetryPolicy, Sleep
+from services.runtime.providers import ProviderError
 
 from ..domain import DraftRequest, render
 from . import GeneratedText
-
-Sleep = Callable[[float], Awaitable[None]]
 
 CHANNEL_NAMES = {
     Channel.invite: "LinkedIn connection-invite note",
@@ -31,30 +27,6 @@ CHANNEL_NAMES = {
     Channel.email: "cold email",
     Channel.comment: "comment on the lead's LinkedIn post",
 }
-
-
-def retry_after_seconds(headers: httpx.Headers, now: datetime | None = None) -> float | None:
-    """Seconds to wait from ``retry-after-ms`` or ``Retry-After`` (seconds or an HTTP date), if present."""
-    ms = headers.get("retry-after-ms")
-    if ms:
-        try:
-            return max(float(ms) / 1000, 0.0)
-        except ValueError:
-            pass
-    value = headers.get("retry-after")
-    if not value:
-        return None
-    try:
-        return max(float(value), 0.0)
-    except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max((when - (now or datetime.now(UTC))).total_seconds(), 0.0)
 
 
 def build_messages(req: DraftRequest) -> list[dict[str, str]]:
@@ -137,22 +109,24 @@ class ChatCompletionsGenerator:
         transport: httpx.AsyncBaseTransport | None = None,
         sleep: Sleep = asyncio.sleep,
     ) -> None:
-        self.url = base_url.rstrip("/") + "/chat/completions"
         self.model = model
-        self.max_retries = max_retries
-        self.backoff_initial_s = backoff_initial_s
-        self.backoff_max_s = backoff_max_s
-        self.max_retry_after_s = max_retry_after_s
         self.temperature = temperature
-        self._sleep = sleep
         headers = {"Content-Type": "application/json"}
         if api_key:
             headers["Authorization"] = f"Bearer {api_key}"
-        self.client = httpx.AsyncClient(timeout=httpx.Timeout(timeout_s), headers=headers, transport=transport)
+        self.http = ProviderHttpClient(
+            "chat API",
+            base_url,
+            headers=headers,
+            timeout_s=timeout_s,
+            retry=RetryPolicy(max_retries, backoff_initial_s, backoff_max_s, max_retry_after_s),
+            sleep=sleep,
+            transport=transport,
+        )
 
     async def aclose(self) -> None:
         """Close the HTTP connection pool."""
-        await self.client.aclose()
+        await self.http.aclose()
 
     async def generate(self, request: DraftRequest) -> GeneratedText:
         """One chat completion for the draft, retried on 429/5xx/timeouts."""
@@ -163,7 +137,7 @@ class ChatCompletionsGenerator:
             "max_tokens": max(64, request.limit.text // 2),
             "n": 1,
         }
-        data = await self._post(payload)
+        data = await self.http.request_object("POST", "/chat/completions", json=payload, non_object_transient=True)
         try:
             content = data["choices"][0]["message"]["content"]
         except (KeyError, IndexError, TypeError):
@@ -171,47 +145,3 @@ class ChatCompletionsGenerator:
         if not isinstance(content, str):
             raise ProviderError("chat API answer content is not text", transient=True)
         return parse_answer(content, request.channel)
-
-    def _backoff(self, attempt: int) -> float:
-        return float(min(self.backoff_initial_s * (2**attempt), self.backoff_max_s))
-
-    async def _post(self, payload: dict[str, Any]) -> dict[str, Any]:
-        attempt = 0
-        while True:
-            try:
-                resp = await self.client.post(self.url, json=payload)
-            except httpx.TimeoutException as exc:
-                error: ProviderError = ProviderError(f"chat API timed out: {exc!r}", transient=True)
-                delay = self._backoff(attempt)
-            except httpx.TransportError as exc:
-                error = ProviderError(f"chat API unreachable: {exc!r}", transient=True)
-                delay = self._backoff(attempt)
-            else:
-                if resp.is_success:
-                    try:
-                        body = resp.json()
-                    except ValueError:
-                        raise ProviderError("chat API answered with invalid JSON", transient=True) from None
-                    if not isinstance(body, dict):
-                        raise ProviderError("chat API answered with a non-object", transient=True)
-                    return body
-                if resp.status_code == 429:
-                    wait = retry_after_seconds(resp.headers)
-                    delay = self._backoff(attempt) if wait is None else wait
-                    if delay > self.max_retry_after_s:
-                        raise RateLimited(delay, "chat API rate limit")
-                    error = RateLimited(delay, "chat API rate limit")
-                elif resp.status_code >= 500:
-                    status = resp.status_code
-                    error = ProviderError(f"chat API answered {status}", transient=True, status=status)
-                    delay = self._backoff(attempt)
-                else:
-                    raise ProviderError(
-                        f"chat API refused the request ({resp.status_code}): {resp.text[:300]}",
-                        transient=False,
-                        status=resp.status_code,
-                    )
-            if attempt >= self.max_retries:
-                raise error
-            attempt += 1
-            await self._sleep(delay)

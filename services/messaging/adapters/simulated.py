@@ -6,30 +6,23 @@ depends only on the request (lead, step, attempt), never on how often it was cal
 
 from __future__ import annotations
 
-from collections import Counter
-
-from services.runtime.providers import ProviderError, SimulationProfile, seeded_rng
+from services.runtime.providers import SimulatedProvider, SimulationProfile
 
 from ..domain import DraftRequest, compose
 from . import GeneratedText
 
 
-class SimulatedGenerator:
+class SimulatedGenerator(SimulatedProvider):
     """A stand-in for an LLM: composes the draft from hook, strategy and template."""
 
     name = "simulated"
 
     def __init__(self, profile: SimulationProfile | None = None) -> None:
-        self.sim = profile or SimulationProfile(latency_ms=(0, 0), transient_error_rate=0.0)
-        self.calls: Counter[str] = Counter()
+        super().__init__(profile or SimulationProfile(latency_ms=(0, 0), transient_error_rate=0.0))
 
     async def generate(self, request: DraftRequest) -> GeneratedText:
         """Write the draft (after a realistic delay; sometimes a simulated 503)."""
         key = f"{request.variant_key}|{request.attempt}|{request.shorter}"
-        self.calls[key] += 1
-        rng = seeded_rng(self.sim.seed, "llm", key, self.calls[key])
-        await self.sim.latency(rng)
-        if rng.random() < self.sim.transient_error_rate:
-            raise ProviderError("simulated 503 from the language model", transient=True, status=503)
+        await self.simulate("llm", key, "the language model")
         text, subject = compose(request)
         return GeneratedText(text, subject)

@@ -15,7 +15,8 @@ from typing import Any
 
 import httpx
 
-from services.runtime.providers import ProviderError, RateLimited
+from services.runtime.http_client import ProviderHttpClient, RetryPolicy, decode_json
+from services.runtime.providers import ProviderError
 
 from . import EmailMessage, InvitationLimitReached, LeadTarget, SendRequest, SendResult
 
@@ -24,22 +25,8 @@ _ACTIVITY = re.compile(r"(urn:li:activity:\d+|activity[-:](\d+))", re.IGNORECASE
 LIMIT_ERRORS = ("errors/cannot_resend_yet", "errors/limit_exceeded", "errors/invitation_limit_reached")
 
 
-def _retry_after(resp: httpx.Response) -> float:
-    value = resp.headers.get("retry-after", "")
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        return 1.0
-
-
-def raise_for(resp: httpx.Response, what: str) -> None:
-    """Translate a provider's HTTP answer into the shared provider errors (nothing for a 2xx)."""
-    if resp.is_success:
-        return
-    if resp.status_code == 429:
-        raise RateLimited(_retry_after(resp), f"{what}: rate limited (429)")
-    if resp.status_code >= 500:
-        raise ProviderError(f"{what}: provider answered {resp.status_code}", transient=True, status=resp.status_code)
+def refusal(resp: httpx.Response, what: str) -> ProviderError:
+    """A final 4xx answer as a provider error: an invitation-limit answer is InvitationLimitReached."""
     body: dict[str, Any] = {}
     try:
         parsed = resp.json()
@@ -48,22 +35,30 @@ def raise_for(resp: httpx.Response, what: str) -> None:
         pass
     kind = str(body.get("type", ""))
     if kind in LIMIT_ERRORS or "limit" in kind:
-        raise InvitationLimitReached(f"{what}: {kind or 'invitation limit reached'}")
+        return InvitationLimitReached(f"{what}: {kind or 'invitation limit reached'}")
     detail = body.get("detail") or body.get("title") or resp.text[:200]
-    raise ProviderError(
+    return ProviderError(
         f"{what}: provider answered {resp.status_code}: {detail}", transient=False, status=resp.status_code
     )
 
 
-async def _call(client: httpx.AsyncClient, method: str, url: str, what: str, **kwargs: Any) -> dict[str, Any]:
-    try:
-        resp = await client.request(method, url, **kwargs)
-    except httpx.TransportError as exc:
-        raise ProviderError(f"{what}: {type(exc).__name__}: {exc}", transient=True) from exc
-    raise_for(resp, what)
+# Sends are not retried here: the outreach runner retries the step (with the same idempotency key) when
+# its durable timer comes round, so any 429 goes straight back to it with its Retry-After.
+NO_RETRIES = RetryPolicy(max_retries=0, backoff_initial_s=1.0, max_retry_after_s=0.0)
+
+
+def provider_client(base_url: str, headers: dict[str, str], timeout_s: float) -> ProviderHttpClient:
+    """The HTTP client of an outreach provider (no inline retries; errors as the shared provider errors)."""
+    return ProviderHttpClient(
+        "provider", base_url, headers=headers, timeout_s=timeout_s, retry=NO_RETRIES, refusal=refusal
+    )
+
+
+async def _call(client: ProviderHttpClient, method: str, url: str, what: str, **kwargs: Any) -> dict[str, Any]:
+    resp = await client.request(method, url, what=what, **kwargs)
     if not resp.content:
         return {}
-    data = resp.json()
+    data = decode_json(resp, what)
     return data if isinstance(data, dict) else {"items": data}
 
 
@@ -88,14 +83,8 @@ class UnipileLinkedIn:
 
     name = "unipile"
 
-    def __init__(
-        self, base_url: str, api_key: str, *, timeout_s: float = 15.0, client: httpx.AsyncClient | None = None
-    ) -> None:
-        self.client = client or httpx.AsyncClient(
-            base_url=base_url.rstrip("/"),
-            timeout=timeout_s,
-            headers={"X-API-KEY": api_key, "accept": "application/json"},
-        )
+    def __init__(self, base_url: str, api_key: str, *, timeout_s: float = 15.0) -> None:
+        self.client = provider_client(base_url, {"X-API-KEY": api_key, "accept": "application/json"}, timeout_s)
 
     def _headers(self, req: SendRequest) -> dict[str, str]:
         return {"Idempotency-Key": req.request_id}
@@ -207,12 +196,8 @@ class HttpEmailSender:
 
     name = "http"
 
-    def __init__(
-        self, base_url: str, api_key: str, *, timeout_s: float = 15.0, client: httpx.AsyncClient | None = None
-    ) -> None:
-        self.client = client or httpx.AsyncClient(
-            base_url=base_url.rstrip("/"), timeout=timeout_s, headers={"Authorization": f"Bearer {api_key}"}
-        )
+    def __init__(self, base_url: str, api_key: str, *, timeout_s: float = 15.0) -> None:
+        self.client = provider_client(base_url, {"Authorization": f"Bearer {api_key}"}, timeout_s)
 
     async def send(self, message: EmailMessage) -> str:
         """Send one email; returns the provider's message id."""

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -25,7 +24,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from services.runtime.providers import ProviderError, RateLimited, SimulationProfile, seeded_rng
+from services.runtime.providers import SimulatedProvider, SimulationProfile, seeded_rng
 
 from ..store import sim_email_requests, sim_linkedin_requests
 from . import EmailMessage, FollowUp, InvitationLimitReached, LeadTarget, SendRequest, SendResult
@@ -89,7 +88,7 @@ def _result_from(data: dict[str, Any]) -> SendResult:
     )
 
 
-class SimulatedLinkedIn:
+class SimulatedLinkedIn(SimulatedProvider):
     """A LinkedIn provider that never talks to LinkedIn."""
 
     name = "simulated"
@@ -97,11 +96,9 @@ class SimulatedLinkedIn:
     def __init__(
         self, profile: SimulationProfile, behaviour: LinkedInBehaviour | None = None, engine: AsyncEngine | None = None
     ) -> None:
-        self.sim = profile
+        super().__init__(profile)
         self.behaviour = behaviour or LinkedInBehaviour()
         self.engine = engine
-        self.calls: Counter[str] = Counter()
-        self.total_calls = 0
         self.performed: list[tuple[str, str]] = []  # (kind, request id) actually performed by this process
         self.statuses: dict[str, str] = {}
         self._memory: dict[str, tuple[str, str, str, dict[str, Any], datetime]] = {}
@@ -161,17 +158,11 @@ class SimulatedLinkedIn:
         return _result_from(stored or data)
 
     async def _perform(self, kind: str, req: SendRequest, now: datetime, result: SendResult) -> SendResult:
-        self.calls[req.request_id] += 1
-        self.total_calls += 1
-        rng = seeded_rng(self.sim.seed, kind, req.request_id, self.calls[req.request_id])
-        await self.sim.latency(rng)
+        rng = await self.simulate_call(kind, req.request_id)
         prior = await self._lookup(req.request_id)
         if prior is not None:
             return prior
-        if self.sim.rate_limit_every and self.total_calls % self.sim.rate_limit_every == 0:
-            raise RateLimited(self.sim.retry_after_s)
-        if rng.random() < self.sim.transient_error_rate:
-            raise ProviderError("simulated 503 from LinkedIn provider", transient=True, status=503)
+        self.simulate_faults(rng, "LinkedIn provider")
         if kind == "invite":
             sent = await self._count_invites(req.account_id, now - timedelta(days=7))
             if sent >= self.behaviour.invite_limit_per_week:
@@ -248,31 +239,27 @@ class SimulatedLinkedIn:
         return self.statuses.get(account_id, "ok")
 
 
-class SimulatedEmailSender:
+class SimulatedEmailSender(SimulatedProvider):
     """An email sender that records what it would send (idempotent on the request id)."""
 
     name = "simulated"
 
     def __init__(self, profile: SimulationProfile, engine: AsyncEngine | None = None) -> None:
-        self.sim = profile
+        super().__init__(profile)
         self.engine = engine
-        self.calls: Counter[str] = Counter()
         self.sent: list[EmailMessage] = []
         self._memory: dict[str, str] = {}
 
     async def send(self, message: EmailMessage) -> str:
         """Accept the email for delivery; returns the provider's message id."""
-        self.calls[message.request_id] += 1
-        rng = seeded_rng(self.sim.seed, "email", message.request_id, self.calls[message.request_id])
-        await self.sim.latency(rng)
+        rng = await self.simulate_call("email", message.request_id)
         message_id = f"<{uuid.uuid5(uuid.NAMESPACE_URL, message.request_id)}@simulated.leadstream.invalid>"
         if self.engine is None:
             if message.request_id not in self._memory:
                 self._memory[message.request_id] = message_id
                 self.sent.append(message)
             return self._memory[message.request_id]
-        if rng.random() < self.sim.transient_error_rate:
-            raise ProviderError("simulated 503 from email API", transient=True, status=503)
+        self.simulate_faults(rng, "email API")
         t = sim_email_requests
         async with self.engine.begin() as conn:
             inserted = await conn.execute(

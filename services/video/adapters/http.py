@@ -10,36 +10,13 @@ other 4xx answers are final. A wait longer than ``max_retry_after_s`` is handed 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
-from typing import Any
 
 import httpx
 
-from services.runtime.providers import ProviderError, RateLimited
+from services.runtime.http_client import ProviderHttpClient, RetryPolicy, Sleep
+from services.runtime.providers import ProviderError
 
 from . import RenderAccepted, RenderRequest
-
-Sleep = Callable[[float], Awaitable[None]]
-
-
-def retry_after_seconds(headers: httpx.Headers, now: datetime | None = None) -> float | None:
-    """Seconds to wait from ``Retry-After`` (seconds or an HTTP date), if present."""
-    value = headers.get("retry-after")
-    if not value:
-        return None
-    try:
-        return max(float(value), 0.0)
-    except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max((when - (now or datetime.now(UTC))).total_seconds(), 0.0)
 
 
 class HttpStudio:
@@ -60,20 +37,22 @@ class HttpStudio:
         transport: httpx.AsyncBaseTransport | None = None,
         sleep: Sleep = asyncio.sleep,
     ) -> None:
-        self.url = base_url.rstrip("/") + "/videos"
-        self.max_retries = max_retries
-        self.backoff_initial_s = backoff_initial_s
-        self.backoff_max_s = backoff_max_s
-        self.max_retry_after_s = max_retry_after_s
-        self._sleep = sleep
         headers = {"Content-Type": "application/json", "Accept": "application/json"}
         if api_key:
             headers["X-Api-Key"] = api_key
-        self.client = httpx.AsyncClient(timeout=httpx.Timeout(timeout_s), headers=headers, transport=transport)
+        self.http = ProviderHttpClient(
+            "studio",
+            base_url,
+            headers=headers,
+            timeout_s=timeout_s,
+            retry=RetryPolicy(max_retries, backoff_initial_s, backoff_max_s, max_retry_after_s),
+            sleep=sleep,
+            transport=transport,
+        )
 
     async def aclose(self) -> None:
         """Close the HTTP connection pool."""
-        await self.client.aclose()
+        await self.http.aclose()
 
     async def render(self, request: RenderRequest) -> RenderAccepted:
         """Start a render; the same ``external_id`` (our job id) lets the studio deduplicate a retried submit."""
@@ -84,54 +63,10 @@ class HttpStudio:
             "external_id": str(request.video_job_id),
             "title": request.title or f"leadstream {request.video_job_id}",
         }
-        body = await self._post(payload)
+        body = await self.http.request_object("POST", "/videos", json=payload, non_object_transient=True)
         data = body.get("data") if isinstance(body.get("data"), dict) else body
         assert isinstance(data, dict)
         video_id = data.get("video_id") or data.get("id")
         if not video_id:
             raise ProviderError("studio answer has no video id", transient=True)
         return RenderAccepted(str(video_id), str(data.get("status") or "queued"))
-
-    def _backoff(self, attempt: int) -> float:
-        return float(min(self.backoff_initial_s * (2**attempt), self.backoff_max_s))
-
-    async def _post(self, payload: dict[str, Any]) -> dict[str, Any]:
-        attempt = 0
-        while True:
-            try:
-                resp = await self.client.post(self.url, json=payload)
-            except httpx.TimeoutException as exc:
-                error: ProviderError = ProviderError(f"studio timed out: {exc!r}", transient=True)
-                delay = self._backoff(attempt)
-            except httpx.TransportError as exc:
-                error = ProviderError(f"studio unreachable: {exc!r}", transient=True)
-                delay = self._backoff(attempt)
-            else:
-                if resp.is_success:
-                    try:
-                        body = resp.json()
-                    except ValueError:
-                        raise ProviderError("studio answered with invalid JSON", transient=True) from None
-                    if not isinstance(body, dict):
-                        raise ProviderError("studio answered with a non-object", transient=True)
-                    return body
-                if resp.status_code == 429:
-                    wait = retry_after_seconds(resp.headers)
-                    delay = self._backoff(attempt) if wait is None else wait
-                    if delay > self.max_retry_after_s:
-                        raise RateLimited(delay, "studio rate limit")
-                    error = RateLimited(delay, "studio rate limit")
-                elif resp.status_code >= 500:
-                    status = resp.status_code
-                    error = ProviderError(f"studio answered {status}", transient=True, status=status)
-                    delay = self._backoff(attempt)
-                else:
-                    raise ProviderError(
-                        f"studio refused the render ({resp.status_code}): {resp.text[:300]}",
-                        transient=False,
-                        status=resp.status_code,
-                    )
-            if attempt >= self.max_retries:
-                raise error
-            attempt += 1
-            await self._sleep(delay)

@@ -13,7 +13,6 @@ import json
 import logging
 import time
 import uuid
-from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -21,7 +20,7 @@ from typing import Any
 import httpx
 
 from services.runtime.clock import Clock
-from services.runtime.providers import ProviderError, SimulationProfile, seeded_rng
+from services.runtime.providers import SimulatedProvider, SimulationProfile, seeded_rng
 from services.runtime.webhooks import signed_headers
 
 from . import RenderAccepted, RenderRequest
@@ -40,7 +39,7 @@ class ScheduledCallback:
     attempts: int = 0
 
 
-class SimulatedStudio:
+class SimulatedStudio(SimulatedProvider):
     """An AI video studio stand-in: deterministic from a seed, calling back on the injected clock."""
 
     name = "simulated"
@@ -57,7 +56,7 @@ class SimulatedStudio:
         poll_s: float = 0.05,
         max_deliveries: int = 20,
     ) -> None:
-        self.sim = profile
+        super().__init__(profile)
         self.clock = clock
         self.secret = secret
         self.render_delay_s = render_delay_s
@@ -67,16 +66,11 @@ class SimulatedStudio:
         self.max_deliveries = max_deliveries
         self.scheduled: list[ScheduledCallback] = []
         self.delivered: list[ScheduledCallback] = []
-        self.calls: Counter[str] = Counter()
 
     async def render(self, request: RenderRequest) -> RenderAccepted:
         """Accept a render and schedule its callback (sometimes a transient 503 instead)."""
         key = str(request.video_job_id)
-        self.calls[key] += 1
-        rng = seeded_rng(self.sim.seed, "studio-submit", key, self.calls[key])
-        await self.sim.latency(rng)
-        if rng.random() < self.sim.transient_error_rate:
-            raise ProviderError("simulated 503 from the video studio", transient=True, status=503)
+        await self.simulate("studio-submit", key, "the video studio")
         outcome = seeded_rng(self.sim.seed, "studio-render", key)
         lo, hi = self.render_delay_s
         delay = outcome.uniform(lo, max(lo, hi))

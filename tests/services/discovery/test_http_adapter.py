@@ -12,12 +12,13 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from services.discovery.adapters import SearchQuery
-from services.discovery.adapters.http import UnipileSearchClient, parse_retry_after
+from services.discovery.adapters.http import UnipileSearchClient
+from services.runtime.http_client import parse_retry_after
 from services.runtime.providers import ProviderError, RateLimited
 from tests.services.discovery.conftest import StartDiscovery
-from tests.services.discovery.local_server import serve
 from tests.services.discovery.support import client_for, envelopes, read_events, settled
 from tests.support.kafka import wait_for
+from tests.support.local_http import Sleeps, serve
 
 KEY = "test-key"
 PEOPLE = [
@@ -96,16 +97,6 @@ class FakeUnipile:
                 "cursor": str(end) if end < len(items) else None,
             }
         )
-
-
-class Sleeps:
-    """Records the client's waits instead of sleeping."""
-
-    def __init__(self) -> None:
-        self.waits: list[float] = []
-
-    async def __call__(self, seconds: float) -> None:
-        self.waits.append(seconds)
 
 
 def _client(base: str, sleeps: Sleeps, api_key: str = KEY, **kw: Any) -> UnipileSearchClient:

@@ -14,9 +14,9 @@ from fastapi.responses import JSONResponse
 from services.enrichment.adapters import LeadRef, ProfileData
 from services.enrichment.adapters.http import EmailApiClient, ProfileApiClient
 from services.runtime.providers import ProviderError, RateLimited
-from tests.services.discovery.local_server import serve
 from tests.services.enrichment.conftest import StartEnrichment
 from tests.services.enrichment.support import discovered, enrich
+from tests.support.local_http import Sleeps, serve
 
 PROFILE_KEY, EMAIL_KEY = "profile-secret", "email-secret"
 ADA = "https://www.linkedin.com/in/ada-adler"
@@ -109,16 +109,6 @@ class FakeProviders:
             return JSONResponse({"data": {"email": email, "score": 90, "verification": {"status": known}}})
         verdict = VERDICTS.get(q["email"], {"status": "unknown", "result": "risky"})
         return JSONResponse({"data": {"email": q["email"], **verdict}})
-
-
-class Sleeps:
-    """Records the clients' waits instead of sleeping."""
-
-    def __init__(self) -> None:
-        self.waits: list[float] = []
-
-    async def __call__(self, seconds: float) -> None:
-        self.waits.append(seconds)
 
 
 def _clients(base: str, sleeps: Sleeps, **kw: Any) -> tuple[ProfileApiClient, EmailApiClient]:

@@ -8,11 +8,13 @@ import pytest
 from leadstream_schemas import Channel, Strategy
 
 from services.messaging import domain as d
-from services.messaging.adapters.http import ChatCompletionsGenerator, retry_after_seconds
+from services.messaging.adapters.http import ChatCompletionsGenerator
 from services.messaging.writer import Writer
+from services.runtime.http_client import retry_after_seconds
 from services.runtime.providers import ProviderError, RateLimited
-from tests.services.messaging.chat_server import Reply, chat_server, completion
+from tests.services.messaging.chat_server import chat_server, completion
 from tests.services.messaging.test_domain import profile
+from tests.support.local_http import Reply, Sleeps
 
 
 def request(channel: Channel = Channel.invite, video: bool = False) -> d.DraftRequest:
@@ -27,16 +29,6 @@ def request(channel: Channel = Channel.invite, video: bool = False) -> d.DraftRe
         variables=d.lead_variables(p),
         variant_key="42|lead|" + channel.value,
     )
-
-
-class Sleeps:
-    """Records backoff waits instead of waiting."""
-
-    def __init__(self) -> None:
-        self.waits: list[float] = []
-
-    async def __call__(self, seconds: float) -> None:
-        self.waits.append(seconds)
 
 
 def client(base_url: str, sleeps: Sleeps, **kw: float) -> ChatCompletionsGenerator:
@@ -63,7 +55,7 @@ def client(base_url: str, sleeps: Sleeps, **kw: float) -> ChatCompletionsGenerat
 
 async def test_success_sends_the_protocol_and_reads_the_answer() -> None:
     sleeps = Sleeps()
-    with chat_server(Reply(200, completion('  "Hi Ada, loved your post on outbound pipeline."  '))) as server:
+    async with chat_server(Reply(200, completion('  "Hi Ada, loved your post on outbound pipeline."  '))) as server:
         gen = client(server.base_url, sleeps)
         try:
             out = await gen.generate(request())
@@ -88,7 +80,7 @@ async def test_429_honours_retry_after_then_succeeds() -> None:
         Reply(429, {"error": {}}, {"retry-after-ms": "1500"}),
         Reply(200, completion("Hello Ada.")),
     ]
-    with chat_server(*script) as server:
+    async with chat_server(*script) as server:
         gen = client(server.base_url, sleeps)
         try:
             out = await gen.generate(request())
@@ -107,7 +99,7 @@ async def test_5xx_is_retried_with_exponential_backoff() -> None:
         Reply(502, b"bad gateway"),
         Reply(200, completion("Hi.")),
     ]
-    with chat_server(*script) as server:
+    async with chat_server(*script) as server:
         gen = client(server.base_url, sleeps)
         try:
             out = await gen.generate(request())
@@ -119,7 +111,7 @@ async def test_5xx_is_retried_with_exponential_backoff() -> None:
 
 async def test_persistent_5xx_gives_up_with_a_transient_error() -> None:
     sleeps = Sleeps()
-    with chat_server(Reply(503, {"error": "down"})) as server:
+    async with chat_server(Reply(503, {"error": "down"})) as server:
         gen = client(server.base_url, sleeps, max_retries=2)
         try:
             with pytest.raises(ProviderError) as err:
@@ -132,7 +124,7 @@ async def test_persistent_5xx_gives_up_with_a_transient_error() -> None:
 
 async def test_long_retry_after_is_handed_back_not_waited() -> None:
     sleeps = Sleeps()
-    with chat_server(Reply(429, {"error": {}}, {"Retry-After": "120"})) as server:
+    async with chat_server(Reply(429, {"error": {}}, {"Retry-After": "120"})) as server:
         gen = client(server.base_url, sleeps, max_retry_after_s=10)
         try:
             with pytest.raises(RateLimited) as err:
@@ -145,7 +137,7 @@ async def test_long_retry_after_is_handed_back_not_waited() -> None:
 
 async def test_4xx_is_final() -> None:
     sleeps = Sleeps()
-    with chat_server(Reply(401, {"error": {"message": "invalid api key"}})) as server:
+    async with chat_server(Reply(401, {"error": {"message": "invalid api key"}})) as server:
         gen = client(server.base_url, sleeps)
         try:
             with pytest.raises(ProviderError) as err:
@@ -158,7 +150,7 @@ async def test_4xx_is_final() -> None:
 
 async def test_timeout_is_retried() -> None:
     sleeps = Sleeps()
-    with chat_server(Reply(200, completion("late"), hold=True), Reply(200, completion("On time."))) as server:
+    async with chat_server(Reply(200, completion("late"), hold=True), Reply(200, completion("On time."))) as server:
         gen = client(server.base_url, sleeps, timeout_s=0.3)
         try:
             out = await gen.generate(request())
@@ -182,7 +174,7 @@ def test_retry_after_http_date() -> None:
 async def test_writer_regenerates_once_then_trims_at_a_sentence_boundary() -> None:
     long_answer = ("Hi Ada, your post on outbound pipeline was sharp. " * 3) + "We help sales teams. Open to a chat?"
     sleeps = Sleeps()
-    with chat_server(Reply(200, completion(long_answer))) as server:
+    async with chat_server(Reply(200, completion(long_answer))) as server:
         gen = client(server.base_url, sleeps)
         try:
             draft = await Writer(gen).write(request(video=True))
@@ -197,7 +189,7 @@ async def test_writer_regenerates_once_then_trims_at_a_sentence_boundary() -> No
 async def test_writer_accepts_a_shorter_second_answer() -> None:
     sleeps = Sleeps()
     script = [Reply(200, completion("x " * 150)), Reply(200, completion("Hi Ada, loved your post. Open to a chat?"))]
-    with chat_server(*script) as server:
+    async with chat_server(*script) as server:
         gen = client(server.base_url, sleeps)
         try:
             draft = await Writer(gen).write(request())
@@ -208,14 +200,16 @@ async def test_writer_accepts_a_shorter_second_answer() -> None:
 
 async def test_email_subject_is_parsed_and_a_refusing_model_falls_back_to_templates() -> None:
     sleeps = Sleeps()
-    with chat_server(Reply(200, completion("Subject: Your post on pipelines\n\nHi Ada,\n\nGreat post."))) as server:
+    async with chat_server(
+        Reply(200, completion("Subject: Your post on pipelines\n\nHi Ada,\n\nGreat post."))
+    ) as server:
         gen = client(server.base_url, sleeps)
         try:
             draft = await Writer(gen).write(request(Channel.email))
         finally:
             await gen.aclose()
     assert draft.subject == "Your post on pipelines" and draft.text == "Hi Ada,\n\nGreat post."
-    with chat_server(Reply(400, {"error": {"message": "bad request"}})) as server:
+    async with chat_server(Reply(400, {"error": {"message": "bad request"}})) as server:
         gen = client(server.base_url, sleeps)
         try:
             draft = await Writer(gen).write(request(Channel.message))

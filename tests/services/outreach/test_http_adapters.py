@@ -3,21 +3,18 @@ HTTP email API): success, idempotency keys, 429 with Retry-After, 5xx, the invit
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-import uvicorn
 from fastapi import FastAPI, Header, Request
 from fastapi.responses import JSONResponse
 
 from services.outreach.adapters import EmailMessage, InvitationLimitReached, LeadTarget, SendRequest
 from services.outreach.adapters.http import HttpEmailSender, UnipileLinkedIn
 from services.runtime.providers import ProviderError, RateLimited
-from tests.support.kafka import wait_for
+from tests.support.local_http import serve
 
 NOW = datetime(2026, 1, 5, 8, 0, tzinfo=UTC)
 
@@ -100,15 +97,8 @@ def provider_app(state: FakeProvider) -> FastAPI:
 @pytest.fixture
 async def server() -> AsyncIterator[tuple[str, FakeProvider]]:
     state = FakeProvider()
-    config = uvicorn.Config(provider_app(state), host="127.0.0.1", port=0, log_config=None, lifespan="off")
-    srv = uvicorn.Server(config)
-    task = asyncio.create_task(srv.serve())
-    await wait_for(lambda: srv.started, timeout_s=20, what="local provider server")
-    port = srv.servers[0].sockets[0].getsockname()[1]
-    yield f"http://127.0.0.1:{port}", state
-    srv.should_exit = True
-    with contextlib.suppress(Exception):
-        await asyncio.wait_for(task, timeout=10)
+    async with serve(provider_app(state)) as url:
+        yield url, state
 
 
 def _req(slug: str, text: str | None = "Hi!", post: str | None = None) -> SendRequest:

@@ -29,21 +29,12 @@ from tests.services.video.helpers import (
     profile,
     signed,
 )
-from tests.services.video.studio_server import Reply, accepted, studio_server
+from tests.services.video.studio_server import accepted, studio_server
 from tests.support.kafka import produce_events, read_until, wait_for
+from tests.support.local_http import Reply, Sleeps
 
 SECRET = "studio-test-secret"
 REQUEST = RenderRequest(uuid.uuid4(), "tpl-9", {"name": "Ada", "city": "your city"}, "https://ls.example/cb")
-
-
-class Sleeps:
-    """Records backoff waits instead of waiting."""
-
-    def __init__(self) -> None:
-        self.waits: list[float] = []
-
-    async def __call__(self, seconds: float) -> None:
-        self.waits.append(seconds)
 
 
 def studio(base_url: str, sleeps: Sleeps, **kw: Any) -> HttpStudio:
@@ -60,7 +51,7 @@ def studio(base_url: str, sleeps: Sleeps, **kw: Any) -> HttpStudio:
 
 async def test_render_request_speaks_the_protocol() -> None:
     sleeps = Sleeps()
-    with studio_server(Reply(201, accepted("vid_abc"))) as server:
+    async with studio_server(Reply(201, accepted("vid_abc"))) as server:
         client = studio(server.base_url, sleeps)
         try:
             out = await client.render(REQUEST)
@@ -86,7 +77,7 @@ async def test_429_and_5xx_are_retried() -> None:
         Reply(500, {}),
         Reply(200, accepted("vid_ok")),
     ]
-    with studio_server(*script) as server:
+    async with studio_server(*script) as server:
         client = studio(server.base_url, sleeps)
         try:
             out = await client.render(REQUEST)
@@ -99,7 +90,7 @@ async def test_429_and_5xx_are_retried() -> None:
 
 async def test_persistent_5xx_and_long_retry_after_and_4xx() -> None:
     sleeps = Sleeps()
-    with studio_server(Reply(502, {})) as server:
+    async with studio_server(Reply(502, {})) as server:
         client = studio(server.base_url, sleeps, max_retries=2)
         try:
             with pytest.raises(ProviderError) as err:
@@ -108,7 +99,7 @@ async def test_persistent_5xx_and_long_retry_after_and_4xx() -> None:
             await client.aclose()
     assert err.value.transient and err.value.status == 502 and len(server.requests) == 3
 
-    with studio_server(Reply(429, {}, {"Retry-After": "120"})) as server:
+    async with studio_server(Reply(429, {}, {"Retry-After": "120"})) as server:
         client = studio(server.base_url, sleeps, max_retry_after_s=10)
         try:
             with pytest.raises(RateLimited) as limited:
@@ -117,7 +108,7 @@ async def test_persistent_5xx_and_long_retry_after_and_4xx() -> None:
             await client.aclose()
     assert limited.value.retry_after_s == 120 and len(server.requests) == 1
 
-    with studio_server(Reply(422, {"error": "unknown template"})) as server:
+    async with studio_server(Reply(422, {"error": "unknown template"})) as server:
         client = studio(server.base_url, sleeps)
         try:
             with pytest.raises(ProviderError) as final:
@@ -134,7 +125,7 @@ async def test_service_submits_through_the_http_studio_and_honours_a_long_retry_
     camp, lead = uuid.uuid4(), uuid.uuid4()
     ours = str(job_id(camp, lead))
     # Other tests' video leads share the topics; only our job is rate limited.
-    with studio_server(Reply(201, accepted("vid_other"))) as server:
+    async with studio_server(Reply(201, accepted("vid_other"))) as server:
         server.by_external[ours] = [
             Reply(429, {"error": "busy"}, {"Retry-After": "120"}),
             Reply(201, accepted("vid_http_1")),
