@@ -234,6 +234,7 @@ async def test_enrichment_service_over_the_http_providers(start_enrichment: Star
         # A long retry-after parks the lead instead of sleeping in the consumer; it is retried later.
         fake.script["/v2/email-finder"] = [(429, {"Retry-After": "0.05"})]
         service = await start_enrichment(
+            own_topics=True,
             enrichment_provider="http",
             profile_api_base_url=base,
             profile_api_key=PROFILE_KEY,
