@@ -25,7 +25,7 @@ from typing import Any
 import asyncpg
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
 from faststream.kafka import KafkaBroker
-from leadstream_schemas import TOPICS, DecodeError, decode
+from leadstream_schemas import TOPICS, DecodeError
 
 from services.runtime.consumer import dead_letter_headers, is_infrastructure_error
 from services.runtime.kafka import create_consumer
@@ -33,6 +33,7 @@ from services.runtime.metrics import CONSUMER_LAG, DLQ_TOTAL
 from services.runtime.outbox import faststream_correlation_id
 
 from .checksum import dsn
+from .decoding import decode_record
 from .handlers import TP, ApplyResult, BatchApplier, Item, Plan
 from .settings import ProjectionSettings
 from .store import Views
@@ -89,7 +90,7 @@ def decode_records(records: Iterable[ConsumerRecord[Any, Any]]) -> list[Item]:
     out = []
     for r in records:
         try:
-            out.append(Item(r.topic, r.partition, r.offset, decode(r.value, r.headers), record=r))
+            out.append(Item(r.topic, r.partition, r.offset, decode_record(r.value, r.headers), record=r))
         except DecodeError as exc:
             out.append(Item(r.topic, r.partition, r.offset, None, error=(exc.code, exc.message), record=r))
     return out

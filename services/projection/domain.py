@@ -69,7 +69,11 @@ from leadstream_schemas import (
     VideoRequested,
 )
 
+from .decoding import DecodedEvent
+
 Patch = dict[str, Any]
+EventRecord = Envelope[Event] | DecodedEvent
+"""An event as the projection reads it: an envelope (tests, tools) or the projection decoder's result."""
 
 # -- pipeline stages and workflow labels ----------------------------------------------------------
 
@@ -244,11 +248,39 @@ class MergeSpec:
 
         Equivalent to :func:`merge_patch` (a test checks it on random patches).
         """
+        return self._compile(None)
+
+    @cached_property
+    def _shaped(self) -> dict[tuple[str, ...], Callable[[Patch, Mapping[str, Any]], Patch]]:
+        return {}
+
+    def merge_shaped(self, acc: Patch, patch: Mapping[str, Any]) -> Patch:
+        """:attr:`merge`, compiled for the columns ``patch`` has (patches of one event type share them).
+
+        A patch's missing column is neutral, so leaving it out of the code changes nothing; the
+        domain produces a small, fixed set of column sets (a test checks the equivalence).
+        """
+        shape = tuple(patch)
+        merge = self._shaped.get(shape)
+        if merge is None:
+            merge = self._shaped[shape] = self._compile(frozenset(shape))
+        return merge(acc, patch)
+
+    def _compile(self, present: frozenset[str] | None) -> Callable[[Patch, Mapping[str, Any]], Patch]:
+        """The merge function, unrolled for every column (``present`` None) or only those in ``present``."""
         lines = ["def merge(acc, patch):", "    get = patch.get", "    cur_of = acc.get"]
+
+        def has(col: str) -> bool:
+            return present is None or col in present
+
+        def value(col: str) -> str:
+            if present is None:
+                return f"get({col!r})"
+            return f"patch[{col!r}]" if col in present else "None"
 
         def extreme(col: str, op: str) -> list[str]:
             return [
-                f"    v = get({col!r})",
+                f"    v = {value(col)}",
                 "    if v is not None:",
                 f"        cur = cur_of({col!r})",
                 f"        if cur is None or v {op} cur:",
@@ -256,16 +288,21 @@ class MergeSpec:
             ]
 
         for key_col, values in self.registers.items():
-            lines += extreme(key_col, ">")
-            lines += [f"            acc[{c!r}] = get({c!r})" for c in values]
+            if has(key_col):
+                lines += extreme(key_col, ">")
+                lines += [f"            acc[{c!r}] = {value(c)}" for c in values]
         for c in self.maximum:
-            lines += extreme(c, ">")
+            if has(c):
+                lines += extreme(c, ">")
         for c in self.minimum:
-            lines += extreme(c, "<")
+            if has(c):
+                lines += extreme(c, "<")
         for c in self.any:
-            lines += [f"    if get({c!r}):", f"        acc[{c!r}] = True"]
+            if has(c):
+                lines += [f"    if {value(c)}:", f"        acc[{c!r}] = True"]
         for c in self.total:
-            lines += [f"    v = get({c!r})", "    if v:", f"        acc[{c!r}] = cur_of({c!r}, 0) + v"]
+            if has(c):
+                lines += [f"    v = {value(c)}", "    if v:", f"        acc[{c!r}] = cur_of({c!r}, 0) + v"]
         lines.append("    return acc")
         namespace: dict[str, Any] = {}
         exec(compile("\n".join(lines), f"<merge {self.table}>", "exec"), namespace)
@@ -274,9 +311,14 @@ class MergeSpec:
 
     @cached_property
     def row_key(self) -> Callable[[Mapping[str, Any]], tuple[Any, ...]]:
-        """The primary key of a patch, as a tuple."""
+        """The primary key of a patch, as a tuple (a UUID as its integer: hashing a UUID runs Python code)."""
         getters = self.key
-        return lambda patch: tuple([patch[k] for k in getters])
+        return lambda patch: tuple([key_part(patch[k]) for k in getters])
+
+
+def key_part(value: Any) -> Any:
+    """A key column's value as reducers group by it: a UUID as its integer, anything else as is."""
+    return value.int if type(value) is UUID else value
 
 
 LEAD_STATE = MergeSpec(
@@ -404,13 +446,22 @@ def row_values(spec: MergeSpec, patch: Mapping[str, Any]) -> list[Any]:
     return [get(c, neutral) for c, neutral in spec.defaults]
 
 
+def row_tuple(spec: MergeSpec, patch: Mapping[str, Any]) -> tuple[Any, ...]:
+    """:func:`row_values` as a tuple."""
+    get = patch.get
+    return tuple([get(c, neutral) for c, neutral in spec.defaults])
+
+
 # -- contributions of one event -----------------------------------------------------------------
 
 
 class TimelineRow(NamedTuple):
-    """One line of a lead's timeline (fields in column order). ``summary`` has an ``{account}`` field."""
+    """One line of a lead's timeline (fields in column order). ``summary`` has an ``{account}`` field.
 
-    event_id: UUID
+    ``event_id`` is a UUID or its canonical text (the projection decoder's), both written as ``uuid``.
+    """
+
+    event_id: UUID | str
     workspace_id: str
     lead_id: UUID
     event_time: datetime
@@ -422,7 +473,7 @@ class TimelineRow(NamedTuple):
     summary: str
 
 
-@dataclass
+@dataclass(slots=True)
 class Contribution:
     """Everything one event changes in the views (patches keyed by table)."""
 
@@ -436,17 +487,19 @@ class Contribution:
         self.patches.append((spec, key if key is not None else spec.row_key(patch), patch))
 
 
+_RANK_TEXT: dict[str, str] = {t: f"{r:03d}" for t, r in TYPE_RANK.items()}
 _ORIGIN = datetime(1, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
 
 
-def order_key(time: datetime, event_type: str, event_id: UUID) -> str:
+def order_key(time: datetime, event_type: str, event_id: UUID | str) -> str:
     """The last-writer-wins key of an event: sorts by time, then lifecycle order, then id (bytewise).
 
     Time is counted in microseconds since year 1, zero-padded, so string order is time order.
     """
     t = time if time.tzinfo else time.replace(tzinfo=UTC)
-    return f"{(t - _ORIGIN) // _MICROSECOND:018d}|{TYPE_RANK.get(event_type, 99):03d}|{event_id.hex}"
+    hex_id = event_id.replace("-", "") if isinstance(event_id, str) else event_id.hex
+    return f"{(t - _ORIGIN) // _MICROSECOND:018d}|{_RANK_TEXT.get(event_type, '099')}|{hex_id}"
 
 
 def _esc(text: str | None, limit: int = 280) -> str:
@@ -668,7 +721,7 @@ def render_summary(summary: str, account_name: str | None, account_id: UUID | st
         return summary
 
 
-def contribution(env: Envelope[Event]) -> Contribution:
+def contribution(env: EventRecord) -> Contribution:
     """What ``env`` contributes to the views."""
     data = env.data
     if isinstance(data, LeadEvent):
@@ -776,7 +829,7 @@ def _account_status(ws: str, account_id: UUID, key: str, status: str, healthy: b
     return {"workspace_id": ws, "account_id": account_id, "status_key": key, "status": status, "healthy": healthy}
 
 
-def _campaign_of(env: Envelope[Event], data: LeadEvent) -> UUID | None:
+def _campaign_of(env: EventRecord, data: LeadEvent) -> UUID | None:
     if data.campaign_id is not None:
         return data.campaign_id
     if env.campaign_id:
@@ -802,7 +855,7 @@ _COUNTERS: dict[type[Event], str] = {
 _FLAGS: dict[type[Event], str] = {Replied: "replied", LeadCompleted: "completed", LeadUnsubscribed: "unsubscribed"}
 
 
-def _lead_contribution(env: Envelope[Event], data: LeadEvent) -> Contribution:
+def _lead_contribution(env: EventRecord, data: LeadEvent) -> Contribution:
     ws, t, cls, event_type = env.workspace_id, env.time, type(data), env.type
     key = order_key(t, event_type, env.id)
     rank, label, summary = lead_details(data)
@@ -871,7 +924,8 @@ def _lead_contribution(env: Envelope[Event], data: LeadEvent) -> Contribution:
         lead.update(email_key=key, email=None, email_status=fields.get("reason"))
     elif cls is VideoGenerated:
         lead.update(video_key=key, video_url=fields.get("video_url"))
-    out.patches.append((LEAD_STATE, (ws, lead_id), lead))
+    lead_key = lead_id.int
+    out.patches.append((LEAD_STATE, (ws, lead_key), lead))
     if campaign_id is None:
         return out
     lc: Patch = {
@@ -896,7 +950,7 @@ def _lead_contribution(env: Envelope[Event], data: LeadEvent) -> Contribution:
         lc.update(video_key=key, video_url=fields.get("video_url"))
     elif cls is InviteAccepted:
         lc["invite_accepted"] = True
-    out.patches.append((LEAD_CAMPAIGN, (ws, campaign_id, lead_id), lc))
+    out.patches.append((LEAD_CAMPAIGN, (ws, campaign_id.int, lead_key), lc))
     return out
 
 

@@ -29,24 +29,23 @@ from typing import Any
 from uuid import UUID
 
 import asyncpg
-from leadstream_schemas import Envelope, Event
 
 from . import domain
-from .domain import Contribution, MergeSpec, Patch, TimelineRow
-from .store import TIMELINE_COLUMNS, Views, WriteSql, pg_type, write_sql
+from .domain import Contribution, EventRecord, MergeSpec, Patch, TimelineRow
+from .store import TIMELINE_COLUMNS, Views, WriteSql, pg_type, stage_table, write_sql
 
 TP = tuple[str, int]
 """(physical topic, partition)."""
 
 
-@dataclass
+@dataclass(slots=True)
 class Item:
     """One consumed record: where it came from and, when it decoded, its envelope and contribution."""
 
     topic: str
     partition: int
     offset: int
-    envelope: Envelope[Event] | None = None
+    envelope: EventRecord | None = None
     contribution: Contribution | None = None
     error: tuple[str, str] | None = None  # (code, message) when the record did not decode
     record: Any = None  # the raw consumer record, for dead-lettering
@@ -78,9 +77,9 @@ DeadLetter = Callable[[Item], Awaitable[None]]
 class Writes:
     """The statements' parameters for a set of new events."""
 
-    event_ids: list[UUID]
+    event_ids: list[UUID | str]
     timeline: list[TimelineRow]
-    upserts: dict[str, list[list[Any]]]
+    upserts: dict[str, list[tuple[Any, ...]]]
     groups: list[tuple[str, UUID, UUID]]
     audience_campaigns: list[UUID]
     touched_leads: list[UUID]
@@ -92,14 +91,15 @@ class Plan:
     """A batch grouped by partition, deduplicated, with its writes computed as if every event were new."""
 
     by_tp: dict[TP, list[Item]]
-    events: dict[UUID, Item]
+    events: dict[str, Item]
+    """The batch's distinct wanted events by id (canonical text)."""
     writes: Writes
     duplicates: int
     filtered: int
     undecodable: int = 0
 
 
-def _campaign_of(env: Envelope[Event]) -> str | None:
+def _campaign_of(env: EventRecord) -> str | None:
     value = getattr(env.data, "campaign_id", None)
     if value is not None:
         return str(value)
@@ -134,7 +134,7 @@ class BatchApplier:
             for spec in domain.SPECS
         }
 
-    def wanted(self, env: Envelope[Event]) -> bool:
+    def wanted(self, env: EventRecord) -> bool:
         """Whether a replay restricted to one campaign or a time keeps ``env``."""
         if self.since is not None and env.time < self.since:
             return False
@@ -162,12 +162,18 @@ class BatchApplier:
             reducer.add(it)
         return reducer.finish()
 
-    def _columns(self, spec: MergeSpec, patches: Iterable[Patch]) -> list[list[Any]]:
-        rows = [domain.row_values(spec, p) for p in patches]
-        columns = [list(col) for col in zip(*rows, strict=True)]
-        for i in self._jsonb[spec.table]:
-            columns[i] = [None if v is None else json.dumps(v, sort_keys=True, default=str) for v in columns[i]]
-        return columns
+    def _rows(self, spec: MergeSpec, patches: Iterable[Patch]) -> list[tuple[Any, ...]]:
+        jsonb = self._jsonb[spec.table]
+        if not jsonb:
+            return [domain.row_tuple(spec, p) for p in patches]
+        rows = []
+        for p in patches:
+            row = domain.row_values(spec, p)
+            for i in jsonb:
+                if row[i] is not None:
+                    row[i] = json.dumps(row[i], sort_keys=True, default=str)
+            rows.append(tuple(row))
+        return rows
 
     # -- the transaction --------------------------------------------------------------------------
 
@@ -226,12 +232,13 @@ class BatchApplier:
             writes = plan.writes
             if events:
                 ids = list(events)
-                new_ids = {r[0] for r in await conn.fetch(self.sql.insert_seen, ids)}
-                result.duplicates += len(ids) - len(new_ids)
-                result.applied = len(new_ids)
-                if trimmed or len(new_ids) != len(ids):
-                    writes = self.writes(it for eid, it in events.items() if eid in new_ids)
-                if new_ids:
+                # Only the ids already seen come back (none in the common case), as canonical text like the keys.
+                seen = {str(r[0]) for r in await conn.fetch(self.sql.insert_seen, ids)}
+                result.duplicates += len(seen)
+                result.applied = len(ids) - len(seen)
+                if trimmed or seen:
+                    writes = self.writes(it for eid, it in events.items() if eid not in seen)
+                if result.applied:
                     await self._write(conn, writes)
             if result.next_offsets:
                 ordered = sorted(result.next_offsets.items())
@@ -255,10 +262,24 @@ class BatchApplier:
             await conn.copy_records_to_table(
                 "timeline", schema_name=self.views.schema, columns=TIMELINE_COLUMNS, records=w.timeline
             )
+        # Many rows: binary COPY into a session table, then one upsert that drains it (array parameters
+        # cost this process far more to encode: asyncpg inspects every element of every array). A few
+        # rows (the live service's usual batch): array parameters, one round trip and no temporary table.
+        staging = False
         for spec in domain.SPECS:
-            columns = w.upserts.get(spec.table)
-            if columns:
-                await conn.execute(self.sql.upserts[spec.table], *columns)
+            rows = w.upserts.get(spec.table)
+            if not rows:
+                continue
+            if len(rows) < STAGE_MIN_ROWS:
+                await conn.execute(self.sql.upserts[spec.table], *_columns(rows))
+                continue
+            if not staging:
+                await conn.execute(self.sql.create_stages)
+                staging = True
+            await conn.copy_records_to_table(
+                stage_table(spec), schema_name="pg_temp", columns=spec.columns, records=rows
+            )
+            await conn.execute(self.sql.staged_upserts[spec.table])
         if w.groups:
             await conn.execute(
                 self.sql.insert_groups, [g[0] for g in w.groups], [g[1] for g in w.groups], [g[2] for g in w.groups]
@@ -274,18 +295,27 @@ class BatchApplier:
             )
 
 
+STAGE_MIN_ROWS = 200
+"""Rows of one view table from which a batch stages them with COPY instead of array parameters."""
+
+
+def _columns(rows: list[tuple[Any, ...]]) -> list[list[Any]]:
+    return [list(col) for col in zip(*rows, strict=True)]
+
+
 class _Reducer:
     """Folds contributions into one patch per view row, plus the sets the derived statements need."""
 
     def __init__(self, applier: BatchApplier) -> None:
         self.applier = applier
         self.reduced: dict[str, dict[tuple[Any, ...], Patch]] = {spec.table: {} for spec in domain.SPECS}
-        self.ids: list[UUID] = []
+        self.ids: list[UUID | str] = []
         self.timeline: list[TimelineRow] = []
         self.groups: set[tuple[str, UUID, UUID]] = set()
         self.audiences: set[UUID] = set()
         self.touched_leads: set[UUID] = set()
         self.touched_campaigns: set[tuple[str, UUID]] = set()
+        self.collect_leads = applier.refresh_summaries  # only the summary refresh reads them
 
     def add(self, it: Item) -> None:
         c = it.contribution
@@ -298,12 +328,13 @@ class _Reducer:
             if acc is None:
                 table[key] = dict(patch)
             else:
-                spec.merge(acc, patch)
+                spec.merge_shaped(acc, patch)
             if spec is domain.CAMPAIGNS:
                 self.touched_campaigns.add((patch["workspace_id"], patch["campaign_id"]))
         if c.timeline is not None:
             self.timeline.append(c.timeline)
-            self.touched_leads.add(c.timeline.lead_id)
+            if self.collect_leads:
+                self.touched_leads.add(c.timeline.lead_id)
         if c.group_member is not None:
             self.groups.add(c.group_member)
         if c.new_audience is not None:
@@ -311,7 +342,7 @@ class _Reducer:
 
     def finish(self) -> Writes:
         upserts = {
-            spec.table: self.applier._columns(spec, patches.values())
+            spec.table: self.applier._rows(spec, patches.values())
             for spec in domain.SPECS
             if (patches := self.reduced[spec.table])
         }
@@ -332,7 +363,7 @@ class Planner:
     def __init__(self, applier: BatchApplier) -> None:
         self.applier = applier
         self.by_tp: dict[TP, list[Item]] = {}
-        self.events: dict[UUID, Item] = {}
+        self.events: dict[str, Item] = {}
         self.duplicates = 0
         self.filtered = 0
         self.undecodable = 0
@@ -349,11 +380,13 @@ class Planner:
                 continue
             if self.filtering and not self.applier.wanted(env):
                 self.filtered += 1
-            elif env.id in self.events:
-                self.duplicates += 1
             else:
-                self.events[env.id] = prepare(it)
-                self.reducer.add(it)
+                eid = env.id if type(env.id) is str else str(env.id)
+                if eid in self.events:
+                    self.duplicates += 1
+                else:
+                    self.events[eid] = prepare(it)
+                    self.reducer.add(it)
 
     def __len__(self) -> int:
         return sum(len(v) for v in self.by_tp.values())

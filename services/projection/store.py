@@ -383,8 +383,27 @@ def unnest_select(table: Table, columns: tuple[str, ...]) -> str:
     return f"SELECT * FROM unnest({casts})"
 
 
-def upsert_sql(spec: MergeSpec, table: Table) -> str:
-    """An upsert of reduced patches (one array parameter per column) merging by the rules of ``spec``."""
+def stage_table(spec: MergeSpec) -> str:
+    """The session's temporary table that a batch's reduced rows of ``spec`` are copied into."""
+    return f"projection_stage_{spec.table}"
+
+
+def stage_ddl(spec: MergeSpec, table: Table) -> str:
+    """Creates :func:`stage_table` when the session has none.
+
+    The upsert empties it (``DELETE ... RETURNING``), so rows never outlive their statement even
+    inside an outer transaction; ``ON COMMIT DELETE ROWS`` resets its storage at every commit.
+    """
+    cols = ", ".join(f"{c} {pg_type(table.c[c])}" for c in spec.columns)
+    return f"CREATE TEMP TABLE IF NOT EXISTS {stage_table(spec)} ({cols}) ON COMMIT DELETE ROWS"
+
+
+def upsert_sql(spec: MergeSpec, table: Table, *, staged: bool = False) -> str:
+    """An upsert of reduced patches merging by the rules of ``spec``.
+
+    The rows come from one array parameter per column, or (``staged``) from :func:`stage_table`,
+    which the statement empties.
+    """
     cols = spec.columns
     sets: list[str] = []
     for key_col, values in spec.registers.items():
@@ -398,10 +417,13 @@ def upsert_sql(spec: MergeSpec, table: Table) -> str:
     sets += [f"{c} = LEAST(t.{c}, EXCLUDED.{c})" for c in spec.minimum]
     sets += [f"{c} = t.{c} OR EXCLUDED.{c}" for c in spec.any]
     sets += [f"{c} = t.{c} + EXCLUDED.{c}" for c in spec.total]
-    return (
-        f"INSERT INTO {_q(str(table.schema), table.name)} AS t ({', '.join(cols)}) {unnest_select(table, cols)} "
-        f"ON CONFLICT ({', '.join(spec.key)}) DO UPDATE SET {', '.join(sets)}"
-    )
+    target = f"INSERT INTO {_q(str(table.schema), table.name)} AS t ({', '.join(cols)}) "
+    if staged:
+        drain = f"WITH staged AS (DELETE FROM pg_temp.{stage_table(spec)} RETURNING *) "
+        target = f"{drain}{target}SELECT {', '.join(cols)} FROM staged "
+    else:
+        target += f"{unnest_select(table, cols)} "
+    return f"{target}ON CONFLICT ({', '.join(spec.key)}) DO UPDATE SET {', '.join(sets)}"
 
 
 TIMELINE_COLUMNS: tuple[str, ...] = TimelineRow._fields
@@ -414,7 +436,12 @@ class WriteSql:
     lock_id: int
     fence: str
     insert_seen: str
+    create_stages: str
+    """Creates the session's staging tables (one statement list, simple query protocol)."""
     upserts: dict[str, str]
+    """Per view table: the upsert from array parameters (a few rows)."""
+    staged_upserts: dict[str, str]
+    """Per view table: the upsert from its staging table (many rows)."""
     insert_groups: str
     derive_membership: str
     refresh_summary: str
@@ -486,10 +513,14 @@ def write_sql(v: Views) -> WriteSql:
             f"ORDER BY topic, partition FOR UPDATE"
         ),
         insert_seen=(
-            f"INSERT INTO {_q(s, 'seen_events')} (event_id) SELECT * FROM unnest($1::uuid[]) "
-            f"ON CONFLICT (event_id) DO NOTHING RETURNING event_id"
+            f"WITH ids AS (SELECT * FROM unnest($1::uuid[]) AS i (event_id)), "
+            f"ins AS (INSERT INTO {_q(s, 'seen_events')} (event_id) SELECT event_id FROM ids "
+            f"ON CONFLICT (event_id) DO NOTHING RETURNING event_id) "
+            f"SELECT event_id FROM ids EXCEPT ALL SELECT event_id FROM ins"
         ),
+        create_stages="; ".join(stage_ddl(spec, v.table(spec)) for spec in SPECS),
         upserts={spec.table: upsert_sql(spec, v.table(spec)) for spec in SPECS},
+        staged_upserts={spec.table: upsert_sql(spec, v.table(spec), staged=True) for spec in SPECS},
         insert_groups=(
             f"INSERT INTO {_q(s, 'lead_groups')} (workspace_id, source_group_id, lead_id) "
             f"SELECT * FROM unnest($1::text[], $2::uuid[], $3::uuid[]) ON CONFLICT DO NOTHING"
