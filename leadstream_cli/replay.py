@@ -87,7 +87,7 @@ def replay(
     ] = None,
     replace: Annotated[bool, typer.Option(help="Rebuild into NAME even if it exists (drops it first).")] = False,
     force: Annotated[bool, typer.Option(help="Promote a partial or unfinished rebuild anyway.")] = False,
-    batch: Annotated[int, typer.Option(min=1, help="Records per transaction.")] = 5000,
+    batch: Annotated[int, typer.Option(min=1, help="Records per transaction.")] = 10_000,
 ) -> None:
     """Rebuild the views (--from-beginning | --since, --into NAME), or --promote NAME, or --drop NAME."""
     from services.projection.replay import ReplayError
