@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import json
 import logging
 import os
 import signal
@@ -28,7 +29,7 @@ from faststream.kafka import KafkaBroker
 from leadstream_schemas import TOPICS, DecodeError
 
 from services.runtime.consumer import dead_letter_headers, is_infrastructure_error
-from services.runtime.kafka import create_consumer
+from services.runtime.kafka import cluster_id, create_consumer
 from services.runtime.metrics import CONSUMER_LAG, DLQ_TOTAL
 from services.runtime.outbox import faststream_correlation_id
 
@@ -36,7 +37,7 @@ from .checksum import dsn
 from .decoding import decode_record
 from .handlers import TP, ApplyResult, BatchApplier, Item, Plan
 from .settings import ProjectionSettings
-from .store import Views
+from .store import CLUSTER_KEY, Views
 
 log = logging.getLogger(__name__)
 
@@ -143,6 +144,7 @@ class ProjectionConsumer:
         self.consumer: AIOKafkaConsumer | None = None
         self.pool: asyncpg.Pool | None = None
         self.healthy = False
+        self.blocked: str | None = None
         self.assigned_once = False
         self.batches = 0
         self.applied = 0
@@ -170,6 +172,8 @@ class ProjectionConsumer:
 
     async def not_ready_reason(self) -> str | None:
         """None when caught up (readiness check of the service), else why not."""
+        if self.blocked:
+            return self.blocked
         if not self.healthy:
             return "not consuming (starting, or retrying an infrastructure error)"
         if not self.assigned_once:
@@ -222,6 +226,25 @@ class ProjectionConsumer:
         self.assigned_once = True
         log.info("partitions assigned", extra={"partitions": len(assigned), "group": self.group_id})
 
+    async def _cluster_mismatch(self) -> str | None:
+        """None when the views' stored offsets belong to the connected Kafka cluster (recorded on first use)."""
+        assert self.pool is not None
+        current = await cluster_id(self.settings)
+        table = f'"{self.views.schema}".replay_info'
+        await self.pool.execute(
+            f"INSERT INTO {table} (key, value) VALUES ($1, $2::jsonb) ON CONFLICT (key) DO NOTHING",
+            CLUSTER_KEY,
+            json.dumps(current),
+        )
+        stored = json.loads(await self.pool.fetchval(f"SELECT value FROM {table} WHERE key = $1", CLUSTER_KEY))
+        if stored == current:
+            return None
+        return (
+            f"the views' stored offsets belong to Kafka cluster {stored}, but {self.settings.kafka_bootstrap_servers} "
+            f"is cluster {current}: rebuild the views from this cluster (leadstream replay --from-beginning "
+            f"--into NAME, then --promote NAME) or point the service at the right cluster"
+        )
+
     async def _stored_offsets(self, tps: Sequence[TP]) -> dict[TP, int | None]:
         assert self.pool is not None
         rows = await self.pool.fetch(
@@ -250,6 +273,13 @@ class ProjectionConsumer:
             )
             try:
                 self.pool = await asyncpg.create_pool(dsn(self.settings.database_url), min_size=1, max_size=2)
+                self.blocked = await self._cluster_mismatch()
+                if self.blocked:
+                    # Offsets of another cluster would make the consumer skip or re-read records at random:
+                    # stay not-ready and apply nothing until an operator rebuilds the views from this cluster.
+                    log.error("projection refuses to consume", extra={"reason": self.blocked})
+                    await stop.wait()
+                    return
                 await consumer.start()
                 self.consumer = consumer
                 consumer.subscribe(self.topics, listener=_Rebalance(self, consumer))

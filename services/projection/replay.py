@@ -27,14 +27,14 @@ import asyncpg
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from leadstream_schemas import TOPICS
 
-from services.runtime.kafka import client_security, create_admin
+from services.runtime.kafka import client_security, cluster_id, create_admin
 from services.runtime.migrations import upgrade
 from services.runtime.settings import RuntimeSettings
 
 from .checksum import dsn, schema_exists
 from .consumer import GcPacer, plan_records
 from .handlers import TP, ApplyResult, BatchApplier
-from .store import REPLAY_PREFIX, SCHEMA, replay_schema, views_for, write_sql
+from .store import CLUSTER_KEY, REPLAY_PREFIX, SCHEMA, replay_schema, views_for, write_sql
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -193,6 +193,7 @@ async def _rebuild_into(
             conn,
             schema,
             {
+                CLUSTER_KEY: await cluster_id(settings),
                 "status": "running",
                 "mode": "since" if since else "from_beginning",
                 "since": since.isoformat() if since else None,

@@ -320,7 +320,7 @@ def build_views(metadata: MetaData) -> Views:
         Column("next_offset", BigInteger),
     )
     seen_events = Table("seen_events", metadata, Column("event_id", UUID(as_uuid=True), primary_key=True))
-    replay_info = Table(
+    replay_info = Table(  # also holds CLUSTER_KEY: the Kafka cluster the stored offsets belong to
         "replay_info", metadata, Column("key", Text, primary_key=True), Column("value", JSONB, nullable=False)
     )
     return Views(
@@ -534,3 +534,7 @@ def write_sql(v: Views) -> WriteSql:
             f"ON CONFLICT (topic, partition) DO UPDATE SET next_offset = EXCLUDED.next_offset"
         ),
     )
+
+
+CLUSTER_KEY = "kafka_cluster_id"
+"""``replay_info`` key naming the Kafka cluster whose offsets the views' ``offsets`` table refers to."""

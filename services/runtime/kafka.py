@@ -73,6 +73,16 @@ def create_admin(settings: RuntimeSettings, client_id: str = "leadstream-admin")
     )
 
 
+async def cluster_id(settings: RuntimeSettings) -> str:
+    """The Kafka cluster id of the configured bootstrap servers (stable for the life of the cluster)."""
+    admin = create_admin(settings, client_id="leadstream-cluster-id")
+    await admin.start()
+    try:
+        return str((await admin.describe_cluster())["cluster_id"])
+    finally:
+        await admin.close()
+
+
 def create_broker(settings: RuntimeSettings) -> KafkaBroker:
     """A FastStream KafkaBroker configured as a safe producer (acks=all, idempotent, compressed)."""
     return KafkaBroker(
