@@ -19,7 +19,7 @@ from services.runtime.consumer import EventConsumer
 from services.runtime.kafka import apply_topics
 from services.runtime.service import Service
 from services.runtime.settings import RuntimeSettings
-from tests.support.infra import Infra, ensure_infra
+from tests.support.infra import Infra, drop_database, ensure_infra
 from tests.support.kafka import wait_for
 
 TEST_PARTITIONS = 3
@@ -46,11 +46,7 @@ async def database_url(infra: Infra) -> AsyncIterator[str]:
     finally:
         await admin.close()
     yield base.set(database=name).render_as_string(hide_password=False)
-    admin = await asyncpg.connect(_plain_dsn(infra.database_url))
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
+    await drop_database(_plain_dsn(infra.database_url), name)
 
 
 @pytest.fixture(scope="session")

@@ -6,11 +6,15 @@ project's own local scripts (deploy/local/infra.sh up), which start a real broke
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
+
+import asyncpg
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -75,3 +79,23 @@ def ensure_infra() -> Infra:
     subprocess.run(["bash", str(ROOT / "deploy/local/infra.sh"), "up"], check=True, cwd=ROOT)
     env = _read_env_file(ROOT / ".run/env")
     return Infra(kafka or env["KAFKA_BOOTSTRAP_SERVERS"], db or env["DATABASE_URL"])
+
+
+async def drop_database(admin_dsn: str, name: str, *, timeout_s: float = 30.0, retry_s: float = 0.2) -> None:
+    """Drop a test database, retrying while a backend we may not terminate holds it.
+
+    ``WITH (FORCE)`` terminates our own sessions, but an autovacuum worker runs as the bootstrap superuser,
+    which the test role may not signal: that worker finishes within moments, so the drop is retried.
+    """
+    deadline = time.monotonic() + timeout_s
+    while True:
+        conn = await asyncpg.connect(admin_dsn)
+        try:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            return
+        except (asyncpg.InsufficientPrivilegeError, asyncpg.ObjectInUseError):
+            if time.monotonic() > deadline:
+                raise
+        finally:
+            await conn.close()
+        await asyncio.sleep(retry_s)

@@ -19,7 +19,7 @@ from sqlalchemy.engine import make_url
 from services.projection.checksum import dsn
 from services.projection.settings import ProjectionSettings
 from services.runtime.kafka import all_topics, apply_topics
-from tests.support.infra import Infra
+from tests.support.infra import Infra, drop_database
 
 PARTITIONS = 3
 
@@ -79,11 +79,7 @@ async def isolated(infra: Infra) -> AsyncIterator[Isolated]:
     settings = world.settings()
     await apply_topics(settings, partitions=PARTITIONS)
     yield world
-    conn = await asyncpg.connect(admin_dsn)
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await conn.close()
+    await drop_database(admin_dsn, name)
     admin = AIOKafkaAdminClient(bootstrap_servers=world.kafka)
     with contextlib.suppress(Exception):
         await admin.start()
