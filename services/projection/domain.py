@@ -45,6 +45,7 @@ from leadstream_schemas import (
     Event,
     InviteAccepted,
     InviteSent,
+    LeadAddedToSourceGroup,
     LeadCompleted,
     LeadDiscovered,
     LeadEmailEnriched,
@@ -560,6 +561,11 @@ def _d_lead_discovered(data: LeadDiscovered) -> Details:
     return 1, "signal_matched", text
 
 
+@_details(LeadAddedToSourceGroup)
+def _d_lead_added_to_source_group(data: LeadAddedToSourceGroup) -> Details:
+    return 1, None, f"Found again via {_human(data.source.value)}; added to another source group"
+
+
 @_details(LeadProfileEnriched)
 def _d_lead_profile_enriched(data: LeadProfileEnriched) -> Details:
     text = f"Profile enriched: {_esc(data.full_name)}"
@@ -908,6 +914,9 @@ def _lead_contribution(env: EventRecord, data: LeadEvent) -> Contribution:
         )
         if data.source_group_id is not None:
             out.group_member = (ws, data.source_group_id, data.lead_id)
+    elif cls is LeadAddedToSourceGroup:
+        assert isinstance(data, LeadAddedToSourceGroup)
+        out.group_member = (ws, data.source_group_id, data.lead_id)
     elif cls is LeadProfileEnriched:
         assert isinstance(data, LeadProfileEnriched)
         lead.update(

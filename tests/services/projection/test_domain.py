@@ -14,6 +14,7 @@ from leadstream_schemas import (
     CampaignCreated,
     Envelope,
     InviteSent,
+    LeadAddedToSourceGroup,
     LeadDiscovered,
     LeadSource,
     Replied,
@@ -127,6 +128,15 @@ def test_lead_event_before_its_campaign_still_joins_the_audience() -> None:
     c_lead, c_campaign = domain.contribution(env(lead)), domain.contribution(env(campaign, minutes=-5))
     assert c_lead.group_member == ("ws", group, lead.lead_id)
     assert c_campaign.new_audience == ("ws", campaign.campaign_id)
+
+
+def test_known_lead_added_to_another_group_joins_that_audience() -> None:
+    group = uuid.uuid4()
+    joined = LeadAddedToSourceGroup(lead_id=uuid.uuid4(), source=LeadSource.csv, source_group_id=group)
+    assert domain.contribution(env(joined)).group_member == ("ws", group, joined.lead_id)
+    rank, label, summary = domain.lead_details(joined)
+    assert (rank, label) == (1, None)  # it is not a new stage of the lead
+    assert domain.render_summary(summary, None, None) == "Found again via csv; added to another source group"
 
 
 def test_activity_categories() -> None:
