@@ -25,10 +25,9 @@ from services.runtime.kafka import apply_topics
 from services.runtime.migrations import upgrade
 from services.runtime.settings import RuntimeSettings
 
-from .processes import ServiceFleet
+from .processes import SERVICES, ServiceFleet
 
 ROOT = Path(__file__).resolve().parents[1]
-SERVICES = ("discovery", "enrichment", "messaging", "outreach", "video", "projection")
 # One real second is half an hour of campaign time: a 5-minute step spacing takes 0.17 s, and the
 # simulated leads' acceptance (up to 6 h) and reply (up to 8 h) delays play out in seconds.
 CLOCK_SCALE = 1800.0

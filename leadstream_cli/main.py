@@ -15,8 +15,9 @@ from rich.table import Table
 
 from services.runtime.settings import RuntimeSettings
 
+from .processes import SERVICES
+
 ROOT = Path(__file__).resolve().parents[1]
-SERVICES = ("discovery", "enrichment", "messaging", "outreach", "video", "projection")
 
 app = typer.Typer(help="leadstream: B2B outreach as event-sourced microservices on Kafka.", no_args_is_help=True)
 infra_app = typer.Typer(help="Local Kafka broker and Postgres (deploy/local).", no_args_is_help=True)

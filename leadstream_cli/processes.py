@@ -22,6 +22,8 @@ DEFAULT_PORTS = {
     "video": 8105,
     "projection": 8106,
 }
+SERVICES = tuple(DEFAULT_PORTS)
+"""Every leadstream service, in start order (the one list the CLI, the demo and the tests use)."""
 
 
 def free_port() -> int:

@@ -137,34 +137,24 @@ class Service:
         await upgrade(auth.MIGRATIONS_DIR, self.settings.database_url, auth.IDENTITY_SCHEMA)
         await upgrade(self.migrations_dir, self.settings.database_url, self.settings.db_schema)
 
-    async def _connect_broker(self) -> None:
+    async def _until_up(self, connect: Callable[[], Awaitable[object]], what: str) -> bool:
+        """Call ``connect`` until it succeeds (True) or the service stops (False), backing off between tries."""
         backoff = self.settings.consumer_backoff_initial_s
         while not self.stop_event.is_set():
             try:
-                await self.broker.connect()
-                self._broker_connected = True
-                return
+                await connect()
+                return True
             except Exception as exc:
-                log.warning("Kafka not reachable yet; retrying", extra={"error": repr(exc)})
+                log.warning("%s not reachable yet; retrying", what, extra={"error": repr(exc)})
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, self.settings.consumer_backoff_max_s)
-
-    async def _wait_for_database(self) -> None:
-        backoff = self.settings.consumer_backoff_initial_s
-        while not self.stop_event.is_set():
-            try:
-                await ping(self.engine)
-                return
-            except Exception as exc:
-                log.warning("Postgres not reachable yet; retrying", extra={"error": repr(exc)})
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, self.settings.consumer_backoff_max_s)
+        return False
 
     async def start(self) -> None:
         """Connect, migrate and start background work (without HTTP). Used by tests and :meth:`run`."""
-        await self._wait_for_database()
+        await self._until_up(lambda: ping(self.engine), "Postgres")
         await self.migrate()
-        await self._connect_broker()
+        self._broker_connected = await self._until_up(self.broker.connect, "Kafka")
         self._bg: list[asyncio.Future[None]] = [asyncio.create_task(self.relay.run(self.stop_event), name="relay")]
         for c in self.consumers:
             self._bg.append(asyncio.create_task(c.run(self.stop_event), name=f"consumer-{c.group_id}"))
