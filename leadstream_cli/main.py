@@ -11,6 +11,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from services.runtime.settings import RuntimeSettings
@@ -59,19 +60,45 @@ def infra_status() -> None:
     _infra("status")
 
 
+_OUTCOME_STYLE = {"created": "green", "updated": "yellow", "exists": "dim", "drift": "bold red"}
+_DRY_RUN_LABEL = {"created": "would create", "updated": "would update"}
+
+
 @topics_app.command("apply")
 def topics_apply(
     partitions: Annotated[int | None, typer.Option(help="Partitions per topic (default: settings, 6).")] = None,
+    allow_partition_increase: Annotated[
+        bool,
+        typer.Option(
+            "--allow-partition-increase",
+            help="Add partitions to topics that have fewer than desired (moves keys to other partitions).",
+        ),
+    ] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Report what would change; change nothing.")] = False,
 ) -> None:
-    """Create every contract topic and its .dlq (safe to rerun)."""
+    """Reconcile every contract topic and its .dlq with the desired state (safe to rerun).
+
+    Creates missing topics, fixes retention.ms, cleanup.policy and compression.type on existing ones, and adds
+    partitions only with --allow-partition-increase. Never deletes or shrinks anything: what it cannot fix
+    (fewer partitions desired, another replication factor) is drift, and the command then exits 1.
+    """
     from services.runtime.kafka import apply_topics
 
     settings = RuntimeSettings()
-    result = asyncio.run(apply_topics(settings, partitions))
-    table = Table("topic", "status", title=f"topics on {settings.kafka_bootstrap_servers}")
-    for name, status in sorted(result.items()):
-        table.add_row(name, status)
+    report = asyncio.run(
+        apply_topics(settings, partitions, allow_partition_increase=allow_partition_increase, dry_run=dry_run)
+    )
+    title = f"topics on {settings.kafka_bootstrap_servers}" + (" (dry run: nothing changed)" if dry_run else "")
+    table = Table("topic", "outcome", "details", title=title)
+    for result in sorted(report.results, key=lambda r: r.name):
+        label = _DRY_RUN_LABEL.get(result.outcome, result.outcome) if dry_run else result.outcome
+        # Values come from the broker: escape them so a "[" is shown, not read as rich markup.
+        table.add_row(escape(result.name), f"[{_OUTCOME_STYLE[result.outcome]}]{label}[/]", escape(result.details))
     console.print(table)
+    if report.has_drift:
+        drifted = sum(r.outcome == "drift" for r in report.results)
+        console.print(f"[bold red]drift[/]: {drifted} topic(s) differ from the desired state and were left alone")
+        raise typer.Exit(1)
 
 
 @app.command()

@@ -180,7 +180,8 @@ def test_migrate_and_topics_run_as_pre_install_and_pre_upgrade_hooks(chart: Char
     if chart.offline:
         src = chart.template_source("hook-jobs.yaml")
         assert "helm.sh/hook: pre-install,pre-upgrade" in src
-        assert '(list "migrate")' in src and '(list "topics" "apply")' in src
+        assert '(list "migrate")' in src and 'list "topics" "apply"' in src
+        assert 'append $topicsArgs "--allow-partition-increase"' in src
         return
     docs = chart.render("default")
     jobs = by_component(docs, "Job")
@@ -202,6 +203,8 @@ def test_migrate_and_topics_run_as_pre_install_and_pre_upgrade_hooks(chart: Char
         assert env["KAFKA_BOOTSTRAP_SERVERS"] == "kafka-bootstrap.kafka.svc:9092"
         assert env["LEADSTREAM_TOPIC_PARTITIONS"] == "6" and env["LEADSTREAM_TOPIC_REPLICATION_FACTOR"] == "3"
     assert weights["topics"] < weights["migrate"]
+    allowed = by_component(chart.render("default", "topicsJob.allowPartitionIncrease=true"), "Job")
+    assert container(allowed["topics"])["args"] == ["topics", "apply", "--allow-partition-increase"]
 
 
 def test_strimzi_renders_a_kafkatopic_per_topic_and_dlq_that_keeps_data_forever(chart: Chart) -> None:
