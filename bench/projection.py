@@ -10,7 +10,9 @@ uses a fresh database, then measures on the same log:
    and, for reference, the same loop decoding each record with the contract's ``decode()`` and with
    the projection's decoder (``services.projection.decoding``: same verdicts, less work);
 2. projection replay: ``services.projection.replay.rebuild`` (decode, upcast, batch apply with the
-   offsets in the same transaction) into a fresh schema;
+   offsets in the same transaction) into a fresh schema, as ``leadstream replay`` runs it (worker
+   processes reading disjoint partitions, one per CPU; the clock starts once they are connected, as
+   the baseline's starts once its consumer is), and again in one process;
 3. naive projection: the same consumer and views, but one transaction per event, on the first
    ``--naive-events`` records (its rate is records/s, so it extrapolates).
 
@@ -214,12 +216,15 @@ async def main(args: argparse.Namespace) -> int:
             f"consume-and-decode {decode_rate:,.0f} records/s (contract), {fast_decode_rate:,.0f} (projection); "
             "replaying into the views"
         )
+        report = await rebuild(settings, "bench", batch_records=args.batch, workers=args.workers)
+        log(f"projection replay {report.rate:,.0f} records/s ({report.workers} workers); now in one process")
         cpu = time.process_time()
-        report = await rebuild(settings, "bench", batch_records=args.batch)
+        single = await rebuild(settings, "bench1", batch_records=args.batch, workers=1)
         cpu = time.process_time() - cpu
-        if report.applied != n:
-            raise SystemExit(f"projection applied {report.applied} of {n} events")
-        log(f"projection replay {report.rate:,.0f} records/s; naive projection on {args.naive_events:,} events")
+        for r in (report, single):
+            if r.applied != n:
+                raise SystemExit(f"projection applied {r.applied} of {n} events")
+        log(f"one process {single.rate:,.0f} records/s; naive projection on {args.naive_events:,} events")
         naive_rate = await naive(settings, min(args.naive_events, n))
     finally:
         if not args.keep:
@@ -244,12 +249,16 @@ async def main(args: argparse.Namespace) -> int:
         "consume_projection_decode_records_per_s": round(fast_decode_rate),
         "projection_replay_records_per_s": round(report.rate),
         "projection_replay_seconds": round(report.seconds, 2),
+        "projection_replay_workers": report.workers,
         "projection_replay_phases_s": {k: round(v, 2) for k, v in report.phases.items()},
-        "projection_cpu_us_per_event": round(cpu / n * 1e6, 1),
+        "projection_one_process_records_per_s": round(single.rate),
+        "projection_one_process_phases_s": {k: round(v, 2) for k, v in single.phases.items()},
+        "projection_one_process_cpu_us_per_event": round(cpu / n * 1e6, 1),
         "naive_records_per_s": round(naive_rate, 1),
         "naive_events": min(args.naive_events, n),
         "ratio_projection_vs_consume": round(report.rate / consume_rate, 3),
         "ratio_projection_vs_naive": round(report.rate / naive_rate, 1),
+        "ratio_one_process_vs_consume": round(single.rate / consume_rate, 3),
         "targets": {"projection_vs_consume": TARGET_VS_CONSUME, "projection_vs_naive": TARGET_VS_NAIVE},
         "cpu_count": os.cpu_count(),
         "python": platform.python_version(),
@@ -267,10 +276,12 @@ async def main(args: argparse.Namespace) -> int:
         ("consume-and-discard", f"{consume_rate:,.0f} records/s"),
         ("consume + decode only", f"{decode_rate:,.0f} records/s (the contract's decode(), no views)"),
         ("consume + proj. decode", f"{fast_decode_rate:,.0f} records/s (the projection's decoder, no views)"),
-        ("projection replay", f"{report.rate:,.0f} records/s ({report.seconds:.1f} s)"),
+        ("projection replay", f"{report.rate:,.0f} records/s ({report.seconds:.1f} s, {report.workers} workers)"),
+        ("  in one process", f"{single.rate:,.0f} records/s ({single.seconds:.1f} s)"),
         ("naive (1 tx/event)", f"{naive_rate:,.0f} records/s (on {result['naive_events']:,} events)"),
         ("projection / consume", f"{result['ratio_projection_vs_consume']:.1%} (target >= {TARGET_VS_CONSUME:.0%})"),
         ("projection / naive", f"{result['ratio_projection_vs_naive']:.1f}x (target >= {TARGET_VS_NAIVE:.0f}x)"),
+        ("one process / consume", f"{result['ratio_one_process_vs_consume']:.1%}"),
     ]
     for name, value in rows:
         print(f"{name:<22} {value}")
@@ -286,6 +297,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--campaigns", type=int, default=20)
     p.add_argument("--partitions", type=int, default=6, help="partitions per topic")
     p.add_argument("--batch", type=int, default=10_000, help="records per projection transaction (and per poll)")
+    p.add_argument(
+        "--workers", type=int, default=None, help="replay worker processes (default: the replay's, one per CPU)"
+    )
     p.add_argument("--naive-events", type=int, default=3_000, help="events the naive projection processes")
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--out", default=str(ROOT / "bench" / "results" / "projection.json"))

@@ -88,6 +88,10 @@ def replay(
     replace: Annotated[bool, typer.Option(help="Rebuild into NAME even if it exists (drops it first).")] = False,
     force: Annotated[bool, typer.Option(help="Promote a partial or unfinished rebuild anyway.")] = False,
     batch: Annotated[int, typer.Option(min=1, help="Records per transaction.")] = 10_000,
+    workers: Annotated[
+        int | None,
+        typer.Option(min=1, help="Processes reading partitions in parallel (default: one per CPU; 1: this process)."),
+    ] = None,
 ) -> None:
     """Rebuild the views (--from-beginning | --since, --into NAME), or --promote NAME, or --drop NAME."""
     from services.projection.replay import ReplayError
@@ -106,14 +110,20 @@ def replay(
             if from_beginning == (since is not None):
                 raise typer.BadParameter("a rebuild needs exactly one of --from-beginning or --since TIME")
             assert into is not None
-            _rebuild(settings, into, parse_time(since) if since else None, campaign, replace, batch)
+            _rebuild(settings, into, parse_time(since) if since else None, campaign, replace, batch, workers)
     except (ReplayError, ValueError) as exc:
         console.print(f"[red]error:[/] {exc}")
         raise typer.Exit(1) from None
 
 
 def _rebuild(
-    settings: object, name: str, since: datetime | None, campaign: UUID | None, replace: bool, batch: int
+    settings: object,
+    name: str,
+    since: datetime | None,
+    campaign: UUID | None,
+    replace: bool,
+    batch: int,
+    workers: int | None,
 ) -> None:
     from services.projection.replay import ReplayProgress, rebuild
     from services.projection.settings import ProjectionSettings
@@ -131,7 +141,14 @@ def _rebuild(
 
         report = asyncio.run(
             rebuild(
-                settings, name, since=since, campaign=campaign, replace=replace, batch_records=batch, on_progress=show
+                settings,
+                name,
+                since=since,
+                campaign=campaign,
+                replace=replace,
+                batch_records=batch,
+                on_progress=show,
+                workers=workers,
             )
         )
     table = Table(
@@ -142,6 +159,7 @@ def _rebuild(
         "filtered",
         "seconds",
         "records/s",
+        "workers",
         title=f"rebuilt {report.schema}",
     )
     table.add_row(
@@ -152,6 +170,7 @@ def _rebuild(
         f"{report.filtered:,}",
         f"{report.seconds:.1f}",
         f"{report.rate:,.0f}",
+        str(report.workers),
     )
     console.print(table)
     console.print(

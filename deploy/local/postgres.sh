@@ -27,7 +27,8 @@
 #   PG_START_TIMEOUT=60          seconds to wait for the server to answer
 #
 # The local server is tuned for tests: fsync=off and full_page_writes=off (a crashed or
-# killed server loses nothing, a crashed machine may), max_connections=200, locale C, UTF8.
+# killed server loses nothing, a crashed machine may), ssl=off (loopback only),
+# max_connections=200, locale C, UTF8.
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR
 
@@ -55,6 +56,9 @@ listen_addresses = '127.0.0.1'
 max_connections = 200
 fsync = off
 full_page_writes = off
+# Loopback only: TLS would cost both ends CPU for nothing (Debian's default config turns it on).
+# A production DATABASE_URL chooses TLS itself (?ssl=require).
+ssl = off
 EOF
 }
 

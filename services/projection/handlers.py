@@ -233,12 +233,22 @@ class BatchApplier:
             if events:
                 ids = list(events)
                 # Only the ids already seen come back (none in the common case), as canonical text like the keys.
-                seen = {str(r[0]) for r in await conn.fetch(self.sql.insert_seen, ids)}
+                seen = {str(r[0]) for r in await conn.fetch(self.sql.probe_seen, ids)}
                 result.duplicates += len(seen)
                 result.applied = len(ids) - len(seen)
                 if trimmed or seen:
                     writes = self.writes(it for eid, it in events.items() if eid not in seen)
                 if result.applied:
+                    # A probe then a plain COPY, not INSERT .. ON CONFLICT: every writer of this schema holds
+                    # the apply lock taken above, so no id can appear between the two, and the batch's ids
+                    # are distinct (the plan deduplicates). The speculative insert costs Postgres about
+                    # three times as much per event.
+                    await conn.copy_records_to_table(
+                        "seen_events",
+                        schema_name=self.views.schema,
+                        columns=("event_id",),
+                        records=[(eid,) for eid in ids if eid not in seen] if seen else [(eid,) for eid in ids],
+                    )
                     await self._write(conn, writes)
             if result.next_offsets:
                 ordered = sorted(result.next_offsets.items())

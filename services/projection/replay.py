@@ -15,9 +15,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import multiprocessing
+import os
+import queue
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -75,8 +78,10 @@ class ReplayReport:
     filtered: int
     seconds: float
     end_offsets: dict[str, int] = field(default_factory=dict)
+    workers: int = 1
+    """Processes that read the log."""
     phases: dict[str, float] = field(default_factory=lambda: {"fetch": 0.0, "decode_plan": 0.0, "wait_db": 0.0})
-    """Seconds spent fetching, decoding and planning (this process), and waiting for the database."""
+    """Seconds spent fetching, decoding and planning, and waiting for the database (summed over the workers)."""
 
     @property
     def rate(self) -> float:
@@ -145,8 +150,13 @@ async def rebuild(
     replace: bool = False,
     batch_records: int = 10_000,
     on_progress: Callable[[ReplayProgress], None] | None = None,
+    workers: int | None = None,
 ) -> ReplayReport:
-    """Rebuild every view into ``projection_<name>`` from the log (see the module docstring)."""
+    """Rebuild every view into ``projection_<name>`` from the log (see the module docstring).
+
+    ``workers`` processes read disjoint sets of partitions in parallel (default :func:`default_workers`,
+    never more than the partitions to read); 1 reads in this process.
+    """
     schema = replay_schema(name)
     conn = await asyncpg.connect(dsn(settings.database_url))
     # A rebuild makes almost no reference cycles; a full collection costs about a second per million records.
@@ -158,7 +168,7 @@ async def rebuild(
                 raise ReplayError(f"schema {schema} already exists: choose another name or pass --replace")
             await conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
         await upgrade(MIGRATIONS, settings.database_url, schema)
-        return await _rebuild_into(conn, settings, schema, since, campaign, batch_records, on_progress, pacer)
+        return await _rebuild_into(conn, settings, schema, since, campaign, batch_records, on_progress, pacer, workers)
     finally:
         pacer.stop()
         await conn.close()
@@ -173,15 +183,12 @@ async def _rebuild_into(
     batch_records: int,
     on_progress: Callable[[ReplayProgress], None] | None,
     pacer: GcPacer,
+    workers: int | None,
 ) -> ReplayReport:
-    views = views_for(schema)
-    # Summaries are computed once at the end: nobody reads a rebuild before it is complete.
-    applier = BatchApplier(views, campaign=campaign, since=since, refresh_summaries=False)
     topics = [settings.topic_name(t.name) for t in TOPICS.values()]
     tps = await topic_partitions(settings, topics)
     consumer = log_consumer(settings, batch_records)
     await consumer.start()
-    started = time.monotonic()
     report = ReplayReport(schema, 0, 0, 0, 0, 0, 0.0)
     try:
         consumer.assign(tps)
@@ -205,64 +212,27 @@ async def _rebuild_into(
         )
         # The views start where reading starts: the fence of every batch checks against these.
         await conn.execute(
-            write_sql(views).store_offsets,
+            write_sql(views_for(schema)).store_offsets,
             [tp.topic for tp in tps],
             [tp.partition for tp in tps],
             [starts[tp] for tp in tps],
         )
-        todo = [tp for tp in tps if starts[tp] < ends[tp]]
-        for tp in tps:
-            if starts[tp] < ends[tp]:
-                consumer.seek(tp, starts[tp])
-            else:
-                consumer.pause(tp)
-        position: dict[TP, int | None] = {(tp.topic, tp.partition): starts[tp] for tp in tps}
-        done = 0
-        pending: asyncio.Task[ApplyResult] | None = None
-        remaining = set(todo)
-        while remaining or pending is not None:
-            plan = None
-            if remaining:
-                t0 = time.perf_counter()
-                batch = await consumer.getmany(timeout_ms=500, max_records=batch_records)
-                report.phases["fetch"] += time.perf_counter() - t0
-                records = []
-                fetched_from: dict[TP, int | None] = {}
-                for tp, recs in batch.items():
-                    inside = [r for r in recs if r.offset < ends[tp]]
-                    key = (tp.topic, tp.partition)
-                    if inside:
-                        fetched_from[key] = position[key]
-                        position[key] = inside[-1].offset + 1
-                        records.extend(inside)
-                for tp in list(remaining):
-                    # By position, not by the last record: the end may sit behind transaction markers.
-                    if await consumer.position(tp) >= ends[tp]:
-                        remaining.discard(tp)
-                        consumer.pause(tp)
-                if records:
-                    t0 = time.perf_counter()
-                    plan = await plan_records(applier, records)
-                    report.phases["decode_plan"] += time.perf_counter() - t0
-                    report.records += len(records)
-                    report.undecodable += plan.undecodable
-                    report.filtered += plan.filtered
-            if pending is not None:
-                t0 = time.perf_counter()
-                result = await pending
-                report.phases["wait_db"] += time.perf_counter() - t0
-                pending = None
-                if result.seeks:
-                    raise ReplayError(f"schema {schema} was written by someone else during the rebuild")
-                report.applied += result.applied
-                report.duplicates += result.duplicates
-                pacer.tick(result.applied + result.duplicates)
+        todo = {tp: (starts[tp], ends[tp]) for tp in tps if starts[tp] < ends[tp]}
+        count = report.workers = min(workers or default_workers(), len(todo)) or 1
+        job = ReadJob(settings, schema, since, campaign, batch_records, todo)
+        if count == 1:
+            started = time.monotonic()
+
+            def progress(part: ReplayReport) -> None:
+                pacer.tick(part.applied + part.duplicates)
                 if on_progress is not None:
-                    on_progress(ReplayProgress(done, total, report.applied, time.monotonic() - started))
-            if plan is not None:
-                done = report.records
-                pending = asyncio.create_task(applier.apply(conn, plan, fetched_from))
-        await applier.refresh_all_summaries(conn)
+                    on_progress(ReplayProgress(part.records, total, part.applied, time.monotonic() - started))
+
+            await read_partitions(conn, consumer, job, report, progress)
+        else:
+            await consumer.stop()  # the workers read; this process only waits for them
+            started = await _read_in_workers(job, count, report, total, on_progress)
+        await BatchApplier(views_for(schema), refresh_summaries=False).refresh_all_summaries(conn)
         report.seconds = time.monotonic() - started
         if on_progress is not None:
             on_progress(ReplayProgress(report.records, total, report.applied, report.seconds))
@@ -275,11 +245,217 @@ async def _rebuild_into(
                 "records": report.records,
                 "applied": report.applied,
                 "undecodable": report.undecodable,
+                "workers": count,
             },
         )
         return report
     finally:
         await consumer.stop()
+
+
+def default_workers() -> int:
+    """Worker processes a rebuild uses by default: one per CPU (the database's work overlaps theirs)."""
+    return max(os.cpu_count() or 1, 1)
+
+
+@dataclass
+class ReadJob:
+    """What a reader of a rebuild needs: where to write, what to keep, and the offset range per partition."""
+
+    settings: RuntimeSettings
+    schema: str
+    since: datetime | None
+    campaign: UUID | None
+    batch_records: int
+    ranges: dict[TopicPartition, tuple[int, int]]
+    """Per partition: the first offset to read and the end (exclusive) captured when the rebuild started."""
+
+    def share(self, count: int) -> list[ReadJob]:
+        """The partitions split in ``count`` jobs with about as many records each (largest first, to the lightest)."""
+        loads = [0] * count
+        parts: list[dict[TopicPartition, tuple[int, int]]] = [{} for _ in range(count)]
+        for tp, (first, end) in sorted(self.ranges.items(), key=lambda kv: kv[1][0] - kv[1][1]):
+            i = loads.index(min(loads))
+            parts[i][tp] = (first, end)
+            loads[i] += end - first
+        return [replace(self, ranges=p) for p in parts if p]
+
+
+async def read_partitions(
+    conn: asyncpg.Connection,
+    consumer: AIOKafkaConsumer,
+    job: ReadJob,
+    report: ReplayReport,
+    on_batch: Callable[[ReplayReport], None],
+) -> None:
+    """Read ``job``'s partitions up to their ends and apply them in batches (the next batch is fetched and
+    planned while the previous one commits); ``on_batch`` is called after each commit."""
+    applier = BatchApplier(views_for(job.schema), campaign=job.campaign, since=job.since, refresh_summaries=False)
+    ends = {tp: end for tp, (_, end) in job.ranges.items()}
+    tps = list(ends)
+    consumer.assign(tps)
+    for tp, (first, _) in job.ranges.items():
+        consumer.seek(tp, first)
+    position: dict[TP, int | None] = {(tp.topic, tp.partition): first for tp, (first, _) in job.ranges.items()}
+    pending: asyncio.Task[ApplyResult] | None = None
+    remaining = set(tps)
+    batch_records = job.batch_records
+    while remaining or pending is not None:
+        plan = None
+        if remaining:
+            t0 = time.perf_counter()
+            batch = await consumer.getmany(timeout_ms=500, max_records=batch_records)
+            report.phases["fetch"] += time.perf_counter() - t0
+            records = []
+            fetched_from: dict[TP, int | None] = {}
+            for tp, recs in batch.items():
+                inside = [r for r in recs if r.offset < ends[tp]]
+                key = (tp.topic, tp.partition)
+                if inside:
+                    fetched_from[key] = position[key]
+                    position[key] = inside[-1].offset + 1
+                    records.extend(inside)
+            for tp in list(remaining):
+                # By position, not by the last record: the end may sit behind transaction markers.
+                if await consumer.position(tp) >= ends[tp]:
+                    remaining.discard(tp)
+                    consumer.pause(tp)
+            if records:
+                t0 = time.perf_counter()
+                plan = await plan_records(applier, records)
+                report.phases["decode_plan"] += time.perf_counter() - t0
+                report.records += len(records)
+                report.undecodable += plan.undecodable
+                report.filtered += plan.filtered
+        if pending is not None:
+            t0 = time.perf_counter()
+            result = await pending
+            report.phases["wait_db"] += time.perf_counter() - t0
+            pending = None
+            if result.seeks:
+                raise ReplayError(f"schema {job.schema} was written by someone else during the rebuild")
+            report.applied += result.applied
+            report.duplicates += result.duplicates
+            on_batch(report)
+        if plan is not None:
+            pending = asyncio.create_task(applier.apply(conn, plan, fetched_from))
+
+
+# -- parallel reading -----------------------------------------------------------------------------
+
+
+async def _read_in_workers(
+    job: ReadJob,
+    count: int,
+    report: ReplayReport,
+    total: int,
+    on_progress: Callable[[ReplayProgress], None] | None,
+) -> float:
+    """Read ``job`` with ``count`` worker processes, each on its share of the partitions.
+
+    Each worker is a whole reader (its own Kafka consumer and Postgres connection) running
+    :func:`read_partitions`: the apply lock orders their transactions, the fence and the offsets are
+    per partition and the merges commute, so the views are the same as one reader's. The clock starts
+    once every worker is connected (spawning and importing is not reading); returns that start.
+    """
+    ctx = multiprocessing.get_context("spawn")  # not fork: this process runs an event loop and sockets
+    messages: multiprocessing.Queue[tuple[Any, ...]] = ctx.Queue()
+    go = ctx.Event()
+    procs = [
+        ctx.Process(target=_worker_main, args=(part, i, messages, go), name=f"leadstream-replay-{i}", daemon=True)
+        for i, part in enumerate(job.share(count))
+    ]
+    for p in procs:
+        p.start()
+    try:
+        ready = 0
+        while ready < len(procs):
+            if (await _next_message(messages, procs))[0] == "ready":
+                ready += 1
+        go.set()
+        started = time.monotonic()
+        progress: dict[int, tuple[int, int]] = {}
+        finished: dict[int, ReplayReport] = {}
+        while len(finished) < len(procs):
+            msg = await _next_message(messages, procs)
+            if msg[0] == "progress":
+                progress[msg[1]] = (msg[2], msg[3])
+                if on_progress is not None:
+                    done = sum(r for r, _ in progress.values())
+                    applied = sum(a for _, a in progress.values())
+                    on_progress(ReplayProgress(done, total, applied, time.monotonic() - started))
+            elif msg[0] == "done":
+                finished[msg[1]] = msg[2]
+        for part_report in finished.values():
+            report.records += part_report.records
+            report.applied += part_report.applied
+            report.duplicates += part_report.duplicates
+            report.undecodable += part_report.undecodable
+            report.filtered += part_report.filtered
+            for phase, seconds in part_report.phases.items():
+                report.phases[phase] = report.phases.get(phase, 0.0) + seconds
+        for p in procs:
+            p.join()
+            if p.exitcode != 0:  # it said it was done, then failed: nothing to trust
+                raise ReplayError(f"replay worker {p.name} died (exit code {p.exitcode})")
+        return started
+    finally:
+        for p in procs:
+            if p.is_alive():
+                p.terminate()
+                p.join()
+
+
+async def _next_message(
+    messages: multiprocessing.Queue[tuple[Any, ...]], procs: Sequence[multiprocessing.process.BaseProcess]
+) -> tuple[Any, ...]:
+    """The next message of any worker; ReplayError when one failed or died without saying why."""
+    while True:
+        try:
+            msg = await asyncio.to_thread(messages.get, True, 0.5)
+        except queue.Empty:
+            dead = [p for p in procs if p.exitcode not in (None, 0)]
+            if dead:
+                raise ReplayError(f"replay worker {dead[0].name} died (exit code {dead[0].exitcode})") from None
+            continue
+        if msg[0] == "error":
+            raise ReplayError(f"replay worker {msg[1]} failed: {msg[2]}")
+        return msg
+
+
+def _worker_main(job: ReadJob, index: int, messages: multiprocessing.Queue[tuple[Any, ...]], go: Any) -> None:
+    """A worker process: connect, say ready, wait for the start, read its partitions, report."""
+    try:
+        asyncio.run(_worker(job, index, messages, go))
+    except BaseException as exc:  # whatever it is, the parent must hear of it
+        messages.put(("error", index, f"{type(exc).__name__}: {exc}"))
+        raise SystemExit(1) from exc
+
+
+async def _worker(job: ReadJob, index: int, messages: multiprocessing.Queue[tuple[Any, ...]], go: Any) -> None:
+    conn = await asyncpg.connect(dsn(job.settings.database_url))
+    consumer = log_consumer(job.settings, job.batch_records)
+    pacer = GcPacer(every_records=500_000, every_s=30.0)
+    try:
+        await consumer.start()
+        messages.put(("ready", index))
+        await asyncio.to_thread(go.wait)
+        pacer.start()
+        report = ReplayReport(job.schema, 0, 0, 0, 0, 0, 0.0)
+        counted = 0
+
+        def on_batch(r: ReplayReport) -> None:
+            nonlocal counted
+            pacer.tick(r.applied + r.duplicates - counted)
+            counted = r.applied + r.duplicates
+            messages.put(("progress", index, r.records, r.applied))
+
+        await read_partitions(conn, consumer, job, report, on_batch)
+        messages.put(("done", index, report))
+    finally:
+        pacer.stop()
+        await consumer.stop()
+        await conn.close()
 
 
 async def _note(conn: asyncpg.Connection, schema: str, values: dict[str, Any]) -> None:

@@ -435,7 +435,8 @@ class WriteSql:
 
     lock_id: int
     fence: str
-    insert_seen: str
+    probe_seen: str
+    """Which of the given event ids were applied before (run under the apply lock, then COPY the rest)."""
     create_stages: str
     """Creates the session's staging tables (one statement list, simple query protocol)."""
     upserts: dict[str, str]
@@ -512,12 +513,7 @@ def write_sql(v: Views) -> WriteSql:
             f"WHERE (topic, partition) IN (SELECT * FROM unnest($1::text[], $2::integer[])) "
             f"ORDER BY topic, partition FOR UPDATE"
         ),
-        insert_seen=(
-            f"WITH ids AS (SELECT * FROM unnest($1::uuid[]) AS i (event_id)), "
-            f"ins AS (INSERT INTO {_q(s, 'seen_events')} (event_id) SELECT event_id FROM ids "
-            f"ON CONFLICT (event_id) DO NOTHING RETURNING event_id) "
-            f"SELECT event_id FROM ids EXCEPT ALL SELECT event_id FROM ins"
-        ),
+        probe_seen=f"SELECT event_id FROM {_q(s, 'seen_events')} WHERE event_id = ANY($1::uuid[])",
         create_stages="; ".join(stage_ddl(spec, v.table(spec)) for spec in SPECS),
         upserts={spec.table: upsert_sql(spec, v.table(spec)) for spec in SPECS},
         staged_upserts={spec.table: upsert_sql(spec, v.table(spec), staged=True) for spec in SPECS},
