@@ -239,6 +239,12 @@ class MergeSpec:
         return None
 
     @cached_property
+    def key_positions(self) -> tuple[int, ...]:
+        """Where the register keys are in :attr:`columns`."""
+        columns = self.columns
+        return tuple(columns.index(k) for k in self.registers)
+
+    @cached_property
     def defaults(self) -> tuple[tuple[str, Any], ...]:
         """(column, neutral value) in column order."""
         return tuple((c, self.neutral(c)) for c in self.columns)
@@ -442,15 +448,18 @@ def merge_patch(spec: MergeSpec, acc: Patch, patch: Mapping[str, Any]) -> Patch:
 
 
 def row_values(spec: MergeSpec, patch: Mapping[str, Any]) -> list[Any]:
-    """A reduced patch as values in ``spec.columns`` order (untouched columns neutral)."""
+    """A reduced patch as values in ``spec.columns`` order (untouched columns neutral, order keys as text)."""
     get = patch.get
-    return [get(c, neutral) for c, neutral in spec.defaults]
+    row = [get(c, neutral) for c, neutral in spec.defaults]
+    for i in spec.key_positions:
+        if type(row[i]) is tuple:
+            row[i] = key_text(row[i])
+    return row
 
 
 def row_tuple(spec: MergeSpec, patch: Mapping[str, Any]) -> tuple[Any, ...]:
     """:func:`row_values` as a tuple."""
-    get = patch.get
-    return tuple([get(c, neutral) for c, neutral in spec.defaults])
+    return tuple(row_values(spec, patch))
 
 
 # -- contributions of one event -----------------------------------------------------------------
@@ -488,19 +497,37 @@ class Contribution:
         self.patches.append((spec, key if key is not None else spec.row_key(patch), patch))
 
 
-_RANK_TEXT: dict[str, str] = {t: f"{r:03d}" for t, r in TYPE_RANK.items()}
 _ORIGIN = datetime(1, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
 
 
-def order_key(time: datetime, event_type: str, event_id: UUID | str) -> str:
-    """The last-writer-wins key of an event: sorts by time, then lifecycle order, then id (bytewise).
+OrderKey = tuple[datetime, int, str]
+"""An event's last-writer-wins key while batches are reduced: (time, lifecycle rank, canonical id).
 
-    Time is counted in microseconds since year 1, zero-padded, so string order is time order.
-    """
-    t = time if time.tzinfo else time.replace(tzinfo=UTC)
-    hex_id = event_id.replace("-", "") if isinstance(event_id, str) else event_id.hex
-    return f"{(t - _ORIGIN) // _MICROSECOND:018d}|{_RANK_TEXT.get(event_type, '099')}|{hex_id}"
+Tuples of these order exactly as their text (:func:`key_text`), which is what the views store; the
+text is made once per written row instead of once per event.
+"""
+
+
+def event_key(time: datetime, event_type: str, event_id: UUID | str) -> OrderKey:
+    """The :data:`OrderKey` of an event (a time without a zone is UTC, as in the text)."""
+    return (
+        time if time.tzinfo else time.replace(tzinfo=UTC),
+        TYPE_RANK.get(event_type, 99),
+        event_id if type(event_id) is str else str(event_id),
+    )
+
+
+def key_text(key: OrderKey) -> str:
+    """An order key as stored: microseconds since year 1 (zero-padded: string order is time order), the
+    lifecycle rank, then the id's hex digits (bytewise)."""
+    time, rank, event_id = key
+    return f"{(time - _ORIGIN) // _MICROSECOND:018d}|{rank:03d}|{event_id.replace('-', '')}"
+
+
+def order_key(time: datetime, event_type: str, event_id: UUID | str) -> str:
+    """The last-writer-wins key of an event as stored: sorts by time, then lifecycle order, then id."""
+    return key_text(event_key(time, event_type, event_id))
 
 
 def _esc(text: str | None, limit: int = 280) -> str:
@@ -732,7 +759,7 @@ def contribution(env: EventRecord) -> Contribution:
     data = env.data
     if isinstance(data, LeadEvent):
         return _lead_contribution(env, data)
-    key = order_key(env.time, env.type, env.id)
+    key = event_key(env.time, env.type, env.id)
     ws = env.workspace_id
     out = Contribution()
     match data:
@@ -827,11 +854,11 @@ def contribution(env: EventRecord) -> Contribution:
     return out
 
 
-def _campaign_state(ws: str, campaign_id: UUID, key: str, state: str, detail: str | None) -> Patch:
+def _campaign_state(ws: str, campaign_id: UUID, key: OrderKey, state: str, detail: str | None) -> Patch:
     return {"workspace_id": ws, "campaign_id": campaign_id, "state_key": key, "state": state, "state_detail": detail}
 
 
-def _account_status(ws: str, account_id: UUID, key: str, status: str, healthy: bool) -> Patch:
+def _account_status(ws: str, account_id: UUID, key: OrderKey, status: str, healthy: bool) -> Patch:
     return {"workspace_id": ws, "account_id": account_id, "status_key": key, "status": status, "healthy": healthy}
 
 
@@ -863,7 +890,7 @@ _FLAGS: dict[type[Event], str] = {Replied: "replied", LeadCompleted: "completed"
 
 def _lead_contribution(env: EventRecord, data: LeadEvent) -> Contribution:
     ws, t, cls, event_type = env.workspace_id, env.time, type(data), env.type
-    key = order_key(t, event_type, env.id)
+    key = event_key(t, event_type, env.id)
     rank, label, summary = lead_details(data)
     fields = data.__dict__  # a pydantic model's field values; getattr() on a missing field is slow
     lead_id = fields["lead_id"]

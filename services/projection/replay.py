@@ -253,6 +253,11 @@ async def _rebuild_into(
         await consumer.stop()
 
 
+HOLD_ROWS = 50_000
+"""Lead rows a reader holds back in memory before writing them (see ``BatchApplier.hold_rows``): a few
+kilobytes each, so about 150 MB per reader at most."""
+
+
 def default_workers() -> int:
     """Worker processes a rebuild uses by default: one per CPU (the database's work overlaps theirs)."""
     return max(os.cpu_count() or 1, 1)
@@ -289,8 +294,14 @@ async def read_partitions(
     on_batch: Callable[[ReplayReport], None],
 ) -> None:
     """Read ``job``'s partitions up to their ends and apply them in batches (the next batch is fetched and
-    planned while the previous one commits); ``on_batch`` is called after each commit."""
-    applier = BatchApplier(views_for(job.schema), campaign=job.campaign, since=job.since, refresh_summaries=False)
+    planned while the previous one commits); ``on_batch`` is called after each commit.
+
+    The lead rows are held back across batches and written at the end (``BatchApplier.hold_rows``), so
+    the views are complete only when this returns.
+    """
+    applier = BatchApplier(
+        views_for(job.schema), campaign=job.campaign, since=job.since, refresh_summaries=False, hold_rows=HOLD_ROWS
+    )
     ends = {tp: end for tp, (_, end) in job.ranges.items()}
     tps = list(ends)
     consumer.assign(tps)
@@ -339,6 +350,7 @@ async def read_partitions(
             on_batch(report)
         if plan is not None:
             pending = asyncio.create_task(applier.apply(conn, plan, fetched_from))
+    await applier.flush(conn)
 
 
 # -- parallel reading -----------------------------------------------------------------------------
