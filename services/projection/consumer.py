@@ -28,7 +28,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord
 from faststream.kafka import KafkaBroker
 from leadstream_schemas import TOPICS, DecodeError
 
-from services.runtime.consumer import dead_letter_headers, is_infrastructure_error
+from services.runtime.consumer import dead_letter_headers, is_infrastructure_error, may_be_infrastructure_error
 from services.runtime.kafka import cluster_id, create_consumer
 from services.runtime.metrics import CONSUMER_LAG, DLQ_TOTAL
 from services.runtime.outbox import faststream_correlation_id
@@ -363,7 +363,9 @@ class ProjectionConsumer:
                     return await self.applier.apply(conn, plan, fetched_from, self._dead_letter)
             except Exception as exc:
                 if not (
-                    is_infrastructure_error(exc) or isinstance(exc, asyncpg.PostgresError | asyncpg.InterfaceError)
+                    is_infrastructure_error(exc)
+                    or may_be_infrastructure_error(exc)
+                    or isinstance(exc, asyncpg.PostgresError | asyncpg.InterfaceError)
                 ):
                     raise
                 # Not the records' fault (database down, deadlock, a statement plan invalidated by a

@@ -34,6 +34,7 @@ from aiokafka.errors import (
 )
 from faststream.kafka import KafkaBroker
 from leadstream_schemas import DecodeError, Envelope, Event, decode, headers_dict
+from sqlalchemy import text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -49,6 +50,8 @@ from .telemetry import current_traceparent, event_span
 log = logging.getLogger(__name__)
 
 DLQ_HEADER_PREFIX = "dlq_"
+DATABASE_CHECK_TIMEOUT_S = 5.0
+"""How long the database may take to answer ``SELECT 1`` when an error could be an outage."""
 
 
 class RetryLater(Exception):
@@ -91,15 +94,20 @@ Handler = Callable[[Envelope[Any], HandlerContext], Awaitable[None]]
 
 
 def is_infrastructure_error(exc: BaseException) -> bool:
-    """True for errors of the database or broker connection, which are retried without limit."""
+    """True for errors of the database connection itself, which are retried without limit."""
     if isinstance(exc, OperationalError | InterfaceError):
         return True
     if isinstance(exc, DBAPIError) and exc.connection_invalidated:
         return True
-    if isinstance(exc, ConnectionError | OSError | KafkaError):
-        return True
     name = type(exc).__name__
     return name in {"ConnectionDoesNotExistError", "CannotConnectNowError", "ConnectionFailureError"}
+
+
+def may_be_infrastructure_error(exc: BaseException) -> bool:
+    """True for errors an outage raises but a handler's own call raises too: a connection refused or
+    reset, a timeout (``TimeoutError`` is an ``OSError``), a Kafka error. Only a check of the database
+    tells which: a provider timing out on one record must not stall its partition forever."""
+    return isinstance(exc, ConnectionError | OSError | KafkaError)
 
 
 def dead_letter_headers(
@@ -249,7 +257,9 @@ class EventConsumer:
                 await self._dead_letter(record, "handler_error", f"{type(exc).__name__}: {exc}", attempts=attempt)
                 return "dead_lettered"
             except Exception as exc:
-                if is_infrastructure_error(exc):
+                if is_infrastructure_error(exc) or (
+                    may_be_infrastructure_error(exc) and not await self._database_answers()
+                ):
                     self.healthy = False
                     attempt -= 1  # not the record's fault: retried without limit
                     log.warning("infrastructure error; retrying", extra={"error": repr(exc), "event_id": str(env.id)})
@@ -267,6 +277,16 @@ class EventConsumer:
                     )
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, self.settings.consumer_backoff_max_s)
+
+    async def _database_answers(self) -> bool:
+        """Whether the database answers a trivial query within a few seconds."""
+        try:
+            async with asyncio.timeout(DATABASE_CHECK_TIMEOUT_S):
+                async with self.engine.connect() as conn:
+                    await conn.execute(text("SELECT 1"))
+        except Exception:
+            return False
+        return True
 
     async def _handle_in_transaction(self, env: Envelope[Event], handler: Handler) -> str:
         with event_span(self.settings.service_name, env):

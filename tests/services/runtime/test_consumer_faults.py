@@ -174,6 +174,22 @@ async def test_database_outage_is_infrastructure_not_poison(probe: Probe) -> Non
     assert probe.service.consumers[0].healthy
 
 
+async def test_a_handler_timing_out_while_the_database_answers_is_bounded_not_an_outage(probe: Probe) -> None:
+    # TimeoutError and ConnectionError are OSErrors, like a dropped database connection; with the
+    # database answering they are the handler's own failure (a provider that hangs), so they are retried
+    # a bounded number of times and dead-lettered instead of stalling the partition forever.
+    bad = discovered()
+    later = discovered(bad.data.lead_id)  # same key: same partition, right behind the failing record
+    probe.handler.fail(bad.id, lambda: TimeoutError("provider did not answer in 10 s"))
+    sent = await send(probe.bootstrap, probe.lead_topic, [raw(bad), raw(later)])
+    h = (await _dead_letters(probe, sent[:1]))[sent[0].offset]
+    assert probe.handler.attempts[bad.id] == probe.settings.consumer_max_attempts
+    assert h["dlq_error_code"] == "handler_error"
+    assert "TimeoutError: provider did not answer" in h["dlq_error_message"]
+    await _handled(probe, later.id)
+    assert probe.service.consumers[0].healthy
+
+
 async def test_same_event_delivered_twice_has_one_effect(probe: Probe) -> None:
     env = discovered(full_name="Ada Lovelace")
     marker = discovered(env.data.lead_id)  # same partition, after both copies
