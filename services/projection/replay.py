@@ -3,6 +3,8 @@
 A rebuild reads the four topics without a consumer group, from offset 0 (or from the first offset at
 or after a time), up to the log ends captured when it starts, through the same batch applier as the
 live service; decoding applies the upcasters, so old event versions are read as current ones.
+Worker processes read disjoint shares of the partitions in parallel (:func:`_read_in_workers`), and
+the lead rows are held back until a reader has read everything (``BatchApplier.hold_rows``).
 
 Promotion renames schemas in one transaction (``projection`` -> ``projection_retired_<time>``,
 ``projection_<name>`` -> ``projection``) while holding the live applier's lock, so the service,
