@@ -225,8 +225,8 @@ async def _rebuild_into(
         if count == 1:
             started = time.monotonic()
 
-            def progress(part: ReplayReport) -> None:
-                pacer.tick(part.applied + part.duplicates)
+            def progress(part: ReplayReport, settled: int) -> None:
+                pacer.tick(settled)
                 if on_progress is not None:
                     on_progress(ReplayProgress(part.records, total, part.applied, time.monotonic() - started))
 
@@ -293,10 +293,11 @@ async def read_partitions(
     consumer: AIOKafkaConsumer,
     job: ReadJob,
     report: ReplayReport,
-    on_batch: Callable[[ReplayReport], None],
+    on_batch: Callable[[ReplayReport, int], None],
 ) -> None:
     """Read ``job``'s partitions up to their ends and apply them in batches (the next batch is fetched and
-    planned while the previous one commits); ``on_batch`` is called after each commit.
+    planned while the previous one commits); ``on_batch`` is called after each commit with the report
+    so far and the records that batch settled (applied or found duplicate).
 
     The lead rows are held back across batches and written at the end (``BatchApplier.hold_rows``), so
     the views are complete only when this returns.
@@ -349,7 +350,7 @@ async def read_partitions(
                 raise ReplayError(f"schema {job.schema} was written by someone else during the rebuild")
             report.applied += result.applied
             report.duplicates += result.duplicates
-            on_batch(report)
+            on_batch(report, result.applied + result.duplicates)
         if plan is not None:
             pending = asyncio.create_task(applier.apply(conn, plan, fetched_from))
     await applier.flush(conn)
@@ -456,12 +457,8 @@ async def _worker(job: ReadJob, index: int, messages: multiprocessing.Queue[tupl
         await asyncio.to_thread(go.wait)
         pacer.start()
         report = ReplayReport(job.schema, 0, 0, 0, 0, 0, 0.0)
-        counted = 0
-
-        def on_batch(r: ReplayReport) -> None:
-            nonlocal counted
-            pacer.tick(r.applied + r.duplicates - counted)
-            counted = r.applied + r.duplicates
+        def on_batch(r: ReplayReport, settled: int) -> None:
+            pacer.tick(settled)
             messages.put(("progress", index, r.records, r.applied))
 
         await read_partitions(conn, consumer, job, report, on_batch)
