@@ -457,6 +457,7 @@ async def _worker(job: ReadJob, index: int, messages: multiprocessing.Queue[tupl
         await asyncio.to_thread(go.wait)
         pacer.start()
         report = ReplayReport(job.schema, 0, 0, 0, 0, 0, 0.0)
+
         def on_batch(r: ReplayReport, settled: int) -> None:
             pacer.tick(settled)
             messages.put(("progress", index, r.records, r.applied))
