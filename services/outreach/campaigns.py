@@ -32,7 +32,7 @@ from services.runtime.service import Service
 from . import lifecycle as lc
 from . import timers as tm
 from .domain.compliance import normalise_email
-from .domain.pacing import PacingError, launch_guard, pace_from
+from .domain.pacing import PacingError, channel_limits, launch_guard, pace_from
 from .domain.schedule import DAY_NAMES, Schedule, ScheduleError
 from .domain.workflow import Graph, GraphError, resolve_workflow
 from .emit import RootEmitter
@@ -69,6 +69,7 @@ class CampaignCommands:
         delivery_in = body.delivery.model_dump()
         try:
             pace = pace_from(delivery_in)
+            limits = channel_limits(delivery_in, pace.name)
             schedule = Schedule.from_delivery(delivery_in)
             fallback = body.delivery.email_fallback
             graph = resolve_workflow(
@@ -87,6 +88,7 @@ class CampaignCommands:
                 "daily_limit": body.delivery.daily_limit,
                 "daily_cap": pace.daily_cap(schedule.active_days_per_week()),
                 "weekly_limit": pace.weekly_limit,
+                **limits,
                 "active_days": [DAY_NAMES[d] for d in sorted(schedule.days)],
                 "start_hour": schedule.start_hour,
                 "end_hour": schedule.end_hour,

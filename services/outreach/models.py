@@ -6,9 +6,9 @@ from typing import Any, Literal
 from uuid import UUID
 
 from leadstream_schemas import Strategy
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
-from .domain.pacing import GUARD_RANGE, MANUAL_RANGE
+from .domain.pacing import CHANNEL_LIMITS, EMAIL_RANGE, GUARD_RANGE, MANUAL_RANGE, MESSAGE_RANGE, PacingError
 from .domain.schedule import ScheduleError, parse_active_days, zone
 
 
@@ -50,6 +50,16 @@ class DeliveryIn(_In):
         description="conservative (15/week) | recommended (20/day) | high_volume (50/day) | manual (daily_limit 10-75)",
     )
     daily_limit: int | None = Field(None, description="Invites per day per account for the manual pace (10-75).")
+    daily_message_limit: int | None = Field(
+        None,
+        description=f"LinkedIn messages per day per account ({MESSAGE_RANGE[0]}-{MESSAGE_RANGE[1]}); "
+        "default by pace: conservative 30, recommended 50, high_volume 100.",
+    )
+    daily_email_limit: int | None = Field(
+        None,
+        description=f"Emails per day per sending mailbox ({EMAIL_RANGE[0]}-{EMAIL_RANGE[1]}); "
+        "default by pace: conservative 40, recommended 80, high_volume 150.",
+    )
     active_days: str | list[str] = Field("weekdays", description="weekdays | every_day | a list of day names")
     start_hour: int = Field(9, description="Local hour the window opens (0-23).")
     end_hour: int = Field(17, description="Local hour the window closes (1-24, after start_hour).")
@@ -71,6 +81,15 @@ class DeliveryIn(_In):
         if v is not None and not lo <= v <= hi:
             raise ValueError(f"daily_limit must be between {lo} and {hi} invites per day, got {v}")
         return v
+
+    @field_validator("daily_message_limit", "daily_email_limit")
+    @classmethod
+    def _channel_limit(cls, v: int | None, info: ValidationInfo) -> int | None:
+        limit = next(c for c in CHANNEL_LIMITS.values() if c.field == info.field_name)
+        try:
+            return limit.resolve({limit.field: v}, "recommended") if v is not None else None
+        except PacingError as exc:
+            raise ValueError(exc.message) from None
 
     @field_validator("start_hour")
     @classmethod

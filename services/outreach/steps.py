@@ -4,9 +4,10 @@ The order of checks is the order of the product's promises: the lead is still ac
 cancels everything, even a step already due), the campaign runs, the account can send and is not
 limit-paused, the window is open, the lead is not blocklisted or suppressed, the channel can reach
 the lead (verified email, a post), the video is there or its wait is over, an approved text exists,
-the account's invite quota and rhythm allow it, and the connection state fits the action. Only then
-is the provider called, with a deterministic request id; the send record, the timer's completion,
-the emitted events and the children's timers commit together.
+the day's quota allows it (invites and messages per account, emails per mailbox; invites also keep
+their rhythm), and the connection state fits the action. Only then is the provider called, with a
+deterministic request id; the send record, the timer's completion, the emitted events and the
+children's timers commit together.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from __future__ import annotations
 import logging
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -31,7 +32,7 @@ from leadstream_schemas import (
     PostLiked,
     SkipReason,
 )
-from sqlalchemy import func, select, tuple_, update
+from sqlalchemy import select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -59,16 +60,36 @@ from .domain.compliance import (
     suppression,
     unsubscribe_url,
 )
-from .domain.pacing import next_slot, quota_left
+from .domain.pacing import channel_cap, send_decision
 from .domain.schedule import Schedule
 from .domain.workflow import Graph, Step
 from .emit import Emitter
 from .settings import OutreachSettings
-from .store import accounts, blocklist, campaigns, enrollments, leads, sends, suppressions, texts, videos
+from .store import (
+    accounts,
+    blocklist,
+    campaigns,
+    count_sends,
+    enrollments,
+    leads,
+    lock_mailbox,
+    sends,
+    sent_by_account,
+    sent_by_mailbox,
+    suppressions,
+    texts,
+    videos,
+)
 
 log = logging.getLogger(__name__)
 REQUEST_NAMESPACE = uuid.UUID("5d2b7e1c-3f4a-5b6c-8d9e-0a1b2c3d4e5f")
 RECHECK = timedelta(minutes=5)
+
+
+def _midnight(sched: Schedule, day: date, days_later: int = 0) -> datetime:
+    """UTC time of the campaign-local midnight starting ``day`` (plus ``days_later``; a local day is 23 or
+    25 hours long across a daylight-saving change)."""
+    return datetime.combine(day + timedelta(days=days_later), time(0), tzinfo=sched.tz).astimezone(UTC)
 
 
 def request_id(campaign_id: UUID, lead_id: UUID, step_id: str) -> str:
@@ -154,13 +175,16 @@ class StepExecutor:
         if not video_ready:
             return
         # A message to a stranger is skipped before it waits for a text; an invite asks only once its
-        # quota allows it, so a postponed invite does not ask the provider again and again.
+        # quota allows it, so a postponed invite does not ask the provider again and again. Invites,
+        # messages and emails wait for their daily quota (the next day's window once it is spent).
         if run.step.action == "message" and await self._connection_decides(run):
             return
         approved = await self._approved_text(run)
         if approved is None:
             return
-        if run.step.action == "invite" and (not await self._invite_allowed(run) or await self._connection_decides(run)):
+        if not await self._pace_allows(run):
+            return
+        if run.step.action == "invite" and await self._connection_decides(run):
             return
         await self._perform(run, approved, video_url)
 
@@ -316,37 +340,52 @@ class StepExecutor:
         await tm.postpone(run.conn, run.timer.id, run.now + tm.FAR_FUTURE, run.now, waiting_for="text", payload=payload)
         return None
 
-    async def _invite_allowed(self, run: StepRun) -> bool:
-        """The account's invite quota (across all its campaigns) and rhythm; postpones when not allowed now."""
-        sched, now, delivery = run.schedule, run.now, run.campaign.delivery
-        cap, weekly = int(delivery["daily_cap"]), delivery.get("weekly_limit")
-        day_start = datetime.combine(sched.local_day(now), time(0), tzinfo=sched.tz).astimezone(UTC)
-        week_start = datetime.combine(sched.week_start(now), time(0), tzinfo=sched.tz).astimezone(UTC)
-        s = sends
-        mine = (s.c.account_id == run.account.account_id) & (s.c.action == "invite") & s.c.dry_run.is_(False)
-        today = await run.conn.execute(
-            select(func.count(), func.max(s.c.sent_at)).where(
-                mine, s.c.sent_at >= day_start, s.c.sent_at < day_start + timedelta(days=1)
-            )
+    async def _pace_allows(self, run: StepRun) -> bool:
+        """The daily quota of the step's action across all campaigns: invites and messages per LinkedIn
+        account, emails per sending mailbox; invites also keep their weekly limit and even rhythm. Postpones
+        the step (to the next day's window once the quota is spent) when it may not go now."""
+        sched, now, delivery, action = run.schedule, run.now, run.campaign.delivery, run.step.action
+        weekly: int | None = None
+        if action == "invite":
+            cap, weekly = int(delivery["daily_cap"]), delivery.get("weekly_limit")
+            which = sent_by_account(run.account.account_id, action)
+        else:
+            channel = channel_cap(action, delivery)
+            if channel is None:
+                return True
+            cap = channel
+            if action == "email":
+                ws, sender = run.enrollment.workspace_id, self._sender(run)
+                await lock_mailbox(run.conn, ws, sender)
+                which = sent_by_mailbox(ws, sender, dry_run=not self.settings.email_real_sends)
+            else:
+                which = sent_by_account(run.account.account_id, action)
+        today = sched.local_day(now)
+        sent_today, last_sent = await count_sends(run.conn, which, _midnight(sched, today), _midnight(sched, today, 1))
+        sent_week = 0
+        if weekly is not None:
+            monday = sched.week_start(now)
+            sent_week, _ = await count_sends(run.conn, which, _midnight(sched, monday), _midnight(sched, monday, 7))
+        until = send_decision(
+            now,
+            sched.next_window(now),
+            sched.next_day_window(now)[0],
+            daily_cap=cap,
+            sent_today=sent_today,
+            weekly_limit=weekly,
+            sent_this_week=sent_week,
+            last_sent_at=last_sent,
+            spread=action == "invite",
         )
-        sent_today, last_sent = today.one()
-        sent_week = int(
-            await run.conn.scalar(
-                select(func.count()).where(
-                    mine, s.c.sent_at >= week_start, s.c.sent_at < week_start + timedelta(days=7)
-                )
-            )
-            or 0
-        )
-        win_start, win_end = sched.next_window(now)
-        slot = next_slot(win_start, win_end, cap, last_sent)
-        if quota_left(cap, weekly, int(sent_today), sent_week) <= 0 or slot >= win_end:
-            await tm.postpone(run.conn, run.timer.id, sched.next_day_window(now)[0], now)
-            return False
-        if slot > now:
-            await tm.postpone(run.conn, run.timer.id, slot, now)
-            return False
-        return True
+        if until is None:
+            return True
+        await tm.postpone(run.conn, run.timer.id, until, now)
+        return False
+
+    def _sender(self, run: StepRun) -> str:
+        """The campaign's sending mailbox (normalised); creating a campaign with email steps required one."""
+        fallback = run.campaign.delivery.get("email_fallback") or {}
+        return normalise_email(fallback.get("sender_email")) or ""
 
     # -- the send --------------------------------------------------------------------------------
 
@@ -446,7 +485,7 @@ class StepExecutor:
                 ),
                 run.key,
             )
-            await self._record_send(run, rid, None, dry_run=True)
+            await self._record_send(run, rid, None, dry_run=True, sender=self._sender(run))
             await self._complete(run, performed=False)
             return
         message = EmailMessage(
@@ -474,7 +513,7 @@ class StepExecutor:
             ),
             run.key,
         )
-        await self._record_send(run, rid, message_id, dry_run=False)
+        await self._record_send(run, rid, message_id, dry_run=False, sender=self._sender(run))
         await self._complete(run, performed=True)
 
     async def _provider(self, run: StepRun, call: Any) -> Any:
@@ -529,7 +568,9 @@ class StepExecutor:
 
     # -- outcomes --------------------------------------------------------------------------------
 
-    async def _record_send(self, run: StepRun, rid: str, provider_ref: str | None, *, dry_run: bool) -> None:
+    async def _record_send(
+        self, run: StepRun, rid: str, provider_ref: str | None, *, dry_run: bool, sender: str | None = None
+    ) -> None:
         await run.conn.execute(
             insert(sends)
             .values(
@@ -542,6 +583,7 @@ class StepExecutor:
                 request_id=UUID(rid),
                 provider_ref=provider_ref,
                 dry_run=dry_run,
+                sender=sender,
                 sent_at=run.now,
             )
             .on_conflict_do_nothing()

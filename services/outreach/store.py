@@ -1,12 +1,17 @@
-"""Outreach's own tables (schema ``outreach``).
+"""Outreach's own tables (schema ``outreach``), and the send counts pacing reads.
 
 Lock order every transaction follows (so concurrent replicas never deadlock on each other):
-timers -> lead_locks -> enrollments -> accounts -> campaigns. Bulk changes of timers made by
+timers -> lead_locks -> enrollments -> accounts -> campaigns; an email step then takes its mailbox's
+advisory lock (:func:`lock_mailbox`) last. Bulk changes of timers made by
 event handlers and webhooks lock the timer rows first; the step executor re-checks the
 enrollment, campaign and account inside its own transaction.
 """
 
 from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
 
 from sqlalchemy import (
     BigInteger,
@@ -19,9 +24,13 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    func,
+    select,
     text,
 )
 from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql.elements import ColumnElement
 
 from services.runtime.db import service_metadata
 from services.runtime.webhooks import seen_webhooks_table
@@ -236,8 +245,11 @@ sends = Table(
     Column("request_id", UUID(as_uuid=True), nullable=False, unique=True),
     Column("provider_ref", Text, nullable=True),
     Column("dry_run", Boolean, nullable=False, server_default=text("false")),
+    # The sending mailbox (normalised address) of an email: the email cap counts per mailbox (0002).
+    Column("sender", Text, nullable=True),
     _ts("sent_at", nullable=False),
     Index("ix_sends_account", "account_id", "action", "sent_at"),
+    Index("ix_sends_sender", "workspace_id", "sender", "action", "sent_at"),
 )
 
 blocklist = Table(
@@ -308,3 +320,39 @@ SERVICE_TABLES = [
     sim_linkedin_requests,
     sim_email_requests,
 ]
+
+
+# -- pacing counts ---------------------------------------------------------------------------------
+
+
+def sent_by_account(account_id: uuid.UUID, action: str) -> ColumnElement[bool]:
+    """Real sends of ``action`` by a LinkedIn account, across all of its campaigns."""
+    return (sends.c.account_id == account_id) & (sends.c.action == action) & sends.c.dry_run.is_(False)
+
+
+def sent_by_mailbox(workspace_id: str, sender: str, *, dry_run: bool) -> ColumnElement[bool]:
+    """Emails from a mailbox of the workspace, across all campaigns. A dry run counts its own (rehearsal)
+    records and real sends count real ones, so a rehearsal paces like the real thing without using up the
+    mailbox's real quota."""
+    return (
+        (sends.c.workspace_id == workspace_id)
+        & (sends.c.sender == sender)
+        & (sends.c.action == "email")
+        & (sends.c.dry_run.is_(dry_run))
+    )
+
+
+async def lock_mailbox(conn: AsyncConnection, workspace_id: str, sender: str) -> None:
+    """Serialise email steps of one mailbox until the transaction ends: steps of different LinkedIn accounts
+    (which lock only their own account row) share the mailbox's quota and must not both take its last send."""
+    key = f"leadstream-mailbox:{workspace_id}:{sender}"
+    await conn.execute(select(func.pg_advisory_xact_lock(func.hashtextextended(key, 0))))
+
+
+async def count_sends(
+    conn: AsyncConnection, which: ColumnElement[bool], start: datetime, end: datetime
+) -> tuple[int, datetime | None]:
+    """How many sends match ``which`` in [start, end), and when the latest of them was."""
+    stmt = select(func.count(), func.max(sends.c.sent_at)).where(which, sends.c.sent_at >= start, sends.c.sent_at < end)
+    row: Any = (await conn.execute(stmt)).one()
+    return int(row[0]), row[1]

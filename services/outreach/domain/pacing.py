@@ -1,8 +1,12 @@
-"""Invite pacing: presets, manual limits, the launch guard and evenly spread send slots. Pure.
+"""Pacing: invite presets, manual limits, the launch guard, evenly spread invite slots, and the daily
+caps of LinkedIn messages and emails. Pure.
 
-Limits count invites per account across all of its campaigns. A weekly pace (Conservative, 15 a
-week) is also spread over the active days so a week's invites do not all go out on Monday. Inside
-a window the day's invites are spread evenly instead of leaving in one burst at opening time.
+Invite limits count invites per LinkedIn account across all of its campaigns. A weekly pace
+(Conservative, 15 a week) is also spread over the active days so a week's invites do not all go out
+on Monday. Inside a window the day's invites are spread evenly instead of leaving in one burst at
+opening time. Messages are capped per LinkedIn account and emails per sending mailbox, per local
+day, across all campaigns; each preset has defaults and a campaign may override them. A step over
+its cap waits for the next day's window; likes and comments are not paced.
 """
 
 from __future__ import annotations
@@ -14,6 +18,10 @@ from typing import Any, Literal
 
 MANUAL_RANGE = (10, 75)
 GUARD_RANGE = (1, 79)
+# LinkedIn restricts accounts well before 150 messages a day; mailboxes sending more than ~200 cold
+# emails a day lose their reputation (and Google/Microsoft treat them as bulk senders).
+MESSAGE_RANGE = (1, 150)
+EMAIL_RANGE = (1, 200)
 
 
 class PacingError(ValueError):
@@ -95,3 +103,81 @@ def next_slot(window_start: datetime, window_end: datetime, daily_cap: int, last
     if last_sent_at is None:
         return window_start
     return max(window_start, last_sent_at + gap)
+
+
+# Daily caps per preset: messages per LinkedIn account, emails per sending mailbox. The manual pace
+# (which sets invites only) keeps the Recommended caps.
+DAILY_MESSAGE_LIMITS = {"conservative": 30, "recommended": 50, "high_volume": 100, "manual": 50}
+DAILY_EMAIL_LIMITS = {"conservative": 40, "recommended": 80, "high_volume": 150, "manual": 80}
+
+
+@dataclass(frozen=True)
+class ChannelLimit:
+    """How one paced channel is capped: its delivery field, the allowed range and the preset defaults."""
+
+    field: str
+    unit: str
+    bounds: tuple[int, int]
+    defaults: dict[str, int]
+
+    def resolve(self, delivery: dict[str, Any], pace_name: str) -> int:
+        """The override in ``delivery`` (validated against ``bounds``), else the pace's default."""
+        value = delivery.get(self.field)
+        if value is None:
+            return self.defaults.get(pace_name, self.defaults["recommended"])
+        lo, hi = self.bounds
+        if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+            raise PacingError(
+                f"delivery.{self.field}", f"{self.field} must be between {lo} and {hi} {self.unit} per day, got {value}"
+            )
+        return value
+
+
+CHANNEL_LIMITS: dict[str, ChannelLimit] = {
+    "message": ChannelLimit("daily_message_limit", "messages", MESSAGE_RANGE, DAILY_MESSAGE_LIMITS),
+    "email": ChannelLimit("daily_email_limit", "emails", EMAIL_RANGE, DAILY_EMAIL_LIMITS),
+}
+
+
+def channel_limits(delivery: dict[str, Any], pace_name: str) -> dict[str, int]:
+    """The effective daily caps of a campaign's delivery settings, keyed by their delivery field
+    (``daily_message_limit``, ``daily_email_limit``); PacingError names an out-of-range override."""
+    return {c.field: c.resolve(delivery, pace_name) for c in CHANNEL_LIMITS.values()}
+
+
+def channel_cap(action: str, delivery: dict[str, Any]) -> int | None:
+    """The daily cap of a ``message`` or ``email`` step under a campaign's stored delivery settings; None
+    for actions without one (invites are paced by :class:`Pace`; likes and comments are not paced). A
+    campaign stored before these caps existed gets its pace's default."""
+    limit = CHANNEL_LIMITS.get(action)
+    if limit is None:
+        return None
+    stored = delivery.get(limit.field)
+    if isinstance(stored, int) and not isinstance(stored, bool):
+        return stored
+    return limit.defaults.get(str(delivery.get("pace", "recommended")), limit.defaults["recommended"])
+
+
+def send_decision(
+    now: datetime,
+    window: tuple[datetime, datetime],
+    next_day_start: datetime,
+    *,
+    daily_cap: int,
+    sent_today: int,
+    weekly_limit: int | None = None,
+    sent_this_week: int = 0,
+    last_sent_at: datetime | None = None,
+    spread: bool = False,
+) -> datetime | None:
+    """None when the step may send at ``now``, else when to try again: ``next_day_start`` (the next day's
+    window) once the day's quota is spent, or, with ``spread``, the account's next evenly spaced slot."""
+    if quota_left(daily_cap, weekly_limit, sent_today, sent_this_week) <= 0:
+        return next_day_start
+    if not spread:
+        return None
+    window_start, window_end = window
+    slot = next_slot(window_start, window_end, daily_cap, last_sent_at)
+    if slot >= window_end:
+        return next_day_start
+    return slot if slot > now else None

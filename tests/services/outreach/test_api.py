@@ -85,6 +85,24 @@ async def test_out_of_range_values_are_422s_naming_the_range(o: Outreach) -> Non
     assert field == "delivery.email_fallback.sender_email" and "not a verified sender" in detail
 
 
+async def test_message_and_email_caps_default_by_pace_and_overrides_are_checked(o: Outreach) -> None:
+    a = await o.account()
+    for pace, messages, emails in (("conservative", 30, 40), ("high_volume", 100, 150)):
+        delivery = (await o.api("POST", "/v1/campaigns", 201, json=_campaign(a, delivery={"pace": pace})))["delivery"]
+        assert (delivery["daily_message_limit"], delivery["daily_email_limit"]) == (messages, emails)
+    custom = {"pace": "high_volume", "daily_message_limit": 1, "daily_email_limit": 200}
+    delivery = (await o.api("POST", "/v1/campaigns", 201, json=_campaign(a, delivery=custom)))["delivery"]
+    assert (delivery["daily_message_limit"], delivery["daily_email_limit"]) == (1, 200)
+    for field, bad, text in (
+        ("daily_message_limit", 0, "between 1 and 150 messages per day, got 0"),
+        ("daily_message_limit", 151, "between 1 and 150 messages per day, got 151"),
+        ("daily_email_limit", 0, "between 1 and 200 emails per day, got 0"),
+        ("daily_email_limit", 201, "between 1 and 200 emails per day, got 201"),
+    ):
+        where, detail = await _error(o, _campaign(a, delivery={field: bad}))
+        assert where == f"delivery.{field}" and text in detail, (where, detail)
+
+
 async def test_launch_guard_names_1_to_79(o: Outreach) -> None:
     a = await o.account()
     cid = (await o.api("POST", "/v1/campaigns", 201, json=_campaign(a)))["campaign_id"]

@@ -7,7 +7,16 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from services.outreach.domain.compliance import Contact, assign_account, blocked_by, render_template, suppression
-from services.outreach.domain.pacing import PacingError, launch_guard, next_slot, pace_from, quota_left
+from services.outreach.domain.pacing import (
+    PacingError,
+    channel_cap,
+    channel_limits,
+    launch_guard,
+    next_slot,
+    pace_from,
+    quota_left,
+    send_decision,
+)
 from services.outreach.domain.schedule import Schedule, ScheduleError, parse_active_days
 
 
@@ -55,6 +64,88 @@ def test_next_slot_spreads_invites() -> None:
     late = start + timedelta(hours=6)
     assert next_slot(start, end, 20, late) == late + timedelta(minutes=24)
     assert next_slot(start, end, 20, start - timedelta(days=1)) == start
+
+
+@pytest.mark.parametrize(
+    ("pace", "messages", "emails"),
+    [("conservative", 30, 40), ("recommended", 50, 80), ("high_volume", 100, 150), ("manual", 50, 80)],
+)
+def test_message_and_email_caps_per_pace(pace: str, messages: int, emails: int) -> None:
+    assert channel_limits({"pace": pace}, pace) == {"daily_message_limit": messages, "daily_email_limit": emails}
+
+
+def test_message_and_email_cap_overrides() -> None:
+    limits = channel_limits({"daily_message_limit": 1, "daily_email_limit": 200}, "conservative")
+    assert limits == {"daily_message_limit": 1, "daily_email_limit": 200}
+    assert channel_limits({"daily_message_limit": 150}, "high_volume")["daily_message_limit"] == 150
+
+
+@pytest.mark.parametrize(
+    ("delivery", "field", "range_text"),
+    [
+        ({"daily_message_limit": 0}, "delivery.daily_message_limit", "between 1 and 150 messages per day, got 0"),
+        ({"daily_message_limit": 151}, "delivery.daily_message_limit", "between 1 and 150 messages per day"),
+        ({"daily_message_limit": "20"}, "delivery.daily_message_limit", "between 1 and 150"),
+        ({"daily_message_limit": True}, "delivery.daily_message_limit", "between 1 and 150"),
+        ({"daily_email_limit": 201}, "delivery.daily_email_limit", "between 1 and 200 emails per day, got 201"),
+        ({"daily_email_limit": -5}, "delivery.daily_email_limit", "between 1 and 200"),
+    ],
+)
+def test_cap_overrides_outside_their_range(delivery: dict[str, object], field: str, range_text: str) -> None:
+    with pytest.raises(PacingError, match=range_text) as err:
+        channel_limits(delivery, "recommended")
+    assert err.value.field == field
+
+
+def test_channel_cap_of_each_action() -> None:
+    stored = {"pace": "high_volume", "daily_message_limit": 7, "daily_email_limit": 9, "daily_cap": 50}
+    assert channel_cap("message", stored) == 7
+    assert channel_cap("email", stored) == 9
+    for unpaced in ("invite", "like", "comment"):  # invites are paced by the Pace; likes and comments are not
+        assert channel_cap(unpaced, stored) is None
+    legacy = {"pace": "conservative", "daily_cap": 3}  # stored before the caps existed: the pace's defaults
+    assert (channel_cap("message", legacy), channel_cap("email", legacy)) == (30, 40)
+    assert channel_cap("message", {}) == 50
+
+
+def test_send_decision_defers_to_the_next_day_once_the_cap_is_spent() -> None:
+    start = datetime(2026, 1, 5, 8, tzinfo=UTC)
+    window = (start, start + timedelta(hours=8))
+    tomorrow = start + timedelta(days=1)
+    now = start + timedelta(hours=2)
+    assert send_decision(now, window, tomorrow, daily_cap=3, sent_today=2) is None
+    assert send_decision(now, window, tomorrow, daily_cap=3, sent_today=3) == tomorrow
+    # without spread a message or email goes right after the previous one
+    assert send_decision(now, window, tomorrow, daily_cap=3, sent_today=1, last_sent_at=now) is None
+
+
+def test_send_decision_for_invites_keeps_rhythm_and_week() -> None:
+    start = datetime(2026, 1, 5, 8, tzinfo=UTC)
+    window = (start, start + timedelta(hours=8))
+    tomorrow = start + timedelta(days=1)
+    now = start + timedelta(hours=1)
+
+    def invite(at: datetime, sent: int, last: datetime | None, cap: int = 20, week: int = 0) -> datetime | None:
+        weekly = 15 if cap == 3 else None
+        return send_decision(
+            at,
+            window,
+            tomorrow,
+            daily_cap=cap,
+            sent_today=sent,
+            weekly_limit=weekly,
+            sent_this_week=week,
+            last_sent_at=last,
+            spread=True,
+        )
+
+    last = now - timedelta(minutes=4)
+    assert invite(now, 1, last) == last + timedelta(minutes=24)  # 8 hours / 20 invites
+    assert invite(now, 1, now - timedelta(hours=1)) is None
+    late = window[1] - timedelta(minutes=10)
+    assert invite(late, 5, late) == tomorrow  # the next slot would fall after the window closes
+    assert invite(now, 0, None, cap=3, week=15) == tomorrow  # the weekly limit is spent
+    assert invite(now, 0, None, cap=3, week=14) is None
 
 
 def test_active_days() -> None:

@@ -1,5 +1,6 @@
-"""Delivery pacing on the real broker and database: per-account limits across campaigns, active days and
-hours in the campaign's time zone, and an audience split that never gives a lead to two accounts."""
+"""Delivery pacing on the real broker and database: per-account limits across campaigns (invites, messages;
+emails per sending mailbox), active days and hours in the campaign's time zone, and an audience split that
+never gives a lead to two accounts."""
 
 from __future__ import annotations
 
@@ -7,9 +8,23 @@ import uuid
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
+from typing import Any
 from zoneinfo import ZoneInfo
 
-from tests.services.outreach.support import MakeSettings, StartService, lead_events, of_type, start_outreach
+from sqlalchemy import func, select
+
+from services.outreach.store import texts, timers
+from services.outreach.timers import LIVE
+from tests.services.outreach.support import (
+    MakeSettings,
+    Outreach,
+    StartService,
+    approvals,
+    lead_events,
+    of_type,
+    start_outreach,
+)
+from tests.support.kafka import wait_for
 
 BERLIN = ZoneInfo("Europe/Berlin")
 THURSDAY_EVENING = datetime(2026, 1, 8, 20, 0, tzinfo=UTC)
@@ -100,3 +115,154 @@ async def test_recommended_pace_on_two_accounts(
     assert states == ["CampaignCreated", "CampaignScheduled", "CampaignLaunched", "CampaignFinished"]
     leases = [e for e in of_type(got, "AccountLeaseAcquired") if e.data.campaign_id == uuid.UUID(main["campaign_id"])]
     assert {e.data.account_id for e in leases} == {uuid.UUID(a), uuid.UUID(b)}
+
+
+MONDAY_OPEN = datetime(2026, 1, 5, 8, 0, tzinfo=UTC)  # 09:00 in Berlin
+MESSAGE_ONLY = {"steps": [{"id": "message", "action": "message"}], "edges": []}
+NO_REPLIES: dict[str, Any] = {"sim_connected_rate": 1.0, "sim_reply_rate": 0.0, "sim_out_of_office_rate": 0.0}
+
+
+def _spread(load: int, cap: int, days: list[str]) -> dict[str, int]:
+    """What ``load`` capped sends look like day by day: the cap each day, the rest on the last."""
+    return {day: min(cap, load - cap * i) for i, day in enumerate(days) if load - cap * i > 0}
+
+
+async def _wait_texts(o: Outreach, n: int) -> None:
+    async def stored() -> bool:
+        async with o.service.engine.connect() as conn:
+            mine = texts.c.workspace_id == o.workspace
+            return (await conn.scalar(select(func.count()).select_from(texts).where(mine)) or 0) >= n
+
+    await wait_for(stored, timeout_s=60, what=f"{n} approved texts")
+
+
+async def test_message_cap_per_account_defers_the_rest_to_the_next_day(
+    make_settings: MakeSettings, start_service: StartService, topic_prefix: str
+) -> None:
+    o = await start_outreach(make_settings, start_service, topic_prefix, start=MONDAY_OPEN, **NO_REPLIES)
+    a, b = await o.account("a"), await o.account("b")
+    group, other_group = uuid.uuid4(), uuid.uuid4()
+    capped = {**DELIVERY, "daily_message_limit": 2}
+    main = await o.api(
+        "POST",
+        "/v1/campaigns",
+        201,
+        json={
+            "name": "Messages",
+            "audience": {"type": "source_group", "ref": str(group)},
+            "workflow": MESSAGE_ONLY,
+            "delivery": capped,
+            "account_ids": [a, b],
+        },
+    )
+    side = await o.api(
+        "POST",
+        "/v1/campaigns",
+        201,
+        json={
+            "name": "Side messages",
+            "audience": {"type": "source_group", "ref": str(other_group)},
+            "workflow": MESSAGE_ONLY,
+            "delivery": capped,
+            "account_ids": [a],
+        },
+    )
+    assert main["delivery"]["daily_message_limit"] == 2
+    assert main["delivery"]["daily_email_limit"] == 80  # the Recommended default
+    for c in (main, side):
+        assert (await o.api("POST", f"/v1/campaigns/{c['campaign_id']}/launch", 200))["state"] == "running"
+    leads, events = lead_events(group, 6, tag=o.workspace)
+    side_leads, side_events = lead_events(other_group, 2, tag=o.workspace)
+    await o.produce(events + side_events)
+    await o.wait_enrolled(main["campaign_id"], 6)
+    await o.wait_enrolled(side["campaign_id"], 2)
+    await o.produce(
+        approvals(main["campaign_id"], leads, "message", "message")
+        + approvals(side["campaign_id"], side_leads, "message", "message")
+    )
+    await _wait_texts(o, 8)
+
+    await o.drive(datetime(2026, 1, 6, 7, 0, tzinfo=UTC))  # Tuesday 08:00 in Berlin, before the window
+    sent_monday = len(of_type(await o.events(), "MessageSent"))
+    async with o.service.engine.connect() as conn:
+        waiting = (
+            await conn.execute(
+                select(timers.c.state, timers.c.due_at).where(
+                    timers.c.workspace_id == o.workspace, timers.c.kind == "step", timers.c.state.in_(LIVE)
+                )
+            )
+        ).all()
+    # over the cap: deferred (not failed, not skipped) to the next day's window, Tuesday 09:00 in Berlin
+    assert len(waiting) == 8 - sent_monday > 0
+    assert {(w.state, w.due_at) for w in waiting} == {("pending", datetime(2026, 1, 6, 8, 0, tzinfo=UTC))}
+
+    await o.drive(datetime(2026, 1, 10, 0, 0, tzinfo=UTC))  # through Friday
+    got = await o.events()
+    assert not of_type(got, "ActionFailed") and not of_type(got, "ActionSkipped")
+    owner = {e.data.lead_id: e.data.account_id for e in of_type(got, "LeadEnrolled")}
+    messages = of_type(got, "MessageSent")
+    assert sorted(e.data.lead_id for e in messages) == sorted(leads + side_leads)  # every lead once, none lost
+    per_day: dict[uuid.UUID, Counter[str]] = {uuid.UUID(a): Counter(), uuid.UUID(b): Counter()}
+    for e in messages:
+        local = e.time.astimezone(BERLIN)
+        assert local.weekday() < 5 and 9 <= local.hour < 17, f"message sent outside the window at {local}"
+        assert e.data.account_id == owner[e.data.lead_id]
+        per_day[e.data.account_id][local.date().isoformat()] += 1
+    weekdays = [f"2026-01-{d:02d}" for d in range(5, 10)]
+    for account, days in per_day.items():
+        load = sum(1 for lead in owner.values() if lead == account)
+        # the cap spans both of a's campaigns: each day the cap, the rest the next day
+        assert dict(days) == _spread(load, 2, weekdays), (account, load, days)
+    for c in (main, side):
+        assert (await o.api("GET", f"/v1/campaigns/{c['campaign_id']}", 200))["state"] == "finished"
+
+
+async def test_email_cap_counts_per_sending_mailbox_across_campaigns(
+    make_settings: MakeSettings, start_service: StartService, topic_prefix: str
+) -> None:
+    o = await start_outreach(
+        make_settings, start_service, topic_prefix, start=MONDAY_OPEN, email_real_sends=True, **NO_REPLIES
+    )
+    await o.api("POST", "/v1/accounts", 201, json={"provider": "email", "sender_email": "sales@ours.example"})
+    a, b = await o.account("a"), await o.account("b")
+    graph = {
+        "steps": [{"id": "message", "action": "message"}, {"id": "email", "action": "email"}],
+        "edges": [{"from": "message", "to": "email", "delay_minutes": 5}],
+    }
+    delivery = {
+        "active_days": "every_day",
+        "start_hour": 0,
+        "end_hour": 24,
+        "daily_email_limit": 2,
+        "email_fallback": {"sender_email": "Sales@Ours.example", "subject": "Hi {first_name}", "body": "Hello"},
+    }
+    campaigns, everyone = [], []
+    for account in (a, b):  # two campaigns on two LinkedIn accounts, one mailbox
+        group = uuid.uuid4()
+        body = {
+            "name": f"Email {account[:4]}",
+            "audience": {"type": "source_group", "ref": str(group)},
+            "workflow": graph,
+            "delivery": delivery,
+            "account_ids": [account],
+        }
+        cid = (await o.api("POST", "/v1/campaigns", 201, json=body))["campaign_id"]
+        await o.api("POST", f"/v1/campaigns/{cid}/launch", 200, json={"confirm_email_fallback": True})
+        leads, events = lead_events(group, 3, tag=f"{o.workspace}{account[:4]}")
+        await o.produce(events)
+        await o.wait_enrolled(cid, 3)
+        await o.produce(
+            approvals(cid, leads, "message", "message") + approvals(cid, leads, "email", "email", subject="Hi")
+        )
+        campaigns.append(cid)
+        everyone += leads
+    await _wait_texts(o, 12)
+    await o.drive(MONDAY_OPEN + timedelta(days=4))
+    got = await o.events()
+    emails = of_type(got, "EmailSent")
+    assert sorted(e.data.lead_id for e in emails) == sorted(everyone)  # every lead once, none lost
+    assert {e.data.account_id for e in emails} == {uuid.UUID(a), uuid.UUID(b)}
+    per_day = Counter(e.time.date().isoformat() for e in emails)
+    # one mailbox: 2 a day in total, whichever LinkedIn account's campaign the email belongs to
+    assert dict(per_day) == {"2026-01-05": 2, "2026-01-06": 2, "2026-01-07": 2}
+    assert len(of_type(got, "MessageSent")) == 6  # messages keep their own (default) cap
