@@ -33,6 +33,7 @@ from .accounts import AccountStatus
 from .adapters import EmailSender, LinkedInProvider
 from .adapters.http import HttpEmailSender, UnipileLinkedIn
 from .adapters.simulated import LinkedInBehaviour, SimulatedEmailSender, SimulatedLinkedIn
+from .adapters.smtp import SmtpEmailSender
 from .api import build_router
 from .campaigns import CampaignCommands
 from .context import OutreachContext
@@ -79,11 +80,14 @@ def build(
             )
             linkedin = SimulatedLinkedIn(sim, behaviour, engine=service.engine)
     if email is None:
-        email = (
-            HttpEmailSender(settings.email_api_url, settings.email_api_key, timeout_s=settings.provider_timeout_s)
-            if settings.email_provider == "http"
-            else SimulatedEmailSender(sim, engine=service.engine)
-        )
+        if settings.email_provider == "http":
+            email = HttpEmailSender(
+                settings.email_api_url, settings.email_api_key, timeout_s=settings.provider_timeout_s
+            )
+        elif settings.email_provider == "smtp":
+            email = SmtpEmailSender.from_settings(settings, clock)
+        else:
+            email = SimulatedEmailSender(sim, engine=service.engine)
     runner = Runner(
         service,
         StepExecutor(settings, linkedin, email),
@@ -101,7 +105,9 @@ def build(
             email,
             real_sends=settings.email_real_sends,
             default_to=settings.reconnect_email_to,
-            sender="no-reply@leadstream.invalid",
+            sender=settings.notification_sender
+            or (settings.smtp_username if settings.email_provider == "smtp" and settings.smtp_username else "")
+            or "no-reply@leadstream.invalid",
         ),
     )
     service.app.state.outreach = ctx

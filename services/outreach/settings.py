@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from typing import Literal
+
+from pydantic import Field, SecretStr
 
 from services.runtime.settings import RuntimeSettings
 
@@ -13,12 +15,33 @@ class OutreachSettings(RuntimeSettings):
     service_name: str = "outreach"
     http_port: int = 8104
 
-    linkedin_provider: str = Field("simulated", description="simulated | http (Unipile-style REST API)")
+    linkedin_provider: Literal["simulated", "http"] = Field(
+        "simulated", description="simulated | http (Unipile-style REST API)"
+    )
     unipile_base_url: str = Field("http://127.0.0.1:9999", description="Base URL of the LinkedIn provider API.")
     unipile_api_key: str = Field("", description="API key of the LinkedIn provider (from the environment).")
-    email_provider: str = Field("simulated", description="simulated | http (HTTP email API)")
+    email_provider: Literal["simulated", "http", "smtp"] = Field(
+        "simulated", description="simulated | http (HTTP email API) | smtp (your own mailbox over SMTP)"
+    )
+    notification_sender: str = Field(
+        "",
+        description="From address of the service's own emails (account reconnect requests); empty: the SMTP "
+        "login with the smtp provider (mailbox providers refuse other senders), else no-reply@leadstream.invalid.",
+    )
     email_api_url: str = Field("http://127.0.0.1:9998", description="Base URL of the HTTP email API.")
     email_api_key: str = Field("", description="API key of the email API (from the environment).")
+    smtp_host: str = Field("127.0.0.1", description="SMTP server (smtp.gmail.com, smtp.office365.com, a relay).")
+    smtp_port: int = Field(587, ge=1, le=65535, description="587 (submission with STARTTLS) or 465 (implicit TLS).")
+    smtp_username: str = Field("", description="SMTP login (usually the mailbox address); empty: no AUTH.")
+    smtp_password: SecretStr = Field(
+        SecretStr(""), description="SMTP password or app password (from the environment only; never logged)."
+    )
+    smtp_starttls: bool = Field(True, description="Upgrade the connection with STARTTLS (required when true).")
+    smtp_use_tls: bool = Field(False, description="Implicit TLS from the first byte (port 465); wins over STARTTLS.")
+    smtp_timeout_s: float = Field(20.0, gt=0, description="Timeout of each SMTP connect and command.")
+    smtp_retry_after_s: float = Field(
+        300.0, gt=0, description="Wait before retrying after a 421/450/451/452 reply (SMTP replies carry no delay)."
+    )
     email_real_sends: bool = Field(
         False, description="Send emails for real. Off by default: emails are dry-run (ActionSkipped dry_run)."
     )
