@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
 from rich.console import Console
 from rich.table import Table
@@ -43,12 +44,44 @@ console = Console()
 
 async def _prepare(settings: RuntimeSettings, workspace: str) -> str:
     await apply_topics(settings)
+    await views_from_this_cluster(settings)
     await upgrade(auth.MIGRATIONS_DIR, settings.database_url, auth.IDENTITY_SCHEMA)
     engine = create_engine(settings.database_url)
     try:
         return await auth.create_token(engine, workspace, label="demo")
     finally:
         await engine.dispose()
+
+
+async def views_from_this_cluster(settings: RuntimeSettings) -> str | None:
+    """Rebuild and promote the projection's views when they were built from another Kafka cluster.
+
+    A new local broker (``make clean``, a wiped ``.run/``) formats a new cluster while the machine's
+    Postgres keeps the views; the projection refuses views whose offsets belong to another cluster (it
+    cannot tell an empty new broker from a misconfigured one), so the demo does what the refusal asks
+    for: a rebuild from this cluster, promoted. Returns the rebuild's name, or None when nothing was done.
+    """
+    from services.projection.checksum import dsn, schema_exists
+    from services.projection.replay import promote, rebuild, replay_info
+    from services.projection.store import CLUSTER_KEY, SCHEMA
+    from services.runtime.kafka import cluster_id
+
+    conn = await asyncpg.connect(dsn(settings.database_url))
+    try:
+        stored = (await replay_info(conn, SCHEMA)).get(CLUSTER_KEY) if await schema_exists(conn, SCHEMA) else None
+    finally:
+        await conn.close()
+    current = await cluster_id(settings)
+    if stored is None or stored == current:
+        return None
+    console.print(
+        f"[yellow]the projection's views were built from Kafka cluster {stored}; this broker is cluster "
+        f"{current}: rebuilding them from this one[/]"
+    )
+    name = f"demo_{datetime.now(UTC):%Y%m%d%H%M%S%f}"
+    await rebuild(settings, name, workers=1)
+    await promote(settings, name)
+    return name
 
 
 class DemoScenario:
