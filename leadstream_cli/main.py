@@ -171,4 +171,12 @@ def _mount_analyst_commands() -> None:
     app.command("export")(export.export)
 
 
+def _mount_operator_commands() -> None:
+    """The operators' commands: dead letters (list, re-drive)."""
+    from . import dlq
+
+    app.add_typer(dlq.dlq_app, name="dlq")
+
+
 _mount_analyst_commands()
+_mount_operator_commands()
