@@ -18,7 +18,7 @@ import asyncio
 import json
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
@@ -165,30 +165,6 @@ async def _partitions(settings: RuntimeSettings, topic: str) -> list[TopicPartit
         raise DlqError(str(exc)) from None
 
 
-async def _read(
-    consumer: AIOKafkaConsumer, starts: dict[TopicPartition, int], ends: dict[TopicPartition, int]
-) -> AsyncIterator[tuple[TopicPartition, list[ConsumerRecord[Any, Any]]]]:
-    """Batches of records from ``starts`` up to ``ends`` (exclusive, captured before reading)."""
-    remaining = set()
-    for tp in starts:
-        if starts[tp] < ends[tp]:
-            consumer.seek(tp, starts[tp])
-            remaining.add(tp)
-        else:
-            consumer.pause(tp)
-    while remaining:
-        batch = await consumer.getmany(timeout_ms=500, max_records=1000)
-        for tp, recs in batch.items():
-            inside = [r for r in recs if r.offset < ends[tp]]
-            if inside:
-                yield tp, inside
-        for tp in list(remaining):
-            # By position, not by the last record: the end may sit behind transaction markers.
-            if await consumer.position(tp) >= ends[tp]:
-                remaining.discard(tp)
-                consumer.pause(tp)
-
-
 @dataclass
 class Listing:
     """What ``list`` found: the matching dead letters (at most ``limit``, newest) and counts of all."""
@@ -208,7 +184,7 @@ async def list_dead_letters(
     limit: int = 0,
 ) -> Listing:
     """Read the DLQ of ``topic`` from the beginning (no consumer group) up to its end at the start."""
-    from services.projection.replay import log_consumer
+    from services.projection.replay import log_consumer, read_ranges
 
     physical = dlq_topic(settings, topic)
     tps = await _partitions(settings, physical)
@@ -221,13 +197,14 @@ async def list_dead_letters(
         consumer.assign(tps)
         ends = dict(await consumer.end_offsets(tps))
         starts = dict(await consumer.beginning_offsets(tps))
-        async for _, records in _read(consumer, starts, ends):
-            for r in records:
-                read += 1
-                letter = DeadLetter.of(r)
-                if letter.matches(error_code, group):
-                    letters.append(letter)
-                    by_code[letter.error_code or "?"] += 1
+        async for polled in read_ranges(consumer, starts, ends):
+            for records in polled.values():
+                for r in records:
+                    read += 1
+                    letter = DeadLetter.of(r)
+                    if letter.matches(error_code, group):
+                        letters.append(letter)
+                        by_code[letter.error_code or "?"] += 1
     finally:
         await consumer.stop()
     letters.sort(key=lambda d: (d.failed_at or "", d.partition, d.offset))
@@ -287,6 +264,7 @@ async def redrive(
     offsets past it: a crash in between re-drives those records again on the next run, never skips one.
     A dry run publishes and commits nothing.
     """
+    from services.projection.replay import read_ranges
     from services.runtime.kafka import client_security
 
     physical = dlq_topic(settings, topic)
@@ -316,28 +294,29 @@ async def redrive(
                 if committed is not None:
                     starts[tp] = max(committed, starts[tp])
         total = sum(max(ends[tp] - starts[tp], 0) for tp in tps)
-        async for tp, records in _read(consumer, starts, ends):
-            sent = []
-            for r in records:
-                report.read += 1
-                letter = DeadLetter.of(r)
-                if not letter.matches(error_code, group):
-                    continue
-                report.matched += 1
-                if letter.value_omitted is not None:
-                    report.omitted.append(letter)
-                    continue
-                target = letter.original_topic or physical.removesuffix(".dlq")
-                report.by_topic[target] += 1
-                report.by_code[letter.error_code or "?"] += 1
+        async for polled in read_ranges(consumer, starts, ends):
+            for tp, records in polled.items():
+                sent = []
+                for r in records:
+                    report.read += 1
+                    letter = DeadLetter.of(r)
+                    if not letter.matches(error_code, group):
+                        continue
+                    report.matched += 1
+                    if letter.value_omitted is not None:
+                        report.omitted.append(letter)
+                        continue
+                    target = letter.original_topic or physical.removesuffix(".dlq")
+                    report.by_topic[target] += 1
+                    report.by_code[letter.error_code or "?"] += 1
+                    if producer is not None:
+                        sent.append(await producer.send(target, r.value, key=r.key, headers=redrive_headers(r.headers)))
                 if producer is not None:
-                    sent.append(await producer.send(target, r.value, key=r.key, headers=redrive_headers(r.headers)))
-            if producer is not None:
-                await asyncio.gather(*sent)
-                await consumer.commit({tp: records[-1].offset + 1})
-            report.redriven += len(sent)
-            if on_progress is not None:
-                on_progress(report.read, total, time.monotonic() - started)
+                    await asyncio.gather(*sent)
+                    await consumer.commit({tp: records[-1].offset + 1})
+                report.redriven += len(sent)
+                if on_progress is not None:
+                    on_progress(report.read, total, time.monotonic() - started)
         if producer is not None:
             # Past trailing transaction markers too, so the next run has nothing left to read here.
             done = {tp: await consumer.position(tp) for tp in tps if starts[tp] < ends[tp]}

@@ -166,7 +166,7 @@ async def export_events(
 
     from leadstream_schemas import DecodeError, decode
 
-    from services.projection.replay import log_consumer, start_offsets, topic_partitions
+    from services.projection.replay import log_consumer, read_ranges, start_offsets, topic_partitions
 
     physical = settings.topic_name(resolve_topic(topic))
     tps = await topic_partitions(settings, [physical])
@@ -182,20 +182,10 @@ async def export_events(
         ends = dict(await consumer.end_offsets(tps))
         starts = await start_offsets(consumer, tps, since, ends)
         total = sum(max(ends[tp] - starts[tp], 0) for tp in tps)
-        remaining = set()
-        for tp in tps:
-            if starts[tp] < ends[tp]:
-                consumer.seek(tp, starts[tp])
-                remaining.add(tp)
-            else:
-                consumer.pause(tp)
-        while remaining:
-            batch = await consumer.getmany(timeout_ms=500, max_records=batch_records)
+        async for polled in read_ranges(consumer, starts, ends, max_records=batch_records):
             rows = []
-            for tp, recs in batch.items():
-                for r in recs:
-                    if r.offset >= ends[tp]:
-                        break
+            for records in polled.values():
+                for r in records:
                     report.read += 1
                     try:
                         env = decode(r.value, r.headers)
@@ -209,10 +199,6 @@ async def export_events(
                         report.filtered += 1
                         continue
                     rows.append(row_of(env, r.topic, r.partition, r.offset))
-            for tp in list(remaining):
-                if await consumer.position(tp) >= ends[tp]:
-                    remaining.discard(tp)
-                    consumer.pause(tp)
             sink.write(rows)
             report.rows += len(rows)
             if on_progress is not None:

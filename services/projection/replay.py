@@ -21,7 +21,7 @@ import multiprocessing
 import os
 import queue
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -29,7 +29,7 @@ from typing import Any
 from uuid import UUID
 
 import asyncpg
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from leadstream_schemas import TOPICS
 
 from services.runtime.kafka import client_security, cluster_id, create_admin
@@ -121,6 +121,33 @@ def log_consumer(settings: RuntimeSettings, max_records: int) -> AIOKafkaConsume
         max_partition_fetch_bytes=8 * 1024 * 1024,
         **client_security(settings),
     )
+
+
+async def read_ranges(
+    consumer: AIOKafkaConsumer,
+    starts: dict[TopicPartition, int],
+    ends: dict[TopicPartition, int],
+    max_records: int = 1000,
+) -> AsyncIterator[dict[TopicPartition, list[ConsumerRecord[Any, Any]]]]:
+    """The records of each poll from ``starts`` up to ``ends`` (exclusive, captured before reading), by
+    partition; partitions with nothing to read are paused. For readers of a log without a group."""
+    remaining = set()
+    for tp in starts:
+        if starts[tp] < ends[tp]:
+            consumer.seek(tp, starts[tp])
+            remaining.add(tp)
+        else:
+            consumer.pause(tp)
+    while remaining:
+        batch = await consumer.getmany(timeout_ms=500, max_records=max_records)
+        inside = {tp: kept for tp, recs in batch.items() if (kept := [r for r in recs if r.offset < ends[tp]])}
+        if inside:
+            yield inside
+        for tp in list(remaining):
+            # By position, not by the last record: the end may sit behind transaction markers.
+            if await consumer.position(tp) >= ends[tp]:
+                remaining.discard(tp)
+                consumer.pause(tp)
 
 
 SINCE_MARGIN = timedelta(hours=1)

@@ -38,36 +38,28 @@ DELIVERY = {
 }
 
 
+async def _campaign(
+    o: Outreach, name: str, group: uuid.UUID, workflow: Any, delivery: dict[str, Any], accounts: list[Any]
+) -> Any:
+    """Create a campaign on a source group (201 expected); returns its body."""
+    body = {
+        "name": name,
+        "audience": {"type": "source_group", "ref": str(group)},
+        "workflow": workflow,
+        "delivery": delivery,
+        "account_ids": accounts,
+    }
+    return await o.api("POST", "/v1/campaigns", 201, json=body)
+
+
 async def test_recommended_pace_on_two_accounts(
     make_settings: MakeSettings, start_service: StartService, topic_prefix: str
 ) -> None:
     o = await start_outreach(make_settings, start_service, topic_prefix, start=THURSDAY_EVENING)
     a, b = await o.account("a"), await o.account("b")
     group, other_group = uuid.uuid4(), uuid.uuid4()
-    main = await o.api(
-        "POST",
-        "/v1/campaigns",
-        201,
-        json={
-            "name": "Forty",
-            "audience": {"type": "source_group", "ref": str(group)},
-            "workflow": INVITE_ONLY,
-            "delivery": DELIVERY,
-            "account_ids": [a, b],
-        },
-    )
-    side = await o.api(
-        "POST",
-        "/v1/campaigns",
-        201,
-        json={
-            "name": "Side",
-            "audience": {"type": "source_group", "ref": str(other_group)},
-            "workflow": INVITE_ONLY,
-            "delivery": DELIVERY,
-            "account_ids": [a],
-        },
-    )
+    main = await _campaign(o, "Forty", group, INVITE_ONLY, DELIVERY, [a, b])
+    side = await _campaign(o, "Side", other_group, INVITE_ONLY, DELIVERY, [a])
     assert main["pace"] == "Recommended: 20 invites per day"
     for c in (main, side):
         launched = await o.api("POST", f"/v1/campaigns/{c['campaign_id']}/launch", 200)
@@ -143,30 +135,8 @@ async def test_message_cap_per_account_defers_the_rest_to_the_next_day(
     a, b = await o.account("a"), await o.account("b")
     group, other_group = uuid.uuid4(), uuid.uuid4()
     capped = {**DELIVERY, "daily_message_limit": 2}
-    main = await o.api(
-        "POST",
-        "/v1/campaigns",
-        201,
-        json={
-            "name": "Messages",
-            "audience": {"type": "source_group", "ref": str(group)},
-            "workflow": MESSAGE_ONLY,
-            "delivery": capped,
-            "account_ids": [a, b],
-        },
-    )
-    side = await o.api(
-        "POST",
-        "/v1/campaigns",
-        201,
-        json={
-            "name": "Side messages",
-            "audience": {"type": "source_group", "ref": str(other_group)},
-            "workflow": MESSAGE_ONLY,
-            "delivery": capped,
-            "account_ids": [a],
-        },
-    )
+    main = await _campaign(o, "Messages", group, MESSAGE_ONLY, capped, [a, b])
+    side = await _campaign(o, "Side messages", other_group, MESSAGE_ONLY, capped, [a])
     assert main["delivery"]["daily_message_limit"] == 2
     assert main["delivery"]["daily_email_limit"] == 80  # the Recommended default
     for c in (main, side):
