@@ -16,7 +16,9 @@ position and re-reads the records produced since the rebuild started.
 from __future__ import annotations
 
 import asyncio
+import importlib
 import json
+import logging
 import multiprocessing
 import os
 import queue
@@ -31,6 +33,7 @@ from uuid import UUID
 import asyncpg
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from leadstream_schemas import TOPICS
+from leadstream_schemas.upcasting import UPCASTERS
 
 from services.runtime.kafka import client_security, cluster_id, create_admin
 from services.runtime.migrations import upgrade
@@ -42,6 +45,7 @@ from .handlers import TP, ApplyResult, BatchApplier
 from .store import CLUSTER_KEY, REPLAY_PREFIX, SCHEMA, replay_schema, views_for, write_sql
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+log = logging.getLogger(__name__)
 
 
 class ReplayError(Exception):
@@ -247,8 +251,16 @@ async def _rebuild_into(
             [starts[tp] for tp in tps],
         )
         todo = {tp: (starts[tp], ends[tp]) for tp in tps if starts[tp] < ends[tp]}
-        count = report.workers = min(workers or default_workers(), len(todo)) or 1
-        job = ReadJob(settings, schema, since, campaign, batch_records, todo)
+        count = min(workers or default_workers(), len(todo)) or 1
+        modules, unreachable = upcaster_sources()
+        if count > 1 and unreachable:
+            log.warning(
+                "upcasters defined inside functions cannot reach worker processes: reading in this process",
+                extra={"event_types": unreachable},
+            )
+            count = 1
+        report.workers = count
+        job = ReadJob(settings, schema, since, campaign, batch_records, todo, modules)
         if count == 1:
             started = time.monotonic()
 
@@ -287,6 +299,23 @@ HOLD_ROWS = 50_000
 kilobytes each, so about 150 MB per reader at most."""
 
 
+def upcaster_sources() -> tuple[tuple[str, ...], list[str]]:
+    """The modules that register the upcasters in force, and the old types whose upcaster no worker can get.
+
+    A worker is a fresh interpreter: it has the contract's own upcasters, and gets others by importing
+    the module that registers them (a spawned worker also re-runs the caller's main module). An upcaster
+    defined inside a function cannot be imported: the rebuild then reads in this process.
+    """
+    modules: set[str] = set()
+    unreachable: list[str] = []
+    for old_type, (_, fn) in UPCASTERS.items():
+        if "<locals>" in getattr(fn, "__qualname__", "<locals>"):
+            unreachable.append(old_type)
+        elif fn.__module__ not in ("__main__", "__mp_main__"):
+            modules.add(fn.__module__)
+    return tuple(sorted(modules)), sorted(unreachable)
+
+
 def default_workers() -> int:
     """Worker processes a rebuild uses by default: one per CPU (the database's work overlaps theirs)."""
     return max(os.cpu_count() or 1, 1)
@@ -303,6 +332,8 @@ class ReadJob:
     batch_records: int
     ranges: dict[TopicPartition, tuple[int, int]]
     """Per partition: the first offset to read and the end (exclusive) captured when the rebuild started."""
+    upcaster_modules: tuple[str, ...] = ()
+    """Modules a worker imports so that it has the upcasters this process has (see :func:`upcaster_sources`)."""
 
     def share(self, count: int) -> list[ReadJob]:
         """The partitions split in ``count`` jobs with about as many records each (largest first, to the lightest)."""
@@ -475,6 +506,8 @@ def _worker_main(job: ReadJob, index: int, messages: multiprocessing.Queue[tuple
 
 
 async def _worker(job: ReadJob, index: int, messages: multiprocessing.Queue[tuple[Any, ...]], go: Any) -> None:
+    for module in job.upcaster_modules:
+        importlib.import_module(module)  # registers its upcasters here too
     conn = await asyncpg.connect(dsn(job.settings.database_url))
     consumer = log_consumer(job.settings, job.batch_records)
     pacer = GcPacer(every_records=500_000, every_s=30.0)

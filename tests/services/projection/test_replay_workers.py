@@ -2,22 +2,29 @@
 
 - the views equal a one-reader rebuild's exactly (checksum), with duplicates and a poison record in the log;
 - a worker that dies fails the rebuild with a message, leaves no process behind, and the half-built
-  schema cannot be promoted.
+  schema cannot be promoted;
+- upcasters reach the workers (their module is imported there); one defined inside a function cannot,
+  so the rebuild reads in one process.
 """
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import os
 import signal
+import sys
+import uuid
+from typing import Any
 
 import asyncpg
 import pytest
-from leadstream_schemas import encode
+from leadstream_schemas import LEAD, Envelope, InviteSent, LeadDiscovered, LeadSource, encode
+from leadstream_schemas.upcasting import UPCASTERS, upcaster
 
 from services.projection.checksum import dsn, views_checksum
 from services.projection.replay import ReplayError, ReplayProgress, promote, rebuild, replay_info
-from services.projection.workload import generate
+from services.projection.workload import EPOCH, generate
 from tests.services.projection.fixtures import Isolated, isolated  # noqa: F401 - fixture
 from tests.services.projection.helpers import produce_all
 from tests.support.kafka import produce
@@ -81,3 +88,50 @@ async def test_a_worker_that_dies_fails_the_rebuild_and_it_cannot_be_promoted(
         await conn.close()
     with pytest.raises(ReplayError, match="is not complete"):
         await promote(settings, "broken")
+
+
+async def _old_invites(settings: Any, leads: int) -> None:
+    """``leads`` leads (several partitions), each with a discovery and a v0 InviteSent as an old producer wrote it."""
+    from tests.services.projection.old_invites import OLD_TYPE
+
+    envs = [
+        Envelope.new(
+            LeadDiscovered(lead_id=uuid.uuid4(), source=LeadSource.manual, full_name=f"Old Timer {i}"),
+            workspace_id="ws-up",
+            source="test",
+            time=EPOCH,
+        )
+        for i in range(leads)
+    ]
+    await produce_all(settings.kafka_bootstrap_servers, settings.topic_prefix, envs)
+    records = []
+    for env in envs:
+        current = Envelope.new(InviteSent(lead_id=env.data.lead_id, note="x"), workspace_id="ws-up", source="test")
+        key, _, headers = encode(current)
+        headers = [(k, OLD_TYPE.encode() if k == "ce_type" else v) for k, v in headers]
+        records.append((key, json.dumps({"lead": str(env.data.lead_id), "message": "Hello from v0"}).encode(), headers))
+    await produce(settings.kafka_bootstrap_servers, settings.topic_name(LEAD.name), records)
+
+
+async def test_upcasters_reach_the_workers_and_local_ones_keep_the_rebuild_in_one_process(
+    isolated: Isolated,  # noqa: F811 - the fixture imported above
+) -> None:
+    settings = isolated.settings()
+    try:
+        import tests.services.projection.old_invites as shipped
+
+        await _old_invites(settings, leads=12)
+        report = await rebuild(settings, "shipped", workers=2)
+        assert report.workers == 2
+        assert (report.applied, report.undecodable) == (24, 0)  # every v0 record read as a v1 InviteSent
+        UPCASTERS.pop(shipped.OLD_TYPE)
+
+        @upcaster(shipped.OLD_TYPE, InviteSent.event_type)
+        def local_v0(payload: dict[str, Any]) -> dict[str, Any]:
+            return shipped.invite_sent_v0_to_v1(payload)
+
+        local = await rebuild(settings, "local", workers=2)
+        assert local.workers == 1 and (local.applied, local.undecodable) == (24, 0)
+    finally:
+        UPCASTERS.pop("leadstream.lead.invite_sent.v0", None)
+        sys.modules.pop("tests.services.projection.old_invites", None)
