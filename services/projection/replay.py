@@ -316,9 +316,25 @@ def upcaster_sources() -> tuple[tuple[str, ...], list[str]]:
     return tuple(sorted(modules)), sorted(unreachable)
 
 
-def default_workers() -> int:
-    """Worker processes a rebuild uses by default: one per CPU (the database's work overlaps theirs)."""
-    return max(os.cpu_count() or 1, 1)
+CPU_MAX = Path("/sys/fs/cgroup/cpu.max")
+"""cgroup v2 CPU quota of this process's container (``<quota> <period>`` or ``max <period>``)."""
+
+
+def default_workers(cpu_max: Path = CPU_MAX) -> int:
+    """Worker processes a rebuild uses by default: one per CPU this process may use (the database's work
+    overlaps theirs) — its CPU affinity, capped by a container's CPU quota (a pod limited to 2 CPUs on a
+    64-core node gets 2, not 64)."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cpus = os.cpu_count() or 1
+    try:
+        quota, period = cpu_max.read_text().split()[:2]
+        if quota != "max":
+            cpus = min(cpus, int(int(quota) / int(period)))
+    except (OSError, ValueError):
+        pass  # no cgroup v2 quota to respect
+    return max(cpus, 1)
 
 
 @dataclass

@@ -15,6 +15,7 @@ import os
 import signal
 import sys
 import uuid
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -23,7 +24,7 @@ from leadstream_schemas import LEAD, Envelope, InviteSent, LeadDiscovered, LeadS
 from leadstream_schemas.upcasting import UPCASTERS, upcaster
 
 from services.projection.checksum import dsn, views_checksum
-from services.projection.replay import ReplayError, ReplayProgress, promote, rebuild, replay_info
+from services.projection.replay import ReplayError, ReplayProgress, default_workers, promote, rebuild, replay_info
 from services.projection.workload import EPOCH, generate
 from tests.services.projection.fixtures import Isolated, isolated  # noqa: F401 - fixture
 from tests.services.projection.helpers import produce_all
@@ -135,3 +136,17 @@ async def test_upcasters_reach_the_workers_and_local_ones_keep_the_rebuild_in_on
     finally:
         UPCASTERS.pop("leadstream.lead.invite_sent.v0", None)
         sys.modules.pop("tests.services.projection.old_invites", None)
+
+
+def test_default_workers_respect_a_container_cpu_quota(tmp_path: Path) -> None:
+    cpu_max = tmp_path / "cpu.max"
+    cpus = len(os.sched_getaffinity(0))
+    assert default_workers(tmp_path / "absent") == cpus
+    cpu_max.write_text("max 100000\n")
+    assert default_workers(cpu_max) == cpus
+    cpu_max.write_text("100000 100000\n")  # one CPU
+    assert default_workers(cpu_max) == 1
+    cpu_max.write_text("50000 100000\n")  # half a CPU: still one worker
+    assert default_workers(cpu_max) == 1
+    cpu_max.write_text(f"{(cpus + 3) * 100000} 100000\n")  # a quota above the CPUs it may run on
+    assert default_workers(cpu_max) == cpus
