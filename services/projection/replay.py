@@ -36,6 +36,7 @@ from leadstream_schemas import TOPICS
 from leadstream_schemas.upcasting import UPCASTERS
 
 from services.runtime.kafka import client_security, cluster_id, create_admin
+from services.runtime.logging import configure_logging
 from services.runtime.migrations import upgrade
 from services.runtime.settings import RuntimeSettings
 
@@ -522,6 +523,8 @@ def _worker_main(job: ReadJob, index: int, messages: multiprocessing.Queue[tuple
 
 
 async def _worker(job: ReadJob, index: int, messages: multiprocessing.Queue[tuple[Any, ...]], go: Any) -> None:
+    # A spawned interpreter starts with no logging set up: log like the services do.
+    configure_logging(f"replay-worker-{index}", job.settings.log_level, job.settings.log_json)
     for module in job.upcaster_modules:
         importlib.import_module(module)  # registers its upcasters here too
     conn = await asyncpg.connect(dsn(job.settings.database_url))
