@@ -380,54 +380,45 @@ async def read_partitions(
     applier = BatchApplier(
         views_for(job.schema), campaign=job.campaign, since=job.since, refresh_summaries=False, hold_rows=HOLD_ROWS
     )
+    consumer.assign(list(job.ranges))
+    starts = {tp: first for tp, (first, _) in job.ranges.items()}
     ends = {tp: end for tp, (_, end) in job.ranges.items()}
-    tps = list(ends)
-    consumer.assign(tps)
-    for tp, (first, _) in job.ranges.items():
-        consumer.seek(tp, first)
-    position: dict[TP, int | None] = {(tp.topic, tp.partition): first for tp, (first, _) in job.ranges.items()}
+    position: dict[TP, int | None] = {(tp.topic, tp.partition): first for tp, first in starts.items()}
     pending: asyncio.Task[ApplyResult] | None = None
-    remaining = set(tps)
-    batch_records = job.batch_records
-    while remaining or pending is not None:
-        plan = None
-        if remaining:
-            t0 = time.perf_counter()
-            batch = await consumer.getmany(timeout_ms=500, max_records=batch_records)
-            report.phases["fetch"] += time.perf_counter() - t0
-            records = []
-            fetched_from: dict[TP, int | None] = {}
-            for tp, recs in batch.items():
-                inside = [r for r in recs if r.offset < ends[tp]]
-                key = (tp.topic, tp.partition)
-                if inside:
-                    fetched_from[key] = position[key]
-                    position[key] = inside[-1].offset + 1
-                    records.extend(inside)
-            for tp in list(remaining):
-                # By position, not by the last record: the end may sit behind transaction markers.
-                if await consumer.position(tp) >= ends[tp]:
-                    remaining.discard(tp)
-                    consumer.pause(tp)
-            if records:
-                t0 = time.perf_counter()
-                plan = await plan_records(applier, records)
-                report.phases["decode_plan"] += time.perf_counter() - t0
-                report.records += len(records)
-                report.undecodable += plan.undecodable
-                report.filtered += plan.filtered
+
+    async def settle(task: asyncio.Task[ApplyResult]) -> None:
+        t0 = time.perf_counter()
+        result = await task
+        report.phases["wait_db"] += time.perf_counter() - t0
+        if result.seeks:
+            raise ReplayError(f"schema {job.schema} was written by someone else during the rebuild")
+        report.applied += result.applied
+        report.duplicates += result.duplicates
+        on_batch(report, result.applied + result.duplicates)
+
+    t0 = time.perf_counter()
+    # The next poll and its plan run while the previous batch commits (``pending`` is a task).
+    async for polled in read_ranges(consumer, starts, ends, max_records=job.batch_records):
+        report.phases["fetch"] += time.perf_counter() - t0
+        records = []
+        fetched_from: dict[TP, int | None] = {}
+        for tp, recs in polled.items():
+            key = (tp.topic, tp.partition)
+            fetched_from[key] = position[key]
+            position[key] = recs[-1].offset + 1
+            records.extend(recs)
+        t0 = time.perf_counter()
+        plan = await plan_records(applier, records)
+        report.phases["decode_plan"] += time.perf_counter() - t0
+        report.records += len(records)
+        report.undecodable += plan.undecodable
+        report.filtered += plan.filtered
         if pending is not None:
-            t0 = time.perf_counter()
-            result = await pending
-            report.phases["wait_db"] += time.perf_counter() - t0
-            pending = None
-            if result.seeks:
-                raise ReplayError(f"schema {job.schema} was written by someone else during the rebuild")
-            report.applied += result.applied
-            report.duplicates += result.duplicates
-            on_batch(report, result.applied + result.duplicates)
-        if plan is not None:
-            pending = asyncio.create_task(applier.apply(conn, plan, fetched_from))
+            await settle(pending)
+        pending = asyncio.create_task(applier.apply(conn, plan, fetched_from))
+        t0 = time.perf_counter()
+    if pending is not None:
+        await settle(pending)
     await applier.flush(conn)
 
 
