@@ -142,7 +142,6 @@ class BatchApplier:
         self.refresh_summaries = refresh_summaries
         self.hold_rows = hold_rows
         self._held: dict[str, dict[tuple[Any, ...], Patch]] = {spec.table: {} for spec in self.HELD_SPECS}
-        self._held_count = 0
         self._broken = False
         self.sql: WriteSql = write_sql(views)
         self.campaign = str(campaign) if campaign else None
@@ -207,8 +206,7 @@ class BatchApplier:
         ``expected`` is, per partition, the offset the consumer fetched from (None or absent: unknown).
         ``dead_letter`` is awaited for each applied record that did not decode, before the commit.
         """
-        if self._broken:
-            raise RuntimeError("a batch failed while rows were held back: start the rebuild again")
+        self._check_usable()
         plan = items if isinstance(items, Plan) else self.plan(items)
         result = ApplyResult(duplicates=plan.duplicates, filtered=plan.filtered)
         if not plan.by_tp:
@@ -282,7 +280,7 @@ class BatchApplier:
                         "seen_events",
                         schema_name=self.views.schema,
                         columns=("event_id",),
-                        records=[(eid,) for eid in ids if eid not in seen] if seen else [(eid,) for eid in ids],
+                        records=[(eid,) for eid in ids if eid not in seen],
                     )
                     await self._write(conn, writes)
             if result.next_offsets:
@@ -295,11 +293,14 @@ class BatchApplier:
                 )
         return result
 
-    async def flush(self, conn: asyncpg.Connection) -> None:
-        """Write the rows held back (see ``hold_rows``) in one transaction under the apply lock."""
+    def _check_usable(self) -> None:
         if self._broken:
             raise RuntimeError("a batch failed while rows were held back: start the rebuild again")
-        if not self._held_count:
+
+    async def flush(self, conn: asyncpg.Connection) -> None:
+        """Write the rows held back (see ``hold_rows``) in one transaction under the apply lock."""
+        self._check_usable()
+        if not any(self._held.values()):
             return
         async with conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock($1)", self.sql.lock_id)
@@ -316,33 +317,22 @@ class BatchApplier:
                 acc = table.get(key)
                 if acc is None:
                     table[key] = patch
-                    self._held_count += 1
                 else:
                     spec.merge(acc, patch)
-        if self._held_count > self.hold_rows:
+        if sum(len(table) for table in self._held.values()) > self.hold_rows:
             await self._write_held(conn)
 
     async def _write_held(self, conn: asyncpg.Connection) -> None:
-        await self._write(
+        await self._upsert(
             conn,
-            Writes(
-                event_ids=[],
-                timeline=[],
-                upserts={
-                    spec.table: self._rows(spec, self._held[spec.table].values())
-                    for spec in self.HELD_SPECS
-                    if self._held[spec.table]
-                },
-                held={},
-                groups=[],
-                audience_campaigns=[],
-                touched_leads=[],
-                touched_campaigns=[],
-            ),
+            {
+                spec.table: self._rows(spec, rows.values())
+                for spec in self.HELD_SPECS
+                if (rows := self._held[spec.table])
+            },
         )
         for table in self._held.values():
             table.clear()
-        self._held_count = 0
 
     async def refresh_all_summaries(self, conn: asyncpg.Connection) -> None:
         """Recompute every campaign summary from the lead rows (one statement)."""
@@ -358,24 +348,7 @@ class BatchApplier:
             await conn.copy_records_to_table(
                 "timeline", schema_name=self.views.schema, columns=TIMELINE_COLUMNS, records=w.timeline
             )
-        # Many rows: binary COPY into a session table, then one upsert that drains it (array parameters
-        # cost this process far more to encode: asyncpg inspects every element of every array). A few
-        # rows (the live service's usual batch): array parameters, one round trip and no temporary table.
-        staging = False
-        for spec in domain.SPECS:
-            rows = w.upserts.get(spec.table)
-            if not rows:
-                continue
-            if len(rows) < STAGE_MIN_ROWS:
-                await conn.execute(self.sql.upserts[spec.table], *_columns(rows))
-                continue
-            if not staging:
-                await conn.execute(self.sql.create_stages)
-                staging = True
-            await conn.copy_records_to_table(
-                stage_table(spec), schema_name="pg_temp", columns=spec.columns, records=rows
-            )
-            await conn.execute(self.sql.staged_upserts[spec.table])
+        await self._upsert(conn, w.upserts)
         if w.groups:
             await conn.execute(
                 self.sql.insert_groups, [g[0] for g in w.groups], [g[1] for g in w.groups], [g[2] for g in w.groups]
@@ -389,6 +362,27 @@ class BatchApplier:
                 [ws for ws, _ in w.touched_campaigns],
                 [c for _, c in w.touched_campaigns],
             )
+
+    async def _upsert(self, conn: asyncpg.Connection, upserts: dict[str, list[tuple[Any, ...]]]) -> None:
+        """Upsert reduced rows per view table, merging by the table's rules."""
+        # Many rows: binary COPY into a session table, then one upsert that drains it (array parameters
+        # cost this process far more to encode: asyncpg inspects every element of every array). A few
+        # rows (the live service's usual batch): array parameters, one round trip and no temporary table.
+        staging = False
+        for spec in domain.SPECS:
+            rows = upserts.get(spec.table)
+            if not rows:
+                continue
+            if len(rows) < STAGE_MIN_ROWS:
+                await conn.execute(self.sql.upserts[spec.table], *_columns(rows))
+                continue
+            if not staging:
+                await conn.execute(self.sql.create_stages)
+                staging = True
+            await conn.copy_records_to_table(
+                stage_table(spec), schema_name="pg_temp", columns=spec.columns, records=rows
+            )
+            await conn.execute(self.sql.staged_upserts[spec.table])
 
 
 STAGE_MIN_ROWS = 200
