@@ -34,13 +34,12 @@ from aiokafka.errors import (
 )
 from faststream.kafka import KafkaBroker
 from leadstream_schemas import DecodeError, Envelope, Event, decode, headers_dict
-from sqlalchemy import text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from .clock import Clock, SystemClock
-from .db import RuntimeTables
+from .db import RuntimeTables, ping
 from .kafka import create_consumer
 from .metrics import CONSUMER_LAG, DLQ_TOTAL, HANDLED, HANDLER_SECONDS
 from .outbox import OutboxRelay, add_to_outbox, faststream_correlation_id
@@ -282,8 +281,7 @@ class EventConsumer:
         """Whether the database answers a trivial query within a few seconds."""
         try:
             async with asyncio.timeout(DATABASE_CHECK_TIMEOUT_S):
-                async with self.engine.connect() as conn:
-                    await conn.execute(text("SELECT 1"))
+                await ping(self.engine)
         except Exception:
             return False
         return True
