@@ -22,6 +22,7 @@ import logging
 import multiprocessing
 import os
 import queue
+import sys
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -87,8 +88,11 @@ class ReplayReport:
     end_offsets: dict[str, int] = field(default_factory=dict)
     workers: int = 1
     """Processes that read the log."""
-    phases: dict[str, float] = field(default_factory=lambda: {"fetch": 0.0, "decode_plan": 0.0, "wait_db": 0.0})
-    """Seconds spent fetching, decoding and planning, and waiting for the database (summed over the workers)."""
+    phases: dict[str, float] = field(
+        default_factory=lambda: {"fetch": 0.0, "decode_plan": 0.0, "wait_db": 0.0, "flush": 0.0}
+    )
+    """Seconds spent fetching, decoding and planning, waiting for the database and writing the rows held
+    back (summed over the workers), and recomputing the campaign summaries at the end."""
 
     @property
     def rate(self) -> float:
@@ -274,7 +278,9 @@ async def _rebuild_into(
         else:
             await consumer.stop()  # the workers read; this process only waits for them
             started = await _read_in_workers(job, count, report, total, on_progress)
+        t0 = time.perf_counter()
         await BatchApplier(views_for(schema), refresh_summaries=False).refresh_all_summaries(conn)
+        report.phases["summaries"] = time.perf_counter() - t0
         report.seconds = time.monotonic() - started
         if on_progress is not None:
             on_progress(ReplayProgress(report.records, total, report.applied, report.seconds))
@@ -419,7 +425,9 @@ async def read_partitions(
         t0 = time.perf_counter()
     if pending is not None:
         await settle(pending)
+    t0 = time.perf_counter()
     await applier.flush(conn)
+    report.phases["flush"] += time.perf_counter() - t0
 
 
 # -- parallel reading -----------------------------------------------------------------------------
@@ -511,6 +519,14 @@ def _worker_main(job: ReadJob, index: int, messages: multiprocessing.Queue[tuple
     except BaseException as exc:  # whatever it is, the parent must hear of it
         messages.put(("error", index, f"{type(exc).__name__}: {exc}"))
         raise SystemExit(1) from exc
+    # Its work is committed and reported, and the rebuild waits for it to exit: skip the interpreter's
+    # teardown, which frees a large heap object by object (0.3 s after 100,000 records, measured).
+    messages.close()
+    messages.join_thread()
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 async def _worker(job: ReadJob, index: int, messages: multiprocessing.Queue[tuple[Any, ...]], go: Any) -> None:
