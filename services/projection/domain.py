@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from functools import cached_property
+from functools import cached_property, partial
 from typing import Any, NamedTuple
 from uuid import UUID
 
@@ -38,6 +38,7 @@ from leadstream_schemas import (
     CampaignPaused,
     CampaignResumed,
     CampaignScheduled,
+    Channel,
     CommentDrafted,
     CommentPosted,
     EmailSent,
@@ -483,6 +484,10 @@ class TimelineRow(NamedTuple):
     summary: str
 
 
+_timeline_row: Callable[[tuple[Any, ...]], TimelineRow] = partial(tuple.__new__, TimelineRow)
+"""A :class:`TimelineRow` from a tuple in field order (a NamedTuple's own constructor is Python code: slow per event)."""
+
+
 @dataclass(slots=True)
 class Contribution:
     """Everything one event changes in the views (patches keyed by table)."""
@@ -544,12 +549,14 @@ def _human(code: str) -> str:
     return code.replace("_", " ")
 
 
-def _channel_label(channel: str, state: str) -> str:
-    return {"invite": "invite", "message": "message", "email": "email", "comment": "comment"}[channel] + "_" + state
+# Enum members are used as the strings they are (``.value`` is a Python-level property: slow per event).
+_PENDING_LABELS: dict[str, str] = {
+    c.value: "comment_draft_ready" if c is Channel.comment else f"{c.value}_pending" for c in Channel
+}
 
 
 def _pending_label(channel: str) -> str:
-    return "comment_draft_ready" if channel == "comment" else _channel_label(channel, "pending")
+    return _PENDING_LABELS[channel]
 
 
 _EMAIL_SKIP_LABELS = {
@@ -582,7 +589,7 @@ def _details(cls: type[Event]) -> Callable[[Callable[[Any], Details]], Callable[
 def _d_lead_discovered(data: LeadDiscovered) -> Details:
     who = _esc(data.full_name) or "A lead"
     role = ", ".join(_esc(x) for x in (data.title, data.company) if x)
-    text = f"{who}{f' ({role})' if role else ''} discovered via {_human(data.source.value)}"
+    text = f"{who}{f' ({role})' if role else ''} discovered via {_human(data.source)}"
     if data.fit_signals:
         text += f"; signal: {_esc(data.fit_signals[0].detail, 120)}"
     return 1, "signal_matched", text
@@ -590,7 +597,7 @@ def _d_lead_discovered(data: LeadDiscovered) -> Details:
 
 @_details(LeadAddedToSourceGroup)
 def _d_lead_added_to_source_group(data: LeadAddedToSourceGroup) -> Details:
-    return 1, None, f"Found again via {_human(data.source.value)}; added to another source group"
+    return 1, None, f"Found again via {_human(data.source)}; added to another source group"
 
 
 @_details(LeadProfileEnriched)
@@ -624,26 +631,26 @@ def _d_message_generated(data: MessageGenerated) -> Details:
     step = f" for step {_esc(data.step_id)}" if data.step_id else ""
     review = ", awaiting review" if data.needs_review else ""
     hook = f"{_human(data.hook.kind)}: {_esc(data.hook.detail, 120)}"
-    text = f"{data.channel.value.capitalize()} draft generated{step} (hook {hook}){review}"
-    return 4, _pending_label(data.channel.value), text
+    text = f"{data.channel.capitalize()} draft generated{step} (hook {hook}){review}"
+    return 4, _pending_label(data.channel), text
 
 
 @_details(MessageApproved)
 def _d_message_approved(data: MessageApproved) -> Details:
     how = " automatically" if data.auto else ""
-    return 4, _pending_label(data.channel.value), f"{data.channel.value.capitalize()} draft approved{how}"
+    return 4, _pending_label(data.channel), f"{data.channel.capitalize()} draft approved{how}"
 
 
 @_details(MessageEdited)
 def _d_message_edited(data: MessageEdited) -> Details:
-    text = f"{data.channel.value.capitalize()} draft edited: {_esc(data.text, 160)}"
-    return 4, _pending_label(data.channel.value), text
+    text = f"{data.channel.capitalize()} draft edited: {_esc(data.text, 160)}"
+    return 4, _pending_label(data.channel), text
 
 
 @_details(MessageRejected)
 def _d_message_rejected(data: MessageRejected) -> Details:
     why = f": {_esc(data.reason)}" if data.reason else ""
-    return 4, _pending_label(data.channel.value), f"{data.channel.value.capitalize()} draft rejected{why}"
+    return 4, _pending_label(data.channel), f"{data.channel.capitalize()} draft rejected{why}"
 
 
 @_details(LeadEnrolled)
@@ -706,7 +713,7 @@ def _d_email_sent(data: EmailSent) -> Details:
 
 @_details(ActionSkipped)
 def _d_action_skipped(data: ActionSkipped) -> Details:
-    action, reason = data.action.value, data.reason.value
+    action, reason = str(data.action), str(data.reason)
     label = _EMAIL_SKIP_LABELS.get(reason, "email_skipped") if action == "email" else f"{action}_skipped"
     detail = f" ({_esc(data.detail)})" if data.detail else ""
     return 5, label, f"{action.capitalize()} skipped: {_human(reason)}{detail}"
@@ -716,15 +723,15 @@ def _d_action_skipped(data: ActionSkipped) -> Details:
 def _d_action_failed(data: ActionFailed) -> Details:
     retry = "; will retry" if data.retryable else ""
     detail = f" ({_esc(data.detail)})" if data.detail else ""
-    text = f"{data.action.value.capitalize()} failed: {_esc(data.reason)}{detail}{retry}"
-    return 5, f"{data.action.value}_failed", text
+    text = f"{data.action.capitalize()} failed: {_esc(data.reason)}{detail}{retry}"
+    return 5, f"{data.action}_failed", text
 
 
 @_details(Replied)
 def _d_replied(data: Replied) -> Details:
     ooo = " (out of office)" if data.out_of_office else ""
     excerpt = f": {_esc(data.excerpt, 200)}" if data.excerpt else ""
-    return 7, "replied", f"Replied by {data.channel.value}{ooo}{excerpt}"
+    return 7, "replied", f"Replied by {data.channel}{ooo}{excerpt}"
 
 
 @_details(LeadCompleted)
@@ -893,21 +900,24 @@ def _lead_contribution(env: EventRecord, data: LeadEvent) -> Contribution:
     key = event_key(t, event_type, env.id)
     rank, label, summary = lead_details(data)
     fields = data.__dict__  # a pydantic model's field values; getattr() on a missing field is slow
-    lead_id = fields["lead_id"]
+    lead_id: UUID = fields["lead_id"]
+    lead_key = lead_id.int
     account_id: UUID | None = fields.get("account_id")
     campaign_id = _campaign_of(env, data)
     out = Contribution(
-        timeline=TimelineRow(
-            env.id,
-            ws,
-            lead_id,
-            t,
-            TYPE_RANK.get(event_type, 99),
-            event_type,
-            campaign_id,
-            account_id,
-            fields.get("step_id"),
-            summary,
+        _timeline_row(
+            (
+                env.id,
+                ws,
+                lead_id,
+                t,
+                TYPE_RANK.get(event_type, 99),
+                event_type,
+                campaign_id,
+                account_id,
+                fields.get("step_id"),
+                summary,
+            )
         )
     )
     # Untouched columns are left out: the reducer and the upsert treat a missing column as neutral.
@@ -960,7 +970,6 @@ def _lead_contribution(env: EventRecord, data: LeadEvent) -> Contribution:
         lead.update(email_key=key, email=None, email_status=fields.get("reason"))
     elif cls is VideoGenerated:
         lead.update(video_key=key, video_url=fields.get("video_url"))
-    lead_key = lead_id.int
     out.patches.append((LEAD_STATE, (ws, lead_key), lead))
     if campaign_id is None:
         return out

@@ -464,21 +464,32 @@ class Planner:
 
     def add(self, items: Iterable[Item]) -> None:
         """Add records (in offset order per partition)."""
+        # Runs for every record of a replay: names bound once, the common path first.
+        by_tp, events, reducer_add = self.by_tp, self.events, self.reducer.add
+        wanted = self.applier.wanted if self.filtering else None
+        contribution = domain.contribution
+        tp: TP | None = None
+        part: list[Item] = []
         for it in items:
-            self.by_tp.setdefault((it.topic, it.partition), []).append(it)
+            if tp is None or it.partition != tp[1] or it.topic != tp[0]:
+                tp = (it.topic, it.partition)
+                part = by_tp.setdefault(tp, [])
+            part.append(it)
             env = it.envelope
             if env is None:
                 self.undecodable += 1
                 continue
-            if self.filtering and not self.applier.wanted(env):
+            if wanted is not None and not wanted(env):
                 self.filtered += 1
-            else:
-                eid = env.id if type(env.id) is str else str(env.id)
-                if eid in self.events:
-                    self.duplicates += 1
-                else:
-                    self.events[eid] = prepare(it)
-                    self.reducer.add(it)
+                continue
+            eid = env.id if type(env.id) is str else str(env.id)
+            if eid in events:
+                self.duplicates += 1
+                continue
+            events[eid] = it
+            if it.contribution is None:
+                it.contribution = contribution(env)
+            reducer_add(it)
 
     def __len__(self) -> int:
         return sum(len(v) for v in self.by_tp.values())
