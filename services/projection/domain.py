@@ -485,7 +485,8 @@ class TimelineRow(NamedTuple):
 
 
 _timeline_row: Callable[[tuple[Any, ...]], TimelineRow] = partial(tuple.__new__, TimelineRow)
-"""A :class:`TimelineRow` from a tuple in field order (a NamedTuple's own constructor is Python code: slow per event)."""
+"""A :class:`TimelineRow` from a tuple in field order (a NamedTuple's own constructor is Python code:
+slow per event)."""
 
 
 @dataclass(slots=True)
