@@ -88,7 +88,7 @@ class GcPacer:
 
 def decode_records(records: Iterable[ConsumerRecord[Any, Any]]) -> list[Item]:
     """Records as items; one that does not decode carries the error (it goes to the DLQ)."""
-    out = []
+    out: list[Item] = []
     append = out.append
     for r in records:
         try:
