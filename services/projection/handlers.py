@@ -182,7 +182,8 @@ class BatchApplier:
     def _rows(self, spec: MergeSpec, patches: Iterable[Patch]) -> list[tuple[Any, ...]]:
         jsonb = self._jsonb[spec.table]
         if not jsonb:
-            return [domain.row_tuple(spec, p) for p in patches]
+            row = spec.row
+            return [row(p) for p in patches]
         rows = []
         for p in patches:
             row = domain.row_values(spec, p)
@@ -300,11 +301,12 @@ class BatchApplier:
     async def flush(self, conn: asyncpg.Connection) -> None:
         """Write the rows held back (see ``hold_rows``) in one transaction under the apply lock."""
         self._check_usable()
-        if not any(self._held.values()):
+        rows = self._held_rows()  # before the lock: other readers' batches need not wait for Python
+        if not rows:
             return
         async with conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock($1)", self.sql.lock_id)
-            await self._write_held(conn)
+            await self._write_held(conn, rows)
 
     async def _hold(self, conn: asyncpg.Connection, held: dict[str, dict[tuple[Any, ...], Patch]]) -> None:
         """Merge a batch's held patches in; write them all (in the batch's transaction) past ``hold_rows``."""
@@ -320,17 +322,20 @@ class BatchApplier:
                 else:
                     spec.merge(acc, patch)
         if sum(len(table) for table in self._held.values()) > self.hold_rows:
-            await self._write_held(conn)
+            await self._write_held(conn, self._held_rows())
 
-    async def _write_held(self, conn: asyncpg.Connection) -> None:
-        await self._upsert(
-            conn,
-            {
-                spec.table: self._rows(spec, rows.values())
-                for spec in self.HELD_SPECS
-                if (rows := self._held[spec.table])
-            },
-        )
+    def _held_rows(self) -> dict[str, list[tuple[Any, ...]]]:
+        return {
+            spec.table: self._rows(spec, rows.values()) for spec in self.HELD_SPECS if (rows := self._held[spec.table])
+        }
+
+    async def _write_held(self, conn: asyncpg.Connection, rows: dict[str, list[tuple[Any, ...]]]) -> None:
+        """Merge held rows in (in the caller's transaction, under the apply lock), then let them go.
+
+        An upsert, not a plain COPY, even when this reader writes a row for the first time: the
+        audience derivation inserts lead-campaign rows as soon as it knows a campaign's audience.
+        """
+        await self._upsert(conn, rows)
         for table in self._held.values():
             table.clear()
 

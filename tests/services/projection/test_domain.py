@@ -68,6 +68,19 @@ def test_compiled_merge_equals_the_reference(spec: MergeSpec) -> None:
         assert domain.row_values(spec, a) == domain.row_values(spec, b)
 
 
+@pytest.mark.parametrize("spec", SPECS)
+def test_compiled_row_equals_the_reference(spec: MergeSpec) -> None:
+    rows = 0
+    for patches in patches_of(spec, n=2000).values():
+        acc = dict(patches[0])
+        for p in patches[1:]:
+            spec.merge(acc, p)
+        for patch in (patches[0], acc):
+            assert spec.row(patch) == domain.row_tuple(spec, patch)
+            rows += 1
+    assert rows > 0
+
+
 def test_last_writer_wins_by_event_time_not_arrival() -> None:
     lead = uuid.uuid4()
     early = domain.contribution(env(InviteSent(lead_id=lead, campaign_id=uuid.uuid4()), minutes=1))
