@@ -6,14 +6,15 @@
 It produces N synthetic events (services/projection/workload.py) to a fresh, prefixed topic set and
 uses a fresh database, then measures on the same log:
 
-1. consume-and-discard: a raw aiokafka loop that reads every record and drops it (best of two runs),
-   and, for reference, the same loop decoding each record with the contract's ``decode()`` and with
-   the projection's decoder (``services.projection.decoding``: same verdicts, less work);
+1. consume-and-discard: a raw aiokafka loop that reads every record and drops it, and, for
+   reference, the same loop decoding each record with the contract's ``decode()`` and with the
+   projection's decoder (``services.projection.decoding``: same verdicts, less work);
 2. projection replay: ``services.projection.replay.rebuild`` (decode, upcast, batch apply with the
    offsets in the same transaction) into a fresh schema, as ``leadstream replay`` runs it (worker
    processes reading disjoint partitions, one per CPU; the clock starts once they are connected, as
-   the baseline's starts once its consumer is; best of two runs, like the baseline), and once in one
-   process;
+   the baseline's starts once its consumer is), and once in one process. Consume-and-discard and the
+   replay alternate for ``--rounds`` rounds (default 3) and the best of each is compared; each
+   round's own ratio is reported too;
 3. naive projection: the same consumer and views, but one transaction per event, on the first
    ``--naive-events`` records (its rate is records/s, so it extrapolates).
 
@@ -208,22 +209,24 @@ async def main(args: argparse.Namespace) -> int:
         n = len(envelopes)
         del envelopes  # the measured loops start with the same heap as a fresh process would
         gc.collect()
-        log(f"produced at {produce_rate:,.0f} records/s; measuring consume-and-discard")
-        discard = [await consume_and_discard(settings, n, args.batch) for _ in range(2)]
-        log(f"consume-and-discard {discard[0]:,.0f} / {discard[1]:,.0f} records/s; consume and decode")
+        log(f"produced at {produce_rate:,.0f} records/s; consume and decode")
         decode_rate = await consume_and_discard(settings, n, args.batch, contract_decode)
         fast_decode_rate = await consume_and_discard(settings, n, args.batch, projection_decode)
-        log(
-            f"consume-and-decode {decode_rate:,.0f} records/s (contract), {fast_decode_rate:,.0f} (projection); "
-            "replaying into the views"
-        )
-        # Best of two, like the baseline: the same treatment for both sides of the ratio on a shared machine.
-        runs = [
-            await rebuild(settings, f"bench{i}", batch_records=args.batch, workers=args.workers, replace=True)
-            for i in range(2)
-        ]
+        log(f"consume-and-decode {decode_rate:,.0f} records/s (contract), {fast_decode_rate:,.0f} (projection)")
+        # Rounds of (consume-and-discard, replay), best of each: on a shared machine whose speed drifts
+        # over seconds, alternating gives both sides of the ratio the same slow and fast moments.
+        discard: list[float] = []
+        runs = []
+        for i in range(args.rounds):
+            discard.append(await consume_and_discard(settings, n, args.batch))
+            runs.append(
+                await rebuild(settings, f"bench{i}", batch_records=args.batch, workers=args.workers, replace=True)
+            )
+            log(
+                f"round {i + 1}/{args.rounds}: consume-and-discard {discard[-1]:,.0f} records/s, "
+                f"projection replay {runs[-1].rate:,.0f} records/s ({runs[-1].workers} workers)"
+            )
         report = max(runs, key=lambda r: r.rate)
-        log(f"projection replay {' / '.join(f'{r.rate:,.0f}' for r in runs)} records/s ({report.workers} workers)")
         cpu = time.process_time()
         single = await rebuild(settings, "single", batch_records=args.batch, workers=1)
         cpu = time.process_time() - cpu
@@ -255,6 +258,7 @@ async def main(args: argparse.Namespace) -> int:
         "consume_projection_decode_records_per_s": round(fast_decode_rate),
         "projection_replay_records_per_s": round(report.rate),
         "projection_replay_runs": [round(r.rate) for r in runs],
+        "ratio_rounds": [round(r.rate / d, 3) for r, d in zip(runs, discard, strict=True)],
         "projection_replay_seconds": round(report.seconds, 2),
         "projection_replay_workers": report.workers,
         "projection_replay_phases_s": {k: round(v, 2) for k, v in report.phases.items()},
@@ -306,6 +310,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--batch", type=int, default=10_000, help="records per projection transaction (and per poll)")
     p.add_argument(
         "--workers", type=int, default=None, help="replay worker processes (default: the replay's, one per CPU)"
+    )
+    p.add_argument(
+        "--rounds", type=int, default=3, help="rounds of consume-and-discard then replay; the best of each counts"
     )
     p.add_argument("--naive-events", type=int, default=3_000, help="events the naive projection processes")
     p.add_argument("--seed", type=int, default=7)
