@@ -182,8 +182,8 @@ class BatchApplier:
     def _rows(self, spec: MergeSpec, patches: Iterable[Patch]) -> list[tuple[Any, ...]]:
         jsonb = self._jsonb[spec.table]
         if not jsonb:
-            row = spec.row
-            return [row(p) for p in patches]
+            to_row = spec.row
+            return [to_row(p) for p in patches]
         rows = []
         for p in patches:
             row = domain.row_values(spec, p)
