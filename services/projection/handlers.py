@@ -266,23 +266,12 @@ class BatchApplier:
             writes = plan.writes
             if events:
                 ids = list(events)
-                # Only the ids already seen come back (none in the common case), as canonical text like the keys.
-                seen = {str(r[0]) for r in await conn.fetch(self.sql.probe_seen, ids)}
+                seen = await self._record_seen(conn, ids)
                 result.duplicates += len(seen)
                 result.applied = len(ids) - len(seen)
                 if trimmed or seen:
                     writes = self.writes(it for eid, it in events.items() if eid not in seen)
                 if result.applied:
-                    # A probe then a plain COPY, not INSERT .. ON CONFLICT: every writer of this schema holds
-                    # the apply lock taken above, so no id can appear between the two, and the batch's ids
-                    # are distinct (the plan deduplicates). The speculative insert costs Postgres about
-                    # three times as much per event.
-                    await conn.copy_records_to_table(
-                        "seen_events",
-                        schema_name=self.views.schema,
-                        columns=("event_id",),
-                        records=[(eid,) for eid in ids if eid not in seen],
-                    )
                     await self._write(conn, writes)
             if result.next_offsets:
                 ordered = sorted(result.next_offsets.items())
@@ -293,6 +282,33 @@ class BatchApplier:
                     [o for _, o in ordered],
                 )
         return result
+
+    async def _record_seen(self, conn: asyncpg.Connection, ids: list[str]) -> set[str]:
+        """Add a batch's distinct event ids to ``seen_events``; returns those that were there already.
+
+        Plain COPY, not INSERT .. ON CONFLICT (whose speculative insert costs Postgres about three
+        times as much per event): every writer of this schema holds the apply lock, so no id appears
+        between a lookup and the COPY. A large batch skips the lookup: in a log, records seen before
+        are rare, so it copies every id at once in a savepoint, and only when the key refuses one
+        (a duplicate: the savepoint undoes the attempt) looks them up and copies the new ones.
+        """
+        if len(ids) >= OPTIMISTIC_MIN_IDS:
+            try:
+                async with conn.transaction():  # a savepoint
+                    await self._copy_seen(conn, ids)
+                return set()
+            except asyncpg.UniqueViolationError:
+                pass
+        # The ids already seen come back (none in the common case) as canonical text, like the keys.
+        seen = {str(r[0]) for r in await conn.fetch(self.sql.probe_seen, ids)}
+        if len(seen) < len(ids):
+            await self._copy_seen(conn, [eid for eid in ids if eid not in seen])
+        return seen
+
+    async def _copy_seen(self, conn: asyncpg.Connection, ids: list[str]) -> None:
+        await conn.copy_records_to_table(
+            "seen_events", schema_name=self.views.schema, columns=("event_id",), records=[(eid,) for eid in ids]
+        )
 
     def _check_usable(self) -> None:
         if self._broken:
@@ -389,6 +405,10 @@ class BatchApplier:
             )
             await conn.execute(self.sql.staged_upserts[spec.table])
 
+
+OPTIMISTIC_MIN_IDS = 200
+"""Event ids from which a batch records them without looking them up first (see ``_record_seen``): a
+failed attempt costs a batch that much copying; a small batch's lookup costs about a round trip."""
 
 STAGE_MIN_ROWS = 200
 """Rows of one view table from which a batch stages them with COPY instead of array parameters."""

@@ -9,7 +9,7 @@ import pytest
 from leadstream_schemas import CampaignCreated, LeadEvent
 
 from services.projection.checksum import views_checksum
-from services.projection.handlers import BatchApplier, Item
+from services.projection.handlers import OPTIMISTIC_MIN_IDS, BatchApplier, Item
 from services.projection.workload import generate
 
 from .helpers import NewSchema, apply_all, as_items
@@ -49,6 +49,29 @@ async def test_same_records_twice_change_nothing(pg: asyncpg.Connection, new_sch
     assert again.applied == 0
     after = await views_checksum(pg, views.schema)
     assert after.digest == before.digest
+
+
+async def test_a_large_batch_with_events_seen_before_applies_only_the_new_ones(
+    pg: asyncpg.Connection, new_schema: NewSchema
+) -> None:
+    """A batch large enough to record its event ids without looking them up first, 20 of them applied
+    by an earlier batch (re-published at later offsets): the key refuses the attempt, the lookup
+    finds the 20, and the views are those of applying every event once."""
+    log = generate(leads=30, campaigns=3, seed=21)
+    items = as_items(log.envelopes)
+    once, views = await new_schema(), await new_schema()
+    await apply_all(pg, once, items, batch=len(items))
+    applier = BatchApplier(views)
+    first = await applier.apply(pg, items[:20], {})
+    again = [Item(it.topic, it.partition, 10_000 + i, it.envelope) for i, it in enumerate(items[:20])]
+    batch = items[20:] + again
+    assert len(batch) >= OPTIMISTIC_MIN_IDS + 20
+    r = await applier.apply(pg, batch, first.next_offsets)
+    assert (r.applied, r.duplicates) == (len(items) - 20, 20)
+    a, b = await views_checksum(pg, once.schema), await views_checksum(pg, views.schema)
+    assert a.tables == b.tables and a.digest == b.digest
+    seen = await pg.fetchval(f'SELECT count(*) FROM "{views.schema}".seen_events')
+    assert seen == len(items)
 
 
 async def test_offsets_are_stored_with_the_views_and_fence_stale_batches(
