@@ -66,7 +66,7 @@ async def test_a_large_batch_with_events_seen_before_applies_only_the_new_ones(
     again = [Item(it.topic, it.partition, 10_000 + i, it.envelope) for i, it in enumerate(items[:20])]
     batch = items[20:] + again
     assert len(batch) >= OPTIMISTIC_MIN_IDS + 20
-    r = await applier.apply(pg, batch, first.next_offsets)
+    r = await applier.apply(pg, batch, dict(first.next_offsets))
     assert (r.applied, r.duplicates) == (len(items) - 20, 20)
     a, b = await views_checksum(pg, once.schema), await views_checksum(pg, views.schema)
     assert a.tables == b.tables and a.digest == b.digest
