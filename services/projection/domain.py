@@ -916,22 +916,31 @@ _FLAGS: dict[type[Event], str] = {Replied: "replied", LeadCompleted: "completed"
 
 
 def _lead_contribution(env: EventRecord, data: LeadEvent) -> Contribution:
-    ws, t, cls, event_type = env.workspace_id, env.time, type(data), env.type
-    key = event_key(t, event_type, env.id)
-    rank, label, summary = lead_details(data)
+    # Runs for every lead event of a replay: the helpers it shares with other paths are inlined.
+    ws, t, cls, event_type, event_id = env.workspace_id, env.time, type(data), env.type, env.id
+    type_rank = TYPE_RANK.get(event_type, 99)
+    key: OrderKey = (  # event_key()
+        t if t.tzinfo else t.replace(tzinfo=UTC),
+        type_rank,
+        event_id if type(event_id) is str else str(event_id),
+    )
+    details = _DETAILS.get(cls)  # lead_details()
+    rank, label, summary = lead_details(data) if details is None else details(data)
     fields = data.__dict__  # a pydantic model's field values; getattr() on a missing field is slow
     lead_id: UUID = fields["lead_id"]
     lead_key = lead_id.int
     account_id: UUID | None = fields.get("account_id")
-    campaign_id = _campaign_of(env, data)
+    campaign_id: UUID | None = fields["campaign_id"]
+    if campaign_id is None and env.campaign_id:
+        campaign_id = _campaign_of(env, data)
     out = Contribution(
         _timeline_row(
             (
-                env.id,
+                event_id,
                 ws,
                 lead_id,
                 t,
-                TYPE_RANK.get(event_type, 99),
+                type_rank,
                 event_type,
                 campaign_id,
                 account_id,
