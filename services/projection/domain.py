@@ -559,7 +559,10 @@ def _esc(text: str | None, limit: int = 280) -> str:
     """User text inside a summary format string: braces escaped, shortened."""
     if not text:
         return ""
-    text = " ".join(text.split())
+    # Whitespace collapsed to single spaces. Printable text (every Unicode space but the ASCII one is
+    # not) without double, leading or trailing spaces is already so: skip the split, most texts are.
+    if not text.isprintable() or "  " in text or text[0] == " " or text[-1] == " ":
+        text = " ".join(text.split())
     if len(text) > limit:
         text = text[: limit - 1] + "…"
     return text.replace("{", "{{").replace("}", "}}")

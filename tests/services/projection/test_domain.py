@@ -134,6 +134,29 @@ def test_summaries_are_human_and_safe_to_format() -> None:
     assert domain.render_summary(discovered, None, None) == "Ada Adler (Bluepeak) discovered via signals"
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        "plain words",
+        " leading",
+        "trailing ",
+        "double  space",
+        "tab\there",
+        "new\nline",
+        "no\u00a0break",
+        "ideographic\u3000space",
+        "x",
+        " ",
+        "{braces} and a long tail " * 20,
+    ],
+)
+def test_user_text_in_summaries_has_its_whitespace_collapsed(text: str) -> None:
+    expected = " ".join(text.split())
+    if len(expected) > 280:
+        expected = expected[:279] + "…"
+    assert domain._esc(text) == expected.replace("{", "{{").replace("}", "}}")
+
+
 def test_lead_event_before_its_campaign_still_joins_the_audience() -> None:
     group = uuid.uuid4()
     campaign = CampaignCreated(campaign_id=uuid.uuid4(), name="C", audience={"type": "source_group", "ref": str(group)})
