@@ -51,6 +51,12 @@ class OutreachSettings(RuntimeSettings):
     timer_loop_enabled: bool = Field(True, description="Run the durable timer loop in this process.")
     timer_poll_interval_s: float = Field(0.2, gt=0, description="Real seconds between timer polls when idle.")
     timer_max_attempts: int = Field(5, ge=1, description="Provider attempts of one step before ActionFailed.")
+    rate_limited_give_up_h: float = Field(
+        24.0,
+        gt=0,
+        description="A step the provider keeps rate-limiting for this many hours fails (ActionFailed "
+        "rate_limited) instead of waiting for ever.",
+    )
     video_wait_minutes: int = Field(60, ge=1, description="Failsafe: the first action waits this long for a video.")
     provider_timeout_s: float = Field(15.0, gt=0)
 

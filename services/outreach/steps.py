@@ -542,7 +542,16 @@ class StepExecutor:
             )
             await tm.postpone(run.conn, run.timer.id, until, run.now)
         except RateLimited as exc:
-            await tm.postpone(run.conn, run.timer.id, run.now + timedelta(seconds=max(exc.retry_after_s, 1.0)), run.now)
+            # A rate limit is no failure: wait as told, without counting attempts. But a provider that
+            # refuses for a whole day (a quota used up elsewhere, a broken integration) must not hold
+            # the lead for ever: past ``rate_limited_give_up_h`` the step fails.
+            payload = dict(run.timer.payload or {})
+            since = datetime.fromisoformat(payload.setdefault("rate_limited_since", run.now.isoformat()))
+            if run.now - since < timedelta(hours=self.settings.rate_limited_give_up_h):
+                retry_at = run.now + timedelta(seconds=max(exc.retry_after_s, 1.0))
+                await tm.postpone(run.conn, run.timer.id, retry_at, run.now, payload=payload)
+                return None
+            await self._fail(run, "rate_limited", f"rate-limited since {since.isoformat()}: {exc}")
         except ProviderError as exc:
             attempts = run.timer.attempts + 1
             if exc.transient and attempts < self.settings.timer_max_attempts:
@@ -550,21 +559,25 @@ class StepExecutor:
                     run.conn, run.timer.id, run.now + timedelta(minutes=2**attempts), run.now, attempts=attempts
                 )
                 return None
-            run.em.emit(
-                ActionFailed(
-                    lead_id=run.lead.lead_id,
-                    campaign_id=run.enrollment.campaign_id,
-                    account_id=run.account.account_id,
-                    step_id=run.step.id,
-                    action=Action(run.step.action),
-                    reason="provider_error",
-                    detail=str(exc),
-                    retryable=False,
-                ),
-                run.key,
-            )
-            await self._end(run, "failed")
+            await self._fail(run, "provider_error", str(exc))
         return None
+
+    async def _fail(self, run: StepRun, reason: str, detail: str) -> None:
+        """The provider will not do this step: ActionFailed, and the lead's sequence ends as failed."""
+        run.em.emit(
+            ActionFailed(
+                lead_id=run.lead.lead_id,
+                campaign_id=run.enrollment.campaign_id,
+                account_id=run.account.account_id,
+                step_id=run.step.id,
+                action=Action(run.step.action),
+                reason=reason,
+                detail=detail,
+                retryable=False,
+            ),
+            run.key,
+        )
+        await self._end(run, "failed")
 
     # -- outcomes --------------------------------------------------------------------------------
 

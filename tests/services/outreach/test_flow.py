@@ -6,6 +6,7 @@ import asyncio
 import uuid
 from collections import Counter
 from datetime import UTC, datetime, timedelta
+from itertools import pairwise
 from typing import Any
 
 from leadstream_schemas import Hook, MessageApproved, MessageGenerated
@@ -14,7 +15,7 @@ from sqlalchemy import func, select
 from services.outreach.adapters import SendRequest, SendResult
 from services.outreach.adapters.simulated import LinkedInBehaviour, SimulatedLinkedIn
 from services.outreach.store import texts
-from services.runtime.providers import ProviderError, SimulationProfile
+from services.runtime.providers import ProviderError, RateLimited, SimulationProfile
 from tests.services.outreach.support import MakeSettings, StartService, approvals, lead_events, of_type, start_outreach
 from tests.support.kafka import wait_for
 
@@ -86,19 +87,24 @@ async def test_standard_connect_runs_to_completion(
 
 
 class _Faulty(SimulatedLinkedIn):
-    """The simulated provider, except that named leads hit a bug or a permanent provider error."""
+    """The simulated provider, except that named leads hit a bug, a permanent provider error, or a rate
+    limit that never lifts (30 minutes to wait each time)."""
 
-    def __init__(self, crash: set[uuid.UUID], refuse: set[uuid.UUID]) -> None:
+    def __init__(self, crash: set[uuid.UUID], refuse: set[uuid.UUID], limited: set[uuid.UUID]) -> None:
         super().__init__(
             SimulationProfile(transient_error_rate=0.0, latency_ms=(0, 0)), LinkedInBehaviour(connected_rate=0.0)
         )
-        self.crash, self.refuse = crash, refuse
+        self.crash, self.refuse, self.limited = crash, refuse, limited
+        self.limited_calls: list[datetime] = []
 
     async def send_invite(self, req: SendRequest, now: datetime) -> SendResult:
         if uuid.UUID(req.lead.lead_id) in self.crash:
             raise RuntimeError("provider client bug")
         if uuid.UUID(req.lead.lead_id) in self.refuse:
             raise ProviderError("profile is private", transient=False, status=403)
+        if uuid.UUID(req.lead.lead_id) in self.limited:
+            self.limited_calls.append(now)
+            raise RateLimited(retry_after_s=1800)
         return await super().send_invite(req, now)
 
 
@@ -106,14 +112,16 @@ async def test_failing_steps_end_the_lead_not_the_campaign(
     make_settings: MakeSettings, start_service: StartService, topic_prefix: str
 ) -> None:
     group = uuid.uuid4()
-    crash, refuse, fine = (uuid.uuid5(group, f"lead-x{i}") for i in range(3))
+    crash, refuse, fine, limited = (uuid.uuid5(group, f"lead-x{i}") for i in range(4))
+    provider = _Faulty({crash}, {refuse}, {limited})
     o = await start_outreach(
         make_settings,
         start_service,
         topic_prefix,
         start=MONDAY,
         timer_max_attempts=2,
-        linkedin=_Faulty({crash}, {refuse}),
+        rate_limited_give_up_h=3,
+        linkedin=provider,
     )
     account = await o.account()
     cid = (
@@ -137,18 +145,23 @@ async def test_failing_steps_end_the_lead_not_the_campaign(
         )
     )["campaign_id"]
     await o.api("POST", f"/v1/campaigns/{cid}/launch", 200)
-    leads, events = lead_events(group, 3, tag="x")
-    assert leads == [crash, refuse, fine]
+    leads, events = lead_events(group, 4, tag="x")
+    assert leads == [crash, refuse, fine, limited]
     await o.produce(events)
-    await o.wait_enrolled(cid, 3)
+    await o.wait_enrolled(cid, 4)
     await o.drive(MONDAY + timedelta(hours=6))
     got = await o.events()
     failed = {e.data.lead_id: e.data for e in of_type(got, "ActionFailed")}
     assert failed[crash].reason == "internal_error" and "provider client bug" in (failed[crash].detail or "")
     assert failed[refuse].reason == "provider_error" and not failed[refuse].retryable
     assert [e.data.lead_id for e in of_type(got, "InviteSent")] == [fine]
+    # Rate-limited: retried every 30 minutes as told, without using up attempts, and given up after 3 hours.
+    calls = provider.limited_calls
+    assert len(calls) == 7 and all(b - a == timedelta(minutes=30) for a, b in pairwise(calls))
+    assert failed[limited].reason == "rate_limited" and not failed[limited].retryable
+    assert f"rate-limited since {calls[0].isoformat()}" in (failed[limited].detail or "")
     leads_view = {x["lead_id"]: x["state"] for x in await o.api("GET", f"/v1/campaigns/{cid}/leads", 200)}
-    assert leads_view == {str(crash): "failed", str(refuse): "failed", str(fine): "completed"}
+    assert leads_view == {str(crash): "failed", str(refuse): "failed", str(fine): "completed", str(limited): "failed"}
     assert (await o.api("GET", f"/v1/campaigns/{cid}", 200))["state"] == "finished"
 
 
