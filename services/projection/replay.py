@@ -34,6 +34,7 @@ from uuid import UUID
 import asyncpg
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from leadstream_schemas import TOPICS
+from leadstream_schemas.base import EVENT_TYPES
 from leadstream_schemas.upcasting import UPCASTERS
 
 from services.runtime.kafka import client_security, cluster_id, create_admin
@@ -257,10 +258,11 @@ async def _rebuild_into(
         )
         todo = {tp: (starts[tp], ends[tp]) for tp in tps if starts[tp] < ends[tp]}
         count = min(workers or default_workers(), len(todo)) or 1
-        modules, unreachable = upcaster_sources()
+        modules, unreachable = registry_sources()
         if count > 1 and unreachable:
             log.warning(
-                "upcasters defined inside functions cannot reach worker processes: reading in this process",
+                "upcasters or event types defined inside functions cannot reach worker processes: "
+                "reading in this process",
                 extra={"event_types": unreachable},
             )
             count = 1
@@ -306,21 +308,34 @@ HOLD_ROWS = 50_000
 kilobytes each, so about 150 MB per reader at most."""
 
 
-def upcaster_sources() -> tuple[tuple[str, ...], list[str]]:
-    """The modules that register the upcasters in force, and the old types whose upcaster no worker can get.
+def registry_sources() -> tuple[tuple[str, ...], list[str]]:
+    """The modules that register the upcasters and event types in force outside the contract package,
+    and the type strings no worker can get.
 
-    A worker is a fresh interpreter: it has the contract's own upcasters, and gets others by importing
-    the module that registers them (a spawned worker also re-runs the caller's main module). An upcaster
-    defined inside a function cannot be imported: the rebuild then reads in this process.
+    A worker is a fresh interpreter: it has the contract's own event types and upcasters, and gets
+    others by importing the module that registers them (a spawned worker also re-runs the caller's main
+    module). One defined inside a function cannot be imported: the rebuild then reads in this process,
+    so that every record decodes as it would here.
     """
     modules: set[str] = set()
     unreachable: list[str] = []
+
+    def source(type_string: str, obj: Any) -> None:
+        module = getattr(obj, "__module__", "")
+        if "<locals>" in getattr(obj, "__qualname__", "<locals>"):
+            unreachable.append(type_string)
+        elif module not in ("__main__", "__mp_main__") and not module.startswith(CONTRACT_PACKAGE):
+            modules.add(module)
+
     for old_type, (_, fn) in UPCASTERS.items():
-        if "<locals>" in getattr(fn, "__qualname__", "<locals>"):
-            unreachable.append(old_type)
-        elif fn.__module__ not in ("__main__", "__mp_main__"):
-            modules.add(fn.__module__)
+        source(old_type, fn)
+    for event_type, cls in EVENT_TYPES.items():
+        source(event_type, cls)
     return tuple(sorted(modules)), sorted(unreachable)
+
+
+CONTRACT_PACKAGE = "leadstream_schemas"
+"""Every interpreter that imports the contract has what this package registers."""
 
 
 CPU_MAX = Path("/sys/fs/cgroup/cpu.max")
@@ -355,8 +370,9 @@ class ReadJob:
     batch_records: int
     ranges: dict[TopicPartition, tuple[int, int]]
     """Per partition: the first offset to read and the end (exclusive) captured when the rebuild started."""
-    upcaster_modules: tuple[str, ...] = ()
-    """Modules a worker imports so that it has the upcasters this process has (see :func:`upcaster_sources`)."""
+    registry_modules: tuple[str, ...] = ()
+    """Modules a worker imports so that it has the upcasters and event types this process has (see
+    :func:`registry_sources`)."""
 
     def share(self, count: int) -> list[ReadJob]:
         """The partitions split in ``count`` jobs with about as many records each (largest first, to the lightest)."""
@@ -532,8 +548,8 @@ def _worker_main(job: ReadJob, index: int, messages: multiprocessing.Queue[tuple
 async def _worker(job: ReadJob, index: int, messages: multiprocessing.Queue[tuple[Any, ...]], go: Any) -> None:
     # A spawned interpreter starts with no logging set up: log like the services do.
     configure_logging(f"replay-worker-{index}", job.settings.log_level, job.settings.log_json)
-    for module in job.upcaster_modules:
-        importlib.import_module(module)  # registers its upcasters here too
+    for module in job.registry_modules:
+        importlib.import_module(module)  # registers its upcasters and event types here too
     conn = await asyncpg.connect(dsn(job.settings.database_url))
     consumer = log_consumer(job.settings, job.batch_records)
     pacer = GcPacer(every_records=500_000, every_s=30.0)

@@ -16,11 +16,12 @@ import signal
 import sys
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import asyncpg
 import pytest
-from leadstream_schemas import LEAD, Envelope, InviteSent, LeadDiscovered, LeadSource, encode
+from leadstream_schemas import LEAD, Envelope, InviteSent, LeadDiscovered, LeadEvent, LeadSource, encode
+from leadstream_schemas.base import EVENT_TYPES, register
 from leadstream_schemas.upcasting import UPCASTERS, upcaster
 
 from services.projection.checksum import dsn, views_checksum
@@ -136,6 +137,44 @@ async def test_upcasters_reach_the_workers_and_local_ones_keep_the_rebuild_in_on
     finally:
         UPCASTERS.pop("leadstream.lead.invite_sent.v0", None)
         sys.modules.pop("tests.services.projection.old_invites", None)
+
+
+async def test_event_types_registered_outside_the_contract_reach_the_workers(
+    isolated: Isolated,  # noqa: F811 - the fixture imported above
+) -> None:
+    """A lead event type a project registers in its own module decodes in the workers as it does here
+    (its timeline rows are in the views); one registered inside a function keeps the rebuild in one process."""
+    settings = isolated.settings()
+    try:
+        from tests.services.projection.extra_events import NOTE_TYPE, NoteAdded
+
+        envs = [
+            Envelope.new(NoteAdded(lead_id=uuid.uuid4(), text=f"note {i}"), workspace_id="ws-x", source="test")
+            for i in range(12)
+        ]
+        await produce_all(settings.kafka_bootstrap_servers, settings.topic_prefix, envs)
+        shipped = await rebuild(settings, "shipped", workers=2)
+        assert shipped.workers == 2 and (shipped.applied, shipped.undecodable) == (12, 0)
+        conn = await asyncpg.connect(dsn(settings.database_url))
+        try:
+            types = await conn.fetch('SELECT DISTINCT event_type FROM "projection_shipped".timeline')
+        finally:
+            await conn.close()
+        assert [r["event_type"] for r in types] == [NOTE_TYPE]
+        EVENT_TYPES.pop(NOTE_TYPE)
+
+        def local_type() -> None:
+            @register
+            class LocalNote(LeadEvent):
+                event_type: ClassVar[str] = NOTE_TYPE
+                text: str
+
+        local_type()
+        local = await rebuild(settings, "local", workers=2)
+        assert local.workers == 1 and (local.applied, local.undecodable) == (12, 0)
+    finally:
+        EVENT_TYPES.pop("leadstream.lead.note_added.v1", None)
+        sys.modules.pop("tests.services.projection.extra_events", None)
 
 
 def test_default_workers_respect_a_container_cpu_quota(tmp_path: Path) -> None:
