@@ -114,6 +114,16 @@ class StepRun:
     now: datetime
 
     @property
+    def ids(self) -> dict[str, Any]:
+        """The lead, campaign, account and step ids every action event of this step carries."""
+        return {
+            "lead_id": self.lead.lead_id,
+            "campaign_id": self.enrollment.campaign_id,
+            "account_id": self.account.account_id,
+            "step_id": self.step.id,
+        }
+
+    @property
     def key(self) -> str:
         """Deterministic event key of this step for this lead."""
         return f"{self.enrollment.campaign_id}:{self.enrollment.lead_id}:{self.step.id}"
@@ -421,12 +431,7 @@ class StepExecutor:
         result: SendResult | None = await self._provider(run, call(req, run.now))
         if result is None:
             return
-        base = {
-            "lead_id": run.lead.lead_id,
-            "campaign_id": run.enrollment.campaign_id,
-            "account_id": run.account.account_id,
-            "step_id": run.step.id,
-        }
+        base = run.ids
         if action == "invite":
             run.em.emit(InviteSent(**base, note=text, video_url=video_url), run.key)
         elif action == "message":
@@ -468,12 +473,7 @@ class StepExecutor:
         email = render_email(
             sender=str(fallback.get("sender_email", "")), to=lead.email, subject=subject, body=body, unsubscribe=unsub
         )
-        base = {
-            "lead_id": lead.lead_id,
-            "campaign_id": run.enrollment.campaign_id,
-            "account_id": run.account.account_id,
-            "step_id": run.step.id,
-        }
+        base = run.ids
         if not self.settings.email_real_sends:
             run.em.emit(
                 ActionSkipped(
@@ -565,16 +565,7 @@ class StepExecutor:
     async def _fail(self, run: StepRun, reason: str, detail: str) -> None:
         """The provider will not do this step: ActionFailed, and the lead's sequence ends as failed."""
         run.em.emit(
-            ActionFailed(
-                lead_id=run.lead.lead_id,
-                campaign_id=run.enrollment.campaign_id,
-                account_id=run.account.account_id,
-                step_id=run.step.id,
-                action=Action(run.step.action),
-                reason=reason,
-                detail=detail,
-                retryable=False,
-            ),
+            ActionFailed(**run.ids, action=Action(run.step.action), reason=reason, detail=detail, retryable=False),
             run.key,
         )
         await self._end(run, "failed")
@@ -616,15 +607,7 @@ class StepExecutor:
 
     async def _skip(self, run: StepRun, reason: SkipReason, detail: str) -> None:
         run.em.emit(
-            ActionSkipped(
-                lead_id=run.lead.lead_id,
-                campaign_id=run.enrollment.campaign_id,
-                account_id=run.account.account_id,
-                step_id=run.step.id,
-                action=Action(run.step.action),
-                reason=reason,
-                detail=detail,
-            ),
+            ActionSkipped(**run.ids, action=Action(run.step.action), reason=reason, detail=detail),
             f"skip:{run.key}",
         )
 
