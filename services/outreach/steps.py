@@ -97,6 +97,19 @@ def request_id(campaign_id: UUID, lead_id: UUID, step_id: str) -> str:
     return str(uuid.uuid5(REQUEST_NAMESPACE, f"{campaign_id}|{lead_id}|{step_id}"))
 
 
+RATE_LIMITED_SINCE = "rate_limited_since"
+"""Timer payload key: when the provider started refusing this step with rate limits, in a row."""
+
+
+def _rate_limit_forgotten(run: StepRun) -> dict[str, Any] | None:
+    """The timer's payload without :data:`RATE_LIMITED_SINCE` (None, to leave it as is, when it has none):
+    any other answer ends a spell of rate limits, so a later one (after an account pause, say) starts anew."""
+    payload = run.timer.payload or {}
+    if RATE_LIMITED_SINCE not in payload:
+        return None
+    return {k: v for k, v in payload.items() if k != RATE_LIMITED_SINCE}
+
+
 @dataclass
 class StepRun:
     """Everything known about the step being executed."""
@@ -540,13 +553,13 @@ class StepExecutor:
                 "invitation limit reached; account paused until its next window",
                 extra={"account_id": str(run.account.account_id), "until": until.isoformat(), "error": str(exc)},
             )
-            await tm.postpone(run.conn, run.timer.id, until, run.now)
+            await tm.postpone(run.conn, run.timer.id, until, run.now, payload=_rate_limit_forgotten(run))
         except RateLimited as exc:
             # A rate limit is no failure: wait as told, without counting attempts. But a provider that
             # refuses for a whole day (a quota used up elsewhere, a broken integration) must not hold
-            # the lead for ever: past ``rate_limited_give_up_h`` the step fails.
+            # the lead for ever: past ``rate_limited_give_up_h`` of refusals in a row the step fails.
             payload = dict(run.timer.payload or {})
-            since = datetime.fromisoformat(payload.setdefault("rate_limited_since", run.now.isoformat()))
+            since = datetime.fromisoformat(payload.setdefault(RATE_LIMITED_SINCE, run.now.isoformat()))
             if run.now - since < timedelta(hours=self.settings.rate_limited_give_up_h):
                 retry_at = run.now + timedelta(seconds=max(exc.retry_after_s, 1.0))
                 await tm.postpone(run.conn, run.timer.id, retry_at, run.now, payload=payload)
@@ -555,9 +568,9 @@ class StepExecutor:
         except ProviderError as exc:
             attempts = run.timer.attempts + 1
             if exc.transient and attempts < self.settings.timer_max_attempts:
-                await tm.postpone(
-                    run.conn, run.timer.id, run.now + timedelta(minutes=2**attempts), run.now, attempts=attempts
-                )
+                retry_at = run.now + timedelta(minutes=2**attempts)
+                forgotten = _rate_limit_forgotten(run)
+                await tm.postpone(run.conn, run.timer.id, retry_at, run.now, attempts=attempts, payload=forgotten)
                 return None
             await self._fail(run, "provider_error", str(exc))
         return None

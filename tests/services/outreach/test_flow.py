@@ -12,7 +12,7 @@ from typing import Any
 from leadstream_schemas import Hook, MessageApproved, MessageGenerated
 from sqlalchemy import func, select
 
-from services.outreach.adapters import SendRequest, SendResult
+from services.outreach.adapters import InvitationLimitReached, SendRequest, SendResult
 from services.outreach.adapters.simulated import LinkedInBehaviour, SimulatedLinkedIn
 from services.outreach.store import texts
 from services.runtime.providers import ProviderError, RateLimited, SimulationProfile
@@ -163,6 +163,68 @@ async def test_failing_steps_end_the_lead_not_the_campaign(
     leads_view = {x["lead_id"]: x["state"] for x in await o.api("GET", f"/v1/campaigns/{cid}/leads", 200)}
     assert leads_view == {str(crash): "failed", str(refuse): "failed", str(fine): "completed", str(limited): "failed"}
     assert (await o.api("GET", f"/v1/campaigns/{cid}", 200))["state"] == "finished"
+
+
+class _LimitedThenPaused(SimulatedLinkedIn):
+    """Rate-limits every invite (30 minutes to wait), except that the second answer is the weekly
+    invitation limit, which pauses the account until its next day's window."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            SimulationProfile(transient_error_rate=0.0, latency_ms=(0, 0)), LinkedInBehaviour(connected_rate=0.0)
+        )
+        self.invite_calls: list[datetime] = []
+
+    async def send_invite(self, req: SendRequest, now: datetime) -> SendResult:
+        self.invite_calls.append(now)
+        if len(self.invite_calls) == 2:
+            raise InvitationLimitReached("weekly invitation limit reached")
+        raise RateLimited(retry_after_s=1800)
+
+
+async def test_a_spell_of_rate_limits_is_counted_from_its_own_start(
+    make_settings: MakeSettings, start_service: StartService, topic_prefix: str
+) -> None:
+    """A rate limit, then an account pause of most of a day, then rate limits again: the give-up time
+    counts from the first refusal after the pause, not from the one before it."""
+    group = uuid.uuid4()
+    provider = _LimitedThenPaused()
+    o = await start_outreach(
+        make_settings, start_service, topic_prefix, start=MONDAY, rate_limited_give_up_h=3, linkedin=provider
+    )
+    account = await o.account()
+    cid = (
+        await o.api(
+            "POST",
+            "/v1/campaigns",
+            201,
+            json={
+                "name": "Limits",
+                "audience": {"type": "source_group", "ref": str(group)},
+                "workflow": {"steps": [{"id": "invite", "action": "invite", "note": False}]},
+                "delivery": {
+                    "active_days": "every_day",
+                    "start_hour": 0,
+                    "end_hour": 24,
+                    "pace": "manual",
+                    "daily_limit": 75,
+                },
+                "account_ids": [account],
+            },
+        )
+    )["campaign_id"]
+    await o.api("POST", f"/v1/campaigns/{cid}/launch", 200)
+    (lead,), events = lead_events(group, 1, tag="rl")
+    await o.produce(events)
+    await o.wait_enrolled(cid, 1)
+    await o.drive(MONDAY + timedelta(hours=36))
+    calls = provider.invite_calls
+    assert calls[2] - calls[1] > timedelta(hours=3)  # the account pause
+    after_pause = calls[2:]
+    assert len(after_pause) == 7 and all(b - a == timedelta(minutes=30) for a, b in pairwise(after_pause))
+    (failed,) = [e.data for e in of_type(await o.events(), "ActionFailed")]
+    assert failed.lead_id == lead and failed.reason == "rate_limited"
+    assert f"rate-limited since {after_pause[0].isoformat()}" in (failed.detail or "")
 
 
 async def test_comment_drafts_wait_for_approval(
