@@ -115,8 +115,7 @@ def decode_record(value: bytes | None, headers: Any) -> DecodedEvent:
         time = datetime.fromisoformat(h[H_TIME].decode())
         if time.tzinfo is None:  # as decode(): a bare time is UTC
             time = time.replace(tzinfo=UTC)
-        raw = h[H_ID]
-        event_id = raw.decode() if _CANONICAL_UUID(raw) is not None else _canonical(raw)
+        event_id = _canonical(h[H_ID])
         raw = h.get(H_CORRELATION)
         if raw is not None and _CANONICAL_UUID(raw) is None:
             UUID(raw.decode())

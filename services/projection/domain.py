@@ -467,8 +467,7 @@ def row_values(spec: MergeSpec, patch: Mapping[str, Any]) -> list[Any]:
     get = patch.get
     row = [get(c, neutral) for c, neutral in spec.defaults]
     for i in spec.key_positions:
-        if type(row[i]) is tuple:
-            row[i] = key_text(row[i])
+        row[i] = _key_as_stored(row[i])
     return row
 
 
@@ -919,31 +918,22 @@ _FLAGS: dict[type[Event], str] = {Replied: "replied", LeadCompleted: "completed"
 
 
 def _lead_contribution(env: EventRecord, data: LeadEvent) -> Contribution:
-    # Runs for every lead event of a replay: the helpers it shares with other paths are inlined.
-    ws, t, cls, event_type, event_id = env.workspace_id, env.time, type(data), env.type, env.id
-    type_rank = TYPE_RANK.get(event_type, 99)
-    key: OrderKey = (  # event_key()
-        t if t.tzinfo else t.replace(tzinfo=UTC),
-        type_rank,
-        event_id if type(event_id) is str else str(event_id),
-    )
-    details = _DETAILS.get(cls)  # lead_details()
-    rank, label, summary = lead_details(data) if details is None else details(data)
+    ws, t, cls, event_type = env.workspace_id, env.time, type(data), env.type
+    key = event_key(t, event_type, env.id)
+    rank, label, summary = lead_details(data)
     fields = data.__dict__  # a pydantic model's field values; getattr() on a missing field is slow
     lead_id: UUID = fields["lead_id"]
     lead_key = lead_id.int
     account_id: UUID | None = fields.get("account_id")
-    campaign_id: UUID | None = fields["campaign_id"]
-    if campaign_id is None and env.campaign_id:
-        campaign_id = _campaign_of(env, data)
+    campaign_id = _campaign_of(env, data)
     out = Contribution(
         _timeline_row(
             (
-                event_id,
+                env.id,
                 ws,
                 lead_id,
                 t,
-                type_rank,
+                key[1],  # the lifecycle rank
                 event_type,
                 campaign_id,
                 account_id,

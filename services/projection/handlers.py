@@ -51,13 +51,6 @@ class Item:
     record: Any = None  # the raw consumer record, for dead-lettering
 
 
-def prepare(item: Item) -> Item:
-    """Compute the item's contribution (pure; done outside the transaction to keep it short)."""
-    if item.envelope is not None and item.contribution is None:
-        item.contribution = domain.contribution(item.envelope)
-    return item
-
-
 @dataclass
 class ApplyResult:
     """What a batch did: events applied, duplicates skipped, and where each partition stands now."""
@@ -77,7 +70,6 @@ DeadLetter = Callable[[Item], Awaitable[None]]
 class Writes:
     """The statements' parameters for a set of new events."""
 
-    event_ids: list[UUID | str]
     timeline: list[TimelineRow]
     upserts: dict[str, list[tuple[Any, ...]]]
     held: dict[str, dict[tuple[Any, ...], Patch]]
@@ -424,7 +416,6 @@ class _Reducer:
     def __init__(self, applier: BatchApplier) -> None:
         self.applier = applier
         self.reduced: dict[str, dict[tuple[Any, ...], Patch]] = {spec.table: {} for spec in domain.SPECS}
-        self.ids: list[UUID | str] = []
         self.timeline: list[TimelineRow] = []
         self.groups: set[tuple[str, UUID, UUID]] = set()
         self.audiences: set[UUID] = set()
@@ -436,7 +427,6 @@ class _Reducer:
         c = it.contribution
         if c is None or it.envelope is None:
             return
-        self.ids.append(it.envelope.id)
         for spec, key, patch in c.patches:
             table = self.reduced[spec.table]
             acc = table.get(key)
@@ -463,7 +453,6 @@ class _Reducer:
             if (patches := self.reduced[spec.table]) and spec not in hold
         }
         return Writes(
-            event_ids=self.ids,
             timeline=self.timeline,
             upserts=upserts,
             held={spec.table: patches for spec in hold if (patches := self.reduced[spec.table])},

@@ -324,7 +324,9 @@ def registry_sources() -> tuple[tuple[str, ...], list[str]]:
         module = getattr(obj, "__module__", "")
         if "<locals>" in getattr(obj, "__qualname__", "<locals>"):
             unreachable.append(type_string)
-        elif module not in ("__main__", "__mp_main__") and not module.startswith(CONTRACT_PACKAGE):
+        elif module not in ("__main__", "__mp_main__", CONTRACT_PACKAGE) and not module.startswith(
+            CONTRACT_PACKAGE + "."
+        ):
             modules.add(module)
 
     for old_type, (_, fn) in UPCASTERS.items():
