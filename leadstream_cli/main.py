@@ -78,7 +78,8 @@ def topics_apply(
 ) -> None:
     """Reconcile every contract topic and its .dlq with the desired state (safe to rerun).
 
-    Creates missing topics, fixes retention.ms, cleanup.policy and compression.type on existing ones, and adds
+    Creates missing topics, fixes retention.ms, cleanup.policy, compression.type and min.insync.replicas
+    (LEADSTREAM_TOPIC_MIN_INSYNC_REPLICAS, default min(2, replication factor)) on existing ones, and adds
     partitions only with --allow-partition-increase. Never deletes or shrinks anything: what it cannot fix
     (fewer partitions desired, another replication factor) is drift, and the command then exits 1.
     """
