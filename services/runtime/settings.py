@@ -44,6 +44,11 @@ class RuntimeSettings(BaseSettings):
     )
     http_host: str = "127.0.0.1"
     http_port: int = 0
+    migrate_on_start: bool = Field(
+        True,
+        description="Apply the service's migrations at start (local runs, demo, compose). The chart turns it off: "
+        "its migrate Job migrates with a user of its own, and the services' database user needs no DDL rights.",
+    )
     log_level: str = "INFO"
     log_json: bool = True
 
