@@ -31,6 +31,7 @@ from .db import RuntimeTables, create_engine, ping
 from .errors import install_problem_handlers, problem_response
 from .kafka import create_broker
 from .logging import configure_logging
+from .metrics import READY
 from .migrations import prepare_schema
 from .outbox import OutboxRelay, add_to_outbox
 from .settings import RuntimeSettings
@@ -250,6 +251,7 @@ class Service:
         async def readyz() -> JSONResponse | dict[str, str]:
             """Readiness: Postgres and Kafka answer and the consumer runs."""
             failed = await self.readiness()
+            READY.labels(self.name).set(0 if failed else 1)
             if failed:
                 return problem_response(
                     503, "not_ready", "; ".join(f"{k}: {v}" for k, v in failed.items()), checks=failed
