@@ -75,7 +75,7 @@ schemas-check: venv ## fail if generated schemas are stale or a change is incomp
 bench: venv infra-up ## projection benchmark (ratios against baselines measured in the same run)
 	$(WITH_ENV) $(BIN)/python bench/projection.py
 
-helm-lint: ## lint, render and kubeconform-check the Helm chart offline (builds helm + kubeconform with Go once)
+helm-lint: ## lint, render, kubeconform-check the chart and promtool-check its alert rules (builds the tools with Go once)
 	bash deploy/helm/check.sh
 
 image: ## build the leadstream image (needs a Docker engine)
