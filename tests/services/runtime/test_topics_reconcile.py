@@ -14,6 +14,7 @@ import contextlib
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from functools import partial
 
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -223,7 +224,7 @@ async def test_min_insync_replicas_is_set_on_create_and_fixed_on_existing_topics
     await wait_for(lambda: _config_is(broker, lead, "min.insync.replicas", "1"), what="min.insync.replicas fixed")
     for name in names(settings):
         if name != lead:
-            await wait_for(lambda name=name: broker.partitions(name), what=f"{name} in the metadata")
+            await wait_for(partial(broker.partitions, name), what=f"{name} in the metadata")
             assert (await broker.configs(name))["min.insync.replicas"] == ("1", 1), name  # a topic override
 
 
