@@ -14,6 +14,7 @@ import os
 import socket
 import subprocess
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -158,6 +159,24 @@ def ensure_infra() -> Infra:
     subprocess.run(["bash", str(ROOT / "deploy/local/infra.sh"), "up"], check=True, cwd=ROOT)
     env = _read_env_file(ROOT / ".run/env")
     return Infra(kafka or env["KAFKA_BOOTSTRAP_SERVERS"], db or env["DATABASE_URL"])
+
+
+def plain_dsn(url: str) -> str:
+    """An asyncpg DSN for a SQLAlchemy ``postgresql+asyncpg://`` URL."""
+    return url.replace("postgresql+asyncpg://", "postgresql://")
+
+
+async def create_database(server_url: str, prefix: str) -> str:
+    """A new, empty database named ``<prefix><random>`` on the server of ``server_url``; returns its URL."""
+    from sqlalchemy.engine import make_url
+
+    name = f"{prefix}{uuid.uuid4().hex[:10]}"
+    admin = await asyncpg.connect(plain_dsn(server_url))
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    return make_url(server_url).set(database=name).render_as_string(hide_password=False)
 
 
 async def drop_database(admin_dsn: str, name: str, *, timeout_s: float = 30.0, retry_s: float = 0.2) -> None:

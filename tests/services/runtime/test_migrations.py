@@ -38,27 +38,21 @@ from services.video.app import build as build_video
 from services.video.settings import VideoSettings
 from tests.conftest import SettingsFactory
 from tests.services.discovery.support import client_for
-from tests.support.infra import Infra, drop_database
+from tests.support.infra import Infra, create_database, drop_database, plain_dsn
 from tests.support.kafka import wait_for
 
 StartService = Callable[[Service], Awaitable[Service]]
 
 
-def _plain(url: str) -> str:
-    return url.replace("postgresql+asyncpg://", "postgresql://")
+_plain = plain_dsn
 
 
 @pytest.fixture
 async def fresh_db(infra: Infra) -> AsyncIterator[str]:
     """A database of this test's own (schemas at no revision yet)."""
-    name = f"leadstream_mig_{uuid.uuid4().hex[:10]}"
-    admin = await asyncpg.connect(_plain(infra.database_url))
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    yield make_url(infra.database_url).set(database=name).render_as_string(hide_password=False)
-    await drop_database(_plain(infra.database_url), name)
+    url = await create_database(infra.database_url, "leadstream_mig_")
+    yield url
+    await drop_database(plain_dsn(infra.database_url), make_url(url).database or "")
 
 
 def _newer_code(tmp_path: Path, *revisions: tuple[str, str]) -> Path:
