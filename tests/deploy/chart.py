@@ -22,8 +22,9 @@ CHART_DIR = HELM_DIR / "leadstream"
 CHECK_SH = HELM_DIR / "check.sh"
 CI_VALUES = CHART_DIR / "ci"
 KUBE_VERSION = "1.31.0"
-# Building helm and kubeconform from source takes a few minutes once; never wait forever.
-TOOLS_TIMEOUT_S = 600
+# Building helm, kubeconform and promtool from source takes several minutes once (more on a busy machine); never
+# wait forever.
+TOOLS_TIMEOUT_S = 1500
 Manifest = dict[str, Any]
 
 

@@ -24,6 +24,7 @@ from sqlalchemy.engine import make_url
 
 from leadstream_cli.main import SERVICES
 from leadstream_cli.processes import DEFAULT_PORTS
+from tests.deploy.chart import Chart
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "deploy" / "compose" / "docker-compose.yml"
@@ -243,7 +244,10 @@ def _mounted(service: dict[str, Any], target: str) -> Path:
     return path
 
 
-def test_prometheus_scrapes_every_service_and_loads_the_charts_rules(compose: dict[str, Any], tmp_path: Path) -> None:
+@pytest.mark.timeout(1800)  # the chart fixture may wait for promtool's first build
+def test_prometheus_scrapes_every_service_and_loads_the_charts_rules(
+    compose: dict[str, Any], chart: Chart, tmp_path: Path
+) -> None:
     prometheus = compose["services"]["prometheus"]
     config_path = _mounted(prometheus, "/etc/prometheus/prometheus.yml")
     config = yaml.safe_load(config_path.read_text())
@@ -255,9 +259,7 @@ def test_prometheus_scrapes_every_service_and_loads_the_charts_rules(compose: di
         assert job["static_configs"] == [{"targets": [f"{name}:{compose['x-leadstream-env']['LEADSTREAM_HTTP_PORT']}"]}]
         assert job["honor_labels"] is True  # the metrics' own `service` label stays
     # promtool (built with Go by deploy/helm/check.sh) accepts the config with the rules where compose mounts them.
-    from tests.deploy.chart import find_tools
-
-    promtool = find_tools().promtool
+    promtool = chart.tools.promtool
     assert promtool is not None, "promtool is needed (deploy/helm/check.sh builds it with Go)"
     local = tmp_path / "prometheus.yml"
     local.write_text(config_path.read_text().replace(rule_file, str(_mounted(prometheus, rule_file))))

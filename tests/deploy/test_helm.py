@@ -38,7 +38,7 @@ from tests.deploy.chart import (
 )
 
 # The first test may build helm and kubeconform from source (a few minutes, once per machine).
-pytestmark = pytest.mark.timeout(900)
+pytestmark = pytest.mark.timeout(1800)
 
 EVENT_TOPICS = sorted(TOPICS)
 ALL_TOPICS = sorted([*EVENT_TOPICS, *(f"{t}.dlq" for t in EVENT_TOPICS)])

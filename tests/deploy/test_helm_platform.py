@@ -23,7 +23,7 @@ from leadstream_cli.main import SERVICES
 from services.runtime.settings import RuntimeSettings
 from tests.deploy.chart import CHART_DIR, ROOT, Chart, Manifest, by_component, container, of_kind, values_file
 
-pytestmark = pytest.mark.timeout(900)
+pytestmark = pytest.mark.timeout(1800)
 
 RULES_FILE = CHART_DIR / "files" / "prometheus-rules.yaml"
 DASHBOARD_FILE = CHART_DIR / "files" / "grafana-dashboard.json"
