@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,9 +27,9 @@ from services.runtime.kafka import apply_topics
 from services.runtime.migrations import upgrade
 from services.runtime.settings import RuntimeSettings
 
+from .checkout import checkout
 from .processes import SERVICES, ServiceFleet
 
-ROOT = Path(__file__).resolve().parents[1]
 # One real second is half an hour of campaign time: a 5-minute step spacing takes 0.17 s, and the
 # simulated leads' acceptance (up to 6 h) and reply (up to 8 h) delays play out in seconds.
 CLOCK_SCALE = 1800.0
@@ -203,6 +204,9 @@ def run_demo(*, once: bool, leads: int, timeout_s: float, env: dict[str, str]) -
     console.rule("[bold]leadstream demo")
     console.print(f"Kafka {settings.kafka_bootstrap_servers} · Postgres {settings.database_url.split('@')[-1]}")
     token = asyncio.run(_prepare(settings, workspace))
+    root = checkout()
+    # In a checkout next to the servers' data; installed (the image), in the temporary directory.
+    log_dir = root / ".run" / "logs" if root else Path(tempfile.gettempdir()) / "leadstream-demo-logs"
     fleet = ServiceFleet(
         env={
             **env,
@@ -210,14 +214,14 @@ def run_demo(*, once: bool, leads: int, timeout_s: float, env: dict[str, str]) -
             "LEADSTREAM_CLOCK_EPOCH": started.isoformat(),
             "LEADSTREAM_SIMULATED_SEED": str(int(started.timestamp())),
         },
-        log_dir=ROOT / ".run" / "logs",
+        log_dir=log_dir,
     )
     try:
         with console.status("starting the six services…"):
             for name in SERVICES:
                 fleet.start(name)
             fleet.wait_ready()
-        console.print("[green]all six services ready[/] (logs in .run/logs/)")
+        console.print(f"[green]all six services ready[/] (logs in {log_dir})")
         scenario = DemoScenario(fleet, token)
         campaign_id, _ = scenario.setup_campaign(leads)
         console.print(f"campaign {campaign_id} launched for {leads} simulated leads; waiting for replies…")
