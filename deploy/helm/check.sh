@@ -8,7 +8,7 @@
 #   deploy/helm/check.sh --out DIR       also keep the rendered manifests in DIR (one file per values file)
 #
 # Tools go to ${LEADSTREAM_CACHE_DIR:-$HOME/.cache/leadstream}/bin and are built with Go through the Go module proxy
-# when missing (several minutes, once; a lock lets concurrent callers wait for one build). kubeconform's usual
+# when missing (promtool only when none is on the PATH, e.g. from Debian's `prometheus` package) (several minutes, once; a lock lets concurrent callers wait for one build). kubeconform's usual
 # schema source (GitHub) is not needed: the Kubernetes schemas are generated from the OpenAPI document shipped in
 # the k8s.io/cli-runtime Go module (the same Kubernetes API level helm is built against), and the Strimzi
 # (KafkaTopic, KafkaUser), KEDA (ScaledObject) and Prometheus Operator (ServiceMonitor, PrometheusRule) schemas
@@ -103,8 +103,10 @@ ensure_tools() {
   fi
   [[ -x "$BIN/helm" ]] || go_install helm.sh/helm/v3/cmd/helm "$HELM_VERSIONS" helm_ldflags
   [[ -x "$BIN/kubeconform" ]] || go_install github.com/yannh/kubeconform/cmd/kubeconform "$KUBECONFORM_VERSIONS" kubeconform_ldflags
-  [[ -x "$BIN/promtool" ]] || build_promtool
+  # Debian's promtool (package `prometheus`, what .ci/run installs) serves as well as one built here.
+  [[ -x "$BIN/promtool" ]] || command -v promtool >/dev/null 2>&1 || build_promtool
   if command -v flock >/dev/null 2>&1; then flock -u 9; fi
+  if [[ -x "$BIN/promtool" ]]; then PROMTOOL="$BIN/promtool"; else PROMTOOL="$(command -v promtool)"; fi
 }
 
 ensure_schemas() {
@@ -121,7 +123,7 @@ ensure_tools
 if [[ $tools_only == 1 ]]; then
   echo "helm=$BIN/helm"
   echo "kubeconform=$BIN/kubeconform"
-  echo "promtool=$BIN/promtool"
+  echo "promtool=$PROMTOOL"
   exit 0
 fi
 ensure_schemas
@@ -170,12 +172,12 @@ PY
     rules="$work/$name.rules.yaml"
     "$BIN/helm" template leadstream "$CHART" --namespace leadstream --kube-version "$KUBE_VERSION" -f "$values" \
       --show-only templates/prometheusrule.yaml | sed -n '/^spec:/,$p' | tail -n +2 | sed 's/^  //' >"$rules"
-    "$BIN/promtool" check rules "$rules" >&2 || status=1
+    "$PROMTOOL" check rules "$rules" >&2 || status=1
   fi
 done
 
 log "promtool test rules (deploy/prometheus/alerts-test.yaml)"
-"$BIN/promtool" test rules "$HERE/../prometheus/alerts-test.yaml" >&2 || status=1
+"$PROMTOOL" test rules "$HERE/../prometheus/alerts-test.yaml" >&2 || status=1
 
 if [[ $status == 0 ]]; then log "chart OK"; else log "chart check FAILED"; fi
 exit $status
