@@ -190,8 +190,9 @@ def refusal(host: str, addresses: Sequence[IpAddress]) -> str | None:
     for address in addresses:
         reason = refused_address(address)
         if reason:
-            shown = str(address) if str(address) == host else f"{host} resolves to {address}"
-            return f"{shown}, a {reason} address: only public addresses can receive webhooks"
+            if str(address) == host:
+                return f"{address} is not a public address ({reason})"
+            return f"{host} resolves to {address}, which is not a public address ({reason})"
     return None
 
 

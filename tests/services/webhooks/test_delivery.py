@@ -7,6 +7,7 @@ import itertools
 import uuid
 from collections import Counter
 from datetime import timedelta
+from functools import partial
 from typing import Any
 
 from leadstream_schemas import Audience, CampaignCreated
@@ -163,7 +164,7 @@ async def test_retries_back_off_then_the_endpoint_is_disabled_and_resumes_in_ord
                 (row,) = await delivery_rows(service, sid)
                 waits.append((row.next_attempt_at - clock.now()).total_seconds())
                 clock.advance(row.next_attempt_at - clock.now())
-                await wait_for(lambda n=n: len(receiver.requests) == n, what=f"attempt {n}")
+                await wait_for(partial(_requests_reached, receiver, n), what=f"attempt {n}")
             assert waits == [5.0, 10.0]
             await drain(service, sid)
             (row,) = await delivery_rows(service, sid)
@@ -206,6 +207,10 @@ async def test_retries_back_off_then_the_endpoint_is_disabled_and_resumes_in_ord
             await wait_for(lambda: len(receiver.accepted()) == 3, what="queued deliveries after enabling")
             ids = receiver.accepted_ids()
             assert set(ids) == {str(e1.id), str(e2.id), str(e3.id)} and ids.index(str(e1.id)) < ids.index(str(e2.id))
+
+
+def _requests_reached(receiver: Receiver, n: int) -> bool:
+    return len(receiver.requests) == n
 
 
 async def _state(client: Any, sid: str, state: str) -> dict[str, Any] | None:
