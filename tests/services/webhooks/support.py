@@ -1,5 +1,4 @@
-"""A local webhook receiver that verifies signatures with the ``standardwebhooks`` library, and helpers
-to start the webhooks service and call its API in a test."""
+"""Helpers to start the webhooks service, call its API and look at its queue in a test."""
 
 from __future__ import annotations
 
@@ -7,19 +6,12 @@ import contextlib
 import ipaddress
 import uuid
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 from leadstream_schemas import Channel, Envelope, Event, LeadDiscovered, LeadSource, Replied
-from leadstream_schemas.structured import decode_structured
 from sqlalchemy import select
-from standardwebhooks import Webhook, WebhookVerificationError
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Route
 
 from services.runtime.auth import create_token
 from services.runtime.clock import FakeClock
@@ -30,73 +22,6 @@ from services.webhooks.sender import system_resolver
 from services.webhooks.settings import WebhooksSettings
 from services.webhooks.store import deliverable, deliveries, subscriptions
 from tests.support.kafka import wait_for
-from tests.support.local_http import serve
-
-
-@dataclass
-class Received:
-    """One request the receiver got, and what it answered."""
-
-    msg_id: str
-    host: str
-    signature: str
-    verified: bool
-    status: int
-    env: Envelope[Event] | None
-
-
-@dataclass
-class Receiver:
-    """Answers ``POST /hook``: 401 when no secret in ``secrets`` verifies the signature, else ``status``.
-
-    It answers 500 instead while ``failing`` (a subscriber that is down), for webhook-ids in ``fail_ids``, and
-    with ``fail_first`` the first time it sees a webhook-id. ``requests`` records everything, in order.
-    """
-
-    secrets: list[str] = field(default_factory=list)
-    failing: bool = False
-    fail_first: bool = False
-    fail_ids: set[str] = field(default_factory=set)
-    seen: set[str] = field(default_factory=set)
-    status: int = 200
-    body: bytes = b""
-    requests: list[Received] = field(default_factory=list)
-    url: str = ""
-    port: int = 0
-
-    async def _hook(self, request: Request) -> Response:
-        body = await request.body()
-        headers = dict(request.headers)
-        verified = False
-        for secret in self.secrets:
-            with contextlib.suppress(WebhookVerificationError):
-                Webhook(secret).verify(body, headers)
-                verified = True
-        msg_id = headers["webhook-id"]
-        refuse = self.failing or msg_id in self.fail_ids or (self.fail_first and msg_id not in self.seen)
-        status = 401 if not verified else 500 if refuse else self.status
-        if verified:
-            self.seen.add(msg_id)
-        env = decode_structured(body) if verified else None
-        self.requests.append(Received(msg_id, headers["host"], headers["webhook-signature"], verified, status, env))
-        return Response(self.body, status, headers={"location": "/elsewhere"} if 300 <= status < 400 else None)
-
-    @contextlib.asynccontextmanager
-    async def running(self) -> AsyncIterator[Receiver]:
-        """Serve on a free local port until the block ends."""
-        app = Starlette(routes=[Route("/hook", self._hook, methods=["POST"])])
-        async with serve(app) as root:
-            self.url = root + "/hook"
-            self.port = int(root.rsplit(":", 1)[1])
-            yield self
-
-    def accepted(self) -> list[Received]:
-        """The deliveries it answered with a 2xx, in arrival order."""
-        return [r for r in self.requests if 200 <= r.status < 300]
-
-    def accepted_ids(self) -> list[str]:
-        """The webhook-ids it accepted, in arrival order."""
-        return [r.msg_id for r in self.accepted()]
 
 
 class PinnedResolver:

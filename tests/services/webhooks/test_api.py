@@ -17,7 +17,6 @@ from starlette.routing import Route
 from services.runtime.clock import FakeClock
 from tests.services.webhooks.support import (
     PinnedResolver,
-    Receiver,
     api,
     delivery_rows,
     discovered,
@@ -27,6 +26,7 @@ from tests.services.webhooks.support import (
 )
 from tests.support.kafka import produce_events, wait_for
 from tests.support.local_http import serve
+from tests.support.webhook_receiver import Receiver
 
 PUBLIC = "93.184.215.14"  # never connected to: the tests only let the guard see it
 

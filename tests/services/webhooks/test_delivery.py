@@ -17,7 +17,6 @@ from sqlalchemy import select
 from services.runtime.clock import FakeClock
 from tests.services.webhooks.support import (
     PinnedResolver,
-    Receiver,
     api,
     delivery_rows,
     discovered,
@@ -29,6 +28,7 @@ from tests.services.webhooks.support import (
     wait_delivery_count,
 )
 from tests.support.kafka import produce_events, wait_for
+from tests.support.webhook_receiver import Receiver
 
 
 def _disabled_total() -> float:
