@@ -50,7 +50,7 @@ test: venv infra-up ## run every test on the real broker and database
 lint: venv ## ruff and mypy
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy schemas/src services leadstream_cli tests bench
+	$(BIN)/mypy schemas/src services leadstream_cli tests bench examples
 
 schemas: venv ## regenerate JSON Schemas and the AsyncAPI document
 	$(BIN)/python -m leadstream_schemas.generate
