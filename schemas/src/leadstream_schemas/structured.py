@@ -19,7 +19,7 @@ import json
 from typing import Any
 
 from .base import Event
-from .envelope import H_CONTENT_TYPE, DecodeError, Envelope, decode, encode, headers_dict
+from .envelope import H_CONTENT_TYPE, DecodeError, Envelope, _payload_object, decode, encode, headers_dict
 
 CONTENT_TYPE = "application/cloudevents+json"
 """The media type of a structured-mode CloudEvent."""
@@ -63,14 +63,7 @@ def decode_structured(body: bytes | str) -> Envelope[Event]:
     Raises :class:`DecodeError` like :func:`leadstream_schemas.decode`: ``invalid_json`` when the body is
     not a JSON object with an object ``data``, otherwise the same codes and messages as for a Kafka record.
     """
-    try:
-        doc = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise DecodeError("invalid_json", f"body is not valid JSON: {exc}") from None
-    except RecursionError:
-        raise DecodeError("invalid_json", "body is nested too deeply to be an event") from None
-    if not isinstance(doc, dict):
-        raise DecodeError("invalid_json", f"body must be a JSON object, got {type(doc).__name__}")
+    doc = _payload_object(body.encode() if isinstance(body, str) else body)
     data = doc.get("data")
     if not isinstance(data, dict):
         raise DecodeError("invalid_json", "member 'data' must be the event's JSON object")
