@@ -15,6 +15,7 @@ from prometheus_client import REGISTRY
 from sqlalchemy import select
 
 from services.runtime.clock import FakeClock
+from services.webhooks import store as webhooks_store
 from tests.services.webhooks.support import (
     PinnedResolver,
     api,
@@ -278,3 +279,37 @@ async def test_redelivery_and_secret_rotation(make_settings: Any, start_service:
             detail = (await client.get(f"/v1/webhooks/subscriptions/{sid}/deliveries/{rows[0].delivery_id}")).json()
             assert detail["status"] == "failed" and detail["attempts"] == 5 and detail["next_attempt_at"] is None
             assert [a["status_code"] for a in detail["attempt_log"]] == [200, 200, 200, 500, 500]
+
+
+async def test_a_crash_after_the_receiver_answered_repeats_the_same_webhook_id(
+    make_settings: Any, start_service: Any, topic_prefix: str, monkeypatch: Any
+) -> None:
+    """The attempt's outcome is committed after the answer: if that commit never happens, the delivery is
+    still pending and is attempted again, with the same webhook-id, so the receiver can tell."""
+    ws = "ws-hooks-crash"
+    real_finish = webhooks_store.finish_attempt
+    crashes: list[str] = []
+
+    async def crash_once(conn: Any, delivery: Any, **values: Any) -> None:
+        if not crashes:
+            crashes.append(str(delivery.event_id))
+            raise ConnectionResetError("database connection lost after the answer")
+        await real_finish(conn, delivery, **values)
+
+    monkeypatch.setattr(webhooks_store, "finish_attempt", crash_once)
+    async with Receiver().running() as receiver:
+        service = await start(make_settings, start_service, FakeClock())
+        async with api(service, ws) as client:
+            sub = await subscribe(client, receiver.url)
+        receiver.secrets = [sub["secret"]]
+        event = envelope(discovered(uuid.uuid4()), ws)
+        await produce_events(service.settings.kafka_bootstrap_servers, topic_prefix, [event])
+
+        async def delivered() -> Any:
+            rows = await delivery_rows(service, sub["subscription_id"])
+            return rows if rows and rows[0].status == "delivered" else None
+
+        (row,) = await wait_for(delivered, what="delivered after the crash")
+        assert crashes == [str(event.id)]
+        assert receiver.accepted_ids() == [str(event.id)] * 2  # answered twice, same webhook-id
+        assert row.attempts == 1  # the crashed attempt's outcome was never committed
