@@ -122,7 +122,9 @@ class DeliveryWorker:
         ATTEMPT_SECONDS.observe(result.duration_ms / 1000)
         return True
 
-    async def _apply(self, conn: AsyncConnection, delivery: Row[Any], result: AttemptResult, started_at: Any) -> None:
+    async def _apply(
+        self, conn: AsyncConnection, delivery: Row[Any], result: AttemptResult, started_at: datetime
+    ) -> None:
         now = self.clock.now()
         after = domain.after_attempt(delivery.retry, result, self.policy, now, self.rng)
         await store.finish_attempt(
