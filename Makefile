@@ -33,7 +33,13 @@ $(STAMP): pyproject.toml schemas/pyproject.toml requirements/dev.txt
 
 venv: $(STAMP) ## create .venv and install the project (from requirements/dev.txt: every version and hash locked)
 
-lock: venv ## re-lock requirements/*.txt from pyproject.toml (uv; run after changing a dependency)
+# uv alone, so that `make lock` works while the venv cannot be installed (a dependency just added to pyproject.toml
+# is not in the lock yet); the same version as the dev lock's.
+$(BIN)/uv:
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q "uv==$$(sed -n 's/^uv==\([^ ]*\).*/\1/p' requirements/dev.txt)"
+
+lock: $(BIN)/uv ## re-lock requirements/*.txt from pyproject.toml (uv; run after changing a dependency)
 	$(UV_COMPILE) requirements/dev.in -o requirements/dev.txt
 	# The image's locks take their versions from the dev lock: what the tests ran is what ships.
 	$(UV_COMPILE) requirements/runtime.in -c requirements/dev.txt -o requirements/runtime.txt
@@ -63,7 +69,7 @@ test: venv infra-up ## run every test on the real broker and database
 lint: venv ## ruff and mypy
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy schemas/src services leadstream_cli tests bench
+	$(BIN)/mypy schemas/src services leadstream_cli tests bench examples
 
 schemas: venv ## regenerate JSON Schemas and the AsyncAPI document
 	$(BIN)/python -m leadstream_schemas.generate

@@ -1,6 +1,6 @@
 """``leadstream demo``: the whole product on the local servers, with simulated providers.
 
-Starts the six services as processes on a scaled clock (campaign minutes pass in milliseconds),
+Starts every service as a process on a scaled clock (campaign minutes pass in milliseconds),
 creates a workspace and token, connects a simulated LinkedIn account, runs a saved signal search
 for N leads, launches a campaign on the resulting source group, then prints one replying lead's
 timeline in causal order and the campaign's summary counts from the projection API.
@@ -213,15 +213,18 @@ def run_demo(*, once: bool, leads: int, timeout_s: float, env: dict[str, str]) -
             "LEADSTREAM_CLOCK_SCALE": str(CLOCK_SCALE),
             "LEADSTREAM_CLOCK_EPOCH": started.isoformat(),
             "LEADSTREAM_SIMULATED_SEED": str(int(started.timestamp())),
+            # Lets a webhook subscription of the demo's API point at a receiver on this machine (http://127.0.0.1:...).
+            "LEADSTREAM_WEBHOOKS_ALLOW_PRIVATE_TARGETS": "true",
+            "LEADSTREAM_WEBHOOKS_ALLOW_HTTP": "true",
         },
         log_dir=log_dir,
     )
     try:
-        with console.status("starting the six services…"):
+        with console.status(f"starting the {len(SERVICES)} services…"):
             for name in SERVICES:
                 fleet.start(name)
             fleet.wait_ready()
-        console.print(f"[green]all six services ready[/] (logs in {log_dir})")
+        console.print(f"[green]all {len(SERVICES)} services ready[/] (logs in {log_dir})")
         scenario = DemoScenario(fleet, token)
         campaign_id, _ = scenario.setup_campaign(leads)
         console.print(f"campaign {campaign_id} launched for {leads} simulated leads; waiting for replies…")
