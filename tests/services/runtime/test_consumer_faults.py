@@ -131,14 +131,25 @@ async def test_permanent_error_is_dead_lettered_without_retry(probe: Probe) -> N
     await _handled(probe, later.id)
 
 
-async def test_retry_later_is_bounded_too(probe: Probe) -> None:
-    bad = discovered()
-    probe.handler.fail(bad.id, lambda: RetryLater(0.01, "provider says wait"))
-    sent = await send(probe.bootstrap, probe.lead_topic, [raw(bad)])
-    h = (await _dead_letters(probe, sent))[sent[0].offset]
-    assert probe.handler.attempts[bad.id] == probe.settings.consumer_max_attempts
-    assert h["dlq_error_code"] == "retry_exhausted"
-    assert h["dlq_error_message"] == "provider says wait"
+async def test_a_rate_limit_is_waited_out_without_limit_and_never_dead_lettered(probe: Probe) -> None:
+    # A rate limit is not the record's fault: more rate-limited attempts than a failing record is allowed,
+    # each a short wait sat through inline, and the event is handled, not dead-lettered (it used to be,
+    # as retry_exhausted).
+    env = discovered()
+    times = probe.settings.consumer_max_attempts + 2
+    probe.handler.fail(env.id, lambda: RetryLater(0.01, "provider says wait"), times=times)
+    marker_key, _, marker_headers = raw(discovered(env.data.lead_id))
+    sent = await send(probe.bootstrap, probe.lead_topic, [raw(env), (marker_key, b"not json", marker_headers)])
+    await _handled(probe, env.id)
+    assert probe.handler.attempts[env.id] == times + 1
+    assert await effect_origins(probe.service.engine, env.id) == ["event"]
+    # The poison record behind it on the same partition was dead-lettered, so a dead letter of the
+    # event (written before it) would be there too: there is none.
+    await _dead_letters(probe, sent[1:])
+    dlq = await read_until(
+        probe.bootstrap, [probe.dlq_topic], lambda rs: bool(dead_letters_of(rs, sent[1], probe.settings.group_id))
+    )
+    assert dead_letters_of(dlq, sent[0], probe.settings.group_id) == []
 
 
 async def test_transient_failure_then_success_is_handled_once(probe: Probe) -> None:
@@ -271,14 +282,14 @@ class _FlakyPublisher:
 
 async def test_dead_letter_publish_is_retried_through_a_broker_hiccup_and_readiness_recovers(probe: Probe) -> None:
     consumer = probe.service.consumers[0]
-    flaky = _FlakyPublisher(consumer.broker, failures=2)
-    consumer.broker = flaky  # type: ignore[assignment]
+    flaky = _FlakyPublisher(consumer.dead_letters.broker, failures=2)
+    consumer.dead_letters.broker = flaky  # type: ignore[assignment]
     try:
         key, _, headers = raw(discovered())
         sent = await send(probe.bootstrap, probe.lead_topic, [(key, b"not json", headers)])
         h = (await _dead_letters(probe, sent))[sent[0].offset]
     finally:
-        consumer.broker = flaky.broker
+        consumer.dead_letters.broker = flaky.broker
     assert h["dlq_error_code"] == "invalid_json"
     assert flaky.calls == 3
     assert consumer.healthy  # not left "unready" by the failed attempts once the dead letter is written

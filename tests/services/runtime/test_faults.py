@@ -9,6 +9,7 @@ import random
 import asyncpg
 import pytest
 from aiokafka import errors as kafka_errors
+from sqlalchemy import exc as sa_exc
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
@@ -119,6 +120,8 @@ async def test_an_unreachable_database_is_transient_or_suspect(database_url: str
     assert classify(caught.value) in {Fault.TRANSIENT, Fault.SUSPECT}
     assert classify(ConnectionRefusedError()) is Fault.SUSPECT
     assert classify(TimeoutError()) is Fault.SUSPECT
+    # Through SQLAlchemy's driver layer it is the database's own connection, not a provider's call.
+    assert classify(sa_exc.OperationalError("SELECT 1", None, ConnectionRefusedError())) is Fault.TRANSIENT
 
 
 def test_broker_errors() -> None:
