@@ -64,6 +64,8 @@ class GroupConsumer:
         """True while consuming without a transient failure."""
         self.blocked: str | None = None
         self.assigned_once = False
+        self.revocations = 0
+        """Rebalances that took partitions from this member (counted for tests and logs)."""
         self.deadline = 0.0
         """When (monotonic) the mode stops starting records of the current poll."""
         self._gen: dict[TopicPartition, int] = {}
@@ -217,6 +219,7 @@ class GroupConsumer:
     # -- rebalancing ------------------------------------------------------------------------------
 
     async def _revoked(self, tps: list[TopicPartition]) -> None:
+        self.revocations += bool(tps)
         for tp in tps:
             self._gen[tp] = self._gen.get(tp, 0) + 1  # nothing fetched before is started any more
         work = self.in_flight()
