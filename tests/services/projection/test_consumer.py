@@ -19,14 +19,20 @@ from tests.support.kafka import produce, read_until, wait_for
 from .helpers import assert_refused_nul, decodes, produce_all
 
 
-async def test_poison_record_is_dead_lettered_and_the_stream_goes_on(
-    isolated: Isolated,  # noqa: F811 - the fixture imported above
-    start_service: StartService,
-) -> None:
+async def _started(isolated: Isolated, start_service: StartService) -> tuple[ProjectionSettings, Any]:  # noqa: F811
+    """The projection service on ``isolated``, started and assigned its partitions: (settings, consumer)."""
     settings = isolated.settings()
     service = await start_service(build(settings))
     consumer = service.app.state.projection
     await wait_for(lambda: consumer.assigned_once, timeout_s=60, what="assignment")
+    return settings, consumer
+
+
+async def test_poison_record_is_dead_lettered_and_the_stream_goes_on(
+    isolated: Isolated,  # noqa: F811 - the fixture imported above
+    start_service: StartService,
+) -> None:
+    settings, _ = await _started(isolated, start_service)
     lead = uuid.uuid4()
     before = Envelope.new(
         LeadDiscovered(lead_id=lead, source=LeadSource.manual, full_name="A"), workspace_id="w", source="test"
@@ -133,10 +139,7 @@ async def test_a_row_the_views_refuse_is_isolated_in_its_batch(
 ) -> None:
     # Independent of any character rule: a record that decodes, whose lead row the database refuses
     # (a constraint added for the test), in the middle of a batch of others on the same partition.
-    settings = isolated.settings()
-    service = await start_service(build(settings))
-    consumer = service.app.state.projection
-    await wait_for(lambda: consumer.assigned_once, timeout_s=60, what="assignment")
+    settings, _ = await _started(isolated, start_service)
     conn = await asyncpg.connect(dsn(settings.database_url))
     try:
         await conn.execute(
