@@ -5,7 +5,8 @@ play no part in correctness; they are committed afterwards, best effort, for the
 :class:`BatchPipeline` plans the next batch while the previous one commits, retries by cause
 (:mod:`.policy`), and isolates a record fault: a batch that fails on one is split in halves until the
 offending record is alone; that record is retried ``consumer_max_attempts`` times, then dead-lettered
-with the error, and the rest of the batch applies. The live group consumer (:class:`BatchConsumer`:
+with the error, and the rest of the batch applies (a record whose decoding or planning fails is
+isolated the same way). The live group consumer (:class:`BatchConsumer`:
 seeks to the stored offsets on assignment) and group-less readers (a rebuild) both use it.
 """
 
@@ -136,15 +137,21 @@ class BatchPipeline(Generic[P]):
         """
         records = [r for recs in polled.values() for r in recs]
         t0 = time.perf_counter()
-        prepared = await self.checkpoint.prepare(records) if records else None
+        prepared = await self._prepare(records)
         self.seconds["decode_plan"] += time.perf_counter() - t0
         await self.drain(settle)
         stale = [tp for tp in polled if fresh is not None and not fresh(tp)]
         if stale and records:
             records = [r for tp, recs in polled.items() if tp not in stale for r in recs]
-            prepared = await self.checkpoint.prepare(records) if records else None
+            prepared = await self._prepare(records)
         if records:
             self.pending = asyncio.create_task(self.apply(records, prepared, expected))
+
+    async def _prepare(self, records: list[ConsumerRecord[Any, Any]]) -> P | None:
+        try:
+            return await self.checkpoint.prepare(records) if records else None
+        except Exception:  # a record the planning fails on: apply() prepares again and isolates it
+            return None
 
     async def drain(self, settle: Settle) -> None:
         """Wait for the batch in flight and settle its result (nothing when it was cancelled: rolled back)."""
@@ -166,10 +173,10 @@ class BatchPipeline(Generic[P]):
         todo: list[tuple[list[ConsumerRecord[Any, Any]], P | None]] = [(records, prepared)]
         while todo:
             part, plan = todo.pop()
-            if plan is None:
-                plan = await self.checkpoint.prepare(part)
             one = len(part) == 1
             try:
+                if plan is None:
+                    plan = await self.checkpoint.prepare(part)
                 result = await self.retry(
                     partial(self.checkpoint.apply, plan, expected, self._dead_letter),
                     self.settings.consumer_max_attempts if one else 1,

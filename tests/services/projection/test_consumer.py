@@ -8,8 +8,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
+import pytest
 from leadstream_schemas import LEAD, Envelope, LeadDiscovered, LeadSource, Replied, encode, headers_dict
 
+from services.projection import domain
 from services.projection.app import build
 from services.projection.checksum import dsn
 from services.projection.settings import ProjectionSettings
@@ -179,5 +181,46 @@ async def test_a_row_the_views_refuse_is_isolated_in_its_batch(
         row = await conn.fetchrow("SELECT disc_name, replied FROM projection.lead_state WHERE lead_id = $1", lead)
         assert row is not None and row["replied"] and row["disc_name"] is None  # the reply applied, the refused row not
         assert await conn.fetchval("SELECT count(*) FROM projection.seen_events WHERE event_id = $1", refused.id) == 0
+    finally:
+        await conn.close()
+
+
+async def test_a_record_the_planning_fails_on_is_isolated(
+    isolated: Isolated,  # noqa: F811 - the fixture imported above
+    start_service: StartService,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A bug the projection's own code hits on one record (here: computing its contribution to the views)
+    # is that record's fault: isolated and dead-lettered, not a consumer restarting on it for ever.
+    envs = [
+        Envelope.new(
+            LeadDiscovered(lead_id=uuid.uuid4(), source=LeadSource.manual, full_name=f"N{i}"),
+            workspace_id="w",
+            source="t",
+        )
+        for i in range(20)
+    ]
+    poison = envs[7]
+    real = domain.contribution
+
+    def contribution(env: Any) -> Any:
+        if str(env.id) == str(poison.id):
+            raise KeyError("simulated planning bug")
+        return real(env)
+
+    monkeypatch.setattr(domain, "contribution", contribution)
+    settings = isolated.settings()
+    await produce_all(settings.kafka_bootstrap_servers, settings.topic_prefix, envs)  # one batch, before the start
+    await start_service(build(settings))
+
+    h = await _dead_letter_of(settings, poison.id, settings.group_id)
+    assert h["dlq_error_code"] == "handler_error" and "KeyError: 'simulated planning bug'" in h["dlq_error_message"]
+    conn = await asyncpg.connect(dsn(settings.database_url))
+    try:
+
+        async def applied() -> bool:
+            return await conn.fetchval("SELECT count(*) FROM projection.timeline") == len(envs) - 1
+
+        await wait_for(applied, timeout_s=60, what="every record but the one the planning fails on")
     finally:
         await conn.close()
