@@ -85,6 +85,18 @@ def _lead_events(workspace: str, lead: uuid.UUID, *, reply: str, name: str = "A"
     ]
 
 
+def _discoveries(n: int) -> list[Envelope[Any]]:
+    """``n`` discoveries of new leads (one workspace)."""
+    return [
+        Envelope.new(
+            LeadDiscovered(lead_id=uuid.uuid4(), source=LeadSource.manual, full_name=f"N{i}"),
+            workspace_id="w",
+            source="t",
+        )
+        for i in range(n)
+    ]
+
+
 async def _dead_letter_of(settings: ProjectionSettings, event_id: uuid.UUID, group: str) -> dict[str, str]:
     """The one dead letter of ``event_id`` on the lead topic's DLQ written for ``group``."""
     topic = settings.topic_name(LEAD.name) + ".dlq"
@@ -148,14 +160,7 @@ async def test_a_row_the_views_refuse_is_isolated_in_its_batch(
             "ALTER TABLE projection.lead_state ADD CONSTRAINT refuse_test CHECK (disc_name IS DISTINCT FROM 'Refused')"
         )
         lead = uuid.uuid4()
-        envs = [
-            Envelope.new(
-                LeadDiscovered(lead_id=uuid.uuid4(), source=LeadSource.manual, full_name=f"N{i}"),
-                workspace_id="w",
-                source="t",
-            )
-            for i in range(30)
-        ]
+        envs = _discoveries(30)
         refused = Envelope.new(
             LeadDiscovered(lead_id=lead, source=LeadSource.manual, full_name="Refused"), workspace_id="w", source="t"
         )
@@ -192,14 +197,7 @@ async def test_a_record_the_planning_fails_on_is_isolated(
 ) -> None:
     # A bug the projection's own code hits on one record (here: computing its contribution to the views)
     # is that record's fault: isolated and dead-lettered, not a consumer restarting on it for ever.
-    envs = [
-        Envelope.new(
-            LeadDiscovered(lead_id=uuid.uuid4(), source=LeadSource.manual, full_name=f"N{i}"),
-            workspace_id="w",
-            source="t",
-        )
-        for i in range(20)
-    ]
+    envs = _discoveries(20)
     poison = envs[7]
     real = domain.contribution
 
