@@ -25,7 +25,7 @@ from sqlalchemy import Select, and_, or_, select, update
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from services.runtime.faults import Fault, retry_after
+from services.runtime.faults import Fault
 from services.runtime.providers import ProviderError
 from services.runtime.service import Service
 from services.runtime.telemetry import current_traceparent
@@ -93,9 +93,8 @@ class SearchRunner:
         self.provider = provider
         self.settings = settings
         self.timers = DurableTimers(
-            "discovery_searches",
-            service.engine,
-            service.clock,
+            name="discovery_searches",
+            service=service,
             table=searches,
             due=searches.c.retry_at,
             attempts=searches.c.consecutive_errors,
@@ -106,7 +105,7 @@ class SearchRunner:
             retry_initial_s=settings.search_backoff_initial_s,
             retry_max_s=settings.search_backoff_max_s,
             poll_interval_s=settings.search_poll_interval_s,
-            committed=service.wake_relay,
+            max_retry_after_s=settings.search_max_retry_after_s,
         )
 
     def wake(self) -> None:
@@ -257,13 +256,9 @@ class SearchRunner:
         if row.status == "finished":  # cancelled meanwhile
             return
         message = str(failure.error)
-        if failure.fault is Fault.THROTTLED:  # not counted; a provider asking for more than the cap is not obeyed
-            wait = min(retry_after(failure.error) or 0.0, self.settings.search_max_retry_after_s)
-            message = f"rate limited by the provider; retrying in {wait:.1f}s"
-            await conn.execute(
-                update(searches)
-                .where(searches.c.search_id == row.search_id)
-                .values(retry_at=failure.now + timedelta(seconds=wait))
+        if failure.fault is Fault.THROTTLED and failure.retry_at is not None:  # not counted as an error
+            message = (
+                f"rate limited by the provider; retrying in {(failure.retry_at - failure.now).total_seconds():.1f}s"
             )
         if failure.retry_at is None:
             await finish(self.service, conn, row, "failed", failure.now, last_error=message)

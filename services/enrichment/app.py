@@ -86,8 +86,7 @@ def build(
     )
     retries = RetryWorker(service, handlers, settings.retry_poll_interval_s)
     service.consume([LEAD.name], {LeadDiscovered: handlers.on_lead_discovered})
-    service.add_task(retries.timers.loop)
-    service.add_readiness_check(retries.timers.readiness_check())
+    retries.timers.serve()
     for client in (handlers.profiles, handlers.emails):
         if isinstance(client, ProfileApiClient | EmailApiClient):
             service.add_task(_close_on_stop(client))

@@ -232,9 +232,8 @@ class RetryWorker:
         self.handlers = handlers
         policy = handlers.policy
         self.timers = DurableTimers(
-            "enrichment_retries",
-            service.engine,
-            service.clock,
+            name="enrichment_retries",
+            service=service,
             table=enrichment_retries,
             due=enrichment_retries.c.due_at,
             attempts=enrichment_retries.c.attempts,
@@ -249,7 +248,6 @@ class RetryWorker:
             retry_initial_s=policy.initial_s,
             retry_max_s=policy.max_s,
             poll_interval_s=poll_interval_s,
-            committed=service.wake_relay,
         )
 
     async def run_one(self) -> bool:

@@ -131,9 +131,8 @@ def build(
     )
     service.include_router(build_router(ctx))
     if settings.timer_loop_enabled:
-        for loop in (runner.timers, runner.intents):
-            service.add_task(loop.loop)
-            service.add_readiness_check(loop.readiness_check())
+        runner.timers.serve()
+        runner.intents.serve()
     return service
 
 

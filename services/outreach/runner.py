@@ -18,7 +18,6 @@ from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 
-from leadstream_schemas import Action, ActionFailed
 from sqlalchemy import select
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -52,9 +51,8 @@ class Runner:
         self.executor = executor
         self.settings = settings
         self.timers = DurableTimers(
-            "outreach",
-            service.engine,
-            service.clock,
+            name="outreach",
+            service=service,
             table=timers,
             due=timers.c.due_at,
             attempts=timers.c.attempts,
@@ -65,12 +63,11 @@ class Runner:
             retry_initial_s=STEP_RETRY_S,
             retry_max_s=STEP_RETRY_S * 2**settings.timer_max_attempts,
             poll_interval_s=settings.timer_poll_interval_s,
-            committed=service.wake_relay,
         )
         self.intents = DurableTimers(
-            "outreach_send_intents",
-            service.engine,
-            SystemClock(),
+            name="outreach_send_intents",
+            service=service,
+            clock=SystemClock(),  # a lost answer is asked for after real seconds: calls take real time
             table=sends,
             due=sends.c.reconcile_at,
             attempts=sends.c.reconcile_attempts,
@@ -81,7 +78,6 @@ class Runner:
             retry_initial_s=settings.send_reconcile_after_s,
             retry_max_s=max(LOOKUP_RETRY_MAX_S, settings.send_reconcile_after_s),
             poll_interval_s=settings.timer_poll_interval_s,
-            committed=service.wake_relay,
         )
 
     def wake(self) -> None:
@@ -200,32 +196,14 @@ class Runner:
         ``timer_max_attempts`` the timer fails, and a step's lead with it (ActionFailed internal_error)."""
         if failure.retry_at is not None:
             return
-        now = failure.now
-        await tm.finish(conn, timer.id, now, f"failed: {failure.detail}", state="failed")
-        if timer.kind != "step" or timer.lead_id is None:
-            return
         em = RootEmitter(self.service, timer.workspace_id)
-        campaign = (
-            await conn.execute(select(campaigns.c.workflow).where(campaigns.c.campaign_id == timer.campaign_id))
-        ).first()
-        action = Graph.from_dict(campaign.workflow).step(timer.step_id).action if campaign else "message"
-        em.emit(
-            ActionFailed(
-                lead_id=timer.lead_id,
-                campaign_id=timer.campaign_id,
-                account_id=timer.account_id,
-                step_id=timer.step_id,
-                action=Action(action),
-                reason="internal_error",
-                detail=failure.detail,
-                retryable=False,
-            ),
-            f"failed:{timer.key}",
-        )
-        # The lead stops here (its other steps too), so it neither waits forever nor blocks the finish.
-        await tm.cancel_lead(conn, timer.workspace_id, timer.lead_id, now, "failed", timer.campaign_id)
-        await lc.end_lead(conn, timer.campaign_id, timer.lead_id, timer.workspace_id, "failed", now)
-        await lc.maybe_finish_campaign(conn, em, timer.campaign_id, now)
+        run = None
+        if timer.kind == "step":
+            run = await self.executor.resume(conn, em, timer.campaign_id, timer.lead_id, timer.step_id, failure.now)
+        if run is None:
+            await tm.finish(conn, timer.id, failure.now, f"failed: {failure.detail}", state="failed")
+        else:  # the lead stops here (its other steps too), so it neither waits forever nor blocks the finish
+            await self.executor.fail(run, "internal_error", failure.detail)
         await em.flush(conn)
 
     # -- send intents ----------------------------------------------------------------------------

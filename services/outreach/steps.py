@@ -639,11 +639,11 @@ class StepExecutor:
                 retry_at = run.now + timedelta(seconds=max(exc.retry_after_s, 1.0))
                 await tm.postpone(run.conn, run.timer.id, retry_at, run.now, payload=payload)
                 return
-            await self._fail(run, "rate_limited", f"rate-limited since {since.isoformat()}: {exc}")
+            await self.fail(run, "rate_limited", f"rate-limited since {since.isoformat()}: {exc}")
         elif exc.transient:
             await self._retry_or_fail(run, "provider_error", str(exc))
         else:
-            await self._fail(run, "provider_error", str(exc))
+            await self.fail(run, "provider_error", str(exc))
 
     async def _retry_or_fail(self, run: StepRun, reason: str, detail: str) -> None:
         """Try the step again after a backoff (2, 4, 8... minutes), or fail it once its attempts are used up."""
@@ -653,9 +653,9 @@ class StepExecutor:
             forgotten = _rate_limit_forgotten(run)
             await tm.postpone(run.conn, run.timer.id, retry_at, run.now, attempts=attempts, payload=forgotten)
             return
-        await self._fail(run, reason, detail)
+        await self.fail(run, reason, detail)
 
-    async def _fail(self, run: StepRun, reason: str, detail: str) -> None:
+    async def fail(self, run: StepRun, reason: str, detail: str) -> None:
         """The provider will not do this step: ActionFailed, and the lead's sequence ends as failed."""
         run.em.emit(
             ActionFailed(**run.ids, action=Action(run.step.action), reason=reason, detail=detail, retryable=False),
@@ -677,7 +677,7 @@ class StepExecutor:
         if isinstance(answer, Unanswered):  # only the provider can tell now: the reconciler asks it later
             await intents.mark(conn, key, intents.PENDING, reason=answer.reason, detail=answer.detail)
             return
-        run = await self._resume(conn, em, intent, now)
+        run = await self.resume(conn, em, intent.campaign_id, intent.lead_id, intent.step_id, now)
         if isinstance(answer, Performed):
             await self._sent(conn, em, intent, run, answer.result, now)
         elif isinstance(answer, Refused):
@@ -696,25 +696,22 @@ class StepExecutor:
             if run is not None:
                 await self._end(run, "failed")
 
-    async def _resume(self, conn: AsyncConnection, em: Emitter, intent: Row[Any], now: datetime) -> StepRun | None:
-        """The step waiting for this send, locked again; None when it no longer waits (a reply ended the lead)."""
-        timer = (
-            await conn.execute(
-                select(timers)
-                .where(timers.c.key == tm.step_key(intent.campaign_id, intent.lead_id, intent.step_id))
-                .with_for_update()
-            )
-        ).first()
+    async def resume(
+        self, conn: AsyncConnection, em: Emitter, campaign_id: UUID, lead_id: UUID, step_id: str, now: datetime
+    ) -> StepRun | None:
+        """A lead's step, its timer locked (again); None when it no longer runs (a reply ended the lead)."""
+        key = tm.step_key(campaign_id, lead_id, step_id)
+        timer = (await conn.execute(select(timers).where(timers.c.key == key).with_for_update())).first()
         if timer is None or timer.state not in tm.LIVE:
             return None
-        enrollment = await _enrollment(conn, intent.campaign_id, intent.lead_id)
+        enrollment = await _enrollment(conn, campaign_id, lead_id)
         if enrollment is None or enrollment.state != "active":
             return None
         campaign, account, lead = await _rows(conn, enrollment)
         if account is None:
             return None
         graph = Graph.from_dict(campaign.workflow)
-        step, schedule = graph.step(intent.step_id), Schedule.from_delivery(campaign.delivery)
+        step, schedule = graph.step(step_id), Schedule.from_delivery(campaign.delivery)
         return StepRun(conn, em, timer, enrollment, campaign, account, lead, graph, step, schedule, now)
 
     async def _sent(

@@ -20,13 +20,15 @@ says HOW they are claimed, run, retried and backed off:
                    (at once for a permanent :class:`ProviderError`) the domain gives up
   ===============  ============================================================================
 
-  A failure is recorded in a new transaction on the row locked again: the helper moves the row's
-  ``due`` column to the retry time and its ``attempts`` column to the new count, then the domain's
-  ``failed(conn, row, failure)`` adds what it must (the error, or on giving up the events that end the
-  work, which must make the row unclaimable);
+  A failure is recorded in a new transaction on the row locked again: the helper sets the row's
+  ``attempts`` column to the new count and (when retried) its ``due`` column to the retry time, then
+  the domain's ``failed(conn, row, failure)`` adds what it must (the error, or on giving up the events
+  that end the work, which must make the row unclaimable); a SUSPECT error (a refused connection, a
+  timeout) is TRANSIENT when the database does not answer ``SELECT 1``, else RECORD;
 - **stop**: honoured between rows; a claim in progress is abandoned (rolled back, no effect), a call
   already made is recorded;
-- :meth:`DurableTimers.wake`: look now, something just became due.
+- :meth:`DurableTimers.wake`: look now, something just became due; :meth:`DurableTimers.serve` runs
+  the loop as the service's background task and reports not-ready while it fails.
 """
 
 from __future__ import annotations
@@ -35,18 +37,20 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Generic, TypeVar
 
 from sqlalchemy import Column, Select, Table, and_, select, update
 from sqlalchemy.engine import Row
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql.elements import ColumnElement
 
 from .clock import Clock
 from .db import ping
 from .faults import Backoff, Fault, backoff_delay, classify, retry_after
 from .providers import ProviderError
+from .service import Service
 
 log = logging.getLogger(__name__)
 
@@ -84,48 +88,36 @@ Run = Callable[[AsyncConnection, Row[Any], datetime], Awaitable["Then[Any] | Non
 Failed = Callable[[AsyncConnection, Row[Any], Failure], Awaitable[None]]
 
 
+@dataclass(eq=False, kw_only=True)
 class DurableTimers:
-    """Claims and runs the due rows of one table (see the module's docstring).
+    """Claims and runs the due rows of one table of ``service`` (see the module's docstring).
 
-    ``loop(stop)`` is the background task; ``run_once()`` / ``run_due()`` step it (tests with a fake clock).
-    ``due`` and ``attempts`` are the table's columns of the next try and of the attempts used so far.
+    ``due`` and ``attempts`` are the table's columns of the next try and of the attempts used so far; a
+    provider's retry-after is obeyed up to ``max_retry_after_s``. :meth:`serve` runs :meth:`loop` as the
+    service's background task; ``run_once()`` / ``run_due()`` step it (tests with a fake clock).
     """
 
-    def __init__(
-        self,
-        name: str,
-        engine: AsyncEngine,
-        clock: Clock,
-        *,
-        table: Table,
-        due: Column[Any],
-        attempts: Column[Any],
-        claimable: Claimable,
-        run: Run,
-        failed: Failed,
-        max_attempts: int,
-        retry_initial_s: float,
-        retry_max_s: float,
-        poll_interval_s: float,
-        backoff_max_s: float = 5.0,
-        committed: Callable[[], None] = lambda: None,
-    ) -> None:
-        self.name = name
-        self.engine = engine
-        self.clock = clock
-        self.table = table
-        self.due = due
-        self.attempts = attempts
-        self.claimable = claimable
-        self.run = run
-        self.failed = failed
-        self.max_attempts = max_attempts
-        self.retry_initial_s = retry_initial_s
-        self.retry_max_s = retry_max_s
-        self.poll_interval_s = poll_interval_s
-        self.backoff = Backoff(poll_interval_s, max(backoff_max_s, poll_interval_s))
-        self.committed = committed
-        self.healthy = True
+    name: str
+    service: Service
+    table: Table
+    due: Column[Any]
+    attempts: Column[Any]
+    claimable: Claimable
+    run: Run
+    failed: Failed
+    max_attempts: int
+    retry_initial_s: float
+    retry_max_s: float
+    poll_interval_s: float
+    max_retry_after_s: float = float("inf")
+    clock: Clock | None = None  # default: the service's clock
+    healthy: bool = field(default=True, init=False)
+
+    def __post_init__(self) -> None:
+        self.now = (self.clock or self.service.clock).now
+        self.backoff = Backoff(
+            self.poll_interval_s, max(self.service.settings.consumer_backoff_max_s, self.poll_interval_s)
+        )
         self._wake = asyncio.Event()
         self._stop: asyncio.Event | None = None
         self._calling = False
@@ -136,14 +128,15 @@ class DurableTimers:
         """Look for due rows now (something just became due)."""
         self._wake.set()
 
-    def readiness_check(self) -> Callable[[], Awaitable[str | None]]:
-        """A readiness check (``service.add_readiness_check``): not ready while the database fails the loop."""
+    def serve(self) -> None:
+        """Run :meth:`loop` as a background task of the service, and report not-ready while it fails."""
 
         async def check() -> str | None:
             return None if self.healthy else "cannot run due timers (database unreachable; see the logs)"
 
         check.__name__ = f"timers:{self.name}"
-        return check
+        self.service.add_task(self.loop)
+        self.service.add_readiness_check(check)
 
     async def loop(self, stop: asyncio.Event) -> None:
         """Background task: run due rows until ``stop``; when idle, look again every ``poll_interval_s`` or on
@@ -174,10 +167,10 @@ class DurableTimers:
 
     async def run_once(self) -> Row[Any] | None:
         """Claim the first due row and run it; returns it (None when none is due). Raises on a transient fault."""
-        now = self.clock.now()
+        now = self.now()
         claimed: Row[Any] | None = None
         try:
-            async with self.engine.begin() as conn:
+            async with self.service.engine.begin() as conn:
                 claimed = (await conn.execute(self._claim(now))).first()
                 if claimed is None:
                     return None
@@ -187,7 +180,7 @@ class DurableTimers:
                 raise
             await self._record_failure(claimed, exc, now)
             return claimed
-        self.committed()
+        self.service.wake_relay()
         if then is not None:
             await self._finish(claimed, then)
         return claimed
@@ -197,9 +190,8 @@ class DurableTimers:
     def _claim(self, now: datetime) -> Select[Any]:
         return self.claimable(now).limit(1).with_for_update(of=self.table, skip_locked=True)
 
-    def _relock(self, row: Row[Any]) -> Select[Any]:
-        keys = [c == getattr(row, c.name) for c in self.table.primary_key.columns]
-        return select(self.table).where(and_(*keys)).with_for_update(skip_locked=True)
+    def _key(self, row: Row[Any]) -> ColumnElement[bool]:
+        return and_(*[c == getattr(row, c.name) for c in self.table.primary_key.columns])
 
     async def _unless_stopped(self, stop: asyncio.Event) -> Row[Any] | None:
         """:meth:`run_once`, abandoned (rolled back) when ``stop`` comes first, unless its call is under way."""
@@ -231,12 +223,12 @@ class DurableTimers:
             try:
                 result = await then.call()
             except Exception as exc:
-                await self._record_failure(row, exc, self.clock.now())
+                await self._record_failure(row, exc, self.now())
                 return
             while True:
-                now = self.clock.now()
+                now = self.now()
                 try:
-                    async with self.engine.begin() as conn:
+                    async with self.service.engine.begin() as conn:
                         await then.record(conn, result, now)
                 except Exception as exc:
                     if await self._fault(exc) is not Fault.TRANSIENT:
@@ -249,7 +241,7 @@ class DurableTimers:
                     continue
                 self.healthy = True
                 self.backoff.reset()
-                self.committed()
+                self.service.wake_relay()
                 return
         finally:
             self._calling = False
@@ -258,7 +250,7 @@ class DurableTimers:
         fault = classify(exc)
         if fault is Fault.SUSPECT:  # an outage, or the work's own call to a provider? Ask the database.
             try:
-                await asyncio.wait_for(ping(self.engine), timeout=DATABASE_CHECK_TIMEOUT_S)
+                await asyncio.wait_for(ping(self.service.engine), timeout=DATABASE_CHECK_TIMEOUT_S)
             except Exception:
                 return Fault.TRANSIENT
             return Fault.RECORD
@@ -266,7 +258,8 @@ class DurableTimers:
 
     def _failure(self, exc: BaseException, fault: Fault, used: int, now: datetime) -> Failure:
         if fault is Fault.THROTTLED:
-            return Failure(exc, fault, used, now + timedelta(seconds=retry_after(exc) or 0.0), now)
+            wait = min(retry_after(exc) or 0.0, self.max_retry_after_s)
+            return Failure(exc, fault, used, now + timedelta(seconds=wait), now)
         attempts = used + 1
         permanent = isinstance(exc, ProviderError) and not exc.transient
         if permanent or attempts >= self.max_attempts:
@@ -281,16 +274,18 @@ class DurableTimers:
             raise exc
         bug = fault is Fault.RECORD and not isinstance(exc, ProviderError)
         log.warning("%s: work failed (%s)", self.name, fault, extra={"error": repr(exc)}, exc_info=bug)
-        where = and_(*[c == getattr(row, c.name) for c in self.table.primary_key.columns])
+        where = self._key(row)
         try:
-            async with self.engine.begin() as conn:
-                fresh = (await conn.execute(self._relock(row))).first()
+            async with self.service.engine.begin() as conn:
+                relock = select(self.table).where(where).with_for_update(skip_locked=True)
+                fresh = (await conn.execute(relock)).first()
                 if fresh is None:
                     return
                 failure = self._failure(exc, fault, int(getattr(fresh, self.attempts.name) or 0), now)
+                values: dict[str, Any] = {self.attempts.name: failure.attempts}
                 if failure.retry_at is not None:
-                    values = {self.due.name: failure.retry_at, self.attempts.name: failure.attempts}
-                    await conn.execute(update(self.table).where(where).values(**values))
+                    values[self.due.name] = failure.retry_at
+                await conn.execute(update(self.table).where(where).values(**values))
                 await self.failed(conn, fresh, failure)
         except Exception as error:
             if await self._fault(error) is Fault.TRANSIENT:
@@ -298,7 +293,7 @@ class DurableTimers:
             # The domain could not record it: keep the row from being claimed again and again meanwhile.
             log.exception("%s: recording a failure failed", self.name)
             later = now + timedelta(seconds=self.retry_max_s)
-            async with self.engine.begin() as conn:
+            async with self.service.engine.begin() as conn:
                 await conn.execute(update(self.table).where(where).values(**{self.due.name: later}))
             return
-        self.committed()
+        self.service.wake_relay()

@@ -75,8 +75,7 @@ def build(
         submit_backoff_s=settings.video_submit_backoff_s,
         submit_max_attempts=settings.video_submit_max_attempts,
     )
-    service.add_task(sweeper.timers.loop)
-    service.add_readiness_check(sweeper.timers.readiness_check())
+    sweeper.timers.serve()
     if isinstance(studio, SimulatedStudio):
         service.add_task(studio.run)
     service.include_router(

@@ -74,9 +74,8 @@ class JobSweeper:
         self.callback_url = callback_url
         self.timeout_s = timeout_s
         self.timers = DurableTimers(
-            "video_jobs",
-            service.engine,
-            service.clock,
+            name="video_jobs",
+            service=service,
             table=jobs,
             due=jobs.c.next_attempt_at,
             attempts=jobs.c.submit_attempts,
@@ -87,13 +86,11 @@ class JobSweeper:
             retry_initial_s=submit_backoff_s,
             retry_max_s=SUBMIT_BACKOFF_MAX_S,
             poll_interval_s=poll_s,
-            committed=service.wake_relay,
         )
 
     async def _run(self, conn: AsyncConnection, job: Row[Any], now: datetime) -> None:
         if job.deadline_at <= now:
-            detail = f"no video from the studio within {self.timeout_s:g}s"
-            await self._fail(conn, job, now, "timeout", f"no callback within {self.timeout_s:g}s", detail)
+            await self._fail(conn, job, now, "timeout", f"no video from the studio within {self.timeout_s:g}s")
             return
         request = RenderRequest(
             video_job_id=job.video_job_id,
@@ -114,30 +111,12 @@ class JobSweeper:
     async def _failed(self, conn: AsyncConnection, job: Row[Any], failure: Failure) -> None:
         """A submit failed: retried (the runtime moved ``next_attempt_at``), or the job fails for good."""
         if failure.retry_at is None and job.status in domain.OPEN_STATUSES:
-            reason, detail = (
-                ("provider_error", str(failure.error)) if job.status == "queued" else ("timeout", failure.detail)
-            )
-            await self._fail(conn, job, failure.now, reason, detail, detail, attempts=failure.attempts)
+            queued = job.status == "queued"
+            reason, detail = ("provider_error", str(failure.error)) if queued else ("timeout", failure.detail)
+            await self._fail(conn, job, failure.now, reason, detail)
 
-    async def _fail(
-        self,
-        conn: AsyncConnection,
-        job: Row[Any],
-        now: datetime,
-        reason: str,
-        stored: str,
-        detail: str,
-        *,
-        attempts: int | None = None,
-    ) -> None:
-        values: dict[str, Any] = {
-            "status": "failed",
-            "failure_reason": reason,
-            "failure_detail": stored,
-            "completed_at": now,
-        }
-        if attempts is not None:
-            values["submit_attempts"] = attempts
+    async def _fail(self, conn: AsyncConnection, job: Row[Any], now: datetime, reason: str, detail: str) -> None:
+        values = {"status": "failed", "failure_reason": reason, "failure_detail": detail, "completed_at": now}
         await conn.execute(update(jobs).where(jobs.c.video_job_id == job.video_job_id).values(**values))
         event = VideoFailed(
             lead_id=job.lead_id,
