@@ -143,6 +143,7 @@ async def start_outreach(
     *,
     start: datetime,
     linkedin: Any = None,
+    email: Any = None,
     clock: FakeClock | None = None,
     **overrides: Any,
 ) -> Outreach:
@@ -157,7 +158,7 @@ async def start_outreach(
     values.update(overrides)
     settings = make_settings("outreach", OutreachSettings, **values)
     clock = clock or FakeClock(start)
-    service = build(settings, clock, linkedin=linkedin)
+    service = build(settings, clock, linkedin=linkedin, email=email)
     await start_service(service)
     async with service.engine.begin() as conn:
         # Earlier tests' services are gone: their leftover timers must not run on this test's clock.
