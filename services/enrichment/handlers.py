@@ -47,6 +47,17 @@ class Pending:
     error: str
     profile: dict[str, Any] | None
 
+    def row(self) -> dict[str, Any]:
+        """Its columns in ``enrichment_retries``."""
+        return {
+            "stage": self.stage,
+            "attempts": self.attempts,
+            "rate_limited": self.rate_limited,
+            "profile": self.profile,
+            "due_at": self.due_at,
+            "last_error": self.error,
+        }
+
 
 def _jsonable(value: Any) -> Any:
     """Dates to ISO strings so a row is plain JSON; NUL characters (which JSONB refuses) are dropped."""
@@ -84,13 +95,8 @@ class EnrichmentHandlers:
                     lead_id=env.data.lead_id,
                     workspace_id=env.workspace_id,
                     envelope=envelope_json(env),
-                    stage=pending.stage,
-                    attempts=pending.attempts,
-                    rate_limited=pending.rate_limited,
-                    profile=pending.profile,
-                    due_at=pending.due_at,
-                    last_error=pending.error,
                     created_at=ctx.clock.now(),
+                    **pending.row(),
                 )
                 .on_conflict_do_nothing()
             )
@@ -265,18 +271,7 @@ class RetryWorker:
         if pending is None:
             await conn.execute(delete(enrichment_retries).where(where))
         else:
-            await conn.execute(
-                update(enrichment_retries)
-                .where(where)
-                .values(
-                    stage=pending.stage,
-                    attempts=pending.attempts,
-                    rate_limited=pending.rate_limited,
-                    profile=pending.profile,
-                    due_at=pending.due_at,
-                    last_error=pending.error,
-                )
-            )
+            await conn.execute(update(enrichment_retries).where(where).values(**pending.row()))
         await self.service.emit(conn, ctx.emitted)
 
     async def _failed(self, conn: AsyncConnection, row: Row[Any], failure: Failure) -> None:

@@ -170,41 +170,27 @@ async def open_intent(
         "reconcile_at": reconcile_at,
         "reconcile_attempts": 0,
     }
-    await conn.execute(
-        insert(sends)
-        .values(
-            campaign_id=key.campaign_id,
-            lead_id=key.lead_id,
-            step_id=key.step_id,
-            workspace_id=key.workspace_id,
-            request_id=UUID(request_id),
-            dry_run=False,
-            **values,
-        )
-        .on_conflict_do_update(index_elements=["campaign_id", "lead_id", "step_id"], set_=values)
-    )
+    stmt = _insert(key, request_id, dry_run=False, values=values)
+    await conn.execute(stmt.on_conflict_do_update(index_elements=["campaign_id", "lead_id", "step_id"], set_=values))
 
 
 async def record_dry_run(
     conn: AsyncConnection, key: IntentKey, *, request_id: str, account_id: UUID, sender: str | None, now: datetime
 ) -> None:
     """A dry-run email: recorded as sent (it paces like the real thing) without calling any provider."""
-    await conn.execute(
-        insert(sends)
-        .values(
-            campaign_id=key.campaign_id,
-            lead_id=key.lead_id,
-            step_id=key.step_id,
-            workspace_id=key.workspace_id,
-            account_id=account_id,
-            action="email",
-            request_id=UUID(request_id),
-            dry_run=True,
-            sender=sender,
-            sent_at=now,
-            state=SENT,
-        )
-        .on_conflict_do_nothing()
+    values = {"account_id": account_id, "action": "email", "sender": sender, "sent_at": now, "state": SENT}
+    await conn.execute(_insert(key, request_id, dry_run=True, values=values).on_conflict_do_nothing())
+
+
+def _insert(key: IntentKey, request_id: str, *, dry_run: bool, values: dict[str, Any]) -> Any:
+    return insert(sends).values(
+        campaign_id=key.campaign_id,
+        lead_id=key.lead_id,
+        step_id=key.step_id,
+        workspace_id=key.workspace_id,
+        request_id=UUID(request_id),
+        dry_run=dry_run,
+        **values,
     )
 
 

@@ -35,6 +35,7 @@ from leadstream_schemas import (
     headers_dict,
 )
 from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.outreach.steps import request_id
 from services.runtime.auth import create_token
@@ -81,6 +82,29 @@ def _finished(records: Records) -> int:
     return len(ended)
 
 
+async def _client(engine: AsyncEngine, port: int, workspace: str) -> httpx.AsyncClient:
+    """An API client of the outreach process for a new workspace; earlier tests' timers are cancelled (they
+    are not this campaign's business)."""
+    async with engine.begin() as conn:
+        await conn.execute(text("UPDATE outreach.timers SET state = 'cancelled' WHERE state IN ('pending', 'waiting')"))
+    token = await create_token(engine, workspace)
+    headers = {"Authorization": f"Bearer {token}"}
+    return httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30, headers=headers)
+
+
+async def _launched(http: httpx.AsyncClient, name: str, group: uuid.UUID, workflow: Any, accounts: list[str]) -> str:
+    """A running campaign sending at any hour, up to 75 invites a day per account; its id."""
+    delivery = {"pace": "manual", "daily_limit": 75, "active_days": "every_day", "start_hour": 0, "end_hour": 24}
+    audience = {"type": "source_group", "ref": str(group)}
+    body = {"name": name, "audience": audience, "workflow": workflow, "delivery": delivery, "account_ids": accounts}
+    created = await http.post("/v1/campaigns", json=body)
+    assert created.status_code == 201, created.text
+    campaign_id = str(created.json()["campaign_id"])
+    launched = await http.post(f"/v1/campaigns/{campaign_id}/launch")
+    assert launched.json()["state"] == "running", launched.text
+    return campaign_id
+
+
 async def _ready(port: int) -> bool:
     try:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=5) as http:
@@ -109,38 +133,12 @@ async def test_sigkill_mid_campaign_loses_no_timer_and_sends_nothing_twice(
     await service.start()
     try:
         await wait_for(lambda: _ready(port), timeout_s=90, what=f"outreach ready\n{service.log_tail()}")
-        async with engine.begin() as conn:  # earlier tests' timers are not this campaign's business
-            await conn.execute(
-                text("UPDATE outreach.timers SET state = 'cancelled' WHERE state IN ('pending', 'waiting')")
-            )
-        token = await create_token(engine, workspace)
-        async with httpx.AsyncClient(
-            base_url=f"http://127.0.0.1:{port}", timeout=30, headers={"Authorization": f"Bearer {token}"}
-        ) as http:
+        async with await _client(engine, port, workspace) as http:
             accounts = [
                 (await http.post("/v1/accounts", json={"provider": "linkedin"})).json()["account_id"] for _ in range(2)
             ]
             group = uuid.uuid4()
-            created = await http.post(
-                "/v1/campaigns",
-                json={
-                    "name": "Kill me",
-                    "audience": {"type": "source_group", "ref": str(group)},
-                    "workflow": WORKFLOW,
-                    "delivery": {
-                        "pace": "manual",
-                        "daily_limit": 75,
-                        "active_days": "every_day",
-                        "start_hour": 0,
-                        "end_hour": 24,
-                    },
-                    "account_ids": accounts,
-                },
-            )
-            assert created.status_code == 201, created.text
-            campaign_id = created.json()["campaign_id"]
-            launched = await http.post(f"/v1/campaigns/{campaign_id}/launch")
-            assert launched.json()["state"] == "running", launched.text
+            campaign_id = await _launched(http, "Kill me", group, WORKFLOW, accounts)
         leads, events = lead_events(group, LEADS, tag=workspace)
         approvals = [
             MessageApproved(
@@ -336,36 +334,11 @@ async def test_sigkill_before_during_and_after_a_send_never_sends_twice(
 
         # 1. Killed right after committing its third send intent, before calling the provider.
         proc = await started(outreach("outreach.send.before_call:3"))
-        async with engine.begin() as conn:  # earlier tests' timers are not this campaign's business
-            await conn.execute(
-                text("UPDATE outreach.timers SET state = 'cancelled' WHERE state IN ('pending', 'waiting')")
-            )
-        token = await create_token(engine, workspace)
-        async with httpx.AsyncClient(
-            base_url=f"http://127.0.0.1:{port}", timeout=30, headers={"Authorization": f"Bearer {token}"}
-        ) as http:
+        async with await _client(engine, port, workspace) as http:
             accounts = [await _connected_account(http, n) for n in range(2)]
             group = uuid.uuid4()
-            created = await http.post(
-                "/v1/campaigns",
-                json={
-                    "name": "Kill the sends",
-                    "audience": {"type": "source_group", "ref": str(group)},
-                    "workflow": {"steps": [{"id": "invite", "action": "invite", "note": False}]},
-                    "delivery": {
-                        "pace": "manual",
-                        "daily_limit": 75,
-                        "active_days": "every_day",
-                        "start_hour": 0,
-                        "end_hour": 24,
-                    },
-                    "account_ids": accounts,
-                },
-            )
-            assert created.status_code == 201, created.text
-            campaign_id = created.json()["campaign_id"]
-            launched = await http.post(f"/v1/campaigns/{campaign_id}/launch")
-            assert launched.json()["state"] == "running", launched.text
+            invite_only = {"steps": [{"id": "invite", "action": "invite", "note": False}]}
+            campaign_id = await _launched(http, "Kill the sends", group, invite_only, accounts)
         leads, events = lead_events(group, SEND_LEADS, tag=workspace)
         keys = {request_id(uuid.UUID(campaign_id), lead, "invite"): lead for lead in leads}
         await produce_events(
