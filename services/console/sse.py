@@ -20,7 +20,8 @@ async def parse(lines: AsyncIterable[str]) -> AsyncIterator[SseEvent]:
 
     Comments (``:`` lines, the keep-alive pings) are skipped; an event without data is not dispatched.
     """
-    event, data, last_id = "", [], None
+    event, last_id = "", None
+    data: list[str] = []
     async for line in lines:
         if not line:
             if data:
