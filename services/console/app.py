@@ -15,7 +15,7 @@ from fastapi import HTTPException
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
-from services.runtime.clock import Clock
+from services.runtime.clock import Clock, SystemClock
 from services.runtime.service import Service
 
 from .backends import Backends
@@ -71,7 +71,7 @@ def build(
     store = SessionStore(
         service.engine,
         vault,
-        clock,
+        SystemClock(),  # sessions and links expire in real time, even where campaign time runs faster
         ttl=timedelta(hours=settings.console_session_ttl_h),
         link_ttl=timedelta(minutes=settings.console_link_ttl_min),
     )

@@ -42,17 +42,22 @@ def _uuid(value: str) -> UUID:
         raise BackendRefused(404, "not_found", "not found") from None
 
 
+async def signed_in(request: Request) -> Session:
+    """The request's session (FastAPI dependency); without one, the page redirects to sign-in."""
+    console: Console = request.app.state.console
+    return await console.signed_in(request)
+
+
+Signed = Annotated[Session, Depends(signed_in)]
+Bearer = Annotated[HTTPAuthorizationCredentials | None, Depends(HTTPBearer(auto_error=False))]
+
+
 def build_router(console: Console) -> APIRouter:
     """Every route of the console."""
     router = APIRouter(include_in_schema=False)
     api = APIRouter(prefix="/v1", tags=["console"])
     projection = console.backends.projection
     size = console.settings.console_page_size
-
-    async def signed_in(request: Request) -> Session:
-        return await console.signed_in(request)
-
-    Signed = Annotated[Session, Depends(signed_in)]
 
     # -- signing in and out -----------------------------------------------------------------------
 
@@ -120,12 +125,8 @@ def build_router(console: Console) -> APIRouter:
         console.rotate_csrf(request, response)
         return response
 
-    bearer = HTTPBearer(auto_error=False)
-
     @api.post("/sign-in-links", status_code=201, response_model=SignInLink)
-    async def create_link(
-        creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
-    ) -> SignInLink | JSONResponse:
+    async def create_link(creds: Bearer) -> SignInLink | JSONResponse:
         """A one-time sign-in link for the workspace of the bearer token (``make demo`` prints one)."""
         if creds is None or not creds.credentials or len(creds.credentials) > 500:
             return json_problem(401, "unauthenticated", "send 'Authorization: Bearer <workspace token>'")

@@ -1369,7 +1369,7 @@ def inbox(accounts: Iterable[AccountFact], campaigns: Iterable[CampaignFact]) ->
         )
     for a in live:
         if a.status in RECONNECT_STATUSES:
-            used = f" Paused campaigns: {', '.join(a.campaigns)}." if a.campaigns else ""
+            used = f" Its campaigns wait until then: {', '.join(a.campaigns)}." if a.campaigns else ""
             items.append(
                 InboxItem(
                     "reconnect_account",

@@ -14,8 +14,12 @@
   var relativeFmt = typeof Intl.RelativeTimeFormat === "function"
     ? new Intl.RelativeTimeFormat(undefined, { numeric: "auto", style: "short" }) : null;
 
+  // The server's clock (a demo runs campaign time faster than the wall clock; browsers' clocks drift).
+  var serverNow = Date.parse(document.body ? document.body.getAttribute("data-now") || "" : "");
+  var offset = isNaN(serverNow) ? 0 : serverNow - Date.now();
+
   function relative(date) {
-    var seconds = (date.getTime() - Date.now()) / 1000;
+    var seconds = (date.getTime() - (Date.now() + offset)) / 1000;
     var abs = Math.abs(seconds);
     if (abs < 45) { return "just now"; }
     var units = [["minute", 60], ["hour", 3600], ["day", 86400], ["month", 2592000]];
