@@ -1,9 +1,10 @@
 """``leadstream demo``: the whole product on the local servers, with simulated providers.
 
-Starts the six services as processes on a scaled clock (campaign minutes pass in milliseconds),
+Starts the services as processes on a scaled clock (campaign minutes pass in milliseconds),
 creates a workspace and token, connects a simulated LinkedIn account, runs a saved signal search
-for N leads, launches a campaign on the resulting source group, then prints one replying lead's
-timeline in causal order and the campaign's summary counts from the projection API.
+for N leads, launches a campaign on the resulting source group, prints the console's URL with a
+one-time sign-in link, then one replying lead's timeline in causal order and the campaign's summary
+counts from the projection API.
 """
 
 from __future__ import annotations
@@ -149,6 +150,10 @@ class DemoScenario:
         self.call("POST", "outreach", f"/v1/campaigns/{campaign['campaign_id']}/launch", json={})
         return campaign["campaign_id"], search["source_group_id"]
 
+    def sign_in_link(self) -> str:
+        """A one-time sign-in link to the console for this workspace."""
+        return str(self.call("POST", "console", "/v1/sign-in-links")["url"])
+
     def summary(self, campaign_id: str) -> dict[str, Any]:
         return dict(self.call("GET", "projection", f"/v1/campaigns/{campaign_id}/summary"))
 
@@ -162,6 +167,12 @@ class DemoScenario:
     def timeline(self, lead_id: str) -> list[dict[str, Any]]:
         body = self.call("GET", "projection", f"/v1/leads/{lead_id}/timeline")
         return list(body["items"])
+
+
+def _link_minutes() -> str:
+    from services.console.settings import ConsoleSettings
+
+    return f"{ConsoleSettings().console_link_ttl_min:g}"
 
 
 def _replied_lead(scenario: DemoScenario, campaign_id: str) -> str | None:
@@ -213,14 +224,19 @@ def run_demo(*, once: bool, leads: int, timeout_s: float, env: dict[str, str]) -
         log_dir=ROOT / ".run" / "logs",
     )
     try:
-        with console.status("starting the six services…"):
+        with console.status(f"starting the {len(SERVICES)} services…"):
             for name in SERVICES:
                 fleet.start(name)
             fleet.wait_ready()
-        console.print("[green]all six services ready[/] (logs in .run/logs/)")
+        console.print(f"[green]all {len(SERVICES)} services ready[/] (logs in .run/logs/)")
         scenario = DemoScenario(fleet, token)
         campaign_id, _ = scenario.setup_campaign(leads)
         console.print(f"campaign {campaign_id} launched for {leads} simulated leads; waiting for replies…")
+        console.print(
+            f"\n[bold]Console[/] {fleet.procs['console'].url} · sign in once with this link (one use, "
+            f"{_link_minutes()} minutes):\n{scenario.sign_in_link()}\n",
+            soft_wrap=True,
+        )
         deadline = time.monotonic() + timeout_s
         lead_id: str | None = None
         with console.status("campaign running (campaign clock is 1800x real time)…"):
@@ -240,8 +256,10 @@ def run_demo(*, once: bool, leads: int, timeout_s: float, env: dict[str, str]) -
         if once:
             return 0
         console.print(
-            f"\nAPI up: projection {fleet.procs['projection'].url}/docs · outreach {fleet.procs['outreach'].url}/docs\n"
-            f"workspace [bold]{workspace}[/], token [bold]{token}[/]\nCtrl-C stops every process."
+            f"\nConsole {fleet.procs['console'].url} (a fresh sign-in link: {scenario.sign_in_link()})\n"
+            f"API up: projection {fleet.procs['projection'].url}/docs · outreach {fleet.procs['outreach'].url}/docs\n"
+            f"workspace [bold]{workspace}[/], token [bold]{token}[/]\nCtrl-C stops every process.",
+            soft_wrap=True,
         )
         with contextlib.suppress(KeyboardInterrupt):
             while all(p.process.poll() is None for p in fleet.procs.values()):

@@ -156,7 +156,7 @@ def demo(
     leads: Annotated[int, typer.Option(help="How many simulated leads the demo search finds.")] = 25,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for the campaign to play out.")] = 180.0,
 ) -> None:
-    """Start all six services, run a demo campaign and print a lead's timeline and the summary."""
+    """Start every service, run a demo campaign and print a lead's timeline and the summary."""
     from .demo import run_demo
 
     raise typer.Exit(run_demo(once=once, leads=leads, timeout_s=timeout, env=dict(os.environ)))
