@@ -6,6 +6,13 @@
 # Build from the repository root: docker build -t leadstream:local .
 
 ARG PYTHON_IMAGE=python:3.11-slim
+ARG NODE_IMAGE=node:20-slim
+
+# ---- frontend: the console's npm packages, exactly as locked (served as they are: no build step) ----
+FROM ${NODE_IMAGE} AS frontend
+WORKDIR /console
+COPY services/console/package.json services/console/package-lock.json ./
+RUN npm ci --no-audit --no-fund --loglevel=error
 
 # ---- build: a self-contained virtualenv with the two distributions and their runtime deps only ----
 FROM ${PYTHON_IMAGE} AS build
@@ -22,6 +29,8 @@ COPY schemas/ schemas/
 COPY pyproject.toml ./
 COPY services/ services/
 COPY leadstream_cli/ leadstream_cli/
+# The files the console serves from its packages become package data of the distribution (see pyproject.toml).
+COPY --from=frontend /console/node_modules services/console/node_modules
 
 # Non-editable installs (no dev extras): the image must not depend on /src, which the runtime stage drops.
 # Bytecode is compiled now because the root filesystem is read-only at run time.
