@@ -145,9 +145,12 @@ def test_the_console_reads_the_services_on_the_compose_network() -> None:
     env = load({})["services"]["console"]["environment"]
     for name in ("projection", "outreach", "messaging", "discovery"):
         assert env[f"LEADSTREAM_CONSOLE_{name.upper()}_URL"] == f"http://{name}:8080"
-    assert load({"LEADSTREAM_CONSOLE_SESSION_SECRET": "k"})["services"]["console"]["environment"][
-        "LEADSTREAM_CONSOLE_SESSION_SECRET"
-    ] == "k"
+    assert (
+        load({"LEADSTREAM_CONSOLE_SESSION_SECRET": "k"})["services"]["console"]["environment"][
+            "LEADSTREAM_CONSOLE_SESSION_SECRET"
+        ]
+        == "k"
+    )
     raw = yaml.safe_load(COMPOSE.read_text())["services"]["console"]["environment"]
     assert raw["LEADSTREAM_CONSOLE_SESSION_SECRET"].startswith("${LEADSTREAM_CONSOLE_SESSION_SECRET")
 

@@ -124,7 +124,9 @@ def test_stages_on_python_3_11_slim_after_the_consoles_npm_packages(dockerfile: 
     assert "npm ci" in frontend, "the console's packages come from the lock file"
     copied = [i.args for i in dockerfile["build"] if i.keyword == "COPY" and i.args.startswith("--from=frontend")]
     assert copied == ["--from=frontend /console/node_modules services/console/node_modules"]
-    data = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["services.console"]
+    data = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"][
+        "services.console"
+    ]
     from services.console.app import VENDOR
 
     assert {f"node_modules/{rel}" for rel in VENDOR.values()} <= set(data), "every served file is package data"
