@@ -17,6 +17,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from services.console.app import VENDOR
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -127,7 +129,6 @@ def test_stages_on_python_3_11_slim_after_the_consoles_npm_packages(dockerfile: 
     data = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"][
         "services.console"
     ]
-    from services.console.app import VENDOR
 
     assert {f"node_modules/{rel}" for rel in VENDOR.values()} <= set(data), "every served file is package data"
     assert list(dockerfile)[-1] == "runtime", "the runtime stage must be the last (default target)"
