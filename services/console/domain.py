@@ -82,6 +82,7 @@ PACES = {
     "high_volume": "High volume · 50 invites/day",
     "manual": "Manual daily limit",
 }
+PROVIDERS = {"linkedin": "LinkedIn", "email": "Email sender"}
 AUDIENCES = {"source_group": "Source group", "saved_search": "Saved search", "linkedin_url": "LinkedIn search URL"}
 EMAIL_STATUS = {
     "verified": Badge("Verified email", "good"),
