@@ -103,9 +103,10 @@ async def test_a_sales_user_reads_the_workspace_live(
 
     # Page through all 25 leads: 10, 10 and 5, in name order, none twice.
     await page.get_by_label("Workflow stage").select_option("")
-    await page.wait_for_function(
-        """() => [...document.querySelectorAll('#results-body [data-stage]')].some(e => e.dataset.stage !== 'replied')"""
+    unfiltered = (
+        "() => [...document.querySelectorAll('#results-body [data-stage]')].some(e => e.dataset.stage !== 'replied')"
     )
+    await page.wait_for_function(unfiltered)
     await expect(rows).to_have_count(PAGE_SIZE)
     await screenshot(page, "campaign")
     names: list[str] = []
