@@ -103,18 +103,37 @@ class DemoScenario:
 
     def setup_campaign(self, leads: int) -> tuple[str, str]:
         """Connect an account, search for leads, create and launch a campaign; returns (campaign, source group)."""
-        account = self.call(
-            "POST", "outreach", "/v1/accounts", json={"provider": "linkedin", "display_name": "Demo SDR"}
+        account = self.connect_account("Demo SDR")
+        return self.launch_campaign(
+            "Demo campaign",
+            account,
+            leads=leads,
+            prompt="B2B SaaS companies hiring SDRs",
+            search="Demo: SaaS companies hiring SDRs",
         )
-        search = self.call(
+
+    def connect_account(self, name: str) -> str:
+        """A simulated LinkedIn account (it connects at once); its id."""
+        return str(
+            self.call("POST", "outreach", "/v1/accounts", json={"provider": "linkedin", "display_name": name})[
+                "account_id"
+            ]
+        )
+
+    def launch_campaign(
+        self, name: str, account_id: str, *, leads: int, prompt: str, search: str | None = None, review: bool = False
+    ) -> tuple[str, str]:
+        """A saved signal search for ``leads`` leads and a Direct connect campaign on it from ``account_id``,
+        launched (``review``: drafts wait in the Messaging Lab); returns (campaign, source group)."""
+        found = self.call(
             "POST",
             "discovery",
             "/v1/searches",
             json={
-                "name": "Demo: SaaS companies hiring SDRs",
+                "name": search or f"{name}: search",
                 "kind": "signals",
                 "criteria": {
-                    "prompt": "B2B SaaS companies hiring SDRs",
+                    "prompt": prompt,
                     "signal_types": ["hiring_plans", "open_jobs"],
                     "location": "Europe",
                     "lookback_days": 14,
@@ -127,15 +146,15 @@ class DemoScenario:
             "outreach",
             "/v1/campaigns",
             json={
-                "name": "Demo campaign",
-                "audience": {"type": "source_group", "ref": search["source_group_id"]},
+                "name": name,
+                "audience": {"type": "source_group", "ref": found["source_group_id"]},
                 "workflow": "direct_connect",
                 "strategy": {
                     "offer": "an outbound pipeline audit",
                     "proof": "we doubled replies for Northwind Labs",
                     "tone": "friendly",
                     "call_to_action": "worth a 15-minute call?",
-                    "review": False,
+                    "review": review,
                 },
                 "delivery": {
                     "pace": "high_volume",
@@ -144,11 +163,11 @@ class DemoScenario:
                     "end_hour": 24,
                     "timezone": "UTC",
                 },
-                "account_ids": [account["account_id"]],
+                "account_ids": [account_id],
             },
         )
         self.call("POST", "outreach", f"/v1/campaigns/{campaign['campaign_id']}/launch", json={})
-        return campaign["campaign_id"], search["source_group_id"]
+        return str(campaign["campaign_id"]), str(found["source_group_id"])
 
     def sign_in_link(self) -> str:
         """A one-time sign-in link to the console for this workspace."""

@@ -658,17 +658,8 @@ class Reads:
         after: str | None,
         limit: int,
     ) -> ResultPage:
-        lc, ls, c, s = self.v.lead_campaign, self.v.lead_state, self.v.campaigns, self.v.campaign_summary
-        known = await conn.scalar(
-            select(literal(1)).where(
-                or_(
-                    select(c.c.campaign_id).where(c.c.workspace_id == ws, c.c.campaign_id == campaign_id).exists(),
-                    select(s.c.campaign_id).where(s.c.workspace_id == ws, s.c.campaign_id == campaign_id).exists(),
-                )
-            )
-        )
-        if not known:
-            raise Problem(404, "not_found", f"campaign {campaign_id} not found")
+        lc, ls = self.v.lead_campaign, self.v.lead_state
+        await self._campaign_known(conn, ws, campaign_id)
         stage_expr = self._stage_expr().label("workflow_stage")
         stmt = (
             select(lc, ls.c.name, ls.c.linkedin_url, ls.c.headline, ls.c.company, ls.c.sort_name, stage_expr)
@@ -866,7 +857,7 @@ class Reads:
 
     async def accounts(self, conn: AsyncConnection, ws: str) -> Accounts:
         """Every account that is not deleted, with its health and the campaigns using it."""
-        a, ac, c = self.v.accounts, self.v.account_campaigns, self.v.campaigns
+        a, c = self.v.accounts, self.v.campaigns
         rows = (
             await conn.execute(
                 select(a)
@@ -874,16 +865,7 @@ class Reads:
                 .order_by(a.c.display_name, a.c.account_id)
             )
         ).all()
-        uses = (
-            await conn.execute(
-                select(ac.c.account_id, ac.c.campaign_id, ac.c.leased, c.c.name, c.c.effective_state)
-                .select_from(
-                    ac.join(c, and_(c.c.workspace_id == ac.c.workspace_id, c.c.campaign_id == ac.c.campaign_id))
-                )
-                .where(ac.c.workspace_id == ws, c.c.effective_state != "deleted")
-                .order_by(c.c.name, ac.c.campaign_id)
-            )
-        ).all()
+        uses = await self._account_uses(conn, ws, c.c.effective_state != "deleted")
         by_account: dict[UUID, list[AccountCampaign]] = {}
         for u in uses:
             by_account.setdefault(u.account_id, []).append(
@@ -906,6 +888,22 @@ class Reads:
         urgency = {"reconnect_required": 0, "limited": 1, "pending": 2, "healthy": 3}
         items.sort(key=lambda x: urgency.get(x.health, 4))
         return Accounts(items=items)
+
+    async def _account_uses(self, conn: AsyncConnection, ws: str, which: Any) -> list[Any]:
+        """(account, campaign, leased, campaign name and state) of the workspace's campaigns matching ``which``."""
+        ac, c = self.v.account_campaigns, self.v.campaigns
+        return list(
+            (
+                await conn.execute(
+                    select(ac.c.account_id, ac.c.campaign_id, ac.c.leased, c.c.name, c.c.effective_state)
+                    .select_from(
+                        ac.join(c, and_(c.c.workspace_id == ac.c.workspace_id, c.c.campaign_id == ac.c.campaign_id))
+                    )
+                    .where(ac.c.workspace_id == ws, which)
+                    .order_by(c.c.name, ac.c.campaign_id)
+                )
+            ).all()
+        )
 
     async def onboarding(self, conn: AsyncConnection, ws: str) -> Onboarding:
         """The checklist, from the accounts and campaigns the events made."""
@@ -937,20 +935,11 @@ class Reads:
 
     async def inbox(self, conn: AsyncConnection, ws: str) -> Inbox:
         """The action inbox (see ``domain.inbox``)."""
-        a, ac, c, lc = self.v.accounts, self.v.account_campaigns, self.v.campaigns, self.v.lead_campaign
+        a, c, lc = self.v.accounts, self.v.campaigns, self.v.lead_campaign
         s = self.v.campaign_summary
         accounts = (await conn.execute(select(a).where(a.c.workspace_id == ws))).all()
         names = {r.account_id: r.display_name or f"Account {str(r.account_id)[:8]}" for r in accounts}
-        uses = (
-            await conn.execute(
-                select(ac.c.account_id, ac.c.campaign_id, c.c.name)
-                .select_from(
-                    ac.join(c, and_(c.c.workspace_id == ac.c.workspace_id, c.c.campaign_id == ac.c.campaign_id))
-                )
-                .where(ac.c.workspace_id == ws, c.c.effective_state.in_(("running", "scheduled", "paused")))
-                .order_by(c.c.name)
-            )
-        ).all()
+        uses = await self._account_uses(conn, ws, c.c.effective_state.in_(("running", "scheduled", "paused")))
         limited = {r.account_id for r in accounts if r.status == "limit_reached" and not r.deleted}
         campaign_names: dict[UUID, list[str]] = {}
         limited_by_campaign: dict[UUID, list[str]] = {}

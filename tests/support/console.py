@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 from playwright.async_api import Browser, BrowserContext, Locator, Page
 
-from leadstream_cli.demo import CLOCK_SCALE
+from leadstream_cli.demo import CLOCK_SCALE, DemoScenario
 from leadstream_cli.processes import SERVICES, ServiceFleet, free_port
 from services.runtime import auth
 from services.runtime.db import create_engine
@@ -75,56 +75,9 @@ class ConsoleWorld:
             timeout=15,
         )
 
-    # -- scenes -----------------------------------------------------------------------------------
-
-    def connect_account(self, workspace: str, name: str) -> str:
-        """A simulated LinkedIn account (connects at once); its id."""
-        body = {"provider": "linkedin", "display_name": name}
-        return str(self.api(workspace, "POST", "outreach", "/v1/accounts", json=body)["account_id"])
-
-    def launch_campaign(
-        self, workspace: str, name: str, account_id: str, *, leads: int, prompt: str, review: bool = False
-    ) -> str:
-        """A saved signal search for ``leads`` leads and a Direct connect campaign on it, launched; its id."""
-        search = self.api(
-            workspace,
-            "POST",
-            "discovery",
-            "/v1/searches",
-            json={
-                "name": f"{name}: search",
-                "kind": "signals",
-                "criteria": {"prompt": prompt, "signal_types": ["hiring_plans", "news"], "lookback_days": 14},
-                "target_count": leads,
-            },
-        )
-        campaign = self.api(
-            workspace,
-            "POST",
-            "outreach",
-            "/v1/campaigns",
-            json={
-                "name": name,
-                "audience": {"type": "source_group", "ref": search["source_group_id"]},
-                "workflow": "direct_connect",
-                "strategy": {
-                    "offer": "an outbound pipeline audit",
-                    "proof": "we doubled replies for Northwind Labs",
-                    "call_to_action": "worth a 15-minute call?",
-                    "review": review,
-                },
-                "delivery": {
-                    "pace": "high_volume",
-                    "active_days": "every_day",
-                    "start_hour": 0,
-                    "end_hour": 24,
-                    "timezone": "UTC",
-                },
-                "account_ids": [account_id],
-            },
-        )
-        self.api(workspace, "POST", "outreach", f"/v1/campaigns/{campaign['campaign_id']}/launch", json={})
-        return str(campaign["campaign_id"])
+    def scenario(self, workspace: str) -> DemoScenario:
+        """The demo's API calls (connect an account, launch a campaign, ...) as ``workspace``."""
+        return DemoScenario(self.fleet, self.tokens[workspace])
 
 
 def start_console_fleet(env: dict[str, str], log_dir: Path, database_url: str, **settings: str) -> ConsoleWorld:

@@ -68,18 +68,14 @@ def _summary(world: ConsoleWorld, campaign: str) -> dict[str, int]:
 async def scene(world: ConsoleWorld) -> Scene:
     token = await world.token(WORKSPACE)
     other = await world.token(OTHER)
-    account = world.connect_account(WORKSPACE, "Sam Carter")
-    campaign = world.launch_campaign(
-        WORKSPACE, "Q1 RevOps leaders", account, leads=25, prompt="B2B SaaS companies hiring SDRs in Europe"
+    demo = world.scenario(WORKSPACE)
+    account = demo.connect_account("Sam Carter")
+    campaign, _ = demo.launch_campaign(
+        "Q1 RevOps leaders", account, leads=25, prompt="B2B SaaS companies hiring SDRs in Europe"
     )
-    kim = world.connect_account(WORKSPACE, "Kim Osei")
-    review = world.launch_campaign(
-        WORKSPACE,
-        "Fintech CFOs (review)",
-        kim,
-        leads=5,
-        prompt="Fintech CFOs planning a finance stack change",
-        review=True,
+    kim = demo.connect_account("Kim Osei")
+    review, _ = demo.launch_campaign(
+        "Fintech CFOs (review)", kim, leads=5, prompt="Fintech CFOs planning a finance stack change", review=True
     )
     await wait_for(
         lambda: _summary(world, review)["drafts_pending"] > 0, timeout_s=120, interval_s=0.5, what="drafts to review"
