@@ -82,6 +82,20 @@ PACES = {
     "high_volume": "High volume · 50 invites/day",
     "manual": "Manual daily limit",
 }
+STATE_REASONS = {
+    "account_reconnect_required": "Waiting for its LinkedIn account to be reconnected",
+    "account_reconnected": "Resumed: its account is connected again",
+    "user": "Paused by a user",
+}
+
+
+def state_reason(detail: str | None) -> str:
+    """Why a campaign is in its state, in words (a campaign's own message is shown as it is)."""
+    if not detail:
+        return ""
+    return STATE_REASONS.get(detail, detail.replace("_", " ") if " " not in detail else detail)
+
+
 PROVIDERS = {"linkedin": "LinkedIn", "email": "Email sender"}
 AUDIENCES = {"source_group": "Source group", "saved_search": "Saved search", "linkedin_url": "LinkedIn search URL"}
 EMAIL_STATUS = {

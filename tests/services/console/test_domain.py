@@ -83,3 +83,11 @@ async def test_server_sent_events_are_parsed_as_the_standard_says() -> None:
         SseEvent("change", '{"kind":\n"lead"}', "7-1"),
         SseEvent("message", "no space", "7-1"),  # the last id carries over
     ]
+
+
+def test_why_a_campaign_is_paused_reads_as_words() -> None:
+    assert domain.state_reason("account_reconnect_required") == "Waiting for its LinkedIn account to be reconnected"
+    assert domain.state_reason("account x was deleted; the campaign has no account left") == (
+        "account x was deleted; the campaign has no account left"
+    )
+    assert domain.state_reason("some_new_reason") == "some new reason" and domain.state_reason(None) == ""
