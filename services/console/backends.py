@@ -142,6 +142,9 @@ class ProjectionApi(Backend):
         params = {"q": q, "state": state, "after": after, "limit": limit}
         return await self.call(token, "GET", "/v1/campaigns", models.CampaignPage, params=params)
 
+    async def campaign(self, token: str, campaign_id: UUID) -> models.Campaign:
+        return await self.call(token, "GET", f"/v1/campaigns/{campaign_id}", models.Campaign)
+
     async def summary(self, token: str, campaign_id: UUID) -> models.Summary:
         return await self.call(token, "GET", f"/v1/campaigns/{campaign_id}/summary", models.Summary)
 

@@ -80,8 +80,8 @@ def build_router(console: Console) -> APIRouter:
         error = None
         if not token:
             error = "Paste your workspace API token."
-        elif len(token) > 500:
-            error = "That is not a leadstream token (too long)."
+        elif len(token) > 500 or not token.isascii() or not token.isprintable() or " " in token:
+            error = "That is not a leadstream token: paste it exactly as it was shown."
         else:
             try:
                 onboarding = await projection.onboarding(token)
@@ -190,12 +190,11 @@ def build_router(console: Console) -> APIRouter:
         request: Request, campaign_id: str, session: Signed, q: Text = None, stage: Text = None, after: Cursor = None
     ) -> Response:
         cid = _uuid(campaign_id)
-        found, summary_ctx, results_ctx = await gather(
-            projection.campaigns(session.token, limit=200),
+        info, summary_ctx, results_ctx = await gather(
+            projection.campaign(session.token, cid),
             summary_context(request, session, cid),
             results_context(session, cid, q, stage, after),
         )
-        info = next((c for c in found.items if c.campaign_id == cid), None)
         return console.render(request, "campaign.html", campaign=info, campaign_id=cid, **summary_ctx, **results_ctx)
 
     @router.get("/campaigns/{campaign_id}/summary", response_class=HTMLResponse)

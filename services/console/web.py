@@ -8,7 +8,7 @@ from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
@@ -152,7 +152,7 @@ class Console:
 
     def tz(self, request: Request) -> str:
         """The user's time zone, as the browser reported it (UTC until it has)."""
-        return domain.zone(request.cookies.get(TZ_COOKIE))
+        return domain.zone(unquote(request.cookies.get(TZ_COOKIE) or ""))
 
     def render(self, request: Request, template: str, status: int = 200, **context: Any) -> HTMLResponse:
         """A page or partial with what every template uses (session, CSRF token, now, time zone)."""

@@ -626,6 +626,16 @@ class Reads:
             nxt = _cursor([(last["created_at"] or last["last_event_at"]).isoformat(), str(last["campaign_id"])])
         return CampaignPage(items=items, next=nxt)
 
+    async def campaign(self, conn: AsyncConnection, ws: str, campaign_id: UUID) -> Campaign:
+        """One campaign as the list shows it (404 when the workspace has no such campaign)."""
+        c = self.v.campaigns
+        row = (
+            await conn.execute(self._campaign_select().where(c.c.workspace_id == ws, c.c.campaign_id == campaign_id))
+        ).first()
+        if row is None:
+            raise Problem(404, "not_found", f"campaign {campaign_id} not found")
+        return self._campaign(row)
+
     async def summary(self, conn: AsyncConnection, ws: str, campaign_id: UUID) -> Summary:
         c, s = self.v.campaigns, self.v.campaign_summary
         row = (
@@ -1069,6 +1079,12 @@ def build_router(
             raise Problem(422, "invalid_request", f"state: must be one of {', '.join(domain.CAMPAIGN_STATES)}")
         async with engine.connect() as conn:
             return await reads.campaigns(conn, ws, state, after, limit, q or None)
+
+    @router.get("/campaigns/{campaign_id}", response_model=Campaign)
+    async def campaign(campaign_id: UUID, ws: Workspace) -> Campaign:
+        """One campaign: audience, workflow, pace, state (with its message), next run and counts."""
+        async with engine.connect() as conn:
+            return await reads.campaign(conn, ws, campaign_id)
 
     @router.get("/campaigns/{campaign_id}/summary", response_model=Summary)
     async def campaign_summary(campaign_id: UUID, ws: Workspace) -> Summary:

@@ -78,6 +78,7 @@ async def test_a_sales_user_reads_the_workspace_live(
     await page.wait_for_url(re.compile(f"/campaigns/{scene.campaign}$"))
     await expect(page.locator('[data-count="leads"]')).to_have_text("25")
     await expect(page.locator("#series-chart")).to_be_visible()
+    await expect(page.get_by_text("Last 14 days, Europe/Berlin")).to_be_visible()  # the browser's time zone
 
     # Filter by a stage: "replied", which some leads have reached (the scene waited for one) and none
     # leaves again while the campaign runs on. Every row shown is at that stage, and not every lead is.

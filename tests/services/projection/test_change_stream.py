@@ -211,12 +211,19 @@ async def test_console_views_over_http(
         assert kinds == ["reconnect_account", "drafts_waiting"]
         home = (await http.get("/v1/home")).json()
         assert home["inbox"]["items"][0]["kind"] == "reconnect_account" and home["onboarding"]["complete"]
+        one = (await http.get(f"/v1/campaigns/{camp}")).json()
+        assert (one["name"], one["state"], one["audience_type"]) == ("Q1 RevOps", "running", "source_group")
         found = (await http.get("/v1/campaigns", params={"q": "revops"})).json()["items"]
         assert [c["campaign_id"] for c in found] == [str(camp)]
         assert (await http.get("/v1/campaigns", params={"q": "nothing like it"})).json()["items"] == []
 
         w = {"Authorization": f"Bearer {outsider}"}
-        for path in (f"/v1/campaigns/{camp}/series", f"/v1/campaigns/{camp}/stages", f"/v1/leads/{lead}"):
+        for path in (
+            f"/v1/campaigns/{camp}",
+            f"/v1/campaigns/{camp}/series",
+            f"/v1/campaigns/{camp}/stages",
+            f"/v1/leads/{lead}",
+        ):
             assert (await http.get(path, headers=w)).status_code == 404, path
         assert (await http.get("/v1/accounts", headers=w)).json()["items"] == []
         empty = (await http.get("/v1/onboarding", headers=w)).json()
