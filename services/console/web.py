@@ -171,6 +171,7 @@ class Console:
         }
         response = self.templates.TemplateResponse(request, template, {**base, **context}, status_code=status)
         response.headers.update(SECURITY_HEADERS)
+        response.headers["X-Server-Time"] = now.isoformat()  # live partials keep relative times right
         if getattr(request.state, "csrf_new", False):
             self._set_csrf_cookie(response, csrf)
         return response

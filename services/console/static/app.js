@@ -85,6 +85,11 @@
     formatTimes(document);
     drawChart();
     setInterval(function () { formatTimes(document); }, 30000);
+    document.body.addEventListener("htmx:afterRequest", function (ev) {
+      var xhr = ev.detail && ev.detail.xhr;
+      var stamp = xhr ? Date.parse(xhr.getResponseHeader("X-Server-Time") || "") : NaN;
+      if (!isNaN(stamp)) { offset = stamp - Date.now(); }
+    });
     document.body.addEventListener("htmx:afterSettle", function (ev) {
       formatTimes(ev.target);
       if (ev.target && ev.target.querySelector && ev.target.querySelector("#series-data")) { drawChart(); }
