@@ -22,6 +22,7 @@ DEFAULT_PORTS = {
     "video": 8105,
     "projection": 8106,
     "console": 8107,
+    "webhooks": 8108,
 }
 SERVICES = tuple(DEFAULT_PORTS)
 """Every leadstream service, in start order (the one list the CLI, the demo and the tests use)."""

@@ -22,6 +22,7 @@ from typing import Any, TypedDict, Unpack
 import httpx
 
 from .clock import Clock, SystemClock
+from .faults import backoff_delay
 from .providers import ProviderError, RateLimited
 
 Sleep = Callable[[float], Awaitable[None]]
@@ -82,7 +83,7 @@ def refused(response: httpx.Response, what: str) -> ProviderError:
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """How often and how long to retry. ``jitter`` adds up to that fraction of each backoff at random."""
+    """How often and how long to retry. ``jitter`` takes up to that fraction off each backoff at random."""
 
     max_retries: int = 3
     backoff_initial_s: float = 0.5
@@ -92,8 +93,7 @@ class RetryPolicy:
 
     def backoff(self, retry: int, rng: random.Random) -> float:
         """The wait before retry number ``retry + 1`` (0-based: the first wait is ``backoff_initial_s``)."""
-        base = float(min(self.backoff_initial_s * 2**retry, self.backoff_max_s))
-        return base + base * self.jitter * rng.random() if self.jitter > 0 else base
+        return backoff_delay(retry, self.backoff_initial_s, self.backoff_max_s, self.jitter, rng)
 
 
 class ProviderHttpClient:

@@ -1,0 +1,198 @@
+"""What a failure means, and how long to wait before trying again: the one error classifier and the
+one backoff of the runtime.
+
+Every loop that retries (the consumer core, the outbox relay, the durable timers, the provider
+clients) asks :func:`classify` what an exception is, and waits with :class:`Backoff`:
+
+==================  ===============================================  ==========================================
+class               examples                                         what the loop does
+==================  ===============================================  ==========================================
+``TRANSIENT``       database or broker unreachable; SQLSTATE 08       retry without limit, report not-ready,
+                    (connection), 40 (serialization failure,          never dead-letter: it is not the record's
+                    deadlock), 53 (too many connections, disk         fault
+                    full), 57 (statement timeout, admin shutdown,
+                    cannot connect now), 58 (I/O), 25006
+                    (read-only after a failover), 55P03 (lock
+                    timeout); a pool timeout; a broker error other
+                    than a refusal of the record itself
+``RECORD``          decode or validation errors; SQLSTATE 22          bounded retries, then dead-letter (or
+                    (data: bad encoding, NUL, out of range), 23       park) with the error; everything behind
+                    (constraint), 42 (a handler's own SQL bug);       it goes on
+                    asyncpg's client-side data errors; a record
+                    the broker refuses (too large, invalid); a
+                    provider's error; any other exception (a bug)
+``SUSPECT``         a refused or reset connection, a timeout          ask the dependency (``SELECT 1``): if it
+                    (``OSError``): an outage raises them, but so      does not answer, TRANSIENT, else RECORD
+                    does a handler's call to a provider
+``THROTTLED``       a provider's rate limit (``retry_after_s``)       wait as asked without using an attempt;
+                                                                      never dead-lettered for being throttled
+==================  ===============================================  ==========================================
+
+The classifier looks through wrappers (SQLAlchemy's ``DBAPIError.orig`` and ``__cause__``), so a
+deadlock is a deadlock whether asyncpg or SQLAlchemy raised it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+import asyncpg
+from aiokafka import errors as kafka_errors
+from sqlalchemy import exc as sa_exc
+
+
+class Fault(StrEnum):
+    """Why something failed, which decides how it is retried (see the module's table)."""
+
+    TRANSIENT = "transient"
+    RECORD = "record"
+    SUSPECT = "suspect"
+    THROTTLED = "throttled"
+
+
+TRANSIENT_SQLSTATE_CLASSES: dict[str, str] = {
+    "08": "connection exception",
+    "40": "transaction rollback (serialization failure, deadlock)",
+    "53": "insufficient resources (too many connections, disk full, out of memory)",
+    "57": "operator intervention (statement timeout, admin shutdown, cannot connect now)",
+    "58": "system error (I/O)",
+}
+"""SQLSTATE classes (first two characters) that say the database, not the record, is the problem."""
+
+TRANSIENT_SQLSTATES: dict[str, str] = {
+    "25006": "read-only SQL transaction (connected to a replica, e.g. after a failover)",
+    "55P03": "lock not available (lock timeout)",
+}
+"""Single SQLSTATEs of other classes that are transient too."""
+
+KAFKA_RECORD_REFUSALS: tuple[type[kafka_errors.KafkaError], ...] = (
+    kafka_errors.MessageSizeTooLargeError,
+    kafka_errors.RecordTooLargeError,
+    kafka_errors.RecordListTooLargeError,
+    kafka_errors.InvalidMessageError,
+    kafka_errors.InvalidTimestampError,
+    kafka_errors.UnsupportedForMessageFormatError,
+    kafka_errors.PolicyViolationError,
+)
+"""Broker (or client) answers that refuse a record for what it is: sending it again cannot succeed."""
+
+
+def sqlstate_fault(sqlstate: str) -> Fault:
+    """The class of a Postgres error code (``"40P01"`` -> TRANSIENT, ``"22021"`` -> RECORD)."""
+    if sqlstate in TRANSIENT_SQLSTATES or sqlstate[:2] in TRANSIENT_SQLSTATE_CLASSES:
+        return Fault.TRANSIENT
+    return Fault.RECORD
+
+
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    """``exc`` and what it wraps (SQLAlchemy's ``orig``, explicit ``raise ... from``), outermost first."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        wrapped = getattr(current, "orig", None)
+        current = wrapped if isinstance(wrapped, BaseException) else current.__cause__
+
+
+def _sqlstate(exc: BaseException) -> str | None:
+    code = getattr(exc, "sqlstate", None)
+    return code if isinstance(code, str) and len(code) == 5 else None
+
+
+def classify(exc: BaseException) -> Fault:
+    """What ``exc`` says about its cause; see the module's table."""
+    suspect = False
+    for e in _chain(exc):
+        if getattr(e, "retry_after_s", None) is not None:
+            return Fault.THROTTLED
+        code = _sqlstate(e)
+        if code is not None:
+            return sqlstate_fault(code)
+        if isinstance(e, sa_exc.TimeoutError):  # the connection pool had no connection to give
+            return Fault.TRANSIENT
+        if isinstance(e, sa_exc.DBAPIError) and e.connection_invalidated:
+            return Fault.TRANSIENT
+        if isinstance(e, asyncpg.InterfaceError):
+            # asyncpg's client-side data errors (a value it cannot encode) are ValueErrors: the record's
+            # fault. Its other interface errors are about the connection (closed, in a bad state).
+            return Fault.RECORD if isinstance(e, ValueError) else Fault.TRANSIENT
+        if isinstance(e, asyncpg.exceptions.InternalClientError):  # e.g. a statement cache gone stale
+            return Fault.TRANSIENT
+        if isinstance(e, KAFKA_RECORD_REFUSALS):
+            return Fault.RECORD
+        if isinstance(e, kafka_errors.KafkaError):
+            return Fault.TRANSIENT
+        if isinstance(e, ConnectionError | TimeoutError | OSError):
+            suspect = True
+    if suspect:
+        return Fault.SUSPECT
+    if isinstance(exc, sa_exc.OperationalError | sa_exc.InterfaceError):
+        return Fault.TRANSIENT  # a driver-level connection problem without a SQLSTATE
+    return Fault.RECORD
+
+
+def retry_after(exc: BaseException) -> float | None:
+    """The wait a THROTTLED error asks for, in seconds (None when it names none)."""
+    for e in _chain(exc):
+        value = getattr(e, "retry_after_s", None)
+        if value is not None:
+            return max(float(value), 0.0)
+    return None
+
+
+def backoff_delay(
+    attempt: int, initial_s: float, max_s: float, jitter: float = 0.0, rng: random.Random | None = None
+) -> float:
+    """The wait before retry number ``attempt + 1``: ``initial_s * 2**attempt`` capped at ``max_s``.
+
+    ``jitter`` (0..1) takes up to that fraction off at random, so replicas that failed together do not
+    retry together; 0 gives the plain exponential delay (deterministic, for tests).
+    """
+    base = min(initial_s * 2 ** min(attempt, 62), max_s)
+    if jitter <= 0:
+        return float(base)
+    return float(base * (1 - min(jitter, 1.0) * (rng or random).random()))
+
+
+@dataclass
+class Backoff:
+    """Exponential backoff with jitter for a retry loop: ``await backoff.wait(stop)`` after each failure,
+    ``backoff.reset()`` after a success."""
+
+    initial_s: float
+    max_s: float
+    jitter: float = 0.5
+    rng: random.Random = field(default_factory=random.Random)
+    attempt: int = 0
+
+    def next_delay(self) -> float:
+        """The next wait (and count the attempt)."""
+        delay = backoff_delay(self.attempt, self.initial_s, self.max_s, self.jitter, self.rng)
+        self.attempt += 1
+        return delay
+
+    def reset(self) -> None:
+        """Start again from ``initial_s``."""
+        self.attempt = 0
+
+    async def wait(self, stop: asyncio.Event | None = None) -> bool:
+        """Sleep the next delay, or less when ``stop`` is set meanwhile; True when stopped."""
+        return await sleep_unless_stopped(stop, self.next_delay())
+
+
+async def sleep_unless_stopped(stop: asyncio.Event | None, seconds: float) -> bool:
+    """Sleep ``seconds`` unless ``stop`` is set first; True when ``stop`` is set (a SIGTERM must not wait)."""
+    if stop is None:
+        await asyncio.sleep(seconds)
+        return False
+    if stop.is_set():
+        return True
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), timeout=seconds)
+    return stop.is_set()
