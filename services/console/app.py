@@ -89,7 +89,8 @@ def build(
         return FileResponse(path, media_type="text/javascript", headers={"Cache-Control": "public, max-age=3600"})
 
     service.app.mount("/static", StaticFiles(directory=STATIC), name="static")
-    service.include_router(build_router(console))
+    for router in build_router(console):
+        service.include_router(router)
 
     async def close_backends(stop: asyncio.Event) -> None:
         await stop.wait()

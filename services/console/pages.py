@@ -52,8 +52,8 @@ Signed = Annotated[Session, Depends(signed_in)]
 Bearer = Annotated[HTTPAuthorizationCredentials | None, Depends(HTTPBearer(auto_error=False))]
 
 
-def build_router(console: Console) -> APIRouter:
-    """Every route of the console."""
+def build_router(console: Console) -> list[APIRouter]:
+    """Every route of the console: the pages (not in the OpenAPI document) and the small JSON API."""
     router = APIRouter(include_in_schema=False)
     api = APIRouter(prefix="/v1", tags=["console"])
     projection = console.backends.projection
@@ -261,5 +261,4 @@ def build_router(console: Console) -> APIRouter:
 
         return EventSourceResponse(events(), ping=15, send_timeout=30, headers={"Cache-Control": "no-store"})
 
-    router.include_router(api)
-    return router
+    return [router, api]

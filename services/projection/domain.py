@@ -910,15 +910,11 @@ def contribution(env: EventRecord) -> Contribution:
         case AccountStatusChanged():
             out.add(ACCOUNTS, _account_status(ws, data.account_id, key, data.status, data.healthy, env.time))
             return out
-        case AccountLeaseAcquired() | AccountLeaseReleased():
-            lease: Patch = {
-                "workspace_id": ws,
-                "account_id": data.account_id,
-                "campaign_id": data.campaign_id,
-                "lease_key": key,
-                "leased": isinstance(data, AccountLeaseAcquired),
-            }
-            out.add(ACCOUNT_CAMPAIGNS, lease)
+        case AccountLeaseAcquired():
+            out.add(ACCOUNT_CAMPAIGNS, _lease(ws, data.account_id, data.campaign_id, key, leased=True))
+            return out
+        case AccountLeaseReleased():
+            out.add(ACCOUNT_CAMPAIGNS, _lease(ws, data.account_id, data.campaign_id, key, leased=False))
             return out
         case AccountDeleted():
             out.add(ACCOUNTS, {"workspace_id": ws, "account_id": data.account_id, "deleted": True})
@@ -962,6 +958,16 @@ def contribution(env: EventRecord) -> Contribution:
 
 def _campaign_state(ws: str, campaign_id: UUID, key: OrderKey, state: str, detail: str | None) -> Patch:
     return {"workspace_id": ws, "campaign_id": campaign_id, "state_key": key, "state": state, "state_detail": detail}
+
+
+def _lease(ws: str, account_id: UUID, campaign_id: UUID, key: OrderKey, *, leased: bool) -> Patch:
+    return {
+        "workspace_id": ws,
+        "account_id": account_id,
+        "campaign_id": campaign_id,
+        "lease_key": key,
+        "leased": leased,
+    }
 
 
 def _account_status(ws: str, account_id: UUID, key: OrderKey, status: str, healthy: bool, at: datetime) -> Patch:
