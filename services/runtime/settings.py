@@ -58,6 +58,15 @@ class RuntimeSettings(BaseSettings):
     consumer_backoff_max_s: float = Field(5.0, ge=0)
     consumer_session_timeout_ms: int = 10_000
     consumer_heartbeat_interval_ms: int = 1_000
+    consumer_max_poll_interval_ms: int = Field(
+        300_000, ge=1_000, description="Longest gap between two polls before the broker gives the partitions away."
+    )
+    consumer_max_inline_wait_s: float = Field(
+        3.0, ge=0, description="Longest rate-limit wait sat through inline; a longer one pauses the partition."
+    )
+    consumer_revoke_grace_s: float = Field(
+        10.0, ge=0, description="How long work on a revoked partition may finish before it is abandoned (rolled back)."
+    )
 
     outbox_batch_size: int = Field(500, ge=1)
     outbox_poll_interval_s: float = Field(0.05, gt=0)
