@@ -103,9 +103,9 @@ def topics_apply(
 
 @app.command()
 def migrate() -> None:
-    """Apply the migrations of every service (and the identity schema)."""
+    """Apply the migrations of every service, the runtime's tables in each, and the identity schema."""
     from services.runtime import auth
-    from services.runtime.migrations import upgrade
+    from services.runtime.migrations import upgrade, upgrade_service
 
     settings = RuntimeSettings()
 
@@ -113,7 +113,7 @@ def migrate() -> None:
         await upgrade(auth.MIGRATIONS_DIR, settings.database_url, auth.IDENTITY_SCHEMA)
         for name in SERVICES:
             module = importlib.import_module(f"services.{name}.app")
-            await upgrade(Path(module.__file__).parent / "migrations", settings.database_url, name)  # type: ignore[arg-type]
+            await upgrade_service(Path(module.__file__).parent / "migrations", settings.database_url, name)  # type: ignore[arg-type]
             console.print(f"[green]migrated[/] {name}")
 
     asyncio.run(go())
@@ -172,10 +172,11 @@ def _mount_analyst_commands() -> None:
 
 
 def _mount_operator_commands() -> None:
-    """The operators' commands: dead letters (list, re-drive)."""
-    from . import dlq
+    """The operators' commands: dead letters (list, re-drive) and parked outbox rows (list, retry, drop)."""
+    from . import dlq, outbox
 
     app.add_typer(dlq.dlq_app, name="dlq")
+    app.add_typer(outbox.outbox_app, name="outbox")
 
 
 _mount_analyst_commands()

@@ -31,7 +31,7 @@ from .db import RuntimeTables, create_engine, ping
 from .errors import install_problem_handlers, problem_response
 from .kafka import create_broker
 from .logging import configure_logging
-from .migrations import upgrade
+from .migrations import upgrade, upgrade_service
 from .outbox import OutboxRelay, add_to_outbox
 from .settings import RuntimeSettings
 from .telemetry import configure_tracing, current_traceparent
@@ -63,7 +63,7 @@ class Service:
         self.clock: Clock = clock or SystemClock()
         self.engine: AsyncEngine = create_engine(settings.database_url)
         self.broker: KafkaBroker = create_broker(settings)
-        self.relay = OutboxRelay(self.engine, tables, self.broker, settings)
+        self.relay = OutboxRelay(self.engine, tables, settings)
         self.consumers: list[EventConsumer] = []
         self.tasks: list[Task] = []
         self.readiness_checks: list[ReadinessCheck] = []
@@ -133,9 +133,9 @@ class Service:
     # -- lifecycle --------------------------------------------------------------------------------
 
     async def migrate(self) -> None:
-        """Apply the identity and this service's migrations (idempotent, serialised by advisory locks)."""
+        """Apply the identity, this service's and the runtime's migrations (idempotent, serialised by locks)."""
         await upgrade(auth.MIGRATIONS_DIR, self.settings.database_url, auth.IDENTITY_SCHEMA)
-        await upgrade(self.migrations_dir, self.settings.database_url, self.settings.db_schema)
+        await upgrade_service(self.migrations_dir, self.settings.database_url, self.settings.db_schema)
 
     async def _until_up(self, connect: Callable[[], Awaitable[object]], what: str) -> bool:
         """Call ``connect`` until it succeeds (True) or the service stops (False), backing off between tries."""
@@ -171,6 +171,7 @@ class Service:
                 await asyncio.wait_for(task, timeout=15)
         with contextlib.suppress(Exception):
             await self.relay.publish_once()
+        await self.relay.close()
         with contextlib.suppress(Exception):
             await self.broker.stop()
         await self.engine.dispose()
