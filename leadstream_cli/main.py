@@ -129,10 +129,16 @@ def run(service: Annotated[str, typer.Argument(help=f"One of: {', '.join(SERVICE
 
 @tokens_app.command("create")
 def tokens_create(
-    workspace: Annotated[str, typer.Option(help="Workspace id the token grants access to.")],
-    label: Annotated[str, typer.Option(help="A note to recognise the token by.")] = "",
+    workspace: Annotated[str, typer.Option(help="Workspace id the token grants access to (at most 200 characters).")],
+    label: Annotated[str, typer.Option(help="A note to recognise the token by (at most 200 characters).")] = "",
 ) -> None:
     """Create an API token for a workspace and print it (only its hash is stored)."""
+    from leadstream_schemas.bounds import unstorable
+
+    for name, value in (("--workspace", workspace), ("--label", label)):
+        problem = "must be at most 200 characters" if len(value) > 200 else unstorable(value)
+        if problem or (name == "--workspace" and not value.strip()):
+            raise typer.BadParameter(problem or "must not be empty", param_hint=name)
     from services.runtime import auth
     from services.runtime.db import create_engine
     from services.runtime.migrations import upgrade
@@ -153,7 +159,9 @@ def tokens_create(
 @app.command()
 def demo(
     once: Annotated[bool, typer.Option("--once", help="Exit after printing the results.")] = False,
-    leads: Annotated[int, typer.Option(help="How many simulated leads the demo search finds.")] = 25,
+    leads: Annotated[
+        int, typer.Option(min=1, max=10_000, help="How many simulated leads the demo search finds (1-10,000).")
+    ] = 25,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for the campaign to play out.")] = 180.0,
 ) -> None:
     """Start all six services, run a demo campaign and print a lead's timeline and the summary."""

@@ -28,6 +28,7 @@ from . import auth
 from .clock import Clock, SystemClock
 from .consumer import EventConsumer, Handler
 from .db import RuntimeTables, create_engine, ping
+from .edge import InputGuard
 from .errors import install_problem_handlers, problem_response
 from .kafka import create_broker
 from .logging import configure_logging
@@ -72,6 +73,8 @@ class Service:
         self.app.state.service = self
         self.app.state.tokens = auth.TokenResolver(self.engine)
         install_problem_handlers(self.app)
+        self.body_limits: dict[str, int] = {}
+        self.app.add_middleware(InputGuard, max_body_bytes=settings.http_max_body_bytes, limits=self.body_limits)
         self._install_health_routes()
         self.stop_event = asyncio.Event()
         self.started = asyncio.Event()
@@ -101,6 +104,10 @@ class Service:
     def include_router(self, router: APIRouter) -> None:
         """Serve ``router`` on this service's HTTP app."""
         self.app.include_router(router)
+
+    def limit_body(self, path: str, max_bytes: int) -> None:
+        """Give the route at ``path`` a body cap of its own instead of ``http_max_body_bytes`` (e.g. an upload)."""
+        self.body_limits[path] = max_bytes
 
     def add_task(self, task: Task) -> None:
         """Run ``task(stop_event)`` in the background while the service runs (timers, schedulers)."""

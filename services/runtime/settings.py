@@ -39,6 +39,9 @@ class RuntimeSettings(BaseSettings):
     topic_replication_factor: int = Field(1, ge=1)
     http_host: str = "127.0.0.1"
     http_port: int = 0
+    http_max_body_bytes: int = Field(
+        1_048_576, ge=1024, description="Largest request body (413 above it); a route may have its own cap."
+    )
     log_level: str = "INFO"
     log_json: bool = True
 
