@@ -163,21 +163,31 @@ def _selection(service: str | None, event_ids: list[UUID] | None, every: bool) -
     return service, None if every else event_ids
 
 
-@outbox_app.command("retry")
-def retry_command(service: ServiceOption = None, event_ids: EventIds = None, every: AllOption = False) -> None:
-    """Move parked rows back to the end of the outbox; the service's relay publishes them (or parks them again)."""
-    name, ids = _selection(service, event_ids, every)
+def _act(
+    name: str,
+    ids: list[UUID] | None,
+    action: Callable[[Any, RuntimeTables, list[UUID] | None], Awaitable[int]],
+    done: str,
+) -> None:
+    """Run ``action`` on the parked rows of schema ``name``; say what was done; exit 1 if some ids were not parked."""
 
     async def work(engine: Any) -> int:
         async with engine.connect() as conn:
             await _schemas(conn, name)
-        return await unpark(engine, _tables(name), ids)
+        return await action(engine, _tables(name), ids)
 
-    moved = _run(work)
-    console.print(f"[green]moved[/] {moved:,} parked row(s) of {escape(name)} back to the outbox")
-    if ids is not None and moved < len(ids):
-        err_console.print(f"[yellow]{len(ids) - moved:,} of the given event ids are not parked[/]")
+    count = _run(work)
+    console.print(f"{done} {count:,} parked row(s) of {escape(name)}")
+    if ids is not None and count < len(ids):
+        err_console.print(f"[yellow]{len(ids) - count:,} of the given event ids are not parked[/]")
         raise typer.Exit(1)
+
+
+@outbox_app.command("retry")
+def retry_command(service: ServiceOption = None, event_ids: EventIds = None, every: AllOption = False) -> None:
+    """Move parked rows back to the end of the outbox; the service's relay publishes them (or parks them again)."""
+    name, ids = _selection(service, event_ids, every)
+    _act(name, ids, unpark, "[green]moved[/] back to the outbox:")
 
 
 @outbox_app.command("drop")
@@ -192,14 +202,4 @@ def drop_command(
     what = "every parked row" if ids is None else f"{len(ids):,} parked row(s)"
     if not yes:
         typer.confirm(f"Drop {what} of {name}? Their events will never be published.", abort=True)
-
-    async def work(engine: Any) -> int:
-        async with engine.connect() as conn:
-            await _schemas(conn, name)
-        return await drop_parked(engine, _tables(name), ids)
-
-    dropped = _run(work)
-    console.print(f"[red]dropped[/] {dropped:,} parked row(s) of {escape(name)}")
-    if ids is not None and dropped < len(ids):
-        err_console.print(f"[yellow]{len(ids) - dropped:,} of the given event ids are not parked[/]")
-        raise typer.Exit(1)
+    _act(name, ids, drop_parked, "[red]dropped[/]")
