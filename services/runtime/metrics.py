@@ -15,3 +15,4 @@ OUTBOX_PARKED_TOTAL = Counter(
     "leadstream_outbox_parked_total", "Outbox rows the relay parked", ["service", "topic", "error"]
 )
 SENDS = Counter("leadstream_sends_total", "Outreach sends per account and action", ["account", "action"])
+READY = Gauge("leadstream_ready", "1 while /readyz passes, 0 while it fails (set at each probe)", ["service"])

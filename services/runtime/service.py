@@ -32,7 +32,8 @@ from .edge import InputGuard
 from .errors import install_problem_handlers, problem_response
 from .kafka import create_broker
 from .logging import configure_logging
-from .migrations import upgrade, upgrade_service
+from .metrics import READY
+from .migrations import RUNTIME_MIGRATIONS_DIR, prepare_schema
 from .outbox import OutboxRelay, add_to_outbox
 from .settings import RuntimeSettings
 from .telemetry import configure_tracing, current_traceparent
@@ -140,9 +141,21 @@ class Service:
     # -- lifecycle --------------------------------------------------------------------------------
 
     async def migrate(self) -> None:
-        """Apply the identity, this service's and the runtime's migrations (idempotent, serialised by locks)."""
-        await upgrade(auth.MIGRATIONS_DIR, self.settings.database_url, auth.IDENTITY_SCHEMA)
-        await upgrade_service(self.migrations_dir, self.settings.database_url, self.settings.db_schema)
+        """Make the identity, this service's and the runtime's schemas usable: migrate them (``migrate_on_start``)
+        or check them. The runtime's tables in the service schema have their own line (``runtime_migrations``).
+
+        A schema at a newer revision declared compatible with this code (an older pod during a rolling update
+        or after a rollback) is logged and used; one that is behind without ``migrate_on_start``, or newer and
+        incompatible, raises :class:`~services.runtime.migrations.SchemaNotReady` with what to do.
+        """
+        for migrations_dir, schema in (
+            (auth.MIGRATIONS_DIR, auth.IDENTITY_SCHEMA),
+            (self.migrations_dir, self.settings.db_schema),
+            (RUNTIME_MIGRATIONS_DIR, self.settings.db_schema),
+        ):
+            await prepare_schema(
+                migrations_dir, self.settings.database_url, schema, migrate=self.settings.migrate_on_start
+            )
 
     async def _until_up(self, connect: Callable[[], Awaitable[object]], what: str) -> bool:
         """Call ``connect`` until it succeeds (True) or the service stops (False), backing off between tries."""
@@ -248,6 +261,7 @@ class Service:
         async def readyz() -> JSONResponse | dict[str, str]:
             """Readiness: Postgres and Kafka answer and the consumer runs."""
             failed = await self.readiness()
+            READY.labels(self.name).set(0 if failed else 1)
             if failed:
                 return problem_response(
                     503, "not_ready", "; ".join(f"{k}: {v}" for k, v in failed.items()), checks=failed
