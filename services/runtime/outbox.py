@@ -29,7 +29,7 @@ partitions until the transaction times out; the measured throughput is the same 
 
 **Nothing stalls on one bad row.** A row the broker refuses for what it is (too large, invalid:
 :data:`~services.runtime.faults.KAFKA_RECORD_REFUSALS`) is moved to ``outbox_parked`` with the error,
-counted in ``leadstream_outbox_parked_total``, and the relay goes on. A row larger than
+counted in ``leadstream_outbox_refused_total``, and the relay goes on. A row larger than
 ``outbox_max_record_bytes`` is parked without being sent. A refused batch of several rows is split:
 the next round sends those rows one per batch, so the refused one is isolated and parked and the others
 are published. Any other error (broker unreachable, timeouts) is retried without limit and makes the
@@ -467,7 +467,7 @@ class OutboxRelay:
             return int(await conn.scalar(select(func.count()).select_from(self.tables.outbox_parked)) or 0)
 
     async def refresh_gauges(self) -> None:
-        """Set ``leadstream_outbox_backlog`` and ``leadstream_outbox_parked_rows`` from the tables."""
+        """Set ``leadstream_outbox_backlog`` and ``leadstream_outbox_parked`` from the tables."""
         self._gauges_at = time.monotonic()
         waiting = select(func.count()).select_from(self.tables.outbox).scalar_subquery()
         parked = select(func.count()).select_from(self.tables.outbox_parked).scalar_subquery()

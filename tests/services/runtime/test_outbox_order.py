@@ -216,8 +216,8 @@ async def test_a_record_the_broker_refuses_is_parked_and_the_rest_go_on_in_order
     assert parked["topic"] == LEAD.name and parked["key"] == str(lead)
     assert parked["size"] > SMALL_LIMIT
     assert await service.readiness() == {}  # the relay goes on: the service is ready
-    assert world.metric("leadstream_outbox_parked_total", topic=LEAD.name, error="MessageSizeTooLargeError") == 1
-    await wait_for(lambda: world.metric("leadstream_outbox_parked_rows") == 1, what="the parked-rows gauge")
+    assert world.metric("leadstream_outbox_refused_total", topic=LEAD.name, error="MessageSizeTooLargeError") == 1
+    await wait_for(lambda: world.metric("leadstream_outbox_parked") == 1, what="the parked-rows gauge")
     await wait_for(lambda: world.metric("leadstream_outbox_backlog") == 0, what="the backlog gauge")
     table = await world.cli("list", "--service", world.name)
     assert str(big.id) in table and "lead.profile_enriched.v1" in table and "MessageSizeTooLargeError" in table
@@ -232,7 +232,7 @@ async def test_a_record_the_broker_refuses_is_parked_and_the_rest_go_on_in_order
     # Retried before the limit is raised: refused and parked again, nothing else disturbed.
     assert "moved back to the outbox: 1 parked row(s)" in await world.cli("retry", "--service", world.name, str(big.id))
     await wait_for(
-        lambda: world.metric("leadstream_outbox_parked_total", topic=LEAD.name, error="MessageSizeTooLargeError") == 2,
+        lambda: world.metric("leadstream_outbox_refused_total", topic=LEAD.name, error="MessageSizeTooLargeError") == 2,
         what="the row to be parked again",
     )
 
@@ -243,7 +243,7 @@ async def test_a_record_the_broker_refuses_is_parked_and_the_rest_go_on_in_order
     report("outbox: parked record published after `outbox retry` returned", time.monotonic() - retried)
     assert ids.count(big.id) == 1 and ids.index(big.id) > ids.index(later.id)  # at the end: it was retried
     assert await world.cli("list", "--service", world.name, "--json") == ""
-    await wait_for(lambda: world.metric("leadstream_outbox_parked_rows") == 0, what="the parked-rows gauge")
+    await wait_for(lambda: world.metric("leadstream_outbox_parked") == 0, what="the parked-rows gauge")
     await world.cli("retry", "--service", world.name, str(big.id), expect=1)  # no longer parked
 
 
