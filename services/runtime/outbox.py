@@ -297,8 +297,9 @@ class OutboxRelay:
         return self._producer
 
     async def close(self) -> None:
-        """Stop the relay's producer (after the last :meth:`publish_once`)."""
+        """Stop the relay's producer (after the last :meth:`publish_once`, or to start a fresh one)."""
         producer, self._producer = self._producer, None
+        self._partitions.clear()  # read again by the next producer (a topic may have gained partitions)
         if producer is not None:
             with contextlib.suppress(Exception):
                 await producer.stop()
