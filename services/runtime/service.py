@@ -28,11 +28,12 @@ from . import auth
 from .clock import Clock, SystemClock
 from .consumer import EventConsumer, Handler
 from .db import RuntimeTables, create_engine, ping
+from .edge import InputGuard
 from .errors import install_problem_handlers, problem_response
 from .kafka import create_broker
 from .logging import configure_logging
 from .metrics import READY
-from .migrations import prepare_schema
+from .migrations import RUNTIME_MIGRATIONS_DIR, prepare_schema
 from .outbox import OutboxRelay, add_to_outbox
 from .settings import RuntimeSettings
 from .telemetry import configure_tracing, current_traceparent
@@ -67,7 +68,7 @@ class Service:
         self.clock: Clock = clock or SystemClock()
         self.engine: AsyncEngine = create_engine(settings.database_url)
         self.broker: KafkaBroker = create_broker(settings)
-        self.relay = OutboxRelay(self.engine, tables, self.broker, settings)
+        self.relay = OutboxRelay(self.engine, tables, settings)
         self.consumers: list[EventConsumer] = []
         self.tasks: list[Task] = []
         self.readiness_checks: list[ReadinessCheck] = []
@@ -76,6 +77,8 @@ class Service:
         self.app.state.service = self
         self.app.state.tokens = auth.TokenResolver(self.engine)
         install_problem_handlers(self.app)
+        self.body_limits: dict[str, int] = {}
+        self.app.add_middleware(InputGuard, max_body_bytes=settings.http_max_body_bytes, limits=self.body_limits)
         self._install_health_routes()
         self.stop_event = asyncio.Event()
         self.started = asyncio.Event()
@@ -105,6 +108,10 @@ class Service:
     def include_router(self, router: APIRouter) -> None:
         """Serve ``router`` on this service's HTTP app."""
         self.app.include_router(router)
+
+    def limit_body(self, path: str, max_bytes: int) -> None:
+        """Give the route at ``path`` a body cap of its own instead of ``http_max_body_bytes`` (e.g. an upload)."""
+        self.body_limits[path] = max_bytes
 
     def add_task(self, task: Task) -> None:
         """Run ``task(stop_event)`` in the background while the service runs (timers, schedulers)."""
@@ -137,7 +144,8 @@ class Service:
     # -- lifecycle --------------------------------------------------------------------------------
 
     async def migrate(self) -> None:
-        """Make the identity and this service's schemas usable: migrate them (``migrate_on_start``) or check them.
+        """Make the identity, this service's and the runtime's schemas usable: migrate them (``migrate_on_start``)
+        or check them. The runtime's tables in the service schema have their own line (``runtime_migrations``).
 
         A schema at a newer revision declared compatible with this code (an older pod during a rolling update
         or after a rollback) is logged and used; one that is behind without ``migrate_on_start``, or newer and
@@ -146,6 +154,7 @@ class Service:
         for migrations_dir, schema in (
             (auth.MIGRATIONS_DIR, auth.IDENTITY_SCHEMA),
             (self.migrations_dir, self.settings.db_schema),
+            (RUNTIME_MIGRATIONS_DIR, self.settings.db_schema),
         ):
             await prepare_schema(
                 migrations_dir, self.settings.database_url, schema, migrate=self.settings.migrate_on_start
@@ -188,6 +197,7 @@ class Service:
         if self.uses_kafka:
             with contextlib.suppress(Exception):
                 await self.relay.publish_once()
+            await self.relay.close()
             with contextlib.suppress(Exception):
                 await self.broker.stop()
         await self.engine.dispose()
