@@ -2,7 +2,13 @@
 
 A service is: settings -> database engine + migrations -> FastStream broker (publisher) -> outbox
 relay -> event consumer (handlers by event type) -> background tasks -> HTTP app (FastAPI with
-``/healthz``, ``/readyz``, ``/metrics``). Everything stops cleanly on SIGTERM or SIGINT.
+``/healthz``, ``/readyz``, ``/metrics``).
+
+SIGTERM or SIGINT stops it within ``shutdown_grace_s`` (default 25 s) and exits 0: ``/readyz`` turns 503,
+HTTP stops accepting and finishes the requests in hand, the consumers finish the record in hand and commit
+their offsets, the relay and the timer loops finish their batch or timer; what still runs when the grace
+period is nearly over is cancelled, which rolls its transaction back (abandoned without effect: the record
+is read again, the timer claimed again). Then one last outbox flush, and the clients close.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from .clock import Clock, SystemClock
 from .consumer import EventConsumer, Handler
 from .db import RuntimeTables, create_engine, ping
 from .errors import install_problem_handlers, problem_response
+from .faults import Backoff, Fault, classify
 from .kafka import create_broker
 from .logging import configure_logging
 from .migrations import upgrade
@@ -40,6 +47,9 @@ log = logging.getLogger(__name__)
 
 Task = Callable[[asyncio.Event], Awaitable[None]]
 ReadinessCheck = Callable[[], Awaitable[str | None]]
+
+CLOSE_RESERVE_S = 5.0
+"""Of the grace period, what is kept for the last outbox flush and closing the clients (at most a fifth)."""
 
 
 class Service:
@@ -76,7 +86,10 @@ class Service:
         self.stop_event = asyncio.Event()
         self.started = asyncio.Event()
         self.http_port: int | None = None
+        self.stopping = False
         self._broker_connected = False
+        self._bg: list[asyncio.Future[None]] = []
+        self._stopped = False
 
     # -- wiring (called from app.py) --------------------------------------------------------------
 
@@ -137,43 +150,112 @@ class Service:
         await upgrade(auth.MIGRATIONS_DIR, self.settings.database_url, auth.IDENTITY_SCHEMA)
         await upgrade(self.migrations_dir, self.settings.database_url, self.settings.db_schema)
 
+    def request_stop(self) -> None:
+        """Begin a graceful stop (what SIGTERM and SIGINT do): every loop sees ``stop_event`` and winds down."""
+        if not self.stopping:
+            log.info("stopping: finishing in-flight work", extra={"grace_s": self.settings.shutdown_grace_s})
+        self.stopping = True
+        self.stop_event.set()
+
     async def _until_up(self, connect: Callable[[], Awaitable[object]], what: str) -> bool:
-        """Call ``connect`` until it succeeds (True) or the service stops (False), backing off between tries."""
-        backoff = self.settings.consumer_backoff_initial_s
+        """Call ``connect`` until it succeeds (True) or the service stops (False), backing off between tries.
+
+        An outage (the classifier's transient or suspect errors) is waited out; any other error (bad
+        credentials, a missing database, a failing migration) ends the start with that error.
+        """
+        backoff = Backoff(self.settings.consumer_backoff_initial_s, self.settings.consumer_backoff_max_s)
         while not self.stop_event.is_set():
             try:
                 await connect()
                 return True
             except Exception as exc:
+                if classify(exc) is Fault.RECORD:
+                    raise
                 log.warning("%s not reachable yet; retrying", what, extra={"error": repr(exc)})
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, self.settings.consumer_backoff_max_s)
+                await backoff.wait(self.stop_event)
         return False
 
     async def start(self) -> None:
-        """Connect, migrate and start background work (without HTTP). Used by tests and :meth:`run`."""
-        await self._until_up(lambda: ping(self.engine), "Postgres")
-        await self.migrate()
+        """Connect, migrate and start background work (without HTTP). Used by tests and :meth:`run`.
+
+        Waits for Postgres and Kafka as long as they are down (``/readyz`` says which); returns early,
+        without starting anything, when a stop is requested meanwhile.
+        """
+        if not await self._until_up(lambda: ping(self.engine), "Postgres"):
+            return
+        if not await self._until_up(self.migrate, "Postgres (migrations)"):
+            return
         self._broker_connected = await self._until_up(self.broker.connect, "Kafka")
-        self._bg: list[asyncio.Future[None]] = [asyncio.create_task(self.relay.run(self.stop_event), name="relay")]
+        if not self._broker_connected:
+            return
+        self._bg = [asyncio.create_task(self.relay.run(self.stop_event), name="relay")]
         for c in self.consumers:
             self._bg.append(asyncio.create_task(c.run(self.stop_event), name=f"consumer-{c.group_id}"))
         for t in self.tasks:
-            self._bg.append(asyncio.ensure_future(t(self.stop_event)))
+            task = asyncio.ensure_future(t(self.stop_event))
+            if isinstance(task, asyncio.Task):
+                task.set_name(getattr(t, "__qualname__", "task"))
+            self._bg.append(task)
         self.started.set()
         log.info("service started", extra={"topics": ",".join(t for c in self.consumers for t in c.topics)})
 
-    async def stop(self) -> None:
-        """Stop background work, flush the outbox once, close clients."""
-        self.stop_event.set()
-        for task in getattr(self, "_bg", []):
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(task, timeout=15)
-        with contextlib.suppress(Exception):
-            await self.relay.publish_once()
-        with contextlib.suppress(Exception):
-            await self.broker.stop()
-        await self.engine.dispose()
+    def _close_reserve_s(self) -> float:
+        return min(CLOSE_RESERVE_S, self.settings.shutdown_grace_s / 5)
+
+    async def stop(self, *, http: asyncio.Task[None] | None = None) -> None:
+        """Stop within ``shutdown_grace_s``: let in-flight work finish, abandon what does not, flush, close.
+
+        ``http`` is the HTTP server's task when it runs (its requests in hand finish in the same budget).
+        Never raises: a stop that fails to close a client still ends the process cleanly.
+        """
+        if self._stopped:
+            return
+        self._stopped = True
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.settings.shutdown_grace_s
+        reserve = self._close_reserve_s()
+        self.request_stop()
+        work = [t for t in [*self._bg, *([http] if http is not None else [])] if not t.done()]
+        if work:
+            _, pending = await asyncio.wait(work, timeout=max(deadline - reserve - loop.time(), 0))
+            if pending:
+                # Their transactions roll back: the records are read again and the timers claimed again.
+                log.warning(
+                    "in-flight work abandoned at the end of the grace period",
+                    extra={"tasks": ",".join(_name(t) for t in pending)},
+                )
+                for t in pending:
+                    t.cancel()
+                await asyncio.wait(pending, timeout=reserve / 4)
+        for t in self._bg:
+            if t.done() and not t.cancelled() and t.exception() is not None:
+                log.error("background task failed", extra={"task": _name(t), "error": repr(t.exception())})
+        if self._broker_connected:
+            await _within(loop, deadline - reserve / 2, self._flush_outbox(), "last outbox flush")
+            await _within(loop, deadline - reserve / 4, self.broker.stop(), "closing the Kafka producer")
+        await _within(loop, deadline, self.engine.dispose(), "closing the database pool")
+        log.info("stopped")
+
+    async def _flush_outbox(self) -> None:
+        """Publish what handlers and requests committed while stopping (what is left waits for the next start)."""
+        while await self.relay.publish_once():
+            pass
+
+    async def _unless_stopped(self, work: Awaitable[None]) -> bool:
+        """Run ``work`` unless a stop comes first (then cancel it); True when it completed without a stop."""
+        task = asyncio.ensure_future(work)
+        stopped = asyncio.ensure_future(self.stop_event.wait())
+        try:
+            await asyncio.wait({task, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopped.cancel()
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            return False
+        task.result()  # a start-up error that is not an outage ends the process with that error
+        return not self.stop_event.is_set()
 
     async def run(self) -> None:
         """Run until SIGTERM/SIGINT: start everything and serve HTTP on the configured host and port."""
@@ -181,31 +263,37 @@ class Service:
         configure_tracing(self.name)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, self.stop_event.set)
+            loop.add_signal_handler(sig, self.request_stop)
         config = uvicorn.Config(
-            self.app, host=self.settings.http_host, port=self.settings.http_port, log_config=None, lifespan="off"
+            self.app,
+            host=self.settings.http_host,
+            port=self.settings.http_port,
+            log_config=None,
+            lifespan="off",
+            # Requests in hand (and streams) get the same budget as the background work, then are cancelled.
+            timeout_graceful_shutdown=max(int(self.settings.shutdown_grace_s - self._close_reserve_s()), 1),
         )
         server = _QuietServer(config)
         http = asyncio.create_task(server.serve(), name="http")
         try:
-            await self.start()
-            while not server.started and not http.done():  # noqa: ASYNC110 - uvicorn has no started event
-                await asyncio.sleep(0.05)
-            if server.servers:
-                self.http_port = server.servers[0].sockets[0].getsockname()[1]
-            log.info("http listening", extra={"port": self.http_port})
-            await self.stop_event.wait()
+            if await self._unless_stopped(self.start()):
+                while not server.started and not http.done():  # noqa: ASYNC110 - uvicorn has no started event
+                    await asyncio.sleep(0.05)
+                if server.servers:
+                    self.http_port = server.servers[0].sockets[0].getsockname()[1]
+                log.info("http listening", extra={"port": self.http_port})
+                await self.stop_event.wait()
         finally:
             server.should_exit = True
-            await self.stop()
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(http, timeout=10)
+            await self.stop(http=http)
 
     # -- health -----------------------------------------------------------------------------------
 
     async def readiness(self) -> dict[str, str]:
         """Failed checks by name (empty when ready)."""
         failed: dict[str, str] = {}
+        if self.stopping:
+            failed["shutdown"] = "stopping"
         try:
             await asyncio.wait_for(ping(self.engine), timeout=2)
         except Exception as exc:
@@ -257,6 +345,18 @@ class _QuietServer(uvicorn.Server):
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
         yield
+
+
+def _name(task: asyncio.Future[None]) -> str:
+    return task.get_name() if isinstance(task, asyncio.Task) else repr(task)
+
+
+async def _within(loop: asyncio.AbstractEventLoop, deadline: float, work: Awaitable[object], what: str) -> None:
+    """Await ``work`` until ``deadline`` (loop time; at least a moment); log, never raise, when it fails."""
+    try:
+        await asyncio.wait_for(work, timeout=max(deadline - loop.time(), 0.2))
+    except Exception as exc:
+        log.warning("%s failed while stopping", what, extra={"error": repr(exc)})
 
 
 def run_service(build: Callable[[], Service]) -> None:

@@ -49,6 +49,16 @@ class RuntimeSettings(BaseSettings):
     consumer_session_timeout_ms: int = 10_000
     consumer_heartbeat_interval_ms: int = 1_000
 
+    shutdown_grace_s: float = Field(
+        25.0,
+        gt=0,
+        description=(
+            "On SIGTERM: seconds to finish in-flight work (HTTP requests, the record or timer in hand, the outbox) "
+            "and exit 0; work still running then is abandoned without effect (its transaction rolls back). "
+            "Kubernetes' terminationGracePeriodSeconds must exceed it plus the preStop sleep."
+        ),
+    )
+
     outbox_batch_size: int = Field(500, ge=1)
     outbox_poll_interval_s: float = Field(0.05, gt=0)
 
