@@ -35,18 +35,34 @@ def _plain_dsn(url: str) -> str:
     return url.replace("postgresql+asyncpg://", "postgresql://")
 
 
-@pytest.fixture(scope="session")
-async def database_url(infra: Infra) -> AsyncIterator[str]:
-    """A fresh database for this test session, dropped afterwards."""
-    base = make_url(infra.database_url)
+@contextlib.asynccontextmanager
+async def new_database(server_url: str) -> AsyncIterator[str]:
+    """A fresh database on the server of ``server_url`` (its URL), dropped afterwards."""
+    base = make_url(server_url)
     name = f"leadstream_test_{uuid.uuid4().hex[:10]}"
-    admin = await asyncpg.connect(_plain_dsn(infra.database_url))
+    admin = await asyncpg.connect(_plain_dsn(server_url))
     try:
         await admin.execute(f'CREATE DATABASE "{name}"')
     finally:
         await admin.close()
-    yield base.set(database=name).render_as_string(hide_password=False)
-    await drop_database(_plain_dsn(infra.database_url), name)
+    try:
+        yield base.set(database=name).render_as_string(hide_password=False)
+    finally:
+        await drop_database(_plain_dsn(server_url), name)
+
+
+@pytest.fixture(scope="session")
+async def database_url(infra: Infra) -> AsyncIterator[str]:
+    """A fresh database for this test session, dropped afterwards."""
+    async with new_database(infra.database_url) as url:
+        yield url
+
+
+@pytest.fixture
+async def own_database(infra: Infra) -> AsyncIterator[str]:
+    """A fresh database for one test (e.g. a fleet whose timers and tables no other test may share)."""
+    async with new_database(infra.database_url) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

@@ -359,7 +359,16 @@ async def _within(loop: asyncio.AbstractEventLoop, deadline: float, work: Awaita
         log.warning("%s failed while stopping", what, extra={"error": repr(exc)})
 
 
+def _stop_before_start(signum: int, frame: object) -> None:
+    raise SystemExit(0)  # nothing has connected to anything yet: there is nothing to finish
+
+
 def run_service(build: Callable[[], Service]) -> None:
-    """Entry point of ``python -m services.<name>``."""
+    """Entry point of ``python -m services.<name>``.
+
+    A SIGTERM while the service is being built exits 0 at once; from :meth:`Service.run` on, it stops gracefully.
+    """
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, _stop_before_start)
     service = build()
     asyncio.run(service.run())
