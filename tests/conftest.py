@@ -21,6 +21,7 @@ from services.runtime.service import Service
 from services.runtime.settings import RuntimeSettings
 from tests.support.infra import Infra, drop_database, ensure_infra
 from tests.support.kafka import wait_for
+from tests.support.servers import DedicatedServers
 
 TEST_PARTITIONS = 3
 
@@ -139,3 +140,15 @@ def subprocess_env(infra: Infra, database_url: str, topic_prefix: str) -> dict[s
         }
     )
     return env
+
+
+@pytest.fixture(scope="module")
+async def dedicated_servers() -> AsyncIterator[DedicatedServers]:
+    """A Kafka broker and a Postgres server of the module's own (free ports, state in a temporary folder), for
+    tests that kill them; the shared servers are never touched. Stopped by their PIDs after the module."""
+    servers = DedicatedServers.create()
+    try:
+        await servers.up()
+        yield servers
+    finally:
+        await servers.down()

@@ -352,11 +352,39 @@ def _name(task: asyncio.Future[None]) -> str:
 
 
 async def _within(loop: asyncio.AbstractEventLoop, deadline: float, work: Awaitable[object], what: str) -> None:
-    """Await ``work`` until ``deadline`` (loop time; at least a moment); log, never raise, when it fails."""
-    try:
-        await asyncio.wait_for(work, timeout=max(deadline - loop.time(), 0.2))
-    except Exception as exc:
-        log.warning("%s failed while stopping", what, extra={"error": repr(exc)})
+    """Await ``work`` until ``deadline`` (loop time; at least a moment), then abandon it; log, never raise.
+
+    Not ``wait_for``: that waits for the cancelled work to finish, and a client closing its connections to a
+    server that is down may take far longer than the grace period to give up.
+    """
+    task = asyncio.ensure_future(work)
+    done, _ = await asyncio.wait({task}, timeout=max(deadline - loop.time(), 0.2))
+    if not done:
+        task.cancel()
+        log.warning("%s did not finish in the grace period; abandoned", what)
+    elif task.exception() is not None:
+        log.warning("%s failed while stopping", what, extra={"error": repr(task.exception())})
+
+
+LEFTOVER_WAIT_S = 1.0
+"""After the stop: how long tasks still running (a client's own, e.g. a Kafka consumer leaving its group
+while the broker is down) get to end once cancelled, before the process exits without them."""
+
+
+def _close_loop(loop: asyncio.AbstractEventLoop) -> None:
+    """Cancel what still runs, give it LEFTOVER_WAIT_S, and close the loop (``asyncio.run`` would wait for
+    every task however long it takes to end, past the grace period)."""
+    tasks = asyncio.all_tasks(loop)
+    for task in tasks:
+        task.cancel()
+    if tasks:
+        loop.run_until_complete(asyncio.wait(tasks, timeout=LEFTOVER_WAIT_S))
+    stuck = [t for t in tasks if not t.done()]
+    if stuck:
+        log.warning("exiting without tasks that did not end", extra={"tasks": ",".join(_name(t) for t in stuck)})
+    else:
+        loop.run_until_complete(loop.shutdown_asyncgens())
+    loop.close()
 
 
 def _stop_before_start(signum: int, frame: object) -> None:
@@ -366,9 +394,15 @@ def _stop_before_start(signum: int, frame: object) -> None:
 def run_service(build: Callable[[], Service]) -> None:
     """Entry point of ``python -m services.<name>``.
 
-    A SIGTERM while the service is being built exits 0 at once; from :meth:`Service.run` on, it stops gracefully.
+    A SIGTERM while the service is being built exits 0 at once; from :meth:`Service.run` on, it stops gracefully
+    and the process ends within the grace period (plus LEFTOVER_WAIT_S), whatever its clients still wait for.
     """
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, _stop_before_start)
     service = build()
-    asyncio.run(service.run())
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        loop.run_until_complete(service.run())
+    finally:
+        _close_loop(loop)
