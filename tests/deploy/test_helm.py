@@ -333,6 +333,27 @@ def test_rendering_without_a_secret_or_kafka_fails_with_a_clear_message(chart: C
     assert no_kafka.returncode != 0 and "kafka.bootstrapServers is required" in no_kafka.stderr
 
 
+def test_kubernetes_waits_longer_than_the_preStop_sleep_plus_the_services_shutdown_grace(chart: Chart) -> None:
+    defaults = chart.values()["defaults"]
+    assert (
+        defaults["terminationGracePeriodSeconds"] > defaults["preStopSleepSeconds"] + defaults["shutdownGraceSeconds"]
+    )
+    if chart.offline:
+        source = chart.template_source("deployments.yaml")
+        assert "must exceed preStopSleepSeconds" in source and "LEADSTREAM_SHUTDOWN_GRACE_S" in source
+        return
+    for name, deployment in by_component(chart.render("default"), "Deployment").items():
+        pod = deployment["spec"]["template"]["spec"]
+        grace = float(_env_names(container(deployment))["LEADSTREAM_SHUTDOWN_GRACE_S"])
+        assert grace == defaults["shutdownGraceSeconds"], name
+        assert pod["terminationGracePeriodSeconds"] > defaults["preStopSleepSeconds"] + grace, name
+    too_short = chart.helm(
+        "-f", str(values_file("default")), "--set", "services.video.terminationGracePeriodSeconds=30"
+    )
+    assert too_short.returncode != 0
+    assert "services.video: terminationGracePeriodSeconds (30) must exceed" in too_short.stderr
+
+
 def test_notes_warn_about_replicas_beyond_partitions(chart: Chart, tmp_path: Path) -> None:
     notes = (CHART_DIR / "templates" / "NOTES.txt").read_text()
     if chart.offline:
