@@ -4,8 +4,14 @@
 #   docker run IMAGE migrate              # every service's migrations
 #   docker run IMAGE topics apply         # every contract topic and its .dlq
 # Build from the repository root: docker build -t leadstream:local .
+# The analysts' variant (pyarrow + duckdb for `leadstream export --format parquet`), from the same lock files:
+#   docker build --build-arg LOCKFILE=analytics -t leadstream-analytics:local .
 
-ARG PYTHON_IMAGE=python:3.11-slim
+# The base, pinned by digest: the multi-platform index of python:3.11-slim (Python 3.11.15, Debian trixie), as
+# published in github.com/docker-library/repo-info (repos/python/remote/3.11-slim.md, commit 2477d553). To move
+# it: `docker buildx imagetools inspect python:3.11-slim` prints the index digest ("Digest:"); replace it here,
+# the only place it is written (tests/deploy/test_image.py checks it is a full sha256 digest).
+ARG PYTHON_IMAGE=python:3.11-slim@sha256:90744cff8f32887f075c47d747a173ff333e9e98801667af93c357fa9f5e28ff
 
 # ---- build: a self-contained virtualenv with the two distributions and their runtime deps only ----
 FROM ${PYTHON_IMAGE} AS build
@@ -18,14 +24,21 @@ ENV PIP_NO_CACHE_DIR=1 \
 RUN python -m venv /opt/leadstream
 
 WORKDIR /src
+# runtime (default): the services' dependencies; analytics: plus pyarrow and duckdb. Both are hash-locked.
+ARG LOCKFILE=runtime
+COPY requirements/ requirements/
+# Every third-party package from the lock file, each checked against its hash; nothing resolved at build time.
+RUN /opt/leadstream/bin/pip install --require-hashes --no-deps -r "requirements/${LOCKFILE}.txt"
 COPY schemas/ schemas/
 COPY pyproject.toml ./
 COPY services/ services/
 COPY leadstream_cli/ leadstream_cli/
 
-# Non-editable installs (no dev extras): the image must not depend on /src, which the runtime stage drops.
-# Bytecode is compiled now because the root filesystem is read-only at run time.
-RUN /opt/leadstream/bin/pip install ./schemas . \
+# Non-editable installs of the two distributions, without dependencies (the lock brought them) and with the
+# locked setuptools (no build isolation: nothing fetched unpinned). The image must not depend on /src, which the
+# runtime stage drops. `pip check` proves the lock satisfies both. Bytecode is compiled now because the root
+# filesystem is read-only at run time.
+RUN /opt/leadstream/bin/pip install --no-deps --no-build-isolation ./schemas . \
  && /opt/leadstream/bin/pip check \
  && /opt/leadstream/bin/python -m compileall -q -j 0 /opt/leadstream/lib
 

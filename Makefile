@@ -13,18 +13,37 @@ PYTEST_ARGS ?=
 # The contract the models must stay compatible with (a release tag or the target branch in CI).
 SCHEMAS_BASE ?= HEAD
 
-.PHONY: help venv infra-up infra-down infra-status topics migrate demo test test-unit lint schemas schemas-check bench helm-lint clean
+.PHONY: help venv lock infra-up infra-down infra-status topics migrate demo test test-unit lint schemas schemas-check bench helm-lint clean
 
 help: ## list targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
 
-$(STAMP): pyproject.toml schemas/pyproject.toml
+# The lock files (hashes of every file of every platform, made by `make lock` with uv). `make venv` installs
+# requirements/dev.txt; the Dockerfile installs requirements/runtime.txt (or analytics.txt): the same versions.
+LOCKS := requirements/dev.txt requirements/runtime.txt requirements/analytics.txt
+UV_COMPILE = $(BIN)/uv pip compile --universal --python-version 3.11 --generate-hashes --quiet \
+	--no-emit-package leadstream --no-emit-package leadstream-schemas --custom-compile-command "make lock"
+
+$(STAMP): pyproject.toml schemas/pyproject.toml requirements/dev.txt
 	$(PY) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e ./schemas -e '.[dev]'
+	$(BIN)/pip install -q --require-hashes --no-deps -r requirements/dev.txt
+	$(BIN)/pip install -q --no-deps --no-build-isolation -e ./schemas -e '.[analytics,dev]'
+	$(BIN)/pip check
 	touch $(STAMP)
 
-venv: $(STAMP) ## create .venv and install the project
+venv: $(STAMP) ## create .venv and install the project (from requirements/dev.txt: every version and hash locked)
+
+# uv alone, so that `make lock` works while the venv cannot be installed (a dependency just added to pyproject.toml
+# is not in the lock yet); the same version as the dev lock's.
+$(BIN)/uv:
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q "uv==$$(sed -n 's/^uv==\([^ ]*\).*/\1/p' requirements/dev.txt)"
+
+lock: $(BIN)/uv ## re-lock requirements/*.txt from pyproject.toml (uv; run after changing a dependency)
+	$(UV_COMPILE) requirements/dev.in -o requirements/dev.txt
+	# The image's locks take their versions from the dev lock: what the tests ran is what ships.
+	$(UV_COMPILE) requirements/runtime.in -c requirements/dev.txt -o requirements/runtime.txt
+	$(UV_COMPILE) requirements/analytics.in -c requirements/dev.txt -o requirements/analytics.txt
 
 infra-up: ## start Kafka and Postgres (idempotent)
 	bash $(INFRA) up
@@ -50,7 +69,7 @@ test: venv infra-up ## run every test on the real broker and database
 lint: venv ## ruff and mypy
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy schemas/src services leadstream_cli tests bench
+	$(BIN)/mypy schemas/src services leadstream_cli tests bench examples
 
 schemas: venv ## regenerate JSON Schemas and the AsyncAPI document
 	$(BIN)/python -m leadstream_schemas.generate
@@ -62,7 +81,7 @@ schemas-check: venv ## fail if generated schemas are stale or a change is incomp
 bench: venv infra-up ## projection benchmark (ratios against baselines measured in the same run)
 	$(WITH_ENV) $(BIN)/python bench/projection.py
 
-helm-lint: ## lint, render and kubeconform-check the Helm chart offline (builds helm + kubeconform with Go once)
+helm-lint: ## lint, render, kubeconform-check the chart and promtool-check its alert rules (builds the tools with Go once)
 	bash deploy/helm/check.sh
 
 image: ## build the leadstream image (needs a Docker engine)

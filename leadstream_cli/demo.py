@@ -1,6 +1,6 @@
 """``leadstream demo``: the whole product on the local servers, with simulated providers.
 
-Starts the six services as processes on a scaled clock (campaign minutes pass in milliseconds),
+Starts every service as a process on a scaled clock (campaign minutes pass in milliseconds),
 creates a workspace and token, connects a simulated LinkedIn account, runs a saved signal search
 for N leads, launches a campaign on the resulting source group, then prints one replying lead's
 timeline in causal order and the campaign's summary counts from the projection API.
@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,9 +28,9 @@ from services.runtime.kafka import apply_topics
 from services.runtime.migrations import upgrade
 from services.runtime.settings import RuntimeSettings
 
+from .checkout import checkout
 from .processes import DEFAULT_PORTS, SERVICES, STOP, ServiceFleet
 
-ROOT = Path(__file__).resolve().parents[1]
 # One real second is half an hour of campaign time: a 5-minute step spacing takes 0.17 s, and the
 # simulated leads' acceptance (up to 6 h) and reply (up to 8 h) delays play out in seconds.
 CLOCK_SCALE = 1800.0
@@ -230,22 +231,28 @@ def _run_demo(*, once: bool, leads: int, timeout_s: float, env: dict[str, str], 
     console.rule("[bold]leadstream demo")
     console.print(f"Kafka {settings.kafka_bootstrap_servers} · Postgres {settings.database_url.split('@')[-1]}")
     token = asyncio.run(_prepare(settings, workspace))
+    root = checkout()
+    # In a checkout next to the servers' data; installed (the image), in the temporary directory.
+    log_dir = root / ".run" / "logs" if root else Path(tempfile.gettempdir()) / "leadstream-demo-logs"
     fleet = ServiceFleet(
         env={
             **env,
             "LEADSTREAM_CLOCK_SCALE": str(CLOCK_SCALE),
             "LEADSTREAM_CLOCK_EPOCH": started.isoformat(),
             "LEADSTREAM_SIMULATED_SEED": str(int(started.timestamp())),
+            # Lets a webhook subscription of the demo's API point at a receiver on this machine (http://127.0.0.1:...).
+            "LEADSTREAM_WEBHOOKS_ALLOW_PRIVATE_TARGETS": "true",
+            "LEADSTREAM_WEBHOOKS_ALLOW_HTTP": "true",
         },
-        log_dir=ROOT / ".run" / "logs",
+        log_dir=log_dir,
         ports=demo_ports(port_base),
     )
     try:
-        with console.status("starting the six services…"):
+        with console.status(f"starting the {len(SERVICES)} services…"):
             for name in SERVICES:
                 fleet.start(name)
             fleet.wait_ready()
-        console.print("[green]all six services ready[/] (logs in .run/logs/)")
+        console.print(f"[green]all {len(SERVICES)} services ready[/] (logs in {log_dir})")
         scenario = DemoScenario(fleet, token)
         campaign_id, _ = scenario.setup_campaign(leads)
         console.print(f"campaign {campaign_id} launched for {leads} simulated leads; waiting for replies…")

@@ -16,15 +16,15 @@ from rich.table import Table
 
 from services.runtime.settings import RuntimeSettings
 
+from .checkout import INFRA_SCRIPT, checkout
 from .processes import SERVICES
 
-ROOT = Path(__file__).resolve().parents[1]
-
 app = typer.Typer(help="leadstream: B2B outreach as event-sourced microservices on Kafka.", no_args_is_help=True)
-infra_app = typer.Typer(help="Local Kafka broker and Postgres (deploy/local).", no_args_is_help=True)
+infra_app = typer.Typer(help="Local Kafka broker and Postgres (deploy/local, in a checkout).", no_args_is_help=True)
 topics_app = typer.Typer(help="Kafka topics of the event contract.", no_args_is_help=True)
 tokens_app = typer.Typer(help="Workspace API tokens.", no_args_is_help=True)
-app.add_typer(infra_app, name="infra")
+if checkout() is not None:  # an installed package (the image) has no deploy/local to run
+    app.add_typer(infra_app, name="infra")
 app.add_typer(topics_app, name="topics")
 app.add_typer(tokens_app, name="tokens")
 console = Console()
@@ -38,7 +38,9 @@ def service_builder(name: str):  # type: ignore[no-untyped-def]
 
 
 def _infra(action: str) -> None:
-    result = subprocess.run(["bash", str(ROOT / "deploy/local/infra.sh"), action], cwd=ROOT)
+    root = checkout()
+    assert root is not None, "the infra commands are only mounted in a source checkout"
+    result = subprocess.run(["bash", str(root / INFRA_SCRIPT), action], cwd=root)
     raise typer.Exit(result.returncode)
 
 
@@ -78,7 +80,8 @@ def topics_apply(
 ) -> None:
     """Reconcile every contract topic and its .dlq with the desired state (safe to rerun).
 
-    Creates missing topics, fixes retention.ms, cleanup.policy and compression.type on existing ones, and adds
+    Creates missing topics, fixes retention.ms, cleanup.policy, compression.type and min.insync.replicas
+    (LEADSTREAM_TOPIC_MIN_INSYNC_REPLICAS, default min(2, replication factor)) on existing ones, and adds
     partitions only with --allow-partition-increase. Never deletes or shrinks anything: what it cannot fix
     (fewer partitions desired, another replication factor) is drift, and the command then exits 1.
     """
@@ -160,7 +163,7 @@ def demo(
         typer.Option(help="Serve the services on this port and the next ones, in service order (default: 8101...)."),
     ] = None,
 ) -> None:
-    """Start all six services, run a demo campaign and print a lead's timeline and the summary.
+    """Start every service, run a demo campaign and print a lead's timeline and the summary.
 
     Ctrl-C, SIGTERM and SIGHUP stop every service it started.
     """

@@ -1,4 +1,4 @@
-"""Start and stop the six services as separate OS processes (used by the demo and the end-to-end test)."""
+"""Start and stop the services as separate OS processes (used by the demo and the end-to-end test)."""
 
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ DEFAULT_PORTS = {
     "outreach": 8104,
     "video": 8105,
     "projection": 8106,
+    "webhooks": 8108,
 }
 SERVICES = tuple(DEFAULT_PORTS)
 """Every leadstream service, in start order (the one list the CLI, the demo and the tests use)."""

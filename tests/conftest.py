@@ -11,7 +11,6 @@ from collections.abc import AsyncIterator, Callable
 from functools import partial
 from typing import Any
 
-import asyncpg
 import pytest
 from sqlalchemy.engine import make_url
 
@@ -19,7 +18,7 @@ from services.runtime.consumer import EventConsumer
 from services.runtime.kafka import apply_topics
 from services.runtime.service import Service
 from services.runtime.settings import RuntimeSettings
-from tests.support.infra import Infra, drop_database, ensure_infra
+from tests.support.infra import Infra, create_database, drop_database, ensure_infra, plain_dsn
 from tests.support.kafka import wait_for
 from tests.support.servers import DedicatedServers
 
@@ -32,38 +31,20 @@ def infra() -> Infra:
     return ensure_infra()
 
 
-def _plain_dsn(url: str) -> str:
-    return url.replace("postgresql+asyncpg://", "postgresql://")
-
-
-@contextlib.asynccontextmanager
-async def new_database(server_url: str) -> AsyncIterator[str]:
-    """A fresh database on the server of ``server_url`` (its URL), dropped afterwards."""
-    base = make_url(server_url)
-    name = f"leadstream_test_{uuid.uuid4().hex[:10]}"
-    admin = await asyncpg.connect(_plain_dsn(server_url))
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    try:
-        yield base.set(database=name).render_as_string(hide_password=False)
-    finally:
-        await drop_database(_plain_dsn(server_url), name)
-
-
 @pytest.fixture(scope="session")
 async def database_url(infra: Infra) -> AsyncIterator[str]:
     """A fresh database for this test session, dropped afterwards."""
-    async with new_database(infra.database_url) as url:
-        yield url
+    url = await create_database(infra.database_url, "leadstream_test_")
+    yield url
+    await drop_database(plain_dsn(infra.database_url), make_url(url).database or "")
 
 
 @pytest.fixture
 async def own_database(infra: Infra) -> AsyncIterator[str]:
     """A fresh database for one test (e.g. a fleet whose timers and tables no other test may share)."""
-    async with new_database(infra.database_url) as url:
-        yield url
+    url = await create_database(infra.database_url, "leadstream_test_")
+    yield url
+    await drop_database(plain_dsn(infra.database_url), make_url(url).database or "")
 
 
 @pytest.fixture(scope="session")

@@ -192,14 +192,16 @@ debian_psql() {
   as_postgres psql -X -q -v ON_ERROR_STOP=1 -p "${port}" -d postgres "$@"
 }
 
+# CREATEDB: every test session makes its own database. CREATEROLE: tests prove the services run as a role with
+# data-only (DML) grants, the way the chart runs them (docs/operations.md).
 ensure_role_and_db() {
   # $1..: a psql command line connected as a superuser to database postgres
   local exists
   "$@" -c "DO \$\$ BEGIN
       IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '${DB_USER}') THEN
-        CREATE ROLE ${DB_USER} LOGIN CREATEDB PASSWORD '${DB_PASSWORD}';
+        CREATE ROLE ${DB_USER} LOGIN CREATEDB CREATEROLE PASSWORD '${DB_PASSWORD}';
       ELSE
-        ALTER ROLE ${DB_USER} LOGIN CREATEDB PASSWORD '${DB_PASSWORD}';
+        ALTER ROLE ${DB_USER} LOGIN CREATEDB CREATEROLE PASSWORD '${DB_PASSWORD}';
       END IF;
     END \$\$;" >&2 || die "could not create role ${DB_USER}"
   exists="$("$@" -tA -c "SELECT 1 FROM pg_database WHERE datname = '${DB_NAME}'")" ||

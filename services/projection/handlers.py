@@ -22,20 +22,19 @@ some records were already applied.
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from uuid import UUID
 
 import asyncpg
 
+from services.runtime.consuming.batch import TP, ApplyResult, DeadLetter
+
 from . import domain
 from .domain import Contribution, EventRecord, MergeSpec, Patch, TimelineRow
 from .store import TIMELINE_COLUMNS, Views, WriteSql, pg_type, stage_table, write_sql
-
-TP = tuple[str, int]
-"""(physical topic, partition)."""
 
 
 @dataclass(slots=True)
@@ -49,21 +48,6 @@ class Item:
     contribution: Contribution | None = None
     error: tuple[str, str] | None = None  # (code, message) when the record did not decode
     record: Any = None  # the raw consumer record, for dead-lettering
-
-
-@dataclass
-class ApplyResult:
-    """What a batch did: events applied, duplicates skipped, and where each partition stands now."""
-
-    applied: int = 0
-    duplicates: int = 0
-    filtered: int = 0
-    dead_lettered: int = 0
-    next_offsets: dict[TP, int] = field(default_factory=dict)
-    seeks: dict[TP, int] = field(default_factory=dict)
-
-
-DeadLetter = Callable[[Item], Awaitable[None]]
 
 
 @dataclass
@@ -110,11 +94,12 @@ class BatchApplier:
     the end (a rebuild, whose views nobody reads before it completes).
 
     ``hold_rows`` (a rebuild only) holds the lead rows (``lead_state``, ``lead_campaign``) back in
-    memory across batches, merged, and writes them when more than that many are held and in
-    :meth:`flush`: a lead row changes in most batches, and upserting it once instead of once per
-    batch is about a third of the database's work in a rebuild. The merges commute, so the views
-    are the same; until :meth:`flush`, the stored offsets are ahead of those rows, which is why only
-    a rebuild (never read, never resumed before it completes) may do it.
+    memory across batches, merged, and writes them in :meth:`flush` (the rebuild calls it when
+    :attr:`held` passes ``hold_rows`` and at the end): a lead row changes in most batches, and
+    upserting it once instead of once per batch is about a third of the database's work in a rebuild.
+    The merges commute, so the views are the same; until :meth:`flush`, the stored offsets are ahead
+    of those rows, which is why only a rebuild (never read, never resumed before it completes) may
+    do it. A batch's patches join the held rows only once its transaction committed.
     """
 
     HELD_SPECS = (domain.LEAD_STATE, domain.LEAD_CAMPAIGN)
@@ -134,7 +119,6 @@ class BatchApplier:
         self.refresh_summaries = refresh_summaries
         self.hold_rows = hold_rows
         self._held: dict[str, dict[tuple[Any, ...], Patch]] = {spec.table: {} for spec in self.HELD_SPECS}
-        self._broken = False
         self.sql: WriteSql = write_sql(views)
         self.campaign = str(campaign) if campaign else None
         self.since = since
@@ -191,34 +175,32 @@ class BatchApplier:
         self,
         conn: asyncpg.Connection,
         items: Sequence[Item] | Plan,
-        expected: dict[TP, int | None],
+        expected: Mapping[TP, int | None],
         dead_letter: DeadLetter | None = None,
     ) -> ApplyResult:
         """Apply a batch (records of one poll, in offset order per partition, or its plan) in one transaction.
 
         ``expected`` is, per partition, the offset the consumer fetched from (None or absent: unknown).
-        ``dead_letter`` is awaited for each applied record that did not decode, before the commit.
+        ``dead_letter(record, code, message)`` is awaited for each applied record that carries an error
+        (did not decode, or was refused), before the commit.
         """
-        self._check_usable()
         plan = items if isinstance(items, Plan) else self.plan(items)
         result = ApplyResult(duplicates=plan.duplicates, filtered=plan.filtered)
         if not plan.by_tp:
             return result
-        try:
-            return await self._apply(conn, plan, result, expected, dead_letter)
-        except BaseException:
-            # The held rows may have taken this batch's patches while its transaction rolled back.
-            self._broken = self.hold_rows > 0
-            raise
+        held = await self._apply(conn, plan, result, expected, dead_letter)
+        if held:
+            self._hold(held)  # committed: only now may its patches join the rows held back
+        return result
 
     async def _apply(
         self,
         conn: asyncpg.Connection,
         plan: Plan,
         result: ApplyResult,
-        expected: dict[TP, int | None],
+        expected: Mapping[TP, int | None],
         dead_letter: DeadLetter | None,
-    ) -> ApplyResult:
+    ) -> dict[str, dict[tuple[Any, ...], Patch]]:
         tps = sorted(plan.by_tp)
         async with conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock($1)", self.sql.lock_id)
@@ -249,7 +231,7 @@ class BatchApplier:
             if dead_letter is not None:
                 for it in kept:
                     if it.envelope is None:
-                        await dead_letter(it)
+                        await dead_letter(it.record, *(it.error or ("invalid", "record did not decode")))
                         result.dead_lettered += 1
             events = plan.events
             if trimmed:
@@ -273,7 +255,7 @@ class BatchApplier:
                     [p for (_, p), _ in ordered],
                     [o for _, o in ordered],
                 )
-        return result
+        return writes.held if result.applied else {}
 
     async def _record_seen(self, conn: asyncpg.Connection, ids: list[str]) -> set[str]:
         """Add a batch's distinct event ids to ``seen_events``; returns those that were there already.
@@ -302,22 +284,28 @@ class BatchApplier:
             "seen_events", schema_name=self.views.schema, columns=("event_id",), records=[(eid,) for eid in ids]
         )
 
-    def _check_usable(self) -> None:
-        if self._broken:
-            raise RuntimeError("a batch failed while rows were held back: start the rebuild again")
+    @property
+    def held(self) -> int:
+        """Rows held back (see ``hold_rows``)."""
+        return sum(len(table) for table in self._held.values())
 
     async def flush(self, conn: asyncpg.Connection) -> None:
-        """Write the rows held back (see ``hold_rows``) in one transaction under the apply lock."""
-        self._check_usable()
+        """Write the rows held back (see ``hold_rows``) in one transaction under the apply lock.
+
+        Merged, not plainly copied, even when this reader writes a row for the first time: the
+        audience derivation inserts lead-campaign rows as soon as it knows a campaign's audience.
+        """
         rows = self._held_rows()  # before the lock: other readers' batches need not wait for Python
         if not rows:
             return
         async with conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock($1)", self.sql.lock_id)
-            await self._write_held(conn, rows)
+            await self._upsert(conn, rows)
+        for table in self._held.values():
+            table.clear()
 
-    async def _hold(self, conn: asyncpg.Connection, held: dict[str, dict[tuple[Any, ...], Patch]]) -> None:
-        """Merge a batch's held patches in; write them all (in the batch's transaction) past ``hold_rows``."""
+    def _hold(self, held: dict[str, dict[tuple[Any, ...], Patch]]) -> None:
+        """Merge a committed batch's held patches in."""
         for spec in self.HELD_SPECS:
             patches = held.get(spec.table)
             if not patches:
@@ -329,23 +317,11 @@ class BatchApplier:
                     table[key] = patch
                 else:
                     spec.merge(acc, patch)
-        if sum(len(table) for table in self._held.values()) > self.hold_rows:
-            await self._write_held(conn, self._held_rows())
 
     def _held_rows(self) -> dict[str, list[tuple[Any, ...]]]:
         return {
             spec.table: self._rows(spec, rows.values()) for spec in self.HELD_SPECS if (rows := self._held[spec.table])
         }
-
-    async def _write_held(self, conn: asyncpg.Connection, rows: dict[str, list[tuple[Any, ...]]]) -> None:
-        """Merge held rows in (in the caller's transaction, under the apply lock), then let them go.
-
-        An upsert, not a plain COPY, even when this reader writes a row for the first time: the
-        audience derivation inserts lead-campaign rows as soon as it knows a campaign's audience.
-        """
-        await self._upsert(conn, rows)
-        for table in self._held.values():
-            table.clear()
 
     async def refresh_all_summaries(self, conn: asyncpg.Connection) -> None:
         """Recompute every campaign summary from the lead rows (one statement)."""
@@ -354,8 +330,6 @@ class BatchApplier:
             await conn.execute(self.sql.refresh_all_summaries)
 
     async def _write(self, conn: asyncpg.Connection, w: Writes) -> None:
-        if w.held:
-            await self._hold(conn, w.held)
         if w.timeline:
             # Binary COPY: these ids were just added to seen_events, so none of the rows can exist yet.
             await conn.copy_records_to_table(

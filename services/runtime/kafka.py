@@ -111,6 +111,7 @@ def create_consumer(settings: RuntimeSettings, *, group_id: str | None = None, *
         "max_poll_records": settings.consumer_max_records,
         "session_timeout_ms": settings.consumer_session_timeout_ms,
         "heartbeat_interval_ms": settings.consumer_heartbeat_interval_ms,
+        "max_poll_interval_ms": settings.consumer_max_poll_interval_ms,
         "isolation_level": "read_committed",
         **client_security(settings),
     }
@@ -129,7 +130,8 @@ def all_topics(settings: RuntimeSettings, partitions: int | None = None) -> list
 
 
 # Topic configs the reconciler owns; any other topic-level override (set by an operator) is kept as it is.
-MANAGED_CONFIGS = ("retention.ms", "cleanup.policy", "compression.type")
+MANAGED_CONFIGS = ("retention.ms", "cleanup.policy", "compression.type", "min.insync.replicas")
+MIN_INSYNC = "min.insync.replicas"
 # DescribeConfigs ``config_source`` of a topic-level override (Kafka's ConfigSource.TOPIC_CONFIG).
 _TOPIC_CONFIG_SOURCE = 1
 _UNKNOWN_TOPIC = 3
@@ -216,7 +218,14 @@ def desired_topics(settings: RuntimeSettings, partitions: int | None = None) -> 
             name=name,
             partitions=n,
             replication_factor=settings.topic_replication_factor,
-            configs={"retention.ms": str(t.retention_ms), "cleanup.policy": "delete", "compression.type": "producer"},
+            configs={
+                "retention.ms": str(t.retention_ms),
+                "cleanup.policy": "delete",
+                "compression.type": "producer",
+                # acks=all then means "on at least this many replicas": with 3 replicas, one broker can be
+                # down and a write still lands on two.
+                MIN_INSYNC: str(settings.min_insync_replicas),
+            },
         )
         for name, t, n in all_topics(settings, partitions)
     ]
@@ -237,8 +246,13 @@ def plan_topic(desired: DesiredTopic, actual: ActualTopic | None, *, allow_parti
     changes: list[str] = []
     drift: list[str] = []
     updates: dict[str, str] = {}
+    fewest_replicas = min(actual.replication_factors, default=desired.replication_factor)
     for key, want in desired.configs.items():
         have = actual.configs.get(key)
+        if key == MIN_INSYNC and have != want and int(want) > fewest_replicas:
+            # More than the topic's replicas would make every acks=all write fail: fix the replicas first.
+            drift.append(f"{MIN_INSYNC} {have}, desired {want}: more than the topic's {fewest_replicas} replica(s)")
+            continue
         if have != want:
             updates[key] = want
             changes.append(f"{key} {have} -> {want}")
@@ -330,7 +344,7 @@ async def apply_topics(
     """Reconcile every contract topic and its ``.dlq`` with the desired state (idempotent).
 
     Missing topics are created; existing ones get the managed configs (retention.ms, cleanup.policy,
-    compression.type) fixed, keeping every other override, and their partitions increased only with
+    compression.type, min.insync.replicas) fixed, keeping every other override, and their partitions increased only with
     ``allow_partition_increase``. Fewer partitions than present, a different replication factor or a
     disallowed increase are reported as ``drift`` and left alone. With ``dry_run`` nothing is sent but
     reads; the report says what would change. Drift never raises: callers decide (the CLI exits 1).

@@ -11,3 +11,4 @@ CONSUMER_LAG = Gauge("leadstream_consumer_lag", "Records behind the log end", ["
 OUTBOX_BACKLOG = Gauge("leadstream_outbox_backlog", "Events waiting in the outbox", ["service"])
 OUTBOX_PUBLISHED = Counter("leadstream_outbox_published_total", "Events published by the relay", ["service"])
 SENDS = Counter("leadstream_sends_total", "Outreach sends per account and action", ["account", "action"])
+READY = Gauge("leadstream_ready", "1 while /readyz passes, 0 while it fails (set at each probe)", ["service"])

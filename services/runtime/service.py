@@ -38,7 +38,8 @@ from .errors import install_problem_handlers, problem_response
 from .faults import Backoff, Fault, classify
 from .kafka import create_broker
 from .logging import configure_logging
-from .migrations import upgrade
+from .metrics import READY
+from .migrations import prepare_schema
 from .outbox import OutboxRelay, add_to_outbox
 from .settings import RuntimeSettings
 from .telemetry import configure_tracing, current_traceparent
@@ -146,9 +147,19 @@ class Service:
     # -- lifecycle --------------------------------------------------------------------------------
 
     async def migrate(self) -> None:
-        """Apply the identity and this service's migrations (idempotent, serialised by advisory locks)."""
-        await upgrade(auth.MIGRATIONS_DIR, self.settings.database_url, auth.IDENTITY_SCHEMA)
-        await upgrade(self.migrations_dir, self.settings.database_url, self.settings.db_schema)
+        """Make the identity and this service's schemas usable: migrate them (``migrate_on_start``) or check them.
+
+        A schema at a newer revision declared compatible with this code (an older pod during a rolling update
+        or after a rollback) is logged and used; one that is behind without ``migrate_on_start``, or newer and
+        incompatible, raises :class:`~services.runtime.migrations.SchemaNotReady` with what to do.
+        """
+        for migrations_dir, schema in (
+            (auth.MIGRATIONS_DIR, auth.IDENTITY_SCHEMA),
+            (self.migrations_dir, self.settings.db_schema),
+        ):
+            await prepare_schema(
+                migrations_dir, self.settings.database_url, schema, migrate=self.settings.migrate_on_start
+            )
 
     def request_stop(self) -> None:
         """Begin a graceful stop (what SIGTERM and SIGINT do): every loop sees ``stop_event`` and winds down."""
@@ -328,6 +339,7 @@ class Service:
         async def readyz() -> JSONResponse | dict[str, str]:
             """Readiness: Postgres and Kafka answer and the consumer runs."""
             failed = await self.readiness()
+            READY.labels(self.name).set(0 if failed else 1)
             if failed:
                 return problem_response(
                     503, "not_ready", "; ".join(f"{k}: {v}" for k, v in failed.items()), checks=failed

@@ -37,8 +37,18 @@ class RuntimeSettings(BaseSettings):
     topic_prefix: str = Field("", description="Prefix for every topic name (isolates test runs on one broker).")
     topic_partitions: int = Field(6, ge=1)
     topic_replication_factor: int = Field(1, ge=1)
+    topic_min_insync_replicas: int | None = Field(
+        None,
+        ge=1,
+        description="min.insync.replicas of the topics `topics apply` manages; default min(2, replication factor).",
+    )
     http_host: str = "127.0.0.1"
     http_port: int = 0
+    migrate_on_start: bool = Field(
+        True,
+        description="Apply the service's migrations at start (local runs, demo, compose). The chart turns it off: "
+        "its migrate Job migrates with a user of its own, and the services' database user needs no DDL rights.",
+    )
     log_level: str = "INFO"
     log_json: bool = True
 
@@ -48,6 +58,15 @@ class RuntimeSettings(BaseSettings):
     consumer_backoff_max_s: float = Field(5.0, ge=0)
     consumer_session_timeout_ms: int = 10_000
     consumer_heartbeat_interval_ms: int = 1_000
+    consumer_max_poll_interval_ms: int = Field(
+        300_000, ge=1_000, description="Longest gap between two polls before the broker gives the partitions away."
+    )
+    consumer_max_inline_wait_s: float = Field(
+        3.0, ge=0, description="Longest rate-limit wait sat through inline; a longer one pauses the partition."
+    )
+    consumer_revoke_grace_s: float = Field(
+        10.0, ge=0, description="How long work on a revoked partition may finish before it is abandoned (rolled back)."
+    )
 
     shutdown_grace_s: float = Field(
         25.0,
@@ -79,6 +98,20 @@ class RuntimeSettings(BaseSettings):
                 "KAFKA_SECURITY_PROTOCOL SASL_* needs LEADSTREAM_KAFKA_SASL_MECHANISM, _USERNAME and _PASSWORD"
             )
         return self
+
+    @model_validator(mode="after")
+    def _min_insync_within_replicas(self) -> Self:
+        if self.topic_min_insync_replicas and self.topic_min_insync_replicas > self.topic_replication_factor:
+            raise ValueError(
+                f"LEADSTREAM_TOPIC_MIN_INSYNC_REPLICAS={self.topic_min_insync_replicas} exceeds "
+                f"LEADSTREAM_TOPIC_REPLICATION_FACTOR={self.topic_replication_factor}: acks=all writes would fail"
+            )
+        return self
+
+    @property
+    def min_insync_replicas(self) -> int:
+        """The topics' min.insync.replicas: the setting, else 2 with replicas to spare, else 1."""
+        return self.topic_min_insync_replicas or min(2, self.topic_replication_factor)
 
     def topic_name(self, base: str) -> str:
         """The physical topic name for a contract topic name."""

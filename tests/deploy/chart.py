@@ -22,8 +22,9 @@ CHART_DIR = HELM_DIR / "leadstream"
 CHECK_SH = HELM_DIR / "check.sh"
 CI_VALUES = CHART_DIR / "ci"
 KUBE_VERSION = "1.31.0"
-# Building helm and kubeconform from source takes a few minutes once; never wait forever.
-TOOLS_TIMEOUT_S = 600
+# Building helm, kubeconform and promtool from source takes several minutes once (more on a busy machine); never
+# wait forever.
+TOOLS_TIMEOUT_S = 1500
 Manifest = dict[str, Any]
 
 
@@ -34,15 +35,16 @@ def cache_dir() -> Path:
 
 @dataclass(frozen=True)
 class Tools:
-    """Paths of helm and kubeconform, or why they are missing."""
+    """Paths of helm, kubeconform and promtool, or why they are missing."""
 
     helm: Path | None
     kubeconform: Path | None
     reason: str = ""
+    promtool: Path | None = None
 
 
 def find_tools() -> Tools:
-    """helm and kubeconform from the cache dir or PATH; built with check.sh (Go) when missing.
+    """helm, kubeconform and promtool from the cache dir or PATH; built with check.sh (Go) when missing.
 
     ``LEADSTREAM_DEPLOY_OFFLINE=1`` pretends neither exists, to exercise the offline checks.
     """
@@ -57,9 +59,9 @@ def find_tools() -> Tools:
         found = shutil.which(name)
         return Path(found) if found else None
 
-    helm, kubeconform = locate("helm"), locate("kubeconform")
-    if helm and kubeconform:
-        return Tools(helm, kubeconform)
+    helm, kubeconform, promtool = locate("helm"), locate("kubeconform"), locate("promtool")
+    if helm and kubeconform and promtool:
+        return Tools(helm, kubeconform, promtool=promtool)
     if not shutil.which("go"):
         return Tools(helm, kubeconform, "helm/kubeconform not installed and no Go toolchain to build them")
     try:
@@ -70,7 +72,7 @@ def find_tools() -> Tools:
         return Tools(helm, kubeconform, f"building helm/kubeconform took longer than {TOOLS_TIMEOUT_S}s")
     if result.returncode != 0:
         return Tools(helm, kubeconform, f"check.sh --tools-only failed: {result.stderr[-2000:]}")
-    return Tools(locate("helm"), locate("kubeconform"))
+    return Tools(locate("helm"), locate("kubeconform"), promtool=locate("promtool"))
 
 
 def values_file(name: str) -> Path:

@@ -24,9 +24,11 @@ from sqlalchemy.engine import make_url
 
 from leadstream_cli.main import SERVICES
 from leadstream_cli.processes import DEFAULT_PORTS
+from tests.deploy.chart import Chart
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "deploy" / "compose" / "docker-compose.yml"
+OBSERVABILITY = {"otel-collector", "jaeger", "prometheus", "grafana"}
 SCHEMA = Path(__file__).parent / "schemas" / "compose-spec.json"
 _VAR = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::?-([^}]*))?\}")
 
@@ -85,7 +87,7 @@ def test_kafka_is_a_single_kraft_node_the_services_can_reach(compose: dict[str, 
     assert env["KAFKA_AUTO_CREATE_TOPICS_ENABLE"] == "false"
     assert env["KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR"] == "1"
     assert f"kafka-data:{env['KAFKA_LOG_DIRS']}" in kafka["volumes"]
-    host_port, container_port = kafka["ports"][0].split(":")
+    _, host_port, container_port = kafka["ports"][0].split(":")
     assert listeners["HOST"] == f":{container_port}" and advertised["HOST"] == f"localhost:{host_port}"
     assert "kafka-broker-api-versions.sh" in " ".join(kafka["healthcheck"]["test"])
 
@@ -123,7 +125,7 @@ def test_init_creates_topics_and_migrates_once_both_servers_are_healthy(compose:
 
 def test_the_six_services_run_after_init_with_their_usual_ports(compose: dict[str, Any]) -> None:
     services = compose["services"]
-    assert set(services) == {"kafka", "postgres", "init", *SERVICES}
+    assert set(services) == {"kafka", "postgres", "init", *SERVICES, *OBSERVABILITY}
     for name in SERVICES:
         svc = services[name]
         assert svc["command"] == ["run", name]
@@ -132,7 +134,7 @@ def test_the_six_services_run_after_init_with_their_usual_ports(compose: dict[st
         env = {k: str(v) for k, v in svc["environment"].items()}
         assert env["LEADSTREAM_HTTP_HOST"] == "0.0.0.0"
         (mapping,) = svc["ports"]
-        host, container = mapping.split(":")
+        _, host, container = mapping.split(":")
         assert int(host) == DEFAULT_PORTS[name] and container == env["LEADSTREAM_HTTP_PORT"]
         probe = svc["healthcheck"]["test"][-1]
         assert f"127.0.0.1:{env['LEADSTREAM_HTTP_PORT']}/readyz" in probe
@@ -183,3 +185,98 @@ def test_the_service_healthcheck_fails_on_503_and_passes_on_200(
     assert subprocess.run([sys.executable, "-c", snippet], capture_output=True, timeout=30).returncode != 0
     handler.status = 200
     assert subprocess.run([sys.executable, "-c", snippet], capture_output=True, timeout=30).returncode == 0
+
+
+def test_profiles_start_infra_services_and_observability_with_everything_they_depend_on(
+    compose: dict[str, Any],
+) -> None:
+    services = compose["services"]
+    profiles = {name: set(svc.get("profiles", [])) for name, svc in services.items()}
+    assert all(profiles.values()), "nothing starts without a profile"
+    assert {n for n, p in profiles.items() if "infra" in p} == {"kafka", "postgres"}
+    assert {n for n, p in profiles.items() if "services" in p} == {"kafka", "postgres", "init", *SERVICES}
+    assert {n for n, p in profiles.items() if "observability" in p} == OBSERVABILITY
+    # A service's dependencies are enabled by every profile that enables it (else compose refuses to start it).
+    for name, svc in services.items():
+        depends = svc.get("depends_on", {})
+        for dep in depends:  # a list or a map of names
+            assert profiles[name] <= profiles[dep], (name, dep)
+
+
+def test_every_port_is_bound_to_localhost_only(compose: dict[str, Any]) -> None:
+    mappings = [(name, m) for name, svc in compose["services"].items() for m in svc.get("ports", [])]
+    assert len(mappings) >= 12
+    assert [(n, m) for n, m in mappings if not str(m).startswith("127.0.0.1:")] == []
+
+
+def test_credentials_are_marked_development_only() -> None:
+    text = COMPOSE.read_text()
+    lines = text.splitlines()
+    for default in ("${POSTGRES_PASSWORD:-leadstream}", "${GRAFANA_ADMIN_PASSWORD:-admin}", "dev-webhook-secret"):
+        # Every line with the default says, on it or just above, that it is for development only.
+        found = [i for i, line in enumerate(lines) if default in line]
+        assert found, default
+        for i in found:
+            context = "\n".join(lines[max(0, i - 3) : i + 1]).lower()
+            assert "development-only" in context or "dev-only" in context, (default, lines[i])
+
+
+def test_traces_flow_from_the_services_through_the_collector_to_jaeger(compose: dict[str, Any]) -> None:
+    collector = yaml.safe_load((COMPOSE.parent / "otel-collector.yaml").read_text())
+    pipeline = collector["service"]["pipelines"]["traces"]
+    assert set(pipeline["receivers"]) <= set(collector["receivers"])
+    assert set(pipeline["processors"]) <= set(collector["processors"])
+    (exporter,) = pipeline["exporters"]
+    assert collector["exporters"][exporter]["endpoint"] == "jaeger:4317"
+    assert compose["services"]["jaeger"]["environment"]["COLLECTOR_OTLP_ENABLED"] == "true"
+    http = collector["receivers"]["otlp"]["protocols"]["http"]["endpoint"]
+    endpoint = compose["x-leadstream-env"]["OTEL_EXPORTER_OTLP_ENDPOINT"]
+    assert endpoint == f"http://otel-collector:{http.rsplit(':', 1)[1]}"
+    mounts = compose["services"]["otel-collector"]["volumes"]
+    assert "./otel-collector.yaml:/etc/otelcol/config.yaml:ro" in mounts
+    assert "--config=/etc/otelcol/config.yaml" in compose["services"]["otel-collector"]["command"]
+
+
+def _mounted(service: dict[str, Any], target: str) -> Path:
+    (source,) = [v.split(":")[0] for v in service["volumes"] if v.split(":")[1] == target]
+    path = (COMPOSE.parent / source).resolve()
+    assert path.exists(), source
+    return path
+
+
+@pytest.mark.timeout(1800)  # the chart fixture may wait for promtool's first build
+def test_prometheus_scrapes_every_service_and_loads_the_charts_rules(
+    compose: dict[str, Any], chart: Chart, tmp_path: Path
+) -> None:
+    prometheus = compose["services"]["prometheus"]
+    config_path = _mounted(prometheus, "/etc/prometheus/prometheus.yml")
+    config = yaml.safe_load(config_path.read_text())
+    (rule_file,) = config["rule_files"]
+    assert _mounted(prometheus, rule_file) == (ROOT / "deploy/helm/leadstream/files/prometheus-rules.yaml").resolve()
+    jobs = {j["job_name"]: j for j in config["scrape_configs"]}
+    assert set(jobs) == set(SERVICES)
+    for name, job in jobs.items():
+        assert job["static_configs"] == [{"targets": [f"{name}:{compose['x-leadstream-env']['LEADSTREAM_HTTP_PORT']}"]}]
+        assert job["honor_labels"] is True  # the metrics' own `service` label stays
+    # promtool (built with Go by deploy/helm/check.sh) accepts the config with the rules where compose mounts them.
+    promtool = chart.tools.promtool
+    assert promtool is not None, "promtool is needed (deploy/helm/check.sh builds it with Go)"
+    local = tmp_path / "prometheus.yml"
+    local.write_text(config_path.read_text().replace(rule_file, str(_mounted(prometheus, rule_file))))
+    checked = subprocess.run([str(promtool), "check", "config", str(local)], capture_output=True, text=True, timeout=60)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def test_grafana_provisions_prometheus_jaeger_and_the_charts_dashboard(compose: dict[str, Any]) -> None:
+    grafana = compose["services"]["grafana"]
+    provisioning = _mounted(grafana, "/etc/grafana/provisioning")
+    datasources = yaml.safe_load((provisioning / "datasources" / "leadstream.yaml").read_text())["datasources"]
+    assert {d["type"]: d["url"] for d in datasources} == {
+        "prometheus": "http://prometheus:9090",
+        "jaeger": "http://jaeger:16686",
+    }
+    (provider,) = yaml.safe_load((provisioning / "dashboards" / "leadstream.yaml").read_text())["providers"]
+    dashboards_dir = provider["options"]["path"]
+    dashboard = _mounted(grafana, f"{dashboards_dir}/leadstream.json")
+    assert dashboard == (ROOT / "deploy/helm/leadstream/files/grafana-dashboard.json").resolve()
+    assert json.loads(dashboard.read_text())["templating"]["list"][0]["query"] == "prometheus"

@@ -1,17 +1,20 @@
-"""End to end: the six services as separate OS processes on the real broker and database.
+"""End to end: every service as a separate OS process on the real broker and database.
 
 A saved search discovers leads; they are enriched, written to, invited, and some reply. The
-projection's timeline of a replying lead shows the lifecycle in causal order.
+projection's timeline of a replying lead shows the lifecycle in causal order, and a webhook
+subscriber receives the lead's events signed, in the order they are on the log.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from leadstream_schemas import LEAD, DecodeError, Envelope, LeadEnrolled, MessageGenerated, decode
 
@@ -22,6 +25,7 @@ from services.runtime.db import create_engine
 from services.runtime.migrations import upgrade
 from tests.support.infra import Infra
 from tests.support.kafka import read_until, wait_for
+from tests.support.webhook_receiver import Receiver
 
 pytestmark = pytest.mark.e2e
 WORKSPACE = "ws-e2e"
@@ -36,6 +40,8 @@ async def fleet(subprocess_env: dict[str, str], database_url: str, tmp_path: Pat
             "LEADSTREAM_CLOCK_SCALE": str(CLOCK_SCALE),
             "LEADSTREAM_CLOCK_EPOCH": started.isoformat(),
             "LEADSTREAM_LOG_JSON": "true",
+            "LEADSTREAM_WEBHOOKS_ALLOW_PRIVATE_TARGETS": "true",  # the receiver is on this machine
+            "LEADSTREAM_WEBHOOKS_ALLOW_HTTP": "true",
         },
         log_dir=tmp_path / "logs",
         ports={name: free_port() for name in SERVICES},
@@ -61,7 +67,7 @@ def _campaign_events(records: list[Any], campaign_id: str) -> list[Envelope[Any]
     return out
 
 
-async def test_lead_travels_through_all_six_services(
+async def test_lead_travels_through_all_services(
     fleet: ServiceFleet, database_url: str, infra: Infra, topic_prefix: str
 ) -> None:
     await upgrade(auth.MIGRATIONS_DIR, database_url, auth.IDENTITY_SCHEMA)
@@ -70,6 +76,19 @@ async def test_lead_travels_through_all_six_services(
         token = await auth.create_token(engine, WORKSPACE)
     finally:
         await engine.dispose()
+    async with Receiver().running() as receiver:
+        async with httpx.AsyncClient(
+            base_url=fleet.procs["webhooks"].url, headers={"Authorization": f"Bearer {token}"}
+        ) as client:
+            r = await client.post(
+                "/v1/webhooks/subscriptions", json={"url": receiver.url, "event_types": ["leadstream.lead.*"]}
+            )
+            assert r.status_code == 201, r.text
+            receiver.secrets = [r.json()["secret"]]
+        await _lead_lifecycle(fleet, token, infra, topic_prefix, receiver)
+
+
+async def _lead_lifecycle(fleet: ServiceFleet, token: str, infra: Infra, topic_prefix: str, receiver: Receiver) -> None:
     scenario = DemoScenario(fleet, token)
     campaign_id, _ = await asyncio.to_thread(scenario.setup_campaign, 25)
 
@@ -108,3 +127,24 @@ async def test_lead_travels_through_all_six_services(
         assert draft.char_limit is not None and len(draft.text) <= draft.char_limit, draft
         assert draft.hook.kind and draft.hook.reason, draft
     assert len({d.hook.kind for d in drafts}) >= 2, "every draft used the same kind of hook"
+
+    # The webhook subscriber got the replying lead's events, signed, in the order they are on the log.
+    def delivered(lead: str) -> list[str]:
+        return [str(r.env.id) for r in receiver.accepted() if r.env is not None and str(r.env.subject) == lead]
+
+    await wait_for(
+        lambda: {r.env.type for r in receiver.accepted() if r.env and r.env.subject == lead_id} >= set(LIFECYCLE),
+        timeout_s=120,
+        what="the lead's lifecycle delivered by webhook",
+    )
+    assert all(r.verified for r in receiver.requests)
+    on_log = []
+    for r in records:
+        if r.key == lead_id.encode():
+            with contextlib.suppress(DecodeError):
+                on_log.append(str(decode(r.value, r.headers).id))
+    got = delivered(lead_id)
+    assert len(set(got)) == len(got)  # each event accepted once
+    common = set(on_log) & set(got)
+    assert len(common) >= len(LIFECYCLE)
+    assert [i for i in on_log if i in common] == [i for i in got if i in common]

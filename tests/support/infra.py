@@ -1,22 +1,32 @@
 """Find or start the real servers tests need: Kafka (KAFKA_BOOTSTRAP_SERVERS) and Postgres (DATABASE_URL).
 
-Order: the environment variables; else testcontainers when a Docker engine answers; else the
-project's own local scripts (deploy/local/infra.sh up), which start a real broker and database.
+Order: the two environment variables when both are set; else ``LEADSTREAM_TEST_INFRA`` picks how to start them:
+
+- ``local`` (default): the project's own scripts (deploy/local/infra.sh up) start a real broker and database on
+  this machine and leave them running for the next session;
+- ``containers``: testcontainers starts apache/kafka and postgres:16 with a Docker engine, for this session only.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
-import shutil
+import socket
 import subprocess
 import time
+import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import asyncpg
 
 ROOT = Path(__file__).resolve().parents[2]
+INFRA_ENV = "LEADSTREAM_TEST_INFRA"
+MODES = ("local", "containers")
+KAFKA_IMAGE = "apache/kafka:4.1.1"
+POSTGRES_IMAGE = "postgres:16"
+CONTAINER_START_TIMEOUT_S = 180.0
 
 
 @dataclass(frozen=True)
@@ -27,36 +37,106 @@ class Infra:
     database_url: str
 
 
-def _docker_answers() -> bool:
-    if not shutil.which("docker"):
-        return False
-    try:
-        return subprocess.run(["docker", "info"], capture_output=True, timeout=10).returncode == 0
-    except (OSError, subprocess.TimeoutExpired):
-        return False
+def infra_mode(env: dict[str, str] | None = None) -> str:
+    """``local`` or ``containers``, from LEADSTREAM_TEST_INFRA; anything else is refused with the choices."""
+    mode = (env if env is not None else os.environ).get(INFRA_ENV, "local").strip() or "local"
+    if mode not in MODES:
+        raise ValueError(f"{INFRA_ENV}={mode!r}: choose one of {', '.join(MODES)}")
+    return mode
 
 
-def _from_testcontainers() -> Infra:  # pragma: no cover - only on machines with Docker
+def free_port() -> int:
+    """A TCP port nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def kafka_container_env(host: str, host_port: int) -> dict[str, str]:
+    """A single-node KRaft broker whose HOST listener is advertised as ``host:host_port``, the port mapped to it.
+
+    A client bootstraps on the mapped port and then connects to whatever the broker advertises: advertising the
+    container's own port (what the broker does by default) sends it to a port nothing listens on. The broker's
+    own traffic stays on PLAINTEXT inside the container.
+    """
+    return {
+        "KAFKA_NODE_ID": "1",
+        "KAFKA_PROCESS_ROLES": "broker,controller",
+        "KAFKA_CONTROLLER_QUORUM_VOTERS": "1@localhost:9093",
+        "KAFKA_CONTROLLER_LISTENER_NAMES": "CONTROLLER",
+        "KAFKA_LISTENERS": "PLAINTEXT://:9092,CONTROLLER://:9093,HOST://:29092",
+        "KAFKA_ADVERTISED_LISTENERS": f"PLAINTEXT://localhost:9092,HOST://{host}:{host_port}",
+        "KAFKA_LISTENER_SECURITY_PROTOCOL_MAP": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,HOST:PLAINTEXT",
+        "KAFKA_INTER_BROKER_LISTENER_NAME": "PLAINTEXT",
+        "KAFKA_AUTO_CREATE_TOPICS_ENABLE": "false",
+        "KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR": "1",
+        "KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR": "1",
+        "KAFKA_TRANSACTION_STATE_LOG_MIN_ISR": "1",
+        "KAFKA_GROUP_INITIAL_REBALANCE_DELAY_MS": "0",
+    }
+
+
+def poll_until_ready(check: Callable[[], bool], what: str, timeout_s: float, interval_s: float = 0.5) -> None:
+    """Call ``check`` until it returns True; fail after ``timeout_s`` saying what never became ready."""
+    deadline = time.monotonic() + timeout_s
+    while not check():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what} not ready after {timeout_s:.0f}s")
+        time.sleep(interval_s)
+
+
+def _kafka_answers(bootstrap: str) -> bool:
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    async def describe() -> bool:
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5000)
+        try:
+            await admin.start()
+            await admin.describe_cluster()
+            return True
+        except Exception:
+            return False
+        finally:
+            await admin.close()
+
+    return asyncio.run(describe())
+
+
+def _postgres_answers(dsn: str) -> bool:
+    async def connect() -> bool:
+        try:
+            conn = await asyncpg.connect(dsn, timeout=5)
+        except (TimeoutError, OSError, asyncpg.PostgresError):
+            return False
+        await conn.close()
+        return True
+
+    return asyncio.run(connect())
+
+
+def _from_testcontainers() -> Infra:  # pragma: no cover - needs a Docker engine (none on CI)
+    """Kafka and Postgres in containers for this session (stopped by Ryuk, testcontainers' reaper, at exit)."""
     from testcontainers.core.container import DockerContainer
-    from testcontainers.postgres import PostgresContainer
 
-    pg = PostgresContainer("postgres:16", username="leadstream", password="leadstream", dbname="leadstream")
-    pg.start()
-    kafka = (
-        DockerContainer("apache/kafka:4.1.1")
-        .with_exposed_ports(9092)
-        .with_env("KAFKA_NODE_ID", "1")
-        .with_env("KAFKA_PROCESS_ROLES", "broker,controller")
-        .with_env("KAFKA_LISTENERS", "PLAINTEXT://:9092,CONTROLLER://:9093")
-        .with_env("KAFKA_CONTROLLER_LISTENER_NAMES", "CONTROLLER")
-        .with_env("KAFKA_CONTROLLER_QUORUM_VOTERS", "1@localhost:9093")
-        .with_env("KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR", "1")
+    pg_port, kafka_port = free_port(), free_port()
+    pg = (
+        DockerContainer(POSTGRES_IMAGE)
+        .with_env("POSTGRES_USER", "leadstream")
+        .with_env("POSTGRES_PASSWORD", "leadstream")
+        .with_env("POSTGRES_DB", "leadstream")
+        .with_bind_ports(5432, pg_port)
     )
+    kafka = DockerContainer(KAFKA_IMAGE).with_bind_ports(29092, kafka_port)
+    pg.start()
+    host = pg.get_container_host_ip()
+    for key, value in kafka_container_env(host, kafka_port).items():
+        kafka.with_env(key, value)
     kafka.start()
-    host = kafka.get_container_host_ip()
-    port = kafka.get_exposed_port(9092)
-    url = pg.get_connection_url().replace("postgresql+psycopg2://", "postgresql+asyncpg://")
-    return Infra(f"{host}:{port}", url)
+    dsn = f"postgresql://leadstream:leadstream@{host}:{pg_port}/leadstream"
+    bootstrap = f"{host}:{kafka_port}"
+    poll_until_ready(lambda: _postgres_answers(dsn), "postgres container", CONTAINER_START_TIMEOUT_S)
+    poll_until_ready(lambda: _kafka_answers(bootstrap), "kafka container", CONTAINER_START_TIMEOUT_S)
+    return Infra(bootstrap, dsn.replace("postgresql://", "postgresql+asyncpg://"))
 
 
 def _read_env_file(path: Path) -> dict[str, str]:
@@ -74,11 +154,29 @@ def ensure_infra() -> Infra:
     db = os.environ.get("DATABASE_URL")
     if kafka and db:
         return Infra(kafka, db)
-    if _docker_answers() and os.environ.get("LEADSTREAM_USE_TESTCONTAINERS", "1") == "1":
+    if infra_mode() == "containers":
         return _from_testcontainers()
     subprocess.run(["bash", str(ROOT / "deploy/local/infra.sh"), "up"], check=True, cwd=ROOT)
     env = _read_env_file(ROOT / ".run/env")
     return Infra(kafka or env["KAFKA_BOOTSTRAP_SERVERS"], db or env["DATABASE_URL"])
+
+
+def plain_dsn(url: str) -> str:
+    """An asyncpg DSN for a SQLAlchemy ``postgresql+asyncpg://`` URL."""
+    return url.replace("postgresql+asyncpg://", "postgresql://")
+
+
+async def create_database(server_url: str, prefix: str) -> str:
+    """A new, empty database named ``<prefix><random>`` on the server of ``server_url``; returns its URL."""
+    from sqlalchemy.engine import make_url
+
+    name = f"{prefix}{uuid.uuid4().hex[:10]}"
+    admin = await asyncpg.connect(plain_dsn(server_url))
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    return make_url(server_url).set(database=name).render_as_string(hide_password=False)
 
 
 async def drop_database(admin_dsn: str, name: str, *, timeout_s: float = 30.0, retry_s: float = 0.2) -> None:

@@ -1,7 +1,8 @@
 """``apply_topics`` reconciles the contract topics on the real broker instead of only creating them.
 
 - missing topics are created, and a second run reports every topic ``exists``;
-- a managed config that differs (retention) is altered, keeping an operator's other overrides;
+- a managed config that differs (retention, min.insync.replicas) is altered, keeping an operator's other overrides;
+- min.insync.replicas defaults to min(2, replication factor) and is never raised above a topic's replicas;
 - a partition increase happens only when allowed, otherwise it is drift and nothing changes;
 - fewer partitions or another replication factor than present is drift, and nothing is shrunk;
 - a dry run reports what would change and changes nothing.
@@ -13,6 +14,7 @@ import contextlib
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from functools import partial
 
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -30,7 +32,12 @@ from services.runtime.settings import RuntimeSettings
 from tests.conftest import SettingsFactory
 from tests.support.kafka import wait_for
 
-DESIRED_CONFIGS = {"retention.ms": "-1", "cleanup.policy": "delete", "compression.type": "producer"}
+DESIRED_CONFIGS = {
+    "retention.ms": "-1",
+    "cleanup.policy": "delete",
+    "compression.type": "producer",
+    "min.insync.replicas": "1",  # min(2, replication factor 1)
+}
 
 
 @dataclass
@@ -124,8 +131,8 @@ async def test_wrong_retention_is_updated_and_other_overrides_are_kept(
 ) -> None:
     settings = fresh()
     lead = settings.topic_name(LEAD.name)
-    # min.insync.replicas is an operator's override: AlterConfigs replaces all overrides, so it must be repeated.
-    await broker.create(lead, 2, {"retention.ms": "1000", "min.insync.replicas": "1"})
+    # max.message.bytes is an operator's override: AlterConfigs replaces all overrides, so it must be repeated.
+    await broker.create(lead, 2, {"retention.ms": "1000", "max.message.bytes": "2000000"})
     await wait_for(lambda: broker.partitions(lead), what="lead topic in the metadata")
 
     report = await apply_topics(settings)
@@ -141,7 +148,7 @@ async def test_wrong_retention_is_updated_and_other_overrides_are_kept(
 
     await wait_for(fixed, what="retention.ms altered")
     configs = await broker.configs(lead)
-    assert configs["min.insync.replicas"] == ("1", 1)
+    assert configs["max.message.bytes"] == ("2000000", 1)
     assert {k: configs[k][0] for k in DESIRED_CONFIGS} == DESIRED_CONFIGS
     assert (await apply_topics(settings)).outcomes() == dict.fromkeys(names(settings), "exists")
 
@@ -194,7 +201,40 @@ async def test_fewer_partitions_or_another_replication_factor_is_drift_and_nothi
     # One broker cannot hold 2 replicas; the topics are left alone and the run says why.
     replicas = await apply_topics(fresh(topic_partitions=3, topic_replication_factor=2))
     assert replicas.outcomes() == dict.fromkeys(names(settings), "drift")
-    assert replicas[lead].drift == ("replication factor 1, desired 2: needs a partition reassignment (not done here)",)
+    assert replicas[lead].drift == (
+        "min.insync.replicas 1, desired 2: more than the topic's 1 replica(s)",
+        "replication factor 1, desired 2: needs a partition reassignment (not done here)",
+    )
+    assert (await broker.configs(lead))["min.insync.replicas"][0] == "1"
+
+
+async def test_min_insync_replicas_is_set_on_create_and_fixed_on_existing_topics(
+    fresh: Callable[..., RuntimeSettings], broker: Broker
+) -> None:
+    settings = fresh()
+    assert settings.min_insync_replicas == 1  # replication factor 1 locally: min(2, 1)
+    lead = settings.topic_name(LEAD.name)
+    # Another tool created the topic asking for 2 in-sync replicas on a single replica: every acks=all write
+    # would fail with NOT_ENOUGH_REPLICAS.
+    await broker.create(lead, 2, {"retention.ms": "-1", "min.insync.replicas": "2"})
+    await wait_for(lambda: broker.partitions(lead), what="lead topic in the metadata")
+
+    report = await apply_topics(settings)
+    assert report[lead].outcome == "updated" and report[lead].changes == ("min.insync.replicas 2 -> 1",)
+    await wait_for(lambda: _config_is(broker, lead, "min.insync.replicas", "1"), what="min.insync.replicas fixed")
+    for name in names(settings):
+        if name != lead:
+            await wait_for(partial(broker.partitions, name), what=f"{name} in the metadata")
+            assert (await broker.configs(name))["min.insync.replicas"] == ("1", 1), name  # a topic override
+
+
+def test_min_insync_replicas_defaults_to_two_with_replicas_to_spare_and_never_exceeds_them() -> None:
+    assert RuntimeSettings(topic_replication_factor=1).min_insync_replicas == 1
+    assert RuntimeSettings(topic_replication_factor=2).min_insync_replicas == 2
+    assert RuntimeSettings(topic_replication_factor=3).min_insync_replicas == 2
+    assert RuntimeSettings(topic_replication_factor=5, topic_min_insync_replicas=3).min_insync_replicas == 3
+    with pytest.raises(ValueError, match="exceeds LEADSTREAM_TOPIC_REPLICATION_FACTOR"):
+        RuntimeSettings(topic_replication_factor=1, topic_min_insync_replicas=2)
 
 
 async def _config_is(broker: Broker, topic: str, key: str, value: str) -> bool:
@@ -248,6 +288,15 @@ def test_plan_a_config_hidden_by_the_broker_blocks_altering_configs() -> None:
     result = plan_topic(DESIRED, actual, allow_partition_increase=False)
     assert result.outcome == "drift" and result.config_updates == {} and result.changes == ()
     assert "secret.thing" in result.details
+
+
+def test_plan_never_raises_min_insync_replicas_above_the_topics_replicas() -> None:
+    desired = DesiredTopic("t", 3, 3, {**DESIRED_CONFIGS, "min.insync.replicas": "2"})
+    on_three = plan_topic(desired, _actual(replication_factors=frozenset({3})), allow_partition_increase=False)
+    assert on_three.config_updates == {"min.insync.replicas": "2"} and on_three.outcome == "updated"
+    on_one = plan_topic(desired, _actual(replication_factors=frozenset({1, 3})), allow_partition_increase=False)
+    assert on_one.config_updates == {} and on_one.outcome == "drift"
+    assert "min.insync.replicas 1, desired 2: more than the topic's 1 replica(s)" in on_one.drift
 
 
 def test_plan_mixed_replication_factors_are_drift() -> None:

@@ -82,7 +82,7 @@ app.kubernetes.io/component: {{ .component }}
 {{- .Values.kafka.bootstrapServers }}
 {{- else if .Values.strimzi.enabled }}
 {{- $ns := default .Release.Namespace .Values.strimzi.namespace }}
-{{- printf "%s-kafka-bootstrap.%s.svc:9092" .Values.strimzi.clusterName $ns }}
+{{- printf "%s-kafka-bootstrap.%s.svc:%s" .Values.strimzi.clusterName $ns (ternary "9093" "9092" .Values.kafka.tls.enabled) }}
 {{- else }}
 {{- required "kafka.bootstrapServers is required (host:port of the Kafka cluster) unless strimzi.enabled" .Values.kafka.bootstrapServers }}
 {{- end }}
@@ -98,9 +98,21 @@ the hook Jobs get it inline, because they run before (pre-install) the ConfigMap
   "LEADSTREAM_TOPIC_PREFIX" .Values.kafka.topicPrefix
   "LEADSTREAM_TOPIC_PARTITIONS" (toString .Values.topics.partitions)
   "LEADSTREAM_TOPIC_REPLICATION_FACTOR" (toString .Values.topics.replicationFactor)
+  "LEADSTREAM_TOPIC_MIN_INSYNC_REPLICAS" (include "leadstream.minInsyncReplicas" .)
   "LEADSTREAM_HTTP_HOST" "0.0.0.0"
   "LEADSTREAM_HTTP_PORT" (toString .Values.http.port)
+  "LEADSTREAM_MIGRATE_ON_START" (toString .Values.migrations.migrateOnStart)
+  "LEADSTREAM_KAFKA_SECURITY_PROTOCOL" (include "leadstream.kafkaSecurityProtocol" .)
 }}
+{{- if .Values.kafka.tls.enabled }}
+{{- $_ := set $env "LEADSTREAM_KAFKA_SSL_CAFILE" (printf "/etc/leadstream/kafka-ca/%s" .Values.kafka.tls.caKey) }}
+{{- end }}
+{{- if .Values.kafka.sasl.enabled }}
+{{- $_ := set $env "LEADSTREAM_KAFKA_SASL_MECHANISM" .Values.kafka.sasl.mechanism }}
+{{- if not .Values.strimzi.kafkaUsers.enabled }}
+{{- $_ := set $env "LEADSTREAM_KAFKA_SASL_USERNAME" (required "kafka.sasl.username is required with kafka.sasl.enabled (or use strimzi.kafkaUsers)" .Values.kafka.sasl.username) }}
+{{- end }}
+{{- end }}
 {{- range $k, $v := .Values.config }}
 {{- $_ := set $env $k (toString $v) }}
 {{- end }}
@@ -128,4 +140,110 @@ the hook Jobs get it inline, because they run before (pre-install) the ConfigMap
 {{- define "leadstream.tmpVolumeMount" -}}
 - name: tmp
   mountPath: /tmp
+{{- end }}
+
+{{/* min.insync.replicas of every topic: topics.minInsyncReplicas, else min(2, replicationFactor). */}}
+{{- define "leadstream.minInsyncReplicas" -}}
+{{- $rf := int .Values.topics.replicationFactor }}
+{{- $min := int .Values.topics.minInsyncReplicas | default (min 2 $rf) }}
+{{- if gt (int $min) $rf }}
+{{- fail (printf "topics.minInsyncReplicas=%d exceeds topics.replicationFactor=%d: every acks=all write would fail" (int $min) $rf) }}
+{{- end }}
+{{- $min }}
+{{- end }}
+
+{{- define "leadstream.kafkaSecurityProtocol" -}}
+{{- $tls := .Values.kafka.tls.enabled }}
+{{- if .Values.kafka.sasl.enabled }}{{ ternary "SASL_SSL" "SASL_PLAINTEXT" $tls }}{{ else }}{{ ternary "SSL" "PLAINTEXT" $tls }}{{ end }}
+{{- end }}
+
+{{/* Physical topic name. Call with (dict "root" $ "topic" t). */}}
+{{- define "leadstream.topic" -}}
+{{- printf "%s%s" .root.Values.kafka.topicPrefix .topic }}
+{{- end }}
+
+{{/* A service's consumer group (services/runtime/settings.py group_id). Call with (dict "root" $ "name" n). */}}
+{{- define "leadstream.consumerGroup" -}}
+{{- printf "%sleadstream-%s" .root.Values.kafka.topicPrefix .name }}
+{{- end }}
+
+{{/*
+The extension points of one pod: `global` with the service's (or hooks') settings on top. Lists concatenate
+(global first), maps merge (the service wins), scheduling maps/lists apply when the service sets none.
+Call with (dict "root" $ "settings" $svc).
+*/}}
+{{- define "leadstream.podSettings" -}}
+{{- $g := .root.Values.global | default dict }}
+{{- $s := .settings }}
+{{- $out := dict }}
+{{- range $k := list "extraEnv" "extraEnvFrom" "extraVolumes" "extraVolumeMounts" "initContainers" }}
+{{- $_ := set $out $k (concat (get $g $k | default list) (get $s $k | default list)) }}
+{{- end }}
+{{- range $k := list "podAnnotations" "podLabels" }}
+{{- $_ := set $out $k (merge (deepCopy (get $s $k | default dict)) (deepCopy (get $g $k | default dict))) }}
+{{- end }}
+{{- range $k := list "nodeSelector" "tolerations" "affinity" "topologySpreadConstraints" }}
+{{- $_ := set $out $k (get $s $k | default (get $g $k)) }}
+{{- end }}
+{{- toYaml $out }}
+{{- end }}
+
+{{/* Name of a service's KafkaUser (and of the Secret Strimzi writes its password to). */}}
+{{- define "leadstream.kafkaUserName" -}}
+{{- include "leadstream.componentName" (dict "root" .root "component" .name) }}
+{{- end }}
+
+{{/*
+Kafka credentials of one pod as EnvVars: the SASL password (and with KafkaUsers, the user name). Call with
+(dict "root" $ "name" <service name, or "" for a hook Job>).
+*/}}
+{{- define "leadstream.kafkaCredentialsEnv" -}}
+{{- $root := .root }}
+{{- if $root.Values.kafka.sasl.enabled }}
+{{- if and $root.Values.strimzi.kafkaUsers.enabled .name }}
+{{- $user := include "leadstream.kafkaUserName" (dict "root" $root "name" .name) }}
+- name: LEADSTREAM_KAFKA_SASL_USERNAME
+  value: {{ $user | quote }}
+- name: LEADSTREAM_KAFKA_SASL_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ $user }}
+      key: password
+{{- else }}
+- name: LEADSTREAM_KAFKA_SASL_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ required "kafka.sasl.passwordSecret.name is required with kafka.sasl.enabled (or use strimzi.kafkaUsers)" $root.Values.kafka.sasl.passwordSecret.name }}
+      key: {{ $root.Values.kafka.sasl.passwordSecret.key }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "leadstream.kafkaCaSecret" -}}
+{{- if .Values.kafka.tls.caSecret }}{{ .Values.kafka.tls.caSecret }}
+{{- else if .Values.strimzi.enabled }}{{ printf "%s-cluster-ca-cert" .Values.strimzi.clusterName }}
+{{- else }}{{ required "kafka.tls.caSecret is required with kafka.tls.enabled (a Secret with the CA certificate)" .Values.kafka.tls.caSecret }}
+{{- end }}
+{{- end }}
+
+{{/* Volumes every pod has: the writable /tmp, and the Kafka CA with TLS. */}}
+{{- define "leadstream.baseVolumes" -}}
+{{ include "leadstream.tmpVolume" . }}
+{{- if .Values.kafka.tls.enabled }}
+- name: kafka-ca
+  secret:
+    secretName: {{ include "leadstream.kafkaCaSecret" . }}
+    items:
+      - key: {{ .Values.kafka.tls.caKey }}
+        path: {{ .Values.kafka.tls.caKey }}
+{{- end }}
+{{- end }}
+
+{{- define "leadstream.baseVolumeMounts" -}}
+{{ include "leadstream.tmpVolumeMount" . }}
+{{- if .Values.kafka.tls.enabled }}
+- name: kafka-ca
+  mountPath: /etc/leadstream/kafka-ca
+  readOnly: true
+{{- end }}
 {{- end }}

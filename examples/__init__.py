@@ -1,0 +1,1 @@
+"""Examples of downstream systems (not part of the services)."""

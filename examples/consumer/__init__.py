@@ -1,0 +1,1 @@
+"""A downstream consumer: CRM sync from the lead topic."""

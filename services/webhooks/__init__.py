@@ -1,0 +1,1 @@
+"""Webhooks: signed outbound webhooks (Standard Webhooks) for systems that cannot read Kafka."""

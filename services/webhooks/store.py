@@ -1,0 +1,381 @@
+"""Webhooks' own tables (schema ``webhooks``): subscriptions, deliveries (the queue and the log) and attempts.
+
+A delivery is one event for one subscription. It is ``pending`` until a 2xx answer (``delivered``) or until
+its attempts are spent (``failed``); ``seq`` is the order it was queued in, which is the order of the event
+log for one key, so "deliver in order per key" is "never claim a delivery while an earlier pending one of
+the same subscription and key exists".
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy import (
+    ARRAY,
+    BigInteger,
+    Column,
+    DateTime,
+    ForeignKey,
+    Identity,
+    Index,
+    Integer,
+    LargeBinary,
+    Table,
+    Text,
+    and_,
+    delete,
+    exists,
+    func,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.dialects.postgresql import UUID as PG_UUID
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.engine import Row
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from services.runtime.db import service_metadata
+
+from .domain import State, Status
+
+SCHEMA = "webhooks"
+metadata, runtime_tables = service_metadata(SCHEMA)
+
+subscriptions = Table(
+    "subscriptions",
+    metadata,
+    Column("subscription_id", PG_UUID(as_uuid=True), primary_key=True),
+    Column("seq", BigInteger, Identity(always=True), nullable=False, unique=True),
+    Column("workspace_id", Text, nullable=False),
+    Column("url", Text, nullable=False),
+    Column("description", Text, nullable=False, server_default=""),
+    Column("event_types", ARRAY(Text), nullable=False),
+    Column("secret", Text, nullable=False),
+    Column("previous_secret", Text, nullable=True),
+    Column("previous_secret_expires_at", DateTime(timezone=True), nullable=True),
+    Column("state", Text, nullable=False),
+    Column("disabled_reason", Text, nullable=True),
+    Column("disabled_detail", Text, nullable=True),
+    Column("disabled_at", DateTime(timezone=True), nullable=True),
+    Column("consecutive_failures", Integer, nullable=False, server_default="0"),
+    Column("failing_since", DateTime(timezone=True), nullable=True),
+    Column("last_success_at", DateTime(timezone=True), nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+Index("webhooks_subscriptions_workspace", subscriptions.c.workspace_id, subscriptions.c.seq)
+
+deliveries = Table(
+    "deliveries",
+    metadata,
+    Column("delivery_id", PG_UUID(as_uuid=True), primary_key=True),
+    Column("seq", BigInteger, Identity(always=True), nullable=False, unique=True),
+    Column(
+        "subscription_id",
+        PG_UUID(as_uuid=True),
+        ForeignKey(subscriptions.c.subscription_id, ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("workspace_id", Text, nullable=False),
+    Column("event_id", PG_UUID(as_uuid=True), nullable=False),
+    Column("event_type", Text, nullable=False),
+    Column("event_time", DateTime(timezone=True), nullable=False),
+    Column("order_key", Text, nullable=False),
+    Column("body", LargeBinary, nullable=False),
+    Column("status", Text, nullable=False),
+    Column("attempts", Integer, nullable=False, server_default="0"),  # every attempt ever made
+    Column("retry", Integer, nullable=False, server_default="0"),  # attempts since it was (re)queued
+    Column("next_attempt_at", DateTime(timezone=True), nullable=True),
+    Column("last_status_code", Integer, nullable=True),
+    Column("last_error", Text, nullable=True),
+    Column("last_duration_ms", Integer, nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("delivered_at", DateTime(timezone=True), nullable=True),
+)
+Index(
+    "webhooks_deliveries_due",
+    deliveries.c.next_attempt_at,
+    postgresql_where=deliveries.c.status == Status.PENDING.value,
+)
+Index(
+    "webhooks_deliveries_key_order",
+    deliveries.c.subscription_id,
+    deliveries.c.order_key,
+    deliveries.c.seq,
+    postgresql_where=deliveries.c.status == Status.PENDING.value,
+)
+Index("webhooks_deliveries_log", deliveries.c.subscription_id, deliveries.c.seq)
+Index("webhooks_deliveries_finished", deliveries.c.updated_at, postgresql_where=deliveries.c.status != "pending")
+
+attempts = Table(
+    "attempts",
+    metadata,
+    Column("id", BigInteger, Identity(always=True), primary_key=True),
+    Column(
+        "delivery_id",
+        PG_UUID(as_uuid=True),
+        ForeignKey(deliveries.c.delivery_id, ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("attempt", Integer, nullable=False),
+    Column("started_at", DateTime(timezone=True), nullable=False),
+    Column("duration_ms", Integer, nullable=False),
+    Column("status_code", Integer, nullable=True),
+    Column("error", Text, nullable=True),
+    Column("response_excerpt", Text, nullable=True),
+)
+Index("webhooks_attempts_delivery", attempts.c.delivery_id, attempts.c.id)
+
+SERVICE_TABLES = (subscriptions, deliveries, attempts)
+
+
+# -- subscriptions -----------------------------------------------------------------------------------
+
+
+async def subscriptions_of(conn: AsyncConnection, workspace_id: str) -> list[Row[Any]]:
+    """Every subscription of a workspace (active or disabled): what an event is matched against."""
+    s = subscriptions
+    stmt = select(s).where(s.c.workspace_id == workspace_id)
+    return list((await conn.execute(stmt)).all())
+
+
+async def get_subscription(
+    conn: AsyncConnection, workspace_id: str, subscription_id: UUID, *, for_update: bool = False
+) -> Row[Any] | None:
+    """A workspace's subscription, or None (another workspace's is None too)."""
+    s = subscriptions
+    stmt = select(s).where(s.c.subscription_id == subscription_id, s.c.workspace_id == workspace_id)
+    if for_update:
+        stmt = stmt.with_for_update()
+    return (await conn.execute(stmt)).first()
+
+
+async def count_subscriptions(conn: AsyncConnection, workspace_id: str) -> int:
+    """How many subscriptions a workspace has."""
+    s = subscriptions
+    return int(await conn.scalar(select(func.count()).where(s.c.workspace_id == workspace_id)) or 0)
+
+
+async def list_subscriptions(conn: AsyncConnection, workspace_id: str, after: int | None, limit: int) -> list[Row[Any]]:
+    """A page of a workspace's subscriptions, oldest first, after the one with ``seq == after``."""
+    s = subscriptions
+    stmt = select(s).where(s.c.workspace_id == workspace_id)
+    if after is not None:
+        stmt = stmt.where(s.c.seq > after)
+    return list((await conn.execute(stmt.order_by(s.c.seq).limit(limit))).all())
+
+
+async def set_subscription(conn: AsyncConnection, subscription_id: UUID, **values: Any) -> Row[Any]:
+    """Change a subscription's columns; returns the updated row."""
+    s = subscriptions
+    stmt = update(s).where(s.c.subscription_id == subscription_id).values(**values).returning(s)
+    return (await conn.execute(stmt)).one()
+
+
+async def record_success(conn: AsyncConnection, subscription_id: UUID, now: datetime) -> None:
+    """An attempt succeeded: the endpoint's run of failures is over."""
+    s = subscriptions
+    await conn.execute(
+        update(s)
+        .where(s.c.subscription_id == subscription_id)
+        .values(consecutive_failures=0, failing_since=None, last_success_at=now)
+    )
+
+
+async def record_failure(conn: AsyncConnection, subscription_id: UUID, now: datetime) -> Row[Any]:
+    """An attempt failed: count it; returns the endpoint's ``state``, ``consecutive_failures``, ``failing_since``."""
+    s = subscriptions
+    stmt = (
+        update(s)
+        .where(s.c.subscription_id == subscription_id)
+        .values(
+            consecutive_failures=s.c.consecutive_failures + 1,
+            failing_since=func.coalesce(s.c.failing_since, now),
+        )
+        .returning(s.c.state, s.c.consecutive_failures, s.c.failing_since)
+    )
+    return (await conn.execute(stmt)).one()
+
+
+async def disabled_counts(conn: AsyncConnection) -> dict[str, int]:
+    """Disabled subscriptions by reason (for the gauge)."""
+    s = subscriptions
+    stmt = select(s.c.disabled_reason, func.count()).where(s.c.state == State.DISABLED).group_by(s.c.disabled_reason)
+    return {str(reason): int(n) for reason, n in (await conn.execute(stmt)).all()}
+
+
+# -- deliveries ----------------------------------------------------------------------------------------
+
+
+async def enqueue(conn: AsyncConnection, rows: list[dict[str, Any]]) -> int:
+    """Queue deliveries (ignoring ones already queued: same subscription and event); returns how many were new."""
+    if not rows:
+        return 0
+    result = await conn.execute(insert(deliveries).values(rows).on_conflict_do_nothing(index_elements=["delivery_id"]))
+    return int(result.rowcount or 0)
+
+
+def deliverable(now: datetime) -> Any:
+    """Pending, due, its subscription active, and not behind an earlier pending delivery of its key."""
+    d = deliveries
+    earlier = deliveries.alias("earlier")
+    blocked = exists().where(
+        earlier.c.subscription_id == d.c.subscription_id,
+        earlier.c.order_key == d.c.order_key,
+        earlier.c.status == Status.PENDING.value,
+        earlier.c.seq < d.c.seq,
+    )
+    return and_(
+        d.c.status == Status.PENDING.value,
+        d.c.next_attempt_at <= now,
+        subscriptions.c.state == State.ACTIVE.value,
+        ~blocked,
+    )
+
+
+async def claim_due(conn: AsyncConnection, now: datetime) -> Row[Any] | None:
+    """Lock the most overdue deliverable delivery (skipping rows another worker holds), with its endpoint.
+
+    Deliverable: pending, due, its subscription active, and no earlier pending delivery of the same key
+    to the same subscription (a locked one counts: it is still pending until its attempt commits).
+    The lock is held for the attempt, so a crash releases it and the delivery is simply tried again.
+    """
+    d, s = deliveries, subscriptions
+    stmt = (
+        select(
+            d,
+            s.c.url,
+            s.c.secret,
+            s.c.previous_secret,
+            s.c.previous_secret_expires_at,
+        )
+        .select_from(d.join(s, s.c.subscription_id == d.c.subscription_id))
+        .where(deliverable(now))
+        .order_by(d.c.next_attempt_at, d.c.seq)
+        .limit(1)
+        .with_for_update(of=d, skip_locked=True)
+    )
+    return (await conn.execute(stmt)).first()
+
+
+async def finish_attempt(
+    conn: AsyncConnection,
+    delivery: Row[Any],
+    *,
+    started_at: datetime,
+    now: datetime,
+    status: Status,
+    retry: int,
+    next_attempt_at: datetime | None,
+    duration_ms: int,
+    status_code: int | None,
+    error: str | None,
+    response_excerpt: str | None,
+) -> None:
+    """Log an attempt and move its delivery to its next state."""
+    attempt = delivery.attempts + 1
+    await conn.execute(
+        insert(attempts).values(
+            delivery_id=delivery.delivery_id,
+            attempt=attempt,
+            started_at=started_at,
+            duration_ms=duration_ms,
+            status_code=status_code,
+            error=error,
+            response_excerpt=response_excerpt,
+        )
+    )
+    await conn.execute(
+        update(deliveries)
+        .where(deliveries.c.delivery_id == delivery.delivery_id)
+        .values(
+            status=status.value,
+            attempts=attempt,
+            retry=retry,
+            next_attempt_at=next_attempt_at,
+            last_status_code=status_code,
+            last_error=error,
+            last_duration_ms=duration_ms,
+            updated_at=now,
+            delivered_at=now if status is Status.DELIVERED else deliveries.c.delivered_at,
+        )
+    )
+
+
+async def get_delivery(
+    conn: AsyncConnection, workspace_id: str, subscription_id: UUID, delivery_id: UUID
+) -> Row[Any] | None:
+    """A delivery of a workspace's subscription, or None."""
+    d = deliveries
+    stmt = select(d).where(
+        d.c.delivery_id == delivery_id, d.c.subscription_id == subscription_id, d.c.workspace_id == workspace_id
+    )
+    return (await conn.execute(stmt)).first()
+
+
+async def list_deliveries(
+    conn: AsyncConnection, subscription_id: UUID, status: Status | None, before: int | None, limit: int
+) -> list[Row[Any]]:
+    """A page of a subscription's delivery log, newest first, before the one with ``seq == before``."""
+    d = deliveries
+    stmt = select(d).where(d.c.subscription_id == subscription_id)
+    if status is not None:
+        stmt = stmt.where(d.c.status == status.value)
+    if before is not None:
+        stmt = stmt.where(d.c.seq < before)
+    return list((await conn.execute(stmt.order_by(d.c.seq.desc()).limit(limit))).all())
+
+
+async def attempts_of(conn: AsyncConnection, delivery_id: UUID, limit: int) -> list[Row[Any]]:
+    """The last ``limit`` attempts of a delivery, oldest first."""
+    a = attempts
+    stmt = select(a).where(a.c.delivery_id == delivery_id).order_by(a.c.id.desc()).limit(limit)
+    return list(reversed((await conn.execute(stmt)).all()))
+
+
+async def requeue(
+    conn: AsyncConnection, subscription_id: UUID, now: datetime, *, delivery_id: UUID | None = None, since: Any = None
+) -> int:
+    """Queue deliveries again (one, or every one created at or after ``since``): pending, due now, with a fresh
+    set of attempts. They keep their place (``seq``), so a redelivered history goes out in its original order,
+    before newer pending events of the same key."""
+    d = deliveries
+    stmt = update(d).where(d.c.subscription_id == subscription_id)
+    if delivery_id is not None:
+        stmt = stmt.where(d.c.delivery_id == delivery_id)
+    if since is not None:
+        stmt = stmt.where(d.c.created_at >= since)
+    result = await conn.execute(stmt.values(status=Status.PENDING.value, retry=0, next_attempt_at=now, updated_at=now))
+    return int(result.rowcount or 0)
+
+
+async def resume(conn: AsyncConnection, subscription_id: UUID, now: datetime) -> None:
+    """A re-enabled endpoint: its queued deliveries are due now rather than at their backed-off times."""
+    d = deliveries
+    await conn.execute(
+        update(d)
+        .where(d.c.subscription_id == subscription_id, d.c.status == Status.PENDING.value, d.c.next_attempt_at > now)
+        .values(next_attempt_at=now)
+    )
+
+
+async def backlog(conn: AsyncConnection) -> int:
+    """Pending deliveries (for the gauge)."""
+    d = deliveries
+    return int(await conn.scalar(select(func.count()).where(d.c.status == Status.PENDING.value)) or 0)
+
+
+async def prune(conn: AsyncConnection, before: datetime) -> int:
+    """Delete delivered and given-up deliveries (with their attempts) last changed before ``before``."""
+    d = deliveries
+    result = await conn.execute(delete(d).where(d.c.status != Status.PENDING.value, d.c.updated_at < before))
+    return int(result.rowcount or 0)
+
+
+async def lock_workspace(conn: AsyncConnection, workspace_id: str) -> None:
+    """Serialise subscription creation within a workspace (so its limit holds under concurrent requests)."""
+    await conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(:k))"), {"k": f"{SCHEMA}:ws:{workspace_id}"})

@@ -1,0 +1,111 @@
+"""Every metric the alert rules and the dashboard query exists on a running service's ``/metrics``.
+
+The queried names are read from the files the chart and compose ship (files/prometheus-rules.yaml and
+files/grafana-dashboard.json) with a PromQL parser; the exposed names from a service started in-process on the
+real broker and Postgres, over its HTTP app.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import httpx
+import promql_parser
+import yaml
+from prometheus_client.parser import text_string_to_metric_families
+
+from services.outreach.app import build as build_outreach
+from services.outreach.settings import OutreachSettings
+from services.runtime.service import Service
+from tests.conftest import SettingsFactory
+from tests.deploy.chart import CHART_DIR
+
+RULES = CHART_DIR / "files" / "prometheus-rules.yaml"
+DASHBOARD = CHART_DIR / "files" / "grafana-dashboard.json"
+# Series Prometheus makes itself, not the services.
+FROM_PROMETHEUS = {"up"}
+# Emitted once the telemetry work (issue 15, items 1-2) lands: HTTP server metrics as prometheus-client histograms
+# and counters, and the parked-outbox gauge. The telemetry engineer empties this list in the change that adds
+# them; the test fails while a listed name already exists or an unlisted one is missing, so it cannot go stale.
+PENDING_TELEMETRY = {
+    "leadstream_http_requests_total",
+    "leadstream_http_request_duration_seconds_bucket",
+    "leadstream_outbox_parked",
+}
+GRAFANA_VARIABLES = {"$__rate_interval": "5m", "$__interval": "1m", "$service": ".*"}
+
+
+def _names(expr: str) -> set[str]:
+    """Metric names a PromQL expression selects."""
+    found: set[str] = set()
+
+    def visit(node: Any) -> None:
+        if isinstance(node, promql_parser.VectorSelector) and node.name:
+            found.add(node.name)
+
+    promql_parser.walk(promql_parser.parse(expr), visit)
+    return found
+
+
+def _grafana(expr: str) -> str:
+    for var, value in GRAFANA_VARIABLES.items():
+        expr = expr.replace(var, value)
+    return expr
+
+
+def queried_names() -> dict[str, set[str]]:
+    """Metric name -> where it is queried (alert names, dashboard panel titles)."""
+    out: dict[str, set[str]] = {}
+    for group in yaml.safe_load(RULES.read_text())["groups"]:
+        for rule in group["rules"]:
+            for name in _names(rule["expr"]):
+                out.setdefault(name, set()).add(f"alert {rule.get('alert') or rule.get('record')}")
+    dashboard = json.loads(DASHBOARD.read_text())
+    for panel in dashboard["panels"]:
+        for target in panel["targets"]:
+            for name in _names(_grafana(target["expr"])):
+                out.setdefault(name, set()).add(f"panel {panel['title']!r}")
+    for variable in dashboard["templating"]["list"]:
+        query = variable.get("query")
+        if isinstance(query, dict):
+            m = re.fullmatch(r"label_values\((\w+),\s*\w+\)", query["query"])
+            assert m, query
+            out.setdefault(m.group(1), set()).add(f"variable {variable['name']}")
+    return out
+
+
+def exposed_names(text: str) -> set[str]:
+    """Every sample name a /metrics page can carry: counters as name_total, histograms' _bucket/_sum/_count."""
+    suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count"), "summary": ("_sum", "_count")}
+    names: set[str] = set()
+    for family in text_string_to_metric_families(text):
+        names.add(family.name)
+        names.update(family.name + s for s in suffixes.get(family.type, ()))
+    return names
+
+
+def test_the_parser_finds_every_selector_and_nothing_else() -> None:
+    expr = 'sum by (service) (rate(a_total{x="y"}[5m])) / on (service) group_left() max(b) > 0 unless c offset 1m'
+    assert _names(expr) == {"a_total", "b", "c"}
+    assert _names("histogram_quantile(0.95, sum by (le) (rate(h_bucket[5m])))") == {"h_bucket"}
+
+
+async def test_every_metric_the_alerts_and_dashboard_query_exists_on_a_running_service(
+    make_settings: SettingsFactory, start_service: Callable[[Service], Awaitable[Service]]
+) -> None:
+    queried = queried_names()
+    assert len(queried) >= 10, queried
+    service = await start_service(build_outreach(make_settings("outreach", OutreachSettings)))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=service.app), base_url="http://t") as client:
+        assert (await client.get("/readyz")).status_code == 200  # sets leadstream_ready
+        page = await client.get("/metrics")
+    assert page.status_code == 200
+    exposed = exposed_names(page.text)
+    assert "leadstream_ready" in exposed and "leadstream_events_handled_total" in exposed
+    missing = {name: sorted(where) for name, where in queried.items() if name not in exposed | FROM_PROMETHEUS}
+    assert set(missing) == PENDING_TELEMETRY, (
+        f"queried but not on /metrics: {missing}; pending on the telemetry work: {sorted(PENDING_TELEMETRY)}"
+    )
