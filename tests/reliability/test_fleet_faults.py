@@ -169,6 +169,7 @@ async def test_sigterm_to_each_service_under_load_exits_0_and_loses_or_duplicate
     await world.heal()
     fleet = world.fleet
     run = await launch_campaign(fleet, world.database_url, leads=LEADS)
+    mark = fleet.mark()
     stops: list[tuple[Stopped, bool]] = []
     ready: list[asyncio.Task[tuple[str, float]]] = []
     async with Tail(world.servers.kafka.bootstrap, [world.topic(t) for t in TOPICS], keep=_mine(run)) as tail:
@@ -191,6 +192,7 @@ async def test_sigterm_to_each_service_under_load_exits_0_and_loses_or_duplicate
         grace_s=GRACE_S,
         stops={s.service: {"code": s.code, "seconds": round(s.seconds, 2), "in_hand": in_hand} for s, in_hand in stops},
         ready_after_restart_s=restarts,
+        abandoned=fleet.abandoned(mark),
         effects=effects.figures(),
     )
     assert {s.service: s.code for s, _ in stops} == dict.fromkeys(fleet.services, 0), fleet.logs()
@@ -221,6 +223,7 @@ async def _outage(
         timeout_s=120,
         what=f"the campaign under way\n{fleet.logs()}",
     )
+    mark = fleet.mark()
     killed = await server.kill()
     noticed = await _reports(fleet, fleet.services, check, timeout_s=60)
     restarted = [s for s in fleet.services if s not in RIDE_OUT[check]]
@@ -241,6 +244,7 @@ async def _outage(
         "stopped_while_down": {s.service: {"code": s.code, "seconds": round(s.seconds, 2)} for s in stops},
         "started_while_down_not_ready_after_s": started_down,
         "all_ready_after_back_s": round(time.monotonic() - back, 1),
+        "abandoned": fleet.abandoned(mark),
     }
 
 

@@ -6,6 +6,7 @@ exit code and the time it took.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -76,3 +77,27 @@ class Fleet:
     def logs(self, lines: int = 15) -> str:
         """The end of every service's log (for a failing test's message)."""
         return "\n".join(f"--- {s} ---\n{self.log_tail(s, lines)}" for s in self.services)
+
+    def mark(self) -> dict[str, int]:
+        """Where each service's log ends now (for :meth:`abandoned`)."""
+        return {s: p.stat().st_size for s in self.services if (p := self.processes.log_dir / f"{s}.log").exists()}
+
+    def abandoned(self, since: dict[str, int]) -> dict[str, list[str]]:
+        """What each service abandoned at the end of a grace period since ``since`` (its stop's warnings)."""
+        out: dict[str, list[str]] = {}
+        for service in self.services:
+            path = self.processes.log_dir / f"{service}.log"
+            if not path.exists():
+                continue
+            with path.open("rb") as f:
+                f.seek(since.get(service, 0))
+                lines = f.read().decode(errors="replace").splitlines()
+            for line in lines:
+                try:
+                    entry = json.loads(line)
+                except ValueError:
+                    continue
+                msg = str(entry.get("msg", ""))
+                if entry.get("logger") == "services.runtime.service" and "abandoned" in msg:
+                    out.setdefault(service, []).append(f"{msg} {entry.get('tasks', '')}".strip())
+        return out
