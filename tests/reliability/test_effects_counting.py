@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 import uuid
+from collections import Counter
 from typing import Any
 
 from aiokafka import ConsumerRecord
@@ -24,7 +25,7 @@ from leadstream_schemas import (
 )
 
 from tests.support.campaign import CampaignRun
-from tests.support.effects import count_topic
+from tests.support.effects import Observed, compare, count_topic, lead_facts
 
 _offsets = itertools.count()
 WS = "ws-count"
@@ -85,3 +86,28 @@ def test_a_lead_missing_a_stage_and_a_lead_never_found_are_lost() -> None:
     effects = count_topic([_record(e) for e in story], _run(2))
     assert sorted(p.split(" ")[-1] for p in effects.lost if "never reached" in p) == ["profile"]
     assert "2 leads searched for, 1 found" in effects.lost
+
+
+def test_a_view_or_a_provider_showing_more_than_the_topic_is_duplicated_and_less_is_lost() -> None:
+    lead = uuid.uuid4()
+    records = [_record(e) for e in _lead_story(lead)]
+    facts = lead_facts(records, WS)[0]
+    ids = [f.event_id for f in facts]
+    summary = dict.fromkeys(
+        ["invites_sent", "messages_sent", "emails_sent", "videos_generated", "failed_actions", "skipped_actions"], 0
+    )
+    summary.update(invites_sent=1, replied=0, completed=1)
+    run = _run(1)
+
+    clean = count_topic(records, run)
+    compare(clean, facts, run, Observed(Counter({(str(lead), "invite"): 1}), 0, {str(lead): ids}, summary))
+    assert (clean.lost, clean.duplicated) == ([], [])
+
+    twice = count_topic(records, run)
+    seen = Observed(Counter({(str(lead), "invite"): 2}), 0, {str(lead): [*ids, ids[0], str(uuid.uuid4())]}, summary)
+    compare(twice, facts, run, seen)
+    assert len(twice.duplicated) == 3, twice.duplicated  # the provider's second invite, a repeat, an unknown id
+
+    short = count_topic(records, run)
+    compare(short, facts, run, Observed(Counter(), 0, {str(lead): ids[1:]}, {**summary, "invites_sent": 0}))
+    assert len(short.lost) == 3, short.lost  # the invite at the provider, the timeline, the summary

@@ -42,7 +42,7 @@ from services.runtime.kafka import apply_topics
 from services.runtime.settings import RuntimeSettings
 from tests.conftest import TEST_PARTITIONS
 from tests.support.campaign import CLOCK_SCALE, WORKFLOW, CampaignRun, call, launch_campaign
-from tests.support.effects import Effects, count_provider, count_topic, count_views, finished
+from tests.support.effects import Effects, count, finished
 from tests.support.fleet import Fleet, Stopped
 from tests.support.kafka import wait_for
 from tests.support.probe.tail import Records, Tail
@@ -132,16 +132,12 @@ BUSY: dict[str, Callable[[Records], bool]] = {
 
 
 async def _settle(world: World, run: CampaignRun, tail: Tail, *, timeout_s: float = 90) -> Effects:
-    """Wait for the campaign to finish, then count its effects until nothing is missing (or the deadline)."""
+    """Wait for the campaign to finish, then count its effects until nothing disagrees (or the deadline)."""
     await tail.until(lambda rs: finished(rs, run), timeout_s=300, what=f"the campaign to finish\n{world.fleet.logs()}")
     deadline = time.monotonic() + timeout_s
     while True:
-        await tail.poll()
-        leads = [r for r in tail.records if r.topic == world.topic("leadstream.lead.v1")]
-        effects = count_topic(leads, run)
-        await count_provider(effects, leads, run, world.database_url)
-        await count_views(effects, leads, run, world.fleet)
-        if not effects.lost or time.monotonic() > deadline:
+        effects = await count(run, tail, world.topic("leadstream.lead.v1"), world.fleet, world.database_url)
+        if not (effects.lost or effects.duplicated) or time.monotonic() > deadline:
             return effects
         await asyncio.sleep(1)
 

@@ -12,6 +12,10 @@ What counts, per campaign (one workspace):
   on the topic (a send repeated after a crash would be performed twice for one event).
 - **in the views** (projection API): each lead's timeline holds exactly the lead's event ids on the topic,
   each once; the campaign summary's counts equal the topic's.
+
+The provider and the views are read first and the topic caught up on after, so an event they reflect is on
+the topic; an answer that arrives meanwhile can still move a count (a reply after a completion), so a caller
+counts again until nothing disagrees or its deadline passes (a real duplicate never goes away).
 """
 
 from __future__ import annotations
@@ -51,6 +55,7 @@ from sqlalchemy import text
 from services.runtime.db import create_engine
 from tests.support.campaign import CampaignRun
 from tests.support.fleet import Fleet
+from tests.support.probe.tail import Tail
 
 Record: TypeAlias = ConsumerRecord[Any, Any]
 
@@ -112,7 +117,9 @@ class Effects:
 
 
 @dataclass(frozen=True)
-class _Fact:
+class Fact:
+    """One event id of the workspace on the lead topic: what it says, about whom, for which step."""
+
     event_id: str
     event_type: str
     lead: str
@@ -121,9 +128,9 @@ class _Fact:
     campaign: str | None
 
 
-def _facts(records: Sequence[Record], workspace: str) -> tuple[list[_Fact], int]:
+def lead_facts(records: Sequence[Record], workspace: str) -> tuple[list[Fact], int]:
     """The workspace's lead facts, one per event id, and how many records were copies of an id already seen."""
-    seen: dict[str, _Fact] = {}
+    seen: dict[str, Fact] = {}
     copies = 0
     for r in records:
         h = headers_dict(r.headers)
@@ -134,7 +141,7 @@ def _facts(records: Sequence[Record], workspace: str) -> tuple[list[_Fact], int]
             continue
         data = json.loads(r.value)
         campaign = data.get("campaign_id") or h.get("campaignid")
-        seen[h["ce_id"]] = _Fact(
+        seen[h["ce_id"]] = Fact(
             h["ce_id"], h["ce_type"], r.key.decode(), data.get("step_id"), data.get("stage"), campaign
         )
     return list(seen.values()), copies
@@ -151,8 +158,8 @@ def finished(records: Sequence[Record], run: CampaignRun) -> bool:
 
 def count_topic(lead_records: Sequence[Record], run: CampaignRun) -> Effects:
     """Lost and duplicated facts on the lead topic (see the module's description)."""
-    facts, copies = _facts(lead_records, run.workspace)
-    by_lead: dict[str, list[_Fact]] = defaultdict(list)
+    facts, copies = lead_facts(lead_records, run.workspace)
+    by_lead: dict[str, list[Fact]] = defaultdict(list)
     for f in facts:
         by_lead[f.lead].append(f)
     effects = Effects(
@@ -178,11 +185,19 @@ def count_topic(lead_records: Sequence[Record], run: CampaignRun) -> Effects:
     return effects
 
 
-async def count_provider(effects: Effects, lead_records: Sequence[Record], run: CampaignRun, database_url: str) -> None:
-    """Compare what the simulated LinkedIn provider performed with the sends on the topic, per lead and kind."""
-    facts, _ = _facts(lead_records, run.workspace)
-    on_topic = Counter((f.lead, SENDS[f.event_type]) for f in facts if f.event_type in SENDS)
-    leads = sorted({f.lead for f in facts})
+@dataclass
+class Observed:
+    """What the provider and the views show, read before the topic is caught up on (so the topic holds at
+    least every event they reflect)."""
+
+    performed: Counter[tuple[str, str]]
+    replays: int
+    timelines: dict[str, list[str]]
+    summary: dict[str, Any]
+
+
+async def _performed(database_url: str, leads: Sequence[str]) -> tuple[Counter[tuple[str, str]], int]:
+    """The simulated LinkedIn provider's own record: requests performed per (lead, kind), and replays."""
     engine = create_engine(database_url)
     try:
         async with engine.connect() as conn:
@@ -192,22 +207,12 @@ async def count_provider(effects: Effects, lead_records: Sequence[Record], run: 
                         "SELECT lead_id, kind, count(*), sum(replays) FROM outreach.sim_linkedin_requests "
                         "WHERE lead_id = ANY(:leads) GROUP BY lead_id, kind"
                     ),
-                    {"leads": leads},
+                    {"leads": list(leads)},
                 )
             ).all()
     finally:
         await engine.dispose()
-    performed = Counter({(str(lead), kind): int(n) for lead, kind, n, _ in rows})
-    effects.provider_replays = sum(int(r or 0) for *_, r in rows)
-    for key in performed.keys() | on_topic.keys():
-        if performed[key] > on_topic[key]:
-            effects.duplicated.append(
-                f"provider performed {key[1]} for lead {key[0]} {performed[key]}x, sent events {on_topic[key]}"
-            )
-        elif performed[key] < on_topic[key]:
-            effects.lost.append(
-                f"{on_topic[key]} {key[1]} sends of lead {key[0]} on the topic, provider performed {performed[key]}"
-            )
+    return Counter({(str(lead), kind): int(n) for lead, kind, n, _ in rows}), sum(int(r or 0) for *_, r in rows)
 
 
 async def _get(http: httpx.AsyncClient, url: str, **params: Any) -> Any:
@@ -216,15 +221,12 @@ async def _get(http: httpx.AsyncClient, url: str, **params: Any) -> Any:
     return r.json()
 
 
-async def count_views(effects: Effects, lead_records: Sequence[Record], run: CampaignRun, fleet: Fleet) -> None:
-    """Compare the projection's timelines and campaign summary with the topic."""
-    facts, _ = _facts(lead_records, run.workspace)
-    by_lead: dict[str, set[str]] = defaultdict(set)
-    for f in facts:
-        by_lead[f.lead].add(f.event_id)
+async def _views(run: CampaignRun, fleet: Fleet, leads: Sequence[str]) -> tuple[dict[str, list[str]], dict[str, Any]]:
+    """Each lead's timeline (event ids, in order, every page) and the campaign summary, from the projection API."""
     base = fleet.url("projection") + "/v1"
+    timelines: dict[str, list[str]] = {}
     async with httpx.AsyncClient(timeout=30, headers=run.headers()) as http:
-        for lead, expected in by_lead.items():
+        for lead in leads:
             items: list[str] = []
             after: str | None = None
             while True:
@@ -235,22 +237,56 @@ async def count_views(effects: Effects, lead_records: Sequence[Record], run: Cam
                 after = page.get("next")
                 if not after:
                     break
-            repeated = [i for i, n in Counter(items).items() if n > 1]
-            if repeated:
-                effects.duplicated.append(f"timeline of lead {lead} shows {len(repeated)} events twice")
-            if missing := expected - set(items):
-                effects.lost.append(f"timeline of lead {lead} misses {len(missing)} of its events")
-            if extra := set(items) - expected:
-                effects.duplicated.append(f"timeline of lead {lead} shows {len(extra)} events not on the topic")
+            timelines[lead] = items
         summary = await _get(http, f"{base}/campaigns/{run.campaign_id}/summary")
+    return timelines, summary
+
+
+async def count(run: CampaignRun, tail: Tail, lead_topic: str, fleet: Fleet, database_url: str) -> Effects:
+    """The campaign's effects: read the provider and the views, catch up on the topics, compare all three."""
+    known = {r.key.decode() for r in tail.records if r.topic == lead_topic and r.key is not None}
+    leads = sorted(known)
+    performed, replays = await _performed(database_url, leads)
+    timelines, summary = await _views(run, fleet, leads)
+    await tail.catch_up()
+    lead_records = [r for r in tail.records if r.topic == lead_topic]
+    effects = count_topic(lead_records, run)
+    effects.provider_replays = replays
+    compare(effects, lead_facts(lead_records, run.workspace)[0], run, Observed(performed, replays, timelines, summary))
+    return effects
+
+
+def compare(effects: Effects, facts: Sequence[Fact], run: CampaignRun, seen: Observed) -> None:
+    """Add to ``effects`` where the provider or the views disagree with the topic's ``facts``."""
+    on_topic = Counter((f.lead, SENDS[f.event_type]) for f in facts if f.event_type in SENDS)
+    for key in seen.performed.keys() | on_topic.keys():
+        if seen.performed[key] > on_topic[key]:
+            effects.duplicated.append(
+                f"provider performed {key[1]} for lead {key[0]} {seen.performed[key]}x, sent events {on_topic[key]}"
+            )
+        elif seen.performed[key] < on_topic[key]:
+            effects.lost.append(
+                f"{on_topic[key]} {key[1]} sends of lead {key[0]} on the topic, provider performed "
+                f"{seen.performed[key]}"
+            )
+    by_lead: dict[str, set[str]] = defaultdict(set)
+    for f in facts:
+        by_lead[f.lead].add(f.event_id)
+    for lead, items in seen.timelines.items():
+        expected = by_lead.get(lead, set())
+        if repeated := [i for i, n in Counter(items).items() if n > 1]:
+            effects.duplicated.append(f"timeline of lead {lead} shows {len(repeated)} events twice")
+        if missing := expected - set(items):
+            effects.lost.append(f"timeline of lead {lead} misses {len(missing)} of its events")
+        if extra := set(items) - expected:
+            effects.duplicated.append(f"timeline of lead {lead} shows {len(extra)} events not on the topic")
     mine = [f for f in facts if f.campaign == run.campaign_id]
     for name, event_type in SUMMARY_COUNTS.items():
-        on_topic = sum(f.event_type == event_type for f in mine)
-        _compare(effects, f"summary {name}", summary[name], on_topic)
+        _compare(effects, f"summary {name}", seen.summary[name], sum(f.event_type == event_type for f in mine))
     replied = {f.lead for f in mine if f.event_type == Replied.event_type}
     completed = {f.lead for f in mine if f.event_type == LeadCompleted.event_type} - replied  # the view's rule
-    _compare(effects, "summary replied", summary["replied"], len(replied))
-    _compare(effects, "summary completed (without a reply)", summary["completed"], len(completed))
+    _compare(effects, "summary replied", seen.summary["replied"], len(replied))
+    _compare(effects, "summary completed (without a reply)", seen.summary["completed"], len(completed))
 
 
 def _compare(effects: Effects, what: str, shown: int, on_topic: int) -> None:
