@@ -65,8 +65,11 @@ class Service:
         migrations_dir: Path,
         clock: Clock | None = None,
         title: str | None = None,
+        kafka: bool = True,
     ) -> None:
         self.settings = settings
+        self.uses_kafka = kafka
+        """False for a service that neither consumes nor emits (the console): no broker, no outbox relay."""
         self.name = settings.service_name
         self.metadata = metadata
         self.tables = tables
@@ -196,10 +199,12 @@ class Service:
             return
         if not await self._until_up(self.migrate, "Postgres (migrations)"):
             return
-        self._broker_connected = await self._until_up(self.broker.connect, "Kafka")
-        if not self._broker_connected:
-            return
-        self._bg = [asyncio.create_task(self.relay.run(self.stop_event), name="relay")]
+        self._bg = []
+        if self.uses_kafka:
+            self._broker_connected = await self._until_up(self.broker.connect, "Kafka")
+            if not self._broker_connected:
+                return
+            self._bg.append(asyncio.create_task(self.relay.run(self.stop_event), name="relay"))
         for c in self.consumers:
             self._bg.append(asyncio.create_task(c.run(self.stop_event), name=f"consumer-{c.group_id}"))
         for t in self.tasks:
@@ -241,7 +246,7 @@ class Service:
         for t in self._bg:
             if t.done() and not t.cancelled() and t.exception() is not None:
                 log.error("background task failed", extra={"task": _name(t), "error": repr(t.exception())})
-        if self._broker_connected:
+        if self.uses_kafka and self._broker_connected:
             await _within(loop, deadline - reserve / 2, self._flush_outbox(), "last outbox flush")
             await _within(loop, deadline - reserve / 4, self.broker.stop(), "closing the Kafka producer")
         await _within(loop, deadline, self.engine.dispose(), "closing the database pool")
@@ -309,7 +314,9 @@ class Service:
             await asyncio.wait_for(ping(self.engine), timeout=2)
         except Exception as exc:
             failed["postgres"] = f"unreachable: {type(exc).__name__}"
-        if not self._broker_connected:
+        if not self.uses_kafka:
+            pass
+        elif not self._broker_connected:
             failed["kafka"] = "not connected"
         else:
             try:
@@ -321,7 +328,7 @@ class Service:
         for c in self.consumers:
             if not c.healthy:
                 failed[f"consumer:{c.group_id}"] = "not consuming (starting, or retrying an infrastructure error)"
-        if not self.relay.healthy:
+        if self.uses_kafka and not self.relay.healthy:
             failed["outbox_relay"] = "cannot publish"
         for check in self.readiness_checks:
             reason = await check()
