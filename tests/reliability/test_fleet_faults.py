@@ -27,6 +27,7 @@ from functools import partial
 from typing import Any
 
 import pytest
+import yaml
 from leadstream_schemas import (
     InviteSent,
     LeadDiscovered,
@@ -41,6 +42,7 @@ from leadstream_schemas import (
 from services.runtime.kafka import apply_topics
 from services.runtime.settings import RuntimeSettings
 from tests.conftest import TEST_PARTITIONS
+from tests.deploy.chart import CHART_DIR
 from tests.support.campaign import CLOCK_SCALE, WORKFLOW, CampaignRun, call, launch_campaign
 from tests.support.effects import Effects, count, finished
 from tests.support.fleet import Fleet, Stopped
@@ -60,6 +62,14 @@ RIDE_OUT = {"kafka": ("discovery", "messaging", "video"), "postgres": ("enrichme
 """Services that keep running through each outage; every other service is restarted while it lasts, so each
 service both rides out one outage and starts during the other."""
 TOPICS = ("leadstream.lead.v1", "leadstream.campaign.v1", "leadstream.account.v1")
+CHART_SERVICES: dict[str, Any] = yaml.safe_load((CHART_DIR / "values.yaml").read_text())["services"]
+
+
+def _depends_on(server: str, service: str) -> bool:
+    """Whether ``service`` needs ``server``: every one needs Postgres; Kafka, those the chart declares to consume
+    or produce topics (a service the chart does not know yet is taken to need it)."""
+    kafka = (CHART_SERVICES.get(service) or {}).get("kafka")
+    return server == "postgres" or kafka is None or bool(kafka.get("consumes") or kafka.get("produces"))
 
 
 @dataclass
@@ -221,12 +231,18 @@ async def _outage(
     )
     mark = fleet.mark()
     killed = await server.kill()
-    noticed = await _reports(fleet, fleet.services, check, timeout_s=60)
+    affected = [s for s in fleet.services if _depends_on(check, s)]
+    noticed = await _reports(fleet, affected, check, timeout_s=60)
+    # A service that does not need the server (the console and Kafka) stays ready.
+    unaffected = {s: await fleet.readiness(s) for s in fleet.services if s not in affected}
+    assert all(state == {} for state in unaffected.values()), unaffected
     restarted = [s for s in fleet.services if s not in RIDE_OUT[check]]
     stops = await asyncio.gather(*(fleet.terminate(s) for s in restarted))
     await fleet.start(*restarted)
-    # Started while the server is down: up, answering, and not ready, naming it.
-    started_down = await _reports(fleet, restarted, check, timeout_s=60)
+    # Started while the server is down: up, answering, and not ready, naming it (or ready, not needing it).
+    started_down = await _reports(fleet, [s for s in restarted if s in affected], check, timeout_s=60)
+    for service in (s for s in restarted if s not in affected):
+        await wait_for(partial(_ready, fleet, service), timeout_s=60, what=f"{service} ready without {check}")
     if during is not None:
         await during()
     await asyncio.sleep(max(killed.at + OUTAGE_S - time.monotonic(), 0))  # keep it down for OUTAGE_S
