@@ -21,7 +21,7 @@ from tests.support.fleet import Fleet
 CLOCK_SCALE = 1800.0
 """Campaign time per real second: the demo's (half an hour of campaign time per second)."""
 
-WORKFLOW: dict[str, Any] = {
+WORKFLOW: dict[str, Any] = {  # invite -> accepted + 1 h -> message -> 5 min -> follow-up
     "steps": [
         {"id": "invite", "action": "invite", "note": False, "accept_timeout_hours": 2},
         {"id": "message", "action": "message"},
