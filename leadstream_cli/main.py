@@ -166,11 +166,18 @@ def demo(
         int, typer.Option(min=1, max=10_000, help="How many simulated leads the demo search finds (1-10,000).")
     ] = 25,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for the campaign to play out.")] = 180.0,
+    port_base: Annotated[
+        int | None,
+        typer.Option(help="Serve the services on this port and the next ones, in service order (default: 8101...)."),
+    ] = None,
 ) -> None:
-    """Start every service, run a demo campaign and print a lead's timeline and the summary."""
+    """Start every service, run a demo campaign and print a lead's timeline and the summary.
+
+    Ctrl-C, SIGTERM and SIGHUP stop every service it started.
+    """
     from .demo import run_demo
 
-    raise typer.Exit(run_demo(once=once, leads=leads, timeout_s=timeout, env=dict(os.environ)))
+    raise typer.Exit(run_demo(once=once, leads=leads, timeout_s=timeout, env=dict(os.environ), port_base=port_base))
 
 
 def _mount_analyst_commands() -> None:

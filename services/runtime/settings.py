@@ -71,6 +71,16 @@ class RuntimeSettings(BaseSettings):
         10.0, ge=0, description="How long work on a revoked partition may finish before it is abandoned (rolled back)."
     )
 
+    shutdown_grace_s: float = Field(
+        25.0,
+        gt=0,
+        description=(
+            "On SIGTERM: seconds to finish in-flight work (HTTP requests, the record or timer in hand, the outbox) "
+            "and exit 0; work still running then is abandoned without effect (its transaction rolls back). "
+            "Kubernetes' terminationGracePeriodSeconds must exceed it plus the preStop sleep."
+        ),
+    )
+
     outbox_batch_size: int = Field(500, ge=1, description="Outbox rows the relay reads per round.")
     outbox_poll_interval_s: float = Field(0.05, gt=0)
     outbox_max_batch_bytes: int = Field(
