@@ -4,7 +4,7 @@ Downstream systems ``pip install leadstream-schemas`` and decode records with :f
 """
 
 from .base import EVENT_TYPES, Event, event_class, register
-from .envelope import DecodeError, Envelope, decode, derive_id, encode, headers_dict
+from .envelope import SOURCE_PATTERN, DecodeError, Envelope, decode, derive_id, encode, headers_dict, service_source
 from .events.account import (
     HEALTHY_STATUSES,
     AccountConnected,
@@ -83,6 +83,7 @@ __all__ = [
     "HEALTHY_STATUSES",
     "LEAD",
     "SEARCH",
+    "SOURCE_PATTERN",
     "TOPICS",
     "AccountConnected",
     "AccountConnectionRequested",
@@ -153,6 +154,7 @@ __all__ = [
     "event_class",
     "headers_dict",
     "register",
+    "service_source",
     "topic",
     "upcast",
     "upcaster",
