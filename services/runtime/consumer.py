@@ -43,6 +43,7 @@ from .db import RuntimeTables, ping
 from .kafka import create_consumer
 from .metrics import CONSUMER_LAG, DLQ_TOTAL, HANDLED, HANDLER_SECONDS
 from .outbox import OutboxRelay, add_to_outbox, faststream_correlation_id
+from .scrub import scrub_text
 from .settings import RuntimeSettings
 from .telemetry import current_traceparent, event_span
 
@@ -115,13 +116,14 @@ def dead_letter_headers(
     """The headers of a record's dead-letter copy: its own headers plus the error and where it came from.
 
     Shared by every consumer that dead-letters (this loop and the projection's batch consumer), so a
-    DLQ reader sees one format.
+    DLQ reader sees one format. ``message`` is scrubbed (:func:`~services.runtime.scrub.scrub_text`).
     """
     headers = headers_dict(record.headers)
     headers.update(
         {
             f"{DLQ_HEADER_PREFIX}error_code": code,
-            f"{DLQ_HEADER_PREFIX}error_message": message[:4000],
+            # Exception and provider texts quote what they were given (names, emails): headers carry no personal data.
+            f"{DLQ_HEADER_PREFIX}error_message": scrub_text(message, limit=4000),
             f"{DLQ_HEADER_PREFIX}original_topic": record.topic,
             f"{DLQ_HEADER_PREFIX}original_partition": str(record.partition),
             f"{DLQ_HEADER_PREFIX}original_offset": str(record.offset),
