@@ -110,7 +110,7 @@ def test_an_http_error_keeps_its_status_and_loses_the_url() -> None:
 def test_a_traceback_keeps_frames_and_scrubs_exception_lines() -> None:
     def handler() -> None:
         try:
-            {}[EMAIL]
+            _ = dict[str, int]()[EMAIL]
         except KeyError as exc:
             raise ValueError(f"lead {NAME} failed") from exc
 
