@@ -11,14 +11,14 @@ from datetime import date, datetime
 from typing import Annotated, Any
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, File, Form, Query, Response, UploadFile
+from fastapi import APIRouter, File, Form, Query, Response, UploadFile
 from fastapi.exceptions import RequestValidationError
 from leadstream_schemas import FitSignal, LeadSource, SearchStarted
 from pydantic import BaseModel, Field, StringConstraints, ValidationError, field_validator
 from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert
 
-from services.runtime.auth import workspace_id
+from services.runtime.auth import ReadWorkspace, WriteWorkspace
 from services.runtime.errors import Problem
 from services.runtime.providers import ProviderError, RateLimited
 from services.runtime.service import Service
@@ -30,7 +30,6 @@ from .imports import CsvImporter, ImportReport
 from .settings import DiscoverySettings
 from .store import add_lead, leads, searches, source_group_members, source_groups
 
-Workspace = Annotated[str, Depends(workspace_id)]
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200), domain.NoNul]
 Text = Annotated[str, StringConstraints(strip_whitespace=True, max_length=domain.MAX_TEXT), domain.NoNul]
 
@@ -274,7 +273,7 @@ def build_router(
         return row
 
     @router.post("/searches/preview", response_model=PreviewOut)
-    async def preview(body: PreviewIn, ws: Workspace) -> PreviewOut:
+    async def preview(body: PreviewIn, ws: WriteWorkspace) -> PreviewOut:
         """The first matches of a search, with fit signals; nothing is saved and no event is emitted."""
         criteria = _criteria(body.kind, body.criteria)
         query = SearchQuery(body.kind, criteria.model_dump(mode="json"))
@@ -325,7 +324,7 @@ def build_router(
         return PreviewOut(kind=body.kind, total=page.total, matches=matches, has_more=page.next_cursor is not None)
 
     @router.post("/searches", status_code=201, response_model=SearchCreated)
-    async def create_search(body: SearchIn, ws: Workspace) -> SearchCreated:
+    async def create_search(body: SearchIn, ws: WriteWorkspace) -> SearchCreated:
         """Save a search and start it in the background; it emits ``SearchStarted`` now."""
         criteria = _criteria(body.kind, body.criteria).model_dump(mode="json")
         search_id, group_id, started_id = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
@@ -383,7 +382,7 @@ def build_router(
         return SearchCreated(search_id=search_id, source_group_id=group_id, status="running")
 
     @router.get("/searches", response_model=SearchList)
-    async def list_searches(ws: Workspace, limit: int = Query(50, ge=1, le=500)) -> SearchList:
+    async def list_searches(ws: ReadWorkspace, limit: int = Query(50, ge=1, le=500)) -> SearchList:
         """The workspace's searches and imports, newest first."""
         async with engine.connect() as conn:
             rows = (
@@ -397,12 +396,12 @@ def build_router(
         return SearchList(items=[SearchOut.model_validate(r._mapping) for r in rows])
 
     @router.get("/searches/{search_id}", response_model=SearchOut)
-    async def get_search(search_id: UUID, ws: Workspace) -> SearchOut:
+    async def get_search(search_id: UUID, ws: ReadWorkspace) -> SearchOut:
         """A search's progress (counts, cursor, status, next run)."""
         return SearchOut.model_validate((await search_row(ws, search_id))._mapping)
 
     @router.post("/searches/{search_id}/cancel", response_model=SearchOut)
-    async def cancel_search(search_id: UUID, ws: Workspace) -> SearchOut:
+    async def cancel_search(search_id: UUID, ws: WriteWorkspace) -> SearchOut:
         """Stop a running or scheduled search (``SearchFinished`` with reason cancelled)."""
         await search_row(ws, search_id)
         async with engine.begin() as conn:
@@ -416,7 +415,7 @@ def build_router(
         return await get_search(search_id, ws)
 
     @router.get("/source-groups", response_model=SourceGroupList)
-    async def list_groups(ws: Workspace) -> SourceGroupList:
+    async def list_groups(ws: ReadWorkspace) -> SourceGroupList:
         """The workspace's source groups with their sizes."""
         m = source_group_members
         counts = (
@@ -453,7 +452,7 @@ def build_router(
 
     @router.get("/source-groups/{group_id}/leads", response_model=MemberPage)
     async def group_leads(
-        group_id: UUID, ws: Workspace, limit: int = Query(100, ge=1, le=1000), after: int | None = Query(None, ge=0)
+        group_id: UUID, ws: ReadWorkspace, limit: int = Query(100, ge=1, le=1000), after: int | None = Query(None, ge=0)
     ) -> MemberPage:
         """The leads of a source group in the order they joined it."""
         await group_exists(ws, group_id)
@@ -489,7 +488,7 @@ def build_router(
 
     @router.post("/imports/csv", status_code=201, response_model=ImportOut)
     async def import_csv(
-        ws: Workspace,
+        ws: WriteWorkspace,
         file: Annotated[UploadFile, File()],
         name: Annotated[str | None, Form(max_length=200), domain.NoNul] = None,
     ) -> ImportOut:
@@ -499,7 +498,7 @@ def build_router(
         return ImportOut(search_id=report.import_id, **report.__dict__)
 
     @router.post("/leads", status_code=201, response_model=LeadAdded)
-    async def add_manual(body: LeadIn, ws: Workspace, response: Response) -> LeadAdded:
+    async def add_manual(body: LeadIn, ws: WriteWorkspace, response: Response) -> LeadAdded:
         """Add one lead by hand (to the given source group, else the workspace's "Manual" group).
 
         A person the workspace already knows is reported as a duplicate (200) and not re-emitted.
@@ -567,7 +566,7 @@ def build_router(
         )
 
     @router.get("/leads/{lead_id}", response_model=LeadOut)
-    async def get_lead(lead_id: UUID, ws: Workspace) -> LeadOut:
+    async def get_lead(lead_id: UUID, ws: ReadWorkspace) -> LeadOut:
         """A lead and the source groups it belongs to."""
         async with engine.connect() as conn:
             row = (

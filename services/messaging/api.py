@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Query
 from leadstream_schemas import Channel, Envelope, MessageApproved, MessageEdited, MessageRejected, Strategy
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import and_, select, update
@@ -20,7 +20,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from services.runtime.auth import workspace_id
+from services.runtime.auth import ReadWorkspace, WriteWorkspace
 from services.runtime.consumer import RetryLater
 from services.runtime.errors import Problem
 from services.runtime.providers import ProviderError
@@ -30,7 +30,6 @@ from . import domain
 from .handlers import CampaignConfig, Emission, MessagingCore, load_campaign, load_profile, resolve_template
 from .store import campaigns, drafts, templates
 
-Workspace = Annotated[str, Depends(workspace_id)]
 Category = Literal["professional_introduction", "hiring_manager", "business_opportunity", "candidate_outreach"]
 
 
@@ -228,7 +227,7 @@ def build_router(core: MessagingCore, service: Service, *, generation_attempts: 
     # -- templates ----------------------------------------------------------------------------
 
     @router.post("/templates", status_code=201, response_model=TemplateOut)
-    async def create_template(body: TemplateIn, ws: Workspace) -> TemplateOut:
+    async def create_template(body: TemplateIn, ws: WriteWorkspace) -> TemplateOut:
         """Save a template; an unknown variable is a 422 naming it."""
         _check_template("body", body.body)
         if body.subject is not None:
@@ -257,7 +256,7 @@ def build_router(core: MessagingCore, service: Service, *, generation_attempts: 
         )
 
     @router.get("/templates", response_model=list[TemplateOut])
-    async def list_templates(ws: Workspace) -> list[TemplateOut]:
+    async def list_templates(ws: ReadWorkspace) -> list[TemplateOut]:
         """Built-in templates, then this workspace's."""
         out = [_template_out(t, builtin=True) for t in domain.BUILTIN_TEMPLATES.values()]
         async with service.engine.connect() as conn:
@@ -271,7 +270,7 @@ def build_router(core: MessagingCore, service: Service, *, generation_attempts: 
         return out
 
     @router.get("/templates/{ref}", response_model=TemplateOut)
-    async def get_template(ref: str, ws: Workspace) -> TemplateOut:
+    async def get_template(ref: str, ws: ReadWorkspace) -> TemplateOut:
         """One template by id (or built-in name)."""
         async with service.engine.connect() as conn:
             found = await resolve_template(conn, ws, ref)
@@ -290,13 +289,13 @@ def build_router(core: MessagingCore, service: Service, *, generation_attempts: 
         )
 
     @router.get("/campaigns/{campaign_id}/strategy", response_model=StrategyOut)
-    async def get_strategy(campaign_id: UUID, ws: Workspace) -> StrategyOut:
+    async def get_strategy(campaign_id: UUID, ws: ReadWorkspace) -> StrategyOut:
         """The campaign's strategy profile."""
         async with service.engine.connect() as conn:
             return strategy_out(await _campaign(conn, ws, campaign_id))
 
     @router.put("/campaigns/{campaign_id}/strategy", response_model=StrategyOut)
-    async def put_strategy(campaign_id: UUID, body: StrategyIn, ws: Workspace) -> StrategyOut:
+    async def put_strategy(campaign_id: UUID, body: StrategyIn, ws: WriteWorkspace) -> StrategyOut:
         """Replace the campaign's strategy profile; drafts written from now on use it."""
         async with service.engine.begin() as conn:
             row = (
@@ -331,7 +330,7 @@ def build_router(core: MessagingCore, service: Service, *, generation_attempts: 
     @router.get("/campaigns/{campaign_id}/drafts", response_model=list[DraftOut])
     async def list_drafts(
         campaign_id: UUID,
-        ws: Workspace,
+        ws: ReadWorkspace,
         status: Literal["pending", "approved", "edited", "rejected", "all"] = "pending",
         lead_id: UUID | None = None,
         limit: Annotated[int, Query(ge=1, le=500)] = 100,
@@ -352,7 +351,7 @@ def build_router(core: MessagingCore, service: Service, *, generation_attempts: 
         return [_draft_out(r) for r in rows]
 
     @router.get("/drafts/{draft_id}", response_model=DraftOut)
-    async def get_draft(draft_id: UUID, ws: Workspace) -> DraftOut:
+    async def get_draft(draft_id: UUID, ws: ReadWorkspace) -> DraftOut:
         """One draft."""
         async with service.engine.connect() as conn:
             row = (
@@ -363,7 +362,7 @@ def build_router(core: MessagingCore, service: Service, *, generation_attempts: 
         return _draft_out(row)
 
     @router.post("/drafts/{draft_id}/approve", response_model=DraftOut)
-    async def approve(draft_id: UUID, ws: Workspace) -> DraftOut:
+    async def approve(draft_id: UUID, ws: WriteWorkspace) -> DraftOut:
         """Approve a pending draft as written -> ``MessageApproved``."""
         now = service.clock.now()
         async with service.engine.begin() as conn:
@@ -387,7 +386,7 @@ def build_router(core: MessagingCore, service: Service, *, generation_attempts: 
         return out
 
     @router.post("/drafts/{draft_id}/edit", response_model=DraftOut)
-    async def edit(draft_id: UUID, body: EditIn, ws: Workspace) -> DraftOut:
+    async def edit(draft_id: UUID, body: EditIn, ws: WriteWorkspace) -> DraftOut:
         """Replace a pending draft's text (checked against its limit) -> ``MessageEdited``."""
         now = service.clock.now()
         async with service.engine.begin() as conn:
@@ -437,7 +436,7 @@ def build_router(core: MessagingCore, service: Service, *, generation_attempts: 
         return out
 
     @router.post("/drafts/{draft_id}/reject", response_model=RejectOut)
-    async def reject(draft_id: UUID, body: RejectIn, ws: Workspace) -> RejectOut:
+    async def reject(draft_id: UUID, body: RejectIn, ws: WriteWorkspace) -> RejectOut:
         """Reject a pending draft -> ``MessageRejected``, and write a new draft in its place (``MessageGenerated``)."""
         for attempt in range(1, generation_attempts + 1):
             try:

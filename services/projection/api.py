@@ -13,12 +13,12 @@ from datetime import datetime, timedelta
 from typing import Annotated, Any
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 from sqlalchemy import and_, case, func, literal, or_, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from services.runtime.auth import workspace_id
+from services.runtime.auth import ReadWorkspace
 from services.runtime.clock import Clock
 from services.runtime.errors import Problem
 
@@ -542,7 +542,7 @@ class Reads:
 
 # -- routes -------------------------------------------------------------------------------------
 
-Workspace = Annotated[str, Depends(workspace_id)]
+Workspace = ReadWorkspace  # every projection route reads
 Limit = Annotated[int, Query(ge=1, le=200, description="Page size.")]
 After = Annotated[str | None, Query(description="Cursor from a previous page's `next`.")]
 

@@ -6,7 +6,8 @@ query), a provider body the request it refused. Logs and Kafka headers must not 
 and the scrubber cannot know which names a record held, so it works on the structure of the text:
 
 - the error's class and its codes (SQLSTATE, HTTP status) are kept: they say what went wrong;
-- emails, URLs, quoted strings (``'...'``, ``"..."``: where libraries put the offending value), words
+- emails, URLs, quoted strings (``'...'``, ``"..."``: where libraries put the offending value; unless they
+  are code: a ``leadstream.*`` type or topic name, a snake_case field name), words
   with letters outside ASCII, capitalised words (``Zebulon``; CamelCase identifiers such as
   ``LeadDiscovered`` and ALLCAPS codes stay) other than a few words errors start with, and long digit
   runs (phone numbers) become ``<redacted>``;
@@ -54,6 +55,18 @@ _KEPT_WORDS = frozenset(
 )
 
 
+# Quoted values that are code, not data: the contract's type and topic names, snake_case field names.
+_CODE_VALUE = re.compile(r"leadstream\.[a-z0-9_.]+|[a-z][a-z0-9]*(?:_[a-z0-9]+)+")
+
+
+def _quoted(match: re.Match[str]) -> str:
+    quoted = match.group(0)
+    inner = quoted[1:-1] if len(quoted) > 1 and quoted[-1] == quoted[0] else quoted[1:]
+    if _CODE_VALUE.fullmatch(inner):
+        return quoted
+    return quoted[0] + REDACTED + quoted[0]
+
+
 def _capitalised(match: re.Match[str]) -> str:
     word = match.group(0)
     return word if word in _KEPT_WORDS else REDACTED
@@ -64,7 +77,7 @@ def scrub_text(text: str, *, limit: int = MAX_MESSAGE) -> str:
     text = text[: limit * 4]  # bounded work on a huge provider body
     text = _URL.sub(REDACTED, text)
     text = _EMAIL.sub(REDACTED, text)
-    text = _QUOTED.sub(lambda m: m.group(0)[0] + REDACTED + m.group(0)[0], text)
+    text = _QUOTED.sub(_quoted, text)
     text = _NON_ASCII_WORD.sub(REDACTED, text)
     text = _DIGIT_RUN.sub(REDACTED, text)
     text = _CAPITALISED.sub(_capitalised, text)

@@ -1,8 +1,10 @@
 """The service shell: every service's ``app.py`` builds a :class:`Service` and ``__main__`` runs it.
 
-A service is: settings -> database engine + migrations -> FastStream broker (publisher) -> outbox
-relay -> event consumer (handlers by event type) -> background tasks -> HTTP app (FastAPI with
-``/healthz``, ``/readyz``, ``/metrics``). Everything stops cleanly on SIGTERM or SIGINT.
+A service is: settings (checked: outside development no default, empty or short secret) -> database engine
++ migrations -> FastStream broker (publisher) -> outbox relay -> event consumer (handlers by event type) ->
+background tasks (and the retention sweeps) -> HTTP app (FastAPI with ``/healthz``, ``/readyz``, the token
+API ``/v1/tokens``, ``/docs`` in development) and an internal listener for ``/metrics``. Everything stops
+cleanly on SIGTERM or SIGINT.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import sys
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -24,11 +27,11 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import MetaData
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from . import auth
+from . import auth, secrets
 from .clock import Clock, SystemClock
 from .consumer import EventConsumer, Handler
 from .db import RuntimeTables, create_engine, ping
-from .errors import install_problem_handlers, problem_response
+from .errors import install_problem_handlers, problem_response, problems
 from .kafka import create_broker
 from .logging import configure_logging
 from .metrics import READY
@@ -36,6 +39,7 @@ from .migrations import prepare_schema
 from .outbox import OutboxRelay, add_to_outbox
 from .settings import RuntimeSettings
 from .telemetry import configure_tracing, current_traceparent
+from .tokens_api import tokens_router
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +60,7 @@ class Service:
         clock: Clock | None = None,
         title: str | None = None,
     ) -> None:
+        settings.check_production()  # before anything connects: says which secret or setting is unfit
         self.settings = settings
         self.name = settings.service_name
         self.metadata = metadata
@@ -69,11 +74,26 @@ class Service:
         self.tasks: list[Task] = []
         self.readiness_checks: list[ReadinessCheck] = []
         self.source = f"leadstream/{self.name}"
-        self.app = FastAPI(title=title or f"leadstream {self.name}", version="1.0.0")
+        docs = settings.docs
+        self.app = FastAPI(
+            title=title or f"leadstream {self.name}",
+            version="1.0.0",
+            docs_url="/docs" if docs else None,
+            redoc_url="/redoc" if docs else None,
+            openapi_url="/openapi.json" if docs else None,
+        )
         self.app.state.service = self
-        self.app.state.tokens = auth.TokenResolver(self.engine)
+        self.app.state.tokens = auth.TokenResolver(self.engine, ttl_s=settings.token_cache_s)
+        self.app.state.auth_failures = auth.FailureLimiter(
+            settings.auth_failures_per_minute, settings.auth_failures_burst
+        )
         install_problem_handlers(self.app)
         self._install_health_routes()
+        self.app.include_router(tokens_router())
+        # /metrics is served on its own internal port (never the API's, never behind the ingress).
+        self.metrics_app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
+        self._install_metrics_route()
+        self.metrics_port: int | None = None
         self.stop_event = asyncio.Event()
         self.started = asyncio.Event()
         self.http_port: int | None = None
@@ -194,23 +214,46 @@ class Service:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stop_event.set)
         config = uvicorn.Config(
-            self.app, host=self.settings.http_host, port=self.settings.http_port, log_config=None, lifespan="off"
+            self.app,
+            host=self.settings.http_host,
+            port=self.settings.http_port,
+            log_config=None,
+            lifespan="off",
+            proxy_headers=True,
+            forwarded_allow_ips=self.settings.forwarded_allow_ips,
         )
         server = _QuietServer(config)
         http = asyncio.create_task(server.serve(), name="http")
+        metrics_server = _QuietServer(
+            uvicorn.Config(
+                self.metrics_app,
+                host=self.settings.metrics_host,
+                port=self.settings.effective_metrics_port,
+                log_config=None,
+                lifespan="off",
+            )
+        )
+        metrics_http = asyncio.create_task(metrics_server.serve(), name="metrics-http")
         try:
             await self.start()
             while not server.started and not http.done():  # noqa: ASYNC110 - uvicorn has no started event
                 await asyncio.sleep(0.05)
+            while not metrics_server.started and not metrics_http.done():  # noqa: ASYNC110
+                await asyncio.sleep(0.05)
             if server.servers:
                 self.http_port = server.servers[0].sockets[0].getsockname()[1]
-            log.info("http listening", extra={"port": self.http_port})
+            if metrics_server.servers:
+                self.metrics_port = metrics_server.servers[0].sockets[0].getsockname()[1]
+            log.info("http listening", extra={"port": self.http_port, "metrics_port": self.metrics_port})
             await self.stop_event.wait()
         finally:
             server.should_exit = True
+            metrics_server.should_exit = True
             await self.stop()
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(http, timeout=10)
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(metrics_http, timeout=5)
 
     # -- health -----------------------------------------------------------------------------------
 
@@ -242,12 +285,18 @@ class Service:
         return failed
 
     def _install_health_routes(self) -> None:
-        @self.app.get("/healthz", tags=["health"])
+        @self.app.get("/healthz", tags=["health"], openapi_extra=auth.public("none: liveness probe"))
         async def healthz() -> dict[str, str]:
             """Liveness: the process answers."""
             return {"status": "ok", "service": self.name}
 
-        @self.app.get("/readyz", tags=["health"], response_model=None)
+        @self.app.get(
+            "/readyz",
+            tags=["health"],
+            response_model=None,
+            openapi_extra=auth.public("none: readiness probe"),
+            responses=problems(503),
+        )
         async def readyz() -> JSONResponse | dict[str, str]:
             """Readiness: Postgres and Kafka answer and the consumer runs."""
             failed = await self.readiness()
@@ -258,8 +307,10 @@ class Service:
                 )
             return {"status": "ready", "service": self.name}
 
-        @self.app.get("/metrics", tags=["health"], include_in_schema=False)
+    def _install_metrics_route(self) -> None:
+        @self.metrics_app.get("/metrics")
         async def metrics() -> Response:
+            """Prometheus metrics of this process (internal listener only)."""
             return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
 
@@ -272,6 +323,10 @@ class _QuietServer(uvicorn.Server):
 
 
 def run_service(build: Callable[[], Service]) -> None:
-    """Entry point of ``python -m services.<name>``."""
-    service = build()
+    """Entry point of ``python -m services.<name>``; exits 2 with the reasons when the settings are unfit."""
+    try:
+        service = build()
+    except secrets.InsecureConfiguration as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
     asyncio.run(service.run())

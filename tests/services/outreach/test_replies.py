@@ -99,7 +99,7 @@ async def test_reply_cancels_an_already_due_step(
             )
         )
     assert due == 2
-    account = (await o.api("GET", "/v1/accounts", 200))[0]["account_id"]
+    account = (await o.api("GET", "/v1/accounts", 200))["items"][0]["account_id"]
     hook = {"event": "message_received", "account_id": account, "lead_id": str(replier), "text": "Interested!"}
     answer = await o.api("POST", "/v1/webhooks/linkedin", 200, **signed(o.settings, hook))
     assert answer == {"status": "replied", "campaigns": [cid]}

@@ -43,6 +43,11 @@ def test_personal_data_is_redacted(text: str) -> None:
     assert REDACTED in out
 
 
+def test_quoted_code_stays() -> None:
+    out = scrub_text("unknown event type 'leadstream.lead.teleported.v1' in field 'lead_id', value 'Zebulon'")
+    assert "'leadstream.lead.teleported.v1'" in out and "'lead_id'" in out and "Zebulon" not in out
+
+
 def test_names_in_other_scripts_are_redacted() -> None:
     out = scrub_text("no email for Zoë Ångström or Иван Петров")
     assert "Zoë" not in out and "Ångström" not in out and "Иван" not in out and "Петров" not in out
