@@ -225,17 +225,26 @@ class Principal:
 class TokenResolver:
     """Resolves bearer tokens, with a cache of at most ``ttl_s`` so a revocation takes effect within it."""
 
-    def __init__(self, engine: AsyncEngine, ttl_s: float = 1.0, clock: Clock | None = None) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        ttl_s: float = 1.0,
+        clock: Clock | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.engine = engine
         self.ttl_s = ttl_s
         self.clock: Clock = clock or SystemClock()
+        """Expiry is checked against this clock (the real one; tests inject theirs)."""
+        self.monotonic = monotonic
+        """The cache ages on this clock."""
         self._cache: OrderedDict[str, tuple[Principal, float]] = OrderedDict()
 
     async def resolve(self, token: str) -> tuple[Principal | None, str]:
         """The token's principal, or None and why (``invalid_token``, ``token_expired``)."""
         h = hash_token(token)
         hit = self._cache.get(h)
-        if hit and hit[1] > time.monotonic():
+        if hit and hit[1] > self.monotonic():
             principal: Principal | None = hit[0]
         else:
             self._cache.pop(h, None)
@@ -254,7 +263,7 @@ class TokenResolver:
                 return None, "invalid_token"
             principal = Principal(row.workspace_id, row.token_id, tuple(row.scopes), row.expires_at)
             if self.ttl_s > 0:
-                self._cache[h] = (principal, time.monotonic() + self.ttl_s)
+                self._cache[h] = (principal, self.monotonic() + self.ttl_s)
                 while len(self._cache) > 10_000:
                     self._cache.popitem(last=False)
         assert principal is not None
