@@ -15,11 +15,12 @@ from fastapi import APIRouter, File, Form, Query, Response, UploadFile
 from fastapi.exceptions import RequestValidationError
 from leadstream_schemas import FitSignal, LeadSource, SearchStarted
 from pydantic import BaseModel, Field, StringConstraints, ValidationError, field_validator
-from sqlalchemy import func, select
+from sqlalchemy import func, select, tuple_
 from sqlalchemy.dialects.postgresql import insert
 
 from services.runtime.auth import ReadWorkspace, WriteWorkspace
 from services.runtime.errors import Problem
+from services.runtime.pagination import After, Limit, Page, decode_cursor, encode_cursor
 from services.runtime.providers import ProviderError, RateLimited
 from services.runtime.service import Service
 
@@ -138,9 +139,10 @@ class SearchOut(BaseModel):
 
 
 class SearchList(BaseModel):
-    """Searches of the workspace, newest first."""
+    """Searches of the workspace, newest first; pass ``next`` as ``after`` for the following page."""
 
     items: list[SearchOut]
+    next: str | None = None
 
 
 class SourceGroupOut(BaseModel):
@@ -156,9 +158,10 @@ class SourceGroupOut(BaseModel):
 
 
 class SourceGroupList(BaseModel):
-    """Source groups of the workspace, newest first."""
+    """Source groups of the workspace, newest first; pass ``next`` as ``after`` for the following page."""
 
     items: list[SourceGroupOut]
+    next: str | None = None
 
 
 class MemberOut(BaseModel):
@@ -382,18 +385,20 @@ def build_router(
         return SearchCreated(search_id=search_id, source_group_id=group_id, status="running")
 
     @router.get("/searches", response_model=SearchList)
-    async def list_searches(ws: ReadWorkspace, limit: int = Query(50, ge=1, le=500)) -> SearchList:
+    async def list_searches(ws: ReadWorkspace, limit: Limit = 50, after: After = None) -> SearchList:
         """The workspace's searches and imports, newest first."""
+        stmt = select(searches).where(searches.c.workspace_id == ws)
+        if after:
+            created, search_id = decode_cursor(after, 2, [datetime.fromisoformat, UUID])
+            stmt = stmt.where(tuple_(searches.c.created_at, searches.c.search_id) < tuple_(created, search_id))
         async with engine.connect() as conn:
             rows = (
                 await conn.execute(
-                    select(searches)
-                    .where(searches.c.workspace_id == ws)
-                    .order_by(searches.c.created_at.desc())
-                    .limit(limit)
+                    stmt.order_by(searches.c.created_at.desc(), searches.c.search_id.desc()).limit(limit + 1)
                 )
             ).all()
-        return SearchList(items=[SearchOut.model_validate(r._mapping) for r in rows])
+        page = Page.of(rows, limit, lambda r: encode_cursor([r.created_at.isoformat(), str(r.search_id)]))
+        return SearchList(items=[SearchOut.model_validate(r._mapping) for r in page.items], next=page.next)
 
     @router.get("/searches/{search_id}", response_model=SearchOut)
     async def get_search(search_id: UUID, ws: ReadWorkspace) -> SearchOut:
@@ -415,30 +420,42 @@ def build_router(
         return await get_search(search_id, ws)
 
     @router.get("/source-groups", response_model=SourceGroupList)
-    async def list_groups(ws: ReadWorkspace) -> SourceGroupList:
-        """The workspace's source groups with their sizes."""
-        m = source_group_members
-        counts = (
-            select(m.c.source_group_id, func.count().label("size"), func.count().filter(m.c.is_new).label("new_leads"))
-            .where(m.c.workspace_id == ws)
-            .group_by(m.c.source_group_id)
-            .subquery()
-        )
-        g = source_groups
+    async def list_groups(ws: ReadWorkspace, limit: Limit = 50, after: After = None) -> SourceGroupList:
+        """The workspace's source groups with their sizes, newest first."""
+        g, m = source_groups, source_group_members
+        stmt = select(g).where(g.c.workspace_id == ws)
+        if after:
+            created, group_id = decode_cursor(after, 2, [datetime.fromisoformat, UUID])
+            stmt = stmt.where(tuple_(g.c.created_at, g.c.source_group_id) < tuple_(created, group_id))
         async with engine.connect() as conn:
             rows = (
-                await conn.execute(
-                    select(
-                        g,
-                        func.coalesce(counts.c.size, 0).label("size"),
-                        func.coalesce(counts.c.new_leads, 0).label("new_leads"),
-                    )
-                    .select_from(g.outerjoin(counts, counts.c.source_group_id == g.c.source_group_id))
-                    .where(g.c.workspace_id == ws)
-                    .order_by(g.c.created_at.desc())
-                )
+                await conn.execute(stmt.order_by(g.c.created_at.desc(), g.c.source_group_id.desc()).limit(limit + 1))
             ).all()
-        return SourceGroupList(items=[SourceGroupOut.model_validate(r._mapping) for r in rows])
+            page = Page.of(rows, limit, lambda r: encode_cursor([r.created_at.isoformat(), str(r.source_group_id)]))
+            ids = [r.source_group_id for r in page.items]
+            counts = {
+                c.source_group_id: c
+                for c in await conn.execute(
+                    select(
+                        m.c.source_group_id,
+                        func.count().label("size"),
+                        func.count().filter(m.c.is_new).label("new_leads"),
+                    )
+                    .where(m.c.workspace_id == ws, m.c.source_group_id.in_(ids))
+                    .group_by(m.c.source_group_id)
+                )
+            }
+        items = [
+            SourceGroupOut.model_validate(
+                {
+                    **r._mapping,
+                    "size": counts[r.source_group_id].size if r.source_group_id in counts else 0,
+                    "new_leads": counts[r.source_group_id].new_leads if r.source_group_id in counts else 0,
+                }
+            )
+            for r in page.items
+        ]
+        return SourceGroupList(items=items, next=page.next)
 
     async def group_exists(ws: str, group_id: UUID) -> None:
         async with engine.connect() as conn:
@@ -452,7 +469,10 @@ def build_router(
 
     @router.get("/source-groups/{group_id}/leads", response_model=MemberPage)
     async def group_leads(
-        group_id: UUID, ws: ReadWorkspace, limit: int = Query(100, ge=1, le=1000), after: int | None = Query(None, ge=0)
+        group_id: UUID,
+        ws: ReadWorkspace,
+        limit: Limit = 100,
+        after: Annotated[int | None, Query(ge=0, description="`next_after` of the previous page.")] = None,
     ) -> MemberPage:
         """The leads of a source group in the order they joined it."""
         await group_exists(ws, group_id)

@@ -13,7 +13,7 @@ from fastapi import APIRouter, Body, Query, Response
 from sqlalchemy import select, tuple_
 
 from services.runtime.auth import ReadWorkspace, WriteWorkspace
-from services.runtime.pagination import After, Limit, Page, decode_cursor, encode_cursor
+from services.runtime.pagination import After, Limit, Page, bounded, decode_cursor, encode_cursor
 
 from .api_accounts import accounts_router
 from .api_compliance import compliance_router
@@ -30,7 +30,7 @@ def campaigns_router(ctx: OutreachContext) -> APIRouter:
     r = APIRouter(tags=["campaigns"])
     commands = ctx.campaigns
 
-    @r.get("/v1/workflow-presets")
+    @r.get("/v1/workflow-presets", openapi_extra=bounded("the presets the code defines"))
     async def presets(ws: ReadWorkspace) -> list[dict[str, Any]]:
         """The documented preset graphs."""
         return [

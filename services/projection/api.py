@@ -6,9 +6,6 @@ answers 404. Lists use keyset pagination: ``next`` is an opaque cursor to pass a
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 from datetime import datetime, timedelta
 from typing import Annotated, Any
 from uuid import UUID
@@ -21,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from services.runtime.auth import ReadWorkspace
 from services.runtime.clock import Clock
 from services.runtime.errors import Problem
+from services.runtime.pagination import decode_cursor, encode_cursor
 
 from . import domain
 from .store import SUMMARY_COUNTS, Views
@@ -176,10 +174,11 @@ class ActivityItem(BaseModel):
 
 
 class Activity(BaseModel):
-    """The most recent lead rows and how many fall in each category."""
+    """The most recent lead rows (newest first) and how many of them fall in each category."""
 
     counts: dict[str, int]
     items: list[ActivityItem]
+    next: str | None = Field(None, description="Cursor for the following page (pass as `after`).")
 
 
 class Home(BaseModel):
@@ -197,18 +196,11 @@ class Home(BaseModel):
 
 
 def _cursor(values: list[Any]) -> str:
-    return base64.urlsafe_b64encode(json.dumps(values, default=str).encode()).decode().rstrip("=")
+    return encode_cursor(values)
 
 
 def _uncursor(cursor: str, size: int) -> list[Any]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        values = json.loads(raw)
-    except (binascii.Error, ValueError, UnicodeDecodeError):
-        values = None
-    if not isinstance(values, list) or len(values) != size:
-        raise Problem(422, "invalid_cursor", "the `after` cursor is not one this API returned", field="after")
-    return values
+    return decode_cursor(cursor, size)
 
 
 def _label(code: str | None) -> str | None:
@@ -462,9 +454,24 @@ class Reads:
         return ResultPage(items=items, next=nxt)
 
     async def activity(
-        self, conn: AsyncConnection, ws: str, limit: int, now: datetime, waiting_after: timedelta
+        self,
+        conn: AsyncConnection,
+        ws: str,
+        limit: int,
+        now: datetime,
+        waiting_after: timedelta,
+        after: str | None = None,
     ) -> Activity:
         lc, ls, c = self.v.lead_campaign, self.v.lead_state, self.v.campaigns
+        page_after = []
+        if after:
+            at, lead, campaign = decode_cursor(after, 3, [datetime.fromisoformat, UUID, UUID])
+            page_after.append(
+                or_(
+                    lc.c.last_event_at < at,
+                    and_(lc.c.last_event_at == at, tuple_(lc.c.lead_id, lc.c.campaign_id) > tuple_(lead, campaign)),
+                )
+            )
         stage_expr = self._stage_expr().label("workflow_stage")
         rows = (
             await conn.execute(
@@ -482,11 +489,12 @@ class Reads:
                         c, and_(c.c.workspace_id == lc.c.workspace_id, c.c.campaign_id == lc.c.campaign_id)
                     )
                 )
-                .where(lc.c.workspace_id == ws, lc.c.last_event_at.is_not(None))
+                .where(lc.c.workspace_id == ws, lc.c.last_event_at.is_not(None), *page_after)
                 .order_by(lc.c.last_event_at.desc(), lc.c.lead_id, lc.c.campaign_id)
-                .limit(limit)
+                .limit(limit + 1)
             )
         ).all()
+        more, rows = len(rows) > limit, rows[:limit]
         items = [
             ActivityItem(
                 lead_id=r.lead_id,
@@ -501,7 +509,11 @@ class Reads:
             )
             for r in rows
         ]
-        return Activity(counts=domain.count_categories(i.category for i in items), items=items)
+        nxt = None
+        if more and rows:
+            last = rows[-1]
+            nxt = encode_cursor([last.last_event_at.isoformat(), str(last.lead_id), str(last.campaign_id)])
+        return Activity(counts=domain.count_categories(i.category for i in items), items=items, next=nxt)
 
     async def home(self, conn: AsyncConnection, ws: str, now: datetime, waiting_after: timedelta) -> Home:
         c, ls = self.v.campaigns, self.v.lead_state
@@ -553,9 +565,7 @@ def build_router(views: Views, engine: AsyncEngine, clock: Clock, waiting_after:
     reads = Reads(views)
 
     @router.get("/leads/{lead_id}/timeline", response_model=Timeline)
-    async def lead_timeline(
-        lead_id: UUID, ws: Workspace, after: After = None, limit: Annotated[int, Query(ge=1, le=1000)] = 500
-    ) -> Timeline:
+    async def lead_timeline(lead_id: UUID, ws: Workspace, after: After = None, limit: Limit = 200) -> Timeline:
         """Every event of a lead, oldest first, with a human summary."""
         async with engine.connect() as conn:
             return await reads.timeline(conn, ws, lead_id, after, limit)
@@ -617,9 +627,9 @@ def build_router(views: Views, engine: AsyncEngine, clock: Clock, waiting_after:
             return await reads.home(conn, ws, clock.now(), waiting_after)
 
     @router.get("/activity", response_model=Activity)
-    async def activity(ws: Workspace, limit: Limit = 50) -> Activity:
+    async def activity(ws: Workspace, limit: Limit = 50, after: After = None) -> Activity:
         """Recent lead rows summarised as matched, engaged, invite sent, message sent, waiting, skipped, processing."""
         async with engine.connect() as conn:
-            return await reads.activity(conn, ws, limit, clock.now(), waiting_after)
+            return await reads.activity(conn, ws, limit, clock.now(), waiting_after, after)
 
     return router

@@ -31,10 +31,18 @@ from .errors import Problem
 MAX_PAGE = 200
 """The largest page any list route returns."""
 
+BOUNDED_EXTENSION = "x-leadstream-bounded"
+"""OpenAPI extension of a list route whose length the code fixes (a catalogue, not data): it needs no pages."""
+
 T = TypeVar("T")
 
 Limit = Annotated[int, Query(ge=1, le=MAX_PAGE, description=f"Items per page (at most {MAX_PAGE}).")]
 After = Annotated[str | None, Query(max_length=500, description="`next` of the previous page.")]
+
+
+def bounded(reason: str) -> dict[str, Any]:
+    """``openapi_extra`` of a list route that needs no pagination, saying why (e.g. "the contract's event types")."""
+    return {BOUNDED_EXTENSION: reason}
 
 
 class Page(BaseModel, Generic[T]):

@@ -18,6 +18,7 @@ from sqlalchemy.engine import Row
 
 from services.runtime.auth import AdminWorkspace, ReadWorkspace, WriteWorkspace, public
 from services.runtime.errors import Problem
+from services.runtime.pagination import bounded
 from services.runtime.service import Service
 
 from . import domain, store
@@ -202,7 +203,12 @@ def build_router(service: Service, commands: SubscriptionCommands) -> APIRouter:
         return row
 
     @router.get(
-        "/event-types", response_model=list[str], openapi_extra=public("none: the published contract's event types")
+        "/event-types",
+        response_model=list[str],
+        openapi_extra={
+            **public("none: the published contract's event types"),
+            **bounded("the contract's event types"),
+        },
     )
     async def event_types() -> list[str]:
         """Every event type a subscription can select (``*`` and ``<prefix>.*`` select several)."""
