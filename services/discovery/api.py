@@ -11,7 +11,7 @@ from datetime import date, datetime
 from typing import Annotated, Any
 from uuid import UUID
 
-from fastapi import APIRouter, File, Form, Query, Response, UploadFile
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from leadstream_schemas import FitSignal, LeadSource, SearchStarted
 from pydantic import BaseModel, Field, StringConstraints, ValidationError, field_validator
@@ -19,10 +19,11 @@ from sqlalchemy import func, select, tuple_
 from sqlalchemy.dialects.postgresql import insert
 
 from services.runtime.auth import ReadWorkspace, WriteWorkspace
-from services.runtime.errors import Problem
+from services.runtime.errors import Problem, problems
 from services.runtime.pagination import After, Limit, Page, decode_cursor, encode_cursor
 from services.runtime.providers import ProviderError, RateLimited
 from services.runtime.service import Service
+from services.runtime.uploads import StreamedUpload
 
 from . import domain
 from .adapters import SearchProvider, SearchQuery
@@ -506,15 +507,54 @@ def build_router(
             items=[MemberOut.model_validate(r._mapping) for r in rows], next_after=rows[-1].seq if more else None
         )
 
-    @router.post("/imports/csv", status_code=201, response_model=ImportOut)
-    async def import_csv(
-        ws: WriteWorkspace,
-        file: Annotated[UploadFile, File()],
-        name: Annotated[str | None, Form(max_length=200), domain.NoNul] = None,
-    ) -> ImportOut:
-        """Import leads from a CSV file (columns linkedin_url and/or email, names, title, company, location)."""
-        label = (name or "").strip() or (file.filename or "").replace("\x00", "")[:200] or "CSV import"
-        report: ImportReport = await CsvImporter(service, settings).run(ws, file.file, name=label)
+    @router.post(
+        "/imports/csv",
+        status_code=201,
+        response_model=ImportOut,
+        responses=problems(413),
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "multipart/form-data": {
+                        "schema": {
+                            "type": "object",
+                            "required": ["file"],
+                            "properties": {
+                                "file": {"type": "string", "format": "binary", "description": "The CSV file."},
+                                "name": {
+                                    "type": "string",
+                                    "maxLength": 200,
+                                    "description": "The import's name (send it before the file part).",
+                                },
+                            },
+                        }
+                    }
+                },
+            }
+        },
+    )
+    async def import_csv(request: Request, ws: WriteWorkspace) -> ImportOut:
+        """Import leads from a CSV file (columns linkedin_url and/or email, names, title, company, location).
+
+        The file is read as it arrives, never stored: at most ``LEADSTREAM_CSV_MAX_BYTES`` bytes (413 when the
+        declared length is larger; a file that turns out larger is imported up to there and the answer says so)
+        and ``LEADSTREAM_CSV_MAX_ROWS`` rows."""
+        upload = StreamedUpload(request, max_bytes=settings.csv_max_bytes)
+        try:
+            file = await upload.open()
+            name = upload.fields.get("name")
+            if name is not None and (len(name) > 200 or "\x00" in name):
+                raise Problem(
+                    422,
+                    "invalid_request",
+                    "name: at most 200 characters, no NUL",
+                    errors=[{"field": "name", "message": "at most 200 characters, no NUL"}],
+                )
+            label = (name or "").strip() or (upload.filename or "").replace("\x00", "")[:200] or "CSV import"
+            report: ImportReport = await CsvImporter(service, settings).run(ws, file, name=label)
+        finally:
+            await upload.close()
         return ImportOut(search_id=report.import_id, **report.__dict__)
 
     @router.post("/leads", status_code=201, response_model=LeadAdded)

@@ -219,11 +219,11 @@ def test_autoscaling_never_exceeds_the_partitions(chart: Chart) -> None:
 
 
 def _api_services() -> set[str]:
-    """Services whose app serves /v1 routes."""
+    """Services whose app serves /v1 routes of their own (every service serves the runtime's /v1/tokens)."""
     out = set()
     for name in SERVICES:
         app = importlib.import_module(f"services.{name}.app").build().app
-        if any(path.startswith("/v1/") for path in app.openapi()["paths"]):
+        if any(path.startswith("/v1/") and not path.startswith("/v1/tokens") for path in app.openapi()["paths"]):
             out.add(name)
     return out
 
@@ -255,9 +255,16 @@ def test_network_policies_allow_only_kafka_postgres_dns_collector_and_providers(
         spec = policy["spec"]
         assert spec["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == name
         assert spec["policyTypes"] == ["Ingress", "Egress"]
-        (rule,) = spec["ingress"]
-        sources = [p["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"] for p in rule["from"]]
-        assert sources == (["monitoring", "ingress-nginx"] if name in exposed else ["monitoring"]), name
+        # Prometheus reaches only the metrics port; the ingress controller only the API port (of exposed services).
+        sources = {
+            rule["ports"][0]["port"]: [
+                p["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"] for p in rule["from"]
+            ]
+            for rule in spec["ingress"]
+        }
+        assert all(len(rule["ports"]) == 1 for rule in spec["ingress"])
+        expected = {"metrics": ["monitoring"], **({"http": ["ingress-nginx"]} if name in exposed else {})}
+        assert sources == expected, name
         egress = spec["egress"]
         ports = [sorted(p["port"] for p in r["ports"]) for r in egress]
         assert ports[:4] == [[53, 53], [9092, 9093], [5432], [4318]]
