@@ -140,7 +140,10 @@ async def test_sigkill_mid_stream_loses_nothing_and_duplicates_no_effect(
             await wait_for(lambda: _ready(port), timeout_s=60, what="the restarted service to be ready")
             # Redelivered records were really re-read after the restart, and recognised as duplicates.
             duplicates = await _metric(
-                metrics_port, "leadstream_events_handled_total", outcome="duplicate", event_type=LeadDiscovered.event_type
+                metrics_port,
+                "leadstream_events_handled_total",
+                outcome="duplicate",
+                event_type=LeadDiscovered.event_type,
             )
         except AssertionError as exc:
             raise AssertionError(f"{exc}\n--- enrichment output ---\n{service.log_tail()}") from None
