@@ -15,6 +15,7 @@ import logging
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,7 @@ from .clock import Clock, SystemClock
 from .consumer import EventConsumer, Handler
 from .db import RuntimeTables, create_engine, ping
 from .errors import install_problem_handlers, problem_response, problems
+from .housekeeping import Housekeeping
 from .kafka import create_broker
 from .logging import configure_logging
 from .metrics import READY
@@ -72,6 +74,17 @@ class Service:
         self.relay = OutboxRelay(self.engine, tables, self.broker, settings)
         self.consumers: list[EventConsumer] = []
         self.tasks: list[Task] = []
+        # Retention of processed_events and of any seen_webhooks table of the schema (see housekeeping.py).
+        self.housekeeping = Housekeeping(
+            self.engine,
+            tables,
+            schema=settings.db_schema,
+            processed_events_retention=timedelta(days=settings.processed_events_retention_days),
+            seen_webhooks_retention=timedelta(days=settings.seen_webhooks_retention_days),
+            interval_s=settings.housekeeping_interval_s,
+            seen_tables=[t for t in metadata.tables.values() if t.name == "seen_webhooks"],
+        )
+        self.tasks.append(self.housekeeping.run)
         self.readiness_checks: list[ReadinessCheck] = []
         self.source = f"leadstream/{self.name}"
         docs = settings.docs
