@@ -54,7 +54,16 @@ def accounts_router(ctx: OutreachContext) -> APIRouter:
     r = APIRouter(tags=["accounts"])
     service = ctx.service
 
-    @r.post("/v1/accounts", status_code=201)
+    @r.post(
+        "/v1/accounts",
+        status_code=201,
+        responses={
+            202: {
+                "description": "Pending: the user completes the connection at `auth_url` (hosted flow)",
+                "content": {"application/json": {"schema": {"type": "object"}}},
+            }
+        },
+    )
     async def connect(body: AccountIn, response: Response, ws: WriteWorkspace) -> dict[str, Any]:
         """Connect an account: at once in simulated mode, else through a hosted authorisation link (202)."""
         now = service.clock.now()
