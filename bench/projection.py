@@ -48,13 +48,15 @@ from leadstream_schemas import TOPICS, DecodeError, decode, encode  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 
 from services.projection.checksum import dsn  # noqa: E402
-from services.projection.consumer import GcPacer, decode_records  # noqa: E402
+from services.projection.consumer import decode_records  # noqa: E402
 from services.projection.decoding import decode_record  # noqa: E402
 from services.projection.handlers import BatchApplier  # noqa: E402
-from services.projection.replay import log_consumer, rebuild, topic_partitions  # noqa: E402
+from services.projection.replay import rebuild  # noqa: E402
 from services.projection.settings import ProjectionSettings  # noqa: E402
 from services.projection.store import replay_schema, views_for  # noqa: E402
 from services.projection.workload import generate  # noqa: E402
+from services.runtime.consuming.batch import GcPacer  # noqa: E402
+from services.runtime.consuming.reader import log_consumer, topic_partitions  # noqa: E402
 from services.runtime.kafka import all_topics, apply_topics  # noqa: E402
 from services.runtime.migrations import upgrade  # noqa: E402
 

@@ -6,7 +6,7 @@
     leadstream dlq redrive --topic lead --group leadstream-enrichment
 
 A dead letter is the poison record unchanged (key, value, headers) plus ``dlq_*`` headers saying why
-and where it came from (``services.runtime.consumer.dead_letter_headers``). ``list`` reads the
+and where it came from (``services.runtime.consuming.deadletter.dead_letter_headers``). ``list`` reads the
 ``<topic>.dlq`` log without a consumer group. ``redrive`` re-publishes the selected dead letters to
 their original topic with every ``dlq_*`` header removed, so the consumers see them as new records;
 its progress is committed in a consumer group of its own per DLQ topic and filter (:func:`redrive_group`).
@@ -29,7 +29,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Column, Table
 
-from services.runtime.consumer import DLQ_HEADER_PREFIX
+from services.runtime.consuming.deadletter import DLQ_HEADER_PREFIX
 from services.runtime.settings import RuntimeSettings
 
 from .export import resolve_topic
@@ -158,11 +158,11 @@ def redrive_group(dlq: str, error_code: str | None, group: str | None) -> str:
 
 
 async def _partitions(settings: RuntimeSettings, topic: str) -> list[TopicPartition]:
-    from services.projection.replay import ReplayError, topic_partitions
+    from services.runtime.consuming.reader import TopicMissing, topic_partitions
 
     try:
         return await topic_partitions(settings, [topic])
-    except ReplayError as exc:
+    except TopicMissing as exc:
         raise DlqError(str(exc)) from None
 
 
@@ -185,7 +185,7 @@ async def list_dead_letters(
     limit: int = 0,
 ) -> Listing:
     """Read the DLQ of ``topic`` from the beginning (no consumer group) up to its end at the start."""
-    from services.projection.replay import log_consumer, read_ranges
+    from services.runtime.consuming.reader import log_consumer, read_ranges
 
     physical = dlq_topic(settings, topic)
     tps = await _partitions(settings, physical)
@@ -285,7 +285,7 @@ async def redrive(
     offsets past it: a crash in between re-drives those records again on the next run, never skips one.
     A dry run publishes and commits nothing.
     """
-    from services.projection.replay import read_ranges
+    from services.runtime.consuming.reader import read_ranges
     from services.runtime.kafka import client_security
 
     physical = dlq_topic(settings, topic)

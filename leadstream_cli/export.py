@@ -166,7 +166,7 @@ async def export_events(
 
     from leadstream_schemas import DecodeError, decode
 
-    from services.projection.replay import log_consumer, read_ranges, start_offsets, topic_partitions
+    from services.runtime.consuming.reader import log_consumer, read_ranges, start_offsets, topic_partitions
 
     physical = settings.topic_name(resolve_topic(topic))
     tps = await topic_partitions(settings, [physical])

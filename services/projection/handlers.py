@@ -22,7 +22,7 @@ some records were already applied.
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -30,12 +30,11 @@ from uuid import UUID
 
 import asyncpg
 
+from services.runtime.consuming.batch import TP, ApplyResult, DeadLetter
+
 from . import domain
 from .domain import Contribution, EventRecord, MergeSpec, Patch, TimelineRow
-from .store import TIMELINE_COLUMNS, Views, WriteSql, pg_type, stage_table, write_sql
-
-TP = tuple[str, int]
-"""(physical topic, partition)."""
+from .store import SCHEMA, TIMELINE_COLUMNS, Views, WriteSql, changes_channel, pg_type, stage_table, write_sql
 
 
 @dataclass(slots=True)
@@ -52,21 +51,6 @@ class Item:
 
 
 @dataclass
-class ApplyResult:
-    """What a batch did: events applied, duplicates skipped, and where each partition stands now."""
-
-    applied: int = 0
-    duplicates: int = 0
-    filtered: int = 0
-    dead_lettered: int = 0
-    next_offsets: dict[TP, int] = field(default_factory=dict)
-    seeks: dict[TP, int] = field(default_factory=dict)
-
-
-DeadLetter = Callable[[Item], Awaitable[None]]
-
-
-@dataclass
 class Writes:
     """The statements' parameters for a set of new events."""
 
@@ -78,6 +62,12 @@ class Writes:
     audience_campaigns: list[UUID]
     touched_leads: list[UUID]
     touched_campaigns: list[tuple[str, UUID]]
+    changes: list[Change] = field(default_factory=list)
+    """What the change log gets (the live views only): one row per view row the batch touched."""
+
+
+Change = tuple[str, str, UUID | None, UUID | None, UUID | None, UUID | None]
+"""(workspace, kind, lead, campaign, account, search): one row of the change log."""
 
 
 @dataclass
@@ -110,11 +100,15 @@ class BatchApplier:
     the end (a rebuild, whose views nobody reads before it completes).
 
     ``hold_rows`` (a rebuild only) holds the lead rows (``lead_state``, ``lead_campaign``) back in
-    memory across batches, merged, and writes them when more than that many are held and in
-    :meth:`flush`: a lead row changes in most batches, and upserting it once instead of once per
-    batch is about a third of the database's work in a rebuild. The merges commute, so the views
-    are the same; until :meth:`flush`, the stored offsets are ahead of those rows, which is why only
-    a rebuild (never read, never resumed before it completes) may do it.
+    memory across batches, merged, and writes them in :meth:`flush` (the rebuild calls it when
+    :attr:`held` passes ``hold_rows`` and at the end): a lead row changes in most batches, and
+    upserting it once instead of once per batch is about a third of the database's work in a rebuild.
+    The merges commute, so the views are the same; until :meth:`flush`, the stored offsets are ahead
+    of those rows, which is why only a rebuild (never read, never resumed before it completes) may
+    do it. A batch's patches join the held rows only once its transaction committed.
+
+    ``changes`` (default: only for the live schema) appends what each batch touched to the change
+    log and notifies the workspaces' listeners when the transaction commits (the change stream).
     """
 
     HELD_SPECS = (domain.LEAD_STATE, domain.LEAD_CAMPAIGN)
@@ -129,12 +123,14 @@ class BatchApplier:
         since: datetime | None = None,
         refresh_summaries: bool = True,
         hold_rows: int = 0,
+        changes: bool | None = None,
     ) -> None:
         self.views = views
+        self.record_changes = views.schema == SCHEMA if changes is None else changes
+        self.channel = changes_channel(views.schema)
         self.refresh_summaries = refresh_summaries
         self.hold_rows = hold_rows
         self._held: dict[str, dict[tuple[Any, ...], Patch]] = {spec.table: {} for spec in self.HELD_SPECS}
-        self._broken = False
         self.sql: WriteSql = write_sql(views)
         self.campaign = str(campaign) if campaign else None
         self.since = since
@@ -191,34 +187,32 @@ class BatchApplier:
         self,
         conn: asyncpg.Connection,
         items: Sequence[Item] | Plan,
-        expected: dict[TP, int | None],
+        expected: Mapping[TP, int | None],
         dead_letter: DeadLetter | None = None,
     ) -> ApplyResult:
         """Apply a batch (records of one poll, in offset order per partition, or its plan) in one transaction.
 
         ``expected`` is, per partition, the offset the consumer fetched from (None or absent: unknown).
-        ``dead_letter`` is awaited for each applied record that did not decode, before the commit.
+        ``dead_letter(record, code, message)`` is awaited for each applied record that carries an error
+        (did not decode, or was refused), before the commit.
         """
-        self._check_usable()
         plan = items if isinstance(items, Plan) else self.plan(items)
         result = ApplyResult(duplicates=plan.duplicates, filtered=plan.filtered)
         if not plan.by_tp:
             return result
-        try:
-            return await self._apply(conn, plan, result, expected, dead_letter)
-        except BaseException:
-            # The held rows may have taken this batch's patches while its transaction rolled back.
-            self._broken = self.hold_rows > 0
-            raise
+        held = await self._apply(conn, plan, result, expected, dead_letter)
+        if held:
+            self._hold(held)  # committed: only now may its patches join the rows held back
+        return result
 
     async def _apply(
         self,
         conn: asyncpg.Connection,
         plan: Plan,
         result: ApplyResult,
-        expected: dict[TP, int | None],
+        expected: Mapping[TP, int | None],
         dead_letter: DeadLetter | None,
-    ) -> ApplyResult:
+    ) -> dict[str, dict[tuple[Any, ...], Patch]]:
         tps = sorted(plan.by_tp)
         async with conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock($1)", self.sql.lock_id)
@@ -249,7 +243,7 @@ class BatchApplier:
             if dead_letter is not None:
                 for it in kept:
                     if it.envelope is None:
-                        await dead_letter(it)
+                        await dead_letter(it.record, *(it.error or ("invalid", "record did not decode")))
                         result.dead_lettered += 1
             events = plan.events
             if trimmed:
@@ -273,7 +267,7 @@ class BatchApplier:
                     [p for (_, p), _ in ordered],
                     [o for _, o in ordered],
                 )
-        return result
+        return writes.held if result.applied else {}
 
     async def _record_seen(self, conn: asyncpg.Connection, ids: list[str]) -> set[str]:
         """Add a batch's distinct event ids to ``seen_events``; returns those that were there already.
@@ -302,22 +296,28 @@ class BatchApplier:
             "seen_events", schema_name=self.views.schema, columns=("event_id",), records=[(eid,) for eid in ids]
         )
 
-    def _check_usable(self) -> None:
-        if self._broken:
-            raise RuntimeError("a batch failed while rows were held back: start the rebuild again")
+    @property
+    def held(self) -> int:
+        """Rows held back (see ``hold_rows``)."""
+        return sum(len(table) for table in self._held.values())
 
     async def flush(self, conn: asyncpg.Connection) -> None:
-        """Write the rows held back (see ``hold_rows``) in one transaction under the apply lock."""
-        self._check_usable()
+        """Write the rows held back (see ``hold_rows``) in one transaction under the apply lock.
+
+        Merged, not plainly copied, even when this reader writes a row for the first time: the
+        audience derivation inserts lead-campaign rows as soon as it knows a campaign's audience.
+        """
         rows = self._held_rows()  # before the lock: other readers' batches need not wait for Python
         if not rows:
             return
         async with conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock($1)", self.sql.lock_id)
-            await self._write_held(conn, rows)
+            await self._upsert(conn, rows)
+        for table in self._held.values():
+            table.clear()
 
-    async def _hold(self, conn: asyncpg.Connection, held: dict[str, dict[tuple[Any, ...], Patch]]) -> None:
-        """Merge a batch's held patches in; write them all (in the batch's transaction) past ``hold_rows``."""
+    def _hold(self, held: dict[str, dict[tuple[Any, ...], Patch]]) -> None:
+        """Merge a committed batch's held patches in."""
         for spec in self.HELD_SPECS:
             patches = held.get(spec.table)
             if not patches:
@@ -329,23 +329,11 @@ class BatchApplier:
                     table[key] = patch
                 else:
                     spec.merge(acc, patch)
-        if sum(len(table) for table in self._held.values()) > self.hold_rows:
-            await self._write_held(conn, self._held_rows())
 
     def _held_rows(self) -> dict[str, list[tuple[Any, ...]]]:
         return {
             spec.table: self._rows(spec, rows.values()) for spec in self.HELD_SPECS if (rows := self._held[spec.table])
         }
-
-    async def _write_held(self, conn: asyncpg.Connection, rows: dict[str, list[tuple[Any, ...]]]) -> None:
-        """Merge held rows in (in the caller's transaction, under the apply lock), then let them go.
-
-        An upsert, not a plain COPY, even when this reader writes a row for the first time: the
-        audience derivation inserts lead-campaign rows as soon as it knows a campaign's audience.
-        """
-        await self._upsert(conn, rows)
-        for table in self._held.values():
-            table.clear()
 
     async def refresh_all_summaries(self, conn: asyncpg.Connection) -> None:
         """Recompute every campaign summary from the lead rows (one statement)."""
@@ -354,8 +342,6 @@ class BatchApplier:
             await conn.execute(self.sql.refresh_all_summaries)
 
     async def _write(self, conn: asyncpg.Connection, w: Writes) -> None:
-        if w.held:
-            await self._hold(conn, w.held)
         if w.timeline:
             # Binary COPY: these ids were just added to seen_events, so none of the rows can exist yet.
             await conn.copy_records_to_table(
@@ -375,6 +361,8 @@ class BatchApplier:
                 [ws for ws, _ in w.touched_campaigns],
                 [c for _, c in w.touched_campaigns],
             )
+        if w.changes:
+            await conn.execute(self.sql.record_changes, *_columns(w.changes), self.channel)
 
     async def _upsert(self, conn: asyncpg.Connection, upserts: dict[str, list[tuple[Any, ...]]]) -> None:
         """Upsert reduced rows per view table, merging by the table's rules."""
@@ -453,6 +441,7 @@ class _Reducer:
             if (patches := self.reduced[spec.table]) and spec not in hold
         }
         return Writes(
+            changes=self._changes() if self.applier.record_changes else [],
             timeline=self.timeline,
             upserts=upserts,
             held={spec.table: patches for spec in hold if (patches := self.reduced[spec.table])},
@@ -461,6 +450,27 @@ class _Reducer:
             touched_leads=list(self.touched_leads),
             touched_campaigns=sorted(self.touched_campaigns, key=lambda c: (c[0], c[1].int)),
         )
+
+    def _changes(self) -> list[Change]:
+        """One change per touched lead (with its campaign when the event had one), campaign, account and search."""
+        r = self.reduced
+        out: list[Change] = []
+        in_campaign: set[tuple[str, UUID]] = set()
+        for p in r[domain.LEAD_CAMPAIGN.table].values():
+            out.append((p["workspace_id"], "lead", p["lead_id"], p["campaign_id"], None, None))
+            in_campaign.add((p["workspace_id"], p["lead_id"]))
+        for p in r[domain.LEAD_STATE.table].values():
+            if (p["workspace_id"], p["lead_id"]) not in in_campaign:
+                out.append((p["workspace_id"], "lead", p["lead_id"], None, None, None))
+        for p in r[domain.CAMPAIGNS.table].values():
+            out.append((p["workspace_id"], "campaign", None, p["campaign_id"], None, None))
+        for p in r[domain.ACCOUNTS.table].values():
+            out.append((p["workspace_id"], "account", None, None, p["account_id"], None))
+        for p in r[domain.ACCOUNT_CAMPAIGNS.table].values():
+            out.append((p["workspace_id"], "account", None, p["campaign_id"], p["account_id"], None))
+        for p in r[domain.SEARCHES.table].values():
+            out.append((p["workspace_id"], "search", None, None, None, p["search_id"]))
+        return out
 
 
 class Planner:

@@ -24,27 +24,32 @@ import os
 import queue
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 from uuid import UUID
 
 import asyncpg
-from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from leadstream_schemas import TOPICS
 from leadstream_schemas.base import EVENT_TYPES
 from leadstream_schemas.upcasting import UPCASTERS
 
-from services.runtime.kafka import client_security, cluster_id, create_admin
+from services.runtime.consuming.batch import ApplyResult, BatchPipeline, GcPacer
+from services.runtime.consuming.deadletter import DeadLetterPublisher
+from services.runtime.consuming.reader import TopicMissing, log_consumer, read_ranges, start_offsets, topic_partitions
+from services.runtime.faults import describe
+from services.runtime.kafka import cluster_id
 from services.runtime.logging import configure_logging
 from services.runtime.migrations import upgrade
 from services.runtime.settings import RuntimeSettings
 
 from .checksum import dsn, schema_exists
-from .consumer import GcPacer, plan_records
-from .handlers import TP, ApplyResult, BatchApplier
+from .consumer import ViewsCheckpoint
+from .handlers import BatchApplier
 from .store import CLUSTER_KEY, REPLAY_PREFIX, SCHEMA, replay_schema, views_for, write_sql
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -83,7 +88,8 @@ class ReplayReport:
     records: int
     applied: int
     duplicates: int
-    undecodable: int
+    dead_lettered: int
+    """Records that did not decode or whose rows the database refused: dead-lettered, the rest applied."""
     filtered: int
     seconds: float
     end_offsets: dict[str, int] = field(default_factory=dict)
@@ -99,85 +105,6 @@ class ReplayReport:
     def rate(self) -> float:
         """Records per second."""
         return self.records / self.seconds if self.seconds > 0 else 0.0
-
-
-async def topic_partitions(settings: RuntimeSettings, topics: list[str]) -> list[TopicPartition]:
-    """Every partition of the given physical topics (ReplayError when one does not exist)."""
-    admin = create_admin(settings, client_id="leadstream-replay")
-    await admin.start()
-    try:
-        described = await admin.describe_topics(topics)
-    finally:
-        await admin.close()
-    out: list[TopicPartition] = []
-    for d in described:
-        if d.get("error_code") or not d.get("partitions"):
-            raise ReplayError(f"topic {d.get('topic')!r} does not exist (run `leadstream topics apply`)")
-        out.extend(TopicPartition(d["topic"], p["partition"]) for p in d["partitions"])
-    return sorted(out, key=lambda tp: (tp.topic, tp.partition))
-
-
-def log_consumer(settings: RuntimeSettings, max_records: int) -> AIOKafkaConsumer:
-    """A consumer without a group (nothing committed, nobody else affected), for replays and exports."""
-    return AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap_servers,
-        client_id="leadstream-replay",
-        group_id=None,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        isolation_level="read_committed",
-        max_poll_records=max_records,
-        fetch_max_bytes=64 * 1024 * 1024,
-        max_partition_fetch_bytes=8 * 1024 * 1024,
-        **client_security(settings),
-    )
-
-
-async def read_ranges(
-    consumer: AIOKafkaConsumer,
-    starts: dict[TopicPartition, int],
-    ends: dict[TopicPartition, int],
-    max_records: int = 1000,
-) -> AsyncIterator[dict[TopicPartition, list[ConsumerRecord[Any, Any]]]]:
-    """The records of each poll from ``starts`` up to ``ends`` (exclusive, captured before reading), by
-    partition; partitions with nothing to read are paused. For readers of a log without a group."""
-    remaining = set()
-    for tp in starts:
-        if starts[tp] < ends[tp]:
-            consumer.seek(tp, starts[tp])
-            remaining.add(tp)
-        else:
-            consumer.pause(tp)
-    while remaining:
-        batch = await consumer.getmany(timeout_ms=500, max_records=max_records)
-        inside = {tp: kept for tp, recs in batch.items() if (kept := [r for r in recs if r.offset < ends[tp]])}
-        if inside:
-            yield inside
-        for tp in list(remaining):
-            # By position, not by the last record: the end may sit behind transaction markers.
-            if await consumer.position(tp) >= ends[tp]:
-                remaining.discard(tp)
-                consumer.pause(tp)
-
-
-SINCE_MARGIN = timedelta(hours=1)
-"""How much earlier than ``--since`` reading starts, by record append time.
-
-An event is appended after it happened, so every event whose time is at or after ``since`` was
-appended at or after it; the margin covers clocks of producers that run a little ahead. Events
-before ``since`` that the margin lets in are dropped by their event time.
-"""
-
-
-async def start_offsets(
-    consumer: AIOKafkaConsumer, tps: list[TopicPartition], since: datetime | None, ends: dict[TopicPartition, int]
-) -> dict[TopicPartition, int]:
-    """Where reading starts: the beginning, or the first record appended at or after ``since`` less the margin."""
-    if since is None:
-        return dict(await consumer.beginning_offsets(tps))
-    ms = max(int((since - SINCE_MARGIN).timestamp() * 1000), 0)
-    found = await consumer.offsets_for_times(dict.fromkeys(tps, ms))
-    return {tp: (found[tp].offset if found.get(tp) is not None else ends[tp]) for tp in tps}
 
 
 async def rebuild(
@@ -207,7 +134,14 @@ async def rebuild(
                 raise ReplayError(f"schema {schema} already exists: choose another name or pass --replace")
             await conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
         await upgrade(MIGRATIONS, settings.database_url, schema)
-        return await _rebuild_into(conn, settings, schema, since, campaign, batch_records, on_progress, pacer, workers)
+        args = (conn, settings, schema, since, campaign, batch_records, on_progress, pacer, workers)
+        try:
+            return await _rebuild_into(*args, HOLD_ROWS)
+        except HeldRowsRefused as exc:
+            log.warning("a row held back was refused: reading again without holding rows", extra={"error": str(exc)})
+            await conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+            await upgrade(MIGRATIONS, settings.database_url, schema)
+            return await _rebuild_into(*args, 0)
     finally:
         pacer.stop()
         await conn.close()
@@ -223,9 +157,13 @@ async def _rebuild_into(
     on_progress: Callable[[ReplayProgress], None] | None,
     pacer: GcPacer,
     workers: int | None,
+    hold_rows: int,
 ) -> ReplayReport:
     topics = [settings.topic_name(t.name) for t in TOPICS.values()]
-    tps = await topic_partitions(settings, topics)
+    try:
+        tps = await topic_partitions(settings, topics)
+    except TopicMissing as exc:
+        raise ReplayError(str(exc)) from exc
     consumer = log_consumer(settings, batch_records)
     await consumer.start()
     report = ReplayReport(schema, 0, 0, 0, 0, 0, 0.0)
@@ -267,7 +205,7 @@ async def _rebuild_into(
             )
             count = 1
         report.workers = count
-        job = ReadJob(settings, schema, since, campaign, batch_records, todo, modules)
+        job = ReadJob(settings, schema, since, campaign, batch_records, todo, modules, hold_rows)
         if count == 1:
             started = time.monotonic()
 
@@ -276,7 +214,7 @@ async def _rebuild_into(
                 if on_progress is not None:
                     on_progress(ReplayProgress(part.records, total, part.applied, time.monotonic() - started))
 
-            await read_partitions(conn, consumer, job, report, progress)
+            await read_partitions(consumer, await reader_checkpoint(job), job, report, progress)
         else:
             await consumer.stop()  # the workers read; this process only waits for them
             started = await _read_in_workers(job, count, report, total, on_progress)
@@ -294,7 +232,7 @@ async def _rebuild_into(
                 "finished_at": datetime.now(UTC).isoformat(),
                 "records": report.records,
                 "applied": report.applied,
-                "undecodable": report.undecodable,
+                "dead_lettered": report.dead_lettered,
                 "workers": count,
             },
         )
@@ -306,6 +244,17 @@ async def _rebuild_into(
 HOLD_ROWS = 50_000
 """Lead rows a reader holds back in memory before writing them (see ``BatchApplier.hold_rows``): a few
 kilobytes each, so about 150 MB per reader at most."""
+
+
+class HeldRowsRefused(Exception):
+    """The database refused a row held back across batches. Which record made it cannot be told any
+    more, so :func:`rebuild` reads the log again without holding rows back: then every batch writes
+    its own rows and the core isolates the record (its dead letter is written a second time)."""
+
+
+def replay_group(settings: RuntimeSettings, schema: str) -> str:
+    """The consumer group a rebuild's dead letters name (it reads without one)."""
+    return f"{settings.topic_prefix}leadstream-replay.{schema}"
 
 
 def registry_sources() -> tuple[tuple[str, ...], list[str]]:
@@ -375,6 +324,8 @@ class ReadJob:
     registry_modules: tuple[str, ...] = ()
     """Modules a worker imports so that it has the upcasters and event types this process has (see
     :func:`registry_sources`)."""
+    hold_rows: int = HOLD_ROWS
+    """Lead rows held back before they are written (0: each batch writes its own)."""
 
     def share(self, count: int) -> list[ReadJob]:
         """The partitions split in ``count`` jobs with about as many records each (largest first, to the lightest)."""
@@ -387,65 +338,77 @@ class ReadJob:
         return [replace(self, ranges=p) for p in parts if p]
 
 
+async def reader_checkpoint(job: ReadJob) -> ViewsCheckpoint:
+    """The views of ``job``'s schema as the checkpoint of one reader, connected."""
+    applier = BatchApplier(
+        views_for(job.schema), campaign=job.campaign, since=job.since, refresh_summaries=False, hold_rows=job.hold_rows
+    )
+    checkpoint = ViewsCheckpoint(applier, job.settings)
+    await checkpoint.connect()
+    return checkpoint
+
+
 async def read_partitions(
-    conn: asyncpg.Connection,
     consumer: AIOKafkaConsumer,
+    checkpoint: ViewsCheckpoint,
     job: ReadJob,
     report: ReplayReport,
     on_batch: Callable[[ReplayReport, int], None],
 ) -> None:
-    """Read ``job``'s partitions up to their ends and apply them in batches (the next batch is fetched and
-    planned while the previous one commits); ``on_batch`` is called after each commit with the report
-    so far and the records that batch settled (applied or found duplicate).
+    """Read ``job``'s partitions up to their ends through the core's batch pipeline (the next batch is
+    fetched and planned while the previous one commits; a record the database refuses is dead-lettered
+    and the rest applied); ``on_batch`` is called after each commit with the report so far and the
+    records that batch settled (applied or found duplicate).
 
-    The lead rows are held back across batches and written at the end (``BatchApplier.hold_rows``), so
-    the views are complete only when this returns.
+    The lead rows are held back across batches and written past ``job.hold_rows`` and at the end
+    (``BatchApplier.hold_rows``), so the views are complete only when this returns. Closes ``checkpoint``.
     """
-    applier = BatchApplier(
-        views_for(job.schema), campaign=job.campaign, since=job.since, refresh_summaries=False, hold_rows=HOLD_ROWS
-    )
-    consumer.assign(list(job.ranges))
-    starts = {tp: first for tp, (first, _) in job.ranges.items()}
-    ends = {tp: end for tp, (_, end) in job.ranges.items()}
-    position: dict[TP, int | None] = {(tp.topic, tp.partition): first for tp, first in starts.items()}
-    pending: asyncio.Task[ApplyResult] | None = None
+    applier, pool = checkpoint.applier, checkpoint.pool
+    assert pool is not None
+    dead_letters = DeadLetterPublisher(job.settings, replay_group(job.settings, job.schema))
+    pipeline: BatchPipeline[Any] = BatchPipeline(checkpoint, dead_letters, job.settings)
 
-    async def settle(task: asyncio.Task[ApplyResult]) -> None:
+    async def flush() -> None:
         t0 = time.perf_counter()
-        result = await task
-        report.phases["wait_db"] += time.perf_counter() - t0
+        try:
+            async with pool.acquire() as conn:
+                await pipeline.retry(partial(applier.flush, conn))
+        except Exception as exc:  # a record fault: transient ones are retried
+            raise HeldRowsRefused(describe(exc)) from exc
+        report.phases["flush"] += time.perf_counter() - t0
+
+    async def settle(result: ApplyResult) -> None:
         if result.seeks:
             raise ReplayError(f"schema {job.schema} was written by someone else during the rebuild")
         report.applied += result.applied
         report.duplicates += result.duplicates
+        report.filtered += result.filtered
+        report.dead_lettered += result.dead_lettered
         on_batch(report, result.applied + result.duplicates)
+        if job.hold_rows and applier.held > job.hold_rows:
+            await flush()
 
-    t0 = time.perf_counter()
-    # The next poll and its plan run while the previous batch commits (``pending`` is a task).
-    async for polled in read_ranges(consumer, starts, ends, max_records=job.batch_records):
-        report.phases["fetch"] += time.perf_counter() - t0
-        records = []
-        fetched_from: dict[TP, int | None] = {}
-        for tp, recs in polled.items():
-            key = (tp.topic, tp.partition)
-            fetched_from[key] = position[key]
-            position[key] = recs[-1].offset + 1
-            records.extend(recs)
+    try:
+        consumer.assign(list(job.ranges))
+        starts = {tp: first for tp, (first, _) in job.ranges.items()}
+        ends = {tp: end for tp, (_, end) in job.ranges.items()}
+        position: dict[TopicPartition, int] = dict(starts)
         t0 = time.perf_counter()
-        plan = await plan_records(applier, records)
-        report.phases["decode_plan"] += time.perf_counter() - t0
-        report.records += len(records)
-        report.undecodable += plan.undecodable
-        report.filtered += plan.filtered
-        if pending is not None:
-            await settle(pending)
-        pending = asyncio.create_task(applier.apply(conn, plan, fetched_from))
-        t0 = time.perf_counter()
-    if pending is not None:
-        await settle(pending)
-    t0 = time.perf_counter()
-    await applier.flush(conn)
-    report.phases["flush"] += time.perf_counter() - t0
+        async for polled in read_ranges(consumer, starts, ends, max_records=job.batch_records):
+            report.phases["fetch"] += time.perf_counter() - t0
+            fetched_from = {tp: position[tp] for tp in polled}
+            for tp, recs in polled.items():
+                position[tp] = recs[-1].offset + 1
+                report.records += len(recs)
+            await pipeline.feed(polled, fetched_from, settle)
+            t0 = time.perf_counter()
+        await pipeline.drain(settle)
+        await flush()
+    finally:
+        report.phases["decode_plan"] += pipeline.seconds["decode_plan"]
+        report.phases["wait_db"] += pipeline.seconds["wait_db"]
+        await dead_letters.close()
+        await checkpoint.close()
 
 
 # -- parallel reading -----------------------------------------------------------------------------
@@ -497,7 +460,7 @@ async def _read_in_workers(
             report.records += part_report.records
             report.applied += part_report.applied
             report.duplicates += part_report.duplicates
-            report.undecodable += part_report.undecodable
+            report.dead_lettered += part_report.dead_lettered
             report.filtered += part_report.filtered
             for phase, seconds in part_report.phases.items():
                 report.phases[phase] = report.phases.get(phase, 0.0) + seconds
@@ -525,6 +488,8 @@ async def _next_message(
             if dead:
                 raise ReplayError(f"replay worker {dead[0].name} died (exit code {dead[0].exitcode})") from None
             continue
+        if msg[0] == "refused":
+            raise HeldRowsRefused(msg[2])
         if msg[0] == "error":
             raise ReplayError(f"replay worker {msg[1]} failed: {msg[2]}")
         return msg
@@ -535,7 +500,9 @@ def _worker_main(job: ReadJob, index: int, messages: multiprocessing.Queue[tuple
     try:
         asyncio.run(_worker(job, index, messages, go))
     except BaseException as exc:  # whatever it is, the parent must hear of it
-        messages.put(("error", index, f"{type(exc).__name__}: {exc}"))
+        messages.put(
+            ("refused" if isinstance(exc, HeldRowsRefused) else "error", index, f"{type(exc).__name__}: {exc}")
+        )
         raise SystemExit(1) from exc
     # Its work is committed and reported, and the rebuild waits for it to exit: skip the interpreter's
     # teardown, which frees a large heap object by object (0.3 s after 100,000 records, measured).
@@ -552,7 +519,7 @@ async def _worker(job: ReadJob, index: int, messages: multiprocessing.Queue[tupl
     configure_logging(f"replay-worker-{index}", job.settings.log_level, job.settings.log_json)
     for module in job.registry_modules:
         importlib.import_module(module)  # registers its upcasters and event types here too
-    conn = await asyncpg.connect(dsn(job.settings.database_url))
+    checkpoint = await reader_checkpoint(job)
     consumer = log_consumer(job.settings, job.batch_records)
     pacer = GcPacer(every_records=500_000, every_s=30.0)
     try:
@@ -566,12 +533,12 @@ async def _worker(job: ReadJob, index: int, messages: multiprocessing.Queue[tupl
             pacer.tick(settled)
             messages.put(("progress", index, r.records, r.applied))
 
-        await read_partitions(conn, consumer, job, report, on_batch)
+        await read_partitions(consumer, checkpoint, job, report, on_batch)
         messages.put(("done", index, report))
     finally:
         pacer.stop()
         await consumer.stop()
-        await conn.close()
+        await checkpoint.close()
 
 
 async def _note(conn: asyncpg.Connection, schema: str, values: dict[str, Any]) -> None:

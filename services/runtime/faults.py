@@ -13,8 +13,9 @@ class               examples                                         what the lo
                     full), 57 (statement timeout, admin shutdown,
                     cannot connect now), 58 (I/O), 25006
                     (read-only after a failover), 55P03 (lock
-                    timeout); a pool timeout; a broker error other
-                    than a refusal of the record itself
+                    timeout); a pool timeout; SQLAlchemy's
+                    connection errors without a SQLSTATE; a broker
+                    error other than a refusal of the record itself
 ``RECORD``          decode or validation errors; SQLSTATE 22          bounded retries, then dead-letter (or
                     (data: bad encoding, NUL, out of range), 23       park) with the error; everything behind
                     (constraint), 42 (a handler's own SQL bug);       it goes on
@@ -22,8 +23,9 @@ class               examples                                         what the lo
                     the broker refuses (too large, invalid); a
                     provider's error; any other exception (a bug)
 ``SUSPECT``         a refused or reset connection, a timeout          ask the dependency (``SELECT 1``): if it
-                    (``OSError``): an outage raises them, but so      does not answer, TRANSIENT, else RECORD
-                    does a handler's call to a provider
+                    (``OSError``) not raised through the database     does not answer, TRANSIENT, else RECORD
+                    driver: an outage raises them, but so does a
+                    handler's call to a provider
 ``THROTTLED``       a provider's rate limit (``retry_after_s``)       wait as asked without using an attempt;
                                                                       never dead-lettered for being throttled
 ==================  ===============================================  ==========================================
@@ -130,11 +132,24 @@ def classify(exc: BaseException) -> Fault:
             return Fault.TRANSIENT
         if isinstance(e, ConnectionError | TimeoutError | OSError):
             suspect = True
+    if isinstance(exc, sa_exc.OperationalError | sa_exc.InterfaceError):
+        # A driver-level connection problem without a SQLSTATE: SQLAlchemy raised it for the database's
+        # connection (a refused or reset one included), not for a handler's own call to a provider.
+        return Fault.TRANSIENT
     if suspect:
         return Fault.SUSPECT
-    if isinstance(exc, sa_exc.OperationalError | sa_exc.InterfaceError):
-        return Fault.TRANSIENT  # a driver-level connection problem without a SQLSTATE
     return Fault.RECORD
+
+
+def sqlstate_of(exc: BaseException) -> str | None:
+    """The SQLSTATE ``exc`` or what it wraps carries (None when it is not a database error)."""
+    return next((code for e in _chain(exc) if (code := _sqlstate(e)) is not None), None)
+
+
+def describe(exc: BaseException) -> str:
+    """An error as a dead letter or a log line tells it: type, SQLSTATE when it has one, and message."""
+    code = sqlstate_of(exc)
+    return f"{type(exc).__name__}{f' (SQLSTATE {code})' if code else ''}: {exc}"
 
 
 def retry_after(exc: BaseException) -> float | None:

@@ -111,6 +111,7 @@ def create_consumer(settings: RuntimeSettings, *, group_id: str | None = None, *
         "max_poll_records": settings.consumer_max_records,
         "session_timeout_ms": settings.consumer_session_timeout_ms,
         "heartbeat_interval_ms": settings.consumer_heartbeat_interval_ms,
+        "max_poll_interval_ms": settings.consumer_max_poll_interval_ms,
         "isolation_level": "read_committed",
         **client_security(settings),
     }

@@ -31,7 +31,16 @@ MIN_WHSEC_BYTES = 24
 MIN_KEY_CHARS = 32
 """Other signing keys (unsubscribe links, console sessions): at least this many characters."""
 
-KNOWN_WEAK = frozenset({"dev-webhook-secret-change-me", "change-me", "changeme", "secret", "password"})
+KNOWN_WEAK = frozenset(
+    {
+        "dev-webhook-secret-change-me",
+        "dev-console-session-secret-change-me",
+        "change-me",
+        "changeme",
+        "secret",
+        "password",
+    }
+)
 """Values that were defaults once, or are what people type: refused outside development whatever their length."""
 
 

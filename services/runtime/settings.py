@@ -87,6 +87,15 @@ class RuntimeSettings(BaseSettings):
     consumer_backoff_max_s: float = Field(5.0, ge=0)
     consumer_session_timeout_ms: int = 10_000
     consumer_heartbeat_interval_ms: int = 1_000
+    consumer_max_poll_interval_ms: int = Field(
+        300_000, ge=1_000, description="Longest gap between two polls before the broker gives the partitions away."
+    )
+    consumer_max_inline_wait_s: float = Field(
+        3.0, ge=0, description="Longest rate-limit wait sat through inline; a longer one pauses the partition."
+    )
+    consumer_revoke_grace_s: float = Field(
+        10.0, ge=0, description="How long work on a revoked partition may finish before it is abandoned (rolled back)."
+    )
 
     processed_events_retention_days: float = Field(
         30.0,
@@ -114,6 +123,12 @@ class RuntimeSettings(BaseSettings):
         "videos.studio.example",
         description="Hosts (comma-separated; '.example.com' also allows its subdomains) of links that may be put "
         "into messages to leads, such as a video's URL; only https links to them are sent.",
+    )
+
+    crash_at: str = Field(
+        "",
+        description="Fault injection for reliability tests: SIGKILL at these named points, 'name[:n],...' "
+        "(services/runtime/crash.py). Empty (the default) disables it.",
     )
 
     simulated_seed: int = 42

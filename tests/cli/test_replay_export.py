@@ -153,7 +153,7 @@ async def test_upcasters_apply_during_replay(
         await produce(settings.kafka_bootstrap_servers, settings.topic_name(LEAD.name), [(key, value, headers)])
 
         report = await rebuild(settings, "up")
-        assert report.applied == 2 and report.undecodable == 0
+        assert report.applied == 2 and report.dead_lettered == 0
         conn = await asyncpg.connect(dsn(settings.database_url))
         try:
             rows = await conn.fetch(

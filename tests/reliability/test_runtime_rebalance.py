@@ -1,15 +1,20 @@
 """A second replica joining and the first leaving in the middle of a stream: partitions move between
-them, records are re-delivered across the rebalance, and still every event has exactly one effect.
+them, records are re-delivered across the rebalance, and still every event has exactly one effect and
+calls the provider once. The rebalance listener stops the first replica's work on revoked partitions
+(the calls in flight are abandoned without effect after the grace period) and commits what it did
+before the partitions go.
 """
 
 from __future__ import annotations
 
 import asyncio
 import uuid
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
 import pytest
+from aiokafka.admin import AIOKafkaAdminClient
 from leadstream_schemas import Envelope, LeadDiscovered
 from sqlalchemy import func, select
 
@@ -26,25 +31,50 @@ EVENTS = 120
 FREE = 30  # events of ours the first replica handles before it is held mid-stream
 
 
+class CountingProvider:
+    """An in-process provider both replicas call (as they would one LLM or enrichment API): counts calls."""
+
+    def __init__(self) -> None:
+        self.calls: Counter[uuid.UUID] = Counter()
+
+    async def call(self, event_id: uuid.UUID) -> None:
+        """One provider call for ``event_id``."""
+        self.calls[event_id] += 1
+
+
 class GatedHandler(FlakyHandler):
-    """Handles ``free`` of the given events, then holds every further one until ``gate`` opens.
+    """Calls the provider inside the handler's transaction, then writes the effect; once ``free`` of the
+    given events were handled, holds every further call (before the provider) until ``gate`` opens.
 
     This keeps the stream unfinished, deterministically, while the second replica joins.
     """
 
-    def __init__(self, ours: set[uuid.UUID], free: int) -> None:
+    def __init__(self, provider: CountingProvider, ours: set[uuid.UUID], free: int) -> None:
         super().__init__()
+        self.provider = provider
         self.ours = ours
         self.free = free
         self.gate = asyncio.Event()
         self.held = 0
 
     async def __call__(self, env: Envelope[LeadDiscovered], ctx: HandlerContext) -> None:
-        """Hold the call once ``free`` of our events were handled, until the gate opens."""
+        """Hold the call once ``free`` of our events were handled, until the gate opens; then call the provider."""
         if env.id in self.ours and sum(self.attempts[i] for i in self.ours) >= self.free:
             self.held += 1
             await self.gate.wait()
+        await self.provider.call(env.id)
         await super().__call__(env, ctx)
+
+
+async def committed_offsets(settings: ProbeSettings, group: str, topic: str) -> int:
+    """The sum of the offsets ``group`` committed on ``topic``."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
+    await admin.start()
+    try:
+        offsets = await admin.list_consumer_group_offsets(group)
+    finally:
+        await admin.close()
+    return sum(meta.offset for tp, meta in offsets.items() if tp.topic == topic and meta.offset >= 0)
 
 
 async def test_rebalance_mid_stream_keeps_effects_exactly_once(
@@ -54,13 +84,16 @@ async def test_rebalance_mid_stream_keeps_effects_exactly_once(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     probe_prefix = await probe_topics(topic_prefix, make_settings, "probe-rebalance")
-    settings = make_settings("probe_rebalance", ProbeSettings, topic_prefix=probe_prefix)
+    # A short grace: the held calls are abandoned (rolled back) soon after their partitions are revoked.
+    settings = make_settings("probe_rebalance", ProbeSettings, topic_prefix=probe_prefix, consumer_revoke_grace_s=1.0)
     lead_topic = settings.topic_name("leadstream.lead.v1")
     envs = [discovered() for _ in range(EVENTS)]
     ids = {e.id for e in envs}
     await send(settings.kafka_bootstrap_servers, lead_topic, [raw(e) for e in envs])
 
-    first_handler, second_handler = GatedHandler(ids, FREE), FlakyHandler()
+    provider = CountingProvider()
+    # The second replica holds every call until the rebalance was checked, then handles what it gets.
+    first_handler, second_handler = GatedHandler(provider, ids, FREE), GatedHandler(provider, ids, 0)
     first = build(settings, first_handler, group_suffix="-rebalance")
     second = build(settings, second_handler, group_suffix="-rebalance")
 
@@ -79,6 +112,12 @@ async def test_rebalance_mid_stream_keeps_effects_exactly_once(
     # The held batch holds records of every partition (all were produced before the start), so
     # whichever partitions the second replica gets were taken from the first in the middle of a batch.
     await start_service(second)
+    # The rebalance is done: before its partitions went, the first replica stopped its work on them (the
+    # held calls were abandoned, rolled back, without calling the provider) and committed what it had
+    # done, so nobody re-reads a record it handled.
+    assert sum(provider.calls.values()) == FREE and await effect_rows() == FREE
+    assert await committed_offsets(settings, first.consumers[0].group_id, lead_topic) == FREE
+    second_handler.gate.set()
     first_handler.gate.set()  # the held calls finish; their partitions may belong to the second by now
     await first.stop()  # leaves mid-stream: the rest of its batch is left to the second replica
     second_consumer = second.consumers[0].consumer
@@ -99,9 +138,10 @@ async def test_rebalance_mid_stream_keeps_effects_exactly_once(
     calls_first, calls_second = (sum(h.attempts[i] for i in ids) for h in (first_handler, second_handler))
     assert calls_first + calls_second == EVENTS
     assert calls_first >= FREE and calls_second > 0
+    assert provider.calls == dict.fromkeys(ids, 1)  # no handled event called the provider again
     # A rebalance is routine: neither consumer may crash on it (committing or measuring the lag of a
     # partition taken away used to restart the consumer, which made it rejoin and rebalance again).
-    crashes = [r for r in caplog.records if r.name == "services.runtime.consumer" and "restarting" in r.getMessage()]
+    crashes = [r for r in caplog.records if r.name.startswith("services.runtime.") and "restart" in r.getMessage()]
     assert crashes == []
 
     wanted = {str(i) for i in ids}

@@ -109,9 +109,12 @@ def test_no_route_hides_from_the_document(documents: dict[str, tuple[Service, di
             (method.lower(), ctx.path_format)
             for ctx in iter_route_contexts(service.app.routes)
             if ctx.path_format not in FRAMEWORK_PATHS
+            and not (name == "console" and not str(ctx.path_format).startswith(("/v1/", "/healthz", "/readyz")))
             for method in (ctx.methods or ())
             if method.lower() in METHODS
         }
+        # The console's HTML pages (its own session cookie and CSRF, tests/services/console) are not an API;
+        # every JSON route of every service, the console's /v1 included, is in its document.
         assert served == documented, (name, served ^ documented)
         # /metrics is on the internal listener only.
         assert ("get", "/metrics") not in served

@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import asyncpg
-from leadstream_schemas import Envelope
+from leadstream_schemas import DecodeError, Envelope, decode, encode
 
 from services.projection.handlers import ApplyResult, BatchApplier, Item
 from services.projection.store import Views
@@ -59,3 +59,23 @@ async def produce_all(bootstrap: str, prefix: str, envelopes: Sequence[Envelope[
         await asyncio.gather(*futures)
     finally:
         await producer.stop()
+
+
+def decodes(env: Envelope[Any]) -> bool:
+    """Whether the contract's decoding accepts ``env`` as encoded (a NUL in a text, for one, may be refused)."""
+    _, value, headers = encode(env)
+    try:
+        decode(value, headers)
+    except DecodeError:
+        return False
+    return True
+
+
+def assert_refused_nul(letter: dict[str, str], decoded: bool) -> None:
+    """A dead letter of a record with a NUL in a text: refused by Postgres when it decoded (SQLSTATE 22021,
+    the record's own fault), else by the contract's decoding."""
+    if decoded:
+        assert letter["dlq_error_code"] == "handler_error", letter
+        assert "CharacterNotInRepertoireError (SQLSTATE 22021)" in letter["dlq_error_message"], letter
+    else:
+        assert letter["dlq_error_code"].startswith("invalid"), letter

@@ -52,7 +52,7 @@ async def test_parallel_rebuild_equals_a_single_reader_rebuild(
 
     for report in (one, three):
         assert report.records == len(log) + 25 + 1
-        assert (report.applied, report.duplicates, report.undecodable) == (len(log), 25, 1)
+        assert (report.applied, report.duplicates, report.dead_lettered) == (len(log), 25, 1)
     conn = await asyncpg.connect(dsn(settings.database_url))
     try:
         assert (await views_checksum(conn, "projection_three")).digest == (
@@ -125,7 +125,7 @@ async def test_upcasters_reach_the_workers_and_local_ones_keep_the_rebuild_in_on
         await _old_invites(settings, leads=12)
         report = await rebuild(settings, "shipped", workers=2)
         assert report.workers == 2
-        assert (report.applied, report.undecodable) == (24, 0)  # every v0 record read as a v1 InviteSent
+        assert (report.applied, report.dead_lettered) == (24, 0)  # every v0 record read as a v1 InviteSent
         UPCASTERS.pop(shipped.OLD_TYPE)
 
         @upcaster(shipped.OLD_TYPE, InviteSent.event_type)
@@ -133,7 +133,7 @@ async def test_upcasters_reach_the_workers_and_local_ones_keep_the_rebuild_in_on
             return shipped.invite_sent_v0_to_v1(payload)
 
         local = await rebuild(settings, "local", workers=2)
-        assert local.workers == 1 and (local.applied, local.undecodable) == (24, 0)
+        assert local.workers == 1 and (local.applied, local.dead_lettered) == (24, 0)
     finally:
         UPCASTERS.pop("leadstream.lead.invite_sent.v0", None)
         sys.modules.pop("tests.services.projection.old_invites", None)
@@ -154,7 +154,7 @@ async def test_event_types_registered_outside_the_contract_reach_the_workers(
         ]
         await produce_all(settings.kafka_bootstrap_servers, settings.topic_prefix, envs)
         shipped = await rebuild(settings, "shipped", workers=2)
-        assert shipped.workers == 2 and (shipped.applied, shipped.undecodable) == (12, 0)
+        assert shipped.workers == 2 and (shipped.applied, shipped.dead_lettered) == (12, 0)
         conn = await asyncpg.connect(dsn(settings.database_url))
         try:
             types = await conn.fetch('SELECT DISTINCT event_type FROM "projection_shipped".timeline')
@@ -171,7 +171,7 @@ async def test_event_types_registered_outside_the_contract_reach_the_workers(
 
         local_type()
         local = await rebuild(settings, "local", workers=2)
-        assert local.workers == 1 and (local.applied, local.undecodable) == (12, 0)
+        assert local.workers == 1 and (local.applied, local.dead_lettered) == (12, 0)
     finally:
         EVENT_TYPES.pop("leadstream.lead.note_added.v1", None)
         sys.modules.pop("tests.services.projection.extra_events", None)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -131,34 +132,24 @@ async def test_permanent_error_is_dead_lettered_without_retry(probe: Probe) -> N
     await _handled(probe, later.id)
 
 
-async def test_retry_later_is_bounded_too(probe: Probe) -> None:
-    bad = discovered()
-    probe.handler.fail(bad.id, lambda: RetryLater(0.01, "provider says wait"))
-    sent = await send(probe.bootstrap, probe.lead_topic, [raw(bad)])
-    h = (await _dead_letters(probe, sent))[sent[0].offset]
-    assert probe.handler.attempts[bad.id] == probe.settings.consumer_max_attempts
-    assert h["dlq_error_code"] == "retry_exhausted"
-    assert h["dlq_error_message"] == "provider says wait"
+def _outage() -> BaseException:
+    return OperationalError("SELECT 1", None, ConnectionRefusedError("connection refused"))
 
 
-async def test_transient_failure_then_success_is_handled_once(probe: Probe) -> None:
+@pytest.mark.parametrize(
+    "error",
+    [_outage, lambda: RetryLater(0.01, "provider says wait")],
+    ids=["database_outage", "rate_limit"],
+)
+async def test_what_is_not_the_records_fault_is_retried_without_limit_never_dead_lettered(
+    probe: Probe, error: Callable[[], BaseException]
+) -> None:
+    # An outage (infrastructure) or a rate limit (each a short wait sat through inline) is not the record's
+    # fault: more failed attempts than a poison record is allowed, and the event is handled, not
+    # dead-lettered (a rate-limited one used to be, as retry_exhausted).
     env = discovered()
-    probe.handler.fail(env.id, lambda: RuntimeError("flaky"), times=probe.settings.consumer_max_attempts - 1)
-    await send(probe.bootstrap, probe.lead_topic, [raw(env)])
-    out = await _handled(probe, env.id)
-    assert probe.handler.attempts[env.id] == probe.settings.consumer_max_attempts
-    assert await effect_origins(probe.service.engine, env.id) == ["event"]
-    assert len(caused_by(out, env.id)) == 1
-
-
-async def test_database_outage_is_infrastructure_not_poison(probe: Probe) -> None:
-    env = discovered()
-    times = probe.settings.consumer_max_attempts + 2  # more failures than a poison record is allowed
-
-    def outage() -> BaseException:
-        return OperationalError("SELECT 1", None, ConnectionRefusedError("connection refused"))
-
-    probe.handler.fail(env.id, outage, times=times)
+    times = probe.settings.consumer_max_attempts + 2
+    probe.handler.fail(env.id, error, times=times)
     marker_key, _, marker_headers = raw(discovered(env.data.lead_id))
     sent = await send(probe.bootstrap, probe.lead_topic, [raw(env), (marker_key, b"not json", marker_headers)])
     await _handled(probe, env.id)
@@ -172,6 +163,16 @@ async def test_database_outage_is_infrastructure_not_poison(probe: Probe) -> Non
     )
     assert dead_letters_of(dlq, sent[0], probe.settings.group_id) == []
     assert probe.service.consumers[0].healthy
+
+
+async def test_transient_failure_then_success_is_handled_once(probe: Probe) -> None:
+    env = discovered()
+    probe.handler.fail(env.id, lambda: RuntimeError("flaky"), times=probe.settings.consumer_max_attempts - 1)
+    await send(probe.bootstrap, probe.lead_topic, [raw(env)])
+    out = await _handled(probe, env.id)
+    assert probe.handler.attempts[env.id] == probe.settings.consumer_max_attempts
+    assert await effect_origins(probe.service.engine, env.id) == ["event"]
+    assert len(caused_by(out, env.id)) == 1
 
 
 async def test_a_handler_timing_out_while_the_database_answers_is_bounded_not_an_outage(probe: Probe) -> None:
@@ -271,14 +272,14 @@ class _FlakyPublisher:
 
 async def test_dead_letter_publish_is_retried_through_a_broker_hiccup_and_readiness_recovers(probe: Probe) -> None:
     consumer = probe.service.consumers[0]
-    flaky = _FlakyPublisher(consumer.broker, failures=2)
-    consumer.broker = flaky  # type: ignore[assignment]
+    flaky = _FlakyPublisher(consumer.dead_letters.broker, failures=2)
+    consumer.dead_letters.broker = flaky  # type: ignore[assignment]
     try:
         key, _, headers = raw(discovered())
         sent = await send(probe.bootstrap, probe.lead_topic, [(key, b"not json", headers)])
         h = (await _dead_letters(probe, sent))[sent[0].offset]
     finally:
-        consumer.broker = flaky.broker
+        consumer.dead_letters.broker = flaky.broker
     assert h["dlq_error_code"] == "invalid_json"
     assert flaky.calls == 3
     assert consumer.healthy  # not left "unready" by the failed attempts once the dead letter is written

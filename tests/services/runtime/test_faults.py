@@ -9,6 +9,7 @@ import random
 import asyncpg
 import pytest
 from aiokafka import errors as kafka_errors
+from sqlalchemy import exc as sa_exc
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
@@ -69,6 +70,20 @@ async def test_asyncpg_errors_by_sqlstate(database_url: str) -> None:
     assert classify(await _pg_error(database_url, "SELECT $1::int", "seven")) is Fault.RECORD
 
 
+async def test_copy_refusals_are_record_faults(database_url: str) -> None:
+    # Binary COPY (the projection's writes): asyncpg refuses a value it cannot encode on the client side
+    # with a plain TypeError, and Postgres refuses a NUL in text with 22021; neither is an outage.
+    conn = await asyncpg.connect(_plain(database_url))
+    try:
+        await conn.execute("CREATE TEMP TABLE copy_faults (n int, s text)")
+        for record in [("seven", "x"), (1, "a\x00b")]:
+            with pytest.raises(Exception) as caught:
+                await conn.copy_records_to_table("copy_faults", records=[record])
+            assert classify(caught.value) is Fault.RECORD, caught.value
+    finally:
+        await conn.close()
+
+
 async def test_a_deadlock_is_transient(database_url: str) -> None:
     a = await asyncpg.connect(_plain(database_url))
     b = await asyncpg.connect(_plain(database_url))
@@ -119,6 +134,8 @@ async def test_an_unreachable_database_is_transient_or_suspect(database_url: str
     assert classify(caught.value) in {Fault.TRANSIENT, Fault.SUSPECT}
     assert classify(ConnectionRefusedError()) is Fault.SUSPECT
     assert classify(TimeoutError()) is Fault.SUSPECT
+    # Through SQLAlchemy's driver layer it is the database's own connection, not a provider's call.
+    assert classify(sa_exc.OperationalError("SELECT 1", None, ConnectionRefusedError())) is Fault.TRANSIENT
 
 
 def test_broker_errors() -> None:

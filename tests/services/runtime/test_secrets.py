@@ -25,7 +25,7 @@ GOOD_OUTREACH: dict[str, Any] = {
     "unsubscribe_secret": "u" * 40,
     "public_base_url": "https://outreach.example.com",
 }
-SERVICES = ("discovery", "enrichment", "messaging", "outreach", "video", "projection", "webhooks")
+SERVICES = ("discovery", "enrichment", "messaging", "outreach", "video", "projection", "webhooks", "console")
 
 
 def _build(name: str, **settings: Any) -> Any:
@@ -54,6 +54,12 @@ def test_outreach_refuses_production_without_its_secrets_and_names_each() -> Non
     ):
         assert setting in message, message
     assert "is not set" in message
+
+
+def test_console_refuses_production_without_a_real_session_key() -> None:
+    assert "LEADSTREAM_CONSOLE_SESSION_SECRET (console sessions) is not set" in _refusal("console")
+    old_default = _refusal("console", console_session_secret="dev-console-session-secret-change-me")
+    assert "LEADSTREAM_CONSOLE_SESSION_SECRET (console sessions) is a development default" in old_default
 
 
 def test_video_refuses_production_without_its_callback_key() -> None:
@@ -107,6 +113,8 @@ def test_every_service_starts_in_production_with_good_settings() -> None:
             extra = GOOD_OUTREACH
         if name == "video":
             extra = {"video_webhook_secret": signing_key("prod-video")}
+        if name == "console":
+            extra = {"console_session_secret": "c" * 40}
         service = _build(name, env="production", **extra)
         assert service.settings.env == "production"
         # Production serves no API documents by default.

@@ -1,0 +1,298 @@
+"""The one consumer-group loop: poll, hand the records to a mode, commit what is done; a rebalance
+listener; pausing a partition and reading a record again.
+
+A mode (:class:`~services.runtime.consumer.EventConsumer`, per record; :class:`.batch.BatchConsumer`,
+batches with offsets in a checkpoint) implements :meth:`GroupConsumer.process` and the hooks.
+
+- **Generations.** Every assigned partition carries a number that changes when it is assigned,
+  revoked or repositioned (:meth:`GroupConsumer.rewind`); work fetched under an older number is not
+  done (:meth:`GroupConsumer.owns`).
+- **Rebalances.** On revocation the partitions' numbers change first (no record not yet started is
+  handled), the work in flight gets ``consumer_revoke_grace_s`` to finish its transaction and is
+  then cancelled (rolled back, without effect), and the offsets of what is done are committed before
+  the partitions go.
+- **Pauses.** :meth:`GroupConsumer.rewind` with ``pause_s`` seeks a partition back to a record and
+  pauses it; it resumes after the wait while the other partitions flow.
+- **Poll gaps.** A mode stops starting records ``consumer_max_poll_interval_ms / 2`` after a poll
+  (:attr:`GroupConsumer.deadline`) and rewinds to the first one not done, so no gap between two
+  polls reaches ``max.poll.interval.ms``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
+
+from ..faults import Backoff
+from ..kafka import create_consumer
+from ..metrics import CONSUMER_LAG
+from ..settings import RuntimeSettings
+from .deadletter import DeadLetterPublisher
+
+log = logging.getLogger(__name__)
+
+Batch = dict[TopicPartition, list[ConsumerRecord[Any, Any]]]
+
+
+class GroupConsumer:
+    """A member of a consumer group on ``topics``; subclasses say what is done with the records."""
+
+    def __init__(
+        self,
+        settings: RuntimeSettings,
+        *,
+        topics: Sequence[str],
+        group_id: str,
+        dead_letters: DeadLetterPublisher,
+        max_records: int,
+        resync_interval_s: float = 5.0,
+    ) -> None:
+        self.settings = settings
+        self.topics = list(topics)
+        self.group_id = group_id
+        self.dead_letters = dead_letters
+        self.max_records = max_records
+        self.resync_interval_s = resync_interval_s
+        self.consumer: AIOKafkaConsumer | None = None
+        self.working = False
+        """True while consuming without a transient failure."""
+        self.blocked: str | None = None
+        self.assigned_once = False
+        self.revocations = 0
+        """Rebalances that took partitions from this member (counted for tests and logs)."""
+        self.deadline = 0.0
+        """When (monotonic) the mode stops starting records of the current poll."""
+        self._gen: dict[TopicPartition, int] = {}
+        self._position: dict[TopicPartition, int | None] = {}  # assigned: where the next fetch starts
+        self._consumed: dict[TopicPartition, int] = {}  # next offset after the work done
+        self._uncommitted: dict[TopicPartition, int] = {}
+        self._end: dict[TopicPartition, int] = {}
+        self._paused: dict[TopicPartition, float] = {}  # resume at (monotonic)
+        self._assignment_error: BaseException | None = None
+        self._last_idle = 0.0
+
+    @property
+    def healthy(self) -> bool:
+        """Consuming, and neither retrying a transient failure nor failing to dead-letter."""
+        return self.working and self.dead_letters.healthy
+
+    # -- what a mode implements -------------------------------------------------------------------
+
+    async def open(self) -> str | None:
+        """Before each (re)start: connect what the mode needs; a reason to refuse consuming, or None."""
+        return None
+
+    async def close(self) -> None:
+        """After the loop: finish or abandon what is in flight and release what :meth:`open` took."""
+
+    async def assigned(self, consumer: AIOKafkaConsumer, tps: list[TopicPartition]) -> None:
+        """Partitions were assigned (a mode with its own offsets seeks to them here)."""
+
+    async def process(self, batch: Batch, stop: asyncio.Event) -> None:
+        """Do the polled records (possibly empty), calling :meth:`done` as offsets become durable."""
+        raise NotImplementedError
+
+    async def idle(self, consumer: AIOKafkaConsumer) -> None:
+        """Nothing arrived for a while (called at most every ``resync_interval_s``)."""
+
+    def in_flight(self) -> set[asyncio.Task[Any]]:
+        """The tasks a revocation waits for (and cancels after the grace period)."""
+        return set()
+
+    # -- what the core gives a mode ---------------------------------------------------------------
+
+    def generation(self, tp: TopicPartition) -> int:
+        """The partition's current generation (see the module docstring)."""
+        return self._gen.get(tp, 0)
+
+    def owns(self, tp: TopicPartition, generation: int) -> bool:
+        """Whether work fetched under ``generation`` may still be done."""
+        return self._gen.get(tp, -1) == generation
+
+    def done(self, tp: TopicPartition, offset: int) -> None:
+        """Everything before ``offset`` is durable: commit it with the next commit."""
+        self._consumed[tp] = offset
+        self._uncommitted[tp] = offset
+        end = self._end.get(tp)
+        if end is not None:
+            CONSUMER_LAG.labels(self.settings.service_name, tp.topic, str(tp.partition)).set(max(end - offset, 0))
+
+    def rewind(self, tp: TopicPartition, offset: int, pause_s: float = 0.0) -> None:
+        """Read the partition again from ``offset`` (after ``pause_s`` seconds); fetched work of it is void."""
+        consumer = self.consumer
+        if consumer is None or tp not in consumer.assignment():
+            return
+        self._gen[tp] = self._gen.get(tp, 0) + 1
+        consumer.seek(tp, offset)
+        self._position[tp] = self._consumed[tp] = offset
+        if pause_s > 0:
+            consumer.pause(tp)
+            self._paused[tp] = time.monotonic() + pause_s
+            log.info("partition paused", extra={"topic": tp.topic, "partition": tp.partition, "seconds": pause_s})
+
+    # -- the loop ---------------------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Consume until ``stop`` is set; the Kafka consumer is restarted (with backoff) when it fails."""
+        backoff = Backoff(self.settings.consumer_backoff_initial_s, self.settings.consumer_backoff_max_s)
+        while not stop.is_set():
+            consumer = create_consumer(self.settings, group_id=self.group_id, max_poll_records=self.max_records)
+            try:
+                self.blocked = await self.open()
+                if self.blocked:
+                    log.error("consumer refuses to consume", extra={"reason": self.blocked})
+                    await stop.wait()
+                    return
+                await consumer.start()
+                self.consumer = consumer
+                consumer.subscribe(self.topics, listener=_Listener(self))
+                self.working = True
+                backoff.reset()
+                await self._poll(consumer, stop)
+            except Exception as exc:
+                self.working = False
+                log.warning("consumer failed; restarting", extra={"error": repr(exc), "group": self.group_id})
+                await backoff.wait(stop)
+            finally:
+                with contextlib.suppress(Exception):
+                    await self.close()
+                await self._commit()  # what is done, before the partitions go
+                self.consumer = None
+                with contextlib.suppress(Exception):
+                    await consumer.stop()
+                self._forget(list(self._gen))
+
+    async def _poll(self, consumer: AIOKafkaConsumer, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            if self._assignment_error is not None:
+                error, self._assignment_error = self._assignment_error, None
+                raise RuntimeError("assigned partitions could not be positioned") from error
+            self._resume_due(consumer)
+            batch = await consumer.getmany(timeout_ms=200, max_records=self.max_records)
+            self.deadline = time.monotonic() + self.settings.consumer_max_poll_interval_ms / 2000
+            await self.process(batch, stop)
+            await self._commit()
+            if not batch and time.monotonic() - self._last_idle >= self.resync_interval_s:
+                self._last_idle = time.monotonic()
+                await self._refresh_ends(consumer)
+                await self.idle(consumer)
+            assigned = consumer.assignment()  # highwater() of a partition no longer assigned raises
+            for tp in self._position:
+                hw = consumer.highwater(tp) if tp in assigned else None
+                if hw is not None:
+                    self._end[tp] = hw
+            self._publish_lag()
+
+    def _resume_due(self, consumer: AIOKafkaConsumer) -> None:
+        now = time.monotonic()
+        for tp, until in list(self._paused.items()):
+            if until <= now:
+                del self._paused[tp]
+                if tp in consumer.assignment():
+                    consumer.resume(tp)
+
+    async def _commit(self, only: Sequence[TopicPartition] | None = None) -> None:
+        consumer = self.consumer
+        if consumer is None:
+            return
+        assigned = consumer.assignment()
+        offsets = {tp: o for tp, o in self._uncommitted.items() if tp in assigned and (only is None or tp in only)}
+        for tp in offsets:
+            del self._uncommitted[tp]
+        if offsets:
+            try:
+                await consumer.commit(offsets)
+            except Exception as exc:  # the next owner re-reads those records and finds them done
+                log.warning("offset commit failed", extra={"error": repr(exc), "group": self.group_id})
+
+    async def _refresh_ends(self, consumer: AIOKafkaConsumer) -> None:
+        with contextlib.suppress(Exception):
+            ends = await consumer.end_offsets([tp for tp in self._position if tp in consumer.assignment()])
+            self._end.update(ends)
+
+    # -- rebalancing ------------------------------------------------------------------------------
+
+    async def _revoked(self, tps: list[TopicPartition]) -> None:
+        self.revocations += bool(tps)
+        for tp in tps:
+            self._gen[tp] = self._gen.get(tp, 0) + 1  # nothing fetched before is started any more
+        work = self.in_flight()
+        if work:
+            _, late = await asyncio.wait(work, timeout=self.settings.consumer_revoke_grace_s)
+            for task in late:
+                task.cancel()  # its transaction rolls back: abandoned without effect
+            if late:
+                await asyncio.wait(late)
+                log.warning("work on revoked partitions abandoned", extra={"tasks": len(late), "group": self.group_id})
+        await self._commit(tps)
+        self._forget(tps)
+
+    async def _assigned(self, consumer: AIOKafkaConsumer, tps: list[TopicPartition]) -> None:
+        for tp in tps:
+            self._gen[tp] = self._gen.get(tp, 0) + 1
+            self._position[tp] = None
+        try:
+            await self.assigned(consumer, tps)
+        except Exception as exc:  # the loop restarts the consumer, which rejoins and tries again
+            log.warning("positioning assigned partitions failed", extra={"error": repr(exc)})
+            self._assignment_error = exc
+        self.assigned_once = True
+
+    def _forget(self, tps: Sequence[TopicPartition]) -> None:
+        for tp in tps:
+            for state in (self._position, self._consumed, self._uncommitted, self._end, self._paused):
+                state.pop(tp, None)
+
+    # -- health -----------------------------------------------------------------------------------
+
+    def lag(self) -> dict[TopicPartition, int]:
+        """Records behind the log end, per assigned partition whose end and position are known."""
+        return {
+            tp: max(end - self._consumed[tp], 0)
+            for tp in self._position
+            if (end := self._end.get(tp)) is not None and tp in self._consumed
+        }
+
+    def _publish_lag(self) -> None:
+        for tp, n in self.lag().items():
+            CONSUMER_LAG.labels(self.settings.service_name, tp.topic, str(tp.partition)).set(n)
+
+    def not_ready(self, max_lag: int | None = None) -> str | None:
+        """None when consuming (and, with ``max_lag``, caught up to within it on every partition), else why not."""
+        if self.blocked:
+            return self.blocked
+        if not self.healthy:
+            return "not consuming (starting, or retrying an infrastructure error)"
+        if max_lag is None:
+            return None
+        if not self.assigned_once:
+            return "waiting for partition assignment"
+        unknown = [tp for tp in self._position if tp not in self._end]
+        if unknown:
+            return f"lag not known yet for {len(unknown)} partition(s)"
+        behind = {tp: n for tp, n in self.lag().items() if n > max_lag}
+        if behind:
+            worst = max(behind, key=lambda tp: behind[tp])
+            return (
+                f"catching up: {sum(behind.values())} records behind on {len(behind)} partition(s) "
+                f"(worst {worst.topic}[{worst.partition}]: {behind[worst]}; threshold {max_lag})"
+            )
+        return None
+
+
+class _Listener(ConsumerRebalanceListener):
+    def __init__(self, owner: GroupConsumer) -> None:
+        self.owner = owner
+
+    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        await self.owner._revoked(list(revoked))
+
+    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        if self.owner.consumer is not None:
+            await self.owner._assigned(self.owner.consumer, list(assigned))
