@@ -34,16 +34,24 @@ SECRET = signing_key("runtime-test")
 OLD_SECRET = signing_key("runtime-test-old")
 RING = KeyRing("test webhooks", (SECRET,))
 BODY = b'{"event":"video.ready","job":"j-1"}'
-# Senders sign with real time (and the library checks its own window on the real clock): tests do too.
+# Senders sign with real time (and the library checks its own window on the real clock): tests do too, taken
+# when each test starts (a long run must not age them past the window).
 NOW = datetime.now(UTC).replace(microsecond=0)
 TS = int(NOW.timestamp())
 
 
+@pytest.fixture(autouse=True)
+def _now() -> None:
+    global NOW, TS
+    NOW = datetime.now(UTC).replace(microsecond=0)
+    TS = int(NOW.timestamp())
+
+
 def _problem(
-    headers: dict[str, str], body: bytes = BODY, now: datetime = NOW, ring: KeyRing | list[KeyRing] = RING
+    headers: dict[str, str], body: bytes = BODY, now: datetime | None = None, ring: KeyRing | list[KeyRing] = RING
 ) -> Problem:
     with pytest.raises(Problem) as err:
-        verify(ring, headers, body, now, tolerance_s=300)
+        verify(ring, headers, body, now or NOW, tolerance_s=300)
     assert err.value.status == 401
     return err.value
 
