@@ -14,6 +14,7 @@ from uuid import UUID
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from leadstream_schemas import FitSignal, LeadSource, SearchStarted
+from leadstream_schemas.bounds import FreeJson, unstorable
 from pydantic import BaseModel, Field, StringConstraints, ValidationError, field_validator
 from sqlalchemy import func, select, tuple_
 from sqlalchemy.dialects.postgresql import insert
@@ -32,16 +33,17 @@ from .imports import CsvImporter, ImportReport
 from .settings import DiscoverySettings
 from .store import add_lead, leads, searches, source_group_members, source_groups
 
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200), domain.NoNul]
-Text = Annotated[str, StringConstraints(strip_whitespace=True, max_length=domain.MAX_TEXT), domain.NoNul]
+Criteria = Annotated[
+    dict[str, Any],
+    FreeJson(max_properties=20, max_bytes=16_384),
+    Field(description="The criteria of the search's kind (see the kinds' models); at most 16 KiB as JSON."),
+]
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200), domain.Storable]
+Text = Annotated[str, StringConstraints(strip_whitespace=True, max_length=domain.MAX_TEXT), domain.Storable]
 
 
 def _criteria(kind: str, raw: dict[str, Any]) -> domain.Criteria:
     """Validate criteria for ``kind``; errors become a 422 naming ``criteria.<field>``."""
-    if domain.has_nul(raw):
-        raise RequestValidationError(
-            [{"loc": ("body", "criteria"), "type": "value_error", "msg": "must not contain NUL characters"}]
-        )
     try:
         return domain.parse_criteria(kind, raw)
     except ValidationError as exc:
@@ -56,7 +58,7 @@ class PreviewIn(BaseModel):
     """A search to try without saving it."""
 
     kind: domain.SearchKind
-    criteria: dict[str, Any]
+    criteria: Criteria
     limit: int = Field(10, ge=1, le=50)
 
 
@@ -96,7 +98,7 @@ class SearchIn(BaseModel):
 
     name: Name
     kind: domain.SearchKind
-    criteria: dict[str, Any]
+    criteria: Criteria
     target_count: int = Field(ge=1, le=10_000)
     schedule: ScheduleIn | None = None
 
@@ -264,6 +266,7 @@ def build_router(
     """The discovery routes, bound to the service's engine, provider and search worker."""
     router = APIRouter(prefix="/v1", tags=["discovery"])
     engine = service.engine
+    service.limit_body("/v1/imports/csv", settings.csv_max_bytes)  # an upload may be larger than a JSON body
 
     async def search_row(ws: str, search_id: UUID) -> Any:
         async with engine.connect() as conn:
@@ -537,21 +540,20 @@ def build_router(
     async def import_csv(request: Request, ws: WriteWorkspace) -> ImportOut:
         """Import leads from a CSV file (columns linkedin_url and/or email, names, title, company, location).
 
-        The file is read as it arrives, never stored: at most ``LEADSTREAM_CSV_MAX_BYTES`` bytes (413 when the
-        declared length is larger; a file that turns out larger is imported up to there and the answer says so)
-        and ``LEADSTREAM_CSV_MAX_ROWS`` rows."""
-        upload = StreamedUpload(request, max_bytes=settings.csv_max_bytes)
+        The file is read as it arrives, never stored: at most ``LEADSTREAM_CSV_MAX_BYTES`` bytes (the edge's cap
+        for this route: 413 when the declared length is larger; a body that turns out larger while it streams is
+        imported up to there and the answer says so) and ``LEADSTREAM_CSV_MAX_ROWS`` rows."""
+        upload = StreamedUpload(request)
         try:
             file = await upload.open()
             name = upload.fields.get("name")
-            if name is not None and (len(name) > 200 or "\x00" in name):
+            problem = None if name is None else "at most 200 characters" if len(name) > 200 else unstorable(name)
+            if problem:
                 raise Problem(
-                    422,
-                    "invalid_request",
-                    "name: at most 200 characters, no NUL",
-                    errors=[{"field": "name", "message": "at most 200 characters, no NUL"}],
+                    422, "invalid_request", f"name: {problem}", errors=[{"field": "name", "message": problem}]
                 )
-            label = (name or "").strip() or (upload.filename or "").replace("\x00", "")[:200] or "CSV import"
+            filename = "".join(c for c in upload.filename or "" if not unstorable(c))
+            label = (name or "").strip() or filename[:200] or "CSV import"
             report: ImportReport = await CsvImporter(service, settings).run(ws, file, name=label)
         finally:
             await upload.close()

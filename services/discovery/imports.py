@@ -24,7 +24,6 @@ from uuid import UUID
 from leadstream_schemas import Envelope, Event, LeadSource, SearchFinished, SearchPageCompleted, SearchStarted
 from sqlalchemy import update
 
-from services.runtime.bodies import too_large
 from services.runtime.errors import Problem
 from services.runtime.service import Service
 from services.runtime.uploads import UploadError, UploadTooLarge
@@ -137,8 +136,8 @@ class CsvImporter:
         rows = _Rows(file)
         try:
             header_values = await asyncio.to_thread(rows.read_header)
-        except UploadTooLarge:
-            raise too_large(self.settings.csv_max_bytes) from None
+        except UploadTooLarge as exc:  # before the header row ended: nothing imported, the edge's 413
+            raise exc.cause from None
         except UploadError as exc:
             raise Problem(422, "invalid_file", f"file: {exc}", field="file") from None
         except UnicodeDecodeError:

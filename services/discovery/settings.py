@@ -41,10 +41,11 @@ class DiscoverySettings(RuntimeSettings):
 
     csv_max_rows: int = Field(50_000, ge=1, description="Rows beyond this are reported, not imported.")
     csv_max_bytes: int = Field(
-        20 * 1024 * 1024,
+        16_777_216,
         ge=1024,
-        description="Bytes of an uploaded CSV file: a larger declared upload is refused (413), a larger streamed one "
-        "stops there (reported). Uploads are streamed, never spooled to /tmp.",
+        description="Bytes of an uploaded CSV file (the edge's cap for the upload route; other routes: "
+        "http_max_body_bytes): a larger declared upload is refused (413), a larger streamed one stops there "
+        "(reported). Uploads are streamed, never spooled to /tmp.",
     )
     csv_batch_rows: int = Field(200, ge=1, description="Good rows committed per transaction while streaming.")
     csv_max_reported_errors: int = Field(1000, ge=1, description="Row errors listed in the answer (counts stay exact).")

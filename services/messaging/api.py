@@ -9,10 +9,10 @@ from __future__ import annotations
 import asyncio
 import uuid
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Path
 from leadstream_schemas import Channel, Envelope, MessageApproved, MessageEdited, MessageRejected, Strategy
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import and_, select, tuple_, update
@@ -292,7 +292,7 @@ def build_router(core: MessagingCore, service: Service, *, generation_attempts: 
         return Page[TemplateOut](items=[k[3] for k in page.items], next=page.next)
 
     @router.get("/templates/{ref}", response_model=TemplateOut)
-    async def get_template(ref: str, ws: ReadWorkspace) -> TemplateOut:
+    async def get_template(ref: Annotated[str, Path(max_length=200)], ws: ReadWorkspace) -> TemplateOut:
         """One template by id (or built-in name)."""
         async with service.engine.connect() as conn:
             found = await resolve_template(conn, ws, ref)

@@ -52,7 +52,7 @@ def campaigns_router(ctx: OutreachContext) -> APIRouter:
     async def list_campaigns(
         ws: ReadWorkspace,
         q: Annotated[str | None, Query(max_length=200, description="Search by name")] = None,
-        state: Annotated[str | None, Query(max_length=40)] = None,
+        state: Annotated[str | None, Query(max_length=100)] = None,
         limit: Limit = 50,
         after: After = None,
     ) -> Page[dict[str, Any]]:

@@ -115,7 +115,7 @@ def accounts_router(ctx: OutreachContext) -> APIRouter:
         return {**account_view(row), "auth_url": auth_url}
 
     @r.post(
-        "/v1/accounts/callback",
+        ctx.signed_route("/v1/accounts/callback"),
         openapi_extra=public("Standard Webhooks signature of the LinkedIn or email provider"),
         responses=problems(400, 401, 404, 413, 422),
     )
@@ -264,7 +264,7 @@ def accounts_router(ctx: OutreachContext) -> APIRouter:
         return account_view(row)
 
     @r.post(
-        "/v1/webhooks/accounts",
+        ctx.signed_route("/v1/webhooks/accounts"),
         openapi_extra=public("Standard Webhooks signature of the LinkedIn provider"),
         responses=problems(400, 401, 404, 413, 422),
     )

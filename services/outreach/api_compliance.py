@@ -22,7 +22,6 @@ from sqlalchemy import delete, select, tuple_
 from sqlalchemy.dialects.postgresql import insert
 
 from services.runtime.auth import ReadWorkspace, WriteWorkspace, public
-from services.runtime.bodies import read_body
 from services.runtime.errors import Problem, problems
 from services.runtime.pagination import After, Limit, Page, decode_cursor, encode_cursor
 from services.runtime.webhooks import check_link_token
@@ -114,8 +113,8 @@ def compliance_router(ctx: OutreachContext) -> APIRouter:
     @r.delete("/v1/blocklist", status_code=204)
     async def remove_block(
         ws: WriteWorkspace,
-        kind: Annotated[str, Query(max_length=20)],
-        value: Annotated[str, Query(max_length=500)],
+        kind: Annotated[str, Query(max_length=100)],
+        value: Annotated[str, Query(max_length=2048)],
     ) -> Response:
         """Unblock an entry (``?kind=domain&value=acme.com``)."""
         async with service.engine.begin() as conn:
@@ -193,11 +192,13 @@ def compliance_router(ctx: OutreachContext) -> APIRouter:
             raise Problem(403, "invalid_link", "the unsubscribe link is not valid")
         return lead_id
 
+    service.limit_body("/v1/unsubscribe", 4096)  # a one-click body is a few bytes; nobody signs in first
+
     @r.post(
         "/v1/unsubscribe",
         response_model=UnsubscribeOut,
         openapi_extra=public("the link's HMAC token authorises it"),
-        responses=problems(400, 403),
+        responses=problems(400, 403, 413),
     )
     async def unsubscribe_post(
         request: Request,
@@ -207,7 +208,7 @@ def compliance_router(ctx: OutreachContext) -> APIRouter:
     ) -> Any:
         """Unsubscribe: the RFC 8058 one-click POST a mail client sends (body ``List-Unsubscribe=One-Click``), or
         the button of the confirmation page. HTML for a browser, JSON otherwise."""
-        body = await read_body(request, 4096)
+        body = await request.body()  # capped at the edge (limit_body above)
         one_click = b"list-unsubscribe=one-click" in body.lower()
         first = await unsubscribe(w, l, t, "one_click" if one_click else "link")
         if "text/html" in request.headers.get("accept", ""):

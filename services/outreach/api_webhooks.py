@@ -95,7 +95,7 @@ def webhooks_router(ctx: OutreachContext) -> APIRouter:
         return done
 
     @r.post(
-        "/v1/webhooks/linkedin",
+        ctx.signed_route("/v1/webhooks/linkedin"),
         openapi_extra=public("Standard Webhooks signature of the LinkedIn provider"),
         responses=problems(400, 401, 404, 413, 422),
     )
@@ -161,7 +161,7 @@ def webhooks_router(ctx: OutreachContext) -> APIRouter:
         return result
 
     @r.post(
-        "/v1/webhooks/email",
+        ctx.signed_route("/v1/webhooks/email"),
         openapi_extra=public("Standard Webhooks signature of the email provider"),
         responses=problems(400, 401, 404, 413, 422),
     )

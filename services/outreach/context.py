@@ -37,11 +37,16 @@ class OutreachContext:
         """True when LinkedIn is simulated (accounts may connect at once)."""
         return self.settings.linkedin_provider == "simulated"
 
+    def signed_route(self, path: str) -> str:
+        """``path``, with the body cap of a signed webhook route (``webhook_max_bytes``) registered at the edge."""
+        self.service.limit_body(path, self.settings.webhook_max_bytes)
+        return path
+
     async def verified_webhook(
         self, request: Request, *providers: Literal["linkedin", "email"]
     ) -> tuple[webhooks.VerifiedWebhook, bytes, str]:
-        """The request's raw body (read with a cap) once its Standard Webhooks signature checked out with the key
-        of one of ``providers`` (401 otherwise), and which provider that was.
+        """The request's raw body (capped at the edge: :meth:`signed_route`) once its Standard Webhooks signature
+        checked out with the key of one of ``providers`` (401 otherwise), and which provider that was.
 
         Signatures carry wall-clock timestamps from the sender, so they are checked against real time,
         not the (possibly scaled) campaign clock.
@@ -52,7 +57,6 @@ class OutreachContext:
             list(rings.values()),
             now=datetime.now(UTC),
             tolerance_s=self.settings.webhook_tolerance_s,
-            max_bytes=self.settings.webhook_max_bytes,
         )
         provider = next(p for p, ring in rings.items() if ring.purpose == hook.purpose)
         return hook, body, provider

@@ -388,3 +388,16 @@ AdminPrincipal = Annotated[Principal, Security(principal, scopes=["admin"])]
 def public(reason: str) -> dict[str, Any]:
     """``openapi_extra`` of a route without a bearer token, saying what authenticates it instead."""
     return {PUBLIC_EXTENSION: reason}
+
+
+BROWSER_EXTENSION = "x-leadstream-browser"
+"""Extension (on the route, not in the document) of a browser route kept out of the OpenAPI document."""
+
+
+def browser(reason: str) -> dict[str, Any]:
+    """``openapi_extra`` of a route a browser uses (an HTML page or form, a live stream, a static file), kept out
+    of the OpenAPI document with ``include_in_schema=False``: it is not an API and takes no bearer token (a browser
+    holds none), so ``reason`` says what authenticates it instead (the console's session cookie, the CSRF token of
+    its forms) or why it needs nothing. tests/services/test_routes.py holds every route the document leaves out to
+    such a declaration."""
+    return {BROWSER_EXTENSION: reason}

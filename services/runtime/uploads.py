@@ -5,7 +5,12 @@ upload fills the pod's ``/tmp`` (a small emptyDir on a read-only root filesystem
 early. :class:`StreamedUpload` parses the multipart body as it arrives (python-multipart's push parser) and
 hands the file part's bytes through a small bounded queue to a blocking reader, which the consumer (the CSV
 importer, in a worker thread) reads line by line while the client is still sending. Memory stays at a few
-chunks; a body over ``max_bytes`` stops at that byte: the reader raises :class:`UploadTooLarge`.
+chunks.
+
+The size cap is the edge's (:class:`~services.runtime.edge.InputGuard`, the route's
+:meth:`~services.runtime.service.Service.limit_body`): a declared length over it never reaches the route; a
+body that passes it while streaming stops there, and the reader raises :class:`UploadTooLarge` so that the
+consumer can keep what it read and say where it stopped.
 
 Text fields that come before the file part (``name``) are known when the file starts; fields after it are
 read too but arrive late (:attr:`StreamedUpload.fields` once the reader is at its end).
@@ -23,7 +28,7 @@ from fastapi import Request
 from python_multipart import MultipartParser
 from python_multipart.multipart import parse_options_header
 
-from .bodies import too_large
+from .edge import BodyTooLarge
 from .errors import Problem
 
 CHUNKS_IN_FLIGHT = 8
@@ -35,7 +40,11 @@ class UploadError(Exception):
 
 
 class UploadTooLarge(UploadError):
-    """The upload is larger than allowed; what came before is unaffected."""
+    """The upload passed the edge's cap while streaming; what came before is unaffected."""
+
+    def __init__(self, cause: BodyTooLarge) -> None:
+        super().__init__(f"is {str(cause.detail).removeprefix('the request body is ')}")
+        self.cause = cause
 
 
 @dataclass
@@ -77,9 +86,8 @@ class _QueueReader(io.RawIOBase):
 class StreamedUpload:
     """One multipart upload with one file part named ``file_field``; see the module."""
 
-    def __init__(self, request: Request, *, max_bytes: int, file_field: str = "file") -> None:
+    def __init__(self, request: Request, *, file_field: str = "file") -> None:
         self.request = request
-        self.max_bytes = max_bytes
         self.file_field = file_field
         self.fields: dict[str, str] = {}
         self.filename: str | None = None
@@ -97,11 +105,8 @@ class StreamedUpload:
     async def open(self) -> io.BufferedReader:
         """Start reading the body; returns a blocking reader of the file part once its headers arrived.
 
-        A 413 problem when ``Content-Length`` is over the cap; a 422 naming the file field when the body is not
-        multipart or has no file part."""
-        declared = self.request.headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            raise too_large(self.max_bytes)
+        A 413 (:class:`BodyTooLarge`) when the body passes the edge's cap before the file part starts; a 422
+        naming the file field when the body is not multipart or has no file part."""
         ctype, options = parse_options_header(self.request.headers.get("content-type", ""))
         boundary = options.get(b"boundary")
         if ctype != b"multipart/form-data" or not boundary:
@@ -127,7 +132,7 @@ class StreamedUpload:
                 await self._pump  # it ended without a file part: raise what it raised, if anything
             item = self.queue.get_nowait() if not self.queue.empty() else None
             if isinstance(item, UploadTooLarge):
-                raise too_large(self.max_bytes)
+                raise item.cause
             raise _missing_file(self.file_field, "Field required")
         return io.BufferedReader(_QueueReader(self), buffer_size=64 * 1024)
 
@@ -155,14 +160,13 @@ class StreamedUpload:
                     await self._space.wait()
 
     async def _run(self, parser: MultipartParser) -> None:
-        total = 0
         try:
-            async for chunk in self.request.stream():
-                total += len(chunk)
-                if total > self.max_bytes:
-                    raise UploadTooLarge(f"is larger than {self.max_bytes} bytes")
-                parser.write(chunk)
-                await self._flush()
+            try:
+                async for chunk in self.request.stream():
+                    parser.write(chunk)
+                    await self._flush()
+            except BodyTooLarge as exc:  # the edge's cap, counted as the body streams in
+                raise UploadTooLarge(exc) from None
             parser.finalize()
             await self._flush()
             if not self._eof_sent:

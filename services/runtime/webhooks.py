@@ -4,7 +4,8 @@ one-click links.
 A webhook carries ``webhook-id``, ``webhook-timestamp`` and ``webhook-signature`` headers; the signature is
 ``v1,<base64 HMAC-SHA256 of "id.timestamp.raw_body">`` keyed with the bytes of a ``whsec_<base64>`` secret,
 so any Standard Webhooks sender (Svix, a provider's own library) can call us. A request is refused when
-its body is larger than the cap (read as a stream, before anything else), a header is missing, the
+its body is larger than the route's cap (the edge's :class:`~services.runtime.edge.InputGuard` counts it as it
+arrives, before anything else: register the route with :meth:`Service.limit_body`), a header is missing, the
 timestamp is outside the tolerance, no key of the purpose's :class:`~services.runtime.secrets.KeyRing`
 matches (rotation: old and new keys verify), or the id was seen before (:func:`remember`, a replay).
 """
@@ -24,12 +25,12 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 from standardwebhooks import Webhook, WebhookVerificationError
 
-from .bodies import read_body
 from .errors import Problem
 from .secrets import KeyRing
 
 DEFAULT_MAX_BYTES = 256 * 1024
-"""Webhook bodies larger than this are refused (413) before their signature is computed."""
+"""Webhook bodies larger than this are refused (413) before their signature is computed (the routes' cap at the
+edge, ``webhook_max_bytes``)."""
 
 
 def sign(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
@@ -90,10 +91,10 @@ async def verified_request(
     *,
     now: datetime,
     tolerance_s: int,
-    max_bytes: int = DEFAULT_MAX_BYTES,
 ) -> tuple[VerifiedWebhook, bytes]:
-    """The request's body, read with a cap (413 beyond ``max_bytes``), once its signature checked out."""
-    body = await read_body(request, max_bytes)
+    """The request's body once its signature checked out. Its size is capped at the edge before it is read
+    (:meth:`services.runtime.service.Service.limit_body` with ``webhook_max_bytes`` for a webhook route)."""
+    body = await request.body()
     return verify(rings, request.headers, body, now, tolerance_s), body
 
 

@@ -92,6 +92,7 @@ def build_router(
     video link is accepted only https on one of ``link_hosts`` (it is sent to the lead)."""
     router = APIRouter(prefix="/v1/video", tags=["video"])
     wall = wall_clock or SystemClock()
+    service.limit_body("/v1/video/callback", max_bytes)  # capped before its signature is computed
 
     @router.post(
         "/callback",
@@ -102,7 +103,7 @@ def build_router(
     async def callback(request: Request) -> CallbackOut:
         """The studio's signed render callback -> ``VideoGenerated`` or ``VideoFailed`` (once per job). A video
         link that is not https on an allowed host fails the job (``VideoFailed`` rejected): it is never sent."""
-        hook, body = await verified_request(request, keys, now=wall.now(), tolerance_s=tolerance_s, max_bytes=max_bytes)
+        hook, body = await verified_request(request, keys, now=wall.now(), tolerance_s=tolerance_s)
         try:
             payload = json.loads(body)
             result = domain.parse_callback(payload)

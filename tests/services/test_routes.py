@@ -6,6 +6,11 @@ How a new route passes: take the workspace as ``ws: ReadWorkspace`` / ``WriteWor
 (``services.runtime.auth``), or ``openapi_extra=public("what authenticates it")``; a list takes
 ``limit: Limit = 50, after: After = None`` and answers ``Page[...]`` (``services.runtime.pagination``), or says
 ``openapi_extra=bounded("why its length is fixed")``.
+
+The one kind of route left out of the documents is a browser's: the console's HTML pages, forms, live stream and
+static files (a session cookie and CSRF tokens, not bearer tokens). Each says so, and what authenticates it, with
+``openapi_extra=browser(reason)``; a console page depends on the session (``signed_in``) unless it is declared a
+sign-in or static route, and every form POST on the CSRF check (``csrf_form``).
 """
 
 from __future__ import annotations
@@ -15,10 +20,12 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from fastapi.routing import iter_route_contexts
+from fastapi.dependencies.models import Dependant
+from fastapi.routing import APIRoute, iter_route_contexts
 
 from leadstream_cli.processes import SERVICES
-from services.runtime.auth import PUBLIC_EXTENSION, SCOPES
+from services.console import pages
+from services.runtime.auth import BROWSER_EXTENSION, PUBLIC_EXTENSION, SCOPES
 from services.runtime.pagination import BOUNDED_EXTENSION, MAX_PAGE
 from services.runtime.service import Service
 
@@ -102,22 +109,72 @@ def test_what_needs_admin_needs_admin(documents: dict[str, tuple[Service, dict[s
             assert ops[("post", "/v1/campaigns")]["security"] == [{"HTTPBearer": ["write"]}]
 
 
+def _served(service: Service) -> Iterator[tuple[str, str, APIRoute]]:
+    """(method, path, route) of every route the service's app serves (mounted static files aside)."""
+    for ctx in iter_route_contexts(service.app.routes):
+        if ctx.path_format in FRAMEWORK_PATHS or not isinstance(ctx.route, APIRoute):
+            continue
+        for method in ctx.methods or ():
+            if method.lower() in METHODS:
+                yield method.lower(), str(ctx.path_format), ctx.route
+
+
+def _depends_on(dependant: Dependant) -> set[Any]:
+    calls: set[Any] = set()
+    for sub in dependant.dependencies:
+        calls |= {sub.call, *_depends_on(sub)}
+    return calls
+
+
 def test_no_route_hides_from_the_document(documents: dict[str, tuple[Service, dict[str, Any]]]) -> None:
+    browser_routes = 0
     for name, (service, doc) in documents.items():
         documented = {(m, p) for p, m, _ in _operations(doc)}
-        served = {
-            (method.lower(), ctx.path_format)
-            for ctx in iter_route_contexts(service.app.routes)
-            if ctx.path_format not in FRAMEWORK_PATHS
-            and not (name == "console" and not str(ctx.path_format).startswith(("/v1/", "/healthz", "/readyz")))
-            for method in (ctx.methods or ())
-            if method.lower() in METHODS
-        }
-        # The console's HTML pages (its own session cookie and CSRF, tests/services/console) are not an API;
-        # every JSON route of every service, the console's /v1 included, is in its document.
-        assert served == documented, (name, served ^ documented)
+        served = {(method, path) for method, path, _ in _served(service)}
+        # A route the document leaves out is a browser's and says what authenticates it instead (see the module).
+        left_out = [(m, p, r) for m, p, r in _served(service) if (m, p) not in documented]
+        undeclared = [
+            f"{name} {m.upper()} {p}"
+            for m, p, r in left_out
+            if not str((r.openapi_extra or {}).get(BROWSER_EXTENSION, "")).strip()
+        ]
+        assert not undeclared, "left out of the OpenAPI document without a browser() reason:\n" + "\n".join(undeclared)
+        assert documented <= served, (name, documented - served)
+        for m, p, _ in left_out:
+            assert name == "console" and not p.startswith(("/v1/", "/healthz", "/readyz")), (
+                f"{name} {m.upper()} {p}: only the console serves browser routes, and never under /v1 or the probes"
+            )
+            browser_routes += 1
         # /metrics is on the internal listener only.
         assert ("get", "/metrics") not in served
+    assert browser_routes >= 10  # the console's pages were walked (a broken walk would pass vacuously)
+
+
+def test_every_browser_route_is_held_to_its_declaration(documents: dict[str, tuple[Service, dict[str, Any]]]) -> None:
+    service, doc = documents["console"]
+    documented = {(m, p) for p, m, _ in _operations(doc)}
+    kinds = {"page": 0, "sign-in": 0, "static": 0, "form": 0}
+    for method, path, route in _served(service):
+        if (method, path) in documented:
+            continue
+        where = f"console {method.upper()} {path}"
+        extra = route.openapi_extra or {}
+        calls = _depends_on(route.dependant)
+        if method != "get":
+            # A form POST of a page someone else could make a signed-in browser send: the CSRF check comes first.
+            assert pages.csrf_form in calls, f"{where}: a browser form without the CSRF check (pages.CsrfForm)"
+            kinds["form"] += 1
+        if extra == pages.PAGE:
+            assert pages.signed_in in calls, f"{where}: declared a page, but does not depend on the session (Signed)"
+            kinds["page"] += 1
+        elif extra == pages.SIGN_IN:
+            kinds["sign-in"] += 1
+        elif extra == pages.STATIC_FILES:
+            assert method == "get", where
+            kinds["static"] += 1
+        else:
+            raise AssertionError(f"{where}: declare it pages.PAGE, SIGN_IN or STATIC_FILES ({extra})")
+    assert all(kinds.values()), kinds  # each kind was met: the walk saw the console's routes
 
 
 def test_every_list_is_paginated(documents: dict[str, tuple[Service, dict[str, Any]]]) -> None:

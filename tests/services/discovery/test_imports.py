@@ -209,7 +209,7 @@ async def test_csv_uploads_are_capped_in_bytes_and_never_spooled(
         # Declared larger than the cap: refused before anything is read or imported.
         too_big = b"email,name,notes\n" + csv_rows("b", 300)  # 3 MB
         declared = await client.post("/v1/imports/csv", files={"file": ("x.csv", too_big, "text/csv")})
-        assert declared.status_code == 413 and declared.json()["code"] == "body_too_large"
+        assert declared.status_code == 413 and declared.json()["code"] == "payload_too_large"
         assert len((await client.get("/v1/source-groups")).json()["items"]) == 1
 
         # Streamed without a length: imported up to the cap, and the answer says where it stopped.
@@ -225,7 +225,7 @@ async def test_csv_uploads_are_capped_in_bytes_and_never_spooled(
         assert streamed.status_code == 201, streamed.text
         body = streamed.json()
         assert 150 < body["imported"] < 300 and body["imported"] == body["rows"] - body["rejected"]
-        assert body["errors"][-1]["message"].endswith(f"larger than {cap} bytes; later rows were not read")
+        assert body["errors"][-1]["message"].endswith(f"larger than {cap:,} bytes; later rows were not read")
         assert spooled == []
 
         not_multipart = await client.post("/v1/imports/csv", content=b"email\n", headers={"content-type": "text/csv"})
@@ -234,3 +234,27 @@ async def test_csv_uploads_are_capped_in_bytes_and_never_spooled(
             "/v1/imports/csv", data={"name": "n" * 201}, files={"file": ("x.csv", b"email\n", "text/csv")}
         )
         assert long_name.status_code == 422 and long_name.json()["errors"][0]["field"] == "name"
+
+
+async def test_a_csv_upload_has_its_own_byte_cap_above_the_json_one(start_discovery: StartDiscovery) -> None:
+    """Request bodies are capped at http_max_body_bytes; the CSV upload at csv_max_bytes, counted as it streams."""
+    service = await start_discovery(http_max_body_bytes=16_384, csv_max_bytes=262_144)
+    ws = f"ws-{uuid.uuid4().hex[:8]}"
+    # Few rows (they are published to the session's shared lead topic), made large by a column not imported.
+    header = "LinkedIn URL,First Name,Last Name,Notes\n"
+    rows = "".join(
+        f"https://www.linkedin.com/in/cap-{uuid.uuid4().hex},Cap,Person{i},{'n' * 1000}\n" for i in range(20)
+    )
+    assert 16_384 < len(header + rows) < 262_144
+    async with await client_for(service, ws) as client:
+        fits = await client.post("/v1/imports/csv", files={"file": ("big.csv", (header + rows).encode(), "text/csv")})
+        huge = header + "https://www.linkedin.com/in/cap-huge,Cap,Huge," + "n" * 300_000 + "\n"
+        too_big = await client.post("/v1/imports/csv", files={"file": ("huge.csv", huge.encode(), "text/csv")})
+        json_body = await client.post(
+            "/v1/leads", json={"linkedin_url": "https://www.linkedin.com/in/x", "full_name": "x" * 20_000}
+        )
+    assert fits.status_code == 201, fits.text
+    assert fits.json()["imported"] == 20
+    assert too_big.status_code == 413 and too_big.json()["code"] == "payload_too_large"
+    assert "262,144 bytes" in too_big.json()["detail"]
+    assert json_body.status_code == 413 and "16,384 bytes" in json_body.json()["detail"]

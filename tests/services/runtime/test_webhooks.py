@@ -14,6 +14,7 @@ from fastapi import FastAPI, Request
 from sqlalchemy import MetaData, func, select
 from standardwebhooks import Webhook
 
+from services.runtime.edge import InputGuard
 from services.runtime.errors import Problem, install_problem_handlers
 from services.runtime.secrets import KeyRing
 from services.runtime.webhooks import (
@@ -148,12 +149,14 @@ def test_non_ascii_signature_or_huge_id_is_a_401_not_a_crash() -> None:
 
 
 def _capped_app(max_bytes: int) -> FastAPI:
+    # As a service serves a webhook route: the edge caps its body (Service.limit_body), then it is verified.
     app = FastAPI()
     install_problem_handlers(app)
+    app.add_middleware(InputGuard, max_body_bytes=1_048_576, limits={"/hook": max_bytes})
 
     @app.post("/hook")
     async def hook(request: Request) -> dict[str, str]:
-        verified, _ = await verified_request(request, RING, now=datetime.now(UTC), tolerance_s=300, max_bytes=max_bytes)
+        verified, _ = await verified_request(request, RING, now=datetime.now(UTC), tolerance_s=300)
         return {"id": verified.msg_id}
 
     return app
@@ -168,7 +171,7 @@ async def test_a_body_over_the_cap_is_refused_before_verification() -> None:
         big = b"x" * 2048
         # Correctly signed, but too large: refused for its size (the signature is never computed).
         declared = await client.post("/hook", content=big, headers=signed_headers(SECRET, "m-big", TS, big))
-        assert declared.status_code == 413 and declared.json()["code"] == "body_too_large"
+        assert declared.status_code == 413 and declared.json()["code"] == "payload_too_large"
 
         async def chunks() -> object:  # no Content-Length: the cap holds while streaming
             for _ in range(64):

@@ -251,7 +251,7 @@ async def test_a_video_link_not_https_on_an_allowed_host_fails_the_job(
         assert final["status"] == "failed" and final["failure_reason"] == "rejected" and final["video_url"] is None
         big = b'{"type": "video.completed", "data": {"pad": "' + b"x" * 300_000 + b'"}}'
         too_big = await client.post("/v1/video/callback", content=big, headers=signed_headers(SECRET, "m", 1, big))
-        assert too_big.status_code == 413 and too_big.json()["code"] == "body_too_large"
+        assert too_big.status_code == 413 and too_big.json()["code"] == "payload_too_large"
     await outbox_drained(service)
     records = await read_to_end(bootstrap, topic_prefix + LEAD_TOPIC)
     assert lead_events(records, lead, "video_generated.v1") == []
