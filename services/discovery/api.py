@@ -11,18 +11,20 @@ from datetime import date, datetime
 from typing import Annotated, Any
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, File, Form, Query, Response, UploadFile
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from leadstream_schemas import FitSignal, LeadSource, SearchStarted
-from leadstream_schemas.bounds import FreeJson
+from leadstream_schemas.bounds import FreeJson, unstorable
 from pydantic import BaseModel, Field, StringConstraints, ValidationError, field_validator
-from sqlalchemy import func, select
+from sqlalchemy import func, select, tuple_
 from sqlalchemy.dialects.postgresql import insert
 
-from services.runtime.auth import workspace_id
-from services.runtime.errors import Problem
+from services.runtime.auth import ReadWorkspace, WriteWorkspace
+from services.runtime.errors import Problem, problems
+from services.runtime.pagination import After, Limit, Page, decode_cursor, encode_cursor
 from services.runtime.providers import ProviderError, RateLimited
 from services.runtime.service import Service
+from services.runtime.uploads import StreamedUpload
 
 from . import domain
 from .adapters import SearchProvider, SearchQuery
@@ -31,7 +33,6 @@ from .imports import CsvImporter, ImportReport
 from .settings import DiscoverySettings
 from .store import add_lead, leads, searches, source_group_members, source_groups
 
-Workspace = Annotated[str, Depends(workspace_id)]
 Criteria = Annotated[
     dict[str, Any],
     FreeJson(max_properties=20, max_bytes=16_384),
@@ -141,9 +142,10 @@ class SearchOut(BaseModel):
 
 
 class SearchList(BaseModel):
-    """Searches of the workspace, newest first."""
+    """Searches of the workspace, newest first; pass ``next`` as ``after`` for the following page."""
 
     items: list[SearchOut]
+    next: str | None = None
 
 
 class SourceGroupOut(BaseModel):
@@ -159,9 +161,10 @@ class SourceGroupOut(BaseModel):
 
 
 class SourceGroupList(BaseModel):
-    """Source groups of the workspace, newest first."""
+    """Source groups of the workspace, newest first; pass ``next`` as ``after`` for the following page."""
 
     items: list[SourceGroupOut]
+    next: str | None = None
 
 
 class MemberOut(BaseModel):
@@ -277,7 +280,7 @@ def build_router(
         return row
 
     @router.post("/searches/preview", response_model=PreviewOut)
-    async def preview(body: PreviewIn, ws: Workspace) -> PreviewOut:
+    async def preview(body: PreviewIn, ws: WriteWorkspace) -> PreviewOut:
         """The first matches of a search, with fit signals; nothing is saved and no event is emitted."""
         criteria = _criteria(body.kind, body.criteria)
         query = SearchQuery(body.kind, criteria.model_dump(mode="json"))
@@ -328,7 +331,7 @@ def build_router(
         return PreviewOut(kind=body.kind, total=page.total, matches=matches, has_more=page.next_cursor is not None)
 
     @router.post("/searches", status_code=201, response_model=SearchCreated)
-    async def create_search(body: SearchIn, ws: Workspace) -> SearchCreated:
+    async def create_search(body: SearchIn, ws: WriteWorkspace) -> SearchCreated:
         """Save a search and start it in the background; it emits ``SearchStarted`` now."""
         criteria = _criteria(body.kind, body.criteria).model_dump(mode="json")
         search_id, group_id, started_id = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
@@ -386,26 +389,28 @@ def build_router(
         return SearchCreated(search_id=search_id, source_group_id=group_id, status="running")
 
     @router.get("/searches", response_model=SearchList)
-    async def list_searches(ws: Workspace, limit: int = Query(50, ge=1, le=500)) -> SearchList:
+    async def list_searches(ws: ReadWorkspace, limit: Limit = 50, after: After = None) -> SearchList:
         """The workspace's searches and imports, newest first."""
+        stmt = select(searches).where(searches.c.workspace_id == ws)
+        if after:
+            created, search_id = decode_cursor(after, 2, [datetime.fromisoformat, UUID])
+            stmt = stmt.where(tuple_(searches.c.created_at, searches.c.search_id) < tuple_(created, search_id))
         async with engine.connect() as conn:
             rows = (
                 await conn.execute(
-                    select(searches)
-                    .where(searches.c.workspace_id == ws)
-                    .order_by(searches.c.created_at.desc())
-                    .limit(limit)
+                    stmt.order_by(searches.c.created_at.desc(), searches.c.search_id.desc()).limit(limit + 1)
                 )
             ).all()
-        return SearchList(items=[SearchOut.model_validate(r._mapping) for r in rows])
+        page = Page.of(rows, limit, lambda r: encode_cursor([r.created_at.isoformat(), str(r.search_id)]))
+        return SearchList(items=[SearchOut.model_validate(r._mapping) for r in page.items], next=page.next)
 
     @router.get("/searches/{search_id}", response_model=SearchOut)
-    async def get_search(search_id: UUID, ws: Workspace) -> SearchOut:
+    async def get_search(search_id: UUID, ws: ReadWorkspace) -> SearchOut:
         """A search's progress (counts, cursor, status, next run)."""
         return SearchOut.model_validate((await search_row(ws, search_id))._mapping)
 
     @router.post("/searches/{search_id}/cancel", response_model=SearchOut)
-    async def cancel_search(search_id: UUID, ws: Workspace) -> SearchOut:
+    async def cancel_search(search_id: UUID, ws: WriteWorkspace) -> SearchOut:
         """Stop a running or scheduled search (``SearchFinished`` with reason cancelled)."""
         await search_row(ws, search_id)
         async with engine.begin() as conn:
@@ -419,30 +424,42 @@ def build_router(
         return await get_search(search_id, ws)
 
     @router.get("/source-groups", response_model=SourceGroupList)
-    async def list_groups(ws: Workspace) -> SourceGroupList:
-        """The workspace's source groups with their sizes."""
-        m = source_group_members
-        counts = (
-            select(m.c.source_group_id, func.count().label("size"), func.count().filter(m.c.is_new).label("new_leads"))
-            .where(m.c.workspace_id == ws)
-            .group_by(m.c.source_group_id)
-            .subquery()
-        )
-        g = source_groups
+    async def list_groups(ws: ReadWorkspace, limit: Limit = 50, after: After = None) -> SourceGroupList:
+        """The workspace's source groups with their sizes, newest first."""
+        g, m = source_groups, source_group_members
+        stmt = select(g).where(g.c.workspace_id == ws)
+        if after:
+            created, group_id = decode_cursor(after, 2, [datetime.fromisoformat, UUID])
+            stmt = stmt.where(tuple_(g.c.created_at, g.c.source_group_id) < tuple_(created, group_id))
         async with engine.connect() as conn:
             rows = (
-                await conn.execute(
-                    select(
-                        g,
-                        func.coalesce(counts.c.size, 0).label("size"),
-                        func.coalesce(counts.c.new_leads, 0).label("new_leads"),
-                    )
-                    .select_from(g.outerjoin(counts, counts.c.source_group_id == g.c.source_group_id))
-                    .where(g.c.workspace_id == ws)
-                    .order_by(g.c.created_at.desc())
-                )
+                await conn.execute(stmt.order_by(g.c.created_at.desc(), g.c.source_group_id.desc()).limit(limit + 1))
             ).all()
-        return SourceGroupList(items=[SourceGroupOut.model_validate(r._mapping) for r in rows])
+            page = Page.of(rows, limit, lambda r: encode_cursor([r.created_at.isoformat(), str(r.source_group_id)]))
+            ids = [r.source_group_id for r in page.items]
+            counts = {
+                c.source_group_id: c
+                for c in await conn.execute(
+                    select(
+                        m.c.source_group_id,
+                        func.count().label("size"),
+                        func.count().filter(m.c.is_new).label("new_leads"),
+                    )
+                    .where(m.c.workspace_id == ws, m.c.source_group_id.in_(ids))
+                    .group_by(m.c.source_group_id)
+                )
+            }
+        items = [
+            SourceGroupOut.model_validate(
+                {
+                    **r._mapping,
+                    "size": counts[r.source_group_id].size if r.source_group_id in counts else 0,
+                    "new_leads": counts[r.source_group_id].new_leads if r.source_group_id in counts else 0,
+                }
+            )
+            for r in page.items
+        ]
+        return SourceGroupList(items=items, next=page.next)
 
     async def group_exists(ws: str, group_id: UUID) -> None:
         async with engine.connect() as conn:
@@ -456,7 +473,10 @@ def build_router(
 
     @router.get("/source-groups/{group_id}/leads", response_model=MemberPage)
     async def group_leads(
-        group_id: UUID, ws: Workspace, limit: int = Query(100, ge=1, le=1000), after: int | None = Query(None, ge=0)
+        group_id: UUID,
+        ws: ReadWorkspace,
+        limit: Limit = 100,
+        after: Annotated[int | None, Query(ge=0, description="`next_after` of the previous page.")] = None,
     ) -> MemberPage:
         """The leads of a source group in the order they joined it."""
         await group_exists(ws, group_id)
@@ -490,19 +510,57 @@ def build_router(
             items=[MemberOut.model_validate(r._mapping) for r in rows], next_after=rows[-1].seq if more else None
         )
 
-    @router.post("/imports/csv", status_code=201, response_model=ImportOut)
-    async def import_csv(
-        ws: Workspace,
-        file: Annotated[UploadFile, File()],
-        name: Annotated[str | None, Form(max_length=200), domain.Storable] = None,
-    ) -> ImportOut:
-        """Import leads from a CSV file (columns linkedin_url and/or email, names, title, company, location)."""
-        label = (name or "").strip() or (file.filename or "").replace("\x00", "")[:200] or "CSV import"
-        report: ImportReport = await CsvImporter(service, settings).run(ws, file.file, name=label)
+    @router.post(
+        "/imports/csv",
+        status_code=201,
+        response_model=ImportOut,
+        responses=problems(413),
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "multipart/form-data": {
+                        "schema": {
+                            "type": "object",
+                            "required": ["file"],
+                            "properties": {
+                                "file": {"type": "string", "format": "binary", "description": "The CSV file."},
+                                "name": {
+                                    "type": "string",
+                                    "maxLength": 200,
+                                    "description": "The import's name (send it before the file part).",
+                                },
+                            },
+                        }
+                    }
+                },
+            }
+        },
+    )
+    async def import_csv(request: Request, ws: WriteWorkspace) -> ImportOut:
+        """Import leads from a CSV file (columns linkedin_url and/or email, names, title, company, location).
+
+        The file is read as it arrives, never stored: at most ``LEADSTREAM_CSV_MAX_BYTES`` bytes (the edge's cap
+        for this route: 413 when the declared length is larger; a body that turns out larger while it streams is
+        imported up to there and the answer says so) and ``LEADSTREAM_CSV_MAX_ROWS`` rows."""
+        upload = StreamedUpload(request)
+        try:
+            file = await upload.open()
+            name = upload.fields.get("name")
+            problem = None if name is None else "at most 200 characters" if len(name) > 200 else unstorable(name)
+            if problem:
+                raise Problem(
+                    422, "invalid_request", f"name: {problem}", errors=[{"field": "name", "message": problem}]
+                )
+            filename = "".join(c for c in upload.filename or "" if not unstorable(c))
+            label = (name or "").strip() or filename[:200] or "CSV import"
+            report: ImportReport = await CsvImporter(service, settings).run(ws, file, name=label)
+        finally:
+            await upload.close()
         return ImportOut(search_id=report.import_id, **report.__dict__)
 
     @router.post("/leads", status_code=201, response_model=LeadAdded)
-    async def add_manual(body: LeadIn, ws: Workspace, response: Response) -> LeadAdded:
+    async def add_manual(body: LeadIn, ws: WriteWorkspace, response: Response) -> LeadAdded:
         """Add one lead by hand (to the given source group, else the workspace's "Manual" group).
 
         A person the workspace already knows is reported as a duplicate (200) and not re-emitted.
@@ -570,7 +628,7 @@ def build_router(
         )
 
     @router.get("/leads/{lead_id}", response_model=LeadOut)
-    async def get_lead(lead_id: UUID, ws: Workspace) -> LeadOut:
+    async def get_lead(lead_id: UUID, ws: ReadWorkspace) -> LeadOut:
         """A lead and the source groups it belongs to."""
         async with engine.connect() as conn:
             row = (

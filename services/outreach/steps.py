@@ -496,8 +496,8 @@ class StepExecutor:
             "city": lead.city,
         }
         subject = subject or render_template(run.step.subject or fallback.get("subject") or "", fields)
-        token = link_token(self.settings.webhook_secret, ws, str(lead.lead_id))
-        unsub = unsubscribe_url(self.settings.public_base_url, ws, str(lead.lead_id), token)
+        token = link_token(self.settings.keys("unsubscribe_secret"), ws, str(lead.lead_id))
+        unsub = unsubscribe_url(self.settings.base_url(), ws, str(lead.lead_id), token)
         email = render_email(
             sender=str(fallback.get("sender_email", "")), to=lead.email, subject=subject, body=body, unsubscribe=unsub
         )
