@@ -23,12 +23,13 @@ from services.runtime.errors import Problem
 from services.runtime.providers import ProviderError, RateLimited
 from services.runtime.service import Service
 
-from . import domain
+from . import commands, domain
 from .adapters import SearchProvider, SearchQuery
-from .handlers import SearchRunner, finish, search_envelope
+from .handlers import SearchRunner, finish, group_enrichment, lead_events, search_envelope
 from .imports import CsvImporter, ImportReport
 from .settings import DiscoverySettings
-from .store import add_lead, leads, searches, source_group_members, source_groups
+from .store import add_lead, leads, post_watches, searches, source_group_members, source_groups
+from .watch import create_watch, stop_watch
 
 Workspace = Annotated[str, Depends(workspace_id)]
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200), domain.NoNul]
@@ -90,14 +91,26 @@ class ScheduleIn(BaseModel):
     per_run: int | None = Field(None, ge=1, le=10_000)
 
 
+class WatchIn(BaseModel):
+    """The watch of a posts search: after its first pass it checks new posts every ``interval_minutes``."""
+
+    enabled: bool = True
+    interval_minutes: int | None = Field(None, ge=5, le=1440)
+
+
 class SearchIn(BaseModel):
-    """A saved background search: its results become a source group of up to ``target_count`` people."""
+    """A saved background search: its results become a source group; ``target_count`` is how many NEW
+    leads (people the workspace did not know) it should find. ``enrichment``: the group's leads are enriched
+    as they are found (automatic) or only once someone selects them (on_selection). Posts searches keep
+    watching new posts (``watch``) unless it is disabled."""
 
     name: Name
     kind: domain.SearchKind
     criteria: dict[str, Any]
     target_count: int = Field(ge=1, le=10_000)
     schedule: ScheduleIn | None = None
+    enrichment: domain.EnrichmentMode = "automatic"
+    watch: WatchIn | None = None
 
 
 class SearchCreated(BaseModel):
@@ -136,6 +149,22 @@ class SearchOut(BaseModel):
     created_at: datetime
     updated_at: datetime
     finished_at: datetime | None
+    watch: WatchOut | None = None
+
+
+class WatchOut(BaseModel):
+    """A posts search's watch: its state, schedule and what it found so far."""
+
+    state: str
+    stop_reason: str | None
+    interval_minutes: int
+    next_check_at: datetime
+    last_checked_at: datetime | None
+    checks: int
+    posts_seen: int
+    matches: int
+    new_leads: int
+    last_error: str | None
 
 
 class SearchList(BaseModel):
@@ -151,8 +180,10 @@ class SourceGroupOut(BaseModel):
     name: str
     kind: str
     search_id: UUID | None
+    enrichment: domain.EnrichmentMode
     size: int
     new_leads: int
+    awaiting_enrichment: int
     created_at: datetime
 
 
@@ -173,6 +204,7 @@ class MemberOut(BaseModel):
     company: str | None
     location: str | None
     new: bool
+    enrichment: str = Field(description="automatic | pending (waits for a selection) | requested")
     fit_signals: list[FitSignal]
     added_at: datetime
 
@@ -182,6 +214,26 @@ class MemberPage(BaseModel):
 
     items: list[MemberOut]
     next_after: int | None
+
+
+class GroupPatch(BaseModel):
+    """Change a source group: its enrichment setting (switching to automatic enriches its waiting leads)."""
+
+    enrichment: domain.EnrichmentMode
+
+
+class EnrichIn(BaseModel):
+    """Leads of the group to enrich now (each lead is enriched at most once)."""
+
+    lead_ids: list[UUID] = Field(min_length=1, max_length=1000)
+
+
+class EnrichOut(BaseModel):
+    """What a selection did: enrichment requested now, already enriched or requested, or not in the group."""
+
+    requested: list[UUID]
+    already: list[UUID]
+    not_members: list[UUID]
 
 
 class LeadIn(BaseModel):
@@ -324,10 +376,29 @@ def build_router(
             matches = [m.model_copy(update={"already_known": m.lead_id in known}) for m in matches]
         return PreviewOut(kind=body.kind, total=page.total, matches=matches, has_more=page.next_cursor is not None)
 
+    async def watches_of(conn: Any, ids: list[UUID]) -> dict[UUID, WatchOut]:
+        rows = await conn.execute(select(post_watches).where(post_watches.c.search_id.in_(ids))) if ids else []
+        return {r.search_id: WatchOut.model_validate({**r._mapping, "next_check_at": r.due_at}) for r in rows}
+
+    async def searches_out(rows: list[Any]) -> list[SearchOut]:
+        async with engine.connect() as conn:
+            watches = await watches_of(conn, [r.search_id for r in rows])
+        return [SearchOut.model_validate({**r._mapping, "watch": watches.get(r.search_id)}) for r in rows]
+
     @router.post("/searches", status_code=201, response_model=SearchCreated)
     async def create_search(body: SearchIn, ws: Workspace) -> SearchCreated:
-        """Save a search and start it in the background; it emits ``SearchStarted`` now."""
+        """Save a search and start it in the background; it emits ``SearchStarted`` now. A posts search then
+        keeps watching new posts (see ``watch``)."""
         criteria = _criteria(body.kind, body.criteria).model_dump(mode="json")
+        if body.watch is not None and body.watch.enabled and body.kind != "posts":
+            raise RequestValidationError(
+                [{"loc": ("body", "watch"), "type": "value_error", "msg": "only a posts search has a watch"}]
+            )
+        watch_minutes = None
+        if body.kind == "posts" and (body.watch is None or body.watch.enabled):
+            watch_minutes = (
+                body.watch.interval_minutes if body.watch else None
+            ) or settings.posts_watch_interval_minutes
         search_id, group_id, started_id = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
         now = service.clock.now()
         schedule = body.schedule
@@ -339,6 +410,7 @@ def build_router(
                     name=body.name,
                     kind=body.kind,
                     search_id=search_id,
+                    enrichment=body.enrichment,
                     created_at=now,
                 )
             )
@@ -362,6 +434,8 @@ def build_router(
                     updated_at=now,
                 )
             )
+            if watch_minutes is not None:
+                await create_watch(conn, search_id, ws, watch_minutes, now)
             event = SearchStarted(
                 search_id=search_id,
                 source_group_id=group_id,
@@ -394,12 +468,12 @@ def build_router(
                     .limit(limit)
                 )
             ).all()
-        return SearchList(items=[SearchOut.model_validate(r._mapping) for r in rows])
+        return SearchList(items=await searches_out(list(rows)))
 
     @router.get("/searches/{search_id}", response_model=SearchOut)
     async def get_search(search_id: UUID, ws: Workspace) -> SearchOut:
-        """A search's progress (counts, cursor, status, next run)."""
-        return SearchOut.model_validate((await search_row(ws, search_id))._mapping)
+        """A search's progress (counts, cursor, status, next run, its posts watch)."""
+        return (await searches_out([await search_row(ws, search_id)]))[0]
 
     @router.post("/searches/{search_id}/cancel", response_model=SearchOut)
     async def cancel_search(search_id: UUID, ws: Workspace) -> SearchOut:
@@ -411,16 +485,24 @@ def build_router(
             ).one()
             if row.status == "finished":
                 raise Problem(409, "search_finished", f"search {search_id} already finished ({row.finish_reason})")
-            await finish(service, conn, row, "cancelled", service.clock.now())
+            now = service.clock.now()
+            await stop_watch(conn, search_id, "search cancelled", now)
+            await finish(service, conn, row, "cancelled", now)
         service.wake_relay()
         return await get_search(search_id, ws)
 
     @router.get("/source-groups", response_model=SourceGroupList)
     async def list_groups(ws: Workspace) -> SourceGroupList:
         """The workspace's source groups with their sizes."""
-        m = source_group_members
+        m, lt = source_group_members, leads
         counts = (
-            select(m.c.source_group_id, func.count().label("size"), func.count().filter(m.c.is_new).label("new_leads"))
+            select(
+                m.c.source_group_id,
+                func.count().label("size"),
+                func.count().filter(m.c.is_new).label("new_leads"),
+                func.count().filter(lt.c.enrichment == "pending").label("awaiting"),
+            )
+            .select_from(m.join(lt, (lt.c.workspace_id == m.c.workspace_id) & (lt.c.lead_id == m.c.lead_id)))
             .where(m.c.workspace_id == ws)
             .group_by(m.c.source_group_id)
             .subquery()
@@ -433,6 +515,7 @@ def build_router(
                         g,
                         func.coalesce(counts.c.size, 0).label("size"),
                         func.coalesce(counts.c.new_leads, 0).label("new_leads"),
+                        func.coalesce(counts.c.awaiting, 0).label("awaiting_enrichment"),
                     )
                     .select_from(g.outerjoin(counts, counts.c.source_group_id == g.c.source_group_id))
                     .where(g.c.workspace_id == ws)
@@ -463,6 +546,7 @@ def build_router(
                 m.c.seq,
                 m.c.lead_id,
                 m.c.is_new.label("new"),
+                lt.c.enrichment,
                 m.c.fit_signals,
                 m.c.added_at,
                 lt.c.linkedin_url,
@@ -487,15 +571,31 @@ def build_router(
             items=[MemberOut.model_validate(r._mapping) for r in rows], next_after=rows[-1].seq if more else None
         )
 
+    @router.patch("/source-groups/{group_id}", response_model=SourceGroupOut)
+    async def patch_group(group_id: UUID, body: GroupPatch, ws: Workspace) -> SourceGroupOut:
+        """Change a group's enrichment setting; switching to automatic enriches the leads waiting for a selection."""
+        await commands.set_enrichment(service, ws, group_id, body.enrichment)
+        found = [g for g in (await list_groups(ws)).items if g.source_group_id == group_id]
+        return found[0]
+
+    @router.post("/source-groups/{group_id}/enrich", response_model=EnrichOut)
+    async def enrich_selected(group_id: UUID, body: EnrichIn, ws: Workspace) -> EnrichOut:
+        """Enrich the selected leads of a group now (``LeadEnrichmentRequested`` once per lead); leads already
+        enriched (or requested) and leads not in the group are reported, not requested."""
+        done = await commands.enrich_selected(service, ws, group_id, body.lead_ids)
+        return EnrichOut(requested=done.requested, already=done.already, not_members=done.not_members)
+
     @router.post("/imports/csv", status_code=201, response_model=ImportOut)
     async def import_csv(
         ws: Workspace,
         file: Annotated[UploadFile, File()],
         name: Annotated[str | None, Form(max_length=200), domain.NoNul] = None,
+        enrichment: Annotated[domain.EnrichmentMode, Form()] = "automatic",
     ) -> ImportOut:
-        """Import leads from a CSV file (columns linkedin_url and/or email, names, title, company, location)."""
+        """Import leads from a CSV file (columns linkedin_url and/or email, names, title, company, location);
+        ``enrichment=on_selection`` keeps the leads unenriched until selected."""
         label = (name or "").strip() or (file.filename or "").replace("\x00", "")[:200] or "CSV import"
-        report: ImportReport = await CsvImporter(service, settings).run(ws, file.file, name=label)
+        report: ImportReport = await CsvImporter(service, settings, enrichment).run(ws, file.file, name=label)
         return ImportOut(search_id=report.import_id, **report.__dict__)
 
     @router.post("/leads", status_code=201, response_model=LeadAdded)
@@ -543,6 +643,7 @@ def build_router(
                 )
                 .on_conflict_do_nothing()
             )
+            enrichment = await group_enrichment(conn, group_id)
             added = await add_lead(
                 conn,
                 ws,
@@ -552,13 +653,12 @@ def build_router(
                 search_id=None,
                 fit_signals=[],
                 now=now,
+                enrichment=enrichment,
             )
-            if added.new_lead:
-                event = domain.discovered_event(lead, added.lead_id, LeadSource.manual, source_group_id=group_id)
-                await service.emit(conn, [service.new_envelope(event, workspace_id=ws)])
-            elif added.new_member:
-                joined = domain.joined_group_event(added.lead_id, LeadSource.manual, group_id, None)
-                await service.emit(conn, [service.new_envelope(joined, workspace_id=ws)])
+            events = lead_events(
+                added, lead, LeadSource.manual, search_id=None, source_group_id=group_id, fit=[], enrichment=enrichment
+            )
+            await service.emit(conn, [service.new_envelope(event, workspace_id=ws) for _, event in events])
         service.wake_relay()
         if not added.new_lead:
             response.status_code = 200
