@@ -468,6 +468,8 @@ def extension_action(status: str, finish_reason: str | None) -> AudienceRunActio
 
 # -- posts watch ---------------------------------------------------------------------------------
 
+POST_KINDS = frozenset({"post", "web_mention"})
+
 
 @dataclass(frozen=True)
 class PostMatch:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 from uuid import UUID
 
 from leadstream_schemas import Envelope, Event, FitSignal, LeadSource, SearchFinished, SearchPageCompleted
@@ -32,9 +32,9 @@ from services.runtime.telemetry import current_traceparent
 from services.runtime.timers import DurableTimers, Failure
 
 from . import domain
-from .adapters import SearchProvider, SearchQuery
+from .adapters import Candidate, SearchProvider, SearchQuery
 from .settings import DiscoverySettings
-from .store import Added, add_lead, post_watches, searches, source_groups
+from .store import Added, add_lead, post_watches, remember_post, searches, source_groups
 
 log = logging.getLogger(__name__)
 
@@ -180,6 +180,9 @@ class SearchRunner:
                     enrichment=enrichment,
                 )
             )
+            if isinstance(criteria, domain.PostsCriteria):  # after LeadDiscovered: per-lead order
+                matched = await self._posts_matched(conn, row, criteria, candidate, added.lead_id, now)
+                events.extend(self._envelope(row, event, what) for what, event in matched)
         page_done = pos >= len(page.items)
         cursor = page.next_cursor if page_done else row.cursor
         offset = 0 if page_done else pos
@@ -244,6 +247,42 @@ class SearchRunner:
             )
         )
         await self.service.emit(conn, events)
+
+    async def _posts_matched(
+        self,
+        conn: AsyncConnection,
+        row: Row[Any],
+        criteria: domain.PostsCriteria,
+        candidate: Candidate,
+        lead_id: UUID,
+        now: datetime,
+    ) -> list[tuple[str, Event]]:
+        """``LeadPostMatched`` for each of the result's posts that speaks the search's language, remembered so the
+        search's watch does not announce them again."""
+        out: list[tuple[str, Event]] = []
+        for ev in candidate.evidence:
+            if ev.kind not in domain.POST_KINDS:
+                continue
+            text = domain.post_of(ev.detail)
+            match = domain.match_post(criteria, text)
+            if match is None:
+                continue
+            key = domain.post_key(candidate.linkedin_url or candidate.full_name, text, ev.ref, ev.url)
+            if not await remember_post(conn, row.search_id, key, now, lead_id=lead_id, matched=True):
+                continue
+            source: Literal["posts", "web"] = "posts" if ev.kind == "post" else "web"
+            event = domain.post_matched_event(
+                lead_id,
+                row.source_group_id,
+                row.search_id,
+                text,
+                match,
+                posted_on=ev.observed_on,
+                url=ev.url,
+                source=source,
+            )
+            out.append((f"post:{key}", event))
+        return out
 
     def _envelope(self, row: Row[Any], data: Event, what: str) -> Envelope[Any]:
         return search_envelope(

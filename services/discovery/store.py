@@ -176,6 +176,19 @@ watched_posts = Table(
 LEAD_ENRICHMENT_OF_GROUP = {"automatic": "automatic", "on_selection": "pending"}
 
 
+async def remember_post(
+    conn: AsyncConnection, search_id: UUID, key: str, now: datetime, *, lead_id: UUID | None = None, matched: bool
+) -> bool:
+    """Record that a posts search saw a post; False when it had seen it before (its events were emitted then)."""
+    first = await conn.scalar(
+        insert(watched_posts)
+        .values(search_id=search_id, post_key=key, lead_id=lead_id, matched=matched, seen_at=now)
+        .on_conflict_do_nothing()
+        .returning(watched_posts.c.post_key)
+    )
+    return first is not None
+
+
 @dataclass(frozen=True)
 class Added:
     """Outcome of adding a person: the lead id, whether it is new to the workspace, new to the group."""

@@ -38,11 +38,11 @@ from . import domain
 from .adapters import Candidate, SearchProvider, SearchQuery
 from .handlers import finish, group_enrichment, lead_events, search_envelope
 from .settings import DiscoverySettings
-from .store import add_lead, post_watches, searches, watched_posts
+from .store import add_lead, post_watches, remember_post, searches, watched_posts
 
 log = logging.getLogger(__name__)
 
-POST_KINDS = frozenset({"post", "web_mention"})
+POST_KINDS = domain.POST_KINDS
 STOPPING_REASONS = frozenset({"cancelled", "failed", "target_reached"})
 
 
@@ -117,7 +117,9 @@ class PostsWatch:
         except ValueError as exc:
             raise ProviderError(f"the saved criteria are no longer valid: {exc}", transient=False) from exc
         assert isinstance(criteria, domain.PostsCriteria)
-        lookback = domain.watch_lookback_days(watch.last_checked_at, now, criteria.lookback_days)
+        # The search's first pass read the whole lookback window: the watch looks back to its last check.
+        since = watch.last_checked_at or watch.created_at
+        lookback = domain.watch_lookback_days(since, now, criteria.lookback_days)
         query = SearchQuery("posts", {**search.criteria, "lookback_days": lookback})
         check = _Check(self.service, search, criteria, now, await group_enrichment(conn, search.source_group_id))
         cursor: str | None = None
@@ -220,13 +222,7 @@ class _Check:
                 continue
             text = domain.post_of(ev.detail)
             key = domain.post_key(candidate.linkedin_url or candidate.full_name, text, ev.ref, ev.url)
-            first = await conn.scalar(
-                insert(watched_posts)
-                .values(search_id=self.search.search_id, post_key=key, matched=False, seen_at=self.now)
-                .on_conflict_do_nothing()
-                .returning(watched_posts.c.post_key)
-            )
-            if first is None:
+            if not await remember_post(conn, self.search.search_id, key, self.now, matched=False):
                 continue
             unseen += 1
             self.seen += 1
