@@ -59,7 +59,7 @@ POSTS = [
 ]
 
 
-SIGNAL_PEOPLE = [
+SIGNAL_PEOPLE: list[dict[str, Any]] = [
     {
         "type": "PEOPLE",
         "id": "ACs1",
@@ -75,7 +75,7 @@ SIGNAL_PEOPLE = [
         ],
     }
 ]
-WEB = [
+WEB: list[dict[str, Any]] = [
     {
         "type": "WEB_MENTION",
         "id": "w1",
@@ -112,7 +112,7 @@ class FakeUnipile:
                 await self.hang.wait()
                 status = 200
             return JSONResponse(payload, status, headers=headers)
-        items = {
+        items: list[dict[str, Any]] = {
             ("posts", "posts"): POSTS,
             ("posts", "web"): WEB,
             ("signals", None): SIGNAL_PEOPLE,
