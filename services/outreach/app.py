@@ -12,6 +12,7 @@ from leadstream_schemas import (
     LeadEmailEnriched,
     LeadEmailNotFound,
     LeadEnrichmentFailed,
+    LeadPostMatched,
     LeadProfileEnriched,
     LeadUnsubscribed,
     MessageApproved,
@@ -20,6 +21,7 @@ from leadstream_schemas import (
     MessageRejected,
     Replied,
     SearchFinished,
+    SearchResumed,
     SearchStarted,
     VideoFailed,
     VideoGenerated,
@@ -114,6 +116,7 @@ def build(
             LeadDiscovered: h.on_lead_discovered,
             LeadAddedToSourceGroup: h.on_added_to_source_group,
             LeadProfileEnriched: h.on_profile_enriched,
+            LeadPostMatched: h.on_post_matched,
             LeadEmailEnriched: h.on_email_enriched,
             LeadEmailNotFound: h.on_email_not_found,
             LeadEnrichmentFailed: h.on_enrichment_failed,
@@ -127,6 +130,7 @@ def build(
             LeadUnsubscribed: h.on_unsubscribed,
             SearchStarted: h.on_search_started,
             SearchFinished: h.on_search_finished,
+            SearchResumed: h.on_search_resumed,
         },
     )
     service.include_router(build_router(ctx))

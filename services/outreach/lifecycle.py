@@ -28,6 +28,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from . import audience
 from . import timers as tm
 from .domain.workflow import Edge, Graph
 from .emit import Emitter
@@ -95,7 +96,9 @@ async def start_running(conn: AsyncConnection, em: Emitter, campaign: Row[Any], 
     )
     await acquire_leases(conn, em, campaign.campaign_id, campaign.workspace_id, now)
     fresh = (await conn.execute(select(campaigns).where(campaigns.c.campaign_id == campaign.campaign_id))).one()
-    return await enroll(conn, em, fresh, now)
+    enrolled = await enroll(conn, em, fresh, now)
+    await audience.start_runs(conn, em, fresh, now)  # its audience runs now, then before each window
+    return enrolled
 
 
 async def maybe_finish_campaign(conn: AsyncConnection, em: Emitter, campaign_id: UUID, now: datetime) -> bool:

@@ -165,6 +165,12 @@ class LaunchIn(_In):
     )
 
 
+class ExtendIn(_In):
+    """Extend a campaign: its audience's searches may find this many more new leads; late joiners are enrolled."""
+
+    additional_leads: int = Field(ge=1, le=10_000, description="More new leads the audience's searches may find.")
+
+
 class AccountIn(_In):
     """Connect an account: a LinkedIn account (hosted authorisation) or an email sender."""
 
