@@ -27,9 +27,9 @@ COLUMNS = {
 
 
 def upgrade() -> None:
-    for table, columns in COLUMNS.items():
+    for name_of_table, columns in COLUMNS.items():
         for name, kind in columns.items():
-            op.execute(f'ALTER TABLE "{SCHEMA}".{table} ADD COLUMN IF NOT EXISTS {name} {kind}')
+            op.execute(f'ALTER TABLE "{SCHEMA}".{name_of_table} ADD COLUMN IF NOT EXISTS {name} {kind}')
     op.execute(
         f"CREATE INDEX IF NOT EXISTS ix_sends_message_id ON \"{SCHEMA}\".sends (provider_ref) WHERE action = 'email'"
     )
@@ -41,6 +41,6 @@ def downgrade() -> None:
     for table in (inbox_messages, inbox_cursors):
         table.drop(op.get_bind(), checkfirst=True)
     op.execute(f'DROP INDEX IF EXISTS "{SCHEMA}".ix_sends_message_id')
-    for table, columns in COLUMNS.items():
+    for name_of_table, columns in COLUMNS.items():
         for name in columns:
-            op.execute(f'ALTER TABLE "{SCHEMA}".{table} DROP COLUMN IF EXISTS {name}')
+            op.execute(f'ALTER TABLE "{SCHEMA}".{name_of_table} DROP COLUMN IF EXISTS {name}')
