@@ -97,6 +97,8 @@ class CampaignCommands:
                 "timezone": schedule.timezone,
                 "email_fallback": fallback.model_dump() if fallback else None,
                 "dry_run": self.dry_run,
+                "lead_timezones": body.delivery.lead_timezones,
+                "stop_company_on_reply": body.delivery.stop_company_on_reply,
             }
             video = body.video.model_dump() if body.video else None
             strategy = body.strategy.model_dump()

@@ -88,6 +88,7 @@ class OutreachHandlers:
                 "first_name": lead.first_name,
                 "last_name": lead.last_name,
                 "company": lead.company,
+                "location": lead.location,
             },
         )
         await self._join_audiences(ctx, lead.lead_id, lead.source_group_id, lead.search_id)

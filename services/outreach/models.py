@@ -65,6 +65,14 @@ class DeliveryIn(_In):
     end_hour: int = Field(17, description="Local hour the window closes (1-24, after start_hour).")
     timezone: str = "UTC"
     email_fallback: EmailFallbackIn | None = None
+    lead_timezones: bool = Field(
+        False,
+        description="Active hours in each lead's own time zone (from their location; the campaign's when unknown). "
+        "Daily quotas still count the campaign's days.",
+    )
+    stop_company_on_reply: bool = Field(
+        False, description="When a lead replies, stop the campaign's other leads of the same company."
+    )
 
     @field_validator("pace")
     @classmethod

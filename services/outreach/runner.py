@@ -125,6 +125,8 @@ class Runner:
             await self._inbound(conn, em, timer, now)
         elif timer.kind == audience.AUDIENCE_RUN:
             await audience.run_timer(conn, em, timer, now)
+        elif timer.kind == lc.LEAD_RESUME:
+            await lc.resume_lead(conn, em, timer, now)
         else:
             await tm.finish(conn, timer.id, now, f"unknown kind {timer.kind}", state="cancelled")
         return None
@@ -192,6 +194,7 @@ class Runner:
                 key=key,
                 excerpt=payload.get("text"),
                 out_of_office=bool(payload.get("out_of_office")),
+                text=payload.get("text"),
             )
         await tm.finish(conn, timer.id, now, str(payload.get("type")))
 

@@ -135,8 +135,7 @@ leads = Table(
     Column("headline", Text, nullable=True),
     Column("post_url", Text, nullable=True),
     Column("post_matched", Boolean, nullable=False, server_default=text("false")),  # post_url from a watch (0004)
-    Column("location", Text, nullable=True),  # where the lead is (discovery, or the profile's city) (0004)
-    Column("timezone", Text, nullable=True),  # IANA zone of ``location``, for per-lead active hours (0004)
+    Column("location", Text, nullable=True),  # where the lead is (discovery's location): per-lead hours (0004)
     Column("ready", Boolean, nullable=False, server_default=text("false")),
     _ts("updated_at", nullable=False),
     Index("ix_leads_profile", "workspace_id", "profile_key"),

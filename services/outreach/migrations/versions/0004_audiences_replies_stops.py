@@ -1,7 +1,7 @@
 """Audiences, replies from every channel, smarter stops.
 
-- ``leads.post_matched`` (the post to like or comment on came from a posts watch), ``leads.location`` and
-  ``leads.timezone`` (per-lead active hours);
+- ``leads.post_matched`` (the post to like or comment on came from a posts watch), ``leads.location`` (per-lead
+  active hours);
 - ``enrollments.paused_until`` (an out-of-office answer pauses the lead until its return date);
 - ``inbox_cursors`` and ``inbox_messages`` (IMAP and LinkedIn inbox polling) and an index of email Message-IDs.
 
@@ -21,7 +21,7 @@ branch_labels = None
 depends_on = None
 
 COLUMNS = {
-    "leads": {"post_matched": "BOOLEAN NOT NULL DEFAULT false", "location": "TEXT", "timezone": "TEXT"},
+    "leads": {"post_matched": "BOOLEAN NOT NULL DEFAULT false", "location": "TEXT"},
     "enrollments": {"paused_until": "TIMESTAMPTZ"},
 }
 
