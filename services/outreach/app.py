@@ -41,6 +41,7 @@ from .api import build_router
 from .campaigns import CampaignCommands
 from .context import OutreachContext
 from .handlers import OutreachHandlers
+from .inbox import InboxPoller, mailbox_of
 from .runner import Runner
 from .settings import OutreachSettings
 from .steps import StepExecutor
@@ -134,9 +135,12 @@ def build(
         },
     )
     service.include_router(build_router(ctx))
+    inbox = InboxPoller(service, settings, linkedin, mailbox_of(settings))
+    service.app.state.inbox = inbox
     if settings.timer_loop_enabled:
         runner.timers.serve()
         runner.intents.serve()
+        inbox.serve()
     return service
 
 

@@ -349,6 +349,18 @@ inbox_messages = Table(
     Index("ix_inbox_messages_age", "inbox", "received_at"),
 )
 
+# The simulated provider's LinkedIn inbox (what a remote provider keeps): messages leads sent to an account (0004).
+sim_linkedin_inbox = Table(
+    "sim_linkedin_inbox",
+    metadata,
+    Column("message_id", Text, primary_key=True),
+    Column("account_id", Text, nullable=False),
+    Column("profile_url", Text, nullable=True),
+    Column("text", Text, nullable=False),
+    _ts("sent_at", nullable=False),
+    Index("ix_sim_linkedin_inbox", "account_id", "sent_at"),
+)
+
 SERVICE_TABLES = [
     accounts,
     reconnect_emails,

@@ -3,7 +3,8 @@
 - ``leads.post_matched`` (the post to like or comment on came from a posts watch), ``leads.location`` (per-lead
   active hours);
 - ``enrollments.paused_until`` (an out-of-office answer pauses the lead until its return date);
-- ``inbox_cursors`` and ``inbox_messages`` (IMAP and LinkedIn inbox polling) and an index of email Message-IDs.
+- ``inbox_cursors`` and ``inbox_messages`` (IMAP and LinkedIn inbox polling), an index of email Message-IDs, and the
+  simulated provider's LinkedIn inbox (``sim_linkedin_inbox``).
 
 Expand-only: older code ignores all of it. 0001 creates the tables from the current ``store`` definitions, so
 a database created after this change already has the columns and the index: every statement is ``IF NOT EXISTS``.
@@ -13,7 +14,7 @@ Revision ID: 0004_audiences_replies_stops
 
 from alembic import op
 
-from services.outreach.store import SCHEMA, inbox_cursors, inbox_messages
+from services.outreach.store import SCHEMA, inbox_cursors, inbox_messages, sim_linkedin_inbox
 
 revision = "0004_audiences_replies_stops"
 down_revision = "0003_send_intents"
@@ -33,12 +34,12 @@ def upgrade() -> None:
     op.execute(
         f"CREATE INDEX IF NOT EXISTS ix_sends_message_id ON \"{SCHEMA}\".sends (provider_ref) WHERE action = 'email'"
     )
-    for table in (inbox_cursors, inbox_messages):
+    for table in (inbox_cursors, inbox_messages, sim_linkedin_inbox):
         table.create(op.get_bind(), checkfirst=True)
 
 
 def downgrade() -> None:
-    for table in (inbox_messages, inbox_cursors):
+    for table in (sim_linkedin_inbox, inbox_messages, inbox_cursors):
         table.drop(op.get_bind(), checkfirst=True)
     op.execute(f'DROP INDEX IF EXISTS "{SCHEMA}".ix_sends_message_id')
     for name_of_table, columns in COLUMNS.items():
