@@ -101,3 +101,23 @@ def test_a_lead_schedule_moves_windows_not_quota_days() -> None:
     assert lead.local_day(late) == date(2026, 1, 6)  # quota days are the campaign's
     assert lead.next_window(late)[0] == datetime(2026, 1, 6, 14, 0, tzinfo=UTC)
     assert campaign.for_lead(None) is campaign
+
+
+def test_an_inbound_email_is_read_as_a_reply() -> None:
+    from services.outreach.domain.inbound import parse_email
+
+    raw = (
+        b"From: Ada Adler <ADA@Acme.example>\r\nTo: sales@ours.example\r\nCc: team@ours.example\r\n"
+        b"Subject: Re: Hi Ada\r\nDate: Mon, 02 Mar 2026 09:15:00 +0100\r\nMessage-ID: <r1@acme.example>\r\n"
+        b"In-Reply-To: <abc@ours.example>\r\nReferences: <zzz@ours.example> <abc@ours.example>\r\n"
+        b"Auto-Submitted: no\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n"
+        b"Happy to talk.\r\n\r\nOn Mon, 2 Mar 2026 Sales wrote:\r\n> our pitch\r\n> more\r\n"
+    )
+    mail = parse_email(raw)
+    assert (mail.key, mail.sender, mail.subject) == ("<r1@acme.example>", "ada@acme.example", "Re: Hi Ada")
+    assert mail.references == ("<abc@ours.example>", "<zzz@ours.example>")
+    assert mail.recipients == ("sales@ours.example", "team@ours.example")
+    assert mail.received_at == datetime(2026, 3, 2, 8, 15, tzinfo=UTC)
+    assert mail.text == "Happy to talk." and mail.headers == {"auto-submitted": "no"} and not mail.bounce
+    bounce = parse_email(b"From: MAILER-DAEMON@mx.example\r\nSubject: Undelivered\r\n\r\nfailed\r\n")
+    assert bounce.bounce and bounce.text == "" and bounce.key.startswith("sha256:")
