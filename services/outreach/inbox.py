@@ -51,6 +51,7 @@ log = logging.getLogger(__name__)
 
 SYNC_KEY = "linkedin_sync"
 NEVER = datetime(1970, 1, 1, tzinfo=UTC)
+OVERLAP = timedelta(minutes=1)
 KEEP_MESSAGES = timedelta(days=30)
 IDLE_S = 25 * 60  # IMAP servers drop an IDLE after 30 minutes
 
@@ -229,14 +230,17 @@ class InboxPoller:
         if not account.healthy:  # reconnect first; nothing can be read meanwhile
             return {}
         lookback = now - timedelta(hours=self.settings.inbox_first_lookback_h)
-        since = datetime.fromisoformat(row.cursor) if row.cursor else lookback
+        # A minute of overlap: a message stamped with the newest time seen but listed later is not missed (the
+        # messages already handled are known by their ids).
+        previous = datetime.fromisoformat(row.cursor) if row.cursor else None
+        since = previous - OVERLAP if previous is not None else lookback
         found = await self.linkedin.inbox(
             str(account.account_id), account.provider_account_id, since, now, self.settings.inbox_batch
         )
         replies = 0
         for message in found:
             replies += await self._linkedin_message(conn, row.key, account, message, now)
-        newest = max([m.sent_at for m in found], default=since)
+        newest = max([previous or since, *(m.sent_at for m in found)])  # never back into the overlap
         return {
             "cursor": newest.isoformat(),
             "messages": inbox_cursors.c.messages + len(found),
@@ -247,12 +251,14 @@ class InboxPoller:
     # -- one message ------------------------------------------------------------------------------------------
 
     async def _first(
-        self, conn: AsyncConnection, inbox: str, key: str, received: datetime, outcome: str, **values: Any
+        self, conn: AsyncConnection, inbox: str, key: str, now: datetime, outcome: str, **values: Any
     ) -> bool:
-        """Record a message as handled; False when it was before (nothing is done twice)."""
+        """Record a message as handled; False when it was before (nothing is done twice). It is remembered from
+        when it was handled (``now``), whatever date it claims: a message dated long ago but delivered today can
+        be read again (a rebuilt mailbox reads by arrival), so its record must outlive that window."""
         done = await conn.scalar(
             insert(inbox_messages)
-            .values(inbox=inbox, message_key=key, received_at=received, outcome=outcome, **values)
+            .values(inbox=inbox, message_key=key, received_at=now, outcome=outcome, **values)
             .on_conflict_do_nothing()
             .returning(inbox_messages.c.message_key)
         )
@@ -261,16 +267,16 @@ class InboxPoller:
     async def _email(self, conn: AsyncConnection, inbox: str, mail: InboundEmail, own: set[str], now: datetime) -> int:
         received = mail.received_at or now
         if mail.bounce or (mail.sender in own):
-            await self._first(conn, inbox, mail.key, received, "ignored", detail="a bounce or our own message")
+            await self._first(conn, inbox, mail.key, now, "ignored", detail="a bounce or our own message")
             return 0
         match = await match_email(conn, mail)
         if isinstance(match, str):
-            await self._first(conn, inbox, mail.key, received, match, detail=f"from {mail.sender}"[:300])
+            await self._first(conn, inbox, mail.key, now, match, detail=f"from {mail.sender}"[:300])
             return 0
         workspace, lead_id = match
         ooo = is_out_of_office(mail.text, mail.subject, mail.headers)
         outcome = "out_of_office" if ooo else "replied"
-        if not await self._first(conn, inbox, mail.key, received, outcome, workspace_id=workspace, lead_id=lead_id):
+        if not await self._first(conn, inbox, mail.key, now, outcome, workspace_id=workspace, lead_id=lead_id):
             return 0
         await self._apply(conn, workspace, lead_id, "email", mail.key, min(received, now), now, mail.text, ooo)
         return 1
@@ -288,13 +294,11 @@ class InboxPoller:
             )
         key = f"linkedin:{message.message_id}"
         if lead_id is None:
-            await self._first(conn, inbox, key, message.sent_at, "unmatched", detail=(profile or "no profile")[:300])
+            await self._first(conn, inbox, key, now, "unmatched", detail=(profile or "no profile")[:300])
             return 0
         ooo = is_out_of_office(message.text)
         outcome = "out_of_office" if ooo else "replied"
-        if not await self._first(
-            conn, inbox, key, message.sent_at, outcome, workspace_id=account.workspace_id, lead_id=lead_id
-        ):
+        if not await self._first(conn, inbox, key, now, outcome, workspace_id=account.workspace_id, lead_id=lead_id):
             return 0
         await self._apply(conn, account.workspace_id, lead_id, "message", key, message.sent_at, now, message.text, ooo)
         return 1

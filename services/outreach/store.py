@@ -345,7 +345,7 @@ inbox_messages = Table(
     Column("lead_id", UUID(as_uuid=True), nullable=True),
     Column("outcome", Text, nullable=False),  # replied | out_of_office | unmatched | ambiguous | ignored
     Column("detail", Text, nullable=True),
-    _ts("received_at", nullable=False),
+    _ts("received_at", nullable=False),  # when it was handled (its record is kept 30 days from then)
     Index("ix_inbox_messages_age", "inbox", "received_at"),
 )
 

@@ -120,12 +120,15 @@ class ImapMailbox:
         finally:
             await _close(client)
 
-    async def wait_for_mail(self, timeout_s: float) -> bool:
-        """IMAP IDLE: True when the server announces new mail within ``timeout_s``, False when nothing came."""
+    async def wait_for_mail(self, timeout_s: float, idling: asyncio.Event | None = None) -> bool:
+        """IMAP IDLE: True when the server announces new mail within ``timeout_s``, False when nothing came.
+        ``idling`` is set once the server has accepted the IDLE (mail arriving from then on is announced)."""
         client = await self._connect()
         try:
             await client.select(self.mailbox)
             idle = await client.idle_start(timeout=timeout_s)
+            if idling is not None:
+                idling.set()
             try:
                 pushed = await client.wait_server_push(timeout=timeout_s)
             except TimeoutError:

@@ -192,8 +192,9 @@ async def test_replies_in_the_smtp_mailbox_are_read_over_imap_and_matched_to_lea
 
     # IMAP IDLE: new mail makes the poll due at once.
     mailbox = ImapMailbox(dovecot.host, dovecot.port, dovecot.user, dovecot.password, use_tls=False)
-    waiting = asyncio.create_task(mailbox.wait_for_mail(30))
-    await asyncio.sleep(0.5)  # let the session enter IDLE before the mail arrives
+    idling = asyncio.Event()
+    waiting = asyncio.create_task(mailbox.wait_for_mail(30, idling))
+    await asyncio.wait_for(idling.wait(), 30)  # the server has accepted the IDLE: the mail below is announced
     await dovecot.deliver(
         _mail(sent[quiet].to, "Yes please, send details", in_reply_to=sent[quiet].provider_message_id)
     )
@@ -330,12 +331,15 @@ async def test_linkedin_replies_are_polled_from_the_provider_inbox(
             )
         chats = [params for what, params in fake.requests if what == "chats" and params["account_id"] == provider_id]
         assert chats[0]["after"] == "2026-03-01T09:00:00Z"  # the first poll reads 24 hours back
-        # The next poll asks from the newest message seen; nothing is taken twice.
+        # The next poll asks from the newest message seen (less a minute: a message stamped with that time but
+        # listed only now is taken); the messages of the overlap are not taken twice.
+        fake.say("c4", slug[quiet], "Listed late, stamped 08:46", MONDAY + timedelta(minutes=46))
         o.clock.advance(timedelta(minutes=2))
         await _poll(inbox)
         mine = [p for w, p in fake.requests if w == "chats" and p["account_id"] == provider_id]
-        assert mine[-1]["after"] == "2026-03-02T08:46:00Z"
-        assert len(of_type(await o.events(), "Replied")) == 1
+        assert mine[-1]["after"] == "2026-03-02T08:45:00Z"  # the newest message seen, less a minute of overlap
+        assert [e.data.lead_id for e in of_type(await o.events(), "Replied")] == [answering, quiet]
+        assert len(of_type(await o.events(), "LeadPaused")) == 1
         await provider.aclose()
 
 
