@@ -26,6 +26,7 @@ from leadstream_schemas import (
     Replied,
     SkipReason,
 )
+from leadstream_schemas.bounds import DETAIL_MAX, scrub
 from sqlalchemy import delete, exists, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.engine import Row
@@ -211,9 +212,16 @@ async def apply_reply(
     enrollment is closed, so the step executor, which locks the timer first and then re-reads the
     enrollment, can never send after this commits. Returns the campaigns the lead was active in.
 
+    ``excerpt`` is the reply's text as the provider gave it: kept to the contract's bound, with characters
+    Postgres cannot store replaced (a reply is a fact to record, not input to refuse).
+
     An out-of-office answer (ours to act on: ``emit_events``) does not stop the lead: it pauses it until the
     return date it states (:func:`pause_out_of_office`). A real reply also stops the lead's colleagues in
     campaigns that ask for it (``delivery.stop_company_on_reply``)."""
+    if excerpt is not None:
+        excerpt = scrub(excerpt)[:DETAIL_MAX]
+    if text is not None:
+        text = scrub(text)
     if out_of_office and emit_events:
         return await pause_out_of_office(
             conn,
