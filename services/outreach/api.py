@@ -20,7 +20,7 @@ from .api_compliance import compliance_router
 from .api_webhooks import webhooks_router
 from .context import OutreachContext
 from .domain.workflow import PRESET_DESCRIPTIONS, PRESET_TITLES, resolve_workflow
-from .models import CampaignIn, LaunchIn
+from .models import CampaignIn, ExtendIn, LaunchIn
 from .problems import not_found
 from .store import campaigns, enrollments
 
@@ -80,8 +80,15 @@ def campaigns_router(ctx: OutreachContext) -> APIRouter:
 
     @r.post("/v1/campaigns/{campaign_id}/resume")
     async def resume(campaign_id: UUID, ws: WriteWorkspace) -> dict[str, Any]:
-        """Resume."""
+        """Resume a paused campaign, or a finished one (it enrolls the members its audience gained since)."""
         return await commands.resume(ws, campaign_id)
+
+    @r.post("/v1/campaigns/{campaign_id}/extend")
+    async def extend(campaign_id: UUID, body: ExtendIn, ws: WriteWorkspace) -> dict[str, Any]:
+        """Extend a running, paused or finished campaign: ``CampaignExtended`` lets its audience's searches find
+        ``additional_leads`` more new leads; a finished campaign runs again with its late joiners."""
+        await commands.audiences.extend_campaign(ws, campaign_id, body.additional_leads)
+        return await commands.details(ws, campaign_id)
 
     @r.delete("/v1/campaigns/{campaign_id}", status_code=204)
     async def delete(campaign_id: UUID, ws: WriteWorkspace) -> Response:

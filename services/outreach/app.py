@@ -12,6 +12,7 @@ from leadstream_schemas import (
     LeadEmailEnriched,
     LeadEmailNotFound,
     LeadEnrichmentFailed,
+    LeadPostMatched,
     LeadProfileEnriched,
     LeadUnsubscribed,
     MessageApproved,
@@ -20,6 +21,7 @@ from leadstream_schemas import (
     MessageRejected,
     Replied,
     SearchFinished,
+    SearchResumed,
     SearchStarted,
     VideoFailed,
     VideoGenerated,
@@ -40,6 +42,7 @@ from .api import build_router
 from .campaigns import CampaignCommands
 from .context import OutreachContext
 from .handlers import OutreachHandlers
+from .inbox import InboxPoller, mailbox_of
 from .runner import Runner
 from .settings import OutreachSettings
 from .steps import StepExecutor
@@ -117,6 +120,7 @@ def build(
             LeadDiscovered: h.on_lead_discovered,
             LeadAddedToSourceGroup: h.on_added_to_source_group,
             LeadProfileEnriched: h.on_profile_enriched,
+            LeadPostMatched: h.on_post_matched,
             LeadEmailEnriched: h.on_email_enriched,
             LeadEmailNotFound: h.on_email_not_found,
             LeadEnrichmentFailed: h.on_enrichment_failed,
@@ -130,12 +134,16 @@ def build(
             LeadUnsubscribed: h.on_unsubscribed,
             SearchStarted: h.on_search_started,
             SearchFinished: h.on_search_finished,
+            SearchResumed: h.on_search_resumed,
         },
     )
     service.include_router(build_router(ctx))
+    inbox = InboxPoller(service, settings, linkedin, mailbox_of(settings))
+    service.app.state.inbox = inbox
     if settings.timer_loop_enabled:
         runner.timers.serve()
         runner.intents.serve()
+        inbox.serve()
     return service
 
 

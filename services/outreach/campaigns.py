@@ -35,6 +35,7 @@ from services.runtime.service import Service
 
 from . import lifecycle as lc
 from . import timers as tm
+from .audience import AudienceCommands
 from .domain.compliance import normalise_email
 from .domain.pacing import PacingError, channel_limits, launch_guard, pace_from
 from .domain.schedule import DAY_NAMES, Schedule, ScheduleError
@@ -73,6 +74,7 @@ class CampaignCommands:
         self.service = service
         self.dry_run = dry_run
         self.wake = wake
+        self.audiences = AudienceCommands(service, wake)
 
     @property
     def now(self) -> datetime:
@@ -112,6 +114,8 @@ class CampaignCommands:
                 "timezone": schedule.timezone,
                 "email_fallback": fallback.model_dump() if fallback else None,
                 "dry_run": self.dry_run,
+                "lead_timezones": body.delivery.lead_timezones,
+                "stop_company_on_reply": body.delivery.stop_company_on_reply,
             }
             video = body.video.model_dump() if body.video else None
             strategy = body.strategy.model_dump()
@@ -351,12 +355,17 @@ class CampaignCommands:
         return await self.details(workspace_id, campaign_id)
 
     async def resume(self, workspace_id: str, campaign_id: UUID) -> dict[str, Any]:
-        """Resume a paused campaign (needs at least one account that can send)."""
+        """Resume a paused campaign (needs at least one account that can send); a finished one runs again and
+        takes on its audience's late joiners (``audience.py``)."""
+        if await self.audiences.resume_finished(workspace_id, campaign_id):
+            return await self.details(workspace_id, campaign_id)
         now = self.now
         async with self.service.engine.begin() as conn:
             campaign = await self._locked(conn, workspace_id, campaign_id)
             if campaign.state != "paused":
-                raise Problem(409, "invalid_state", f"campaign is {campaign.state}; only a paused campaign resumes")
+                raise Problem(
+                    409, "invalid_state", f"campaign is {campaign.state}; only a paused or finished campaign resumes"
+                )
             active = await conn.scalar(
                 select(func.count()).where(
                     campaign_workers.c.campaign_id == campaign_id, campaign_workers.c.state == "active"

@@ -45,6 +45,34 @@ class OutreachSettings(RuntimeSettings):
     smtp_retry_after_s: float = Field(
         300.0, gt=0, description="Wait before retrying after a 421/450/451/452 reply (SMTP replies carry no delay)."
     )
+    reply_inbox: Literal["none", "imap"] = Field(
+        "none",
+        description="Read replies from the SMTP mailbox: none | imap (IDLE, and polling every inbox_poll_interval_s).",
+    )
+    imap_host: str = Field(
+        "", description="IMAP server of the mailbox replies arrive in (imap.gmail.com, ...); empty: smtp_host."
+    )
+    imap_port: int = Field(993, ge=1, le=65535, description="993 (implicit TLS) or 143 (plain, loopback only).")
+    imap_username: str = Field("", description="IMAP login; empty: the SMTP login.")
+    imap_password: SecretStr = Field(SecretStr(""), description="IMAP password; empty: the SMTP password.")
+    imap_mailbox: str = Field("INBOX", description="The folder replies arrive in.")
+    imap_use_tls: bool = Field(True, description="Implicit TLS (port 993); false only for a server on loopback.")
+    imap_idle: bool = Field(
+        True, description="Keep an IMAP IDLE session so new mail is read at once, not at the next poll."
+    )
+    imap_timeout_s: float = Field(20.0, gt=0, description="Timeout of the IMAP connect and of each command.")
+    linkedin_inbox_poll: bool = Field(
+        False, description="Poll every LinkedIn account's provider inbox for replies (providers without webhooks)."
+    )
+    inbox_poll_interval_s: float = Field(
+        60.0, gt=0, description="Seconds (campaign time) between two polls of an inbox."
+    )
+    inbox_batch: int = Field(100, ge=1, le=1000, description="Messages read from an inbox per poll at most.")
+    inbox_first_lookback_h: float = Field(
+        24.0,
+        gt=0,
+        description="A new inbox (or a rebuilt IMAP mailbox) is read back this many hours, not from its start.",
+    )
     email_real_sends: bool = Field(
         False, description="Send emails for real. Off by default: emails are dry-run (ActionSkipped dry_run)."
     )

@@ -198,6 +198,9 @@ async def test_invitation_limit_pauses_the_account_not_the_leads(
         ]
     assert sorted(states) == ["active", "active", "completed", "completed"]
     assert waiting == ["pending", "pending"]
+    # Tuesday's audience run (two hours before the window) comes first, then the waiting invites at 08:00.
+    assert await o.ctx.runner.next_due_at() == datetime(2026, 1, 6, 6, 0, tzinfo=UTC)
+    await o.drive(datetime(2026, 1, 6, 6, 0, tzinfo=UTC))
     assert await o.ctx.runner.next_due_at() == datetime(2026, 1, 6, 8, 0, tzinfo=UTC)
 
 
