@@ -35,7 +35,7 @@ from .metrics import READY
 from .migrations import prepare_schema
 from .outbox import OutboxRelay, add_to_outbox
 from .settings import RuntimeSettings
-from .telemetry import configure_tracing, current_traceparent
+from .telemetry import current_traceparent, instrument_service
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +73,7 @@ class Service:
         self.app.state.service = self
         self.app.state.tokens = auth.TokenResolver(self.engine)
         install_problem_handlers(self.app)
+        instrument_service(self.app, self.name)  # traces (HTTP, Kafka via the outbox, libraries), HTTP metrics
         self._install_health_routes()
         self.stop_event = asyncio.Event()
         self.started = asyncio.Event()
@@ -189,7 +190,6 @@ class Service:
     async def run(self) -> None:
         """Run until SIGTERM/SIGINT: start everything and serve HTTP on the configured host and port."""
         configure_logging(self.name, self.settings.log_level, self.settings.log_json)
-        configure_tracing(self.name)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stop_event.set)

@@ -68,6 +68,10 @@ class RuntimeSettings(BaseSettings):
         10.0, ge=0, description="How long work on a revoked partition may finish before it is abandoned (rolled back)."
     )
 
+    consumer_lag_interval_s: float = Field(
+        5.0, gt=0, description="How often consumer lag is measured (log ends asked of the broker), also while stuck."
+    )
+
     outbox_batch_size: int = Field(500, ge=1)
     outbox_poll_interval_s: float = Field(0.05, gt=0)
 
