@@ -61,7 +61,7 @@ def build(
     service = Service(settings, metadata=metadata, tables=runtime_tables, migrations_dir=MIGRATIONS, clock=clock)
     provider = provider or make_provider(settings, clock)
     runner = SearchRunner(service, provider, settings)
-    service.add_task(runner.run)
+    runner.timers.serve()
     service.include_router(build_router(service, settings, provider, runner))
     if isinstance(provider, UnipileSearchClient):
         service.add_task(_close_on_stop(provider))

@@ -5,28 +5,31 @@ Each page's new leads, the search's cursor and counts, and the events it emits (
 restart therefore resumes from the stored cursor: a page is either fully recorded (and its events
 queued) or not at all, and event ids are deterministic so even a replayed page is not re-emitted.
 
-The search row is locked (``FOR UPDATE SKIP LOCKED``) while its page is fetched, so several replicas
-can run the worker without reading the same page twice.
+The search row is claimed by the runtime's durable-timer loop (``FOR UPDATE SKIP LOCKED``) and stays
+locked while its page is fetched, so several replicas can run the worker without reading the same page
+twice. A provider error is recorded on the search with a retry time (``retry_at``) and the worker goes
+on with other searches: a rate limit waits as asked (capped by ``search_max_retry_after_s``) without
+counting, other errors back off and count; ``search_max_consecutive_errors`` in a row, or a permanent
+one, fail the search.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
 from leadstream_schemas import Envelope, Event, SearchFinished, SearchPageCompleted
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import Select, and_, or_, select, update
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from services.runtime.providers import ProviderError, RateLimited
+from services.runtime.faults import Fault
+from services.runtime.providers import ProviderError
 from services.runtime.service import Service
 from services.runtime.telemetry import current_traceparent
+from services.runtime.timers import DurableTimers, Failure
 
 from . import domain
 from .adapters import SearchProvider, SearchQuery
@@ -67,105 +70,53 @@ def progress_of(row: Row[Any], pages_per_run: int) -> domain.Progress:
     )
 
 
-@dataclass
-class PageOutcome:
-    """What one step did (for logs and tests)."""
-
-    search_id: UUID
-    page: int
-    new_leads: int
-    duplicates: int
-    status: str
+def claimable(now: datetime) -> Select[Any]:
+    """Searches with a page to fetch: running ones, and scheduled ones whose next run is due; not before the
+    retry time a provider error set. The least recently worked on first."""
+    s = searches.c
+    return (
+        select(searches)
+        .where(
+            s.kind.in_(PROVIDER_KINDS),
+            or_(s.status == "running", and_(s.status == "scheduled", s.next_run_at <= now)),
+            or_(s.retry_at.is_(None), s.retry_at <= now),
+        )
+        .order_by(s.updated_at)
+    )
 
 
 class SearchRunner:
-    """Runs saved searches in the background (``service.add_task(runner.run)``)."""
+    """Runs saved searches one page at a time on the runtime's durable-timer loop (``timers.loop``)."""
 
     def __init__(self, service: Service, provider: SearchProvider, settings: DiscoverySettings) -> None:
         self.service = service
         self.provider = provider
         self.settings = settings
-        self._wake = asyncio.Event()
+        self.timers = DurableTimers(
+            name="discovery_searches",
+            service=service,
+            table=searches,
+            due=searches.c.retry_at,
+            attempts=searches.c.consecutive_errors,
+            claimable=claimable,
+            run=self._page,
+            failed=self._failed,
+            max_attempts=settings.search_max_consecutive_errors,
+            retry_initial_s=settings.search_backoff_initial_s,
+            retry_max_s=settings.search_backoff_max_s,
+            poll_interval_s=settings.search_poll_interval_s,
+            max_retry_after_s=settings.search_max_retry_after_s,
+        )
 
     def wake(self) -> None:
         """Look for due searches now (a search was just created)."""
-        self._wake.set()
+        self.timers.wake()
 
-    async def run(self, stop: asyncio.Event) -> None:
-        """Process due searches until ``stop``; a page in flight when stopping is abandoned (rolled back)."""
-        backoff = self.settings.search_backoff_initial_s
-        while not stop.is_set():
-            step = asyncio.create_task(self.step(), name="search-step")
-            stopper = asyncio.create_task(stop.wait())
-            done, _ = await asyncio.wait({step, stopper}, return_when=asyncio.FIRST_COMPLETED)
-            if step not in done:
-                step.cancel()
-                with contextlib.suppress(BaseException):
-                    await step
-                return
-            stopper.cancel()
-            try:
-                did = step.result()
-                backoff = self.settings.search_backoff_initial_s
-            except Exception as exc:  # database down or a bug: keep the worker alive
-                log.warning("search worker step failed", extra={"error": repr(exc)})
-                await self._pause(stop, backoff)
-                backoff = min(backoff * 2, self.settings.search_backoff_max_s)
-                continue
-            if did is None:
-                self._wake.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout=self.settings.search_poll_interval_s)
+    async def step(self) -> Row[Any] | None:
+        """Process one page of the most overdue search; the search's row, or None when nothing is due."""
+        return await self.timers.run_once()
 
-    async def _pause(self, stop: asyncio.Event, seconds: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), timeout=seconds)
-
-    def _due(self, now: datetime) -> Any:
-        return (
-            select(searches)
-            .where(
-                searches.c.kind.in_(PROVIDER_KINDS),
-                or_(
-                    searches.c.status == "running",
-                    and_(searches.c.status == "scheduled", searches.c.next_run_at <= now),
-                ),
-            )
-            .order_by(searches.c.updated_at)
-            .limit(1)
-            .with_for_update(skip_locked=True)
-        )
-
-    async def step(self) -> PageOutcome | None:
-        """Process one page of the most overdue search; None when nothing is due."""
-        now = self.service.clock.now()
-        search_id: UUID | None = None
-        try:
-            async with self.service.engine.begin() as conn:
-                row = (await conn.execute(self._due(now))).first()
-                if row is None:
-                    return None
-                search_id = row.search_id
-                outcome = await self._page(conn, row, now)
-            self.service.wake_relay()
-            return outcome
-        except RateLimited as exc:
-            assert search_id is not None
-            wait = min(exc.retry_after_s, self.settings.search_max_retry_after_s)
-            await self._record_error(search_id, f"rate limited by the provider; retrying in {wait:.1f}s", counts=False)
-            await self._pause(self.service.stop_event, wait)
-            return PageOutcome(search_id, 0, 0, 0, "rate_limited")
-        except ProviderError as exc:
-            if search_id is None:
-                raise
-            status = await self._record_error(search_id, str(exc), counts=True, permanent=not exc.transient)
-            if status != "finished":
-                errors = await self._consecutive_errors(search_id)
-                delay = self.settings.search_backoff_initial_s * 2 ** max(errors - 1, 0)
-                await self._pause(self.service.stop_event, min(delay, self.settings.search_backoff_max_s))
-            return PageOutcome(search_id, 0, 0, 0, status)
-
-    async def _page(self, conn: AsyncConnection, row: Row[Any], now: datetime) -> PageOutcome:
+    async def _page(self, conn: AsyncConnection, row: Row[Any], now: datetime) -> None:
         progress = progress_of(row, self.settings.search_pages_per_run)
         runs = row.runs
         if row.status == "scheduled":
@@ -282,13 +233,13 @@ class SearchRunner:
                 finish_reason=decision.finish_reason,
                 next_run_at=decision.next_run_at,
                 consecutive_errors=0,
+                retry_at=None,
                 last_error=None,
                 updated_at=now,
                 finished_at=now if decision.status == "finished" else None,
             )
         )
         await self.service.emit(conn, events)
-        return PageOutcome(row.search_id, page_no, new, duplicates, decision.status)
 
     def _envelope(self, row: Row[Any], data: Event, what: str) -> Envelope[Any]:
         return search_envelope(
@@ -300,34 +251,23 @@ class SearchRunner:
             started_id=row.started_event_id,
         )
 
-    async def _consecutive_errors(self, search_id: UUID) -> int:
-        async with self.service.engine.connect() as conn:
-            value = await conn.scalar(select(searches.c.consecutive_errors).where(searches.c.search_id == search_id))
-        return int(value or 0)
-
-    async def _record_error(self, search_id: UUID, message: str, *, counts: bool, permanent: bool = False) -> str:
+    async def _failed(self, conn: AsyncConnection, row: Row[Any], failure: Failure) -> None:
         """Note a provider error on the search; too many in a row (or a permanent one) fail the search."""
-        now = self.service.clock.now()
-        async with self.service.engine.begin() as conn:
-            row = (
-                await conn.execute(select(searches).where(searches.c.search_id == search_id).with_for_update())
-            ).first()
-            if row is None or row.status == "finished":
-                return "finished"
-            errors = row.consecutive_errors + (1 if counts else 0)
-            if permanent or errors >= self.settings.search_max_consecutive_errors:
-                await finish(self.service, conn, row, "failed", now, last_error=message)
-                status = "finished"
-            else:
-                await conn.execute(
-                    update(searches)
-                    .where(searches.c.search_id == search_id)
-                    .values(consecutive_errors=errors, last_error=message, updated_at=now)
-                )
-                status = row.status
-        self.service.wake_relay()
-        log.warning("search provider error", extra={"search_id": str(search_id), "error": message})
-        return status
+        if row.status == "finished":  # cancelled meanwhile
+            return
+        message = str(failure.error)
+        if failure.fault is Fault.THROTTLED and failure.retry_at is not None:  # not counted as an error
+            message = (
+                f"rate limited by the provider; retrying in {(failure.retry_at - failure.now).total_seconds():.1f}s"
+            )
+        if failure.retry_at is None:
+            await finish(self.service, conn, row, "failed", failure.now, last_error=message)
+            return
+        await conn.execute(
+            update(searches)
+            .where(searches.c.search_id == row.search_id)
+            .values(last_error=message, updated_at=failure.now)
+        )
 
 
 async def finish(

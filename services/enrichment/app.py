@@ -86,7 +86,7 @@ def build(
     )
     retries = RetryWorker(service, handlers, settings.retry_poll_interval_s)
     service.consume([LEAD.name], {LeadDiscovered: handlers.on_lead_discovered})
-    service.add_task(retries.run)
+    retries.timers.serve()
     for client in (handlers.profiles, handlers.emails):
         if isinstance(client, ProfileApiClient | EmailApiClient):
             service.add_task(_close_on_stop(client))

@@ -2,7 +2,8 @@
 
 A discovered lead is enriched in two stages, profile then email. A stage that meets a rate limit or a
 transient provider error is parked in ``enrichment_retries`` (in the same transaction as everything
-the handler did so far) and the partition moves on; :class:`RetryWorker` picks it up when due. The
+the handler did so far) and the partition moves on; :class:`RetryWorker` picks it up when due (the
+runtime's durable-timer loop). The
 events a retry emits are caused by the original ``LeadDiscovered`` with the same deterministic ids as
 the inline attempt, so nothing is duplicated. A stage that can never succeed, or whose retries are
 used up, is recorded as ``LeadEnrichmentFailed`` with the reason: nothing is lost or dead-lettered.
@@ -10,8 +11,6 @@ used up, is recorded as ``LeadEnrichmentFailed`` with the reason: nothing is los
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import logging
 from dataclasses import dataclass
@@ -22,11 +21,13 @@ from uuid import UUID
 from leadstream_schemas import Envelope, LeadDiscovered
 from sqlalchemy import delete, select, update
 from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.runtime.consumer import HandlerContext
 from services.runtime.providers import ProviderError, RateLimited
 from services.runtime.service import Service
+from services.runtime.timers import DurableTimers, Failure
 
 from . import domain
 from .adapters import EmailFinder, EmailResult, LeadRef, ProfileData, ProfileProvider
@@ -45,6 +46,17 @@ class Pending:
     due_at: datetime
     error: str
     profile: dict[str, Any] | None
+
+    def row(self) -> dict[str, Any]:
+        """Its columns in ``enrichment_retries``."""
+        return {
+            "stage": self.stage,
+            "attempts": self.attempts,
+            "rate_limited": self.rate_limited,
+            "profile": self.profile,
+            "due_at": self.due_at,
+            "last_error": self.error,
+        }
 
 
 def _jsonable(value: Any) -> Any:
@@ -83,13 +95,8 @@ class EnrichmentHandlers:
                     lead_id=env.data.lead_id,
                     workspace_id=env.workspace_id,
                     envelope=envelope_json(env),
-                    stage=pending.stage,
-                    attempts=pending.attempts,
-                    rate_limited=pending.rate_limited,
-                    profile=pending.profile,
-                    due_at=pending.due_at,
-                    last_error=pending.error,
                     created_at=ctx.clock.now(),
+                    **pending.row(),
                 )
                 .on_conflict_do_nothing()
             )
@@ -221,84 +228,60 @@ def envelope_from_json(raw: dict[str, Any]) -> Envelope[LeadDiscovered]:
 
 
 class RetryWorker:
-    """Runs parked stages when they are due (``service.add_task(worker.run)``); replicas share via SKIP LOCKED."""
+    """Runs parked stages when they are due, on the runtime's durable-timer loop (``timers.loop``); replicas
+    share the rows (SKIP LOCKED). A stage that raises (a bug) is retried like a transient error, with the
+    policy's backoff, then recorded as ``LeadEnrichmentFailed(internal_error)``: it never retries for ever
+    nor vanishes."""
 
     def __init__(self, service: Service, handlers: EnrichmentHandlers, poll_interval_s: float) -> None:
         self.service = service
         self.handlers = handlers
-        self.poll_interval_s = poll_interval_s
-
-    async def run(self, stop: asyncio.Event) -> None:
-        """Retry due leads until ``stop``."""
-        while not stop.is_set():
-            try:
-                did = await self.run_one()
-            except Exception as exc:  # database down: keep trying
-                log.warning("enrichment retry worker failed", extra={"error": repr(exc)})
-                did = False
-            if not did:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), timeout=self.poll_interval_s)
+        policy = handlers.policy
+        self.timers = DurableTimers(
+            name="enrichment_retries",
+            service=service,
+            table=enrichment_retries,
+            due=enrichment_retries.c.due_at,
+            attempts=enrichment_retries.c.attempts,
+            claimable=lambda now: (
+                select(enrichment_retries)
+                .where(enrichment_retries.c.due_at <= now)
+                .order_by(enrichment_retries.c.due_at)
+            ),
+            run=self._retry,
+            failed=self._failed,
+            max_attempts=policy.max_attempts,
+            retry_initial_s=policy.initial_s,
+            retry_max_s=policy.max_s,
+            poll_interval_s=poll_interval_s,
+        )
 
     async def run_one(self) -> bool:
         """Retry the most overdue parked lead; False when none is due."""
-        now = self.service.clock.now()
-        async with self.service.engine.begin() as conn:
-            row = (
-                await conn.execute(
-                    select(enrichment_retries)
-                    .where(enrichment_retries.c.due_at <= now)
-                    .order_by(enrichment_retries.c.due_at)
-                    .limit(1)
-                    .with_for_update(skip_locked=True)
-                )
-            ).first()
-            if row is None:
-                return False
-            env = envelope_from_json(row.envelope)
-            ctx = HandlerContext(conn=conn, envelope=env, clock=self.service.clock, source=self.service.source)  # type: ignore[arg-type]
-            where = enrichment_retries.c.event_id == row.event_id
-            try:
-                async with conn.begin_nested():
-                    pending = await self.handlers.enrich(ctx, row.stage, row.attempts, row.rate_limited, row.profile)
-            except Exception as exc:  # a bug must not retry forever nor vanish: count it like a transient error
-                log.exception("enrichment retry failed", extra={"event_id": str(row.event_id)})
-                ctx.emitted.clear()
-                step = domain.after_error(
-                    ProviderError(repr(exc), transient=True), row.attempts, row.rate_limited, self.handlers.policy
-                )
-                if isinstance(step, domain.RetryAt):
-                    pending = Pending(
-                        row.stage,
-                        step.attempts,
-                        step.rate_limited,
-                        now + timedelta(seconds=step.delay_s),
-                        repr(exc),
-                        row.profile,
-                    )
-                else:
-                    ctx.emit(
-                        domain.failed_event(
-                            env.data.lead_id, env.data.campaign_id, row.stage, "internal_error", repr(exc)
-                        ),
-                        discriminator=row.stage,
-                    )
-                    pending = None
-            if pending is None:
-                await conn.execute(delete(enrichment_retries).where(where))
-            else:
-                await conn.execute(
-                    update(enrichment_retries)
-                    .where(where)
-                    .values(
-                        stage=pending.stage,
-                        attempts=pending.attempts,
-                        rate_limited=pending.rate_limited,
-                        profile=pending.profile,
-                        due_at=pending.due_at,
-                        last_error=pending.error,
-                    )
-                )
-            await self.service.emit(conn, ctx.emitted)
-        self.service.wake_relay()
-        return True
+        return await self.timers.run_once() is not None
+
+    def _context(self, conn: AsyncConnection, row: Row[Any]) -> HandlerContext:
+        env = envelope_from_json(row.envelope)
+        return HandlerContext(conn=conn, envelope=env, clock=self.service.clock, source=self.service.source)  # type: ignore[arg-type]
+
+    async def _retry(self, conn: AsyncConnection, row: Row[Any], now: datetime) -> None:
+        ctx = self._context(conn, row)
+        pending = await self.handlers.enrich(ctx, row.stage, row.attempts, row.rate_limited, row.profile)
+        where = enrichment_retries.c.event_id == row.event_id
+        if pending is None:
+            await conn.execute(delete(enrichment_retries).where(where))
+        else:
+            await conn.execute(update(enrichment_retries).where(where).values(**pending.row()))
+        await self.service.emit(conn, ctx.emitted)
+
+    async def _failed(self, conn: AsyncConnection, row: Row[Any], failure: Failure) -> None:
+        where = enrichment_retries.c.event_id == row.event_id
+        if failure.retry_at is not None:
+            await conn.execute(update(enrichment_retries).where(where).values(last_error=failure.detail))
+            return
+        ctx = self._context(conn, row)
+        lead: LeadDiscovered = ctx.envelope.data  # type: ignore[assignment]
+        event = domain.failed_event(lead.lead_id, lead.campaign_id, row.stage, "internal_error", failure.detail)
+        ctx.emit(event, discriminator=row.stage)
+        await conn.execute(delete(enrichment_retries).where(where))
+        await self.service.emit(conn, ctx.emitted)

@@ -26,6 +26,7 @@ from leadstream_schemas import (
 )
 
 from services.runtime.clock import Clock
+from services.runtime.crash import CrashPoints
 from services.runtime.providers import SimulationProfile
 from services.runtime.service import Service
 
@@ -88,12 +89,7 @@ def build(
             email = SmtpEmailSender.from_settings(settings, clock)
         else:
             email = SimulatedEmailSender(sim, engine=service.engine)
-    runner = Runner(
-        service,
-        StepExecutor(settings, linkedin, email),
-        poll_interval_s=settings.timer_poll_interval_s,
-        max_attempts=settings.timer_max_attempts,
-    )
+    runner = Runner(service, StepExecutor(settings, linkedin, email, CrashPoints(settings.crash_at)), settings)
     ctx = OutreachContext(
         service=service,
         settings=settings,
@@ -135,12 +131,8 @@ def build(
     )
     service.include_router(build_router(ctx))
     if settings.timer_loop_enabled:
-        service.add_task(runner.loop)
-
-        async def timer_loop() -> str | None:
-            return None if runner.healthy else "timer loop failing (see logs)"
-
-        service.add_readiness_check(timer_loop)
+        runner.timers.serve()
+        runner.intents.serve()
     return service
 
 

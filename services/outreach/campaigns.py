@@ -467,7 +467,7 @@ class CampaignCommands:
             by_state: dict[str, int] = {r[0]: r[1] for r in states}
             actions = await conn.execute(
                 select(sends.c.action, func.count())
-                .where(sends.c.campaign_id == campaign_id, sends.c.dry_run.is_(False))
+                .where(sends.c.campaign_id == campaign_id, sends.c.dry_run.is_(False), sends.c.state == "sent")
                 .group_by(sends.c.action)
             )
             by_action: dict[str, int] = {r[0]: r[1] for r in actions}

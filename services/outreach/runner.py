@@ -1,62 +1,98 @@
-"""The durable timer loop: claims due timers with ``FOR UPDATE SKIP LOCKED`` and runs each in its own
-transaction, so any number of replicas can run it and a crash loses nothing (an uncommitted timer is
-simply claimed again; the provider dedupes the repeated request id).
+"""Outreach's durable timers, run by the runtime's one claim loop (``services/runtime/timers.py``).
 
-Timer kinds: ``step`` (a workflow step for a lead), ``accept_wait`` (an invite's acceptance deadline),
-``campaign_start`` (a scheduled campaign starts two hours before its first window) and ``inbound``
-(a provider fact due at a time: the simulated provider's acceptances and replies).
+Two kinds of rows are due here:
+
+- ``outreach.timers`` (campaign time): ``step`` (a workflow step for a lead), ``accept_wait`` (an
+  invite's acceptance deadline), ``campaign_start`` (a scheduled campaign starts two hours before its
+  first window) and ``inbound`` (a provider fact due at a time: the simulated provider's acceptances
+  and replies). Each runs in the transaction that claimed it; a step that sends commits its send intent
+  there and the provider is called after the commit (``steps.py``, ``sends.py``);
+- ``outreach.sends`` rows still ``pending`` (wall-clock time): send intents whose answer was lost,
+  reconciled by asking the provider (:meth:`StepExecutor.lookup`) and settled like a fresh answer.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
-from leadstream_schemas import Action, ActionFailed
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from services.runtime.consumer import is_infrastructure_error
+from services.runtime.clock import SystemClock
 from services.runtime.service import Service
+from services.runtime.timers import DurableTimers, Failure, Then
 
 from . import lifecycle as lc
+from . import sends as intents
 from . import timers as tm
 from .domain.workflow import Graph
 from .emit import RootEmitter
-from .steps import StepExecutor
-from .store import campaigns, enrollments, timers
+from .settings import OutreachSettings
+from .steps import PendingSend, StepExecutor
+from .store import campaigns, enrollments, sends, timers
 
 log = logging.getLogger(__name__)
 
+STEP_RETRY_S = 120.0
+"""A timer whose work failed is tried again after 2, 4, 8... minutes (campaign time)."""
+LOOKUP_RETRY_MAX_S = 3600.0
+
 
 class Runner:
-    """Runs due timers: ``run_due_timers_once()`` for tests, ``loop()`` as the service's background task."""
+    """Runs due timers and reconciles lost send answers: ``run_due_timers_once()`` for tests, the two
+    :class:`DurableTimers` loops (``timers`` and ``intents``) as the service's background tasks."""
 
-    def __init__(self, service: Service, executor: StepExecutor, *, poll_interval_s: float, max_attempts: int) -> None:
+    def __init__(self, service: Service, executor: StepExecutor, settings: OutreachSettings) -> None:
         self.service = service
         self.executor = executor
-        self.poll_interval_s = poll_interval_s
-        self.max_attempts = max_attempts
-        self.healthy = True
-        self._wake = asyncio.Event()
+        self.settings = settings
+        self.timers = DurableTimers(
+            name="outreach",
+            service=service,
+            table=timers,
+            due=timers.c.due_at,
+            attempts=timers.c.attempts,
+            claimable=tm.claimable,
+            run=self._run,
+            failed=self._failed,
+            max_attempts=settings.timer_max_attempts,
+            retry_initial_s=STEP_RETRY_S,
+            retry_max_s=STEP_RETRY_S * 2**settings.timer_max_attempts,
+            poll_interval_s=settings.timer_poll_interval_s,
+        )
+        self.intents = DurableTimers(
+            name="outreach_send_intents",
+            service=service,
+            clock=SystemClock(),  # a lost answer is asked for after real seconds: calls take real time
+            table=sends,
+            due=sends.c.reconcile_at,
+            attempts=sends.c.reconcile_attempts,
+            claimable=intents.reconcilable,
+            run=self._reconcile,
+            failed=self._reconcile_failed,
+            max_attempts=settings.send_reconcile_max_attempts,
+            retry_initial_s=settings.send_reconcile_after_s,
+            retry_max_s=max(LOOKUP_RETRY_MAX_S, settings.send_reconcile_after_s),
+            poll_interval_s=settings.timer_poll_interval_s,
+        )
 
     def wake(self) -> None:
         """Look at the timers now (something just became due)."""
-        self._wake.set()
+        self.timers.wake()
 
     async def run_due_timers_once(self, limit: int = 10_000) -> int:
-        """Run every timer due at the clock's current time (up to ``limit``); returns how many ran."""
+        """Run every timer due at the clock's current time and every send to reconcile; returns how many ran."""
         ran = 0
         while ran < limit:
-            now = self.service.clock.now()
-            outcome = await self._run_one(now)
-            if outcome is None:
+            done = await self.timers.run_due(limit - ran)
+            done += await self.intents.run_due(limit - ran - done)
+            if not done:
                 break
-            ran += 1
+            ran += done
         return ran
 
     async def next_due_at(self) -> datetime | None:
@@ -64,60 +100,22 @@ class Runner:
         async with self.service.engine.connect() as conn:
             return await tm.next_due_at(conn)
 
-    async def loop(self, stop: asyncio.Event) -> None:
-        """Background task: run due timers until ``stop``; idle polls every ``poll_interval_s`` (real time)."""
-        backoff = self.poll_interval_s
-        while not stop.is_set():
-            try:
-                ran = await self.run_due_timers_once(limit=200)
-                self.healthy = True
-                backoff = self.poll_interval_s
-            except Exception as exc:
-                self.healthy = False
-                log.warning("timer loop failed; retrying", extra={"error": repr(exc)})
-                ran = 0
-                backoff = min(backoff * 2, 5.0)
-            if ran:
-                continue
-            self._wake.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wait(stop), timeout=backoff)
+    # -- timers ----------------------------------------------------------------------------------
 
-    async def _wait(self, stop: asyncio.Event) -> None:
-        stopper = asyncio.create_task(stop.wait())
-        waker = asyncio.create_task(self._wake.wait())
-        try:
-            await asyncio.wait({stopper, waker}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            stopper.cancel()
-            waker.cancel()
+    async def _run(self, conn: AsyncConnection, timer: Row[Any], now: datetime) -> Then[intents.Answer] | None:
+        em = RootEmitter(self.service, timer.workspace_id)
+        pending = await self._dispatch(conn, em, timer, now)
+        await em.flush(conn)
+        if pending is None:
+            return None
+        return Then(partial(self.executor.send, pending), partial(self._settle, pending.key))
 
-    # -- one timer -------------------------------------------------------------------------------
-
-    async def _run_one(self, now: datetime) -> str | None:
-        """Claim and run one due timer in its own transaction; None when nothing is due."""
-        claimed: Row[Any] | None = None
-        try:
-            async with self.service.engine.begin() as conn:
-                claimed = await tm.claim_one(conn, now)
-                if claimed is None:
-                    return None
-                em = RootEmitter(self.service, claimed.workspace_id)
-                await self._dispatch(conn, em, claimed, now)
-                await em.flush(conn)
-        except Exception as exc:
-            if claimed is None or is_infrastructure_error(exc):
-                raise
-            log.exception("timer failed", extra={"timer_id": claimed.id, "kind": claimed.kind})
-            await self._record_failure(claimed, now, exc)
-            return "failed"
-        self.service.wake_relay()
-        return claimed.kind
-
-    async def _dispatch(self, conn: AsyncConnection, em: RootEmitter, timer: Row[Any], now: datetime) -> None:
+    async def _dispatch(
+        self, conn: AsyncConnection, em: RootEmitter, timer: Row[Any], now: datetime
+    ) -> PendingSend | None:
         if timer.kind == "step":
-            await self.executor.run(conn, em, timer, now)
-        elif timer.kind == "accept_wait":
+            return await self.executor.run(conn, em, timer, now)
+        if timer.kind == "accept_wait":
             await self._accept_deadline(conn, em, timer, now)
         elif timer.kind == "campaign_start":
             await self._campaign_start(conn, em, timer, now)
@@ -125,6 +123,13 @@ class Runner:
             await self._inbound(conn, em, timer, now)
         else:
             await tm.finish(conn, timer.id, now, f"unknown kind {timer.kind}", state="cancelled")
+        return None
+
+    async def _settle(self, key: intents.IntentKey, conn: AsyncConnection, answer: intents.Answer, _: datetime) -> None:
+        """Record a send's answer; in campaign time (the reconciler's own clock is the wall clock)."""
+        em = RootEmitter(self.service, key.workspace_id)
+        await self.executor.settle(conn, em, key, answer, self.service.clock.now())
+        await em.flush(conn)
 
     async def _accept_deadline(self, conn: AsyncConnection, em: RootEmitter, timer: Row[Any], now: datetime) -> None:
         enrollment = (
@@ -186,39 +191,33 @@ class Runner:
             )
         await tm.finish(conn, timer.id, now, str(payload.get("type")))
 
-    async def _record_failure(self, timer: Row[Any], now: datetime, exc: Exception) -> None:
-        """A bug or unexpected answer while running a timer: retry later, and give up after ``max_attempts``."""
-        attempts = timer.attempts + 1
-        async with self.service.engine.begin() as conn:
-            if attempts < self.max_attempts:
-                await conn.execute(
-                    update(timers)
-                    .where(timers.c.id == timer.id)
-                    .values(attempts=attempts, due_at=now + timedelta(minutes=2**attempts), updated_at=now)
-                )
-                return
-            await tm.finish(conn, timer.id, now, f"failed: {type(exc).__name__}: {exc}"[:500], state="failed")
-            if timer.kind == "step" and timer.lead_id is not None:
-                em = RootEmitter(self.service, timer.workspace_id)
-                campaign = (
-                    await conn.execute(select(campaigns.c.workflow).where(campaigns.c.campaign_id == timer.campaign_id))
-                ).first()
-                action = Graph.from_dict(campaign.workflow).step(timer.step_id).action if campaign else "message"
-                em.emit(
-                    ActionFailed(
-                        lead_id=timer.lead_id,
-                        campaign_id=timer.campaign_id,
-                        account_id=timer.account_id,
-                        step_id=timer.step_id,
-                        action=Action(action),
-                        reason="internal_error",
-                        detail=f"{type(exc).__name__}: {exc}"[:500],
-                        retryable=False,
-                    ),
-                    f"failed:{timer.key}",
-                )
-                # The lead stops here (its other steps too), so it neither waits forever nor blocks the finish.
-                await tm.cancel_lead(conn, timer.workspace_id, timer.lead_id, now, "failed", timer.campaign_id)
-                await lc.end_lead(conn, timer.campaign_id, timer.lead_id, timer.workspace_id, "failed", now)
-                await lc.maybe_finish_campaign(conn, em, timer.campaign_id, now)
-                await em.flush(conn)
+    async def _failed(self, conn: AsyncConnection, timer: Row[Any], failure: Failure) -> None:
+        """A bug or unexpected answer while running a timer: retried later (by the runtime); after
+        ``timer_max_attempts`` the timer fails, and a step's lead with it (ActionFailed internal_error)."""
+        if failure.retry_at is not None:
+            return
+        em = RootEmitter(self.service, timer.workspace_id)
+        run = None
+        if timer.kind == "step":
+            run = await self.executor.resume(conn, em, timer.campaign_id, timer.lead_id, timer.step_id, failure.now)
+        if run is None:
+            await tm.finish(conn, timer.id, failure.now, f"failed: {failure.detail}", state="failed")
+        else:  # the lead stops here (its other steps too), so it neither waits forever nor blocks the finish
+            await self.executor.fail(run, "internal_error", failure.detail)
+        await em.flush(conn)
+
+    # -- send intents ----------------------------------------------------------------------------
+
+    async def _reconcile(self, conn: AsyncConnection, intent: Row[Any], now: datetime) -> Then[intents.Answer]:
+        """Lease the intent to this replica, then (after the commit) ask the provider and settle the answer."""
+        key = intents.IntentKey.of(intent)
+        await intents.lease(conn, key, now + timedelta(seconds=self.settings.send_reconcile_after_s))
+        log.info("reconciling a send whose answer was lost", extra={"request_id": str(intent.request_id)})
+        return Then(partial(self.executor.lookup, intent), partial(self._settle, key))
+
+    async def _reconcile_failed(self, conn: AsyncConnection, intent: Row[Any], failure: Failure) -> None:
+        """The provider could not be asked (again later); after the last attempt the outcome is unknown."""
+        if failure.retry_at is not None:
+            return
+        answer = intents.Unknowable(f"the provider could not be asked whether it was sent: {failure.detail}")
+        await self._settle(intents.IntentKey.of(intent), conn, answer, failure.now)

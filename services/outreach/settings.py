@@ -57,6 +57,16 @@ class OutreachSettings(RuntimeSettings):
         description="A step the provider keeps rate-limiting for this many hours fails (ActionFailed "
         "rate_limited) instead of waiting for ever.",
     )
+    send_reconcile_after_s: float = Field(
+        60.0,
+        ge=0,
+        description="Wall-clock seconds after which a send intent without a recorded answer (a crash, a lost "
+        "answer) is reconciled: the provider is asked by its idempotency key. Must exceed any provider call "
+        "(provider_timeout_s), so a call still under way is never taken for a lost one.",
+    )
+    send_reconcile_max_attempts: int = Field(
+        8, ge=1, description="Lookups of one send intent that may fail before its outcome is recorded as unknown."
+    )
     video_wait_minutes: int = Field(60, ge=1, description="Failsafe: the first action waits this long for a video.")
     provider_timeout_s: float = Field(15.0, gt=0)
 

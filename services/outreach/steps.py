@@ -5,15 +5,18 @@ cancels everything, even a step already due), the campaign runs, the account can
 limit-paused, the window is open, the lead is not blocklisted or suppressed, the channel can reach
 the lead (verified email, a post), the video is there or its wait is over, an approved text exists,
 the day's quota allows it (invites and messages per account, emails per mailbox; invites also keep
-their rhythm), and the connection state fits the action. Only then is the provider called, with a
-deterministic request id; the send record, the timer's completion, the emitted events and the
-children's timers commit together.
+their rhythm), and the connection state fits the action. Only then does the step commit its send
+intent (``sends.py``; it counts against the quota at once) with its timer waiting for the answer; the
+provider is called after that commit with the intent's id as idempotency key, and :meth:`settle`
+records the answer: the send's state, the timer's completion, the emitted events and the children's
+timers commit together. A lost answer is settled by asking the provider (:meth:`lookup`).
 """
 
 from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
@@ -27,20 +30,24 @@ from leadstream_schemas import (
     CommentDrafted,
     CommentPosted,
     EmailSent,
+    Event,
     InviteSent,
     MessageSent,
     PostLiked,
     SkipReason,
 )
 from sqlalchemy import select, tuple_, update
-from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from services.runtime.clock import Clock, SystemClock
+from services.runtime.crash import CrashPoints
+from services.runtime.metrics import SENDS
 from services.runtime.providers import ProviderError, RateLimited
 from services.runtime.webhooks import link_token
 
 from . import lifecycle as lc
+from . import sends as intents
 from . import timers as tm
 from .adapters import (
     EmailMessage,
@@ -48,6 +55,7 @@ from .adapters import (
     InvitationLimitReached,
     LeadTarget,
     LinkedInProvider,
+    LookupUnsupported,
     SendRequest,
     SendResult,
 )
@@ -64,6 +72,7 @@ from .domain.pacing import channel_cap, send_decision
 from .domain.schedule import Schedule
 from .domain.workflow import Graph, Step
 from .emit import Emitter
+from .sends import IntentKey, NeverArrived, Performed, Refused, Unanswered, Unknowable
 from .settings import OutreachSettings
 from .store import (
     accounts,
@@ -73,11 +82,11 @@ from .store import (
     enrollments,
     leads,
     lock_mailbox,
-    sends,
     sent_by_account,
     sent_by_mailbox,
     suppressions,
     texts,
+    timers,
     videos,
 )
 
@@ -141,75 +150,103 @@ class StepRun:
         """Deterministic event key of this step for this lead."""
         return f"{self.enrollment.campaign_id}:{self.enrollment.lead_id}:{self.step.id}"
 
+    @property
+    def intent(self) -> IntentKey:
+        """The key of this step's send intent."""
+        e = self.enrollment
+        return IntentKey(e.campaign_id, e.lead_id, self.step.id, e.workspace_id)
+
+
+@dataclass(frozen=True)
+class PendingSend:
+    """A send whose intent is committed: ``call`` the provider, then :meth:`StepExecutor.settle` its answer."""
+
+    key: IntentKey
+    call: Callable[[], Awaitable[SendResult]]
+
+
+async def _enrollment(conn: AsyncConnection, campaign_id: UUID, lead_id: UUID) -> Row[Any] | None:
+    """The enrollment, locked (after its timer, before its account: the lock order of store.py)."""
+    e = enrollments.c
+    stmt = select(enrollments).where(e.campaign_id == campaign_id, e.lead_id == lead_id).with_for_update()
+    return (await conn.execute(stmt)).first()
+
+
+async def _rows(conn: AsyncConnection, enrollment: Row[Any]) -> tuple[Row[Any], Row[Any] | None, Row[Any]]:
+    """The campaign, the account (locked) and the lead of an enrollment."""
+    campaign = (await conn.execute(select(campaigns).where(campaigns.c.campaign_id == enrollment.campaign_id))).one()
+    account = (
+        await conn.execute(select(accounts).where(accounts.c.account_id == enrollment.account_id).with_for_update())
+    ).first()
+    lead = (
+        await conn.execute(
+            select(leads).where(leads.c.workspace_id == enrollment.workspace_id, leads.c.lead_id == enrollment.lead_id)
+        )
+    ).one()
+    return campaign, account, lead
+
 
 class StepExecutor:
     """Runs step timers with the configured providers."""
 
-    def __init__(self, settings: OutreachSettings, linkedin: LinkedInProvider, email: EmailSender) -> None:
+    def __init__(
+        self,
+        settings: OutreachSettings,
+        linkedin: LinkedInProvider,
+        email: EmailSender,
+        crash: CrashPoints | None = None,
+        wall: Clock | None = None,
+    ) -> None:
         self.settings = settings
         self.linkedin = linkedin
         self.email = email
+        self.crash = crash or CrashPoints()
+        self.wall = wall or SystemClock()  # send intents are reconciled by real time: calls take real time
 
     # -- entry -----------------------------------------------------------------------------------
 
-    async def run(self, conn: AsyncConnection, em: Emitter, timer: Row[Any], now: datetime) -> None:
-        """Execute (or postpone, or cancel) one claimed step timer."""
-        enrollment = (
-            await conn.execute(
-                select(enrollments)
-                .where(enrollments.c.campaign_id == timer.campaign_id, enrollments.c.lead_id == timer.lead_id)
-                .with_for_update()
-            )
-        ).first()
+    async def run(self, conn: AsyncConnection, em: Emitter, timer: Row[Any], now: datetime) -> PendingSend | None:
+        """Execute (or postpone, or cancel) one claimed step timer; a send to make after the commit, if any."""
+        enrollment = await _enrollment(conn, timer.campaign_id, timer.lead_id)
         if enrollment is None or enrollment.state != "active":
             await tm.finish(
                 conn, timer.id, now, f"lead {enrollment.state if enrollment else 'not enrolled'}", state="cancelled"
             )
-            return
-        campaign = (await conn.execute(select(campaigns).where(campaigns.c.campaign_id == timer.campaign_id))).one()
-        account = (
-            await conn.execute(select(accounts).where(accounts.c.account_id == enrollment.account_id).with_for_update())
-        ).first()
+            return None
+        campaign, account, lead = await _rows(conn, enrollment)
         if campaign.state != "running" or account is None or account.deleted_at is not None or not account.healthy:
             # A pause or an account incident committed after the claim; the timer stays and is not claimable.
             await tm.postpone(conn, timer.id, now + RECHECK, now)
-            return
+            return None
         if account.limit_paused_until is not None and account.limit_paused_until > now:
             await tm.postpone(conn, timer.id, account.limit_paused_until, now)
-            return
+            return None
         schedule = Schedule.from_delivery(campaign.delivery)
         if not schedule.is_open(now):
             await tm.postpone(conn, timer.id, schedule.next_open(now), now)
-            return
-        lead = (
-            await conn.execute(
-                select(leads).where(
-                    leads.c.workspace_id == enrollment.workspace_id, leads.c.lead_id == enrollment.lead_id
-                )
-            )
-        ).one()
+            return None
         graph = Graph.from_dict(campaign.workflow)
         run = StepRun(
             conn, em, timer, enrollment, campaign, account, lead, graph, graph.step(timer.step_id), schedule, now
         )
         if await self._compliance_stops(run) or await self._channel_impossible(run):
-            return
+            return None
         video_ready, video_url = await self._video(run)
         if not video_ready:
-            return
+            return None
         # A message to a stranger is skipped before it waits for a text; an invite asks only once its
         # quota allows it, so a postponed invite does not ask the provider again and again. Invites,
         # messages and emails wait for their daily quota (the next day's window once it is spent).
         if run.step.action == "message" and await self._connection_decides(run):
-            return
+            return None
         approved = await self._approved_text(run)
         if approved is None:
-            return
+            return None
         if not await self._pace_allows(run):
-            return
+            return None
         if run.step.action == "invite" and await self._connection_decides(run):
-            return
-        await self._perform(run, approved, video_url)
+            return None
+        return await self._perform(run, approved, video_url)
 
     # -- checks ----------------------------------------------------------------------------------
 
@@ -416,13 +453,14 @@ class StepExecutor:
         lead = run.lead
         return LeadTarget(str(lead.lead_id), lead.linkedin_url, lead.full_name, lead.email)
 
-    async def _perform(self, run: StepRun, approved: tuple[str | None, str | None], video_url: str | None) -> None:
+    async def _perform(
+        self, run: StepRun, approved: tuple[str | None, str | None], video_url: str | None
+    ) -> PendingSend | None:
         text, subject = approved
         action = run.step.action
         rid = request_id(run.enrollment.campaign_id, run.enrollment.lead_id, run.step.id)
         if action == "email":
-            await self._email(run, rid, text or "", subject)
-            return
+            return await self._email(run, rid, text or "", subject)
         req = SendRequest(
             request_id=rid,
             workspace_id=run.enrollment.workspace_id,
@@ -435,42 +473,19 @@ class StepExecutor:
             post_url=run.lead.post_url,
             video_url=video_url,
         )
-        call = {
-            "invite": self.linkedin.send_invite,
-            "message": self.linkedin.send_message,
-            "like": self.linkedin.like_post,
-            "comment": self.linkedin.comment_post,
-        }[action]
-        result: SendResult | None = await self._provider(run, call(req, run.now))
-        if result is None:
-            return
         base = run.ids
+        event: Event
         if action == "invite":
-            run.em.emit(InviteSent(**base, note=text, video_url=video_url), run.key)
+            call, event = self.linkedin.send_invite, InviteSent(**base, note=text, video_url=video_url)
         elif action == "message":
-            run.em.emit(MessageSent(**base, text=text or "", video_url=video_url), run.key)
+            call, event = self.linkedin.send_message, MessageSent(**base, text=text or "", video_url=video_url)
         elif action == "like":
-            run.em.emit(PostLiked(**base, post_url=run.lead.post_url), run.key)
+            call, event = self.linkedin.like_post, PostLiked(**base, post_url=run.lead.post_url)
         else:
-            run.em.emit(CommentPosted(**base, post_url=run.lead.post_url, text=text or ""), run.key)
-        await self._record_send(run, rid, result.provider_ref, dry_run=False)
-        for f in result.followups:
-            await tm.schedule(
-                run.conn,
-                key=f"sim:{rid}:{f.kind}:{f.at.isoformat()}",
-                workspace_id=run.enrollment.workspace_id,
-                kind="inbound",
-                due_at=f.at,
-                now=run.now,
-                campaign_id=run.enrollment.campaign_id,
-                lead_id=run.lead.lead_id,
-                account_id=run.account.account_id,
-                step_id=run.step.id,
-                payload={"type": f.kind, "channel": f.channel, "text": f.text, "out_of_office": f.out_of_office},
-            )
-        await self._complete(run, performed=True)
+            call, event = self.linkedin.comment_post, CommentPosted(**base, post_url=run.lead.post_url, text=text or "")
+        return await self._intend(run, rid, event, lambda: call(req, run.now))
 
-    async def _email(self, run: StepRun, rid: str, body: str, subject: str | None) -> None:
+    async def _email(self, run: StepRun, rid: str, body: str, subject: str | None) -> PendingSend | None:
         lead, ws = run.lead, run.enrollment.workspace_id
         fallback = run.campaign.delivery.get("email_fallback") or {}
         fields = {
@@ -498,9 +513,16 @@ class StepExecutor:
                 ),
                 run.key,
             )
-            await self._record_send(run, rid, None, dry_run=True, sender=self._sender(run))
+            await intents.record_dry_run(
+                run.conn,
+                run.intent,
+                request_id=rid,
+                account_id=run.account.account_id,
+                sender=self._sender(run),
+                now=run.now,
+            )
             await self._complete(run, performed=False)
-            return
+            return None
         message = EmailMessage(
             request_id=rid,
             sender=email["from"],
@@ -512,28 +534,81 @@ class StepExecutor:
                 "List-Unsubscribe-Post": email["list_unsubscribe_post"],
             },
         )
-        message_id = await self._provider(run, self.email.send(message))
-        if message_id is None:
-            return
-        run.em.emit(
-            EmailSent(
-                **base,
-                to=email["to"],
-                subject=subject,
-                body=email["body"],
-                unsubscribe_url=unsub,
-                provider_message_id=message_id,
-            ),
-            run.key,
+        event = EmailSent(**base, to=email["to"], subject=subject, body=email["body"], unsubscribe_url=unsub)
+
+        async def send() -> SendResult:
+            return SendResult(provider_ref=await self.email.send(message))
+
+        return await self._intend(run, rid, event, send, sender=self._sender(run))
+
+    async def _intend(
+        self,
+        run: StepRun,
+        rid: str,
+        event: Event,
+        call: Callable[[], Awaitable[SendResult]],
+        sender: str | None = None,
+    ) -> PendingSend | None:
+        """Commit-to-be the send intent, the timer waiting for its answer; the send to make after the commit."""
+        earlier = await intents.lock(run.conn, run.intent)
+        if earlier is not None and earlier.state == intents.PENDING:
+            # An answer still to come (or to be asked for): the reconciler settles it and ends this wait.
+            await tm.postpone(run.conn, run.timer.id, run.now + tm.FAR_FUTURE, run.now, waiting_for="send")
+            return None
+        if earlier is not None and earlier.state in (intents.SENT, intents.UNKNOWN):
+            await tm.finish(run.conn, run.timer.id, run.now, f"already {earlier.state}")
+            return None
+        await intents.open_intent(
+            run.conn,
+            run.intent,
+            request_id=rid,
+            account_id=run.account.account_id,
+            action=run.step.action,
+            event=event,
+            sender=sender,
+            now=run.now,
+            reconcile_at=intents.reconcile_at(self.wall.now(), self.settings.send_reconcile_after_s),
         )
-        await self._record_send(run, rid, message_id, dry_run=False, sender=self._sender(run))
-        await self._complete(run, performed=True)
+        await tm.postpone(run.conn, run.timer.id, run.now + tm.FAR_FUTURE, run.now, waiting_for="send")
+        return PendingSend(run.intent, call)
+
+    async def send(self, pending: PendingSend) -> intents.Answer:
+        """Call the provider (its intent is committed); what it answered, never an exception."""
+        self.crash.reached("outreach.send.before_call")
+        try:
+            answer: intents.Answer = Performed(await pending.call())
+        except Exception as exc:
+            answer = intents.answer_of(exc)
+        self.crash.reached("outreach.send.after_call")
+        return answer
+
+    async def lookup(self, intent: Row[Any]) -> intents.Answer:
+        """Ask the provider whether the intent's request was performed (reconciling a lost answer)."""
+        rid = str(intent.request_id)
+        lost = intent.detail or "the process stopped before or during the call"
+        try:
+            if intent.action == "email":
+                ref = await self.email.lookup(rid)
+                found = None if ref is None else SendResult(provider_ref=ref)
+            else:
+                found = await self.linkedin.lookup(rid)
+        except LookupUnsupported as exc:
+            return Unknowable(f"{exc}; the answer was lost ({lost})")
+        if found is None:
+            return NeverArrived(f"the provider never received it ({lost})", intent.reason or "internal_error")
+        return Performed(found)
 
     async def _provider(self, run: StepRun, call: Any) -> Any:
-        """Await a provider call; on failure decide retry, account pause or ActionFailed and return None."""
+        """Await a provider call that sends nothing; on failure decide retry, account pause or ActionFailed."""
         try:
             return await call
-        except InvitationLimitReached as exc:
+        except ProviderError as exc:
+            await self._refused(run, exc)
+        return None
+
+    async def _refused(self, run: StepRun, exc: ProviderError) -> None:
+        """The provider said no: wait for a limit or a rate limit, retry a transient error, else ActionFailed."""
+        if isinstance(exc, InvitationLimitReached):
             until = run.schedule.next_day_window(run.now)[0]
             await run.conn.execute(
                 update(accounts)
@@ -554,7 +629,7 @@ class StepExecutor:
                 extra={"account_id": str(run.account.account_id), "until": until.isoformat(), "error": str(exc)},
             )
             await tm.postpone(run.conn, run.timer.id, until, run.now, payload=_rate_limit_forgotten(run))
-        except RateLimited as exc:
+        elif isinstance(exc, RateLimited):
             # A rate limit is no failure: wait as told, without counting attempts. But a provider that
             # refuses for a whole day (a quota used up elsewhere, a broken integration) must not hold
             # the lead for ever: past ``rate_limited_give_up_h`` of refusals in a row the step fails.
@@ -563,19 +638,24 @@ class StepExecutor:
             if run.now - since < timedelta(hours=self.settings.rate_limited_give_up_h):
                 retry_at = run.now + timedelta(seconds=max(exc.retry_after_s, 1.0))
                 await tm.postpone(run.conn, run.timer.id, retry_at, run.now, payload=payload)
-                return None
-            await self._fail(run, "rate_limited", f"rate-limited since {since.isoformat()}: {exc}")
-        except ProviderError as exc:
-            attempts = run.timer.attempts + 1
-            if exc.transient and attempts < self.settings.timer_max_attempts:
-                retry_at = run.now + timedelta(minutes=2**attempts)
-                forgotten = _rate_limit_forgotten(run)
-                await tm.postpone(run.conn, run.timer.id, retry_at, run.now, attempts=attempts, payload=forgotten)
-                return None
-            await self._fail(run, "provider_error", str(exc))
-        return None
+                return
+            await self.fail(run, "rate_limited", f"rate-limited since {since.isoformat()}: {exc}")
+        elif exc.transient:
+            await self._retry_or_fail(run, "provider_error", str(exc))
+        else:
+            await self.fail(run, "provider_error", str(exc))
 
-    async def _fail(self, run: StepRun, reason: str, detail: str) -> None:
+    async def _retry_or_fail(self, run: StepRun, reason: str, detail: str) -> None:
+        """Try the step again after a backoff (2, 4, 8... minutes), or fail it once its attempts are used up."""
+        attempts = run.timer.attempts + 1
+        if attempts < self.settings.timer_max_attempts:
+            retry_at = run.now + timedelta(minutes=2**attempts)
+            forgotten = _rate_limit_forgotten(run)
+            await tm.postpone(run.conn, run.timer.id, retry_at, run.now, attempts=attempts, payload=forgotten)
+            return
+        await self.fail(run, reason, detail)
+
+    async def fail(self, run: StepRun, reason: str, detail: str) -> None:
         """The provider will not do this step: ActionFailed, and the lead's sequence ends as failed."""
         run.em.emit(
             ActionFailed(**run.ids, action=Action(run.step.action), reason=reason, detail=detail, retryable=False),
@@ -583,40 +663,114 @@ class StepExecutor:
         )
         await self._end(run, "failed")
 
-    # -- outcomes --------------------------------------------------------------------------------
+    # -- settling a send -------------------------------------------------------------------------
 
-    async def _record_send(
-        self, run: StepRun, rid: str, provider_ref: str | None, *, dry_run: bool, sender: str | None = None
+    async def settle(
+        self, conn: AsyncConnection, em: Emitter, key: IntentKey, answer: intents.Answer, now: datetime
     ) -> None:
-        await run.conn.execute(
-            insert(sends)
-            .values(
-                campaign_id=run.enrollment.campaign_id,
-                lead_id=run.lead.lead_id,
-                step_id=run.step.id,
-                workspace_id=run.enrollment.workspace_id,
-                account_id=run.account.account_id,
-                action=run.step.action,
-                request_id=UUID(rid),
-                provider_ref=provider_ref,
-                dry_run=dry_run,
-                sender=sender,
-                sent_at=run.now,
+        """Record a send's answer (its call's, or the provider's word when reconciled) with its events. The
+        intent is locked first: its timer waits for it, so no step holds that timer meanwhile."""
+        intent = await intents.lock(conn, key)
+        if intent is None or intent.state != intents.PENDING:
+            log.warning("a send's answer came after it was settled; dropped", extra={"request_id": str(key)})
+            return
+        if isinstance(answer, Unanswered):  # only the provider can tell now: the reconciler asks it later
+            await intents.mark(conn, key, intents.PENDING, reason=answer.reason, detail=answer.detail)
+            return
+        run = await self.resume(conn, em, intent.campaign_id, intent.lead_id, intent.step_id, now)
+        if isinstance(answer, Performed):
+            await self._sent(conn, em, intent, run, answer.result, now)
+        elif isinstance(answer, Refused):
+            limited = isinstance(answer.error, RateLimited | InvitationLimitReached)
+            state = intents.RATE_LIMITED if limited else intents.FAILED
+            await intents.mark(conn, key, state, detail=str(answer.error)[:500], reconcile_at=None)
+            if run is not None:
+                await self._refused(run, answer.error)
+        elif isinstance(answer, NeverArrived):
+            await intents.mark(conn, key, intents.FAILED, detail=answer.detail, reconcile_at=None)
+            if run is not None:
+                await self._retry_or_fail(run, answer.reason, answer.detail)
+        else:
+            await intents.mark(conn, key, intents.UNKNOWN, detail=answer.detail, reconcile_at=None)
+            em.emit(self._failed_event(intent, intents.OUTCOME_UNKNOWN, answer.detail), key.event_key)
+            if run is not None:
+                await self._end(run, "failed")
+
+    async def resume(
+        self, conn: AsyncConnection, em: Emitter, campaign_id: UUID, lead_id: UUID, step_id: str, now: datetime
+    ) -> StepRun | None:
+        """A lead's step, its timer locked (again); None when it no longer runs (a reply ended the lead)."""
+        key = tm.step_key(campaign_id, lead_id, step_id)
+        timer = (await conn.execute(select(timers).where(timers.c.key == key).with_for_update())).first()
+        if timer is None or timer.state not in tm.LIVE:
+            return None
+        enrollment = await _enrollment(conn, campaign_id, lead_id)
+        if enrollment is None or enrollment.state != "active":
+            return None
+        campaign, account, lead = await _rows(conn, enrollment)
+        if account is None:
+            return None
+        graph = Graph.from_dict(campaign.workflow)
+        step, schedule = graph.step(step_id), Schedule.from_delivery(campaign.delivery)
+        return StepRun(conn, em, timer, enrollment, campaign, account, lead, graph, step, schedule, now)
+
+    async def _sent(
+        self,
+        conn: AsyncConnection,
+        em: Emitter,
+        intent: Row[Any],
+        run: StepRun | None,
+        result: SendResult,
+        now: datetime,
+    ) -> None:
+        """The provider performed the send: its event, the simulation's foreseen answers, the step's children."""
+        key = IntentKey.of(intent)
+        await intents.mark(conn, key, intents.SENT, provider_ref=result.provider_ref, reconcile_at=None, detail=None)
+        em.emit(intents.sent_event(intent, result.provider_ref), key.event_key)
+        SENDS.labels(account=str(intent.account_id), action=intent.action).inc()
+        for f in result.followups:
+            await tm.schedule(
+                conn,
+                key=f"sim:{intent.request_id}:{f.kind}:{f.at.isoformat()}",
+                workspace_id=intent.workspace_id,
+                kind="inbound",
+                due_at=f.at,
+                now=now,
+                campaign_id=intent.campaign_id,
+                lead_id=intent.lead_id,
+                account_id=intent.account_id,
+                step_id=intent.step_id,
+                payload={"type": f.kind, "channel": f.channel, "text": f.text, "out_of_office": f.out_of_office},
             )
-            .on_conflict_do_nothing()
-        )
+        if run is None:  # the lead stopped meanwhile (a reply): the send is recorded, nothing follows it
+            return
         if run.account.status == "limit_reached":
-            await run.conn.execute(
+            await conn.execute(
                 update(accounts)
                 .where(accounts.c.account_id == run.account.account_id)
-                .values(status="ok", limit_paused_until=None, updated_at=run.now)
+                .values(status="ok", limit_paused_until=None, updated_at=now)
             )
-            run.em.emit(
+            em.emit(
                 AccountStatusChanged(
                     account_id=run.account.account_id, status="ok", previous="limit_reached", healthy=True
                 ),
                 f"limit_over:{run.account.account_id}:{run.key}",
             )
+        await self._complete(run, performed=True)
+
+    def _failed_event(self, intent: Row[Any], reason: str, detail: str) -> ActionFailed:
+        return ActionFailed(
+            lead_id=intent.lead_id,
+            campaign_id=intent.campaign_id,
+            account_id=intent.account_id,
+            step_id=intent.step_id,
+            action=Action(intent.action),
+            reason=reason,
+            detail=detail,
+            retryable=False,
+        )
+
+    # -- outcomes --------------------------------------------------------------------------------
 
     async def _skip(self, run: StepRun, reason: SkipReason, detail: str) -> None:
         run.em.emit(

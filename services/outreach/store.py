@@ -221,7 +221,7 @@ timers = Table(
     Column("account_id", UUID(as_uuid=True), nullable=True),
     Column("step_id", Text, nullable=True),
     Column("state", Text, nullable=False),  # pending | waiting | done | cancelled
-    Column("waiting_for", Text, nullable=True),  # text | video | accept
+    Column("waiting_for", Text, nullable=True),  # text | video | accept | send
     Column("due_at", DateTime(timezone=True), nullable=False),
     Column("attempts", Integer, nullable=False, server_default=text("0")),
     Column("payload", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
@@ -233,6 +233,8 @@ timers = Table(
     Index("ix_timers_campaign", "campaign_id"),
 )
 
+# One row per step that reached the send: the send intent, committed before the provider is called (its
+# request id is the provider's idempotency key), then its outcome (see sends.py; columns from 0003 on).
 sends = Table(
     "sends",
     metadata,
@@ -247,9 +249,16 @@ sends = Table(
     Column("dry_run", Boolean, nullable=False, server_default=text("false")),
     # The sending mailbox (normalised address) of an email: the email cap counts per mailbox (0002).
     Column("sender", Text, nullable=True),
-    _ts("sent_at", nullable=False),
+    _ts("sent_at", nullable=False),  # campaign time of the (latest) attempt: what pacing counts
+    Column("state", Text, nullable=False, server_default=text("'sent'")),  # pending sent failed rate_limited unknown
+    Column("event", JSONB, nullable=True),  # the action event to emit once it is known to be sent
+    Column("reason", Text, nullable=True),  # the ActionFailed reason should it end unsent now
+    Column("detail", Text, nullable=True),  # what the provider (or the lookup) last said
+    _ts("reconcile_at"),  # wall-clock time from which a pending intent's outcome is asked of the provider
+    Column("reconcile_attempts", Integer, nullable=False, server_default=text("0")),
     Index("ix_sends_account", "account_id", "action", "sent_at"),
     Index("ix_sends_sender", "workspace_id", "sender", "action", "sent_at"),
+    Index("ix_sends_pending", "reconcile_at", postgresql_where=text("state = 'pending'")),
 )
 
 blocklist = Table(
@@ -325,9 +334,18 @@ SERVICE_TABLES = [
 # -- pacing counts ---------------------------------------------------------------------------------
 
 
+COUNTED_STATES = ("pending", "sent", "unknown")
+"""Send states that may have reached the lead, so they use up the day's quota (an intent counts at once)."""
+
+
 def sent_by_account(account_id: uuid.UUID, action: str) -> ColumnElement[bool]:
     """Real sends of ``action`` by a LinkedIn account, across all of its campaigns."""
-    return (sends.c.account_id == account_id) & (sends.c.action == action) & sends.c.dry_run.is_(False)
+    return (
+        (sends.c.account_id == account_id)
+        & (sends.c.action == action)
+        & sends.c.dry_run.is_(False)
+        & sends.c.state.in_(COUNTED_STATES)
+    )
 
 
 def sent_by_mailbox(workspace_id: str, sender: str, *, dry_run: bool) -> ColumnElement[bool]:
@@ -339,6 +357,7 @@ def sent_by_mailbox(workspace_id: str, sender: str, *, dry_run: bool) -> ColumnE
         & (sends.c.sender == sender)
         & (sends.c.action == "email")
         & (sends.c.dry_run.is_(dry_run))
+        & sends.c.state.in_(COUNTED_STATES)
     )
 
 

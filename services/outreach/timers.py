@@ -1,8 +1,10 @@
-"""Durable timers in Postgres: scheduling, claiming with ``FOR UPDATE SKIP LOCKED``, waking and cancelling.
+"""Durable timers in Postgres: scheduling, what is claimable, waking and cancelling.
 
 A timer row is unique by ``key`` (a step runs at most once per lead and campaign), so scheduling is
-idempotent. Claiming locks one due row; rows whose campaign is not running, whose account worker is
-paused or whose account is limit-paused are not claimable, so pausing needs no timer updates.
+idempotent. The runtime's claim loop locks one claimable row at a time (``FOR UPDATE SKIP LOCKED``);
+rows whose campaign is not running, whose account worker is paused or whose account is limit-paused
+are not claimable, so pausing needs no timer updates. A step whose send is under way waits
+(``waiting_for="send"``) until its answer is settled.
 """
 
 from __future__ import annotations
@@ -11,9 +13,8 @@ from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import and_, case, func, or_, select, update
+from sqlalchemy import Select, and_, case, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from .store import accounts, campaign_workers, campaigns, timers
@@ -104,17 +105,9 @@ def _joined() -> Any:
     )
 
 
-async def claim_one(conn: AsyncConnection, now: datetime) -> Row[Any] | None:
-    """Lock the most overdue claimable timer (skipping rows another replica holds), or None."""
-    stmt = (
-        select(timers)
-        .select_from(_joined())
-        .where(_claimable(now))
-        .order_by(timers.c.due_at, timers.c.id)
-        .limit(1)
-        .with_for_update(of=timers, skip_locked=True)
-    )
-    return (await conn.execute(stmt)).first()
+def claimable(now: datetime) -> Select[Any]:
+    """The claimable timers, most overdue first (the runtime's claim loop locks them one at a time)."""
+    return select(timers).select_from(_joined()).where(_claimable(now)).order_by(timers.c.due_at, timers.c.id)
 
 
 async def next_due_at(conn: AsyncConnection) -> datetime | None:

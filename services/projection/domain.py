@@ -746,6 +746,8 @@ def _d_action_failed(data: ActionFailed) -> Details:
     retry = "; will retry" if data.retryable else ""
     detail = f" ({_esc(data.detail)})" if data.detail else ""
     text = f"{data.action.capitalize()} failed: {_esc(data.reason)}{detail}{retry}"
+    if data.reason == "outcome_unknown":  # the one failure that may have reached the lead all the same
+        text = f"{data.action.capitalize()} may have been sent: its outcome is unknown; not sent again{detail}"
     return 5, f"{data.action}_failed", text
 
 

@@ -160,10 +160,13 @@ class ProviderHttpClient:
             try:
                 response = await self.client.request(method, path, params=params, json=json, headers=headers)
             except httpx.TimeoutException as exc:
-                error = ProviderError(f"{what} timed out: {exc!r}", transient=True)
+                # Only a connect or pool timeout is sure to have sent nothing; a read timeout lost the answer.
+                sent = not isinstance(exc, httpx.ConnectTimeout | httpx.PoolTimeout)
+                error = ProviderError(f"{what} timed out: {exc!r}", transient=True, maybe_performed=sent)
                 delay, cause = self.retry.backoff(retry, self.rng), exc
             except httpx.TransportError as exc:
-                error = ProviderError(f"{what} unreachable: {exc!r}", transient=True)
+                sent = not isinstance(exc, httpx.ConnectError)
+                error = ProviderError(f"{what} unreachable: {exc!r}", transient=True, maybe_performed=sent)
                 delay, cause = self.retry.backoff(retry, self.rng), exc
             else:
                 status = response.status_code

@@ -15,12 +15,20 @@ from dataclasses import dataclass
 
 
 class ProviderError(Exception):
-    """A provider call failed. ``transient`` errors are worth retrying; others are final."""
+    """A provider call failed. ``transient`` errors are worth retrying; others are final.
 
-    def __init__(self, message: str, *, transient: bool, status: int | None = None) -> None:
+    ``maybe_performed`` says whether the provider may have done what was asked all the same: False when
+    the request never reached it or it said no, True when its answer was lost (a read timeout, a dropped
+    connection); None when only ``status`` tells (see ``services/outreach/sends.py``).
+    """
+
+    def __init__(
+        self, message: str, *, transient: bool, status: int | None = None, maybe_performed: bool | None = None
+    ) -> None:
         super().__init__(message)
         self.transient = transient
         self.status = status
+        self.maybe_performed = maybe_performed
 
 
 class RateLimited(ProviderError):
@@ -140,7 +148,7 @@ class SimulatedProvider:
         if self.sim.rate_limit_every and self.total_calls % self.sim.rate_limit_every == 0:
             raise RateLimited(self.sim.retry_after_s)
         if rng.random() < self.sim.transient_error_rate:
-            raise ProviderError(f"simulated 503 from {source}", transient=True, status=503)
+            raise ProviderError(f"simulated 503 from {source}", transient=True, status=503, maybe_performed=False)
 
     async def simulate(self, kind: str, key: str, source: str, *, counted_as: str | None = None) -> random.Random:
         """:meth:`simulate_call` then :meth:`simulate_faults`: a remote call that may fail as remote calls do."""

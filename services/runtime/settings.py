@@ -80,6 +80,12 @@ class RuntimeSettings(BaseSettings):
     webhook_secret: str = Field("dev-webhook-secret-change-me", description="HMAC key for inbound webhooks.")
     webhook_tolerance_s: int = 300
 
+    crash_at: str = Field(
+        "",
+        description="Fault injection for reliability tests: SIGKILL at these named points, 'name[:n],...' "
+        "(services/runtime/crash.py). Empty (the default) disables it.",
+    )
+
     simulated_seed: int = 42
     default_workspace: str = "demo"
 

@@ -72,10 +72,10 @@ def build(
         callback_url=settings.callback_url(),
         timeout_s=settings.video_timeout_s,
         poll_s=settings.video_poll_interval_s,
-        batch_size=settings.video_batch_size,
         submit_backoff_s=settings.video_submit_backoff_s,
+        submit_max_attempts=settings.video_submit_max_attempts,
     )
-    service.add_task(sweeper.run)
+    sweeper.timers.serve()
     if isinstance(studio, SimulatedStudio):
         service.add_task(studio.run)
     service.include_router(

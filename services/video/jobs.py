@@ -1,29 +1,33 @@
 """The durable job sweep: submits queued renders to the studio and fails jobs whose deadline passed.
 
-Jobs are Postgres rows claimed with ``FOR UPDATE SKIP LOCKED``, so several replicas can sweep and a
-restart loses nothing: a job's deadline is a column, compared with the injected clock on every sweep.
+Jobs are Postgres rows claimed one at a time by the runtime's durable-timer loop (``FOR UPDATE SKIP
+LOCKED``, one transaction per job), so several replicas can sweep, a restart loses nothing (a job's
+deadline is a column, compared with the injected clock) and a studio error on one job never undoes or
+resubmits another. A rate limit waits as the studio asks; a transient error is retried with backoff
+(``video_submit_backoff_s``, doubling, up to ``video_submit_max_attempts``); a permanent one, or the last
+attempt, fails the job (``VideoFailed(provider_error)``).
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from datetime import timedelta
+from datetime import datetime
 from typing import Any
 
 from leadstream_schemas import Envelope, Event, VideoFailed, derive_id
-from sqlalchemy import select, update
+from sqlalchemy import Select, and_, func, or_, select, update
 from sqlalchemy.engine import Row
+from sqlalchemy.ext.asyncio import AsyncConnection
 
-from services.runtime.consumer import is_infrastructure_error
-from services.runtime.providers import ProviderError, RateLimited
 from services.runtime.service import Service
+from services.runtime.timers import DurableTimers, Failure
 
 from . import domain
 from .adapters import RenderRequest, VideoStudio
 from .store import jobs
 
 log = logging.getLogger(__name__)
+SUBMIT_BACKOFF_MAX_S = 600.0
 
 
 def outcome_envelope(service: Service, job: Row[Any], event: Event) -> Envelope[Any]:
@@ -44,8 +48,15 @@ def outcome_envelope(service: Service, job: Row[Any], event: Event) -> Envelope[
     )
 
 
+def claimable(now: datetime) -> Select[Any]:
+    """Open jobs past their deadline (to fail) and queued jobs due for a submit, the most overdue first."""
+    late = and_(jobs.c.status.in_(domain.OPEN_STATUSES), jobs.c.deadline_at <= now)
+    due = and_(jobs.c.status == "queued", jobs.c.next_attempt_at <= now)
+    return select(jobs).where(or_(late, due)).order_by(func.least(jobs.c.deadline_at, jobs.c.next_attempt_at))
+
+
 class JobSweeper:
-    """Submits queued jobs and times out late ones, in a loop run as a service task."""
+    """Submits queued jobs and times out late ones, one job per transaction (``timers.loop`` is the task)."""
 
     def __init__(
         self,
@@ -55,140 +66,63 @@ class JobSweeper:
         callback_url: str,
         timeout_s: float,
         poll_s: float,
-        batch_size: int = 50,
         submit_backoff_s: float = 5.0,
+        submit_max_attempts: int = 8,
     ) -> None:
         self.service = service
         self.studio = studio
         self.callback_url = callback_url
         self.timeout_s = timeout_s
-        self.poll_s = poll_s
-        self.batch_size = batch_size
-        self.submit_backoff_s = submit_backoff_s
+        self.timers = DurableTimers(
+            name="video_jobs",
+            service=service,
+            table=jobs,
+            due=jobs.c.next_attempt_at,
+            attempts=jobs.c.submit_attempts,
+            claimable=claimable,
+            run=self._run,
+            failed=self._failed,
+            max_attempts=submit_max_attempts,
+            retry_initial_s=submit_backoff_s,
+            retry_max_s=SUBMIT_BACKOFF_MAX_S,
+            poll_interval_s=poll_s,
+        )
 
-    async def run(self, stop: asyncio.Event) -> None:
-        """Sweep until ``stop`` is set; errors are logged and the next sweep tries again."""
-        while not stop.is_set():
-            try:
-                await self.expire_due()
-                await self.submit_due()
-            except Exception as exc:
-                if is_infrastructure_error(exc):
-                    log.warning("video sweep: infrastructure error; retrying", extra={"error": repr(exc)})
-                else:
-                    log.exception("video sweep failed; retrying")
-            try:
-                await asyncio.wait_for(stop.wait(), timeout=self.poll_s)
-            except TimeoutError:
-                pass
+    async def _run(self, conn: AsyncConnection, job: Row[Any], now: datetime) -> None:
+        if job.deadline_at <= now:
+            await self._fail(conn, job, now, "timeout", f"no video from the studio within {self.timeout_s:g}s")
+            return
+        request = RenderRequest(
+            video_job_id=job.video_job_id,
+            template_id=job.template_id,
+            variables=dict(job.variables),
+            callback_url=self.callback_url,
+            title=f"lead {job.lead_id}",
+        )
+        accepted = await self.studio.render(request)
+        await conn.execute(
+            update(jobs)
+            .where(jobs.c.video_job_id == job.video_job_id)
+            .values(
+                status="rendering", provider_job_id=accepted.provider_job_id, submit_attempts=job.submit_attempts + 1
+            )
+        )
 
-    async def expire_due(self) -> int:
-        """Fail every open job whose deadline passed (``VideoFailed(reason="timeout")``); returns how many."""
-        now = self.service.clock.now()
-        async with self.service.engine.begin() as conn:
-            rows = (
-                await conn.execute(
-                    select(jobs)
-                    .where(jobs.c.status.in_(domain.OPEN_STATUSES), jobs.c.deadline_at <= now)
-                    .order_by(jobs.c.deadline_at)
-                    .limit(self.batch_size)
-                    .with_for_update(skip_locked=True)
-                )
-            ).all()
-            envs = []
-            for job in rows:
-                await conn.execute(
-                    update(jobs)
-                    .where(jobs.c.video_job_id == job.video_job_id)
-                    .values(
-                        status="failed",
-                        failure_reason="timeout",
-                        completed_at=now,
-                        failure_detail=f"no callback within {self.timeout_s:g}s",
-                    )
-                )
-                event = VideoFailed(
-                    lead_id=job.lead_id,
-                    campaign_id=job.campaign_id,
-                    video_job_id=job.video_job_id,
-                    reason="timeout",
-                    detail=f"no video from the studio within {self.timeout_s:g}s",
-                )
-                envs.append(outcome_envelope(self.service, job, event))
-            await self.service.emit(conn, envs)
-        if rows:
-            self.service.wake_relay()
-        return len(rows)
+    async def _failed(self, conn: AsyncConnection, job: Row[Any], failure: Failure) -> None:
+        """A submit failed: retried (the runtime moved ``next_attempt_at``), or the job fails for good."""
+        if failure.retry_at is None and job.status in domain.OPEN_STATUSES:
+            queued = job.status == "queued"
+            reason, detail = ("provider_error", str(failure.error)) if queued else ("timeout", failure.detail)
+            await self._fail(conn, job, failure.now, reason, detail)
 
-    async def submit_due(self) -> int:
-        """Submit queued jobs to the studio; transient failures are retried later, permanent ones fail the job."""
-        now = self.service.clock.now()
-        async with self.service.engine.begin() as conn:
-            rows = (
-                await conn.execute(
-                    select(jobs)
-                    .where(jobs.c.status == "queued", jobs.c.next_attempt_at <= now)
-                    .order_by(jobs.c.next_attempt_at)
-                    .limit(self.batch_size)
-                    .with_for_update(skip_locked=True)
-                )
-            ).all()
-            envs = []
-            for job in rows:
-                request = RenderRequest(
-                    video_job_id=job.video_job_id,
-                    template_id=job.template_id,
-                    variables=dict(job.variables),
-                    callback_url=self.callback_url,
-                    title=f"lead {job.lead_id}",
-                )
-                where = jobs.c.video_job_id == job.video_job_id
-                try:
-                    accepted = await self.studio.render(request)
-                except RateLimited as exc:
-                    later = now + timedelta(seconds=exc.retry_after_s)
-                    await conn.execute(update(jobs).where(where).values(next_attempt_at=later))
-                    continue
-                except ProviderError as exc:
-                    attempts = job.submit_attempts + 1
-                    if exc.transient:
-                        wait = min(self.submit_backoff_s * 2 ** (attempts - 1), 600.0)
-                        await conn.execute(
-                            update(jobs)
-                            .where(where)
-                            .values(submit_attempts=attempts, next_attempt_at=now + timedelta(seconds=wait))
-                        )
-                        continue
-                    await conn.execute(
-                        update(jobs)
-                        .where(where)
-                        .values(
-                            status="failed",
-                            failure_reason="provider_error",
-                            failure_detail=str(exc),
-                            submit_attempts=attempts,
-                            completed_at=now,
-                        )
-                    )
-                    event = VideoFailed(
-                        lead_id=job.lead_id,
-                        campaign_id=job.campaign_id,
-                        video_job_id=job.video_job_id,
-                        reason="provider_error",
-                        detail=str(exc),
-                    )
-                    envs.append(outcome_envelope(self.service, job, event))
-                    continue
-                await conn.execute(
-                    update(jobs)
-                    .where(where)
-                    .values(
-                        status="rendering",
-                        provider_job_id=accepted.provider_job_id,
-                        submit_attempts=job.submit_attempts + 1,
-                    )
-                )
-            await self.service.emit(conn, envs)
-        if envs:
-            self.service.wake_relay()
-        return len(rows)
+    async def _fail(self, conn: AsyncConnection, job: Row[Any], now: datetime, reason: str, detail: str) -> None:
+        values = {"status": "failed", "failure_reason": reason, "failure_detail": detail, "completed_at": now}
+        await conn.execute(update(jobs).where(jobs.c.video_job_id == job.video_job_id).values(**values))
+        event = VideoFailed(
+            lead_id=job.lead_id,
+            campaign_id=job.campaign_id,
+            video_job_id=job.video_job_id,
+            reason=reason,
+            detail=detail,
+        )
+        await self.service.emit(conn, [outcome_envelope(self.service, job, event)])

@@ -17,9 +17,13 @@ class VideoSettings(RuntimeSettings):
     video_timeout_s: float = Field(
         900.0, gt=0, description="Campaign-time seconds to wait for the studio's callback before VideoFailed(timeout)."
     )
-    video_poll_interval_s: float = Field(0.5, gt=0, description="Real seconds between timer/dispatch sweeps.")
-    video_batch_size: int = Field(50, ge=1, description="Jobs claimed per sweep.")
-    video_submit_backoff_s: float = Field(5.0, ge=0, description="Campaign-time wait before resubmitting a job.")
+    video_poll_interval_s: float = Field(0.5, gt=0, description="Real seconds between looks for due jobs when idle.")
+    video_submit_backoff_s: float = Field(
+        5.0, ge=0, description="Campaign-time wait before resubmitting a job after a transient error; doubles."
+    )
+    video_submit_max_attempts: int = Field(
+        8, ge=1, description="Submits of one job that may fail before it fails (VideoFailed provider_error)."
+    )
     video_callback_url: str = Field("", description="Public URL of POST /v1/video/callback (default: this service).")
     video_webhook_secret: SecretStr | None = Field(
         None, description="HMAC key of the studio's callbacks (default: LEADSTREAM_WEBHOOK_SECRET)."

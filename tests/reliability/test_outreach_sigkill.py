@@ -1,18 +1,28 @@
-"""SIGKILL of the outreach service mid-campaign, then a restart: no timer is lost and no action is sent
-twice. Runs ``python -m services.outreach`` as an OS process with a scaled clock on the real broker and
-database, and checks the events on Kafka and the simulated provider's own record of what it performed.
+"""SIGKILL of the outreach service, then a restart: no timer is lost and no action is sent twice. Runs
+``python -m services.outreach`` as an OS process with a scaled clock on the real broker and database.
+
+- mid-campaign: the events on Kafka and the simulated provider's own record of what it performed;
+- at each point of a send (``LEADSTREAM_CRASH_AT`` before and after the provider call; a SIGKILL while
+  the provider holds a performed request's answer): a LinkedIn provider served over HTTP by the test,
+  used through the real HTTP adapter, counts every invitation it performs per idempotency key without
+  deduplicating, so a second real send could not hide.
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
+import time
 import uuid
-from collections import defaultdict
+from collections import Counter, defaultdict
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 from aiokafka import ConsumerRecord
+from fastapi import FastAPI, Header
+from fastapi.responses import JSONResponse
 from leadstream_schemas import (
     Envelope,
     InviteAccepted,
@@ -25,11 +35,15 @@ from leadstream_schemas import (
     headers_dict,
 )
 from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
 
+from services.outreach.steps import request_id
 from services.runtime.auth import create_token
 from services.runtime.db import create_engine
+from services.runtime.webhooks import signed_headers
 from tests.services.outreach.support import lead_events
 from tests.support.kafka import produce_events, wait_for
+from tests.support.local_http import serve
 from tests.support.probe.process import ServiceProcess, free_port
 from tests.support.probe.tail import Records, Tail
 
@@ -68,6 +82,29 @@ def _finished(records: Records) -> int:
     return len(ended)
 
 
+async def _client(engine: AsyncEngine, port: int, workspace: str) -> httpx.AsyncClient:
+    """An API client of the outreach process for a new workspace; earlier tests' timers are cancelled (they
+    are not this campaign's business)."""
+    async with engine.begin() as conn:
+        await conn.execute(text("UPDATE outreach.timers SET state = 'cancelled' WHERE state IN ('pending', 'waiting')"))
+    token = await create_token(engine, workspace)
+    headers = {"Authorization": f"Bearer {token}"}
+    return httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30, headers=headers)
+
+
+async def _launched(http: httpx.AsyncClient, name: str, group: uuid.UUID, workflow: Any, accounts: list[str]) -> str:
+    """A running campaign sending at any hour, up to 75 invites a day per account; its id."""
+    delivery = {"pace": "manual", "daily_limit": 75, "active_days": "every_day", "start_hour": 0, "end_hour": 24}
+    audience = {"type": "source_group", "ref": str(group)}
+    body = {"name": name, "audience": audience, "workflow": workflow, "delivery": delivery, "account_ids": accounts}
+    created = await http.post("/v1/campaigns", json=body)
+    assert created.status_code == 201, created.text
+    campaign_id = str(created.json()["campaign_id"])
+    launched = await http.post(f"/v1/campaigns/{campaign_id}/launch")
+    assert launched.json()["state"] == "running", launched.text
+    return campaign_id
+
+
 async def _ready(port: int) -> bool:
     try:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=5) as http:
@@ -96,38 +133,12 @@ async def test_sigkill_mid_campaign_loses_no_timer_and_sends_nothing_twice(
     await service.start()
     try:
         await wait_for(lambda: _ready(port), timeout_s=90, what=f"outreach ready\n{service.log_tail()}")
-        async with engine.begin() as conn:  # earlier tests' timers are not this campaign's business
-            await conn.execute(
-                text("UPDATE outreach.timers SET state = 'cancelled' WHERE state IN ('pending', 'waiting')")
-            )
-        token = await create_token(engine, workspace)
-        async with httpx.AsyncClient(
-            base_url=f"http://127.0.0.1:{port}", timeout=30, headers={"Authorization": f"Bearer {token}"}
-        ) as http:
+        async with await _client(engine, port, workspace) as http:
             accounts = [
                 (await http.post("/v1/accounts", json={"provider": "linkedin"})).json()["account_id"] for _ in range(2)
             ]
             group = uuid.uuid4()
-            created = await http.post(
-                "/v1/campaigns",
-                json={
-                    "name": "Kill me",
-                    "audience": {"type": "source_group", "ref": str(group)},
-                    "workflow": WORKFLOW,
-                    "delivery": {
-                        "pace": "manual",
-                        "daily_limit": 75,
-                        "active_days": "every_day",
-                        "start_hour": 0,
-                        "end_hour": 24,
-                    },
-                    "account_ids": accounts,
-                },
-            )
-            assert created.status_code == 201, created.text
-            campaign_id = created.json()["campaign_id"]
-            launched = await http.post(f"/v1/campaigns/{campaign_id}/launch")
-            assert launched.json()["state"] == "running", launched.text
+            campaign_id = await _launched(http, "Kill me", group, WORKFLOW, accounts)
         leads, events = lead_events(group, LEADS, tag=workspace)
         approvals = [
             MessageApproved(
@@ -222,3 +233,191 @@ async def test_sigkill_mid_campaign_loses_no_timer_and_sends_nothing_twice(
     assert performed == sent
     assert len(sent) == len({e.id for e in _events(records) if type(e.data).__name__ in {"InviteSent", "MessageSent"}})
     assert live == 0  # no timer was left behind
+
+
+class CountingLinkedIn:
+    """A Unipile-style LinkedIn API served by the test: it performs (counts) every invitation it receives, per
+    idempotency key and across outreach's deaths, without deduplicating, and answers ``GET
+    /api/v1/requests/{key}`` truthfully. With ``hold_at`` the invitation of the n-th key is performed but its
+    answer is held back (outreach is killed meanwhile)."""
+
+    def __init__(self) -> None:
+        self.sends: Counter[str] = Counter()
+        self.answers: dict[str, dict[str, str]] = {}
+        self.hold_at: int | None = None
+        self.held_key: str | None = None
+        self.held = asyncio.Event()
+        self.release = asyncio.Event()
+        self.app = FastAPI()
+        app = self.app
+
+        @app.get("/api/v1/users/{slug}")
+        async def user(slug: str, account_id: str) -> dict[str, str]:
+            return {"provider_id": f"prov-{slug}", "network_distance": "SECOND_DEGREE"}
+
+        @app.post("/api/v1/users/invite")
+        async def invite(idempotency_key: str = Header(...)) -> dict[str, str]:
+            self.sends[idempotency_key] += 1
+            answer = self.answers[idempotency_key] = {"invitation_id": f"inv-{idempotency_key[:8]}"}
+            if self.hold_at is not None and len(self.sends) == self.hold_at and self.sends[idempotency_key] == 1:
+                self.held_key = idempotency_key
+                self.held.set()
+                await self.release.wait()
+            return answer
+
+        @app.get("/api/v1/requests/{key}", response_model=None)
+        async def lookup(key: str) -> dict[str, str] | JSONResponse:
+            found = self.answers.get(key)
+            return found if found is not None else JSONResponse({"type": "errors/not_found"}, status_code=404)
+
+        @app.post("/api/v1/hosted/accounts/link")
+        async def link() -> dict[str, str]:
+            return {"object": "HostedAuthURL", "url": "https://auth.provider.example/hosted"}
+
+
+SEND_LEADS = 12
+SECRET = "send-sigkill-secret"
+
+
+async def _connected_account(http: httpx.AsyncClient, n: int) -> str:
+    """A LinkedIn account connected through the provider's hosted page and its signed callback."""
+    created = await http.post("/v1/accounts", json={"provider": "linkedin"})
+    assert created.status_code == 202, created.text
+    account_id = str(created.json()["account_id"])
+    body = json.dumps({"status": "CREATION_SUCCESS", "account_id": f"prov-acct-{n}", "name": account_id}).encode()
+    headers = signed_headers(SECRET, f"msg_{uuid.uuid4().hex}", int(time.time()), body)
+    done = await http.post(
+        "/v1/accounts/callback", content=body, headers={**headers, "content-type": "application/json"}
+    )
+    assert done.status_code == 200, done.text
+    return account_id
+
+
+async def test_sigkill_before_during_and_after_a_send_never_sends_twice(
+    subprocess_env: dict[str, str], topic_prefix: str, database_url: str, tmp_path: Path
+) -> None:
+    provider = CountingLinkedIn()
+    port = free_port()
+    workspace = f"ws-sends-{uuid.uuid4().hex[:6]}"
+    engine = create_engine(database_url)
+    settled: dict[str, float] = {}  # request id -> when the test first saw its final outcome (sent or unknown)
+
+    async def states(campaign_id: str) -> dict[str, str]:
+        async with engine.connect() as conn:
+            rows = await conn.execute(
+                text("SELECT request_id::text, state FROM outreach.sends WHERE campaign_id = :c"), {"c": campaign_id}
+            )
+            return {r[0]: r[1] for r in rows}
+
+    async with serve(provider.app) as provider_url:
+        env = {
+            **subprocess_env,
+            "LEADSTREAM_HTTP_PORT": str(port),
+            "LEADSTREAM_CLOCK_SCALE": "1800",
+            "LEADSTREAM_CLOCK_EPOCH": datetime.now(UTC).isoformat(),
+            "LEADSTREAM_TIMER_POLL_INTERVAL_S": "0.05",
+            "LEADSTREAM_LINKEDIN_PROVIDER": "http",
+            "LEADSTREAM_UNIPILE_BASE_URL": provider_url,
+            "LEADSTREAM_UNIPILE_API_KEY": "test-key",
+            "LEADSTREAM_WEBHOOK_SECRET": SECRET,
+            "LEADSTREAM_SEND_RECONCILE_AFTER_S": "1",  # calls to this local provider take milliseconds
+            "LEADSTREAM_LOG_LEVEL": "WARNING",
+        }
+
+        def outreach(crash_at: str = "") -> ServiceProcess:
+            return ServiceProcess("services.outreach", {**env, "LEADSTREAM_CRASH_AT": crash_at}, tmp_path / "o.log")
+
+        async def started(proc: ServiceProcess) -> ServiceProcess:
+            await proc.start()
+            await wait_for(lambda: _ready(port), timeout_s=90, what=f"outreach ready\n{proc.log_tail()}")
+            return proc
+
+        # 1. Killed right after committing its third send intent, before calling the provider.
+        proc = await started(outreach("outreach.send.before_call:3"))
+        async with await _client(engine, port, workspace) as http:
+            accounts = [await _connected_account(http, n) for n in range(2)]
+            group = uuid.uuid4()
+            invite_only = {"steps": [{"id": "invite", "action": "invite", "note": False}]}
+            campaign_id = await _launched(http, "Kill the sends", group, invite_only, accounts)
+        leads, events = lead_events(group, SEND_LEADS, tag=workspace)
+        keys = {request_id(uuid.UUID(campaign_id), lead, "invite"): lead for lead in leads}
+        await produce_events(
+            subprocess_env["KAFKA_BOOTSTRAP_SERVERS"],
+            topic_prefix,
+            [Envelope.new(e, workspace_id=workspace, source="test") for e in events],
+        )
+
+        async def sample() -> None:
+            now = time.monotonic()
+            for key, state in (await states(campaign_id)).items():
+                if state in ("sent", "unknown"):
+                    settled.setdefault(key, now)
+
+        async def watch() -> None:  # samples when each send settled, for the recovery figures (asserts nothing)
+            while True:
+                await sample()
+                await asyncio.sleep(0.05)
+
+        watcher = asyncio.create_task(watch())
+        try:
+            assert await proc.exited(timeout_s=120) == -9, proc.log_tail()
+            killed_at = {"before": time.monotonic()}
+            (before,) = [k for k, st in (await states(campaign_id)).items() if st == "pending"]
+            assert provider.sends[before] == 0  # committed, never sent
+
+            # 2. Killed after the provider answered its second send, before the answer was recorded.
+            proc = await started(outreach("outreach.send.after_call:2"))
+            assert await proc.exited(timeout_s=120) == -9, proc.log_tail()
+            killed_at["after"] = time.monotonic()
+            # (the second send may be the first one's retry, once the provider said it never arrived)
+            (after,) = [k for k, st in (await states(campaign_id)).items() if st == "pending" and provider.sends[k]]
+
+            # 3. Killed while the provider holds the answer of a send it performed.
+            provider.hold_at = len(provider.sends) + 2
+            proc = await started(outreach())
+            await asyncio.wait_for(provider.held.wait(), timeout=120)
+            assert await proc.kill() == -9
+            killed_at["during"] = time.monotonic()
+            during = provider.held_key
+            assert during is not None and (await states(campaign_id))[during] == "pending"
+            provider.release.set()
+
+            # 4. A clean restart settles the lost answers and sends the rest.
+            proc = await started(outreach())
+
+            async def finished() -> bool:
+                found = await states(campaign_id)
+                return len(found) == SEND_LEADS and "pending" not in found.values()
+
+            await wait_for(finished, timeout_s=180, what=f"every send settled\n{proc.log_tail()}")
+            await sample()
+
+            def ours(r: ConsumerRecord[Any, Any]) -> bool:
+                h = headers_dict(r.headers)
+                return h.get("workspaceid") == workspace and h.get("ce_source") == "leadstream/outreach"
+
+            async with Tail(
+                subprocess_env["KAFKA_BOOTSTRAP_SERVERS"], [topic_prefix + "leadstream.lead.v1"], ours
+            ) as t:
+                records = await t.until(
+                    lambda rs: _finished(rs) == SEND_LEADS, timeout_s=120, what=f"every lead done\n{proc.log_tail()}"
+                )
+        finally:
+            watcher.cancel()
+            await proc.stop()
+    final = await states(campaign_id)
+    await engine.dispose()
+
+    # Never more than one real send per (lead, step); every step ended sent (nothing lost, nothing unknown:
+    # this provider can be asked).
+    assert max(provider.sends.values()) == 1, provider.sends
+    assert set(provider.sends) == set(keys) and set(final) == set(keys)
+    assert set(final.values()) == {"sent"}
+    invites = _ids(records, InviteSent.event_type)
+    assert sorted(invites) == sorted(str(lead) for lead in leads) and all(len(i) == 1 for i in invites.values())
+    assert not _ids(records, "leadstream.lead.action_failed.v1")
+    recovery = {
+        point: round(settled[key] - killed_at[point], 1)
+        for point, key in [("before", before), ("after", after), ("during", during)]
+    }
+    print(f"send SIGKILL: seconds from the kill to the killed send's final outcome: {recovery}")

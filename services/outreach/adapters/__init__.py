@@ -1,7 +1,10 @@
 """The providers outreach talks to, behind Protocols: a LinkedIn provider and an email sender.
 
-Every sending call carries a deterministic ``request_id`` (uuid5 of campaign, lead and step): a
-call retried after a crash or a timeout is recognised by the provider and not performed twice.
+Every sending call carries a deterministic ``request_id`` (uuid5 of campaign, lead and step), the id
+of the send intent committed before the call: the provider's idempotency key. ``lookup(request_id)``
+asks the provider whether a request with that key was performed, so a send whose answer was lost (a
+crash, a timeout) is settled from the provider's word, never resent blindly; a provider that cannot say
+(SMTP) raises :class:`LookupUnsupported` and the send's outcome is recorded as unknown.
 """
 
 from __future__ import annotations
@@ -18,6 +21,13 @@ class InvitationLimitReached(ProviderError):
 
     def __init__(self, message: str = "invitation limit reached") -> None:
         super().__init__(message, transient=False, status=422)
+
+
+class LookupUnsupported(ProviderError):
+    """The provider cannot say whether a request was performed (SMTP has no such query)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, transient=False)
 
 
 @dataclass(frozen=True)
@@ -78,6 +88,10 @@ class LinkedInProvider(Protocol):
 
     async def comment_post(self, req: SendRequest, now: datetime) -> SendResult: ...
 
+    async def lookup(self, request_id: str) -> SendResult | None:
+        """The answer to the request sent with this idempotency key; None when the provider never performed it."""
+        ...
+
     async def is_connected(self, account_id: str, provider_account_id: str | None, lead: LeadTarget) -> bool: ...
 
     async def hosted_auth_link(self, account_id: str, notify_url: str, now: datetime) -> str: ...
@@ -103,3 +117,8 @@ class EmailSender(Protocol):
     name: str
 
     async def send(self, message: EmailMessage) -> str: ...
+
+    async def lookup(self, request_id: str) -> str | None:
+        """The message id of the email sent with this idempotency key; None when it was never sent
+        (:class:`LookupUnsupported` when the sender cannot say)."""
+        ...

@@ -1,7 +1,10 @@
 """Real providers over HTTP: a Unipile-style LinkedIn API and an HTTP email API.
 
-Both send the deterministic request id as ``Idempotency-Key`` so a retried call is not performed twice,
-and translate answers into the shared provider errors: 429 -> RateLimited (with Retry-After), 5xx and
+Both send the deterministic request id (the send intent's id) as ``Idempotency-Key`` so a retried call is
+not performed twice, and look a key up to settle a send whose answer was lost: ``GET
+/api/v1/requests/{key}`` (LinkedIn) and ``GET /emails/idempotency/{key}`` (email) answer 200 with the
+original answer of the request performed with that key, 404 when none was. They translate answers into
+the shared provider errors: 429 -> RateLimited (with Retry-After), 5xx and
 network errors -> transient ProviderError, an invitation-limit answer -> InvitationLimitReached, any
 other 4xx -> permanent ProviderError. Follow-ups (acceptances, replies) arrive later as signed
 webhooks, so results never carry them.
@@ -60,6 +63,17 @@ async def _call(client: ProviderHttpClient, method: str, url: str, what: str, **
         return {}
     data = decode_json(resp, what)
     return data if isinstance(data, dict) else {"items": data}
+
+
+async def _lookup(client: ProviderHttpClient, url: str, what: str) -> dict[str, Any] | None:
+    """The JSON object a lookup answers, None on 404 (the provider never performed that request)."""
+    resp = await client.request("GET", url, what=what, passthrough=(404,))
+    if resp.status_code == 404:
+        return None
+    data = decode_json(resp, what)
+    if not isinstance(data, dict):
+        raise ProviderError(f"{what}: answer is not a JSON object", transient=True, status=resp.status_code)
+    return data
 
 
 def profile_identifier(lead: LeadTarget) -> str:
@@ -151,6 +165,14 @@ class UnipileLinkedIn:
         )
         return SendResult(provider_ref=data.get("comment_id"))
 
+    async def lookup(self, request_id: str) -> SendResult | None:
+        """GET /api/v1/requests/{idempotency key}: the original answer, None on 404 (never performed)."""
+        data = await _lookup(self.client, f"/api/v1/requests/{request_id}", "send lookup")
+        if data is None:
+            return None
+        ref = data.get("invitation_id") or data.get("message_id") or data.get("chat_id") or data.get("comment_id")
+        return SendResult(provider_ref=str(ref) if ref else None)
+
     async def is_connected(self, account_id: str, provider_account_id: str | None, lead: LeadTarget) -> bool:
         """A first-degree connection per the profile lookup's ``network_distance``."""
         user = await self._provider_id(provider_account_id or account_id, lead)
@@ -216,6 +238,11 @@ class HttpEmailSender:
             },
         )
         return str(data.get("id", ""))
+
+    async def lookup(self, request_id: str) -> str | None:
+        """GET /emails/idempotency/{key}: the id of the email sent with that key, None on 404 (never sent)."""
+        data = await _lookup(self.client, f"/emails/idempotency/{request_id}", "email lookup")
+        return None if data is None else str(data.get("id", ""))
 
     async def aclose(self) -> None:
         """Close the HTTP client."""

@@ -8,7 +8,7 @@ timers, so they happen in campaign time (fake, scaled or real clock).
 
 Like a remote provider, each simulation remembers request ids it already answered, in its own table
 (written outside the caller's transaction): a call retried after a crash returns the first answer and
-performs nothing twice.
+performs nothing twice, and ``lookup`` tells truthfully whether a request id was performed.
 """
 
 from __future__ import annotations
@@ -226,6 +226,16 @@ class SimulatedLinkedIn(SimulatedProvider):
         """Comment on the lead's post."""
         return await self._perform("comment", req, now, SendResult(f"cmt_{req.request_id[:12]}"))
 
+    async def lookup(self, request_id: str) -> SendResult | None:
+        """What the simulation answered to this request id, None when it never performed it (its own memory)."""
+        if self.engine is None:
+            hit = self._memory.get(request_id)
+            return _result_from(hit[3]) if hit else None
+        t = sim_linkedin_requests
+        async with self.engine.connect() as conn:
+            stored = await conn.scalar(select(t.c.result).where(t.c.request_id == request_id))
+        return None if stored is None else _result_from(stored)
+
     async def is_connected(self, account_id: str, provider_account_id: str | None, lead: LeadTarget) -> bool:
         """Whether the lead is already a first-degree connection of the account (stable per pair)."""
         return seeded_rng(self.sim.seed, "connected", lead.lead_id, account_id).random() < self.behaviour.connected_rate
@@ -280,3 +290,12 @@ class SimulatedEmailSender(SimulatedProvider):
             else:
                 self.sent.append(message)
         return message_id
+
+    async def lookup(self, request_id: str) -> str | None:
+        """The message id of the email accepted with this request id, None when it never was."""
+        if self.engine is None:
+            return self._memory.get(request_id)
+        t = sim_email_requests
+        async with self.engine.connect() as conn:
+            found = await conn.scalar(select(t.c.message_id).where(t.c.request_id == request_id))
+        return None if found is None else str(found)

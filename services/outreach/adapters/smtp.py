@@ -1,14 +1,16 @@
 """An email sender over SMTP: send from the team's own mailbox (Google Workspace, Microsoft 365, any relay).
 
-SMTP has no idempotency key, so the Message-ID is derived from the step's request id: a send retried
-after a crash carries the same Message-ID, so the recipient's mail system can recognise the copy.
+SMTP has no idempotency key and no way to ask whether a message was accepted, so outreach never
+resends an email whose answer was lost (its outcome is recorded as unknown); the Message-ID is derived
+from the step's request id all the same, so any copy can be recognised.
 
 Replies map onto the shared provider errors (SMTP replies carry no Retry-After, so the wait is a setting):
 
 - 421, 450, 451, 452, or any reply that speaks of a rate, quota or "too many" -> RateLimited
   (a daily-quota 5xx such as Gmail's ``550 5.4.5`` waits an hour instead: the quota comes back, the
   recipient was never the problem);
-- other 4xx, connection refused or lost, timeouts -> transient ProviderError;
+- other 4xx, connection refused or lost, timeouts -> transient ProviderError (a session lost after the
+  connect may have lost the answer to DATA: ``maybe_performed``);
 - AUTH refused with 5xx (530, 534, 535) -> SmtpAuthenticationFailed, permanent, naming the settings;
 - other 5xx (550 mailbox unavailable, 553 bad address, 554 rejected) -> permanent ProviderError;
 - a server that lacks what the settings require (STARTTLS, AUTH, SMTPUTF8), an unverifiable TLS
@@ -32,7 +34,7 @@ from pydantic import SecretStr
 from services.runtime.clock import Clock, SystemClock
 from services.runtime.providers import ProviderError, RateLimited
 
-from . import EmailMessage
+from . import EmailMessage, LookupUnsupported
 
 if TYPE_CHECKING:
     from ..settings import OutreachSettings
@@ -161,6 +163,10 @@ class SmtpEmailSender:
             raise self._translate(exc) from exc
         return str(mime["Message-ID"])
 
+    async def lookup(self, request_id: str) -> str | None:
+        """SMTP cannot be asked whether a message was accepted: a send whose answer was lost stays unknown."""
+        raise LookupUnsupported(f"SMTP server {self.host}:{self.port} cannot say whether a message was sent")
+
     # -- errors ----------------------------------------------------------------------------------
 
     def _reply(self, code: int, text: str, what: str) -> ProviderError:
@@ -194,9 +200,14 @@ class SmtpEmailSender:
             )
         if isinstance(exc, aiosmtplib.SMTPNotSupported):
             return ProviderError(f"SMTP server {self.host}:{self.port}: {exc}", transient=False)
-        # Refused, reset, lost and timed-out connections (aiosmtplib's included) are all OSErrors.
+        # Refused, reset, lost and timed-out connections (aiosmtplib's included) are all OSErrors. Only a
+        # failed connect is sure to have sent nothing: a session lost later may have lost the answer to DATA.
         if isinstance(exc, OSError):
-            return ProviderError(f"SMTP server {self.host}:{self.port} unreachable: {exc}", transient=True)
+            return ProviderError(
+                f"SMTP server {self.host}:{self.port} unreachable: {exc}",
+                transient=True,
+                maybe_performed=not isinstance(exc, aiosmtplib.SMTPConnectError),
+            )
         if isinstance(exc, aiosmtplib.SMTPException):
             # What is left are configuration mismatches: STARTTLS or AUTH required but not offered.
             return ProviderError(f"SMTP server {self.host}:{self.port}: {exc}", transient=False)

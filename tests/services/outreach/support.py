@@ -143,15 +143,22 @@ async def start_outreach(
     *,
     start: datetime,
     linkedin: Any = None,
+    email: Any = None,
     clock: FakeClock | None = None,
     **overrides: Any,
 ) -> Outreach:
-    """Build and start outreach with a fake clock (the background timer loop off: tests step timers)."""
-    values: dict[str, Any] = {"timer_loop_enabled": False, "sim_transient_error_rate": 0.0, "sim_connected_rate": 0.0}
+    """Build and start outreach with a fake clock (the background timer loops off: tests step timers, so no call
+    is ever under way while a lost answer is reconciled, which may then happen at once)."""
+    values: dict[str, Any] = {
+        "timer_loop_enabled": False,
+        "sim_transient_error_rate": 0.0,
+        "sim_connected_rate": 0.0,
+        "send_reconcile_after_s": 0.0,
+    }
     values.update(overrides)
     settings = make_settings("outreach", OutreachSettings, **values)
     clock = clock or FakeClock(start)
-    service = build(settings, clock, linkedin=linkedin)
+    service = build(settings, clock, linkedin=linkedin, email=email)
     await start_service(service)
     async with service.engine.begin() as conn:
         # Earlier tests' services are gone: their leftover timers must not run on this test's clock.

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from leadstream_schemas import (
     Action,
+    ActionFailed,
     ActionSkipped,
     CampaignCreated,
     Envelope,
@@ -118,6 +119,17 @@ def test_email_skip_reasons_have_their_own_stage(reason: SkipReason, label: str)
     rank, got, summary = domain.lead_details(ActionSkipped(lead_id=uuid.uuid4(), action=Action.email, reason=reason))
     assert (rank, got) == (5, label)
     assert got in domain.WORKFLOW_LABELS and summary.startswith("Email skipped: ")
+
+
+def test_a_send_with_an_unknown_outcome_says_it_may_have_been_sent() -> None:
+    lost = ActionFailed(lead_id=uuid.uuid4(), action=Action.email, reason="outcome_unknown", detail="SMTP: no lookup")
+    refused = ActionFailed(lead_id=uuid.uuid4(), action=Action.email, reason="provider_error", detail="550")
+    assert domain.lead_details(lost) == (
+        5,
+        "email_failed",
+        "Email may have been sent: its outcome is unknown; not sent again (SMTP: no lookup)",
+    )
+    assert domain.lead_details(refused)[2] == "Email failed: provider_error (550)"
 
 
 def test_summaries_are_human_and_safe_to_format() -> None:

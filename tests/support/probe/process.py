@@ -42,6 +42,13 @@ class ServiceProcess:
         """SIGKILL: no shutdown code runs, as in a crash or an OOM kill. Returns the exit code."""
         return await self._signal(signal.SIGKILL)
 
+    async def exited(self, timeout_s: float = 60.0) -> int:
+        """Wait for the process to end by itself (e.g. at a crash point); returns its exit code."""
+        assert self.proc is not None
+        code = await asyncio.wait_for(self.proc.wait(), timeout=timeout_s)
+        self._close_log()
+        return code
+
     async def stop(self) -> int:
         """SIGTERM and wait for a clean exit (SIGKILL if it does not come). Returns the exit code."""
         if self.proc is None:

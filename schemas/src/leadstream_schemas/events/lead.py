@@ -408,7 +408,13 @@ class ActionSkipped(_ActionEvent):
 
 @register
 class ActionFailed(_ActionEvent):
-    """An action failed at the provider; ``retryable`` says whether it will be tried again."""
+    """An action failed at the provider; ``retryable`` says whether it will be tried again.
+
+    ``reason`` is a stable code: ``provider_error`` (the provider refused, or kept failing),
+    ``rate_limited`` (refused for too long), ``internal_error`` (a bug kept it from running), or
+    ``outcome_unknown``: the provider's answer to the send was lost and the provider cannot be asked
+    (e.g. SMTP), so it may or may not have reached the lead; it is never sent again.
+    """
 
     event_type: ClassVar[str] = "leadstream.lead.action_failed.v1"
 

@@ -1,0 +1,299 @@
+"""Durable timers: Postgres rows that say some work is due, and the one loop that claims and runs them.
+
+A service's domain says WHAT is claimable: a ``select`` of its due rows in the order to run them
+(outreach's step timers, discovery's searches, enrichment's parked stages, video's jobs). This module
+says HOW they are claimed, run, retried and backed off:
+
+- **claim**: one row at a time with ``FOR UPDATE SKIP LOCKED`` in its own transaction, so any number of
+  replicas share the rows and a crash loses nothing (an uncommitted claim is simply claimed again);
+- **run**: the domain's ``run(conn, row, now)`` works in the claim's transaction. Work with an effect
+  outside the database that must not be repeated (a provider send) commits an intent there and returns
+  :class:`Then`: its ``call`` runs after the commit, outside any transaction, and its result is
+  recorded in a second transaction, retried while the database is unreachable;
+- **failures**, by :func:`~services.runtime.faults.classify`:
+
+  ===============  ============================================================================
+  TRANSIENT        nothing is recorded: the loop reports not-ready and backs off; the row is
+                   claimed again once the database answers (retried without limit)
+  THROTTLED        retried when the provider asked, without using an attempt
+  RECORD           attempt + 1, retried after an exponential backoff; after ``max_attempts``
+                   (at once for a permanent :class:`ProviderError`) the domain gives up
+  ===============  ============================================================================
+
+  A failure is recorded in a new transaction on the row locked again: the helper sets the row's
+  ``attempts`` column to the new count and (when retried) its ``due`` column to the retry time, then
+  the domain's ``failed(conn, row, failure)`` adds what it must (the error, or on giving up the events
+  that end the work, which must make the row unclaimable); a SUSPECT error (a refused connection, a
+  timeout) is TRANSIENT when the database does not answer ``SELECT 1``, else RECORD;
+- **stop**: honoured between rows; a claim in progress is abandoned (rolled back, no effect), a call
+  already made is recorded;
+- :meth:`DurableTimers.wake`: look now, something just became due; :meth:`DurableTimers.serve` runs
+  the loop as the service's background task and reports not-ready while it fails.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Generic, TypeVar
+
+from sqlalchemy import Column, Select, Table, and_, select, update
+from sqlalchemy.engine import Row
+from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql.elements import ColumnElement
+
+from .clock import Clock
+from .db import ping
+from .faults import Backoff, Fault, backoff_delay, classify, retry_after
+from .providers import ProviderError
+from .service import Service
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+DATABASE_CHECK_TIMEOUT_S = 5.0
+
+
+@dataclass(frozen=True)
+class Then(Generic[T]):
+    """Work to finish after the claim committed: ``call()`` outside any transaction (e.g. a provider send
+    whose intent the claim committed), then ``record(conn, result, now)`` in a new transaction."""
+
+    call: Callable[[], Awaitable[T]]
+    record: Callable[[AsyncConnection, T, datetime], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class Failure:
+    """A failed run of a row, as recorded: ``retry_at`` None means give up."""
+
+    error: BaseException
+    fault: Fault
+    attempts: int
+    retry_at: datetime | None
+    now: datetime
+
+    @property
+    def detail(self) -> str:
+        """The error as one line for a log, a column or an event (500 characters at most)."""
+        return f"{type(self.error).__name__}: {self.error}"[:500]
+
+
+Claimable = Callable[[datetime], Select[Any]]
+Run = Callable[[AsyncConnection, Row[Any], datetime], Awaitable["Then[Any] | None"]]
+Failed = Callable[[AsyncConnection, Row[Any], Failure], Awaitable[None]]
+
+
+@dataclass(eq=False, kw_only=True)
+class DurableTimers:
+    """Claims and runs the due rows of one table of ``service`` (see the module's docstring).
+
+    ``due`` and ``attempts`` are the table's columns of the next try and of the attempts used so far; a
+    provider's retry-after is obeyed up to ``max_retry_after_s``. :meth:`serve` runs :meth:`loop` as the
+    service's background task; ``run_once()`` / ``run_due()`` step it (tests with a fake clock).
+    """
+
+    name: str
+    service: Service
+    table: Table
+    due: Column[Any]
+    attempts: Column[Any]
+    claimable: Claimable
+    run: Run
+    failed: Failed
+    max_attempts: int
+    retry_initial_s: float
+    retry_max_s: float
+    poll_interval_s: float
+    max_retry_after_s: float = float("inf")
+    clock: Clock | None = None  # default: the service's clock
+    healthy: bool = field(default=True, init=False)
+
+    def __post_init__(self) -> None:
+        self.now = (self.clock or self.service.clock).now
+        self.backoff = Backoff(
+            self.poll_interval_s, max(self.service.settings.consumer_backoff_max_s, self.poll_interval_s)
+        )
+        self._wake = asyncio.Event()
+        self._stop: asyncio.Event | None = None
+        self._calling = False
+
+    # -- control ---------------------------------------------------------------------------------
+
+    def wake(self) -> None:
+        """Look for due rows now (something just became due)."""
+        self._wake.set()
+
+    def serve(self) -> None:
+        """Run :meth:`loop` as a background task of the service, and report not-ready while it fails."""
+
+        async def check() -> str | None:
+            return None if self.healthy else "cannot run due timers (database unreachable; see the logs)"
+
+        check.__name__ = f"timers:{self.name}"
+        self.service.add_task(self.loop)
+        self.service.add_readiness_check(check)
+
+    async def loop(self, stop: asyncio.Event) -> None:
+        """Background task: run due rows until ``stop``; when idle, look again every ``poll_interval_s`` or on
+        :meth:`wake`. A transient failure makes the loop not-ready and back off until the database answers."""
+        self._stop = stop
+        while not stop.is_set():
+            self._wake.clear()
+            try:
+                row = await self._unless_stopped(stop)
+            except Exception as exc:
+                self.healthy = False
+                log.warning("%s: timer loop failed; retrying", self.name, extra={"error": repr(exc)})
+                await self.backoff.wait(stop)
+                continue
+            self.healthy = True
+            self.backoff.reset()
+            if row is None and not stop.is_set():
+                await self._idle(stop)
+
+    async def run_due(self, limit: int = 10_000) -> int:
+        """Run rows while any is due (up to ``limit``; not after stop); returns how many ran."""
+        ran = 0
+        while ran < limit and not (self._stop is not None and self._stop.is_set()):
+            if await self.run_once() is None:
+                break
+            ran += 1
+        return ran
+
+    async def run_once(self) -> Row[Any] | None:
+        """Claim the first due row and run it; returns it (None when none is due). Raises on a transient fault."""
+        now = self.now()
+        claimed: Row[Any] | None = None
+        try:
+            async with self.service.engine.begin() as conn:
+                claimed = (await conn.execute(self._claim(now))).first()
+                if claimed is None:
+                    return None
+                then = await self.run(conn, claimed, now)
+        except Exception as exc:
+            if claimed is None:
+                raise
+            await self._record_failure(claimed, exc, now)
+            return claimed
+        self.service.wake_relay()
+        if then is not None:
+            await self._finish(claimed, then)
+        return claimed
+
+    # -- internals -------------------------------------------------------------------------------
+
+    def _claim(self, now: datetime) -> Select[Any]:
+        return self.claimable(now).limit(1).with_for_update(of=self.table, skip_locked=True)
+
+    def _key(self, row: Row[Any]) -> ColumnElement[bool]:
+        return and_(*[c == getattr(row, c.name) for c in self.table.primary_key.columns])
+
+    async def _unless_stopped(self, stop: asyncio.Event) -> Row[Any] | None:
+        """:meth:`run_once`, abandoned (rolled back) when ``stop`` comes first, unless its call is under way."""
+        task = asyncio.create_task(self.run_once(), name=f"timers-{self.name}")
+        stopper = asyncio.create_task(stop.wait())
+        try:
+            await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopper.cancel()
+        if not task.done() and not self._calling:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            return None
+        return await task  # a call already made is recorded before the loop ends
+
+    async def _idle(self, stop: asyncio.Event) -> None:
+        waiters = {asyncio.create_task(stop.wait()), asyncio.create_task(self._wake.wait())}
+        try:
+            await asyncio.wait(waiters, timeout=self.poll_interval_s, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for w in waiters:
+                w.cancel()
+
+    async def _finish(self, row: Row[Any], then: Then[Any]) -> None:
+        """Make the call, then record its result; a database outage meanwhile is waited out (until stop)."""
+        self._calling = True
+        try:
+            try:
+                result = await then.call()
+            except Exception as exc:
+                await self._record_failure(row, exc, self.now())
+                return
+            while True:
+                now = self.now()
+                try:
+                    async with self.service.engine.begin() as conn:
+                        await then.record(conn, result, now)
+                except Exception as exc:
+                    if await self._fault(exc) is not Fault.TRANSIENT:
+                        await self._record_failure(row, exc, now)
+                        return
+                    self.healthy = False
+                    log.warning("%s: cannot record a call's result; retrying", self.name, extra={"error": repr(exc)})
+                    if await self.backoff.wait(self._stop):
+                        return  # stopping: what the call did is left to the domain's reconciliation
+                    continue
+                self.healthy = True
+                self.backoff.reset()
+                self.service.wake_relay()
+                return
+        finally:
+            self._calling = False
+
+    async def _fault(self, exc: BaseException) -> Fault:
+        fault = classify(exc)
+        if fault is Fault.SUSPECT:  # an outage, or the work's own call to a provider? Ask the database.
+            try:
+                await asyncio.wait_for(ping(self.service.engine), timeout=DATABASE_CHECK_TIMEOUT_S)
+            except Exception:
+                return Fault.TRANSIENT
+            return Fault.RECORD
+        return fault
+
+    def _failure(self, exc: BaseException, fault: Fault, used: int, now: datetime) -> Failure:
+        if fault is Fault.THROTTLED:
+            wait = min(retry_after(exc) or 0.0, self.max_retry_after_s)
+            return Failure(exc, fault, used, now + timedelta(seconds=wait), now)
+        attempts = used + 1
+        permanent = isinstance(exc, ProviderError) and not exc.transient
+        if permanent or attempts >= self.max_attempts:
+            return Failure(exc, fault, attempts, None, now)
+        delay = backoff_delay(attempts - 1, self.retry_initial_s, self.retry_max_s)
+        return Failure(exc, fault, attempts, now + timedelta(seconds=delay), now)
+
+    async def _record_failure(self, row: Row[Any], exc: BaseException, now: datetime) -> None:
+        """Record a failed run on the row locked again (skipped when another replica holds it now)."""
+        fault = await self._fault(exc)
+        if fault is Fault.TRANSIENT:
+            raise exc
+        bug = fault is Fault.RECORD and not isinstance(exc, ProviderError)
+        log.warning("%s: work failed (%s)", self.name, fault, extra={"error": repr(exc)}, exc_info=bug)
+        where = self._key(row)
+        try:
+            async with self.service.engine.begin() as conn:
+                relock = select(self.table).where(where).with_for_update(skip_locked=True)
+                fresh = (await conn.execute(relock)).first()
+                if fresh is None:
+                    return
+                failure = self._failure(exc, fault, int(getattr(fresh, self.attempts.name) or 0), now)
+                values: dict[str, Any] = {self.attempts.name: failure.attempts}
+                if failure.retry_at is not None:
+                    values[self.due.name] = failure.retry_at
+                await conn.execute(update(self.table).where(where).values(**values))
+                await self.failed(conn, fresh, failure)
+        except Exception as error:
+            if await self._fault(error) is Fault.TRANSIENT:
+                raise
+            # The domain could not record it: keep the row from being claimed again and again meanwhile.
+            log.exception("%s: recording a failure failed", self.name)
+            later = now + timedelta(seconds=self.retry_max_s)
+            async with self.service.engine.begin() as conn:
+                await conn.execute(update(self.table).where(where).values(**{self.due.name: later}))
+            return
+        self.service.wake_relay()
