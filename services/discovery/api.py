@@ -22,6 +22,7 @@ from services.runtime.auth import workspace_id
 from services.runtime.errors import Problem
 from services.runtime.providers import ProviderError, RateLimited
 from services.runtime.service import Service
+from services.runtime.telemetry import current_traceparent
 
 from . import domain
 from .adapters import SearchProvider, SearchQuery
@@ -358,6 +359,7 @@ def build_router(
                     else None,
                     status="running",
                     started_event_id=started_id,
+                    traceparent=current_traceparent(),
                     created_at=now,
                     updated_at=now,
                 )

@@ -106,6 +106,7 @@ class SearchRunner:
             retry_max_s=settings.search_backoff_max_s,
             poll_interval_s=settings.search_poll_interval_s,
             max_retry_after_s=settings.search_max_retry_after_s,
+            traceparent=searches.c.traceparent,
         )
 
     def wake(self) -> None:

@@ -63,6 +63,7 @@ class Runner:
             retry_initial_s=STEP_RETRY_S,
             retry_max_s=STEP_RETRY_S * 2**settings.timer_max_attempts,
             poll_interval_s=settings.timer_poll_interval_s,
+            traceparent=timers.c.traceparent,
         )
         self.intents = DurableTimers(
             name="outreach_send_intents",

@@ -226,6 +226,7 @@ timers = Table(
     Column("attempts", Integer, nullable=False, server_default=text("0")),
     Column("payload", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
     Column("outcome", Text, nullable=True),
+    Column("traceparent", Text, nullable=True),  # of what scheduled it or made it due: its run continues it (0004)
     _ts("updated_at", nullable=False),
     UniqueConstraint("key", name="uq_timers_key"),
     Index("ix_timers_due", "due_at", postgresql_where=text("state IN ('pending', 'waiting')")),
