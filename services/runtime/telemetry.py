@@ -15,9 +15,8 @@ Every :class:`~services.runtime.service.Service` calls :func:`instrument_service
 - **Background work** (timers, search pages): rows that start work later store the traceparent of
   what scheduled them; the work runs in a span continuing it (:func:`work_span`).
 - **Libraries**: httpx (provider and service calls: client spans, ``traceparent`` sent along) and asyncpg
-  (queries, without their parameters). A database query or outgoing call outside any traced operation
-  (the outbox relay's and the timers' polling) is not recorded: it would be a trace of one span, many
-  times a second.
+  (queries, without their parameters). A database query outside any traced work (the outbox relay's and the
+  timers' polling) is not recorded: it would be a trace of one span, many times a second.
 
 Spans are exported over OTLP/HTTP when ``OTEL_EXPORTER_OTLP_ENDPOINT`` (or ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT``)
 is set, configured by the standard ``OTEL_*`` variables; with neither set, spans are created and dropped.
@@ -59,9 +58,10 @@ UNTRACED_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 """Probes and scrapes: no span, no HTTP metrics."""
 
 
-class _NoOrphanClients(Sampler):
-    """Root sampler: a client span (a query, an outgoing call) that starts no operation of its own is dropped;
-    every other root span is recorded. Spans with a parent follow the parent's decision (:class:`ParentBased`)."""
+class _NoOrphanQueries(Sampler):
+    """Root sampler: a database query that is part of no traced work (the relay's and the timers' polling, many
+    times a second) is dropped; every other root span is recorded, an outgoing HTTP call too (its traceparent
+    then tells the callee to record). Spans with a parent follow the parent's decision (:class:`ParentBased`)."""
 
     def should_sample(
         self,
@@ -73,12 +73,12 @@ class _NoOrphanClients(Sampler):
         links: Sequence[trace.Link] | None = None,
         trace_state: trace.TraceState | None = None,
     ) -> SamplingResult:
-        if kind is SpanKind.CLIENT:
+        if kind is SpanKind.CLIENT and attributes and ("db.system" in attributes or "db.system.name" in attributes):
             return SamplingResult(Decision.DROP)
         return ALWAYS_ON.should_sample(parent_context, trace_id, name, kind, attributes, links, trace_state)
 
     def get_description(self) -> str:
-        return "NoOrphanClients"
+        return "NoOrphanQueries"
 
 
 def configure_tracing(service: str) -> None:
@@ -89,7 +89,7 @@ def configure_tracing(service: str) -> None:
     _configured = True
     provider = TracerProvider(
         resource=Resource.create({"service.name": f"leadstream-{service}"}),
-        sampler=ParentBased(root=_NoOrphanClients()),
+        sampler=ParentBased(root=_NoOrphanQueries()),
     )
     if os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"):
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter

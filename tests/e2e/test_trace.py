@@ -20,6 +20,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from opentelemetry.instrumentation.utils import suppress_http_instrumentation
 
 from leadstream_cli.demo import CLOCK_SCALE
 from leadstream_cli.processes import ServiceFleet, free_port
@@ -67,7 +68,10 @@ def _launch_campaign(http: httpx.Client, fleet: ServiceFleet, caller: str) -> st
     """Connect an account, save a search (with the caller's traceparent), and launch a campaign on its leads."""
 
     def call(service: str, path: str, body: object, headers: dict[str, str] | None = None) -> dict[str, str]:
-        response = http.post(fleet.procs[service].url + path, json=body, headers=headers)
+        # The caller's traceparent as given: an in-process service of another test may have instrumented httpx
+        # in this process, whose client span would replace it.
+        with suppress_http_instrumentation():
+            response = http.post(fleet.procs[service].url + path, json=body, headers=headers)
         assert response.status_code < 300, response.text
         return dict(response.json() or {})
 
