@@ -257,6 +257,15 @@ def record_batch_spans(service: str, records: Sequence[ConsumerRecord[Any, Any]]
         span.end(end_time=end_ns)
 
 
+def continued(traceparent: str | None) -> str | None:
+    """``traceparent`` continued: the current span's when it belongs to that trace (work continuing it), else
+    ``traceparent`` itself (e.g. a callback request of another trace, acting on the work)."""
+    current = current_traceparent()
+    if traceparent is None or (current is not None and current.split("-")[1] == traceparent.split("-")[1]):
+        return current
+    return traceparent
+
+
 def current_traceparent() -> str | None:
     """The W3C traceparent of the current span, or None outside a span."""
     carrier: dict[str, str] = {}

@@ -27,9 +27,9 @@ says HOW they are claimed, run, retried and backed off:
   timeout) is TRANSIENT when the database does not answer ``SELECT 1``, else RECORD;
 - **stop**: honoured between rows; a claim in progress is abandoned (rolled back, no effect), a call
   already made is recorded;
-- **traces**: with a ``traceparent`` column (the traceparent of what made the row due, written with it),
-  the run and its call continue that trace, so a trace follows the work across the wait; the log lines
-  meanwhile carry the row's lead and campaign ids (columns of those names, when it has them);
+- **traces**: given ``traceparent`` (a row's stored traceparent: of what made the row due, written with
+  it), the run and its call continue that trace, so a trace follows the work across the wait; the log
+  lines meanwhile carry the row's lead and campaign ids (columns of those names, when it has them);
 - :meth:`DurableTimers.wake`: look now, something just became due; :meth:`DurableTimers.serve` runs
   the loop as the service's background task and reports not-ready while it fails.
 """
@@ -116,7 +116,7 @@ class DurableTimers:
     poll_interval_s: float
     max_retry_after_s: float = float("inf")
     clock: Clock | None = None  # default: the service's clock
-    traceparent: Column[Any] | None = None  # the trace a row's run continues (module docstring)
+    traceparent: Callable[[Row[Any]], str | None] | None = None  # the trace a row's run continues (module doc)
     healthy: bool = field(default=True, init=False)
 
     def __post_init__(self) -> None:
@@ -196,7 +196,7 @@ class DurableTimers:
     # -- internals -------------------------------------------------------------------------------
 
     def _span(self, row: Row[Any], what: str) -> AbstractContextManager[Any]:
-        traceparent = getattr(row, self.traceparent.name) if self.traceparent is not None else None
+        traceparent = self.traceparent(row) if self.traceparent is not None else None
         return work_span(
             self.service.name,
             f"{self.name} {what}",
