@@ -12,6 +12,14 @@
 # it: `docker buildx imagetools inspect python:3.11-slim` prints the index digest ("Digest:"); replace it here,
 # the only place it is written (tests/deploy/test_image.py checks it is a full sha256 digest).
 ARG PYTHON_IMAGE=python:3.11-slim@sha256:90744cff8f32887f075c47d747a173ff333e9e98801667af93c357fa9f5e28ff
+# The console's npm packages come from a node image (by tag: pin its digest the same way when you move it).
+ARG NODE_IMAGE=node:20-slim
+
+# ---- frontend: the console's npm packages, exactly as locked (served as they are: no build step) ----
+FROM ${NODE_IMAGE} AS frontend
+WORKDIR /console
+COPY services/console/package.json services/console/package-lock.json ./
+RUN npm ci --no-audit --no-fund --loglevel=error
 
 # ---- build: a self-contained virtualenv with the two distributions and their runtime deps only ----
 FROM ${PYTHON_IMAGE} AS build
@@ -33,6 +41,8 @@ COPY schemas/ schemas/
 COPY pyproject.toml ./
 COPY services/ services/
 COPY leadstream_cli/ leadstream_cli/
+# The files the console serves from its packages become package data of the distribution (see pyproject.toml).
+COPY --from=frontend /console/node_modules services/console/node_modules
 
 # Non-editable installs of the two distributions, without dependencies (the lock brought them) and with the
 # locked setuptools (no build isolation: nothing fetched unpinned). The image must not depend on /src, which the

@@ -13,7 +13,7 @@ PYTEST_ARGS ?=
 # The contract the models must stay compatible with (a release tag or the target branch in CI).
 SCHEMAS_BASE ?= HEAD
 
-.PHONY: help venv lock infra-up infra-down infra-status topics migrate demo test test-unit lint schemas schemas-check bench helm-lint clean
+.PHONY: help venv lock frontend browser infra-up infra-down infra-status topics migrate demo test test-unit lint schemas schemas-check bench helm-lint clean
 
 help: ## list targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
@@ -31,7 +31,7 @@ $(STAMP): pyproject.toml schemas/pyproject.toml requirements/dev.txt
 	$(BIN)/pip check
 	touch $(STAMP)
 
-venv: $(STAMP) ## create .venv and install the project (from requirements/dev.txt: every version and hash locked)
+venv: $(STAMP) frontend ## create .venv and install the project (from requirements/dev.txt: every version and hash locked) and the console's npm packages
 
 # uv alone, so that `make lock` works while the venv cannot be installed (a dependency just added to pyproject.toml
 # is not in the lock yet); the same version as the dev lock's.
@@ -44,6 +44,12 @@ lock: $(BIN)/uv ## re-lock requirements/*.txt from pyproject.toml (uv; run after
 	# The image's locks take their versions from the dev lock: what the tests ran is what ships.
 	$(UV_COMPILE) requirements/runtime.in -c requirements/dev.txt -o requirements/runtime.txt
 	$(UV_COMPILE) requirements/analytics.in -c requirements/dev.txt -o requirements/analytics.txt
+
+frontend: ## the console's front-end packages (npm ci from services/console/package-lock.json; node from apt if missing)
+	bash deploy/local/frontend.sh deps
+
+browser: ## Chromium for the browser tests (Debian's chromium from apt if missing)
+	bash deploy/local/frontend.sh chromium
 
 infra-up: ## start Kafka and Postgres (idempotent)
 	bash $(INFRA) up
@@ -63,7 +69,7 @@ migrate: venv infra-up ## apply every service's migrations
 demo: venv infra-up ## run the demo campaign (ONCE=1 exits after printing)
 	$(WITH_ENV) $(BIN)/leadstream demo $(if $(ONCE),--once,)
 
-test: venv infra-up ## run every test on the real broker and database
+test: venv infra-up browser ## run every test on the real broker and database (and the console in Chromium)
 	$(WITH_ENV) $(BIN)/pytest $(PYTEST_ARGS)
 
 lint: venv ## ruff and mypy
@@ -88,4 +94,4 @@ image: ## build the leadstream image (needs a Docker engine)
 	docker build -t leadstream:local .
 
 clean: ## remove the venv and caches (servers' data stays in .run/)
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache services/console/node_modules

@@ -2,8 +2,9 @@
 
 Starts every service as a process on a scaled clock (campaign minutes pass in milliseconds),
 creates a workspace and token, connects a simulated LinkedIn account, runs a saved signal search
-for N leads, launches a campaign on the resulting source group, then prints one replying lead's
-timeline in causal order and the campaign's summary counts from the projection API.
+for N leads, launches a campaign on the resulting source group, prints the console's URL with a
+one-time sign-in link, then one replying lead's timeline in causal order and the campaign's summary
+counts from the projection API.
 """
 
 from __future__ import annotations
@@ -103,18 +104,37 @@ class DemoScenario:
 
     def setup_campaign(self, leads: int) -> tuple[str, str]:
         """Connect an account, search for leads, create and launch a campaign; returns (campaign, source group)."""
-        account = self.call(
-            "POST", "outreach", "/v1/accounts", json={"provider": "linkedin", "display_name": "Demo SDR"}
+        account = self.connect_account("Demo SDR")
+        return self.launch_campaign(
+            "Demo campaign",
+            account,
+            leads=leads,
+            prompt="B2B SaaS companies hiring SDRs",
+            search="Demo: SaaS companies hiring SDRs",
         )
-        search = self.call(
+
+    def connect_account(self, name: str) -> str:
+        """A simulated LinkedIn account (it connects at once); its id."""
+        return str(
+            self.call("POST", "outreach", "/v1/accounts", json={"provider": "linkedin", "display_name": name})[
+                "account_id"
+            ]
+        )
+
+    def launch_campaign(
+        self, name: str, account_id: str, *, leads: int, prompt: str, search: str | None = None, review: bool = False
+    ) -> tuple[str, str]:
+        """A saved signal search for ``leads`` leads and a Direct connect campaign on it from ``account_id``,
+        launched (``review``: drafts wait in the Messaging Lab); returns (campaign, source group)."""
+        found = self.call(
             "POST",
             "discovery",
             "/v1/searches",
             json={
-                "name": "Demo: SaaS companies hiring SDRs",
+                "name": search or f"{name}: search",
                 "kind": "signals",
                 "criteria": {
-                    "prompt": "B2B SaaS companies hiring SDRs",
+                    "prompt": prompt,
                     "signal_types": ["hiring_plans", "open_jobs"],
                     "location": "Europe",
                     "lookback_days": 14,
@@ -127,15 +147,15 @@ class DemoScenario:
             "outreach",
             "/v1/campaigns",
             json={
-                "name": "Demo campaign",
-                "audience": {"type": "source_group", "ref": search["source_group_id"]},
+                "name": name,
+                "audience": {"type": "source_group", "ref": found["source_group_id"]},
                 "workflow": "direct_connect",
                 "strategy": {
                     "offer": "an outbound pipeline audit",
                     "proof": "we doubled replies for Northwind Labs",
                     "tone": "friendly",
                     "call_to_action": "worth a 15-minute call?",
-                    "review": False,
+                    "review": review,
                 },
                 "delivery": {
                     "pace": "high_volume",
@@ -144,11 +164,15 @@ class DemoScenario:
                     "end_hour": 24,
                     "timezone": "UTC",
                 },
-                "account_ids": [account["account_id"]],
+                "account_ids": [account_id],
             },
         )
         self.call("POST", "outreach", f"/v1/campaigns/{campaign['campaign_id']}/launch", json={})
-        return campaign["campaign_id"], search["source_group_id"]
+        return str(campaign["campaign_id"]), str(found["source_group_id"])
+
+    def sign_in_link(self) -> str:
+        """A one-time sign-in link to the console for this workspace."""
+        return str(self.call("POST", "console", "/v1/sign-in-links")["url"])
 
     def summary(self, campaign_id: str) -> dict[str, Any]:
         return dict(self.call("GET", "projection", f"/v1/campaigns/{campaign_id}/summary"))
@@ -163,6 +187,12 @@ class DemoScenario:
     def timeline(self, lead_id: str) -> list[dict[str, Any]]:
         body = self.call("GET", "projection", f"/v1/leads/{lead_id}/timeline")
         return list(body["items"])
+
+
+def _link_minutes() -> str:
+    from services.console.settings import ConsoleSettings
+
+    return f"{ConsoleSettings().console_link_ttl_min:g}"
 
 
 def _replied_lead(scenario: DemoScenario, campaign_id: str) -> str | None:
@@ -228,6 +258,11 @@ def run_demo(*, once: bool, leads: int, timeout_s: float, env: dict[str, str]) -
         scenario = DemoScenario(fleet, token)
         campaign_id, _ = scenario.setup_campaign(leads)
         console.print(f"campaign {campaign_id} launched for {leads} simulated leads; waiting for replies…")
+        console.print(
+            f"\n[bold]Console[/] {fleet.procs['console'].url} · sign in once with this link (one use, "
+            f"{_link_minutes()} minutes):\n{scenario.sign_in_link()}\n",
+            soft_wrap=True,
+        )
         deadline = time.monotonic() + timeout_s
         lead_id: str | None = None
         with console.status("campaign running (campaign clock is 1800x real time)…"):
@@ -247,8 +282,10 @@ def run_demo(*, once: bool, leads: int, timeout_s: float, env: dict[str, str]) -
         if once:
             return 0
         console.print(
-            f"\nAPI up: projection {fleet.procs['projection'].url}/docs · outreach {fleet.procs['outreach'].url}/docs\n"
-            f"workspace [bold]{workspace}[/], token [bold]{token}[/]\nCtrl-C stops every process."
+            f"\nConsole {fleet.procs['console'].url} (a fresh sign-in link: {scenario.sign_in_link()})\n"
+            f"API up: projection {fleet.procs['projection'].url}/docs · outreach {fleet.procs['outreach'].url}/docs\n"
+            f"workspace [bold]{workspace}[/], token [bold]{token}[/]\nCtrl-C stops every process.",
+            soft_wrap=True,
         )
         with contextlib.suppress(KeyboardInterrupt):
             while all(p.process.poll() is None for p in fleet.procs.values()):

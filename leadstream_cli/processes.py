@@ -1,4 +1,4 @@
-"""Start and stop the services as separate OS processes (used by the demo and the end-to-end test)."""
+"""Start and stop the services as separate OS processes (used by the demo and the end-to-end tests)."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ DEFAULT_PORTS = {
     "outreach": 8104,
     "video": 8105,
     "projection": 8106,
+    "console": 8107,
     "webhooks": 8108,
 }
 SERVICES = tuple(DEFAULT_PORTS)
@@ -70,7 +71,7 @@ class ServiceFleet:
             raise RuntimeError(f"port {port} for {name} is in use: is another leadstream demo running?")
         self.log_dir.mkdir(parents=True, exist_ok=True)
         log_path = self.log_dir / f"{name}.log"
-        env = {**self.env, "LEADSTREAM_HTTP_PORT": str(port)}
+        env = {**self.env, **self.console_env(), "LEADSTREAM_HTTP_PORT": str(port)}
         log = log_path.open("ab")
         proc = subprocess.Popen(
             [sys.executable, "-m", f"services.{name}"],
@@ -82,6 +83,14 @@ class ServiceFleet:
         sp = ServiceProcess(name, port, proc, log_path)
         self.procs[name] = sp
         return sp
+
+    def console_env(self) -> dict[str, str]:
+        """Where the console finds the other services of this fleet, and where users find the console."""
+        env = {
+            f"LEADSTREAM_CONSOLE_{name.upper()}_URL": f"http://127.0.0.1:{port}" for name, port in self.ports.items()
+        }
+        env["LEADSTREAM_CONSOLE_PUBLIC_URL"] = env.pop("LEADSTREAM_CONSOLE_CONSOLE_URL")
+        return env
 
     def wait_ready(self, timeout_s: float = 120.0) -> None:
         """Poll every service's ``/readyz`` until all answer 200; raises with the failing reasons at the deadline."""

@@ -9,20 +9,25 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from datetime import datetime, timedelta
+from collections.abc import AsyncIterator
+from datetime import date, datetime, time, timedelta
 from typing import Annotated, Any
 from uuid import UUID
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Header, Query, Request
+from leadstream_schemas import EmailSent, InviteAccepted, InviteSent, MessageSent, Replied
 from pydantic import BaseModel, Field
 from sqlalchemy import and_, case, func, literal, or_, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from services.runtime.auth import workspace_id
 from services.runtime.clock import Clock
 from services.runtime.errors import Problem
 
 from . import domain
+from .live import ChangeHub
 from .store import SUMMARY_COUNTS, Views
 
 # -- response models ----------------------------------------------------------------------------
@@ -62,8 +67,87 @@ class LeadCampaign(BaseModel):
     last_event_at: datetime | None
 
 
+class Post(BaseModel):
+    """A recent post or article of the lead."""
+
+    text: str = Field(max_length=20_000)
+    topic: str | None = Field(None, max_length=500)
+    posted_on: date | None = None
+    url: str | None = Field(None, max_length=2000)
+    kind: str = Field("post", max_length=20)
+
+
+class Position(BaseModel):
+    """A position of the lead's work history."""
+
+    title: str = Field(max_length=500)
+    company: str = Field(max_length=500)
+    started_on: date | None = None
+    ended_on: date | None = None
+
+
+class Milestone(BaseModel):
+    """A company milestone (funding, hiring, ...)."""
+
+    kind: str = Field(max_length=50)
+    detail: str = Field(max_length=2000)
+    occurred_on: date | None = None
+
+
+class LeadProfile(BaseModel):
+    """What enrichment found beyond the lead row: role, company size and industry, posts, history, skills."""
+
+    first_name: str | None = Field(None, max_length=500)
+    last_name: str | None = Field(None, max_length=500)
+    headline: str | None = Field(None, max_length=2000)
+    role: str | None = Field(None, max_length=500)
+    company_name: str | None = Field(None, max_length=500)
+    company_size: str | None = Field(None, max_length=100)
+    company_industry: str | None = Field(None, max_length=500)
+    city: str | None = Field(None, max_length=500)
+    recent_posts: list[Post] = Field(default_factory=list, max_length=200)
+    work_history: list[Position] = Field(default_factory=list, max_length=200)
+    skills: list[str] = Field(default_factory=list, max_length=500)
+    company_milestones: list[Milestone] = Field(default_factory=list, max_length=200)
+
+
+class Hook(BaseModel):
+    """What a draft's opening refers to, and why it was chosen."""
+
+    kind: str | None = Field(None, max_length=50)
+    detail: str | None = Field(None, max_length=2000)
+    reason: str | None = Field(None, max_length=2000)
+    fallback: bool = False
+
+
+class OutreachStep(BaseModel):
+    """The current draft of one step of the lead in a campaign: text, hook and review state."""
+
+    campaign_id: UUID | None
+    campaign_name: str | None = Field(max_length=1000)
+    step_id: str = Field(max_length=200)
+    channel: str | None = Field(max_length=20)
+    draft_id: str | None = Field(max_length=64)
+    text: str = Field(max_length=20_000)
+    subject: str | None = Field(max_length=2000)
+    hook: Hook
+    template: str | None = Field(max_length=200)
+    char_limit: int | None
+    needs_review: bool
+    review_state: str = Field(
+        max_length=20,
+        description="pending_review, generated, auto_approved, approved, edited (approved with the reviewer's "
+        "text) or rejected (a new draft is being written).",
+    )
+    generated_at: datetime
+    reviewed_at: datetime | None
+    rejection_reason: str | None = Field(max_length=2000)
+    drafts: int = Field(description="Drafts written for this step (more than one after rejections).")
+
+
 class Lead(BaseModel):
-    """A lead's state: who it is, its pipeline stage and its workflow stage (overall and per campaign)."""
+    """A lead's state: who it is, its pipeline stage and its workflow stage (overall and per campaign),
+    what enrichment found (``profile``) and what messaging wrote for it (``outreach``)."""
 
     lead_id: UUID
     name: str | None
@@ -84,6 +168,8 @@ class Lead(BaseModel):
     last_event_at: datetime | None
     events: int
     campaigns: list[LeadCampaign]
+    profile: LeadProfile | None = None
+    outreach: list[OutreachStep] = Field(default_factory=list, max_length=1000)
 
 
 class Summary(BaseModel):
@@ -112,6 +198,7 @@ class Summary(BaseModel):
     completed: int = 0
     unsubscribed: int = 0
     videos_generated: int = 0
+    drafts_pending: int = Field(0, description="Drafts waiting for a reviewer in the Messaging Lab.")
     acceptance_rate: float = Field(0.0, description="Accepted invites / leads invited.")
     reply_rate: float = Field(0.0, description="Leads who replied / leads contacted.")
 
@@ -182,8 +269,119 @@ class Activity(BaseModel):
     items: list[ActivityItem]
 
 
+class SeriesDay(BaseModel):
+    """One day of a campaign's activity (a local day of the requested time zone)."""
+
+    day: date
+    invites: int = 0
+    acceptances: int = 0
+    messages: int = 0
+    emails: int = 0
+    replies: int = 0
+
+
+class Series(BaseModel):
+    """A campaign's invites, acceptances, messages, emails and replies per day, oldest first, no day missing."""
+
+    campaign_id: UUID
+    timezone: str = Field(max_length=64)
+    days: list[SeriesDay] = Field(max_length=366)
+
+
+class StageCount(BaseModel):
+    """How many of a campaign's leads are at one workflow stage."""
+
+    stage: str = Field(max_length=50)
+    label: str = Field(max_length=100)
+    count: int
+
+
+class Stages(BaseModel):
+    """A campaign's leads per workflow stage (the result table's stage filter), most first."""
+
+    campaign_id: UUID
+    stages: list[StageCount] = Field(max_length=100)
+
+
+class AccountCampaign(BaseModel):
+    """A campaign that uses an account."""
+
+    campaign_id: UUID
+    name: str | None = Field(max_length=1000)
+    state: str = Field(max_length=20)
+    leased: bool = Field(description="The campaign holds the account's lease now (it is sending from it).")
+
+
+class Account(BaseModel):
+    """A connected account: its health, why, since when, and the campaigns that use it."""
+
+    account_id: UUID
+    name: str = Field(max_length=1000)
+    provider: str | None = Field(max_length=50)
+    status: str | None = Field(max_length=50)
+    health: str = Field(max_length=20, description="healthy, reconnect_required, limited, pending or deleted")
+    reason: str | None = Field(max_length=500)
+    status_changed_at: datetime | None
+    connected_at: datetime | None
+    campaigns: list[AccountCampaign] = Field(max_length=1000)
+
+
+class Accounts(BaseModel):
+    """The workspace's accounts, reconnect-required ones first."""
+
+    items: list[Account] = Field(max_length=1000)
+
+
+class OnboardingStep(BaseModel):
+    """One step of the onboarding checklist."""
+
+    key: str = Field(max_length=50)
+    label: str = Field(max_length=200)
+    done: bool
+    done_at: datetime | None
+
+
+class Onboarding(BaseModel):
+    """Workspace ready -> a LinkedIn account connected -> first campaign launched, derived from the events."""
+
+    workspace_id: str = Field(max_length=200)
+    steps: list[OnboardingStep] = Field(max_length=10)
+    complete: bool
+    next_step: str | None = Field(max_length=50, description="Key of the first step not done yet.")
+
+
+class InboxItem(BaseModel):
+    """An operational next step (``kind`` says what resolves it; the ids say where)."""
+
+    kind: str = Field(max_length=50, description=f"One of: {', '.join(domain.INBOX_KINDS)}.")
+    severity: str = Field(max_length=20, description="critical, warning or action")
+    title: str = Field(max_length=1000)
+    detail: str | None = Field(max_length=5000)
+    campaign_id: UUID | None
+    account_id: UUID | None
+    count: int
+
+
+class Inbox(BaseModel):
+    """The action inbox, most urgent first."""
+
+    items: list[InboxItem] = Field(max_length=2000)
+
+
+class ChangeOut(BaseModel):
+    """One view change of the change stream (the data of a ``change`` event)."""
+
+    seq: int
+    kind: str = Field(max_length=20, description="lead, campaign, account or search")
+    lead_id: UUID | None
+    campaign_id: UUID | None
+    account_id: UUID | None
+    search_id: UUID | None
+    at: datetime
+
+
 class Home(BaseModel):
-    """The home page: totals, recent and active campaigns, and the activity feed."""
+    """The home page: totals, onboarding, action inbox, recent and active campaigns, and the activity feed."""
 
     campaigns_total: int
     active_campaigns: int
@@ -191,6 +389,8 @@ class Home(BaseModel):
     recent_campaigns: list[Campaign]
     active: list[Campaign]
     activity: Activity
+    onboarding: Onboarding | None = None
+    inbox: Inbox | None = None
 
 
 # -- helpers ------------------------------------------------------------------------------------
@@ -209,6 +409,11 @@ def _uncursor(cursor: str, size: int) -> list[Any]:
     if not isinstance(values, list) or len(values) != size:
         raise Problem(422, "invalid_cursor", "the `after` cursor is not one this API returned", field="after")
     return values
+
+
+def _like(q: str) -> str:
+    """An ILIKE pattern matching ``q`` anywhere, its wildcards taken literally."""
+    return "%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
 
 
 def _label(code: str | None) -> str | None:
@@ -319,8 +524,43 @@ class Reads:
                 .order_by(lc.c.first_event_at, lc.c.campaign_id)
             )
         ).all()
+        t = self.v.timeline
+        details = [
+            domain.DetailRow(*d)
+            for d in (
+                await conn.execute(
+                    select(t.c.event_type, t.c.event_time, t.c.campaign_id, t.c.step_id, t.c.detail)
+                    .where(t.c.workspace_id == ws, t.c.lead_id == lead_id, t.c.event_type.in_(domain.DETAIL_TYPES))
+                    .order_by(t.c.event_time, t.c.type_rank, t.c.event_id)
+                )
+            ).all()
+        ]
+        names = {x.campaign_id: x.campaign_name for x in camps}
+        profile = domain.lead_profile(details)
         r = row._mapping
         return Lead(
+            profile=LeadProfile.model_validate(profile) if profile is not None else None,
+            outreach=[
+                OutreachStep(
+                    campaign_id=o.campaign_id,
+                    campaign_name=names.get(o.campaign_id),
+                    step_id=o.step_id,
+                    channel=o.channel,
+                    draft_id=o.draft_id,
+                    text=o.text,
+                    subject=o.subject,
+                    hook=Hook.model_validate(o.hook),
+                    template=o.template,
+                    char_limit=o.char_limit,
+                    needs_review=o.needs_review,
+                    review_state=o.review_state,
+                    generated_at=o.generated_at,
+                    reviewed_at=o.reviewed_at,
+                    rejection_reason=o.rejection_reason,
+                    drafts=o.drafts,
+                )
+                for o in domain.lead_outreach(details)
+            ],
             lead_id=lead_id,
             name=r["name"],
             headline=r["headline"],
@@ -354,13 +594,23 @@ class Reads:
         )
 
     async def campaigns(
-        self, conn: AsyncConnection, ws: str, state: str | None, after: str | None, limit: int
+        self,
+        conn: AsyncConnection,
+        ws: str,
+        state: str | None,
+        after: str | None,
+        limit: int,
+        q: str | None = None,
     ) -> CampaignPage:
         c = self.v.campaigns
         order_time = func.coalesce(c.c.created_at, c.c.last_event_at)
         stmt = self._campaign_select().where(c.c.workspace_id == ws)
         if state:
             stmt = stmt.where(c.c.effective_state == state)
+        else:
+            stmt = stmt.where(c.c.effective_state != "deleted")
+        if q:
+            stmt = stmt.where(c.c.name.ilike(_like(q)))
         if after:
             when, cid = _uncursor(after, 2)
             try:
@@ -375,6 +625,16 @@ class Reads:
             last = rows[limit - 1]._mapping
             nxt = _cursor([(last["created_at"] or last["last_event_at"]).isoformat(), str(last["campaign_id"])])
         return CampaignPage(items=items, next=nxt)
+
+    async def campaign(self, conn: AsyncConnection, ws: str, campaign_id: UUID) -> Campaign:
+        """One campaign as the list shows it (404 when the workspace has no such campaign)."""
+        c = self.v.campaigns
+        row = (
+            await conn.execute(self._campaign_select().where(c.c.workspace_id == ws, c.c.campaign_id == campaign_id))
+        ).first()
+        if row is None:
+            raise Problem(404, "not_found", f"campaign {campaign_id} not found")
+        return self._campaign(row)
 
     async def summary(self, conn: AsyncConnection, ws: str, campaign_id: UUID) -> Summary:
         c, s = self.v.campaigns, self.v.campaign_summary
@@ -408,17 +668,8 @@ class Reads:
         after: str | None,
         limit: int,
     ) -> ResultPage:
-        lc, ls, c, s = self.v.lead_campaign, self.v.lead_state, self.v.campaigns, self.v.campaign_summary
-        known = await conn.scalar(
-            select(literal(1)).where(
-                or_(
-                    select(c.c.campaign_id).where(c.c.workspace_id == ws, c.c.campaign_id == campaign_id).exists(),
-                    select(s.c.campaign_id).where(s.c.workspace_id == ws, s.c.campaign_id == campaign_id).exists(),
-                )
-            )
-        )
-        if not known:
-            raise Problem(404, "not_found", f"campaign {campaign_id} not found")
+        lc, ls = self.v.lead_campaign, self.v.lead_state
+        await self._campaign_known(conn, ws, campaign_id)
         stage_expr = self._stage_expr().label("workflow_stage")
         stmt = (
             select(lc, ls.c.name, ls.c.linkedin_url, ls.c.headline, ls.c.company, ls.c.sort_name, stage_expr)
@@ -426,7 +677,7 @@ class Reads:
             .where(lc.c.workspace_id == ws, lc.c.campaign_id == campaign_id)
         )
         if q:
-            pattern = "%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+            pattern = _like(q)
             stmt = stmt.where(or_(ls.c.name.ilike(pattern), ls.c.company.ilike(pattern), ls.c.headline.ilike(pattern)))
         if stage:
             stmt = stmt.where(self._stage_expr() == stage)
@@ -537,6 +788,233 @@ class Reads:
             recent_campaigns=[self._campaign(r) for r in recent],
             active=[self._campaign(r) for r in active],
             activity=await self.activity(conn, ws, 20, now, waiting_after),
+            onboarding=await self.onboarding(conn, ws),
+            inbox=await self.inbox(conn, ws),
+        )
+
+    async def _campaign_known(self, conn: AsyncConnection, ws: str, campaign_id: UUID) -> None:
+        c, s = self.v.campaigns, self.v.campaign_summary
+        known = await conn.scalar(
+            select(literal(1)).where(
+                or_(
+                    select(c.c.campaign_id).where(c.c.workspace_id == ws, c.c.campaign_id == campaign_id).exists(),
+                    select(s.c.campaign_id).where(s.c.workspace_id == ws, s.c.campaign_id == campaign_id).exists(),
+                )
+            )
+        )
+        if not known:
+            raise Problem(404, "not_found", f"campaign {campaign_id} not found")
+
+    async def series(
+        self, conn: AsyncConnection, ws: str, campaign_id: UUID, days: int, tz: str, now: datetime
+    ) -> Series:
+        """Per local day of ``tz``: invites, acceptances, messages, emails and replies of the campaign's leads."""
+        await self._campaign_known(conn, ws, campaign_id)
+        zone = ZoneInfo(tz)
+        last = now.astimezone(zone).date()
+        first = last - timedelta(days=days - 1)
+        since = datetime.combine(first, time(0), tzinfo=zone)
+        t, lc = self.v.timeline, self.v.lead_campaign
+        day = func.date_trunc("day", func.timezone(tz, t.c.event_time)).label("day")
+        counted = {
+            "invites": InviteSent.event_type,
+            "acceptances": InviteAccepted.event_type,
+            "messages": MessageSent.event_type,
+            "emails": EmailSent.event_type,
+            "replies": Replied.event_type,
+        }
+        # Through the campaign's leads: each lead's events are one index range of the timeline.
+        rows = (
+            await conn.execute(
+                select(day, *[func.count().filter(t.c.event_type == et).label(k) for k, et in counted.items()])
+                .select_from(lc.join(t, and_(t.c.workspace_id == lc.c.workspace_id, t.c.lead_id == lc.c.lead_id)))
+                .where(
+                    lc.c.workspace_id == ws,
+                    lc.c.campaign_id == campaign_id,
+                    t.c.campaign_id == campaign_id,
+                    t.c.event_type.in_(list(counted.values())),
+                    t.c.event_time >= since,
+                )
+                .group_by(day)
+            )
+        ).all()
+        by_day = {r.day.date(): r for r in rows}
+        out = []
+        for i in range(days):
+            d = first + timedelta(days=i)
+            r = by_day.get(d)
+            out.append(SeriesDay(day=d, **{k: int(getattr(r, k)) for k in counted}) if r else SeriesDay(day=d))
+        return Series(campaign_id=campaign_id, timezone=tz, days=out)
+
+    async def stages(self, conn: AsyncConnection, ws: str, campaign_id: UUID) -> Stages:
+        """How many of the campaign's leads are at each workflow stage."""
+        await self._campaign_known(conn, ws, campaign_id)
+        lc, ls = self.v.lead_campaign, self.v.lead_state
+        stage = self._stage_expr().label("stage")
+        rows = (
+            await conn.execute(
+                select(stage, func.count().label("n"))
+                .select_from(lc.join(ls, and_(ls.c.workspace_id == lc.c.workspace_id, ls.c.lead_id == lc.c.lead_id)))
+                .where(lc.c.workspace_id == ws, lc.c.campaign_id == campaign_id)
+                .group_by(stage)
+                .order_by(func.count().desc(), stage)
+            )
+        ).all()
+        return Stages(
+            campaign_id=campaign_id,
+            stages=[StageCount(stage=r.stage, label=_label(r.stage) or r.stage, count=r.n) for r in rows],
+        )
+
+    async def accounts(self, conn: AsyncConnection, ws: str) -> Accounts:
+        """Every account that is not deleted, with its health and the campaigns using it."""
+        a, c = self.v.accounts, self.v.campaigns
+        rows = (
+            await conn.execute(
+                select(a)
+                .where(a.c.workspace_id == ws, a.c.deleted.is_(False))
+                .order_by(a.c.display_name, a.c.account_id)
+            )
+        ).all()
+        uses = await self._account_uses(conn, ws, c.c.effective_state != "deleted")
+        by_account: dict[UUID, list[AccountCampaign]] = {}
+        for u in uses:
+            by_account.setdefault(u.account_id, []).append(
+                AccountCampaign(campaign_id=u.campaign_id, name=u.name, state=u.effective_state, leased=bool(u.leased))
+            )
+        items = [
+            Account(
+                account_id=r.account_id,
+                name=r.display_name or f"Account {str(r.account_id)[:8]}",
+                provider=r.provider,
+                status=r.status,
+                health=domain.account_health(r.status, r.healthy, r.deleted),
+                reason=domain.ACCOUNT_STATUS_REASONS.get(r.status or "", r.status),
+                status_changed_at=r.status_changed_at,
+                connected_at=r.connected_at,
+                campaigns=by_account.get(r.account_id, []),
+            )
+            for r in rows
+        ]
+        urgency = {"reconnect_required": 0, "limited": 1, "pending": 2, "healthy": 3}
+        items.sort(key=lambda x: urgency.get(x.health, 4))
+        return Accounts(items=items)
+
+    async def _account_uses(self, conn: AsyncConnection, ws: str, which: Any) -> list[Any]:
+        """(account, campaign, leased, campaign name and state) of the workspace's campaigns matching ``which``."""
+        ac, c = self.v.account_campaigns, self.v.campaigns
+        return list(
+            (
+                await conn.execute(
+                    select(ac.c.account_id, ac.c.campaign_id, ac.c.leased, c.c.name, c.c.effective_state)
+                    .select_from(
+                        ac.join(c, and_(c.c.workspace_id == ac.c.workspace_id, c.c.campaign_id == ac.c.campaign_id))
+                    )
+                    .where(ac.c.workspace_id == ws, which)
+                    .order_by(c.c.name, ac.c.campaign_id)
+                )
+            ).all()
+        )
+
+    async def onboarding(self, conn: AsyncConnection, ws: str) -> Onboarding:
+        """The checklist, from the accounts and campaigns the events made."""
+        a, c = self.v.accounts, self.v.campaigns
+        acc = (
+            await conn.execute(
+                select(
+                    func.min(a.c.connected_at).filter(a.c.deleted.is_(False)).label("connected"),
+                    func.min(a.c.status_changed_at).label("first"),
+                ).where(a.c.workspace_id == ws)
+            )
+        ).one()
+        camp = (
+            await conn.execute(
+                select(func.min(c.c.launched_at).label("launched"), func.min(c.c.created_at).label("first")).where(
+                    c.c.workspace_id == ws
+                )
+            )
+        ).one()
+        firsts = [x for x in (acc.first, camp.first) if x is not None]
+        steps = domain.onboarding(min(firsts) if firsts else None, acc.connected, camp.launched)
+        pending = [s.key for s in steps if not s.done]
+        return Onboarding(
+            workspace_id=ws,
+            steps=[OnboardingStep(key=s.key, label=s.label, done=s.done, done_at=s.done_at) for s in steps],
+            complete=not pending,
+            next_step=pending[0] if pending else None,
+        )
+
+    async def inbox(self, conn: AsyncConnection, ws: str) -> Inbox:
+        """The action inbox (see ``domain.inbox``)."""
+        a, c, lc = self.v.accounts, self.v.campaigns, self.v.lead_campaign
+        s = self.v.campaign_summary
+        accounts = (await conn.execute(select(a).where(a.c.workspace_id == ws))).all()
+        names = {r.account_id: r.display_name or f"Account {str(r.account_id)[:8]}" for r in accounts}
+        uses = await self._account_uses(conn, ws, c.c.effective_state.in_(("running", "scheduled", "paused")))
+        limited = {r.account_id for r in accounts if r.status == "limit_reached" and not r.deleted}
+        campaign_names: dict[UUID, list[str]] = {}
+        limited_by_campaign: dict[UUID, list[str]] = {}
+        for u in uses:
+            campaign_names.setdefault(u.account_id, []).append(u.name or str(u.campaign_id)[:8])
+            if u.account_id in limited:
+                limited_by_campaign.setdefault(u.campaign_id, []).append(names[u.account_id])
+        failed = {
+            r.campaign_id: r.n
+            for r in (
+                await conn.execute(
+                    select(lc.c.campaign_id, func.count().label("n"))
+                    .where(lc.c.workspace_id == ws, lc.c.stage.like("%\\_failed"))
+                    .group_by(lc.c.campaign_id)
+                )
+            ).all()
+        }
+        campaigns = (
+            await conn.execute(
+                select(c.c.campaign_id, c.c.name, c.c.effective_state, c.c.state_detail, s.c.drafts_pending)
+                .select_from(
+                    c.outerjoin(s, and_(s.c.workspace_id == c.c.workspace_id, s.c.campaign_id == c.c.campaign_id))
+                )
+                .where(c.c.workspace_id == ws, c.c.effective_state != "deleted")
+                .order_by(func.coalesce(c.c.created_at, c.c.last_event_at).desc(), c.c.campaign_id)
+            )
+        ).all()
+        items = domain.inbox(
+            [
+                domain.AccountFact(
+                    r.account_id,
+                    names[r.account_id],
+                    r.status,
+                    r.healthy,
+                    r.deleted,
+                    tuple(campaign_names.get(r.account_id, ())),
+                )
+                for r in accounts
+            ],
+            [
+                domain.CampaignFact(
+                    r.campaign_id,
+                    r.name or f"Campaign {str(r.campaign_id)[:8]}",
+                    r.effective_state,
+                    r.state_detail,
+                    int(r.drafts_pending or 0),
+                    int(failed.get(r.campaign_id, 0)),
+                    tuple(limited_by_campaign.get(r.campaign_id, ())),
+                )
+                for r in campaigns
+            ],
+        )
+        return Inbox(
+            items=[
+                InboxItem(
+                    kind=i.kind,
+                    severity=i.severity,
+                    title=i.title,
+                    detail=i.detail,
+                    campaign_id=i.campaign_id,
+                    account_id=i.account_id,
+                    count=i.count,
+                )
+                for i in items
+            ]
         )
 
 
@@ -547,8 +1025,23 @@ Limit = Annotated[int, Query(ge=1, le=200, description="Page size.")]
 After = Annotated[str | None, Query(description="Cursor from a previous page's `next`.")]
 
 
-def build_router(views: Views, engine: AsyncEngine, clock: Clock, waiting_after: timedelta) -> APIRouter:
-    """The routes, reading the views of ``views`` through ``engine``."""
+TimeZone = Annotated[
+    str, Query(max_length=64, description="IANA time zone whose local days the series counts, e.g. Europe/Berlin.")
+]
+
+
+def _zone(tz: str) -> str:
+    try:
+        ZoneInfo(tz)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise Problem(422, "invalid_request", f"tz: unknown time zone {tz!r}", field="tz") from None
+    return tz
+
+
+def build_router(
+    views: Views, engine: AsyncEngine, clock: Clock, waiting_after: timedelta, hub: ChangeHub | None = None
+) -> APIRouter:
+    """The routes, reading the views of ``views`` through ``engine``; the change stream through ``hub``."""
     router = APIRouter(prefix="/v1", tags=["views"])
     reads = Reads(views)
 
@@ -570,8 +1063,14 @@ def build_router(views: Views, engine: AsyncEngine, clock: Clock, waiting_after:
     async def list_campaigns(
         ws: Workspace,
         state: Annotated[
-            str | None, Query(description=f"Only campaigns in this state: {', '.join(domain.CAMPAIGN_STATES)}.")
+            str | None,
+            Query(
+                max_length=20,
+                description=f"Only campaigns in this state: {', '.join(domain.CAMPAIGN_STATES)} "
+                "(without it: every campaign but deleted ones).",
+            ),
         ] = None,
+        q: Annotated[str | None, Query(max_length=200, description="Text search in the campaign name.")] = None,
         after: After = None,
         limit: Limit = 50,
     ) -> CampaignPage:
@@ -579,7 +1078,13 @@ def build_router(views: Views, engine: AsyncEngine, clock: Clock, waiting_after:
         if state is not None and state not in domain.CAMPAIGN_STATES:
             raise Problem(422, "invalid_request", f"state: must be one of {', '.join(domain.CAMPAIGN_STATES)}")
         async with engine.connect() as conn:
-            return await reads.campaigns(conn, ws, state, after, limit)
+            return await reads.campaigns(conn, ws, state, after, limit, q or None)
+
+    @router.get("/campaigns/{campaign_id}", response_model=Campaign)
+    async def campaign(campaign_id: UUID, ws: Workspace) -> Campaign:
+        """One campaign: audience, workflow, pace, state (with its message), next run and counts."""
+        async with engine.connect() as conn:
+            return await reads.campaign(conn, ws, campaign_id)
 
     @router.get("/campaigns/{campaign_id}/summary", response_model=Summary)
     async def campaign_summary(campaign_id: UUID, ws: Workspace) -> Summary:
@@ -609,6 +1114,90 @@ def build_router(views: Views, engine: AsyncEngine, clock: Clock, waiting_after:
             raise Problem(422, "invalid_request", f"status: must be one of {', '.join(domain.STATUSES)}")
         async with engine.connect() as conn:
             return await reads.results(conn, ws, campaign_id, q, stage, status, after, limit)
+
+    @router.get("/campaigns/{campaign_id}/series", response_model=Series)
+    async def campaign_series(
+        campaign_id: UUID,
+        ws: Workspace,
+        days: Annotated[int, Query(ge=1, le=366, description="How many local days, ending today.")] = 14,
+        tz: TimeZone = "UTC",
+    ) -> Series:
+        """Invites, acceptances, messages, emails and replies per local day of ``tz`` (the chart's data)."""
+        zone = _zone(tz)
+        async with engine.connect() as conn:
+            return await reads.series(conn, ws, campaign_id, days, zone, clock.now())
+
+    @router.get("/campaigns/{campaign_id}/stages", response_model=Stages)
+    async def campaign_stages(campaign_id: UUID, ws: Workspace) -> Stages:
+        """How many of the campaign's leads are at each workflow stage (the result table's stage filter)."""
+        async with engine.connect() as conn:
+            return await reads.stages(conn, ws, campaign_id)
+
+    @router.get("/accounts", response_model=Accounts)
+    async def list_accounts(ws: Workspace) -> Accounts:
+        """Connected accounts with health, reason, last status change and the campaigns using them."""
+        async with engine.connect() as conn:
+            return await reads.accounts(conn, ws)
+
+    @router.get("/onboarding", response_model=Onboarding)
+    async def onboarding(ws: Workspace) -> Onboarding:
+        """The onboarding checklist: workspace ready, a LinkedIn account connected, first campaign launched."""
+        async with engine.connect() as conn:
+            return await reads.onboarding(conn, ws)
+
+    @router.get("/inbox", response_model=Inbox)
+    async def inbox(ws: Workspace) -> Inbox:
+        """Operational next steps: connect or reconnect accounts, campaigns needing review or paused by a
+        limit, drafts waiting in the Messaging Lab, failed actions."""
+        async with engine.connect() as conn:
+            return await reads.inbox(conn, ws)
+
+    if hub is not None:
+        live = hub
+
+        @router.get(
+            "/changes/stream",
+            response_class=EventSourceResponse,
+            responses={200: {"content": {"text/event-stream": {}}, "description": "Server-Sent Events"}},
+        )
+        async def change_stream(
+            request: Request,
+            ws: Workspace,
+            last_event_id: Annotated[str | None, Header(alias="Last-Event-ID", max_length=100)] = None,
+            after: Annotated[
+                str | None, Query(max_length=100, description="An event id to resume after (as Last-Event-ID).")
+            ] = None,
+        ) -> EventSourceResponse:
+            """The workspace's view changes as Server-Sent Events, live.
+
+            Each ``change`` event (id ``<epoch>-<seq>``) names what changed: ``{"kind": "lead" | "campaign" |
+            "account" | "search", "lead_id", "campaign_id", "account_id", "search_id", "at"}``. Reconnecting
+            with ``Last-Event-ID`` resumes without gaps; a ``reset`` event says the client must reload
+            (its position is from before a promotion or was pruned).
+            """
+            start = await live.position(last_event_id or after)
+
+            async def events() -> AsyncIterator[ServerSentEvent]:
+                if start.reset:
+                    yield ServerSentEvent(data="{}", event="reset", id=f"{start.epoch}-{start.seq}")
+                async for pos, changes in live.follow(ws, start):
+                    if await request.is_disconnected():
+                        return
+                    if not changes:
+                        yield ServerSentEvent(data="{}", event="reset", id=f"{pos.epoch}-{pos.seq}")
+                    for ch in changes:
+                        body = ChangeOut(
+                            seq=ch.seq,
+                            kind=ch.kind,
+                            lead_id=ch.lead_id,
+                            campaign_id=ch.campaign_id,
+                            account_id=ch.account_id,
+                            search_id=ch.search_id,
+                            at=ch.at,
+                        )
+                        yield ServerSentEvent(data=body.model_dump_json(), event="change", id=f"{pos.epoch}-{ch.seq}")
+
+            return EventSourceResponse(events(), ping=15, send_timeout=30)
 
     @router.get("/home", response_model=Home)
     async def home(ws: Workspace) -> Home:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 from pathlib import Path
 
@@ -10,6 +11,7 @@ from services.runtime.service import Service
 
 from .api import build_router
 from .consumer import ProjectionConsumer
+from .live import ChangeHub
 from .settings import ProjectionSettings
 from .store import metadata, runtime_tables, views
 
@@ -36,6 +38,14 @@ def build(settings: ProjectionSettings | None = None, clock: Clock | None = None
         return await consumer.not_ready_reason()
 
     service.add_readiness_check(consumer_lag)
+    hub = ChangeHub(views, service.engine, settings.database_url)
+    service.app.state.changes = hub
+    service.add_task(hub.run)
+
+    async def prune(stop: asyncio.Event) -> None:
+        await hub.prune(stop, settings.projection_changes_keep_h * 3600, settings.projection_changes_prune_interval_s)
+
+    service.add_task(prune)
     waiting = timedelta(hours=settings.projection_waiting_after_h)
-    service.include_router(build_router(views, service.engine, clock, waiting))
+    service.include_router(build_router(views, service.engine, clock, waiting, hub))
     return service

@@ -16,6 +16,7 @@ merge (see ``store.upsert_sql``). No I/O here; times come from the events or are
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -27,6 +28,8 @@ from leadstream_schemas import (
     AccountConnected,
     AccountConnectionRequested,
     AccountDeleted,
+    AccountLeaseAcquired,
+    AccountLeaseReleased,
     AccountStatusChanged,
     ActionFailed,
     ActionSkipped,
@@ -185,6 +188,9 @@ _TYPE_ORDER: tuple[type[Event], ...] = (
     Replied,
     LeadUnsubscribed,
     LeadCompleted,
+    # Appended, never inserted: the ranks are stored in the order keys and the timeline.
+    AccountLeaseAcquired,
+    AccountLeaseReleased,
 )
 TYPE_RANK: dict[str, int] = {cls.event_type: i + 1 for i, cls in enumerate(_TYPE_ORDER)}
 
@@ -385,6 +391,8 @@ LEAD_CAMPAIGN = MergeSpec(
         "failed_actions",
         "skipped_actions",
         "videos_generated",
+        "drafts_review",
+        "drafts_decided",
         "event_count",
     ),
 )
@@ -416,9 +424,21 @@ CAMPAIGNS = MergeSpec(
 ACCOUNTS = MergeSpec(
     table="accounts",
     key=("workspace_id", "account_id"),
-    registers={"profile_key": ("display_name", "provider"), "status_key": ("status", "healthy")},
+    registers={
+        "profile_key": ("display_name", "provider"),
+        "status_key": ("status", "healthy", "status_changed_at"),
+    },
+    minimum=("connected_at",),
     any=("deleted",),
 )
+
+ACCOUNT_CAMPAIGNS = MergeSpec(
+    table="account_campaigns",
+    key=("workspace_id", "account_id", "campaign_id"),
+    registers={"lease_key": ("leased",)},
+    any=("assigned",),
+)
+"""Which campaigns use an account: chosen for it at creation (``assigned``) and holding its lease now."""
 
 SEARCHES = MergeSpec(
     table="searches",
@@ -430,7 +450,7 @@ SEARCHES = MergeSpec(
     maximum=("pages", "total_new"),
 )
 
-SPECS: tuple[MergeSpec, ...] = (LEAD_STATE, LEAD_CAMPAIGN, CAMPAIGNS, ACCOUNTS, SEARCHES)
+SPECS: tuple[MergeSpec, ...] = (LEAD_STATE, LEAD_CAMPAIGN, CAMPAIGNS, ACCOUNTS, ACCOUNT_CAMPAIGNS, SEARCHES)
 
 
 def merge_patch(spec: MergeSpec, acc: Patch, patch: Mapping[str, Any]) -> Patch:
@@ -500,6 +520,8 @@ class TimelineRow(NamedTuple):
     account_id: UUID | None
     step_id: str | None
     summary: str
+    detail: str | None
+    """What the lead page shows beyond the summary, as JSON (profile, draft, review); None for most types."""
 
 
 _timeline_row: Callable[[tuple[Any, ...]], TimelineRow] = partial(tuple.__new__, TimelineRow)
@@ -768,6 +790,46 @@ def _d_lead_unsubscribed(data: LeadUnsubscribed) -> Details:
     return 5, "unsubscribed", f"Unsubscribed ({_human(data.via)})"
 
 
+# -- what the lead page shows beyond the summary (``TimelineRow.detail``) --------------------------
+
+_PROFILE_DETAIL = frozenset(
+    {
+        "first_name",
+        "last_name",
+        "headline",
+        "role",
+        "company_name",
+        "company_size",
+        "company_industry",
+        "city",
+        "recent_posts",
+        "work_history",
+        "skills",
+        "company_milestones",
+    }
+)
+_DRAFT_DETAIL = frozenset(
+    {"draft_id", "channel", "step_id", "text", "subject", "hook", "template", "char_limit", "needs_review"}
+)
+_EDIT_DETAIL = frozenset({"draft_id", "text", "subject"})
+_REJECT_DETAIL = frozenset({"draft_id", "reason"})
+# An approval needs no draft id: it always follows its own draft's generation (a rejection, which the
+# regeneration can share a timestamp with, carries its draft id). Constant texts: approvals are frequent.
+_APPROVED_AUTO, _APPROVED_BY_REVIEWER = '{"auto":true}', '{"auto":false}'
+
+_DETAIL_JSON: dict[type[Event], Callable[[Any], str]] = {
+    LeadProfileEnriched: lambda d: d.model_dump_json(include=_PROFILE_DETAIL),
+    MessageGenerated: lambda d: d.model_dump_json(include=_DRAFT_DETAIL),
+    MessageApproved: lambda d: _APPROVED_AUTO if d.auto else _APPROVED_BY_REVIEWER,
+    MessageEdited: lambda d: d.model_dump_json(include=_EDIT_DETAIL),
+    MessageRejected: lambda d: d.model_dump_json(include=_REJECT_DETAIL),
+}
+"""Event types whose timeline row keeps a JSON detail, and how it is made (pydantic's serializer: cheap)."""
+
+DETAIL_TYPES: tuple[str, ...] = tuple(cls.event_type for cls in _DETAIL_JSON)
+"""The event types :func:`lead_profile` and :func:`lead_outreach` read."""
+
+
 def lead_details(data: LeadEvent) -> Details:
     """(pipeline rank, workflow label, summary format) of a lead event."""
     fn = _DETAILS.get(type(data))
@@ -817,6 +879,11 @@ def contribution(env: EventRecord) -> Contribution:
                 "state_detail": None,
             }
             out.new_audience = (ws, data.campaign_id)
+            for account_id in data.account_ids:
+                out.add(
+                    ACCOUNT_CAMPAIGNS,
+                    {"workspace_id": ws, "account_id": account_id, "campaign_id": data.campaign_id, "assigned": True},
+                )
         case CampaignScheduled():
             patch = _campaign_state(ws, data.campaign_id, key, "scheduled", None)
             patch.update(schedule_key=key, next_run_at=data.next_run_at)
@@ -835,15 +902,21 @@ def contribution(env: EventRecord) -> Contribution:
         case CampaignDeleted():
             patch = {"workspace_id": ws, "campaign_id": data.campaign_id, "deleted": True}
         case AccountConnectionRequested():
-            out.add(ACCOUNTS, _account_status(ws, data.account_id, key, "pending", False))
+            out.add(ACCOUNTS, _account_status(ws, data.account_id, key, "pending", False, env.time))
             return out
         case AccountConnected():
-            acc = _account_status(ws, data.account_id, key, "connected", True)
-            acc.update(profile_key=key, display_name=data.display_name, provider=data.provider)
+            acc = _account_status(ws, data.account_id, key, "connected", True, env.time)
+            acc.update(profile_key=key, display_name=data.display_name, provider=data.provider, connected_at=env.time)
             out.add(ACCOUNTS, acc)
             return out
         case AccountStatusChanged():
-            out.add(ACCOUNTS, _account_status(ws, data.account_id, key, data.status, data.healthy))
+            out.add(ACCOUNTS, _account_status(ws, data.account_id, key, data.status, data.healthy, env.time))
+            return out
+        case AccountLeaseAcquired():
+            out.add(ACCOUNT_CAMPAIGNS, _lease(ws, data.account_id, data.campaign_id, key, leased=True))
+            return out
+        case AccountLeaseReleased():
+            out.add(ACCOUNT_CAMPAIGNS, _lease(ws, data.account_id, data.campaign_id, key, leased=False))
             return out
         case AccountDeleted():
             out.add(ACCOUNTS, {"workspace_id": ws, "account_id": data.account_id, "deleted": True})
@@ -889,8 +962,25 @@ def _campaign_state(ws: str, campaign_id: UUID, key: OrderKey, state: str, detai
     return {"workspace_id": ws, "campaign_id": campaign_id, "state_key": key, "state": state, "state_detail": detail}
 
 
-def _account_status(ws: str, account_id: UUID, key: OrderKey, status: str, healthy: bool) -> Patch:
-    return {"workspace_id": ws, "account_id": account_id, "status_key": key, "status": status, "healthy": healthy}
+def _lease(ws: str, account_id: UUID, campaign_id: UUID, key: OrderKey, *, leased: bool) -> Patch:
+    return {
+        "workspace_id": ws,
+        "account_id": account_id,
+        "campaign_id": campaign_id,
+        "lease_key": key,
+        "leased": leased,
+    }
+
+
+def _account_status(ws: str, account_id: UUID, key: OrderKey, status: str, healthy: bool, at: datetime) -> Patch:
+    return {
+        "workspace_id": ws,
+        "account_id": account_id,
+        "status_key": key,
+        "status": status,
+        "healthy": healthy,
+        "status_changed_at": at,
+    }
 
 
 def _campaign_of(env: EventRecord, data: LeadEvent) -> UUID | None:
@@ -941,6 +1031,7 @@ def _lead_contribution(env: EventRecord, data: LeadEvent) -> Contribution:
                 account_id,
                 fields.get("step_id"),
                 summary,
+                None if (detail := _DETAIL_JSON.get(cls)) is None else detail(data),
             )
         )
     )
@@ -1019,6 +1110,11 @@ def _lead_contribution(env: EventRecord, data: LeadEvent) -> Contribution:
         lc.update(video_key=key, video_url=fields.get("video_url"))
     elif cls is InviteAccepted:
         lc["invite_accepted"] = True
+    elif cls is MessageGenerated:
+        if fields["needs_review"]:
+            lc["drafts_review"] = 1
+    elif cls is MessageEdited or cls is MessageRejected or (cls is MessageApproved and not fields["auto"]):
+        lc["drafts_decided"] = 1  # a reviewer's decision (auto-approvals decide drafts that needed no review)
     out.patches.append((LEAD_CAMPAIGN, (ws, campaign_id.int, lead_key), lc))
     return out
 
@@ -1071,3 +1167,298 @@ def count_categories(categories: Iterable[str]) -> dict[str, int]:
     for c in categories:
         counts[c] = counts.get(c, 0) + 1
     return counts
+
+
+# -- the lead page: profile and outreach folded from the timeline's details ------------------------
+
+
+class DetailRow(NamedTuple):
+    """A timeline row of one of :data:`DETAIL_TYPES`, in timeline order."""
+
+    event_type: str
+    event_time: datetime
+    campaign_id: UUID | None
+    step_id: str | None
+    detail: str | None
+
+
+@dataclass
+class OutreachDraft:
+    """The current draft of one step of a lead in a campaign, and where its review stands.
+
+    ``review_state``: ``pending_review`` (waiting in the Messaging Lab), ``generated`` (no review
+    needed, not approved yet), ``auto_approved``, ``approved``, ``edited`` (approved with the
+    reviewer's text) or ``rejected`` (a new draft is being written).
+    """
+
+    campaign_id: UUID | None
+    step_id: str
+    channel: str | None
+    draft_id: str | None
+    text: str
+    subject: str | None
+    hook: dict[str, Any]
+    template: str | None
+    char_limit: int | None
+    needs_review: bool
+    review_state: str
+    generated_at: datetime
+    reviewed_at: datetime | None = None
+    rejection_reason: str | None = None
+    drafts: int = 1
+
+
+_GENERATED, _APPROVED = MessageGenerated.event_type, MessageApproved.event_type
+_EDITED, _REJECTED = MessageEdited.event_type, MessageRejected.event_type
+_PROFILE = LeadProfileEnriched.event_type
+
+
+def _detail(row: DetailRow) -> dict[str, Any]:
+    try:
+        value = json.loads(row.detail) if row.detail else {}
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def lead_profile(rows: Iterable[DetailRow]) -> dict[str, Any] | None:
+    """What the latest ``LeadProfileEnriched`` said beyond the lead row (role, company size, posts, ...)."""
+    latest = None
+    for row in rows:
+        if row.event_type == _PROFILE:
+            latest = row
+    return None if latest is None else _detail(latest)
+
+
+def lead_outreach(rows: Iterable[DetailRow]) -> list[OutreachDraft]:
+    """The current draft per (campaign, step) with its hook and review state, in the order steps were first drafted."""
+    steps: dict[tuple[UUID | None, str], OutreachDraft] = {}
+    for row in rows:
+        kind = row.event_type
+        if kind == _PROFILE:
+            continue
+        d = _detail(row)
+        key = (row.campaign_id, row.step_id or str(d.get("channel") or ""))
+        current = steps.get(key)
+        if kind == _GENERATED:
+            review = bool(d.get("needs_review"))
+            hook = d.get("hook")
+            draft = OutreachDraft(
+                campaign_id=row.campaign_id,
+                step_id=key[1],
+                channel=d.get("channel"),
+                draft_id=d.get("draft_id"),
+                text=str(d.get("text") or ""),
+                subject=d.get("subject"),
+                hook=hook if isinstance(hook, dict) else {},
+                template=d.get("template"),
+                char_limit=d.get("char_limit"),
+                needs_review=review,
+                review_state="pending_review" if review else "generated",
+                generated_at=row.event_time,
+            )
+            if current is not None:
+                draft.drafts = current.drafts + 1
+                draft.rejection_reason = current.rejection_reason
+            steps[key] = draft
+        elif current is None:
+            continue  # a decision on a draft this view has not seen (a partial replay)
+        elif kind == _REJECTED:
+            reason = d.get("reason")
+            if d.get("draft_id") in (None, current.draft_id):
+                current.review_state, current.reviewed_at = "rejected", row.event_time
+            current.rejection_reason = reason or current.rejection_reason
+        elif kind == _EDITED:
+            current.review_state, current.reviewed_at = "edited", row.event_time
+            current.text = str(d.get("text") or current.text)
+            current.subject = d.get("subject") or current.subject
+        elif kind == _APPROVED:
+            current.review_state = "auto_approved" if d.get("auto") else "approved"
+            current.reviewed_at = row.event_time
+    return list(steps.values())
+
+
+# -- onboarding, accounts and the action inbox ---------------------------------------------------
+
+RECONNECT_STATUSES = frozenset({"credentials", "disconnected", "auth_required", "sleeping"})
+"""Account statuses that need the user to reconnect (outreach pauses the account's campaigns)."""
+
+ACCOUNT_STATUS_REASONS: dict[str, str] = {
+    "pending": "Waiting for the provider to finish connecting",
+    "ok": "Healthy",
+    "connected": "Connected",
+    "reconnected": "Reconnected",
+    "sync_success": "Healthy (synced)",
+    "running": "Healthy",
+    "credentials": "LinkedIn asks for the password again: reconnect the account",
+    "disconnected": "The provider lost the connection: reconnect the account",
+    "auth_required": "LinkedIn asks to confirm a sign-in (checkpoint): reconnect the account",
+    "sleeping": "The provider put the account to sleep: reconnect it to wake it up",
+    "limit_reached": "LinkedIn's invitation limit was reached: invites resume in the next active window",
+    "deleted": "Deleted",
+}
+"""What each account status means for the user."""
+
+
+def account_health(status: str | None, healthy: bool | None, deleted: bool) -> str:
+    """``healthy``, ``reconnect_required``, ``limited``, ``pending`` or ``deleted``."""
+    if deleted:
+        return "deleted"
+    if status in RECONNECT_STATUSES:
+        return "reconnect_required"
+    if status == "limit_reached":
+        return "limited"
+    if healthy:
+        return "healthy"
+    return "pending"
+
+
+@dataclass(frozen=True)
+class InboxItem:
+    """One operational next step of the action inbox, with what it is about."""
+
+    kind: str
+    severity: str
+    title: str
+    detail: str | None = None
+    campaign_id: UUID | None = None
+    account_id: UUID | None = None
+    count: int = 1
+
+
+INBOX_KINDS = (
+    "connect_account",
+    "reconnect_account",
+    "campaign_needs_review",
+    "campaign_paused_by_limit",
+    "drafts_waiting",
+    "failed_actions",
+)
+"""Inbox item kinds, most urgent first."""
+
+
+@dataclass(frozen=True)
+class AccountFact:
+    """What the inbox needs to know of an account."""
+
+    account_id: UUID
+    name: str
+    status: str | None
+    healthy: bool | None
+    deleted: bool
+    campaigns: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class CampaignFact:
+    """What the inbox needs to know of a campaign."""
+
+    campaign_id: UUID
+    name: str
+    state: str
+    state_detail: str | None
+    drafts_pending: int
+    failed_actions: int
+    limited_accounts: tuple[str, ...] = ()
+
+
+def inbox(accounts: Iterable[AccountFact], campaigns: Iterable[CampaignFact]) -> list[InboxItem]:
+    """The action inbox: what needs the user, most urgent first (a pure function of accounts and campaigns)."""
+    items: list[InboxItem] = []
+    live = [a for a in accounts if not a.deleted]
+    if not any(a.healthy or a.status in RECONNECT_STATUSES or a.status == "limit_reached" for a in live):
+        items.append(
+            InboxItem(
+                "connect_account",
+                "action",
+                "Connect a LinkedIn account",
+                "Campaigns send from your own LinkedIn account; connect one to launch.",
+            )
+        )
+    for a in live:
+        if a.status in RECONNECT_STATUSES:
+            used = f" Its campaigns wait until then: {', '.join(a.campaigns)}." if a.campaigns else ""
+            items.append(
+                InboxItem(
+                    "reconnect_account",
+                    "critical",
+                    f"Reconnect {a.name}",
+                    ACCOUNT_STATUS_REASONS.get(a.status or "", a.status or "") + "." + used,
+                    account_id=a.account_id,
+                )
+            )
+    ordered = list(campaigns)
+    for c in ordered:
+        if c.state == "needs_review":
+            items.append(
+                InboxItem(
+                    "campaign_needs_review",
+                    "critical",
+                    f"{c.name} needs review",
+                    c.state_detail or "The campaign stopped on something that needs a person.",
+                    campaign_id=c.campaign_id,
+                )
+            )
+    for c in ordered:
+        if c.limited_accounts and c.state in ("running", "scheduled", "paused"):
+            items.append(
+                InboxItem(
+                    "campaign_paused_by_limit",
+                    "warning",
+                    f"{c.name} is paused by a limit",
+                    f"LinkedIn's invitation limit was reached on {', '.join(c.limited_accounts)}; "
+                    "invites resume in the next active window.",
+                    campaign_id=c.campaign_id,
+                )
+            )
+    for c in ordered:
+        if c.drafts_pending > 0 and c.state != "deleted":
+            items.append(
+                InboxItem(
+                    "drafts_waiting",
+                    "action",
+                    f"{c.drafts_pending} draft{'s' if c.drafts_pending != 1 else ''} waiting for review",
+                    f"In the Messaging Lab for {c.name}: nothing is sent until a draft is approved.",
+                    campaign_id=c.campaign_id,
+                    count=c.drafts_pending,
+                )
+            )
+    for c in ordered:
+        if c.failed_actions > 0 and c.state != "deleted":
+            items.append(
+                InboxItem(
+                    "failed_actions",
+                    "warning",
+                    f"{c.failed_actions} failed action{'s' if c.failed_actions != 1 else ''} in {c.name}",
+                    "The provider refused or failed these steps; open the campaign to see which leads.",
+                    campaign_id=c.campaign_id,
+                    count=c.failed_actions,
+                )
+            )
+    return items
+
+
+@dataclass(frozen=True)
+class OnboardingStep:
+    """One step of the onboarding checklist."""
+
+    key: str
+    label: str
+    done: bool
+    done_at: datetime | None
+
+
+def onboarding(
+    first_event_at: datetime | None, account_connected_at: datetime | None, first_launch_at: datetime | None
+) -> list[OnboardingStep]:
+    """Workspace ready -> a LinkedIn account connected -> first campaign launched.
+
+    The workspace is ready as soon as its token works (this is asked with one); its date is its first event.
+    """
+    return [
+        OnboardingStep("workspace_ready", "Workspace ready", True, first_event_at),
+        OnboardingStep(
+            "account_connected", "Connect a LinkedIn account", account_connected_at is not None, account_connected_at
+        ),
+        OnboardingStep("campaign_launched", "Launch your first campaign", first_launch_at is not None, first_launch_at),
+    ]

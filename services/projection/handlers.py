@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -34,7 +34,7 @@ from services.runtime.consuming.batch import TP, ApplyResult, DeadLetter
 
 from . import domain
 from .domain import Contribution, EventRecord, MergeSpec, Patch, TimelineRow
-from .store import TIMELINE_COLUMNS, Views, WriteSql, pg_type, stage_table, write_sql
+from .store import SCHEMA, TIMELINE_COLUMNS, Views, WriteSql, changes_channel, pg_type, stage_table, write_sql
 
 
 @dataclass(slots=True)
@@ -62,6 +62,12 @@ class Writes:
     audience_campaigns: list[UUID]
     touched_leads: list[UUID]
     touched_campaigns: list[tuple[str, UUID]]
+    changes: list[Change] = field(default_factory=list)
+    """What the change log gets (the live views only): one row per view row the batch touched."""
+
+
+Change = tuple[str, str, UUID | None, UUID | None, UUID | None, UUID | None]
+"""(workspace, kind, lead, campaign, account, search): one row of the change log."""
 
 
 @dataclass
@@ -100,6 +106,9 @@ class BatchApplier:
     The merges commute, so the views are the same; until :meth:`flush`, the stored offsets are ahead
     of those rows, which is why only a rebuild (never read, never resumed before it completes) may
     do it. A batch's patches join the held rows only once its transaction committed.
+
+    ``changes`` (default: only for the live schema) appends what each batch touched to the change
+    log and notifies the workspaces' listeners when the transaction commits (the change stream).
     """
 
     HELD_SPECS = (domain.LEAD_STATE, domain.LEAD_CAMPAIGN)
@@ -114,8 +123,11 @@ class BatchApplier:
         since: datetime | None = None,
         refresh_summaries: bool = True,
         hold_rows: int = 0,
+        changes: bool | None = None,
     ) -> None:
         self.views = views
+        self.record_changes = views.schema == SCHEMA if changes is None else changes
+        self.channel = changes_channel(views.schema)
         self.refresh_summaries = refresh_summaries
         self.hold_rows = hold_rows
         self._held: dict[str, dict[tuple[Any, ...], Patch]] = {spec.table: {} for spec in self.HELD_SPECS}
@@ -349,6 +361,8 @@ class BatchApplier:
                 [ws for ws, _ in w.touched_campaigns],
                 [c for _, c in w.touched_campaigns],
             )
+        if w.changes:
+            await conn.execute(self.sql.record_changes, *_columns(w.changes), self.channel)
 
     async def _upsert(self, conn: asyncpg.Connection, upserts: dict[str, list[tuple[Any, ...]]]) -> None:
         """Upsert reduced rows per view table, merging by the table's rules."""
@@ -427,6 +441,7 @@ class _Reducer:
             if (patches := self.reduced[spec.table]) and spec not in hold
         }
         return Writes(
+            changes=self._changes() if self.applier.record_changes else [],
             timeline=self.timeline,
             upserts=upserts,
             held={spec.table: patches for spec in hold if (patches := self.reduced[spec.table])},
@@ -435,6 +450,27 @@ class _Reducer:
             touched_leads=list(self.touched_leads),
             touched_campaigns=sorted(self.touched_campaigns, key=lambda c: (c[0], c[1].int)),
         )
+
+    def _changes(self) -> list[Change]:
+        """One change per touched lead (with its campaign when the event had one), campaign, account and search."""
+        r = self.reduced
+        out: list[Change] = []
+        in_campaign: set[tuple[str, UUID]] = set()
+        for p in r[domain.LEAD_CAMPAIGN.table].values():
+            out.append((p["workspace_id"], "lead", p["lead_id"], p["campaign_id"], None, None))
+            in_campaign.add((p["workspace_id"], p["lead_id"]))
+        for p in r[domain.LEAD_STATE.table].values():
+            if (p["workspace_id"], p["lead_id"]) not in in_campaign:
+                out.append((p["workspace_id"], "lead", p["lead_id"], None, None, None))
+        for p in r[domain.CAMPAIGNS.table].values():
+            out.append((p["workspace_id"], "campaign", None, p["campaign_id"], None, None))
+        for p in r[domain.ACCOUNTS.table].values():
+            out.append((p["workspace_id"], "account", None, None, p["account_id"], None))
+        for p in r[domain.ACCOUNT_CAMPAIGNS.table].values():
+            out.append((p["workspace_id"], "account", None, p["campaign_id"], p["account_id"], None))
+        for p in r[domain.SEARCHES.table].values():
+            out.append((p["workspace_id"], "search", None, None, None, p["search_id"]))
+        return out
 
 
 class Planner:

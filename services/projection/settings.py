@@ -22,6 +22,10 @@ class ProjectionSettings(RuntimeSettings):
     projection_waiting_after_h: float = Field(
         24.0, ge=0, description="An invite older than this without acceptance shows as 'waiting acceptance'."
     )
+    projection_changes_keep_h: float = Field(
+        24.0, gt=0, description="How long the change log keeps a change (a client further behind reloads)."
+    )
+    projection_changes_prune_interval_s: float = Field(60.0, gt=0, description="How often old changes are pruned.")
     projection_crash_after_batches: int = Field(
         0,
         ge=0,

@@ -18,12 +18,14 @@ from sqlalchemy import (
     Column,
     Computed,
     DateTime,
+    Identity,
     Index,
     Integer,
     MetaData,
     SmallInteger,
     Table,
     Text,
+    func,
     text,
 )
 from sqlalchemy.dialects.postgresql import JSONB, UUID
@@ -93,6 +95,7 @@ SUMMARY_COUNTS: tuple[str, ...] = (
     "completed",
     "unsubscribed",
     "videos_generated",
+    "drafts_pending",
 )
 """The counters of a campaign summary, in column order."""
 
@@ -109,10 +112,13 @@ class Views:
     campaigns: Table
     campaign_summary: Table
     accounts: Table
+    account_campaigns: Table
     searches: Table
     offsets: Table
     seen_events: Table
     replay_info: Table
+    changes: Table
+    """The live views' change log (what the change stream serves); a rebuild leaves it empty."""
 
     def table(self, spec: MergeSpec) -> Table:
         """The table a merge spec writes."""
@@ -130,6 +136,7 @@ class Views:
             self.campaigns,
             self.campaign_summary,
             self.accounts,
+            self.account_campaigns,
             self.searches,
         )
 
@@ -150,6 +157,7 @@ def build_views(metadata: MetaData) -> Views:
         Column("account_id", UUID(as_uuid=True)),
         Column("step_id", Text),
         Column("summary", Text, nullable=False),
+        Column("detail", Text),  # JSON, for the few types the lead page reads more of (domain.DETAIL_TYPES)
     )
     lead_state = Table(
         "lead_state",
@@ -221,6 +229,8 @@ def build_views(metadata: MetaData) -> Views:
         _count("failed_actions"),
         _count("skipped_actions"),
         _count("videos_generated"),
+        _count("drafts_review"),
+        _count("drafts_decided"),
         _count("event_count"),
         Column("stage", Text, Computed(_STAGE_SQL, persisted=True)),
         Column(
@@ -294,7 +304,19 @@ def build_views(metadata: MetaData) -> Views:
         Column("status_key", _key()),
         Column("status", Text),
         Column("healthy", Boolean),
+        Column("status_changed_at", DateTime(timezone=True)),
+        Column("connected_at", DateTime(timezone=True)),
         _flag("deleted"),
+    )
+    account_campaigns = Table(
+        "account_campaigns",
+        metadata,
+        Column("workspace_id", Text, primary_key=True),
+        Column("account_id", UUID(as_uuid=True), primary_key=True),
+        Column("campaign_id", UUID(as_uuid=True), primary_key=True),
+        Column("lease_key", _key()),
+        Column("leased", Boolean),
+        _flag("assigned"),
     )
     searches = Table(
         "searches",
@@ -323,6 +345,21 @@ def build_views(metadata: MetaData) -> Views:
     replay_info = Table(  # also holds CLUSTER_KEY: the Kafka cluster the stored offsets belong to
         "replay_info", metadata, Column("key", Text, primary_key=True), Column("value", JSONB, nullable=False)
     )
+    changes = Table(
+        "changes",
+        metadata,
+        # Written under the apply lock, so sequence order is commit order: a reader that saw a seq
+        # can never later find a smaller one committed (a rolled-back batch only leaves a hole).
+        Column("seq", BigInteger, Identity(always=True), primary_key=True),
+        Column("workspace_id", Text, nullable=False),
+        Column("at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+        Column("kind", Text, nullable=False),
+        Column("lead_id", UUID(as_uuid=True)),
+        Column("campaign_id", UUID(as_uuid=True)),
+        Column("account_id", UUID(as_uuid=True)),
+        Column("search_id", UUID(as_uuid=True)),
+        Index(None, "workspace_id", "seq"),
+    )
     return Views(
         schema=str(metadata.schema),
         timeline=timeline,
@@ -332,10 +369,12 @@ def build_views(metadata: MetaData) -> Views:
         campaigns=campaigns,
         campaign_summary=campaign_summary,
         accounts=accounts,
+        account_campaigns=account_campaigns,
         searches=searches,
         offsets=offsets,
         seen_events=seen_events,
         replay_info=replay_info,
+        changes=changes,
     )
 
 
@@ -448,6 +487,8 @@ class WriteSql:
     refresh_summary: str
     refresh_all_summaries: str
     store_offsets: str
+    record_changes: str
+    """Appends a batch's changes to the change log and notifies each workspace's listeners (at commit)."""
 
 
 def write_sql(v: Views) -> WriteSql:
@@ -478,6 +519,7 @@ def write_sql(v: Views) -> WriteSql:
         "completed": "count(*) FILTER (WHERE lc.completed AND NOT lc.replied)",
         "unsubscribed": "count(*) FILTER (WHERE lc.unsubscribed)",
         "videos_generated": "sum(lc.videos_generated)",
+        "drafts_pending": "sum(lc.drafts_review - lc.drafts_decided)",
     }
     missing = set(counts) - set(aggregates)
     if missing:
@@ -529,8 +571,23 @@ def write_sql(v: Views) -> WriteSql:
             f"SELECT * FROM unnest($1::text[], $2::integer[], $3::bigint[]) "
             f"ON CONFLICT (topic, partition) DO UPDATE SET next_offset = EXCLUDED.next_offset"
         ),
+        record_changes=(
+            f"WITH ins AS (INSERT INTO {_q(s, 'changes')} "
+            f"(workspace_id, kind, lead_id, campaign_id, account_id, search_id) "
+            f"SELECT * FROM unnest($1::text[], $2::text[], $3::uuid[], $4::uuid[], $5::uuid[], $6::uuid[]) "
+            f"RETURNING workspace_id) "
+            f"SELECT pg_notify($7, w) FROM (SELECT DISTINCT workspace_id AS w FROM ins) x"
+        ),
     )
 
+
+def changes_channel(schema: str) -> str:
+    """The LISTEN/NOTIFY channel on which the applier of ``schema`` announces a workspace's new changes."""
+    return f"leadstream.{check_schema_name(schema)}.changes"
+
+
+CHANGES_PRUNED_KEY = "changes_pruned_through"
+"""``replay_info`` key: the highest change seq deleted by pruning (a reader behind it missed changes)."""
 
 CLUSTER_KEY = "kafka_cluster_id"
 """``replay_info`` key naming the Kafka cluster whose offsets the views' ``offsets`` table refers to."""

@@ -55,8 +55,11 @@ class Service:
         migrations_dir: Path,
         clock: Clock | None = None,
         title: str | None = None,
+        kafka: bool = True,
     ) -> None:
         self.settings = settings
+        self.uses_kafka = kafka
+        """False for a service that neither consumes nor emits (the console): no broker, no outbox relay."""
         self.name = settings.service_name
         self.metadata = metadata
         self.tables = tables
@@ -166,8 +169,10 @@ class Service:
         """Connect, migrate and start background work (without HTTP). Used by tests and :meth:`run`."""
         await self._until_up(lambda: ping(self.engine), "Postgres")
         await self.migrate()
-        self._broker_connected = await self._until_up(self.broker.connect, "Kafka")
-        self._bg: list[asyncio.Future[None]] = [asyncio.create_task(self.relay.run(self.stop_event), name="relay")]
+        self._bg: list[asyncio.Future[None]] = []
+        if self.uses_kafka:
+            self._broker_connected = await self._until_up(self.broker.connect, "Kafka")
+            self._bg.append(asyncio.create_task(self.relay.run(self.stop_event), name="relay"))
         for c in self.consumers:
             self._bg.append(asyncio.create_task(c.run(self.stop_event), name=f"consumer-{c.group_id}"))
         for t in self.tasks:
@@ -181,10 +186,11 @@ class Service:
         for task in getattr(self, "_bg", []):
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(task, timeout=15)
-        with contextlib.suppress(Exception):
-            await self.relay.publish_once()
-        with contextlib.suppress(Exception):
-            await self.broker.stop()
+        if self.uses_kafka:
+            with contextlib.suppress(Exception):
+                await self.relay.publish_once()
+            with contextlib.suppress(Exception):
+                await self.broker.stop()
         await self.engine.dispose()
 
     async def run(self) -> None:
@@ -221,7 +227,9 @@ class Service:
             await asyncio.wait_for(ping(self.engine), timeout=2)
         except Exception as exc:
             failed["postgres"] = f"unreachable: {type(exc).__name__}"
-        if not self._broker_connected:
+        if not self.uses_kafka:
+            pass
+        elif not self._broker_connected:
             failed["kafka"] = "not connected"
         else:
             try:
@@ -233,7 +241,7 @@ class Service:
         for c in self.consumers:
             if not c.healthy:
                 failed[f"consumer:{c.group_id}"] = "not consuming (starting, or retrying an infrastructure error)"
-        if not self.relay.healthy:
+        if self.uses_kafka and not self.relay.healthy:
             failed["outbox_relay"] = "cannot publish"
         for check in self.readiness_checks:
             reason = await check()

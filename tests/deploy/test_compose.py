@@ -123,7 +123,7 @@ def test_init_creates_topics_and_migrates_once_both_servers_are_healthy(compose:
     assert (COMPOSE.parent / init["build"]["context"] / init["build"]["dockerfile"]).resolve().is_file()
 
 
-def test_the_six_services_run_after_init_with_their_usual_ports(compose: dict[str, Any]) -> None:
+def test_every_service_runs_after_init_with_its_usual_port(compose: dict[str, Any]) -> None:
     services = compose["services"]
     assert set(services) == {"kafka", "postgres", "init", *SERVICES, *OBSERVABILITY}
     for name in SERVICES:
@@ -141,6 +141,20 @@ def test_the_six_services_run_after_init_with_their_usual_ports(compose: dict[st
         assert svc["read_only"] is True and svc["cap_drop"] == ["ALL"]
         assert any(t.startswith("/tmp") for t in svc["tmpfs"])
         assert svc["image"] == services["init"]["image"]
+
+
+def test_the_console_reads_the_services_on_the_compose_network() -> None:
+    env = load({})["services"]["console"]["environment"]
+    for name in ("projection", "outreach", "messaging", "discovery"):
+        assert env[f"LEADSTREAM_CONSOLE_{name.upper()}_URL"] == f"http://{name}:8080"
+    assert (
+        load({"LEADSTREAM_CONSOLE_SESSION_SECRET": "k"})["services"]["console"]["environment"][
+            "LEADSTREAM_CONSOLE_SESSION_SECRET"
+        ]
+        == "k"
+    )
+    raw = yaml.safe_load(COMPOSE.read_text())["services"]["console"]["environment"]
+    assert raw["LEADSTREAM_CONSOLE_SESSION_SECRET"].startswith("${LEADSTREAM_CONSOLE_SESSION_SECRET")
 
 
 def test_secrets_are_interpolated_not_written_in_the_file() -> None:

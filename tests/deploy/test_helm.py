@@ -245,6 +245,24 @@ def test_topic_prefix_reaches_kafkatopics_and_services(chart: Chart) -> None:
     assert of_kind(docs, "ConfigMap")[0]["data"]["LEADSTREAM_TOPIC_PREFIX"] == "staging."
 
 
+def test_the_console_reaches_the_services_it_reads_through_their_cluster_services(chart: Chart) -> None:
+    if chart.offline:
+        src = chart.template_source("deployments.yaml")
+        assert "LEADSTREAM_CONSOLE_%s_URL" in src and '"console"' in src
+        return
+    docs = chart.render("default")
+    services = {s["metadata"]["name"]: s for s in of_kind(docs, "Service")}
+    console = by_component(docs, "Deployment")["console"]
+    env = _env_names(container(console))
+    for name in ("projection", "outreach", "messaging", "discovery"):
+        url = env[f"LEADSTREAM_CONSOLE_{name.upper()}_URL"]
+        host, port = url.removeprefix("http://").split(":")
+        target = services[host]
+        assert target["metadata"]["labels"]["app.kubernetes.io/component"] == name
+        assert int(port) == target["spec"]["ports"][0]["port"]
+    assert "LEADSTREAM_CONSOLE_SESSION_SECRET" not in env, "the session key comes from the Secret, not values"
+
+
 def test_service_monitor_scrapes_metrics_of_every_service(chart: Chart) -> None:
     if chart.offline:
         src = chart.template_source("servicemonitor.yaml")

@@ -76,8 +76,9 @@ def test_each_service_values_say_what_its_code_consumes_and_emits(chart: Chart) 
 def test_each_kafkauser_may_touch_only_its_own_topics_dlqs_and_group(chart: Chart) -> None:
     docs = rendered(chart)
     users = by_component(docs, "KafkaUser")
-    assert sorted(users) == sorted(SERVICES)
     values = chart.values()["services"]
+    on_kafka = [n for n in SERVICES if values[n]["kafka"]["consumes"] or values[n]["kafka"]["produces"]]
+    assert sorted(users) == sorted(on_kafka) and "console" not in users  # the console uses no Kafka
     for name, user in users.items():
         assert (
             user["apiVersion"] == "kafka.strimzi.io/v1" and user["metadata"]["labels"]["strimzi.io/cluster"] == "events"
@@ -114,10 +115,15 @@ def test_kafka_tls_and_scram_come_from_strimzi_secrets(chart: Chart) -> None:
     assert config["LEADSTREAM_KAFKA_SASL_MECHANISM"] == "SCRAM-SHA-512"
     assert "LEADSTREAM_KAFKA_SASL_USERNAME" not in config  # per service: its own KafkaUser
     cafile = Path(config["LEADSTREAM_KAFKA_SSL_CAFILE"])
+    users = by_component(docs, "KafkaUser")
     for name, deployment in by_component(docs, "Deployment").items():
         c = container(deployment)
         env = _env(c)
-        user = by_component(docs, "KafkaUser")[name]["metadata"]["name"]
+        if name not in users:  # the console: no Kafka, so no credentials and no SASL to configure
+            assert env["LEADSTREAM_KAFKA_SECURITY_PROTOCOL"] == "PLAINTEXT" and name == "console"
+            assert "LEADSTREAM_KAFKA_SASL_USERNAME" not in env
+            continue
+        user = users[name]["metadata"]["name"]
         assert env["LEADSTREAM_KAFKA_SASL_USERNAME"] == user
         assert env["LEADSTREAM_KAFKA_SASL_PASSWORD"] == {"secretKeyRef": {"name": user, "key": "password"}}
         mount = next(m for m in c["volumeMounts"] if m["mountPath"] == str(cafile.parent))
@@ -256,16 +262,32 @@ def test_network_policies_allow_only_kafka_postgres_dns_collector_and_providers(
         assert spec["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == name
         assert spec["policyTypes"] == ["Ingress", "Egress"]
         (rule,) = spec["ingress"]
-        sources = [p["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"] for p in rule["from"]]
+        sources = [
+            p["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"]
+            for p in rule["from"]
+            if "namespaceSelector" in p
+        ]
         assert sources == (["monitoring", "ingress-nginx"] if name in exposed else ["monitoring"]), name
+        # Pods of this release: only the services that call this one (the console's calls).
+        callers = [
+            p["podSelector"]["matchLabels"]["app.kubernetes.io/component"] for p in rule["from"] if "podSelector" in p
+        ]
+        assert callers == [c for c in sorted(values) if name in values[c].get("calls", [])], name
         egress = spec["egress"]
         ports = [sorted(p["port"] for p in r["ports"]) for r in egress]
         assert ports[:4] == [[53, 53], [9092, 9093], [5432], [4318]]
         kafka_peer = egress[1]["to"][0]
         assert kafka_peer["podSelector"]["matchLabels"] == {"strimzi.io/cluster": "events", "strimzi.io/kind": "Kafka"}
         assert egress[2]["to"] == [{"ipBlock": {"cidr": "10.20.0.0/16"}}]
-        # Beyond those, only the service's providers (none for the projection).
-        assert egress[4:] == values[name].get("networkPolicy", {}).get("egress", []), name
+        # Beyond those, the services it calls over HTTP (the console), then its providers (none for the projection).
+        calls = values[name].get("calls", [])
+        called = [
+            r["to"][0]["podSelector"]["matchLabels"]["app.kubernetes.io/component"] for r in egress[4 : 4 + len(calls)]
+        ]
+        assert called == calls and all(
+            r["ports"] == [{"port": "http", "protocol": "TCP"}] for r in egress[4 : 4 + len(calls)]
+        )
+        assert egress[4 + len(calls) :] == values[name].get("networkPolicy", {}).get("egress", []), name
     assert len(policies["projection"]["spec"]["egress"]) == 4
 
 

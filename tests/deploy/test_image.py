@@ -21,6 +21,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from services.console.app import VENDOR
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -119,7 +121,9 @@ def _one(stage: list[Instruction], keyword: str) -> str:
     return found
 
 
-def test_two_stages_on_python_3_11_slim_pinned_by_digest(dockerfile: dict[str, list[Instruction]]) -> None:
+def test_stages_on_python_3_11_slim_pinned_by_digest_after_the_consoles_npm_packages(
+    dockerfile: dict[str, list[Instruction]],
+) -> None:
     instructions = dockerfile["__all__"]
     assert instructions[0].keyword == "ARG"
     name, _, image = instructions[0].args.partition("=")
@@ -134,7 +138,16 @@ def test_two_stages_on_python_3_11_slim_pinned_by_digest(dockerfile: dict[str, l
     ]
     assert elsewhere == []
     froms = [i.args for i in instructions if i.keyword == "FROM"]
-    assert froms == ["${PYTHON_IMAGE} AS build", "${PYTHON_IMAGE} AS runtime"]
+    assert froms == ["${NODE_IMAGE} AS frontend", "${PYTHON_IMAGE} AS build", "${PYTHON_IMAGE} AS runtime"]
+    frontend = " ".join(i.args for i in dockerfile["frontend"] if i.keyword == "RUN")
+    assert "npm ci" in frontend, "the console's packages come from the lock file"
+    copied = [i.args for i in dockerfile["build"] if i.keyword == "COPY" and i.args.startswith("--from=frontend")]
+    assert copied == ["--from=frontend /console/node_modules services/console/node_modules"]
+    data = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"][
+        "services.console"
+    ]
+
+    assert {f"node_modules/{rel}" for rel in VENDOR.values()} <= set(data), "every served file is package data"
     assert list(dockerfile)[-1] == "runtime", "the runtime stage must be the last (default target)"
 
 
@@ -303,6 +316,8 @@ def test_dockerignore_sends_the_sources_and_nothing_local() -> None:
         "schemas/src/leadstream_schemas/py.typed",
         "leadstream_cli/main.py",
         "services/runtime/identity_migrations/script.py.mako",
+        "services/console/package-lock.json",
+        "services/console/templates/base.html",
     ]
     needed += [str(p.relative_to(ROOT)) for p in (ROOT / "services").glob("*/migrations/versions/*.py")]
     needed += [str(p.relative_to(ROOT)) for p in (ROOT / "schemas/src").rglob("*.py")]
@@ -319,5 +334,6 @@ def test_dockerignore_sends_the_sources_and_nothing_local() -> None:
         "leadstream.egg-info/PKG-INFO",
         "schemas/src/leadstream_schemas.egg-info/PKG-INFO",
         "services/.mypy_cache/x.json",
+        "services/console/node_modules/htmx.org/dist/htmx.min.js",
     ]
     assert [p for p in unwanted if in_context(p)] == []

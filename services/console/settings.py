@@ -1,0 +1,42 @@
+"""Console settings (``LEADSTREAM_*``)."""
+
+from __future__ import annotations
+
+from pydantic import Field, SecretStr
+
+from services.runtime.settings import RuntimeSettings
+
+DEV_SESSION_SECRET = "dev-console-session-secret-change-me"
+"""The development default of ``LEADSTREAM_CONSOLE_SESSION_SECRET`` (demo and tests only)."""
+
+
+class ConsoleSettings(RuntimeSettings):
+    """Settings of the console (the web pages for sales teams)."""
+
+    service_name: str = "console"
+    http_port: int = 8107
+
+    console_session_secret: SecretStr = Field(
+        SecretStr(DEV_SESSION_SECRET),
+        description="Key that signs the session and CSRF cookies and encrypts the workspace tokens the console "
+        "keeps. The default is for the demo and tests only: set a long random value everywhere else.",
+    )
+    console_session_ttl_h: float = Field(12.0, gt=0, le=24 * 30, description="A session ends this long after sign-in.")
+    console_link_ttl_min: float = Field(
+        15.0, gt=0, le=24 * 60, description="A one-time sign-in link expires this long after it was made."
+    )
+    console_cookie_secure: bool = Field(
+        False, description="Send cookies over HTTPS only (set true behind TLS; false for http://127.0.0.1)."
+    )
+    console_public_url: str = Field(
+        "http://127.0.0.1:8107", description="Where users reach the console (sign-in links point here)."
+    )
+    console_page_size: int = Field(25, ge=1, le=200, description="Rows per page of the result table.")
+    console_projection_url: str = Field("http://127.0.0.1:8106", description="Base URL of the projection API.")
+    console_outreach_url: str = Field("http://127.0.0.1:8104", description="Base URL of the outreach API.")
+    console_messaging_url: str = Field("http://127.0.0.1:8103", description="Base URL of the messaging API.")
+    console_discovery_url: str = Field("http://127.0.0.1:8101", description="Base URL of the discovery API.")
+    console_backend_timeout_s: float = Field(10.0, gt=0, description="Timeout of one call to another service.")
+    console_static_dir: str = Field(
+        "", description="Where the front-end packages are (npm's node_modules); empty: services/console/node_modules."
+    )

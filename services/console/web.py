@@ -1,0 +1,263 @@
+"""The console's request plumbing: who is signed in, CSRF checks, page rendering and the error screens."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import quote, unquote
+
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from services.runtime.clock import Clock
+from services.runtime.errors import problem_response
+from services.runtime.service import Service
+
+from . import domain
+from .backends import BackendRefused, Backends, BackendUnavailable, SignedOut
+from .sessions import (
+    CSRF_COOKIE,
+    CSRF_FIELD,
+    CSRF_HEADER,
+    SESSION_COOKIE,
+    Session,
+    SessionStore,
+    Vault,
+    new_secret,
+    same,
+)
+from .settings import ConsoleSettings
+
+TEMPLATES = Path(__file__).parent / "templates"
+TZ_COOKIE = "ls_tz"
+SECURITY_HEADERS = {
+    "Cache-Control": "no-store",
+    # Every script and style is a file of this site: no inline code can run, nothing loads from elsewhere.
+    "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; frame-ancestors 'none'; base-uri 'self'; form-action 'self'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+}
+T = TypeVar("T")
+
+
+class NeedSignIn(Exception):
+    """A page was asked for without a session."""
+
+
+class CsrfRefused(Exception):
+    """A form or htmx POST came without the page's CSRF token."""
+
+
+@dataclass
+class Console:
+    """Everything the routes use (``app.state.console``)."""
+
+    settings: ConsoleSettings
+    service: Service
+    backends: Backends
+    sessions: SessionStore
+    vault: Vault
+    clock: Clock
+    templates: Jinja2Templates = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.templates = Jinja2Templates(directory=str(TEMPLATES))
+        env = self.templates.env
+        env.globals.update(
+            badge=domain.badge,
+            label=domain.label,
+            stage_tone=domain.stage_tone,
+            inbox_link=domain.inbox_link,
+            D=domain,
+        )
+        env.filters.update(num=domain.number, pct=domain.percent)
+
+    # -- sessions ---------------------------------------------------------------------------------
+
+    async def session(self, request: Request) -> Session | None:
+        """The request's session (cached on the request), or None."""
+        if not hasattr(request.state, "session"):
+            sid = self.vault.unsign(request.cookies.get(SESSION_COOKIE))
+            request.state.session = await self.sessions.get(sid)
+        found: Session | None = request.state.session
+        return found
+
+    async def signed_in(self, request: Request) -> Session:
+        """The request's session, or :class:`NeedSignIn`."""
+        session = await self.session(request)
+        if session is None:
+            raise NeedSignIn
+        return session
+
+    def set_session_cookie(self, response: Response, session: Session) -> None:
+        response.set_cookie(
+            SESSION_COOKIE,
+            self.vault.sign(session.id),
+            max_age=int(self.settings.console_session_ttl_h * 3600),
+            httponly=True,
+            samesite="lax",
+            secure=self.settings.console_cookie_secure,
+            path="/",
+        )
+
+    def clear_session_cookie(self, response: Response) -> None:
+        response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="lax")
+
+    # -- CSRF -------------------------------------------------------------------------------------
+
+    def csrf_token(self, request: Request) -> str:
+        """The page's CSRF token: the one in the browser's signed cookie, or a new one (set by :meth:`render`)."""
+        token = getattr(request.state, "csrf", None) or self.vault.unsign(request.cookies.get(CSRF_COOKIE))
+        if not token:
+            token = new_secret()
+            request.state.csrf_new = True
+        request.state.csrf = token
+        return str(token)
+
+    def rotate_csrf(self, request: Request, response: Response) -> None:
+        """A new CSRF token after signing in or out (the old page's token stops working)."""
+        request.state.csrf = new_secret()
+        self._set_csrf_cookie(response, request.state.csrf)
+
+    def _set_csrf_cookie(self, response: Response, token: str) -> None:
+        response.set_cookie(
+            CSRF_COOKIE,
+            self.vault.sign(token),
+            httponly=True,
+            samesite="lax",
+            secure=self.settings.console_cookie_secure,
+            path="/",
+        )
+
+    async def check_csrf(self, request: Request) -> dict[str, str]:
+        """The POSTed form when its token (field or ``X-CSRF-Token`` header) matches the cookie.
+
+        Else :class:`CsrfRefused`."""
+        form = await request.form()
+        values = {k: v for k, v in form.items() if isinstance(v, str)}
+        expected = self.vault.unsign(request.cookies.get(CSRF_COOKIE))
+        given = request.headers.get(CSRF_HEADER) or values.get(CSRF_FIELD)
+        if not same(expected, given):
+            raise CsrfRefused
+        return values
+
+    # -- rendering --------------------------------------------------------------------------------
+
+    def tz(self, request: Request) -> str:
+        """The user's time zone, as the browser reported it (UTC until it has)."""
+        return domain.zone(unquote(request.cookies.get(TZ_COOKIE) or ""))
+
+    def render(self, request: Request, template: str, status: int = 200, **context: Any) -> HTMLResponse:
+        """A page or partial with what every template uses (session, CSRF token, now, time zone)."""
+        now = self.clock.now()
+        tz = self.tz(request)
+        csrf = self.csrf_token(request)
+        base = {
+            "session": getattr(request.state, "session", None),
+            "csrf_token": csrf,
+            "csrf_headers": json.dumps({CSRF_HEADER: csrf}),
+            "now": now,
+            "tz": tz,
+            "rel": lambda when: domain.relative(when, now),
+            "local": lambda when: domain.local_time(when, tz),
+            "path": request.url.path,
+        }
+        response = self.templates.TemplateResponse(request, template, {**base, **context}, status_code=status)
+        response.headers.update(SECURITY_HEADERS)
+        response.headers["X-Server-Time"] = now.isoformat()  # live partials keep relative times right
+        if getattr(request.state, "csrf_new", False):
+            self._set_csrf_cookie(response, csrf)
+        return response
+
+
+async def gather(*calls: Awaitable[Any]) -> list[Any]:
+    """Backend calls in parallel; the first failure wins (the others are cancelled)."""
+    tasks = [asyncio.ensure_future(c) for c in calls]
+    try:
+        return list(await asyncio.gather(*tasks))
+    except BaseException:
+        for t in tasks:
+            t.cancel()
+        raise
+
+
+def is_page(request: Request) -> bool:
+    """Whether the request is for a page (HTML), not the console's small JSON API or a probe."""
+    path = request.url.path
+    return not path.startswith(("/v1/", "/healthz", "/readyz", "/metrics"))
+
+
+def install_error_pages(app: FastAPI, console: Console) -> None:
+    """Screens for the failures a user can meet: signed out, not found, refused, a service down, a stale form."""
+
+    def page_error(request: Request, status: int, title: str, message: str) -> Response:
+        if not is_page(request):
+            return problem_response(status, title.lower().replace(" ", "_"), message)
+        return console.render(request, "error.html", status=status, title=title, message=message)
+
+    @app.exception_handler(NeedSignIn)
+    async def _need(request: Request, _: NeedSignIn) -> Response:
+        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        where = "/sign-in" + ("" if target == "/" else f"?next={quote(domain.safe_next(target), safe='')}")
+        if request.headers.get("HX-Request"):
+            return Response(status_code=401, headers={"HX-Redirect": where})
+        if request.url.path == "/live":
+            return Response(status_code=401)
+        return RedirectResponse(where, status_code=303)
+
+    @app.exception_handler(SignedOut)
+    async def _signed_out(request: Request, _: SignedOut) -> Response:
+        session = await console.session(request)
+        if session is not None:
+            await console.sessions.end(session.id)
+        response: Response = RedirectResponse("/sign-in?expired=1", status_code=303)
+        if request.headers.get("HX-Request"):
+            response = Response(status_code=401, headers={"HX-Redirect": "/sign-in?expired=1"})
+        console.clear_session_cookie(response)
+        return response
+
+    @app.exception_handler(CsrfRefused)
+    async def _csrf(request: Request, _: CsrfRefused) -> Response:
+        return page_error(
+            request,
+            403,
+            "Form expired",
+            "This form was not sent from a current leadstream page (its security token is missing or old). "
+            "Go back, reload the page and try again.",
+        )
+
+    @app.exception_handler(BackendRefused)
+    async def _refused(request: Request, exc: BackendRefused) -> Response:
+        if exc.status == 404:
+            return page_error(request, 404, "Not found", "There is nothing here in your workspace.")
+        return page_error(request, exc.status, "Not possible", exc.detail)
+
+    @app.exception_handler(BackendUnavailable)
+    async def _down(request: Request, exc: BackendUnavailable) -> Response:
+        return page_error(
+            request,
+            503,
+            "Temporarily unavailable",
+            f"leadstream's {exc.backend} service is not answering right now. Nothing was lost: try again in a moment.",
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> Response:
+        if not is_page(request):
+            return problem_response(exc.status_code, "http_error", str(exc.detail))
+        if exc.status_code == 404:
+            return page_error(request, 404, "Not found", "There is no such page.")
+        return page_error(request, exc.status_code, "Not possible", str(exc.detail))
+
+
+def json_problem(status: int, code: str, detail: str, field: str | None = None) -> JSONResponse:
+    """A problem answer of the console's JSON API."""
+    extra = {"field": field} if field else {}
+    return problem_response(status, code, detail, **extra)

@@ -1,0 +1,223 @@
+"""The change stream: each workspace's view changes, pushed to HTTP clients as Server-Sent Events.
+
+The batch applier appends one row per touched view row to ``changes`` (seq, workspace, kind, ids) in
+the batch's transaction and calls ``pg_notify`` with the workspace id, which Postgres delivers at
+commit to every listening session: every replica of the projection hears every commit, whichever
+replica applied it. A :class:`ChangeHub` per process holds one LISTEN connection and wakes the
+streams of that workspace, which read the rows after their position.
+
+An event's id is ``<epoch>-<seq>``. ``seq`` grows in commit order (the applier holds the schema's
+apply lock while it writes), so a client that reconnects with ``Last-Event-ID`` gets exactly what it
+missed. ``epoch`` names the live schema (its oid): after a promotion the log starts again, and a client
+from before it, or one whose position was pruned, gets a ``reset`` event (reload everything) and
+continues from the head of the new log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import datetime
+from functools import partial
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from .checksum import dsn
+from .store import CHANGES_PRUNED_KEY, Views, changes_channel
+
+log = logging.getLogger(__name__)
+
+
+def _set(event: asyncio.Event, *_: Any) -> None:
+    event.set()
+
+
+@dataclass(frozen=True)
+class Position:
+    """Where a stream starts: after ``seq`` in the log of ``epoch``; ``reset`` when the client must reload."""
+
+    epoch: int
+    seq: int
+    reset: bool
+
+
+def parse_event_id(value: str | None) -> tuple[int, int] | None:
+    """``(epoch, seq)`` of a ``Last-Event-ID`` this API sent, else None."""
+    if not value:
+        return None
+    epoch, sep, seq = value.strip().partition("-")
+    if not sep or not epoch.isdigit() or not seq.isdigit() or len(value) > 40:
+        return None
+    return int(epoch), int(seq)
+
+
+def resume(last: tuple[int, int] | None, epoch: int, head: int, pruned_through: int) -> Position:
+    """Where a stream that last saw ``last`` continues (pure: the tests call it with every case).
+
+    No id: from the head (the client just rendered the current views). An id of another epoch, one
+    whose successors were pruned, or one ahead of the head (not from this log): a reset, then the head.
+    """
+    if last is None:
+        return Position(epoch, head, reset=False)
+    last_epoch, seq = last
+    if last_epoch != epoch or seq < pruned_through or seq > head:
+        return Position(epoch, head, reset=True)
+    return Position(epoch, seq, reset=False)
+
+
+@dataclass(frozen=True)
+class Change:
+    """One change of a workspace's views."""
+
+    seq: int
+    kind: str
+    lead_id: UUID | None
+    campaign_id: UUID | None
+    account_id: UUID | None
+    search_id: UUID | None
+    at: datetime
+
+
+class ChangeHub:
+    """One LISTEN connection per process, fanning notifications out to the streams of each workspace."""
+
+    def __init__(self, views: Views, engine: AsyncEngine, database_url: str, *, poll_s: float = 10.0) -> None:
+        self.views = views
+        self.engine = engine
+        self.database_url = database_url
+        self.channel = changes_channel(views.schema)
+        self.poll_s = poll_s
+        self.stopping = asyncio.Event()
+        self._waiters: dict[str, set[asyncio.Event]] = {}
+        self.listening = False
+        q = f'"{views.schema}".changes'
+        self._read = text(
+            f"SELECT seq, kind, lead_id, campaign_id, account_id, search_id, at FROM {q} "
+            f"WHERE workspace_id = :ws AND seq > :after ORDER BY seq LIMIT :limit"
+        )
+        self._where = text(
+            f"SELECT (SELECT oid::bigint FROM pg_namespace WHERE nspname = :schema) AS epoch, "
+            f"(SELECT coalesce(max(seq), 0) FROM {q}) AS head, "
+            f"(SELECT (value #>> '{{}}')::bigint FROM \"{views.schema}\".replay_info WHERE key = :pruned) AS pruned"
+        )
+        self._prune = text(
+            f"WITH gone AS (DELETE FROM {q} WHERE at < now() - make_interval(secs => :keep) RETURNING seq) "
+            f'INSERT INTO "{views.schema}".replay_info AS r (key, value) '
+            f"SELECT :pruned, to_jsonb(max(seq)) FROM gone HAVING count(*) > 0 "
+            f"ON CONFLICT (key) DO UPDATE SET value = to_jsonb(GREATEST((r.value #>> '{{}}')::bigint, "
+            f"(EXCLUDED.value #>> '{{}}')::bigint))"
+        )
+
+    # -- listening --------------------------------------------------------------------------------
+
+    def wake(self, workspace: str | None = None) -> None:
+        """Wake the streams of ``workspace`` (all when None)."""
+        groups = self._waiters.values() if workspace is None else [self._waiters.get(workspace, set())]
+        for group in groups:
+            for event in group:
+                event.set()
+
+    def _notified(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
+        self.wake(payload)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Hold the LISTEN connection until ``stop``; reconnect with backoff (streams poll meanwhile)."""
+        backoff = 0.2
+        try:
+            while not stop.is_set():
+                conn: asyncpg.Connection | None = None
+                try:
+                    conn = await asyncpg.connect(dsn(self.database_url))
+                    lost = asyncio.Event()
+                    conn.add_termination_listener(partial(_set, lost))
+                    await conn.add_listener(self.channel, self._notified)
+                    self.listening = True
+                    backoff = 0.2
+                    self.wake()  # anything committed while not listening is read now
+                    stopped = asyncio.ensure_future(stop.wait())
+                    broken = asyncio.ensure_future(lost.wait())
+                    await asyncio.wait({stopped, broken}, return_when=asyncio.FIRST_COMPLETED)
+                    stopped.cancel()
+                    broken.cancel()
+                except Exception as exc:
+                    log.warning("change stream: LISTEN connection failed; retrying", extra={"error": repr(exc)})
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(stop.wait(), timeout=backoff)
+                    backoff = min(backoff * 2, 5.0)
+                finally:
+                    self.listening = False
+                    if conn is not None:
+                        with contextlib.suppress(Exception):
+                            await conn.close(timeout=2)
+        finally:
+            self.stopping.set()
+            self.wake()
+
+    async def prune(self, stop: asyncio.Event, keep_s: float, every_s: float) -> None:
+        """Delete changes older than ``keep_s`` every ``every_s`` and remember how far (readers behind it reset)."""
+        while not stop.is_set():
+            try:
+                async with self.engine.begin() as conn:
+                    await conn.execute(self._prune, {"keep": keep_s, "pruned": CHANGES_PRUNED_KEY})
+            except Exception as exc:
+                log.warning("change stream: pruning failed", extra={"error": repr(exc)})
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=every_s)
+
+    # -- reading ----------------------------------------------------------------------------------
+
+    async def position(self, last_event_id: str | None) -> Position:
+        """Where a stream with this ``Last-Event-ID`` starts."""
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(self._where, {"schema": self.views.schema, "pruned": CHANGES_PRUNED_KEY})).one()
+        pruned = int(row.pruned or 0)
+        # Everything pruned: the next seq still follows the pruned ones.
+        head = max(int(row.head), pruned)
+        return resume(parse_event_id(last_event_id), int(row.epoch or 0), head, pruned)
+
+    async def epoch(self) -> int:
+        """The current epoch (the live schema's oid)."""
+        return (await self.position(None)).epoch
+
+    async def read(self, workspace: str, after: int, limit: int = 500) -> list[Change]:
+        """The workspace's changes after ``after``, oldest first."""
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(self._read, {"ws": workspace, "after": after, "limit": limit})).all()
+        return [Change(r.seq, r.kind, r.lead_id, r.campaign_id, r.account_id, r.search_id, r.at) for r in rows]
+
+    async def follow(self, workspace: str, start: Position) -> AsyncIterator[tuple[Position, list[Change]]]:
+        """Batches of the workspace's changes from ``start`` on, as they commit, until the service stops.
+
+        Yields ``(position, [])`` when the epoch changed (a promotion): the caller sends a reset.
+        """
+        wake = asyncio.Event()
+        self._waiters.setdefault(workspace, set()).add(wake)
+        pos = start
+        try:
+            while not self.stopping.is_set():
+                wake.clear()
+                changes = await self.read(workspace, pos.seq)
+                if changes:
+                    pos = Position(pos.epoch, changes[-1].seq, reset=False)
+                    yield pos, changes
+                    continue
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(wake.wait(), timeout=self.poll_s)
+                if not wake.is_set():  # a quiet while: check the log is still the same one
+                    now = await self.position(None)
+                    if now.epoch != pos.epoch:
+                        pos = Position(now.epoch, now.seq, reset=True)
+                        yield pos, []
+        finally:
+            group = self._waiters.get(workspace)
+            if group is not None:
+                group.discard(wake)
+                if not group:
+                    del self._waiters[workspace]

@@ -1,0 +1,110 @@
+"""The console's session rules in Chromium: no page without a session, no other workspace's data, no form
+without its CSRF token; a wrong token is refused, a one-time link works once, signing out ends the session."""
+
+from __future__ import annotations
+
+import re
+
+import httpx
+import pytest
+from playwright.async_api import Browser, expect
+
+from tests.support.browser import screenshot
+from tests.support.console import ConsoleWorld, nav, new_page, sign_in
+
+from .conftest import WORKSPACE, Scene
+
+pytestmark = pytest.mark.e2e
+expect.set_options(timeout=30_000)
+
+
+async def test_pages_need_a_session_and_show_only_the_workspace_of_it(
+    world: ConsoleWorld, scene: Scene, browser: Browser
+) -> None:
+    context, page, watch = await new_page(browser, world)
+    lead = world.api(WORKSPACE, "GET", "projection", f"/v1/campaigns/{scene.campaign}/results", params={"limit": 1})
+    lead_id = lead["items"][0]["lead_id"]
+    for path in ("/", "/campaigns", f"/campaigns/{scene.campaign}", f"/leads/{lead_id}", "/accounts"):
+        await page.goto(path)
+        assert re.search(r"/sign-in(\?next=.*)?$", page.url), (path, page.url)
+        await expect(page.get_by_role("heading", name="Sign in to your workspace")).to_be_visible()
+    live = await page.request.get("/live?home=1")
+    assert live.status == 401
+    watch.allow(r"^/live", 401)
+
+    # A wrong token is refused with a message; the other workspace's token opens its own, empty workspace.
+    await page.get_by_label("Workspace API token").fill("ls_not-a-real-token")
+    watch.allow(r"^/sign-in$", 400)
+    await page.get_by_role("button", name="Sign in").click()
+    await expect(page.get_by_role("alert")).to_contain_text("That token is not valid")
+    await sign_in(page, scene.other_token)
+    await expect(page.get_by_test_id("checklist-progress")).to_have_text("1 of 3 done")
+    await expect(page.locator('[data-step="account_connected"]')).to_have_attribute("data-done", "no")
+    await expect(page.get_by_role("link", name="Connect a LinkedIn account")).to_have_attribute("href", "/accounts")
+    await expect(page.locator('#inbox li[data-kind="connect_account"]')).to_be_visible()
+    await screenshot(page, "home-new-workspace")
+    await nav(page, "Campaigns").click()
+    await expect(page.locator("#campaign-table")).to_contain_text("No campaigns yet")
+    await nav(page, "Accounts").click()
+    await expect(page.locator("#accounts")).to_contain_text("No LinkedIn account connected")
+
+    # Another workspace's lead and campaign do not exist here.
+    watch.allow(r"^/(leads|campaigns)/", 404)
+    for path in (f"/leads/{lead_id}", f"/campaigns/{scene.campaign}", "/campaigns/not-an-id"):
+        response = await page.goto(path)
+        assert response is not None and response.status == 404, path
+        await expect(page.get_by_role("heading", name="Not found")).to_be_visible()
+        assert "Q1 RevOps" not in await page.content()
+    watch.assert_clean()
+    await context.close()
+
+
+async def test_forms_need_their_csrf_token_and_sign_out_ends_the_session(
+    world: ConsoleWorld, scene: Scene, browser: Browser
+) -> None:
+    context, page, watch = await new_page(browser, world)
+    await sign_in(page, scene.token)
+    # A post without the page's token (as a forged cross-site form would send) is refused; nothing changes.
+    refused = await page.request.post("/sign-out", form={"next": "/"})
+    assert refused.status == 403 and "Form expired" in await refused.text()
+    forged = await page.request.post("/sign-out", form={"csrf_token": "forged"}, headers={"X-CSRF-Token": "forged"})
+    assert forged.status == 403
+    await page.goto("/accounts")
+    await expect(page.get_by_role("heading", name="Accounts")).to_be_visible()
+
+    # Signing out through the page's own form works, and the old session cookie opens nothing any more.
+    old = {c["name"]: c["value"] for c in await context.cookies()}["ls_session"]
+    await page.get_by_role("button", name="Sign out").click()
+    await page.wait_for_url(re.compile(r"/sign-in$"))
+    async with httpx.AsyncClient(base_url=world.url, cookies={"ls_session": old}) as http:
+        replay = await http.get("/", follow_redirects=False)
+    assert replay.status_code == 303 and replay.headers["location"].startswith("/sign-in")
+    watch.assert_clean()
+    await context.close()
+
+
+async def test_a_one_time_sign_in_link_works_once(world: ConsoleWorld, scene: Scene, browser: Browser) -> None:
+    async with httpx.AsyncClient(base_url=world.url) as http:
+        made = await http.post("/v1/sign-in-links", headers={"Authorization": f"Bearer {scene.token}"})
+        assert made.status_code == 201, made.text
+        bad = await http.post("/v1/sign-in-links", headers={"Authorization": "Bearer nope"})
+        assert bad.status_code == 401 and bad.json()["code"] == "invalid_token"
+    url = made.json()["url"]
+    assert url.startswith(world.url + "/sign-in/link/") and scene.token not in url
+    context, page, watch = await new_page(browser, world)
+    await page.goto(url)
+    await expect(page.get_by_role("heading", name="Sign in with this link")).to_contain_text("Sign in")
+    await screenshot(page, "sign-in-link")
+    await page.get_by_role("button", name=f"Continue to {WORKSPACE}").click()
+    await page.wait_for_url(re.compile(r"/$"))
+    await expect(page.get_by_role("heading", name="Home")).to_be_visible()
+    await context.close()
+
+    again, page2, watch2 = await new_page(browser, world)
+    watch2.allow(r"^/sign-in/link/", 410)
+    response = await page2.goto(url)
+    assert response is not None and response.status == 410
+    await expect(page2.get_by_role("heading", name="This link no longer works")).to_be_visible()
+    watch.assert_clean()
+    watch2.assert_clean()
+    await again.close()

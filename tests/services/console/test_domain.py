@@ -1,0 +1,93 @@
+"""The console's pure logic: badges, where inbox items are resolved, safe redirects, numbers, times, live events."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+from services.console import domain
+from services.console.sse import SseEvent, parse
+
+NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
+
+
+def test_badges_always_carry_text_and_a_tone() -> None:
+    assert domain.badge(domain.CAMPAIGN_STATES, "needs_review") == domain.Badge("Needs review", "bad")
+    assert domain.badge(domain.ACCOUNT_HEALTH, "reconnect_required").tone == "bad"
+    assert domain.badge(domain.CAMPAIGN_STATES, "brand_new_state") == domain.Badge("Brand new state", "muted")
+    assert domain.stage_tone("invite_failed") == "bad" and domain.stage_tone("replied") == "good"
+    assert domain.stage_tone("email_no_contact") == "muted" and domain.stage_tone("message_pending") == "warn"
+    assert domain.stage_tone("invite_sent") == "info"
+
+
+def test_each_inbox_item_links_where_it_is_resolved() -> None:
+    c, a = uuid.uuid4(), uuid.uuid4()
+    assert domain.inbox_link("reconnect_account", None, a) == (f"/accounts#account-{a}", "Reconnect")
+    assert domain.inbox_link("drafts_waiting", c, None) == (f"/campaigns/{c}#drafts", "Review drafts")
+    assert domain.inbox_link("failed_actions", c, None)[0] == f"/campaigns/{c}#results"
+    assert domain.inbox_link("campaign_needs_review", c, None)[0] == f"/campaigns/{c}"
+    assert domain.inbox_link("connect_account", None, None)[0] == "/accounts"
+
+
+def test_after_sign_in_only_paths_of_this_site() -> None:
+    assert domain.safe_next("/campaigns?q=a") == "/campaigns?q=a"
+    for hostile in ("https://evil.example/", "//evil.example", "/\\evil.example", "", None, "campaigns"):
+        assert domain.safe_next(hostile) == "/", hostile
+
+
+def test_numbers_and_relative_times() -> None:
+    assert domain.number(1234567) == "1,234,567" and domain.number(None) == "—"
+    assert domain.percent(0.4) == "40%" and domain.percent(0.0525) == "5.2%" and domain.percent(0.125) == "12%"
+    assert domain.relative(NOW - timedelta(seconds=10), NOW) == "just now"
+    assert domain.relative(NOW - timedelta(minutes=5), NOW) == "5 min ago"
+    assert domain.relative(NOW - timedelta(hours=3), NOW) == "3 h ago"
+    assert domain.relative(NOW + timedelta(hours=2), NOW) == "in 2 h"
+    assert domain.relative(NOW - timedelta(days=3), NOW) == "3 d ago"
+    assert domain.zone("Europe/Berlin") == "Europe/Berlin" and domain.zone("Mars/Base") == "UTC"
+    assert domain.local_time(NOW, "Europe/Berlin") == "02 Mar 2026, 13:00"
+
+
+def test_a_page_hears_only_the_changes_it_shows() -> None:
+    lead, camp, other = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    change = {"kind": "lead", "lead_id": str(lead), "campaign_id": str(camp)}
+    assert domain.live_events(domain.Watch(lead=lead), change) == ["lead"]
+    assert domain.live_events(domain.Watch(lead=other), change) == []
+    assert domain.live_events(domain.Watch(campaign=camp), change) == ["campaign"]
+    assert domain.live_events(domain.Watch(home=True, campaigns=True), change) == ["home", "campaigns"]
+    assert domain.live_events(domain.Watch(accounts=True), change) == []
+    assert domain.live_events(domain.Watch(accounts=True), {"kind": "account", "account_id": "x"}) == ["accounts"]
+    # A reset refreshes everything the page shows.
+    assert domain.live_events(domain.Watch(lead=lead, home=True), None) == ["lead", "home"]
+
+
+async def _lines(*lines: str):  # type: ignore[no-untyped-def]
+    for line in lines:
+        yield line
+
+
+async def test_server_sent_events_are_parsed_as_the_standard_says() -> None:
+    stream = _lines(
+        ": ping",
+        "id: 7-1",
+        "event: change",
+        'data: {"kind":',
+        'data: "lead"}',
+        "",
+        "event: nothing",  # no data: not dispatched
+        "",
+        "data:no space",
+        "",
+    )
+    events = [e async for e in parse(stream)]
+    assert events == [
+        SseEvent("change", '{"kind":\n"lead"}', "7-1"),
+        SseEvent("message", "no space", "7-1"),  # the last id carries over
+    ]
+
+
+def test_why_a_campaign_is_paused_reads_as_words() -> None:
+    assert domain.state_reason("account_reconnect_required") == "Waiting for its LinkedIn account to be reconnected"
+    assert domain.state_reason("account x was deleted; the campaign has no account left") == (
+        "account x was deleted; the campaign has no account left"
+    )
+    assert domain.state_reason("some_new_reason") == "some new reason" and domain.state_reason(None) == ""

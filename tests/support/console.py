@@ -1,0 +1,125 @@
+"""The console's browser-test world: every service as a process on the shared broker and a fresh database,
+workspaces with tokens, API calls to set scenes up, signed webhooks, and signing a browser in.
+
+Part 2's flows (searches, the campaign builder, the Messaging Lab) build on the same fleet and helpers:
+:class:`ConsoleWorld` starts the fleet once per test package, :meth:`ConsoleWorld.api` sets data up
+through the services' public APIs, and :func:`sign_in` opens a watched, signed-in page.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+from playwright.async_api import Browser, BrowserContext, Locator, Page
+
+from leadstream_cli.demo import CLOCK_SCALE, DemoScenario
+from leadstream_cli.processes import SERVICES, ServiceFleet, free_port
+from services.runtime import auth
+from services.runtime.db import create_engine
+from services.runtime.migrations import upgrade
+from services.runtime.settings import RuntimeSettings
+from services.runtime.webhooks import signed_headers
+from tests.support.browser import DESKTOP, PageWatch
+
+WEBHOOK_SECRET = RuntimeSettings().webhook_secret
+
+
+@dataclass
+class ConsoleWorld:
+    """The running fleet and where its console is."""
+
+    fleet: ServiceFleet
+    database_url: str
+    tokens: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def url(self) -> str:
+        return self.fleet.procs["console"].url
+
+    def service_url(self, name: str) -> str:
+        return self.fleet.procs[name].url
+
+    async def token(self, workspace: str) -> str:
+        """An API token of ``workspace`` (made once)."""
+        if workspace not in self.tokens:
+            await upgrade(auth.MIGRATIONS_DIR, self.database_url, auth.IDENTITY_SCHEMA)
+            engine = create_engine(self.database_url)
+            try:
+                self.tokens[workspace] = await auth.create_token(engine, workspace, label="console test")
+            finally:
+                await engine.dispose()
+        return self.tokens[workspace]
+
+    def api(self, workspace: str, method: str, service: str, path: str, **kwargs: Any) -> Any:
+        """A call to a service's public API as ``workspace`` (its token must exist); raises on a 4xx/5xx."""
+        headers = {"Authorization": f"Bearer {self.tokens[workspace]}"}
+        response = httpx.request(method, self.service_url(service) + path, headers=headers, timeout=15, **kwargs)
+        if response.status_code >= 400:
+            raise AssertionError(f"{method} {service}{path} -> {response.status_code}: {response.text}")
+        return response.json() if response.content else None
+
+    def account_status_webhook(self, account_id: str, status: str) -> httpx.Response:
+        """The LinkedIn provider's signed account-status webhook, as it would arrive at outreach."""
+        body = json.dumps({"account_id": account_id, "status": status}).encode()
+        headers = signed_headers(WEBHOOK_SECRET, f"msg-{uuid.uuid4()}", int(time.time()), body)
+        return httpx.post(
+            self.service_url("outreach") + "/v1/webhooks/accounts",
+            content=body,
+            headers={**headers, "Content-Type": "application/json"},
+            timeout=15,
+        )
+
+    def scenario(self, workspace: str) -> DemoScenario:
+        """The demo's API calls (connect an account, launch a campaign, ...) as ``workspace``."""
+        return DemoScenario(self.fleet, self.tokens[workspace])
+
+
+def start_console_fleet(env: dict[str, str], log_dir: Path, database_url: str, **settings: str) -> ConsoleWorld:
+    """Every service (the console included) as a process on free ports, campaign time 1800x real time."""
+    fleet = ServiceFleet(
+        env={
+            **env,
+            "LEADSTREAM_CLOCK_SCALE": str(CLOCK_SCALE),
+            "LEADSTREAM_CLOCK_EPOCH": time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime()),
+            "LEADSTREAM_LOG_JSON": "true",
+            **settings,
+        },
+        log_dir=log_dir,
+        ports={name: free_port() for name in SERVICES},
+    )
+    try:
+        for name in SERVICES:
+            fleet.start(name)
+        fleet.wait_ready(180)
+    except BaseException:
+        fleet.stop()
+        raise
+    return ConsoleWorld(fleet, database_url)
+
+
+async def new_page(browser: Browser, world: ConsoleWorld) -> tuple[BrowserContext, Page, PageWatch]:
+    """A fresh browser context (no cookies) with one watched page."""
+    context = await browser.new_context(viewport=DESKTOP, base_url=world.url, timezone_id="Europe/Berlin")
+    page = await context.new_page()
+    watch = PageWatch()
+    watch.attach(page)
+    return context, page, watch
+
+
+def nav(page: Page, name: str) -> Locator:
+    """A link of the console's main navigation (Home, Campaigns, Accounts)."""
+    return page.get_by_role("navigation", name="Pages").get_by_role("link", name=name, exact=True)
+
+
+async def sign_in(page: Page, token: str) -> None:
+    """Sign in through the sign-in form (the token is pasted, as a user does)."""
+    await page.goto("/sign-in")
+    await page.get_by_label("Workspace API token").fill(token)
+    await page.get_by_role("button", name="Sign in").click()
+    await page.wait_for_url(lambda url: "/sign-in" not in url)
