@@ -15,8 +15,9 @@ Every :class:`~services.runtime.service.Service` calls :func:`instrument_service
 - **Background work** (timers, search pages): rows that start work later store the traceparent of
   what scheduled them; the work runs in a span continuing it (:func:`work_span`).
 - **Libraries**: httpx (provider and service calls: client spans, ``traceparent`` sent along) and asyncpg
-  (queries, without their parameters). A database query outside any traced work (the outbox relay's and the
-  timers' polling) is not recorded: it would be a trace of one span, many times a second.
+  (queries, without their parameters). HTTP spans keep no query string (it can hold personal data). A
+  database query outside any traced work (the outbox relay's and the timers' polling) is not recorded: it
+  would be a trace of one span, many times a second.
 
 Spans are exported over OTLP/HTTP when ``OTEL_EXPORTER_OTLP_ENDPOINT`` (or ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT``)
 is set, configured by the standard ``OTEL_*`` variables; with neither set, spans are created and dropped.
@@ -101,8 +102,25 @@ def configure_tracing(service: str) -> None:
     from opentelemetry.instrumentation.asyncpg import AsyncPGInstrumentor
     from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
 
-    HTTPXClientInstrumentor().instrument()
+    HTTPXClientInstrumentor().instrument(request_hook=lambda span, request: _without_query(span))
     AsyncPGInstrumentor(capture_parameters=False).instrument()
+
+
+_URL_KEYS = ("http.url", "url.full")
+
+
+def _without_query(span: trace.Span, *_: object) -> None:
+    """Drop the query string from an HTTP span's URL attributes: it can hold personal data (a search for a
+    name, an address looked up), which never goes into telemetry. The route or path says what was called."""
+    attributes = getattr(span, "attributes", None)
+    if not span.is_recording() or not attributes:
+        return
+    for key in _URL_KEYS:
+        value = attributes.get(key)
+        if isinstance(value, str) and "?" in value:
+            span.set_attribute(key, value.split("?", 1)[0])
+    if "url.query" in attributes:
+        span.set_attribute("url.query", "")
 
 
 def instrument_service(app: FastAPI, service: str) -> None:
@@ -115,6 +133,7 @@ def instrument_service(app: FastAPI, service: str) -> None:
         app,
         excluded_urls=",".join(f"{path}$" for path in sorted(UNTRACED_PATHS)),
         exclude_spans=["receive", "send"],
+        server_request_hook=_without_query,
     )
 
 

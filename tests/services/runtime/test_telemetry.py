@@ -1,13 +1,17 @@
-"""What the runtime's tracing records on the real database: a query inside traced work is a child span of it;
-one outside any (the outbox relay's and the timers' polling) is not recorded at all."""
+"""What the runtime's tracing records: a query inside traced work is a child span of it, one outside any (the
+outbox relay's and the timers' polling) is not recorded at all; HTTP spans keep no query string."""
 
 from __future__ import annotations
 
+import uuid
+
+import httpx
 from opentelemetry import trace
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from sqlalchemy import text
 
 from tests.services.runtime.conftest import Probe
+from tests.support.kafka import wait_for
 from tests.support.tracing import parent_id, spans
 
 __all__ = ["spans"]  # the fixture
@@ -28,3 +32,15 @@ async def test_queries_are_spans_of_the_work_they_belong_to_and_orphans_are_drop
     assert all(parent_id(q) == work_id for q in queries), [(q.name, parent_id(q)) for q in queries]
     statements = [str(dict(q.attributes or {}).get("db.statement") or dict(q.attributes or {})) for q in queries]
     assert any("traced" in st for st in statements) and not any("polled" in st for st in statements)
+
+
+async def test_http_spans_keep_no_query_string(probe: Probe, spans: InMemorySpanExporter) -> None:
+    # A query string can hold personal data (a search for a name): the span says the route, not the query.
+    body = {"lead_id": str(uuid.uuid4()), "full_name": "Grace Hopper"}
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=probe.service.app), base_url="http://t") as http:
+        assert (await http.post("/v1/probe/effects?q=Grace+Hopper", json=body)).status_code == 202
+    server = await wait_for(
+        lambda: [s for s in spans.get_finished_spans() if s.name == "POST /v1/probe/effects"], what="the server span"
+    )
+    values = [str(v) for s in server for v in dict(s.attributes or {}).values()]
+    assert values and not [v for v in values if "Grace" in v or "q=" in v], values
