@@ -212,9 +212,7 @@ def event_span(service: str, env: Envelope[Any]) -> Iterator[trace.Span]:
         "leadstream.workspace_id": env.workspace_id,
     }
     attributes.update({f"leadstream.{k}": v for k, v in event_ids(env).items() if v is not None})
-    with tracer.start_as_current_span(
-        f"handle {env.type}", context=_parent(env.traceparent), kind=SpanKind.CONSUMER, attributes=attributes
-    ) as span:
+    with _span(tracer, f"handle {env.type}", _parent(env.traceparent), SpanKind.CONSUMER, attributes) as span:
         yield span
 
 
@@ -239,11 +237,25 @@ def work_span(
     attrs = dict(attributes or {})
     attrs.update({f"leadstream.{k}": v for k, v in ids.items() if v is not None})
     tracer = trace.get_tracer(f"leadstream.{service}")
-    with (
-        log_context(**ids),
-        tracer.start_as_current_span(name, context=_parent(traceparent), attributes=attrs) as span,
-    ):
+    with log_context(**ids), _span(tracer, name, _parent(traceparent), SpanKind.INTERNAL, attrs) as span:
         yield span
+
+
+@contextmanager
+def _span(
+    tracer: trace.Tracer, name: str, parent: Context | None, kind: SpanKind, attributes: dict[str, str]
+) -> Iterator[trace.Span]:
+    """A current span that records a failure by its error class only: an exception's message can quote
+    personal data (a provider's answer, a refused value), which never goes into telemetry."""
+    with tracer.start_as_current_span(
+        name, context=parent, kind=kind, attributes=attributes, record_exception=False, set_status_on_exception=False
+    ) as span:
+        try:
+            yield span
+        except BaseException as exc:
+            span.set_attribute("error.type", type(exc).__qualname__)
+            span.set_status(trace.Status(trace.StatusCode.ERROR, type(exc).__qualname__))
+            raise
 
 
 def record_batch_spans(service: str, records: Sequence[ConsumerRecord[Any, Any]], start_ns: int) -> None:

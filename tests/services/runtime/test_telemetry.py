@@ -7,11 +7,14 @@ import uuid
 
 import httpx
 from opentelemetry import trace
+from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import StatusCode
 from sqlalchemy import text
 
 from tests.services.runtime.conftest import Probe
 from tests.support.kafka import wait_for
+from tests.support.probe.helpers import discovered, effect_origins, raw, send
 from tests.support.tracing import parent_id, spans
 
 __all__ = ["spans"]  # the fixture
@@ -44,3 +47,23 @@ async def test_http_spans_keep_no_query_string(probe: Probe, spans: InMemorySpan
     )
     values = [str(v) for s in server for v in dict(s.attributes or {}).values()]
     assert values and not [v for v in values if "Grace" in v or "q=" in v], values
+
+
+async def test_a_failed_attempt_is_an_error_span_without_the_message(probe: Probe, spans: InMemorySpanExporter) -> None:
+    # An exception's message can quote personal data; the span says the error class only.
+    env = discovered()
+    probe.handler.fail(env.id, lambda: ValueError("refused 'Katherine Johnson'"), times=1)
+    await send(probe.bootstrap, probe.lead_topic, [raw(env)])
+    await wait_for(lambda: effect_origins(probe.service.engine, env.id), what="the event handled after a retry")
+
+    eid = str(env.id)
+
+    def attempts() -> list[ReadableSpan]:
+        mine = [s for s in spans.get_finished_spans() if dict(s.attributes or {}).get("messaging.message.id") == eid]
+        return mine if len(mine) == 2 else []
+
+    failed, handled = await wait_for(attempts, what="both attempts' spans")
+    assert failed.status.status_code is StatusCode.ERROR and handled.status.status_code is StatusCode.UNSET
+    assert (failed.attributes or {})["error.type"] == "ValueError" and failed.status.description == "ValueError"
+    assert not failed.events  # no exception event with its message
+    assert parent_id(failed) is None and parent_id(handled) is None  # the event had no trace: each a root
