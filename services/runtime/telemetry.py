@@ -15,7 +15,8 @@ Every :class:`~services.runtime.service.Service` calls :func:`instrument_service
 - **Background work** (timers, search pages): rows that start work later store the traceparent of
   what scheduled them; the work runs in a span continuing it (:func:`work_span`).
 - **Libraries**: httpx (provider and service calls: client spans, ``traceparent`` sent along) and asyncpg
-  (queries, without their parameters). HTTP spans keep no query string (it can hold personal data). A
+  (queries, without their parameters). HTTP spans keep no query string, and failures are exported by their
+  error class only (:class:`ErrorClassOnly`): either can hold personal data. A
   database query outside any traced work (the outbox relay's and the timers' polling) is not recorded: it
   would be a trace of one span, many times a second.
 
@@ -38,9 +39,10 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace import Event, ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.sdk.trace.sampling import ALWAYS_ON, Decision, ParentBased, Sampler, SamplingResult
-from opentelemetry.trace import SpanKind
+from opentelemetry.trace import SpanKind, Status
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from opentelemetry.util.types import Attributes
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -96,7 +98,7 @@ def configure_tracing(service: str) -> None:
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
         from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
-        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+        provider.add_span_processor(BatchSpanProcessor(ErrorClassOnly(OTLPSpanExporter())))
         _exporting = True
     trace.set_tracer_provider(provider)
     from opentelemetry.instrumentation.asyncpg import AsyncPGInstrumentor
@@ -121,6 +123,49 @@ def _without_query(span: trace.Span, *_: object) -> None:
             span.set_attribute(key, value.split("?", 1)[0])
     if "url.query" in attributes:
         span.set_attribute("url.query", "")
+
+
+class ErrorClassOnly(SpanExporter):
+    """Exports spans with their failures told by error class only: an exception's message (a provider's
+    answer, a value Postgres refused, ``Key (email)=(...)``) can quote personal data, which never goes into
+    telemetry. Exception events keep ``exception.type``; status descriptions are dropped."""
+
+    def __init__(self, inner: SpanExporter) -> None:
+        self.inner = inner
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        return self.inner.export([_error_class_only(s) for s in spans])
+
+    def shutdown(self) -> None:
+        self.inner.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        return self.inner.force_flush(timeout_millis)
+
+
+def _error_class_only(span: ReadableSpan) -> ReadableSpan:
+    if not span.status.description and not any(e.name == "exception" for e in span.events):
+        return span
+    events = [
+        Event(e.name, {k: v for k, v in (e.attributes or {}).items() if k == "exception.type"}, e.timestamp)
+        if e.name == "exception"
+        else e
+        for e in span.events
+    ]
+    return ReadableSpan(
+        name=span.name,
+        context=span.context,
+        parent=span.parent,
+        resource=span.resource,
+        attributes=span.attributes,
+        events=events,
+        links=span.links,
+        kind=span.kind,
+        status=Status(span.status.status_code),
+        start_time=span.start_time,
+        end_time=span.end_time,
+        instrumentation_scope=span.instrumentation_scope,
+    )
 
 
 def instrument_service(app: FastAPI, service: str) -> None:
@@ -212,7 +257,9 @@ def event_span(service: str, env: Envelope[Any]) -> Iterator[trace.Span]:
         "leadstream.workspace_id": env.workspace_id,
     }
     attributes.update({f"leadstream.{k}": v for k, v in event_ids(env).items() if v is not None})
-    with _span(tracer, f"handle {env.type}", _parent(env.traceparent), SpanKind.CONSUMER, attributes) as span:
+    with tracer.start_as_current_span(
+        f"handle {env.type}", context=_parent(env.traceparent), kind=SpanKind.CONSUMER, attributes=attributes
+    ) as span:
         yield span
 
 
@@ -237,25 +284,11 @@ def work_span(
     attrs = dict(attributes or {})
     attrs.update({f"leadstream.{k}": v for k, v in ids.items() if v is not None})
     tracer = trace.get_tracer(f"leadstream.{service}")
-    with log_context(**ids), _span(tracer, name, _parent(traceparent), SpanKind.INTERNAL, attrs) as span:
+    with (
+        log_context(**ids),
+        tracer.start_as_current_span(name, context=_parent(traceparent), attributes=attrs) as span,
+    ):
         yield span
-
-
-@contextmanager
-def _span(
-    tracer: trace.Tracer, name: str, parent: Context | None, kind: SpanKind, attributes: dict[str, str]
-) -> Iterator[trace.Span]:
-    """A current span that records a failure by its error class only: an exception's message can quote
-    personal data (a provider's answer, a refused value), which never goes into telemetry."""
-    with tracer.start_as_current_span(
-        name, context=parent, kind=kind, attributes=attributes, record_exception=False, set_status_on_exception=False
-    ) as span:
-        try:
-            yield span
-        except BaseException as exc:
-            span.set_attribute("error.type", type(exc).__qualname__)
-            span.set_status(trace.Status(trace.StatusCode.ERROR, type(exc).__qualname__))
-            raise
 
 
 def record_batch_spans(service: str, records: Sequence[ConsumerRecord[Any, Any]], start_ns: int) -> None:

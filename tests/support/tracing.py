@@ -11,17 +11,20 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from services.runtime.telemetry import ErrorClassOnly
+
 _exporter: InMemorySpanExporter | None = None
 
 
 def recorder() -> InMemorySpanExporter:
-    """An in-memory exporter on the process's tracer provider, which a :class:`Service` installs (built first)."""
+    """An in-memory exporter on the process's tracer provider, which a :class:`Service` installs (built first);
+    it gets the spans as the services export them (:class:`ErrorClassOnly`)."""
     global _exporter
     if _exporter is None:
         provider = trace.get_tracer_provider()
         assert isinstance(provider, TracerProvider), f"no tracer provider was installed: {provider!r}"
         _exporter = InMemorySpanExporter()
-        provider.add_span_processor(SimpleSpanProcessor(_exporter))
+        provider.add_span_processor(SimpleSpanProcessor(ErrorClassOnly(_exporter)))
     return _exporter
 
 
