@@ -104,7 +104,7 @@ def configure_tracing(service: str) -> None:
     from opentelemetry.instrumentation.asyncpg import AsyncPGInstrumentor
     from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
 
-    HTTPXClientInstrumentor().instrument(request_hook=lambda span, request: _without_query(span))
+    HTTPXClientInstrumentor().instrument(request_hook=_without_query, async_request_hook=_async_without_query)
     AsyncPGInstrumentor(capture_parameters=False).instrument()
 
 
@@ -123,6 +123,10 @@ def _without_query(span: trace.Span, *_: object) -> None:
             span.set_attribute(key, value.split("?", 1)[0])
     if "url.query" in attributes:
         span.set_attribute("url.query", "")
+
+
+async def _async_without_query(span: trace.Span, *_: object) -> None:
+    _without_query(span)
 
 
 class ErrorClassOnly(SpanExporter):

@@ -1,5 +1,6 @@
 """What the runtime's tracing records: a query inside traced work is a child span of it, one outside any (the
-outbox relay's and the timers' polling) is not recorded at all; HTTP spans keep no query string."""
+outbox relay's and the timers' polling) is not recorded at all; HTTP spans (served and called) keep no query
+string; failures are exported by error class only."""
 
 from __future__ import annotations
 
@@ -11,9 +12,14 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import StatusCode
 from sqlalchemy import text
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
 
 from tests.services.runtime.conftest import Probe
 from tests.support.kafka import wait_for
+from tests.support.local_http import serve
 from tests.support.probe.helpers import discovered, effect_origins, raw, send
 from tests.support.tracing import parent_id, spans
 
@@ -68,3 +74,18 @@ async def test_a_failed_attempt_is_an_error_span_without_the_message(probe: Prob
     [event] = failed.events
     assert (event.name, dict(event.attributes or {})) == ("exception", {"exception.type": "ValueError"})
     assert parent_id(failed) is None and parent_id(handled) is None  # the event had no trace: each a root
+
+
+async def test_outgoing_calls_are_client_spans_without_their_query(probe: Probe, spans: InMemorySpanExporter) -> None:
+    async def answer(request: Request) -> Response:
+        return Response(request.headers.get("traceparent", ""))
+
+    async with serve(Starlette(routes=[Route("/lookup", answer)])) as url:
+        with trace.get_tracer("test").start_as_current_span("work") as work:
+            async with httpx.AsyncClient() as client:
+                sent = (await client.get(f"{url}/lookup", params={"email": "grace@example.com"})).text
+    [call] = [s for s in spans.get_finished_spans() if s.kind is trace.SpanKind.CLIENT and "asyncpg" not in str(s.name)]
+    assert parent_id(call) == format(work.get_span_context().span_id, "016x")
+    assert sent.split("-")[2] == format(call.context.span_id, "016x")  # the callee gets the call's traceparent
+    values = [str(v) for v in dict(call.attributes or {}).values()]
+    assert f"{url}/lookup" in values and not [v for v in values if "grace" in v or "email=" in v], values
