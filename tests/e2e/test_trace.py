@@ -23,7 +23,7 @@ import pytest
 from opentelemetry.instrumentation.utils import suppress_http_instrumentation
 
 from leadstream_cli.demo import CLOCK_SCALE
-from leadstream_cli.processes import ServiceFleet, free_port
+from leadstream_cli.processes import SERVICES, ServiceFleet, free_port
 from services.runtime import auth
 from services.runtime.db import create_engine
 from services.runtime.logging import CONTEXT_KEYS
@@ -119,7 +119,7 @@ async def test_one_trace_follows_a_lead_from_the_search_request_to_the_projectio
                 "OTEL_BSP_SCHEDULE_DELAY": "200",  # export every 0.2 s (5 s by default)
             },
             log_dir=tmp_path / "logs",
-            ports={name: free_port() for name in TRACED},
+            ports={name: free_port() for name in SERVICES},  # five of them are started
         )
         try:
             for name in TRACED:
