@@ -20,6 +20,7 @@ from services.runtime.service import Service
 from services.runtime.settings import RuntimeSettings
 from tests.support.infra import Infra, create_database, drop_database, ensure_infra, plain_dsn
 from tests.support.kafka import wait_for
+from tests.support.servers import DedicatedServers
 
 TEST_PARTITIONS = 3
 
@@ -33,6 +34,14 @@ def infra() -> Infra:
 @pytest.fixture(scope="session")
 async def database_url(infra: Infra) -> AsyncIterator[str]:
     """A fresh database for this test session, dropped afterwards."""
+    url = await create_database(infra.database_url, "leadstream_test_")
+    yield url
+    await drop_database(plain_dsn(infra.database_url), make_url(url).database or "")
+
+
+@pytest.fixture
+async def own_database(infra: Infra) -> AsyncIterator[str]:
+    """A fresh database for one test (e.g. a fleet whose timers and tables no other test may share)."""
     url = await create_database(infra.database_url, "leadstream_test_")
     yield url
     await drop_database(plain_dsn(infra.database_url), make_url(url).database or "")
@@ -112,3 +121,15 @@ def subprocess_env(infra: Infra, database_url: str, topic_prefix: str) -> dict[s
         }
     )
     return env
+
+
+@pytest.fixture(scope="module")
+async def dedicated_servers() -> AsyncIterator[DedicatedServers]:
+    """A Kafka broker and a Postgres server of the module's own (free ports, state in a temporary folder), for
+    tests that kill them; the shared servers are never touched. Stopped by their PIDs after the module."""
+    servers = DedicatedServers.create()
+    try:
+        await servers.up()
+        yield servers
+    finally:
+        await servers.down()

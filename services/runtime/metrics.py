@@ -17,8 +17,13 @@ CONSUMER_LAG = Gauge(
     ["service", "topic", "partition"],
 )
 OUTBOX_BACKLOG = Gauge("leadstream_outbox_backlog", "Events waiting in the outbox", ["service"])
-OUTBOX_PARKED = Gauge("leadstream_outbox_parked", "Outbox rows parked because the broker refused them", ["service"])
 OUTBOX_PUBLISHED = Counter("leadstream_outbox_published_total", "Events published by the relay", ["service"])
+OUTBOX_PARKED = Gauge("leadstream_outbox_parked", "Outbox rows parked: the broker refused them", ["service"])
+OUTBOX_PARKED_TOTAL = Counter(
+    "leadstream_outbox_refused_total",
+    "Outbox rows the broker refused and the relay parked",
+    ["service", "topic", "error"],
+)
 SENDS = Counter(
     "leadstream_sends_total",
     "Outreach sends by outcome: sent (the provider performed it) or failed (the step gave up)",
