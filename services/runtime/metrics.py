@@ -16,7 +16,11 @@ CONSUMER_LAG = Gauge(
     "Records behind the log end, per partition this member owns (measured on a timer, also while it is stuck)",
     ["service", "topic", "partition"],
 )
-OUTBOX_BACKLOG = Gauge("leadstream_outbox_backlog", "Events waiting in the outbox", ["service"])
+OUTBOX_BACKLOG = Gauge(
+    "leadstream_outbox_backlog",
+    "Events waiting in the outbox (counted every second, also while publishing fails)",
+    ["service"],
+)
 OUTBOX_PUBLISHED = Counter("leadstream_outbox_published_total", "Events published by the relay", ["service"])
 OUTBOX_PARKED = Gauge("leadstream_outbox_parked", "Outbox rows parked: the broker refused them", ["service"])
 OUTBOX_PARKED_TOTAL = Counter(

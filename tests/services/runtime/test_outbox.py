@@ -17,6 +17,7 @@ from aiokafka.errors import KafkaConnectionError
 from leadstream_schemas import Envelope, LeadProfileEnriched, decode, derive_id, encode
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
+from prometheus_client import REGISTRY
 from sqlalchemy import select
 
 from services.runtime.outbox import add_to_outbox
@@ -179,3 +180,27 @@ async def test_relay_keeps_rows_through_a_failed_publish_and_recovers(probe: Pro
     assert faults.failed == 1 and faults.sent >= 1  # the failed attempt, then the one that went through
     assert len(_with_id(out, env.id)) == 1
     await wait_for(lambda: relay.healthy, what="the relay to report healthy again")
+
+
+async def test_the_backlog_gauge_rises_while_the_relay_cannot_publish(probe: Probe) -> None:
+    # A broker outage is when the backlog grows: the gauge must say so while every publish fails.
+    relay = probe.service.relay
+
+    def backlog() -> float | None:
+        return REGISTRY.get_sample_value("leadstream_outbox_backlog", {"service": probe.settings.service_name})
+
+    envs = [
+        Envelope.new(LeadProfileEnriched(lead_id=uuid.uuid4(), full_name="Mae Jemison"), workspace_id="ws", source="t")
+        for _ in range(3)
+    ]
+    ids = {e.id for e in envs}
+    await wait_for(lambda: backlog() == 0, what="an empty outbox first")
+    async with failing_batches(
+        relay, lambda batch: bool(ids & set(batch.event_ids)), KafkaConnectionError, times=1_000_000
+    ) as faults:
+        async with probe.service.engine.begin() as conn:
+            await add_to_outbox(conn, probe.service.tables, envs)
+        relay.wake()
+        await wait_for(lambda: faults.failed >= 2 and not relay.healthy, what="the relay failing, again and again")
+        await wait_for(lambda: backlog() == 3, what="the backlog gauge to count the rows it cannot publish")
+    await wait_for(lambda: backlog() == 0, what="the backlog gauge back to 0 once the rows are published")
