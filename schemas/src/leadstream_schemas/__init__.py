@@ -5,6 +5,7 @@ Downstream systems ``pip install leadstream-schemas`` and decode records with :f
 
 from .base import EVENT_TYPES, Event, event_class, register
 from .envelope import SOURCE_PATTERN, DecodeError, Envelope, decode, derive_id, encode, headers_dict, service_source
+from .events import campaign_upcast as _campaign_upcast  # noqa: F401  (registers the v1 -> v2 upcaster)
 from .events.account import (
     HEALTHY_STATUSES,
     AccountConnected,
@@ -19,6 +20,7 @@ from .events.account import (
 from .events.campaign import (
     Audience,
     CampaignCreated,
+    CampaignCreatedV1,
     CampaignDeleted,
     CampaignEvent,
     CampaignFinished,
@@ -27,7 +29,17 @@ from .events.campaign import (
     CampaignPaused,
     CampaignResumed,
     CampaignScheduled,
+    Delivery,
+    Edge,
+    EdgeCondition,
+    EmailFallback,
+    Step,
+    StepAction,
     Strategy,
+    Variant,
+    VideoSegment,
+    VideoSettings,
+    Workflow,
 )
 from .events.lead import (
     Action,
@@ -98,6 +110,7 @@ __all__ = [
     "ActionSkipped",
     "Audience",
     "CampaignCreated",
+    "CampaignCreatedV1",
     "CampaignDeleted",
     "CampaignEvent",
     "CampaignFinished",
@@ -111,6 +124,10 @@ __all__ = [
     "CommentPosted",
     "CompanyMilestone",
     "DecodeError",
+    "Delivery",
+    "Edge",
+    "EdgeCondition",
+    "EmailFallback",
     "EmailSent",
     "Envelope",
     "Event",
@@ -143,11 +160,17 @@ __all__ = [
     "SearchPageCompleted",
     "SearchStarted",
     "SkipReason",
+    "Step",
+    "StepAction",
     "Strategy",
     "Topic",
+    "Variant",
     "VideoFailed",
     "VideoGenerated",
     "VideoRequested",
+    "VideoSegment",
+    "VideoSettings",
+    "Workflow",
     "decode",
     "derive_id",
     "encode",
