@@ -21,6 +21,14 @@ from tests.services.projection.helpers import produce_all
 from tests.support.kafka import produce
 
 EVERY_FILE = "*/*/*.parquet"
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def readme_queries() -> list[str]:
+    """The SQL blocks of the README's warehouse export section, as an analyst would paste them."""
+    text = README.read_text(encoding="utf-8")
+    section = text[text.index("### The warehouse export") : text.index("### A continuous feed")]
+    return [block.split("```", 1)[0] for block in section.split("```sql\n")[1:]]
 
 
 def query(sql: str) -> list[tuple[Any, ...]]:
@@ -40,7 +48,7 @@ async def test_export_is_partitioned_typed_incremental_filtered_and_atomic(
     tmp_path: Path,
 ) -> None:
     settings = isolated.settings()
-    first = generate(leads=16, campaigns=2, workspaces=2, seed=4)
+    first = generate(leads=30, campaigns=2, workspaces=2, seed=4)
     await produce_all(settings.kafka_bootstrap_servers, settings.topic_prefix, first.envelopes)
     # A record that cannot be decoded, between the good ones.
     key, _, headers = encode(first.envelopes[0])
@@ -71,6 +79,19 @@ async def test_export_is_partitioned_typed_incremental_filtered_and_atomic(
         (str(e.id), e.data.hook.kind) for e in first.envelopes if e.type == "leadstream.lead.message_generated.v1"
     }
     assert set(query(f"SELECT event_id, hook__kind FROM {generated}")) == wanted
+    # The README's queries run on it and answer what they say.
+    funnel, hooks, invites = (query(sql.replace("'warehouse/", f"'{out}/")) for sql in readme_queries())
+    lead_events = [e for e in first.envelopes if e.topic == LEAD.name]
+    for campaign_id, enrolled, invited, _accepted, replied in funnel:
+        of_campaign = [e for e in lead_events if str(e.data.campaign_id) == campaign_id]
+        assert enrolled == len({e.data.lead_id for e in of_campaign if e.type == "leadstream.lead.enrolled.v1"})
+        assert replied == len({e.data.lead_id for e in of_campaign if e.type == "leadstream.lead.replied.v1"})
+        assert enrolled >= invited >= replied
+    assert sum(row[4] for row in funnel) > 0, "the workload has replies"
+    assert {row[0] for row in hooks} == {
+        e.data.hook.kind for e in lead_events if e.type == "leadstream.lead.message_generated.v1"
+    }
+    assert sum(row[2] for row in invites) == types["leadstream.lead.invite_sent.v1"]
     state = json.loads((out / "_exports" / "nightly.json").read_text())
     assert sum(state["positions"].values()) == len(first.envelopes) + 1
 
