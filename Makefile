@@ -84,8 +84,10 @@ schemas-check: venv ## fail if generated schemas are stale or a change is incomp
 	$(BIN)/python -m leadstream_schemas.generate --check
 	$(BIN)/python -m leadstream_schemas.compat --ref $(SCHEMAS_BASE)
 
-bench: venv infra-up ## projection benchmark (ratios against baselines measured in the same run)
+bench: venv infra-up ## benchmarks: projection replay and live path (ratios against baselines measured in the same run)
 	$(WITH_ENV) $(BIN)/python bench/projection.py
+	$(WITH_ENV) $(BIN)/python bench/live.py
+	$(BIN)/python bench/summary.py
 
 helm-lint: ## lint, render, kubeconform-check the chart and promtool-check its alert rules (builds the tools with Go once)
 	bash deploy/helm/check.sh
