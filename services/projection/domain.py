@@ -37,8 +37,11 @@ from leadstream_schemas import (
     AccountStatusChanged,
     ActionFailed,
     ActionSkipped,
+    CampaignAudienceRunRequested,
     CampaignCreated,
+    CampaignCreatedV1,
     CampaignDeleted,
+    CampaignExtended,
     CampaignFinished,
     CampaignLaunched,
     CampaignNeedsReview,
@@ -59,9 +62,13 @@ from leadstream_schemas import (
     LeadEmailEnriched,
     LeadEmailNotFound,
     LeadEnrichmentFailed,
+    LeadEnrichmentRequested,
     LeadEnrolled,
     LeadEvent,
+    LeadPaused,
+    LeadPostMatched,
     LeadProfileEnriched,
+    LeadResumed,
     LeadUnsubscribed,
     MessageApproved,
     MessageEdited,
@@ -72,6 +79,7 @@ from leadstream_schemas import (
     Replied,
     SearchFinished,
     SearchPageCompleted,
+    SearchResumed,
     SearchStarted,
     VideoFailed,
     VideoGenerated,
@@ -127,6 +135,7 @@ WORKFLOW_LABELS: dict[str, str] = {
     "email_failed": "email failed",
     "generating_video": "generating video",
     "workflow_running": "workflow running",
+    "paused": "paused (out of office)",
     "unsubscribed": "unsubscribed",
     "replied": "replied",
     "completed": "completed",
@@ -570,6 +579,22 @@ def _join_name(first: str | None, last: str | None) -> str | None:
     return name or None
 
 
+def _post_matched_summary(d: LeadPostMatched) -> str:
+    said = ", ".join(_esc(m, 60) for m in d.matched[:3])
+    return f"Post matched the watch's {d.language} language ({said}): {_esc(d.post.text, 160)}"
+
+
+def _enrichment_requested_summary(d: LeadEnrichmentRequested) -> str:
+    why = "selected for enrichment" if d.reason == "selected" else "enriched automatically by its source group"
+    return f"Enrichment requested: {why}"
+
+
+def _paused_summary(d: LeadPaused) -> str:
+    back = f"back {d.return_on.isoformat()}" if d.return_on else "no return date given"
+    excerpt = f": {_esc(d.excerpt, 160)}" if d.excerpt else ""
+    return f"Out of office ({back}); paused until {d.until.isoformat()}{excerpt}"
+
+
 def _profile_summary(d: LeadProfileEnriched) -> str:
     text = f"Profile enriched: {_esc(d.full_name)}"
     if d.headline:
@@ -681,18 +706,16 @@ def _one(spec: MergeSpec, patch: Patch) -> Contribution:
 
 
 def _campaign_created(d: CampaignCreated, env: EventRecord, key: OrderKey) -> Contribution:
-    workflow = d.workflow.get("preset") or d.workflow.get("name") or ("custom" if d.workflow else None)
-    pace = d.delivery.get("pace")
     patch = _campaign(env, d.campaign_id, key, "pending", None)
     patch.update(
         created_key=key,
         name=d.name,
         audience_type=d.audience.type,
         audience_ref=d.audience.ref,
-        workflow=str(workflow) if workflow is not None else None,
-        pace=str(pace) if pace is not None else None,
-        delivery=d.delivery,
-        video=bool(d.video_template_id or d.video_template),
+        workflow=(d.workflow.preset or "custom") if d.workflow is not None else None,
+        pace=d.delivery.pace,
+        delivery=d.delivery.model_dump(mode="json"),
+        video=d.video is not None,
         account_count=len(d.account_ids),
         parent_campaign_id=d.parent_campaign_id,
         created_at=env.time,
@@ -786,6 +809,17 @@ def _search_started(d: SearchStarted, env: EventRecord, key: OrderKey) -> Contri
     return _one(SEARCHES, patch)
 
 
+def _search_resumed(d: SearchResumed, env: EventRecord, key: OrderKey) -> Contribution:
+    patch = {
+        "workspace_id": env.workspace_id,
+        "search_id": d.search_id,
+        "status_key": key,
+        "status": "running",
+        "next_run_at": None,
+    }
+    return _one(SEARCHES, patch)
+
+
 def _search_page(d: SearchPageCompleted, env: EventRecord, key: OrderKey) -> Contribution:
     patch = {"workspace_id": env.workspace_id, "search_id": d.search_id, "pages": d.page, "total_new": d.total_new}
     return _one(SEARCHES, patch)
@@ -818,18 +852,21 @@ REGISTRY: dict[type[Event], EventProjection] = {
     AccountStatusChanged: P(order=11, views=_account_status(None, None)),
     AccountDeleted: P(order=12, views=_account_deleted),
     SearchStarted: P(order=13, views=_search_started),
-    SearchPageCompleted: P(order=14, views=_search_page),
-    SearchFinished: P(order=15, views=_search_finished),
+    SearchResumed: P(order=14, views=_search_resumed),
+    SearchPageCompleted: P(order=15, views=_search_page),
+    SearchFinished: P(order=16, views=_search_finished),
     LeadDiscovered: P(
-        order=16,
+        order=17,
         stage=1,
         label="signal_matched",
         summary=_discovered_summary,
         lead_state=_discovered_state,
         source_group=lambda d: d.source_group_id,
     ),
+    LeadPostMatched: P(order=18, stage=1, label="signal_matched", summary=_post_matched_summary),
+    LeadEnrichmentRequested: P(order=19, stage=1, summary=_enrichment_requested_summary),
     LeadProfileEnriched: P(
-        order=17,
+        order=20,
         stage=2,
         label="resolved",
         summary=_profile_summary,
@@ -837,37 +874,37 @@ REGISTRY: dict[type[Event], EventProjection] = {
         detail=lambda d: d.model_dump_json(include=_PROFILE_DETAIL),
     ),
     LeadEmailEnriched: P(
-        order=18,
+        order=21,
         stage=3,
         label="ready",
         summary=lambda d: f"Verified email found: {_esc(d.email)}",
         lead_state=lambda d, key: {"email_key": key, "email": d.email, "email_status": "verified"},
     ),
     LeadEmailNotFound: P(
-        order=19,
+        order=22,
         stage=3,
         label="ready",
         summary=_email_not_found_summary,
         lead_state=lambda d, key: {"email_key": key, "email": None, "email_status": d.reason},
     ),
     LeadEnrichmentFailed: P(
-        order=20, stage=3, label="ready", summary=lambda d: f"Enrichment failed at {d.stage}: {_esc(d.reason)}"
+        order=23, stage=3, label="ready", summary=lambda d: f"Enrichment failed at {d.stage}: {_esc(d.reason)}"
     ),
     LeadEnrolled: P(
-        order=21,
+        order=24,
         stage=5,
         label="workflow_running",
         summary=lambda d: f"Enrolled in the campaign on account {_ACCOUNT}",
         lead_campaign=lambda d, key: {"enrolled": True, "enroll_key": key, "account_id": d.account_id},
     ),
     VideoRequested: P(
-        order=22,
+        order=25,
         stage=5,
         label="generating_video",
         summary=lambda d: f"Personalised video requested (template {_esc(d.template_id)})",
     ),
     VideoGenerated: P(
-        order=23,
+        order=26,
         stage=5,
         label="workflow_running",
         summary=lambda d: f"Video generated: {_esc(d.video_url)}",
@@ -876,13 +913,13 @@ REGISTRY: dict[type[Event], EventProjection] = {
         lead_campaign=_video,
     ),
     VideoFailed: P(
-        order=24,
+        order=27,
         stage=5,
         label="workflow_running",
         summary=lambda d: f"Video failed ({_human(d.reason)}); continuing without it",
     ),
     MessageGenerated: P(
-        order=25,
+        order=28,
         stage=4,
         label=_pending_label,
         summary=_draft_summary,
@@ -890,7 +927,7 @@ REGISTRY: dict[type[Event], EventProjection] = {
         detail=lambda d: d.model_dump_json(include=_DRAFT_DETAIL),
     ),
     MessageRejected: P(
-        order=26,
+        order=29,
         stage=4,
         label=_pending_label,
         summary=lambda d: f"{d.channel.capitalize()} draft rejected{f': {_esc(d.reason)}' if d.reason else ''}",
@@ -898,7 +935,7 @@ REGISTRY: dict[type[Event], EventProjection] = {
         detail=lambda d: d.model_dump_json(include=_REJECT_DETAIL),
     ),
     MessageEdited: P(
-        order=27,
+        order=30,
         stage=4,
         label=_pending_label,
         summary=lambda d: f"{d.channel.capitalize()} draft edited: {_esc(d.text, 160)}",
@@ -906,7 +943,7 @@ REGISTRY: dict[type[Event], EventProjection] = {
         detail=lambda d: d.model_dump_json(include=_EDIT_DETAIL),
     ),
     MessageApproved: P(
-        order=28,
+        order=31,
         stage=4,
         label=_pending_label,
         summary=lambda d: f"{d.channel.capitalize()} draft approved{' automatically' if d.auto else ''}",
@@ -917,31 +954,31 @@ REGISTRY: dict[type[Event], EventProjection] = {
         detail=lambda d: '{"auto":true}' if d.auto else '{"auto":false}',
     ),
     CommentDrafted: P(
-        order=29,
+        order=32,
         stage=5,
         label="comment_draft_ready",
         summary=lambda d: f"Comment drafted for approval: {_esc(d.text, 160)}",
     ),
     CommentPosted: P(
-        order=30,
+        order=33,
         stage=5,
         label="comment_sent",
         summary=lambda d: f"Comment posted from account {_ACCOUNT}: {_esc(d.text, 160)}",
         counter="comments_posted",
     ),
     PostLiked: P(
-        order=31, stage=5, label="liked", summary=lambda d: f"Post liked from account {_ACCOUNT}", counter="likes"
+        order=34, stage=5, label="liked", summary=lambda d: f"Post liked from account {_ACCOUNT}", counter="likes"
     ),
-    InviteSent: P(order=32, stage=5, label="invite_sent", summary=_invite_summary, counter="invites_sent"),
+    InviteSent: P(order=35, stage=5, label="invite_sent", summary=_invite_summary, counter="invites_sent"),
     InviteAccepted: P(
-        order=33,
+        order=36,
         stage=5,
         label="workflow_running",
         summary=lambda d: "Invite accepted",
         lead_campaign=lambda d, key: {"invite_accepted": True},
     ),
     MessageSent: P(
-        order=34,
+        order=37,
         stage=5,
         label="message_sent",
         summary=lambda d: (
@@ -951,33 +988,50 @@ REGISTRY: dict[type[Event], EventProjection] = {
         counter="messages_sent",
     ),
     EmailSent: P(
-        order=35,
+        order=38,
         stage=5,
         label="email_sent",
         summary=lambda d: f"Email sent from account {_ACCOUNT} to {_esc(d.to)}: {_esc(d.subject)}",
         counter="emails_sent",
     ),
-    ActionSkipped: P(order=36, stage=5, label=_skip_label, summary=_skip_summary, counter="skipped_actions"),
+    ActionSkipped: P(order=39, stage=5, label=_skip_label, summary=_skip_summary, counter="skipped_actions"),
     ActionFailed: P(
-        order=37, stage=5, label=lambda d: f"{d.action}_failed", summary=_failure_summary, counter="failed_actions"
+        order=40, stage=5, label=lambda d: f"{d.action}_failed", summary=_failure_summary, counter="failed_actions"
     ),
-    Replied: P(order=38, stage=7, label="replied", summary=_reply_summary, flag="replied"),
+    LeadPaused: P(order=41, stage=5, label="paused", summary=_paused_summary),
+    LeadResumed: P(
+        order=42,
+        stage=5,
+        label="workflow_running",
+        summary=lambda d: "Back from out of office: the sequence goes on",
+    ),
+    Replied: P(order=43, stage=7, label="replied", summary=_reply_summary, flag="replied"),
     LeadUnsubscribed: P(
-        order=39,
+        order=44,
         stage=5,
         label="unsubscribed",
         summary=lambda d: f"Unsubscribed ({_human(d.via)})",
         flag="unsubscribed",
     ),
     LeadCompleted: P(
-        order=40,
+        order=45,
         stage=6,
         label="completed",
         summary=lambda d: f"Completed the sequence ({d.steps_done} steps) without replying",
         flag="completed",
     ),
-    AccountLeaseAcquired: P(order=41, views=_lease(True)),
-    AccountLeaseReleased: P(order=42, views=_lease(False)),
+    AccountLeaseAcquired: P(order=46, views=_lease(True)),
+    AccountLeaseReleased: P(order=47, views=_lease(False)),
+    CampaignCreatedV1: P(
+        order=UNKNOWN_RANK,
+        ignored="history: decoding upcasts a v1 record to CampaignCreated (v2), which the projection reads",
+    ),
+    CampaignAudienceRunRequested: P(
+        order=UNKNOWN_RANK, ignored="a request to discovery's searches: what they find shows as lead events"
+    ),
+    CampaignExtended: P(
+        order=UNKNOWN_RANK, ignored="the audience grows through the searches and enrollments it starts, shown as such"
+    ),
     LeadAddedToSourceGroup: P(
         order=UNKNOWN_RANK,  # projected before it had a rank: kept, so stored keys and rebuilds agree
         stage=1,
@@ -992,7 +1046,7 @@ _UNKNOWN_LEAD_EVENT = EventProjection(order=UNKNOWN_RANK, stage=1, summary=lambd
 """A lead event of a type the registry does not know (registered by an extension): a timeline line
 with its type's name, and the lead's times and count."""
 
-TYPE_RANK: dict[str, int] = {cls.event_type: entry.order for cls, entry in REGISTRY.items()}
+TYPE_RANK: dict[str, int] = {cls.event_type: entry.order for cls, entry in REGISTRY.items() if not entry.ignored}
 """Lifecycle rank by event type (see :attr:`EventProjection.order`)."""
 
 DETAIL_TYPES: tuple[str, ...] = tuple(cls.event_type for cls, entry in REGISTRY.items() if entry.detail)
