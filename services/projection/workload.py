@@ -53,6 +53,7 @@ from leadstream_schemas import (
     VideoRequested,
     VideoSettings,
     Workflow,
+    service_source,
 )
 
 EPOCH = datetime(2026, 1, 5, 8, 0, tzinfo=UTC)
@@ -97,7 +98,7 @@ class _Gen:
         return UUID(int=self.rng.getrandbits(128), version=4)
 
     def emit(self, data: Event, ws: str, t: datetime, source: str) -> None:
-        env = Envelope.new(data, workspace_id=ws, source=f"leadstream/{source}", time=t, id=self.uid())
+        env = Envelope.new(data, workspace_id=ws, source=service_source(source), time=t, id=self.uid())
         self.out.append((t, len(self.out), env))
 
 

@@ -4,7 +4,7 @@ Downstream systems ``pip install leadstream-schemas`` and decode records with :f
 """
 
 from .base import EVENT_TYPES, Event, event_class, register
-from .envelope import DecodeError, Envelope, decode, derive_id, encode, headers_dict
+from .envelope import SOURCE_PATTERN, DecodeError, Envelope, decode, derive_id, encode, headers_dict, service_source
 from .events import campaign_upcast as _campaign_upcast  # noqa: F401  (registers the v1 -> v2 upcaster)
 from .events.account import (
     HEALTHY_STATUSES,
@@ -95,6 +95,7 @@ __all__ = [
     "HEALTHY_STATUSES",
     "LEAD",
     "SEARCH",
+    "SOURCE_PATTERN",
     "TOPICS",
     "AccountConnected",
     "AccountConnectionRequested",
@@ -176,6 +177,7 @@ __all__ = [
     "event_class",
     "headers_dict",
     "register",
+    "service_source",
     "topic",
     "upcast",
     "upcaster",
