@@ -1,4 +1,4 @@
-"""Outreach HTTP routes: campaigns (create, list, details, launch, pause, resume, delete, leads) and
+"""Outreach HTTP routes: campaigns (create, list, details, prepare, launch, pause, resume, delete, leads) and
 workflow presets; accounts, compliance and webhooks live in their own modules and are included here.
 Every route is scoped to the token's workspace; another workspace's campaign answers 404.
 """
@@ -60,13 +60,20 @@ def campaigns_router(ctx: OutreachContext) -> APIRouter:
         """One campaign in detail."""
         return await commands.details(ws, campaign_id)
 
+    @r.post("/v1/campaigns/{campaign_id}/prepare")
+    async def prepare(campaign_id: UUID, ws: str = Depends(workspace_id)) -> dict[str, Any]:
+        """Prepare for review before launch: the audience's ready leads are enrolled without starting their
+        sequences and their drafts are written for the Messaging Lab (``drafts`` counts them); launch starts them."""
+        return await commands.prepare(ws, campaign_id)
+
     @r.post("/v1/campaigns/{campaign_id}/launch")
     async def launch(
         campaign_id: UUID,
         body: LaunchIn = Body(default_factory=LaunchIn),  # noqa: B008
         ws: str = Depends(workspace_id),
     ) -> dict[str, Any]:
-        """Launch: the guard checks the daily limit (1-79) and the email-fallback confirmation."""
+        """Launch a pending or prepared campaign: the guard checks the daily limit (1-79) and the email-fallback
+        confirmation; a prepared campaign's leads start their sequences with their approved drafts."""
         return await commands.launch(ws, campaign_id, body)
 
     @r.post("/v1/campaigns/{campaign_id}/pause")

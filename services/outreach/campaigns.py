@@ -1,8 +1,11 @@
-"""Campaign commands and views: create, launch (with its guard), pause, resume, delete, list, details.
+"""Campaign commands and views: create, prepare, launch (with its guard), pause, resume, delete, list, details.
 
-States: pending -> (launch) scheduled | running -> paused <-> running -> finished; needs_review when
-something needs a person (with the message); deleted. Every transition emits its Campaign* event in
-the transaction that makes it.
+States: pending -> (prepare) prepared -> (launch) scheduled | running -> paused <-> running -> finished (a
+pending campaign may also launch at once); needs_review when something needs a person (with the message);
+deleted. *Prepare, review, launch*: ``prepared`` enrolls the audience's ready leads without starting their
+sequences, so their drafts are written and reviewed in the Messaging Lab before anything is sent; the launch
+starts them with the drafts approved by then (a step still waits for its approved text). Every transition
+emits its Campaign* event in the transaction that makes it.
 """
 
 from __future__ import annotations
@@ -18,13 +21,14 @@ from leadstream_schemas import (
     CampaignCreated,
     CampaignDeleted,
     CampaignPaused,
+    CampaignPrepared,
     CampaignResumed,
     CampaignScheduled,
     Delivery,
     VideoSegment,
     VideoSettings,
 )
-from sqlalchemy import and_, delete, func, select, update
+from sqlalchemy import and_, delete, exists, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -39,10 +43,10 @@ from .domain.pacing import PacingError, channel_limits, launch_guard, pace_from
 from .domain.schedule import DAY_NAMES, Schedule, ScheduleError
 from .domain.workflow import Graph, GraphError, resolve_workflow
 from .emit import RootEmitter
-from .enrollment import enroll
+from .enrollment import OPEN, enroll
 from .models import CampaignIn, LaunchIn
 from .problems import invalid
-from .store import accounts, campaign_workers, campaigns, enrollments, lead_locks, sends, timers
+from .store import accounts, campaign_workers, campaigns, enrollments, lead_locks, sends, texts, timers
 
 WORKER_NAMESPACE = uuid.UUID("9c1e2f3a-4b5d-5e6f-8a9b-0c1d2e3f4a5b")
 VISIBLE = campaigns.c.state != "deleted"
@@ -59,6 +63,21 @@ def video_settings(body: CampaignIn) -> VideoSettings | None:
             VideoSegment(name=s.name or s.field, field=s.field, fallback=s.fallback) for s in body.video.segments
         ],
     )
+
+
+async def _add_workers(conn: AsyncConnection, campaign_id: UUID, account_ids: list[UUID]) -> None:
+    """A worker per account the campaign runs on (its leads are assigned to them); already there: kept."""
+    for account_id in account_ids:
+        await conn.execute(
+            insert(campaign_workers)
+            .values(
+                campaign_id=campaign_id,
+                account_id=account_id,
+                state="active",
+                worker_id=uuid.uuid5(WORKER_NAMESPACE, f"{campaign_id}|{account_id}"),
+            )
+            .on_conflict_do_nothing()
+        )
 
 
 def _email_steps(graph: Graph) -> list[str]:
@@ -223,8 +242,10 @@ class CampaignCommands:
         now = self.now
         async with self.service.engine.begin() as conn:
             campaign = await self._locked(conn, workspace_id, campaign_id)
-            if campaign.state != "pending":
-                raise Problem(409, "invalid_state", f"campaign is {campaign.state}; only a pending campaign launches")
+            if campaign.state not in ("pending", "prepared"):
+                raise Problem(
+                    409, "invalid_state", f"campaign is {campaign.state}; only a pending or prepared campaign launches"
+                )
             graph = Graph.from_dict(campaign.workflow)
             if _email_steps(graph) and not body.confirm_email_fallback:
                 raise Problem(
@@ -255,17 +276,7 @@ class CampaignCommands:
                     "none of the campaign's accounts can send: " + "; ".join(f"{k}: {v}" for k, v in skipped.items()),
                     skipped_accounts=skipped,
                 )
-            for account_id in active:
-                await conn.execute(
-                    insert(campaign_workers)
-                    .values(
-                        campaign_id=campaign_id,
-                        account_id=account_id,
-                        state="active",
-                        worker_id=uuid.uuid5(WORKER_NAMESPACE, f"{campaign_id}|{account_id}"),
-                    )
-                    .on_conflict_do_nothing()
-                )
+            await _add_workers(conn, campaign_id, active)
             await conn.execute(
                 update(campaigns)
                 .where(campaigns.c.campaign_id == campaign_id)
@@ -276,6 +287,42 @@ class CampaignCommands:
             await em.flush(conn)
         self.service.wake_relay()
         self.wake()
+        return await self.details(workspace_id, campaign_id)
+
+    async def prepare(self, workspace_id: str, campaign_id: UUID) -> dict[str, Any]:
+        """Prepare a pending campaign for review before launch: resolve its audience and enroll its ready leads in
+        the ``prepared`` state on its active accounts (CampaignPrepared, LeadEnrolled prepared=true), so messaging
+        writes their drafts for the Messaging Lab. Leads that become ready meanwhile are prepared too. Nothing is
+        sent until :meth:`launch`, which starts the prepared leads' sequences with the drafts approved by then."""
+        now = self.now
+        async with self.service.engine.begin() as conn:
+            campaign = await self._locked(conn, workspace_id, campaign_id)
+            if campaign.state != "pending":
+                raise Problem(
+                    409, "invalid_state", f"campaign is {campaign.state}; only a pending campaign is prepared"
+                )
+            active, skipped = await self._account_check(conn, workspace_id, campaign.account_ids)
+            if not active:
+                raise Problem(
+                    409,
+                    "no_active_account",
+                    "none of the campaign's accounts can send: " + "; ".join(f"{k}: {v}" for k, v in skipped.items()),
+                    skipped_accounts=skipped,
+                )
+            await _add_workers(conn, campaign_id, active)
+            await conn.execute(
+                update(campaigns)
+                .where(campaigns.c.campaign_id == campaign_id)
+                .values(state="prepared", skipped_accounts=skipped, message=None, updated_at=now)
+            )
+            em = RootEmitter(self.service, workspace_id)
+            fresh = (await conn.execute(select(campaigns).where(campaigns.c.campaign_id == campaign_id))).one()
+            leads = await enroll(conn, em, fresh, now)
+            em.emit(
+                CampaignPrepared(campaign_id=campaign_id, account_ids=active, skipped_accounts=skipped, leads=leads)
+            )
+            await em.flush(conn)
+        self.service.wake_relay()
         return await self.details(workspace_id, campaign_id)
 
     async def _account_check(
@@ -405,7 +452,7 @@ class CampaignCommands:
             )
             await conn.execute(
                 update(enrollments)
-                .where(enrollments.c.campaign_id == campaign_id, enrollments.c.state == "active")
+                .where(enrollments.c.campaign_id == campaign_id, enrollments.c.state.in_(OPEN))
                 .values(state="stopped", finished_at=now)
             )
             await conn.execute(delete(lead_locks).where(lead_locks.c.campaign_id == campaign_id))
@@ -486,6 +533,19 @@ class CampaignCommands:
                 .group_by(sends.c.action)
             )
             by_action: dict[str, int] = {r[0]: r[1] for r in actions}
+            drafts = await conn.execute(
+                select(texts.c.status, func.count())
+                .where(
+                    texts.c.campaign_id == campaign_id,
+                    exists().where(
+                        enrollments.c.campaign_id == texts.c.campaign_id,
+                        enrollments.c.lead_id == texts.c.lead_id,
+                        enrollments.c.state.in_(OPEN),
+                    ),
+                )
+                .group_by(texts.c.status)
+            )
+            by_status: dict[str, int] = {r[0]: r[1] for r in drafts}
         out = self._summary(row, next_step)
         out.update(
             {
@@ -499,6 +559,9 @@ class CampaignCommands:
                     {"worker_id": str(w.worker_id), "account_id": str(w.account_id), "state": w.state} for w in workers
                 ],
                 "leads": {"enrolled": sum(by_state.values()), **by_state},
+                # The review before (and during) the run: drafts of the leads still in the sequence, by state
+                # (``generated``: waiting in the Messaging Lab; ``approved``: what the steps will send).
+                "drafts": {"generated": by_status.get("generated", 0), "approved": by_status.get("approved", 0)},
                 "sent": by_action,
                 "launched_at": row.launched_at.isoformat() if row.launched_at else None,
             }

@@ -32,7 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from . import timers as tm
 from .domain.workflow import Edge, Graph
 from .emit import Emitter
-from .enrollment import audience_still_growing, enroll, unenrolled_members
+from .enrollment import OPEN, audience_still_growing, enroll, start_prepared, unenrolled_members
 from .store import campaign_workers, campaigns, enrollments, lead_locks, leases, suppressions, timers
 
 TERMINAL = ("duplicate", "replied", "completed", "blocked", "suppressed", "failed", "stopped")
@@ -73,7 +73,8 @@ async def release_leases(conn: AsyncConnection, em: Emitter, campaign_id: UUID, 
 
 
 async def start_running(conn: AsyncConnection, em: Emitter, campaign: Row[Any], now: datetime) -> int:
-    """Move a launched campaign to running: CampaignLaunched, leases, and the first audience run."""
+    """Move a launched campaign to running: CampaignLaunched, leases, the sequences of the leads it prepared for
+    review, and the first audience run."""
     active = [
         str(r.account_id)
         for r in await conn.execute(
@@ -95,8 +96,9 @@ async def start_running(conn: AsyncConnection, em: Emitter, campaign: Row[Any], 
         )
     )
     await acquire_leases(conn, em, campaign.campaign_id, campaign.workspace_id, now)
+    started = await start_prepared(conn, campaign, now)
     fresh = (await conn.execute(select(campaigns).where(campaigns.c.campaign_id == campaign.campaign_id))).one()
-    return await enroll(conn, em, fresh, now)
+    return started + await enroll(conn, em, fresh, now)
 
 
 async def maybe_finish_campaign(conn: AsyncConnection, em: Emitter, campaign_id: UUID, now: datetime) -> bool:
@@ -213,7 +215,7 @@ async def apply_reply(
             .where(
                 enrollments.c.workspace_id == workspace_id,
                 enrollments.c.lead_id == lead_id,
-                enrollments.c.state == "active",
+                enrollments.c.state.in_(OPEN),
             )
             .values(state="replied", finished_at=now)
             .returning(enrollments.c.campaign_id, enrollments.c.account_id)

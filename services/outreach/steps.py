@@ -70,7 +70,7 @@ from .domain.compliance import (
 )
 from .domain.pacing import channel_cap, send_decision
 from .domain.schedule import Schedule
-from .domain.workflow import Graph, Step
+from .domain.workflow import Graph, Step, carries_video
 from .emit import Emitter
 from .sends import IntentKey, NeverArrived, Performed, Refused, Unanswered, Unknowable
 from .settings import OutreachSettings
@@ -344,9 +344,11 @@ class StepExecutor:
         return True
 
     async def _video(self, run: StepRun) -> tuple[bool, str | None]:
-        """(may proceed, video URL) for the lead's first action of a video campaign: it waits for
-        VideoGenerated / VideoFailed until the failsafe deadline, then goes without a video."""
-        if not run.campaign.video_template or run.step.id != run.graph.start:
+        """(may proceed, video URL) for an invite or a message of a video campaign, whichever step of the graph
+        it is (Warm intro's like and comment come first and need no video): it waits for VideoGenerated /
+        VideoFailed until the failsafe deadline, then goes without a video; every invite and message after it
+        carries the video."""
+        if not run.campaign.video_template or not carries_video(run.step.action):
             return True, None
         video = (
             await run.conn.execute(

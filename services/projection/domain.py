@@ -39,6 +39,7 @@ from leadstream_schemas import (
     CampaignLaunched,
     CampaignNeedsReview,
     CampaignPaused,
+    CampaignPrepared,
     CampaignResumed,
     CampaignScheduled,
     Channel,
@@ -121,6 +122,7 @@ WORKFLOW_LABELS: dict[str, str] = {
     "email_suppressed": "email suppressed",
     "email_duplicate": "email duplicate",
     "email_failed": "email failed",
+    "prepared": "prepared for review",
     "generating_video": "generating video",
     "workflow_running": "workflow running",
     "unsubscribed": "unsubscribed",
@@ -143,7 +145,7 @@ ACTIVITY_CATEGORIES = (
 )
 """How the activity feed summarises a lead's latest row."""
 
-CAMPAIGN_STATES = ("pending", "scheduled", "running", "paused", "needs_review", "finished", "deleted")
+CAMPAIGN_STATES = ("pending", "prepared", "scheduled", "running", "paused", "needs_review", "finished", "deleted")
 
 # Lifecycle order of event types: breaks ties between events stamped with the same time (one handler
 # emits several events with one clock reading), so a timeline reads in causal order.
@@ -191,6 +193,7 @@ _TYPE_ORDER: tuple[type[Event], ...] = (
     # Appended, never inserted: the ranks are stored in the order keys and the timeline.
     AccountLeaseAcquired,
     AccountLeaseReleased,
+    CampaignPrepared,
 )
 TYPE_RANK: dict[str, int] = {cls.event_type: i + 1 for i, cls in enumerate(_TYPE_ORDER)}
 
@@ -697,24 +700,28 @@ def _d_message_rejected(data: MessageRejected) -> Details:
     return 4, _pending_label(data.channel), f"{data.channel.capitalize()} draft rejected{why}"
 
 
+# Enrolment and the video come before the first draft and the first step: they do not move the pipeline stage
+# (rank 3 is the stage every ready lead has reached); *Outreach Active* is the first step performed.
 @_details(LeadEnrolled)
 def _d_lead_enrolled(data: LeadEnrolled) -> Details:
-    return 5, "workflow_running", f"Enrolled in the campaign on account {_ACCOUNT}"
+    if data.prepared:
+        return 3, "prepared", f"Prepared for review before launch, on account {_ACCOUNT}"
+    return 3, "workflow_running", f"Enrolled in the campaign on account {_ACCOUNT}"
 
 
 @_details(VideoRequested)
 def _d_video_requested(data: VideoRequested) -> Details:
-    return 5, "generating_video", f"Personalised video requested (template {_esc(data.template_id)})"
+    return 3, "generating_video", f"Personalised video requested (template {_esc(data.template_id)})"
 
 
 @_details(VideoGenerated)
 def _d_video_generated(data: VideoGenerated) -> Details:
-    return 5, "workflow_running", f"Video generated: {_esc(data.video_url)}"
+    return 3, "workflow_running", f"Video generated: {_esc(data.video_url)}"
 
 
 @_details(VideoFailed)
 def _d_video_failed(data: VideoFailed) -> Details:
-    return 5, "workflow_running", f"Video failed ({_human(data.reason)}); continuing without it"
+    return 3, "workflow_running", f"Video failed ({_human(data.reason)}); continuing without it"
 
 
 @_details(CommentDrafted)
@@ -882,6 +889,8 @@ def contribution(env: EventRecord) -> Contribution:
                     ACCOUNT_CAMPAIGNS,
                     {"workspace_id": ws, "account_id": account_id, "campaign_id": data.campaign_id, "assigned": True},
                 )
+        case CampaignPrepared():
+            patch = _campaign_state(ws, data.campaign_id, key, "prepared", None)
         case CampaignScheduled():
             patch = _campaign_state(ws, data.campaign_id, key, "scheduled", None)
             patch.update(schedule_key=key, next_run_at=data.next_run_at)

@@ -26,6 +26,8 @@ from leadstream_schemas import Step as StepModel
 from leadstream_schemas import Workflow
 
 ACTIONS = ("comment", "like", "invite", "message", "email")
+VIDEO_ACTIONS = ("invite", "message")
+"""Actions that carry a video campaign's personalised video (and so wait for it, up to the failsafe deadline)."""
 TEXT_CHANNELS = {"invite": "invite", "message": "message", "email": "email", "comment": "comment"}
 CONDITIONS = ("always", "accepted", "not_accepted")
 SPACING_MINUTES = (5, 720)
@@ -102,6 +104,11 @@ class Step:
             body=self.body if self.action == "email" else None,
             template=self.template,
         )
+
+
+def carries_video(action: str) -> bool:
+    """Whether a step of this action carries the lead's personalised video in a video campaign."""
+    return action in VIDEO_ACTIONS
 
 
 @dataclass(frozen=True)

@@ -218,6 +218,19 @@ class CampaignCreated(CampaignEvent):
 
 
 @register
+class CampaignPrepared(CampaignEvent):
+    """The campaign was prepared for review before launch (state prepared): its audience was resolved and its
+    ready leads enrolled in a ``prepared`` state (``LeadEnrolled.prepared``), so their drafts are written and can
+    be reviewed in the Messaging Lab; nothing is sent until the campaign is launched."""
+
+    event_type: ClassVar[str] = "leadstream.campaign.prepared.v1"
+
+    account_ids: Annotated[list[UUID], Bound(100)] = Field(default_factory=list)
+    skipped_accounts: Annotated[dict[Id, Detail], Bound(100)] = Field(default_factory=dict)
+    leads: int = 0
+
+
+@register
 class CampaignScheduled(CampaignEvent):
     """The campaign was launched but waits for its first active window."""
 

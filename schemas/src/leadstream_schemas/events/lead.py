@@ -273,13 +273,18 @@ class MessageRejected(LeadEvent):
 
 @register
 class LeadEnrolled(LeadEvent):
-    """The lead entered a campaign's outreach sequence on one account (outreach active)."""
+    """The lead entered a campaign's outreach sequence on one account; its drafts are written from now on.
+
+    ``prepared``: the campaign was prepared for review, so the sequence starts only when it is launched. The
+    lead is *Outreach Active* once its first step is performed, not at enrolment.
+    """
 
     event_type: ClassVar[str] = "leadstream.lead.enrolled.v1"
 
     account_id: UUID
     workflow_preset: Id | None = None
     video_template_id: Id | None = None
+    prepared: bool = False
 
 
 @register
