@@ -18,7 +18,7 @@ from .api_compliance import compliance_router
 from .api_webhooks import webhooks_router
 from .context import OutreachContext
 from .domain.workflow import PRESET_DESCRIPTIONS, PRESET_TITLES, resolve_workflow
-from .models import CampaignIn, LaunchIn
+from .models import CampaignEditIn, CampaignIn, LaunchIn
 from .problems import not_found
 from .store import campaigns, enrollments
 
@@ -59,6 +59,12 @@ def campaigns_router(ctx: OutreachContext) -> APIRouter:
     async def details(campaign_id: UUID, ws: str = Depends(workspace_id)) -> dict[str, Any]:
         """One campaign in detail."""
         return await commands.details(ws, campaign_id)
+
+    @r.patch("/v1/campaigns/{campaign_id}")
+    async def edit(campaign_id: UUID, body: CampaignEditIn, ws: str = Depends(workspace_id)) -> dict[str, Any]:
+        """Edit the workflow, also of a running campaign: a new version of the sequence (``workflow_version``).
+        Leads that have not started move to it; leads already in the sequence finish on their version."""
+        return await commands.edit(ws, campaign_id, body)
 
     @r.post("/v1/campaigns/{campaign_id}/prepare")
     async def prepare(campaign_id: UUID, ws: str = Depends(workspace_id)) -> dict[str, Any]:

@@ -24,7 +24,9 @@ from leadstream_schemas import (
     CampaignPrepared,
     CampaignResumed,
     CampaignScheduled,
+    CampaignUpdated,
     Delivery,
+    Strategy,
     VideoSegment,
     VideoSettings,
 )
@@ -44,9 +46,10 @@ from .domain.schedule import DAY_NAMES, Schedule, ScheduleError
 from .domain.workflow import Graph, GraphError, resolve_workflow
 from .emit import RootEmitter
 from .enrollment import OPEN, enroll
-from .models import CampaignIn, LaunchIn
+from .models import CampaignEditIn, CampaignIn, EmailFallbackIn, LaunchIn
 from .problems import invalid
 from .store import accounts, campaign_workers, campaigns, enrollments, lead_locks, sends, texts, timers
+from .versions import move_unstarted, record_version
 
 WORKER_NAMESPACE = uuid.UUID("9c1e2f3a-4b5d-5e6f-8a9b-0c1d2e3f4a5b")
 VISIBLE = campaigns.c.state != "deleted"
@@ -114,7 +117,7 @@ class CampaignCommands:
             raise invalid(exc.field, exc.message) from None
         now = self.now
         async with self.service.engine.begin() as conn:
-            graph = await self._check_email(conn, workspace_id, graph, body)
+            graph = await self._check_email(conn, workspace_id, graph, body.delivery.email_fallback)
             await self._check_accounts(conn, workspace_id, body.account_ids)
             campaign_id = uuid.uuid4()
             delivery = {
@@ -150,6 +153,7 @@ class CampaignCommands:
                     updated_at=now,
                 )
             )
+            await record_version(conn, campaign_id, 1, graph, now)
             em = RootEmitter(self.service, workspace_id)
             em.emit(
                 CampaignCreated(
@@ -167,12 +171,13 @@ class CampaignCommands:
         self.service.wake_relay()
         return await self.details(workspace_id, campaign_id)
 
-    async def _check_email(self, conn: AsyncConnection, workspace_id: str, graph: Graph, body: CampaignIn) -> Graph:
+    async def _check_email(
+        self, conn: AsyncConnection, workspace_id: str, graph: Graph, fallback: EmailFallbackIn | None
+    ) -> Graph:
         """Email steps need a verified sender, a subject and a body (filled from the fallback settings)."""
         steps = _email_steps(graph)
         if not steps:
             return graph
-        fallback = body.delivery.email_fallback
         if fallback is None:
             raise invalid(
                 "delivery.email_fallback",
@@ -284,6 +289,59 @@ class CampaignCommands:
             )
             em = RootEmitter(self.service, workspace_id)
             await self._start_or_schedule(conn, em, campaign_id, now)
+            await em.flush(conn)
+        self.service.wake_relay()
+        self.wake()
+        return await self.details(workspace_id, campaign_id)
+
+    async def edit(self, workspace_id: str, campaign_id: UUID, body: CampaignEditIn) -> dict[str, Any]:
+        """A new version of the campaign's workflow (CampaignUpdated). Leads enrolled from now on run it; leads that
+        have not started their sequence move to it at that safe point; the others finish on their version
+        (:mod:`services.outreach.versions`)."""
+        now = self.now
+        async with self.service.engine.begin() as conn:
+            campaign = await self._locked(conn, workspace_id, campaign_id)
+            if campaign.state == "finished":
+                raise Problem(409, "invalid_state", "campaign is finished; its workflow can no longer change")
+            strategy = Strategy.model_validate(campaign.strategy)
+            stored = campaign.delivery.get("email_fallback")
+            fallback = EmailFallbackIn.model_validate(stored) if stored else None
+            try:
+                graph = resolve_workflow(
+                    body.workflow, default_note=strategy.invite_note, email_fallback=fallback is not None
+                )
+            except GraphError as exc:
+                raise invalid(exc.field, exc.message) from None
+            graph = await self._check_email(conn, workspace_id, graph, fallback)
+            adds_email = bool(_email_steps(graph)) and not _email_steps(Graph.from_dict(campaign.workflow))
+            if adds_email and campaign.state != "pending" and not body.confirm_email_fallback:
+                raise Problem(
+                    422,
+                    "confirmation_required",
+                    "this edit adds an email step to a launched campaign: send confirm_email_fallback=true to confirm",
+                    errors=[{"field": "confirm_email_fallback", "message": "must be true to add an email step"}],
+                )
+            version = int(campaign.workflow_version) + 1
+            await conn.execute(
+                update(campaigns)
+                .where(campaigns.c.campaign_id == campaign_id)
+                .values(workflow=graph.to_dict(), workflow_version=version, updated_at=now)
+            )
+            await record_version(conn, campaign_id, version, graph, now)
+        # The leads move in a transaction of their own, locking each lead's timers before its enrollment (the
+        # step executor's order): a lead whose step is being decided right now is seen after that step.
+        async with self.service.engine.begin() as conn:
+            em = RootEmitter(self.service, workspace_id)
+            moved, staying = await move_unstarted(conn, em, campaign_id, now)
+            em.emit(
+                CampaignUpdated(
+                    campaign_id=campaign_id,
+                    workflow=graph.to_model().model_copy(update={"version": version}),
+                    moved_leads=moved,
+                    staying_leads=staying,
+                ),
+                f"updated:{campaign_id}:{version}",
+            )
             await em.flush(conn)
         self.service.wake_relay()
         self.wake()
@@ -550,6 +608,7 @@ class CampaignCommands:
         out.update(
             {
                 "workflow": row.workflow,
+                "workflow_version": row.workflow_version,
                 "warnings": row.workflow.get("warnings", []),
                 "strategy": row.strategy,
                 "delivery": row.delivery,

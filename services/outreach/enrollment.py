@@ -150,6 +150,7 @@ async def enroll(
                 workspace_id=ws,
                 account_id=account_id,
                 state=state,
+                workflow_version=campaign.workflow_version,
                 enrolled_at=now,
                 finished_at=None if state in OPEN else now,
             )
@@ -168,6 +169,7 @@ async def enroll(
                     action=Action(start.action),
                     reason=SkipReason.duplicate,
                     detail=f"lead is active in campaign {holder}",
+                    workflow_version=campaign.workflow_version,
                 ),
                 key,
             )
@@ -180,6 +182,8 @@ async def enroll(
                 workflow_preset=graph.preset,
                 video_template_id=video_id,
                 prepared=prepared,
+                workflow_version=campaign.workflow_version,
+                variants=graph.variants_for(str(lead_id)),
             ),
             key,
         )

@@ -34,6 +34,7 @@ from .domain.workflow import Edge, Graph
 from .emit import Emitter
 from .enrollment import OPEN, audience_still_growing, enroll, start_prepared, unenrolled_members
 from .store import campaign_workers, campaigns, enrollments, lead_locks, leases, suppressions, timers
+from .versions import graph_of
 
 TERMINAL = ("duplicate", "replied", "completed", "blocked", "suppressed", "failed", "stopped")
 
@@ -275,7 +276,6 @@ async def apply_acceptance(
 
     An acceptance after the deadline (the not-accepted branch already ran) is recorded but starts nothing.
     """
-    em.emit(InviteAccepted(lead_id=lead_id, campaign_id=campaign_id, account_id=account_id, step_id=step_id), key)
     waits = (
         await conn.execute(
             select(timers)
@@ -296,6 +296,13 @@ async def apply_acceptance(
             .with_for_update()
         )
     ).first()
+    version = enrollment.workflow_version if enrollment is not None else None
+    em.emit(
+        InviteAccepted(
+            lead_id=lead_id, campaign_id=campaign_id, account_id=account_id, step_id=step_id, workflow_version=version
+        ),
+        key,
+    )
     if enrollment is None:
         return
     await conn.execute(
@@ -309,8 +316,8 @@ async def apply_acceptance(
     )
     if enrollment.state != "active":
         return
-    campaign = (await conn.execute(select(campaigns.c.workflow).where(campaigns.c.campaign_id == campaign_id))).one()
-    graph = Graph.from_dict(campaign.workflow)
+    campaign = (await conn.execute(select(campaigns).where(campaigns.c.campaign_id == campaign_id))).one()
+    graph = await graph_of(conn, campaign, enrollment.workflow_version)
     for wait in waits:
         if step_id is not None and wait.step_id != step_id:
             continue
@@ -333,6 +340,7 @@ async def accept_deadline(
                 action=Action(graph.step(edge.target).action),
                 reason=SkipReason.not_accepted,
                 detail=f"invite not accepted within {graph.step(invite_step).accept_timeout_hours} h",
+                workflow_version=enrollment.workflow_version,
             ),
             f"not_accepted:{enrollment.campaign_id}:{enrollment.lead_id}:{edge.target}",
         )

@@ -89,6 +89,7 @@ from .store import (
     timers,
     videos,
 )
+from .versions import graph_of
 
 log = logging.getLogger(__name__)
 REQUEST_NAMESPACE = uuid.UUID("5d2b7e1c-3f4a-5b6c-8d9e-0a1b2c3d4e5f")
@@ -143,6 +144,8 @@ class StepRun:
             "campaign_id": self.enrollment.campaign_id,
             "account_id": self.account.account_id,
             "step_id": self.step.id,
+            "workflow_version": self.enrollment.workflow_version,
+            "variant": variant.id if (variant := self.step.variant_for(str(self.lead.lead_id))) else None,
         }
 
     @property
@@ -225,7 +228,7 @@ class StepExecutor:
         if not schedule.is_open(now):
             await tm.postpone(conn, timer.id, schedule.next_open(now), now)
             return None
-        graph = Graph.from_dict(campaign.workflow)
+        graph = await graph_of(conn, campaign, enrollment.workflow_version)
         run = StepRun(
             conn, em, timer, enrollment, campaign, account, lead, graph, graph.step(timer.step_id), schedule, now
         )
@@ -712,7 +715,7 @@ class StepExecutor:
         campaign, account, lead = await _rows(conn, enrollment)
         if account is None:
             return None
-        graph = Graph.from_dict(campaign.workflow)
+        graph = await graph_of(conn, campaign, enrollment.workflow_version)
         step, schedule = graph.step(step_id), Schedule.from_delivery(campaign.delivery)
         return StepRun(conn, em, timer, enrollment, campaign, account, lead, graph, step, schedule, now)
 

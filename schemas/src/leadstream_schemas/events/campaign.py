@@ -231,6 +231,22 @@ class CampaignPrepared(CampaignEvent):
 
 
 @register
+class CampaignUpdated(CampaignEvent):
+    """The campaign's workflow was edited: ``workflow`` is its new version (``workflow.version``).
+
+    Leads that had not started their sequence moved to it (``moved_leads``; each gets a new ``LeadEnrolled``
+    with the version); the others finish on the version they run (``staying_leads``, counted when the edit
+    was made). Leads enrolled from now on run the new version.
+    """
+
+    event_type: ClassVar[str] = "leadstream.campaign.updated.v1"
+
+    workflow: Workflow
+    moved_leads: int = 0
+    staying_leads: int = 0
+
+
+@register
 class CampaignScheduled(CampaignEvent):
     """The campaign was launched but waits for its first active window."""
 
