@@ -11,6 +11,7 @@ from leadstream_schemas import (
     CampaignUpdated,
     LeadEnrichmentFailed,
     LeadEnrolled,
+    LeadPostMatched,
     LeadProfileEnriched,
 )
 
@@ -76,6 +77,7 @@ def build(
             LeadEnrichmentFailed: core.on_enrichment_failed,
             LeadEnrolled: core.on_lead_enrolled,
             CampaignUpdated: core.on_campaign_updated,
+            LeadPostMatched: core.on_post_matched,
         },
     )
     service.include_router(build_router(core, service, generation_attempts=settings.lab_generation_attempts))

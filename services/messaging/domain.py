@@ -463,6 +463,25 @@ def choose_hook(profile: LeadProfileEnriched | None, today: date, windows: HookW
     )
 
 
+def matched_post_hook(post: Post, language: str, matched: Sequence[str], today: date) -> HookChoice:
+    """The hook of a lead found by a posts watch: the very post that matched (whatever else the profile holds),
+    because it is why this lead is being written to now."""
+    topic = post.topic or _topic_of(post)
+    age = _age(post.posted_on, today)
+    when = f" ({age} days ago)" if age is not None else ""
+    said = ", ".join(repr(m) for m in matched[:3]) or "its keywords"
+    return HookChoice(
+        "recent_post",
+        f"{post.kind} on '{topic}'{when}",
+        f"the post that matched the watch's {language} language ({said}): the reason this lead is contacted now",
+        topic=topic,
+        excerpt=_excerpt(post.text),
+        post_kind=post.kind,
+        post_url=post.url,
+        age_days=age,
+    )
+
+
 def comment_target(profile: LeadProfileEnriched | None) -> Post | None:
     """The post a comment step answers: the lead's first post (articles only when there is no post).
 

@@ -22,9 +22,11 @@ from leadstream_schemas import (
     Event,
     LeadEnrichmentFailed,
     LeadEnrolled,
+    LeadPostMatched,
     LeadProfileEnriched,
     MessageApproved,
     MessageGenerated,
+    Post,
     Strategy,
 )
 from sqlalchemy import and_, select, update
@@ -36,7 +38,7 @@ from services.runtime.consumer import HandlerContext, RetryLater
 from services.runtime.providers import RateLimited
 
 from . import domain
-from .store import campaigns, drafts, enrollments, lock_campaign, lock_leads, profiles, templates
+from .store import campaigns, drafts, enrollments, lock_campaign, lock_leads, matched_posts, profiles, templates
 from .writer import Writer
 
 log = logging.getLogger(__name__)
@@ -276,6 +278,23 @@ class MessagingCore:
         if campaign is not None:
             await self._generate_if_ready(ctx, campaign, e.lead_id, now)
 
+    async def on_post_matched(self, env: Envelope[LeadPostMatched], ctx: HandlerContext) -> None:
+        """A posts watch matched a post of the lead: the newest such post is the hook of drafts written from now."""
+        m = env.data
+        await lock_leads(ctx.conn, [m.lead_id])
+        values = {
+            "workspace_id": env.workspace_id,
+            "post": m.post.model_dump(mode="json"),
+            "language": m.language,
+            "matched": list(m.matched),
+            "updated_at": ctx.clock.now(),
+        }
+        await ctx.conn.execute(
+            insert(matched_posts)
+            .values(lead_id=m.lead_id, **values)
+            .on_conflict_do_update(index_elements=["lead_id"], set_=values)
+        )
+
     # -- draft making -------------------------------------------------------------------------------
 
     async def _lead_ready(self, ctx: HandlerContext, lead_id: UUID, now: datetime) -> None:
@@ -357,12 +376,16 @@ class MessagingCore:
         """
         today = now.date()
         post = None
+        matched = (await conn.execute(select(matched_posts).where(matched_posts.c.lead_id == lead_id))).first()
+        matched_post = Post.model_validate(matched.post) if matched is not None else None
         if step.channel == Channel.comment:
-            post = domain.comment_target(profile)
+            post = matched_post or domain.comment_target(profile)
             if post is None:
                 log.info("no post to comment on; comment step has no draft", extra={"lead_id": str(lead_id)})
                 return []
             hook = domain.comment_hook(post, today)
+        elif matched is not None and matched_post is not None:
+            hook = domain.matched_post_hook(matched_post, matched.language, matched.matched, today)
         else:
             hook = domain.choose_hook(profile, today, self.windows)
         template = await self._template_for(conn, campaign, step)

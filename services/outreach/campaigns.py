@@ -30,16 +30,18 @@ from leadstream_schemas import (
     VideoSegment,
     VideoSettings,
 )
-from sqlalchemy import and_, delete, exists, func, select, update
+from sqlalchemy import and_, delete, exists, func, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.runtime.errors import Problem
+from services.runtime.pagination import MAX_PAGE, Page, decode_cursor, encode_cursor
 from services.runtime.service import Service
 
 from . import lifecycle as lc
 from . import timers as tm
+from .audience import AudienceCommands
 from .domain.compliance import normalise_email
 from .domain.pacing import PacingError, channel_limits, launch_guard, pace_from
 from .domain.schedule import DAY_NAMES, Schedule, ScheduleError
@@ -94,6 +96,7 @@ class CampaignCommands:
         self.service = service
         self.dry_run = dry_run
         self.wake = wake
+        self.audiences = AudienceCommands(service, wake)
 
     @property
     def now(self) -> datetime:
@@ -133,6 +136,8 @@ class CampaignCommands:
                 "timezone": schedule.timezone,
                 "email_fallback": fallback.model_dump() if fallback else None,
                 "dry_run": self.dry_run,
+                "lead_timezones": body.delivery.lead_timezones,
+                "stop_company_on_reply": body.delivery.stop_company_on_reply,
             }
             video = body.video.model_dump() if body.video else None
             strategy = body.strategy.model_dump()
@@ -455,12 +460,17 @@ class CampaignCommands:
         return await self.details(workspace_id, campaign_id)
 
     async def resume(self, workspace_id: str, campaign_id: UUID) -> dict[str, Any]:
-        """Resume a paused campaign (needs at least one account that can send)."""
+        """Resume a paused campaign (needs at least one account that can send); a finished one runs again and
+        takes on its audience's late joiners (``audience.py``)."""
+        if await self.audiences.resume_finished(workspace_id, campaign_id):
+            return await self.details(workspace_id, campaign_id)
         now = self.now
         async with self.service.engine.begin() as conn:
             campaign = await self._locked(conn, workspace_id, campaign_id)
             if campaign.state != "paused":
-                raise Problem(409, "invalid_state", f"campaign is {campaign.state}; only a paused campaign resumes")
+                raise Problem(
+                    409, "invalid_state", f"campaign is {campaign.state}; only a paused or finished campaign resumes"
+                )
             active = await conn.scalar(
                 select(func.count()).where(
                     campaign_workers.c.campaign_id == campaign_id, campaign_workers.c.state == "active"
@@ -533,8 +543,16 @@ class CampaignCommands:
             "created_at": row.created_at.isoformat(),
         }
 
-    async def list(self, workspace_id: str, q: str | None = None, state: str | None = None) -> list[dict[str, Any]]:
-        """Campaigns of the workspace, newest first; ``q`` searches names."""
+    async def list(
+        self,
+        workspace_id: str,
+        q: str | None = None,
+        state: str | None = None,
+        *,
+        after: str | None = None,
+        limit: int = MAX_PAGE,
+    ) -> Page[dict[str, Any]]:
+        """A page of the workspace's campaigns, newest first; ``q`` searches names; ``after`` is a cursor."""
         nxt = (
             select(func.min(timers.c.due_at))
             .where(
@@ -551,9 +569,14 @@ class CampaignCommands:
             stmt = stmt.where(campaigns.c.name.ilike(f"%{q.replace('%', '').replace('_', '')}%"))
         if state:
             stmt = stmt.where(campaigns.c.state == state)
+        if after:
+            created, campaign_id = decode_cursor(after, 2, [datetime.fromisoformat, UUID])
+            stmt = stmt.where(tuple_(campaigns.c.created_at, campaigns.c.campaign_id) < tuple_(created, campaign_id))
+        order = (campaigns.c.created_at.desc(), campaigns.c.campaign_id.desc())
         async with self.service.engine.connect() as conn:
-            rows = (await conn.execute(stmt.order_by(campaigns.c.created_at.desc(), campaigns.c.name))).all()
-        return [self._summary(r, r.next_step) for r in rows]
+            rows = (await conn.execute(stmt.order_by(*order).limit(limit + 1))).all()
+        page = Page.of(rows, limit, lambda r: encode_cursor([r.created_at.isoformat(), str(r.campaign_id)]))
+        return Page[dict[str, Any]](items=[self._summary(r, r.next_step) for r in page.items], next=page.next)
 
     async def details(self, workspace_id: str, campaign_id: UUID) -> dict[str, Any]:
         """A campaign with its workflow (and warnings), delivery, workers and counts."""

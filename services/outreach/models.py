@@ -83,6 +83,14 @@ class DeliveryIn(_In):
     end_hour: int = Field(17, description="Local hour the window closes (1-24, after start_hour).")
     timezone: str = Field("UTC", max_length=100)
     email_fallback: EmailFallbackIn | None = None
+    lead_timezones: bool = Field(
+        False,
+        description="Active hours in each lead's own time zone (from their location; the campaign's when unknown). "
+        "Daily quotas still count the campaign's days.",
+    )
+    stop_company_on_reply: bool = Field(
+        False, description="When a lead replies, stop the campaign's other leads of the same company."
+    )
 
     @field_validator("pace")
     @classmethod
@@ -224,6 +232,12 @@ class LaunchIn(_In):
     daily_limit: int | None = Field(
         None, description=f"Override the daily invite limit at launch ({GUARD_RANGE[0]}-{GUARD_RANGE[1]})."
     )
+
+
+class ExtendIn(_In):
+    """Extend a campaign: its audience's searches may find this many more new leads; late joiners are enrolled."""
+
+    additional_leads: int = Field(ge=1, le=10_000, description="More new leads the audience's searches may find.")
 
 
 class AccountIn(_In):

@@ -56,9 +56,13 @@ from leadstream_schemas import (
     LeadEmailEnriched,
     LeadEmailNotFound,
     LeadEnrichmentFailed,
+    LeadEnrichmentRequested,
     LeadEnrolled,
     LeadEvent,
+    LeadPaused,
+    LeadPostMatched,
     LeadProfileEnriched,
+    LeadResumed,
     LeadUnsubscribed,
     MessageApproved,
     MessageEdited,
@@ -69,6 +73,7 @@ from leadstream_schemas import (
     Replied,
     SearchFinished,
     SearchPageCompleted,
+    SearchResumed,
     SearchStarted,
     VideoFailed,
     VideoGenerated,
@@ -125,6 +130,7 @@ WORKFLOW_LABELS: dict[str, str] = {
     "prepared": "prepared for review",
     "generating_video": "generating video",
     "workflow_running": "workflow running",
+    "paused": "paused (out of office)",
     "unsubscribed": "unsubscribed",
     "replied": "replied",
     "completed": "completed",
@@ -163,9 +169,12 @@ _TYPE_ORDER: tuple[type[Event], ...] = (
     AccountStatusChanged,
     AccountDeleted,
     SearchStarted,
+    SearchResumed,
     SearchPageCompleted,
     SearchFinished,
     LeadDiscovered,
+    LeadPostMatched,
+    LeadEnrichmentRequested,
     LeadProfileEnriched,
     LeadEmailEnriched,
     LeadEmailNotFound,
@@ -187,6 +196,8 @@ _TYPE_ORDER: tuple[type[Event], ...] = (
     EmailSent,
     ActionSkipped,
     ActionFailed,
+    LeadPaused,
+    LeadResumed,
     Replied,
     LeadUnsubscribed,
     LeadCompleted,
@@ -647,6 +658,19 @@ def _d_lead_added_to_source_group(data: LeadAddedToSourceGroup) -> Details:
     return 1, None, f"Found again via {_human(data.source)}; added to another source group"
 
 
+@_details(LeadPostMatched)
+def _d_lead_post_matched(data: LeadPostMatched) -> Details:
+    said = ", ".join(_esc(m, 60) for m in data.matched[:3])
+    post = _esc(data.post.text, 160)
+    return 1, "signal_matched", f"Post matched the watch's {data.language} language ({said}): {post}"
+
+
+@_details(LeadEnrichmentRequested)
+def _d_lead_enrichment_requested(data: LeadEnrichmentRequested) -> Details:
+    why = "selected for enrichment" if data.reason == "selected" else "enriched automatically by its source group"
+    return 1, None, f"Enrichment requested: {why}"
+
+
 @_details(LeadProfileEnriched)
 def _d_lead_profile_enriched(data: LeadProfileEnriched) -> Details:
     text = f"Profile enriched: {_esc(data.full_name)}"
@@ -785,6 +809,18 @@ def _d_replied(data: Replied) -> Details:
     ooo = " (out of office)" if data.out_of_office else ""
     excerpt = f": {_esc(data.excerpt, 200)}" if data.excerpt else ""
     return 7, "replied", f"Replied by {data.channel}{ooo}{excerpt}"
+
+
+@_details(LeadPaused)
+def _d_lead_paused(data: LeadPaused) -> Details:
+    back = f"back {data.return_on.isoformat()}" if data.return_on else "no return date given"
+    excerpt = f": {_esc(data.excerpt, 160)}" if data.excerpt else ""
+    return 5, "paused", f"Out of office ({back}); paused until {data.until.isoformat()}{excerpt}"
+
+
+@_details(LeadResumed)
+def _d_lead_resumed(data: LeadResumed) -> Details:
+    return 5, "workflow_running", "Back from out of office: the sequence goes on"
 
 
 @_details(LeadCompleted)
@@ -937,6 +973,16 @@ def contribution(env: EventRecord) -> Contribution:
                 "kind": data.kind,
                 "source_group_id": data.source_group_id,
                 "target_count": data.target_count,
+                "status_key": key,
+                "status": "running",
+                "next_run_at": None,
+            }
+            out.add(SEARCHES, search)
+            return out
+        case SearchResumed():
+            search = {
+                "workspace_id": ws,
+                "search_id": data.search_id,
                 "status_key": key,
                 "status": "running",
                 "next_run_at": None,

@@ -1,6 +1,8 @@
 """Structured JSON logs: one object per line with the service, level, message and any ids given in ``extra``.
 
-Personal data never goes into logs: pass ids (lead, campaign, correlation), not names or emails.
+Personal data never goes into logs: pass ids (lead, campaign, correlation), not names or emails. Every
+handler scrubs what it emits anyway (:class:`~services.runtime.scrub.ScrubFilter`): message arguments,
+``extra`` values and exceptions lose emails, URLs, quoted values and names; the templates and keys stay.
 """
 
 from __future__ import annotations
@@ -9,6 +11,8 @@ import json
 import logging
 import sys
 from datetime import UTC, datetime
+
+from .scrub import ScrubFilter
 
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
 
@@ -32,13 +36,16 @@ class JsonFormatter(logging.Formatter):
             if key not in _STANDARD and not key.startswith("_"):
                 out[key] = value if isinstance(value, str | int | float | bool | None) else str(value)
         if record.exc_info:
-            out["exc"] = self.formatException(record.exc_info)
+            record.exc_text = record.exc_text or self.formatException(record.exc_info)
+        if record.exc_text:
+            out["exc"] = record.exc_text
         return json.dumps(out)
 
 
 def configure_logging(service: str, level: str = "INFO", json_logs: bool = True) -> None:
     """Route all logging to stderr, as JSON lines when ``json_logs``."""
     handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(ScrubFilter())
     if json_logs:
         handler.setFormatter(JsonFormatter(service))
     else:

@@ -100,7 +100,9 @@ async def test_every_metric_the_alerts_and_dashboard_query_exists_on_a_running_s
     service = await start_service(build_outreach(make_settings("outreach", OutreachSettings)))
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=service.app), base_url="http://t") as client:
         assert (await client.get("/readyz")).status_code == 200  # sets leadstream_ready
-        page = await client.get("/metrics")
+    # /metrics is served by the internal listener's app (the chart's `metrics` port), not the API's.
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=service.metrics_app), base_url="http://m") as m:
+        page = await m.get("/metrics")
     assert page.status_code == 200
     exposed = exposed_names(page.text)
     assert "leadstream_ready" in exposed and "leadstream_events_handled_total" in exposed

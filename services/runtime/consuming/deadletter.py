@@ -17,6 +17,7 @@ from ..faults import KAFKA_RECORD_REFUSALS, Backoff
 from ..kafka import create_broker
 from ..metrics import DLQ_TOTAL
 from ..outbox import faststream_correlation_id
+from ..scrub import scrub_text
 from ..settings import RuntimeSettings
 from .policy import Abandoned
 
@@ -28,12 +29,15 @@ DLQ_HEADER_PREFIX = "dlq_"
 def dead_letter_headers(
     record: ConsumerRecord[Any, Any], code: str, message: str, *, group_id: str, attempts: int
 ) -> dict[str, str]:
-    """The headers of a record's dead-letter copy: its own headers plus the error and where it came from."""
+    """The headers of a record's dead-letter copy: its own headers plus the error and where it came from.
+
+    ``message`` is scrubbed (:func:`~services.runtime.scrub.scrub_text`): no personal data in headers."""
     headers = headers_dict(record.headers)
     headers.update(
         {
             f"{DLQ_HEADER_PREFIX}error_code": code,
-            f"{DLQ_HEADER_PREFIX}error_message": message[:4000],
+            # Exception and provider texts quote what they were given (names, emails): headers carry no personal data.
+            f"{DLQ_HEADER_PREFIX}error_message": scrub_text(message, limit=4000),
             f"{DLQ_HEADER_PREFIX}original_topic": record.topic,
             f"{DLQ_HEADER_PREFIX}original_partition": str(record.partition),
             f"{DLQ_HEADER_PREFIX}original_offset": str(record.offset),

@@ -276,11 +276,33 @@ class CampaignPaused(CampaignEvent):
 
 @register
 class CampaignResumed(CampaignEvent):
-    """A paused campaign runs again."""
+    """A paused (or finished: ``reason`` resumed_finished, extended) campaign runs again."""
 
     event_type: ClassVar[str] = "leadstream.campaign.resumed.v1"
 
     reason: Code = "user"
+
+
+@register
+class CampaignAudienceRunRequested(CampaignEvent):
+    """Two hours before an invite window of a running campaign: the searches feeding its audience look for
+    new leads now (discovery runs them; outreach enrolls what they find in time for the window)."""
+
+    event_type: ClassVar[str] = "leadstream.campaign.audience_run_requested.v1"
+
+    audience: Audience
+    window_start: datetime
+
+
+@register
+class CampaignExtended(CampaignEvent):
+    """The campaign was extended: the searches feeding its audience may find ``additional_leads`` more new
+    leads (a finished one runs again), and audience members not enrolled yet are enrolled."""
+
+    event_type: ClassVar[str] = "leadstream.campaign.extended.v1"
+
+    audience: Audience
+    additional_leads: int = Field(ge=1, le=10_000)
 
 
 @register

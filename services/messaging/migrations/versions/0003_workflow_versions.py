@@ -5,15 +5,15 @@ runs, and the lead's variant of each step that has variants.
 already has the columns: every statement is ``IF NOT EXISTS``. Existing campaigns and leads are on version 1,
 without variants.
 
-Revision ID: 0002_workflow_versions
+Revision ID: 0003_workflow_versions
 """
 
 from alembic import op
 
 from services.messaging.store import SCHEMA
 
-revision = "0002_workflow_versions"
-down_revision = "0001"
+revision = "0003_workflow_versions"
+down_revision = "0002_matched_posts"
 branch_labels = None
 depends_on = None
 
