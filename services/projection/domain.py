@@ -392,7 +392,14 @@ LEAD_STATE = MergeSpec(
 LEAD_CAMPAIGN = MergeSpec(
     table="lead_campaign",
     key=("workspace_id", "campaign_id", "lead_id"),
-    registers={"label_key": ("label",), "enroll_key": ("account_id",), "video_key": ("video_url",)},
+    registers={
+        "label_key": ("label",),
+        "enroll_key": ("account_id",),
+        "video_key": ("video_url",),
+        # The A/B variant of the lead's invite, and of its latest message (or email, or comment) that had one.
+        "invite_variant_key": ("invite_step", "invite_variant"),
+        "message_variant_key": ("message_step", "message_variant"),
+    },
     maximum=("last_event_at",),
     minimum=("first_event_at",),
     any=("enrolled", "invite_accepted", "replied", "completed", "unsubscribed"),
@@ -1059,6 +1066,15 @@ _COUNTERS: dict[type[Event], str] = {
 }
 
 
+_VARIANT_SLOTS: dict[type[Event], str] = {
+    InviteSent: "invite",
+    MessageSent: "message",
+    EmailSent: "message",
+    CommentPosted: "message",
+}
+"""Which A/B slot of a lead's campaign row a send with a ``variant`` fills: invites (their acceptance rate) and
+the texts after them (their reply rate)."""
+
 _FLAGS: dict[type[Event], str] = {Replied: "replied", LeadCompleted: "completed", LeadUnsubscribed: "unsubscribed"}
 
 
@@ -1157,6 +1173,11 @@ def _lead_contribution(env: EventRecord, data: LeadEvent) -> Contribution:
     counter = _COUNTERS.get(cls)
     if counter is not None:
         lc[counter] = 1
+    slot = _VARIANT_SLOTS.get(cls)
+    if slot is not None and fields.get("variant") is not None:
+        lc[f"{slot}_variant_key"] = key
+        lc[f"{slot}_step"] = fields.get("step_id")
+        lc[f"{slot}_variant"] = fields["variant"]
     if cls is LeadEnrolled:
         lc.update(enrolled=True, enroll_key=key, account_id=account_id)
     elif cls is VideoGenerated:
