@@ -139,6 +139,7 @@ def campaigns_router(ctx: OutreachContext) -> APIRouter:
                     "account_id": str(e.account_id),
                     "state": e.state,
                     "steps_done": e.steps_done,
+                    "workflow_version": e.workflow_version,
                     "accepted_at": e.accepted_at.isoformat() if e.accepted_at else None,
                     "enrolled_at": e.enrolled_at.isoformat(),
                 }

@@ -96,5 +96,7 @@ async def test_an_edit_moves_unstarted_leads_and_lets_started_ones_finish(
     assert steps("PostLiked", waiting) == [("like", 2)]
     assert steps("InviteSent", waiting) == [("invite", 2)]
     assert steps("MessageSent", waiting) == [("m2", 2)]
-    leads_now = {r["lead_id"]: r for r in await o.api("GET", f"/v1/campaigns/{cid}/leads", 200)}
+    page = await o.api("GET", f"/v1/campaigns/{cid}/leads", 200)
+    leads_now = {r["lead_id"]: r for r in page["items"]}
     assert leads_now[str(started)]["state"] == leads_now[str(waiting)]["state"] == "completed"
+    assert (leads_now[str(started)]["workflow_version"], leads_now[str(waiting)]["workflow_version"]) == (1, 2)
