@@ -278,15 +278,7 @@ class CampaignCommands:
                     daily_cap=cap,
                     weekly_limit=None,
                 )
-            active, skipped = await self._account_check(conn, workspace_id, campaign.account_ids)
-            if not active:
-                raise Problem(
-                    409,
-                    "no_active_account",
-                    "none of the campaign's accounts can send: " + "; ".join(f"{k}: {v}" for k, v in skipped.items()),
-                    skipped_accounts=skipped,
-                )
-            await _add_workers(conn, campaign_id, active)
+            _, skipped = await self._workers(conn, workspace_id, campaign)
             await conn.execute(
                 update(campaigns)
                 .where(campaigns.c.campaign_id == campaign_id)
@@ -364,15 +356,7 @@ class CampaignCommands:
                 raise Problem(
                     409, "invalid_state", f"campaign is {campaign.state}; only a pending campaign is prepared"
                 )
-            active, skipped = await self._account_check(conn, workspace_id, campaign.account_ids)
-            if not active:
-                raise Problem(
-                    409,
-                    "no_active_account",
-                    "none of the campaign's accounts can send: " + "; ".join(f"{k}: {v}" for k, v in skipped.items()),
-                    skipped_accounts=skipped,
-                )
-            await _add_workers(conn, campaign_id, active)
+            active, skipped = await self._workers(conn, workspace_id, campaign)
             await conn.execute(
                 update(campaigns)
                 .where(campaigns.c.campaign_id == campaign_id)
@@ -387,6 +371,21 @@ class CampaignCommands:
             await em.flush(conn)
         self.service.wake_relay()
         return await self.details(workspace_id, campaign_id)
+
+    async def _workers(
+        self, conn: AsyncConnection, workspace_id: str, campaign: Row[Any]
+    ) -> tuple[list[UUID], dict[str, str]]:
+        """A worker per active account of the campaign (409 when none can send); (active, skipped with why)."""
+        active, skipped = await self._account_check(conn, workspace_id, campaign.account_ids)
+        if not active:
+            raise Problem(
+                409,
+                "no_active_account",
+                "none of the campaign's accounts can send: " + "; ".join(f"{k}: {v}" for k, v in skipped.items()),
+                skipped_accounts=skipped,
+            )
+        await _add_workers(conn, campaign.campaign_id, active)
+        return active, skipped
 
     async def _account_check(
         self, conn: AsyncConnection, workspace_id: str, account_ids: list[str]
