@@ -189,8 +189,9 @@ class DemoScenario:
         return dict(self.call("POST", "outreach", f"/v1/campaigns/{campaign_id}/launch", json={}))
 
     def pending_drafts(self, campaign_id: str) -> list[dict[str, Any]]:
-        """The campaign's drafts waiting for review in the Messaging Lab."""
-        return list(self.call("GET", "messaging", f"/v1/campaigns/{campaign_id}/drafts", params={"status": "pending"}))
+        """The campaign's drafts waiting for review in the Messaging Lab (its first page: the oldest)."""
+        page = self.call("GET", "messaging", f"/v1/campaigns/{campaign_id}/drafts", params={"status": "pending"})
+        return list(page["items"])
 
     def approve(self, draft_id: str) -> dict[str, Any]:
         """Approve a draft as it is (the Messaging Lab's approve)."""
