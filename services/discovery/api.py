@@ -13,19 +13,20 @@ from uuid import UUID
 
 from fastapi import APIRouter, Depends, File, Form, Query, Response, UploadFile
 from fastapi.exceptions import RequestValidationError
-from leadstream_schemas import FitSignal, LeadSource, SearchStarted
+from leadstream_schemas import FitSignal, LeadSource
 from pydantic import BaseModel, Field, StringConstraints, ValidationError, field_validator
 from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert
 
 from services.runtime.auth import workspace_id
 from services.runtime.errors import Problem
+from services.runtime.idempotency import IdempotencyKey
 from services.runtime.providers import ProviderError, RateLimited
 from services.runtime.service import Service
 
-from . import domain
+from . import commands, domain
 from .adapters import SearchProvider, SearchQuery
-from .handlers import SearchRunner, finish, search_envelope
+from .handlers import SearchRunner, finish
 from .imports import CsvImporter, ImportReport
 from .settings import DiscoverySettings
 from .store import add_lead, leads, searches, source_group_members, source_groups
@@ -98,6 +99,31 @@ class SearchIn(BaseModel):
     criteria: dict[str, Any]
     target_count: int = Field(ge=1, le=10_000)
     schedule: ScheduleIn | None = None
+
+
+class SuggestIn(BaseModel):
+    """A discovery prompt to suggest signals for."""
+
+    prompt: Annotated[str, StringConstraints(strip_whitespace=True, min_length=3, max_length=2000), domain.NoNul]
+    limit: int = Field(5, ge=1, le=10)
+
+
+class SuggestionOut(BaseModel):
+    """One suggested signal: its type (a ``signals`` criteria value), a name, a phrasing and why."""
+
+    signal_type: str
+    label: str
+    phrasing: str
+    why: str
+
+
+class SuggestionsOut(BaseModel):
+    """Signals a prompt suggests (best first), with the location hint and lookback it mentions (or null)."""
+
+    suggestions: list[SuggestionOut]
+    location: str | None
+    lookback_days: int | None
+    custom_signal: str | None
 
 
 class SearchCreated(BaseModel):
@@ -325,62 +351,39 @@ def build_router(
         return PreviewOut(kind=body.kind, total=page.total, matches=matches, has_more=page.next_cursor is not None)
 
     @router.post("/searches", status_code=201, response_model=SearchCreated)
-    async def create_search(body: SearchIn, ws: Workspace) -> SearchCreated:
-        """Save a search and start it in the background; it emits ``SearchStarted`` now."""
+    async def create_search(
+        body: SearchIn, ws: Workspace, response: Response, key: IdempotencyKey = None
+    ) -> SearchCreated:
+        """Save a search and start it in the background; it emits ``SearchStarted`` now. Sent again with the
+        same ``Idempotency-Key``, it answers with the first request's search (``Idempotent-Replayed: true``)."""
         criteria = _criteria(body.kind, body.criteria).model_dump(mode="json")
-        search_id, group_id, started_id = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
-        now = service.clock.now()
-        schedule = body.schedule
-        async with engine.begin() as conn:
-            await conn.execute(
-                source_groups.insert().values(
-                    source_group_id=group_id,
-                    workspace_id=ws,
-                    name=body.name,
-                    kind=body.kind,
-                    search_id=search_id,
-                    created_at=now,
-                )
-            )
-            await conn.execute(
-                searches.insert().values(
-                    search_id=search_id,
-                    workspace_id=ws,
-                    source_group_id=group_id,
-                    name=body.name,
-                    kind=body.kind,
-                    criteria=criteria,
-                    target_count=body.target_count,
-                    recurring=schedule is not None,
-                    per_run=schedule.per_run if schedule else None,
-                    interval_minutes=(schedule.interval_minutes or settings.recurring_interval_minutes)
-                    if schedule
-                    else None,
-                    status="running",
-                    started_event_id=started_id,
-                    created_at=now,
-                    updated_at=now,
-                )
-            )
-            event = SearchStarted(
-                search_id=search_id,
-                source_group_id=group_id,
-                kind=body.kind,
-                name=body.name,
-                criteria=criteria,
-                target_count=body.target_count,
-            )
-            await service.emit(
-                conn,
-                [
-                    search_envelope(
-                        service, event, workspace_id=ws, search_id=search_id, what="started", started_id=started_id
-                    )
-                ],
-            )
-        service.wake_relay()
-        runner.wake()
+        search_id, group_id, created = await commands.create_search(
+            service,
+            settings,
+            runner,
+            ws,
+            name=body.name,
+            kind=body.kind,
+            criteria=criteria,
+            target_count=body.target_count,
+            schedule=body.schedule,
+            idempotency_key=key,
+        )
+        if not created:
+            response.headers["Idempotent-Replayed"] = "true"
         return SearchCreated(search_id=search_id, source_group_id=group_id, status="running")
+
+    @router.post("/signal-suggestions", response_model=SuggestionsOut)
+    async def signal_suggestions(body: SuggestIn, ws: Workspace) -> SuggestionsOut:
+        """Signal types a discovery prompt asks for, each with a phrasing, plus the location and lookback the
+        prompt mentions: what to pick in a signal search. Nothing is saved and no provider is asked."""
+        found = domain.suggest_signals(body.prompt, body.limit)
+        return SuggestionsOut(
+            suggestions=[SuggestionOut(**s.__dict__) for s in found.suggestions],
+            location=found.location,
+            lookback_days=found.lookback_days,
+            custom_signal=found.custom_signal,
+        )
 
     @router.get("/searches", response_model=SearchList)
     async def list_searches(ws: Workspace, limit: int = Query(50, ge=1, le=500)) -> SearchList:
