@@ -15,6 +15,7 @@ from uuid import UUID
 
 from leadstream_schemas import (
     HEALTHY_STATUSES,
+    AccountConnected,
     AccountDeleted,
     AccountStatusChanged,
     CampaignNeedsReview,
@@ -73,6 +74,33 @@ async def find_account(conn: AsyncConnection, ident: str) -> Row[Any] | None:
         select(accounts.c.account_id).where(accounts.c.provider_account_id == ident, accounts.c.deleted_at.is_(None))
     )
     return await lock_account(conn, found) if found is not None else None
+
+
+async def complete_connection(
+    conn: AsyncConnection, em: Emitter, account: Row[Any], provider_account_id: str | None, now: datetime
+) -> None:
+    """A pending account finished its hosted authorisation (callback, or a refresh that found it done):
+    it is connected and can send (``AccountConnected``)."""
+    verified = account.provider == "email"
+    await conn.execute(
+        update(accounts)
+        .where(accounts.c.account_id == account.account_id)
+        .values(
+            status="connected",
+            healthy=True,
+            sender_email_verified=verified,
+            updated_at=now,
+            provider_account_id=provider_account_id or account.provider_account_id or str(account.account_id),
+        )
+    )
+    em.emit(
+        AccountConnected(
+            account_id=account.account_id,
+            provider=account.provider,
+            display_name=account.display_name,
+            sender_email_verified=verified,
+        )
+    )
 
 
 class AccountStatus:

@@ -13,19 +13,21 @@ import uuid
 from typing import Any
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Request, Response
-from leadstream_schemas import AccountConnected, AccountConnectionRequested
-from sqlalchemy import select, update
+from fastapi import APIRouter, Body, Depends, Request, Response
+from leadstream_schemas import HEALTHY_STATUSES, AccountConnected, AccountConnectionRequested
+from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.engine import Row
 
 from services.runtime.auth import workspace_id
+from services.runtime.errors import Problem
+from services.runtime.plans import Plan
 
-from .accounts import find_account, lock_account, normalise_status
+from .accounts import complete_connection, find_account, lock_account, normalise_status
 from .context import OutreachContext
 from .domain.compliance import normalise_email
 from .emit import RootEmitter
-from .models import AccountIn
+from .models import AccountIn, ReconnectIn
 from .problems import invalid, json_object, not_found
 from .store import accounts, leases, reconnect_emails
 
@@ -51,9 +53,21 @@ def accounts_router(ctx: OutreachContext) -> APIRouter:
     r = APIRouter(tags=["accounts"])
     service = ctx.service
 
+    def callback_url() -> str:
+        return f"{ctx.settings.public_base_url.rstrip('/')}/v1/accounts/callback"
+
     @r.post("/v1/accounts", status_code=201)
-    async def connect(body: AccountIn, response: Response, ws: str = Depends(workspace_id)) -> dict[str, Any]:
-        """Connect an account: at once in simulated mode, else through a hosted authorisation link (202)."""
+    async def connect(
+        body: AccountIn,
+        response: Response,
+        plan: Plan,
+        ws: str = Depends(workspace_id),
+    ) -> dict[str, Any]:
+        """Connect an account: at once in simulated mode, else through a hosted authorisation link (202).
+
+        An email sender needs the Scale plan or its email-sender add-on (403 ``plan_required`` otherwise)."""
+        if body.provider == "email":
+            plan.require("email_sender", "provider")
         now = service.clock.now()
         account_id = uuid.uuid4()
         immediate = (
@@ -65,7 +79,7 @@ def accounts_router(ctx: OutreachContext) -> APIRouter:
         auth_url = None
         if not immediate and body.provider == "linkedin":
             auth_url = await ctx.linkedin.hosted_auth_link(
-                str(account_id), f"{ctx.settings.public_base_url.rstrip('/')}/v1/accounts/callback", now
+                str(account_id), callback_url(), now, return_url=body.return_url
             )
         async with service.engine.begin() as conn:
             await conn.execute(
@@ -124,31 +138,15 @@ def accounts_router(ctx: OutreachContext) -> APIRouter:
             status = str(data.get("status", "")).lower()
             if status not in ("creation_success", "reconnected", "ok", "connected", "verified"):
                 raise invalid("status", f"{data.get('status')!r} does not complete a connection")
-            verified = account.provider == "email"
-            await conn.execute(
-                update(accounts)
-                .where(accounts.c.account_id == account.account_id)
-                .values(
-                    status="connected",
-                    healthy=True,
-                    sender_email_verified=verified,
-                    updated_at=now,
-                    provider_account_id=str(
-                        data.get("account_id") or account.provider_account_id or account.account_id
-                    ),
-                )
-            )
             em = RootEmitter(service, account.workspace_id)
-            em.emit(
-                AccountConnected(
-                    account_id=account.account_id,
-                    provider=account.provider,
-                    display_name=account.display_name,
-                    sender_email_verified=verified,
-                )
-            )
+            provider_id = str(data.get("account_id") or "") or None
+            if account.status == "pending":
+                await complete_connection(conn, em, account, provider_id, now)
+            else:  # a reconnect through the hosted page: the account is healthy again and its campaigns resume
+                await ctx.account_status.apply(conn, em, account, "reconnected", now)
             await em.flush(conn)
         service.wake_relay()
+        ctx.runner.wake()
         return {"status": "connected", "account_id": str(account.account_id)}
 
     @r.get("/v1/accounts")
@@ -236,13 +234,49 @@ def accounts_router(ctx: OutreachContext) -> APIRouter:
             account = await lock_account(conn, account_id, ws)
             if account is None:
                 raise not_found("account", account_id)
-            if status is not None and account.status != "pending":
-                em = RootEmitter(service, ws)
-                await ctx.account_status.apply(conn, em, account, status, service.clock.now())
-                await em.flush(conn)
+            em = RootEmitter(service, ws)
+            now = service.clock.now()
+            if account.status == "pending":
+                # "Check again": the provider finished the hosted connection but its callback has not come.
+                if status in HEALTHY_STATUSES:
+                    await complete_connection(conn, em, account, row.provider_account_id, now)
+            elif status is not None:
+                await ctx.account_status.apply(conn, em, account, status, now)
+            await em.flush(conn)
             row = (await conn.execute(select(accounts).where(accounts.c.account_id == account_id))).one()
         service.wake_relay()
+        ctx.runner.wake()
         return account_view(row)
+
+    @r.post("/v1/accounts/{account_id}/reconnect-link")
+    async def reconnect_link(
+        account_id: UUID,
+        body: ReconnectIn = Body(default_factory=ReconnectIn),  # noqa: B008
+        ws: str = Depends(workspace_id),
+    ) -> dict[str, Any]:
+        """A hosted authorisation link that reconnects a LinkedIn account (the provider calls back when done)."""
+        async with service.engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    select(accounts).where(
+                        accounts.c.account_id == account_id,
+                        accounts.c.workspace_id == ws,
+                        accounts.c.deleted_at.is_(None),
+                    )
+                )
+            ).first()
+        if row is None:
+            raise not_found("account", account_id)
+        if row.provider != "linkedin":
+            raise Problem(409, "not_linkedin", f"account {account_id} is an email sender: it has nothing to reconnect")
+        auth_url = await ctx.linkedin.hosted_auth_link(
+            str(account_id),
+            callback_url(),
+            service.clock.now(),
+            return_url=body.return_url,
+            reconnect=row.provider_account_id or str(account_id),
+        )
+        return {"account_id": str(account_id), "auth_url": auth_url}
 
     @r.post("/v1/webhooks/accounts")
     async def account_status_webhook(request: Request) -> dict[str, Any]:

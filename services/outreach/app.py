@@ -41,6 +41,7 @@ from .context import OutreachContext
 from .handlers import OutreachHandlers
 from .runner import Runner
 from .settings import OutreachSettings
+from .sim_hosted import hosted_router
 from .steps import StepExecutor
 from .store import metadata, runtime_tables
 
@@ -79,7 +80,13 @@ def build(
                 connected_rate=settings.sim_connected_rate,
                 invite_limit_per_week=settings.sim_invite_limit_per_week,
             )
-            linkedin = SimulatedLinkedIn(sim, behaviour, engine=service.engine)
+            linkedin = SimulatedLinkedIn(
+                sim,
+                behaviour,
+                engine=service.engine,
+                hosted_base_url=settings.public_base_url,
+                secret=settings.webhook_secret,
+            )
     if email is None:
         if settings.email_provider == "http":
             email = HttpEmailSender(
@@ -130,6 +137,8 @@ def build(
         },
     )
     service.include_router(build_router(ctx))
+    if isinstance(linkedin, SimulatedLinkedIn):
+        service.include_router(hosted_router(linkedin, settings.webhook_secret))
     if settings.timer_loop_enabled:
         runner.timers.serve()
         runner.intents.serve()

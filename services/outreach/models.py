@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Any, Literal
+from urllib.parse import urlsplit
 from uuid import UUID
 
 from leadstream_schemas import Strategy
@@ -165,20 +166,53 @@ class LaunchIn(_In):
     )
 
 
+def _return_url(value: str | None) -> str | None:
+    """A page to send the user back to after the hosted authorisation: an absolute http(s) URL."""
+    if value is None:
+        return None
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError("must be an absolute http(s) URL")
+    return value
+
+
 class AccountIn(_In):
     """Connect an account: a LinkedIn account (hosted authorisation) or an email sender."""
 
     provider: Literal["linkedin", "email"] = "linkedin"
-    display_name: str | None = None
-    sender_email: str | None = Field(None, description="For provider=email: the sender address.")
-    notify_email: str | None = Field(None, description="Where reconnect emails go.")
+    display_name: str | None = Field(None, max_length=200)
+    sender_email: str | None = Field(None, max_length=254, description="For provider=email: the sender address.")
+    notify_email: str | None = Field(None, max_length=254, description="Where reconnect emails go.")
     hosted: bool = Field(False, description="Use the hosted authorisation link even in simulated mode.")
+    return_url: str | None = Field(
+        None,
+        max_length=2000,
+        description="Where the hosted authorisation page sends the user when it is done (e.g. the console's "
+        "accounts page); the provider's success and failure redirect.",
+    )
+
+    _check_return = field_validator("return_url")(_return_url)
 
     @model_validator(mode="after")
     def _email_needs_sender(self) -> AccountIn:
         if self.provider == "email" and not (self.sender_email and "@" in self.sender_email):
             raise ValueError("an email sender account needs sender_email")
         return self
+
+
+class ReconnectIn(_In):
+    """Ask for a reconnect link (the provider's hosted page for an account that needs reconnecting)."""
+
+    return_url: str | None = Field(None, max_length=2000, description="Where the hosted page sends the user back.")
+
+    _check_return = field_validator("return_url")(_return_url)
+
+
+class AccountsIn(_In):
+    """The LinkedIn accounts a campaign sends from, replacing its current ones (resolves a campaign that
+    needs review because its account was deleted)."""
+
+    account_ids: list[UUID] = Field(min_length=1, max_length=50)
 
 
 class BlockIn(_In):
