@@ -42,6 +42,8 @@ class Strategy(_Part):
     template: str | None = None
     review: bool = False
     invite_note: bool = True
+    personalise: bool = True
+    """Light personalisation: rephrase each text slightly per recipient (off: every lead gets the same wording)."""
 
 
 @register
