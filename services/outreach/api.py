@@ -19,9 +19,9 @@ from .api_accounts import accounts_router
 from .api_compliance import compliance_router
 from .api_webhooks import webhooks_router
 from .context import OutreachContext
-from .domain.workflow import PRESET_DESCRIPTIONS, PRESET_TITLES, resolve_workflow
-from .models import AccountsIn, CampaignIn, LaunchIn
-from .problems import not_found
+from .domain.workflow import PRESET_DESCRIPTIONS, PRESET_TITLES, GraphError, resolve_workflow
+from .models import AccountsIn, CampaignIn, LaunchIn, WorkflowCheckIn
+from .problems import invalid, not_found
 from .store import campaigns, enrollments
 
 
@@ -42,6 +42,21 @@ def campaigns_router(ctx: OutreachContext) -> APIRouter:
             }
             for name, title in PRESET_TITLES.items()
         ]
+
+    @r.post("/v1/workflows/validate")
+    async def validate_workflow(body: WorkflowCheckIn, ws: str = Depends(workspace_id)) -> dict[str, Any]:
+        """The validated graph of a preset with options (what a campaign with this workflow would run): its
+        steps, edges with their waits, the warnings of validation and the unreachable steps; a value out of
+        its range is a 422 naming it. Nothing is stored."""
+        try:
+            graph = resolve_workflow(
+                body.workflow.model_dump(exclude_none=True),
+                default_note=body.invite_note,
+                email_fallback=body.email_fallback,
+            )
+        except GraphError as exc:
+            raise invalid(exc.field, exc.message) from None
+        return {"graph": graph.to_dict()}
 
     @r.post("/v1/campaigns", status_code=201)
     async def create(

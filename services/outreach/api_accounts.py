@@ -32,9 +32,10 @@ from .problems import invalid, json_object, not_found
 from .store import accounts, leases, reconnect_emails
 
 
-def account_view(row: Row[Any]) -> dict[str, Any]:
-    """The API shape of an account."""
+def account_view(row: Row[Any], *, dry_run: bool | None = None) -> dict[str, Any]:
+    """The API shape of an account (``email_dry_run``: an email sender's emails are dry runs)."""
     return {
+        "email_dry_run": dry_run if row.provider == "email" else None,
         "account_id": str(row.account_id),
         "provider": row.provider,
         "display_name": row.display_name,
@@ -158,7 +159,7 @@ def accounts_router(ctx: OutreachContext) -> APIRouter:
                 .where(accounts.c.workspace_id == ws, accounts.c.deleted_at.is_(None))
                 .order_by(accounts.c.created_at)
             )
-            return [account_view(row) for row in rows]
+            return [account_view(row, dry_run=not ctx.settings.email_real_sends) for row in rows]
 
     @r.get("/v1/accounts/{account_id}")
     async def get_account(account_id: UUID, ws: str = Depends(workspace_id)) -> dict[str, Any]:

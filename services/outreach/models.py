@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 from uuid import UUID
 
@@ -155,6 +155,24 @@ class CampaignIn(_In):
     delivery: DeliveryIn = Field(default_factory=DeliveryIn)
     account_ids: list[UUID] = Field(min_length=1)
     video: VideoIn | None = None
+
+
+class WorkflowOptionsIn(_In):
+    """A preset and the builder's options on it (see ``domain.workflow.customise_preset``)."""
+
+    preset: str = Field(min_length=1, max_length=50)
+    spacing_minutes: int | None = Field(None, description="Step spacing, 5-720 minutes (every 'always' edge).")
+    invite_wait_hours: int | None = Field(None, description="Invite-to-message wait, 1-168 hours.")
+    comment_mode: Literal["auto", "draft"] | None = None
+    without: list[Annotated[str, Field(max_length=50)]] = Field(default_factory=list, max_length=10)
+
+
+class WorkflowCheckIn(_In):
+    """A workflow to validate and draw before a campaign exists."""
+
+    workflow: WorkflowOptionsIn
+    invite_note: bool = Field(True, description="Invites carry a note (the strategy's invite_note).")
+    email_fallback: bool = Field(False, description="The delivery has an email fallback (adds its email step).")
 
 
 class LaunchIn(_In):

@@ -232,3 +232,24 @@ async def test_launch_plan_and_replacing_a_deleted_account(
     assert (await other.get(f"/v1/campaigns/{cid}/launch-plan")).status_code == 404
     assert (await other.put(f"/v1/campaigns/{cid}/accounts", json={"account_ids": [c]})).status_code == 404
     await other.aclose()
+
+
+async def test_a_workflow_is_validated_and_drawn_before_the_campaign_exists(
+    make_settings: MakeSettings, start_service: StartService, topic_prefix: str
+) -> None:
+    o = await start_outreach(make_settings, start_service, topic_prefix, start=MONDAY)
+    body = {"workflow": {"preset": "standard_connect", "without": ["message"]}, "email_fallback": True}
+    graph = (await o.api("POST", "/v1/workflows/validate", 200, json=body))["graph"]
+    assert [s["id"] for s in graph["steps"]] == ["invite", "follow_up", "email"]
+    assert graph["unreachable"] == ["follow_up"] and len(graph["warnings"]) == 3
+    bad = await o.client.post(
+        "/v1/workflows/validate", json={"workflow": {"preset": "direct_connect", "spacing_minutes": 1}}
+    )
+    assert bad.status_code == 422 and bad.json()["errors"] == [
+        {"field": "workflow.spacing_minutes", "message": "step spacing (minutes) must be between 5 and 720, got 1"}
+    ]
+    account = await o.account("a")
+    options = {"preset": "direct_connect", "invite_wait_hours": 3}
+    created = await o.api("POST", "/v1/campaigns", 201, json=_campaign(account, workflow=options))
+    assert created["workflow"]["preset"] == "direct_connect"
+    assert created["workflow"]["edges"][0]["delay_minutes"] == 180
