@@ -20,9 +20,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.runtime.auth import workspace_id
-from services.runtime.consumer import RetryLater
 from services.runtime.errors import Problem
-from services.runtime.providers import ProviderError
 from services.runtime.service import Service
 
 from . import domain
@@ -516,8 +514,9 @@ def build_router(core: MessagingCore, service: Service, *, generation_attempts: 
                     field="strategy.template",
                     errors=[{"field": "strategy.template", "message": "no such template in this workspace"}],
                 )
-            try:
-                found = await previews_of(
+            leads = [SampleLead(**lead.model_dump()) for lead in body.leads]
+            found = await lab.writing(
+                lambda: previews_of(
                     core,
                     conn,
                     ws,
@@ -525,13 +524,11 @@ def build_router(core: MessagingCore, service: Service, *, generation_attempts: 
                     steps=steps,
                     video=body.video,
                     template=template,
-                    leads=[SampleLead(**lead.model_dump()) for lead in body.leads],
+                    leads=leads,
                     now=service.clock.now(),
-                )
-            except (ProviderError, RetryLater) as exc:
-                raise Problem(
-                    503, "generator_unavailable", f"the previews could not be written now ({exc}); try again"
-                ) from None
+                ),
+                "the previews could not be written now",
+            )
         return PreviewOut(
             leads=[
                 PreviewLead(

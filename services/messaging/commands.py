@@ -5,9 +5,10 @@ an edit), reject with feedback and write the replacement. One transaction each; 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, TypeVar
 from uuid import UUID
 
 from leadstream_schemas import Channel, Envelope, MessageApproved, MessageEdited, MessageRejected
@@ -23,6 +24,8 @@ from services.runtime.service import Service
 from . import domain
 from .handlers import Emission, MessagingCore, load_campaign, load_profile
 from .store import drafts
+
+T = TypeVar("T")
 
 
 def check_template(field: str, text: str) -> None:
@@ -218,16 +221,21 @@ class LabCommands:
         """Reject a pending draft -> ``MessageRejected``, and write a new draft in its place (``MessageGenerated``).
 
         A transient generator failure is retried a few times; then a 503 says nothing was changed."""
+        return await self.writing(
+            lambda: self._reject_once(ws, draft_id, reason), "the draft could not be rewritten now"
+        )
+
+    async def writing(self, attempt_once: Callable[[], Awaitable[T]], failure: str) -> T:
+        """``attempt_once()`` (which asks the writer), tried again on a transient writer failure; then a 503
+        problem saying ``failure`` and that nothing was changed."""
         for attempt in range(1, self.generation_attempts + 1):
             try:
-                return await self._reject_once(ws, draft_id, reason)
+                return await attempt_once()
             except (ProviderError, RetryLater) as exc:
                 transient = isinstance(exc, RetryLater) or exc.transient
                 if not transient or attempt == self.generation_attempts:
                     raise Problem(
-                        503,
-                        "generator_unavailable",
-                        f"the draft could not be rewritten now ({exc}); nothing was changed, try again",
+                        503, "generator_unavailable", f"{failure} ({exc}); nothing was changed, try again"
                     ) from None
                 delay = exc.delay_s if isinstance(exc, RetryLater) else 0.2 * attempt
                 await asyncio.sleep(min(delay, 2.0))

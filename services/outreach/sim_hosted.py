@@ -41,6 +41,7 @@ def _page(title: str, body: str, status: int = 200) -> HTMLResponse:
     return HTMLResponse(
         f"""<!doctype html><html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1"><title>{html.escape(title)}</title>
+<link rel="icon" href="data:,">
 <style>
 body{{margin:0;font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;background:#f3f2ef;color:#1d2226}}
 .wrap{{min-height:100vh;display:grid;place-items:center;padding:24px}}
