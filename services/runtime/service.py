@@ -25,7 +25,7 @@ from sqlalchemy import MetaData
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from . import auth
-from .clock import Clock, SystemClock
+from .clock import Clock, ClockHeaders, SystemClock
 from .consumer import EventConsumer, Handler
 from .db import RuntimeTables, create_engine, ping
 from .errors import install_problem_handlers, problem_response
@@ -76,6 +76,7 @@ class Service:
         self.app.state.service = self
         self.app.state.tokens = auth.TokenResolver(self.engine)
         install_problem_handlers(self.app)
+        self.app.add_middleware(ClockHeaders, clock=self.clock)
         self._install_health_routes()
         self.stop_event = asyncio.Event()
         self.started = asyncio.Event()

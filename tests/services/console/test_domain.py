@@ -91,3 +91,23 @@ def test_why_a_campaign_is_paused_reads_as_words() -> None:
         "account x was deleted; the campaign has no account left"
     )
     assert domain.state_reason("some_new_reason") == "some new reason" and domain.state_reason(None) == ""
+
+
+def test_the_time_base_is_the_projections_clock_moving_at_its_scale() -> None:
+    base = domain.time_base("2026-03-02T12:00:00+00:00", "1800", seen=100.0)
+    assert base == domain.TimeBase(NOW, 100.0, 1800.0)
+    # Two seconds of the console's time later, campaign time has moved an hour.
+    assert base.now(102.0) == NOW + timedelta(hours=1)
+    assert base.now(99.0) == NOW  # a monotonic clock read before the answer never moves time back
+    # An event stamped on that clock half an hour ago reads "30 min ago", never "in ...".
+    assert domain.relative(NOW + timedelta(minutes=30), base.now(102.0)) == "30 min ago"
+    assert domain.time_base("2026-03-02T12:00:00+00:00", None, seen=0.0) == domain.TimeBase(NOW, 0.0, 1.0)
+
+
+def test_a_missing_or_unreadable_time_base_is_none() -> None:
+    assert domain.time_base(None, "1", 0.0) is None
+    assert domain.time_base("yesterday", "1", 0.0) is None
+    assert domain.time_base("2026-03-02T12:00:00", "1", 0.0) is None  # no time zone
+    assert domain.time_base("2026-03-02T12:00:00+00:00", "fast", 0.0) is None
+    assert domain.time_base("2026-03-02T12:00:00+00:00", "-2", 0.0) is None
+    assert domain.time_base("x" * 65, "1", 0.0) is None
