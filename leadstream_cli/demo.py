@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import signal
 import tempfile
 import time
 from datetime import UTC, datetime
@@ -29,7 +30,7 @@ from services.runtime.migrations import upgrade
 from services.runtime.settings import RuntimeSettings
 
 from .checkout import checkout
-from .processes import SERVICES, ServiceFleet
+from .processes import DEFAULT_PORTS, SERVICES, STOP, ServiceFleet
 
 # One real second is half an hour of campaign time: a 5-minute step spacing takes 0.17 s, and the
 # simulated leads' acceptance (up to 6 h) and reply (up to 8 h) delays play out in seconds.
@@ -226,8 +227,34 @@ def _print_summary(summary: dict[str, Any], campaign_id: str) -> None:
     console.print(table)
 
 
-def run_demo(*, once: bool, leads: int, timeout_s: float, env: dict[str, str]) -> int:
-    """Run the demo; returns the process exit code (0 when a lead's full lifecycle was shown)."""
+def _stop_fleet(fleet: ServiceFleet) -> None:
+    """Stop every service; a second Ctrl-C or SIGTERM meanwhile does not cut the stop short."""
+    with STOP.ignored(), console.status("stopping services…"):
+        codes = fleet.stop()
+    # -SIGTERM: stopped while still importing, before it had done anything (see ServiceFleet.stop).
+    unclean = {name: code for name, code in codes.items() if code not in (0, -signal.SIGTERM)}
+    if unclean:
+        console.print(f"[yellow]services that did not stop cleanly (exit codes): {unclean}[/]")
+
+
+def demo_ports(port_base: int | None) -> dict[str, int]:
+    """The services' ports: their defaults, or ``port_base``, ``port_base + 1``, ... in service order."""
+    if port_base is None:
+        return dict(DEFAULT_PORTS)
+    return {name: port_base + i for i, name in enumerate(SERVICES)}
+
+
+def run_demo(*, once: bool, leads: int, timeout_s: float, env: dict[str, str], port_base: int | None = None) -> int:
+    """Run the demo; returns the process exit code (0 when a lead's full lifecycle was shown).
+
+    SIGTERM and SIGHUP (a service manager, a closed terminal) stop it as Ctrl-C does: through the ``finally``
+    that stops every service, so none is left running on its own.
+    """
+    with STOP.installed():
+        return _run_demo(once=once, leads=leads, timeout_s=timeout_s, env=env, port_base=port_base)
+
+
+def _run_demo(*, once: bool, leads: int, timeout_s: float, env: dict[str, str], port_base: int | None) -> int:
     settings = RuntimeSettings()
     started = datetime.now(UTC)
     workspace = f"demo-{started:%Y%m%d%H%M%S}"
@@ -248,6 +275,7 @@ def run_demo(*, once: bool, leads: int, timeout_s: float, env: dict[str, str]) -
             "LEADSTREAM_WEBHOOKS_ALLOW_HTTP": "true",
         },
         log_dir=log_dir,
+        ports=demo_ports(port_base),
     )
     try:
         with console.status(f"starting the {len(SERVICES)} services…"):
@@ -284,7 +312,7 @@ def run_demo(*, once: bool, leads: int, timeout_s: float, env: dict[str, str]) -
         console.print(
             f"\nConsole {fleet.procs['console'].url} (a fresh sign-in link: {scenario.sign_in_link()})\n"
             f"API up: projection {fleet.procs['projection'].url}/docs · outreach {fleet.procs['outreach'].url}/docs\n"
-            f"workspace [bold]{workspace}[/], token [bold]{token}[/]\nCtrl-C stops every process.",
+            f"workspace [bold]{workspace}[/], token [bold]{token}[/]\nCtrl-C (or SIGTERM, SIGHUP) stops every process.",
             soft_wrap=True,
         )
         with contextlib.suppress(KeyboardInterrupt):
@@ -292,5 +320,4 @@ def run_demo(*, once: bool, leads: int, timeout_s: float, env: dict[str, str]) -
                 time.sleep(1.0)
         return 0
     finally:
-        with console.status("stopping services…"):
-            fleet.stop()
+        _stop_fleet(fleet)

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 import typer
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Column, Table
@@ -233,20 +233,6 @@ def redrive_headers(headers: Any) -> list[tuple[str, bytes]]:
     return [(name, value) for name, value in headers or () if not name.startswith(DLQ_HEADER_PREFIX)]
 
 
-def _producer(settings: RuntimeSettings) -> AIOKafkaProducer:
-    from services.runtime.kafka import client_security
-
-    return AIOKafkaProducer(
-        bootstrap_servers=settings.kafka_bootstrap_servers,
-        client_id="leadstream-dlq-redrive",
-        acks="all",
-        enable_idempotence=True,
-        compression_type="gzip",
-        linger_ms=5,
-        **client_security(settings),
-    )
-
-
 async def redrive(
     settings: RuntimeSettings,
     topic: str,
@@ -265,7 +251,7 @@ async def redrive(
     A dry run publishes and commits nothing.
     """
     from services.runtime.consuming.reader import read_ranges
-    from services.runtime.kafka import client_security
+    from services.runtime.kafka import client_security, create_producer
 
     physical = dlq_topic(settings, topic)
     tps = await _partitions(settings, physical)
@@ -279,7 +265,7 @@ async def redrive(
         isolation_level="read_committed",
         **client_security(settings),
     )
-    producer = None if dry_run else _producer(settings)
+    producer = None if dry_run else create_producer(settings, client_id="leadstream-dlq-redrive")
     await consumer.start()
     started = time.monotonic()
     try:

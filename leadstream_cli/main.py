@@ -106,9 +106,9 @@ def topics_apply(
 
 @app.command()
 def migrate() -> None:
-    """Apply the migrations of every service (and the identity schema)."""
+    """Apply the migrations of every service, the runtime's tables in each, and the identity schema."""
     from services.runtime import auth
-    from services.runtime.migrations import upgrade
+    from services.runtime.migrations import upgrade, upgrade_service
 
     settings = RuntimeSettings()
 
@@ -116,7 +116,7 @@ def migrate() -> None:
         await upgrade(auth.MIGRATIONS_DIR, settings.database_url, auth.IDENTITY_SCHEMA)
         for name in SERVICES:
             module = importlib.import_module(f"services.{name}.app")
-            await upgrade(Path(module.__file__).parent / "migrations", settings.database_url, name)  # type: ignore[arg-type]
+            await upgrade_service(Path(module.__file__).parent / "migrations", settings.database_url, name)  # type: ignore[arg-type]
             console.print(f"[green]migrated[/] {name}")
 
     asyncio.run(go())
@@ -132,10 +132,16 @@ def run(service: Annotated[str, typer.Argument(help=f"One of: {', '.join(SERVICE
 
 @tokens_app.command("create")
 def tokens_create(
-    workspace: Annotated[str, typer.Option(help="Workspace id the token grants access to.")],
-    label: Annotated[str, typer.Option(help="A note to recognise the token by.")] = "",
+    workspace: Annotated[str, typer.Option(help="Workspace id the token grants access to (at most 200 characters).")],
+    label: Annotated[str, typer.Option(help="A note to recognise the token by (at most 200 characters).")] = "",
 ) -> None:
     """Create an API token for a workspace and print it (only its hash is stored)."""
+    from leadstream_schemas.bounds import unstorable
+
+    for name, value in (("--workspace", workspace), ("--label", label)):
+        problem = "must be at most 200 characters" if len(value) > 200 else unstorable(value)
+        if problem or (name == "--workspace" and not value.strip()):
+            raise typer.BadParameter(problem or "must not be empty", param_hint=name)
     from services.runtime import auth
     from services.runtime.db import create_engine
     from services.runtime.migrations import upgrade
@@ -156,13 +162,22 @@ def tokens_create(
 @app.command()
 def demo(
     once: Annotated[bool, typer.Option("--once", help="Exit after printing the results.")] = False,
-    leads: Annotated[int, typer.Option(help="How many simulated leads the demo search finds.")] = 25,
+    leads: Annotated[
+        int, typer.Option(min=1, max=10_000, help="How many simulated leads the demo search finds (1-10,000).")
+    ] = 25,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for the campaign to play out.")] = 180.0,
+    port_base: Annotated[
+        int | None,
+        typer.Option(help="Serve the services on this port and the next ones, in service order (default: 8101...)."),
+    ] = None,
 ) -> None:
-    """Start every service, run a demo campaign and print a lead's timeline and the summary."""
+    """Start every service, run a demo campaign and print a lead's timeline and the summary.
+
+    Ctrl-C, SIGTERM and SIGHUP stop every service it started.
+    """
     from .demo import run_demo
 
-    raise typer.Exit(run_demo(once=once, leads=leads, timeout_s=timeout, env=dict(os.environ)))
+    raise typer.Exit(run_demo(once=once, leads=leads, timeout_s=timeout, env=dict(os.environ), port_base=port_base))
 
 
 def _mount_analyst_commands() -> None:
@@ -175,10 +190,11 @@ def _mount_analyst_commands() -> None:
 
 
 def _mount_operator_commands() -> None:
-    """The operators' commands: dead letters (list, re-drive)."""
-    from . import dlq
+    """The operators' commands: dead letters (list, re-drive) and parked outbox rows (list, retry, drop)."""
+    from . import dlq, outbox
 
     app.add_typer(dlq.dlq_app, name="dlq")
+    app.add_typer(outbox.outbox_app, name="outbox")
 
 
 _mount_analyst_commands()

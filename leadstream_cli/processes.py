@@ -9,10 +9,13 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+
+from services.runtime.settings import RuntimeSettings
 
 DEFAULT_PORTS = {
     "discovery": 8101,
@@ -26,6 +29,75 @@ DEFAULT_PORTS = {
 }
 SERVICES = tuple(DEFAULT_PORTS)
 """Every leadstream service, in start order (the one list the CLI, the demo and the tests use)."""
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+"""The signals that stop a fleet's owner (Ctrl-C, a service manager, a closed terminal)."""
+KILL_MARGIN_S = 5.0
+"""How long past a service's own grace period a fleet waits before SIGKILL."""
+
+
+def shutdown_grace_s(env: dict[str, str]) -> float:
+    """The grace period the services of ``env`` give themselves on SIGTERM (LEADSTREAM_SHUTDOWN_GRACE_S)."""
+    value = env.get("LEADSTREAM_SHUTDOWN_GRACE_S")
+    return float(value) if value else float(RuntimeSettings.model_fields["shutdown_grace_s"].default)
+
+
+class StopSignals:
+    """Ctrl-C, SIGTERM and SIGHUP as one way to stop: while :meth:`installed`, each raises KeyboardInterrupt in
+    the main thread, so the ``finally`` that stops the services runs whatever stopped the process.
+
+    Inside :meth:`deferred` a signal waits for the end of the block (starting a child and recording it must
+    not be split: a child started but not recorded would be left running); inside :meth:`ignored` (the stop
+    itself) a second signal does not cut the stop short.
+    """
+
+    def __init__(self) -> None:
+        self._deferring = 0
+        self._ignoring = 0
+        self._pending: int | None = None
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator[None]:
+        """Handle the stop signals this way for the duration of the block."""
+        previous = {sig: signal.signal(sig, self._handle) for sig in STOP_SIGNALS}
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+    def _handle(self, signum: int, frame: object) -> None:
+        if self._ignoring:
+            return
+        if self._deferring:
+            self._pending = signum
+            return
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    @contextlib.contextmanager
+    def deferred(self) -> Iterator[None]:
+        """Hold a stop signal until the block is done, then raise it."""
+        self._deferring += 1
+        try:
+            yield
+        finally:
+            self._deferring -= 1
+            pending, self._pending = self._pending, None
+            if pending is not None and not self._deferring:
+                raise KeyboardInterrupt(signal.Signals(pending).name)
+
+    @contextlib.contextmanager
+    def ignored(self) -> Iterator[None]:
+        """Ignore stop signals during the block."""
+        self._ignoring += 1
+        try:
+            yield
+        finally:
+            self._ignoring -= 1
+
+
+STOP = StopSignals()
+"""The process's stop signals (the demo installs them; a fleet defers them while it starts a service)."""
 
 
 def free_port() -> int:
@@ -57,7 +129,7 @@ class ServiceProcess:
 
 @dataclass
 class ServiceFleet:
-    """The services of one run; stops them all (TERM, then KILL) on :meth:`stop`."""
+    """The services of one run; stops them all (SIGTERM, then SIGKILL past their grace period) on :meth:`stop`."""
 
     env: dict[str, str]
     log_dir: Path
@@ -76,16 +148,18 @@ class ServiceFleet:
             # Where its callbacks and the simulated provider's hosted page are reached: this fleet's port.
             env["LEADSTREAM_PUBLIC_BASE_URL"] = f"http://127.0.0.1:{port}"
         env.update(extra)
-        log = log_path.open("ab")
-        proc = subprocess.Popen(
-            [sys.executable, "-m", f"services.{name}"],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        sp = ServiceProcess(name, port, proc, log_path)
-        self.procs[name] = sp
+        with log_path.open("ab") as log, STOP.deferred():
+            # Its own session: a Ctrl-C or a closed terminal reaches this process, which stops the services
+            # in order, instead of every process at once.
+            proc = subprocess.Popen(
+                [sys.executable, "-m", f"services.{name}"],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+            sp = ServiceProcess(name, port, proc, log_path)
+            self.procs[name] = sp
         return sp
 
     def console_env(self) -> dict[str, str]:
@@ -128,16 +202,30 @@ class ServiceFleet:
             os.killpg(sp.process.pid, signal.SIGKILL)
         sp.process.wait(timeout=10)
 
-    def stop(self) -> None:
-        """Stop every service: SIGTERM, then SIGKILL after 15 s."""
-        for sp in self.procs.values():
+    def terminate(self, name: str) -> int:
+        """SIGTERM one service and wait for it (SIGKILL past its grace period); returns its exit code."""
+        return self._stop({name: self.procs.pop(name)})[name]
+
+    def stop(self) -> dict[str, int]:
+        """Stop every service: SIGTERM to all, then SIGKILL to any still running past their grace period.
+
+        Returns each service's exit code: 0 for a clean stop, -15 for one stopped while Python was still
+        importing it (before it handles signals, when it has done nothing yet), -9 when it had to be killed.
+        """
+        procs, self.procs = self.procs, {}
+        return self._stop(procs)
+
+    def _stop(self, procs: dict[str, ServiceProcess]) -> dict[str, int]:
+        for sp in procs.values():
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(sp.process.pid, signal.SIGTERM)
-        for sp in self.procs.values():
+        deadline = time.monotonic() + shutdown_grace_s(self.env) + KILL_MARGIN_S
+        codes: dict[str, int] = {}
+        for name, sp in procs.items():
             try:
-                sp.process.wait(timeout=15)
+                codes[name] = sp.process.wait(timeout=max(deadline - time.monotonic(), 0.1))
             except subprocess.TimeoutExpired:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(sp.process.pid, signal.SIGKILL)
-                sp.process.wait(timeout=5)
-        self.procs.clear()
+                codes[name] = sp.process.wait(timeout=10)
+        return codes

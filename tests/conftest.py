@@ -15,11 +15,12 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from services.runtime.consumer import EventConsumer
-from services.runtime.kafka import apply_topics
+from services.runtime.kafka import apply_topics, create_admin
 from services.runtime.service import Service
 from services.runtime.settings import RuntimeSettings
 from tests.support.infra import Infra, create_database, drop_database, ensure_infra, plain_dsn
 from tests.support.kafka import wait_for
+from tests.support.servers import DedicatedServers
 
 TEST_PARTITIONS = 3
 
@@ -38,12 +39,38 @@ async def database_url(infra: Infra) -> AsyncIterator[str]:
     await drop_database(plain_dsn(infra.database_url), make_url(url).database or "")
 
 
+@pytest.fixture
+async def own_database(infra: Infra) -> AsyncIterator[str]:
+    """A fresh database for one test (e.g. a fleet whose timers and tables no other test may share)."""
+    url = await create_database(infra.database_url, "leadstream_test_")
+    yield url
+    await drop_database(plain_dsn(infra.database_url), make_url(url).database or "")
+
+
 @pytest.fixture(scope="session")
-async def topic_prefix(infra: Infra) -> str:
-    """A topic prefix unique to this session, with every contract topic (and DLQ) created under it."""
+async def topic_prefix(infra: Infra) -> AsyncIterator[str]:
+    """A topic prefix unique to this session, with every contract topic (and DLQ) created under it.
+
+    Every topic under it (tests' own too) is deleted at the end, unless LEADSTREAM_TEST_KEEP_TOPICS=1: a
+    developer's broker would otherwise keep thousands of partitions of past runs and start ever more slowly.
+    """
     prefix = f"t{uuid.uuid4().hex[:8]}."
-    await apply_topics(_settings(infra.kafka_bootstrap_servers, "", prefix, "admin"), partitions=TEST_PARTITIONS)
-    return prefix
+    settings = _settings(infra.kafka_bootstrap_servers, "", prefix, "admin")
+    await apply_topics(settings, partitions=TEST_PARTITIONS)
+    yield prefix
+    if os.environ.get("LEADSTREAM_TEST_KEEP_TOPICS") != "1":
+        await _delete_topics(settings, prefix)
+
+
+async def _delete_topics(settings: RuntimeSettings, prefix: str) -> None:
+    admin = create_admin(settings, client_id="leadstream-test-cleanup")
+    await admin.start()
+    try:
+        mine = [name for name in await admin.list_topics() if name.startswith(prefix)]
+        for start in range(0, len(mine), 100):
+            await admin.delete_topics(mine[start : start + 100])
+    finally:
+        await admin.close()
 
 
 def _settings(
@@ -112,3 +139,15 @@ def subprocess_env(infra: Infra, database_url: str, topic_prefix: str) -> dict[s
         }
     )
     return env
+
+
+@pytest.fixture(scope="module")
+async def dedicated_servers() -> AsyncIterator[DedicatedServers]:
+    """A Kafka broker and a Postgres server of the module's own (free ports, state in a temporary folder), for
+    tests that kill them; the shared servers are never touched. Stopped by their PIDs after the module."""
+    servers = DedicatedServers.create()
+    try:
+        await servers.up()
+        yield servers
+    finally:
+        await servers.down()

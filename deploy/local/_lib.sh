@@ -1,12 +1,14 @@
 # shellcheck shell=bash disable=SC2034
 # Shared helpers for deploy/local/*.sh. Sourced, never executed.
 #
-# Sets: LS_LOCAL_DIR (this folder), LS_REPO_ROOT (two folders up), LS_RUN_DIR (<repo>/.run),
-#       LS_REPO_CACHE (<repo>/.cache), LS_USER_CACHE (per-user cache outside the clone).
+# Sets: LS_LOCAL_DIR (this folder), LS_REPO_ROOT (two folders up), LS_RUN_DIR (<repo>/.run, or
+#       LEADSTREAM_RUN_DIR: servers' state, logs and pid files, so a second broker or database, e.g. the
+#       outage tests' own, lives apart from the usual ones), LS_REPO_CACHE (<repo>/.cache),
+#       LS_USER_CACHE (per-user cache outside the clone).
 
 LS_LOCAL_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)"
 LS_REPO_ROOT="$(cd "${LS_LOCAL_DIR}/../.." && pwd -P)"
-LS_RUN_DIR="${LS_REPO_ROOT}/.run"
+LS_RUN_DIR="${LEADSTREAM_RUN_DIR:-${LS_REPO_ROOT}/.run}"
 LS_REPO_CACHE="${LS_REPO_ROOT}/.cache"
 LS_USER_CACHE="${LEADSTREAM_CACHE_DIR:-${HOME:-/tmp}/.cache/leadstream}"
 LS_PROG="${LS_PROG:-$(basename "$0")}"

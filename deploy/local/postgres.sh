@@ -16,11 +16,15 @@
 #   2. root on Debian/Ubuntu: Debian's postgresql (installed with apt-get if missing), in a
 #      DEDICATED cluster `leadstream` (pg_createcluster <ver> leadstream -p <port>), not the
 #      machine's `main` cluster. The cluster is machine-wide: another checkout may reuse it.
-#   3. otherwise (non-root, macOS, other Linux): initdb/pg_ctl from PATH (or
-#      /usr/lib/postgresql/<ver>/bin) with a data directory in <repo>/.run/postgres/data.
+#   3. otherwise (non-root, macOS, other Linux), or with PG_MODE=initdb: initdb/pg_ctl from PATH
+#      (or /usr/lib/postgresql/<ver>/bin) with a data directory in <run dir>/postgres/data, private
+#      to this checkout (or to LEADSTREAM_RUN_DIR). As root the server runs as the `postgres` user.
 #
 # Environment (defaults):
 #   DATABASE_URL                 use this server instead of a local one
+#   PG_MODE=auto                 auto (as above) or initdb (way 3 even as root: a second server with
+#                                its own data directory and port, e.g. for tests that kill it)
+#   LEADSTREAM_RUN_DIR=<repo>/.run   where way 3 keeps its data, log and socket
 #   PGPORT_LEADSTREAM=55432      port of the local server (127.0.0.1)
 #   PG_VERSION                   Debian: major version to use (default: existing leadstream
 #                                cluster's, else the newest in /usr/lib/postgresql)
@@ -37,6 +41,7 @@ LS_PROG="postgres.sh"
 source "$(dirname "${BASH_SOURCE[0]}")/_lib.sh"
 
 PGPORT_LEADSTREAM="${PGPORT_LEADSTREAM:-55432}"
+PG_MODE="${PG_MODE:-auto}"
 PG_START_TIMEOUT="${PG_START_TIMEOUT:-60}"
 CLUSTER="leadstream"
 DB_USER="leadstream"
@@ -78,8 +83,11 @@ libpq_url() {
 }
 
 mode() {
+  [[ "${PG_MODE}" == auto || "${PG_MODE}" == initdb ]] || die "PG_MODE=${PG_MODE}: expected auto or initdb"
   if [[ -n "${DATABASE_URL:-}" ]]; then
     echo external
+  elif [[ "${PG_MODE}" == initdb ]]; then
+    echo initdb
   elif [[ "$(id -u)" == 0 ]] && { command -v pg_ctlcluster >/dev/null 2>&1 || command -v apt-get >/dev/null 2>&1; }; then
     echo debian
   else
@@ -292,7 +300,32 @@ debian_port() {
   fi
 }
 
-# ------------------------------------------------------------------ initdb (non-root) mode
+# ------------------------------------------------------------------ initdb mode
+
+# Run a server program as the data directory's owner: this user, or `postgres` when root (initdb and
+# the server refuse to run as root).
+as_owner() {
+  if [[ "$(id -u)" == 0 ]]; then
+    (cd / && runuser -u postgres -- "$@")
+  else
+    "$@"
+  fi
+}
+
+owner_uid() {
+  if [[ "$(id -u)" == 0 ]]; then id -u postgres; else id -u; fi
+}
+
+# As root: hand the state folder to `postgres`, which must be able to reach it.
+prepare_owner() {
+  [[ "$(id -u)" == 0 ]] || return 0
+  id -u postgres >/dev/null 2>&1 ||
+    die "PG_MODE=initdb as root runs the server as the postgres user, which does not exist (apt-get install postgresql)"
+  command -v runuser >/dev/null 2>&1 || die "runuser (util-linux) is needed to run the server as postgres"
+  chown -R postgres: "${STATE}"
+  as_owner test -w "${STATE}" ||
+    die "the postgres user cannot write ${STATE}: every folder above it must be searchable by others (chmod o+x)"
+}
 
 PG_BIN=""
 find_pg_bin() {
@@ -316,10 +349,11 @@ socket_dir() {
   local dir="${STATE}/sock"
   if ((${#dir} > 80)); then
     dir="${TMPDIR:-/tmp}"
-    dir="${dir%/}/leadstream-pg-$(id -u)"
+    dir="${dir%/}/leadstream-pg-$(owner_uid)"
   fi
   mkdir -p "${dir}"
   chmod 700 "${dir}"
+  if [[ "$(id -u)" == 0 ]]; then chown postgres: "${dir}"; fi
   echo "${dir}"
 }
 
@@ -332,10 +366,8 @@ initdb_running_port() {
 }
 
 initdb_start() {
-  if [[ "$(id -u)" == 0 ]]; then
-    die "as root, only Debian/Ubuntu (pg_ctlcluster or apt-get) is supported: initdb refuses to run as root. Run as a normal user, or set DATABASE_URL"
-  fi
   find_pg_bin
+  prepare_owner
   local port running
   running="$(initdb_running_port)"
   if [[ -n "${running}" ]]; then
@@ -349,12 +381,12 @@ initdb_start() {
     if [[ ! -f "${DATA}/PG_VERSION" ]]; then
       log "initdb ${DATA}"
       rm -rf "${DATA}"
-      "${PG_BIN}/initdb" -D "${DATA}" -U postgres --auth=trust --no-locale -E UTF8 >&2 ||
+      as_owner "${PG_BIN}/initdb" -D "${DATA}" -U postgres --auth=trust --no-locale -E UTF8 >&2 ||
         die "initdb failed"
       test_settings >>"${DATA}/postgresql.conf"
     fi
     log "starting PostgreSQL on 127.0.0.1:${port} (data ${DATA}, log ${LOGFILE})"
-    "${PG_BIN}/pg_ctl" -D "${DATA}" -l "${LOGFILE}" -w -t "${PG_START_TIMEOUT}" \
+    as_owner "${PG_BIN}/pg_ctl" -D "${DATA}" -l "${LOGFILE}" -w -t "${PG_START_TIMEOUT}" \
       -o "-p ${port} -k $(socket_dir) -c listen_addresses=127.0.0.1" start >&2 9>&- 8>&- || {
       tail -n 30 "${LOGFILE}" >&2 || true
       die "pg_ctl start failed; see ${LOGFILE}"
@@ -378,7 +410,7 @@ initdb_stop() {
   else
     find_pg_bin
     log "stopping PostgreSQL (data ${DATA})"
-    "${PG_BIN}/pg_ctl" -D "${DATA}" -m fast -w stop >&2 || die "pg_ctl stop failed"
+    as_owner "${PG_BIN}/pg_ctl" -D "${DATA}" -m fast -w stop >&2 || die "pg_ctl stop failed"
     log "stopped"
   fi
   rm -f "${MARKER}"

@@ -14,6 +14,7 @@ from uuid import UUID
 from fastapi import APIRouter, Depends, File, Form, Query, Response, UploadFile
 from fastapi.exceptions import RequestValidationError
 from leadstream_schemas import FitSignal, LeadSource
+from leadstream_schemas.bounds import FreeJson
 from pydantic import BaseModel, Field, StringConstraints, ValidationError, field_validator
 from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert
@@ -32,16 +33,17 @@ from .settings import DiscoverySettings
 from .store import add_lead, leads, searches, source_group_members, source_groups
 
 Workspace = Annotated[str, Depends(workspace_id)]
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200), domain.NoNul]
-Text = Annotated[str, StringConstraints(strip_whitespace=True, max_length=domain.MAX_TEXT), domain.NoNul]
+Criteria = Annotated[
+    dict[str, Any],
+    FreeJson(max_properties=20, max_bytes=16_384),
+    Field(description="The criteria of the search's kind (see the kinds' models); at most 16 KiB as JSON."),
+]
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200), domain.Storable]
+Text = Annotated[str, StringConstraints(strip_whitespace=True, max_length=domain.MAX_TEXT), domain.Storable]
 
 
 def _criteria(kind: str, raw: dict[str, Any]) -> domain.Criteria:
     """Validate criteria for ``kind``; errors become a 422 naming ``criteria.<field>``."""
-    if domain.has_nul(raw):
-        raise RequestValidationError(
-            [{"loc": ("body", "criteria"), "type": "value_error", "msg": "must not contain NUL characters"}]
-        )
     try:
         return domain.parse_criteria(kind, raw)
     except ValidationError as exc:
@@ -56,7 +58,7 @@ class PreviewIn(BaseModel):
     """A search to try without saving it."""
 
     kind: domain.SearchKind
-    criteria: dict[str, Any]
+    criteria: Criteria
     limit: int = Field(10, ge=1, le=50)
 
 
@@ -96,7 +98,7 @@ class SearchIn(BaseModel):
 
     name: Name
     kind: domain.SearchKind
-    criteria: dict[str, Any]
+    criteria: Criteria
     target_count: int = Field(ge=1, le=10_000)
     schedule: ScheduleIn | None = None
 
@@ -104,7 +106,7 @@ class SearchIn(BaseModel):
 class SuggestIn(BaseModel):
     """A discovery prompt to suggest signals for."""
 
-    prompt: Annotated[str, StringConstraints(strip_whitespace=True, min_length=3, max_length=2000), domain.NoNul]
+    prompt: Annotated[str, StringConstraints(strip_whitespace=True, min_length=3, max_length=2000), domain.Storable]
     limit: int = Field(5, ge=1, le=10)
 
 
@@ -287,6 +289,7 @@ def build_router(
     """The discovery routes, bound to the service's engine, provider and search worker."""
     router = APIRouter(prefix="/v1", tags=["discovery"])
     engine = service.engine
+    service.limit_body("/v1/imports/csv", settings.csv_max_bytes)  # an upload may be larger than a JSON body
 
     async def search_row(ws: str, search_id: UUID) -> Any:
         async with engine.connect() as conn:
@@ -494,7 +497,7 @@ def build_router(
     async def import_csv(
         ws: Workspace,
         file: Annotated[UploadFile, File()],
-        name: Annotated[str | None, Form(max_length=200), domain.NoNul] = None,
+        name: Annotated[str | None, Form(max_length=200), domain.Storable] = None,
     ) -> ImportOut:
         """Import leads from a CSV file (columns linkedin_url and/or email, names, title, company, location)."""
         label = (name or "").strip() or (file.filename or "").replace("\x00", "")[:200] or "CSV import"

@@ -15,6 +15,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from uuid import UUID
 
 from leadstream_schemas import FitSignal, LeadAddedToSourceGroup, LeadDiscovered, LeadSource
+from leadstream_schemas.bounds import unstorable
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -133,29 +134,20 @@ def normalise_linkedin_search_url(raw: str) -> str:
     return f"https://www.linkedin.com/{path}/?{query}"
 
 
-def has_nul(value: Any) -> bool:
-    """True when a string anywhere in ``value`` holds a NUL character (Postgres text cannot store it)."""
-    if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, Mapping):
-        return any(has_nul(k) or has_nul(v) for k, v in value.items())
-    if isinstance(value, list | tuple):
-        return any(has_nul(v) for v in value)
-    return False
-
-
-def _no_nul(value: Any) -> Any:
-    if isinstance(value, str) and "\x00" in value:
-        raise ValueError("must not contain NUL characters")
+def _storable(value: Any) -> Any:
+    reason = unstorable(value) if isinstance(value, str) else None
+    if reason is not None:
+        raise ValueError(reason)
     return value
 
 
-NoNul = AfterValidator(_no_nul)
+Storable = AfterValidator(_storable)
+"""Refuses a NUL or a lone surrogate (Postgres cannot store them), like the contract's bounded strings."""
 
 
 # -- criteria ------------------------------------------------------------------------------------
 
-Term = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200), NoNul]
+Term = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200), Storable]
 
 
 class _Criteria(BaseModel):

@@ -39,6 +39,9 @@ class DiscoverySettings(RuntimeSettings):
     preview_default_limit: int = Field(10, ge=1, le=50)
 
     csv_max_rows: int = Field(50_000, ge=1, description="Rows beyond this are reported, not imported.")
+    csv_max_bytes: int = Field(
+        16_777_216, ge=1024, description="Largest CSV upload (the request body; 413 above it). Other routes: 1 MiB."
+    )
     csv_batch_rows: int = Field(200, ge=1, description="Good rows committed per transaction while streaming.")
     csv_max_reported_errors: int = Field(1000, ge=1, description="Row errors listed in the answer (counts stay exact).")
 

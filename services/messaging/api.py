@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from fastapi import APIRouter, Body, Depends, Query
+from fastapi import APIRouter, Body, Depends, Path, Query
 from leadstream_schemas import Channel, Strategy
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import and_, select, update
@@ -348,7 +348,7 @@ def build_router(core: MessagingCore, service: Service, *, generation_attempts: 
         return out
 
     @router.get("/templates/{ref}", response_model=TemplateOut)
-    async def get_template(ref: str, ws: Workspace) -> TemplateOut:
+    async def get_template(ref: Annotated[str, Path(max_length=200)], ws: Workspace) -> TemplateOut:
         """One template by id (or built-in name)."""
         async with service.engine.connect() as conn:
             found = await resolve_template(conn, ws, ref)

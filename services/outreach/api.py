@@ -82,8 +82,8 @@ def campaigns_router(ctx: OutreachContext) -> APIRouter:
 
     @r.get("/v1/campaigns")
     async def list_campaigns(
-        q: str | None = Query(None, description="Search by name"),
-        state: str | None = Query(None),
+        q: str | None = Query(None, max_length=200, description="Search by name"),
+        state: str | None = Query(None, max_length=100),
         ws: str = Depends(workspace_id),
     ) -> list[dict[str, Any]]:
         """Campaigns with audience type, state, next run and pace."""

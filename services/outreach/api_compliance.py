@@ -60,7 +60,9 @@ def compliance_router(ctx: OutreachContext) -> APIRouter:
 
     @r.delete("/v1/blocklist", status_code=204)
     async def remove_block(
-        kind: str = Query(...), value: str = Query(...), ws: str = Depends(workspace_id)
+        kind: str = Query(..., max_length=100),
+        value: str = Query(..., max_length=2048),
+        ws: str = Depends(workspace_id),
     ) -> Response:
         """Unblock an entry (``?kind=domain&value=acme.com``)."""
         async with service.engine.begin() as conn:
@@ -136,16 +138,20 @@ def compliance_router(ctx: OutreachContext) -> APIRouter:
     @r.post("/v1/unsubscribe")
     async def unsubscribe_one_click(
         request: Request,
-        w: str = Query(...),
-        l: str = Query(...),  # noqa: E741
-        t: str = Query(...),
+        w: str = Query(..., max_length=200),
+        l: str = Query(..., max_length=200),  # noqa: E741
+        t: str = Query(..., max_length=200),
     ) -> dict[str, Any]:
         """RFC 8058 one-click unsubscribe (the mail client POSTs ``List-Unsubscribe=One-Click``)."""
         first = await unsubscribe(w, l, t, "one_click")
         return {"unsubscribed": True, "already": not first}
 
     @r.get("/v1/unsubscribe", response_class=HTMLResponse)
-    async def unsubscribe_link(w: str = Query(...), l: str = Query(...), t: str = Query(...)) -> HTMLResponse:  # noqa: E741
+    async def unsubscribe_link(
+        w: str = Query(..., max_length=200),
+        l: str = Query(..., max_length=200),  # noqa: E741
+        t: str = Query(..., max_length=200),
+    ) -> HTMLResponse:
         """The same link opened in a browser."""
         await unsubscribe(w, l, t, "link")
         return HTMLResponse(

@@ -23,6 +23,7 @@ from leadstream_schemas import (
     Replied,
     SkipReason,
 )
+from leadstream_schemas.bounds import DETAIL_MAX, scrub
 from sqlalchemy import delete, exists, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.engine import Row
@@ -199,7 +200,12 @@ async def apply_reply(
 ) -> list[UUID]:
     """A reply stops the lead everywhere at once: every live step (even a due one) is cancelled before its
     enrollment is closed, so the step executor, which locks the timer first and then re-reads the
-    enrollment, can never send after this commits. Returns the campaigns the lead was active in."""
+    enrollment, can never send after this commits. Returns the campaigns the lead was active in.
+
+    ``excerpt`` is the reply's text as the provider gave it: kept to the contract's bound, with characters
+    Postgres cannot store replaced (a reply is a fact to record, not input to refuse)."""
+    if excerpt is not None:
+        excerpt = scrub(excerpt)[:DETAIL_MAX]
     await tm.cancel_lead(conn, workspace_id, lead_id, now, "replied")
     rows = (
         await conn.execute(

@@ -1,4 +1,5 @@
-"""Request bodies of the outreach API. Out-of-range values are 422s whose message names the range."""
+"""Request bodies of the outreach API. Out-of-range values are 422s whose message names the range; every
+string and list has a maximum (``leadstream_schemas.bounds``), the strategy's are the contract's own."""
 
 from __future__ import annotations
 
@@ -7,6 +8,17 @@ from urllib.parse import urlsplit
 from uuid import UUID
 
 from leadstream_schemas import Strategy
+from leadstream_schemas.bounds import (
+    BODY_MAX,
+    EMAIL_MAX,
+    LINE_MAX,
+    MAX_BYTES_KEYWORD,
+    NAME_MAX,
+    URL_MAX,
+    Bound,
+    FreeJson,
+    find_unstorable,
+)
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from .domain.pacing import CHANNEL_LIMITS, EMAIL_RANGE, GUARD_RANGE, MANUAL_RANGE, MESSAGE_RANGE, PacingError
@@ -21,7 +33,9 @@ class AudienceIn(_In):
     """Who the campaign targets."""
 
     type: Literal["source_group", "saved_search", "linkedin_url"]
-    ref: str = Field(min_length=1, description="Source group id, saved search id, or a LinkedIn search URL.")
+    ref: str = Field(
+        min_length=1, max_length=URL_MAX, description="Source group id, saved search id, or a LinkedIn search URL."
+    )
 
     @model_validator(mode="after")
     def _ref_shape(self) -> AudienceIn:
@@ -38,9 +52,9 @@ class AudienceIn(_In):
 class EmailFallbackIn(_In):
     """The email fallback: a verified sender, and the subject and body an email step uses."""
 
-    sender_email: str = Field(min_length=3)
-    subject: str = ""
-    body: str = ""
+    sender_email: str = Field(min_length=3, max_length=EMAIL_MAX)
+    subject: str = Field("", max_length=LINE_MAX)
+    body: str = Field("", max_length=BODY_MAX)
 
 
 class DeliveryIn(_In):
@@ -48,6 +62,7 @@ class DeliveryIn(_In):
 
     pace: str = Field(
         "recommended",
+        max_length=50,
         description="conservative (15/week) | recommended (20/day) | high_volume (50/day) | manual (daily_limit 10-75)",
     )
     daily_limit: int | None = Field(None, description="Invites per day per account for the manual pace (10-75).")
@@ -61,10 +76,12 @@ class DeliveryIn(_In):
         description=f"Emails per day per sending mailbox ({EMAIL_RANGE[0]}-{EMAIL_RANGE[1]}); "
         "default by pace: conservative 40, recommended 80, high_volume 150.",
     )
-    active_days: str | list[str] = Field("weekdays", description="weekdays | every_day | a list of day names")
+    active_days: Annotated[str, Bound(50)] | Annotated[list[Annotated[str, Bound(20)]], Bound(7)] = Field(
+        "weekdays", description="weekdays | every_day | a list of day names"
+    )
     start_hour: int = Field(9, description="Local hour the window opens (0-23).")
     end_hour: int = Field(17, description="Local hour the window closes (1-24, after start_hour).")
-    timezone: str = "UTC"
+    timezone: str = Field("UTC", max_length=100)
     email_fallback: EmailFallbackIn | None = None
 
     @field_validator("pace")
@@ -133,13 +150,36 @@ class DeliveryIn(_In):
         return self
 
 
+VIDEO_MAX_BYTES = 65_536
+VIDEO_MAX_FIELDS = 32
+
+
 class VideoIn(BaseModel):
-    """A personalised video template (its segments map to lead fields with fallbacks; see the video service)."""
+    """A personalised video template (its segments map to lead fields with fallbacks; see the video service).
 
-    model_config = ConfigDict(extra="allow")
+    Other fields are kept for the video service; the whole template is at most 64 KiB as JSON.
+    """
 
-    template_id: str = Field(min_length=1)
-    segments: list[dict[str, Any]] = Field(default_factory=list)
+    model_config = ConfigDict(
+        extra="allow", json_schema_extra={"maxProperties": VIDEO_MAX_FIELDS, MAX_BYTES_KEYWORD: VIDEO_MAX_BYTES}
+    )
+
+    template_id: str = Field(min_length=1, max_length=200)
+    segments: Annotated[list[Annotated[dict[str, Any], FreeJson(max_properties=32, max_bytes=8192)]], Bound(50)] = (
+        Field(default_factory=list)
+    )
+
+    @model_validator(mode="after")
+    def _bounded(self) -> VideoIn:
+        extra = self.model_extra or {}
+        if len(extra) + 2 > VIDEO_MAX_FIELDS:
+            raise ValueError(f"at most {VIDEO_MAX_FIELDS} fields")
+        found = find_unstorable(extra)
+        if found is not None:
+            raise ValueError(f"{'.'.join(map(str, found[0]))}: {found[1]}")
+        if len(self.model_dump_json().encode()) > VIDEO_MAX_BYTES:
+            raise ValueError(f"must be at most {VIDEO_MAX_BYTES} bytes as JSON")
+        return self
 
 
 class CampaignIn(_In):
@@ -147,13 +187,15 @@ class CampaignIn(_In):
 
     name: str = Field(min_length=1, max_length=200)
     audience: AudienceIn
-    workflow: str | dict[str, Any] = Field(
-        "standard_connect",
-        description="A preset name or a graph {steps: [{id, action, ...}], edges: [{from, to, condition, ...}]}",
+    workflow: Annotated[str, Bound(100)] | Annotated[dict[str, Any], FreeJson(max_properties=64, max_bytes=65_536)] = (
+        Field(
+            "standard_connect",
+            description="A preset name or a graph {steps: [{id, action, ...}], edges: [{from, to, condition, ...}]}",
+        )
     )
     strategy: Strategy = Field(default_factory=Strategy)
     delivery: DeliveryIn = Field(default_factory=DeliveryIn)
-    account_ids: list[UUID] = Field(min_length=1)
+    account_ids: list[UUID] = Field(min_length=1, max_length=100)
     video: VideoIn | None = None
 
 
@@ -198,9 +240,9 @@ class AccountIn(_In):
     """Connect an account: a LinkedIn account (hosted authorisation) or an email sender."""
 
     provider: Literal["linkedin", "email"] = "linkedin"
-    display_name: str | None = Field(None, max_length=200)
-    sender_email: str | None = Field(None, max_length=254, description="For provider=email: the sender address.")
-    notify_email: str | None = Field(None, max_length=254, description="Where reconnect emails go.")
+    display_name: str | None = Field(None, max_length=NAME_MAX)
+    sender_email: str | None = Field(None, max_length=EMAIL_MAX, description="For provider=email: the sender address.")
+    notify_email: str | None = Field(None, max_length=EMAIL_MAX, description="Where reconnect emails go.")
     hosted: bool = Field(False, description="Use the hosted authorisation link even in simulated mode.")
     return_url: str | None = Field(
         None,
@@ -237,19 +279,19 @@ class BlockIn(_In):
     """A blocklist entry."""
 
     kind: Literal["domain", "email", "profile_url"]
-    value: str = Field(min_length=1)
+    value: str = Field(min_length=1, max_length=URL_MAX)
 
 
 class SuppressionIn(_In):
     """A manual suppression (a lead id or an address)."""
 
     kind: Literal["lead", "email"]
-    value: str = Field(min_length=1)
+    value: str = Field(min_length=1, max_length=EMAIL_MAX)
     reason: Literal["unsubscribed", "bounced", "manual"] = "manual"
 
 
 class SimulatedReplyIn(_In):
     """A reply recorded by hand (demo, or an inbox the provider does not watch)."""
 
-    text: str | None = None
+    text: str | None = Field(None, max_length=4000)
     channel: Literal["message", "email", "invite"] = "message"

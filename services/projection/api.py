@@ -1022,7 +1022,7 @@ class Reads:
 
 Workspace = Annotated[str, Depends(workspace_id)]
 Limit = Annotated[int, Query(ge=1, le=200, description="Page size.")]
-After = Annotated[str | None, Query(description="Cursor from a previous page's `next`.")]
+After = Annotated[str | None, Query(max_length=1000, description="Cursor from a previous page's `next`.")]
 
 
 TimeZone = Annotated[
@@ -1097,8 +1097,12 @@ def build_router(
         campaign_id: UUID,
         ws: Workspace,
         q: Annotated[str | None, Query(max_length=200, description="Text search in name, company, headline.")] = None,
-        stage: Annotated[str | None, Query(description="Workflow stage code, e.g. invite_sent.")] = None,
-        status: Annotated[str | None, Query(description=f"One of: {', '.join(domain.STATUSES)}.")] = None,
+        stage: Annotated[
+            str | None, Query(max_length=100, description="Workflow stage code, e.g. invite_sent.")
+        ] = None,
+        status: Annotated[
+            str | None, Query(max_length=100, description=f"One of: {', '.join(domain.STATUSES)}.")
+        ] = None,
         after: After = None,
         limit: Limit = 50,
     ) -> ResultPage:

@@ -104,6 +104,8 @@ def decode_record(value: bytes | None, headers: Any) -> DecodedEvent:
         h = dict(headers)
         if value is None or h.get(H_SPECVERSION) != _SPEC or None in h.values() or H_SOURCE not in h:
             raise _Fallback
+        if b"\\u0000" in value:  # may hold a NUL, which decode() refuses (a lone surrogate fails validation below)
+            raise _Fallback
         texts = _TEXT
         raw = h[H_TYPE]
         event_type = texts.get(raw) or _text(raw)

@@ -58,5 +58,7 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = {404: "not_found", 405: "method_not_allowed", 401: "unauthenticated"}.get(exc.status_code, "http_error")
+        code = {404: "not_found", 405: "method_not_allowed", 401: "unauthenticated", 413: "payload_too_large"}.get(
+            exc.status_code, "http_error"
+        )
         return problem_response(exc.status_code, code, str(exc.detail))

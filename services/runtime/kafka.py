@@ -12,7 +12,7 @@ import ssl
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewPartitions, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import for_code
@@ -98,6 +98,26 @@ def create_broker(settings: RuntimeSettings) -> KafkaBroker:
         request_timeout_ms=30_000,
         logger=None,
     )
+
+
+def create_producer(settings: RuntimeSettings, *, client_id: str, **overrides: object) -> AIOKafkaProducer:
+    """A plain aiokafka producer with the same safety as :func:`create_broker` (acks=all, idempotent, gzip).
+
+    For callers that need what FastStream's publisher does not offer: record batches they build
+    themselves (the outbox relay), or a producer of their own that they can restart.
+    """
+    kwargs: dict[str, object] = {
+        "bootstrap_servers": settings.kafka_bootstrap_servers,
+        "client_id": client_id,
+        "acks": "all",
+        "enable_idempotence": True,
+        "compression_type": "gzip",
+        "linger_ms": 5,
+        "request_timeout_ms": 30_000,
+        **client_security(settings),
+    }
+    kwargs.update(overrides)
+    return AIOKafkaProducer(**kwargs)
 
 
 def create_consumer(settings: RuntimeSettings, *, group_id: str | None = None, **overrides: object) -> AIOKafkaConsumer:

@@ -13,6 +13,12 @@ Every migration run records, for the schema's revision, the oldest code revision
 (the newest such declaration along the revision history, else the first revision) in
 ``<schema>.schema_compat``. Code that finds a revision it does not know reads that row: it runs when its own
 head is at or after the recorded revision, and refuses with :class:`SchemaIncompatible` otherwise.
+
+The runtime's own tables have a migration line of their own, ``services/runtime/runtime_migrations``,
+applied to every service schema after the service's line (:func:`upgrade_service`, :meth:`Service.migrate`)
+with its own version and compatibility tables (``runtime_alembic_version``, ``runtime_schema_compat``): a
+new runtime table is one revision there, not one per service. Its revisions are named for what they do
+(``runtime_outbox_parked``), not numbered.
 """
 
 from __future__ import annotations
@@ -36,6 +42,20 @@ from .db import create_engine
 log = logging.getLogger(__name__)
 
 COMPAT_TABLE = "schema_compat"
+RUNTIME_MIGRATIONS_DIR = Path(__file__).parent / "runtime_migrations"
+RUNTIME_VERSION_TABLE = "runtime_alembic_version"
+
+
+def compat_table(version_table: str) -> str:
+    """The compatibility table that goes with a migration line's version table."""
+    return version_table.replace("alembic_version", COMPAT_TABLE)  # runtime_alembic_version -> runtime_schema_compat
+
+
+def line_tables(migrations_dir: Path) -> tuple[str, str]:
+    """The version table and the compatibility table of a migration line in its schema."""
+    runtime = migrations_dir.resolve() == RUNTIME_MIGRATIONS_DIR.resolve()
+    versions = RUNTIME_VERSION_TABLE if runtime else "alembic_version"
+    return versions, compat_table(versions)
 
 
 def alembic_config(migrations_dir: Path, database_url: str, schema: str) -> Config:
@@ -121,29 +141,30 @@ def oldest_code_revision(script: ScriptDirectory, revision: str) -> str:
     return history[floor]
 
 
-async def _read_state(database_url: str, schema: str) -> tuple[str | None, dict[str, str]]:
-    """The schema's Alembic revision (None before the first migration) and its recorded compatibility rows."""
+async def _read_state(migrations_dir: Path, database_url: str, schema: str) -> tuple[str | None, dict[str, str]]:
+    """The schema's Alembic revision of this line (None before its first migration) and its compatibility rows."""
+    versions, compat = line_tables(migrations_dir)
     engine = create_engine(database_url)
     try:
         async with engine.connect() as conn:
-            version_table = await conn.scalar(text("SELECT to_regclass(:t)"), {"t": f'"{schema}".alembic_version'})
+            version_table = await conn.scalar(text("SELECT to_regclass(:t)"), {"t": f'"{schema}".{versions}'})
             revision = None
             if version_table is not None:
-                revision = await conn.scalar(text(f'SELECT version_num FROM "{schema}".alembic_version'))
-            compat: dict[str, str] = {}
-            if await conn.scalar(text("SELECT to_regclass(:t)"), {"t": f'"{schema}".{COMPAT_TABLE}'}) is not None:
-                rows = await conn.execute(text(f'SELECT revision, oldest_code_revision FROM "{schema}".{COMPAT_TABLE}'))
-                compat = {r.revision: r.oldest_code_revision for r in rows}
+                revision = await conn.scalar(text(f'SELECT version_num FROM "{schema}".{versions}'))
+            recorded: dict[str, str] = {}
+            if await conn.scalar(text("SELECT to_regclass(:t)"), {"t": f'"{schema}".{compat}'}) is not None:
+                rows = await conn.execute(text(f'SELECT revision, oldest_code_revision FROM "{schema}".{compat}'))
+                recorded = {r.revision: r.oldest_code_revision for r in rows}
     finally:
         await engine.dispose()
-    return revision, compat
+    return revision, recorded
 
 
 async def check_schema(migrations_dir: Path, database_url: str, schema: str) -> SchemaCheck:
     """Compare the schema's revision with this code's migrations (reads only; needs no DDL rights)."""
     script = _script(migrations_dir)
     head = _head(script)
-    revision, compat = await _read_state(database_url, schema)
+    revision, compat = await _read_state(migrations_dir, database_url, schema)
     if revision == head:
         return SchemaCheck(schema, revision, head, "current")
     if revision is None or revision in _history(script, head):
@@ -178,7 +199,13 @@ async def upgrade(migrations_dir: Path, database_url: str, schema: str) -> None:
     await prepare_schema(migrations_dir, database_url, schema, migrate=True)
 
 
-def _do_run(connection: Connection, schema: str, target_metadata: MetaData | None) -> None:
+async def upgrade_service(migrations_dir: Path, database_url: str, schema: str) -> None:
+    """Bring a service schema to its newest revision, then the runtime's tables in it to theirs."""
+    await upgrade(migrations_dir, database_url, schema)
+    await upgrade(RUNTIME_MIGRATIONS_DIR, database_url, schema)
+
+
+def _do_run(connection: Connection, schema: str, target_metadata: MetaData | None, version_table: str) -> None:
     lock_id = zlib.crc32(f"leadstream-migrate:{schema}".encode())
     connection.execute(text("SELECT pg_advisory_lock(:id)"), {"id": lock_id})
     try:
@@ -187,34 +214,36 @@ def _do_run(connection: Connection, schema: str, target_metadata: MetaData | Non
         context.configure(
             connection=connection,
             target_metadata=target_metadata,
+            version_table=version_table,
             version_table_schema=schema,
             include_schemas=True,
         )
         with context.begin_transaction():
             context.run_migrations()
         connection.commit()
-        _record_compat(connection, schema)
+        _record_compat(connection, schema, version_table)
     finally:
         connection.execute(text("SELECT pg_advisory_unlock(:id)"), {"id": lock_id})
         connection.commit()
 
 
-def _record_compat(connection: Connection, schema: str) -> None:
+def _record_compat(connection: Connection, schema: str, version_table: str) -> None:
     """Record, for the schema's revision, the oldest code revision that still runs on it (under the lock)."""
-    revision = connection.execute(text(f'SELECT version_num FROM "{schema}".alembic_version')).scalar()
+    table = compat_table(version_table)
+    revision = connection.execute(text(f'SELECT version_num FROM "{schema}".{version_table}')).scalar()
     if revision is None:
         return
     oldest = oldest_code_revision(context.script, revision)
     connection.execute(
         text(
-            f'CREATE TABLE IF NOT EXISTS "{schema}".{COMPAT_TABLE} ('
+            f'CREATE TABLE IF NOT EXISTS "{schema}".{table} ('
             "revision text PRIMARY KEY, oldest_code_revision text NOT NULL, "
             "recorded_at timestamptz NOT NULL DEFAULT now())"
         )
     )
     connection.execute(
         text(
-            f'INSERT INTO "{schema}".{COMPAT_TABLE} (revision, oldest_code_revision) VALUES (:r, :o) '
+            f'INSERT INTO "{schema}".{table} (revision, oldest_code_revision) VALUES (:r, :o) '
             "ON CONFLICT (revision) DO UPDATE SET oldest_code_revision = EXCLUDED.oldest_code_revision, "
             "recorded_at = now()"
         ),
@@ -223,7 +252,7 @@ def _record_compat(connection: Connection, schema: str) -> None:
     connection.commit()
 
 
-def run_env(target_metadata: MetaData | None = None) -> None:
+def run_env(target_metadata: MetaData | None = None, version_table: str = "alembic_version") -> None:
     """Body of every service's Alembic ``env.py`` (online mode only)."""
     cfg = context.config
     schema = cfg.attributes.get("schema") or (target_metadata.schema if target_metadata is not None else None)
@@ -236,7 +265,7 @@ def run_env(target_metadata: MetaData | None = None) -> None:
         engine = create_engine(url) if url.startswith("postgresql") else create_async_engine(url)
         try:
             async with engine.connect() as conn:
-                await conn.run_sync(_do_run, schema, target_metadata)
+                await conn.run_sync(_do_run, schema, target_metadata, version_table)
         finally:
             await engine.dispose()
 
@@ -244,7 +273,8 @@ def run_env(target_metadata: MetaData | None = None) -> None:
 
 
 def create_runtime_tables(schema: str) -> None:
-    """Create the runtime tables (processed events, outbox) in ``schema``; call from a service's first migration."""
+    """Create the first runtime tables (processed events, outbox) in ``schema``; call from a service's first
+    migration. Later runtime tables come from the runtime's own line (:func:`upgrade_service`)."""
     from alembic import op
 
     from .db import service_metadata

@@ -2,7 +2,13 @@
 
 A service is: settings -> database engine + migrations -> FastStream broker (publisher) -> outbox
 relay -> event consumer (handlers by event type) -> background tasks -> HTTP app (FastAPI with
-``/healthz``, ``/readyz``, ``/metrics``). Everything stops cleanly on SIGTERM or SIGINT.
+``/healthz``, ``/readyz``, ``/metrics``).
+
+SIGTERM or SIGINT stops it within ``shutdown_grace_s`` (default 25 s) and exits 0: ``/readyz`` turns 503,
+HTTP stops accepting and finishes the requests in hand, the consumers finish the record in hand and commit
+their offsets, the relay and the timer loops finish their batch or timer; what still runs when the grace
+period is nearly over is cancelled, which rolls its transaction back (abandoned without effect: the record
+is read again, the timer claimed again). Then one last outbox flush, and the clients close.
 """
 
 from __future__ import annotations
@@ -28,11 +34,13 @@ from . import auth
 from .clock import Clock, ClockHeaders, SystemClock
 from .consumer import EventConsumer, Handler
 from .db import RuntimeTables, create_engine, ping
+from .edge import InputGuard
 from .errors import install_problem_handlers, problem_response
+from .faults import Backoff, Fault, classify
 from .kafka import create_broker
 from .logging import configure_logging
 from .metrics import READY
-from .migrations import prepare_schema
+from .migrations import RUNTIME_MIGRATIONS_DIR, prepare_schema
 from .outbox import OutboxRelay, add_to_outbox
 from .settings import RuntimeSettings
 from .telemetry import configure_tracing, current_traceparent
@@ -41,6 +49,9 @@ log = logging.getLogger(__name__)
 
 Task = Callable[[asyncio.Event], Awaitable[None]]
 ReadinessCheck = Callable[[], Awaitable[str | None]]
+
+CLOSE_RESERVE_S = 5.0
+"""Of the grace period, what is kept for the last outbox flush and closing the clients (at most a fifth)."""
 
 
 class Service:
@@ -67,7 +78,7 @@ class Service:
         self.clock: Clock = clock or SystemClock()
         self.engine: AsyncEngine = create_engine(settings.database_url)
         self.broker: KafkaBroker = create_broker(settings)
-        self.relay = OutboxRelay(self.engine, tables, self.broker, settings)
+        self.relay = OutboxRelay(self.engine, tables, settings)
         self.consumers: list[EventConsumer] = []
         self.tasks: list[Task] = []
         self.readiness_checks: list[ReadinessCheck] = []
@@ -76,12 +87,17 @@ class Service:
         self.app.state.service = self
         self.app.state.tokens = auth.TokenResolver(self.engine)
         install_problem_handlers(self.app)
+        self.body_limits: dict[str, int] = {}
+        self.app.add_middleware(InputGuard, max_body_bytes=settings.http_max_body_bytes, limits=self.body_limits)
         self.app.add_middleware(ClockHeaders, clock=self.clock)
         self._install_health_routes()
         self.stop_event = asyncio.Event()
         self.started = asyncio.Event()
         self.http_port: int | None = None
+        self.stopping = False
         self._broker_connected = False
+        self._bg: list[asyncio.Future[None]] = []
+        self._stopped = False
 
     # -- wiring (called from app.py) --------------------------------------------------------------
 
@@ -106,6 +122,10 @@ class Service:
     def include_router(self, router: APIRouter) -> None:
         """Serve ``router`` on this service's HTTP app."""
         self.app.include_router(router)
+
+    def limit_body(self, path: str, max_bytes: int) -> None:
+        """Give the route at ``path`` a body cap of its own instead of ``http_max_body_bytes`` (e.g. an upload)."""
+        self.body_limits[path] = max_bytes
 
     def add_task(self, task: Task) -> None:
         """Run ``task(stop_event)`` in the background while the service runs (timers, schedulers)."""
@@ -138,7 +158,8 @@ class Service:
     # -- lifecycle --------------------------------------------------------------------------------
 
     async def migrate(self) -> None:
-        """Make the identity and this service's schemas usable: migrate them (``migrate_on_start``) or check them.
+        """Make the identity, this service's and the runtime's schemas usable: migrate them (``migrate_on_start``)
+        or check them. The runtime's tables in the service schema have their own line (``runtime_migrations``).
 
         A schema at a newer revision declared compatible with this code (an older pod during a rolling update
         or after a rollback) is logged and used; one that is behind without ``migrate_on_start``, or newer and
@@ -147,51 +168,121 @@ class Service:
         for migrations_dir, schema in (
             (auth.MIGRATIONS_DIR, auth.IDENTITY_SCHEMA),
             (self.migrations_dir, self.settings.db_schema),
+            (RUNTIME_MIGRATIONS_DIR, self.settings.db_schema),
         ):
             await prepare_schema(
                 migrations_dir, self.settings.database_url, schema, migrate=self.settings.migrate_on_start
             )
 
+    def request_stop(self) -> None:
+        """Begin a graceful stop (what SIGTERM and SIGINT do): every loop sees ``stop_event`` and winds down."""
+        if not self.stopping:
+            log.info("stopping: finishing in-flight work", extra={"grace_s": self.settings.shutdown_grace_s})
+        self.stopping = True
+        self.stop_event.set()
+
     async def _until_up(self, connect: Callable[[], Awaitable[object]], what: str) -> bool:
-        """Call ``connect`` until it succeeds (True) or the service stops (False), backing off between tries."""
-        backoff = self.settings.consumer_backoff_initial_s
+        """Call ``connect`` until it succeeds (True) or the service stops (False), backing off between tries.
+
+        An outage (the classifier's transient or suspect errors) is waited out; any other error (bad
+        credentials, a missing database, a failing migration) ends the start with that error.
+        """
+        backoff = Backoff(self.settings.consumer_backoff_initial_s, self.settings.consumer_backoff_max_s)
         while not self.stop_event.is_set():
             try:
                 await connect()
                 return True
             except Exception as exc:
+                if classify(exc) is Fault.RECORD:
+                    raise
                 log.warning("%s not reachable yet; retrying", what, extra={"error": repr(exc)})
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, self.settings.consumer_backoff_max_s)
+                await backoff.wait(self.stop_event)
         return False
 
     async def start(self) -> None:
-        """Connect, migrate and start background work (without HTTP). Used by tests and :meth:`run`."""
-        await self._until_up(lambda: ping(self.engine), "Postgres")
-        await self.migrate()
-        self._bg: list[asyncio.Future[None]] = []
+        """Connect, migrate and start background work (without HTTP). Used by tests and :meth:`run`.
+
+        Waits for Postgres and Kafka as long as they are down (``/readyz`` says which); returns early,
+        without starting anything, when a stop is requested meanwhile.
+        """
+        if not await self._until_up(lambda: ping(self.engine), "Postgres"):
+            return
+        if not await self._until_up(self.migrate, "Postgres (migrations)"):
+            return
+        self._bg = []
         if self.uses_kafka:
             self._broker_connected = await self._until_up(self.broker.connect, "Kafka")
+            if not self._broker_connected:
+                return
             self._bg.append(asyncio.create_task(self.relay.run(self.stop_event), name="relay"))
         for c in self.consumers:
             self._bg.append(asyncio.create_task(c.run(self.stop_event), name=f"consumer-{c.group_id}"))
         for t in self.tasks:
-            self._bg.append(asyncio.ensure_future(t(self.stop_event)))
+            task = asyncio.ensure_future(t(self.stop_event))
+            if isinstance(task, asyncio.Task):
+                task.set_name(getattr(t, "__qualname__", "task"))
+            self._bg.append(task)
         self.started.set()
         log.info("service started", extra={"topics": ",".join(t for c in self.consumers for t in c.topics)})
 
-    async def stop(self) -> None:
-        """Stop background work, flush the outbox once, close clients."""
-        self.stop_event.set()
-        for task in getattr(self, "_bg", []):
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(task, timeout=15)
-        if self.uses_kafka:
-            with contextlib.suppress(Exception):
-                await self.relay.publish_once()
-            with contextlib.suppress(Exception):
-                await self.broker.stop()
-        await self.engine.dispose()
+    def _close_reserve_s(self) -> float:
+        return min(CLOSE_RESERVE_S, self.settings.shutdown_grace_s / 5)
+
+    async def stop(self, *, http: asyncio.Task[None] | None = None) -> None:
+        """Stop within ``shutdown_grace_s``: let in-flight work finish, abandon what does not, flush, close.
+
+        ``http`` is the HTTP server's task when it runs (its requests in hand finish in the same budget).
+        Never raises: a stop that fails to close a client still ends the process cleanly.
+        """
+        if self._stopped:
+            return
+        self._stopped = True
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.settings.shutdown_grace_s
+        reserve = self._close_reserve_s()
+        self.request_stop()
+        work = [t for t in [*self._bg, *([http] if http is not None else [])] if not t.done()]
+        if work:
+            _, pending = await asyncio.wait(work, timeout=max(deadline - reserve - loop.time(), 0))
+            if pending:
+                # Their transactions roll back: the records are read again and the timers claimed again.
+                log.warning(
+                    "in-flight work abandoned at the end of the grace period",
+                    extra={"tasks": ",".join(_name(t) for t in pending)},
+                )
+                for t in pending:
+                    t.cancel()
+                await asyncio.wait(pending, timeout=reserve / 4)
+        for t in self._bg:
+            if t.done() and not t.cancelled() and t.exception() is not None:
+                log.error("background task failed", extra={"task": _name(t), "error": repr(t.exception())})
+        if self.uses_kafka and self._broker_connected:
+            await _within(loop, deadline - reserve / 2, self._flush_outbox(), "last outbox flush")
+            await _within(loop, deadline - reserve / 3, self.relay.close(), "closing the outbox producer")
+            await _within(loop, deadline - reserve / 4, self.broker.stop(), "closing the Kafka producer")
+        await _within(loop, deadline, self.engine.dispose(), "closing the database pool")
+        log.info("stopped")
+
+    async def _flush_outbox(self) -> None:
+        """Publish what handlers and requests committed while stopping (what is left waits for the next start)."""
+        while await self.relay.publish_once():
+            pass
+
+    async def _unless_stopped(self, work: Awaitable[None]) -> bool:
+        """Run ``work`` unless a stop comes first (then cancel it); True when it completed without a stop."""
+        task = asyncio.ensure_future(work)
+        stopped = asyncio.ensure_future(self.stop_event.wait())
+        try:
+            await asyncio.wait({task, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopped.cancel()
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            return False
+        task.result()  # a start-up error that is not an outage ends the process with that error
+        return not self.stop_event.is_set()
 
     async def run(self) -> None:
         """Run until SIGTERM/SIGINT: start everything and serve HTTP on the configured host and port."""
@@ -199,31 +290,37 @@ class Service:
         configure_tracing(self.name)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, self.stop_event.set)
+            loop.add_signal_handler(sig, self.request_stop)
         config = uvicorn.Config(
-            self.app, host=self.settings.http_host, port=self.settings.http_port, log_config=None, lifespan="off"
+            self.app,
+            host=self.settings.http_host,
+            port=self.settings.http_port,
+            log_config=None,
+            lifespan="off",
+            # Requests in hand (and streams) get the same budget as the background work, then are cancelled.
+            timeout_graceful_shutdown=max(int(self.settings.shutdown_grace_s - self._close_reserve_s()), 1),
         )
         server = _QuietServer(config)
         http = asyncio.create_task(server.serve(), name="http")
         try:
-            await self.start()
-            while not server.started and not http.done():  # noqa: ASYNC110 - uvicorn has no started event
-                await asyncio.sleep(0.05)
-            if server.servers:
-                self.http_port = server.servers[0].sockets[0].getsockname()[1]
-            log.info("http listening", extra={"port": self.http_port})
-            await self.stop_event.wait()
+            if await self._unless_stopped(self.start()):
+                while not server.started and not http.done():  # noqa: ASYNC110 - uvicorn has no started event
+                    await asyncio.sleep(0.05)
+                if server.servers:
+                    self.http_port = server.servers[0].sockets[0].getsockname()[1]
+                log.info("http listening", extra={"port": self.http_port})
+                await self.stop_event.wait()
         finally:
             server.should_exit = True
-            await self.stop()
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(http, timeout=10)
+            await self.stop(http=http)
 
     # -- health -----------------------------------------------------------------------------------
 
     async def readiness(self) -> dict[str, str]:
         """Failed checks by name (empty when ready)."""
         failed: dict[str, str] = {}
+        if self.stopping:
+            failed["shutdown"] = "stopping"
         try:
             await asyncio.wait_for(ping(self.engine), timeout=2)
         except Exception as exc:
@@ -280,7 +377,62 @@ class _QuietServer(uvicorn.Server):
         yield
 
 
+def _name(task: asyncio.Future[None]) -> str:
+    return task.get_name() if isinstance(task, asyncio.Task) else repr(task)
+
+
+async def _within(loop: asyncio.AbstractEventLoop, deadline: float, work: Awaitable[object], what: str) -> None:
+    """Await ``work`` until ``deadline`` (loop time; at least a moment), then abandon it; log, never raise.
+
+    Not ``wait_for``: that waits for the cancelled work to finish, and a client closing its connections to a
+    server that is down may take far longer than the grace period to give up.
+    """
+    task = asyncio.ensure_future(work)
+    done, _ = await asyncio.wait({task}, timeout=max(deadline - loop.time(), 0.2))
+    if not done:
+        task.cancel()
+        log.warning("%s did not finish in the grace period; abandoned", what)
+    elif task.exception() is not None:
+        log.warning("%s failed while stopping", what, extra={"error": repr(task.exception())})
+
+
+LEFTOVER_WAIT_S = 1.0
+"""After the stop: how long tasks still running (a client's own, e.g. a Kafka consumer leaving its group
+while the broker is down) get to end once cancelled, before the process exits without them."""
+
+
+def _close_loop(loop: asyncio.AbstractEventLoop) -> None:
+    """Cancel what still runs, give it LEFTOVER_WAIT_S, and close the loop (``asyncio.run`` would wait for
+    every task however long it takes to end, past the grace period)."""
+    tasks = asyncio.all_tasks(loop)
+    for task in tasks:
+        task.cancel()
+    if tasks:
+        loop.run_until_complete(asyncio.wait(tasks, timeout=LEFTOVER_WAIT_S))
+    stuck = [t for t in tasks if not t.done()]
+    if stuck:
+        log.warning("exiting without tasks that did not end", extra={"tasks": ",".join(_name(t) for t in stuck)})
+    else:
+        loop.run_until_complete(loop.shutdown_asyncgens())
+    loop.close()
+
+
+def _stop_before_start(signum: int, frame: object) -> None:
+    raise SystemExit(0)  # nothing has connected to anything yet: there is nothing to finish
+
+
 def run_service(build: Callable[[], Service]) -> None:
-    """Entry point of ``python -m services.<name>``."""
+    """Entry point of ``python -m services.<name>``.
+
+    A SIGTERM while the service is being built exits 0 at once; from :meth:`Service.run` on, it stops gracefully
+    and the process ends within the grace period (plus LEFTOVER_WAIT_S), whatever its clients still wait for.
+    """
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, _stop_before_start)
     service = build()
-    asyncio.run(service.run())
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        loop.run_until_complete(service.run())
+    finally:
+        _close_loop(loop)

@@ -44,6 +44,9 @@ class RuntimeSettings(BaseSettings):
     )
     http_host: str = "127.0.0.1"
     http_port: int = 0
+    http_max_body_bytes: int = Field(
+        1_048_576, ge=1024, description="Largest request body (413 above it); a route may have its own cap."
+    )
     migrate_on_start: bool = Field(
         True,
         description="Apply the service's migrations at start (local runs, demo, compose). The chart turns it off: "
@@ -68,8 +71,30 @@ class RuntimeSettings(BaseSettings):
         10.0, ge=0, description="How long work on a revoked partition may finish before it is abandoned (rolled back)."
     )
 
-    outbox_batch_size: int = Field(500, ge=1)
+    shutdown_grace_s: float = Field(
+        25.0,
+        gt=0,
+        description=(
+            "On SIGTERM: seconds to finish in-flight work (HTTP requests, the record or timer in hand, the outbox) "
+            "and exit 0; work still running then is abandoned without effect (its transaction rolls back). "
+            "Kubernetes' terminationGracePeriodSeconds must exceed it plus the preStop sleep."
+        ),
+    )
+
+    outbox_batch_size: int = Field(500, ge=1, description="Outbox rows the relay reads per round.")
     outbox_poll_interval_s: float = Field(0.05, gt=0)
+    outbox_max_batch_bytes: int = Field(
+        262_144, ge=1024, description="Bytes of one producer batch; the relay sends one batch per partition at a time."
+    )
+    outbox_max_record_bytes: int = Field(
+        1_048_576,
+        ge=1024,
+        description="A row larger than this (key, value and headers) is parked without being sent "
+        "(the producer's max request size; the broker's default message.max.bytes is 1 MiB).",
+    )
+    outbox_ack_timeout_s: float = Field(
+        10.0, gt=0, description="Waiting longer for the broker's acks makes the relay not-ready (it keeps waiting)."
+    )
 
     clock_scale: float = Field(1.0, gt=0, description="Campaign time runs this many times faster (demo, e2e).")
     clock_epoch: datetime | None = Field(None, description="Where scaled time starts; same value in every process.")

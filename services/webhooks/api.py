@@ -23,7 +23,9 @@ from .commands import SubscriptionCommands, not_found
 from .domain import DisabledReason, State, Status
 
 Workspace = Annotated[str, Depends(workspace_id)]
-Cursor = Annotated[str | None, Query(pattern=r"^[0-9]{1,18}$", description="`next` of the previous page.")]
+Cursor = Annotated[
+    str | None, Query(pattern=r"^[0-9]{1,18}$", max_length=18, description="`next` of the previous page.")
+]
 PageSize = Annotated[int, Query(ge=1, le=200)]
 MAX_ATTEMPTS_SHOWN = 100
 

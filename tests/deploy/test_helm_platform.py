@@ -28,8 +28,8 @@ pytestmark = pytest.mark.timeout(1800)
 RULES_FILE = CHART_DIR / "files" / "prometheus-rules.yaml"
 DASHBOARD_FILE = CHART_DIR / "files" / "grafana-dashboard.json"
 OPERATIONS = ROOT / "docs" / "operations.md"
-# services/runtime/service.py stops within its shutdown grace (25 s by default) after SIGTERM.
-SHUTDOWN_GRACE_S = 25
+# services/runtime/service.py stops within its shutdown grace (LEADSTREAM_SHUTDOWN_GRACE_S) after SIGTERM.
+SHUTDOWN_GRACE_S = float(RuntimeSettings.model_fields["shutdown_grace_s"].default)
 
 
 def rendered(chart: Chart, values: str = "production", *sets: str) -> list[Manifest]:

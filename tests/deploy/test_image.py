@@ -320,6 +320,7 @@ def test_dockerignore_sends_the_sources_and_nothing_local() -> None:
         "services/console/templates/base.html",
     ]
     needed += [str(p.relative_to(ROOT)) for p in (ROOT / "services").glob("*/migrations/versions/*.py")]
+    needed += [str(p.relative_to(ROOT)) for p in (ROOT / "services/runtime").glob("*_migrations/**/*.py")]
     needed += [str(p.relative_to(ROOT)) for p in (ROOT / "schemas/src").rglob("*.py")]
     assert len(needed) > 20
     assert [p for p in needed if not in_context(p)] == []

@@ -42,6 +42,7 @@ from services.runtime.auth import create_token
 from services.runtime.db import create_engine
 from services.runtime.webhooks import signed_headers
 from tests.services.outreach.support import lead_events
+from tests.support.campaign import WORKFLOW
 from tests.support.kafka import produce_events, wait_for
 from tests.support.local_http import serve
 from tests.support.probe.process import ServiceProcess, free_port
@@ -50,17 +51,6 @@ from tests.support.probe.tail import Records, Tail
 LEADS = 30
 KILL_AFTER = 8  # invites on Kafka when the process is killed
 ACTIONS = {"InviteSent", "MessageSent", "EmailSent", "PostLiked", "CommentPosted", "ActionSkipped", "ActionFailed"}
-WORKFLOW = {
-    "steps": [
-        {"id": "invite", "action": "invite", "note": False, "accept_timeout_hours": 2},
-        {"id": "message", "action": "message"},
-        {"id": "follow_up", "action": "message"},
-    ],
-    "edges": [
-        {"from": "invite", "to": "message", "condition": "accepted", "wait_hours": 1},
-        {"from": "message", "to": "follow_up", "delay_minutes": 5},
-    ],
-}
 
 
 def _events(records: Records) -> list[Envelope[Any]]:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from leadstream_schemas import ActionSkipped, LeadDiscovered, LeadEmailEnriched, LeadEmailNotFound
+from leadstream_schemas import ActionSkipped, CampaignCreated, LeadDiscovered, LeadEmailEnriched, LeadEmailNotFound
 from leadstream_schemas.compat import Change, breaking, compare, compare_all, main
 from leadstream_schemas.generate import JSONSCHEMA_DIR, event_schema
 
@@ -123,7 +123,7 @@ def test_a_new_required_field_without_default_is_breaking() -> None:
 def test_dropping_null_is_breaking() -> None:
     old = old_discovered()
     new = edited(old)
-    new["properties"]["email"] = {"type": "string"}
+    new["properties"]["email"] = {"type": "string", "maxLength": 320}
     assert problems(old, new) == ["email: no longer accepts null (was optional/nullable)"]
 
 
@@ -212,8 +212,40 @@ def test_recursive_models_terminate() -> None:
     }
     assert compare(tree, copy.deepcopy(tree)) == []
     narrowed: dict[str, Any] = copy.deepcopy(tree)
-    narrowed["$defs"]["Node"]["properties"]["name"]["maxLength"] = 10
-    assert problems(tree, narrowed) == ["name: new constraint maxLength=10"]
+    narrowed["$defs"]["Node"]["properties"]["name"]["minLength"] = 10
+    assert problems(tree, narrowed) == ["name: new constraint minLength=10"]
+
+
+def test_writer_bounds_may_be_added_or_lowered_but_not_raised_or_removed() -> None:
+    """Size bounds are checked when written, not when read (leadstream_schemas.bounds): a new or lower bound
+    leaves every old record readable; a higher or missing one breaks readers that rely on it."""
+    old = event_schema(LeadDiscovered)
+    assert old["properties"]["full_name"]["anyOf"][0]["maxLength"] == 300
+    assert old["properties"]["fit_signals"]["maxItems"] == 20
+    unbounded = edited(old)
+    del unbounded["properties"]["full_name"]["anyOf"][0]["maxLength"]
+    del unbounded["properties"]["fit_signals"]["maxItems"]
+
+    added = compare(unbounded, old)
+    assert breaking(added) == []
+    assert {f"{c.path}: {c.message}" for c in added} == {
+        "full_name: writer bound maxLength=300 added (decode() accepts longer values of older records)",
+        "fit_signals: writer bound maxItems=20 added (decode() accepts longer values of older records)",
+    }
+    lowered = edited(old)
+    lowered["properties"]["full_name"]["anyOf"][0]["maxLength"] = 200
+    assert breaking(compare(old, lowered)) == [] and compare(old, lowered) != []
+    raised = edited(old)
+    raised["properties"]["full_name"]["anyOf"][0]["maxLength"] = 400
+    assert problems(old, raised) == ["full_name: size bound maxLength raised from 300 to 400"]
+    assert sorted(problems(old, unbounded)) == [
+        "fit_signals: size bound maxItems=20 removed (readers may rely on it)",
+        "full_name: size bound maxLength=300 removed (readers may rely on it)",
+    ]
+    free = event_schema(CampaignCreated)
+    bigger = edited(free)
+    bigger["properties"]["workflow"]["x-leadstream-max-bytes"] *= 2
+    assert problems(free, bigger) == ["workflow: size bound x-leadstream-max-bytes raised from 65536 to 131072"]
 
 
 def test_every_published_schema_is_compatible_with_itself() -> None:

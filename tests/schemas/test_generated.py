@@ -105,6 +105,7 @@ def test_every_event_type_has_a_json_schema_with_contract_metadata() -> None:
             "topic": cls.topic,
             "dlq": cls.topic + ".dlq",
             "key_field": cls.key_field,
+            "size_bounds": "checked when an event is written; decode() also reads longer values of older records",
         }
         assert cls.key_field in schema["required"]
 

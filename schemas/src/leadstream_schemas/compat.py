@@ -6,10 +6,17 @@ Schema of an event type with the old (committed) one and lists every change, mar
 - a field removed (required or optional: downstream consumers read it);
 - a field that became required, or a new field without a default (old events do not carry it);
 - a type changed or narrowed: another JSON type, ``null`` no longer allowed, a new or different
-  ``format``, enum / ``Literal`` values removed, a new or changed constraint (``maxLength``, ...);
+  ``format``, enum / ``Literal`` values removed, a new or changed constraint (``minLength``, ``pattern``, ...);
+- a size bound raised or removed (``maxLength``, ``maxItems``, ``maxProperties``, ``x-leadstream-max-bytes``);
 - an event type removed, or moved to another topic or key field.
 
 Widening (a new optional field, new enum values, ``null`` now allowed, a new event type) is compatible.
+
+Size bounds go the other way, because they are *writer* bounds (:mod:`leadstream_schemas.bounds`): an event
+is checked against them when it is built, while ``decode()`` reads a longer value without complaint. A new
+or lowered bound therefore breaks no reader of old records -- a record written before, with a longer value,
+still decodes -- and gives readers of new records a promise; it is compatible. Raising or removing a bound
+breaks that promise to readers that rely on it (a column sized for it, a UI that fits it): breaking.
 Annotations (title, description, default, examples) are not compared. Nested models (``$defs``) are compared
 field by field; paths read like ``fit_signals[].kind`` (``[]`` = list items, ``{}`` = map values).
 
@@ -31,13 +38,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .bounds import SIZE_KEYWORDS
 from .generate import JSONSCHEMA_DIR, default_root, event_schemas
 
 Schema = dict[str, Any]
 
 _CONSTRAINTS = (
     "minLength",
-    "maxLength",
     "pattern",
     "minimum",
     "maximum",
@@ -45,11 +52,10 @@ _CONSTRAINTS = (
     "exclusiveMaximum",
     "multipleOf",
     "minItems",
-    "maxItems",
     "uniqueItems",
     "minProperties",
-    "maxProperties",
 )
+"""Constraints a reader's validation enforces: any new or changed one is breaking."""
 _ANY = "any"
 
 
@@ -192,6 +198,19 @@ class _Comparison:
                 continue
             was = "new constraint" if before is None else f"constraint changed from {key}={before!r} to"
             out.append(self._change(path, f"{was} {key}={after!r}"))
+        for key in SIZE_KEYWORDS:
+            before, after = old.get(key), new.get(key)
+            if after == before:
+                continue
+            if after is None:
+                out.append(self._change(path, f"size bound {key}={before!r} removed (readers may rely on it)"))
+            elif before is None:
+                message = f"writer bound {key}={after!r} added (decode() accepts longer values of older records)"
+                out.append(self._change(path, message, is_breaking=False))
+            elif after < before:
+                out.append(self._change(path, f"writer bound {key} lowered from {before!r} to {after!r}", False))
+            else:
+                out.append(self._change(path, f"size bound {key} raised from {before!r} to {after!r}"))
         return out
 
     def _object(self, old: Schema, new: Schema, path: str) -> list[Change]:

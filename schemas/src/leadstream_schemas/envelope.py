@@ -17,6 +17,7 @@ from uuid import UUID
 from pydantic import ValidationError
 
 from .base import Event, event_class
+from .bounds import find_unstorable, may_hold_unstorable
 from .upcasting import UPCASTERS, upcast
 
 SPECVERSION = "1.0"
@@ -216,9 +217,19 @@ def _payload_object(value: bytes) -> dict[str, Any]:
     return payload
 
 
+def _refuse_unstorable(event_type: str, payload: Any) -> None:
+    """A DecodeError naming the first field that holds a NUL or a lone surrogate (Postgres cannot store them)."""
+    found = find_unstorable(payload)
+    if found is not None:
+        where, reason = found
+        path = ".".join(str(p) for p in where) or "<root>"
+        raise DecodeError("invalid_field", f"invalid {event_type} payload: {path}: {reason}")
+
+
 def _decode_upcast(raw_type: str, value: bytes) -> Event:
     """Decode an old event version: parse, upcast to the current type, validate."""
     payload = _payload_object(value)
+    _refuse_unstorable(raw_type, payload)
     try:
         event_type, payload = upcast(raw_type, payload)
     except Exception as exc:  # an upcaster bug must not stall a consumer: it is a decode error
@@ -227,7 +238,8 @@ def _decode_upcast(raw_type: str, value: bytes) -> Event:
     if cls is None:
         raise DecodeError("unknown_type", f"unknown event type {event_type!r}")
     try:
-        return cls.model_validate(payload)
+        # Validated as JSON, like any record: the writer bounds are not checked when reading.
+        return cls.model_validate_json(json.dumps(payload))
     except ValidationError as exc:
         raise DecodeError("invalid_field", _format_validation(event_type, exc)) from None
 
@@ -236,7 +248,8 @@ def decode(value: bytes | None, headers: Any) -> Envelope[Event]:
     """Decode a Kafka record (value + headers) into an envelope; upcasts old versions.
 
     Raises :class:`DecodeError` whose message names the missing header, the unknown type, or the
-    invalid field with its path.
+    invalid field with its path; a field holding a NUL or a lone surrogate (which Postgres cannot store) is
+    an invalid field. Writer bounds (``maxLength``, ...) are not checked: older records may exceed them.
     """
     h = headers_dict(headers)
     missing = [name for name in REQUIRED_HEADERS if name not in h]
@@ -258,8 +271,10 @@ def decode(value: bytes | None, headers: Any) -> Envelope[Event]:
             # The common path: pydantic parses and validates the JSON in one pass (no dict in between).
             data = cls.model_validate_json(value)
         except ValidationError as exc:
-            _payload_object(value)
+            _refuse_unstorable(raw_type, _payload_object(value))  # a lone surrogate is invalid JSON to pydantic
             raise DecodeError("invalid_field", _format_validation(raw_type, exc)) from None
+        if may_hold_unstorable(value):  # rare: only then parse again to find the field
+            _refuse_unstorable(raw_type, _payload_object(value))
     try:
         time = datetime.fromisoformat(h[H_TIME])
     except ValueError:

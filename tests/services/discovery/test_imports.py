@@ -169,3 +169,27 @@ async def test_manual_add_dedupes_and_validates(start_discovery: StartDiscovery)
         assert {e.data.source for e in discovered} == {"manual"}
         groups = (await client.get("/v1/source-groups")).json()["items"]
         assert [(g["name"], g["size"], g["new_leads"]) for g in groups] == [("Manual", 2, 2)]
+
+
+async def test_a_csv_upload_has_its_own_byte_cap_above_the_json_one(start_discovery: StartDiscovery) -> None:
+    """Request bodies are capped at http_max_body_bytes; the CSV upload at csv_max_bytes, counted as it streams."""
+    service = await start_discovery(http_max_body_bytes=16_384, csv_max_bytes=262_144)
+    ws = f"ws-{uuid.uuid4().hex[:8]}"
+    # Few rows (they are published to the session's shared lead topic), made large by a column not imported.
+    header = "LinkedIn URL,First Name,Last Name,Notes\n"
+    rows = "".join(
+        f"https://www.linkedin.com/in/cap-{uuid.uuid4().hex},Cap,Person{i},{'n' * 1000}\n" for i in range(20)
+    )
+    assert 16_384 < len(header + rows) < 262_144
+    async with await client_for(service, ws) as client:
+        fits = await client.post("/v1/imports/csv", files={"file": ("big.csv", (header + rows).encode(), "text/csv")})
+        huge = header + "https://www.linkedin.com/in/cap-huge,Cap,Huge," + "n" * 300_000 + "\n"
+        too_big = await client.post("/v1/imports/csv", files={"file": ("huge.csv", huge.encode(), "text/csv")})
+        json_body = await client.post(
+            "/v1/leads", json={"linkedin_url": "https://www.linkedin.com/in/x", "full_name": "x" * 20_000}
+        )
+    assert fits.status_code == 201, fits.text
+    assert fits.json()["imported"] == 20
+    assert too_big.status_code == 413 and too_big.json()["code"] == "payload_too_large"
+    assert "262,144 bytes" in too_big.json()["detail"]
+    assert json_body.status_code == 413 and "16,384 bytes" in json_body.json()["detail"]

@@ -193,7 +193,7 @@ async def test_invalid_searches_are_422_naming_the_field(start_discovery: StartD
         )
         assert (status, fields) == (422, ["schedule.interval_minutes"])
         status, fields, _ = await problem("/v1/searches", {**base, "criteria": {**SIGNALS, "prompt": "a\x00b"}})
-        assert (status, fields) == (422, ["criteria"])
+        assert (status, fields) == (422, ["criteria.prompt"])  # named by the edge guard, to the field
         status, fields, _ = await problem("/v1/searches", {**base, "name": "x\x00", "criteria": SIGNALS})
         assert (status, fields) == (422, ["name"])
         assert (await client.get(f"/v1/searches/{uuid.uuid4()}")).status_code == 404

@@ -193,3 +193,20 @@ async def test_presets_are_documented(o: Outreach) -> None:
         "Message connected leads",
     ]
     assert all(p["description"] and p["graph"]["steps"] for p in presets)
+
+
+async def test_oversized_and_unstorable_input_is_refused_at_the_edge(o: Outreach) -> None:
+    """The requests of issue 11: a 2 MB strategy.offer was accepted (and its event stalled the outbox), a reply
+    holding a NUL was accepted (and stalled the projection). Both are refused now, naming what is wrong."""
+    a = await o.account()
+    huge = await o.api("POST", "/v1/campaigns", 413, json=_campaign(a, strategy={"offer": "x" * 2_000_000}))
+    assert huge["code"] == "payload_too_large"
+    long = await o.api("POST", "/v1/campaigns", 422, json=_campaign(a, strategy={"offer": "x" * 4001}))
+    assert [e["field"] for e in long["errors"]] == ["strategy.offer"] and "4000" in long["detail"]
+    nul = await o.api("POST", "/v1/campaigns", 422, json=_campaign(a, strategy={"offer": "a\x00b"}))
+    assert [e["field"] for e in nul["errors"]] == ["strategy.offer"] and "NUL" in nul["detail"]
+    created = await o.api("POST", "/v1/campaigns", 201, json=_campaign(a, strategy={"offer": "x" * 4000}))
+    reply = await o.api(
+        "POST", f"/v1/campaigns/{created['campaign_id']}/leads/{uuid.uuid4()}/reply", 422, json={"text": "hi\x00"}
+    )
+    assert [e["field"] for e in reply["errors"]] == ["text"] and "NUL" in reply["detail"]

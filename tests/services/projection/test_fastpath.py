@@ -90,6 +90,10 @@ CASES: dict[str, tuple[bytes | None, Headers]] = {
     "non-utf8 workspace": (VALUE, replace(HEADERS, H_WORKSPACE, b"ws-\xff")),
     "non-utf8 type": (VALUE, replace(HEADERS, H_TYPE, b"\xfe")),
     "repeated header": (VALUE, [*HEADERS, (H_WORKSPACE, b"ws-2")]),
+    "nul in a field": (VALUE.replace(b"Hi {there}", b"Hi \\u0000"), HEADERS),
+    "lone surrogate": (VALUE.replace(b"Hi {there}", b"Hi \\udc00"), HEADERS),
+    "text that looks like an escape": (VALUE.replace(b"Hi {there}", b"Hi \\\\u0000"), HEADERS),
+    "older record past a bound": (VALUE.replace(b"Hi {there}", b"x" * 5000), HEADERS),
 }
 
 
@@ -100,8 +104,10 @@ def test_the_projection_decoder_agrees_with_the_contract(case: str) -> None:
     assert mine == verdict(decode, value, headers)
     if case == "valid":
         assert mine[0] == "ok" and mine[1] == dict(HEADERS)[H_ID].decode()  # type: ignore[union-attr]
-    if case in ("bad id", "bad correlation", "not json", "unknown type"):
+    if case in ("bad id", "bad correlation", "not json", "unknown type", "nul in a field", "lone surrogate"):
         assert mine[0] == "error"
+    if case in ("text that looks like an escape", "older record past a bound"):
+        assert mine[0] == "ok"
 
 
 def test_an_upcast_type_still_goes_through_the_upcaster(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -21,6 +21,7 @@ from services.runtime.outbox import add_to_outbox
 from services.runtime.telemetry import configure_tracing
 from tests.services.runtime.conftest import Probe
 from tests.support.kafka import read_until, wait_for
+from tests.support.outbox import failing_batches
 from tests.support.probe.app import enriched_for
 from tests.support.probe.helpers import caused_by, discovered, headers_of, raw, send
 
@@ -147,33 +148,16 @@ async def test_rows_left_in_the_outbox_are_published_in_order(probe: Probe) -> N
     await wait_for(rows_deleted, what="published rows to leave the outbox")
 
 
-class _FailingOnce:
-    """Wraps the real broker: the first publish fails as if the broker were unreachable."""
-
-    def __init__(self, broker: Any) -> None:
-        self.broker = broker
-        self.calls = 0
-
-    async def publish(self, *args: Any, **kwargs: Any) -> Any:
-        self.calls += 1
-        if self.calls == 1:
-            raise KafkaConnectionError("simulated broker hiccup")
-        return await self.broker.publish(*args, **kwargs)
-
-
 async def test_relay_keeps_rows_through_a_failed_publish_and_recovers(probe: Probe) -> None:
     relay = probe.service.relay
-    flaky = _FailingOnce(relay.broker)
-    relay.broker = flaky  # type: ignore[assignment]
     lead = uuid.uuid4()
     env = Envelope.new(LeadProfileEnriched(lead_id=lead, full_name="Dorothy Vaughan"), workspace_id="ws", source="t")
-    try:
+    # The first batch of this event fails as if the broker were unreachable; the relay keeps the row.
+    async with failing_batches(relay, lambda batch: env.id in batch.event_ids, KafkaConnectionError) as faults:
         async with probe.service.engine.begin() as conn:
             await add_to_outbox(conn, probe.service.tables, [env])
         relay.wake()
         out = await read_until(probe.bootstrap, [probe.lead_topic], lambda rs: bool(_with_id(rs, env.id)))
-    finally:
-        relay.broker = flaky.broker
-    assert flaky.calls >= 2  # the failed attempt, then the one that went through
+    assert faults.failed == 1 and faults.sent >= 1  # the failed attempt, then the one that went through
     assert len(_with_id(out, env.id)) == 1
     await wait_for(lambda: relay.healthy, what="the relay to report healthy again")

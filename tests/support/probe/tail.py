@@ -39,6 +39,19 @@ class Tail:
         for recs in batch.values():
             self.records.extend(r for r in recs if self.keep(r))
 
+    async def catch_up(self, *, timeout_s: float = 60) -> None:
+        """Read until every partition is at least where it ended when called: whatever was on the topics then
+        is in :attr:`records` (read what other systems show first, then catch up, to compare them)."""
+        ends = await self.consumer.end_offsets(list(self.consumer.assignment()))
+        deadline = time.monotonic() + timeout_s
+        while True:
+            behind = [tp for tp, end in ends.items() if await self.consumer.position(tp) < end]
+            if not behind:
+                return
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out after {timeout_s}s catching up on {behind}")
+            await self.poll()
+
     async def until(self, done: Callable[[Records], bool], *, timeout_s: float, what: str) -> Records:
         """Read until ``done(records)`` holds; AssertionError at the deadline, saying what was awaited."""
         deadline = time.monotonic() + timeout_s

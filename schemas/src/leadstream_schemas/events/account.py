@@ -6,6 +6,7 @@ from typing import ClassVar, Literal
 from uuid import UUID
 
 from ..base import Event, register
+from ..bounds import Code, Name
 from ..topics import ACCOUNT
 
 AccountStatus = Literal[
@@ -40,7 +41,7 @@ class AccountConnectionRequested(AccountEvent):
 
     event_type: ClassVar[str] = "leadstream.account.connection_requested.v1"
 
-    provider: str = "linkedin"
+    provider: Code = "linkedin"
 
 
 @register
@@ -49,8 +50,8 @@ class AccountConnected(AccountEvent):
 
     event_type: ClassVar[str] = "leadstream.account.connected.v1"
 
-    provider: str = "linkedin"
-    display_name: str | None = None
+    provider: Code = "linkedin"
+    display_name: Name | None = None
     sender_email_verified: bool = False
 
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..base import Event, register
+from ..bounds import Bound, Code, Detail, FreeJson, Id, Line, Name, Url
 from ..topics import CAMPAIGN
 
 
@@ -29,17 +30,17 @@ class Audience(_Part):
     """Who a campaign targets: a source group, a saved search, or a LinkedIn search URL."""
 
     type: Literal["source_group", "saved_search", "linkedin_url"]
-    ref: str
+    ref: Url
 
 
 class Strategy(_Part):
     """The messaging strategy profile: what is offered, the proof, the tone and the call to action."""
 
-    offer: str = ""
-    proof: str = ""
-    tone: str = "friendly"
-    call_to_action: str = ""
-    template: str | None = None
+    offer: Detail = ""
+    proof: Detail = ""
+    tone: Code = "friendly"
+    call_to_action: Line = ""
+    template: Id | None = None
     review: bool = False
     invite_note: bool = True
     personalise: bool = True
@@ -52,14 +53,14 @@ class CampaignCreated(CampaignEvent):
 
     event_type: ClassVar[str] = "leadstream.campaign.created.v1"
 
-    name: str
+    name: Name
     audience: Audience
-    workflow: dict[str, Any] = Field(default_factory=dict)
+    workflow: Annotated[dict[str, Any], FreeJson(max_properties=64, max_bytes=65_536)] = Field(default_factory=dict)
     strategy: Strategy = Field(default_factory=Strategy)
-    delivery: dict[str, Any] = Field(default_factory=dict)
-    account_ids: list[UUID] = Field(default_factory=list)
-    video_template_id: str | None = None
-    video_template: dict[str, Any] | None = None
+    delivery: Annotated[dict[str, Any], FreeJson(max_properties=64, max_bytes=65_536)] = Field(default_factory=dict)
+    account_ids: Annotated[list[UUID], Bound(100)] = Field(default_factory=list)
+    video_template_id: Id | None = None
+    video_template: Annotated[dict[str, Any], FreeJson(max_properties=64, max_bytes=65_536)] | None = None
     parent_campaign_id: UUID | None = None
 
 
@@ -78,8 +79,8 @@ class CampaignLaunched(CampaignEvent):
 
     event_type: ClassVar[str] = "leadstream.campaign.launched.v1"
 
-    account_ids: list[UUID] = Field(default_factory=list)
-    skipped_accounts: dict[str, str] = Field(default_factory=dict)
+    account_ids: Annotated[list[UUID], Bound(100)] = Field(default_factory=list)
+    skipped_accounts: Annotated[dict[Id, Detail], Bound(100)] = Field(default_factory=dict)
 
 
 @register
@@ -88,7 +89,7 @@ class CampaignPaused(CampaignEvent):
 
     event_type: ClassVar[str] = "leadstream.campaign.paused.v1"
 
-    reason: str = "user"
+    reason: Code = "user"
 
 
 @register
@@ -97,7 +98,7 @@ class CampaignResumed(CampaignEvent):
 
     event_type: ClassVar[str] = "leadstream.campaign.resumed.v1"
 
-    reason: str = "user"
+    reason: Code = "user"
 
 
 @register
@@ -120,4 +121,4 @@ class CampaignNeedsReview(CampaignEvent):
 
     event_type: ClassVar[str] = "leadstream.campaign.needs_review.v1"
 
-    message: str
+    message: Detail

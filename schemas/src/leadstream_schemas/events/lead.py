@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from datetime import date, datetime
 from enum import StrEnum
-from typing import ClassVar, Literal
+from typing import Annotated, ClassVar, Literal
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..base import Event, register
+from ..bounds import Body, Bound, Code, Detail, Email, Id, Line, Name, Url
 from ..topics import LEAD
 
 
@@ -77,8 +78,8 @@ class SkipReason(StrEnum):
 class FitSignal(_Part):
     """Why a lead matched a search (e.g. kind=hiring, detail='Hiring 3 SDRs')."""
 
-    kind: str
-    detail: str
+    kind: Code
+    detail: Detail
     observed_on: date | None = None
 
 
@@ -95,15 +96,15 @@ class LeadDiscovered(LeadEvent):
     source: LeadSource
     search_id: UUID | None = None
     source_group_id: UUID | None = None
-    linkedin_url: str | None = None
-    email: str | None = None
-    full_name: str | None = None
-    first_name: str | None = None
-    last_name: str | None = None
-    title: str | None = None
-    company: str | None = None
-    location: str | None = None
-    fit_signals: list[FitSignal] = Field(default_factory=list)
+    linkedin_url: Url | None = None
+    email: Email | None = None
+    full_name: Name | None = None
+    first_name: Name | None = None
+    last_name: Name | None = None
+    title: Name | None = None
+    company: Name | None = None
+    location: Name | None = None
+    fit_signals: Annotated[list[FitSignal], Bound(20)] = Field(default_factory=list)
 
 
 @register
@@ -124,18 +125,18 @@ class LeadAddedToSourceGroup(LeadEvent):
 class Post(_Part):
     """A recent post or article by the lead."""
 
-    text: str
-    topic: str | None = None
+    text: Body
+    topic: Name | None = None
     posted_on: date | None = None
-    url: str | None = None
+    url: Url | None = None
     kind: Literal["post", "article"] = "post"
 
 
 class Position(_Part):
     """One entry of a lead's work history (``ended_on`` None means current)."""
 
-    title: str
-    company: str
+    title: Name
+    company: Name
     started_on: date | None = None
     ended_on: date | None = None
 
@@ -144,7 +145,7 @@ class CompanyMilestone(_Part):
     """A company event usable as a hook: funding, hiring, expansion, news."""
 
     kind: Literal["funding", "hiring", "expansion", "news", "launch", "other"]
-    detail: str
+    detail: Detail
     occurred_on: date | None = None
 
 
@@ -154,21 +155,21 @@ class LeadProfileEnriched(LeadEvent):
 
     event_type: ClassVar[str] = "leadstream.lead.profile_enriched.v1"
 
-    full_name: str
-    first_name: str | None = None
-    last_name: str | None = None
-    headline: str | None = None
-    role: str | None = None
-    company_name: str | None = None
-    company_size: str | None = None
-    company_industry: str | None = None
-    city: str | None = None
-    linkedin_url: str | None = None
-    recent_posts: list[Post] = Field(default_factory=list)
-    work_history: list[Position] = Field(default_factory=list)
-    skills: list[str] = Field(default_factory=list)
-    company_milestones: list[CompanyMilestone] = Field(default_factory=list)
-    provider: str = "simulated"
+    full_name: Name
+    first_name: Name | None = None
+    last_name: Name | None = None
+    headline: Line | None = None
+    role: Name | None = None
+    company_name: Name | None = None
+    company_size: Code | None = None
+    company_industry: Name | None = None
+    city: Name | None = None
+    linkedin_url: Url | None = None
+    recent_posts: Annotated[list[Post], Bound(50)] = Field(default_factory=list)
+    work_history: Annotated[list[Position], Bound(50)] = Field(default_factory=list)
+    skills: Annotated[list[Name], Bound(100)] = Field(default_factory=list)
+    company_milestones: Annotated[list[CompanyMilestone], Bound(50)] = Field(default_factory=list)
+    provider: Code = "simulated"
 
 
 @register
@@ -177,9 +178,9 @@ class LeadEmailEnriched(LeadEvent):
 
     event_type: ClassVar[str] = "leadstream.lead.email_enriched.v1"
 
-    email: str
+    email: Email
     status: Literal["verified"] = "verified"
-    provider: str = "simulated"
+    provider: Code = "simulated"
 
 
 @register
@@ -189,8 +190,8 @@ class LeadEmailNotFound(LeadEvent):
     event_type: ClassVar[str] = "leadstream.lead.email_not_found.v1"
 
     reason: Literal["not_found", "risky", "invalid", "provider_error"]
-    detail: str | None = None
-    provider: str = "simulated"
+    detail: Detail | None = None
+    provider: Code = "simulated"
 
 
 @register
@@ -200,16 +201,16 @@ class LeadEnrichmentFailed(LeadEvent):
     event_type: ClassVar[str] = "leadstream.lead.enrichment_failed.v1"
 
     stage: Literal["profile", "email"]
-    reason: str
-    detail: str | None = None
+    reason: Code
+    detail: Detail | None = None
 
 
 class Hook(_Part):
     """The personalisation hook a message is built on, and why it was chosen."""
 
     kind: Literal["recent_post", "career_move", "company_milestone", "role_company"]
-    detail: str
-    reason: str
+    detail: Detail
+    reason: Detail
     fallback: bool = False
 
 
@@ -221,14 +222,14 @@ class MessageGenerated(LeadEvent):
 
     draft_id: UUID
     channel: Channel
-    step_id: str | None = None
-    text: str
-    subject: str | None = None
+    step_id: Id | None = None
+    text: Body
+    subject: Line | None = None
     hook: Hook
-    template: str | None = None
+    template: Id | None = None
     char_limit: int | None = None
     needs_review: bool = False
-    generator: str = "simulated"
+    generator: Code = "simulated"
 
 
 @register
@@ -239,9 +240,9 @@ class MessageApproved(LeadEvent):
 
     draft_id: UUID
     channel: Channel
-    step_id: str | None = None
-    text: str
-    subject: str | None = None
+    step_id: Id | None = None
+    text: Body
+    subject: Line | None = None
     auto: bool = False
 
 
@@ -253,9 +254,9 @@ class MessageEdited(LeadEvent):
 
     draft_id: UUID
     channel: Channel
-    step_id: str | None = None
-    text: str
-    subject: str | None = None
+    step_id: Id | None = None
+    text: Body
+    subject: Line | None = None
 
 
 @register
@@ -266,8 +267,8 @@ class MessageRejected(LeadEvent):
 
     draft_id: UUID
     channel: Channel
-    step_id: str | None = None
-    reason: str | None = None
+    step_id: Id | None = None
+    reason: Line | None = None
 
 
 @register
@@ -277,8 +278,8 @@ class LeadEnrolled(LeadEvent):
     event_type: ClassVar[str] = "leadstream.lead.enrolled.v1"
 
     account_id: UUID
-    workflow_preset: str | None = None
-    video_template_id: str | None = None
+    workflow_preset: Id | None = None
+    video_template_id: Id | None = None
 
 
 @register
@@ -288,9 +289,9 @@ class VideoRequested(LeadEvent):
     event_type: ClassVar[str] = "leadstream.lead.video_requested.v1"
 
     video_job_id: UUID
-    template_id: str
-    variables: dict[str, str] = Field(default_factory=dict)
-    fallbacks_used: list[str] = Field(default_factory=list)
+    template_id: Id
+    variables: Annotated[dict[Id, Detail], Bound(50)] = Field(default_factory=dict)
+    fallbacks_used: Annotated[list[Id], Bound(50)] = Field(default_factory=list)
 
 
 @register
@@ -300,8 +301,8 @@ class VideoGenerated(LeadEvent):
     event_type: ClassVar[str] = "leadstream.lead.video_generated.v1"
 
     video_job_id: UUID
-    video_url: str
-    thumbnail_url: str | None = None
+    video_url: Url
+    thumbnail_url: Url | None = None
 
 
 @register
@@ -312,14 +313,14 @@ class VideoFailed(LeadEvent):
 
     video_job_id: UUID
     reason: Literal["timeout", "provider_error", "rejected"]
-    detail: str | None = None
+    detail: Detail | None = None
 
 
 class _ActionEvent(LeadEvent):
     """Base of action facts performed from an account at a workflow step."""
 
     account_id: UUID | None = None
-    step_id: str | None = None
+    step_id: Id | None = None
 
 
 @register
@@ -328,8 +329,8 @@ class CommentDrafted(_ActionEvent):
 
     event_type: ClassVar[str] = "leadstream.lead.comment_drafted.v1"
 
-    post_url: str
-    text: str
+    post_url: Url
+    text: Body
 
 
 @register
@@ -338,8 +339,8 @@ class CommentPosted(_ActionEvent):
 
     event_type: ClassVar[str] = "leadstream.lead.comment_posted.v1"
 
-    post_url: str
-    text: str
+    post_url: Url
+    text: Body
 
 
 @register
@@ -348,7 +349,7 @@ class PostLiked(_ActionEvent):
 
     event_type: ClassVar[str] = "leadstream.lead.post_liked.v1"
 
-    post_url: str
+    post_url: Url
 
 
 @register
@@ -357,8 +358,8 @@ class InviteSent(_ActionEvent):
 
     event_type: ClassVar[str] = "leadstream.lead.invite_sent.v1"
 
-    note: str | None = None
-    video_url: str | None = None
+    note: Line | None = None
+    video_url: Url | None = None
 
 
 @register
@@ -374,8 +375,8 @@ class MessageSent(_ActionEvent):
 
     event_type: ClassVar[str] = "leadstream.lead.message_sent.v1"
 
-    text: str
-    video_url: str | None = None
+    text: Body
+    video_url: Url | None = None
 
 
 @register
@@ -384,11 +385,11 @@ class EmailSent(_ActionEvent):
 
     event_type: ClassVar[str] = "leadstream.lead.email_sent.v1"
 
-    to: str
-    subject: str
-    body: str
-    unsubscribe_url: str
-    provider_message_id: str | None = None
+    to: Email
+    subject: Line
+    body: Body
+    unsubscribe_url: Url
+    provider_message_id: Line | None = None
 
 
 @register
@@ -402,8 +403,8 @@ class ActionSkipped(_ActionEvent):
 
     action: Action
     reason: SkipReason
-    detail: str | None = None
-    rendered: dict[str, str] | None = None
+    detail: Detail | None = None
+    rendered: Annotated[dict[Code, Body], Bound(10)] | None = None
 
 
 @register
@@ -419,8 +420,8 @@ class ActionFailed(_ActionEvent):
     event_type: ClassVar[str] = "leadstream.lead.action_failed.v1"
 
     action: Action
-    reason: str
-    detail: str | None = None
+    reason: Code
+    detail: Detail | None = None
     retryable: bool = False
 
 
@@ -432,7 +433,7 @@ class Replied(_ActionEvent):
 
     channel: Channel
     received_at: datetime
-    excerpt: str | None = None
+    excerpt: Detail | None = None
     out_of_office: bool = False
 
 

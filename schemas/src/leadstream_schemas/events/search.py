@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 from uuid import UUID
 
 from pydantic import Field
 
 from ..base import Event, register
+from ..bounds import Code, Detail, FreeJson, Name
 from ..topics import SEARCH
 
 
@@ -28,8 +29,8 @@ class SearchStarted(SearchEvent):
 
     source_group_id: UUID
     kind: Literal["people", "signals", "posts", "linkedin_url", "csv", "manual"]
-    name: str
-    criteria: dict[str, Any] = Field(default_factory=dict)
+    name: Name
+    criteria: Annotated[dict[str, Any], FreeJson(max_properties=64, max_bytes=16_384)] = Field(default_factory=dict)
     target_count: int
 
 
@@ -40,7 +41,7 @@ class SearchPageCompleted(SearchEvent):
     event_type: ClassVar[str] = "leadstream.search.page_completed.v1"
 
     page: int
-    cursor: str | None = None
+    cursor: Detail | None = None
     found: int
     new_leads: int
     duplicates: int
@@ -55,4 +56,4 @@ class SearchFinished(SearchEvent):
 
     reason: Literal["target_reached", "exhausted", "cancelled", "failed"]
     total_new: int
-    next_run_at: str | None = None
+    next_run_at: Code | None = None

@@ -1,0 +1,95 @@
+"""``leadstream demo`` stops every service it started on SIGTERM and SIGHUP, as it does on Ctrl-C: a
+service manager stopping it, or a closed terminal, leaves no service running on its own.
+
+Runs the real command as a process (services as its child processes) on the real broker and a database
+of its own, and checks the operating system's process table afterwards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import signal
+import sys
+import uuid
+from functools import partial
+from pathlib import Path
+
+import pytest
+
+from leadstream_cli.processes import SERVICES, port_in_use, shutdown_grace_s
+from tests.support.infra import Infra
+from tests.support.kafka import wait_for
+from tests.support.processes import alive, child_pids
+
+pytestmark = pytest.mark.e2e
+LEADSTREAM = Path(sys.executable).parent / "leadstream"
+
+
+def _free_port_block(n: int) -> int:
+    """A first port of ``n`` consecutive ports nothing listens on."""
+    while True:
+        base = random.randrange(20_000, 60_000 - n)
+        if not any(port_in_use(base + i) for i in range(n)):
+            return base
+
+
+def _tail(path: Path) -> str:
+    return path.read_text(errors="replace")[-3000:]
+
+
+@pytest.mark.parametrize(
+    ("sig", "when"),
+    [(signal.SIGTERM, "campaign running"), (signal.SIGHUP, "services starting")],
+    ids=["SIGTERM-running", "SIGHUP-starting"],
+)
+async def test_demo_stops_every_service_it_started(
+    sig: signal.Signals, when: str, infra: Infra, own_database: str, tmp_path: Path
+) -> None:
+    base = _free_port_block(len(SERVICES))
+    env = {
+        **os.environ,
+        "KAFKA_BOOTSTRAP_SERVERS": infra.kafka_bootstrap_servers,
+        "DATABASE_URL": own_database,
+        "LEADSTREAM_TOPIC_PREFIX": f"t{uuid.uuid4().hex[:8]}.",
+        "LEADSTREAM_TOPIC_PARTITIONS": "3",
+        "LEADSTREAM_LOG_LEVEL": "WARNING",
+    }
+    log_path = tmp_path / "demo.log"
+    with log_path.open("wb") as log:
+        demo = await asyncio.create_subprocess_exec(
+            str(LEADSTREAM), "demo", "--port-base", str(base), "--timeout", "300", env=env, stdout=log, stderr=log
+        )
+    children: list[int] = []
+    try:
+
+        def reached(phase: str) -> bool:
+            if demo.returncode is not None:
+                raise AssertionError(f"the demo ended ({demo.returncode}) before {phase}:\n{_tail(log_path)}")
+            if phase == "campaign running":
+                return "launched for" in log_path.read_text(errors="replace")
+            return len(child_pids(demo.pid)) == len(SERVICES)
+
+        # Generous: on a busy machine every service starting at once takes a while.
+        # The demo launches its campaign once every service is ready.
+        await wait_for(partial(reached, when), timeout_s=240, interval_s=0.5, what=when)
+        children = child_pids(demo.pid)
+        assert len(children) == len(SERVICES), children
+        assert demo.returncode is None, "the demo ended before the signal"
+
+        demo.send_signal(sig)
+        code = await asyncio.wait_for(demo.wait(), timeout=shutdown_grace_s(env) + 30)
+
+        output = _tail(log_path)
+        assert code != -sig, f"the demo died of {sig.name} without stopping its services\n{output}"
+        survivors = [pid for pid in children if alive(pid)]
+        assert survivors == [], f"services left running after {sig.name}: {survivors}\n{output}"
+        assert "did not stop cleanly" not in output, output
+    finally:
+        if demo.returncode is None:
+            demo.kill()
+            await demo.wait()
+        for pid in children:  # only on failure: never leave the test's own services behind
+            if alive(pid):
+                os.killpg(pid, signal.SIGKILL)

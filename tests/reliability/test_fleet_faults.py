@@ -1,0 +1,304 @@
+"""Faults on the whole product, on a Kafka broker and a Postgres of this module's own: every service runs as
+a process (the one list of services, so a new one is covered), a campaign runs through all of them as load
+(tests/support/campaign.py), and then:
+
+- **SIGTERM** to each service in turn while it has work in hand (a rolling restart): exit code 0 within the
+  grace period;
+- **the broker SIGKILLed** under load, kept down, restarted; some services restarted while it is down;
+- **Postgres SIGKILLed** under load (the projection applying batches, the outbox relay, outreach's timers
+  due meanwhile), kept down, restarted; the other services restarted while it is down.
+
+Every service reports not-ready while an outage lasts (naming what is down) and ready again after it; the
+campaign then finishes with its effects counted (tests/support/effects.py): lost 0, duplicated 0. Each test
+prints its figures (``FIGURES {...}``; ``pytest -s`` shows them): docs/reliability.md's fault matrix.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import partial
+from typing import Any
+
+import pytest
+import yaml
+from leadstream_schemas import (
+    InviteSent,
+    LeadDiscovered,
+    LeadEnrichmentFailed,
+    LeadProfileEnriched,
+    MessageGenerated,
+    VideoFailed,
+    VideoGenerated,
+    headers_dict,
+)
+
+from services.runtime.kafka import apply_topics
+from services.runtime.settings import RuntimeSettings
+from tests.conftest import TEST_PARTITIONS
+from tests.deploy.chart import CHART_DIR
+from tests.support.campaign import CLOCK_SCALE, WORKFLOW, CampaignRun, call, launch_campaign
+from tests.support.effects import Effects, count, finished
+from tests.support.fleet import Fleet, Stopped
+from tests.support.kafka import wait_for
+from tests.support.probe.tail import Records, Tail
+from tests.support.servers import DedicatedServers, LocalServer
+
+pytestmark = pytest.mark.e2e
+
+LEADS = 30
+OUTAGE_S = 10.0
+"""How long a killed server stays down before it is restarted (the broker then needs ~10 s more to serve)."""
+GRACE_S = 5
+"""The services' LEADSTREAM_SHUTDOWN_GRACE_S here (25 by default): a stop during an outage may wait it out
+(a publish to a broker that is down, a consumer leaving its group), and the outage lasts that much longer."""
+RIDE_OUT = {"kafka": ("discovery", "messaging", "video"), "postgres": ("enrichment", "outreach", "projection")}
+"""Services that keep running through each outage; every other service is restarted while it lasts, so each
+service both rides out one outage and starts during the other."""
+TOPICS = ("leadstream.lead.v1", "leadstream.campaign.v1", "leadstream.account.v1")
+CHART_SERVICES: dict[str, Any] = yaml.safe_load((CHART_DIR / "values.yaml").read_text())["services"]
+
+
+def _depends_on(server: str, service: str) -> bool:
+    """Whether ``service`` needs ``server``: every one needs Postgres; Kafka, those the chart declares to consume
+    or produce topics (a service the chart does not know yet is taken to need it)."""
+    kafka = (CHART_SERVICES.get(service) or {}).get("kafka")
+    return server == "postgres" or kafka is None or bool(kafka.get("consumes") or kafka.get("produces"))
+
+
+@dataclass
+class World:
+    servers: DedicatedServers
+    fleet: Fleet
+    database_url: str
+    prefix: str
+
+    def topic(self, name: str) -> str:
+        return self.prefix + name
+
+    async def heal(self) -> None:
+        """Both servers and every service running and ready (a failed test may have left one down)."""
+        await self.servers.up()
+        await self.fleet.start(*(s for s in self.fleet.services if s not in self.fleet.processes.procs))
+        await self.fleet.wait_ready(180)
+
+
+@pytest.fixture(scope="module")
+async def world(dedicated_servers: DedicatedServers, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[World]:
+    servers = dedicated_servers
+    prefix = f"t{uuid.uuid4().hex[:8]}."
+    admin = RuntimeSettings(
+        kafka_bootstrap_servers=servers.kafka.bootstrap,
+        database_url=servers.postgres.url,
+        topic_prefix=prefix,
+        service_name="admin",
+    )
+    await apply_topics(admin, partitions=TEST_PARTITIONS)
+    env = {
+        **os.environ,
+        "KAFKA_BOOTSTRAP_SERVERS": servers.kafka.bootstrap,
+        "DATABASE_URL": servers.postgres.url,
+        "LEADSTREAM_TOPIC_PREFIX": prefix,
+        "LEADSTREAM_TOPIC_PARTITIONS": str(TEST_PARTITIONS),
+        "LEADSTREAM_CLOCK_SCALE": str(CLOCK_SCALE),
+        "LEADSTREAM_CLOCK_EPOCH": datetime.now(UTC).isoformat(),
+        "LEADSTREAM_SHUTDOWN_GRACE_S": str(GRACE_S),
+        "LEADSTREAM_LOG_LEVEL": "WARNING",
+    }
+    fleet = Fleet(env, tmp_path_factory.mktemp("fleet"))
+    try:
+        await fleet.start(*fleet.services)
+        await fleet.wait_ready(180)
+        yield World(servers, fleet, servers.postgres.url, prefix)
+    finally:
+        await fleet.stop()
+
+
+def _mine(run: CampaignRun) -> Callable[[Any], bool]:
+    return lambda r: headers_dict(r.headers).get("workspaceid") == run.workspace
+
+
+def _count(records: Records, event_types: Iterable[str]) -> int:
+    types = set(event_types)
+    return sum(headers_dict(r.headers).get("ce_type") in types for r in records)
+
+
+BUSY: dict[str, Callable[[Records], bool]] = {
+    # Its work is the search the campaign's launch just started (its leads come out in one transaction).
+    "discovery": lambda rs: _count(rs, {LeadDiscovered.event_type}) == 0,
+    "enrichment": lambda rs: 0 < _count(rs, {LeadProfileEnriched.event_type, LeadEnrichmentFailed.event_type}) < LEADS,
+    "messaging": lambda rs: 0 < _count(rs, {MessageGenerated.event_type}) < LEADS * (len(WORKFLOW["steps"]) - 1),
+    "video": lambda rs: 0 < _count(rs, {VideoGenerated.event_type, VideoFailed.event_type}) < LEADS,
+    "outreach": lambda rs: 0 < _count(rs, {InviteSent.event_type}) < LEADS,
+}
+"""When a service has work in hand: part of its share of the campaign is on the topic. Any other service
+(outreach and the projection work until the campaign ends) is busy while the campaign runs."""
+
+
+async def _settle(world: World, run: CampaignRun, tail: Tail, *, timeout_s: float = 90) -> Effects:
+    """Wait for the campaign to finish, then count its effects until nothing disagrees (or the deadline)."""
+    await tail.until(lambda rs: finished(rs, run), timeout_s=300, what=f"the campaign to finish\n{world.fleet.logs()}")
+    deadline = time.monotonic() + timeout_s
+    while True:
+        effects = await count(run, tail, world.topic("leadstream.lead.v1"), world.fleet, world.database_url)
+        if not (effects.lost or effects.duplicated) or time.monotonic() > deadline:
+            return effects
+        await asyncio.sleep(1)
+
+
+async def _reports(fleet: Fleet, services: Iterable[str], check: str, *, timeout_s: float) -> dict[str, float]:
+    """Poll ``/readyz`` of ``services`` until each answers not-ready naming ``check``; seconds until each did."""
+    started = time.monotonic()
+
+    async def one(service: str) -> tuple[str, float]:
+        async def names_it() -> bool:
+            state = await fleet.readiness(service)
+            return state is not None and any(key.startswith(check) for key in state)
+
+        await wait_for(names_it, timeout_s=timeout_s, interval_s=0.2, what=f"{service} /readyz naming {check}")
+        return service, round(time.monotonic() - started, 1)
+
+    return dict(await asyncio.gather(*(one(s) for s in services)))
+
+
+def _figures(**figures: Any) -> None:
+    print("FIGURES " + json.dumps(figures, default=str))
+
+
+async def test_sigterm_to_each_service_under_load_exits_0_and_loses_or_duplicates_nothing(world: World) -> None:
+    await world.heal()
+    fleet = world.fleet
+    run = await launch_campaign(fleet, world.database_url, leads=LEADS)
+    mark = fleet.mark()
+    stops: list[tuple[Stopped, bool]] = []
+    ready: list[asyncio.Task[tuple[str, float]]] = []
+    async with Tail(world.servers.kafka.bootstrap, [world.topic(t) for t in TOPICS], keep=_mine(run)) as tail:
+        # Each in turn as soon as it has work in hand, without waiting for the previous one to be ready again
+        # (the work of the next one is often still waiting for its output meanwhile).
+        for service in fleet.services:
+            busy = BUSY.get(service, lambda rs: not finished(rs, run))
+            try:
+                await tail.until(busy, timeout_s=15, what=f"{service} busy")
+                in_hand = True
+            except AssertionError:
+                in_hand = False  # its share was done before its turn came: stopped idle
+            stops.append((await fleet.terminate(service), in_hand))
+            await fleet.start(service)
+            ready.append(asyncio.create_task(_ready_after(fleet, service)))
+        restarts = dict(await asyncio.gather(*ready))
+        effects = await _settle(world, run, tail)
+    _figures(
+        fault="SIGTERM to each service under load, restarted",
+        grace_s=GRACE_S,
+        stops={s.service: {"code": s.code, "seconds": round(s.seconds, 2), "in_hand": in_hand} for s, in_hand in stops},
+        ready_after_restart_s=restarts,
+        abandoned=fleet.abandoned(mark),
+        effects=effects.figures(),
+    )
+    assert {s.service: s.code for s, _ in stops} == dict.fromkeys(fleet.services, 0), fleet.logs()
+    # The two that work until the campaign ends were stopped with work in hand (the others are printed).
+    assert {s.service for s, in_hand in stops if in_hand} >= {"outreach", "projection"}, stops
+    assert not effects.lost and not effects.duplicated, effects.problems()
+
+
+async def _ready(fleet: Fleet, service: str) -> bool:
+    return await fleet.readiness(service) == {}
+
+
+async def _ready_after(fleet: Fleet, service: str) -> tuple[str, float]:
+    """Seconds until a just started service is ready."""
+    began = time.monotonic()
+    await wait_for(partial(_ready, fleet, service), timeout_s=120, what=f"{service} ready again")
+    return service, round(time.monotonic() - began, 1)
+
+
+async def _outage(
+    world: World, run: CampaignRun, tail: Tail, server: LocalServer, check: str, during: Callable[[], Any] | None
+) -> dict[str, Any]:
+    """Kill ``server`` mid-campaign, watch every service report it, restart the services not riding it out
+    while it is down, run ``during``, restart it after OUTAGE_S; the figures."""
+    fleet = world.fleet
+    await tail.until(
+        lambda rs: _count(rs, {InviteSent.event_type}) >= 3,
+        timeout_s=120,
+        what=f"the campaign under way\n{fleet.logs()}",
+    )
+    mark = fleet.mark()
+    killed = await server.kill()
+    affected = [s for s in fleet.services if _depends_on(check, s)]
+    noticed = await _reports(fleet, affected, check, timeout_s=60)
+    # A service that does not need the server (the console and Kafka) stays ready.
+    unaffected = {s: await fleet.readiness(s) for s in fleet.services if s not in affected}
+    assert all(state == {} for state in unaffected.values()), unaffected
+    restarted = [s for s in fleet.services if s not in RIDE_OUT[check]]
+    stops = await asyncio.gather(*(fleet.terminate(s) for s in restarted))
+    await fleet.start(*restarted)
+    # Started while the server is down: up, answering, and not ready, naming it (or ready, not needing it).
+    started_down = await _reports(fleet, [s for s in restarted if s in affected], check, timeout_s=60)
+    for service in (s for s in restarted if s not in affected):
+        await wait_for(partial(_ready, fleet, service), timeout_s=60, what=f"{service} ready without {check}")
+    if during is not None:
+        await during()
+    await asyncio.sleep(max(killed.at + OUTAGE_S - time.monotonic(), 0))  # keep it down for OUTAGE_S
+    await server.start()
+    back = time.monotonic()
+    await wait_for(fleet.all_ready, timeout_s=120, interval_s=0.2, what=f"every service ready\n{fleet.logs()}")
+    return {
+        "down_s": round(back - killed.at, 1),
+        "restart_s": round(server.starts[-1], 1),
+        "not_ready_after_s": noticed,
+        "stopped_while_down": {s.service: {"code": s.code, "seconds": round(s.seconds, 2)} for s in stops},
+        "started_while_down_not_ready_after_s": started_down,
+        "all_ready_after_back_s": round(time.monotonic() - back, 1),
+        "abandoned": fleet.abandoned(mark),
+    }
+
+
+async def test_broker_killed_under_load_pauses_every_service_and_loses_or_duplicates_nothing(world: World) -> None:
+    await world.heal()
+    run = await launch_campaign(world.fleet, world.database_url, leads=LEADS)
+    account_ids: list[str] = []
+
+    async def command_while_down() -> None:
+        # Commands still work (Postgres is up): the event waits in the outbox for the broker.
+        account = await call(world.fleet, run.token, "POST", "outreach", "/v1/accounts", json={"provider": "linkedin"})
+        account_ids.append(account["account_id"])
+
+    async with Tail(world.servers.kafka.bootstrap, [world.topic(t) for t in TOPICS], keep=_mine(run)) as tail:
+        figures = await _outage(world, run, tail, world.servers.kafka, "kafka", command_while_down)
+        effects = await _settle(world, run, tail)
+        connected = {
+            headers_dict(r.headers)["ce_id"]
+            for r in tail.records
+            if r.topic == world.topic("leadstream.account.v1")
+            and r.key is not None
+            and r.key.decode() == account_ids[0]
+            and headers_dict(r.headers)["ce_type"] == "leadstream.account.connected.v1"
+        }
+    _figures(fault="Kafka broker SIGKILLed under load, restarted", **figures, effects=effects.figures())
+    assert {s: v["code"] for s, v in figures["stopped_while_down"].items()} == dict.fromkeys(
+        figures["stopped_while_down"], 0
+    ), world.fleet.logs()
+    assert len(connected) == 1, f"the account connected during the outage: {len(connected)} events"
+    assert not effects.lost and not effects.duplicated, effects.problems()
+
+
+async def test_database_killed_under_load_pauses_every_service_and_loses_or_duplicates_nothing(
+    world: World,
+) -> None:
+    await world.heal()
+    run = await launch_campaign(world.fleet, world.database_url, leads=LEADS)
+    async with Tail(world.servers.kafka.bootstrap, [world.topic(t) for t in TOPICS], keep=_mine(run)) as tail:
+        figures = await _outage(world, run, tail, world.servers.postgres, "postgres", None)
+        effects = await _settle(world, run, tail)
+    _figures(fault="Postgres SIGKILLed under load, restarted", **figures, effects=effects.figures())
+    assert {s: v["code"] for s, v in figures["stopped_while_down"].items()} == dict.fromkeys(
+        figures["stopped_while_down"], 0
+    ), world.fleet.logs()
+    assert not effects.lost and not effects.duplicated, effects.problems()

@@ -1,0 +1,128 @@
+"""The HTTP edge every service has: request bodies capped before they are read in full (413 problem), and
+text Postgres cannot store refused with a 422 problem naming the field."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+
+import httpx
+from fastapi import FastAPI, Request
+
+from services.runtime.edge import InputGuard
+from services.runtime.errors import install_problem_handlers
+from tests.services.runtime.conftest import Probe
+
+LIMIT = 1_048_576
+
+
+def _client(app: object) -> httpx.AsyncClient:
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t")  # type: ignore[arg-type]
+
+
+async def _chunks(total: int, size: int = 65_536) -> AsyncIterator[bytes]:
+    sent = 0
+    while sent < total:
+        yield b" " * min(size, total - sent)
+        sent += size
+
+
+def _streaming_app(reads: list[int], limits: dict[str, int]) -> FastAPI:
+    """An app with one route that reads a raw (non-JSON) body as a stream, behind the guard with a 64 KiB cap
+    (``limits``: the routes with a cap of their own)."""
+    app = FastAPI()
+    install_problem_handlers(app)
+
+    @app.post("/upload")
+    async def upload(request: Request) -> dict[str, int]:
+        async for chunk in request.stream():
+            reads.append(len(chunk))
+        return {"read": sum(reads)}
+
+    app.add_middleware(InputGuard, max_body_bytes=65_536, limits=limits)
+    return app
+
+
+def _assert_too_large(resp: httpx.Response, limit: int) -> None:
+    assert resp.status_code == 413, resp.text
+    assert resp.headers["content-type"] == "application/problem+json"
+    body = resp.json()
+    assert body["code"] == "payload_too_large" and body["status"] == 413
+    assert f"{limit:,} bytes" in body["detail"]
+
+
+async def test_a_body_above_the_cap_is_a_413_before_it_is_read(probe: Probe) -> None:
+    big = b'{"lead_id": "%s", "full_name": "' % str(uuid.uuid4()).encode() + b"x" * LIMIT + b'"}'
+    async with _client(probe.service.app) as http:
+        declared = await http.post("/v1/probe/effects", content=big, headers={"content-type": "application/json"})
+        chunked = await http.post(
+            "/v1/probe/effects", content=_chunks(LIMIT + 1), headers={"content-type": "application/json"}
+        )
+        fits = await http.post("/v1/probe/effects", json={"lead_id": str(uuid.uuid4()), "full_name": "x" * 101})
+    _assert_too_large(declared, LIMIT)
+    _assert_too_large(chunked, LIMIT)  # no Content-Length: counted while it arrives
+    assert fits.status_code == 422  # under the cap: the route's own validation answers
+
+
+async def test_a_streamed_body_is_cut_off_at_the_cap_and_a_route_can_have_its_own() -> None:
+    reads: list[int] = []
+    async with _client(_streaming_app(reads, {})) as http:
+        over = await http.post("/upload", content=_chunks(200_000), headers={"content-type": "text/csv"})
+    _assert_too_large(over, 65_536)
+    assert sum(reads) <= 65_536  # the route never got the chunk that passed the cap
+
+    reads.clear()
+    async with _client(_streaming_app(reads, {"/upload": 300_000})) as http:
+        allowed = await http.post("/upload", content=_chunks(200_000), headers={"content-type": "text/csv"})
+        over = await http.post("/upload", content=_chunks(400_000), headers={"content-type": "text/csv"})
+    assert allowed.status_code == 200 and allowed.json() == {"read": 200_000}
+    _assert_too_large(over, 300_000)
+
+
+def test_services_register_their_own_caps(probe: Probe) -> None:
+    from services.discovery.app import build
+    from services.discovery.settings import DiscoverySettings
+
+    discovery = build(DiscoverySettings(csv_max_bytes=5_000_000))
+    assert discovery.body_limits == {"/v1/imports/csv": 5_000_000}
+    assert probe.service.body_limits == {}  # every other route: http_max_body_bytes
+
+
+async def test_nul_and_lone_surrogates_are_422s_naming_the_field(probe: Probe) -> None:
+    lead = str(uuid.uuid4())
+    async with _client(probe.service.app) as http:
+        nul = await http.post(
+            "/v1/probe/effects",
+            content=b'{"lead_id": "%s", "full_name": "Ada\\u0000Lovelace"}' % lead.encode(),
+            headers={"content-type": "application/json"},
+        )
+        lone = await http.post(
+            "/v1/probe/effects",
+            content=b'{"lead_id": "%s", "full_name": "Ada \\ud83d"}' % lead.encode(),
+            headers={"content-type": "application/json"},
+        )
+        nested = await http.post(
+            "/v1/probe/effects",
+            content=b'{"lead_id": "%s", "full_name": "Ada", "extra": [{"note": "\\u0000"}]}' % lead.encode(),
+            headers={"content-type": "application/json"},
+        )
+        query = await http.get("/healthz?name=a%00b")
+        escaped = await http.post(  # an escaped backslash: the text "\u0000", which Postgres stores fine
+            "/v1/probe/effects",
+            content=b'{"lead_id": "%s", "full_name": "Ada \\\\u0000"}' % lead.encode(),
+            headers={"content-type": "application/json"},
+        )
+    for resp, field, what in (
+        (nul, "full_name", "NUL"),
+        (lone, "full_name", "lone surrogate"),
+        (nested, "extra.0.note", "NUL"),
+        (query, "name", "NUL"),
+    ):
+        assert resp.status_code == 422, resp.text
+        assert resp.headers["content-type"] == "application/problem+json"
+        body = resp.json()
+        assert body["code"] == "invalid_request"
+        [error] = body["errors"]
+        assert error["field"] == field and what in error["message"], body
+        assert body["detail"].startswith(f"{field}: ")
+    assert escaped.status_code == 202, escaped.text
