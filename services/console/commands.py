@@ -1,4 +1,5 @@
 """The console's write commands: what a user's action asks of the services, in order, over their public APIs.
+The routes (pages_*.py) read the form, call one command and render its outcome; no route writes by itself.
 
 Each raises :class:`Refused` with the API that refused (so its field paths map to the right form fields);
 the pages turn that into messages next to the fields and re-render the form as it was filled.
@@ -68,12 +69,9 @@ async def audience_of(
         return {"type": "source_group", "ref": str(made.source_group_id)}, made.search_id
     ref = values.get("csv_group_id") if kind == "csv" else values.get("source_group_id")
     if not ref:
-        what = "Upload a CSV file first" if kind == "csv" else "Choose a lead list"
-        field_name = "csv_group_id" if kind == "csv" else "source_group_id"
-        raise Refused(
-            "console",
-            BackendRefused(422, "invalid_request", what, field_name, [(field_name, what)]),
-        )
+        if kind == "csv":
+            raise _console_refusal("csv_group_id", "Upload a CSV file first")
+        raise _console_refusal("source_group_id", "Choose a lead list")
     return {"type": "source_group", "ref": str(ref)}, None
 
 
@@ -130,3 +128,121 @@ async def upgrade(backends: Backends, token: str, *, plan: str | None, add_on: s
     if add_on:
         body["add_ons"] = [add_on]
     return await _step("outreach", backends.outreach.upgrade(token, body))
+
+
+# -- finding leads ------------------------------------------------------------------------------------
+
+
+async def save_search(backends: Backends, token: str, body: dict[str, Any], key: str | None) -> models.SearchCreated:
+    """Save a search with its target (it runs in the background and fills a lead list); once per key."""
+    return await _step("discovery", backends.discovery.create_search(token, body, key=key))
+
+
+async def import_csv(
+    backends: Backends, token: str, filename: str, content: bytes, name: str | None
+) -> models.ImportReport:
+    """Upload a CSV: the good rows become leads of a new list, each bad row comes back with its error."""
+    return await _step("discovery", backends.discovery.import_csv(token, filename, content, name))
+
+
+async def add_lead(backends: Backends, token: str, body: dict[str, Any]) -> models.LeadAdded:
+    """Add one lead by hand (a LinkedIn profile URL or an email identifies it)."""
+    return await _step("discovery", backends.discovery.add_lead(token, body))
+
+
+# -- a campaign ---------------------------------------------------------------------------------------
+
+
+async def pause_campaign(backends: Backends, token: str, campaign_id: UUID) -> models.CampaignDetail:
+    """Pause: nothing more is sent and the account leases are released."""
+    return await _step("outreach", backends.outreach.pause(token, campaign_id))
+
+
+async def resume_campaign(backends: Backends, token: str, campaign_id: UUID) -> models.CampaignDetail:
+    """Resume a paused campaign."""
+    return await _step("outreach", backends.outreach.resume(token, campaign_id))
+
+
+async def delete_campaign(backends: Backends, token: str, campaign_id: UUID) -> None:
+    """Delete a campaign (its leases are released, its pending steps cancelled)."""
+    await _step("outreach", backends.outreach.delete_campaign(token, campaign_id))
+
+
+async def replace_accounts(
+    backends: Backends, token: str, campaign_id: UUID, account_ids: list[UUID]
+) -> models.CampaignDetail:
+    """Resolve "needs review": the campaign sends from these accounts and runs again."""
+    if not account_ids:
+        raise _console_refusal("account_ids", "Choose at least one account")
+    return await _step("outreach", backends.outreach.replace_accounts(token, campaign_id, account_ids))
+
+
+# -- the Messaging Lab --------------------------------------------------------------------------------
+
+
+async def approve_draft(backends: Backends, token: str, draft_id: UUID) -> models.Draft:
+    """Approve a draft as it is (it is sent in its step's turn)."""
+    return await _step("messaging", backends.messaging.approve(token, draft_id))
+
+
+async def check_edit(backends: Backends, token: str, draft_id: UUID, text: str) -> None:
+    """The API's own verdict on an edit as typed (its 422 as :class:`Refused`); nothing changes."""
+    await _step("messaging", backends.messaging.edit(token, draft_id, text, dry_run=True))
+
+
+async def edit_draft(backends: Backends, token: str, draft_id: UUID, text: str) -> models.Draft:
+    """Replace a draft's text and approve it (refused over the step's character limit)."""
+    return await _step("messaging", backends.messaging.edit(token, draft_id, text))
+
+
+async def reject_draft(backends: Backends, token: str, draft_id: UUID, reason: str) -> models.Rejected:
+    """Reject a draft with feedback; messaging writes its replacement from the feedback."""
+    return await _step("messaging", backends.messaging.reject(token, draft_id, reason))
+
+
+async def approve_drafts(
+    backends: Backends, token: str, campaign_id: UUID, draft_ids: list[UUID] | None
+) -> models.BulkApproved:
+    """Approve the drafts chosen, or every pending draft of the campaign (``draft_ids`` None)."""
+    if draft_ids is not None and not draft_ids:
+        raise _console_refusal("draft_ids", "Tick the drafts to approve first")
+    return await _step("messaging", backends.messaging.approve_many(token, campaign_id, draft_ids))
+
+
+# -- accounts -----------------------------------------------------------------------------------------
+
+
+async def connect_linkedin(
+    backends: Backends, token: str, display_name: str | None, return_url: str
+) -> models.OutreachAccount:
+    """Start a LinkedIn connection through the provider's hosted page (its ``auth_url``), which sends the user
+    back to ``return_url``."""
+    body = {"provider": "linkedin", "display_name": display_name, "hosted": True, "return_url": return_url}
+    return await _step("outreach", backends.outreach.connect(token, body))
+
+
+async def connect_sender(backends: Backends, token: str, sender_email: str) -> models.OutreachAccount:
+    """Connect an email sender (the Scale plan's, or its add-on: a 403 plan_required otherwise)."""
+    return await _step(
+        "outreach", backends.outreach.connect(token, {"provider": "email", "sender_email": sender_email})
+    )
+
+
+async def reconnect_link(backends: Backends, token: str, account_id: UUID, return_url: str) -> models.AuthLink:
+    """The provider's hosted reconnect page for an account that needs it."""
+    return await _step("outreach", backends.outreach.reconnect_link(token, account_id, return_url))
+
+
+async def refresh_account(backends: Backends, token: str, account_id: UUID) -> models.OutreachAccount:
+    """Ask the provider for the account's state again ("check again" while it is being verified)."""
+    return await _step("outreach", backends.outreach.refresh(token, account_id))
+
+
+async def delete_account(backends: Backends, token: str, account_id: UUID) -> None:
+    """Delete an account (campaigns left without one need review)."""
+    await _step("outreach", backends.outreach.delete_account(token, account_id))
+
+
+def _console_refusal(field_name: str, message: str) -> Refused:
+    """A form the console itself refuses before calling anything (nothing chosen)."""
+    return Refused("console", BackendRefused(422, "invalid_request", message, field_name, [(field_name, message)]))

@@ -398,7 +398,7 @@ class Drawing:
     height: int
 
 
-NODE_W, NODE_H, COL_GAP, ROW_GAP = 150, 56, 70, 26
+NODE_W, NODE_H, COL_GAP, ROW_GAP = 150, 56, 120, 26
 
 
 def draw(steps: list[dict[str, Any]], edges: list[dict[str, Any]], start: str, unreachable: list[str]) -> Drawing:

@@ -5,20 +5,27 @@ plan and its upgrades. Every call goes to a service's public API; every 4xx is s
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
+from urllib.parse import urlencode
 from uuid import UUID
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from . import commands, domain, models
-from .backends import BackendRefused
+from .backends import BackendRefused, Backends
 from .commands import Refused
 from .pages import Signed, uuid_or_404
 from .sessions import Session
 from .web import Console, gather
 
 Flag = Annotated[str | None, Query(max_length=40)]
+
+
+def _problem(where: str, message: str) -> str:
+    """``where`` with a refusal's message to show (encoded: a message may hold any character)."""
+    return f"{where}{'&' if '?' in where else '?'}{urlencode({'problem': message[:200]})}"
 
 
 def _redirect(request: Request, where: str) -> Response:
@@ -35,39 +42,42 @@ def actions_router(console: Console) -> APIRouter:
 
     # -- a campaign ---------------------------------------------------------------------------------
 
-    async def refused_page(request: Request, campaign_id: UUID, message: str) -> Response:
-        return _redirect(request, f"/campaigns/{campaign_id}?problem={message[:200]}")
+    def refused_page(request: Request, campaign_id: UUID, refused: Refused) -> Response:
+        return _redirect(request, _problem(f"/campaigns/{campaign_id}", refused.refusal.detail) + "#resolve")
+
+    async def campaign_command(
+        request: Request,
+        campaign_id: str,
+        session: Session,
+        command: Callable[[Backends, str, UUID], Awaitable[object]],
+        then: str,
+    ) -> Response:
+        """Run ``command`` on the campaign; then go to ``then`` (``{cid}`` is the campaign), or show the refusal."""
+        await console.form(request)
+        cid = uuid_or_404(campaign_id)
+        try:
+            await command(b, session.token, cid)
+        except Refused as exc:
+            return refused_page(request, cid, exc)
+        return _redirect(request, then.format(cid=cid))
 
     @router.post("/campaigns/{campaign_id}/pause")
     async def pause(request: Request, campaign_id: str, session: Signed) -> Response:
-        await console.form(request)
-        cid = uuid_or_404(campaign_id)
-        try:
-            await b.outreach.pause(session.token, cid)
-        except BackendRefused as exc:
-            if exc.status == 404:
-                raise
-            return await refused_page(request, cid, exc.detail)
-        return _redirect(request, f"/campaigns/{cid}?done=paused")
+        return await campaign_command(
+            request, campaign_id, session, commands.pause_campaign, "/campaigns/{cid}?done=paused"
+        )
 
     @router.post("/campaigns/{campaign_id}/resume")
     async def resume(request: Request, campaign_id: str, session: Signed) -> Response:
-        await console.form(request)
-        cid = uuid_or_404(campaign_id)
-        try:
-            await b.outreach.resume(session.token, cid)
-        except BackendRefused as exc:
-            if exc.status == 404:
-                raise
-            return await refused_page(request, cid, exc.detail)
-        return _redirect(request, f"/campaigns/{cid}?done=resumed")
+        return await campaign_command(
+            request, campaign_id, session, commands.resume_campaign, "/campaigns/{cid}?done=resumed"
+        )
 
     @router.post("/campaigns/{campaign_id}/delete")
     async def delete(request: Request, campaign_id: str, session: Signed) -> Response:
-        await console.form(request)
-        cid = uuid_or_404(campaign_id)
-        await b.outreach.delete_campaign(session.token, cid)
-        return _redirect(request, "/campaigns?done=deleted")
+        return await campaign_command(
+            request, campaign_id, session, commands.delete_campaign, "/campaigns?done=deleted"
+        )
 
     @router.post("/campaigns/{campaign_id}/accounts", response_class=HTMLResponse)
     async def replace_accounts(request: Request, campaign_id: str, session: Signed) -> Response:
@@ -80,14 +90,10 @@ def actions_router(console: Console) -> APIRouter:
                 chosen.append(UUID(str(raw)))
             except ValueError:
                 continue
-        if not chosen:
-            return _redirect(request, f"/campaigns/{cid}?problem=Choose at least one account#resolve")
         try:
-            await b.outreach.replace_accounts(session.token, cid, chosen)
-        except BackendRefused as exc:
-            if exc.status == 404:
-                raise
-            return await refused_page(request, cid, exc.detail)
+            await commands.replace_accounts(b, session.token, cid, chosen)
+        except Refused as exc:
+            return refused_page(request, cid, exc)
         return _redirect(request, f"/campaigns/{cid}?done=accounts")
 
     # -- the Messaging Lab ------------------------------------------------------------------------
@@ -154,12 +160,10 @@ def actions_router(console: Console) -> APIRouter:
         await console.form(request)
         did = uuid_or_404(draft_id)
         try:
-            done = await b.messaging.approve(session.token, did)
-        except BackendRefused as exc:
-            if exc.status == 404:
-                raise
+            done = await commands.approve_draft(b, session.token, did)
+        except Refused as exc:
             current = await b.messaging.draft(session.token, did)
-            return await draft_card(request, session, current, errors={"form": exc.detail})
+            return await draft_card(request, session, current, errors={"form": exc.refusal.detail})
         return await draft_card(request, session, done)
 
     @router.post("/lab/drafts/{draft_id}/check", response_class=HTMLResponse)
@@ -168,11 +172,9 @@ def actions_router(console: Console) -> APIRouter:
         form = await console.form(request)
         text = str(form.get("text") or "")[:10_000]
         try:
-            await b.messaging.edit(session.token, uuid_or_404(draft_id), text, dry_run=True)
-        except BackendRefused as exc:
-            if exc.status == 404:
-                raise
-            return console.render(request, "partials/edit_check.html", message=exc.detail, ok=False)
+            await commands.check_edit(b, session.token, uuid_or_404(draft_id), text)
+        except Refused as exc:
+            return console.render(request, "partials/edit_check.html", message=exc.refusal.detail, ok=False)
         return console.render(request, "partials/edit_check.html", message=None, ok=True)
 
     @router.post("/lab/drafts/{draft_id}/edit", response_class=HTMLResponse)
@@ -181,14 +183,12 @@ def actions_router(console: Console) -> APIRouter:
         did = uuid_or_404(draft_id)
         text = str(form.get("text") or "")[:10_000]
         try:
-            done = await b.messaging.edit(session.token, did, text)
-        except BackendRefused as exc:
-            if exc.status == 404:
-                raise
+            done = await commands.edit_draft(b, session.token, did, text)
+        except Refused as exc:
             current = await b.messaging.draft(session.token, did)
             # The typed text stays in the box with the API's own message under it.
             return await draft_card(
-                request, session, current, errors={"text": exc.detail}, text=text, mode="edit", status=200
+                request, session, current, errors={"text": exc.refusal.detail}, text=text, mode="edit", status=200
             )
         return await draft_card(request, session, done)
 
@@ -198,13 +198,11 @@ def actions_router(console: Console) -> APIRouter:
         did = uuid_or_404(draft_id)
         reason = str(form.get("reason") or "")[:1000]
         try:
-            done = await b.messaging.reject(session.token, did, reason)
-        except BackendRefused as exc:
-            if exc.status == 404:
-                raise
+            done = await commands.reject_draft(b, session.token, did, reason)
+        except Refused as exc:
             current = await b.messaging.draft(session.token, did)
             return await draft_card(
-                request, session, current, errors={"reason": exc.detail}, mode="reject", text=current.text
+                request, session, current, errors={"reason": exc.refusal.detail}, mode="reject", text=current.text
             )
         return await draft_card(request, session, done.rejected, replacement=done.replacement)
 
@@ -221,9 +219,10 @@ def actions_router(console: Console) -> APIRouter:
                     ids.append(UUID(str(raw)))
                 except ValueError:
                     continue
-            if not ids:
-                return _redirect(request, f"/campaigns/{cid}/lab?problem=Tick the drafts to approve first")
-        done = await b.messaging.approve_many(session.token, cid, ids)
+        try:
+            done = await commands.approve_drafts(b, session.token, cid, ids)
+        except Refused as exc:
+            return _redirect(request, _problem(f"/campaigns/{cid}/lab", exc.refusal.detail))
         return _redirect(request, f"/campaigns/{cid}/lab?approved={len(done.approved)}")
 
     # -- accounts -------------------------------------------------------------------------------
@@ -236,13 +235,10 @@ def actions_router(console: Console) -> APIRouter:
         """Start the hosted authorisation: the provider's page, which sends the user back to this page."""
         form = await console.form(request)
         name = str(form.get("display_name") or "").strip()[:200] or None
-        body = {"provider": "linkedin", "display_name": name, "hosted": True, "return_url": accounts_url()}
         try:
-            made = await b.outreach.connect(session.token, body)
-        except BackendRefused as exc:
-            if exc.status == 404:
-                raise
-            return _redirect(request, f"/accounts?problem={exc.detail[:200]}")
+            made = await commands.connect_linkedin(b, session.token, name, accounts_url())
+        except Refused as exc:
+            return _redirect(request, _problem("/accounts", exc.refusal.detail))
         if made.auth_url:
             return _redirect(request, made.auth_url)
         return _redirect(request, f"/accounts?account={made.account_id}&hosted=connected")
@@ -253,22 +249,18 @@ def actions_router(console: Console) -> APIRouter:
         form = await console.form(request)
         sender = str(form.get("sender_email") or "").strip()[:254]
         try:
-            await b.outreach.connect(session.token, {"provider": "email", "sender_email": sender})
-        except BackendRefused as exc:
-            if exc.status == 404:
-                raise
-            return await accounts_page(request, session, email_error=exc, sender=sender)
+            await commands.connect_sender(b, session.token, sender)
+        except Refused as exc:
+            return await accounts_page(request, session, email_error=exc.refusal, sender=sender)
         return _redirect(request, "/accounts?done=sender")
 
     @router.post("/accounts/{account_id}/reconnect")
     async def reconnect(request: Request, account_id: str, session: Signed) -> Response:
         await console.form(request)
         try:
-            link = await b.outreach.reconnect_link(session.token, uuid_or_404(account_id), accounts_url())
-        except BackendRefused as exc:
-            if exc.status == 404:
-                raise
-            return _redirect(request, f"/accounts?problem={exc.detail[:200]}")
+            link = await commands.reconnect_link(b, session.token, uuid_or_404(account_id), accounts_url())
+        except Refused as exc:
+            return _redirect(request, _problem("/accounts", exc.refusal.detail))
         return _redirect(request, link.auth_url)
 
     @router.post("/accounts/{account_id}/refresh")
@@ -276,14 +268,20 @@ def actions_router(console: Console) -> APIRouter:
         """Ask the provider again ("check again" while a connection is being verified)."""
         await console.form(request)
         aid = uuid_or_404(account_id)
-        found = await b.outreach.refresh(session.token, aid)
+        try:
+            found = await commands.refresh_account(b, session.token, aid)
+        except Refused as exc:
+            return _redirect(request, _problem("/accounts", exc.refusal.detail))
         state = "connected" if found.healthy else found.status
         return _redirect(request, f"/accounts?account={aid}&checked={state}#account-{aid}")
 
     @router.post("/accounts/{account_id}/delete")
     async def delete_account(request: Request, account_id: str, session: Signed) -> Response:
         await console.form(request)
-        await b.outreach.delete_account(session.token, uuid_or_404(account_id))
+        try:
+            await commands.delete_account(b, session.token, uuid_or_404(account_id))
+        except Refused as exc:
+            return _redirect(request, _problem("/accounts", exc.refusal.detail))
         return _redirect(request, "/accounts?done=deleted")
 
     async def accounts_page(
@@ -362,7 +360,7 @@ def actions_router(console: Console) -> APIRouter:
             plan = await commands.upgrade(b, session.token, plan=plan_name, add_on=add_on)
         except Refused as exc:
             if not request.headers.get("HX-Request"):
-                return _redirect(request, f"/plan?upgraded=failed&problem={exc.refusal.detail[:200]}")
+                return _redirect(request, _problem("/plan?upgraded=failed", exc.refusal.detail))
             return console.render(request, "partials/upgrade_result.html", plan=None, message=exc.refusal.detail)
         if not request.headers.get("HX-Request"):
             return _redirect(request, "/plan?upgraded=1")

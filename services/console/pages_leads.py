@@ -12,8 +12,9 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.datastructures import UploadFile
 
-from . import builder
+from . import builder, commands
 from .backends import BackendRefused
+from .commands import Refused
 from .pages import Signed, uuid_or_404
 from .sessions import Session
 from .web import Console, gather
@@ -210,11 +211,9 @@ def leads_router(console: Console) -> APIRouter:
             "target_count": int(target) if target.isdigit() else target,
         }
         try:
-            made = await discovery.create_search(session.token, body, key=key)
-        except BackendRefused as exc:
-            if exc.status == 404:
-                raise
-            return find_page(request, values, find_errors(exc, kind), status=422)
+            made = await commands.save_search(console.backends, session.token, body, key)
+        except Refused as exc:
+            return find_page(request, values, find_errors(exc.refusal, kind), status=422)
         return RedirectResponse(f"/leads/searches/{made.search_id}", status_code=303)
 
     async def search_context(session: Session, search_id: UUID) -> dict[str, Any]:
@@ -259,11 +258,9 @@ def leads_router(console: Console) -> APIRouter:
         if len(content) > MAX_CSV_BYTES:
             return None, {"file": "The file is larger than 5 MB: split it into smaller files."}
         try:
-            report = await discovery.import_csv(session.token, upload.filename, content, name)
-        except BackendRefused as exc:
-            if exc.status == 404:
-                raise
-            return None, {"file": exc.detail}
+            report = await commands.import_csv(console.backends, session.token, upload.filename, content, name)
+        except Refused as exc:
+            return None, {"file": exc.refusal.detail}
         return report, {}
 
     @router.get("/leads/import", response_class=HTMLResponse)
@@ -296,12 +293,11 @@ def leads_router(console: Console) -> APIRouter:
         values = {k: str(form.get(k) or "")[:300] for k in MANUAL}
         body = {k: v.strip() for k, v in values.items() if v.strip()}
         try:
-            added = await discovery.add_lead(session.token, body)
-        except BackendRefused as exc:
-            if exc.status == 404:
-                raise
+            added = await commands.add_lead(console.backends, session.token, body)
+        except Refused as exc:
             errors: dict[str, str] = {}
-            for path, message in exc.errors or [(exc.field or "form", exc.detail)]:
+            refusal = exc.refusal
+            for path, message in refusal.errors or [(refusal.field or "form", refusal.detail)]:
                 errors.setdefault(path if path in MANUAL else "form", message)
             return console.render(request, "add.html", status=422, values=values, errors=errors, added=None)
         return console.render(request, "add.html", values=dict.fromkeys(MANUAL, ""), errors={}, added=added)

@@ -56,10 +56,17 @@ def normalise_status(raw: str) -> str | None:
 
 async def lock_account(conn: AsyncConnection, account_id: UUID, workspace_id: str | None = None) -> Row[Any] | None:
     """The account row, locked (None when unknown, deleted, or of another workspace)."""
+    return await account_row(conn, account_id, workspace_id, lock=True)
+
+
+async def account_row(
+    conn: AsyncConnection, account_id: UUID, workspace_id: str | None = None, *, lock: bool = False
+) -> Row[Any] | None:
+    """The account row, locked for update when ``lock`` (None when unknown, deleted, or of another workspace)."""
     stmt = select(accounts).where(accounts.c.account_id == account_id, accounts.c.deleted_at.is_(None))
     if workspace_id is not None:
         stmt = stmt.where(accounts.c.workspace_id == workspace_id)
-    return (await conn.execute(stmt.with_for_update())).first()
+    return (await conn.execute(stmt.with_for_update() if lock else stmt)).first()
 
 
 async def find_account(conn: AsyncConnection, ident: str) -> Row[Any] | None:

@@ -23,7 +23,7 @@ from services.runtime.auth import workspace_id
 from services.runtime.errors import Problem
 from services.runtime.plans import Plan
 
-from .accounts import complete_connection, find_account, lock_account, normalise_status
+from .accounts import account_row, complete_connection, find_account, lock_account, normalise_status
 from .context import OutreachContext
 from .domain.compliance import normalise_email
 from .emit import RootEmitter
@@ -165,15 +165,7 @@ def accounts_router(ctx: OutreachContext) -> APIRouter:
     async def get_account(account_id: UUID, ws: str = Depends(workspace_id)) -> dict[str, Any]:
         """One account, with its leases and the reconnect emails sent for it."""
         async with service.engine.connect() as conn:
-            row = (
-                await conn.execute(
-                    select(accounts).where(
-                        accounts.c.account_id == account_id,
-                        accounts.c.workspace_id == ws,
-                        accounts.c.deleted_at.is_(None),
-                    )
-                )
-            ).first()
+            row = await account_row(conn, account_id, ws)
             if row is None:
                 raise not_found("account", account_id)
             held = await conn.execute(select(leases.c.campaign_id).where(leases.c.account_id == account_id))
@@ -214,15 +206,7 @@ def accounts_router(ctx: OutreachContext) -> APIRouter:
     async def refresh(account_id: UUID, ws: str = Depends(workspace_id)) -> dict[str, Any]:
         """Ask the provider for the account's status now and apply it."""
         async with service.engine.connect() as conn:
-            row = (
-                await conn.execute(
-                    select(accounts).where(
-                        accounts.c.account_id == account_id,
-                        accounts.c.workspace_id == ws,
-                        accounts.c.deleted_at.is_(None),
-                    )
-                )
-            ).first()
+            row = await account_row(conn, account_id, ws)
         if row is None:
             raise not_found("account", account_id)
         raw = (
@@ -257,15 +241,7 @@ def accounts_router(ctx: OutreachContext) -> APIRouter:
     ) -> dict[str, Any]:
         """A hosted authorisation link that reconnects a LinkedIn account (the provider calls back when done)."""
         async with service.engine.connect() as conn:
-            row = (
-                await conn.execute(
-                    select(accounts).where(
-                        accounts.c.account_id == account_id,
-                        accounts.c.workspace_id == ws,
-                        accounts.c.deleted_at.is_(None),
-                    )
-                )
-            ).first()
+            row = await account_row(conn, account_id, ws)
         if row is None:
             raise not_found("account", account_id)
         if row.provider != "linkedin":

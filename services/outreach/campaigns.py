@@ -221,13 +221,15 @@ class CampaignCommands:
     # -- transitions -----------------------------------------------------------------------------
 
     async def _locked(self, conn: AsyncConnection, workspace_id: str, campaign_id: UUID) -> Row[Any]:
-        row = (
-            await conn.execute(
-                select(campaigns)
-                .where(campaigns.c.campaign_id == campaign_id, campaigns.c.workspace_id == workspace_id, VISIBLE)
-                .with_for_update()
-            )
-        ).first()
+        return await self._visible(conn, workspace_id, campaign_id, lock=True)
+
+    @staticmethod
+    async def _visible(conn: AsyncConnection, workspace_id: str, campaign_id: UUID, *, lock: bool = False) -> Row[Any]:
+        """The workspace's campaign (not deleted), locked for update when ``lock``; else a 404."""
+        stmt = select(campaigns).where(
+            campaigns.c.campaign_id == campaign_id, campaigns.c.workspace_id == workspace_id, VISIBLE
+        )
+        row = (await conn.execute(stmt.with_for_update() if lock else stmt)).first()
         if row is None:
             raise Problem(404, "not_found", f"campaign {campaign_id} not found")
         return row
@@ -451,13 +453,7 @@ class CampaignCommands:
         now = self.now
         wanted = [str(a) for a in body.account_ids]
         async with self.service.engine.begin() as conn:
-            known = await conn.scalar(
-                select(campaigns.c.campaign_id).where(
-                    campaigns.c.campaign_id == campaign_id, campaigns.c.workspace_id == workspace_id, VISIBLE
-                )
-            )
-            if known is None:
-                raise Problem(404, "not_found", f"campaign {campaign_id} not found")
+            await self._visible(conn, workspace_id, campaign_id)
             await self._check_accounts(conn, workspace_id, list(body.account_ids))
             active, skipped = await self._account_check(conn, workspace_id, wanted)
             if not active:
@@ -566,15 +562,7 @@ class CampaignCommands:
         """Where each lead of the audience will go if the campaign is launched now: the accounts that will
         send (and those skipped, with why), and per lead its account, or why it waits or is skipped."""
         async with self.service.engine.connect() as conn:
-            row = (
-                await conn.execute(
-                    select(campaigns).where(
-                        campaigns.c.campaign_id == campaign_id, campaigns.c.workspace_id == workspace_id, VISIBLE
-                    )
-                )
-            ).first()
-            if row is None:
-                raise Problem(404, "not_found", f"campaign {campaign_id} not found")
+            row = await self._visible(conn, workspace_id, campaign_id)
             active, skipped = await self._account_check(conn, workspace_id, list(row.account_ids))
             names = {
                 str(r.account_id): r.display_name or f"Account {str(r.account_id)[:8]}"
@@ -695,15 +683,7 @@ class CampaignCommands:
     async def details(self, workspace_id: str, campaign_id: UUID) -> dict[str, Any]:
         """A campaign with its workflow (and warnings), delivery, workers and counts."""
         async with self.service.engine.connect() as conn:
-            row = (
-                await conn.execute(
-                    select(campaigns).where(
-                        campaigns.c.campaign_id == campaign_id, campaigns.c.workspace_id == workspace_id, VISIBLE
-                    )
-                )
-            ).first()
-            if row is None:
-                raise Problem(404, "not_found", f"campaign {campaign_id} not found")
+            row = await self._visible(conn, workspace_id, campaign_id)
             next_step = await conn.scalar(
                 select(func.min(timers.c.due_at)).where(
                     timers.c.campaign_id == campaign_id, timers.c.kind == "step", timers.c.state == "pending"

@@ -129,3 +129,32 @@ async def screenshot(page: Page, name: str, *, full_page: bool = True) -> list[P
         out.append(path)
     await page.set_viewport_size(before)
     return out
+
+
+async def assert_fits_phone(page: Page) -> None:
+    """At 390x844 the page scrolls only vertically: nothing is wider than the screen (wide tables and graphs
+    scroll inside their own boxes). The viewport is restored."""
+    before: ViewportSize = page.viewport_size or DESKTOP
+    await page.set_viewport_size(PHONE)
+    try:
+        widest = await page.evaluate(
+            """() => {
+                const width = document.documentElement.clientWidth;
+                const clipped = e => {
+                    for (let a = e.parentElement; a && a !== document.body; a = a.parentElement) {
+                        const x = getComputedStyle(a).overflowX;
+                        if (['auto', 'scroll', 'hidden', 'clip'].includes(x)) { return true; }
+                    }
+                    return false;
+                };
+                const over = [...document.querySelectorAll('body *')].filter(e => {
+                    const r = e.getBoundingClientRect();
+                    return r.width > 0 && r.right > width + 1 && !clipped(e);
+                });
+                return {scroll: document.documentElement.scrollWidth, width,
+                        over: over.slice(0, 5).map(e => e.tagName + '#' + e.id + '.' + e.className)};
+            }"""
+        )
+        assert widest["scroll"] <= widest["width"] and not widest["over"], f"wider than a phone: {widest}"
+    finally:
+        await page.set_viewport_size(before)

@@ -275,6 +275,14 @@
         elt.setAttribute("data-stale", "yes");
       }
     });
+    document.body.addEventListener("htmx:beforeSwap", function (ev) {
+      // An answer already on its way when the dialog opened is not swapped in either.
+      var target = ev.detail && ev.detail.target;
+      if (target && target.querySelector && !target.closest("dialog") && target.querySelector("dialog[open]")) {
+        ev.detail.shouldSwap = false;
+        target.setAttribute("data-stale", "yes");
+      }
+    });
     document.body.addEventListener("close", function (ev) {
       var stale = ev.target instanceof Element ? ev.target.closest('[data-stale="yes"]') : null;
       if (stale && window.htmx) { stale.removeAttribute("data-stale"); window.htmx.trigger(stale, "live-open"); }
@@ -291,6 +299,9 @@
       var counters = ev.target && ev.target.querySelectorAll ? ev.target.querySelectorAll("[data-counter]") : [];
       for (var i = 0; i < counters.length; i++) { countInto(counters[i]); }
       applyToggles();
+      // A form that just opened (edit a draft, reject it) takes the focus once htmx has wired it up.
+      var focus = document.querySelector("[data-autofocus]");
+      if (focus) { focus.removeAttribute("data-autofocus"); focus.focus(); }
       if (ev.target && ev.target.querySelector && ev.target.querySelector("#series-data")) { drawChart(); }
     });
     document.body.addEventListener("htmx:sseOpen", function () {

@@ -190,6 +190,7 @@ async def test_a_sales_team_finds_leads_launches_reviews_and_steers_a_campaign(
     card = page.locator(f"#draft-{edit_id}")
     await card.get_by_role("button", name="Edit").click()
     box = card.get_by_role("textbox")
+    await expect(box).to_be_focused()  # the edit form is wired up (and a keyboard user types at once)
     await box.fill("Hi {first_name}, " + "we help sales teams hire and ramp SDRs faster. " * 5)
     await expect(card.locator(".counter")).to_have_class(re.compile("over"))
     await expect(card.get_by_role("button", name="Save and approve")).to_be_disabled()
@@ -205,11 +206,14 @@ async def test_a_sales_team_finds_leads_launches_reviews_and_steers_a_campaign(
 
     card = page.locator(f"#draft-{reject_id}")
     await card.get_by_role("button", name="Reject…").click()
-    await card.get_by_label("What should the new draft do differently?").fill("More formal, mention the hiring")
+    reason = card.get_by_label("What should the new draft do differently?")
+    await expect(reason).to_be_focused()
+    await reason.fill("More formal, mention the hiring")
     await card.get_by_role("button", name="Reject and rewrite").click()
     await expect(card).to_have_attribute("data-status", "rejected")
     replacement = card.locator(".replacement")
     await expect(replacement).to_contain_text("New draft written from your feedback")
+    await expect(replacement.locator("blockquote")).not_to_have_css("text-decoration-line", "line-through")
     new_id = await replacement.get_attribute("data-replacement")
     assert new_id and new_id != reject_id
     drafted = world.api(workspace, "GET", "messaging", f"/v1/drafts/{new_id}")
