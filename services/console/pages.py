@@ -192,7 +192,6 @@ def build_router(console: Console) -> list[APIRouter]:
         stage: Text = None,
         after: Cursor = None,
         done: Text = None,
-        problem: Text = None,
         launched: Text = None,
     ) -> Response:
         cid = uuid_or_404(campaign_id)
@@ -214,7 +213,6 @@ def build_router(console: Console) -> list[APIRouter]:
             names=names,
             healthy=[a for a in accounts.items if a.provider == "linkedin" and a.healthy],
             notice=notice,
-            problem=problem,
             **summary_ctx,
             **results_ctx,
         )

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
-from urllib.parse import urlencode
 from uuid import UUID
 
 from fastapi import APIRouter, Query, Request
@@ -21,11 +20,6 @@ from .sessions import Session
 from .web import Console, gather
 
 Flag = Annotated[str | None, Query(max_length=40)]
-
-
-def _problem(where: str, message: str) -> str:
-    """``where`` with a refusal's message to show (encoded: a message may hold any character)."""
-    return f"{where}{'&' if '?' in where else '?'}{urlencode({'problem': message[:200]})}"
 
 
 def _redirect(request: Request, where: str) -> Response:
@@ -43,7 +37,9 @@ def actions_router(console: Console) -> APIRouter:
     # -- a campaign ---------------------------------------------------------------------------------
 
     def refused_page(request: Request, campaign_id: UUID, refused: Refused) -> Response:
-        return _redirect(request, _problem(f"/campaigns/{campaign_id}", refused.refusal.detail) + "#resolve")
+        return _redirect(
+            request, console.with_problem(f"/campaigns/{campaign_id}", refused.refusal.detail) + "#resolve"
+        )
 
     async def campaign_command(
         request: Request,
@@ -222,7 +218,7 @@ def actions_router(console: Console) -> APIRouter:
         try:
             done = await commands.approve_drafts(b, session.token, cid, ids)
         except Refused as exc:
-            return _redirect(request, _problem(f"/campaigns/{cid}/lab", exc.refusal.detail))
+            return _redirect(request, console.with_problem(f"/campaigns/{cid}/lab", exc.refusal.detail))
         return _redirect(request, f"/campaigns/{cid}/lab?approved={len(done.approved)}")
 
     # -- accounts -------------------------------------------------------------------------------
@@ -238,7 +234,7 @@ def actions_router(console: Console) -> APIRouter:
         try:
             made = await commands.connect_linkedin(b, session.token, name, accounts_url())
         except Refused as exc:
-            return _redirect(request, _problem("/accounts", exc.refusal.detail))
+            return _redirect(request, console.with_problem("/accounts", exc.refusal.detail))
         if made.auth_url:
             return _redirect(request, made.auth_url)
         return _redirect(request, f"/accounts?account={made.account_id}&hosted=connected")
@@ -260,7 +256,7 @@ def actions_router(console: Console) -> APIRouter:
         try:
             link = await commands.reconnect_link(b, session.token, uuid_or_404(account_id), accounts_url())
         except Refused as exc:
-            return _redirect(request, _problem("/accounts", exc.refusal.detail))
+            return _redirect(request, console.with_problem("/accounts", exc.refusal.detail))
         return _redirect(request, link.auth_url)
 
     @router.post("/accounts/{account_id}/refresh")
@@ -271,7 +267,7 @@ def actions_router(console: Console) -> APIRouter:
         try:
             found = await commands.refresh_account(b, session.token, aid)
         except Refused as exc:
-            return _redirect(request, _problem("/accounts", exc.refusal.detail))
+            return _redirect(request, console.with_problem("/accounts", exc.refusal.detail))
         state = "connected" if found.healthy else found.status
         return _redirect(request, f"/accounts?account={aid}&checked={state}#account-{aid}")
 
@@ -281,7 +277,7 @@ def actions_router(console: Console) -> APIRouter:
         try:
             await commands.delete_account(b, session.token, uuid_or_404(account_id))
         except Refused as exc:
-            return _redirect(request, _problem("/accounts", exc.refusal.detail))
+            return _redirect(request, console.with_problem("/accounts", exc.refusal.detail))
         return _redirect(request, "/accounts?done=deleted")
 
     async def accounts_page(
@@ -326,7 +322,6 @@ def actions_router(console: Console) -> APIRouter:
         hosted: Flag = None,
         checked: Flag = None,
         done: Flag = None,
-        problem: Annotated[str | None, Query(max_length=300)] = None,
     ) -> Response:
         notice = NOTICES.get(hosted or "")
         if checked:
@@ -339,6 +334,7 @@ def actions_router(console: Console) -> APIRouter:
             notice = "The account was deleted. Campaigns that used only it need review."
         if done == "sender":
             notice = "The email sender is connected and verified."
+        problem = console.problem(request)
         if problem:
             notice = problem
         return await accounts_page(request, session, notice=notice)
@@ -360,7 +356,7 @@ def actions_router(console: Console) -> APIRouter:
             plan = await commands.upgrade(b, session.token, plan=plan_name, add_on=add_on)
         except Refused as exc:
             if not request.headers.get("HX-Request"):
-                return _redirect(request, _problem("/plan?upgraded=failed", exc.refusal.detail))
+                return _redirect(request, console.with_problem("/plan?upgraded=failed", exc.refusal.detail))
             return console.render(request, "partials/upgrade_result.html", plan=None, message=exc.refusal.detail)
         if not request.headers.get("HX-Request"):
             return _redirect(request, "/plan?upgraded=1")

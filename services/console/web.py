@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import quote, unquote
+from urllib.parse import quote, unquote, urlencode
 
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
@@ -56,6 +56,10 @@ class NeedSignIn(Exception):
 
 class CsrfRefused(Exception):
     """A form or htmx POST came without the page's CSRF token."""
+
+
+PROBLEM_PARAM = "problem"
+"""The query parameter of a refusal's message shown after a redirect (signed, see Console.with_problem)."""
 
 
 @dataclass
@@ -177,6 +181,16 @@ class Console:
             return base.now(time.monotonic()), base.scale
         return self.clock.now(), scale_of(self.clock)
 
+    def with_problem(self, where: str, message: str) -> str:
+        """``where`` carrying a refusal's message to show there, signed: a link made elsewhere cannot put its
+        own words on a console page."""
+        signed = self.vault.sign(message[:150])
+        return f"{where}{'&' if '?' in where else '?'}{urlencode({PROBLEM_PARAM: signed})}"
+
+    def problem(self, request: Request) -> str | None:
+        """The message :meth:`with_problem` put in this page's URL (None when absent or not signed here)."""
+        return self.vault.unsign(request.query_params.get(PROBLEM_PARAM))
+
     def render(self, request: Request, template: str, status: int = 200, **context: Any) -> HTMLResponse:
         """A page or partial with what every template uses (session, CSRF token, now, time zone)."""
         now, scale = self.now()
@@ -192,6 +206,7 @@ class Console:
             "rel": lambda when: domain.relative(when, now),
             "local": lambda when: domain.local_time(when, tz),
             "path": request.url.path,
+            "problem": self.problem(request),
         }
         response = self.templates.TemplateResponse(request, template, {**base, **context}, status_code=status)
         response.headers.update(SECURITY_HEADERS)

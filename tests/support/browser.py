@@ -158,3 +158,24 @@ async def assert_fits_phone(page: Page) -> None:
         assert widest["scroll"] <= widest["width"] and not widest["over"], f"wider than a phone: {widest}"
     finally:
         await page.set_viewport_size(before)
+
+
+async def assert_labelled(page: Page) -> None:
+    """Every visible form control has an accessible name (a label, aria-label or aria-labelledby) and every
+    button says what it does: what a screen reader or a keyboard user needs."""
+    nameless = await page.evaluate(
+        """() => [...document.querySelectorAll('input, select, textarea, button')].filter(e => {
+            if (e.type === 'hidden' || e.closest('[hidden], dialog:not([open])')) { return false; }
+            const r = e.getBoundingClientRect();
+            if (r.width === 0 && r.height === 0) { return false; }
+            const byLabel = e.labels && [...e.labels].some(l => l.textContent.trim());
+            const byAria = (e.getAttribute('aria-label') || '').trim()
+                || (e.getAttribute('aria-labelledby') || '').split(' ').some(id => {
+                    const l = document.getElementById(id);
+                    return l && l.textContent.trim();
+                });
+            const byText = e.tagName === 'BUTTON' && e.textContent.trim();
+            return !(byLabel || byAria || byText);
+        }).map(e => e.outerHTML.slice(0, 120))"""
+    )
+    assert not nameless, f"controls without a name: {nameless}"

@@ -203,8 +203,7 @@
       var closer = target.closest("[data-close]");
       if (closer) {
         var dialog = closer.closest("dialog");
-        if (closer.hasAttribute("data-email-cancel")) { var box = byId("email_fallback"); if (box) { box.checked = false; applyToggles(); box.dispatchEvent(new Event("change", { bubbles: true })); } }
-        if (dialog) { dialog.close(); }
+        if (dialog) { dialog.close(closer.hasAttribute("data-confirm") ? "confirm" : ""); }
         return;
       }
       var move = target.closest("[data-step-move]");
@@ -222,8 +221,14 @@
       if (!(el instanceof HTMLElement)) { return; }
       if (el.hasAttribute("data-toggles")) { applyToggles(); }
       if (el.getAttribute("data-confirm-dialog") && el.checked) {
+        // A checkbox that needs a confirmation: it stays ticked only when its dialog is confirmed (its
+        // confirm button); Escape or any other way out unticks it.
         var dialog = byId(el.getAttribute("data-confirm-dialog"));
-        if (dialog && typeof dialog.showModal === "function") { dialog.showModal(); }
+        if (dialog && typeof dialog.showModal === "function") {
+          dialog.returnValue = "";
+          dialog.setAttribute("data-confirms", el.id);
+          dialog.showModal();
+        }
       }
       if (el.hasAttribute("data-template-body") && el.checked) {
         var body = byId("template_body");
@@ -283,6 +288,17 @@
         target.setAttribute("data-stale", "yes");
       }
     });
+    document.body.addEventListener("close", function (ev) {
+      var box = ev.target instanceof HTMLDialogElement ? byId(ev.target.getAttribute("data-confirms")) : null;
+      if (box) {
+        ev.target.removeAttribute("data-confirms");
+        if (ev.target.returnValue !== "confirm") {
+          box.checked = false;
+          applyToggles();
+          box.dispatchEvent(new Event("change", { bubbles: true }));
+        }
+      }
+    }, true);
     document.body.addEventListener("close", function (ev) {
       var stale = ev.target instanceof Element ? ev.target.closest('[data-stale="yes"]') : null;
       if (stale && window.htmx) { stale.removeAttribute("data-stale"); window.htmx.trigger(stale, "live-open"); }
