@@ -242,11 +242,11 @@ class ProjectionApi(Backend):
         return await self.call(token, "GET", f"/v1/leads/{lead_id}", models.Lead)
 
     async def timeline(self, token: str, lead_id: UUID) -> models.Timeline:
-        params = {"limit": 1000}
+        params = {"limit": 200}  # the most a page holds (a lead's timeline is a few dozen events)
         return await self.call(token, "GET", f"/v1/leads/{lead_id}/timeline", models.Timeline, params=params)
 
     async def accounts(self, token: str) -> models.Accounts:
-        return await self.call(token, "GET", "/v1/accounts", models.Accounts)
+        return await self.call(token, "GET", "/v1/accounts", models.Accounts, params={"limit": 200})
 
     def changes(self, token: str, last_event_id: str | None) -> contextlib.AbstractAsyncContextManager[Any]:
         """The workspace's change stream (see the projection's ``/v1/changes/stream``)."""
@@ -296,7 +296,7 @@ class MessagingApi(Backend):
 
     async def drafts(self, token: str, campaign_id: UUID, status: str = "pending", limit: int = 200) -> models.Drafts:
         params = {"status": status, "limit": limit}
-        return await self.items(token, "GET", f"/v1/campaigns/{campaign_id}/drafts", models.Drafts, params=params)
+        return await self.call(token, "GET", f"/v1/campaigns/{campaign_id}/drafts", models.Drafts, params=params)
 
     async def draft(self, token: str, draft_id: UUID) -> models.Draft:
         return await self.call(token, "GET", f"/v1/drafts/{draft_id}", models.Draft)
@@ -322,7 +322,7 @@ class MessagingApi(Backend):
         return await self.call(token, "POST", "/v1/previews", models.MessagePreviews, json=body)
 
     async def templates(self, token: str) -> models.Templates:
-        return await self.items(token, "GET", "/v1/templates", models.Templates)
+        return await self.call(token, "GET", "/v1/templates", models.Templates, params={"limit": 200})
 
     async def create_template(self, token: str, body: dict[str, Any]) -> models.Template:
         return await self.call(token, "POST", "/v1/templates", models.Template, json=body)
@@ -332,7 +332,7 @@ class OutreachApi(Backend):
     """Outreach: accounts and their hosted flows, campaigns and their commands, workflows, the plan."""
 
     async def accounts(self, token: str) -> models.OutreachAccounts:
-        return await self.items(token, "GET", "/v1/accounts", models.OutreachAccounts)
+        return await self.call(token, "GET", "/v1/accounts", models.OutreachAccounts, params={"limit": 200})
 
     async def connect(self, token: str, body: dict[str, Any]) -> models.OutreachAccount:
         return await self.call(token, "POST", "/v1/accounts", models.OutreachAccount, json=body)

@@ -15,7 +15,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from . import commands, domain, models
 from .backends import BackendRefused, Backends
 from .commands import Refused
-from .pages import Signed, uuid_or_404
+from .pages import PAGE, CsrfForm, Signed, uuid_or_404
 from .sessions import Session
 from .web import Console, gather
 
@@ -57,26 +57,26 @@ def actions_router(console: Console) -> APIRouter:
             return refused_page(request, cid, exc)
         return _redirect(request, then.format(cid=cid))
 
-    @router.post("/campaigns/{campaign_id}/pause")
-    async def pause(request: Request, campaign_id: str, session: Signed) -> Response:
+    @router.post("/campaigns/{campaign_id}/pause", openapi_extra=PAGE)
+    async def pause(request: Request, campaign_id: str, session: Signed, _csrf: CsrfForm) -> Response:
         return await campaign_command(
             request, campaign_id, session, commands.pause_campaign, "/campaigns/{cid}?done=paused"
         )
 
-    @router.post("/campaigns/{campaign_id}/resume")
-    async def resume(request: Request, campaign_id: str, session: Signed) -> Response:
+    @router.post("/campaigns/{campaign_id}/resume", openapi_extra=PAGE)
+    async def resume(request: Request, campaign_id: str, session: Signed, _csrf: CsrfForm) -> Response:
         return await campaign_command(
             request, campaign_id, session, commands.resume_campaign, "/campaigns/{cid}?done=resumed"
         )
 
-    @router.post("/campaigns/{campaign_id}/delete")
-    async def delete(request: Request, campaign_id: str, session: Signed) -> Response:
+    @router.post("/campaigns/{campaign_id}/delete", openapi_extra=PAGE)
+    async def delete(request: Request, campaign_id: str, session: Signed, _csrf: CsrfForm) -> Response:
         return await campaign_command(
             request, campaign_id, session, commands.delete_campaign, "/campaigns?done=deleted"
         )
 
-    @router.post("/campaigns/{campaign_id}/accounts", response_class=HTMLResponse)
-    async def replace_accounts(request: Request, campaign_id: str, session: Signed) -> Response:
+    @router.post("/campaigns/{campaign_id}/accounts", response_class=HTMLResponse, openapi_extra=PAGE)
+    async def replace_accounts(request: Request, campaign_id: str, session: Signed, _csrf: CsrfForm) -> Response:
         """Resolve "needs review": send from the accounts chosen (the campaign runs again)."""
         form = await console.form(request)
         cid = uuid_or_404(campaign_id)
@@ -94,7 +94,7 @@ def actions_router(console: Console) -> APIRouter:
 
     # -- the Messaging Lab ------------------------------------------------------------------------
 
-    @router.get("/lab", response_class=HTMLResponse)
+    @router.get("/lab", response_class=HTMLResponse, openapi_extra=PAGE)
     async def lab(request: Request, session: Signed) -> Response:
         page = await console.backends.projection.campaigns(session.token, limit=200)
         waiting = [c for c in page.items if c.summary.drafts_pending]
@@ -110,7 +110,7 @@ def actions_router(console: Console) -> APIRouter:
         names = {r.lead_id: r.name for r in results.items}
         return {"campaign": campaign, "drafts": drafts.items, "names": names}
 
-    @router.get("/campaigns/{campaign_id}/lab", response_class=HTMLResponse)
+    @router.get("/campaigns/{campaign_id}/lab", response_class=HTMLResponse, openapi_extra=PAGE)
     async def review_queue(request: Request, campaign_id: str, session: Signed) -> Response:
         ctx = await lab_context(session, uuid_or_404(campaign_id))
         return console.render(request, "lab.html", **ctx)
@@ -144,15 +144,15 @@ def actions_router(console: Console) -> APIRouter:
             replacement=replacement,
         )
 
-    @router.get("/lab/drafts/{draft_id}", response_class=HTMLResponse)
+    @router.get("/lab/drafts/{draft_id}", response_class=HTMLResponse, openapi_extra=PAGE)
     async def draft(request: Request, draft_id: str, session: Signed, mode: Flag = None) -> Response:
         """One draft's card: to read, to edit or to reject (htmx)."""
         found = await b.messaging.draft(session.token, uuid_or_404(draft_id))
         chosen = mode if mode in ("edit", "reject") else "view"
         return await draft_card(request, session, found, mode=chosen)
 
-    @router.post("/lab/drafts/{draft_id}/approve", response_class=HTMLResponse)
-    async def approve(request: Request, draft_id: str, session: Signed) -> Response:
+    @router.post("/lab/drafts/{draft_id}/approve", response_class=HTMLResponse, openapi_extra=PAGE)
+    async def approve(request: Request, draft_id: str, session: Signed, _csrf: CsrfForm) -> Response:
         await console.form(request)
         did = uuid_or_404(draft_id)
         try:
@@ -162,8 +162,8 @@ def actions_router(console: Console) -> APIRouter:
             return await draft_card(request, session, current, errors={"form": exc.refusal.detail})
         return await draft_card(request, session, done)
 
-    @router.post("/lab/drafts/{draft_id}/check", response_class=HTMLResponse)
-    async def check(request: Request, draft_id: str, session: Signed) -> Response:
+    @router.post("/lab/drafts/{draft_id}/check", response_class=HTMLResponse, openapi_extra=PAGE)
+    async def check(request: Request, draft_id: str, session: Signed, _csrf: CsrfForm) -> Response:
         """The API's own verdict on an edit as it is typed (nothing is saved): its 422 message, or nothing."""
         form = await console.form(request)
         text = str(form.get("text") or "")[:10_000]
@@ -173,8 +173,8 @@ def actions_router(console: Console) -> APIRouter:
             return console.render(request, "partials/edit_check.html", message=exc.refusal.detail, ok=False)
         return console.render(request, "partials/edit_check.html", message=None, ok=True)
 
-    @router.post("/lab/drafts/{draft_id}/edit", response_class=HTMLResponse)
-    async def edit(request: Request, draft_id: str, session: Signed) -> Response:
+    @router.post("/lab/drafts/{draft_id}/edit", response_class=HTMLResponse, openapi_extra=PAGE)
+    async def edit(request: Request, draft_id: str, session: Signed, _csrf: CsrfForm) -> Response:
         form = await console.form(request)
         did = uuid_or_404(draft_id)
         text = str(form.get("text") or "")[:10_000]
@@ -188,8 +188,8 @@ def actions_router(console: Console) -> APIRouter:
             )
         return await draft_card(request, session, done)
 
-    @router.post("/lab/drafts/{draft_id}/reject", response_class=HTMLResponse)
-    async def reject(request: Request, draft_id: str, session: Signed) -> Response:
+    @router.post("/lab/drafts/{draft_id}/reject", response_class=HTMLResponse, openapi_extra=PAGE)
+    async def reject(request: Request, draft_id: str, session: Signed, _csrf: CsrfForm) -> Response:
         form = await console.form(request)
         did = uuid_or_404(draft_id)
         reason = str(form.get("reason") or "")[:1000]
@@ -202,8 +202,8 @@ def actions_router(console: Console) -> APIRouter:
             )
         return await draft_card(request, session, done.rejected, replacement=done.replacement)
 
-    @router.post("/campaigns/{campaign_id}/lab/approve", response_class=HTMLResponse)
-    async def approve_many(request: Request, campaign_id: str, session: Signed) -> Response:
+    @router.post("/campaigns/{campaign_id}/lab/approve", response_class=HTMLResponse, openapi_extra=PAGE)
+    async def approve_many(request: Request, campaign_id: str, session: Signed, _csrf: CsrfForm) -> Response:
         """Approve the drafts ticked (or all of them)."""
         form = await console.form(request)
         cid = uuid_or_404(campaign_id)
@@ -226,8 +226,8 @@ def actions_router(console: Console) -> APIRouter:
     def accounts_url() -> str:
         return domain.return_url(console.settings.console_public_url, "/accounts")
 
-    @router.post("/accounts/connect")
-    async def connect(request: Request, session: Signed) -> Response:
+    @router.post("/accounts/connect", openapi_extra=PAGE)
+    async def connect(request: Request, session: Signed, _csrf: CsrfForm) -> Response:
         """Start the hosted authorisation: the provider's page, which sends the user back to this page."""
         form = await console.form(request)
         name = str(form.get("display_name") or "").strip()[:200] or None
@@ -239,8 +239,8 @@ def actions_router(console: Console) -> APIRouter:
             return _redirect(request, made.auth_url)
         return _redirect(request, f"/accounts?account={made.account_id}&hosted=connected")
 
-    @router.post("/accounts/email", response_class=HTMLResponse)
-    async def connect_email(request: Request, session: Signed) -> Response:
+    @router.post("/accounts/email", response_class=HTMLResponse, openapi_extra=PAGE)
+    async def connect_email(request: Request, session: Signed, _csrf: CsrfForm) -> Response:
         """Connect an email sender (the Scale plan's, or its add-on)."""
         form = await console.form(request)
         sender = str(form.get("sender_email") or "").strip()[:254]
@@ -250,8 +250,8 @@ def actions_router(console: Console) -> APIRouter:
             return await accounts_page(request, session, email_error=exc.refusal, sender=sender)
         return _redirect(request, "/accounts?done=sender")
 
-    @router.post("/accounts/{account_id}/reconnect")
-    async def reconnect(request: Request, account_id: str, session: Signed) -> Response:
+    @router.post("/accounts/{account_id}/reconnect", openapi_extra=PAGE)
+    async def reconnect(request: Request, account_id: str, session: Signed, _csrf: CsrfForm) -> Response:
         await console.form(request)
         try:
             link = await commands.reconnect_link(b, session.token, uuid_or_404(account_id), accounts_url())
@@ -259,8 +259,8 @@ def actions_router(console: Console) -> APIRouter:
             return _redirect(request, console.with_problem("/accounts", exc.refusal.detail))
         return _redirect(request, link.auth_url)
 
-    @router.post("/accounts/{account_id}/refresh")
-    async def refresh(request: Request, account_id: str, session: Signed) -> Response:
+    @router.post("/accounts/{account_id}/refresh", openapi_extra=PAGE)
+    async def refresh(request: Request, account_id: str, session: Signed, _csrf: CsrfForm) -> Response:
         """Ask the provider again ("check again" while a connection is being verified)."""
         await console.form(request)
         aid = uuid_or_404(account_id)
@@ -271,8 +271,8 @@ def actions_router(console: Console) -> APIRouter:
         state = "connected" if found.healthy else found.status
         return _redirect(request, f"/accounts?account={aid}&checked={state}#account-{aid}")
 
-    @router.post("/accounts/{account_id}/delete")
-    async def delete_account(request: Request, account_id: str, session: Signed) -> Response:
+    @router.post("/accounts/{account_id}/delete", openapi_extra=PAGE)
+    async def delete_account(request: Request, account_id: str, session: Signed, _csrf: CsrfForm) -> Response:
         await console.form(request)
         try:
             await commands.delete_account(b, session.token, uuid_or_404(account_id))
@@ -315,7 +315,7 @@ def actions_router(console: Console) -> APIRouter:
         "cancelled": "Nothing was connected: the authorisation was cancelled.",
     }
 
-    @router.get("/accounts", response_class=HTMLResponse)
+    @router.get("/accounts", response_class=HTMLResponse, openapi_extra=PAGE)
     async def accounts(
         request: Request,
         session: Signed,
@@ -341,13 +341,13 @@ def actions_router(console: Console) -> APIRouter:
 
     # -- the plan ---------------------------------------------------------------------------------
 
-    @router.get("/plan", response_class=HTMLResponse)
+    @router.get("/plan", response_class=HTMLResponse, openapi_extra=PAGE)
     async def plan_page(request: Request, session: Signed, upgraded: Flag = None) -> Response:
         plan = await b.outreach.plan(session.token)
         return console.render(request, "plan.html", plan=plan, upgraded=upgraded)
 
-    @router.post("/plan/upgrade", response_class=HTMLResponse)
-    async def upgrade(request: Request, session: Signed) -> Response:
+    @router.post("/plan/upgrade", response_class=HTMLResponse, openapi_extra=PAGE)
+    async def upgrade(request: Request, session: Signed, _csrf: CsrfForm) -> Response:
         """An explicit upgrade (from the plan page, or the dialog of a gated feature: the builder keeps its form)."""
         form = await console.form(request)
         plan_name = str(form.get("plan") or "")[:20] or None

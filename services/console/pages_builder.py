@@ -14,7 +14,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from . import builder, commands, domain, models
 from .backends import BackendRefused, BackendUnavailable
 from .commands import Refused
-from .pages import Signed, uuid_or_404
+from .pages import PAGE, CsrfForm, Signed, uuid_or_404
 from .sessions import Session
 from .web import Console, gather
 
@@ -78,7 +78,7 @@ def builder_router(console: Console) -> APIRouter:
             "builder_key": values.get("_key") or new_key(),
         }
 
-    @router.get("/campaigns/new", response_class=HTMLResponse)
+    @router.get("/campaigns/new", response_class=HTMLResponse, openapi_extra=PAGE)
     async def new(request: Request, session: Signed, list: Ref = None) -> Response:
         values = builder.defaults()
         values["timezone"] = console.tz(request)
@@ -86,8 +86,8 @@ def builder_router(console: Console) -> APIRouter:
             values.update(audience_type="source_group", source_group_id=str(uuid_or_404(list)))
         return console.render(request, "builder.html", **await context(request, session, values))
 
-    @router.post("/campaigns/new", response_class=HTMLResponse)
-    async def create(request: Request, session: Signed) -> Response:
+    @router.post("/campaigns/new", response_class=HTMLResponse, openapi_extra=PAGE)
+    async def create(request: Request, session: Signed, _csrf: CsrfForm) -> Response:
         """Review: make the audience, the template and the pending campaign; then the summary page."""
         form = await console.form(request)
         values = builder.values_from(form.multi_items())
@@ -103,8 +103,8 @@ def builder_router(console: Console) -> APIRouter:
             return console.render(request, "builder.html", status=422, **ctx)
         return RedirectResponse(f"/campaigns/{pending.campaign.campaign_id}/launch", status_code=303)
 
-    @router.post("/campaigns/new/workflow", response_class=HTMLResponse)
-    async def workflow(request: Request, session: Signed) -> Response:
+    @router.post("/campaigns/new/workflow", response_class=HTMLResponse, openapi_extra=PAGE)
+    async def workflow(request: Request, session: Signed, _csrf: CsrfForm) -> Response:
         """The workflow drawn and validated for the form as it is (htmx)."""
         values = builder.values_from((await console.form(request)).multi_items())
         graph, errors = await graph_of(session, values)
@@ -158,8 +158,8 @@ def builder_router(console: Console) -> APIRouter:
             for m in found.matches
         ]
 
-    @router.post("/campaigns/new/preview", response_class=HTMLResponse)
-    async def preview(request: Request, session: Signed) -> Response:
+    @router.post("/campaigns/new/preview", response_class=HTMLResponse, openapi_extra=PAGE)
+    async def preview(request: Request, session: Signed, _csrf: CsrfForm) -> Response:
         """Each step's message for a few leads of the audience, written now, saved nowhere (htmx)."""
         values = builder.values_from((await console.form(request)).multi_items())
         errors: dict[str, str] = {}
@@ -181,8 +181,8 @@ def builder_router(console: Console) -> APIRouter:
             errors = {"form": f"The previews could not be written right now ({exc.backend} is busy): try again."}
         return console.render(request, "partials/message_preview.html", previews=previews, errors=errors)
 
-    @router.post("/campaigns/new/part/{part}", response_class=HTMLResponse)
-    async def plan_part(request: Request, part: str, session: Signed) -> Response:
+    @router.post("/campaigns/new/part/{part}", response_class=HTMLResponse, openapi_extra=PAGE)
+    async def plan_part(request: Request, part: str, session: Signed, _csrf: CsrfForm) -> Response:
         """The video step or the email fallback as the plan allows them now (after an upgrade in its dialog);
         the values typed so far are kept."""
         if part not in ("video", "email"):
@@ -255,15 +255,15 @@ def builder_router(console: Console) -> APIRouter:
             "launch_key": new_key(),
         }
 
-    @router.get("/campaigns/{campaign_id}/launch", response_class=HTMLResponse)
+    @router.get("/campaigns/{campaign_id}/launch", response_class=HTMLResponse, openapi_extra=PAGE)
     async def summary(request: Request, campaign_id: str, session: Signed) -> Response:
         ctx = await launch_context(session, uuid_or_404(campaign_id))
         if ctx["campaign"].state != "pending":
             return RedirectResponse(f"/campaigns/{campaign_id}", status_code=303)
         return console.render(request, "launch.html", errors={}, values={}, **ctx)
 
-    @router.post("/campaigns/{campaign_id}/launch", response_class=HTMLResponse)
-    async def launch(request: Request, campaign_id: str, session: Signed) -> Response:
+    @router.post("/campaigns/{campaign_id}/launch", response_class=HTMLResponse, openapi_extra=PAGE)
+    async def launch(request: Request, campaign_id: str, session: Signed, _csrf: CsrfForm) -> Response:
         """Launch after the confirmation (the same key twice launches once)."""
         cid = uuid_or_404(campaign_id)
         form = await console.form(request)

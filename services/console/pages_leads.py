@@ -15,7 +15,7 @@ from starlette.datastructures import UploadFile
 from . import builder, commands
 from .backends import BackendRefused
 from .commands import Refused
-from .pages import Signed, uuid_or_404
+from .pages import PAGE, CsrfForm, Signed, uuid_or_404
 from .sessions import Session
 from .web import Console, gather
 
@@ -118,9 +118,11 @@ def find_errors(refusal: BackendRefused, mode: str) -> dict[str, str]:
 def leads_router(console: Console) -> APIRouter:
     """The lead-finding pages."""
     router = APIRouter(include_in_schema=False)
+    for upload in ("/leads/import", "/campaigns/new/csv"):  # a CSV file (and the form around it) is larger than a form
+        console.service.limit_body(upload, MAX_CSV_BYTES + 64 * 1024)
     discovery = console.backends.discovery
 
-    @router.get("/leads", response_class=HTMLResponse)
+    @router.get("/leads", response_class=HTMLResponse, openapi_extra=PAGE)
     async def leads(request: Request, session: Signed) -> Response:
         searches, groups = await gather(discovery.searches(session.token), discovery.groups(session.token))
         return console.render(request, "leads.html", searches=searches.items, groups=groups.items)
@@ -139,7 +141,7 @@ def leads_router(console: Console) -> APIRouter:
             form_key=secrets.token_urlsafe(12),
         )
 
-    @router.get("/leads/find", response_class=HTMLResponse)
+    @router.get("/leads/find", response_class=HTMLResponse, openapi_extra=PAGE)
     async def find(
         request: Request, session: Signed, mode: Annotated[str | None, Query(max_length=20)] = None
     ) -> Response:
@@ -149,8 +151,8 @@ def leads_router(console: Console) -> APIRouter:
         values["post_source"] = "posts"
         return find_page(request, values)
 
-    @router.post("/leads/preview", response_class=HTMLResponse)
-    async def preview(request: Request, session: Signed) -> Response:
+    @router.post("/leads/preview", response_class=HTMLResponse, openapi_extra=PAGE)
+    async def preview(request: Request, session: Signed, _csrf: CsrfForm) -> Response:
         """The first matches of the search as described (htmx partial); nothing is saved."""
         values = find_values(await console.form(request))
         kind, criteria = find_criteria(values)
@@ -164,8 +166,8 @@ def leads_router(console: Console) -> APIRouter:
             )
         return console.render(request, "partials/find_preview.html", preview=found, errors={})
 
-    @router.post("/leads/suggestions", response_class=HTMLResponse)
-    async def suggestions(request: Request, session: Signed) -> Response:
+    @router.post("/leads/suggestions", response_class=HTMLResponse, openapi_extra=PAGE)
+    async def suggestions(request: Request, session: Signed, _csrf: CsrfForm) -> Response:
         """Signal types, a location and a lookback suggested by the prompt (htmx: the signal fieldset)."""
         values = find_values(await console.form(request))
         errors: dict[str, str] = {}
@@ -195,8 +197,8 @@ def leads_router(console: Console) -> APIRouter:
             prefix=prefix,
         )
 
-    @router.post("/leads/searches")
-    async def save_search(request: Request, session: Signed) -> Response:
+    @router.post("/leads/searches", openapi_extra=PAGE)
+    async def save_search(request: Request, session: Signed, _csrf: CsrfForm) -> Response:
         """Save the search with its target; it runs in the background and becomes a lead list."""
         form = await console.form(request)
         values = find_values(form)
@@ -221,16 +223,16 @@ def leads_router(console: Console) -> APIRouter:
         members = await discovery.members(session.token, search.source_group_id, limit=50)
         return {"search": search, "members": members}
 
-    @router.get("/leads/searches/{search_id}", response_class=HTMLResponse)
+    @router.get("/leads/searches/{search_id}", response_class=HTMLResponse, openapi_extra=PAGE)
     async def search_page(request: Request, search_id: str, session: Signed) -> Response:
         return console.render(request, "search.html", **await search_context(session, uuid_or_404(search_id)))
 
-    @router.get("/leads/searches/{search_id}/progress", response_class=HTMLResponse)
+    @router.get("/leads/searches/{search_id}/progress", response_class=HTMLResponse, openapi_extra=PAGE)
     async def search_progress(request: Request, search_id: str, session: Signed) -> Response:
         ctx = await search_context(session, uuid_or_404(search_id))
         return console.render(request, "partials/search_progress.html", **ctx)
 
-    @router.get("/leads/lists/{group_id}", response_class=HTMLResponse)
+    @router.get("/leads/lists/{group_id}", response_class=HTMLResponse, openapi_extra=PAGE)
     async def lead_list(
         request: Request,
         group_id: str,
@@ -263,31 +265,31 @@ def leads_router(console: Console) -> APIRouter:
             return None, {"file": exc.refusal.detail}
         return report, {}
 
-    @router.get("/leads/import", response_class=HTMLResponse)
+    @router.get("/leads/import", response_class=HTMLResponse, openapi_extra=PAGE)
     async def import_page(request: Request, session: Signed) -> Response:
         return console.render(request, "import.html", report=None, errors={})
 
-    @router.post("/leads/import", response_class=HTMLResponse)
-    async def import_csv(request: Request, session: Signed) -> Response:
+    @router.post("/leads/import", response_class=HTMLResponse, openapi_extra=PAGE)
+    async def import_csv(request: Request, session: Signed, _csrf: CsrfForm) -> Response:
         """Upload a CSV: good rows become leads of a new list; each bad row is reported with its error."""
         report, errors = await run_import(request, session)
         template = "partials/import_report.html" if request.headers.get("HX-Request") else "import.html"
         return console.render(request, template, report=report, errors=errors, status=422 if errors else 200)
 
-    @router.post("/campaigns/new/csv", response_class=HTMLResponse)
-    async def builder_csv(request: Request, session: Signed) -> Response:
+    @router.post("/campaigns/new/csv", response_class=HTMLResponse, openapi_extra=PAGE)
+    async def builder_csv(request: Request, session: Signed, _csrf: CsrfForm) -> Response:
         """The builder's CSV audience: the import's report, and the list it made as the audience."""
         report, errors = await run_import(request, session)
         return console.render(request, "partials/import_report.html", report=report, errors=errors, in_builder=True)
 
     MANUAL = ("linkedin_url", "email", "full_name", "title", "company", "location")
 
-    @router.get("/leads/add", response_class=HTMLResponse)
+    @router.get("/leads/add", response_class=HTMLResponse, openapi_extra=PAGE)
     async def add_page(request: Request, session: Signed) -> Response:
         return console.render(request, "add.html", values=dict.fromkeys(MANUAL, ""), errors={}, added=None)
 
-    @router.post("/leads/add", response_class=HTMLResponse)
-    async def add_lead(request: Request, session: Signed) -> Response:
+    @router.post("/leads/add", response_class=HTMLResponse, openapi_extra=PAGE)
+    async def add_lead(request: Request, session: Signed, _csrf: CsrfForm) -> Response:
         """Add one lead by hand (a LinkedIn profile URL or an email identifies it)."""
         form = await console.form(request)
         values = {k: str(form.get(k) or "")[:300] for k in MANUAL}

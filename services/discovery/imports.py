@@ -1,5 +1,9 @@
 """CSV import: streams an uploaded file row by row, imports the good rows, reports the bad and duplicate ones.
 
+The file is read as the client sends it (``services.runtime.uploads``): nothing is spooled to disk, and a file
+over ``LEADSTREAM_CSV_MAX_BYTES`` stops at that byte like a file with more than ``LEADSTREAM_CSV_MAX_ROWS`` rows
+stops at that row: what came before is imported, and the answer says where it stopped.
+
 An import is recorded like a search of kind ``csv`` (``SearchStarted`` ... ``SearchFinished``) whose
 source group holds every row's lead. Rows are validated completely before anything is written, and
 good rows are committed in batches, so a row is never half-imported. Row numbers are the file's line
@@ -22,9 +26,10 @@ from sqlalchemy import update
 
 from services.runtime.errors import Problem
 from services.runtime.service import Service
+from services.runtime.uploads import UploadError, UploadTooLarge
 
 from . import domain
-from .handlers import search_envelope
+from .handlers import lead_events, search_envelope
 from .settings import DiscoverySettings
 from .store import add_lead, searches, source_groups
 
@@ -113,15 +118,20 @@ def _take(records: Iterator[Record], n: int) -> tuple[list[Record], str | None]:
                 break
     except csv.Error as exc:
         return out, f"is not valid CSV ({exc})"
+    except UploadError as exc:
+        return out, str(exc)
     return out, None
 
 
 class CsvImporter:
     """Runs one import (make one per upload)."""
 
-    def __init__(self, service: Service, settings: DiscoverySettings) -> None:
+    def __init__(
+        self, service: Service, settings: DiscoverySettings, enrichment: domain.EnrichmentMode = "automatic"
+    ) -> None:
         self.service = service
         self.settings = settings
+        self.enrichment = enrichment  # the new source group's setting
         self._started_id = uuid.uuid4()
 
     async def run(self, workspace_id: str, file: IO[bytes], *, name: str) -> ImportReport:
@@ -129,6 +139,10 @@ class CsvImporter:
         rows = _Rows(file)
         try:
             header_values = await asyncio.to_thread(rows.read_header)
+        except UploadTooLarge as exc:  # before the header row ended: nothing imported, the edge's 413
+            raise exc.cause from None
+        except UploadError as exc:
+            raise Problem(422, "invalid_file", f"file: {exc}", field="file") from None
         except UnicodeDecodeError:
             raise Problem(422, "invalid_file", "file: is not UTF-8 text", field="file") from None
         except csv.Error as exc:
@@ -193,6 +207,7 @@ class CsvImporter:
                     name=name,
                     kind="csv",
                     search_id=import_id,
+                    enrichment=self.enrichment,
                     created_at=now,
                 )
             )
@@ -250,7 +265,7 @@ class CsvImporter:
             return
         now = self.service.clock.now()
         async with self.service.engine.begin() as conn:
-            envelopes = []
+            envelopes: list[Envelope[Any]] = []
             imported = duplicates = 0
             for row_no, lead in good:
                 added = await add_lead(
@@ -262,25 +277,25 @@ class CsvImporter:
                     search_id=report.import_id,
                     fit_signals=[],
                     now=now,
+                    enrichment=self.enrichment,
                 )
-                if added.new_lead:
-                    imported += 1
-                    event = domain.discovered_event(
+                envelopes.extend(
+                    self._envelope(workspace_id, report, event, what)
+                    for what, event in lead_events(
+                        added,
                         lead,
-                        added.lead_id,
                         LeadSource.csv,
                         search_id=report.import_id,
                         source_group_id=report.source_group_id,
+                        fit=[],
+                        enrichment=self.enrichment,
                     )
-                    envelopes.append(self._envelope(workspace_id, report, event, f"lead:{added.lead_id}"))
+                )
+                if added.new_lead:
+                    imported += 1
                 else:
                     duplicates += 1
                     reason = "already in this workspace" if added.new_member else "repeated in this file"
-                    if added.new_member:
-                        joined = domain.joined_group_event(
-                            added.lead_id, LeadSource.csv, report.source_group_id, report.import_id
-                        )
-                        envelopes.append(self._envelope(workspace_id, report, joined, f"member:{added.lead_id}"))
                     if len(report.duplicate_rows) < self.settings.csv_max_reported_errors:
                         report.duplicate_rows.append({"row": row_no, "lead_id": str(added.lead_id), "reason": reason})
             await conn.execute(

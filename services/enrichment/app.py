@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from leadstream_schemas import LEAD, LeadDiscovered
+from leadstream_schemas import LEAD, LeadDiscovered, LeadEnrichmentRequested
 
 from services.runtime.clock import Clock
 from services.runtime.providers import SimulationProfile
@@ -31,7 +31,7 @@ def make_adapters(settings: EnrichmentSettings, clock: Clock) -> tuple[ProfilePr
         wait = settings.provider_max_inline_wait_s
         profiles = ProfileApiClient(
             settings.profile_api_base_url,
-            settings.profile_api_key,
+            settings.profile_api_key.get_secret_value(),
             timeout_s=timeout_s,
             max_retries=max_retries,
             backoff_s=backoff_s,
@@ -40,7 +40,7 @@ def make_adapters(settings: EnrichmentSettings, clock: Clock) -> tuple[ProfilePr
         )
         emails = EmailApiClient(
             settings.email_api_base_url,
-            settings.email_api_key,
+            settings.email_api_key.get_secret_value(),
             timeout_s=timeout_s,
             max_retries=max_retries,
             backoff_s=backoff_s,
@@ -85,7 +85,10 @@ def build(
         profiles or default_profiles, emails or default_emails, settings.enrichment_cache_days, policy
     )
     retries = RetryWorker(service, handlers, settings.retry_poll_interval_s)
-    service.consume([LEAD.name], {LeadDiscovered: handlers.on_lead_discovered})
+    service.consume(
+        [LEAD.name],
+        {LeadDiscovered: handlers.on_lead_discovered, LeadEnrichmentRequested: handlers.on_enrichment_requested},
+    )
     retries.timers.serve()
     for client in (handlers.profiles, handlers.emails):
         if isinstance(client, ProfileApiClient | EmailApiClient):

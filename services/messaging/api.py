@@ -12,25 +12,25 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from fastapi import APIRouter, Body, Depends, Path, Query
+from fastapi import APIRouter, Body, Path, Query
 from leadstream_schemas import Channel, Strategy
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import and_, select, update
+from sqlalchemy import and_, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from services.runtime.auth import workspace_id
+from services.runtime.auth import ReadWorkspace, WriteWorkspace
 from services.runtime.errors import Problem
+from services.runtime.pagination import After, Limit, Page, decode_cursor, encode_cursor
 from services.runtime.service import Service
 
 from . import domain
 from .commands import LabCommands, check_template, limit_label
 from .handlers import CampaignConfig, MessagingCore, load_campaign, resolve_template
-from .previews import SampleLead
+from .previews import SampleLead, preview_workflow
 from .previews import preview as previews_of
 from .store import campaigns, drafts, templates
 
-Workspace = Annotated[str, Depends(workspace_id)]
 Category = Literal["professional_introduction", "hiring_manager", "business_opportunity", "candidate_outreach"]
 
 
@@ -163,6 +163,8 @@ class PreviewStepIn(BaseModel):
 
     id: str = Field(min_length=1, max_length=100)
     action: Literal["like", "comment", "invite", "message", "email"]
+    needs_text: bool | None = Field(None, description="Whether the step sends a text (outreach's graph says).")
+    channel: str | None = Field(None, max_length=20, description="The text's channel (outreach's graph says).")
     note: bool | None = None
     mode: str | None = Field(None, max_length=30)
     template: str | None = Field(None, max_length=100)
@@ -305,7 +307,7 @@ def build_router(core: MessagingCore, service: Service, *, generation_attempts: 
     # -- templates ----------------------------------------------------------------------------
 
     @router.post("/templates", status_code=201, response_model=TemplateOut)
-    async def create_template(body: TemplateIn, ws: Workspace) -> TemplateOut:
+    async def create_template(body: TemplateIn, ws: WriteWorkspace) -> TemplateOut:
         """Save a template; an unknown variable is a 422 naming it."""
         check_template("body", body.body)
         if body.subject is not None:
@@ -333,22 +335,43 @@ def build_router(core: MessagingCore, service: Service, *, generation_attempts: 
             domain.Template(body.name, body.category, body.body, body.subject, str(template_id)), builtin=False
         )
 
-    @router.get("/templates", response_model=list[TemplateOut])
-    async def list_templates(ws: Workspace) -> list[TemplateOut]:
-        """Built-in templates, then this workspace's."""
-        out = [_template_out(t, builtin=True) for t in domain.BUILTIN_TEMPLATES.values()]
-        async with service.engine.connect() as conn:
-            rows = (
-                await conn.execute(select(templates).where(templates.c.workspace_id == ws).order_by(templates.c.name))
-            ).all()
-        out += [
-            _template_out(domain.Template(r.name, r.category, r.body, r.subject, str(r.template_id)), builtin=False)
-            for r in rows
-        ]
-        return out
+    @router.get("/templates", response_model=Page[TemplateOut])
+    async def list_templates(ws: ReadWorkspace, limit: Limit = 50, after: After = None) -> Page[TemplateOut]:
+        """Built-in templates, then this workspace's, each by name."""
+        # The order is (0 built-in | 1 workspace, name, id); the cursor is the last item's key.
+        start = decode_cursor(after, 3, [int, str, str]) if after else None
+        keyed: list[tuple[int, str, str, TemplateOut]] = []
+        if start is None or start[0] == 0:
+            builtins = sorted(domain.BUILTIN_TEMPLATES.values(), key=lambda t: t.name)
+            keyed = [
+                (0, t.name, "", _template_out(t, builtin=True)) for t in builtins if not start or t.name > start[1]
+            ]
+        if len(keyed) <= limit:
+            q = select(templates).where(templates.c.workspace_id == ws)
+            if start is not None and start[0] == 1:
+                q = q.where(tuple_(templates.c.name, templates.c.template_id) > tuple_(start[1], UUID(start[2])))
+            async with service.engine.connect() as conn:
+                rows = (
+                    await conn.execute(
+                        q.order_by(templates.c.name, templates.c.template_id).limit(limit + 1 - len(keyed))
+                    )
+                ).all()
+            keyed += [
+                (
+                    1,
+                    r.name,
+                    str(r.template_id),
+                    _template_out(
+                        domain.Template(r.name, r.category, r.body, r.subject, str(r.template_id)), builtin=False
+                    ),
+                )
+                for r in rows
+            ]
+        page = Page.of(keyed, limit, lambda k: encode_cursor(list(k[:3])))
+        return Page[TemplateOut](items=[k[3] for k in page.items], next=page.next)
 
     @router.get("/templates/{ref}", response_model=TemplateOut)
-    async def get_template(ref: Annotated[str, Path(max_length=200)], ws: Workspace) -> TemplateOut:
+    async def get_template(ref: Annotated[str, Path(max_length=200)], ws: ReadWorkspace) -> TemplateOut:
         """One template by id (or built-in name)."""
         async with service.engine.connect() as conn:
             found = await resolve_template(conn, ws, ref)
@@ -367,13 +390,13 @@ def build_router(core: MessagingCore, service: Service, *, generation_attempts: 
         )
 
     @router.get("/campaigns/{campaign_id}/strategy", response_model=StrategyOut)
-    async def get_strategy(campaign_id: UUID, ws: Workspace) -> StrategyOut:
+    async def get_strategy(campaign_id: UUID, ws: ReadWorkspace) -> StrategyOut:
         """The campaign's strategy profile."""
         async with service.engine.connect() as conn:
             return strategy_out(await _campaign(conn, ws, campaign_id))
 
     @router.put("/campaigns/{campaign_id}/strategy", response_model=StrategyOut)
-    async def put_strategy(campaign_id: UUID, body: StrategyIn, ws: Workspace) -> StrategyOut:
+    async def put_strategy(campaign_id: UUID, body: StrategyIn, ws: WriteWorkspace) -> StrategyOut:
         """Replace the campaign's strategy profile; drafts written from now on use it."""
         async with service.engine.begin() as conn:
             row = (
@@ -388,16 +411,13 @@ def build_router(core: MessagingCore, service: Service, *, generation_attempts: 
                     f"template: no template {body.template!r} in this workspace",
                     field="template",
                 )
+            # The steps needing a text are the workflow's (outreach decided them, invite notes included): a new
+            # strategy changes how drafts are written and reviewed, not which steps have one.
             strategy = Strategy(**body.model_dump())
-            steps = domain.message_steps(row.workflow, row.delivery, invite_note=strategy.invite_note)
             await conn.execute(
                 update(campaigns)
                 .where(campaigns.c.campaign_id == campaign_id)
-                .values(
-                    strategy=strategy.model_dump(mode="json"),
-                    steps=[s.to_json() for s in steps],
-                    updated_at=service.clock.now(),
-                )
+                .values(strategy=strategy.model_dump(mode="json"), updated_at=service.clock.now())
             )
             campaign = await load_campaign(conn, campaign_id)
             assert campaign is not None
@@ -405,14 +425,15 @@ def build_router(core: MessagingCore, service: Service, *, generation_attempts: 
 
     # -- the Messaging Lab --------------------------------------------------------------------
 
-    @router.get("/campaigns/{campaign_id}/drafts", response_model=list[DraftOut])
+    @router.get("/campaigns/{campaign_id}/drafts", response_model=Page[DraftOut])
     async def list_drafts(
         campaign_id: UUID,
-        ws: Workspace,
+        ws: ReadWorkspace,
         status: Literal["pending", "approved", "edited", "rejected", "all"] = "pending",
         lead_id: UUID | None = None,
-        limit: Annotated[int, Query(ge=1, le=500)] = 100,
-    ) -> list[DraftOut]:
+        limit: Limit = 100,
+        after: After = None,
+    ) -> Page[DraftOut]:
         """A campaign's drafts, oldest first (pending ones by default: the review queue)."""
         async with service.engine.connect() as conn:
             await _campaign(conn, ws, campaign_id)
@@ -421,15 +442,19 @@ def build_router(core: MessagingCore, service: Service, *, generation_attempts: 
                 cond.append(drafts.c.status == status)
             if lead_id is not None:
                 cond.append(drafts.c.lead_id == lead_id)
+            if after:
+                created, draft_id = decode_cursor(after, 2, [datetime.fromisoformat, UUID])
+                cond.append(tuple_(drafts.c.created_at, drafts.c.draft_id) > tuple_(created, draft_id))
             rows = (
                 await conn.execute(
-                    select(drafts).where(and_(*cond)).order_by(drafts.c.created_at, drafts.c.draft_id).limit(limit)
+                    select(drafts).where(and_(*cond)).order_by(drafts.c.created_at, drafts.c.draft_id).limit(limit + 1)
                 )
             ).all()
-        return [_draft_out(r) for r in rows]
+        page = Page.of(rows, limit, lambda r: encode_cursor([r.created_at.isoformat(), str(r.draft_id)]))
+        return Page[DraftOut](items=[_draft_out(r) for r in page.items], next=page.next)
 
     @router.get("/drafts/{draft_id}", response_model=DraftOut)
-    async def get_draft(draft_id: UUID, ws: Workspace) -> DraftOut:
+    async def get_draft(draft_id: UUID, ws: ReadWorkspace) -> DraftOut:
         """One draft."""
         async with service.engine.connect() as conn:
             row = (
@@ -440,14 +465,14 @@ def build_router(core: MessagingCore, service: Service, *, generation_attempts: 
         return _draft_out(row)
 
     @router.post("/drafts/{draft_id}/approve", response_model=DraftOut)
-    async def approve(draft_id: UUID, ws: Workspace) -> DraftOut:
+    async def approve(draft_id: UUID, ws: WriteWorkspace) -> DraftOut:
         """Approve a pending draft as written -> ``MessageApproved``."""
         return _draft_out(await lab.approve(ws, draft_id))
 
     @router.post("/campaigns/{campaign_id}/drafts/approve", response_model=BulkApproveOut)
     async def approve_many(
         campaign_id: UUID,
-        ws: Workspace,
+        ws: WriteWorkspace,
         body: BulkApproveIn = Body(default_factory=BulkApproveIn),  # noqa: B008
     ) -> BulkApproveOut:
         """Approve many pending drafts of the campaign at once (those named, or all) -> ``MessageApproved`` each."""
@@ -460,14 +485,14 @@ def build_router(core: MessagingCore, service: Service, *, generation_attempts: 
     async def edit(
         draft_id: UUID,
         body: EditIn,
-        ws: Workspace,
+        ws: WriteWorkspace,
         dry_run: Annotated[bool, Query(description="Only check the edit (same 422s); change nothing.")] = False,
     ) -> DraftOut:
         """Replace a pending draft's text (checked against its limit) -> ``MessageEdited``; ``dry_run`` only checks."""
         return _draft_out(await lab.edit(ws, draft_id, body.text, body.subject, dry_run=dry_run))
 
     @router.post("/drafts/{draft_id}/reject", response_model=RejectOut)
-    async def reject(draft_id: UUID, body: RejectIn, ws: Workspace) -> RejectOut:
+    async def reject(draft_id: UUID, body: RejectIn, ws: WriteWorkspace) -> RejectOut:
         """Reject a pending draft -> ``MessageRejected``, and write a new draft in its place (``MessageGenerated``)."""
         done = await lab.reject(ws, draft_id, body.reason)
         return RejectOut(
@@ -478,7 +503,7 @@ def build_router(core: MessagingCore, service: Service, *, generation_attempts: 
     # -- previews -----------------------------------------------------------------------------
 
     @router.post("/previews", response_model=PreviewOut)
-    async def previews(body: PreviewIn, ws: Workspace) -> PreviewOut:
+    async def previews(body: PreviewIn, ws: WriteWorkspace) -> PreviewOut:
         """Each step's message for a few sample leads, written as the campaign would write it, before it exists:
         nothing is saved and no event is emitted (the campaign builder shows these before launch)."""
         template = None
@@ -492,8 +517,12 @@ def build_router(core: MessagingCore, service: Service, *, generation_attempts: 
             check_template("email_fallback.body", body.email_fallback.body)
             check_template("email_fallback.subject", body.email_fallback.subject)
             delivery["email_fallback"] = body.email_fallback.model_dump()
-        workflow = {"steps": [s.model_dump(exclude_none=True) for s in body.steps]} if body.steps else {}
-        steps = domain.message_steps(workflow, delivery, invite_note=strategy.invite_note)
+        workflow = preview_workflow(
+            [s.model_dump(exclude_none=True) for s in body.steps],
+            invite_note=strategy.invite_note,
+            email_fallback=body.email_fallback is not None,
+        )
+        steps = domain.message_steps(workflow)
         if body.email_fallback is not None:
             steps = [
                 replace(

@@ -7,7 +7,6 @@ last of the three to arrive see the other two, even when they are handled at the
 
 from __future__ import annotations
 
-import json
 import logging
 import uuid
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from leadstream_schemas import (
     Event,
     LeadEnrichmentFailed,
     LeadEnrolled,
+    LeadPostMatched,
     LeadProfileEnriched,
     MessageApproved,
     MessageGenerated,
@@ -37,7 +37,7 @@ from services.runtime.consumer import HandlerContext, RetryLater
 from services.runtime.providers import RateLimited
 
 from . import domain
-from .store import campaigns, drafts, enrollments, lock_campaign, lock_leads, profiles, templates
+from .store import campaigns, drafts, enrollments, lock_campaign, lock_leads, matched_posts, profiles, templates
 from .writer import Writer, WrittenDraft
 
 log = logging.getLogger(__name__)
@@ -84,10 +84,6 @@ class Emission:
 
     event: Event
     discriminator: str
-
-
-def _jsonable(value: Any) -> Any:
-    return json.loads(json.dumps(value, default=str))
 
 
 async def load_campaign(conn: AsyncConnection, campaign_id: UUID) -> CampaignConfig | None:
@@ -141,9 +137,9 @@ class MessagingCore:
         conn = ctx.conn
         await lock_campaign(conn, c.campaign_id)
         strategy = c.strategy
-        steps = domain.message_steps(c.workflow, c.delivery, invite_note=strategy.invite_note)
-        video = c.video_template is not None or c.video_template_id is not None
-        if c.parent_campaign_id is not None and not c.workflow:
+        steps = domain.message_steps(c.workflow)
+        video = c.video is not None
+        if c.parent_campaign_id is not None and c.workflow is None:
             # A worker campaign of a multi-account launch may carry no workflow of its own: use its parent's.
             parent = await load_campaign(conn, c.parent_campaign_id)
             if parent is not None:
@@ -157,10 +153,10 @@ class MessagingCore:
                 name=c.name,
                 parent_campaign_id=c.parent_campaign_id,
                 strategy=strategy.model_dump(mode="json"),
-                workflow=_jsonable(c.workflow),
+                workflow=c.workflow.model_dump(mode="json") if c.workflow else {},
                 steps=[s.to_json() for s in steps],
                 video=video,
-                delivery=_jsonable(c.delivery),
+                delivery=c.delivery.model_dump(mode="json"),
                 created_at=now,
                 updated_at=now,
             )
@@ -241,6 +237,23 @@ class MessagingCore:
         campaign = await load_campaign(conn, e.campaign_id)
         if campaign is not None:
             await self._generate_if_ready(ctx, campaign, e.lead_id, now)
+
+    async def on_post_matched(self, env: Envelope[LeadPostMatched], ctx: HandlerContext) -> None:
+        """A posts watch matched a post of the lead: the newest such post is the hook of drafts written from now."""
+        m = env.data
+        await lock_leads(ctx.conn, [m.lead_id])
+        values = {
+            "workspace_id": env.workspace_id,
+            "post": m.post.model_dump(mode="json"),
+            "language": m.language,
+            "matched": list(m.matched),
+            "updated_at": ctx.clock.now(),
+        }
+        await ctx.conn.execute(
+            insert(matched_posts)
+            .values(lead_id=m.lead_id, **values)
+            .on_conflict_do_update(index_elements=["lead_id"], set_=values)
+        )
 
     # -- draft making -------------------------------------------------------------------------------
 
@@ -396,12 +409,16 @@ class MessagingCore:
         step when the lead has no post to comment on."""
         today = now.date()
         post = None
+        matched = (await conn.execute(select(matched_posts).where(matched_posts.c.lead_id == lead_id))).first()
+        matched_post = Post.model_validate(matched.post) if matched is not None else None
         if step.channel == Channel.comment:
-            post = domain.comment_target(profile)
+            post = matched_post or domain.comment_target(profile)
             if post is None:
                 log.info("no post to comment on; comment step has no draft", extra={"lead_id": str(lead_id)})
                 return None
             hook = domain.comment_hook(post, today)
+        elif matched is not None and matched_post is not None:
+            hook = domain.matched_post_hook(matched_post, matched.language, matched.matched, today)
         else:
             hook = domain.choose_hook(profile, today, self.windows)
         template = template or await self._template_for(conn, campaign, step)

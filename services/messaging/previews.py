@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from leadstream_schemas import LeadProfileEnriched, Strategy
+from leadstream_schemas import Channel, LeadProfileEnriched, Step, Strategy, Workflow
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -61,6 +61,42 @@ class LeadPreview:
     name: str | None
     enriched: bool
     steps: list[StepText]
+
+
+CHANNELS = {"invite": Channel.invite, "message": Channel.message, "email": Channel.email, "comment": Channel.comment}
+
+
+def preview_workflow(steps: list[dict[str, Any]], *, invite_note: bool, email_fallback: bool) -> Workflow:
+    """The typed workflow a preview writes for, from the steps the builder sends (as outreach's graph lists
+    them; ``needs_text`` and ``channel`` when outreach said so). An invite has a text only with a note (its own
+    ``note``, else the strategy's); a comment is drafted unless its mode says ``auto``. No steps: an invite and
+    a message, and an email with the email fallback."""
+    if not steps:
+        steps = [{"id": "invite", "action": "invite"}, {"id": "message", "action": "message"}]
+        if email_fallback:
+            steps.append({"id": "email", "action": "email"})
+    typed = []
+    for raw in steps:
+        action = str(raw["action"])
+        channel = CHANNELS.get(action)
+        note = bool(raw["note"]) if raw.get("note") is not None else invite_note
+        needs = raw.get("needs_text")
+        if needs is None:
+            needs = channel is not None and (action != "invite" or note)
+        typed.append(
+            Step(
+                id=raw["id"],
+                action=action,
+                needs_text=bool(needs and channel is not None),
+                channel=channel if needs else None,
+                note=note if action == "invite" else False,
+                mode="auto" if raw.get("mode") == "auto" else "draft" if action == "comment" else "auto",
+                template=raw.get("template"),
+                subject=raw.get("subject"),
+                body=raw.get("body"),
+            )
+        )
+    return Workflow(start=typed[0].id, steps=typed)
 
 
 async def _profile(conn: AsyncConnection, ws: str, lead: SampleLead) -> tuple[LeadProfileEnriched | None, bool]:

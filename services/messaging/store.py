@@ -91,7 +91,20 @@ templates = Table(
 )
 Index("templates_name", templates.c.workspace_id, templates.c.name, unique=True)
 
-SERVICE_TABLES = (campaigns, profiles, enrollments, drafts, templates)
+# The post a posts watch matched for a lead (LeadPostMatched; the newest wins): the hook of its messages and the
+# post a comment answers (0002).
+matched_posts = Table(
+    "matched_posts",
+    metadata,
+    Column("lead_id", UUID(as_uuid=True), primary_key=True),
+    Column("workspace_id", Text, nullable=False),
+    Column("post", JSONB, nullable=False),
+    Column("language", Text, nullable=False),
+    Column("matched", JSONB, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+SERVICE_TABLES = (campaigns, profiles, enrollments, drafts, templates)  # what 0001 creates
 
 
 def _lock_key(kind: str, ident: object) -> int:

@@ -10,17 +10,19 @@ provider's signed callback to ``/v1/accounts/callback`` completes the connection
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from fastapi import APIRouter, Body, Depends, Request, Response
+from fastapi import APIRouter, Body, Request, Response
 from leadstream_schemas import HEALTHY_STATUSES, AccountConnected, AccountConnectionRequested
-from sqlalchemy import select
+from sqlalchemy import select, tuple_
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.engine import Row
 
-from services.runtime.auth import workspace_id
-from services.runtime.errors import Problem
+from services.runtime.auth import AdminWorkspace, ReadWorkspace, WriteWorkspace, public
+from services.runtime.errors import Problem, problems
+from services.runtime.pagination import After, Limit, Page, decode_cursor, encode_cursor
 from services.runtime.plans import Plan
 
 from .accounts import account_row, complete_connection, find_account, lock_account, normalise_status
@@ -55,15 +57,19 @@ def accounts_router(ctx: OutreachContext) -> APIRouter:
     service = ctx.service
 
     def callback_url() -> str:
-        return f"{ctx.settings.public_base_url.rstrip('/')}/v1/accounts/callback"
+        return f"{ctx.settings.base_url()}/v1/accounts/callback"
 
-    @r.post("/v1/accounts", status_code=201)
-    async def connect(
-        body: AccountIn,
-        response: Response,
-        plan: Plan,
-        ws: str = Depends(workspace_id),
-    ) -> dict[str, Any]:
+    @r.post(
+        "/v1/accounts",
+        status_code=201,
+        responses={
+            202: {
+                "description": "Pending: the user completes the connection at `auth_url` (hosted flow)",
+                "content": {"application/json": {"schema": {"type": "object"}}},
+            }
+        },
+    )
+    async def connect(body: AccountIn, response: Response, plan: Plan, ws: WriteWorkspace) -> dict[str, Any]:
         """Connect an account: at once in simulated mode, else through a hosted authorisation link (202).
 
         An email sender needs the Scale plan or its email-sender add-on (403 ``plan_required`` otherwise)."""
@@ -117,13 +123,17 @@ def accounts_router(ctx: OutreachContext) -> APIRouter:
             response.status_code = 202
         return {**account_view(row), "auth_url": auth_url}
 
-    @r.post("/v1/accounts/callback", include_in_schema=True)
+    @r.post(
+        ctx.signed_route("/v1/accounts/callback"),
+        openapi_extra=public("Standard Webhooks signature of the LinkedIn or email provider"),
+        responses=problems(400, 401, 404, 413, 422),
+    )
     async def callback(request: Request) -> dict[str, Any]:
         """The provider's signed notification that a hosted connection (or a sender verification) finished.
 
         Body (Unipile style): ``{"status": "CREATION_SUCCESS", "account_id": "<provider id>", "name": "<our id>"}``.
         """
-        hook, raw = await ctx.verified_webhook(request)
+        hook, raw, signer = await ctx.verified_webhook(request, "linkedin", "email")
         data = json_object(raw)
         ours = str(data.get("name") or data.get("account_ref") or "")
         now = service.clock.now()
@@ -134,7 +144,7 @@ def accounts_router(ctx: OutreachContext) -> APIRouter:
                 account = await lock_account(conn, UUID(ours))
             except ValueError:
                 account = None
-            if account is None:
+            if account is None or account.provider != signer:  # each provider completes only its own accounts
                 raise not_found("account", ours or "(no name)")
             status = str(data.get("status", "")).lower()
             if status not in ("creation_success", "reconnected", "ok", "connected", "verified"):
@@ -150,19 +160,23 @@ def accounts_router(ctx: OutreachContext) -> APIRouter:
         ctx.runner.wake()
         return {"status": "connected", "account_id": str(account.account_id)}
 
-    @r.get("/v1/accounts")
-    async def list_accounts(ws: str = Depends(workspace_id)) -> list[dict[str, Any]]:
-        """The workspace's accounts."""
+    @r.get("/v1/accounts", response_model=Page[dict[str, Any]])
+    async def list_accounts(ws: ReadWorkspace, limit: Limit = 50, after: After = None) -> Page[dict[str, Any]]:
+        """The workspace's accounts, oldest first."""
+        stmt = select(accounts).where(accounts.c.workspace_id == ws, accounts.c.deleted_at.is_(None))
+        if after:
+            created, account_id = decode_cursor(after, 2, [datetime.fromisoformat, UUID])
+            stmt = stmt.where(tuple_(accounts.c.created_at, accounts.c.account_id) > tuple_(created, account_id))
         async with service.engine.connect() as conn:
-            rows = await conn.execute(
-                select(accounts)
-                .where(accounts.c.workspace_id == ws, accounts.c.deleted_at.is_(None))
-                .order_by(accounts.c.created_at)
-            )
-            return [account_view(row, dry_run=not ctx.settings.email_real_sends) for row in rows]
+            rows = (
+                await conn.execute(stmt.order_by(accounts.c.created_at, accounts.c.account_id).limit(limit + 1))
+            ).all()
+        page = Page.of(rows, limit, lambda a: encode_cursor([a.created_at.isoformat(), str(a.account_id)]))
+        dry_run = not ctx.settings.email_real_sends
+        return Page[dict[str, Any]](items=[account_view(row, dry_run=dry_run) for row in page.items], next=page.next)
 
     @r.get("/v1/accounts/{account_id}")
-    async def get_account(account_id: UUID, ws: str = Depends(workspace_id)) -> dict[str, Any]:
+    async def get_account(account_id: UUID, ws: ReadWorkspace) -> dict[str, Any]:
         """One account, with its leases and the reconnect emails sent for it."""
         async with service.engine.connect() as conn:
             row = await account_row(conn, account_id, ws)
@@ -190,8 +204,8 @@ def accounts_router(ctx: OutreachContext) -> APIRouter:
             }
 
     @r.delete("/v1/accounts/{account_id}", status_code=204)
-    async def delete_account(account_id: UUID, ws: str = Depends(workspace_id)) -> Response:
-        """Delete an account; campaigns left without an account need review."""
+    async def delete_account(account_id: UUID, ws: AdminWorkspace) -> Response:
+        """Delete an account (``admin`` scope); campaigns left without an account need review."""
         async with service.engine.begin() as conn:
             account = await lock_account(conn, account_id, ws)
             if account is None:
@@ -203,7 +217,7 @@ def accounts_router(ctx: OutreachContext) -> APIRouter:
         return Response(status_code=204)
 
     @r.post("/v1/accounts/{account_id}/refresh")
-    async def refresh(account_id: UUID, ws: str = Depends(workspace_id)) -> dict[str, Any]:
+    async def refresh(account_id: UUID, ws: WriteWorkspace) -> dict[str, Any]:
         """Ask the provider for the account's status now and apply it."""
         async with service.engine.connect() as conn:
             row = await account_row(conn, account_id, ws)
@@ -236,8 +250,8 @@ def accounts_router(ctx: OutreachContext) -> APIRouter:
     @r.post("/v1/accounts/{account_id}/reconnect-link")
     async def reconnect_link(
         account_id: UUID,
+        ws: WriteWorkspace,
         body: ReconnectIn = Body(default_factory=ReconnectIn),  # noqa: B008
-        ws: str = Depends(workspace_id),
     ) -> dict[str, Any]:
         """A hosted authorisation link that reconnects a LinkedIn account (the provider calls back when done)."""
         async with service.engine.connect() as conn:
@@ -255,11 +269,15 @@ def accounts_router(ctx: OutreachContext) -> APIRouter:
         )
         return {"account_id": str(account_id), "auth_url": auth_url}
 
-    @r.post("/v1/webhooks/accounts")
+    @r.post(
+        ctx.signed_route("/v1/webhooks/accounts"),
+        openapi_extra=public("Standard Webhooks signature of the LinkedIn provider"),
+        responses=problems(400, 401, 404, 413, 422),
+    )
     async def account_status_webhook(request: Request) -> dict[str, Any]:
         """Signed account status from the provider: ``{"account_id": ..., "status": "CREDENTIALS"}`` or Unipile's
         ``{"AccountStatus": {"account_id": ..., "message": "OK"}}``."""
-        hook, raw = await ctx.verified_webhook(request)
+        hook, raw, _ = await ctx.verified_webhook(request, "linkedin")
         data = json_object(raw)
         nested = data.get("AccountStatus")
         inner: dict[str, Any] = nested if isinstance(nested, dict) else data

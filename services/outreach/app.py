@@ -12,6 +12,7 @@ from leadstream_schemas import (
     LeadEmailEnriched,
     LeadEmailNotFound,
     LeadEnrichmentFailed,
+    LeadPostMatched,
     LeadProfileEnriched,
     LeadUnsubscribed,
     MessageApproved,
@@ -20,6 +21,7 @@ from leadstream_schemas import (
     MessageRejected,
     Replied,
     SearchFinished,
+    SearchResumed,
     SearchStarted,
     VideoFailed,
     VideoGenerated,
@@ -27,6 +29,7 @@ from leadstream_schemas import (
 
 from services.runtime.clock import Clock
 from services.runtime.crash import CrashPoints
+from services.runtime.links import allowed_hosts
 from services.runtime.providers import SimulationProfile
 from services.runtime.service import Service
 
@@ -39,6 +42,7 @@ from .api import build_router
 from .campaigns import CampaignCommands
 from .context import OutreachContext
 from .handlers import OutreachHandlers
+from .inbox import InboxPoller, mailbox_of
 from .runner import Runner
 from .settings import OutreachSettings
 from .sim_hosted import hosted_router
@@ -70,7 +74,9 @@ def build(
     if linkedin is None:
         if settings.linkedin_provider == "http":
             linkedin = UnipileLinkedIn(
-                settings.unipile_base_url, settings.unipile_api_key, timeout_s=settings.provider_timeout_s
+                settings.unipile_base_url,
+                settings.unipile_api_key.get_secret_value(),
+                timeout_s=settings.provider_timeout_s,
             )
         else:
             behaviour = LinkedInBehaviour(
@@ -84,13 +90,13 @@ def build(
                 sim,
                 behaviour,
                 engine=service.engine,
-                hosted_base_url=settings.public_base_url,
-                secret=settings.webhook_secret,
+                hosted_base_url=settings.base_url(),
+                secret=settings.keys("linkedin_webhook_secret").signing,
             )
     if email is None:
         if settings.email_provider == "http":
             email = HttpEmailSender(
-                settings.email_api_url, settings.email_api_key, timeout_s=settings.provider_timeout_s
+                settings.email_api_url, settings.email_api_key.get_secret_value(), timeout_s=settings.provider_timeout_s
             )
         elif settings.email_provider == "smtp":
             email = SmtpEmailSender.from_settings(settings, clock)
@@ -114,13 +120,14 @@ def build(
         ),
     )
     service.app.state.outreach = ctx
-    h = OutreachHandlers(runner.wake)
+    h = OutreachHandlers(runner.wake, allowed_hosts(settings.link_allowed_hosts))
     service.consume(
         [LEAD.name, SEARCH.name],
         {
             LeadDiscovered: h.on_lead_discovered,
             LeadAddedToSourceGroup: h.on_added_to_source_group,
             LeadProfileEnriched: h.on_profile_enriched,
+            LeadPostMatched: h.on_post_matched,
             LeadEmailEnriched: h.on_email_enriched,
             LeadEmailNotFound: h.on_email_not_found,
             LeadEnrichmentFailed: h.on_enrichment_failed,
@@ -134,14 +141,18 @@ def build(
             LeadUnsubscribed: h.on_unsubscribed,
             SearchStarted: h.on_search_started,
             SearchFinished: h.on_search_finished,
+            SearchResumed: h.on_search_resumed,
         },
     )
     service.include_router(build_router(ctx))
     if isinstance(linkedin, SimulatedLinkedIn):
-        service.include_router(hosted_router(linkedin, settings.webhook_secret))
+        service.include_router(hosted_router(linkedin, settings.keys("linkedin_webhook_secret").signing))
+    inbox = InboxPoller(service, settings, linkedin, mailbox_of(settings))
+    service.app.state.inbox = inbox
     if settings.timer_loop_enabled:
         runner.timers.serve()
         runner.intents.serve()
+        inbox.serve()
     return service
 
 

@@ -20,18 +20,23 @@ from leadstream_schemas import (
     CampaignPaused,
     CampaignResumed,
     CampaignScheduled,
+    Delivery,
+    VideoSegment,
+    VideoSettings,
 )
-from sqlalchemy import and_, delete, func, select, update
+from sqlalchemy import and_, delete, func, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.runtime import idempotency
 from services.runtime.errors import Problem
+from services.runtime.pagination import MAX_PAGE, Page, decode_cursor, encode_cursor
 from services.runtime.service import Service
 
 from . import lifecycle as lc
 from . import timers as tm
+from .audience import AudienceCommands
 from .domain.compliance import assign_account, normalise_email
 from .domain.pacing import PacingError, channel_limits, launch_guard, pace_from
 from .domain.schedule import DAY_NAMES, Schedule, ScheduleError
@@ -56,6 +61,19 @@ WORKER_NAMESPACE = uuid.UUID("9c1e2f3a-4b5d-5e6f-8a9b-0c1d2e3f4a5b")
 VISIBLE = campaigns.c.state != "deleted"
 
 
+def video_settings(body: CampaignIn) -> VideoSettings | None:
+    """The contract's form of the campaign's video (its template and segments; a segment's name defaults to
+    its field)."""
+    if body.video is None:
+        return None
+    return VideoSettings(
+        template_id=body.video.template_id,
+        segments=[
+            VideoSegment(name=s.name or s.field, field=s.field, fallback=s.fallback) for s in body.video.segments
+        ],
+    )
+
+
 def _email_steps(graph: Graph) -> list[str]:
     return [s for s in graph.reachable() if graph.step(s).action == "email"]
 
@@ -67,6 +85,7 @@ class CampaignCommands:
         self.service = service
         self.dry_run = dry_run
         self.wake = wake
+        self.audiences = AudienceCommands(service, wake)
 
     @property
     def now(self) -> datetime:
@@ -124,6 +143,8 @@ class CampaignCommands:
                 "timezone": schedule.timezone,
                 "email_fallback": fallback.model_dump() if fallback else None,
                 "dry_run": self.dry_run,
+                "lead_timezones": body.delivery.lead_timezones,
+                "stop_company_on_reply": body.delivery.stop_company_on_reply,
             }
             video = body.video.model_dump() if body.video else None
             strategy = body.strategy.model_dump()
@@ -150,12 +171,11 @@ class CampaignCommands:
                     campaign_id=campaign_id,
                     name=body.name,
                     audience=Audience(type=body.audience.type, ref=body.audience.ref),
-                    workflow=graph.to_dict(),
+                    workflow=graph.to_model(),
                     strategy=body.strategy,
-                    delivery=delivery,
+                    delivery=Delivery.model_validate(delivery),
                     account_ids=body.account_ids,
-                    video_template_id=body.video.template_id if body.video else None,
-                    video_template=video,
+                    video=video_settings(body),
                 )
             )
             await em.flush(conn)
@@ -384,12 +404,17 @@ class CampaignCommands:
         return await self.details(workspace_id, campaign_id)
 
     async def resume(self, workspace_id: str, campaign_id: UUID) -> dict[str, Any]:
-        """Resume a paused campaign (needs at least one account that can send)."""
+        """Resume a paused campaign (needs at least one account that can send); a finished one runs again and
+        takes on its audience's late joiners (``audience.py``)."""
+        if await self.audiences.resume_finished(workspace_id, campaign_id):
+            return await self.details(workspace_id, campaign_id)
         now = self.now
         async with self.service.engine.begin() as conn:
             campaign = await self._locked(conn, workspace_id, campaign_id)
             if campaign.state != "paused":
-                raise Problem(409, "invalid_state", f"campaign is {campaign.state}; only a paused campaign resumes")
+                raise Problem(
+                    409, "invalid_state", f"campaign is {campaign.state}; only a paused or finished campaign resumes"
+                )
             active = await conn.scalar(
                 select(func.count()).where(
                     campaign_workers.c.campaign_id == campaign_id, campaign_workers.c.state == "active"
@@ -658,8 +683,16 @@ class CampaignCommands:
             "created_at": row.created_at.isoformat(),
         }
 
-    async def list(self, workspace_id: str, q: str | None = None, state: str | None = None) -> list[dict[str, Any]]:
-        """Campaigns of the workspace, newest first; ``q`` searches names."""
+    async def list(
+        self,
+        workspace_id: str,
+        q: str | None = None,
+        state: str | None = None,
+        *,
+        after: str | None = None,
+        limit: int = MAX_PAGE,
+    ) -> Page[dict[str, Any]]:
+        """A page of the workspace's campaigns, newest first; ``q`` searches names; ``after`` is a cursor."""
         nxt = (
             select(func.min(timers.c.due_at))
             .where(
@@ -676,9 +709,14 @@ class CampaignCommands:
             stmt = stmt.where(campaigns.c.name.ilike(f"%{q.replace('%', '').replace('_', '')}%"))
         if state:
             stmt = stmt.where(campaigns.c.state == state)
+        if after:
+            created, campaign_id = decode_cursor(after, 2, [datetime.fromisoformat, UUID])
+            stmt = stmt.where(tuple_(campaigns.c.created_at, campaigns.c.campaign_id) < tuple_(created, campaign_id))
+        order = (campaigns.c.created_at.desc(), campaigns.c.campaign_id.desc())
         async with self.service.engine.connect() as conn:
-            rows = (await conn.execute(stmt.order_by(campaigns.c.created_at.desc(), campaigns.c.name))).all()
-        return [self._summary(r, r.next_step) for r in rows]
+            rows = (await conn.execute(stmt.order_by(*order).limit(limit + 1))).all()
+        page = Page.of(rows, limit, lambda r: encode_cursor([r.created_at.isoformat(), str(r.campaign_id)]))
+        return Page[dict[str, Any]](items=[self._summary(r, r.next_step) for r in page.items], next=page.next)
 
     async def details(self, workspace_id: str, campaign_id: UUID) -> dict[str, Any]:
         """A campaign with its workflow (and warnings), delivery, workers and counts."""

@@ -7,6 +7,7 @@ which audience, and whether they are still running.
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -18,14 +19,17 @@ from leadstream_schemas import (
     LeadEmailEnriched,
     LeadEmailNotFound,
     LeadEnrichmentFailed,
+    LeadPostMatched,
     LeadProfileEnriched,
     LeadUnsubscribed,
     MessageApproved,
     MessageEdited,
     MessageGenerated,
     MessageRejected,
+    Post,
     Replied,
     SearchFinished,
+    SearchResumed,
     SearchStarted,
     VideoFailed,
     VideoGenerated,
@@ -34,6 +38,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.dialects.postgresql import insert
 
 from services.runtime.consumer import HandlerContext
+from services.runtime.links import link_refusal
 
 from . import lifecycle as lc
 from . import timers as tm
@@ -42,12 +47,22 @@ from .emit import HandlerEmitter
 from .enrollment import enroll_everywhere
 from .store import audience_members, campaigns, leads, searches, texts, videos
 
+log = logging.getLogger(__name__)
+
+
+def _post_url(lead_id: uuid.UUID, post: Post) -> str:
+    """Where a post lives: its URL; simulated posts have none, and an opaque reference is enough for them."""
+    digits = uuid.uuid5(uuid.NAMESPACE_URL, f"{lead_id}|{post.text}").int % 10**19
+    return post.url or f"urn:li:activity:{digits}"
+
 
 class OutreachHandlers:
-    """Handlers; ``wake`` tells the timer loop that something became due."""
+    """Handlers; ``wake`` tells the timer loop that something became due; only links on ``link_hosts`` (https)
+    are put into messages."""
 
-    def __init__(self, wake: Callable[[], None]) -> None:
+    def __init__(self, wake: Callable[[], None], link_hosts: list[str] | None = None) -> None:
         self.wake = wake
+        self.link_hosts = link_hosts if link_hosts is not None else ["videos.studio.example"]
 
     async def _upsert_lead(self, ctx: HandlerContext, lead_id: uuid.UUID, values: dict[str, Any]) -> None:
         values = {k: v for k, v in values.items() if v is not None}
@@ -79,6 +94,7 @@ class OutreachHandlers:
                 "first_name": lead.first_name,
                 "last_name": lead.last_name,
                 "company": lead.company,
+                "location": lead.location,
             },
         )
         await self._join_audiences(ctx, lead.lead_id, lead.source_group_id, lead.search_id)
@@ -104,15 +120,22 @@ class OutreachHandlers:
         if ready and await enroll_everywhere(ctx.conn, HandlerEmitter(ctx), workspace, lead_id, ctx.clock.now()):
             self.wake()
 
+    async def on_post_matched(self, env: Envelope[LeadPostMatched], ctx: HandlerContext) -> None:
+        """A posts watch matched a post of the lead: like and comment steps answer that post (not the profile's)."""
+        m = env.data
+        await self._upsert_lead(ctx, m.lead_id, {"post_url": _post_url(m.lead_id, m.post), "post_matched": True})
+
     async def on_profile_enriched(self, env: Envelope[LeadProfileEnriched], ctx: HandlerContext) -> None:
-        """Keep what steps need: names, city, headline, profile URL and a recent post to like or comment on."""
+        """Keep what steps need: names, city, headline, profile URL and a recent post to like or comment on (unless
+        a posts watch matched one: that post stays the one to answer)."""
         p = env.data
         post = next((x for x in p.recent_posts if x.kind == "post"), p.recent_posts[0] if p.recent_posts else None)
         post_url = None
-        if post is not None:
-            # Simulated profiles have posts without URLs; an opaque reference is enough for the simulation.
-            digits = uuid.uuid5(uuid.NAMESPACE_URL, f"{p.lead_id}|{post.text}").int % 10**19
-            post_url = post.url or f"urn:li:activity:{digits}"
+        matched = await ctx.conn.scalar(
+            select(leads.c.post_matched).where(leads.c.workspace_id == env.workspace_id, leads.c.lead_id == p.lead_id)
+        )
+        if post is not None and not matched:
+            post_url = _post_url(p.lead_id, post)
         await self._upsert_lead(
             ctx,
             p.lead_id,
@@ -216,7 +239,12 @@ class OutreachHandlers:
             self.wake()
 
     async def on_video_generated(self, env: Envelope[VideoGenerated], ctx: HandlerContext) -> None:
-        """The lead's video is ready: the first action may go, with the video link."""
+        """The lead's video is ready: the first action may go, with the video link. A link that is not https on
+        an allowed host (video checks it too) is never sent: the action goes without it."""
+        if link_refusal(env.data.video_url, self.link_hosts) is not None:
+            log.warning("video link refused; the action goes without it", extra={"lead_id": str(env.data.lead_id)})
+            await self._video(env, ctx, "failed", None)
+            return
         await self._video(env, ctx, "ready", env.data.video_url)
 
     async def on_video_failed(self, env: Envelope[VideoFailed], ctx: HandlerContext) -> None:
@@ -266,6 +294,12 @@ class OutreachHandlers:
                 url=url,
             )
             .on_conflict_do_nothing()
+        )
+
+    async def on_search_resumed(self, env: Envelope[SearchResumed], ctx: HandlerContext) -> None:
+        """A finished search runs again (a campaign's audience run or extension): it keeps its campaigns open."""
+        await ctx.conn.execute(
+            update(searches).where(searches.c.search_id == env.data.search_id).values(finished=False)
         )
 
     async def on_search_finished(self, env: Envelope[SearchFinished], ctx: HandlerContext) -> None:

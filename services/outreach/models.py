@@ -10,6 +10,7 @@ from uuid import UUID
 from leadstream_schemas import Strategy
 from leadstream_schemas.bounds import (
     BODY_MAX,
+    DETAIL_MAX,
     EMAIL_MAX,
     LINE_MAX,
     MAX_BYTES_KEYWORD,
@@ -83,6 +84,14 @@ class DeliveryIn(_In):
     end_hour: int = Field(17, description="Local hour the window closes (1-24, after start_hour).")
     timezone: str = Field("UTC", max_length=100)
     email_fallback: EmailFallbackIn | None = None
+    lead_timezones: bool = Field(
+        False,
+        description="Active hours in each lead's own time zone (from their location; the campaign's when unknown). "
+        "Daily quotas still count the campaign's days.",
+    )
+    stop_company_on_reply: bool = Field(
+        False, description="When a lead replies, stop the campaign's other leads of the same company."
+    )
 
     @field_validator("pace")
     @classmethod
@@ -150,6 +159,14 @@ class DeliveryIn(_In):
         return self
 
 
+class VideoSegmentIn(_In):
+    """A video segment: the variable ``name`` filled from the lead's ``field``, else ``fallback``."""
+
+    name: str | None = Field(None, min_length=1, max_length=200, description="Defaults to the field.")
+    field: Literal["first_name", "last_name", "city", "headline"]
+    fallback: str | None = Field(None, max_length=DETAIL_MAX)
+
+
 VIDEO_MAX_BYTES = 65_536
 VIDEO_MAX_FIELDS = 32
 
@@ -157,7 +174,8 @@ VIDEO_MAX_FIELDS = 32
 class VideoIn(BaseModel):
     """A personalised video template (its segments map to lead fields with fallbacks; see the video service).
 
-    Other fields are kept for the video service; the whole template is at most 64 KiB as JSON.
+    Other fields are stored with the campaign (not carried by its events); the whole template is at most 64 KiB
+    as JSON.
     """
 
     model_config = ConfigDict(
@@ -165,9 +183,7 @@ class VideoIn(BaseModel):
     )
 
     template_id: str = Field(min_length=1, max_length=200)
-    segments: Annotated[list[Annotated[dict[str, Any], FreeJson(max_properties=32, max_bytes=8192)]], Bound(50)] = (
-        Field(default_factory=list)
-    )
+    segments: Annotated[list[VideoSegmentIn], Bound(50)] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _bounded(self) -> VideoIn:
@@ -234,6 +250,12 @@ def _return_url(value: str | None) -> str | None:
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise ValueError("must be an absolute http(s) URL")
     return value
+
+
+class ExtendIn(_In):
+    """Extend a campaign: its audience's searches may find this many more new leads; late joiners are enrolled."""
+
+    additional_leads: int = Field(ge=1, le=10_000, description="More new leads the audience's searches may find.")
 
 
 class AccountIn(_In):

@@ -21,7 +21,8 @@ import httpx
 from fastapi import APIRouter, Form, Query
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from services.runtime.errors import Problem
+from services.runtime.auth import public
+from services.runtime.errors import Problem, problems
 from services.runtime.webhooks import signed_headers
 
 from .adapters.simulated import SimulatedLinkedIn
@@ -65,13 +66,14 @@ border:1px solid #0a66c2}}
 def hosted_router(provider: SimulatedLinkedIn, secret: str) -> APIRouter:
     """The hosted page of the simulated provider (its callback goes over ``provider.callback_transport``
     when a test sets one, else over the network)."""
-    router = APIRouter(prefix="/sim/linkedin/hosted", include_in_schema=False)
+    router = APIRouter(prefix="/sim/linkedin/hosted", tags=["simulated provider"])
+    reason = public("the simulated provider's hosted page: its link is signed by outreach (t), nothing else is read")
 
     def check(account_id: str, kind: str, notify_url: str, return_url: str, t: str) -> None:
         if kind not in ("create", "reconnect") or provider.hosted_token(account_id, kind, notify_url, return_url) != t:
             raise Problem(403, "invalid_link", "this hosted authorisation link is not valid (it was altered)")
 
-    @router.get("/{account_id}", response_class=HTMLResponse)
+    @router.get("/{account_id}", response_class=HTMLResponse, openapi_extra=reason, responses=problems(403, 422))
     async def page(account_id: str, kind: Kind, notify_url: Url, t: Token, return_url: Url = "") -> Response:
         """The sign-in page the user sees."""
         check(account_id[:100], kind, notify_url, return_url, t)
@@ -94,7 +96,7 @@ provider's hosted page: nothing is sent to LinkedIn and the password is not read
 <p class="note">Hosted authorisation · simulated LinkedIn provider</p>""",
         )
 
-    @router.post("/{account_id}")
+    @router.post("/{account_id}", response_class=HTMLResponse, openapi_extra=reason, responses=problems(403, 422))
     async def submit(
         account_id: str,
         kind: Annotated[str, Form(max_length=20)],

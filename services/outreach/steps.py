@@ -14,6 +14,7 @@ timers commit together. A lost answer is settled by asking the provider (:meth:`
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
@@ -70,6 +71,7 @@ from .domain.compliance import (
 )
 from .domain.pacing import channel_cap, send_decision
 from .domain.schedule import Schedule
+from .domain.timezones import timezone_of
 from .domain.workflow import Graph, Step
 from .emit import Emitter
 from .sends import IntentKey, NeverArrived, Performed, Refused, Unanswered, Unknowable
@@ -98,7 +100,18 @@ RECHECK = timedelta(minutes=5)
 def _midnight(sched: Schedule, day: date, days_later: int = 0) -> datetime:
     """UTC time of the campaign-local midnight starting ``day`` (plus ``days_later``; a local day is 23 or
     25 hours long across a daylight-saving change)."""
-    return datetime.combine(day + timedelta(days=days_later), time(0), tzinfo=sched.tz).astimezone(UTC)
+    return datetime.combine(day + timedelta(days=days_later), time(0), tzinfo=sched.day_tz).astimezone(UTC)
+
+
+async def lead_schedule(campaign: Row[Any], lead: Row[Any]) -> Schedule:
+    """The campaign's active days and hours, in the lead's own time zone when the campaign asks for it
+    (``delivery.lead_timezones``) and the lead's location tells it (quota days stay the campaign's)."""
+    schedule = Schedule.from_delivery(campaign.delivery)
+    where = lead.location or lead.city
+    if not campaign.delivery.get("lead_timezones") or not where:
+        return schedule
+    # The first lookup loads the place names (seconds): off the event loop; later ones are cached.
+    return schedule.for_lead(await asyncio.to_thread(timezone_of, where))
 
 
 def request_id(campaign_id: UUID, lead_id: UUID, step_id: str) -> str:
@@ -186,6 +199,13 @@ async def _rows(conn: AsyncConnection, enrollment: Row[Any]) -> tuple[Row[Any], 
     return campaign, account, lead
 
 
+def count_send(account_id: object, action: str, outcome: str) -> None:
+    """``leadstream_sends_total``: a step's send ended ``sent`` (the provider performed it) or ``failed`` (the
+    step gave up: refused, rate-limited for too long, retries used up, or an outcome that cannot be known).
+    Counted in the transaction that records it: a commit that fails after it (rare) counts it again on retry."""
+    SENDS.labels(account=str(account_id), action=action, outcome=outcome).inc()
+
+
 class StepExecutor:
     """Runs step timers with the configured providers."""
 
@@ -213,6 +233,11 @@ class StepExecutor:
                 conn, timer.id, now, f"lead {enrollment.state if enrollment else 'not enrolled'}", state="cancelled"
             )
             return None
+        if enrollment.paused_until is not None:  # out of office (lifecycle.py): wait, or the pause is over now
+            if enrollment.paused_until > now:
+                await tm.postpone(conn, timer.id, enrollment.paused_until, now)
+                return None
+            await lc.resume_paused(conn, em, enrollment)
         campaign, account, lead = await _rows(conn, enrollment)
         if campaign.state != "running" or account is None or account.deleted_at is not None or not account.healthy:
             # A pause or an account incident committed after the claim; the timer stays and is not claimable.
@@ -221,7 +246,7 @@ class StepExecutor:
         if account.limit_paused_until is not None and account.limit_paused_until > now:
             await tm.postpone(conn, timer.id, account.limit_paused_until, now)
             return None
-        schedule = Schedule.from_delivery(campaign.delivery)
+        schedule = await lead_schedule(campaign, lead)
         if not schedule.is_open(now):
             await tm.postpone(conn, timer.id, schedule.next_open(now), now)
             return None
@@ -496,8 +521,8 @@ class StepExecutor:
             "city": lead.city,
         }
         subject = subject or render_template(run.step.subject or fallback.get("subject") or "", fields)
-        token = link_token(self.settings.webhook_secret, ws, str(lead.lead_id))
-        unsub = unsubscribe_url(self.settings.public_base_url, ws, str(lead.lead_id), token)
+        token = link_token(self.settings.keys("unsubscribe_secret"), ws, str(lead.lead_id))
+        unsub = unsubscribe_url(self.settings.base_url(), ws, str(lead.lead_id), token)
         email = render_email(
             sender=str(fallback.get("sender_email", "")), to=lead.email, subject=subject, body=body, unsubscribe=unsub
         )
@@ -661,6 +686,7 @@ class StepExecutor:
             ActionFailed(**run.ids, action=Action(run.step.action), reason=reason, detail=detail, retryable=False),
             run.key,
         )
+        count_send(run.account.account_id, run.step.action, "failed")
         await self._end(run, "failed")
 
     # -- settling a send -------------------------------------------------------------------------
@@ -693,6 +719,7 @@ class StepExecutor:
         else:
             await intents.mark(conn, key, intents.UNKNOWN, detail=answer.detail, reconcile_at=None)
             em.emit(self._failed_event(intent, intents.OUTCOME_UNKNOWN, answer.detail), key.event_key)
+            count_send(intent.account_id, intent.action, "failed")
             if run is not None:
                 await self._end(run, "failed")
 
@@ -711,7 +738,7 @@ class StepExecutor:
         if account is None:
             return None
         graph = Graph.from_dict(campaign.workflow)
-        step, schedule = graph.step(step_id), Schedule.from_delivery(campaign.delivery)
+        step, schedule = graph.step(step_id), await lead_schedule(campaign, lead)
         return StepRun(conn, em, timer, enrollment, campaign, account, lead, graph, step, schedule, now)
 
     async def _sent(
@@ -727,7 +754,7 @@ class StepExecutor:
         key = IntentKey.of(intent)
         await intents.mark(conn, key, intents.SENT, provider_ref=result.provider_ref, reconcile_at=None, detail=None)
         em.emit(intents.sent_event(intent, result.provider_ref), key.event_key)
-        SENDS.labels(account=str(intent.account_id), action=intent.action).inc()
+        count_send(intent.account_id, intent.action, "sent")
         for f in result.followups:
             await tm.schedule(
                 conn,

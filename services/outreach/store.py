@@ -135,6 +135,8 @@ leads = Table(
     Column("city", Text, nullable=True),
     Column("headline", Text, nullable=True),
     Column("post_url", Text, nullable=True),
+    Column("post_matched", Boolean, nullable=False, server_default=text("false")),  # post_url from a watch (0004)
+    Column("location", Text, nullable=True),  # where the lead is (discovery's location): per-lead hours (0004)
     Column("ready", Boolean, nullable=False, server_default=text("false")),
     _ts("updated_at", nullable=False),
     Index("ix_leads_profile", "workspace_id", "profile_key"),
@@ -173,6 +175,7 @@ enrollments = Table(
     Column("state", Text, nullable=False),
     Column("steps_done", Integer, nullable=False, server_default=text("0")),
     _ts("accepted_at"),
+    _ts("paused_until"),  # an out-of-office answer: no step runs before then (0004)
     _ts("enrolled_at", nullable=False),
     _ts("finished_at"),
     Index("ix_enrollments_lead", "workspace_id", "lead_id"),
@@ -227,6 +230,7 @@ timers = Table(
     Column("attempts", Integer, nullable=False, server_default=text("0")),
     Column("payload", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
     Column("outcome", Text, nullable=True),
+    Column("traceparent", Text, nullable=True),  # of what scheduled it or made it due: its run continues it (0004)
     _ts("updated_at", nullable=False),
     UniqueConstraint("key", name="uq_timers_key"),
     Index("ix_timers_due", "due_at", postgresql_where=text("state IN ('pending', 'waiting')")),
@@ -257,9 +261,12 @@ sends = Table(
     Column("detail", Text, nullable=True),  # what the provider (or the lookup) last said
     _ts("reconcile_at"),  # wall-clock time from which a pending intent's outcome is asked of the provider
     Column("reconcile_attempts", Integer, nullable=False, server_default=text("0")),
+    Column("traceparent", Text, nullable=True),  # of the step that opened it: its reconciliation continues it (0004)
     Index("ix_sends_account", "account_id", "action", "sent_at"),
     Index("ix_sends_sender", "workspace_id", "sender", "action", "sent_at"),
     Index("ix_sends_pending", "reconcile_at", postgresql_where=text("state = 'pending'")),
+    # Replies from the mailbox are matched by the Message-ID of the email they answer (0004).
+    Index("ix_sends_message_id", "provider_ref", postgresql_where=text("action = 'email'")),
 )
 
 blocklist = Table(
@@ -308,6 +315,54 @@ sim_email_requests = Table(
     Column("message_id", Text, nullable=False),
     Column("replays", Integer, nullable=False, server_default=text("0")),
     _ts("created_at", nullable=False),
+)
+
+# Where each inbox poller is: the SMTP mailbox over IMAP (``imap:<login>@<host>/<mailbox>``) or a LinkedIn
+# account's provider inbox (``linkedin:<account id>``); a row per inbox, due when its next poll is (0004).
+inbox_cursors = Table(
+    "inbox_cursors",
+    metadata,
+    Column("key", Text, primary_key=True),
+    Column("kind", Text, nullable=False),  # imap | linkedin
+    Column("account_id", UUID(as_uuid=True), nullable=True),
+    Column("uidvalidity", BigInteger, nullable=True),  # IMAP: UIDs are valid within this value
+    Column("last_uid", BigInteger, nullable=False, server_default=text("0")),  # IMAP: messages after it are new
+    Column("cursor", Text, nullable=True),  # LinkedIn: the newest message time already read (ISO 8601)
+    _ts("due_at", nullable=False),
+    Column("attempts", Integer, nullable=False, server_default=text("0")),
+    Column("polls", Integer, nullable=False, server_default=text("0")),
+    Column("messages", Integer, nullable=False, server_default=text("0")),
+    Column("replies", Integer, nullable=False, server_default=text("0")),
+    Column("last_error", Text, nullable=True),
+    _ts("last_polled_at"),
+    _ts("updated_at", nullable=False),
+)
+
+# Every inbound message an inbox poller handled, by its id (the Message-ID, or the provider's message id), with
+# what it was taken for: a replay after a crash, a UIDVALIDITY change or an overlapping page does nothing twice.
+inbox_messages = Table(
+    "inbox_messages",
+    metadata,
+    Column("inbox", Text, primary_key=True),
+    Column("message_key", Text, primary_key=True),
+    Column("workspace_id", Text, nullable=True),
+    Column("lead_id", UUID(as_uuid=True), nullable=True),
+    Column("outcome", Text, nullable=False),  # replied | out_of_office | unmatched | ambiguous | ignored
+    Column("detail", Text, nullable=True),
+    _ts("received_at", nullable=False),  # when it was handled (its record is kept 30 days from then)
+    Index("ix_inbox_messages_age", "inbox", "received_at"),
+)
+
+# The simulated provider's LinkedIn inbox (what a remote provider keeps): messages leads sent to an account (0004).
+sim_linkedin_inbox = Table(
+    "sim_linkedin_inbox",
+    metadata,
+    Column("message_id", Text, primary_key=True),
+    Column("account_id", Text, nullable=False),
+    Column("profile_url", Text, nullable=True),
+    Column("text", Text, nullable=False),
+    _ts("sent_at", nullable=False),
+    Index("ix_sim_linkedin_inbox", "account_id", "sent_at"),
 )
 
 SERVICE_TABLES = [

@@ -55,9 +55,13 @@ from leadstream_schemas import (
     LeadEmailEnriched,
     LeadEmailNotFound,
     LeadEnrichmentFailed,
+    LeadEnrichmentRequested,
     LeadEnrolled,
     LeadEvent,
+    LeadPaused,
+    LeadPostMatched,
     LeadProfileEnriched,
+    LeadResumed,
     LeadUnsubscribed,
     MessageApproved,
     MessageEdited,
@@ -68,6 +72,7 @@ from leadstream_schemas import (
     Replied,
     SearchFinished,
     SearchPageCompleted,
+    SearchResumed,
     SearchStarted,
     VideoFailed,
     VideoGenerated,
@@ -123,6 +128,7 @@ WORKFLOW_LABELS: dict[str, str] = {
     "email_failed": "email failed",
     "generating_video": "generating video",
     "workflow_running": "workflow running",
+    "paused": "paused (out of office)",
     "unsubscribed": "unsubscribed",
     "replied": "replied",
     "completed": "completed",
@@ -161,9 +167,12 @@ _TYPE_ORDER: tuple[type[Event], ...] = (
     AccountStatusChanged,
     AccountDeleted,
     SearchStarted,
+    SearchResumed,
     SearchPageCompleted,
     SearchFinished,
     LeadDiscovered,
+    LeadPostMatched,
+    LeadEnrichmentRequested,
     LeadProfileEnriched,
     LeadEmailEnriched,
     LeadEmailNotFound,
@@ -185,6 +194,8 @@ _TYPE_ORDER: tuple[type[Event], ...] = (
     EmailSent,
     ActionSkipped,
     ActionFailed,
+    LeadPaused,
+    LeadResumed,
     Replied,
     LeadUnsubscribed,
     LeadCompleted,
@@ -644,6 +655,19 @@ def _d_lead_added_to_source_group(data: LeadAddedToSourceGroup) -> Details:
     return 1, None, f"Found again via {_human(data.source)}; added to another source group"
 
 
+@_details(LeadPostMatched)
+def _d_lead_post_matched(data: LeadPostMatched) -> Details:
+    said = ", ".join(_esc(m, 60) for m in data.matched[:3])
+    post = _esc(data.post.text, 160)
+    return 1, "signal_matched", f"Post matched the watch's {data.language} language ({said}): {post}"
+
+
+@_details(LeadEnrichmentRequested)
+def _d_lead_enrichment_requested(data: LeadEnrichmentRequested) -> Details:
+    why = "selected for enrichment" if data.reason == "selected" else "enriched automatically by its source group"
+    return 1, None, f"Enrichment requested: {why}"
+
+
 @_details(LeadProfileEnriched)
 def _d_lead_profile_enriched(data: LeadProfileEnriched) -> Details:
     text = f"Profile enriched: {_esc(data.full_name)}"
@@ -780,6 +804,18 @@ def _d_replied(data: Replied) -> Details:
     return 7, "replied", f"Replied by {data.channel}{ooo}{excerpt}"
 
 
+@_details(LeadPaused)
+def _d_lead_paused(data: LeadPaused) -> Details:
+    back = f"back {data.return_on.isoformat()}" if data.return_on else "no return date given"
+    excerpt = f": {_esc(data.excerpt, 160)}" if data.excerpt else ""
+    return 5, "paused", f"Out of office ({back}); paused until {data.until.isoformat()}{excerpt}"
+
+
+@_details(LeadResumed)
+def _d_lead_resumed(data: LeadResumed) -> Details:
+    return 5, "workflow_running", "Back from out of office: the sequence goes on"
+
+
 @_details(LeadCompleted)
 def _d_lead_completed(data: LeadCompleted) -> Details:
     return 6, "completed", f"Completed the sequence ({data.steps_done} steps) without replying"
@@ -857,9 +893,7 @@ def contribution(env: EventRecord) -> Contribution:
     out = Contribution()
     match data:
         case CampaignCreated():
-            video = bool(data.video_template_id or data.video_template)
-            workflow = data.workflow.get("preset") or data.workflow.get("name") or ("custom" if data.workflow else None)
-            pace = data.delivery.get("pace")
+            workflow = (data.workflow.preset or "custom") if data.workflow is not None else None
             patch: Patch = {
                 "workspace_id": ws,
                 "campaign_id": data.campaign_id,
@@ -867,10 +901,10 @@ def contribution(env: EventRecord) -> Contribution:
                 "name": data.name,
                 "audience_type": data.audience.type,
                 "audience_ref": data.audience.ref,
-                "workflow": str(workflow) if workflow is not None else None,
-                "pace": str(pace) if pace is not None else None,
-                "delivery": data.delivery,
-                "video": video,
+                "workflow": workflow,
+                "pace": data.delivery.pace,
+                "delivery": data.delivery.model_dump(mode="json"),
+                "video": data.video is not None,
                 "account_count": len(data.account_ids),
                 "parent_campaign_id": data.parent_campaign_id,
                 "created_at": env.time,
@@ -930,6 +964,16 @@ def contribution(env: EventRecord) -> Contribution:
                 "kind": data.kind,
                 "source_group_id": data.source_group_id,
                 "target_count": data.target_count,
+                "status_key": key,
+                "status": "running",
+                "next_run_at": None,
+            }
+            out.add(SEARCHES, search)
+            return out
+        case SearchResumed():
+            search = {
+                "workspace_id": ws,
+                "search_id": data.search_id,
                 "status_key": key,
                 "status": "running",
                 "next_run_at": None,

@@ -23,13 +23,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Request, Security
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Column, DateTime, Table, Text, select
 from sqlalchemy.dialects.postgresql import JSONB, insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from .auth import identity_metadata, workspace_id
+from .auth import AdminWorkspace, ReadWorkspace, identity_metadata, workspace_id
 from .errors import Problem
 
 PlanName = Literal["starter", "scale"]
@@ -210,8 +210,8 @@ def resolver(request: Request) -> PlanResolver:
     return found
 
 
-async def entitlements(request: Request, ws: Annotated[str, Depends(workspace_id)]) -> Entitlements:
-    """FastAPI dependency: the entitlements of the request's workspace."""
+async def entitlements(request: Request, ws: Annotated[str, Security(workspace_id)]) -> Entitlements:
+    """FastAPI dependency: the entitlements of the request's workspace (the route declares its own scope)."""
     return await resolver(request).of(ws)
 
 
@@ -300,12 +300,12 @@ def plan_router() -> APIRouter:
     router = APIRouter(prefix="/v1/plan", tags=["plan"])
 
     @router.get("", response_model=PlanOut)
-    async def get_plan(e: Plan) -> PlanOut:
+    async def get_plan(e: Plan, _read: ReadWorkspace) -> PlanOut:
         """The workspace's plan, add-ons and features, with the plans and add-ons it can upgrade to."""
         return plan_out(e)
 
     @router.post("/upgrade", response_model=PlanOut)
-    async def upgrade(body: UpgradeIn, request: Request, e: Plan) -> PlanOut:
+    async def upgrade(body: UpgradeIn, request: Request, e: Plan, _admin: AdminWorkspace) -> PlanOut:
         """Move to a higher plan and/or add add-ons (an explicit action of a user; never a downgrade)."""
         if body.plan is None and not body.add_ons:
             raise Problem(

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal, Protocol
+from typing import Literal, Protocol, runtime_checkable
 
 from services.runtime.providers import ProviderError
 
@@ -108,6 +108,27 @@ class LinkedInProvider(Protocol):
         ...
 
     async def account_status(self, account_id: str, provider_account_id: str | None) -> str: ...
+
+
+@dataclass(frozen=True)
+class InboundMessage:
+    """A message a lead sent to a LinkedIn account (read from the provider's inbox)."""
+
+    message_id: str
+    profile_url: str | None
+    text: str
+    sent_at: datetime
+
+
+@runtime_checkable
+class LinkedInInbox(Protocol):
+    """A LinkedIn provider whose inbox can be read (for accounts whose replies come without webhooks)."""
+
+    async def inbox(
+        self, account_id: str, provider_account_id: str | None, since: datetime, now: datetime, limit: int
+    ) -> list[InboundMessage]:
+        """Messages leads sent to the account after ``since`` (and by ``now``), oldest first, ``limit`` at most."""
+        ...
 
 
 @dataclass(frozen=True)

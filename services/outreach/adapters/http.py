@@ -15,13 +15,14 @@ from __future__ import annotations
 import re
 from datetime import datetime, timedelta
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
-from services.runtime.http_client import ProviderHttpClient, RetryPolicy, decode_json
+from services.runtime.http_client import ProviderHttpClient, RetryPolicy, decode_json, path_segment
 from services.runtime.providers import ProviderError
 
-from . import EmailMessage, InvitationLimitReached, LeadTarget, SendRequest, SendResult
+from . import EmailMessage, InboundMessage, InvitationLimitReached, LeadTarget, SendRequest, SendResult
 
 _PROFILE_SLUG = re.compile(r"linkedin\.com/in/([^/?#]+)", re.IGNORECASE)
 _ACTIVITY = re.compile(r"(urn:li:activity:\d+|activity[-:](\d+))", re.IGNORECASE)
@@ -107,7 +108,7 @@ class UnipileLinkedIn:
         return await _call(
             self.client,
             "GET",
-            f"/api/v1/users/{profile_identifier(lead)}",
+            f"/api/v1/users/{path_segment(profile_identifier(lead), 'profile identifier')}",
             "profile lookup",
             params={"account_id": account},
         )
@@ -158,7 +159,7 @@ class UnipileLinkedIn:
         data = await _call(
             self.client,
             "POST",
-            f"/api/v1/posts/{post_social_id(req.post_url)}/comments",
+            f"/api/v1/posts/{path_segment(post_social_id(req.post_url), 'post id')}/comments",
             "comment",
             json={"account_id": account, "text": req.text or ""},
             headers=self._headers(req),
@@ -213,9 +214,60 @@ class UnipileLinkedIn:
         """GET /api/v1/accounts/{id}: the first source's status, lower-cased (``ok``, ``credentials``, ...)."""
         if not provider_account_id:
             return "pending"
-        data = await _call(self.client, "GET", f"/api/v1/accounts/{provider_account_id}", "account status")
+        segment = path_segment(provider_account_id, "provider account id")
+        data = await _call(self.client, "GET", f"/api/v1/accounts/{segment}", "account status")
         sources = data.get("sources") or [{}]
         return str(sources[0].get("status", "ok")).lower()
+
+    async def inbox(
+        self, account_id: str, provider_account_id: str | None, since: datetime, now: datetime, limit: int
+    ) -> list[InboundMessage]:
+        """The account's chats with activity after ``since`` (``GET /api/v1/chats?account_id=&after=``), then each
+        chat's messages after ``since`` (``GET /api/v1/chats/{id}/messages?after=``): the leads' own messages
+        (``is_sender`` 0), oldest first. A chat names its lead by ``attendee_public_identifier`` (else the
+        provider id is looked up: ``GET /api/v1/users/{attendee_provider_id}``)."""
+        account = provider_account_id or account_id
+        after = since.isoformat().replace("+00:00", "Z")
+        chats = await _call(
+            self.client,
+            "GET",
+            "/api/v1/chats",
+            "inbox chats",
+            params={"account_id": account, "after": after, "limit": limit},
+        )
+        out: list[InboundMessage] = []
+        for chat in chats.get("items") or []:
+            if not isinstance(chat, dict) or not chat.get("id"):
+                continue
+            slug = chat.get("attendee_public_identifier")
+            if not slug and chat.get("attendee_provider_id"):
+                user = await _call(
+                    self.client,
+                    "GET",
+                    f"/api/v1/users/{quote(str(chat['attendee_provider_id']), safe='')}",
+                    "inbox attendee",
+                    params={"account_id": account},
+                )
+                slug = user.get("public_identifier")
+            profile = f"https://www.linkedin.com/in/{slug}" if slug else None
+            messages = await _call(
+                self.client,
+                "GET",
+                f"/api/v1/chats/{quote(str(chat['id']), safe='')}/messages",
+                "inbox messages",
+                params={"after": after, "limit": limit},
+            )
+            for m in messages.get("items") or []:
+                if not isinstance(m, dict) or m.get("is_sender") or not m.get("id"):
+                    continue
+                try:
+                    sent = datetime.fromisoformat(str(m.get("timestamp")).replace("Z", "+00:00"))
+                except ValueError:
+                    continue
+                if sent.tzinfo is None or not since < sent <= now:
+                    continue
+                out.append(InboundMessage(str(m["id"])[:300], profile, str(m.get("text") or "")[:4000], sent))
+        return sorted(out, key=lambda m: m.sent_at)[:limit]
 
     async def aclose(self) -> None:
         """Close the HTTP client."""

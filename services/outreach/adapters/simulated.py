@@ -26,10 +26,11 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.runtime.providers import SimulatedProvider, SimulationProfile, seeded_rng
+from services.runtime.secrets import KeyRing
 from services.runtime.webhooks import link_token
 
-from ..store import sim_email_requests, sim_linkedin_requests
-from . import EmailMessage, FollowUp, InvitationLimitReached, LeadTarget, SendRequest, SendResult
+from ..store import sim_email_requests, sim_linkedin_inbox, sim_linkedin_requests
+from . import EmailMessage, FollowUp, InboundMessage, InvitationLimitReached, LeadTarget, SendRequest, SendResult
 
 REPLIES = [
     "Thanks for reaching out - happy to chat next week.",
@@ -113,6 +114,7 @@ class SimulatedLinkedIn(SimulatedProvider):
         self.secret = secret
         self.hosted: dict[str, str] = {}  # account id -> "create" | "reconnect" while its hosted page is open
         self.callback_transport: httpx.AsyncBaseTransport | None = None  # tests: the hosted page's callback
+        self._inbox: dict[str, list[InboundMessage]] = {}
         self._memory: dict[str, tuple[str, str, str, dict[str, Any], datetime]] = {}
 
     # -- the provider's own memory ---------------------------------------------------------------
@@ -248,6 +250,38 @@ class SimulatedLinkedIn(SimulatedProvider):
             stored = await conn.scalar(select(t.c.result).where(t.c.request_id == request_id))
         return None if stored is None else _result_from(stored)
 
+    async def deliver(self, account_id: str, profile_url: str, text: str, sent_at: datetime) -> str:
+        """A lead writes to the account (tests, demos): the message waits in the account's inbox."""
+        message_id = f"simmsg_{uuid.uuid4().hex}"
+        message = InboundMessage(message_id, profile_url, text, sent_at)
+        if self.engine is None:
+            self._inbox.setdefault(account_id, []).append(message)
+            return message_id
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                insert(sim_linkedin_inbox).values(
+                    message_id=message_id, account_id=account_id, profile_url=profile_url, text=text, sent_at=sent_at
+                )
+            )
+        return message_id
+
+    async def inbox(
+        self, account_id: str, provider_account_id: str | None, since: datetime, now: datetime, limit: int
+    ) -> list[InboundMessage]:
+        """The account's messages after ``since`` up to ``now``, oldest first (the simulated provider's inbox)."""
+        if self.engine is None:
+            kept = [m for m in self._inbox.get(account_id, []) if since < m.sent_at <= now]
+            return sorted(kept, key=lambda m: m.sent_at)[:limit]
+        t = sim_linkedin_inbox
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(
+                select(t)
+                .where(t.c.account_id == account_id, t.c.sent_at > since, t.c.sent_at <= now)
+                .order_by(t.c.sent_at, t.c.message_id)
+                .limit(limit)
+            )
+            return [InboundMessage(r.message_id, r.profile_url, r.text, r.sent_at) for r in rows]
+
     async def is_connected(self, account_id: str, provider_account_id: str | None, lead: LeadTarget) -> bool:
         """Whether the lead is already a first-degree connection of the account (stable per pair)."""
         return seeded_rng(self.sim.seed, "connected", lead.lead_id, account_id).random() < self.behaviour.connected_rate
@@ -272,7 +306,7 @@ class SimulatedLinkedIn(SimulatedProvider):
 
     def hosted_token(self, account_id: str, kind: str, notify_url: str, return_url: str) -> str:
         """The signature of a hosted link's parameters."""
-        return link_token(self.secret, "sim-hosted", account_id, kind, notify_url, return_url)
+        return link_token(KeyRing("sim-hosted", (self.secret,)), "sim-hosted", account_id, kind, notify_url, return_url)
 
     def hosted_done(self, account_id: str) -> None:
         """The user finished the hosted page: the provider now sees the account as connected."""

@@ -33,6 +33,18 @@ async def _new_workspace(world: ConsoleWorld, name: str) -> str:
     return await world.token(f"{name}-{uuid.uuid4().hex[:6]}")
 
 
+def _campaigns(world: ConsoleWorld, workspace: str) -> list[dict[str, Any]]:
+    """The workspace's campaigns as outreach lists them (a first page of 200 is all a test makes)."""
+    return list(world.api(workspace, "GET", "outreach", "/v1/campaigns", params={"limit": 200})["items"])
+
+
+def _drafts(world: ConsoleWorld, workspace: str, campaign: str) -> list[dict[str, Any]]:
+    """A campaign's drafts as messaging lists them (the first 200)."""
+    return list(
+        world.api(workspace, "GET", "messaging", f"/v1/campaigns/{campaign}/drafts", params={"limit": 200})["items"]
+    )
+
+
 def _workspace_of(world: ConsoleWorld, token: str) -> str:
     return next(ws for ws, t in world.tokens.items() if t == token)
 
@@ -152,7 +164,7 @@ async def test_a_sales_team_finds_leads_launches_reviews_and_steers_a_campaign(
     await dialog.get_by_role("button", name="Launch now").dblclick()  # a double click launches once
     await page.wait_for_url(re.compile(f"/campaigns/{campaign}\\?launched=1$"))
     await expect(page.locator("#campaign-notice")).to_contain_text("Launched")
-    mine = [c for c in world.api(workspace, "GET", "outreach", "/v1/campaigns") if c["name"] == "SDR hiring wave"]
+    mine = [c for c in _campaigns(world, workspace) if c["name"] == "SDR hiring wave"]
     assert [c["campaign_id"] for c in mine] == [campaign] and mine[0]["state"] in ("running", "scheduled")
     launches = world.api(workspace, "GET", "projection", f"/v1/campaigns/{campaign}")
     assert launches["state"] in ("running", "scheduled")
@@ -163,7 +175,7 @@ async def test_a_sales_team_finds_leads_launches_reviews_and_steers_a_campaign(
     await page.wait_for_url(re.compile(f"/campaigns/{campaign}/lab$"))
 
     async def three_invites() -> bool:
-        drafts = world.api(workspace, "GET", "messaging", f"/v1/campaigns/{campaign}/drafts", params={"limit": 500})
+        drafts = _drafts(world, workspace, campaign)
         return sum(1 for d in drafts if d["step_id"] == "invite") >= 3
 
     await wait_for(three_invites, timeout_s=120, interval_s=0.5, what="invite drafts to review")
@@ -351,7 +363,7 @@ async def test_builder_errors_stay_next_to_their_fields_and_an_upgrade_does_not_
     await page.locator("#launch-dialog").get_by_role("button", name="Launch now").click()
     await expect(page.locator("#err-daily_limit")).to_contain_text("between 1 and 79")
     await expect(page.get_by_label("Invites per day for this launch")).to_have_value("90")
-    campaigns = [c for c in world.api(workspace, "GET", "outreach", "/v1/campaigns") if c["name"] == "Fintech CFOs"]
+    campaigns = [c for c in _campaigns(world, workspace) if c["name"] == "Fintech CFOs"]
     assert (
         len(campaigns) == 1
         and campaigns[0]["state"] == "pending"
@@ -419,6 +431,6 @@ async def test_accounts_reconnect_delete_and_a_campaign_that_needs_review_is_res
     await screenshot(page, "campaign-delete", full_page=False)
     await dialog.get_by_role("button", name="Delete the campaign").click()
     await page.wait_for_url(re.compile(r"/campaigns\?done=deleted$"))
-    assert campaign not in [c["campaign_id"] for c in world.api(workspace, "GET", "outreach", "/v1/campaigns")]
+    assert campaign not in [c["campaign_id"] for c in _campaigns(world, workspace)]
     watch.assert_clean()
     await context.close()

@@ -14,6 +14,8 @@ from tests.support.console import ConsoleWorld, nav, new_page, sign_in
 from tests.support.kafka import wait_for
 
 pytestmark = pytest.mark.e2e
+LIMIT = {"limit": 200}
+"""A first page of a list: all a test makes."""
 expect.set_options(timeout=45_000)
 
 
@@ -177,7 +179,8 @@ async def test_plan_gates_the_email_sender_and_the_email_fallback_is_confirmed_b
 
     # -- bulk approval in the Messaging Lab ---------------------------------------------------------------
     async def drafts() -> list[dict[str, Any]]:
-        found = world.api(workspace, "GET", "messaging", f"/v1/campaigns/{campaign}/drafts", params={"limit": 500})
+        path = f"/v1/campaigns/{campaign}/drafts"
+        found = world.api(workspace, "GET", "messaging", path, params=LIMIT)["items"]
         return [d for d in found if d["status"] == "pending"]
 
     async def two_drafts() -> bool:

@@ -75,7 +75,7 @@ async def test_plan_gates_name_the_field_and_an_upgrade_unlocks_them(
     assert sender.status_code == 403 and sender.json()["field"] == "provider"
     assert sender.json()["upgrade"]["add_on"] == "email_sender"
     # nothing was made by the refused requests
-    assert [a["provider"] for a in (await client.get("/v1/accounts")).json()] == ["linkedin"]
+    assert [a["provider"] for a in (await client.get("/v1/accounts")).json()["items"]] == ["linkedin"]
 
     empty = await client.post("/v1/plan/upgrade", json={})
     assert empty.status_code == 422 and empty.json()["errors"][0]["field"] == "plan"
@@ -108,7 +108,7 @@ async def test_a_doubled_create_and_launch_make_one_campaign_launched_once(
     campaign = first.json()["campaign_id"]
     reused = await o.client.post("/v1/campaigns", json={**body, "name": "another"}, headers=headers)
     assert reused.status_code == 422 and reused.json()["field"] == "Idempotency-Key"
-    assert [c["campaign_id"] for c in await o.api("GET", "/v1/campaigns", 200)] == [campaign]
+    assert [c["campaign_id"] for c in (await o.api("GET", "/v1/campaigns", 200))["items"]] == [campaign]
 
     launch = {"Idempotency-Key": "launch-1"}
     a, b = await asyncio.gather(
@@ -222,7 +222,8 @@ async def test_launch_plan_and_replacing_a_deleted_account(
     fixed = await o.api("PUT", f"/v1/campaigns/{cid}/accounts", 200, json={"account_ids": [c]})
     assert fixed["state"] == "running" and fixed["message"] is None
     assert {w["account_id"]: w["state"] for w in fixed["workers"]} == {a: "stopped", b: "stopped", c: "active"}
-    enrolled = {x["lead_id"]: x["account_id"] for x in await o.api("GET", f"/v1/campaigns/{cid}/leads", 200)}
+    leads = (await o.api("GET", f"/v1/campaigns/{cid}/leads", 200, params={"limit": 200}))["items"]
+    enrolled = {x["lead_id"]: x["account_id"] for x in leads}
     assert set(enrolled.values()) == {c} and set(on_a) <= set(enrolled)
     resumed = await o.events(lambda e: type(e.data).__name__ == "CampaignResumed")
     assert [e.data.reason for e in resumed] == ["accounts_replaced"]

@@ -60,7 +60,6 @@ async def test_events_arrive_signed_at_the_checked_address_and_the_log_says_so(
                 campaign_id=uuid.uuid4(),
                 name="not selected",
                 audience=Audience(type="source_group", ref="sg"),
-                workflow={"preset": "standard_connect"},
             )
             skipped = [envelope(campaign, ws), envelope(discovered(lead), "ws-hooks-someone-else")]
             wanted = [envelope(discovered(lead), ws), envelope(replied(lead), ws)]

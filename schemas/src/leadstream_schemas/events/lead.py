@@ -73,6 +73,7 @@ class SkipReason(StrEnum):
     video_timeout = "video_timeout"
     campaign_stopped = "campaign_stopped"
     no_post = "no_post"
+    company_replied = "company_replied"
 
 
 class FitSignal(_Part):
@@ -105,6 +106,25 @@ class LeadDiscovered(LeadEvent):
     company: Name | None = None
     location: Name | None = None
     fit_signals: Annotated[list[FitSignal], Bound(20)] = Field(default_factory=list)
+    enrichment: Literal["automatic", "on_selection"] = Field(
+        "automatic",
+        description="The source group's enrichment setting: ``on_selection`` leads are enriched only once "
+        "someone selects them (``LeadEnrichmentRequested``); absent in events written before it existed.",
+    )
+
+
+@register
+class LeadEnrichmentRequested(LeadEvent):
+    """Enrichment of a known lead was asked for: someone selected it in a source group that enriches on
+    selection, or it joined (or its group switched to) a group that enriches automatically.
+
+    Emitted at most once per lead by discovery; enrichment enriches the lead as if just discovered.
+    """
+
+    event_type: ClassVar[str] = "leadstream.lead.enrichment_requested.v1"
+
+    source_group_id: UUID | None = None
+    reason: Literal["selected", "automatic"] = "selected"
 
 
 @register
@@ -170,6 +190,24 @@ class LeadProfileEnriched(LeadEvent):
     skills: Annotated[list[Name], Bound(100)] = Field(default_factory=list)
     company_milestones: Annotated[list[CompanyMilestone], Bound(50)] = Field(default_factory=list)
     provider: Code = "simulated"
+
+
+@register
+class LeadPostMatched(LeadEvent):
+    """A post by the lead, found by a posts watch, matched its intent or pain language.
+
+    The post is the hook of the lead's messages (and the post a like or comment step answers); the lead
+    joins the watch's source group, so running campaigns on that audience take it up.
+    """
+
+    event_type: ClassVar[str] = "leadstream.lead.post_matched.v1"
+
+    source_group_id: UUID
+    search_id: UUID | None = None
+    post: Post
+    language: Literal["intent", "pain"]
+    matched: Annotated[list[Annotated[str, Bound(200)]], Bound(40)] = Field(default_factory=list)
+    source: Literal["posts", "web"] = "posts"
 
 
 @register
@@ -435,6 +473,31 @@ class Replied(_ActionEvent):
     received_at: datetime
     excerpt: Detail | None = None
     out_of_office: bool = False
+
+
+@register
+class LeadPaused(LeadEvent):
+    """The lead's sequence waits: an out-of-office answer said when they are back (``return_on``, when it
+    said so), so nothing is sent before ``until``; then it goes on (``LeadResumed``)."""
+
+    event_type: ClassVar[str] = "leadstream.lead.paused.v1"
+
+    account_id: UUID | None = None
+    reason: Literal["out_of_office"] = "out_of_office"
+    until: datetime
+    return_on: date | None = None
+    channel: Channel | None = None
+    excerpt: Annotated[str, Bound(280)] | None = None
+
+
+@register
+class LeadResumed(LeadEvent):
+    """A paused lead's sequence goes on (its out-of-office return date came)."""
+
+    event_type: ClassVar[str] = "leadstream.lead.resumed.v1"
+
+    account_id: UUID | None = None
+    reason: Literal["out_of_office_over"] = "out_of_office_over"
 
 
 @register

@@ -1,16 +1,14 @@
-"""Idempotency keys of campaign creates and launches (``Idempotency-Key``: a double click launches once).
-
-0001 creates the tables from the current ``store`` definitions, so the table may exist already.
+"""Idempotency keys of saved searches (``Idempotency-Key``: a retried request starts one search).
 
 Revision ID: 0004_idempotency_keys
 """
 
 from alembic import op
 
-from services.outreach.store import idempotency_keys
+from services.discovery.store import idempotency_keys
 
 revision = "0004_idempotency_keys"
-down_revision = "0003_send_intents"
+down_revision = ("0003_targets_enrichment_watch", "0003_search_traceparent")  # also joins the two heads main has
 branch_labels = None
 depends_on = None
 

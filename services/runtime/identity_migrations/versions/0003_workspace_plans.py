@@ -3,7 +3,7 @@
 Workspaces that already have a token are grandfathered onto Scale with the Video add-on, so nothing they
 used stops working; workspaces made from now on start on Starter (no row) until they upgrade.
 
-Revision ID: 0002_workspace_plans
+Revision ID: 0003_workspace_plans
 """
 
 from alembic import op
@@ -11,8 +11,8 @@ from alembic import op
 from services.runtime.auth import IDENTITY_SCHEMA
 from services.runtime.plans import workspace_plans
 
-revision = "0002_workspace_plans"
-down_revision = "0001"
+revision = "0003_workspace_plans"
+down_revision = "0002"
 branch_labels = None
 depends_on = None
 
