@@ -18,7 +18,7 @@ from typing import Annotated
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import httpx
-from fastapi import APIRouter, Form, Query
+from fastapi import APIRouter, Form, Path, Query
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from services.runtime.auth import public
@@ -63,6 +63,9 @@ border:1px solid #0a66c2}}
     )
 
 
+AccountRef = Annotated[str, Path(max_length=100)]
+
+
 def hosted_router(provider: SimulatedLinkedIn, secret: str) -> APIRouter:
     """The hosted page of the simulated provider (its callback goes over ``provider.callback_transport``
     when a test sets one, else over the network)."""
@@ -74,7 +77,7 @@ def hosted_router(provider: SimulatedLinkedIn, secret: str) -> APIRouter:
             raise Problem(403, "invalid_link", "this hosted authorisation link is not valid (it was altered)")
 
     @router.get("/{account_id}", response_class=HTMLResponse, openapi_extra=reason, responses=problems(403, 422))
-    async def page(account_id: str, kind: Kind, notify_url: Url, t: Token, return_url: Url = "") -> Response:
+    async def page(account_id: AccountRef, kind: Kind, notify_url: Url, t: Token, return_url: Url = "") -> Response:
         """The sign-in page the user sees."""
         check(account_id[:100], kind, notify_url, return_url, t)
         verb = "Reconnect" if kind == "reconnect" else "Connect"
@@ -98,7 +101,7 @@ provider's hosted page: nothing is sent to LinkedIn and the password is not read
 
     @router.post("/{account_id}", response_class=HTMLResponse, openapi_extra=reason, responses=problems(403, 422))
     async def submit(
-        account_id: str,
+        account_id: AccountRef,
         kind: Annotated[str, Form(max_length=20)],
         notify_url: Annotated[str, Form(max_length=2000)],
         t: Annotated[str, Form(max_length=100)],

@@ -2,15 +2,15 @@
 
 0001 creates the tables from the current ``store`` definitions, so the table may exist already.
 
-Revision ID: 0005_idempotency_keys
+Revision ID: 0006_idempotency_keys
 """
 
 from alembic import op
 
 from services.outreach.store import idempotency_keys
 
-revision = "0005_idempotency_keys"
-down_revision = ("0004_audiences_replies_stops", "0004_traceparents")  # also joins the two heads main has
+revision = "0006_idempotency_keys"
+down_revision = "0005_traceparents"
 branch_labels = None
 depends_on = None
 

@@ -1,14 +1,14 @@
 """Idempotency keys of saved searches (``Idempotency-Key``: a retried request starts one search).
 
-Revision ID: 0004_idempotency_keys
+Revision ID: 0005_idempotency_keys
 """
 
 from alembic import op
 
 from services.discovery.store import idempotency_keys
 
-revision = "0004_idempotency_keys"
-down_revision = ("0003_targets_enrichment_watch", "0003_search_traceparent")  # also joins the two heads main has
+revision = "0005_idempotency_keys"
+down_revision = "0004_search_traceparent"
 branch_labels = None
 depends_on = None
 
