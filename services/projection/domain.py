@@ -665,8 +665,8 @@ def _decided(_: Any, __: OrderKey) -> Patch:
 
 
 def _variant(slot: str) -> LeadColumns:
-    """The lead-in-campaign columns of a send with an A/B ``variant``: ``slot`` ``invite`` (its acceptance rate)
-    or ``message`` (the texts after it, their reply rate; the latest send wins)."""
+    """The A/B slot a send with a ``variant`` fills on its lead's campaign row: ``invite`` (for acceptance rates)
+    or ``message`` (the texts after the invite, for reply rates)."""
 
     def columns(d: Any, key: OrderKey) -> Patch:
         if d.variant is None:
@@ -913,7 +913,7 @@ REGISTRY: dict[type[Event], EventProjection] = {
         order=23, stage=3, label="ready", summary=lambda d: f"Enrichment failed at {d.stage}: {_esc(d.reason)}"
     ),
     # Enrolment and the video come before the first draft and the first step: they do not move the pipeline
-    # stage (3 is the stage every ready lead has reached); *Outreach Active* is the first step performed.
+    # stage (3: every ready lead has reached it); *Outreach Active* is the first step performed.
     LeadEnrolled: P(
         order=24,
         stage=3,
@@ -1062,8 +1062,8 @@ REGISTRY: dict[type[Event], EventProjection] = {
     AccountLeaseReleased: P(order=47, views=_lease(False)),
     CampaignPrepared: P(order=48, views=_campaign_state("prepared")),
     CampaignUpdated: P(
-        order=UNKNOWN_RANK,
-        ignored="a new version of the sequence: the leads it moves show as their new LeadEnrolled (with the version)",
+        order=49,
+        ignored="an edit's new version shows on its leads' events (workflow_version), not in the campaign's row",
     ),
     CampaignCreatedV1: P(
         order=UNKNOWN_RANK,
