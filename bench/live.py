@@ -112,6 +112,8 @@ class Tracker:
     visible: dict[str, float] = field(default_factory=dict)
     pending: dict[uuid.UUID, set[str]] = field(default_factory=dict)
     """Per lead: events sent and not yet seen through the API."""
+    statuses: dict[int, int] = field(default_factory=dict)
+    """HTTP statuses of the timeline reads (404 while a lead has no event applied yet)."""
     reads: list[float] = field(default_factory=list)
     """How long each timeline read took: with the number of pending leads, the measurement's resolution."""
 
@@ -185,9 +187,10 @@ async def read_timelines(http: httpx.AsyncClient, tracker: Tracker, leads: async
     while not leads.empty():
         lead = leads.get_nowait()
         asked = time.perf_counter()
-        r = await http.get(f"/v1/leads/{lead}/timeline", params={"limit": 1000})
+        r = await http.get(f"/v1/leads/{lead}/timeline", params={"limit": 200})
         now = time.perf_counter()
         tracker.reads.append(now - asked)
+        tracker.statuses[r.status_code] = tracker.statuses.get(r.status_code, 0) + 1
         if r.status_code != 200:
             continue  # 404 until the lead's first event is applied
         shown = {item["event_id"] for item in r.json()["items"]}
@@ -306,6 +309,7 @@ async def measure_rate(
         "produce_to_consumed_noop": consumed,
         "not_visible": len(tracker.sent) - int(visible["count"]),
         "timeline_read": percentiles(tracker.reads),
+        "timeline_statuses": {str(k): v for k, v in sorted(tracker.statuses.items())},
     }
     if visible.get("p99_ms") and consumed.get("p99_ms"):
         figures["p99_ratio"] = round(visible["p99_ms"] / consumed["p99_ms"], 2)
@@ -352,7 +356,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     }
     log_dir = ROOT / ".run" / "bench" / f"live-{run_id}"
     services = [name for name in SERVICES if name in args.services]
-    fleet = ServiceFleet(env=env, log_dir=log_dir, ports={name: free_port() for name in services})
+    fleet = ServiceFleet(env=env, log_dir=log_dir, ports={name: free_port() for name in SERVICES})
     result: dict[str, Any] = {"services": services, "rates": {}}
     try:
         log(f"starting {', '.join(services)} (logs in {log_dir})")
