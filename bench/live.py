@@ -187,7 +187,11 @@ async def read_timelines(http: httpx.AsyncClient, tracker: Tracker, leads: async
     while not leads.empty():
         lead = leads.get_nowait()
         asked = time.perf_counter()
-        r = await http.get(f"/v1/leads/{lead}/timeline", params={"limit": 200})
+        try:
+            r = await http.get(f"/v1/leads/{lead}/timeline", params={"limit": 200})
+        except httpx.TransportError:  # an overloaded service may drop a connection: the next sweep asks again
+            tracker.statuses[0] = tracker.statuses.get(0, 0) + 1
+            continue
         now = time.perf_counter()
         tracker.reads.append(now - asked)
         tracker.statuses[r.status_code] = tracker.statuses.get(r.status_code, 0) + 1
