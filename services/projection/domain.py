@@ -46,8 +46,10 @@ from leadstream_schemas import (
     CampaignLaunched,
     CampaignNeedsReview,
     CampaignPaused,
+    CampaignPrepared,
     CampaignResumed,
     CampaignScheduled,
+    CampaignUpdated,
     Channel,
     CommentDrafted,
     CommentPosted,
@@ -133,6 +135,7 @@ WORKFLOW_LABELS: dict[str, str] = {
     "email_suppressed": "email suppressed",
     "email_duplicate": "email duplicate",
     "email_failed": "email failed",
+    "prepared": "prepared for review",
     "generating_video": "generating video",
     "workflow_running": "workflow running",
     "paused": "paused (out of office)",
@@ -156,7 +159,7 @@ ACTIVITY_CATEGORIES = (
 )
 """How the activity feed summarises a lead's latest row."""
 
-CAMPAIGN_STATES = ("pending", "scheduled", "running", "paused", "needs_review", "finished", "deleted")
+CAMPAIGN_STATES = ("pending", "prepared", "scheduled", "running", "paused", "needs_review", "finished", "deleted")
 
 # -- merge specifications -----------------------------------------------------------------------
 
@@ -269,7 +272,14 @@ LEAD_STATE = MergeSpec(
 LEAD_CAMPAIGN = MergeSpec(
     table="lead_campaign",
     key=("workspace_id", "campaign_id", "lead_id"),
-    registers={"label_key": ("label",), "enroll_key": ("account_id",), "video_key": ("video_url",)},
+    registers={
+        "label_key": ("label",),
+        "enroll_key": ("account_id",),
+        "video_key": ("video_url",),
+        # The A/B variant of the lead's invite, and of its latest message (or email, or comment) that had one.
+        "invite_variant_key": ("invite_step", "invite_variant"),
+        "message_variant_key": ("message_step", "message_variant"),
+    },
     maximum=("last_event_at",),
     minimum=("first_event_at",),
     any=("enrolled", "invite_accepted", "replied", "completed", "unsubscribed"),
@@ -654,6 +664,18 @@ def _decided(_: Any, __: OrderKey) -> Patch:
     return {"drafts_decided": 1}  # a reviewer's decision on a draft that needed review
 
 
+def _variant(slot: str) -> LeadColumns:
+    """The lead-in-campaign columns of a send with an A/B ``variant``: ``slot`` ``invite`` (its acceptance rate)
+    or ``message`` (the texts after it, their reply rate; the latest send wins)."""
+
+    def columns(d: Any, key: OrderKey) -> Patch:
+        if d.variant is None:
+            return {}
+        return {f"{slot}_variant_key": key, f"{slot}_step": d.step_id, f"{slot}_variant": d.variant}
+
+    return columns
+
+
 def _video(d: VideoGenerated, key: OrderKey) -> Patch:
     return {"video_key": key, "video_url": d.video_url}
 
@@ -890,22 +912,28 @@ REGISTRY: dict[type[Event], EventProjection] = {
     LeadEnrichmentFailed: P(
         order=23, stage=3, label="ready", summary=lambda d: f"Enrichment failed at {d.stage}: {_esc(d.reason)}"
     ),
+    # Enrolment and the video come before the first draft and the first step: they do not move the pipeline
+    # stage (3 is the stage every ready lead has reached); *Outreach Active* is the first step performed.
     LeadEnrolled: P(
         order=24,
-        stage=5,
-        label="workflow_running",
-        summary=lambda d: f"Enrolled in the campaign on account {_ACCOUNT}",
+        stage=3,
+        label=lambda d: "prepared" if d.prepared else "workflow_running",
+        summary=lambda d: (
+            f"Prepared for review before launch, on account {_ACCOUNT}"
+            if d.prepared
+            else f"Enrolled in the campaign on account {_ACCOUNT}"
+        ),
         lead_campaign=lambda d, key: {"enrolled": True, "enroll_key": key, "account_id": d.account_id},
     ),
     VideoRequested: P(
         order=25,
-        stage=5,
+        stage=3,
         label="generating_video",
         summary=lambda d: f"Personalised video requested (template {_esc(d.template_id)})",
     ),
     VideoGenerated: P(
         order=26,
-        stage=5,
+        stage=3,
         label="workflow_running",
         summary=lambda d: f"Video generated: {_esc(d.video_url)}",
         counter="videos_generated",
@@ -914,7 +942,7 @@ REGISTRY: dict[type[Event], EventProjection] = {
     ),
     VideoFailed: P(
         order=27,
-        stage=5,
+        stage=3,
         label="workflow_running",
         summary=lambda d: f"Video failed ({_human(d.reason)}); continuing without it",
     ),
@@ -965,11 +993,19 @@ REGISTRY: dict[type[Event], EventProjection] = {
         label="comment_sent",
         summary=lambda d: f"Comment posted from account {_ACCOUNT}: {_esc(d.text, 160)}",
         counter="comments_posted",
+        lead_campaign=_variant("message"),
     ),
     PostLiked: P(
         order=34, stage=5, label="liked", summary=lambda d: f"Post liked from account {_ACCOUNT}", counter="likes"
     ),
-    InviteSent: P(order=35, stage=5, label="invite_sent", summary=_invite_summary, counter="invites_sent"),
+    InviteSent: P(
+        order=35,
+        stage=5,
+        label="invite_sent",
+        summary=_invite_summary,
+        counter="invites_sent",
+        lead_campaign=_variant("invite"),
+    ),
     InviteAccepted: P(
         order=36,
         stage=5,
@@ -986,6 +1022,7 @@ REGISTRY: dict[type[Event], EventProjection] = {
             + (f" (video {_esc(d.video_url)})" if d.video_url else "")
         ),
         counter="messages_sent",
+        lead_campaign=_variant("message"),
     ),
     EmailSent: P(
         order=38,
@@ -993,6 +1030,7 @@ REGISTRY: dict[type[Event], EventProjection] = {
         label="email_sent",
         summary=lambda d: f"Email sent from account {_ACCOUNT} to {_esc(d.to)}: {_esc(d.subject)}",
         counter="emails_sent",
+        lead_campaign=_variant("message"),
     ),
     ActionSkipped: P(order=39, stage=5, label=_skip_label, summary=_skip_summary, counter="skipped_actions"),
     ActionFailed: P(
@@ -1022,6 +1060,11 @@ REGISTRY: dict[type[Event], EventProjection] = {
     ),
     AccountLeaseAcquired: P(order=46, views=_lease(True)),
     AccountLeaseReleased: P(order=47, views=_lease(False)),
+    CampaignPrepared: P(order=48, views=_campaign_state("prepared")),
+    CampaignUpdated: P(
+        order=UNKNOWN_RANK,
+        ignored="a new version of the sequence: the leads it moves show as their new LeadEnrolled (with the version)",
+    ),
     CampaignCreatedV1: P(
         order=UNKNOWN_RANK,
         ignored="history: decoding upcasts a v1 record to CampaignCreated (v2), which the projection reads",
