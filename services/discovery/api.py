@@ -24,6 +24,7 @@ from services.runtime.errors import Problem, problems
 from services.runtime.pagination import After, Limit, Page, decode_cursor, encode_cursor
 from services.runtime.providers import ProviderError, RateLimited
 from services.runtime.service import Service
+from services.runtime.telemetry import current_traceparent
 from services.runtime.uploads import StreamedUpload
 
 from . import commands, domain
@@ -436,6 +437,7 @@ def build_router(
                     else None,
                     status="running",
                     started_event_id=started_id,
+                    traceparent=current_traceparent(),
                     created_at=now,
                     updated_at=now,
                 )

@@ -48,7 +48,7 @@ from .metrics import READY
 from .migrations import RUNTIME_MIGRATIONS_DIR, prepare_schema
 from .outbox import OutboxRelay, add_to_outbox
 from .settings import RuntimeSettings
-from .telemetry import configure_tracing, current_traceparent
+from .telemetry import current_traceparent, instrument_service
 from .tokens_api import tokens_router
 
 log = logging.getLogger(__name__)
@@ -117,6 +117,8 @@ class Service:
         install_problem_handlers(self.app)
         self.body_limits: dict[str, int] = {}
         self.app.add_middleware(InputGuard, max_body_bytes=settings.http_max_body_bytes, limits=self.body_limits)
+        # Outermost: requests the guard refuses (413, 422) are counted and traced too.
+        instrument_service(self.app, self.name)  # traces (HTTP, Kafka via the outbox, libraries), HTTP metrics
         self._install_health_routes()
         self.app.include_router(tokens_router())
         # /metrics is served on its own internal port (never the API's, never behind the ingress).
@@ -319,7 +321,6 @@ class Service:
     async def run(self) -> None:
         """Run until SIGTERM/SIGINT: start everything and serve HTTP on the configured host and port."""
         configure_logging(self.name, self.settings.log_level, self.settings.log_json)
-        configure_tracing(self.name)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.request_stop)
