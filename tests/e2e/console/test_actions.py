@@ -23,7 +23,8 @@ from tests.support.browser import screenshot
 from tests.support.console import ConsoleWorld, nav, new_page, sign_in
 from tests.support.kafka import wait_for
 
-pytestmark = pytest.mark.e2e
+# Whole journeys through every service: minutes each, more on a loaded machine (the default is 300 s).
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 expect.set_options(timeout=45_000)
 
 PROMPT = "B2B SaaS companies hiring SDRs in Europe"

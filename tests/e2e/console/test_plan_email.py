@@ -13,7 +13,8 @@ from tests.support.browser import assert_fits_phone, assert_labelled, screenshot
 from tests.support.console import ConsoleWorld, nav, new_page, sign_in
 from tests.support.kafka import wait_for
 
-pytestmark = pytest.mark.e2e
+# Whole journeys through every service: minutes each, more on a loaded machine (the default is 300 s).
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 LIMIT = {"limit": 200}
 """A first page of a list: all a test makes."""
 expect.set_options(timeout=45_000)
