@@ -15,6 +15,7 @@ import argparse
 import json
 import re
 import sys
+import tomllib
 from collections.abc import Mapping, Sequence
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -180,13 +181,25 @@ def _message_example(event_type: str, record: Schema) -> Schema:
     }
 
 
+def contract_version() -> str:
+    """The contract's version: the source tree's ``pyproject.toml`` when run from a checkout (an editable install's
+    metadata keeps the version it was installed with, so a bumped version would not show), else the metadata."""
+    pyproject = Path(__file__).resolve().parents[2] / "pyproject.toml"
+    if pyproject.is_file():
+        with pyproject.open("rb") as f:
+            project = tomllib.load(f).get("project", {})
+        if project.get("name") == "leadstream-schemas" and "version" in project:
+            return str(project["version"])
+    try:
+        return version("leadstream-schemas")
+    except PackageNotFoundError:  # pragma: no cover - only when run from an unpacked tree
+        return "0.0.0"
+
+
 def asyncapi_document(schemas: Mapping[str, Schema], examples: Mapping[str, Schema] | None = None) -> Schema:
     """The AsyncAPI 3.0 document: 4 topics and their DLQs, one message per event type with its example record,
     and 'send' operations: the document describes leadstream, which publishes these events."""
-    try:
-        package_version = version("leadstream-schemas")
-    except PackageNotFoundError:  # pragma: no cover - only when run from an unpacked tree
-        package_version = "0.0.0"
+    package_version = contract_version()
 
     messages: dict[str, Schema] = {}
     per_topic: dict[str, list[str]] = {name: [] for name in TOPICS}
