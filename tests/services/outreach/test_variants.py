@@ -29,7 +29,9 @@ AB: dict[str, Any] = {
 async def test_each_lead_gets_its_variant_and_the_send_names_it(
     make_settings: MakeSettings, start_service: StartService, topic_prefix: str
 ) -> None:
-    o = await start_outreach(make_settings, start_service, topic_prefix, start=MONDAY, sim_connected_rate=1.0)
+    o = await start_outreach(
+        make_settings, start_service, topic_prefix, start=MONDAY, sim_connected_rate=1.0, sim_reply_rate=0.0
+    )  # no lead answers: every lead gets both messages
     account = await o.account()
     group = uuid.uuid4()
     body = {

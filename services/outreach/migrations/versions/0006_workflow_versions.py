@@ -4,15 +4,15 @@
 already has the table and the columns: every statement is ``IF NOT EXISTS``. Existing campaigns and leads are
 on version 1, whose graph is the campaign's stored workflow.
 
-Revision ID: 0005_workflow_versions
+Revision ID: 0006_workflow_versions
 """
 
 from alembic import op
 
 from services.outreach.store import SCHEMA
 
-revision = "0005_workflow_versions"
-down_revision = "0004_audiences_replies_stops"
+revision = "0006_workflow_versions"
+down_revision = "0005_traceparents"
 branch_labels = None
 depends_on = None
 
