@@ -74,7 +74,9 @@ def table(replay: dict[str, Any], live: dict[str, Any]) -> str:
             )
         )
     api = live.get("api_to_kafka")
-    if api:
+    if api and api.get("skipped"):
+        rows.append(("API call -> event on Kafka (outbox)", f"not measured: {api['skipped']}", "reported", date))
+    elif api:
         rows.append(
             (
                 "API call -> event on Kafka (outbox), p50 / p99",
@@ -89,7 +91,13 @@ def table(replay: dict[str, Any], live: dict[str, Any]) -> str:
     lines = ["| measure | measured | target | date |", "|---|---|---|---|"]
     lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows]
     if load:
-        lines.append(f"\n(load average during the replay: {', '.join(f'{x:.1f}' for x in load)})")
+        lines.append(
+            f"\n(load average after the replay: {', '.join(f'{x:.1f}' for x in load)}",
+        )
+    if live.get("load_average"):
+        lines[-1] += f"; after the live run: {', '.join(f'{x:.1f}' for x in live['load_average'])}"
+    if load or live.get("load_average"):
+        lines[-1] += ")"
     return "\n".join(lines)
 
 

@@ -107,11 +107,19 @@ def state_path(out: Path, name: str) -> Path:
     return out / STATE_DIR / f"{name}.json"
 
 
-def load_positions(out: Path, name: str | None) -> dict[str, int] | None:
-    """A named export's stored positions (``{"topic:partition": next offset}``), None for a new one."""
+def load_positions(out: Path, name: str | None, selection: dict[str, Any]) -> dict[str, int] | None:
+    """A named export's stored positions (``{"topic:partition": next offset}``), None for a new one.
+
+    A named export always selects the same events: a run with other topics or filters would leave gaps (or
+    repeat rows) under the same position, so it is refused (ExportError)."""
     if name is None or not state_path(out, name).exists():
         return None
-    return {k: int(v) for k, v in json.loads(state_path(out, name).read_text(encoding="utf-8"))["positions"].items()}
+    state = json.loads(state_path(out, name).read_text(encoding="utf-8"))
+    if state.get("selection", selection) != selection:
+        raise ExportError(
+            f"export {name!r} selects {state['selection']}, not {selection}: give this selection another --name"
+        )
+    return {k: int(v) for k, v in state["positions"].items()}
 
 
 def _write_atomically(path: Path, text: str) -> None:
@@ -210,7 +218,14 @@ async def export_events(
 
     chosen = sorted({resolve_topic(t) for t in topics} if topics else TOPICS)
     tps = await topic_partitions(settings, [settings.topic_name(t) for t in chosen])
-    stored = load_positions(out, name)
+    selection = {
+        "topics": chosen,
+        "format": fmt.value,
+        "workspace": workspace,
+        "campaign": str(campaign) if campaign else None,
+        "until": until.isoformat() if until else None,
+    }
+    stored = load_positions(out, name, selection)
     if stored is not None and since is not None:
         raise ExportError(f"--since starts a new export; {name!r} continues from its stored position")
     consumer = log_consumer(settings, batch_records)
@@ -303,7 +318,12 @@ async def export_events(
                 report.files.append(final)
             shutil.rmtree(tmp, ignore_errors=True)
             if name is not None:
-                state = {"name": name, "positions": report.positions, "exported_at": datetime.now(UTC).isoformat()}
+                state = {
+                    "name": name,
+                    "selection": selection,
+                    "positions": report.positions,
+                    "exported_at": datetime.now(UTC).isoformat(),
+                }
                 _write_atomically(state_path(out, name), json.dumps(state, indent=2, sort_keys=True) + "\n")
             report.published = True
     finally:

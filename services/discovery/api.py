@@ -13,7 +13,7 @@ from uuid import UUID
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
-from leadstream_schemas import FitSignal, LeadSource, SearchStarted
+from leadstream_schemas import FitSignal, LeadSource
 from leadstream_schemas.bounds import FreeJson, unstorable
 from pydantic import BaseModel, Field, StringConstraints, ValidationError, field_validator
 from sqlalchemy import func, select, tuple_
@@ -21,19 +21,19 @@ from sqlalchemy.dialects.postgresql import insert
 
 from services.runtime.auth import ReadWorkspace, WriteWorkspace
 from services.runtime.errors import Problem, problems
+from services.runtime.idempotency import IdempotencyKey
 from services.runtime.pagination import After, Limit, Page, decode_cursor, encode_cursor
 from services.runtime.providers import ProviderError, RateLimited
 from services.runtime.service import Service
-from services.runtime.telemetry import current_traceparent
 from services.runtime.uploads import StreamedUpload
 
 from . import commands, domain
 from .adapters import SearchProvider, SearchQuery
-from .handlers import SearchRunner, finish, group_enrichment, lead_events, search_envelope
+from .handlers import SearchRunner, finish, group_enrichment, lead_events
 from .imports import CsvImporter, ImportReport
 from .settings import DiscoverySettings
 from .store import add_lead, leads, post_watches, searches, source_group_members, source_groups
-from .watch import create_watch, stop_watch
+from .watch import stop_watch
 
 Criteria = Annotated[
     dict[str, Any],
@@ -115,6 +115,31 @@ class SearchIn(BaseModel):
     schedule: ScheduleIn | None = None
     enrichment: domain.EnrichmentMode = "automatic"
     watch: WatchIn | None = None
+
+
+class SuggestIn(BaseModel):
+    """A discovery prompt to suggest signals for."""
+
+    prompt: Annotated[str, StringConstraints(strip_whitespace=True, min_length=3, max_length=2000), domain.Storable]
+    limit: int = Field(5, ge=1, le=10)
+
+
+class SuggestionOut(BaseModel):
+    """One suggested signal: its type (a ``signals`` criteria value), a name, a phrasing and why."""
+
+    signal_type: str
+    label: str
+    phrasing: str
+    why: str
+
+
+class SuggestionsOut(BaseModel):
+    """Signals a prompt suggests (best first), with the location hint and lookback it mentions (or null)."""
+
+    suggestions: list[SuggestionOut]
+    location: str | None
+    lookback_days: int | None
+    custom_signal: str | None
 
 
 class SearchCreated(BaseModel):
@@ -393,9 +418,12 @@ def build_router(
         return [SearchOut.model_validate({**r._mapping, "watch": watches.get(r.search_id)}) for r in rows]
 
     @router.post("/searches", status_code=201, response_model=SearchCreated)
-    async def create_search(body: SearchIn, ws: WriteWorkspace) -> SearchCreated:
+    async def create_search(
+        body: SearchIn, ws: WriteWorkspace, response: Response, key: IdempotencyKey = None
+    ) -> SearchCreated:
         """Save a search and start it in the background; it emits ``SearchStarted`` now. A posts search then
-        keeps watching new posts (see ``watch``)."""
+        keeps watching new posts (see ``watch``). Sent again with the same ``Idempotency-Key``, it answers with
+        the first request's search (``Idempotent-Replayed: true``)."""
         criteria = _criteria(body.kind, body.criteria).model_dump(mode="json")
         if body.watch is not None and body.watch.enabled and body.kind != "posts":
             raise RequestValidationError(
@@ -406,63 +434,36 @@ def build_router(
             watch_minutes = (
                 body.watch.interval_minutes if body.watch else None
             ) or settings.posts_watch_interval_minutes
-        search_id, group_id, started_id = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
-        now = service.clock.now()
-        schedule = body.schedule
-        async with engine.begin() as conn:
-            await conn.execute(
-                source_groups.insert().values(
-                    source_group_id=group_id,
-                    workspace_id=ws,
-                    name=body.name,
-                    kind=body.kind,
-                    search_id=search_id,
-                    enrichment=body.enrichment,
-                    created_at=now,
-                )
-            )
-            await conn.execute(
-                searches.insert().values(
-                    search_id=search_id,
-                    workspace_id=ws,
-                    source_group_id=group_id,
-                    name=body.name,
-                    kind=body.kind,
-                    criteria=criteria,
-                    target_count=body.target_count,
-                    recurring=schedule is not None,
-                    per_run=schedule.per_run if schedule else None,
-                    interval_minutes=(schedule.interval_minutes or settings.recurring_interval_minutes)
-                    if schedule
-                    else None,
-                    status="running",
-                    started_event_id=started_id,
-                    traceparent=current_traceparent(),
-                    created_at=now,
-                    updated_at=now,
-                )
-            )
-            if watch_minutes is not None:
-                await create_watch(conn, search_id, ws, watch_minutes, now)
-            event = SearchStarted(
-                search_id=search_id,
-                source_group_id=group_id,
-                kind=body.kind,
-                name=body.name,
-                criteria=criteria,
-                target_count=body.target_count,
-            )
-            await service.emit(
-                conn,
-                [
-                    search_envelope(
-                        service, event, workspace_id=ws, search_id=search_id, what="started", started_id=started_id
-                    )
-                ],
-            )
-        service.wake_relay()
-        runner.wake()
+        search_id, group_id, created = await commands.create_search(
+            service,
+            settings,
+            runner,
+            ws,
+            name=body.name,
+            kind=body.kind,
+            criteria=criteria,
+            target_count=body.target_count,
+            schedule=body.schedule,
+            enrichment=body.enrichment,
+            watch_minutes=watch_minutes,
+            watch=body.watch.model_dump(mode="json") if body.watch is not None else None,
+            idempotency_key=key,
+        )
+        if not created:
+            response.headers["Idempotent-Replayed"] = "true"
         return SearchCreated(search_id=search_id, source_group_id=group_id, status="running")
+
+    @router.post("/signal-suggestions", response_model=SuggestionsOut)
+    async def signal_suggestions(body: SuggestIn, ws: WriteWorkspace) -> SuggestionsOut:
+        """Signal types a discovery prompt asks for, each with a phrasing, plus the location and lookback the
+        prompt mentions: what to pick in a signal search. Nothing is saved and no provider is asked."""
+        found = domain.suggest_signals(body.prompt, body.limit)
+        return SuggestionsOut(
+            suggestions=[SuggestionOut(**s.__dict__) for s in found.suggestions],
+            location=found.location,
+            lookback_days=found.lookback_days,
+            custom_signal=found.custom_signal,
+        )
 
     @router.get("/searches", response_model=SearchList)
     async def list_searches(ws: ReadWorkspace, limit: Limit = 50, after: After = None) -> SearchList:

@@ -769,3 +769,181 @@ def validate_row(
         company=values.get("company"),
         location=values.get("location"),
     )
+
+
+# -- signal suggestions ----------------------------------------------------------------------------
+
+SIGNAL_LABELS: dict[str, str] = {
+    "hiring_plans": "Hiring plans",
+    "open_jobs": "Open jobs",
+    "recent_hires": "Recent hires",
+    "tech_stack": "Tech stack",
+    "website_signals": "Website changes",
+    "compliance": "Compliance",
+    "people": "People moves",
+    "news": "In the news",
+    "expansion": "Expansion",
+    "custom": "Custom signal",
+}
+# Words of a prompt that point at a signal type (lowercase; a phrase matches as a substring).
+_SIGNAL_WORDS: dict[str, tuple[str, ...]] = {
+    "hiring_plans": ("hiring", "grow", "growing", "headcount", "scale the team", "scaling", "recruit", "build out"),
+    "open_jobs": ("job", "jobs", "openings", "open role", "roles", "vacanc", "position", "sdr", "bdr"),
+    "recent_hires": ("new hire", "just hired", "recently hired", "hired a", "joined", "new vp", "new head"),
+    "tech_stack": (
+        "stack",
+        "using",
+        "uses",
+        "salesforce",
+        "hubspot",
+        "snowflake",
+        "aws",
+        "shopify",
+        "stripe",
+        "crm",
+        "software",
+        "tool",
+        "migrat",
+        "sap",
+        "oracle",
+        "okta",
+    ),
+    "website_signals": ("website", "pricing", "landing page", "site", "demo page", "web page"),
+    "compliance": ("compliance", "soc 2", "soc2", "iso 27001", "gdpr", "dora", "audit", "regulat", "certif"),
+    "people": (
+        "founder",
+        "ceo",
+        "cto",
+        "cfo",
+        "coo",
+        "vp",
+        "head of",
+        "director",
+        "leader",
+        "promoted",
+        "new role",
+        "decision maker",
+    ),
+    "news": ("news", "featured", "press", "announce", "funding", "raised", "series a", "series b", "launch"),
+    "expansion": ("expan", "new office", "opening an office", "new market", "international", "entering", "relocat"),
+}
+_TEAMS = (
+    ("sales", ("sales", "sdr", "bdr", "account executive", "revops", "revenue")),
+    ("engineering", ("engineer", "developer", "devops", "cto")),
+    ("marketing", ("marketing", "growth", "demand gen")),
+    ("customer success", ("customer success", "support", "onboarding")),
+    ("data", ("data", "analytics", "machine learning", "ai ")),
+)
+_PHRASINGS: dict[str, str] = {
+    "hiring_plans": "Companies planning to grow their {team} team",
+    "open_jobs": "Companies with open {team} roles posted recently",
+    "recent_hires": "Companies that recently hired a new {team} leader",
+    "tech_stack": "Companies using {tech}",
+    "website_signals": "Companies that changed their pricing or product pages",
+    "compliance": "Companies preparing for {framework}",
+    "people": "People who recently started in the role you sell to",
+    "news": "Companies featured in the news (funding, launches)",
+    "expansion": "Companies opening offices or entering new markets",
+}
+_TECH = ("Salesforce", "HubSpot", "Snowflake", "AWS", "Shopify", "Stripe", "SAP", "Oracle", "Okta", "OpenAI")
+_FRAMEWORKS = ("SOC 2", "ISO 27001", "GDPR", "DORA")
+_PLACES = (
+    "Europe",
+    "EMEA",
+    "DACH",
+    "Nordics",
+    "Benelux",
+    "North America",
+    "USA",
+    "UK",
+    "Germany",
+    "France",
+    "Netherlands",
+    "Spain",
+    "Italy",
+    "Sweden",
+    "Ireland",
+    "Switzerland",
+    "Israel",
+    "Berlin",
+    "London",
+    "Munich",
+    "Amsterdam",
+    "Paris",
+    "Lisbon",
+    "Dublin",
+    "Stockholm",
+    "Madrid",
+    "Zurich",
+    "Rotterdam",
+    "Copenhagen",
+    "Milan",
+    "Hamburg",
+    "Frankfurt",
+    "Tel Aviv",
+)
+_LOOKBACK = re.compile(r"\b(?:last|past|previous|within)\s+(\d{1,3})?\s*(day|days|week|weeks|month|months)\b")
+
+
+@dataclass(frozen=True)
+class SignalSuggestion:
+    """A signal type a prompt asks for, how to phrase the search for it, and what in the prompt said so."""
+
+    signal_type: str
+    label: str
+    phrasing: str
+    why: str
+
+
+@dataclass(frozen=True)
+class Suggestions:
+    """What a discovery prompt suggests: signal types (best first), a location hint and a lookback window."""
+
+    suggestions: list[SignalSuggestion]
+    location: str | None
+    lookback_days: int | None
+    custom_signal: str | None
+
+
+def _word_hits(text: str, words: Iterable[str]) -> list[str]:
+    return [w for w in words if re.search(r"(?<![a-z0-9])" + re.escape(w), text)]
+
+
+def suggest_signals(prompt: str, limit: int = 5) -> Suggestions:
+    """Signal types (with a phrasing each) a discovery prompt asks for, plus its location and lookback.
+
+    Words of the prompt are matched against each signal type's vocabulary; the types with most hits come
+    first. A prompt that names no known signal gets a custom signal built from its own words, after the
+    two signals that suit most B2B prompts (hiring plans, news). Pure: no provider is asked.
+    """
+    text = " ".join(prompt.lower().split())
+    team = next((name for name, words in _TEAMS if _word_hits(text, words)), "sales")
+    tech = next((t for t in _TECH if t.lower() in text), "the tools you replace")
+    framework = next((f for f in _FRAMEWORKS if f.lower() in text), "a compliance audit")
+    scored: list[tuple[int, int, str, list[str]]] = []
+    for order, (kind, words) in enumerate(_SIGNAL_WORDS.items()):
+        hits = _word_hits(text, words)
+        if hits:
+            scored.append((-len(hits), order, kind, hits))
+    scored.sort()
+    out: list[SignalSuggestion] = []
+    for _, _, kind, hits in scored[:limit]:
+        phrasing = _PHRASINGS[kind].format(team=team, tech=tech, framework=framework)
+        why = "the prompt mentions " + ", ".join(repr(h) for h in hits[:3])
+        out.append(SignalSuggestion(kind, SIGNAL_LABELS[kind], phrasing, why))
+    custom = None
+    if not out:
+        custom = " ".join(prompt.split())[:500] if len(prompt.strip()) >= 3 else None
+        for kind in ("hiring_plans", "news"):
+            phrasing = _PHRASINGS[kind].format(team=team, tech=tech, framework=framework)
+            out.append(SignalSuggestion(kind, SIGNAL_LABELS[kind], phrasing, "a common buying signal for B2B prompts"))
+        if custom:
+            out.append(SignalSuggestion("custom", SIGNAL_LABELS["custom"], custom, "the prompt in your own words"))
+    location = next((p for p in _PLACES if re.search(r"\b" + re.escape(p.lower()) + r"\b", text)), None)
+    lookback = None
+    m = _LOOKBACK.search(text)
+    if m:
+        n = int(m.group(1) or 1)
+        days = n * {"day": 1, "week": 7, "month": 30}[m.group(2).rstrip("s")]
+        lookback = min(max(days, LOOKBACK_MIN_DAYS), LOOKBACK_MAX_DAYS)
+    return Suggestions(out[:limit], location, lookback, custom)

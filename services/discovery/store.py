@@ -37,6 +37,7 @@ from sqlalchemy.dialects.postgresql import UUID as PgUUID
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.runtime.db import service_metadata
+from services.runtime.idempotency import idempotency_table
 
 from .domain import LeadInput
 
@@ -139,6 +140,8 @@ source_group_members = Table(
     Column("added_at", DateTime(timezone=True), nullable=False),
     PrimaryKeyConstraint("source_group_id", "lead_id"),
 )
+
+idempotency_keys = idempotency_table(metadata)  # saved searches sent twice (a builder retried) start once
 
 
 post_watches = Table(

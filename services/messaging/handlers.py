@@ -39,7 +39,7 @@ from services.runtime.providers import RateLimited
 
 from . import domain
 from .store import campaigns, drafts, enrollments, lock_campaign, lock_leads, matched_posts, profiles, templates
-from .writer import Writer
+from .writer import Writer, WrittenDraft
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +68,17 @@ class CampaignConfig:
             video=row.video,
             workflow_version=row.workflow_version,
         )
+
+
+@dataclass(frozen=True)
+class Composed:
+    """One step's text for a lead and what it was written from."""
+
+    written: WrittenDraft
+    hook: domain.HookChoice
+    template: domain.Template
+    limit: domain.Limit
+    post: Post | None
 
 
 @dataclass(frozen=True)
@@ -374,39 +385,16 @@ class MessagingCore:
 
         Returns nothing for a comment step when the lead has no post to comment on.
         """
-        today = now.date()
-        post = None
-        matched = (await conn.execute(select(matched_posts).where(matched_posts.c.lead_id == lead_id))).first()
-        matched_post = Post.model_validate(matched.post) if matched is not None else None
-        if step.channel == Channel.comment:
-            post = matched_post or domain.comment_target(profile)
-            if post is None:
-                log.info("no post to comment on; comment step has no draft", extra={"lead_id": str(lead_id)})
-                return []
-            hook = domain.comment_hook(post, today)
-        elif matched is not None and matched_post is not None:
-            hook = domain.matched_post_hook(matched_post, matched.language, matched.matched, today)
-        else:
-            hook = domain.choose_hook(profile, today, self.windows)
-        template = await self._template_for(conn, campaign, step)
-        limit = domain.limit_for(step.channel, video=campaign.video)
-        req = domain.DraftRequest(
-            channel=step.channel,
-            step_id=step.step_id,
-            limit=limit,
-            hook=hook,
-            strategy=campaign.strategy,
-            template=template,
-            variables=domain.lead_variables(profile),
-            variant_key=f"{self.seed}|{lead_id}|{step.step_id}",
-            attempt=attempt,
-            feedback=feedback,
-            post=post,
+        composed = await self.compose(conn, campaign, lead_id, profile, step, now, attempt=attempt, feedback=feedback)
+        if composed is None:
+            return []
+        written, hook, template, limit, post = (
+            composed.written,
+            composed.hook,
+            composed.template,
+            composed.limit,
+            composed.post,
         )
-        try:
-            written = await self.writer.write(req)
-        except RateLimited as exc:
-            raise RetryLater(exc.retry_after_s, "language model rate limit") from exc
         review = domain.needs_review(step, campaign.strategy)
         draft_id = uuid.uuid5(DRAFT_NAMESPACE, f"{cause}|{campaign.campaign_id}|{lead_id}|{step.step_id}|{attempt}")
         post_url = domain.post_url_for(post, lead_id) if post is not None else None
@@ -469,6 +457,60 @@ class MessagingCore:
                 )
             )
         return out
+
+    async def compose(
+        self,
+        conn: AsyncConnection,
+        campaign: CampaignConfig,
+        lead_id: UUID,
+        profile: LeadProfileEnriched | None,
+        step: domain.StepSpec,
+        now: datetime,
+        *,
+        attempt: int = 1,
+        feedback: str | None = None,
+        template: domain.Template | None = None,
+    ) -> Composed | None:
+        """Write one step's text for a lead (hook, template, limit, the writer) without storing anything.
+
+        ``template`` overrides the campaign's (a preview of a template not saved yet). None for a comment
+        step when the lead has no post to comment on."""
+        today = now.date()
+        post = None
+        matched = (await conn.execute(select(matched_posts).where(matched_posts.c.lead_id == lead_id))).first()
+        matched_post = Post.model_validate(matched.post) if matched is not None else None
+        if step.channel == Channel.comment:
+            post = matched_post or domain.comment_target(profile)
+            if post is None:
+                log.info("no post to comment on; comment step has no draft", extra={"lead_id": str(lead_id)})
+                return None
+            hook = domain.comment_hook(post, today)
+        elif matched is not None and matched_post is not None:
+            hook = domain.matched_post_hook(matched_post, matched.language, matched.matched, today)
+        else:
+            hook = domain.choose_hook(profile, today, self.windows)
+        template = template or await self._template_for(conn, campaign, step)
+        limit = domain.limit_for(step.channel, video=campaign.video)
+        # Without light personalisation every lead of the campaign gets the same choice of words.
+        who = f"{lead_id}|" if campaign.strategy.personalise else ""
+        req = domain.DraftRequest(
+            channel=step.channel,
+            step_id=step.step_id,
+            limit=limit,
+            hook=hook,
+            strategy=campaign.strategy,
+            template=template,
+            variables=domain.lead_variables(profile),
+            variant_key=f"{self.seed}|{who}{step.step_id}",
+            attempt=attempt,
+            feedback=feedback,
+            post=post,
+        )
+        try:
+            written = await self.writer.write(req)
+        except RateLimited as exc:
+            raise RetryLater(exc.retry_after_s, "language model rate limit") from exc
+        return Composed(written, hook, template, limit, post)
 
     async def _template_for(
         self, conn: AsyncConnection, campaign: CampaignConfig, step: domain.StepSpec

@@ -14,28 +14,30 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from fastapi import APIRouter, Request, Response
-from leadstream_schemas import AccountConnected, AccountConnectionRequested
-from sqlalchemy import select, tuple_, update
+from fastapi import APIRouter, Body, Request, Response
+from leadstream_schemas import HEALTHY_STATUSES, AccountConnected, AccountConnectionRequested
+from sqlalchemy import select, tuple_
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.engine import Row
 
 from services.runtime.auth import AdminWorkspace, ReadWorkspace, WriteWorkspace, public
-from services.runtime.errors import problems
+from services.runtime.errors import Problem, problems
 from services.runtime.pagination import After, Limit, Page, decode_cursor, encode_cursor
+from services.runtime.plans import Plan
 
-from .accounts import find_account, lock_account, normalise_status
+from .accounts import account_row, complete_connection, find_account, lock_account, normalise_status
 from .context import OutreachContext
 from .domain.compliance import normalise_email
 from .emit import RootEmitter
-from .models import AccountIn
+from .models import AccountIn, ReconnectIn
 from .problems import invalid, json_object, not_found
 from .store import accounts, leases, reconnect_emails
 
 
-def account_view(row: Row[Any]) -> dict[str, Any]:
-    """The API shape of an account."""
+def account_view(row: Row[Any], *, dry_run: bool | None = None) -> dict[str, Any]:
+    """The API shape of an account (``email_dry_run``: an email sender's emails are dry runs)."""
     return {
+        "email_dry_run": dry_run if row.provider == "email" else None,
         "account_id": str(row.account_id),
         "provider": row.provider,
         "display_name": row.display_name,
@@ -54,6 +56,9 @@ def accounts_router(ctx: OutreachContext) -> APIRouter:
     r = APIRouter(tags=["accounts"])
     service = ctx.service
 
+    def callback_url() -> str:
+        return f"{ctx.settings.base_url()}/v1/accounts/callback"
+
     @r.post(
         "/v1/accounts",
         status_code=201,
@@ -64,8 +69,12 @@ def accounts_router(ctx: OutreachContext) -> APIRouter:
             }
         },
     )
-    async def connect(body: AccountIn, response: Response, ws: WriteWorkspace) -> dict[str, Any]:
-        """Connect an account: at once in simulated mode, else through a hosted authorisation link (202)."""
+    async def connect(body: AccountIn, response: Response, plan: Plan, ws: WriteWorkspace) -> dict[str, Any]:
+        """Connect an account: at once in simulated mode, else through a hosted authorisation link (202).
+
+        An email sender needs the Scale plan or its email-sender add-on (403 ``plan_required`` otherwise)."""
+        if body.provider == "email":
+            plan.require("email_sender", "provider")
         now = service.clock.now()
         account_id = uuid.uuid4()
         immediate = (
@@ -77,7 +86,7 @@ def accounts_router(ctx: OutreachContext) -> APIRouter:
         auth_url = None
         if not immediate and body.provider == "linkedin":
             auth_url = await ctx.linkedin.hosted_auth_link(
-                str(account_id), f"{ctx.settings.base_url()}/v1/accounts/callback", now
+                str(account_id), callback_url(), now, return_url=body.return_url
             )
         async with service.engine.begin() as conn:
             await conn.execute(
@@ -140,31 +149,15 @@ def accounts_router(ctx: OutreachContext) -> APIRouter:
             status = str(data.get("status", "")).lower()
             if status not in ("creation_success", "reconnected", "ok", "connected", "verified"):
                 raise invalid("status", f"{data.get('status')!r} does not complete a connection")
-            verified = account.provider == "email"
-            await conn.execute(
-                update(accounts)
-                .where(accounts.c.account_id == account.account_id)
-                .values(
-                    status="connected",
-                    healthy=True,
-                    sender_email_verified=verified,
-                    updated_at=now,
-                    provider_account_id=str(
-                        data.get("account_id") or account.provider_account_id or account.account_id
-                    ),
-                )
-            )
             em = RootEmitter(service, account.workspace_id)
-            em.emit(
-                AccountConnected(
-                    account_id=account.account_id,
-                    provider=account.provider,
-                    display_name=account.display_name,
-                    sender_email_verified=verified,
-                )
-            )
+            provider_id = str(data.get("account_id") or "") or None
+            if account.status == "pending":
+                await complete_connection(conn, em, account, provider_id, now)
+            else:  # a reconnect through the hosted page: the account is healthy again and its campaigns resume
+                await ctx.account_status.apply(conn, em, account, "reconnected", now)
             await em.flush(conn)
         service.wake_relay()
+        ctx.runner.wake()
         return {"status": "connected", "account_id": str(account.account_id)}
 
     @r.get("/v1/accounts", response_model=Page[dict[str, Any]])
@@ -179,21 +172,14 @@ def accounts_router(ctx: OutreachContext) -> APIRouter:
                 await conn.execute(stmt.order_by(accounts.c.created_at, accounts.c.account_id).limit(limit + 1))
             ).all()
         page = Page.of(rows, limit, lambda a: encode_cursor([a.created_at.isoformat(), str(a.account_id)]))
-        return Page[dict[str, Any]](items=[account_view(row) for row in page.items], next=page.next)
+        dry_run = not ctx.settings.email_real_sends
+        return Page[dict[str, Any]](items=[account_view(row, dry_run=dry_run) for row in page.items], next=page.next)
 
     @r.get("/v1/accounts/{account_id}")
     async def get_account(account_id: UUID, ws: ReadWorkspace) -> dict[str, Any]:
         """One account, with its leases and the reconnect emails sent for it."""
         async with service.engine.connect() as conn:
-            row = (
-                await conn.execute(
-                    select(accounts).where(
-                        accounts.c.account_id == account_id,
-                        accounts.c.workspace_id == ws,
-                        accounts.c.deleted_at.is_(None),
-                    )
-                )
-            ).first()
+            row = await account_row(conn, account_id, ws)
             if row is None:
                 raise not_found("account", account_id)
             held = await conn.execute(select(leases.c.campaign_id).where(leases.c.account_id == account_id))
@@ -234,15 +220,7 @@ def accounts_router(ctx: OutreachContext) -> APIRouter:
     async def refresh(account_id: UUID, ws: WriteWorkspace) -> dict[str, Any]:
         """Ask the provider for the account's status now and apply it."""
         async with service.engine.connect() as conn:
-            row = (
-                await conn.execute(
-                    select(accounts).where(
-                        accounts.c.account_id == account_id,
-                        accounts.c.workspace_id == ws,
-                        accounts.c.deleted_at.is_(None),
-                    )
-                )
-            ).first()
+            row = await account_row(conn, account_id, ws)
         if row is None:
             raise not_found("account", account_id)
         raw = (
@@ -255,13 +233,41 @@ def accounts_router(ctx: OutreachContext) -> APIRouter:
             account = await lock_account(conn, account_id, ws)
             if account is None:
                 raise not_found("account", account_id)
-            if status is not None and account.status != "pending":
-                em = RootEmitter(service, ws)
-                await ctx.account_status.apply(conn, em, account, status, service.clock.now())
-                await em.flush(conn)
+            em = RootEmitter(service, ws)
+            now = service.clock.now()
+            if account.status == "pending":
+                # "Check again": the provider finished the hosted connection but its callback has not come.
+                if status in HEALTHY_STATUSES:
+                    await complete_connection(conn, em, account, row.provider_account_id, now)
+            elif status is not None:
+                await ctx.account_status.apply(conn, em, account, status, now)
+            await em.flush(conn)
             row = (await conn.execute(select(accounts).where(accounts.c.account_id == account_id))).one()
         service.wake_relay()
+        ctx.runner.wake()
         return account_view(row)
+
+    @r.post("/v1/accounts/{account_id}/reconnect-link")
+    async def reconnect_link(
+        account_id: UUID,
+        ws: WriteWorkspace,
+        body: ReconnectIn = Body(default_factory=ReconnectIn),  # noqa: B008
+    ) -> dict[str, Any]:
+        """A hosted authorisation link that reconnects a LinkedIn account (the provider calls back when done)."""
+        async with service.engine.connect() as conn:
+            row = await account_row(conn, account_id, ws)
+        if row is None:
+            raise not_found("account", account_id)
+        if row.provider != "linkedin":
+            raise Problem(409, "not_linkedin", f"account {account_id} is an email sender: it has nothing to reconnect")
+        auth_url = await ctx.linkedin.hosted_auth_link(
+            str(account_id),
+            callback_url(),
+            service.clock.now(),
+            return_url=body.return_url,
+            reconnect=row.provider_account_id or str(account_id),
+        )
+        return {"account_id": str(account_id), "auth_url": auth_url}
 
     @r.post(
         ctx.signed_route("/v1/webhooks/accounts"),

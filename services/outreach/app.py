@@ -45,6 +45,7 @@ from .handlers import OutreachHandlers
 from .inbox import InboxPoller, mailbox_of
 from .runner import Runner
 from .settings import OutreachSettings
+from .sim_hosted import hosted_router
 from .steps import StepExecutor
 from .store import metadata, runtime_tables
 
@@ -85,7 +86,13 @@ def build(
                 connected_rate=settings.sim_connected_rate,
                 invite_limit_per_week=settings.sim_invite_limit_per_week,
             )
-            linkedin = SimulatedLinkedIn(sim, behaviour, engine=service.engine)
+            linkedin = SimulatedLinkedIn(
+                sim,
+                behaviour,
+                engine=service.engine,
+                hosted_base_url=settings.base_url(),
+                secret=settings.keys("linkedin_webhook_secret").signing,
+            )
     if email is None:
         if settings.email_provider == "http":
             email = HttpEmailSender(
@@ -138,6 +145,8 @@ def build(
         },
     )
     service.include_router(build_router(ctx))
+    if isinstance(linkedin, SimulatedLinkedIn):
+        service.include_router(hosted_router(linkedin, settings.keys("linkedin_webhook_secret").signing))
     inbox = InboxPoller(service, settings, linkedin, mailbox_of(settings))
     service.app.state.inbox = inbox
     if settings.timer_loop_enabled:

@@ -4,6 +4,7 @@ string and list has a maximum (``leadstream_schemas.bounds``), the strategy's ar
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 from uuid import UUID
 
 from leadstream_schemas import Strategy
@@ -225,6 +226,24 @@ class CampaignEditIn(_In):
     )
 
 
+class WorkflowOptionsIn(_In):
+    """A preset and the builder's options on it (see ``domain.workflow.customise_preset``)."""
+
+    preset: str = Field(min_length=1, max_length=50)
+    spacing_minutes: int | None = Field(None, description="Step spacing, 5-720 minutes (every 'always' edge).")
+    invite_wait_hours: int | None = Field(None, description="Invite-to-message wait, 1-168 hours.")
+    comment_mode: Literal["auto", "draft"] | None = None
+    without: list[Annotated[str, Field(max_length=50)]] = Field(default_factory=list, max_length=10)
+
+
+class WorkflowCheckIn(_In):
+    """A workflow to validate and draw before a campaign exists."""
+
+    workflow: WorkflowOptionsIn
+    invite_note: bool = Field(True, description="Invites carry a note (the strategy's invite_note).")
+    email_fallback: bool = Field(False, description="The delivery has an email fallback (adds its email step).")
+
+
 class LaunchIn(_In):
     """Launch options."""
 
@@ -232,6 +251,16 @@ class LaunchIn(_In):
     daily_limit: int | None = Field(
         None, description=f"Override the daily invite limit at launch ({GUARD_RANGE[0]}-{GUARD_RANGE[1]})."
     )
+
+
+def _return_url(value: str | None) -> str | None:
+    """A page to send the user back to after the hosted authorisation: an absolute http(s) URL."""
+    if value is None:
+        return None
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError("must be an absolute http(s) URL")
+    return value
 
 
 class ExtendIn(_In):
@@ -248,12 +277,35 @@ class AccountIn(_In):
     sender_email: str | None = Field(None, max_length=EMAIL_MAX, description="For provider=email: the sender address.")
     notify_email: str | None = Field(None, max_length=EMAIL_MAX, description="Where reconnect emails go.")
     hosted: bool = Field(False, description="Use the hosted authorisation link even in simulated mode.")
+    return_url: str | None = Field(
+        None,
+        max_length=2000,
+        description="Where the hosted authorisation page sends the user when it is done (e.g. the console's "
+        "accounts page); the provider's success and failure redirect.",
+    )
+
+    _check_return = field_validator("return_url")(_return_url)
 
     @model_validator(mode="after")
     def _email_needs_sender(self) -> AccountIn:
         if self.provider == "email" and not (self.sender_email and "@" in self.sender_email):
             raise ValueError("an email sender account needs sender_email")
         return self
+
+
+class ReconnectIn(_In):
+    """Ask for a reconnect link (the provider's hosted page for an account that needs reconnecting)."""
+
+    return_url: str | None = Field(None, max_length=2000, description="Where the hosted page sends the user back.")
+
+    _check_return = field_validator("return_url")(_return_url)
+
+
+class AccountsIn(_In):
+    """The LinkedIn accounts a campaign sends from, replacing its current ones (resolves a campaign that
+    needs review because its account was deleted)."""
+
+    account_ids: list[UUID] = Field(min_length=1, max_length=50)
 
 
 class BlockIn(_In):

@@ -33,6 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.elements import ColumnElement
 
 from services.runtime.db import service_metadata
+from services.runtime.idempotency import idempotency_table
 from services.runtime.webhooks import seen_webhooks_table
 
 SCHEMA = "outreach"
@@ -300,6 +301,7 @@ suppressions = Table(
 )
 
 seen_webhooks = seen_webhooks_table(metadata)
+idempotency_keys = idempotency_table(metadata)  # campaign creates and launches sent twice make one campaign
 
 # The simulated providers' own memory (what a remote provider would keep on its side): request ids
 # already answered, so a retried call with the same id is not performed twice, even after a crash.
@@ -393,6 +395,7 @@ SERVICE_TABLES = [
     blocklist,
     suppressions,
     seen_webhooks,
+    idempotency_keys,
     sim_linkedin_requests,
     sim_email_requests,
 ]

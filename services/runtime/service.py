@@ -35,7 +35,7 @@ from sqlalchemy import MetaData
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from . import auth, secrets
-from .clock import Clock, SystemClock
+from .clock import Clock, ClockHeaders, SystemClock
 from .consumer import EventConsumer, Handler
 from .db import RuntimeTables, create_engine, ping
 from .edge import InputGuard
@@ -117,6 +117,7 @@ class Service:
         install_problem_handlers(self.app)
         self.body_limits: dict[str, int] = {}
         self.app.add_middleware(InputGuard, max_body_bytes=settings.http_max_body_bytes, limits=self.body_limits)
+        self.app.add_middleware(ClockHeaders, clock=self.clock)
         # Outermost: requests the guard refuses (413, 422) are counted and traced too.
         instrument_service(self.app, self.name)  # traces (HTTP, Kafka via the outbox, libraries), HTTP metrics
         self._install_health_routes()

@@ -111,6 +111,10 @@ async def test_export_is_partitioned_typed_incremental_filtered_and_atomic(
     await cli(isolated, "export", "--out", str(out), "--name", "nightly")
     assert query(f"SELECT count(*), count(DISTINCT event_id) FROM {dataset(out)}") == [(every, every)]
 
+    # A named export keeps selecting the same events: another filter under its name is refused.
+    code, text, _ = await cli_raw(isolated, "export", "--out", str(out), "--name", "nightly", "--workspace", "ws-2")
+    assert code == 1 and "another --name" in text
+
     # One workspace only.
     ws2 = tmp_path / "ws2"
     await cli(isolated, "export", "--out", str(ws2), "--workspace", "ws-2", "--topic", "lead", "--allow-skipped")

@@ -94,7 +94,18 @@ class LinkedInProvider(Protocol):
 
     async def is_connected(self, account_id: str, provider_account_id: str | None, lead: LeadTarget) -> bool: ...
 
-    async def hosted_auth_link(self, account_id: str, notify_url: str, now: datetime) -> str: ...
+    async def hosted_auth_link(
+        self,
+        account_id: str,
+        notify_url: str,
+        now: datetime,
+        *,
+        return_url: str | None = None,
+        reconnect: str | None = None,
+    ) -> str:
+        """A hosted page where the user connects (or, with ``reconnect`` = the provider's account id,
+        reconnects) LinkedIn; the provider then calls ``notify_url`` and sends the user to ``return_url``."""
+        ...
 
     async def account_status(self, account_id: str, provider_account_id: str | None) -> str: ...
 

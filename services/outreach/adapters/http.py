@@ -186,23 +186,32 @@ class UnipileLinkedIn:
         user = await self._provider_id(provider_account_id or account_id, lead)
         return str(user.get("network_distance", "")).upper() in {"FIRST_DEGREE", "DISTANCE_1"}
 
-    async def hosted_auth_link(self, account_id: str, notify_url: str, now: datetime) -> str:
-        """POST /api/v1/hosted/accounts/link: a page where the user connects LinkedIn; the provider then calls
-        ``notify_url`` with ``name`` = our account id."""
-        data = await _call(
-            self.client,
-            "POST",
-            "/api/v1/hosted/accounts/link",
-            "hosted auth link",
-            json={
-                "type": "create",
-                "providers": ["LINKEDIN"],
-                "api_url": str(self.client.base_url),
-                "expiresOn": (now + timedelta(hours=24)).isoformat(),
-                "notify_url": notify_url,
-                "name": account_id,
-            },
-        )
+    async def hosted_auth_link(
+        self,
+        account_id: str,
+        notify_url: str,
+        now: datetime,
+        *,
+        return_url: str | None = None,
+        reconnect: str | None = None,
+    ) -> str:
+        """POST /api/v1/hosted/accounts/link: a page where the user connects LinkedIn (``type: create``) or
+        reconnects an account (``type: reconnect``); the provider then calls ``notify_url`` with ``name`` = our
+        account id and sends the user back to ``return_url``."""
+        body: dict[str, Any] = {
+            "type": "reconnect" if reconnect else "create",
+            "providers": ["LINKEDIN"],
+            "api_url": str(self.client.base_url),
+            "expiresOn": (now + timedelta(hours=24)).isoformat(),
+            "notify_url": notify_url,
+            "name": account_id,
+        }
+        if reconnect:
+            body["reconnect_account"] = reconnect
+        if return_url:
+            body["success_redirect_url"] = return_url
+            body["failure_redirect_url"] = return_url
+        data = await _call(self.client, "POST", "/api/v1/hosted/accounts/link", "hosted auth link", json=body)
         url = data.get("url")
         if not isinstance(url, str):
             raise ProviderError("hosted auth link: answer has no url", transient=False)

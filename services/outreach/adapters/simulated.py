@@ -18,13 +18,16 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import urlencode
 
+import httpx
 from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.runtime.providers import SimulatedProvider, SimulationProfile, seeded_rng
+from services.runtime.secrets import KeyRing
+from services.runtime.webhooks import link_token
 
 from ..store import sim_email_requests, sim_linkedin_inbox, sim_linkedin_requests
 from . import EmailMessage, FollowUp, InboundMessage, InvitationLimitReached, LeadTarget, SendRequest, SendResult
@@ -94,13 +97,23 @@ class SimulatedLinkedIn(SimulatedProvider):
     name = "simulated"
 
     def __init__(
-        self, profile: SimulationProfile, behaviour: LinkedInBehaviour | None = None, engine: AsyncEngine | None = None
+        self,
+        profile: SimulationProfile,
+        behaviour: LinkedInBehaviour | None = None,
+        engine: AsyncEngine | None = None,
+        *,
+        hosted_base_url: str = "http://127.0.0.1:8104",
+        secret: str = "dev-webhook-secret-change-me",
     ) -> None:
         super().__init__(profile)
         self.behaviour = behaviour or LinkedInBehaviour()
         self.engine = engine
         self.performed: list[tuple[str, str]] = []  # (kind, request id) actually performed by this process
         self.statuses: dict[str, str] = {}
+        self.hosted_base_url = hosted_base_url.rstrip("/")
+        self.secret = secret
+        self.hosted: dict[str, str] = {}  # account id -> "create" | "reconnect" while its hosted page is open
+        self.callback_transport: httpx.AsyncBaseTransport | None = None  # tests: the hosted page's callback
         self._inbox: dict[str, list[InboundMessage]] = {}
         self._memory: dict[str, tuple[str, str, str, dict[str, Any], datetime]] = {}
 
@@ -273,12 +286,38 @@ class SimulatedLinkedIn(SimulatedProvider):
         """Whether the lead is already a first-degree connection of the account (stable per pair)."""
         return seeded_rng(self.sim.seed, "connected", lead.lead_id, account_id).random() < self.behaviour.connected_rate
 
-    async def hosted_auth_link(self, account_id: str, notify_url: str, now: datetime) -> str:
-        """A (simulated) hosted page where the user signs in to LinkedIn."""
-        return f"https://auth.simulated.leadstream.invalid/hosted/{account_id}?notify_url={quote(notify_url, safe='')}"
+    async def hosted_auth_link(
+        self,
+        account_id: str,
+        notify_url: str,
+        now: datetime,
+        *,
+        return_url: str | None = None,
+        reconnect: str | None = None,
+    ) -> str:
+        """The simulated provider's hosted page (served by outreach at ``/sim/linkedin/hosted/{id}``, see
+        ``sim_hosted.py``), where the user "signs in to LinkedIn"; the link is signed, so its callback and
+        return addresses cannot be swapped."""
+        kind = "reconnect" if reconnect else "create"
+        self.hosted[account_id] = kind
+        query = {"kind": kind, "notify_url": notify_url, "return_url": return_url or ""}
+        query["t"] = self.hosted_token(account_id, kind, notify_url, return_url or "")
+        return f"{self.hosted_base_url}/sim/linkedin/hosted/{account_id}?{urlencode(query)}"
+
+    def hosted_token(self, account_id: str, kind: str, notify_url: str, return_url: str) -> str:
+        """The signature of a hosted link's parameters."""
+        return link_token(KeyRing("sim-hosted", (self.secret,)), "sim-hosted", account_id, kind, notify_url, return_url)
+
+    def hosted_done(self, account_id: str) -> None:
+        """The user finished the hosted page: the provider now sees the account as connected."""
+        self.hosted.pop(account_id, None)
+        self.statuses[account_id] = "ok"
 
     async def account_status(self, account_id: str, provider_account_id: str | None) -> str:
-        """The account's status as the provider sees it (``ok`` unless a test set another)."""
+        """The account's status as the provider sees it: ``pending`` while its hosted connection page is not
+        completed, else ``ok`` unless a test set another."""
+        if self.hosted.get(account_id) == "create":
+            return "pending"
         return self.statuses.get(account_id, "ok")
 
 

@@ -657,11 +657,59 @@ def _reachable(start: str, edges: list[Edge]) -> set[str]:
     return seen
 
 
+PRESET_OPTIONS = ("spacing_minutes", "invite_wait_hours", "comment_mode", "without")
+
+
+def customise_preset(raw: dict[str, Any], options: dict[str, Any]) -> dict[str, Any]:
+    """A preset's raw graph with the builder's options applied (still to be validated):
+
+    - ``spacing_minutes`` (5-720): the wait of every ``always`` edge (the step spacing);
+    - ``invite_wait_hours`` (1-168): the wait after acceptance before the message (``accepted`` edges);
+    - ``comment_mode`` (``auto`` | ``draft``): how comment steps post;
+    - ``without``: step ids left out; the edges that needed them are then removed by validation, with warnings.
+    """
+    out = {**raw, "steps": [dict(s) for s in raw["steps"]], "edges": [dict(e) for e in raw["edges"]]}
+    spacing = options.get("spacing_minutes")
+    if spacing is not None:
+        minutes = _int_in(spacing, "workflow.spacing_minutes", *SPACING_MINUTES, "step spacing (minutes)")
+        for e in out["edges"]:
+            if e.get("condition", "always") == "always":
+                e.pop("wait_hours", None)
+                e["delay_minutes"] = minutes
+    wait = options.get("invite_wait_hours")
+    if wait is not None:
+        hours = _int_in(wait, "workflow.invite_wait_hours", *INVITE_WAIT_HOURS, "invite-to-message wait (hours)")
+        for e in out["edges"]:
+            if e.get("condition") == "accepted":
+                e.pop("delay_minutes", None)
+                e["wait_hours"] = hours
+    mode = options.get("comment_mode")
+    if mode is not None:
+        if mode not in ("auto", "draft"):
+            raise GraphError("workflow.comment_mode", "comment mode must be 'auto' or 'draft'")
+        for s in out["steps"]:
+            if s["action"] == "comment":
+                s["mode"] = mode
+    without = options.get("without") or []
+    if not isinstance(without, list):
+        raise GraphError("workflow.without", "without is a list of step ids")
+    ids = [s["id"] for s in out["steps"]]
+    for i, sid in enumerate(without):
+        if sid not in ids:
+            raise GraphError(f"workflow.without[{i}]", f"{sid!r} is not a step of this preset ({', '.join(ids)})")
+    out["steps"] = [s for s in out["steps"] if s["id"] not in without]
+    if not out["steps"]:
+        raise GraphError("workflow.without", "a workflow needs at least one step")
+    if out.get("start") is None and without and ids[0] in without:
+        out["start"] = out["steps"][0]["id"]
+    return out
+
+
 def resolve_workflow(spec: str | dict[str, Any], *, default_note: bool, email_fallback: bool) -> Graph:
-    """A preset name, ``{"preset": name}`` or a full graph -> the validated graph."""
+    """A preset name, ``{"preset": name, <options of customise_preset>}`` or a full graph -> the validated graph."""
     if isinstance(spec, str):
         return validate_graph(preset_graph(spec, email_fallback=email_fallback), default_note=default_note)
     if isinstance(spec, dict) and "steps" not in spec and isinstance(spec.get("preset"), str):
         raw = preset_graph(spec["preset"], email_fallback=email_fallback or bool(spec.get("email_fallback")))
-        return validate_graph(raw, default_note=default_note)
+        return validate_graph(customise_preset(raw, spec), default_note=default_note)
     return validate_graph(spec, default_note=default_note)

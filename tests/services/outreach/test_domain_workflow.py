@@ -223,3 +223,37 @@ def test_ab_variants_are_validated(variants: list[dict[str, str]], field: str) -
     plain_invite = {"steps": [{"id": "i", "action": "invite", "note": False, "variants": [{"id": "a"}, {"id": "b"}]}]}
     with pytest.raises(GraphError, match="only a step that sends a text"):
         validate_graph(plain_invite)
+
+
+def test_preset_options_customise_the_graph_and_validation_reports_what_they_break() -> None:
+    from services.outreach.domain.workflow import resolve_workflow
+
+    g = resolve_workflow(
+        {"preset": "warm_intro", "spacing_minutes": 30, "invite_wait_hours": 48, "comment_mode": "auto"},
+        default_note=True,
+        email_fallback=False,
+    )
+    waits = {(e.source, e.target): (e.condition, e.delay_minutes) for e in g.edges}
+    assert waits == {
+        ("like", "comment"): ("always", 30),
+        ("comment", "invite"): ("always", 30),
+        ("invite", "message"): ("accepted", 48 * 60),
+        ("message", "follow_up"): ("always", 30),
+    }
+    assert g.step("comment").mode == "auto" and g.warnings == () and g.preset == "warm_intro"
+    cut = resolve_workflow(
+        {"preset": "standard_connect", "without": ["message"]}, default_note=True, email_fallback=False
+    )
+    assert cut.unreachable == ("follow_up",) and len(cut.warnings) == 3
+    assert "refers to unknown step 'message'" in cut.warnings[0]
+    first = resolve_workflow({"preset": "warm_intro", "without": ["like"]}, default_note=True, email_fallback=False)
+    assert first.start == "comment" and first.unreachable == ()
+    for options, field in (
+        ({"spacing_minutes": 4}, "workflow.spacing_minutes"),
+        ({"invite_wait_hours": 169}, "workflow.invite_wait_hours"),
+        ({"without": ["nope"]}, "workflow.without[0]"),
+        ({"without": ["invite", "message", "follow_up"]}, "workflow.without"),
+    ):
+        with pytest.raises(GraphError) as err:
+            resolve_workflow({"preset": "standard_connect", **options}, default_note=True, email_fallback=False)
+        assert err.value.field == field

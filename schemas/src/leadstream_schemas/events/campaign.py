@@ -44,6 +44,8 @@ class Strategy(_Part):
     template: Id | None = None
     review: bool = False
     invite_note: bool = True
+    personalise: bool = True
+    """Light personalisation: rephrase each text slightly per recipient (off: every lead gets the same wording)."""
 
 
 # -- the campaign's sequence, delivery and video: typed parts of CampaignCreated (v2) and CampaignUpdated ---------
