@@ -33,7 +33,7 @@ from . import lifecycle as lc
 from . import timers as tm
 from .audience import AudienceCommands
 from .domain.compliance import normalise_email
-from .domain.pacing import PacingError, channel_limits, launch_guard, pace_from
+from .domain.pacing import PacingError, channel_limits, launch_delivery, pace_from
 from .domain.schedule import DAY_NAMES, Schedule, ScheduleError
 from .domain.workflow import Graph, GraphError, resolve_workflow
 from .emit import RootEmitter
@@ -222,20 +222,15 @@ class CampaignCommands:
                     "this workflow sends emails (email fallback): launch with confirm_email_fallback=true to confirm",
                     errors=[{"field": "confirm_email_fallback", "message": "must be true to launch"}],
                 )
-            delivery = dict(campaign.delivery)
-            cap = body.daily_limit if body.daily_limit is not None else int(delivery["daily_cap"])
             try:
-                launch_guard(cap)
+                delivery = launch_delivery(
+                    campaign.delivery,
+                    daily_limit=body.daily_limit,
+                    daily_message_limit=body.daily_message_limit,
+                    daily_email_limit=body.daily_email_limit,
+                )
             except PacingError as exc:
                 raise invalid(exc.field, exc.message) from None
-            if body.daily_limit is not None:
-                delivery.update(
-                    pace="manual",
-                    pace_label=f"Manual: {cap} invites per day",
-                    daily_limit=cap,
-                    daily_cap=cap,
-                    weekly_limit=None,
-                )
             active, skipped = await self._account_check(conn, workspace_id, campaign.account_ids)
             if not active:
                 raise Problem(

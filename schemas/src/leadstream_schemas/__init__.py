@@ -7,6 +7,7 @@ from .base import EVENT_TYPES, Event, event_class, register
 from .envelope import DecodeError, Envelope, decode, derive_id, encode, headers_dict
 from .events.account import (
     HEALTHY_STATUSES,
+    LIMIT_STATUSES,
     AccountConnected,
     AccountConnectionRequested,
     AccountDeleted,
@@ -89,6 +90,7 @@ __all__ = [
     "EVENT_TYPES",
     "HEALTHY_STATUSES",
     "LEAD",
+    "LIMIT_STATUSES",
     "SEARCH",
     "TOPICS",
     "AccountConnected",
