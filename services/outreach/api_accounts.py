@@ -152,15 +152,7 @@ def accounts_router(ctx: OutreachContext) -> APIRouter:
         """Ask the email provider to verify a sender again (a pending one, or one whose verification failed)."""
         now = service.clock.now()
         async with service.engine.connect() as conn:
-            row = (
-                await conn.execute(
-                    select(accounts).where(
-                        accounts.c.account_id == account_id,
-                        accounts.c.workspace_id == ws,
-                        accounts.c.deleted_at.is_(None),
-                    )
-                )
-            ).first()
+            row = await _live(conn, account_id, ws)
         if row is None or row.provider != "email":
             raise not_found("email sender", account_id)
         if row.status not in (PENDING, FAILED):
@@ -289,15 +281,7 @@ def accounts_router(ctx: OutreachContext) -> APIRouter:
     async def get_account(account_id: UUID, ws: str = Depends(workspace_id)) -> dict[str, Any]:
         """One account, with its leases and the reconnect emails sent for it."""
         async with service.engine.connect() as conn:
-            row = (
-                await conn.execute(
-                    select(accounts).where(
-                        accounts.c.account_id == account_id,
-                        accounts.c.workspace_id == ws,
-                        accounts.c.deleted_at.is_(None),
-                    )
-                )
-            ).first()
+            row = await _live(conn, account_id, ws)
             if row is None:
                 raise not_found("account", account_id)
             held = await conn.execute(select(leases.c.campaign_id).where(leases.c.account_id == account_id))
@@ -338,15 +322,7 @@ def accounts_router(ctx: OutreachContext) -> APIRouter:
     async def refresh(account_id: UUID, ws: str = Depends(workspace_id)) -> dict[str, Any]:
         """Ask the provider for the account's status now and apply it."""
         async with service.engine.connect() as conn:
-            row = (
-                await conn.execute(
-                    select(accounts).where(
-                        accounts.c.account_id == account_id,
-                        accounts.c.workspace_id == ws,
-                        accounts.c.deleted_at.is_(None),
-                    )
-                )
-            ).first()
+            row = await _live(conn, account_id, ws)
         if row is None:
             raise not_found("account", account_id)
         if row.provider == "email":
@@ -409,6 +385,14 @@ def accounts_router(ctx: OutreachContext) -> APIRouter:
         return {"status": status, "changed": changed, "account_id": str(account.account_id)}
 
     return r
+
+
+async def _live(conn: AsyncConnection, account_id: UUID, ws: str) -> Row[Any] | None:
+    """The workspace's account (None when unknown, deleted or another workspace's)."""
+    stmt = select(accounts).where(
+        accounts.c.account_id == account_id, accounts.c.workspace_id == ws, accounts.c.deleted_at.is_(None)
+    )
+    return (await conn.execute(stmt)).first()
 
 
 async def _row(conn: AsyncConnection, account_id: UUID) -> Row[Any]:
