@@ -311,16 +311,13 @@ def build_router(core: MessagingCore, service: Service, *, generation_attempts: 
                     f"template: no template {body.template!r} in this workspace",
                     field="template",
                 )
+            # The steps needing a text are the workflow's (outreach decided them, invite notes included): a new
+            # strategy changes how drafts are written and reviewed, not which steps have one.
             strategy = Strategy(**body.model_dump())
-            steps = domain.message_steps(row.workflow, row.delivery, invite_note=strategy.invite_note)
             await conn.execute(
                 update(campaigns)
                 .where(campaigns.c.campaign_id == campaign_id)
-                .values(
-                    strategy=strategy.model_dump(mode="json"),
-                    steps=[s.to_json() for s in steps],
-                    updated_at=service.clock.now(),
-                )
+                .values(strategy=strategy.model_dump(mode="json"), updated_at=service.clock.now())
             )
             campaign = await load_campaign(conn, campaign_id)
             assert campaign is not None

@@ -15,7 +15,7 @@ from datetime import date
 from typing import Any, Literal
 from uuid import UUID
 
-from leadstream_schemas import Channel, Hook, LeadProfileEnriched, Post, Strategy
+from leadstream_schemas import Channel, Hook, LeadProfileEnriched, Post, Strategy, Workflow
 
 # -- limits ---------------------------------------------------------------------------------------
 
@@ -248,90 +248,27 @@ class StepSpec:
         )
 
 
-_DRAFT_MODES = {"draft", "draft_for_approval", "approval", "review", "manual"}
+def message_steps(workflow: Workflow | None) -> list[StepSpec]:
+    """The steps of a campaign that need a text, from its typed workflow (``leadstream_schemas.Workflow``).
 
-
-def email_fallback(delivery: Mapping[str, Any]) -> dict[str, Any] | None:
-    """The email-fallback settings of a campaign's delivery, or None when it is off."""
-    for key in ("email_fallback", "email"):
-        value = delivery.get(key)
-        if value is True:
-            return {}
-        if isinstance(value, Mapping) and value.get("enabled", value.get("fallback", True)):
-            return dict(value)
-    return None
-
-
-def _str_or_none(value: Any) -> str | None:
-    return value if isinstance(value, str) and value.strip() else None
-
-
-def _setting(node: Mapping[str, Any], key: str) -> Any:
-    """A step setting, at the top level of the node (outreach's form) or under its ``config``."""
-    if key in node:
-        return node[key]
-    config = node.get("config")
-    return config.get(key) if isinstance(config, Mapping) else None
-
-
-def _graph_step(node: Mapping[str, Any], invite_note: bool) -> StepSpec | None:
-    action = str(node.get("action") or node.get("type") or "").lower()
-    step_id = str(node.get("id") or action)
-    template = _str_or_none(_setting(node, "template"))
-    needs_text = node.get("needs_text")
-    if action == "invite":
-        explicit = next(
-            (_setting(node, k) for k in ("needs_text", "note", "with_note") if _setting(node, k) is not None), None
-        )
-        has_note = invite_note if explicit is None else bool(explicit)
-        return StepSpec(step_id, Channel.invite, template=template) if has_note else None
-    if needs_text is False:
-        return None
-    if action == "message":
-        return StepSpec(step_id, Channel.message, template=template)
-    if action == "email":
-        subject, body = _str_or_none(_setting(node, "subject")), _str_or_none(_setting(node, "body"))
-        return StepSpec(step_id, Channel.email, template=template, subject=subject, body=body)
-    if action == "comment":
-        # Like outreach, a comment whose mode is not given is drafted for approval (it is public).
-        mode = str(_setting(node, "mode") or "draft").lower()
-        review: ReviewMode = "draft" if mode in _DRAFT_MODES else "auto"
-        return StepSpec(step_id, Channel.comment, review=review, template=template)
-    return None
-
-
-def message_steps(workflow: Mapping[str, Any], delivery: Mapping[str, Any], *, invite_note: bool) -> list[StepSpec]:
-    """The steps of a campaign that need a text, read defensively from its workflow.
-
-    A graph lists its steps (``steps``, or ``nodes``) with an action; its unreachable steps never run
-    and need no text. An invite needs a text only with a note (the step's own ``note``, else the
-    strategy's ``invite_note``). A bare preset (or an empty workflow) means an invite and a message,
-    and an email when the delivery has email fallback on.
+    Outreach decided, when it validated the graph, which steps need a text (an invite only with a note) and
+    their channel; unreachable steps never run and need none. Invites, messages and emails are reviewed as the
+    campaign's strategy says; a comment as its own mode says (``draft``: in the Messaging Lab). No workflow
+    (a v1 record without a step list): no text steps.
     """
+    if workflow is None:
+        return []
     steps: list[StepSpec] = []
-    nodes = next((workflow[k] for k in ("steps", "nodes") if isinstance(workflow.get(k), list) and workflow[k]), None)
-    if nodes is not None:
-        unreachable = {str(x) for x in workflow.get("unreachable") or []}
-        for node in nodes:
-            if isinstance(node, Mapping):
-                step = _graph_step(node, invite_note)
-                if step is not None and step.step_id not in unreachable:
-                    steps.append(step)
-    else:
-        if invite_note:
-            steps.append(StepSpec("invite", Channel.invite))
-        steps.append(StepSpec("message", Channel.message))
-        fallback = email_fallback(delivery)
-        if fallback is not None:
-            subject, body = _str_or_none(fallback.get("subject")), _str_or_none(fallback.get("body"))
-            steps.append(StepSpec("email", Channel.email, subject=subject, body=body))
-    seen: set[str] = set()
-    unique = []
-    for s in steps:
-        if s.step_id not in seen:
-            seen.add(s.step_id)
-            unique.append(s)
-    return unique
+    for step in workflow.text_steps():
+        if step.channel is None:
+            continue
+        review: ReviewMode = "strategy"
+        if step.action == "comment":
+            review = "draft" if step.mode == "draft" else "auto"
+        steps.append(
+            StepSpec(step.id, step.channel, review=review, template=step.template, subject=step.subject, body=step.body)
+        )
+    return steps
 
 
 def needs_review(step: StepSpec, strategy: Strategy) -> bool:

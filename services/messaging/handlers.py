@@ -7,7 +7,6 @@ last of the three to arrive see the other two, even when they are handled at the
 
 from __future__ import annotations
 
-import json
 import logging
 import uuid
 from dataclasses import dataclass
@@ -76,10 +75,6 @@ class Emission:
     discriminator: str
 
 
-def _jsonable(value: Any) -> Any:
-    return json.loads(json.dumps(value, default=str))
-
-
 async def load_campaign(conn: AsyncConnection, campaign_id: UUID) -> CampaignConfig | None:
     """The stored campaign, or None."""
     row = (await conn.execute(select(campaigns).where(campaigns.c.campaign_id == campaign_id))).first()
@@ -131,9 +126,9 @@ class MessagingCore:
         conn = ctx.conn
         await lock_campaign(conn, c.campaign_id)
         strategy = c.strategy
-        steps = domain.message_steps(c.workflow, c.delivery, invite_note=strategy.invite_note)
-        video = c.video_template is not None or c.video_template_id is not None
-        if c.parent_campaign_id is not None and not c.workflow:
+        steps = domain.message_steps(c.workflow)
+        video = c.video is not None
+        if c.parent_campaign_id is not None and c.workflow is None:
             # A worker campaign of a multi-account launch may carry no workflow of its own: use its parent's.
             parent = await load_campaign(conn, c.parent_campaign_id)
             if parent is not None:
@@ -147,10 +142,10 @@ class MessagingCore:
                 name=c.name,
                 parent_campaign_id=c.parent_campaign_id,
                 strategy=strategy.model_dump(mode="json"),
-                workflow=_jsonable(c.workflow),
+                workflow=c.workflow.model_dump(mode="json") if c.workflow else {},
                 steps=[s.to_json() for s in steps],
                 video=video,
-                delivery=_jsonable(c.delivery),
+                delivery=c.delivery.model_dump(mode="json"),
                 created_at=now,
                 updated_at=now,
             )

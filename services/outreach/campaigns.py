@@ -20,6 +20,9 @@ from leadstream_schemas import (
     CampaignPaused,
     CampaignResumed,
     CampaignScheduled,
+    Delivery,
+    VideoSegment,
+    VideoSettings,
 )
 from sqlalchemy import and_, delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert
@@ -44,6 +47,19 @@ from .store import accounts, campaign_workers, campaigns, enrollments, lead_lock
 
 WORKER_NAMESPACE = uuid.UUID("9c1e2f3a-4b5d-5e6f-8a9b-0c1d2e3f4a5b")
 VISIBLE = campaigns.c.state != "deleted"
+
+
+def video_settings(body: CampaignIn) -> VideoSettings | None:
+    """The contract's form of the campaign's video (its template and segments; a segment's name defaults to
+    its field)."""
+    if body.video is None:
+        return None
+    return VideoSettings(
+        template_id=body.video.template_id,
+        segments=[
+            VideoSegment(name=s.name or s.field, field=s.field, fallback=s.fallback) for s in body.video.segments
+        ],
+    )
 
 
 def _email_steps(graph: Graph) -> list[str]:
@@ -125,12 +141,11 @@ class CampaignCommands:
                     campaign_id=campaign_id,
                     name=body.name,
                     audience=Audience(type=body.audience.type, ref=body.audience.ref),
-                    workflow=graph.to_dict(),
+                    workflow=graph.to_model(),
                     strategy=body.strategy,
-                    delivery=delivery,
+                    delivery=Delivery.model_validate(delivery),
                     account_ids=body.account_ids,
-                    video_template_id=body.video.template_id if body.video else None,
-                    video_template=video,
+                    video=video_settings(body),
                 )
             )
             await em.flush(conn)

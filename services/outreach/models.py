@@ -9,6 +9,7 @@ from uuid import UUID
 from leadstream_schemas import Strategy
 from leadstream_schemas.bounds import (
     BODY_MAX,
+    DETAIL_MAX,
     EMAIL_MAX,
     LINE_MAX,
     MAX_BYTES_KEYWORD,
@@ -157,6 +158,14 @@ class DeliveryIn(_In):
         return self
 
 
+class VideoSegmentIn(_In):
+    """A video segment: the variable ``name`` filled from the lead's ``field``, else ``fallback``."""
+
+    name: str | None = Field(None, min_length=1, max_length=200, description="Defaults to the field.")
+    field: Literal["first_name", "last_name", "city", "headline"]
+    fallback: str | None = Field(None, max_length=DETAIL_MAX)
+
+
 VIDEO_MAX_BYTES = 65_536
 VIDEO_MAX_FIELDS = 32
 
@@ -164,7 +173,8 @@ VIDEO_MAX_FIELDS = 32
 class VideoIn(BaseModel):
     """A personalised video template (its segments map to lead fields with fallbacks; see the video service).
 
-    Other fields are kept for the video service; the whole template is at most 64 KiB as JSON.
+    Other fields are stored with the campaign (not carried by its events); the whole template is at most 64 KiB
+    as JSON.
     """
 
     model_config = ConfigDict(
@@ -172,9 +182,7 @@ class VideoIn(BaseModel):
     )
 
     template_id: str = Field(min_length=1, max_length=200)
-    segments: Annotated[list[Annotated[dict[str, Any], FreeJson(max_properties=32, max_bytes=8192)]], Bound(50)] = (
-        Field(default_factory=list)
-    )
+    segments: Annotated[list[VideoSegmentIn], Bound(50)] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _bounded(self) -> VideoIn:

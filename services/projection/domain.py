@@ -894,9 +894,7 @@ def contribution(env: EventRecord) -> Contribution:
     out = Contribution()
     match data:
         case CampaignCreated():
-            video = bool(data.video_template_id or data.video_template)
-            workflow = data.workflow.get("preset") or data.workflow.get("name") or ("custom" if data.workflow else None)
-            pace = data.delivery.get("pace")
+            workflow = (data.workflow.preset or "custom") if data.workflow is not None else None
             patch: Patch = {
                 "workspace_id": ws,
                 "campaign_id": data.campaign_id,
@@ -904,10 +902,10 @@ def contribution(env: EventRecord) -> Contribution:
                 "name": data.name,
                 "audience_type": data.audience.type,
                 "audience_ref": data.audience.ref,
-                "workflow": str(workflow) if workflow is not None else None,
-                "pace": str(pace) if pace is not None else None,
-                "delivery": data.delivery,
-                "video": video,
+                "workflow": workflow,
+                "pace": data.delivery.pace,
+                "delivery": data.delivery.model_dump(mode="json"),
+                "video": data.video is not None,
                 "account_count": len(data.account_ids),
                 "parent_campaign_id": data.parent_campaign_id,
                 "created_at": env.time,

@@ -28,7 +28,7 @@ from typing import Any
 
 from aiokafka import ConsumerRecord, TopicPartition
 from faststream.kafka import KafkaBroker
-from leadstream_schemas import DecodeError, Envelope, Event, decode
+from leadstream_schemas import DecodeError, Envelope, Event, decode, service_source
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -119,7 +119,7 @@ class EventConsumer(GroupConsumer):
         self.handlers: dict[str, Handler] = {cls.event_type: h for cls, h in handlers.items()}
         self.relay = relay
         self.clock = clock or SystemClock()
-        self.source = f"leadstream/{settings.service_name}"
+        self.source = service_source(settings.service_name)
         self._tasks: set[asyncio.Task[None]] = set()
 
     def in_flight(self) -> set[asyncio.Task[Any]]:

@@ -59,6 +59,7 @@ from aiokafka.producer.message_accumulator import BatchBuilder
 from aiokafka.record.default_records import DefaultRecordBatchBuilder
 from aiokafka.structs import TopicPartition
 from leadstream_schemas import Envelope, encode
+from leadstream_schemas.envelope import H_FASTSTREAM_CORRELATION
 from sqlalchemy import delete, func, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -173,11 +174,13 @@ class OutboxRow:
 
 
 def record_headers(stored: Sequence[Sequence[str]]) -> list[tuple[str, bytes]]:
-    """The Kafka headers of a stored row: the contract's, plus FastStream's ``correlation_id``."""
+    """The Kafka headers of a stored row: the contract's, which include FastStream's ``correlation_id``
+    since ``encode`` writes it; rows stored before that get it added here, so every record carries it once."""
     headers = [(str(k), str(v).encode()) for k, v in stored]
+    names = {str(k) for k, _ in stored}
     correlation = faststream_correlation_id({k: v for k, v in stored})
-    if correlation is not None:
-        headers.append(("correlation_id", correlation.encode()))
+    if correlation is not None and H_FASTSTREAM_CORRELATION not in names:
+        headers.append((H_FASTSTREAM_CORRELATION, correlation.encode()))
     return headers
 
 

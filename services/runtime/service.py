@@ -25,7 +25,7 @@ import uvicorn
 from fastapi import APIRouter, FastAPI
 from fastapi.responses import JSONResponse, Response
 from faststream.kafka import KafkaBroker
-from leadstream_schemas import Envelope, Event
+from leadstream_schemas import Envelope, Event, service_source
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import MetaData
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -82,7 +82,7 @@ class Service:
         self.consumers: list[EventConsumer] = []
         self.tasks: list[Task] = []
         self.readiness_checks: list[ReadinessCheck] = []
-        self.source = f"leadstream/{self.name}"
+        self.source = service_source(self.name)
         self.app = FastAPI(title=title or f"leadstream {self.name}", version="1.0.0")
         self.app.state.service = self
         self.app.state.tokens = auth.TokenResolver(self.engine)

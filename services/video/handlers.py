@@ -46,7 +46,7 @@ class VideoHandlers:
         c = env.data
         conn = ctx.conn
         await lock_campaign(conn, c.campaign_id)
-        template = domain.parse_template(c.video_template, c.video_template_id)
+        template = domain.template_of(c.video)
         if template is None and c.parent_campaign_id is not None:
             # A worker campaign of a multi-account launch may not repeat its parent's video template.
             parent = (

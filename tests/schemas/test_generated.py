@@ -12,7 +12,13 @@ from typing import Any
 
 import pytest
 from leadstream_schemas import EVENT_TYPES, TOPICS
-from leadstream_schemas.envelope import H_CAUSATION, H_CORRELATION, H_TRACEPARENT, REQUIRED_HEADERS
+from leadstream_schemas.envelope import (
+    H_CAUSATION,
+    H_CORRELATION,
+    H_FASTSTREAM_CORRELATION,
+    H_TRACEPARENT,
+    REQUIRED_HEADERS,
+)
 from leadstream_schemas.generate import (
     ASYNCAPI_FILE,
     JSONSCHEMA_DIR,
@@ -129,7 +135,16 @@ def test_asyncapi_messages_document_headers_and_point_at_the_json_schemas() -> N
     assert sorted(m["name"] for m in messages.values()) == sorted(EVENT_TYPES)
     headers = doc["components"]["schemas"]["CloudEventsHeaders"]
     assert sorted(headers["properties"]) == sorted(
-        [*REQUIRED_HEADERS, "ce_subject", "content-type", "campaignid", H_CORRELATION, H_CAUSATION, H_TRACEPARENT]
+        [
+            *REQUIRED_HEADERS,
+            "ce_subject",
+            "content-type",
+            "campaignid",
+            H_CORRELATION,
+            H_CAUSATION,
+            H_TRACEPARENT,
+            H_FASTSTREAM_CORRELATION,
+        ]
     )
     assert set(REQUIRED_HEADERS) <= set(headers["required"])
     for message in messages.values():

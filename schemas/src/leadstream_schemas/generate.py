@@ -28,6 +28,7 @@ from .envelope import (
     H_CAUSATION,
     H_CONTENT_TYPE,
     H_CORRELATION,
+    H_FASTSTREAM_CORRELATION,
     H_ID,
     H_SOURCE,
     H_SPECVERSION,
@@ -36,6 +37,7 @@ from .envelope import (
     H_TRACEPARENT,
     H_TYPE,
     H_WORKSPACE,
+    SOURCE_PATTERN,
     SPECVERSION,
 )
 from .topics import TOPICS, Topic
@@ -101,7 +103,11 @@ _HEADER_SCHEMAS: dict[str, Schema] = {
         "consumers deduplicate on it.",
     },
     H_TYPE: {"type": "string", "description": "Versioned event type, e.g. leadstream.lead.discovered.v1."},
-    H_SOURCE: {"type": "string", "description": "The emitting service, e.g. /leadstream/enrichment."},
+    H_SOURCE: {
+        "type": "string",
+        "pattern": SOURCE_PATTERN,
+        "description": "The emitting service: leadstream/<service>, e.g. leadstream/enrichment.",
+    },
     H_TIME: {"type": "string", "format": "date-time", "description": "When the fact happened (RFC 3339, UTC)."},
     H_SUBJECT: {"type": "string", "description": "The record key: the id in the event's key field (never personal)."},
     H_CONTENT_TYPE: {"type": "string", "const": CONTENT_TYPE, "description": "Media type of the record value."},
@@ -113,10 +119,30 @@ _HEADER_SCHEMAS: dict[str, Schema] = {
         "description": "Id of the root event of this chain (the request that started it).",
     },
     H_CAUSATION: {"type": "string", "format": "uuid", "description": "Id of the event this one answers."},
-    H_TRACEPARENT: {"type": "string", "description": "W3C trace context, so a trace follows a lead across services."},
+    H_FASTSTREAM_CORRELATION: {
+        "type": "string",
+        "format": "uuid",
+        "description": "FastStream's correlation header (message.correlation_id): the same value as correlationid, "
+        "or ce_id for a root event.",
+    },
+    H_TRACEPARENT: {
+        "type": "string",
+        "pattern": "^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$",
+        "description": "W3C trace context, so a trace follows a lead across services.",
+    },
 }
 # What ``encode`` always writes; the other headers are present when they apply.
-_ALWAYS_PRESENT = [H_SPECVERSION, H_ID, H_TYPE, H_SOURCE, H_TIME, H_SUBJECT, H_CONTENT_TYPE, H_WORKSPACE]
+_ALWAYS_PRESENT = [
+    H_SPECVERSION,
+    H_ID,
+    H_TYPE,
+    H_SOURCE,
+    H_TIME,
+    H_SUBJECT,
+    H_CONTENT_TYPE,
+    H_WORKSPACE,
+    H_FASTSTREAM_CORRELATION,
+]
 
 
 def _channel_id(topic: Topic, dlq: bool = False) -> str:

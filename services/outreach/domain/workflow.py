@@ -21,6 +21,10 @@ from dataclasses import dataclass
 from itertools import pairwise
 from typing import Any
 
+from leadstream_schemas import Edge as EdgeModel
+from leadstream_schemas import Step as StepModel
+from leadstream_schemas import Workflow
+
 ACTIONS = ("comment", "like", "invite", "message", "email")
 TEXT_CHANNELS = {"invite": "invite", "message": "message", "email": "email", "comment": "comment"}
 CONDITIONS = ("always", "accepted", "not_accepted")
@@ -52,6 +56,7 @@ class Step:
     subject: str | None = None
     body: str | None = None
     accept_timeout_hours: int = DEFAULT_ACCEPT_TIMEOUT_HOURS
+    template: str | None = None
 
     @property
     def needs_text(self) -> bool:
@@ -79,7 +84,24 @@ class Step:
             out["mode"] = self.mode
         if self.action == "email":
             out.update(subject=self.subject, body=self.body)
+        if self.template:
+            out["template"] = self.template
         return out
+
+    def to_model(self) -> StepModel:
+        """The contract's form (``leadstream_schemas.Step``), carried by campaign events."""
+        return StepModel(
+            id=self.id,
+            action=self.action,  # one of ACTIONS (validate_graph)
+            needs_text=self.needs_text,
+            channel=self.channel,
+            note=self.note if self.action == "invite" else False,
+            mode="draft" if self.action == "comment" and self.mode == "draft" else "auto",
+            accept_timeout_hours=self.accept_timeout_hours if self.action == "invite" else None,
+            subject=self.subject if self.action == "email" else None,
+            body=self.body if self.action == "email" else None,
+            template=self.template,
+        )
 
 
 @dataclass(frozen=True)
@@ -99,6 +121,15 @@ class Edge:
             "condition": self.condition,
             "delay_minutes": self.delay_minutes,
         }
+
+    def to_model(self) -> EdgeModel:
+        """The contract's form (``leadstream_schemas.Edge``)."""
+        return EdgeModel(
+            source=self.source,
+            target=self.target,
+            condition=self.condition,  # one of CONDITIONS (validate_graph)
+            delay_minutes=self.delay_minutes,
+        )
 
 
 @dataclass(frozen=True)
@@ -153,6 +184,17 @@ class Graph:
             "unreachable": list(self.unreachable),
         }
 
+    def to_model(self) -> Workflow:
+        """The contract's form (``leadstream_schemas.Workflow``), carried by ``CampaignCreated.workflow``."""
+        return Workflow(
+            preset=self.preset,
+            start=self.start,
+            steps=[self.steps[s].to_model() for s in self.steps],
+            edges=[e.to_model() for e in self.edges],
+            warnings=list(self.warnings),
+            unreachable=list(self.unreachable),
+        )
+
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Graph:
         """Read a graph stored by :meth:`to_dict` (already validated: no checks here)."""
@@ -166,6 +208,7 @@ class Graph:
                 subject=s.get("subject"),
                 body=s.get("body"),
                 accept_timeout_hours=int(s.get("accept_timeout_hours", DEFAULT_ACCEPT_TIMEOUT_HOURS)),
+                template=s.get("template"),
             )
         edges = tuple(Edge(e["from"], e["to"], e["condition"], int(e["delay_minutes"])) for e in data["edges"])
         return cls(
@@ -293,6 +336,9 @@ def _parse_steps(raw_steps: Any, default_note: bool) -> dict[str, Step]:
         timeout = s.get("accept_timeout_hours", DEFAULT_ACCEPT_TIMEOUT_HOURS)
         timeout = _int_in(timeout, f"{path}.accept_timeout_hours", *ACCEPT_TIMEOUT_HOURS, "accept timeout (hours)")
         note = bool(s.get("note", default_note)) and action == "invite"
+        template = s.get("template")
+        if template is not None and (not isinstance(template, str) or not 0 < len(template) <= 200):
+            raise GraphError(f"{path}.template", "template is a template name or id of 1-200 characters")
         steps[sid] = Step(
             id=sid,
             action=action,
@@ -301,6 +347,7 @@ def _parse_steps(raw_steps: Any, default_note: bool) -> dict[str, Step]:
             subject=s.get("subject"),
             body=s.get("body"),
             accept_timeout_hours=timeout,
+            template=template,
         )
     return steps
 

@@ -195,8 +195,10 @@ async def test_transitions_leases_and_skipped_accounts(o: Outreach) -> None:
     launched_event = of_type(got, "CampaignLaunched")[0].data
     assert launched_event.account_ids == [uuid.UUID(a)] and list(launched_event.skipped_accounts) == [b]
     created = of_type(got, "CampaignCreated")[0].data
-    assert created.workflow["preset"] == "standard_connect" and created.strategy.review is False
-    assert created.delivery["daily_cap"] == 20 and created.account_ids == [uuid.UUID(a), uuid.UUID(b)]
+    assert created.workflow is not None and created.workflow.preset == "standard_connect"
+    assert [s.id for s in created.workflow.text_steps()] == ["invite", "message", "follow_up"]
+    assert created.strategy.review is False
+    assert created.delivery.daily_cap == 20 and created.account_ids == [uuid.UUID(a), uuid.UUID(b)]
 
 
 async def test_presets_are_documented(o: Outreach) -> None:

@@ -145,7 +145,9 @@ async def test_first_action_waits_for_the_video(
     assert got[with_video].data.video_url == "https://video.example/v/1.mp4" and got[with_video].time == MONDAY
     assert got[late].data.video_url is None and got[late].time == MONDAY + timedelta(minutes=60)
     created_event = of_type(await o.events(), "CampaignCreated")[0].data
-    assert created_event.video_template_id == "vt-intro" and created_event.video_template is not None
+    video = created_event.video
+    assert video is not None and video.template_id == "vt-intro"
+    assert [(s.name, s.field, s.fallback) for s in video.segments] == [("city", "city", "your city")]
 
 
 async def test_invitation_limit_pauses_the_account_not_the_leads(

@@ -60,7 +60,6 @@ async def test_events_arrive_signed_at_the_checked_address_and_the_log_says_so(
                 campaign_id=uuid.uuid4(),
                 name="not selected",
                 audience=Audience(type="source_group", ref="sg"),
-                workflow={"preset": "standard_connect"},
             )
             skipped = [envelope(campaign, ws), envelope(discovered(lead), "ws-hooks-someone-else")]
             wanted = [envelope(discovered(lead), ws), envelope(replied(lead), ws)]
@@ -284,8 +283,9 @@ async def test_redelivery_and_secret_rotation(make_settings: Any, start_service:
 async def test_a_crash_after_the_receiver_answered_repeats_the_same_webhook_id(
     make_settings: Any, start_service: Any, topic_prefix: str, monkeypatch: Any
 ) -> None:
-    """The attempt's outcome is committed after the answer: if that commit never happens, the delivery is
-    still pending and is attempted again, with the same webhook-id, so the receiver can tell."""
+    """The attempt's outcome is committed after the answer: if that commit never happens (the connection
+    breaks while the database still answers), the delivery stays pending, the runtime's durable timers retry
+    it after their backoff, and it is attempted again with the same webhook-id, so the receiver can tell."""
     ws = "ws-hooks-crash"
     real_finish = webhooks_store.finish_attempt
     crashes: list[str] = []
@@ -298,12 +298,23 @@ async def test_a_crash_after_the_receiver_answered_repeats_the_same_webhook_id(
 
     monkeypatch.setattr(webhooks_store, "finish_attempt", crash_once)
     async with Receiver().running() as receiver:
-        service = await start(make_settings, start_service, FakeClock())
+        clock = FakeClock()
+        service = await start(make_settings, start_service, clock)
         async with api(service, ws) as client:
             sub = await subscribe(client, receiver.url)
         receiver.secrets = [sub["secret"]]
         event = envelope(discovered(uuid.uuid4()), ws)
         await produce_events(service.settings.kafka_bootstrap_servers, topic_prefix, [event])
+
+        async def failure_recorded() -> Any:
+            rows = await delivery_rows(service, sub["subscription_id"])
+            return rows if rows and rows[0].last_error else None
+
+        (failed,) = await wait_for(failure_recorded, what="the failed recording noted on the delivery")
+        assert failed.status == "pending" and failed.attempts == 1
+        assert "ConnectionResetError" in failed.last_error
+        assert len(receiver.requests) == 1  # not retried before its backoff
+        clock.advance(failed.next_attempt_at - clock.now())
 
         async def delivered() -> Any:
             rows = await delivery_rows(service, sub["subscription_id"])
@@ -312,4 +323,4 @@ async def test_a_crash_after_the_receiver_answered_repeats_the_same_webhook_id(
         (row,) = await wait_for(delivered, what="delivered after the crash")
         assert crashes == [str(event.id)]
         assert receiver.accepted_ids() == [str(event.id)] * 2  # answered twice, same webhook-id
-        assert row.attempts == 1  # the crashed attempt's outcome was never committed
+        assert row.attempts == 2  # the failed recording counted as an attempt; its outcome was never committed
