@@ -10,6 +10,7 @@ from leadstream_schemas import LeadEnrichmentFailed, LeadPostMatched, Post
 
 from services.messaging.app import build
 from services.messaging.settings import MessagingSettings
+from services.outreach.domain.workflow import resolve_workflow
 from services.runtime.clock import FakeClock
 from tests.services.messaging.helpers import LEAD_TOPIC, campaign_created, enrolled, env, events, profile
 from tests.support.kafka import produce_events, read_until
@@ -134,14 +135,18 @@ async def test_a_lead_found_by_a_posts_watch_is_written_to_on_the_post_that_matc
     s = settings(make_settings)
     await start_service(build(s, clock=FakeClock()))
     campaign, watched, other = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
-    workflow = {
-        "steps": [
-            {"id": "comment", "action": "comment", "mode": "auto"},
-            {"id": "message", "action": "message"},
-        ],
-        "edges": [{"from": "comment", "to": "message", "delay_minutes": 60}],
-        "start": "comment",
-    }
+    workflow = resolve_workflow(  # outreach's validated graph, as CampaignCreated carries it
+        {
+            "steps": [
+                {"id": "comment", "action": "comment", "mode": "auto"},
+                {"id": "message", "action": "message"},
+            ],
+            "edges": [{"from": "comment", "to": "message", "delay_minutes": 60}],
+            "start": "comment",
+        },
+        default_note=False,
+        email_fallback=False,
+    ).to_model()
     post = Post(
         text="Honestly struggling with outbound since our SDR left. Any sequencer you would recommend?",
         topic="struggling with outbound",
