@@ -151,19 +151,20 @@ class Senders:
         if verdict.status == "verified":
             await self.verified(conn, em, account, now)
             return
+        due = self._next_check(now, now)
         await tm.schedule(
             conn,
             key=check_key(account.account_id),
             workspace_id=account.workspace_id,
             kind=SENDER_CHECK,
-            due_at=now + self.interval,
+            due_at=due,
             now=now,
             account_id=account.account_id,
         )
-        await conn.execute(
+        await conn.execute(  # asked again: the check that ended starts over
             update(timers)
             .where(timers.c.key == check_key(account.account_id))
-            .values(state="pending", due_at=now + self.interval, attempts=0, outcome=None, updated_at=now)
+            .values(state="pending", due_at=due, attempts=0, outcome=None, updated_at=now)
         )
 
     async def verified(self, conn: AsyncConnection, em: Emitter, account: Row[Any], now: datetime) -> bool:
@@ -247,7 +248,13 @@ class Senders:
             return
         status = await self.check(conn, em, account, now)
         if status == "pending":
-            await tm.postpone(conn, timer.id, min(now + self.interval, _deadline(account, self.timeout)), now)
+            requested = account.verification_requested_at or account.created_at
+            await tm.postpone(conn, timer.id, self._next_check(requested, now), now)
+
+    def _next_check(self, requested: datetime, now: datetime) -> datetime:
+        """The provider is asked every interval until the deadline; outreach's own link has only the deadline."""
+        deadline = requested + self.timeout
+        return min(now + self.interval, deadline) if isinstance(self.email, SenderVerifier) else deadline
 
     async def _stop_checks(self, conn: AsyncConnection, account_id: UUID, now: datetime, outcome: str) -> None:
         await conn.execute(
@@ -255,11 +262,6 @@ class Senders:
             .where(timers.c.key == check_key(account_id), timers.c.state.in_(tm.LIVE))
             .values(state="done", outcome=outcome, waiting_for=None, updated_at=now)
         )
-
-
-def _deadline(account: Row[Any], timeout: timedelta) -> datetime:
-    requested: datetime = account.verification_requested_at or account.created_at
-    return requested + timeout
 
 
 async def _lock(conn: AsyncConnection, account_id: UUID | None) -> Row[Any] | None:

@@ -198,3 +198,11 @@ async def test_a_provider_without_verification_gets_a_signed_confirmation_link(
     got = await o.api("GET", f"/v1/accounts/{account}", 200)
     assert (got["status"], got["sender_email_verified"]) == ("connected", True)
     assert (await o.api("GET", f"/v1/accounts/{other['account_id']}", 200))["status"] == "pending"
+    # Nobody to ask in between: the unconfirmed address is looked at once, at its deadline.
+    async with o.service.engine.connect() as conn:
+        check = (await conn.execute(select(timers).where(timers.c.key == f"sender:{other['account_id']}"))).one()
+    assert (check.state, check.due_at) == ("pending", MONDAY + timedelta(hours=72))
+    await o.drive(MONDAY + timedelta(hours=73))
+    expired = await o.api("GET", f"/v1/accounts/{other['account_id']}", 200)
+    assert expired["status"] == "verification_failed" and "72 hours" in expired["verification"]["detail"]
+    assert (await o.api("GET", f"/v1/accounts/{account}", 200))["status"] == "connected"  # the confirmed one stays
