@@ -267,6 +267,8 @@ def _run_demo(*, once: bool, leads: int, timeout_s: float, env: dict[str, str], 
     fleet = ServiceFleet(
         env={
             **env,
+            # The demo is development: simulated providers, development keys, /docs served.
+            "LEADSTREAM_ENV": "development",
             "LEADSTREAM_CLOCK_SCALE": str(CLOCK_SCALE),
             "LEADSTREAM_CLOCK_EPOCH": started.isoformat(),
             "LEADSTREAM_SIMULATED_SEED": str(int(started.timestamp())),

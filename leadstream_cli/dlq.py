@@ -20,6 +20,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 import typer
@@ -226,6 +227,25 @@ class RedriveReport:
     by_code: Counter[str] = field(default_factory=Counter)
     omitted: list[DeadLetter] = field(default_factory=list)
     """Matching dead letters whose value is not in the DLQ (``dlq_value_omitted``): never re-driven."""
+    stale: list[DeadLetter] = field(default_factory=list)
+    """Matching dead letters whose event is older than the consumers' dedupe memory: not re-driven by default."""
+
+
+def stale_before(settings: RuntimeSettings, now: datetime) -> datetime:
+    """Events older than this may have been handled by a consumer that has since forgotten their id
+    (``processed_events`` keeps ids for ``LEADSTREAM_PROCESSED_EVENTS_RETENTION_DAYS``): re-driving one could
+    apply its effect twice. A day of margin for clocks and for the sweep's interval."""
+    return now - timedelta(days=settings.processed_events_retention_days - 1)
+
+
+def _event_time(record: ConsumerRecord[Any, Any]) -> datetime | None:
+    from leadstream_schemas import headers_dict
+
+    raw = headers_dict(record.headers).get("ce_time")
+    try:
+        return datetime.fromisoformat(raw) if raw else None
+    except ValueError:
+        return None
 
 
 def redrive_headers(headers: Any) -> list[tuple[str, bytes]]:
@@ -241,6 +261,7 @@ async def redrive(
     group: str | None = None,
     dry_run: bool = False,
     from_beginning: bool = False,
+    allow_stale: bool = False,
     on_progress: Callable[[int, int, float], None] | None = None,
 ) -> RedriveReport:
     """Re-publish the matching dead letters of ``topic``'s DLQ to their original topic (see the module docstring).
@@ -254,8 +275,10 @@ async def redrive(
     from services.runtime.kafka import client_security, create_producer
 
     physical = dlq_topic(settings, topic)
+    horizon = stale_before(settings, datetime.now(UTC))
     tps = await _partitions(settings, physical)
     report = RedriveReport(redrive_group(physical, error_code, group))
+    horizon = stale_before(settings, datetime.now(UTC))
     consumer = AIOKafkaConsumer(
         bootstrap_servers=settings.kafka_bootstrap_servers,
         client_id="leadstream-dlq-redrive",
@@ -291,6 +314,10 @@ async def redrive(
                     report.matched += 1
                     if letter.value_omitted is not None:
                         report.omitted.append(letter)
+                        continue
+                    when = _event_time(r)
+                    if not allow_stale and when is not None and when < horizon:
+                        report.stale.append(letter)
                         continue
                     target = letter.original_topic or physical.removesuffix(".dlq")
                     report.by_topic[target] += 1
@@ -409,6 +436,13 @@ def redrive_command(
         bool,
         typer.Option("--from-beginning", help="Forget this filter's progress: consider every dead letter again."),
     ] = False,
+    allow_stale: Annotated[
+        bool,
+        typer.Option(
+            "--allow-stale",
+            help="Also re-drive events older than the consumers' dedupe memory (processed-events retention).",
+        ),
+    ] = False,
 ) -> None:
     """Re-publish dead letters to their original topic (dlq_original_topic) so the consumers handle them again.
 
@@ -422,7 +456,8 @@ def redrive_command(
     broker's offsets.retention.minutes (7 days by default).
 
     Re-driving a record twice, or one whose event was meanwhile handled, is harmless: consumers
-    deduplicate by event id (processed_events).
+    deduplicate by event id (processed_events). They remember ids for LEADSTREAM_PROCESSED_EVENTS_RETENTION_DAYS,
+    so dead letters whose event is older than that (less a day) are skipped and listed unless --allow-stale.
     """
     settings = RuntimeSettings()
     with progress_bar() as bar:
@@ -440,6 +475,7 @@ def redrive_command(
                 group=group,
                 dry_run=dry_run,
                 from_beginning=from_beginning,
+                allow_stale=allow_stale,
                 on_progress=show,
             )
         )
@@ -457,6 +493,14 @@ def redrive_command(
             "read it at the original offset):"
         )
         for d in report.omitted:
+            console.print(f"  dlq {d.partition}/{d.offset} from {escape(d.origin)} event {escape(d.event_id or '?')}")
+    if report.stale:
+        console.print(
+            f"[yellow]skipped[/] {len(report.stale):,} whose event is older than the consumers' dedupe memory "
+            f"({settings.processed_events_retention_days:g} days): a consumer that handled it may have forgotten "
+            "it and would apply it twice; --allow-stale --from-beginning re-drives them anyway"
+        )
+        for d in report.stale:
             console.print(f"  dlq {d.partition}/{d.offset} from {escape(d.origin)} event {escape(d.event_id or '?')}")
     if dry_run:
         console.print("dry run: nothing published, no progress committed")

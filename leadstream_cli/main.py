@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import json
 import os
 import subprocess
+import uuid
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.runtime.settings import RuntimeSettings
 
@@ -130,33 +134,143 @@ def run(service: Annotated[str, typer.Argument(help=f"One of: {', '.join(SERVICE
     run_service(service_builder(service))
 
 
-@tokens_app.command("create")
-def tokens_create(
-    workspace: Annotated[str, typer.Option(help="Workspace id the token grants access to (at most 200 characters).")],
-    label: Annotated[str, typer.Option(help="A note to recognise the token by (at most 200 characters).")] = "",
-) -> None:
-    """Create an API token for a workspace and print it (only its hash is stored)."""
-    from leadstream_schemas.bounds import unstorable
-
-    for name, value in (("--workspace", workspace), ("--label", label)):
-        problem = "must be at most 200 characters" if len(value) > 200 else unstorable(value)
-        if problem or (name == "--workspace" and not value.strip()):
-            raise typer.BadParameter(problem or "must not be empty", param_hint=name)
+async def _token_engine() -> AsyncEngine:
+    """An engine on the identity schema, migrated first (the command may run before any service did)."""
     from services.runtime import auth
     from services.runtime.db import create_engine
     from services.runtime.migrations import upgrade
 
     settings = RuntimeSettings()
+    await upgrade(auth.MIGRATIONS_DIR, settings.database_url, auth.IDENTITY_SCHEMA)
+    return create_engine(settings.database_url)
 
-    async def go() -> str:
-        await upgrade(auth.MIGRATIONS_DIR, settings.database_url, auth.IDENTITY_SCHEMA)
-        engine = create_engine(settings.database_url)
+
+def _token_row(info: Any) -> dict[str, Any]:
+    return {
+        "token_id": str(info.token_id),
+        "workspace_id": info.workspace_id,
+        "label": info.label,
+        "scopes": info.scopes,
+        "prefix": info.prefix,
+        "created_at": info.created_at.isoformat(),
+        "expires_at": info.expires_at.isoformat() if info.expires_at else None,
+        "revoked_at": info.revoked_at.isoformat() if info.revoked_at else None,
+    }
+
+
+@tokens_app.command("create")
+def tokens_create(
+    workspace: Annotated[str, typer.Option(help="Workspace id the token grants access to (at most 200 characters).")],
+    scope: Annotated[
+        list[str],
+        typer.Option(
+            help="read, write or admin (each includes the lower ones; admin deletes accounts, manages tokens)."
+        ),
+    ],
+    label: Annotated[str, typer.Option(help="A note to recognise the token by (at most 200 characters).")] = "",
+    expires_in_days: Annotated[int, typer.Option(min=1, max=3650, help="The token stops working after this.")] = 90,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the token and its details as JSON.")] = False,
+) -> None:
+    """Create an API token for a workspace and print it (shown once: only its hash is stored)."""
+    from leadstream_schemas.bounds import unstorable
+
+    from services.runtime import auth
+
+    for name, value in (("--workspace", workspace), ("--label", label)):
+        problem = "must be at most 200 characters" if len(value) > 200 else unstorable(value)
+        if problem or (name == "--workspace" and not value.strip()):
+            raise typer.BadParameter(problem or "must not be empty", param_hint=name)
+    try:
+        auth.normalise_scopes(scope)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--scope") from None
+
+    async def go() -> auth.NewToken:
+        engine = await _token_engine()
         try:
-            return await auth.create_token(engine, workspace, label)
+            expires = datetime.now(UTC) + timedelta(days=expires_in_days)
+            return await auth.issue_token(engine, workspace, scopes=scope, label=label, expires_at=expires)
         finally:
             await engine.dispose()
 
-    console.print(asyncio.run(go()))
+    made = asyncio.run(go())
+    if as_json:
+        print(json.dumps({"token": made.token, **_token_row(made.info)}))
+        return
+    console.print(made.token)
+    console.print(
+        f"[dim]id {made.info.token_id} · scopes {', '.join(made.info.scopes)} · expires "
+        f"{made.info.expires_at:%Y-%m-%d} · shown only now[/]"
+    )
+
+
+@tokens_app.command("list")
+def tokens_list(
+    workspace: Annotated[str, typer.Option(help="Workspace whose tokens to list.")],
+    include_revoked: Annotated[bool, typer.Option("--all", help="Include revoked tokens.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
+) -> None:
+    """List a workspace's tokens: id, label, scopes, first characters, expiry (never the tokens themselves)."""
+    from services.runtime import auth
+
+    async def go() -> list[auth.TokenInfo]:
+        engine = await _token_engine()
+        try:
+            out: list[auth.TokenInfo] = []
+            after = None
+            while True:
+                page = await auth.list_tokens(engine, workspace, include_revoked=include_revoked, after=after)
+                out += page
+                if len(page) < 200:
+                    return out
+                after = page[-1].token_id
+        finally:
+            await engine.dispose()
+
+    rows = asyncio.run(go())
+    if as_json:
+        for info in rows:
+            print(json.dumps(_token_row(info)))
+        return
+    table = Table("token id", "label", "scopes", "starts with", "created", "expires", "revoked", title=workspace)
+    for info in rows:
+        r = _token_row(info)
+        table.add_row(
+            r["token_id"],
+            escape(info.label),
+            ", ".join(info.scopes),
+            info.prefix + "…",
+            r["created_at"][:16],
+            (r["expires_at"] or "never")[:16],
+            (r["revoked_at"] or "")[:16],
+        )
+    console.print(table)
+
+
+@tokens_app.command("revoke")
+def tokens_revoke(token_id: Annotated[str, typer.Argument(help="The token's id (from `tokens list`).")]) -> None:
+    """Revoke a token: every service refuses it within a second."""
+    from services.runtime import auth
+
+    try:
+        ident = uuid.UUID(token_id)
+    except ValueError:
+        raise typer.BadParameter("not a token id (a UUID from `leadstream tokens list`)") from None
+
+    async def go() -> auth.TokenInfo | None:
+        engine = await _token_engine()
+        try:
+            return await auth.revoke_token(engine, ident, datetime.now(UTC))
+        finally:
+            await engine.dispose()
+
+    info = asyncio.run(go())
+    if info is None:
+        console.print(f"[red]no token {token_id}[/]")
+        raise typer.Exit(1)
+    console.print(
+        f"revoked {info.token_id} ({escape(info.label) or 'no label'}, workspace {escape(info.workspace_id)})"
+    )
 
 
 @app.command()

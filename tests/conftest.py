@@ -24,6 +24,10 @@ from tests.support.servers import DedicatedServers
 
 TEST_PARTITIONS = 3
 
+# Tests run in development: unset secrets get their development values and /docs is served. Tests of the
+# production policy pass env="production" themselves; services started as processes inherit this.
+os.environ["LEADSTREAM_ENV"] = "development"
+
 
 @pytest.fixture(scope="session")
 def infra() -> Infra:
@@ -136,6 +140,7 @@ def subprocess_env(infra: Infra, database_url: str, topic_prefix: str) -> dict[s
             "DATABASE_URL": database_url,
             "LEADSTREAM_TOPIC_PREFIX": topic_prefix,
             "LEADSTREAM_TOPIC_PARTITIONS": str(TEST_PARTITIONS),
+            "LEADSTREAM_METRICS_PORT": "0",  # a free port: several runs share the machine
         }
     )
     return env

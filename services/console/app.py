@@ -19,7 +19,7 @@ from services.runtime.clock import Clock, SystemClock
 from services.runtime.service import Service
 
 from .backends import Backends
-from .pages import build_router
+from .pages import STATIC_FILES, build_router
 from .sessions import SessionStore, Vault
 from .settings import ConsoleSettings
 from .store import metadata, runtime_tables
@@ -67,7 +67,7 @@ def build(
         title="leadstream console",
         kafka=False,
     )
-    vault = Vault(settings.console_session_secret.get_secret_value())
+    vault = Vault(settings.keys("console_session_secret").keys)
     store = SessionStore(
         service.engine,
         vault,
@@ -81,7 +81,7 @@ def build(
     install_error_pages(service.app, console)
     vendor = vendor_files(settings)
 
-    @service.app.get("/static/vendor/{name}", include_in_schema=False)
+    @service.app.get("/static/vendor/{name}", include_in_schema=False, openapi_extra=STATIC_FILES)
     async def vendor_file(name: str) -> FileResponse:
         path = vendor.get(name)
         if path is None:

@@ -172,11 +172,11 @@ class ProjectionApi(Backend):
         return await self.call(token, "GET", f"/v1/leads/{lead_id}", models.Lead)
 
     async def timeline(self, token: str, lead_id: UUID) -> models.Timeline:
-        params = {"limit": 1000}
+        params = {"limit": 200}  # the most a page holds (a lead's timeline is a few dozen events)
         return await self.call(token, "GET", f"/v1/leads/{lead_id}/timeline", models.Timeline, params=params)
 
     async def accounts(self, token: str) -> models.Accounts:
-        return await self.call(token, "GET", "/v1/accounts", models.Accounts)
+        return await self.call(token, "GET", "/v1/accounts", models.Accounts, params={"limit": 200})
 
     def changes(self, token: str, last_event_id: str | None) -> contextlib.AbstractAsyncContextManager[Any]:
         """The workspace's change stream (see the projection's ``/v1/changes/stream``)."""

@@ -8,11 +8,13 @@ from datetime import datetime
 from typing import Annotated, Any
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi import APIRouter, Depends, Header, Query, Request, Security
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 from sse_starlette import EventSourceResponse, ServerSentEvent
+
+from services.runtime.auth import browser
 
 from . import domain, models
 from .backends import BackendUnavailable, SignedOut
@@ -49,19 +51,36 @@ async def signed_in(request: Request) -> Session:
 
 
 Signed = Annotated[Session, Depends(signed_in)]
-Bearer = Annotated[HTTPAuthorizationCredentials | None, Depends(HTTPBearer(auto_error=False))]
+
+
+async def csrf_form(request: Request) -> dict[str, str]:
+    """The POSTed form once its CSRF token matched the cookie (FastAPI dependency); else a refusal page."""
+    console: Console = request.app.state.console
+    return await console.check_csrf(request)
+
+
+CsrfForm = Annotated[dict[str, str], Depends(csrf_form)]
+
+# What authenticates each kind of browser route (the pages are not in the OpenAPI document; the routes test holds
+# each to its kind: a PAGE depends on `signed_in`, every form POST on `csrf_form`).
+PAGE = browser("a console page: the session cookie made when signing in with a workspace token")
+SIGN_IN = browser("signing in or out: public by purpose; its form POSTs carry the CSRF token")
+STATIC_FILES = browser("the console's static files: no data")
+# The token is checked by the projection (its read scope): the console holds no identity of its own. Declared with
+# its scope so the OpenAPI document says what the route needs (tests/services/test_routes.py).
+Bearer = Annotated[HTTPAuthorizationCredentials | None, Security(HTTPBearer(auto_error=False), scopes=["read"])]
 
 
 def build_router(console: Console) -> list[APIRouter]:
     """Every route of the console: the pages (not in the OpenAPI document) and the small JSON API."""
-    router = APIRouter(include_in_schema=False)
+    router = APIRouter(include_in_schema=False)  # each route says what authenticates it: PAGE, SIGN_IN, STATIC_FILES
     api = APIRouter(prefix="/v1", tags=["console"])
     projection = console.backends.projection
     size = console.settings.console_page_size
 
     # -- signing in and out -----------------------------------------------------------------------
 
-    @router.get("/sign-in", response_class=HTMLResponse)
+    @router.get("/sign-in", response_class=HTMLResponse, openapi_extra=SIGN_IN)
     async def sign_in_page(
         request: Request,
         next: Annotated[str | None, Query(max_length=500)] = None,
@@ -72,9 +91,8 @@ def build_router(console: Console) -> list[APIRouter]:
         notice = "Your session ended: sign in again." if expired else None
         return console.render(request, "sign_in.html", next=domain.safe_next(next), notice=notice, error=None)
 
-    @router.post("/sign-in", response_class=HTMLResponse)
-    async def sign_in(request: Request) -> Response:
-        form = await console.check_csrf(request)
+    @router.post("/sign-in", response_class=HTMLResponse, openapi_extra=SIGN_IN)
+    async def sign_in(request: Request, form: CsrfForm) -> Response:
         token = (form.get("token") or "").strip()
         target = domain.safe_next(form.get("next"))
         error = None
@@ -97,14 +115,13 @@ def build_router(console: Console) -> list[APIRouter]:
                 return response
         return console.render(request, "sign_in.html", status=400, next=target, notice=None, error=error)
 
-    @router.get("/sign-in/link/{code}", response_class=HTMLResponse)
+    @router.get("/sign-in/link/{code}", response_class=HTMLResponse, openapi_extra=SIGN_IN)
     async def link_page(request: Request, code: str) -> Response:
         link = await console.sessions.peek_link(code[:100])
         return console.render(request, "link.html", status=200 if link else 410, link=link, code=code[:100])
 
-    @router.post("/sign-in/link/{code}", response_class=HTMLResponse)
-    async def use_link(request: Request, code: str) -> Response:
-        await console.check_csrf(request)
+    @router.post("/sign-in/link/{code}", response_class=HTMLResponse, openapi_extra=SIGN_IN)
+    async def use_link(request: Request, code: str, _: CsrfForm) -> Response:
         used = await console.sessions.use_link(code[:100])
         if used is None:
             return console.render(request, "link.html", status=410, link=None, code=code[:100])
@@ -114,9 +131,8 @@ def build_router(console: Console) -> list[APIRouter]:
         console.rotate_csrf(request, response)
         return response
 
-    @router.post("/sign-out")
-    async def sign_out(request: Request) -> Response:
-        await console.check_csrf(request)
+    @router.post("/sign-out", openapi_extra=SIGN_IN)
+    async def sign_out(request: Request, _: CsrfForm) -> Response:
         session = await console.session(request)
         if session is not None:
             await console.sessions.end(session.id)
@@ -144,11 +160,11 @@ def build_router(console: Console) -> list[APIRouter]:
         home = await projection.home(session.token)
         return {"home": home}
 
-    @router.get("/", response_class=HTMLResponse)
+    @router.get("/", response_class=HTMLResponse, openapi_extra=PAGE)
     async def home(request: Request, session: Signed) -> Response:
         return console.render(request, "home.html", **await home_context(session))
 
-    @router.get("/partials/home", response_class=HTMLResponse)
+    @router.get("/partials/home", response_class=HTMLResponse, openapi_extra=PAGE)
     async def home_partial(request: Request, session: Signed) -> Response:
         return console.render(request, "partials/home_live.html", **await home_context(session))
 
@@ -161,7 +177,7 @@ def build_router(console: Console) -> list[APIRouter]:
         page = await projection.campaigns(session.token, q=q, state=state, after=after, limit=size)
         return {"page": page, "q": q or "", "state": state or "", "after": after, "states": STATE_FILTERS}
 
-    @router.get("/campaigns", response_class=HTMLResponse)
+    @router.get("/campaigns", response_class=HTMLResponse, openapi_extra=PAGE)
     async def campaigns(request: Request, session: Signed, q: Text = None, state: Text = None, after: Cursor = None):  # type: ignore[no-untyped-def]
         ctx = await campaigns_context(session, q, state, after)
         template = (
@@ -185,7 +201,7 @@ def build_router(console: Console) -> list[APIRouter]:
         )
         return {"results": results, "q": q or "", "stage": stage or "", "after": after}
 
-    @router.get("/campaigns/{campaign_id}", response_class=HTMLResponse)
+    @router.get("/campaigns/{campaign_id}", response_class=HTMLResponse, openapi_extra=PAGE)
     async def campaign(
         request: Request, campaign_id: str, session: Signed, q: Text = None, stage: Text = None, after: Cursor = None
     ) -> Response:
@@ -197,14 +213,14 @@ def build_router(console: Console) -> list[APIRouter]:
         )
         return console.render(request, "campaign.html", campaign=info, campaign_id=cid, **summary_ctx, **results_ctx)
 
-    @router.get("/campaigns/{campaign_id}/summary", response_class=HTMLResponse)
+    @router.get("/campaigns/{campaign_id}/summary", response_class=HTMLResponse, openapi_extra=PAGE)
     async def campaign_summary(request: Request, campaign_id: str, session: Signed) -> Response:
         cid = _uuid(campaign_id)
         return console.render(
             request, "partials/campaign_summary.html", campaign_id=cid, **await summary_context(request, session, cid)
         )
 
-    @router.get("/campaigns/{campaign_id}/results", response_class=HTMLResponse)
+    @router.get("/campaigns/{campaign_id}/results", response_class=HTMLResponse, openapi_extra=PAGE)
     async def campaign_results(
         request: Request, campaign_id: str, session: Signed, q: Text = None, stage: Text = None, after: Cursor = None
     ) -> Response:
@@ -221,17 +237,17 @@ def build_router(console: Console) -> list[APIRouter]:
         )
         return {"lead": lead, "timeline": list(reversed(timeline.items))}
 
-    @router.get("/leads/{lead_id}", response_class=HTMLResponse)
+    @router.get("/leads/{lead_id}", response_class=HTMLResponse, openapi_extra=PAGE)
     async def lead(request: Request, lead_id: str, session: Signed) -> Response:
         return console.render(request, "lead.html", **await lead_context(session, _uuid(lead_id)))
 
-    @router.get("/leads/{lead_id}/live", response_class=HTMLResponse)
+    @router.get("/leads/{lead_id}/live", response_class=HTMLResponse, openapi_extra=PAGE)
     async def lead_live(request: Request, lead_id: str, session: Signed) -> Response:
         return console.render(request, "partials/lead_live.html", **await lead_context(session, _uuid(lead_id)))
 
     # -- accounts ---------------------------------------------------------------------------------
 
-    @router.get("/accounts", response_class=HTMLResponse)
+    @router.get("/accounts", response_class=HTMLResponse, openapi_extra=PAGE)
     async def accounts(request: Request, session: Signed) -> Response:
         found: models.Accounts = await projection.accounts(session.token)
         template = "partials/accounts_list.html" if request.headers.get("HX-Request") else "accounts.html"
@@ -239,7 +255,7 @@ def build_router(console: Console) -> list[APIRouter]:
 
     # -- live -------------------------------------------------------------------------------------
 
-    @router.get("/live")
+    @router.get("/live", openapi_extra=PAGE)
     async def live(
         request: Request,
         session: Signed,

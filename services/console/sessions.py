@@ -11,10 +11,11 @@ import base64
 import hashlib
 import hmac
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from cryptography.fernet import Fernet, InvalidToken
+from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from itsdangerous import BadSignature, URLSafeSerializer
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -33,13 +34,27 @@ def _digest(value: str) -> str:
     return hashlib.sha256(value.encode()).hexdigest()
 
 
+def _fernet_key(secret: str) -> bytes:
+    return base64.urlsafe_b64encode(hashlib.sha256(b"leadstream-console-token-key\0" + secret.encode()).digest())
+
+
 class Vault:
     """The session secret's uses: cookie signatures and the encryption of stored tokens (separate keys)."""
 
-    def __init__(self, secret: str) -> None:
-        key = hashlib.sha256(b"leadstream-console-token-key\0" + secret.encode()).digest()
-        self._fernet = Fernet(base64.urlsafe_b64encode(key))
-        self._cookies = URLSafeSerializer(secret, salt="leadstream-console-cookie")
+    def __init__(self, secret: str | Sequence[str]) -> None:
+        # A rotation list (LEADSTREAM_CONSOLE_SESSION_SECRET "new,old"): the first key signs and encrypts, every
+        # key opens, so sessions made before a rotation last until the old key is dropped.
+        keys = [secret] if isinstance(secret, str) else list(secret)
+        self._fernet = MultiFernet(
+            [
+                Fernet(
+                    base64.urlsafe_b64encode(hashlib.sha256(b"leadstream-console-token-key\0" + k.encode()).digest())
+                )
+                for k in keys
+            ]
+        )
+        # itsdangerous signs with the last key of its list and verifies with all.
+        self._cookies = URLSafeSerializer(list(reversed(keys)), salt="leadstream-console-cookie")
 
     def encrypt(self, token: str) -> bytes:
         return self._fernet.encrypt(token.encode())

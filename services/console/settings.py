@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from pydantic import Field, SecretStr
 
+from services.runtime.secrets import SecretSpec, development_key
 from services.runtime.settings import RuntimeSettings
 
-DEV_SESSION_SECRET = "dev-console-session-secret-change-me"
-"""The development default of ``LEADSTREAM_CONSOLE_SESSION_SECRET`` (demo and tests only)."""
+DEV_SESSION_SECRET = development_key("console sessions", "key")
+"""The development value of ``LEADSTREAM_CONSOLE_SESSION_SECRET`` (``LEADSTREAM_ENV=development`` only)."""
 
 
 class ConsoleSettings(RuntimeSettings):
@@ -16,10 +17,10 @@ class ConsoleSettings(RuntimeSettings):
     service_name: str = "console"
     http_port: int = 8107
 
-    console_session_secret: SecretStr = Field(
-        SecretStr(DEV_SESSION_SECRET),
-        description="Key that signs the session and CSRF cookies and encrypts the workspace tokens the console "
-        "keeps. The default is for the demo and tests only: set a long random value everywhere else.",
+    console_session_secret: SecretStr | None = Field(
+        None,
+        description="Key(s) that sign the session and CSRF cookies and encrypt the workspace tokens the console keeps "
+        "(at least 32 characters; required outside development). Comma-separated to rotate: the first signs, all open.",
     )
     console_session_ttl_h: float = Field(12.0, gt=0, le=24 * 30, description="A session ends this long after sign-in.")
     console_link_ttl_min: float = Field(
@@ -40,3 +41,7 @@ class ConsoleSettings(RuntimeSettings):
     console_static_dir: str = Field(
         "", description="Where the front-end packages are (npm's node_modules); empty: services/console/node_modules."
     )
+
+    def secret_specs(self) -> list[SecretSpec]:
+        """The session key (part of the secrets policy: refused outside development when missing or short)."""
+        return [*super().secret_specs(), self.secret("console_session_secret", "console sessions", "key")]

@@ -11,18 +11,21 @@ from datetime import date, datetime
 from typing import Annotated, Any
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, File, Form, Query, Response, UploadFile
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from leadstream_schemas import FitSignal, LeadSource, SearchStarted
-from leadstream_schemas.bounds import FreeJson
+from leadstream_schemas.bounds import FreeJson, unstorable
 from pydantic import BaseModel, Field, StringConstraints, ValidationError, field_validator
-from sqlalchemy import func, select
+from sqlalchemy import func, select, tuple_
 from sqlalchemy.dialects.postgresql import insert
 
-from services.runtime.auth import workspace_id
-from services.runtime.errors import Problem
+from services.runtime.auth import ReadWorkspace, WriteWorkspace
+from services.runtime.errors import Problem, problems
+from services.runtime.pagination import After, Limit, Page, decode_cursor, encode_cursor
 from services.runtime.providers import ProviderError, RateLimited
 from services.runtime.service import Service
+from services.runtime.telemetry import current_traceparent
+from services.runtime.uploads import StreamedUpload
 
 from . import commands, domain
 from .adapters import SearchProvider, SearchQuery
@@ -32,7 +35,6 @@ from .settings import DiscoverySettings
 from .store import add_lead, leads, post_watches, searches, source_group_members, source_groups
 from .watch import create_watch, stop_watch
 
-Workspace = Annotated[str, Depends(workspace_id)]
 Criteria = Annotated[
     dict[str, Any],
     FreeJson(max_properties=20, max_bytes=16_384),
@@ -170,9 +172,10 @@ class WatchOut(BaseModel):
 
 
 class SearchList(BaseModel):
-    """Searches of the workspace, newest first."""
+    """Searches of the workspace, newest first; pass ``next`` as ``after`` for the following page."""
 
     items: list[SearchOut]
+    next: str | None = None
 
 
 class SourceGroupOut(BaseModel):
@@ -190,9 +193,10 @@ class SourceGroupOut(BaseModel):
 
 
 class SourceGroupList(BaseModel):
-    """Source groups of the workspace, newest first."""
+    """Source groups of the workspace, newest first; pass ``next`` as ``after`` for the following page."""
 
     items: list[SourceGroupOut]
+    next: str | None = None
 
 
 class MemberOut(BaseModel):
@@ -329,7 +333,7 @@ def build_router(
         return row
 
     @router.post("/searches/preview", response_model=PreviewOut)
-    async def preview(body: PreviewIn, ws: Workspace) -> PreviewOut:
+    async def preview(body: PreviewIn, ws: WriteWorkspace) -> PreviewOut:
         """The first matches of a search, with fit signals; nothing is saved and no event is emitted."""
         criteria = _criteria(body.kind, body.criteria)
         query = SearchQuery(body.kind, criteria.model_dump(mode="json"))
@@ -389,7 +393,7 @@ def build_router(
         return [SearchOut.model_validate({**r._mapping, "watch": watches.get(r.search_id)}) for r in rows]
 
     @router.post("/searches", status_code=201, response_model=SearchCreated)
-    async def create_search(body: SearchIn, ws: Workspace) -> SearchCreated:
+    async def create_search(body: SearchIn, ws: WriteWorkspace) -> SearchCreated:
         """Save a search and start it in the background; it emits ``SearchStarted`` now. A posts search then
         keeps watching new posts (see ``watch``)."""
         criteria = _criteria(body.kind, body.criteria).model_dump(mode="json")
@@ -433,6 +437,7 @@ def build_router(
                     else None,
                     status="running",
                     started_event_id=started_id,
+                    traceparent=current_traceparent(),
                     created_at=now,
                     updated_at=now,
                 )
@@ -460,26 +465,28 @@ def build_router(
         return SearchCreated(search_id=search_id, source_group_id=group_id, status="running")
 
     @router.get("/searches", response_model=SearchList)
-    async def list_searches(ws: Workspace, limit: int = Query(50, ge=1, le=500)) -> SearchList:
+    async def list_searches(ws: ReadWorkspace, limit: Limit = 50, after: After = None) -> SearchList:
         """The workspace's searches and imports, newest first."""
+        stmt = select(searches).where(searches.c.workspace_id == ws)
+        if after:
+            created, search_id = decode_cursor(after, 2, [datetime.fromisoformat, UUID])
+            stmt = stmt.where(tuple_(searches.c.created_at, searches.c.search_id) < tuple_(created, search_id))
         async with engine.connect() as conn:
             rows = (
                 await conn.execute(
-                    select(searches)
-                    .where(searches.c.workspace_id == ws)
-                    .order_by(searches.c.created_at.desc())
-                    .limit(limit)
+                    stmt.order_by(searches.c.created_at.desc(), searches.c.search_id.desc()).limit(limit + 1)
                 )
             ).all()
-        return SearchList(items=await searches_out(list(rows)))
+        page = Page.of(rows, limit, lambda r: encode_cursor([r.created_at.isoformat(), str(r.search_id)]))
+        return SearchList(items=await searches_out(list(page.items)), next=page.next)
 
     @router.get("/searches/{search_id}", response_model=SearchOut)
-    async def get_search(search_id: UUID, ws: Workspace) -> SearchOut:
+    async def get_search(search_id: UUID, ws: ReadWorkspace) -> SearchOut:
         """A search's progress (counts, cursor, status, next run, its posts watch)."""
         return (await searches_out([await search_row(ws, search_id)]))[0]
 
     @router.post("/searches/{search_id}/cancel", response_model=SearchOut)
-    async def cancel_search(search_id: UUID, ws: Workspace) -> SearchOut:
+    async def cancel_search(search_id: UUID, ws: WriteWorkspace) -> SearchOut:
         """Stop a running or scheduled search (``SearchFinished`` with reason cancelled)."""
         await search_row(ws, search_id)
         async with engine.begin() as conn:
@@ -494,38 +501,51 @@ def build_router(
         service.wake_relay()
         return await get_search(search_id, ws)
 
-    @router.get("/source-groups", response_model=SourceGroupList)
-    async def list_groups(ws: Workspace) -> SourceGroupList:
-        """The workspace's source groups with their sizes."""
+    async def groups_out(conn: Any, ws: str, rows: list[Any]) -> list[SourceGroupOut]:
+        """Groups with their sizes: members, new leads and leads awaiting a selection to be enriched."""
         m, lt = source_group_members, leads
-        counts = (
-            select(
-                m.c.source_group_id,
-                func.count().label("size"),
-                func.count().filter(m.c.is_new).label("new_leads"),
-                func.count().filter(lt.c.enrichment == "pending").label("awaiting"),
+        ids = [r.source_group_id for r in rows]
+        counts = {
+            c.source_group_id: c
+            for c in await conn.execute(
+                select(
+                    m.c.source_group_id,
+                    func.count().label("size"),
+                    func.count().filter(m.c.is_new).label("new_leads"),
+                    func.count().filter(lt.c.enrichment == "pending").label("awaiting"),
+                )
+                .select_from(m.join(lt, (lt.c.workspace_id == m.c.workspace_id) & (lt.c.lead_id == m.c.lead_id)))
+                .where(m.c.workspace_id == ws, m.c.source_group_id.in_(ids))
+                .group_by(m.c.source_group_id)
             )
-            .select_from(m.join(lt, (lt.c.workspace_id == m.c.workspace_id) & (lt.c.lead_id == m.c.lead_id)))
-            .where(m.c.workspace_id == ws)
-            .group_by(m.c.source_group_id)
-            .subquery()
-        )
+        }
+        return [
+            SourceGroupOut.model_validate(
+                {
+                    **r._mapping,
+                    "size": counts[r.source_group_id].size if r.source_group_id in counts else 0,
+                    "new_leads": counts[r.source_group_id].new_leads if r.source_group_id in counts else 0,
+                    "awaiting_enrichment": counts[r.source_group_id].awaiting if r.source_group_id in counts else 0,
+                }
+            )
+            for r in rows
+        ]
+
+    @router.get("/source-groups", response_model=SourceGroupList)
+    async def list_groups(ws: ReadWorkspace, limit: Limit = 50, after: After = None) -> SourceGroupList:
+        """The workspace's source groups with their sizes, newest first."""
         g = source_groups
+        stmt = select(g).where(g.c.workspace_id == ws)
+        if after:
+            created, group_id = decode_cursor(after, 2, [datetime.fromisoformat, UUID])
+            stmt = stmt.where(tuple_(g.c.created_at, g.c.source_group_id) < tuple_(created, group_id))
         async with engine.connect() as conn:
             rows = (
-                await conn.execute(
-                    select(
-                        g,
-                        func.coalesce(counts.c.size, 0).label("size"),
-                        func.coalesce(counts.c.new_leads, 0).label("new_leads"),
-                        func.coalesce(counts.c.awaiting, 0).label("awaiting_enrichment"),
-                    )
-                    .select_from(g.outerjoin(counts, counts.c.source_group_id == g.c.source_group_id))
-                    .where(g.c.workspace_id == ws)
-                    .order_by(g.c.created_at.desc())
-                )
+                await conn.execute(stmt.order_by(g.c.created_at.desc(), g.c.source_group_id.desc()).limit(limit + 1))
             ).all()
-        return SourceGroupList(items=[SourceGroupOut.model_validate(r._mapping) for r in rows])
+            page = Page.of(rows, limit, lambda r: encode_cursor([r.created_at.isoformat(), str(r.source_group_id)]))
+            items = await groups_out(conn, ws, list(page.items))
+        return SourceGroupList(items=items, next=page.next)
 
     async def group_exists(ws: str, group_id: UUID) -> None:
         async with engine.connect() as conn:
@@ -539,7 +559,10 @@ def build_router(
 
     @router.get("/source-groups/{group_id}/leads", response_model=MemberPage)
     async def group_leads(
-        group_id: UUID, ws: Workspace, limit: int = Query(100, ge=1, le=1000), after: int | None = Query(None, ge=0)
+        group_id: UUID,
+        ws: ReadWorkspace,
+        limit: Limit = 100,
+        after: Annotated[int | None, Query(ge=0, description="`next_after` of the previous page.")] = None,
     ) -> MemberPage:
         """The leads of a source group in the order they joined it."""
         await group_exists(ws, group_id)
@@ -575,34 +598,98 @@ def build_router(
         )
 
     @router.patch("/source-groups/{group_id}", response_model=SourceGroupOut)
-    async def patch_group(group_id: UUID, body: GroupPatch, ws: Workspace) -> SourceGroupOut:
+    async def patch_group(group_id: UUID, body: GroupPatch, ws: WriteWorkspace) -> SourceGroupOut:
         """Change a group's enrichment setting; switching to automatic enriches the leads waiting for a selection."""
         await commands.set_enrichment(service, ws, group_id, body.enrichment)
-        found = [g for g in (await list_groups(ws)).items if g.source_group_id == group_id]
-        return found[0]
+        async with engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    select(source_groups).where(
+                        source_groups.c.workspace_id == ws, source_groups.c.source_group_id == group_id
+                    )
+                )
+            ).one()
+            return (await groups_out(conn, ws, [row]))[0]
 
     @router.post("/source-groups/{group_id}/enrich", response_model=EnrichOut)
-    async def enrich_selected(group_id: UUID, body: EnrichIn, ws: Workspace) -> EnrichOut:
+    async def enrich_selected(group_id: UUID, body: EnrichIn, ws: WriteWorkspace) -> EnrichOut:
         """Enrich the selected leads of a group now (``LeadEnrichmentRequested`` once per lead); leads already
         enriched (or requested) and leads not in the group are reported, not requested."""
         done = await commands.enrich_selected(service, ws, group_id, body.lead_ids)
         return EnrichOut(requested=done.requested, already=done.already, not_members=done.not_members)
 
-    @router.post("/imports/csv", status_code=201, response_model=ImportOut)
-    async def import_csv(
-        ws: Workspace,
-        file: Annotated[UploadFile, File()],
-        name: Annotated[str | None, Form(max_length=200), domain.Storable] = None,
-        enrichment: Annotated[domain.EnrichmentMode, Form()] = "automatic",
-    ) -> ImportOut:
-        """Import leads from a CSV file (columns linkedin_url and/or email, names, title, company, location);
+    @router.post(
+        "/imports/csv",
+        status_code=201,
+        response_model=ImportOut,
+        responses=problems(413),
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "multipart/form-data": {
+                        "schema": {
+                            "type": "object",
+                            "required": ["file"],
+                            "properties": {
+                                "file": {"type": "string", "format": "binary", "description": "The CSV file."},
+                                "name": {
+                                    "type": "string",
+                                    "maxLength": 200,
+                                    "description": "The import's name (send it before the file part).",
+                                },
+                                "enrichment": {
+                                    "type": "string",
+                                    "enum": ["automatic", "on_selection"],
+                                    "default": "automatic",
+                                    "description": "on_selection keeps the leads unenriched until selected "
+                                    "(send it before the file part).",
+                                },
+                            },
+                        }
+                    }
+                },
+            }
+        },
+    )
+    async def import_csv(request: Request, ws: WriteWorkspace) -> ImportOut:
+        """Import leads from a CSV file (columns linkedin_url and/or email, names, title, company, location).
+
+        The file is read as it arrives, never stored: at most ``LEADSTREAM_CSV_MAX_BYTES`` bytes (the edge's cap
+        for this route: 413 when the declared length is larger; a body that turns out larger while it streams is
+        imported up to there and the answer says so) and ``LEADSTREAM_CSV_MAX_ROWS`` rows.
         ``enrichment=on_selection`` keeps the leads unenriched until selected."""
-        label = (name or "").strip() or (file.filename or "").replace("\x00", "")[:200] or "CSV import"
-        report: ImportReport = await CsvImporter(service, settings, enrichment).run(ws, file.file, name=label)
+        upload = StreamedUpload(request)
+        try:
+            file = await upload.open()
+            name = upload.fields.get("name")
+            problem = None if name is None else "at most 200 characters" if len(name) > 200 else unstorable(name)
+            if problem:
+                raise Problem(
+                    422, "invalid_request", f"name: {problem}", errors=[{"field": "name", "message": problem}]
+                )
+            enrichment: domain.EnrichmentMode
+            match upload.fields.get("enrichment") or "automatic":
+                case "automatic":
+                    enrichment = "automatic"
+                case "on_selection":
+                    enrichment = "on_selection"
+                case _:
+                    raise Problem(
+                        422,
+                        "invalid_request",
+                        "enrichment: automatic or on_selection",
+                        errors=[{"field": "enrichment", "message": "automatic or on_selection"}],
+                    )
+            filename = "".join(c for c in upload.filename or "" if not unstorable(c))
+            label = (name or "").strip() or filename[:200] or "CSV import"
+            report: ImportReport = await CsvImporter(service, settings, enrichment).run(ws, file, name=label)
+        finally:
+            await upload.close()
         return ImportOut(search_id=report.import_id, **report.__dict__)
 
     @router.post("/leads", status_code=201, response_model=LeadAdded)
-    async def add_manual(body: LeadIn, ws: Workspace, response: Response) -> LeadAdded:
+    async def add_manual(body: LeadIn, ws: WriteWorkspace, response: Response) -> LeadAdded:
         """Add one lead by hand (to the given source group, else the workspace's "Manual" group).
 
         A person the workspace already knows is reported as a duplicate (200) and not re-emitted.
@@ -670,7 +757,7 @@ def build_router(
         )
 
     @router.get("/leads/{lead_id}", response_model=LeadOut)
-    async def get_lead(lead_id: UUID, ws: Workspace) -> LeadOut:
+    async def get_lead(lead_id: UUID, ws: ReadWorkspace) -> LeadOut:
         """A lead and the source groups it belongs to."""
         async with engine.connect() as conn:
             row = (

@@ -31,7 +31,7 @@ def make_provider(settings: DiscoverySettings, clock: Clock) -> SearchProvider:
     if settings.search_provider == "http":
         return UnipileSearchClient(
             settings.search_api_base_url,
-            settings.search_api_key,
+            settings.search_api_key.get_secret_value(),
             settings.search_api_account_id,
             timeout_s=settings.search_api_timeout_s,
             max_retries=settings.search_api_max_retries,

@@ -70,7 +70,9 @@ SOURCE_OF_KIND: dict[str, LeadSource] = {
 
 # -- identity ------------------------------------------------------------------------------------
 
-_SLUG = re.compile(r"^[\w\-%.]{2,100}$", re.UNICODE)
+# A profile name: letters (any script), digits, hyphens, underscores. No "%" (a percent-encoded "/" or "." left
+# after decoding), no "." (".." would walk a provider's path when the name is put into one).
+_SLUG = re.compile(r"^[\w\-]{2,100}$", re.UNICODE)
 _EMAIL = re.compile(r"^[^@\s,;<>()\[\]]+@[^@\s,;<>()\[\]]+\.[^@\s,;<>()\[\].]{2,}$")
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime, timedelta
+from operator import attrgetter
 from typing import Any, Literal
 from uuid import UUID
 
@@ -106,6 +107,7 @@ class SearchRunner:
             retry_max_s=settings.search_backoff_max_s,
             poll_interval_s=settings.search_poll_interval_s,
             max_retry_after_s=settings.search_max_retry_after_s,
+            traceparent=attrgetter("traceparent"),
         )
 
     def wake(self) -> None:

@@ -1,5 +1,9 @@
 """CSV import: streams an uploaded file row by row, imports the good rows, reports the bad and duplicate ones.
 
+The file is read as the client sends it (``services.runtime.uploads``): nothing is spooled to disk, and a file
+over ``LEADSTREAM_CSV_MAX_BYTES`` stops at that byte like a file with more than ``LEADSTREAM_CSV_MAX_ROWS`` rows
+stops at that row: what came before is imported, and the answer says where it stopped.
+
 An import is recorded like a search of kind ``csv`` (``SearchStarted`` ... ``SearchFinished``) whose
 source group holds every row's lead. Rows are validated completely before anything is written, and
 good rows are committed in batches, so a row is never half-imported. Row numbers are the file's line
@@ -22,6 +26,7 @@ from sqlalchemy import update
 
 from services.runtime.errors import Problem
 from services.runtime.service import Service
+from services.runtime.uploads import UploadError, UploadTooLarge
 
 from . import domain
 from .handlers import lead_events, search_envelope
@@ -113,6 +118,8 @@ def _take(records: Iterator[Record], n: int) -> tuple[list[Record], str | None]:
                 break
     except csv.Error as exc:
         return out, f"is not valid CSV ({exc})"
+    except UploadError as exc:
+        return out, str(exc)
     return out, None
 
 
@@ -132,6 +139,10 @@ class CsvImporter:
         rows = _Rows(file)
         try:
             header_values = await asyncio.to_thread(rows.read_header)
+        except UploadTooLarge as exc:  # before the header row ended: nothing imported, the edge's 413
+            raise exc.cause from None
+        except UploadError as exc:
+            raise Problem(422, "invalid_file", f"file: {exc}", field="file") from None
         except UnicodeDecodeError:
             raise Problem(422, "invalid_file", "file: is not UTF-8 text", field="file") from None
         except csv.Error as exc:

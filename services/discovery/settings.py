@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 
+from services.runtime.secrets import SecretSpec
 from services.runtime.settings import RuntimeSettings
 
 
@@ -17,7 +18,7 @@ class DiscoverySettings(RuntimeSettings):
 
     search_provider: Literal["simulated", "http"] = Field("simulated", description="simulated | http")
     search_api_base_url: str = Field("", description="Unipile-style API base URL (http provider).")
-    search_api_key: str = Field("", description="API key of the search provider (sent as X-API-KEY).")
+    search_api_key: SecretStr = Field(SecretStr(""), description="API key of the search provider (X-API-KEY).")
     search_api_account_id: str = Field("", description="The provider's id of the connected LinkedIn account.")
     search_api_timeout_s: float = Field(10.0, gt=0)
     search_api_max_retries: int = Field(3, ge=0, description="Retries of a 5xx/429/timeout inside one call.")
@@ -46,7 +47,11 @@ class DiscoverySettings(RuntimeSettings):
 
     csv_max_rows: int = Field(50_000, ge=1, description="Rows beyond this are reported, not imported.")
     csv_max_bytes: int = Field(
-        16_777_216, ge=1024, description="Largest CSV upload (the request body; 413 above it). Other routes: 1 MiB."
+        16_777_216,
+        ge=1024,
+        description="Bytes of an uploaded CSV file (the edge's cap for the upload route; other routes: "
+        "http_max_body_bytes): a larger declared upload is refused (413), a larger streamed one stops there "
+        "(reported). Uploads are streamed, never spooled to /tmp.",
     )
     csv_batch_rows: int = Field(200, ge=1, description="Good rows committed per transaction while streaming.")
     csv_max_reported_errors: int = Field(1000, ge=1, description="Row errors listed in the answer (counts stay exact).")
@@ -56,3 +61,10 @@ class DiscoverySettings(RuntimeSettings):
     sim_transient_error_rate: float = Field(0.03, ge=0, le=1)
     sim_rate_limit_every: int = Field(25, ge=0, description="Every n-th simulated call is rate limited (0 = never).")
     sim_retry_after_s: float = Field(0.2, ge=0)
+
+    def secret_specs(self) -> list[SecretSpec]:
+        """The search provider's API key with the http provider."""
+        specs = super().secret_specs()
+        if self.search_provider == "http":
+            specs.append(self.secret("search_api_key", "search provider API", "credential"))
+        return specs

@@ -91,6 +91,7 @@ searches = Table(
     Column("next_run_at", DateTime(timezone=True), nullable=True),
     Column("consecutive_errors", Integer, nullable=False, server_default="0"),
     Column("retry_at", DateTime(timezone=True), nullable=True),  # after a provider error: not before (0002)
+    Column("traceparent", Text, nullable=True),  # of the request that saved it: its pages continue that trace (0003)
     Column("last_error", Text, nullable=True),
     Column("started_event_id", PgUUID(as_uuid=True), nullable=False),
     Column("report", JSONB, nullable=True),

@@ -31,7 +31,7 @@ def make_adapters(settings: EnrichmentSettings, clock: Clock) -> tuple[ProfilePr
         wait = settings.provider_max_inline_wait_s
         profiles = ProfileApiClient(
             settings.profile_api_base_url,
-            settings.profile_api_key,
+            settings.profile_api_key.get_secret_value(),
             timeout_s=timeout_s,
             max_retries=max_retries,
             backoff_s=backoff_s,
@@ -40,7 +40,7 @@ def make_adapters(settings: EnrichmentSettings, clock: Clock) -> tuple[ProfilePr
         )
         emails = EmailApiClient(
             settings.email_api_base_url,
-            settings.email_api_key,
+            settings.email_api_key.get_secret_value(),
             timeout_s=timeout_s,
             max_retries=max_retries,
             backoff_s=backoff_s,

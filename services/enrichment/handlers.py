@@ -302,6 +302,7 @@ class RetryWorker:
             retry_initial_s=policy.initial_s,
             retry_max_s=policy.max_s,
             poll_interval_s=poll_interval_s,
+            traceparent=lambda row: row.envelope.get("traceparent"),  # the parked event's: its retry continues it
         )
 
     async def run_one(self) -> bool:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 
+from services.runtime.secrets import SecretSpec
 from services.runtime.settings import RuntimeSettings
 
 
@@ -18,9 +19,9 @@ class EnrichmentSettings(RuntimeSettings):
     enrichment_cache_days: int = Field(30, ge=0, description="Do not enrich the same profile twice within this window.")
 
     profile_api_base_url: str = Field("", description="Proxycurl-style profile API (http provider).")
-    profile_api_key: str = Field("", description="Bearer key of the profile API.")
+    profile_api_key: SecretStr = Field(SecretStr(""), description="Bearer key of the profile API.")
     email_api_base_url: str = Field("", description="Hunter-style email finder/verifier API (http provider).")
-    email_api_key: str = Field("", description="Key of the email API (sent as X-API-KEY).")
+    email_api_key: SecretStr = Field(SecretStr(""), description="Key of the email API (sent as X-API-KEY).")
     provider_timeout_s: float = Field(10.0, gt=0)
     provider_max_retries: int = Field(2, ge=0, description="Retries of a 5xx/429/timeout inside one provider call.")
     provider_backoff_s: float = Field(0.5, ge=0, description="First backoff inside a provider call; doubles.")
@@ -44,3 +45,11 @@ class EnrichmentSettings(RuntimeSettings):
     sim_rate_limit_every: int = Field(40, ge=0, description="Every n-th simulated call is rate limited (0 = never).")
     sim_retry_after_s: float = Field(0.2, ge=0)
     sim_permanent_error_rate: float = Field(0.0, ge=0, le=1, description="Share of people the providers never find.")
+
+    def secret_specs(self) -> list[SecretSpec]:
+        """The profile and email APIs' keys with the http providers."""
+        specs = super().secret_specs()
+        if self.enrichment_provider == "http":
+            specs.append(self.secret("profile_api_key", "profile API", "credential"))
+            specs.append(self.secret("email_api_key", "email finder API", "credential"))
+        return specs

@@ -12,17 +12,18 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Path, Query
+from fastapi import APIRouter, Path
 from leadstream_schemas import Channel, Envelope, MessageApproved, MessageEdited, MessageRejected, Strategy
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import and_, select, update
+from sqlalchemy import and_, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from services.runtime.auth import workspace_id
+from services.runtime.auth import ReadWorkspace, WriteWorkspace
 from services.runtime.consumer import RetryLater
 from services.runtime.errors import Problem
+from services.runtime.pagination import After, Limit, Page, decode_cursor, encode_cursor
 from services.runtime.providers import ProviderError
 from services.runtime.service import Service
 
@@ -30,7 +31,6 @@ from . import domain
 from .handlers import CampaignConfig, Emission, MessagingCore, load_campaign, load_profile, resolve_template
 from .store import campaigns, drafts, templates
 
-Workspace = Annotated[str, Depends(workspace_id)]
 Category = Literal["professional_introduction", "hiring_manager", "business_opportunity", "candidate_outreach"]
 
 
@@ -228,7 +228,7 @@ def build_router(core: MessagingCore, service: Service, *, generation_attempts: 
     # -- templates ----------------------------------------------------------------------------
 
     @router.post("/templates", status_code=201, response_model=TemplateOut)
-    async def create_template(body: TemplateIn, ws: Workspace) -> TemplateOut:
+    async def create_template(body: TemplateIn, ws: WriteWorkspace) -> TemplateOut:
         """Save a template; an unknown variable is a 422 naming it."""
         _check_template("body", body.body)
         if body.subject is not None:
@@ -256,22 +256,43 @@ def build_router(core: MessagingCore, service: Service, *, generation_attempts: 
             domain.Template(body.name, body.category, body.body, body.subject, str(template_id)), builtin=False
         )
 
-    @router.get("/templates", response_model=list[TemplateOut])
-    async def list_templates(ws: Workspace) -> list[TemplateOut]:
-        """Built-in templates, then this workspace's."""
-        out = [_template_out(t, builtin=True) for t in domain.BUILTIN_TEMPLATES.values()]
-        async with service.engine.connect() as conn:
-            rows = (
-                await conn.execute(select(templates).where(templates.c.workspace_id == ws).order_by(templates.c.name))
-            ).all()
-        out += [
-            _template_out(domain.Template(r.name, r.category, r.body, r.subject, str(r.template_id)), builtin=False)
-            for r in rows
-        ]
-        return out
+    @router.get("/templates", response_model=Page[TemplateOut])
+    async def list_templates(ws: ReadWorkspace, limit: Limit = 50, after: After = None) -> Page[TemplateOut]:
+        """Built-in templates, then this workspace's, each by name."""
+        # The order is (0 built-in | 1 workspace, name, id); the cursor is the last item's key.
+        start = decode_cursor(after, 3, [int, str, str]) if after else None
+        keyed: list[tuple[int, str, str, TemplateOut]] = []
+        if start is None or start[0] == 0:
+            builtins = sorted(domain.BUILTIN_TEMPLATES.values(), key=lambda t: t.name)
+            keyed = [
+                (0, t.name, "", _template_out(t, builtin=True)) for t in builtins if not start or t.name > start[1]
+            ]
+        if len(keyed) <= limit:
+            q = select(templates).where(templates.c.workspace_id == ws)
+            if start is not None and start[0] == 1:
+                q = q.where(tuple_(templates.c.name, templates.c.template_id) > tuple_(start[1], UUID(start[2])))
+            async with service.engine.connect() as conn:
+                rows = (
+                    await conn.execute(
+                        q.order_by(templates.c.name, templates.c.template_id).limit(limit + 1 - len(keyed))
+                    )
+                ).all()
+            keyed += [
+                (
+                    1,
+                    r.name,
+                    str(r.template_id),
+                    _template_out(
+                        domain.Template(r.name, r.category, r.body, r.subject, str(r.template_id)), builtin=False
+                    ),
+                )
+                for r in rows
+            ]
+        page = Page.of(keyed, limit, lambda k: encode_cursor(list(k[:3])))
+        return Page[TemplateOut](items=[k[3] for k in page.items], next=page.next)
 
     @router.get("/templates/{ref}", response_model=TemplateOut)
-    async def get_template(ref: Annotated[str, Path(max_length=200)], ws: Workspace) -> TemplateOut:
+    async def get_template(ref: Annotated[str, Path(max_length=200)], ws: ReadWorkspace) -> TemplateOut:
         """One template by id (or built-in name)."""
         async with service.engine.connect() as conn:
             found = await resolve_template(conn, ws, ref)
@@ -290,13 +311,13 @@ def build_router(core: MessagingCore, service: Service, *, generation_attempts: 
         )
 
     @router.get("/campaigns/{campaign_id}/strategy", response_model=StrategyOut)
-    async def get_strategy(campaign_id: UUID, ws: Workspace) -> StrategyOut:
+    async def get_strategy(campaign_id: UUID, ws: ReadWorkspace) -> StrategyOut:
         """The campaign's strategy profile."""
         async with service.engine.connect() as conn:
             return strategy_out(await _campaign(conn, ws, campaign_id))
 
     @router.put("/campaigns/{campaign_id}/strategy", response_model=StrategyOut)
-    async def put_strategy(campaign_id: UUID, body: StrategyIn, ws: Workspace) -> StrategyOut:
+    async def put_strategy(campaign_id: UUID, body: StrategyIn, ws: WriteWorkspace) -> StrategyOut:
         """Replace the campaign's strategy profile; drafts written from now on use it."""
         async with service.engine.begin() as conn:
             row = (
@@ -325,14 +346,15 @@ def build_router(core: MessagingCore, service: Service, *, generation_attempts: 
 
     # -- the Messaging Lab --------------------------------------------------------------------
 
-    @router.get("/campaigns/{campaign_id}/drafts", response_model=list[DraftOut])
+    @router.get("/campaigns/{campaign_id}/drafts", response_model=Page[DraftOut])
     async def list_drafts(
         campaign_id: UUID,
-        ws: Workspace,
+        ws: ReadWorkspace,
         status: Literal["pending", "approved", "edited", "rejected", "all"] = "pending",
         lead_id: UUID | None = None,
-        limit: Annotated[int, Query(ge=1, le=500)] = 100,
-    ) -> list[DraftOut]:
+        limit: Limit = 100,
+        after: After = None,
+    ) -> Page[DraftOut]:
         """A campaign's drafts, oldest first (pending ones by default: the review queue)."""
         async with service.engine.connect() as conn:
             await _campaign(conn, ws, campaign_id)
@@ -341,15 +363,19 @@ def build_router(core: MessagingCore, service: Service, *, generation_attempts: 
                 cond.append(drafts.c.status == status)
             if lead_id is not None:
                 cond.append(drafts.c.lead_id == lead_id)
+            if after:
+                created, draft_id = decode_cursor(after, 2, [datetime.fromisoformat, UUID])
+                cond.append(tuple_(drafts.c.created_at, drafts.c.draft_id) > tuple_(created, draft_id))
             rows = (
                 await conn.execute(
-                    select(drafts).where(and_(*cond)).order_by(drafts.c.created_at, drafts.c.draft_id).limit(limit)
+                    select(drafts).where(and_(*cond)).order_by(drafts.c.created_at, drafts.c.draft_id).limit(limit + 1)
                 )
             ).all()
-        return [_draft_out(r) for r in rows]
+        page = Page.of(rows, limit, lambda r: encode_cursor([r.created_at.isoformat(), str(r.draft_id)]))
+        return Page[DraftOut](items=[_draft_out(r) for r in page.items], next=page.next)
 
     @router.get("/drafts/{draft_id}", response_model=DraftOut)
-    async def get_draft(draft_id: UUID, ws: Workspace) -> DraftOut:
+    async def get_draft(draft_id: UUID, ws: ReadWorkspace) -> DraftOut:
         """One draft."""
         async with service.engine.connect() as conn:
             row = (
@@ -360,7 +386,7 @@ def build_router(core: MessagingCore, service: Service, *, generation_attempts: 
         return _draft_out(row)
 
     @router.post("/drafts/{draft_id}/approve", response_model=DraftOut)
-    async def approve(draft_id: UUID, ws: Workspace) -> DraftOut:
+    async def approve(draft_id: UUID, ws: WriteWorkspace) -> DraftOut:
         """Approve a pending draft as written -> ``MessageApproved``."""
         now = service.clock.now()
         async with service.engine.begin() as conn:
@@ -384,7 +410,7 @@ def build_router(core: MessagingCore, service: Service, *, generation_attempts: 
         return out
 
     @router.post("/drafts/{draft_id}/edit", response_model=DraftOut)
-    async def edit(draft_id: UUID, body: EditIn, ws: Workspace) -> DraftOut:
+    async def edit(draft_id: UUID, body: EditIn, ws: WriteWorkspace) -> DraftOut:
         """Replace a pending draft's text (checked against its limit) -> ``MessageEdited``."""
         now = service.clock.now()
         async with service.engine.begin() as conn:
@@ -434,7 +460,7 @@ def build_router(core: MessagingCore, service: Service, *, generation_attempts: 
         return out
 
     @router.post("/drafts/{draft_id}/reject", response_model=RejectOut)
-    async def reject(draft_id: UUID, body: RejectIn, ws: Workspace) -> RejectOut:
+    async def reject(draft_id: UUID, body: RejectIn, ws: WriteWorkspace) -> RejectOut:
         """Reject a pending draft -> ``MessageRejected``, and write a new draft in its place (``MessageGenerated``)."""
         for attempt in range(1, generation_attempts + 1):
             try:

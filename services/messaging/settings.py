@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field, SecretStr
 
+from services.runtime.secrets import SecretSpec
 from services.runtime.settings import RuntimeSettings
 
 
@@ -34,3 +35,10 @@ class MessagingSettings(RuntimeSettings):
     hook_career_window_days: int = Field(120, ge=1, description="A role or company change older than this is not news.")
     hook_milestone_window_days: int = Field(90, ge=1, description="A company milestone older than this is not news.")
     lab_generation_attempts: int = Field(3, ge=1, description="Inline attempts when the Lab regenerates a draft.")
+
+    def secret_specs(self) -> list[SecretSpec]:
+        """The chat API's key with the http generator."""
+        specs = super().secret_specs()
+        if self.messaging_generator == "http":
+            specs.append(self.secret("llm_api_key", "chat API", "credential"))
+        return specs

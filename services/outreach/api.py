@@ -5,13 +5,15 @@ Every route is scoped to the token's workspace; another workspace's campaign ans
 
 from __future__ import annotations
 
-from typing import Any
+from datetime import datetime
+from typing import Annotated, Any
 from uuid import UUID
 
-from fastapi import APIRouter, Body, Depends, Query, Response
-from sqlalchemy import select
+from fastapi import APIRouter, Body, Query, Response
+from sqlalchemy import select, tuple_
 
-from services.runtime.auth import workspace_id
+from services.runtime.auth import ReadWorkspace, WriteWorkspace
+from services.runtime.pagination import After, Limit, Page, bounded, decode_cursor, encode_cursor
 
 from .api_accounts import accounts_router
 from .api_compliance import compliance_router
@@ -28,8 +30,8 @@ def campaigns_router(ctx: OutreachContext) -> APIRouter:
     r = APIRouter(tags=["campaigns"])
     commands = ctx.campaigns
 
-    @r.get("/v1/workflow-presets")
-    async def presets() -> list[dict[str, Any]]:
+    @r.get("/v1/workflow-presets", openapi_extra=bounded("the presets the code defines"))
+    async def presets(ws: ReadWorkspace) -> list[dict[str, Any]]:
         """The documented preset graphs."""
         return [
             {
@@ -42,59 +44,64 @@ def campaigns_router(ctx: OutreachContext) -> APIRouter:
         ]
 
     @r.post("/v1/campaigns", status_code=201)
-    async def create(body: CampaignIn, ws: str = Depends(workspace_id)) -> dict[str, Any]:
+    async def create(body: CampaignIn, ws: WriteWorkspace) -> dict[str, Any]:
         """Create a campaign (pending). The workflow is validated; dropped edges are listed in ``warnings``."""
         return await commands.create(ws, body)
 
-    @r.get("/v1/campaigns")
+    @r.get("/v1/campaigns", response_model=Page[dict[str, Any]])
     async def list_campaigns(
-        q: str | None = Query(None, max_length=200, description="Search by name"),
-        state: str | None = Query(None, max_length=100),
-        ws: str = Depends(workspace_id),
-    ) -> list[dict[str, Any]]:
-        """Campaigns with audience type, state, next run and pace."""
-        return await commands.list(ws, q, state)
+        ws: ReadWorkspace,
+        q: Annotated[str | None, Query(max_length=200, description="Search by name")] = None,
+        state: Annotated[str | None, Query(max_length=100)] = None,
+        limit: Limit = 50,
+        after: After = None,
+    ) -> Page[dict[str, Any]]:
+        """Campaigns with audience type, state, next run and pace, newest first (keyset pages)."""
+        return await commands.list(ws, q, state, after=after, limit=limit)
 
     @r.get("/v1/campaigns/{campaign_id}")
-    async def details(campaign_id: UUID, ws: str = Depends(workspace_id)) -> dict[str, Any]:
+    async def details(campaign_id: UUID, ws: ReadWorkspace) -> dict[str, Any]:
         """One campaign in detail."""
         return await commands.details(ws, campaign_id)
 
     @r.post("/v1/campaigns/{campaign_id}/launch")
     async def launch(
         campaign_id: UUID,
+        ws: WriteWorkspace,
         body: LaunchIn = Body(default_factory=LaunchIn),  # noqa: B008
-        ws: str = Depends(workspace_id),
     ) -> dict[str, Any]:
         """Launch: the guard checks the daily limit (1-79) and the email-fallback confirmation."""
         return await commands.launch(ws, campaign_id, body)
 
     @r.post("/v1/campaigns/{campaign_id}/pause")
-    async def pause(campaign_id: UUID, ws: str = Depends(workspace_id)) -> dict[str, Any]:
+    async def pause(campaign_id: UUID, ws: WriteWorkspace) -> dict[str, Any]:
         """Pause."""
         return await commands.pause(ws, campaign_id)
 
     @r.post("/v1/campaigns/{campaign_id}/resume")
-    async def resume(campaign_id: UUID, ws: str = Depends(workspace_id)) -> dict[str, Any]:
+    async def resume(campaign_id: UUID, ws: WriteWorkspace) -> dict[str, Any]:
         """Resume a paused campaign, or a finished one (it enrolls the members its audience gained since)."""
         return await commands.resume(ws, campaign_id)
 
     @r.post("/v1/campaigns/{campaign_id}/extend")
-    async def extend(campaign_id: UUID, body: ExtendIn, ws: str = Depends(workspace_id)) -> dict[str, Any]:
+    async def extend(campaign_id: UUID, body: ExtendIn, ws: WriteWorkspace) -> dict[str, Any]:
         """Extend a running, paused or finished campaign: ``CampaignExtended`` lets its audience's searches find
         ``additional_leads`` more new leads; a finished campaign runs again with its late joiners."""
         await commands.audiences.extend_campaign(ws, campaign_id, body.additional_leads)
         return await commands.details(ws, campaign_id)
 
     @r.delete("/v1/campaigns/{campaign_id}", status_code=204)
-    async def delete(campaign_id: UUID, ws: str = Depends(workspace_id)) -> Response:
+    async def delete(campaign_id: UUID, ws: WriteWorkspace) -> Response:
         """Delete (releases the account leases)."""
         await commands.delete(ws, campaign_id)
         return Response(status_code=204)
 
-    @r.get("/v1/campaigns/{campaign_id}/leads")
-    async def leads(campaign_id: UUID, ws: str = Depends(workspace_id)) -> list[dict[str, Any]]:
-        """The campaign's enrolled leads: account, state, steps done."""
+    @r.get("/v1/campaigns/{campaign_id}/leads", response_model=Page[dict[str, Any]])
+    async def leads(
+        campaign_id: UUID, ws: ReadWorkspace, limit: Limit = 50, after: After = None
+    ) -> Page[dict[str, Any]]:
+        """The campaign's enrolled leads (account, state, steps done) in the order they were enrolled."""
+        start = decode_cursor(after, 2, [datetime.fromisoformat, UUID]) if after else None
         async with ctx.service.engine.connect() as conn:
             exists = await conn.scalar(
                 select(campaigns.c.campaign_id).where(
@@ -105,12 +112,15 @@ def campaigns_router(ctx: OutreachContext) -> APIRouter:
             )
             if exists is None:
                 raise not_found("campaign", campaign_id)
-            rows = await conn.execute(
-                select(enrollments)
-                .where(enrollments.c.campaign_id == campaign_id)
-                .order_by(enrollments.c.enrolled_at, enrollments.c.lead_id)
-            )
-            return [
+            stmt = select(enrollments).where(enrollments.c.campaign_id == campaign_id)
+            if start is not None:
+                stmt = stmt.where(tuple_(enrollments.c.enrolled_at, enrollments.c.lead_id) > tuple_(*start))
+            rows = (
+                await conn.execute(stmt.order_by(enrollments.c.enrolled_at, enrollments.c.lead_id).limit(limit + 1))
+            ).all()
+        page = Page.of(rows, limit, lambda e: encode_cursor([e.enrolled_at.isoformat(), str(e.lead_id)]))
+        return Page[dict[str, Any]](
+            items=[
                 {
                     "lead_id": str(e.lead_id),
                     "account_id": str(e.account_id),
@@ -119,8 +129,10 @@ def campaigns_router(ctx: OutreachContext) -> APIRouter:
                     "accepted_at": e.accepted_at.isoformat() if e.accepted_at else None,
                     "enrolled_at": e.enrolled_at.isoformat(),
                 }
-                for e in rows
-            ]
+                for e in page.items
+            ],
+            next=page.next,
+        )
 
     return r
 

@@ -15,15 +15,16 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 from leadstream_schemas import AccountConnected, AccountConnectionRequested
-from sqlalchemy import select, update
+from sqlalchemy import select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from services.runtime.auth import workspace_id
-from services.runtime.errors import Problem
+from services.runtime.auth import AdminWorkspace, ReadWorkspace, WriteWorkspace, public
+from services.runtime.errors import Problem, problems
+from services.runtime.pagination import After, Limit, Page, decode_cursor, encode_cursor
 from services.runtime.providers import ProviderError
 
 from .accounts import find_account, lock_account, normalise_status
@@ -63,8 +64,18 @@ def accounts_router(ctx: OutreachContext) -> APIRouter:
     r = APIRouter(tags=["accounts"])
     service = ctx.service
 
-    @r.post("/v1/accounts", status_code=201)
-    async def connect(body: AccountIn, response: Response, ws: str = Depends(workspace_id)) -> dict[str, Any]:
+    @r.post(
+        "/v1/accounts",
+        status_code=201,
+        responses={
+            202: {
+                "description": "Pending: the user completes the connection at `auth_url` (hosted flow), or the "
+                "email sender's owner confirms the address (`verification`)",
+                "content": {"application/json": {"schema": {"type": "object"}}},
+            }
+        },
+    )
+    async def connect(body: AccountIn, response: Response, ws: WriteWorkspace) -> dict[str, Any]:
         """Connect an account: at once in simulated mode, else through a hosted authorisation link (202). An
         email sender is verified by the email provider: at once (201) or once its owner confirmed it (202)."""
         now = service.clock.now()
@@ -79,7 +90,7 @@ def accounts_router(ctx: OutreachContext) -> APIRouter:
         auth_url = None
         if not immediate and body.provider == "linkedin":
             auth_url = await ctx.linkedin.hosted_auth_link(
-                str(account_id), f"{ctx.settings.public_base_url.rstrip('/')}/v1/accounts/callback", now
+                str(account_id), f"{ctx.settings.base_url()}/v1/accounts/callback", now
             )
         async with service.engine.begin() as conn:
             await conn.execute(
@@ -147,8 +158,8 @@ def accounts_router(ctx: OutreachContext) -> APIRouter:
             )
             return await _row(conn, account_id)
 
-    @r.post("/v1/accounts/{account_id}/verify", status_code=202)
-    async def verify_again(account_id: UUID, response: Response, ws: str = Depends(workspace_id)) -> dict[str, Any]:
+    @r.post("/v1/accounts/{account_id}/verify", status_code=202, responses=problems(404, 409, 422, 503))
+    async def verify_again(account_id: UUID, response: Response, ws: WriteWorkspace) -> dict[str, Any]:
         """Ask the email provider to verify a sender again (a pending one, or one whose verification failed)."""
         now = service.clock.now()
         async with service.engine.connect() as conn:
@@ -179,7 +190,11 @@ def accounts_router(ctx: OutreachContext) -> APIRouter:
         ctx.runner.wake()
         return account_view(row)
 
-    @r.get("/v1/accounts/{account_id}/confirm")
+    @r.get(
+        "/v1/accounts/{account_id}/confirm",
+        openapi_extra=public("the link's HMAC token authorises it"),
+        responses=problems(403, 404, 409, 422),
+    )
     async def confirm_link(account_id: UUID, t: str = Query(max_length=200)) -> dict[str, Any]:
         """Outreach's confirmation link, opened by the sender address's owner (a provider without verification)."""
         now = service.clock.now()
@@ -197,13 +212,17 @@ def accounts_router(ctx: OutreachContext) -> APIRouter:
         service.wake_relay()
         return {"status": "verified", "account_id": str(account_id), "sender_email": account.sender_email}
 
-    @r.post("/v1/accounts/callback", include_in_schema=True)
+    @r.post(
+        ctx.signed_route("/v1/accounts/callback"),
+        openapi_extra=public("Standard Webhooks signature of the LinkedIn or email provider"),
+        responses=problems(400, 401, 404, 413, 422),
+    )
     async def callback(request: Request) -> dict[str, Any]:
         """The provider's signed notification that a hosted connection (or a sender verification) finished.
 
         Body (Unipile style): ``{"status": "CREATION_SUCCESS", "account_id": "<provider id>", "name": "<our id>"}``.
         """
-        hook, raw = await ctx.verified_webhook(request)
+        hook, raw, signer = await ctx.verified_webhook(request, "linkedin", "email")
         data = json_object(raw)
         ours = str(data.get("name") or data.get("account_ref") or "")
         now = service.clock.now()
@@ -214,7 +233,7 @@ def accounts_router(ctx: OutreachContext) -> APIRouter:
                 account = await lock_account(conn, UUID(ours))
             except ValueError:
                 account = None
-            if account is None:
+            if account is None or account.provider != signer:  # each provider completes only its own accounts
                 raise not_found("account", ours or "(no name)")
             status = str(data.get("status", "")).lower()
             if account.provider == "email":
@@ -266,19 +285,22 @@ def accounts_router(ctx: OutreachContext) -> APIRouter:
         service.wake_relay()
         return {"status": outcome, "account_id": str(account.account_id)}
 
-    @r.get("/v1/accounts")
-    async def list_accounts(ws: str = Depends(workspace_id)) -> list[dict[str, Any]]:
-        """The workspace's accounts."""
+    @r.get("/v1/accounts", response_model=Page[dict[str, Any]])
+    async def list_accounts(ws: ReadWorkspace, limit: Limit = 50, after: After = None) -> Page[dict[str, Any]]:
+        """The workspace's accounts, oldest first."""
+        stmt = select(accounts).where(accounts.c.workspace_id == ws, accounts.c.deleted_at.is_(None))
+        if after:
+            created, account_id = decode_cursor(after, 2, [datetime.fromisoformat, UUID])
+            stmt = stmt.where(tuple_(accounts.c.created_at, accounts.c.account_id) > tuple_(created, account_id))
         async with service.engine.connect() as conn:
-            rows = await conn.execute(
-                select(accounts)
-                .where(accounts.c.workspace_id == ws, accounts.c.deleted_at.is_(None))
-                .order_by(accounts.c.created_at)
-            )
-            return [account_view(row) for row in rows]
+            rows = (
+                await conn.execute(stmt.order_by(accounts.c.created_at, accounts.c.account_id).limit(limit + 1))
+            ).all()
+        page = Page.of(rows, limit, lambda a: encode_cursor([a.created_at.isoformat(), str(a.account_id)]))
+        return Page[dict[str, Any]](items=[account_view(row) for row in page.items], next=page.next)
 
     @r.get("/v1/accounts/{account_id}")
-    async def get_account(account_id: UUID, ws: str = Depends(workspace_id)) -> dict[str, Any]:
+    async def get_account(account_id: UUID, ws: ReadWorkspace) -> dict[str, Any]:
         """One account, with its leases and the reconnect emails sent for it."""
         async with service.engine.connect() as conn:
             row = await _live(conn, account_id, ws)
@@ -306,8 +328,8 @@ def accounts_router(ctx: OutreachContext) -> APIRouter:
             }
 
     @r.delete("/v1/accounts/{account_id}", status_code=204)
-    async def delete_account(account_id: UUID, ws: str = Depends(workspace_id)) -> Response:
-        """Delete an account; campaigns left without an account need review."""
+    async def delete_account(account_id: UUID, ws: AdminWorkspace) -> Response:
+        """Delete an account (``admin`` scope); campaigns left without an account need review."""
         async with service.engine.begin() as conn:
             account = await lock_account(conn, account_id, ws)
             if account is None:
@@ -319,7 +341,7 @@ def accounts_router(ctx: OutreachContext) -> APIRouter:
         return Response(status_code=204)
 
     @r.post("/v1/accounts/{account_id}/refresh")
-    async def refresh(account_id: UUID, ws: str = Depends(workspace_id)) -> dict[str, Any]:
+    async def refresh(account_id: UUID, ws: WriteWorkspace) -> dict[str, Any]:
         """Ask the provider for the account's status now and apply it."""
         async with service.engine.connect() as conn:
             row = await _live(conn, account_id, ws)
@@ -355,11 +377,15 @@ def accounts_router(ctx: OutreachContext) -> APIRouter:
         service.wake_relay()
         return account_view(row)
 
-    @r.post("/v1/webhooks/accounts")
+    @r.post(
+        ctx.signed_route("/v1/webhooks/accounts"),
+        openapi_extra=public("Standard Webhooks signature of the LinkedIn provider"),
+        responses=problems(400, 401, 404, 413, 422),
+    )
     async def account_status_webhook(request: Request) -> dict[str, Any]:
         """Signed account status from the provider: ``{"account_id": ..., "status": "CREDENTIALS"}`` or Unipile's
         ``{"AccountStatus": {"account_id": ..., "message": "OK"}}``."""
-        hook, raw = await ctx.verified_webhook(request)
+        hook, raw, _ = await ctx.verified_webhook(request, "linkedin")
         data = json_object(raw)
         nested = data.get("AccountStatus")
         inner: dict[str, Any] = nested if isinstance(nested, dict) else data

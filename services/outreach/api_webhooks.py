@@ -12,11 +12,12 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from services.runtime.auth import workspace_id
+from services.runtime.auth import WriteWorkspace, public
+from services.runtime.errors import problems
 
 from . import lifecycle as lc
 from .accounts import find_account
@@ -33,12 +34,20 @@ REPLY_EVENTS = {"message_received", "reply", "replied"}
 
 
 async def _lead_of(conn: AsyncConnection, workspace: str, data: dict[str, Any]) -> UUID | None:
-    """The lead a webhook is about: by ``lead_id``, LinkedIn profile URL or email address."""
+    """The lead a webhook is about, in ``workspace`` only: by ``lead_id``, LinkedIn profile URL or email address.
+
+    A ``lead_id`` of another workspace is not found: a provider account of workspace A cannot stop, or mark
+    as accepted, a lead of workspace B.
+    """
     if data.get("lead_id"):
         try:
-            return UUID(str(data["lead_id"]))
+            lead_id = UUID(str(data["lead_id"]))
         except ValueError:
             return None
+        found = await conn.scalar(
+            select(leads.c.lead_id).where(leads.c.workspace_id == workspace, leads.c.lead_id == lead_id)
+        )
+        return UUID(str(found)) if found is not None else None
     url = normalise_profile_url(data.get("user_profile_url") or data.get("profile_url") or data.get("linkedin_url"))
     email = normalise_email(data.get("email") or data.get("from"))
     if url:
@@ -88,11 +97,15 @@ def webhooks_router(ctx: OutreachContext) -> APIRouter:
         await em.flush(conn)
         return done
 
-    @r.post("/v1/webhooks/linkedin")
+    @r.post(
+        ctx.signed_route("/v1/webhooks/linkedin"),
+        openapi_extra=public("Standard Webhooks signature of the LinkedIn provider"),
+        responses=problems(400, 401, 404, 413, 422),
+    )
     async def linkedin_webhook(request: Request) -> dict[str, Any]:
         """Signed LinkedIn provider events: ``{"event": "new_relation" | "message_received", "account_id": ...,
         "lead_id" | "user_profile_url": ..., "text": ...}``."""
-        hook, raw = await ctx.verified_webhook(request)
+        hook, raw, _ = await ctx.verified_webhook(request, "linkedin")
         data = json_object(raw)
         event = str(data.get("event", "")).lower()
         if event not in ACCEPT_EVENTS | REPLY_EVENTS:
@@ -102,8 +115,8 @@ def webhooks_router(ctx: OutreachContext) -> APIRouter:
             if not await ctx.first_delivery(conn, hook):
                 return {"status": "duplicate"}
             account = await find_account(conn, str(data.get("account_id", "")))
-            if account is None:
-                raise not_found("account", data.get("account_id"))
+            if account is None or account.provider != "linkedin":
+                raise not_found("LinkedIn account", data.get("account_id"))
             lead_id = await _lead_of(conn, account.workspace_id, data)
             if lead_id is None:
                 raise not_found("lead", data.get("lead_id") or data.get("user_profile_url"))
@@ -150,11 +163,15 @@ def webhooks_router(ctx: OutreachContext) -> APIRouter:
         ctx.runner.wake()
         return result
 
-    @r.post("/v1/webhooks/email")
+    @r.post(
+        ctx.signed_route("/v1/webhooks/email"),
+        openapi_extra=public("Standard Webhooks signature of the email provider"),
+        responses=problems(400, 401, 404, 413, 422),
+    )
     async def email_webhook(request: Request) -> dict[str, Any]:
         """Signed email events: ``{"type": "reply" | "bounce" | "complaint", "workspace_id": ..., "email": ...}``.
         A bounce suppresses the address for emails; a complaint unsubscribes it; a reply stops the lead."""
-        hook, raw = await ctx.verified_webhook(request)
+        hook, raw, _ = await ctx.verified_webhook(request, "email")
         data = json_object(raw)
         kind, ws = str(data.get("type", "")).lower(), str(data.get("workspace_id", ""))
         email = normalise_email(data.get("email"))
@@ -179,7 +196,7 @@ def webhooks_router(ctx: OutreachContext) -> APIRouter:
 
     @r.post("/v1/campaigns/{campaign_id}/leads/{lead_id}/reply")
     async def record_reply(
-        campaign_id: UUID, lead_id: UUID, body: SimulatedReplyIn, ws: str = Depends(workspace_id)
+        campaign_id: UUID, lead_id: UUID, body: SimulatedReplyIn, ws: WriteWorkspace
     ) -> dict[str, Any]:
         """Record a reply by hand (a demo, or an inbox the provider does not watch)."""
         now = service.clock.now()

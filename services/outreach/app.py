@@ -30,6 +30,7 @@ from leadstream_schemas import (
 
 from services.runtime.clock import Clock
 from services.runtime.crash import CrashPoints
+from services.runtime.links import allowed_hosts
 from services.runtime.providers import SimulationProfile
 from services.runtime.service import Service
 
@@ -74,7 +75,9 @@ def build(
     if linkedin is None:
         if settings.linkedin_provider == "http":
             linkedin = UnipileLinkedIn(
-                settings.unipile_base_url, settings.unipile_api_key, timeout_s=settings.provider_timeout_s
+                settings.unipile_base_url,
+                settings.unipile_api_key.get_secret_value(),
+                timeout_s=settings.provider_timeout_s,
             )
         else:
             behaviour = LinkedInBehaviour(
@@ -89,7 +92,7 @@ def build(
     if email is None:
         if settings.email_provider == "http":
             email = HttpEmailSender(
-                settings.email_api_url, settings.email_api_key, timeout_s=settings.provider_timeout_s
+                settings.email_api_url, settings.email_api_key.get_secret_value(), timeout_s=settings.provider_timeout_s
             )
         elif settings.email_provider == "smtp":
             email = SmtpEmailSender.from_settings(settings, clock)
@@ -121,7 +124,7 @@ def build(
         senders=senders,
     )
     service.app.state.outreach = ctx
-    h = OutreachHandlers(runner.wake)
+    h = OutreachHandlers(runner.wake, allowed_hosts(settings.link_allowed_hosts))
     service.consume(
         [LEAD.name, SEARCH.name],
         {

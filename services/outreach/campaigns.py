@@ -24,12 +24,13 @@ from leadstream_schemas import (
     VideoSegment,
     VideoSettings,
 )
-from sqlalchemy import and_, delete, func, select, update
+from sqlalchemy import and_, delete, func, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.runtime.errors import Problem
+from services.runtime.pagination import MAX_PAGE, Page, decode_cursor, encode_cursor
 from services.runtime.service import Service
 
 from . import lifecycle as lc
@@ -432,8 +433,16 @@ class CampaignCommands:
             "created_at": row.created_at.isoformat(),
         }
 
-    async def list(self, workspace_id: str, q: str | None = None, state: str | None = None) -> list[dict[str, Any]]:
-        """Campaigns of the workspace, newest first; ``q`` searches names."""
+    async def list(
+        self,
+        workspace_id: str,
+        q: str | None = None,
+        state: str | None = None,
+        *,
+        after: str | None = None,
+        limit: int = MAX_PAGE,
+    ) -> Page[dict[str, Any]]:
+        """A page of the workspace's campaigns, newest first; ``q`` searches names; ``after`` is a cursor."""
         nxt = (
             select(func.min(timers.c.due_at))
             .where(
@@ -450,9 +459,14 @@ class CampaignCommands:
             stmt = stmt.where(campaigns.c.name.ilike(f"%{q.replace('%', '').replace('_', '')}%"))
         if state:
             stmt = stmt.where(campaigns.c.state == state)
+        if after:
+            created, campaign_id = decode_cursor(after, 2, [datetime.fromisoformat, UUID])
+            stmt = stmt.where(tuple_(campaigns.c.created_at, campaigns.c.campaign_id) < tuple_(created, campaign_id))
+        order = (campaigns.c.created_at.desc(), campaigns.c.campaign_id.desc())
         async with self.service.engine.connect() as conn:
-            rows = (await conn.execute(stmt.order_by(campaigns.c.created_at.desc(), campaigns.c.name))).all()
-        return [self._summary(r, r.next_step) for r in rows]
+            rows = (await conn.execute(stmt.order_by(*order).limit(limit + 1))).all()
+        page = Page.of(rows, limit, lambda r: encode_cursor([r.created_at.isoformat(), str(r.campaign_id)]))
+        return Page[dict[str, Any]](items=[self._summary(r, r.next_step) for r in page.items], next=page.next)
 
     async def details(self, workspace_id: str, campaign_id: UUID) -> dict[str, Any]:
         """A campaign with its workflow (and warnings), delivery, workers and counts."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Literal
 
 from fastapi import Request
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -38,21 +39,29 @@ class OutreachContext:
         """True when LinkedIn is simulated (accounts may connect at once)."""
         return self.settings.linkedin_provider == "simulated"
 
-    async def verified_webhook(self, request: Request) -> tuple[webhooks.VerifiedWebhook, bytes]:
-        """The request's raw body once its Standard-Webhooks signature checked out (401 otherwise).
+    def signed_route(self, path: str) -> str:
+        """``path``, with the body cap of a signed webhook route (``webhook_max_bytes``) registered at the edge."""
+        self.service.limit_body(path, self.settings.webhook_max_bytes)
+        return path
+
+    async def verified_webhook(
+        self, request: Request, *providers: Literal["linkedin", "email"]
+    ) -> tuple[webhooks.VerifiedWebhook, bytes, str]:
+        """The request's raw body (capped at the edge: :meth:`signed_route`) once its Standard Webhooks signature
+        checked out with the key of one of ``providers`` (401 otherwise), and which provider that was.
 
         Signatures carry wall-clock timestamps from the sender, so they are checked against real time,
         not the (possibly scaled) campaign clock.
         """
-        body = await request.body()
-        hook = webhooks.verify(
-            self.settings.webhook_secret,
-            dict(request.headers),
-            body,
-            datetime.now(UTC),
-            self.settings.webhook_tolerance_s,
+        rings = {p: self.settings.keys(f"{p}_webhook_secret") for p in providers}
+        hook, body = await webhooks.verified_request(
+            request,
+            list(rings.values()),
+            now=datetime.now(UTC),
+            tolerance_s=self.settings.webhook_tolerance_s,
         )
-        return hook, body
+        provider = next(p for p, ring in rings.items() if ring.purpose == hook.purpose)
+        return hook, body, provider
 
     async def first_delivery(self, conn: AsyncConnection, hook: webhooks.VerifiedWebhook) -> bool:
         """Record the webhook id in the caller's transaction; False for a replay."""

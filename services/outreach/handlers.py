@@ -7,6 +7,7 @@ which audience, and whether they are still running.
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -37,6 +38,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.dialects.postgresql import insert
 
 from services.runtime.consumer import HandlerContext
+from services.runtime.links import link_refusal
 
 from . import lifecycle as lc
 from . import timers as tm
@@ -44,6 +46,8 @@ from .domain.compliance import normalise_email, normalise_profile_url
 from .emit import HandlerEmitter
 from .enrollment import enroll_everywhere
 from .store import audience_members, campaigns, leads, searches, texts, videos
+
+log = logging.getLogger(__name__)
 
 
 def _post_url(lead_id: uuid.UUID, post: Post) -> str:
@@ -53,10 +57,12 @@ def _post_url(lead_id: uuid.UUID, post: Post) -> str:
 
 
 class OutreachHandlers:
-    """Handlers; ``wake`` tells the timer loop that something became due."""
+    """Handlers; ``wake`` tells the timer loop that something became due; only links on ``link_hosts`` (https)
+    are put into messages."""
 
-    def __init__(self, wake: Callable[[], None]) -> None:
+    def __init__(self, wake: Callable[[], None], link_hosts: list[str] | None = None) -> None:
         self.wake = wake
+        self.link_hosts = link_hosts if link_hosts is not None else ["videos.studio.example"]
 
     async def _upsert_lead(self, ctx: HandlerContext, lead_id: uuid.UUID, values: dict[str, Any]) -> None:
         values = {k: v for k, v in values.items() if v is not None}
@@ -233,7 +239,12 @@ class OutreachHandlers:
             self.wake()
 
     async def on_video_generated(self, env: Envelope[VideoGenerated], ctx: HandlerContext) -> None:
-        """The lead's video is ready: the first action may go, with the video link."""
+        """The lead's video is ready: the first action may go, with the video link. A link that is not https on
+        an allowed host (video checks it too) is never sent: the action goes without it."""
+        if link_refusal(env.data.video_url, self.link_hosts) is not None:
+            log.warning("video link refused; the action goes without it", extra={"lead_id": str(env.data.lead_id)})
+            await self._video(env, ctx, "failed", None)
+            return
         await self._video(env, ctx, "ready", env.data.video_url)
 
     async def on_video_failed(self, env: Envelope[VideoFailed], ctx: HandlerContext) -> None:

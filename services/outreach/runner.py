@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timedelta
 from functools import partial
+from operator import attrgetter
 from typing import Any
 
 from sqlalchemy import select
@@ -68,6 +69,7 @@ class Runner:
             retry_initial_s=STEP_RETRY_S,
             retry_max_s=STEP_RETRY_S * 2**settings.timer_max_attempts,
             poll_interval_s=settings.timer_poll_interval_s,
+            traceparent=attrgetter("traceparent"),
         )
         self.intents = DurableTimers(
             name="outreach_send_intents",
@@ -83,6 +85,7 @@ class Runner:
             retry_initial_s=settings.send_reconcile_after_s,
             retry_max_s=max(LOOKUP_RETRY_MAX_S, settings.send_reconcile_after_s),
             poll_interval_s=settings.timer_poll_interval_s,
+            traceparent=attrgetter("traceparent"),
         )
 
     def wake(self) -> None:

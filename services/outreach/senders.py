@@ -35,6 +35,7 @@ from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.runtime.providers import ProviderError
+from services.runtime.secrets import KeyRing
 from services.runtime.webhooks import check_link_token, link_token
 
 from . import timers as tm
@@ -89,16 +90,21 @@ class Senders:
         return timedelta(hours=self.settings.sender_verification_timeout_h)
 
     def _base(self) -> str:
-        return self.settings.public_base_url.rstrip("/")
+        return self.settings.base_url()
 
     def confirm_url(self, account_id: UUID, sender_email: str) -> str:
         """Outreach's own confirmation link for a provider without verification (signed, one account)."""
-        token = link_token(self.settings.webhook_secret, "sender", str(account_id), sender_email)
+        token = link_token(self._link_keys(), "sender", str(account_id), sender_email)
         return f"{self._base()}/v1/accounts/{account_id}/confirm?t={token}"
 
     def link_is_valid(self, account_id: UUID, sender_email: str, token: str) -> bool:
         """Whether ``token`` is the confirmation link's for this account and address."""
-        return check_link_token(self.settings.webhook_secret, token, "sender", str(account_id), sender_email)
+        return check_link_token(self._link_keys(), token, "sender", str(account_id), sender_email)
+
+    def _link_keys(self) -> KeyRing:
+        # The key ring of outreach's one-click links (unsubscribe); a token binds "sender", the account and the
+        # address, so it can never open an unsubscribe link (workspace, lead) or another account's confirmation.
+        return self.settings.keys("unsubscribe_secret")
 
     async def ask(self, account_id: UUID, sender_email: str, now: datetime) -> SenderVerification:
         """Ask the provider to verify the address (before anything is stored). ProviderError when it cannot be

@@ -38,6 +38,7 @@ from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.runtime.providers import ProviderError, RateLimited
+from services.runtime.telemetry import current_traceparent
 
 from .adapters import LimitReached, SendResult
 from .store import sends
@@ -169,6 +170,7 @@ async def open_intent(
         "detail": None,
         "reconcile_at": reconcile_at,
         "reconcile_attempts": 0,
+        "traceparent": current_traceparent(),
     }
     stmt = _insert(key, request_id, dry_run=False, values=values)
     await conn.execute(stmt.on_conflict_do_update(index_elements=["campaign_id", "lead_id", "step_id"], set_=values))

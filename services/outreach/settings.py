@@ -6,6 +6,7 @@ from typing import Literal
 
 from pydantic import Field, SecretStr
 
+from services.runtime.secrets import SecretSpec
 from services.runtime.settings import RuntimeSettings
 
 
@@ -19,7 +20,9 @@ class OutreachSettings(RuntimeSettings):
         "simulated", description="simulated | http (Unipile-style REST API)"
     )
     unipile_base_url: str = Field("http://127.0.0.1:9999", description="Base URL of the LinkedIn provider API.")
-    unipile_api_key: str = Field("", description="API key of the LinkedIn provider (from the environment).")
+    unipile_api_key: SecretStr = Field(
+        SecretStr(""), description="API key of the LinkedIn provider (from the environment)."
+    )
     email_provider: Literal["simulated", "http", "smtp"] = Field(
         "simulated", description="simulated | http (HTTP email API) | smtp (your own mailbox over SMTP)"
     )
@@ -29,7 +32,7 @@ class OutreachSettings(RuntimeSettings):
         "login with the smtp provider (mailbox providers refuse other senders), else no-reply@leadstream.invalid.",
     )
     email_api_url: str = Field("http://127.0.0.1:9998", description="Base URL of the HTTP email API.")
-    email_api_key: str = Field("", description="API key of the email API (from the environment).")
+    email_api_key: SecretStr = Field(SecretStr(""), description="API key of the email API (from the environment).")
     smtp_host: str = Field("127.0.0.1", description="SMTP server (smtp.gmail.com, smtp.office365.com, a relay).")
     smtp_port: int = Field(587, ge=1, le=65535, description="587 (submission with STARTTLS) or 465 (implicit TLS).")
     smtp_username: str = Field("", description="SMTP login (usually the mailbox address); empty: no AUTH.")
@@ -73,7 +76,28 @@ class OutreachSettings(RuntimeSettings):
     email_real_sends: bool = Field(
         False, description="Send emails for real. Off by default: emails are dry-run (ActionSkipped dry_run)."
     )
-    public_base_url: str = Field("http://127.0.0.1:8104", description="Where unsubscribe links and callbacks point.")
+    public_base_url: str | None = Field(
+        None,
+        max_length=500,
+        description="Public https URL of this service, where unsubscribe links and provider callbacks point "
+        "(required outside development; development: http://127.0.0.1:<http port>).",
+    )
+    linkedin_webhook_secret: SecretStr | None = Field(
+        None,
+        description="Standard Webhooks secret(s) (whsec_...) of the LinkedIn provider: its webhooks, account "
+        "status and connect callbacks. Comma-separated to rotate: the first signs, all verify.",
+    )
+    email_webhook_secret: SecretStr | None = Field(
+        None,
+        description="Standard Webhooks secret(s) (whsec_...) of the email provider: replies, bounces, complaints "
+        "and sender verifications. Comma-separated to rotate.",
+    )
+    unsubscribe_secret: SecretStr | None = Field(
+        None,
+        description="Key(s) of the HMAC in unsubscribe links and sender confirmation links (at least 32 "
+        "characters). Comma-separated to rotate: the first signs new links, all open old ones (keep an old key as "
+        "long as its emails may be clicked).",
+    )
     reconnect_email_to: str = Field("owner@leadstream.invalid", description="Default recipient of reconnect emails.")
     sender_check_interval_s: float = Field(
         300.0,
@@ -124,3 +148,30 @@ class OutreachSettings(RuntimeSettings):
         "the request; 0: at once, the sender is verified when added).",
     )
     sim_transient_error_rate: float = Field(0.03, ge=0, le=1)
+
+    def secret_specs(self) -> list[SecretSpec]:
+        """The provider webhook keys, the unsubscribe key, and the API keys of the providers switched to http."""
+        specs = [
+            *super().secret_specs(),
+            self.secret("linkedin_webhook_secret", "LinkedIn provider webhooks", "whsec"),
+            self.secret("email_webhook_secret", "email provider webhooks", "whsec"),
+            self.secret("unsubscribe_secret", "unsubscribe links", "key"),
+        ]
+        if self.linkedin_provider == "http":
+            specs.append(self.secret("unipile_api_key", "LinkedIn provider API", "credential"))
+        if self.email_provider == "http":
+            specs.append(self.secret("email_api_key", "email API", "credential"))
+        return specs
+
+    def production_problems(self) -> list[str]:
+        """Unsubscribe links must reach people: a public https base URL."""
+        problems = super().production_problems()
+        if not self.public_base_url:
+            problems.append("LEADSTREAM_PUBLIC_BASE_URL is not set (unsubscribe links and provider callbacks)")
+        elif not self.public_base_url.startswith("https://"):
+            problems.append("LEADSTREAM_PUBLIC_BASE_URL must be an https URL (unsubscribe links)")
+        return problems
+
+    def base_url(self) -> str:
+        """Where unsubscribe links and provider callbacks point (no trailing slash)."""
+        return (self.public_base_url or f"http://127.0.0.1:{self.http_port}").rstrip("/")

@@ -200,6 +200,13 @@ async def _rows(conn: AsyncConnection, enrollment: Row[Any]) -> tuple[Row[Any], 
     return campaign, account, lead
 
 
+def count_send(account_id: object, action: str, outcome: str) -> None:
+    """``leadstream_sends_total``: a step's send ended ``sent`` (the provider performed it) or ``failed`` (the
+    step gave up: refused, rate-limited for too long, retries used up, or an outcome that cannot be known).
+    Counted in the transaction that records it: a commit that fails after it (rare) counts it again on retry."""
+    SENDS.labels(account=str(account_id), action=action, outcome=outcome).inc()
+
+
 class StepExecutor:
     """Runs step timers with the configured providers."""
 
@@ -519,8 +526,8 @@ class StepExecutor:
             "city": lead.city,
         }
         subject = subject or render_template(run.step.subject or fallback.get("subject") or "", fields)
-        token = link_token(self.settings.webhook_secret, ws, str(lead.lead_id))
-        unsub = unsubscribe_url(self.settings.public_base_url, ws, str(lead.lead_id), token)
+        token = link_token(self.settings.keys("unsubscribe_secret"), ws, str(lead.lead_id))
+        unsub = unsubscribe_url(self.settings.base_url(), ws, str(lead.lead_id), token)
         email = render_email(
             sender=str(fallback.get("sender_email", "")), to=lead.email, subject=subject, body=body, unsubscribe=unsub
         )
@@ -687,6 +694,7 @@ class StepExecutor:
             ActionFailed(**run.ids, action=Action(run.step.action), reason=reason, detail=detail, retryable=False),
             run.key,
         )
+        count_send(run.account.account_id, run.step.action, "failed")
         await self._end(run, "failed")
 
     # -- settling a send -------------------------------------------------------------------------
@@ -719,6 +727,7 @@ class StepExecutor:
         else:
             await intents.mark(conn, key, intents.UNKNOWN, detail=answer.detail, reconcile_at=None)
             em.emit(self._failed_event(intent, intents.OUTCOME_UNKNOWN, answer.detail), key.event_key)
+            count_send(intent.account_id, intent.action, "failed")
             if run is not None:
                 await self._end(run, "failed")
 
@@ -753,7 +762,7 @@ class StepExecutor:
         key = IntentKey.of(intent)
         await intents.mark(conn, key, intents.SENT, provider_ref=result.provider_ref, reconcile_at=None, detail=None)
         em.emit(intents.sent_event(intent, result.provider_ref), key.event_key)
-        SENDS.labels(account=str(intent.account_id), action=intent.action).inc()
+        count_send(intent.account_id, intent.action, "sent")
         for f in result.followups:
             await tm.schedule(
                 conn,

@@ -234,6 +234,7 @@ timers = Table(
     Column("attempts", Integer, nullable=False, server_default=text("0")),
     Column("payload", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
     Column("outcome", Text, nullable=True),
+    Column("traceparent", Text, nullable=True),  # of what scheduled it or made it due: its run continues it (0004)
     _ts("updated_at", nullable=False),
     UniqueConstraint("key", name="uq_timers_key"),
     Index("ix_timers_due", "due_at", postgresql_where=text("state IN ('pending', 'waiting')")),
@@ -264,6 +265,7 @@ sends = Table(
     Column("detail", Text, nullable=True),  # what the provider (or the lookup) last said
     _ts("reconcile_at"),  # wall-clock time from which a pending intent's outcome is asked of the provider
     Column("reconcile_attempts", Integer, nullable=False, server_default=text("0")),
+    Column("traceparent", Text, nullable=True),  # of the step that opened it: its reconciliation continues it (0004)
     Index("ix_sends_account", "account_id", "action", "sent_at"),
     Index("ix_sends_sender", "workspace_id", "sender", "action", "sent_at"),
     Index("ix_sends_pending", "reconcile_at", postgresql_where=text("state = 'pending'")),

@@ -13,9 +13,11 @@ from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import Select, and_, case, func, or_, select, update
+from sqlalchemy import Select, and_, case, func, or_, select, true, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
+
+from services.runtime.telemetry import current_traceparent
 
 from .store import accounts, campaign_workers, campaigns, timers
 
@@ -67,6 +69,7 @@ async def schedule(
             state=state,
             waiting_for=waiting_for,
             payload=payload or {},
+            traceparent=current_traceparent(),
             updated_at=now,
         )
         .on_conflict_do_nothing(index_elements=["key"])
@@ -171,6 +174,8 @@ async def wake(
     if step_id is not None:
         conds.append(timers.c.step_id == step_id)
     woken = (timers.c.state == "waiting") & (timers.c.waiting_for == waiting_for)
+    # A step's own input (its text) is part of its run's story even when it arrived before the step waited.
+    linked = true() if step_id is not None else woken
     result = await conn.execute(
         update(timers)
         .where(*conds)
@@ -178,6 +183,8 @@ async def wake(
             state=case((woken, "pending"), else_=timers.c.state),
             waiting_for=case((woken, None), else_=timers.c.waiting_for),
             due_at=case((woken, now), else_=timers.c.due_at),
+            # Its run continues the trace of what it waited for (e.g. the handler of the text for its step).
+            traceparent=case((linked, current_traceparent()), else_=timers.c.traceparent),
             updated_at=now,
         )
         .returning(timers.c.id, timers.c.state)

@@ -6,25 +6,23 @@ answers 404. Lists use keyset pagination: ``next`` is an opaque cursor to pass a
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 from collections.abc import AsyncIterator
 from datetime import date, datetime, time, timedelta
 from typing import Annotated, Any
 from uuid import UUID
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi import APIRouter, Header, Query, Request
 from leadstream_schemas import LIMIT_STATUSES, EmailSent, InviteAccepted, InviteSent, MessageSent, Replied
 from pydantic import BaseModel, Field
 from sqlalchemy import and_, case, func, literal, or_, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
-from services.runtime.auth import workspace_id
+from services.runtime.auth import ReadWorkspace
 from services.runtime.clock import Clock
 from services.runtime.errors import Problem
+from services.runtime.pagination import bounded, decode_cursor, encode_cursor
 
 from . import domain
 from .live import ChangeHub
@@ -263,10 +261,11 @@ class ActivityItem(BaseModel):
 
 
 class Activity(BaseModel):
-    """The most recent lead rows and how many fall in each category."""
+    """The most recent lead rows (newest first) and how many of them fall in each category."""
 
     counts: dict[str, int]
     items: list[ActivityItem]
+    next: str | None = Field(None, description="Cursor for the following page (pass as `after`).")
 
 
 class SeriesDay(BaseModel):
@@ -327,9 +326,10 @@ class Account(BaseModel):
 
 
 class Accounts(BaseModel):
-    """The workspace's accounts, reconnect-required ones first."""
+    """The workspace's accounts, reconnect-required ones first (then by name)."""
 
-    items: list[Account] = Field(max_length=1000)
+    items: list[Account] = Field(max_length=200)
+    next: str | None = Field(None, description="Cursor for the following page (pass as `after`).")
 
 
 class OnboardingStep(BaseModel):
@@ -397,18 +397,11 @@ class Home(BaseModel):
 
 
 def _cursor(values: list[Any]) -> str:
-    return base64.urlsafe_b64encode(json.dumps(values, default=str).encode()).decode().rstrip("=")
+    return encode_cursor(values)
 
 
 def _uncursor(cursor: str, size: int) -> list[Any]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        values = json.loads(raw)
-    except (binascii.Error, ValueError, UnicodeDecodeError):
-        values = None
-    if not isinstance(values, list) or len(values) != size:
-        raise Problem(422, "invalid_cursor", "the `after` cursor is not one this API returned", field="after")
-    return values
+    return decode_cursor(cursor, size)
 
 
 def _like(q: str) -> str:
@@ -713,9 +706,24 @@ class Reads:
         return ResultPage(items=items, next=nxt)
 
     async def activity(
-        self, conn: AsyncConnection, ws: str, limit: int, now: datetime, waiting_after: timedelta
+        self,
+        conn: AsyncConnection,
+        ws: str,
+        limit: int,
+        now: datetime,
+        waiting_after: timedelta,
+        after: str | None = None,
     ) -> Activity:
         lc, ls, c = self.v.lead_campaign, self.v.lead_state, self.v.campaigns
+        page_after = []
+        if after:
+            at, lead, campaign = decode_cursor(after, 3, [datetime.fromisoformat, UUID, UUID])
+            page_after.append(
+                or_(
+                    lc.c.last_event_at < at,
+                    and_(lc.c.last_event_at == at, tuple_(lc.c.lead_id, lc.c.campaign_id) > tuple_(lead, campaign)),
+                )
+            )
         stage_expr = self._stage_expr().label("workflow_stage")
         rows = (
             await conn.execute(
@@ -733,11 +741,12 @@ class Reads:
                         c, and_(c.c.workspace_id == lc.c.workspace_id, c.c.campaign_id == lc.c.campaign_id)
                     )
                 )
-                .where(lc.c.workspace_id == ws, lc.c.last_event_at.is_not(None))
+                .where(lc.c.workspace_id == ws, lc.c.last_event_at.is_not(None), *page_after)
                 .order_by(lc.c.last_event_at.desc(), lc.c.lead_id, lc.c.campaign_id)
-                .limit(limit)
+                .limit(limit + 1)
             )
         ).all()
+        more, rows = len(rows) > limit, rows[:limit]
         items = [
             ActivityItem(
                 lead_id=r.lead_id,
@@ -752,7 +761,11 @@ class Reads:
             )
             for r in rows
         ]
-        return Activity(counts=domain.count_categories(i.category for i in items), items=items)
+        nxt = None
+        if more and rows:
+            last = rows[-1]
+            nxt = encode_cursor([last.last_event_at.isoformat(), str(last.lead_id), str(last.campaign_id)])
+        return Activity(counts=domain.count_categories(i.category for i in items), items=items, next=nxt)
 
     async def home(self, conn: AsyncConnection, ws: str, now: datetime, waiting_after: timedelta) -> Home:
         c, ls = self.v.campaigns, self.v.lead_state
@@ -865,7 +878,7 @@ class Reads:
             stages=[StageCount(stage=r.stage, label=_label(r.stage) or r.stage, count=r.n) for r in rows],
         )
 
-    async def accounts(self, conn: AsyncConnection, ws: str) -> Accounts:
+    async def accounts(self, conn: AsyncConnection, ws: str, limit: int = 200, after: str | None = None) -> Accounts:
         """Every account that is not deleted, with its health and the campaigns using it."""
         a, c = self.v.accounts, self.v.campaigns
         rows = (
@@ -896,8 +909,18 @@ class Reads:
             for r in rows
         ]
         urgency = {"reconnect_required": 0, "limited": 1, "pending": 2, "healthy": 3}
-        items.sort(key=lambda x: urgency.get(x.health, 4))
-        return Accounts(items=items)
+
+        def key(x: Account) -> tuple[int, str, str]:
+            return (urgency.get(x.health, 4), x.name, str(x.account_id))
+
+        items.sort(key=key)
+        if after:
+            start = tuple(decode_cursor(after, 3, [int, str, str]))
+            items = [x for x in items if key(x) > start]
+        page = items[: limit + 1]
+        more = len(page) > limit
+        page = page[:limit]
+        return Accounts(items=page, next=encode_cursor(list(key(page[-1]))) if more and page else None)
 
     async def _account_uses(self, conn: AsyncConnection, ws: str, which: Any) -> list[Any]:
         """(account, campaign, leased, campaign name and state) of the workspace's campaigns matching ``which``."""
@@ -1021,7 +1044,7 @@ class Reads:
 
 # -- routes -------------------------------------------------------------------------------------
 
-Workspace = Annotated[str, Depends(workspace_id)]
+Workspace = ReadWorkspace  # every projection route reads
 Limit = Annotated[int, Query(ge=1, le=200, description="Page size.")]
 After = Annotated[str | None, Query(max_length=1000, description="Cursor from a previous page's `next`.")]
 
@@ -1047,9 +1070,7 @@ def build_router(
     reads = Reads(views)
 
     @router.get("/leads/{lead_id}/timeline", response_model=Timeline)
-    async def lead_timeline(
-        lead_id: UUID, ws: Workspace, after: After = None, limit: Annotated[int, Query(ge=1, le=1000)] = 500
-    ) -> Timeline:
+    async def lead_timeline(lead_id: UUID, ws: Workspace, after: After = None, limit: Limit = 200) -> Timeline:
         """Every event of a lead, oldest first, with a human summary."""
         async with engine.connect() as conn:
             return await reads.timeline(conn, ws, lead_id, after, limit)
@@ -1139,10 +1160,10 @@ def build_router(
             return await reads.stages(conn, ws, campaign_id)
 
     @router.get("/accounts", response_model=Accounts)
-    async def list_accounts(ws: Workspace) -> Accounts:
+    async def list_accounts(ws: Workspace, limit: Limit = 50, after: After = None) -> Accounts:
         """Connected accounts with health, reason, last status change and the campaigns using them."""
         async with engine.connect() as conn:
-            return await reads.accounts(conn, ws)
+            return await reads.accounts(conn, ws, limit, after)
 
     @router.get("/onboarding", response_model=Onboarding)
     async def onboarding(ws: Workspace) -> Onboarding:
@@ -1150,12 +1171,17 @@ def build_router(
         async with engine.connect() as conn:
             return await reads.onboarding(conn, ws)
 
-    @router.get("/inbox", response_model=Inbox)
+    @router.get(
+        "/inbox",
+        response_model=Inbox,
+        openapi_extra=bounded("a summary: one item per account, campaign or kind of work waiting, at most 2000"),
+    )
     async def inbox(ws: Workspace) -> Inbox:
         """Operational next steps: connect or reconnect accounts, campaigns needing review or paused by a
-        limit, drafts waiting in the Messaging Lab, failed actions."""
+        limit, drafts waiting in the Messaging Lab, failed actions (the 2000 most urgent)."""
         async with engine.connect() as conn:
-            return await reads.inbox(conn, ws)
+            found = await reads.inbox(conn, ws)
+        return Inbox(items=found.items[:2000])
 
     if hub is not None:
         live = hub
@@ -1211,9 +1237,9 @@ def build_router(
             return await reads.home(conn, ws, clock.now(), waiting_after)
 
     @router.get("/activity", response_model=Activity)
-    async def activity(ws: Workspace, limit: Limit = 50) -> Activity:
+    async def activity(ws: Workspace, limit: Limit = 50, after: After = None) -> Activity:
         """Recent lead rows summarised as matched, engaged, invite sent, message sent, waiting, skipped, processing."""
         async with engine.connect() as conn:
-            return await reads.activity(conn, ws, limit, clock.now(), waiting_after)
+            return await reads.activity(conn, ws, limit, clock.now(), waiting_after, after)
 
     return router

@@ -41,7 +41,7 @@ from .faults import Backoff, Fault, classify, describe, retry_after, sleep_unles
 from .metrics import HANDLED, HANDLER_SECONDS
 from .outbox import OutboxRelay, add_to_outbox
 from .settings import RuntimeSettings
-from .telemetry import current_traceparent, event_span
+from .telemetry import current_traceparent, event_context, event_span
 
 log = logging.getLogger(__name__)
 
@@ -179,6 +179,17 @@ class EventConsumer(GroupConsumer):
         handler = self.handlers.get(env.type)
         if handler is None:
             return "ignored"
+        with event_context(env):  # the retries' and the dead letter's log lines name the event and its trace
+            return await self._attempts(record, env, handler, stop, owned)
+
+    async def _attempts(
+        self,
+        record: ConsumerRecord[Any, Any],
+        env: Envelope[Event],
+        handler: Handler,
+        stop: asyncio.Event,
+        owned: Callable[[], bool],
+    ) -> str:
         attempts = 0
         backoff = Backoff(self.settings.consumer_backoff_initial_s, self.settings.consumer_backoff_max_s)
         while True:

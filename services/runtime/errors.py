@@ -2,25 +2,56 @@
 
 from __future__ import annotations
 
+from http import HTTPStatus
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 PROBLEM_JSON = "application/problem+json"
 
 
 class Problem(Exception):
-    """An HTTP error with a stable code; raise it from routes and domain adapters."""
+    """An HTTP error with a stable code; raise it from routes and domain adapters. ``extra`` goes into the
+    body, ``headers`` (e.g. ``Retry-After``) onto the response."""
 
-    def __init__(self, status: int, code: str, detail: str, **extra: Any) -> None:
+    def __init__(
+        self, status: int, code: str, detail: str, *, headers: dict[str, str] | None = None, **extra: Any
+    ) -> None:
         super().__init__(detail)
         self.status = status
         self.code = code
         self.detail = detail
+        self.headers = headers or {}
         self.extra = extra
+
+
+class ProblemDetails(BaseModel):
+    """An error (RFC 9457): ``code`` is stable, ``detail`` says what is wrong; some problems add fields
+    (``errors`` for invalid input, ``retry_after_s`` for rate limits)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str
+    title: str
+    status: int
+    code: str
+    detail: str
+
+
+def problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """``responses=`` of a route: the problem statuses it answers besides the ones every route may."""
+    return {status: _problem_response(status) for status in statuses}
+
+
+def _problem_response(status: int) -> dict[str, Any]:
+    return {
+        "description": HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else "A problem",
+        "content": {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/ProblemDetails"}}},
+    }
 
 
 def problem_response(status: int, code: str, detail: str, **extra: Any) -> JSONResponse:
@@ -43,12 +74,58 @@ def _field_path(loc: tuple[Any, ...] | list[Any]) -> str:
     return ".".join(parts)
 
 
+def document_problems(doc: dict[str, Any]) -> dict[str, Any]:
+    """Declare in an OpenAPI document the problems every operation may answer, as they are sent.
+
+    Each operation's 422 is a :class:`ProblemDetails` (``application/problem+json``, with ``errors``), not
+    FastAPI's default validation schema; operations with a bearer token add 401, 403 and 429, those with
+    path parameters 404; and a ``default`` response covers any other status (413 from the body caps, 503 when a
+    dependency is down) with the same schema, so a client (or Schemathesis) can check every error it gets.
+    """
+    schemas = doc.setdefault("components", {}).setdefault("schemas", {})
+    schemas["ProblemDetails"] = ProblemDetails.model_json_schema(ref_template="#/components/schemas/{model}")
+    for path, ops in doc.get("paths", {}).items():
+        for op in ops.values():
+            if not isinstance(op, dict) or "responses" not in op:
+                continue
+            responses: dict[str, Any] = op["responses"]
+            statuses = {"422"} if "422" in responses or op.get("parameters") or op.get("requestBody") else set()
+            if op.get("security"):
+                statuses |= {"401", "403", "429"}
+            if "{" in path:
+                statuses.add("404")
+            for status in statuses:
+                described = responses.get(status, {}).get("description")
+                responses[status] = {
+                    **_problem_response(int(status)),
+                    **({"description": described} if described else {}),
+                }
+            responses.setdefault("default", {**_problem_response(500), "description": "A problem (RFC 9457)"})
+            for status, response in responses.items():
+                if status != "default" and status.startswith(("4", "5")):
+                    response["content"] = {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/ProblemDetails"}}}
+    for unused in ("HTTPValidationError", "ValidationError"):
+        if unused in schemas and unused not in str(doc.get("paths")):
+            del schemas[unused]
+    return doc
+
+
 def install_problem_handlers(app: FastAPI) -> None:
-    """Make every error of ``app`` a problem-details body."""
+    """Make every error of ``app`` a problem-details body, and declare them in its OpenAPI document."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = document_problems(generate())
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
     @app.exception_handler(Problem)
     async def _problem(_: Request, exc: Problem) -> JSONResponse:
-        return problem_response(exc.status, exc.code, exc.detail, **exc.extra)
+        response = problem_response(exc.status, exc.code, exc.detail, **exc.extra)
+        response.headers.update(exc.headers)
+        return response
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any, TypedDict, Unpack
+from urllib.parse import quote
 
 import httpx
 
@@ -38,6 +39,16 @@ class RequestOptions(TypedDict, total=False):
     what: str | None
     retry_statuses: Mapping[int, str] | None
     passthrough: Collection[int]
+
+
+def path_segment(value: str, what: str) -> str:
+    """``value`` as one URL path segment of a provider call: percent-encoded (``/``, ``?``, ``#``, ``%`` and the
+    rest; ``:`` and ``@`` stay, as RFC 3986 allows), and refused when it is empty, ``.`` or ``..`` (which would
+    walk the provider's path), holds control characters or is absurdly long. A refusal is a final
+    :class:`ProviderError` naming ``what`` (the record, not the provider, is wrong)."""
+    if not value or value in {".", ".."} or len(value) > 512 or any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in value):
+        raise ProviderError(f"{what} is not a usable identifier", transient=False)
+    return quote(value, safe=":@")
 
 
 def _seconds_until(value: str, now: datetime) -> float | None:

@@ -1,8 +1,10 @@
 """The service shell: every service's ``app.py`` builds a :class:`Service` and ``__main__`` runs it.
 
-A service is: settings -> database engine + migrations -> FastStream broker (publisher) -> outbox
-relay -> event consumer (handlers by event type) -> background tasks -> HTTP app (FastAPI with
-``/healthz``, ``/readyz``, ``/metrics``).
+A service is: settings (checked: outside development no default, empty or short secret) -> database engine
++ migrations -> FastStream broker (publisher) -> outbox relay -> event consumer (handlers by event type) ->
+background tasks (and the retention sweeps) -> HTTP app (FastAPI with ``/healthz``, ``/readyz``, the token
+API ``/v1/tokens``, ``/docs`` in development; request bodies capped at the edge) and an internal listener for
+``/metrics``.
 
 SIGTERM or SIGINT stops it within ``shutdown_grace_s`` (default 25 s) and exits 0: ``/readyz`` turns 503,
 HTTP stops accepting and finishes the requests in hand, the consumers finish the record in hand and commit
@@ -17,7 +19,9 @@ import asyncio
 import contextlib
 import logging
 import signal
+import sys
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -30,20 +34,22 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import MetaData
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from . import auth
+from . import auth, secrets
 from .clock import Clock, SystemClock
 from .consumer import EventConsumer, Handler
 from .db import RuntimeTables, create_engine, ping
 from .edge import InputGuard
-from .errors import install_problem_handlers, problem_response
+from .errors import install_problem_handlers, problem_response, problems
 from .faults import Backoff, Fault, classify
+from .housekeeping import Housekeeping
 from .kafka import create_broker
 from .logging import configure_logging
 from .metrics import READY
 from .migrations import RUNTIME_MIGRATIONS_DIR, prepare_schema
 from .outbox import OutboxRelay, add_to_outbox
 from .settings import RuntimeSettings
-from .telemetry import configure_tracing, current_traceparent
+from .telemetry import current_traceparent, instrument_service
+from .tokens_api import tokens_router
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +74,7 @@ class Service:
         title: str | None = None,
         kafka: bool = True,
     ) -> None:
+        settings.check_production()  # before anything connects: says which secret or setting is unfit
         self.settings = settings
         self.uses_kafka = kafka
         """False for a service that neither consumes nor emits (the console): no broker, no outbox relay."""
@@ -81,15 +88,43 @@ class Service:
         self.relay = OutboxRelay(self.engine, tables, settings)
         self.consumers: list[EventConsumer] = []
         self.tasks: list[Task] = []
+        # Retention of processed_events and of any seen_webhooks table of the schema (see housekeeping.py).
+        self.housekeeping = Housekeeping(
+            self.engine,
+            tables,
+            schema=settings.db_schema,
+            processed_events_retention=timedelta(days=settings.processed_events_retention_days),
+            seen_webhooks_retention=timedelta(days=settings.seen_webhooks_retention_days),
+            interval_s=settings.housekeeping_interval_s,
+            seen_tables=[t for t in metadata.tables.values() if t.name == "seen_webhooks"],
+        )
+        self.tasks.append(self.housekeeping.run)
         self.readiness_checks: list[ReadinessCheck] = []
         self.source = service_source(self.name)
-        self.app = FastAPI(title=title or f"leadstream {self.name}", version="1.0.0")
+        docs = settings.docs
+        self.app = FastAPI(
+            title=title or f"leadstream {self.name}",
+            version="1.0.0",
+            docs_url="/docs" if docs else None,
+            redoc_url="/redoc" if docs else None,
+            openapi_url="/openapi.json" if docs else None,
+        )
         self.app.state.service = self
-        self.app.state.tokens = auth.TokenResolver(self.engine)
+        self.app.state.tokens = auth.TokenResolver(self.engine, ttl_s=settings.token_cache_s)
+        self.app.state.auth_failures = auth.FailureLimiter(
+            settings.auth_failures_per_minute, settings.auth_failures_burst
+        )
         install_problem_handlers(self.app)
         self.body_limits: dict[str, int] = {}
         self.app.add_middleware(InputGuard, max_body_bytes=settings.http_max_body_bytes, limits=self.body_limits)
+        # Outermost: requests the guard refuses (413, 422) are counted and traced too.
+        instrument_service(self.app, self.name)  # traces (HTTP, Kafka via the outbox, libraries), HTTP metrics
         self._install_health_routes()
+        self.app.include_router(tokens_router())
+        # /metrics is served on its own internal port (never the API's, never behind the ingress).
+        self.metrics_app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
+        self._install_metrics_route()
+        self.metrics_port: int | None = None
         self.stop_event = asyncio.Event()
         self.started = asyncio.Event()
         self.http_port: int | None = None
@@ -227,10 +262,10 @@ class Service:
     def _close_reserve_s(self) -> float:
         return min(CLOSE_RESERVE_S, self.settings.shutdown_grace_s / 5)
 
-    async def stop(self, *, http: asyncio.Task[None] | None = None) -> None:
+    async def stop(self, *, http: Sequence[asyncio.Task[None]] = ()) -> None:
         """Stop within ``shutdown_grace_s``: let in-flight work finish, abandon what does not, flush, close.
 
-        ``http`` is the HTTP server's task when it runs (its requests in hand finish in the same budget).
+        ``http`` are the HTTP servers' tasks when they run (requests in hand finish in the same budget).
         Never raises: a stop that fails to close a client still ends the process cleanly.
         """
         if self._stopped:
@@ -240,7 +275,7 @@ class Service:
         deadline = loop.time() + self.settings.shutdown_grace_s
         reserve = self._close_reserve_s()
         self.request_stop()
-        work = [t for t in [*self._bg, *([http] if http is not None else [])] if not t.done()]
+        work = [t for t in [*self._bg, *http] if not t.done()]
         if work:
             _, pending = await asyncio.wait(work, timeout=max(deadline - reserve - loop.time(), 0))
             if pending:
@@ -286,7 +321,6 @@ class Service:
     async def run(self) -> None:
         """Run until SIGTERM/SIGINT: start everything and serve HTTP on the configured host and port."""
         configure_logging(self.name, self.settings.log_level, self.settings.log_json)
-        configure_tracing(self.name)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.request_stop)
@@ -296,22 +330,39 @@ class Service:
             port=self.settings.http_port,
             log_config=None,
             lifespan="off",
+            proxy_headers=True,
+            forwarded_allow_ips=self.settings.forwarded_allow_ips,
             # Requests in hand (and streams) get the same budget as the background work, then are cancelled.
             timeout_graceful_shutdown=max(int(self.settings.shutdown_grace_s - self._close_reserve_s()), 1),
         )
         server = _QuietServer(config)
         http = asyncio.create_task(server.serve(), name="http")
+        metrics_server = _QuietServer(
+            uvicorn.Config(
+                self.metrics_app,
+                host=self.settings.metrics_host,
+                port=self.settings.effective_metrics_port,
+                log_config=None,
+                lifespan="off",
+            )
+        )
+        metrics_http = asyncio.create_task(metrics_server.serve(), name="metrics-http")
         try:
             if await self._unless_stopped(self.start()):
                 while not server.started and not http.done():  # noqa: ASYNC110 - uvicorn has no started event
                     await asyncio.sleep(0.05)
+                while not metrics_server.started and not metrics_http.done():  # noqa: ASYNC110
+                    await asyncio.sleep(0.05)
                 if server.servers:
                     self.http_port = server.servers[0].sockets[0].getsockname()[1]
-                log.info("http listening", extra={"port": self.http_port})
+                if metrics_server.servers:
+                    self.metrics_port = metrics_server.servers[0].sockets[0].getsockname()[1]
+                log.info("http listening", extra={"port": self.http_port, "metrics_port": self.metrics_port})
                 await self.stop_event.wait()
         finally:
             server.should_exit = True
-            await self.stop(http=http)
+            metrics_server.should_exit = True
+            await self.stop(http=[http, metrics_http])
 
     # -- health -----------------------------------------------------------------------------------
 
@@ -347,12 +398,18 @@ class Service:
         return failed
 
     def _install_health_routes(self) -> None:
-        @self.app.get("/healthz", tags=["health"])
+        @self.app.get("/healthz", tags=["health"], openapi_extra=auth.public("none: liveness probe"))
         async def healthz() -> dict[str, str]:
             """Liveness: the process answers."""
             return {"status": "ok", "service": self.name}
 
-        @self.app.get("/readyz", tags=["health"], response_model=None)
+        @self.app.get(
+            "/readyz",
+            tags=["health"],
+            response_model=None,
+            openapi_extra=auth.public("none: readiness probe"),
+            responses=problems(503),
+        )
         async def readyz() -> JSONResponse | dict[str, str]:
             """Readiness: Postgres and Kafka answer and the consumer runs."""
             failed = await self.readiness()
@@ -363,8 +420,10 @@ class Service:
                 )
             return {"status": "ready", "service": self.name}
 
-        @self.app.get("/metrics", tags=["health"], include_in_schema=False)
+    def _install_metrics_route(self) -> None:
+        @self.metrics_app.get("/metrics")
         async def metrics() -> Response:
+            """Prometheus metrics of this process (internal listener only)."""
             return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
 
@@ -421,14 +480,18 @@ def _stop_before_start(signum: int, frame: object) -> None:
 
 
 def run_service(build: Callable[[], Service]) -> None:
-    """Entry point of ``python -m services.<name>``.
+    """Entry point of ``python -m services.<name>``; exits 2 with the reasons when the settings are unfit.
 
     A SIGTERM while the service is being built exits 0 at once; from :meth:`Service.run` on, it stops gracefully
     and the process ends within the grace period (plus LEFTOVER_WAIT_S), whatever its clients still wait for.
     """
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, _stop_before_start)
-    service = build()
+    try:
+        service = build()
+    except secrets.InsecureConfiguration as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     try:

@@ -13,6 +13,7 @@ from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .clock import Clock, clock_from_settings
+from .secrets import Environment, KeyKind, KeyRing, SecretSpec, check, development_key
 
 
 class RuntimeSettings(BaseSettings):
@@ -21,6 +22,11 @@ class RuntimeSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="LEADSTREAM_", extra="ignore", populate_by_name=True)
 
     service_name: str = "leadstream"
+    env: Environment = Field(
+        "production",
+        description="development (the demo, the tests, compose: unset keys get development values, /docs is on) "
+        "or production (the default: a service refuses to start with a missing, default or short secret).",
+    )
     kafka_bootstrap_servers: str = Field(
         "127.0.0.1:19092",
         validation_alias=AliasChoices("LEADSTREAM_KAFKA_BOOTSTRAP_SERVERS", "KAFKA_BOOTSTRAP_SERVERS"),
@@ -44,6 +50,29 @@ class RuntimeSettings(BaseSettings):
     )
     http_host: str = "127.0.0.1"
     http_port: int = 0
+    forwarded_allow_ips: str = Field(
+        "127.0.0.1",
+        description="Proxies (comma-separated IPs, or *) whose X-Forwarded-For names the client: the per-client "
+        "limit of failed authentication attempts needs the real client behind an ingress.",
+    )
+    metrics_host: str = Field("127.0.0.1", description="Interface of the internal /metrics listener.")
+    metrics_port: int | None = Field(
+        None,
+        ge=0,
+        le=65535,
+        description="Port of the internal /metrics listener (never the API port, never behind the ingress). "
+        "Default: the HTTP port + 1000 (9101-9108 locally); 0 picks a free one.",
+    )
+    docs_enabled: bool | None = Field(
+        None, description="Serve /docs, /redoc and /openapi.json. Default: on in development, off otherwise."
+    )
+    token_cache_s: float = Field(
+        1.0, ge=0, le=1, description="Seconds a resolved API token is cached: a revocation takes effect within it."
+    )
+    auth_failures_burst: int = Field(
+        20, ge=1, description="Failed authentication attempts a client may make at once before it gets 429s ..."
+    )
+    auth_failures_per_minute: float = Field(10.0, gt=0, description="... and how many more per minute after that.")
     http_max_body_bytes: int = Field(
         1_048_576, ge=1024, description="Largest request body (413 above it); a route may have its own cap."
     )
@@ -69,6 +98,20 @@ class RuntimeSettings(BaseSettings):
     )
     consumer_revoke_grace_s: float = Field(
         10.0, ge=0, description="How long work on a revoked partition may finish before it is abandoned (rolled back)."
+    )
+
+    processed_events_retention_days: float = Field(
+        30.0,
+        ge=8,
+        description="Ids of handled events are kept this long to drop redeliveries: longer than the broker keeps "
+        "an idle group's offsets (offsets.retention.minutes, 7 days), see docs/security.md.",
+    )
+    seen_webhooks_retention_days: float = Field(
+        7.0, ge=1, description="Inbound webhook ids are kept this long (beyond the senders' retry schedules)."
+    )
+    housekeeping_interval_s: float = Field(3600.0, gt=0, description="Real seconds between retention sweeps.")
+    consumer_lag_interval_s: float = Field(
+        5.0, gt=0, description="How often consumer lag is measured (log ends asked of the broker), also while stuck."
     )
 
     shutdown_grace_s: float = Field(
@@ -98,8 +141,17 @@ class RuntimeSettings(BaseSettings):
 
     clock_scale: float = Field(1.0, gt=0, description="Campaign time runs this many times faster (demo, e2e).")
     clock_epoch: datetime | None = Field(None, description="Where scaled time starts; same value in every process.")
-    webhook_secret: str = Field("dev-webhook-secret-change-me", description="HMAC key for inbound webhooks.")
-    webhook_tolerance_s: int = 300
+    webhook_tolerance_s: int = Field(
+        300, ge=1, le=300, description="Inbound webhooks whose webhook-timestamp is further from now are refused."
+    )
+    webhook_max_bytes: int = Field(
+        256 * 1024, ge=1024, le=1024 * 1024, description="Inbound webhook bodies larger than this are refused (413)."
+    )
+    link_allowed_hosts: str = Field(
+        "videos.studio.example",
+        description="Hosts (comma-separated; '.example.com' also allows its subdomains) of links that may be put "
+        "into messages to leads, such as a video's URL; only https links to them are sent.",
+    )
 
     crash_at: str = Field(
         "",
@@ -129,6 +181,36 @@ class RuntimeSettings(BaseSettings):
             )
         return self
 
+    # -- secrets and the production policy ---------------------------------------------------------
+
+    def secret(self, field: str, purpose: str, kind: KeyKind) -> SecretSpec:
+        """The :class:`SecretSpec` of setting ``field`` (development value derived from ``purpose``)."""
+        dev = development_key(purpose, kind) if kind != "credential" else None
+        return SecretSpec(f"LEADSTREAM_{field.upper()}", getattr(self, field), purpose, kind, dev)
+
+    def secret_specs(self) -> list[SecretSpec]:
+        """Every secret this service needs with its settings as they are; services add theirs."""
+        if self.kafka_security_protocol.startswith("SASL_"):
+            return [self.secret("kafka_sasl_password", "Kafka SASL login", "credential")]
+        return []
+
+    def keys(self, field: str) -> KeyRing:
+        """The keys of secret setting ``field`` (the development value when unset in development)."""
+        name = f"LEADSTREAM_{field.upper()}"
+        spec = next((s for s in self.secret_specs() if s.setting == name), None)
+        if spec is None:
+            raise KeyError(f"{name} is not a secret of {self.service_name}")
+        return spec.ring(self.env)
+
+    def production_problems(self) -> list[str]:
+        """Settings other than secrets that are unfit outside development; services add theirs."""
+        return []
+
+    def check_production(self) -> None:
+        """Raise :class:`~services.runtime.secrets.InsecureConfiguration` outside development when a secret is
+        missing, a development value or too short, or another setting is unfit; it names each setting."""
+        check(self.service_name, self.env, self.secret_specs(), self.production_problems())
+
     @property
     def min_insync_replicas(self) -> int:
         """The topics' min.insync.replicas: the setting, else 2 with replicas to spare, else 1."""
@@ -141,6 +223,18 @@ class RuntimeSettings(BaseSettings):
     def base_topic(self, physical: str) -> str:
         """The contract topic name for a physical topic name."""
         return physical.removeprefix(self.topic_prefix)
+
+    @property
+    def docs(self) -> bool:
+        """Whether /docs, /redoc and /openapi.json are served."""
+        return self.docs_enabled if self.docs_enabled is not None else self.env == "development"
+
+    @property
+    def effective_metrics_port(self) -> int:
+        """The port of the /metrics listener."""
+        if self.metrics_port is not None:
+            return self.metrics_port
+        return self.http_port + 1000 if self.http_port else 0
 
     def clock(self) -> Clock:
         """The clock this process uses (system, or scaled for demos)."""

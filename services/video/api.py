@@ -1,36 +1,38 @@
 """Video's HTTP API: the studio's signed callback, and job status per lead (workspace scoped).
 
-The callback is verified (Standard Webhooks HMAC over the raw body, timestamp tolerance) before
-anything is read or written: a bad signature is a 401 and leaves no trace. A verified callback is
-recorded, and its message id remembered, in the same transaction as its effect, so a replay or a
-second delivery never produces a second outcome, and a callback after the timeout changes nothing.
+The callback is verified (Standard Webhooks with ``LEADSTREAM_VIDEO_WEBHOOK_SECRET``, the body read with a
+cap, timestamp tolerance) before anything is parsed or written: a bad signature is a 401 and leaves no
+trace. A verified callback is recorded, and its message id remembered, in the same transaction as its
+effect, so a replay or a second delivery never produces a second outcome, and a callback after the timeout
+changes nothing.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Any, Literal
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from leadstream_schemas import Event, VideoFailed, VideoGenerated
 from pydantic import BaseModel
 from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from services.runtime.auth import workspace_id
+from services.runtime.auth import ReadWorkspace, public
 from services.runtime.clock import Clock, SystemClock
-from services.runtime.errors import Problem
+from services.runtime.errors import Problem, problems
+from services.runtime.links import link_refusal
+from services.runtime.secrets import KeyRing
 from services.runtime.service import Service
-from services.runtime.webhooks import remember, verify
+from services.runtime.webhooks import DEFAULT_MAX_BYTES, remember, verified_request
 
 from . import domain
 from .jobs import outcome_envelope
 from .store import callbacks, jobs, seen_webhooks
-
-Workspace = Annotated[str, Depends(workspace_id)]
 
 
 class CallbackOut(BaseModel):
@@ -77,24 +79,43 @@ async def _record(
     )
 
 
-def build_router(service: Service, *, secret: str, tolerance_s: int, wall_clock: Clock | None = None) -> APIRouter:
-    """The video routes. Signature timestamps are checked against ``wall_clock`` (real time by default)."""
+def build_router(
+    service: Service,
+    *,
+    keys: KeyRing,
+    tolerance_s: int,
+    link_hosts: list[str],
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    wall_clock: Clock | None = None,
+) -> APIRouter:
+    """The video routes. Signature timestamps are checked against ``wall_clock`` (real time by default); a
+    video link is accepted only https on one of ``link_hosts`` (it is sent to the lead)."""
     router = APIRouter(prefix="/v1/video", tags=["video"])
     wall = wall_clock or SystemClock()
+    service.limit_body("/v1/video/callback", max_bytes)  # capped before its signature is computed
 
-    @router.post("/callback", response_model=CallbackOut)
+    @router.post(
+        "/callback",
+        response_model=CallbackOut,
+        openapi_extra=public("Standard Webhooks signature of the video studio"),
+        responses=problems(401, 413, 422),
+    )
     async def callback(request: Request) -> CallbackOut:
-        """The studio's signed render callback -> ``VideoGenerated`` or ``VideoFailed`` (once per job)."""
-        body = await request.body()
-        hook = verify(secret, dict(request.headers), body, wall.now(), tolerance_s)
+        """The studio's signed render callback -> ``VideoGenerated`` or ``VideoFailed`` (once per job). A video
+        link that is not https on an allowed host fails the job (``VideoFailed`` rejected): it is never sent."""
+        hook, body = await verified_request(request, keys, now=wall.now(), tolerance_s=tolerance_s)
         try:
             payload = json.loads(body)
             result = domain.parse_callback(payload)
         except ValueError as exc:
             raise Problem(422, "invalid_callback", str(exc)) from None
+        if result.kind == "completed" and result.video_url is not None:
+            refused = link_refusal(result.video_url, link_hosts)
+            if refused is not None:
+                result = replace(result, kind="failed", video_url=None, error=f"video link {refused}", rejected=True)
         now = service.clock.now()
         async with service.engine.begin() as conn:
-            if not await remember(conn, seen_webhooks, hook, now):
+            if not await remember(conn, seen_webhooks, hook, wall.now()):
                 await _record(conn, hook.msg_id, result.external_id, "replay", payload, now)
                 return CallbackOut(outcome="replay", video_job_id=result.external_id)
             cond = (
@@ -128,12 +149,13 @@ def build_router(service: Service, *, secret: str, tolerance_s: int, wall_clock:
                 )
                 outcome = "generated"
             else:
-                values = {"status": "failed", "failure_reason": "provider_error", "failure_detail": result.error}
+                reason: Literal["provider_error", "rejected"] = "rejected" if result.rejected else "provider_error"
+                values = {"status": "failed", "failure_reason": reason, "failure_detail": result.error}
                 event = VideoFailed(
                     lead_id=job.lead_id,
                     campaign_id=job.campaign_id,
                     video_job_id=job.video_job_id,
-                    reason="provider_error",
+                    reason=reason,
                     detail=result.error,
                 )
                 outcome = "failed"
@@ -147,8 +169,8 @@ def build_router(service: Service, *, secret: str, tolerance_s: int, wall_clock:
         service.wake_relay()
         return CallbackOut(outcome=outcome, video_job_id=job.video_job_id)
 
-    @router.get("/jobs/{lead_id}", response_model=JobOut)
-    async def job_status(lead_id: UUID, ws: Workspace, campaign_id: UUID | None = None) -> JobOut:
+    @router.get("/jobs/{lead_id}", response_model=JobOut, responses=problems(404))
+    async def job_status(lead_id: UUID, ws: ReadWorkspace, campaign_id: UUID | None = None) -> JobOut:
         """The lead's video job (in ``campaign_id``, else the most recent one) with the callbacks received."""
         async with service.engine.connect() as conn:
             q = select(jobs).where(jobs.c.lead_id == lead_id, jobs.c.workspace_id == ws)

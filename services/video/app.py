@@ -8,6 +8,7 @@ import httpx
 from leadstream_schemas import CAMPAIGN, LEAD, CampaignCreated, LeadEnrichmentFailed, LeadEnrolled, LeadProfileEnriched
 
 from services.runtime.clock import Clock
+from services.runtime.links import allowed_hosts
 from services.runtime.providers import SimulationProfile
 from services.runtime.service import Service
 
@@ -41,7 +42,7 @@ def make_studio(settings: VideoSettings, clock: Clock, service: Service) -> Vide
     return SimulatedStudio(
         SimulationProfile(seed=settings.simulated_seed, transient_error_rate=settings.sim_submit_error_rate),
         clock,
-        settings.webhook_key(),
+        settings.keys("video_webhook_secret").signing,
         render_delay_s=(settings.sim_render_delay_min_s, settings.sim_render_delay_max_s),
         failure_rate=settings.sim_failure_rate,
         transport=transport,
@@ -79,7 +80,13 @@ def build(
     if isinstance(studio, SimulatedStudio):
         service.add_task(studio.run)
     service.include_router(
-        build_router(service, secret=settings.webhook_key(), tolerance_s=settings.webhook_tolerance_s)
+        build_router(
+            service,
+            keys=settings.keys("video_webhook_secret"),
+            tolerance_s=settings.webhook_tolerance_s,
+            link_hosts=allowed_hosts(settings.link_allowed_hosts),
+            max_bytes=settings.webhook_max_bytes,
+        )
     )
     service.app.state.video_studio = studio
     return service

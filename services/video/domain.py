@@ -127,6 +127,8 @@ class CallbackResult:
     video_url: str | None = None
     thumbnail_url: str | None = None
     error: str | None = None
+    rejected: bool = False
+    """The render finished but what it returned is refused (a video link we will not send)."""
 
 
 def parse_callback(payload: Any) -> CallbackResult:

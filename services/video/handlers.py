@@ -24,6 +24,7 @@ from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 
 from services.runtime.consumer import HandlerContext
+from services.runtime.telemetry import current_traceparent
 
 from . import domain
 from .store import campaigns, enrollments, jobs, lock_campaign, lock_leads, profiles
@@ -179,5 +180,6 @@ class VideoHandlers:
                 next_attempt_at=now,
                 requested_event_id=requested.id,
                 correlation_id=requested.correlation_id,
+                traceparent=current_traceparent(),
             )
         )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field, SecretStr
 
+from services.runtime.secrets import SecretSpec
 from services.runtime.settings import RuntimeSettings
 
 
@@ -26,7 +27,9 @@ class VideoSettings(RuntimeSettings):
     )
     video_callback_url: str = Field("", description="Public URL of POST /v1/video/callback (default: this service).")
     video_webhook_secret: SecretStr | None = Field(
-        None, description="HMAC key of the studio's callbacks (default: LEADSTREAM_WEBHOOK_SECRET)."
+        None,
+        description="Standard Webhooks secret(s) (whsec_...) of the studio's callbacks. Comma-separated to rotate: "
+        "the first signs (the simulated studio), all verify.",
     )
 
     studio_base_url: str = Field("https://api.studio.example/v1", description="Base URL of the video studio API.")
@@ -52,6 +55,19 @@ class VideoSettings(RuntimeSettings):
         host = "127.0.0.1" if self.http_host in {"0.0.0.0", "::"} else self.http_host
         return f"http://{host}:{self.http_port}/v1/video/callback"
 
-    def webhook_key(self) -> str:
-        """The HMAC key for callbacks."""
-        return self.video_webhook_secret.get_secret_value() if self.video_webhook_secret else self.webhook_secret
+    def secret_specs(self) -> list[SecretSpec]:
+        """The studio's callback key, and its API key with the http studio."""
+        specs = [*super().secret_specs(), self.secret("video_webhook_secret", "video studio callbacks", "whsec")]
+        if self.video_provider == "http":
+            specs.append(self.secret("studio_api_key", "video studio API", "credential"))
+        return specs
+
+    def production_problems(self) -> list[str]:
+        """A real studio's video links go to leads: their hosts must be configured."""
+        problems = super().production_problems()
+        if (
+            self.video_provider == "http"
+            and self.link_allowed_hosts == type(self).model_fields["link_allowed_hosts"].get_default()
+        ):
+            problems.append("LEADSTREAM_LINK_ALLOWED_HOSTS is not set (the hosts of the studio's video links)")
+        return problems

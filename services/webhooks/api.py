@@ -1,6 +1,8 @@
 """Webhooks' HTTP API: subscriptions (create, list, get, update, delete, enable, disable, rotate the secret),
 the delivery log, and redelivery. Every route is scoped to the workspace of the bearer token; another
 workspace's subscription or delivery answers 404. Lists are keyset-paginated: pass ``next`` as ``after``.
+Creating, re-targeting, deleting a subscription and rotating its secret need the ``admin`` scope (a subscription
+sends the workspace's events to a URL); reading needs ``read``, the rest ``write``.
 """
 
 from __future__ import annotations
@@ -9,20 +11,20 @@ from datetime import datetime
 from typing import Annotated, Any
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Query, Response
+from fastapi import APIRouter, Query, Response
 from leadstream_schemas import EVENT_TYPES
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 from sqlalchemy.engine import Row
 
-from services.runtime.auth import workspace_id
+from services.runtime.auth import AdminWorkspace, ReadWorkspace, WriteWorkspace, public
 from services.runtime.errors import Problem
+from services.runtime.pagination import bounded
 from services.runtime.service import Service
 
 from . import domain, store
 from .commands import SubscriptionCommands, not_found
 from .domain import DisabledReason, State, Status
 
-Workspace = Annotated[str, Depends(workspace_id)]
 Cursor = Annotated[
     str | None, Query(pattern=r"^[0-9]{1,18}$", max_length=18, description="`next` of the previous page.")
 ]
@@ -202,13 +204,20 @@ def build_router(service: Service, commands: SubscriptionCommands) -> APIRouter:
             raise not_found(subscription_id)
         return row
 
-    @router.get("/event-types", response_model=list[str])
+    @router.get(
+        "/event-types",
+        response_model=list[str],
+        openapi_extra={
+            **public("none: the published contract's event types"),
+            **bounded("the contract's event types"),
+        },
+    )
     async def event_types() -> list[str]:
         """Every event type a subscription can select (``*`` and ``<prefix>.*`` select several)."""
         return sorted(EVENT_TYPES)
 
     @router.post("/subscriptions", status_code=201, response_model=SubscriptionCreated)
-    async def create(body: SubscriptionIn, ws: Workspace) -> SubscriptionCreated:
+    async def create(body: SubscriptionIn, ws: AdminWorkspace) -> SubscriptionCreated:
         """Subscribe a URL; the answer holds the signing secret, which is not shown again."""
         row, secret = await commands.create(
             ws, url=body.url, event_types=body.event_types, description=body.description
@@ -216,7 +225,7 @@ def build_router(service: Service, commands: SubscriptionCommands) -> APIRouter:
         return SubscriptionCreated(**_subscription(row), secret=secret)
 
     @router.get("/subscriptions", response_model=SubscriptionList)
-    async def list_subscriptions(ws: Workspace, after: Cursor = None, limit: PageSize = 50) -> SubscriptionList:
+    async def list_subscriptions(ws: ReadWorkspace, after: Cursor = None, limit: PageSize = 50) -> SubscriptionList:
         """The workspace's subscriptions."""
         async with engine.connect() as conn:
             rows = await store.list_subscriptions(conn, ws, int(after) if after else None, limit + 1)
@@ -227,12 +236,12 @@ def build_router(service: Service, commands: SubscriptionCommands) -> APIRouter:
         )
 
     @router.get("/subscriptions/{subscription_id}", response_model=SubscriptionOut)
-    async def get(subscription_id: UUID, ws: Workspace) -> SubscriptionOut:
+    async def get(subscription_id: UUID, ws: ReadWorkspace) -> SubscriptionOut:
         """One subscription (its state, why it is disabled, its run of failures)."""
         return SubscriptionOut(**_subscription(await owned(ws, subscription_id)))
 
     @router.patch("/subscriptions/{subscription_id}", response_model=SubscriptionOut)
-    async def update(subscription_id: UUID, body: SubscriptionPatch, ws: Workspace) -> SubscriptionOut:
+    async def update(subscription_id: UUID, body: SubscriptionPatch, ws: AdminWorkspace) -> SubscriptionOut:
         """Change the URL, the event types or the description."""
         row = await commands.update(
             ws, subscription_id, url=body.url, event_types=body.event_types, description=body.description
@@ -240,24 +249,24 @@ def build_router(service: Service, commands: SubscriptionCommands) -> APIRouter:
         return SubscriptionOut(**_subscription(row))
 
     @router.delete("/subscriptions/{subscription_id}", status_code=204)
-    async def remove(subscription_id: UUID, ws: Workspace) -> Response:
+    async def remove(subscription_id: UUID, ws: AdminWorkspace) -> Response:
         """Delete the subscription, its queue and its delivery log."""
         await commands.delete(ws, subscription_id)
         return Response(status_code=204)
 
     @router.post("/subscriptions/{subscription_id}/enable", response_model=SubscriptionOut)
-    async def enable(subscription_id: UUID, ws: Workspace) -> SubscriptionOut:
+    async def enable(subscription_id: UUID, ws: WriteWorkspace) -> SubscriptionOut:
         """Deliver again: queued deliveries go out now, in order."""
         return SubscriptionOut(**_subscription(await commands.enable(ws, subscription_id)))
 
     @router.post("/subscriptions/{subscription_id}/disable", response_model=SubscriptionOut)
-    async def disable(subscription_id: UUID, ws: Workspace, body: DisableIn | None = None) -> SubscriptionOut:
+    async def disable(subscription_id: UUID, ws: WriteWorkspace, body: DisableIn | None = None) -> SubscriptionOut:
         """Stop delivering; events keep being queued until the subscription is enabled or deleted."""
         row = await commands.disable(ws, subscription_id, body.reason if body else "")
         return SubscriptionOut(**_subscription(row))
 
     @router.post("/subscriptions/{subscription_id}/rotate-secret", response_model=SecretRotated)
-    async def rotate_secret(subscription_id: UUID, ws: Workspace) -> SecretRotated:
+    async def rotate_secret(subscription_id: UUID, ws: AdminWorkspace) -> SecretRotated:
         """A new signing secret; both sign during the rotation window so receivers can switch without a gap."""
         row, secret = await commands.rotate_secret(ws, subscription_id)
         return SecretRotated(secret=secret, previous_secret_expires_at=row.previous_secret_expires_at)
@@ -265,7 +274,7 @@ def build_router(service: Service, commands: SubscriptionCommands) -> APIRouter:
     @router.get("/subscriptions/{subscription_id}/deliveries", response_model=DeliveryList)
     async def deliveries(
         subscription_id: UUID,
-        ws: Workspace,
+        ws: ReadWorkspace,
         status: Status | None = None,
         after: Cursor = None,
         limit: PageSize = 50,
@@ -281,7 +290,7 @@ def build_router(service: Service, commands: SubscriptionCommands) -> APIRouter:
         )
 
     @router.get("/subscriptions/{subscription_id}/deliveries/{delivery_id}", response_model=DeliveryDetail)
-    async def delivery(subscription_id: UUID, delivery_id: UUID, ws: Workspace) -> DeliveryDetail:
+    async def delivery(subscription_id: UUID, delivery_id: UUID, ws: ReadWorkspace) -> DeliveryDetail:
         """One delivery with its attempts."""
         sub = await owned(ws, subscription_id)
         async with engine.connect() as conn:
@@ -299,14 +308,14 @@ def build_router(service: Service, commands: SubscriptionCommands) -> APIRouter:
         status_code=202,
         response_model=DeliveryOut,
     )
-    async def redeliver(subscription_id: UUID, delivery_id: UUID, ws: Workspace) -> DeliveryOut:
+    async def redeliver(subscription_id: UUID, delivery_id: UUID, ws: WriteWorkspace) -> DeliveryOut:
         """Send this delivery again (same webhook-id), with a fresh set of attempts."""
         sub = await owned(ws, subscription_id)
         row = await commands.redeliver(ws, subscription_id, delivery_id)
         return DeliveryOut(**_delivery(row, sub.state))
 
     @router.post("/subscriptions/{subscription_id}/redeliver", status_code=202, response_model=Redelivered)
-    async def redeliver_since(subscription_id: UUID, body: RedeliverSinceIn, ws: Workspace) -> Redelivered:
+    async def redeliver_since(subscription_id: UUID, body: RedeliverSinceIn, ws: WriteWorkspace) -> Redelivered:
         """Send again every delivery created since a time, in their original order per key."""
         return Redelivered(redelivered=await commands.redeliver_since(ws, subscription_id, body.since))
 

@@ -12,7 +12,7 @@ import json
 import sys
 import uuid
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -102,13 +102,13 @@ async def dlq(make_settings: SettingsFactory, subprocess_env: dict[str, str]) ->
     await admin.close()
 
 
-def lead_event(name: str) -> tuple[Envelope[Any], Raw]:
+def lead_event(name: str, time: datetime | None = None) -> tuple[Envelope[Any], Raw]:
     """A valid LeadDiscovered record plus a header of no contract (it must survive the round trip)."""
     env = Envelope.new(
         LeadDiscovered(lead_id=uuid.uuid4(), source=LeadSource.manual, full_name=name),
         workspace_id="ws-dlq",
         source="test",
-        time=datetime(2026, 1, 5, tzinfo=UTC),
+        time=time or datetime.now(UTC).replace(microsecond=0),
     )
     key, value, headers = encode(env)
     return env, (key, value, [*headers, ("x-origin", b"\x00raw")])
@@ -203,6 +203,29 @@ async def test_redrive_publishes_matching_dead_letters_once_without_dlq_headers(
     out, _ = await dlq.cli(*again)
     assert "would re-drive 3 dead letters" in out, out
     assert await dlq.originals() == 4
+
+
+async def test_dead_letters_older_than_the_dedupe_memory_are_not_redriven_by_default(dlq: Dlq) -> None:
+    # Consumers remember handled ids for LEADSTREAM_PROCESSED_EVENTS_RETENTION_DAYS (30): an event older than
+    # that may have been handled by a group that forgot it, and re-driving it would apply it twice.
+    old = datetime.now(UTC) - timedelta(days=40)
+    _, ancient = lead_event("Ancient", time=old)
+    _, recent = lead_event("Recent")
+    await produce(
+        dlq.bootstrap,
+        dlq.dlq,
+        [
+            dlq.dead_letter(ancient, "handler_error", "leadstream-enrichment"),
+            dlq.dead_letter(recent, "handler_error", "leadstream-enrichment"),
+        ],
+    )
+    out, _ = await dlq.cli("redrive", "--topic", "lead")
+    assert "re-drove 1 dead letters" in out and "skipped 1 whose event is older" in out, out
+    records = await read_until(dlq.bootstrap, [dlq.topic], lambda rs: len(rs) >= 1, timeout_s=30)
+    assert [(r.key, r.value) for r in records] == [recent[:2]]
+    out, _ = await dlq.cli("redrive", "--topic", "lead", "--allow-stale", "--from-beginning")
+    assert "re-drove 2 dead letters" in out and "older" not in out, out
+    assert await dlq.originals() == 3
 
 
 async def test_unknown_or_missing_topic_exits_one(dlq: Dlq) -> None:

@@ -157,12 +157,26 @@ def test_the_console_reads_the_services_on_the_compose_network() -> None:
     assert raw["LEADSTREAM_CONSOLE_SESSION_SECRET"].startswith("${LEADSTREAM_CONSOLE_SESSION_SECRET")
 
 
+KEYS = (
+    "LEADSTREAM_LINKEDIN_WEBHOOK_SECRET",
+    "LEADSTREAM_EMAIL_WEBHOOK_SECRET",
+    "LEADSTREAM_UNSUBSCRIBE_SECRET",
+    "LEADSTREAM_VIDEO_WEBHOOK_SECRET",
+)
+
+
 def test_secrets_are_interpolated_not_written_in_the_file() -> None:
     raw = yaml.safe_load(COMPOSE.read_text())
     env = raw["x-leadstream-env"]
-    assert env["LEADSTREAM_WEBHOOK_SECRET"].startswith("${LEADSTREAM_WEBHOOK_SECRET")
+    # No key has a value in the file: development gives unset keys development values, anything else sets them.
+    for key in KEYS:
+        assert env[key] == "${" + key + ":-}", key
+        assert load({key: "w"})["x-leadstream-env"][key] == "w"
+    assert "LEADSTREAM_WEBHOOK_SECRET" not in env
     assert "${POSTGRES_PASSWORD" in env["DATABASE_URL"]
-    assert load({"LEADSTREAM_WEBHOOK_SECRET": "w"})["x-leadstream-env"]["LEADSTREAM_WEBHOOK_SECRET"] == "w"
+    # Compose is development: the services start without keys; set LEADSTREAM_ENV=production to enforce them.
+    assert load()["x-leadstream-env"]["LEADSTREAM_ENV"] == "development"
+    assert load({"LEADSTREAM_ENV": "production"})["x-leadstream-env"]["LEADSTREAM_ENV"] == "production"
 
 
 class _Status(BaseHTTPRequestHandler):
@@ -226,7 +240,11 @@ def test_every_port_is_bound_to_localhost_only(compose: dict[str, Any]) -> None:
 def test_credentials_are_marked_development_only() -> None:
     text = COMPOSE.read_text()
     lines = text.splitlines()
-    for default in ("${POSTGRES_PASSWORD:-leadstream}", "${GRAFANA_ADMIN_PASSWORD:-admin}", "dev-webhook-secret"):
+    for default in (
+        "${POSTGRES_PASSWORD:-leadstream}",
+        "${GRAFANA_ADMIN_PASSWORD:-admin}",
+        "${LEADSTREAM_ENV:-development}",
+    ):
         # Every line with the default says, on it or just above, that it is for development only.
         found = [i for i, line in enumerate(lines) if default in line]
         assert found, default
@@ -270,7 +288,14 @@ def test_prometheus_scrapes_every_service_and_loads_the_charts_rules(
     jobs = {j["job_name"]: j for j in config["scrape_configs"]}
     assert set(jobs) == set(SERVICES)
     for name, job in jobs.items():
-        assert job["static_configs"] == [{"targets": [f"{name}:{compose['x-leadstream-env']['LEADSTREAM_HTTP_PORT']}"]}]
+        # The internal metrics port, not the API's.
+        assert job["static_configs"] == [
+            {"targets": [f"{name}:{compose['x-leadstream-env']['LEADSTREAM_METRICS_PORT']}"]}
+        ]
+        assert (
+            compose["x-leadstream-env"]["LEADSTREAM_METRICS_PORT"]
+            != compose["x-leadstream-env"]["LEADSTREAM_HTTP_PORT"]
+        )
         assert job["honor_labels"] is True  # the metrics' own `service` label stays
     # promtool (built with Go by deploy/helm/check.sh) accepts the config with the rules where compose mounts them.
     promtool = chart.tools.promtool

@@ -129,11 +129,38 @@ def test_deployments_probe_healthz_and_readyz_on_the_configured_port(chart: Char
     for name, deployment in by_component(docs, "Deployment").items():
         c = container(deployment)
         assert c["args"] == ["run", name]
-        (port,) = c["ports"]
+        port, metrics = c["ports"]
         assert port["name"] == "http" and str(port["containerPort"]) == config["LEADSTREAM_HTTP_PORT"]
+        assert metrics["name"] == "metrics" and str(metrics["containerPort"]) == config["LEADSTREAM_METRICS_PORT"]
+        assert config["LEADSTREAM_METRICS_PORT"] != config["LEADSTREAM_HTTP_PORT"]
         assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
         assert c["startupProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
         assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
+
+
+def test_pods_run_in_production_with_the_internal_metrics_port(chart: Chart) -> None:
+    """LEADSTREAM_ENV=production on every pod (the secrets policy holds, /docs is off) unless values say otherwise,
+    and the code reads the ConfigMap as meant."""
+    from services.runtime.settings import RuntimeSettings
+
+    if chart.offline:
+        src = chart.template_source("_helpers.tpl")
+        assert '"LEADSTREAM_ENV" .Values.environment' in src and "LEADSTREAM_METRICS_PORT" in src
+        return
+    for values in ("default", "production"):
+        config = of_kind(chart.render(values), "ConfigMap")[0]["data"]
+        assert config["LEADSTREAM_ENV"] == "production"
+        settings = RuntimeSettings(
+            env=config["LEADSTREAM_ENV"],
+            metrics_host=config["LEADSTREAM_METRICS_HOST"],
+            metrics_port=config["LEADSTREAM_METRICS_PORT"],
+            http_port=config["LEADSTREAM_HTTP_PORT"],
+        )
+        assert settings.env == "production" and settings.docs is False
+        assert settings.effective_metrics_port == 9090 and settings.metrics_host == "0.0.0.0"
+    production = of_kind(chart.render("production"), "ConfigMap")[0]["data"]
+    assert production["LEADSTREAM_FORWARDED_ALLOW_IPS"] == "10.0.0.0/8"
+    assert "LEADSTREAM_FORWARDED_ALLOW_IPS" not in of_kind(chart.render("default"), "ConfigMap")[0]["data"]
 
 
 def test_deployments_read_the_configmap_and_the_existing_secret(chart: Chart) -> None:
@@ -145,7 +172,7 @@ def test_deployments_read_the_configmap_and_the_existing_secret(chart: Chart) ->
     configmap = of_kind(docs, "ConfigMap")[0]
     assert configmap["data"]["KAFKA_BOOTSTRAP_SERVERS"] == "kafka-bootstrap.kafka.svc:9092"
     assert configmap["data"]["LEADSTREAM_TOPIC_PARTITIONS"] == "6"
-    assert not {"DATABASE_URL", "LEADSTREAM_WEBHOOK_SECRET"} & set(configmap["data"])
+    assert not [k for k in configmap["data"] if k == "DATABASE_URL" or "SECRET" in k or k.endswith("_API_KEY")]
     assert of_kind(docs, "Secret") == [], "the chart must never render a Secret"
     for deployment in of_kind(docs, "Deployment"):
         env_from = container(deployment)["envFrom"]
@@ -266,19 +293,20 @@ def test_the_console_reaches_the_services_it_reads_through_their_cluster_service
 def test_service_monitor_scrapes_metrics_of_every_service(chart: Chart) -> None:
     if chart.offline:
         src = chart.template_source("servicemonitor.yaml")
-        assert "kind: ServiceMonitor" in src and "path: /metrics" in src and "port: http" in src
+        assert "kind: ServiceMonitor" in src and "path: /metrics" in src and "port: metrics" in src
         return
     docs = chart.render("strimzi")
     (monitor,) = of_kind(docs, "ServiceMonitor")
     assert monitor["metadata"]["labels"]["release"] == "kube-prometheus-stack"
     (endpoint,) = monitor["spec"]["endpoints"]
-    assert endpoint["path"] == "/metrics" and endpoint["port"] == "http"
+    # /metrics is on the internal port, not the API's (which the Ingress routes to).
+    assert endpoint["path"] == "/metrics" and endpoint["port"] == "metrics"
     selector = monitor["spec"]["selector"]["matchLabels"]
     services = of_kind(docs, "Service")
     assert len(services) == len(SERVICES)
     for svc in services:
         assert _matches(selector, svc["metadata"]["labels"]), svc["metadata"]["name"]
-        assert [p["name"] for p in svc["spec"]["ports"]] == ["http"]
+        assert [p["name"] for p in svc["spec"]["ports"]] == ["http", "metrics"]
 
 
 def test_each_service_and_pdb_selects_exactly_its_own_pods(chart: Chart) -> None:

@@ -225,11 +225,11 @@ def test_autoscaling_never_exceeds_the_partitions(chart: Chart) -> None:
 
 
 def _api_services() -> set[str]:
-    """Services whose app serves /v1 routes."""
+    """Services whose app serves /v1 routes of their own (every service serves the runtime's /v1/tokens)."""
     out = set()
     for name in SERVICES:
         app = importlib.import_module(f"services.{name}.app").build().app
-        if any(path.startswith("/v1/") for path in app.openapi()["paths"]):
+        if any(path.startswith("/v1/") and not path.startswith("/v1/tokens") for path in app.openapi()["paths"]):
             out.add(name)
     return out
 
@@ -261,18 +261,27 @@ def test_network_policies_allow_only_kafka_postgres_dns_collector_and_providers(
         spec = policy["spec"]
         assert spec["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == name
         assert spec["policyTypes"] == ["Ingress", "Egress"]
-        (rule,) = spec["ingress"]
-        sources = [
-            p["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"]
-            for p in rule["from"]
-            if "namespaceSelector" in p
-        ]
-        assert sources == (["monitoring", "ingress-nginx"] if name in exposed else ["monitoring"]), name
-        # Pods of this release: only the services that call this one (the console's calls).
+        # Prometheus reaches only the metrics port; the ingress controller (exposed services) and the services that
+        # call this one (the console's calls) only the API port.
+        rules = {rule["ports"][0]["port"]: rule["from"] for rule in spec["ingress"]}
+        assert all(len(rule["ports"]) == 1 for rule in spec["ingress"])
+        namespaces = {
+            port: [
+                p["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"]
+                for p in peers
+                if "namespaceSelector" in p
+            ]
+            for port, peers in rules.items()
+        }
         callers = [
-            p["podSelector"]["matchLabels"]["app.kubernetes.io/component"] for p in rule["from"] if "podSelector" in p
+            p["podSelector"]["matchLabels"]["app.kubernetes.io/component"]
+            for p in rules.get("http", [])
+            if "podSelector" in p
         ]
+        assert namespaces["metrics"] == ["monitoring"], name
+        assert namespaces.get("http", []) == (["ingress-nginx"] if name in exposed else []), name
         assert callers == [c for c in sorted(values) if name in values[c].get("calls", [])], name
+        assert set(rules) == {"metrics", *(["http"] if name in exposed or callers else [])}, name
         egress = spec["egress"]
         ports = [sorted(p["port"] for p in r["ports"]) for r in egress]
         assert ports[:4] == [[53, 53], [9092, 9093], [5432], [4318]]

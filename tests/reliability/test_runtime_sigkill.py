@@ -91,13 +91,14 @@ async def test_sigkill_mid_stream_loses_nothing_and_duplicates_no_effect(
 ) -> None:
     probe_prefix = await probe_topics(topic_prefix, make_settings, "sigkill")
     bootstrap = subprocess_env["KAFKA_BOOTSTRAP_SERVERS"]
-    port = free_port()
+    port, metrics_port = free_port(), free_port()
     env = {
         **subprocess_env,
         # Topics of its own: no other test of the session sees these 200 leads, nor this service theirs.
         "LEADSTREAM_TOPIC_PREFIX": probe_prefix,
         "LEADSTREAM_SERVICE_NAME": "enrichment",
         "LEADSTREAM_HTTP_PORT": str(port),
+        "LEADSTREAM_METRICS_PORT": str(metrics_port),
         "LEADSTREAM_LOG_JSON": "true",
         "LEADSTREAM_LOG_LEVEL": "WARNING",
     }
@@ -139,7 +140,10 @@ async def test_sigkill_mid_stream_loses_nothing_and_duplicates_no_effect(
             await wait_for(lambda: _ready(port), timeout_s=60, what="the restarted service to be ready")
             # Redelivered records were really re-read after the restart, and recognised as duplicates.
             duplicates = await _metric(
-                port, "leadstream_events_handled_total", outcome="duplicate", event_type=LeadDiscovered.event_type
+                metrics_port,
+                "leadstream_events_handled_total",
+                outcome="duplicate",
+                event_type=LeadDiscovered.event_type,
             )
         except AssertionError as exc:
             raise AssertionError(f"{exc}\n--- enrichment output ---\n{service.log_tail()}") from None

@@ -20,14 +20,15 @@ from playwright.async_api import Browser, BrowserContext, Locator, Page
 
 from leadstream_cli.demo import CLOCK_SCALE, DemoScenario
 from leadstream_cli.processes import SERVICES, ServiceFleet, free_port
+from services.outreach.settings import OutreachSettings
 from services.runtime import auth
 from services.runtime.db import create_engine
 from services.runtime.migrations import upgrade
-from services.runtime.settings import RuntimeSettings
 from services.runtime.webhooks import signed_headers
 from tests.support.browser import DESKTOP, PageWatch
 
-WEBHOOK_SECRET = RuntimeSettings().webhook_secret
+# The LinkedIn provider's development key (the fleet runs in development).
+WEBHOOK_SECRET = OutreachSettings(env="development").keys("linkedin_webhook_secret").signing
 
 
 @dataclass

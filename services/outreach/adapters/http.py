@@ -19,7 +19,7 @@ from urllib.parse import quote
 
 import httpx
 
-from services.runtime.http_client import ProviderHttpClient, RetryPolicy, decode_json
+from services.runtime.http_client import ProviderHttpClient, RetryPolicy, decode_json, path_segment
 from services.runtime.providers import ProviderError
 
 from . import (
@@ -121,7 +121,7 @@ class UnipileLinkedIn:
         return await _call(
             self.client,
             "GET",
-            f"/api/v1/users/{profile_identifier(lead)}",
+            f"/api/v1/users/{path_segment(profile_identifier(lead), 'profile identifier')}",
             "profile lookup",
             params={"account_id": account},
         )
@@ -172,7 +172,7 @@ class UnipileLinkedIn:
         data = await _call(
             self.client,
             "POST",
-            f"/api/v1/posts/{post_social_id(req.post_url)}/comments",
+            f"/api/v1/posts/{path_segment(post_social_id(req.post_url), 'post id')}/comments",
             "comment",
             json={"account_id": account, "text": req.text or ""},
             headers=self._headers(req),
@@ -218,7 +218,8 @@ class UnipileLinkedIn:
         """GET /api/v1/accounts/{id}: the first source's status, lower-cased (``ok``, ``credentials``, ...)."""
         if not provider_account_id:
             return "pending"
-        data = await _call(self.client, "GET", f"/api/v1/accounts/{provider_account_id}", "account status")
+        segment = path_segment(provider_account_id, "provider account id")
+        data = await _call(self.client, "GET", f"/api/v1/accounts/{segment}", "account status")
         sources = data.get("sources") or [{}]
         return str(sources[0].get("status", "ok")).lower()
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -17,23 +18,41 @@ from ..faults import KAFKA_RECORD_REFUSALS, Backoff
 from ..kafka import create_broker
 from ..metrics import DLQ_TOTAL
 from ..outbox import faststream_correlation_id
+from ..scrub import scrub_text
 from ..settings import RuntimeSettings
 from .policy import Abandoned
 
 log = logging.getLogger(__name__)
 
 DLQ_HEADER_PREFIX = "dlq_"
+DLQ_CODES = (
+    "handler_error",
+    "undecodable",
+    # leadstream_schemas.DecodeError codes
+    "invalid_json",
+    "invalid_header",
+    "missing_header",
+    "unsupported_specversion",
+    "unknown_type",
+    "invalid_field",
+    "upcast_failed",
+)
+"""The error codes a consumer dead-letters with; their ``leadstream_dlq_total`` series start at 0 (see
+:meth:`DeadLetterPublisher.count_from_zero`)."""
 
 
 def dead_letter_headers(
     record: ConsumerRecord[Any, Any], code: str, message: str, *, group_id: str, attempts: int
 ) -> dict[str, str]:
-    """The headers of a record's dead-letter copy: its own headers plus the error and where it came from."""
+    """The headers of a record's dead-letter copy: its own headers plus the error and where it came from.
+
+    ``message`` is scrubbed (:func:`~services.runtime.scrub.scrub_text`): no personal data in headers."""
     headers = headers_dict(record.headers)
     headers.update(
         {
             f"{DLQ_HEADER_PREFIX}error_code": code,
-            f"{DLQ_HEADER_PREFIX}error_message": message[:4000],
+            # Exception and provider texts quote what they were given (names, emails): headers carry no personal data.
+            f"{DLQ_HEADER_PREFIX}error_message": scrub_text(message, limit=4000),
             f"{DLQ_HEADER_PREFIX}original_topic": record.topic,
             f"{DLQ_HEADER_PREFIX}original_partition": str(record.partition),
             f"{DLQ_HEADER_PREFIX}original_offset": str(record.offset),
@@ -61,6 +80,13 @@ class DeadLetterPublisher:
         self._own = broker is None
         self.healthy = True
         """False while a publish is failing (the consumer reports not-ready meanwhile)."""
+
+    def count_from_zero(self, topics: Sequence[str]) -> None:
+        """Start the dead-letter counters of ``topics`` at 0: Prometheus' ``increase()`` cannot see the first
+        dead letter of a series that appears with it (the alert on dead letters would miss it)."""
+        for topic in topics:
+            for code in DLQ_CODES:
+                DLQ_TOTAL.labels(self.settings.service_name, topic, code)
 
     async def publish(
         self,

@@ -70,3 +70,13 @@ async def test_a_sign_in_link_works_once_and_not_after_it_expires(engine: AsyncE
     async with engine.connect() as conn:
         stored = (await conn.execute(select(sign_in_links.c.code_hash))).scalars().all()
     assert code not in stored and late not in stored
+
+
+def test_a_rotated_key_opens_what_the_old_one_made_and_new_ones_use_the_new_key() -> None:
+    old, rotating, new_only = Vault("the old key"), Vault(["the new key", "the old key"]), Vault("the new key")
+    blob, signed = old.encrypt("ls_token"), old.sign("session-1")
+    assert rotating.decrypt(blob) == "ls_token" and rotating.unsign(signed) == "session-1"
+    made, stamped = rotating.encrypt("ls_token"), rotating.sign("session-2")
+    assert new_only.decrypt(made) == "ls_token" and new_only.unsign(stamped) == "session-2"
+    assert old.decrypt(made) is None and old.unsign(stamped) is None  # made with the new (first) key
+    assert new_only.decrypt(blob) is None and new_only.unsign(signed) is None  # the old key dropped: gone

@@ -41,11 +41,25 @@ def test_linkedin_urls_of_one_person_normalise_to_one_form(raw: str) -> None:
         ("https://linkedin.com.evil.io/in/ada", "linkedin.com"),
         ("ftp://www.linkedin.com/in/ada-adler", "http"),
         ("https://www.linkedin.com/in/a", "invalid profile name"),
+        # Names that would walk or break a provider's URL path when put into it.
+        ("https://www.linkedin.com/in/../", "invalid profile name"),
+        ("https://www.linkedin.com/in/..%2F..%2Fadmin", "invalid profile name"),
+        ("https://www.linkedin.com/in/%2E%2E", "invalid profile name"),
+        ("https://www.linkedin.com/in/ada%252Fadmin", "invalid profile name"),
+        ("https://www.linkedin.com/in/ada.adler", "invalid profile name"),
+        ("https://www.linkedin.com/in/ada%3Fx=1", "invalid profile name"),
+        ("https://www.linkedin.com/in/ada%00x", "invalid profile name"),
     ],
 )
 def test_invalid_linkedin_urls_say_why(raw: str, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         domain.normalise_linkedin_url(raw)
+
+
+def test_profile_names_in_any_script_stay() -> None:
+    assert domain.normalise_linkedin_url("https://www.linkedin.com/in/jos%C3%A9-garc%C3%ADa") == (
+        "https://www.linkedin.com/in/josé-garcía"
+    )
 
 
 def test_emails_normalise_and_invalid_ones_are_rejected() -> None:

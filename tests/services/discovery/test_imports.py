@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import tempfile
 import uuid
+from collections.abc import AsyncIterator
+from typing import Any
 
+import pytest
 from sqlalchemy import func, select
 
 from services.discovery.store import leads
@@ -169,6 +173,67 @@ async def test_manual_add_dedupes_and_validates(start_discovery: StartDiscovery)
         assert {e.data.source for e in discovered} == {"manual"}
         groups = (await client.get("/v1/source-groups")).json()["items"]
         assert [(g["name"], g["size"], g["new_leads"]) for g in groups] == [("Manual", 2, 2)]
+
+
+async def test_csv_uploads_are_capped_in_bytes_and_never_spooled(
+    start_discovery: StartDiscovery, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Uploads are parsed as they arrive: no temporary file at any size (Starlette's UploadFile spools to /tmp
+    # beyond 1 MiB; the chart's /tmp is a small emptyDir), and the byte cap holds while the body streams in.
+    spooled: list[object] = []
+    real = tempfile.TemporaryFile
+
+    def recording(*args: Any, **kwargs: Any) -> Any:
+        spooled.append(args)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(tempfile, "TemporaryFile", recording)
+    cap = 2 * 1024 * 1024
+    service = await start_discovery(csv_max_bytes=cap)
+    notes = b"n" * 10_000  # an ignored column: big rows, few of them
+
+    def csv_rows(prefix: str, n: int) -> bytes:
+        return b"".join(b"%s%04d@x.io,Row %04d,%s\n" % (prefix.encode(), i, i, notes) for i in range(n))
+
+    async with await client_for(service, f"ws-{uuid.uuid4().hex[:8]}") as client:
+        first = b"email,name,notes\n" + csv_rows("a", 150)  # 1.5 MB
+        ok = await client.post(
+            "/v1/imports/csv", data={"name": "streamed"}, files={"file": ("big.csv", first, "text/csv")}
+        )
+        assert ok.status_code == 201, ok.text
+        assert (ok.json()["rows"], ok.json()["imported"], ok.json()["ignored_columns"]) == (150, 150, ["notes"])
+        assert spooled == []
+        groups = (await client.get("/v1/source-groups")).json()["items"]
+        assert groups[0]["name"] == "streamed"
+
+        # Declared larger than the cap: refused before anything is read or imported.
+        too_big = b"email,name,notes\n" + csv_rows("b", 300)  # 3 MB
+        declared = await client.post("/v1/imports/csv", files={"file": ("x.csv", too_big, "text/csv")})
+        assert declared.status_code == 413 and declared.json()["code"] == "payload_too_large"
+        assert len((await client.get("/v1/source-groups")).json()["items"]) == 1
+
+        # Streamed without a length: imported up to the cap, and the answer says where it stopped.
+        async def chunks() -> AsyncIterator[bytes]:
+            yield b'--b0undary\r\nContent-Disposition: form-data; name="file"; filename="s.csv"\r\n\r\n'
+            for i in range(0, len(too_big), 64 * 1024):
+                yield too_big[i : i + 64 * 1024]
+            yield b"\r\n--b0undary--\r\n"
+
+        streamed = await client.post(
+            "/v1/imports/csv", content=chunks(), headers={"content-type": "multipart/form-data; boundary=b0undary"}
+        )
+        assert streamed.status_code == 201, streamed.text
+        body = streamed.json()
+        assert 150 < body["imported"] < 300 and body["imported"] == body["rows"] - body["rejected"]
+        assert body["errors"][-1]["message"].endswith(f"larger than {cap:,} bytes; later rows were not read")
+        assert spooled == []
+
+        not_multipart = await client.post("/v1/imports/csv", content=b"email\n", headers={"content-type": "text/csv"})
+        assert not_multipart.status_code == 422 and not_multipart.json()["errors"][0]["field"] == "file"
+        long_name = await client.post(
+            "/v1/imports/csv", data={"name": "n" * 201}, files={"file": ("x.csv", b"email\n", "text/csv")}
+        )
+        assert long_name.status_code == 422 and long_name.json()["errors"][0]["field"] == "name"
 
 
 async def test_a_csv_upload_has_its_own_byte_cap_above_the_json_one(start_discovery: StartDiscovery) -> None:

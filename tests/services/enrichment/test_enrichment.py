@@ -165,7 +165,11 @@ async def test_leads_of_groups_enriched_on_selection_wait_for_their_request(star
 async def test_retry_after_is_honoured_and_a_waiting_lead_blocks_no_other(start_enrichment: StartEnrichment) -> None:
     clock = FakeClock()
     limited = discovered(linkedin_url=f"https://www.linkedin.com/in/limited-{uuid.uuid4().hex[:6]}")
-    flaky = discovered(linkedin_url=f"https://www.linkedin.com/in/flaky-{uuid.uuid4().hex[:6]}")
+    trace_id = uuid.uuid4().hex
+    flaky = discovered(
+        linkedin_url=f"https://www.linkedin.com/in/flaky-{uuid.uuid4().hex[:6]}",
+        traceparent=f"00-{trace_id}-{uuid.uuid4().hex[:16]}-01",
+    )
     other = discovered(linkedin_url=f"https://www.linkedin.com/in/other-{uuid.uuid4().hex[:6]}")
     profiles = ScriptedProfiles(
         SimulatedProfileProvider(CALM, clock),
@@ -207,6 +211,8 @@ async def test_retry_after_is_honoured_and_a_waiting_lead_blocks_no_other(start_
     flaky_events = await _events(service, flaky, until="profile_enriched")
     assert _types(flaky_events) == ["discovered", "profile_enriched"]
     assert profiles.calls[str(flaky.data.lead_id)] == 2
+    # The retry, on the durable-timer loop, continued the parked event's trace.
+    assert (flaky_events[1].traceparent or "").split("-")[1:2] == [trace_id]
     assert emails.calls[str(limited.data.lead_id)] == 1, "not called again before the retry-after"
 
     clock.advance(timedelta(seconds=25))

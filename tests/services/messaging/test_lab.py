@@ -42,8 +42,8 @@ async def pending(client: httpx.AsyncClient, campaign_id: uuid.UUID, n: int) -> 
 
     async def check() -> list[dict[str, Any]] | None:
         r = await client.get(f"/v1/campaigns/{campaign_id}/drafts", params={"status": "pending"})
-        if r.status_code == 200 and len(r.json()) >= n:
-            return list(r.json())
+        if r.status_code == 200 and len(r.json()["items"]) >= n:
+            return list(r.json()["items"])
         return None
 
     return list(await wait_for(check, timeout_s=60, what=f"{n} pending drafts"))
@@ -220,9 +220,21 @@ async def test_templates_and_strategy(lab: Any, topic_prefix: str) -> None:
     assert (
         await client.post("/v1/templates", json={"name": "hm-1", "category": "hiring_manager", "body": "x"})
     ).status_code == 409
-    names = [t["name"] for t in (await client.get("/v1/templates")).json()]
-    assert {"professional_introduction", "hiring_manager", "business_opportunity", "candidate_outreach", "hm-1"} <= set(
-        names
+    for i in range(3):
+        r = await client.post("/v1/templates", json={"name": f"zz-{i}", "category": "hiring_manager", "body": "x"})
+        assert r.status_code == 201
+    names: list[str] = []
+    after: str | None = None
+    while True:  # pages of 2: built-ins first, then the workspace's, each by name
+        page = (await client.get("/v1/templates", params={"limit": 2, **({"after": after} if after else {})})).json()
+        names += [t["name"] for t in page["items"]]
+        if (after := page["next"]) is None:
+            break
+    builtin = ["business_opportunity", "candidate_outreach", "hiring_manager", "professional_introduction"]
+    assert builtin == sorted(n for n in names if n in builtin) and names[-4:] == ["hm-1", "zz-0", "zz-1", "zz-2"]
+    assert len(names) == len(set(names))
+    assert [t["name"] for t in (await other.get("/v1/templates", params={"limit": 200})).json()["items"]] == sorted(
+        n for n in names if not n.startswith(("hm-", "zz-"))
     )
     assert (await other.get(f"/v1/templates/{template['template_id']}")).status_code == 404
 

@@ -6,11 +6,10 @@ import uuid
 from datetime import date
 from typing import Any
 
-from leadstream_schemas import LeadEnrichmentFailed, LeadPostMatched, Post
+from leadstream_schemas import Edge, LeadEnrichmentFailed, LeadPostMatched, Post, Step, Workflow
 
 from services.messaging.app import build
 from services.messaging.settings import MessagingSettings
-from services.outreach.domain.workflow import resolve_workflow
 from services.runtime.clock import FakeClock
 from tests.services.messaging.helpers import LEAD_TOPIC, campaign_created, enrolled, env, events, profile
 from tests.support.kafka import produce_events, read_until
@@ -135,18 +134,14 @@ async def test_a_lead_found_by_a_posts_watch_is_written_to_on_the_post_that_matc
     s = settings(make_settings)
     await start_service(build(s, clock=FakeClock()))
     campaign, watched, other = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
-    workflow = resolve_workflow(  # outreach's validated graph, as CampaignCreated carries it
-        {
-            "steps": [
-                {"id": "comment", "action": "comment", "mode": "auto"},
-                {"id": "message", "action": "message"},
-            ],
-            "edges": [{"from": "comment", "to": "message", "delay_minutes": 60}],
-            "start": "comment",
-        },
-        default_note=False,
-        email_fallback=False,
-    ).to_model()
+    workflow = Workflow(
+        start="comment",
+        steps=[
+            Step(id="comment", action="comment", needs_text=True, mode="auto"),
+            Step(id="message", action="message", needs_text=True, channel="linkedin"),
+        ],
+        edges=[Edge(source="comment", target="message", delay_minutes=60)],
+    )
     post = Post(
         text="Honestly struggling with outbound since our SDR left. Any sequencer you would recommend?",
         topic="struggling with outbound",

@@ -6,7 +6,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -239,13 +239,16 @@ def of_type(events: Sequence[Envelope[Any]], name: str) -> list[Envelope[Any]]:
     return [e for e in events if type(e.data).__name__ == name]
 
 
-def signed(settings: OutreachSettings, payload: dict[str, Any]) -> dict[str, Any]:
-    """``content`` and headers of a webhook signed like the provider does (Standard Webhooks)."""
+def signed(
+    settings: OutreachSettings, payload: dict[str, Any], provider: Literal["linkedin", "email"] = "linkedin"
+) -> dict[str, Any]:
+    """``content`` and headers of a webhook signed like ``provider`` does (Standard Webhooks, with its key)."""
     import json
     import time
 
     from services.runtime.webhooks import signed_headers
 
     body = json.dumps(payload).encode()
-    headers = signed_headers(settings.webhook_secret, f"msg_{uuid.uuid4().hex}", int(time.time()), body)
+    key = settings.keys(f"{provider}_webhook_secret").signing
+    headers = signed_headers(key, f"msg_{uuid.uuid4().hex}", int(time.time()), body)
     return {"content": body, "headers": {**headers, "content-type": "application/json"}}

@@ -133,7 +133,7 @@ async def test_workspaces_are_isolated_and_lists_search(o: Outreach) -> None:
     a = await o.account()
     cid = (await o.api("POST", "/v1/campaigns", 201, json=_campaign(a, name="Berlin founders")))["campaign_id"]
     await o.api("POST", "/v1/campaigns", 201, json=_campaign(a, name="London CTOs"))
-    found = await o.api("GET", "/v1/campaigns", 200, params={"q": "berlin"})
+    found = (await o.api("GET", "/v1/campaigns", 200, params={"q": "berlin"}))["items"]
     assert [c["name"] for c in found] == ["Berlin founders"]
     assert found[0]["audience_type"] == "source_group" and found[0]["state"] == "pending"
     assert found[0]["pace"] == "Recommended: 20 invites per day" and found[0]["next_run_at"] is None
@@ -153,7 +153,7 @@ async def test_workspaces_are_isolated_and_lists_search(o: Outreach) -> None:
         resp = await other.request(method, path)
         assert resp.status_code == 404, (method, path, resp.text)
         assert resp.json()["code"] == "not_found"
-    assert (await other.get("/v1/campaigns")).json() == []
+    assert (await other.get("/v1/campaigns")).json() == {"items": [], "next": None}
     assert (await o.client.get("/v1/campaigns", headers={"Authorization": "Bearer nope"})).status_code == 401
 
 

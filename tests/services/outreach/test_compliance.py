@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import html
+import re
 import uuid
 from datetime import UTC, datetime, timedelta
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 from leadstream_schemas import SkipReason
 from sqlalchemy import func, select
@@ -88,8 +90,15 @@ async def test_blocklist_unsubscribe_and_dry_run_email(
     await wait_for(stored, timeout_s=60, what="approved emails")
     forged = {"w": o.workspace, "l": str(unsub), "t": "forged"}
     assert (await o.client.post("/v1/unsubscribe", params=forged)).status_code == 403
-    token = link_token(o.settings.webhook_secret, o.workspace, str(unsub))
-    first = await o.api("POST", "/v1/unsubscribe", 200, params={"w": o.workspace, "l": str(unsub), "t": token})
+    token = link_token(o.settings.keys("unsubscribe_secret"), o.workspace, str(unsub))
+    first = await o.api(
+        "POST",
+        "/v1/unsubscribe",
+        200,
+        params={"w": o.workspace, "l": str(unsub), "t": token},
+        content=b"List-Unsubscribe=One-Click",  # RFC 8058: what a mail client POSTs
+        headers={"content-type": "application/x-www-form-urlencoded"},
+    )
     assert first == {"unsubscribed": True, "already": False}
     await o.drive(MONDAY + timedelta(days=1))
 
@@ -119,9 +128,22 @@ async def test_blocklist_unsubscribe_and_dry_run_email(
     assert not of_type(got, "EmailSent")
     assert o.ctx.email.sent == []  # type: ignore[attr-defined]
 
+    # Opening the link (a person, or a mail scanner following it) only shows a page whose button POSTs.
     link = urlsplit(rendered["unsubscribe_url"])
-    again = await o.client.get(f"{link.path}?{link.query}")
-    assert again.status_code == 200 and "unsubscribed" in again.text
-    suppressed = await o.api("GET", "/v1/suppressions", 200)
+    page = await o.client.get(f"{link.path}?{link.query}")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert '<form method="post"' in page.text and "<button" in page.text
+    assert page.headers["cache-control"] == "no-store" and page.headers["referrer-policy"] == "no-referrer"
+    suppressed = (await o.api("GET", "/v1/suppressions", 200))["items"]
+    assert {"kind": "lead", "value": str(ok), "reason": "unsubscribed"} not in suppressed
+    forged_page = await o.client.get("/v1/unsubscribe", params={**dict(parse_qsl(link.query)), "t": "forged"})
+    assert forged_page.status_code == 403
+    # The page's button: a form POST to the same link, answered with a page.
+    action = html.unescape(re.search(r'action="([^"]+)"', page.text).group(1))  # type: ignore[union-attr]
+    done = await o.client.post(action, data={"confirm": "yes"}, headers={"accept": "text/html"})
+    assert done.status_code == 200 and "You are unsubscribed" in done.text
+    suppressed = (await o.api("GET", "/v1/suppressions", 200))["items"]
     assert {"kind": "lead", "value": str(ok), "reason": "unsubscribed"} in suppressed
     assert {"kind": "lead", "value": str(unsub), "reason": "unsubscribed"} in suppressed
+    vias = {e.data.lead_id: e.data.via for e in of_type(await o.events(), "LeadUnsubscribed")}
+    assert vias == {unsub: "one_click", ok: "link"}

@@ -105,7 +105,14 @@ async def test_linkedin_url_audience_finishes_after_its_search(
 async def test_first_action_waits_for_the_video(
     make_settings: MakeSettings, start_service: StartService, topic_prefix: str
 ) -> None:
-    o = await start_outreach(make_settings, start_service, topic_prefix, start=MONDAY, video_wait_minutes=60)
+    o = await start_outreach(
+        make_settings,
+        start_service,
+        topic_prefix,
+        start=MONDAY,
+        video_wait_minutes=60,
+        link_allowed_hosts="video.example",
+    )
     account = await o.account()
     group = uuid.uuid4()
     body = {
@@ -120,29 +127,29 @@ async def test_first_action_waits_for_the_video(
     cid = created["campaign_id"]
     assert created["video"]["template_id"] == "vt-intro"
     await o.api("POST", f"/v1/campaigns/{cid}/launch", 200)
-    (with_video, late), events = lead_events(group, 2, tag=o.workspace)
+    (with_video, forged, late), events = lead_events(group, 3, tag=o.workspace)
     await o.produce(events)
-    await o.wait_enrolled(cid, 2)
-    assert await o.run() == 2  # both first actions start waiting for their videos
+    await o.wait_enrolled(cid, 3)
+    assert await o.run() == 3  # every first action starts waiting for its video
+    videos = [(with_video, "https://video.example/v/1.mp4"), (forged, "https://evil.example/v/1.mp4")]
     await o.produce(
         [
-            VideoGenerated(
-                lead_id=with_video,
-                campaign_id=uuid.UUID(cid),
-                video_job_id=uuid.uuid4(),
-                video_url="https://video.example/v/1.mp4",
-            )
+            VideoGenerated(lead_id=lead, campaign_id=uuid.UUID(cid), video_job_id=uuid.uuid4(), video_url=url)
+            for lead, url in videos
         ]
     )
 
     async def woken() -> bool:
         async with o.service.engine.connect() as conn:
-            return (await conn.scalar(select(timers.c.state).where(timers.c.lead_id == with_video))) == "pending"
+            states = await conn.scalars(select(timers.c.state).where(timers.c.lead_id.in_([with_video, forged])))
+            return list(states) == ["pending", "pending"]
 
     await wait_for(woken, timeout_s=60, what="video wake-up")
     await o.drive(MONDAY + timedelta(hours=2))
     got = {e.data.lead_id: e for e in of_type(await o.events(), "InviteSent")}
     assert got[with_video].data.video_url == "https://video.example/v/1.mp4" and got[with_video].time == MONDAY
+    # A link on a host that is not allowed is never sent: the invite goes at once, without it.
+    assert got[forged].data.video_url is None and got[forged].time < MONDAY + timedelta(minutes=60)
     assert got[late].data.video_url is None and got[late].time == MONDAY + timedelta(minutes=60)
     created_event = of_type(await o.events(), "CampaignCreated")[0].data
     video = created_event.video

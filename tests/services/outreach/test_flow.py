@@ -10,6 +10,7 @@ from itertools import pairwise
 from typing import Any
 
 from leadstream_schemas import Hook, MessageApproved, MessageGenerated
+from prometheus_client import REGISTRY
 from sqlalchemy import func, select
 
 from services.outreach.adapters import InvitationLimitReached, SendRequest, SendResult
@@ -161,9 +162,18 @@ async def test_failing_steps_end_the_lead_not_the_campaign(
     assert len(calls) == 7 and all(b - a == timedelta(minutes=30) for a, b in pairwise(calls))
     assert failed[limited].reason == "rate_limited" and not failed[limited].retryable
     assert f"rate-limited since {calls[0].isoformat()}" in (failed[limited].detail or "")
-    leads_view = {x["lead_id"]: x["state"] for x in await o.api("GET", f"/v1/campaigns/{cid}/leads", 200)}
+    page = await o.api("GET", f"/v1/campaigns/{cid}/leads", 200, params={"limit": 200})
+    leads_view = {x["lead_id"]: x["state"] for x in page["items"]}
     assert leads_view == {str(crash): "failed", str(refuse): "failed", str(fine): "completed", str(limited): "failed"}
     assert (await o.api("GET", f"/v1/campaigns/{cid}", 200))["state"] == "finished"
+    # leadstream_sends_total of this account: the invite sent, and the three steps that gave up (a bug's too).
+    sends = {
+        outcome: REGISTRY.get_sample_value(
+            "leadstream_sends_total", {"account": account, "action": "invite", "outcome": outcome}
+        )
+        for outcome in ("sent", "failed")
+    }
+    assert sends == {"sent": 1, "failed": 3}
 
 
 class _LimitedThenPaused(SimulatedLinkedIn):

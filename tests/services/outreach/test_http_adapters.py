@@ -19,6 +19,7 @@ from services.outreach.adapters import (
     SendRequest,
 )
 from services.outreach.adapters.http import HttpEmailSender, UnipileLinkedIn
+from services.runtime.http_client import path_segment
 from services.runtime.providers import ProviderError, RateLimited
 from tests.support.local_http import serve
 
@@ -172,6 +173,41 @@ async def test_linkedin_client_against_local_server(server: tuple[str, FakeProvi
         assert unauthorized.value.status == 401 and not unauthorized.value.transient
     finally:
         await wrong_key.aclose()
+
+
+@pytest.mark.parametrize(
+    ("url", "post"),
+    [
+        ("https://www.linkedin.com/in/../", None),
+        ("https://www.linkedin.com/in/..", None),
+        ("https://www.linkedin.com/in/.", None),
+    ],
+)
+async def test_provider_path_segments_that_would_walk_the_path_are_refused(
+    server: tuple[str, FakeProvider], url: str, post: str | None
+) -> None:
+    base, state = server
+    client = UnipileLinkedIn(base, "secret-key")
+    try:
+        req = SendRequest("r", "ws", "c", "s", "a1", "uni-1", LeadTarget("l", url), text="Hi")
+        with pytest.raises(ProviderError, match="profile identifier is not a usable identifier") as refused:
+            await client.send_invite(req, NOW)
+        assert not refused.value.transient
+        with pytest.raises(ProviderError, match="provider account id"):
+            await client.account_status("a1", "..")
+    finally:
+        await client.aclose()
+    assert state.calls == []  # nothing reached the provider
+
+
+def test_path_segments_are_encoded() -> None:
+    assert path_segment("ada", "x") == "ada"
+    assert path_segment("a/b?c#d%2F", "x") == "a%2Fb%3Fc%23d%252F"
+    assert path_segment("urn:li:activity:7", "x") == "urn:li:activity:7"
+    assert path_segment("josé", "x") == "jos%C3%A9"
+    for bad in ("", ".", "..", "a\nb", "a\x00b", "x" * 600):
+        with pytest.raises(ProviderError):
+            path_segment(bad, "x")
 
 
 async def test_email_client_against_local_server(server: tuple[str, FakeProvider]) -> None:

@@ -6,9 +6,10 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from leadstream_schemas import Envelope
 from sqlalchemy import func, select
 
-from services.outreach.store import texts, timers
+from services.outreach.store import leads, texts, timers
 from tests.services.outreach.support import (
     MakeSettings,
     Outreach,
@@ -19,7 +20,7 @@ from tests.services.outreach.support import (
     signed,
     start_outreach,
 )
-from tests.support.kafka import wait_for
+from tests.support.kafka import produce_events, wait_for
 
 MONDAY = datetime(2026, 1, 5, 8, 0, tzinfo=UTC)
 TWO_MESSAGES = {
@@ -162,3 +163,32 @@ async def test_simulated_replies_follow_the_clock(
             if getattr(e.data, "lead_id", None) == lead and e.time > reply.time and type(e.data).__name__ in SENDS
         ]
     assert {e.data.step_id for e in of_type(got, "MessageSent")} == {"m1"}
+
+
+async def test_a_linkedin_webhook_cannot_reach_a_lead_of_another_workspace(
+    make_settings: MakeSettings, start_service: StartService, topic_prefix: str
+) -> None:
+    o = await start_outreach(make_settings, start_service, topic_prefix, start=MONDAY)
+    account = await o.account()  # workspace A's provider account
+    # A lead of workspace B, known to outreach.
+    (foreign,), events = lead_events(uuid.uuid4(), 1, tag="b" + o.workspace)
+    other = Envelope.new(events[0], workspace_id=f"{o.workspace}-b", source="test", time=o.clock.now())
+    await produce_events(o.settings.kafka_bootstrap_servers, o.prefix, [other])
+
+    async def known() -> bool:
+        async with o.service.engine.connect() as conn:
+            return bool(await conn.scalar(select(func.count()).where(leads.c.lead_id == foreign)))
+
+    await wait_for(known, timeout_s=60, what="workspace B's lead in outreach")
+    url = events[0].linkedin_url  # type: ignore[attr-defined]
+    for hook in (
+        {"event": "message_received", "account_id": account, "lead_id": str(foreign), "text": "stop"},
+        {"event": "message_received", "account_id": account, "user_profile_url": url, "text": "stop"},
+        {"event": "new_relation", "account_id": account, "lead_id": str(foreign)},
+    ):
+        r = await o.client.post("/v1/webhooks/linkedin", **signed(o.settings, hook))
+        assert r.status_code == 404 and r.json()["code"] == "not_found", r.text
+    # An email provider's key does not sign LinkedIn webhooks.
+    hook = {"event": "message_received", "account_id": account, "lead_id": str(foreign)}
+    assert (await o.client.post("/v1/webhooks/linkedin", **signed(o.settings, hook, "email"))).status_code == 401
+    assert not of_type(await o.events(), "Replied")

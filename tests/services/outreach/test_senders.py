@@ -73,7 +73,7 @@ async def test_the_simulated_provider_verifies_a_sender_once_its_owner_confirms(
     # A domain without a mail server: refused at once, naming the field; nothing is stored.
     bad = await o.api("POST", "/v1/accounts", 422, json={"provider": "email", "sender_email": "me@nowhere.invalid"})
     assert [e["field"] for e in bad["errors"]] == ["sender_email"] and "no mail server" in bad["detail"]
-    listed = await o.api("GET", "/v1/accounts", 200)
+    listed = (await o.api("GET", "/v1/accounts", 200))["items"]
     assert [a["sender_email"] for a in listed if a["provider"] == "email"] == ["sales@ours.example"]
 
 
@@ -133,7 +133,9 @@ async def test_an_http_email_provider_verifies_by_callback_or_poll_and_refuses_o
 
         # The provider's signed callback: verified at once.
         hook = {"status": "verified", "name": ids["callback"]}
-        assert (await o.api("POST", "/v1/accounts/callback", 200, **signed(o.settings, hook)))["status"] == "verified"
+        assert (await o.api("POST", "/v1/accounts/callback", 200, **signed(o.settings, hook, "email")))[
+            "status"
+        ] == "verified"
         assert (await o.api("GET", f"/v1/accounts/{ids['callback']}", 200))["status"] == "connected"
         # Confirmed with the provider, no callback: the next check finds it; a refusal is shown with its reason.
         fake.senders[f"snd-{ids['poll']}"]["status"] = "confirmed"

@@ -154,7 +154,11 @@ async def test_views_over_http(
         assert r.status_code == 422 and r.json()["code"] == "invalid_cursor"
         assert (await http.get(f"/v1/campaigns/{camp}/summary")).status_code == 401
 
-        metrics = (await http.get("/metrics")).text
+        # /metrics is not on the API (its own internal listener serves it).
+        assert (await http.get("/metrics")).status_code == 404
+        internal = httpx.AsyncClient(transport=httpx.ASGITransport(app=service.metrics_app), base_url="http://m")
+        async with internal:
+            metrics = (await internal.get("/metrics")).text
         lag_lines = [
             ln
             for ln in metrics.splitlines()

@@ -31,9 +31,10 @@ from tests.services.video.helpers import (
 )
 from tests.services.video.studio_server import accepted, studio_server
 from tests.support.kafka import produce_events, read_until, wait_for
+from tests.support.keys import signing_key
 from tests.support.local_http import Reply, Sleeps
 
-SECRET = "studio-test-secret"
+SECRET = signing_key("studio-test-secret")
 REQUEST = RenderRequest(uuid.uuid4(), "tpl-9", {"name": "Ada", "city": "your city"}, "https://ls.example/cb")
 
 
@@ -139,7 +140,8 @@ async def test_service_submits_through_the_http_studio_and_honours_a_long_retry_
             studio_max_retry_after_s=5,
             studio_backoff_initial_s=0.01,
             video_poll_interval_s=0.05,
-            webhook_secret=SECRET,
+            video_webhook_secret=SECRET,
+            link_allowed_hosts="cdn.example",
             video_timeout_s=3600,
             video_callback_url="https://ls.example/v1/video/callback",
         )

@@ -7,10 +7,12 @@ import uuid
 from datetime import timedelta
 from typing import Any
 
+import pytest
 from sqlalchemy import func, select
 
 from services.runtime.clock import FakeClock
 from services.runtime.service import Service
+from services.runtime.webhooks import signed_headers
 from services.video.app import build
 from services.video.settings import VideoSettings
 from services.video.store import callbacks, enrollments, jobs, seen_webhooks
@@ -29,8 +31,9 @@ from tests.services.video.helpers import (
     signed,
 )
 from tests.support.kafka import produce_events, read_until, wait_for
+from tests.support.keys import signing_key
 
-SECRET = "video-test-secret"
+SECRET = signing_key("video-test-secret")
 
 
 async def start(make_settings: Any, start_service: Any, clock: FakeClock, **overrides: Any) -> Service:
@@ -39,7 +42,8 @@ async def start(make_settings: Any, start_service: Any, clock: FakeClock, **over
         "sim_callback_in_process": True,
         "sim_failure_rate": 0.0,
         "sim_submit_error_rate": 0.0,
-        "webhook_secret": SECRET,
+        "video_webhook_secret": SECRET,
+        "link_allowed_hosts": "videos.example,videos.studio.example",
         "video_timeout_s": 600,
         "sim_render_delay_min_s": 30,
         "sim_render_delay_max_s": 30,
@@ -47,6 +51,11 @@ async def start(make_settings: Any, start_service: Any, clock: FakeClock, **over
     values.update(overrides)
     service: Service = await start_service(build(make_settings("video", VideoSettings, **values), clock=clock))
     return service
+
+
+def trace_of(traceparent: str | None) -> str | None:
+    """The trace id of a traceparent."""
+    return traceparent.split("-")[1] if traceparent else None
 
 
 async def test_lead_without_city_gets_the_fallback_and_its_video(
@@ -113,8 +122,11 @@ async def test_lead_without_city_gets_the_fallback_and_its_video(
     records = await read_until(bootstrap, [topic_prefix + LEAD_TOPIC], generated)
     ev = lead_events(records, no_city, "video_generated.v1")[0]
     assert ev.data.video_url == done["video_url"] and str(ev.data.video_job_id) == done["video_job_id"]
-    assert ev.causation_id == lead_events(records, no_city, "video_requested.v1")[0].id
+    requested_env = lead_events(records, no_city, "video_requested.v1")[0]
+    assert ev.causation_id == requested_env.id
     assert ev.workspace_id == "ws-video"
+    # The studio's callback is a request of another trace; the outcome continues the job's.
+    assert trace_of(ev.traceparent) == trace_of(requested_env.traceparent) is not None
 
 
 async def test_late_video_times_out_and_the_late_callback_is_ignored(
@@ -144,6 +156,8 @@ async def test_late_video_times_out_and_the_late_callback_is_ignored(
         )
         vf = lead_events(records, lead, "video_failed.v1")[0]
         assert vf.data.reason == "timeout" and str(vf.data.video_job_id) == rendering["video_job_id"]
+        requested_env = lead_events(records, lead, "video_requested.v1")[0]
+        assert trace_of(vf.traceparent) == trace_of(requested_env.traceparent) is not None  # the job's timer's
 
         clock.advance(timedelta(seconds=300))  # now the studio calls back, too late
 
@@ -180,7 +194,7 @@ async def test_bad_signature_is_refused_and_nothing_is_recorded(
         payload = completed_callback(j)
 
         ids = [f"msg_bad_{n}_{lead.hex}" for n in range(4)]
-        body, headers = signed("not-the-secret", payload, msg_id=ids[0])
+        body, headers = signed(signing_key("not-the-secret"), payload, msg_id=ids[0])
         r = await client.post("/v1/video/callback", content=body, headers=headers)
         assert r.status_code == 401 and r.json()["code"] == "invalid_signature"
 
@@ -213,6 +227,46 @@ async def test_bad_signature_is_refused_and_nothing_is_recorded(
         body, headers = signed(SECRET, payload, msg_id=ids[1])  # the same callback, correctly signed, is accepted
         r = await client.post("/v1/video/callback", content=body, headers=headers)
         assert r.status_code == 200 and r.json()["outcome"] == "generated"
+
+
+@pytest.mark.parametrize(
+    "link",
+    [
+        "http://videos.example/v.mp4",  # not https
+        "https://evil.example/v.mp4",  # not an allowed host
+        "https://videos.example.evil.example/v.mp4",  # an allowed name inside another host
+        "https://user:pw@videos.example/v.mp4",  # credentials
+        "https://videos.example:8443/v.mp4",  # another port
+        "javascript:alert(1)",
+    ],
+)
+async def test_a_video_link_not_https_on_an_allowed_host_fails_the_job(
+    make_settings: Any, start_service: Any, topic_prefix: str, link: str
+) -> None:
+    clock = FakeClock()
+    service = await start(
+        make_settings, start_service, clock, sim_render_delay_min_s=10**6, sim_render_delay_max_s=10**6
+    )
+    bootstrap = service.settings.kafka_bootstrap_servers
+    camp, lead = uuid.uuid4(), uuid.uuid4()
+    await produce_events(
+        bootstrap, topic_prefix, [env(campaign(camp)), env(profile(lead, city="Oslo")), env(enrolled(lead, camp))]
+    )
+    async with api(service) as client:
+        j = await job(client, lead, camp, "rendering")
+        body, headers = signed(SECRET, completed_callback(j, link))
+        r = await client.post("/v1/video/callback", content=body, headers=headers)
+        assert r.status_code == 200 and r.json()["outcome"] == "failed"
+        final = (await client.get(f"/v1/video/jobs/{lead}", params={"campaign_id": str(camp)})).json()
+        assert final["status"] == "failed" and final["failure_reason"] == "rejected" and final["video_url"] is None
+        big = b'{"type": "video.completed", "data": {"pad": "' + b"x" * 300_000 + b'"}}'
+        too_big = await client.post("/v1/video/callback", content=big, headers=signed_headers(SECRET, "m", 1, big))
+        assert too_big.status_code == 413 and too_big.json()["code"] == "payload_too_large"
+    await outbox_drained(service)
+    records = await read_to_end(bootstrap, topic_prefix + LEAD_TOPIC)
+    assert lead_events(records, lead, "video_generated.v1") == []
+    (failed,) = lead_events(records, lead, "video_failed.v1")
+    assert failed.data.reason == "rejected" and "video link" in (failed.data.detail or "")
 
 
 async def test_duplicate_callback_yields_one_video_generated(

@@ -103,7 +103,13 @@ the hook Jobs get it inline, because they run before (pre-install) the ConfigMap
   "LEADSTREAM_HTTP_PORT" (toString .Values.http.port)
   "LEADSTREAM_MIGRATE_ON_START" (toString .Values.migrations.migrateOnStart)
   "LEADSTREAM_KAFKA_SECURITY_PROTOCOL" (include "leadstream.kafkaSecurityProtocol" .)
+  "LEADSTREAM_ENV" .Values.environment
+  "LEADSTREAM_METRICS_HOST" "0.0.0.0"
+  "LEADSTREAM_METRICS_PORT" (toString .Values.metrics.port)
 }}
+{{- with .Values.http.forwardedAllowIps }}
+{{- $_ := set $env "LEADSTREAM_FORWARDED_ALLOW_IPS" . }}
+{{- end }}
 {{- if .Values.kafka.tls.enabled }}
 {{- $_ := set $env "LEADSTREAM_KAFKA_SSL_CAFILE" (printf "/etc/leadstream/kafka-ca/%s" .Values.kafka.tls.caKey) }}
 {{- end }}
