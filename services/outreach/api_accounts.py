@@ -72,7 +72,8 @@ def accounts_router(ctx: OutreachContext) -> APIRouter:
                 "description": "Pending: the user completes the connection at `auth_url` (hosted flow), or the "
                 "email sender's owner confirms the address (`verification`)",
                 "content": {"application/json": {"schema": {"type": "object"}}},
-            }
+            },
+            **problems(503),  # the email provider cannot be asked to verify a sender now
         },
     )
     async def connect(body: AccountIn, response: Response, ws: WriteWorkspace) -> dict[str, Any]:
