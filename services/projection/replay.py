@@ -40,7 +40,14 @@ from leadstream_schemas.upcasting import UPCASTERS
 
 from services.runtime.consuming.batch import ApplyResult, BatchPipeline, GcPacer
 from services.runtime.consuming.deadletter import DeadLetterPublisher
-from services.runtime.consuming.reader import TopicMissing, log_consumer, read_ranges, start_offsets, topic_partitions
+from services.runtime.consuming.reader import (
+    TopicMissing,
+    end_offsets,
+    log_consumer,
+    read_ranges,
+    start_offsets,
+    topic_partitions,
+)
 from services.runtime.faults import describe
 from services.runtime.kafka import cluster_id
 from services.runtime.logging import configure_logging
@@ -112,6 +119,7 @@ async def rebuild(
     name: str,
     *,
     since: datetime | None = None,
+    until: datetime | None = None,
     campaign: UUID | None = None,
     replace: bool = False,
     batch_records: int = 10_000,
@@ -119,6 +127,9 @@ async def rebuild(
     workers: int | None = None,
 ) -> ReplayReport:
     """Rebuild every view into ``projection_<name>`` from the log (see the module docstring).
+
+    ``until`` stops every partition at its first record appended after that moment, so the views are rebuilt as
+    they stood then (:func:`~services.runtime.consuming.reader.end_offsets`).
 
     ``workers`` processes read disjoint sets of partitions in parallel (default :func:`default_workers`,
     never more than the partitions to read); 1 reads in this process.
@@ -134,7 +145,9 @@ async def rebuild(
                 raise ReplayError(f"schema {schema} already exists: choose another name or pass --replace")
             await conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
         await upgrade(MIGRATIONS, settings.database_url, schema)
-        args = (conn, settings, schema, since, campaign, batch_records, on_progress, pacer, workers)
+        if since is not None and until is not None and until < since:
+            raise ReplayError(f"--until {until.isoformat()} is before --since {since.isoformat()}")
+        args = (conn, settings, schema, since, until, campaign, batch_records, on_progress, pacer, workers)
         try:
             return await _rebuild_into(*args, HOLD_ROWS)
         except HeldRowsRefused as exc:
@@ -152,6 +165,7 @@ async def _rebuild_into(
     settings: RuntimeSettings,
     schema: str,
     since: datetime | None,
+    until: datetime | None,
     campaign: UUID | None,
     batch_records: int,
     on_progress: Callable[[ReplayProgress], None] | None,
@@ -169,7 +183,7 @@ async def _rebuild_into(
     report = ReplayReport(schema, 0, 0, 0, 0, 0, 0.0)
     try:
         consumer.assign(tps)
-        ends = dict(await consumer.end_offsets(tps))
+        ends = await end_offsets(consumer, tps, until)
         starts = await start_offsets(consumer, tps, since, ends)
         total = sum(max(ends[tp] - starts[tp], 0) for tp in tps)
         report.end_offsets = {f"{tp.topic}:{tp.partition}": ends[tp] for tp in tps}
@@ -181,6 +195,7 @@ async def _rebuild_into(
                 "status": "running",
                 "mode": "since" if since else "from_beginning",
                 "since": since.isoformat() if since else None,
+                "until": until.isoformat() if until else None,
                 "campaign": str(campaign) if campaign else None,
                 "topic_prefix": settings.topic_prefix,
                 "started_at": datetime.now(UTC).isoformat(),
@@ -573,12 +588,12 @@ async def promote(settings: RuntimeSettings, name: str, *, force: bool = False) 
         info = await replay_info(conn, schema)
         if info.get("status") != "complete" and not force:
             raise ReplayError(f"rebuild {name!r} is not complete (status {info.get('status')!r}); pass --force")
-        partial = info.get("mode") != "from_beginning" or info.get("campaign")
+        partial = info.get("mode") != "from_beginning" or info.get("campaign") or info.get("until")
         if partial and not force:
             raise ReplayError(
                 f"rebuild {name!r} holds only part of the log (since={info.get('since')}, "
-                f"campaign={info.get('campaign')}); promoting it would hide earlier events. Pass --force to do it "
-                "anyway"
+                f"until={info.get('until')}, campaign={info.get('campaign')}); promoting it would hide events. "
+                "Pass --force to do it anyway"
             )
         if info.get("topic_prefix", settings.topic_prefix) != settings.topic_prefix:
             raise ReplayError(f"rebuild {name!r} was read from topics prefixed {info.get('topic_prefix')!r}")

@@ -161,7 +161,7 @@ def _max_length(prop: dict[str, Any]) -> int:
 
 
 def _example(cls: type[Event]) -> Event:
-    golden = Path(__file__).parent / "golden" / f"{cls.event_type}.json"
+    golden = Path(__file__).resolve().parents[2] / "schemas" / "examples" / f"{cls.event_type}.json"
     return cls.model_validate(json.loads(golden.read_text())["payload"])
 
 

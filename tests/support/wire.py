@@ -21,7 +21,7 @@ from leadstream_schemas import SOURCE_PATTERN, headers_dict
 # Any string: the golden records' workspace ids happen to be UUIDs, a deployment's may be names.
 FREE_FORM_HEADERS = {"workspaceid"}
 ROOT = Path(__file__).resolve().parents[2]
-GOLDEN = ROOT / "tests" / "schemas" / "golden"
+GOLDEN = ROOT / "schemas" / "examples"
 SCHEMAS = ROOT / "schemas"
 
 # The forms a string value can take; a wire value must take the same form as the golden value it stands next to.

@@ -47,7 +47,7 @@ REQUIRED_HEADERS = (H_SPECVERSION, H_ID, H_TYPE, H_SOURCE, H_TIME, H_WORKSPACE)
 # ``ce_source`` of every event a leadstream service emits: ``leadstream/<service>`` (a relative URI reference).
 # The form records carry since the first release; the log keeps them forever, so it is the contract.
 SOURCE_PREFIX = "leadstream/"
-SOURCE_PATTERN = r"^leadstream/[a-z][a-z0-9-]*$"
+SOURCE_PATTERN = r"^leadstream/[a-z][a-z0-9_-]*$"
 
 Headers = list[tuple[str, bytes]]
 E = TypeVar("E", bound=Event)

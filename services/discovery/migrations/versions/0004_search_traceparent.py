@@ -2,15 +2,15 @@
 
 0001 creates the tables from the current ``store`` definitions, so the column may exist already.
 
-Revision ID: 0003_search_traceparent
+Revision ID: 0004_search_traceparent
 """
 
 from alembic import op
 
 from services.discovery.store import SCHEMA
 
-revision = "0003_search_traceparent"
-down_revision = "0002_search_retry_at"
+revision = "0004_search_traceparent"
+down_revision = "0003_targets_enrichment_watch"
 branch_labels = None
 depends_on = None
 

@@ -3,15 +3,15 @@ intent's reconciliation continues (of the step that opened it): telemetry.
 
 0001 creates the tables from the current ``store`` definitions, so the column may exist already.
 
-Revision ID: 0004_traceparents
+Revision ID: 0005_traceparents
 """
 
 from alembic import op
 
 from services.outreach.store import SCHEMA
 
-revision = "0004_traceparents"
-down_revision = "0003_send_intents"
+revision = "0005_traceparents"
+down_revision = "0004_audiences_replies_stops"
 branch_labels = None
 depends_on = None
 
