@@ -4,15 +4,15 @@
 Expand-only: older code ignores the columns. 0001 creates the tables from the current ``store`` definitions, so
 a database created after this change already has them: every statement is ``IF NOT EXISTS``.
 
-Revision ID: 0005_sender_verification
+Revision ID: 0006_sender_verification
 """
 
 from alembic import op
 
 from services.outreach.store import SCHEMA
 
-revision = "0005_sender_verification"
-down_revision = "0004_audiences_replies_stops"
+revision = "0006_sender_verification"
+down_revision = "0005_traceparents"
 branch_labels = None
 depends_on = None
 
