@@ -106,9 +106,11 @@ docs: asyncapi-tools ## render the event contract as HTML (every channel and mes
 		-o docs/contract --force-write --no-interactive
 	@echo "open docs/contract/index.html"
 
-bench: venv infra-up ## projection and export benchmarks (ratios against consume-and-discard measured in the same run)
+bench: venv infra-up ## benchmarks: projection replay, live path and export (ratios against baselines measured in the same run)
 	$(WITH_ENV) $(BIN)/python bench/projection.py
+	$(WITH_ENV) $(BIN)/python bench/live.py
 	$(WITH_ENV) $(BIN)/python bench/export.py
+	$(BIN)/python bench/summary.py
 
 helm-lint: ## lint, render, kubeconform-check the chart and promtool-check its alert rules (builds the tools with Go once)
 	bash deploy/helm/check.sh

@@ -25,6 +25,7 @@ CAMPAIGN_STATES: dict[str, Badge] = {
     "needs_review": Badge("Needs review", "bad"),
     "finished": Badge("Finished", "muted"),
     "pending": Badge("Pending launch", "muted"),
+    "prepared": Badge("Prepared for review", "info"),
     "deleted": Badge("Deleted", "muted"),
 }
 

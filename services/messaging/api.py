@@ -28,7 +28,15 @@ from services.runtime.providers import ProviderError
 from services.runtime.service import Service
 
 from . import domain
-from .handlers import CampaignConfig, Emission, MessagingCore, load_campaign, load_profile, resolve_template
+from .handlers import (
+    CampaignConfig,
+    Emission,
+    MessagingCore,
+    lead_variant,
+    load_campaign,
+    load_profile,
+    resolve_template,
+)
 from .store import campaigns, drafts, templates
 
 Category = Literal["professional_introduction", "hiring_manager", "business_opportunity", "candidate_outreach"]
@@ -487,7 +495,7 @@ def build_router(core: MessagingCore, service: Service, *, generation_attempts: 
             step = next(
                 (s for s in campaign.steps if s.step_id == row.step_id),
                 domain.StepSpec(row.step_id, Channel(row.channel)),
-            )
+            ).for_variant(await lead_variant(conn, row.campaign_id, row.lead_id, row.step_id))
             rejected_env = service.new_envelope(
                 MessageRejected(
                     lead_id=row.lead_id,

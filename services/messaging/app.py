@@ -8,6 +8,7 @@ from leadstream_schemas import (
     CAMPAIGN,
     LEAD,
     CampaignCreated,
+    CampaignUpdated,
     LeadEnrichmentFailed,
     LeadEnrolled,
     LeadPostMatched,
@@ -75,6 +76,7 @@ def build(
             LeadProfileEnriched: core.on_profile_enriched,
             LeadEnrichmentFailed: core.on_enrichment_failed,
             LeadEnrolled: core.on_lead_enrolled,
+            CampaignUpdated: core.on_campaign_updated,
             LeadPostMatched: core.on_post_matched,
         },
     )

@@ -15,7 +15,7 @@ from datetime import date
 from typing import Any, Literal
 from uuid import UUID
 
-from leadstream_schemas import Channel, Hook, LeadProfileEnriched, Post, Strategy, Workflow
+from leadstream_schemas import Channel, Hook, LeadProfileEnriched, Post, Strategy, Variant, Workflow
 
 # -- limits ---------------------------------------------------------------------------------------
 
@@ -223,6 +223,8 @@ class StepSpec:
     template: str | None = None
     subject: str | None = None
     body: str | None = None
+    variants: tuple[Variant, ...] = ()
+    variant: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         """Plain JSON for storage."""
@@ -233,7 +235,22 @@ class StepSpec:
             "template": self.template,
             "subject": self.subject,
             "body": self.body,
+            "variants": [v.model_dump(mode="json") for v in self.variants],
         }
+
+    def for_variant(self, variant_id: str | None) -> StepSpec:
+        """The step as the lead's A/B variant writes it (its template, an email's subject and body); the step
+        itself when the lead has no variant of it (or one the step does not know)."""
+        chosen = next((v for v in self.variants if v.id == variant_id), None)
+        if chosen is None:
+            return self
+        return replace(
+            self,
+            template=chosen.template or self.template,
+            subject=chosen.subject or self.subject,
+            body=chosen.body or self.body,
+            variant=chosen.id,
+        )
 
     @classmethod
     def from_json(cls, raw: Mapping[str, Any]) -> StepSpec:
@@ -245,6 +262,7 @@ class StepSpec:
             template=raw.get("template"),
             subject=raw.get("subject"),
             body=raw.get("body"),
+            variants=tuple(Variant.model_validate(v) for v in raw.get("variants") or ()),
         )
 
 
@@ -266,7 +284,15 @@ def message_steps(workflow: Workflow | None) -> list[StepSpec]:
         if step.action == "comment":
             review = "draft" if step.mode == "draft" else "auto"
         steps.append(
-            StepSpec(step.id, step.channel, review=review, template=step.template, subject=step.subject, body=step.body)
+            StepSpec(
+                step.id,
+                step.channel,
+                review=review,
+                template=step.template,
+                subject=step.subject,
+                body=step.body,
+                variants=tuple(step.variants),
+            )
         )
     return steps
 

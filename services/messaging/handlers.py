@@ -16,6 +16,7 @@ from uuid import UUID
 
 from leadstream_schemas import (
     CampaignCreated,
+    CampaignUpdated,
     Channel,
     Envelope,
     Event,
@@ -54,6 +55,7 @@ class CampaignConfig:
     strategy: Strategy
     steps: list[domain.StepSpec]
     video: bool
+    workflow_version: int = 1
 
     @classmethod
     def from_row(cls, row: Row[Any]) -> CampaignConfig:
@@ -64,6 +66,7 @@ class CampaignConfig:
             strategy=Strategy.model_validate(row.strategy),
             steps=[domain.StepSpec.from_json(s) for s in row.steps],
             video=row.video,
+            workflow_version=row.workflow_version,
         )
 
 
@@ -79,6 +82,14 @@ async def load_campaign(conn: AsyncConnection, campaign_id: UUID) -> CampaignCon
     """The stored campaign, or None."""
     row = (await conn.execute(select(campaigns).where(campaigns.c.campaign_id == campaign_id))).first()
     return CampaignConfig.from_row(row) if row else None
+
+
+async def lead_variant(conn: AsyncConnection, campaign_id: UUID, lead_id: UUID, step_id: str) -> str | None:
+    """The A/B variant of a step the lead got in a campaign (None: the step has no variants)."""
+    variants = await conn.scalar(
+        select(enrollments.c.variants).where(enrollments.c.campaign_id == campaign_id, enrollments.c.lead_id == lead_id)
+    )
+    return (variants or {}).get(step_id)
 
 
 async def load_profile(conn: AsyncConnection, lead_id: UUID) -> tuple[bool, LeadProfileEnriched | None]:
@@ -144,6 +155,7 @@ class MessagingCore:
                 strategy=strategy.model_dump(mode="json"),
                 workflow=c.workflow.model_dump(mode="json") if c.workflow else {},
                 steps=[s.to_json() for s in steps],
+                workflow_version=c.workflow.version if c.workflow else 1,
                 video=video,
                 delivery=c.delivery.model_dump(mode="json"),
                 created_at=now,
@@ -151,11 +163,36 @@ class MessagingCore:
             )
             .on_conflict_do_nothing(index_elements=["campaign_id"])
         )
+        await self._generate_waiting(ctx, c.campaign_id, now)
+
+    async def on_campaign_updated(self, env: Envelope[CampaignUpdated], ctx: HandlerContext) -> None:
+        """A new version of the campaign's workflow: its text steps are the ones drafts are written for from now
+        on; leads that moved to it (and were waiting for it) get the drafts of its steps they lack."""
+        c = env.data
+        conn = ctx.conn
+        await lock_campaign(conn, c.campaign_id)
+        now = ctx.clock.now()
+        updated = await conn.execute(
+            update(campaigns)
+            .where(campaigns.c.campaign_id == c.campaign_id, campaigns.c.workflow_version < c.workflow.version)
+            .values(
+                workflow=c.workflow.model_dump(mode="json"),
+                steps=[s.to_json() for s in domain.message_steps(c.workflow)],
+                workflow_version=c.workflow.version,
+                updated_at=now,
+            )
+        )
+        if updated.rowcount:
+            await self._generate_waiting(ctx, c.campaign_id, now)
+
+    async def _generate_waiting(self, ctx: HandlerContext, campaign_id: UUID, now: datetime) -> None:
+        """Write the drafts of the campaign's enrolments that were waiting for it (or for its new version)."""
+        conn = ctx.conn
         waiting = (
             (
                 await conn.execute(
                     select(enrollments.c.lead_id).where(
-                        enrollments.c.campaign_id == c.campaign_id, enrollments.c.generated_at.is_(None)
+                        enrollments.c.campaign_id == campaign_id, enrollments.c.generated_at.is_(None)
                     )
                 )
             )
@@ -165,10 +202,10 @@ class MessagingCore:
         if not waiting:
             return
         await lock_leads(conn, list(waiting))
-        campaign = await load_campaign(conn, c.campaign_id)
+        campaign = await load_campaign(conn, campaign_id)
         assert campaign is not None
         for lead_id in waiting:
-            await self._generate_if_ready(ctx, campaign, lead_id, now)
+            await self._generate_if_ready(ctx, campaign, lead_id, now, several=True)
 
     async def on_profile_enriched(self, env: Envelope[LeadProfileEnriched], ctx: HandlerContext) -> None:
         """Keep the lead's newest profile; write drafts for enrolments that were waiting for it."""
@@ -203,7 +240,9 @@ class MessagingCore:
         await self._lead_ready(ctx, f.lead_id, now)
 
     async def on_lead_enrolled(self, env: Envelope[LeadEnrolled], ctx: HandlerContext) -> None:
-        """Record the enrolment; write the lead's drafts when the campaign and the profile are known."""
+        """Record the enrolment; write the lead's drafts when the campaign (at the lead's workflow version) and the
+        profile are known. A lead moved to a new version of the sequence is enrolled again with that version:
+        it gets the drafts of the new version's steps it lacks."""
         e = env.data
         if e.campaign_id is None:
             log.warning("LeadEnrolled without campaign_id ignored", extra={"event_id": str(env.id)})
@@ -220,9 +259,21 @@ class MessagingCore:
                 workspace_id=env.workspace_id,
                 account_id=e.account_id,
                 enrolled_at=now,
+                workflow_version=e.workflow_version or 1,
+                variants=dict(e.variants),
             )
             .on_conflict_do_nothing(index_elements=["campaign_id", "lead_id"])
         )
+        if e.workflow_version is not None:
+            await conn.execute(
+                update(enrollments)
+                .where(
+                    enrollments.c.campaign_id == e.campaign_id,
+                    enrollments.c.lead_id == e.lead_id,
+                    enrollments.c.workflow_version < e.workflow_version,
+                )
+                .values(workflow_version=e.workflow_version, variants=dict(e.variants), generated_at=None)
+            )
         campaign = await load_campaign(conn, e.campaign_id)
         if campaign is not None:
             await self._generate_if_ready(ctx, campaign, e.lead_id, now)
@@ -264,9 +315,10 @@ class MessagingCore:
                 await self._generate_if_ready(ctx, campaign, lead_id, now)
 
     async def _generate_if_ready(
-        self, ctx: HandlerContext, campaign: CampaignConfig, lead_id: UUID, now: datetime
+        self, ctx: HandlerContext, campaign: CampaignConfig, lead_id: UUID, now: datetime, *, several: bool = False
     ) -> None:
-        """Write every step's draft for an enrolled lead once its profile is known (exactly once)."""
+        """Write every step's draft for an enrolled lead once its profile is known and the campaign's steps are
+        those of the lead's workflow version (exactly once per step: a step already drafted is skipped)."""
         conn = ctx.conn
         row = (
             await conn.execute(
@@ -275,14 +327,29 @@ class MessagingCore:
                 .with_for_update()
             )
         ).first()
-        if row is None or row.generated_at is not None:
-            return
+        if row is None or row.generated_at is not None or row.workflow_version > campaign.workflow_version:
+            return  # done, or waiting for the CampaignUpdated of its version (another topic: it may come later)
         known, profile = await load_profile(conn, lead_id)
         if not known:
             return
-        for step in campaign.steps:
+        drafted = set(
+            (
+                await conn.execute(
+                    select(drafts.c.step_id).where(
+                        drafts.c.campaign_id == campaign.campaign_id, drafts.c.lead_id == lead_id
+                    )
+                )
+            )
+            .scalars()
+            .all()
+        )
+        for spec in campaign.steps:
+            if spec.step_id in drafted:
+                continue
+            step = spec.for_variant(row.variants.get(spec.step_id))
             for em in await self.make_draft(conn, campaign, lead_id, profile, step, now, cause=ctx.envelope.id):
-                ctx.emit(em.event, discriminator=em.discriminator)
+                # One campaign event writes the drafts of several leads: the lead keeps their ids apart.
+                ctx.emit(em.event, discriminator=f"{lead_id}:{em.discriminator}" if several else em.discriminator)
         await conn.execute(
             update(enrollments)
             .where(enrollments.c.campaign_id == campaign.campaign_id, enrollments.c.lead_id == lead_id)
@@ -381,6 +448,7 @@ class MessagingCore:
                     char_limit=limit.text,
                     needs_review=review,
                     generator=written.generator,
+                    variant=step.variant,
                 ),
                 step.step_id,
             )

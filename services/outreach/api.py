@@ -1,4 +1,4 @@
-"""Outreach HTTP routes: campaigns (create, list, details, launch, pause, resume, delete, leads) and
+"""Outreach HTTP routes: campaigns (create, list, details, prepare, launch, pause, resume, delete, leads) and
 workflow presets; accounts, compliance and webhooks live in their own modules and are included here.
 Every route is scoped to the token's workspace; another workspace's campaign answers 404.
 """
@@ -20,7 +20,7 @@ from .api_compliance import compliance_router
 from .api_webhooks import webhooks_router
 from .context import OutreachContext
 from .domain.workflow import PRESET_DESCRIPTIONS, PRESET_TITLES, resolve_workflow
-from .models import CampaignIn, ExtendIn, LaunchIn
+from .models import CampaignEditIn, CampaignIn, ExtendIn, LaunchIn
 from .problems import not_found
 from .store import campaigns, enrollments
 
@@ -64,13 +64,26 @@ def campaigns_router(ctx: OutreachContext) -> APIRouter:
         """One campaign in detail."""
         return await commands.details(ws, campaign_id)
 
+    @r.patch("/v1/campaigns/{campaign_id}")
+    async def edit(campaign_id: UUID, body: CampaignEditIn, ws: WriteWorkspace) -> dict[str, Any]:
+        """Edit the workflow, also of a running campaign: a new version of the sequence (``workflow_version``).
+        Leads that have not started move to it; leads already in the sequence finish on their version."""
+        return await commands.edit(ws, campaign_id, body)
+
+    @r.post("/v1/campaigns/{campaign_id}/prepare")
+    async def prepare(campaign_id: UUID, ws: WriteWorkspace) -> dict[str, Any]:
+        """Prepare for review before launch: the audience's ready leads are enrolled without starting their
+        sequences and their drafts are written for the Messaging Lab (``drafts`` counts them); launch starts them."""
+        return await commands.prepare(ws, campaign_id)
+
     @r.post("/v1/campaigns/{campaign_id}/launch")
     async def launch(
         campaign_id: UUID,
         ws: WriteWorkspace,
         body: LaunchIn = Body(default_factory=LaunchIn),  # noqa: B008
     ) -> dict[str, Any]:
-        """Launch: the guard checks the daily limit (1-79) and the email-fallback confirmation."""
+        """Launch a pending or prepared campaign: the guard checks the daily limit (1-79) and the email-fallback
+        confirmation; a prepared campaign's leads start their sequences with their approved drafts."""
         return await commands.launch(ws, campaign_id, body)
 
     @r.post("/v1/campaigns/{campaign_id}/pause")
@@ -126,6 +139,7 @@ def campaigns_router(ctx: OutreachContext) -> APIRouter:
                     "account_id": str(e.account_id),
                     "state": e.state,
                     "steps_done": e.steps_done,
+                    "workflow_version": e.workflow_version,
                     "accepted_at": e.accepted_at.isoformat() if e.accepted_at else None,
                     "enrolled_at": e.enrolled_at.isoformat(),
                 }

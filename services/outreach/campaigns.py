@@ -1,8 +1,11 @@
-"""Campaign commands and views: create, launch (with its guard), pause, resume, delete, list, details.
+"""Campaign commands and views: create, prepare, launch (with its guard), pause, resume, delete, list, details.
 
-States: pending -> (launch) scheduled | running -> paused <-> running -> finished; needs_review when
-something needs a person (with the message); deleted. Every transition emits its Campaign* event in
-the transaction that makes it.
+States: pending -> (prepare) prepared -> (launch) scheduled | running -> paused <-> running -> finished (a
+pending campaign may also launch at once); needs_review when something needs a person (with the message);
+deleted. *Prepare, review, launch*: ``prepared`` enrolls the audience's ready leads without starting their
+sequences, so their drafts are written and reviewed in the Messaging Lab before anything is sent; the launch
+starts them with the drafts approved by then (a step still waits for its approved text). Every transition
+emits its Campaign* event in the transaction that makes it.
 """
 
 from __future__ import annotations
@@ -18,13 +21,16 @@ from leadstream_schemas import (
     CampaignCreated,
     CampaignDeleted,
     CampaignPaused,
+    CampaignPrepared,
     CampaignResumed,
     CampaignScheduled,
+    CampaignUpdated,
     Delivery,
+    Strategy,
     VideoSegment,
     VideoSettings,
 )
-from sqlalchemy import and_, delete, func, select, tuple_, update
+from sqlalchemy import and_, delete, exists, func, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -41,10 +47,11 @@ from .domain.pacing import PacingError, channel_limits, launch_delivery, pace_fr
 from .domain.schedule import DAY_NAMES, Schedule, ScheduleError
 from .domain.workflow import Graph, GraphError, resolve_workflow
 from .emit import RootEmitter
-from .enrollment import enroll
-from .models import CampaignIn, LaunchIn
+from .enrollment import OPEN, enroll
+from .models import CampaignEditIn, CampaignIn, EmailFallbackIn, LaunchIn
 from .problems import invalid
-from .store import accounts, campaign_workers, campaigns, enrollments, lead_locks, sends, timers
+from .store import accounts, campaign_workers, campaigns, enrollments, lead_locks, sends, texts, timers
+from .versions import move_unstarted, record_version
 
 WORKER_NAMESPACE = uuid.UUID("9c1e2f3a-4b5d-5e6f-8a9b-0c1d2e3f4a5b")
 VISIBLE = campaigns.c.state != "deleted"
@@ -61,6 +68,21 @@ def video_settings(body: CampaignIn) -> VideoSettings | None:
             VideoSegment(name=s.name or s.field, field=s.field, fallback=s.fallback) for s in body.video.segments
         ],
     )
+
+
+async def _add_workers(conn: AsyncConnection, campaign_id: UUID, account_ids: list[UUID]) -> None:
+    """A worker per account the campaign runs on (its leads are assigned to them); already there: kept."""
+    for account_id in account_ids:
+        await conn.execute(
+            insert(campaign_workers)
+            .values(
+                campaign_id=campaign_id,
+                account_id=account_id,
+                state="active",
+                worker_id=uuid.uuid5(WORKER_NAMESPACE, f"{campaign_id}|{account_id}"),
+            )
+            .on_conflict_do_nothing()
+        )
 
 
 def _email_steps(graph: Graph) -> list[str]:
@@ -98,7 +120,7 @@ class CampaignCommands:
             raise invalid(exc.field, exc.message) from None
         now = self.now
         async with self.service.engine.begin() as conn:
-            graph = await self._check_email(conn, workspace_id, graph, body)
+            graph = await self._check_email(conn, workspace_id, graph, body.delivery.email_fallback)
             await self._check_accounts(conn, workspace_id, body.account_ids)
             campaign_id = uuid.uuid4()
             delivery = {
@@ -136,6 +158,7 @@ class CampaignCommands:
                     updated_at=now,
                 )
             )
+            await record_version(conn, campaign_id, 1, graph, now)
             em = RootEmitter(self.service, workspace_id)
             em.emit(
                 CampaignCreated(
@@ -153,12 +176,13 @@ class CampaignCommands:
         self.service.wake_relay()
         return await self.details(workspace_id, campaign_id)
 
-    async def _check_email(self, conn: AsyncConnection, workspace_id: str, graph: Graph, body: CampaignIn) -> Graph:
+    async def _check_email(
+        self, conn: AsyncConnection, workspace_id: str, graph: Graph, fallback: EmailFallbackIn | None
+    ) -> Graph:
         """Email steps need a verified sender, a subject and a body (filled from the fallback settings)."""
         steps = _email_steps(graph)
         if not steps:
             return graph
-        fallback = body.delivery.email_fallback
         if fallback is None:
             raise invalid(
                 "delivery.email_fallback",
@@ -228,8 +252,10 @@ class CampaignCommands:
         now = self.now
         async with self.service.engine.begin() as conn:
             campaign = await self._locked(conn, workspace_id, campaign_id)
-            if campaign.state != "pending":
-                raise Problem(409, "invalid_state", f"campaign is {campaign.state}; only a pending campaign launches")
+            if campaign.state not in ("pending", "prepared"):
+                raise Problem(
+                    409, "invalid_state", f"campaign is {campaign.state}; only a pending or prepared campaign launches"
+                )
             graph = Graph.from_dict(campaign.workflow)
             if _email_steps(graph) and not body.confirm_email_fallback:
                 raise Problem(
@@ -247,25 +273,7 @@ class CampaignCommands:
                 )
             except PacingError as exc:
                 raise invalid(exc.field, exc.message) from None
-            active, skipped = await self._account_check(conn, workspace_id, campaign.account_ids)
-            if not active:
-                raise Problem(
-                    409,
-                    "no_active_account",
-                    "none of the campaign's accounts can send: " + "; ".join(f"{k}: {v}" for k, v in skipped.items()),
-                    skipped_accounts=skipped,
-                )
-            for account_id in active:
-                await conn.execute(
-                    insert(campaign_workers)
-                    .values(
-                        campaign_id=campaign_id,
-                        account_id=account_id,
-                        state="active",
-                        worker_id=uuid.uuid5(WORKER_NAMESPACE, f"{campaign_id}|{account_id}"),
-                    )
-                    .on_conflict_do_nothing()
-                )
+            _, skipped = await self._workers(conn, workspace_id, campaign)
             await conn.execute(
                 update(campaigns)
                 .where(campaigns.c.campaign_id == campaign_id)
@@ -277,6 +285,102 @@ class CampaignCommands:
         self.service.wake_relay()
         self.wake()
         return await self.details(workspace_id, campaign_id)
+
+    async def edit(self, workspace_id: str, campaign_id: UUID, body: CampaignEditIn) -> dict[str, Any]:
+        """A new version of the campaign's workflow (CampaignUpdated). Leads enrolled from now on run it; leads that
+        have not started their sequence move to it at that safe point; the others finish on their version
+        (:mod:`services.outreach.versions`)."""
+        now = self.now
+        async with self.service.engine.begin() as conn:
+            campaign = await self._locked(conn, workspace_id, campaign_id)
+            if campaign.state == "finished":
+                raise Problem(409, "invalid_state", "campaign is finished; its workflow can no longer change")
+            strategy = Strategy.model_validate(campaign.strategy)
+            stored = campaign.delivery.get("email_fallback")
+            fallback = EmailFallbackIn.model_validate(stored) if stored else None
+            try:
+                graph = resolve_workflow(
+                    body.workflow, default_note=strategy.invite_note, email_fallback=fallback is not None
+                )
+            except GraphError as exc:
+                raise invalid(exc.field, exc.message) from None
+            graph = await self._check_email(conn, workspace_id, graph, fallback)
+            adds_email = bool(_email_steps(graph)) and not _email_steps(Graph.from_dict(campaign.workflow))
+            if adds_email and campaign.state != "pending" and not body.confirm_email_fallback:
+                raise Problem(
+                    422,
+                    "confirmation_required",
+                    "this edit adds an email step to a launched campaign: send confirm_email_fallback=true to confirm",
+                    errors=[{"field": "confirm_email_fallback", "message": "must be true to add an email step"}],
+                )
+            version = int(campaign.workflow_version) + 1
+            await conn.execute(
+                update(campaigns)
+                .where(campaigns.c.campaign_id == campaign_id)
+                .values(workflow=graph.to_dict(), workflow_version=version, updated_at=now)
+            )
+            await record_version(conn, campaign_id, version, graph, now)
+        # The leads move in a transaction of their own, locking each lead's timers before its enrollment (the
+        # step executor's order): a lead whose step is being decided right now is seen after that step.
+        async with self.service.engine.begin() as conn:
+            em = RootEmitter(self.service, workspace_id)
+            moved, staying = await move_unstarted(conn, em, campaign_id, now)
+            em.emit(
+                CampaignUpdated(
+                    campaign_id=campaign_id,
+                    workflow=graph.to_model().model_copy(update={"version": version}),
+                    moved_leads=moved,
+                    staying_leads=staying,
+                ),
+                f"updated:{campaign_id}:{version}",
+            )
+            await em.flush(conn)
+        self.service.wake_relay()
+        self.wake()
+        return await self.details(workspace_id, campaign_id)
+
+    async def prepare(self, workspace_id: str, campaign_id: UUID) -> dict[str, Any]:
+        """Prepare a pending campaign for review before launch: resolve its audience and enroll its ready leads in
+        the ``prepared`` state on its active accounts (CampaignPrepared, LeadEnrolled prepared=true), so messaging
+        writes their drafts for the Messaging Lab. Leads that become ready meanwhile are prepared too. Nothing is
+        sent until :meth:`launch`, which starts the prepared leads' sequences with the drafts approved by then."""
+        now = self.now
+        async with self.service.engine.begin() as conn:
+            campaign = await self._locked(conn, workspace_id, campaign_id)
+            if campaign.state != "pending":
+                raise Problem(
+                    409, "invalid_state", f"campaign is {campaign.state}; only a pending campaign is prepared"
+                )
+            active, skipped = await self._workers(conn, workspace_id, campaign)
+            await conn.execute(
+                update(campaigns)
+                .where(campaigns.c.campaign_id == campaign_id)
+                .values(state="prepared", skipped_accounts=skipped, message=None, updated_at=now)
+            )
+            em = RootEmitter(self.service, workspace_id)
+            fresh = (await conn.execute(select(campaigns).where(campaigns.c.campaign_id == campaign_id))).one()
+            leads = await enroll(conn, em, fresh, now)
+            em.emit(
+                CampaignPrepared(campaign_id=campaign_id, account_ids=active, skipped_accounts=skipped, leads=leads)
+            )
+            await em.flush(conn)
+        self.service.wake_relay()
+        return await self.details(workspace_id, campaign_id)
+
+    async def _workers(
+        self, conn: AsyncConnection, workspace_id: str, campaign: Row[Any]
+    ) -> tuple[list[UUID], dict[str, str]]:
+        """A worker per active account of the campaign (409 when none can send); (active, skipped with why)."""
+        active, skipped = await self._account_check(conn, workspace_id, campaign.account_ids)
+        if not active:
+            raise Problem(
+                409,
+                "no_active_account",
+                "none of the campaign's accounts can send: " + "; ".join(f"{k}: {v}" for k, v in skipped.items()),
+                skipped_accounts=skipped,
+            )
+        await _add_workers(conn, campaign.campaign_id, active)
+        return active, skipped
 
     async def _account_check(
         self, conn: AsyncConnection, workspace_id: str, account_ids: list[str]
@@ -410,7 +514,7 @@ class CampaignCommands:
             )
             await conn.execute(
                 update(enrollments)
-                .where(enrollments.c.campaign_id == campaign_id, enrollments.c.state == "active")
+                .where(enrollments.c.campaign_id == campaign_id, enrollments.c.state.in_(OPEN))
                 .values(state="stopped", finished_at=now)
             )
             await conn.execute(delete(lead_locks).where(lead_locks.c.campaign_id == campaign_id))
@@ -504,10 +608,24 @@ class CampaignCommands:
                 .group_by(sends.c.action)
             )
             by_action: dict[str, int] = {r[0]: r[1] for r in actions}
+            drafts = await conn.execute(
+                select(texts.c.status, func.count())
+                .where(
+                    texts.c.campaign_id == campaign_id,
+                    exists().where(
+                        enrollments.c.campaign_id == texts.c.campaign_id,
+                        enrollments.c.lead_id == texts.c.lead_id,
+                        enrollments.c.state.in_(OPEN),
+                    ),
+                )
+                .group_by(texts.c.status)
+            )
+            by_status: dict[str, int] = {r[0]: r[1] for r in drafts}
         out = self._summary(row, next_step)
         out.update(
             {
                 "workflow": row.workflow,
+                "workflow_version": row.workflow_version,
                 "warnings": row.workflow.get("warnings", []),
                 "strategy": row.strategy,
                 "delivery": row.delivery,
@@ -517,6 +635,9 @@ class CampaignCommands:
                     {"worker_id": str(w.worker_id), "account_id": str(w.account_id), "state": w.state} for w in workers
                 ],
                 "leads": {"enrolled": sum(by_state.values()), **by_state},
+                # The review before (and during) the run: drafts of the leads still in the sequence, by state
+                # (``generated``: waiting in the Messaging Lab; ``approved``: what the steps will send).
+                "drafts": {"generated": by_status.get("generated", 0), "approved": by_status.get("approved", 0)},
                 "sent": by_action,
                 "launched_at": row.launched_at.isoformat() if row.launched_at else None,
             }

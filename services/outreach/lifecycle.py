@@ -39,8 +39,9 @@ from .domain.schedule import Schedule
 from .domain.timezones import timezone_of
 from .domain.workflow import Edge, Graph
 from .emit import Emitter
-from .enrollment import audience_still_growing, enroll, unenrolled_members
+from .enrollment import OPEN, audience_still_growing, enroll, start_prepared, unenrolled_members
 from .store import campaign_workers, campaigns, enrollments, lead_locks, leads, leases, suppressions, timers
+from .versions import graph_of
 
 TERMINAL = ("duplicate", "replied", "completed", "blocked", "suppressed", "failed", "stopped")
 
@@ -80,7 +81,8 @@ async def release_leases(conn: AsyncConnection, em: Emitter, campaign_id: UUID, 
 
 
 async def start_running(conn: AsyncConnection, em: Emitter, campaign: Row[Any], now: datetime) -> int:
-    """Move a launched campaign to running: CampaignLaunched, leases, and the first audience run."""
+    """Move a launched campaign to running: CampaignLaunched, leases, the sequences of the leads it prepared for
+    review, and the first audience run."""
     active = [
         str(r.account_id)
         for r in await conn.execute(
@@ -102,10 +104,11 @@ async def start_running(conn: AsyncConnection, em: Emitter, campaign: Row[Any], 
         )
     )
     await acquire_leases(conn, em, campaign.campaign_id, campaign.workspace_id, now)
+    started = await start_prepared(conn, campaign, now)
     fresh = (await conn.execute(select(campaigns).where(campaigns.c.campaign_id == campaign.campaign_id))).one()
     enrolled = await enroll(conn, em, fresh, now)
     await audience.start_runs(conn, em, fresh, now)  # its audience runs now, then before each window
-    return enrolled
+    return started + enrolled
 
 
 async def maybe_finish_campaign(conn: AsyncConnection, em: Emitter, campaign_id: UUID, now: datetime) -> bool:
@@ -241,7 +244,7 @@ async def apply_reply(
             .where(
                 enrollments.c.workspace_id == workspace_id,
                 enrollments.c.lead_id == lead_id,
-                enrollments.c.state == "active",
+                enrollments.c.state.in_(OPEN),
             )
             .values(state="replied", finished_at=now)
             .returning(enrollments.c.campaign_id, enrollments.c.account_id)
@@ -529,7 +532,6 @@ async def apply_acceptance(
 
     An acceptance after the deadline (the not-accepted branch already ran) is recorded but starts nothing.
     """
-    em.emit(InviteAccepted(lead_id=lead_id, campaign_id=campaign_id, account_id=account_id, step_id=step_id), key)
     waits = (
         await conn.execute(
             select(timers)
@@ -550,6 +552,13 @@ async def apply_acceptance(
             .with_for_update()
         )
     ).first()
+    version = enrollment.workflow_version if enrollment is not None else None
+    em.emit(
+        InviteAccepted(
+            lead_id=lead_id, campaign_id=campaign_id, account_id=account_id, step_id=step_id, workflow_version=version
+        ),
+        key,
+    )
     if enrollment is None:
         return
     await conn.execute(
@@ -563,8 +572,8 @@ async def apply_acceptance(
     )
     if enrollment.state != "active":
         return
-    campaign = (await conn.execute(select(campaigns.c.workflow).where(campaigns.c.campaign_id == campaign_id))).one()
-    graph = Graph.from_dict(campaign.workflow)
+    campaign = (await conn.execute(select(campaigns).where(campaigns.c.campaign_id == campaign_id))).one()
+    graph = await graph_of(conn, campaign, enrollment.workflow_version)
     for wait in waits:
         if step_id is not None and wait.step_id != step_id:
             continue
@@ -587,6 +596,7 @@ async def accept_deadline(
                 action=Action(graph.step(edge.target).action),
                 reason=SkipReason.not_accepted,
                 detail=f"invite not accepted within {graph.step(invite_step).accept_timeout_hours} h",
+                workflow_version=enrollment.workflow_version,
             ),
             f"not_accepted:{enrollment.campaign_id}:{enrollment.lead_id}:{edge.target}",
         )

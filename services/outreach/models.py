@@ -214,6 +214,17 @@ class CampaignIn(_In):
     video: VideoIn | None = None
 
 
+class CampaignEditIn(_In):
+    """An edit of a campaign's workflow (a new version of its sequence; see services/outreach/versions.py)."""
+
+    workflow: Annotated[str, Bound(100)] | Annotated[dict[str, Any], FreeJson(max_properties=64, max_bytes=65_536)] = (
+        Field(description="A preset name or a graph, as when the campaign was created")
+    )
+    confirm_email_fallback: bool = Field(
+        False, description="Required when the edit adds an email step to a launched campaign."
+    )
+
+
 class LaunchIn(_In):
     """Launch options."""
 

@@ -33,12 +33,12 @@ from . import audience
 from . import lifecycle as lc
 from . import sends as intents
 from . import timers as tm
-from .domain.workflow import Graph
 from .emit import RootEmitter
 from .senders import SENDER_CHECK, Senders
 from .settings import OutreachSettings
 from .steps import PendingSend, StepExecutor
 from .store import campaigns, enrollments, sends, timers
+from .versions import graph_of
 
 log = logging.getLogger(__name__)
 
@@ -156,11 +156,10 @@ class Runner:
         if enrollment is None or enrollment.state != "active":
             await tm.finish(conn, timer.id, now, "lead not active", state="cancelled")
             return
-        campaign = (
-            await conn.execute(select(campaigns.c.workflow).where(campaigns.c.campaign_id == timer.campaign_id))
-        ).one()
+        campaign = (await conn.execute(select(campaigns).where(campaigns.c.campaign_id == timer.campaign_id))).one()
         await tm.finish(conn, timer.id, now, "not_accepted")
-        await lc.accept_deadline(conn, em, enrollment, Graph.from_dict(campaign.workflow), timer.step_id, now)
+        graph = await graph_of(conn, campaign, enrollment.workflow_version)
+        await lc.accept_deadline(conn, em, enrollment, graph, timer.step_id, now)
         await lc.complete_if_done(conn, em, enrollment, now)
 
     async def _campaign_start(self, conn: AsyncConnection, em: RootEmitter, timer: Row[Any], now: datetime) -> None:

@@ -131,7 +131,9 @@ class OutreachSettings(RuntimeSettings):
     send_reconcile_max_attempts: int = Field(
         8, ge=1, description="Lookups of one send intent that may fail before its outcome is recorded as unknown."
     )
-    video_wait_minutes: int = Field(60, ge=1, description="Failsafe: the first action waits this long for a video.")
+    video_wait_minutes: int = Field(
+        60, ge=1, description="Failsafe: invites and messages wait this long (from enrolment) for the video."
+    )
     provider_timeout_s: float = Field(15.0, gt=0)
 
     sim_accept_rate: float = Field(0.6, ge=0, le=1, description="Simulated share of invites accepted.")

@@ -73,7 +73,7 @@ from .domain.compliance import (
 from .domain.pacing import channel_cap, send_decision, slot_jitter
 from .domain.schedule import Schedule
 from .domain.timezones import timezone_of
-from .domain.workflow import Graph, Step
+from .domain.workflow import Graph, Step, carries_video
 from .emit import Emitter
 from .sends import IntentKey, NeverArrived, Performed, Refused, Unanswered, Unknowable
 from .settings import OutreachSettings
@@ -92,6 +92,7 @@ from .store import (
     timers,
     videos,
 )
+from .versions import graph_of
 
 log = logging.getLogger(__name__)
 REQUEST_NAMESPACE = uuid.UUID("5d2b7e1c-3f4a-5b6c-8d9e-0a1b2c3d4e5f")
@@ -157,6 +158,8 @@ class StepRun:
             "campaign_id": self.enrollment.campaign_id,
             "account_id": self.account.account_id,
             "step_id": self.step.id,
+            "workflow_version": self.enrollment.workflow_version,
+            "variant": variant.id if (variant := self.step.variant_for(str(self.lead.lead_id))) else None,
         }
 
     @property
@@ -251,7 +254,7 @@ class StepExecutor:
         if not schedule.is_open(now):
             await tm.postpone(conn, timer.id, schedule.next_open(now), now)
             return None
-        graph = Graph.from_dict(campaign.workflow)
+        graph = await graph_of(conn, campaign, enrollment.workflow_version)
         run = StepRun(
             conn, em, timer, enrollment, campaign, account, lead, graph, graph.step(timer.step_id), schedule, now
         )
@@ -370,9 +373,11 @@ class StepExecutor:
         return True
 
     async def _video(self, run: StepRun) -> tuple[bool, str | None]:
-        """(may proceed, video URL) for the lead's first action of a video campaign: it waits for
-        VideoGenerated / VideoFailed until the failsafe deadline, then goes without a video."""
-        if not run.campaign.video_template or run.step.id != run.graph.start:
+        """(may proceed, video URL) for an invite or a message of a video campaign, whichever step of the graph
+        it is (Warm intro's like and comment come first and need no video): it waits for VideoGenerated /
+        VideoFailed until the failsafe deadline, then goes without a video; every invite and message after it
+        carries the video."""
+        if not run.campaign.video_template or not carries_video(run.step.action):
             return True, None
         video = (
             await run.conn.execute(
@@ -745,7 +750,7 @@ class StepExecutor:
         campaign, account, lead = await _rows(conn, enrollment)
         if account is None:
             return None
-        graph = Graph.from_dict(campaign.workflow)
+        graph = await graph_of(conn, campaign, enrollment.workflow_version)
         step, schedule = graph.step(step_id), await lead_schedule(campaign, lead)
         return StepRun(conn, em, timer, enrollment, campaign, account, lead, graph, step, schedule, now)
 

@@ -88,7 +88,8 @@ campaigns = Table(
     Column("name", Text, nullable=False),
     Column("audience_type", Text, nullable=False),
     Column("audience_ref", Text, nullable=False),
-    Column("workflow", JSONB, nullable=False),
+    Column("workflow", JSONB, nullable=False),  # the current version's graph
+    Column("workflow_version", Integer, nullable=False, server_default=text("1")),
     Column("strategy", JSONB, nullable=False),
     Column("delivery", JSONB, nullable=False),
     Column("account_ids", JSONB, nullable=False),
@@ -103,6 +104,16 @@ campaigns = Table(
     _ts("created_at", nullable=False),
     _ts("updated_at", nullable=False),
 )
+
+workflow_versions = Table(
+    "workflow_versions",
+    metadata,
+    Column("campaign_id", UUID(as_uuid=True), primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("workflow", JSONB, nullable=False),
+    _ts("created_at", nullable=False),
+)
+"""Every version of every campaign's sequence: a lead runs the version it was enrolled on (or moved to)."""
 
 campaign_workers = Table(
     "campaign_workers",
@@ -178,6 +189,7 @@ enrollments = Table(
     # active | duplicate | replied | completed | blocked | suppressed | failed | stopped
     Column("state", Text, nullable=False),
     Column("steps_done", Integer, nullable=False, server_default=text("0")),
+    Column("workflow_version", Integer, nullable=False, server_default=text("1")),  # the sequence it runs on
     _ts("accepted_at"),
     _ts("paused_until"),  # an out-of-office answer: no step runs before then (0004)
     _ts("enrolled_at", nullable=False),

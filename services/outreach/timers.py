@@ -22,6 +22,8 @@ from services.runtime.telemetry import current_traceparent
 from .store import accounts, campaign_workers, campaigns, timers
 
 LIVE = ("pending", "waiting")
+EDITED = "campaign edited"
+"""Outcome of a step timer cancelled because its lead moved to a new version of the campaign's sequence."""
 LEAD_KINDS = ("step", "accept_wait")
 # Kinds that run whatever the state of a campaign or account: provider facts, scheduled starts, sender checks.
 FREE_KINDS = ("inbound", "campaign_start", "sender_check")
@@ -54,25 +56,34 @@ async def schedule(
     waiting_for: str | None = None,
     payload: dict[str, Any] | None = None,
 ) -> bool:
-    """Insert a timer unless one with ``key`` exists; True when inserted."""
+    """Insert a timer unless one with ``key`` exists; True when inserted. A step timer an edit of the campaign
+    cancelled before it ran (:data:`EDITED`: the lead moved to the new version) is scheduled again."""
+    values = {
+        "key": key,
+        "workspace_id": workspace_id,
+        "kind": kind,
+        "due_at": due_at,
+        "campaign_id": campaign_id,
+        "lead_id": lead_id,
+        "account_id": account_id,
+        "step_id": step_id,
+        "state": state,
+        "waiting_for": waiting_for,
+        "payload": payload or {},
+        "traceparent": current_traceparent(),
+        "updated_at": now,
+    }
+    stmt = insert(timers).values(**values)
+    again = {
+        k: stmt.excluded[k]
+        for k in ("due_at", "account_id", "state", "waiting_for", "payload", "traceparent", "updated_at")
+    }
     result = await conn.execute(
-        insert(timers)
-        .values(
-            key=key,
-            workspace_id=workspace_id,
-            kind=kind,
-            due_at=due_at,
-            campaign_id=campaign_id,
-            lead_id=lead_id,
-            account_id=account_id,
-            step_id=step_id,
-            state=state,
-            waiting_for=waiting_for,
-            payload=payload or {},
-            traceparent=current_traceparent(),
-            updated_at=now,
+        stmt.on_conflict_do_update(
+            index_elements=["key"],
+            set_={**again, "outcome": None, "attempts": 0},
+            where=(timers.c.state == "cancelled") & (timers.c.outcome == EDITED),
         )
-        .on_conflict_do_nothing(index_elements=["key"])
     )
     return bool(result.rowcount)
 

@@ -115,11 +115,52 @@ async def _wire_is_the_contract(infra: Infra, topic_prefix: str) -> None:
     assert len(produced) >= 8, sorted(produced)
 
 
+def _approve_pending(scenario: DemoScenario, campaign_id: str) -> int:
+    """Approve every draft waiting in the Messaging Lab (what a reviewer does); how many were approved."""
+    try:
+        pending = scenario.pending_drafts(campaign_id)
+    except RuntimeError:  # messaging has not seen the campaign yet
+        return 0
+    for draft in pending:
+        scenario.approve(str(draft["draft_id"]))
+    return len(pending)
+
+
+async def _prepare_review_launch(scenario: DemoScenario) -> str:
+    """Prepare a campaign whose drafts wait for review, review them in the Messaging Lab, then launch it: nothing
+    is sent before the launch, and the launch sends the approved drafts."""
+    account = await asyncio.to_thread(scenario.connect_account, "E2E SDR")
+    campaign_id, _ = await asyncio.to_thread(
+        scenario.create_campaign,
+        "E2E campaign",
+        account,
+        leads=25,
+        prompt="B2B SaaS companies hiring SDRs",
+        review=True,
+    )
+    prepared = await asyncio.to_thread(scenario.prepare, campaign_id)
+    assert prepared["state"] == "prepared"
+    reviewed = await wait_for(
+        lambda: asyncio.to_thread(_approve_pending, scenario, campaign_id),
+        timeout_s=180,
+        interval_s=1.0,
+        what="drafts of prepared leads in the Messaging Lab",
+    )
+    assert reviewed >= 1
+    before = await asyncio.to_thread(scenario.call, "GET", "outreach", f"/v1/campaigns/{campaign_id}")
+    assert before["state"] == "prepared" and before["leads"].get("prepared", 0) >= 1
+    assert before["sent"] == {}  # reviewed, not launched: nothing sent
+    launched = await asyncio.to_thread(scenario.launch, campaign_id)
+    assert launched["state"] == "running"
+    return campaign_id
+
+
 async def _lead_lifecycle(fleet: ServiceFleet, token: str, infra: Infra, topic_prefix: str, receiver: Receiver) -> None:
     scenario = DemoScenario(fleet, token)
-    campaign_id, _ = await asyncio.to_thread(scenario.setup_campaign, 25)
+    campaign_id = await _prepare_review_launch(scenario)
 
     def full_lifecycle_lead() -> str | None:
+        _approve_pending(scenario, campaign_id)  # leads prepared or enrolled later get their drafts reviewed too
         for row in scenario.results(campaign_id, status="replied"):
             types = [item["type"] for item in scenario.timeline(row["lead_id"])]
             if set(LIFECYCLE) <= set(types):

@@ -106,6 +106,14 @@ def post_social_id(post_url: str | None) -> str:
     return match.group(1) if match.group(1).startswith("urn:") else f"urn:li:activity:{match.group(2)}"
 
 
+def _with_video(text: str | None, video_url: str | None) -> str | None:
+    """The text with the personalised video's link after it (the link alone when there is no text: an invite
+    without a note then carries the video as its note)."""
+    if not video_url:
+        return text
+    return f"{text}\n\n{video_url}" if text else video_url
+
+
 class UnipileLinkedIn:
     """LinkedIn through a Unipile-style REST API (``X-API-KEY``, ``/api/v1/...``)."""
 
@@ -131,8 +139,9 @@ class UnipileLinkedIn:
         account = req.provider_account_id or req.account_id
         user = await self._provider_id(account, req.lead)
         body: dict[str, Any] = {"provider_id": user.get("provider_id"), "account_id": account}
-        if req.text:
-            body["message"] = req.text
+        note = _with_video(req.text, req.video_url)
+        if note:
+            body["message"] = note
         data = await _call(self.client, "POST", "/api/v1/users/invite", "invite", json=body, headers=self._headers(req))
         return SendResult(provider_ref=data.get("invitation_id"))
 
@@ -140,9 +149,7 @@ class UnipileLinkedIn:
         """POST /api/v1/chats (starts or continues the chat with the lead)."""
         account = req.provider_account_id or req.account_id
         user = await self._provider_id(account, req.lead)
-        text = req.text or ""
-        if req.video_url:
-            text = f"{text}\n\n{req.video_url}"
+        text = _with_video(req.text, req.video_url) or ""
         data = await _call(
             self.client,
             "POST",

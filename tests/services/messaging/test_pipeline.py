@@ -6,7 +6,7 @@ import uuid
 from datetime import date
 from typing import Any
 
-from leadstream_schemas import Edge, LeadEnrichmentFailed, LeadPostMatched, Post, Step, Workflow
+from leadstream_schemas import Channel, Edge, LeadEnrichmentFailed, LeadPostMatched, Post, Step, Workflow
 
 from services.messaging.app import build
 from services.messaging.settings import MessagingSettings
@@ -137,8 +137,8 @@ async def test_a_lead_found_by_a_posts_watch_is_written_to_on_the_post_that_matc
     workflow = Workflow(
         start="comment",
         steps=[
-            Step(id="comment", action="comment", needs_text=True, mode="auto"),
-            Step(id="message", action="message", needs_text=True, channel="linkedin"),
+            Step(id="comment", action="comment", needs_text=True, channel=Channel.comment, mode="auto"),
+            Step(id="message", action="message", needs_text=True, channel=Channel.message),
         ],
         edges=[Edge(source="comment", target="message", delay_minutes=60)],
     )

@@ -221,6 +221,35 @@ class CampaignCreated(CampaignEvent):
 
 
 @register
+class CampaignPrepared(CampaignEvent):
+    """The campaign was prepared for review before launch (state prepared): its audience was resolved and its
+    ready leads enrolled in a ``prepared`` state (``LeadEnrolled.prepared``), so their drafts are written and can
+    be reviewed in the Messaging Lab; nothing is sent until the campaign is launched."""
+
+    event_type: ClassVar[str] = "leadstream.campaign.prepared.v1"
+
+    account_ids: Annotated[list[UUID], Bound(100)] = Field(default_factory=list)
+    skipped_accounts: Annotated[dict[Id, Detail], Bound(100)] = Field(default_factory=dict)
+    leads: int = 0
+
+
+@register
+class CampaignUpdated(CampaignEvent):
+    """The campaign's workflow was edited: ``workflow`` is its new version (``workflow.version``).
+
+    Leads that had not started their sequence moved to it (``moved_leads``; each gets a new ``LeadEnrolled``
+    with the version); the others finish on the version they run (``staying_leads``, counted when the edit
+    was made). Leads enrolled from now on run the new version.
+    """
+
+    event_type: ClassVar[str] = "leadstream.campaign.updated.v1"
+
+    workflow: Workflow
+    moved_leads: int = 0
+    staying_leads: int = 0
+
+
+@register
 class CampaignScheduled(CampaignEvent):
     """The campaign was launched but waits for its first active window."""
 

@@ -254,7 +254,8 @@ class Hook(_Part):
 
 @register
 class MessageGenerated(LeadEvent):
-    """A draft (invite note, message, email or comment) was written for a lead in a campaign."""
+    """A draft (invite note, message, email or comment) was written for a lead in a campaign (``variant``: with
+    the A/B variant of its step the lead got)."""
 
     event_type: ClassVar[str] = "leadstream.lead.message_generated.v1"
 
@@ -268,6 +269,7 @@ class MessageGenerated(LeadEvent):
     char_limit: int | None = None
     needs_review: bool = False
     generator: Code = "simulated"
+    variant: Code | None = None
 
 
 @register
@@ -311,13 +313,23 @@ class MessageRejected(LeadEvent):
 
 @register
 class LeadEnrolled(LeadEvent):
-    """The lead entered a campaign's outreach sequence on one account (outreach active)."""
+    """The lead entered a campaign's outreach sequence on one account; its drafts are written from now on.
+
+    ``variants``: the A/B variant the lead gets of each step that has variants (step id -> variant id),
+    assigned deterministically; the drafts are written with it and the sends name it.
+
+    ``prepared``: the campaign was prepared for review, so the sequence starts only when it is launched. The
+    lead is *Outreach Active* once its first step is performed, not at enrolment.
+    """
 
     event_type: ClassVar[str] = "leadstream.lead.enrolled.v1"
 
     account_id: UUID
     workflow_preset: Id | None = None
     video_template_id: Id | None = None
+    prepared: bool = False
+    workflow_version: int | None = None
+    variants: Annotated[dict[Id, Code], Bound(50)] = Field(default_factory=dict)
 
 
 @register
@@ -355,10 +367,14 @@ class VideoFailed(LeadEvent):
 
 
 class _ActionEvent(LeadEvent):
-    """Base of action facts performed from an account at a workflow step."""
+    """Base of action facts performed from an account at a workflow step. ``workflow_version`` is the version of
+    the campaign's sequence the lead runs (None: version 1, or not known, e.g. a reply outside a sequence);
+    ``variant`` the step's A/B variant the lead got (None: the step has no variants)."""
 
     account_id: UUID | None = None
     step_id: Id | None = None
+    workflow_version: int | None = None
+    variant: Code | None = None
 
 
 @register

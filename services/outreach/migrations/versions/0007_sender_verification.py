@@ -4,15 +4,15 @@
 Expand-only: older code ignores the columns. 0001 creates the tables from the current ``store`` definitions, so
 a database created after this change already has them: every statement is ``IF NOT EXISTS``.
 
-Revision ID: 0006_sender_verification
+Revision ID: 0007_sender_verification
 """
 
 from alembic import op
 
 from services.outreach.store import SCHEMA
 
-revision = "0006_sender_verification"
-down_revision = "0005_traceparents"
+revision = "0007_sender_verification"
+down_revision = "0006_workflow_versions"
 branch_labels = None
 depends_on = None
 
