@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 from leadstream_schemas import (
@@ -44,6 +45,7 @@ from .context import OutreachContext
 from .handlers import OutreachHandlers
 from .inbox import InboxPoller, mailbox_of
 from .runner import Runner
+from .senders import Senders
 from .settings import OutreachSettings
 from .sim_hosted import hosted_router
 from .steps import StepExecutor
@@ -85,6 +87,7 @@ def build(
                 out_of_office_rate=settings.sim_out_of_office_rate,
                 connected_rate=settings.sim_connected_rate,
                 invite_limit_per_week=settings.sim_invite_limit_per_week,
+                message_limit_per_week=settings.sim_message_limit_per_week,
             )
             linkedin = SimulatedLinkedIn(
                 sim,
@@ -101,8 +104,17 @@ def build(
         elif settings.email_provider == "smtp":
             email = SmtpEmailSender.from_settings(settings, clock)
         else:
-            email = SimulatedEmailSender(sim, engine=service.engine)
-    runner = Runner(service, StepExecutor(settings, linkedin, email, CrashPoints(settings.crash_at)), settings)
+            email = SimulatedEmailSender(
+                sim, engine=service.engine, verify_after=timedelta(seconds=settings.sim_sender_verify_after_s)
+            )
+    notification_sender = (
+        settings.notification_sender
+        or (settings.smtp_username if settings.email_provider == "smtp" and settings.smtp_username else "")
+        or "no-reply@leadstream.invalid"
+    )
+    senders = Senders(settings, email, notification_sender)
+    executor = StepExecutor(settings, linkedin, email, CrashPoints(settings.crash_at))
+    runner = Runner(service, executor, settings, senders)
     ctx = OutreachContext(
         service=service,
         settings=settings,
@@ -114,10 +126,9 @@ def build(
             email,
             real_sends=settings.email_real_sends,
             default_to=settings.reconnect_email_to,
-            sender=settings.notification_sender
-            or (settings.smtp_username if settings.email_provider == "smtp" and settings.smtp_username else "")
-            or "no-reply@leadstream.invalid",
+            sender=notification_sender,
         ),
+        senders=senders,
     )
     service.app.state.outreach = ctx
     h = OutreachHandlers(runner.wake, allowed_hosts(settings.link_allowed_hosts))

@@ -44,7 +44,7 @@ from . import lifecycle as lc
 from . import timers as tm
 from .audience import AudienceCommands
 from .domain.compliance import assign_account, normalise_email
-from .domain.pacing import PacingError, channel_limits, launch_guard, pace_from
+from .domain.pacing import PacingError, channel_limits, launch_delivery, pace_from
 from .domain.schedule import DAY_NAMES, Schedule, ScheduleError
 from .domain.workflow import Graph, GraphError, resolve_workflow
 from .emit import RootEmitter
@@ -314,20 +314,15 @@ class CampaignCommands:
                     "this workflow sends emails (email fallback): launch with confirm_email_fallback=true to confirm",
                     errors=[{"field": "confirm_email_fallback", "message": "must be true to launch"}],
                 )
-            delivery = dict(campaign.delivery)
-            cap = body.daily_limit if body.daily_limit is not None else int(delivery["daily_cap"])
             try:
-                launch_guard(cap)
+                delivery = launch_delivery(
+                    campaign.delivery,
+                    daily_limit=body.daily_limit,
+                    daily_message_limit=body.daily_message_limit,
+                    daily_email_limit=body.daily_email_limit,
+                )
             except PacingError as exc:
                 raise invalid(exc.field, exc.message) from None
-            if body.daily_limit is not None:
-                delivery.update(
-                    pace="manual",
-                    pace_label=f"Manual: {cap} invites per day",
-                    daily_limit=cap,
-                    daily_cap=cap,
-                    weekly_limit=None,
-                )
             _, skipped = await self._workers(conn, workspace_id, campaign)
             await conn.execute(
                 update(campaigns)

@@ -251,6 +251,15 @@ class LaunchIn(_In):
     daily_limit: int | None = Field(
         None, description=f"Override the daily invite limit at launch ({GUARD_RANGE[0]}-{GUARD_RANGE[1]})."
     )
+    daily_message_limit: int | None = Field(
+        None,
+        description="Override the LinkedIn messages per day per account at launch "
+        f"({MESSAGE_RANGE[0]}-{MESSAGE_RANGE[1]}).",
+    )
+    daily_email_limit: int | None = Field(
+        None,
+        description=f"Override the emails per day per sending mailbox at launch ({EMAIL_RANGE[0]}-{EMAIL_RANGE[1]}).",
+    )
 
 
 def _return_url(value: str | None) -> str | None:

@@ -6,7 +6,8 @@ Two kinds of rows are due here:
   invite's acceptance deadline), ``campaign_start`` (a scheduled campaign starts two hours before its
   first window), ``audience_run`` (two hours before each window of a running campaign its audience's
   searches run: ``audience.py``) and ``inbound`` (a provider fact due at a time: the simulated provider's
-  acceptances and replies). Each runs in the transaction that claimed it; a step that sends commits its send intent
+  acceptances and replies) and ``sender_check`` (ask the email provider whether a sender address was confirmed:
+  ``senders.py``). Each runs in the transaction that claimed it; a step that sends commits its send intent
   there and the provider is called after the commit (``steps.py``, ``sends.py``);
 - ``outreach.sends`` rows still ``pending`` (wall-clock time): send intents whose answer was lost,
   reconciled by asking the provider (:meth:`StepExecutor.lookup`) and settled like a fresh answer.
@@ -33,6 +34,7 @@ from . import lifecycle as lc
 from . import sends as intents
 from . import timers as tm
 from .emit import RootEmitter
+from .senders import SENDER_CHECK, Senders
 from .settings import OutreachSettings
 from .steps import PendingSend, StepExecutor
 from .store import campaigns, enrollments, sends, timers
@@ -49,10 +51,11 @@ class Runner:
     """Runs due timers and reconciles lost send answers: ``run_due_timers_once()`` for tests, the two
     :class:`DurableTimers` loops (``timers`` and ``intents``) as the service's background tasks."""
 
-    def __init__(self, service: Service, executor: StepExecutor, settings: OutreachSettings) -> None:
+    def __init__(self, service: Service, executor: StepExecutor, settings: OutreachSettings, senders: Senders) -> None:
         self.service = service
         self.executor = executor
         self.settings = settings
+        self.senders = senders
         self.timers = DurableTimers(
             name="outreach",
             service=service,
@@ -130,6 +133,8 @@ class Runner:
             await audience.run_timer(conn, em, timer, now)
         elif timer.kind == lc.LEAD_RESUME:
             await lc.resume_lead(conn, em, timer, now)
+        elif timer.kind == SENDER_CHECK:
+            await self.senders.run_timer(conn, em, timer, now)
         else:
             await tm.finish(conn, timer.id, now, f"unknown kind {timer.kind}", state="cancelled")
         return None

@@ -40,7 +40,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from services.runtime.providers import ProviderError, RateLimited
 from services.runtime.telemetry import current_traceparent
 
-from .adapters import InvitationLimitReached, SendResult
+from .adapters import LimitReached, SendResult
 from .store import sends
 
 PENDING, SENT, FAILED, RATE_LIMITED, UNKNOWN = "pending", "sent", "failed", "rate_limited", "unknown"
@@ -97,7 +97,7 @@ def maybe_performed(exc: BaseException) -> bool:
         return True  # an unexpected error: the request may have gone out before it
     if exc.maybe_performed is not None:
         return exc.maybe_performed
-    if isinstance(exc, RateLimited | InvitationLimitReached):
+    if isinstance(exc, RateLimited | LimitReached):
         return False
     if exc.status is not None:
         return exc.status >= 500 or exc.status < 400  # a 5xx may hide a performed request; a 4xx refused it

@@ -94,10 +94,23 @@ class OutreachSettings(RuntimeSettings):
     )
     unsubscribe_secret: SecretStr | None = Field(
         None,
-        description="Key(s) of the HMAC in unsubscribe links (at least 32 characters). Comma-separated to rotate: "
-        "the first signs new links, all open old ones (keep an old key as long as its emails may be clicked).",
+        description="Key(s) of the HMAC in unsubscribe links and sender confirmation links (at least 32 "
+        "characters). Comma-separated to rotate: the first signs new links, all open old ones (keep an old key as "
+        "long as its emails may be clicked).",
     )
     reconnect_email_to: str = Field("owner@leadstream.invalid", description="Default recipient of reconnect emails.")
+    sender_check_interval_s: float = Field(
+        300.0,
+        gt=0,
+        description="Seconds (campaign time) between two questions to the email provider about a sender address "
+        "waiting for verification (its callback may come first).",
+    )
+    sender_verification_timeout_h: float = Field(
+        72.0,
+        gt=0,
+        description="A sender address not confirmed within this many hours is marked verification_failed "
+        "(POST /v1/accounts/{id}/verify asks again).",
+    )
 
     timer_loop_enabled: bool = Field(True, description="Run the durable timer loop in this process.")
     timer_poll_interval_s: float = Field(0.2, gt=0, description="Real seconds between timer polls when idle.")
@@ -128,6 +141,14 @@ class OutreachSettings(RuntimeSettings):
     sim_out_of_office_rate: float = Field(0.05, ge=0, le=1, description="Simulated share of out-of-office replies.")
     sim_connected_rate: float = Field(0.25, ge=0, le=1, description="Simulated share of leads already connected.")
     sim_invite_limit_per_week: int = Field(200, ge=1, description="Simulated provider's weekly invitation limit.")
+    sim_message_limit_per_week: int = Field(1000, ge=1, description="Simulated provider's weekly message limit.")
+    sim_sender_verify_after_s: float = Field(
+        0.0,
+        ge=0,
+        le=7 * 86400,
+        description="When the simulated email provider's sender owner confirms the address (campaign time after "
+        "the request; 0: at once, the sender is verified when added).",
+    )
     sim_transient_error_rate: float = Field(0.03, ge=0, le=1)
 
     def secret_specs(self) -> list[SecretSpec]:

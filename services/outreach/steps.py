@@ -24,6 +24,7 @@ from typing import Any
 from uuid import UUID
 
 from leadstream_schemas import (
+    LIMIT_STATUSES,
     AccountStatusChanged,
     Action,
     ActionFailed,
@@ -53,8 +54,8 @@ from . import timers as tm
 from .adapters import (
     EmailMessage,
     EmailSender,
-    InvitationLimitReached,
     LeadTarget,
+    LimitReached,
     LinkedInProvider,
     LookupUnsupported,
     SendRequest,
@@ -69,7 +70,7 @@ from .domain.compliance import (
     suppression,
     unsubscribe_url,
 )
-from .domain.pacing import channel_cap, send_decision
+from .domain.pacing import channel_cap, send_decision, slot_jitter
 from .domain.schedule import Schedule
 from .domain.timezones import timezone_of
 from .domain.workflow import Graph, Step, carries_video
@@ -432,10 +433,12 @@ class StepExecutor:
 
     async def _pace_allows(self, run: StepRun) -> bool:
         """The daily quota of the step's action across all campaigns: invites and messages per LinkedIn
-        account, emails per sending mailbox; invites also keep their weekly limit and even rhythm. Postpones
-        the step (to the next day's window once the quota is spent) when it may not go now."""
+        account, emails per sending mailbox, each spread across the window with jitter (pacing.py); invites
+        also keep their weekly limit. Postpones the step (to its slot, or to the next day's window once the
+        quota is spent) when it may not go now."""
         sched, now, delivery, action = run.schedule, run.now, run.campaign.delivery, run.step.action
         weekly: int | None = None
+        sender = f"{run.account.account_id}:{action}"
         if action == "invite":
             cap, weekly = int(delivery["daily_cap"]), delivery.get("weekly_limit")
             which = sent_by_account(run.account.account_id, action)
@@ -445,9 +448,10 @@ class StepExecutor:
                 return True
             cap = channel
             if action == "email":
-                ws, sender = run.enrollment.workspace_id, self._sender(run)
-                await lock_mailbox(run.conn, ws, sender)
-                which = sent_by_mailbox(ws, sender, dry_run=not self.settings.email_real_sends)
+                ws, mailbox = run.enrollment.workspace_id, self._sender(run)
+                await lock_mailbox(run.conn, ws, mailbox)
+                which = sent_by_mailbox(ws, mailbox, dry_run=not self.settings.email_real_sends)
+                sender = f"{ws}:{mailbox}:email"
             else:
                 which = sent_by_account(run.account.account_id, action)
         today = sched.local_day(now)
@@ -465,7 +469,8 @@ class StepExecutor:
             weekly_limit=weekly,
             sent_this_week=sent_week,
             last_sent_at=last_sent,
-            spread=action == "invite",
+            spread=True,
+            jitter=slot_jitter(sender, today, sent_today),
         )
         if until is None:
             return True
@@ -638,24 +643,27 @@ class StepExecutor:
 
     async def _refused(self, run: StepRun, exc: ProviderError) -> None:
         """The provider said no: wait for a limit or a rate limit, retry a transient error, else ActionFailed."""
-        if isinstance(exc, InvitationLimitReached):
+        if isinstance(exc, LimitReached):
+            # LinkedIn's invitation or message limit: the account waits for its next window (every step of
+            # it: an account that keeps asking past a limit gets restricted), its leads wait, nothing fails.
             until = run.schedule.next_day_window(run.now)[0]
             await run.conn.execute(
                 update(accounts)
                 .where(accounts.c.account_id == run.account.account_id)
-                .values(limit_paused_until=until, status="limit_reached", updated_at=run.now)
+                .values(limit_paused_until=until, status=exc.status_word, updated_at=run.now)
             )
             run.em.emit(
                 AccountStatusChanged(
                     account_id=run.account.account_id,
-                    status="limit_reached",
+                    status=exc.status_word,
                     previous=run.account.status,
                     healthy=False,
+                    until=until,
                 ),
                 f"limit:{run.account.account_id}:{until.isoformat()}",
             )
             log.warning(
-                "invitation limit reached; account paused until its next window",
+                f"{exc.what} reached; account paused until its next window",
                 extra={"account_id": str(run.account.account_id), "until": until.isoformat(), "error": str(exc)},
             )
             await tm.postpone(run.conn, run.timer.id, until, run.now, payload=_rate_limit_forgotten(run))
@@ -712,7 +720,7 @@ class StepExecutor:
         if isinstance(answer, Performed):
             await self._sent(conn, em, intent, run, answer.result, now)
         elif isinstance(answer, Refused):
-            limited = isinstance(answer.error, RateLimited | InvitationLimitReached)
+            limited = isinstance(answer.error, RateLimited | LimitReached)
             state = intents.RATE_LIMITED if limited else intents.FAILED
             await intents.mark(conn, key, state, detail=str(answer.error)[:500], reconcile_at=None)
             if run is not None:
@@ -776,7 +784,7 @@ class StepExecutor:
             )
         if run is None:  # the lead stopped meanwhile (a reply): the send is recorded, nothing follows it
             return
-        if run.account.status == "limit_reached":
+        if run.account.status in LIMIT_STATUSES:
             await conn.execute(
                 update(accounts)
                 .where(accounts.c.account_id == run.account.account_id)
@@ -784,7 +792,7 @@ class StepExecutor:
             )
             em.emit(
                 AccountStatusChanged(
-                    account_id=run.account.account_id, status="ok", previous="limit_reached", healthy=True
+                    account_id=run.account.account_id, status="ok", previous=run.account.status, healthy=True
                 ),
                 f"limit_over:{run.account.account_id}:{run.key}",
             )

@@ -59,6 +59,11 @@ accounts = Table(
     Column("provider_account_id", Text, nullable=True),
     Column("incident", Integer, nullable=False, server_default=text("0")),
     _ts("limit_paused_until"),
+    # An email sender's verification (0005): when it was asked for and last checked, and the provider's word
+    # when it failed (the sender's id with the provider is ``provider_account_id``).
+    _ts("verification_requested_at"),
+    _ts("verification_checked_at"),
+    Column("verification_detail", Text, nullable=True),
     _ts("deleted_at"),
     _ts("created_at", nullable=False),
     _ts("updated_at", nullable=False),

@@ -25,6 +25,8 @@ LIVE = ("pending", "waiting")
 EDITED = "campaign edited"
 """Outcome of a step timer cancelled because its lead moved to a new version of the campaign's sequence."""
 LEAD_KINDS = ("step", "accept_wait")
+# Kinds that run whatever the state of a campaign or account: provider facts, scheduled starts, sender checks.
+FREE_KINDS = ("inbound", "campaign_start", "sender_check")
 FAR_FUTURE = timedelta(days=3650)
 
 
@@ -91,7 +93,7 @@ def _runnable() -> Any:
     return and_(
         timers.c.state.in_(LIVE),
         or_(
-            timers.c.kind.in_(("inbound", "campaign_start")),
+            timers.c.kind.in_(FREE_KINDS),
             and_(c.c.state == "running", or_(w.c.state.is_(None), w.c.state == "active")),
         ),
     )
@@ -103,7 +105,7 @@ def _claimable(now: datetime) -> Any:
         _runnable(),
         timers.c.due_at <= now,
         or_(
-            timers.c.kind.in_(("inbound", "campaign_start")),
+            timers.c.kind.in_(FREE_KINDS),
             a.c.limit_paused_until.is_(None),
             a.c.limit_paused_until <= now,
         ),

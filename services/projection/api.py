@@ -13,7 +13,7 @@ from uuid import UUID
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from fastapi import APIRouter, Header, Query, Request
-from leadstream_schemas import EmailSent, InviteAccepted, InviteSent, MessageSent, Replied
+from leadstream_schemas import LIMIT_STATUSES, EmailSent, InviteAccepted, InviteSent, MessageSent, Replied
 from pydantic import BaseModel, Field
 from sqlalchemy import and_, case, func, literal, or_, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -1030,13 +1030,14 @@ class Reads:
         accounts = (await conn.execute(select(a).where(a.c.workspace_id == ws))).all()
         names = {r.account_id: r.display_name or f"Account {str(r.account_id)[:8]}" for r in accounts}
         uses = await self._account_uses(conn, ws, c.c.effective_state.in_(("running", "scheduled", "paused")))
-        limited = {r.account_id for r in accounts if r.status == "limit_reached" and not r.deleted}
+        limited = {r.account_id: r.status for r in accounts if r.status in LIMIT_STATUSES and not r.deleted}
         campaign_names: dict[UUID, list[str]] = {}
         limited_by_campaign: dict[UUID, list[str]] = {}
         for u in uses:
             campaign_names.setdefault(u.account_id, []).append(u.name or str(u.campaign_id)[:8])
             if u.account_id in limited:
-                limited_by_campaign.setdefault(u.campaign_id, []).append(names[u.account_id])
+                which = "message limit" if limited[u.account_id] == "message_limit_reached" else "invitation limit"
+                limited_by_campaign.setdefault(u.campaign_id, []).append(f"{names[u.account_id]} ({which})")
         failed = {
             r.campaign_id: r.n
             for r in (

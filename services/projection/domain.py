@@ -29,6 +29,7 @@ from typing import Any, NamedTuple
 from uuid import UUID
 
 from leadstream_schemas import (
+    LIMIT_STATUSES,
     AccountConnected,
     AccountConnectionRequested,
     AccountDeleted,
@@ -1443,7 +1444,9 @@ ACCOUNT_STATUS_REASONS: dict[str, str] = {
     "disconnected": "The provider lost the connection: reconnect the account",
     "auth_required": "LinkedIn asks to confirm a sign-in (checkpoint): reconnect the account",
     "sleeping": "The provider put the account to sleep: reconnect it to wake it up",
-    "limit_reached": "LinkedIn's invitation limit was reached: invites resume in the next active window",
+    "limit_reached": "LinkedIn's invitation limit was reached: the account resumes in its next active window",
+    "message_limit_reached": "LinkedIn's message limit was reached: the account resumes in its next active window",
+    "verification_failed": "The email provider could not verify the sender address: check it and verify it again",
     "deleted": "Deleted",
 }
 """What each account status means for the user."""
@@ -1453,9 +1456,9 @@ def account_health(status: str | None, healthy: bool | None, deleted: bool) -> s
     """``healthy``, ``reconnect_required``, ``limited``, ``pending`` or ``deleted``."""
     if deleted:
         return "deleted"
-    if status in RECONNECT_STATUSES:
+    if status in RECONNECT_STATUSES or status == "verification_failed":  # both need the user
         return "reconnect_required"
-    if status == "limit_reached":
+    if status in LIMIT_STATUSES:
         return "limited"
     if healthy:
         return "healthy"
@@ -1508,14 +1511,14 @@ class CampaignFact:
     state_detail: str | None
     drafts_pending: int
     failed_actions: int
-    limited_accounts: tuple[str, ...] = ()
+    limited_accounts: tuple[str, ...] = ()  # "<name> (<which limit>)"
 
 
 def inbox(accounts: Iterable[AccountFact], campaigns: Iterable[CampaignFact]) -> list[InboxItem]:
     """The action inbox: what needs the user, most urgent first (a pure function of accounts and campaigns)."""
     items: list[InboxItem] = []
     live = [a for a in accounts if not a.deleted]
-    if not any(a.healthy or a.status in RECONNECT_STATUSES or a.status == "limit_reached" for a in live):
+    if not any(a.healthy or a.status in RECONNECT_STATUSES or a.status in LIMIT_STATUSES for a in live):
         items.append(
             InboxItem(
                 "connect_account",
@@ -1555,8 +1558,8 @@ def inbox(accounts: Iterable[AccountFact], campaigns: Iterable[CampaignFact]) ->
                     "campaign_paused_by_limit",
                     "warning",
                     f"{c.name} is paused by a limit",
-                    f"LinkedIn's invitation limit was reached on {', '.join(c.limited_accounts)}; "
-                    "invites resume in the next active window.",
+                    f"A LinkedIn limit was reached on {', '.join(c.limited_accounts)}; "
+                    "the account resumes in its next active window.",
                     campaign_id=c.campaign_id,
                 )
             )

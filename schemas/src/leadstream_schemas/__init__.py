@@ -8,6 +8,7 @@ from .envelope import SOURCE_PATTERN, DecodeError, Envelope, decode, derive_id, 
 from .events import campaign_upcast as _campaign_upcast  # noqa: F401  (registers the v1 -> v2 upcaster)
 from .events.account import (
     HEALTHY_STATUSES,
+    LIMIT_STATUSES,
     AccountConnected,
     AccountConnectionRequested,
     AccountDeleted,
@@ -103,6 +104,7 @@ __all__ = [
     "EVENT_TYPES",
     "HEALTHY_STATUSES",
     "LEAD",
+    "LIMIT_STATUSES",
     "SEARCH",
     "SOURCE_PATTERN",
     "TOPICS",

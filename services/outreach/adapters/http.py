@@ -4,17 +4,17 @@ Both send the deterministic request id (the send intent's id) as ``Idempotency-K
 not performed twice, and look a key up to settle a send whose answer was lost: ``GET
 /api/v1/requests/{key}`` (LinkedIn) and ``GET /emails/idempotency/{key}`` (email) answer 200 with the
 original answer of the request performed with that key, 404 when none was. They translate answers into
-the shared provider errors: 429 -> RateLimited (with Retry-After), 5xx and
-network errors -> transient ProviderError, an invitation-limit answer -> InvitationLimitReached, any
-other 4xx -> permanent ProviderError. Follow-ups (acceptances, replies) arrive later as signed
-webhooks, so results never carry them.
+the shared provider errors: 429 -> RateLimited (with Retry-After), 5xx and network errors -> transient
+ProviderError, a limit answer -> MessageLimitReached (to a message, or a message-limit type) or
+InvitationLimitReached, any other 4xx -> permanent ProviderError. Follow-ups (acceptances, replies) arrive
+later as signed webhooks, so results never carry them.
 """
 
 from __future__ import annotations
 
 import re
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import quote
 
 import httpx
@@ -22,15 +22,26 @@ import httpx
 from services.runtime.http_client import ProviderHttpClient, RetryPolicy, decode_json, path_segment
 from services.runtime.providers import ProviderError
 
-from . import EmailMessage, InboundMessage, InvitationLimitReached, LeadTarget, SendRequest, SendResult
+from . import (
+    EmailMessage,
+    InboundMessage,
+    InvitationLimitReached,
+    LeadTarget,
+    MessageLimitReached,
+    SenderVerification,
+    SendRequest,
+    SendResult,
+)
 
 _PROFILE_SLUG = re.compile(r"linkedin\.com/in/([^/?#]+)", re.IGNORECASE)
 _ACTIVITY = re.compile(r"(urn:li:activity:\d+|activity[-:](\d+))", re.IGNORECASE)
 LIMIT_ERRORS = ("errors/cannot_resend_yet", "errors/limit_exceeded", "errors/invitation_limit_reached")
+MESSAGE_LIMIT_ERRORS = ("errors/message_limit_reached", "errors/weekly_message_limit_reached")
 
 
 def refusal(resp: httpx.Response, what: str) -> ProviderError:
-    """A final 4xx answer as a provider error: an invitation-limit answer is InvitationLimitReached."""
+    """A final 4xx answer as a provider error: a limit answer is InvitationLimitReached, or MessageLimitReached
+    when it answers a message (or names the message limit)."""
     body: dict[str, Any] = {}
     try:
         parsed = resp.json()
@@ -38,6 +49,8 @@ def refusal(resp: httpx.Response, what: str) -> ProviderError:
     except ValueError:
         pass
     kind = str(body.get("type", ""))
+    if kind in MESSAGE_LIMIT_ERRORS or (what == "message" and (kind in LIMIT_ERRORS or "limit" in kind)):
+        return MessageLimitReached(f"{what}: {kind or 'message limit reached'}")
     if kind in LIMIT_ERRORS or "limit" in kind:
         return InvitationLimitReached(f"{what}: {kind or 'invitation limit reached'}")
     detail = body.get("detail") or body.get("title") or resp.text[:200]
@@ -281,6 +294,21 @@ class UnipileLinkedIn:
         await self.client.aclose()
 
 
+VERIFIED_SENDER = frozenset({"verified", "confirmed", "active", "success"})
+FAILED_SENDER = frozenset({"failed", "rejected", "expired", "revoked", "temporary_failure"})
+
+
+def sender_verification(data: dict[str, Any]) -> SenderVerification:
+    """A provider's sender object (``{"id", "status"}``, or Postmark's ``{"ID", "Confirmed"}``) as our verdict."""
+    ident = data.get("id") or data.get("ID")
+    raw = str(data.get("status") or ("verified" if data.get("Confirmed") is True else "pending")).lower()
+    status: Literal["pending", "verified", "failed"] = (
+        "verified" if raw in VERIFIED_SENDER else "failed" if raw in FAILED_SENDER else "pending"
+    )
+    detail = data.get("detail") or data.get("reason") or (None if status != "failed" else f"provider status {raw}")
+    return SenderVerification(status, str(ident) if ident else None, str(detail)[:500] if detail else None)
+
+
 class HttpEmailSender:
     """An HTTP email API (``POST /emails`` with a bearer key; Resend/Postmark style)."""
 
@@ -311,6 +339,26 @@ class HttpEmailSender:
         """GET /emails/idempotency/{key}: the id of the email sent with that key, None on 404 (never sent)."""
         data = await _lookup(self.client, f"/emails/idempotency/{request_id}", "email lookup")
         return None if data is None else str(data.get("id", ""))
+
+    async def request_verification(
+        self, account_id: str, sender_email: str, notify_url: str, now: datetime
+    ) -> SenderVerification:
+        """POST /senders ``{"email", "name", "callback_url"}`` (idempotent per account): the provider emails the
+        address a confirmation link and answers the sender's id and status."""
+        data = await _call(
+            self.client,
+            "POST",
+            "/senders",
+            "sender verification",
+            headers={"Idempotency-Key": f"sender:{account_id}"},
+            json={"email": sender_email, "name": account_id, "callback_url": notify_url},
+        )
+        return sender_verification(data)
+
+    async def verification_status(self, sender_id: str, sender_email: str, now: datetime) -> SenderVerification:
+        """GET /senders/{id}: whether the owner confirmed the address."""
+        data = await _call(self.client, "GET", f"/senders/{quote(sender_id, safe='')}", "sender status")
+        return sender_verification({"id": sender_id, **data})
 
     async def aclose(self) -> None:
         """Close the HTTP client."""

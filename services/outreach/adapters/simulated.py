@@ -1,7 +1,7 @@
 """Simulated LinkedIn provider and email sender: deterministic from a seed, realistic in behaviour.
 
-They answer with latency, occasional transient errors and rate limits, and an invitation limit per
-account. The LinkedIn simulation also foresees what each lead does: whether and when an invite is
+They answer with latency, occasional transient errors and rate limits, and a weekly invitation limit and
+message limit per account. The LinkedIn simulation also foresees what each lead does: whether and when an invite is
 accepted, whether a message gets a reply or an out-of-office answer, and whether a lead is already a
 connection. Those follow-ups are returned with the send result; outreach stores them as durable
 timers, so they happen in campaign time (fake, scaled or real clock).
@@ -30,7 +30,17 @@ from services.runtime.secrets import KeyRing
 from services.runtime.webhooks import link_token
 
 from ..store import sim_email_requests, sim_linkedin_inbox, sim_linkedin_requests
-from . import EmailMessage, FollowUp, InboundMessage, InvitationLimitReached, LeadTarget, SendRequest, SendResult
+from . import (
+    EmailMessage,
+    FollowUp,
+    InboundMessage,
+    InvitationLimitReached,
+    LeadTarget,
+    MessageLimitReached,
+    SenderVerification,
+    SendRequest,
+    SendResult,
+)
 
 REPLIES = [
     "Thanks for reaching out - happy to chat next week.",
@@ -50,6 +60,7 @@ class LinkedInBehaviour:
     out_of_office_rate: float = 0.05
     connected_rate: float = 0.25
     invite_limit_per_week: int = 200
+    message_limit_per_week: int = 1000
     accept_delay_minutes: tuple[int, int] = (15, 6 * 60)
     reply_delay_minutes: tuple[int, int] = (10, 8 * 60)
 
@@ -134,17 +145,16 @@ class SimulatedLinkedIn(SimulatedProvider):
             ).first()
         return _result_from(row.result) if row else None
 
-    async def _count_invites(self, account_id: str, since: datetime) -> int:
+    async def _count(self, kind: str, account_id: str, since: datetime) -> int:
+        """How many ``kind`` requests the account made since ``since`` (the provider's own count)."""
         if self.engine is None:
-            return sum(
-                1 for k, a, _, _, at in self._memory.values() if k == "invite" and a == account_id and at >= since
-            )
+            return sum(1 for k, a, _, _, at in self._memory.values() if k == kind and a == account_id and at >= since)
         t = sim_linkedin_requests
         async with self.engine.connect() as conn:
             count = await conn.scalar(
                 select(func.count())
                 .select_from(t)
-                .where(t.c.account_id == account_id, t.c.kind == "invite", t.c.created_at >= since)
+                .where(t.c.account_id == account_id, t.c.kind == kind, t.c.created_at >= since)
             )
         return int(count or 0)
 
@@ -177,10 +187,11 @@ class SimulatedLinkedIn(SimulatedProvider):
         if prior is not None:
             return prior
         self.simulate_faults(rng, "LinkedIn provider")
-        if kind == "invite":
-            sent = await self._count_invites(req.account_id, now - timedelta(days=7))
-            if sent >= self.behaviour.invite_limit_per_week:
+        limits = {"invite": self.behaviour.invite_limit_per_week, "message": self.behaviour.message_limit_per_week}
+        if kind in limits and await self._count(kind, req.account_id, now - timedelta(days=7)) >= limits[kind]:
+            if kind == "invite":
                 raise InvitationLimitReached("simulated: weekly invitation limit reached for this account")
+            raise MessageLimitReached("simulated: weekly message limit reached for this account")
         stored = await self._record(kind, req, result, now)
         self.performed.append((kind, req.request_id))
         return stored
@@ -322,15 +333,39 @@ class SimulatedLinkedIn(SimulatedProvider):
 
 
 class SimulatedEmailSender(SimulatedProvider):
-    """An email sender that records what it would send (idempotent on the request id)."""
+    """An email sender that records what it would send (idempotent on the request id), and verifies sender
+    addresses like a real provider: asked to, it answers ``pending`` and calls the address verified once its
+    owner would have clicked the confirmation link (``verify_after``; at once when zero); an address at a
+    ``.invalid`` domain fails (no mail server). The sender id carries when it was asked, so the provider's
+    answer needs no memory of its own and survives restarts."""
 
     name = "simulated"
 
-    def __init__(self, profile: SimulationProfile, engine: AsyncEngine | None = None) -> None:
+    def __init__(
+        self, profile: SimulationProfile, engine: AsyncEngine | None = None, verify_after: timedelta = timedelta(0)
+    ) -> None:
         super().__init__(profile)
         self.engine = engine
+        self.verify_after = verify_after
         self.sent: list[EmailMessage] = []
         self._memory: dict[str, str] = {}
+
+    async def request_verification(
+        self, account_id: str, sender_email: str, notify_url: str, now: datetime
+    ) -> SenderVerification:
+        """Start verifying ``sender_email``: the simulated owner confirms ``verify_after`` later."""
+        await self.simulate_call("sender", account_id)
+        return await self.verification_status(f"simsender:{account_id}:{now.isoformat()}", sender_email, now)
+
+    async def verification_status(self, sender_id: str, sender_email: str, now: datetime) -> SenderVerification:
+        """Verified once ``verify_after`` passed since the request; failed for a ``.invalid`` domain."""
+        if sender_email.rsplit("@", 1)[-1].lower().endswith(".invalid"):
+            return SenderVerification("failed", sender_id, "simulated: the domain has no mail server")
+        try:
+            asked = datetime.fromisoformat(sender_id.split(":", 2)[2])
+        except (IndexError, ValueError):
+            return SenderVerification("failed", sender_id, "simulated: unknown sender id")
+        return SenderVerification("verified" if now >= asked + self.verify_after else "pending", sender_id)
 
     async def send(self, message: EmailMessage) -> str:
         """Accept the email for delivery; returns the provider's message id."""

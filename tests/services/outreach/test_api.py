@@ -109,8 +109,23 @@ async def test_launch_guard_names_1_to_79(o: Outreach) -> None:
     for bad in (0, 80):
         problem = await o.api("POST", f"/v1/campaigns/{cid}/launch", 422, json={"daily_limit": bad})
         assert "between 1 and 79" in problem["detail"]
-    launched = await o.api("POST", f"/v1/campaigns/{cid}/launch", 200, json={"daily_limit": 5})
+    for field, bad, text in (
+        ("daily_message_limit", 0, "between 1 and 150 messages per day, got 0"),
+        ("daily_message_limit", 151, "between 1 and 150 messages per day, got 151"),
+        ("daily_email_limit", 201, "between 1 and 200 emails per day, got 201"),
+    ):
+        problem = await o.api("POST", f"/v1/campaigns/{cid}/launch", 422, json={field: bad, "daily_limit": 5})
+        assert [e["field"] for e in problem["errors"]] == [field] and text in problem["detail"], problem
+    assert (await o.api("GET", f"/v1/campaigns/{cid}", 200))["state"] == "pending"  # a refused launch changes nothing
+    launched = await o.api(
+        "POST",
+        f"/v1/campaigns/{cid}/launch",
+        200,
+        json={"daily_limit": 5, "daily_message_limit": 12, "daily_email_limit": 7},
+    )
     assert launched["pace"] == "Manual: 5 invites per day" and launched["delivery"]["daily_cap"] == 5
+    caps = (launched["delivery"]["daily_message_limit"], launched["delivery"]["daily_email_limit"])
+    assert caps == (12, 7)
     assert (await o.api("POST", f"/v1/campaigns/{cid}/launch", 409))["code"] == "invalid_state"
 
 

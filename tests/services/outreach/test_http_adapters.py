@@ -12,7 +12,13 @@ import pytest
 from fastapi import FastAPI, Header, Request
 from fastapi.responses import JSONResponse
 
-from services.outreach.adapters import EmailMessage, InvitationLimitReached, LeadTarget, SendRequest
+from services.outreach.adapters import (
+    EmailMessage,
+    InvitationLimitReached,
+    LeadTarget,
+    MessageLimitReached,
+    SendRequest,
+)
 from services.outreach.adapters.http import HttpEmailSender, UnipileLinkedIn
 from services.runtime.http_client import path_segment
 from services.runtime.providers import ProviderError, RateLimited
@@ -66,7 +72,10 @@ def provider_app(state: FakeProvider) -> FastAPI:
         return JSONResponse(first, status_code=201)
 
     @app.post("/api/v1/chats")
-    async def chat(request: Request) -> dict[str, str]:
+    async def chat(request: Request) -> Any:
+        body = await request.json()
+        if body["attendees_ids"] == ["prov-limited"]:  # LinkedIn's weekly message limit, as a provider says it
+            return JSONResponse({"type": "errors/limit_exceeded", "status": 422}, status_code=422)
         return {"object": "ChatStarted", "chat_id": "chat-1", "message_id": "msg-1"}
 
     @app.post("/api/v1/posts/reaction")
@@ -140,6 +149,9 @@ async def test_linkedin_client_against_local_server(server: tuple[str, FakeProvi
             await client.send_invite(_req("bad"), NOW)
         assert not bad.value.transient and "no such user" in str(bad.value)
         assert (await client.send_message(_req("ada"), NOW)).provider_ref == "msg-1"
+        with pytest.raises(MessageLimitReached) as message_limit:
+            await client.send_message(_req("limited"), NOW)
+        assert message_limit.value.status_word == "message_limit_reached" and not message_limit.value.transient
         liked = await client.like_post(
             _req("ada", post="https://www.linkedin.com/feed/update/urn:li:activity:42/"), NOW
         )

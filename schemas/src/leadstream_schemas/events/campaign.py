@@ -143,7 +143,8 @@ class Delivery(_Part):
     ``pace`` is ``conservative``, ``recommended``, ``high_volume`` or ``manual``; ``daily_cap`` the invites per
     day per account it allows (``weekly_limit`` for the conservative pace); ``daily_message_limit`` and
     ``daily_email_limit`` the messages per LinkedIn account and emails per mailbox per day. ``dry_run``: emails
-    are rendered, not sent.
+    are rendered, not sent. ``lead_timezones``: active hours in each lead's own time zone;
+    ``stop_company_on_reply``: a reply stops the campaign's other leads of the same company.
     """
 
     pace: Code = "recommended"
@@ -159,6 +160,8 @@ class Delivery(_Part):
     timezone: Code = "UTC"
     email_fallback: EmailFallback | None = None
     dry_run: bool = False
+    lead_timezones: bool = False
+    stop_company_on_reply: bool = False
 
 
 class VideoSegment(_Part):

@@ -170,8 +170,9 @@ def delivery_v1(raw: Any) -> dict[str, Any]:
         hour = _hour(raw.get(key, raw.get(alt)))
         if hour is not None:
             out[key] = hour
-    if isinstance(raw.get("dry_run"), bool):
-        out["dry_run"] = raw["dry_run"]
+    for key in ("dry_run", "lead_timezones", "stop_company_on_reply"):
+        if isinstance(raw.get(key), bool):
+            out[key] = raw[key]
     for key in ("email_fallback", "email"):
         value = raw.get(key)
         if isinstance(value, Mapping) and _text(value.get("sender_email")):
