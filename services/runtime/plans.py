@@ -210,8 +210,9 @@ def resolver(request: Request) -> PlanResolver:
     return found
 
 
-async def entitlements(request: Request, ws: Annotated[str, Security(workspace_id)]) -> Entitlements:
-    """FastAPI dependency: the entitlements of the request's workspace (the route declares its own scope)."""
+async def entitlements(request: Request, ws: Annotated[str, Security(workspace_id, scopes=["read"])]) -> Entitlements:
+    """FastAPI dependency: the entitlements of the request's workspace (the route declares its own scope). Reading
+    them needs the read scope: a dependency that declares none is held to admin, which refused write tokens."""
     return await resolver(request).of(ws)
 
 

@@ -36,6 +36,7 @@ from services.runtime import auth
 from services.runtime.db import create_engine
 from services.runtime.kafka import apply_topics
 from services.runtime.migrations import upgrade
+from services.runtime.plans import set_plan
 from services.runtime.settings import RuntimeSettings
 from tests.conftest import TEST_PARTITIONS
 from tests.support.infra import Infra, create_database, drop_database, plain_dsn
@@ -80,6 +81,8 @@ async def _call(c: httpx.AsyncClient, stack: Stack, method: str, service: str, p
 async def _token(database_url: str, workspace: str) -> str:
     engine = create_engine(database_url)
     try:
+        # Scale with the video add-on: the walk creates a video campaign (a new workspace starts on Starter).
+        await set_plan(engine, workspace, "scale", ["video"])
         return await auth.create_token(engine, workspace, label="security e2e")
     finally:
         await engine.dispose()
