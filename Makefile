@@ -108,6 +108,7 @@ docs: asyncapi-tools ## render the event contract as HTML (every channel and mes
 
 bench: venv infra-up ## benchmarks: projection replay, live path and export (ratios against baselines measured in the same run)
 	$(WITH_ENV) $(BIN)/python bench/projection.py
+	$(WITH_ENV) $(BIN)/python bench/replay_pods.py
 	$(WITH_ENV) $(BIN)/python bench/live.py
 	$(WITH_ENV) $(BIN)/python bench/export.py
 	$(BIN)/python bench/summary.py

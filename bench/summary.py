@@ -39,6 +39,11 @@ def entry(replay: dict[str, Any], live: dict[str, Any]) -> dict[str, Any]:
         "replay_vs_naive": replay.get("ratio_projection_vs_naive"),
         "workers_vs_one_process": replay.get("ratio_workers_vs_one_process"),
     }
+    pods = replay.get("pod_mode")
+    if pods:
+        out["pod_mode_two_vs_one_worker"] = pods.get("ratio_two_vs_one_worker")
+        out["pod_mode_two_vs_one_worker_reading"] = pods.get("ratio_two_vs_one_worker_reading")
+        out["pod_mode_load_average"] = pods.get("load_average")
     if live:
         out["live_load_average"] = live.get("load_average")
         for rate, figures in live.get("rates", {}).items():
@@ -63,6 +68,17 @@ def table(replay: dict[str, Any], live: dict[str, Any]) -> str:
             date,
         ),
     ]
+    pods = replay.get("pod_mode")
+    if pods:
+        rows.append(
+            (
+                "Replay, pod mode: 2 worker processes / 1 (start-up included; reading only)",
+                f"{pods.get('ratio_two_vs_one_worker')}; {pods.get('ratio_two_vs_one_worker_reading')} "
+                f"(load {', '.join(f'{x:.1f}' for x in pods.get('load_average') or [])})",
+                "reported",
+                str(pods.get("measured_at", ""))[:10],
+            )
+        )
     for rate, figures in live.get("rates", {}).items():
         vis, noop = figures["produce_to_visible"], figures["produce_to_consumed_noop"]
         rows.append(

@@ -206,9 +206,10 @@ async def run_pod_worker(
         if info.get("topic_prefix", settings.topic_prefix) != settings.topic_prefix:
             raise ReplayError(f"rebuild {name!r} reads topics prefixed {info.get('topic_prefix')!r}")
         report = ReplayReport(schema, 0, 0, 0, 0, 0, 0.0, workers=plan.workers)
+        began = datetime.now(UTC)
         if (info.get(worker_key(index)) or {}).get("status") != "done":
-            await _read_share(settings, conn, info, plan, index, report, on_progress, crash_after)
-        status, finalized = await _finish(conn, schema, plan, index, report)
+            began = await _read_share(settings, conn, info, plan, index, report, on_progress, crash_after)
+        status, finalized = await _finish(conn, schema, plan, index, report, began)
         outcome = WorkerOutcome(index, report, status, finalized)
         if status == "complete" and plan.promote_when_done:
             outcome.promotion = await promote(settings, name)
@@ -227,8 +228,9 @@ async def _read_share(
     report: ReplayReport,
     on_progress: Callable[[ReplayProgress], None] | None,
     crash_after: int,
-) -> None:
-    """Read the worker's partitions from the offsets stored with the views up to the ends of the plan."""
+) -> datetime:
+    """Read the worker's partitions from the offsets stored with the views up to the ends of the plan;
+    returns when reading began (connected: start-up is not reading)."""
     schema = replay_schema(plan.name)
     share = [parse_tp(k) for k in plan.shares[index]]
     stored = {
@@ -252,19 +254,21 @@ async def _read_share(
         if on_progress is not None:
             on_progress(ReplayProgress(part.records, total, part.applied, time.monotonic() - started))
 
-    pacer.start()
     try:
         await consumer.start()
+        began, started = datetime.now(UTC), time.monotonic()
+        pacer.start()
         await read_partitions(consumer, checkpoint, job, report, progress)
     finally:
         pacer.stop()
         await consumer.stop()
         await checkpoint.close()
     report.seconds = time.monotonic() - started
+    return began
 
 
 async def _finish(
-    conn: asyncpg.Connection, schema: str, plan: PodPlan, index: int, report: ReplayReport
+    conn: asyncpg.Connection, schema: str, plan: PodPlan, index: int, report: ReplayReport, began: datetime
 ) -> tuple[str, bool]:
     """Note the worker done; the last one completes the rebuild, in the same transaction under the apply lock.
 
@@ -276,6 +280,7 @@ async def _finish(
         if (info.get(worker_key(index)) or {}).get("status") != "done":
             note = {
                 "status": "done",
+                "read_started_at": began.isoformat(),
                 "finished_at": datetime.now(UTC).isoformat(),
                 "records": report.records,
                 "applied": report.applied,
