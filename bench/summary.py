@@ -51,6 +51,9 @@ def entry(replay: dict[str, Any], live: dict[str, Any]) -> dict[str, Any]:
             out[f"live_{rate}_p99_noop_ms"] = figures["produce_to_consumed_noop"].get("p99_ms")
             out[f"live_{rate}_p99_ratio"] = figures.get("p99_ratio")
         out["api_to_kafka_p99_ms"] = live.get("api_to_kafka", {}).get("p99_ms")
+        out["api_to_kafka_p50_ms"] = live.get("api_to_kafka", {}).get("p50_ms")
+        out["api_to_kafka_poll_only_p50_ms"] = (live.get("api_to_kafka_poll_only") or {}).get("p50_ms")
+        out["api_to_kafka_poll_only_p99_ms"] = (live.get("api_to_kafka_poll_only") or {}).get("p99_ms")
     return out
 
 
@@ -97,6 +100,16 @@ def table(replay: dict[str, Any], live: dict[str, Any]) -> str:
             (
                 "API call -> event on Kafka (outbox), p50 / p99",
                 f"{api.get('p50_ms')} / {api.get('p99_ms')} ms",
+                "reported",
+                date,
+            )
+        )
+    before = live.get("api_to_kafka_poll_only")
+    if before and before.get("p50_ms") is not None:
+        rows.append(
+            (
+                "  the same, relay polling every 50 ms without LISTEN (before), p50 / p99",
+                f"{before.get('p50_ms')} / {before.get('p99_ms')} ms",
                 "reported",
                 date,
             )
