@@ -16,7 +16,8 @@ that rate and measures, in the same run:
 Also API -> Kafka: ``POST /v1/leads`` on discovery (a manual lead) until the no-op consumer reads its
 ``LeadDiscovered``, which the transactional outbox relays (woken by the commit's NOTIFY), then the same calls
 once more with discovery restarted with the relay as it was before LISTEN/NOTIFY (no LISTEN, a 50 ms poll:
-``api_to_kafka_poll_only``); and the resident memory (RSS) of every service idle and under the highest rate. Targets: p99 produce -> visible within 5x the no-op p99 at every rate.
+``api_to_kafka_poll_only``); and the resident memory (RSS) of every service idle and under the highest rate.
+Targets: p99 produce -> visible within 5x the no-op p99 at every rate.
 """
 
 from __future__ import annotations
