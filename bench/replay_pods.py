@@ -23,7 +23,6 @@ import json
 import os
 import sys
 import time
-import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -32,16 +31,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import asyncpg  # noqa: E402
-from aiokafka.admin import AIOKafkaAdminClient  # noqa: E402
-from sqlalchemy.engine import make_url  # noqa: E402
 
-from bench.projection import drop_database, log, produce  # noqa: E402
+from bench.projection import fresh_world, log, produce  # noqa: E402
 from services.projection.checksum import dsn, views_checksum  # noqa: E402
 from services.projection.pods import start_pod_rebuild  # noqa: E402
 from services.projection.replay import replay_info  # noqa: E402
 from services.projection.settings import ProjectionSettings  # noqa: E402
 from services.projection.workload import generate  # noqa: E402
-from services.runtime.kafka import all_topics, apply_topics  # noqa: E402
 
 LEADSTREAM = Path(sys.executable).with_name("leadstream")
 
@@ -96,22 +92,10 @@ async def pod_rebuild(settings: ProjectionSettings, name: str, workers: int, bat
 
 
 async def main(args: argparse.Namespace) -> dict[str, Any]:
-    base = ProjectionSettings()
-    run_id = uuid.uuid4().hex[:8]
-    db_name = f"leadstream_pods_{run_id}"
-    database_url = make_url(base.database_url).set(database=db_name).render_as_string(hide_password=False)
-    settings = base.model_copy(
-        update={"topic_prefix": f"pods{run_id}.", "database_url": database_url, "topic_partitions": args.partitions}
-    )
-    admin_dsn = dsn(base.database_url)
-    conn = await asyncpg.connect(admin_dsn)
-    await conn.execute(f'CREATE DATABASE "{db_name}"')
-    await conn.close()
     one: list[dict[str, Any]] = []
     two: list[dict[str, Any]] = []
-    try:
+    async with fresh_world("pods", args.partitions, keep=args.keep) as settings:
         envelopes = generate(leads=args.leads, campaigns=args.campaigns, events=args.events, seed=args.seed).envelopes
-        await apply_topics(settings, partitions=args.partitions)
         log(f"producing {len(envelopes):,} events to {settings.topic_prefix}*")
         await produce(settings, envelopes)
         for i in range(args.rounds):
@@ -122,15 +106,6 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
                 f"({one[-1]['reading_rate']:,.0f} reading), 2 workers {two[-1]['rate']:,.0f} records/s "
                 f"({two[-1]['reading_rate']:,.0f} reading)"
             )
-    finally:
-        if not args.keep:
-            await drop_database(admin_dsn, db_name)
-            admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
-            await admin.start()
-            try:
-                await admin.delete_topics([n for n, _, _ in all_topics(settings)])
-            finally:
-                await admin.close()
     if len({r["digest"] for r in one + two}) != 1:
         raise SystemExit("the rebuilds' views differ (checksums)")
     best_one, best_two = max(r["rate"] for r in one), max(r["rate"] for r in two)
