@@ -32,8 +32,11 @@ partitions until the transaction times out; the measured throughput is the same 
 round trip), which Postgres delivers when it commits to the relay's LISTEN connection, in whichever replica
 holds it; the relay then runs a round at once. The writer's own process also wakes its relay directly.
 Because a notification sent while the LISTEN connection is down is lost, the relay also runs a round
-after each (re)connection and every ``outbox_poll_interval_s`` (1 s) regardless. (Measured API call ->
-event on Kafka before this: a 50 ms poll alone put ~25 ms on the median; see bench/live.py.)
+after each (re)connection and every ``outbox_poll_interval_s`` (1 s) regardless. What this adds to the
+in-process wake-up: commits of other processes (another replica, whose relay may hold the schema's relay
+lock; ``leadstream outbox retry``) are published at once instead of at the next poll, and an idle relay
+reads the outbox once a second instead of 20 times (bench/live.py measures API call -> event on Kafka both
+ways: ``api_to_kafka`` and ``api_to_kafka_poll_only``).
 
 **Nothing stalls on one bad row.** A row the broker refuses for what it is (too large, invalid:
 :data:`~services.runtime.faults.KAFKA_RECORD_REFUSALS`) is moved to ``outbox_parked`` with the error,
