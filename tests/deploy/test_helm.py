@@ -543,5 +543,8 @@ def test_the_replay_job_is_off_by_default_and_an_indexed_job_of_n_workers_when_e
         "--from-beginning",
         "--promote-when-done",
     ]
+    # With KafkaUsers it logs in as the projection (Read on what it reads, Write on those topics' .dlq).
+    secured = by_component(chart.render("production", "replayJob.enabled=true", "replayJob.name=r3"), "Job")["replay"]
+    assert _env_names(container(secured))["LEADSTREAM_KAFKA_SASL_USERNAME"] == "leadstream-projection"
     missing = chart.helm("-f", str(values_file("default")), "--set", "replayJob.enabled=true")
     assert missing.returncode != 0 and "replayJob.name is required" in missing.stderr
