@@ -288,7 +288,9 @@ class OutboxRelay:
         self.tables = tables
         self.settings = settings
         self._wake = asyncio.Event()
-        self._lock_id = zlib.crc32(f"leadstream-outbox:{tables.outbox.schema}".encode())
+        # Per schema the service writes (settings.db_schema: the tables' own name may be translated, as the test
+        # probes do), so relays of two schemas never hold each other back.
+        self._lock_id = zlib.crc32(f"leadstream-outbox:{settings.db_schema}".encode())
         self._producer: AIOKafkaProducer | None = None
         self._partitioner = DefaultPartitioner()
         self._partitions: dict[str, list[int]] = {}
