@@ -9,7 +9,10 @@ INFRA := deploy/local/infra.sh
 ENV_FILE := .run/env
 # The servers' addresses from `infra.sh env` (explicit KAFKA_BOOTSTRAP_SERVERS / DATABASE_URL win).
 WITH_ENV = eval "$$(bash $(INFRA) env)";
-PYTEST_ARGS ?=
+# `make test`: the whole suite on TEST_WORKERS processes (pytest-xdist; see tests/conftest.py for the grouping).
+# Most of a test waits on the broker, the database or a service, so a few workers fit two cores.
+TEST_WORKERS ?= 3
+PYTEST_ARGS ?= -n $(TEST_WORKERS) --dist loadgroup
 # The contract the models must stay compatible with (a release tag or the target branch in CI).
 SCHEMAS_BASE ?= HEAD
 
