@@ -40,10 +40,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import asyncpg  # noqa: E402
 import httpx  # noqa: E402
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer  # noqa: E402
-from aiokafka.admin import AIOKafkaAdminClient  # noqa: E402
 from leadstream_schemas import (  # noqa: E402
     LEAD,
     Envelope,
@@ -56,13 +54,11 @@ from leadstream_schemas import (  # noqa: E402
     encode,
 )
 from leadstream_schemas.envelope import H_ID  # noqa: E402
-from sqlalchemy.engine import make_url  # noqa: E402
 
+from bench.projection import fresh_world  # noqa: E402
 from leadstream_cli.processes import SERVICES, ServiceFleet, free_port  # noqa: E402
-from services.projection.checksum import dsn  # noqa: E402
 from services.runtime import auth  # noqa: E402
 from services.runtime.db import create_engine  # noqa: E402
-from services.runtime.kafka import all_topics, apply_topics  # noqa: E402
 from services.runtime.migrations import upgrade  # noqa: E402
 from services.runtime.settings import RuntimeSettings  # noqa: E402
 
@@ -356,16 +352,15 @@ async def running(task_of: Any, stop: asyncio.Event) -> Any:
 
 
 async def main(args: argparse.Namespace) -> dict[str, Any]:
-    base = RuntimeSettings()
-    run_id = uuid.uuid4().hex[:8]
-    db_name = f"leadstream_live_{run_id}"
-    database_url = make_url(base.database_url).set(database=db_name).render_as_string(hide_password=False)
-    settings = base.model_copy(update={"topic_prefix": f"live{run_id}.", "database_url": database_url})
-    admin_dsn = dsn(base.database_url)
-    conn = await asyncpg.connect(admin_dsn)
-    await conn.execute(f'CREATE DATABASE "{db_name}"')
-    await conn.close()
-    await apply_topics(settings)
+    """Measure on a database and topics of the run's own (removed afterwards unless ``--keep``)."""
+    async with fresh_world("live", RuntimeSettings().topic_partitions, keep=args.keep) as settings:
+        return await measure(settings, args)
+
+
+async def measure(settings: RuntimeSettings, args: argparse.Namespace) -> dict[str, Any]:
+    """Start the services on ``settings``' database and topics and measure (see the module docstring)."""
+    database_url = settings.database_url
+    run_id = settings.topic_prefix.removeprefix("live").rstrip(".")
     await upgrade(auth.MIGRATIONS_DIR, database_url, auth.IDENTITY_SCHEMA)
     engine = create_engine(database_url)
     try:
@@ -417,8 +412,6 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
                 result["api_to_kafka_poll_only"]["relay"] = "no LISTEN, in-process wake-up, poll every 50 ms (before)"
     finally:
         await asyncio.to_thread(fleet.stop)
-        if not args.keep:
-            await _drop(admin_dsn, db_name, settings)
     ratios = [f.get("p99_ratio") for f in result["rates"].values()]
     result.update(
         seconds_per_rate=args.seconds,
@@ -449,25 +442,6 @@ async def _until(condition: Any, timeout_s: float) -> bool:
             return True
         await asyncio.sleep(0.05)
     return bool(condition())
-
-
-async def _drop(admin_dsn: str, db_name: str, settings: RuntimeSettings) -> None:
-    conn = await asyncpg.connect(admin_dsn)
-    try:
-        for _ in range(10):
-            try:
-                await conn.execute(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)')
-                break
-            except asyncpg.InsufficientPrivilegeError:
-                await asyncio.sleep(1)
-    finally:
-        await conn.close()
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
-    await admin.start()
-    try:
-        await admin.delete_topics([n for n, _, _ in all_topics(settings)])
-    finally:
-        await admin.close()
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
