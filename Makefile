@@ -109,7 +109,7 @@ docs: asyncapi-tools ## render the event contract as HTML (every channel and mes
 		-o docs/contract --force-write --no-interactive
 	@echo "open docs/contract/index.html"
 
-bench: venv infra-up ## benchmarks: projection replay, live path and export (ratios against baselines measured in the same run)
+bench: venv infra-up ## benchmarks: projection replay (one machine and pod mode), live path and export (ratios against baselines measured in the same run)
 	$(WITH_ENV) $(BIN)/python bench/projection.py
 	$(WITH_ENV) $(BIN)/python bench/replay_pods.py
 	$(WITH_ENV) $(BIN)/python bench/live.py
