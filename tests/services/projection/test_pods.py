@@ -5,8 +5,9 @@ and database, each worker a separate ``leadstream`` process as a pod of an Index
   poison record in the log, and the last one promotes the rebuild when asked to, once;
 - promotion is refused while a worker has not finished, even with ``force``; the rebuild completes when the
   last one finishes, whichever it is;
-- a worker killed after some batches resumes from the offsets stored with the views: it reads only what it
-  had not committed, and every event is applied once;
+- started through ``leadstream replay start`` (as the Job's init container runs it), a worker killed after some
+  batches resumes from the offsets stored with the views: it reads only what it had not committed, and every
+  event is applied once;
 - the partition shares: exactly N, disjoint, covering everything, balanced by records.
 """
 
@@ -109,8 +110,14 @@ async def test_promotion_waits_for_every_worker_and_a_killed_worker_resumes(
     await produce_all(settings.kafka_bootstrap_servers, settings.topic_prefix, log)
     await rebuild(settings, "one", workers=1)
 
-    plan = await start_pod_rebuild(settings, "crashy", workers=2, batch_records=20)
+    # Started through the command, as the Job's init container does.
+    code, out, err = await cli_raw(
+        isolated, "replay", "start", "--into", "crashy", "--workers", "2", "--batch", "20", "--from-beginning"
+    )
+    assert code == 0 and "leadstream replay worker --rebuild crashy --index 1" in out, out + err
     info = await info_of(isolated, "projection_crashy")
+    plan = PodPlan.of(info)
+    assert plan is not None and plan.workers == 2 and plan.batch_records == 20
     share0 = plan.shares[0]
     total0 = sum(info["end_offsets"][k] - info["start_offsets"][k] for k in share0)
     assert total0 > 60, "worker 0 needs more than the batches it commits before it is killed"
