@@ -12,7 +12,7 @@ WITH_ENV = eval "$$(bash $(INFRA) env)";
 # `make test`: the whole suite on TEST_WORKERS processes (pytest-xdist; see tests/conftest.py for the grouping).
 # Most of a test waits on the broker, the database or a service, so a few workers fit two cores.
 TEST_WORKERS ?= 3
-PYTEST_ARGS ?= -n $(TEST_WORKERS) --dist loadgroup
+PYTEST_ARGS ?= -n $(TEST_WORKERS) --dist loadfile
 # The contract the models must stay compatible with (a release tag or the target branch in CI).
 SCHEMAS_BASE ?= HEAD
 

@@ -33,15 +33,28 @@ os.environ["LEADSTREAM_ENV"] = "development"
 SHARED_PACKAGES = ("tests/e2e/console/",)
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Group tests for ``pytest -n N --dist loadgroup`` (what ``make test`` runs): one group per module, one per
-    package in :data:`SHARED_PACKAGES`, so a module- or package-scoped fixture (a fleet of services, a dedicated
-    broker) starts once, on one worker, as in a serial run. Each worker is a session of its own: its own
-    database and topic prefix (the fixtures below), so workers never see each other's data."""
-    for item in items:
-        path = item.nodeid.split("::", 1)[0]
-        group = next((p for p in SHARED_PACKAGES if path.startswith(p)), path)
-        item.add_marker(pytest.mark.xdist_group(group))
+def test_group(nodeid: str) -> str:
+    """The unit ``make test`` hands to one worker: a test module, or a whole package of :data:`SHARED_PACKAGES`."""
+    path = nodeid.split("::", 1)[0]
+    return next((p for p in SHARED_PACKAGES if path.startswith(p)), path)
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """With ``--dist loadfile`` (what ``make test`` runs): one worker per :func:`test_group`, so a module- or
+    package-scoped fixture (a fleet of services, a dedicated broker) starts once, as in a serial run.
+
+    (``--dist loadgroup`` with marks would say the same, but xdist 3.8 renames the node id to carry the group and
+    pytest 9.2 no longer reads the attribute it sets; a scheduler is xdist's documented hook.) Each worker is a
+    session of its own: its own database and topic prefix (the fixtures below), so workers never share data."""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ModuleGroups(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return test_group(nodeid)
+
+    return ModuleGroups(config, log)
 
 
 @pytest.fixture(scope="session")
