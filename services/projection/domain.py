@@ -1151,29 +1151,33 @@ def _campaign_of(env: EventRecord, fields: dict[str, Any]) -> UUID | None:
     return None
 
 
+def lead_timeline(env: EventRecord, data: Any, entry: EventProjection, key: OrderKey) -> TimelineRow:
+    """A lead event's timeline row: its lead, campaign (the payload's, else the envelope's), account, step,
+    summary and detail."""
+    assert entry.summary is not None
+    fields = data.__dict__  # the model's field values: getattr() of a field the type lacks is slow
+    return TimelineRow(
+        env.id,
+        env.workspace_id,
+        fields["lead_id"],
+        env.time,
+        key[1],  # the lifecycle rank
+        env.type,
+        _campaign_of(env, fields),
+        fields.get("account_id"),
+        fields.get("step_id"),
+        entry.summary(data),
+        entry.detail(data) if entry.detail else None,
+    )
+
+
 def _lead_contribution(env: EventRecord, data: Any, entry: EventProjection, key: OrderKey) -> Contribution:
     """A lead event's timeline row, lead row and lead-in-campaign row (see :class:`EventProjection`)."""
-    assert entry.stage is not None and entry.summary is not None
-    ws, t = env.workspace_id, env.time
-    fields = data.__dict__  # the model's field values: getattr() of a field the type lacks is slow
-    lead_id: UUID = fields["lead_id"]
-    campaign_id = _campaign_of(env, fields)
+    assert entry.stage is not None
+    row = lead_timeline(env, data, entry, key)
+    ws, t, lead_id, campaign_id = row.workspace_id, row.event_time, row.lead_id, row.campaign_id
     label = entry.label_of(data)
-    out = Contribution(
-        TimelineRow(
-            env.id,
-            ws,
-            lead_id,
-            t,
-            key[1],  # the lifecycle rank
-            env.type,
-            campaign_id,
-            fields.get("account_id"),
-            fields.get("step_id"),
-            entry.summary(data),
-            entry.detail(data) if entry.detail else None,
-        )
-    )
+    out = Contribution(row)
     # Columns an event does not set are left out: the merges treat a missing column as neutral.
     lead: Patch = {
         "workspace_id": ws,

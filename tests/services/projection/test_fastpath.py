@@ -311,3 +311,17 @@ async def test_the_views_in_postgres_equal_the_reference_reducer(
     assert got.tables == want.tables
     assert got.timeline == want.timeline
     await pg.execute(f'DROP SCHEMA "{views.schema}" CASCADE')
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(deliveries(), st.booleans())
+def test_folding_lead_events_directly_equals_folding_their_contributions(delivery: Delivery, hold: bool) -> None:
+    # BatchReducer.add_event folds a lead event straight into its rows; add() folds the reference's contribution.
+    held = BatchApplier.HELD_SPECS if hold else ()
+    for batch in delivery.batches():
+        direct = fastpath.BatchReducer(hold=held, changes=True)
+        reference = fastpath.BatchReducer(hold=held, changes=True)
+        for env in {str(e.id): e for e in batch}.values():
+            direct.add_event(env)
+            reference.add(domain.contribution(env))
+        assert direct.finish() == reference.finish()
