@@ -38,7 +38,7 @@ from services.projection.handlers import BatchApplier
 from services.projection.store import TIMELINE_COLUMNS, views_for
 from services.projection.workload import generate
 
-from .helpers import NewSchema, apply_all, as_items
+from .helpers import NewSchema, apply_all, as_items, payload_values
 
 Headers = list[tuple[str, bytes | None]]
 T0 = datetime(2026, 1, 5, 8, 0, tzinfo=UTC)
@@ -67,7 +67,7 @@ def verdict(fn: Callable[[bytes | None, Headers], Any], value: bytes | None, hea
         env = fn(value, headers)
     except DecodeError as exc:
         return ("error", exc.code, exc.message)
-    return ("ok", str(env.id), env.type, env.time, env.workspace_id, env.campaign_id, env.data)
+    return ("ok", str(env.id), env.type, env.time, env.workspace_id, env.campaign_id, payload_values(env.data))
 
 
 VALUE, HEADERS = record()
