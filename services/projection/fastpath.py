@@ -73,7 +73,7 @@ def fold_lead_row(
     table: dict[RowKey, Patch],
     spec: MergeSpec,
     key: RowKey,
-    ident: Patch,
+    ident: tuple[Any, ...],
     time: datetime,
     order: OrderKey,
     label: str | None,
@@ -85,12 +85,12 @@ def fold_lead_row(
     """Fold one lead event into its row ``key`` of ``table`` (``lead_state`` or ``lead_campaign``).
 
     The same row as folding ``domain._lead_contribution``'s patch with :func:`fold_into`: ``ident`` holds
-    the row's key columns, ``rank`` the pipeline stage (``lead_state`` only), ``own`` the event's own
-    columns (merged by ``spec``'s rules).
+    the values of the row's key columns (``spec.key``), ``rank`` the pipeline stage (``lead_state`` only),
+    ``own`` the event's own columns (merged by ``spec``'s rules).
     """
     acc = table.get(key)
     if acc is None:  # the row's first event: its patch as the reference builds it
-        acc = table[key] = ident
+        acc = table[key] = dict(zip(spec.key, ident, strict=True))
         if rank is not None:
             acc["pipeline_rank"] = rank
         acc["last_event_at"] = acc["first_event_at"] = time
@@ -172,7 +172,7 @@ class BatchReducer:
             self.lead_state,
             LEAD_STATE,
             (ws, lead_id.int),
-            {"workspace_id": ws, "lead_id": lead_id},
+            (ws, lead_id),
             time,
             order,
             label,
@@ -186,7 +186,7 @@ class BatchReducer:
                 self.lead_campaign,
                 LEAD_CAMPAIGN,
                 (ws, campaign_id.int, lead_id.int),
-                {"workspace_id": ws, "campaign_id": campaign_id, "lead_id": lead_id},
+                (ws, campaign_id, lead_id),
                 time,
                 order,
                 label,
