@@ -22,7 +22,7 @@ import msgspec
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from leadstream_schemas import EVENT_TYPES, DecodeError, Event, LeadEvent, decode, encode
+from leadstream_schemas import EVENT_TYPES, DecodeError, Event, LeadEvent, LeadPaused, Replied, decode, encode
 from leadstream_schemas.bounds import may_hold_unstorable
 from pydantic import BaseModel, ValidationError
 
@@ -65,10 +65,15 @@ def record_verdict(fn: Any, value: bytes, headers: list[tuple[str, bytes]]) -> t
     return ("ok", str(env.id), env.type, env.time, env.workspace_id, env.campaign_id, payload_values(env.data))
 
 
-def test_every_lead_event_type_has_a_mirror_and_no_other_event_has_one() -> None:
+# Lead events with a time field: msgspec would round a fraction finer than microseconds, pydantic truncates it.
+UNMIRRORED = {Replied.event_type, LeadPaused.event_type}
+MIRRORED = [t for t in LEAD_TYPES if t not in UNMIRRORED]
+
+
+def test_every_lead_event_type_but_those_with_a_time_has_a_mirror_and_no_other_event_has_one() -> None:
     for event_type, cls in EVENT_TYPES.items():
         decoder = mirrors.mirror_decoder(cls)
-        assert (decoder is not None) == issubclass(cls, LeadEvent), event_type
+        assert (decoder is not None) == (issubclass(cls, LeadEvent) and event_type not in UNMIRRORED), event_type
         if decoder is not None:
             struct = mirrors.mirror(cls)
             assert struct is not None and mirrors.CONTRACT[struct] is cls
@@ -90,7 +95,7 @@ def test_a_model_with_a_constraint_the_mirrors_do_not_know_has_no_mirror() -> No
     assert mirrors.mirror_decoder(Floating) is None
 
 
-@pytest.mark.parametrize("event_type", LEAD_TYPES)
+@pytest.mark.parametrize("event_type", MIRRORED)
 def test_the_mirror_reads_the_golden_record_as_the_model_does(event_type: str) -> None:
     cls = EVENT_TYPES[event_type]
     value, headers = golden(event_type)
@@ -119,7 +124,7 @@ def test_the_workload_decodes_through_the_mirrors_with_the_contracts_verdicts() 
         _, value, headers = encode(env)
         mine = record_verdict(decode_record, value, headers)
         assert mine == record_verdict(decode, value, headers)
-        if isinstance(env.data, LeadEvent):
+        if isinstance(env.data, LeadEvent) and env.type not in UNMIRRORED:
             assert type(decode_record(value, headers).data) in mirrors.CONTRACT
 
 
@@ -237,10 +242,10 @@ def _objects(cls: type[BaseModel]) -> st.SearchStrategy[dict[str, Any]]:
 
 
 @st.composite
-def payloads(draw: st.DrawFn) -> tuple[type[Event], bytes]:
-    """A lead event type and a payload for it: its golden payload with a few fields given other values
-    (mostly), or every field drawn."""
-    event_type = draw(st.sampled_from(LEAD_TYPES))
+def payloads(draw: st.DrawFn, types: list[str]) -> tuple[type[Event], bytes]:
+    """One of the lead event ``types`` and a payload for it: its golden payload with a few fields given other
+    values (mostly), or every field drawn."""
+    event_type = draw(st.sampled_from(types))
     cls = EVENT_TYPES[event_type]
     if draw(st.integers(0, 3)):
         payload = json.loads(golden(event_type)[0])
@@ -255,7 +260,7 @@ def payloads(draw: st.DrawFn) -> tuple[type[Event], bytes]:
 
 
 @settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(payloads())
+@given(payloads(MIRRORED))
 def test_a_mirror_accepts_only_what_its_model_accepts_with_the_same_values(case: tuple[type[Event], bytes]) -> None:
     cls, value = case
     mine = mirror_verdict(cls, value)
@@ -266,7 +271,7 @@ def test_a_mirror_accepts_only_what_its_model_accepts_with_the_same_values(case:
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(payloads())
+@given(payloads(LEAD_TYPES))
 def test_the_decoder_gives_the_contracts_verdict_on_generated_payloads(case: tuple[type[Event], bytes]) -> None:
     cls, value = case
     _, headers = golden(cls.event_type)
@@ -274,17 +279,15 @@ def test_the_decoder_gives_the_contracts_verdict_on_generated_payloads(case: tup
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.sampled_from(LEAD_TYPES), st.data())
+@given(st.sampled_from(MIRRORED), st.data())
 def test_valid_events_are_read_by_their_mirror(event_type: str, data: st.DataObject) -> None:
     # The fast path is the common path: a well-formed event of each type, as a service writes it, takes it.
     cls = EVENT_TYPES[event_type]
     value, _ = golden(event_type)
     payload = json.loads(value)
     for name, info in cls.model_fields.items():
-        if typing.get_origin(info.annotation) is None and info.annotation is uuid.UUID:
+        if info.annotation is uuid.UUID:
             payload[name] = str(data.draw(st.uuids()))
-        elif info.annotation is datetime:
-            payload[name] = data.draw(st.datetimes(timezones=st.just(UTC))).isoformat().replace("+00:00", "Z")
     model = cls.model_validate(payload)
     _, encoded, _ = encode(_envelope(model))
     assert mirror_verdict(cls, encoded) == model_verdict(cls, encoded) is not None
