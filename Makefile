@@ -9,7 +9,10 @@ INFRA := deploy/local/infra.sh
 ENV_FILE := .run/env
 # The servers' addresses from `infra.sh env` (explicit KAFKA_BOOTSTRAP_SERVERS / DATABASE_URL win).
 WITH_ENV = eval "$$(bash $(INFRA) env)";
-PYTEST_ARGS ?=
+# `make test`: the whole suite on TEST_WORKERS processes (pytest-xdist; see tests/conftest.py for the grouping).
+# Most of a test waits on the broker, the database or a service, so a few workers fit two cores.
+TEST_WORKERS ?= 3
+PYTEST_ARGS ?= -n $(TEST_WORKERS) --dist loadgroup
 # The contract the models must stay compatible with (a release tag or the target branch in CI).
 SCHEMAS_BASE ?= HEAD
 
@@ -106,8 +109,9 @@ docs: asyncapi-tools ## render the event contract as HTML (every channel and mes
 		-o docs/contract --force-write --no-interactive
 	@echo "open docs/contract/index.html"
 
-bench: venv infra-up ## benchmarks: projection replay, live path and export (ratios against baselines measured in the same run)
+bench: venv infra-up ## benchmarks: projection replay (one machine and pod mode), live path and export (ratios against baselines measured in the same run)
 	$(WITH_ENV) $(BIN)/python bench/projection.py
+	$(WITH_ENV) $(BIN)/python bench/replay_pods.py
 	$(WITH_ENV) $(BIN)/python bench/live.py
 	$(WITH_ENV) $(BIN)/python bench/export.py
 	$(BIN)/python bench/summary.py

@@ -14,8 +14,10 @@ that rate and measures, in the same run:
   record), the floor any consumer of the broker has.
 
 Also API -> Kafka: ``POST /v1/leads`` on discovery (a manual lead) until the no-op consumer reads its
-``LeadDiscovered``, which the transactional outbox relays; and the resident memory (RSS) of every service
-idle and under the highest rate. Targets: p99 produce -> visible within 5x the no-op p99 at every rate.
+``LeadDiscovered``, which the transactional outbox relays (woken by the commit's NOTIFY), then the same calls
+once more with discovery restarted with the relay as it was before LISTEN/NOTIFY (no LISTEN, a 50 ms poll:
+``api_to_kafka_poll_only``); and the resident memory (RSS) of every service idle and under the highest rate.
+Targets: p99 produce -> visible within 5x the no-op p99 at every rate.
 """
 
 from __future__ import annotations
@@ -38,10 +40,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import asyncpg  # noqa: E402
 import httpx  # noqa: E402
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer  # noqa: E402
-from aiokafka.admin import AIOKafkaAdminClient  # noqa: E402
 from leadstream_schemas import (  # noqa: E402
     LEAD,
     Envelope,
@@ -54,13 +54,11 @@ from leadstream_schemas import (  # noqa: E402
     encode,
 )
 from leadstream_schemas.envelope import H_ID  # noqa: E402
-from sqlalchemy.engine import make_url  # noqa: E402
 
+from bench.projection import fresh_world  # noqa: E402
 from leadstream_cli.processes import SERVICES, ServiceFleet, free_port  # noqa: E402
-from services.projection.checksum import dsn  # noqa: E402
 from services.runtime import auth  # noqa: E402
 from services.runtime.db import create_engine  # noqa: E402
-from services.runtime.kafka import all_topics, apply_topics  # noqa: E402
 from services.runtime.migrations import upgrade  # noqa: E402
 from services.runtime.settings import RuntimeSettings  # noqa: E402
 
@@ -271,6 +269,27 @@ class DiscoveredWatcher:
                         self.arrived.setdefault(str(env.data.lead_id), now)
 
 
+async def measure_api(
+    settings: RuntimeSettings, discovery: httpx.AsyncClient, args: argparse.Namespace
+) -> dict[str, Any]:
+    """API -> Kafka: ``args.api_calls`` manual leads through discovery's API until each ``LeadDiscovered`` is read."""
+    log(f"API -> Kafka: {args.api_calls} manual leads at {args.api_rate}/s")
+    watcher = DiscoveredWatcher(settings.kafka_bootstrap_servers, settings.topic_name(LEAD.name))
+    await watcher.consumer.start()
+    await _wait_assigned(watcher.consumer)
+    stop_watch = asyncio.Event()
+    try:
+        async with running(watcher.run, stop_watch):
+            calls = await api_calls(discovery, args.api_calls, args.api_rate)
+            await _until(lambda: all(lead in watcher.arrived for lead in calls), 30)
+    finally:
+        await watcher.consumer.stop()
+    delays = [watcher.arrived[lead] - t0 for lead, t0 in calls.items() if lead in watcher.arrived]
+    figures: dict[str, Any] = percentiles(delays)
+    log(f"API -> Kafka: {figures}")
+    return figures
+
+
 async def measure_rate(
     settings: RuntimeSettings,
     fleet: ServiceFleet,
@@ -333,16 +352,15 @@ async def running(task_of: Any, stop: asyncio.Event) -> Any:
 
 
 async def main(args: argparse.Namespace) -> dict[str, Any]:
-    base = RuntimeSettings()
-    run_id = uuid.uuid4().hex[:8]
-    db_name = f"leadstream_live_{run_id}"
-    database_url = make_url(base.database_url).set(database=db_name).render_as_string(hide_password=False)
-    settings = base.model_copy(update={"topic_prefix": f"live{run_id}.", "database_url": database_url})
-    admin_dsn = dsn(base.database_url)
-    conn = await asyncpg.connect(admin_dsn)
-    await conn.execute(f'CREATE DATABASE "{db_name}"')
-    await conn.close()
-    await apply_topics(settings)
+    """Measure on a database and topics of the run's own (removed afterwards unless ``--keep``)."""
+    async with fresh_world("live", RuntimeSettings().topic_partitions, keep=args.keep) as settings:
+        return await measure(settings, args)
+
+
+async def measure(settings: RuntimeSettings, args: argparse.Namespace) -> dict[str, Any]:
+    """Start the services on ``settings``' database and topics and measure (see the module docstring)."""
+    database_url = settings.database_url
+    run_id = settings.topic_prefix.removeprefix("live").rstrip(".")
     await upgrade(auth.MIGRATIONS_DIR, database_url, auth.IDENTITY_SCHEMA)
     engine = create_engine(database_url)
     try:
@@ -370,7 +388,6 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         await asyncio.sleep(5)  # settle: startup work (migrations, first polls) is not idleness
         result["rss_idle_mb"] = {name: rss_mb(sp.process.pid) for name, sp in fleet.procs.items()}
         headers = {"Authorization": f"Bearer {token}"}
-        lead_topic = settings.topic_name(LEAD.name)
         async with (
             httpx.AsyncClient(base_url=fleet.procs["projection"].url, headers=headers, timeout=30) as http,
             httpx.AsyncClient(base_url=_url(fleet, "discovery"), headers=headers, timeout=30) as discovery,
@@ -385,25 +402,16 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             if "discovery" not in fleet.procs:
                 result["api_to_kafka"] = {"skipped": "discovery was not started"}
             else:
-                log(f"API -> Kafka: {args.api_calls} manual leads at {args.api_rate}/s")
-                watcher = DiscoveredWatcher(settings.kafka_bootstrap_servers, lead_topic)
-                await watcher.consumer.start()
-                await _wait_assigned(watcher.consumer)
-                stop_watch = asyncio.Event()
-                try:
-                    async with running(watcher.run, stop_watch):
-                        calls = await api_calls(discovery, args.api_calls, args.api_rate)
-                        await _until(lambda: all(lead in watcher.arrived for lead in calls), 30)
-                finally:
-                    await watcher.consumer.stop()
-                delays = [watcher.arrived[lead] - t0 for lead, t0 in calls.items() if lead in watcher.arrived]
-                result["api_to_kafka"] = percentiles(delays)
-                result["api_to_kafka"]["outbox_poll_interval_s"] = base.outbox_poll_interval_s
-                log(f"API -> Kafka: {result['api_to_kafka']}")
+                result["api_to_kafka"] = await measure_api(settings, discovery, args)
+                result["api_to_kafka"]["relay"] = "LISTEN/NOTIFY, in-process wake-up, poll every 1 s (as shipped)"
+                # The same calls with the relay as it was before LISTEN/NOTIFY: in-process wake-up and a 50 ms poll.
+                await asyncio.to_thread(fleet.terminate, "discovery")
+                fleet.start("discovery", LEADSTREAM_OUTBOX_LISTEN="false", LEADSTREAM_OUTBOX_POLL_INTERVAL_S="0.05")
+                await asyncio.to_thread(fleet.wait_ready, 240)
+                result["api_to_kafka_poll_only"] = await measure_api(settings, discovery, args)
+                result["api_to_kafka_poll_only"]["relay"] = "no LISTEN, in-process wake-up, poll every 50 ms (before)"
     finally:
         await asyncio.to_thread(fleet.stop)
-        if not args.keep:
-            await _drop(admin_dsn, db_name, settings)
     ratios = [f.get("p99_ratio") for f in result["rates"].values()]
     result.update(
         seconds_per_rate=args.seconds,
@@ -434,25 +442,6 @@ async def _until(condition: Any, timeout_s: float) -> bool:
             return True
         await asyncio.sleep(0.05)
     return bool(condition())
-
-
-async def _drop(admin_dsn: str, db_name: str, settings: RuntimeSettings) -> None:
-    conn = await asyncpg.connect(admin_dsn)
-    try:
-        for _ in range(10):
-            try:
-                await conn.execute(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)')
-                break
-            except asyncpg.InsufficientPrivilegeError:
-                await asyncio.sleep(1)
-    finally:
-        await conn.close()
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
-    await admin.start()
-    try:
-        await admin.delete_topics([n for n, _, _ in all_topics(settings)])
-    finally:
-        await admin.close()
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:

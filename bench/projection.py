@@ -35,7 +35,8 @@ import platform
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -192,22 +193,39 @@ async def drop_database(admin_dsn: str, db_name: str, attempts: int = 10) -> Non
         await conn.close()
 
 
-async def main(args: argparse.Namespace) -> int:
+@asynccontextmanager
+async def fresh_world(kind: str, partitions: int, *, keep: bool = False) -> AsyncIterator[ProjectionSettings]:
+    """Settings on a database and a topic prefix of their own (``<kind><run id>``), created with every contract
+    topic; both removed afterwards unless ``keep``."""
     base = ProjectionSettings()
     run_id = uuid.uuid4().hex[:8]
-    db_name = f"leadstream_bench_{run_id}"
+    db_name = f"leadstream_{kind}_{run_id}"
     database_url = make_url(base.database_url).set(database=db_name).render_as_string(hide_password=False)
     settings = base.model_copy(
-        update={"topic_prefix": f"bench{run_id}.", "database_url": database_url, "topic_partitions": args.partitions}
+        update={"topic_prefix": f"{kind}{run_id}.", "database_url": database_url, "topic_partitions": partitions}
     )
     admin_dsn = dsn(base.database_url)
     conn = await asyncpg.connect(admin_dsn)
     await conn.execute(f'CREATE DATABASE "{db_name}"')
     await conn.close()
     try:
+        await apply_topics(settings, partitions=partitions)
+        yield settings
+    finally:
+        if not keep:
+            await drop_database(admin_dsn, db_name)
+            admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
+            await admin.start()
+            try:
+                await admin.delete_topics([n for n, _, _ in all_topics(settings)])
+            finally:
+                await admin.close()
+
+
+async def main(args: argparse.Namespace) -> int:
+    async with fresh_world("bench", args.partitions, keep=args.keep) as settings:
         log(f"generating {args.events:,} events across {args.leads:,} leads and {args.campaigns} campaigns")
         envelopes = generate(leads=args.leads, campaigns=args.campaigns, events=args.events, seed=args.seed).envelopes
-        await apply_topics(settings, partitions=args.partitions)
         log(f"producing to {settings.topic_prefix}* ({args.partitions} partitions per topic)")
         produce_rate = await produce(settings, envelopes)
         n = len(envelopes)
@@ -239,15 +257,6 @@ async def main(args: argparse.Namespace) -> int:
                 raise SystemExit(f"projection applied {r.applied} of {n} events")
         log(f"one process {single.rate:,.0f} records/s; naive projection on {args.naive_events:,} events")
         naive_rate = await naive(settings, min(args.naive_events, n))
-    finally:
-        if not args.keep:
-            await drop_database(admin_dsn, db_name)
-            admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
-            await admin.start()
-            try:
-                await admin.delete_topics([n for n, _, _ in all_topics(settings)])
-            finally:
-                await admin.close()
     consume_rate = max(discard)
     result = {
         "events": n,

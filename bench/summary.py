@@ -39,6 +39,11 @@ def entry(replay: dict[str, Any], live: dict[str, Any]) -> dict[str, Any]:
         "replay_vs_naive": replay.get("ratio_projection_vs_naive"),
         "workers_vs_one_process": replay.get("ratio_workers_vs_one_process"),
     }
+    pods = replay.get("pod_mode")
+    if pods:
+        out["pod_mode_two_vs_one_worker"] = pods.get("ratio_two_vs_one_worker")
+        out["pod_mode_two_vs_one_worker_reading"] = pods.get("ratio_two_vs_one_worker_reading")
+        out["pod_mode_load_average"] = pods.get("load_average")
     if live:
         out["live_load_average"] = live.get("load_average")
         for rate, figures in live.get("rates", {}).items():
@@ -46,6 +51,9 @@ def entry(replay: dict[str, Any], live: dict[str, Any]) -> dict[str, Any]:
             out[f"live_{rate}_p99_noop_ms"] = figures["produce_to_consumed_noop"].get("p99_ms")
             out[f"live_{rate}_p99_ratio"] = figures.get("p99_ratio")
         out["api_to_kafka_p99_ms"] = live.get("api_to_kafka", {}).get("p99_ms")
+        out["api_to_kafka_p50_ms"] = live.get("api_to_kafka", {}).get("p50_ms")
+        out["api_to_kafka_poll_only_p50_ms"] = (live.get("api_to_kafka_poll_only") or {}).get("p50_ms")
+        out["api_to_kafka_poll_only_p99_ms"] = (live.get("api_to_kafka_poll_only") or {}).get("p99_ms")
     return out
 
 
@@ -63,6 +71,17 @@ def table(replay: dict[str, Any], live: dict[str, Any]) -> str:
             date,
         ),
     ]
+    pods = replay.get("pod_mode")
+    if pods:
+        rows.append(
+            (
+                "Replay, pod mode: 2 worker processes / 1 (start-up included; reading only)",
+                f"{pods.get('ratio_two_vs_one_worker')}; {pods.get('ratio_two_vs_one_worker_reading')} "
+                f"(load {', '.join(f'{x:.1f}' for x in pods.get('load_average') or [])})",
+                "reported",
+                str(pods.get("measured_at", ""))[:10],
+            )
+        )
     for rate, figures in live.get("rates", {}).items():
         vis, noop = figures["produce_to_visible"], figures["produce_to_consumed_noop"]
         rows.append(
@@ -81,6 +100,16 @@ def table(replay: dict[str, Any], live: dict[str, Any]) -> str:
             (
                 "API call -> event on Kafka (outbox), p50 / p99",
                 f"{api.get('p50_ms')} / {api.get('p99_ms')} ms",
+                "reported",
+                date,
+            )
+        )
+    before = live.get("api_to_kafka_poll_only")
+    if before and before.get("p50_ms") is not None:
+        rows.append(
+            (
+                "  the same, relay polling every 50 ms without LISTEN (before), p50 / p99",
+                f"{before.get('p50_ms')} / {before.get('p99_ms')} ms",
                 "reported",
                 date,
             )

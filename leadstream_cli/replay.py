@@ -7,11 +7,17 @@ leadstream replay --from-beginning --campaign <id> --into c1
 leadstream views checksum --schema projection_rebuild1     # compare with `leadstream views checksum`
 leadstream replay --promote rebuild1                       # swap it in (the old views are kept, renamed)
 leadstream replay --drop retired_20260105120000000000      # remove a rebuild or retired views
+
+A rebuild read by independent workers (the pods of an Indexed Job, or several machines):
+
+leadstream replay start --from-beginning --into r1 --workers 4 [--promote-when-done]
+leadstream replay worker --rebuild r1 --index 0             # ... --index 3; the index defaults to $JOB_COMPLETION_INDEX
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
@@ -72,6 +78,7 @@ def progress_bar() -> Progress:
 
 @replay_app.callback()
 def replay(
+    ctx: typer.Context,
     from_beginning: Annotated[bool, typer.Option("--from-beginning", help="Read every topic from offset 0.")] = False,
     since: Annotated[
         str | None, typer.Option(help="Read from this time on: ISO 8601 (2026-01-05T08:00:00Z) or a duration (7d).")
@@ -105,6 +112,9 @@ def replay(
     --drop NAME."""
     from services.projection.replay import ReplayError
     from services.projection.settings import ProjectionSettings
+
+    if ctx.invoked_subcommand is not None:
+        return
 
     settings = ProjectionSettings()
     actions = [a for a in (promote, drop, into) if a is not None]
@@ -207,3 +217,97 @@ def _drop(settings: object, name: str) -> None:
 
     assert isinstance(settings, ProjectionSettings)
     console.print(f"[green]dropped[/] {asyncio.run(drop(settings, name))}")
+
+
+@replay_app.command("start")
+def start(
+    into: Annotated[str, typer.Option(help="Name of the rebuild: views go to schema projection_<NAME>.")],
+    workers: Annotated[int, typer.Option(min=1, help="How many workers will read it (the Job's completions).")],
+    from_beginning: Annotated[bool, typer.Option("--from-beginning", help="Read every topic from offset 0.")] = False,
+    since: Annotated[str | None, typer.Option(help="Read from this time on (ISO 8601 or a duration, 7d).")] = None,
+    until: Annotated[str | None, typer.Option(help="Rebuild the views as they stood at this time.")] = None,
+    campaign: Annotated[UUID | None, typer.Option(help="Keep only this campaign's events.")] = None,
+    batch: Annotated[int, typer.Option(min=1, help="Records per transaction.")] = 10_000,
+    promote_when_done: Annotated[
+        bool, typer.Option(help="The last worker to finish promotes the rebuild (a full rebuild only).")
+    ] = False,
+    replace: Annotated[bool, typer.Option(help="Drop an existing schema of that name first.")] = False,
+    if_absent: Annotated[
+        bool, typer.Option(help="When the rebuild exists (another pod started it), join it instead of failing.")
+    ] = False,
+) -> None:
+    """Start a rebuild that WORKERS independent workers read (``leadstream replay worker``): capture the log
+    ends and fix each worker's share of the partitions."""
+    from services.projection.pods import start_pod_rebuild
+    from services.projection.replay import ReplayError
+    from services.projection.settings import ProjectionSettings
+
+    if from_beginning == (since is not None):
+        raise typer.BadParameter("a rebuild needs exactly one of --from-beginning or --since TIME")
+    if promote_when_done and (since or until or campaign):
+        raise typer.BadParameter("--promote-when-done promotes full rebuilds only (no --since, --until, --campaign)")
+    try:
+        plan = asyncio.run(
+            start_pod_rebuild(
+                ProjectionSettings(),
+                into,
+                workers=workers,
+                since=parse_time(since) if since else None,
+                until=parse_time(until) if until else None,
+                campaign=campaign,
+                batch_records=batch,
+                promote_when_done=promote_when_done,
+                replace=replace,
+                if_absent=if_absent,
+            )
+        )
+    except ReplayError as exc:
+        console.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(1) from None
+    for i, share in enumerate(plan.shares):
+        console.print(f"worker {i}: {len(share)} partitions    leadstream replay worker --rebuild {into} --index {i}")
+
+
+@replay_app.command("worker")
+def worker(
+    rebuild: Annotated[str, typer.Option(help="The rebuild started with `leadstream replay start --into NAME`.")],
+    index: Annotated[
+        int | None,
+        typer.Option(min=0, help="This worker's index, 0..N-1 (default: $JOB_COMPLETION_INDEX of an Indexed Job)."),
+    ] = None,
+) -> None:
+    """Read one worker's share of a started rebuild, resuming where a previous run of it stopped; the last
+    worker to finish completes the rebuild (and promotes it when it was started with --promote-when-done)."""
+    from services.projection.pods import run_pod_worker
+    from services.projection.replay import ReplayError, ReplayProgress
+    from services.projection.settings import ProjectionSettings
+
+    if index is None:
+        env = os.environ.get("JOB_COMPLETION_INDEX")
+        if env is None or not env.isdigit():
+            raise typer.BadParameter("give --index, or run as a pod of an Indexed Job (JOB_COMPLETION_INDEX)")
+        index = int(env)
+    settings = ProjectionSettings()
+    try:
+        with progress_bar() as bar:
+            task: TaskID = bar.add_task(f"worker {index}", total=None, rate=0.0, lag=0)
+
+            def show(p: ReplayProgress) -> None:
+                bar.update(task, total=p.total, completed=p.done, rate=p.rate, lag=p.remaining)
+
+            outcome = asyncio.run(
+                run_pod_worker(
+                    settings, rebuild, index, on_progress=show, crash_after=settings.projection_crash_after_batches
+                )
+            )
+    except ReplayError as exc:
+        console.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(1) from None
+    r = outcome.report
+    console.print(
+        f"worker {index}: {r.records:,} records read, {r.applied:,} applied, {r.duplicates:,} duplicates, "
+        f"{r.dead_lettered:,} dead-lettered in {r.seconds:.1f} s; rebuild {rebuild}: {outcome.status}"
+        + (" (this worker completed it)" if outcome.finalized else "")
+    )
+    if outcome.promotion is not None:
+        console.print(f"[green]promoted[/] projection_{rebuild} -> {outcome.promotion.promoted}")

@@ -55,12 +55,16 @@ def checksum(
 @views_app.command("schemas")
 def schemas() -> None:
     """List the live views and every rebuild or retired schema with its replay status."""
-    from services.projection.replay import list_schemas
+    from services.projection.replay import POD_PLAN_KEY, list_schemas, unfinished_workers
     from services.projection.settings import ProjectionSettings
 
     rows = asyncio.run(list_schemas(ProjectionSettings()))
-    table = Table("schema", "live", "leads", "status", "mode", "since", "campaign", "finished")
+    table = Table("schema", "live", "leads", "status", "mode", "since", "campaign", "workers", "finished")
     for r in rows:
+        workers = str(r.get("workers") or "")
+        if POD_PLAN_KEY in r and r.get("status") == "running":  # a pod rebuild being read: how far its workers are
+            n = r[POD_PLAN_KEY]["workers"]
+            workers = f"{n - len(unfinished_workers(r))}/{n} done"
         table.add_row(
             r["schema"],
             "yes" if r["live"] else "",
@@ -69,6 +73,7 @@ def schemas() -> None:
             str(r.get("mode") or ""),
             str(r.get("since") or ""),
             str(r.get("campaign") or ""),
+            workers,
             str(r.get("finished_at") or ""),
         )
     console.print(table)

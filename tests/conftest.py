@@ -29,6 +29,21 @@ TEST_PARTITIONS = 3
 os.environ["LEADSTREAM_ENV"] = "development"
 
 
+# Packages whose tests share one expensive package-scoped fixture (a fleet of every service): run on one worker.
+SHARED_PACKAGES = ("tests/e2e/console/",)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Group tests for ``pytest -n N --dist loadgroup`` (what ``make test`` runs): one group per module, one per
+    package in :data:`SHARED_PACKAGES`, so a module- or package-scoped fixture (a fleet of services, a dedicated
+    broker) starts once, on one worker, as in a serial run. Each worker is a session of its own: its own
+    database and topic prefix (the fixtures below), so workers never see each other's data."""
+    for item in items:
+        path = item.nodeid.split("::", 1)[0]
+        group = next((p for p in SHARED_PACKAGES if path.startswith(p)), path)
+        item.add_marker(pytest.mark.xdist_group(group))
+
+
 @pytest.fixture(scope="session")
 def infra() -> Infra:
     """The real servers (found through the environment, or started by deploy/local)."""

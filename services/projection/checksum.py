@@ -7,10 +7,11 @@ with every column, rows in primary-key order, times rendered in UTC.
 from __future__ import annotations
 
 import hashlib
-import re
 from dataclasses import dataclass
 
 import asyncpg
+
+from services.runtime.notify import dsn as dsn  # re-exported: the projection's tools and tests import it here
 
 from .store import SCHEMA, check_schema_name, views_for
 
@@ -38,15 +39,6 @@ class Checksum:
         for t in self.tables:
             h.update(f"{t.table}:{t.rows}:{t.md5}\n".encode())
         return h.hexdigest()
-
-
-def dsn(database_url: str) -> str:
-    """A SQLAlchemy URL (``postgresql+asyncpg://``) as a plain libpq DSN for asyncpg.
-
-    SQLAlchemy's asyncpg dialect spells the TLS mode ``ssl=``; a DSN spells it ``sslmode=``.
-    """
-    url = database_url.replace("postgresql+asyncpg://", "postgresql://", 1)
-    return re.sub(r"([?&])ssl=", r"\1sslmode=", url)
 
 
 async def schema_exists(conn: asyncpg.Connection, schema: str) -> bool:

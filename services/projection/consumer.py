@@ -53,10 +53,13 @@ def decode_records(
 class ViewsCheckpoint:
     """The views of one schema as a batch checkpoint, on a connection pool (or one connection's worth)."""
 
-    def __init__(self, applier: BatchApplier, settings: RuntimeSettings) -> None:
+    def __init__(self, applier: BatchApplier, settings: RuntimeSettings, *, crash_after: int = 0) -> None:
         self.applier = applier
         self.settings = settings
         self.pool: asyncpg.Pool | None = None
+        self.crash_after = crash_after
+        """Fault injection (tests only): SIGKILL this process right after the N-th batch's commit (0: never)."""
+        self.batches = 0
 
     async def connect(self) -> asyncpg.Pool:
         """Open the pool (one connection per transaction in flight, and one to ask the offsets)."""
@@ -83,7 +86,12 @@ class ViewsCheckpoint:
         """Apply a planned batch and its offsets in one transaction (:meth:`BatchApplier.apply`)."""
         assert self.pool is not None
         async with self.pool.acquire() as conn:
-            return await self.applier.apply(conn, plan, expected, dead_letter)
+            result = await self.applier.apply(conn, plan, expected, dead_letter)
+        self.batches += 1
+        if self.crash_after and self.batches >= self.crash_after:
+            # Fault injection (tests only): die between the database commit and anything after it.
+            os.kill(os.getpid(), signal.SIGKILL)
+        return result
 
     async def ping(self) -> None:
         """Raise if the database does not answer."""
@@ -106,9 +114,7 @@ class LiveCheckpoint(ViewsCheckpoint):
     """The live views: refuses offsets of another Kafka cluster, and can crash on purpose (tests)."""
 
     def __init__(self, settings: ProjectionSettings, views: Views) -> None:
-        super().__init__(BatchApplier(views), settings)
-        self.crash_after = settings.projection_crash_after_batches
-        self.batches = 0
+        super().__init__(BatchApplier(views), settings, crash_after=settings.projection_crash_after_batches)
 
     async def open(self) -> str | None:
         """Connect; a reason to refuse when the views' stored offsets belong to another cluster."""
@@ -129,14 +135,6 @@ class LiveCheckpoint(ViewsCheckpoint):
             f"is cluster {current}: rebuild the views from this cluster (leadstream replay --from-beginning "
             f"--into NAME, then --promote NAME) or point the service at the right cluster"
         )
-
-    async def apply(self, plan: Plan, expected: Mapping[TP, int | None], dead_letter: DeadLetter) -> ApplyResult:
-        result = await super().apply(plan, expected, dead_letter)
-        self.batches += 1
-        if self.crash_after and self.batches >= self.crash_after:
-            # Fault injection (tests only): die between the database commit and the Kafka commit.
-            os.kill(os.getpid(), signal.SIGKILL)
-        return result
 
 
 class ProjectionConsumer(BatchConsumer):

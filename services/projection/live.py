@@ -21,22 +21,16 @@ import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
-from functools import partial
-from typing import Any
 from uuid import UUID
 
-import asyncpg
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from .checksum import dsn
+from services.runtime.notify import listen
+
 from .store import CHANGES_PRUNED_KEY, Views, changes_channel
 
 log = logging.getLogger(__name__)
-
-
-def _set(event: asyncio.Event, *_: Any) -> None:
-    event.set()
 
 
 @dataclass(frozen=True)
@@ -124,38 +118,26 @@ class ChangeHub:
             for event in group:
                 event.set()
 
-    def _notified(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
-        self.wake(payload)
-
     async def run(self, stop: asyncio.Event) -> None:
         """Hold the LISTEN connection until ``stop``; reconnect with backoff (streams poll meanwhile)."""
-        backoff = 0.2
+
+        def connected() -> None:
+            self.listening = True
+            self.wake()  # anything committed while not listening is read now
+
+        def lost() -> None:
+            self.listening = False
+
         try:
-            while not stop.is_set():
-                conn: asyncpg.Connection | None = None
-                try:
-                    conn = await asyncpg.connect(dsn(self.database_url))
-                    lost = asyncio.Event()
-                    conn.add_termination_listener(partial(_set, lost))
-                    await conn.add_listener(self.channel, self._notified)
-                    self.listening = True
-                    backoff = 0.2
-                    self.wake()  # anything committed while not listening is read now
-                    stopped = asyncio.ensure_future(stop.wait())
-                    broken = asyncio.ensure_future(lost.wait())
-                    await asyncio.wait({stopped, broken}, return_when=asyncio.FIRST_COMPLETED)
-                    stopped.cancel()
-                    broken.cancel()
-                except Exception as exc:
-                    log.warning("change stream: LISTEN connection failed; retrying", extra={"error": repr(exc)})
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(stop.wait(), timeout=backoff)
-                    backoff = min(backoff * 2, 5.0)
-                finally:
-                    self.listening = False
-                    if conn is not None:
-                        with contextlib.suppress(Exception):
-                            await conn.close(timeout=2)
+            await listen(
+                self.database_url,
+                self.channel,
+                self.wake,
+                stop,
+                on_connected=connected,
+                on_lost=lost,
+                what="change stream",
+            )
         finally:
             self.stopping.set()
             self.wake()

@@ -174,42 +174,13 @@ async def _rebuild_into(
     workers: int | None,
     hold_rows: int,
 ) -> ReplayReport:
-    topics = [settings.topic_name(t.name) for t in TOPICS.values()]
-    try:
-        tps = await topic_partitions(settings, topics)
-    except TopicMissing as exc:
-        raise ReplayError(str(exc)) from exc
     consumer = log_consumer(settings, batch_records)
     await consumer.start()
     report = ReplayReport(schema, 0, 0, 0, 0, 0, 0.0)
     try:
-        consumer.assign(tps)
-        ends = await end_offsets(consumer, tps, until)
-        starts = await start_offsets(consumer, tps, since, ends)
+        tps, starts, ends = await begin_rebuild(conn, settings, consumer, schema, since, until, campaign)
         total = sum(max(ends[tp] - starts[tp], 0) for tp in tps)
-        report.end_offsets = {f"{tp.topic}:{tp.partition}": ends[tp] for tp in tps}
-        await _note(
-            conn,
-            schema,
-            {
-                CLUSTER_KEY: await cluster_id(settings),
-                "status": "running",
-                "mode": "since" if since else "from_beginning",
-                "since": since.isoformat() if since else None,
-                "until": until.isoformat() if until else None,
-                "campaign": str(campaign) if campaign else None,
-                "topic_prefix": settings.topic_prefix,
-                "started_at": datetime.now(UTC).isoformat(),
-                "end_offsets": report.end_offsets,
-            },
-        )
-        # The views start where reading starts: the fence of every batch checks against these.
-        await conn.execute(
-            write_sql(views_for(schema)).store_offsets,
-            [tp.topic for tp in tps],
-            [tp.partition for tp in tps],
-            [starts[tp] for tp in tps],
-        )
+        report.end_offsets = {tp_key(tp): ends[tp] for tp in tps}
         deferred = await defer_keys(conn, schema)
         try:
             todo = {tp: (starts[tp], ends[tp]) for tp in tps if starts[tp] < ends[tp]}
@@ -264,6 +235,62 @@ async def _rebuild_into(
         return report
     finally:
         await consumer.stop()
+
+
+def tp_key(tp: TopicPartition) -> str:
+    """How a partition is named in ``replay_info`` (``topic:partition``)."""
+    return f"{tp.topic}:{tp.partition}"
+
+
+def parse_tp(key: str) -> TopicPartition:
+    """The partition named by :func:`tp_key`."""
+    topic, _, partition = key.rpartition(":")
+    return TopicPartition(topic, int(partition))
+
+
+async def begin_rebuild(
+    conn: asyncpg.Connection,
+    settings: RuntimeSettings,
+    consumer: AIOKafkaConsumer,
+    schema: str,
+    since: datetime | None,
+    until: datetime | None,
+    campaign: UUID | None,
+) -> tuple[list[TopicPartition], dict[TopicPartition, int], dict[TopicPartition, int]]:
+    """Fix what a rebuild reads, in its (migrated, empty) schema: capture the log ends (at ``until`` when
+    given) and where reading starts, note them in ``replay_info`` (status ``running``) and store the starts
+    as the views' offsets, which every batch's fence checks against. Returns the partitions, starts and ends."""
+    topics = [settings.topic_name(t.name) for t in TOPICS.values()]
+    try:
+        tps = await topic_partitions(settings, topics)
+    except TopicMissing as exc:
+        raise ReplayError(str(exc)) from exc
+    consumer.assign(tps)
+    ends = await end_offsets(consumer, tps, until)
+    starts = await start_offsets(consumer, tps, since, ends)
+    await _note(
+        conn,
+        schema,
+        {
+            CLUSTER_KEY: await cluster_id(settings),
+            "status": "running",
+            "mode": "since" if since else "from_beginning",
+            "since": since.isoformat() if since else None,
+            "until": until.isoformat() if until else None,
+            "campaign": str(campaign) if campaign else None,
+            "topic_prefix": settings.topic_prefix,
+            "started_at": datetime.now(UTC).isoformat(),
+            "end_offsets": {tp_key(tp): ends[tp] for tp in tps},
+            "start_offsets": {tp_key(tp): starts[tp] for tp in tps},
+        },
+    )
+    await conn.execute(
+        write_sql(views_for(schema)).store_offsets,
+        [tp.topic for tp in tps],
+        [tp.partition for tp in tps],
+        [starts[tp] for tp in tps],
+    )
+    return tps, starts, ends
 
 
 DEFERRED_KEYS = ("timeline",)
@@ -391,22 +418,33 @@ class ReadJob:
     """Lead rows held back before they are written (0: each batch writes its own)."""
 
     def share(self, count: int) -> list[ReadJob]:
-        """The partitions split in ``count`` jobs with about as many records each (largest first, to the lightest)."""
-        loads = [0] * count
-        parts: list[dict[TopicPartition, tuple[int, int]]] = [{} for _ in range(count)]
-        for tp, (first, end) in sorted(self.ranges.items(), key=lambda kv: kv[1][0] - kv[1][1]):
-            i = loads.index(min(loads))
-            parts[i][tp] = (first, end)
-            loads[i] += end - first
-        return [replace(self, ranges=p) for p in parts if p]
+        """The partitions split in ``count`` jobs with about as many records each (:func:`split_partitions`)."""
+        return [
+            replace(self, ranges={tp: self.ranges[tp] for tp in part})
+            for part in split_partitions(self.ranges, count)
+            if part
+        ]
 
 
-async def reader_checkpoint(job: ReadJob) -> ViewsCheckpoint:
-    """The views of ``job``'s schema as the checkpoint of one reader, connected."""
+def split_partitions(ranges: dict[TopicPartition, tuple[int, int]], count: int) -> list[list[TopicPartition]]:
+    """``count`` shares of the partitions (some empty when there are fewer partitions) with about as many
+    records each: largest partition first, each to the lightest share. Deterministic for the same ranges."""
+    loads = [0] * count
+    parts: list[list[TopicPartition]] = [[] for _ in range(count)]
+    for tp, (first, end) in sorted(ranges.items(), key=lambda kv: (kv[1][0] - kv[1][1], kv[0].topic, kv[0].partition)):
+        i = loads.index(min(loads))
+        parts[i].append(tp)
+        loads[i] += end - first
+    return parts
+
+
+async def reader_checkpoint(job: ReadJob, *, crash_after: int = 0) -> ViewsCheckpoint:
+    """The views of ``job``'s schema as the checkpoint of one reader, connected (``crash_after``: see
+    :class:`~.consumer.ViewsCheckpoint`)."""
     applier = BatchApplier(
         views_for(job.schema), campaign=job.campaign, since=job.since, refresh_summaries=False, hold_rows=job.hold_rows
     )
-    checkpoint = ViewsCheckpoint(applier, job.settings)
+    checkpoint = ViewsCheckpoint(applier, job.settings, crash_after=crash_after)
     await checkpoint.connect()
     return checkpoint
 
@@ -618,6 +656,23 @@ async def replay_info(conn: asyncpg.Connection, schema: str) -> dict[str, Any]:
     return {r["key"]: json.loads(r["value"]) for r in rows}
 
 
+POD_PLAN_KEY = "pod_plan"
+"""The ``replay_info`` key of a rebuild read by independent workers (:mod:`.pods`): their number and shares."""
+
+
+def worker_key(index: int) -> str:
+    """The ``replay_info`` key where worker ``index`` of a pod rebuild notes that it has finished."""
+    return f"worker.{index}"
+
+
+def unfinished_workers(info: dict[str, Any]) -> list[int]:
+    """The indexes of a pod rebuild's workers that have not finished reading (none for other rebuilds)."""
+    plan = info.get(POD_PLAN_KEY)
+    if plan is None or info.get("status") == "complete":
+        return []
+    return [i for i in range(plan["workers"]) if (info.get(worker_key(i)) or {}).get("status") != "done"]
+
+
 @dataclass
 class Promotion:
     """The outcome of a promotion: which schema is live now and where the previous views went."""
@@ -634,6 +689,12 @@ async def promote(settings: RuntimeSettings, name: str, *, force: bool = False) 
         if not await schema_exists(conn, schema):
             raise ReplayError(f"no rebuild named {name!r} (schema {schema} does not exist)")
         info = await replay_info(conn, schema)
+        waiting = unfinished_workers(info)
+        if waiting:  # never on part of a rebuild that is still being read, whatever --force says
+            raise ReplayError(
+                f"rebuild {name!r} is read by {info[POD_PLAN_KEY]['workers']} workers and worker(s) "
+                f"{', '.join(map(str, waiting))} have not finished: it can be promoted once every worker has"
+            )
         if info.get("status") != "complete" and not force:
             raise ReplayError(f"rebuild {name!r} is not complete (status {info.get('status')!r}); pass --force")
         partial = info.get("mode") != "from_beginning" or info.get("campaign") or info.get("until")

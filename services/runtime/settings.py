@@ -125,7 +125,18 @@ class RuntimeSettings(BaseSettings):
     )
 
     outbox_batch_size: int = Field(500, ge=1, description="Outbox rows the relay reads per round.")
-    outbox_poll_interval_s: float = Field(0.05, gt=0)
+    outbox_listen: bool = Field(
+        True,
+        description="Wake the outbox relay by Postgres LISTEN/NOTIFY. Off where the database is reached through a "
+        "transaction-pooling proxy (PgBouncer), which cannot hold a LISTEN session: then set outbox_poll_interval_s "
+        "low (0.05), the relay's only way to notice rows written by other processes.",
+    )
+    outbox_poll_interval_s: float = Field(
+        1.0,
+        gt=0,
+        description="How often the outbox relay looks at the outbox when nothing woke it: commits wake it at once "
+        "(LISTEN/NOTIFY); this poll only covers a notification lost while its LISTEN connection was down.",
+    )
     outbox_max_batch_bytes: int = Field(
         262_144, ge=1024, description="Bytes of one producer batch; the relay sends one batch per partition at a time."
     )

@@ -506,3 +506,45 @@ def test_chart_versions_agree_with_the_project_and_the_validation_target() -> No
     # The default image tag is the appVersion: it must name the version the package builds.
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     assert chart_yaml["appVersion"] == project["version"]
+
+
+def test_the_replay_job_is_off_by_default_and_an_indexed_job_of_n_workers_when_enabled(chart: Chart) -> None:
+    if chart.offline:
+        src = chart.template_source("replay-job.yaml")
+        assert '"indexed" .workers' in src and '"--if-absent"' in src and '"replay" "worker"' in src
+        assert chart.values()["replayJob"]["enabled"] is False
+        return
+    assert "replay" not in by_component(chart.render("default"), "Job")
+    job = by_component(chart.render("overrides"), "Job")["replay"]
+    assert job["metadata"]["name"] == "leadstream-replay-last-week-1"
+    assert "annotations" not in job["metadata"]  # not a hook: an upgrade does not run or wait for it
+    spec = job["spec"]
+    assert (spec["completionMode"], spec["completions"], spec["parallelism"]) == ("Indexed", 3, 3)
+    assert spec["backoffLimit"] == 6 and spec["activeDeadlineSeconds"] == 7200
+    pod = spec["template"]["spec"]
+    assert pod["restartPolicy"] == "Never"
+    [start] = pod["initContainers"]
+    assert start["args"] == [
+        "replay", "start", "--into", "last_week_1", "--workers", "3", "--batch", "10000", "--if-absent",
+        "--since", "7d",
+    ]  # fmt: skip
+    worker = container(job)
+    assert worker["args"] == ["replay", "worker", "--rebuild", "last_week_1"]  # the index: JOB_COMPLETION_INDEX
+    for c in (start, worker):
+        # The migrating user (schema DDL, promotion) is read last, so its DATABASE_URL wins; Kafka is read.
+        assert c["envFrom"] == [{"secretRef": {"name": SECRET}}, {"secretRef": {"name": "leadstream-migrator"}}]
+        assert _env_names(c)["KAFKA_BOOTSTRAP_SERVERS"] == "kafka-0.kafka:9092,kafka-1.kafka:9092"
+        assert c["resources"]["requests"]["cpu"] == "1000m"
+    full = by_component(
+        chart.render("default", "replayJob.enabled=true", "replayJob.name=r2", "replayJob.promoteWhenDone=true"), "Job"
+    )["replay"]
+    assert full["spec"]["completions"] == 2
+    assert full["spec"]["template"]["spec"]["initContainers"][0]["args"][-2:] == [
+        "--from-beginning",
+        "--promote-when-done",
+    ]
+    # With KafkaUsers it logs in as the projection (Read on what it reads, Write on those topics' .dlq).
+    secured = by_component(chart.render("production", "replayJob.enabled=true", "replayJob.name=r3"), "Job")["replay"]
+    assert _env_names(container(secured))["LEADSTREAM_KAFKA_SASL_USERNAME"] == "leadstream-projection"
+    missing = chart.helm("-f", str(values_file("default")), "--set", "replayJob.enabled=true")
+    assert missing.returncode != 0 and "replayJob.name is required" in missing.stderr
