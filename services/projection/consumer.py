@@ -44,7 +44,7 @@ def decode_records(
             continue
         try:
             # Positional: keyword arguments cost a third of an Item's construction, once per record.
-            append(Item(r.topic, r.partition, r.offset, decode_record(r.value, r.headers), None, None, r))
+            append(Item(r.topic, r.partition, r.offset, decode_record(r.value, r.headers), None, r))
         except DecodeError as exc:
             append(Item(r.topic, r.partition, r.offset, None, error=(exc.code, exc.message), record=r))
     return out

@@ -28,6 +28,7 @@ from functools import cached_property
 from typing import Any, NamedTuple
 from uuid import UUID
 
+import msgspec
 from leadstream_schemas import (
     LIMIT_STATUSES,
     AccountConnected,
@@ -90,6 +91,7 @@ from leadstream_schemas import (
 )
 
 from .decoding import DecodedEvent
+from .mirrors import contract_of
 
 Patch = dict[str, Any]
 EventRecord = Envelope[Event] | DecodedEvent
@@ -626,27 +628,33 @@ def _profile_state(d: LeadProfileEnriched, key: OrderKey) -> Patch:
     }
 
 
-_PROFILE_DETAIL = frozenset(
-    {
-        "first_name",
-        "last_name",
-        "headline",
-        "role",
-        "company_name",
-        "company_size",
-        "company_industry",
-        "city",
-        "recent_posts",
-        "work_history",
-        "skills",
-        "company_milestones",
-    }
+# The fields of each detail, in their model's order (the order of the JSON's keys).
+_PROFILE_DETAIL = (
+    "first_name",
+    "last_name",
+    "headline",
+    "role",
+    "company_name",
+    "company_size",
+    "company_industry",
+    "city",
+    "recent_posts",
+    "work_history",
+    "skills",
+    "company_milestones",
 )
-_DRAFT_DETAIL = frozenset(
-    {"draft_id", "channel", "step_id", "text", "subject", "hook", "template", "char_limit", "needs_review"}
-)
-_EDIT_DETAIL = frozenset({"draft_id", "text", "subject"})
-_REJECT_DETAIL = frozenset({"draft_id", "reason"})
+_DRAFT_DETAIL = ("draft_id", "channel", "step_id", "text", "subject", "hook", "template", "char_limit", "needs_review")
+_EDIT_DETAIL = ("draft_id", "text", "subject")
+_REJECT_DETAIL = ("draft_id", "reason")
+
+# A nested model of the contract (a post, a hook) as its JSON dump; its mirror is encoded as such.
+_DETAIL_JSON = msgspec.json.Encoder(enc_hook=lambda value: value.model_dump(mode="json"))
+
+
+def _detail_of(names: tuple[str, ...]) -> Callable[[Any], str]:
+    """The lead page's JSON detail of an event: its fields ``names``, compact; the same text for a model and
+    its mirror (:mod:`.mirrors`), and as the model's ``model_dump_json(include=names)`` (a test checks it)."""
+    return lambda d: _DETAIL_JSON.encode({f: getattr(d, f) for f in names}).decode()
 
 
 def _email_not_found_summary(d: LeadEmailNotFound) -> str:
@@ -894,7 +902,7 @@ REGISTRY: dict[type[Event], EventProjection] = {
         label="resolved",
         summary=_profile_summary,
         lead_state=_profile_state,
-        detail=lambda d: d.model_dump_json(include=_PROFILE_DETAIL),
+        detail=_detail_of(_PROFILE_DETAIL),
     ),
     LeadEmailEnriched: P(
         order=21,
@@ -953,7 +961,7 @@ REGISTRY: dict[type[Event], EventProjection] = {
         label=_pending_label,
         summary=_draft_summary,
         lead_campaign=lambda d, key: {"drafts_review": 1} if d.needs_review else {},
-        detail=lambda d: d.model_dump_json(include=_DRAFT_DETAIL),
+        detail=_detail_of(_DRAFT_DETAIL),
     ),
     MessageRejected: P(
         order=29,
@@ -961,7 +969,7 @@ REGISTRY: dict[type[Event], EventProjection] = {
         label=_pending_label,
         summary=lambda d: f"{d.channel.capitalize()} draft rejected{f': {_esc(d.reason)}' if d.reason else ''}",
         lead_campaign=_decided,
-        detail=lambda d: d.model_dump_json(include=_REJECT_DETAIL),
+        detail=_detail_of(_REJECT_DETAIL),
     ),
     MessageEdited: P(
         order=30,
@@ -969,7 +977,7 @@ REGISTRY: dict[type[Event], EventProjection] = {
         label=_pending_label,
         summary=lambda d: f"{d.channel.capitalize()} draft edited: {_esc(d.text, 160)}",
         lead_campaign=_decided,
-        detail=lambda d: d.model_dump_json(include=_EDIT_DETAIL),
+        detail=_detail_of(_EDIT_DETAIL),
     ),
     MessageApproved: P(
         order=31,
@@ -1086,7 +1094,7 @@ REGISTRY: dict[type[Event], EventProjection] = {
 """How the projection reads each event type of the contract (see :class:`EventProjection`)."""
 del P
 
-_UNKNOWN_LEAD_EVENT = EventProjection(order=UNKNOWN_RANK, stage=1, summary=lambda d: _esc(type(d).__name__))
+_UNKNOWN_LEAD_EVENT = EventProjection(order=UNKNOWN_RANK, stage=1, summary=lambda d: _esc(contract_of(d).__name__))
 """A lead event of a type the registry does not know (registered by an extension): a timeline line
 with its type's name, and the lead's times and count."""
 
@@ -1099,8 +1107,9 @@ DETAIL_TYPES: tuple[str, ...] = tuple(cls.event_type for cls, entry in REGISTRY.
 
 def projection_of(data: Event) -> EventProjection | None:
     """The registry entry of an event's type (a generic one for an unknown lead event, else None when unknown)."""
-    entry = REGISTRY.get(type(data))
-    if entry is None and isinstance(data, LeadEvent):
+    cls = contract_of(data)
+    entry = REGISTRY.get(cls)
+    if entry is None and issubclass(cls, LeadEvent):
         return _UNKNOWN_LEAD_EVENT
     return entry
 
@@ -1139,8 +1148,8 @@ def contribution(env: EventRecord) -> Contribution:
     return _lead_contribution(env, data, entry, key)
 
 
-def _campaign_of(env: EventRecord, fields: dict[str, Any]) -> UUID | None:
-    campaign_id: UUID | None = fields.get("campaign_id")
+def _campaign_of(env: EventRecord, campaign_id: UUID | None) -> UUID | None:
+    """A lead event's campaign: its payload's, else its envelope's."""
     if campaign_id is not None:
         return campaign_id
     if env.campaign_id:
@@ -1151,29 +1160,39 @@ def _campaign_of(env: EventRecord, fields: dict[str, Any]) -> UUID | None:
     return None
 
 
+def _field(data: Any, name: str) -> Any:
+    """A field an event's type may lack (None then): a model's from its ``__dict__`` (getattr() of a missing
+    field is slow on a model), a mirror's (:mod:`.mirrors`) by getattr()."""
+    fields = getattr(data, "__dict__", None)
+    return fields.get(name) if fields is not None else getattr(data, name, None)
+
+
+def lead_timeline(env: EventRecord, data: Any, entry: EventProjection, key: OrderKey) -> TimelineRow:
+    """A lead event's timeline row: its lead, campaign (the payload's, else the envelope's), account, step,
+    summary and detail."""
+    assert entry.summary is not None
+    return TimelineRow(
+        env.id,
+        env.workspace_id,
+        data.lead_id,
+        env.time,
+        key[1],  # the lifecycle rank
+        env.type,
+        _campaign_of(env, data.campaign_id),
+        _field(data, "account_id"),
+        _field(data, "step_id"),
+        entry.summary(data),
+        entry.detail(data) if entry.detail else None,
+    )
+
+
 def _lead_contribution(env: EventRecord, data: Any, entry: EventProjection, key: OrderKey) -> Contribution:
     """A lead event's timeline row, lead row and lead-in-campaign row (see :class:`EventProjection`)."""
-    assert entry.stage is not None and entry.summary is not None
-    ws, t = env.workspace_id, env.time
-    fields = data.__dict__  # the model's field values: getattr() of a field the type lacks is slow
-    lead_id: UUID = fields["lead_id"]
-    campaign_id = _campaign_of(env, fields)
+    assert entry.stage is not None
+    row = lead_timeline(env, data, entry, key)
+    ws, t, lead_id, campaign_id = row.workspace_id, row.event_time, row.lead_id, row.campaign_id
     label = entry.label_of(data)
-    out = Contribution(
-        TimelineRow(
-            env.id,
-            ws,
-            lead_id,
-            t,
-            key[1],  # the lifecycle rank
-            env.type,
-            campaign_id,
-            fields.get("account_id"),
-            fields.get("step_id"),
-            entry.summary(data),
-            entry.detail(data) if entry.detail else None,
-        )
-    )
+    out = Contribution(row)
     # Columns an event does not set are left out: the merges treat a missing column as neutral.
     lead: Patch = {
         "workspace_id": ws,

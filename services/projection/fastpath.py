@@ -1,23 +1,42 @@
-"""The batch applier's fast path: a batch's contributions folded into one row per view row.
+"""The batch applier's fast path: a batch's events folded into one row per view row.
 
-:func:`.domain.reduce_views` is the specification: each distinct event once, every row folded from a
-neutral row. The applier does the same work in pieces: a batch's contributions are folded per row
-(:class:`BatchReducer`), a rebuild holds the lead rows back across batches and folds the batches
-together (:func:`fold_into`), and the rows are written with upserts that merge by the same rules in
-SQL (``store.upsert_sql``). Because every merge commutes, the pieces give the same rows as the
-reference for the same events in any order, batching and duplication; the property tests in
-``tests/services/projection/test_fastpath.py`` check it on generated event streams.
+:func:`.domain.reduce_views` is the specification: each distinct event once, its contribution
+(:func:`.domain.contribution`) folded into neutral rows with :func:`.domain.merge_patch`. The applier
+does the same work in pieces: a batch's events are folded per row (:class:`BatchReducer`), a rebuild
+holds the lead rows back across batches and folds the batches together (:func:`fold_into`), and the
+rows are written with upserts that merge by the same rules in SQL (``store.upsert_sql``). Because
+every merge commutes, the pieces give the same rows as the reference for the same events in any
+order, batching and duplication; the property tests in ``tests/services/projection/test_fastpath.py``
+check it on generated event streams.
+
+A lead event (nearly every record of a log) is folded straight into its two rows
+(:func:`fold_lead_row`) instead of through a contribution: the common columns every lead event sets
+(stage, times, count, label, flag, counter) are merged by name, and only the columns of the event's
+own (``EventProjection.lead_state`` / ``lead_campaign``) go through :func:`.domain.merge_patch`. That
+spares building two patches per event and merging them column by column, about a third of planning.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
 from . import domain
-from .domain import Contribution, MergeSpec, Patch, TimelineRow, merge_patch, row_values
+from .domain import (
+    LEAD_CAMPAIGN,
+    LEAD_STATE,
+    Contribution,
+    EventRecord,
+    MergeSpec,
+    OrderKey,
+    Patch,
+    TimelineRow,
+    merge_patch,
+    row_values,
+)
 
 RowKey = tuple[Any, ...]
 
@@ -50,6 +69,63 @@ def fold_into(table: dict[RowKey, Patch], spec: MergeSpec, key: RowKey, patch: P
         merge_patch(spec, acc, patch)
 
 
+def fold_lead_row(
+    table: dict[RowKey, Patch],
+    spec: MergeSpec,
+    key: RowKey,
+    ident: tuple[Any, ...],
+    time: datetime,
+    order: OrderKey,
+    label: str | None,
+    flag: str | None,
+    counter: str | None,
+    rank: int | None,
+    own: Patch | None,
+) -> None:
+    """Fold one lead event into its row ``key`` of ``table`` (``lead_state`` or ``lead_campaign``).
+
+    The same row as folding ``domain._lead_contribution``'s patch with :func:`fold_into`: ``ident`` holds
+    the values of the row's key columns (``spec.key``), ``rank`` the pipeline stage (``lead_state`` only),
+    ``own`` the event's own columns (merged by ``spec``'s rules).
+    """
+    acc = table.get(key)
+    if acc is None:  # the row's first event: its patch as the reference builds it
+        acc = table[key] = dict(zip(spec.key, ident, strict=True))
+        if rank is not None:
+            acc["pipeline_rank"] = rank
+        acc["last_event_at"] = acc["first_event_at"] = time
+        acc["event_count"] = 1
+        if label is not None:
+            acc["label_key"], acc["label"] = order, label
+        if flag is not None:
+            acc[flag] = True
+        if counter is not None:
+            acc[counter] = 1
+        if own:
+            acc.update(own)
+        return
+    # The rules of domain.LEAD_STATE / LEAD_CAMPAIGN for the columns every lead event sets.
+    if rank is not None and (acc.get("pipeline_rank") or 0) < rank:
+        acc["pipeline_rank"] = rank
+    last = acc.get("last_event_at")
+    if last is None or time > last:
+        acc["last_event_at"] = time
+    first = acc.get("first_event_at")
+    if first is None or time < first:
+        acc["first_event_at"] = time
+    acc["event_count"] = acc.get("event_count", 0) + 1
+    if label is not None:
+        current = acc.get("label_key")
+        if current is None or order > current:
+            acc["label_key"], acc["label"] = order, label
+    if flag is not None:
+        acc[flag] = True
+    if counter is not None:
+        acc[counter] = acc.get(counter, 0) + 1
+    if own:
+        merge_patch(spec, acc, own)
+
+
 def rows(spec: MergeSpec, patches: Iterable[Patch]) -> list[tuple[Any, ...]]:
     """Folded patches as rows of ``spec``'s table (:func:`.domain.row_values`)."""
     return [row_values(spec, p) for p in patches]
@@ -68,11 +144,57 @@ class BatchReducer:
         self.collect_leads = collect_leads
         self.changes = changes
         self.reduced: dict[str, dict[RowKey, Patch]] = {spec.table: {} for spec in domain.SPECS}
+        self.lead_state = self.reduced[LEAD_STATE.table]
+        self.lead_campaign = self.reduced[LEAD_CAMPAIGN.table]
         self.timeline: list[TimelineRow] = []
         self.groups: set[tuple[str, UUID, UUID]] = set()
         self.audiences: set[UUID] = set()
         self.touched_leads: set[UUID] = set()
         self.touched_campaigns: set[tuple[str, UUID]] = set()
+
+    def add_event(self, env: EventRecord) -> None:
+        """Fold one new event in: a lead event straight into its rows, any other through its contribution."""
+        data = env.data
+        entry = domain.projection_of(data)
+        if entry is None or entry.ignored is not None or entry.views is not None or entry.stage is None:
+            self.add(domain.contribution(env))
+            return
+        order = domain.event_key(env.time, env.type, env.id)
+        row = domain.lead_timeline(env, data, entry, order)
+        self.timeline.append(row)
+        ws, time, lead_id, campaign_id = row.workspace_id, row.event_time, row.lead_id, row.campaign_id
+        if self.collect_leads:
+            self.touched_leads.add(lead_id)
+        if entry.source_group is not None and (group := entry.source_group(data)) is not None:
+            self.groups.add((ws, group, lead_id))
+        label = entry.label_of(data)
+        fold_lead_row(
+            self.lead_state,
+            LEAD_STATE,
+            (ws, lead_id.int),
+            (ws, lead_id),
+            time,
+            order,
+            label,
+            entry.flag,
+            None,
+            entry.stage,
+            entry.lead_state(data, order) if entry.lead_state is not None else None,
+        )
+        if campaign_id is not None:
+            fold_lead_row(
+                self.lead_campaign,
+                LEAD_CAMPAIGN,
+                (ws, campaign_id.int, lead_id.int),
+                (ws, campaign_id, lead_id),
+                time,
+                order,
+                label,
+                entry.flag,
+                entry.counter,
+                None,
+                entry.lead_campaign(data, order) if entry.lead_campaign is not None else None,
+            )
 
     def add(self, c: Contribution) -> None:
         """Fold one new event's contribution in."""

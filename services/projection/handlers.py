@@ -32,20 +32,19 @@ import asyncpg
 from services.runtime.consuming.batch import TP, ApplyResult, DeadLetter
 
 from . import domain
-from .domain import Contribution, EventRecord, Patch
+from .domain import EventRecord, Patch
 from .fastpath import BatchReducer, Writes, fold_into, rows
 from .store import SCHEMA, TIMELINE_COLUMNS, Views, WriteSql, changes_channel, stage_table, write_sql
 
 
 @dataclass(slots=True)
 class Item:
-    """One consumed record: where it came from and, when it decoded, its envelope and contribution."""
+    """One consumed record: where it came from and, when it decoded, its envelope."""
 
     topic: str
     partition: int
     offset: int
     envelope: EventRecord | None = None
-    contribution: Contribution | None = None
     error: tuple[str, str] | None = None  # (code, message) when the record did not decode
     record: Any = None  # the raw consumer record, for dead-lettering
 
@@ -145,11 +144,11 @@ class BatchApplier:
         )
 
     def writes(self, items: Iterable[Item]) -> Writes:
-        """Reduce the contributions of ``items`` (distinct, new events) into statement parameters."""
+        """Reduce ``items`` (distinct, new events) into statement parameters."""
         reducer = self.reducer()
         for it in items:
-            if it.contribution is not None and it.envelope is not None:
-                reducer.add(it.contribution)
+            if it.envelope is not None:
+                reducer.add_event(it.envelope)
         return reducer.finish()
 
     # -- the transaction --------------------------------------------------------------------------
@@ -308,9 +307,14 @@ class BatchApplier:
 
     async def _write(self, conn: asyncpg.Connection, w: Writes) -> None:
         if w.timeline:
-            # Binary COPY: these ids were just added to seen_events, so none of the rows can exist yet.
+            # Binary COPY: these ids were just added to seen_events, so none of the rows can exist yet. As plain
+            # tuples: asyncpg reads a tuple's items directly and a NamedTuple's through the generic protocol
+            # (2.6 -> 1.9 us of this process per row, measured).
             await conn.copy_records_to_table(
-                "timeline", schema_name=self.views.schema, columns=TIMELINE_COLUMNS, records=w.timeline
+                "timeline",
+                schema_name=self.views.schema,
+                columns=TIMELINE_COLUMNS,
+                records=[tuple(row) for row in w.timeline],
             )
         await self._upsert(conn, w.upserts)
         if w.groups:
@@ -399,9 +403,7 @@ class Planner:
                 self.duplicates += 1
                 continue
             events[eid] = it
-            if it.contribution is None:
-                it.contribution = domain.contribution(env)
-            self.reducer.add(it.contribution)
+            self.reducer.add_event(env)
 
     def __len__(self) -> int:
         return sum(len(v) for v in self.by_tp.values())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -79,3 +80,22 @@ def assert_refused_nul(letter: dict[str, str], decoded: bool) -> None:
         assert "CharacterNotInRepertoireError (SQLSTATE 22021)" in letter["dlq_error_message"], letter
     else:
         assert letter["dlq_error_code"].startswith("invalid"), letter
+
+
+def payload_values(data: Any) -> Any:
+    """A payload's values as comparable plain data, whether a contract model or its mirror (``.mirrors``):
+    fields by name, leaves with their type, times as ISO text (so the offset and microseconds count)."""
+    import msgspec
+    from pydantic import BaseModel
+
+    if isinstance(data, msgspec.Struct):
+        return {f: payload_values(getattr(data, f)) for f in data.__struct_fields__}
+    if isinstance(data, BaseModel):
+        return {f: payload_values(getattr(data, f)) for f in type(data).model_fields}
+    if isinstance(data, list):
+        return [payload_values(v) for v in data]
+    if isinstance(data, dict):
+        return {k: payload_values(v) for k, v in data.items()}
+    if isinstance(data, datetime):
+        return ("datetime", data.isoformat())
+    return (type(data), data)

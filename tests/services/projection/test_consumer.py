@@ -11,7 +11,7 @@ import asyncpg
 import pytest
 from leadstream_schemas import LEAD, Channel, Envelope, LeadDiscovered, LeadSource, Replied, encode, headers_dict
 
-from services.projection import domain
+from services.projection import fastpath
 from services.projection.app import build
 from services.projection.checksum import dsn
 from services.projection.settings import ProjectionSettings
@@ -202,14 +202,14 @@ async def test_a_record_the_planning_fails_on_is_isolated(
     # is that record's fault: isolated and dead-lettered, not a consumer restarting on it for ever.
     envs = _discoveries(20)
     poison = envs[7]
-    real = domain.contribution
+    real = fastpath.BatchReducer.add_event
 
-    def contribution(env: Any) -> Any:
+    def add_event(self: fastpath.BatchReducer, env: Any) -> None:
         if str(env.id) == str(poison.id):
             raise KeyError("simulated planning bug")
-        return real(env)
+        real(self, env)
 
-    monkeypatch.setattr(domain, "contribution", contribution)
+    monkeypatch.setattr(fastpath.BatchReducer, "add_event", add_event)
     settings = isolated.settings()
     await produce_all(settings.kafka_bootstrap_servers, settings.topic_prefix, envs)  # one batch, before the start
     await start_service(build(settings))
