@@ -167,6 +167,8 @@ async def export_events(
     from leadstream_schemas import DecodeError, decode
 
     from services.runtime.consuming.reader import log_consumer, read_ranges, start_offsets, topic_partitions
+    from services.runtime.db import create_engine
+    from services.runtime.personal import PersonalReader
 
     physical = settings.topic_name(resolve_topic(topic))
     tps = await topic_partitions(settings, [physical])
@@ -177,6 +179,9 @@ async def export_events(
     out.parent.mkdir(parents=True, exist_ok=True)
     sink: _ParquetSink | _JsonlSink = _ParquetSink(out) if fmt == Format.parquet else _JsonlSink(out)
     want = str(campaign) if campaign else None
+    # Personal fields are decrypted with the key store; an erased person's read [erased] (never their data).
+    engine = create_engine(settings.database_url)
+    personal = PersonalReader.on_engine(engine)
     try:
         consumer.assign(tps)
         ends = dict(await consumer.end_offsets(tps))
@@ -185,10 +190,11 @@ async def export_events(
         async for polled in read_ranges(consumer, starts, ends, max_records=batch_records):
             rows = []
             for records in polled.values():
-                for r in records:
+                values = await personal.open_records(records, retry=False)
+                for r, value in zip(records, values, strict=True):
                     report.read += 1
                     try:
-                        env = decode(r.value, r.headers)
+                        env = decode(value, r.headers)
                     except DecodeError:
                         report.undecodable += 1
                         continue
@@ -206,6 +212,7 @@ async def export_events(
     finally:
         sink.close()
         await consumer.stop()
+        await engine.dispose()
     return report
 
 

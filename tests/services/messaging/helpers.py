@@ -15,8 +15,9 @@ from leadstream_schemas import (
     LeadEnrolled,
     LeadProfileEnriched,
     Strategy,
-    decode,
 )
+
+from tests.support.personal import decode_opened
 
 WS = "ws-msg"
 LEAD_TOPIC = "leadstream.lead.v1"
@@ -113,7 +114,7 @@ def events(
     for r in records:
         if r.key not in keys:
             continue
-        e = decode(r.value, r.headers)
+        e = decode_opened(r.value, r.headers)
         if e.type.endswith(type_suffix):
             out.append(e)
     return out

@@ -18,13 +18,13 @@ from leadstream_schemas import (
     Event,
     LeadEnrolled,
     LeadProfileEnriched,
-    decode,
 )
 
 from services.runtime.auth import create_token
 from services.runtime.service import Service
 from services.runtime.webhooks import signed_headers
 from tests.support.kafka import wait_for
+from tests.support.personal import decode_opened
 
 WS = "ws-video"
 LEAD_TOPIC = "leadstream.lead.v1"
@@ -74,7 +74,7 @@ def lead_events(records: list[ConsumerRecord[Any, Any]], lead_id: uuid.UUID, suf
     out = []
     for r in records:
         if r.key == key:
-            e = decode(r.value, r.headers)
+            e = decode_opened(r.value, r.headers)
             if e.type.endswith(suffix):
                 out.append(e)
     return out

@@ -1,0 +1,159 @@
+"""Erasure by crypto-shredding on the real broker and database, through the projection and the ``leadstream`` CLI.
+
+Events about two people are written as services write them (the outbox: personal fields encrypted), plus one
+about the first written in plaintext before encryption existed. ``leadstream erase`` destroys the first person's
+key: the live views blank them, a rebuild from offset 0, a fresh export and the logs hold nothing of them, their
+counts are kept, and the other person is untouched.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+from leadstream_schemas import (
+    Envelope,
+    InviteSent,
+    LeadDiscovered,
+    LeadEmailEnriched,
+    LeadProfileEnriched,
+    LeadSource,
+    MessageSent,
+    encode,
+)
+
+from services.projection.app import build
+from services.projection.checksum import dsn
+from tests.cli.test_replay_export import cli
+from tests.services.projection.fixtures import Isolated, StartService, isolated  # noqa: F401 - fixture
+from tests.support.kafka import produce, read_until, wait_for
+
+WS = "ws-erase"
+GONE = ("Philippa", "Shredwell", "philippa.shredwell@erase.example")
+KEPT = ("Bartholomew", "Keepsake", "bart.keepsake@erase.example")
+
+
+def _events(lead: uuid.UUID, first: str, last: str, email: str) -> list[Envelope[Any]]:
+    facts: list[Any] = [
+        LeadDiscovered(
+            lead_id=lead,
+            source=LeadSource.manual,
+            full_name=f"{first} {last}",
+            first_name=first,
+            last_name=last,
+            linkedin_url=f"https://www.linkedin.com/in/{first.lower()}-{last.lower()}",
+            title="Head of Data",
+            company="Erasure Labs",
+        ),
+        LeadProfileEnriched(lead_id=lead, full_name=f"{first} {last}", headline=f"{first} runs data", city="Leeds"),
+        LeadEmailEnriched(lead_id=lead, email=email),
+        InviteSent(lead_id=lead, note=f"Hi {first}, shall we connect?"),
+    ]
+    return [Envelope.new(f, workspace_id=WS, source="test") for f in facts]
+
+
+def _hits(text: str, person: tuple[str, str, str]) -> list[str]:
+    lower = text.lower()
+    return [n for n in person if n.lower() in lower]
+
+
+async def _tables(database_url: str, schema: str) -> dict[str, str]:
+    conn = await asyncpg.connect(dsn(database_url))
+    try:
+        names = [
+            r[0]
+            for r in await conn.fetch(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = $1", schema
+            )
+        ]
+        return {
+            t: "\n".join(r[0] for r in await conn.fetch(f'SELECT x::text FROM "{schema}"."{t}" AS x')) for t in names
+        }
+    finally:
+        await conn.close()
+
+
+@pytest.mark.timeout(600)
+async def test_erase_blanks_views_rebuilds_and_exports_and_keeps_counts(
+    isolated: Isolated,  # noqa: F811 - the fixture imported above
+    start_service: StartService,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO)
+    settings = isolated.settings()
+    service = await start_service(build(settings))
+    consumer = service.app.state.projection
+    await wait_for(lambda: consumer.assigned_once, timeout_s=60, what="assignment")
+    gone, kept = uuid.uuid4(), uuid.uuid4()
+    written = _events(gone, *GONE) + _events(kept, *KEPT)
+    async with service.engine.begin() as conn:
+        await service.emit(conn, written)  # as every service writes: through the outbox, personal fields sealed
+    service.wake_relay()
+    # And one event of the first person from before encryption: plaintext on the log.
+    legacy = Envelope.new(MessageSent(lead_id=gone, text=f"Dear {GONE[0]} {GONE[1]}"), workspace_id=WS, source="old")
+    await produce(settings.kafka_bootstrap_servers, settings.topic_name(legacy.topic), [encode(legacy)])
+    total = len(written) + 1
+    await wait_for(lambda: consumer.applied >= total, timeout_s=120, what="the live views caught up")
+
+    records = await read_until(
+        settings.kafka_bootstrap_servers, [settings.topic_name("leadstream.lead.v1")], lambda rs: len(rs) >= total
+    )
+    sealed = [r for r in records if r.value is not None and b"pii1:" in r.value]
+    assert len(sealed) == len(written)  # every written event carries tokens ...
+    clear = [r for r in sealed if _hits((r.value or b"").decode(), GONE) or _hits((r.value or b"").decode(), KEPT)]
+    assert clear == []  # ... and nothing of either person in clear
+
+    live = await _tables(settings.database_url, "projection")
+    assert _hits(live["lead_state"], GONE) and _hits(live["lead_state"], KEPT)  # decrypted into the views
+    conn = await asyncpg.connect(dsn(settings.database_url))
+    try:
+        counts_before = await conn.fetchrow(
+            "SELECT event_count, pipeline_rank FROM projection.lead_state WHERE lead_id = $1", gone
+        )
+        rows_before = await conn.fetchval("SELECT count(*) FROM projection.timeline WHERE lead_id = $1", gone)
+    finally:
+        await conn.close()
+
+    out = await cli(isolated, "erase", "--lead", str(gone), "--json")
+    assert '"erased": ["ws-erase"]' in out
+    assert '"already": ["ws-erase"]' in await cli(isolated, "erase", "--lead", str(gone), "--json")
+
+    async def blanked() -> bool:
+        state = (await _tables(settings.database_url, "projection"))["lead_state"]
+        return not _hits(state, GONE) and "[erased]" in state
+
+    await wait_for(blanked, timeout_s=120, what="the live views to blank the erased person")
+    live = await _tables(settings.database_url, "projection")
+    assert {t: _hits(text, GONE) for t, text in live.items() if _hits(text, GONE)} == {}
+    assert _hits(live["lead_state"], KEPT) == list(KEPT)  # the other person is untouched
+    conn = await asyncpg.connect(dsn(settings.database_url))
+    try:
+        counts_after = await conn.fetchrow(
+            "SELECT event_count, pipeline_rank FROM projection.lead_state WHERE lead_id = $1", gone
+        )
+        rows_after = await conn.fetchval("SELECT count(*) FROM projection.timeline WHERE lead_id = $1", gone)
+    finally:
+        await conn.close()
+    # Counts stay (the erasure itself is one more event of the lead's history).
+    assert counts_after["event_count"] == counts_before["event_count"] + 1
+    assert counts_after["pipeline_rank"] == counts_before["pipeline_rank"]
+    assert rows_after == rows_before + 1
+
+    await cli(isolated, "replay", "--from-beginning", "--into", "erased")
+    rebuilt = await _tables(settings.database_url, "projection_erased")
+    assert {t: _hits(text, GONE) for t, text in rebuilt.items() if _hits(text, GONE)} == {}
+    assert _hits(rebuilt["lead_state"], KEPT) == list(KEPT)
+    assert rebuilt["timeline"].count(str(gone)) == rows_after
+
+    path = tmp_path / "lead.jsonl"
+    await cli(isolated, "export", "--topic", "lead", "--format", "jsonl", "--out", str(path))
+    exported = path.read_text()
+    assert exported.count(str(gone)) >= 6 and "[erased]" in exported  # every event of theirs, as [erased]
+    assert _hits(exported, GONE) == [] and _hits(exported, KEPT) == list(KEPT)
+
+    assert _hits(caplog.text, GONE) == []
