@@ -63,16 +63,22 @@ class ViewsCheckpoint:
         self.applier = applier
         self.settings = settings
         self.pool: asyncpg.Pool | None = None
-        # Personal fields are decrypted where records are decoded: one key lookup per batch, cached.
-        self.personal = PersonalReader.on_asyncpg(lambda: self.pool)
+        # Personal fields are decrypted where records are decoded: one key lookup per batch, cached. On a pool of
+        # its own: planning the next batch must never wait for the connections of the batch in flight.
+        self.key_pool: asyncpg.Pool | None = None
+        self.personal = PersonalReader.on_asyncpg(lambda: self.key_pool)
 
     async def connect(self) -> asyncpg.Pool:
-        """Open the pool (one connection per transaction in flight, and one to ask the offsets)."""
+        """Open the pools (one connection per transaction in flight, one to ask the offsets; one for keys)."""
         self.pool = await asyncpg.create_pool(dsn(self.settings.database_url), min_size=1, max_size=2)
+        self.key_pool = await asyncpg.create_pool(dsn(self.settings.database_url), min_size=0, max_size=1)
         return self.pool
 
     async def close(self) -> None:
-        """Close the pool."""
+        """Close the pools."""
+        if self.key_pool is not None:
+            key_pool, self.key_pool = self.key_pool, None
+            await key_pool.close()
         if self.pool is not None:
             pool, self.pool = self.pool, None
             await pool.close()

@@ -49,7 +49,7 @@ from sqlalchemy.dialects.postgresql import UUID as PgUUID
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from .faults import Backoff
+from .faults import Backoff, sqlstate_of
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +74,8 @@ Keys = Mapping[Person, bytes | None]
 """A person's data key, or None when they are erased (a person absent has no key yet)."""
 
 NONCE_BYTES = 12
+NO_KEY_STORE = frozenset({"42P01", "3F000"})
+"""SQLSTATEs of a database whose key store was never migrated (undefined table, invalid schema name)."""
 _TOKEN = re.compile(rb'"' + re.escape(TOKEN_PREFIX.encode()) + rb'([A-Za-z0-9_\-]+={0,2})"')
 ERASED_TYPE = LeadErased.event_type
 
@@ -304,13 +306,22 @@ class PersonalReader:
             return None
 
     async def load(self, people: Iterable[Person | None]) -> None:
-        """Look up (one query) the people not cached or cached longer than ``ttl_s`` ago."""
+        """Look up (one query) the people not cached or cached longer than ``ttl_s`` ago.
+
+        A database without the key store (never migrated: nothing was ever encrypted there, nobody erased)
+        holds no keys."""
         now = self._clock()
         missing = {p for p in people if p is not None and now - self._cache.get(p, (-1e18, None))[0] > self.ttl_s}
         if not missing:
             return
         leads = sorted({UUID(lead) for _, lead in missing})
-        found = {(ws, str(lead)): key for ws, lead, key in await self._fetch(leads)}
+        try:
+            rows = await self._fetch(leads)
+        except Exception as exc:
+            if sqlstate_of(exc) not in NO_KEY_STORE:
+                raise
+            rows = []
+        found = {(ws, str(lead)): key for ws, lead, key in rows}
         for p in missing:
             self._cache[p] = (now, found[p] if p in found else _NO_KEY)
         if len(self._cache) > 200_000:  # bounded: the oldest half goes
