@@ -45,7 +45,7 @@ async def erase_lead(settings: object, lead_id: UUID, workspace: str | None) -> 
     report = ErasureReport()
     try:
         async with engine.begin() as conn:
-            holding, erased_before = await personal.erased_workspaces(conn, lead_id)
+            holding, erased_before = await personal.workspaces_of(conn, lead_id)
             targets = [workspace] if workspace else holding
             for ws in targets:
                 if await personal.erase(conn, ws, lead_id):

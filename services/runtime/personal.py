@@ -175,7 +175,7 @@ async def erase(conn: AsyncConnection, workspace_id: str, lead_id: UUID, now: da
     return True
 
 
-async def erased_workspaces(conn: AsyncConnection, lead_id: UUID) -> tuple[list[str], list[str]]:
+async def workspaces_of(conn: AsyncConnection, lead_id: UUID) -> tuple[list[str], list[str]]:
     """(workspaces holding a key of ``lead_id``, workspaces where it is erased already)."""
     t = person_keys
     rows = (await conn.execute(select(t.c.workspace_id, t.c.erased_at).where(t.c.lead_id == lead_id))).all()

@@ -151,7 +151,7 @@ async def test_a_person_who_never_had_a_key_can_be_erased(probe: Probe) -> None:
     _, value, headers = encode(old)
     async with probe.service.engine.begin() as conn:
         assert await personal.erase(conn, ws, lead) is True  # a tombstone
-        holding, erased = await personal.erased_workspaces(conn, lead)
+        holding, erased = await personal.workspaces_of(conn, lead)
     assert (holding, erased) == ([], [ws])
     [opened] = await PersonalReader.on_engine(probe.service.engine).open_records([Record(value, headers)])
     assert decode(opened, headers).data.text == ERASED  # type: ignore[attr-defined]
