@@ -136,10 +136,11 @@ async def add_to_outbox(conn: AsyncConnection, tables: RuntimeTables, envelopes:
     rows = outbox_rows(envelopes)
     if not rows:
         return 0
+    await lock_keys(conn, tables.outbox.schema, ((r["topic"], r["key"]) for r in rows))
+    # After the key locks: a second writer of the same key waits there, not on the first one's new data key.
     await personal.seal_rows(
         conn, rows, [personal.person_of_event(env.subject, env.workspace_id, env.type) for env in envelopes]
     )
-    await lock_keys(conn, tables.outbox.schema, ((r["topic"], r["key"]) for r in rows))
     stmt = insert(tables.outbox).values(rows).on_conflict_do_nothing(index_elements=["event_id"])
     result = await conn.execute(stmt)
     return int(result.rowcount or 0)
