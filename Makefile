@@ -13,7 +13,7 @@ PYTEST_ARGS ?=
 # The contract the models must stay compatible with (a release tag or the target branch in CI).
 SCHEMAS_BASE ?= HEAD
 
-.PHONY: help venv lock frontend browser infra-up infra-down infra-status topics migrate demo test test-unit lint schemas schemas-check bench helm-lint clean
+.PHONY: help venv lock frontend browser infra-up infra-down infra-status topics migrate demo test test-unit lint schemas schemas-check asyncapi-tools schemas-dist schemas-release docs bench helm-lint clean
 
 help: ## list targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
@@ -80,12 +80,37 @@ lint: venv ## ruff and mypy
 schemas: venv ## regenerate JSON Schemas and the AsyncAPI document
 	$(BIN)/python -m leadstream_schemas.generate
 
-schemas-check: venv ## fail if generated schemas are stale or a change is incompatible
-	$(BIN)/python -m leadstream_schemas.generate --check
-	$(BIN)/python -m leadstream_schemas.compat --ref $(SCHEMAS_BASE)
+# The official AsyncAPI CLI (tools/asyncapi/package-lock.json). Its usage metrics are off: they would send the
+# document to a third party (the config file says so; CI=true alone would not cover a developer's machine).
+ASYNCAPI_CLI = SUPPRESS_NO_CONFIG_WARNING=1 ASYNCAPI_METRICS_CONFIG_PATH=$(CURDIR)/tools/asyncapi/analytics.json \
+	tools/asyncapi/node_modules/.bin/asyncapi
 
-bench: venv infra-up ## projection benchmark (ratios against baselines measured in the same run)
+asyncapi-tools: ## the official AsyncAPI CLI and HTML template (npm ci from tools/asyncapi/package-lock.json)
+	bash deploy/local/frontend.sh asyncapi
+
+schemas-check: venv asyncapi-tools ## fail if generated schemas are stale, a change breaks any release or the target, or the AsyncAPI parser refuses the document
+	$(BIN)/python -m leadstream_schemas.generate --check
+	$(BIN)/python -m leadstream_schemas.releases check
+	$(BIN)/python -m leadstream_schemas.compat --releases
+	$(BIN)/python -m leadstream_schemas.compat --ref $(SCHEMAS_BASE)
+	$(ASYNCAPI_CLI) validate schemas/asyncapi.yaml --fail-severity=error
+
+schemas-dist: venv ## build leadstream-schemas' wheel and sdist into dist/ (the version of schemas/pyproject.toml)
+	$(BIN)/uv build --no-build-isolation --python $(BIN)/python schemas --out-dir dist
+
+schemas-release: venv ## release the version in schemas/pyproject.toml: freeze its schemas in schemas/releases/, date its CHANGELOG entry
+	$(BIN)/python -m leadstream_schemas.releases snapshot
+
+docs: asyncapi-tools ## render the event contract as HTML (every channel and message, with examples) into docs/contract/
+	$(ASYNCAPI_CLI) generate fromTemplate schemas/asyncapi.yaml ./tools/asyncapi/node_modules/@asyncapi/html-template \
+		-o docs/contract --force-write --no-interactive
+	@echo "open docs/contract/index.html"
+
+bench: venv infra-up ## benchmarks: projection replay, live path and export (ratios against baselines measured in the same run)
 	$(WITH_ENV) $(BIN)/python bench/projection.py
+	$(WITH_ENV) $(BIN)/python bench/live.py
+	$(WITH_ENV) $(BIN)/python bench/export.py
+	$(BIN)/python bench/summary.py
 
 helm-lint: ## lint, render, kubeconform-check the chart and promtool-check its alert rules (builds the tools with Go once)
 	bash deploy/helm/check.sh
@@ -94,4 +119,4 @@ image: ## build the leadstream image (needs a Docker engine)
 	docker build -t leadstream:local .
 
 clean: ## remove the venv and caches (servers' data stays in .run/)
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache services/console/node_modules
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache services/console/node_modules tools/asyncapi/node_modules docs/contract dist

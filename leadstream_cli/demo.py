@@ -127,6 +127,16 @@ class DemoScenario:
     ) -> tuple[str, str]:
         """A saved signal search for ``leads`` leads and a Direct connect campaign on it from ``account_id``,
         launched (``review``: drafts wait in the Messaging Lab); returns (campaign, source group)."""
+        campaign_id, group = self.create_campaign(
+            name, account_id, leads=leads, prompt=prompt, search=search, review=review
+        )
+        self.launch(campaign_id)
+        return campaign_id, group
+
+    def create_campaign(
+        self, name: str, account_id: str, *, leads: int, prompt: str, search: str | None = None, review: bool = False
+    ) -> tuple[str, str]:
+        """The search and the campaign of :meth:`launch_campaign`, not launched; returns (campaign, source group)."""
         found = self.call(
             "POST",
             "discovery",
@@ -168,8 +178,24 @@ class DemoScenario:
                 "account_ids": [account_id],
             },
         )
-        self.call("POST", "outreach", f"/v1/campaigns/{campaign['campaign_id']}/launch", json={})
         return str(campaign["campaign_id"]), str(found["source_group_id"])
+
+    def prepare(self, campaign_id: str) -> dict[str, Any]:
+        """Prepare the campaign for review before launch (its ready leads enrolled, their drafts written)."""
+        return dict(self.call("POST", "outreach", f"/v1/campaigns/{campaign_id}/prepare"))
+
+    def launch(self, campaign_id: str) -> dict[str, Any]:
+        """Launch the campaign (a prepared one starts its leads with their approved drafts)."""
+        return dict(self.call("POST", "outreach", f"/v1/campaigns/{campaign_id}/launch", json={}))
+
+    def pending_drafts(self, campaign_id: str) -> list[dict[str, Any]]:
+        """The campaign's drafts waiting for review in the Messaging Lab (its first page: the oldest)."""
+        page = self.call("GET", "messaging", f"/v1/campaigns/{campaign_id}/drafts", params={"status": "pending"})
+        return list(page["items"])
+
+    def approve(self, draft_id: str) -> dict[str, Any]:
+        """Approve a draft as it is (the Messaging Lab's approve)."""
+        return dict(self.call("POST", "messaging", f"/v1/drafts/{draft_id}/approve"))
 
     def sign_in_link(self) -> str:
         """A one-time sign-in link to the console for this workspace."""

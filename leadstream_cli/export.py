@@ -1,27 +1,35 @@
-"""``leadstream export``: write a topic's decoded events to Parquet or JSONL for analysts.
+"""``leadstream export``: the event log as a warehouse-ready, Hive-partitioned Parquet dataset.
 
-    leadstream export --topic lead --format parquet --out lead.parquet
-    leadstream export --topic leadstream.campaign.v1 --since 7d --format jsonl --out campaigns.jsonl
-    leadstream export --topic lead --campaign ID --since 2026-01-01 --until 2026-02-01 --format parquet --out c.pq
+    leadstream export --out warehouse/                                  # every topic, from offset 0
+    leadstream export --out warehouse/ --name nightly                   # incremental: continues where it stopped
+    leadstream export --out warehouse/ --topic lead --workspace acme --since 7d
+    leadstream export --out export/ --format jsonl --campaign ID
 
-Each row is one event: the envelope's columns (event_id, type, time, source, subject, workspace_id,
-campaign_id, correlation_id, causation_id, traceparent), where it was read (topic, partition, offset)
-and ``payload``, the event as JSON (a string column in Parquet, an object in JSONL). Old event
-versions are upcast, so ``type`` is always a current type. ``--since``/``--until`` select by event
-time; ``--campaign`` keeps the events of that campaign. Reading the Parquet file with DuckDB:
+Layout: ``OUT/type=<event type>/date=<event date, UTC>/part-<name>-<run>.parquet``. Each event type has its own
+typed columns (:mod:`leadstream_cli.warehouse`): the envelope (event_id, event_type, event_time, event_source,
+event_subject, workspace_id, event_campaign_id, correlation_id, causation_id, traceparent, kafka_topic,
+kafka_partition, kafka_offset) and the payload flattened (``hook__kind``; lists and maps as JSON). Old event
+versions are upcast, so ``type`` is always a current type.
 
-    SELECT type, count(*) FROM read_parquet('lead.parquet') GROUP BY type ORDER BY 2 DESC;
-    SELECT time, json_extract_string(payload, '$.note') AS note
-      FROM read_parquet('lead.parquet') WHERE type = 'leadstream.lead.invite_sent.v1';
+A named export (``--name``) keeps its position -- the next offset of every partition -- in
+``OUT/_exports/<name>.json``, next to the data it describes, and the next run reads from there on. A run writes
+its files under ``OUT/_tmp-<run>/`` and renames them into place only when it is complete, then its position:
+a run that stops half way leaves nothing visible, and the next run reads the same offsets again and writes the
+same file names, so no row is exported twice. A record that cannot be decoded is skipped and named; unless
+``--allow-skipped``, the run then publishes nothing, keeps its position and exits 3 (nothing is lost silently).
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
+import os
+import shutil
+import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, TextIO
@@ -29,45 +37,57 @@ from uuid import UUID
 
 import typer
 from rich.console import Console
+from rich.table import Table
 
 from .replay import parse_time, progress_bar
 
 console = Console()
-
-COLUMNS = (
-    "event_id",
-    "type",
-    "time",
-    "source",
-    "subject",
-    "workspace_id",
-    "campaign_id",
-    "correlation_id",
-    "causation_id",
-    "traceparent",
-    "topic",
-    "partition",
-    "offset",
-    "payload",
-)
+STATE_DIR = "_exports"
+FLUSH_ROWS = 10_000
+EXIT_SKIPPED = 3
 
 
 class Format(StrEnum):
-    """Output formats."""
+    """Output formats: Parquet (typed, compressed) or JSON lines (the same columns, one object per line)."""
 
     parquet = "parquet"
     jsonl = "jsonl"
 
 
+@dataclass(frozen=True)
+class Skipped:
+    """A record that could not be decoded, and why."""
+
+    topic: str
+    partition: int
+    offset: int
+    code: str
+    message: str
+
+
 @dataclass
 class ExportReport:
-    """What an export wrote and skipped."""
+    """What a run read, wrote and skipped."""
 
-    path: Path
-    rows: int = 0
+    out: Path
     read: int = 0
-    undecodable: int = 0
+    rows: int = 0
     filtered: int = 0
+    per_type: dict[str, int] = field(default_factory=dict)
+    files: list[Path] = field(default_factory=list)
+    skipped: list[Skipped] = field(default_factory=list)
+    published: bool = False
+    positions: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    @property
+    def rate(self) -> float:
+        """Records read per second."""
+        return self.read / self.seconds if self.seconds > 0 else 0.0
+
+
+class ExportError(ValueError):
+    """A request the export cannot carry out (unknown topic, a position the log no longer has, ...)."""
 
 
 def resolve_topic(name: str) -> str:
@@ -82,173 +102,328 @@ def resolve_topic(name: str) -> str:
     raise ValueError(f"unknown topic {name!r}; one of: {', '.join(sorted(TOPICS))} (or lead, campaign, ...)")
 
 
-def row_of(env: Any, topic: str, partition: int, offset: int) -> dict[str, Any]:
-    """One output row for a decoded envelope (payload as a JSON string)."""
-    return {
-        "event_id": str(env.id),
-        "type": env.type,
-        "time": env.time,
-        "source": env.source,
-        "subject": env.subject,
-        "workspace_id": env.workspace_id,
-        "campaign_id": env.campaign_id,
-        "correlation_id": str(env.correlation_id) if env.correlation_id else None,
-        "causation_id": str(env.causation_id) if env.causation_id else None,
-        "traceparent": env.traceparent,
-        "topic": topic,
-        "partition": partition,
-        "offset": offset,
-        "payload": env.data.model_dump_json(),
-    }
+def state_path(out: Path, name: str) -> Path:
+    """Where a named export keeps its position."""
+    return out / STATE_DIR / f"{name}.json"
 
 
-class _ParquetSink:
-    def __init__(self, path: Path) -> None:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
+def load_positions(out: Path, name: str | None, selection: dict[str, Any]) -> dict[str, int] | None:
+    """A named export's stored positions (``{"topic:partition": next offset}``), None for a new one.
 
-        self.pa = pa
-        self.schema = pa.schema(
-            [
-                ("event_id", pa.string()),
-                ("type", pa.string()),
-                ("time", pa.timestamp("us", tz="UTC")),
-                ("source", pa.string()),
-                ("subject", pa.string()),
-                ("workspace_id", pa.string()),
-                ("campaign_id", pa.string()),
-                ("correlation_id", pa.string()),
-                ("causation_id", pa.string()),
-                ("traceparent", pa.string()),
-                ("topic", pa.string()),
-                ("partition", pa.int32()),
-                ("offset", pa.int64()),
-                ("payload", pa.string()),
-            ]
+    A named export always selects the same events: a run with other topics or filters would leave gaps (or
+    repeat rows) under the same position, so it is refused (ExportError)."""
+    if name is None or not state_path(out, name).exists():
+        return None
+    state = json.loads(state_path(out, name).read_text(encoding="utf-8"))
+    if state.get("selection", selection) != selection:
+        raise ExportError(
+            f"export {name!r} selects {state['selection']}, not {selection}: give this selection another --name"
         )
-        self.writer = pq.ParquetWriter(str(path), self.schema, compression="zstd")
+    return {k: int(v) for k, v in state["positions"].items()}
 
-    def write(self, rows: list[dict[str, Any]]) -> None:
-        if rows:
-            self.writer.write_table(self.pa.Table.from_pylist(rows, schema=self.schema))
+
+def _write_atomically(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+class _Tables:
+    """One typed table per event type: its payload columns and Arrow schema, derived once from the contract."""
+
+    def __init__(self) -> None:
+        self.cache: dict[str, tuple[Any, Any]] = {}
+
+    def of(self, event_type: str) -> tuple[Any, Any]:
+        if event_type not in self.cache:
+            from leadstream_schemas import EVENT_TYPES
+            from leadstream_schemas.generate import event_schema
+
+            from .warehouse import arrow_schema, payload_columns
+
+            columns = payload_columns(event_schema(EVENT_TYPES[event_type]))
+            self.cache[event_type] = (columns, arrow_schema(columns))
+        return self.cache[event_type]
+
+
+class _Partition:
+    """The rows of one (type, date) partition of a run, written to its file under the run's temporary folder."""
+
+    def __init__(self, path: Path, schema: Any, fmt: Format) -> None:
+        self.path, self.schema, self.fmt = path, schema, fmt
+        self.rows: list[dict[str, Any]] = []
+        self.writer: Any = None
+        self.file: TextIO | None = None
+
+    def add(self, row: dict[str, Any]) -> None:
+        self.rows.append(row)
+        if len(self.rows) >= FLUSH_ROWS:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.rows:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if self.fmt == Format.parquet:
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            if self.writer is None:
+                self.writer = pq.ParquetWriter(str(self.path), self.schema, compression="zstd")
+            self.writer.write_table(pa.Table.from_pylist(self.rows, schema=self.schema))
+        else:
+            if self.file is None:
+                self.file = self.path.open("w", encoding="utf-8")
+            for row in self.rows:
+                out = {k: v.isoformat() if isinstance(v, datetime) else v for k, v in row.items()}
+                self.file.write(json.dumps(out, ensure_ascii=False) + "\n")
+        self.rows = []
 
     def close(self) -> None:
-        self.writer.close()
-
-
-class _JsonlSink:
-    def __init__(self, path: Path) -> None:
-        self.file: TextIO = path.open("w", encoding="utf-8")
-
-    def write(self, rows: list[dict[str, Any]]) -> None:
-        for row in rows:
-            out = dict(row, time=row["time"].isoformat(), payload=json.loads(row["payload"]))
-            self.file.write(json.dumps(out, ensure_ascii=False) + "\n")
-
-    def close(self) -> None:
-        self.file.close()
+        self.flush()
+        if self.writer is not None:
+            self.writer.close()
+        if self.file is not None:
+            self.file.close()
 
 
 async def export_events(
     settings: Any,
-    topic: str,
-    fmt: Format,
     out: Path,
     *,
+    topics: list[str] | None = None,
+    name: str | None = None,
+    fmt: Format = Format.parquet,
+    workspace: str | None = None,
+    campaign: UUID | None = None,
     since: datetime | None = None,
     until: datetime | None = None,
-    campaign: UUID | None = None,
+    allow_skipped: bool = False,
     batch_records: int = 5000,
     on_progress: Callable[[int, int, float], None] | None = None,
 ) -> ExportReport:
-    """Export the decoded events of ``topic`` (contract name) read up to the log end at the start."""
-    import time
+    """Export the decoded events of ``topics`` (contract names; default all) up to the log end at the start."""
+    from leadstream_schemas import TOPICS, DecodeError, decode
 
-    from leadstream_schemas import DecodeError, decode
-
-    from services.runtime.consuming.reader import log_consumer, read_ranges, start_offsets, topic_partitions
+    from services.runtime.consuming.reader import (
+        end_offsets,
+        log_consumer,
+        read_ranges,
+        start_offsets,
+        topic_partitions,
+    )
     from services.runtime.db import create_engine
     from services.runtime.personal import PersonalReader
 
-    physical = settings.topic_name(resolve_topic(topic))
-    tps = await topic_partitions(settings, [physical])
+    from .warehouse import flatten
+
+    chosen = sorted({resolve_topic(t) for t in topics} if topics else TOPICS)
+    tps = await topic_partitions(settings, [settings.topic_name(t) for t in chosen])
+    selection = {
+        "topics": chosen,
+        "format": fmt.value,
+        "workspace": workspace,
+        "campaign": str(campaign) if campaign else None,
+        "until": until.isoformat() if until else None,
+    }
+    stored = load_positions(out, name, selection)
+    if stored is not None and since is not None:
+        raise ExportError(f"--since starts a new export; {name!r} continues from its stored position")
     consumer = log_consumer(settings, batch_records)
     await consumer.start()
     report = ExportReport(out)
     started = time.monotonic()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    sink: _ParquetSink | _JsonlSink = _ParquetSink(out) if fmt == Format.parquet else _JsonlSink(out)
-    want = str(campaign) if campaign else None
+    tables = _Tables()
+    parts: dict[tuple[str, str], _Partition] = {}
+    want_campaign = str(campaign) if campaign else None
     # Personal fields are decrypted with the key store; an erased person's read [erased] (never their data).
     engine = create_engine(settings.database_url)
     personal = PersonalReader.on_engine(engine)
     try:
         consumer.assign(tps)
-        ends = dict(await consumer.end_offsets(tps))
-        starts = await start_offsets(consumer, tps, since, ends)
+        ends = await end_offsets(consumer, tps)
+        if stored is None:
+            starts = await start_offsets(consumer, tps, since, ends)
+        else:
+            starts = {tp: stored.get(f"{tp.topic}:{tp.partition}", 0) for tp in tps}
+            earliest = await consumer.beginning_offsets(tps)
+            for tp in tps:
+                if starts[tp] > ends[tp] or starts[tp] < earliest[tp]:
+                    raise ExportError(
+                        f"export {name!r} stopped at {tp.topic}[{tp.partition}]@{starts[tp]}, which the log no "
+                        f"longer has (offsets {earliest[tp]}..{ends[tp]}): was the topic recreated?"
+                    )
+        # The run's files are named after where it starts: a run that is repeated (it stopped before storing its
+        # position) writes the same names and replaces what it left, instead of adding rows twice.
+        fingerprint = json.dumps(
+            [name, fmt.value, workspace, want_campaign, str(since), str(until)]
+            + [[tp.topic, tp.partition, starts[tp]] for tp in tps]
+        )
+        run = hashlib.sha256(fingerprint.encode()).hexdigest()[:16]
+        tmp = out / f"_tmp-{run}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        file_name = f"part-{name or 'export'}-{run}.{fmt.value}"
         total = sum(max(ends[tp] - starts[tp], 0) for tp in tps)
         async for polled in read_ranges(consumer, starts, ends, max_records=batch_records):
-            rows = []
             for records in polled.values():
                 values = await personal.open_records(records, retry=False)
                 for r, value in zip(records, values, strict=True):
                     report.read += 1
                     try:
                         env = decode(value, r.headers)
-                    except DecodeError:
-                        report.undecodable += 1
+                    except DecodeError as exc:
+                        report.skipped.append(Skipped(r.topic, r.partition, r.offset, exc.code, exc.message))
                         continue
                     owner = getattr(env.data, "campaign_id", None) or env.campaign_id
-                    early = since is not None and env.time < since
-                    late = until is not None and env.time >= until
-                    if early or late or (want and str(owner) != want):
+                    if (
+                        (workspace is not None and env.workspace_id != workspace)
+                        or (want_campaign is not None and str(owner) != want_campaign)
+                        or (since is not None and env.time < since)
+                        or (until is not None and env.time >= until)
+                    ):
                         report.filtered += 1
                         continue
-                    rows.append(row_of(env, r.topic, r.partition, r.offset))
-            sink.write(rows)
-            report.rows += len(rows)
+                    columns, schema = tables.of(env.type)
+                    day = env.time.astimezone(UTC).date().isoformat()
+                    key = (env.type, day)
+                    if key not in parts:
+                        parts[key] = _Partition(tmp / f"type={env.type}" / f"date={day}" / file_name, schema, fmt)
+                    parts[key].add(
+                        {
+                            "event_id": str(env.id),
+                            "event_type": env.type,
+                            "event_time": env.time,
+                            "event_source": env.source,
+                            "event_subject": env.subject,
+                            "workspace_id": env.workspace_id,
+                            "event_campaign_id": env.campaign_id,
+                            "correlation_id": str(env.correlation_id) if env.correlation_id else None,
+                            "causation_id": str(env.causation_id) if env.causation_id else None,
+                            "traceparent": env.traceparent,
+                            "kafka_topic": r.topic,
+                            "kafka_partition": r.partition,
+                            "kafka_offset": r.offset,
+                            **flatten(env.data.model_dump(mode="json"), columns),
+                        }
+                    )
+                    report.rows += 1
+                    report.per_type[env.type] = report.per_type.get(env.type, 0) + 1
             if on_progress is not None:
                 on_progress(report.read, total, time.monotonic() - started)
+        for part in parts.values():
+            part.close()
+        report.positions = {f"{tp.topic}:{tp.partition}": ends[tp] for tp in tps}
+        if report.skipped and not allow_skipped:
+            shutil.rmtree(tmp, ignore_errors=True)  # nothing published, the position stays: nothing is lost
+        else:
+            for part in parts.values():
+                final = out / part.path.relative_to(tmp)
+                final.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(part.path, final)
+                report.files.append(final)
+            shutil.rmtree(tmp, ignore_errors=True)
+            if name is not None:
+                state = {
+                    "name": name,
+                    "selection": selection,
+                    "positions": report.positions,
+                    "exported_at": datetime.now(UTC).isoformat(),
+                }
+                _write_atomically(state_path(out, name), json.dumps(state, indent=2, sort_keys=True) + "\n")
+            report.published = True
     finally:
-        sink.close()
+        for part in parts.values():
+            part.close()
         await consumer.stop()
         await engine.dispose()
+    report.seconds = time.monotonic() - started
     return report
 
 
 def export(
-    topic: Annotated[str, typer.Option(help="Topic to export: leadstream.lead.v1 or short: lead, campaign, ...")],
-    fmt: Annotated[Format, typer.Option("--format", help="parquet or jsonl.")],
-    out: Annotated[Path, typer.Option(help="File to write.")],
+    out: Annotated[Path, typer.Option(help="Folder of the dataset: OUT/type=<event type>/date=<day>/part-*.")],
+    topic: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Topic to export (repeatable): leadstream.lead.v1 or short: lead, campaign, ... Default: all."
+        ),
+    ] = None,
+    name: Annotated[
+        str | None,
+        typer.Option(help="Name of an incremental export: it keeps its position in OUT/_exports/NAME.json."),
+    ] = None,
+    fmt: Annotated[Format, typer.Option("--format", help="parquet (default) or jsonl.")] = Format.parquet,
+    workspace: Annotated[str | None, typer.Option(help="Only this workspace's events.")] = None,
+    campaign: Annotated[UUID | None, typer.Option(help="Only this campaign's events.")] = None,
     since: Annotated[
         str | None, typer.Option(help="Events that happened at or after this time: ISO 8601 or a duration (7d).")
     ] = None,
     until: Annotated[
         str | None, typer.Option(help="Events that happened before this time: ISO 8601 or a duration ago.")
     ] = None,
-    campaign: Annotated[UUID | None, typer.Option(help="Only this campaign's events.")] = None,
+    allow_skipped: Annotated[
+        bool, typer.Option(help="Publish the run even if some records could not be decoded (they are listed).")
+    ] = False,
 ) -> None:
-    """Write a topic's decoded events (envelope columns + payload JSON) to Parquet or JSONL."""
+    """Write the decoded events as a Hive-partitioned dataset with typed columns per event type."""
     from services.projection.settings import ProjectionSettings
 
+    if name is not None and (not name or not all(c.isalnum() or c in "-_" for c in name)):
+        raise typer.BadParameter("letters, digits, - and _ only", param_hint="--name")
+    for t in topic or []:
+        try:
+            resolve_topic(t)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--topic") from None
     settings = ProjectionSettings()
-    try:
-        resolve_topic(topic)
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--topic") from None
-    start = parse_time(since) if since else None
-    end = parse_time(until) if until else None
     with progress_bar() as bar:
-        task = bar.add_task(f"export {topic}", total=None, rate=0.0, lag=0)
+        task = bar.add_task("export", total=None, rate=0.0, lag=0)
 
         def show(done: int, total: int, elapsed: float) -> None:
             rate = done / elapsed if elapsed > 0 else 0.0
             bar.update(task, total=total, completed=done, rate=rate, lag=max(total - done, 0))
 
-        report = asyncio.run(
-            export_events(settings, topic, fmt, out, since=start, until=end, campaign=campaign, on_progress=show)
+        try:
+            report = asyncio.run(
+                export_events(
+                    settings,
+                    out,
+                    topics=topic,
+                    name=name,
+                    fmt=fmt,
+                    workspace=workspace,
+                    campaign=campaign,
+                    since=parse_time(since) if since else None,
+                    until=parse_time(until) if until else None,
+                    allow_skipped=allow_skipped,
+                    on_progress=show,
+                )
+            )
+        except (ExportError, LookupError) as exc:
+            console.print(f"[red]error:[/] {exc}")
+            raise typer.Exit(1) from None
+    table = Table("event type", "rows", title=f"export to {out}")
+    for event_type, n in sorted(report.per_type.items()):
+        table.add_row(event_type, f"{n:,}")
+    console.print(table)
+    for s in report.skipped[:20]:
+        console.print(f"[yellow]skipped[/] {s.topic}[{s.partition}]@{s.offset}: {s.code}: {s.message}")
+    if report.skipped and not report.published:
+        console.print(
+            f"[red]{len(report.skipped):,} record(s) could not be decoded: nothing was published and the position "
+            "was kept.[/] Fix or dead-letter them, or pass --allow-skipped to export without them."
         )
-    skipped = f", {report.undecodable:,} undecodable skipped" if report.undecodable else ""
-    console.print(f"[green]wrote[/] {report.rows:,} events to {report.path} ({fmt.value}){skipped}")
+        raise typer.Exit(EXIT_SKIPPED)
+    skipped = f", {len(report.skipped):,} undecodable skipped (allowed)" if report.skipped else ""
+    console.print(
+        f"[green]wrote[/] {report.rows:,} events in {len(report.files)} file(s) to {out} ({fmt.value}), "
+        f"{report.filtered:,} filtered{skipped}; {report.rate:,.0f} records/s"
+    )
+    if name is not None:
+        console.print(f"position kept in {state_path(out, name)}")
     if fmt == Format.parquet:
-        console.print(f"query: duckdb -c \"SELECT type, count(*) FROM read_parquet('{report.path}') GROUP BY type\"")
+        console.print(
+            f"query: duckdb -c \"SELECT type, count(*) FROM read_parquet('{out}/*/*/*.parquet', "
+            'hive_partitioning = true) GROUP BY type"'
+        )

@@ -136,14 +136,18 @@ class ServiceFleet:
     ports: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_PORTS))
     procs: dict[str, ServiceProcess] = field(default_factory=dict)
 
-    def start(self, name: str) -> ServiceProcess:
-        """Start ``python -m services.<name>`` with this fleet's environment."""
+    def start(self, name: str, **extra: str) -> ServiceProcess:
+        """Start ``python -m services.<name>`` with this fleet's environment (and ``extra`` settings of its own)."""
         port = self.ports[name]
         if port_in_use(port):
             raise RuntimeError(f"port {port} for {name} is in use: is another leadstream demo running?")
         self.log_dir.mkdir(parents=True, exist_ok=True)
         log_path = self.log_dir / f"{name}.log"
         env = {**self.env, **self.console_env(), "LEADSTREAM_HTTP_PORT": str(port)}
+        if name == "outreach" and "LEADSTREAM_PUBLIC_BASE_URL" not in self.env:
+            # Where its callbacks and the simulated provider's hosted page are reached: this fleet's port.
+            env["LEADSTREAM_PUBLIC_BASE_URL"] = f"http://127.0.0.1:{port}"
+        env.update(extra)
         with log_path.open("ab") as log, STOP.deferred():
             # Its own session: a Ctrl-C or a closed terminal reaches this process, which stops the services
             # in order, instead of every process at once.

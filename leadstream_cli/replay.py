@@ -2,6 +2,7 @@
 
 leadstream replay --from-beginning --into rebuild1        # every event since offset 0
 leadstream replay --since 2026-01-05T00:00:00Z --into jan  # events from a time on (also: --since 7d)
+leadstream replay --from-beginning --until 2026-01-05T09:00:00Z --into monday  # the views as they stood then
 leadstream replay --from-beginning --campaign <id> --into c1
 leadstream views checksum --schema projection_rebuild1     # compare with `leadstream views checksum`
 leadstream replay --promote rebuild1                       # swap it in (the old views are kept, renamed)
@@ -75,6 +76,13 @@ def replay(
     since: Annotated[
         str | None, typer.Option(help="Read from this time on: ISO 8601 (2026-01-05T08:00:00Z) or a duration (7d).")
     ] = None,
+    until: Annotated[
+        str | None,
+        typer.Option(
+            help="Rebuild the views as they stood at this time (ISO 8601 or a duration ago, 2d): stop every "
+            "partition at its first record appended after it."
+        ),
+    ] = None,
     campaign: Annotated[
         UUID | None, typer.Option(help="Keep only this campaign's events (plus events of no campaign).")
     ] = None,
@@ -93,7 +101,8 @@ def replay(
         typer.Option(min=1, help="Processes reading partitions in parallel (default: one per CPU; 1: this process)."),
     ] = None,
 ) -> None:
-    """Rebuild the views (--from-beginning | --since, --into NAME), or --promote NAME, or --drop NAME."""
+    """Rebuild the views (--from-beginning | --since, optionally --until, --into NAME), or --promote NAME, or
+    --drop NAME."""
     from services.projection.replay import ReplayError
     from services.projection.settings import ProjectionSettings
 
@@ -110,7 +119,8 @@ def replay(
             if from_beginning == (since is not None):
                 raise typer.BadParameter("a rebuild needs exactly one of --from-beginning or --since TIME")
             assert into is not None
-            _rebuild(settings, into, parse_time(since) if since else None, campaign, replace, batch, workers)
+            window = (parse_time(since) if since else None, parse_time(until) if until else None)
+            _rebuild(settings, into, window, campaign, replace, batch, workers)
     except (ReplayError, ValueError) as exc:
         console.print(f"[red]error:[/] {exc}")
         raise typer.Exit(1) from None
@@ -119,7 +129,7 @@ def replay(
 def _rebuild(
     settings: object,
     name: str,
-    since: datetime | None,
+    window: tuple[datetime | None, datetime | None],
     campaign: UUID | None,
     replace: bool,
     batch: int,
@@ -129,7 +139,9 @@ def _rebuild(
     from services.projection.settings import ProjectionSettings
 
     assert isinstance(settings, ProjectionSettings)
+    since, until = window
     where = f"from {since.isoformat()}" if since else "from offset 0"
+    where += f" until {until.isoformat()}" if until else ""
     console.print(
         f"rebuilding the views {where}{f' for campaign {campaign}' if campaign else ''} into [bold]projection_{name}[/]"
     )
@@ -144,6 +156,7 @@ def _rebuild(
                 settings,
                 name,
                 since=since,
+                until=until,
                 campaign=campaign,
                 replace=replace,
                 batch_records=batch,

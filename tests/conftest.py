@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from services.runtime.consumer import EventConsumer
-from services.runtime.kafka import apply_topics
+from services.runtime.kafka import apply_topics, create_admin
 from services.runtime.service import Service
 from services.runtime.settings import RuntimeSettings
 from tests.support.infra import Infra, create_database, drop_database, ensure_infra, plain_dsn
@@ -52,11 +52,29 @@ async def own_database(infra: Infra) -> AsyncIterator[str]:
 
 
 @pytest.fixture(scope="session")
-async def topic_prefix(infra: Infra) -> str:
-    """A topic prefix unique to this session, with every contract topic (and DLQ) created under it."""
+async def topic_prefix(infra: Infra) -> AsyncIterator[str]:
+    """A topic prefix unique to this session, with every contract topic (and DLQ) created under it.
+
+    Every topic under it (tests' own too) is deleted at the end, unless LEADSTREAM_TEST_KEEP_TOPICS=1: a
+    developer's broker would otherwise keep thousands of partitions of past runs and start ever more slowly.
+    """
     prefix = f"t{uuid.uuid4().hex[:8]}."
-    await apply_topics(_settings(infra.kafka_bootstrap_servers, "", prefix, "admin"), partitions=TEST_PARTITIONS)
-    return prefix
+    settings = _settings(infra.kafka_bootstrap_servers, "", prefix, "admin")
+    await apply_topics(settings, partitions=TEST_PARTITIONS)
+    yield prefix
+    if os.environ.get("LEADSTREAM_TEST_KEEP_TOPICS") != "1":
+        await _delete_topics(settings, prefix)
+
+
+async def _delete_topics(settings: RuntimeSettings, prefix: str) -> None:
+    admin = create_admin(settings, client_id="leadstream-test-cleanup")
+    await admin.start()
+    try:
+        mine = [name for name in await admin.list_topics() if name.startswith(prefix)]
+        for start in range(0, len(mine), 100):
+            await admin.delete_topics(mine[start : start + 100])
+    finally:
+        await admin.close()
 
 
 def _settings(

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# deploy/local/frontend.sh {node|chromium|deps}
+# deploy/local/frontend.sh {node|chromium|deps|asyncapi}
 #
 # What the console needs on a machine, installed the way postgres.sh installs PostgreSQL: with apt-get
 # when running as root on Debian/Ubuntu and the tool is missing, else a clear message of what to install.
@@ -8,6 +8,9 @@
 #             packages (htmx, its SSE extension, Chart.js) as npm installs them: no build step.
 #   deps      npm ci in services/console (the versions of package-lock.json), when node_modules is older
 #             than the lock file.
+#   asyncapi  npm ci in tools/asyncapi: the official AsyncAPI CLI (`asyncapi validate` in make schemas-check)
+#             and its HTML template (make docs), at the versions of tools/asyncapi/package-lock.json. Install
+#             scripts are not run (the template's PDF renderer would download a browser; the HTML needs none).
 #   chromium  Chromium for the browser tests (Debian: apt-get install chromium -> /usr/bin/chromium).
 #             Playwright drives it; its own browser download is not used. LEADSTREAM_CHROMIUM overrides
 #             the path.
@@ -54,6 +57,17 @@ cmd_deps() {
   (cd "${CONSOLE_DIR}" && npm ci --no-audit --no-fund --loglevel=error >&2)
 }
 
+cmd_asyncapi() {
+  cmd_node
+  local dir="${LS_REPO_ROOT}/tools/asyncapi"
+  local stamp="${dir}/node_modules/.package-lock.json"
+  if [[ -f "${stamp}" && "${stamp}" -nt "${dir}/package-lock.json" ]]; then
+    return 0
+  fi
+  log "npm ci in tools/asyncapi (the AsyncAPI CLI; a few minutes the first time)"
+  (cd "${dir}" && PUPPETEER_SKIP_DOWNLOAD=true npm ci --ignore-scripts --no-audit --no-fund --loglevel=error >&2)
+}
+
 chromium_path() {
   if [[ -n "${LEADSTREAM_CHROMIUM:-}" ]]; then
     printf '%s\n' "${LEADSTREAM_CHROMIUM}"
@@ -79,6 +93,7 @@ mkdir -p "${LS_USER_CACHE}"
 case "${1:-}" in
   node) cmd_node ;;
   deps) cmd_deps ;;
+  asyncapi) cmd_asyncapi ;;
   chromium) cmd_chromium ;;
   *) usage ;;
 esac

@@ -20,6 +20,9 @@ from services.runtime.service import Service
 
 from .backends import Backends
 from .pages import STATIC_FILES, build_router
+from .pages_actions import actions_router
+from .pages_builder import builder_router
+from .pages_leads import leads_router
 from .sessions import SessionStore, Vault
 from .settings import ConsoleSettings
 from .store import metadata, runtime_tables
@@ -89,7 +92,13 @@ def build(
         return FileResponse(path, media_type="text/javascript", headers={"Cache-Control": "public, max-age=3600"})
 
     service.app.mount("/static", StaticFiles(directory=STATIC), name="static")
-    for router in build_router(console):
+    # The action pages first: their fixed paths (/leads/find, /campaigns/new) win over part 1's /leads/{id}.
+    for router in (
+        leads_router(console),
+        builder_router(console),
+        actions_router(console),
+        *build_router(console),
+    ):
         service.include_router(router)
 
     async def close_backends(stop: asyncio.Event) -> None:

@@ -4,7 +4,7 @@ times read, which live updates a page wants. No I/O; the templates and routes ca
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -25,6 +25,7 @@ CAMPAIGN_STATES: dict[str, Badge] = {
     "needs_review": Badge("Needs review", "bad"),
     "finished": Badge("Finished", "muted"),
     "pending": Badge("Pending launch", "muted"),
+    "prepared": Badge("Prepared for review", "info"),
     "deleted": Badge("Deleted", "muted"),
 }
 
@@ -85,6 +86,7 @@ PACES = {
 STATE_REASONS = {
     "account_reconnect_required": "Waiting for its LinkedIn account to be reconnected",
     "account_reconnected": "Resumed: its account is connected again",
+    "accounts_replaced": "Running again on the accounts you chose",
     "user": "Paused by a user",
 }
 
@@ -97,7 +99,26 @@ def state_reason(detail: str | None) -> str:
 
 
 PROVIDERS = {"linkedin": "LinkedIn", "email": "Email sender"}
-AUDIENCES = {"source_group": "Source group", "saved_search": "Saved search", "linkedin_url": "LinkedIn search URL"}
+AUDIENCES = {"source_group": "Lead list", "saved_search": "Saved search", "linkedin_url": "LinkedIn search URL"}
+SEARCH_KINDS = {
+    "people": "Described people",
+    "signals": "Signal discovery",
+    "posts": "Recent posts",
+    "linkedin_url": "LinkedIn search URL",
+    "csv": "CSV import",
+    "manual": "Added by hand",
+}
+SEARCH_STATES: dict[str, Badge] = {
+    "running": Badge("Finding leads", "info"),
+    "scheduled": Badge("Scheduled", "info"),
+    "finished": Badge("Done", "good"),
+}
+FINISH_REASONS = {
+    "target_reached": "Target reached",
+    "exhausted": "No more results",
+    "cancelled": "Cancelled",
+    "failed": "Failed",
+}
 EMAIL_STATUS = {
     "verified": Badge("Verified email", "good"),
     "not_found": Badge("No email found", "muted"),
@@ -213,6 +234,37 @@ def relative(when: datetime | None, now: datetime) -> str:
     return f"in {amount}" if future else f"{amount} ago"
 
 
+@dataclass(frozen=True)
+class TimeBase:
+    """The projection's clock as last seen: its time ``at`` when the console's monotonic clock read ``seen``,
+    and how many times faster than real time it runs. Relative times ("3 h ago") are measured against it,
+    because the events they describe carry that clock's time (a demo's runs 1800 times faster than the
+    wall clock), whatever the console's own clock is set to."""
+
+    at: datetime
+    seen: float
+    scale: float
+
+    def now(self, monotonic: float) -> datetime:
+        """The projection's time now, ``monotonic`` being the console's monotonic clock now."""
+        return self.at + timedelta(seconds=max(0.0, monotonic - self.seen) * self.scale)
+
+
+def time_base(stamp: str | None, scale: str | None, seen: float) -> TimeBase | None:
+    """A :class:`TimeBase` from a service's ``X-Leadstream-Time`` and ``X-Leadstream-Clock-Scale`` headers
+    (None when they are missing or not readable: the console then uses its own clock)."""
+    if not stamp or len(stamp) > 64:
+        return None
+    try:
+        at = datetime.fromisoformat(stamp)
+        factor = float(scale) if scale else 1.0
+    except ValueError:
+        return None
+    if at.tzinfo is None or not 0 < factor < 1e7:
+        return None
+    return TimeBase(at, seen, factor)
+
+
 def zone(name: str | None) -> str:
     """An IANA time zone name the browser reported, or UTC when it is missing or unknown."""
     if not name or len(name) > 64:
@@ -243,6 +295,7 @@ class Watch:
     home: bool = False
     campaigns: bool = False
     accounts: bool = False
+    search: UUID | None = None
 
 
 def live_events(watch: Watch, change: dict[str, Any] | None) -> list[str]:
@@ -260,6 +313,7 @@ def live_events(watch: Watch, change: dict[str, Any] | None) -> list[str]:
                 ("home", watch.home),
                 ("campaigns", watch.campaigns),
                 ("accounts", watch.accounts),
+                ("search", watch.search),
             )
             if on
         ]
@@ -274,4 +328,158 @@ def live_events(watch: Watch, change: dict[str, Any] | None) -> list[str]:
         names.append("campaigns")
     if watch.accounts and kind == "account":
         names.append("accounts")
+    if watch.search is not None and change.get("search_id") == str(watch.search):
+        names.append("search")
     return names
+
+
+# -- workflow graphs -------------------------------------------------------------------------------
+
+ACTIONS: dict[str, str] = {
+    "like": "Like a recent post",
+    "comment": "Comment on the post",
+    "invite": "Send an invite",
+    "message": "Send a message",
+    "email": "Send an email",
+}
+ACTION_ICONS: dict[str, str] = {"like": "♥", "comment": "✎", "invite": "+", "message": "✉", "email": "@"}
+
+
+def wait_label(minutes: int) -> str:
+    """A wait as people say it: '45 min', '12 h', '1 d 2 h'."""
+    if minutes < 60:
+        return f"{minutes} min"
+    hours, rest = divmod(minutes, 60)
+    if hours <= 168:  # waits are set in hours up to a week (the invite-to-message wait's range)
+        return f"{hours} h" + (f" {rest} min" if rest else "")
+    days, hours = divmod(hours, 24)
+    return f"{days} d" + (f" {hours} h" if hours else "")
+
+
+def edge_label(condition: str, minutes: int) -> str:
+    """What an edge waits for: 'after 60 min', 'accepted + 24 h', 'not accepted, then 60 min'."""
+    if condition == "accepted":
+        return f"accepted + {wait_label(minutes)}"
+    if condition == "not_accepted":
+        return f"not accepted · {wait_label(minutes)}"
+    return f"after {wait_label(minutes)}"
+
+
+@dataclass(frozen=True)
+class Node:
+    """A step placed on the drawing: its column and row, what it does, whether it can run."""
+
+    id: str
+    action: str
+    label: str
+    detail: str
+    x: int
+    y: int
+    unreachable: bool = False
+
+
+@dataclass(frozen=True)
+class Link:
+    """An edge on the drawing: from one node's right side to another's left side, with its label."""
+
+    path: str
+    label: str
+    lx: int
+    ly: int
+    tone: str
+
+
+@dataclass(frozen=True)
+class Drawing:
+    """A workflow graph laid out left to right for an SVG of ``width`` x ``height``."""
+
+    nodes: list[Node]
+    links: list[Link]
+    width: int
+    height: int
+
+
+NODE_W, NODE_H, COL_GAP, ROW_GAP = 150, 56, 120, 26
+
+
+def draw(steps: list[dict[str, Any]], edges: list[dict[str, Any]], start: str, unreachable: list[str]) -> Drawing:
+    """Lay a validated graph out in columns by distance from the start (rows within a column in order);
+    steps that cannot run go in a last column, greyed."""
+    ids = [s["id"] for s in steps]
+    depth: dict[str, int] = {start: 0} if start in ids else {}
+    frontier = [start]
+    while frontier:
+        nxt = []
+        for node in frontier:
+            for e in edges:
+                if e["from"] == node and e["to"] not in depth:
+                    depth[e["to"]] = depth[node] + 1
+                    nxt.append(e["to"])
+        frontier = nxt
+    last = max(depth.values(), default=-1) + 1
+    for sid in ids:
+        depth.setdefault(sid, last)
+    columns: dict[int, list[str]] = {}
+    for sid in ids:
+        columns.setdefault(depth[sid], []).append(sid)
+    pos: dict[str, tuple[int, int]] = {}
+    for col, members in columns.items():
+        for row, sid in enumerate(members):
+            pos[sid] = (16 + col * (NODE_W + COL_GAP), 16 + row * (NODE_H + ROW_GAP + 14))
+    by_id = {s["id"]: s for s in steps}
+    nodes = []
+    for sid in ids:
+        s = by_id[sid]
+        detail = ""
+        if s["action"] == "invite":
+            detail = "with a note" if s.get("note") else "without a note"
+        elif s["action"] == "comment":
+            detail = "drafts for approval" if s.get("mode") == "draft" else "posted automatically"
+        elif s["action"] == "message" and sid != "message":
+            detail = sid.replace("_", "-")
+        x, y = pos[sid]
+        nodes.append(Node(sid, s["action"], ACTIONS.get(s["action"], s["action"]), detail, x, y, sid in unreachable))
+    links = []
+    for e in edges:
+        if e["from"] not in pos or e["to"] not in pos:
+            continue
+        (x1, y1), (x2, y2) = pos[e["from"]], pos[e["to"]]
+        sx, sy, tx, ty = x1 + NODE_W, y1 + NODE_H // 2, x2, y2 + NODE_H // 2
+        mid = (sx + tx) // 2
+        path = f"M{sx},{sy} C{mid},{sy} {mid},{ty} {tx - 6},{ty}"
+        tone = {"accepted": "good", "not_accepted": "warn"}.get(e.get("condition", "always"), "info")
+        label = edge_label(e.get("condition", "always"), int(e.get("delay_minutes", 0)))
+        links.append(Link(path, label, mid, min(sy, ty) - 8 if sy != ty else sy - 8, tone))
+    width = 16 + (max(columns, default=0) + 1) * (NODE_W + COL_GAP) - COL_GAP + 16
+    height = 16 + max((len(m) for m in columns.values()), default=1) * (NODE_H + ROW_GAP + 14) + 8
+    return Drawing(nodes, links, width, height)
+
+
+# -- small helpers of the action pages ---------------------------------------------------------------
+
+CHANNELS = {"invite": "Invite note", "message": "Message", "email": "Email", "comment": "Comment"}
+STEP_NAMES = {"invite": "Invite note", "message": "First message", "follow_up": "Follow-up", "email": "Email"}
+
+
+def step_name(step_id: str, channel: str | None = None) -> str:
+    """A workflow step's name in a sentence ('Follow-up', 'Invite note')."""
+    return STEP_NAMES.get(step_id, CHANNELS.get(channel or "", step_id.replace("_", " ").capitalize()))
+
+
+def return_url(public_url: str, path: str) -> str:
+    """An absolute URL of a console page (where a hosted provider page sends the user back)."""
+    return public_url.rstrip("/") + path
+
+
+CAMPAIGN_NOTICES = {
+    "paused": "Paused. Nothing is sent until you resume; the account leases were released.",
+    "resumed": "Running again.",
+    "accounts": "The campaign sends from the accounts you chose and runs again.",
+}
+
+
+def campaign_notice(done: str | None, launched: str | None) -> str | None:
+    """The confirmation shown after an action on a campaign."""
+    if launched:
+        return "Launched. Leads are enrolled as they are ready; invites go out in the active window."
+    return CAMPAIGN_NOTICES.get(done or "")

@@ -26,14 +26,12 @@ log = logging.getLogger(__name__)
 async def _until_stopped(events: AsyncIterator[SseEvent], stop: asyncio.Event) -> AsyncIterator[SseEvent]:
     """``events`` until they end or ``stop`` is set (a service stopping does not wait for quiet streams)."""
     stopped = asyncio.ensure_future(stop.wait())
+    nxt: asyncio.Future[SseEvent] | None = None
     try:
         while True:
             nxt = asyncio.ensure_future(anext(events))
             done, _ = await asyncio.wait({nxt, stopped}, return_when=asyncio.FIRST_COMPLETED)
             if nxt not in done:
-                nxt.cancel()
-                with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
-                    await nxt
                 return
             try:
                 yield nxt.result()
@@ -41,6 +39,16 @@ async def _until_stopped(events: AsyncIterator[SseEvent], stop: asyncio.Event) -
                 return
     finally:
         stopped.cancel()
+        if nxt is not None:
+            # A read still under way when the page went away ends with the stream (cancelled, or its
+            # connection's ReadError): its outcome is retrieved, so nothing is logged as a lost task error.
+            nxt.add_done_callback(_retrieve)
+            nxt.cancel()
+
+
+def _retrieve(done: asyncio.Future[SseEvent]) -> None:
+    if not done.cancelled():
+        done.exception()
 
 
 async def relay(

@@ -290,3 +290,377 @@ class Account(_In):
 
 class Accounts(_In):
     items: list[Account]
+
+
+# -- discovery ------------------------------------------------------------------------------------
+
+
+class FitSignal(_In):
+    kind: str
+    detail: str
+    observed_on: date | None = None
+
+
+class Match(_In):
+    full_name: str
+    first_name: str | None = None
+    last_name: str | None = None
+    title: str | None = None
+    company: str | None = None
+    location: str | None = None
+    linkedin_url: str
+    lead_id: UUID
+    already_known: bool = False
+    fit_signals: list[FitSignal] = Field(default_factory=list)
+
+
+class SearchPreview(_In):
+    kind: str
+    total: int | None = None
+    matches: list[Match]
+    has_more: bool = False
+
+
+class SearchCreated(_In):
+    search_id: UUID
+    source_group_id: UUID
+    status: str
+
+
+class Search(_In):
+    search_id: UUID
+    source_group_id: UUID
+    name: str
+    kind: str
+    criteria: dict[str, object] = Field(default_factory=dict)
+    target_count: int
+    status: str
+    finish_reason: str | None = None
+    pages: int = 0
+    found: int = 0
+    new_leads: int = 0
+    duplicates: int = 0
+    invalid: int = 0
+    members: int = 0
+    last_error: str | None = None
+    created_at: datetime
+    finished_at: datetime | None = None
+
+
+class SearchList(_In):
+    items: list[Search]
+
+
+class SourceGroup(_In):
+    source_group_id: UUID
+    name: str
+    kind: str
+    search_id: UUID | None = None
+    size: int = 0
+    new_leads: int = 0
+    created_at: datetime
+
+
+class SourceGroupList(_In):
+    items: list[SourceGroup]
+
+
+class Member(_In):
+    lead_id: UUID
+    linkedin_url: str | None = None
+    email: str | None = None
+    full_name: str | None = None
+    title: str | None = None
+    company: str | None = None
+    location: str | None = None
+    new: bool = True
+    fit_signals: list[FitSignal] = Field(default_factory=list)
+    added_at: datetime
+
+
+class MemberPage(_In):
+    items: list[Member]
+    next_after: int | None = None
+
+
+class RowError(_In):
+    row: int
+    column: str
+    message: str
+
+
+class DuplicateRow(_In):
+    row: int
+    lead_id: str
+    reason: str
+
+
+class ImportReport(_In):
+    import_id: UUID
+    source_group_id: UUID
+    rows: int
+    imported: int
+    rejected: int
+    duplicates: int
+    errors: list[RowError] = Field(default_factory=list)
+    duplicate_rows: list[DuplicateRow] = Field(default_factory=list)
+    ignored_columns: list[str] = Field(default_factory=list)
+    errors_truncated: bool = False
+    truncated_at_row: int | None = None
+
+
+class LeadAdded(_In):
+    lead_id: UUID
+    source_group_id: UUID
+    created: bool
+    duplicate: bool
+
+
+class Suggestion(_In):
+    signal_type: str
+    label: str
+    phrasing: str
+    why: str
+
+
+class Suggestions(_In):
+    suggestions: list[Suggestion]
+    location: str | None = None
+    lookback_days: int | None = None
+    custom_signal: str | None = None
+
+
+# -- messaging ------------------------------------------------------------------------------------
+
+
+class Draft(_In):
+    draft_id: UUID
+    campaign_id: UUID
+    lead_id: UUID
+    step_id: str
+    channel: str
+    status: str
+    text: str
+    subject: str | None = None
+    length: int
+    hook: Hook
+    template: str | None = None
+    char_limit: int
+    limit_label: str = ""
+    subject_limit: int | None = None
+    needs_review: bool = False
+    attempt: int = 1
+    replaces: UUID | None = None
+    post_url: str | None = None
+    reason: str | None = None
+    created_at: datetime
+    decided_at: datetime | None = None
+
+
+class Drafts(_In):
+    items: list[Draft]
+
+
+class Rejected(_In):
+    rejected: Draft
+    replacement: Draft | None = None
+
+
+class BulkApproved(_In):
+    approved: list[Draft]
+    skipped: int = 0
+
+
+class PreviewText(_In):
+    step_id: str
+    channel: str
+    text: str
+    subject: str | None = None
+    length: int
+    char_limit: int
+    limit_label: str
+    over_limit: bool = False
+    hook: Hook
+    template: str
+
+
+class PreviewLead(_In):
+    lead_id: UUID | None = None
+    name: str | None = None
+    enriched: bool = False
+    steps: list[PreviewText]
+
+
+class MessagePreviews(_In):
+    leads: list[PreviewLead]
+
+
+class Template(_In):
+    template_id: str
+    name: str
+    category: str
+    body: str
+    subject: str | None = None
+    builtin: bool = False
+    variables: list[str] = Field(default_factory=list)
+
+
+class Templates(_In):
+    items: list[Template]
+
+
+# -- outreach -------------------------------------------------------------------------------------
+
+
+class GraphStep(_In):
+    id: str
+    action: str
+    note: bool = False
+    mode: str | None = None
+    needs_text: bool = False
+    channel: str | None = None
+
+
+class GraphEdge(_In):
+    source: str = Field(alias="from")
+    target: str = Field(alias="to")
+    condition: str = "always"
+    delay_minutes: int = 0
+
+
+class Graph(_In):
+    preset: str | None = None
+    start: str
+    steps: list[GraphStep]
+    edges: list[GraphEdge]
+    warnings: list[str] = Field(default_factory=list)
+    unreachable: list[str] = Field(default_factory=list)
+
+
+class CheckedWorkflow(_In):
+    graph: Graph
+
+
+class Preset(_In):
+    name: str
+    title: str
+    description: str
+    graph: Graph
+
+
+class Presets(_In):
+    items: list[Preset]
+
+
+class OutreachAccount(_In):
+    account_id: UUID
+    provider: str
+    display_name: str | None = None
+    status: str
+    healthy: bool
+    sender_email: str | None = None
+    sender_email_verified: bool = False
+    email_dry_run: bool | None = None
+    auth_url: str | None = None
+
+
+class OutreachAccounts(_In):
+    items: list[OutreachAccount]
+
+
+class AuthLink(_In):
+    account_id: UUID
+    auth_url: str
+
+
+class Worker(_In):
+    worker_id: UUID
+    account_id: UUID
+    state: str
+
+
+class Audience(_In):
+    type: str
+    ref: str
+
+
+class CampaignDetail(_In):
+    campaign_id: UUID
+    name: str
+    state: str
+    message: str | None = None
+    pause_reason: str | None = None
+    audience: Audience
+    pace: str | None = None
+    next_run_at: datetime | None = None
+    account_ids: list[UUID] = Field(default_factory=list)
+    workflow: Graph
+    warnings: list[str] = Field(default_factory=list)
+    strategy: dict[str, object] = Field(default_factory=dict)
+    delivery: dict[str, object] = Field(default_factory=dict)
+    video: dict[str, object] | None = None
+    skipped_accounts: dict[str, str] = Field(default_factory=dict)
+    workers: list[Worker] = Field(default_factory=list)
+    leads: dict[str, int] = Field(default_factory=dict)
+    launched_at: datetime | None = None
+
+
+class PlanAccount(_In):
+    account_id: UUID
+    name: str | None = None
+    active: bool
+    reason: str | None = None
+    leads: int = 0
+
+
+class PlanLead(_In):
+    lead_id: UUID
+    name: str | None = None
+    company: str | None = None
+    account_id: UUID | None = None
+    status: str
+    detail: str | None = None
+
+
+class PlanCounts(_In):
+    total: int = 0
+    ready: int = 0
+    waiting_enrichment: int = 0
+    duplicates: int = 0
+
+
+class LaunchPlan(_In):
+    campaign_id: UUID
+    state: str
+    accounts: list[PlanAccount]
+    leads: PlanCounts
+    assignments: list[PlanLead]
+    audience_growing: bool = False
+
+
+class CatalogPlan(_In):
+    name: str
+    label: str
+    description: str
+    features: list[str]
+
+
+class CatalogAddOn(_In):
+    name: str
+    label: str
+    description: str
+    feature: str
+
+
+class WorkspacePlan(_In):
+    workspace_id: str
+    plan: str
+    plan_label: str
+    add_ons: list[str]
+    features: list[str]
+    plans: list[CatalogPlan]
+    available_add_ons: list[CatalogAddOn]
+
+    def allows(self, feature: str) -> bool:
+        """Whether the plan and add-ons include ``feature``."""
+        return feature in self.features

@@ -16,8 +16,8 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from services.runtime.auth import browser
 
-from . import domain, models
-from .backends import BackendUnavailable, SignedOut
+from . import domain
+from .backends import BackendRefused, BackendUnavailable, SignedOut
 from .live import relay
 from .sessions import Session
 from .web import Console, gather, json_problem
@@ -34,10 +34,8 @@ class SignInLink(BaseModel):
     expires_at: datetime
 
 
-def _uuid(value: str) -> UUID:
+def uuid_or_404(value: str) -> UUID:
     """A path id; anything that is not a UUID is simply not found."""
-    from .backends import BackendRefused
-
     try:
         return UUID(value)
     except ValueError:
@@ -203,19 +201,41 @@ def build_router(console: Console) -> list[APIRouter]:
 
     @router.get("/campaigns/{campaign_id}", response_class=HTMLResponse, openapi_extra=PAGE)
     async def campaign(
-        request: Request, campaign_id: str, session: Signed, q: Text = None, stage: Text = None, after: Cursor = None
+        request: Request,
+        campaign_id: str,
+        session: Signed,
+        q: Text = None,
+        stage: Text = None,
+        after: Cursor = None,
+        done: Text = None,
+        launched: Text = None,
     ) -> Response:
-        cid = _uuid(campaign_id)
-        info, summary_ctx, results_ctx = await gather(
+        cid = uuid_or_404(campaign_id)
+        info, summary_ctx, results_ctx, detail, accounts = await gather(
             projection.campaign(session.token, cid),
             summary_context(request, session, cid),
             results_context(session, cid, q, stage, after),
+            console.backends.outreach.campaign(session.token, cid),
+            console.backends.outreach.accounts(session.token),
         )
-        return console.render(request, "campaign.html", campaign=info, campaign_id=cid, **summary_ctx, **results_ctx)
+        names = {a.account_id: a.display_name or f"Account {str(a.account_id)[:8]}" for a in accounts.items}
+        notice = domain.campaign_notice(done, launched)
+        return console.render(
+            request,
+            "campaign.html",
+            campaign=info,
+            campaign_id=cid,
+            detail=detail,
+            names=names,
+            healthy=[a for a in accounts.items if a.provider == "linkedin" and a.healthy],
+            notice=notice,
+            **summary_ctx,
+            **results_ctx,
+        )
 
     @router.get("/campaigns/{campaign_id}/summary", response_class=HTMLResponse, openapi_extra=PAGE)
     async def campaign_summary(request: Request, campaign_id: str, session: Signed) -> Response:
-        cid = _uuid(campaign_id)
+        cid = uuid_or_404(campaign_id)
         return console.render(
             request, "partials/campaign_summary.html", campaign_id=cid, **await summary_context(request, session, cid)
         )
@@ -224,7 +244,7 @@ def build_router(console: Console) -> list[APIRouter]:
     async def campaign_results(
         request: Request, campaign_id: str, session: Signed, q: Text = None, stage: Text = None, after: Cursor = None
     ) -> Response:
-        cid = _uuid(campaign_id)
+        cid = uuid_or_404(campaign_id)
         ctx = await results_context(session, cid, q, stage, after)
         stages = await projection.stages(session.token, cid)
         return console.render(request, "partials/results.html", campaign_id=cid, stages=stages, **ctx)
@@ -239,19 +259,11 @@ def build_router(console: Console) -> list[APIRouter]:
 
     @router.get("/leads/{lead_id}", response_class=HTMLResponse, openapi_extra=PAGE)
     async def lead(request: Request, lead_id: str, session: Signed) -> Response:
-        return console.render(request, "lead.html", **await lead_context(session, _uuid(lead_id)))
+        return console.render(request, "lead.html", **await lead_context(session, uuid_or_404(lead_id)))
 
     @router.get("/leads/{lead_id}/live", response_class=HTMLResponse, openapi_extra=PAGE)
     async def lead_live(request: Request, lead_id: str, session: Signed) -> Response:
-        return console.render(request, "partials/lead_live.html", **await lead_context(session, _uuid(lead_id)))
-
-    # -- accounts ---------------------------------------------------------------------------------
-
-    @router.get("/accounts", response_class=HTMLResponse, openapi_extra=PAGE)
-    async def accounts(request: Request, session: Signed) -> Response:
-        found: models.Accounts = await projection.accounts(session.token)
-        template = "partials/accounts_list.html" if request.headers.get("HX-Request") else "accounts.html"
-        return console.render(request, template, accounts=found.items)
+        return console.render(request, "partials/lead_live.html", **await lead_context(session, uuid_or_404(lead_id)))
 
     # -- live -------------------------------------------------------------------------------------
 
@@ -264,10 +276,13 @@ def build_router(console: Console) -> list[APIRouter]:
         home: bool = False,
         campaigns: bool = False,
         accounts: bool = False,
+        search: Annotated[UUID | None, Query()] = None,
         last_event_id: Annotated[str | None, Header(alias="Last-Event-ID", max_length=100)] = None,
     ) -> EventSourceResponse:
         """The page's live updates: the projection's change stream, filtered to what the page shows."""
-        watch = domain.Watch(lead=lead, campaign=campaign, home=home, campaigns=campaigns, accounts=accounts)
+        watch = domain.Watch(
+            lead=lead, campaign=campaign, home=home, campaigns=campaigns, accounts=accounts, search=search
+        )
 
         async def events() -> AsyncIterator[ServerSentEvent]:
             async for name, event_id in relay(projection, session.token, watch, last_event_id, console.service):

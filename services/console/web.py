@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import quote, unquote
+from urllib.parse import quote, unquote, urlencode
 
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
+from starlette.datastructures import FormData
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from services.runtime.clock import Clock
+from services.runtime.clock import Clock, scale_of
 from services.runtime.errors import problem_response
 from services.runtime.service import Service
 
@@ -53,6 +56,10 @@ class NeedSignIn(Exception):
 
 class CsrfRefused(Exception):
     """A form or htmx POST came without the page's CSRF token."""
+
+
+PROBLEM_PARAM = "problem"
+"""The query parameter of a refusal's message shown after a redirect (signed, see Console.with_problem)."""
 
 
 @dataclass
@@ -140,13 +147,25 @@ class Console:
         """The POSTed form when its token (field or ``X-CSRF-Token`` header) matches the cookie.
 
         Else :class:`CsrfRefused`."""
-        form = await request.form()
-        values = {k: v for k, v in form.items() if isinstance(v, str)}
+        form = await self.form(request)
+        return {k: v for k, v in form.items() if isinstance(v, str)}
+
+    async def form(self, request: Request) -> FormData:
+        """The whole POSTed form (every value of a multi-valued field, uploads) once its CSRF token matched.
+
+        Bounded: at most 400 fields and one 5 MB file (a CSV upload); more is a 413 page."""
+        try:
+            form = await request.form(max_files=1, max_fields=400, max_part_size=5 * 1024 * 1024)
+        except StarletteHTTPException:
+            raise
+        except Exception as exc:  # a malformed or oversized multipart body
+            raise StarletteHTTPException(413, f"The form could not be read ({exc}).") from None
+        token = form.get(CSRF_FIELD)
         expected = self.vault.unsign(request.cookies.get(CSRF_COOKIE))
-        given = request.headers.get(CSRF_HEADER) or values.get(CSRF_FIELD)
+        given = request.headers.get(CSRF_HEADER) or (token if isinstance(token, str) else None)
         if not same(expected, given):
             raise CsrfRefused
-        return values
+        return form
 
     # -- rendering --------------------------------------------------------------------------------
 
@@ -154,9 +173,27 @@ class Console:
         """The user's time zone, as the browser reported it (UTC until it has)."""
         return domain.zone(unquote(request.cookies.get(TZ_COOKIE) or ""))
 
+    def now(self) -> tuple[datetime, float]:
+        """The time the pages measure against, and how fast it runs: the projection's clock (the events' time
+        base) once it has answered, else the console's own."""
+        base = self.backends.projection.time_base
+        if base is not None:
+            return base.now(time.monotonic()), base.scale
+        return self.clock.now(), scale_of(self.clock)
+
+    def with_problem(self, where: str, message: str) -> str:
+        """``where`` carrying a refusal's message to show there, signed: a link made elsewhere cannot put its
+        own words on a console page."""
+        signed = self.vault.sign(message[:150])
+        return f"{where}{'&' if '?' in where else '?'}{urlencode({PROBLEM_PARAM: signed})}"
+
+    def problem(self, request: Request) -> str | None:
+        """The message :meth:`with_problem` put in this page's URL (None when absent or not signed here)."""
+        return self.vault.unsign(request.query_params.get(PROBLEM_PARAM))
+
     def render(self, request: Request, template: str, status: int = 200, **context: Any) -> HTMLResponse:
         """A page or partial with what every template uses (session, CSRF token, now, time zone)."""
-        now = self.clock.now()
+        now, scale = self.now()
         tz = self.tz(request)
         csrf = self.csrf_token(request)
         base = {
@@ -164,14 +201,17 @@ class Console:
             "csrf_token": csrf,
             "csrf_headers": json.dumps({CSRF_HEADER: csrf}),
             "now": now,
+            "clock_scale": scale,
             "tz": tz,
             "rel": lambda when: domain.relative(when, now),
             "local": lambda when: domain.local_time(when, tz),
             "path": request.url.path,
+            "problem": self.problem(request),
         }
         response = self.templates.TemplateResponse(request, template, {**base, **context}, status_code=status)
         response.headers.update(SECURITY_HEADERS)
         response.headers["X-Server-Time"] = now.isoformat()  # live partials keep relative times right
+        response.headers["X-Clock-Scale"] = f"{scale:g}"
         if getattr(request.state, "csrf_new", False):
             self._set_csrf_cookie(response, csrf)
         return response

@@ -13,7 +13,7 @@ from uuid import UUID
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
-from leadstream_schemas import FitSignal, LeadSource, SearchStarted
+from leadstream_schemas import FitSignal, LeadSource
 from leadstream_schemas.bounds import FreeJson, unstorable
 from pydantic import BaseModel, Field, StringConstraints, ValidationError, field_validator
 from sqlalchemy import func, select, tuple_
@@ -21,17 +21,19 @@ from sqlalchemy.dialects.postgresql import insert
 
 from services.runtime.auth import ReadWorkspace, WriteWorkspace
 from services.runtime.errors import Problem, problems
+from services.runtime.idempotency import IdempotencyKey
 from services.runtime.pagination import After, Limit, Page, decode_cursor, encode_cursor
 from services.runtime.providers import ProviderError, RateLimited
 from services.runtime.service import Service
 from services.runtime.uploads import StreamedUpload
 
-from . import domain
+from . import commands, domain
 from .adapters import SearchProvider, SearchQuery
-from .handlers import SearchRunner, finish, search_envelope
+from .handlers import SearchRunner, finish, group_enrichment, lead_events
 from .imports import CsvImporter, ImportReport
 from .settings import DiscoverySettings
-from .store import add_lead, leads, searches, source_group_members, source_groups
+from .store import add_lead, leads, post_watches, searches, source_group_members, source_groups
+from .watch import stop_watch
 
 Criteria = Annotated[
     dict[str, Any],
@@ -93,14 +95,51 @@ class ScheduleIn(BaseModel):
     per_run: int | None = Field(None, ge=1, le=10_000)
 
 
+class WatchIn(BaseModel):
+    """The watch of a posts search: after its first pass it checks new posts every ``interval_minutes``."""
+
+    enabled: bool = True
+    interval_minutes: int | None = Field(None, ge=5, le=1440)
+
+
 class SearchIn(BaseModel):
-    """A saved background search: its results become a source group of up to ``target_count`` people."""
+    """A saved background search: its results become a source group; ``target_count`` is how many NEW
+    leads (people the workspace did not know) it should find. ``enrichment``: the group's leads are enriched
+    as they are found (automatic) or only once someone selects them (on_selection). Posts searches keep
+    watching new posts (``watch``) unless it is disabled."""
 
     name: Name
     kind: domain.SearchKind
     criteria: Criteria
     target_count: int = Field(ge=1, le=10_000)
     schedule: ScheduleIn | None = None
+    enrichment: domain.EnrichmentMode = "automatic"
+    watch: WatchIn | None = None
+
+
+class SuggestIn(BaseModel):
+    """A discovery prompt to suggest signals for."""
+
+    prompt: Annotated[str, StringConstraints(strip_whitespace=True, min_length=3, max_length=2000), domain.Storable]
+    limit: int = Field(5, ge=1, le=10)
+
+
+class SuggestionOut(BaseModel):
+    """One suggested signal: its type (a ``signals`` criteria value), a name, a phrasing and why."""
+
+    signal_type: str
+    label: str
+    phrasing: str
+    why: str
+
+
+class SuggestionsOut(BaseModel):
+    """Signals a prompt suggests (best first), with the location hint and lookback it mentions (or null)."""
+
+    suggestions: list[SuggestionOut]
+    location: str | None
+    lookback_days: int | None
+    custom_signal: str | None
 
 
 class SearchCreated(BaseModel):
@@ -139,6 +178,22 @@ class SearchOut(BaseModel):
     created_at: datetime
     updated_at: datetime
     finished_at: datetime | None
+    watch: WatchOut | None = None
+
+
+class WatchOut(BaseModel):
+    """A posts search's watch: its state, schedule and what it found so far."""
+
+    state: str
+    stop_reason: str | None
+    interval_minutes: int
+    next_check_at: datetime
+    last_checked_at: datetime | None
+    checks: int
+    posts_seen: int
+    matches: int
+    new_leads: int
+    last_error: str | None
 
 
 class SearchList(BaseModel):
@@ -155,8 +210,10 @@ class SourceGroupOut(BaseModel):
     name: str
     kind: str
     search_id: UUID | None
+    enrichment: domain.EnrichmentMode
     size: int
     new_leads: int
+    awaiting_enrichment: int
     created_at: datetime
 
 
@@ -178,6 +235,7 @@ class MemberOut(BaseModel):
     company: str | None
     location: str | None
     new: bool
+    enrichment: str = Field(description="automatic | pending (waits for a selection) | requested")
     fit_signals: list[FitSignal]
     added_at: datetime
 
@@ -187,6 +245,26 @@ class MemberPage(BaseModel):
 
     items: list[MemberOut]
     next_after: int | None
+
+
+class GroupPatch(BaseModel):
+    """Change a source group: its enrichment setting (switching to automatic enriches its waiting leads)."""
+
+    enrichment: domain.EnrichmentMode
+
+
+class EnrichIn(BaseModel):
+    """Leads of the group to enrich now (each lead is enriched at most once)."""
+
+    lead_ids: list[UUID] = Field(min_length=1, max_length=1000)
+
+
+class EnrichOut(BaseModel):
+    """What a selection did: enrichment requested now, already enriched or requested, or not in the group."""
+
+    requested: list[UUID]
+    already: list[UUID]
+    not_members: list[UUID]
 
 
 class LeadIn(BaseModel):
@@ -330,63 +408,62 @@ def build_router(
             matches = [m.model_copy(update={"already_known": m.lead_id in known}) for m in matches]
         return PreviewOut(kind=body.kind, total=page.total, matches=matches, has_more=page.next_cursor is not None)
 
+    async def watches_of(conn: Any, ids: list[UUID]) -> dict[UUID, WatchOut]:
+        rows = await conn.execute(select(post_watches).where(post_watches.c.search_id.in_(ids))) if ids else []
+        return {r.search_id: WatchOut.model_validate({**r._mapping, "next_check_at": r.due_at}) for r in rows}
+
+    async def searches_out(rows: list[Any]) -> list[SearchOut]:
+        async with engine.connect() as conn:
+            watches = await watches_of(conn, [r.search_id for r in rows])
+        return [SearchOut.model_validate({**r._mapping, "watch": watches.get(r.search_id)}) for r in rows]
+
     @router.post("/searches", status_code=201, response_model=SearchCreated)
-    async def create_search(body: SearchIn, ws: WriteWorkspace) -> SearchCreated:
-        """Save a search and start it in the background; it emits ``SearchStarted`` now."""
+    async def create_search(
+        body: SearchIn, ws: WriteWorkspace, response: Response, key: IdempotencyKey = None
+    ) -> SearchCreated:
+        """Save a search and start it in the background; it emits ``SearchStarted`` now. A posts search then
+        keeps watching new posts (see ``watch``). Sent again with the same ``Idempotency-Key``, it answers with
+        the first request's search (``Idempotent-Replayed: true``)."""
         criteria = _criteria(body.kind, body.criteria).model_dump(mode="json")
-        search_id, group_id, started_id = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
-        now = service.clock.now()
-        schedule = body.schedule
-        async with engine.begin() as conn:
-            await conn.execute(
-                source_groups.insert().values(
-                    source_group_id=group_id,
-                    workspace_id=ws,
-                    name=body.name,
-                    kind=body.kind,
-                    search_id=search_id,
-                    created_at=now,
-                )
+        if body.watch is not None and body.watch.enabled and body.kind != "posts":
+            raise RequestValidationError(
+                [{"loc": ("body", "watch"), "type": "value_error", "msg": "only a posts search has a watch"}]
             )
-            await conn.execute(
-                searches.insert().values(
-                    search_id=search_id,
-                    workspace_id=ws,
-                    source_group_id=group_id,
-                    name=body.name,
-                    kind=body.kind,
-                    criteria=criteria,
-                    target_count=body.target_count,
-                    recurring=schedule is not None,
-                    per_run=schedule.per_run if schedule else None,
-                    interval_minutes=(schedule.interval_minutes or settings.recurring_interval_minutes)
-                    if schedule
-                    else None,
-                    status="running",
-                    started_event_id=started_id,
-                    created_at=now,
-                    updated_at=now,
-                )
-            )
-            event = SearchStarted(
-                search_id=search_id,
-                source_group_id=group_id,
-                kind=body.kind,
-                name=body.name,
-                criteria=criteria,
-                target_count=body.target_count,
-            )
-            await service.emit(
-                conn,
-                [
-                    search_envelope(
-                        service, event, workspace_id=ws, search_id=search_id, what="started", started_id=started_id
-                    )
-                ],
-            )
-        service.wake_relay()
-        runner.wake()
+        watch_minutes = None
+        if body.kind == "posts" and (body.watch is None or body.watch.enabled):
+            watch_minutes = (
+                body.watch.interval_minutes if body.watch else None
+            ) or settings.posts_watch_interval_minutes
+        search_id, group_id, created = await commands.create_search(
+            service,
+            settings,
+            runner,
+            ws,
+            name=body.name,
+            kind=body.kind,
+            criteria=criteria,
+            target_count=body.target_count,
+            schedule=body.schedule,
+            enrichment=body.enrichment,
+            watch_minutes=watch_minutes,
+            watch=body.watch.model_dump(mode="json") if body.watch is not None else None,
+            idempotency_key=key,
+        )
+        if not created:
+            response.headers["Idempotent-Replayed"] = "true"
         return SearchCreated(search_id=search_id, source_group_id=group_id, status="running")
+
+    @router.post("/signal-suggestions", response_model=SuggestionsOut)
+    async def signal_suggestions(body: SuggestIn, ws: WriteWorkspace) -> SuggestionsOut:
+        """Signal types a discovery prompt asks for, each with a phrasing, plus the location and lookback the
+        prompt mentions: what to pick in a signal search. Nothing is saved and no provider is asked."""
+        found = domain.suggest_signals(body.prompt, body.limit)
+        return SuggestionsOut(
+            suggestions=[SuggestionOut(**s.__dict__) for s in found.suggestions],
+            location=found.location,
+            lookback_days=found.lookback_days,
+            custom_signal=found.custom_signal,
+        )
 
     @router.get("/searches", response_model=SearchList)
     async def list_searches(ws: ReadWorkspace, limit: Limit = 50, after: After = None) -> SearchList:
@@ -402,12 +479,12 @@ def build_router(
                 )
             ).all()
         page = Page.of(rows, limit, lambda r: encode_cursor([r.created_at.isoformat(), str(r.search_id)]))
-        return SearchList(items=[SearchOut.model_validate(r._mapping) for r in page.items], next=page.next)
+        return SearchList(items=await searches_out(list(page.items)), next=page.next)
 
     @router.get("/searches/{search_id}", response_model=SearchOut)
     async def get_search(search_id: UUID, ws: ReadWorkspace) -> SearchOut:
-        """A search's progress (counts, cursor, status, next run)."""
-        return SearchOut.model_validate((await search_row(ws, search_id))._mapping)
+        """A search's progress (counts, cursor, status, next run, its posts watch)."""
+        return (await searches_out([await search_row(ws, search_id)]))[0]
 
     @router.post("/searches/{search_id}/cancel", response_model=SearchOut)
     async def cancel_search(search_id: UUID, ws: WriteWorkspace) -> SearchOut:
@@ -419,14 +496,46 @@ def build_router(
             ).one()
             if row.status == "finished":
                 raise Problem(409, "search_finished", f"search {search_id} already finished ({row.finish_reason})")
-            await finish(service, conn, row, "cancelled", service.clock.now())
+            now = service.clock.now()
+            await stop_watch(conn, search_id, "search cancelled", now)
+            await finish(service, conn, row, "cancelled", now)
         service.wake_relay()
         return await get_search(search_id, ws)
+
+    async def groups_out(conn: Any, ws: str, rows: list[Any]) -> list[SourceGroupOut]:
+        """Groups with their sizes: members, new leads and leads awaiting a selection to be enriched."""
+        m, lt = source_group_members, leads
+        ids = [r.source_group_id for r in rows]
+        counts = {
+            c.source_group_id: c
+            for c in await conn.execute(
+                select(
+                    m.c.source_group_id,
+                    func.count().label("size"),
+                    func.count().filter(m.c.is_new).label("new_leads"),
+                    func.count().filter(lt.c.enrichment == "pending").label("awaiting"),
+                )
+                .select_from(m.join(lt, (lt.c.workspace_id == m.c.workspace_id) & (lt.c.lead_id == m.c.lead_id)))
+                .where(m.c.workspace_id == ws, m.c.source_group_id.in_(ids))
+                .group_by(m.c.source_group_id)
+            )
+        }
+        return [
+            SourceGroupOut.model_validate(
+                {
+                    **r._mapping,
+                    "size": counts[r.source_group_id].size if r.source_group_id in counts else 0,
+                    "new_leads": counts[r.source_group_id].new_leads if r.source_group_id in counts else 0,
+                    "awaiting_enrichment": counts[r.source_group_id].awaiting if r.source_group_id in counts else 0,
+                }
+            )
+            for r in rows
+        ]
 
     @router.get("/source-groups", response_model=SourceGroupList)
     async def list_groups(ws: ReadWorkspace, limit: Limit = 50, after: After = None) -> SourceGroupList:
         """The workspace's source groups with their sizes, newest first."""
-        g, m = source_groups, source_group_members
+        g = source_groups
         stmt = select(g).where(g.c.workspace_id == ws)
         if after:
             created, group_id = decode_cursor(after, 2, [datetime.fromisoformat, UUID])
@@ -436,29 +545,7 @@ def build_router(
                 await conn.execute(stmt.order_by(g.c.created_at.desc(), g.c.source_group_id.desc()).limit(limit + 1))
             ).all()
             page = Page.of(rows, limit, lambda r: encode_cursor([r.created_at.isoformat(), str(r.source_group_id)]))
-            ids = [r.source_group_id for r in page.items]
-            counts = {
-                c.source_group_id: c
-                for c in await conn.execute(
-                    select(
-                        m.c.source_group_id,
-                        func.count().label("size"),
-                        func.count().filter(m.c.is_new).label("new_leads"),
-                    )
-                    .where(m.c.workspace_id == ws, m.c.source_group_id.in_(ids))
-                    .group_by(m.c.source_group_id)
-                )
-            }
-        items = [
-            SourceGroupOut.model_validate(
-                {
-                    **r._mapping,
-                    "size": counts[r.source_group_id].size if r.source_group_id in counts else 0,
-                    "new_leads": counts[r.source_group_id].new_leads if r.source_group_id in counts else 0,
-                }
-            )
-            for r in page.items
-        ]
+            items = await groups_out(conn, ws, list(page.items))
         return SourceGroupList(items=items, next=page.next)
 
     async def group_exists(ws: str, group_id: UUID) -> None:
@@ -486,6 +573,7 @@ def build_router(
                 m.c.seq,
                 m.c.lead_id,
                 m.c.is_new.label("new"),
+                lt.c.enrichment,
                 m.c.fit_signals,
                 m.c.added_at,
                 lt.c.linkedin_url,
@@ -510,6 +598,27 @@ def build_router(
             items=[MemberOut.model_validate(r._mapping) for r in rows], next_after=rows[-1].seq if more else None
         )
 
+    @router.patch("/source-groups/{group_id}", response_model=SourceGroupOut)
+    async def patch_group(group_id: UUID, body: GroupPatch, ws: WriteWorkspace) -> SourceGroupOut:
+        """Change a group's enrichment setting; switching to automatic enriches the leads waiting for a selection."""
+        await commands.set_enrichment(service, ws, group_id, body.enrichment)
+        async with engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    select(source_groups).where(
+                        source_groups.c.workspace_id == ws, source_groups.c.source_group_id == group_id
+                    )
+                )
+            ).one()
+            return (await groups_out(conn, ws, [row]))[0]
+
+    @router.post("/source-groups/{group_id}/enrich", response_model=EnrichOut)
+    async def enrich_selected(group_id: UUID, body: EnrichIn, ws: WriteWorkspace) -> EnrichOut:
+        """Enrich the selected leads of a group now (``LeadEnrichmentRequested`` once per lead); leads already
+        enriched (or requested) and leads not in the group are reported, not requested."""
+        done = await commands.enrich_selected(service, ws, group_id, body.lead_ids)
+        return EnrichOut(requested=done.requested, already=done.already, not_members=done.not_members)
+
     @router.post(
         "/imports/csv",
         status_code=201,
@@ -530,6 +639,13 @@ def build_router(
                                     "maxLength": 200,
                                     "description": "The import's name (send it before the file part).",
                                 },
+                                "enrichment": {
+                                    "type": "string",
+                                    "enum": ["automatic", "on_selection"],
+                                    "default": "automatic",
+                                    "description": "on_selection keeps the leads unenriched until selected "
+                                    "(send it before the file part).",
+                                },
                             },
                         }
                     }
@@ -542,7 +658,8 @@ def build_router(
 
         The file is read as it arrives, never stored: at most ``LEADSTREAM_CSV_MAX_BYTES`` bytes (the edge's cap
         for this route: 413 when the declared length is larger; a body that turns out larger while it streams is
-        imported up to there and the answer says so) and ``LEADSTREAM_CSV_MAX_ROWS`` rows."""
+        imported up to there and the answer says so) and ``LEADSTREAM_CSV_MAX_ROWS`` rows.
+        ``enrichment=on_selection`` keeps the leads unenriched until selected."""
         upload = StreamedUpload(request)
         try:
             file = await upload.open()
@@ -552,9 +669,22 @@ def build_router(
                 raise Problem(
                     422, "invalid_request", f"name: {problem}", errors=[{"field": "name", "message": problem}]
                 )
+            enrichment: domain.EnrichmentMode
+            match upload.fields.get("enrichment") or "automatic":
+                case "automatic":
+                    enrichment = "automatic"
+                case "on_selection":
+                    enrichment = "on_selection"
+                case _:
+                    raise Problem(
+                        422,
+                        "invalid_request",
+                        "enrichment: automatic or on_selection",
+                        errors=[{"field": "enrichment", "message": "automatic or on_selection"}],
+                    )
             filename = "".join(c for c in upload.filename or "" if not unstorable(c))
             label = (name or "").strip() or filename[:200] or "CSV import"
-            report: ImportReport = await CsvImporter(service, settings).run(ws, file, name=label)
+            report: ImportReport = await CsvImporter(service, settings, enrichment).run(ws, file, name=label)
         finally:
             await upload.close()
         return ImportOut(search_id=report.import_id, **report.__dict__)
@@ -604,6 +734,7 @@ def build_router(
                 )
                 .on_conflict_do_nothing()
             )
+            enrichment = await group_enrichment(conn, group_id)
             added = await add_lead(
                 conn,
                 ws,
@@ -613,13 +744,12 @@ def build_router(
                 search_id=None,
                 fit_signals=[],
                 now=now,
+                enrichment=enrichment,
             )
-            if added.new_lead:
-                event = domain.discovered_event(lead, added.lead_id, LeadSource.manual, source_group_id=group_id)
-                await service.emit(conn, [service.new_envelope(event, workspace_id=ws)])
-            elif added.new_member:
-                joined = domain.joined_group_event(added.lead_id, LeadSource.manual, group_id, None)
-                await service.emit(conn, [service.new_envelope(joined, workspace_id=ws)])
+            events = lead_events(
+                added, lead, LeadSource.manual, search_id=None, source_group_id=group_id, fit=[], enrichment=enrichment
+            )
+            await service.emit(conn, [service.new_envelope(event, workspace_id=ws) for _, event in events])
         service.wake_relay()
         if not added.new_lead:
             response.status_code = 200

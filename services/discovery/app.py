@@ -1,10 +1,13 @@
-"""Discovery wiring: settings -> search provider -> search worker + HTTP routes -> service."""
+"""Discovery wiring: settings -> search provider -> search worker, posts watch, campaign-audience handlers and
+HTTP routes -> service."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+
+from leadstream_schemas import CAMPAIGN, CampaignAudienceRunRequested, CampaignExtended
 
 from services.runtime.clock import Clock
 from services.runtime.providers import SimulationProfile
@@ -14,9 +17,11 @@ from .adapters import SearchProvider
 from .adapters.http import UnipileSearchClient
 from .adapters.simulated import SimulatedSearchProvider
 from .api import build_router
+from .audiences import CampaignAudiences
 from .handlers import SearchRunner
 from .settings import DiscoverySettings
 from .store import metadata, runtime_tables
+from .watch import PostsWatch
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -62,9 +67,17 @@ def build(
     provider = provider or make_provider(settings, clock)
     runner = SearchRunner(service, provider, settings)
     runner.timers.serve()
+    watch = PostsWatch(service, provider, settings)
+    watch.timers.serve()
+    audiences = CampaignAudiences(runner, watch)
+    service.consume(
+        [CAMPAIGN.name],
+        {CampaignAudienceRunRequested: audiences.on_audience_run, CampaignExtended: audiences.on_extended},
+    )
     service.include_router(build_router(service, settings, provider, runner))
     if isinstance(provider, UnipileSearchClient):
         service.add_task(_close_on_stop(provider))
     service.app.state.runner = runner
+    service.app.state.watch = watch
     service.app.state.provider = provider
     return service

@@ -5,6 +5,7 @@ No I/O and no clock reads: the current time is passed in.
 
 from __future__ import annotations
 
+import hashlib
 import re
 import uuid
 from collections.abc import Iterable, Mapping
@@ -14,7 +15,15 @@ from typing import Annotated, Any, Literal
 from urllib.parse import parse_qs, unquote, urlsplit
 from uuid import UUID
 
-from leadstream_schemas import FitSignal, LeadAddedToSourceGroup, LeadDiscovered, LeadSource
+from leadstream_schemas import (
+    FitSignal,
+    LeadAddedToSourceGroup,
+    LeadDiscovered,
+    LeadEnrichmentRequested,
+    LeadPostMatched,
+    LeadSource,
+    Post,
+)
 from leadstream_schemas.bounds import unstorable
 from pydantic import (
     AfterValidator,
@@ -205,9 +214,11 @@ class SignalsCriteria(_Criteria):
 
 
 class PostsCriteria(_Criteria):
-    """Recent posts watched for intent or pain language (keywords), on LinkedIn posts or the web."""
+    """Recent posts watched for intent language (``keywords``: "looking for a CRM") or pain language
+    (``pain_keywords``: "struggling with outbound"), on LinkedIn posts or the web."""
 
     keywords: list[Term] = Field(min_length=1, max_length=20)
+    pain_keywords: list[Term] = Field(default_factory=list, max_length=20)
     source: Literal["web", "posts"] = "posts"
     lookback_days: int = 14
 
@@ -266,7 +277,7 @@ def search_terms(criteria: Criteria) -> list[str]:
     elif isinstance(criteria, SignalsCriteria):
         parts = [criteria.prompt, criteria.custom_signal or "", criteria.location or ""]
     elif isinstance(criteria, PostsCriteria):
-        parts = list(criteria.keywords)
+        parts = [*criteria.keywords, *criteria.pain_keywords]
     else:
         query = parse_qs(urlsplit(criteria.url).query)
         for name in ("keywords", "title", "company", "firstName", "lastName"):
@@ -305,13 +316,10 @@ def fit_signals(criteria: Criteria, candidate: Candidate, today: date) -> list[F
     elif isinstance(criteria, PostsCriteria):
         for ev in candidate.evidence:
             if ev.kind in {"post", "web_mention"} and _within(ev.observed_on, today, criteria.lookback_days):
-                hits = [k for k in criteria.keywords if _contains(ev.detail, k)]
-                if hits:
-                    add(
-                        "intent_post" if ev.kind == "post" else "web_mention",
-                        f"{ev.detail} (mentions {', '.join(repr(h) for h in hits)})",
-                        ev.observed_on,
-                    )
+                found = match_post(criteria, ev.detail)
+                if found is not None:
+                    kind = f"{found.language}_post" if ev.kind == "post" else "web_mention"
+                    add(kind, f"{ev.detail} (mentions {', '.join(repr(h) for h in found.matched)})", ev.observed_on)
     elif isinstance(criteria, PeopleCriteria):
         for title in criteria.titles:
             if _contains(candidate.title, title) or _contains(candidate.headline, title):
@@ -342,11 +350,14 @@ def fit_signals(criteria: Criteria, candidate: Candidate, today: date) -> list[F
 
 @dataclass(frozen=True)
 class Progress:
-    """Where a saved search stands. ``members`` counts the people of its source group (new or known)."""
+    """Where a saved search stands. ``new`` counts the NEW leads it found (people the workspace did not know
+    before): the target and the per-run budget count only them, so a search that finds known people again
+    (a repeat search, an overlapping one, a new pass over the same results) never reaches its target with
+    nobody new."""
 
     target: int
-    members: int = 0
-    run_members: int = 0
+    new: int = 0
+    run_new: int = 0
     run_pages: int = 0
     per_run: int | None = None
     pages_per_run: int = 50
@@ -355,34 +366,50 @@ class Progress:
 
 @dataclass(frozen=True)
 class Decision:
-    """What happens to a search after a page: keep running, wait for the next run, or finish."""
+    """What happens to a search after a page: keep running, wait for the next run, or finish.
 
-    status: Literal["running", "scheduled", "finished"]
+    ``restart``: the provider's result set was read to its end; the next run searches again from the top
+    (for results that appeared since), instead of stopping for good.
+    """
+
+    status: Literal["running", "scheduled", "watching", "finished"]
     finish_reason: Literal["target_reached", "exhausted"] | None = None
     next_run_at: datetime | None = None
+    restart: bool = False
 
 
 def room(progress: Progress) -> int:
-    """How many more people this run may add to the source group."""
-    left = progress.target - progress.members
+    """How many more new leads this run may add."""
+    left = progress.target - progress.new
     if progress.per_run is not None:
-        left = min(left, progress.per_run - progress.run_members)
+        left = min(left, progress.per_run - progress.run_new)
     return max(left, 0)
 
 
-def added(progress: Progress, n: int = 1) -> Progress:
-    """Progress after ``n`` people joined the source group."""
-    return replace(progress, members=progress.members + n, run_members=progress.run_members + n)
+def found_new(progress: Progress, n: int = 1) -> Progress:
+    """Progress after ``n`` new leads were found."""
+    return replace(progress, new=progress.new + n, run_new=progress.run_new + n)
 
 
-def after_page(progress: Progress, *, exhausted: bool, now: datetime, interval: timedelta) -> Decision:
-    """The decision after a page: target first, then exhaustion, then the run budget of a recurring search."""
-    if progress.members >= progress.target:
+def after_page(
+    progress: Progress, *, exhausted: bool, now: datetime, interval: timedelta, watched: bool = False
+) -> Decision:
+    """The decision after a page: target first, then exhaustion, then the run budget of a recurring search.
+
+    A recurring search whose results ran out is not finished: it searches again after its interval (new
+    people post, get hired, change jobs), until it reaches its target of new leads or is cancelled. A posts
+    search with a watch (``watched``) is not finished either: its watch carries on with the newest posts.
+    """
+    if progress.new >= progress.target:
         return Decision("finished", "target_reached")
     if exhausted:
+        if progress.recurring:
+            return Decision("scheduled", next_run_at=now + interval, restart=True)
+        if watched:
+            return Decision("watching")
         return Decision("finished", "exhausted")
     run_over = progress.run_pages >= progress.pages_per_run or (
-        progress.per_run is not None and progress.run_members >= progress.per_run
+        progress.per_run is not None and progress.run_new >= progress.per_run
     )
     if progress.recurring and run_over:
         return Decision("scheduled", next_run_at=now + interval)
@@ -396,7 +423,93 @@ def paged(progress: Progress) -> Progress:
 
 def new_run(progress: Progress) -> Progress:
     """Progress at the start of another run (run counters reset, totals kept)."""
-    return replace(progress, run_members=0, run_pages=0)
+    return replace(progress, run_new=0, run_pages=0)
+
+
+def finished_what(runs: int) -> str:
+    """The event key of a search's ``SearchFinished``: a search that ran again after finishing (a campaign's
+    audience run, an extension) finishes once per pass, each with its own deterministic id."""
+    return "finished" if runs <= 1 else f"finished:{runs}"
+
+
+# -- campaign audiences --------------------------------------------------------------------------
+
+AudienceRunAction = Literal["none", "run_now", "reopen"]
+FINISHED_FOR_GOOD = frozenset({"cancelled", "failed"})
+
+
+def audience_run_action(status: str, finish_reason: str | None) -> AudienceRunAction:
+    """What a campaign's audience run (two hours before its invite window) does to a search feeding it:
+    a running search is already looking; a scheduled one runs now; one that finished because its results
+    ran out runs again from the top for new results; one that reached its target, was cancelled or failed
+    is left alone."""
+    if status == "scheduled":
+        return "run_now"
+    if status == "finished" and finish_reason == "exhausted":
+        return "reopen"
+    return "none"
+
+
+def extension_action(status: str, finish_reason: str | None) -> AudienceRunAction:
+    """What a campaign extension does to a search feeding it (its target is raised first): a finished search
+    (target reached or exhausted) runs again, a scheduled one runs now; cancelled and failed ones stay."""
+    if status == "scheduled":
+        return "run_now"
+    if status == "finished" and finish_reason not in FINISHED_FOR_GOOD:
+        return "reopen"
+    return "none"
+
+
+# -- posts watch ---------------------------------------------------------------------------------
+
+POST_KINDS = frozenset({"post", "web_mention"})
+
+
+@dataclass(frozen=True)
+class PostMatch:
+    """Why a post matched a watch: pain language wins over intent language; ``matched`` lists every hit."""
+
+    language: Literal["intent", "pain"]
+    matched: tuple[str, ...]
+
+
+def match_post(criteria: PostsCriteria, text: str) -> PostMatch | None:
+    """Whether a post's text speaks the watch's pain or intent language (case-insensitive phrases)."""
+    pain = [k for k in criteria.pain_keywords if _contains(text, k)]
+    intent = [k for k in criteria.keywords if _contains(text, k)]
+    if not pain and not intent:
+        return None
+    return PostMatch("pain" if pain else "intent", tuple(dict.fromkeys([*pain, *intent])))
+
+
+def post_key(author_url: str, text: str, ref: str | None = None, url: str | None = None) -> str:
+    """A post's identity for a watch's memory: the provider's id or URL, else a digest of author and text."""
+    if ref:
+        return f"ref:{ref}"[:300]
+    if url:
+        return f"url:{url}"[:300]
+    return "sha:" + hashlib.sha256(f"{author_url}|{' '.join(text.split())}".encode()).hexdigest()
+
+
+def watch_lookback_days(last_checked: datetime | None, now: datetime, criteria_days: int) -> int:
+    """How far back a watch looks: since its last check (a day at least), never beyond the search's lookback."""
+    if last_checked is None:
+        return criteria_days
+    days = -(-(now - last_checked) // timedelta(days=1))  # ceiling
+    return max(LOOKBACK_MIN_DAYS, min(int(days), criteria_days))
+
+
+def post_of(evidence_detail: str) -> str:
+    """The post's text as evidence carries it (quoted by the adapters)."""
+    text = evidence_detail.strip()
+    if len(text) >= 2 and text[0] == text[-1] == "'":
+        text = text[1:-1]
+    return text
+
+
+# -- enrichment on selection ---------------------------------------------------------------------
+
+EnrichmentMode = Literal["automatic", "on_selection"]
 
 
 # -- leads from any source -----------------------------------------------------------------------
@@ -459,8 +572,9 @@ def discovered_event(
     search_id: UUID | None = None,
     source_group_id: UUID | None = None,
     fit: Iterable[FitSignal] = (),
+    enrichment: EnrichmentMode = "automatic",
 ) -> LeadDiscovered:
-    """The ``LeadDiscovered`` event of a new lead."""
+    """The ``LeadDiscovered`` event of a new lead (``enrichment``: its source group's setting)."""
     return LeadDiscovered(
         lead_id=lead_id,
         source=source,
@@ -475,6 +589,7 @@ def discovered_event(
         company=lead.company,
         location=lead.location,
         fit_signals=list(fit),
+        enrichment=enrichment,
     )
 
 
@@ -483,6 +598,36 @@ def joined_group_event(
 ) -> LeadAddedToSourceGroup:
     """The event of a known lead joining another source group (it is not discovered twice)."""
     return LeadAddedToSourceGroup(lead_id=lead_id, source=source, source_group_id=source_group_id, search_id=search_id)
+
+
+def enrichment_request_event(
+    lead_id: UUID, source_group_id: UUID | None, reason: Literal["selected", "automatic"]
+) -> LeadEnrichmentRequested:
+    """The event that asks enrichment to enrich a lead discovered into a group that enriches on selection."""
+    return LeadEnrichmentRequested(lead_id=lead_id, source_group_id=source_group_id, reason=reason)
+
+
+def post_matched_event(
+    lead_id: UUID,
+    source_group_id: UUID,
+    search_id: UUID | None,
+    text: str,
+    match: PostMatch,
+    *,
+    posted_on: date | None,
+    url: str | None,
+    source: Literal["posts", "web"],
+) -> LeadPostMatched:
+    """The event of a watched post that matched: its text (bounded), the phrase it matched as its topic, where."""
+    return LeadPostMatched(
+        lead_id=lead_id,
+        source_group_id=source_group_id,
+        search_id=search_id,
+        post=Post(text=text[:2000], topic=match.matched[0], posted_on=posted_on, url=url),
+        language=match.language,
+        matched=list(match.matched)[:40],
+        source=source,
+    )
 
 
 def search_event_id(search_id: UUID, what: str) -> UUID:
@@ -624,3 +769,181 @@ def validate_row(
         company=values.get("company"),
         location=values.get("location"),
     )
+
+
+# -- signal suggestions ----------------------------------------------------------------------------
+
+SIGNAL_LABELS: dict[str, str] = {
+    "hiring_plans": "Hiring plans",
+    "open_jobs": "Open jobs",
+    "recent_hires": "Recent hires",
+    "tech_stack": "Tech stack",
+    "website_signals": "Website changes",
+    "compliance": "Compliance",
+    "people": "People moves",
+    "news": "In the news",
+    "expansion": "Expansion",
+    "custom": "Custom signal",
+}
+# Words of a prompt that point at a signal type (lowercase; a phrase matches as a substring).
+_SIGNAL_WORDS: dict[str, tuple[str, ...]] = {
+    "hiring_plans": ("hiring", "grow", "growing", "headcount", "scale the team", "scaling", "recruit", "build out"),
+    "open_jobs": ("job", "jobs", "openings", "open role", "roles", "vacanc", "position", "sdr", "bdr"),
+    "recent_hires": ("new hire", "just hired", "recently hired", "hired a", "joined", "new vp", "new head"),
+    "tech_stack": (
+        "stack",
+        "using",
+        "uses",
+        "salesforce",
+        "hubspot",
+        "snowflake",
+        "aws",
+        "shopify",
+        "stripe",
+        "crm",
+        "software",
+        "tool",
+        "migrat",
+        "sap",
+        "oracle",
+        "okta",
+    ),
+    "website_signals": ("website", "pricing", "landing page", "site", "demo page", "web page"),
+    "compliance": ("compliance", "soc 2", "soc2", "iso 27001", "gdpr", "dora", "audit", "regulat", "certif"),
+    "people": (
+        "founder",
+        "ceo",
+        "cto",
+        "cfo",
+        "coo",
+        "vp",
+        "head of",
+        "director",
+        "leader",
+        "promoted",
+        "new role",
+        "decision maker",
+    ),
+    "news": ("news", "featured", "press", "announce", "funding", "raised", "series a", "series b", "launch"),
+    "expansion": ("expan", "new office", "opening an office", "new market", "international", "entering", "relocat"),
+}
+_TEAMS = (
+    ("sales", ("sales", "sdr", "bdr", "account executive", "revops", "revenue")),
+    ("engineering", ("engineer", "developer", "devops", "cto")),
+    ("marketing", ("marketing", "growth", "demand gen")),
+    ("customer success", ("customer success", "support", "onboarding")),
+    ("data", ("data", "analytics", "machine learning", "ai ")),
+)
+_PHRASINGS: dict[str, str] = {
+    "hiring_plans": "Companies planning to grow their {team} team",
+    "open_jobs": "Companies with open {team} roles posted recently",
+    "recent_hires": "Companies that recently hired a new {team} leader",
+    "tech_stack": "Companies using {tech}",
+    "website_signals": "Companies that changed their pricing or product pages",
+    "compliance": "Companies preparing for {framework}",
+    "people": "People who recently started in the role you sell to",
+    "news": "Companies featured in the news (funding, launches)",
+    "expansion": "Companies opening offices or entering new markets",
+}
+_TECH = ("Salesforce", "HubSpot", "Snowflake", "AWS", "Shopify", "Stripe", "SAP", "Oracle", "Okta", "OpenAI")
+_FRAMEWORKS = ("SOC 2", "ISO 27001", "GDPR", "DORA")
+_PLACES = (
+    "Europe",
+    "EMEA",
+    "DACH",
+    "Nordics",
+    "Benelux",
+    "North America",
+    "USA",
+    "UK",
+    "Germany",
+    "France",
+    "Netherlands",
+    "Spain",
+    "Italy",
+    "Sweden",
+    "Ireland",
+    "Switzerland",
+    "Israel",
+    "Berlin",
+    "London",
+    "Munich",
+    "Amsterdam",
+    "Paris",
+    "Lisbon",
+    "Dublin",
+    "Stockholm",
+    "Madrid",
+    "Zurich",
+    "Rotterdam",
+    "Copenhagen",
+    "Milan",
+    "Hamburg",
+    "Frankfurt",
+    "Tel Aviv",
+)
+_LOOKBACK = re.compile(r"\b(?:last|past|previous|within)\s+(\d{1,3})?\s*(day|days|week|weeks|month|months)\b")
+
+
+@dataclass(frozen=True)
+class SignalSuggestion:
+    """A signal type a prompt asks for, how to phrase the search for it, and what in the prompt said so."""
+
+    signal_type: str
+    label: str
+    phrasing: str
+    why: str
+
+
+@dataclass(frozen=True)
+class Suggestions:
+    """What a discovery prompt suggests: signal types (best first), a location hint and a lookback window."""
+
+    suggestions: list[SignalSuggestion]
+    location: str | None
+    lookback_days: int | None
+    custom_signal: str | None
+
+
+def _word_hits(text: str, words: Iterable[str]) -> list[str]:
+    return [w for w in words if re.search(r"(?<![a-z0-9])" + re.escape(w), text)]
+
+
+def suggest_signals(prompt: str, limit: int = 5) -> Suggestions:
+    """Signal types (with a phrasing each) a discovery prompt asks for, plus its location and lookback.
+
+    Words of the prompt are matched against each signal type's vocabulary; the types with most hits come
+    first. A prompt that names no known signal gets a custom signal built from its own words, after the
+    two signals that suit most B2B prompts (hiring plans, news). Pure: no provider is asked.
+    """
+    text = " ".join(prompt.lower().split())
+    team = next((name for name, words in _TEAMS if _word_hits(text, words)), "sales")
+    tech = next((t for t in _TECH if t.lower() in text), "the tools you replace")
+    framework = next((f for f in _FRAMEWORKS if f.lower() in text), "a compliance audit")
+    scored: list[tuple[int, int, str, list[str]]] = []
+    for order, (kind, words) in enumerate(_SIGNAL_WORDS.items()):
+        hits = _word_hits(text, words)
+        if hits:
+            scored.append((-len(hits), order, kind, hits))
+    scored.sort()
+    out: list[SignalSuggestion] = []
+    for _, _, kind, hits in scored[:limit]:
+        phrasing = _PHRASINGS[kind].format(team=team, tech=tech, framework=framework)
+        why = "the prompt mentions " + ", ".join(repr(h) for h in hits[:3])
+        out.append(SignalSuggestion(kind, SIGNAL_LABELS[kind], phrasing, why))
+    custom = None
+    if not out:
+        custom = " ".join(prompt.split())[:500] if len(prompt.strip()) >= 3 else None
+        for kind in ("hiring_plans", "news"):
+            phrasing = _PHRASINGS[kind].format(team=team, tech=tech, framework=framework)
+            out.append(SignalSuggestion(kind, SIGNAL_LABELS[kind], phrasing, "a common buying signal for B2B prompts"))
+        if custom:
+            out.append(SignalSuggestion("custom", SIGNAL_LABELS["custom"], custom, "the prompt in your own words"))
+    location = next((p for p in _PLACES if re.search(r"\b" + re.escape(p.lower()) + r"\b", text)), None)
+    lookback = None
+    m = _LOOKBACK.search(text)
+    if m:
+        n = int(m.group(1) or 1)
+        days = n * {"day": 1, "week": 7, "month": 30}[m.group(2).rstrip("s")]
+        lookback = min(max(days, LOOKBACK_MIN_DAYS), LOOKBACK_MAX_DAYS)
+    return Suggestions(out[:limit], location, lookback, custom)

@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime, timedelta
-from typing import Any
+from operator import attrgetter
+from typing import Any, Literal
 from uuid import UUID
 
-from leadstream_schemas import Envelope, Event, SearchFinished, SearchPageCompleted
+from leadstream_schemas import Envelope, Event, FitSignal, LeadSource, SearchFinished, SearchPageCompleted
 from sqlalchemy import Select, and_, or_, select, update
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -32,9 +33,9 @@ from services.runtime.telemetry import current_traceparent
 from services.runtime.timers import DurableTimers, Failure
 
 from . import domain
-from .adapters import SearchProvider, SearchQuery
+from .adapters import Candidate, SearchProvider, SearchQuery
 from .settings import DiscoverySettings
-from .store import add_lead, searches
+from .store import Added, add_lead, post_watches, remember_post, searches, source_groups
 
 log = logging.getLogger(__name__)
 
@@ -61,8 +62,8 @@ def progress_of(row: Row[Any], pages_per_run: int) -> domain.Progress:
     """The domain view of a search row."""
     return domain.Progress(
         target=row.target_count,
-        members=row.members,
-        run_members=row.run_members,
+        new=row.new_leads,
+        run_new=row.run_new,
         run_pages=row.run_pages,
         per_run=row.per_run,
         pages_per_run=pages_per_run,
@@ -106,6 +107,7 @@ class SearchRunner:
             retry_max_s=settings.search_backoff_max_s,
             poll_interval_s=settings.search_poll_interval_s,
             max_retry_after_s=settings.search_max_retry_after_s,
+            traceparent=attrgetter("traceparent"),
         )
 
     def wake(self) -> None:
@@ -137,8 +139,9 @@ class SearchRunner:
             raise ProviderError(f"search provider call failed: {exc!r}", transient=True) from exc
         source = domain.SOURCE_OF_KIND[row.kind].value
         today = now.date()
+        enrichment = await group_enrichment(conn, row.source_group_id)
         events: list[Envelope[Any]] = []
-        new = duplicates = invalid = 0
+        new = duplicates = invalid = joined = 0
         pos = min(row.page_offset, len(page.items))
         start = pos
         while pos < len(page.items) and domain.room(progress) > 0:
@@ -159,34 +162,39 @@ class SearchRunner:
                 search_id=row.search_id,
                 fit_signals=[f.model_dump(mode="json") for f in fit],
                 now=now,
+                enrichment=enrichment,
             )
+            joined += added.new_member
             if added.new_lead:
                 new += 1
-                event = domain.discovered_event(
+                progress = domain.found_new(progress)
+            else:
+                duplicates += 1
+            events.extend(
+                self._envelope(row, event, what)
+                for what, event in lead_events(
+                    added,
                     lead,
-                    added.lead_id,
                     domain.SOURCE_OF_KIND[row.kind],
                     search_id=row.search_id,
                     source_group_id=row.source_group_id,
                     fit=fit,
+                    enrichment=enrichment,
                 )
-                events.append(self._envelope(row, event, f"lead:{added.lead_id}"))
-            else:
-                duplicates += 1
-                if added.new_member:
-                    joined = domain.joined_group_event(
-                        added.lead_id, domain.SOURCE_OF_KIND[row.kind], row.source_group_id, row.search_id
-                    )
-                    events.append(self._envelope(row, joined, f"member:{added.lead_id}"))
-            if added.new_member:
-                progress = domain.added(progress)
+            )
+            if isinstance(criteria, domain.PostsCriteria):  # after LeadDiscovered: per-lead order
+                matched = await self._posts_matched(conn, row, criteria, candidate, added.lead_id, now)
+                events.extend(self._envelope(row, event, what) for what, event in matched)
         page_done = pos >= len(page.items)
         cursor = page.next_cursor if page_done else row.cursor
         offset = 0 if page_done else pos
         exhausted = page_done and page.next_cursor is None
         progress = domain.paged(progress)
         interval = timedelta(minutes=row.interval_minutes or self.settings.recurring_interval_minutes)
-        decision = domain.after_page(progress, exhausted=exhausted, now=now, interval=interval)
+        watched = row.kind == "posts" and await watching(conn, row.search_id)
+        decision = domain.after_page(progress, exhausted=exhausted, now=now, interval=interval, watched=watched)
+        if decision.restart:  # read to its end: the next run searches again from the top, for new results
+            cursor, offset = None, 0
         page_no = row.pages + 1
         total_new = row.new_leads + new
         events.append(
@@ -210,7 +218,7 @@ class SearchRunner:
                 self._envelope(
                     row,
                     SearchFinished(search_id=row.search_id, reason=decision.finish_reason, total_new=total_new),
-                    "finished",
+                    domain.finished_what(runs),
                 )
             )
         await conn.execute(
@@ -225,10 +233,11 @@ class SearchRunner:
                 new_leads=total_new,
                 duplicates=searches.c.duplicates + duplicates,
                 invalid=searches.c.invalid + invalid,
-                members=progress.members,
+                members=row.members + joined,
                 runs=runs,
                 run_pages=progress.run_pages,
-                run_members=progress.run_members,
+                run_members=(0 if row.status == "scheduled" else row.run_members) + joined,
+                run_new=progress.run_new,
                 status=decision.status,
                 finish_reason=decision.finish_reason,
                 next_run_at=decision.next_run_at,
@@ -240,6 +249,42 @@ class SearchRunner:
             )
         )
         await self.service.emit(conn, events)
+
+    async def _posts_matched(
+        self,
+        conn: AsyncConnection,
+        row: Row[Any],
+        criteria: domain.PostsCriteria,
+        candidate: Candidate,
+        lead_id: UUID,
+        now: datetime,
+    ) -> list[tuple[str, Event]]:
+        """``LeadPostMatched`` for each of the result's posts that speaks the search's language, remembered so the
+        search's watch does not announce them again."""
+        out: list[tuple[str, Event]] = []
+        for ev in candidate.evidence:
+            if ev.kind not in domain.POST_KINDS:
+                continue
+            text = domain.post_of(ev.detail)
+            match = domain.match_post(criteria, text)
+            if match is None:
+                continue
+            key = domain.post_key(candidate.linkedin_url or candidate.full_name, text, ev.ref, ev.url)
+            if not await remember_post(conn, row.search_id, key, now, lead_id=lead_id, matched=True):
+                continue
+            source: Literal["posts", "web"] = "posts" if ev.kind == "post" else "web"
+            event = domain.post_matched_event(
+                lead_id,
+                row.source_group_id,
+                row.search_id,
+                text,
+                match,
+                posted_on=ev.observed_on,
+                url=ev.url,
+                source=source,
+            )
+            out.append((f"post:{key}", event))
+        return out
 
     def _envelope(self, row: Row[Any], data: Event, what: str) -> Envelope[Any]:
         return search_envelope(
@@ -295,8 +340,58 @@ async def finish(
                 event,
                 workspace_id=row.workspace_id,
                 search_id=row.search_id,
-                what="finished",
+                what=domain.finished_what(row.runs),
                 started_id=row.started_event_id,
             )
         ],
     )
+
+
+async def watching(conn: AsyncConnection, search_id: UUID) -> bool:
+    """Whether a posts search's watch is active."""
+    found = await conn.scalar(
+        select(post_watches.c.search_id).where(post_watches.c.search_id == search_id, post_watches.c.state == "active")
+    )
+    return found is not None
+
+
+async def group_enrichment(conn: AsyncConnection, source_group_id: UUID) -> domain.EnrichmentMode:
+    """A source group's enrichment setting (automatic, or on selection)."""
+    mode = await conn.scalar(
+        select(source_groups.c.enrichment).where(source_groups.c.source_group_id == source_group_id)
+    )
+    return "on_selection" if mode == "on_selection" else "automatic"
+
+
+def lead_events(
+    added: Added,
+    lead: domain.LeadInput,
+    source: LeadSource,
+    *,
+    search_id: UUID | None,
+    source_group_id: UUID,
+    fit: list[FitSignal],
+    enrichment: domain.EnrichmentMode,
+) -> list[tuple[str, Event]]:
+    """What a person added to a source group tells the others, with each event's key: ``LeadDiscovered`` for
+    a new lead, ``LeadAddedToSourceGroup`` for a known one new to the group, and ``LeadEnrichmentRequested``
+    when a lead that waited for a selection joined a group that enriches automatically."""
+    out: list[tuple[str, Event]] = []
+    if added.new_lead:
+        event = domain.discovered_event(
+            lead,
+            added.lead_id,
+            source,
+            search_id=search_id,
+            source_group_id=source_group_id,
+            fit=fit,
+            enrichment=enrichment,
+        )
+        out.append((f"lead:{added.lead_id}", event))
+    elif added.new_member:
+        joined = domain.joined_group_event(added.lead_id, source, source_group_id, search_id)
+        out.append((f"member:{added.lead_id}", joined))
+    if added.request_enrichment:
+        request = domain.enrichment_request_event(added.lead_id, source_group_id, "automatic")
+        out.append((f"enrich:{added.lead_id}", request))
+    return out

@@ -29,7 +29,7 @@ from services.runtime.service import Service
 from services.runtime.uploads import UploadError, UploadTooLarge
 
 from . import domain
-from .handlers import search_envelope
+from .handlers import lead_events, search_envelope
 from .settings import DiscoverySettings
 from .store import add_lead, searches, source_groups
 
@@ -126,9 +126,12 @@ def _take(records: Iterator[Record], n: int) -> tuple[list[Record], str | None]:
 class CsvImporter:
     """Runs one import (make one per upload)."""
 
-    def __init__(self, service: Service, settings: DiscoverySettings) -> None:
+    def __init__(
+        self, service: Service, settings: DiscoverySettings, enrichment: domain.EnrichmentMode = "automatic"
+    ) -> None:
         self.service = service
         self.settings = settings
+        self.enrichment = enrichment  # the new source group's setting
         self._started_id = uuid.uuid4()
 
     async def run(self, workspace_id: str, file: IO[bytes], *, name: str) -> ImportReport:
@@ -204,6 +207,7 @@ class CsvImporter:
                     name=name,
                     kind="csv",
                     search_id=import_id,
+                    enrichment=self.enrichment,
                     created_at=now,
                 )
             )
@@ -261,7 +265,7 @@ class CsvImporter:
             return
         now = self.service.clock.now()
         async with self.service.engine.begin() as conn:
-            envelopes = []
+            envelopes: list[Envelope[Any]] = []
             imported = duplicates = 0
             for row_no, lead in good:
                 added = await add_lead(
@@ -273,25 +277,25 @@ class CsvImporter:
                     search_id=report.import_id,
                     fit_signals=[],
                     now=now,
+                    enrichment=self.enrichment,
                 )
-                if added.new_lead:
-                    imported += 1
-                    event = domain.discovered_event(
+                envelopes.extend(
+                    self._envelope(workspace_id, report, event, what)
+                    for what, event in lead_events(
+                        added,
                         lead,
-                        added.lead_id,
                         LeadSource.csv,
                         search_id=report.import_id,
                         source_group_id=report.source_group_id,
+                        fit=[],
+                        enrichment=self.enrichment,
                     )
-                    envelopes.append(self._envelope(workspace_id, report, event, f"lead:{added.lead_id}"))
+                )
+                if added.new_lead:
+                    imported += 1
                 else:
                     duplicates += 1
                     reason = "already in this workspace" if added.new_member else "repeated in this file"
-                    if added.new_member:
-                        joined = domain.joined_group_event(
-                            added.lead_id, LeadSource.csv, report.source_group_id, report.import_id
-                        )
-                        envelopes.append(self._envelope(workspace_id, report, joined, f"member:{added.lead_id}"))
                     if len(report.duplicate_rows) < self.settings.csv_max_reported_errors:
                         report.duplicate_rows.append({"row": row_no, "lead_id": str(added.lead_id), "reason": reason})
             await conn.execute(

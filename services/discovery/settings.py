@@ -38,6 +38,12 @@ class DiscoverySettings(RuntimeSettings):
         1440, ge=1, description="Default wait between two runs of a recurring search."
     )
     preview_default_limit: int = Field(10, ge=1, le=50)
+    posts_watch_interval_minutes: int = Field(
+        60, ge=5, le=1440, description="Default interval of a posts search's watch (how often it checks new posts)."
+    )
+    posts_watch_max_pages: int = Field(
+        3, ge=1, le=50, description="Pages of newest posts one watch check reads at most (it stops at known posts)."
+    )
 
     csv_max_rows: int = Field(50_000, ge=1, description="Rows beyond this are reported, not imported.")
     csv_max_bytes: int = Field(

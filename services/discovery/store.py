@@ -3,7 +3,8 @@
 - ``searches``: saved searches (and CSV imports) with their cursor, counts and schedule;
 - ``source_groups``: what a campaign can use as its audience (one per search or import, plus "manual");
 - ``leads``: one row per person per workspace; its unique keys are the dedupe;
-- ``source_group_members``: which leads belong to which group (a known lead can join a new group).
+- ``source_group_members``: which leads belong to which group (a known lead can join a new group);
+- ``post_watches`` / ``watched_posts``: the posts watch of each posts search, and the posts it has seen.
 """
 
 from __future__ import annotations
@@ -28,12 +29,15 @@ from sqlalchemy import (
     UniqueConstraint,
     or_,
     select,
+    text,
+    update,
 )
 from sqlalchemy.dialects.postgresql import JSONB, insert
 from sqlalchemy.dialects.postgresql import UUID as PgUUID
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.runtime.db import service_metadata
+from services.runtime.idempotency import idempotency_table
 
 from .domain import LeadInput
 
@@ -48,6 +52,8 @@ source_groups = Table(
     Column("name", Text, nullable=False),
     Column("kind", Text, nullable=False),
     Column("search_id", PgUUID(as_uuid=True), nullable=True),
+    # automatic: discovered leads are enriched at once; on_selection: only the leads someone selects (0003)
+    Column("enrichment", Text, nullable=False, server_default="automatic"),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Index("ix_source_groups_workspace", "workspace_id", "created_at"),
 )
@@ -82,9 +88,11 @@ searches = Table(
     Column("runs", Integer, nullable=False, server_default="1"),
     Column("run_pages", Integer, nullable=False, server_default="0"),
     Column("run_members", Integer, nullable=False, server_default="0"),
+    Column("run_new", Integer, nullable=False, server_default="0"),  # new leads of this run (0003)
     Column("next_run_at", DateTime(timezone=True), nullable=True),
     Column("consecutive_errors", Integer, nullable=False, server_default="0"),
     Column("retry_at", DateTime(timezone=True), nullable=True),  # after a provider error: not before (0002)
+    Column("traceparent", Text, nullable=True),  # of the request that saved it: its pages continue that trace (0003)
     Column("last_error", Text, nullable=True),
     Column("started_event_id", PgUUID(as_uuid=True), nullable=False),
     Column("report", JSONB, nullable=True),
@@ -111,6 +119,8 @@ leads = Table(
     Column("source", Text, nullable=False),
     Column("search_id", PgUUID(as_uuid=True), nullable=True),
     Column("source_group_id", PgUUID(as_uuid=True), nullable=True),
+    # automatic: enriched when discovered; pending: waits for a selection; requested: LeadEnrichmentRequested sent
+    Column("enrichment", Text, nullable=False, server_default="automatic"),
     Column("created_at", DateTime(timezone=True), nullable=False),
     PrimaryKeyConstraint("workspace_id", "lead_id"),
     # Either key identifies the person: a row with a known URL or a known email is the same lead.
@@ -131,6 +141,57 @@ source_group_members = Table(
     PrimaryKeyConstraint("source_group_id", "lead_id"),
 )
 
+idempotency_keys = idempotency_table(metadata)  # saved searches sent twice (a builder retried) start once
+
+
+post_watches = Table(
+    "post_watches",
+    metadata,
+    Column("search_id", PgUUID(as_uuid=True), ForeignKey(searches.c.search_id), primary_key=True),
+    Column("workspace_id", Text, nullable=False),
+    Column("interval_minutes", Integer, nullable=False),
+    Column("state", Text, nullable=False),  # active | stopped
+    Column("stop_reason", Text, nullable=True),
+    Column("due_at", DateTime(timezone=True), nullable=False),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("checks", Integer, nullable=False, server_default="0"),
+    Column("posts_seen", Integer, nullable=False, server_default="0"),
+    Column("matches", Integer, nullable=False, server_default="0"),
+    Column("new_leads", Integer, nullable=False, server_default="0"),
+    Column("last_checked_at", DateTime(timezone=True), nullable=True),
+    Column("last_error", Text, nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Index("ix_post_watches_due", "due_at", postgresql_where=text("state = 'active'")),
+)
+
+watched_posts = Table(
+    "watched_posts",
+    metadata,
+    Column("search_id", PgUUID(as_uuid=True), nullable=False),
+    Column("post_key", Text, nullable=False),
+    Column("lead_id", PgUUID(as_uuid=True), nullable=True),
+    Column("matched", Boolean, nullable=False),
+    Column("seen_at", DateTime(timezone=True), nullable=False),
+    PrimaryKeyConstraint("search_id", "post_key"),
+    Index("ix_watched_posts_age", "search_id", "seen_at"),
+)
+
+LEAD_ENRICHMENT_OF_GROUP = {"automatic": "automatic", "on_selection": "pending"}
+
+
+async def remember_post(
+    conn: AsyncConnection, search_id: UUID, key: str, now: datetime, *, lead_id: UUID | None = None, matched: bool
+) -> bool:
+    """Record that a posts search saw a post; False when it had seen it before (its events were emitted then)."""
+    first = await conn.scalar(
+        insert(watched_posts)
+        .values(search_id=search_id, post_key=key, lead_id=lead_id, matched=matched, seen_at=now)
+        .on_conflict_do_nothing()
+        .returning(watched_posts.c.post_key)
+    )
+    return first is not None
+
 
 @dataclass(frozen=True)
 class Added:
@@ -139,6 +200,7 @@ class Added:
     lead_id: UUID
     new_lead: bool
     new_member: bool
+    request_enrichment: bool = False  # a lead waiting for a selection joined a group that enriches automatically
 
 
 async def add_lead(
@@ -151,9 +213,13 @@ async def add_lead(
     search_id: UUID | None,
     fit_signals: list[dict[str, Any]],
     now: datetime,
+    enrichment: str = "automatic",
 ) -> Added:
     """Insert the lead unless the workspace knows it (by id, URL or email) and add it to the group.
 
+    ``enrichment`` is the group's setting: a new lead of an ``on_selection`` group waits for a selection
+    (``pending``); a pending lead that joins an ``automatic`` group is to be enriched now
+    (``request_enrichment``: the caller emits ``LeadEnrichmentRequested``).
     Concurrent writers of the same person serialise on the unique keys, so exactly one sees it as new.
     """
     lead_id = lead.lead_id(workspace_id)
@@ -173,6 +239,7 @@ async def add_lead(
             source=source,
             search_id=search_id,
             source_group_id=source_group_id,
+            enrichment=LEAD_ENRICHMENT_OF_GROUP[enrichment],
             created_at=now,
         )
         .on_conflict_do_nothing()
@@ -201,4 +268,13 @@ async def add_lead(
         .on_conflict_do_nothing()
         .returning(source_group_members.c.lead_id)
     )
-    return Added(lead_id, inserted is not None, member is not None)
+    request = False
+    if inserted is None and member is not None and enrichment == "automatic":
+        flipped = await conn.scalar(
+            update(leads)
+            .where(leads.c.workspace_id == workspace_id, leads.c.lead_id == lead_id, leads.c.enrichment == "pending")
+            .values(enrichment="requested")
+            .returning(leads.c.lead_id)
+        )
+        request = flipped is not None
+    return Added(lead_id, inserted is not None, member is not None, request)

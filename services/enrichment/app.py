@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from leadstream_schemas import LEAD, LeadDiscovered
+from leadstream_schemas import LEAD, LeadDiscovered, LeadEnrichmentRequested
 
 from services.runtime.clock import Clock
 from services.runtime.providers import SimulationProfile
@@ -85,7 +85,10 @@ def build(
         profiles or default_profiles, emails or default_emails, settings.enrichment_cache_days, policy
     )
     retries = RetryWorker(service, handlers, settings.retry_poll_interval_s)
-    service.consume([LEAD.name], {LeadDiscovered: handlers.on_lead_discovered})
+    service.consume(
+        [LEAD.name],
+        {LeadDiscovered: handlers.on_lead_discovered, LeadEnrichmentRequested: handlers.on_enrichment_requested},
+    )
     retries.timers.serve()
     for client in (handlers.profiles, handlers.emails):
         if isinstance(client, ProfileApiClient | EmailApiClient):

@@ -1,6 +1,8 @@
 """Enrichment's event handler and its durable retries: decode -> domain -> store + outbox.
 
-A discovered lead is enriched in two stages, profile then email. A stage that meets a rate limit or a
+A discovered lead is enriched in two stages, profile then email (a lead of a source group that enriches on
+selection waits in ``awaiting_selection`` until ``LeadEnrichmentRequested`` asks for it). Cached answers are
+the workspace's own: another workspace's never serve. A stage that meets a rate limit or a
 transient provider error is parked in ``enrichment_retries`` (in the same transaction as everything
 the handler did so far) and the partition moves on; :class:`RetryWorker` picks it up when due (the
 runtime's durable-timer loop). The
@@ -13,12 +15,12 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
-from leadstream_schemas import Envelope, LeadDiscovered
+from leadstream_schemas import Envelope, LeadDiscovered, LeadEnrichmentRequested
 from sqlalchemy import delete, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.engine import Row
@@ -31,7 +33,7 @@ from services.runtime.timers import DurableTimers, Failure
 
 from . import domain
 from .adapters import EmailFinder, EmailResult, LeadRef, ProfileData, ProfileProvider
-from .store import enrichment_retries, profile_cache
+from .store import awaiting_selection, enrichment_retries, profile_cache
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +87,49 @@ class EnrichmentHandlers:
         self._blocked_until: dict[str, datetime] = {}
 
     async def on_lead_discovered(self, env: Envelope[LeadDiscovered], ctx: HandlerContext) -> None:
-        """Enrich the profile and the email of a newly discovered lead (parking a stage that must wait)."""
+        """Enrich the profile and the email of a newly discovered lead (parking a stage that must wait); a lead
+        of a group that enriches on selection waits for ``LeadEnrichmentRequested`` instead."""
+        if env.data.enrichment == "on_selection":
+            await ctx.conn.execute(
+                insert(awaiting_selection)
+                .values(
+                    workspace_id=env.workspace_id,
+                    lead_id=env.data.lead_id,
+                    envelope=envelope_json(env),
+                    created_at=ctx.clock.now(),
+                )
+                .on_conflict_do_nothing()
+            )
+            return
+        await self._begin(env, ctx)
+
+    async def on_enrichment_requested(self, env: Envelope[LeadEnrichmentRequested], ctx: HandlerContext) -> None:
+        """Enrich a lead that waited for a selection, as if just discovered; its events answer the request
+        (their ids derive from it). A lead that was never waiting (enriched when discovered) is left alone."""
+        raw = await ctx.conn.scalar(
+            delete(awaiting_selection)
+            .where(
+                awaiting_selection.c.workspace_id == env.workspace_id,
+                awaiting_selection.c.lead_id == env.data.lead_id,
+            )
+            .returning(awaiting_selection.c.envelope)
+        )
+        if raw is None:
+            return
+        discovered = replace(
+            envelope_from_json(raw),
+            id=env.id,
+            time=env.time,
+            correlation_id=env.correlation_id or env.id,
+            causation_id=env.causation_id,
+            traceparent=env.traceparent,
+        )
+        sub = HandlerContext(conn=ctx.conn, envelope=discovered, clock=ctx.clock, source=ctx.source)  # type: ignore[arg-type]
+        await self._begin(discovered, sub)
+        for emitted in sub.emitted:
+            ctx.emit_envelope(emitted)
+
+    async def _begin(self, env: Envelope[LeadDiscovered], ctx: HandlerContext) -> None:
         pending = await self.enrich(ctx, "profile", 0, 0, None)
         if pending is not None:
             await ctx.conn.execute(
@@ -124,7 +168,11 @@ class EnrichmentHandlers:
         ref = lead_ref(lead)
         key = domain.profile_key(ref)
         now = ctx.clock.now()
-        cached = (await ctx.conn.execute(select(profile_cache).where(profile_cache.c.profile_key == key))).first()
+        ws = ctx.envelope.workspace_id
+        cache = profile_cache.c
+        cached = (
+            await ctx.conn.execute(select(profile_cache).where(cache.workspace_id == ws, cache.profile_key == key))
+        ).first()
         if stage == "profile":
             profile: ProfileData | None = None
             if cached is not None and domain.cache_is_fresh(cached.enriched_at, now, self.cache_days):
@@ -153,9 +201,9 @@ class EnrichmentHandlers:
                     profile = ProfileData(stored)
                     await ctx.conn.execute(
                         insert(profile_cache)
-                        .values(profile_key=key, profile=stored, enriched_at=now)
+                        .values(workspace_id=ws, profile_key=key, profile=stored, enriched_at=now)
                         .on_conflict_do_update(
-                            index_elements=["profile_key"], set_={"profile": stored, "enriched_at": now}
+                            index_elements=["workspace_id", "profile_key"], set_={"profile": stored, "enriched_at": now}
                         )
                     )
             if profile is not None:
@@ -183,16 +231,16 @@ class EnrichmentHandlers:
                     discriminator="email",
                 )
                 return None
-            await self._cache_email(ctx.conn, key, ref, result, now)
+            await self._cache_email(ctx.conn, ws, key, ref, result, now)
         ctx.emit(domain.email_event(lead.lead_id, lead.campaign_id, result, self.emails.name))
         return None
 
     async def _cache_email(
-        self, conn: AsyncConnection, key: str, ref: LeadRef, result: EmailResult, now: datetime
+        self, conn: AsyncConnection, workspace_id: str, key: str, ref: LeadRef, result: EmailResult, now: datetime
     ) -> None:
         await conn.execute(
             update(profile_cache)
-            .where(profile_cache.c.profile_key == key)
+            .where(profile_cache.c.workspace_id == workspace_id, profile_cache.c.profile_key == key)
             .values(email=domain.email_cache_entry(ref, result, now))
         )
 
@@ -254,6 +302,7 @@ class RetryWorker:
             retry_initial_s=policy.initial_s,
             retry_max_s=policy.max_s,
             poll_interval_s=poll_interval_s,
+            traceparent=lambda row: row.envelope.get("traceparent"),  # the parked event's: its retry continues it
         )
 
     async def run_one(self) -> bool:

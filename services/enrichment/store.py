@@ -1,7 +1,10 @@
 """Enrichment's own tables (schema ``enrichment``).
 
-- ``profile_cache``: the last profile (and email verdict) fetched per person, so the same person is
-  not enriched twice within the cache window, whichever workspace or source found them;
+- ``profile_cache``: the last profile (and email verdict) fetched per person and workspace, so the same
+  person is not enriched twice within the cache window by one workspace; a provider's answer bought for one
+  workspace is never reused by another (0003);
+- ``awaiting_selection``: leads of source groups that enrich on selection, kept (their ``LeadDiscovered``)
+  until ``LeadEnrichmentRequested`` asks for them;
 - ``enrichment_retries``: leads waiting to retry a stage after a rate limit or a transient error.
   The partition moves on meanwhile, so one slow lead never blocks the others.
 """
@@ -20,11 +23,21 @@ metadata, runtime_tables = service_metadata(SCHEMA)
 profile_cache = Table(
     "profile_cache",
     metadata,
+    Column("workspace_id", Text, primary_key=True),
     Column("profile_key", Text, primary_key=True),
     Column("profile", JSONB, nullable=False),
     # {"input": the address the lead came with or null, "email": .., "status": .., "checked_at": iso}
     Column("email", JSONB, nullable=True),
     Column("enriched_at", DateTime(timezone=True), nullable=False),
+)
+
+awaiting_selection = Table(
+    "awaiting_selection",
+    metadata,
+    Column("workspace_id", Text, primary_key=True),
+    Column("lead_id", PgUUID(as_uuid=True), primary_key=True),
+    Column("envelope", JSONB, nullable=False),  # the LeadDiscovered to enrich once selected
+    Column("created_at", DateTime(timezone=True), nullable=False),
 )
 
 enrichment_retries = Table(

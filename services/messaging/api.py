@@ -6,29 +6,29 @@ template answers 404.
 
 from __future__ import annotations
 
-import asyncio
 import uuid
+from dataclasses import replace
 from datetime import datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from fastapi import APIRouter, Path
-from leadstream_schemas import Channel, Envelope, MessageApproved, MessageEdited, MessageRejected, Strategy
+from fastapi import APIRouter, Body, Path, Query
+from leadstream_schemas import Channel, Strategy
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import and_, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.runtime.auth import ReadWorkspace, WriteWorkspace
-from services.runtime.consumer import RetryLater
 from services.runtime.errors import Problem
 from services.runtime.pagination import After, Limit, Page, decode_cursor, encode_cursor
-from services.runtime.providers import ProviderError
 from services.runtime.service import Service
 
 from . import domain
-from .handlers import CampaignConfig, Emission, MessagingCore, load_campaign, load_profile, resolve_template
+from .commands import LabCommands, check_template, limit_label
+from .handlers import CampaignConfig, MessagingCore, load_campaign, resolve_template
+from .previews import SampleLead, preview_workflow
+from .previews import preview as previews_of
 from .store import campaigns, drafts, templates
 
 Category = Literal["professional_introduction", "hiring_manager", "business_opportunity", "candidate_outreach"]
@@ -74,6 +74,7 @@ class StrategyIn(BaseModel):
     )
     review: bool = False
     invite_note: bool = True
+    personalise: bool = Field(True, description="Light personalisation: rephrase each text slightly per recipient.")
 
 
 class StrategyOut(StrategyIn):
@@ -101,6 +102,7 @@ class DraftOut(BaseModel):
     hook: dict[str, Any]
     template: str | None
     char_limit: int
+    limit_label: str
     subject_limit: int | None
     needs_review: bool
     generator: str
@@ -136,10 +138,121 @@ class RejectOut(BaseModel):
     replacement: DraftOut | None
 
 
+class BulkApproveIn(BaseModel):
+    """Which pending drafts of the campaign to approve: these ids, or every pending one when omitted."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    draft_ids: list[UUID] | None = Field(None, min_length=1, max_length=500)
+
+
+class BulkApproveOut(BaseModel):
+    """The drafts approved, and how many of those named were already decided (left as they were)."""
+
+    approved: list[DraftOut]
+    skipped: int
+
+
+Text300 = Annotated[str, Field(max_length=300)]
+
+
+class PreviewStepIn(BaseModel):
+    """A workflow step (as outreach's graph lists it); the steps that carry a text are previewed."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    id: str = Field(min_length=1, max_length=100)
+    action: Literal["like", "comment", "invite", "message", "email"]
+    needs_text: bool | None = Field(None, description="Whether the step sends a text (outreach's graph says).")
+    channel: str | None = Field(None, max_length=20, description="The text's channel (outreach's graph says).")
+    note: bool | None = None
+    mode: str | None = Field(None, max_length=30)
+    template: str | None = Field(None, max_length=100)
+    subject: str | None = Field(None, max_length=200)
+    body: str | None = Field(None, max_length=2000)
+
+
+class PreviewTemplateIn(BaseModel):
+    """A template body (and email subject) not saved yet: the builder's editor."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    body: str = Field(min_length=1, max_length=2000)
+    subject: str | None = Field(None, max_length=200)
+
+
+class PreviewEmailIn(BaseModel):
+    """The email fallback's subject and body (its email step)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    subject: str = Field("", max_length=200)
+    body: str = Field("", max_length=2000)
+
+
+class PreviewLeadIn(BaseModel):
+    """A sample lead: its id (its stored profile is used when known) and fields standing in for a profile."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    lead_id: UUID | None = None
+    full_name: Text300 | None = None
+    first_name: Text300 | None = None
+    last_name: Text300 | None = None
+    city: Text300 | None = None
+    headline: Text300 | None = None
+    company: Text300 | None = None
+
+
+class PreviewIn(BaseModel):
+    """What a campaign would write: its strategy, template, workflow steps and video, for sample leads."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    strategy: StrategyIn = Field(default_factory=StrategyIn)
+    template: PreviewTemplateIn | None = None
+    steps: list[PreviewStepIn] = Field(
+        default_factory=list, max_length=30, description="The workflow's steps; none: an invite and a message."
+    )
+    email_fallback: PreviewEmailIn | None = None
+    video: bool = Field(False, description="A personalised video is attached (invite notes get 130 characters).")
+    leads: list[PreviewLeadIn] = Field(min_length=1, max_length=5)
+
+
+class PreviewText(BaseModel):
+    """One step's text for one lead, with its length against the channel's limit."""
+
+    step_id: str
+    channel: str
+    text: str
+    subject: str | None
+    length: int
+    char_limit: int
+    limit_label: str
+    over_limit: bool
+    hook: dict[str, Any]
+    template: str
+
+
+class PreviewLead(BaseModel):
+    """Every step's text for one sample lead; ``enriched``: its stored profile was used."""
+
+    lead_id: UUID | None
+    name: str | None
+    enriched: bool
+    steps: list[PreviewText]
+
+
+class PreviewOut(BaseModel):
+    """The previews (nothing was saved and no event emitted)."""
+
+    leads: list[PreviewLead]
+
+
 # -- helpers --------------------------------------------------------------------------------------
 
 
-def _draft_out(row: Row[Any]) -> DraftOut:
+def _draft_out(row: Any) -> DraftOut:
     return DraftOut(
         draft_id=row.draft_id,
         campaign_id=row.campaign_id,
@@ -153,6 +266,7 @@ def _draft_out(row: Row[Any]) -> DraftOut:
         hook=row.hook,
         template=row.template,
         char_limit=row.char_limit,
+        limit_label=limit_label(Channel(row.channel), row.char_limit),
         subject_limit=row.subject_limit,
         needs_review=row.needs_review,
         generator=row.generator,
@@ -178,20 +292,6 @@ def _template_out(t: domain.Template, builtin: bool) -> TemplateOut:
     )
 
 
-def _check_template(field: str, text: str) -> None:
-    try:
-        domain.parse_template(text)
-    except domain.TemplateError as exc:
-        raise Problem(
-            422,
-            "unknown_template_variable" if exc.variable is not None else "invalid_template",
-            f"{field}: {exc}",
-            field=field,
-            variable=exc.variable,
-            allowed=list(domain.VARIABLES),
-        ) from None
-
-
 async def _campaign(conn: AsyncConnection, ws: str, campaign_id: UUID) -> CampaignConfig:
     campaign = await load_campaign(conn, campaign_id)
     if campaign is None or campaign.workspace_id != ws:
@@ -199,40 +299,19 @@ async def _campaign(conn: AsyncConnection, ws: str, campaign_id: UUID) -> Campai
     return campaign
 
 
-async def _pending_draft(conn: AsyncConnection, ws: str, draft_id: UUID) -> Row[Any]:
-    row = (
-        await conn.execute(
-            select(drafts).where(drafts.c.draft_id == draft_id, drafts.c.workspace_id == ws).with_for_update()
-        )
-    ).first()
-    if row is None:
-        raise Problem(404, "draft_not_found", f"no draft {draft_id} in this workspace")
-    if row.status != "pending":
-        raise Problem(409, "draft_not_pending", f"draft {draft_id} is already {row.status}", status_now=row.status)
-    return row
-
-
-async def _draft(conn: AsyncConnection, draft_id: UUID) -> Row[Any]:
-    row = (await conn.execute(select(drafts).where(drafts.c.draft_id == draft_id))).first()
-    assert row is not None
-    return row
-
-
 def build_router(core: MessagingCore, service: Service, *, generation_attempts: int = 3) -> APIRouter:
     """The messaging routes, bound to the service (engine, clock, outbox) and the draft writer."""
     router = APIRouter(prefix="/v1", tags=["messaging"])
-
-    async def commit_events(conn: AsyncConnection, envelopes: list[Envelope[Any]]) -> None:
-        await service.emit(conn, envelopes)
+    lab = LabCommands(core, service, generation_attempts=generation_attempts)
 
     # -- templates ----------------------------------------------------------------------------
 
     @router.post("/templates", status_code=201, response_model=TemplateOut)
     async def create_template(body: TemplateIn, ws: WriteWorkspace) -> TemplateOut:
         """Save a template; an unknown variable is a 422 naming it."""
-        _check_template("body", body.body)
+        check_template("body", body.body)
         if body.subject is not None:
-            _check_template("subject", body.subject)
+            check_template("subject", body.subject)
         if body.name in domain.BUILTIN_TEMPLATES:
             raise Problem(409, "template_exists", f"{body.name!r} is a built-in template name")
         template_id = uuid.uuid4()
@@ -332,16 +411,13 @@ def build_router(core: MessagingCore, service: Service, *, generation_attempts: 
                     f"template: no template {body.template!r} in this workspace",
                     field="template",
                 )
+            # The steps needing a text are the workflow's (outreach decided them, invite notes included): a new
+            # strategy changes how drafts are written and reviewed, not which steps have one.
             strategy = Strategy(**body.model_dump())
-            steps = domain.message_steps(row.workflow, row.delivery, invite_note=strategy.invite_note)
             await conn.execute(
                 update(campaigns)
                 .where(campaigns.c.campaign_id == campaign_id)
-                .values(
-                    strategy=strategy.model_dump(mode="json"),
-                    steps=[s.to_json() for s in steps],
-                    updated_at=service.clock.now(),
-                )
+                .values(strategy=strategy.model_dump(mode="json"), updated_at=service.clock.now())
             )
             campaign = await load_campaign(conn, campaign_id)
             assert campaign is not None
@@ -391,156 +467,107 @@ def build_router(core: MessagingCore, service: Service, *, generation_attempts: 
     @router.post("/drafts/{draft_id}/approve", response_model=DraftOut)
     async def approve(draft_id: UUID, ws: WriteWorkspace) -> DraftOut:
         """Approve a pending draft as written -> ``MessageApproved``."""
-        now = service.clock.now()
-        async with service.engine.begin() as conn:
-            row = await _pending_draft(conn, ws, draft_id)
-            event = MessageApproved(
-                lead_id=row.lead_id,
-                campaign_id=row.campaign_id,
-                step_id=row.step_id,
-                draft_id=row.draft_id,
-                channel=Channel(row.channel),
-                text=row.text,
-                subject=row.subject,
-                auto=False,
-            )
-            await conn.execute(
-                update(drafts).where(drafts.c.draft_id == draft_id).values(status="approved", decided_at=now)
-            )
-            await commit_events(conn, [service.new_envelope(event, workspace_id=ws)])
-            out = _draft_out(await _draft(conn, draft_id))
-        service.wake_relay()
-        return out
+        return _draft_out(await lab.approve(ws, draft_id))
+
+    @router.post("/campaigns/{campaign_id}/drafts/approve", response_model=BulkApproveOut)
+    async def approve_many(
+        campaign_id: UUID,
+        ws: WriteWorkspace,
+        body: BulkApproveIn = Body(default_factory=BulkApproveIn),  # noqa: B008
+    ) -> BulkApproveOut:
+        """Approve many pending drafts of the campaign at once (those named, or all) -> ``MessageApproved`` each."""
+        async with service.engine.connect() as conn:
+            await _campaign(conn, ws, campaign_id)
+        approved, skipped = await lab.approve_many(ws, campaign_id, body.draft_ids)
+        return BulkApproveOut(approved=[_draft_out(r) for r in approved], skipped=skipped)
 
     @router.post("/drafts/{draft_id}/edit", response_model=DraftOut)
-    async def edit(draft_id: UUID, body: EditIn, ws: WriteWorkspace) -> DraftOut:
-        """Replace a pending draft's text (checked against its limit) -> ``MessageEdited``."""
-        now = service.clock.now()
-        async with service.engine.begin() as conn:
-            row = await _pending_draft(conn, ws, draft_id)
-            channel = Channel(row.channel)
-            if body.subject is not None and channel != Channel.email:
-                raise Problem(422, "subject_not_allowed", "subject: only email drafts have a subject", field="subject")
-            text, subject = body.text.strip(), (body.subject.strip() if body.subject else row.subject)
-            if "{" in text or "}" in text or (subject and ("{" in subject or "}" in subject)):
-                # Variables in an edit are filled for this lead now, so nothing unrendered is ever sent.
-                _check_template("text", text)
-                _check_template("subject", subject or "")
-                _, profile = await load_profile(conn, row.lead_id)
-                values = domain.lead_variables(profile)
-                text = domain.render(text, values)
-                subject = domain.render(subject, values) if subject else subject
-            limit = domain.Limit(row.char_limit, row.subject_limit, _label(channel, row.char_limit))
-            violations = domain.check_limits(text, subject, limit)
-            if violations:
-                v = violations[0]
-                raise Problem(
-                    422,
-                    "over_limit",
-                    v.message(),
-                    field=v.field,
-                    length=v.length,
-                    limit=v.limit,
-                    errors=[{"field": x.field, "message": x.message()} for x in violations],
-                )
-            event = MessageEdited(
-                lead_id=row.lead_id,
-                campaign_id=row.campaign_id,
-                step_id=row.step_id,
-                draft_id=row.draft_id,
-                channel=channel,
-                text=text,
-                subject=subject,
-            )
-            await conn.execute(
-                update(drafts)
-                .where(drafts.c.draft_id == draft_id)
-                .values(status="edited", text=text, subject=subject, decided_at=now)
-            )
-            await commit_events(conn, [service.new_envelope(event, workspace_id=ws)])
-            out = _draft_out(await _draft(conn, draft_id))
-        service.wake_relay()
-        return out
+    async def edit(
+        draft_id: UUID,
+        body: EditIn,
+        ws: WriteWorkspace,
+        dry_run: Annotated[bool, Query(description="Only check the edit (same 422s); change nothing.")] = False,
+    ) -> DraftOut:
+        """Replace a pending draft's text (checked against its limit) -> ``MessageEdited``; ``dry_run`` only checks."""
+        return _draft_out(await lab.edit(ws, draft_id, body.text, body.subject, dry_run=dry_run))
 
     @router.post("/drafts/{draft_id}/reject", response_model=RejectOut)
     async def reject(draft_id: UUID, body: RejectIn, ws: WriteWorkspace) -> RejectOut:
         """Reject a pending draft -> ``MessageRejected``, and write a new draft in its place (``MessageGenerated``)."""
-        for attempt in range(1, generation_attempts + 1):
-            try:
-                return await _reject_once(draft_id, body.reason, ws)
-            except (ProviderError, RetryLater) as exc:
-                transient = isinstance(exc, RetryLater) or exc.transient
-                if not transient or attempt == generation_attempts:
-                    raise Problem(
-                        503,
-                        "generator_unavailable",
-                        f"the draft could not be rewritten now ({exc}); nothing was changed, try again",
-                    ) from None
-                delay = exc.delay_s if isinstance(exc, RetryLater) else 0.2 * attempt
-                await asyncio.sleep(min(delay, 2.0))
-        raise AssertionError("unreachable")
+        done = await lab.reject(ws, draft_id, body.reason)
+        return RejectOut(
+            rejected=_draft_out(done.rejected),
+            replacement=_draft_out(done.replacement) if done.replacement is not None else None,
+        )
 
-    async def _reject_once(draft_id: UUID, reason: str, ws: str) -> RejectOut:
-        now = service.clock.now()
-        async with service.engine.begin() as conn:
-            row = await _pending_draft(conn, ws, draft_id)
-            campaign = await load_campaign(conn, row.campaign_id)
-            assert campaign is not None
-            _, profile = await load_profile(conn, row.lead_id)
-            step = next(
-                (s for s in campaign.steps if s.step_id == row.step_id),
-                domain.StepSpec(row.step_id, Channel(row.channel)),
-            )
-            rejected_env = service.new_envelope(
-                MessageRejected(
-                    lead_id=row.lead_id,
-                    campaign_id=row.campaign_id,
-                    step_id=row.step_id,
-                    draft_id=row.draft_id,
-                    channel=Channel(row.channel),
-                    reason=reason,
-                ),
-                workspace_id=ws,
-            )
-            emissions: list[Emission] = await core.make_draft(
-                conn,
-                campaign,
-                row.lead_id,
-                profile,
-                step,
-                now,
-                cause=rejected_env.id,
-                attempt=row.attempt + 1,
-                feedback=reason,
-                replaces=row.draft_id,
-            )
-            await conn.execute(
-                update(drafts)
-                .where(drafts.c.draft_id == draft_id)
-                .values(status="rejected", reason=reason, decided_at=now)
-            )
-            envs: list[Envelope[Any]] = [rejected_env]
-            envs += [
-                rejected_env.caused(em.event, source=service.source, time=now, discriminator=em.discriminator)
-                for em in emissions
-            ]
-            await commit_events(conn, envs)
-            rejected = _draft_out(await _draft(conn, draft_id))
-            new_row = (
-                await conn.execute(
-                    select(drafts).where(drafts.c.replaces == draft_id).order_by(drafts.c.attempt.desc())
+    # -- previews -----------------------------------------------------------------------------
+
+    @router.post("/previews", response_model=PreviewOut)
+    async def previews(body: PreviewIn, ws: WriteWorkspace) -> PreviewOut:
+        """Each step's message for a few sample leads, written as the campaign would write it, before it exists:
+        nothing is saved and no event is emitted (the campaign builder shows these before launch)."""
+        template = None
+        if body.template is not None:
+            check_template("template.body", body.template.body)
+            check_template("template.subject", body.template.subject or "")
+            template = domain.Template("custom", "professional_introduction", body.template.body, body.template.subject)
+        strategy = Strategy(**body.strategy.model_dump())
+        delivery: dict[str, Any] = {}
+        if body.email_fallback is not None:
+            check_template("email_fallback.body", body.email_fallback.body)
+            check_template("email_fallback.subject", body.email_fallback.subject)
+            delivery["email_fallback"] = body.email_fallback.model_dump()
+        workflow = preview_workflow(
+            [s.model_dump(exclude_none=True) for s in body.steps],
+            invite_note=strategy.invite_note,
+            email_fallback=body.email_fallback is not None,
+        )
+        steps = domain.message_steps(workflow)
+        if body.email_fallback is not None:
+            steps = [
+                replace(
+                    s,
+                    subject=s.subject or body.email_fallback.subject or None,
+                    body=s.body or body.email_fallback.body or None,
                 )
-            ).first()
-        service.wake_relay()
-        return RejectOut(rejected=rejected, replacement=_draft_out(new_row) if new_row else None)
+                if s.channel == Channel.email
+                else s
+                for s in steps
+            ]
+        async with service.engine.connect() as conn:
+            if strategy.template and await resolve_template(conn, ws, strategy.template) is None:
+                raise Problem(
+                    422,
+                    "unknown_template",
+                    f"strategy.template: no template {strategy.template!r} in this workspace",
+                    field="strategy.template",
+                    errors=[{"field": "strategy.template", "message": "no such template in this workspace"}],
+                )
+            leads = [SampleLead(**lead.model_dump()) for lead in body.leads]
+            found = await lab.writing(
+                lambda: previews_of(
+                    core,
+                    conn,
+                    ws,
+                    strategy=strategy,
+                    steps=steps,
+                    video=body.video,
+                    template=template,
+                    leads=leads,
+                    now=service.clock.now(),
+                ),
+                "the previews could not be written now",
+            )
+        return PreviewOut(
+            leads=[
+                PreviewLead(
+                    lead_id=lp.lead_id,
+                    name=lp.name,
+                    enriched=lp.enriched,
+                    steps=[PreviewText(**t.__dict__, over_limit=t.length > t.char_limit) for t in lp.steps],
+                )
+                for lp in found
+            ]
+        )
 
     return router
-
-
-def _label(channel: Channel, limit: int) -> str:
-    if channel == Channel.invite:
-        suffix = " (a personalised video is attached)" if limit == domain.INVITE_NOTE_VIDEO_LIMIT else ""
-        return f"invite note limit of {limit} characters{suffix}"
-    if channel == Channel.email:
-        return f"email body limit of {limit} characters"
-    return f"{channel.value} limit of {limit} characters"

@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from leadstream_schemas import CAMPAIGN, LEAD, CampaignCreated, LeadEnrichmentFailed, LeadEnrolled, LeadProfileEnriched
+from leadstream_schemas import (
+    CAMPAIGN,
+    LEAD,
+    CampaignCreated,
+    CampaignUpdated,
+    LeadEnrichmentFailed,
+    LeadEnrolled,
+    LeadPostMatched,
+    LeadProfileEnriched,
+)
 
 from services.runtime.clock import Clock
 from services.runtime.providers import SimulationProfile
@@ -67,6 +76,8 @@ def build(
             LeadProfileEnriched: core.on_profile_enriched,
             LeadEnrichmentFailed: core.on_enrichment_failed,
             LeadEnrolled: core.on_lead_enrolled,
+            CampaignUpdated: core.on_campaign_updated,
+            LeadPostMatched: core.on_post_matched,
         },
     )
     service.include_router(build_router(core, service, generation_attempts=settings.lab_generation_attempts))

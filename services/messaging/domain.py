@@ -15,7 +15,7 @@ from datetime import date
 from typing import Any, Literal
 from uuid import UUID
 
-from leadstream_schemas import Channel, Hook, LeadProfileEnriched, Post, Strategy
+from leadstream_schemas import Channel, Hook, LeadProfileEnriched, Post, Strategy, Variant, Workflow
 
 # -- limits ---------------------------------------------------------------------------------------
 
@@ -223,6 +223,8 @@ class StepSpec:
     template: str | None = None
     subject: str | None = None
     body: str | None = None
+    variants: tuple[Variant, ...] = ()
+    variant: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         """Plain JSON for storage."""
@@ -233,7 +235,22 @@ class StepSpec:
             "template": self.template,
             "subject": self.subject,
             "body": self.body,
+            "variants": [v.model_dump(mode="json") for v in self.variants],
         }
+
+    def for_variant(self, variant_id: str | None) -> StepSpec:
+        """The step as the lead's A/B variant writes it (its template, an email's subject and body); the step
+        itself when the lead has no variant of it (or one the step does not know)."""
+        chosen = next((v for v in self.variants if v.id == variant_id), None)
+        if chosen is None:
+            return self
+        return replace(
+            self,
+            template=chosen.template or self.template,
+            subject=chosen.subject or self.subject,
+            body=chosen.body or self.body,
+            variant=chosen.id,
+        )
 
     @classmethod
     def from_json(cls, raw: Mapping[str, Any]) -> StepSpec:
@@ -245,93 +262,39 @@ class StepSpec:
             template=raw.get("template"),
             subject=raw.get("subject"),
             body=raw.get("body"),
+            variants=tuple(Variant.model_validate(v) for v in raw.get("variants") or ()),
         )
 
 
-_DRAFT_MODES = {"draft", "draft_for_approval", "approval", "review", "manual"}
+def message_steps(workflow: Workflow | None) -> list[StepSpec]:
+    """The steps of a campaign that need a text, from its typed workflow (``leadstream_schemas.Workflow``).
 
-
-def email_fallback(delivery: Mapping[str, Any]) -> dict[str, Any] | None:
-    """The email-fallback settings of a campaign's delivery, or None when it is off."""
-    for key in ("email_fallback", "email"):
-        value = delivery.get(key)
-        if value is True:
-            return {}
-        if isinstance(value, Mapping) and value.get("enabled", value.get("fallback", True)):
-            return dict(value)
-    return None
-
-
-def _str_or_none(value: Any) -> str | None:
-    return value if isinstance(value, str) and value.strip() else None
-
-
-def _setting(node: Mapping[str, Any], key: str) -> Any:
-    """A step setting, at the top level of the node (outreach's form) or under its ``config``."""
-    if key in node:
-        return node[key]
-    config = node.get("config")
-    return config.get(key) if isinstance(config, Mapping) else None
-
-
-def _graph_step(node: Mapping[str, Any], invite_note: bool) -> StepSpec | None:
-    action = str(node.get("action") or node.get("type") or "").lower()
-    step_id = str(node.get("id") or action)
-    template = _str_or_none(_setting(node, "template"))
-    needs_text = node.get("needs_text")
-    if action == "invite":
-        explicit = next(
-            (_setting(node, k) for k in ("needs_text", "note", "with_note") if _setting(node, k) is not None), None
-        )
-        has_note = invite_note if explicit is None else bool(explicit)
-        return StepSpec(step_id, Channel.invite, template=template) if has_note else None
-    if needs_text is False:
-        return None
-    if action == "message":
-        return StepSpec(step_id, Channel.message, template=template)
-    if action == "email":
-        subject, body = _str_or_none(_setting(node, "subject")), _str_or_none(_setting(node, "body"))
-        return StepSpec(step_id, Channel.email, template=template, subject=subject, body=body)
-    if action == "comment":
-        # Like outreach, a comment whose mode is not given is drafted for approval (it is public).
-        mode = str(_setting(node, "mode") or "draft").lower()
-        review: ReviewMode = "draft" if mode in _DRAFT_MODES else "auto"
-        return StepSpec(step_id, Channel.comment, review=review, template=template)
-    return None
-
-
-def message_steps(workflow: Mapping[str, Any], delivery: Mapping[str, Any], *, invite_note: bool) -> list[StepSpec]:
-    """The steps of a campaign that need a text, read defensively from its workflow.
-
-    A graph lists its steps (``steps``, or ``nodes``) with an action; its unreachable steps never run
-    and need no text. An invite needs a text only with a note (the step's own ``note``, else the
-    strategy's ``invite_note``). A bare preset (or an empty workflow) means an invite and a message,
-    and an email when the delivery has email fallback on.
+    Outreach decided, when it validated the graph, which steps need a text (an invite only with a note) and
+    their channel; unreachable steps never run and need none. Invites, messages and emails are reviewed as the
+    campaign's strategy says; a comment as its own mode says (``draft``: in the Messaging Lab). No workflow
+    (a v1 record without a step list): no text steps.
     """
+    if workflow is None:
+        return []
     steps: list[StepSpec] = []
-    nodes = next((workflow[k] for k in ("steps", "nodes") if isinstance(workflow.get(k), list) and workflow[k]), None)
-    if nodes is not None:
-        unreachable = {str(x) for x in workflow.get("unreachable") or []}
-        for node in nodes:
-            if isinstance(node, Mapping):
-                step = _graph_step(node, invite_note)
-                if step is not None and step.step_id not in unreachable:
-                    steps.append(step)
-    else:
-        if invite_note:
-            steps.append(StepSpec("invite", Channel.invite))
-        steps.append(StepSpec("message", Channel.message))
-        fallback = email_fallback(delivery)
-        if fallback is not None:
-            subject, body = _str_or_none(fallback.get("subject")), _str_or_none(fallback.get("body"))
-            steps.append(StepSpec("email", Channel.email, subject=subject, body=body))
-    seen: set[str] = set()
-    unique = []
-    for s in steps:
-        if s.step_id not in seen:
-            seen.add(s.step_id)
-            unique.append(s)
-    return unique
+    for step in workflow.text_steps():
+        if step.channel is None:
+            continue
+        review: ReviewMode = "strategy"
+        if step.action == "comment":
+            review = "draft" if step.mode == "draft" else "auto"
+        steps.append(
+            StepSpec(
+                step.id,
+                step.channel,
+                review=review,
+                template=step.template,
+                subject=step.subject,
+                body=step.body,
+                variants=tuple(step.variants),
+            )
+        )
+    return steps
 
 
 def needs_review(step: StepSpec, strategy: Strategy) -> bool:
@@ -497,6 +460,25 @@ def choose_hook(profile: LeadProfileEnriched | None, today: date, windows: HookW
         fallback=True,
         role=role,
         company=company,
+    )
+
+
+def matched_post_hook(post: Post, language: str, matched: Sequence[str], today: date) -> HookChoice:
+    """The hook of a lead found by a posts watch: the very post that matched (whatever else the profile holds),
+    because it is why this lead is being written to now."""
+    topic = post.topic or _topic_of(post)
+    age = _age(post.posted_on, today)
+    when = f" ({age} days ago)" if age is not None else ""
+    said = ", ".join(repr(m) for m in matched[:3]) or "its keywords"
+    return HookChoice(
+        "recent_post",
+        f"{post.kind} on '{topic}'{when}",
+        f"the post that matched the watch's {language} language ({said}): the reason this lead is contacted now",
+        topic=topic,
+        excerpt=_excerpt(post.text),
+        post_kind=post.kind,
+        post_url=post.url,
+        age_days=age,
     )
 
 

@@ -7,7 +7,6 @@ last of the three to arrive see the other two, even when they are handled at the
 
 from __future__ import annotations
 
-import json
 import logging
 import uuid
 from dataclasses import dataclass
@@ -17,14 +16,17 @@ from uuid import UUID
 
 from leadstream_schemas import (
     CampaignCreated,
+    CampaignUpdated,
     Channel,
     Envelope,
     Event,
     LeadEnrichmentFailed,
     LeadEnrolled,
+    LeadPostMatched,
     LeadProfileEnriched,
     MessageApproved,
     MessageGenerated,
+    Post,
     Strategy,
 )
 from sqlalchemy import and_, select, update
@@ -36,8 +38,8 @@ from services.runtime.consumer import HandlerContext, RetryLater
 from services.runtime.providers import RateLimited
 
 from . import domain
-from .store import campaigns, drafts, enrollments, lock_campaign, lock_leads, profiles, templates
-from .writer import Writer
+from .store import campaigns, drafts, enrollments, lock_campaign, lock_leads, matched_posts, profiles, templates
+from .writer import Writer, WrittenDraft
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +55,7 @@ class CampaignConfig:
     strategy: Strategy
     steps: list[domain.StepSpec]
     video: bool
+    workflow_version: int = 1
 
     @classmethod
     def from_row(cls, row: Row[Any]) -> CampaignConfig:
@@ -63,7 +66,19 @@ class CampaignConfig:
             strategy=Strategy.model_validate(row.strategy),
             steps=[domain.StepSpec.from_json(s) for s in row.steps],
             video=row.video,
+            workflow_version=row.workflow_version,
         )
+
+
+@dataclass(frozen=True)
+class Composed:
+    """One step's text for a lead and what it was written from."""
+
+    written: WrittenDraft
+    hook: domain.HookChoice
+    template: domain.Template
+    limit: domain.Limit
+    post: Post | None
 
 
 @dataclass(frozen=True)
@@ -74,14 +89,18 @@ class Emission:
     discriminator: str
 
 
-def _jsonable(value: Any) -> Any:
-    return json.loads(json.dumps(value, default=str))
-
-
 async def load_campaign(conn: AsyncConnection, campaign_id: UUID) -> CampaignConfig | None:
     """The stored campaign, or None."""
     row = (await conn.execute(select(campaigns).where(campaigns.c.campaign_id == campaign_id))).first()
     return CampaignConfig.from_row(row) if row else None
+
+
+async def lead_variant(conn: AsyncConnection, campaign_id: UUID, lead_id: UUID, step_id: str) -> str | None:
+    """The A/B variant of a step the lead got in a campaign (None: the step has no variants)."""
+    variants = await conn.scalar(
+        select(enrollments.c.variants).where(enrollments.c.campaign_id == campaign_id, enrollments.c.lead_id == lead_id)
+    )
+    return (variants or {}).get(step_id)
 
 
 async def load_profile(conn: AsyncConnection, lead_id: UUID) -> tuple[bool, LeadProfileEnriched | None]:
@@ -129,9 +148,9 @@ class MessagingCore:
         conn = ctx.conn
         await lock_campaign(conn, c.campaign_id)
         strategy = c.strategy
-        steps = domain.message_steps(c.workflow, c.delivery, invite_note=strategy.invite_note)
-        video = c.video_template is not None or c.video_template_id is not None
-        if c.parent_campaign_id is not None and not c.workflow:
+        steps = domain.message_steps(c.workflow)
+        video = c.video is not None
+        if c.parent_campaign_id is not None and c.workflow is None:
             # A worker campaign of a multi-account launch may carry no workflow of its own: use its parent's.
             parent = await load_campaign(conn, c.parent_campaign_id)
             if parent is not None:
@@ -145,20 +164,46 @@ class MessagingCore:
                 name=c.name,
                 parent_campaign_id=c.parent_campaign_id,
                 strategy=strategy.model_dump(mode="json"),
-                workflow=_jsonable(c.workflow),
+                workflow=c.workflow.model_dump(mode="json") if c.workflow else {},
                 steps=[s.to_json() for s in steps],
+                workflow_version=c.workflow.version if c.workflow else 1,
                 video=video,
-                delivery=_jsonable(c.delivery),
+                delivery=c.delivery.model_dump(mode="json"),
                 created_at=now,
                 updated_at=now,
             )
             .on_conflict_do_nothing(index_elements=["campaign_id"])
         )
+        await self._generate_waiting(ctx, c.campaign_id, now)
+
+    async def on_campaign_updated(self, env: Envelope[CampaignUpdated], ctx: HandlerContext) -> None:
+        """A new version of the campaign's workflow: its text steps are the ones drafts are written for from now
+        on; leads that moved to it (and were waiting for it) get the drafts of its steps they lack."""
+        c = env.data
+        conn = ctx.conn
+        await lock_campaign(conn, c.campaign_id)
+        now = ctx.clock.now()
+        updated = await conn.execute(
+            update(campaigns)
+            .where(campaigns.c.campaign_id == c.campaign_id, campaigns.c.workflow_version < c.workflow.version)
+            .values(
+                workflow=c.workflow.model_dump(mode="json"),
+                steps=[s.to_json() for s in domain.message_steps(c.workflow)],
+                workflow_version=c.workflow.version,
+                updated_at=now,
+            )
+        )
+        if updated.rowcount:
+            await self._generate_waiting(ctx, c.campaign_id, now)
+
+    async def _generate_waiting(self, ctx: HandlerContext, campaign_id: UUID, now: datetime) -> None:
+        """Write the drafts of the campaign's enrolments that were waiting for it (or for its new version)."""
+        conn = ctx.conn
         waiting = (
             (
                 await conn.execute(
                     select(enrollments.c.lead_id).where(
-                        enrollments.c.campaign_id == c.campaign_id, enrollments.c.generated_at.is_(None)
+                        enrollments.c.campaign_id == campaign_id, enrollments.c.generated_at.is_(None)
                     )
                 )
             )
@@ -168,10 +213,10 @@ class MessagingCore:
         if not waiting:
             return
         await lock_leads(conn, list(waiting))
-        campaign = await load_campaign(conn, c.campaign_id)
+        campaign = await load_campaign(conn, campaign_id)
         assert campaign is not None
         for lead_id in waiting:
-            await self._generate_if_ready(ctx, campaign, lead_id, now)
+            await self._generate_if_ready(ctx, campaign, lead_id, now, several=True)
 
     async def on_profile_enriched(self, env: Envelope[LeadProfileEnriched], ctx: HandlerContext) -> None:
         """Keep the lead's newest profile; write drafts for enrolments that were waiting for it."""
@@ -206,7 +251,9 @@ class MessagingCore:
         await self._lead_ready(ctx, f.lead_id, now)
 
     async def on_lead_enrolled(self, env: Envelope[LeadEnrolled], ctx: HandlerContext) -> None:
-        """Record the enrolment; write the lead's drafts when the campaign and the profile are known."""
+        """Record the enrolment; write the lead's drafts when the campaign (at the lead's workflow version) and the
+        profile are known. A lead moved to a new version of the sequence is enrolled again with that version:
+        it gets the drafts of the new version's steps it lacks."""
         e = env.data
         if e.campaign_id is None:
             log.warning("LeadEnrolled without campaign_id ignored", extra={"event_id": str(env.id)})
@@ -223,12 +270,41 @@ class MessagingCore:
                 workspace_id=env.workspace_id,
                 account_id=e.account_id,
                 enrolled_at=now,
+                workflow_version=e.workflow_version or 1,
+                variants=dict(e.variants),
             )
             .on_conflict_do_nothing(index_elements=["campaign_id", "lead_id"])
         )
+        if e.workflow_version is not None:
+            await conn.execute(
+                update(enrollments)
+                .where(
+                    enrollments.c.campaign_id == e.campaign_id,
+                    enrollments.c.lead_id == e.lead_id,
+                    enrollments.c.workflow_version < e.workflow_version,
+                )
+                .values(workflow_version=e.workflow_version, variants=dict(e.variants), generated_at=None)
+            )
         campaign = await load_campaign(conn, e.campaign_id)
         if campaign is not None:
             await self._generate_if_ready(ctx, campaign, e.lead_id, now)
+
+    async def on_post_matched(self, env: Envelope[LeadPostMatched], ctx: HandlerContext) -> None:
+        """A posts watch matched a post of the lead: the newest such post is the hook of drafts written from now."""
+        m = env.data
+        await lock_leads(ctx.conn, [m.lead_id])
+        values = {
+            "workspace_id": env.workspace_id,
+            "post": m.post.model_dump(mode="json"),
+            "language": m.language,
+            "matched": list(m.matched),
+            "updated_at": ctx.clock.now(),
+        }
+        await ctx.conn.execute(
+            insert(matched_posts)
+            .values(lead_id=m.lead_id, **values)
+            .on_conflict_do_update(index_elements=["lead_id"], set_=values)
+        )
 
     # -- draft making -------------------------------------------------------------------------------
 
@@ -250,9 +326,10 @@ class MessagingCore:
                 await self._generate_if_ready(ctx, campaign, lead_id, now)
 
     async def _generate_if_ready(
-        self, ctx: HandlerContext, campaign: CampaignConfig, lead_id: UUID, now: datetime
+        self, ctx: HandlerContext, campaign: CampaignConfig, lead_id: UUID, now: datetime, *, several: bool = False
     ) -> None:
-        """Write every step's draft for an enrolled lead once its profile is known (exactly once)."""
+        """Write every step's draft for an enrolled lead once its profile is known and the campaign's steps are
+        those of the lead's workflow version (exactly once per step: a step already drafted is skipped)."""
         conn = ctx.conn
         row = (
             await conn.execute(
@@ -261,14 +338,29 @@ class MessagingCore:
                 .with_for_update()
             )
         ).first()
-        if row is None or row.generated_at is not None:
-            return
+        if row is None or row.generated_at is not None or row.workflow_version > campaign.workflow_version:
+            return  # done, or waiting for the CampaignUpdated of its version (another topic: it may come later)
         known, profile = await load_profile(conn, lead_id)
         if not known:
             return
-        for step in campaign.steps:
+        drafted = set(
+            (
+                await conn.execute(
+                    select(drafts.c.step_id).where(
+                        drafts.c.campaign_id == campaign.campaign_id, drafts.c.lead_id == lead_id
+                    )
+                )
+            )
+            .scalars()
+            .all()
+        )
+        for spec in campaign.steps:
+            if spec.step_id in drafted:
+                continue
+            step = spec.for_variant(row.variants.get(spec.step_id))
             for em in await self.make_draft(conn, campaign, lead_id, profile, step, now, cause=ctx.envelope.id):
-                ctx.emit(em.event, discriminator=em.discriminator)
+                # One campaign event writes the drafts of several leads: the lead keeps their ids apart.
+                ctx.emit(em.event, discriminator=f"{lead_id}:{em.discriminator}" if several else em.discriminator)
         await conn.execute(
             update(enrollments)
             .where(enrollments.c.campaign_id == campaign.campaign_id, enrollments.c.lead_id == lead_id)
@@ -293,35 +385,16 @@ class MessagingCore:
 
         Returns nothing for a comment step when the lead has no post to comment on.
         """
-        today = now.date()
-        post = None
-        if step.channel == Channel.comment:
-            post = domain.comment_target(profile)
-            if post is None:
-                log.info("no post to comment on; comment step has no draft", extra={"lead_id": str(lead_id)})
-                return []
-            hook = domain.comment_hook(post, today)
-        else:
-            hook = domain.choose_hook(profile, today, self.windows)
-        template = await self._template_for(conn, campaign, step)
-        limit = domain.limit_for(step.channel, video=campaign.video)
-        req = domain.DraftRequest(
-            channel=step.channel,
-            step_id=step.step_id,
-            limit=limit,
-            hook=hook,
-            strategy=campaign.strategy,
-            template=template,
-            variables=domain.lead_variables(profile),
-            variant_key=f"{self.seed}|{lead_id}|{step.step_id}",
-            attempt=attempt,
-            feedback=feedback,
-            post=post,
+        composed = await self.compose(conn, campaign, lead_id, profile, step, now, attempt=attempt, feedback=feedback)
+        if composed is None:
+            return []
+        written, hook, template, limit, post = (
+            composed.written,
+            composed.hook,
+            composed.template,
+            composed.limit,
+            composed.post,
         )
-        try:
-            written = await self.writer.write(req)
-        except RateLimited as exc:
-            raise RetryLater(exc.retry_after_s, "language model rate limit") from exc
         review = domain.needs_review(step, campaign.strategy)
         draft_id = uuid.uuid5(DRAFT_NAMESPACE, f"{cause}|{campaign.campaign_id}|{lead_id}|{step.step_id}|{attempt}")
         post_url = domain.post_url_for(post, lead_id) if post is not None else None
@@ -363,6 +436,7 @@ class MessagingCore:
                     char_limit=limit.text,
                     needs_review=review,
                     generator=written.generator,
+                    variant=step.variant,
                 ),
                 step.step_id,
             )
@@ -383,6 +457,60 @@ class MessagingCore:
                 )
             )
         return out
+
+    async def compose(
+        self,
+        conn: AsyncConnection,
+        campaign: CampaignConfig,
+        lead_id: UUID,
+        profile: LeadProfileEnriched | None,
+        step: domain.StepSpec,
+        now: datetime,
+        *,
+        attempt: int = 1,
+        feedback: str | None = None,
+        template: domain.Template | None = None,
+    ) -> Composed | None:
+        """Write one step's text for a lead (hook, template, limit, the writer) without storing anything.
+
+        ``template`` overrides the campaign's (a preview of a template not saved yet). None for a comment
+        step when the lead has no post to comment on."""
+        today = now.date()
+        post = None
+        matched = (await conn.execute(select(matched_posts).where(matched_posts.c.lead_id == lead_id))).first()
+        matched_post = Post.model_validate(matched.post) if matched is not None else None
+        if step.channel == Channel.comment:
+            post = matched_post or domain.comment_target(profile)
+            if post is None:
+                log.info("no post to comment on; comment step has no draft", extra={"lead_id": str(lead_id)})
+                return None
+            hook = domain.comment_hook(post, today)
+        elif matched is not None and matched_post is not None:
+            hook = domain.matched_post_hook(matched_post, matched.language, matched.matched, today)
+        else:
+            hook = domain.choose_hook(profile, today, self.windows)
+        template = template or await self._template_for(conn, campaign, step)
+        limit = domain.limit_for(step.channel, video=campaign.video)
+        # Without light personalisation every lead of the campaign gets the same choice of words.
+        who = f"{lead_id}|" if campaign.strategy.personalise else ""
+        req = domain.DraftRequest(
+            channel=step.channel,
+            step_id=step.step_id,
+            limit=limit,
+            hook=hook,
+            strategy=campaign.strategy,
+            template=template,
+            variables=domain.lead_variables(profile),
+            variant_key=f"{self.seed}|{who}{step.step_id}",
+            attempt=attempt,
+            feedback=feedback,
+            post=post,
+        )
+        try:
+            written = await self.writer.write(req)
+        except RateLimited as exc:
+            raise RetryLater(exc.retry_after_s, "language model rate limit") from exc
+        return Composed(written, hook, template, limit, post)
 
     async def _template_for(
         self, conn: AsyncConnection, campaign: CampaignConfig, step: domain.StepSpec

@@ -22,7 +22,8 @@ campaigns = Table(
     Column("parent_campaign_id", UUID(as_uuid=True), nullable=True),
     Column("strategy", JSONB, nullable=False),
     Column("workflow", JSONB, nullable=False),
-    Column("steps", JSONB, nullable=False),
+    Column("steps", JSONB, nullable=False),  # the text steps of its newest workflow version
+    Column("workflow_version", Integer, nullable=False, server_default="1"),
     Column("video", Boolean, nullable=False, server_default="false"),
     Column("delivery", JSONB, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
@@ -47,7 +48,9 @@ enrollments = Table(
     Column("workspace_id", Text, nullable=False),
     Column("account_id", UUID(as_uuid=True), nullable=True),
     Column("enrolled_at", DateTime(timezone=True), nullable=False),
-    Column("generated_at", DateTime(timezone=True), nullable=True),
+    Column("generated_at", DateTime(timezone=True), nullable=True),  # drafts written for its workflow version
+    Column("workflow_version", Integer, nullable=False, server_default="1"),  # the version the lead runs
+    Column("variants", JSONB, nullable=False, server_default=text("'{}'::jsonb")),  # step id -> its A/B variant
 )
 Index("enrollments_lead", enrollments.c.lead_id)
 
@@ -91,7 +94,20 @@ templates = Table(
 )
 Index("templates_name", templates.c.workspace_id, templates.c.name, unique=True)
 
-SERVICE_TABLES = (campaigns, profiles, enrollments, drafts, templates)
+# The post a posts watch matched for a lead (LeadPostMatched; the newest wins): the hook of its messages and the
+# post a comment answers (0002).
+matched_posts = Table(
+    "matched_posts",
+    metadata,
+    Column("lead_id", UUID(as_uuid=True), primary_key=True),
+    Column("workspace_id", Text, nullable=False),
+    Column("post", JSONB, nullable=False),
+    Column("language", Text, nullable=False),
+    Column("matched", JSONB, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+SERVICE_TABLES = (campaigns, profiles, enrollments, drafts, templates)  # what 0001 creates
 
 
 def _lock_key(kind: str, ident: object) -> int:

@@ -31,8 +31,8 @@ class WrittenDraft:
     trimmed: bool
 
 
-def _clean(out: GeneratedText, key: str) -> GeneratedText:
-    text = domain.personalise(out.text.strip(), key)
+def _clean(out: GeneratedText, key: str, personalise: bool = True) -> GeneratedText:
+    text = domain.personalise(out.text.strip(), key) if personalise else out.text.strip()
     return GeneratedText(text, out.subject.strip() if out.subject else out.subject)
 
 
@@ -54,21 +54,22 @@ class Writer:
         """A draft for ``req`` that fits its limits (transient generator errors propagate)."""
         key = f"{req.variant_key}|{req.attempt}"
         name = self.generator.name
+        light = req.strategy.personalise
         try:
-            out = _clean(await self.generator.generate(req), key)
+            out = _clean(await self.generator.generate(req), key, light)
         except ProviderError as exc:
             if exc.transient:
                 raise
             log.warning("generator refused; using the template writer", extra={"error": str(exc)})
             name = "template_fallback"
-            out = _clean(await self.fallback.generate(req), key)
+            out = _clean(await self.fallback.generate(req), key, light)
         regenerated = False
         if not _fits(out, req):
             regenerated = True
             length = len(out.text)
             note = f"the previous draft was {length} characters; stay within the {req.limit.label}"
             try:
-                again = _clean(await self.generator.generate(req.shortened(note)), key)
+                again = _clean(await self.generator.generate(req.shortened(note)), key, light)
             except ProviderError as exc:
                 if exc.transient:
                     raise
@@ -77,7 +78,7 @@ class Writer:
                 out = GeneratedText(again.text, again.subject or out.subject)
         if not out.text:
             name = "template_fallback"
-            out = _clean(await self.fallback.generate(req), key)
+            out = _clean(await self.fallback.generate(req), key, light)
         subject = out.subject
         if req.channel == Channel.email and not subject:
             subject = domain.compose(req)[1]

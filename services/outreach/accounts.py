@@ -15,6 +15,7 @@ from uuid import UUID
 
 from leadstream_schemas import (
     HEALTHY_STATUSES,
+    AccountConnected,
     AccountDeleted,
     AccountStatusChanged,
     CampaignNeedsReview,
@@ -55,10 +56,17 @@ def normalise_status(raw: str) -> str | None:
 
 async def lock_account(conn: AsyncConnection, account_id: UUID, workspace_id: str | None = None) -> Row[Any] | None:
     """The account row, locked (None when unknown, deleted, or of another workspace)."""
+    return await account_row(conn, account_id, workspace_id, lock=True)
+
+
+async def account_row(
+    conn: AsyncConnection, account_id: UUID, workspace_id: str | None = None, *, lock: bool = False
+) -> Row[Any] | None:
+    """The account row, locked for update when ``lock`` (None when unknown, deleted, or of another workspace)."""
     stmt = select(accounts).where(accounts.c.account_id == account_id, accounts.c.deleted_at.is_(None))
     if workspace_id is not None:
         stmt = stmt.where(accounts.c.workspace_id == workspace_id)
-    return (await conn.execute(stmt.with_for_update())).first()
+    return (await conn.execute(stmt.with_for_update() if lock else stmt)).first()
 
 
 async def find_account(conn: AsyncConnection, ident: str) -> Row[Any] | None:
@@ -73,6 +81,33 @@ async def find_account(conn: AsyncConnection, ident: str) -> Row[Any] | None:
         select(accounts.c.account_id).where(accounts.c.provider_account_id == ident, accounts.c.deleted_at.is_(None))
     )
     return await lock_account(conn, found) if found is not None else None
+
+
+async def complete_connection(
+    conn: AsyncConnection, em: Emitter, account: Row[Any], provider_account_id: str | None, now: datetime
+) -> None:
+    """A pending account finished its hosted authorisation (callback, or a refresh that found it done):
+    it is connected and can send (``AccountConnected``)."""
+    verified = account.provider == "email"
+    await conn.execute(
+        update(accounts)
+        .where(accounts.c.account_id == account.account_id)
+        .values(
+            status="connected",
+            healthy=True,
+            sender_email_verified=verified,
+            updated_at=now,
+            provider_account_id=provider_account_id or account.provider_account_id or str(account.account_id),
+        )
+    )
+    em.emit(
+        AccountConnected(
+            account_id=account.account_id,
+            provider=account.provider,
+            display_name=account.display_name,
+            sender_email_verified=verified,
+        )
+    )
 
 
 class AccountStatus:

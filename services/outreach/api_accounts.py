@@ -1,10 +1,11 @@
 """Account routes: connect (hosted authorisation link + callback), list, details, refresh, delete, and the
-signed account-status webhook.
+signed account-status webhook; email senders' verification (request, callback, confirmation link, ask again).
 
 In simulated mode (``LEADSTREAM_LINKEDIN_PROVIDER=simulated``, the default) ``POST /v1/accounts``
-connects a LinkedIn account at once, unless ``hosted: true`` asks for the hosted flow; an email
-sender is verified at once. With the real provider the answer is ``202`` with ``auth_url``; the
-provider's signed callback to ``/v1/accounts/callback`` completes the connection.
+connects a LinkedIn account at once, unless ``hosted: true`` asks for the hosted flow. With the real
+provider the answer is ``202`` with ``auth_url``; the provider's signed callback to ``/v1/accounts/callback``
+completes the connection. An email sender is verified by the email provider (``senders.py``): ``201`` when
+it says verified at once (the simulated provider by default), ``202`` while its owner has not confirmed yet.
 """
 
 from __future__ import annotations
@@ -14,28 +15,38 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from fastapi import APIRouter, Request, Response
-from leadstream_schemas import AccountConnected, AccountConnectionRequested
+from fastapi import APIRouter, Body, Query, Request, Response
+from leadstream_schemas import HEALTHY_STATUSES, AccountConnected, AccountConnectionRequested
 from sqlalchemy import select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.engine import Row
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.runtime.auth import AdminWorkspace, ReadWorkspace, WriteWorkspace, public
-from services.runtime.errors import problems
+from services.runtime.errors import Problem, problems
 from services.runtime.pagination import After, Limit, Page, decode_cursor, encode_cursor
+from services.runtime.plans import Plan
+from services.runtime.providers import ProviderError
 
-from .accounts import find_account, lock_account, normalise_status
+from .accounts import account_row, complete_connection, find_account, lock_account, normalise_status
+from .adapters import SenderVerification
 from .context import OutreachContext
 from .domain.compliance import normalise_email
 from .emit import RootEmitter
-from .models import AccountIn
+from .models import AccountIn, ReconnectIn
 from .problems import invalid, json_object, not_found
+from .senders import FAILED, PENDING, verification_view
 from .store import accounts, leases, reconnect_emails
 
+# Callback statuses: a hosted connection (or a sender verification) completed, or a sender verification failed.
+CONNECTED_STATUSES = ("creation_success", "reconnected", "ok", "connected", "verified")
+SENDER_FAILED_STATUSES = ("failed", "rejected", "expired", "verification_failed")
 
-def account_view(row: Row[Any]) -> dict[str, Any]:
-    """The API shape of an account."""
+
+def account_view(row: Row[Any], *, dry_run: bool | None = None) -> dict[str, Any]:
+    """The API shape of an account (``email_dry_run``: an email sender's emails are dry runs)."""
     return {
+        "email_dry_run": dry_run if row.provider == "email" else None,
         "account_id": str(row.account_id),
         "provider": row.provider,
         "display_name": row.display_name,
@@ -45,6 +56,7 @@ def account_view(row: Row[Any]) -> dict[str, Any]:
         "sender_email_verified": row.sender_email_verified,
         "incident": row.incident,
         "limit_paused_until": row.limit_paused_until.isoformat() if row.limit_paused_until else None,
+        "verification": verification_view(row),
         "created_at": row.created_at.isoformat(),
     }
 
@@ -54,30 +66,40 @@ def accounts_router(ctx: OutreachContext) -> APIRouter:
     r = APIRouter(tags=["accounts"])
     service = ctx.service
 
+    def callback_url() -> str:
+        return f"{ctx.settings.base_url()}/v1/accounts/callback"
+
     @r.post(
         "/v1/accounts",
         status_code=201,
         responses={
             202: {
-                "description": "Pending: the user completes the connection at `auth_url` (hosted flow)",
+                "description": "Pending: the user completes the connection at `auth_url` (hosted flow), or the "
+                "email sender's owner confirms the address (`verification`)",
                 "content": {"application/json": {"schema": {"type": "object"}}},
-            }
+            },
+            **problems(503),  # the email provider cannot be asked to verify a sender now
         },
     )
-    async def connect(body: AccountIn, response: Response, ws: WriteWorkspace) -> dict[str, Any]:
-        """Connect an account: at once in simulated mode, else through a hosted authorisation link (202)."""
+    async def connect(body: AccountIn, response: Response, plan: Plan, ws: WriteWorkspace) -> dict[str, Any]:
+        """Connect an account: at once in simulated mode, else through a hosted authorisation link (202). An
+        email sender needs the Scale plan or its email-sender add-on (403 ``plan_required`` otherwise) and is
+        verified by the email provider: at once (201) or once its owner confirmed it (202)."""
+        if body.provider == "email":
+            plan.require("email_sender", "provider")
         now = service.clock.now()
         account_id = uuid.uuid4()
-        immediate = (
-            ctx.simulated and not body.hosted
-            if body.provider == "linkedin"
-            else ctx.settings.email_provider == "simulated"
-        )
         sender = normalise_email(body.sender_email) if body.provider == "email" else None
+        verdict = None
+        if sender is not None:
+            verdict = await _ask_provider(account_id, sender, now)
+            immediate = verdict.status == "verified"
+        else:
+            immediate = ctx.simulated and not body.hosted
         auth_url = None
         if not immediate and body.provider == "linkedin":
             auth_url = await ctx.linkedin.hosted_auth_link(
-                str(account_id), f"{ctx.settings.base_url()}/v1/accounts/callback", now
+                str(account_id), callback_url(), now, return_url=body.return_url
             )
         async with service.engine.begin() as conn:
             await conn.execute(
@@ -107,12 +129,97 @@ def accounts_router(ctx: OutreachContext) -> APIRouter:
                         sender_email_verified=body.provider == "email",
                     )
                 )
+            if verdict is not None and not immediate:
+                await ctx.senders.started(conn, em, await _row(conn, account_id), verdict, now)
+            elif verdict is not None:
+                await _note_request(conn, account_id, verdict.sender_id, None, now)
             await em.flush(conn)
-            row = (await conn.execute(select(accounts).where(accounts.c.account_id == account_id))).one()
+            row = await _row(conn, account_id)
+        if sender is not None and not immediate:
+            row = await _link_sent(account_id, sender, row)
         service.wake_relay()
+        ctx.runner.wake()
         if not immediate:
             response.status_code = 202
         return {**account_view(row), "auth_url": auth_url}
+
+    async def _ask_provider(account_id: UUID, sender: str, now: datetime) -> SenderVerification:
+        """The email provider's first word on a new sender: a 422 naming sender_email when it refuses the address,
+        a 503 when it cannot be asked now (nothing is stored either way)."""
+        try:
+            verdict = await ctx.senders.ask(account_id, sender, now)
+        except ProviderError as exc:
+            if not exc.transient:
+                raise invalid("sender_email", f"the email provider refused to verify {sender}: {exc}") from None
+            raise Problem(503, "provider_unavailable", f"the email provider cannot be asked now: {exc}") from None
+        if verdict.status == "failed":
+            raise invalid("sender_email", f"the email provider cannot verify {sender}: {verdict.detail or 'refused'}")
+        return verdict
+
+    async def _link_sent(account_id: UUID, sender: str, row: Row[Any]) -> Row[Any]:
+        """Outreach's own confirmation link for a provider without verification (after the account is stored)."""
+        detail = await ctx.senders.send_link(account_id, sender)
+        if detail is None:
+            return row
+        async with service.engine.begin() as conn:
+            await conn.execute(
+                update(accounts).where(accounts.c.account_id == account_id).values(verification_detail=detail)
+            )
+            return await _row(conn, account_id)
+
+    @r.post("/v1/accounts/{account_id}/verify", status_code=202, responses=problems(404, 409, 422, 503))
+    async def verify_again(account_id: UUID, response: Response, ws: WriteWorkspace) -> dict[str, Any]:
+        """Ask the email provider to verify a sender again (a pending one, or one whose verification failed)."""
+        now = service.clock.now()
+        async with service.engine.connect() as conn:
+            row = await account_row(conn, account_id, ws)
+        if row is None or row.provider != "email":
+            raise not_found("email sender", account_id)
+        if row.status not in (PENDING, FAILED):
+            raise Problem(
+                409, "invalid_state", f"the sender is {row.status}; only a pending or failed one is asked again"
+            )
+        verdict = await _ask_provider(account_id, row.sender_email, now)
+        async with service.engine.begin() as conn:
+            account = await lock_account(conn, account_id, ws)
+            if account is None:
+                raise not_found("email sender", account_id)
+            await conn.execute(
+                update(accounts).where(accounts.c.account_id == account_id).values(status=PENDING, updated_at=now)
+            )
+            em = RootEmitter(service, ws)
+            await ctx.senders.started(conn, em, await _row(conn, account_id), verdict, now)
+            await em.flush(conn)
+            row = await _row(conn, account_id)
+        if verdict.status != "verified":
+            row = await _link_sent(account_id, row.sender_email, row)
+        else:
+            response.status_code = 200
+        service.wake_relay()
+        ctx.runner.wake()
+        return account_view(row)
+
+    @r.get(
+        "/v1/accounts/{account_id}/confirm",
+        openapi_extra=public("the link's HMAC token authorises it"),
+        responses=problems(403, 404, 409, 422),
+    )
+    async def confirm_link(account_id: UUID, t: str = Query(max_length=200)) -> dict[str, Any]:
+        """Outreach's confirmation link, opened by the sender address's owner (a provider without verification)."""
+        now = service.clock.now()
+        async with service.engine.begin() as conn:
+            account = await lock_account(conn, account_id)
+            if account is None or account.provider != "email" or not account.sender_email:
+                raise not_found("email sender", account_id)
+            if not ctx.senders.link_is_valid(account_id, account.sender_email, t):
+                raise Problem(403, "invalid_link", "this confirmation link is not valid for this sender")
+            if account.status not in (PENDING, "connected"):
+                raise Problem(409, "invalid_state", f"the sender is {account.status}: ask for a new link")
+            em = RootEmitter(service, account.workspace_id)
+            await ctx.senders.verified(conn, em, account, now)
+            await em.flush(conn)
+        service.wake_relay()
+        return {"status": "verified", "account_id": str(account_id), "sender_email": account.sender_email}
 
     @r.post(
         ctx.signed_route("/v1/accounts/callback"),
@@ -138,34 +245,38 @@ def accounts_router(ctx: OutreachContext) -> APIRouter:
             if account is None or account.provider != signer:  # each provider completes only its own accounts
                 raise not_found("account", ours or "(no name)")
             status = str(data.get("status", "")).lower()
-            if status not in ("creation_success", "reconnected", "ok", "connected", "verified"):
+            if account.provider == "email":
+                return await _sender_callback(conn, account, status, data, now)
+            if status not in CONNECTED_STATUSES:
                 raise invalid("status", f"{data.get('status')!r} does not complete a connection")
-            verified = account.provider == "email"
-            await conn.execute(
-                update(accounts)
-                .where(accounts.c.account_id == account.account_id)
-                .values(
-                    status="connected",
-                    healthy=True,
-                    sender_email_verified=verified,
-                    updated_at=now,
-                    provider_account_id=str(
-                        data.get("account_id") or account.provider_account_id or account.account_id
-                    ),
-                )
-            )
             em = RootEmitter(service, account.workspace_id)
-            em.emit(
-                AccountConnected(
-                    account_id=account.account_id,
-                    provider=account.provider,
-                    display_name=account.display_name,
-                    sender_email_verified=verified,
-                )
-            )
+            provider_id = str(data.get("account_id") or "") or None
+            if account.status == "pending":
+                await complete_connection(conn, em, account, provider_id, now)
+            else:  # a reconnect through the hosted page: the account is healthy again and its campaigns resume
+                await ctx.account_status.apply(conn, em, account, "reconnected", now)
             await em.flush(conn)
         service.wake_relay()
+        ctx.runner.wake()
         return {"status": "connected", "account_id": str(account.account_id)}
+
+    async def _sender_callback(
+        conn: AsyncConnection, account: Row[Any], status: str, data: dict[str, Any], now: datetime
+    ) -> dict[str, Any]:
+        """The email provider's word on a sender it was asked to verify: verified, or failed (with its reason)."""
+        em = RootEmitter(service, account.workspace_id)
+        if status in CONNECTED_STATUSES:
+            await ctx.senders.verified(conn, em, account, now)
+            outcome = "verified"
+        elif status in SENDER_FAILED_STATUSES:
+            reason = str(data.get("detail") or data.get("reason") or f"the provider answered {status}")[:300]
+            await ctx.senders.failed(conn, em, account, reason, now)
+            outcome = FAILED
+        else:
+            raise invalid("status", f"{data.get('status')!r} neither verifies nor refuses a sender")
+        await em.flush(conn)
+        service.wake_relay()
+        return {"status": outcome, "account_id": str(account.account_id)}
 
     @r.get("/v1/accounts", response_model=Page[dict[str, Any]])
     async def list_accounts(ws: ReadWorkspace, limit: Limit = 50, after: After = None) -> Page[dict[str, Any]]:
@@ -179,21 +290,14 @@ def accounts_router(ctx: OutreachContext) -> APIRouter:
                 await conn.execute(stmt.order_by(accounts.c.created_at, accounts.c.account_id).limit(limit + 1))
             ).all()
         page = Page.of(rows, limit, lambda a: encode_cursor([a.created_at.isoformat(), str(a.account_id)]))
-        return Page[dict[str, Any]](items=[account_view(row) for row in page.items], next=page.next)
+        dry_run = not ctx.settings.email_real_sends
+        return Page[dict[str, Any]](items=[account_view(row, dry_run=dry_run) for row in page.items], next=page.next)
 
     @r.get("/v1/accounts/{account_id}")
     async def get_account(account_id: UUID, ws: ReadWorkspace) -> dict[str, Any]:
         """One account, with its leases and the reconnect emails sent for it."""
         async with service.engine.connect() as conn:
-            row = (
-                await conn.execute(
-                    select(accounts).where(
-                        accounts.c.account_id == account_id,
-                        accounts.c.workspace_id == ws,
-                        accounts.c.deleted_at.is_(None),
-                    )
-                )
-            ).first()
+            row = await account_row(conn, account_id, ws)
             if row is None:
                 raise not_found("account", account_id)
             held = await conn.execute(select(leases.c.campaign_id).where(leases.c.account_id == account_id))
@@ -234,32 +338,64 @@ def accounts_router(ctx: OutreachContext) -> APIRouter:
     async def refresh(account_id: UUID, ws: WriteWorkspace) -> dict[str, Any]:
         """Ask the provider for the account's status now and apply it."""
         async with service.engine.connect() as conn:
-            row = (
-                await conn.execute(
-                    select(accounts).where(
-                        accounts.c.account_id == account_id,
-                        accounts.c.workspace_id == ws,
-                        accounts.c.deleted_at.is_(None),
-                    )
-                )
-            ).first()
+            row = await account_row(conn, account_id, ws)
         if row is None:
             raise not_found("account", account_id)
-        raw = (
-            await ctx.linkedin.account_status(str(account_id), row.provider_account_id)
-            if row.provider == "linkedin"
-            else row.status
-        )
+        if row.provider == "email":
+            return await _refresh_sender(account_id, ws)
+        raw = await ctx.linkedin.account_status(str(account_id), row.provider_account_id)
         status = normalise_status(raw)
         async with service.engine.begin() as conn:
             account = await lock_account(conn, account_id, ws)
             if account is None:
                 raise not_found("account", account_id)
-            if status is not None and account.status != "pending":
-                em = RootEmitter(service, ws)
-                await ctx.account_status.apply(conn, em, account, status, service.clock.now())
-                await em.flush(conn)
+            em = RootEmitter(service, ws)
+            now = service.clock.now()
+            if account.status == "pending":
+                # "Check again": the provider finished the hosted connection but its callback has not come.
+                if status in HEALTHY_STATUSES:
+                    await complete_connection(conn, em, account, row.provider_account_id, now)
+            elif status is not None:
+                await ctx.account_status.apply(conn, em, account, status, now)
+            await em.flush(conn)
             row = (await conn.execute(select(accounts).where(accounts.c.account_id == account_id))).one()
+        service.wake_relay()
+        ctx.runner.wake()
+        return account_view(row)
+
+    @r.post("/v1/accounts/{account_id}/reconnect-link")
+    async def reconnect_link(
+        account_id: UUID,
+        ws: WriteWorkspace,
+        body: ReconnectIn = Body(default_factory=ReconnectIn),  # noqa: B008
+    ) -> dict[str, Any]:
+        """A hosted authorisation link that reconnects a LinkedIn account (the provider calls back when done)."""
+        async with service.engine.connect() as conn:
+            row = await account_row(conn, account_id, ws)
+        if row is None:
+            raise not_found("account", account_id)
+        if row.provider != "linkedin":
+            raise Problem(409, "not_linkedin", f"account {account_id} is an email sender: it has nothing to reconnect")
+        auth_url = await ctx.linkedin.hosted_auth_link(
+            str(account_id),
+            callback_url(),
+            service.clock.now(),
+            return_url=body.return_url,
+            reconnect=row.provider_account_id or str(account_id),
+        )
+        return {"account_id": str(account_id), "auth_url": auth_url}
+
+    async def _refresh_sender(account_id: UUID, ws: str) -> dict[str, Any]:
+        """Ask the email provider about a pending sender now (the check timer would, later)."""
+        async with service.engine.begin() as conn:
+            account = await lock_account(conn, account_id, ws)
+            if account is None:
+                raise not_found("account", account_id)
+            if account.status == PENDING:
+                em = RootEmitter(service, ws)
+                await ctx.senders.check(conn, em, account, service.clock.now())
+                await em.flush(conn)
+            row = await _row(conn, account_id)
         service.wake_relay()
         return account_view(row)
 
@@ -297,3 +433,23 @@ def accounts_router(ctx: OutreachContext) -> APIRouter:
         return {"status": status, "changed": changed, "account_id": str(account.account_id)}
 
     return r
+
+
+async def _row(conn: AsyncConnection, account_id: UUID) -> Row[Any]:
+    return (await conn.execute(select(accounts).where(accounts.c.account_id == account_id))).one()
+
+
+async def _note_request(
+    conn: AsyncConnection, account_id: UUID, sender_id: str | None, detail: str | None, now: datetime
+) -> None:
+    """When a sender verified at once was asked for (and the provider's id of it)."""
+    await conn.execute(
+        update(accounts)
+        .where(accounts.c.account_id == account_id)
+        .values(
+            provider_account_id=sender_id,
+            verification_requested_at=now,
+            verification_checked_at=now,
+            verification_detail=detail,
+        )
+    )

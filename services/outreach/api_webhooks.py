@@ -2,7 +2,8 @@
 plus a workspace-scoped route to record a reply by hand.
 
 A reply cancels every pending step of the lead in the same transaction that records it (even a step
-already due), and emits ``Replied``.
+already due), and emits ``Replied``; an out-of-office answer (flagged, or recognised by its words) pauses the
+lead until the date it names instead (``LeadPaused``).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from . import lifecycle as lc
 from .accounts import find_account
 from .context import OutreachContext
 from .domain.compliance import normalise_email, normalise_profile_url
+from .domain.replies import is_out_of_office
 from .emit import RootEmitter
 from .models import SimulatedReplyIn
 from .problems import invalid, json_object, not_found
@@ -89,7 +91,8 @@ def webhooks_router(ctx: OutreachContext) -> APIRouter:
             now=service.clock.now(),
             key=key,
             excerpt=(text or "")[:280] or None,
-            out_of_office=ooo,
+            out_of_office=ooo or is_out_of_office(text),
+            text=text,
         )
         await em.flush(conn)
         return done

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 from leadstream_schemas import (
@@ -12,6 +13,7 @@ from leadstream_schemas import (
     LeadEmailEnriched,
     LeadEmailNotFound,
     LeadEnrichmentFailed,
+    LeadPostMatched,
     LeadProfileEnriched,
     LeadUnsubscribed,
     MessageApproved,
@@ -20,6 +22,7 @@ from leadstream_schemas import (
     MessageRejected,
     Replied,
     SearchFinished,
+    SearchResumed,
     SearchStarted,
     VideoFailed,
     VideoGenerated,
@@ -40,8 +43,11 @@ from .api import build_router
 from .campaigns import CampaignCommands
 from .context import OutreachContext
 from .handlers import OutreachHandlers
+from .inbox import InboxPoller, mailbox_of
 from .runner import Runner
+from .senders import Senders
 from .settings import OutreachSettings
+from .sim_hosted import hosted_router
 from .steps import StepExecutor
 from .store import metadata, runtime_tables
 
@@ -81,8 +87,15 @@ def build(
                 out_of_office_rate=settings.sim_out_of_office_rate,
                 connected_rate=settings.sim_connected_rate,
                 invite_limit_per_week=settings.sim_invite_limit_per_week,
+                message_limit_per_week=settings.sim_message_limit_per_week,
             )
-            linkedin = SimulatedLinkedIn(sim, behaviour, engine=service.engine)
+            linkedin = SimulatedLinkedIn(
+                sim,
+                behaviour,
+                engine=service.engine,
+                hosted_base_url=settings.base_url(),
+                secret=settings.keys("linkedin_webhook_secret").signing,
+            )
     if email is None:
         if settings.email_provider == "http":
             email = HttpEmailSender(
@@ -91,8 +104,17 @@ def build(
         elif settings.email_provider == "smtp":
             email = SmtpEmailSender.from_settings(settings, clock)
         else:
-            email = SimulatedEmailSender(sim, engine=service.engine)
-    runner = Runner(service, StepExecutor(settings, linkedin, email, CrashPoints(settings.crash_at)), settings)
+            email = SimulatedEmailSender(
+                sim, engine=service.engine, verify_after=timedelta(seconds=settings.sim_sender_verify_after_s)
+            )
+    notification_sender = (
+        settings.notification_sender
+        or (settings.smtp_username if settings.email_provider == "smtp" and settings.smtp_username else "")
+        or "no-reply@leadstream.invalid"
+    )
+    senders = Senders(settings, email, notification_sender)
+    executor = StepExecutor(settings, linkedin, email, CrashPoints(settings.crash_at))
+    runner = Runner(service, executor, settings, senders)
     ctx = OutreachContext(
         service=service,
         settings=settings,
@@ -104,10 +126,9 @@ def build(
             email,
             real_sends=settings.email_real_sends,
             default_to=settings.reconnect_email_to,
-            sender=settings.notification_sender
-            or (settings.smtp_username if settings.email_provider == "smtp" and settings.smtp_username else "")
-            or "no-reply@leadstream.invalid",
+            sender=notification_sender,
         ),
+        senders=senders,
     )
     service.app.state.outreach = ctx
     h = OutreachHandlers(runner.wake, allowed_hosts(settings.link_allowed_hosts))
@@ -117,6 +138,7 @@ def build(
             LeadDiscovered: h.on_lead_discovered,
             LeadAddedToSourceGroup: h.on_added_to_source_group,
             LeadProfileEnriched: h.on_profile_enriched,
+            LeadPostMatched: h.on_post_matched,
             LeadEmailEnriched: h.on_email_enriched,
             LeadEmailNotFound: h.on_email_not_found,
             LeadEnrichmentFailed: h.on_enrichment_failed,
@@ -130,12 +152,18 @@ def build(
             LeadUnsubscribed: h.on_unsubscribed,
             SearchStarted: h.on_search_started,
             SearchFinished: h.on_search_finished,
+            SearchResumed: h.on_search_resumed,
         },
     )
     service.include_router(build_router(ctx))
+    if isinstance(linkedin, SimulatedLinkedIn):
+        service.include_router(hosted_router(linkedin, settings.keys("linkedin_webhook_secret").signing))
+    inbox = InboxPoller(service, settings, linkedin, mailbox_of(settings))
+    service.app.state.inbox = inbox
     if settings.timer_loop_enabled:
         runner.timers.serve()
         runner.intents.serve()
+        inbox.serve()
     return service
 
 

@@ -16,6 +16,7 @@ from .accounts import AccountStatus
 from .adapters import EmailSender, LinkedInProvider
 from .campaigns import CampaignCommands
 from .runner import Runner
+from .senders import Senders
 from .settings import OutreachSettings
 from .store import seen_webhooks
 
@@ -31,6 +32,7 @@ class OutreachContext:
     runner: Runner
     campaigns: CampaignCommands
     account_status: AccountStatus
+    senders: Senders
 
     @property
     def simulated(self) -> bool:

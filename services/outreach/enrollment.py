@@ -14,7 +14,7 @@ from typing import Any
 from uuid import UUID
 
 from leadstream_schemas import Action, ActionSkipped, LeadEnrolled, SkipReason
-from sqlalchemy import exists, select, tuple_
+from sqlalchemy import exists, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -25,7 +25,12 @@ from .domain.workflow import Graph
 from .emit import Emitter
 from .store import audience_members, campaign_workers, campaigns, enrollments, lead_locks, leads, searches
 
-STARTABLE = ("pending", "scheduled", "running", "paused")
+STARTABLE = ("pending", "prepared", "scheduled", "running", "paused")
+ENROLLING = ("prepared", "running")
+"""Campaign states that enroll ready audience members: ``running`` into the sequence, ``prepared`` in the
+``prepared`` state (drafts written for review, nothing sent until launch)."""
+OPEN = ("active", "prepared")
+"""Enrollment states of a lead still in a campaign's sequence (or waiting for its launch)."""
 
 
 async def audience_keys(
@@ -112,10 +117,12 @@ async def worker_accounts(conn: AsyncConnection, campaign_id: UUID) -> list[str]
 async def enroll(
     conn: AsyncConnection, em: Emitter, campaign: Row[Any], now: datetime, lead_ids: list[UUID] | None = None
 ) -> int:
-    """Enroll the campaign's ready, not yet enrolled audience members (all, or those of ``lead_ids``)."""
+    """Enroll the campaign's ready, not yet enrolled audience members (all, or those of ``lead_ids``): into the
+    sequence when it runs, in the ``prepared`` state (no step scheduled) when it was prepared for review."""
     workers = await worker_accounts(conn, campaign.campaign_id)
     if not workers:
         return 0
+    prepared = campaign.state == "prepared"
     graph = Graph.from_dict(campaign.workflow)
     start = graph.step(graph.start)
     video_id = (campaign.video_template or {}).get("template_id") if campaign.video_template else None
@@ -134,7 +141,7 @@ async def enroll(
             .where(lead_locks.c.workspace_id == ws, lead_locks.c.lead_id == lead_id)
             .with_for_update()
         )
-        state = "active" if holder == campaign.campaign_id else "duplicate"
+        state = ("prepared" if prepared else "active") if holder == campaign.campaign_id else "duplicate"
         inserted = await conn.execute(
             insert(enrollments)
             .values(
@@ -143,8 +150,9 @@ async def enroll(
                 workspace_id=ws,
                 account_id=account_id,
                 state=state,
+                workflow_version=campaign.workflow_version,
                 enrolled_at=now,
-                finished_at=None if state == "active" else now,
+                finished_at=None if state in OPEN else now,
             )
             .on_conflict_do_nothing()
         )
@@ -161,6 +169,7 @@ async def enroll(
                     action=Action(start.action),
                     reason=SkipReason.duplicate,
                     detail=f"lead is active in campaign {holder}",
+                    workflow_version=campaign.workflow_version,
                 ),
                 key,
             )
@@ -172,27 +181,64 @@ async def enroll(
                 account_id=account_id,
                 workflow_preset=graph.preset,
                 video_template_id=video_id,
+                prepared=prepared,
+                workflow_version=campaign.workflow_version,
+                variants=graph.variants_for(str(lead_id)),
             ),
             key,
         )
-        await tm.schedule(
-            conn,
-            key=tm.step_key(campaign.campaign_id, lead_id, start.id),
-            workspace_id=ws,
-            kind="step",
-            due_at=now,
-            now=now,
-            campaign_id=campaign.campaign_id,
-            lead_id=lead_id,
-            account_id=account_id,
-            step_id=start.id,
-        )
         enrolled += 1
+        if not prepared:
+            await schedule_start(conn, campaign.campaign_id, ws, lead_id, account_id, start.id, now)
     return enrolled
 
 
+async def schedule_start(
+    conn: AsyncConnection,
+    campaign_id: UUID,
+    workspace_id: str,
+    lead_id: UUID,
+    account_id: UUID,
+    step_id: str,
+    now: datetime,
+) -> None:
+    """The lead's first step, due now (its checks then wait for the window, the video, the text and the pace)."""
+    await tm.schedule(
+        conn,
+        key=tm.step_key(campaign_id, lead_id, step_id),
+        workspace_id=workspace_id,
+        kind="step",
+        due_at=now,
+        now=now,
+        campaign_id=campaign_id,
+        lead_id=lead_id,
+        account_id=account_id,
+        step_id=step_id,
+    )
+
+
+async def start_prepared(conn: AsyncConnection, campaign: Row[Any], now: datetime) -> int:
+    """Launch the sequence of the leads a prepared campaign enrolled for review: they become active and their
+    first step is scheduled (it sends the drafts approved meanwhile). Returns how many started."""
+    graph = Graph.from_dict(campaign.workflow)
+    rows = (
+        await conn.execute(
+            update(enrollments)
+            .where(enrollments.c.campaign_id == campaign.campaign_id, enrollments.c.state == "prepared")
+            .values(state="active")
+            .returning(enrollments.c.lead_id, enrollments.c.account_id)
+        )
+    ).all()
+    for r in sorted(rows, key=lambda r: r.lead_id):
+        await schedule_start(
+            conn, campaign.campaign_id, campaign.workspace_id, r.lead_id, r.account_id, graph.start, now
+        )
+    return len(rows)
+
+
 async def enroll_everywhere(conn: AsyncConnection, em: Emitter, workspace_id: str, lead_id: UUID, now: datetime) -> int:
-    """Enroll a lead that just became ready (or joined an audience) in every running campaign it belongs to.
+    """Enroll a lead that just became ready (or joined an audience) in every running or prepared campaign it
+    belongs to.
 
     Campaigns that may start running are share-locked: a launch, start or resume (which lock the campaign for
     update and then sweep the audience) either commits first, and is seen here as running, or waits for this
@@ -208,6 +254,6 @@ async def enroll_everywhere(conn: AsyncConnection, em: Emitter, workspace_id: st
     ).all()
     total = 0
     for campaign in rows:
-        if campaign.state == "running":
+        if campaign.state in ENROLLING:
             total += await enroll(conn, em, campaign, now, lead_ids=[lead_id])
     return total

@@ -19,14 +19,17 @@ from leadstream_schemas import (
     LeadEmailEnriched,
     LeadEmailNotFound,
     LeadEnrichmentFailed,
+    LeadPostMatched,
     LeadProfileEnriched,
     LeadUnsubscribed,
     MessageApproved,
     MessageEdited,
     MessageGenerated,
     MessageRejected,
+    Post,
     Replied,
     SearchFinished,
+    SearchResumed,
     SearchStarted,
     VideoFailed,
     VideoGenerated,
@@ -45,6 +48,12 @@ from .enrollment import enroll_everywhere
 from .store import audience_members, campaigns, leads, searches, texts, videos
 
 log = logging.getLogger(__name__)
+
+
+def _post_url(lead_id: uuid.UUID, post: Post) -> str:
+    """Where a post lives: its URL; simulated posts have none, and an opaque reference is enough for them."""
+    digits = uuid.uuid5(uuid.NAMESPACE_URL, f"{lead_id}|{post.text}").int % 10**19
+    return post.url or f"urn:li:activity:{digits}"
 
 
 class OutreachHandlers:
@@ -85,6 +94,7 @@ class OutreachHandlers:
                 "first_name": lead.first_name,
                 "last_name": lead.last_name,
                 "company": lead.company,
+                "location": lead.location,
             },
         )
         await self._join_audiences(ctx, lead.lead_id, lead.source_group_id, lead.search_id)
@@ -110,15 +120,22 @@ class OutreachHandlers:
         if ready and await enroll_everywhere(ctx.conn, HandlerEmitter(ctx), workspace, lead_id, ctx.clock.now()):
             self.wake()
 
+    async def on_post_matched(self, env: Envelope[LeadPostMatched], ctx: HandlerContext) -> None:
+        """A posts watch matched a post of the lead: like and comment steps answer that post (not the profile's)."""
+        m = env.data
+        await self._upsert_lead(ctx, m.lead_id, {"post_url": _post_url(m.lead_id, m.post), "post_matched": True})
+
     async def on_profile_enriched(self, env: Envelope[LeadProfileEnriched], ctx: HandlerContext) -> None:
-        """Keep what steps need: names, city, headline, profile URL and a recent post to like or comment on."""
+        """Keep what steps need: names, city, headline, profile URL and a recent post to like or comment on (unless
+        a posts watch matched one: that post stays the one to answer)."""
         p = env.data
         post = next((x for x in p.recent_posts if x.kind == "post"), p.recent_posts[0] if p.recent_posts else None)
         post_url = None
-        if post is not None:
-            # Simulated profiles have posts without URLs; an opaque reference is enough for the simulation.
-            digits = uuid.uuid5(uuid.NAMESPACE_URL, f"{p.lead_id}|{post.text}").int % 10**19
-            post_url = post.url or f"urn:li:activity:{digits}"
+        matched = await ctx.conn.scalar(
+            select(leads.c.post_matched).where(leads.c.workspace_id == env.workspace_id, leads.c.lead_id == p.lead_id)
+        )
+        if post is not None and not matched:
+            post_url = _post_url(p.lead_id, post)
         await self._upsert_lead(
             ctx,
             p.lead_id,
@@ -277,6 +294,12 @@ class OutreachHandlers:
                 url=url,
             )
             .on_conflict_do_nothing()
+        )
+
+    async def on_search_resumed(self, env: Envelope[SearchResumed], ctx: HandlerContext) -> None:
+        """A finished search runs again (a campaign's audience run or extension): it keeps its campaigns open."""
+        await ctx.conn.execute(
+            update(searches).where(searches.c.search_id == env.data.search_id).values(finished=False)
         )
 
     async def on_search_finished(self, env: Envelope[SearchFinished], ctx: HandlerContext) -> None:

@@ -6,6 +6,7 @@ works in the caller's transaction and emits through an :class:`~services.outreac
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
@@ -20,6 +21,8 @@ from leadstream_schemas import (
     Channel,
     InviteAccepted,
     LeadCompleted,
+    LeadPaused,
+    LeadResumed,
     Replied,
     SkipReason,
 )
@@ -29,11 +32,16 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from . import audience
 from . import timers as tm
+from .domain import replies
+from .domain.schedule import Schedule
+from .domain.timezones import timezone_of
 from .domain.workflow import Edge, Graph
 from .emit import Emitter
-from .enrollment import audience_still_growing, enroll, unenrolled_members
-from .store import campaign_workers, campaigns, enrollments, lead_locks, leases, suppressions, timers
+from .enrollment import OPEN, audience_still_growing, enroll, start_prepared, unenrolled_members
+from .store import campaign_workers, campaigns, enrollments, lead_locks, leads, leases, suppressions, timers
+from .versions import graph_of
 
 TERMINAL = ("duplicate", "replied", "completed", "blocked", "suppressed", "failed", "stopped")
 
@@ -73,7 +81,8 @@ async def release_leases(conn: AsyncConnection, em: Emitter, campaign_id: UUID, 
 
 
 async def start_running(conn: AsyncConnection, em: Emitter, campaign: Row[Any], now: datetime) -> int:
-    """Move a launched campaign to running: CampaignLaunched, leases, and the first audience run."""
+    """Move a launched campaign to running: CampaignLaunched, leases, the sequences of the leads it prepared for
+    review, and the first audience run."""
     active = [
         str(r.account_id)
         for r in await conn.execute(
@@ -95,8 +104,11 @@ async def start_running(conn: AsyncConnection, em: Emitter, campaign: Row[Any], 
         )
     )
     await acquire_leases(conn, em, campaign.campaign_id, campaign.workspace_id, now)
+    started = await start_prepared(conn, campaign, now)
     fresh = (await conn.execute(select(campaigns).where(campaigns.c.campaign_id == campaign.campaign_id))).one()
-    return await enroll(conn, em, fresh, now)
+    enrolled = await enroll(conn, em, fresh, now)
+    await audience.start_runs(conn, em, fresh, now)  # its audience runs now, then before each window
+    return started + enrolled
 
 
 async def maybe_finish_campaign(conn: AsyncConnection, em: Emitter, campaign_id: UUID, now: datetime) -> bool:
@@ -197,15 +209,34 @@ async def apply_reply(
     excerpt: str | None = None,
     out_of_office: bool = False,
     emit_events: bool = True,
+    text: str | None = None,
 ) -> list[UUID]:
     """A reply stops the lead everywhere at once: every live step (even a due one) is cancelled before its
     enrollment is closed, so the step executor, which locks the timer first and then re-reads the
     enrollment, can never send after this commits. Returns the campaigns the lead was active in.
 
     ``excerpt`` is the reply's text as the provider gave it: kept to the contract's bound, with characters
-    Postgres cannot store replaced (a reply is a fact to record, not input to refuse)."""
+    Postgres cannot store replaced (a reply is a fact to record, not input to refuse).
+
+    An out-of-office answer (ours to act on: ``emit_events``) does not stop the lead: it pauses it until the
+    return date it states (:func:`pause_out_of_office`). A real reply also stops the lead's colleagues in
+    campaigns that ask for it (``delivery.stop_company_on_reply``)."""
     if excerpt is not None:
         excerpt = scrub(excerpt)[:DETAIL_MAX]
+    if text is not None:
+        text = scrub(text)
+    if out_of_office and emit_events:
+        return await pause_out_of_office(
+            conn,
+            em,
+            workspace_id,
+            lead_id,
+            channel=channel,
+            received_at=received_at,
+            now=now,
+            key=key,
+            text=text or excerpt,
+        )
     await tm.cancel_lead(conn, workspace_id, lead_id, now, "replied")
     rows = (
         await conn.execute(
@@ -213,7 +244,7 @@ async def apply_reply(
             .where(
                 enrollments.c.workspace_id == workspace_id,
                 enrollments.c.lead_id == lead_id,
-                enrollments.c.state == "active",
+                enrollments.c.state.in_(OPEN),
             )
             .values(state="replied", finished_at=now)
             .returning(enrollments.c.campaign_id, enrollments.c.account_id)
@@ -252,9 +283,237 @@ async def apply_reply(
                 ),
                 f"{key}:{campaign_id}",
             )
+    if emit_events:
+        await stop_colleagues(conn, em, workspace_id, lead_id, [r.campaign_id for r in rows], now)
     for r in sorted(rows, key=lambda r: str(r.campaign_id)):
         await maybe_finish_campaign(conn, em, r.campaign_id, now)
     return [r.campaign_id for r in rows]
+
+
+# -- out of office ---------------------------------------------------------------------------------------------
+
+LEAD_RESUME = "lead_resume"
+
+
+async def pause_out_of_office(
+    conn: AsyncConnection,
+    em: Emitter,
+    workspace_id: str,
+    lead_id: UUID,
+    *,
+    channel: str,
+    received_at: datetime,
+    now: datetime,
+    key: str,
+    text: str | None,
+) -> list[UUID]:
+    """An out-of-office answer pauses the lead in every campaign it is active in until the start of the day it
+    says it is back (in the campaign's time zone, or the lead's with ``lead_timezones``), else for
+    :data:`~.domain.replies.DEFAULT_PAUSE_DAYS`: no step runs before then (the executor waits for
+    ``paused_until``), an invite's acceptance deadline moves by the time away, and a ``lead_resume`` timer
+    says ``LeadResumed`` when the time comes. ``LeadPaused`` says until when. Returns the paused campaigns."""
+    rows = (
+        await conn.execute(
+            select(
+                enrollments.c.campaign_id,
+                enrollments.c.account_id,
+                campaigns.c.delivery,
+                leads.c.location,
+                leads.c.city,
+            )
+            .select_from(
+                enrollments.join(campaigns, campaigns.c.campaign_id == enrollments.c.campaign_id).join(
+                    leads, (leads.c.workspace_id == enrollments.c.workspace_id) & (leads.c.lead_id == lead_id)
+                )
+            )
+            .where(
+                enrollments.c.workspace_id == workspace_id,
+                enrollments.c.lead_id == lead_id,
+                enrollments.c.state == "active",
+            )
+            .order_by(enrollments.c.campaign_id)
+        )
+    ).all()
+    paused: list[UUID] = []
+    for row in rows:
+        schedule = Schedule.from_delivery(row.delivery)
+        where = row.location or row.city
+        if row.delivery.get("lead_timezones") and where:
+            schedule = schedule.for_lead(await asyncio.to_thread(timezone_of, where))
+        received_day = received_at.astimezone(schedule.tz).date()
+        back = replies.return_date(text, received_day)
+        until = replies.pause_until(
+            back,
+            received_at,
+            schedule.tz,
+            default_days=replies.DEFAULT_PAUSE_DAYS,
+            max_days=replies.MAX_PAUSE_DAYS,
+        )
+        # Timers before the enrollment (store.py's lock order): the acceptance deadline moves by the time away.
+        away = until - now
+        if away > timedelta(0):
+            await conn.execute(
+                update(timers)
+                .where(
+                    timers.c.campaign_id == row.campaign_id,
+                    timers.c.lead_id == lead_id,
+                    timers.c.kind == "accept_wait",
+                    timers.c.state.in_(tm.LIVE),
+                )
+                .values(due_at=timers.c.due_at + away, updated_at=now)
+            )
+        done = await conn.execute(
+            update(enrollments)
+            .where(
+                enrollments.c.campaign_id == row.campaign_id,
+                enrollments.c.lead_id == lead_id,
+                enrollments.c.state == "active",
+            )
+            .values(paused_until=until)
+        )
+        if not done.rowcount:
+            continue
+        paused.append(row.campaign_id)
+        em.emit(
+            LeadPaused(
+                lead_id=lead_id,
+                campaign_id=row.campaign_id,
+                account_id=row.account_id,
+                until=until,
+                return_on=back,
+                channel=Channel(channel),
+                excerpt=(text or "")[:280] or None,
+            ),
+            f"{key}:{row.campaign_id}",
+        )
+        await tm.schedule(
+            conn,
+            key=f"resume:{row.campaign_id}:{lead_id}:{until.isoformat()}",
+            workspace_id=workspace_id,
+            kind=LEAD_RESUME,
+            due_at=until,
+            now=now,
+            campaign_id=row.campaign_id,
+            lead_id=lead_id,
+            account_id=row.account_id,
+        )
+    return paused
+
+
+async def resume_lead(conn: AsyncConnection, em: Emitter, timer: Row[Any], now: datetime) -> None:
+    """A ``lead_resume`` timer is due: the paused lead's sequence goes on (``LeadResumed``), unless a later
+    out-of-office answer moved its return (its own timer says so then) or the lead stopped meanwhile."""
+    enrollment = (
+        await conn.execute(
+            select(enrollments)
+            .where(enrollments.c.campaign_id == timer.campaign_id, enrollments.c.lead_id == timer.lead_id)
+            .with_for_update()
+        )
+    ).first()
+    if enrollment is None or enrollment.state != "active" or enrollment.paused_until is None:
+        await tm.finish(conn, timer.id, now, "lead not paused", state="cancelled")
+        return
+    if enrollment.paused_until > now:
+        await tm.finish(conn, timer.id, now, "superseded by a later return date", state="cancelled")
+        return
+    await resume_paused(conn, em, enrollment)
+    await tm.finish(conn, timer.id, now, "resumed")
+
+
+async def resume_paused(conn: AsyncConnection, em: Emitter, enrollment: Row[Any]) -> None:
+    """End a pause that is over (its ``lead_resume`` timer, or the lead's first step due after it, whichever runs
+    first: both emit the same ``LeadResumed``)."""
+    await conn.execute(
+        update(enrollments)
+        .where(enrollments.c.campaign_id == enrollment.campaign_id, enrollments.c.lead_id == enrollment.lead_id)
+        .values(paused_until=None)
+    )
+    em.emit(
+        LeadResumed(lead_id=enrollment.lead_id, campaign_id=enrollment.campaign_id, account_id=enrollment.account_id),
+        f"resumed:{enrollment.campaign_id}:{enrollment.lead_id}:{enrollment.paused_until.isoformat()}",
+    )
+
+
+# -- colleagues ------------------------------------------------------------------------------------------------
+
+
+async def stop_colleagues(
+    conn: AsyncConnection, em: Emitter, workspace_id: str, lead_id: UUID, campaign_ids: list[UUID], now: datetime
+) -> None:
+    """A lead replied: in each of its campaigns that asks for it (``delivery.stop_company_on_reply``), the other
+    active leads of the same company (:func:`~.domain.replies.company_key`) stop, each with
+    ``ActionSkipped(company_replied)`` on the step it was waiting for."""
+    me = (
+        await conn.execute(
+            select(leads.c.company, leads.c.email).where(
+                leads.c.workspace_id == workspace_id, leads.c.lead_id == lead_id
+            )
+        )
+    ).first()
+    if me is None:
+        return
+    key = replies.company_key(me.company, me.email)
+    if key is None:
+        return
+    company = me.company or key.split(":", 1)[1]
+    for campaign_id in sorted(campaign_ids, key=str):
+        campaign = (
+            await conn.execute(
+                select(campaigns.c.delivery, campaigns.c.workflow).where(campaigns.c.campaign_id == campaign_id)
+            )
+        ).one()
+        if not campaign.delivery.get("stop_company_on_reply"):
+            continue
+        graph = Graph.from_dict(campaign.workflow)
+        others = (
+            await conn.execute(
+                select(enrollments.c.lead_id, enrollments.c.account_id, leads.c.company, leads.c.email)
+                .select_from(
+                    enrollments.join(
+                        leads,
+                        (leads.c.workspace_id == enrollments.c.workspace_id)
+                        & (leads.c.lead_id == enrollments.c.lead_id),
+                    )
+                )
+                .where(
+                    enrollments.c.campaign_id == campaign_id,
+                    enrollments.c.state == "active",
+                    enrollments.c.lead_id != lead_id,
+                )
+                .order_by(enrollments.c.lead_id)
+            )
+        ).all()
+        for other in others:
+            if replies.company_key(other.company, other.email) != key:
+                continue
+            waiting = (
+                await conn.execute(
+                    update(timers)
+                    .where(
+                        timers.c.campaign_id == campaign_id,
+                        timers.c.lead_id == other.lead_id,
+                        timers.c.kind.in_(tm.LEAD_KINDS),
+                        timers.c.state.in_(tm.LIVE),
+                    )
+                    .values(state="cancelled", outcome="company_replied", updated_at=now)
+                    .returning(timers.c.step_id, timers.c.kind, timers.c.due_at)
+                )
+            ).all()
+            await end_lead(conn, campaign_id, other.lead_id, workspace_id, "stopped", now)
+            steps = sorted((t.due_at, t.step_id) for t in waiting if t.kind == "step" and t.step_id)
+            step_id = steps[0][1] if steps else graph.start
+            em.emit(
+                ActionSkipped(
+                    lead_id=other.lead_id,
+                    campaign_id=campaign_id,
+                    account_id=other.account_id,
+                    step_id=step_id,
+                    action=Action(graph.step(step_id).action),
+                    reason=SkipReason.company_replied,
+                    detail=f"a colleague at {company} replied (lead {lead_id})",
+                ),
+                f"company_replied:{campaign_id}:{other.lead_id}",
+            )
 
 
 async def apply_acceptance(
@@ -273,7 +532,6 @@ async def apply_acceptance(
 
     An acceptance after the deadline (the not-accepted branch already ran) is recorded but starts nothing.
     """
-    em.emit(InviteAccepted(lead_id=lead_id, campaign_id=campaign_id, account_id=account_id, step_id=step_id), key)
     waits = (
         await conn.execute(
             select(timers)
@@ -294,6 +552,13 @@ async def apply_acceptance(
             .with_for_update()
         )
     ).first()
+    version = enrollment.workflow_version if enrollment is not None else None
+    em.emit(
+        InviteAccepted(
+            lead_id=lead_id, campaign_id=campaign_id, account_id=account_id, step_id=step_id, workflow_version=version
+        ),
+        key,
+    )
     if enrollment is None:
         return
     await conn.execute(
@@ -307,8 +572,8 @@ async def apply_acceptance(
     )
     if enrollment.state != "active":
         return
-    campaign = (await conn.execute(select(campaigns.c.workflow).where(campaigns.c.campaign_id == campaign_id))).one()
-    graph = Graph.from_dict(campaign.workflow)
+    campaign = (await conn.execute(select(campaigns).where(campaigns.c.campaign_id == campaign_id))).one()
+    graph = await graph_of(conn, campaign, enrollment.workflow_version)
     for wait in waits:
         if step_id is not None and wait.step_id != step_id:
             continue
@@ -331,6 +596,7 @@ async def accept_deadline(
                 action=Action(graph.step(edge.target).action),
                 reason=SkipReason.not_accepted,
                 detail=f"invite not accepted within {graph.step(invite_step).accept_timeout_hours} h",
+                workflow_version=enrollment.workflow_version,
             ),
             f"not_accepted:{enrollment.campaign_id}:{enrollment.lead_id}:{edge.target}",
         )

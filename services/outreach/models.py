@@ -4,11 +4,13 @@ string and list has a maximum (``leadstream_schemas.bounds``), the strategy's ar
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 from uuid import UUID
 
 from leadstream_schemas import Strategy
 from leadstream_schemas.bounds import (
     BODY_MAX,
+    DETAIL_MAX,
     EMAIL_MAX,
     LINE_MAX,
     MAX_BYTES_KEYWORD,
@@ -82,6 +84,14 @@ class DeliveryIn(_In):
     end_hour: int = Field(17, description="Local hour the window closes (1-24, after start_hour).")
     timezone: str = Field("UTC", max_length=100)
     email_fallback: EmailFallbackIn | None = None
+    lead_timezones: bool = Field(
+        False,
+        description="Active hours in each lead's own time zone (from their location; the campaign's when unknown). "
+        "Daily quotas still count the campaign's days.",
+    )
+    stop_company_on_reply: bool = Field(
+        False, description="When a lead replies, stop the campaign's other leads of the same company."
+    )
 
     @field_validator("pace")
     @classmethod
@@ -149,6 +159,14 @@ class DeliveryIn(_In):
         return self
 
 
+class VideoSegmentIn(_In):
+    """A video segment: the variable ``name`` filled from the lead's ``field``, else ``fallback``."""
+
+    name: str | None = Field(None, min_length=1, max_length=200, description="Defaults to the field.")
+    field: Literal["first_name", "last_name", "city", "headline"]
+    fallback: str | None = Field(None, max_length=DETAIL_MAX)
+
+
 VIDEO_MAX_BYTES = 65_536
 VIDEO_MAX_FIELDS = 32
 
@@ -156,7 +174,8 @@ VIDEO_MAX_FIELDS = 32
 class VideoIn(BaseModel):
     """A personalised video template (its segments map to lead fields with fallbacks; see the video service).
 
-    Other fields are kept for the video service; the whole template is at most 64 KiB as JSON.
+    Other fields are stored with the campaign (not carried by its events); the whole template is at most 64 KiB
+    as JSON.
     """
 
     model_config = ConfigDict(
@@ -164,9 +183,7 @@ class VideoIn(BaseModel):
     )
 
     template_id: str = Field(min_length=1, max_length=200)
-    segments: Annotated[list[Annotated[dict[str, Any], FreeJson(max_properties=32, max_bytes=8192)]], Bound(50)] = (
-        Field(default_factory=list)
-    )
+    segments: Annotated[list[VideoSegmentIn], Bound(50)] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _bounded(self) -> VideoIn:
@@ -198,6 +215,35 @@ class CampaignIn(_In):
     video: VideoIn | None = None
 
 
+class CampaignEditIn(_In):
+    """An edit of a campaign's workflow (a new version of its sequence; see services/outreach/versions.py)."""
+
+    workflow: Annotated[str, Bound(100)] | Annotated[dict[str, Any], FreeJson(max_properties=64, max_bytes=65_536)] = (
+        Field(description="A preset name or a graph, as when the campaign was created")
+    )
+    confirm_email_fallback: bool = Field(
+        False, description="Required when the edit adds an email step to a launched campaign."
+    )
+
+
+class WorkflowOptionsIn(_In):
+    """A preset and the builder's options on it (see ``domain.workflow.customise_preset``)."""
+
+    preset: str = Field(min_length=1, max_length=50)
+    spacing_minutes: int | None = Field(None, description="Step spacing, 5-720 minutes (every 'always' edge).")
+    invite_wait_hours: int | None = Field(None, description="Invite-to-message wait, 1-168 hours.")
+    comment_mode: Literal["auto", "draft"] | None = None
+    without: list[Annotated[str, Field(max_length=50)]] = Field(default_factory=list, max_length=10)
+
+
+class WorkflowCheckIn(_In):
+    """A workflow to validate and draw before a campaign exists."""
+
+    workflow: WorkflowOptionsIn
+    invite_note: bool = Field(True, description="Invites carry a note (the strategy's invite_note).")
+    email_fallback: bool = Field(False, description="The delivery has an email fallback (adds its email step).")
+
+
 class LaunchIn(_In):
     """Launch options."""
 
@@ -205,6 +251,31 @@ class LaunchIn(_In):
     daily_limit: int | None = Field(
         None, description=f"Override the daily invite limit at launch ({GUARD_RANGE[0]}-{GUARD_RANGE[1]})."
     )
+    daily_message_limit: int | None = Field(
+        None,
+        description="Override the LinkedIn messages per day per account at launch "
+        f"({MESSAGE_RANGE[0]}-{MESSAGE_RANGE[1]}).",
+    )
+    daily_email_limit: int | None = Field(
+        None,
+        description=f"Override the emails per day per sending mailbox at launch ({EMAIL_RANGE[0]}-{EMAIL_RANGE[1]}).",
+    )
+
+
+def _return_url(value: str | None) -> str | None:
+    """A page to send the user back to after the hosted authorisation: an absolute http(s) URL."""
+    if value is None:
+        return None
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError("must be an absolute http(s) URL")
+    return value
+
+
+class ExtendIn(_In):
+    """Extend a campaign: its audience's searches may find this many more new leads; late joiners are enrolled."""
+
+    additional_leads: int = Field(ge=1, le=10_000, description="More new leads the audience's searches may find.")
 
 
 class AccountIn(_In):
@@ -215,12 +286,35 @@ class AccountIn(_In):
     sender_email: str | None = Field(None, max_length=EMAIL_MAX, description="For provider=email: the sender address.")
     notify_email: str | None = Field(None, max_length=EMAIL_MAX, description="Where reconnect emails go.")
     hosted: bool = Field(False, description="Use the hosted authorisation link even in simulated mode.")
+    return_url: str | None = Field(
+        None,
+        max_length=2000,
+        description="Where the hosted authorisation page sends the user when it is done (e.g. the console's "
+        "accounts page); the provider's success and failure redirect.",
+    )
+
+    _check_return = field_validator("return_url")(_return_url)
 
     @model_validator(mode="after")
     def _email_needs_sender(self) -> AccountIn:
         if self.provider == "email" and not (self.sender_email and "@" in self.sender_email):
             raise ValueError("an email sender account needs sender_email")
         return self
+
+
+class ReconnectIn(_In):
+    """Ask for a reconnect link (the provider's hosted page for an account that needs reconnecting)."""
+
+    return_url: str | None = Field(None, max_length=2000, description="Where the hosted page sends the user back.")
+
+    _check_return = field_validator("return_url")(_return_url)
+
+
+class AccountsIn(_In):
+    """The LinkedIn accounts a campaign sends from, replacing its current ones (resolves a campaign that
+    needs review because its account was deleted)."""
+
+    account_ids: list[UUID] = Field(min_length=1, max_length=50)
 
 
 class BlockIn(_In):

@@ -4,8 +4,10 @@ Two kinds of rows are due here:
 
 - ``outreach.timers`` (campaign time): ``step`` (a workflow step for a lead), ``accept_wait`` (an
   invite's acceptance deadline), ``campaign_start`` (a scheduled campaign starts two hours before its
-  first window) and ``inbound`` (a provider fact due at a time: the simulated provider's acceptances
-  and replies). Each runs in the transaction that claimed it; a step that sends commits its send intent
+  first window), ``audience_run`` (two hours before each window of a running campaign its audience's
+  searches run: ``audience.py``) and ``inbound`` (a provider fact due at a time: the simulated provider's
+  acceptances and replies) and ``sender_check`` (ask the email provider whether a sender address was confirmed:
+  ``senders.py``). Each runs in the transaction that claimed it; a step that sends commits its send intent
   there and the provider is called after the commit (``steps.py``, ``sends.py``);
 - ``outreach.sends`` rows still ``pending`` (wall-clock time): send intents whose answer was lost,
   reconciled by asking the provider (:meth:`StepExecutor.lookup`) and settled like a fresh answer.
@@ -16,6 +18,7 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timedelta
 from functools import partial
+from operator import attrgetter
 from typing import Any
 
 from sqlalchemy import select
@@ -26,14 +29,16 @@ from services.runtime.clock import SystemClock
 from services.runtime.service import Service
 from services.runtime.timers import DurableTimers, Failure, Then
 
+from . import audience
 from . import lifecycle as lc
 from . import sends as intents
 from . import timers as tm
-from .domain.workflow import Graph
 from .emit import RootEmitter
+from .senders import SENDER_CHECK, Senders
 from .settings import OutreachSettings
 from .steps import PendingSend, StepExecutor
 from .store import campaigns, enrollments, sends, timers
+from .versions import graph_of
 
 log = logging.getLogger(__name__)
 
@@ -46,10 +51,11 @@ class Runner:
     """Runs due timers and reconciles lost send answers: ``run_due_timers_once()`` for tests, the two
     :class:`DurableTimers` loops (``timers`` and ``intents``) as the service's background tasks."""
 
-    def __init__(self, service: Service, executor: StepExecutor, settings: OutreachSettings) -> None:
+    def __init__(self, service: Service, executor: StepExecutor, settings: OutreachSettings, senders: Senders) -> None:
         self.service = service
         self.executor = executor
         self.settings = settings
+        self.senders = senders
         self.timers = DurableTimers(
             name="outreach",
             service=service,
@@ -63,6 +69,7 @@ class Runner:
             retry_initial_s=STEP_RETRY_S,
             retry_max_s=STEP_RETRY_S * 2**settings.timer_max_attempts,
             poll_interval_s=settings.timer_poll_interval_s,
+            traceparent=attrgetter("traceparent"),
         )
         self.intents = DurableTimers(
             name="outreach_send_intents",
@@ -78,6 +85,7 @@ class Runner:
             retry_initial_s=settings.send_reconcile_after_s,
             retry_max_s=max(LOOKUP_RETRY_MAX_S, settings.send_reconcile_after_s),
             poll_interval_s=settings.timer_poll_interval_s,
+            traceparent=attrgetter("traceparent"),
         )
 
     def wake(self) -> None:
@@ -121,6 +129,12 @@ class Runner:
             await self._campaign_start(conn, em, timer, now)
         elif timer.kind == "inbound":
             await self._inbound(conn, em, timer, now)
+        elif timer.kind == audience.AUDIENCE_RUN:
+            await audience.run_timer(conn, em, timer, now)
+        elif timer.kind == lc.LEAD_RESUME:
+            await lc.resume_lead(conn, em, timer, now)
+        elif timer.kind == SENDER_CHECK:
+            await self.senders.run_timer(conn, em, timer, now)
         else:
             await tm.finish(conn, timer.id, now, f"unknown kind {timer.kind}", state="cancelled")
         return None
@@ -142,11 +156,10 @@ class Runner:
         if enrollment is None or enrollment.state != "active":
             await tm.finish(conn, timer.id, now, "lead not active", state="cancelled")
             return
-        campaign = (
-            await conn.execute(select(campaigns.c.workflow).where(campaigns.c.campaign_id == timer.campaign_id))
-        ).one()
+        campaign = (await conn.execute(select(campaigns).where(campaigns.c.campaign_id == timer.campaign_id))).one()
         await tm.finish(conn, timer.id, now, "not_accepted")
-        await lc.accept_deadline(conn, em, enrollment, Graph.from_dict(campaign.workflow), timer.step_id, now)
+        graph = await graph_of(conn, campaign, enrollment.workflow_version)
+        await lc.accept_deadline(conn, em, enrollment, graph, timer.step_id, now)
         await lc.complete_if_done(conn, em, enrollment, now)
 
     async def _campaign_start(self, conn: AsyncConnection, em: RootEmitter, timer: Row[Any], now: datetime) -> None:
@@ -188,6 +201,7 @@ class Runner:
                 key=key,
                 excerpt=payload.get("text"),
                 out_of_office=bool(payload.get("out_of_office")),
+                text=payload.get("text"),
             )
         await tm.finish(conn, timer.id, now, str(payload.get("type")))
 

@@ -38,8 +38,9 @@ from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.runtime.providers import ProviderError, RateLimited
+from services.runtime.telemetry import current_traceparent
 
-from .adapters import InvitationLimitReached, SendResult
+from .adapters import LimitReached, SendResult
 from .store import sends
 
 PENDING, SENT, FAILED, RATE_LIMITED, UNKNOWN = "pending", "sent", "failed", "rate_limited", "unknown"
@@ -96,7 +97,7 @@ def maybe_performed(exc: BaseException) -> bool:
         return True  # an unexpected error: the request may have gone out before it
     if exc.maybe_performed is not None:
         return exc.maybe_performed
-    if isinstance(exc, RateLimited | InvitationLimitReached):
+    if isinstance(exc, RateLimited | LimitReached):
         return False
     if exc.status is not None:
         return exc.status >= 500 or exc.status < 400  # a 5xx may hide a performed request; a 4xx refused it
@@ -169,6 +170,7 @@ async def open_intent(
         "detail": None,
         "reconcile_at": reconcile_at,
         "reconcile_attempts": 0,
+        "traceparent": current_traceparent(),
     }
     stmt = _insert(key, request_id, dry_run=False, values=values)
     await conn.execute(stmt.on_conflict_do_update(index_elements=["campaign_id", "lead_id", "step_id"], set_=values))

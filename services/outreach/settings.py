@@ -45,6 +45,34 @@ class OutreachSettings(RuntimeSettings):
     smtp_retry_after_s: float = Field(
         300.0, gt=0, description="Wait before retrying after a 421/450/451/452 reply (SMTP replies carry no delay)."
     )
+    reply_inbox: Literal["none", "imap"] = Field(
+        "none",
+        description="Read replies from the SMTP mailbox: none | imap (IDLE, and polling every inbox_poll_interval_s).",
+    )
+    imap_host: str = Field(
+        "", description="IMAP server of the mailbox replies arrive in (imap.gmail.com, ...); empty: smtp_host."
+    )
+    imap_port: int = Field(993, ge=1, le=65535, description="993 (implicit TLS) or 143 (plain, loopback only).")
+    imap_username: str = Field("", description="IMAP login; empty: the SMTP login.")
+    imap_password: SecretStr = Field(SecretStr(""), description="IMAP password; empty: the SMTP password.")
+    imap_mailbox: str = Field("INBOX", description="The folder replies arrive in.")
+    imap_use_tls: bool = Field(True, description="Implicit TLS (port 993); false only for a server on loopback.")
+    imap_idle: bool = Field(
+        True, description="Keep an IMAP IDLE session so new mail is read at once, not at the next poll."
+    )
+    imap_timeout_s: float = Field(20.0, gt=0, description="Timeout of the IMAP connect and of each command.")
+    linkedin_inbox_poll: bool = Field(
+        False, description="Poll every LinkedIn account's provider inbox for replies (providers without webhooks)."
+    )
+    inbox_poll_interval_s: float = Field(
+        60.0, gt=0, description="Seconds (campaign time) between two polls of an inbox."
+    )
+    inbox_batch: int = Field(100, ge=1, le=1000, description="Messages read from an inbox per poll at most.")
+    inbox_first_lookback_h: float = Field(
+        24.0,
+        gt=0,
+        description="A new inbox (or a rebuilt IMAP mailbox) is read back this many hours, not from its start.",
+    )
     email_real_sends: bool = Field(
         False, description="Send emails for real. Off by default: emails are dry-run (ActionSkipped dry_run)."
     )
@@ -66,10 +94,23 @@ class OutreachSettings(RuntimeSettings):
     )
     unsubscribe_secret: SecretStr | None = Field(
         None,
-        description="Key(s) of the HMAC in unsubscribe links (at least 32 characters). Comma-separated to rotate: "
-        "the first signs new links, all open old ones (keep an old key as long as its emails may be clicked).",
+        description="Key(s) of the HMAC in unsubscribe links and sender confirmation links (at least 32 "
+        "characters). Comma-separated to rotate: the first signs new links, all open old ones (keep an old key as "
+        "long as its emails may be clicked).",
     )
     reconnect_email_to: str = Field("owner@leadstream.invalid", description="Default recipient of reconnect emails.")
+    sender_check_interval_s: float = Field(
+        300.0,
+        gt=0,
+        description="Seconds (campaign time) between two questions to the email provider about a sender address "
+        "waiting for verification (its callback may come first).",
+    )
+    sender_verification_timeout_h: float = Field(
+        72.0,
+        gt=0,
+        description="A sender address not confirmed within this many hours is marked verification_failed "
+        "(POST /v1/accounts/{id}/verify asks again).",
+    )
 
     timer_loop_enabled: bool = Field(True, description="Run the durable timer loop in this process.")
     timer_poll_interval_s: float = Field(0.2, gt=0, description="Real seconds between timer polls when idle.")
@@ -90,7 +131,9 @@ class OutreachSettings(RuntimeSettings):
     send_reconcile_max_attempts: int = Field(
         8, ge=1, description="Lookups of one send intent that may fail before its outcome is recorded as unknown."
     )
-    video_wait_minutes: int = Field(60, ge=1, description="Failsafe: the first action waits this long for a video.")
+    video_wait_minutes: int = Field(
+        60, ge=1, description="Failsafe: invites and messages wait this long (from enrolment) for the video."
+    )
     provider_timeout_s: float = Field(15.0, gt=0)
 
     sim_accept_rate: float = Field(0.6, ge=0, le=1, description="Simulated share of invites accepted.")
@@ -98,6 +141,14 @@ class OutreachSettings(RuntimeSettings):
     sim_out_of_office_rate: float = Field(0.05, ge=0, le=1, description="Simulated share of out-of-office replies.")
     sim_connected_rate: float = Field(0.25, ge=0, le=1, description="Simulated share of leads already connected.")
     sim_invite_limit_per_week: int = Field(200, ge=1, description="Simulated provider's weekly invitation limit.")
+    sim_message_limit_per_week: int = Field(1000, ge=1, description="Simulated provider's weekly message limit.")
+    sim_sender_verify_after_s: float = Field(
+        0.0,
+        ge=0,
+        le=7 * 86400,
+        description="When the simulated email provider's sender owner confirms the address (campaign time after "
+        "the request; 0: at once, the sender is verified when added).",
+    )
     sim_transient_error_rate: float = Field(0.03, ge=0, le=1)
 
     def secret_specs(self) -> list[SecretSpec]:

@@ -14,6 +14,7 @@ timers commit together. A lost answer is settled by asking the provider (:meth:`
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
@@ -23,6 +24,7 @@ from typing import Any
 from uuid import UUID
 
 from leadstream_schemas import (
+    LIMIT_STATUSES,
     AccountStatusChanged,
     Action,
     ActionFailed,
@@ -52,8 +54,8 @@ from . import timers as tm
 from .adapters import (
     EmailMessage,
     EmailSender,
-    InvitationLimitReached,
     LeadTarget,
+    LimitReached,
     LinkedInProvider,
     LookupUnsupported,
     SendRequest,
@@ -68,9 +70,10 @@ from .domain.compliance import (
     suppression,
     unsubscribe_url,
 )
-from .domain.pacing import channel_cap, send_decision
+from .domain.pacing import channel_cap, send_decision, slot_jitter
 from .domain.schedule import Schedule
-from .domain.workflow import Graph, Step
+from .domain.timezones import timezone_of
+from .domain.workflow import Graph, Step, carries_video
 from .emit import Emitter
 from .sends import IntentKey, NeverArrived, Performed, Refused, Unanswered, Unknowable
 from .settings import OutreachSettings
@@ -89,6 +92,7 @@ from .store import (
     timers,
     videos,
 )
+from .versions import graph_of
 
 log = logging.getLogger(__name__)
 REQUEST_NAMESPACE = uuid.UUID("5d2b7e1c-3f4a-5b6c-8d9e-0a1b2c3d4e5f")
@@ -98,7 +102,18 @@ RECHECK = timedelta(minutes=5)
 def _midnight(sched: Schedule, day: date, days_later: int = 0) -> datetime:
     """UTC time of the campaign-local midnight starting ``day`` (plus ``days_later``; a local day is 23 or
     25 hours long across a daylight-saving change)."""
-    return datetime.combine(day + timedelta(days=days_later), time(0), tzinfo=sched.tz).astimezone(UTC)
+    return datetime.combine(day + timedelta(days=days_later), time(0), tzinfo=sched.day_tz).astimezone(UTC)
+
+
+async def lead_schedule(campaign: Row[Any], lead: Row[Any]) -> Schedule:
+    """The campaign's active days and hours, in the lead's own time zone when the campaign asks for it
+    (``delivery.lead_timezones``) and the lead's location tells it (quota days stay the campaign's)."""
+    schedule = Schedule.from_delivery(campaign.delivery)
+    where = lead.location or lead.city
+    if not campaign.delivery.get("lead_timezones") or not where:
+        return schedule
+    # The first lookup loads the place names (seconds): off the event loop; later ones are cached.
+    return schedule.for_lead(await asyncio.to_thread(timezone_of, where))
 
 
 def request_id(campaign_id: UUID, lead_id: UUID, step_id: str) -> str:
@@ -143,6 +158,8 @@ class StepRun:
             "campaign_id": self.enrollment.campaign_id,
             "account_id": self.account.account_id,
             "step_id": self.step.id,
+            "workflow_version": self.enrollment.workflow_version,
+            "variant": variant.id if (variant := self.step.variant_for(str(self.lead.lead_id))) else None,
         }
 
     @property
@@ -186,6 +203,13 @@ async def _rows(conn: AsyncConnection, enrollment: Row[Any]) -> tuple[Row[Any], 
     return campaign, account, lead
 
 
+def count_send(account_id: object, action: str, outcome: str) -> None:
+    """``leadstream_sends_total``: a step's send ended ``sent`` (the provider performed it) or ``failed`` (the
+    step gave up: refused, rate-limited for too long, retries used up, or an outcome that cannot be known).
+    Counted in the transaction that records it: a commit that fails after it (rare) counts it again on retry."""
+    SENDS.labels(account=str(account_id), action=action, outcome=outcome).inc()
+
+
 class StepExecutor:
     """Runs step timers with the configured providers."""
 
@@ -213,6 +237,11 @@ class StepExecutor:
                 conn, timer.id, now, f"lead {enrollment.state if enrollment else 'not enrolled'}", state="cancelled"
             )
             return None
+        if enrollment.paused_until is not None:  # out of office (lifecycle.py): wait, or the pause is over now
+            if enrollment.paused_until > now:
+                await tm.postpone(conn, timer.id, enrollment.paused_until, now)
+                return None
+            await lc.resume_paused(conn, em, enrollment)
         campaign, account, lead = await _rows(conn, enrollment)
         if campaign.state != "running" or account is None or account.deleted_at is not None or not account.healthy:
             # A pause or an account incident committed after the claim; the timer stays and is not claimable.
@@ -221,11 +250,11 @@ class StepExecutor:
         if account.limit_paused_until is not None and account.limit_paused_until > now:
             await tm.postpone(conn, timer.id, account.limit_paused_until, now)
             return None
-        schedule = Schedule.from_delivery(campaign.delivery)
+        schedule = await lead_schedule(campaign, lead)
         if not schedule.is_open(now):
             await tm.postpone(conn, timer.id, schedule.next_open(now), now)
             return None
-        graph = Graph.from_dict(campaign.workflow)
+        graph = await graph_of(conn, campaign, enrollment.workflow_version)
         run = StepRun(
             conn, em, timer, enrollment, campaign, account, lead, graph, graph.step(timer.step_id), schedule, now
         )
@@ -344,9 +373,11 @@ class StepExecutor:
         return True
 
     async def _video(self, run: StepRun) -> tuple[bool, str | None]:
-        """(may proceed, video URL) for the lead's first action of a video campaign: it waits for
-        VideoGenerated / VideoFailed until the failsafe deadline, then goes without a video."""
-        if not run.campaign.video_template or run.step.id != run.graph.start:
+        """(may proceed, video URL) for an invite or a message of a video campaign, whichever step of the graph
+        it is (Warm intro's like and comment come first and need no video): it waits for VideoGenerated /
+        VideoFailed until the failsafe deadline, then goes without a video; every invite and message after it
+        carries the video."""
+        if not run.campaign.video_template or not carries_video(run.step.action):
             return True, None
         video = (
             await run.conn.execute(
@@ -402,10 +433,12 @@ class StepExecutor:
 
     async def _pace_allows(self, run: StepRun) -> bool:
         """The daily quota of the step's action across all campaigns: invites and messages per LinkedIn
-        account, emails per sending mailbox; invites also keep their weekly limit and even rhythm. Postpones
-        the step (to the next day's window once the quota is spent) when it may not go now."""
+        account, emails per sending mailbox, each spread across the window with jitter (pacing.py); invites
+        also keep their weekly limit. Postpones the step (to its slot, or to the next day's window once the
+        quota is spent) when it may not go now."""
         sched, now, delivery, action = run.schedule, run.now, run.campaign.delivery, run.step.action
         weekly: int | None = None
+        sender = f"{run.account.account_id}:{action}"
         if action == "invite":
             cap, weekly = int(delivery["daily_cap"]), delivery.get("weekly_limit")
             which = sent_by_account(run.account.account_id, action)
@@ -415,9 +448,10 @@ class StepExecutor:
                 return True
             cap = channel
             if action == "email":
-                ws, sender = run.enrollment.workspace_id, self._sender(run)
-                await lock_mailbox(run.conn, ws, sender)
-                which = sent_by_mailbox(ws, sender, dry_run=not self.settings.email_real_sends)
+                ws, mailbox = run.enrollment.workspace_id, self._sender(run)
+                await lock_mailbox(run.conn, ws, mailbox)
+                which = sent_by_mailbox(ws, mailbox, dry_run=not self.settings.email_real_sends)
+                sender = f"{ws}:{mailbox}:email"
             else:
                 which = sent_by_account(run.account.account_id, action)
         today = sched.local_day(now)
@@ -435,7 +469,8 @@ class StepExecutor:
             weekly_limit=weekly,
             sent_this_week=sent_week,
             last_sent_at=last_sent,
-            spread=action == "invite",
+            spread=True,
+            jitter=slot_jitter(sender, today, sent_today),
         )
         if until is None:
             return True
@@ -608,24 +643,27 @@ class StepExecutor:
 
     async def _refused(self, run: StepRun, exc: ProviderError) -> None:
         """The provider said no: wait for a limit or a rate limit, retry a transient error, else ActionFailed."""
-        if isinstance(exc, InvitationLimitReached):
+        if isinstance(exc, LimitReached):
+            # LinkedIn's invitation or message limit: the account waits for its next window (every step of
+            # it: an account that keeps asking past a limit gets restricted), its leads wait, nothing fails.
             until = run.schedule.next_day_window(run.now)[0]
             await run.conn.execute(
                 update(accounts)
                 .where(accounts.c.account_id == run.account.account_id)
-                .values(limit_paused_until=until, status="limit_reached", updated_at=run.now)
+                .values(limit_paused_until=until, status=exc.status_word, updated_at=run.now)
             )
             run.em.emit(
                 AccountStatusChanged(
                     account_id=run.account.account_id,
-                    status="limit_reached",
+                    status=exc.status_word,
                     previous=run.account.status,
                     healthy=False,
+                    until=until,
                 ),
                 f"limit:{run.account.account_id}:{until.isoformat()}",
             )
             log.warning(
-                "invitation limit reached; account paused until its next window",
+                f"{exc.what} reached; account paused until its next window",
                 extra={"account_id": str(run.account.account_id), "until": until.isoformat(), "error": str(exc)},
             )
             await tm.postpone(run.conn, run.timer.id, until, run.now, payload=_rate_limit_forgotten(run))
@@ -661,6 +699,7 @@ class StepExecutor:
             ActionFailed(**run.ids, action=Action(run.step.action), reason=reason, detail=detail, retryable=False),
             run.key,
         )
+        count_send(run.account.account_id, run.step.action, "failed")
         await self._end(run, "failed")
 
     # -- settling a send -------------------------------------------------------------------------
@@ -681,7 +720,7 @@ class StepExecutor:
         if isinstance(answer, Performed):
             await self._sent(conn, em, intent, run, answer.result, now)
         elif isinstance(answer, Refused):
-            limited = isinstance(answer.error, RateLimited | InvitationLimitReached)
+            limited = isinstance(answer.error, RateLimited | LimitReached)
             state = intents.RATE_LIMITED if limited else intents.FAILED
             await intents.mark(conn, key, state, detail=str(answer.error)[:500], reconcile_at=None)
             if run is not None:
@@ -693,6 +732,7 @@ class StepExecutor:
         else:
             await intents.mark(conn, key, intents.UNKNOWN, detail=answer.detail, reconcile_at=None)
             em.emit(self._failed_event(intent, intents.OUTCOME_UNKNOWN, answer.detail), key.event_key)
+            count_send(intent.account_id, intent.action, "failed")
             if run is not None:
                 await self._end(run, "failed")
 
@@ -710,8 +750,8 @@ class StepExecutor:
         campaign, account, lead = await _rows(conn, enrollment)
         if account is None:
             return None
-        graph = Graph.from_dict(campaign.workflow)
-        step, schedule = graph.step(step_id), Schedule.from_delivery(campaign.delivery)
+        graph = await graph_of(conn, campaign, enrollment.workflow_version)
+        step, schedule = graph.step(step_id), await lead_schedule(campaign, lead)
         return StepRun(conn, em, timer, enrollment, campaign, account, lead, graph, step, schedule, now)
 
     async def _sent(
@@ -727,7 +767,7 @@ class StepExecutor:
         key = IntentKey.of(intent)
         await intents.mark(conn, key, intents.SENT, provider_ref=result.provider_ref, reconcile_at=None, detail=None)
         em.emit(intents.sent_event(intent, result.provider_ref), key.event_key)
-        SENDS.labels(account=str(intent.account_id), action=intent.action).inc()
+        count_send(intent.account_id, intent.action, "sent")
         for f in result.followups:
             await tm.schedule(
                 conn,
@@ -744,7 +784,7 @@ class StepExecutor:
             )
         if run is None:  # the lead stopped meanwhile (a reply): the send is recorded, nothing follows it
             return
-        if run.account.status == "limit_reached":
+        if run.account.status in LIMIT_STATUSES:
             await conn.execute(
                 update(accounts)
                 .where(accounts.c.account_id == run.account.account_id)
@@ -752,7 +792,7 @@ class StepExecutor:
             )
             em.emit(
                 AccountStatusChanged(
-                    account_id=run.account.account_id, status="ok", previous="limit_reached", healthy=True
+                    account_id=run.account.account_id, status="ok", previous=run.account.status, healthy=True
                 ),
                 f"limit_over:{run.account.account_id}:{run.key}",
             )

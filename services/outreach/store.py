@@ -33,6 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.elements import ColumnElement
 
 from services.runtime.db import service_metadata
+from services.runtime.idempotency import idempotency_table
 from services.runtime.webhooks import seen_webhooks_table
 
 SCHEMA = "outreach"
@@ -58,6 +59,11 @@ accounts = Table(
     Column("provider_account_id", Text, nullable=True),
     Column("incident", Integer, nullable=False, server_default=text("0")),
     _ts("limit_paused_until"),
+    # An email sender's verification (0005): when it was asked for and last checked, and the provider's word
+    # when it failed (the sender's id with the provider is ``provider_account_id``).
+    _ts("verification_requested_at"),
+    _ts("verification_checked_at"),
+    Column("verification_detail", Text, nullable=True),
     _ts("deleted_at"),
     _ts("created_at", nullable=False),
     _ts("updated_at", nullable=False),
@@ -83,7 +89,8 @@ campaigns = Table(
     Column("name", Text, nullable=False),
     Column("audience_type", Text, nullable=False),
     Column("audience_ref", Text, nullable=False),
-    Column("workflow", JSONB, nullable=False),
+    Column("workflow", JSONB, nullable=False),  # the current version's graph
+    Column("workflow_version", Integer, nullable=False, server_default=text("1")),
     Column("strategy", JSONB, nullable=False),
     Column("delivery", JSONB, nullable=False),
     Column("account_ids", JSONB, nullable=False),
@@ -98,6 +105,16 @@ campaigns = Table(
     _ts("created_at", nullable=False),
     _ts("updated_at", nullable=False),
 )
+
+workflow_versions = Table(
+    "workflow_versions",
+    metadata,
+    Column("campaign_id", UUID(as_uuid=True), primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("workflow", JSONB, nullable=False),
+    _ts("created_at", nullable=False),
+)
+"""Every version of every campaign's sequence: a lead runs the version it was enrolled on (or moved to)."""
 
 campaign_workers = Table(
     "campaign_workers",
@@ -134,6 +151,8 @@ leads = Table(
     Column("city", Text, nullable=True),
     Column("headline", Text, nullable=True),
     Column("post_url", Text, nullable=True),
+    Column("post_matched", Boolean, nullable=False, server_default=text("false")),  # post_url from a watch (0004)
+    Column("location", Text, nullable=True),  # where the lead is (discovery's location): per-lead hours (0004)
     Column("ready", Boolean, nullable=False, server_default=text("false")),
     _ts("updated_at", nullable=False),
     Index("ix_leads_profile", "workspace_id", "profile_key"),
@@ -171,7 +190,9 @@ enrollments = Table(
     # active | duplicate | replied | completed | blocked | suppressed | failed | stopped
     Column("state", Text, nullable=False),
     Column("steps_done", Integer, nullable=False, server_default=text("0")),
+    Column("workflow_version", Integer, nullable=False, server_default=text("1")),  # the sequence it runs on
     _ts("accepted_at"),
+    _ts("paused_until"),  # an out-of-office answer: no step runs before then (0004)
     _ts("enrolled_at", nullable=False),
     _ts("finished_at"),
     Index("ix_enrollments_lead", "workspace_id", "lead_id"),
@@ -226,6 +247,7 @@ timers = Table(
     Column("attempts", Integer, nullable=False, server_default=text("0")),
     Column("payload", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
     Column("outcome", Text, nullable=True),
+    Column("traceparent", Text, nullable=True),  # of what scheduled it or made it due: its run continues it (0004)
     _ts("updated_at", nullable=False),
     UniqueConstraint("key", name="uq_timers_key"),
     Index("ix_timers_due", "due_at", postgresql_where=text("state IN ('pending', 'waiting')")),
@@ -256,9 +278,12 @@ sends = Table(
     Column("detail", Text, nullable=True),  # what the provider (or the lookup) last said
     _ts("reconcile_at"),  # wall-clock time from which a pending intent's outcome is asked of the provider
     Column("reconcile_attempts", Integer, nullable=False, server_default=text("0")),
+    Column("traceparent", Text, nullable=True),  # of the step that opened it: its reconciliation continues it (0004)
     Index("ix_sends_account", "account_id", "action", "sent_at"),
     Index("ix_sends_sender", "workspace_id", "sender", "action", "sent_at"),
     Index("ix_sends_pending", "reconcile_at", postgresql_where=text("state = 'pending'")),
+    # Replies from the mailbox are matched by the Message-ID of the email they answer (0004).
+    Index("ix_sends_message_id", "provider_ref", postgresql_where=text("action = 'email'")),
 )
 
 blocklist = Table(
@@ -281,6 +306,7 @@ suppressions = Table(
 )
 
 seen_webhooks = seen_webhooks_table(metadata)
+idempotency_keys = idempotency_table(metadata)  # campaign creates and launches sent twice make one campaign
 
 # The simulated providers' own memory (what a remote provider would keep on its side): request ids
 # already answered, so a retried call with the same id is not performed twice, even after a crash.
@@ -308,6 +334,54 @@ sim_email_requests = Table(
     _ts("created_at", nullable=False),
 )
 
+# Where each inbox poller is: the SMTP mailbox over IMAP (``imap:<login>@<host>/<mailbox>``) or a LinkedIn
+# account's provider inbox (``linkedin:<account id>``); a row per inbox, due when its next poll is (0004).
+inbox_cursors = Table(
+    "inbox_cursors",
+    metadata,
+    Column("key", Text, primary_key=True),
+    Column("kind", Text, nullable=False),  # imap | linkedin
+    Column("account_id", UUID(as_uuid=True), nullable=True),
+    Column("uidvalidity", BigInteger, nullable=True),  # IMAP: UIDs are valid within this value
+    Column("last_uid", BigInteger, nullable=False, server_default=text("0")),  # IMAP: messages after it are new
+    Column("cursor", Text, nullable=True),  # LinkedIn: the newest message time already read (ISO 8601)
+    _ts("due_at", nullable=False),
+    Column("attempts", Integer, nullable=False, server_default=text("0")),
+    Column("polls", Integer, nullable=False, server_default=text("0")),
+    Column("messages", Integer, nullable=False, server_default=text("0")),
+    Column("replies", Integer, nullable=False, server_default=text("0")),
+    Column("last_error", Text, nullable=True),
+    _ts("last_polled_at"),
+    _ts("updated_at", nullable=False),
+)
+
+# Every inbound message an inbox poller handled, by its id (the Message-ID, or the provider's message id), with
+# what it was taken for: a replay after a crash, a UIDVALIDITY change or an overlapping page does nothing twice.
+inbox_messages = Table(
+    "inbox_messages",
+    metadata,
+    Column("inbox", Text, primary_key=True),
+    Column("message_key", Text, primary_key=True),
+    Column("workspace_id", Text, nullable=True),
+    Column("lead_id", UUID(as_uuid=True), nullable=True),
+    Column("outcome", Text, nullable=False),  # replied | out_of_office | unmatched | ambiguous | ignored
+    Column("detail", Text, nullable=True),
+    _ts("received_at", nullable=False),  # when it was handled (its record is kept 30 days from then)
+    Index("ix_inbox_messages_age", "inbox", "received_at"),
+)
+
+# The simulated provider's LinkedIn inbox (what a remote provider keeps): messages leads sent to an account (0004).
+sim_linkedin_inbox = Table(
+    "sim_linkedin_inbox",
+    metadata,
+    Column("message_id", Text, primary_key=True),
+    Column("account_id", Text, nullable=False),
+    Column("profile_url", Text, nullable=True),
+    Column("text", Text, nullable=False),
+    _ts("sent_at", nullable=False),
+    Index("ix_sim_linkedin_inbox", "account_id", "sent_at"),
+)
+
 SERVICE_TABLES = [
     accounts,
     reconnect_emails,
@@ -326,6 +400,7 @@ SERVICE_TABLES = [
     blocklist,
     suppressions,
     seen_webhooks,
+    idempotency_keys,
     sim_linkedin_requests,
     sim_email_requests,
 ]

@@ -13,14 +13,20 @@ from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import Select, and_, case, func, or_, select, update
+from sqlalchemy import Select, and_, case, func, or_, select, true, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
+
+from services.runtime.telemetry import current_traceparent
 
 from .store import accounts, campaign_workers, campaigns, timers
 
 LIVE = ("pending", "waiting")
+EDITED = "campaign edited"
+"""Outcome of a step timer cancelled because its lead moved to a new version of the campaign's sequence."""
 LEAD_KINDS = ("step", "accept_wait")
+# Kinds that run whatever the state of a campaign or account: provider facts, scheduled starts, sender checks.
+FREE_KINDS = ("inbound", "campaign_start", "sender_check")
 FAR_FUTURE = timedelta(days=3650)
 
 
@@ -50,24 +56,34 @@ async def schedule(
     waiting_for: str | None = None,
     payload: dict[str, Any] | None = None,
 ) -> bool:
-    """Insert a timer unless one with ``key`` exists; True when inserted."""
+    """Insert a timer unless one with ``key`` exists; True when inserted. A step timer an edit of the campaign
+    cancelled before it ran (:data:`EDITED`: the lead moved to the new version) is scheduled again."""
+    values = {
+        "key": key,
+        "workspace_id": workspace_id,
+        "kind": kind,
+        "due_at": due_at,
+        "campaign_id": campaign_id,
+        "lead_id": lead_id,
+        "account_id": account_id,
+        "step_id": step_id,
+        "state": state,
+        "waiting_for": waiting_for,
+        "payload": payload or {},
+        "traceparent": current_traceparent(),
+        "updated_at": now,
+    }
+    stmt = insert(timers).values(**values)
+    again = {
+        k: stmt.excluded[k]
+        for k in ("due_at", "account_id", "state", "waiting_for", "payload", "traceparent", "updated_at")
+    }
     result = await conn.execute(
-        insert(timers)
-        .values(
-            key=key,
-            workspace_id=workspace_id,
-            kind=kind,
-            due_at=due_at,
-            campaign_id=campaign_id,
-            lead_id=lead_id,
-            account_id=account_id,
-            step_id=step_id,
-            state=state,
-            waiting_for=waiting_for,
-            payload=payload or {},
-            updated_at=now,
+        stmt.on_conflict_do_update(
+            index_elements=["key"],
+            set_={**again, "outcome": None, "attempts": 0},
+            where=(timers.c.state == "cancelled") & (timers.c.outcome == EDITED),
         )
-        .on_conflict_do_nothing(index_elements=["key"])
     )
     return bool(result.rowcount)
 
@@ -77,7 +93,7 @@ def _runnable() -> Any:
     return and_(
         timers.c.state.in_(LIVE),
         or_(
-            timers.c.kind.in_(("inbound", "campaign_start")),
+            timers.c.kind.in_(FREE_KINDS),
             and_(c.c.state == "running", or_(w.c.state.is_(None), w.c.state == "active")),
         ),
     )
@@ -89,7 +105,7 @@ def _claimable(now: datetime) -> Any:
         _runnable(),
         timers.c.due_at <= now,
         or_(
-            timers.c.kind.in_(("inbound", "campaign_start")),
+            timers.c.kind.in_(FREE_KINDS),
             a.c.limit_paused_until.is_(None),
             a.c.limit_paused_until <= now,
         ),
@@ -169,6 +185,8 @@ async def wake(
     if step_id is not None:
         conds.append(timers.c.step_id == step_id)
     woken = (timers.c.state == "waiting") & (timers.c.waiting_for == waiting_for)
+    # A step's own input (its text) is part of its run's story even when it arrived before the step waited.
+    linked = true() if step_id is not None else woken
     result = await conn.execute(
         update(timers)
         .where(*conds)
@@ -176,6 +194,8 @@ async def wake(
             state=case((woken, "pending"), else_=timers.c.state),
             waiting_for=case((woken, None), else_=timers.c.waiting_for),
             due_at=case((woken, now), else_=timers.c.due_at),
+            # Its run continues the trace of what it waited for (e.g. the handler of the text for its step).
+            traceparent=case((linked, current_traceparent()), else_=timers.c.traceparent),
             updated_at=now,
         )
         .returning(timers.c.id, timers.c.state)

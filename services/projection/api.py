@@ -13,7 +13,7 @@ from uuid import UUID
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from fastapi import APIRouter, Header, Query, Request
-from leadstream_schemas import EmailSent, InviteAccepted, InviteSent, MessageSent, Replied
+from leadstream_schemas import LIMIT_STATUSES, EmailSent, InviteAccepted, InviteSent, MessageSent, Replied
 from pydantic import BaseModel, Field
 from sqlalchemy import and_, case, func, literal, or_, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -300,6 +300,26 @@ class Stages(BaseModel):
 
     campaign_id: UUID
     stages: list[StageCount] = Field(max_length=100)
+
+
+class VariantStats(BaseModel):
+    """How one A/B variant of a step did: the leads that got it, and how many accepted (an invite's variant) and
+    replied; the rates are their shares of ``leads`` (None without leads, or for acceptance after a message)."""
+
+    step_id: str = Field(max_length=200)
+    variant: str = Field(max_length=100)
+    leads: int
+    accepted: int
+    replied: int
+    acceptance_rate: float | None
+    reply_rate: float | None
+
+
+class Variants(BaseModel):
+    """A campaign's A/B variants with their acceptance and reply rates, by step then variant."""
+
+    campaign_id: UUID
+    variants: list[VariantStats] = Field(max_length=500)
 
 
 class AccountCampaign(BaseModel):
@@ -878,6 +898,43 @@ class Reads:
             stages=[StageCount(stage=r.stage, label=_label(r.stage) or r.stage, count=r.n) for r in rows],
         )
 
+    async def variants(self, conn: AsyncConnection, ws: str, campaign_id: UUID) -> Variants:
+        """Each A/B variant's leads, acceptances and replies: invite variants by the leads they were sent to (their
+        acceptance rate), message variants by the leads whose latest message had one (their reply rate)."""
+        await self._campaign_known(conn, ws, campaign_id)
+        lc = self.v.lead_campaign
+        out: list[VariantStats] = []
+        for slot in ("invite", "message"):
+            step, variant = lc.c[f"{slot}_step"], lc.c[f"{slot}_variant"]
+            rows = (
+                await conn.execute(
+                    select(
+                        step.label("step_id"),
+                        variant.label("variant"),
+                        func.count().label("leads"),
+                        func.count().filter(lc.c.invite_accepted).label("accepted"),
+                        func.count().filter(lc.c.replied).label("replied"),
+                    )
+                    .where(lc.c.workspace_id == ws, lc.c.campaign_id == campaign_id, variant.is_not(None))
+                    .group_by(step, variant)
+                    .order_by(step, variant)
+                    .limit(250)
+                )
+            ).all()
+            for r in rows:
+                out.append(
+                    VariantStats(
+                        step_id=r.step_id or "",
+                        variant=r.variant,
+                        leads=r.leads,
+                        accepted=r.accepted,
+                        replied=r.replied,
+                        acceptance_rate=round(r.accepted / r.leads, 4) if slot == "invite" and r.leads else None,
+                        reply_rate=round(r.replied / r.leads, 4) if r.leads else None,
+                    )
+                )
+        return Variants(campaign_id=campaign_id, variants=out)
+
     async def accounts(self, conn: AsyncConnection, ws: str, limit: int = 200, after: str | None = None) -> Accounts:
         """Every account that is not deleted, with its health and the campaigns using it."""
         a, c = self.v.accounts, self.v.campaigns
@@ -973,13 +1030,14 @@ class Reads:
         accounts = (await conn.execute(select(a).where(a.c.workspace_id == ws))).all()
         names = {r.account_id: r.display_name or f"Account {str(r.account_id)[:8]}" for r in accounts}
         uses = await self._account_uses(conn, ws, c.c.effective_state.in_(("running", "scheduled", "paused")))
-        limited = {r.account_id for r in accounts if r.status == "limit_reached" and not r.deleted}
+        limited = {r.account_id: r.status for r in accounts if r.status in LIMIT_STATUSES and not r.deleted}
         campaign_names: dict[UUID, list[str]] = {}
         limited_by_campaign: dict[UUID, list[str]] = {}
         for u in uses:
             campaign_names.setdefault(u.account_id, []).append(u.name or str(u.campaign_id)[:8])
             if u.account_id in limited:
-                limited_by_campaign.setdefault(u.campaign_id, []).append(names[u.account_id])
+                which = "message limit" if limited[u.account_id] == "message_limit_reached" else "invitation limit"
+                limited_by_campaign.setdefault(u.campaign_id, []).append(f"{names[u.account_id]} ({which})")
         failed = {
             r.campaign_id: r.n
             for r in (
@@ -1157,6 +1215,12 @@ def build_router(
         """How many of the campaign's leads are at each workflow stage (the result table's stage filter)."""
         async with engine.connect() as conn:
             return await reads.stages(conn, ws, campaign_id)
+
+    @router.get("/campaigns/{campaign_id}/variants", response_model=Variants)
+    async def campaign_variants(campaign_id: UUID, ws: Workspace) -> Variants:
+        """The campaign's A/B variants with their acceptance rates (invite variants) and reply rates."""
+        async with engine.connect() as conn:
+            return await reads.variants(conn, ws, campaign_id)
 
     @router.get("/accounts", response_model=Accounts)
     async def list_accounts(ws: Workspace, limit: Limit = 50, after: After = None) -> Accounts:

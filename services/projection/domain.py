@@ -10,8 +10,12 @@ distinct events, so the views depend only on the SET of events applied, never on
 - sums (invites sent, failed actions, ...), safe because each event is applied at most once (the
   applier deduplicates by event id).
 
-The applier reduces a batch with :func:`merge_patch` and upserts with SQL that implements the same
-merge (see ``store.upsert_sql``). No I/O here; times come from the events or are passed in.
+What each event type contributes is declared in one place, its :data:`REGISTRY` entry (rank,
+timeline summary, counters, flags, lead-row effects). :func:`reduce_views` is the reference reducer,
+the specification of the views: every distinct event folded with :func:`merge_patch`. The batch
+applier's faster path (:mod:`.fastpath`, plus upserts that merge by the same rules in SQL,
+``store.upsert_sql``) is checked against it by property tests. No I/O here; times come from the
+events or are passed in.
 """
 
 from __future__ import annotations
@@ -20,11 +24,12 @@ import json
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from functools import cached_property, partial
+from functools import cached_property
 from typing import Any, NamedTuple
 from uuid import UUID
 
 from leadstream_schemas import (
+    LIMIT_STATUSES,
     AccountConnected,
     AccountConnectionRequested,
     AccountDeleted,
@@ -33,14 +38,19 @@ from leadstream_schemas import (
     AccountStatusChanged,
     ActionFailed,
     ActionSkipped,
+    CampaignAudienceRunRequested,
     CampaignCreated,
+    CampaignCreatedV1,
     CampaignDeleted,
+    CampaignExtended,
     CampaignFinished,
     CampaignLaunched,
     CampaignNeedsReview,
     CampaignPaused,
+    CampaignPrepared,
     CampaignResumed,
     CampaignScheduled,
+    CampaignUpdated,
     Channel,
     CommentDrafted,
     CommentPosted,
@@ -55,9 +65,14 @@ from leadstream_schemas import (
     LeadEmailEnriched,
     LeadEmailNotFound,
     LeadEnrichmentFailed,
+    LeadEnrichmentRequested,
     LeadEnrolled,
+    LeadErased,
     LeadEvent,
+    LeadPaused,
+    LeadPostMatched,
     LeadProfileEnriched,
+    LeadResumed,
     LeadUnsubscribed,
     MessageApproved,
     MessageEdited,
@@ -68,6 +83,7 @@ from leadstream_schemas import (
     Replied,
     SearchFinished,
     SearchPageCompleted,
+    SearchResumed,
     SearchStarted,
     VideoFailed,
     VideoGenerated,
@@ -121,8 +137,10 @@ WORKFLOW_LABELS: dict[str, str] = {
     "email_suppressed": "email suppressed",
     "email_duplicate": "email duplicate",
     "email_failed": "email failed",
+    "prepared": "prepared for review",
     "generating_video": "generating video",
     "workflow_running": "workflow running",
+    "paused": "paused (out of office)",
     "unsubscribed": "unsubscribed",
     "replied": "replied",
     "completed": "completed",
@@ -143,56 +161,7 @@ ACTIVITY_CATEGORIES = (
 )
 """How the activity feed summarises a lead's latest row."""
 
-CAMPAIGN_STATES = ("pending", "scheduled", "running", "paused", "needs_review", "finished", "deleted")
-
-# Lifecycle order of event types: breaks ties between events stamped with the same time (one handler
-# emits several events with one clock reading), so a timeline reads in causal order.
-_TYPE_ORDER: tuple[type[Event], ...] = (
-    CampaignCreated,
-    CampaignScheduled,
-    CampaignLaunched,
-    CampaignPaused,
-    CampaignResumed,
-    CampaignNeedsReview,
-    CampaignFinished,
-    CampaignDeleted,
-    AccountConnectionRequested,
-    AccountConnected,
-    AccountStatusChanged,
-    AccountDeleted,
-    SearchStarted,
-    SearchPageCompleted,
-    SearchFinished,
-    LeadDiscovered,
-    LeadProfileEnriched,
-    LeadEmailEnriched,
-    LeadEmailNotFound,
-    LeadEnrichmentFailed,
-    LeadEnrolled,
-    VideoRequested,
-    VideoGenerated,
-    VideoFailed,
-    MessageGenerated,
-    MessageRejected,
-    MessageEdited,
-    MessageApproved,
-    CommentDrafted,
-    CommentPosted,
-    PostLiked,
-    InviteSent,
-    InviteAccepted,
-    MessageSent,
-    EmailSent,
-    ActionSkipped,
-    ActionFailed,
-    Replied,
-    LeadUnsubscribed,
-    LeadCompleted,
-    # Appended, never inserted: the ranks are stored in the order keys and the timeline.
-    AccountLeaseAcquired,
-    AccountLeaseReleased,
-)
-TYPE_RANK: dict[str, int] = {cls.event_type: i + 1 for i, cls in enumerate(_TYPE_ORDER)}
+CAMPAIGN_STATES = ("pending", "prepared", "scheduled", "running", "paused", "needs_review", "finished", "deleted")
 
 # -- merge specifications -----------------------------------------------------------------------
 
@@ -216,6 +185,8 @@ class MergeSpec:
     minimum: tuple[str, ...] = ()
     any: tuple[str, ...] = ()
     total: tuple[str, ...] = ()
+    json: tuple[str, ...] = ()
+    """Value columns stored as JSON (``jsonb``): rows carry them as JSON text."""
 
     @property
     def columns(self) -> tuple[str, ...]:
@@ -252,90 +223,15 @@ class MergeSpec:
         return tuple(columns.index(k) for k in self.registers)
 
     @cached_property
+    def json_positions(self) -> tuple[int, ...]:
+        """Where the JSON columns are in :attr:`columns`."""
+        columns = self.columns
+        return tuple(columns.index(c) for c in self.json)
+
+    @cached_property
     def defaults(self) -> tuple[tuple[str, Any], ...]:
         """(column, neutral value) in column order."""
         return tuple((c, self.neutral(c)) for c in self.columns)
-
-    @cached_property
-    def merge(self) -> Callable[[Patch, Mapping[str, Any]], Patch]:
-        """:func:`merge_patch` for this spec, compiled with the columns unrolled (it runs per event).
-
-        Equivalent to :func:`merge_patch` (a test checks it on random patches).
-        """
-        return self._compile(None)
-
-    @cached_property
-    def _shaped(self) -> dict[tuple[str, ...], Callable[[Patch, Mapping[str, Any]], Patch]]:
-        return {}
-
-    def merge_shaped(self, acc: Patch, patch: Mapping[str, Any]) -> Patch:
-        """:attr:`merge`, compiled for the columns ``patch`` has (patches of one event type share them).
-
-        A patch's missing column is neutral, so leaving it out of the code changes nothing; the
-        domain produces a small, fixed set of column sets (a test checks the equivalence).
-        """
-        shape = tuple(patch)
-        merge = self._shaped.get(shape)
-        if merge is None:
-            merge = self._shaped[shape] = self._compile(frozenset(shape))
-        return merge(acc, patch)
-
-    def _compile(self, present: frozenset[str] | None) -> Callable[[Patch, Mapping[str, Any]], Patch]:
-        """The merge function, unrolled for every column (``present`` None) or only those in ``present``."""
-        lines = ["def merge(acc, patch):", "    get = patch.get", "    cur_of = acc.get"]
-
-        def has(col: str) -> bool:
-            return present is None or col in present
-
-        def value(col: str) -> str:
-            if present is None:
-                return f"get({col!r})"
-            return f"patch[{col!r}]" if col in present else "None"
-
-        def extreme(col: str, op: str) -> list[str]:
-            return [
-                f"    v = {value(col)}",
-                "    if v is not None:",
-                f"        cur = cur_of({col!r})",
-                f"        if cur is None or v {op} cur:",
-                f"            acc[{col!r}] = v",
-            ]
-
-        for key_col, values in self.registers.items():
-            if has(key_col):
-                lines += extreme(key_col, ">")
-                lines += [f"            acc[{c!r}] = {value(c)}" for c in values]
-        for c in self.maximum:
-            if has(c):
-                lines += extreme(c, ">")
-        for c in self.minimum:
-            if has(c):
-                lines += extreme(c, "<")
-        for c in self.any:
-            if has(c):
-                lines += [f"    if {value(c)}:", f"        acc[{c!r}] = True"]
-        for c in self.total:
-            if has(c):
-                lines += [f"    v = {value(c)}", "    if v:", f"        acc[{c!r}] = cur_of({c!r}, 0) + v"]
-        lines.append("    return acc")
-        namespace: dict[str, Any] = {}
-        exec(compile("\n".join(lines), f"<merge {self.table}>", "exec"), namespace)
-        merge: Callable[[Patch, Mapping[str, Any]], Patch] = namespace["merge"]
-        return merge
-
-    @cached_property
-    def row(self) -> Callable[[Mapping[str, Any]], tuple[Any, ...]]:
-        """:func:`row_tuple` for this spec, compiled with the columns unrolled (it runs per written row).
-
-        Equivalent to :func:`row_tuple` (a test checks it on the patches of a generated log).
-        """
-        keys = set(self.registers)
-        parts = [f"_text(get({c!r}))" if c in keys else f"get({c!r}, {neutral!r})" for c, neutral in self.defaults]
-        source = f"def row(patch):\n    get = patch.get\n    return ({', '.join(parts)},)"
-        namespace: dict[str, Any] = {"_text": _key_as_stored}
-        exec(compile(source, f"<row {self.table}>", "exec"), namespace)
-        row: Callable[[Mapping[str, Any]], tuple[Any, ...]] = namespace["row"]
-        return row
 
     @cached_property
     def row_key(self) -> Callable[[Mapping[str, Any]], tuple[Any, ...]]:
@@ -378,7 +274,14 @@ LEAD_STATE = MergeSpec(
 LEAD_CAMPAIGN = MergeSpec(
     table="lead_campaign",
     key=("workspace_id", "campaign_id", "lead_id"),
-    registers={"label_key": ("label",), "enroll_key": ("account_id",), "video_key": ("video_url",)},
+    registers={
+        "label_key": ("label",),
+        "enroll_key": ("account_id",),
+        "video_key": ("video_url",),
+        # The A/B variant of the lead's invite, and of its latest message (or email, or comment) that had one.
+        "invite_variant_key": ("invite_step", "invite_variant"),
+        "message_variant_key": ("message_step", "message_variant"),
+    },
     maximum=("last_event_at",),
     minimum=("first_event_at",),
     any=("enrolled", "invite_accepted", "replied", "completed", "unsubscribed"),
@@ -419,6 +322,7 @@ CAMPAIGNS = MergeSpec(
     },
     maximum=("last_event_at",),
     any=("deleted",),
+    json=("delivery",),
 )
 
 ACCOUNTS = MergeSpec(
@@ -482,23 +386,17 @@ def merge_patch(spec: MergeSpec, acc: Patch, patch: Mapping[str, Any]) -> Patch:
     return acc
 
 
-def row_values(spec: MergeSpec, patch: Mapping[str, Any]) -> list[Any]:
-    """A reduced patch as values in ``spec.columns`` order (untouched columns neutral, order keys as text)."""
-    get = patch.get
-    row = [get(c, neutral) for c, neutral in spec.defaults]
+def row_values(spec: MergeSpec, patch: Mapping[str, Any]) -> tuple[Any, ...]:
+    """A reduced patch as a row in ``spec.columns`` order: untouched columns neutral, order keys as their
+    text, JSON columns as JSON text."""
+    row = [patch.get(c, neutral) for c, neutral in spec.defaults]
     for i in spec.key_positions:
-        row[i] = _key_as_stored(row[i])
-    return row
-
-
-def row_tuple(spec: MergeSpec, patch: Mapping[str, Any]) -> tuple[Any, ...]:
-    """:func:`row_values` as a tuple."""
-    return tuple(row_values(spec, patch))
-
-
-def _key_as_stored(key: Any) -> Any:
-    """An order key column's value as stored (a key tuple as its text; text or None as is)."""
-    return key_text(key) if type(key) is tuple else key
+        if type(row[i]) is tuple:
+            row[i] = key_text(row[i])
+    for i in spec.json_positions:
+        if row[i] is not None:
+            row[i] = json.dumps(row[i], sort_keys=True, default=str)
+    return tuple(row)
 
 
 # -- contributions of one event -----------------------------------------------------------------
@@ -524,11 +422,6 @@ class TimelineRow(NamedTuple):
     """What the lead page shows beyond the summary, as JSON (profile, draft, review); None for most types."""
 
 
-_timeline_row: Callable[[tuple[Any, ...]], TimelineRow] = partial(tuple.__new__, TimelineRow)
-"""A :class:`TimelineRow` from a tuple in field order (a NamedTuple's own constructor is Python code:
-slow per event)."""
-
-
 @dataclass(slots=True)
 class Contribution:
     """Everything one event changes in the views (patches keyed by table)."""
@@ -545,6 +438,9 @@ class Contribution:
 
 _ORIGIN = datetime(1, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
+UNKNOWN_RANK = 99
+"""The lifecycle rank of a type the registry does not know (a future type), and of the one type that
+was projected before it had a rank of its own (:class:`LeadAddedToSourceGroup`)."""
 
 
 OrderKey = tuple[datetime, int, str]
@@ -559,7 +455,7 @@ def event_key(time: datetime, event_type: str, event_id: UUID | str) -> OrderKey
     """The :data:`OrderKey` of an event (a time without a zone is UTC, as in the text)."""
     return (
         time if time.tzinfo else time.replace(tzinfo=UTC),
-        TYPE_RANK.get(event_type, 99),
+        TYPE_RANK.get(event_type, UNKNOWN_RANK),
         event_id if type(event_id) is str else str(event_id),
     )
 
@@ -577,13 +473,10 @@ def order_key(time: datetime, event_type: str, event_id: UUID | str) -> str:
 
 
 def _esc(text: str | None, limit: int = 280) -> str:
-    """User text inside a summary format string: braces escaped, shortened."""
+    """User text inside a summary format string: braces escaped, shortened, whitespace collapsed."""
     if not text:
         return ""
-    # Whitespace collapsed to single spaces. Printable text (every Unicode space but the ASCII one is
-    # not) without double, leading or trailing spaces is already so: skip the split, most texts are.
-    if not text.isprintable() or "  " in text or text[0] == " " or text[-1] == " ":
-        text = " ".join(text.split())
+    text = " ".join(text.split())
     if len(text) > limit:
         text = text[: limit - 1] + "…"
     return text.replace("{", "{{").replace("}", "}}")
@@ -593,14 +486,10 @@ def _human(code: str) -> str:
     return code.replace("_", " ")
 
 
-# Enum members are used as the strings they are (``.value`` is a Python-level property: slow per event).
-_PENDING_LABELS: dict[str, str] = {
-    c.value: "comment_draft_ready" if c is Channel.comment else f"{c.value}_pending" for c in Channel
-}
-
-
-def _pending_label(channel: str) -> str:
-    return _PENDING_LABELS[channel]
+def _pending_label(data: Any) -> str:
+    """The workflow label of a draft event: its channel's draft is pending (a comment's is ready)."""
+    channel = str(data.channel)
+    return "comment_draft_ready" if channel == Channel.comment else f"{channel}_pending"
 
 
 _EMAIL_SKIP_LABELS = {
@@ -611,186 +500,132 @@ _EMAIL_SKIP_LABELS = {
     "duplicate": "email_duplicate",
 }
 
-
-Details = tuple[int, str | None, str]
-"""(pipeline rank, workflow label or None, summary format string) of a lead event."""
-
 _ACCOUNT = "{account}"  # filled with the account's display name when read (render_summary)
-_DETAILS: dict[type[Event], Callable[[Any], Details]] = {}
 
 
-def _details(cls: type[Event]) -> Callable[[Callable[[Any], Details]], Callable[[Any], Details]]:
-    """Register the details function of one lead event type (dispatch by exact type is cheap)."""
+# -- the registry: one entry per event type ---------------------------------------------------------
 
-    def deco(fn: Callable[[Any], Details]) -> Callable[[Any], Details]:
-        _DETAILS[cls] = fn
-        return fn
-
-    return deco
+LeadColumns = Callable[[Any, OrderKey], Patch]
+"""Columns an event sets on a lead row beyond the common ones, given its data and order key."""
 
 
-@_details(LeadDiscovered)
-def _d_lead_discovered(data: LeadDiscovered) -> Details:
-    who = _esc(data.full_name) or "A lead"
-    role = ", ".join(_esc(x) for x in (data.title, data.company) if x)
-    text = f"{who}{f' ({role})' if role else ''} discovered via {_human(data.source)}"
-    if data.fit_signals:
-        text += f"; signal: {_esc(data.fit_signals[0].detail, 120)}"
-    return 1, "signal_matched", text
+@dataclass(frozen=True, kw_only=True)
+class EventProjection:
+    """Everything the projection does with one event type: adding a type means adding one of these to
+    :data:`REGISTRY` (a test checks that every type of the contract has one).
+
+    Every event type has an ``order``; a lead event (``stage`` set) also gets a timeline row and
+    contributes to its lead's row (``lead_state``) and, when it names a campaign, to the lead's row
+    in that campaign (``lead_campaign``):
+
+    - always: the pipeline ``stage`` (the highest wins), first and last event times, the event count;
+    - ``label``: the workflow label (last writer wins), a text or a function of the event;
+    - ``flag``: a boolean set on both rows (replied, completed, unsubscribed);
+    - ``counter``: a ``lead_campaign`` count the event adds one to;
+    - ``lead_state`` / ``lead_campaign``: further columns of the event's own (functions of the event
+      and its order key, which guards the last-writer-wins groups they set);
+    - ``detail``: the JSON the lead page reads beyond the summary;
+    - ``source_group``: the source group the event adds its lead to.
+
+    Any other event says what it changes with ``views`` (campaigns, accounts, searches); an event the
+    projection shows nothing of says why in ``ignored``.
+    """
+
+    order: int
+    """Lifecycle rank: breaks ties between events stamped with the same time (one handler emits several
+    with one clock reading), so a timeline reads in causal order. Stored in the order keys and the
+    timeline: never change one; a new type takes the next free number."""
+    stage: int | None = None
+    label: str | Callable[[Any], str] | None = None
+    summary: Callable[[Any], str] | None = None
+    """The timeline line (a format string: ``{account}`` is filled in when read)."""
+    flag: str | None = None
+    counter: str | None = None
+    lead_state: LeadColumns | None = None
+    lead_campaign: LeadColumns | None = None
+    detail: Callable[[Any], str] | None = None
+    source_group: Callable[[Any], UUID | None] | None = None
+    views: Callable[[Any, EventRecord, OrderKey], Contribution] | None = None
+    ignored: str | None = None
+
+    @property
+    def is_lead_event(self) -> bool:
+        """Whether the event has a timeline row and lead rows."""
+        return self.stage is not None
+
+    def label_of(self, data: Any) -> str | None:
+        """The workflow label ``data`` sets, if any."""
+        label = self.label
+        return label(data) if callable(label) else label
 
 
-@_details(LeadAddedToSourceGroup)
-def _d_lead_added_to_source_group(data: LeadAddedToSourceGroup) -> Details:
-    return 1, None, f"Found again via {_human(data.source)}; added to another source group"
+# Summaries and effects of the lead events, in lifecycle order.
 
 
-@_details(LeadProfileEnriched)
-def _d_lead_profile_enriched(data: LeadProfileEnriched) -> Details:
-    text = f"Profile enriched: {_esc(data.full_name)}"
-    if data.headline:
-        text += f", {_esc(data.headline)}"
-    if data.recent_posts:
-        text += f" ({len(data.recent_posts)} recent post{'s' if len(data.recent_posts) != 1 else ''})"
-    return 2, "resolved", text
+def _discovered_summary(d: LeadDiscovered) -> str:
+    who = _esc(d.full_name) or "A lead"
+    role = ", ".join(_esc(x) for x in (d.title, d.company) if x)
+    text = f"{who}{f' ({role})' if role else ''} discovered via {_human(d.source)}"
+    if d.fit_signals:
+        text += f"; signal: {_esc(d.fit_signals[0].detail, 120)}"
+    return text
 
 
-@_details(LeadEmailEnriched)
-def _d_lead_email_enriched(data: LeadEmailEnriched) -> Details:
-    return 3, "ready", f"Verified email found: {_esc(data.email)}"
+def _discovered_state(d: LeadDiscovered, key: OrderKey) -> Patch:
+    return {
+        "disc_key": key,
+        "source": str(d.source),
+        "search_id": d.search_id,
+        "source_group_id": d.source_group_id,
+        "disc_name": d.full_name or _join_name(d.first_name, d.last_name),
+        "disc_title": d.title,
+        "disc_company": d.company,
+        "disc_linkedin_url": d.linkedin_url,
+        "disc_location": d.location,
+        "signal": d.fit_signals[0].detail if d.fit_signals else None,
+    }
 
 
-@_details(LeadEmailNotFound)
-def _d_lead_email_not_found(data: LeadEmailNotFound) -> Details:
-    detail = f" ({_esc(data.detail)})" if data.detail else ""
-    return 3, "ready", f"No usable email: {_human(data.reason)}{detail}"
+def _join_name(first: str | None, last: str | None) -> str | None:
+    name = " ".join(p for p in (first, last) if p)
+    return name or None
 
 
-@_details(LeadEnrichmentFailed)
-def _d_lead_enrichment_failed(data: LeadEnrichmentFailed) -> Details:
-    return 3, "ready", f"Enrichment failed at {data.stage}: {_esc(data.reason)}"
+def _post_matched_summary(d: LeadPostMatched) -> str:
+    said = ", ".join(_esc(m, 60) for m in d.matched[:3])
+    return f"Post matched the watch's {d.language} language ({said}): {_esc(d.post.text, 160)}"
 
 
-@_details(MessageGenerated)
-def _d_message_generated(data: MessageGenerated) -> Details:
-    step = f" for step {_esc(data.step_id)}" if data.step_id else ""
-    review = ", awaiting review" if data.needs_review else ""
-    hook = f"{_human(data.hook.kind)}: {_esc(data.hook.detail, 120)}"
-    text = f"{data.channel.capitalize()} draft generated{step} (hook {hook}){review}"
-    return 4, _pending_label(data.channel), text
+def _enrichment_requested_summary(d: LeadEnrichmentRequested) -> str:
+    why = "selected for enrichment" if d.reason == "selected" else "enriched automatically by its source group"
+    return f"Enrichment requested: {why}"
 
 
-@_details(MessageApproved)
-def _d_message_approved(data: MessageApproved) -> Details:
-    how = " automatically" if data.auto else ""
-    return 4, _pending_label(data.channel), f"{data.channel.capitalize()} draft approved{how}"
+def _paused_summary(d: LeadPaused) -> str:
+    back = f"back {d.return_on.isoformat()}" if d.return_on else "no return date given"
+    excerpt = f": {_esc(d.excerpt, 160)}" if d.excerpt else ""
+    return f"Out of office ({back}); paused until {d.until.isoformat()}{excerpt}"
 
 
-@_details(MessageEdited)
-def _d_message_edited(data: MessageEdited) -> Details:
-    text = f"{data.channel.capitalize()} draft edited: {_esc(data.text, 160)}"
-    return 4, _pending_label(data.channel), text
+def _profile_summary(d: LeadProfileEnriched) -> str:
+    text = f"Profile enriched: {_esc(d.full_name)}"
+    if d.headline:
+        text += f", {_esc(d.headline)}"
+    if d.recent_posts:
+        text += f" ({len(d.recent_posts)} recent post{'s' if len(d.recent_posts) != 1 else ''})"
+    return text
 
 
-@_details(MessageRejected)
-def _d_message_rejected(data: MessageRejected) -> Details:
-    why = f": {_esc(data.reason)}" if data.reason else ""
-    return 4, _pending_label(data.channel), f"{data.channel.capitalize()} draft rejected{why}"
+def _profile_state(d: LeadProfileEnriched, key: OrderKey) -> Patch:
+    return {
+        "prof_key": key,
+        "prof_name": d.full_name,
+        "prof_headline": d.headline,
+        "prof_company": d.company_name,
+        "prof_linkedin_url": d.linkedin_url,
+        "prof_city": d.city,
+    }
 
-
-@_details(LeadEnrolled)
-def _d_lead_enrolled(data: LeadEnrolled) -> Details:
-    return 5, "workflow_running", f"Enrolled in the campaign on account {_ACCOUNT}"
-
-
-@_details(VideoRequested)
-def _d_video_requested(data: VideoRequested) -> Details:
-    return 5, "generating_video", f"Personalised video requested (template {_esc(data.template_id)})"
-
-
-@_details(VideoGenerated)
-def _d_video_generated(data: VideoGenerated) -> Details:
-    return 5, "workflow_running", f"Video generated: {_esc(data.video_url)}"
-
-
-@_details(VideoFailed)
-def _d_video_failed(data: VideoFailed) -> Details:
-    return 5, "workflow_running", f"Video failed ({_human(data.reason)}); continuing without it"
-
-
-@_details(CommentDrafted)
-def _d_comment_drafted(data: CommentDrafted) -> Details:
-    return 5, "comment_draft_ready", f"Comment drafted for approval: {_esc(data.text, 160)}"
-
-
-@_details(CommentPosted)
-def _d_comment_posted(data: CommentPosted) -> Details:
-    return 5, "comment_sent", f"Comment posted from account {_ACCOUNT}: {_esc(data.text, 160)}"
-
-
-@_details(PostLiked)
-def _d_post_liked(data: PostLiked) -> Details:
-    return 5, "liked", f"Post liked from account {_ACCOUNT}"
-
-
-@_details(InviteSent)
-def _d_invite_sent(data: InviteSent) -> Details:
-    note = f"with note: {_esc(data.note)}" if data.note else "without a note"
-    video = f" and video {_esc(data.video_url)}" if data.video_url else ""
-    return 5, "invite_sent", f"Invite sent from account {_ACCOUNT} {note}{video}"
-
-
-@_details(InviteAccepted)
-def _d_invite_accepted(data: InviteAccepted) -> Details:
-    return 5, "workflow_running", "Invite accepted"
-
-
-@_details(MessageSent)
-def _d_message_sent(data: MessageSent) -> Details:
-    video = f" (video {_esc(data.video_url)})" if data.video_url else ""
-    return 5, "message_sent", f"Message sent from account {_ACCOUNT}: {_esc(data.text, 200)}{video}"
-
-
-@_details(EmailSent)
-def _d_email_sent(data: EmailSent) -> Details:
-    return 5, "email_sent", f"Email sent from account {_ACCOUNT} to {_esc(data.to)}: {_esc(data.subject)}"
-
-
-@_details(ActionSkipped)
-def _d_action_skipped(data: ActionSkipped) -> Details:
-    action, reason = str(data.action), str(data.reason)
-    label = _EMAIL_SKIP_LABELS.get(reason, "email_skipped") if action == "email" else f"{action}_skipped"
-    detail = f" ({_esc(data.detail)})" if data.detail else ""
-    return 5, label, f"{action.capitalize()} skipped: {_human(reason)}{detail}"
-
-
-@_details(ActionFailed)
-def _d_action_failed(data: ActionFailed) -> Details:
-    retry = "; will retry" if data.retryable else ""
-    detail = f" ({_esc(data.detail)})" if data.detail else ""
-    text = f"{data.action.capitalize()} failed: {_esc(data.reason)}{detail}{retry}"
-    if data.reason == "outcome_unknown":  # the one failure that may have reached the lead all the same
-        text = f"{data.action.capitalize()} may have been sent: its outcome is unknown; not sent again{detail}"
-    return 5, f"{data.action}_failed", text
-
-
-@_details(Replied)
-def _d_replied(data: Replied) -> Details:
-    ooo = " (out of office)" if data.out_of_office else ""
-    excerpt = f": {_esc(data.excerpt, 200)}" if data.excerpt else ""
-    return 7, "replied", f"Replied by {data.channel}{ooo}{excerpt}"
-
-
-@_details(LeadCompleted)
-def _d_lead_completed(data: LeadCompleted) -> Details:
-    return 6, "completed", f"Completed the sequence ({data.steps_done} steps) without replying"
-
-
-@_details(LeadUnsubscribed)
-def _d_lead_unsubscribed(data: LeadUnsubscribed) -> Details:
-    return 5, "unsubscribed", f"Unsubscribed ({_human(data.via)})"
-
-
-# -- what the lead page shows beyond the summary (``TimelineRow.detail``) --------------------------
 
 _PROFILE_DETAIL = frozenset(
     {
@@ -813,29 +648,476 @@ _DRAFT_DETAIL = frozenset(
 )
 _EDIT_DETAIL = frozenset({"draft_id", "text", "subject"})
 _REJECT_DETAIL = frozenset({"draft_id", "reason"})
-# An approval needs no draft id: it always follows its own draft's generation (a rejection, which the
-# regeneration can share a timestamp with, carries its draft id). Constant texts: approvals are frequent.
-_APPROVED_AUTO, _APPROVED_BY_REVIEWER = '{"auto":true}', '{"auto":false}'
 
-_DETAIL_JSON: dict[type[Event], Callable[[Any], str]] = {
-    LeadProfileEnriched: lambda d: d.model_dump_json(include=_PROFILE_DETAIL),
-    MessageGenerated: lambda d: d.model_dump_json(include=_DRAFT_DETAIL),
-    MessageApproved: lambda d: _APPROVED_AUTO if d.auto else _APPROVED_BY_REVIEWER,
-    MessageEdited: lambda d: d.model_dump_json(include=_EDIT_DETAIL),
-    MessageRejected: lambda d: d.model_dump_json(include=_REJECT_DETAIL),
+
+def _email_not_found_summary(d: LeadEmailNotFound) -> str:
+    detail = f" ({_esc(d.detail)})" if d.detail else ""
+    return f"No usable email: {_human(d.reason)}{detail}"
+
+
+def _draft_summary(d: MessageGenerated) -> str:
+    step = f" for step {_esc(d.step_id)}" if d.step_id else ""
+    review = ", awaiting review" if d.needs_review else ""
+    hook = f"{_human(d.hook.kind)}: {_esc(d.hook.detail, 120)}"
+    return f"{d.channel.capitalize()} draft generated{step} (hook {hook}){review}"
+
+
+def _decided(_: Any, __: OrderKey) -> Patch:
+    return {"drafts_decided": 1}  # a reviewer's decision on a draft that needed review
+
+
+def _variant(slot: str) -> LeadColumns:
+    """The A/B slot a send with a ``variant`` fills on its lead's campaign row: ``invite`` (for acceptance rates)
+    or ``message`` (the texts after the invite, for reply rates)."""
+
+    def columns(d: Any, key: OrderKey) -> Patch:
+        if d.variant is None:
+            return {}
+        return {f"{slot}_variant_key": key, f"{slot}_step": d.step_id, f"{slot}_variant": d.variant}
+
+    return columns
+
+
+def _video(d: VideoGenerated, key: OrderKey) -> Patch:
+    return {"video_key": key, "video_url": d.video_url}
+
+
+def _invite_summary(d: InviteSent) -> str:
+    note = f"with note: {_esc(d.note)}" if d.note else "without a note"
+    video = f" and video {_esc(d.video_url)}" if d.video_url else ""
+    return f"Invite sent from account {_ACCOUNT} {note}{video}"
+
+
+def _skip_label(d: ActionSkipped) -> str:
+    action, reason = str(d.action), str(d.reason)
+    return _EMAIL_SKIP_LABELS.get(reason, "email_skipped") if action == "email" else f"{action}_skipped"
+
+
+def _skip_summary(d: ActionSkipped) -> str:
+    detail = f" ({_esc(d.detail)})" if d.detail else ""
+    return f"{str(d.action).capitalize()} skipped: {_human(d.reason)}{detail}"
+
+
+def _failure_summary(d: ActionFailed) -> str:
+    detail = f" ({_esc(d.detail)})" if d.detail else ""
+    if d.reason == "outcome_unknown":  # the one failure that may have reached the lead all the same
+        return f"{d.action.capitalize()} may have been sent: its outcome is unknown; not sent again{detail}"
+    retry = "; will retry" if d.retryable else ""
+    return f"{d.action.capitalize()} failed: {_esc(d.reason)}{detail}{retry}"
+
+
+def _reply_summary(d: Replied) -> str:
+    ooo = " (out of office)" if d.out_of_office else ""
+    excerpt = f": {_esc(d.excerpt, 200)}" if d.excerpt else ""
+    return f"Replied by {d.channel}{ooo}{excerpt}"
+
+
+# Effects of the other events (campaigns, accounts, searches).
+
+
+def _campaign(env: EventRecord, campaign_id: UUID, key: OrderKey, state: str | None, detail: str | None) -> Patch:
+    """A campaign row patch: its state (last writer wins) when ``state`` is given, and the event's time."""
+    patch: Patch = {"workspace_id": env.workspace_id, "campaign_id": campaign_id, "last_event_at": env.time}
+    if state is not None:
+        patch.update(state_key=key, state=state, state_detail=detail)
+    return patch
+
+
+def _one(spec: MergeSpec, patch: Patch) -> Contribution:
+    out = Contribution()
+    out.add(spec, patch)
+    return out
+
+
+def _campaign_created(d: CampaignCreated, env: EventRecord, key: OrderKey) -> Contribution:
+    patch = _campaign(env, d.campaign_id, key, "pending", None)
+    patch.update(
+        created_key=key,
+        name=d.name,
+        audience_type=d.audience.type,
+        audience_ref=d.audience.ref,
+        workflow=(d.workflow.preset or "custom") if d.workflow is not None else None,
+        pace=d.delivery.pace,
+        delivery=d.delivery.model_dump(mode="json"),
+        video=d.video is not None,
+        account_count=len(d.account_ids),
+        parent_campaign_id=d.parent_campaign_id,
+        created_at=env.time,
+    )
+    out = _one(CAMPAIGNS, patch)
+    out.new_audience = (env.workspace_id, d.campaign_id)
+    for account_id in d.account_ids:
+        assigned = {"workspace_id": env.workspace_id, "account_id": account_id, "campaign_id": d.campaign_id}
+        out.add(ACCOUNT_CAMPAIGNS, {**assigned, "assigned": True})
+    return out
+
+
+def _campaign_scheduled(d: CampaignScheduled, env: EventRecord, key: OrderKey) -> Contribution:
+    patch = _campaign(env, d.campaign_id, key, "scheduled", None)
+    patch.update(schedule_key=key, next_run_at=d.next_run_at)
+    return _one(CAMPAIGNS, patch)
+
+
+def _campaign_launched(d: CampaignLaunched, env: EventRecord, key: OrderKey) -> Contribution:
+    skipped = ", ".join(f"{k}: {v}" for k, v in sorted(d.skipped_accounts.items())) or None
+    patch = _campaign(env, d.campaign_id, key, "running", skipped)
+    patch.update(schedule_key=key, next_run_at=None, launch_key=key, launched_at=env.time)
+    return _one(CAMPAIGNS, patch)
+
+
+def _campaign_state(state: str, detail: Callable[[Any], str | None] = lambda d: None) -> Callable[..., Contribution]:
+    """The ``views`` of an event that only moves its campaign to ``state`` (with ``detail(event)``)."""
+
+    def views(d: Any, env: EventRecord, key: OrderKey) -> Contribution:
+        return _one(CAMPAIGNS, _campaign(env, d.campaign_id, key, state, detail(d)))
+
+    return views
+
+
+def _campaign_deleted(d: CampaignDeleted, env: EventRecord, key: OrderKey) -> Contribution:
+    return _one(CAMPAIGNS, {**_campaign(env, d.campaign_id, key, None, None), "deleted": True})
+
+
+def _account_status(status: str | None, healthy: bool | None) -> Callable[..., Contribution]:
+    """The ``views`` of an account status event (``None``: the event's own status and health)."""
+
+    def views(d: Any, env: EventRecord, key: OrderKey) -> Contribution:
+        patch: Patch = {
+            "workspace_id": env.workspace_id,
+            "account_id": d.account_id,
+            "status_key": key,
+            "status": d.status if status is None else status,
+            "healthy": d.healthy if healthy is None else healthy,
+            "status_changed_at": env.time,
+        }
+        if isinstance(d, AccountConnected):
+            patch.update(profile_key=key, display_name=d.display_name, provider=d.provider, connected_at=env.time)
+        return _one(ACCOUNTS, patch)
+
+    return views
+
+
+def _account_deleted(d: AccountDeleted, env: EventRecord, key: OrderKey) -> Contribution:
+    return _one(ACCOUNTS, {"workspace_id": env.workspace_id, "account_id": d.account_id, "deleted": True})
+
+
+def _lease(leased: bool) -> Callable[..., Contribution]:
+    """The ``views`` of an account lease event: which campaign holds the account now."""
+
+    def views(d: Any, env: EventRecord, key: OrderKey) -> Contribution:
+        patch = {
+            "workspace_id": env.workspace_id,
+            "account_id": d.account_id,
+            "campaign_id": d.campaign_id,
+            "lease_key": key,
+            "leased": leased,
+        }
+        return _one(ACCOUNT_CAMPAIGNS, patch)
+
+    return views
+
+
+def _search_started(d: SearchStarted, env: EventRecord, key: OrderKey) -> Contribution:
+    patch = {
+        "workspace_id": env.workspace_id,
+        "search_id": d.search_id,
+        "started_key": key,
+        "name": d.name,
+        "kind": d.kind,
+        "source_group_id": d.source_group_id,
+        "target_count": d.target_count,
+        "status_key": key,
+        "status": "running",
+        "next_run_at": None,
+    }
+    return _one(SEARCHES, patch)
+
+
+def _search_resumed(d: SearchResumed, env: EventRecord, key: OrderKey) -> Contribution:
+    patch = {
+        "workspace_id": env.workspace_id,
+        "search_id": d.search_id,
+        "status_key": key,
+        "status": "running",
+        "next_run_at": None,
+    }
+    return _one(SEARCHES, patch)
+
+
+def _search_page(d: SearchPageCompleted, env: EventRecord, key: OrderKey) -> Contribution:
+    patch = {"workspace_id": env.workspace_id, "search_id": d.search_id, "pages": d.page, "total_new": d.total_new}
+    return _one(SEARCHES, patch)
+
+
+def _search_finished(d: SearchFinished, env: EventRecord, key: OrderKey) -> Contribution:
+    patch = {
+        "workspace_id": env.workspace_id,
+        "search_id": d.search_id,
+        "status_key": key,
+        "status": d.reason,
+        "next_run_at": d.next_run_at,
+        "total_new": d.total_new,
+    }
+    return _one(SEARCHES, patch)
+
+
+P = EventProjection
+REGISTRY: dict[type[Event], EventProjection] = {
+    CampaignCreated: P(order=1, views=_campaign_created),
+    CampaignScheduled: P(order=2, views=_campaign_scheduled),
+    CampaignLaunched: P(order=3, views=_campaign_launched),
+    CampaignPaused: P(order=4, views=_campaign_state("paused", lambda d: d.reason)),
+    CampaignResumed: P(order=5, views=_campaign_state("running", lambda d: d.reason)),
+    CampaignNeedsReview: P(order=6, views=_campaign_state("needs_review", lambda d: d.message)),
+    CampaignFinished: P(order=7, views=_campaign_state("finished")),
+    CampaignDeleted: P(order=8, views=_campaign_deleted),
+    AccountConnectionRequested: P(order=9, views=_account_status("pending", False)),
+    AccountConnected: P(order=10, views=_account_status("connected", True)),
+    AccountStatusChanged: P(order=11, views=_account_status(None, None)),
+    AccountDeleted: P(order=12, views=_account_deleted),
+    SearchStarted: P(order=13, views=_search_started),
+    SearchResumed: P(order=14, views=_search_resumed),
+    SearchPageCompleted: P(order=15, views=_search_page),
+    SearchFinished: P(order=16, views=_search_finished),
+    LeadDiscovered: P(
+        order=17,
+        stage=1,
+        label="signal_matched",
+        summary=_discovered_summary,
+        lead_state=_discovered_state,
+        source_group=lambda d: d.source_group_id,
+    ),
+    LeadPostMatched: P(order=18, stage=1, label="signal_matched", summary=_post_matched_summary),
+    LeadEnrichmentRequested: P(order=19, stage=1, summary=_enrichment_requested_summary),
+    LeadProfileEnriched: P(
+        order=20,
+        stage=2,
+        label="resolved",
+        summary=_profile_summary,
+        lead_state=_profile_state,
+        detail=lambda d: d.model_dump_json(include=_PROFILE_DETAIL),
+    ),
+    LeadEmailEnriched: P(
+        order=21,
+        stage=3,
+        label="ready",
+        summary=lambda d: f"Verified email found: {_esc(d.email)}",
+        lead_state=lambda d, key: {"email_key": key, "email": d.email, "email_status": "verified"},
+    ),
+    LeadEmailNotFound: P(
+        order=22,
+        stage=3,
+        label="ready",
+        summary=_email_not_found_summary,
+        lead_state=lambda d, key: {"email_key": key, "email": None, "email_status": d.reason},
+    ),
+    LeadEnrichmentFailed: P(
+        order=23, stage=3, label="ready", summary=lambda d: f"Enrichment failed at {d.stage}: {_esc(d.reason)}"
+    ),
+    # Enrolment and the video come before the first draft and the first step: they do not move the pipeline
+    # stage (3: every ready lead has reached it); *Outreach Active* is the first step performed.
+    LeadEnrolled: P(
+        order=24,
+        stage=3,
+        label=lambda d: "prepared" if d.prepared else "workflow_running",
+        summary=lambda d: (
+            f"Prepared for review before launch, on account {_ACCOUNT}"
+            if d.prepared
+            else f"Enrolled in the campaign on account {_ACCOUNT}"
+        ),
+        lead_campaign=lambda d, key: {"enrolled": True, "enroll_key": key, "account_id": d.account_id},
+    ),
+    VideoRequested: P(
+        order=25,
+        stage=3,
+        label="generating_video",
+        summary=lambda d: f"Personalised video requested (template {_esc(d.template_id)})",
+    ),
+    VideoGenerated: P(
+        order=26,
+        stage=3,
+        label="workflow_running",
+        summary=lambda d: f"Video generated: {_esc(d.video_url)}",
+        counter="videos_generated",
+        lead_state=_video,
+        lead_campaign=_video,
+    ),
+    VideoFailed: P(
+        order=27,
+        stage=3,
+        label="workflow_running",
+        summary=lambda d: f"Video failed ({_human(d.reason)}); continuing without it",
+    ),
+    MessageGenerated: P(
+        order=28,
+        stage=4,
+        label=_pending_label,
+        summary=_draft_summary,
+        lead_campaign=lambda d, key: {"drafts_review": 1} if d.needs_review else {},
+        detail=lambda d: d.model_dump_json(include=_DRAFT_DETAIL),
+    ),
+    MessageRejected: P(
+        order=29,
+        stage=4,
+        label=_pending_label,
+        summary=lambda d: f"{d.channel.capitalize()} draft rejected{f': {_esc(d.reason)}' if d.reason else ''}",
+        lead_campaign=_decided,
+        detail=lambda d: d.model_dump_json(include=_REJECT_DETAIL),
+    ),
+    MessageEdited: P(
+        order=30,
+        stage=4,
+        label=_pending_label,
+        summary=lambda d: f"{d.channel.capitalize()} draft edited: {_esc(d.text, 160)}",
+        lead_campaign=_decided,
+        detail=lambda d: d.model_dump_json(include=_EDIT_DETAIL),
+    ),
+    MessageApproved: P(
+        order=31,
+        stage=4,
+        label=_pending_label,
+        summary=lambda d: f"{d.channel.capitalize()} draft approved{' automatically' if d.auto else ''}",
+        # Auto-approvals decide drafts that needed no review.
+        lead_campaign=lambda d, key: {} if d.auto else {"drafts_decided": 1},
+        # No draft id: an approval always follows its own draft's generation (a rejection, which the
+        # regeneration can share a timestamp with, carries its draft id).
+        detail=lambda d: '{"auto":true}' if d.auto else '{"auto":false}',
+    ),
+    CommentDrafted: P(
+        order=32,
+        stage=5,
+        label="comment_draft_ready",
+        summary=lambda d: f"Comment drafted for approval: {_esc(d.text, 160)}",
+    ),
+    CommentPosted: P(
+        order=33,
+        stage=5,
+        label="comment_sent",
+        summary=lambda d: f"Comment posted from account {_ACCOUNT}: {_esc(d.text, 160)}",
+        counter="comments_posted",
+        lead_campaign=_variant("message"),
+    ),
+    PostLiked: P(
+        order=34, stage=5, label="liked", summary=lambda d: f"Post liked from account {_ACCOUNT}", counter="likes"
+    ),
+    InviteSent: P(
+        order=35,
+        stage=5,
+        label="invite_sent",
+        summary=_invite_summary,
+        counter="invites_sent",
+        lead_campaign=_variant("invite"),
+    ),
+    InviteAccepted: P(
+        order=36,
+        stage=5,
+        label="workflow_running",
+        summary=lambda d: "Invite accepted",
+        lead_campaign=lambda d, key: {"invite_accepted": True},
+    ),
+    MessageSent: P(
+        order=37,
+        stage=5,
+        label="message_sent",
+        summary=lambda d: (
+            f"Message sent from account {_ACCOUNT}: {_esc(d.text, 200)}"
+            + (f" (video {_esc(d.video_url)})" if d.video_url else "")
+        ),
+        counter="messages_sent",
+        lead_campaign=_variant("message"),
+    ),
+    EmailSent: P(
+        order=38,
+        stage=5,
+        label="email_sent",
+        summary=lambda d: f"Email sent from account {_ACCOUNT} to {_esc(d.to)}: {_esc(d.subject)}",
+        counter="emails_sent",
+        lead_campaign=_variant("message"),
+    ),
+    ActionSkipped: P(order=39, stage=5, label=_skip_label, summary=_skip_summary, counter="skipped_actions"),
+    ActionFailed: P(
+        order=40, stage=5, label=lambda d: f"{d.action}_failed", summary=_failure_summary, counter="failed_actions"
+    ),
+    LeadPaused: P(order=41, stage=5, label="paused", summary=_paused_summary),
+    LeadResumed: P(
+        order=42,
+        stage=5,
+        label="workflow_running",
+        summary=lambda d: "Back from out of office: the sequence goes on",
+    ),
+    Replied: P(order=43, stage=7, label="replied", summary=_reply_summary, flag="replied"),
+    LeadUnsubscribed: P(
+        order=44,
+        stage=5,
+        label="unsubscribed",
+        summary=lambda d: f"Unsubscribed ({_human(d.via)})",
+        flag="unsubscribed",
+    ),
+    LeadCompleted: P(
+        order=45,
+        stage=6,
+        label="completed",
+        summary=lambda d: f"Completed the sequence ({d.steps_done} steps) without replying",
+        flag="completed",
+    ),
+    AccountLeaseAcquired: P(order=46, views=_lease(True)),
+    AccountLeaseReleased: P(order=47, views=_lease(False)),
+    CampaignPrepared: P(order=48, views=_campaign_state("prepared")),
+    CampaignUpdated: P(
+        order=49,
+        ignored="an edit's new version shows on its leads' events (workflow_version), not in the campaign's row",
+    ),
+    # Erasure keeps the lead's rows, stage and counts (campaign summaries stay right): its timeline gains this
+    # line, and services/projection/erasure.py blanks what the views copied from personal fields.
+    LeadErased: P(order=50, stage=1, summary=lambda d: f"Personal data erased ({_human(d.via)})"),
+    CampaignCreatedV1: P(
+        order=UNKNOWN_RANK,
+        ignored="history: decoding upcasts a v1 record to CampaignCreated (v2), which the projection reads",
+    ),
+    CampaignAudienceRunRequested: P(
+        order=UNKNOWN_RANK, ignored="a request to discovery's searches: what they find shows as lead events"
+    ),
+    CampaignExtended: P(
+        order=UNKNOWN_RANK, ignored="the audience grows through the searches and enrollments it starts, shown as such"
+    ),
+    LeadAddedToSourceGroup: P(
+        order=UNKNOWN_RANK,  # projected before it had a rank: kept, so stored keys and rebuilds agree
+        stage=1,
+        summary=lambda d: f"Found again via {_human(d.source)}; added to another source group",
+        source_group=lambda d: d.source_group_id,
+    ),
 }
-"""Event types whose timeline row keeps a JSON detail, and how it is made (pydantic's serializer: cheap)."""
+"""How the projection reads each event type of the contract (see :class:`EventProjection`)."""
+del P
 
-DETAIL_TYPES: tuple[str, ...] = tuple(cls.event_type for cls in _DETAIL_JSON)
-"""The event types :func:`lead_profile` and :func:`lead_outreach` read."""
+_UNKNOWN_LEAD_EVENT = EventProjection(order=UNKNOWN_RANK, stage=1, summary=lambda d: _esc(type(d).__name__))
+"""A lead event of a type the registry does not know (registered by an extension): a timeline line
+with its type's name, and the lead's times and count."""
+
+TYPE_RANK: dict[str, int] = {cls.event_type: entry.order for cls, entry in REGISTRY.items() if not entry.ignored}
+"""Lifecycle rank by event type (see :attr:`EventProjection.order`)."""
+
+DETAIL_TYPES: tuple[str, ...] = tuple(cls.event_type for cls, entry in REGISTRY.items() if entry.detail)
+"""The event types whose timeline rows keep a JSON detail (what :func:`lead_profile` and :func:`lead_outreach` read)."""
+
+
+def projection_of(data: Event) -> EventProjection | None:
+    """The registry entry of an event's type (a generic one for an unknown lead event, else None when unknown)."""
+    entry = REGISTRY.get(type(data))
+    if entry is None and isinstance(data, LeadEvent):
+        return _UNKNOWN_LEAD_EVENT
+    return entry
+
+
+Details = tuple[int, str | None, str]
+"""(pipeline rank, workflow label or None, summary format string) of a lead event."""
 
 
 def lead_details(data: LeadEvent) -> Details:
     """(pipeline rank, workflow label, summary format) of a lead event."""
-    fn = _DETAILS.get(type(data))
-    if fn is None:
-        return 1, None, _esc(type(data).__name__)
-    return fn(data)
+    entry = projection_of(data)
+    assert entry is not None and entry.stage is not None and entry.summary is not None
+    return entry.stage, entry.label_of(data), entry.summary(data)
 
 
 def render_summary(summary: str, account_name: str | None, account_id: UUID | str | None) -> str:
@@ -848,144 +1130,23 @@ def render_summary(summary: str, account_name: str | None, account_id: UUID | st
 
 
 def contribution(env: EventRecord) -> Contribution:
-    """What ``env`` contributes to the views."""
+    """What ``env`` contributes to the views, as its type's :data:`REGISTRY` entry says."""
     data = env.data
-    if isinstance(data, LeadEvent):
-        return _lead_contribution(env, data)
+    entry = projection_of(data)
+    if entry is None or entry.ignored is not None:
+        return Contribution()  # a future type: nothing to show
     key = event_key(env.time, env.type, env.id)
-    ws = env.workspace_id
-    out = Contribution()
-    match data:
-        case CampaignCreated():
-            video = bool(data.video_template_id or data.video_template)
-            workflow = data.workflow.get("preset") or data.workflow.get("name") or ("custom" if data.workflow else None)
-            pace = data.delivery.get("pace")
-            patch: Patch = {
-                "workspace_id": ws,
-                "campaign_id": data.campaign_id,
-                "created_key": key,
-                "name": data.name,
-                "audience_type": data.audience.type,
-                "audience_ref": data.audience.ref,
-                "workflow": str(workflow) if workflow is not None else None,
-                "pace": str(pace) if pace is not None else None,
-                "delivery": data.delivery,
-                "video": video,
-                "account_count": len(data.account_ids),
-                "parent_campaign_id": data.parent_campaign_id,
-                "created_at": env.time,
-                "state_key": key,
-                "state": "pending",
-                "state_detail": None,
-            }
-            out.new_audience = (ws, data.campaign_id)
-            for account_id in data.account_ids:
-                out.add(
-                    ACCOUNT_CAMPAIGNS,
-                    {"workspace_id": ws, "account_id": account_id, "campaign_id": data.campaign_id, "assigned": True},
-                )
-        case CampaignScheduled():
-            patch = _campaign_state(ws, data.campaign_id, key, "scheduled", None)
-            patch.update(schedule_key=key, next_run_at=data.next_run_at)
-        case CampaignLaunched():
-            skipped = ", ".join(f"{k}: {v}" for k, v in sorted(data.skipped_accounts.items())) or None
-            patch = _campaign_state(ws, data.campaign_id, key, "running", skipped)
-            patch.update(schedule_key=key, next_run_at=None, launch_key=key, launched_at=env.time)
-        case CampaignPaused():
-            patch = _campaign_state(ws, data.campaign_id, key, "paused", data.reason)
-        case CampaignResumed():
-            patch = _campaign_state(ws, data.campaign_id, key, "running", data.reason)
-        case CampaignFinished():
-            patch = _campaign_state(ws, data.campaign_id, key, "finished", None)
-        case CampaignNeedsReview():
-            patch = _campaign_state(ws, data.campaign_id, key, "needs_review", data.message)
-        case CampaignDeleted():
-            patch = {"workspace_id": ws, "campaign_id": data.campaign_id, "deleted": True}
-        case AccountConnectionRequested():
-            out.add(ACCOUNTS, _account_status(ws, data.account_id, key, "pending", False, env.time))
-            return out
-        case AccountConnected():
-            acc = _account_status(ws, data.account_id, key, "connected", True, env.time)
-            acc.update(profile_key=key, display_name=data.display_name, provider=data.provider, connected_at=env.time)
-            out.add(ACCOUNTS, acc)
-            return out
-        case AccountStatusChanged():
-            out.add(ACCOUNTS, _account_status(ws, data.account_id, key, data.status, data.healthy, env.time))
-            return out
-        case AccountLeaseAcquired():
-            out.add(ACCOUNT_CAMPAIGNS, _lease(ws, data.account_id, data.campaign_id, key, leased=True))
-            return out
-        case AccountLeaseReleased():
-            out.add(ACCOUNT_CAMPAIGNS, _lease(ws, data.account_id, data.campaign_id, key, leased=False))
-            return out
-        case AccountDeleted():
-            out.add(ACCOUNTS, {"workspace_id": ws, "account_id": data.account_id, "deleted": True})
-            return out
-        case SearchStarted():
-            search: Patch = {
-                "workspace_id": ws,
-                "search_id": data.search_id,
-                "started_key": key,
-                "name": data.name,
-                "kind": data.kind,
-                "source_group_id": data.source_group_id,
-                "target_count": data.target_count,
-                "status_key": key,
-                "status": "running",
-                "next_run_at": None,
-            }
-            out.add(SEARCHES, search)
-            return out
-        case SearchPageCompleted():
-            search = {"workspace_id": ws, "search_id": data.search_id, "pages": data.page, "total_new": data.total_new}
-            out.add(SEARCHES, search)
-            return out
-        case SearchFinished():
-            search = {
-                "workspace_id": ws,
-                "search_id": data.search_id,
-                "status_key": key,
-                "status": data.reason,
-                "next_run_at": data.next_run_at,
-                "total_new": data.total_new,
-            }
-            out.add(SEARCHES, search)
-            return out
-        case _:
-            return out  # an account lease or a future type: nothing to show
-    patch["last_event_at"] = env.time
-    out.add(CAMPAIGNS, patch)
-    return out
+    if entry.views is not None:
+        return entry.views(data, env, key)
+    if not entry.is_lead_event:
+        return Contribution()
+    return _lead_contribution(env, data, entry, key)
 
 
-def _campaign_state(ws: str, campaign_id: UUID, key: OrderKey, state: str, detail: str | None) -> Patch:
-    return {"workspace_id": ws, "campaign_id": campaign_id, "state_key": key, "state": state, "state_detail": detail}
-
-
-def _lease(ws: str, account_id: UUID, campaign_id: UUID, key: OrderKey, *, leased: bool) -> Patch:
-    return {
-        "workspace_id": ws,
-        "account_id": account_id,
-        "campaign_id": campaign_id,
-        "lease_key": key,
-        "leased": leased,
-    }
-
-
-def _account_status(ws: str, account_id: UUID, key: OrderKey, status: str, healthy: bool, at: datetime) -> Patch:
-    return {
-        "workspace_id": ws,
-        "account_id": account_id,
-        "status_key": key,
-        "status": status,
-        "healthy": healthy,
-        "status_changed_at": at,
-    }
-
-
-def _campaign_of(env: EventRecord, data: LeadEvent) -> UUID | None:
-    if data.campaign_id is not None:
-        return data.campaign_id
+def _campaign_of(env: EventRecord, fields: dict[str, Any]) -> UUID | None:
+    campaign_id: UUID | None = fields.get("campaign_id")
+    if campaign_id is not None:
+        return campaign_id
     if env.campaign_id:
         try:
             return UUID(env.campaign_id)
@@ -994,101 +1155,50 @@ def _campaign_of(env: EventRecord, data: LeadEvent) -> UUID | None:
     return None
 
 
-_COUNTERS: dict[type[Event], str] = {
-    VideoGenerated: "videos_generated",
-    InviteSent: "invites_sent",
-    MessageSent: "messages_sent",
-    EmailSent: "emails_sent",
-    CommentPosted: "comments_posted",
-    PostLiked: "likes",
-    ActionFailed: "failed_actions",
-    ActionSkipped: "skipped_actions",
-}
-
-
-_FLAGS: dict[type[Event], str] = {Replied: "replied", LeadCompleted: "completed", LeadUnsubscribed: "unsubscribed"}
-
-
-def _lead_contribution(env: EventRecord, data: LeadEvent) -> Contribution:
-    ws, t, cls, event_type = env.workspace_id, env.time, type(data), env.type
-    key = event_key(t, event_type, env.id)
-    rank, label, summary = lead_details(data)
-    fields = data.__dict__  # a pydantic model's field values; getattr() on a missing field is slow
+def _lead_contribution(env: EventRecord, data: Any, entry: EventProjection, key: OrderKey) -> Contribution:
+    """A lead event's timeline row, lead row and lead-in-campaign row (see :class:`EventProjection`)."""
+    assert entry.stage is not None and entry.summary is not None
+    ws, t = env.workspace_id, env.time
+    fields = data.__dict__  # the model's field values: getattr() of a field the type lacks is slow
     lead_id: UUID = fields["lead_id"]
-    lead_key = lead_id.int
-    account_id: UUID | None = fields.get("account_id")
-    campaign_id = _campaign_of(env, data)
+    campaign_id = _campaign_of(env, fields)
+    label = entry.label_of(data)
     out = Contribution(
-        _timeline_row(
-            (
-                env.id,
-                ws,
-                lead_id,
-                t,
-                key[1],  # the lifecycle rank
-                event_type,
-                campaign_id,
-                account_id,
-                fields.get("step_id"),
-                summary,
-                None if (detail := _DETAIL_JSON.get(cls)) is None else detail(data),
-            )
+        TimelineRow(
+            env.id,
+            ws,
+            lead_id,
+            t,
+            key[1],  # the lifecycle rank
+            env.type,
+            campaign_id,
+            fields.get("account_id"),
+            fields.get("step_id"),
+            entry.summary(data),
+            entry.detail(data) if entry.detail else None,
         )
     )
-    # Untouched columns are left out: the reducer and the upsert treat a missing column as neutral.
+    # Columns an event does not set are left out: the merges treat a missing column as neutral.
     lead: Patch = {
         "workspace_id": ws,
         "lead_id": lead_id,
-        "pipeline_rank": rank,
+        "pipeline_rank": entry.stage,
         "last_event_at": t,
         "first_event_at": t,
         "event_count": 1,
     }
     if label is not None:
-        lead["label_key"] = key
-        lead["label"] = label
-    flag = _FLAGS.get(cls)
-    if flag is not None:
-        lead[flag] = True
-    if cls is LeadDiscovered:
-        assert isinstance(data, LeadDiscovered)
-        lead.update(
-            disc_key=key,
-            source=data.source.value,
-            search_id=data.search_id,
-            source_group_id=data.source_group_id,
-            disc_name=data.full_name or _join_name(data.first_name, data.last_name),
-            disc_title=data.title,
-            disc_company=data.company,
-            disc_linkedin_url=data.linkedin_url,
-            disc_location=data.location,
-            signal=data.fit_signals[0].detail if data.fit_signals else None,
-        )
-        if data.source_group_id is not None:
-            out.group_member = (ws, data.source_group_id, data.lead_id)
-    elif cls is LeadAddedToSourceGroup:
-        assert isinstance(data, LeadAddedToSourceGroup)
-        out.group_member = (ws, data.source_group_id, data.lead_id)
-    elif cls is LeadProfileEnriched:
-        assert isinstance(data, LeadProfileEnriched)
-        lead.update(
-            prof_key=key,
-            prof_name=data.full_name,
-            prof_headline=data.headline,
-            prof_company=data.company_name,
-            prof_linkedin_url=data.linkedin_url,
-            prof_city=data.city,
-        )
-    elif cls is LeadEmailEnriched:
-        lead.update(email_key=key, email=fields.get("email"), email_status="verified")
-    elif cls is LeadEmailNotFound:
-        lead.update(email_key=key, email=None, email_status=fields.get("reason"))
-    elif cls is VideoGenerated:
-        lead.update(video_key=key, video_url=fields.get("video_url"))
-    out.patches.append((LEAD_STATE, (ws, lead_key), lead))
+        lead["label_key"], lead["label"] = key, label
+    if entry.flag is not None:
+        lead[entry.flag] = True
+    if entry.lead_state is not None:
+        lead.update(entry.lead_state(data, key))
+    out.add(LEAD_STATE, lead, (ws, lead_id.int))
+    if entry.source_group is not None and (group := entry.source_group(data)) is not None:
+        out.group_member = (ws, group, lead_id)
     if campaign_id is None:
         return out
-    lc: Patch = {
+    in_campaign: Patch = {
         "workspace_id": ws,
         "campaign_id": campaign_id,
         "lead_id": lead_id,
@@ -1096,32 +1206,76 @@ def _lead_contribution(env: EventRecord, data: LeadEvent) -> Contribution:
         "first_event_at": t,
         "event_count": 1,
     }
-    if flag is not None:
-        lc[flag] = True
     if label is not None:
-        lc["label_key"] = key
-        lc["label"] = label
-    counter = _COUNTERS.get(cls)
-    if counter is not None:
-        lc[counter] = 1
-    if cls is LeadEnrolled:
-        lc.update(enrolled=True, enroll_key=key, account_id=account_id)
-    elif cls is VideoGenerated:
-        lc.update(video_key=key, video_url=fields.get("video_url"))
-    elif cls is InviteAccepted:
-        lc["invite_accepted"] = True
-    elif cls is MessageGenerated:
-        if fields["needs_review"]:
-            lc["drafts_review"] = 1
-    elif cls is MessageEdited or cls is MessageRejected or (cls is MessageApproved and not fields["auto"]):
-        lc["drafts_decided"] = 1  # a reviewer's decision (auto-approvals decide drafts that needed no review)
-    out.patches.append((LEAD_CAMPAIGN, (ws, campaign_id.int, lead_key), lc))
+        in_campaign["label_key"], in_campaign["label"] = key, label
+    if entry.flag is not None:
+        in_campaign[entry.flag] = True
+    if entry.counter is not None:
+        in_campaign[entry.counter] = 1
+    if entry.lead_campaign is not None:
+        in_campaign.update(entry.lead_campaign(data, key))
+    out.add(LEAD_CAMPAIGN, in_campaign, (ws, campaign_id.int, lead_id.int))
     return out
 
 
-def _join_name(first: str | None, last: str | None) -> str | None:
-    name = " ".join(p for p in (first, last) if p)
-    return name or None
+# -- the reference reducer -----------------------------------------------------------------------
+
+
+@dataclass
+class ViewRows:
+    """What a set of events makes of the views on the Python side (the SQL derives the rest: audience
+    membership, campaign summaries, generated columns)."""
+
+    tables: dict[str, dict[tuple[Any, ...], tuple[Any, ...]]]
+    """Per merged table: row key -> row (:func:`row_values`)."""
+    timeline: set[TimelineRow]
+    """Timeline rows, the event id as canonical text."""
+    groups: set[tuple[str, UUID, UUID]]
+    audiences: set[tuple[str, UUID]]
+
+
+def reduce_views(events: Iterable[EventRecord]) -> ViewRows:
+    """The specification of the projection: each distinct event (by id) once, every row folded from a
+    neutral row with :func:`merge_patch`. The batch applier's fast path (:mod:`.fastpath`) must give
+    the same rows for the same events in any order, batching and duplication (a property test checks it)."""
+    seen: set[str] = set()
+    merged: dict[str, dict[tuple[Any, ...], Patch]] = {spec.table: {} for spec in SPECS}
+    out = ViewRows({}, set(), set(), set())
+    for env in events:
+        event_id = str(env.id)
+        if event_id in seen:
+            continue
+        seen.add(event_id)
+        c = contribution(env)
+        for spec, key, patch in c.patches:
+            acc = merged[spec.table].setdefault(key, {k: patch[k] for k in spec.key})
+            merge_patch(spec, acc, patch)
+        if c.timeline is not None:
+            out.timeline.add(c.timeline._replace(event_id=str(c.timeline.event_id)))
+        if c.group_member is not None:
+            out.groups.add(c.group_member)
+        if c.new_audience is not None:
+            out.audiences.add(c.new_audience)
+    _derive_membership(merged, out.groups)
+    spec_of = {spec.table: spec for spec in SPECS}
+    out.tables = {
+        table: {key: row_values(spec_of[table], patch) for key, patch in rows.items()} for table, rows in merged.items()
+    }
+    return out
+
+
+def _derive_membership(merged: dict[str, dict[tuple[Any, ...], Patch]], groups: set[tuple[str, UUID, UUID]]) -> None:
+    """A campaign whose audience is a source group has a (neutral) row for every lead of the group,
+    whether or not the lead has an event in it yet (what ``store.write_sql``'s ``derive_membership`` does)."""
+    in_campaign = merged[LEAD_CAMPAIGN.table]
+    for campaign in merged[CAMPAIGNS.table].values():
+        if campaign.get("audience_type") != "source_group":
+            continue
+        ws, campaign_id, ref = campaign["workspace_id"], campaign["campaign_id"], str(campaign["audience_ref"]).lower()
+        for group_ws, group, lead_id in groups:
+            if group_ws == ws and str(group) == ref:
+                key = (ws, campaign_id.int, lead_id.int)
+                in_campaign.setdefault(key, {"workspace_id": ws, "campaign_id": campaign_id, "lead_id": lead_id})
 
 
 # -- reading ------------------------------------------------------------------------------------
@@ -1294,7 +1448,9 @@ ACCOUNT_STATUS_REASONS: dict[str, str] = {
     "disconnected": "The provider lost the connection: reconnect the account",
     "auth_required": "LinkedIn asks to confirm a sign-in (checkpoint): reconnect the account",
     "sleeping": "The provider put the account to sleep: reconnect it to wake it up",
-    "limit_reached": "LinkedIn's invitation limit was reached: invites resume in the next active window",
+    "limit_reached": "LinkedIn's invitation limit was reached: the account resumes in its next active window",
+    "message_limit_reached": "LinkedIn's message limit was reached: the account resumes in its next active window",
+    "verification_failed": "The email provider could not verify the sender address: check it and verify it again",
     "deleted": "Deleted",
 }
 """What each account status means for the user."""
@@ -1304,9 +1460,9 @@ def account_health(status: str | None, healthy: bool | None, deleted: bool) -> s
     """``healthy``, ``reconnect_required``, ``limited``, ``pending`` or ``deleted``."""
     if deleted:
         return "deleted"
-    if status in RECONNECT_STATUSES:
+    if status in RECONNECT_STATUSES or status == "verification_failed":  # both need the user
         return "reconnect_required"
-    if status == "limit_reached":
+    if status in LIMIT_STATUSES:
         return "limited"
     if healthy:
         return "healthy"
@@ -1359,14 +1515,14 @@ class CampaignFact:
     state_detail: str | None
     drafts_pending: int
     failed_actions: int
-    limited_accounts: tuple[str, ...] = ()
+    limited_accounts: tuple[str, ...] = ()  # "<name> (<which limit>)"
 
 
 def inbox(accounts: Iterable[AccountFact], campaigns: Iterable[CampaignFact]) -> list[InboxItem]:
     """The action inbox: what needs the user, most urgent first (a pure function of accounts and campaigns)."""
     items: list[InboxItem] = []
     live = [a for a in accounts if not a.deleted]
-    if not any(a.healthy or a.status in RECONNECT_STATUSES or a.status == "limit_reached" for a in live):
+    if not any(a.healthy or a.status in RECONNECT_STATUSES or a.status in LIMIT_STATUSES for a in live):
         items.append(
             InboxItem(
                 "connect_account",
@@ -1406,8 +1562,8 @@ def inbox(accounts: Iterable[AccountFact], campaigns: Iterable[CampaignFact]) ->
                     "campaign_paused_by_limit",
                     "warning",
                     f"{c.name} is paused by a limit",
-                    f"LinkedIn's invitation limit was reached on {', '.join(c.limited_accounts)}; "
-                    "invites resume in the next active window.",
+                    f"A LinkedIn limit was reached on {', '.join(c.limited_accounts)}; "
+                    "the account resumes in its next active window.",
                     campaign_id=c.campaign_id,
                 )
             )

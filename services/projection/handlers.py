@@ -21,9 +21,8 @@ some records were already applied.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -33,9 +32,10 @@ import asyncpg
 from services.runtime.consuming.batch import TP, ApplyResult, DeadLetter
 
 from . import domain
-from .domain import Contribution, EventRecord, MergeSpec, Patch, TimelineRow
+from .domain import Contribution, EventRecord, Patch
 from .erasure import ERASED_TYPE, erase_people
-from .store import SCHEMA, TIMELINE_COLUMNS, Views, WriteSql, changes_channel, pg_type, stage_table, write_sql
+from .fastpath import BatchReducer, Writes, fold_into, rows
+from .store import SCHEMA, TIMELINE_COLUMNS, Views, WriteSql, changes_channel, stage_table, write_sql
 
 
 @dataclass(slots=True)
@@ -49,26 +49,6 @@ class Item:
     contribution: Contribution | None = None
     error: tuple[str, str] | None = None  # (code, message) when the record did not decode
     record: Any = None  # the raw consumer record, for dead-lettering
-
-
-@dataclass
-class Writes:
-    """The statements' parameters for a set of new events."""
-
-    timeline: list[TimelineRow]
-    upserts: dict[str, list[tuple[Any, ...]]]
-    held: dict[str, dict[tuple[Any, ...], Patch]]
-    """Reduced patches of the tables a rebuild holds back (see ``BatchApplier.hold_rows``), by row key."""
-    groups: list[tuple[str, UUID, UUID]]
-    audience_campaigns: list[UUID]
-    touched_leads: list[UUID]
-    touched_campaigns: list[tuple[str, UUID]]
-    changes: list[Change] = field(default_factory=list)
-    """What the change log gets (the live views only): one row per view row the batch touched."""
-
-
-Change = tuple[str, str, UUID | None, UUID | None, UUID | None, UUID | None]
-"""(workspace, kind, lead, campaign, account, search): one row of the change log."""
 
 
 @dataclass
@@ -112,7 +92,7 @@ class BatchApplier:
     log and notifies the workspaces' listeners when the transaction commits (the change stream).
     """
 
-    HELD_SPECS = (domain.LEAD_STATE, domain.LEAD_CAMPAIGN)
+    HELD_SPECS: tuple[domain.MergeSpec, ...] = (domain.LEAD_STATE, domain.LEAD_CAMPAIGN)
     """Tables a rebuild holds back: no statement of a batch reads them (the campaigns, which the
     audience derivation reads, are written with their batch)."""
 
@@ -135,10 +115,6 @@ class BatchApplier:
         self.sql: WriteSql = write_sql(views)
         self.campaign = str(campaign) if campaign else None
         self.since = since
-        self._jsonb = {
-            spec.table: [i for i, c in enumerate(spec.columns) if pg_type(views.table(spec).c[c]) == "jsonb"]
-            for spec in domain.SPECS
-        }
 
     def wanted(self, env: EventRecord) -> bool:
         """Whether a replay restricted to one campaign or a time keeps ``env``."""
@@ -161,26 +137,21 @@ class BatchApplier:
         planner.add(items)
         return planner.finish()
 
+    def reducer(self) -> BatchReducer:
+        """A batch reducer writing as this applier does (held tables, summaries, change log)."""
+        return BatchReducer(
+            hold=self.HELD_SPECS if self.hold_rows else (),
+            collect_leads=self.refresh_summaries,  # only the summary refresh reads them
+            changes=self.record_changes,
+        )
+
     def writes(self, items: Iterable[Item]) -> Writes:
         """Reduce the contributions of ``items`` (distinct, new events) into statement parameters."""
-        reducer = _Reducer(self)
+        reducer = self.reducer()
         for it in items:
-            reducer.add(it)
+            if it.contribution is not None and it.envelope is not None:
+                reducer.add(it.contribution)
         return reducer.finish()
-
-    def _rows(self, spec: MergeSpec, patches: Iterable[Patch]) -> list[tuple[Any, ...]]:
-        jsonb = self._jsonb[spec.table]
-        if not jsonb:
-            to_row = spec.row
-            return [to_row(p) for p in patches]
-        rows = []
-        for p in patches:
-            row = domain.row_values(spec, p)
-            for i in jsonb:
-                if row[i] is not None:
-                    row[i] = json.dumps(row[i], sort_keys=True, default=str)
-            rows.append(tuple(row))
-        return rows
 
     # -- the transaction --------------------------------------------------------------------------
 
@@ -331,16 +302,10 @@ class BatchApplier:
                 continue
             table = self._held[spec.table]
             for key, patch in patches.items():
-                acc = table.get(key)
-                if acc is None:
-                    table[key] = patch
-                else:
-                    spec.merge(acc, patch)
+                fold_into(table, spec, key, patch)
 
     def _held_rows(self) -> dict[str, list[tuple[Any, ...]]]:
-        return {
-            spec.table: self._rows(spec, rows.values()) for spec in self.HELD_SPECS if (rows := self._held[spec.table])
-        }
+        return {spec.table: rows(spec, held.values()) for spec in self.HELD_SPECS if (held := self._held[spec.table])}
 
     async def refresh_all_summaries(self, conn: asyncpg.Connection) -> None:
         """Recompute every campaign summary from the lead rows (one statement)."""
@@ -405,81 +370,6 @@ def _columns(rows: list[tuple[Any, ...]]) -> list[list[Any]]:
     return [list(col) for col in zip(*rows, strict=True)]
 
 
-class _Reducer:
-    """Folds contributions into one patch per view row, plus the sets the derived statements need."""
-
-    def __init__(self, applier: BatchApplier) -> None:
-        self.applier = applier
-        self.reduced: dict[str, dict[tuple[Any, ...], Patch]] = {spec.table: {} for spec in domain.SPECS}
-        self.timeline: list[TimelineRow] = []
-        self.groups: set[tuple[str, UUID, UUID]] = set()
-        self.audiences: set[UUID] = set()
-        self.touched_leads: set[UUID] = set()
-        self.touched_campaigns: set[tuple[str, UUID]] = set()
-        self.collect_leads = applier.refresh_summaries  # only the summary refresh reads them
-
-    def add(self, it: Item) -> None:
-        c = it.contribution
-        if c is None or it.envelope is None:
-            return
-        for spec, key, patch in c.patches:
-            table = self.reduced[spec.table]
-            acc = table.get(key)
-            if acc is None:
-                table[key] = dict(patch)
-            else:
-                spec.merge_shaped(acc, patch)
-            if spec is domain.CAMPAIGNS:
-                self.touched_campaigns.add((patch["workspace_id"], patch["campaign_id"]))
-        if c.timeline is not None:
-            self.timeline.append(c.timeline)
-            if self.collect_leads:
-                self.touched_leads.add(c.timeline.lead_id)
-        if c.group_member is not None:
-            self.groups.add(c.group_member)
-        if c.new_audience is not None:
-            self.audiences.add(c.new_audience[1])
-
-    def finish(self) -> Writes:
-        hold = self.applier.HELD_SPECS if self.applier.hold_rows else ()
-        upserts = {
-            spec.table: self.applier._rows(spec, patches.values())
-            for spec in domain.SPECS
-            if (patches := self.reduced[spec.table]) and spec not in hold
-        }
-        return Writes(
-            changes=self._changes() if self.applier.record_changes else [],
-            timeline=self.timeline,
-            upserts=upserts,
-            held={spec.table: patches for spec in hold if (patches := self.reduced[spec.table])},
-            groups=sorted(self.groups, key=lambda g: (g[0], g[1].int, g[2].int)),
-            audience_campaigns=sorted(self.audiences, key=lambda u: u.int),
-            touched_leads=list(self.touched_leads),
-            touched_campaigns=sorted(self.touched_campaigns, key=lambda c: (c[0], c[1].int)),
-        )
-
-    def _changes(self) -> list[Change]:
-        """One change per touched lead (with its campaign when the event had one), campaign, account and search."""
-        r = self.reduced
-        out: list[Change] = []
-        in_campaign: set[tuple[str, UUID]] = set()
-        for p in r[domain.LEAD_CAMPAIGN.table].values():
-            out.append((p["workspace_id"], "lead", p["lead_id"], p["campaign_id"], None, None))
-            in_campaign.add((p["workspace_id"], p["lead_id"]))
-        for p in r[domain.LEAD_STATE.table].values():
-            if (p["workspace_id"], p["lead_id"]) not in in_campaign:
-                out.append((p["workspace_id"], "lead", p["lead_id"], None, None, None))
-        for p in r[domain.CAMPAIGNS.table].values():
-            out.append((p["workspace_id"], "campaign", None, p["campaign_id"], None, None))
-        for p in r[domain.ACCOUNTS.table].values():
-            out.append((p["workspace_id"], "account", None, None, p["account_id"], None))
-        for p in r[domain.ACCOUNT_CAMPAIGNS.table].values():
-            out.append((p["workspace_id"], "account", None, p["campaign_id"], p["account_id"], None))
-        for p in r[domain.SEARCHES.table].values():
-            out.append((p["workspace_id"], "search", None, None, None, p["search_id"]))
-        return out
-
-
 class Planner:
     """Builds a :class:`Plan` from chunks of a batch, so decoding can interleave with a transaction in flight."""
 
@@ -490,15 +380,13 @@ class Planner:
         self.duplicates = 0
         self.filtered = 0
         self.undecodable = 0
-        self.reducer = _Reducer(applier)
+        self.reducer = applier.reducer()
         self.filtering = applier.campaign is not None or applier.since is not None
 
     def add(self, items: Iterable[Item]) -> None:
         """Add records (in offset order per partition)."""
-        # Runs for every record of a replay: names bound once, the common path first.
-        by_tp, events, reducer_add = self.by_tp, self.events, self.reducer.add
+        by_tp, events = self.by_tp, self.events
         wanted = self.applier.wanted if self.filtering else None
-        contribution = domain.contribution
         tp: TP | None = None
         part: list[Item] = []
         for it in items:
@@ -513,14 +401,14 @@ class Planner:
             if wanted is not None and not wanted(env):
                 self.filtered += 1
                 continue
-            eid = env.id if type(env.id) is str else str(env.id)
+            eid = str(env.id)
             if eid in events:
                 self.duplicates += 1
                 continue
             events[eid] = it
             if it.contribution is None:
-                it.contribution = contribution(env)
-            reducer_add(it)
+                it.contribution = domain.contribution(env)
+            self.reducer.add(it.contribution)
 
     def __len__(self) -> int:
         return sum(len(v) for v in self.by_tp.values())

@@ -25,6 +25,8 @@ from leadstream_schemas import (
     CampaignPaused,
     CampaignResumed,
     Channel,
+    Delivery,
+    Edge,
     EmailSent,
     Envelope,
     Event,
@@ -46,11 +48,29 @@ from leadstream_schemas import (
     SearchFinished,
     SearchStarted,
     SkipReason,
+    Step,
     VideoGenerated,
     VideoRequested,
+    VideoSettings,
+    Workflow,
+    service_source,
 )
 
 EPOCH = datetime(2026, 1, 5, 8, 0, tzinfo=UTC)
+WORKFLOW = Workflow(
+    preset="invite_message_email",
+    start="invite",
+    steps=[
+        Step(id="invite", action="invite", needs_text=True, channel=Channel.invite, note=True),
+        Step(id="message", action="message", needs_text=True, channel=Channel.message),
+        Step(id="email", action="email", needs_text=True, channel=Channel.email),
+    ],
+    edges=[
+        Edge(source="invite", target="message", condition="accepted", delay_minutes=1440),
+        Edge(source="invite", target="email", condition="not_accepted", delay_minutes=60),
+    ],
+)
+"""The workflow of the workload's campaigns (the steps its lead sequences take)."""
 _FIRST = ["Ada", "Ben", "Chloe", "Diego", "Emma", "Farid", "Grace", "Hugo", "Ines", "Jonas", "Kira", "Liam"]
 _LAST = ["Adler", "Brandt", "Costa", "Dubois", "Eriksen", "Fischer", "Garcia", "Hansen", "Ito", "Jensen"]
 _COMPANIES = ["Northwind Labs", "Bluepeak", "Cobalt Systems", "Dataforge", "Evergreen AI", "Fluxio"]
@@ -78,7 +98,7 @@ class _Gen:
         return UUID(int=self.rng.getrandbits(128), version=4)
 
     def emit(self, data: Event, ws: str, t: datetime, source: str) -> None:
-        env = Envelope.new(data, workspace_id=ws, source=f"leadstream/{source}", time=t, id=self.uid())
+        env = Envelope.new(data, workspace_id=ws, source=service_source(source), time=t, id=self.uid())
         self.out.append((t, len(self.out), env))
 
 
@@ -137,10 +157,10 @@ def generate(
                 campaign_id=cid,
                 name=f"Campaign {i + 1}",
                 audience=Audience(type="source_group", ref=str(group)),
-                workflow={"preset": "invite_message_email"},
-                delivery={"pace": ["steady", "high_volume"][i % 2], "daily_invites": 20},
+                workflow=WORKFLOW,
+                delivery=Delivery(pace=["steady", "high_volume"][i % 2], daily_cap=20),
                 account_ids=accounts[w],
-                video_template_id="intro-v1" if camp_video[cid] else None,
+                video=VideoSettings(template_id="intro-v1") if camp_video[cid] else None,
             ),
             w,
             t + timedelta(seconds=1),

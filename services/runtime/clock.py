@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Protocol
+from typing import Any, Protocol
 
 
 class Clock(Protocol):
@@ -63,3 +63,44 @@ def clock_from_settings(scale: float, epoch: datetime | None) -> Clock:
     if scale == 1.0:
         return SystemClock()
     return ScaledClock(epoch or datetime.now(UTC), scale)
+
+
+def scale_of(clock: Clock) -> float:
+    """How many times faster than real time ``clock`` runs (1 for the system clock and a hand-moved one)."""
+    scale = getattr(clock, "scale", 1.0)
+    return float(scale) if isinstance(scale, int | float) and scale > 0 else 1.0
+
+
+TIME_HEADER = "X-Leadstream-Time"
+SCALE_HEADER = "X-Leadstream-Clock-Scale"
+
+
+class ClockHeaders:
+    """ASGI middleware: every HTTP answer says what time it is by the service's clock (``X-Leadstream-Time``,
+    ISO 8601) and how fast that clock runs (``X-Leadstream-Clock-Scale``).
+
+    A caller that shows the service's timestamps (the console shows the projection's) measures "3 h ago" on
+    the same time base as the events, even when its own clock is configured differently (a demo's campaign
+    clock runs 1800 times faster than the wall clock)."""
+
+    def __init__(self, app: Any, clock: Clock) -> None:
+        self.app = app
+        self.clock = clock
+        self.scale = f"{scale_of(clock):g}".encode()
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope.get("type") != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def stamped(message: Any) -> None:
+            if message.get("type") == "http.response.start":
+                headers = [
+                    *message.get("headers", []),
+                    (TIME_HEADER.lower().encode(), self.clock.now().isoformat().encode()),
+                    (SCALE_HEADER.lower().encode(), self.scale),
+                ]
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, stamped)

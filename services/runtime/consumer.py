@@ -28,7 +28,7 @@ from typing import Any
 
 from aiokafka import ConsumerRecord, TopicPartition
 from faststream.kafka import KafkaBroker
-from leadstream_schemas import DecodeError, Envelope, Event, decode
+from leadstream_schemas import DecodeError, Envelope, Event, decode, service_source
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -42,7 +42,7 @@ from .metrics import HANDLED, HANDLER_SECONDS
 from .outbox import OutboxRelay, add_to_outbox
 from .personal import PersonalReader
 from .settings import RuntimeSettings
-from .telemetry import current_traceparent, event_span
+from .telemetry import current_traceparent, event_context, event_span
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +122,7 @@ class EventConsumer(GroupConsumer):
         self.handlers: dict[str, Handler] = {cls.event_type: h for cls, h in handlers.items()}
         self.relay = relay
         self.clock = clock or SystemClock()
-        self.source = f"leadstream/{settings.service_name}"
+        self.source = service_source(settings.service_name)
         self._tasks: set[asyncio.Task[None]] = set()
 
     def in_flight(self) -> set[asyncio.Task[Any]]:
@@ -188,6 +188,17 @@ class EventConsumer(GroupConsumer):
         handler = self.handlers.get(env.type)
         if handler is None:
             return "ignored"
+        with event_context(env):  # the retries' and the dead letter's log lines name the event and its trace
+            return await self._attempts(record, env, handler, stop, owned)
+
+    async def _attempts(
+        self,
+        record: ConsumerRecord[Any, Any],
+        env: Envelope[Event],
+        handler: Handler,
+        stop: asyncio.Event,
+        owned: Callable[[], bool],
+    ) -> str:
         attempts = 0
         backoff = Backoff(self.settings.consumer_backoff_initial_s, self.settings.consumer_backoff_max_s)
         while True:

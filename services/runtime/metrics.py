@@ -1,4 +1,8 @@
-"""Prometheus metrics every service exposes on ``/metrics``."""
+"""Prometheus metrics every service exposes on ``/metrics``.
+
+The alert rules and the dashboard (deploy/helm/leadstream/files) query these names; tests/deploy/test_metrics_queried.py
+checks that each one they query is on a running service's ``/metrics``.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +11,16 @@ from prometheus_client import Counter, Gauge, Histogram
 HANDLED = Counter("leadstream_events_handled_total", "Events handled", ["service", "event_type", "outcome"])
 HANDLER_SECONDS = Histogram("leadstream_handler_seconds", "Handler latency", ["service", "event_type"])
 DLQ_TOTAL = Counter("leadstream_dlq_total", "Records sent to a dead-letter topic", ["service", "topic", "code"])
-CONSUMER_LAG = Gauge("leadstream_consumer_lag", "Records behind the log end", ["service", "topic", "partition"])
-OUTBOX_BACKLOG = Gauge("leadstream_outbox_backlog", "Events waiting in the outbox", ["service"])
+CONSUMER_LAG = Gauge(
+    "leadstream_consumer_lag",
+    "Records behind the log end, per partition this member owns (measured on a timer, also while it is stuck)",
+    ["service", "topic", "partition"],
+)
+OUTBOX_BACKLOG = Gauge(
+    "leadstream_outbox_backlog",
+    "Events waiting in the outbox (counted every second, also while publishing fails)",
+    ["service"],
+)
 OUTBOX_PUBLISHED = Counter("leadstream_outbox_published_total", "Events published by the relay", ["service"])
 OUTBOX_PARKED = Gauge("leadstream_outbox_parked", "Outbox rows parked: the broker refused them", ["service"])
 OUTBOX_PARKED_TOTAL = Counter(
@@ -16,5 +28,20 @@ OUTBOX_PARKED_TOTAL = Counter(
     "Outbox rows the broker refused and the relay parked",
     ["service", "topic", "error"],
 )
-SENDS = Counter("leadstream_sends_total", "Outreach sends per account and action", ["account", "action"])
+SENDS = Counter(
+    "leadstream_sends_total",
+    "Outreach sends by outcome: sent (the provider performed it) or failed (the step gave up)",
+    ["account", "action", "outcome"],
+)
 READY = Gauge("leadstream_ready", "1 while /readyz passes, 0 while it fails (set at each probe)", ["service"])
+HTTP_REQUESTS = Counter(
+    "leadstream_http_requests_total",
+    "HTTP requests served, by route template (not the raw path) and status",
+    ["service", "route", "method", "status"],
+)
+HTTP_SECONDS = Histogram(
+    "leadstream_http_request_duration_seconds",
+    "HTTP request latency until the response is sent, by route template",
+    ["service", "route", "method"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+)

@@ -44,7 +44,6 @@ import asyncio
 import contextlib
 import hashlib
 import logging
-import time
 import zlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -59,13 +58,14 @@ from aiokafka.producer.message_accumulator import BatchBuilder
 from aiokafka.record.default_records import DefaultRecordBatchBuilder
 from aiokafka.structs import TopicPartition
 from leadstream_schemas import Envelope, encode
+from leadstream_schemas.envelope import H_FASTSTREAM_CORRELATION
 from sqlalchemy import delete, func, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from . import personal
 from .db import RuntimeTables
-from .faults import KAFKA_RECORD_REFUSALS, Backoff
+from .faults import KAFKA_RECORD_REFUSALS, Backoff, sleep_unless_stopped
 from .kafka import create_producer
 from .metrics import OUTBOX_BACKLOG, OUTBOX_PARKED, OUTBOX_PARKED_TOTAL, OUTBOX_PUBLISHED
 from .settings import RuntimeSettings
@@ -73,7 +73,7 @@ from .settings import RuntimeSettings
 log = logging.getLogger(__name__)
 
 GAUGE_INTERVAL_S = 1.0
-"""How often the relay refreshes the backlog and parked-rows gauges while it is busy."""
+"""How often the backlog and parked-rows gauges are measured (on a timer beside the relay, whatever it is doing)."""
 
 
 def outbox_rows(envelopes: Iterable[Envelope[Any]]) -> list[dict[str, Any]]:
@@ -180,11 +180,13 @@ class OutboxRow:
 
 
 def record_headers(stored: Sequence[Sequence[str]]) -> list[tuple[str, bytes]]:
-    """The Kafka headers of a stored row: the contract's, plus FastStream's ``correlation_id``."""
+    """The Kafka headers of a stored row: the contract's, which include FastStream's ``correlation_id``
+    since ``encode`` writes it; rows stored before that get it added here, so every record carries it once."""
     headers = [(str(k), str(v).encode()) for k, v in stored]
+    names = {str(k) for k, _ in stored}
     correlation = faststream_correlation_id({k: v for k, v in stored})
-    if correlation is not None:
-        headers.append(("correlation_id", correlation.encode()))
+    if correlation is not None and H_FASTSTREAM_CORRELATION not in names:
+        headers.append((H_FASTSTREAM_CORRELATION, correlation.encode()))
     return headers
 
 
@@ -278,7 +280,6 @@ class OutboxRelay:
         self._partitioner = DefaultPartitioner()
         self._partitions: dict[str, list[int]] = {}
         self._isolate: frozenset[int] = frozenset()
-        self._gauges_at = 0.0
         self.healthy = True
 
     def wake(self) -> None:
@@ -476,7 +477,6 @@ class OutboxRelay:
 
     async def refresh_gauges(self) -> None:
         """Set ``leadstream_outbox_backlog`` and ``leadstream_outbox_parked`` from the tables."""
-        self._gauges_at = time.monotonic()
         waiting = select(func.count()).select_from(self.tables.outbox).scalar_subquery()
         parked = select(func.count()).select_from(self.tables.outbox_parked).scalar_subquery()
         async with self.engine.connect() as conn:
@@ -485,16 +485,35 @@ class OutboxRelay:
         OUTBOX_PARKED.labels(self.settings.service_name).set(row[1])
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Publish until ``stop`` is set; on broker or database errors back off and retry (nothing is lost)."""
+        """Publish until ``stop`` is set; on broker or database errors back off and retry (nothing is lost).
+
+        The gauges are measured beside it (:meth:`measure_gauges`): a failing or waiting relay is when the
+        backlog grows.
+        """
+        gauges = asyncio.create_task(self.measure_gauges(stop), name="outbox-gauges")
+        try:
+            await self._relay(stop)
+        finally:
+            gauges.cancel()
+            await asyncio.gather(gauges, return_exceptions=True)
+
+    async def measure_gauges(self, stop: asyncio.Event) -> None:
+        """:meth:`refresh_gauges` every ``GAUGE_INTERVAL_S`` until ``stop`` (the database down: next time)."""
+        while True:
+            try:
+                await self.refresh_gauges()
+            except Exception as exc:
+                log.debug("outbox gauges not measured", extra={"error": repr(exc)})
+            if await sleep_unless_stopped(stop, GAUGE_INTERVAL_S):
+                return
+
+    async def _relay(self, stop: asyncio.Event) -> None:
         backoff = Backoff(self.settings.consumer_backoff_initial_s, self.settings.consumer_backoff_max_s)
         while not stop.is_set():
             try:
                 n = await self.publish_once()
                 self.healthy = True
                 backoff.reset()
-                if n and time.monotonic() - self._gauges_at < GAUGE_INTERVAL_S:
-                    continue
-                await self.refresh_gauges()
                 if n:
                     continue
             except Exception as exc:

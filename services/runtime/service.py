@@ -29,13 +29,13 @@ import uvicorn
 from fastapi import APIRouter, FastAPI
 from fastapi.responses import JSONResponse, Response
 from faststream.kafka import KafkaBroker
-from leadstream_schemas import Envelope, Event
+from leadstream_schemas import Envelope, Event, service_source
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import MetaData
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from . import auth, personal, secrets
-from .clock import Clock, SystemClock
+from .clock import Clock, ClockHeaders, SystemClock
 from .consumer import EventConsumer, Handler
 from .db import RuntimeTables, create_engine, ping
 from .edge import InputGuard
@@ -48,7 +48,7 @@ from .metrics import READY
 from .migrations import RUNTIME_MIGRATIONS_DIR, prepare_schema
 from .outbox import OutboxRelay, add_to_outbox
 from .settings import RuntimeSettings
-from .telemetry import configure_tracing, current_traceparent
+from .telemetry import current_traceparent, instrument_service
 from .tokens_api import tokens_router
 
 log = logging.getLogger(__name__)
@@ -100,7 +100,7 @@ class Service:
         )
         self.tasks.append(self.housekeeping.run)
         self.readiness_checks: list[ReadinessCheck] = []
-        self.source = f"leadstream/{self.name}"
+        self.source = service_source(self.name)
         docs = settings.docs
         self.app = FastAPI(
             title=title or f"leadstream {self.name}",
@@ -117,6 +117,9 @@ class Service:
         install_problem_handlers(self.app)
         self.body_limits: dict[str, int] = {}
         self.app.add_middleware(InputGuard, max_body_bytes=settings.http_max_body_bytes, limits=self.body_limits)
+        self.app.add_middleware(ClockHeaders, clock=self.clock)
+        # Outermost: requests the guard refuses (413, 422) are counted and traced too.
+        instrument_service(self.app, self.name)  # traces (HTTP, Kafka via the outbox, libraries), HTTP metrics
         self._install_health_routes()
         self.app.include_router(tokens_router())
         # /metrics is served on its own internal port (never the API's, never behind the ingress).
@@ -321,7 +324,6 @@ class Service:
     async def run(self) -> None:
         """Run until SIGTERM/SIGINT: start everything and serve HTTP on the configured host and port."""
         configure_logging(self.name, self.settings.log_level, self.settings.log_json)
-        configure_tracing(self.name)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.request_stop)

@@ -110,6 +110,9 @@ class RuntimeSettings(BaseSettings):
         7.0, ge=1, description="Inbound webhook ids are kept this long (beyond the senders' retry schedules)."
     )
     housekeeping_interval_s: float = Field(3600.0, gt=0, description="Real seconds between retention sweeps.")
+    consumer_lag_interval_s: float = Field(
+        5.0, gt=0, description="How often consumer lag is measured (log ends asked of the broker), also while stuck."
+    )
 
     shutdown_grace_s: float = Field(
         25.0,

@@ -27,6 +27,9 @@ says HOW they are claimed, run, retried and backed off:
   timeout) is TRANSIENT when the database does not answer ``SELECT 1``, else RECORD;
 - **stop**: honoured between rows; a claim in progress is abandoned (rolled back, no effect), a call
   already made is recorded;
+- **traces**: given ``traceparent`` (a row's stored traceparent: of what made the row due, written with
+  it), the run and its call continue that trace, so a trace follows the work across the wait; the log
+  lines meanwhile carry the row's lead and campaign ids (columns of those names, when it has them);
 - :meth:`DurableTimers.wake`: look now, something just became due; :meth:`DurableTimers.serve` runs
   the loop as the service's background task and reports not-ready while it fails.
 """
@@ -37,6 +40,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Generic, TypeVar
@@ -51,6 +55,7 @@ from .db import ping
 from .faults import Backoff, Fault, backoff_delay, classify, retry_after
 from .providers import ProviderError
 from .service import Service
+from .telemetry import work_span
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +116,7 @@ class DurableTimers:
     poll_interval_s: float
     max_retry_after_s: float = float("inf")
     clock: Clock | None = None  # default: the service's clock
+    traceparent: Callable[[Row[Any]], str | None] | None = None  # the trace a row's run continues (module doc)
     healthy: bool = field(default=True, init=False)
 
     def __post_init__(self) -> None:
@@ -174,7 +180,8 @@ class DurableTimers:
                 claimed = (await conn.execute(self._claim(now))).first()
                 if claimed is None:
                     return None
-                then = await self.run(conn, claimed, now)
+                with self._span(claimed, "run"):
+                    then = await self.run(conn, claimed, now)
         except Exception as exc:
             if claimed is None:
                 raise
@@ -182,10 +189,22 @@ class DurableTimers:
             return claimed
         self.service.wake_relay()
         if then is not None:
-            await self._finish(claimed, then)
+            with self._span(claimed, "call"):
+                await self._finish(claimed, then)
         return claimed
 
     # -- internals -------------------------------------------------------------------------------
+
+    def _span(self, row: Row[Any], what: str) -> AbstractContextManager[Any]:
+        traceparent = self.traceparent(row) if self.traceparent is not None else None
+        return work_span(
+            self.service.name,
+            f"{self.name} {what}",
+            traceparent,
+            lead_id=getattr(row, "lead_id", None),
+            campaign_id=getattr(row, "campaign_id", None),
+            attributes={"leadstream.timers": self.name, "leadstream.timer_kind": str(getattr(row, "kind", ""))},
+        )
 
     def _claim(self, now: datetime) -> Select[Any]:
         return self.claimable(now).limit(1).with_for_update(of=self.table, skip_locked=True)

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 from uuid import UUID
 
-from leadstream_schemas import LeadProfileEnriched
+from leadstream_schemas import LeadProfileEnriched, VideoSettings
 
 FIELDS: tuple[str, ...] = ("first_name", "last_name", "city", "headline")
 DEFAULT_FALLBACKS: dict[str, str] = {"first_name": "there", "last_name": "", "city": "your city", "headline": "you"}
@@ -40,8 +40,15 @@ class VideoTemplate:
         }
 
 
+def template_of(video: VideoSettings | None) -> VideoTemplate | None:
+    """The video template of a ``CampaignCreated`` (its typed ``video``); None when the campaign has no video."""
+    if video is None:
+        return None
+    return VideoTemplate(video.template_id, tuple(Segment(s.name, s.field, s.fallback) for s in video.segments))
+
+
 def parse_template(raw: Mapping[str, Any] | None, template_id: str | None = None) -> VideoTemplate | None:
-    """The video template of a ``CampaignCreated``, read defensively; None when the campaign has no video.
+    """A stored video template (:meth:`VideoTemplate.to_json`), read defensively; None when there is none.
 
     Malformed segments are skipped; a segment naming an unknown field always uses its fallback.
     """

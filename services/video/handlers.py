@@ -24,6 +24,7 @@ from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 
 from services.runtime.consumer import HandlerContext
+from services.runtime.telemetry import current_traceparent
 
 from . import domain
 from .store import campaigns, enrollments, jobs, lock_campaign, lock_leads, profiles
@@ -46,7 +47,7 @@ class VideoHandlers:
         c = env.data
         conn = ctx.conn
         await lock_campaign(conn, c.campaign_id)
-        template = domain.parse_template(c.video_template, c.video_template_id)
+        template = domain.template_of(c.video)
         if template is None and c.parent_campaign_id is not None:
             # A worker campaign of a multi-account launch may not repeat its parent's video template.
             parent = (
@@ -179,5 +180,6 @@ class VideoHandlers:
                 next_attempt_at=now,
                 requested_event_id=requested.id,
                 correlation_id=requested.correlation_id,
+                traceparent=current_traceparent(),
             )
         )

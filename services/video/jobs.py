@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime
+from operator import attrgetter
 from typing import Any
 
 from leadstream_schemas import Envelope, Event, VideoFailed, derive_id
@@ -20,6 +21,7 @@ from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.runtime.service import Service
+from services.runtime.telemetry import continued
 from services.runtime.timers import DurableTimers, Failure
 
 from . import domain
@@ -34,7 +36,8 @@ def outcome_envelope(service: Service, job: Row[Any], event: Event) -> Envelope[
     """The envelope of a job's outcome: caused by its ``VideoRequested``, with an id fixed per job and type.
 
     The fixed id means a second outcome of the same kind could never be published twice, on top of
-    the status check that allows one outcome per job.
+    the status check that allows one outcome per job. It continues the job's trace: the current span's when
+    it is part of it (the job's timer), else the job's own (a studio's callback is a request of another trace).
     """
     return Envelope(
         data=event,
@@ -45,6 +48,7 @@ def outcome_envelope(service: Service, job: Row[Any], event: Event) -> Envelope[
         campaign_id=str(job.campaign_id),
         correlation_id=job.correlation_id or job.requested_event_id,
         causation_id=job.requested_event_id,
+        traceparent=continued(job.traceparent),
     )
 
 
@@ -86,6 +90,7 @@ class JobSweeper:
             retry_initial_s=submit_backoff_s,
             retry_max_s=SUBMIT_BACKOFF_MAX_S,
             poll_interval_s=poll_s,
+            traceparent=attrgetter("traceparent"),
         )
 
     async def _run(self, conn: AsyncConnection, job: Row[Any], now: datetime) -> None:

@@ -68,6 +68,7 @@ jobs = Table(
     Column("completed_at", DateTime(timezone=True), nullable=True),
     Column("requested_event_id", UUID(as_uuid=True), nullable=False),
     Column("correlation_id", UUID(as_uuid=True), nullable=True),
+    Column("traceparent", Text, nullable=True),  # of the handler that requested it: its work continues it (0002)
 )
 Index("video_jobs_lead", jobs.c.campaign_id, jobs.c.lead_id, unique=True)
 Index("video_jobs_open", jobs.c.status, jobs.c.deadline_at)

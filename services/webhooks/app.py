@@ -49,8 +49,7 @@ def build(
         transport=transport,
     )
     worker = DeliveryWorker(
-        service.engine,
-        clock,
+        service,
         sender,
         RetryPolicy(
             max_attempts=settings.webhooks_max_attempts,
@@ -65,14 +64,14 @@ def build(
         retention=timedelta(days=settings.webhooks_retention_days),
         housekeeping_s=settings.webhooks_housekeeping_interval_s,
     )
-    service.add_task(worker.run)
+    worker.serve()
     commands = SubscriptionCommands(
         service.engine,
         clock,
         guard,
         max_subscriptions=settings.webhooks_max_subscriptions,
         rotation_window=timedelta(hours=settings.webhooks_secret_rotation_window_h),
-        wake=worker.wake.set,
+        wake=worker.wake,
     )
     service.include_router(build_router(service, commands))
     service.app.state.webhooks_worker = worker

@@ -22,6 +22,7 @@ from sqlalchemy import (
     Index,
     Integer,
     LargeBinary,
+    Select,
     Table,
     Text,
     and_,
@@ -237,15 +238,14 @@ def deliverable(now: datetime) -> Any:
     )
 
 
-async def claim_due(conn: AsyncConnection, now: datetime) -> Row[Any] | None:
-    """Lock the most overdue deliverable delivery (skipping rows another worker holds), with its endpoint.
+def due_deliveries(now: datetime) -> Select[Any]:
+    """The deliverable deliveries with their endpoint, most overdue first: the durable timers' claim
+    (which locks one with ``FOR UPDATE SKIP LOCKED``; a locked one still counts as pending for its key).
 
-    Deliverable: pending, due, its subscription active, and no earlier pending delivery of the same key
-    to the same subscription (a locked one counts: it is still pending until its attempt commits).
     The lock is held for the attempt, so a crash releases it and the delivery is simply tried again.
     """
     d, s = deliveries, subscriptions
-    stmt = (
+    return (
         select(
             d,
             s.c.url,
@@ -256,10 +256,7 @@ async def claim_due(conn: AsyncConnection, now: datetime) -> Row[Any] | None:
         .select_from(d.join(s, s.c.subscription_id == d.c.subscription_id))
         .where(deliverable(now))
         .order_by(d.c.next_attempt_at, d.c.seq)
-        .limit(1)
-        .with_for_update(of=d, skip_locked=True)
     )
-    return (await conn.execute(stmt)).first()
 
 
 async def finish_attempt(

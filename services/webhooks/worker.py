@@ -1,26 +1,35 @@
-"""The delivery worker: claims due deliveries, attempts them, and applies what :mod:`.domain` decides.
+"""The delivery worker: due deliveries are durable timers, claimed and attempted by the runtime's one loop.
 
-Each of ``concurrency`` loops takes one due delivery at a time in its own transaction (``FOR UPDATE SKIP
-LOCKED``, so replicas share the work), holds its row lock during the attempt and commits the attempt's log
-row, the delivery's next state and the endpoint's failure count together. A crash before the commit leaves
-the delivery pending: it is attempted again with the same ``webhook-id`` (at-least-once; receivers dedupe).
+The runtime's :class:`~services.runtime.timers.DurableTimers` claims one deliverable delivery at a time
+(``FOR UPDATE SKIP LOCKED``, so replicas share the work; ``concurrency`` loops per process). The attempt
+runs in the claim's transaction and holds the row lock, so a delivery's later events to the same endpoint
+wait for it (per-key order), and the attempt's log row, the delivery's next state and the endpoint's
+failure count commit together. A crash or a stop before the commit leaves the delivery pending: it is
+attempted again with the same ``webhook-id`` (at-least-once; receivers dedupe).
+
+A subscriber's failure is an outcome, not an error: :mod:`.domain` decides the next attempt (its own
+exponential backoff with jitter) or the endpoint's disabling. Only a failure of ours (the database
+refusing what we record) reaches the runtime's fault handling: a transient one makes the service
+not-ready until the database answers, any other is retried with backoff and, after
+``webhooks_max_attempts``, fails the delivery with the error in its log.
 A housekeeping loop refreshes the gauges and deletes finished deliveries older than the retention.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 from datetime import datetime, timedelta
 from typing import Any
 
+from sqlalchemy import update
 from sqlalchemy.engine import Row
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection
 
-from services.runtime.clock import Clock
-from services.runtime.faults import Backoff, Fault, classify, sleep_unless_stopped
+from services.runtime.faults import sleep_unless_stopped
+from services.runtime.service import Service
+from services.runtime.timers import DurableTimers, Failure, Then
 
 from . import domain, store
 from .domain import AttemptResult, DisabledReason, RetryPolicy, State, Status
@@ -40,12 +49,11 @@ def signing_secrets(delivery: Row[Any], now: datetime) -> list[str]:
 
 
 class DeliveryWorker:
-    """Runs the delivery loops of one process as a service task."""
+    """The delivery loops of one process (durable timers on ``deliveries``) and its housekeeping task."""
 
     def __init__(
         self,
-        engine: AsyncEngine,
-        clock: Clock,
+        service: Service,
         sender: Sender,
         policy: RetryPolicy,
         *,
@@ -57,70 +65,74 @@ class DeliveryWorker:
         housekeeping_s: float = 60.0,
         rng: random.Random | None = None,
     ) -> None:
-        self.engine = engine
-        self.clock = clock
+        self.service = service
+        self.engine = service.engine
+        self.clock = service.clock
         self.sender = sender
         self.policy = policy
         self.disable_min_failures = disable_min_failures
         self.disable_after = disable_after
-        self.concurrency = concurrency
-        self.poll_s = poll_s
         self.retention = retention
         self.housekeeping_s = housekeeping_s
         self.rng = rng or random.Random()
-        self.wake = asyncio.Event()
+        self.timers = [
+            DurableTimers(
+                name=f"webhooks-delivery-{i}",
+                service=service,
+                table=store.deliveries,
+                due=store.deliveries.c.next_attempt_at,
+                attempts=store.deliveries.c.attempts,
+                claimable=store.due_deliveries,
+                run=self._attempt,
+                failed=self._failed,
+                max_attempts=policy.max_attempts,
+                retry_initial_s=policy.initial_s,
+                retry_max_s=policy.max_s,
+                poll_interval_s=poll_s,
+            )
+            for i in range(concurrency)
+        ]
 
-    async def run(self, stop: asyncio.Event) -> None:
-        """Deliver until ``stop`` is set."""
-        loops = [asyncio.create_task(self._loop(stop), name=f"webhooks-delivery-{i}") for i in range(self.concurrency)]
-        loops.append(asyncio.create_task(self._housekeeping(stop), name="webhooks-housekeeping"))
-        try:
-            await asyncio.gather(*loops)
-        finally:
-            for task in loops:
-                task.cancel()
-            await self.sender.aclose()
+    def serve(self) -> None:
+        """Run the delivery loops and the housekeeping as the service's background tasks."""
+        for timers in self.timers:
+            timers.serve()
+        self.service.add_task(self._housekeeping)
 
-    async def _loop(self, stop: asyncio.Event) -> None:
-        backoff = Backoff(initial_s=self.poll_s, max_s=30.0)
-        while not stop.is_set():
-            try:
-                if await self.deliver_one():
-                    backoff.reset()
-                    continue
-            except Exception as exc:
-                fault = classify(exc)
-                level = logging.WARNING if fault in (Fault.TRANSIENT, Fault.SUSPECT) else logging.ERROR
-                log.log(level, "delivery loop failed; retrying", extra={"error": repr(exc), "fault": fault.value})
-                if await backoff.wait(stop):
-                    return
-                continue
-            await self._idle()
-
-    async def _idle(self) -> None:
-        """Wait for the next poll, or less when woken (an operator requeued deliveries or enabled an endpoint)."""
-        self.wake.clear()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.wake.wait(), timeout=self.poll_s)
+    def wake(self) -> None:
+        """Look for due deliveries now (an operator requeued deliveries or enabled an endpoint)."""
+        for timers in self.timers:
+            timers.wake()
 
     async def deliver_one(self) -> bool:
         """Attempt one due delivery; False when none is due."""
-        async with self.engine.begin() as conn:
-            delivery = await store.claim_due(conn, self.clock.now())
-            if delivery is None:
-                return False
-            started_at = self.clock.now()
-            try:
-                result = await self.sender.send(
-                    delivery.url, delivery.body, str(delivery.event_id), signing_secrets(delivery, started_at)
-                )
-            except Exception as exc:  # a bug of ours must not loop on one delivery: it counts as a failed attempt
-                log.exception("delivery attempt raised", extra={"delivery_id": str(delivery.delivery_id)})
-                result = AttemptResult(False, 0, error=f"internal error: {type(exc).__name__}", outcome="internal")
-            await self._apply(conn, delivery, result, started_at)
+        return await self.timers[0].run_once() is not None
+
+    async def _attempt(self, conn: AsyncConnection, delivery: Row[Any], now: datetime) -> Then[Any] | None:
+        """Attempt the claimed delivery and record what follows, in the claim's transaction."""
+        started_at = self.clock.now()
+        try:
+            result = await self.sender.send(
+                delivery.url, delivery.body, str(delivery.event_id), signing_secrets(delivery, started_at)
+            )
+        except Exception as exc:  # a bug of ours must not loop on one delivery: it counts as a failed attempt
+            log.exception("delivery attempt raised", extra={"delivery_id": str(delivery.delivery_id)})
+            result = AttemptResult(False, 0, error=f"internal error: {type(exc).__name__}", outcome="internal")
+        await self._apply(conn, delivery, result, started_at)
         ATTEMPTS.labels(result.outcome).inc()
         ATTEMPT_SECONDS.observe(result.duration_ms / 1000)
-        return True
+        return None
+
+    async def _failed(self, conn: AsyncConnection, delivery: Row[Any], failure: Failure) -> None:
+        """Recording an attempt failed (the runtime already set the attempt count and the retry time):
+        keep the error in the delivery's log, and fail the delivery when the runtime gives up."""
+        values: dict[str, Any] = {"last_error": failure.detail, "updated_at": failure.now}
+        if failure.retry_at is None:
+            values["status"] = Status.FAILED.value
+            DELIVERIES.labels(Status.FAILED.value).inc()
+        await conn.execute(
+            update(store.deliveries).where(store.deliveries.c.delivery_id == delivery.delivery_id).values(**values)
+        )
 
     async def _apply(
         self, conn: AsyncConnection, delivery: Row[Any], result: AttemptResult, started_at: datetime
@@ -186,10 +198,13 @@ class DeliveryWorker:
         return pruned
 
     async def _housekeeping(self, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            try:
-                await self.housekeeping()
-            except Exception as exc:
-                log.warning("webhooks housekeeping failed; retrying", extra={"error": repr(exc)})
-            if await sleep_unless_stopped(stop, self.housekeeping_s):
-                return
+        try:
+            while not stop.is_set():
+                try:
+                    await self.housekeeping()
+                except Exception as exc:
+                    log.warning("webhooks housekeeping failed; retrying", extra={"error": repr(exc)})
+                if await sleep_unless_stopped(stop, self.housekeeping_s):
+                    return
+        finally:
+            await self.sender.aclose()

@@ -2,8 +2,7 @@
 
 - a rebuild from offset 0 has exactly the live views' checksum; promoting it swaps it in while the
   live service runs, and the service goes on applying new events into the promoted views;
-- upcasters apply during a replay (an old event version is read as the current one);
-- exports write the decoded events to JSONL and Parquet (read back with DuckDB).
+- upcasters apply during a replay (an old event version is read as the current one).
 """
 
 from __future__ import annotations
@@ -13,13 +12,11 @@ import json
 import os
 import sys
 import uuid
-from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import asyncpg
-import duckdb
 import httpx
 import pytest
 import typer
@@ -173,62 +170,6 @@ async def test_upcasters_apply_during_replay(
         UPCASTERS.pop(old_type, None)
 
 
-async def test_export_jsonl_and_parquet(
-    isolated: Isolated,  # noqa: F811 - the fixture imported above
-    tmp_path: Path,
-) -> None:
-    log = generate(leads=16, campaigns=2, seed=4)
-    settings = isolated.settings()
-    await produce_all(settings.kafka_bootstrap_servers, settings.topic_prefix, log.envelopes)
-    camp = log.campaign_ids[0]
-    lead_events = [e for e in log.envelopes if e.topic == LEAD.name]
-    of_campaign = [e for e in lead_events if e.data.campaign_id == camp]
-    cut = EPOCH + timedelta(hours=3)
-    windowed = [e for e in of_campaign if e.time >= cut]
-    assert 0 < len(windowed) < len(of_campaign)
-
-    jsonl = tmp_path / "lead.jsonl"
-    out = await cli(
-        isolated, "export", "--topic", "lead", "--campaign", str(camp), "--format", "jsonl", "--out", str(jsonl)
-    )
-    assert f"wrote {len(of_campaign):,} events" in out
-    rows = [json.loads(line) for line in jsonl.read_text().splitlines()]
-    assert sorted(r["event_id"] for r in rows) == sorted(str(e.id) for e in of_campaign)
-    by_id = {str(e.id): e for e in of_campaign}
-    for r in rows:
-        env = by_id[r["event_id"]]
-        assert r["type"] == env.type and r["payload"]["lead_id"] == str(env.data.lead_id)
-        assert r["campaign_id"] == str(camp) and r["topic"] == settings.topic_name(LEAD.name)
-
-    parquet = tmp_path / "lead.parquet"
-    await cli(
-        isolated,
-        "export",
-        "--topic",
-        "leadstream.lead.v1",
-        "--campaign",
-        str(camp),
-        "--since",
-        cut.isoformat(),
-        "--format",
-        "parquet",
-        "--out",
-        str(parquet),
-    )
-    db = duckdb.connect()
-    counts = dict(db.execute(f"SELECT type, count(*) FROM read_parquet('{parquet}') GROUP BY type").fetchall())
-    assert counts == dict(Counter(e.type for e in windowed))
-    pairs = db.execute(
-        f"SELECT event_id, json_extract_string(payload, '$.lead_id') FROM read_parquet('{parquet}')"
-    ).fetchall()
-    assert sorted(pairs) == sorted((str(e.id), str(e.data.lead_id)) for e in windowed)
-    early = db.execute(
-        f"SELECT count(*) FROM read_parquet('{parquet}') WHERE time < '{cut.isoformat()}'::TIMESTAMPTZ"
-    ).fetchone()
-    db.close()
-    assert early == (0,)
-
-
 def test_times_for_since_and_until() -> None:
     now = datetime(2026, 1, 10, 12, 0, tzinfo=UTC)
     assert parse_time("7d", now=now) == now - timedelta(days=7)
@@ -251,5 +192,3 @@ async def test_unclear_or_impossible_requests_fail_with_a_message(
     assert code == 1 and "no rebuild named 'nope'" in out
     code, out, _ = await cli_raw(isolated, "views", "checksum", "--schema", "projection_nope")
     assert code == 1 and "does not exist" in out
-    code, _, err = await cli_raw(isolated, "export", "--topic", "nope", "--format", "jsonl", "--out", "/tmp/x.jsonl")
-    assert code == 2 and "unknown topic" in err

@@ -220,7 +220,15 @@ def test_autoscaling_never_exceeds_the_partitions(chart: Chart) -> None:
         "-f", str(values_file("production")), "--set", "services.enrichment.autoscaling.maxReplicas=7"
     )
     assert too_many.returncode != 0 and "exceeds topics.partitions=6" in too_many.stderr
-    no_group = chart.helm("-f", str(values_file("production")), "--set", "services.discovery.autoscaling.type=keda")
+    # The console consumes no topic (discovery does since it runs campaigns' audiences).
+    no_group = chart.helm(
+        "-f",
+        str(values_file("production")),
+        "--set",
+        "services.console.autoscaling.enabled=true",
+        "--set",
+        "services.console.autoscaling.type=keda",
+    )
     assert no_group.returncode != 0 and "consumes no topic" in no_group.stderr
 
 

@@ -2,7 +2,9 @@
 
 A saved search discovers leads; they are enriched, written to, invited, and some reply. The
 projection's timeline of a replying lead shows the lifecycle in causal order, and a webhook
-subscriber receives the lead's events signed, in the order they are on the log.
+subscriber receives the lead's events signed, in the order they are on the log. Every record the run
+put on the event topics looks exactly like the golden record of its type and validates against the
+committed schemas (the wire is the contract).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from typing import Any
 
 import httpx
 import pytest
-from leadstream_schemas import LEAD, DecodeError, Envelope, LeadEnrolled, MessageGenerated, decode
+from leadstream_schemas import LEAD, TOPICS, DecodeError, Envelope, LeadEnrolled, MessageGenerated, decode, headers_dict
 
 from leadstream_cli.demo import CLOCK_SCALE, LIFECYCLE, SERVICES, DemoScenario
 from leadstream_cli.processes import ServiceFleet, free_port
@@ -27,6 +29,7 @@ from tests.support.infra import Infra
 from tests.support.kafka import read_until, wait_for
 from tests.support.personal import decode_opened
 from tests.support.webhook_receiver import Receiver
+from tests.support.wire import wire_mismatches
 
 pytestmark = pytest.mark.e2e
 WORKSPACE = "ws-e2e"
@@ -87,13 +90,78 @@ async def test_lead_travels_through_all_services(
             assert r.status_code == 201, r.text
             receiver.secrets = [r.json()["secret"]]
         await _lead_lifecycle(fleet, token, infra, topic_prefix, receiver)
+    await _wire_is_the_contract(infra, topic_prefix)
+
+
+async def _wire_is_the_contract(infra: Infra, topic_prefix: str) -> None:
+    """Every record this run's services produced (this workspace, all event topics) matches the contract."""
+
+    def ours(records: list[Any]) -> list[Any]:
+        return [r for r in records if headers_dict(r.headers).get("workspaceid") == WORKSPACE]
+
+    def lifecycle_read(records: list[Any]) -> bool:
+        return {headers_dict(r.headers).get("ce_type") for r in ours(records)} >= set(LIFECYCLE)
+
+    topics = [topic_prefix + name for name in sorted(TOPICS)]
+    records = ours(await read_until(infra.kafka_bootstrap_servers, topics, lifecycle_read, timeout_s=120))
+    problems = [
+        problem
+        for r in records
+        for problem in wire_mismatches(r.topic.removeprefix(topic_prefix), r.key, r.value, r.headers)
+    ]
+    assert problems == [], "\n".join(sorted(set(problems))[:40])
+    produced = {headers_dict(r.headers)["ce_type"] for r in records}
+    sources = {headers_dict(r.headers)["ce_source"] for r in records}
+    assert {"leadstream/discovery", "leadstream/enrichment", "leadstream/messaging", "leadstream/outreach"} <= sources
+    assert len(produced) >= 8, sorted(produced)
+
+
+def _approve_pending(scenario: DemoScenario, campaign_id: str) -> int:
+    """Approve every draft waiting in the Messaging Lab (what a reviewer does); how many were approved."""
+    try:
+        pending = scenario.pending_drafts(campaign_id)
+    except RuntimeError:  # messaging has not seen the campaign yet
+        return 0
+    for draft in pending:
+        scenario.approve(str(draft["draft_id"]))
+    return len(pending)
+
+
+async def _prepare_review_launch(scenario: DemoScenario) -> str:
+    """Prepare a campaign whose drafts wait for review, review them in the Messaging Lab, then launch it: nothing
+    is sent before the launch, and the launch sends the approved drafts."""
+    account = await asyncio.to_thread(scenario.connect_account, "E2E SDR")
+    campaign_id, _ = await asyncio.to_thread(
+        scenario.create_campaign,
+        "E2E campaign",
+        account,
+        leads=25,
+        prompt="B2B SaaS companies hiring SDRs",
+        review=True,
+    )
+    prepared = await asyncio.to_thread(scenario.prepare, campaign_id)
+    assert prepared["state"] == "prepared"
+    reviewed = await wait_for(
+        lambda: asyncio.to_thread(_approve_pending, scenario, campaign_id),
+        timeout_s=180,
+        interval_s=1.0,
+        what="drafts of prepared leads in the Messaging Lab",
+    )
+    assert reviewed >= 1
+    before = await asyncio.to_thread(scenario.call, "GET", "outreach", f"/v1/campaigns/{campaign_id}")
+    assert before["state"] == "prepared" and before["leads"].get("prepared", 0) >= 1
+    assert before["sent"] == {}  # reviewed, not launched: nothing sent
+    launched = await asyncio.to_thread(scenario.launch, campaign_id)
+    assert launched["state"] == "running"
+    return campaign_id
 
 
 async def _lead_lifecycle(fleet: ServiceFleet, token: str, infra: Infra, topic_prefix: str, receiver: Receiver) -> None:
     scenario = DemoScenario(fleet, token)
-    campaign_id, _ = await asyncio.to_thread(scenario.setup_campaign, 25)
+    campaign_id = await _prepare_review_launch(scenario)
 
     def full_lifecycle_lead() -> str | None:
+        _approve_pending(scenario, campaign_id)  # leads prepared or enrolled later get their drafts reviewed too
         for row in scenario.results(campaign_id, status="replied"):
             types = [item["type"] for item in scenario.timeline(row["lead_id"])]
             if set(LIFECYCLE) <= set(types):

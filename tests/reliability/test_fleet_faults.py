@@ -50,7 +50,9 @@ from tests.support.kafka import wait_for
 from tests.support.probe.tail import Records, Tail
 from tests.support.servers import DedicatedServers, LocalServer
 
-pytestmark = pytest.mark.e2e
+# Each test runs a campaign to its end around an outage: ~4 minutes alone, more on a shared machine (the
+# campaign itself may take 300 s, see _settle), so the per-test ceiling is above the suite default of 300 s.
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 
 LEADS = 30
 OUTAGE_S = 10.0

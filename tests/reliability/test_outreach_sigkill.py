@@ -43,6 +43,7 @@ from services.runtime.webhooks import signed_headers
 from tests.services.outreach.support import lead_events
 from tests.support.campaign import WORKFLOW
 from tests.support.kafka import produce_events, wait_for
+from tests.support.keys import signing_key
 from tests.support.local_http import serve
 from tests.support.personal import decode_opened
 from tests.support.probe.process import ServiceProcess, free_port
@@ -266,7 +267,7 @@ class CountingLinkedIn:
 
 
 SEND_LEADS = 12
-SECRET = "send-sigkill-secret"
+SECRET = signing_key("send-sigkill")  # the LinkedIn provider's Standard Webhooks key
 
 
 async def _connected_account(http: httpx.AsyncClient, n: int) -> str:
@@ -309,7 +310,7 @@ async def test_sigkill_before_during_and_after_a_send_never_sends_twice(
             "LEADSTREAM_LINKEDIN_PROVIDER": "http",
             "LEADSTREAM_UNIPILE_BASE_URL": provider_url,
             "LEADSTREAM_UNIPILE_API_KEY": "test-key",
-            "LEADSTREAM_WEBHOOK_SECRET": SECRET,
+            "LEADSTREAM_LINKEDIN_WEBHOOK_SECRET": SECRET,
             "LEADSTREAM_SEND_RECONCILE_AFTER_S": "1",  # calls to this local provider take milliseconds
             "LEADSTREAM_LOG_LEVEL": "WARNING",
         }

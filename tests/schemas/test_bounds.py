@@ -12,7 +12,7 @@ from typing import Annotated, Any
 import pytest
 from leadstream_schemas import (
     EVENT_TYPES,
-    CampaignCreated,
+    CampaignCreatedV1,
     DecodeError,
     Envelope,
     LeadProfileEnriched,
@@ -64,6 +64,7 @@ def test_the_committed_bounds_table_lists_every_bound() -> None:
     assert text == bounds_document(schemas)
     assert "| `leadstream.campaign.created.v1` | `strategy.offer` | 4,000 characters |" in text
     assert "| `leadstream.lead.profile_enriched.v1` | `recent_posts[].text` | 20,000 characters |" in text
+    assert "| `leadstream.campaign.created.v2` | `workflow.steps` | 50 items |" in text
     assert "| `leadstream.campaign.created.v1` | `workflow` | 65,536 bytes |" in text
 
 
@@ -94,7 +95,7 @@ def test_building_an_event_checks_its_bounds_and_refuses_unstorable_characters()
         Replied(lead_id=uuid.uuid4(), channel="message", received_at=datetime.now(UTC), excerpt="a\ud800")
     assert "lone surrogate" in surrogate.value.errors()[0]["msg"]
     with pytest.raises(ValidationError) as free:
-        CampaignCreated(
+        CampaignCreatedV1(
             campaign_id=uuid.uuid4(),
             name="c",
             audience={"type": "source_group", "ref": str(uuid.uuid4())},
@@ -102,7 +103,7 @@ def test_building_an_event_checks_its_bounds_and_refuses_unstorable_characters()
         )
     assert free.value.errors()[0]["loc"] == ("workflow",) and "steps.0.note" in free.value.errors()[0]["msg"]
     with pytest.raises(ValidationError, match="at most 65536 bytes"):
-        CampaignCreated(
+        CampaignCreatedV1(
             campaign_id=uuid.uuid4(),
             name="c",
             audience={"type": "source_group", "ref": str(uuid.uuid4())},
@@ -160,7 +161,7 @@ def _max_length(prop: dict[str, Any]) -> int:
 
 
 def _example(cls: type[Event]) -> Event:
-    golden = Path(__file__).parent / "golden" / f"{cls.event_type}.json"
+    golden = Path(__file__).resolve().parents[2] / "schemas" / "examples" / f"{cls.event_type}.json"
     return cls.model_validate(json.loads(golden.read_text())["payload"])
 
 

@@ -13,7 +13,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from leadstream_schemas import ActionSkipped, CampaignCreated, LeadDiscovered, LeadEmailEnriched, LeadEmailNotFound
+from leadstream_schemas import (
+    ActionSkipped,
+    CampaignCreated,
+    CampaignCreatedV1,
+    LeadDiscovered,
+    LeadEmailEnriched,
+    LeadEmailNotFound,
+)
 from leadstream_schemas.compat import Change, breaking, compare, compare_all, main
 from leadstream_schemas.generate import JSONSCHEMA_DIR, event_schema
 
@@ -242,7 +249,7 @@ def test_writer_bounds_may_be_added_or_lowered_but_not_raised_or_removed() -> No
         "fit_signals: size bound maxItems=20 removed (readers may rely on it)",
         "full_name: size bound maxLength=300 removed (readers may rely on it)",
     ]
-    free = event_schema(CampaignCreated)
+    free = event_schema(CampaignCreatedV1)
     bigger = edited(free)
     bigger["properties"]["workflow"]["x-leadstream-max-bytes"] *= 2
     assert problems(free, bigger) == ["workflow: size bound x-leadstream-max-bytes raised from 65536 to 131072"]
@@ -312,3 +319,21 @@ def test_cli_compares_against_a_git_revision(tmp_path: Path, capsys: pytest.Capt
     assert main(["--root", str(root), "--ref", "HEAD"]) == 1
     assert "seniority: field removed" in capsys.readouterr().err
     assert main(["--root", str(root), "--ref", "no-such-ref"]) == 2
+
+
+def test_the_typed_campaign_models_are_covered_field_by_field() -> None:
+    """CampaignCreated v2 carries its workflow, delivery and video as models: a breaking change inside any of
+    them (a step action removed, a delivery field retyped, an edge field renamed) is found with its path."""
+    old = event_schema(CampaignCreated)
+    new = edited(old)
+    new["$defs"]["Step"]["properties"]["action"]["enum"].remove("like")
+    new["$defs"]["Delivery"]["properties"]["start_hour"]["type"] = "string"
+    edge = new["$defs"]["Edge"]
+    edge["properties"]["from_step"] = edge["properties"].pop("source")
+    edge["required"] = ["from_step" if r == "source" else r for r in edge["required"]]
+    assert sorted(problems(old, new)) == [
+        "delivery.start_hour: type changed from integer to string",
+        "workflow.edges[].from_step: new required field (old events do not have it; give it a default)",
+        "workflow.edges[].source: field removed",
+        'workflow.steps[].action: allowed value(s) removed: ["like"]',
+    ]

@@ -88,6 +88,7 @@ def test_encode_writes_every_cloudevents_header() -> None:
         "correlationid": str(ROOT_ID),
         "causationid": str(ROOT_ID),
         "traceparent": TRACE,
+        "correlation_id": str(ROOT_ID),  # FastStream's header, the same correlation
     }
     assert all(isinstance(raw, bytes) for _, raw in headers)
     assert key == str(LEAD).encode()
@@ -107,7 +108,9 @@ def test_optional_headers_are_omitted_when_unset() -> None:
         "content-type",
         "workspaceid",
         "correlationid",  # a root event starts its own correlation
+        "correlation_id",  # FastStream's header: the same value
     ]
+    assert headers_dict(headers)["correlation_id"] == headers_dict(headers)["ce_id"]
 
 
 def test_ce_time_is_written_in_utc() -> None:

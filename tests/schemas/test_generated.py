@@ -7,18 +7,28 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from pathlib import Path
 from typing import Any
 
 import pytest
 from leadstream_schemas import EVENT_TYPES, TOPICS
-from leadstream_schemas.envelope import H_CAUSATION, H_CORRELATION, H_TRACEPARENT, REQUIRED_HEADERS
+from leadstream_schemas.envelope import (
+    H_CAUSATION,
+    H_CORRELATION,
+    H_FASTSTREAM_CORRELATION,
+    H_TRACEPARENT,
+    REQUIRED_HEADERS,
+)
 from leadstream_schemas.generate import (
     ASYNCAPI_FILE,
+    EXAMPLES_DIR,
     JSONSCHEMA_DIR,
+    PAYLOAD_SCHEMA_FORMAT,
     asyncapi_document,
     default_root,
     event_schemas,
+    load_examples,
     main,
     render,
     to_yaml,
@@ -36,6 +46,7 @@ def tree(root: Path) -> dict[str, str]:
 
 
 def test_committed_files_are_current(tmp_path: Path) -> None:
+    shutil.copytree(SCHEMAS_ROOT / EXAMPLES_DIR, tmp_path / EXAMPLES_DIR)
     assert main(["--root", str(tmp_path)]) == 0
     fresh, committed = tree(tmp_path), tree(SCHEMAS_ROOT)
 
@@ -110,7 +121,8 @@ def test_every_event_type_has_a_json_schema_with_contract_metadata() -> None:
         assert cls.key_field in schema["required"]
 
 
-def test_asyncapi_has_every_topic_and_its_dlq_with_a_receive_operation() -> None:
+def test_asyncapi_has_every_topic_and_its_dlq_with_a_send_operation() -> None:
+    """The document describes leadstream, the application that publishes (sends) every event."""
     doc = asyncapi_document(event_schemas())
     assert doc["asyncapi"] == "3.0.0"
     addresses = sorted(channel["address"] for channel in doc["channels"].values())
@@ -118,7 +130,7 @@ def test_asyncapi_has_every_topic_and_its_dlq_with_a_receive_operation() -> None
     for channel_id, channel in doc["channels"].items():
         operations = [op for op in doc["operations"].values() if op["channel"] == {"$ref": f"#/channels/{channel_id}"}]
         assert len(operations) == 1
-        assert operations[0]["action"] == "receive"
+        assert operations[0]["action"] == "send"
         for ref in operations[0]["messages"]:  # operation messages must be the channel's messages
             assert ref["$ref"].removeprefix(f"#/channels/{channel_id}/messages/") in channel["messages"]
 
@@ -129,11 +141,21 @@ def test_asyncapi_messages_document_headers_and_point_at_the_json_schemas() -> N
     assert sorted(m["name"] for m in messages.values()) == sorted(EVENT_TYPES)
     headers = doc["components"]["schemas"]["CloudEventsHeaders"]
     assert sorted(headers["properties"]) == sorted(
-        [*REQUIRED_HEADERS, "ce_subject", "content-type", "campaignid", H_CORRELATION, H_CAUSATION, H_TRACEPARENT]
+        [
+            *REQUIRED_HEADERS,
+            "ce_subject",
+            "content-type",
+            "campaignid",
+            H_CORRELATION,
+            H_CAUSATION,
+            H_TRACEPARENT,
+            H_FASTSTREAM_CORRELATION,
+        ]
     )
     assert set(REQUIRED_HEADERS) <= set(headers["required"])
     for message in messages.values():
-        payload = message["payload"]["$ref"]
+        assert message["payload"]["schemaFormat"] == PAYLOAD_SCHEMA_FORMAT
+        payload = message["payload"]["schema"]["$ref"]
         assert payload == f"./{JSONSCHEMA_DIR}/{message['name']}.json"
         assert (SCHEMAS_ROOT / payload).is_file()
         assert message["headers"]["allOf"][1]["properties"]["ce_type"] == {"const": message["name"]}
@@ -199,7 +221,15 @@ def load_yaml_subset(text: str) -> Any:
 
 def test_asyncapi_yaml_reads_back_as_the_document() -> None:
     text = (SCHEMAS_ROOT / ASYNCAPI_FILE).read_text(encoding="utf-8")
-    assert load_yaml_subset(text) == asyncapi_document(event_schemas())
+    assert load_yaml_subset(text) == asyncapi_document(event_schemas(), load_examples(SCHEMAS_ROOT))
+
+
+def test_every_message_shows_its_golden_record_as_example() -> None:
+    doc = asyncapi_document(event_schemas(), load_examples(SCHEMAS_ROOT))
+    for message in doc["components"]["messages"].values():
+        golden = json.loads((SCHEMAS_ROOT / EXAMPLES_DIR / f"{message['name']}.json").read_text(encoding="utf-8"))
+        [example] = message["examples"]
+        assert (example["headers"], example["payload"]) == (golden["headers"], golden["payload"])
 
 
 @pytest.mark.parametrize(

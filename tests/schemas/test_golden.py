@@ -1,4 +1,5 @@
-"""Golden records: one realistic Kafka record per event type, frozen in tests/schemas/golden/<type>.json.
+"""Golden records: one realistic Kafka record per event type, frozen in schemas/examples/<type>.json (published:
+they are the AsyncAPI messages' examples).
 
 Each file holds the record as a consumer sees it: ``key``, ``headers`` (CloudEvents binary mode) and the
 ``payload`` (the record value). A change to the wire format of any event fails here.
@@ -14,8 +15,9 @@ from uuid import UUID
 import jsonschema
 import pytest
 from leadstream_schemas import EVENT_TYPES, decode, encode
+from leadstream_schemas.upcasting import UPCASTERS
 
-GOLDEN = Path(__file__).parent / "golden"
+GOLDEN = Path(__file__).resolve().parents[2] / "schemas" / "examples"
 COMMITTED_SCHEMAS = Path(__file__).resolve().parents[2] / "schemas" / "jsonschema"
 ALL_TYPES = sorted(EVENT_TYPES)
 # Payload fields that hold personal data: they must never leak into the key or a header.
@@ -67,6 +69,12 @@ def test_golden_round_trips_through_decode_and_encode(event_type: str) -> None:
     value, headers = record(event_type)
 
     env = decode(value, headers)
+    if event_type in UPCASTERS:
+        # An old version decodes as the current one (history kept readable); its own round trip is the
+        # current type's fixture.
+        current, _ = UPCASTERS[event_type]
+        assert type(env.data) is EVENT_TYPES[current]
+        return
     assert type(env.data) is EVENT_TYPES[event_type]
     key, value_again, headers_again = encode(env)
 

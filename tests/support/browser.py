@@ -129,3 +129,53 @@ async def screenshot(page: Page, name: str, *, full_page: bool = True) -> list[P
         out.append(path)
     await page.set_viewport_size(before)
     return out
+
+
+async def assert_fits_phone(page: Page) -> None:
+    """At 390x844 the page scrolls only vertically: nothing is wider than the screen (wide tables and graphs
+    scroll inside their own boxes). The viewport is restored."""
+    before: ViewportSize = page.viewport_size or DESKTOP
+    await page.set_viewport_size(PHONE)
+    try:
+        widest = await page.evaluate(
+            """() => {
+                const width = document.documentElement.clientWidth;
+                const clipped = e => {
+                    for (let a = e.parentElement; a && a !== document.body; a = a.parentElement) {
+                        const x = getComputedStyle(a).overflowX;
+                        if (['auto', 'scroll', 'hidden', 'clip'].includes(x)) { return true; }
+                    }
+                    return false;
+                };
+                const over = [...document.querySelectorAll('body *')].filter(e => {
+                    const r = e.getBoundingClientRect();
+                    return r.width > 0 && r.right > width + 1 && !clipped(e);
+                });
+                return {scroll: document.documentElement.scrollWidth, width,
+                        over: over.slice(0, 5).map(e => e.tagName + '#' + e.id + '.' + e.className)};
+            }"""
+        )
+        assert widest["scroll"] <= widest["width"] and not widest["over"], f"wider than a phone: {widest}"
+    finally:
+        await page.set_viewport_size(before)
+
+
+async def assert_labelled(page: Page) -> None:
+    """Every visible form control has an accessible name (a label, aria-label or aria-labelledby) and every
+    button says what it does: what a screen reader or a keyboard user needs."""
+    nameless = await page.evaluate(
+        """() => [...document.querySelectorAll('input, select, textarea, button')].filter(e => {
+            if (e.type === 'hidden' || e.closest('[hidden], dialog:not([open])')) { return false; }
+            const r = e.getBoundingClientRect();
+            if (r.width === 0 && r.height === 0) { return false; }
+            const byLabel = e.labels && [...e.labels].some(l => l.textContent.trim());
+            const byAria = (e.getAttribute('aria-label') || '').trim()
+                || (e.getAttribute('aria-labelledby') || '').split(' ').some(id => {
+                    const l = document.getElementById(id);
+                    return l && l.textContent.trim();
+                });
+            const byText = e.tagName === 'BUTTON' && e.textContent.trim();
+            return !(byLabel || byAria || byText);
+        }).map(e => e.outerHTML.slice(0, 120))"""
+    )
+    assert not nameless, f"controls without a name: {nameless}"

@@ -16,6 +16,7 @@ import httpx
 
 from services.runtime import auth
 from services.runtime.db import create_engine
+from services.runtime.plans import set_plan
 from tests.support.fleet import Fleet
 
 CLOCK_SCALE = 1800.0
@@ -63,6 +64,7 @@ async def launch_campaign(fleet: Fleet, database_url: str, *, leads: int, video:
     workspace = f"ws-{uuid.uuid4().hex[:8]}"
     engine = create_engine(database_url)
     try:
+        await set_plan(engine, workspace, "scale", ["video"])  # a new workspace starts on Starter: no video
         token = await auth.create_token(engine, workspace, label="fault test")
     finally:
         await engine.dispose()

@@ -82,7 +82,8 @@ class ConsoleWorld:
 
 
 def start_console_fleet(env: dict[str, str], log_dir: Path, database_url: str, **settings: str) -> ConsoleWorld:
-    """Every service (the console included) as a process on free ports, campaign time 1800x real time."""
+    """Every service (the console included) as a process on free ports, campaign time 1800x real time (the
+    console's own clock is the wall clock)."""
     fleet = ServiceFleet(
         env={
             **env,
@@ -96,7 +97,9 @@ def start_console_fleet(env: dict[str, str], log_dir: Path, database_url: str, *
     )
     try:
         for name in SERVICES:
-            fleet.start(name)
+            # The console runs on the wall clock: the times it shows follow the projection's clock (the events'
+            # time base), not its own settings.
+            fleet.start(name, **({"LEADSTREAM_CLOCK_SCALE": "1"} if name == "console" else {}))
         fleet.wait_ready(180)
     except BaseException:
         fleet.stop()

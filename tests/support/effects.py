@@ -231,7 +231,7 @@ async def _views(run: CampaignRun, fleet: Fleet, leads: Sequence[str]) -> tuple[
             after: str | None = None
             while True:
                 page = await _get(
-                    http, f"{base}/leads/{lead}/timeline", limit=1000, **({"after": after} if after else {})
+                    http, f"{base}/leads/{lead}/timeline", limit=200, **({"after": after} if after else {})
                 )
                 items.extend(str(i["event_id"]) for i in page["items"])
                 after = page.get("next")

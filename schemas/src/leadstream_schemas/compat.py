@@ -23,6 +23,7 @@ field by field; paths read like ``fit_signals[].kind`` (``[]`` = list items, ``{
     python -m leadstream_schemas.compat                  # models in code vs committed schemas/jsonschema/
     python -m leadstream_schemas.compat --ref origin/main  # models in code vs the schemas committed at a git ref
     python -m leadstream_schemas.compat --old DIR         # models in code vs the schemas in DIR
+    python -m leadstream_schemas.compat --releases        # models in code vs every released version (transitive)
 
 Exits 1 and lists the breaking changes when there is any.
 """
@@ -390,6 +391,28 @@ def report(changes: Sequence[Change], against: str) -> str:
     return "\n".join(lines)
 
 
+def check_releases(root: Path) -> int:
+    """Backward transitive: the models against every released contract; 1 when any change breaks one of them."""
+    from .releases import baselines  # local import: releases imports generate, as this module does
+
+    found = baselines(root)
+    if not found:
+        print(f"no released contract under {root}/releases and no schemas-v* tag", file=sys.stderr)
+        return 2
+    current = event_schemas()
+    failed = False
+    for label, where in found.items():
+        try:
+            old = load_schemas(where) if isinstance(where, Path) else load_schemas_at_ref(where, root)
+        except (OSError, RuntimeError, ValueError) as exc:
+            print(f"cannot read {label}: {exc}", file=sys.stderr)
+            return 2
+        changes = compare_all(old, current)
+        failed = failed or bool(breaking(changes))
+        print(report(changes, label), file=sys.stderr if breaking(changes) else sys.stdout)
+    return 1 if failed else 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m leadstream_schemas.compat",
@@ -398,8 +421,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--old", type=Path, help="directory of the old schemas (default: <root>/jsonschema)")
     source.add_argument("--ref", help="compare against the schemas committed at this git revision")
+    source.add_argument(
+        "--releases",
+        action="store_true",
+        help="compare against every released version: releases/<version>/ snapshots and schemas-v* tags",
+    )
     parser.add_argument("--root", type=Path, help="the schemas/ folder (default: found from this file)")
     args = parser.parse_args(argv)
+    if args.releases:
+        return check_releases(args.root or default_root())
 
     try:
         if args.old is not None:

@@ -7,6 +7,7 @@ value is the event's JSON. The record key is the event's key field (an id, never
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -36,8 +37,17 @@ H_CAMPAIGN = "campaignid"
 H_CORRELATION = "correlationid"
 H_CAUSATION = "causationid"
 H_TRACEPARENT = "traceparent"
+# FastStream's own correlation header: FastStream consumers read it as ``message.correlation_id``, and its
+# publisher fills it with a random uuid when not given one. leadstream writes the event's correlation id
+# (``ce_id`` for a root event) so the record is deterministic and agrees with ``correlationid``.
+H_FASTSTREAM_CORRELATION = "correlation_id"
 
 REQUIRED_HEADERS = (H_SPECVERSION, H_ID, H_TYPE, H_SOURCE, H_TIME, H_WORKSPACE)
+
+# ``ce_source`` of every event a leadstream service emits: ``leadstream/<service>`` (a relative URI reference).
+# The form records carry since the first release; the log keeps them forever, so it is the contract.
+SOURCE_PREFIX = "leadstream/"
+SOURCE_PATTERN = r"^leadstream/[a-z][a-z0-9_-]*$"
 
 Headers = list[tuple[str, bytes]]
 E = TypeVar("E", bound=Event)
@@ -56,6 +66,14 @@ class DecodeError(ValueError):
 def derive_id(causation_id: UUID, event_type: str, discriminator: str = "") -> UUID:
     """Deterministic id of an event that answers another: a retried handler emits the same id."""
     return uuid.uuid5(NAMESPACE, f"{causation_id}|{event_type}|{discriminator}")
+
+
+def service_source(service: str) -> str:
+    """The ``ce_source`` of events emitted by ``service`` (e.g. ``leadstream/outreach``)."""
+    source = SOURCE_PREFIX + service
+    if re.fullmatch(SOURCE_PATTERN, source) is None:
+        raise ValueError(f"service name {service!r} does not make a ce_source matching {SOURCE_PATTERN}")
+    return source
 
 
 def _now() -> datetime:
@@ -167,6 +185,7 @@ def encode(env: Envelope[Any]) -> tuple[bytes, bytes, Headers]:
         (H_TRACEPARENT, env.traceparent),
     )
     headers.extend((name, str(value).encode()) for name, value in optional if value is not None)
+    headers.append((H_FASTSTREAM_CORRELATION, str(env.correlation_id or env.id).encode()))
     value = env.data.model_dump_json().encode()
     return env.subject.encode(), value, headers
 

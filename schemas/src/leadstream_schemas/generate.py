@@ -15,6 +15,7 @@ import argparse
 import json
 import re
 import sys
+import tomllib
 from collections.abc import Mapping, Sequence
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -28,6 +29,7 @@ from .envelope import (
     H_CAUSATION,
     H_CONTENT_TYPE,
     H_CORRELATION,
+    H_FASTSTREAM_CORRELATION,
     H_ID,
     H_SOURCE,
     H_SPECVERSION,
@@ -36,12 +38,20 @@ from .envelope import (
     H_TRACEPARENT,
     H_TYPE,
     H_WORKSPACE,
+    SOURCE_PATTERN,
     SPECVERSION,
 )
 from .topics import TOPICS, Topic
 
 JSONSCHEMA_DIR = "jsonschema"
 ASYNCAPI_FILE = "asyncapi.yaml"
+# One real record per event type (key, headers, payload): the golden fixtures the tests compare the wire with,
+# published as the AsyncAPI messages' examples.
+EXAMPLES_DIR = "examples"
+# The payloads are JSON Schema 2020-12 documents (what pydantic generates), referenced from the AsyncAPI messages.
+# The official AsyncAPI parser checks the document and resolves these references but validates payload schemas of
+# draft-07 only; the tests check every payload schema against the 2020-12 metaschema (tests/schemas/test_golden.py).
+PAYLOAD_SCHEMA_FORMAT = "application/schema+json;version=draft-2020-12"
 BOUNDS_FILE = "bounds.md"
 JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 KAFKA_BINDING_VERSION = "0.5.0"
@@ -101,7 +111,11 @@ _HEADER_SCHEMAS: dict[str, Schema] = {
         "consumers deduplicate on it.",
     },
     H_TYPE: {"type": "string", "description": "Versioned event type, e.g. leadstream.lead.discovered.v1."},
-    H_SOURCE: {"type": "string", "description": "The emitting service, e.g. /leadstream/enrichment."},
+    H_SOURCE: {
+        "type": "string",
+        "pattern": SOURCE_PATTERN,
+        "description": "The emitting service: leadstream/<service>, e.g. leadstream/enrichment.",
+    },
     H_TIME: {"type": "string", "format": "date-time", "description": "When the fact happened (RFC 3339, UTC)."},
     H_SUBJECT: {"type": "string", "description": "The record key: the id in the event's key field (never personal)."},
     H_CONTENT_TYPE: {"type": "string", "const": CONTENT_TYPE, "description": "Media type of the record value."},
@@ -113,10 +127,30 @@ _HEADER_SCHEMAS: dict[str, Schema] = {
         "description": "Id of the root event of this chain (the request that started it).",
     },
     H_CAUSATION: {"type": "string", "format": "uuid", "description": "Id of the event this one answers."},
-    H_TRACEPARENT: {"type": "string", "description": "W3C trace context, so a trace follows a lead across services."},
+    H_FASTSTREAM_CORRELATION: {
+        "type": "string",
+        "format": "uuid",
+        "description": "FastStream's correlation header (message.correlation_id): the same value as correlationid, "
+        "or ce_id for a root event.",
+    },
+    H_TRACEPARENT: {
+        "type": "string",
+        "pattern": "^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$",
+        "description": "W3C trace context, so a trace follows a lead across services.",
+    },
 }
 # What ``encode`` always writes; the other headers are present when they apply.
-_ALWAYS_PRESENT = [H_SPECVERSION, H_ID, H_TYPE, H_SOURCE, H_TIME, H_SUBJECT, H_CONTENT_TYPE, H_WORKSPACE]
+_ALWAYS_PRESENT = [
+    H_SPECVERSION,
+    H_ID,
+    H_TYPE,
+    H_SOURCE,
+    H_TIME,
+    H_SUBJECT,
+    H_CONTENT_TYPE,
+    H_WORKSPACE,
+    H_FASTSTREAM_CORRELATION,
+]
 
 
 def _channel_id(topic: Topic, dlq: bool = False) -> str:
@@ -125,19 +159,47 @@ def _channel_id(topic: Topic, dlq: bool = False) -> str:
 
 
 def _operation_id(channel_id: str) -> str:
-    return "receive" + channel_id[0].upper() + channel_id[1:]
+    return "send" + channel_id[0].upper() + channel_id[1:]
 
 
 def _first_paragraph(text: str | None) -> str:
     return " ".join((text or "").strip().split("\n\n")[0].split())
 
 
-def asyncapi_document(schemas: Mapping[str, Schema]) -> Schema:
-    """The AsyncAPI 3.0 document: 4 topics and their DLQs, one message per event type, 'receive' operations."""
+def load_examples(root: Path) -> dict[str, Schema]:
+    """The example record of each event type in ``root/examples/<type>.json`` (none when the folder is absent)."""
+    folder = root / EXAMPLES_DIR
+    return {p.name.removesuffix(".json"): json.loads(p.read_text(encoding="utf-8")) for p in folder.glob("*.json")}
+
+
+def _message_example(event_type: str, record: Schema) -> Schema:
+    return {
+        "name": event_type.split(".")[-2],
+        "summary": f"A {event_type} record (key {record['key']}).",
+        "headers": record["headers"],
+        "payload": record["payload"],
+    }
+
+
+def contract_version() -> str:
+    """The contract's version: the source tree's ``pyproject.toml`` when run from a checkout (an editable install's
+    metadata keeps the version it was installed with, so a bumped version would not show), else the metadata."""
+    pyproject = Path(__file__).resolve().parents[2] / "pyproject.toml"
+    if pyproject.is_file():
+        with pyproject.open("rb") as f:
+            project = tomllib.load(f).get("project", {})
+        if project.get("name") == "leadstream-schemas" and "version" in project:
+            return str(project["version"])
     try:
-        package_version = version("leadstream-schemas")
+        return version("leadstream-schemas")
     except PackageNotFoundError:  # pragma: no cover - only when run from an unpacked tree
-        package_version = "0.0.0"
+        return "0.0.0"
+
+
+def asyncapi_document(schemas: Mapping[str, Schema], examples: Mapping[str, Schema] | None = None) -> Schema:
+    """The AsyncAPI 3.0 document: 4 topics and their DLQs, one message per event type with its example record,
+    and 'send' operations: the document describes leadstream, which publishes these events."""
+    package_version = contract_version()
 
     messages: dict[str, Schema] = {}
     per_topic: dict[str, list[str]] = {name: [] for name in TOPICS}
@@ -165,7 +227,10 @@ def asyncapi_document(schemas: Mapping[str, Schema]) -> Schema:
                     },
                 ],
             },
-            "payload": {"$ref": f"./{JSONSCHEMA_DIR}/{event_type}.json"},
+            "payload": {
+                "schemaFormat": PAYLOAD_SCHEMA_FORMAT,
+                "schema": {"$ref": f"./{JSONSCHEMA_DIR}/{event_type}.json"},
+            },
             "bindings": {
                 "kafka": {
                     "key": {"type": "string", "format": "uuid", "description": f"The {meta['key_field']}."},
@@ -173,6 +238,8 @@ def asyncapi_document(schemas: Mapping[str, Schema]) -> Schema:
                 }
             },
         }
+        if examples and event_type in examples:
+            messages[message_id]["examples"] = [_message_example(event_type, examples[event_type])]
 
     channels: dict[str, Schema] = {}
     operations: dict[str, Schema] = {}
@@ -199,9 +266,13 @@ def asyncapi_document(schemas: Mapping[str, Schema]) -> Schema:
                 "bindings": {"kafka": kafka},
             }
             operations[_operation_id(channel_id)] = {
-                "action": "receive",
+                "action": "send",
                 "channel": {"$ref": f"#/channels/{channel_id}"},
-                "summary": f"Consume {address}.",
+                "summary": (
+                    f"leadstream's consumers dead-letter records of {topic.name} they cannot process here."
+                    if dlq
+                    else f"leadstream's services publish {topic.description[0].lower()}{topic.description[1:]}"
+                ),
                 "messages": [{"$ref": f"#/channels/{channel_id}/messages/{m}"} for m in message_ids],
             }
 
@@ -377,11 +448,13 @@ def to_yaml(obj: Mapping[str, Any]) -> str:
     return "\n".join(_yaml_lines(dict(obj), 0)) + "\n"
 
 
-def render(event_types: Mapping[str, type[Event]] | None = None) -> dict[str, str]:
+def render(
+    event_types: Mapping[str, type[Event]] | None = None, examples: Mapping[str, Schema] | None = None
+) -> dict[str, str]:
     """Every generated file: path relative to the schemas/ folder -> content."""
     schemas = event_schemas(event_types)
     files = {f"{JSONSCHEMA_DIR}/{name}.json": render_json(schema) for name, schema in schemas.items()}
-    files[ASYNCAPI_FILE] = f"# {GENERATED_NOTE}\n" + to_yaml(asyncapi_document(schemas))
+    files[ASYNCAPI_FILE] = f"# {GENERATED_NOTE}\n" + to_yaml(asyncapi_document(schemas, examples))
     files[BOUNDS_FILE] = bounds_document(schemas)
     return files
 
@@ -441,7 +514,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except FileNotFoundError as exc:
         print(exc, file=sys.stderr)
         return 2
-    files = render()
+    files = render(examples=load_examples(root))
 
     if args.check:
         problems = check(root, files)

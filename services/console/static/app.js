@@ -14,12 +14,19 @@
   var relativeFmt = typeof Intl.RelativeTimeFormat === "function"
     ? new Intl.RelativeTimeFormat(undefined, { numeric: "auto", style: "short" }) : null;
 
-  // The server's clock (a demo runs campaign time faster than the wall clock; browsers' clocks drift).
-  var serverNow = Date.parse(document.body ? document.body.getAttribute("data-now") || "" : "");
-  var offset = isNaN(serverNow) ? 0 : serverNow - Date.now();
+  // The services' clock: campaign time, which a demo runs `data-scale` times faster than the wall clock
+  // (LEADSTREAM_CLOCK_SCALE). Each page and each live partial says what time it is there; in between, campaign
+  // time moves `scale` times faster than the browser's own clock. Events are never shown as in the future.
+  var scale = parseFloat(document.body ? document.body.getAttribute("data-scale") || "1" : "1");
+  if (!(scale > 0)) { scale = 1; }
+  var sync = { server: Date.parse(document.body ? document.body.getAttribute("data-now") || "" : ""), local: Date.now() };
+  if (isNaN(sync.server)) { sync.server = Date.now(); }
+
+  function serverNow() { return sync.server + (Date.now() - sync.local) * scale; }
+  window.leadstreamNow = serverNow;  // read by the browser tests
 
   function relative(date) {
-    var seconds = (date.getTime() - (Date.now() + offset)) / 1000;
+    var seconds = (date.getTime() - serverNow()) / 1000;
     var abs = Math.abs(seconds);
     if (abs < 45) { return "just now"; }
     var units = [["minute", 60], ["hour", 3600], ["day", 86400], ["month", 2592000]];
@@ -81,20 +88,244 @@
 
   function setLive(state) { document.body.setAttribute("data-live", state); }
 
+  // -- forms: dialogs, one submit, counters, toggles ---------------------------------------------------
+  function byId(id) { return id ? document.getElementById(id) : null; }
+
+  function openDialog(button) {
+    var dialog = byId(button.getAttribute("data-dialog"));
+    if (!dialog || typeof dialog.showModal !== "function") { return; }
+    var plan = button.getAttribute("data-upgrade-plan");
+    var addon = button.getAttribute("data-upgrade-addon");
+    if (plan !== null || addon !== null) {
+      var fields = dialog.querySelectorAll("[data-upgrade-field]");
+      for (var i = 0; i < fields.length; i++) {
+        fields[i].value = fields[i].getAttribute("data-upgrade-field") === "plan" ? (plan || "") : (addon || "");
+      }
+      var result = dialog.querySelector("#upgrade-result");
+      if (result) {
+        var text = document.createElement("p");
+        text.textContent = button.getAttribute("data-upgrade-label") || button.textContent;
+        result.replaceChildren(text);
+      }
+    }
+    dialog.showModal();
+  }
+
+  function countInto(field) {
+    var box = byId(field.getAttribute("data-counter"));
+    if (!box) { return; }
+    var length = field.value.length;
+    var shown = box.querySelector("[data-count]");
+    if (shown) { shown.textContent = String(length); }
+    var limit = parseInt(field.getAttribute("data-limit") || "", 10);
+    if (!isNaN(limit)) {
+      var over = length > limit;
+      box.classList.toggle("over", over);
+      field.setAttribute("aria-invalid", over ? "true" : "false");
+      var save = byId(field.getAttribute("data-blocks"));
+      if (save) { save.disabled = over; save.title = over ? "Shorten the text to " + limit + " characters first" : ""; }
+    }
+    var marks = box.querySelectorAll("[data-limit]");
+    for (var i = 0; i < marks.length; i++) {
+      var max = { invite: 200, video: 130, message: 500 }[marks[i].getAttribute("data-limit")];
+      marks[i].classList.toggle("over", !!max && length > max);
+    }
+  }
+
+  function applyToggles(root) {
+    var scope = root || document;
+    var sources = scope.querySelectorAll("[data-toggles]");
+    var state = {};
+    for (var i = 0; i < sources.length; i++) {
+      var el = sources[i];
+      var key = el.getAttribute("data-toggles");
+      if (el.type === "radio") { if (el.checked) { state[key] = el.value; } }
+      else if (el.type === "checkbox") { state[key] = el.checked ? "on" : (state[key] || ""); }
+      else { state[key] = el.value; }
+    }
+    var targets = document.querySelectorAll("[data-when]");
+    for (var j = 0; j < targets.length; j++) {
+      var rule = targets[j].getAttribute("data-when").split(":");
+      var allowed = (rule[1] || "").split(",");
+      targets[j].hidden = allowed.indexOf(state[rule[0]] || "") === -1;
+    }
+  }
+
+  var steps = [];
+  var current = 0;
+  function showStep(index) {
+    if (!steps.length) { return; }
+    current = Math.max(0, Math.min(steps.length - 1, index));
+    for (var i = 0; i < steps.length; i++) {
+      steps[i].hidden = i !== current;
+      var tab = document.querySelector('[data-step-tab="' + steps[i].getAttribute("data-step") + '"]');
+      if (tab) { tab.setAttribute("aria-current", i === current ? "step" : "false"); }
+    }
+    var status = document.querySelector("[data-step-status]");
+    if (status) { status.textContent = "Step " + (current + 1) + " of " + steps.length; }
+    var back = document.querySelector('[data-step-move="-1"]');
+    var next = document.querySelector('[data-step-move="1"]');
+    if (back) { back.disabled = current === 0; }
+    if (next) { next.hidden = current === steps.length - 1; }
+  }
+
+  function setupBuilder() {
+    var form = byId("builder");
+    if (!form) { return; }
+    document.body.classList.add("js-steps");
+    steps = Array.prototype.slice.call(form.querySelectorAll("section.step"));
+    var open = form.getAttribute("data-open-step") || "audience";
+    var index = 0;
+    for (var i = 0; i < steps.length; i++) { if (steps[i].getAttribute("data-step") === open) { index = i; } }
+    showStep(index);
+  }
+
+  function insertVariable(button) {
+    var field = byId(button.getAttribute("data-target"));
+    if (!field) { return; }
+    var fallback = byId(button.getAttribute("data-fallback-from"));
+    var name = button.getAttribute("data-insert");
+    var text = "{" + name + (fallback && fallback.value.trim() ? "|" + fallback.value.trim() : "") + "}";
+    var start = field.selectionStart || field.value.length;
+    var end = field.selectionEnd || start;
+    field.value = field.value.slice(0, start) + text + field.value.slice(end);
+    field.focus();
+    field.selectionStart = field.selectionEnd = start + text.length;
+    countInto(field);
+  }
+
+  function setupForms() {
+    document.body.addEventListener("click", function (ev) {
+      var target = ev.target instanceof Element ? ev.target : null;
+      if (!target) { return; }
+      var opener = target.closest("[data-dialog]");
+      if (opener) { ev.preventDefault(); openDialog(opener); return; }
+      var closer = target.closest("[data-close]");
+      if (closer) {
+        var dialog = closer.closest("dialog");
+        if (dialog) { dialog.close(closer.hasAttribute("data-confirm") ? "confirm" : ""); }
+        return;
+      }
+      var move = target.closest("[data-step-move]");
+      if (move) { showStep(current + parseInt(move.getAttribute("data-step-move"), 10)); window.scrollTo(0, 0); return; }
+      var tab = target.closest("[data-step-tab]");
+      if (tab) {
+        for (var i = 0; i < steps.length; i++) { if (steps[i].getAttribute("data-step") === tab.getAttribute("data-step-tab")) { showStep(i); } }
+        return;
+      }
+      var insert = target.closest("[data-insert]");
+      if (insert) { insertVariable(insert); }
+    });
+    document.body.addEventListener("change", function (ev) {
+      var el = ev.target;
+      if (!(el instanceof HTMLElement)) { return; }
+      if (el.hasAttribute("data-toggles")) { applyToggles(); }
+      if (el.getAttribute("data-confirm-dialog") && el.checked) {
+        // A checkbox that needs a confirmation: it stays ticked only when its dialog is confirmed (its
+        // confirm button); Escape or any other way out unticks it.
+        var dialog = byId(el.getAttribute("data-confirm-dialog"));
+        if (dialog && typeof dialog.showModal === "function") {
+          dialog.returnValue = "";
+          dialog.setAttribute("data-confirms", el.id);
+          dialog.showModal();
+        }
+      }
+      if (el.hasAttribute("data-template-body") && el.checked) {
+        var body = byId("template_body");
+        if (body) { body.value = el.getAttribute("data-template-body"); countInto(body); }
+      }
+      if (el.hasAttribute("data-select-all")) {
+        var boxes = document.querySelectorAll('input[name="' + el.getAttribute("data-select-all") + '"]');
+        for (var i = 0; i < boxes.length; i++) { boxes[i].checked = el.checked; }
+      }
+      var count = document.querySelector("[data-selected-count]");
+      if (count) { count.textContent = document.querySelectorAll('input[name="draft_ids"]:checked').length + " selected"; }
+    });
+    document.body.addEventListener("input", function (ev) {
+      var el = ev.target;
+      if (!(el instanceof HTMLElement)) { return; }
+      if (el.hasAttribute("data-counter")) { countInto(el); }
+      if (el.hasAttribute("data-sync")) { var other = byId(el.getAttribute("data-sync")); if (other) { other.value = el.value; } }
+    });
+    // One submit per form: a second click while the first is on its way sends nothing more.
+    document.body.addEventListener("submit", function (ev) {
+      var form = ev.target;
+      if (!(form instanceof HTMLFormElement) || form.hasAttribute("hx-post")) { return; }
+      if (form.getAttribute("data-submitting") === "yes") { ev.preventDefault(); return; }
+      form.setAttribute("data-submitting", "yes");
+      var buttons = form.querySelectorAll("[data-once]");
+      for (var i = 0; i < buttons.length; i++) { buttons[i].setAttribute("aria-busy", "true"); }
+    });
+    window.addEventListener("pageshow", function () {
+      var forms = document.querySelectorAll("form[data-submitting]");
+      for (var i = 0; i < forms.length; i++) { forms[i].removeAttribute("data-submitting"); }
+    });
+    var fields = document.querySelectorAll("[data-counter]");
+    for (var i = 0; i < fields.length; i++) { countInto(fields[i]); }
+    applyToggles();
+    setupBuilder();
+  }
+
   function ready() {
     formatTimes(document);
     drawChart();
+    setupForms();
     setInterval(function () { formatTimes(document); }, 30000);
+    // A live part is not swapped under an open dialog (it would close it with what was typed); it is refreshed
+    // once the dialog closes instead.
+    document.body.addEventListener("htmx:beforeRequest", function (ev) {
+      var elt = ev.detail && ev.detail.elt;
+      if (elt && elt.querySelector && !elt.closest("dialog") && elt.querySelector("dialog[open]")) {
+        ev.preventDefault();
+        elt.setAttribute("data-stale", "yes");
+      }
+    });
+    document.body.addEventListener("htmx:beforeSwap", function (ev) {
+      // An answer already on its way when the dialog opened is not swapped in either.
+      var target = ev.detail && ev.detail.target;
+      if (target && target.querySelector && !target.closest("dialog") && target.querySelector("dialog[open]")) {
+        ev.detail.shouldSwap = false;
+        target.setAttribute("data-stale", "yes");
+      }
+    });
+    document.body.addEventListener("close", function (ev) {
+      var box = ev.target instanceof HTMLDialogElement ? byId(ev.target.getAttribute("data-confirms")) : null;
+      if (box) {
+        ev.target.removeAttribute("data-confirms");
+        if (ev.target.returnValue !== "confirm") {
+          box.checked = false;
+          applyToggles();
+          box.dispatchEvent(new Event("change", { bubbles: true }));
+        }
+      }
+    }, true);
+    document.body.addEventListener("close", function (ev) {
+      var stale = ev.target instanceof Element ? ev.target.closest('[data-stale="yes"]') : null;
+      if (stale && window.htmx) { stale.removeAttribute("data-stale"); window.htmx.trigger(stale, "live-open"); }
+    }, true);
     document.body.addEventListener("htmx:afterRequest", function (ev) {
       var xhr = ev.detail && ev.detail.xhr;
       var stamp = xhr ? Date.parse(xhr.getResponseHeader("X-Server-Time") || "") : NaN;
-      if (!isNaN(stamp)) { offset = stamp - Date.now(); }
+      var factor = xhr ? parseFloat(xhr.getResponseHeader("X-Clock-Scale") || "") : NaN;
+      if (factor > 0) { scale = factor; }
+      if (!isNaN(stamp) && stamp > serverNow()) { sync = { server: stamp, local: Date.now() }; }
     });
     document.body.addEventListener("htmx:afterSettle", function (ev) {
       formatTimes(ev.target);
+      var counters = ev.target && ev.target.querySelectorAll ? ev.target.querySelectorAll("[data-counter]") : [];
+      for (var i = 0; i < counters.length; i++) { countInto(counters[i]); }
+      applyToggles();
+      // A form that just opened (edit a draft, reject it) takes the focus once htmx has wired it up.
+      var focus = document.querySelector("[data-autofocus]");
+      if (focus) { focus.removeAttribute("data-autofocus"); focus.focus(); }
       if (ev.target && ev.target.querySelector && ev.target.querySelector("#series-data")) { drawChart(); }
     });
-    document.body.addEventListener("htmx:sseOpen", function () { setLive("on"); });
+    document.body.addEventListener("htmx:sseOpen", function () {
+      setLive("on");
+      // What changed between the page's render and the stream's start: one refresh of each live part.
+      var parts = document.querySelectorAll('[hx-trigger*="live-open"]');
+      for (var i = 0; i < parts.length; i++) { if (window.htmx) { window.htmx.trigger(parts[i], "live-open"); } }
+    });
     document.body.addEventListener("htmx:sseError", function () { setLive("retry"); });
     // Leaving the page closes the stream first (no aborted request left behind).
     window.addEventListener("pagehide", function () {

@@ -14,6 +14,8 @@ class Evidence:
     kind: str
     detail: str
     observed_on: date | None = None
+    url: str | None = None  # where it can be seen (a post's URL)
+    ref: str | None = None  # the provider's id of it (a post's id), when it has one
 
 
 @dataclass(frozen=True)

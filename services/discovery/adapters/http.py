@@ -3,12 +3,24 @@
 Protocol (what the client sends and expects):
 
 - ``POST {base}/api/v1/linkedin/search?account_id=..&limit=..[&cursor=..]`` with header ``X-API-KEY``;
-- body ``{"url": <LinkedIn search URL>}`` for a saved LinkedIn search, else
-  ``{"api": "classic", "category": "people"|"posts", "keywords": .., "advanced_keywords": {..},
-  "date_posted": "past_day"|"past_week"|"past_month"}``;
+- body, by search kind:
+
+  - LinkedIn search URL: ``{"url": <LinkedIn search URL>}``;
+  - people: ``{"api": "classic", "category": "people", "keywords": .., "advanced_keywords": {"title": ..,
+    "company": ..}}``;
+  - posts: ``{"api": "classic", "category": "posts", "keywords": "\"a\" OR \"b\"", "source": "posts"|"web",
+    "lookback_days": n, "date_posted": "past_day"|"past_week"|"past_month", "intent_keywords": [..],
+    "pain_keywords": [..]}`` (``source`` web: mentions on the web, not LinkedIn posts);
+  - signals: ``{"api": "signals", "category": "signals", "prompt": .., "signal_types": [..], "custom_signal":
+    ..|null, "location": ..|null, "lookback_days": n, "date_posted": ..}`` — the provider looks for hiring plans,
+    open jobs, recent hires, tech stack, website signals, compliance, people, news, expansion or custom signals
+    near ``location`` within ``lookback_days``, not for a keyword people search;
+
 - answer ``{"object": "LinkedinSearch", "items": [..], "paging": {"total_count": n}, "cursor": str|null}``
   where people items carry ``name``, ``public_identifier``/``public_profile_url``, ``headline``,
-  ``location`` and ``current_positions``, and post items carry ``text``, ``date`` and an ``author``.
+  ``location``, ``current_positions`` and (signal searches) ``signals: [{"type", "detail", "date"}]``; post
+  items (``"type": "POST"``, or ``"WEB_MENTION"`` from the web) carry ``id``, ``text``, ``date``, ``share_url``
+  (or ``url``) and an ``author``.
 
 5xx answers, timeouts and connection errors are retried with exponential backoff; a 429 is retried
 after its ``Retry-After`` (seconds or an HTTP date) unless that is longer than the inline limit, in
@@ -105,15 +117,30 @@ def request_body(query: SearchQuery) -> dict[str, Any]:
     if query.kind == "linkedin_url":
         return {"url": c["url"]}
     if query.kind == "posts":
+        days = int(c.get("lookback_days", 14))
+        intent, pain = list(c["keywords"]), list(c.get("pain_keywords") or [])
         return {
             "api": "classic",
             "category": "posts",
-            "keywords": " OR ".join(f'"{k}"' for k in c["keywords"]),
-            "date_posted": _date_posted(int(c.get("lookback_days", 14))),
+            "keywords": " OR ".join(f'"{k}"' for k in [*intent, *pain]),
+            "source": c.get("source", "posts"),
+            "lookback_days": days,
+            "date_posted": _date_posted(days),
+            "intent_keywords": intent,
+            "pain_keywords": pain,
         }
     if query.kind == "signals":
-        words = [c["prompt"], c.get("custom_signal") or "", c.get("location") or ""]
-        return {"api": "classic", "category": "people", "keywords": " ".join(w for w in words if w)}
+        days = int(c.get("lookback_days", 14))
+        return {
+            "api": "signals",
+            "category": "signals",
+            "prompt": c["prompt"],
+            "signal_types": list(c["signal_types"]),
+            "custom_signal": c.get("custom_signal"),
+            "location": c.get("location"),
+            "lookback_days": days,
+            "date_posted": _date_posted(days),
+        }
     advanced = {}
     if c.get("titles"):
         advanced["title"] = " OR ".join(c["titles"])
@@ -141,13 +168,29 @@ def candidate_from_item(item: Any) -> Candidate | None:
         return None
     evidence: tuple[Evidence, ...] = ()
     person = item
-    if str(item.get("type", "")).upper() == "POST":
+    kind = str(item.get("type", "")).upper()
+    if kind in ("POST", "WEB_MENTION"):
         author = item.get("author")
         if not isinstance(author, dict) or author.get("is_company"):
             return None
         person = author
-        text = str(item.get("text") or "")[:280]
-        evidence = (Evidence("post", f"'{text}'", _date(item.get("parsed_datetime") or item.get("date"))),)
+        text = str(item.get("text") or "")[:2000]
+        url = item.get("share_url") or item.get("url")
+        evidence = (
+            Evidence(
+                "post" if kind == "POST" else "web_mention",
+                f"'{text}'",
+                _date(item.get("parsed_datetime") or item.get("date")),
+                url=str(url)[:2000] if url else None,
+                ref=str(item.get("social_id") or item.get("id") or "")[:300] or None,
+            ),
+        )
+    else:
+        evidence = tuple(
+            Evidence(str(sig.get("type") or "custom")[:50], str(sig.get("detail") or "")[:500], _date(sig.get("date")))
+            for sig in item.get("signals") or []
+            if isinstance(sig, dict) and sig.get("detail")
+        )
     url = person.get("public_profile_url") or person.get("profile_url")
     if not url and person.get("public_identifier"):
         url = f"https://www.linkedin.com/in/{person['public_identifier']}"

@@ -11,16 +11,34 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal, Protocol
+from typing import ClassVar, Literal, Protocol, runtime_checkable
 
 from services.runtime.providers import ProviderError
 
 
-class InvitationLimitReached(ProviderError):
+class LimitReached(ProviderError):
+    """The provider refused because the account reached one of LinkedIn's limits: the account waits for its
+    next window (its status ``status`` says which limit), leads wait, nothing fails."""
+
+    status_word: ClassVar[str] = "limit_reached"
+    what: ClassVar[str] = "limit"
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(message or f"{self.what} reached", transient=False, status=422)
+
+
+class InvitationLimitReached(LimitReached):
     """The provider refused an invite because the account reached its invitation limit."""
 
-    def __init__(self, message: str = "invitation limit reached") -> None:
-        super().__init__(message, transient=False, status=422)
+    status_word = "limit_reached"
+    what = "invitation limit"
+
+
+class MessageLimitReached(LimitReached):
+    """The provider refused a message because the account reached its (weekly) message limit."""
+
+    status_word = "message_limit_reached"
+    what = "message limit"
 
 
 class LookupUnsupported(ProviderError):
@@ -94,9 +112,41 @@ class LinkedInProvider(Protocol):
 
     async def is_connected(self, account_id: str, provider_account_id: str | None, lead: LeadTarget) -> bool: ...
 
-    async def hosted_auth_link(self, account_id: str, notify_url: str, now: datetime) -> str: ...
+    async def hosted_auth_link(
+        self,
+        account_id: str,
+        notify_url: str,
+        now: datetime,
+        *,
+        return_url: str | None = None,
+        reconnect: str | None = None,
+    ) -> str:
+        """A hosted page where the user connects (or, with ``reconnect`` = the provider's account id,
+        reconnects) LinkedIn; the provider then calls ``notify_url`` and sends the user to ``return_url``."""
+        ...
 
     async def account_status(self, account_id: str, provider_account_id: str | None) -> str: ...
+
+
+@dataclass(frozen=True)
+class InboundMessage:
+    """A message a lead sent to a LinkedIn account (read from the provider's inbox)."""
+
+    message_id: str
+    profile_url: str | None
+    text: str
+    sent_at: datetime
+
+
+@runtime_checkable
+class LinkedInInbox(Protocol):
+    """A LinkedIn provider whose inbox can be read (for accounts whose replies come without webhooks)."""
+
+    async def inbox(
+        self, account_id: str, provider_account_id: str | None, since: datetime, now: datetime, limit: int
+    ) -> list[InboundMessage]:
+        """Messages leads sent to the account after ``since`` (and by ``now``), oldest first, ``limit`` at most."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -109,6 +159,34 @@ class EmailMessage:
     subject: str
     body: str
     headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SenderVerification:
+    """What an email provider says of a sender address: ``pending`` until its owner confirms it (the provider
+    sent them a confirmation email), ``verified``, or ``failed`` (refused, expired; ``detail`` says why).
+    ``sender_id`` is the provider's id of the sender, to ask about it later."""
+
+    status: Literal["pending", "verified", "failed"]
+    sender_id: str | None = None
+    detail: str | None = None
+
+
+@runtime_checkable
+class SenderVerifier(Protocol):
+    """An email provider that verifies sender addresses itself (a sender signature, a verified identity). A
+    sender without one (an SMTP mailbox) is confirmed by outreach's own link instead (``senders.py``)."""
+
+    async def request_verification(
+        self, account_id: str, sender_email: str, notify_url: str, now: datetime
+    ) -> SenderVerification:
+        """Ask the provider to verify ``sender_email`` (idempotent per account); it calls ``notify_url`` back
+        (signed) when the owner confirmed, and answers :meth:`verification_status` meanwhile."""
+        ...
+
+    async def verification_status(self, sender_id: str, sender_email: str, now: datetime) -> SenderVerification:
+        """The provider's word on a sender it was asked to verify."""
+        ...
 
 
 class EmailSender(Protocol):

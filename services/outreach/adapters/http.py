@@ -4,32 +4,44 @@ Both send the deterministic request id (the send intent's id) as ``Idempotency-K
 not performed twice, and look a key up to settle a send whose answer was lost: ``GET
 /api/v1/requests/{key}`` (LinkedIn) and ``GET /emails/idempotency/{key}`` (email) answer 200 with the
 original answer of the request performed with that key, 404 when none was. They translate answers into
-the shared provider errors: 429 -> RateLimited (with Retry-After), 5xx and
-network errors -> transient ProviderError, an invitation-limit answer -> InvitationLimitReached, any
-other 4xx -> permanent ProviderError. Follow-ups (acceptances, replies) arrive later as signed
-webhooks, so results never carry them.
+the shared provider errors: 429 -> RateLimited (with Retry-After), 5xx and network errors -> transient
+ProviderError, a limit answer -> MessageLimitReached (to a message, or a message-limit type) or
+InvitationLimitReached, any other 4xx -> permanent ProviderError. Follow-ups (acceptances, replies) arrive
+later as signed webhooks, so results never carry them.
 """
 
 from __future__ import annotations
 
 import re
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Literal
+from urllib.parse import quote
 
 import httpx
 
 from services.runtime.http_client import ProviderHttpClient, RetryPolicy, decode_json, path_segment
 from services.runtime.providers import ProviderError
 
-from . import EmailMessage, InvitationLimitReached, LeadTarget, SendRequest, SendResult
+from . import (
+    EmailMessage,
+    InboundMessage,
+    InvitationLimitReached,
+    LeadTarget,
+    MessageLimitReached,
+    SenderVerification,
+    SendRequest,
+    SendResult,
+)
 
 _PROFILE_SLUG = re.compile(r"linkedin\.com/in/([^/?#]+)", re.IGNORECASE)
 _ACTIVITY = re.compile(r"(urn:li:activity:\d+|activity[-:](\d+))", re.IGNORECASE)
 LIMIT_ERRORS = ("errors/cannot_resend_yet", "errors/limit_exceeded", "errors/invitation_limit_reached")
+MESSAGE_LIMIT_ERRORS = ("errors/message_limit_reached", "errors/weekly_message_limit_reached")
 
 
 def refusal(resp: httpx.Response, what: str) -> ProviderError:
-    """A final 4xx answer as a provider error: an invitation-limit answer is InvitationLimitReached."""
+    """A final 4xx answer as a provider error: a limit answer is InvitationLimitReached, or MessageLimitReached
+    when it answers a message (or names the message limit)."""
     body: dict[str, Any] = {}
     try:
         parsed = resp.json()
@@ -37,6 +49,8 @@ def refusal(resp: httpx.Response, what: str) -> ProviderError:
     except ValueError:
         pass
     kind = str(body.get("type", ""))
+    if kind in MESSAGE_LIMIT_ERRORS or (what == "message" and (kind in LIMIT_ERRORS or "limit" in kind)):
+        return MessageLimitReached(f"{what}: {kind or 'message limit reached'}")
     if kind in LIMIT_ERRORS or "limit" in kind:
         return InvitationLimitReached(f"{what}: {kind or 'invitation limit reached'}")
     detail = body.get("detail") or body.get("title") or resp.text[:200]
@@ -92,6 +106,14 @@ def post_social_id(post_url: str | None) -> str:
     return match.group(1) if match.group(1).startswith("urn:") else f"urn:li:activity:{match.group(2)}"
 
 
+def _with_video(text: str | None, video_url: str | None) -> str | None:
+    """The text with the personalised video's link after it (the link alone when there is no text: an invite
+    without a note then carries the video as its note)."""
+    if not video_url:
+        return text
+    return f"{text}\n\n{video_url}" if text else video_url
+
+
 class UnipileLinkedIn:
     """LinkedIn through a Unipile-style REST API (``X-API-KEY``, ``/api/v1/...``)."""
 
@@ -117,8 +139,9 @@ class UnipileLinkedIn:
         account = req.provider_account_id or req.account_id
         user = await self._provider_id(account, req.lead)
         body: dict[str, Any] = {"provider_id": user.get("provider_id"), "account_id": account}
-        if req.text:
-            body["message"] = req.text
+        note = _with_video(req.text, req.video_url)
+        if note:
+            body["message"] = note
         data = await _call(self.client, "POST", "/api/v1/users/invite", "invite", json=body, headers=self._headers(req))
         return SendResult(provider_ref=data.get("invitation_id"))
 
@@ -126,9 +149,7 @@ class UnipileLinkedIn:
         """POST /api/v1/chats (starts or continues the chat with the lead)."""
         account = req.provider_account_id or req.account_id
         user = await self._provider_id(account, req.lead)
-        text = req.text or ""
-        if req.video_url:
-            text = f"{text}\n\n{req.video_url}"
+        text = _with_video(req.text, req.video_url) or ""
         data = await _call(
             self.client,
             "POST",
@@ -178,23 +199,32 @@ class UnipileLinkedIn:
         user = await self._provider_id(provider_account_id or account_id, lead)
         return str(user.get("network_distance", "")).upper() in {"FIRST_DEGREE", "DISTANCE_1"}
 
-    async def hosted_auth_link(self, account_id: str, notify_url: str, now: datetime) -> str:
-        """POST /api/v1/hosted/accounts/link: a page where the user connects LinkedIn; the provider then calls
-        ``notify_url`` with ``name`` = our account id."""
-        data = await _call(
-            self.client,
-            "POST",
-            "/api/v1/hosted/accounts/link",
-            "hosted auth link",
-            json={
-                "type": "create",
-                "providers": ["LINKEDIN"],
-                "api_url": str(self.client.base_url),
-                "expiresOn": (now + timedelta(hours=24)).isoformat(),
-                "notify_url": notify_url,
-                "name": account_id,
-            },
-        )
+    async def hosted_auth_link(
+        self,
+        account_id: str,
+        notify_url: str,
+        now: datetime,
+        *,
+        return_url: str | None = None,
+        reconnect: str | None = None,
+    ) -> str:
+        """POST /api/v1/hosted/accounts/link: a page where the user connects LinkedIn (``type: create``) or
+        reconnects an account (``type: reconnect``); the provider then calls ``notify_url`` with ``name`` = our
+        account id and sends the user back to ``return_url``."""
+        body: dict[str, Any] = {
+            "type": "reconnect" if reconnect else "create",
+            "providers": ["LINKEDIN"],
+            "api_url": str(self.client.base_url),
+            "expiresOn": (now + timedelta(hours=24)).isoformat(),
+            "notify_url": notify_url,
+            "name": account_id,
+        }
+        if reconnect:
+            body["reconnect_account"] = reconnect
+        if return_url:
+            body["success_redirect_url"] = return_url
+            body["failure_redirect_url"] = return_url
+        data = await _call(self.client, "POST", "/api/v1/hosted/accounts/link", "hosted auth link", json=body)
         url = data.get("url")
         if not isinstance(url, str):
             raise ProviderError("hosted auth link: answer has no url", transient=False)
@@ -209,9 +239,74 @@ class UnipileLinkedIn:
         sources = data.get("sources") or [{}]
         return str(sources[0].get("status", "ok")).lower()
 
+    async def inbox(
+        self, account_id: str, provider_account_id: str | None, since: datetime, now: datetime, limit: int
+    ) -> list[InboundMessage]:
+        """The account's chats with activity after ``since`` (``GET /api/v1/chats?account_id=&after=``), then each
+        chat's messages after ``since`` (``GET /api/v1/chats/{id}/messages?after=``): the leads' own messages
+        (``is_sender`` 0), oldest first. A chat names its lead by ``attendee_public_identifier`` (else the
+        provider id is looked up: ``GET /api/v1/users/{attendee_provider_id}``)."""
+        account = provider_account_id or account_id
+        after = since.isoformat().replace("+00:00", "Z")
+        chats = await _call(
+            self.client,
+            "GET",
+            "/api/v1/chats",
+            "inbox chats",
+            params={"account_id": account, "after": after, "limit": limit},
+        )
+        out: list[InboundMessage] = []
+        for chat in chats.get("items") or []:
+            if not isinstance(chat, dict) or not chat.get("id"):
+                continue
+            slug = chat.get("attendee_public_identifier")
+            if not slug and chat.get("attendee_provider_id"):
+                user = await _call(
+                    self.client,
+                    "GET",
+                    f"/api/v1/users/{quote(str(chat['attendee_provider_id']), safe='')}",
+                    "inbox attendee",
+                    params={"account_id": account},
+                )
+                slug = user.get("public_identifier")
+            profile = f"https://www.linkedin.com/in/{slug}" if slug else None
+            messages = await _call(
+                self.client,
+                "GET",
+                f"/api/v1/chats/{quote(str(chat['id']), safe='')}/messages",
+                "inbox messages",
+                params={"after": after, "limit": limit},
+            )
+            for m in messages.get("items") or []:
+                if not isinstance(m, dict) or m.get("is_sender") or not m.get("id"):
+                    continue
+                try:
+                    sent = datetime.fromisoformat(str(m.get("timestamp")).replace("Z", "+00:00"))
+                except ValueError:
+                    continue
+                if sent.tzinfo is None or not since < sent <= now:
+                    continue
+                out.append(InboundMessage(str(m["id"])[:300], profile, str(m.get("text") or "")[:4000], sent))
+        return sorted(out, key=lambda m: m.sent_at)[:limit]
+
     async def aclose(self) -> None:
         """Close the HTTP client."""
         await self.client.aclose()
+
+
+VERIFIED_SENDER = frozenset({"verified", "confirmed", "active", "success"})
+FAILED_SENDER = frozenset({"failed", "rejected", "expired", "revoked", "temporary_failure"})
+
+
+def sender_verification(data: dict[str, Any]) -> SenderVerification:
+    """A provider's sender object (``{"id", "status"}``, or Postmark's ``{"ID", "Confirmed"}``) as our verdict."""
+    ident = data.get("id") or data.get("ID")
+    raw = str(data.get("status") or ("verified" if data.get("Confirmed") is True else "pending")).lower()
+    status: Literal["pending", "verified", "failed"] = (
+        "verified" if raw in VERIFIED_SENDER else "failed" if raw in FAILED_SENDER else "pending"
+    )
+    detail = data.get("detail") or data.get("reason") or (None if status != "failed" else f"provider status {raw}")
+    return SenderVerification(status, str(ident) if ident else None, str(detail)[:500] if detail else None)
 
 
 class HttpEmailSender:
@@ -244,6 +339,26 @@ class HttpEmailSender:
         """GET /emails/idempotency/{key}: the id of the email sent with that key, None on 404 (never sent)."""
         data = await _lookup(self.client, f"/emails/idempotency/{request_id}", "email lookup")
         return None if data is None else str(data.get("id", ""))
+
+    async def request_verification(
+        self, account_id: str, sender_email: str, notify_url: str, now: datetime
+    ) -> SenderVerification:
+        """POST /senders ``{"email", "name", "callback_url"}`` (idempotent per account): the provider emails the
+        address a confirmation link and answers the sender's id and status."""
+        data = await _call(
+            self.client,
+            "POST",
+            "/senders",
+            "sender verification",
+            headers={"Idempotency-Key": f"sender:{account_id}"},
+            json={"email": sender_email, "name": account_id, "callback_url": notify_url},
+        )
+        return sender_verification(data)
+
+    async def verification_status(self, sender_id: str, sender_email: str, now: datetime) -> SenderVerification:
+        """GET /senders/{id}: whether the owner confirmed the address."""
+        data = await _call(self.client, "GET", f"/senders/{quote(sender_id, safe='')}", "sender status")
+        return sender_verification({"id": sender_id, **data})
 
     async def aclose(self) -> None:
         """Close the HTTP client."""

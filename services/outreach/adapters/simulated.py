@@ -1,7 +1,7 @@
 """Simulated LinkedIn provider and email sender: deterministic from a seed, realistic in behaviour.
 
-They answer with latency, occasional transient errors and rate limits, and an invitation limit per
-account. The LinkedIn simulation also foresees what each lead does: whether and when an invite is
+They answer with latency, occasional transient errors and rate limits, and a weekly invitation limit and
+message limit per account. The LinkedIn simulation also foresees what each lead does: whether and when an invite is
 accepted, whether a message gets a reply or an out-of-office answer, and whether a lead is already a
 connection. Those follow-ups are returned with the send result; outreach stores them as durable
 timers, so they happen in campaign time (fake, scaled or real clock).
@@ -18,16 +18,29 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import urlencode
 
+import httpx
 from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.runtime.providers import SimulatedProvider, SimulationProfile, seeded_rng
+from services.runtime.secrets import KeyRing
+from services.runtime.webhooks import link_token
 
-from ..store import sim_email_requests, sim_linkedin_requests
-from . import EmailMessage, FollowUp, InvitationLimitReached, LeadTarget, SendRequest, SendResult
+from ..store import sim_email_requests, sim_linkedin_inbox, sim_linkedin_requests
+from . import (
+    EmailMessage,
+    FollowUp,
+    InboundMessage,
+    InvitationLimitReached,
+    LeadTarget,
+    MessageLimitReached,
+    SenderVerification,
+    SendRequest,
+    SendResult,
+)
 
 REPLIES = [
     "Thanks for reaching out - happy to chat next week.",
@@ -47,6 +60,7 @@ class LinkedInBehaviour:
     out_of_office_rate: float = 0.05
     connected_rate: float = 0.25
     invite_limit_per_week: int = 200
+    message_limit_per_week: int = 1000
     accept_delay_minutes: tuple[int, int] = (15, 6 * 60)
     reply_delay_minutes: tuple[int, int] = (10, 8 * 60)
 
@@ -94,13 +108,24 @@ class SimulatedLinkedIn(SimulatedProvider):
     name = "simulated"
 
     def __init__(
-        self, profile: SimulationProfile, behaviour: LinkedInBehaviour | None = None, engine: AsyncEngine | None = None
+        self,
+        profile: SimulationProfile,
+        behaviour: LinkedInBehaviour | None = None,
+        engine: AsyncEngine | None = None,
+        *,
+        hosted_base_url: str = "http://127.0.0.1:8104",
+        secret: str = "dev-webhook-secret-change-me",
     ) -> None:
         super().__init__(profile)
         self.behaviour = behaviour or LinkedInBehaviour()
         self.engine = engine
         self.performed: list[tuple[str, str]] = []  # (kind, request id) actually performed by this process
         self.statuses: dict[str, str] = {}
+        self.hosted_base_url = hosted_base_url.rstrip("/")
+        self.secret = secret
+        self.hosted: dict[str, str] = {}  # account id -> "create" | "reconnect" while its hosted page is open
+        self.callback_transport: httpx.AsyncBaseTransport | None = None  # tests: the hosted page's callback
+        self._inbox: dict[str, list[InboundMessage]] = {}
         self._memory: dict[str, tuple[str, str, str, dict[str, Any], datetime]] = {}
 
     # -- the provider's own memory ---------------------------------------------------------------
@@ -120,17 +145,16 @@ class SimulatedLinkedIn(SimulatedProvider):
             ).first()
         return _result_from(row.result) if row else None
 
-    async def _count_invites(self, account_id: str, since: datetime) -> int:
+    async def _count(self, kind: str, account_id: str, since: datetime) -> int:
+        """How many ``kind`` requests the account made since ``since`` (the provider's own count)."""
         if self.engine is None:
-            return sum(
-                1 for k, a, _, _, at in self._memory.values() if k == "invite" and a == account_id and at >= since
-            )
+            return sum(1 for k, a, _, _, at in self._memory.values() if k == kind and a == account_id and at >= since)
         t = sim_linkedin_requests
         async with self.engine.connect() as conn:
             count = await conn.scalar(
                 select(func.count())
                 .select_from(t)
-                .where(t.c.account_id == account_id, t.c.kind == "invite", t.c.created_at >= since)
+                .where(t.c.account_id == account_id, t.c.kind == kind, t.c.created_at >= since)
             )
         return int(count or 0)
 
@@ -163,10 +187,11 @@ class SimulatedLinkedIn(SimulatedProvider):
         if prior is not None:
             return prior
         self.simulate_faults(rng, "LinkedIn provider")
-        if kind == "invite":
-            sent = await self._count_invites(req.account_id, now - timedelta(days=7))
-            if sent >= self.behaviour.invite_limit_per_week:
+        limits = {"invite": self.behaviour.invite_limit_per_week, "message": self.behaviour.message_limit_per_week}
+        if kind in limits and await self._count(kind, req.account_id, now - timedelta(days=7)) >= limits[kind]:
+            if kind == "invite":
                 raise InvitationLimitReached("simulated: weekly invitation limit reached for this account")
+            raise MessageLimitReached("simulated: weekly message limit reached for this account")
         stored = await self._record(kind, req, result, now)
         self.performed.append((kind, req.request_id))
         return stored
@@ -236,29 +261,111 @@ class SimulatedLinkedIn(SimulatedProvider):
             stored = await conn.scalar(select(t.c.result).where(t.c.request_id == request_id))
         return None if stored is None else _result_from(stored)
 
+    async def deliver(self, account_id: str, profile_url: str, text: str, sent_at: datetime) -> str:
+        """A lead writes to the account (tests, demos): the message waits in the account's inbox."""
+        message_id = f"simmsg_{uuid.uuid4().hex}"
+        message = InboundMessage(message_id, profile_url, text, sent_at)
+        if self.engine is None:
+            self._inbox.setdefault(account_id, []).append(message)
+            return message_id
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                insert(sim_linkedin_inbox).values(
+                    message_id=message_id, account_id=account_id, profile_url=profile_url, text=text, sent_at=sent_at
+                )
+            )
+        return message_id
+
+    async def inbox(
+        self, account_id: str, provider_account_id: str | None, since: datetime, now: datetime, limit: int
+    ) -> list[InboundMessage]:
+        """The account's messages after ``since`` up to ``now``, oldest first (the simulated provider's inbox)."""
+        if self.engine is None:
+            kept = [m for m in self._inbox.get(account_id, []) if since < m.sent_at <= now]
+            return sorted(kept, key=lambda m: m.sent_at)[:limit]
+        t = sim_linkedin_inbox
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(
+                select(t)
+                .where(t.c.account_id == account_id, t.c.sent_at > since, t.c.sent_at <= now)
+                .order_by(t.c.sent_at, t.c.message_id)
+                .limit(limit)
+            )
+            return [InboundMessage(r.message_id, r.profile_url, r.text, r.sent_at) for r in rows]
+
     async def is_connected(self, account_id: str, provider_account_id: str | None, lead: LeadTarget) -> bool:
         """Whether the lead is already a first-degree connection of the account (stable per pair)."""
         return seeded_rng(self.sim.seed, "connected", lead.lead_id, account_id).random() < self.behaviour.connected_rate
 
-    async def hosted_auth_link(self, account_id: str, notify_url: str, now: datetime) -> str:
-        """A (simulated) hosted page where the user signs in to LinkedIn."""
-        return f"https://auth.simulated.leadstream.invalid/hosted/{account_id}?notify_url={quote(notify_url, safe='')}"
+    async def hosted_auth_link(
+        self,
+        account_id: str,
+        notify_url: str,
+        now: datetime,
+        *,
+        return_url: str | None = None,
+        reconnect: str | None = None,
+    ) -> str:
+        """The simulated provider's hosted page (served by outreach at ``/sim/linkedin/hosted/{id}``, see
+        ``sim_hosted.py``), where the user "signs in to LinkedIn"; the link is signed, so its callback and
+        return addresses cannot be swapped."""
+        kind = "reconnect" if reconnect else "create"
+        self.hosted[account_id] = kind
+        query = {"kind": kind, "notify_url": notify_url, "return_url": return_url or ""}
+        query["t"] = self.hosted_token(account_id, kind, notify_url, return_url or "")
+        return f"{self.hosted_base_url}/sim/linkedin/hosted/{account_id}?{urlencode(query)}"
+
+    def hosted_token(self, account_id: str, kind: str, notify_url: str, return_url: str) -> str:
+        """The signature of a hosted link's parameters."""
+        return link_token(KeyRing("sim-hosted", (self.secret,)), "sim-hosted", account_id, kind, notify_url, return_url)
+
+    def hosted_done(self, account_id: str) -> None:
+        """The user finished the hosted page: the provider now sees the account as connected."""
+        self.hosted.pop(account_id, None)
+        self.statuses[account_id] = "ok"
 
     async def account_status(self, account_id: str, provider_account_id: str | None) -> str:
-        """The account's status as the provider sees it (``ok`` unless a test set another)."""
+        """The account's status as the provider sees it: ``pending`` while its hosted connection page is not
+        completed, else ``ok`` unless a test set another."""
+        if self.hosted.get(account_id) == "create":
+            return "pending"
         return self.statuses.get(account_id, "ok")
 
 
 class SimulatedEmailSender(SimulatedProvider):
-    """An email sender that records what it would send (idempotent on the request id)."""
+    """An email sender that records what it would send (idempotent on the request id), and verifies sender
+    addresses like a real provider: asked to, it answers ``pending`` and calls the address verified once its
+    owner would have clicked the confirmation link (``verify_after``; at once when zero); an address at a
+    ``.invalid`` domain fails (no mail server). The sender id carries when it was asked, so the provider's
+    answer needs no memory of its own and survives restarts."""
 
     name = "simulated"
 
-    def __init__(self, profile: SimulationProfile, engine: AsyncEngine | None = None) -> None:
+    def __init__(
+        self, profile: SimulationProfile, engine: AsyncEngine | None = None, verify_after: timedelta = timedelta(0)
+    ) -> None:
         super().__init__(profile)
         self.engine = engine
+        self.verify_after = verify_after
         self.sent: list[EmailMessage] = []
         self._memory: dict[str, str] = {}
+
+    async def request_verification(
+        self, account_id: str, sender_email: str, notify_url: str, now: datetime
+    ) -> SenderVerification:
+        """Start verifying ``sender_email``: the simulated owner confirms ``verify_after`` later."""
+        await self.simulate_call("sender", account_id)
+        return await self.verification_status(f"simsender:{account_id}:{now.isoformat()}", sender_email, now)
+
+    async def verification_status(self, sender_id: str, sender_email: str, now: datetime) -> SenderVerification:
+        """Verified once ``verify_after`` passed since the request; failed for a ``.invalid`` domain."""
+        if sender_email.rsplit("@", 1)[-1].lower().endswith(".invalid"):
+            return SenderVerification("failed", sender_id, "simulated: the domain has no mail server")
+        try:
+            asked = datetime.fromisoformat(sender_id.split(":", 2)[2])
+        except (IndexError, ValueError):
+            return SenderVerification("failed", sender_id, "simulated: unknown sender id")
+        return SenderVerification("verified" if now >= asked + self.verify_after else "pending", sender_id)
 
     async def send(self, message: EmailMessage) -> str:
         """Accept the email for delivery; returns the provider's message id."""

@@ -1,20 +1,28 @@
-"""Pacing: invite presets, manual limits, the launch guard, evenly spread invite slots, and the daily
-caps of LinkedIn messages and emails. Pure.
+"""Pacing: invite presets, manual limits, the launch guard (and the caps a launch overrides), evenly spread
+invite slots, and the daily caps of LinkedIn messages and emails. Pure.
 
 Invite limits count invites per LinkedIn account across all of its campaigns. A weekly pace
 (Conservative, 15 a week) is also spread over the active days so a week's invites do not all go out
-on Monday. Inside a window the day's invites are spread evenly instead of leaving in one burst at
-opening time. Messages are capped per LinkedIn account and emails per sending mailbox, per local
+on Monday. Messages are capped per LinkedIn account and emails per sending mailbox, per local
 day, across all campaigns; each preset has defaults and a campaign may override them. A step over
 its cap waits for the next day's window; likes and comments are not paced.
+
+Inside a window the day's invites, messages and emails are spread across it instead of leaving in one
+burst at opening time: about ``window / daily cap`` apart, with jitter (a machine-regular rhythm is what
+providers' automation detection looks for). Each gap is shortened by up to :data:`JITTER` of itself and
+the day's first send is delayed by up to that much, so the day's cap always fits in the window. The
+jitter of a slot is drawn from its sender, day and number (:func:`slot_jitter`): a step that is checked
+again finds the same slot.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any, Literal
+
+from services.runtime.providers import seeded_rng
 
 MANUAL_RANGE = (10, 75)
 GUARD_RANGE = (1, 79)
@@ -22,6 +30,8 @@ GUARD_RANGE = (1, 79)
 # emails a day lose their reputation (and Google/Microsoft treat them as bulk senders).
 MESSAGE_RANGE = (1, 150)
 EMAIL_RANGE = (1, 200)
+JITTER = 0.3
+"""The share of a gap between two sends that varies: gaps are between 70% and 100% of ``window / daily cap``."""
 
 
 class PacingError(ValueError):
@@ -86,6 +96,43 @@ def launch_guard(daily_cap: int) -> None:
         raise PacingError("daily_limit", f"the daily invite limit must be between {lo} and {hi}, got {daily_cap}")
 
 
+def launch_delivery(
+    delivery: dict[str, Any],
+    *,
+    daily_limit: int | None = None,
+    daily_message_limit: int | None = None,
+    daily_email_limit: int | None = None,
+) -> dict[str, Any]:
+    """A campaign's stored delivery settings with the caps a launch overrides, each checked by the launch
+    guard: invites 1-79 a day (a manual pace from then on), messages and emails within their channel's range.
+    PacingError names the launch field that is out of bounds, with the bounds."""
+    out = dict(delivery)
+    cap = daily_limit if daily_limit is not None else int(delivery["daily_cap"])
+    launch_guard(cap)
+    if daily_limit is not None:
+        out.update(
+            pace="manual",
+            pace_label=f"Manual: {cap} invites per day",
+            daily_limit=cap,
+            daily_cap=cap,
+            weekly_limit=None,
+        )
+    for limit, value in (
+        (CHANNEL_LIMITS["message"], daily_message_limit),
+        (CHANNEL_LIMITS["email"], daily_email_limit),
+    ):
+        if value is None:
+            continue
+        lo, hi = limit.bounds
+        if isinstance(value, bool) or not lo <= value <= hi:
+            raise PacingError(
+                limit.field,
+                f"the {limit.field.replace('_', ' ')} must be between {lo} and {hi} {limit.unit} per day, got {value}",
+            )
+        out[limit.field] = value
+    return out
+
+
 def quota_left(daily_cap: int, weekly_limit: int | None, sent_today: int, sent_this_week: int) -> int:
     """How many more invites the account may send today (a weekly pace also caps the week)."""
     left = daily_cap - sent_today
@@ -94,15 +141,25 @@ def quota_left(daily_cap: int, weekly_limit: int | None, sent_today: int, sent_t
     return max(0, left)
 
 
-def next_slot(window_start: datetime, window_end: datetime, daily_cap: int, last_sent_at: datetime | None) -> datetime:
-    """The earliest time the account's next invite may go: one ``window / daily_cap`` gap after its last
-    invite, and not before the window opens (a late launch sends at the same rhythm, not in a burst)."""
+def slot_jitter(sender: str, day: date, sent_today: int) -> float:
+    """The jitter (0-1) of a sender's next slot: drawn from the sender, its local day and how many it sent that
+    day, so it is the same each time the step is checked and different from slot to slot."""
+    return seeded_rng(0, "slot", sender, day.isoformat(), sent_today).random()
+
+
+def next_slot(
+    window_start: datetime, window_end: datetime, daily_cap: int, last_sent_at: datetime | None, jitter: float = 0.0
+) -> datetime:
+    """The earliest time the sender's next send may go: one ``window / daily_cap`` gap after its last send,
+    shortened by ``jitter`` x :data:`JITTER` of the gap, and not before the window opens (a late launch sends at
+    the same rhythm, not in a burst); the day's first send waits ``jitter`` x :data:`JITTER` of a gap after the
+    opening. Without jitter the gaps are exactly even."""
     if daily_cap <= 0:
         return window_end
     gap = (window_end - window_start) / daily_cap
-    if last_sent_at is None:
-        return window_start
-    return max(window_start, last_sent_at + gap)
+    if last_sent_at is None or last_sent_at < window_start:
+        return window_start + gap * (JITTER * jitter)
+    return max(window_start, last_sent_at + gap * (1 - JITTER * jitter))
 
 
 # Daily caps per preset: messages per LinkedIn account, emails per sending mailbox. The manual pace
@@ -169,15 +226,16 @@ def send_decision(
     sent_this_week: int = 0,
     last_sent_at: datetime | None = None,
     spread: bool = False,
+    jitter: float = 0.0,
 ) -> datetime | None:
     """None when the step may send at ``now``, else when to try again: ``next_day_start`` (the next day's
-    window) once the day's quota is spent, or, with ``spread``, the account's next evenly spaced slot."""
+    window) once the day's quota is spent, or, with ``spread``, the sender's next slot (:func:`next_slot`)."""
     if quota_left(daily_cap, weekly_limit, sent_today, sent_this_week) <= 0:
         return next_day_start
     if not spread:
         return None
     window_start, window_end = window
-    slot = next_slot(window_start, window_end, daily_cap, last_sent_at)
+    slot = next_slot(window_start, window_end, daily_cap, last_sent_at, jitter)
     if slot >= window_end:
         return next_day_start
     return slot if slot > now else None

@@ -7,7 +7,7 @@ day's leads so their messages are written and approved in time) starts two hours
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -56,12 +56,18 @@ def zone(name: str) -> ZoneInfo:
 
 @dataclass(frozen=True)
 class Schedule:
-    """When a campaign may send: active weekdays (0 = Monday) and local hours [start_hour, end_hour)."""
+    """When a campaign may send: active weekdays (0 = Monday) and local hours [start_hour, end_hour).
+
+    ``timezone`` places the windows; ``day_timezone`` (the campaign's own, when the windows are a lead's:
+    :meth:`for_lead`) places the days that daily and weekly quotas count, so an account's quota is one quota
+    whatever the time zones of its leads.
+    """
 
     days: frozenset[int]
     start_hour: int = 9
     end_hour: int = 17
     timezone: str = "UTC"
+    day_timezone: str | None = None
 
     def __post_init__(self) -> None:
         if not 0 <= self.start_hour <= 23:
@@ -86,11 +92,25 @@ class Schedule:
 
     @property
     def tz(self) -> ZoneInfo:
-        """The campaign's time zone."""
+        """The time zone of the windows."""
         return zone(self.timezone)
 
+    @property
+    def day_tz(self) -> ZoneInfo:
+        """The time zone of quota days (the campaign's)."""
+        return zone(self.day_timezone or self.timezone)
+
+    def for_lead(self, timezone: str | None) -> Schedule:
+        """The same days and hours in a lead's time zone (``None``: unchanged); quota days stay the campaign's."""
+        if not timezone or timezone == self.timezone:
+            return self
+        return replace(self, timezone=timezone, day_timezone=self.day_timezone or self.timezone)
+
     def local_day(self, now: datetime) -> date:
-        """The campaign-local calendar day of ``now``."""
+        """The campaign-local calendar day of ``now`` (the day quotas count)."""
+        return now.astimezone(self.day_tz).date()
+
+    def _window_day(self, now: datetime) -> date:
         return now.astimezone(self.tz).date()
 
     def window_on(self, day: date) -> tuple[datetime, datetime]:
@@ -104,7 +124,7 @@ class Schedule:
 
     def is_open(self, now: datetime) -> bool:
         """True when ``now`` is inside an active window."""
-        day = self.local_day(now)
+        day = self._window_day(now)
         if day.weekday() not in self.days:
             return False
         start, end = self.window_on(day)
@@ -112,7 +132,7 @@ class Schedule:
 
     def next_window(self, now: datetime) -> tuple[datetime, datetime]:
         """The window containing ``now``, else the next one to open."""
-        day = self.local_day(now)
+        day = self._window_day(now)
         for offset in range(8):
             d = day + timedelta(days=offset)
             if d.weekday() not in self.days:
@@ -130,7 +150,7 @@ class Schedule:
     def next_day_window(self, now: datetime) -> tuple[datetime, datetime]:
         """The first window on a local day after today's (where a day's quota is spent, sending resumes)."""
         start, end = self.next_window(now)
-        if self.local_day(start) == self.local_day(now):
+        if self._window_day(start) == self._window_day(now):
             return self.next_window(end)
         return start, end
 

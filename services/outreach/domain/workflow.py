@@ -17,11 +17,20 @@ A step runs at most once per lead, the first time one of its parents completes.
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import pairwise
 from typing import Any
 
+from leadstream_schemas import Edge as EdgeModel
+from leadstream_schemas import Step as StepModel
+from leadstream_schemas import Variant as VariantModel
+from leadstream_schemas import Workflow
+
 ACTIONS = ("comment", "like", "invite", "message", "email")
+VIDEO_ACTIONS = ("invite", "message")
+"""Actions that carry a video campaign's personalised video (and so wait for it, up to the failsafe deadline)."""
 TEXT_CHANNELS = {"invite": "invite", "message": "message", "email": "email", "comment": "comment"}
 CONDITIONS = ("always", "accepted", "not_accepted")
 SPACING_MINUTES = (5, 720)
@@ -41,6 +50,31 @@ class GraphError(ValueError):
         self.message = message
 
 
+VARIANTS = (2, 10)
+"""How many A/B variants a step with variants has."""
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One A/B variant of a step's text: its own template (and an email's subject and body)."""
+
+    id: str
+    template: str | None = None
+    subject: str | None = None
+    body: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The stored form."""
+        return {"id": self.id, "template": self.template, "subject": self.subject, "body": self.body}
+
+
+def assign_variant(lead_id: str, step_id: str, variant_ids: Sequence[str]) -> str:
+    """The variant of a step a lead gets: deterministic (the same lead and step always get the same one, on
+    every replica and after every restart) and even across leads (a hash of the lead and step ids)."""
+    digest = hashlib.sha256(f"{lead_id}|{step_id}".encode()).digest()
+    return variant_ids[int.from_bytes(digest[:8], "big") % len(variant_ids)]
+
+
 @dataclass(frozen=True)
 class Step:
     """One action of the workflow."""
@@ -52,6 +86,15 @@ class Step:
     subject: str | None = None
     body: str | None = None
     accept_timeout_hours: int = DEFAULT_ACCEPT_TIMEOUT_HOURS
+    template: str | None = None
+    variants: tuple[Variant, ...] = ()
+
+    def variant_for(self, lead_id: str) -> Variant | None:
+        """The A/B variant of this step the lead gets (None when the step has no variants)."""
+        if not self.variants:
+            return None
+        chosen = assign_variant(lead_id, self.id, [v.id for v in self.variants])
+        return next(v for v in self.variants if v.id == chosen)
 
     @property
     def needs_text(self) -> bool:
@@ -79,7 +122,34 @@ class Step:
             out["mode"] = self.mode
         if self.action == "email":
             out.update(subject=self.subject, body=self.body)
+        if self.template:
+            out["template"] = self.template
+        if self.variants:
+            out["variants"] = [v.to_dict() for v in self.variants]
         return out
+
+    def to_model(self) -> StepModel:
+        """The contract's form (``leadstream_schemas.Step``), carried by campaign events."""
+        return StepModel(
+            id=self.id,
+            action=self.action,  # one of ACTIONS (validate_graph)
+            needs_text=self.needs_text,
+            channel=self.channel,
+            note=self.note if self.action == "invite" else False,
+            mode="draft" if self.action == "comment" and self.mode == "draft" else "auto",
+            accept_timeout_hours=self.accept_timeout_hours if self.action == "invite" else None,
+            subject=self.subject if self.action == "email" else None,
+            body=self.body if self.action == "email" else None,
+            template=self.template,
+            variants=[
+                VariantModel(id=v.id, template=v.template, subject=v.subject, body=v.body) for v in self.variants
+            ],
+        )
+
+
+def carries_video(action: str) -> bool:
+    """Whether a step of this action carries the lead's personalised video in a video campaign."""
+    return action in VIDEO_ACTIONS
 
 
 @dataclass(frozen=True)
@@ -99,6 +169,15 @@ class Edge:
             "condition": self.condition,
             "delay_minutes": self.delay_minutes,
         }
+
+    def to_model(self) -> EdgeModel:
+        """The contract's form (``leadstream_schemas.Edge``)."""
+        return EdgeModel(
+            source=self.source,
+            target=self.target,
+            condition=self.condition,  # one of CONDITIONS (validate_graph)
+            delay_minutes=self.delay_minutes,
+        )
 
 
 @dataclass(frozen=True)
@@ -153,6 +232,26 @@ class Graph:
             "unreachable": list(self.unreachable),
         }
 
+    def variants_for(self, lead_id: str) -> dict[str, str]:
+        """The lead's A/B variant of every reachable step that has variants (step id -> variant id)."""
+        out: dict[str, str] = {}
+        for sid in self.reachable():
+            chosen = self.steps[sid].variant_for(lead_id)
+            if chosen is not None:
+                out[sid] = chosen.id
+        return out
+
+    def to_model(self) -> Workflow:
+        """The contract's form (``leadstream_schemas.Workflow``), carried by ``CampaignCreated.workflow``."""
+        return Workflow(
+            preset=self.preset,
+            start=self.start,
+            steps=[self.steps[s].to_model() for s in self.steps],
+            edges=[e.to_model() for e in self.edges],
+            warnings=list(self.warnings),
+            unreachable=list(self.unreachable),
+        )
+
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Graph:
         """Read a graph stored by :meth:`to_dict` (already validated: no checks here)."""
@@ -166,6 +265,8 @@ class Graph:
                 subject=s.get("subject"),
                 body=s.get("body"),
                 accept_timeout_hours=int(s.get("accept_timeout_hours", DEFAULT_ACCEPT_TIMEOUT_HOURS)),
+                template=s.get("template"),
+                variants=tuple(Variant(**v) for v in s.get("variants") or ()),
             )
         edges = tuple(Edge(e["from"], e["to"], e["condition"], int(e["delay_minutes"])) for e in data["edges"])
         return cls(
@@ -176,6 +277,36 @@ class Graph:
             unreachable=tuple(data.get("unreachable", ())),
             preset=data.get("preset"),
         )
+
+
+# -- versions ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LiveStep:
+    """A lead's live timer, as the edit rule sees it: its kind (``step`` or ``accept_wait``), its step and what
+    it waits for (``send``: a send is under way)."""
+
+    kind: str
+    step_id: str | None
+    waiting_for: str | None = None
+
+
+def moves_to_new_version(
+    state: str, steps_done: int, accepted: bool, acted: bool, live: list[LiveStep], start: str
+) -> bool:
+    """Whether a lead moves to a campaign's newly edited sequence (its *safe point*) or finishes on its own.
+
+    A lead moves when it has not started: it was prepared for review, or it is active with only its first
+    step ahead of it (no step performed or skipped, no send under way or made, no acceptance recorded, and no
+    live timer but its first step's). Any lead past that point finishes the version it runs, so an edit never
+    repeats, skips or reorders a step a lead has already been through.
+    """
+    if state == "prepared":
+        return True
+    if state != "active" or steps_done or accepted or acted:
+        return False
+    return all(t.kind == "step" and t.step_id == start and t.waiting_for != "send" for t in live)
 
 
 # -- presets -------------------------------------------------------------------------------------
@@ -293,6 +424,10 @@ def _parse_steps(raw_steps: Any, default_note: bool) -> dict[str, Step]:
         timeout = s.get("accept_timeout_hours", DEFAULT_ACCEPT_TIMEOUT_HOURS)
         timeout = _int_in(timeout, f"{path}.accept_timeout_hours", *ACCEPT_TIMEOUT_HOURS, "accept timeout (hours)")
         note = bool(s.get("note", default_note)) and action == "invite"
+        template = s.get("template")
+        if template is not None and (not isinstance(template, str) or not 0 < len(template) <= 200):
+            raise GraphError(f"{path}.template", "template is a template name or id of 1-200 characters")
+        variants = _parse_variants(s.get("variants"), path, action, note)
         steps[sid] = Step(
             id=sid,
             action=action,
@@ -301,8 +436,47 @@ def _parse_steps(raw_steps: Any, default_note: bool) -> dict[str, Step]:
             subject=s.get("subject"),
             body=s.get("body"),
             accept_timeout_hours=timeout,
+            template=template,
+            variants=variants,
         )
     return steps
+
+
+def _text(value: Any, path: str, what: str, limit: int) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not 0 < len(value) <= limit:
+        raise GraphError(path, f"{what} is a string of 1-{limit} characters")
+    return value
+
+
+def _parse_variants(raw: Any, path: str, action: str, note: bool) -> tuple[Variant, ...]:
+    """A step's A/B variants: 2-10 objects with a unique ``id`` and their ``template`` (an email's ``subject`` and
+    ``body`` too), only on a step that sends a text."""
+    if raw is None:
+        return ()
+    lo, hi = VARIANTS
+    if not isinstance(raw, list) or not lo <= len(raw) <= hi:
+        raise GraphError(f"{path}.variants", f"variants is a list of {lo} to {hi} variants")
+    if action not in TEXT_CHANNELS or (action == "invite" and not note):
+        raise GraphError(f"{path}.variants", "only a step that sends a text (an invite with a note) has variants")
+    out: list[Variant] = []
+    for i, v in enumerate(raw):
+        where = f"{path}.variants[{i}]"
+        if not isinstance(v, dict) or set(v) - {"id", "template", "subject", "body"}:
+            raise GraphError(where, "a variant is an object with id and template (subject, body for an email)")
+        vid = _text(v.get("id"), f"{where}.id", "a variant id", 100)
+        if vid is None or any(o.id == vid for o in out):
+            raise GraphError(f"{where}.id", "every variant needs its own id")
+        out.append(
+            Variant(
+                id=vid,
+                template=_text(v.get("template"), f"{where}.template", "template", 200),
+                subject=_text(v.get("subject"), f"{where}.subject", "subject", 1000),
+                body=_text(v.get("body"), f"{where}.body", "body", 20_000),
+            )
+        )
+    return tuple(out)
 
 
 def _linear_edges(raw_steps: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -483,11 +657,59 @@ def _reachable(start: str, edges: list[Edge]) -> set[str]:
     return seen
 
 
+PRESET_OPTIONS = ("spacing_minutes", "invite_wait_hours", "comment_mode", "without")
+
+
+def customise_preset(raw: dict[str, Any], options: dict[str, Any]) -> dict[str, Any]:
+    """A preset's raw graph with the builder's options applied (still to be validated):
+
+    - ``spacing_minutes`` (5-720): the wait of every ``always`` edge (the step spacing);
+    - ``invite_wait_hours`` (1-168): the wait after acceptance before the message (``accepted`` edges);
+    - ``comment_mode`` (``auto`` | ``draft``): how comment steps post;
+    - ``without``: step ids left out; the edges that needed them are then removed by validation, with warnings.
+    """
+    out = {**raw, "steps": [dict(s) for s in raw["steps"]], "edges": [dict(e) for e in raw["edges"]]}
+    spacing = options.get("spacing_minutes")
+    if spacing is not None:
+        minutes = _int_in(spacing, "workflow.spacing_minutes", *SPACING_MINUTES, "step spacing (minutes)")
+        for e in out["edges"]:
+            if e.get("condition", "always") == "always":
+                e.pop("wait_hours", None)
+                e["delay_minutes"] = minutes
+    wait = options.get("invite_wait_hours")
+    if wait is not None:
+        hours = _int_in(wait, "workflow.invite_wait_hours", *INVITE_WAIT_HOURS, "invite-to-message wait (hours)")
+        for e in out["edges"]:
+            if e.get("condition") == "accepted":
+                e.pop("delay_minutes", None)
+                e["wait_hours"] = hours
+    mode = options.get("comment_mode")
+    if mode is not None:
+        if mode not in ("auto", "draft"):
+            raise GraphError("workflow.comment_mode", "comment mode must be 'auto' or 'draft'")
+        for s in out["steps"]:
+            if s["action"] == "comment":
+                s["mode"] = mode
+    without = options.get("without") or []
+    if not isinstance(without, list):
+        raise GraphError("workflow.without", "without is a list of step ids")
+    ids = [s["id"] for s in out["steps"]]
+    for i, sid in enumerate(without):
+        if sid not in ids:
+            raise GraphError(f"workflow.without[{i}]", f"{sid!r} is not a step of this preset ({', '.join(ids)})")
+    out["steps"] = [s for s in out["steps"] if s["id"] not in without]
+    if not out["steps"]:
+        raise GraphError("workflow.without", "a workflow needs at least one step")
+    if out.get("start") is None and without and ids[0] in without:
+        out["start"] = out["steps"][0]["id"]
+    return out
+
+
 def resolve_workflow(spec: str | dict[str, Any], *, default_note: bool, email_fallback: bool) -> Graph:
-    """A preset name, ``{"preset": name}`` or a full graph -> the validated graph."""
+    """A preset name, ``{"preset": name, <options of customise_preset>}`` or a full graph -> the validated graph."""
     if isinstance(spec, str):
         return validate_graph(preset_graph(spec, email_fallback=email_fallback), default_note=default_note)
     if isinstance(spec, dict) and "steps" not in spec and isinstance(spec.get("preset"), str):
         raw = preset_graph(spec["preset"], email_fallback=email_fallback or bool(spec.get("email_fallback")))
-        return validate_graph(raw, default_note=default_note)
+        return validate_graph(customise_preset(raw, spec), default_note=default_note)
     return validate_graph(spec, default_note=default_note)

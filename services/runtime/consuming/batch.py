@@ -26,6 +26,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
 from ..faults import Backoff, Fault, describe, sleep_unless_stopped
 from ..settings import RuntimeSettings
+from ..telemetry import record_batch_spans
 from .deadletter import DeadLetterPublisher
 from .loop import Batch, GroupConsumer
 from .policy import Abandoned, Act, after_failure, judge
@@ -111,11 +112,15 @@ class BatchPipeline(Generic[P]):
         dead_letters: DeadLetterPublisher,
         settings: RuntimeSettings,
         stop: asyncio.Event | None = None,
+        *,
+        traced: bool = False,
     ) -> None:
         self.checkpoint = checkpoint
         self.dead_letters = dead_letters
         self.settings = settings
         self.stop = stop
+        self.traced = traced
+        """Record a span per applied record (the live consumer; never a rebuild: its hot path stays bare)."""
         self.pending: asyncio.Task[ApplyResult] | None = None
         self.working = True
         """False while retrying a transient failure."""
@@ -168,6 +173,7 @@ class BatchPipeline(Generic[P]):
         self, records: list[ConsumerRecord[Any, Any]], prepared: P | None, expected: Mapping[TP, int | None]
     ) -> ApplyResult:
         """Apply ``records`` (in offset order per partition), isolating record faults (module docstring)."""
+        started_ns = time.time_ns() if self.traced else 0
         total = ApplyResult()
         expected = dict(expected)
         todo: list[tuple[list[ConsumerRecord[Any, Any]], P | None]] = [(records, prepared)]
@@ -197,6 +203,8 @@ class BatchPipeline(Generic[P]):
                 self._attempts.pop(key, None)
             total.add(result)
             expected.update(result.next_offsets)
+        if self.traced:
+            record_batch_spans(self.settings.service_name, records, started_ns)
         return total
 
     async def retry(self, attempt: Callable[[], Awaitable[Any]], max_attempts: int = 1) -> Any:
@@ -251,7 +259,7 @@ class BatchConsumer(GroupConsumer):
             resync_interval_s=resync_interval_s,
         )
         self.checkpoint = checkpoint
-        self.pipeline: BatchPipeline[Any] = BatchPipeline(checkpoint, dead_letters, settings)
+        self.pipeline: BatchPipeline[Any] = BatchPipeline(checkpoint, dead_letters, settings, traced=True)
         self.pacer = GcPacer()
         self.batches = 0
         self.applied = 0

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -24,6 +25,20 @@ from .policy import Abandoned
 log = logging.getLogger(__name__)
 
 DLQ_HEADER_PREFIX = "dlq_"
+DLQ_CODES = (
+    "handler_error",
+    "undecodable",
+    # leadstream_schemas.DecodeError codes
+    "invalid_json",
+    "invalid_header",
+    "missing_header",
+    "unsupported_specversion",
+    "unknown_type",
+    "invalid_field",
+    "upcast_failed",
+)
+"""The error codes a consumer dead-letters with; their ``leadstream_dlq_total`` series start at 0 (see
+:meth:`DeadLetterPublisher.count_from_zero`)."""
 
 
 def dead_letter_headers(
@@ -65,6 +80,13 @@ class DeadLetterPublisher:
         self._own = broker is None
         self.healthy = True
         """False while a publish is failing (the consumer reports not-ready meanwhile)."""
+
+    def count_from_zero(self, topics: Sequence[str]) -> None:
+        """Start the dead-letter counters of ``topics`` at 0: Prometheus' ``increase()`` cannot see the first
+        dead letter of a series that appears with it (the alert on dead letters would miss it)."""
+        for topic in topics:
+            for code in DLQ_CODES:
+                DLQ_TOTAL.labels(self.settings.service_name, topic, code)
 
     async def publish(
         self,

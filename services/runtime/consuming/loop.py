@@ -16,6 +16,11 @@ batches with offsets in a checkpoint) implements :meth:`GroupConsumer.process` a
 - **Poll gaps.** A mode stops starting records ``consumer_max_poll_interval_ms / 2`` after a poll
   (:attr:`GroupConsumer.deadline`) and rewinds to the first one not done, so no gap between two
   polls reaches ``max.poll.interval.ms``.
+- **Lag** (``leadstream_consumer_lag``, per partition this member owns) is measured on a timer of its own
+  every ``consumer_lag_interval_s``: the log ends are asked of the broker whatever the loop is doing (a
+  record retried for minutes, a paused partition, nothing to read), so the gauge rises while the member
+  is stuck. Before the member has done a record of a partition, its group's committed offset counts as
+  done. A partition that goes loses its series (its next owner reports it).
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
 
-from ..faults import Backoff
+from ..faults import Backoff, sleep_unless_stopped
 from ..kafka import create_consumer
 from ..metrics import CONSUMER_LAG
 from ..settings import RuntimeSettings
@@ -57,6 +62,7 @@ class GroupConsumer:
         self.topics = list(topics)
         self.group_id = group_id
         self.dead_letters = dead_letters
+        dead_letters.count_from_zero(self.topics)
         self.max_records = max_records
         self.resync_interval_s = resync_interval_s
         self.consumer: AIOKafkaConsumer | None = None
@@ -71,6 +77,7 @@ class GroupConsumer:
         self._gen: dict[TopicPartition, int] = {}
         self._position: dict[TopicPartition, int | None] = {}  # assigned: where the next fetch starts
         self._consumed: dict[TopicPartition, int] = {}  # next offset after the work done
+        self._committed: dict[TopicPartition, int] = {}  # the group's offset when assigned (lag before any work)
         self._uncommitted: dict[TopicPartition, int] = {}
         self._end: dict[TopicPartition, int] = {}
         self._paused: dict[TopicPartition, float] = {}  # resume at (monotonic)
@@ -121,7 +128,7 @@ class GroupConsumer:
         self._uncommitted[tp] = offset
         end = self._end.get(tp)
         if end is not None:
-            CONSUMER_LAG.labels(self.settings.service_name, tp.topic, str(tp.partition)).set(max(end - offset, 0))
+            self._lag_gauge(tp).set(max(end - offset, 0))
 
     def rewind(self, tp: TopicPartition, offset: int, pause_s: float = 0.0) -> None:
         """Read the partition again from ``offset`` (after ``pause_s`` seconds); fetched work of it is void."""
@@ -154,7 +161,12 @@ class GroupConsumer:
                 consumer.subscribe(self.topics, listener=_Listener(self))
                 self.working = True
                 backoff.reset()
-                await self._poll(consumer, stop)
+                lag_timer = asyncio.create_task(self._measure_lag(consumer, stop), name=f"lag-{self.group_id}")
+                try:
+                    await self._poll(consumer, stop)
+                finally:
+                    lag_timer.cancel()
+                    await asyncio.gather(lag_timer, return_exceptions=True)
             except Exception as exc:
                 self.working = False
                 log.warning("consumer failed; restarting", extra={"error": repr(exc), "group": self.group_id})
@@ -186,7 +198,7 @@ class GroupConsumer:
             for tp in self._position:
                 hw = consumer.highwater(tp) if tp in assigned else None
                 if hw is not None:
-                    self._end[tp] = hw
+                    self._saw_end(tp, hw)
             self._publish_lag()
 
     def _resume_due(self, consumer: AIOKafkaConsumer) -> None:
@@ -214,7 +226,37 @@ class GroupConsumer:
     async def _refresh_ends(self, consumer: AIOKafkaConsumer) -> None:
         with contextlib.suppress(Exception):
             ends = await consumer.end_offsets([tp for tp in self._position if tp in consumer.assignment()])
-            self._end.update(ends)
+            for tp, end in ends.items():
+                if tp in self._position:
+                    self._saw_end(tp, end)
+
+    def _saw_end(self, tp: TopicPartition, end: int) -> None:
+        # Log ends only grow: the highwater of a fetch made before the timer asked is older than its answer.
+        self._end[tp] = max(end, self._end.get(tp, end))
+
+    async def _measure_lag(self, consumer: AIOKafkaConsumer, stop: asyncio.Event) -> None:
+        """The lag timer (module docstring): runs beside the poll loop until ``stop`` or the loop ends."""
+        interval = self.settings.consumer_lag_interval_s
+        while not await sleep_unless_stopped(stop, interval):
+            try:
+                await asyncio.wait_for(self._refresh_ends(consumer), timeout=max(interval, 5.0))
+                await asyncio.wait_for(self._committed_offsets(consumer), timeout=max(interval, 5.0))
+            except Exception as exc:  # a rebalance or an unreachable broker: measured again next time
+                log.debug("lag not measured", extra={"error": repr(exc), "group": self.group_id})
+            self._publish_lag()
+
+    async def _committed_offsets(self, consumer: AIOKafkaConsumer) -> None:
+        """Where the group stands on partitions this member has done nothing of yet (the beginning when the
+        group never committed there: consumers start from the earliest offset)."""
+        todo = [tp for tp in self._position if tp not in self._consumed and tp not in self._committed]
+        if not todo:
+            return
+        found = {tp: await consumer.committed(tp) for tp in todo}
+        missing = [tp for tp, offset in found.items() if offset is None]
+        beginnings = await consumer.beginning_offsets(missing) if missing else {}
+        for tp, offset in found.items():
+            if tp in self._position:  # still ours
+                self._committed[tp] = offset if offset is not None else beginnings[tp]
 
     # -- rebalancing ------------------------------------------------------------------------------
 
@@ -246,22 +288,29 @@ class GroupConsumer:
 
     def _forget(self, tps: Sequence[TopicPartition]) -> None:
         for tp in tps:
-            for state in (self._position, self._consumed, self._uncommitted, self._end, self._paused):
+            for state in (self._position, self._consumed, self._committed, self._uncommitted, self._end, self._paused):
                 state.pop(tp, None)
+            with contextlib.suppress(KeyError):  # the next owner reports it
+                CONSUMER_LAG.remove(self.settings.service_name, tp.topic, str(tp.partition))
 
     # -- health -----------------------------------------------------------------------------------
 
     def lag(self) -> dict[TopicPartition, int]:
-        """Records behind the log end, per assigned partition whose end and position are known."""
+        """Records behind the log end, per assigned partition whose end and position are known (the position:
+        what this member has done, else the group's committed offset)."""
         return {
-            tp: max(end - self._consumed[tp], 0)
+            tp: max(end - done, 0)
             for tp in self._position
-            if (end := self._end.get(tp)) is not None and tp in self._consumed
+            if (end := self._end.get(tp)) is not None
+            and (done := self._consumed.get(tp, self._committed.get(tp))) is not None
         }
+
+    def _lag_gauge(self, tp: TopicPartition) -> Any:
+        return CONSUMER_LAG.labels(self.settings.service_name, tp.topic, str(tp.partition))
 
     def _publish_lag(self) -> None:
         for tp, n in self.lag().items():
-            CONSUMER_LAG.labels(self.settings.service_name, tp.topic, str(tp.partition)).set(n)
+            self._lag_gauge(tp).set(n)
 
     def not_ready(self, max_lag: int | None = None) -> str | None:
         """None when consuming (and, with ``max_lag``, caught up to within it on every partition), else why not."""

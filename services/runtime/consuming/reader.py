@@ -85,6 +85,24 @@ before ``since`` that the margin lets in are dropped by their event time.
 """
 
 
+async def end_offsets(
+    consumer: AIOKafkaConsumer, tps: list[TopicPartition], until: datetime | None = None
+) -> dict[TopicPartition, int]:
+    """Where reading stops (exclusive): the end of each partition now, or the first record appended after ``until``.
+
+    A log read ``until`` a moment holds what had been appended by then -- what a consumer with no lag had
+    applied -- so the cut is by the records' timestamps (the producer's send time, or the broker's append time
+    on a topic with ``LogAppendTime``), not by event time: an event that happened before ``until`` but was
+    published after it (an outbox held back by an outage) was not in anybody's views at that moment.
+    """
+    ends = dict(await consumer.end_offsets(tps))
+    if until is None:
+        return ends
+    # The earliest offset whose timestamp is at or after the first millisecond past ``until``.
+    found = await consumer.offsets_for_times(dict.fromkeys(tps, int(until.timestamp() * 1000) + 1))
+    return {tp: min(ends[tp], found[tp].offset) if found.get(tp) is not None else ends[tp] for tp in tps}
+
+
 async def start_offsets(
     consumer: AIOKafkaConsumer, tps: list[TopicPartition], since: datetime | None, ends: dict[TopicPartition, int]
 ) -> dict[TopicPartition, int]:

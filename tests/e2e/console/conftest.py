@@ -42,7 +42,13 @@ async def world(
 ) -> AsyncIterator[ConsoleWorld]:
     log_dir: Path = tmp_path_factory.mktemp("console-logs")
     started = await asyncio.to_thread(
-        start_console_fleet, subprocess_env, log_dir, database_url, LEADSTREAM_CONSOLE_PAGE_SIZE=str(PAGE_SIZE)
+        start_console_fleet,
+        subprocess_env,
+        log_dir,
+        database_url,
+        LEADSTREAM_CONSOLE_PAGE_SIZE=str(PAGE_SIZE),
+        # No lead is a connection already: every approved invite is sent (the journey watches one go out).
+        LEADSTREAM_SIM_CONNECTED_RATE="0",
     )
     try:
         yield started

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from services.console import domain
 from services.console.sse import SseEvent, parse
@@ -91,3 +92,60 @@ def test_why_a_campaign_is_paused_reads_as_words() -> None:
         "account x was deleted; the campaign has no account left"
     )
     assert domain.state_reason("some_new_reason") == "some new reason" and domain.state_reason(None) == ""
+
+
+def test_the_time_base_is_the_projections_clock_moving_at_its_scale() -> None:
+    base = domain.time_base("2026-03-02T12:00:00+00:00", "1800", seen=100.0)
+    assert base == domain.TimeBase(NOW, 100.0, 1800.0)
+    # Two seconds of the console's time later, campaign time has moved an hour.
+    assert base.now(102.0) == NOW + timedelta(hours=1)
+    assert base.now(99.0) == NOW  # a monotonic clock read before the answer never moves time back
+    # An event stamped on that clock half an hour ago reads "30 min ago", never "in ...".
+    assert domain.relative(NOW + timedelta(minutes=30), base.now(102.0)) == "30 min ago"
+    assert domain.time_base("2026-03-02T12:00:00+00:00", None, seen=0.0) == domain.TimeBase(NOW, 0.0, 1.0)
+
+
+def test_a_missing_or_unreadable_time_base_is_none() -> None:
+    assert domain.time_base(None, "1", 0.0) is None
+    assert domain.time_base("yesterday", "1", 0.0) is None
+    assert domain.time_base("2026-03-02T12:00:00", "1", 0.0) is None  # no time zone
+    assert domain.time_base("2026-03-02T12:00:00+00:00", "fast", 0.0) is None
+    assert domain.time_base("2026-03-02T12:00:00+00:00", "-2", 0.0) is None
+    assert domain.time_base("x" * 65, "1", 0.0) is None
+
+
+def test_waits_and_edges_read_as_people_say_them() -> None:
+    assert [domain.wait_label(m) for m in (45, 60, 90, 24 * 60, 168 * 60, 170 * 60)] == [
+        "45 min",
+        "1 h",
+        "1 h 30 min",
+        "24 h",
+        "168 h",
+        "7 d 2 h",
+    ]
+    assert domain.edge_label("accepted", 48 * 60) == "accepted + 48 h"
+    assert domain.edge_label("not_accepted", 60) == "not accepted · 1 h"
+    assert domain.edge_label("always", 720) == "after 12 h"
+
+
+def test_a_workflow_is_drawn_left_to_right_by_distance_with_what_cannot_run_last() -> None:
+    steps: list[dict[str, Any]] = [
+        {"id": "invite", "action": "invite", "note": True},
+        {"id": "message", "action": "message"},
+        {"id": "follow_up", "action": "message"},
+        {"id": "email", "action": "email"},
+    ]
+    edges: list[dict[str, Any]] = [
+        {"from": "invite", "to": "message", "condition": "accepted", "delay_minutes": 1440},
+        {"from": "message", "to": "follow_up", "condition": "always", "delay_minutes": 720},
+    ]
+    drawing = domain.draw(steps, edges, "invite", ["email"])
+    x = {n.id: n.x for n in drawing.nodes}
+    assert x["invite"] < x["message"] < x["follow_up"] < x["email"]
+    by_id = {n.id: n for n in drawing.nodes}
+    assert by_id["invite"].detail == "with a note" and by_id["follow_up"].detail == "follow-up"
+    assert by_id["email"].unreachable and not by_id["message"].unreachable
+    assert [(link.label, link.tone) for link in drawing.links] == [("accepted + 24 h", "good"), ("after 12 h", "info")]
+    # A label sits between its two steps, with room for it (the gap is wider than "accepted + 168 h").
+    assert all(by_id["invite"].x + domain.NODE_W < link.lx < by_id["follow_up"].x for link in drawing.links[:1])
+    assert domain.COL_GAP >= 110 and drawing.width == max(n.x for n in drawing.nodes) + domain.NODE_W + 16

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import date
 from typing import Any
 
 import httpx
 from aiokafka import ConsumerRecord
 from leadstream_schemas import Envelope
 
+from services.discovery.adapters import Candidate, Evidence, SearchPage, SearchQuery
 from services.runtime.auth import create_token
 from services.runtime.service import Service
 from tests.support.kafka import read_until
@@ -57,3 +59,37 @@ def settled(workspace: str, *, finished: int, discovered: int) -> Callable[[list
         )
 
     return done
+
+
+def person(
+    slug: str, *, post: str | None = None, posted_on: date | None = None, post_id: str | None = None
+) -> Candidate:
+    """A provider result: a person (with one post as evidence when ``post`` is given)."""
+    evidence = (Evidence("post", f"'{post}'", posted_on, url=None, ref=post_id),) if post is not None else ()
+    return Candidate(
+        linkedin_url=f"https://www.linkedin.com/in/{slug}",
+        full_name=slug.replace("-", " ").title(),
+        title="Head of Sales",
+        company="Acme",
+        location="Berlin",
+        evidence=evidence,
+    )
+
+
+class ScriptedProvider:
+    """A search provider whose results the test sets (and changes) as it goes: ``results`` in provider order
+    (newest first for posts), paged with integer cursors; every query is answered from the same list."""
+
+    name = "scripted"
+
+    def __init__(self, results: list[Candidate] | None = None) -> None:
+        self.results: list[Candidate] = list(results or [])
+        self.queries: list[tuple[SearchQuery, str | None]] = []
+
+    async def search(self, query: SearchQuery, cursor: str | None, limit: int) -> SearchPage:
+        """One page after ``cursor``."""
+        self.queries.append((query, cursor))
+        start = int(cursor or 0)
+        page = self.results[start : start + limit]
+        end = start + len(page)
+        return SearchPage(page, str(end) if end < len(self.results) else None, total=len(self.results))

@@ -194,11 +194,11 @@ NOW = datetime(2026, 1, 5, 8, tzinfo=UTC)
 
 
 def test_progress_decisions() -> None:
-    p = domain.Progress(target=10, members=8)
+    p = domain.Progress(target=10, new=8)
     assert domain.room(p) == 2
-    assert domain.room(domain.Progress(target=10, members=2, per_run=3, run_members=1, recurring=True)) == 2
-    full = domain.added(p, 2)
-    assert (full.members, full.run_members) == (10, 2)
+    assert domain.room(domain.Progress(target=10, new=2, per_run=3, run_new=1, recurring=True)) == 2
+    full = domain.found_new(p, 2)
+    assert (full.new, full.run_new) == (10, 2)
     week = timedelta(days=7)
     # The target wins over exhaustion, exhaustion over the run budget.
     assert domain.after_page(full, exhausted=True, now=NOW, interval=week) == domain.Decision(
@@ -206,11 +206,11 @@ def test_progress_decisions() -> None:
     )
     assert domain.after_page(p, exhausted=True, now=NOW, interval=week) == domain.Decision("finished", "exhausted")
     assert domain.after_page(p, exhausted=False, now=NOW, interval=week) == domain.Decision("running")
-    recurring = domain.Progress(target=10, members=5, per_run=5, run_members=5, recurring=True)
+    recurring = domain.Progress(target=10, new=5, per_run=5, run_new=5, recurring=True)
     assert domain.after_page(recurring, exhausted=False, now=NOW, interval=week) == domain.Decision(
         "scheduled", next_run_at=NOW + week
     )
-    pages_spent = domain.Progress(target=10, members=5, run_pages=3, pages_per_run=3, recurring=True)
+    pages_spent = domain.Progress(target=10, new=5, run_pages=3, pages_per_run=3, recurring=True)
     assert domain.after_page(pages_spent, exhausted=False, now=NOW, interval=week).status == "scheduled"
     # A one-off search is not paused by the page budget.
     assert (
@@ -220,7 +220,54 @@ def test_progress_decisions() -> None:
         == "running"
     )
     fresh = domain.new_run(recurring)
-    assert (fresh.run_members, fresh.run_pages, fresh.members) == (0, 0, 5)
+    assert (fresh.run_new, fresh.run_pages, fresh.new) == (0, 0, 5)
+
+
+def test_exhausted_recurring_searches_search_again_and_watched_ones_keep_watching() -> None:
+    week = timedelta(days=7)
+    recurring = domain.Progress(target=10, new=4, recurring=True)
+    # Results ran out before the target: not finished, searched again from the top after the interval.
+    assert domain.after_page(recurring, exhausted=True, now=NOW, interval=week) == domain.Decision(
+        "scheduled", next_run_at=NOW + week, restart=True
+    )
+    one_off = domain.Progress(target=10, new=4)
+    assert domain.after_page(one_off, exhausted=True, now=NOW, interval=week, watched=True).status == "watching"
+    assert domain.after_page(one_off, exhausted=True, now=NOW, interval=week).finish_reason == "exhausted"
+    # Only NEW leads count: known people found again leave the target where it was.
+    assert domain.room(domain.Progress(target=10, new=4)) == 6
+
+
+def test_campaign_audience_runs_and_extensions_decide_per_search_state() -> None:
+    run = domain.audience_run_action
+    assert run("running", None) == "none"
+    assert run("scheduled", None) == "run_now"
+    assert run("watching", None) == "none"
+    assert run("finished", "exhausted") == "reopen"
+    assert [run("finished", r) for r in ("target_reached", "cancelled", "failed")] == ["none"] * 3
+    extend = domain.extension_action
+    assert [extend("finished", r) for r in ("target_reached", "exhausted")] == ["reopen", "reopen"]
+    assert [extend("finished", r) for r in ("cancelled", "failed")] == ["none", "none"]
+    assert extend("scheduled", None) == "run_now" and extend("running", None) == "none"
+    assert domain.finished_what(1) == "finished" and domain.finished_what(3) == "finished:3"
+
+
+def test_posts_match_pain_before_intent_and_watch_lookback() -> None:
+    criteria = domain.PostsCriteria(keywords=["sequencer", "CRM"], pain_keywords=["struggling with outbound"])
+    pain = domain.match_post(criteria, "Honestly STRUGGLING WITH OUTBOUND; which sequencer do you use?")
+    assert pain == domain.PostMatch("pain", ("struggling with outbound", "sequencer"))
+    assert domain.match_post(criteria, "We are replacing our CRM") == domain.PostMatch("intent", ("CRM",))
+    assert domain.match_post(criteria, "Team offsite photos") is None
+    assert domain.watch_lookback_days(None, NOW, 14) == 14
+    assert domain.watch_lookback_days(NOW - timedelta(hours=1), NOW, 14) == 1
+    assert domain.watch_lookback_days(NOW - timedelta(days=2, hours=1), NOW, 14) == 3
+    assert domain.watch_lookback_days(NOW - timedelta(days=90), NOW, 14) == 14
+    a = domain.post_key("https://www.linkedin.com/in/x", "Hello   world")
+    assert a == domain.post_key("https://www.linkedin.com/in/x", "Hello world") != domain.post_key("u", "Hello world")
+    assert (
+        domain.post_key("u", "t", ref="urn:1") == "ref:urn:1"
+        and domain.post_key("u", "t", url="https://p") == "url:https://p"
+    )
+    assert domain.post_of("'quoted post'") == "quoted post"
 
 
 def test_csv_header_maps_aliases_and_needs_an_identifier() -> None:

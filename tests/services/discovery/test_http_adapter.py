@@ -59,6 +59,34 @@ POSTS = [
 ]
 
 
+SIGNAL_PEOPLE: list[dict[str, Any]] = [
+    {
+        "type": "PEOPLE",
+        "id": "ACs1",
+        "name": "Greta Gruber",
+        "public_identifier": "greta-gruber",
+        "headline": "Head of Compliance at Pinecrest Bank",
+        "location": "Frankfurt",
+        "current_positions": [{"company": "Pinecrest Bank", "role": "Head of Compliance"}],
+        "signals": [
+            {"type": "compliance", "detail": "Pinecrest Bank is preparing for DORA", "date": "2026-01-02"},
+            {"type": "open_jobs", "detail": "4 open compliance roles", "date": "2026-01-01"},
+            {"type": "news"},  # no detail: not evidence
+        ],
+    }
+]
+WEB: list[dict[str, Any]] = [
+    {
+        "type": "WEB_MENTION",
+        "id": "w1",
+        "text": "Our outbound stack is a mess - looking for a better sequencer",
+        "url": "https://blog.example.com/outbound-mess",
+        "date": "2026-01-04",
+        "author": {"name": "Hana Hoffmann", "public_identifier": "hana-hoffmann", "headline": "Founder"},
+    }
+]
+
+
 class FakeUnipile:
     """A scripted Unipile-style search API: queued error answers first, then real pages."""
 
@@ -84,7 +112,11 @@ class FakeUnipile:
                 await self.hang.wait()
                 status = 200
             return JSONResponse(payload, status, headers=headers)
-        items = POSTS if body.get("category") == "posts" else PEOPLE
+        items: list[dict[str, Any]] = {
+            ("posts", "posts"): POSTS,
+            ("posts", "web"): WEB,
+            ("signals", None): SIGNAL_PEOPLE,
+        }.get((body.get("category"), body.get("source")), PEOPLE)
         start = int(request.query_params.get("cursor") or 0)
         limit = int(request.query_params["limit"])
         page = items[start : start + limit]
@@ -165,13 +197,71 @@ async def test_posts_and_linkedin_url_queries() -> None:
     [author] = posts.items  # the company's post is not a person
     assert author.linkedin_url == "https://www.linkedin.com/in/farid-fischer"
     assert author.evidence[0].kind == "post" and author.evidence[0].observed_on.isoformat() == "2026-01-03"  # type: ignore[union-attr]
+    assert author.evidence[0].ref == "p1"
     assert fake.requests[0]["body"] == {
         "api": "classic",
         "category": "posts",
         "keywords": '"cold outreach" OR "SDR"',
+        "source": "posts",
+        "lookback_days": 7,
         "date_posted": "past_week",
+        "intent_keywords": ["cold outreach", "SDR"],
+        "pain_keywords": [],
     }
     assert fake.requests[1]["body"] == {"url": url}
+
+
+async def test_signals_and_web_sources_reach_the_provider_with_their_settings() -> None:
+    fake, sleeps = FakeUnipile(), Sleeps()
+    signals = {
+        "prompt": "banks preparing for compliance audits",
+        "signal_types": ["compliance", "open_jobs", "custom"],
+        "custom_signal": "moving core banking to the cloud",
+        "location": "Frankfurt",
+        "lookback_days": 21,
+    }
+    async with serve(fake.app) as base:
+        client = _client(base, sleeps)
+        found = await client.search(SearchQuery("signals", signals), None, 10)
+        web = await client.search(
+            SearchQuery(
+                "posts",
+                {
+                    "keywords": ["sequencer"],
+                    "pain_keywords": ["outbound stack is a mess"],
+                    "source": "web",
+                    "lookback_days": 1,
+                },
+            ),
+            None,
+            10,
+        )
+        await client.aclose()
+    assert fake.requests[0]["body"] == {
+        "api": "signals",
+        "category": "signals",
+        "prompt": "banks preparing for compliance audits",
+        "signal_types": ["compliance", "open_jobs", "custom"],
+        "custom_signal": "moving core banking to the cloud",
+        "location": "Frankfurt",
+        "lookback_days": 21,
+        "date_posted": "past_month",
+    }
+    [person] = found.items
+    assert [(e.kind, e.detail, str(e.observed_on)) for e in person.evidence] == [
+        ("compliance", "Pinecrest Bank is preparing for DORA", "2026-01-02"),
+        ("open_jobs", "4 open compliance roles", "2026-01-01"),
+    ]
+    body = fake.requests[1]["body"]
+    assert (body["source"], body["date_posted"], body["pain_keywords"]) == (
+        "web",
+        "past_day",
+        ["outbound stack is a mess"],
+    )
+    [author] = web.items
+    mention = author.evidence[0]
+    assert (mention.kind, mention.url, mention.ref) == ("web_mention", "https://blog.example.com/outbound-mess", "w1")
+    assert author.linkedin_url == "https://www.linkedin.com/in/hana-hoffmann"
 
 
 async def test_429_retry_after_and_5xx_are_retried_with_backoff() -> None:

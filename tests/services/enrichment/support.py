@@ -16,10 +16,10 @@ OUTCOMES = {"leadstream.lead.email_enriched.v1", "leadstream.lead.email_not_foun
 FAILED = "leadstream.lead.enrichment_failed.v1"
 
 
-def discovered(workspace: str = "ws-test", **fields: Any) -> Envelope[LeadDiscovered]:
+def discovered(workspace: str = "ws-test", traceparent: str | None = None, **fields: Any) -> Envelope[LeadDiscovered]:
     """A ``LeadDiscovered`` envelope (a new lead id unless given)."""
     data = {"lead_id": uuid.uuid4(), "source": LeadSource.search, **fields}
-    return Envelope.new(LeadDiscovered(**data), workspace_id=workspace, source="test")
+    return Envelope.new(LeadDiscovered(**data), workspace_id=workspace, source="test", traceparent=traceparent)
 
 
 def by_lead(records: list[Any], lead_ids: set[str]) -> dict[str, list[Envelope[Any]]]:

@@ -7,11 +7,12 @@ from collections import Counter
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import select
+from leadstream_schemas import Envelope, LeadEnrichmentRequested
+from sqlalchemy import func, select
 
 from services.enrichment.adapters import EmailResult, LeadRef, ProfileData
 from services.enrichment.adapters.simulated import SimulatedEmailFinder, SimulatedProfileProvider, person_key
-from services.enrichment.store import enrichment_retries
+from services.enrichment.store import awaiting_selection, enrichment_retries, profile_cache
 from services.runtime.clock import FakeClock
 from services.runtime.providers import ProviderError, RateLimited, SimulationProfile
 from tests.services.enrichment.conftest import StartEnrichment
@@ -72,15 +73,16 @@ def _types(events: list[Any]) -> list[str]:
     return [e.type.removeprefix("leadstream.lead.").removesuffix(".v1") for e in events]
 
 
-async def test_cache_avoids_enriching_the_same_profile_twice(start_enrichment: StartEnrichment) -> None:
+async def test_cache_avoids_enriching_the_same_profile_twice_per_workspace(start_enrichment: StartEnrichment) -> None:
     clock = FakeClock()
     profiles, emails = SimulatedProfileProvider(CALM, clock), SimulatedEmailFinder(CALM, clock)
     service = await start_enrichment(clock=clock, profiles=profiles, emails=emails, enrichment_cache_days=30)
     url = f"https://www.linkedin.com/in/cache-{uuid.uuid4().hex[:8]}"
-    first = discovered("ws-1", linkedin_url=url, full_name="Ada Adler")
+    ws = f"ws-{uuid.uuid4().hex[:6]}"
+    first = discovered(ws, linkedin_url=url, full_name="Ada Adler")
     a = (await enrich(service, [first]))[str(first.data.lead_id)]
-    # The same person, spelled differently, found by another workspace.
-    second = discovered("ws-2", linkedin_url=url.upper().replace("WWW.", "") + "/?trk=x", full_name="Ada Adler")
+    # The same person, spelled differently, found again by the same workspace: the cache answers.
+    second = discovered(ws, linkedin_url=url.upper().replace("WWW.", "") + "/?trk=x", full_name="Ada Adler")
     b = (await enrich(service, [second]))[str(second.data.lead_id)]
     key = person_key(LeadRef("", linkedin_url=url))
     assert profiles.calls[f"profile:{key}"] == 1 and emails.calls[f"email:{key}"] == 1
@@ -90,16 +92,84 @@ async def test_cache_avoids_enriching_the_same_profile_twice(start_enrichment: S
     assert {**pa, "lead_id": None} == {**pb, "lead_id": None}
     assert a[2].data.model_dump(exclude={"lead_id"}) == b[2].data.model_dump(exclude={"lead_id"})
 
-    clock.advance(timedelta(days=30))  # the window is over: the provider is asked again
-    third = discovered("ws-3", linkedin_url=url, full_name="Ada Adler")
-    await enrich(service, [third])
+    # Another workspace never gets what this one's providers answered: it asks them itself.
+    other = discovered(f"{ws}-other", linkedin_url=url, full_name="Ada Adler")
+    await enrich(service, [other])
     assert profiles.calls[f"profile:{key}"] == 2 and emails.calls[f"email:{key}"] == 2
+    async with service.engine.connect() as conn:
+        cached = sorted(
+            await conn.scalars(select(profile_cache.c.workspace_id).where(profile_cache.c.profile_key == url.lower()))
+        )
+    assert cached == [ws, f"{ws}-other"]
+
+    clock.advance(timedelta(days=30))  # the window is over: the provider is asked again
+    third = discovered(ws, linkedin_url=url, full_name="Ada Adler")
+    await enrich(service, [third])
+    assert profiles.calls[f"profile:{key}"] == 3 and emails.calls[f"email:{key}"] == 3
+
+
+async def test_leads_of_groups_enriched_on_selection_wait_for_their_request(start_enrichment: StartEnrichment) -> None:
+    clock = FakeClock()
+    profiles, emails = SimulatedProfileProvider(CALM, clock), SimulatedEmailFinder(CALM, clock)
+    service = await start_enrichment(clock=clock, profiles=profiles, emails=emails)
+    ws = f"ws-{uuid.uuid4().hex[:6]}"
+    waiting = discovered(
+        ws, linkedin_url=f"https://www.linkedin.com/in/sel-{uuid.uuid4().hex[:8]}", enrichment="on_selection"
+    )
+    automatic = discovered(ws, linkedin_url=f"https://www.linkedin.com/in/auto-{uuid.uuid4().hex[:8]}")
+    done = await enrich(service, [automatic])
+    s = service.settings
+    await produce_events(s.kafka_bootstrap_servers, s.topic_prefix, [waiting])
+    lead = str(waiting.data.lead_id)
+
+    async def parked() -> bool:
+        async with service.engine.connect() as conn:
+            return bool(
+                await conn.scalar(
+                    select(func.count())
+                    .select_from(awaiting_selection)
+                    .where(awaiting_selection.c.lead_id == waiting.data.lead_id)
+                )
+            )
+
+    await wait_for(parked, timeout_s=30, what="the lead kept for a selection")
+    assert not any("sel-" in k for k in profiles.calls), "nothing is fetched before the lead is selected"
+    request = Envelope.new(
+        LeadEnrichmentRequested(lead_id=waiting.data.lead_id, reason="selected"), workspace_id=ws, source="test"
+    )
+    # A request for the lead enriched at discovery changes nothing; the waiting one is enriched now, once.
+    again = Envelope.new(
+        LeadEnrichmentRequested(lead_id=automatic.data.lead_id, reason="selected"), workspace_id=ws, source="test"
+    )
+    await produce_events(s.kafka_bootstrap_servers, s.topic_prefix, [request, again, request])
+    ids = {lead, str(automatic.data.lead_id)}
+    records = await read_until(
+        s.kafka_bootstrap_servers,
+        [s.topic_name("leadstream.lead.v1")],
+        lambda recs: finished(by_lead(recs, {lead}).get(lead, [])),
+        timeout_s=60,
+    )
+    events = by_lead(records, ids)
+    types = _types(events[lead])
+    assert types.count("enrichment_requested") == 2  # the request delivered twice ...
+    assert [t for t in types if t != "enrichment_requested"][:2] == ["discovered", "profile_enriched"]
+    enriched = [e for e in events[lead] if e.type == "leadstream.lead.profile_enriched.v1"]
+    assert len(enriched) == 1 and enriched[0].causation_id == request.id
+    assert _types(events[str(automatic.data.lead_id)]) == [
+        *_types(done[str(automatic.data.lead_id)]),
+        "enrichment_requested",
+    ]
+    assert not await parked()
 
 
 async def test_retry_after_is_honoured_and_a_waiting_lead_blocks_no_other(start_enrichment: StartEnrichment) -> None:
     clock = FakeClock()
     limited = discovered(linkedin_url=f"https://www.linkedin.com/in/limited-{uuid.uuid4().hex[:6]}")
-    flaky = discovered(linkedin_url=f"https://www.linkedin.com/in/flaky-{uuid.uuid4().hex[:6]}")
+    trace_id = uuid.uuid4().hex
+    flaky = discovered(
+        linkedin_url=f"https://www.linkedin.com/in/flaky-{uuid.uuid4().hex[:6]}",
+        traceparent=f"00-{trace_id}-{uuid.uuid4().hex[:16]}-01",
+    )
     other = discovered(linkedin_url=f"https://www.linkedin.com/in/other-{uuid.uuid4().hex[:6]}")
     profiles = ScriptedProfiles(
         SimulatedProfileProvider(CALM, clock),
@@ -141,6 +211,8 @@ async def test_retry_after_is_honoured_and_a_waiting_lead_blocks_no_other(start_
     flaky_events = await _events(service, flaky, until="profile_enriched")
     assert _types(flaky_events) == ["discovered", "profile_enriched"]
     assert profiles.calls[str(flaky.data.lead_id)] == 2
+    # The retry, on the durable-timer loop, continued the parked event's trace.
+    assert (flaky_events[1].traceparent or "").split("-")[1:2] == [trace_id]
     assert emails.calls[str(limited.data.lead_id)] == 1, "not called again before the retry-after"
 
     clock.advance(timedelta(seconds=25))

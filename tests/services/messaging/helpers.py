@@ -10,13 +10,19 @@ from aiokafka import ConsumerRecord
 from leadstream_schemas import (
     Audience,
     CampaignCreated,
+    Delivery,
+    EmailFallback,
     Envelope,
     Event,
     LeadEnrolled,
     LeadProfileEnriched,
     Strategy,
+    VideoSegment,
+    VideoSettings,
+    Workflow,
 )
 
+from services.outreach.domain.workflow import resolve_workflow
 from tests.support.personal import decode_opened
 
 WS = "ws-msg"
@@ -32,17 +38,23 @@ def campaign_created(
     campaign_id: uuid.UUID,
     *,
     review: bool,
-    workflow: dict[str, Any] | None = None,
+    workflow: Workflow | None = None,
     video: bool = False,
-    delivery: dict[str, Any] | None = None,
+    email_fallback: bool = False,
     invite_note: bool = True,
 ) -> CampaignCreated:
-    """A campaign with a strategy profile, a workflow (a preset by default) and optionally a video."""
+    """A campaign with a strategy profile, a workflow (outreach's direct connect: invite, message, with an email
+    fallback step when asked) and optionally a video."""
+    if workflow is None:
+        workflow = resolve_workflow(
+            "direct_connect", default_note=invite_note, email_fallback=email_fallback
+        ).to_model()
+    fallback = EmailFallback(sender_email="sdr@acme.example", subject="Hi {first_name}", body="Hello {city|there}")
     return CampaignCreated(
         campaign_id=campaign_id,
         name="Q1 outbound",
         audience=Audience(type="source_group", ref=str(uuid.uuid4())),
-        workflow=workflow if workflow is not None else {"preset": "standard_connect"},
+        workflow=workflow,
         strategy=Strategy(
             offer="We help sales teams book more meetings with researched first lines",
             proof="Acme doubled its reply rate in six weeks",
@@ -51,10 +63,12 @@ def campaign_created(
             review=review,
             invite_note=invite_note,
         ),
-        delivery=delivery or {},
+        delivery=Delivery(email_fallback=fallback if email_fallback else None),
         account_ids=[uuid.uuid4()],
-        video_template=(
-            {"template_id": "tpl-1", "segments": [{"name": "name", "field": "first_name", "fallback": "there"}]}
+        video=(
+            VideoSettings(
+                template_id="tpl-1", segments=[VideoSegment(name="name", field="first_name", fallback="there")]
+            )
             if video
             else None
         ),

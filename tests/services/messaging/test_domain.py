@@ -7,9 +7,10 @@ from datetime import date
 from typing import Any
 
 import pytest
-from leadstream_schemas import Channel, LeadProfileEnriched, Strategy
+from leadstream_schemas import Channel, Edge, LeadProfileEnriched, Step, Strategy, Workflow
 
 from services.messaging import domain as d
+from services.outreach.domain.workflow import resolve_workflow
 
 TODAY = date(2026, 1, 5)
 WINDOWS = d.HookWindows(post_days=30, career_days=120, milestone_days=90)
@@ -279,76 +280,48 @@ def test_rejection_feedback_can_change_the_tone() -> None:
 # -- workflow steps -------------------------------------------------------------------------------
 
 
-def test_steps_from_a_graph_with_config() -> None:
-    workflow = {
-        "nodes": [
-            {"id": "like-1", "action": "like", "config": {}},
-            {"id": "c1", "action": "comment", "config": {"mode": "draft"}},
-            {"id": "c2", "action": "comment", "config": {"mode": "auto"}},
-            {"id": "c3", "action": "comment", "config": {}},
-            {"id": "inv", "action": "invite", "config": {}},
-            {"id": "m1", "action": "message", "config": {"template": "hiring_manager"}},
-            {"id": "e1", "action": "email", "config": {"subject": "Hello {first_name}"}},
-            "garbage",
-        ],
-        "edges": [["c1", "inv"]],
-    }
-    steps = d.message_steps(workflow, {}, invite_note=True)
-    assert [(s.step_id, s.channel.value, s.review) for s in steps] == [
-        ("c1", "comment", "draft"),
-        ("c2", "comment", "auto"),
-        ("c3", "comment", "draft"),  # a public comment is reviewed unless its mode says auto
-        ("inv", "invite", "strategy"),
-        ("m1", "message", "strategy"),
-        ("e1", "email", "strategy"),
-    ]
-    assert steps[4].template == "hiring_manager"
-    assert steps[5].subject == "Hello {first_name}"
-    assert [s.step_id for s in d.message_steps(workflow, {}, invite_note=False)] == ["c1", "c2", "c3", "m1", "e1"]
-
-
-def test_steps_from_outreachs_validated_graph() -> None:
-    # The form outreach publishes in CampaignCreated.workflow (Graph.to_dict).
-    workflow = {
-        "preset": "warm_intro",
-        "start": "like",
-        "steps": [
-            {"id": "like", "action": "like", "needs_text": False, "channel": None},
-            {"id": "comment", "action": "comment", "needs_text": True, "channel": "comment", "mode": "draft"},
-            {
-                "id": "invite",
-                "action": "invite",
-                "needs_text": False,
-                "channel": None,
-                "note": False,
-                "accept_timeout_hours": 168,
-            },
-            {"id": "message", "action": "message", "needs_text": True, "channel": "message"},
-            {"id": "follow_up", "action": "message", "needs_text": True, "channel": "message"},
-            {
-                "id": "email",
-                "action": "email",
-                "needs_text": True,
-                "channel": "email",
-                "subject": "Hi {first_name}",
-                "body": "Hello from {city|Berlin}",
-            },
-            {"id": "orphan", "action": "message", "needs_text": True, "channel": "message"},
-        ],
-        "edges": [{"from": "like", "to": "comment", "condition": "always", "delay_minutes": 60}],
-        "warnings": [],
-        "unreachable": ["orphan"],
-    }
-    steps = d.message_steps(workflow, {"email_fallback": {"sender_email": "a@b.c"}}, invite_note=True)
+def test_steps_from_outreachs_typed_workflow() -> None:
+    """The steps needing a text are read from the typed workflow as outreach built it (nothing to guess):
+    outreach's own preset graph, made into the contract's Workflow."""
+    graph = resolve_workflow("warm_intro", default_note=True, email_fallback=True)
+    steps = d.message_steps(graph.to_model())
+    # warm intro: the like needs no text, the comment is a draft, the invite has no note (the preset says so)
     assert [(s.step_id, s.channel.value, s.review) for s in steps] == [
         ("comment", "comment", "draft"),
         ("message", "message", "strategy"),
         ("follow_up", "message", "strategy"),
         ("email", "email", "strategy"),
     ]
-    assert steps[3].subject == "Hi {first_name}" and steps[3].body == "Hello from {city|Berlin}"
-    with_note = {"steps": [{"id": "invite", "action": "invite", "needs_text": True, "note": True}]}
-    assert [s.step_id for s in d.message_steps(with_note, {}, invite_note=False)] == ["invite"]
+    noted = d.message_steps(resolve_workflow("standard_connect", default_note=True, email_fallback=False).to_model())
+    assert [(s.step_id, s.channel.value) for s in noted] == [
+        ("invite", "invite"),
+        ("message", "message"),
+        ("follow_up", "message"),
+    ]
+    plain = d.message_steps(resolve_workflow("standard_connect", default_note=False, email_fallback=False).to_model())
+    assert [s.step_id for s in plain] == ["message", "follow_up"]
+
+
+def test_custom_steps_carry_their_template_subject_body_and_skip_unreachable_ones() -> None:
+    workflow = Workflow(
+        start="m1",
+        steps=[
+            Step(id="m1", action="message", needs_text=True, channel="message", template="hiring_manager"),
+            Step(id="c1", action="comment", needs_text=True, channel="comment", mode="auto"),
+            Step(id="e1", action="email", needs_text=True, channel="email", subject="Hi {first_name}", body="B"),
+            Step(id="orphan", action="message", needs_text=True, channel="message"),
+        ],
+        edges=[Edge(source="m1", target="c1"), Edge(source="c1", target="e1")],
+        unreachable=["orphan"],
+    )
+    steps = d.message_steps(workflow)
+    assert [(s.step_id, s.review, s.template) for s in steps] == [
+        ("m1", "strategy", "hiring_manager"),
+        ("c1", "auto", None),
+        ("e1", "strategy", None),
+    ]
+    assert steps[2].subject == "Hi {first_name}" and steps[2].body == "B"
+    assert d.message_steps(None) == []
 
 
 def test_comment_target_and_post_reference() -> None:
@@ -363,24 +336,6 @@ def test_comment_target_and_post_reference() -> None:
     ref = d.post_url_for(post, p.lead_id)
     assert ref.startswith("urn:li:activity:") and ref == d.post_url_for(post, p.lead_id)
     assert d.comment_target(profile(recent_posts=[])) is None
-
-
-def test_preset_steps_and_email_fallback_and_invites_without_note() -> None:
-    preset = {"preset": "standard_connect"}
-    assert [s.step_id for s in d.message_steps(preset, {}, invite_note=True)] == ["invite", "message"]
-    assert [s.step_id for s in d.message_steps(preset, {}, invite_note=False)] == ["message"]
-    delivery = {"email_fallback": {"enabled": True, "subject": "Hi {first_name}", "body": "Body {city|there}"}}
-    steps = d.message_steps(preset, delivery, invite_note=True)
-    assert [s.step_id for s in steps] == ["invite", "message", "email"]
-    assert steps[2].body == "Body {city|there}"
-    off = {"email_fallback": {"enabled": False}}
-    assert [s.step_id for s in d.message_steps(preset, off, invite_note=True)] == ["invite", "message"]
-    assert [s.step_id for s in d.message_steps(preset, {"email_fallback": None}, invite_note=True)] == [
-        "invite",
-        "message",
-    ]
-    no_note = {"nodes": [{"id": "i", "action": "invite", "config": {"note": False}}, {"id": "m", "action": "message"}]}
-    assert [s.step_id for s in d.message_steps(no_note, {}, invite_note=True)] == ["m"]
 
 
 def test_review_mode() -> None:

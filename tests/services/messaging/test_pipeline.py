@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import uuid
+from datetime import date
 from typing import Any
 
-from leadstream_schemas import LeadEnrichmentFailed
+from leadstream_schemas import Channel, Edge, LeadEnrichmentFailed, LeadPostMatched, Post, Step, Workflow
 
 from services.messaging.app import build
 from services.messaging.settings import MessagingSettings
@@ -125,3 +126,62 @@ async def test_transient_generator_failures_are_retried_without_duplicate_drafts
     assert sorted((e.data.lead_id, e.data.step_id) for e in generated) == sorted(
         (lead, step) for lead in leads for step in ("invite", "message")
     )
+
+
+async def test_a_lead_found_by_a_posts_watch_is_written_to_on_the_post_that_matched(
+    make_settings: Any, start_service: Any, topic_prefix: str
+) -> None:
+    s = settings(make_settings)
+    await start_service(build(s, clock=FakeClock()))
+    campaign, watched, other = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    workflow = Workflow(
+        start="comment",
+        steps=[
+            Step(id="comment", action="comment", needs_text=True, channel=Channel.comment, mode="auto"),
+            Step(id="message", action="message", needs_text=True, channel=Channel.message),
+        ],
+        edges=[Edge(source="comment", target="message", delay_minutes=60)],
+    )
+    post = Post(
+        text="Honestly struggling with outbound since our SDR left. Any sequencer you would recommend?",
+        topic="struggling with outbound",
+        posted_on=date(2026, 1, 4),
+        url="https://www.linkedin.com/feed/update/urn:li:activity:7000000000000000001",
+    )
+    matched = LeadPostMatched(
+        lead_id=watched,
+        source_group_id=uuid.uuid4(),
+        post=post,
+        language="pain",
+        matched=["struggling with outbound", "sequencer"],
+    )
+    # The watched lead's profile has another, older post: the matched one is the hook all the same.
+    await produce_events(
+        s.kafka_bootstrap_servers,
+        topic_prefix,
+        [
+            env(campaign_created(campaign, review=False, workflow=workflow)),
+            env(matched),
+            env(profile(watched)),
+            env(enrolled(watched, campaign)),
+            env(profile(other)),
+            env(enrolled(other, campaign)),
+        ],
+    )
+    leads = {watched, other}
+
+    def done(records: list[Any]) -> bool:
+        return len(events(records, leads, "message_generated.v1")) >= 4
+
+    records = await read_until(s.kafka_bootstrap_servers, [topic_prefix + LEAD_TOPIC], done, timeout_s=90)
+    drafts = {(e.data.lead_id, e.data.step_id): e.data for e in events(records, leads, "message_generated.v1")}
+    message = drafts[(watched, "message")]
+    assert message.hook.kind == "recent_post" and "struggling with outbound" in message.hook.detail
+    assert "pain language" in message.hook.reason and "'sequencer'" in message.hook.reason
+    assert "struggling with outbound" in message.text
+    comment = drafts[(watched, "comment")]
+    assert (
+        comment.hook.detail == "post on 'struggling with outbound' (1 days ago)"
+    )  # the matched post, not the older one
+    # A lead without a matched post keeps the profile's hook.
+    assert "outbound pipeline" in drafts[(other, "message")].hook.detail

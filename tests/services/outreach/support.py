@@ -29,6 +29,7 @@ from services.outreach.settings import OutreachSettings
 from services.outreach.store import enrollments, timers
 from services.runtime.auth import create_token
 from services.runtime.clock import FakeClock
+from services.runtime.plans import set_plan
 from services.runtime.service import Service
 from tests.conftest import TEST_PARTITIONS
 from tests.support.kafka import produce_events, wait_for
@@ -169,6 +170,8 @@ async def start_outreach(
         )
     workspace = f"ws-{uuid.uuid4().hex[:8]}"
     token = await create_token(service.engine, workspace)
+    # A workspace on the plan with every feature (the plan gates are tested on their own, in test_plans.py).
+    await set_plan(service.engine, workspace, "scale", ["video"])
     client = httpx.AsyncClient(
         transport=httpx.ASGITransport(app=service.app),
         base_url="http://t",

@@ -109,8 +109,23 @@ async def test_launch_guard_names_1_to_79(o: Outreach) -> None:
     for bad in (0, 80):
         problem = await o.api("POST", f"/v1/campaigns/{cid}/launch", 422, json={"daily_limit": bad})
         assert "between 1 and 79" in problem["detail"]
-    launched = await o.api("POST", f"/v1/campaigns/{cid}/launch", 200, json={"daily_limit": 5})
+    for field, bad, text in (
+        ("daily_message_limit", 0, "between 1 and 150 messages per day, got 0"),
+        ("daily_message_limit", 151, "between 1 and 150 messages per day, got 151"),
+        ("daily_email_limit", 201, "between 1 and 200 emails per day, got 201"),
+    ):
+        problem = await o.api("POST", f"/v1/campaigns/{cid}/launch", 422, json={field: bad, "daily_limit": 5})
+        assert [e["field"] for e in problem["errors"]] == [field] and text in problem["detail"], problem
+    assert (await o.api("GET", f"/v1/campaigns/{cid}", 200))["state"] == "pending"  # a refused launch changes nothing
+    launched = await o.api(
+        "POST",
+        f"/v1/campaigns/{cid}/launch",
+        200,
+        json={"daily_limit": 5, "daily_message_limit": 12, "daily_email_limit": 7},
+    )
     assert launched["pace"] == "Manual: 5 invites per day" and launched["delivery"]["daily_cap"] == 5
+    caps = (launched["delivery"]["daily_message_limit"], launched["delivery"]["daily_email_limit"])
+    assert caps == (12, 7)
     assert (await o.api("POST", f"/v1/campaigns/{cid}/launch", 409))["code"] == "invalid_state"
 
 
@@ -164,7 +179,7 @@ async def test_transitions_leases_and_skipped_accounts(o: Outreach) -> None:
     await o.api("GET", f"/v1/campaigns/{cid}", 404)
     got = await o.events(lambda e: getattr(e.data, "campaign_id", None) == uuid.UUID(cid))
     names = [type(e.data).__name__ for e in got]
-    assert [n for n in names if n.startswith("Campaign")] == [
+    assert [n for n in names if n.startswith("Campaign") and n != "CampaignAudienceRunRequested"] == [
         "CampaignCreated",
         "CampaignLaunched",
         "CampaignPaused",
@@ -180,8 +195,10 @@ async def test_transitions_leases_and_skipped_accounts(o: Outreach) -> None:
     launched_event = of_type(got, "CampaignLaunched")[0].data
     assert launched_event.account_ids == [uuid.UUID(a)] and list(launched_event.skipped_accounts) == [b]
     created = of_type(got, "CampaignCreated")[0].data
-    assert created.workflow["preset"] == "standard_connect" and created.strategy.review is False
-    assert created.delivery["daily_cap"] == 20 and created.account_ids == [uuid.UUID(a), uuid.UUID(b)]
+    assert created.workflow is not None and created.workflow.preset == "standard_connect"
+    assert [s.id for s in created.workflow.text_steps()] == ["invite", "message", "follow_up"]
+    assert created.strategy.review is False
+    assert created.delivery.daily_cap == 20 and created.account_ids == [uuid.UUID(a), uuid.UUID(b)]
 
 
 async def test_presets_are_documented(o: Outreach) -> None:

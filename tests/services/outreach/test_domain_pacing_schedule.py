@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from itertools import pairwise
 
 import pytest
 
@@ -11,11 +12,13 @@ from services.outreach.domain.pacing import (
     PacingError,
     channel_cap,
     channel_limits,
+    launch_delivery,
     launch_guard,
     next_slot,
     pace_from,
     quota_left,
     send_decision,
+    slot_jitter,
 )
 from services.outreach.domain.schedule import Schedule, ScheduleError, parse_active_days
 
@@ -45,6 +48,24 @@ def test_launch_guard(cap: int, ok: bool) -> None:
             launch_guard(cap)
 
 
+def test_launch_overrides_caps_within_the_guard() -> None:
+    stored = {"pace": "recommended", "daily_cap": 20, "daily_message_limit": 50, "daily_email_limit": 80}
+    assert launch_delivery(stored) == stored
+    got = launch_delivery(stored, daily_message_limit=150, daily_email_limit=1)
+    assert (got["daily_cap"], got["daily_message_limit"], got["daily_email_limit"]) == (20, 150, 1)
+    assert stored["daily_message_limit"] == 50  # the stored settings are not changed in place
+    manual = launch_delivery(stored, daily_limit=79)
+    assert (manual["pace"], manual["daily_cap"], manual["weekly_limit"]) == ("manual", 79, None)
+    for kwargs, field, text in (
+        ({"daily_limit": 80}, "daily_limit", "between 1 and 79"),
+        ({"daily_message_limit": 151}, "daily_message_limit", "between 1 and 150 messages per day, got 151"),
+        ({"daily_email_limit": 0}, "daily_email_limit", "between 1 and 200 emails per day, got 0"),
+    ):
+        with pytest.raises(PacingError) as refused:
+            launch_delivery(stored, **kwargs)
+        assert refused.value.field == field and text in refused.value.message
+
+
 def test_quota_left_day_and_week() -> None:
     rec = pace_from({"pace": "recommended"})
     assert rec.weekly_limit is None
@@ -64,6 +85,26 @@ def test_next_slot_spreads_invites() -> None:
     late = start + timedelta(hours=6)
     assert next_slot(start, end, 20, late) == late + timedelta(minutes=24)
     assert next_slot(start, end, 20, start - timedelta(days=1)) == start
+
+
+def test_slots_have_jitter_and_the_day_still_fits() -> None:
+    start = datetime(2026, 1, 5, 8, tzinfo=UTC)
+    end = start + timedelta(hours=8)
+    gap = timedelta(minutes=24)  # 8 hours / 20
+    assert next_slot(start, end, 20, None, 1.0) == start + gap * 0.3  # the day's first send waits up to 30% of a gap
+    assert next_slot(start, end, 20, start, 1.0) == start + gap * 0.7  # a gap shortened by up to 30%
+    assert next_slot(start, end, 20, start - timedelta(hours=20), 0.5) == start + gap * 0.15  # yesterday's last send
+    day = start.date()
+    assert slot_jitter("a:message", day, 3) == slot_jitter("a:message", day, 3)  # the same slot when checked again
+    draws = {slot_jitter(sender, day, n) for sender in ("a:message", "b:message") for n in range(10)}
+    assert len(draws) == 20 and all(0 <= j < 1 for j in draws)
+    for cap in (1, 3, 20, 79, 150):  # a whole day of sends on jittered slots fits in the window
+        slots: list[datetime] = []
+        for n in range(cap):
+            slots.append(next_slot(start, end, cap, slots[-1] if slots else None, slot_jitter("a:invite", day, n)))
+        even = (end - start) / cap
+        assert start <= slots[0] <= start + even * 0.3 and slots[-1] < end, cap
+        assert all(even * 0.7 <= b - a <= even for a, b in pairwise(slots)), cap
 
 
 @pytest.mark.parametrize(

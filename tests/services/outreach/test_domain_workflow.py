@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from services.outreach.domain.workflow import (
@@ -172,3 +174,86 @@ def test_needs_text_and_children() -> None:
     assert [e.target for e in graph.children("invite", ("not_accepted",))] == ["email"]
     assert graph.invite_ancestor("follow_up")
     assert not graph.invite_ancestor("comment")
+
+
+AB: dict[str, Any] = {
+    "steps": [
+        {"id": "invite", "action": "invite", "note": True},
+        {
+            "id": "message",
+            "action": "message",
+            "variants": [{"id": "short", "template": "hiring_manager"}, {"id": "long", "template": "hm-1"}],
+        },
+    ],
+    "edges": [{"from": "invite", "to": "message", "condition": "accepted", "wait_hours": 1}],
+}
+
+
+def test_ab_variants_are_assigned_deterministically_and_evenly() -> None:
+    graph = validate_graph(AB)
+    assert Graph.from_dict(graph.to_dict()) == graph
+    model = graph.to_model().step("message")
+    assert model is not None and [(v.id, v.template) for v in model.variants] == [
+        ("short", "hiring_manager"),
+        ("long", "hm-1"),
+    ]
+    leads = [f"lead-{i}" for i in range(400)]
+    first = [graph.variants_for(lead) for lead in leads]
+    assert first == [validate_graph(AB).variants_for(lead) for lead in leads]  # the same lead, the same variant
+    counts = {v: sum(1 for a in first if a["message"] == v) for v in ("short", "long")}
+    assert min(counts.values()) > 150, counts  # about half each
+    assert all(set(a) == {"message"} for a in first)  # only the step that has variants
+
+
+@pytest.mark.parametrize(
+    ("variants", "field"),
+    [
+        ([{"id": "only"}], "workflow.steps[1].variants"),
+        ([{"id": "a"}, {"id": "a"}], "workflow.steps[1].variants[1].id"),
+        ([{"id": "a"}, {"id": "b", "colour": "red"}], "workflow.steps[1].variants[1]"),
+        ([{"id": "a"}, {"id": "b", "template": ""}], "workflow.steps[1].variants[1].template"),
+    ],
+)
+def test_ab_variants_are_validated(variants: list[dict[str, str]], field: str) -> None:
+    invite = {"id": "invite", "action": "invite", "note": True}
+    raw = {"steps": [invite, {"id": "message", "action": "message", "variants": variants}]}
+    with pytest.raises(GraphError) as err:
+        validate_graph(raw)
+    assert err.value.field == field
+    plain_invite = {"steps": [{"id": "i", "action": "invite", "note": False, "variants": [{"id": "a"}, {"id": "b"}]}]}
+    with pytest.raises(GraphError, match="only a step that sends a text"):
+        validate_graph(plain_invite)
+
+
+def test_preset_options_customise_the_graph_and_validation_reports_what_they_break() -> None:
+    from services.outreach.domain.workflow import resolve_workflow
+
+    g = resolve_workflow(
+        {"preset": "warm_intro", "spacing_minutes": 30, "invite_wait_hours": 48, "comment_mode": "auto"},
+        default_note=True,
+        email_fallback=False,
+    )
+    waits = {(e.source, e.target): (e.condition, e.delay_minutes) for e in g.edges}
+    assert waits == {
+        ("like", "comment"): ("always", 30),
+        ("comment", "invite"): ("always", 30),
+        ("invite", "message"): ("accepted", 48 * 60),
+        ("message", "follow_up"): ("always", 30),
+    }
+    assert g.step("comment").mode == "auto" and g.warnings == () and g.preset == "warm_intro"
+    cut = resolve_workflow(
+        {"preset": "standard_connect", "without": ["message"]}, default_note=True, email_fallback=False
+    )
+    assert cut.unreachable == ("follow_up",) and len(cut.warnings) == 3
+    assert "refers to unknown step 'message'" in cut.warnings[0]
+    first = resolve_workflow({"preset": "warm_intro", "without": ["like"]}, default_note=True, email_fallback=False)
+    assert first.start == "comment" and first.unreachable == ()
+    for options, field in (
+        ({"spacing_minutes": 4}, "workflow.spacing_minutes"),
+        ({"invite_wait_hours": 169}, "workflow.invite_wait_hours"),
+        ({"without": ["nope"]}, "workflow.without[0]"),
+        ({"without": ["invite", "message", "follow_up"]}, "workflow.without"),
+    ):
+        with pytest.raises(GraphError) as err:
+            resolve_workflow({"preset": "standard_connect", **options}, default_note=True, email_fallback=False)
+        assert err.value.field == field

@@ -1,5 +1,5 @@
 """Enrollment and the first action: duplicates across campaigns, URL audiences, the video wait, and the
-provider's invitation limit pausing an account instead of failing leads."""
+provider's invitation and message limits pausing an account instead of failing leads."""
 
 from __future__ import annotations
 
@@ -147,12 +147,17 @@ async def test_first_action_waits_for_the_video(
     await wait_for(woken, timeout_s=60, what="video wake-up")
     await o.drive(MONDAY + timedelta(hours=2))
     got = {e.data.lead_id: e for e in of_type(await o.events(), "InviteSent")}
-    assert got[with_video].data.video_url == "https://video.example/v/1.mp4" and got[with_video].time == MONDAY
-    # A link on a host that is not allowed is never sent: the invite goes at once, without it.
-    assert got[forged].data.video_url is None and got[forged].time < MONDAY + timedelta(minutes=60)
+    assert got[with_video].data.video_url == "https://video.example/v/1.mp4"
+    # A link on a host that is not allowed is never sent: the invite goes at once, without it. The two invites
+    # woken together keep the invite rhythm: one at once, the other at its turn, both before the late one.
+    assert got[forged].data.video_url is None
+    assert min(got[with_video].time, got[forged].time) == MONDAY
+    assert max(got[with_video].time, got[forged].time) < MONDAY + timedelta(minutes=60)
     assert got[late].data.video_url is None and got[late].time == MONDAY + timedelta(minutes=60)
     created_event = of_type(await o.events(), "CampaignCreated")[0].data
-    assert created_event.video_template_id == "vt-intro" and created_event.video_template is not None
+    video = created_event.video
+    assert video is not None and video.template_id == "vt-intro"
+    assert [(s.name, s.field, s.fallback) for s in video.segments] == [("city", "city", "your city")]
 
 
 async def test_invitation_limit_pauses_the_account_not_the_leads(
@@ -196,7 +201,71 @@ async def test_invitation_limit_pauses_the_account_not_the_leads(
         ]
     assert sorted(states) == ["active", "active", "completed", "completed"]
     assert waiting == ["pending", "pending"]
+    # Tuesday's audience run (two hours before the window) comes first, then the waiting invites at 08:00.
+    assert await o.ctx.runner.next_due_at() == datetime(2026, 1, 6, 6, 0, tzinfo=UTC)
+    await o.drive(datetime(2026, 1, 6, 6, 0, tzinfo=UTC))
     assert await o.ctx.runner.next_due_at() == datetime(2026, 1, 6, 8, 0, tzinfo=UTC)
+
+
+async def test_message_limit_pauses_the_account_until_its_next_window(
+    make_settings: MakeSettings, start_service: StartService, topic_prefix: str
+) -> None:
+    o = await start_outreach(
+        make_settings,
+        start_service,
+        topic_prefix,
+        start=MONDAY,
+        sim_message_limit_per_week=2,
+        sim_connected_rate=1.0,
+        sim_reply_rate=0.0,
+        sim_out_of_office_rate=0.0,
+    )
+    account = await o.account()
+    group = uuid.uuid4()
+    body = {
+        "name": "message limit",
+        "audience": {"type": "source_group", "ref": str(group)},
+        "workflow": {"steps": [{"id": "message", "action": "message"}], "edges": []},
+        "delivery": {"active_days": "every_day", "start_hour": 8, "end_hour": 16},
+        "account_ids": [account],
+    }
+    cid = (await o.api("POST", "/v1/campaigns", 201, json=body))["campaign_id"]
+    await o.api("POST", f"/v1/campaigns/{cid}/launch", 200)
+    leads, events = lead_events(group, 4, tag=o.workspace)
+    await o.produce(events)
+    await o.wait_enrolled(cid, 4)
+    await o.produce(approvals(cid, leads, "message", "message"))
+
+    async def approved() -> bool:
+        async with o.service.engine.connect() as conn:
+            return (
+                len((await conn.execute(select(texts.c.lead_id).where(texts.c.campaign_id == uuid.UUID(cid)))).all())
+                == 4
+            )
+
+    await wait_for(approved, timeout_s=60, what="four approved messages")
+    await o.drive(MONDAY + timedelta(hours=10))
+    got = await o.events()
+    assert len(of_type(got, "MessageSent")) == 2  # the provider's weekly message limit
+    assert not of_type(got, "ActionFailed") and not of_type(got, "ActionSkipped")
+    changed = of_type(got, "AccountStatusChanged")
+    assert [(e.data.status, e.data.healthy, e.data.until) for e in changed] == [
+        ("message_limit_reached", False, datetime(2026, 1, 6, 8, 0, tzinfo=UTC))
+    ]
+    info = await o.api("GET", f"/v1/accounts/{account}", 200)
+    assert (info["status"], info["limit_paused_until"]) == ("message_limit_reached", "2026-01-06T08:00:00+00:00")
+    async with o.service.engine.connect() as conn:
+        waiting = (
+            await conn.execute(
+                select(timers.c.state, timers.c.due_at).where(
+                    timers.c.campaign_id == uuid.UUID(cid), timers.c.kind == "step", timers.c.state != "done"
+                )
+            )
+        ).all()
+    # The leads wait for the account's next window; they are not failed.
+    assert sorted(w.state for w in waiting) == ["pending", "pending"]
+    resumes = await o.ctx.runner.next_due_at()
+    assert resumes is not None and MONDAY + timedelta(hours=10) < resumes <= datetime(2026, 1, 6, 8, 0, tzinfo=UTC)
 
 
 async def test_connections_decide_invites_and_messages(

@@ -4,6 +4,7 @@ HTTP email API): success, idempotency keys, 429 with Retry-After, 5xx, the invit
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -11,7 +12,13 @@ import pytest
 from fastapi import FastAPI, Header, Request
 from fastapi.responses import JSONResponse
 
-from services.outreach.adapters import EmailMessage, InvitationLimitReached, LeadTarget, SendRequest
+from services.outreach.adapters import (
+    EmailMessage,
+    InvitationLimitReached,
+    LeadTarget,
+    MessageLimitReached,
+    SendRequest,
+)
 from services.outreach.adapters.http import HttpEmailSender, UnipileLinkedIn
 from services.runtime.http_client import path_segment
 from services.runtime.providers import ProviderError, RateLimited
@@ -65,7 +72,10 @@ def provider_app(state: FakeProvider) -> FastAPI:
         return JSONResponse(first, status_code=201)
 
     @app.post("/api/v1/chats")
-    async def chat(request: Request) -> dict[str, str]:
+    async def chat(request: Request) -> Any:
+        body = await request.json()
+        if body["attendees_ids"] == ["prov-limited"]:  # LinkedIn's weekly message limit, as a provider says it
+            return JSONResponse({"type": "errors/limit_exceeded", "status": 422}, status_code=422)
         return {"object": "ChatStarted", "chat_id": "chat-1", "message_id": "msg-1"}
 
     @app.post("/api/v1/posts/reaction")
@@ -139,6 +149,9 @@ async def test_linkedin_client_against_local_server(server: tuple[str, FakeProvi
             await client.send_invite(_req("bad"), NOW)
         assert not bad.value.transient and "no such user" in str(bad.value)
         assert (await client.send_message(_req("ada"), NOW)).provider_ref == "msg-1"
+        with pytest.raises(MessageLimitReached) as message_limit:
+            await client.send_message(_req("limited"), NOW)
+        assert message_limit.value.status_word == "message_limit_reached" and not message_limit.value.transient
         liked = await client.like_post(
             _req("ada", post="https://www.linkedin.com/feed/update/urn:li:activity:42/"), NOW
         )
@@ -161,6 +174,26 @@ async def test_linkedin_client_against_local_server(server: tuple[str, FakeProvi
         assert unauthorized.value.status == 401 and not unauthorized.value.transient
     finally:
         await wrong_key.aclose()
+
+
+async def test_the_video_link_goes_with_invites_as_well_as_messages(server: tuple[str, FakeProvider]) -> None:
+    """The personalised video reaches the lead on an invite (after its note, or as the note of an invite without
+    one) and on a message (after its text)."""
+    url, state = server
+    client = UnipileLinkedIn(url, "secret-key")
+    video = "https://video.example/v/ada.mp4"
+    try:
+        for slug, text in (("noted", "Hi!"), ("plain", None)):
+            await client.send_invite(replace(_req(slug, text), video_url=video), NOW)
+        await client.send_message(replace(_req("ada", "Hello"), video_url=video), NOW)
+        await client.send_invite(_req("novideo", None), NOW)
+    finally:
+        await client.aclose()
+    sent = {c[2].get("provider_id") or c[2]["attendees_ids"][0]: c[2] for c in state.calls if c[0] == "POST"}
+    assert sent["prov-noted"]["message"] == f"Hi!\n\n{video}"
+    assert sent["prov-plain"]["message"] == video
+    assert sent["prov-ada"]["text"] == f"Hello\n\n{video}"
+    assert "message" not in sent["prov-novideo"]  # no note, no video: a bare invite
 
 
 @pytest.mark.parametrize(

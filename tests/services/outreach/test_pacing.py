@@ -1,6 +1,6 @@
 """Delivery pacing on the real broker and database: per-account limits across campaigns (invites, messages;
-emails per sending mailbox), active days and hours in the campaign's time zone, and an audience split that
-never gives a lead to two accounts."""
+emails per sending mailbox), sends spread across the window with jitter, active days and hours in the
+campaign's time zone, and an audience split that never gives a lead to two accounts."""
 
 from __future__ import annotations
 
@@ -98,11 +98,14 @@ async def test_recommended_pace_on_two_accounts(
     )
     times_a = sorted(e.time for e in invites if e.data.account_id == uuid.UUID(a))
     gaps = [t2 - t1 for t1, t2 in pairwise(times_a) if t1.date() == t2.date()]
-    assert min(gaps) >= timedelta(minutes=24)  # 20 invites spread over the 8-hour window
+    # 20 invites spread over the 8-hour window: 24 minutes apart, less up to 30% jitter
+    assert min(gaps) >= timedelta(minutes=24) * 0.7 and len(set(gaps)) > 1
     states = [
         type(e.data).__name__
         for e in got
-        if e.data.__class__.__name__.startswith("Campaign") and e.data.campaign_id == uuid.UUID(main["campaign_id"])
+        if e.data.__class__.__name__.startswith("Campaign")
+        and e.data.__class__.__name__ != "CampaignAudienceRunRequested"  # not a state change
+        and e.data.campaign_id == uuid.UUID(main["campaign_id"])
     ]
     assert states == ["CampaignCreated", "CampaignScheduled", "CampaignLaunched", "CampaignFinished"]
     leases = [e for e in of_type(got, "AccountLeaseAcquired") if e.data.campaign_id == uuid.UUID(main["campaign_id"])]
@@ -236,3 +239,48 @@ async def test_email_cap_counts_per_sending_mailbox_across_campaigns(
     # one mailbox: 2 a day in total, whichever LinkedIn account's campaign the email belongs to
     assert dict(per_day) == {"2026-01-05": 2, "2026-01-06": 2, "2026-01-07": 2}
     assert len(of_type(got, "MessageSent")) == 6  # messages keep their own (default) cap
+
+
+async def test_messages_and_emails_are_spread_across_the_window_with_jitter(
+    make_settings: MakeSettings, start_service: StartService, topic_prefix: str
+) -> None:
+    o = await start_outreach(
+        make_settings, start_service, topic_prefix, start=MONDAY_OPEN, email_real_sends=True, **NO_REPLIES
+    )
+    await o.api("POST", "/v1/accounts", 201, json={"provider": "email", "sender_email": "sales@ours.example"})
+    account = await o.account()
+    group = uuid.uuid4()
+    graph = {
+        "steps": [{"id": "message", "action": "message"}, {"id": "email", "action": "email"}],
+        "edges": [{"from": "message", "to": "email", "delay_minutes": 5}],
+    }
+    delivery = {
+        **DELIVERY,  # 09:00-17:00 in Berlin: 6 a day are 80 minutes apart, less up to 30% jitter
+        "daily_message_limit": 6,
+        "daily_email_limit": 6,
+        "email_fallback": {"sender_email": "sales@ours.example", "subject": "Hi {first_name}", "body": "Hello"},
+    }
+    c = await _campaign(o, "Spread", group, graph, delivery, [account])
+    await o.api("POST", f"/v1/campaigns/{c['campaign_id']}/launch", 200, json={"confirm_email_fallback": True})
+    leads, events = lead_events(group, 6, tag=o.workspace)
+    await o.produce(events)
+    await o.wait_enrolled(c["campaign_id"], 6)
+    await o.produce(
+        approvals(c["campaign_id"], leads, "message", "message")
+        + approvals(c["campaign_id"], leads, "email", "email", subject="Hi")
+    )
+    await _wait_texts(o, 12)
+    await o.drive(datetime(2026, 1, 6, 0, 0, tzinfo=UTC))  # Monday only
+
+    got = await o.events()
+    gap = timedelta(hours=8) / 6
+    for kind in ("MessageSent", "EmailSent"):
+        times = sorted(e.time for e in of_type(got, kind))
+        assert len(times) == 6, (kind, times)  # the day's cap fits in the day's window
+        for t in times:
+            local = t.astimezone(BERLIN)
+            assert local.date().isoformat() == "2026-01-05" and 9 <= local.hour < 17, (kind, local)
+        gaps = [b - a for a, b in pairwise(times)]
+        assert all(gap * 0.7 <= g <= gap for g in gaps), (kind, gaps)  # spread, never a burst
+        assert len(set(gaps)) > 1, (kind, gaps)  # with jitter: not a machine-regular rhythm
+    assert not of_type(got, "ActionFailed") and not of_type(got, "ActionSkipped")

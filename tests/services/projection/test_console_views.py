@@ -165,6 +165,14 @@ def test_inbox_lists_what_needs_a_person_most_urgent_first() -> None:
     assert items[1].detail == "account x was deleted" and items[1].campaign_id == c2
     assert items[3].title == "3 drafts waiting for review" and items[3].count == 3
     assert domain.account_health("limit_reached", False, False) == "limited"
+    assert domain.account_health("message_limit_reached", False, False) == "limited"
+    assert domain.account_health("verification_failed", False, False) == "reconnect_required"
+    assert "verify" in domain.ACCOUNT_STATUS_REASONS["verification_failed"]
+    assert "message limit" in domain.ACCOUNT_STATUS_REASONS["message_limit_reached"]
+    assert "Kim AE" in (items[2].detail or "") and "next active window" in (items[2].detail or "")
+    # An account paused by a limit is connected: no "connect an account" item.
+    limited = domain.AccountFact(a2, "Kim AE", "message_limit_reached", False, False)
+    assert [i.kind for i in domain.inbox([limited], [])] == []
     assert domain.account_health("auth_required", False, False) == "reconnect_required"
     assert domain.account_health("ok", True, True) == "deleted"
 

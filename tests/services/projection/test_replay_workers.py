@@ -60,6 +60,15 @@ async def test_parallel_rebuild_equals_a_single_reader_rebuild(
         ).digest
         assert (await replay_info(conn, "projection_three"))["workers"] == 3
         assert (await replay_info(conn, "projection_one"))["workers"] == 1
+        # The timeline was loaded without its primary key; the rebuild added it back (the same key as migrated).
+        for schema in ("projection_one", "projection_three"):
+            key = await conn.fetchval(
+                "SELECT pg_get_constraintdef(c.oid) FROM pg_constraint c JOIN pg_class t ON t.oid = c.conrelid "
+                "JOIN pg_namespace n ON n.oid = t.relnamespace "
+                "WHERE n.nspname = $1 AND t.relname = 'timeline' AND c.contype = 'p'",
+                schema,
+            )
+            assert key == "PRIMARY KEY (workspace_id, lead_id, event_time, type_rank, event_id)", key
     finally:
         await conn.close()
     assert replay_workers() == []

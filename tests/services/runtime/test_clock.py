@@ -4,10 +4,21 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import httpx
 import pytest
+from fastapi import FastAPI
 
 from services.runtime import clock as clock_module
-from services.runtime.clock import FakeClock, ScaledClock, SystemClock, clock_from_settings
+from services.runtime.clock import (
+    SCALE_HEADER,
+    TIME_HEADER,
+    ClockHeaders,
+    FakeClock,
+    ScaledClock,
+    SystemClock,
+    clock_from_settings,
+    scale_of,
+)
 from services.runtime.settings import RuntimeSettings
 
 EPOCH = datetime(2026, 1, 5, 8, 0, tzinfo=UTC)
@@ -84,3 +95,19 @@ def test_settings_build_the_clock_from_env(monkeypatch: pytest.MonkeyPatch, real
     clock = RuntimeSettings().clock()
     real_time.real = EPOCH + timedelta(seconds=2)
     assert clock.now() == EPOCH + timedelta(hours=2)
+
+
+async def test_every_answer_says_the_services_time_and_how_fast_its_clock_runs() -> None:
+    app = FastAPI()
+
+    @app.get("/x")
+    async def x() -> dict[str, str]:
+        return {}
+
+    app.add_middleware(ClockHeaders, clock=FakeClock(EPOCH))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
+        answer = await client.get("/x")
+        missing = await client.get("/nowhere")
+    assert answer.headers[TIME_HEADER] == EPOCH.isoformat() and answer.headers[SCALE_HEADER] == "1"
+    assert missing.status_code == 404 and missing.headers[TIME_HEADER] == EPOCH.isoformat()
+    assert scale_of(ScaledClock(EPOCH, 1800.0)) == 1800.0 and scale_of(SystemClock()) == 1.0

@@ -19,6 +19,9 @@ def row(i: int, key: bytes, size: int = 10, topic: str = "t.leadstream.lead.v1")
 def test_record_headers_add_faststreams_correlation_id_from_the_contracts() -> None:
     assert record_headers([["ce_id", "e"], ["correlationid", "c"]])[-1] == ("correlation_id", b"c")
     assert record_headers([["ce_id", "e"]])[-1] == ("correlation_id", b"e")
+    # Rows stored since encode() writes it themselves keep their one header.
+    stored = [["ce_id", "e"], ["correlationid", "c"], ["correlation_id", "c"]]
+    assert record_headers(stored) == [("ce_id", b"e"), ("correlationid", b"c"), ("correlation_id", b"c")]
 
 
 def test_a_round_is_one_chain_per_partition_in_outbox_order_and_sets_aside_what_is_too_large() -> None:

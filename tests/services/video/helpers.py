@@ -18,8 +18,10 @@ from leadstream_schemas import (
     Event,
     LeadEnrolled,
     LeadProfileEnriched,
+    VideoSettings,
 )
 
+from services.outreach.domain.workflow import resolve_workflow
 from services.runtime.auth import create_token
 from services.runtime.service import Service
 from services.runtime.webhooks import signed_headers
@@ -46,8 +48,8 @@ def campaign(campaign_id: uuid.UUID, *, video: bool = True) -> CampaignCreated:
         campaign_id=campaign_id,
         name="video campaign",
         audience=Audience(type="source_group", ref="sg-1"),
-        workflow={"preset": "standard_connect"},
-        video_template={"template_id": "studio-tpl-7", "segments": SEGMENTS} if video else None,
+        workflow=resolve_workflow("standard_connect", default_note=True, email_fallback=False).to_model(),
+        video=VideoSettings.model_validate({"template_id": "studio-tpl-7", "segments": SEGMENTS}) if video else None,
     )
 
 

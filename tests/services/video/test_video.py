@@ -53,6 +53,11 @@ async def start(make_settings: Any, start_service: Any, clock: FakeClock, **over
     return service
 
 
+def trace_of(traceparent: str | None) -> str | None:
+    """The trace id of a traceparent."""
+    return traceparent.split("-")[1] if traceparent else None
+
+
 async def test_lead_without_city_gets_the_fallback_and_its_video(
     make_settings: Any, start_service: Any, topic_prefix: str
 ) -> None:
@@ -117,8 +122,11 @@ async def test_lead_without_city_gets_the_fallback_and_its_video(
     records = await read_until(bootstrap, [topic_prefix + LEAD_TOPIC], generated)
     ev = lead_events(records, no_city, "video_generated.v1")[0]
     assert ev.data.video_url == done["video_url"] and str(ev.data.video_job_id) == done["video_job_id"]
-    assert ev.causation_id == lead_events(records, no_city, "video_requested.v1")[0].id
+    requested_env = lead_events(records, no_city, "video_requested.v1")[0]
+    assert ev.causation_id == requested_env.id
     assert ev.workspace_id == "ws-video"
+    # The studio's callback is a request of another trace; the outcome continues the job's.
+    assert trace_of(ev.traceparent) == trace_of(requested_env.traceparent) is not None
 
 
 async def test_late_video_times_out_and_the_late_callback_is_ignored(
@@ -148,6 +156,8 @@ async def test_late_video_times_out_and_the_late_callback_is_ignored(
         )
         vf = lead_events(records, lead, "video_failed.v1")[0]
         assert vf.data.reason == "timeout" and str(vf.data.video_job_id) == rendering["video_job_id"]
+        requested_env = lead_events(records, lead, "video_requested.v1")[0]
+        assert trace_of(vf.traceparent) == trace_of(requested_env.traceparent) is not None  # the job's timer's
 
         clock.advance(timedelta(seconds=300))  # now the studio calls back, too late
 

@@ -74,7 +74,7 @@ app.kubernetes.io/component: {{ .component }}
 
 {{/* The Secret every pod reads its credentials from; rendering fails without one. */}}
 {{- define "leadstream.secretName" -}}
-{{- required "existingSecret is required: the name of a Secret holding DATABASE_URL, LEADSTREAM_WEBHOOK_SECRET and provider keys (see values.yaml)" .Values.existingSecret }}
+{{- required "existingSecret is required: the name of a Secret holding DATABASE_URL, the keys per purpose and provider keys (see values.yaml)" .Values.existingSecret }}
 {{- end }}
 
 {{- define "leadstream.kafkaBootstrapServers" -}}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import ClassVar, Literal
 from uuid import UUID
 
@@ -21,9 +22,13 @@ AccountStatus = Literal[
     "auth_required",
     "sleeping",
     "limit_reached",
+    "message_limit_reached",
+    "verification_failed",
     "deleted",
 ]
 HEALTHY_STATUSES: frozenset[str] = frozenset({"ok", "reconnected", "sync_success", "running", "connected"})
+LIMIT_STATUSES: frozenset[str] = frozenset({"limit_reached", "message_limit_reached"})
+"""An account paused by a LinkedIn limit (invitations, messages) until its next window: no reconnect needed."""
 
 
 class AccountEvent(Event):
@@ -57,13 +62,16 @@ class AccountConnected(AccountEvent):
 
 @register
 class AccountStatusChanged(AccountEvent):
-    """The provider reported a new account status (healthy, or needing reconnection)."""
+    """The provider reported a new account status (healthy, or needing reconnection), the account reached a
+    LinkedIn limit (``limit_reached``: invitations, ``message_limit_reached``: messages) and waits ``until`` its
+    next window, or an email sender's address could not be verified (``verification_failed``)."""
 
     event_type: ClassVar[str] = "leadstream.account.status_changed.v1"
 
     status: AccountStatus
     previous: AccountStatus | None = None
     healthy: bool
+    until: datetime | None = None
 
 
 @register

@@ -73,6 +73,7 @@ class SkipReason(StrEnum):
     video_timeout = "video_timeout"
     campaign_stopped = "campaign_stopped"
     no_post = "no_post"
+    company_replied = "company_replied"
 
 
 class FitSignal(_Part):
@@ -106,6 +107,25 @@ class LeadDiscovered(LeadEvent):
     company: Name | None = None
     location: Name | None = None
     fit_signals: Annotated[list[FitSignal], Bound(20)] = Field(default_factory=list)
+    enrichment: Literal["automatic", "on_selection"] = Field(
+        "automatic",
+        description="The source group's enrichment setting: ``on_selection`` leads are enriched only once "
+        "someone selects them (``LeadEnrichmentRequested``); absent in events written before it existed.",
+    )
+
+
+@register
+class LeadEnrichmentRequested(LeadEvent):
+    """Enrichment of a known lead was asked for: someone selected it in a source group that enriches on
+    selection, or it joined (or its group switched to) a group that enriches automatically.
+
+    Emitted at most once per lead by discovery; enrichment enriches the lead as if just discovered.
+    """
+
+    event_type: ClassVar[str] = "leadstream.lead.enrichment_requested.v1"
+
+    source_group_id: UUID | None = None
+    reason: Literal["selected", "automatic"] = "selected"
 
 
 @register
@@ -184,6 +204,24 @@ class LeadProfileEnriched(LeadEvent):
 
 
 @register
+class LeadPostMatched(LeadEvent):
+    """A post by the lead, found by a posts watch, matched its intent or pain language.
+
+    The post is the hook of the lead's messages (and the post a like or comment step answers); the lead
+    joins the watch's source group, so running campaigns on that audience take it up.
+    """
+
+    event_type: ClassVar[str] = "leadstream.lead.post_matched.v1"
+
+    source_group_id: UUID
+    search_id: UUID | None = None
+    post: Post
+    language: Literal["intent", "pain"]
+    matched: Annotated[list[Annotated[str, Bound(200)]], Bound(40)] = Field(default_factory=list)
+    source: Literal["posts", "web"] = "posts"
+
+
+@register
 class LeadEmailEnriched(LeadEvent):
     """A verified email address was found for the lead (only verified addresses are emitted)."""
 
@@ -228,7 +266,8 @@ class Hook(_Part):
 
 @register
 class MessageGenerated(LeadEvent):
-    """A draft (invite note, message, email or comment) was written for a lead in a campaign."""
+    """A draft (invite note, message, email or comment) was written for a lead in a campaign (``variant``: with
+    the A/B variant of its step the lead got)."""
 
     event_type: ClassVar[str] = "leadstream.lead.message_generated.v1"
     personal: ClassVar[tuple[str, ...]] = ("text", "subject", "hook.detail", "hook.reason")
@@ -243,6 +282,7 @@ class MessageGenerated(LeadEvent):
     char_limit: int | None = None
     needs_review: bool = False
     generator: Code = "simulated"
+    variant: Code | None = None
 
 
 @register
@@ -288,13 +328,23 @@ class MessageRejected(LeadEvent):
 
 @register
 class LeadEnrolled(LeadEvent):
-    """The lead entered a campaign's outreach sequence on one account (outreach active)."""
+    """The lead entered a campaign's outreach sequence on one account; its drafts are written from now on.
+
+    ``variants``: the A/B variant the lead gets of each step that has variants (step id -> variant id),
+    assigned deterministically; the drafts are written with it and the sends name it.
+
+    ``prepared``: the campaign was prepared for review, so the sequence starts only when it is launched. The
+    lead is *Outreach Active* once its first step is performed, not at enrolment.
+    """
 
     event_type: ClassVar[str] = "leadstream.lead.enrolled.v1"
 
     account_id: UUID
     workflow_preset: Id | None = None
     video_template_id: Id | None = None
+    prepared: bool = False
+    workflow_version: int | None = None
+    variants: Annotated[dict[Id, Code], Bound(50)] = Field(default_factory=dict)
 
 
 @register
@@ -333,10 +383,14 @@ class VideoFailed(LeadEvent):
 
 
 class _ActionEvent(LeadEvent):
-    """Base of action facts performed from an account at a workflow step."""
+    """Base of action facts performed from an account at a workflow step. ``workflow_version`` is the version of
+    the campaign's sequence the lead runs (None: version 1, or not known, e.g. a reply outside a sequence);
+    ``variant`` the step's A/B variant the lead got (None: the step has no variants)."""
 
     account_id: UUID | None = None
     step_id: Id | None = None
+    workflow_version: int | None = None
+    variant: Code | None = None
 
 
 @register
@@ -459,6 +513,31 @@ class Replied(_ActionEvent):
     received_at: datetime
     excerpt: Detail | None = None
     out_of_office: bool = False
+
+
+@register
+class LeadPaused(LeadEvent):
+    """The lead's sequence waits: an out-of-office answer said when they are back (``return_on``, when it
+    said so), so nothing is sent before ``until``; then it goes on (``LeadResumed``)."""
+
+    event_type: ClassVar[str] = "leadstream.lead.paused.v1"
+
+    account_id: UUID | None = None
+    reason: Literal["out_of_office"] = "out_of_office"
+    until: datetime
+    return_on: date | None = None
+    channel: Channel | None = None
+    excerpt: Annotated[str, Bound(280)] | None = None
+
+
+@register
+class LeadResumed(LeadEvent):
+    """A paused lead's sequence goes on (its out-of-office return date came)."""
+
+    event_type: ClassVar[str] = "leadstream.lead.resumed.v1"
+
+    account_id: UUID | None = None
+    reason: Literal["out_of_office_over"] = "out_of_office_over"
 
 
 @register

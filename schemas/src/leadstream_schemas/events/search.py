@@ -23,7 +23,8 @@ class SearchEvent(Event):
 
 @register
 class SearchStarted(SearchEvent):
-    """A saved background search started; its results become the source group."""
+    """A saved background search started; its results become the source group. ``target_count`` counts
+    NEW leads (people the workspace did not know), not people found again."""
 
     event_type: ClassVar[str] = "leadstream.search.started.v1"
 
@@ -46,6 +47,19 @@ class SearchPageCompleted(SearchEvent):
     new_leads: int
     duplicates: int
     total_new: int
+
+
+@register
+class SearchResumed(SearchEvent):
+    """A finished search runs again to look for new results: a campaign's audience run found it exhausted,
+    or a campaign extension raised its target (``target_count``, new leads). ``SearchFinished`` follows again."""
+
+    event_type: ClassVar[str] = "leadstream.search.resumed.v1"
+
+    run: int
+    reason: Literal["campaign_audience_run", "campaign_extended"]
+    campaign_id: UUID | None = None
+    target_count: int
 
 
 @register

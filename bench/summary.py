@@ -1,0 +1,118 @@
+"""Append the latest ``make bench`` results to the run-by-run history and print the README's table.
+
+    python bench/summary.py        # after bench/projection.py and bench/live.py
+
+Reads ``bench/results/projection.json`` and ``bench/results/live.json`` (the latest run of each), appends
+one line per run to ``bench/results/history.json`` (the figures that matter, with the date, the load
+average and the commit) and prints the compact Markdown table the top-level README shows.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def _load(name: str) -> dict[str, Any]:
+    path = RESULTS / name
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def _commit() -> str | None:
+    out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False)
+    return out.stdout.strip() or None
+
+
+def entry(replay: dict[str, Any], live: dict[str, Any]) -> dict[str, Any]:
+    """One history line: the ratios and the conditions they were measured in."""
+    out: dict[str, Any] = {
+        "measured_at": replay.get("measured_at") or live.get("measured_at"),
+        "commit": _commit(),
+        "load_average": replay.get("load_average"),
+        "replay_vs_consume": replay.get("ratio_projection_vs_consume"),
+        "replay_vs_consume_rounds": replay.get("ratio_rounds"),
+        "replay_vs_naive": replay.get("ratio_projection_vs_naive"),
+        "workers_vs_one_process": replay.get("ratio_workers_vs_one_process"),
+    }
+    if live:
+        out["live_load_average"] = live.get("load_average")
+        for rate, figures in live.get("rates", {}).items():
+            out[f"live_{rate}_p99_visible_ms"] = figures["produce_to_visible"].get("p99_ms")
+            out[f"live_{rate}_p99_noop_ms"] = figures["produce_to_consumed_noop"].get("p99_ms")
+            out[f"live_{rate}_p99_ratio"] = figures.get("p99_ratio")
+        out["api_to_kafka_p99_ms"] = live.get("api_to_kafka", {}).get("p99_ms")
+    return out
+
+
+def table(replay: dict[str, Any], live: dict[str, Any]) -> str:
+    """The README's table: measured ratio, target, date."""
+    date = str(replay.get("measured_at") or live.get("measured_at") or "")[:10]
+    load = replay.get("load_average")
+    rows = [
+        ("Replay / consume-and-discard", replay.get("ratio_projection_vs_consume"), ">= 0.30", date),
+        ("Replay / naive projection", f"{replay.get('ratio_projection_vs_naive')}x", ">= 25x", date),
+        (
+            f"Replay, {replay.get('projection_replay_workers')} worker processes / 1",
+            replay.get("ratio_workers_vs_one_process"),
+            "reported",
+            date,
+        ),
+    ]
+    for rate, figures in live.get("rates", {}).items():
+        vis, noop = figures["produce_to_visible"], figures["produce_to_consumed_noop"]
+        rows.append(
+            (
+                f"Live {rate}/s: p99 produce -> visible / no-op consumer",
+                f"{figures.get('p99_ratio')} ({vis.get('p99_ms')} / {noop.get('p99_ms')} ms)",
+                "<= 5",
+                str(live.get("measured_at", ""))[:10],
+            )
+        )
+    api = live.get("api_to_kafka")
+    if api and api.get("skipped"):
+        rows.append(("API call -> event on Kafka (outbox)", f"not measured: {api['skipped']}", "reported", date))
+    elif api:
+        rows.append(
+            (
+                "API call -> event on Kafka (outbox), p50 / p99",
+                f"{api.get('p50_ms')} / {api.get('p99_ms')} ms",
+                "reported",
+                date,
+            )
+        )
+    for name, mb in sorted((live.get("rss_idle_mb") or {}).items()):
+        under = (live.get("rss_under_load_mb") or {}).get(name)
+        rows.append((f"RSS {name}, idle / at 1,000/s", f"{mb} / {under} MB", "reported", date))
+    lines = ["| measure | measured | target | date |", "|---|---|---|---|"]
+    lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows]
+    if load:
+        lines.append(
+            f"\n(load average after the replay: {', '.join(f'{x:.1f}' for x in load)}",
+        )
+    if live.get("load_average"):
+        lines[-1] += f"; after the live run: {', '.join(f'{x:.1f}' for x in live['load_average'])}"
+    if load or live.get("load_average"):
+        lines[-1] += ")"
+    return "\n".join(lines)
+
+
+def main() -> int:
+    replay, live = _load("projection.json"), _load("live.json")
+    if not replay and not live:
+        print("no results: run bench/projection.py and bench/live.py first", file=sys.stderr)
+        return 1
+    history_path = RESULTS / "history.json"
+    history = json.loads(history_path.read_text()) if history_path.exists() else []
+    history.append(entry(replay, live))
+    history_path.write_text(json.dumps(history, indent=1) + "\n")
+    print(table(replay, live))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,129 @@
+"""The campaign builder's pure logic: form values, the API requests they become, and where an API error shows."""
+
+from __future__ import annotations
+
+from services.console import builder
+
+
+def _form(**fields: str | list[str]) -> list[tuple[str, str]]:
+    pairs: list[tuple[str, str]] = []
+    for key, value in fields.items():
+        pairs += [(key, v) for v in value] if isinstance(value, list) else [(key, value)]
+    return pairs
+
+
+def test_an_unticked_checkbox_is_off_and_a_hidden_step_keeps_its_default() -> None:
+    values = builder.values_from(_form(name="Q1", signal_types=["hiring_plans", "open_jobs"], review="on"))
+    assert values["signal_types"] == ["hiring_plans", "open_jobs"]
+    assert builder.on(values, "review") and not builder.on(values, "invite_note")  # absent: unticked
+    assert values["preset"] == "standard_connect" and values["template"] == "professional_introduction"
+    long = builder.values_from(_form(name="xy\x00" * 3000, days=["mon"] * 80))
+    assert len(long["name"]) == 4000 and "\x00" not in long["name"] and len(long["days"]) == 50
+    assert "unknown" not in builder.values_from(_form(unknown="1"))
+
+
+def test_the_audience_becomes_a_saved_search_of_its_kind() -> None:
+    values = builder.defaults() | {
+        "name": "CFOs",
+        "prompt": "Fintech CFOs",
+        "signal_types": ["tech_stack"],
+        "location": "London",
+        "lookback_days": "45",
+        "target_count": "30",
+    }
+    search = builder.search_request(values)
+    assert search == {
+        "name": "CFOs: audience",
+        "kind": "signals",
+        "criteria": {
+            "prompt": "Fintech CFOs",
+            "signal_types": ["tech_stack"],
+            "lookback_days": 45,
+            "location": "London",
+        },
+        "target_count": 30,
+    }
+    posts = builder.search_request(
+        values | {"audience_type": "posts", "keywords": "SDR ramp, outbound ", "post_source": "web"}
+    )
+    assert posts is not None and posts["criteria"] == {
+        "keywords": ["SDR ramp", "outbound"],
+        "source": "web",
+        "lookback_days": 14,
+    }
+    url = builder.search_request(values | {"audience_type": "linkedin_url", "search_url": "https://x"})
+    assert url is not None and url["criteria"] == {"url": "https://x"} and url["kind"] == "linkedin_url"
+    assert builder.search_request(values | {"audience_type": "source_group"}) is None
+    # Text in a number field goes to the API as it is, which names the field in its 422.
+    assert builder.search_request(values | {"target_count": "lots"})["target_count"] == "lots"  # type: ignore[index]
+
+
+def test_the_same_audience_keeps_its_search_key_and_a_changed_one_gets_another() -> None:
+    one = builder.search_request(builder.defaults() | {"prompt": "a"})
+    two = builder.search_request(builder.defaults() | {"prompt": "b"})
+    assert one and two
+    assert builder.search_key("k", one) == builder.search_key("k", dict(one))
+    assert builder.search_key("k", one) != builder.search_key("k", two)
+
+
+def test_delivery_workflow_strategy_and_video_of_the_form() -> None:
+    values = builder.defaults() | {
+        "pace": "manual",
+        "daily_limit": "25",
+        "active_days": "custom",
+        "days": ["mon", "wed"],
+        "spacing_minutes": "30",
+        "without": ["invite"],
+        "email_fallback": "on",
+        "sender_email": "s@x.example",
+        "email_subject": "Hi",
+        "video": "on",
+        "segment_name_1": "",
+        "segment_fallback_0": "friend",
+    }
+    body = builder.campaign_request(values, {"type": "source_group", "ref": "g"}, None, "Europe/Berlin")
+    delivery = body["delivery"]
+    assert delivery["daily_limit"] == 25 and delivery["active_days"] == ["mon", "wed"]
+    assert delivery["timezone"] == "Europe/Berlin"  # none chosen: the user's own
+    assert delivery["email_fallback"] == {"sender_email": "s@x.example", "subject": "Hi", "body": ""}
+    assert body["workflow"] == {
+        "preset": "standard_connect",
+        "spacing_minutes": 30,
+        "comment_mode": "draft",
+        "without": ["invite"],
+    }
+    assert body["strategy"]["template"] == "professional_introduction" and body["strategy"]["review"] is True
+    assert body["video"]["segments"] == [
+        {"name": "greeting", "field": "first_name", "fallback": "friend"},
+        {"name": "role", "field": "headline", "fallback": "your role"},
+    ]
+    assert "daily_limit" not in builder.delivery(builder.defaults(), "UTC")  # a preset pace has no manual limit
+    assert "video" not in builder.campaign_request(builder.defaults(), {"type": "x", "ref": "y"}, None, "UTC")
+
+
+def test_an_edited_template_is_the_campaigns_own_with_a_stable_name() -> None:
+    values = builder.defaults()
+    assert builder.custom_template(values) is None  # the built-in text as it is
+    edited = values | {"template_body": "Hi {first_name|there}"}
+    assert builder.custom_template(edited) == "Hi {first_name|there}"
+    name = builder.template_name(edited | {"name": "Q1"}, "Hi {first_name|there}")
+    assert name.startswith("Q1 · ") and name == builder.template_name(edited | {"name": "Q1"}, "Hi {first_name|there}")
+    assert builder.preview_request(edited, [], [{}] * 9)["template"] == {"body": "Hi {first_name|there}"}
+    assert len(builder.preview_request(edited, [], [{}] * 9)["leads"]) == 5
+
+
+def test_each_api_error_shows_next_to_its_field_and_opens_its_step() -> None:
+    assert builder.form_field("discovery", "criteria.lookback_days") == "lookback_days"
+    assert builder.form_field("discovery", "criteria.signal_types[0]") == "signal_types"
+    assert builder.form_field("discovery", "criteria.other") == "prompt"  # the longest prefix that fits
+    assert builder.form_field("outreach", "delivery.email_fallback.sender_email") == "sender_email"
+    assert builder.form_field("outreach", "delivery.email_fallback") == "email_fallback"
+    assert builder.form_field("outreach", "workflow.spacing_minutes") == "spacing_minutes"
+    assert (
+        builder.form_field("outreach", "nothing.like.this") == "form" and builder.form_field("outreach", None) == "form"
+    )
+    errors = builder.errors_of("outreach", [("workflow.spacing_minutes", "must be between 5 and 720")], "bad", None)
+    assert errors.messages == {"spacing_minutes": "must be between 5 and 720"} and errors.step == "workflow"
+    detail_only = builder.errors_of("outreach", [], "the campaign cannot launch", "delivery.daily_limit")
+    assert detail_only.messages == {"daily_limit": "the campaign cannot launch"} and detail_only.step == "delivery"
+    assert not builder.FieldErrors() and builder.FieldErrors().step is None
