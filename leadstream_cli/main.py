@@ -305,12 +305,14 @@ def _mount_analyst_commands() -> None:
 
 
 def _mount_operator_commands() -> None:
-    """The operators' commands: dead letters (list, re-drive), parked outbox rows (list, retry, drop), erasure."""
-    from . import dlq, erase, outbox
+    """The operators' commands: dead letters (list, re-drive), parked outbox rows (list, retry, drop), erasure,
+    key-encryption key rotation."""
+    from . import dlq, erase, keys, outbox
 
     app.add_typer(dlq.dlq_app, name="dlq")
     app.add_typer(outbox.outbox_app, name="outbox")
     app.command("erase")(erase.erase)
+    app.add_typer(keys.keys_app, name="keys")
 
 
 _mount_analyst_commands()

@@ -14,6 +14,11 @@ fields are personal and what a token looks like).
   ``ttl_s``), then :meth:`PersonalReader.open` gives each record's value with its tokens decrypted. For an
   erased person every personal path reads ``[erased]``, tokens and plaintext alike: events written before
   encryption (plaintext on the log) are redacted on read, which is the upcaster of the old records.
+- Keys at rest: every data key is stored wrapped (AES-GCM) with a key-encryption key derived from
+  ``LEADSTREAM_KEY_ENCRYPTION_KEY`` (:class:`KeyWrapper`): the first key of the list wraps new data keys, every key
+  of it unwraps, so a KEK is rotated by putting the new one first and running ``leadstream keys rewrap``
+  (:func:`rewrap`) before the old one is dropped. A copy of the database alone (a backup, a replica) opens
+  nothing.
 - Erasing: :func:`erase` destroys the key (the row stays, with ``erased_at``: a tombstone that also covers a
   person who never had a key); the caller emits ``LeadErased`` so that views and stores blank what they
   copied.
@@ -25,6 +30,7 @@ through untouched (one ``in`` test on the bytes), so the projection's replay kee
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import logging
 import os
@@ -39,12 +45,14 @@ from typing import Any, Literal
 from uuid import UUID
 
 from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from leadstream_schemas import Envelope, LeadErased
 from leadstream_schemas.envelope import H_SUBJECT, H_TYPE, H_WORKSPACE, NAMESPACE
 from leadstream_schemas.personal import ERASED, TOKEN_MARK, TOKEN_PREFIX, map_personal, personal_paths, redact
 from leadstream_schemas.personal import Path as PayloadPath
-from sqlalchemy import Column, DateTime, LargeBinary, MetaData, Table, Text, select
+from sqlalchemy import Column, DateTime, LargeBinary, MetaData, Table, Text, func, select, update
 from sqlalchemy.dialects.postgresql import UUID as PgUUID
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -116,6 +124,102 @@ def _dump(payload: Any) -> bytes:
     return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
 
 
+# -- wrapping data keys at rest ---------------------------------------------------------------------
+
+WRAP_VERSION = b"\x01"
+KEK_ID_BYTES = 8
+DATA_KEY_BYTES = 32
+_KEK_INFO = b"leadstream personal_keys key-encryption key v1"
+
+
+class KeyStoreError(Exception):
+    """A stored data key cannot be unwrapped: its key-encryption key is not configured, or the row is damaged.
+
+    A configuration error, never a record's fault: readers retry (and log it) instead of dead-lettering."""
+
+
+def derive_kek(secret: str) -> bytes:
+    """The 256-bit key-encryption key of a ``LEADSTREAM_KEY_ENCRYPTION_KEY`` entry (HKDF-SHA256 of the secret)."""
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=_KEK_INFO).derive(secret.encode())
+
+
+def kek_id(kek: bytes) -> bytes:
+    """A KEK's identifier, stored with each data key it wraps (a hash: it says nothing of the key)."""
+    return hashlib.sha256(b"leadstream kek id|" + kek).digest()[:KEK_ID_BYTES]
+
+
+def _wrap_aad(person: Person) -> bytes:
+    return b"leadstream data key|" + _aad(person)  # a wrapped key moved to another person's row does not open
+
+
+class KeyWrapper:
+    """Wraps data keys with the newest key-encryption key and unwraps them with any configured one.
+
+    Stored form: ``0x01 | KEK id (8 bytes) | nonce (12) | AES-GCM(KEK, data key, workspace and lead)``. A stored
+    value of exactly 32 bytes is a data key from before wrapping existed (read as it is; :func:`rewrap` wraps it).
+    """
+
+    def __init__(self, secrets: Sequence[str]) -> None:
+        if not secrets:
+            raise ValueError("a KeyWrapper needs at least one key-encryption key")
+        self._keks = {kek_id(k): AESGCM(k) for k in (derive_kek(s) for s in secrets)}
+        self.current_id = kek_id(derive_kek(secrets[0]))
+        """The id of the KEK new data keys are wrapped with (the first of the list)."""
+
+    def wrap(self, person: Person, data_key: bytes) -> bytes:
+        """``data_key`` as stored: wrapped with the newest KEK, bound to ``person``."""
+        nonce = os.urandom(NONCE_BYTES)
+        sealed = self._keks[self.current_id].encrypt(nonce, data_key, _wrap_aad(person))
+        return WRAP_VERSION + self.current_id + nonce + sealed
+
+    def unwrap(self, person: Person, stored: bytes) -> bytes:
+        """The data key of a stored value; :class:`KeyStoreError` when no configured KEK opens it."""
+        stored = bytes(stored)
+        if len(stored) == DATA_KEY_BYTES:
+            return stored  # not wrapped yet (written before key-encryption keys existed)
+        if not stored.startswith(WRAP_VERSION):
+            raise KeyStoreError(f"the data key of {person[0]}/{person[1]} is in an unknown format")
+        ident = stored[1 : 1 + KEK_ID_BYTES]
+        aead = self._keks.get(ident)
+        if aead is None:
+            raise KeyStoreError(
+                f"the data key of {person[0]}/{person[1]} is wrapped with key-encryption key {ident.hex()}, which "
+                "LEADSTREAM_KEY_ENCRYPTION_KEY does not hold (keep a replaced key in the list until "
+                "`leadstream keys rewrap` has run)"
+            )
+        body = stored[1 + KEK_ID_BYTES :]
+        try:
+            return aead.decrypt(body[:NONCE_BYTES], body[NONCE_BYTES:], _wrap_aad(person))
+        except InvalidTag:
+            raise KeyStoreError(f"the data key of {person[0]}/{person[1]} does not open (damaged or moved)") from None
+
+    def is_current(self, stored: bytes) -> bool:
+        """Whether ``stored`` is wrapped with the newest KEK already."""
+        return bytes(stored[: 1 + KEK_ID_BYTES]) == WRAP_VERSION + self.current_id
+
+
+_wrapper: KeyWrapper | None = None
+
+
+def configure(wrapper: KeyWrapper | None) -> KeyWrapper | None:
+    """Use ``wrapper`` in this process from now on (a service does it with its settings); returns the previous one.
+    None: derive it again from the environment when next needed."""
+    global _wrapper
+    previous, _wrapper = _wrapper, wrapper
+    return previous
+
+
+def current_wrapper() -> KeyWrapper:
+    """The process's :class:`KeyWrapper`: the one configured, else one from ``LEADSTREAM_KEY_ENCRYPTION_KEY``
+    (its development value in development; outside it, unset is refused)."""
+    if _wrapper is None:
+        from .settings import RuntimeSettings
+
+        configure(RuntimeSettings().key_wrapper())
+    assert _wrapper is not None
+    return _wrapper
+
+
 # -- the key store ----------------------------------------------------------------------------------
 
 
@@ -123,37 +227,54 @@ def _people_rows(people: Iterable[Person]) -> list[tuple[str, UUID]]:
     return sorted({(ws, UUID(lead)) for ws, lead in people})  # sorted: concurrent writers lock in one order
 
 
-async def ensure_keys(conn: AsyncConnection, people: Iterable[Person], now: datetime | None = None) -> Keys:
+async def ensure_keys(
+    conn: AsyncConnection, people: Iterable[Person], now: datetime | None = None, wrapper: KeyWrapper | None = None
+) -> Keys:
     """The keys of ``people``, created (in the caller's transaction) for those who have none yet."""
     rows = _people_rows(people)
     if not rows:
         return {}
+    wrapper = wrapper or current_wrapper()
     created = now or datetime.now(UTC)
     await conn.execute(
         insert(person_keys)
         .values(
             [
-                {"workspace_id": ws, "lead_id": lead, "data_key": AESGCM.generate_key(256), "created_at": created}
+                {
+                    "workspace_id": ws,
+                    "lead_id": lead,
+                    "data_key": wrapper.wrap((ws, str(lead)), AESGCM.generate_key(256)),
+                    "created_at": created,
+                }
                 for ws, lead in rows
             ]
         )
         .on_conflict_do_nothing()
     )
-    return await fetch_keys(conn, rows)
+    return await fetch_keys(conn, rows, wrapper)
 
 
-async def fetch_keys(conn: AsyncConnection, people: Iterable[Person] | Iterable[tuple[str, UUID]]) -> Keys:
-    """The stored keys of ``people`` (one query): bytes, None when erased, absent when there is none."""
+async def fetch_keys(
+    conn: AsyncConnection,
+    people: Iterable[Person] | Iterable[tuple[str, UUID]],
+    wrapper: KeyWrapper | None = None,
+) -> Keys:
+    """The stored keys of ``people`` (one query), unwrapped: bytes, None when erased, absent when there is none."""
     wanted = {(ws, str(lead)) for ws, lead in people}
     if not wanted:
         return {}
+    wrapper = wrapper or current_wrapper()
     t = person_keys
     result = await conn.execute(
         select(t.c.workspace_id, t.c.lead_id, t.c.data_key).where(
             t.c.lead_id.in_(sorted({UUID(lead) for _, lead in wanted}))
         )
     )
-    return {person: row.data_key for row in result if (person := (row.workspace_id, str(row.lead_id))) in wanted}
+    return {
+        person: None if row.data_key is None else wrapper.unwrap(person, row.data_key)
+        for row in result
+        if (person := (row.workspace_id, str(row.lead_id))) in wanted
+    }
 
 
 async def erase(conn: AsyncConnection, workspace_id: str, lead_id: UUID, now: datetime | None = None) -> bool:
@@ -173,6 +294,40 @@ async def erase(conn: AsyncConnection, workspace_id: str, lead_id: UUID, now: da
         )
     )
     return True
+
+
+async def rewrap(
+    engine: AsyncEngine, wrapper: KeyWrapper | None = None, *, batch: int = 1000, workspace: str | None = None
+) -> tuple[int, int]:
+    """Wrap every stored data key (of ``workspace``, or all) not wrapped with the newest KEK yet with it (in batches,
+    one transaction each); returns (keys re-wrapped, keys left as they were). After it, older KEKs can leave the
+    list. A key that no configured KEK opens stops it with :class:`KeyStoreError` (nothing of that batch changes)."""
+    wrapper = wrapper or current_wrapper()
+    t = person_keys
+    done = kept = 0
+    after: tuple[str, UUID] | None = None
+    while True:
+        async with engine.begin() as conn:
+            query = select(t.c.workspace_id, t.c.lead_id, t.c.data_key).where(t.c.data_key.is_not(None))
+            if workspace is not None:
+                query = query.where(t.c.workspace_id == workspace)
+            if after is not None:
+                query = query.where(func.row(t.c.workspace_id, t.c.lead_id) > func.row(*after))
+            rows = (
+                await conn.execute(query.order_by(t.c.workspace_id, t.c.lead_id).limit(batch).with_for_update())
+            ).all()
+            if not rows:
+                return done, kept
+            for row in rows:
+                if wrapper.is_current(row.data_key):
+                    kept += 1
+                    continue
+                person = (row.workspace_id, str(row.lead_id))
+                stored = wrapper.wrap(person, wrapper.unwrap(person, row.data_key))
+                where = (t.c.workspace_id == row.workspace_id) & (t.c.lead_id == row.lead_id)
+                await conn.execute(update(t).where(where).values(data_key=stored))
+                done += 1
+            after = (rows[-1].workspace_id, rows[-1].lead_id)
 
 
 async def workspaces_of(conn: AsyncConnection, lead_id: UUID) -> tuple[list[str], list[str]]:
@@ -228,7 +383,8 @@ async def seal_rows(conn: AsyncConnection, rows: Sequence[dict[str, Any]], peopl
 # -- reading ----------------------------------------------------------------------------------------
 
 Fetch = Callable[[list[UUID]], Awaitable[Iterable[tuple[str, UUID, bytes | None]]]]
-"""Reads (workspace, lead, key-or-None) rows for lead ids: the key store through SQLAlchemy or asyncpg."""
+"""Reads (workspace, lead, stored key or None) rows for lead ids: the key store through SQLAlchemy or asyncpg
+(the reader unwraps them)."""
 
 _NO_KEY = b""
 
@@ -260,14 +416,24 @@ def _facts(headers: Any) -> tuple[str | None, str | None, str | None]:
 class PersonalReader:
     """Decrypts the personal fields of records read from the log; see the module. One per consumer or tool."""
 
-    def __init__(self, fetch: Fetch, *, ttl_s: float = 30.0, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        fetch: Fetch,
+        *,
+        ttl_s: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
+        wrapper: KeyWrapper | None = None,
+    ) -> None:
         self._fetch = fetch
+        self._wrapper = wrapper
         self.ttl_s = ttl_s
         self._clock = clock
         self._cache: dict[Person, tuple[float, bytes | None]] = {}
 
     @classmethod
-    def on_engine(cls, engine: AsyncEngine, *, ttl_s: float = 30.0) -> PersonalReader:
+    def on_engine(
+        cls, engine: AsyncEngine, *, ttl_s: float = 30.0, wrapper: KeyWrapper | None = None
+    ) -> PersonalReader:
         """A reader whose lookups go through a SQLAlchemy engine."""
 
         async def fetch(leads: list[UUID]) -> list[tuple[str, UUID, bytes | None]]:
@@ -278,7 +444,7 @@ class PersonalReader:
                 )
                 return [(r.workspace_id, r.lead_id, r.data_key) for r in result]
 
-        return cls(fetch, ttl_s=ttl_s)
+        return cls(fetch, ttl_s=ttl_s, wrapper=wrapper)
 
     @classmethod
     def on_asyncpg(cls, pool: Callable[[], Any], *, ttl_s: float = 30.0) -> PersonalReader:
@@ -321,7 +487,10 @@ class PersonalReader:
             if sqlstate_of(exc) not in NO_KEY_STORE:
                 raise
             rows = []
-        found = {(ws, str(lead)): key for ws, lead, key in rows}
+        wrapper = self._wrapper or current_wrapper()
+        found = {
+            (ws, str(lead)): None if key is None else wrapper.unwrap((ws, str(lead)), key) for ws, lead, key in rows
+        }
         for p in missing:
             self._cache[p] = (now, found[p] if p in found else _NO_KEY)
         if len(self._cache) > 200_000:  # bounded: the oldest half goes
@@ -337,6 +506,9 @@ class PersonalReader:
             try:
                 await self.load(wanted)
                 return
+            except KeyStoreError as exc:  # a configuration error (a KEK missing from the list): say which
+                log.error("key store: %s; retrying", exc)
+                await backoff.wait()
             except Exception as exc:
                 log.warning("key store unreachable: retrying", extra={"error": type(exc).__name__})
                 await backoff.wait()

@@ -75,6 +75,8 @@ class Service:
         kafka: bool = True,
     ) -> None:
         settings.check_production()  # before anything connects: says which secret or setting is unfit
+        if settings.uses_key_store:
+            personal.configure(settings.key_wrapper())  # data keys are wrapped with this service's KEK(s)
         self.settings = settings
         self.uses_kafka = kafka
         """False for a service that neither consumes nor emits (the console): no broker, no outbox relay."""

@@ -9,6 +9,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+import pytest
 from leadstream_schemas import (
     Envelope,
     LeadDiscovered,
@@ -24,7 +25,7 @@ from sqlalchemy import select
 
 from services.runtime import personal
 from services.runtime.outbox import outbox_rows
-from services.runtime.personal import PersonalReader, person_keys
+from services.runtime.personal import KeyStoreError, KeyWrapper, PersonalReader, person_keys
 from tests.services.runtime.conftest import Probe
 
 NAME, EMAIL, URL = "Wilhelmina Crypto-Shred", "wilhelmina.shred@erasure.example", "https://linkedin.com/in/wilhelmina"
@@ -55,6 +56,11 @@ async def _written(probe: Probe, envs: list[Envelope[Any]]) -> list[Record]:
     return [Record(r["value"], [(k, v.encode()) for k, v in r["headers"]]) for r in rows]
 
 
+async def personal_keys_of(probe: Probe, ws: str, lead: uuid.UUID) -> bytes | None:
+    async with probe.service.engine.connect() as conn:
+        return (await personal.fetch_keys(conn, [(ws, lead)])).get((ws, str(lead)))
+
+
 async def test_personal_fields_are_encrypted_in_the_outbox_and_read_back_through_the_key_store(probe: Probe) -> None:
     ws, lead = f"ws-{uuid.uuid4().hex[:8]}", uuid.uuid4()
     env = _discovered(ws, lead)
@@ -82,7 +88,11 @@ async def test_personal_fields_are_encrypted_in_the_outbox_and_read_back_through
     assert decode(opened[1], video_record.headers).data == video.data
     async with probe.service.engine.connect() as conn:
         [key] = (await conn.execute(select(person_keys).where(person_keys.c.lead_id == lead))).all()
-    assert key.workspace_id == ws and len(key.data_key) == 32 and key.erased_at is None
+    assert key.workspace_id == ws and key.erased_at is None
+    # Stored wrapped with the key-encryption key (version, KEK id, nonce, 32-byte key + tag), never as the key.
+    wrapper = personal.current_wrapper()
+    assert len(key.data_key) == 1 + 8 + 12 + 32 + 16 and wrapper.is_current(key.data_key)
+    assert (await personal_keys_of(probe, ws, lead)) == wrapper.unwrap((ws, str(lead)), key.data_key)
 
 
 async def test_a_token_is_bound_to_its_person(probe: Probe) -> None:
@@ -155,3 +165,66 @@ async def test_a_person_who_never_had_a_key_can_be_erased(probe: Probe) -> None:
     assert (holding, erased) == ([], [ws])
     [opened] = await PersonalReader.on_engine(probe.service.engine).open_records([Record(value, headers)])
     assert decode(opened, headers).data.text == ERASED  # type: ignore[attr-defined]
+
+
+OLD_KEK, NEW_KEK = "old-key-encryption-key-" + "o" * 20, "new-key-encryption-key-" + "n" * 20
+
+
+async def _stored(probe: Probe, ws: str, lead: uuid.UUID) -> bytes:
+    async with probe.service.engine.connect() as conn:
+        value = await conn.scalar(
+            select(person_keys.c.data_key).where(person_keys.c.workspace_id == ws, person_keys.c.lead_id == lead)
+        )
+    assert value is not None
+    return bytes(value)
+
+
+async def test_data_keys_are_wrapped_and_the_key_encryption_key_rotates(probe: Probe) -> None:
+    ws, lead, later = f"ws-{uuid.uuid4().hex[:8]}", uuid.uuid4(), uuid.uuid4()
+    old, both, new = KeyWrapper([OLD_KEK]), KeyWrapper([NEW_KEK, OLD_KEK]), KeyWrapper([NEW_KEK])
+    async with probe.service.engine.begin() as conn:
+        keys = await personal.ensure_keys(conn, [(ws, str(lead))], wrapper=old)
+    data_key = keys[(ws, str(lead))]
+    assert data_key is not None and len(data_key) == 32
+    stored = await _stored(probe, ws, lead)
+    assert data_key not in stored and old.is_current(stored) and not both.is_current(stored)
+    # Without the KEK that wrapped it, the key does not open, and the error names the setting (no key material).
+    with pytest.raises(KeyStoreError, match="LEADSTREAM_KEY_ENCRYPTION_KEY does not hold") as err:
+        new.unwrap((ws, str(lead)), stored)
+    assert OLD_KEK not in str(err.value) and data_key.hex() not in str(err.value)
+    # A wrapped key moved to another person's row does not open either.
+    with pytest.raises(KeyStoreError, match="does not open"):
+        old.unwrap((ws, str(uuid.uuid4())), stored)
+
+    # During the rotation window both open; new data keys are wrapped with the new KEK.
+    async with probe.service.engine.begin() as conn:
+        during = await personal.ensure_keys(conn, [(ws, str(lead)), (ws, str(later))], wrapper=both)
+    assert during[(ws, str(lead))] == data_key
+    assert new.is_current(await _stored(probe, ws, later))
+
+    # The re-wrap moves every key to the new KEK (the old one can then leave the list); a second run has nothing left.
+    # (Of this workspace: the database is shared with other tests, whose keys the development KEK wraps.)
+    assert await personal.rewrap(probe.service.engine, both, batch=1, workspace=ws) == (1, 1)
+    assert await personal.rewrap(probe.service.engine, both, workspace=ws) == (0, 2)
+    async with probe.service.engine.connect() as conn:
+        after = await personal.fetch_keys(conn, [(ws, lead), (ws, later)], wrapper=new)
+    assert after[(ws, str(lead))] == data_key and after[(ws, str(later))] == during[(ws, str(later))]
+    reader = PersonalReader.on_engine(probe.service.engine, wrapper=new)
+    sealed = personal.encrypt(data_key, (ws, str(lead)), NAME)
+    payload = json.dumps({"lead_id": str(lead), "source": "manual", "full_name": sealed}).encode()
+    env = _discovered(ws, lead)
+    _, _, headers = encode(env)
+    [opened] = await reader.open_records([Record(payload, headers)])
+    assert opened is not None and json.loads(opened)["full_name"] == NAME
+    # An erased key stays erased through a re-wrap (there is nothing to wrap).
+    async with probe.service.engine.begin() as conn:
+        assert await personal.erase(conn, ws, later)
+    assert await personal.rewrap(probe.service.engine, new, workspace=ws) == (0, 1)
+    async with probe.service.engine.connect() as conn:
+        assert (await personal.fetch_keys(conn, [(ws, later)], wrapper=new)) == {(ws, str(later)): None}
+
+
+def test_a_data_key_stored_before_wrapping_still_opens() -> None:
+    raw = bytes(range(32))
+    assert KeyWrapper([NEW_KEK]).unwrap(("ws", str(uuid.uuid4())), raw) == raw  # `keys rewrap` wraps it
+    assert not KeyWrapper([NEW_KEK]).is_current(raw)
