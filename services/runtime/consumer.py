@@ -171,7 +171,9 @@ class EventConsumer(GroupConsumer):
         Raises :class:`Abandoned` when it must be read again (the consumer stops, lost the partition,
         must poll first, or a rate limit pauses the partition for ``pause_s``).
         """
-        person = self.personal.person(record.headers)
+        # Keys are looked up only for the types this consumer handles (a record it ignores is decoded as it is:
+        # its tokens are strings).
+        person = self.personal.person(record.headers, self.handlers)
         try:
             await self.personal.load([person])
         except Exception as exc:  # the key store is in Postgres: an outage, never the record's fault

@@ -37,7 +37,7 @@ import os
 import re
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Container, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
@@ -459,10 +459,13 @@ class PersonalReader:
 
         return cls(fetch, ttl_s=ttl_s)
 
-    def person(self, headers: Any) -> Person | None:
-        """The person a record is about, when its type has personal fields or erases someone."""
+    def person(self, headers: Any, only: Container[str] | None = None) -> Person | None:
+        """The person a record is about, when its type has personal fields or erases someone (and is one of
+        ``only``, when given: a consumer need not look keys up for records it ignores)."""
         event_type, ws, subject = _facts(headers)
         if event_type is None or not (_paths(event_type) or event_type == ERASED_TYPE):
+            return None
+        if only is not None and event_type not in only:
             return None
         if ws is None or subject is None:
             return None
