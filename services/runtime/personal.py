@@ -58,6 +58,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from .faults import Backoff, sqlstate_of
+from .secrets import InsecureConfiguration
 
 log = logging.getLogger(__name__)
 
@@ -509,6 +510,8 @@ class PersonalReader:
             try:
                 await self.load(wanted)
                 return
+            except InsecureConfiguration:
+                raise  # no key-encryption key at all (a tool run outside development without one): nothing to wait for
             except KeyStoreError as exc:  # a configuration error (a KEK missing from the list): say which
                 log.error("key store: %s; retrying", exc)
                 await backoff.wait()

@@ -8,6 +8,7 @@ counts are kept, and the other person is untouched.
 
 from __future__ import annotations
 
+import json
 import logging
 import uuid
 from pathlib import Path
@@ -28,7 +29,12 @@ from leadstream_schemas import (
 
 from services.projection.app import build
 from services.projection.checksum import dsn
-from tests.cli.test_replay_export import cli
+from services.runtime import personal
+from services.runtime.db import create_engine
+from services.runtime.migrations import upgrade
+from services.runtime.personal import KeyStoreError, KeyWrapper
+from services.runtime.secrets import development_key
+from tests.cli.test_replay_export import cli, cli_raw
 from tests.services.projection.fixtures import Isolated, StartService, isolated  # noqa: F401 - fixture
 from tests.support.kafka import produce, read_until, wait_for
 
@@ -157,3 +163,36 @@ async def test_erase_blanks_views_rebuilds_and_exports_and_keeps_counts(
     assert _hits(exported, GONE) == [] and _hits(exported, KEPT) == list(KEPT)
 
     assert _hits(caplog.text, GONE) == []
+
+
+async def test_keys_rewrap_moves_every_key_to_the_first_key_encryption_key(
+    isolated: Isolated,  # noqa: F811 - the fixture imported above
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    ws, leads = f"ws-rewrap-{uuid.uuid4().hex[:6]}", [str(uuid.uuid4()) for _ in range(3)]
+    dev = development_key("personal data keys", "key")
+    new = "a-new-key-encryption-key-" + uuid.uuid4().hex
+    url = isolated.settings().database_url
+    await upgrade(personal.MIGRATIONS_DIR, url, personal.SCHEMA)
+    engine = create_engine(url)
+    try:
+        async with engine.begin() as conn:  # as the services wrote them: wrapped with the development KEK
+            made = await personal.ensure_keys(conn, [(ws, lead) for lead in leads], wrapper=KeyWrapper([dev]))
+
+        # Rotation: the new key first, the old one after it; only this workspace (the database is shared).
+        monkeypatch.setenv("LEADSTREAM_KEY_ENCRYPTION_KEY", f"{new},{dev}")
+        rewrap = ("keys", "rewrap", "--workspace", ws, "--json", "--batch", "2")
+        assert json.loads(await cli(isolated, *rewrap)) == {"rewrapped": 3, "current": 0}
+        assert json.loads(await cli(isolated, *rewrap)) == {"rewrapped": 0, "current": 3}
+        async with engine.connect() as conn:
+            assert await personal.fetch_keys(conn, [(ws, lead) for lead in leads], wrapper=KeyWrapper([new])) == made
+            with pytest.raises(KeyStoreError, match="does not hold"):  # the old KEK alone opens nothing now
+                await personal.fetch_keys(conn, [(ws, leads[0])], wrapper=KeyWrapper([dev]))
+    finally:
+        await engine.dispose()
+
+    # Outside development the CLI needs a real key-encryption key, and says which setting.
+    monkeypatch.delenv("LEADSTREAM_KEY_ENCRYPTION_KEY")
+    monkeypatch.setenv("LEADSTREAM_ENV", "production")
+    code, out, err = await cli_raw(isolated, *rewrap)
+    assert code == 2 and "LEADSTREAM_KEY_ENCRYPTION_KEY (personal data keys) is not set" in out + err
