@@ -401,17 +401,51 @@ def _header(headers: Any, name: str) -> str | None:
 _WANTED = (H_TYPE, H_WORKSPACE, H_SUBJECT)
 
 
-def _facts(headers: Any) -> tuple[str | None, str | None, str | None]:
-    """(type, workspace, subject) in one pass over the headers (this runs for every record of a replay)."""
-    found: dict[str, Any] = {}
-    pairs = headers.items() if isinstance(headers, Mapping) else headers or ()
-    for k, v in pairs:
-        if k in _WANTED:
-            found[k] = v
-    out = [found.get(n) for n in _WANTED]
-    return tuple(  # type: ignore[return-value]
-        v.decode("utf-8", "replace") if isinstance(v, bytes | bytearray) else None if v is None else str(v) for v in out
-    )
+def _facts(headers: Any) -> tuple[str | None, str | None, Any]:
+    """(type, workspace, raw subject) in one pass over the headers (this runs for every record of a replay)."""
+    event_type = ws = subject = None
+    for k, v in headers.items() if isinstance(headers, Mapping) else headers or ():
+        if k == H_TYPE:
+            event_type = v
+        elif k == H_WORKSPACE:
+            ws = v
+        elif k == H_SUBJECT:
+            subject = v
+    return _text(event_type), _text(ws), subject
+
+
+def _text(v: Any) -> str | None:
+    return v.decode("utf-8", "replace") if isinstance(v, bytes | bytearray) else None if v is None else str(v)
+
+
+_SUBJECTS: dict[Any, str | None] = {}
+"""Canonical lead ids by raw ``ce_subject`` (parsing a UUID costs more than the rest of a record's lookup)."""
+
+
+def _lead_of(subject: Any) -> str | None:
+    """The canonical lead id a subject names, or None when it is not a UUID."""
+    try:
+        return _SUBJECTS[subject]
+    except KeyError:
+        pass
+    except TypeError:  # unhashable: not a header value
+        return None
+    text = _text(subject)
+    try:
+        lead = str(UUID(text)) if text is not None else None
+    except ValueError:
+        lead = None
+    if len(_SUBJECTS) > 100_000:  # bounded
+        _SUBJECTS.clear()
+    _SUBJECTS[subject] = lead
+    return lead
+
+
+def _json_string(text: str) -> bytes:
+    """``text`` as a JSON string (the common case, printable without quotes or backslashes, without json)."""
+    if text.isprintable() and '"' not in text and "\\" not in text:
+        return b'"' + text.encode() + b'"'
+    return json.dumps(text, ensure_ascii=False).encode()
 
 
 class PersonalReader:
@@ -430,6 +464,7 @@ class PersonalReader:
         self.ttl_s = ttl_s
         self._clock = clock
         self._cache: dict[Person, tuple[float, bytes | None]] = {}
+        self._ciphers: dict[Person, tuple[bytes, AESGCM, bytes]] = {}
 
     @classmethod
     def on_engine(
@@ -463,6 +498,11 @@ class PersonalReader:
     def person(self, headers: Any, only: Container[str] | None = None) -> Person | None:
         """The person a record is about, when its type has personal fields or erases someone (and is one of
         ``only``, when given: a consumer need not look keys up for records it ignores)."""
+        about = self.about(headers, only)
+        return about[1] if about is not None else None
+
+    def about(self, headers: Any, only: Container[str] | None = None) -> tuple[str, Person] | None:
+        """(event type, person) of a record, as :meth:`person` decides."""
         event_type, ws, subject = _facts(headers)
         if event_type is None or not (_paths(event_type) or event_type == ERASED_TYPE):
             return None
@@ -470,10 +510,8 @@ class PersonalReader:
             return None
         if ws is None or subject is None:
             return None
-        try:
-            return ws, str(UUID(subject))
-        except ValueError:
-            return None
+        lead = _lead_of(subject)
+        return (event_type, (ws, lead)) if lead is not None else None
 
     async def load(self, people: Iterable[Person | None]) -> None:
         """Look up (one query) the people not cached or cached longer than ``ttl_s`` ago.
@@ -526,15 +564,22 @@ class PersonalReader:
         else:
             self._cache.pop(person, None)
 
-    def open(self, value: bytes | None, headers: Any, person: Person | None = None) -> bytes | None:
+    def open(
+        self, value: bytes | None, headers: Any, person: Person | None = None, event_type: str | None = None
+    ) -> bytes | None:
         """``value`` with its tokens decrypted, or every personal path ``[erased]`` for an erased person.
 
         The person must have been :meth:`load`-ed. A value that is not a JSON object is returned as it is
         (the decoder says what is wrong with it)."""
-        person = person or self.person(headers)
-        if person is None or value is None:
+        if person is None:
+            about = self.about(headers)
+            if about is None:
+                return value
+            event_type, person = about
+        if value is None:
             return value
-        event_type = _header(headers, H_TYPE) or ""
+        if event_type is None:
+            event_type = _header(headers, H_TYPE) or ""
         if event_type == ERASED_TYPE:
             self.forget(person, erased=True)
             return value
@@ -548,16 +593,32 @@ class PersonalReader:
             return _dump(redact(payload, _paths(event_type))) if isinstance(payload, dict) else value
         if TOKEN_MARK not in value:
             return value
-        found = key or None
+        if not key:  # no key for tokens: they cannot be read
+            return _TOKEN.sub(lambda m: _json_string(ERASED), value)
+        cipher = self._ciphers.get(person)
+        if cipher is None or cipher[0] is not key:  # one AESGCM per person (building it costs as much as a decrypt)
+            if len(self._ciphers) > 200_000:
+                self._ciphers.clear()
+            cipher = self._ciphers[person] = (key, AESGCM(key), _aad(person))
+        _, aead, aad = cipher
 
         def plain(m: re.Match[bytes]) -> bytes:
-            return json.dumps(decrypt(found, person, m.group(1)), ensure_ascii=False).encode()
+            try:
+                data = base64.urlsafe_b64decode(m.group(1))
+                text = aead.decrypt(data[:NONCE_BYTES], data[NONCE_BYTES:], aad).decode()
+            except (InvalidTag, ValueError):
+                text = ERASED
+            return _json_string(text)
 
         return _TOKEN.sub(plain, value)
 
     async def open_records(self, records: Sequence[Any], *, retry: bool = True) -> list[bytes | None]:
         """The values of ``records`` (with ``.value`` and ``.headers``) opened, their people looked up at once
         (through an outage when ``retry``)."""
-        people = [self.person(r.headers) for r in records]
+        about = [self.about(r.headers) for r in records]
+        people = [a[1] if a is not None else None for a in about]
         await (self.load_until_done(people) if retry else self.load(people))
-        return [self.open(r.value, r.headers, p) for r, p in zip(records, people, strict=True)]
+        return [
+            r.value if a is None else self.open(r.value, r.headers, a[1], a[0])
+            for r, a in zip(records, about, strict=True)
+        ]

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from leadstream_schemas import (
     Envelope,
     LeadDiscovered,
@@ -228,3 +229,22 @@ def test_a_data_key_stored_before_wrapping_still_opens() -> None:
     raw = bytes(range(32))
     assert KeyWrapper([NEW_KEK]).unwrap(("ws", str(uuid.uuid4())), raw) == raw  # `keys rewrap` wraps it
     assert not KeyWrapper([NEW_KEK]).is_current(raw)
+
+
+async def test_decrypted_texts_come_back_exactly_whatever_they_hold() -> None:
+    ws, lead = "ws-texts", uuid.uuid4()
+    key = AESGCM.generate_key(256)
+    wrapper = KeyWrapper([NEW_KEK])
+    texts = ['Hi "Zoë",\nsee C:\\path\t\u2028 ok', "plain words", "", "emoji \U0001f600"]
+
+    async def fetch(leads: list[uuid.UUID]) -> list[tuple[str, uuid.UUID, bytes | None]]:
+        return [(ws, lead, wrapper.wrap((ws, str(lead)), key))]
+
+    reader = PersonalReader(fetch, wrapper=wrapper)
+    for text in texts:
+        env = Envelope.new(MessageSent(lead_id=lead, text=text), workspace_id=ws, source="test")
+        _, value, headers = encode(env)
+        sealed = personal.seal_value(value, env.type, (ws, str(lead)), key)
+        assert text == "" or text.encode() not in sealed
+        [opened] = await reader.open_records([Record(sealed, headers)])
+        assert opened is not None and decode(opened, headers).data.text == text  # type: ignore[attr-defined]
