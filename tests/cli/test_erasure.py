@@ -83,6 +83,18 @@ async def _tables(database_url: str, schema: str) -> dict[str, str]:
         await conn.close()
 
 
+async def _counts(database_url: str, lead: uuid.UUID) -> tuple[Any, int]:
+    """The lead's event count and pipeline rank in the live views, and its number of timeline rows."""
+    conn = await asyncpg.connect(dsn(database_url))
+    try:
+        state = await conn.fetchrow(
+            "SELECT event_count, pipeline_rank FROM projection.lead_state WHERE lead_id = $1", lead
+        )
+        return state, int(await conn.fetchval("SELECT count(*) FROM projection.timeline WHERE lead_id = $1", lead))
+    finally:
+        await conn.close()
+
+
 @pytest.mark.timeout(600)
 async def test_erase_blanks_views_rebuilds_and_exports_and_keeps_counts(
     isolated: Isolated,  # noqa: F811 - the fixture imported above
@@ -116,14 +128,7 @@ async def test_erase_blanks_views_rebuilds_and_exports_and_keeps_counts(
 
     live = await _tables(settings.database_url, "projection")
     assert _hits(live["lead_state"], GONE) and _hits(live["lead_state"], KEPT)  # decrypted into the views
-    conn = await asyncpg.connect(dsn(settings.database_url))
-    try:
-        counts_before = await conn.fetchrow(
-            "SELECT event_count, pipeline_rank FROM projection.lead_state WHERE lead_id = $1", gone
-        )
-        rows_before = await conn.fetchval("SELECT count(*) FROM projection.timeline WHERE lead_id = $1", gone)
-    finally:
-        await conn.close()
+    counts_before, rows_before = await _counts(settings.database_url, gone)
 
     out = await cli(isolated, "erase", "--lead", str(gone), "--json")
     assert '"erased": ["ws-erase"]' in out
@@ -137,14 +142,7 @@ async def test_erase_blanks_views_rebuilds_and_exports_and_keeps_counts(
     live = await _tables(settings.database_url, "projection")
     assert {t: _hits(text, GONE) for t, text in live.items() if _hits(text, GONE)} == {}
     assert _hits(live["lead_state"], KEPT) == list(KEPT)  # the other person is untouched
-    conn = await asyncpg.connect(dsn(settings.database_url))
-    try:
-        counts_after = await conn.fetchrow(
-            "SELECT event_count, pipeline_rank FROM projection.lead_state WHERE lead_id = $1", gone
-        )
-        rows_after = await conn.fetchval("SELECT count(*) FROM projection.timeline WHERE lead_id = $1", gone)
-    finally:
-        await conn.close()
+    counts_after, rows_after = await _counts(settings.database_url, gone)
     # Counts stay (the erasure itself is one more event of the lead's history).
     assert counts_after["event_count"] == counts_before["event_count"] + 1
     assert counts_after["pipeline_rank"] == counts_before["pipeline_rank"]
