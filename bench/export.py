@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT))
 
 from aiokafka.admin import AIOKafkaAdminClient  # noqa: E402
 
-from bench.projection import consume_and_discard, log, produce  # noqa: E402
+from bench.projection import consume_and_discard, encoded, log, produce  # noqa: E402
 from leadstream_cli.export import export_events  # noqa: E402
 from services.projection.settings import ProjectionSettings  # noqa: E402
 from services.projection.workload import generate  # noqa: E402
@@ -47,7 +47,7 @@ async def main(args: argparse.Namespace) -> int:
         envelopes = generate(leads=args.leads, campaigns=args.campaigns, events=args.events, seed=args.seed).envelopes
         await apply_topics(settings, partitions=args.partitions)
         log(f"producing {len(envelopes):,} events to {settings.topic_prefix}*")
-        await produce(settings, envelopes)
+        await produce(settings, await encoded(settings, envelopes, seal=False))  # plaintext: no key store needed
         n = len(envelopes)
         del envelopes
         for i in range(args.rounds):

@@ -18,6 +18,12 @@ uses a fresh database, then measures on the same log:
 3. naive projection: the same consumer and views, but one transaction per event, on the first
    ``--naive-events`` records (its rate is records/s, so it extrapolates).
 
+Encryption is on, as in the services: the personal fields of the log's events are sealed with per-person data
+keys (``services.runtime.personal``, keys created in the run's key store, wrapped with the development KEK), so
+the replay decrypts as it reads. The same events are also produced in plaintext to a second topic set, replayed
+into a second database whose key store holds no key, alternating with the rest: the report gives the replay's
+ratio with and without encryption, measured in the same run (``encryption``).
+
 It prints the ratios and writes them to bench/results/projection.json, with the load average (the
 machine is shared: only ratios measured in one run compare). Targets (2 cores): the projection reaches
 at least 30% of consume-and-discard and at least 25x the naive projection; the ratio of the replay with
@@ -43,11 +49,14 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+# As the demo runs: the development key-encryption key wraps the run's data keys (replay workers inherit it).
+os.environ.setdefault("LEADSTREAM_ENV", "development")
 
 import asyncpg  # noqa: E402
 from aiokafka import AIOKafkaProducer  # noqa: E402
 from aiokafka.admin import AIOKafkaAdminClient  # noqa: E402
 from leadstream_schemas import TOPICS, DecodeError, decode, encode  # noqa: E402
+from leadstream_schemas.personal import TOKEN_MARK  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 
 from services.projection.checksum import dsn  # noqa: E402
@@ -58,8 +67,10 @@ from services.projection.replay import rebuild  # noqa: E402
 from services.projection.settings import ProjectionSettings  # noqa: E402
 from services.projection.store import replay_schema, views_for  # noqa: E402
 from services.projection.workload import generate  # noqa: E402
+from services.runtime import personal  # noqa: E402
 from services.runtime.consuming.batch import GcPacer  # noqa: E402
 from services.runtime.consuming.reader import log_consumer, topic_partitions  # noqa: E402
+from services.runtime.db import create_engine  # noqa: E402
 from services.runtime.kafka import all_topics, apply_topics  # noqa: E402
 from services.runtime.migrations import upgrade  # noqa: E402
 
@@ -73,7 +84,32 @@ def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
-async def produce(settings: ProjectionSettings, envelopes: list[Any]) -> float:
+Encoded = list[tuple[str, bytes, bytes, list[tuple[str, bytes]]]]
+"""(contract topic, key, value, headers) of each event, in order."""
+
+
+async def encoded(settings: ProjectionSettings, envelopes: list[Any], *, seal: bool) -> Encoded:
+    """The records of ``envelopes``; with ``seal``, their personal fields encrypted as ``add_to_outbox`` does
+    (the people's data keys created in ``settings``' key store, in one transaction)."""
+    out: Encoded = [(env.topic, *encode(env)) for env in envelopes]
+    if not seal:
+        return out
+    people = [personal.person_of_event(env.subject, env.workspace_id, env.type) for env in envelopes]
+    engine = create_engine(settings.database_url)
+    try:
+        async with engine.begin() as conn:
+            keys = await personal.ensure_keys(conn, {p for p in people if p is not None})
+    finally:
+        await engine.dispose()
+    sealed: Encoded = []
+    for (topic, key, value, headers), env, person in zip(out, envelopes, people, strict=True):
+        if person is not None:
+            value = personal.seal_value(value, env.type, person, keys.get(person))
+        sealed.append((topic, key, value, headers))
+    return sealed
+
+
+async def produce(settings: ProjectionSettings, records: Encoded) -> float:
     """Produce the log (acks=all, idempotent, gzip like the services); returns records/s."""
     producer = AIOKafkaProducer(
         bootstrap_servers=settings.kafka_bootstrap_servers,
@@ -87,16 +123,27 @@ async def produce(settings: ProjectionSettings, envelopes: list[Any]) -> float:
     started = time.perf_counter()
     try:
         pending = []
-        for env in envelopes:
-            key, value, headers = encode(env)
-            pending.append(await producer.send(settings.topic_name(env.topic), value=value, key=key, headers=headers))
+        for topic, key, value, headers in records:
+            pending.append(await producer.send(settings.topic_name(topic), value=value, key=key, headers=headers))
             if len(pending) >= 20_000:
                 await asyncio.gather(*pending)
                 pending.clear()
         await asyncio.gather(*pending)
     finally:
         await producer.stop()
-    return len(envelopes) / (time.perf_counter() - started)
+    return len(records) / (time.perf_counter() - started)
+
+
+async def count_sealed(settings: ProjectionSettings, total: int, batch: int) -> int:
+    """How many records of the log hold at least one encrypted field (the run says what it measured)."""
+    count = 0
+
+    def tally(records: list[Any]) -> None:
+        nonlocal count
+        count += sum(1 for r in records if r.value is not None and TOKEN_MARK in r.value)
+
+    await consume_and_discard(settings, total, batch, tally)
+    return count
 
 
 def contract_decode(records: list[Any]) -> None:
@@ -154,6 +201,7 @@ async def naive(settings: ProjectionSettings, limit: int) -> float:
     topics = [settings.topic_name(t.name) for t in TOPICS.values()]
     tps = await topic_partitions(settings, topics)
     conn = await asyncpg.connect(dsn(settings.database_url))
+    reader = personal.PersonalReader.on_asyncpg(lambda: conn)
     consumer = log_consumer(settings, 500)
     await consumer.start()
     try:
@@ -165,7 +213,8 @@ async def naive(settings: ProjectionSettings, limit: int) -> float:
         while done < limit:
             got = await consumer.getmany(timeout_ms=1000, max_records=min(500, limit - done))
             for recs in got.values():
-                for item in decode_records(recs):
+                values = await reader.open_records(recs)  # decrypted as the services' consumers do
+                for item in decode_records(recs, None, values):
                     result = await applier.apply(conn, [item], expected)  # one transaction per event
                     expected.update(result.next_offsets)
                     done += 1
@@ -223,36 +272,56 @@ async def fresh_world(kind: str, partitions: int, *, keep: bool = False) -> Asyn
 
 
 async def main(args: argparse.Namespace) -> int:
-    async with fresh_world("bench", args.partitions, keep=args.keep) as settings:
+    # The measured log is sealed (encryption on); the plaintext one, in a world of its own, is the comparison.
+    async with (
+        fresh_world("bench", args.partitions, keep=args.keep) as settings,
+        fresh_world("benchplain", args.partitions, keep=args.keep) as plain,
+    ):
         log(f"generating {args.events:,} events across {args.leads:,} leads and {args.campaigns} campaigns")
         envelopes = generate(leads=args.leads, campaigns=args.campaigns, events=args.events, seed=args.seed).envelopes
-        log(f"producing to {settings.topic_prefix}* ({args.partitions} partitions per topic)")
-        produce_rate = await produce(settings, envelopes)
         n = len(envelopes)
+        produce_rate = 0.0
+        for target, seal in ((settings, True), (plain, False)):
+            await upgrade(personal.MIGRATIONS_DIR, target.database_url, personal.SCHEMA)
+            records = await encoded(target, envelopes, seal=seal)
+            log(f"producing to {target.topic_prefix}* ({args.partitions} partitions per topic, sealed: {seal})")
+            rate = await produce(target, records)
+            produce_rate = produce_rate or rate
+            del records
+        sealed_values = await count_sealed(settings, n, args.batch)
         del envelopes  # the measured loops start with the same heap as a fresh process would
         gc.collect()
-        log(f"produced at {produce_rate:,.0f} records/s; consume and decode")
+        log(f"produced at {produce_rate:,.0f} records/s ({sealed_values:,} sealed); consume and decode")
         decode_rate = await consume_and_discard(settings, n, args.batch, contract_decode)
         fast_decode_rate = await consume_and_discard(settings, n, args.batch, projection_decode)
         log(f"consume-and-decode {decode_rate:,.0f} records/s (contract), {fast_decode_rate:,.0f} (projection)")
         # Rounds of (consume-and-discard, replay), best of each: on a shared machine whose speed drifts
-        # over seconds, alternating gives both sides of the ratio the same slow and fast moments.
+        # over seconds, alternating gives both sides of the ratio the same slow and fast moments. Each round
+        # measures the sealed log, then the plaintext one.
         discard: list[float] = []
         runs = []
+        plain_discard: list[float] = []
+        plain_runs = []
         for i in range(args.rounds):
             discard.append(await consume_and_discard(settings, n, args.batch))
             runs.append(
                 await rebuild(settings, f"bench{i}", batch_records=args.batch, workers=args.workers, replace=True)
             )
+            plain_discard.append(await consume_and_discard(plain, n, args.batch))
+            plain_runs.append(
+                await rebuild(plain, f"bench{i}", batch_records=args.batch, workers=args.workers, replace=True)
+            )
             log(
                 f"round {i + 1}/{args.rounds}: consume-and-discard {discard[-1]:,.0f} records/s, "
-                f"projection replay {runs[-1].rate:,.0f} records/s ({runs[-1].workers} workers)"
+                f"projection replay {runs[-1].rate:,.0f} records/s ({runs[-1].workers} workers); plaintext: "
+                f"{plain_discard[-1]:,.0f} and {plain_runs[-1].rate:,.0f} records/s"
             )
         report = max(runs, key=lambda r: r.rate)
+        plain_report = max(plain_runs, key=lambda r: r.rate)
         cpu = time.process_time()
         single = await rebuild(settings, "single", batch_records=args.batch, workers=1)
         cpu = time.process_time() - cpu
-        for r in (report, single):
+        for r in (report, single, plain_report):
             if r.applied != n:
                 raise SystemExit(f"projection applied {r.applied} of {n} events")
         log(f"one process {single.rate:,.0f} records/s; naive projection on {args.naive_events:,} events")
@@ -284,6 +353,15 @@ async def main(args: argparse.Namespace) -> int:
         "ratio_projection_vs_naive": round(report.rate / naive_rate, 1),
         "ratio_one_process_vs_consume": round(single.rate / consume_rate, 3),
         "ratio_workers_vs_one_process": round(report.rate / single.rate, 2),
+        "encryption": {
+            "sealed_records": sealed_values,
+            "ratio_projection_vs_consume_encrypted": round(report.rate / consume_rate, 3),
+            "ratio_projection_vs_consume_plaintext": round(plain_report.rate / max(plain_discard), 3),
+            "plaintext_replay_records_per_s": round(plain_report.rate),
+            "plaintext_consume_discard_records_per_s": round(max(plain_discard)),
+            "plaintext_ratio_rounds": [round(r.rate / d, 3) for r, d in zip(plain_runs, plain_discard, strict=True)],
+            "replay_encrypted_vs_plaintext": round(report.rate / plain_report.rate, 3),
+        },
         "load_average": [round(x, 2) for x in os.getloadavg()],
         "targets": {"projection_vs_consume": TARGET_VS_CONSUME, "projection_vs_naive": TARGET_VS_NAIVE},
         "cpu_count": os.cpu_count(),
@@ -308,6 +386,9 @@ async def main(args: argparse.Namespace) -> int:
         ("projection / consume", f"{result['ratio_projection_vs_consume']:.1%} (target >= {TARGET_VS_CONSUME:.0%})"),
         ("projection / naive", f"{result['ratio_projection_vs_naive']:.1f}x (target >= {TARGET_VS_NAIVE:.0f}x)"),
         ("one process / consume", f"{result['ratio_one_process_vs_consume']:.1%}"),
+        ("plaintext log: replay", f"{plain_report.rate:,.0f} records/s"),
+        ("  / its consume", f"{result['encryption']['ratio_projection_vs_consume_plaintext']:.1%}"),
+        ("encrypted / plaintext", f"{result['encryption']['replay_encrypted_vs_plaintext']:.1%} (replay rates)"),
     ]
     for name, value in rows:
         print(f"{name:<22} {value}")

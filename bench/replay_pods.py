@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT))
 
 import asyncpg  # noqa: E402
 
-from bench.projection import fresh_world, log, produce  # noqa: E402
+from bench.projection import encoded, fresh_world, log, produce  # noqa: E402
 from services.projection.checksum import dsn, views_checksum  # noqa: E402
 from services.projection.pods import start_pod_rebuild  # noqa: E402
 from services.projection.replay import replay_info  # noqa: E402
@@ -97,7 +97,8 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     async with fresh_world("pods", args.partitions, keep=args.keep) as settings:
         envelopes = generate(leads=args.leads, campaigns=args.campaigns, events=args.events, seed=args.seed).envelopes
         log(f"producing {len(envelopes):,} events to {settings.topic_prefix}*")
-        await produce(settings, envelopes)
+        # Plaintext: a ratio of workers (bench/projection.py measures what encryption costs a replay).
+        await produce(settings, await encoded(settings, envelopes, seal=False))
         for i in range(args.rounds):
             one.append(await pod_rebuild(settings, f"one{i}", 1, args.batch))
             two.append(await pod_rebuild(settings, f"two{i}", 2, args.batch))

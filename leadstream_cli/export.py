@@ -213,6 +213,8 @@ async def export_events(
         start_offsets,
         topic_partitions,
     )
+    from services.runtime.db import create_engine
+    from services.runtime.personal import PersonalReader
 
     from .warehouse import flatten
 
@@ -235,6 +237,9 @@ async def export_events(
     tables = _Tables()
     parts: dict[tuple[str, str], _Partition] = {}
     want_campaign = str(campaign) if campaign else None
+    # Personal fields are decrypted with the key store; an erased person's read [erased] (never their data).
+    engine = create_engine(settings.database_url)
+    personal = PersonalReader.on_engine(engine)
     try:
         consumer.assign(tps)
         ends = await end_offsets(consumer, tps)
@@ -262,10 +267,11 @@ async def export_events(
         total = sum(max(ends[tp] - starts[tp], 0) for tp in tps)
         async for polled in read_ranges(consumer, starts, ends, max_records=batch_records):
             for records in polled.values():
-                for r in records:
+                values = await personal.open_records(records, retry=False)
+                for r, value in zip(records, values, strict=True):
                     report.read += 1
                     try:
-                        env = decode(r.value, r.headers)
+                        env = decode(value, r.headers)
                     except DecodeError as exc:
                         report.skipped.append(Skipped(r.topic, r.partition, r.offset, exc.code, exc.message))
                         continue
@@ -330,6 +336,7 @@ async def export_events(
         for part in parts.values():
             part.close()
         await consumer.stop()
+        await engine.dispose()
     report.seconds = time.monotonic() - started
     return report
 

@@ -110,14 +110,15 @@ def topics_apply(
 
 @app.command()
 def migrate() -> None:
-    """Apply the migrations of every service, the runtime's tables in each, and the identity schema."""
-    from services.runtime import auth
+    """Apply the migrations of every service, the runtime's tables in each, the identity and key store schemas."""
+    from services.runtime import auth, personal
     from services.runtime.migrations import upgrade, upgrade_service
 
     settings = RuntimeSettings()
 
     async def go() -> None:
         await upgrade(auth.MIGRATIONS_DIR, settings.database_url, auth.IDENTITY_SCHEMA)
+        await upgrade(personal.MIGRATIONS_DIR, settings.database_url, personal.SCHEMA)
         for name in SERVICES:
             module = importlib.import_module(f"services.{name}.app")
             await upgrade_service(Path(module.__file__).parent / "migrations", settings.database_url, name)  # type: ignore[arg-type]
@@ -304,11 +305,14 @@ def _mount_analyst_commands() -> None:
 
 
 def _mount_operator_commands() -> None:
-    """The operators' commands: dead letters (list, re-drive) and parked outbox rows (list, retry, drop)."""
-    from . import dlq, outbox
+    """The operators' commands: dead letters (list, re-drive), parked outbox rows (list, retry, drop), erasure,
+    key-encryption key rotation."""
+    from . import dlq, erase, keys, outbox
 
     app.add_typer(dlq.dlq_app, name="dlq")
     app.add_typer(outbox.outbox_app, name="outbox")
+    app.command("erase")(erase.erase)
+    app.add_typer(keys.keys_app, name="keys")
 
 
 _mount_analyst_commands()

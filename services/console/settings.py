@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from pydantic import Field, SecretStr
 
 from services.runtime.secrets import SecretSpec, development_key
@@ -16,6 +18,7 @@ class ConsoleSettings(RuntimeSettings):
 
     service_name: str = "console"
     http_port: int = 8107
+    uses_key_store: ClassVar[bool] = False  # no Kafka, no events: it reads the other services' APIs
 
     console_session_secret: SecretStr | None = Field(
         None,

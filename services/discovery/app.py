@@ -7,7 +7,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from leadstream_schemas import CAMPAIGN, CampaignAudienceRunRequested, CampaignExtended
+from leadstream_schemas import CAMPAIGN, LEAD, CampaignAudienceRunRequested, CampaignExtended, LeadErased
 
 from services.runtime.clock import Clock
 from services.runtime.providers import SimulationProfile
@@ -18,7 +18,7 @@ from .adapters.http import UnipileSearchClient
 from .adapters.simulated import SimulatedSearchProvider
 from .api import build_router
 from .audiences import CampaignAudiences
-from .handlers import SearchRunner
+from .handlers import SearchRunner, on_lead_erased
 from .settings import DiscoverySettings
 from .store import metadata, runtime_tables
 from .watch import PostsWatch
@@ -71,8 +71,12 @@ def build(
     watch.timers.serve()
     audiences = CampaignAudiences(runner, watch)
     service.consume(
-        [CAMPAIGN.name],
-        {CampaignAudienceRunRequested: audiences.on_audience_run, CampaignExtended: audiences.on_extended},
+        [CAMPAIGN.name, LEAD.name],
+        {
+            CampaignAudienceRunRequested: audiences.on_audience_run,
+            CampaignExtended: audiences.on_extended,
+            LeadErased: on_lead_erased,  # discovery's copy of the person (its leads table)
+        },
     )
     service.include_router(build_router(service, settings, provider, runner))
     if isinstance(provider, UnipileSearchClient):

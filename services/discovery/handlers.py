@@ -21,11 +21,12 @@ from operator import attrgetter
 from typing import Any, Literal
 from uuid import UUID
 
-from leadstream_schemas import Envelope, Event, FitSignal, LeadSource, SearchFinished, SearchPageCompleted
+from leadstream_schemas import Envelope, Event, FitSignal, LeadErased, LeadSource, SearchFinished, SearchPageCompleted
 from sqlalchemy import Select, and_, or_, select, update
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from services.runtime.consumer import HandlerContext
 from services.runtime.faults import Fault
 from services.runtime.providers import ProviderError
 from services.runtime.service import Service
@@ -35,7 +36,7 @@ from services.runtime.timers import DurableTimers, Failure
 from . import domain
 from .adapters import Candidate, SearchProvider, SearchQuery
 from .settings import DiscoverySettings
-from .store import Added, add_lead, post_watches, remember_post, searches, source_groups
+from .store import Added, add_lead, leads, post_watches, remember_post, searches, source_groups
 
 log = logging.getLogger(__name__)
 
@@ -395,3 +396,18 @@ def lead_events(
         request = domain.enrichment_request_event(added.lead_id, source_group_id, "automatic")
         out.append((f"enrich:{added.lead_id}", request))
     return out
+
+
+LEAD_PERSONAL_COLUMNS = ("linkedin_url", "email", "full_name", "first_name", "last_name", "location")
+"""Discovery's copy of a lead's personal fields (``LeadDiscovered``'s personal paths), NULL once erased."""
+
+
+async def on_lead_erased(env: Envelope[LeadErased], ctx: HandlerContext) -> None:
+    """Blank discovery's copy of an erased lead (idempotent). The row stays, with its id, title, company, source
+    and groups: the lead id is derived from the URL or email, so finding the person again is still a duplicate
+    (and a later event about them is written ``[erased]``: the key store refuses them a new key)."""
+    await ctx.conn.execute(
+        update(leads)
+        .where(leads.c.workspace_id == env.workspace_id, leads.c.lead_id == env.data.lead_id)
+        .values(dict.fromkeys(LEAD_PERSONAL_COLUMNS))
+    )

@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from leadstream_schemas import LEAD, LeadDiscovered, LeadEnrichmentRequested
+from leadstream_schemas import LEAD, LeadDiscovered, LeadEnrichmentRequested, LeadErased
 
 from services.runtime.clock import Clock
 from services.runtime.providers import SimulationProfile
@@ -87,7 +87,11 @@ def build(
     retries = RetryWorker(service, handlers, settings.retry_poll_interval_s)
     service.consume(
         [LEAD.name],
-        {LeadDiscovered: handlers.on_lead_discovered, LeadEnrichmentRequested: handlers.on_enrichment_requested},
+        {
+            LeadDiscovered: handlers.on_lead_discovered,
+            LeadEnrichmentRequested: handlers.on_enrichment_requested,
+            LeadErased: handlers.on_lead_erased,
+        },
     )
     retries.timers.serve()
     for client in (handlers.profiles, handlers.emails):

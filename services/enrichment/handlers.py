@@ -20,8 +20,8 @@ from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
-from leadstream_schemas import Envelope, LeadDiscovered, LeadEnrichmentRequested
-from sqlalchemy import delete, select, update
+from leadstream_schemas import Envelope, LeadDiscovered, LeadEnrichmentRequested, LeadErased
+from sqlalchemy import delete, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -129,6 +129,20 @@ class EnrichmentHandlers:
         for emitted in sub.emitted:
             ctx.emit_envelope(emitted)
 
+    async def on_lead_erased(self, env: Envelope[LeadErased], ctx: HandlerContext) -> None:
+        """Delete enrichment's copies of an erased lead (idempotent): the cached profile and email fetched for
+        them, and the LeadDiscovered kept while they wait for a selection or a retry (nothing is fetched for them
+        again)."""
+        ws, lead = env.workspace_id, env.data.lead_id
+        cache = profile_cache.c
+        await ctx.conn.execute(
+            delete(profile_cache).where(
+                cache.workspace_id == ws, or_(cache.lead_id == lead, cache.profile_key == f"lead:{lead}")
+            )
+        )
+        for table in (awaiting_selection, enrichment_retries):
+            await ctx.conn.execute(delete(table).where(table.c.workspace_id == ws, table.c.lead_id == lead))
+
     async def _begin(self, env: Envelope[LeadDiscovered], ctx: HandlerContext) -> None:
         pending = await self.enrich(ctx, "profile", 0, 0, None)
         if pending is not None:
@@ -201,9 +215,10 @@ class EnrichmentHandlers:
                     profile = ProfileData(stored)
                     await ctx.conn.execute(
                         insert(profile_cache)
-                        .values(workspace_id=ws, profile_key=key, profile=stored, enriched_at=now)
+                        .values(workspace_id=ws, profile_key=key, profile=stored, enriched_at=now, lead_id=lead.lead_id)
                         .on_conflict_do_update(
-                            index_elements=["workspace_id", "profile_key"], set_={"profile": stored, "enriched_at": now}
+                            index_elements=["workspace_id", "profile_key"],
+                            set_={"profile": stored, "enriched_at": now, "lead_id": lead.lead_id},
                         )
                     )
             if profile is not None:

@@ -29,6 +29,9 @@ profile_cache = Table(
     # {"input": the address the lead came with or null, "email": .., "status": .., "checked_at": iso}
     Column("email", JSONB, nullable=True),
     Column("enriched_at", DateTime(timezone=True), nullable=False),
+    # The lead the entry was fetched for (NULL for entries older than 0004): how an erasure finds it.
+    Column("lead_id", PgUUID(as_uuid=True), nullable=True),
+    Index("ix_profile_cache_lead", "workspace_id", "lead_id"),
 )
 
 awaiting_selection = Table(

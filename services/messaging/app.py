@@ -11,6 +11,7 @@ from leadstream_schemas import (
     CampaignUpdated,
     LeadEnrichmentFailed,
     LeadEnrolled,
+    LeadErased,
     LeadPostMatched,
     LeadProfileEnriched,
 )
@@ -78,6 +79,7 @@ def build(
             LeadEnrolled: core.on_lead_enrolled,
             CampaignUpdated: core.on_campaign_updated,
             LeadPostMatched: core.on_post_matched,
+            LeadErased: core.on_lead_erased,
         },
     )
     service.include_router(build_router(core, service, generation_attempts=settings.lab_generation_attempts))

@@ -22,6 +22,7 @@ from leadstream_schemas import (
     Event,
     LeadEnrichmentFailed,
     LeadEnrolled,
+    LeadErased,
     LeadPostMatched,
     LeadProfileEnriched,
     MessageApproved,
@@ -29,7 +30,8 @@ from leadstream_schemas import (
     Post,
     Strategy,
 )
-from sqlalchemy import and_, select, update
+from leadstream_schemas.personal import personal_paths, redact
+from sqlalchemy import and_, delete, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -307,6 +309,28 @@ class MessagingCore:
         )
 
     # -- draft making -------------------------------------------------------------------------------
+
+    async def on_lead_erased(self, env: Envelope[LeadErased], ctx: HandlerContext) -> None:
+        """Blank messaging's copies of an erased lead (idempotent): the profile and the matched post it writes
+        from are deleted, its drafts (the Messaging Lab's items) keep their status, step and counts with the text,
+        subject, hook detail and post link erased. Nothing is generated for the lead again (no profile)."""
+        ws, lead = env.workspace_id, env.data.lead_id
+        for table in (profiles, matched_posts):
+            await ctx.conn.execute(delete(table).where(table.c.workspace_id == ws, table.c.lead_id == lead))
+        # The contract says what of a draft is personal (MessageGenerated's text, subject and hook texts).
+        paths = personal_paths(MessageGenerated)
+        rows = await ctx.conn.execute(
+            select(drafts.c.draft_id, drafts.c.text, drafts.c.subject, drafts.c.hook).where(
+                drafts.c.workspace_id == ws, drafts.c.lead_id == lead
+            )
+        )
+        for row in rows.all():
+            blank = redact({"text": row.text, "subject": row.subject, "hook": dict(row.hook or {})}, paths)
+            await ctx.conn.execute(
+                update(drafts)
+                .where(drafts.c.draft_id == row.draft_id)
+                .values(text=blank["text"], subject=blank["subject"], hook=blank["hook"], post_url=None)
+            )
 
     async def _lead_ready(self, ctx: HandlerContext, lead_id: UUID, now: datetime) -> None:
         waiting = (

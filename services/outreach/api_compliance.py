@@ -21,7 +21,7 @@ from pydantic import BaseModel
 from sqlalchemy import delete, select, tuple_
 from sqlalchemy.dialects.postgresql import insert
 
-from services.runtime.auth import ReadWorkspace, WriteWorkspace, public
+from services.runtime.auth import AdminWorkspace, ReadWorkspace, WriteWorkspace, public
 from services.runtime.errors import Problem, problems
 from services.runtime.pagination import After, Limit, Page, decode_cursor, encode_cursor
 from services.runtime.webhooks import check_link_token
@@ -30,6 +30,7 @@ from . import lifecycle as lc
 from .context import OutreachContext
 from .domain.compliance import normalise_block_value, normalise_email
 from .emit import RootEmitter
+from .erasure import erase_lead
 from .models import BlockIn, SuppressionIn
 from .problems import invalid, not_found
 from .store import blocklist, leads, suppressions
@@ -52,6 +53,14 @@ class SuppressionOut(BaseModel):
     kind: str
     value: str
     reason: str
+
+
+class ErasureOut(BaseModel):
+    """The outcome of an erasure; ``already`` when the lead was erased before."""
+
+    lead_id: UUID
+    erased: bool
+    already: bool
 
 
 class UnsubscribeOut(BaseModel):
@@ -235,5 +244,14 @@ def compliance_router(ctx: OutreachContext) -> APIRouter:
             '<input type="hidden" name="confirm" value="yes">'
             '<button type="submit">Unsubscribe</button></form>',
         )
+
+    @r.post("/v1/leads/{lead_id}/erasure", status_code=202, response_model=ErasureOut, responses=problems(404))
+    async def erase(lead_id: UUID, ws: AdminWorkspace) -> ErasureOut:
+        """Erase the lead's personal data (crypto-shredding): their data key is destroyed, so every personal
+        field of every event about them reads ``[erased]`` from now on; the lead is suppressed, and
+        ``LeadErased`` tells every view to blank its copy (the projection does within seconds). Counts stay.
+        Admin scope; the same as ``leadstream erase --lead ID``."""
+        first = await erase_lead(ctx, ws, lead_id)
+        return ErasureOut(lead_id=lead_id, erased=True, already=not first)
 
     return r

@@ -13,6 +13,7 @@ from leadstream_schemas import (
     LeadEmailEnriched,
     LeadEmailNotFound,
     LeadEnrichmentFailed,
+    LeadErased,
     LeadPostMatched,
     LeadProfileEnriched,
     LeadUnsubscribed,
@@ -42,6 +43,7 @@ from .adapters.smtp import SmtpEmailSender
 from .api import build_router
 from .campaigns import CampaignCommands
 from .context import OutreachContext
+from .erasure import on_lead_erased
 from .handlers import OutreachHandlers
 from .inbox import InboxPoller, mailbox_of
 from .runner import Runner
@@ -150,6 +152,7 @@ def build(
             VideoFailed: h.on_video_failed,
             Replied: h.on_replied,
             LeadUnsubscribed: h.on_unsubscribed,
+            LeadErased: on_lead_erased,
             SearchStarted: h.on_search_started,
             SearchFinished: h.on_search_finished,
             SearchResumed: h.on_search_resumed,

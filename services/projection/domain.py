@@ -68,6 +68,7 @@ from leadstream_schemas import (
     LeadEnrichmentFailed,
     LeadEnrichmentRequested,
     LeadEnrolled,
+    LeadErased,
     LeadEvent,
     LeadPaused,
     LeadPostMatched,
@@ -1074,6 +1075,9 @@ REGISTRY: dict[type[Event], EventProjection] = {
         order=49,
         ignored="an edit's new version shows on its leads' events (workflow_version), not in the campaign's row",
     ),
+    # Erasure keeps the lead's rows, stage and counts (campaign summaries stay right): its timeline gains this
+    # line, and services/projection/erasure.py blanks what the views copied from personal fields.
+    LeadErased: P(order=50, stage=1, summary=lambda d: f"Personal data erased ({_human(d.via)})"),
     CampaignCreatedV1: P(
         order=UNKNOWN_RANK,
         ignored="history: decoding upcasts a v1 record to CampaignCreated (v2), which the projection reads",

@@ -33,6 +33,7 @@ from services.runtime.consuming.batch import TP, ApplyResult, DeadLetter
 
 from . import domain
 from .domain import EventRecord, Patch
+from .erasure import ERASED_TYPE, erase_people
 from .fastpath import BatchReducer, Writes, fold_into, rows
 from .store import SCHEMA, TIMELINE_COLUMNS, Views, WriteSql, changes_channel, stage_table, write_sql
 
@@ -229,6 +230,12 @@ class BatchApplier:
                     writes = self.writes(it for eid, it in events.items() if eid not in seen)
                 if result.applied:
                     await self._write(conn, writes)
+                    erased = [
+                        (it.envelope.workspace_id, it.envelope.data.lead_id)  # type: ignore[attr-defined]
+                        for eid, it in events.items()
+                        if it.envelope is not None and it.envelope.type == ERASED_TYPE and eid not in seen
+                    ]
+                    await erase_people(conn, self.views, erased)
             if result.next_offsets:
                 ordered = sorted(result.next_offsets.items())
                 await conn.execute(

@@ -40,6 +40,7 @@ from .db import RuntimeTables, ping
 from .faults import Backoff, Fault, classify, describe, retry_after, sleep_unless_stopped
 from .metrics import HANDLED, HANDLER_SECONDS
 from .outbox import OutboxRelay, add_to_outbox
+from .personal import PersonalReader
 from .settings import RuntimeSettings
 from .telemetry import current_traceparent, event_context, event_span
 
@@ -115,6 +116,8 @@ class EventConsumer(GroupConsumer):
             max_records=settings.consumer_max_records,
         )
         self.engine = engine
+        # Personal fields arrive encrypted; decrypted here, at the decoding boundary (one lookup per person, cached).
+        self.personal = PersonalReader.on_engine(engine)
         self.tables = tables
         self.handlers: dict[str, Handler] = {cls.event_type: h for cls, h in handlers.items()}
         self.relay = relay
@@ -168,8 +171,16 @@ class EventConsumer(GroupConsumer):
         Raises :class:`Abandoned` when it must be read again (the consumer stops, lost the partition,
         must poll first, or a rate limit pauses the partition for ``pause_s``).
         """
+        # Keys are looked up only for the types this consumer handles (a record it ignores is decoded as it is:
+        # its tokens are strings).
+        person = self.personal.person(record.headers, self.handlers)
         try:
-            env = decode(record.value, record.headers)
+            await self.personal.load([person])
+        except Exception as exc:  # the key store is in Postgres: an outage, never the record's fault
+            log.warning("key store unreachable: reading the record again", extra={"error": describe(exc)})
+            raise Abandoned("key store unreachable", pause_s=self.settings.consumer_backoff_initial_s) from None
+        try:
+            env = decode(self.personal.open(record.value, record.headers, person), record.headers)
         except DecodeError as exc:
             return await self._dead_letter(record, exc.code, exc.message, 0, stop)
         except Exception as exc:

@@ -74,6 +74,7 @@ from sqlalchemy import delete, func, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from . import personal
 from .db import RuntimeTables
 from .faults import KAFKA_RECORD_REFUSALS, Backoff, sleep_unless_stopped
 from .kafka import create_producer
@@ -149,11 +150,17 @@ async def add_to_outbox(conn: AsyncConnection, tables: RuntimeTables, envelopes:
     """Insert envelopes into the outbox in the caller's transaction; an id already there is ignored.
 
     Locks each key first, so the ids of one key follow the order in which the writing transactions commit.
+    Personal fields are encrypted with their person's data key first (:func:`services.runtime.personal.seal_rows`).
     """
+    envelopes = list(envelopes)
     rows = outbox_rows(envelopes)
     if not rows:
         return 0
     await lock_keys(conn, tables.outbox.schema, ((r["topic"], r["key"]) for r in rows))
+    # After the key locks: a second writer of the same key waits there, not on the first one's new data key.
+    await personal.seal_rows(
+        conn, rows, [personal.person_of_event(env.subject, env.workspace_id, env.type) for env in envelopes]
+    )
     stmt = insert(tables.outbox).values(rows).on_conflict_do_nothing(index_elements=["event_id"])
     result = await conn.execute(stmt)
     return int(result.rowcount or 0)

@@ -34,7 +34,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import MetaData
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from . import auth, secrets
+from . import auth, personal, secrets
 from .clock import Clock, ClockHeaders, SystemClock
 from .consumer import EventConsumer, Handler
 from .db import RuntimeTables, create_engine, ping
@@ -75,6 +75,8 @@ class Service:
         kafka: bool = True,
     ) -> None:
         settings.check_production()  # before anything connects: says which secret or setting is unfit
+        if settings.uses_key_store:
+            personal.configure(settings.key_wrapper())  # data keys are wrapped with this service's KEK(s)
         self.settings = settings
         self.uses_kafka = kafka
         """False for a service that neither consumes nor emits (the console): no broker, no outbox relay."""
@@ -193,8 +195,9 @@ class Service:
     # -- lifecycle --------------------------------------------------------------------------------
 
     async def migrate(self) -> None:
-        """Make the identity, this service's and the runtime's schemas usable: migrate them (``migrate_on_start``)
-        or check them. The runtime's tables in the service schema have their own line (``runtime_migrations``).
+        """Make the identity, key store, this service's and the runtime's schemas usable: migrate them
+        (``migrate_on_start``) or check them. The runtime's tables in the service schema have their own line
+        (``runtime_migrations``).
 
         A schema at a newer revision declared compatible with this code (an older pod during a rolling update
         or after a rollback) is logged and used; one that is behind without ``migrate_on_start``, or newer and
@@ -202,6 +205,7 @@ class Service:
         """
         for migrations_dir, schema in (
             (auth.MIGRATIONS_DIR, auth.IDENTITY_SCHEMA),
+            (personal.MIGRATIONS_DIR, personal.SCHEMA),
             (self.migrations_dir, self.settings.db_schema),
             (RUNTIME_MIGRATIONS_DIR, self.settings.db_schema),
         ):

@@ -7,13 +7,16 @@ that is what the local scripts, compose and most platforms export.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal, Self
+from typing import TYPE_CHECKING, ClassVar, Literal, Self
 
 from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .clock import Clock, clock_from_settings
-from .secrets import Environment, KeyKind, KeyRing, SecretSpec, check, development_key
+from .secrets import Environment, InsecureConfiguration, KeyKind, KeyRing, SecretSpec, check, development_key
+
+if TYPE_CHECKING:
+    from .personal import KeyWrapper
 
 
 class RuntimeSettings(BaseSettings):
@@ -39,6 +42,14 @@ class RuntimeSettings(BaseSettings):
     kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
     kafka_sasl_username: str | None = None
     kafka_sasl_password: SecretStr | None = None
+    key_encryption_key: SecretStr | None = Field(
+        None,
+        description="Key-encryption key(s) of the personal data keys (at least 32 characters; comma-separated to "
+        "rotate: the first wraps new data keys, all unwrap; `leadstream keys rewrap` moves every key to the first). "
+        "Development gives it a development value; anywhere else it is required.",
+    )
+    uses_key_store: ClassVar[bool] = True
+    """Whether this service reads or writes personal data keys (everything that touches the event log does)."""
     kafka_ssl_cafile: str | None = Field(None, description="CA bundle for TLS listeners (e.g. Strimzi's cluster CA).")
     topic_prefix: str = Field("", description="Prefix for every topic name (isolates test runs on one broker).")
     topic_partitions: int = Field(6, ge=1)
@@ -201,9 +212,22 @@ class RuntimeSettings(BaseSettings):
 
     def secret_specs(self) -> list[SecretSpec]:
         """Every secret this service needs with its settings as they are; services add theirs."""
+        specs = []
+        if self.uses_key_store:
+            specs.append(self.secret("key_encryption_key", "personal data keys", "key"))
         if self.kafka_security_protocol.startswith("SASL_"):
-            return [self.secret("kafka_sasl_password", "Kafka SASL login", "credential")]
-        return []
+            specs.append(self.secret("kafka_sasl_password", "Kafka SASL login", "credential"))
+        return specs
+
+    def key_wrapper(self) -> KeyWrapper:
+        """The wrapper of personal data keys made of ``LEADSTREAM_KEY_ENCRYPTION_KEY`` (its development value in
+        development); outside development an unfit key is refused as every secret is (:meth:`check_production`)."""
+        from .personal import KeyWrapper
+
+        spec = self.secret("key_encryption_key", "personal data keys", "key")
+        if self.env != "development" and spec.problems():
+            raise InsecureConfiguration(self.service_name, spec.problems())
+        return KeyWrapper(spec.keys(self.env))
 
     def keys(self, field: str) -> KeyRing:
         """The keys of secret setting ``field`` (the development value when unset in development)."""

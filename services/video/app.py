@@ -5,7 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import httpx
-from leadstream_schemas import CAMPAIGN, LEAD, CampaignCreated, LeadEnrichmentFailed, LeadEnrolled, LeadProfileEnriched
+from leadstream_schemas import (
+    CAMPAIGN,
+    LEAD,
+    CampaignCreated,
+    LeadEnrichmentFailed,
+    LeadEnrolled,
+    LeadErased,
+    LeadProfileEnriched,
+)
 
 from services.runtime.clock import Clock
 from services.runtime.links import allowed_hosts
@@ -64,6 +72,7 @@ def build(
             LeadProfileEnriched: handlers.on_profile_enriched,
             LeadEnrichmentFailed: handlers.on_enrichment_failed,
             LeadEnrolled: handlers.on_lead_enrolled,
+            LeadErased: handlers.on_lead_erased,
         },
     )
     studio = studio or make_studio(settings, clock, service)

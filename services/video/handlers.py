@@ -17,10 +17,12 @@ from leadstream_schemas import (
     Envelope,
     LeadEnrichmentFailed,
     LeadEnrolled,
+    LeadErased,
     LeadProfileEnriched,
     VideoRequested,
 )
-from sqlalchemy import select
+from leadstream_schemas.personal import personal_paths, redact
+from sqlalchemy import delete, select, update
 from sqlalchemy.dialects.postgresql import insert
 
 from services.runtime.consumer import HandlerContext
@@ -88,6 +90,20 @@ class VideoHandlers:
             .on_conflict_do_update(index_elements=["lead_id"], set_=values)
         )
         await self._lead_ready(ctx, p.lead_id)
+
+    async def on_lead_erased(self, env: Envelope[LeadErased], ctx: HandlerContext) -> None:
+        """Blank video's copies of an erased lead (idempotent): the profile it personalises from is deleted and
+        every job keeps its status, times and link with its variables ``[erased]`` (VideoRequested's personal
+        paths); a job not yet submitted then renders without them."""
+        ws, lead = env.workspace_id, env.data.lead_id
+        await ctx.conn.execute(delete(profiles).where(profiles.c.workspace_id == ws, profiles.c.lead_id == lead))
+        paths = personal_paths(VideoRequested)
+        rows = await ctx.conn.execute(
+            select(jobs.c.video_job_id, jobs.c.variables).where(jobs.c.workspace_id == ws, jobs.c.lead_id == lead)
+        )
+        for row in rows.all():
+            blank = redact({"variables": dict(row.variables or {})}, paths)["variables"]
+            await ctx.conn.execute(update(jobs).where(jobs.c.video_job_id == row.video_job_id).values(variables=blank))
 
     async def on_enrichment_failed(self, env: Envelope[LeadEnrichmentFailed], ctx: HandlerContext) -> None:
         """A lead without a profile still gets its video, with every segment's fallback."""

@@ -6,7 +6,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import httpx
-from leadstream_schemas import EVENT_TYPES, TOPICS
+from leadstream_schemas import EVENT_TYPES, TOPICS, LeadErased
 
 from services.runtime.clock import Clock
 from services.runtime.service import Service
@@ -14,7 +14,7 @@ from services.runtime.service import Service
 from .api import build_router
 from .commands import SubscriptionCommands
 from .domain import RetryPolicy
-from .handlers import on_event
+from .handlers import on_event, on_lead_erased
 from .sender import Resolver, Sender, TargetGuard, system_resolver
 from .settings import WebhooksSettings
 from .store import metadata, runtime_tables
@@ -35,7 +35,8 @@ def build(
     settings = settings or WebhooksSettings()
     clock = clock or settings.clock()
     service = Service(settings, metadata=metadata, tables=runtime_tables, migrations_dir=MIGRATIONS, clock=clock)
-    service.consume(list(TOPICS), dict.fromkeys(EVENT_TYPES.values(), on_event))
+    # Every event is queued for the subscriptions that select it; LeadErased also blanks the lead's stored deliveries.
+    service.consume(list(TOPICS), {**dict.fromkeys(EVENT_TYPES.values(), on_event), LeadErased: on_lead_erased})
     guard = TargetGuard(
         allow_private=settings.webhooks_allow_private_targets,
         allow_http=settings.webhooks_allow_http,

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
-from leadstream_schemas import Envelope
+from leadstream_schemas import LEAD, Envelope, LeadErased
+from leadstream_schemas.personal import personal_paths, redact
 from leadstream_schemas.structured import encode_structured
+from sqlalchemy import select, update
 
 from services.runtime.consumer import HandlerContext
 
@@ -46,3 +49,25 @@ async def on_event(env: Envelope[Any], ctx: HandlerContext) -> None:
         for s in chosen
     ]
     ENQUEUED.inc(await store.enqueue(ctx.conn, rows))
+
+
+async def on_lead_erased(env: Envelope[LeadErased], ctx: HandlerContext) -> None:
+    """Queue ``LeadErased`` like any event (subscribers learn of the erasure), then blank the personal fields of
+    every stored delivery about the lead (the bodies of its events, sent or not, and what the endpoints answered
+    to them); idempotent. A delivery still pending goes out with ``[erased]`` in place of the data."""
+    await on_event(env, ctx)
+    d, a = store.deliveries, store.attempts
+    key = domain.order_key(LEAD.name, str(env.data.lead_id))
+    rows = await ctx.conn.execute(
+        select(d.c.delivery_id, d.c.event_type, d.c.body).where(
+            d.c.workspace_id == env.workspace_id, d.c.order_key == key, d.c.event_type != env.type
+        )
+    )
+    for row in rows.all():
+        paths = personal_paths(row.event_type)
+        doc = json.loads(row.body)
+        if paths and isinstance(doc.get("data"), dict):
+            redact(doc["data"], paths)
+            body = json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode()
+            await ctx.conn.execute(update(d).where(d.c.delivery_id == row.delivery_id).values(body=body))
+        await ctx.conn.execute(update(a).where(a.c.delivery_id == row.delivery_id).values(response_excerpt=None))

@@ -14,7 +14,7 @@ from collections import defaultdict
 from typing import Any
 
 import httpx
-from leadstream_schemas import Envelope, decode
+from leadstream_schemas import Envelope
 
 from services.discovery.app import build as build_discovery
 from services.discovery.settings import DiscoverySettings
@@ -26,6 +26,7 @@ from services.runtime.auth import create_token
 from services.runtime.clock import FakeClock
 from services.runtime.providers import SimulationProfile
 from tests.support.kafka import read_until, wait_for
+from tests.support.personal import decode_opened
 
 SEARCH = {
     "name": "SaaS companies hiring SDRs",
@@ -44,7 +45,7 @@ FAST = {"sim_latency_ms_min": 0, "sim_latency_ms_max": 3}
 def _events(records: list[Any], workspace: str) -> list[Envelope[Any]]:
     out = []
     for r in records:
-        env = decode(r.value, r.headers)
+        env = decode_opened(r.value, r.headers)
         if env.workspace_id == workspace:
             out.append(env)
     return out

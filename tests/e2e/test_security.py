@@ -489,10 +489,14 @@ async def test_no_personal_data_in_logs_keys_or_headers(stack: Stack, infra: Inf
         return records if len(groups) >= 3 else []  # several services' consumers dead-lettered them
 
     records = await wait_for(dead_lettered, timeout_s=120, interval_s=1.0, what="the poison records dead-lettered")
-    # The data did flow (the check below is not vacuous): the values carry the person ...
-    assert any(_hits((r.value or b"").decode("utf-8", "replace")) for r in records if r.key == lead_id.encode())
+    # The data did flow (the checks below are not vacuous): the poison values carry the person in clear ...
     dlq = [r for r in records if r.topic.endswith(".dlq") and r.key == key]
     assert dlq and all(dict(r.headers).get("dlq_error_message") for r in dlq)
+    assert all(_hits((r.value or b"").decode("utf-8", "replace")) for r in dlq)
+    # ... while what the services wrote about the lead carries it only encrypted (services.runtime.personal).
+    written = [r for r in records if r.key == lead_id.encode() and not r.topic.endswith(".dlq")]
+    assert len(written) >= 5 and any(b'"pii1:' in (r.value or b"") for r in written)
+    assert [r.offset for r in written if _hits((r.value or b"").decode("utf-8", "replace"))] == []
     # ... and no key, no header (DLQ error messages included) does.
     leaks = [
         f"{r.topic}:{r.partition}:{r.offset} {name}"
@@ -507,3 +511,141 @@ async def test_no_personal_data_in_logs_keys_or_headers(stack: Stack, infra: Inf
     text = {p.name: p.read_text(errors="replace") for p in logs}
     assert any("dead-lettered" in t for t in text.values())  # the logs saw the poison too
     assert {name: _hits(t) for name, t in text.items() if _hits(t)} == {}
+
+
+# -- erasure ----------------------------------------------------------------------------------------------------
+
+
+async def _cli(stack: Stack, *args: str) -> str:
+    env = {**stack.fleet.env, "COLUMNS": "200", "NO_COLOR": "1", "TERM": "dumb"}
+    proc = await asyncio.create_subprocess_exec(
+        str(Path(sys.executable).with_name("leadstream")),
+        *args,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), timeout=300)
+    assert proc.returncode == 0, (
+        f"leadstream {' '.join(args)} exited {proc.returncode}:\n{out.decode()}\n{err.decode()}"
+    )
+    return out.decode() + err.decode()
+
+
+async def _schema_text(stack: Stack, schema: str) -> dict[str, str]:
+    """Every row of every table of ``schema``, as text, by table (byte columns, e.g. webhook bodies, as text too)."""
+    import asyncpg
+
+    conn = await asyncpg.connect(plain_dsn(stack.fleet.env["DATABASE_URL"]))
+    try:
+        tables = [
+            r[0]
+            for r in await conn.fetch(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = $1", schema
+            )
+        ]
+        out = {}
+        for t in tables:
+            binary = [
+                r[0]
+                for r in await conn.fetch(
+                    "SELECT column_name FROM information_schema.columns "
+                    "WHERE table_schema = $1 AND table_name = $2 AND data_type = 'bytea'",
+                    schema,
+                    t,
+                )
+            ]
+            columns = ", ".join(["x::text", *(f"encode(x.\"{c}\", 'escape')" for c in binary)])
+            rows = await conn.fetch(f'SELECT concat_ws(\' \', {columns}) FROM "{schema}"."{t}" AS x')
+            out[t] = "\n".join(r[0] for r in rows)
+        return out
+    finally:
+        await conn.close()
+
+
+OWN_SCHEMAS = ("discovery", "enrichment", "messaging", "outreach", "video", "webhooks", "console")
+"""The services' own schemas (each keeps copies of what it read: leads, profiles, drafts, jobs, deliveries)."""
+
+
+async def _holding(stack: Stack) -> dict[str, list[str]]:
+    """The tables of the services' own schemas that hold the person (schema.table -> what was found)."""
+    found = {}
+    for schema in OWN_SCHEMAS:
+        for table, text in (await _schema_text(stack, schema)).items():
+            if hits := _hits(text):
+                found[f"{schema}.{table}"] = hits
+    return found
+
+
+async def test_an_erased_person_is_gone_from_views_rebuilds_exports_dead_letters_and_logs(
+    stack: Stack, tmp_path: Path
+) -> None:
+    lead_id, cid = stack.ids["lead_id"], stack.ids["campaign_id"]
+    async with stack.client(stack.token_a) as a, stack.client(stack.token_b) as b:
+        before = (await a.get(stack.url("projection", f"/v1/campaigns/{cid}/summary"))).json()
+        shown = (await a.get(stack.url("projection", f"/v1/leads/{lead_id}"))).text
+        assert _hits(shown)  # the view showed the person until now (the checks below are not vacuous)
+        live_before = await _schema_text(stack, "projection")
+        assert any(_hits(text) for text in live_before.values())
+        # Every service kept its copy of the person (the check after the erasure is not vacuous).
+        held = {name.split(".")[0] for name in await _holding(stack)}
+        assert {"discovery", "messaging", "webhooks"} <= held, held
+
+        # Workspace B cannot erase A's lead; A's admin token can, once.
+        assert (await b.post(stack.url("outreach", f"/v1/leads/{lead_id}/erasure"))).status_code == 404
+        first = await a.post(stack.url("outreach", f"/v1/leads/{lead_id}/erasure"))
+        assert first.status_code == 202 and first.json() == {"lead_id": lead_id, "erased": True, "already": False}
+        again = await a.post(stack.url("outreach", f"/v1/leads/{lead_id}/erasure"))
+        assert again.status_code == 202 and again.json()["already"] is True
+
+        async def blanked() -> bool:
+            lead = await a.get(stack.url("projection", f"/v1/leads/{lead_id}"))
+            timeline = await a.get(stack.url("projection", f"/v1/leads/{lead_id}/timeline"))
+            types = [i["type"] for i in timeline.json().get("items", [])]
+            return "leadstream.lead.erased.v1" in types and not _hits(lead.text + timeline.text)
+
+        await wait_for(blanked, timeout_s=120, interval_s=1.0, what="the live views to blank the person")
+        after = (await a.get(stack.url("projection", f"/v1/campaigns/{cid}/summary"))).json()
+    # Counts stay right: the lead is still counted, and nothing done is undone.
+    assert after["leads"] == before["leads"] >= 1
+    for counter in ("invites_sent", "messages_sent", "emails_sent", "videos_generated", "skipped_actions"):
+        assert after[counter] >= before[counter], counter
+    live = await _schema_text(stack, "projection")
+    assert {t: _hits(text) for t, text in live.items() if _hits(text)} == {}
+    # Every service blanks or deletes its own copy when LeadErased reaches its consumer.
+    left: dict[str, list[str]] = {}
+
+    async def own_copies_blanked() -> bool:
+        left.clear()
+        left.update(await _holding(stack))
+        return not left
+
+    try:
+        await wait_for(own_copies_blanked, timeout_s=120, interval_s=1.0, what="every service's copy blanked")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; still holding the person: {left}") from None
+
+    # A rebuild from offset 0 reads every record again through the key store: nothing of the person.
+    out = await _cli(stack, "replay", "--from-beginning", "--into", "erased")
+    assert "rebuilt projection_erased" in out
+    rebuilt = await _schema_text(stack, "projection_erased")
+    assert rebuilt["timeline"].count(lead_id) >= live["timeline"].count(lead_id) > 3  # every row, no data
+    assert {t: _hits(text) for t, text in rebuilt.items() if _hits(text)} == {}
+
+    # A fresh export of the lead topic: every event, none with the person's data.
+    path = tmp_path / "warehouse"
+    # (--allow-skipped: the poison records of the test above do not decode; the export names them and goes on.)
+    told = await _cli(stack, "export", "--topic", "lead", "--format", "jsonl", "--out", str(path), "--allow-skipped")
+    assert "skipped" in told and _hits(told) == []  # what it says of the poison records names no one either
+    exported = "\n".join(f.read_text() for f in sorted(path.rglob("*.jsonl")))
+    assert exported.count(lead_id) > 3 and '"[erased]"' in exported
+    assert _hits(exported) == []
+
+    # The dead letters (the poison records of the test above carried the person in clear; the listing shows
+    # where they came from and why, never a value) and every service's log.
+    listing = await _cli(stack, "dlq", "list", "--topic", "lead")
+    assert " dead letters" in listing and "invalid_field" in listing
+    assert _hits(listing) == []
+    logs = {p.name: p.read_text(errors="replace") for p in sorted(stack.log_dir.glob("*.log"))}
+    assert len(logs) == len(SERVICES)
+    assert {name: _hits(t) for name, t in logs.items() if _hits(t)} == {}

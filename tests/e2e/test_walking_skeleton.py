@@ -27,6 +27,7 @@ from services.runtime.db import create_engine
 from services.runtime.migrations import upgrade
 from tests.support.infra import Infra
 from tests.support.kafka import read_until, wait_for
+from tests.support.personal import decode_opened
 from tests.support.webhook_receiver import Receiver
 from tests.support.wire import wire_mismatches
 
@@ -62,7 +63,7 @@ def _campaign_events(records: list[Any], campaign_id: str) -> list[Envelope[Any]
     out = []
     for r in records:
         try:
-            env = decode(r.value, r.headers)
+            env = decode_opened(r.value, r.headers)
         except DecodeError:
             continue  # other tests' deliberately bad records share the topic
         if env.workspace_id == WORKSPACE and str(getattr(env.data, "campaign_id", "")) == campaign_id:

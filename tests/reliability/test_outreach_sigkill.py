@@ -31,7 +31,6 @@ from leadstream_schemas import (
     LeadEnrolled,
     MessageApproved,
     Replied,
-    decode,
     headers_dict,
 )
 from sqlalchemy import text
@@ -46,6 +45,7 @@ from tests.support.campaign import WORKFLOW
 from tests.support.kafka import produce_events, wait_for
 from tests.support.keys import signing_key
 from tests.support.local_http import serve
+from tests.support.personal import decode_opened
 from tests.support.probe.process import ServiceProcess, free_port
 from tests.support.probe.tail import Records, Tail
 
@@ -55,7 +55,7 @@ ACTIONS = {"InviteSent", "MessageSent", "EmailSent", "PostLiked", "CommentPosted
 
 
 def _events(records: Records) -> list[Envelope[Any]]:
-    return [decode(r.value, r.headers) for r in records]
+    return [decode_opened(r.value, r.headers) for r in records]
 
 
 def _ids(records: Records, event_type: str) -> dict[str, set[str]]:

@@ -176,7 +176,11 @@ async def create_database(server_url: str, prefix: str) -> str:
         await admin.execute(f'CREATE DATABASE "{name}"')
     finally:
         await admin.close()
-    return make_url(server_url).set(database=name).render_as_string(hide_password=False)
+    url = make_url(server_url).set(database=name).render_as_string(hide_password=False)
+    from tests.support import personal
+
+    personal.register(url)  # tests decode what services there encrypted (tests/support/personal.py)
+    return url
 
 
 async def drop_database(admin_dsn: str, name: str, *, timeout_s: float = 30.0, retry_s: float = 0.2) -> None:
@@ -185,6 +189,9 @@ async def drop_database(admin_dsn: str, name: str, *, timeout_s: float = 30.0, r
     ``WITH (FORCE)`` terminates our own sessions, but an autovacuum worker runs as the bootstrap superuser,
     which the test role may not signal: that worker finishes within moments, so the drop is retried.
     """
+    from tests.support import personal
+
+    personal.unregister(name)
     deadline = time.monotonic() + timeout_s
     while True:
         conn = await asyncpg.connect(admin_dsn)

@@ -25,6 +25,8 @@ class Event(BaseModel):
     event_type: ClassVar[str]
     topic: ClassVar[str]
     key_field: ClassVar[str]
+    personal: ClassVar[tuple[str, ...]] = ()
+    """Paths of the payload's personal data (see :mod:`leadstream_schemas.personal`); not part of the JSON."""
 
     def key(self) -> str:
         """The partition key (also the CloudEvents subject): never personal data, always an id."""

@@ -8,12 +8,13 @@ from typing import Any
 
 import httpx
 from aiokafka import ConsumerRecord
-from leadstream_schemas import Envelope, decode
+from leadstream_schemas import Envelope
 
 from services.discovery.adapters import Candidate, Evidence, SearchPage, SearchQuery
 from services.runtime.auth import create_token
 from services.runtime.service import Service
 from tests.support.kafka import read_until
+from tests.support.personal import decode_opened
 
 
 async def client_for(service: Service, workspace: str) -> httpx.AsyncClient:
@@ -30,7 +31,7 @@ def envelopes(records: list[ConsumerRecord[Any, Any]], workspace: str, type_suff
     """Decoded events of ``workspace`` whose type ends with ``type_suffix``."""
     out = []
     for r in records:
-        env = decode(r.value, r.headers)
+        env = decode_opened(r.value, r.headers)
         if env.workspace_id == workspace and env.type.endswith(type_suffix):
             out.append(env)
     return out

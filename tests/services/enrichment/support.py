@@ -6,10 +6,11 @@ import uuid
 from collections import defaultdict
 from typing import Any
 
-from leadstream_schemas import Envelope, LeadDiscovered, LeadSource, decode
+from leadstream_schemas import Envelope, LeadDiscovered, LeadSource
 
 from services.runtime.service import Service
 from tests.support.kafka import produce_events, read_until
+from tests.support.personal import decode_opened
 
 OUTCOMES = {"leadstream.lead.email_enriched.v1", "leadstream.lead.email_not_found.v1"}
 FAILED = "leadstream.lead.enrichment_failed.v1"
@@ -26,7 +27,7 @@ def by_lead(records: list[Any], lead_ids: set[str]) -> dict[str, list[Envelope[A
     out: dict[str, list[Envelope[Any]]] = defaultdict(list)
     for r in records:
         if r.key is not None and r.key.decode() in lead_ids:
-            out[r.key.decode()].append(decode(r.value, r.headers))
+            out[r.key.decode()].append(decode_opened(r.value, r.headers))
     return out
 
 

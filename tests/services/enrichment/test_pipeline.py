@@ -10,6 +10,7 @@ from leadstream_schemas import Envelope, LeadDiscovered, LeadProfileEnriched, Le
 from services.enrichment.app import build
 from services.enrichment.settings import EnrichmentSettings
 from tests.support.kafka import produce_events, read_until
+from tests.support.personal import decode_opened
 
 
 async def test_discovered_lead_is_enriched(make_settings: Any, start_service: Any, topic_prefix: str) -> None:
@@ -35,6 +36,6 @@ async def test_discovered_lead_is_enriched(make_settings: Any, start_service: An
     assert types[0] == "leadstream.lead.discovered.v1"
     assert types[1] == "leadstream.lead.profile_enriched.v1"
     assert types[2] in {"leadstream.lead.email_enriched.v1", "leadstream.lead.email_not_found.v1"}
-    enriched = [decode(r.value, r.headers) for r in records if r.key == str(lead_id).encode()][1]
+    enriched = [decode_opened(r.value, r.headers) for r in records if r.key == str(lead_id).encode()][1]
     assert enriched.causation_id == env.id
     assert isinstance(enriched.data, LeadProfileEnriched) and enriched.data.full_name == "Ada Adler"

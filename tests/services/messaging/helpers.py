@@ -20,10 +20,10 @@ from leadstream_schemas import (
     VideoSegment,
     VideoSettings,
     Workflow,
-    decode,
 )
 
 from services.outreach.domain.workflow import resolve_workflow
+from tests.support.personal import decode_opened
 
 WS = "ws-msg"
 LEAD_TOPIC = "leadstream.lead.v1"
@@ -128,7 +128,7 @@ def events(
     for r in records:
         if r.key not in keys:
             continue
-        e = decode(r.value, r.headers)
+        e = decode_opened(r.value, r.headers)
         if e.type.endswith(type_suffix):
             out.append(e)
     return out

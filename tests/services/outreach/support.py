@@ -20,7 +20,6 @@ from leadstream_schemas import (
     LeadSource,
     MessageApproved,
     Post,
-    decode,
 )
 from sqlalchemy import func, select, update
 
@@ -34,6 +33,7 @@ from services.runtime.plans import set_plan
 from services.runtime.service import Service
 from tests.conftest import TEST_PARTITIONS
 from tests.support.kafka import produce_events, wait_for
+from tests.support.personal import decode_opened
 
 MakeSettings = Callable[..., Any]
 StartService = Callable[[Service], Awaitable[Service]]
@@ -131,7 +131,7 @@ async def read_all(bootstrap: str, prefix: str) -> list[Envelope[Any]]:
         while [tp for tp in parts if await consumer.position(tp) < end[tp]]:
             batch = await consumer.getmany(timeout_ms=500)
             for recs in batch.values():
-                out.extend(decode(r.value, r.headers) for r in recs)
+                out.extend(decode_opened(r.value, r.headers) for r in recs)
         return sorted(out, key=lambda e: e.time)
     finally:
         await consumer.stop()

@@ -8,10 +8,12 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qsl, urlsplit
 
-from leadstream_schemas import SkipReason
+from leadstream_schemas import LeadDiscovered, LeadErased, LeadSource, SkipReason
 from sqlalchemy import func, select
 
-from services.outreach.store import texts
+from services.outreach.store import leads, suppressions, texts
+from services.runtime.auth import create_token
+from services.runtime.personal import person_keys
 from services.runtime.webhooks import link_token
 from tests.services.outreach.support import MakeSettings, StartService, approvals, lead_events, of_type, start_outreach
 from tests.support.kafka import wait_for
@@ -147,3 +149,48 @@ async def test_blocklist_unsubscribe_and_dry_run_email(
     assert {"kind": "lead", "value": str(unsub), "reason": "unsubscribed"} in suppressed
     vias = {e.data.lead_id: e.data.via for e in of_type(await o.events(), "LeadUnsubscribed")}
     assert vias == {unsub: "one_click", ok: "link"}
+
+
+async def test_erasure_destroys_the_key_blanks_outreachs_copy_suppresses_and_emits_once(
+    make_settings: MakeSettings, start_service: StartService, topic_prefix: str
+) -> None:
+    o = await start_outreach(make_settings, start_service, topic_prefix, start=MONDAY)
+    lead = uuid.uuid4()
+    await o.produce(
+        [
+            LeadDiscovered(
+                lead_id=lead,
+                source=LeadSource.manual,
+                full_name="Ottilie Erasable",
+                email="ottilie@erase.example",
+                linkedin_url="https://www.linkedin.com/in/ottilie-erasable",
+            )
+        ]
+    )
+
+    async def known() -> bool:
+        async with o.service.engine.connect() as conn:
+            return await conn.scalar(select(leads.c.full_name).where(leads.c.lead_id == lead)) == "Ottilie Erasable"
+
+    await wait_for(known, timeout_s=60, what="outreach to know the lead")
+    assert (await o.client.post(f"/v1/leads/{uuid.uuid4()}/erasure")).status_code == 404
+    first = await o.api("POST", f"/v1/leads/{lead}/erasure", 202)
+    assert first == {"lead_id": str(lead), "erased": True, "already": False}
+    assert (await o.api("POST", f"/v1/leads/{lead}/erasure", 202))["already"] is True
+
+    async with o.service.engine.connect() as conn:
+        row = (await conn.execute(select(leads).where(leads.c.lead_id == lead))).one()
+        key = (await conn.execute(select(person_keys).where(person_keys.c.lead_id == lead))).one()
+        reason = await conn.scalar(
+            select(suppressions.c.reason).where(suppressions.c.kind == "lead", suppressions.c.value == str(lead))
+        )
+    assert (row.full_name, row.email, row.linkedin_url, row.profile_key) == (None, None, None, None)
+    assert key.workspace_id == o.workspace and key.data_key is None and key.erased_at is not None
+    assert reason == "erased"
+    erased = await o.events(lambda e: isinstance(e.data, LeadErased))
+    assert [(e.data.lead_id, e.data.via) for e in erased] == [(lead, "api")]  # once
+
+    # Erasing needs the admin scope.
+    write = await create_token(o.service.engine, o.workspace, scopes=["write"])
+    r = await o.client.post(f"/v1/leads/{lead}/erasure", headers={"Authorization": f"Bearer {write}"})
+    assert r.status_code == 403

@@ -20,6 +20,7 @@ from services.projection.checksum import dsn
 from services.projection.settings import ProjectionSettings
 from services.runtime.kafka import all_topics, apply_topics
 from tests.support.infra import Infra, drop_database
+from tests.support.personal import register
 
 PARTITIONS = 3
 
@@ -76,6 +77,7 @@ async def isolated(infra: Infra) -> AsyncIterator[Isolated]:
         database_url=make_url(infra.database_url).set(database=name).render_as_string(hide_password=False),
         prefix=f"p{uuid.uuid4().hex[:8]}.",
     )
+    register(world.database_url)
     settings = world.settings()
     await apply_topics(settings, partitions=PARTITIONS)
     yield world

@@ -23,7 +23,7 @@ from sqlalchemy.engine import make_url
 from services.discovery.app import build as build_discovery
 from services.discovery.settings import DiscoverySettings
 from services.discovery.store import leads
-from services.runtime import auth
+from services.runtime import auth, personal
 from services.runtime.migrations import (
     COMPAT_TABLE,
     RUNTIME_MIGRATIONS_DIR,
@@ -88,6 +88,9 @@ async def test_without_migrate_on_start_a_schema_behind_is_refused_with_what_to_
         with pytest.raises(SchemaBehind, match=r"schema 'identity' is at revision \(none\).*leadstream migrate"):
             await service.migrate()
         await prepare_schema(auth.MIGRATIONS_DIR, fresh_db, auth.IDENTITY_SCHEMA, migrate=True)
+        with pytest.raises(SchemaBehind, match="schema 'personal_keys' is at revision"):
+            await service.migrate()
+        await prepare_schema(personal.MIGRATIONS_DIR, fresh_db, personal.SCHEMA, migrate=True)
         with pytest.raises(SchemaBehind, match="schema 'video' is at revision"):
             await service.migrate()
         await prepare_schema(VIDEO_MIGRATIONS, fresh_db, "video", migrate=True)
@@ -157,15 +160,15 @@ def test_a_declaration_must_name_the_revision_itself_or_an_earlier_one(tmp_path:
 
 DML_ONLY = """
 GRANT CONNECT, TEMPORARY ON DATABASE "{db}" TO {role};
-GRANT USAGE ON SCHEMA identity, discovery TO {role};
-GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA identity, discovery TO {role};
-GRANT USAGE, SELECT, UPDATE ON ALL SEQUENCES IN SCHEMA identity, discovery TO {role};
+GRANT USAGE ON SCHEMA identity, personal_keys, discovery TO {role};
+GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA identity, personal_keys, discovery TO {role};
+GRANT USAGE, SELECT, UPDATE ON ALL SEQUENCES IN SCHEMA identity, personal_keys, discovery TO {role};
 """
 # DROP OWNED BY needs membership in the role; the grants are taken back one by one instead.
 REVOKE_DML = """
-REVOKE ALL ON ALL SEQUENCES IN SCHEMA identity, discovery FROM {role};
-REVOKE ALL ON ALL TABLES IN SCHEMA identity, discovery FROM {role};
-REVOKE ALL ON SCHEMA identity, discovery FROM {role};
+REVOKE ALL ON ALL SEQUENCES IN SCHEMA identity, personal_keys, discovery FROM {role};
+REVOKE ALL ON ALL TABLES IN SCHEMA identity, personal_keys, discovery FROM {role};
+REVOKE ALL ON SCHEMA identity, personal_keys, discovery FROM {role};
 REVOKE ALL ON DATABASE "{db}" FROM {role};
 """
 
@@ -176,6 +179,7 @@ async def dml_role(fresh_db: str) -> AsyncIterator[tuple[str, str]]:
     role = f"ls_runtime_{uuid.uuid4().hex[:8]}"
     password = uuid.uuid4().hex
     await prepare_schema(auth.MIGRATIONS_DIR, fresh_db, auth.IDENTITY_SCHEMA, migrate=True)
+    await prepare_schema(personal.MIGRATIONS_DIR, fresh_db, personal.SCHEMA, migrate=True)
     discovery_dir = Path(build_discovery.__code__.co_filename).parent / "migrations"
     await upgrade_service(discovery_dir, fresh_db, "discovery")  # as `leadstream migrate` does
     owner = await asyncpg.connect(_plain(fresh_db))

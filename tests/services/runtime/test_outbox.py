@@ -15,15 +15,18 @@ import jsonschema
 from aiokafka import ConsumerRecord
 from aiokafka.errors import KafkaConnectionError
 from leadstream_schemas import Envelope, LeadProfileEnriched, decode, derive_id, encode
+from leadstream_schemas.personal import TOKEN_PREFIX
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 from prometheus_client import REGISTRY
 from sqlalchemy import select
 
 from services.runtime.outbox import add_to_outbox
+from services.runtime.personal import PersonalReader
 from tests.services.runtime.conftest import Probe
 from tests.support.kafka import read_until, wait_for
 from tests.support.outbox import failing_batches
+from tests.support.personal import decode_opened
 from tests.support.probe.app import enriched_for
 from tests.support.probe.helpers import caused_by, discovered, headers_of, raw, send
 from tests.support.tracing import by_span_id, parent_id, spans
@@ -94,12 +97,15 @@ async def test_emitted_event_has_every_cloudevents_header_and_the_encoded_bytes(
     assert handler_span.name == "handle leadstream.lead.discovered.v1" and handler_span.kind is SpanKind.CONSUMER
     assert parent_id(handler_span) == parent_span
     assert handler_span.attributes is not None and handler_span.attributes["leadstream.lead_id"] == h["ce_subject"]
-    # FastStream did not touch the value or the key: they are exactly what encode() produced.
+    # FastStream did not touch the value or the key: they are what encode() produced, with the personal fields
+    # encrypted (services.runtime.personal); the key store gives them back.
     key, value, _ = encode(expected)
     assert record.key == key == str(env.data.lead_id).encode()
-    assert record.value == value
+    assert b"Katherine" not in record.value and json.loads(record.value)["full_name"].startswith(TOKEN_PREFIX)
+    [opened] = await PersonalReader.on_engine(probe.service.engine).open_records([record])
+    assert opened == value
     _validate_against_committed_schema(record)
-    assert decode(record.value, record.headers).data == enriched_for(env.data)
+    assert decode(opened, record.headers).data == enriched_for(env.data)
 
 
 async def test_event_emitted_from_http_reaches_kafka_and_validates(probe: Probe, spans: InMemorySpanExporter) -> None:
@@ -130,7 +136,7 @@ async def test_event_emitted_from_http_reaches_kafka_and_validates(probe: Probe,
     assert h["correlationid"] == h["ce_id"] == h["correlation_id"]
     assert h["ce_subject"] == str(lead) and record.key == str(lead).encode()
     _validate_against_committed_schema(record)
-    env = decode(record.value, record.headers)
+    env = decode_opened(record.value, record.headers)
     assert env.causation_id is None
     assert isinstance(env.data, LeadProfileEnriched) and env.data.full_name == "Mary Jackson"
 

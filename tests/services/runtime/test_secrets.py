@@ -13,6 +13,7 @@ import pytest
 from pydantic import SecretStr
 
 from services.outreach.settings import OutreachSettings
+from services.runtime import personal
 from services.runtime.links import allowed_hosts, link_refusal
 from services.runtime.secrets import InsecureConfiguration, SecretSpec, development_key, split_keys
 from services.runtime.settings import RuntimeSettings
@@ -25,6 +26,17 @@ GOOD_OUTREACH: dict[str, Any] = {
     "unsubscribe_secret": "u" * 40,
     "public_base_url": "https://outreach.example.com",
 }
+GOOD_KEK = "k" * 40
+
+
+@pytest.fixture(autouse=True)
+def _keep_the_process_kek() -> Any:
+    """A service built here configures the process's key-encryption key: the tests after it keep the one they had."""
+    previous = personal.configure(None)
+    yield
+    personal.configure(previous)
+
+
 SERVICES = ("discovery", "enrichment", "messaging", "outreach", "video", "projection", "webhooks", "console")
 
 
@@ -106,17 +118,31 @@ def test_provider_credentials_are_required_when_the_provider_is_real() -> None:
     assert "LEADSTREAM_KAFKA_SASL_PASSWORD (Kafka SASL login) is not set" in sasl
 
 
+def test_every_service_but_the_console_needs_a_key_encryption_key_in_production() -> None:
+    for name in SERVICES:
+        if name == "console":  # no events, no data keys
+            assert "LEADSTREAM_KEY_ENCRYPTION_KEY" not in _refusal("console")
+            continue
+        message = _refusal(name)
+        assert "LEADSTREAM_KEY_ENCRYPTION_KEY (personal data keys) is not set" in message, (name, message)
+        dev = development_key("personal data keys", "key")
+        for weak, why in (("short", "too short"), (dev, "development default")):
+            assert why in _refusal(name, key_encryption_key=weak)
+
+
 def test_every_service_starts_in_production_with_good_settings() -> None:
     for name in SERVICES:
-        extra: dict[str, Any] = {}
+        extra: dict[str, Any] = {"key_encryption_key": GOOD_KEK}
         if name == "outreach":
-            extra = GOOD_OUTREACH
+            extra |= GOOD_OUTREACH
         if name == "video":
-            extra = {"video_webhook_secret": signing_key("prod-video")}
+            extra |= {"video_webhook_secret": signing_key("prod-video")}
         if name == "console":
             extra = {"console_session_secret": "c" * 40}
         service = _build(name, env="production", **extra)
         assert service.settings.env == "production"
+        if name != "console":  # the service's data keys are wrapped with its KEK
+            assert personal.current_wrapper().current_id == personal.KeyWrapper([GOOD_KEK]).current_id
         # Production serves no API documents by default.
         assert service.app.openapi_url is None and service.app.docs_url is None
 

@@ -19,7 +19,6 @@ from leadstream_schemas import (
     LeadEnrolled,
     LeadProfileEnriched,
     VideoSettings,
-    decode,
 )
 
 from services.outreach.domain.workflow import resolve_workflow
@@ -27,6 +26,7 @@ from services.runtime.auth import create_token
 from services.runtime.service import Service
 from services.runtime.webhooks import signed_headers
 from tests.support.kafka import wait_for
+from tests.support.personal import decode_opened
 
 WS = "ws-video"
 LEAD_TOPIC = "leadstream.lead.v1"
@@ -76,7 +76,7 @@ def lead_events(records: list[ConsumerRecord[Any, Any]], lead_id: uuid.UUID, suf
     out = []
     for r in records:
         if r.key == key:
-            e = decode(r.value, r.headers)
+            e = decode_opened(r.value, r.headers)
             if e.type.endswith(suffix):
                 out.append(e)
     return out

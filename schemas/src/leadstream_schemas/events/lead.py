@@ -93,6 +93,7 @@ class LeadDiscovered(LeadEvent):
     """
 
     event_type: ClassVar[str] = "leadstream.lead.discovered.v1"
+    personal: ClassVar[tuple[str, ...]] = ("linkedin_url", "email", "full_name", "first_name", "last_name", "location")
 
     source: LeadSource
     search_id: UUID | None = None
@@ -174,6 +175,16 @@ class LeadProfileEnriched(LeadEvent):
     """Profile data was found for a lead (name, role, company, posts, history, skills)."""
 
     event_type: ClassVar[str] = "leadstream.lead.profile_enriched.v1"
+    personal: ClassVar[tuple[str, ...]] = (
+        "full_name",
+        "first_name",
+        "last_name",
+        "headline",
+        "city",
+        "linkedin_url",
+        "recent_posts.*.text",
+        "recent_posts.*.url",
+    )
 
     full_name: Name
     first_name: Name | None = None
@@ -215,6 +226,7 @@ class LeadEmailEnriched(LeadEvent):
     """A verified email address was found for the lead (only verified addresses are emitted)."""
 
     event_type: ClassVar[str] = "leadstream.lead.email_enriched.v1"
+    personal: ClassVar[tuple[str, ...]] = ("email",)
 
     email: Email
     status: Literal["verified"] = "verified"
@@ -258,6 +270,7 @@ class MessageGenerated(LeadEvent):
     the A/B variant of its step the lead got)."""
 
     event_type: ClassVar[str] = "leadstream.lead.message_generated.v1"
+    personal: ClassVar[tuple[str, ...]] = ("text", "subject", "hook.detail", "hook.reason")
 
     draft_id: UUID
     channel: Channel
@@ -277,6 +290,7 @@ class MessageApproved(LeadEvent):
     """A reviewer approved a draft in the Messaging Lab (or auto-approval applied)."""
 
     event_type: ClassVar[str] = "leadstream.lead.message_approved.v1"
+    personal: ClassVar[tuple[str, ...]] = ("text", "subject")
 
     draft_id: UUID
     channel: Channel
@@ -291,6 +305,7 @@ class MessageEdited(LeadEvent):
     """A reviewer edited a draft; the edited text is checked against the channel's limit."""
 
     event_type: ClassVar[str] = "leadstream.lead.message_edited.v1"
+    personal: ClassVar[tuple[str, ...]] = ("text", "subject")
 
     draft_id: UUID
     channel: Channel
@@ -337,6 +352,7 @@ class VideoRequested(LeadEvent):
     """A personalised video was requested before the lead's first action."""
 
     event_type: ClassVar[str] = "leadstream.lead.video_requested.v1"
+    personal: ClassVar[tuple[str, ...]] = ("variables.*",)
 
     video_job_id: UUID
     template_id: Id
@@ -382,6 +398,7 @@ class CommentDrafted(_ActionEvent):
     """A comment on the lead's post was drafted (awaiting approval in 'draft for approval' mode)."""
 
     event_type: ClassVar[str] = "leadstream.lead.comment_drafted.v1"
+    personal: ClassVar[tuple[str, ...]] = ("post_url", "text")
 
     post_url: Url
     text: Body
@@ -392,6 +409,7 @@ class CommentPosted(_ActionEvent):
     """A comment was posted on the lead's post."""
 
     event_type: ClassVar[str] = "leadstream.lead.comment_posted.v1"
+    personal: ClassVar[tuple[str, ...]] = ("post_url", "text")
 
     post_url: Url
     text: Body
@@ -402,6 +420,7 @@ class PostLiked(_ActionEvent):
     """The lead's post was liked."""
 
     event_type: ClassVar[str] = "leadstream.lead.post_liked.v1"
+    personal: ClassVar[tuple[str, ...]] = ("post_url",)
 
     post_url: Url
 
@@ -411,6 +430,7 @@ class InviteSent(_ActionEvent):
     """A connection invite was sent, with or without a note (and a video link)."""
 
     event_type: ClassVar[str] = "leadstream.lead.invite_sent.v1"
+    personal: ClassVar[tuple[str, ...]] = ("note",)
 
     note: Line | None = None
     video_url: Url | None = None
@@ -428,6 +448,7 @@ class MessageSent(_ActionEvent):
     """A LinkedIn message was sent to the lead."""
 
     event_type: ClassVar[str] = "leadstream.lead.message_sent.v1"
+    personal: ClassVar[tuple[str, ...]] = ("text",)
 
     text: Body
     video_url: Url | None = None
@@ -438,6 +459,7 @@ class EmailSent(_ActionEvent):
     """An email was sent to the lead (always with a one-click unsubscribe link)."""
 
     event_type: ClassVar[str] = "leadstream.lead.email_sent.v1"
+    personal: ClassVar[tuple[str, ...]] = ("to", "subject", "body")
 
     to: Email
     subject: Line
@@ -454,6 +476,7 @@ class ActionSkipped(_ActionEvent):
     """
 
     event_type: ClassVar[str] = "leadstream.lead.action_skipped.v1"
+    personal: ClassVar[tuple[str, ...]] = ("rendered.*",)
 
     action: Action
     reason: SkipReason
@@ -484,6 +507,7 @@ class Replied(_ActionEvent):
     """The lead replied; every pending step for the lead is cancelled."""
 
     event_type: ClassVar[str] = "leadstream.lead.replied.v1"
+    personal: ClassVar[tuple[str, ...]] = ("excerpt",)
 
     channel: Channel
     received_at: datetime
@@ -532,3 +556,18 @@ class LeadUnsubscribed(LeadEvent):
     event_type: ClassVar[str] = "leadstream.lead.unsubscribed.v1"
 
     via: Literal["one_click", "link", "manual", "reply"] = "one_click"
+
+
+@register
+class LeadErased(LeadEvent):
+    """The lead's personal data was erased (crypto-shredding): their data key is destroyed.
+
+    Every earlier event about the lead keeps its place on the log and its non-personal fields; readers that
+    go through the key store show ``[erased]`` at every personal path (:mod:`leadstream_schemas.personal`).
+    Views and stores that copied personal fields blank them when they read this event. Emitted once per
+    workspace and lead (its id is derived from both).
+    """
+
+    event_type: ClassVar[str] = "leadstream.lead.erased.v1"
+
+    via: Literal["api", "cli"] = "api"
