@@ -13,13 +13,14 @@ import asyncio
 import os
 import socket
 import subprocess
-import time
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import asyncpg
+
+from tests.support.kafka import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 INFRA_ENV = "LEADSTREAM_TEST_INFRA"
@@ -76,42 +77,34 @@ def kafka_container_env(host: str, host_port: int) -> dict[str, str]:
     }
 
 
-def poll_until_ready(check: Callable[[], bool], what: str, timeout_s: float, interval_s: float = 0.5) -> None:
-    """Call ``check`` until it returns True; fail after ``timeout_s`` saying what never became ready."""
-    deadline = time.monotonic() + timeout_s
-    while not check():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{what} not ready after {timeout_s:.0f}s")
-        time.sleep(interval_s)
-
-
-def _kafka_answers(bootstrap: str) -> bool:
+async def _kafka_answers(bootstrap: str) -> bool:
     from aiokafka.admin import AIOKafkaAdminClient
 
-    async def describe() -> bool:
-        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5000)
-        try:
-            await admin.start()
-            await admin.describe_cluster()
-            return True
-        except Exception:
-            return False
-        finally:
-            await admin.close()
-
-    return asyncio.run(describe())
-
-
-def _postgres_answers(dsn: str) -> bool:
-    async def connect() -> bool:
-        try:
-            conn = await asyncpg.connect(dsn, timeout=5)
-        except (TimeoutError, OSError, asyncpg.PostgresError):
-            return False
-        await conn.close()
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5000)
+    try:
+        await admin.start()
+        await admin.describe_cluster()
         return True
+    except Exception:
+        return False
+    finally:
+        await admin.close()
 
-    return asyncio.run(connect())
+
+async def _postgres_answers(dsn: str) -> bool:
+    try:
+        conn = await asyncpg.connect(dsn, timeout=5)
+    except (TimeoutError, OSError, asyncpg.PostgresError):
+        return False
+    await conn.close()
+    return True
+
+
+async def _containers_ready(dsn: str, bootstrap: str) -> None:
+    """Poll the containers on their real protocols until both answer (a container starts before its server)."""
+    timeout_s = CONTAINER_START_TIMEOUT_S
+    await wait_for(partial(_postgres_answers, dsn), timeout_s=timeout_s, interval_s=0.5, what="postgres container")
+    await wait_for(partial(_kafka_answers, bootstrap), timeout_s=timeout_s, interval_s=0.5, what="kafka container")
 
 
 def _from_testcontainers() -> Infra:  # pragma: no cover - needs a Docker engine (none on CI)
@@ -134,8 +127,7 @@ def _from_testcontainers() -> Infra:  # pragma: no cover - needs a Docker engine
     kafka.start()
     dsn = f"postgresql://leadstream:leadstream@{host}:{pg_port}/leadstream"
     bootstrap = f"{host}:{kafka_port}"
-    poll_until_ready(lambda: _postgres_answers(dsn), "postgres container", CONTAINER_START_TIMEOUT_S)
-    poll_until_ready(lambda: _kafka_answers(bootstrap), "kafka container", CONTAINER_START_TIMEOUT_S)
+    asyncio.run(_containers_ready(dsn, bootstrap))
     return Infra(bootstrap, dsn.replace("postgresql://", "postgresql+asyncpg://"))
 
 
@@ -192,15 +184,17 @@ async def drop_database(admin_dsn: str, name: str, *, timeout_s: float = 30.0, r
     from tests.support import personal
 
     personal.unregister(name)
-    deadline = time.monotonic() + timeout_s
-    while True:
+
+    async def drop() -> BaseException | None:
         conn = await asyncpg.connect(admin_dsn)
         try:
             await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            return
-        except (asyncpg.InsufficientPrivilegeError, asyncpg.ObjectInUseError):
-            if time.monotonic() > deadline:
-                raise
+        except (asyncpg.InsufficientPrivilegeError, asyncpg.ObjectInUseError) as exc:
+            return exc
         finally:
             await conn.close()
-        await asyncio.sleep(retry_s)
+        return None
+
+    await wait_for(
+        drop, until=lambda error: error is None, timeout_s=timeout_s, interval_s=retry_s, what=f"DROP {name}"
+    )

@@ -1,11 +1,13 @@
-"""Kafka helpers for tests: produce raw records, read a topic until a condition holds (with a deadline)."""
+"""Kafka helpers for tests (produce raw records, read a topic until a condition holds) and `wait_for`, the one
+poll with a deadline every test waits with (no sleeps to wait)."""
 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Literal
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 from leadstream_schemas import Envelope, encode
@@ -69,16 +71,37 @@ async def read_until(
 
 
 async def wait_for(
-    predicate: Callable[[], Any], *, timeout_s: float = 60.0, interval_s: float = 0.1, what: str = ""
+    predicate: Callable[[], Any],
+    *,
+    until: Callable[[Any], object] = bool,
+    timeout_s: float = 60.0,
+    interval_s: float = 0.1,
+    not_before: float | None = None,
+    at_deadline: Literal["raise", "return"] = "raise",
+    what: str = "",
 ) -> Any:
-    """Poll an async or sync predicate until it returns a truthy value; AssertionError at the deadline."""
-    deadline = time.monotonic() + timeout_s
-    last: Any = None
-    while time.monotonic() < deadline:
+    """The one poll of the tests: call an async or sync ``predicate`` (at least once) until ``until`` holds
+    for what it returned (by default: a truthy value), and return that value.
+
+    ``not_before`` (a ``time.monotonic()`` instant) makes a duration a lower bound: the value must hold at or
+    after it (e.g. a server kept down at least so long, while its clients keep reporting it); the deadline is
+    ``timeout_s`` after the call or after ``not_before``, whichever is later. At the deadline: AssertionError
+    with ``what`` and the last value, or with ``at_deadline="return"`` the last value (for a caller that
+    reports what it found).
+    """
+    earliest = max(time.monotonic(), not_before or 0.0)
+    deadline = earliest + timeout_s
+    while True:
         last = predicate()
-        if asyncio.iscoroutine(last):
+        if inspect.isawaitable(last):
             last = await last
-        if last:
+        now = time.monotonic()
+        if until(last) and now >= earliest:
             return last
-        await asyncio.sleep(interval_s)
-    raise AssertionError(f"timed out after {timeout_s}s waiting for {what or predicate!r}; last value {last!r}")
+        if now >= deadline:
+            if at_deadline == "return":
+                return last
+            raise AssertionError(
+                f"timed out after {timeout_s}s waiting for {what or repr(predicate)}; last value {last!r}"
+            )
+        await asyncio.sleep(min(interval_s, deadline - now))

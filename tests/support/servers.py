@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from leadstream_cli.processes import free_port
+from tests.support.kafka import wait_for
 from tests.support.processes import child_pids
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -96,11 +97,12 @@ class LocalServer:
             except ProcessLookupError:
                 pass
         at = time.monotonic()
-        deadline = at + timeout_s
-        while not all(_gone(p) for p in pids):
-            if time.monotonic() > deadline:
-                raise AssertionError(f"{self.script}: killed PIDs {pids} still exist after {timeout_s}s")
-            await asyncio.sleep(0.05)
+        await wait_for(
+            lambda: all(_gone(p) for p in pids),
+            timeout_s=timeout_s,
+            interval_s=0.05,
+            what=f"{self.script}: killed PIDs {pids} to be gone",
+        )
         return Killed(pids, at)
 
     def log_tail(self, lines: int = 40) -> str:

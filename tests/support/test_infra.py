@@ -7,8 +7,6 @@ servers of this session).
 
 from __future__ import annotations
 
-import itertools
-
 import pytest
 from sqlalchemy.engine import make_url
 
@@ -20,7 +18,6 @@ from tests.support.infra import (
     free_port,
     infra_mode,
     kafka_container_env,
-    poll_until_ready,
 )
 
 
@@ -44,26 +41,9 @@ def test_the_kafka_container_advertises_the_mapped_host_port() -> None:
     assert voter.split("@")[0] == env["KAFKA_NODE_ID"] and voter.endswith(listeners["CONTROLLER"])
 
 
-def test_readiness_is_polled_with_a_deadline() -> None:
-    calls = itertools.count(1)
-    poll_until_ready(lambda: next(calls) >= 3, "thing", timeout_s=30, interval_s=0.01)
-    assert next(calls) == 4
-    with pytest.raises(TimeoutError, match="never-ready not ready after 0s"):
-        poll_until_ready(lambda: False, "never-ready", timeout_s=0, interval_s=0.01)
-
-
-def test_readiness_checks_speak_kafka_and_postgres(infra: Infra) -> None:
-    assert _kafka_answers(infra.kafka_bootstrap_servers)
-    assert not _kafka_answers(f"127.0.0.1:{free_port()}")
+async def test_readiness_checks_speak_kafka_and_postgres(infra: Infra) -> None:
+    assert await _kafka_answers(infra.kafka_bootstrap_servers)
+    assert not await _kafka_answers(f"127.0.0.1:{free_port()}")
     dsn = make_url(infra.database_url).set(drivername="postgresql").render_as_string(hide_password=False)
-    assert _postgres_answers(dsn)
-    assert not _postgres_answers(make_url(dsn).set(port=free_port()).render_as_string(hide_password=False))
-
-
-def test_testcontainers_is_a_declared_dependency() -> None:
-    from importlib.metadata import version
-
-    from testcontainers.core.container import DockerContainer  # constructing one needs a Docker engine
-
-    assert version("testcontainers") == "4.15.0"
-    assert callable(DockerContainer.with_bind_ports) and callable(DockerContainer.with_env)
+    assert await _postgres_answers(dsn)
+    assert not await _postgres_answers(make_url(dsn).set(port=free_port()).render_as_string(hide_password=False))
