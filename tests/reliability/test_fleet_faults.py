@@ -146,12 +146,14 @@ BUSY: dict[str, Callable[[Records], bool]] = {
 async def _settle(world: World, run: CampaignRun, tail: Tail, *, timeout_s: float = 90) -> Effects:
     """Wait for the campaign to finish, then count its effects until nothing disagrees (or the deadline)."""
     await tail.until(lambda rs: finished(rs, run), timeout_s=300, what=f"the campaign to finish\n{world.fleet.logs()}")
-    deadline = time.monotonic() + timeout_s
-    while True:
-        effects = await count(run, tail, world.topic("leadstream.lead.v1"), world.fleet, world.database_url)
-        if not (effects.lost or effects.duplicated) or time.monotonic() > deadline:
-            return effects
-        await asyncio.sleep(1)
+    effects: Effects = await wait_for(
+        partial(count, run, tail, world.topic("leadstream.lead.v1"), world.fleet, world.database_url),
+        until=lambda e: not (e.lost or e.duplicated),
+        timeout_s=timeout_s,
+        interval_s=1,
+        at_deadline="return",  # the test asserts on them and prints what disagrees
+    )
+    return effects
 
 
 async def _reports(fleet: Fleet, services: Iterable[str], check: str, *, timeout_s: float) -> dict[str, float]:
@@ -159,14 +161,21 @@ async def _reports(fleet: Fleet, services: Iterable[str], check: str, *, timeout
     started = time.monotonic()
 
     async def one(service: str) -> tuple[str, float]:
-        async def names_it() -> bool:
-            state = await fleet.readiness(service)
-            return state is not None and any(key.startswith(check) for key in state)
-
-        await wait_for(names_it, timeout_s=timeout_s, interval_s=0.2, what=f"{service} /readyz naming {check}")
+        await wait_for(
+            partial(_all_report, fleet, [service], check),
+            timeout_s=timeout_s,
+            interval_s=0.2,
+            what=f"{service} /readyz naming {check}",
+        )
         return service, round(time.monotonic() - started, 1)
 
     return dict(await asyncio.gather(*(one(s) for s in services)))
+
+
+async def _all_report(fleet: Fleet, services: Iterable[str], check: str) -> bool:
+    """Whether every one of ``services`` answers ``/readyz`` not-ready naming ``check``."""
+    states = await asyncio.gather(*(fleet.readiness(s) for s in services))
+    return all(state is not None and any(key.startswith(check) for key in state) for state in states)
 
 
 def _figures(**figures: Any) -> None:
@@ -247,7 +256,13 @@ async def _outage(
         await wait_for(partial(_ready, fleet, service), timeout_s=60, what=f"{service} ready without {check}")
     if during is not None:
         await during()
-    await asyncio.sleep(max(killed.at + OUTAGE_S - time.monotonic(), 0))  # keep it down for OUTAGE_S
+    # Keep it down for OUTAGE_S at least, every service that needs it still reporting it.
+    await wait_for(
+        partial(_all_report, fleet, affected, check),
+        not_before=killed.at + OUTAGE_S,
+        interval_s=1,
+        what=f"every service reporting {check} down after {OUTAGE_S}s\n{fleet.logs()}",
+    )
     await server.start()
     back = time.monotonic()
     await wait_for(fleet.all_ready, timeout_s=120, interval_s=0.2, what=f"every service ready\n{fleet.logs()}")

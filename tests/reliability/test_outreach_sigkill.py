@@ -338,18 +338,17 @@ async def test_sigkill_before_during_and_after_a_send_never_sends_twice(
             [Envelope.new(e, workspace_id=workspace, source="test") for e in events],
         )
 
-        async def sample() -> None:
+        async def every_send_settled() -> bool:
+            # Notes when each send settled, on the way: the recovery figures printed at the end.
             now = time.monotonic()
             for key, state in (await states(campaign_id)).items():
                 if state in ("sent", "unknown"):
                     settled.setdefault(key, now)
+            return len(settled) == SEND_LEADS
 
-        async def watch() -> None:  # samples when each send settled, for the recovery figures (asserts nothing)
-            while True:
-                await sample()
-                await asyncio.sleep(0.05)
-
-        watcher = asyncio.create_task(watch())
+        watcher = asyncio.create_task(
+            wait_for(every_send_settled, timeout_s=600, interval_s=0.05, what="every send settled (watched)")
+        )
         try:
             assert await proc.exited(timeout_s=120) == -9, proc.log_tail()
             killed_at = {"before": time.monotonic()}
@@ -381,7 +380,7 @@ async def test_sigkill_before_during_and_after_a_send_never_sends_twice(
                 return len(found) == SEND_LEADS and "pending" not in found.values()
 
             await wait_for(finished, timeout_s=180, what=f"every send settled\n{proc.log_tail()}")
-            await sample()
+            await watcher  # it notes the last ones within a poll
 
             def ours(r: ConsumerRecord[Any, Any]) -> bool:
                 h = headers_dict(r.headers)
