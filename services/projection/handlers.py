@@ -231,7 +231,7 @@ class BatchApplier:
                 if result.applied:
                     await self._write(conn, writes)
                     erased = [
-                        (it.envelope.workspace_id, it.envelope.data.lead_id)  # type: ignore[attr-defined]
+                        (it.envelope.workspace_id, it.envelope.data.lead_id)  # type: ignore[union-attr]
                         for eid, it in events.items()
                         if it.envelope is not None and it.envelope.type == ERASED_TYPE and eid not in seen
                     ]
