@@ -39,6 +39,24 @@ def test_group(nodeid: str) -> str:
     return next((p for p in SHARED_PACKAGES if path.startswith(p)), path)
 
 
+# The longest modules first, so that on several workers none of them starts last and alone (a fleet fault test
+# runs for minutes); the deployment tests stay last (tests/deploy/conftest.py says why).
+HEAVY_FIRST = ("tests/reliability/", "tests/e2e/", "tests/cli/")
+
+
+def _rank(item: pytest.Item) -> int:
+    path = item.nodeid.split("::", 1)[0]
+    if path.startswith("tests/deploy/"):
+        return len(HEAVY_FIRST) + 1
+    return next((i for i, p in enumerate(HEAVY_FIRST) if path.startswith(p)), len(HEAVY_FIRST))
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Order the session: the heaviest groups first (a stable sort: modules keep their own order)."""
+    items.sort(key=_rank)
+
+
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     """With ``--dist loadfile`` (what ``make test`` runs): one worker per :func:`test_group`, so a module- or
     package-scoped fixture (a fleet of services, a dedicated broker) starts once, as in a serial run.
