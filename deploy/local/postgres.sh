@@ -32,7 +32,7 @@
 #
 # The local server is tuned for tests: fsync=off and full_page_writes=off (a crashed or
 # killed server loses nothing, a crashed machine may), ssl=off (loopback only),
-# max_connections=200, locale C, UTF8.
+# max_connections=400, locale C, UTF8.
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR
 
@@ -58,7 +58,8 @@ test_settings() {
   cat <<'EOF'
 # managed by deploy/local/postgres.sh: settings for a local test server
 listen_addresses = '127.0.0.1'
-max_connections = 200
+# `make test` runs three workers, each with fleets of eight services (pools, LISTEN and key-store connections).
+max_connections = 400
 fsync = off
 full_page_writes = off
 # Loopback only: TLS would cost both ends CPU for nothing (Debian's default config turns it on).

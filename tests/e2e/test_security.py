@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import subprocess
 import sys
 import uuid
@@ -411,8 +412,25 @@ def test_schemathesis_finds_no_server_error_and_every_answer_matches_the_documen
         "--report-json-path",
         str(report),
     ]
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env={**os.environ, "NO_COLOR": "1"})
+    for seed in SEEDS:
+        cmd[cmd.index("--seed") + 1] = seed
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env={**os.environ, "NO_COLOR": "1"})
+        if done.returncode == 0 or not _only_the_interpreter_crashed(done.stdout):
+            break
     assert done.returncode == 0, f"{' '.join(cmd)}\n{done.stdout[-8000:]}\n{done.stderr[-2000:]}"
+
+
+SEEDS = ("20261204", "20261205")
+"""The fuzzer's seeds: the second only when the first run ended on the interpreter's own crash (see below)."""
+
+INTERPRETER_CRASH = "SystemError: AST constructor recursion depth mismatch"
+"""An ast bug of this machine's CPython 3.11 (the recursion-depth check of python/cpython#106905), hit inside
+Schemathesis/Hypothesis while it generates data: a crash of the tool, not an answer of ours. Retried once with
+another seed, and only when the run found no failure; a second crash fails the test."""
+
+
+def _only_the_interpreter_crashed(output: str) -> bool:
+    return INTERPRETER_CRASH in output and re.search(r"\b\d+ failures?\b", output) is None
 
 
 # -- no personal data in logs, keys, headers --------------------------------------------------------------------

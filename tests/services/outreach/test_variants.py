@@ -33,7 +33,14 @@ async def test_each_lead_gets_its_variant_and_the_send_names_it(
         make_settings, start_service, topic_prefix, start=MONDAY, sim_connected_rate=1.0, sim_reply_rate=0.0
     )  # no lead answers: every lead gets both messages
     account = await o.account()
-    group = uuid.uuid4()
+    # A source group whose six leads use both variants (leads' ids derive from the group; one variant alone for
+    # all six happens once in 32 random groups).
+    group, leads, events = next(
+        (g, ls, es)
+        for g in (uuid.uuid4() for _ in range(100))
+        for ls, es in [lead_events(g, 6, tag=o.workspace)]
+        if len({assign_variant(str(lead), "hello", ["warm", "direct"]) for lead in ls}) == 2
+    )
     body = {
         "name": "a/b",
         "audience": {"type": "source_group", "ref": str(group)},
@@ -45,7 +52,6 @@ async def test_each_lead_gets_its_variant_and_the_send_names_it(
     cid = created["campaign_id"]
     assert [v["id"] for v in created["workflow"]["steps"][0]["variants"]] == ["warm", "direct"]
     await o.api("POST", f"/v1/campaigns/{cid}/launch", 200)
-    leads, events = lead_events(group, 6, tag=o.workspace)
     for step in ("hello", "nudge"):
         events.extend(approvals(cid, leads, step, "message"))
     await o.produce(events)
