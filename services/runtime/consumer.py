@@ -177,6 +177,8 @@ class EventConsumer(GroupConsumer):
         try:
             await self.personal.load([person])
         except Exception as exc:  # the key store is in Postgres: an outage, never the record's fault
+            # Not ready while it lasts, like a handler's transient failure (an outage must show on /readyz).
+            self.working = False
             log.warning("key store unreachable: reading the record again", extra={"error": describe(exc)})
             raise Abandoned("key store unreachable", pause_s=self.settings.consumer_backoff_initial_s) from None
         try:
