@@ -40,7 +40,8 @@ def test_group(nodeid: str) -> str:
 
 
 # The longest modules first, so that on several workers none of them starts last and alone (a fleet fault test
-# runs for minutes); the deployment tests stay last (tests/deploy/conftest.py says why).
+# runs for minutes); the deployment tests run last: on a new machine .ci/run builds their tools (helm, kubeconform)
+# in the background meanwhile.
 HEAVY_FIRST = ("tests/reliability/", "tests/e2e/", "tests/cli/")
 
 
@@ -51,7 +52,6 @@ def _rank(item: pytest.Item) -> int:
     return next((i for i, p in enumerate(HEAVY_FIRST) if path.startswith(p)), len(HEAVY_FIRST))
 
 
-@pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Order the session: the heaviest groups first (a stable sort: modules keep their own order)."""
     items.sort(key=_rank)

@@ -24,8 +24,3 @@ def chart() -> Chart:
             stacklevel=1,
         )
     return Chart(tools)
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Run the deployment tests last: on a new machine .ci/run builds their tools in the background meanwhile."""
-    items.sort(key=lambda item: item.nodeid.startswith("tests/deploy/"))
