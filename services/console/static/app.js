@@ -299,6 +299,36 @@
         }
       }
     }, true);
+    // A change that arrives while its live part is being refreshed is queued by htmx on that element, which the
+    // refresh then replaces (outerHTML); htmx never sends a removed element's request, so the newest change would
+    // not show until another one came (a search stuck at 20 of 30 leads). Such a change is remembered by the
+    // part's id and the replacement, once settled, refreshes for it.
+    var refreshing = [];
+    var missed = {};
+    function isLive(elt) { return !!(elt && elt.id && /(^|[\s,])sse:/.test(elt.getAttribute("hx-trigger") || "")); }
+    document.body.addEventListener("htmx:confirm", function (ev) {
+      var elt = ev.detail && ev.detail.elt;
+      var cause = ev.detail && ev.detail.triggeringEvent;
+      if (isLive(elt) && refreshing.indexOf(elt) !== -1) { missed[elt.id] = cause && cause.type ? cause.type : "live-open"; }
+    });
+    document.body.addEventListener("htmx:beforeSend", function (ev) {
+      var elt = ev.detail && ev.detail.elt;
+      if (isLive(elt)) { refreshing.push(elt); delete missed[elt.id]; }
+    });
+    document.body.addEventListener("htmx:afterRequest", function (ev) {
+      var at = refreshing.indexOf(ev.detail && ev.detail.elt);
+      if (at !== -1) { refreshing.splice(at, 1); }
+    });
+    document.body.addEventListener("htmx:afterSettle", function () {
+      for (var id in missed) {
+        var part = byId(id);
+        if (part && refreshing.indexOf(part) === -1 && window.htmx) {
+          var name = missed[id];
+          delete missed[id];
+          window.htmx.trigger(part, name);
+        }
+      }
+    });
     document.body.addEventListener("close", function (ev) {
       var stale = ev.target instanceof Element ? ev.target.closest('[data-stale="yes"]') : null;
       if (stale && window.htmx) { stale.removeAttribute("data-stale"); window.htmx.trigger(stale, "live-open"); }
