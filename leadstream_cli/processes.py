@@ -100,11 +100,52 @@ STOP = StopSignals()
 """The process's stop signals (the demo installs them; a fleet defers them while it starts a service)."""
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that is free right now."""
+PORT_SLICE = 1500
+"""Ports of one process: pytest-xdist worker N draws from [PORT_BASE + N * PORT_SLICE, ... + PORT_SLICE)."""
+PORT_BASE = 12000
+_handed_out: set[int] = set()
+
+
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768  # Linux's default
+
+
+def _bindable(port: int) -> bool:
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 nothing listens on right now, for a server we start, below the kernel's ephemeral range.
+
+    Not ``bind(0)``: the kernel hands out ports of its ephemeral range, the same range every outgoing connection
+    takes its local port from, and the fleets open hundreds (Kafka and Postgres clients). A port picked that way
+    was some client's by the time a service bound it ("address already in use", a console fleet failing to start
+    in CI). Below that range only listeners take ports; each xdist worker draws from its own slice, so parallel
+    sessions never pick the same one, and a process never hands out a port twice.
+    """
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
+    index = int(worker) if worker.isdigit() else 0
+    low = PORT_BASE + index * PORT_SLICE
+    high = min(low + PORT_SLICE, _ephemeral_low())
+    if high - low < 50:  # an unusual range or many workers: fall back to the kernel's choice
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            return int(s.getsockname()[1])
+    start = low + (os.getpid() * 7919) % (high - low)  # separate runs of one worker slot start apart
+    for step in range(high - low):
+        port = low + (start - low + step) % (high - low)
+        if port not in _handed_out and _bindable(port):
+            _handed_out.add(port)
+            return port
+    raise RuntimeError(f"no free port left in {low}..{high - 1}")
 
 
 def port_in_use(port: int) -> bool:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import subprocess
 import uuid
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ from pathlib import Path
 
 import asyncpg
 
+from leadstream_cli.processes import free_port
 from tests.support.kafka import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -44,13 +44,6 @@ def infra_mode(env: dict[str, str] | None = None) -> str:
     if mode not in MODES:
         raise ValueError(f"{INFRA_ENV}={mode!r}: choose one of {', '.join(MODES)}")
     return mode
-
-
-def free_port() -> int:
-    """A TCP port nothing listens on right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def kafka_container_env(host: str, host_port: int) -> dict[str, str]:

@@ -10,12 +10,12 @@ from __future__ import annotations
 import pytest
 from sqlalchemy.engine import make_url
 
+from leadstream_cli.processes import free_port
 from tests.support.infra import (
     INFRA_ENV,
     Infra,
     _kafka_answers,
     _postgres_answers,
-    free_port,
     infra_mode,
     kafka_container_env,
 )

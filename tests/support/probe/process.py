@@ -6,19 +6,15 @@ import asyncio
 import contextlib
 import os
 import signal
-import socket
 import sys
 from pathlib import Path
 from typing import IO
 
+from leadstream_cli.processes import free_port
+
 ROOT = Path(__file__).resolve().parents[3]
 
-
-def free_port() -> int:
-    """A TCP port nothing listens on right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+__all__ = ["ROOT", "ServiceProcess", "free_port"]
 
 
 class ServiceProcess:
