@@ -47,7 +47,8 @@ def parse_event_id(value: str | None) -> tuple[int, int] | None:
     if not value:
         return None
     epoch, sep, seq = value.strip().partition("-")
-    if not sep or not epoch.isdigit() or not seq.isdigit() or len(value) > 40:
+    # ASCII digits only: str.isdigit() also holds for superscripts (int() refuses them) and other scripts' digits.
+    if not sep or len(value) > 40 or not (epoch + seq).isascii() or not epoch.isdigit() or not seq.isdigit():
         return None
     return int(epoch), int(seq)
 

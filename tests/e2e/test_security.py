@@ -404,9 +404,12 @@ def test_schemathesis_finds_no_server_error_and_every_answer_matches_the_documen
         "-H",
         f"Authorization: Bearer {stack.token_fuzz}",
         # Revoking its own token would end the run; /readyz answers 503 by design while a dependency is slow to
-        # answer (a loaded machine), which is a state, not a server error.
+        # answer (a loaded machine), which is a state, not a server error. The projection's change stream never
+        # ends (Server-Sent Events), so each generated call waited out the request timeout (most of the 5.5
+        # minutes this walk took on the projection); its inputs are covered by a property test of their parser
+        # (tests/services/projection/test_console_views.py) and its answers by test_change_stream.py.
         "--exclude-path-regex",
-        "^/v1/tokens/|^/readyz$",
+        "^/v1/tokens/|^/readyz$|^/v1/changes/stream$",
         "--report",
         "json",
         "--report-json-path",
