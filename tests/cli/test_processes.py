@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
 from leadstream_cli.processes import PORT_BASE, PORT_SLICE, free_port
+from tests.support.kafka import wait_for
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_free_ports_come_from_the_workers_slice_below_the_ephemeral_range(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -22,3 +29,32 @@ def test_free_ports_come_from_the_workers_slice_below_the_ephemeral_range(monkey
         s.listen()
         taken = s.getsockname()[1]
         assert taken not in [free_port() for _ in range(60)]
+
+
+PARENT = """
+import subprocess, sys
+from leadstream_cli.processes import die_with_parent
+child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"], start_new_session=True,
+                         stdout=subprocess.DEVNULL, preexec_fn=die_with_parent())
+print(child.pid, flush=True)
+child.wait()
+"""
+
+
+async def test_a_child_stops_when_the_process_that_started_it_is_killed() -> None:
+    # As a SIGKILLed demo or test run: its services (own sessions) must not outlive it.
+    parent = await asyncio.create_subprocess_exec(sys.executable, "-c", PARENT, stdout=subprocess.PIPE, cwd=ROOT)
+    assert parent.stdout is not None
+    child = int(await parent.stdout.readline())
+    assert _alive(child)
+    parent.kill()
+    await parent.wait()
+    assert await wait_for(lambda: not _alive(child), timeout_s=30, what="the orphan stopped")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"  # a zombie has stopped (its new parent reaps it)

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import IO
 
-from leadstream_cli.processes import free_port
+from leadstream_cli.processes import die_with_parent, free_port
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -31,7 +31,14 @@ class ServiceProcess:
         """Start the process (its output appends to the log file)."""
         self._log = self.log_path.open("ab")
         self.proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", self.module, cwd=ROOT, env=self.env, stdout=self._log, stderr=self._log
+            sys.executable,
+            "-m",
+            self.module,
+            cwd=ROOT,
+            env=self.env,
+            stdout=self._log,
+            stderr=self._log,
+            preexec_fn=die_with_parent(),
         )
 
     async def kill(self) -> int:
