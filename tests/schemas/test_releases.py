@@ -38,6 +38,23 @@ def copy_contract(tmp: Path) -> Path:
     return root
 
 
+def unreleased_copy(tmp: Path) -> Path:
+    """A copy of the contract whose version is not released yet: the next patch version, with its CHANGELOG entry,
+    when the checkout's own version is released (as right after ``make schemas-release``)."""
+    root = copy_contract(tmp)
+    version = package_version(root)
+    if version in released(root):
+        major, minor, patch = (int(part) for part in version.split("."))
+        bumped = f"{major}.{minor}.{patch + 1}"
+        pyproject = root / "pyproject.toml"
+        pyproject.write_text(pyproject.read_text().replace(f'version = "{version}"', f'version = "{bumped}"', 1))
+        text = (root / CHANGELOG).read_text()
+        at = text.index("\n## ") + 1
+        (root / CHANGELOG).write_text(f"{text[:at]}## {bumped} (unreleased)\n\n- A change.\n\n{text[at:]}")
+        assert package_version(root) == bumped
+    return root
+
+
 def test_the_committed_contract_is_a_consistent_release_history() -> None:
     assert problems(SCHEMAS_ROOT) == []
     assert "1.0.0" in released(SCHEMAS_ROOT)
@@ -66,12 +83,12 @@ def test_a_break_against_an_older_release_fails_even_when_the_newest_is_fine(
 
 
 def test_a_released_version_is_frozen(tmp_path: Path) -> None:
-    root = copy_contract(tmp_path)
+    root = unreleased_copy(tmp_path)
     version = package_version(root)
     (root / CHANGELOG).write_text((root / CHANGELOG).read_text().replace(f"## {version} (unreleased)", ""))
     assert any(f"'## {version} (unreleased)'" in p for p in problems(root))
 
-    root = copy_contract(tmp_path / "again")
+    root = unreleased_copy(tmp_path / "again")
     assert snapshot(root, today="2026-12-05") == version
     assert changelog_entries(root)[version] == "2026-12-05"
     assert problems(root) == []
