@@ -26,7 +26,7 @@ from sqlalchemy import func, select, update
 from services.outreach.app import build, context_of
 from services.outreach.context import OutreachContext
 from services.outreach.settings import OutreachSettings
-from services.outreach.store import enrollments, timers
+from services.outreach.store import enrollments, sends, timers
 from services.runtime.auth import create_token
 from services.runtime.clock import FakeClock
 from services.runtime.plans import set_plan
@@ -167,6 +167,10 @@ async def start_outreach(
             update(timers)
             .where(timers.c.state.in_(("pending", "waiting")))
             .values(state="cancelled", outcome="test isolation")
+        )
+        # Nor their send intents still waiting for an answer (reconciled on the wall clock, by the same runner).
+        await conn.execute(
+            update(sends).where(sends.c.state == "pending").values(state="unknown", detail="test isolation")
         )
     workspace = f"ws-{uuid.uuid4().hex[:8]}"
     token = await create_token(service.engine, workspace)

@@ -45,7 +45,9 @@ async def test_prepare_review_then_launch_with_the_approved_drafts(
 
     await o.produce(events[len(events) // 2 :])  # a lead ready after the preparation is prepared as well
     await o.wait_enrolled(cid, 2)
-    assert await o.run() == 0  # nothing of a prepared campaign is due: no step is scheduled before launch
+    # Nothing of a prepared campaign is due: no step is scheduled before launch. (Timers other tests of the session
+    # left due may run here: the runner serves every workspace, so the check is on this campaign's rows.)
+    await o.run()
     async with o.service.engine.connect() as conn:
         states = dict((await conn.execute(select(enrollments.c.lead_id, enrollments.c.state))).all())
         steps = await conn.scalar(select(func.count()).where(timers.c.campaign_id == uuid.UUID(cid)))
