@@ -103,9 +103,14 @@ async def test_saved_search_is_discovered_once_and_every_lead_enriched(make_sett
                 for e in events
                 if e.type in {"leadstream.lead.email_enriched.v1", "leadstream.lead.email_not_found.v1"}
             }
+            seen.update(discovered=len(leads), enriched=len(leads & done), waiting=sorted(map(str, leads - done))[:5])
             return len(leads) >= 30 and leads <= done
 
-        await read_until(s.kafka_bootstrap_servers, topics, enriched, timeout_s=120)
+        seen: dict[str, Any] = {}
+        try:
+            await read_until(s.kafka_bootstrap_servers, topics, enriched, timeout_s=120)
+        except AssertionError as exc:  # say how far enrichment got (it took 4 s on an idle machine, >120 s once)
+            raise AssertionError(f"{exc}; leads {seen}") from exc
 
         second = await run_search()
         # Known people do not count towards a target (it counts new leads): the 30 are recognised as duplicates
