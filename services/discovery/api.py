@@ -318,6 +318,22 @@ class LeadOut(BaseModel):
     created_at: datetime
 
 
+class RowErrorOut(BaseModel):
+    """Why one row was rejected (``row`` counts the header as row 1, as a spreadsheet shows it)."""
+
+    row: int
+    column: str
+    message: str
+
+
+class DuplicateRowOut(BaseModel):
+    """A row whose person the workspace already had: the lead it is, and how it was recognised."""
+
+    row: int
+    lead_id: UUID
+    reason: str
+
+
 class ImportOut(BaseModel):
     """Result of a CSV import: counts are exact; ``errors`` and ``duplicate_rows`` name the rows."""
 
@@ -328,8 +344,8 @@ class ImportOut(BaseModel):
     imported: int
     rejected: int
     duplicates: int
-    errors: list[dict[str, Any]]
-    duplicate_rows: list[dict[str, Any]]
+    errors: list[RowErrorOut]
+    duplicate_rows: list[DuplicateRowOut]
     ignored_columns: list[str]
     errors_truncated: bool
     truncated_at_row: int | None

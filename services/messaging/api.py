@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from fastapi import APIRouter, Body, Path, Query
-from leadstream_schemas import Channel, Strategy
+from leadstream_schemas import Channel, Hook, Strategy
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import and_, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
@@ -99,7 +99,7 @@ class DraftOut(BaseModel):
     text: str
     subject: str | None
     length: int
-    hook: dict[str, Any]
+    hook: Hook
     template: str | None
     char_limit: int
     limit_label: str
@@ -230,7 +230,7 @@ class PreviewText(BaseModel):
     char_limit: int
     limit_label: str
     over_limit: bool
-    hook: dict[str, Any]
+    hook: Hook
     template: str
 
 
