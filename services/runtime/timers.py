@@ -51,8 +51,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.elements import ColumnElement
 
 from .clock import Clock
+from .consuming.policy import judge
 from .db import ping
-from .faults import Backoff, Fault, backoff_delay, classify, retry_after
+from .faults import Backoff, Fault, backoff_delay, retry_after
 from .providers import ProviderError
 from .service import Service
 from .telemetry import work_span
@@ -60,7 +61,6 @@ from .telemetry import work_span
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-DATABASE_CHECK_TIMEOUT_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -266,14 +266,7 @@ class DurableTimers:
             self._calling = False
 
     async def _fault(self, exc: BaseException) -> Fault:
-        fault = classify(exc)
-        if fault is Fault.SUSPECT:  # an outage, or the work's own call to a provider? Ask the database.
-            try:
-                await asyncio.wait_for(ping(self.service.engine), timeout=DATABASE_CHECK_TIMEOUT_S)
-            except Exception:
-                return Fault.TRANSIENT
-            return Fault.RECORD
-        return fault
+        return await judge(exc, lambda: ping(self.service.engine))
 
     def _failure(self, exc: BaseException, fault: Fault, used: int, now: datetime) -> Failure:
         if fault is Fault.THROTTLED:
