@@ -23,7 +23,7 @@ import sys
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import uvicorn
 from fastapi import APIRouter, FastAPI
@@ -37,6 +37,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from . import auth, personal, secrets
 from .clock import Clock, ClockHeaders, SystemClock
 from .consumer import EventConsumer, Handler
+from .consuming.loop import GroupConsumer
 from .db import RuntimeTables, create_engine, ping
 from .edge import InputGuard
 from .errors import install_problem_handlers, problem_response, problems
@@ -55,6 +56,7 @@ log = logging.getLogger(__name__)
 
 Task = Callable[[asyncio.Event], Awaitable[None]]
 ReadinessCheck = Callable[[], Awaitable[str | None]]
+C = TypeVar("C", bound=GroupConsumer)
 
 CLOSE_RESERVE_S = 5.0
 """Of the grace period, what is kept for the last outbox flush and closing the clients (at most a fifth)."""
@@ -88,7 +90,7 @@ class Service:
         self.engine: AsyncEngine = create_engine(settings.database_url)
         self.broker: KafkaBroker = create_broker(settings)
         self.relay = OutboxRelay(self.engine, tables, settings)
-        self.consumers: list[EventConsumer] = []
+        self.consumers: list[GroupConsumer] = []
         self.tasks: list[Task] = []
         # Retention of processed_events and of any seen_webhooks table of the schema (see housekeeping.py).
         self.housekeeping = Housekeeping(
@@ -142,17 +144,22 @@ class Service:
         self, topics: Sequence[str], handlers: Mapping[type[Event], Handler], *, group_suffix: str = ""
     ) -> EventConsumer:
         """Consume contract ``topics`` with this service's group, dispatching by event type."""
-        consumer = EventConsumer(
-            settings=self.settings,
-            engine=self.engine,
-            tables=self.tables,
-            broker=self.broker,
-            topics=topics,
-            handlers=handlers,
-            relay=self.relay,
-            clock=self.clock,
-            group_id=self.settings.group_id + group_suffix,
+        return self.add_consumer(
+            EventConsumer(
+                settings=self.settings,
+                engine=self.engine,
+                tables=self.tables,
+                broker=self.broker,
+                topics=topics,
+                handlers=handlers,
+                relay=self.relay,
+                clock=self.clock,
+                group_id=self.settings.group_id + group_suffix,
+            )
         )
+
+    def add_consumer(self, consumer: C) -> C:
+        """Run ``consumer`` while the service runs; ``/readyz`` says why when it is not ready (its ``not_ready``)."""
         self.consumers.append(consumer)
         return consumer
 
@@ -392,8 +399,8 @@ class Service:
             except Exception as exc:
                 failed["kafka"] = f"unreachable: {type(exc).__name__}"
         for c in self.consumers:
-            if not c.healthy:
-                failed[f"consumer:{c.group_id}"] = "not consuming (starting, or retrying an infrastructure error)"
+            if reason := c.not_ready():
+                failed[f"consumer:{c.group_id}"] = reason
         if self.uses_kafka and not self.relay.healthy:
             failed["outbox_relay"] = "cannot publish"
         for check in self.readiness_checks:

@@ -70,6 +70,8 @@ class GroupConsumer:
         """True while consuming without a transient failure."""
         self.blocked: str | None = None
         self.assigned_once = False
+        self.ready_max_lag: int | None = None
+        """Records behind the log end past which the member reports not ready (None: lag does not count)."""
         self.revocations = 0
         """Rebalances that took partitions from this member (counted for tests and logs)."""
         self.deadline = 0.0
@@ -312,12 +314,14 @@ class GroupConsumer:
         for tp, n in self.lag().items():
             self._lag_gauge(tp).set(n)
 
-    def not_ready(self, max_lag: int | None = None) -> str | None:
-        """None when consuming (and, with ``max_lag``, caught up to within it on every partition), else why not."""
+    def not_ready(self) -> str | None:
+        """None when consuming (and caught up to within ``ready_max_lag`` on every partition when it is set),
+        else why not (``/readyz`` shows it)."""
         if self.blocked:
             return self.blocked
         if not self.healthy:
             return "not consuming (starting, or retrying an infrastructure error)"
+        max_lag = self.ready_max_lag
         if max_lag is None:
             return None
         if not self.assigned_once:
