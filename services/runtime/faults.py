@@ -2,7 +2,8 @@
 one backoff of the runtime.
 
 Every loop that retries (the consumer core, the outbox relay, the durable timers, the provider
-clients) asks :func:`classify` what an exception is, and waits with :class:`Backoff`:
+clients) asks :func:`classify` what an exception is, and waits with :class:`Backoff` (or
+:func:`sleep_unless_stopped`); work that a stop abandons runs in :func:`unless_stopped`:
 
 ==================  ===============================================  ==========================================
 class               examples                                         what the loop does
@@ -39,13 +40,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import TypeVar
 
 import asyncpg
 from aiokafka import errors as kafka_errors
 from sqlalchemy import exc as sa_exc
+
+T = TypeVar("T")
 
 
 class Fault(StrEnum):
@@ -211,3 +215,22 @@ async def sleep_unless_stopped(stop: asyncio.Event | None, seconds: float) -> bo
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(stop.wait(), timeout=seconds)
     return stop.is_set()
+
+
+async def unless_stopped(
+    stop: asyncio.Event, work: Awaitable[T], *, cancel: Callable[[], bool] = lambda: True
+) -> T | None:
+    """``await work`` unless ``stop`` is set first: then it is cancelled (its transaction rolls back) and None is
+    returned, unless ``cancel()`` says its effect is under way (then it is awaited to the end)."""
+    task = asyncio.ensure_future(work)
+    stopped = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({task, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopped.cancel()
+    if not task.done() and cancel():
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        return None
+    return await task

@@ -41,7 +41,7 @@ from .consuming.loop import GroupConsumer
 from .db import RuntimeTables, create_engine, ping
 from .edge import InputGuard
 from .errors import install_problem_handlers, problem_response, problems
-from .faults import Backoff, Fault, classify
+from .faults import Backoff, Fault, classify, unless_stopped
 from .housekeeping import Housekeeping
 from .kafka import create_broker
 from .logging import configure_logging
@@ -314,22 +314,6 @@ class Service:
         while await self.relay.publish_once():
             pass
 
-    async def _unless_stopped(self, work: Awaitable[None]) -> bool:
-        """Run ``work`` unless a stop comes first (then cancel it); True when it completed without a stop."""
-        task = asyncio.ensure_future(work)
-        stopped = asyncio.ensure_future(self.stop_event.wait())
-        try:
-            await asyncio.wait({task, stopped}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            stopped.cancel()
-        if not task.done():
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-            return False
-        task.result()  # a start-up error that is not an outage ends the process with that error
-        return not self.stop_event.is_set()
-
     async def run(self) -> None:
         """Run until SIGTERM/SIGINT: start everything and serve HTTP on the configured host and port."""
         configure_logging(self.name, self.settings.log_level, self.settings.log_json)
@@ -360,7 +344,9 @@ class Service:
         )
         metrics_http = asyncio.create_task(metrics_server.serve(), name="metrics-http")
         try:
-            if await self._unless_stopped(self.start()):
+            # A start-up error that is not an outage ends the process with that error.
+            await unless_stopped(self.stop_event, self.start())
+            if not self.stop_event.is_set():
                 while not server.started and not http.done():  # noqa: ASYNC110 - uvicorn has no started event
                     await asyncio.sleep(0.05)
                 while not metrics_server.started and not metrics_http.done():  # noqa: ASYNC110

@@ -39,6 +39,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -51,9 +52,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.elements import ColumnElement
 
 from .clock import Clock
-from .consuming.policy import judge
+from .consuming.policy import Act, after_failure, judge
 from .db import ping
-from .faults import Backoff, Fault, backoff_delay, retry_after
+from .faults import Backoff, Fault, backoff_delay, retry_after, unless_stopped
 from .providers import ProviderError
 from .service import Service
 from .telemetry import work_span
@@ -151,7 +152,8 @@ class DurableTimers:
         while not stop.is_set():
             self._wake.clear()
             try:
-                row = await self._unless_stopped(stop)
+                # A claim in progress is abandoned (rolled back) at a stop; a call already made is recorded.
+                row = await unless_stopped(stop, self.run_once(), cancel=lambda: not self._calling)
             except Exception as exc:
                 self.healthy = False
                 log.warning("%s: timer loop failed; retrying", self.name, extra={"error": repr(exc)})
@@ -160,7 +162,8 @@ class DurableTimers:
             self.healthy = True
             self.backoff.reset()
             if row is None and not stop.is_set():
-                await self._idle(stop)
+                with contextlib.suppress(TimeoutError):  # idle: look again after the poll interval, or when woken
+                    await unless_stopped(stop, asyncio.wait_for(self._wake.wait(), self.poll_interval_s))
 
     async def run_due(self, limit: int = 10_000) -> int:
         """Run rows while any is due (up to ``limit``; not after stop); returns how many ran."""
@@ -212,29 +215,6 @@ class DurableTimers:
     def _key(self, row: Row[Any]) -> ColumnElement[bool]:
         return and_(*[c == getattr(row, c.name) for c in self.table.primary_key.columns])
 
-    async def _unless_stopped(self, stop: asyncio.Event) -> Row[Any] | None:
-        """:meth:`run_once`, abandoned (rolled back) when ``stop`` comes first, unless its call is under way."""
-        task = asyncio.create_task(self.run_once(), name=f"timers-{self.name}")
-        stopper = asyncio.create_task(stop.wait())
-        try:
-            await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            stopper.cancel()
-        if not task.done() and not self._calling:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-            return None
-        return await task  # a call already made is recorded before the loop ends
-
-    async def _idle(self, stop: asyncio.Event) -> None:
-        waiters = {asyncio.create_task(stop.wait()), asyncio.create_task(self._wake.wait())}
-        try:
-            await asyncio.wait(waiters, timeout=self.poll_interval_s, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for w in waiters:
-                w.cancel()
-
     async def _finish(self, row: Row[Any], then: Then[Any]) -> None:
         """Make the call, then record its result; a database outage meanwhile is waited out (until stop)."""
         self._calling = True
@@ -269,15 +249,18 @@ class DurableTimers:
         return await judge(exc, lambda: ping(self.service.engine))
 
     def _failure(self, exc: BaseException, fault: Fault, used: int, now: datetime) -> Failure:
-        if fault is Fault.THROTTLED:
-            wait = min(retry_after(exc) or 0.0, self.max_retry_after_s)
-            return Failure(exc, fault, used, now + timedelta(seconds=wait), now)
-        attempts = used + 1
-        permanent = isinstance(exc, ProviderError) and not exc.transient
-        if permanent or attempts >= self.max_attempts:
-            return Failure(exc, fault, attempts, None, now)
-        delay = backoff_delay(attempts - 1, self.retry_initial_s, self.retry_max_s)
-        return Failure(exc, fault, attempts, now + timedelta(seconds=delay), now)
+        """The consumers' decision (:func:`~.consuming.policy.after_failure`), with a row's waits: any length."""
+        step = after_failure(
+            fault,
+            used,
+            max_attempts=self.max_attempts,
+            backoff_s=backoff_delay(used, self.retry_initial_s, self.retry_max_s),
+            wait_s=min(retry_after(exc) or 0.0, self.max_retry_after_s),
+            inline_max_s=math.inf,
+            permanent=isinstance(exc, ProviderError) and not exc.transient,
+        )
+        retry_at = None if step.act is Act.DEAD_LETTER else now + timedelta(seconds=step.delay_s)
+        return Failure(exc, fault, used + step.counted, retry_at, now)
 
     async def _record_failure(self, row: Row[Any], exc: BaseException, now: datetime) -> None:
         """Record a failed run on the row locked again (skipped when another replica holds it now)."""
