@@ -20,7 +20,6 @@ The loop, the rebalance listener and the dead-letter publisher are the core's
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -44,8 +43,6 @@ from .outbox import OutboxRelay, add_to_outbox
 from .personal import PersonalReader
 from .settings import RuntimeSettings
 from .telemetry import current_traceparent, event_context, event_span
-
-log = logging.getLogger(__name__)
 
 __all__ = ["EventConsumer", "Handler", "HandlerContext", "PermanentError", "RetryLater"]
 
@@ -106,8 +103,8 @@ class EventConsumer(GroupConsumer):
         super().__init__(
             settings,
             topics=[settings.topic_name(t) for t in topics],
-            group_id=group_id,
             dead_letters=DeadLetterPublisher(settings, group_id, broker),
+            retry=Retry(settings, lambda: ping(engine), "handler failed"),
             max_records=settings.consumer_max_records,
         )
         self.engine = engine
@@ -118,12 +115,7 @@ class EventConsumer(GroupConsumer):
         self.relay = relay
         self.clock = clock
         self.source = service_source(settings.service_name)
-        self.retry = Retry(settings, lambda: ping(engine), log, "handler failed")
         self._tasks: set[asyncio.Task[None]] = set()
-
-    @property
-    def healthy(self) -> bool:
-        return super().healthy and self.retry.working
 
     def in_flight(self) -> set[asyncio.Task[Any]]:
         return set(self._tasks)

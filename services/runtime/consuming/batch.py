@@ -121,7 +121,7 @@ class BatchPipeline(Generic[P]):
         self.traced = traced
         """Record a span per applied record (the live consumer; never a rebuild: its hot path stays bare)."""
         self.pending: asyncio.Task[ApplyResult] | None = None
-        self.retry = Retry(settings, checkpoint.ping, log, "applying a batch failed")
+        self.retry = Retry(settings, checkpoint.ping, "applying a batch failed")
         """Retries by cause (its ``working`` is False while a transient failure is retried)."""
         self.seconds = {"decode_plan": 0.0, "wait_db": 0.0}
         """Time spent planning batches and waiting for their transactions."""
@@ -229,23 +229,19 @@ class BatchConsumer(GroupConsumer):
         max_records: int,
         resync_interval_s: float,
     ) -> None:
+        self.pipeline: BatchPipeline[Any] = BatchPipeline(checkpoint, dead_letters, settings, traced=True)
         super().__init__(
             settings,
             topics=topics,
-            group_id=dead_letters.group_id,
             dead_letters=dead_letters,
+            retry=self.pipeline.retry,
             max_records=max_records,
             resync_interval_s=resync_interval_s,
         )
         self.checkpoint = checkpoint
-        self.pipeline: BatchPipeline[Any] = BatchPipeline(checkpoint, dead_letters, settings, traced=True)
         self.pacer = GcPacer()
         self.batches = 0
         self.applied = 0
-
-    @property
-    def healthy(self) -> bool:
-        return super().healthy and self.pipeline.retry.working
 
     def in_flight(self) -> set[asyncio.Task[Any]]:
         return {self.pipeline.pending} if self.pipeline.pending is not None else set()

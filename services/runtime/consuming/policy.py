@@ -17,6 +17,7 @@ from ..faults import Backoff, Fault, classify, retry_after, sleep_unless_stopped
 from ..settings import RuntimeSettings
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 DATABASE_CHECK_TIMEOUT_S = 5.0
 """How long the database may take to answer ``SELECT 1`` when an error could be an outage."""
@@ -98,14 +99,11 @@ async def judge(exc: BaseException, ping: Callable[[], Awaitable[object]]) -> Fa
 
 class Retry:
     """Runs an attempt until it succeeds, retrying by cause (:func:`after_failure`): the per-record mode's
-    handler transactions and the batch mode's batches alike. Logs each failure as ``what`` says."""
+    handler transactions and the batch mode's batches alike. Each failure is logged as ``what`` failed."""
 
-    def __init__(
-        self, settings: RuntimeSettings, ping: Callable[[], Awaitable[object]], log: logging.Logger, what: str
-    ) -> None:
+    def __init__(self, settings: RuntimeSettings, ping: Callable[[], Awaitable[object]], what: str) -> None:
         self.settings = settings
         self.ping = ping
-        self.log = log
         self.what = what
         self.working = True
         """False while a transient failure is being retried (the consumer reports not-ready meanwhile)."""
@@ -145,19 +143,13 @@ class Retry:
                 )
                 failed += step.counted
                 self.working = fault is not Fault.TRANSIENT
-                details = {
-                    **(extra or {}),
-                    "fault": fault,
-                    "error": repr(exc),
-                    "attempt": failed,
-                    "delay": step.delay_s,
-                }
+                details = dict(extra or {}, fault=fault, error=repr(exc), attempt=failed, delay=step.delay_s)
                 if step.act is Act.DEAD_LETTER:
                     if give_up is None:
                         raise
-                    self.log.error("%s; dead-lettering", self.what, extra=details)
+                    log.error("%s; dead-lettering", self.what, extra=details)
                     return await give_up(exc, failed)
-                self.log.warning("%s; %s", self.what, step.act, extra=details)
+                log.warning("%s; %s", self.what, step.act, extra=details)
                 if step.act is Act.PAUSE:
                     raise Abandoned("rate limited", pause_s=step.delay_s) from exc
                 if await sleep_unless_stopped(stop, step.delay_s) or not go_on():
