@@ -144,19 +144,18 @@ class Service:
         self, topics: Sequence[str], handlers: Mapping[type[Event], Handler], *, group_suffix: str = ""
     ) -> EventConsumer:
         """Consume contract ``topics`` with this service's group, dispatching by event type."""
-        return self.add_consumer(
-            EventConsumer(
-                settings=self.settings,
-                engine=self.engine,
-                tables=self.tables,
-                broker=self.broker,
-                topics=topics,
-                handlers=handlers,
-                relay=self.relay,
-                clock=self.clock,
-                group_id=self.settings.group_id + group_suffix,
-            )
+        consumer = EventConsumer(
+            settings=self.settings,
+            engine=self.engine,
+            tables=self.tables,
+            broker=self.broker,
+            topics=topics,
+            handlers=handlers,
+            relay=self.relay,
+            clock=self.clock,
+            group_id=self.settings.group_id + group_suffix,
         )
+        return self.add_consumer(consumer)
 
     def add_consumer(self, consumer: C) -> C:
         """Run ``consumer`` while the service runs; ``/readyz`` says why when it is not ready (its ``not_ready``)."""
