@@ -40,7 +40,7 @@ from .db import RuntimeTables, ping
 from .faults import describe
 from .metrics import HANDLED, HANDLER_SECONDS
 from .outbox import OutboxRelay, add_to_outbox
-from .personal import PersonalReader
+from .personal import Person, PersonalReader
 from .settings import RuntimeSettings
 from .telemetry import current_traceparent, event_context, event_span
 
@@ -166,13 +166,19 @@ class EventConsumer(GroupConsumer):
         # Keys are looked up only for the types this consumer handles (a record it ignores is decoded as it is:
         # its tokens are strings).
         person = self.personal.person(record.headers, self.handlers)
-        try:
-            await self.personal.load([person])
-        except Exception as exc:  # the key store is in Postgres: an outage, never the record's fault
-            # Not ready while it lasts, like a handler's transient failure (an outage must show on /readyz).
-            self.working = False
-            log.warning("key store unreachable: reading the record again", extra={"error": describe(exc)})
-            raise Abandoned("key store unreachable", pause_s=self.settings.consumer_backoff_initial_s) from None
+        if person is not None:
+            # The key store is in Postgres: retried by cause like a handler (an outage, or a key-encryption key
+            # missing from the settings, is transient: not ready meanwhile, never dead-lettered for it).
+            refused = await self.retry(
+                partial(self._keys, person),
+                self.settings.consumer_max_attempts,
+                stop=stop,
+                go_on=go_on,
+                give_up=lambda exc, attempts: self._dead_letter(record, stop, "key_lookup", describe(exc), attempts),
+                what="key lookup failed",
+            )
+            if refused is not None:
+                return refused
         try:
             env = decode(self.personal.open(record.value, record.headers, person), record.headers)
         except DecodeError as exc:
@@ -194,6 +200,11 @@ class EventConsumer(GroupConsumer):
                 give_up=lambda exc, attempts: self._dead_letter(record, stop, "handler_error", describe(exc), attempts),
                 extra={"event_id": str(env.id), "event_type": env.type},
             )
+
+    async def _keys(self, person: Person) -> str | None:
+        """The person's data key, looked up (None: nothing to report; the retry's give-up returns an outcome)."""
+        await self.personal.load([person])
+        return None
 
     async def _transaction(self, env: Envelope[Event], handler: Handler) -> str:
         """One attempt: the event id, the handler's changes and the events it emits commit together."""

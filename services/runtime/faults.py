@@ -16,7 +16,9 @@ class               examples                                         what the lo
                     (read-only after a failover), 55P03 (lock
                     timeout); a pool timeout; SQLAlchemy's
                     connection errors without a SQLSTATE; a broker
-                    error other than a refusal of the record itself
+                    error other than a refusal of the record itself;
+                    :class:`Unavailable` (the key store's missing
+                    key-encryption key)
 ``RECORD``          decode or validation errors; SQLSTATE 22          bounded retries, then dead-letter (or
                     (data: bad encoding, NUL, out of range), 23       park) with the error; everything behind
                     (constraint), 42 (a handler's own SQL bug);       it goes on
@@ -50,6 +52,11 @@ from aiokafka import errors as kafka_errors
 from sqlalchemy import exc as sa_exc
 
 T = TypeVar("T")
+
+
+class Unavailable(Exception):
+    """Raised by a dependency that answers but cannot serve for a reason of its own, never the record's (the key
+    store without the key-encryption key a stored key needs): TRANSIENT, so nothing is dead-lettered for it."""
 
 
 class Fault(StrEnum):
@@ -117,6 +124,8 @@ def classify(exc: BaseException) -> Fault:
     for e in _chain(exc):
         if getattr(e, "retry_after_s", None) is not None:
             return Fault.THROTTLED
+        if isinstance(e, Unavailable):
+            return Fault.TRANSIENT
         code = _sqlstate(e)
         if code is not None:
             return sqlstate_fault(code)

@@ -118,15 +118,18 @@ class Retry:
         go_on: Callable[[], bool] = lambda: True,
         give_up: Callable[[BaseException, int], Awaitable[T]] | None = None,
         extra: Mapping[str, object] | None = None,
+        what: str | None = None,
     ) -> T:
         """``await attempt()`` until it succeeds; a record fault that used its ``max_attempts`` (a
         :class:`PermanentError` at once) goes to ``give_up(error, attempts)``, or is raised without one.
+        Failures are logged as ``what`` (default: the retry's own) failed.
 
         Raises :class:`Abandoned` when a wait is too long to sit through (the partition pauses for it), when
         ``stop`` is set during a wait, or when ``go_on()`` says after it that the work may no longer be done.
         """
         backoff = Backoff(self.settings.consumer_backoff_initial_s, self.settings.consumer_backoff_max_s)
         failed = 0
+        what = what or self.what
         while True:
             try:
                 result = await attempt()
@@ -147,9 +150,9 @@ class Retry:
                 if step.act is Act.DEAD_LETTER:
                     if give_up is None:
                         raise
-                    log.error("%s; dead-lettering", self.what, extra=details)
+                    log.error("%s; dead-lettering", what, extra=details)
                     return await give_up(exc, failed)
-                log.warning("%s; %s", self.what, step.act, extra=details)
+                log.warning("%s; %s", what, step.act, extra=details)
                 if step.act is Act.PAUSE:
                     raise Abandoned("rate limited", pause_s=step.delay_s) from exc
                 if await sleep_unless_stopped(stop, step.delay_s) or not go_on():
