@@ -94,13 +94,28 @@ Run = Callable[[AsyncConnection, Row[Any], datetime], Awaitable["Then[Any] | Non
 Failed = Callable[[AsyncConnection, Row[Any], Failure], Awaitable[None]]
 
 
+@dataclass(frozen=True, kw_only=True)
+class Schedule:
+    """How a timer table is worked: a failed run is retried ``max_attempts`` times in all after a backoff of
+    ``retry_initial_s`` doubling up to ``retry_max_s``, a provider's retry-after obeyed up to
+    ``max_retry_after_s``; the idle loop looks for due rows every ``poll_interval_s`` (real seconds).
+
+    Built from a service's settings once (e.g. ``DiscoverySettings.search_schedule()``), not field by field."""
+
+    max_attempts: int
+    retry_initial_s: float
+    retry_max_s: float
+    poll_interval_s: float
+    max_retry_after_s: float = float("inf")
+
+
 @dataclass(eq=False, kw_only=True)
 class DurableTimers:
     """Claims and runs the due rows of one table of ``service`` (see the module's docstring).
 
-    ``due`` and ``attempts`` are the table's columns of the next try and of the attempts used so far; a
-    provider's retry-after is obeyed up to ``max_retry_after_s``. :meth:`serve` runs :meth:`loop` as the
-    service's background task; ``run_once()`` / ``run_due()`` step it (tests with a fake clock).
+    ``due`` and ``attempts`` are the table's columns of the next try and of the attempts used so far;
+    ``schedule`` says how often rows are looked for and failed runs retried. :meth:`serve` runs :meth:`loop`
+    as the service's background task; ``run_once()`` / ``run_due()`` step it (tests with a fake clock).
     """
 
     name: str
@@ -111,11 +126,7 @@ class DurableTimers:
     claimable: Claimable
     run: Run
     failed: Failed
-    max_attempts: int
-    retry_initial_s: float
-    retry_max_s: float
-    poll_interval_s: float
-    max_retry_after_s: float = float("inf")
+    schedule: Schedule
     clock: Clock | None = None  # default: the service's clock
     traceparent: Callable[[Row[Any]], str | None] | None = None  # the trace a row's run continues (module doc)
     healthy: bool = field(default=True, init=False)
@@ -123,7 +134,8 @@ class DurableTimers:
     def __post_init__(self) -> None:
         self.now = (self.clock or self.service.clock).now
         self.backoff = Backoff(
-            self.poll_interval_s, max(self.service.settings.consumer_backoff_max_s, self.poll_interval_s)
+            self.schedule.poll_interval_s,
+            max(self.service.settings.consumer_backoff_max_s, self.schedule.poll_interval_s),
         )
         self._wake = asyncio.Event()
         self._stop: asyncio.Event | None = None
@@ -146,7 +158,7 @@ class DurableTimers:
         self.service.add_readiness_check(check)
 
     async def loop(self, stop: asyncio.Event) -> None:
-        """Background task: run due rows until ``stop``; when idle, look again every ``poll_interval_s`` or on
+        """Background task: run due rows until ``stop``; when idle, look again every ``schedule.poll_interval_s`` or on
         :meth:`wake`. A transient failure makes the loop not-ready and back off until the database answers."""
         self._stop = stop
         while not stop.is_set():
@@ -163,7 +175,7 @@ class DurableTimers:
             self.backoff.reset()
             if row is None and not stop.is_set():
                 with contextlib.suppress(TimeoutError):  # idle: look again after the poll interval, or when woken
-                    await unless_stopped(stop, asyncio.wait_for(self._wake.wait(), self.poll_interval_s))
+                    await unless_stopped(stop, asyncio.wait_for(self._wake.wait(), self.schedule.poll_interval_s))
 
     async def run_due(self, limit: int = 10_000) -> int:
         """Run rows while any is due (up to ``limit``; not after stop); returns how many ran."""
@@ -253,9 +265,9 @@ class DurableTimers:
         step = after_failure(
             fault,
             used,
-            max_attempts=self.max_attempts,
-            backoff_s=backoff_delay(used, self.retry_initial_s, self.retry_max_s),
-            wait_s=min(retry_after(exc) or 0.0, self.max_retry_after_s),
+            max_attempts=self.schedule.max_attempts,
+            backoff_s=backoff_delay(used, self.schedule.retry_initial_s, self.schedule.retry_max_s),
+            wait_s=min(retry_after(exc) or 0.0, self.schedule.max_retry_after_s),
             inline_max_s=math.inf,
             permanent=isinstance(exc, ProviderError) and not exc.transient,
         )
@@ -287,7 +299,7 @@ class DurableTimers:
                 raise
             # The domain could not record it: keep the row from being claimed again and again meanwhile.
             log.exception("%s: recording a failure failed", self.name)
-            later = now + timedelta(seconds=self.retry_max_s)
+            later = now + timedelta(seconds=self.schedule.retry_max_s)
             async with self.service.engine.begin() as conn:
                 await conn.execute(update(self.table).where(where).values(**{self.due.name: later}))
             return
