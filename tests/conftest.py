@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from sqlalchemy.engine import make_url
 
-from services.runtime.consumer import EventConsumer
+from services.runtime.consuming.loop import GroupConsumer
 from services.runtime.kafka import apply_topics, create_admin
 from services.runtime.service import Service
 from services.runtime.settings import RuntimeSettings
@@ -154,8 +154,9 @@ def make_settings(infra: Infra, database_url: str, topic_prefix: str) -> Setting
     return factory
 
 
-def _assigned(consumer: EventConsumer) -> bool:
-    return consumer.consumer is not None and bool(consumer.consumer.assignment())
+def _assigned(consumer: GroupConsumer) -> bool:
+    # A consumer that refuses to consume (the projection's views of another cluster) never gets partitions.
+    return bool(consumer.blocked) or (consumer.consumer is not None and bool(consumer.consumer.assignment()))
 
 
 @pytest.fixture

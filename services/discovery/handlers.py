@@ -103,11 +103,7 @@ class SearchRunner:
             claimable=claimable,
             run=self._page,
             failed=self._failed,
-            max_attempts=settings.search_max_consecutive_errors,
-            retry_initial_s=settings.search_backoff_initial_s,
-            retry_max_s=settings.search_backoff_max_s,
-            poll_interval_s=settings.search_poll_interval_s,
-            max_retry_after_s=settings.search_max_retry_after_s,
+            schedule=settings.search_schedule(),
             traceparent=attrgetter("traceparent"),
         )
 

@@ -8,6 +8,7 @@ from pydantic import Field, SecretStr
 
 from services.runtime.secrets import SecretSpec
 from services.runtime.settings import RuntimeSettings
+from services.runtime.timers import Schedule
 
 
 class DiscoverySettings(RuntimeSettings):
@@ -61,6 +62,16 @@ class DiscoverySettings(RuntimeSettings):
     sim_transient_error_rate: float = Field(0.03, ge=0, le=1)
     sim_rate_limit_every: int = Field(25, ge=0, description="Every n-th simulated call is rate limited (0 = never).")
     sim_retry_after_s: float = Field(0.2, ge=0)
+
+    def search_schedule(self) -> Schedule:
+        """How the search timers (a search's pages, the posts watch) run and retry a provider's errors."""
+        return Schedule(
+            max_attempts=self.search_max_consecutive_errors,
+            retry_initial_s=self.search_backoff_initial_s,
+            retry_max_s=self.search_backoff_max_s,
+            poll_interval_s=self.search_poll_interval_s,
+            max_retry_after_s=self.search_max_retry_after_s,
+        )
 
     def secret_specs(self) -> list[SecretSpec]:
         """The search provider's API key with the http provider."""

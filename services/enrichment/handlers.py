@@ -29,7 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from services.runtime.consumer import HandlerContext
 from services.runtime.providers import ProviderError, RateLimited
 from services.runtime.service import Service
-from services.runtime.timers import DurableTimers, Failure
+from services.runtime.timers import DurableTimers, Failure, Schedule
 
 from . import domain
 from .adapters import EmailFinder, EmailResult, LeadRef, ProfileData, ProfileProvider
@@ -313,10 +313,12 @@ class RetryWorker:
             ),
             run=self._retry,
             failed=self._failed,
-            max_attempts=policy.max_attempts,
-            retry_initial_s=policy.initial_s,
-            retry_max_s=policy.max_s,
-            poll_interval_s=poll_interval_s,
+            schedule=Schedule(
+                max_attempts=policy.max_attempts,
+                retry_initial_s=policy.initial_s,
+                retry_max_s=policy.max_s,
+                poll_interval_s=poll_interval_s,
+            ),
             traceparent=lambda row: row.envelope.get("traceparent"),  # the parked event's: its retry continues it
         )
 

@@ -35,7 +35,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.runtime.faults import Backoff
 from services.runtime.service import Service
-from services.runtime.timers import DurableTimers, Failure
+from services.runtime.timers import DurableTimers, Failure, Schedule
 
 from . import lifecycle as lc
 from .adapters import InboundMessage, LinkedInInbox, LinkedInProvider
@@ -97,10 +97,12 @@ class InboxPoller:
             claimable=claimable,
             run=self._poll,
             failed=self._failed,
-            max_attempts=settings.timer_max_attempts,
-            retry_initial_s=settings.timer_poll_interval_s * 10,
-            retry_max_s=settings.inbox_poll_interval_s,
-            poll_interval_s=settings.timer_poll_interval_s,
+            schedule=Schedule(
+                max_attempts=settings.timer_max_attempts,
+                retry_initial_s=settings.timer_poll_interval_s * 10,
+                retry_max_s=settings.inbox_poll_interval_s,
+                poll_interval_s=settings.timer_poll_interval_s,
+            ),
         )
 
     @property

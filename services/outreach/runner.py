@@ -27,7 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.runtime.clock import SystemClock
 from services.runtime.service import Service
-from services.runtime.timers import DurableTimers, Failure, Then
+from services.runtime.timers import DurableTimers, Failure, Schedule, Then
 
 from . import audience
 from . import lifecycle as lc
@@ -65,10 +65,12 @@ class Runner:
             claimable=tm.claimable,
             run=self._run,
             failed=self._failed,
-            max_attempts=settings.timer_max_attempts,
-            retry_initial_s=STEP_RETRY_S,
-            retry_max_s=STEP_RETRY_S * 2**settings.timer_max_attempts,
-            poll_interval_s=settings.timer_poll_interval_s,
+            schedule=Schedule(
+                max_attempts=settings.timer_max_attempts,
+                retry_initial_s=STEP_RETRY_S,
+                retry_max_s=STEP_RETRY_S * 2**settings.timer_max_attempts,
+                poll_interval_s=settings.timer_poll_interval_s,
+            ),
             traceparent=attrgetter("traceparent"),
         )
         self.intents = DurableTimers(
@@ -81,10 +83,12 @@ class Runner:
             claimable=intents.reconcilable,
             run=self._reconcile,
             failed=self._reconcile_failed,
-            max_attempts=settings.send_reconcile_max_attempts,
-            retry_initial_s=settings.send_reconcile_after_s,
-            retry_max_s=max(LOOKUP_RETRY_MAX_S, settings.send_reconcile_after_s),
-            poll_interval_s=settings.timer_poll_interval_s,
+            schedule=Schedule(
+                max_attempts=settings.send_reconcile_max_attempts,
+                retry_initial_s=settings.send_reconcile_after_s,
+                retry_max_s=max(LOOKUP_RETRY_MAX_S, settings.send_reconcile_after_s),
+                poll_interval_s=settings.timer_poll_interval_s,
+            ),
             traceparent=attrgetter("traceparent"),
         )
 

@@ -30,14 +30,7 @@ def build(settings: ProjectionSettings | None = None, clock: Clock | None = None
         clock=clock,
         title="leadstream projection",
     )
-    consumer = ProjectionConsumer(settings, views, service.broker)
-    service.app.state.projection = consumer
-    service.add_task(consumer.run)
-
-    async def consumer_lag() -> str | None:
-        return await consumer.not_ready_reason()
-
-    service.add_readiness_check(consumer_lag)
+    service.app.state.projection = service.add_consumer(ProjectionConsumer(settings, views, service.broker))
     hub = ChangeHub(views, service.engine, settings.database_url)
     service.app.state.changes = hub
     service.add_task(hub.run)

@@ -155,19 +155,13 @@ class LiveCheckpoint(ViewsCheckpoint):
 class ProjectionConsumer(BatchConsumer):
     """Consumes the four contract topics into the views of ``views`` (the live schema)."""
 
-    def __init__(
-        self, settings: ProjectionSettings, views: Views, broker: KafkaBroker | None, *, group_id: str | None = None
-    ) -> None:
+    def __init__(self, settings: ProjectionSettings, views: Views, broker: KafkaBroker | None) -> None:
         super().__init__(
             settings,
             LiveCheckpoint(settings, views),
-            DeadLetterPublisher(settings, group_id or settings.group_id, broker),
+            DeadLetterPublisher(settings, settings.group_id, broker),
             topics=[settings.topic_name(t.name) for t in TOPICS.values()],
             max_records=settings.projection_batch_max_records,
             resync_interval_s=settings.projection_resync_interval_s,
         )
         self.ready_max_lag = settings.projection_ready_max_lag
-
-    async def not_ready_reason(self) -> str | None:
-        """None when caught up (readiness check of the service), else why not."""
-        return self.not_ready(self.ready_max_lag)

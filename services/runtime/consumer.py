@@ -20,10 +20,10 @@ The loop, the rebalance listener and the dead-letter publisher are the core's
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import Any
 
 from aiokafka import ConsumerRecord, TopicPartition
@@ -32,19 +32,17 @@ from leadstream_schemas import DecodeError, Envelope, Event, decode, service_sou
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from .clock import Clock, SystemClock
+from .clock import Clock
 from .consuming.deadletter import DeadLetterPublisher
 from .consuming.loop import Batch, GroupConsumer
-from .consuming.policy import Abandoned, Act, PermanentError, after_failure, judge
+from .consuming.policy import Abandoned, PermanentError, Retry
 from .db import RuntimeTables, ping
-from .faults import Backoff, Fault, classify, describe, retry_after, sleep_unless_stopped
+from .faults import describe
 from .metrics import HANDLED, HANDLER_SECONDS
 from .outbox import OutboxRelay, add_to_outbox
-from .personal import PersonalReader
+from .personal import Person, PersonalReader
 from .settings import RuntimeSettings
 from .telemetry import current_traceparent, event_context, event_span
-
-log = logging.getLogger(__name__)
 
 __all__ = ["EventConsumer", "Handler", "HandlerContext", "PermanentError", "RetryLater"]
 
@@ -86,11 +84,6 @@ class HandlerContext:
 Handler = Callable[[Envelope[Any], HandlerContext], Awaitable[None]]
 
 
-def is_infrastructure_error(exc: BaseException) -> bool:
-    """Compatibility for loops not yet on :func:`services.runtime.faults.classify`: True when it says TRANSIENT."""
-    return classify(exc) is Fault.TRANSIENT
-
-
 class EventConsumer(GroupConsumer):
     """Consumes contract topics for one service and dispatches events to handlers by type."""
 
@@ -103,16 +96,15 @@ class EventConsumer(GroupConsumer):
         broker: KafkaBroker,
         topics: Sequence[str],
         handlers: Mapping[type[Event], Handler],
-        relay: OutboxRelay | None = None,
-        clock: Clock | None = None,
-        group_id: str | None = None,
+        relay: OutboxRelay,
+        clock: Clock,
+        group_id: str,
     ) -> None:
-        group = group_id or settings.group_id
         super().__init__(
             settings,
             topics=[settings.topic_name(t) for t in topics],
-            group_id=group,
-            dead_letters=DeadLetterPublisher(settings, group, broker),
+            dead_letters=DeadLetterPublisher(settings, group_id, broker),
+            retry=Retry(settings, lambda: ping(engine), "handler failed"),
             max_records=settings.consumer_max_records,
         )
         self.engine = engine
@@ -121,7 +113,7 @@ class EventConsumer(GroupConsumer):
         self.tables = tables
         self.handlers: dict[str, Handler] = {cls.event_type: h for cls, h in handlers.items()}
         self.relay = relay
-        self.clock = clock or SystemClock()
+        self.clock = clock
         self.source = service_source(settings.service_name)
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -142,19 +134,21 @@ class EventConsumer(GroupConsumer):
         for task in tasks:
             if not task.cancelled() and task.exception() is not None:
                 raise task.exception()  # type: ignore[misc]
-        if self.relay is not None:
-            self.relay.wake()
+        self.relay.wake()
 
     async def _partition(
         self, tp: TopicPartition, records: list[ConsumerRecord[Any, Any]], gen: int, stop: asyncio.Event
     ) -> None:
+        def go_on() -> bool:  # still this partition's owner, and within this poll's time
+            return self.owns(tp, gen) and time.monotonic() <= self.deadline
+
         for record in records:
             if stop.is_set() or not self.owns(tp, gen):
                 return
             try:
-                if time.monotonic() > self.deadline:
+                if not go_on():
                     raise Abandoned("poll again before max.poll.interval.ms")
-                await self.handle(record, stop, lambda: self.owns(tp, gen))
+                await self.handle(record, stop, go_on)
             except Abandoned as exc:
                 if not stop.is_set() and self.owns(tp, gen):
                     self.rewind(tp, record.offset, exc.pause_s)
@@ -163,9 +157,7 @@ class EventConsumer(GroupConsumer):
 
     # -- one record -------------------------------------------------------------------------------
 
-    async def handle(
-        self, record: ConsumerRecord[Any, Any], stop: asyncio.Event, owned: Callable[[], bool] = lambda: True
-    ) -> str:
+    async def handle(self, record: ConsumerRecord[Any, Any], stop: asyncio.Event, go_on: Callable[[], bool]) -> str:
         """Handle one record durably; returns the outcome (handled, duplicate, ignored, dead_lettered).
 
         Raises :class:`Abandoned` when it must be read again (the consumer stops, lost the partition,
@@ -174,72 +166,49 @@ class EventConsumer(GroupConsumer):
         # Keys are looked up only for the types this consumer handles (a record it ignores is decoded as it is:
         # its tokens are strings).
         person = self.personal.person(record.headers, self.handlers)
-        try:
-            await self.personal.load([person])
-        except Exception as exc:  # the key store is in Postgres: an outage, never the record's fault
-            # Not ready while it lasts, like a handler's transient failure (an outage must show on /readyz).
-            self.working = False
-            log.warning("key store unreachable: reading the record again", extra={"error": describe(exc)})
-            raise Abandoned("key store unreachable", pause_s=self.settings.consumer_backoff_initial_s) from None
+        if person is not None:
+            # The key store is in Postgres: retried by cause like a handler (an outage, or a key-encryption key
+            # missing from the settings, is transient: not ready meanwhile, never dead-lettered for it).
+            refused = await self.retry(
+                partial(self._keys, person),
+                self.settings.consumer_max_attempts,
+                stop=stop,
+                go_on=go_on,
+                give_up=lambda exc, attempts: self._dead_letter(record, stop, "key_lookup", describe(exc), attempts),
+                what="key lookup failed",
+            )
+            if refused is not None:
+                return refused
         try:
             env = decode(self.personal.open(record.value, record.headers, person), record.headers)
         except DecodeError as exc:
-            return await self._dead_letter(record, exc.code, exc.message, 0, stop)
+            return await self._dead_letter(record, stop, exc.code, exc.message)
         except Exception as exc:
             # The decoder failed in a way it did not foresee (e.g. RecursionError on deeply nested JSON).
             # Re-reading the record would fail the same way forever: it is poison, not an outage.
-            return await self._dead_letter(record, "undecodable", f"{type(exc).__name__}: {exc}", 0, stop)
+            return await self._dead_letter(record, stop, "undecodable", f"{type(exc).__name__}: {exc}")
         handler = self.handlers.get(env.type)
         if handler is None:
             return "ignored"
         with event_context(env):  # the retries' and the dead letter's log lines name the event and its trace
-            return await self._attempts(record, env, handler, stop, owned)
+            return await self.retry(
+                partial(self._transaction, env, handler),
+                self.settings.consumer_max_attempts,
+                stop=stop,
+                inline_max_s=self.settings.consumer_max_inline_wait_s,
+                go_on=go_on,
+                give_up=lambda exc, attempts: self._dead_letter(record, stop, "handler_error", describe(exc), attempts),
+                extra={"event_id": str(env.id), "event_type": env.type},
+            )
 
-    async def _attempts(
-        self,
-        record: ConsumerRecord[Any, Any],
-        env: Envelope[Event],
-        handler: Handler,
-        stop: asyncio.Event,
-        owned: Callable[[], bool],
-    ) -> str:
-        attempts = 0
-        backoff = Backoff(self.settings.consumer_backoff_initial_s, self.settings.consumer_backoff_max_s)
-        while True:
-            started = time.perf_counter()
-            try:
-                outcome = await self._handle_in_transaction(env, handler)
-            except Exception as exc:
-                fault = await judge(exc, lambda: ping(self.engine))
-                step = after_failure(
-                    fault,
-                    attempts,
-                    max_attempts=self.settings.consumer_max_attempts,
-                    backoff_s=backoff.next_delay(),
-                    wait_s=retry_after(exc),
-                    inline_max_s=self.settings.consumer_max_inline_wait_s,
-                    permanent=isinstance(exc, PermanentError),
-                )
-                attempts += step.counted
-                self.working = fault is not Fault.TRANSIENT
-                extra = {"event_id": str(env.id), "event_type": env.type, "fault": fault, "error": repr(exc)}
-                if step.act is Act.DEAD_LETTER:
-                    log.error("handler failed; dead-lettering", extra=extra)
-                    return await self._dead_letter(record, "handler_error", describe(exc), attempts, stop)
-                log.warning("handler failed; %s", step.act, extra={**extra, "attempt": attempts, "delay": step.delay_s})
-                if step.act is Act.PAUSE:
-                    raise Abandoned("rate limited", pause_s=step.delay_s) from exc
-                if await sleep_unless_stopped(stop, step.delay_s) or not owned():
-                    raise Abandoned("stopping or revoked") from exc
-                if time.monotonic() > self.deadline:
-                    raise Abandoned("poll again before max.poll.interval.ms") from exc
-                continue
-            HANDLED.labels(self.settings.service_name, env.type, outcome).inc()
-            HANDLER_SECONDS.labels(self.settings.service_name, env.type).observe(time.perf_counter() - started)
-            self.working = True
-            return outcome
+    async def _keys(self, person: Person) -> str | None:
+        """The person's data key, looked up (None: nothing to report; the retry's give-up returns an outcome)."""
+        await self.personal.load([person])
+        return None
 
-    async def _handle_in_transaction(self, env: Envelope[Event], handler: Handler) -> str:
+    async def _transaction(self, env: Envelope[Event], handler: Handler) -> str:
+        """One attempt: the event id, the handler's changes and the events it emits commit together."""
+        started = time.perf_counter()
         with event_span(self.settings.service_name, env):
             async with self.engine.begin() as conn:
                 stmt = (
@@ -247,15 +216,18 @@ class EventConsumer(GroupConsumer):
                     .values(event_id=env.id, event_type=env.type)
                     .on_conflict_do_nothing(index_elements=["event_id"])
                 )
-                if (await conn.execute(stmt)).rowcount == 0:
-                    return "duplicate"
-                ctx = HandlerContext(conn=conn, envelope=env, clock=self.clock, source=self.source)
-                await handler(env, ctx)
-                await add_to_outbox(conn, self.tables, ctx.emitted)
-        return "handled"
+                outcome = "duplicate"
+                if (await conn.execute(stmt)).rowcount:
+                    ctx = HandlerContext(conn=conn, envelope=env, clock=self.clock, source=self.source)
+                    await handler(env, ctx)
+                    await add_to_outbox(conn, self.tables, ctx.emitted)
+                    outcome = "handled"
+        HANDLED.labels(self.settings.service_name, env.type, outcome).inc()
+        HANDLER_SECONDS.labels(self.settings.service_name, env.type).observe(time.perf_counter() - started)
+        return outcome
 
     async def _dead_letter(
-        self, record: ConsumerRecord[Any, Any], code: str, message: str, attempts: int, stop: asyncio.Event
+        self, record: ConsumerRecord[Any, Any], stop: asyncio.Event, code: str, message: str, attempts: int = 0
     ) -> str:
         await self.dead_letters.publish(record, code, message, attempts=attempts, stop=stop)
         return "dead_lettered"

@@ -2,7 +2,8 @@
 one backoff of the runtime.
 
 Every loop that retries (the consumer core, the outbox relay, the durable timers, the provider
-clients) asks :func:`classify` what an exception is, and waits with :class:`Backoff`:
+clients) asks :func:`classify` what an exception is, and waits with :class:`Backoff` (or
+:func:`sleep_unless_stopped`); work that a stop abandons runs in :func:`unless_stopped`:
 
 ==================  ===============================================  ==========================================
 class               examples                                         what the loop does
@@ -15,7 +16,9 @@ class               examples                                         what the lo
                     (read-only after a failover), 55P03 (lock
                     timeout); a pool timeout; SQLAlchemy's
                     connection errors without a SQLSTATE; a broker
-                    error other than a refusal of the record itself
+                    error other than a refusal of the record itself;
+                    :class:`Unavailable` (the key store's missing
+                    key-encryption key)
 ``RECORD``          decode or validation errors; SQLSTATE 22          bounded retries, then dead-letter (or
                     (data: bad encoding, NUL, out of range), 23       park) with the error; everything behind
                     (constraint), 42 (a handler's own SQL bug);       it goes on
@@ -39,13 +42,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import TypeVar
 
 import asyncpg
 from aiokafka import errors as kafka_errors
 from sqlalchemy import exc as sa_exc
+
+T = TypeVar("T")
+
+
+class Unavailable(Exception):
+    """Raised by a dependency that answers but cannot serve for a reason of its own, never the record's (the key
+    store without the key-encryption key a stored key needs): TRANSIENT, so nothing is dead-lettered for it."""
 
 
 class Fault(StrEnum):
@@ -113,6 +124,8 @@ def classify(exc: BaseException) -> Fault:
     for e in _chain(exc):
         if getattr(e, "retry_after_s", None) is not None:
             return Fault.THROTTLED
+        if isinstance(e, Unavailable):
+            return Fault.TRANSIENT
         code = _sqlstate(e)
         if code is not None:
             return sqlstate_fault(code)
@@ -211,3 +224,22 @@ async def sleep_unless_stopped(stop: asyncio.Event | None, seconds: float) -> bo
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(stop.wait(), timeout=seconds)
     return stop.is_set()
+
+
+async def unless_stopped(
+    stop: asyncio.Event, work: Awaitable[T], *, cancel: Callable[[], bool] = lambda: True
+) -> T | None:
+    """``await work`` unless ``stop`` is set first: then it is cancelled (its transaction rolls back) and None is
+    returned, unless ``cancel()`` says its effect is under way (then it is awaited to the end)."""
+    task = asyncio.ensure_future(work)
+    stopped = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({task, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopped.cancel()
+    if not task.done() and cancel():
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        return None
+    return await task

@@ -57,7 +57,7 @@ from sqlalchemy.dialects.postgresql import UUID as PgUUID
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from .faults import Backoff, sqlstate_of
+from .faults import Backoff, Unavailable, sqlstate_of
 from .secrets import InsecureConfiguration
 
 log = logging.getLogger(__name__)
@@ -133,10 +133,11 @@ DATA_KEY_BYTES = 32
 _KEK_INFO = b"leadstream personal_keys key-encryption key v1"
 
 
-class KeyStoreError(Exception):
+class KeyStoreError(Unavailable):
     """A stored data key cannot be unwrapped: its key-encryption key is not configured, or the row is damaged.
 
-    A configuration error, never a record's fault: readers retry (and log it) instead of dead-lettering."""
+    A configuration error, never a record's fault (the classifier's TRANSIENT): readers retry (and log it)
+    instead of dead-lettering."""
 
 
 def derive_kek(secret: str) -> bytes:

@@ -23,7 +23,7 @@ import sys
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import uvicorn
 from fastapi import APIRouter, FastAPI
@@ -37,10 +37,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from . import auth, personal, secrets
 from .clock import Clock, ClockHeaders, SystemClock
 from .consumer import EventConsumer, Handler
+from .consuming.loop import GroupConsumer
 from .db import RuntimeTables, create_engine, ping
 from .edge import InputGuard
 from .errors import install_problem_handlers, problem_response, problems
-from .faults import Backoff, Fault, classify
+from .faults import Backoff, Fault, classify, unless_stopped
 from .housekeeping import Housekeeping
 from .kafka import create_broker
 from .logging import configure_logging
@@ -55,6 +56,7 @@ log = logging.getLogger(__name__)
 
 Task = Callable[[asyncio.Event], Awaitable[None]]
 ReadinessCheck = Callable[[], Awaitable[str | None]]
+C = TypeVar("C", bound=GroupConsumer)
 
 CLOSE_RESERVE_S = 5.0
 """Of the grace period, what is kept for the last outbox flush and closing the clients (at most a fifth)."""
@@ -88,7 +90,7 @@ class Service:
         self.engine: AsyncEngine = create_engine(settings.database_url)
         self.broker: KafkaBroker = create_broker(settings)
         self.relay = OutboxRelay(self.engine, tables, settings)
-        self.consumers: list[EventConsumer] = []
+        self.consumers: list[GroupConsumer] = []
         self.tasks: list[Task] = []
         # Retention of processed_events and of any seen_webhooks table of the schema (see housekeeping.py).
         self.housekeeping = Housekeeping(
@@ -153,6 +155,10 @@ class Service:
             clock=self.clock,
             group_id=self.settings.group_id + group_suffix,
         )
+        return self.add_consumer(consumer)
+
+    def add_consumer(self, consumer: C) -> C:
+        """Run ``consumer`` while the service runs; ``/readyz`` says why when it is not ready (its ``not_ready``)."""
         self.consumers.append(consumer)
         return consumer
 
@@ -307,22 +313,6 @@ class Service:
         while await self.relay.publish_once():
             pass
 
-    async def _unless_stopped(self, work: Awaitable[None]) -> bool:
-        """Run ``work`` unless a stop comes first (then cancel it); True when it completed without a stop."""
-        task = asyncio.ensure_future(work)
-        stopped = asyncio.ensure_future(self.stop_event.wait())
-        try:
-            await asyncio.wait({task, stopped}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            stopped.cancel()
-        if not task.done():
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-            return False
-        task.result()  # a start-up error that is not an outage ends the process with that error
-        return not self.stop_event.is_set()
-
     async def run(self) -> None:
         """Run until SIGTERM/SIGINT: start everything and serve HTTP on the configured host and port."""
         configure_logging(self.name, self.settings.log_level, self.settings.log_json)
@@ -353,7 +343,9 @@ class Service:
         )
         metrics_http = asyncio.create_task(metrics_server.serve(), name="metrics-http")
         try:
-            if await self._unless_stopped(self.start()):
+            # A start-up error that is not an outage ends the process with that error.
+            await unless_stopped(self.stop_event, self.start())
+            if not self.stop_event.is_set():
                 while not server.started and not http.done():  # noqa: ASYNC110 - uvicorn has no started event
                     await asyncio.sleep(0.05)
                 while not metrics_server.started and not metrics_http.done():  # noqa: ASYNC110
@@ -392,8 +384,8 @@ class Service:
             except Exception as exc:
                 failed["kafka"] = f"unreachable: {type(exc).__name__}"
         for c in self.consumers:
-            if not c.healthy:
-                failed[f"consumer:{c.group_id}"] = "not consuming (starting, or retrying an infrastructure error)"
+            if reason := c.not_ready():
+                failed[f"consumer:{c.group_id}"] = reason
         if self.uses_kafka and not self.relay.healthy:
             failed["outbox_relay"] = "cannot publish"
         for check in self.readiness_checks:

@@ -39,6 +39,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -51,8 +52,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.elements import ColumnElement
 
 from .clock import Clock
+from .consuming.policy import Act, after_failure, judge
 from .db import ping
-from .faults import Backoff, Fault, backoff_delay, classify, retry_after
+from .faults import Backoff, Fault, backoff_delay, retry_after, unless_stopped
 from .providers import ProviderError
 from .service import Service
 from .telemetry import work_span
@@ -60,7 +62,6 @@ from .telemetry import work_span
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-DATABASE_CHECK_TIMEOUT_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -93,13 +94,28 @@ Run = Callable[[AsyncConnection, Row[Any], datetime], Awaitable["Then[Any] | Non
 Failed = Callable[[AsyncConnection, Row[Any], Failure], Awaitable[None]]
 
 
+@dataclass(frozen=True, kw_only=True)
+class Schedule:
+    """How a timer table is worked: a failed run is retried ``max_attempts`` times in all after a backoff of
+    ``retry_initial_s`` doubling up to ``retry_max_s``, a provider's retry-after obeyed up to
+    ``max_retry_after_s``; the idle loop looks for due rows every ``poll_interval_s`` (real seconds).
+
+    Built from a service's settings once (e.g. ``DiscoverySettings.search_schedule()``), not field by field."""
+
+    max_attempts: int
+    retry_initial_s: float
+    retry_max_s: float
+    poll_interval_s: float
+    max_retry_after_s: float = float("inf")
+
+
 @dataclass(eq=False, kw_only=True)
 class DurableTimers:
     """Claims and runs the due rows of one table of ``service`` (see the module's docstring).
 
-    ``due`` and ``attempts`` are the table's columns of the next try and of the attempts used so far; a
-    provider's retry-after is obeyed up to ``max_retry_after_s``. :meth:`serve` runs :meth:`loop` as the
-    service's background task; ``run_once()`` / ``run_due()`` step it (tests with a fake clock).
+    ``due`` and ``attempts`` are the table's columns of the next try and of the attempts used so far;
+    ``schedule`` says how often rows are looked for and failed runs retried. :meth:`serve` runs :meth:`loop`
+    as the service's background task; ``run_once()`` / ``run_due()`` step it (tests with a fake clock).
     """
 
     name: str
@@ -110,11 +126,7 @@ class DurableTimers:
     claimable: Claimable
     run: Run
     failed: Failed
-    max_attempts: int
-    retry_initial_s: float
-    retry_max_s: float
-    poll_interval_s: float
-    max_retry_after_s: float = float("inf")
+    schedule: Schedule
     clock: Clock | None = None  # default: the service's clock
     traceparent: Callable[[Row[Any]], str | None] | None = None  # the trace a row's run continues (module doc)
     healthy: bool = field(default=True, init=False)
@@ -122,7 +134,8 @@ class DurableTimers:
     def __post_init__(self) -> None:
         self.now = (self.clock or self.service.clock).now
         self.backoff = Backoff(
-            self.poll_interval_s, max(self.service.settings.consumer_backoff_max_s, self.poll_interval_s)
+            self.schedule.poll_interval_s,
+            max(self.service.settings.consumer_backoff_max_s, self.schedule.poll_interval_s),
         )
         self._wake = asyncio.Event()
         self._stop: asyncio.Event | None = None
@@ -145,13 +158,14 @@ class DurableTimers:
         self.service.add_readiness_check(check)
 
     async def loop(self, stop: asyncio.Event) -> None:
-        """Background task: run due rows until ``stop``; when idle, look again every ``poll_interval_s`` or on
+        """Background task: run due rows until ``stop``; when idle, look again every ``schedule.poll_interval_s`` or on
         :meth:`wake`. A transient failure makes the loop not-ready and back off until the database answers."""
         self._stop = stop
         while not stop.is_set():
             self._wake.clear()
             try:
-                row = await self._unless_stopped(stop)
+                # A claim in progress is abandoned (rolled back) at a stop; a call already made is recorded.
+                row = await unless_stopped(stop, self.run_once(), cancel=lambda: not self._calling)
             except Exception as exc:
                 self.healthy = False
                 log.warning("%s: timer loop failed; retrying", self.name, extra={"error": repr(exc)})
@@ -160,7 +174,8 @@ class DurableTimers:
             self.healthy = True
             self.backoff.reset()
             if row is None and not stop.is_set():
-                await self._idle(stop)
+                with contextlib.suppress(TimeoutError):  # idle: look again after the poll interval, or when woken
+                    await unless_stopped(stop, asyncio.wait_for(self._wake.wait(), self.schedule.poll_interval_s))
 
     async def run_due(self, limit: int = 10_000) -> int:
         """Run rows while any is due (up to ``limit``; not after stop); returns how many ran."""
@@ -212,29 +227,6 @@ class DurableTimers:
     def _key(self, row: Row[Any]) -> ColumnElement[bool]:
         return and_(*[c == getattr(row, c.name) for c in self.table.primary_key.columns])
 
-    async def _unless_stopped(self, stop: asyncio.Event) -> Row[Any] | None:
-        """:meth:`run_once`, abandoned (rolled back) when ``stop`` comes first, unless its call is under way."""
-        task = asyncio.create_task(self.run_once(), name=f"timers-{self.name}")
-        stopper = asyncio.create_task(stop.wait())
-        try:
-            await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            stopper.cancel()
-        if not task.done() and not self._calling:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-            return None
-        return await task  # a call already made is recorded before the loop ends
-
-    async def _idle(self, stop: asyncio.Event) -> None:
-        waiters = {asyncio.create_task(stop.wait()), asyncio.create_task(self._wake.wait())}
-        try:
-            await asyncio.wait(waiters, timeout=self.poll_interval_s, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for w in waiters:
-                w.cancel()
-
     async def _finish(self, row: Row[Any], then: Then[Any]) -> None:
         """Make the call, then record its result; a database outage meanwhile is waited out (until stop)."""
         self._calling = True
@@ -266,25 +258,21 @@ class DurableTimers:
             self._calling = False
 
     async def _fault(self, exc: BaseException) -> Fault:
-        fault = classify(exc)
-        if fault is Fault.SUSPECT:  # an outage, or the work's own call to a provider? Ask the database.
-            try:
-                await asyncio.wait_for(ping(self.service.engine), timeout=DATABASE_CHECK_TIMEOUT_S)
-            except Exception:
-                return Fault.TRANSIENT
-            return Fault.RECORD
-        return fault
+        return await judge(exc, lambda: ping(self.service.engine))
 
     def _failure(self, exc: BaseException, fault: Fault, used: int, now: datetime) -> Failure:
-        if fault is Fault.THROTTLED:
-            wait = min(retry_after(exc) or 0.0, self.max_retry_after_s)
-            return Failure(exc, fault, used, now + timedelta(seconds=wait), now)
-        attempts = used + 1
-        permanent = isinstance(exc, ProviderError) and not exc.transient
-        if permanent or attempts >= self.max_attempts:
-            return Failure(exc, fault, attempts, None, now)
-        delay = backoff_delay(attempts - 1, self.retry_initial_s, self.retry_max_s)
-        return Failure(exc, fault, attempts, now + timedelta(seconds=delay), now)
+        """The consumers' decision (:func:`~.consuming.policy.after_failure`), with a row's waits: any length."""
+        step = after_failure(
+            fault,
+            used,
+            max_attempts=self.schedule.max_attempts,
+            backoff_s=backoff_delay(used, self.schedule.retry_initial_s, self.schedule.retry_max_s),
+            wait_s=min(retry_after(exc) or 0.0, self.schedule.max_retry_after_s),
+            inline_max_s=math.inf,
+            permanent=isinstance(exc, ProviderError) and not exc.transient,
+        )
+        retry_at = None if step.act is Act.DEAD_LETTER else now + timedelta(seconds=step.delay_s)
+        return Failure(exc, fault, used + step.counted, retry_at, now)
 
     async def _record_failure(self, row: Row[Any], exc: BaseException, now: datetime) -> None:
         """Record a failed run on the row locked again (skipped when another replica holds it now)."""
@@ -311,7 +299,7 @@ class DurableTimers:
                 raise
             # The domain could not record it: keep the row from being claimed again and again meanwhile.
             log.exception("%s: recording a failure failed", self.name)
-            later = now + timedelta(seconds=self.retry_max_s)
+            later = now + timedelta(seconds=self.schedule.retry_max_s)
             async with self.service.engine.begin() as conn:
                 await conn.execute(update(self.table).where(where).values(**{self.due.name: later}))
             return

@@ -76,15 +76,7 @@ def build(
         },
     )
     studio = studio or make_studio(settings, clock, service)
-    sweeper = JobSweeper(
-        service,
-        studio,
-        callback_url=settings.callback_url(),
-        timeout_s=settings.video_timeout_s,
-        poll_s=settings.video_poll_interval_s,
-        submit_backoff_s=settings.video_submit_backoff_s,
-        submit_max_attempts=settings.video_submit_max_attempts,
-    )
+    sweeper = JobSweeper(service, studio, settings)
     sweeper.timers.serve()
     if isinstance(studio, SimulatedStudio):
         service.add_task(studio.run)

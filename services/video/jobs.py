@@ -26,10 +26,10 @@ from services.runtime.timers import DurableTimers, Failure
 
 from . import domain
 from .adapters import RenderRequest, VideoStudio
+from .settings import VideoSettings
 from .store import jobs
 
 log = logging.getLogger(__name__)
-SUBMIT_BACKOFF_MAX_S = 600.0
 
 
 def outcome_envelope(service: Service, job: Row[Any], event: Event) -> Envelope[Any]:
@@ -62,21 +62,11 @@ def claimable(now: datetime) -> Select[Any]:
 class JobSweeper:
     """Submits queued jobs and times out late ones, one job per transaction (``timers.loop`` is the task)."""
 
-    def __init__(
-        self,
-        service: Service,
-        studio: VideoStudio,
-        *,
-        callback_url: str,
-        timeout_s: float,
-        poll_s: float,
-        submit_backoff_s: float = 5.0,
-        submit_max_attempts: int = 8,
-    ) -> None:
+    def __init__(self, service: Service, studio: VideoStudio, settings: VideoSettings) -> None:
         self.service = service
         self.studio = studio
-        self.callback_url = callback_url
-        self.timeout_s = timeout_s
+        self.callback_url = settings.callback_url()
+        self.timeout_s = settings.video_timeout_s
         self.timers = DurableTimers(
             name="video_jobs",
             service=service,
@@ -86,10 +76,7 @@ class JobSweeper:
             claimable=claimable,
             run=self._run,
             failed=self._failed,
-            max_attempts=submit_max_attempts,
-            retry_initial_s=submit_backoff_s,
-            retry_max_s=SUBMIT_BACKOFF_MAX_S,
-            poll_interval_s=poll_s,
+            schedule=settings.jobs_schedule(),
             traceparent=attrgetter("traceparent"),
         )
 

@@ -6,6 +6,10 @@ from pydantic import Field, SecretStr
 
 from services.runtime.secrets import SecretSpec
 from services.runtime.settings import RuntimeSettings
+from services.runtime.timers import Schedule
+
+VIDEO_SUBMIT_BACKOFF_MAX_S = 600.0
+"""The longest wait between two submits of a job."""
 
 
 class VideoSettings(RuntimeSettings):
@@ -47,6 +51,15 @@ class VideoSettings(RuntimeSettings):
     sim_callback_in_process: bool = Field(
         False, description="Deliver simulated callbacks straight to this process's app instead of over HTTP."
     )
+
+    def jobs_schedule(self) -> Schedule:
+        """How the job sweeper looks for due jobs and retries a failed submit."""
+        return Schedule(
+            max_attempts=self.video_submit_max_attempts,
+            retry_initial_s=self.video_submit_backoff_s,
+            retry_max_s=VIDEO_SUBMIT_BACKOFF_MAX_S,
+            poll_interval_s=self.video_poll_interval_s,
+        )
 
     def callback_url(self) -> str:
         """Where the studio posts its callbacks."""

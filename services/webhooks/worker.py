@@ -29,7 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.runtime.faults import sleep_unless_stopped
 from services.runtime.service import Service
-from services.runtime.timers import DurableTimers, Failure, Then
+from services.runtime.timers import DurableTimers, Failure, Schedule, Then
 
 from . import domain, store
 from .domain import AttemptResult, DisabledReason, RetryPolicy, State, Status
@@ -85,10 +85,12 @@ class DeliveryWorker:
                 claimable=store.due_deliveries,
                 run=self._attempt,
                 failed=self._failed,
-                max_attempts=policy.max_attempts,
-                retry_initial_s=policy.initial_s,
-                retry_max_s=policy.max_s,
-                poll_interval_s=poll_s,
+                schedule=Schedule(
+                    max_attempts=policy.max_attempts,
+                    retry_initial_s=policy.initial_s,
+                    retry_max_s=policy.max_s,
+                    poll_interval_s=poll_s,
+                ),
             )
             for i in range(concurrency)
         ]

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 import yaml
-from leadstream_schemas import EVENT_TYPES, TOPICS
+from leadstream_schemas import EVENT_TYPES
 
 from leadstream_cli.main import SERVICES
 from services.runtime.settings import RuntimeSettings
@@ -44,13 +44,9 @@ def _env(c: Manifest) -> dict[str, Any]:
 
 @cache
 def _consumed_topics(name: str) -> list[str]:
-    """The contract topics the service's code consumes (its built app's consumers, or projection's)."""
+    """The contract topics the service's code consumes (its built app's consumers)."""
     service = importlib.import_module(f"services.{name}.app").build()
-    topics = [t for c in service.consumers for t in c.topics]
-    projection = getattr(service.app.state, "projection", None)
-    if projection is not None:
-        topics += [t.name for t in TOPICS.values()]
-    return sorted(set(topics))
+    return sorted({t for c in service.consumers for t in c.topics})
 
 
 @cache

@@ -28,6 +28,8 @@ from typing import Any
 
 import pytest
 import yaml
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from leadstream_schemas import TOPICS as CONTRACT_TOPICS
 from leadstream_schemas import (
     InviteSent,
     LeadDiscovered,
@@ -38,7 +40,9 @@ from leadstream_schemas import (
     VideoGenerated,
     headers_dict,
 )
+from sqlalchemy import text
 
+from services.runtime.db import create_engine
 from services.runtime.kafka import apply_topics
 from services.runtime.settings import RuntimeSettings
 from tests.conftest import TEST_PARTITIONS
@@ -143,8 +147,9 @@ BUSY: dict[str, Callable[[Records], bool]] = {
 (outreach and the projection work until the campaign ends) is busy while the campaign runs."""
 
 
-async def _settle(world: World, run: CampaignRun, tail: Tail, *, timeout_s: float = 90) -> Effects:
-    """Wait for the campaign to finish, then count its effects until nothing disagrees (or the deadline)."""
+async def _settle(world: World, run: CampaignRun, tail: Tail, *, timeout_s: float = 90) -> tuple[Effects, str]:
+    """Wait for the campaign to finish, then count its effects until nothing disagrees (or the deadline); the
+    effects, and what failed tests print: the problems, and where the projection stands when something is lost."""
     await tail.until(lambda rs: finished(rs, run), timeout_s=300, what=f"the campaign to finish\n{world.fleet.logs()}")
     effects: Effects = await wait_for(
         partial(count, run, tail, world.topic("leadstream.lead.v1"), world.fleet, world.database_url),
@@ -153,7 +158,34 @@ async def _settle(world: World, run: CampaignRun, tail: Tail, *, timeout_s: floa
         interval_s=1,
         at_deadline="return",  # the test asserts on them and prints what disagrees
     )
-    return effects
+    return effects, effects.problems() + (f"\n{await _projection_state(world)}" if effects.lost else "")
+
+
+async def _projection_state(world: World) -> str:
+    """The projection's readiness, its stored offsets against the log ends and the dead letters on every topic,
+    and its log: a loss in the views says whether records were dead-lettered, or not applied (and where)."""
+    engine = create_engine(world.database_url)
+    try:
+        async with engine.connect() as conn:
+            stored = {(t, p): o for t, p, o in await conn.execute(text("SELECT * FROM projection.offsets"))}
+    finally:
+        await engine.dispose()
+    topics = [world.topic(t.name) for t in CONTRACT_TOPICS.values()]
+    tps = [TopicPartition(t, p) for t in topics for p in range(TEST_PARTITIONS)]
+    dlqs = [TopicPartition(f"{tp.topic}.dlq", tp.partition) for tp in tps]
+    consumer = AIOKafkaConsumer(bootstrap_servers=world.servers.kafka.bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        ends = await consumer.end_offsets([*tps, *dlqs])
+    finally:
+        await consumer.stop()
+    behind = {f"{tp.topic}[{tp.partition}]": (stored.get((tp.topic, tp.partition)), ends[tp]) for tp in tps}
+    return (
+        f"projection /readyz: {await world.fleet.readiness('projection')}\n"
+        f"stored offset, log end: {behind}\n"
+        f"dead letters: { {f'{tp.topic}[{tp.partition}]': ends[tp] for tp in dlqs if ends[tp]} }\n"
+        f"--- projection ---\n{world.fleet.log_tail('projection', 40)}"
+    )
 
 
 async def _reports(fleet: Fleet, services: Iterable[str], check: str, *, timeout_s: float) -> dict[str, float]:
@@ -203,7 +235,7 @@ async def test_sigterm_to_each_service_under_load_exits_0_and_loses_or_duplicate
             await fleet.start(service)
             ready.append(asyncio.create_task(_ready_after(fleet, service)))
         restarts = dict(await asyncio.gather(*ready))
-        effects = await _settle(world, run, tail)
+        effects, problems = await _settle(world, run, tail)
     _figures(
         fault="SIGTERM to each service under load, restarted",
         grace_s=GRACE_S,
@@ -215,7 +247,7 @@ async def test_sigterm_to_each_service_under_load_exits_0_and_loses_or_duplicate
     assert {s.service: s.code for s, _ in stops} == dict.fromkeys(fleet.services, 0), fleet.logs()
     # The two that work until the campaign ends were stopped with work in hand (the others are printed).
     assert {s.service for s, in_hand in stops if in_hand} >= {"outreach", "projection"}, stops
-    assert not effects.lost and not effects.duplicated, effects.problems()
+    assert not effects.lost and not effects.duplicated, problems
 
 
 async def _ready(fleet: Fleet, service: str) -> bool:
@@ -289,7 +321,7 @@ async def test_broker_killed_under_load_pauses_every_service_and_loses_or_duplic
 
     async with Tail(world.servers.kafka.bootstrap, [world.topic(t) for t in TOPICS], keep=_mine(run)) as tail:
         figures = await _outage(world, run, tail, world.servers.kafka, "kafka", command_while_down)
-        effects = await _settle(world, run, tail)
+        effects, problems = await _settle(world, run, tail)
         connected = {
             headers_dict(r.headers)["ce_id"]
             for r in tail.records
@@ -303,7 +335,7 @@ async def test_broker_killed_under_load_pauses_every_service_and_loses_or_duplic
         figures["stopped_while_down"], 0
     ), world.fleet.logs()
     assert len(connected) == 1, f"the account connected during the outage: {len(connected)} events"
-    assert not effects.lost and not effects.duplicated, effects.problems()
+    assert not effects.lost and not effects.duplicated, problems
 
 
 async def test_database_killed_under_load_pauses_every_service_and_loses_or_duplicates_nothing(
@@ -313,9 +345,9 @@ async def test_database_killed_under_load_pauses_every_service_and_loses_or_dupl
     run = await launch_campaign(world.fleet, world.database_url, leads=LEADS)
     async with Tail(world.servers.kafka.bootstrap, [world.topic(t) for t in TOPICS], keep=_mine(run)) as tail:
         figures = await _outage(world, run, tail, world.servers.postgres, "postgres", None)
-        effects = await _settle(world, run, tail)
+        effects, problems = await _settle(world, run, tail)
     _figures(fault="Postgres SIGKILLed under load, restarted", **figures, effects=effects.figures())
     assert {s: v["code"] for s, v in figures["stopped_while_down"].items()} == dict.fromkeys(
         figures["stopped_while_down"], 0
     ), world.fleet.logs()
-    assert not effects.lost and not effects.duplicated, effects.problems()
+    assert not effects.lost and not effects.duplicated, problems

@@ -12,11 +12,20 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from services.runtime.service import Service
-from tests.conftest import SettingsFactory
-from tests.support.kafka import read_until, wait_for
+from tests.conftest import TEST_PARTITIONS, SettingsFactory
+from tests.support.kafka import end_offsets, read_until, wait_for
 from tests.support.probe.app import ProbeSettings, build
 from tests.support.probe.fixtures import probe_topics
-from tests.support.probe.helpers import caused_by, dead_letters_of, discovered, effect_origins, raw, send
+from tests.support.probe.helpers import (
+    caused_by,
+    dead_letters_of,
+    discovered,
+    effect_origins,
+    headers_of,
+    processed_count,
+    raw,
+    send,
+)
 from tests.support.probe.proxy import TcpProxy
 
 
@@ -94,3 +103,49 @@ async def test_database_outage_pauses_and_resumes_without_loss_or_duplicates(
     )
     mine = [r for r in dlq if dict(r.headers).get("dlq_consumer_group") == consumer.group_id.encode()]
     assert [dict(r.headers)["ce_id"] for r in mine if r.key == marker_key] == [dict(marker_headers)["ce_id"]]
+
+
+@pytest.mark.parametrize("forwarded", [False, True], ids=["commit-never-arrives", "commit-answer-lost"])
+async def test_a_connection_lost_at_a_handler_commit_applies_every_event_once_and_dead_letters_none(
+    make_settings: SettingsFactory,
+    start_service: Callable[[Service], Any],
+    database_url: str,
+    db_proxy: TcpProxy,
+    topic_prefix: str,
+    forwarded: bool,
+) -> None:
+    probe_prefix = await probe_topics(topic_prefix, make_settings, f"probe-commit-{forwarded}")
+    via_proxy = make_url(database_url).set(host="127.0.0.1", port=db_proxy.port).render_as_string(hide_password=False)
+    settings = make_settings("probe_commit", ProbeSettings, database_url=via_proxy, topic_prefix=probe_prefix)
+    service = build(settings, group_suffix=f"-commit-{forwarded}")
+    await start_service(service)
+    consumer = service.consumers[0]
+    lead_topic, dlq_topic = settings.topic_name("leadstream.lead.v1"), settings.topic_name("leadstream.lead.v1.dlq")
+
+    # The fifth handler transaction (the only ones that send an event type, as the processed event's) loses its
+    # connection at its COMMIT.
+    cut = db_proxy.cut_at(b"COMMIT", forwarded=forwarded, skip=4, after=b"leadstream.lead.discovered")
+    events = [discovered() for _ in range(30)]
+    await send(settings.kafka_bootstrap_servers, lead_topic, [raw(e) for e in events])
+    await wait_for(cut.is_set, timeout_s=60, what="the cut at a handler's COMMIT")
+    await wait_for(lambda: not consumer.healthy, timeout_s=60, what="the consumer to notice the outage")
+    await db_proxy.start()
+
+    async def all_once() -> list[list[str]]:
+        return [await effect_origins(service.engine, e.id) for e in events]
+
+    origins = await wait_for(
+        all_once, until=lambda got: all(got), timeout_s=120, what="every event's effect after the outage"
+    )
+    assert origins == [["event"]] * len(events)
+    assert [await processed_count(service.engine, e.id) for e in events] == [1] * len(events)
+    out = await read_until(
+        settings.kafka_bootstrap_servers,
+        [lead_topic],
+        lambda rs: all(caused_by(rs, e.id) for e in events),
+        timeout_s=60,
+    )
+    # One emitted event id each (a row the relay publishes again after the outage is a copy of the same id).
+    assert [len({headers_of(r)["ce_id"] for r in caused_by(out, e.id)}) for e in events] == [1] * len(events)
+    # This test's own topics: its DLQ holds nothing (an outage is never a record's fault).
+    assert await end_offsets(settings.kafka_bootstrap_servers, dlq_topic, TEST_PARTITIONS) == 0

@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from leadstream_schemas import Envelope, encode
 
 
@@ -24,6 +24,17 @@ async def produce(
             await producer.send_and_wait(topic, value=value, key=key, headers=headers)
     finally:
         await producer.stop()
+
+
+async def end_offsets(bootstrap: str, topic: str, partitions: int) -> int:
+    """How many records ``topic`` (of ``partitions`` partitions) has had: the sum of its partitions' log ends."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        ends = await consumer.end_offsets([TopicPartition(topic, p) for p in range(partitions)])
+    finally:
+        await consumer.stop()
+    return sum(ends.values())
 
 
 async def produce_events(bootstrap: str, prefix: str, envelopes: Sequence[Envelope[Any]]) -> None:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-import math
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -24,12 +23,12 @@ from typing import Any, Generic, Protocol, TypeVar
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
-from ..faults import Backoff, Fault, describe, sleep_unless_stopped
+from ..faults import describe
 from ..settings import RuntimeSettings
 from ..telemetry import record_batch_spans
 from .deadletter import DeadLetterPublisher
 from .loop import Batch, GroupConsumer
-from .policy import Abandoned, Act, after_failure, judge
+from .policy import Abandoned, Retry
 
 log = logging.getLogger(__name__)
 
@@ -111,19 +110,19 @@ class BatchPipeline(Generic[P]):
         checkpoint: Checkpoint[P],
         dead_letters: DeadLetterPublisher,
         settings: RuntimeSettings,
-        stop: asyncio.Event | None = None,
         *,
         traced: bool = False,
     ) -> None:
         self.checkpoint = checkpoint
         self.dead_letters = dead_letters
         self.settings = settings
-        self.stop = stop
+        self.stop: asyncio.Event | None = None
+        """Set by a consumer that stops: its waits end early (a rebuild runs to its end)."""
         self.traced = traced
         """Record a span per applied record (the live consumer; never a rebuild: its hot path stays bare)."""
         self.pending: asyncio.Task[ApplyResult] | None = None
-        self.working = True
-        """False while retrying a transient failure."""
+        self.retry = Retry(settings, checkpoint.ping, "applying a batch failed")
+        """Retries by cause (its ``working`` is False while a transient failure is retried)."""
         self.seconds = {"decode_plan": 0.0, "wait_db": 0.0}
         """Time spent planning batches and waiting for their transactions."""
         self._attempts: dict[RecordKey, int] = {}
@@ -186,6 +185,7 @@ class BatchPipeline(Generic[P]):
                 result = await self.retry(
                     partial(self.checkpoint.apply, plan, expected, self._dead_letter),
                     self.settings.consumer_max_attempts if one else 1,
+                    stop=self.stop,
                 )
             except Abandoned:
                 raise
@@ -199,36 +199,15 @@ class BatchPipeline(Generic[P]):
                 key = (r.topic, r.partition, r.offset)
                 self._attempts[key] = self.settings.consumer_max_attempts
                 refused = await self.checkpoint.prepare(part, {key: ("handler_error", describe(exc))})
-                result = await self.retry(partial(self.checkpoint.apply, refused, expected, self._dead_letter))
+                result = await self.retry(
+                    partial(self.checkpoint.apply, refused, expected, self._dead_letter), stop=self.stop
+                )
                 self._attempts.pop(key, None)
             total.add(result)
             expected.update(result.next_offsets)
         if self.traced:
             record_batch_spans(self.settings.service_name, records, started_ns)
         return total
-
-    async def retry(self, attempt: Callable[[], Awaitable[Any]], max_attempts: int = 1) -> Any:
-        """``await attempt()`` until it succeeds: transient failures without limit (not-ready meanwhile),
-        record faults ``max_attempts`` times in all (then the error is raised)."""
-        backoff = Backoff(self.settings.consumer_backoff_initial_s, self.settings.consumer_backoff_max_s)
-        failed = 0
-        while True:
-            try:
-                result = await attempt()
-                self.working = True
-                return result
-            except Exception as exc:
-                fault = await judge(exc, self.checkpoint.ping)
-                step = after_failure(
-                    fault, failed, max_attempts=max_attempts, backoff_s=backoff.next_delay(), inline_max_s=math.inf
-                )
-                failed += step.counted
-                if step.act is Act.DEAD_LETTER:
-                    raise
-                self.working = fault is not Fault.TRANSIENT
-                log.warning("applying a batch failed; retrying", extra={"fault": fault, "error": repr(exc)})
-                if await sleep_unless_stopped(self.stop, step.delay_s):
-                    raise Abandoned("stopping") from exc
 
     async def _dead_letter(self, record: ConsumerRecord[Any, Any], code: str, message: str) -> None:
         attempts = self._attempts.get((record.topic, record.partition, record.offset), 0)
@@ -250,23 +229,19 @@ class BatchConsumer(GroupConsumer):
         max_records: int,
         resync_interval_s: float,
     ) -> None:
+        self.pipeline: BatchPipeline[Any] = BatchPipeline(checkpoint, dead_letters, settings, traced=True)
         super().__init__(
             settings,
             topics=topics,
-            group_id=dead_letters.group_id,
             dead_letters=dead_letters,
+            retry=self.pipeline.retry,
             max_records=max_records,
             resync_interval_s=resync_interval_s,
         )
         self.checkpoint = checkpoint
-        self.pipeline: BatchPipeline[Any] = BatchPipeline(checkpoint, dead_letters, settings, traced=True)
         self.pacer = GcPacer()
         self.batches = 0
         self.applied = 0
-
-    @property
-    def healthy(self) -> bool:
-        return super().healthy and self.pipeline.working
 
     def in_flight(self) -> set[asyncio.Task[Any]]:
         return {self.pipeline.pending} if self.pipeline.pending is not None else set()

@@ -39,37 +39,42 @@ from ..kafka import create_consumer
 from ..metrics import CONSUMER_LAG
 from ..settings import RuntimeSettings
 from .deadletter import DeadLetterPublisher
+from .policy import Retry
 
 log = logging.getLogger(__name__)
 
 Batch = dict[TopicPartition, list[ConsumerRecord[Any, Any]]]
 
 
-class GroupConsumer:
-    """A member of a consumer group on ``topics``; subclasses say what is done with the records."""
+class GroupConsumer(ConsumerRebalanceListener):
+    """A member of a consumer group on ``topics`` and its rebalance listener; subclasses say what is done
+    with the records."""
 
     def __init__(
         self,
         settings: RuntimeSettings,
         *,
         topics: Sequence[str],
-        group_id: str,
         dead_letters: DeadLetterPublisher,
+        retry: Retry,
         max_records: int,
         resync_interval_s: float = 5.0,
     ) -> None:
         self.settings = settings
         self.topics = list(topics)
-        self.group_id = group_id
+        self.group_id = dead_letters.group_id
         self.dead_letters = dead_letters
         dead_letters.count_from_zero(self.topics)
+        self.retry = retry
         self.max_records = max_records
         self.resync_interval_s = resync_interval_s
         self.consumer: AIOKafkaConsumer | None = None
         self.working = False
-        """True while consuming without a transient failure."""
+        """True while the Kafka consumer runs (``retry.working``: while records are not failing transiently)."""
         self.blocked: str | None = None
         self.assigned_once = False
+        self.ready_max_lag: int | None = None
+        """Records behind the log end past which the member reports not ready (None: lag does not count)."""
         self.revocations = 0
         """Rebalances that took partitions from this member (counted for tests and logs)."""
         self.deadline = 0.0
@@ -87,7 +92,7 @@ class GroupConsumer:
     @property
     def healthy(self) -> bool:
         """Consuming, and neither retrying a transient failure nor failing to dead-letter."""
-        return self.working and self.dead_letters.healthy
+        return self.working and self.retry.working and self.dead_letters.healthy
 
     # -- what a mode implements -------------------------------------------------------------------
 
@@ -126,9 +131,6 @@ class GroupConsumer:
         """Everything before ``offset`` is durable: commit it with the next commit."""
         self._consumed[tp] = offset
         self._uncommitted[tp] = offset
-        end = self._end.get(tp)
-        if end is not None:
-            self._lag_gauge(tp).set(max(end - offset, 0))
 
     def rewind(self, tp: TopicPartition, offset: int, pause_s: float = 0.0) -> None:
         """Read the partition again from ``offset`` (after ``pause_s`` seconds); fetched work of it is void."""
@@ -158,7 +160,7 @@ class GroupConsumer:
                     return
                 await consumer.start()
                 self.consumer = consumer
-                consumer.subscribe(self.topics, listener=_Listener(self))
+                consumer.subscribe(self.topics, listener=self)
                 self.working = True
                 backoff.reset()
                 lag_timer = asyncio.create_task(self._measure_lag(consumer, stop), name=f"lag-{self.group_id}")
@@ -258,9 +260,11 @@ class GroupConsumer:
             if tp in self._position:  # still ours
                 self._committed[tp] = offset if offset is not None else beginnings[tp]
 
-    # -- rebalancing ------------------------------------------------------------------------------
+    # -- rebalancing (aiokafka calls these inside a poll) ----------------------------------------
 
-    async def _revoked(self, tps: list[TopicPartition]) -> None:
+    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        """Stop work on the partitions, commit what is done of them, forget them (module docstring)."""
+        tps = list(revoked)
         self.revocations += bool(tps)
         for tp in tps:
             self._gen[tp] = self._gen.get(tp, 0) + 1  # nothing fetched before is started any more
@@ -275,7 +279,12 @@ class GroupConsumer:
         await self._commit(tps)
         self._forget(tps)
 
-    async def _assigned(self, consumer: AIOKafkaConsumer, tps: list[TopicPartition]) -> None:
+    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        """Start the partitions' generations and let the mode position them."""
+        consumer = self.consumer
+        if consumer is None:
+            return
+        tps = list(assigned)
         for tp in tps:
             self._gen[tp] = self._gen.get(tp, 0) + 1
             self._position[tp] = None
@@ -305,19 +314,18 @@ class GroupConsumer:
             and (done := self._consumed.get(tp, self._committed.get(tp))) is not None
         }
 
-    def _lag_gauge(self, tp: TopicPartition) -> Any:
-        return CONSUMER_LAG.labels(self.settings.service_name, tp.topic, str(tp.partition))
-
     def _publish_lag(self) -> None:
         for tp, n in self.lag().items():
-            self._lag_gauge(tp).set(n)
+            CONSUMER_LAG.labels(self.settings.service_name, tp.topic, str(tp.partition)).set(n)
 
-    def not_ready(self, max_lag: int | None = None) -> str | None:
-        """None when consuming (and, with ``max_lag``, caught up to within it on every partition), else why not."""
+    def not_ready(self) -> str | None:
+        """None when consuming (and caught up to within ``ready_max_lag`` on every partition when it is set),
+        else why not (``/readyz`` shows it)."""
         if self.blocked:
             return self.blocked
         if not self.healthy:
             return "not consuming (starting, or retrying an infrastructure error)"
+        max_lag = self.ready_max_lag
         if max_lag is None:
             return None
         if not self.assigned_once:
@@ -333,15 +341,3 @@ class GroupConsumer:
                 f"(worst {worst.topic}[{worst.partition}]: {behind[worst]}; threshold {max_lag})"
             )
         return None
-
-
-class _Listener(ConsumerRebalanceListener):
-    def __init__(self, owner: GroupConsumer) -> None:
-        self.owner = owner
-
-    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
-        await self.owner._revoked(list(revoked))
-
-    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
-        if self.owner.consumer is not None:
-            await self.owner._assigned(self.owner.consumer, list(assigned))

@@ -1,15 +1,23 @@
-"""What a consumer does after a failure: the decision as a pure function (:func:`after_failure`), and the
-one check that needs I/O (:func:`judge`: is a SUSPECT error an outage?). See docs/reliability.md.
+"""What a consumer does after a failure: the decision as a pure function (:func:`after_failure`), the one
+check that needs I/O (:func:`judge`: is a SUSPECT error an outage?), and the loop that applies them
+(:class:`Retry`, for both modes). See docs/reliability.md.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+import logging
+import math
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import TypeVar
 
-from ..faults import Fault, classify
+from ..faults import Backoff, Fault, classify, retry_after, sleep_unless_stopped
+from ..settings import RuntimeSettings
+
+T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 DATABASE_CHECK_TIMEOUT_S = 5.0
 """How long the database may take to answer ``SELECT 1`` when an error could be an outage."""
@@ -87,3 +95,68 @@ async def judge(exc: BaseException, ping: Callable[[], Awaitable[object]]) -> Fa
     except Exception:
         return Fault.TRANSIENT
     return Fault.RECORD
+
+
+class Retry:
+    """Runs an attempt until it succeeds, retrying by cause (:func:`after_failure`): the per-record mode's
+    handler transactions and the batch mode's batches alike. Each failure is logged as ``what`` failed."""
+
+    def __init__(self, settings: RuntimeSettings, ping: Callable[[], Awaitable[object]], what: str) -> None:
+        self.settings = settings
+        self.ping = ping
+        self.what = what
+        self.working = True
+        """False while a transient failure is being retried (the consumer reports not-ready meanwhile)."""
+
+    async def __call__(
+        self,
+        attempt: Callable[[], Awaitable[T]],
+        max_attempts: int = 1,
+        *,
+        stop: asyncio.Event | None = None,
+        inline_max_s: float = math.inf,
+        go_on: Callable[[], bool] = lambda: True,
+        give_up: Callable[[BaseException, int], Awaitable[T]] | None = None,
+        extra: Mapping[str, object] | None = None,
+        what: str | None = None,
+    ) -> T:
+        """``await attempt()`` until it succeeds; a record fault that used its ``max_attempts`` (a
+        :class:`PermanentError` at once) goes to ``give_up(error, attempts)``, or is raised without one.
+        Failures are logged as ``what`` (default: the retry's own) failed.
+
+        Raises :class:`Abandoned` when a wait is too long to sit through (the partition pauses for it), when
+        ``stop`` is set during a wait, or when ``go_on()`` says after it that the work may no longer be done.
+        """
+        backoff = Backoff(self.settings.consumer_backoff_initial_s, self.settings.consumer_backoff_max_s)
+        failed = 0
+        what = what or self.what
+        while True:
+            try:
+                result = await attempt()
+            except Exception as exc:
+                fault = await judge(exc, self.ping)
+                step = after_failure(
+                    fault,
+                    failed,
+                    max_attempts=max_attempts,
+                    backoff_s=backoff.next_delay(),
+                    wait_s=retry_after(exc),
+                    inline_max_s=inline_max_s,
+                    permanent=isinstance(exc, PermanentError),
+                )
+                failed += step.counted
+                self.working = fault is not Fault.TRANSIENT
+                details = dict(extra or {}, fault=fault, error=repr(exc), attempt=failed, delay=step.delay_s)
+                if step.act is Act.DEAD_LETTER:
+                    if give_up is None:
+                        raise
+                    log.error("%s; dead-lettering", what, extra=details)
+                    return await give_up(exc, failed)
+                log.warning("%s; %s", what, step.act, extra=details)
+                if step.act is Act.PAUSE:
+                    raise Abandoned("rate limited", pause_s=step.delay_s) from exc
+                if await sleep_unless_stopped(stop, step.delay_s) or not go_on():
+                    raise Abandoned("stopping, revoked, or time to poll again") from exc
+            else:
+                self.working = True
+                return result

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections import defaultdict
 from datetime import timedelta
@@ -182,14 +183,18 @@ async def test_readyz_reports_not_ready_while_behind(
     await produce_all(settings.kafka_bootstrap_servers, settings.topic_prefix, log.envelopes)
     reasons: list[str] = []
 
-    async def behind() -> bool:
-        reason = await consumer.not_ready_reason()
+    def behind() -> bool:
+        reason = consumer.not_ready()
         if reason and reason.startswith("catching up"):
             reasons.append(reason)
         return bool(reasons)
 
+    # Watched from the start: starting the service waits for its partitions, while it may be catching up.
+    watching = asyncio.create_task(
+        wait_for(behind, timeout_s=60, interval_s=0.01, what="a not-ready report while catching up")
+    )
     await start_service(service)
-    await wait_for(behind, timeout_s=60, interval_s=0.01, what="a not-ready report while catching up")
+    await watching
     transport = httpx.ASGITransport(app=service.app)
     async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
         await wait_for(lambda: consumer.applied >= len(log.envelopes), timeout_s=90, what="catch up")

@@ -18,6 +18,7 @@ from leadstream_schemas import encode
 from sqlalchemy.exc import OperationalError
 
 from services.runtime.consumer import PermanentError, RetryLater
+from services.runtime.personal import KeyStoreError
 from tests.services.runtime.conftest import Probe
 from tests.support.kafka import read_until, wait_for
 from tests.support.probe.helpers import (
@@ -285,3 +286,47 @@ async def test_dead_letter_publish_is_retried_through_a_broker_hiccup_and_readin
     # Not left "unready" by the failed attempts once the dead letter is written (the test may read it from the
     # DLQ a moment before the publisher hears the broker's ack).
     await wait_for(lambda: consumer.healthy, timeout_s=10, what="readiness back after the dead letter")
+
+
+@pytest.mark.parametrize("cause", ["configuration", "record"])
+async def test_a_failed_key_lookup_is_retried_by_cause(
+    probe: Probe, monkeypatch: pytest.MonkeyPatch, cause: str
+) -> None:
+    # The key store missing a key-encryption key is not the record's fault: retried past the attempt limit,
+    # never dead-lettered. A lookup failing for one record (a bug) is: after its attempts, and the next goes on.
+    consumer = probe.service.consumers[0]
+    env = discovered()
+    lead = str(env.data.lead_id)
+    max_attempts = probe.settings.consumer_max_attempts
+    failures = max_attempts + 2 if cause == "configuration" else max_attempts
+    calls: list[int] = []
+    real_load = consumer.personal.load
+
+    async def load(people: Any) -> None:
+        if any(p is not None and p[1] == lead for p in people) and len(calls) < failures:
+            calls.append(1)
+            raise KeyStoreError("no key-encryption key opens it") if cause == "configuration" else ValueError("bug")
+        await real_load(people)
+
+    monkeypatch.setattr(consumer.personal, "load", load)
+    later = discovered(env.data.lead_id)  # same key: right behind it
+    marker_key, _, marker_headers = raw(discovered(env.data.lead_id))
+    sent = await send(
+        probe.bootstrap, probe.lead_topic, [raw(env), raw(later), (marker_key, b"not json", marker_headers)]
+    )
+    await _handled(probe, later.id)
+    assert len(calls) == failures
+    letters = await _dead_letters(probe, sent[2:])  # the poison marker behind both: the DLQ is read up to it
+    assert letters[sent[2].offset]["dlq_error_code"] == "invalid_json"
+    dlq = await read_until(
+        probe.bootstrap, [probe.dlq_topic], lambda rs: bool(dead_letters_of(rs, sent[2], probe.settings.group_id))
+    )
+    mine = dead_letters_of(dlq, sent[0], probe.settings.group_id)
+    if cause == "configuration":
+        assert mine == []
+        assert await effect_origins(probe.service.engine, env.id) == ["event"]
+    else:
+        assert [headers_of(r)["dlq_error_code"] for r in mine] == ["key_lookup"]
+        assert headers_of(mine[0])["dlq_attempts"] == str(max_attempts)
+        assert "ValueError: bug" in headers_of(mine[0])["dlq_error_message"]
+        assert await effect_origins(probe.service.engine, env.id) == []

@@ -54,7 +54,7 @@ def test_a_line_carries_the_span_and_the_ids_of_its_context(lines: tuple[logging
 
 
 async def test_the_consumer_lines_about_an_event_name_it_and_its_trace(probe: Probe) -> None:
-    logger = logging.getLogger("services.runtime.consumer")
+    logger = logging.getLogger("services.runtime.consuming.policy")  # the retries' lines
     out = io.StringIO()
     handler = logging.StreamHandler(out)
     handler.addFilter(ContextFilter())

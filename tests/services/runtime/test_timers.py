@@ -8,7 +8,7 @@ import asyncio
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -21,7 +21,7 @@ from services.runtime.clock import FakeClock
 from services.runtime.faults import Fault
 from services.runtime.providers import ProviderError, RateLimited
 from services.runtime.service import Service
-from services.runtime.timers import DurableTimers, Failure, Then
+from services.runtime.timers import DurableTimers, Failure, Schedule, Then
 from tests.services.runtime.conftest import Probe
 from tests.support.kafka import wait_for
 
@@ -61,14 +61,7 @@ class Rows:
             await conn.execute(update(self.table).where(self.table.c.id == row.id).values(state="given_up"))
 
     def timers(self, run: Work, name: str = "test", **overrides: Any) -> DurableTimers:
-        values: dict[str, Any] = {
-            "max_attempts": 3,
-            "retry_initial_s": 10.0,
-            "retry_max_s": 60.0,
-            "poll_interval_s": 0.05,
-            "clock": self.clock,
-        }
-        values.update(overrides)
+        schedule = Schedule(max_attempts=3, retry_initial_s=10.0, retry_max_s=60.0, poll_interval_s=0.05)
         return DurableTimers(
             name=name,
             service=self.service,
@@ -78,7 +71,8 @@ class Rows:
             claimable=self.claimable,
             run=run,
             failed=self.failed,
-            **values,
+            schedule=replace(schedule, **overrides),
+            clock=self.clock,
         )
 
     async def done(self, conn: AsyncConnection, row: Row[Any], state: str = "done") -> None:

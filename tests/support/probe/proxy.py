@@ -2,12 +2,36 @@
 
 Cutting it aborts every open connection and refuses new ones (the port is closed), which is what a
 service sees when its database host goes away; restoring it listens on the same port again.
+
+:meth:`TcpProxy.cut_at` cuts at an exact point of the protocol instead: when a client sends a marker (a
+``COMMIT``), either before the server gets it (the transaction rolls back) or after the server answered it
+without the answer reaching the client (the transaction committed, and the client cannot know).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+from dataclasses import dataclass
+
+
+@dataclass
+class _Trigger:
+    marker: bytes
+    forwarded: bool
+    skip: int
+    after: bytes | None
+    cut: asyncio.Event
+
+
+@dataclass
+class _Pair:
+    """One forwarded connection."""
+
+    armed: bool = False
+    """Its client sent the trigger's ``after`` (the next marker on this connection counts)."""
+    swallow: bool = False
+    """Its client sent the trigger's marker and the server got it (its answer is not forwarded)."""
 
 
 class TcpProxy:
@@ -20,6 +44,7 @@ class TcpProxy:
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._trigger: _Trigger | None = None
 
     async def start(self) -> int:
         """Listen (on the same port as before when restarting); returns the port."""
@@ -29,18 +54,35 @@ class TcpProxy:
 
     async def cut(self) -> None:
         """Stop listening and abort every forwarded connection."""
-        if self._server is not None:
-            self._server.close()
-            self._server = None
-        for writer in list(self._writers):
-            writer.transport.abort()
-        self._writers.clear()
+        self._abort()
         for task in list(self._tasks):
             task.cancel()
         for task in list(self._tasks):
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self._tasks.clear()
+
+    def cut_at(self, marker: bytes, *, forwarded: bool, skip: int = 0, after: bytes | None = None) -> asyncio.Event:
+        """Cut (as :meth:`cut`) when a client sends ``marker`` (only on a connection that sent ``after`` since its
+        last marker, when given), after ``skip`` earlier ones: ``forwarded`` False before the server gets it;
+        True once the server answered it, the answer never reaching the client. Returns an event set at the cut.
+        """
+        self._trigger = _Trigger(marker, forwarded, skip, after, asyncio.Event())
+        return self._trigger.cut
+
+    def _abort(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            self._server = None
+        for writer in list(self._writers):
+            writer.transport.abort()
+        self._writers.clear()
+
+    def _fire(self) -> None:
+        trigger, self._trigger = self._trigger, None
+        self._abort()
+        if trigger is not None:
+            trigger.cut.set()
 
     async def _accept(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
         try:
@@ -49,14 +91,38 @@ class TcpProxy:
             client_w.transport.abort()
             return
         self._writers.update({client_w, server_w})
-        for src, dst in ((client_r, server_w), (server_r, client_w)):
-            task = asyncio.create_task(self._pipe(src, dst))
+        pair = _Pair()
+        for src, dst, upstream in ((client_r, server_w, True), (server_r, client_w, False)):
+            task = asyncio.create_task(self._pipe(src, dst, pair, upstream))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
-    async def _pipe(self, src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+    def _hit(self, data: bytes, pair: _Pair) -> bool:
+        trigger = self._trigger
+        if trigger is None:
+            return False
+        if trigger.after is not None and trigger.after in data:
+            pair.armed = True
+        if trigger.marker not in data or (trigger.after is not None and not pair.armed):
+            return False
+        pair.armed = False
+        if trigger.skip > 0:
+            trigger.skip -= 1
+            return False
+        return True
+
+    async def _pipe(self, src: asyncio.StreamReader, dst: asyncio.StreamWriter, pair: _Pair, upstream: bool) -> None:
         try:
             while data := await src.read(65536):
+                if not upstream and pair.swallow:  # the server's answer to the marker: the client never sees it
+                    self._fire()
+                    return
+                if upstream and self._hit(data, pair):
+                    assert self._trigger is not None
+                    if not self._trigger.forwarded:
+                        self._fire()
+                        return
+                    pair.swallow = True
                 dst.write(data)
                 await dst.drain()
         except (ConnectionError, OSError):
