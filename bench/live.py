@@ -74,8 +74,9 @@ from services.runtime.settings import RuntimeSettings  # noqa: E402
 
 WORKSPACE = "ws-bench"
 TARGET_P99_RATIO = 5.0
-POLLERS = 8
-"""Concurrent timeline readers (a read mostly waits: on a loaded machine one took 150-250 ms)."""
+MAX_READS = 32
+"""Timeline reads in flight at most: each announcement starts its read at once (a queue in front of a few
+readers added its wait to the figure once a read took longer than the probes' interval on a loaded machine)."""
 PROBES_PER_S = 20
 """Events per second whose visibility is watched (every n-th event produced): reading the timeline of
 every lead with an event in flight at 1,000/s would load the machine more than the projection does."""
@@ -242,7 +243,8 @@ class Visibility:
     def __init__(self, http: httpx.AsyncClient, tracker: Tracker) -> None:
         self.http = http
         self.tracker = tracker
-        self.queue: asyncio.Queue[uuid.UUID] = asyncio.Queue()
+        self.slots = asyncio.Semaphore(MAX_READS)
+        self.tasks: set[asyncio.Task[None]] = set()
         self.asked: dict[uuid.UUID, tuple[float, bool]] = {}
         """Leads queued for a read: since when, and whether a sweep (not an announcement) asked."""
         self.again: dict[uuid.UUID, tuple[float, bool]] = {}
@@ -260,7 +262,9 @@ class Visibility:
             self.again.setdefault(lead, (time.perf_counter(), swept))
         elif lead not in self.asked:
             self.asked[lead] = (time.perf_counter(), swept)
-            self.queue.put_nowait(lead)
+            task = asyncio.create_task(self.read(lead))
+            self.tasks.add(task)
+            task.add_done_callback(self.tasks.discard)
 
     async def follow_changes(self, stop: asyncio.Event) -> None:
         """Ask for a read of every pending lead the change stream names, until ``stop``."""
@@ -296,11 +300,10 @@ class Visibility:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), SWEEP_S / 4)
 
-    async def read(self) -> None:
-        """One reader: take queued leads and read their timelines, for ever (cancelled at the end)."""
+    async def read(self, lead: uuid.UUID) -> None:
+        """Read ``lead``'s timeline (at most :data:`MAX_READS` at once) and note the probes it shows first."""
         tracker = self.tracker
-        while True:
-            lead = await self.queue.get()
+        async with self.slots:
             since, swept = self.asked.pop(lead)
             self.reading.add(lead)
             try:
@@ -310,13 +313,13 @@ class Visibility:
                 except httpx.TransportError:  # an overloaded service may drop a connection: asked again below
                     tracker.statuses[0] = tracker.statuses.get(0, 0) + 1
                     self.again.setdefault(lead, (time.perf_counter(), True))
-                    continue
+                    return
                 now = time.perf_counter()
                 self.last_read[lead] = asked
                 tracker.reads.append(now - asked)
                 tracker.statuses[r.status_code] = tracker.statuses.get(r.status_code, 0) + 1
                 if r.status_code != 200:
-                    continue  # 404 until the lead's first event is applied
+                    return  # 404 until the lead's first event is applied
                 shown = {item["event_id"] for item in r.json()["items"]}
                 waiting = tracker.pending.get(lead, set())
                 for eid in waiting & shown:
@@ -332,19 +335,17 @@ class Visibility:
             finally:
                 self.reading.discard(lead)
                 if lead in self.again:
-                    since, swept = self.again.pop(lead)
+                    again_since, again_swept = self.again.pop(lead)
                     if lead in tracker.pending and lead not in self.asked:
-                        self.asked[lead] = (since, swept)
-                        self.queue.put_nowait(lead)
+                        self.asked[lead] = (again_since, again_swept)
+                        task = asyncio.create_task(self.read(lead))
+                        self.tasks.add(task)
+                        task.add_done_callback(self.tasks.discard)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Watch until ``stop`` is set and nothing is pending."""
         done = asyncio.Event()
-        tasks = [
-            asyncio.create_task(self.follow_changes(done)),
-            asyncio.create_task(self.sweep(done)),
-            *(asyncio.create_task(self.read()) for _ in range(POLLERS)),
-        ]
+        tasks = [asyncio.create_task(self.follow_changes(done)), asyncio.create_task(self.sweep(done))]
         try:
             await stop.wait()
             while self.tracker.pending:  # readers set `emptied` when they take the last pending lead off
@@ -353,6 +354,7 @@ class Visibility:
                     await asyncio.wait_for(self.emptied.wait(), 0.5)
         finally:
             done.set()
+            tasks += self.tasks
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
