@@ -8,10 +8,18 @@ fresh database, then for each rate produces lead events (invites, messages, repl
 that rate and measures, in the same run:
 
 - produce -> visible: from just before the producer sends an event until ``GET /v1/leads/{id}/timeline``
-  on the projection first lists it, for 20 probe events a second (every n-th event; pollers read the
-  timelines of the leads with a probe not yet seen, so the figure includes one read of the timeline);
+  on the projection first lists it, for 20 probe events a second (every n-th event, each the first event of
+  a lead of its own, in a workspace of the probes' own: :data:`PROBE_WORKSPACE`). A probe's lead is read
+  when the projection's change stream (``GET /v1/changes/stream`` of that workspace, the console's live
+  feed) announces a change of it, which is the probe's batch committing, and by a sweep
+  every 5 s besides (a change the stream missed); the figure includes that read, and ``detection`` says
+  how long after the announcement (or the sweep) the confirming read answered: the measurement's
+  resolution. (Reading the leads of pending probes in a tight loop instead, probes among the 1,000 busy
+  leads, made four readers issue 50-100 reads of long timelines a second into the process whose latency
+  they measured, and a sweep of the pending leads took as long as the latency itself.)
 - produce -> consumed: the same probes read by a no-op aiokafka consumer (its own group, nothing done per
-  record), the floor any consumer of the broker has.
+  record) in a process of its own, the floor any consumer of the broker has (in the benchmark's process it
+  waited behind the readers' work and looked slower than it is).
 
 Also API -> Kafka: ``POST /v1/leads`` on discovery (a manual lead) until the no-op consumer reads its
 ``LeadDiscovered``, which the transactional outbox relays (woken by the commit's NOTIFY), then the same calls
@@ -24,7 +32,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
+import multiprocessing
 import os
 import random
 import statistics
@@ -57,19 +67,28 @@ from leadstream_schemas.envelope import H_ID  # noqa: E402
 
 from bench.projection import fresh_world  # noqa: E402
 from leadstream_cli.processes import SERVICES, ServiceFleet, free_port  # noqa: E402
+from services.console.sse import parse as parse_sse  # noqa: E402
 from services.runtime import auth  # noqa: E402
 from services.runtime.db import create_engine  # noqa: E402
 from services.runtime.migrations import upgrade  # noqa: E402
 from services.runtime.settings import RuntimeSettings  # noqa: E402
 
 WORKSPACE = "ws-bench"
+PROBE_WORKSPACE = "ws-bench-probes"
+"""The probes' workspace: the projection applies it in the same batches as the rest, and its change stream
+carries only the probes' changes (the bulk's, ~1,000 a second at 1,000/s, went through the measured process
+to the benchmark, as much work again as the reads)."""
 TARGET_P99_RATIO = 5.0
-POLLERS = 4
-"""Concurrent timeline readers."""
+MAX_READS = 32
+"""Timeline reads in flight at most: each announcement starts its read at once (a queue in front of a few
+readers added its wait to the figure once a read took longer than the probes' interval on a loaded machine)."""
 PROBES_PER_S = 20
 """Events per second whose visibility is watched (every n-th event produced): reading the timeline of
-every lead with an event in flight at 1,000/s would load the machine more than the projection does and
-make a sweep of the pending leads, the measurement's resolution, far longer than the latency it measures."""
+every lead with an event in flight at 1,000/s would load the machine more than the projection does."""
+SWEEP_S = 5.0
+"""A lead with a probe not yet seen and not read for this long is read again: only a safety net (the stream is
+resumed from its last event id after a reconnection), since a sweep of every pending lead loads the projection
+most when it is already behind."""
 
 
 def log(msg: str) -> None:
@@ -113,30 +132,69 @@ class Tracker:
     statuses: dict[int, int] = field(default_factory=dict)
     """HTTP statuses of the timeline reads (404 while a lead has no event applied yet)."""
     reads: list[float] = field(default_factory=list)
-    """How long each timeline read took: with the number of pending leads, the measurement's resolution."""
+    """How long each timeline read took."""
+    detection: list[float] = field(default_factory=list)
+    """Per probe seen: from the change announcement (or sweep) that asked for the read showing it to its answer."""
+    by_sweep: int = 0
+    """Probes first seen by a sweep's read rather than one a change announcement asked for."""
 
 
-class NoopConsumer:
-    """Reads the lead topic from its end in its own group and notes when each tracked event arrives."""
+def noop_consumer(bootstrap: str, topic: str, ready: Any, stop: Any, out: Any) -> None:
+    """A no-op consumer in a process of its own (see the module docstring): reads the lead topic from its end
+    in its own group, and sends back, by event id, when (``time.perf_counter``: CLOCK_MONOTONIC, the same
+    clock in every process on Linux) each record arrived."""
 
-    def __init__(self, bootstrap: str, topic: str) -> None:
-        self.consumer = AIOKafkaConsumer(
+    async def consume() -> dict[str, float]:
+        consumer = AIOKafkaConsumer(
             topic,
             bootstrap_servers=bootstrap,
             group_id=f"bench-noop-{uuid.uuid4().hex[:8]}",
             auto_offset_reset="latest",
         )
+        await consumer.start()
+        arrived: dict[str, float] = {}
+        try:
+            await _wait_assigned(consumer)
+            ready.set()
+            while not stop.is_set():
+                got = await consumer.getmany(timeout_ms=100)
+                now = time.perf_counter()
+                for records in got.values():
+                    for r in records:
+                        for name, value in r.headers:
+                            if name == H_ID and value is not None:
+                                arrived[value.decode()] = now
+        finally:
+            await consumer.stop()
+        return arrived
+
+    out.send(asyncio.run(consume()))
+
+
+class NoopConsumer:
+    """Runs :func:`noop_consumer` in a child process (spawned: this process runs an event loop)."""
+
+    def __init__(self, bootstrap: str, topic: str) -> None:
+        ctx = multiprocessing.get_context("spawn")
+        self.ready, self.stopping = ctx.Event(), ctx.Event()
+        self.results, child_end = ctx.Pipe(duplex=False)
+        self.process = ctx.Process(
+            target=noop_consumer, args=(bootstrap, topic, self.ready, self.stopping, child_end), daemon=True
+        )
         self.arrived: dict[str, float] = {}
 
-    async def run(self, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            got = await self.consumer.getmany(timeout_ms=100)
-            now = time.perf_counter()
-            for records in got.values():
-                for r in records:
-                    for name, value in r.headers:
-                        if name == H_ID and value is not None:
-                            self.arrived[value.decode()] = now
+    async def start(self) -> None:
+        """Start the process and wait until its consumer has its partitions."""
+        self.process.start()
+        if not await asyncio.to_thread(self.ready.wait, 120):
+            raise RuntimeError("the no-op consumer did not get its partitions within 120 s")
+
+    async def stop(self) -> None:
+        """Stop the process and take its arrival times."""
+        self.stopping.set()
+        if await asyncio.to_thread(self.results.poll, 60):
+            self.arrived = self.results.recv()
+        await asyncio.to_thread(self.process.join, 30)
 
 
 def _event(lead: uuid.UUID, campaign: uuid.UUID, rng: random.Random) -> Event:
@@ -166,10 +224,14 @@ async def produce_at(
     while (elapsed := time.perf_counter() - started) < seconds:
         due = int(elapsed * rate) + 1
         while sent < due:
-            lead = rng.choice(leads)
-            env = Envelope.new(_event(lead, rng.choice(campaigns), rng), workspace_id=WORKSPACE, source="bench")
+            probe = sent % probe_every == 0  # a probe: its visibility is watched
+            # A probe is the first event of a lead of its own: any change the stream announces of that lead is
+            # the probe's batch committing, and reading its timeline costs the projection as little as a read can.
+            lead = uuid.UUID(int=rng.getrandbits(128), version=4) if probe else rng.choice(leads)
+            workspace = PROBE_WORKSPACE if probe else WORKSPACE
+            env = Envelope.new(_event(lead, rng.choice(campaigns), rng), workspace_id=workspace, source="bench")
             key, value, headers = encode(env)
-            if sent % probe_every == 0:  # a probe: its visibility is watched
+            if probe:
                 eid = str(env.id)
                 tracker.sent[eid] = time.perf_counter()
                 tracker.pending.setdefault(lead, set()).add(eid)
@@ -180,40 +242,128 @@ async def produce_at(
     return sent
 
 
-async def read_timelines(http: httpx.AsyncClient, tracker: Tracker, leads: asyncio.Queue[uuid.UUID]) -> None:
-    """Read the timeline of each lead in ``leads``; note the events it shows for the first time."""
-    while not leads.empty():
-        lead = leads.get_nowait()
-        asked = time.perf_counter()
+class Visibility:
+    """Reads the timeline of a lead with probes not yet seen when the change stream announces a change of it
+    (or a sweep finds it unread for :data:`SWEEP_S`), and notes when each probe first shows."""
+
+    def __init__(self, http: httpx.AsyncClient, tracker: Tracker) -> None:
+        self.http = http
+        self.tracker = tracker
+        self.slots = asyncio.Semaphore(MAX_READS)
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.asked: dict[uuid.UUID, tuple[float, bool]] = {}
+        """Leads queued for a read: since when, and whether a sweep (not an announcement) asked."""
+        self.again: dict[uuid.UUID, tuple[float, bool]] = {}
+        """Leads announced again while being read: read once more afterwards."""
+        self.reading: set[uuid.UUID] = set()
+        self.last_read: dict[uuid.UUID, float] = {}
+        self.stream_ready = asyncio.Event()
+        self.emptied = asyncio.Event()
+
+    def ask(self, lead: uuid.UUID, swept: bool = False) -> None:
+        """Have ``lead`` read (once, however often it is asked before the read starts)."""
+        if lead not in self.tracker.pending:
+            return
+        if lead in self.reading:
+            self.again.setdefault(lead, (time.perf_counter(), swept))
+        elif lead not in self.asked:
+            self.asked[lead] = (time.perf_counter(), swept)
+            task = asyncio.create_task(self.read(lead))
+            self.tasks.add(task)
+            task.add_done_callback(self.tasks.discard)
+
+    async def follow_changes(self, stop: asyncio.Event) -> None:
+        """Ask for a read of every pending lead the change stream names, until ``stop``."""
+        last_id: str | None = None
+        while not stop.is_set():
+            headers = {"Last-Event-ID": last_id} if last_id else {}
+            try:
+                async with self.http.stream(
+                    "GET", "/v1/changes/stream", headers=headers, timeout=httpx.Timeout(30, read=None)
+                ) as r:
+                    r.raise_for_status()
+                    self.stream_ready.set()
+                    async for event in parse_sse(r.aiter_lines()):
+                        last_id = event.id or last_id
+                        if event.event == "change":
+                            lead = json.loads(event.data).get("lead_id")
+                            if lead is not None:
+                                self.ask(uuid.UUID(lead))
+                        elif event.event == "reset":  # the log restarted: every pending lead may have changed
+                            for lead in list(self.tracker.pending):
+                                self.ask(lead)
+            except httpx.HTTPError as exc:
+                log(f"change stream: {exc!r}; reconnecting")
+                await asyncio.sleep(0.5)
+
+    async def sweep(self, stop: asyncio.Event) -> None:
+        """Ask for a read of the pending leads not read for :data:`SWEEP_S`."""
+        while not stop.is_set():
+            now = time.perf_counter()
+            for lead in list(self.tracker.pending):
+                if now - self.last_read.setdefault(lead, now) >= SWEEP_S:  # a lead new to the sweep: from now
+                    self.ask(lead, swept=True)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), SWEEP_S / 4)
+
+    async def read(self, lead: uuid.UUID) -> None:
+        """Read ``lead``'s timeline (at most :data:`MAX_READS` at once) and note the probes it shows first."""
+        tracker = self.tracker
+        async with self.slots:
+            since, swept = self.asked.pop(lead)
+            self.reading.add(lead)
+            try:
+                asked = time.perf_counter()
+                try:
+                    r = await self.http.get(f"/v1/leads/{lead}/timeline", params={"limit": 200})
+                except httpx.TransportError:  # an overloaded service may drop a connection: asked again below
+                    tracker.statuses[0] = tracker.statuses.get(0, 0) + 1
+                    self.again.setdefault(lead, (time.perf_counter(), True))
+                    return
+                now = time.perf_counter()
+                self.last_read[lead] = asked
+                tracker.reads.append(now - asked)
+                tracker.statuses[r.status_code] = tracker.statuses.get(r.status_code, 0) + 1
+                if r.status_code != 200:
+                    return  # 404 until the lead's first event is applied
+                shown = {item["event_id"] for item in r.json()["items"]}
+                waiting = tracker.pending.get(lead, set())
+                for eid in waiting & shown:
+                    tracker.visible[eid] = now
+                    tracker.detection.append(now - since)
+                    tracker.by_sweep += swept
+                waiting -= shown
+                if not waiting:
+                    tracker.pending.pop(lead, None)
+                    self.last_read.pop(lead, None)
+                    if not tracker.pending:
+                        self.emptied.set()
+            finally:
+                self.reading.discard(lead)
+                if lead in self.again:
+                    again_since, again_swept = self.again.pop(lead)
+                    if lead in tracker.pending and lead not in self.asked:
+                        self.asked[lead] = (again_since, again_swept)
+                        task = asyncio.create_task(self.read(lead))
+                        self.tasks.add(task)
+                        task.add_done_callback(self.tasks.discard)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Watch until ``stop`` is set and nothing is pending."""
+        done = asyncio.Event()
+        tasks = [asyncio.create_task(self.follow_changes(done)), asyncio.create_task(self.sweep(done))]
         try:
-            r = await http.get(f"/v1/leads/{lead}/timeline", params={"limit": 200})
-        except httpx.TransportError:  # an overloaded service may drop a connection: the next sweep asks again
-            tracker.statuses[0] = tracker.statuses.get(0, 0) + 1
-            continue
-        now = time.perf_counter()
-        tracker.reads.append(now - asked)
-        tracker.statuses[r.status_code] = tracker.statuses.get(r.status_code, 0) + 1
-        if r.status_code != 200:
-            continue  # 404 until the lead's first event is applied
-        shown = {item["event_id"] for item in r.json()["items"]}
-        waiting = tracker.pending.get(lead, set())
-        for eid in waiting & shown:
-            tracker.visible[eid] = now
-        waiting -= shown
-        if not waiting:
-            tracker.pending.pop(lead, None)
-
-
-async def poll_visibility(http: httpx.AsyncClient, tracker: Tracker, stop: asyncio.Event) -> None:
-    """Sweep the leads with pending events with :data:`POLLERS` readers, until stopped and nothing is pending."""
-    while not (stop.is_set() and not tracker.pending):
-        if not tracker.pending:
-            await asyncio.sleep(0.002)
-            continue
-        leads: asyncio.Queue[uuid.UUID] = asyncio.Queue()
-        for lead in list(tracker.pending):
-            leads.put_nowait(lead)
-        await asyncio.gather(*(read_timelines(http, tracker, leads) for _ in range(POLLERS)))
+            await stop.wait()
+            while self.tracker.pending:  # readers set `emptied` when they take the last pending lead off
+                self.emptied.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.emptied.wait(), 0.5)
+        finally:
+            done.set()
+            tasks += self.tasks
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
 
 
 async def sample_rss(fleet: ServiceFleet, samples: dict[str, list[float]], stop: asyncio.Event) -> None:
@@ -302,15 +452,17 @@ async def measure_rate(
     """Produce at ``rate`` for ``seconds``; latency figures, and the services' RSS samples meanwhile."""
     tracker = Tracker()
     noop = NoopConsumer(settings.kafka_bootstrap_servers, settings.topic_name(LEAD.name))
-    await noop.consumer.start()
-    await _wait_assigned(noop.consumer)
+    await noop.start()
     producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers, acks="all", enable_idempotence=True)
     await producer.start()
     rss: dict[str, list[float]] = {}
-    stop_noop, stop_poll, stop_rss = asyncio.Event(), asyncio.Event(), asyncio.Event()
+    stop_poll, stop_rss = asyncio.Event(), asyncio.Event()
+    watcher = Visibility(http, tracker)
+    started_at = time.perf_counter()
     try:
-        async with running(noop.run, stop_noop), running(lambda s: sample_rss(fleet, rss, s), stop_rss):
-            poller = asyncio.create_task(poll_visibility(http, tracker, stop_poll))
+        async with running(lambda s: sample_rss(fleet, rss, s), stop_rss):
+            poller = asyncio.create_task(watcher.run(stop_poll))
+            await asyncio.wait_for(watcher.stream_ready.wait(), 60)
             log(f"producing {rate}/s for {seconds:.0f} s")
             sent = await produce_at(producer, settings, tracker, rate, seconds, seed=seed)
             stop_rss.set()
@@ -319,10 +471,10 @@ async def measure_rate(
                 await asyncio.wait_for(poller, drain_s)
             except TimeoutError:
                 log(f"{sum(len(v) for v in tracker.pending.values())} events not visible after {drain_s:.0f} s")
-            await _until(lambda: all(e in noop.arrived for e in tracker.sent), 30)
     finally:
         await producer.stop()
-        await noop.consumer.stop()
+        await noop.stop()
+    elapsed = time.perf_counter() - started_at
     visible = percentiles([tracker.visible[e] - t for e, t in tracker.sent.items() if e in tracker.visible])
     consumed = percentiles([noop.arrived[e] - t for e, t in tracker.sent.items() if e in noop.arrived])
     figures: dict[str, Any] = {
@@ -332,12 +484,14 @@ async def measure_rate(
         "produce_to_consumed_noop": consumed,
         "not_visible": len(tracker.sent) - int(visible["count"]),
         "timeline_read": percentiles(tracker.reads),
+        "timeline_reads_per_s": round(len(tracker.reads) / elapsed, 1),
+        "detection": {**percentiles(tracker.detection), "by_sweep": tracker.by_sweep},
         "timeline_statuses": {str(k): v for k, v in sorted(tracker.statuses.items())},
     }
     if visible.get("p99_ms") and consumed.get("p99_ms"):
         figures["p99_ratio"] = round(visible["p99_ms"] / consumed["p99_ms"], 2)
         figures["p50_ratio"] = round(visible["p50_ms"] / consumed["p50_ms"], 2)
-    log(f"{rate}/s: visible {visible}, no-op consumer {consumed}")
+    log(f"{rate}/s: visible {visible}, no-op consumer {consumed}, detection {figures['detection']}")
     return figures, rss
 
 
@@ -365,6 +519,7 @@ async def measure(settings: RuntimeSettings, args: argparse.Namespace) -> dict[s
     engine = create_engine(database_url)
     try:
         token = await auth.create_token(engine, WORKSPACE)
+        probe_token = await auth.create_token(engine, PROBE_WORKSPACE)
     finally:
         await engine.dispose()
     env = {
@@ -389,7 +544,9 @@ async def measure(settings: RuntimeSettings, args: argparse.Namespace) -> dict[s
         result["rss_idle_mb"] = {name: rss_mb(sp.process.pid) for name, sp in fleet.procs.items()}
         headers = {"Authorization": f"Bearer {token}"}
         async with (
-            httpx.AsyncClient(base_url=fleet.procs["projection"].url, headers=headers, timeout=30) as http,
+            httpx.AsyncClient(
+                base_url=fleet.procs["projection"].url, headers={"Authorization": f"Bearer {probe_token}"}, timeout=30
+            ) as http,
             httpx.AsyncClient(base_url=_url(fleet, "discovery"), headers=headers, timeout=30) as discovery,
         ):
             for i, rate in enumerate(args.rates):

@@ -56,6 +56,14 @@ def decode_records(
     return out
 
 
+async def _nothing_to_reset(conn: asyncpg.Connection) -> None:
+    """What the pools run when a connection is released, after asyncpg rolled back a transaction left open.
+
+    asyncpg's default also sends a reset query (unlock session advisory locks, close cursors, UNLISTEN, RESET
+    ALL): a round trip after every batch, before the next may start. These connections hold none of that: the
+    applier's locks are transaction-scoped, and nothing here sets, listens or keeps a cursor."""
+
+
 class ViewsCheckpoint:
     """The views of one schema as a batch checkpoint, on a connection pool (or one connection's worth)."""
 
@@ -73,8 +81,9 @@ class ViewsCheckpoint:
 
     async def connect(self) -> asyncpg.Pool:
         """Open the pools (one connection per transaction in flight, one to ask the offsets; one for keys)."""
-        self.pool = await asyncpg.create_pool(dsn(self.settings.database_url), min_size=1, max_size=2)
-        self.key_pool = await asyncpg.create_pool(dsn(self.settings.database_url), min_size=0, max_size=1)
+        url = dsn(self.settings.database_url)
+        self.pool = await asyncpg.create_pool(url, min_size=1, max_size=2, reset=_nothing_to_reset)
+        self.key_pool = await asyncpg.create_pool(url, min_size=0, max_size=1, reset=_nothing_to_reset)
         return self.pool
 
     async def close(self) -> None:

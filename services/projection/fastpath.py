@@ -210,6 +210,7 @@ class BatchReducer:
             self.groups.add(c.group_member)
         if c.new_audience is not None:
             self.audiences.add(c.new_audience[1])
+            self.touched_campaigns.add(c.new_audience)  # its summary is recomputed: the audience adds rows
 
     def finish(self) -> Writes:
         """The statements' parameters (rows in a stable order: concurrent writers lock rows in one order)."""
@@ -224,9 +225,21 @@ class BatchReducer:
             held={spec.table: patches for spec in self.hold if (patches := self.reduced[spec.table])},
             groups=sorted(self.groups, key=lambda g: (g[0], g[1].int, g[2].int)),
             audience_campaigns=sorted(self.audiences, key=lambda u: u.int),
-            touched_leads=list(self.touched_leads),
+            touched_leads=self._touched_leads(),
             touched_campaigns=sorted(self.touched_campaigns, key=lambda c: (c[0], c[1].int)),
         )
+
+    def _touched_leads(self) -> list[UUID]:
+        """Every lead whose ``lead_state`` or ``lead_campaign`` rows the batch may change (the summaries' delta
+        reads their rows before and after): the leads of its row patches, of its timeline and of its groups
+        (membership derived from a group adds rows)."""
+        if not self.collect_leads:
+            return []
+        leads = set(self.touched_leads)
+        for patches in (self.lead_state, self.lead_campaign):
+            leads.update(p["lead_id"] for p in patches.values())
+        leads.update(g[2] for g in self.groups)
+        return sorted(leads, key=lambda u: u.int)
 
     def _changes(self) -> list[Change]:
         """One change per touched lead (with its campaign when the event had one), campaign, account and search."""

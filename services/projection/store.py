@@ -482,6 +482,8 @@ class WriteSql:
     fence: str
     probe_seen: str
     """Which of the given event ids were applied before (run under the apply lock, then COPY the rest)."""
+    insert_seen: str
+    """Adds the given event ids, returning those that were not there yet (a small batch's one statement)."""
     create_stages: str
     """Creates the session's staging tables (one statement list, simple query protocol)."""
     upserts: dict[str, str]
@@ -491,6 +493,9 @@ class WriteSql:
     insert_groups: str
     derive_membership: str
     refresh_summary: str
+    """Recomputes the summaries of the given (workspace, campaign) pairs from all their lead rows."""
+    summary_delta: str
+    """Adds ($2 = 1) or takes away ($2 = -1) what the lead rows of the given leads count in their campaigns."""
     refresh_all_summaries: str
     store_offsets: str
     record_changes: str
@@ -541,10 +546,22 @@ def write_sql(v: Views) -> WriteSql:
         f"ON CONFLICT (workspace_id, campaign_id) DO UPDATE SET {', '.join(f'{c} = EXCLUDED.{c}' for c in counts)}"
     )
     refresh = (
-        f"WITH touched AS ("
-        f" SELECT workspace_id, campaign_id FROM {_q(s, 'lead_campaign')} WHERE lead_id = ANY($1::uuid[])"
-        f" UNION SELECT * FROM unnest($2::text[], $3::uuid[])) "
+        f"WITH touched (workspace_id, campaign_id) AS (SELECT * FROM unnest($1::text[], $2::uuid[])) "
         f"{summary_select}JOIN touched USING (workspace_id, campaign_id) {summary_rest}"
+    )
+    # Every counter is a count or a sum over a campaign's lead rows, so a batch moves a summary by what its
+    # leads' rows add after it minus what they added before it: run with $2 = -1 before the batch's writes and
+    # $2 = 1 after them, it reads only the rows of the batch's leads (however large the campaign).
+    adds = ", ".join(f"{c} = t.{c} + EXCLUDED.{c}" for c in counts)
+    delta = (
+        f"INSERT INTO {_q(s, 'campaign_summary')} AS t (workspace_id, campaign_id, {', '.join(counts)}) "
+        f"SELECT lc.workspace_id, lc.campaign_id, "
+        f"{', '.join(f'$2::integer * coalesce({aggregates[c]}, 0)' for c in counts)} "
+        f"FROM {_q(s, 'lead_campaign')} lc "
+        f"LEFT JOIN {_q(s, 'lead_state')} ls ON ls.workspace_id = lc.workspace_id AND ls.lead_id = lc.lead_id "
+        f"WHERE lc.lead_id = ANY($1::uuid[]) "
+        f"GROUP BY lc.workspace_id, lc.campaign_id ORDER BY 1, 2 "
+        f"ON CONFLICT (workspace_id, campaign_id) DO UPDATE SET {adds}"
     )
     membership = (
         f"INSERT INTO {_q(s, 'lead_campaign')} (workspace_id, campaign_id, lead_id) "
@@ -562,6 +579,10 @@ def write_sql(v: Views) -> WriteSql:
             f"ORDER BY topic, partition FOR UPDATE"
         ),
         probe_seen=f"SELECT event_id FROM {_q(s, 'seen_events')} WHERE event_id = ANY($1::uuid[])",
+        insert_seen=(
+            f"INSERT INTO {_q(s, 'seen_events')} (event_id) SELECT unnest($1::uuid[]) "
+            f"ON CONFLICT DO NOTHING RETURNING event_id"
+        ),
         create_stages="; ".join(stage_ddl(spec, v.table(spec)) for spec in SPECS),
         upserts={spec.table: upsert_sql(spec, v.table(spec)) for spec in SPECS},
         staged_upserts={spec.table: upsert_sql(spec, v.table(spec), staged=True) for spec in SPECS},
@@ -571,6 +592,7 @@ def write_sql(v: Views) -> WriteSql:
         ),
         derive_membership=membership,
         refresh_summary=refresh,
+        summary_delta=delta,
         refresh_all_summaries=summary_select + summary_rest,
         store_offsets=(
             f"INSERT INTO {_q(s, 'offsets')} (topic, partition, next_offset) "

@@ -217,7 +217,19 @@ class BatchPipeline(Generic[P]):
 class BatchConsumer(GroupConsumer):
     """A group member whose offsets live in a checkpoint: seeks to them on assignment (the beginning when
     there are none), applies batches through a :class:`BatchPipeline`, and when idle re-reads from the
-    stored offsets if they moved under it (e.g. a rebuild was promoted in their place)."""
+    stored offsets if they moved under it (e.g. a rebuild was promoted in their place).
+
+    While a batch commits, the loop keeps polling and the records it reads wait (:meth:`process`); the next
+    batch starts as soon as that commit is done, with every record that arrived meanwhile. Holding the next
+    poll's records back behind the commit instead (planning them while it runs) made a record at the log's
+    end wait for about two commits before its own, and aiokafka fetches a partition again only once its
+    buffered records are taken, so what arrived during a commit reached the batch after next (``bench/live.py``
+    measured it). Once :attr:`max_records` are waiting (catching up), they are planned while the commit runs,
+    as a rebuild's batches are.
+    """
+
+    WAITING_POLL_MS = 10
+    """The poll's timeout while records wait for the commit in flight: how late the next batch may start."""
 
     def __init__(
         self,
@@ -242,6 +254,10 @@ class BatchConsumer(GroupConsumer):
         self.pacer = GcPacer()
         self.batches = 0
         self.applied = 0
+        self._waiting: Batch = {}
+        """Records polled while a batch commits, by partition, in offset order: the next batch."""
+        self._waiting_from: dict[TopicPartition, tuple[int | None, int]] = {}
+        """Per waiting partition: where its records were fetched from, and the partition's generation then."""
 
     def in_flight(self) -> set[asyncio.Task[Any]]:
         return {self.pipeline.pending} if self.pipeline.pending is not None else set()
@@ -258,6 +274,7 @@ class BatchConsumer(GroupConsumer):
         return await self.checkpoint.open()
 
     async def close(self) -> None:
+        self._waiting, self._waiting_from = {}, {}  # read again from the stored offsets after a restart
         try:
             await self.pipeline.drain(self._settle)
         finally:
@@ -274,14 +291,33 @@ class BatchConsumer(GroupConsumer):
             self._position[tp] = self._consumed[tp] = offset
         log.info("partitions assigned", extra={"partitions": len(tps), "group": self.group_id})
 
+    def poll_timeout_ms(self) -> int:
+        return self.WAITING_POLL_MS if self._waiting else super().poll_timeout_ms()
+
+    def poll_max_records(self) -> int:
+        # A batch never holds more than max_records: they are fed as soon as that many wait.
+        return max(1, self.max_records - sum(len(recs) for recs in self._waiting.values()))
+
     async def process(self, batch: Batch, stop: asyncio.Event) -> None:
-        expected, gens = {}, {}
+        waiting = self._waiting
         for tp, recs in batch.items():
-            expected[tp], gens[tp] = self._position.get(tp), self.generation(tp)
+            if not recs:
+                continue
+            if tp in waiting and self._waiting_from[tp][1] == self.generation(tp):
+                waiting[tp].extend(recs)
+            else:  # new, or read again from elsewhere since (a rewind): what waited of it is void
+                waiting[tp] = list(recs)
+                self._waiting_from[tp] = (self._position.get(tp), self.generation(tp))
             if tp in self._position:
                 self._position[tp] = recs[-1].offset + 1
-        await self.pipeline.feed(batch, expected, self._settle, lambda tp: self.generation(tp) == gens[tp])
-        self.pacer.tick(sum(len(recs) for recs in batch.values()))
+        count = sum(len(recs) for recs in waiting.values())
+        committing = self.pipeline.pending is not None and not self.pipeline.pending.done()
+        if count and committing and count < self.max_records:
+            return  # keep reading while the batch in flight commits: the next one takes all that arrived meanwhile
+        self._waiting, froms, self._waiting_from = {}, self._waiting_from, {}
+        expected = {tp: froms[tp][0] for tp in waiting}
+        await self.pipeline.feed(waiting, expected, self._settle, lambda tp: self.generation(tp) == froms[tp][1])
+        self.pacer.tick(count)
 
     async def _settle(self, result: ApplyResult) -> None:
         self.batches += 1
@@ -293,6 +329,8 @@ class BatchConsumer(GroupConsumer):
             self.rewind(TopicPartition(*key), offset)
 
     async def idle(self, consumer: AIOKafkaConsumer) -> None:
+        if self._waiting or self.pipeline.pending is not None:
+            return  # positions are ahead of the stored offsets until those records commit
         stored = await self.checkpoint.stored(list(self._position))
         for tp, position in list(self._position.items()):
             have = stored.get(tp)

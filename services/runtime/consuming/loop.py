@@ -113,6 +113,14 @@ class GroupConsumer(ConsumerRebalanceListener):
     async def idle(self, consumer: AIOKafkaConsumer) -> None:
         """Nothing arrived for a while (called at most every ``resync_interval_s``)."""
 
+    def poll_timeout_ms(self) -> int:
+        """How long the next poll may wait for records (a mode with records waiting on other work polls sooner)."""
+        return 200
+
+    def poll_max_records(self) -> int:
+        """How many records the next poll may return (a mode holding records back asks for fewer)."""
+        return self.max_records
+
     def in_flight(self) -> set[asyncio.Task[Any]]:
         """The tasks a revocation waits for (and cancels after the grace period)."""
         return set()
@@ -188,7 +196,7 @@ class GroupConsumer(ConsumerRebalanceListener):
                 error, self._assignment_error = self._assignment_error, None
                 raise RuntimeError("assigned partitions could not be positioned") from error
             self._resume_due(consumer)
-            batch = await consumer.getmany(timeout_ms=200, max_records=self.max_records)
+            batch = await consumer.getmany(timeout_ms=self.poll_timeout_ms(), max_records=self.poll_max_records())
             self.deadline = time.monotonic() + self.settings.consumer_max_poll_interval_ms / 2000
             await self.process(batch, stop)
             await self._commit()

@@ -14,10 +14,11 @@ import pytest
 from aiokafka import ConsumerRecord
 from aiokafka.errors import KafkaConnectionError
 from aiokafka.structs import RecordMetadata
-from leadstream_schemas import encode
+from leadstream_schemas import Envelope, InviteSent, LeadDiscovered, LeadErased, encode
+from leadstream_schemas.upcasting import UPCASTERS
 from sqlalchemy.exc import OperationalError
 
-from services.runtime.consumer import PermanentError, RetryLater
+from services.runtime.consumer import PermanentError, RetryLater, ignorable
 from services.runtime.personal import KeyStoreError
 from tests.services.runtime.conftest import Probe
 from tests.support.kafka import read_until, wait_for
@@ -330,3 +331,52 @@ async def test_a_failed_key_lookup_is_retried_by_cause(
         assert headers_of(mine[0])["dlq_attempts"] == str(max_attempts)
         assert "ValueError: bug" in headers_of(mine[0])["dlq_error_message"]
         assert await effect_origins(probe.service.engine, env.id) == []
+
+
+async def test_records_of_types_not_handled_are_skipped_undecoded_and_poison_of_handled_types_still_dead_lettered(
+    probe: Probe,
+) -> None:
+    """The probe handles ``LeadDiscovered`` only: a broken record typed as another contract event is skipped
+    (its services decode it), the same bytes typed as ``LeadDiscovered`` are dead-lettered, and the stream goes on."""
+    good = discovered(full_name="Ada Lovelace")
+    key, value, headers = raw(good)
+    other = InviteSent(lead_id=good.data.lead_id, campaign_id=uuid.uuid4(), account_id=uuid.uuid4())
+    _, _, other_headers = raw(Envelope.new(other, workspace_id=good.workspace_id, source="test"))
+    _, _, poison_headers = raw(discovered(good.data.lead_id))
+    sent = await send(
+        probe.bootstrap,
+        probe.lead_topic,
+        [(key, b'{"lead_id": ', other_headers), (key, b'{"lead_id": ', poison_headers), (key, value, headers)],
+    )
+    assert len({md.partition for md in sent}) == 1  # in this order on one partition
+
+    # The dead letter of the second record is published before the third record is handled, and the first
+    # record was done before it: once it is there, the DLQ holds all this group will ever write about the first.
+    dlq = await read_until(
+        probe.bootstrap, [probe.dlq_topic], lambda rs: bool(dead_letters_of(rs, sent[1], probe.settings.group_id))
+    )
+    assert headers_of(dead_letters_of(dlq, sent[1], probe.settings.group_id)[0])["dlq_error_code"] == "invalid_json"
+    assert dead_letters_of(dlq, sent[0], probe.settings.group_id) == []
+    out = await _handled(probe, good.id)
+    assert len(caused_by(out, good.id)) == 1
+
+
+@pytest.mark.parametrize(
+    ("event_type", "expected"),
+    [
+        (InviteSent.event_type, True),  # a current type the consumer does not handle
+        (LeadDiscovered.event_type, False),  # handled
+        (LeadErased.event_type, False),  # always decoded: it marks the person erased in the key cache
+        ("leadstream.lead.teleported.v1", False),  # unknown: decoded, and dead-lettered as such
+        (None, False),  # no type header: decoded, and dead-lettered as such
+    ],
+)
+def test_ignorable_skips_only_current_contract_types_not_handled(event_type: str | None, expected: bool) -> None:
+    headers = [("ce_id", b"x")] + ([] if event_type is None else [("ce_type", event_type.encode())])
+    assert ignorable(headers, {LeadDiscovered.event_type}) is expected
+
+
+def test_ignorable_never_skips_an_old_version_that_is_upcast() -> None:
+    old, (new, _) = next(iter(UPCASTERS.items()))
+    assert ignorable([("ce_type", old.encode())], set()) is False  # the upcast type might be handled
+    assert ignorable([("ce_type", new.encode())], set()) is True

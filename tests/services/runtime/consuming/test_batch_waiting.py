@@ -1,0 +1,147 @@
+"""The batch consumer's next batch: records read while a batch commits wait for it and then go as one batch
+(at most ``max_records``); once that many wait, they are planned while the commit runs. A checkpoint whose
+commits the test releases one by one stands in for the database (no timing is involved)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from aiokafka import ConsumerRecord, TopicPartition
+
+from services.runtime.consuming.batch import TP, ApplyResult, BatchConsumer, DeadLetter, RecordKey
+from services.runtime.consuming.deadletter import DeadLetterPublisher
+from services.runtime.settings import RuntimeSettings
+from tests.support.kafka import wait_for
+
+TOPIC = "t"
+
+
+class HeldCheckpoint:
+    """Plans a batch as its offsets; each apply waits until the test releases it."""
+
+    def __init__(self) -> None:
+        self.applied: list[list[tuple[int, int]]] = []
+        self.prepared: list[list[tuple[int, int]]] = []
+        self.release: asyncio.Queue[None] = asyncio.Queue()
+
+    async def prepare(
+        self, records: Sequence[ConsumerRecord[Any, Any]], refused: Mapping[RecordKey, tuple[str, str]] | None = None
+    ) -> list[tuple[int, int]]:
+        plan = [(r.partition, r.offset) for r in records]
+        self.prepared.append(plan)
+        return plan
+
+    async def apply(
+        self, prepared: list[tuple[int, int]], expected: Mapping[TP, int | None], dead_letter: DeadLetter
+    ) -> ApplyResult:
+        await self.release.get()
+        self.applied.append(prepared)
+        ends: dict[TP, int] = {}
+        for partition, offset in prepared:
+            ends[(TOPIC, partition)] = offset + 1
+        return ApplyResult(applied=len(prepared), next_offsets=ends)
+
+    async def ping(self) -> None:
+        return None
+
+    async def open(self) -> str | None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+    async def stored(self, tps: Sequence[TP]) -> Mapping[TP, int | None]:
+        return {}
+
+
+def records(partition: int, start: int, count: int) -> list[ConsumerRecord[Any, Any]]:
+    return [ConsumerRecord(TOPIC, partition, start + i, 0, 0, None, b"", b"", 0, 0, ()) for i in range(count)]
+
+
+async def settled(consumer: BatchConsumer) -> None:
+    """Until the batch in flight has committed (the test released it)."""
+    assert consumer.pipeline.pending is not None
+    await asyncio.wait({consumer.pipeline.pending})
+
+
+def consumer_with(checkpoint: HeldCheckpoint, max_records: int) -> BatchConsumer:
+    settings = RuntimeSettings(service_name="batch-test")
+    consumer = BatchConsumer(
+        settings,
+        checkpoint,
+        DeadLetterPublisher(settings, "batch-test"),
+        topics=[TOPIC],
+        max_records=max_records,
+        resync_interval_s=1.0,
+    )
+    for p in (0, 1):
+        consumer._position[TopicPartition(TOPIC, p)] = 0
+    return consumer
+
+
+async def test_records_read_while_a_batch_commits_go_together_once_it_committed() -> None:
+    checkpoint = HeldCheckpoint()
+    consumer = consumer_with(checkpoint, max_records=100)
+    stop = asyncio.Event()
+    p0, p1 = TopicPartition(TOPIC, 0), TopicPartition(TOPIC, 1)
+
+    await consumer.process({p0: records(0, 0, 3)}, stop)  # nothing in flight: applied at once
+    assert checkpoint.prepared == [[(0, 0), (0, 1), (0, 2)]]
+    await consumer.process({p0: records(0, 3, 2)}, stop)  # the first batch commits: these wait
+    await consumer.process({p1: records(1, 0, 4)}, stop)
+    await consumer.process({}, stop)
+    assert len(checkpoint.prepared) == 1 and consumer.poll_timeout_ms() == BatchConsumer.WAITING_POLL_MS
+    assert consumer.poll_max_records() == 100 - 6
+    assert consumer.in_flight() and consumer._consumed.get(p0) is None
+
+    checkpoint.release.put_nowait(None)
+    await settled(consumer)
+    await consumer.process({}, stop)  # the next poll: everything that waited is one batch
+    assert checkpoint.applied == [[(0, 0), (0, 1), (0, 2)]]
+    assert checkpoint.prepared[1] == [(0, 3), (0, 4), (1, 0), (1, 1), (1, 2), (1, 3)]
+    assert consumer._consumed[p0] == 3  # the first batch's offsets are done once it committed
+    assert consumer.poll_timeout_ms() == 200 and consumer.poll_max_records() == 100
+
+    checkpoint.release.put_nowait(None)
+    await consumer.process({}, stop)  # an empty poll with nothing waiting settles the batch in flight
+    assert checkpoint.applied[1] == checkpoint.prepared[1]
+    assert consumer._consumed == {p0: 5, p1: 4} and consumer.pipeline.pending is None
+
+
+async def test_once_max_records_wait_they_are_planned_while_the_commit_runs() -> None:
+    checkpoint = HeldCheckpoint()
+    consumer = consumer_with(checkpoint, max_records=5)
+    stop = asyncio.Event()
+    p0 = TopicPartition(TOPIC, 0)
+
+    await consumer.process({p0: records(0, 0, 5)}, stop)
+    await consumer.process({p0: records(0, 5, 3)}, stop)  # waits
+    assert len(checkpoint.prepared) == 1
+    feeding = asyncio.create_task(consumer.process({p0: records(0, 8, 2)}, stop))  # 5 wait: planned now
+    await wait_for(lambda: len(checkpoint.prepared) == 2, what="the waiting records planned")
+    assert checkpoint.prepared[1] == [(0, o) for o in range(5, 10)] and checkpoint.applied == []
+    checkpoint.release.put_nowait(None)  # the first commit ends; the second batch starts behind it
+    await feeding
+    checkpoint.release.put_nowait(None)
+    await consumer.pipeline.drain(consumer._settle)
+    assert checkpoint.applied == [[(0, o) for o in range(5)], [(0, o) for o in range(5, 10)]]
+    assert consumer._consumed[p0] == 10
+
+
+async def test_records_of_a_partition_read_again_replace_what_waited_of_it() -> None:
+    checkpoint = HeldCheckpoint()
+    consumer = consumer_with(checkpoint, max_records=100)
+    stop = asyncio.Event()
+    p0 = TopicPartition(TOPIC, 0)
+
+    await consumer.process({p0: records(0, 0, 2)}, stop)
+    await consumer.process({p0: records(0, 2, 3)}, stop)  # waits
+    consumer._gen[p0] = consumer.generation(p0) + 1  # as a rewind to offset 1 does
+    consumer._position[p0] = 1
+    await consumer.process({p0: records(0, 1, 4)}, stop)  # read again from 1: the waiting 2..4 are void
+    checkpoint.release.put_nowait(None)
+    await settled(consumer)
+    await consumer.process({}, stop)
+    assert checkpoint.prepared[1] == [(0, 1), (0, 2), (0, 3), (0, 4)]
