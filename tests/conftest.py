@@ -112,6 +112,18 @@ async def topic_prefix(infra: Infra) -> AsyncIterator[str]:
         await _delete_topics(settings, prefix)
 
 
+@pytest.fixture
+async def own_topic_prefix(infra: Infra, topic_prefix: str) -> str:
+    """A topic prefix of this test's own, inside the session's (deleted with it), every contract topic created.
+
+    For a test whose consumers must not first work through what the session's other tests produced: a service's
+    group is the same for every test of a session, and the lead topic carries their leads.
+    """
+    prefix = f"{topic_prefix}{uuid.uuid4().hex[:6]}."
+    await apply_topics(_settings(infra.kafka_bootstrap_servers, "", prefix, "admin"), partitions=TEST_PARTITIONS)
+    return prefix
+
+
 async def _delete_topics(settings: RuntimeSettings, prefix: str) -> None:
     admin = create_admin(settings, client_id="leadstream-test-cleanup")
     await admin.start()

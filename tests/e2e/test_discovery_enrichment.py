@@ -51,13 +51,18 @@ def _events(records: list[Any], workspace: str) -> list[Envelope[Any]]:
     return out
 
 
-async def test_saved_search_is_discovered_once_and_every_lead_enriched(make_settings: Any, start_service: Any) -> None:
-    # Default (realistic) error rates: a few provider calls fail and are retried on both sides.
+async def test_saved_search_is_discovered_once_and_every_lead_enriched(
+    make_settings: Any, start_service: Any, own_topic_prefix: str
+) -> None:
+    # Topics of its own: on the session's, enrichment first worked through every lead the session's other tests had
+    # produced (30 discovered, 0 enriched after 120 s in a full run). Default (realistic) error rates: a few
+    # provider calls fail and are retried on both sides.
     discovery = await start_service(
         build_discovery(
             make_settings(
                 "discovery",
                 DiscoverySettings,
+                topic_prefix=own_topic_prefix,
                 search_page_size=8,
                 search_poll_interval_s=0.05,
                 search_backoff_initial_s=0.01,
@@ -66,7 +71,12 @@ async def test_saved_search_is_discovered_once_and_every_lead_enriched(make_sett
         )
     )
     enrichment_settings = make_settings(
-        "enrichment", EnrichmentSettings, retry_initial_s=0.02, retry_poll_interval_s=0.05, **FAST
+        "enrichment",
+        EnrichmentSettings,
+        topic_prefix=own_topic_prefix,
+        retry_initial_s=0.02,
+        retry_poll_interval_s=0.05,
+        **FAST,
     )
     await start_service(build_enrichment(enrichment_settings))
     ws = f"ws-e2e-{uuid.uuid4().hex[:8]}"

@@ -159,15 +159,25 @@ async def test_views_over_http(
         assert (await http.get("/metrics")).status_code == 404
         internal = httpx.AsyncClient(transport=httpx.ASGITransport(app=service.metrics_app), base_url="http://m")
         async with internal:
-            metrics = (await internal.get("/metrics")).text
-        lag_lines = [
-            ln
-            for ln in metrics.splitlines()
-            if ln.startswith("leadstream_consumer_lag{")
-            and 'service="projection"' in ln
-            and settings.topic_prefix in ln
-        ]
-        assert len(lag_lines) == 4 * 3 and all(ln.endswith(" 0.0") for ln in lag_lines)
+
+            async def lag_lines() -> list[str]:
+                metrics = (await internal.get("/metrics")).text
+                return [
+                    ln
+                    for ln in metrics.splitlines()
+                    if ln.startswith("leadstream_consumer_lag{")
+                    and 'service="projection"' in ln
+                    and settings.topic_prefix in ln
+                ]
+
+            # The gauge is set after each poll: the poll after the last batch's commit brings it to 0.
+            lines = await wait_for(
+                lag_lines,
+                until=lambda ls: len(ls) == 4 * 3 and all(ln.endswith(" 0.0") for ln in ls),
+                timeout_s=30,
+                what="every partition's lag gauge at 0",
+            )
+        assert len(lines) == 12
         assert (await http.get("/readyz")).status_code == 200
 
 
