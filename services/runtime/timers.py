@@ -200,7 +200,7 @@ class DurableTimers:
         except Exception as exc:
             if claimed is None:
                 raise
-            await self._record_failure(claimed, exc, now)
+            await self._record_failure(claimed, exc, now, still_claimable=True)
             return claimed
         self.service.wake_relay()
         if then is not None:
@@ -274,8 +274,15 @@ class DurableTimers:
         retry_at = None if step.act is Act.DEAD_LETTER else now + timedelta(seconds=step.delay_s)
         return Failure(exc, fault, used + step.counted, retry_at, now)
 
-    async def _record_failure(self, row: Row[Any], exc: BaseException, now: datetime) -> None:
-        """Record a failed run on the row locked again (skipped when another replica holds it now)."""
+    async def _record_failure(
+        self, row: Row[Any], exc: BaseException, now: datetime, *, still_claimable: bool = False
+    ) -> None:
+        """Record a failed run on the row locked again (skipped when another replica holds it now).
+
+        ``still_claimable``: the run's transaction was rolled back, so the row is as it was claimed unless another
+        replica ran it in the meantime (it is unlocked between the rollback and this): then the row is no longer
+        claimable and its outcome is that replica's (a delivery counted a failed attempt after another loop had
+        delivered it). A failed call after the commit is recorded whatever its row looks like now."""
         fault = await self._fault(exc)
         if fault is Fault.TRANSIENT:
             raise exc
@@ -284,7 +291,8 @@ class DurableTimers:
         where = self._key(row)
         try:
             async with self.service.engine.begin() as conn:
-                relock = select(self.table).where(where).with_for_update(skip_locked=True)
+                claimable = self.claimable(now) if still_claimable else select(self.table)
+                relock = claimable.where(where).with_for_update(of=self.table, skip_locked=True)
                 fresh = (await conn.execute(relock)).first()
                 if fresh is None:
                     return

@@ -152,6 +152,32 @@ async def test_a_failing_row_backs_off_then_gives_up_and_holds_no_other(rows: Ro
     assert rows.failures[-1][1].detail == "RuntimeError: a bug"
 
 
+async def test_a_failure_is_not_recorded_on_a_row_another_replica_ran_meanwhile(rows: Rows) -> None:
+    # Between a failed run's rollback and the recording of its failure the row is unlocked: another replica may
+    # claim it and finish it. Its outcome stands; the failure is not counted on it.
+    (row_id,) = await rows.add(1)
+    calls: Counter[str] = Counter()
+
+    async def run(conn: AsyncConnection, row: Row[Any], now: datetime) -> None:
+        calls["runs"] += 1
+        if calls["runs"] == 1:
+            raise RuntimeError("the first replica's run fails")
+        await rows.done(conn, row)
+
+    a, b = rows.timers(run, "a"), rows.timers(run, "b")
+    judge = a._fault
+
+    async def b_runs_first(exc: BaseException) -> Fault:
+        assert await b.run_once() is not None  # the other replica claims the unlocked row and finishes it
+        return await judge(exc)
+
+    a._fault = b_runs_first  # type: ignore[method-assign]
+    assert await a.run_once() is not None
+    done = await rows.get(row_id)
+    assert (done.state, done.attempts, calls["runs"]) == ("done", 0, 2)
+    assert rows.failures == []
+
+
 async def test_a_throttled_row_waits_as_asked_without_an_attempt(rows: Rows) -> None:
     (row_id,) = await rows.add(1)
 
