@@ -133,21 +133,30 @@ def free_port() -> int:
     in CI). Below that range only listeners take ports; each xdist worker draws from its own slice, so parallel
     sessions never pick the same one, and a process never hands out a port twice.
     """
+    return free_port_block(1)
+
+
+def free_port_block(n: int) -> int:
+    """The first of ``n`` consecutive free ports (as :func:`free_port` chooses them), e.g. a demo's ``--port-base``."""
     worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
     index = int(worker) if worker.isdigit() else 0
     low = PORT_BASE + index * PORT_SLICE
     high = min(low + PORT_SLICE, _ephemeral_low())
-    if high - low < 50:  # an unusual range or many workers: fall back to the kernel's choice
+    if high - low < 50 + n:  # an unusual range or many workers: fall back to the kernel's choice
+        if n != 1:
+            raise RuntimeError(f"no room for {n} ports below the ephemeral range in this worker's slice")
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             return int(s.getsockname()[1])
-    start = low + (os.getpid() * 7919) % (high - low)  # separate runs of one worker slot start apart
-    for step in range(high - low):
-        port = low + (start - low + step) % (high - low)
-        if port not in _handed_out and _bindable(port):
-            _handed_out.add(port)
-            return port
-    raise RuntimeError(f"no free port left in {low}..{high - 1}")
+    span = high - low - n + 1
+    start = (os.getpid() * 7919) % span  # separate runs of one worker slot start apart
+    for step in range(span):
+        first = low + (start + step) % span
+        block = range(first, first + n)
+        if not any(p in _handed_out for p in block) and all(_bindable(p) for p in block):
+            _handed_out.update(block)
+            return first
+    raise RuntimeError(f"no {n} free consecutive ports left in {low}..{high - 1}")
 
 
 def die_with_parent() -> Callable[[], None] | None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import random
 import signal
 import sys
 import uuid
@@ -18,21 +17,13 @@ from pathlib import Path
 
 import pytest
 
-from leadstream_cli.processes import SERVICES, port_in_use, shutdown_grace_s
+from leadstream_cli.processes import SERVICES, free_port_block, shutdown_grace_s
 from tests.support.infra import Infra
 from tests.support.kafka import wait_for
 from tests.support.processes import alive, child_pids
 
 pytestmark = pytest.mark.e2e
 LEADSTREAM = Path(sys.executable).parent / "leadstream"
-
-
-def _free_port_block(n: int) -> int:
-    """A first port of ``n`` consecutive ports nothing listens on."""
-    while True:
-        base = random.randrange(20_000, 60_000 - n)
-        if not any(port_in_use(base + i) for i in range(n)):
-            return base
 
 
 def _tail(path: Path) -> str:
@@ -47,7 +38,7 @@ def _tail(path: Path) -> str:
 async def test_demo_stops_every_service_it_started(
     sig: signal.Signals, when: str, infra: Infra, own_database: str, tmp_path: Path
 ) -> None:
-    base = _free_port_block(len(SERVICES))
+    base = free_port_block(len(SERVICES))
     env = {
         **os.environ,
         "KAFKA_BOOTSTRAP_SERVERS": infra.kafka_bootstrap_servers,

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from leadstream_cli.processes import PORT_BASE, PORT_SLICE, free_port
+from leadstream_cli.processes import PORT_BASE, PORT_SLICE, free_port, free_port_block
 from tests.support.kafka import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -58,3 +58,11 @@ def _alive(pid: int) -> bool:
     except FileNotFoundError:
         return False
     return state != "Z"  # a zombie has stopped (its new parent reaps it)
+
+
+def test_a_block_of_ports_is_consecutive_free_and_not_handed_out_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PYTEST_XDIST_WORKER", "gw1")
+    first = free_port_block(8)
+    block = set(range(first, first + 8))
+    assert PORT_BASE + PORT_SLICE <= first and first + 8 <= PORT_BASE + 2 * PORT_SLICE
+    assert not block & {free_port() for _ in range(30)}
