@@ -4,10 +4,9 @@ name the bad field.
 
 from __future__ import annotations
 
-import socket
-
 import httpx
 
+from leadstream_cli.processes import free_port
 from services.runtime.service import Service
 from tests.conftest import SettingsFactory
 from tests.services.runtime.conftest import Probe
@@ -16,12 +15,6 @@ from tests.support.probe.app import ProbeSettings, build
 
 def _client(service: Service) -> httpx.AsyncClient:
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=service.app), base_url="http://t")
-
-
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def test_healthz_and_readyz_when_everything_is_up(probe: Probe) -> None:
@@ -36,7 +29,7 @@ async def test_healthz_and_readyz_when_everything_is_up(probe: Probe) -> None:
 async def test_readyz_is_a_503_problem_while_postgres_is_unreachable(
     make_settings: SettingsFactory, probe_prefix: str
 ) -> None:
-    url = f"postgresql+asyncpg://leadstream:leadstream@127.0.0.1:{_closed_port()}/leadstream"
+    url = f"postgresql+asyncpg://leadstream:leadstream@127.0.0.1:{free_port()}/leadstream"
     service = build(make_settings("probe", ProbeSettings, database_url=url, topic_prefix=probe_prefix))
     try:
         async with _client(service) as http:
