@@ -31,10 +31,11 @@ def test_free_ports_come_from_the_workers_slice_below_the_ephemeral_range(monkey
         assert taken not in [free_port() for _ in range(60)]
 
 
+# The child waits for a signal (signal.pause, no timer): only the SIGTERM its parent's death sends ends it.
 PARENT = """
 import subprocess, sys
 from leadstream_cli.processes import die_with_parent
-child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"], start_new_session=True,
+child = subprocess.Popen([sys.executable, "-c", "import signal; signal.pause()"], start_new_session=True,
                          stdout=subprocess.DEVNULL, preexec_fn=die_with_parent())
 print(child.pid, flush=True)
 child.wait()

@@ -197,8 +197,6 @@ def _compare(
                 problems += _compare(doc, inner, target.get("items", {}), f"{at}[]", untyped)
             else:
                 problems += _compare(doc, inner, target, at, untyped)
-        elif inner is not None and typing.get_origin(inner) is None and inspect.isclass(inner):
-            pass  # a list of scalars: its type was compared above
     return problems
 
 
