@@ -20,6 +20,7 @@ import json
 import os
 import time
 import uuid
+from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -29,6 +30,7 @@ from typing import Any
 import pytest
 import yaml
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 from leadstream_schemas import TOPICS as CONTRACT_TOPICS
 from leadstream_schemas import (
     InviteSent,
@@ -42,13 +44,14 @@ from leadstream_schemas import (
 )
 from sqlalchemy import text
 
+from services.runtime.clock import Clock, clock_from_settings
 from services.runtime.db import create_engine
 from services.runtime.kafka import apply_topics
 from services.runtime.settings import RuntimeSettings
 from tests.conftest import TEST_PARTITIONS
 from tests.deploy.chart import CHART_DIR
 from tests.support.campaign import CLOCK_SCALE, WORKFLOW, CampaignRun, call, launch_campaign
-from tests.support.effects import Effects, count, finished
+from tests.support.effects import Effects, count, count_topic, finished
 from tests.support.fleet import Fleet, Stopped
 from tests.support.kafka import wait_for
 from tests.support.probe.tail import Records, Tail
@@ -84,6 +87,7 @@ class World:
     fleet: Fleet
     database_url: str
     prefix: str
+    clock: Clock
 
     def topic(self, name: str) -> str:
         return self.prefix + name
@@ -106,6 +110,7 @@ async def world(dedicated_servers: DedicatedServers, tmp_path_factory: pytest.Te
         service_name="admin",
     )
     await apply_topics(admin, partitions=TEST_PARTITIONS)
+    epoch = datetime.now(UTC)
     env = {
         **os.environ,
         "KAFKA_BOOTSTRAP_SERVERS": servers.kafka.bootstrap,
@@ -113,15 +118,20 @@ async def world(dedicated_servers: DedicatedServers, tmp_path_factory: pytest.Te
         "LEADSTREAM_TOPIC_PREFIX": prefix,
         "LEADSTREAM_TOPIC_PARTITIONS": str(TEST_PARTITIONS),
         "LEADSTREAM_CLOCK_SCALE": str(CLOCK_SCALE),
-        "LEADSTREAM_CLOCK_EPOCH": datetime.now(UTC).isoformat(),
+        "LEADSTREAM_CLOCK_EPOCH": epoch.isoformat(),
         "LEADSTREAM_SHUTDOWN_GRACE_S": str(GRACE_S),
         "LEADSTREAM_LOG_LEVEL": "WARNING",
+        # An out-of-office answer pauses its lead until "next Monday" (the simulated text): up to 7 campaign
+        # days, 336 s here, twice if the follow-up gets one too. The campaign's length then depended on the
+        # weekday the clock stood at (CI timed out at 300 s waiting for a Monday). Pauses and resumes are
+        # tested in tests/services/outreach/test_inbox.py and test_stops.py; here no lead is away.
+        "LEADSTREAM_SIM_OUT_OF_OFFICE_RATE": "0",
     }
     fleet = Fleet(env, tmp_path_factory.mktemp("fleet"))
     try:
         await fleet.start(*fleet.services)
         await fleet.wait_ready(180)
-        yield World(servers, fleet, servers.postgres.url, prefix)
+        yield World(servers, fleet, servers.postgres.url, prefix, clock_from_settings(CLOCK_SCALE, epoch))
     finally:
         await fleet.stop()
 
@@ -150,7 +160,10 @@ BUSY: dict[str, Callable[[Records], bool]] = {
 async def _settle(world: World, run: CampaignRun, tail: Tail, *, timeout_s: float = 90) -> tuple[Effects, str]:
     """Wait for the campaign to finish, then count its effects until nothing disagrees (or the deadline); the
     effects, and what failed tests print: the problems, and where the projection stands when something is lost."""
-    await tail.until(lambda rs: finished(rs, run), timeout_s=300, what=f"the campaign to finish\n{world.fleet.logs()}")
+    try:
+        await tail.until(lambda rs: finished(rs, run), timeout_s=300, what="the campaign to finish")
+    except AssertionError as stalled:
+        raise AssertionError(f"{stalled}\n{await _stall_state(world, run, tail)}\n{world.fleet.logs()}") from None
     effects: Effects = await wait_for(
         partial(count, run, tail, world.topic("leadstream.lead.v1"), world.fleet, world.database_url),
         until=lambda e: not (e.lost or e.duplicated),
@@ -159,6 +172,76 @@ async def _settle(world: World, run: CampaignRun, tail: Tail, *, timeout_s: floa
         at_deadline="return",  # the test asserts on them and prints what disagrees
     )
     return effects, effects.problems() + (f"\n{await _projection_state(world)}" if effects.lost else "")
+
+
+async def _stall_state(world: World, run: CampaignRun, tail: Tail) -> str:
+    """Where a campaign that does not finish stands: how far its leads got on the lead topic, outreach's
+    enrollments and open timers, every service's unpublished outbox, and each consumer group's lag."""
+    lead_records = [r for r in tail.records if r.topic == world.topic("leadstream.lead.v1")]
+    stages = Counter(problem.split(" never reached ")[-1] for problem in count_topic(lead_records, run).lost)
+    types = Counter(headers_dict(r.headers).get("ce_type") for r in tail.records)
+    engine = create_engine(world.database_url)
+    try:
+        async with engine.connect() as conn:
+            enrolled = (
+                await conn.execute(
+                    text(
+                        "SELECT state, steps_done, count(*) FROM outreach.enrollments WHERE campaign_id = :c"
+                        " GROUP BY 1, 2 ORDER BY 1, 2"
+                    ),
+                    {"c": run.campaign_id},
+                )
+            ).all()
+            timers = (
+                await conn.execute(
+                    text(
+                        "SELECT kind, state, waiting_for, min(due_at), max(attempts), count(*) FROM outreach.timers"
+                        " WHERE workspace_id = :w AND state <> 'done' GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"
+                    ),
+                    {"w": run.workspace},
+                )
+            ).all()
+            campaign = (
+                await conn.execute(
+                    text("SELECT state, pause_reason, next_run_at FROM outreach.campaigns WHERE campaign_id = :c"),
+                    {"c": run.campaign_id},
+                )
+            ).first()
+            outboxes: dict[str, tuple[int | None, ...]] = {}
+            for service in world.fleet.services:
+                counts = [
+                    await conn.scalar(text(f"SELECT count(*) FROM {service}.{table}"))
+                    if await conn.scalar(text(f"SELECT to_regclass('{service}.{table}') IS NOT NULL"))
+                    else None
+                    for table in ("outbox", "outbox_parked")
+                ]
+                outboxes[service] = tuple(counts)
+    finally:
+        await engine.dispose()
+    admin = AIOKafkaAdminClient(bootstrap_servers=world.servers.kafka.bootstrap)
+    consumer = AIOKafkaConsumer(bootstrap_servers=world.servers.kafka.bootstrap, enable_auto_commit=False)
+    await admin.start()
+    await consumer.start()
+    try:
+        lags: dict[str, dict[str, int]] = {}
+        for service in world.fleet.services:
+            committed = await admin.list_consumer_group_offsets(f"{world.prefix}leadstream-{service}")
+            ends = await consumer.end_offsets(list(committed)) if committed else {}
+            lags[service] = {
+                f"{tp.topic}[{tp.partition}]": ends[tp] - meta.offset
+                for tp, meta in committed.items()
+                if ends[tp] - meta.offset
+            }
+    finally:
+        await consumer.stop()
+        await admin.close()
+    return (
+        f"leads short of a stage: {dict(stages)}\n"
+        f"event types seen: {dict(types)}\n"
+        f"campaign clock: {world.clock.now()}; campaign: {campaign}\nenrollments (state, steps done, n): {enrolled}\n"
+        f"open timers (kind, state, waiting for, first due, most attempts, n): {timers}\n"
+        f"outbox (unpublished, parked): {outboxes}\nconsumer lag: {lags}"
+    )
 
 
 async def _projection_state(world: World) -> str:
