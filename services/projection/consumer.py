@@ -174,3 +174,4 @@ class ProjectionConsumer(BatchConsumer):
             resync_interval_s=settings.projection_resync_interval_s,
         )
         self.ready_max_lag = settings.projection_ready_max_lag
+        self.ready_stall_s = settings.projection_ready_stall_s

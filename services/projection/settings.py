@@ -16,6 +16,12 @@ class ProjectionSettings(RuntimeSettings):
     projection_ready_max_lag: int = Field(
         1000, ge=0, description="/readyz reports not-ready while any partition is further behind than this."
     )
+    projection_ready_stall_s: float = Field(
+        60.0,
+        gt=0,
+        description="/readyz reports not-ready while a partition is behind and its applied offset has not moved"
+        " for this long (a batch that hangs on a lock, a stuck connection), whatever the lag.",
+    )
     projection_resync_interval_s: float = Field(
         1.0, gt=0, description="When idle, how often the stored offsets are compared with the consumer's position."
     )

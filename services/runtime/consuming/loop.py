@@ -75,6 +75,9 @@ class GroupConsumer(ConsumerRebalanceListener):
         self.assigned_once = False
         self.ready_max_lag: int | None = None
         """Records behind the log end past which the member reports not ready (None: lag does not count)."""
+        self.ready_stall_s: float | None = None
+        """Seconds a partition may stay behind without its done offset moving before the member reports it
+        stalled (None: not watched). A lag under ``ready_max_lag`` that never shrinks is a stall too."""
         self.revocations = 0
         """Rebalances that took partitions from this member (counted for tests and logs)."""
         self.deadline = 0.0
@@ -86,6 +89,7 @@ class GroupConsumer(ConsumerRebalanceListener):
         self._uncommitted: dict[TopicPartition, int] = {}
         self._end: dict[TopicPartition, int] = {}
         self._paused: dict[TopicPartition, float] = {}  # resume at (monotonic)
+        self._behind: dict[TopicPartition, tuple[int, float]] = {}  # behind: done offset, since (monotonic)
         self._assignment_error: BaseException | None = None
         self._last_idle = 0.0
 
@@ -305,7 +309,8 @@ class GroupConsumer(ConsumerRebalanceListener):
 
     def _forget(self, tps: Sequence[TopicPartition]) -> None:
         for tp in tps:
-            for state in (self._position, self._consumed, self._committed, self._uncommitted, self._end, self._paused):
+            states = (self._position, self._consumed, self._committed, self._uncommitted, self._end, self._paused)
+            for state in (*states, self._behind):
                 state.pop(tp, None)
             with contextlib.suppress(KeyError):  # the next owner reports it
                 CONSUMER_LAG.remove(self.settings.service_name, tp.topic, str(tp.partition))
@@ -323,8 +328,28 @@ class GroupConsumer(ConsumerRebalanceListener):
         }
 
     def _publish_lag(self) -> None:
+        """Set the lag gauges, and note since when each partition that is behind has done nothing (called after
+        each poll and by the lag timer, which runs also while a batch hangs)."""
+        now = time.monotonic()
         for tp, n in self.lag().items():
             CONSUMER_LAG.labels(self.settings.service_name, tp.topic, str(tp.partition)).set(n)
+            done = self._consumed.get(tp, self._committed.get(tp, -1))
+            if n == 0:
+                self._behind.pop(tp, None)
+            elif tp not in self._behind or self._behind[tp][0] != done:
+                self._behind[tp] = (done, now)
+
+    def stalled(self) -> dict[TopicPartition, float]:
+        """Partitions behind whose done offset has not moved for ``ready_stall_s`` (a paused one is waiting on
+        purpose): seconds since it last moved."""
+        if self.ready_stall_s is None:
+            return {}
+        now = time.monotonic()
+        return {
+            tp: now - since
+            for tp, (_, since) in self._behind.items()
+            if now - since > self.ready_stall_s and tp not in self._paused
+        }
 
     def not_ready(self) -> str | None:
         """None when consuming (and caught up to within ``ready_max_lag`` on every partition when it is set),
@@ -341,6 +366,13 @@ class GroupConsumer(ConsumerRebalanceListener):
         unknown = [tp for tp in self._position if tp not in self._end]
         if unknown:
             return f"lag not known yet for {len(unknown)} partition(s)"
+        if stalled := self.stalled():
+            worst = max(stalled, key=lambda tp: stalled[tp])
+            return (
+                f"stalled: {len(stalled)} partition(s) behind and not moving (worst {worst.topic}[{worst.partition}]:"
+                f" {self.lag().get(worst, 0)} records behind, no progress for {stalled[worst]:.0f} s;"
+                f" threshold {self.ready_stall_s:g} s)"
+            )
         behind = {tp: n for tp, n in self.lag().items() if n > max_lag}
         if behind:
             worst = max(behind, key=lambda tp: behind[tp])

@@ -8,6 +8,7 @@ from collections import defaultdict
 from datetime import timedelta
 from typing import Any
 
+import asyncpg
 import httpx
 from leadstream_schemas import (
     ActionFailed,
@@ -19,6 +20,7 @@ from leadstream_schemas import (
 )
 
 from services.projection.app import build
+from services.projection.checksum import dsn
 from services.projection.workload import EPOCH, generate
 from services.runtime.auth import create_token
 from services.runtime.clock import FakeClock
@@ -214,3 +216,44 @@ async def test_readyz_reports_not_ready_while_behind(
 
         await wait_for(ready, timeout_s=30, what="/readyz after catching up")
     assert "threshold 5" in reasons[0]
+
+
+async def test_readyz_reports_a_stall_under_the_lag_threshold(
+    isolated: Isolated,  # noqa: F811 - the fixture imported above
+    start_service: StartService,
+) -> None:
+    # A few records behind (far under the lag threshold) while every batch waits on a lock: only the stall
+    # watch says so. Released, the projection applies them and is ready again.
+    log = generate(leads=6, campaigns=1, seed=8)
+    first, rest = log.envelopes[:10], log.envelopes[10:]
+    settings = isolated.settings(projection_ready_stall_s=1.0, consumer_lag_interval_s=0.2)
+    service = build(settings)
+    consumer = service.app.state.projection
+    await start_service(service)
+    await produce_all(settings.kafka_bootstrap_servers, settings.topic_prefix, first)
+    await wait_for(lambda: consumer.applied >= len(first), timeout_s=60, what="the first records applied")
+    locker = await asyncpg.connect(dsn(isolated.database_url))
+    try:
+        locker_tx = locker.transaction()
+        await locker_tx.start()
+        await locker.execute("LOCK TABLE projection.offsets IN ACCESS EXCLUSIVE MODE")
+        await produce_all(settings.kafka_bootstrap_servers, settings.topic_prefix, rest)
+        transport = httpx.ASGITransport(app=service.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
+
+            async def stalled() -> str:
+                r = await http.get("/readyz")
+                return r.text if r.status_code == 503 and "stalled" in r.text else ""
+
+            reason = await wait_for(stalled, timeout_s=60, interval_s=0.1, what="/readyz reporting the stall")
+            assert "threshold 1 s" in reason
+            assert max(consumer.lag().values()) <= len(rest) < settings.projection_ready_max_lag
+            await locker_tx.rollback()
+
+            async def ready() -> bool:
+                return (await http.get("/readyz")).status_code == 200
+
+            await wait_for(ready, timeout_s=60, what="/readyz after the lock is gone")
+        await wait_for(lambda: consumer.applied >= len(log.envelopes), timeout_s=60, what="the rest applied")
+    finally:
+        await locker.close()
