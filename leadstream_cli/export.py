@@ -267,7 +267,7 @@ async def export_events(
         total = sum(max(ends[tp] - starts[tp], 0) for tp in tps)
         async for polled in read_ranges(consumer, starts, ends, max_records=batch_records):
             for records in polled.values():
-                values = await personal.open_records(records, retry=False)
+                values = await personal.open_records(records)
                 for r, value in zip(records, values, strict=True):
                     report.read += 1
                     try:

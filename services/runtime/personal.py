@@ -32,7 +32,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import logging
 import os
 import re
 import time
@@ -57,10 +56,7 @@ from sqlalchemy.dialects.postgresql import UUID as PgUUID
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from .faults import Backoff, Unavailable, sqlstate_of
-from .secrets import InsecureConfiguration
-
-log = logging.getLogger(__name__)
+from .faults import Unavailable, sqlstate_of
 
 SCHEMA = "personal_keys"
 MIGRATIONS_DIR = Path(__file__).parent / "keystore_migrations"
@@ -540,24 +536,6 @@ class PersonalReader:
             for p, _ in sorted(self._cache.items(), key=lambda kv: kv[1][0])[: len(self._cache) // 2]:
                 del self._cache[p]
 
-    async def load_until_done(self, people: Iterable[Person | None]) -> None:
-        """:meth:`load`, retried with backoff while Postgres does not answer (an outage is never a record's
-        fault: nothing is dead-lettered for it); a stop cancels the wait."""
-        backoff = Backoff(0.2, 5.0)
-        wanted = list(people)
-        while True:
-            try:
-                await self.load(wanted)
-                return
-            except InsecureConfiguration:
-                raise  # no key-encryption key at all (a tool run outside development without one): nothing to wait for
-            except KeyStoreError as exc:  # a configuration error (a KEK missing from the list): say which
-                log.error("key store: %s; retrying", exc)
-                await backoff.wait()
-            except Exception as exc:
-                log.warning("key store unreachable: retrying", extra={"error": type(exc).__name__})
-                await backoff.wait()
-
     def forget(self, person: Person, *, erased: bool = False) -> None:
         """Drop a cached key (``erased``: remember the person as erased until the next lookup)."""
         if erased:
@@ -613,12 +591,12 @@ class PersonalReader:
 
         return _TOKEN.sub(plain, value)
 
-    async def open_records(self, records: Sequence[Any], *, retry: bool = True) -> list[bytes | None]:
-        """The values of ``records`` (with ``.value`` and ``.headers``) opened, their people looked up at once
-        (through an outage when ``retry``)."""
+    async def open_records(self, records: Sequence[Any]) -> list[bytes | None]:
+        """The values of ``records`` (with ``.value`` and ``.headers``) opened, their people looked up at once.
+        An unreachable key store raises: the caller's retry (the consumer core's) waits it out."""
         about = [self.about(r.headers) for r in records]
         people = [a[1] if a is not None else None for a in about]
-        await (self.load_until_done(people) if retry else self.load(people))
+        await self.load(people)
         return [
             r.value if a is None else self.open(r.value, r.headers, a[1], a[0])
             for r, a in zip(records, about, strict=True)

@@ -180,10 +180,8 @@ class BatchPipeline(Generic[P]):
             part, plan = todo.pop()
             one = len(part) == 1
             try:
-                if plan is None:
-                    plan = await self.checkpoint.prepare(part)
                 result = await self.retry(
-                    partial(self.checkpoint.apply, plan, expected, self._dead_letter),
+                    partial(self._prepare_and_apply, part, plan, expected),
                     self.settings.consumer_max_attempts if one else 1,
                     stop=self.stop,
                 )
@@ -198,9 +196,9 @@ class BatchPipeline(Generic[P]):
                 r = part[0]
                 key = (r.topic, r.partition, r.offset)
                 self._attempts[key] = self.settings.consumer_max_attempts
-                refused = await self.checkpoint.prepare(part, {key: ("handler_error", describe(exc))})
+                refused = {key: ("handler_error", describe(exc))}
                 result = await self.retry(
-                    partial(self.checkpoint.apply, refused, expected, self._dead_letter), stop=self.stop
+                    partial(self._prepare_and_apply, part, None, expected, refused), stop=self.stop
                 )
                 self._attempts.pop(key, None)
             total.add(result)
@@ -208,6 +206,19 @@ class BatchPipeline(Generic[P]):
         if self.traced:
             record_batch_spans(self.settings.service_name, records, started_ns)
         return total
+
+    async def _prepare_and_apply(
+        self,
+        records: list[ConsumerRecord[Any, Any]],
+        plan: P | None,
+        expected: Mapping[TP, int | None],
+        refused: Mapping[RecordKey, tuple[str, str]] | None = None,
+    ) -> ApplyResult:
+        # Planning is under the retry too: what it reads (the key store, for personal fields) can be down, which
+        # is an outage to wait out, never a record fault to split the batch over.
+        if plan is None:
+            plan = await self.checkpoint.prepare(records, refused)
+        return await self.checkpoint.apply(plan, expected, self._dead_letter)
 
     async def _dead_letter(self, record: ConsumerRecord[Any, Any], code: str, message: str) -> None:
         attempts = self._attempts.get((record.topic, record.partition, record.offset), 0)

@@ -15,8 +15,9 @@ from services.projection import fastpath
 from services.projection.app import build
 from services.projection.checksum import dsn
 from services.projection.settings import ProjectionSettings
+from services.runtime.personal import KeyStoreError
 from tests.services.projection.fixtures import Isolated, StartService, isolated  # noqa: F401 - fixture
-from tests.support.kafka import produce, read_until, wait_for
+from tests.support.kafka import end_offsets, produce, read_until, wait_for
 
 from .helpers import assert_refused_nul, decodes, produce_all
 
@@ -226,3 +227,47 @@ async def test_a_record_the_planning_fails_on_is_isolated(
         await wait_for(applied, timeout_s=60, what="every record but the one the planning fails on")
     finally:
         await conn.close()
+
+
+@pytest.mark.parametrize("cause", ["too_many_connections", "configuration"])
+async def test_a_key_store_that_cannot_answer_while_planning_is_waited_out(
+    isolated: Isolated,  # noqa: F811 - the fixture imported above
+    start_service: StartService,
+    cause: str,
+) -> None:
+    # Planning a batch looks up the people's keys. The key store refusing connections, or without the
+    # key-encryption key a stored key needs, is never a record's fault: the batch waits (not-ready) past any attempt limit, nothing
+    # is split or dead-lettered, and every record is applied once when it answers.
+    envs = _discoveries(12)
+    settings = isolated.settings()
+    service = build(settings)
+    consumer = service.app.state.projection
+    personal = consumer.checkpoint.personal
+    real_load = personal.load
+    failures = settings.consumer_max_attempts + 3
+    calls: list[str | None] = []
+
+    async def load(people: Any) -> None:
+        if len(calls) < failures:
+            calls.append(consumer.not_ready())
+            if cause == "configuration":
+                raise KeyStoreError("no key-encryption key opens it")
+            raise asyncpg.TooManyConnectionsError("sorry, too many clients already")  # SQLSTATE 53300
+        await real_load(people)
+
+    personal.load = load
+    await produce_all(settings.kafka_bootstrap_servers, settings.topic_prefix, envs)  # one batch, before the start
+    await start_service(service)
+    conn = await asyncpg.connect(dsn(settings.database_url))
+    try:
+
+        async def applied() -> int:
+            return int(await conn.fetchval("SELECT count(*) FROM projection.timeline"))
+
+        assert await wait_for(applied, until=lambda n: n >= len(envs), timeout_s=60, what="every record") == len(envs)
+    finally:
+        await conn.close()
+    assert len(calls) == failures
+    assert any(reason and reason.startswith("not consuming") for reason in calls[1:]), calls
+    dlq = settings.topic_name(LEAD.name) + ".dlq"
+    assert await end_offsets(settings.kafka_bootstrap_servers, dlq, settings.topic_partitions) == 0
