@@ -236,8 +236,8 @@ async def test_a_key_store_that_cannot_answer_while_planning_is_waited_out(
     cause: str,
 ) -> None:
     # Planning a batch looks up the people's keys. The key store refusing connections, or without the
-    # key-encryption key a stored key needs, is never a record's fault: the batch waits (not-ready) past any attempt limit, nothing
-    # is split or dead-lettered, and every record is applied once when it answers.
+    # key-encryption key a stored key needs, is never a record's fault: the batch waits (not-ready) past any
+    # attempt limit, nothing is split or dead-lettered, and every record is applied once when it answers.
     envs = _discoveries(12)
     settings = isolated.settings()
     service = build(settings)
