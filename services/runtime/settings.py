@@ -19,6 +19,10 @@ if TYPE_CHECKING:
     from .personal import KeyWrapper
 
 
+METRICS_PORT_OFFSET = 1000
+"""Where a service's /metrics listener is by default: its HTTP port + this."""
+
+
 class RuntimeSettings(BaseSettings):
     """Settings every service has. A service subclasses this to add its own."""
 
@@ -269,7 +273,7 @@ class RuntimeSettings(BaseSettings):
         """The port of the /metrics listener."""
         if self.metrics_port is not None:
             return self.metrics_port
-        return self.http_port + 1000 if self.http_port else 0
+        return self.http_port + METRICS_PORT_OFFSET if self.http_port else 0
 
     def clock(self) -> Clock:
         """The clock this process uses (system, or scaled for demos)."""
