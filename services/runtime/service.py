@@ -62,6 +62,26 @@ CLOSE_RESERVE_S = 5.0
 """Of the grace period, what is kept for the last outbox flush and closing the clients (at most a fifth)."""
 
 
+def log_tasks() -> None:
+    """Log where every asyncio task of the process waits (``kill -USR1 <pid>``): for a service that is alive and
+    answers but does not move (its ``/readyz`` says "stalled"), the one look inside that needs no debugger.
+
+    Code locations only (file, line, function of each frame: no values), so the text is the message itself."""
+    lines = []
+    tasks = sorted(asyncio.all_tasks(), key=lambda t: t.get_name())
+    for task in tasks:
+        frames: list[str] = []
+        awaiting: Any = task.get_coro()
+        while awaiting is not None and len(frames) < 40:  # the chain of awaits, outermost first
+            frame = getattr(awaiting, "cr_frame", None) or getattr(awaiting, "gi_frame", None)
+            if frame is not None:
+                frames.append(f"{Path(frame.f_code.co_filename).name}:{frame.f_lineno} {frame.f_code.co_name}")
+            awaiting = getattr(awaiting, "cr_await", None) or getattr(awaiting, "gi_yieldfrom", None)
+        lines.append(f"{task.get_name()}: {' > '.join(frames)}")
+    dump = "\n".join(lines).replace("%", "%%")
+    log.warning(f"asyncio tasks ({len(tasks)}), on SIGUSR1:\n{dump}")
+
+
 class Service:
     """One leadstream service process: wiring of the shared runtime around a service's handlers."""
 
@@ -319,6 +339,7 @@ class Service:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.request_stop)
+        loop.add_signal_handler(signal.SIGUSR1, log_tasks)
         config = uvicorn.Config(
             self.app,
             host=self.settings.http_host,

@@ -240,7 +240,8 @@ async def _stall_state(world: World, run: CampaignRun, tail: Tail) -> str:
         f"event types seen: {dict(types)}\n"
         f"campaign clock: {world.clock.now()}; campaign: {campaign}\nenrollments (state, steps done, n): {enrolled}\n"
         f"open timers (kind, state, waiting for, first due, most attempts, n): {timers}\n"
-        f"outbox (unpublished, parked): {outboxes}\nconsumer lag: {lags}"
+        f"outbox (unpublished, parked): {outboxes}\nconsumer lag: {lags}\n"
+        f"--- outreach's tasks ---\n{await world.fleet.tasks('outreach')}"
     )
 
 
@@ -267,7 +268,8 @@ async def _projection_state(world: World) -> str:
         f"projection /readyz: {await world.fleet.readiness('projection')}\n"
         f"stored offset, log end: {behind}\n"
         f"dead letters: { {f'{tp.topic}[{tp.partition}]': ends[tp] for tp in dlqs if ends[tp]} }\n"
-        f"--- projection ---\n{world.fleet.log_tail('projection', 40)}"
+        f"--- projection ---\n{world.fleet.log_tail('projection', 40)}\n"
+        f"--- projection's tasks ---\n{await world.fleet.tasks('projection')}"
     )
 
 

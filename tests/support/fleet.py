@@ -6,7 +6,10 @@ exit code and the time it took.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import os
+import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +18,7 @@ from typing import Any
 import httpx
 
 from leadstream_cli.processes import SERVICES, ServiceFleet, free_port
+from tests.support.kafka import wait_for
 
 
 @dataclass(frozen=True)
@@ -77,6 +81,26 @@ class Fleet:
     def logs(self, lines: int = 15) -> str:
         """The end of every service's log (for a failing test's message)."""
         return "\n".join(f"--- {s} ---\n{self.log_tail(s, lines)}" for s in self.services)
+
+    async def tasks(self, service: str, timeout_s: float = 10) -> str:
+        """Where each asyncio task of a running service waits (its SIGUSR1 dump), for a failing test's message."""
+        proc = self.processes.procs.get(service)
+        if proc is None:
+            return f"{service} is not running"
+        path = self.processes.log_dir / f"{service}.log"
+        since = path.stat().st_size if path.exists() else 0
+        os.kill(proc.process.pid, signal.SIGUSR1)
+
+        def dump() -> str:
+            with path.open("rb") as f:
+                f.seek(since)
+                for line in f.read().decode(errors="replace").splitlines():
+                    with contextlib.suppress(ValueError):
+                        if "on SIGUSR1" in (msg := str(json.loads(line).get("msg", ""))):
+                            return msg
+            return ""
+
+        return str(await wait_for(dump, timeout_s=timeout_s, at_deadline="return")) or f"{service}: no task dump"
 
     def mark(self) -> dict[str, int]:
         """Where each service's log ends now (for :meth:`abandoned`)."""

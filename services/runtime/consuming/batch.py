@@ -149,7 +149,7 @@ class BatchPipeline(Generic[P]):
             records = [r for tp, recs in polled.items() if tp not in stale for r in recs]
             prepared = await self._prepare(records)
         if records:
-            self.pending = asyncio.create_task(self.apply(records, prepared, expected))
+            self.pending = asyncio.create_task(self.apply(records, prepared, expected), name="batch-apply")
 
     async def _prepare(self, records: list[ConsumerRecord[Any, Any]]) -> P | None:
         try:
