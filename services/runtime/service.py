@@ -62,11 +62,9 @@ CLOSE_RESERVE_S = 5.0
 """Of the grace period, what is kept for the last outbox flush and closing the clients (at most a fifth)."""
 
 
-def log_tasks() -> None:
-    """Log where every asyncio task of the process waits (``kill -USR1 <pid>``): for a service that is alive and
-    answers but does not move (its ``/readyz`` says "stalled"), the one look inside that needs no debugger.
-
-    Code locations only (file, line, function of each frame: no values), so the text is the message itself."""
+def task_stacks() -> str:
+    """Where every asyncio task of this loop waits: one line per task, the chain of its awaits (file, line and
+    function of each frame: code locations, no values)."""
     lines = []
     tasks = sorted(asyncio.all_tasks(), key=lambda t: t.get_name())
     for task in tasks:
@@ -78,8 +76,14 @@ def log_tasks() -> None:
                 frames.append(f"{Path(frame.f_code.co_filename).name}:{frame.f_lineno} {frame.f_code.co_name}")
             awaiting = getattr(awaiting, "cr_await", None) or getattr(awaiting, "gi_yieldfrom", None)
         lines.append(f"{task.get_name()}: {' > '.join(frames)}")
-    dump = "\n".join(lines).replace("%", "%%")
-    log.warning(f"asyncio tasks ({len(tasks)}), on SIGUSR1:\n{dump}")
+    return f"asyncio tasks ({len(tasks)}):\n" + "\n".join(lines)
+
+
+def log_tasks() -> None:
+    """Log :func:`task_stacks` (``kill -USR1 <pid>``): for a service that is alive and answers but does not move
+    (its ``/readyz`` says "stalled"), the one look inside that needs no debugger. Code locations only, so the
+    text is the message itself (scrubbing would redact file names)."""
+    log.warning(task_stacks().replace("%", "%%").replace(":\n", ", on SIGUSR1:\n", 1))
 
 
 class Service:

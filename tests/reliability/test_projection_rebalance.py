@@ -18,6 +18,7 @@ from services.projection.replay import rebuild
 from services.projection.store import SCHEMA, views
 from services.projection.workload import generate
 from services.runtime.migrations import upgrade
+from services.runtime.service import task_stacks
 from tests.services.projection.fixtures import Isolated, isolated  # noqa: F401 - fixture
 from tests.services.projection.helpers import produce_all
 from tests.support.kafka import wait_for
@@ -70,7 +71,10 @@ async def test_rebalance_between_two_replicas_neither_loses_nor_doubles(
         async def complete() -> bool:
             return await seen() >= len(log.envelopes)
 
-        await wait_for(complete, timeout_s=240, what="every event applied")
+        try:
+            await wait_for(complete, timeout_s=240, what="every event applied")
+        except AssertionError as stalled:
+            raise AssertionError(f"{stalled}\nfirst: {first.not_ready()}, lag {first.lag()}\n{task_stacks()}") from None
         # Each event counted once across both replicas: re-delivered records were fenced or deduplicated.
         await wait_for(
             lambda: first.applied + second.applied >= len(log.envelopes), timeout_s=30, what="the last batch reported"
