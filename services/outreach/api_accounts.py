@@ -177,7 +177,14 @@ def accounts_router(ctx: OutreachContext) -> APIRouter:
             )
             return await _row(conn, account_id)
 
-    @r.post("/v1/accounts/{account_id}/verify", status_code=202, responses=problems(404, 409, 422, 503))
+    @r.post(
+        "/v1/accounts/{account_id}/verify",
+        status_code=202,
+        responses={
+            200: {"model": AccountOut, "description": "The email provider verified the sender at once"},
+            **problems(404, 409, 422, 503),
+        },
+    )
     async def verify_again(account_id: UUID, response: Response, ws: WriteWorkspace) -> AccountOut:
         """Ask the email provider to verify a sender again (a pending one, or one whose verification failed)."""
         now = service.clock.now()
