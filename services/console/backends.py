@@ -334,8 +334,8 @@ class OutreachApi(Backend):
     async def accounts(self, token: str) -> models.OutreachAccounts:
         return await self.call(token, "GET", "/v1/accounts", models.OutreachAccounts, params={"limit": 200})
 
-    async def connect(self, token: str, body: dict[str, Any]) -> models.OutreachAccount:
-        return await self.call(token, "POST", "/v1/accounts", models.OutreachAccount, json=body)
+    async def connect(self, token: str, body: dict[str, Any]) -> models.ConnectedAccount:
+        return await self.call(token, "POST", "/v1/accounts", models.ConnectedAccount, json=body)
 
     async def reconnect_link(self, token: str, account_id: UUID, return_url: str) -> models.AuthLink:
         path = f"/v1/accounts/{account_id}/reconnect-link"

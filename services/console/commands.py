@@ -214,14 +214,14 @@ async def approve_drafts(
 
 async def connect_linkedin(
     backends: Backends, token: str, display_name: str | None, return_url: str
-) -> models.OutreachAccount:
+) -> models.ConnectedAccount:
     """Start a LinkedIn connection through the provider's hosted page (its ``auth_url``), which sends the user
     back to ``return_url``."""
     body = {"provider": "linkedin", "display_name": display_name, "hosted": True, "return_url": return_url}
     return await _step("outreach", backends.outreach.connect(token, body))
 
 
-async def connect_sender(backends: Backends, token: str, sender_email: str) -> models.OutreachAccount:
+async def connect_sender(backends: Backends, token: str, sender_email: str) -> models.ConnectedAccount:
     """Connect an email sender (the Scale plan's, or its add-on: a 403 plan_required otherwise)."""
     return await _step(
         "outreach", backends.outreach.connect(token, {"provider": "email", "sender_email": sender_email})

@@ -561,6 +561,11 @@ class OutreachAccount(_In):
     sender_email: str | None = None
     sender_email_verified: bool = False
     email_dry_run: bool | None = None
+
+
+class ConnectedAccount(OutreachAccount):
+    """A new account (``POST /v1/accounts``): ``auth_url`` is the hosted authorisation page while it is pending."""
+
     auth_url: str | None = None
 
 

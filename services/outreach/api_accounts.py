@@ -33,7 +33,17 @@ from .adapters import SenderVerification
 from .context import OutreachContext
 from .domain.compliance import normalise_email
 from .emit import RootEmitter
-from .models import AccountIn, ReconnectIn
+from .models import (
+    AccountDetailOut,
+    AccountIn,
+    AccountOut,
+    AuthLinkOut,
+    ConnectedAccountOut,
+    ReconnectEmailOut,
+    ReconnectIn,
+    SenderConfirmedOut,
+    WebhookAck,
+)
 from .problems import invalid, json_object, not_found
 from .senders import FAILED, PENDING, verification_view
 from .store import accounts, leases, reconnect_emails
@@ -43,22 +53,22 @@ CONNECTED_STATUSES = ("creation_success", "reconnected", "ok", "connected", "ver
 SENDER_FAILED_STATUSES = ("failed", "rejected", "expired", "verification_failed")
 
 
-def account_view(row: Row[Any], *, dry_run: bool | None = None) -> dict[str, Any]:
+def account_view(row: Row[Any], *, dry_run: bool | None = None) -> AccountOut:
     """The API shape of an account (``email_dry_run``: an email sender's emails are dry runs)."""
-    return {
-        "email_dry_run": dry_run if row.provider == "email" else None,
-        "account_id": str(row.account_id),
-        "provider": row.provider,
-        "display_name": row.display_name,
-        "status": row.status,
-        "healthy": row.healthy,
-        "sender_email": row.sender_email,
-        "sender_email_verified": row.sender_email_verified,
-        "incident": row.incident,
-        "limit_paused_until": row.limit_paused_until.isoformat() if row.limit_paused_until else None,
-        "verification": verification_view(row),
-        "created_at": row.created_at.isoformat(),
-    }
+    return AccountOut(
+        email_dry_run=dry_run if row.provider == "email" else None,
+        account_id=row.account_id,
+        provider=row.provider,
+        display_name=row.display_name,
+        status=row.status,
+        healthy=row.healthy,
+        sender_email=row.sender_email,
+        sender_email_verified=row.sender_email_verified,
+        incident=row.incident,
+        limit_paused_until=row.limit_paused_until,
+        verification=verification_view(row),
+        created_at=row.created_at,
+    )
 
 
 def accounts_router(ctx: OutreachContext) -> APIRouter:
@@ -76,12 +86,12 @@ def accounts_router(ctx: OutreachContext) -> APIRouter:
             202: {
                 "description": "Pending: the user completes the connection at `auth_url` (hosted flow), or the "
                 "email sender's owner confirms the address (`verification`)",
-                "content": {"application/json": {"schema": {"type": "object"}}},
+                "model": ConnectedAccountOut,
             },
             **problems(503),  # the email provider cannot be asked to verify a sender now
         },
     )
-    async def connect(body: AccountIn, response: Response, plan: Plan, ws: WriteWorkspace) -> dict[str, Any]:
+    async def connect(body: AccountIn, response: Response, plan: Plan, ws: WriteWorkspace) -> ConnectedAccountOut:
         """Connect an account: at once in simulated mode, else through a hosted authorisation link (202). An
         email sender needs the Scale plan or its email-sender add-on (403 ``plan_required`` otherwise) and is
         verified by the email provider: at once (201) or once its owner confirmed it (202)."""
@@ -141,7 +151,7 @@ def accounts_router(ctx: OutreachContext) -> APIRouter:
         ctx.runner.wake()
         if not immediate:
             response.status_code = 202
-        return {**account_view(row), "auth_url": auth_url}
+        return ConnectedAccountOut(**dict(account_view(row)), auth_url=auth_url)
 
     async def _ask_provider(account_id: UUID, sender: str, now: datetime) -> SenderVerification:
         """The email provider's first word on a new sender: a 422 naming sender_email when it refuses the address,
@@ -167,8 +177,15 @@ def accounts_router(ctx: OutreachContext) -> APIRouter:
             )
             return await _row(conn, account_id)
 
-    @r.post("/v1/accounts/{account_id}/verify", status_code=202, responses=problems(404, 409, 422, 503))
-    async def verify_again(account_id: UUID, response: Response, ws: WriteWorkspace) -> dict[str, Any]:
+    @r.post(
+        "/v1/accounts/{account_id}/verify",
+        status_code=202,
+        responses={
+            200: {"model": AccountOut, "description": "The email provider verified the sender at once"},
+            **problems(404, 409, 422, 503),
+        },
+    )
+    async def verify_again(account_id: UUID, response: Response, ws: WriteWorkspace) -> AccountOut:
         """Ask the email provider to verify a sender again (a pending one, or one whose verification failed)."""
         now = service.clock.now()
         async with service.engine.connect() as conn:
@@ -204,7 +221,7 @@ def accounts_router(ctx: OutreachContext) -> APIRouter:
         openapi_extra=public("the link's HMAC token authorises it"),
         responses=problems(403, 404, 409, 422),
     )
-    async def confirm_link(account_id: UUID, t: str = Query(max_length=200)) -> dict[str, Any]:
+    async def confirm_link(account_id: UUID, t: str = Query(max_length=200)) -> SenderConfirmedOut:
         """Outreach's confirmation link, opened by the sender address's owner (a provider without verification)."""
         now = service.clock.now()
         async with service.engine.begin() as conn:
@@ -219,14 +236,14 @@ def accounts_router(ctx: OutreachContext) -> APIRouter:
             await ctx.senders.verified(conn, em, account, now)
             await em.flush(conn)
         service.wake_relay()
-        return {"status": "verified", "account_id": str(account_id), "sender_email": account.sender_email}
+        return SenderConfirmedOut(status="verified", account_id=account_id, sender_email=account.sender_email)
 
     @r.post(
         ctx.signed_route("/v1/accounts/callback"),
         openapi_extra=public("Standard Webhooks signature of the LinkedIn or email provider"),
         responses=problems(400, 401, 404, 413, 422),
     )
-    async def callback(request: Request) -> dict[str, Any]:
+    async def callback(request: Request) -> WebhookAck:
         """The provider's signed notification that a hosted connection (or a sender verification) finished.
 
         Body (Unipile style): ``{"status": "CREATION_SUCCESS", "account_id": "<provider id>", "name": "<our id>"}``.
@@ -237,7 +254,7 @@ def accounts_router(ctx: OutreachContext) -> APIRouter:
         now = service.clock.now()
         async with service.engine.begin() as conn:
             if not await ctx.first_delivery(conn, hook):
-                return {"status": "duplicate"}
+                return WebhookAck(status="duplicate")
             try:
                 account = await lock_account(conn, UUID(ours))
             except ValueError:
@@ -258,11 +275,11 @@ def accounts_router(ctx: OutreachContext) -> APIRouter:
             await em.flush(conn)
         service.wake_relay()
         ctx.runner.wake()
-        return {"status": "connected", "account_id": str(account.account_id)}
+        return WebhookAck(status="connected", account_id=account.account_id)
 
     async def _sender_callback(
         conn: AsyncConnection, account: Row[Any], status: str, data: dict[str, Any], now: datetime
-    ) -> dict[str, Any]:
+    ) -> WebhookAck:
         """The email provider's word on a sender it was asked to verify: verified, or failed (with its reason)."""
         em = RootEmitter(service, account.workspace_id)
         if status in CONNECTED_STATUSES:
@@ -276,10 +293,10 @@ def accounts_router(ctx: OutreachContext) -> APIRouter:
             raise invalid("status", f"{data.get('status')!r} neither verifies nor refuses a sender")
         await em.flush(conn)
         service.wake_relay()
-        return {"status": outcome, "account_id": str(account.account_id)}
+        return WebhookAck(status=outcome, account_id=account.account_id)
 
-    @r.get("/v1/accounts", response_model=Page[dict[str, Any]])
-    async def list_accounts(ws: ReadWorkspace, limit: Limit = 50, after: After = None) -> Page[dict[str, Any]]:
+    @r.get("/v1/accounts", response_model=Page[AccountOut])
+    async def list_accounts(ws: ReadWorkspace, limit: Limit = 50, after: After = None) -> Page[AccountOut]:
         """The workspace's accounts, oldest first."""
         stmt = select(accounts).where(accounts.c.workspace_id == ws, accounts.c.deleted_at.is_(None))
         if after:
@@ -291,10 +308,10 @@ def accounts_router(ctx: OutreachContext) -> APIRouter:
             ).all()
         page = Page.of(rows, limit, lambda a: encode_cursor([a.created_at.isoformat(), str(a.account_id)]))
         dry_run = not ctx.settings.email_real_sends
-        return Page[dict[str, Any]](items=[account_view(row, dry_run=dry_run) for row in page.items], next=page.next)
+        return Page[AccountOut](items=[account_view(row, dry_run=dry_run) for row in page.items], next=page.next)
 
     @r.get("/v1/accounts/{account_id}")
-    async def get_account(account_id: UUID, ws: ReadWorkspace) -> dict[str, Any]:
+    async def get_account(account_id: UUID, ws: ReadWorkspace) -> AccountDetailOut:
         """One account, with its leases and the reconnect emails sent for it."""
         async with service.engine.connect() as conn:
             row = await account_row(conn, account_id, ws)
@@ -306,20 +323,16 @@ def accounts_router(ctx: OutreachContext) -> APIRouter:
                 .where(reconnect_emails.c.account_id == account_id)
                 .order_by(reconnect_emails.c.incident)
             )
-            return {
-                **account_view(row),
-                "leases": sorted(str(x.campaign_id) for x in held),
-                "reconnect_emails": [
-                    {
-                        "incident": m.incident,
-                        "to": m.to_address,
-                        "status": m.status,
-                        "dry_run": m.dry_run,
-                        "sent_at": m.sent_at.isoformat(),
-                    }
+            return AccountDetailOut(
+                **dict(account_view(row)),
+                leases=sorted((x.campaign_id for x in held), key=str),
+                reconnect_emails=[
+                    ReconnectEmailOut(
+                        incident=m.incident, to=m.to_address, status=m.status, dry_run=m.dry_run, sent_at=m.sent_at
+                    )
                     for m in mails
                 ],
-            }
+            )
 
     @r.delete("/v1/accounts/{account_id}", status_code=204)
     async def delete_account(account_id: UUID, ws: AdminWorkspace) -> Response:
@@ -335,7 +348,7 @@ def accounts_router(ctx: OutreachContext) -> APIRouter:
         return Response(status_code=204)
 
     @r.post("/v1/accounts/{account_id}/refresh")
-    async def refresh(account_id: UUID, ws: WriteWorkspace) -> dict[str, Any]:
+    async def refresh(account_id: UUID, ws: WriteWorkspace) -> AccountOut:
         """Ask the provider for the account's status now and apply it."""
         async with service.engine.connect() as conn:
             row = await account_row(conn, account_id, ws)
@@ -368,7 +381,7 @@ def accounts_router(ctx: OutreachContext) -> APIRouter:
         account_id: UUID,
         ws: WriteWorkspace,
         body: ReconnectIn = Body(default_factory=ReconnectIn),  # noqa: B008
-    ) -> dict[str, Any]:
+    ) -> AuthLinkOut:
         """A hosted authorisation link that reconnects a LinkedIn account (the provider calls back when done)."""
         async with service.engine.connect() as conn:
             row = await account_row(conn, account_id, ws)
@@ -383,9 +396,9 @@ def accounts_router(ctx: OutreachContext) -> APIRouter:
             return_url=body.return_url,
             reconnect=row.provider_account_id or str(account_id),
         )
-        return {"account_id": str(account_id), "auth_url": auth_url}
+        return AuthLinkOut(account_id=account_id, auth_url=auth_url)
 
-    async def _refresh_sender(account_id: UUID, ws: str) -> dict[str, Any]:
+    async def _refresh_sender(account_id: UUID, ws: str) -> AccountOut:
         """Ask the email provider about a pending sender now (the check timer would, later)."""
         async with service.engine.begin() as conn:
             account = await lock_account(conn, account_id, ws)
@@ -404,7 +417,7 @@ def accounts_router(ctx: OutreachContext) -> APIRouter:
         openapi_extra=public("Standard Webhooks signature of the LinkedIn provider"),
         responses=problems(400, 401, 404, 413, 422),
     )
-    async def account_status_webhook(request: Request) -> dict[str, Any]:
+    async def account_status_webhook(request: Request) -> WebhookAck:
         """Signed account status from the provider: ``{"account_id": ..., "status": "CREDENTIALS"}`` or Unipile's
         ``{"AccountStatus": {"account_id": ..., "message": "OK"}}``."""
         hook, raw, _ = await ctx.verified_webhook(request, "linkedin")
@@ -421,7 +434,7 @@ def accounts_router(ctx: OutreachContext) -> APIRouter:
             )
         async with service.engine.begin() as conn:
             if not await ctx.first_delivery(conn, hook):
-                return {"status": "duplicate"}
+                return WebhookAck(status="duplicate")
             account = await find_account(conn, ident)
             if account is None:
                 raise not_found("account", ident)
@@ -430,7 +443,7 @@ def accounts_router(ctx: OutreachContext) -> APIRouter:
             await em.flush(conn)
         service.wake_relay()
         ctx.runner.wake()
-        return {"status": status, "changed": changed, "account_id": str(account.account_id)}
+        return WebhookAck(status=status, changed=changed, account_id=account.account_id)
 
     return r
 

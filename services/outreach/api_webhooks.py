@@ -25,7 +25,7 @@ from .context import OutreachContext
 from .domain.compliance import normalise_email, normalise_profile_url
 from .domain.replies import is_out_of_office
 from .emit import RootEmitter
-from .models import SimulatedReplyIn
+from .models import ReplyOut, SimulatedReplyIn, WebhookAck
 from .problems import invalid, json_object, not_found
 from .store import campaigns, enrollments, leads
 
@@ -102,7 +102,7 @@ def webhooks_router(ctx: OutreachContext) -> APIRouter:
         openapi_extra=public("Standard Webhooks signature of the LinkedIn provider"),
         responses=problems(400, 401, 404, 413, 422),
     )
-    async def linkedin_webhook(request: Request) -> dict[str, Any]:
+    async def linkedin_webhook(request: Request) -> WebhookAck:
         """Signed LinkedIn provider events: ``{"event": "new_relation" | "message_received", "account_id": ...,
         "lead_id" | "user_profile_url": ..., "text": ...}``."""
         hook, raw, _ = await ctx.verified_webhook(request, "linkedin")
@@ -113,7 +113,7 @@ def webhooks_router(ctx: OutreachContext) -> APIRouter:
         now = service.clock.now()
         async with service.engine.begin() as conn:
             if not await ctx.first_delivery(conn, hook):
-                return {"status": "duplicate"}
+                return WebhookAck(status="duplicate")
             account = await find_account(conn, str(data.get("account_id", "")))
             if account is None or account.provider != "linkedin":
                 raise not_found("LinkedIn account", data.get("account_id"))
@@ -131,7 +131,7 @@ def webhooks_router(ctx: OutreachContext) -> APIRouter:
                     now,
                     bool(data.get("out_of_office")),
                 )
-                result: dict[str, Any] = {"status": "replied", "campaigns": [str(c) for c in done]}
+                result = WebhookAck(status="replied", campaigns=done)
             else:
                 rows = (
                     await conn.execute(
@@ -158,7 +158,7 @@ def webhooks_router(ctx: OutreachContext) -> APIRouter:
                         key=f"webhook:{hook.msg_id}:{row.campaign_id}",
                     )
                 await em.flush(conn)
-                result = {"status": "accepted", "campaigns": [str(x.campaign_id) for x in rows]}
+                result = WebhookAck(status="accepted", campaigns=[x.campaign_id for x in rows])
         service.wake_relay()
         ctx.runner.wake()
         return result
@@ -168,7 +168,7 @@ def webhooks_router(ctx: OutreachContext) -> APIRouter:
         openapi_extra=public("Standard Webhooks signature of the email provider"),
         responses=problems(400, 401, 404, 413, 422),
     )
-    async def email_webhook(request: Request) -> dict[str, Any]:
+    async def email_webhook(request: Request) -> WebhookAck:
         """Signed email events: ``{"type": "reply" | "bounce" | "complaint", "workspace_id": ..., "email": ...}``.
         A bounce suppresses the address for emails; a complaint unsubscribes it; a reply stops the lead."""
         hook, raw, _ = await ctx.verified_webhook(request, "email")
@@ -180,24 +180,22 @@ def webhooks_router(ctx: OutreachContext) -> APIRouter:
         now = service.clock.now()
         async with service.engine.begin() as conn:
             if not await ctx.first_delivery(conn, hook):
-                return {"status": "duplicate"}
+                return WebhookAck(status="duplicate")
             if kind == "bounce":
                 await lc.suppress(conn, ws, "email", email, "bounced", now)
-                return {"status": "suppressed", "reason": "bounced"}
+                return WebhookAck(status="suppressed", reason="bounced")
             if kind == "complaint":
                 await lc.suppress(conn, ws, "email", email, "unsubscribed", now)
-                return {"status": "suppressed", "reason": "unsubscribed"}
+                return WebhookAck(status="suppressed", reason="unsubscribed")
             lead_id = await _lead_of(conn, ws, {"email": email})
             if lead_id is None:
                 raise not_found("lead with email", email)
             done = await reply(conn, ws, lead_id, "email", data.get("text"), f"webhook:{hook.msg_id}", now)
         service.wake_relay()
-        return {"status": "replied", "campaigns": [str(c) for c in done]}
+        return WebhookAck(status="replied", campaigns=done)
 
     @r.post("/v1/campaigns/{campaign_id}/leads/{lead_id}/reply")
-    async def record_reply(
-        campaign_id: UUID, lead_id: UUID, body: SimulatedReplyIn, ws: WriteWorkspace
-    ) -> dict[str, Any]:
+    async def record_reply(campaign_id: UUID, lead_id: UUID, body: SimulatedReplyIn, ws: WriteWorkspace) -> ReplyOut:
         """Record a reply by hand (a demo, or an inbox the provider does not watch)."""
         now = service.clock.now()
         async with service.engine.begin() as conn:
@@ -215,6 +213,6 @@ def webhooks_router(ctx: OutreachContext) -> APIRouter:
                 raise not_found("lead in campaign", lead_id)
             done = await reply(conn, ws, lead_id, body.channel, body.text, f"manual:{campaign_id}:{lead_id}:{now}", now)
         service.wake_relay()
-        return {"status": "replied", "campaigns": [str(c) for c in done]}
+        return ReplyOut(status="replied", campaigns=done)
 
     return r

@@ -13,7 +13,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import replace
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 from uuid import UUID
 
 from leadstream_schemas import (
@@ -49,7 +49,25 @@ from .domain.schedule import DAY_NAMES, Schedule, ScheduleError
 from .domain.workflow import Graph, GraphError, resolve_workflow
 from .emit import RootEmitter
 from .enrollment import OPEN, audience_still_growing, enroll, unenrolled_members
-from .models import AccountsIn, CampaignEditIn, CampaignIn, EmailFallbackIn, LaunchIn
+from .models import (
+    AccountsIn,
+    AudienceOut,
+    CampaignDetailOut,
+    CampaignEditIn,
+    CampaignIn,
+    CampaignOut,
+    DraftCountsOut,
+    EmailFallbackIn,
+    GraphOut,
+    LaunchIn,
+    LaunchPlanOut,
+    LeadCountsOut,
+    PlanAccountOut,
+    PlanCountsOut,
+    PlanLeadOut,
+    VideoIn,
+    WorkerOut,
+)
 from .problems import invalid
 from .store import (
     accounts,
@@ -119,7 +137,7 @@ class CampaignCommands:
 
     async def create(
         self, workspace_id: str, body: CampaignIn, idempotency_key: str | None = None
-    ) -> tuple[dict[str, Any], bool]:
+    ) -> tuple[CampaignDetailOut, bool]:
         """Validate and store a campaign (state pending); emits CampaignCreated with everything others need.
 
         Returns (details, created): with an ``idempotency_key`` already used for the same request, the
@@ -281,7 +299,7 @@ class CampaignCommands:
 
     async def launch(
         self, workspace_id: str, campaign_id: UUID, body: LaunchIn, idempotency_key: str | None = None
-    ) -> dict[str, Any]:
+    ) -> CampaignDetailOut:
         """Launch a pending campaign on its active accounts (inactive ones are skipped with a message).
 
         A launch sent again with the same ``idempotency_key`` (a double click, a retry) answers with the
@@ -336,7 +354,7 @@ class CampaignCommands:
         self.wake()
         return await self.details(workspace_id, campaign_id)
 
-    async def edit(self, workspace_id: str, campaign_id: UUID, body: CampaignEditIn) -> dict[str, Any]:
+    async def edit(self, workspace_id: str, campaign_id: UUID, body: CampaignEditIn) -> CampaignDetailOut:
         """A new version of the campaign's workflow (CampaignUpdated). Leads enrolled from now on run it; leads that
         have not started their sequence move to it at that safe point; the others finish on their version
         (:mod:`services.outreach.versions`)."""
@@ -389,7 +407,7 @@ class CampaignCommands:
         self.wake()
         return await self.details(workspace_id, campaign_id)
 
-    async def prepare(self, workspace_id: str, campaign_id: UUID) -> dict[str, Any]:
+    async def prepare(self, workspace_id: str, campaign_id: UUID) -> CampaignDetailOut:
         """Prepare a pending campaign for review before launch: resolve its audience and enroll its ready leads in
         the ``prepared`` state on its active accounts (CampaignPrepared, LeadEnrolled prepared=true), so messaging
         writes their drafts for the Messaging Lab. Leads that become ready meanwhile are prepared too. Nothing is
@@ -480,7 +498,7 @@ class CampaignCommands:
         )
         em.emit(CampaignScheduled(campaign_id=campaign_id, next_run_at=run_at))
 
-    async def pause(self, workspace_id: str, campaign_id: UUID) -> dict[str, Any]:
+    async def pause(self, workspace_id: str, campaign_id: UUID) -> CampaignDetailOut:
         """Pause a scheduled or running campaign (its leases are released)."""
         now = self.now
         async with self.service.engine.begin() as conn:
@@ -503,7 +521,7 @@ class CampaignCommands:
         self.service.wake_relay()
         return await self.details(workspace_id, campaign_id)
 
-    async def resume(self, workspace_id: str, campaign_id: UUID) -> dict[str, Any]:
+    async def resume(self, workspace_id: str, campaign_id: UUID) -> CampaignDetailOut:
         """Resume a paused campaign (needs at least one account that can send); a finished one runs again and
         takes on its audience's late joiners (``audience.py``)."""
         if await self.audiences.resume_finished(workspace_id, campaign_id):
@@ -569,7 +587,7 @@ class CampaignCommands:
             )
             await conn.execute(delete(lead_locks).where(lead_locks.c.campaign_id == campaign_id))
 
-    async def replace_accounts(self, workspace_id: str, campaign_id: UUID, body: AccountsIn) -> dict[str, Any]:
+    async def replace_accounts(self, workspace_id: str, campaign_id: UUID, body: AccountsIn) -> CampaignDetailOut:
         """Send from other LinkedIn accounts: what resolves a campaign that needs review because its account
         was deleted. Enrolled leads of accounts no longer used move to the new ones (rendezvous hashing over
         the active ones, with their pending steps); a campaign that needs review runs again
@@ -683,7 +701,7 @@ class CampaignCommands:
         self.wake()
         return await self.details(workspace_id, campaign_id)
 
-    async def launch_plan(self, workspace_id: str, campaign_id: UUID, sample: int = 50) -> dict[str, Any]:
+    async def launch_plan(self, workspace_id: str, campaign_id: UUID, sample: int = 50) -> LaunchPlanOut:
         """Where each lead of the audience will go if the campaign is launched now: the accounts that will
         send (and those skipped, with why), and per lead its account, or why it waits or is skipped."""
         async with self.service.engine.connect() as conn:
@@ -720,68 +738,70 @@ class CampaignCommands:
             growing = await audience_still_growing(conn, row)
         targets = [str(a) for a in active]
         per_account = dict.fromkeys(targets, 0)
-        counts = {"total": len(members), "ready": 0, "waiting_enrichment": 0, "duplicates": 0}
-        items: list[dict[str, Any]] = []
+        counts = PlanCountsOut(total=len(members), ready=0, waiting_enrichment=0, duplicates=0)
+        items: list[PlanLeadOut] = []
         for lead_id in members:
             person = people.get(lead_id)
             account = assign_account(str(lead_id), targets) if targets else None
+            status: Literal["ready", "waiting", "duplicate"]
             if lead_id in held:
                 status, detail = "duplicate", f"active in another campaign ({held[lead_id]}): skipped"
-                counts["duplicates"] += 1
+                counts.duplicates += 1
             elif person is None or not person.ready:
                 status, detail = "waiting", "enrolled once enrichment has answered"
-                counts["waiting_enrichment"] += 1
+                counts.waiting_enrichment += 1
             else:
                 status, detail = "ready", None
-                counts["ready"] += 1
+                counts.ready += 1
             if account is not None and status != "duplicate":
                 per_account[account] += 1
             items.append(
-                {
-                    "lead_id": str(lead_id),
-                    "name": person.full_name if person else None,
-                    "company": person.company if person else None,
-                    "account_id": account if status != "duplicate" else None,
-                    "status": status,
-                    "detail": detail,
-                }
+                PlanLeadOut(
+                    lead_id=lead_id,
+                    name=person.full_name if person else None,
+                    company=person.company if person else None,
+                    account_id=UUID(account) if account is not None and status != "duplicate" else None,
+                    status=status,
+                    detail=detail,
+                )
             )
-        items.sort(key=lambda i: ((i["name"] or "~").lower(), i["lead_id"]))
-        return {
-            "campaign_id": str(campaign_id),
-            "state": row.state,
-            "accounts": [
-                {
-                    "account_id": a,
-                    "name": names.get(a),
-                    "active": a in per_account,
-                    "reason": skipped.get(a),
-                    "leads": per_account.get(a, 0),
-                }
+        items.sort(key=lambda i: ((i.name or "~").lower(), str(i.lead_id)))
+        return LaunchPlanOut(
+            campaign_id=campaign_id,
+            state=row.state,
+            accounts=[
+                PlanAccountOut(
+                    account_id=UUID(a),
+                    name=names.get(a),
+                    active=a in per_account,
+                    reason=skipped.get(a),
+                    leads=per_account.get(a, 0),
+                )
                 for a in row.account_ids
             ],
-            "leads": counts,
-            "assignments": items[:sample],
-            "audience_growing": growing,
-        }
+            leads=counts,
+            assignments=items[:sample],
+            audience_growing=growing,
+        )
 
     # -- views -----------------------------------------------------------------------------------
 
-    def _summary(self, row: Row[Any], next_step: datetime | None) -> dict[str, Any]:
+    @staticmethod
+    def _summary(row: Row[Any], next_step: datetime | None) -> CampaignOut:
         next_run = row.next_run_at if row.state == "scheduled" else next_step if row.state == "running" else None
-        return {
-            "campaign_id": str(row.campaign_id),
-            "name": row.name,
-            "state": row.state,
-            "message": row.message,
-            "pause_reason": row.pause_reason,
-            "audience": {"type": row.audience_type, "ref": row.audience_ref},
-            "audience_type": row.audience_type,
-            "pace": row.delivery.get("pace_label"),
-            "next_run_at": next_run.isoformat() if next_run else None,
-            "account_ids": list(row.account_ids),
-            "created_at": row.created_at.isoformat(),
-        }
+        return CampaignOut(
+            campaign_id=row.campaign_id,
+            name=row.name,
+            state=row.state,
+            message=row.message,
+            pause_reason=row.pause_reason,
+            audience=AudienceOut(type=row.audience_type, ref=row.audience_ref),
+            audience_type=row.audience_type,
+            pace=row.delivery.get("pace_label"),
+            next_run_at=next_run,
+            account_ids=[UUID(a) for a in row.account_ids],
+            created_at=row.created_at,
+        )
 
     async def list(
         self,
@@ -791,7 +811,7 @@ class CampaignCommands:
         *,
         after: str | None = None,
         limit: int = MAX_PAGE,
-    ) -> Page[dict[str, Any]]:
+    ) -> Page[CampaignOut]:
         """A page of the workspace's campaigns, newest first; ``q`` searches names; ``after`` is a cursor."""
         nxt = (
             select(func.min(timers.c.due_at))
@@ -816,9 +836,9 @@ class CampaignCommands:
         async with self.service.engine.connect() as conn:
             rows = (await conn.execute(stmt.order_by(*order).limit(limit + 1))).all()
         page = Page.of(rows, limit, lambda r: encode_cursor([r.created_at.isoformat(), str(r.campaign_id)]))
-        return Page[dict[str, Any]](items=[self._summary(r, r.next_step) for r in page.items], next=page.next)
+        return Page[CampaignOut](items=[self._summary(r, r.next_step) for r in page.items], next=page.next)
 
-    async def details(self, workspace_id: str, campaign_id: UUID) -> dict[str, Any]:
+    async def details(self, workspace_id: str, campaign_id: UUID) -> CampaignDetailOut:
         """A campaign with its workflow (and warnings), delivery, workers and counts."""
         async with self.service.engine.connect() as conn:
             row = await self._visible(conn, workspace_id, campaign_id)
@@ -859,25 +879,20 @@ class CampaignCommands:
                 .group_by(texts.c.status)
             )
             by_status: dict[str, int] = {r[0]: r[1] for r in drafts}
-        out = self._summary(row, next_step)
-        out.update(
-            {
-                "workflow": row.workflow,
-                "workflow_version": row.workflow_version,
-                "warnings": row.workflow.get("warnings", []),
-                "strategy": row.strategy,
-                "delivery": row.delivery,
-                "video": row.video_template,
-                "skipped_accounts": row.skipped_accounts,
-                "workers": [
-                    {"worker_id": str(w.worker_id), "account_id": str(w.account_id), "state": w.state} for w in workers
-                ],
-                "leads": {"enrolled": sum(by_state.values()), **by_state},
-                # The review before (and during) the run: drafts of the leads still in the sequence, by state
-                # (``generated``: waiting in the Messaging Lab; ``approved``: what the steps will send).
-                "drafts": {"generated": by_status.get("generated", 0), "approved": by_status.get("approved", 0)},
-                "sent": by_action,
-                "launched_at": row.launched_at.isoformat() if row.launched_at else None,
-            }
+        return CampaignDetailOut(
+            **dict(self._summary(row, next_step)),
+            workflow=GraphOut.model_validate(row.workflow),
+            workflow_version=row.workflow_version,
+            warnings=row.workflow.get("warnings", []),
+            strategy=Strategy.model_validate(row.strategy),
+            delivery=Delivery.model_validate(row.delivery),
+            video=VideoIn.model_validate(row.video_template) if row.video_template is not None else None,
+            skipped_accounts=row.skipped_accounts,
+            workers=[WorkerOut(worker_id=w.worker_id, account_id=w.account_id, state=w.state) for w in workers],
+            leads=LeadCountsOut.model_validate({"enrolled": sum(by_state.values()), **by_state}),
+            # The review before (and during) the run: drafts of the leads still in the sequence, by state
+            # (``generated``: waiting in the Messaging Lab; ``approved``: what the steps will send).
+            drafts=DraftCountsOut(generated=by_status.get("generated", 0), approved=by_status.get("approved", 0)),
+            sent=by_action,
+            launched_at=row.launched_at,
         )
-        return out

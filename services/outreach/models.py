@@ -1,13 +1,17 @@
-"""Request bodies of the outreach API. Out-of-range values are 422s whose message names the range; every
-string and list has a maximum (``leadstream_schemas.bounds``), the strategy's are the contract's own."""
+"""Request bodies and answers of the outreach API.
+
+Bodies: out-of-range values are 422s whose message names the range; every string and list has a maximum
+(``leadstream_schemas.bounds``), the strategy's are the contract's own. Answers (``*Out``): what the routes send,
+field by field; the parts a campaign event carries too (strategy, delivery) are the contract's models."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 from uuid import UUID
 
-from leadstream_schemas import Strategy
+from leadstream_schemas import Channel, Delivery, EdgeCondition, StepAction, Strategy
 from leadstream_schemas.bounds import (
     BODY_MAX,
     DETAIL_MAX,
@@ -20,7 +24,17 @@ from leadstream_schemas.bounds import (
     FreeJson,
     find_unstorable,
 )
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    ValidationInfo,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
+from pydantic.json_schema import SkipJsonSchema
 
 from .domain.pacing import CHANNEL_LIMITS, EMAIL_RANGE, GUARD_RANGE, MANUAL_RANGE, MESSAGE_RANGE, PacingError
 from .domain.schedule import ScheduleError, parse_active_days, zone
@@ -337,3 +351,322 @@ class SimulatedReplyIn(_In):
 
     text: str | None = Field(None, max_length=4000)
     channel: Literal["message", "email", "invite"] = "message"
+
+
+# -- answers ----------------------------------------------------------------------------------------------------
+
+
+def _iso(value: datetime) -> str:
+    return value.isoformat()
+
+
+Timestamp = Annotated[
+    datetime,
+    PlainSerializer(_iso, return_type=str, when_used="json"),
+    WithJsonSchema({"type": "string", "format": "date-time"}),
+]
+"""A time in an answer, as Python's ISO 8601 (``2026-01-05T06:00:00+00:00``): what these answers carried before
+they were typed, kept so that no client sees another spelling (pydantic's own would end in ``Z``)."""
+
+
+def _absent(value: object) -> bool:
+    return value is None
+
+
+def _only(description: str) -> Any:
+    """A field that only some answers have (a step field of some actions, a webhook answer's): absent, not null,
+    on the others, as before these answers were typed (its type is ``X | SkipJsonSchema[None]``: the document
+    says X, never null)."""
+    return Field(None, exclude_if=_absent, description=description)
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+class VariantOut(_Out):
+    """One A/B variant of a step's text: its own template (and an email's subject and body)."""
+
+    id: str
+    template: str | None = None
+    subject: str | None = None
+    body: str | None = None
+
+
+class StepOut(_Out):
+    """One step of a validated workflow, as stored (``domain.workflow.Step.to_dict``): ``needs_text`` says whether
+    the step sends a text that is written (and approved) first, ``channel`` that text's channel. The other fields
+    are sent only for the actions that have them."""
+
+    id: str
+    action: StepAction
+    needs_text: bool
+    channel: Channel | None = None
+    note: bool | SkipJsonSchema[None] = _only("Invites: the invite carries a note.")
+    accept_timeout_hours: int | SkipJsonSchema[None] = _only(
+        "Invites: hours until an invite not accepted takes its not_accepted edge."
+    )
+    mode: Literal["auto", "draft"] | SkipJsonSchema[None] = _only(
+        "Comments: draft (approved in the Messaging Lab first) or auto."
+    )
+    subject: str | SkipJsonSchema[None] = _only("Emails: the subject (the email fallback's when the step has none).")
+    body: str | SkipJsonSchema[None] = _only("Emails: the body (the email fallback's when the step has none).")
+    template: str | SkipJsonSchema[None] = _only("The messaging template of the step's text, when it names one.")
+    variants: list[VariantOut] | SkipJsonSchema[None] = _only("The step's A/B variants of its text, when it has some.")
+
+
+class EdgeOut(_Out):
+    """``to`` follows ``from`` under ``condition``, ``delay_minutes`` after ``from`` completed (for ``accepted``:
+    after the acceptance; for ``not_accepted``: after the invite's accept timeout)."""
+
+    model_config = ConfigDict(extra="ignore", populate_by_name=True, serialize_by_alias=True)
+
+    source: str = Field(alias="from")
+    target: str = Field(alias="to")
+    condition: EdgeCondition
+    delay_minutes: int
+
+
+class GraphOut(_Out):
+    """A validated workflow graph (``domain.workflow.Graph.to_dict``): where it starts, its steps and edges,
+    what validation removed (``warnings``) and the steps that can never run (``unreachable``)."""
+
+    preset: str | None = Field(None, description="The preset it was made from; null for a custom graph.")
+    start: str
+    steps: list[StepOut]
+    edges: list[EdgeOut]
+    warnings: list[str]
+    unreachable: list[str]
+
+
+class PresetOut(_Out):
+    """A documented preset workflow and its graph (with an invite note, without the email fallback)."""
+
+    name: str
+    title: str
+    description: str
+    graph: GraphOut
+
+
+class CheckedWorkflowOut(_Out):
+    """The validated graph of a preset with options: what a campaign with this workflow would run."""
+
+    graph: GraphOut
+
+
+class AudienceOut(_Out):
+    """Who a campaign targets."""
+
+    type: Literal["source_group", "saved_search", "linkedin_url"]
+    ref: str = Field(description="Source group id, saved search id, or a LinkedIn search URL.")
+
+
+class CampaignOut(_Out):
+    """A campaign in a list: its audience, state, pace and next run."""
+
+    campaign_id: UUID
+    name: str
+    state: str = Field(
+        description="pending | prepared | scheduled | running | paused | finished | needs_review (deleted ones are "
+        "not shown)."
+    )
+    message: str | None = Field(description="What needs a person (a campaign that needs review).")
+    pause_reason: str | None = Field(description="user | account (its accounts need reconnecting), when paused.")
+    audience: AudienceOut
+    audience_type: str = Field(description="The audience's type (as in ``audience``).")
+    pace: str | None = Field(description="The pace in words, e.g. 'Recommended: 20 invites per day'.")
+    next_run_at: Timestamp | None = Field(
+        description="A scheduled campaign's start, a running one's next step; null otherwise."
+    )
+    account_ids: list[UUID]
+    created_at: Timestamp
+
+
+class WorkerOut(_Out):
+    """A campaign's worker on one of its accounts."""
+
+    worker_id: UUID
+    account_id: UUID
+    state: str = Field(description="active | paused_account (its account needs reconnecting) | stopped")
+
+
+class LeadCountsOut(_Out):
+    """The campaign's enrolled leads: all of them, and as many more counts as their states (``active``,
+    ``prepared``, ``completed``, ``stopped``, ...; a state no lead is in is left out)."""
+
+    model_config = ConfigDict(extra="allow")
+    __pydantic_extra__: dict[str, int] = Field(init=False)
+
+    enrolled: int
+
+
+class DraftCountsOut(_Out):
+    """The drafts of the leads still in the sequence: waiting in the Messaging Lab (``generated``) and approved
+    (what the steps will send)."""
+
+    generated: int
+    approved: int
+
+
+class CampaignDetailOut(CampaignOut):
+    """A campaign in detail: its workflow (and version), strategy, delivery, video, workers and counts."""
+
+    workflow: GraphOut
+    workflow_version: int = Field(description="Grows with each edit of the workflow; leads run on their own.")
+    warnings: list[str] = Field(description="What validation removed from the workflow.")
+    strategy: Strategy
+    delivery: Delivery
+    video: VideoIn | None = Field(description="The personalised video template, as it was given.")
+    skipped_accounts: dict[str, str] = Field(description="Account id -> why it does not send (inactive, deleted).")
+    workers: list[WorkerOut]
+    leads: LeadCountsOut
+    drafts: DraftCountsOut
+    sent: dict[str, int] = Field(description="Actions done for real (not dry runs), by action: invite, message, ...")
+    launched_at: Timestamp | None
+
+
+class PlanAccountOut(_Out):
+    """An account of a campaign in its launch plan: whether it sends (else why not) and how many leads it gets."""
+
+    account_id: UUID
+    name: str | None = Field(description="Its display name; null when the account is gone.")
+    active: bool
+    reason: str | None = Field(description="Why it is skipped (null when it sends).")
+    leads: int
+
+
+class PlanLeadOut(_Out):
+    """Where one lead of the audience goes: its account, or why it waits or is skipped."""
+
+    lead_id: UUID
+    name: str | None
+    company: str | None
+    account_id: UUID | None = Field(description="The account that will send to it; null for a duplicate.")
+    status: Literal["ready", "waiting", "duplicate"] = Field(
+        description="ready | waiting (for enrichment) | duplicate (active in another campaign: skipped)"
+    )
+    detail: str | None
+
+
+class PlanCountsOut(_Out):
+    """The audience's leads not enrolled yet: all, ready, waiting for enrichment, and duplicates (skipped)."""
+
+    total: int
+    ready: int
+    waiting_enrichment: int
+    duplicates: int
+
+
+class LaunchPlanOut(_Out):
+    """Where each lead will go if the campaign launches now: its accounts, the audience's counts, and the first
+    leads by name with their account or why they wait or are skipped."""
+
+    campaign_id: UUID
+    state: str
+    accounts: list[PlanAccountOut]
+    leads: PlanCountsOut
+    assignments: list[PlanLeadOut]
+    audience_growing: bool = Field(description="The audience's searches are still finding leads.")
+
+
+class EnrollmentOut(_Out):
+    """A lead enrolled in a campaign: its account, state, steps done and the workflow version it runs on."""
+
+    lead_id: UUID
+    account_id: UUID
+    state: str
+    steps_done: int
+    workflow_version: int
+    accepted_at: Timestamp | None = Field(description="When it accepted the invite.")
+    enrolled_at: Timestamp
+
+
+class VerificationOut(_Out):
+    """An email sender's verification: its status, when it was asked for and last checked, the provider's word."""
+
+    status: Literal["pending", "verified", "failed"]
+    requested_at: Timestamp | None
+    checked_at: Timestamp | None
+    detail: str | None
+
+
+class AccountOut(_Out):
+    """A connected account: a LinkedIn account or an email sender, its status and health."""
+
+    email_dry_run: bool | None = Field(
+        description="An email sender's emails are dry runs (only in lists; null for LinkedIn accounts and elsewhere)."
+    )
+    account_id: UUID
+    provider: Literal["linkedin", "email"]
+    display_name: str | None
+    status: str = Field(
+        description="pending | connected | ok | reconnected | sync_success | running | credentials | disconnected "
+        "| auth_required | sleeping | message_limit_reached | failed (a sender's verification)"
+    )
+    healthy: bool = Field(description="The account can send.")
+    sender_email: str | None
+    sender_email_verified: bool
+    incident: int = Field(description="How many times the account stopped being healthy (reconnect emails count).")
+    limit_paused_until: Timestamp | None = Field(description="Sending paused until then (a provider's limit).")
+    verification: VerificationOut | None = Field(description="An email sender's verification; null for LinkedIn.")
+    created_at: Timestamp
+
+
+class ConnectedAccountOut(AccountOut):
+    """A new account: connected at once (201), or pending (202) until the user completes the hosted authorisation
+    at ``auth_url`` or the sender's owner confirms the address."""
+
+    auth_url: str | None = Field(description="The hosted authorisation page (a pending LinkedIn account).")
+
+
+class ReconnectEmailOut(_Out):
+    """A reconnect email sent for an account (one per incident)."""
+
+    incident: int
+    to: str
+    status: str = Field(description="The status change that sent it, e.g. 'connected->credentials'.")
+    dry_run: bool
+    sent_at: Timestamp
+
+
+class AccountDetailOut(AccountOut):
+    """One account, with the campaigns that hold its lease and the reconnect emails sent for it."""
+
+    leases: list[UUID] = Field(description="The campaigns holding a lease on the account.")
+    reconnect_emails: list[ReconnectEmailOut]
+
+
+class AuthLinkOut(_Out):
+    """A hosted authorisation link that reconnects a LinkedIn account."""
+
+    account_id: UUID
+    auth_url: str
+
+
+class SenderConfirmedOut(_Out):
+    """An email sender confirmed by its owner through outreach's link."""
+
+    status: Literal["verified"]
+    account_id: UUID
+    sender_email: str
+
+
+class WebhookAck(_Out):
+    """What outreach answers a provider's signed webhook: what it did (``duplicate``: this delivery was already
+    handled, nothing else is sent), and the fields of that outcome."""
+
+    status: str = Field(
+        description="duplicate | connected | verified | failed (account callbacks); an account status (status "
+        "webhook); replied | accepted (LinkedIn); suppressed | replied (email)"
+    )
+    account_id: UUID | SkipJsonSchema[None] = _only("The account it concerned (account callbacks and status).")
+    changed: bool | SkipJsonSchema[None] = _only("Account status: whether the status changed.")
+    campaigns: list[UUID] | SkipJsonSchema[None] = _only("Replies and acceptances: the campaigns it applied to.")
+    reason: str | SkipJsonSchema[None] = _only("Email suppressions: bounced | unsubscribed.")
+
+
+class ReplyOut(_Out):
+    """A reply recorded by hand: the campaigns whose sequence it stopped for the lead."""
+
+    status: Literal["replied"]
+    campaigns: list[UUID]

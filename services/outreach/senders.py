@@ -42,6 +42,7 @@ from . import timers as tm
 from .accounts import lock_account
 from .adapters import EmailMessage, EmailSender, SenderVerification, SenderVerifier
 from .emit import Emitter
+from .models import VerificationOut
 from .settings import OutreachSettings
 from .store import accounts, timers
 
@@ -58,17 +59,16 @@ def check_key(account_id: UUID) -> str:
     return f"sender:{account_id}"
 
 
-def verification_view(row: Row[Any]) -> dict[str, Any] | None:
+def verification_view(row: Row[Any]) -> VerificationOut | None:
     """The API shape of an email account's verification (None for other accounts)."""
     if row.provider != "email":
         return None
-    status = "verified" if row.sender_email_verified else "failed" if row.status == FAILED else "pending"
-    return {
-        "status": status,
-        "requested_at": row.verification_requested_at.isoformat() if row.verification_requested_at else None,
-        "checked_at": row.verification_checked_at.isoformat() if row.verification_checked_at else None,
-        "detail": row.verification_detail,
-    }
+    return VerificationOut(
+        status="verified" if row.sender_email_verified else "failed" if row.status == FAILED else "pending",
+        requested_at=row.verification_requested_at,
+        checked_at=row.verification_checked_at,
+        detail=row.verification_detail,
+    )
 
 
 @dataclass

@@ -9,6 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
+from services.outreach.app import build
 from services.runtime.auth import create_token
 from tests.services.outreach.support import MakeSettings, Outreach, StartService, of_type, start_outreach
 
@@ -210,6 +211,70 @@ async def test_presets_are_documented(o: Outreach) -> None:
         "Message connected leads",
     ]
     assert all(p["description"] and p["graph"]["steps"] for p in presets)
+
+
+def _untyped(doc: dict[str, Any], schema: dict[str, Any], at: str, seen: set[str]) -> list[str]:
+    """Where an answer's schema is "an object" without its fields (a ``dict[str, Any]``): an object needs
+    ``properties`` or typed values (``additionalProperties`` with a schema)."""
+    if "$ref" in schema:
+        name = schema["$ref"].rsplit("/", 1)[1]
+        if name in seen:
+            return []
+        seen.add(name)
+        return _untyped(doc, doc["components"]["schemas"][name], f"{at}({name})", seen)
+    found: list[str] = []
+    for key in ("anyOf", "oneOf", "allOf"):
+        for i, part in enumerate(schema.get(key, [])):
+            found += _untyped(doc, part, f"{at}.{key}[{i}]", seen)
+    if schema.get("type") == "array":
+        found += _untyped(doc, schema.get("items", {}), f"{at}[]", seen)
+    if schema.get("type") == "object" or "properties" in schema:
+        values = schema.get("additionalProperties")
+        if "properties" not in schema and not isinstance(values, dict):
+            found.append(at)
+        for name, prop in schema.get("properties", {}).items():
+            found += _untyped(doc, prop, f"{at}.{name}", seen)
+        if isinstance(values, dict):
+            found += _untyped(doc, values, f"{at}.*", seen)
+    return found
+
+
+def test_every_answer_declares_its_fields() -> None:
+    """Typed models on the wire: every JSON answer of outreach is described field by field in its OpenAPI document,
+    so a client (the console, the CLI, a fuzzer) reads what the document says instead of guessing."""
+    doc = build().app.openapi()
+    untyped: list[str] = []
+    answers = 0
+    for path, ops in doc["paths"].items():
+        for method, op in ops.items():
+            for status, answer in op.get("responses", {}).items():
+                schema = answer.get("content", {}).get("application/json", {}).get("schema")
+                if not status.startswith("2") or schema is None:
+                    continue
+                answers += 1
+                untyped += _untyped(doc, schema, f"{method.upper()} {path} {status}", set())
+    assert answers >= 30, answers  # the walk reached the routes
+    assert not untyped, "\n".join(untyped)
+
+
+async def test_typed_answers_keep_their_shape(o: Outreach) -> None:
+    """The models describe what the routes sent before they were typed, byte for byte where clients look: a step's
+    action-specific fields are absent (not null) for other actions, edges say from/to, times keep their offset."""
+    standard = next(p for p in await o.api("GET", "/v1/workflow-presets", 200) if p["name"] == "standard_connect")
+    steps = {s["id"]: s for s in standard["graph"]["steps"]}
+    assert set(steps["invite"]) == {"id", "action", "needs_text", "channel", "note", "accept_timeout_hours"}
+    assert steps["message"] == {"id": "message", "action": "message", "needs_text": True, "channel": "message"}
+    assert set(standard["graph"]["edges"][0]) == {"from", "to", "condition", "delay_minutes"}
+    assert standard["graph"]["preset"] == "standard_connect" and standard["graph"]["unreachable"] == []
+    made = await o.api("POST", "/v1/accounts", 201, json={"provider": "linkedin", "display_name": "shape"})
+    assert made["auth_url"] is None and made["created_at"] == MONDAY.isoformat()
+    listed = (await o.api("GET", "/v1/accounts", 200))["items"]
+    assert "auth_url" not in listed[0] and listed[0]["account_id"] == made["account_id"]
+    cid = (await o.api("POST", "/v1/campaigns", 201, json=_campaign(made["account_id"])))["campaign_id"]
+    detail = await o.api("GET", f"/v1/campaigns/{cid}", 200)
+    assert detail["created_at"] == MONDAY.isoformat() and detail["launched_at"] is None
+    assert detail["leads"] == {"enrolled": 0} and detail["drafts"] == {"generated": 0, "approved": 0}
+    assert detail["delivery"]["pace"] == "recommended" and detail["strategy"]["invite_note"] is True
 
 
 async def test_oversized_and_unstorable_input_is_refused_at_the_edge(o: Outreach) -> None:
