@@ -21,6 +21,7 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from services.runtime.auth import ReadWorkspace
 from services.runtime.clock import Clock
+from services.runtime.db import read
 from services.runtime.errors import Problem
 from services.runtime.pagination import bounded, decode_cursor, encode_cursor
 
@@ -480,9 +481,6 @@ class Reads:
 
     async def timeline(self, conn: AsyncConnection, ws: str, lead_id: UUID, after: str | None, limit: int) -> Timeline:
         t, a, c, ls = self.v.timeline, self.v.accounts, self.v.campaigns, self.v.lead_state
-        exists = await conn.scalar(select(literal(1)).where(ls.c.workspace_id == ws, ls.c.lead_id == lead_id))
-        if not exists:
-            raise Problem(404, "not_found", f"lead {lead_id} not found")
         stmt = (
             select(t, a.c.display_name, c.c.name.label("campaign_name"))
             .select_from(
@@ -502,6 +500,13 @@ class Reads:
                 raise Problem(422, "invalid_cursor", "the `after` cursor is not one this API returned") from None
             stmt = stmt.where(tuple_(t.c.event_time, t.c.type_rank, t.c.event_id) > tuple_(*map(literal, key)))
         rows = (await conn.execute(stmt)).all()
+        # One statement for a lead with events; the lead's existence is asked only when the page is empty (an
+        # unknown lead, another workspace's, a known lead without events yet, or a cursor past the end). The
+        # batch that writes a lead's first timeline row writes its lead_state row in the same transaction.
+        if not rows:
+            exists = await conn.scalar(select(literal(1)).where(ls.c.workspace_id == ws, ls.c.lead_id == lead_id))
+            if not exists:
+                raise Problem(404, "not_found", f"lead {lead_id} not found")
         items = [
             TimelineItem(
                 event_id=r.event_id,
@@ -1122,21 +1127,20 @@ def _zone(tz: str) -> str:
 def build_router(
     views: Views, engine: AsyncEngine, clock: Clock, waiting_after: timedelta, hub: ChangeHub | None = None
 ) -> APIRouter:
-    """The routes, reading the views of ``views`` through ``engine``; the change stream through ``hub``."""
+    """The routes, reading the views of ``views`` through ``engine`` (a ``reads=True`` engine: every read goes
+    through :func:`services.runtime.db.read`); the change stream through ``hub``."""
     router = APIRouter(prefix="/v1", tags=["views"])
     reads = Reads(views)
 
     @router.get("/leads/{lead_id}/timeline", response_model=Timeline)
     async def lead_timeline(lead_id: UUID, ws: Workspace, after: After = None, limit: Limit = 200) -> Timeline:
         """Every event of a lead, oldest first, with a human summary."""
-        async with engine.connect() as conn:
-            return await reads.timeline(conn, ws, lead_id, after, limit)
+        return await read(engine, lambda conn: reads.timeline(conn, ws, lead_id, after, limit))
 
     @router.get("/leads/{lead_id}", response_model=Lead)
     async def lead_state(lead_id: UUID, ws: Workspace) -> Lead:
         """A lead's pipeline stage, workflow stage and campaigns."""
-        async with engine.connect() as conn:
-            return await reads.lead(conn, ws, lead_id)
+        return await read(engine, lambda conn: reads.lead(conn, ws, lead_id))
 
     @router.get("/campaigns", response_model=CampaignPage)
     async def list_campaigns(
@@ -1156,20 +1160,17 @@ def build_router(
         """Campaigns, newest first, with audience, state, next run, pace and counts."""
         if state is not None and state not in domain.CAMPAIGN_STATES:
             raise Problem(422, "invalid_request", f"state: must be one of {', '.join(domain.CAMPAIGN_STATES)}")
-        async with engine.connect() as conn:
-            return await reads.campaigns(conn, ws, state, after, limit, q or None)
+        return await read(engine, lambda conn: reads.campaigns(conn, ws, state, after, limit, q or None))
 
     @router.get("/campaigns/{campaign_id}", response_model=Campaign)
     async def campaign(campaign_id: UUID, ws: Workspace) -> Campaign:
         """One campaign: audience, workflow, pace, state (with its message), next run and counts."""
-        async with engine.connect() as conn:
-            return await reads.campaign(conn, ws, campaign_id)
+        return await read(engine, lambda conn: reads.campaign(conn, ws, campaign_id))
 
     @router.get("/campaigns/{campaign_id}/summary", response_model=Summary)
     async def campaign_summary(campaign_id: UUID, ws: Workspace) -> Summary:
         """A campaign's counts (failed actions, invites, messages, emails, ...) and rates."""
-        async with engine.connect() as conn:
-            return await reads.summary(conn, ws, campaign_id)
+        return await read(engine, lambda conn: reads.summary(conn, ws, campaign_id))
 
     @router.get("/campaigns/{campaign_id}/results", response_model=ResultPage)
     async def campaign_results(
@@ -1195,8 +1196,7 @@ def build_router(
             )
         if status is not None and status not in domain.STATUSES:
             raise Problem(422, "invalid_request", f"status: must be one of {', '.join(domain.STATUSES)}")
-        async with engine.connect() as conn:
-            return await reads.results(conn, ws, campaign_id, q, stage, status, after, limit)
+        return await read(engine, lambda conn: reads.results(conn, ws, campaign_id, q, stage, status, after, limit))
 
     @router.get("/campaigns/{campaign_id}/series", response_model=Series)
     async def campaign_series(
@@ -1207,32 +1207,27 @@ def build_router(
     ) -> Series:
         """Invites, acceptances, messages, emails and replies per local day of ``tz`` (the chart's data)."""
         zone = _zone(tz)
-        async with engine.connect() as conn:
-            return await reads.series(conn, ws, campaign_id, days, zone, clock.now())
+        return await read(engine, lambda conn: reads.series(conn, ws, campaign_id, days, zone, clock.now()))
 
     @router.get("/campaigns/{campaign_id}/stages", response_model=Stages)
     async def campaign_stages(campaign_id: UUID, ws: Workspace) -> Stages:
         """How many of the campaign's leads are at each workflow stage (the result table's stage filter)."""
-        async with engine.connect() as conn:
-            return await reads.stages(conn, ws, campaign_id)
+        return await read(engine, lambda conn: reads.stages(conn, ws, campaign_id))
 
     @router.get("/campaigns/{campaign_id}/variants", response_model=Variants)
     async def campaign_variants(campaign_id: UUID, ws: Workspace) -> Variants:
         """The campaign's A/B variants with their acceptance rates (invite variants) and reply rates."""
-        async with engine.connect() as conn:
-            return await reads.variants(conn, ws, campaign_id)
+        return await read(engine, lambda conn: reads.variants(conn, ws, campaign_id))
 
     @router.get("/accounts", response_model=Accounts)
     async def list_accounts(ws: Workspace, limit: Limit = 50, after: After = None) -> Accounts:
         """Connected accounts with health, reason, last status change and the campaigns using them."""
-        async with engine.connect() as conn:
-            return await reads.accounts(conn, ws, limit, after)
+        return await read(engine, lambda conn: reads.accounts(conn, ws, limit, after))
 
     @router.get("/onboarding", response_model=Onboarding)
     async def onboarding(ws: Workspace) -> Onboarding:
         """The onboarding checklist: workspace ready, a LinkedIn account connected, first campaign launched."""
-        async with engine.connect() as conn:
-            return await reads.onboarding(conn, ws)
+        return await read(engine, lambda conn: reads.onboarding(conn, ws))
 
     @router.get(
         "/inbox",
@@ -1242,8 +1237,7 @@ def build_router(
     async def inbox(ws: Workspace) -> Inbox:
         """Operational next steps: connect or reconnect accounts, campaigns needing review or paused by a
         limit, drafts waiting in the Messaging Lab, failed actions (the 2000 most urgent)."""
-        async with engine.connect() as conn:
-            found = await reads.inbox(conn, ws)
+        found = await read(engine, lambda conn: reads.inbox(conn, ws))
         return Inbox(items=found.items[:2000])
 
     if hub is not None:
@@ -1296,13 +1290,11 @@ def build_router(
     @router.get("/home", response_model=Home)
     async def home(ws: Workspace) -> Home:
         """Totals, recent and active campaigns with their summaries, and the lead activity feed."""
-        async with engine.connect() as conn:
-            return await reads.home(conn, ws, clock.now(), waiting_after)
+        return await read(engine, lambda conn: reads.home(conn, ws, clock.now(), waiting_after))
 
     @router.get("/activity", response_model=Activity)
     async def activity(ws: Workspace, limit: Limit = 50, after: After = None) -> Activity:
         """Recent lead rows summarised as matched, engaged, invite sent, message sent, waiting, skipped, processing."""
-        async with engine.connect() as conn:
-            return await reads.activity(conn, ws, limit, clock.now(), waiting_after, after)
+        return await read(engine, lambda conn: reads.activity(conn, ws, limit, clock.now(), waiting_after, after))
 
     return router

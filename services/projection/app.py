@@ -40,5 +40,5 @@ def build(settings: ProjectionSettings | None = None, clock: Clock | None = None
 
     service.add_task(prune)
     waiting = timedelta(hours=settings.projection_waiting_after_h)
-    service.include_router(build_router(views, service.engine, clock, waiting, hub))
+    service.include_router(build_router(views, service.read_engine, clock, waiting, hub))
     return service

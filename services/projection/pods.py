@@ -246,7 +246,7 @@ async def _read_share(
     job = ReadJob(settings, schema, since, campaign, plan.batch_records, ranges, hold_rows=0)
     checkpoint = await reader_checkpoint(job, crash_after=crash_after)
     consumer = log_consumer(settings, plan.batch_records)
-    pacer = GcPacer(every_records=500_000, every_s=30.0)
+    pacer = GcPacer(every_records=500_000, every_s=30.0, full_every_s=0.0)
     started = time.monotonic()
 
     def progress(part: ReplayReport, settled: int) -> None:

@@ -138,7 +138,7 @@ async def rebuild(
     schema = replay_schema(name)
     conn = await asyncpg.connect(dsn(settings.database_url))
     # A rebuild makes almost no reference cycles; a full collection costs about a second per million records.
-    pacer = GcPacer(every_records=500_000, every_s=30.0)
+    pacer = GcPacer(every_records=500_000, every_s=30.0, full_every_s=0.0)
     pacer.start()
     try:
         if await schema_exists(conn, schema):
@@ -622,7 +622,7 @@ async def _worker(job: ReadJob, index: int, messages: multiprocessing.Queue[tupl
         importlib.import_module(module)  # registers its upcasters and event types here too
     checkpoint = await reader_checkpoint(job)
     consumer = log_consumer(job.settings, job.batch_records)
-    pacer = GcPacer(every_records=500_000, every_s=30.0)
+    pacer = GcPacer(every_records=500_000, every_s=30.0, full_every_s=0.0)
     try:
         await consumer.start()
         pacer.start()  # its full collection (~0.1 s of imports) before the clock starts, as the baseline's would be

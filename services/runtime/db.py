@@ -13,6 +13,9 @@ schema: they live in a MetaData of their own, so a service migration that create
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
 from sqlalchemy import (
     BigInteger,
     Column,
@@ -26,15 +29,47 @@ from sqlalchemy import (
     func,
     text,
 )
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects.postgresql import JSONB, UUID
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+T = TypeVar("T")
 
 
-def create_engine(url: str, *, pool_size: int = 5) -> AsyncEngine:
-    """An async engine for ``url`` (``postgresql+asyncpg://...``); connections are checked before use."""
+def create_engine(url: str, *, pool_size: int = 5, reads: bool = False) -> AsyncEngine:
+    """An async engine for ``url`` (``postgresql+asyncpg://...``); connections are checked before use.
+
+    ``reads=True``: an engine for HTTP reads through :func:`read`, one round trip per statement. Its
+    connections are not checked at checkout (the check, ``BEGIN; ; ROLLBACK`` on asyncpg, was three round
+    trips before every read; :func:`read` replaces a connection found dead instead) and run in autocommit
+    (no ``BEGIN`` before the first statement, no ``ROLLBACK`` at its return to the pool). Under the default
+    READ COMMITTED a transaction gives each statement a snapshot of its own anyway, so a read of several
+    statements is no less consistent without one; nothing may write through this engine.
+    """
     if url.startswith("postgresql://"):
         url = "postgresql+asyncpg://" + url.removeprefix("postgresql://")
+    if reads:
+        return create_async_engine(url, pool_size=pool_size, max_overflow=5, isolation_level="AUTOCOMMIT")
     return create_async_engine(url, pool_size=pool_size, max_overflow=5, pool_pre_ping=True)
+
+
+async def read(engine: AsyncEngine, work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
+    """``await work(conn)`` on a connection of ``engine`` (made with ``reads=True``); once more on a fresh
+    connection when the first is found dead (the server restarted or ended it while it sat in the pool).
+
+    A dead connection is what SQLAlchemy flags ``connection_invalidated`` (its dialect's disconnect check;
+    :func:`services.runtime.faults.classify` makes it TRANSIENT): it invalidates the pool's older connections
+    with it, so the second attempt connects anew. Only a read may be retried so: ``work`` must not write.
+    Any other error, and a second dead connection (the database is down), is raised.
+    """
+    try:
+        async with engine.connect() as conn:
+            return await work(conn)
+    except sa_exc.DBAPIError as exc:
+        if not exc.connection_invalidated:
+            raise
+    async with engine.connect() as conn:
+        return await work(conn)
 
 
 async def ping(engine: AsyncEngine) -> None:

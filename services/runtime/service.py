@@ -112,6 +112,9 @@ class Service:
         self.migrations_dir = migrations_dir
         self.clock: Clock = clock or SystemClock()
         self.engine: AsyncEngine = create_engine(settings.database_url)
+        self.read_engine: AsyncEngine = create_engine(settings.database_url, reads=True)
+        """For HTTP reads through :func:`services.runtime.db.read`: no check per checkout, autocommit. Its
+        pool connects on first use only."""
         self.broker: KafkaBroker = create_broker(settings)
         self.relay = OutboxRelay(self.engine, tables, settings)
         self.consumers: list[GroupConsumer] = []
@@ -330,6 +333,7 @@ class Service:
             await _within(loop, deadline - reserve / 3, self.relay.close(), "closing the outbox producer")
             await _within(loop, deadline - reserve / 4, self.broker.stop(), "closing the Kafka producer")
         await _within(loop, deadline, self.engine.dispose(), "closing the database pool")
+        await _within(loop, deadline, self.read_engine.dispose(), "closing the read pool")
         log.info("stopped")
 
     async def _flush_outbox(self) -> None:

@@ -356,16 +356,31 @@ class GcPacer:
     A batch allocates hundreds of thousands of short-lived containers and creates almost no
     reference cycles; with automatic collection the collector keeps rescanning the batch in flight,
     which costs about as much as decoding it. Automatic collection is switched off while the pacer
-    is active, and a full collection runs after every ``every_records`` records or ``every_s``
-    seconds (whichever comes first; call :meth:`tick` after each batch and when idle), so cycles
-    from any code in the process are still freed.
+    is active, and a collection runs after every ``every_records`` records or ``every_s`` seconds
+    (whichever comes first; call :meth:`tick` after each batch and when idle), so cycles from any
+    code in the process are still freed.
+
+    That collection is of the young generations (what survived since the last one), and a full one
+    (every object the process made since :meth:`start`) runs at most every ``full_every_s``: the live
+    projection's full collection stalled its event loop, and with it the API's reads, for 1-98 ms
+    every 5 s (median 23 ms, load 13 on 2 cores) while freeing a few dozen objects; the young one scans
+    only the few containers that outlived a batch (measured in bench/results/NOTES.md, 2026-12-05).
+    Cycles that reached the old generation wait for the next full collection, ``full_every_s`` at most.
     """
 
-    def __init__(self, every_records: int = 100_000, every_s: float = 5.0) -> None:
+    def __init__(
+        self,
+        every_records: int = 100_000,
+        every_s: float = 5.0,
+        full_every_s: float = 60.0,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.every_records = every_records
         self.every_s = every_s
+        self.full_every_s = full_every_s
+        self.monotonic = monotonic
         self._records = 0
-        self._last = time.monotonic()
+        self._last = self._last_full = monotonic()
         self._was_enabled = gc.isenabled()
 
     def start(self) -> None:
@@ -373,13 +388,18 @@ class GcPacer:
         gc.collect()
         gc.freeze()
         gc.disable()
+        self._last = self._last_full = self.monotonic()
 
     def tick(self, records: int = 0) -> None:
-        """Count records; collect when enough records or time went by."""
+        """Count records; collect when enough records or time went by (all generations when it is time)."""
         self._records += records
-        now = time.monotonic()
+        now = self.monotonic()
         if self._records >= self.every_records or now - self._last >= self.every_s:
-            gc.collect()
+            if now - self._last_full >= self.full_every_s:
+                gc.collect()
+                self._last_full = now
+            else:
+                gc.collect(1)
             self._records = 0
             self._last = now
 
