@@ -39,6 +39,7 @@ from .clock import Clock, ClockHeaders, SystemClock
 from .consumer import EventConsumer, Handler
 from .consuming.loop import GroupConsumer
 from .db import RuntimeTables, create_engine, ping
+from .debug import task_stacks
 from .edge import InputGuard
 from .errors import install_problem_handlers, problem_response, problems
 from .faults import Backoff, Fault, classify, unless_stopped
@@ -60,23 +61,6 @@ C = TypeVar("C", bound=GroupConsumer)
 
 CLOSE_RESERVE_S = 5.0
 """Of the grace period, what is kept for the last outbox flush and closing the clients (at most a fifth)."""
-
-
-def task_stacks() -> str:
-    """Where every asyncio task of this loop waits: one line per task, the chain of its awaits (file, line and
-    function of each frame: code locations, no values)."""
-    lines = []
-    tasks = sorted(asyncio.all_tasks(), key=lambda t: t.get_name())
-    for task in tasks:
-        frames: list[str] = []
-        awaiting: Any = task.get_coro()
-        while awaiting is not None and len(frames) < 40:  # the chain of awaits, outermost first
-            frame = getattr(awaiting, "cr_frame", None) or getattr(awaiting, "gi_frame", None)
-            if frame is not None:
-                frames.append(f"{Path(frame.f_code.co_filename).name}:{frame.f_lineno} {frame.f_code.co_name}")
-            awaiting = getattr(awaiting, "cr_await", None) or getattr(awaiting, "gi_yieldfrom", None)
-        lines.append(f"{task.get_name()}: {' > '.join(frames)}")
-    return f"asyncio tasks ({len(tasks)}):\n" + "\n".join(lines)
 
 
 def log_tasks() -> None:

@@ -18,7 +18,7 @@ from services.projection.replay import rebuild
 from services.projection.store import SCHEMA, views
 from services.projection.workload import generate
 from services.runtime.migrations import upgrade
-from services.runtime.service import task_stacks
+from services.runtime.debug import task_stacks
 from tests.services.projection.fixtures import Isolated, isolated  # noqa: F401 - fixture
 from tests.services.projection.helpers import produce_all
 from tests.support.kafka import wait_for

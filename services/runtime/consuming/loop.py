@@ -34,6 +34,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
 
+from ..debug import task_stacks
 from ..faults import Backoff, sleep_unless_stopped
 from ..kafka import create_consumer
 from ..metrics import CONSUMER_LAG
@@ -90,6 +91,7 @@ class GroupConsumer(ConsumerRebalanceListener):
         self._end: dict[TopicPartition, int] = {}
         self._paused: dict[TopicPartition, float] = {}  # resume at (monotonic)
         self._behind: dict[TopicPartition, tuple[int, float]] = {}  # behind: done offset, since (monotonic)
+        self._stall_logged = False
         self._assignment_error: BaseException | None = None
         self._last_idle = 0.0
 
@@ -338,6 +340,18 @@ class GroupConsumer(ConsumerRebalanceListener):
                 self._behind.pop(tp, None)
             elif tp not in self._behind or self._behind[tp][0] != done:
                 self._behind[tp] = (done, now)
+        stalled = self.stalled()
+        if stalled and not self._stall_logged:
+            # Once per stall, with where every task waits: nothing else says why a healthy member stands still.
+            self._stall_logged = True
+            since = max(stalled.values())
+            dump = task_stacks().replace("%", "%%")  # code locations: the template itself (arguments are scrubbed)
+            log.error(
+                f"consumer stalled: {len(stalled)} partition(s) behind and not moving for {since:.0f} s; {dump}",
+                extra={"group": self.group_id},
+            )
+        elif not stalled:
+            self._stall_logged = False
 
     def stalled(self) -> dict[TopicPartition, float]:
         """Partitions behind whose done offset has not moved for ``ready_stall_s`` (a paused one is waiting on

@@ -10,6 +10,7 @@ from typing import Any
 
 import asyncpg
 import httpx
+import pytest
 from leadstream_schemas import (
     ActionFailed,
     Envelope,
@@ -221,6 +222,7 @@ async def test_readyz_reports_not_ready_while_behind(
 async def test_readyz_reports_a_stall_under_the_lag_threshold(
     isolated: Isolated,  # noqa: F811 - the fixture imported above
     start_service: StartService,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     # A few records behind (far under the lag threshold) while every batch waits on a lock: only the stall
     # watch says so. Released, the projection applies them and is ready again.
@@ -247,6 +249,15 @@ async def test_readyz_reports_a_stall_under_the_lag_threshold(
 
             reason = await wait_for(stalled, timeout_s=60, interval_s=0.1, what="/readyz reporting the stall")
             assert "threshold 1 s" in reason
+
+            # The consumer said so in its log, once, with where each task waits (which one waits on the lock
+            # depends on the moment: the batch's statement, or the loop reading the stored offsets).
+            def logged() -> list[str]:
+                return [r.getMessage() for r in caplog.records if r.getMessage().startswith("consumer stalled")]
+
+            stalls = await wait_for(logged, timeout_s=30, what="the stall logged")
+            assert len(stalls) == 1, stalls
+            assert "asyncio tasks (" in stalls[0] and f"\nconsumer-{settings.group_id}: " in stalls[0], stalls[0]
             assert max(consumer.lag().values()) <= len(rest) < settings.projection_ready_max_lag
             await locker_tx.rollback()
 
