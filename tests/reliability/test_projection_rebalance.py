@@ -17,8 +17,8 @@ from services.projection.consumer import ProjectionConsumer
 from services.projection.replay import rebuild
 from services.projection.store import SCHEMA, views
 from services.projection.workload import generate
-from services.runtime.migrations import upgrade
 from services.runtime.debug import task_stacks
+from services.runtime.migrations import upgrade
 from tests.services.projection.fixtures import Isolated, isolated  # noqa: F401 - fixture
 from tests.services.projection.helpers import produce_all
 from tests.support.kafka import wait_for
