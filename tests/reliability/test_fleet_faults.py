@@ -50,7 +50,7 @@ from services.runtime.kafka import apply_topics
 from services.runtime.settings import RuntimeSettings
 from tests.conftest import TEST_PARTITIONS
 from tests.deploy.chart import CHART_DIR
-from tests.support.campaign import CLOCK_SCALE, WORKFLOW, CampaignRun, call, launch_campaign
+from tests.support.campaign import CLOCK_SCALE, WORKFLOW, CampaignRun, call, launch_campaign, slower
 from tests.support.effects import Effects, count, count_topic, finished
 from tests.support.fleet import Fleet, Stopped
 from tests.support.kafka import wait_for
@@ -302,7 +302,9 @@ def _figures(**figures: Any) -> None:
 async def test_sigterm_to_each_service_under_load_exits_0_and_loses_or_duplicates_nothing(world: World) -> None:
     await world.heal()
     fleet = world.fleet
-    run = await launch_campaign(fleet, world.database_url, leads=LEADS)
+    # 24 campaign hours more before each message (48 s here): the two services that work until the campaign ends
+    # must still have work when their turns come, after up to six stops of up to 6 s each on a loaded machine.
+    run = await launch_campaign(fleet, world.database_url, leads=LEADS, workflow=slower(24))
     mark = fleet.mark()
     stops: list[tuple[Stopped, bool]] = []
     ready: list[asyncio.Task[tuple[str, float]]] = []

@@ -58,9 +58,18 @@ async def call(fleet: Fleet, token: str, method: str, service: str, path: str, *
     return r.json() if r.content else None
 
 
-async def launch_campaign(fleet: Fleet, database_url: str, *, leads: int, video: bool = True) -> CampaignRun:
+def slower(hours: float) -> dict[str, Any]:
+    """:data:`WORKFLOW` with ``hours`` more campaign time between the accepted invite and the message (a test
+    that needs the campaign still running after a while: 1800x makes one hour two seconds)."""
+    edges = [dict(e, wait_hours=e["wait_hours"] + hours) if "wait_hours" in e else e for e in WORKFLOW["edges"]]
+    return {**WORKFLOW, "edges": edges}
+
+
+async def launch_campaign(
+    fleet: Fleet, database_url: str, *, leads: int, video: bool = True, workflow: dict[str, Any] | None = None
+) -> CampaignRun:
     """A workspace of its own, a LinkedIn account, a signals search for ``leads`` leads and a campaign on its
-    source group, launched."""
+    source group (``workflow``, by default :data:`WORKFLOW`), launched."""
     workspace = f"ws-{uuid.uuid4().hex[:8]}"
     engine = create_engine(database_url)
     try:
@@ -85,7 +94,7 @@ async def launch_campaign(fleet: Fleet, database_url: str, *, leads: int, video:
     body: dict[str, Any] = {
         "name": "Fault test",
         "audience": {"type": "source_group", "ref": search["source_group_id"]},
-        "workflow": WORKFLOW,
+        "workflow": workflow or WORKFLOW,
         "strategy": {"offer": "an audit", "tone": "friendly", "review": False},
         "delivery": {"pace": "high_volume", "active_days": "every_day", "start_hour": 0, "end_hour": 24},
         "account_ids": [account["account_id"]],
