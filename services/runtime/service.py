@@ -39,7 +39,7 @@ from .clock import Clock, ClockHeaders, SystemClock
 from .consumer import EventConsumer, Handler
 from .consuming.loop import GroupConsumer
 from .db import RuntimeTables, create_engine, ping
-from .debug import task_stacks
+from .debug import log_task_stacks
 from .edge import InputGuard
 from .errors import install_problem_handlers, problem_response, problems
 from .faults import Backoff, Fault, classify, unless_stopped
@@ -67,7 +67,7 @@ def log_tasks() -> None:
     """Log :func:`task_stacks` (``kill -USR1 <pid>``): for a service that is alive and answers but does not move
     (its ``/readyz`` says "stalled"), the one look inside that needs no debugger. Code locations only, so the
     text is the message itself (scrubbing would redact file names)."""
-    log.warning(task_stacks().replace("%", "%%").replace(":\n", ", on SIGUSR1:\n", 1))
+    log_task_stacks(log, logging.WARNING, "on SIGUSR1")
 
 
 class Service:

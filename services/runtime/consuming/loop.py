@@ -34,7 +34,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
 
-from ..debug import task_stacks
+from ..debug import log_task_stacks
 from ..faults import Backoff, sleep_unless_stopped
 from ..kafka import create_consumer
 from ..metrics import CONSUMER_LAG
@@ -90,7 +90,7 @@ class GroupConsumer(ConsumerRebalanceListener):
         self._uncommitted: dict[TopicPartition, int] = {}
         self._end: dict[TopicPartition, int] = {}
         self._paused: dict[TopicPartition, float] = {}  # resume at (monotonic)
-        self._behind: dict[TopicPartition, tuple[int, float]] = {}  # behind: done offset, since (monotonic)
+        self._behind: dict[TopicPartition, tuple[int | None, float]] = {}  # behind: done offset, since (monotonic)
         self._stall_logged = False
         self._assignment_error: BaseException | None = None
         self._last_idle = 0.0
@@ -325,9 +325,12 @@ class GroupConsumer(ConsumerRebalanceListener):
         return {
             tp: max(end - done, 0)
             for tp in self._position
-            if (end := self._end.get(tp)) is not None
-            and (done := self._consumed.get(tp, self._committed.get(tp))) is not None
+            if (end := self._end.get(tp)) is not None and (done := self._done(tp)) is not None
         }
+
+    def _done(self, tp: TopicPartition) -> int | None:
+        """Where the partition's work stands: what this member has done, else the group's committed offset."""
+        return self._consumed.get(tp, self._committed.get(tp))
 
     def _publish_lag(self) -> None:
         """Set the lag gauges, and note since when each partition that is behind has done nothing (called after
@@ -335,7 +338,7 @@ class GroupConsumer(ConsumerRebalanceListener):
         now = time.monotonic()
         for tp, n in self.lag().items():
             CONSUMER_LAG.labels(self.settings.service_name, tp.topic, str(tp.partition)).set(n)
-            done = self._consumed.get(tp, self._committed.get(tp, -1))
+            done = self._done(tp)
             if n == 0:
                 self._behind.pop(tp, None)
             elif tp not in self._behind or self._behind[tp][0] != done:
@@ -344,12 +347,10 @@ class GroupConsumer(ConsumerRebalanceListener):
         if stalled and not self._stall_logged:
             # Once per stall, with where every task waits: nothing else says why a healthy member stands still.
             self._stall_logged = True
-            since = max(stalled.values())
-            dump = task_stacks().replace("%", "%%")  # code locations: the template itself (arguments are scrubbed)
-            log.error(
-                f"consumer stalled: {len(stalled)} partition(s) behind and not moving for {since:.0f} s; {dump}",
-                extra={"group": self.group_id},
+            headline = (
+                f"consumer stalled: {len(stalled)} partition(s) behind and not moving for {max(stalled.values()):.0f} s"
             )
+            log_task_stacks(log, logging.ERROR, headline, group=self.group_id)
         elif not stalled:
             self._stall_logged = False
 
