@@ -102,11 +102,10 @@ STOP = StopSignals()
 """The process's stop signals (the demo installs them; a fleet defers them while it starts a service)."""
 
 
-METRICS_OFFSET = METRICS_PORT_OFFSET
-"""A service's /metrics listener is on its HTTP port + this (``RuntimeSettings.effective_metrics_port``)."""
-PORT_SLICE = 2 * METRICS_OFFSET
-"""Ports of one process: pytest-xdist worker N draws from [PORT_BASE + N * PORT_SLICE, ... + METRICS_OFFSET), and
-each port's metrics companion (+ METRICS_OFFSET) is in the upper half of the same slice, never another's."""
+PORT_SLICE = 2 * METRICS_PORT_OFFSET
+"""Ports of one process: pytest-xdist worker N draws from [PORT_BASE + N * PORT_SLICE, ... + METRICS_PORT_OFFSET),
+and each port's metrics companion (+ METRICS_PORT_OFFSET: where a service started on it listens for /metrics) is in
+the upper half of the same slice, never another's."""
 PORT_BASE = 12000
 _handed_out: set[int] = set()
 
@@ -134,7 +133,7 @@ def free_port() -> int:
     takes its local port from, and the fleets open hundreds (Kafka and Postgres clients). A port picked that way
     was some client's by the time a service bound it ("address already in use", a console fleet failing to start
     in CI). Below that range only listeners take ports; each xdist worker draws from its own slice, so parallel
-    sessions never pick the same one, and a process never hands out a port twice. The port + ``METRICS_OFFSET``
+    sessions never pick the same one, and a process never hands out a port twice. The port + ``METRICS_PORT_OFFSET``
     (where a service started on it puts /metrics) is free too and reserved with it: with a slice of 1,500 ports,
     a worker's HTTP port's companion was in the next worker's slice ("port 14025 for discovery is in use").
     """
@@ -146,7 +145,7 @@ def free_port_block(n: int) -> int:
     worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
     index = int(worker) if worker.isdigit() else 0
     low = PORT_BASE + index * PORT_SLICE
-    high = min(low + METRICS_OFFSET, _ephemeral_low() - METRICS_OFFSET)
+    high = min(low + METRICS_PORT_OFFSET, _ephemeral_low() - METRICS_PORT_OFFSET)
     if high - low < 50 + n:  # an unusual range or many workers: fall back to the kernel's choice
         if n != 1:
             raise RuntimeError(f"no room for {n} ports below the ephemeral range in this worker's slice")
@@ -157,7 +156,7 @@ def free_port_block(n: int) -> int:
     start = (os.getpid() * 7919) % span  # separate runs of one worker slot start apart
     for step in range(span):
         first = low + (start + step) % span
-        block = [*range(first, first + n), *range(first + METRICS_OFFSET, first + METRICS_OFFSET + n)]
+        block = [*range(first, first + n), *range(first + METRICS_PORT_OFFSET, first + METRICS_PORT_OFFSET + n)]
         if not any(p in _handed_out for p in block) and all(_bindable(p) for p in block):
             _handed_out.update(block)
             return first

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from leadstream_cli.processes import METRICS_OFFSET, PORT_BASE, PORT_SLICE, free_port, free_port_block
+from leadstream_cli.processes import PORT_BASE, PORT_SLICE, free_port, free_port_block
+from services.runtime.settings import METRICS_PORT_OFFSET
 from tests.support.kafka import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -21,11 +22,11 @@ def test_free_ports_come_from_the_workers_slice_below_the_ephemeral_range(monkey
     low = PORT_BASE + 2 * PORT_SLICE
     ports = [free_port() for _ in range(40)]
     assert len(set(ports)) == len(ports)  # never handed out twice
-    assert all(low <= p < low + METRICS_OFFSET for p in ports), ports
-    # A service on one of them puts /metrics on port + METRICS_OFFSET: still this worker's slice, and no other
+    assert all(low <= p < low + METRICS_PORT_OFFSET for p in ports), ports
+    # A service on one of them puts /metrics on port + METRICS_PORT_OFFSET: still this worker's slice, and no other
     # port handed out is one of those companions.
-    companions = {p + METRICS_OFFSET for p in ports}
-    assert all(low + METRICS_OFFSET <= c < low + PORT_SLICE for c in companions)
+    companions = {p + METRICS_PORT_OFFSET for p in ports}
+    assert all(low + METRICS_PORT_OFFSET <= c < low + PORT_SLICE for c in companions)
     assert not companions & {free_port() for _ in range(40)}
     with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
         assert max(ports) < int(f.read().split()[0])  # no outgoing connection can hold one
@@ -70,5 +71,5 @@ def test_a_block_of_ports_is_consecutive_free_and_not_handed_out_again(monkeypat
     monkeypatch.setenv("PYTEST_XDIST_WORKER", "gw1")
     first = free_port_block(8)
     block = set(range(first, first + 8))
-    assert PORT_BASE + PORT_SLICE <= first and first + 8 + METRICS_OFFSET <= PORT_BASE + 2 * PORT_SLICE
+    assert PORT_BASE + PORT_SLICE <= first and first + 8 + METRICS_PORT_OFFSET <= PORT_BASE + 2 * PORT_SLICE
     assert not block & {free_port() for _ in range(30)}
