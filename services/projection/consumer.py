@@ -82,9 +82,20 @@ class ViewsCheckpoint:
     async def connect(self) -> asyncpg.Pool:
         """Open the pools (one connection per transaction in flight, one to ask the offsets; one for keys)."""
         url = dsn(self.settings.database_url)
-        self.pool = await asyncpg.create_pool(url, min_size=1, max_size=2, reset=_nothing_to_reset)
-        self.key_pool = await asyncpg.create_pool(url, min_size=0, max_size=1, reset=_nothing_to_reset)
+        # Every statement, and the cancellation of one, ends within the attempt's deadline (asyncpg waits for ever
+        # by default, also for the answer to a cancel request on a connection that went half-open).
+        bounded = {"reset": _nothing_to_reset, "command_timeout": self.settings.consumer_attempt_timeout_s}
+        self.pool = await asyncpg.create_pool(url, min_size=1, max_size=2, **bounded)
+        self.key_pool = await asyncpg.create_pool(url, min_size=0, max_size=1, **bounded)
         return self.pool
+
+    def connection(self) -> asyncpg.pool.PoolAcquireContext:
+        """A connection of the pool (``async with``), acquired within the attempt's deadline. The acquire's timeout
+        is also its release's: a connection whose statement was cancelled (the attempt ran past its deadline) is
+        waited for that long at most, then terminated; without it the release waits for ever for the answer to a
+        cancel request that a half-open connection never gives."""
+        assert self.pool is not None
+        return self.pool.acquire(timeout=self.settings.consumer_attempt_timeout_s)
 
     async def close(self) -> None:
         """Close the pools."""
@@ -108,8 +119,7 @@ class ViewsCheckpoint:
 
     async def apply(self, plan: Plan, expected: Mapping[TP, int | None], dead_letter: DeadLetter) -> ApplyResult:
         """Apply a planned batch and its offsets in one transaction (:meth:`BatchApplier.apply`)."""
-        assert self.pool is not None
-        async with self.pool.acquire() as conn:
+        async with self.connection() as conn:
             result = await self.applier.apply(conn, plan, expected, dead_letter)
         self.batches += 1
         if self.crash_after and self.batches >= self.crash_after:
@@ -119,18 +129,18 @@ class ViewsCheckpoint:
 
     async def ping(self) -> None:
         """Raise if the database does not answer."""
-        assert self.pool is not None
-        await self.pool.fetchval("SELECT 1")
+        async with self.connection() as conn:
+            await conn.fetchval("SELECT 1")
 
     async def stored(self, tps: Sequence[TP]) -> dict[TP, int | None]:
         """The offsets stored with the views."""
-        assert self.pool is not None
-        rows = await self.pool.fetch(
-            f'SELECT topic, partition, next_offset FROM "{self.applier.views.schema}".offsets '
-            f"WHERE (topic, partition) IN (SELECT * FROM unnest($1::text[], $2::integer[]))",
-            [t for t, _ in tps],
-            [p for _, p in tps],
-        )
+        async with self.connection() as conn:
+            rows = await conn.fetch(
+                f'SELECT topic, partition, next_offset FROM "{self.applier.views.schema}".offsets '
+                f"WHERE (topic, partition) IN (SELECT * FROM unnest($1::text[], $2::integer[]))",
+                [t for t, _ in tps],
+                [p for _, p in tps],
+            )
         return {(r["topic"], r["partition"]): r["next_offset"] for r in rows}
 
 

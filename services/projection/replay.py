@@ -28,7 +28,6 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from functools import partial
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -464,16 +463,18 @@ async def read_partitions(
     The lead rows are held back across batches and written past ``job.hold_rows`` and at the end
     (``BatchApplier.hold_rows``), so the views are complete only when this returns. Closes ``checkpoint``.
     """
-    applier, pool = checkpoint.applier, checkpoint.pool
-    assert pool is not None
+    applier = checkpoint.applier
     dead_letters = DeadLetterPublisher(job.settings, replay_group(job.settings, job.schema))
     pipeline: BatchPipeline[Any] = BatchPipeline(checkpoint, dead_letters, job.settings)
+
+    async def flush_once() -> None:
+        async with checkpoint.connection() as conn:  # a fresh one per attempt: the last one may be why it failed
+            await applier.flush(conn)
 
     async def flush() -> None:
         t0 = time.perf_counter()
         try:
-            async with pool.acquire() as conn:
-                await pipeline.retry(partial(applier.flush, conn))
+            await pipeline.retry(flush_once)
         except Exception as exc:  # a record fault: transient ones are retried
             raise HeldRowsRefused(describe(exc)) from exc
         report.phases["flush"] += time.perf_counter() - t0

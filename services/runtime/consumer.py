@@ -195,6 +195,7 @@ class EventConsumer(GroupConsumer):
                 go_on=go_on,
                 give_up=lambda exc, attempts: self._dead_letter(record, stop, "key_lookup", describe(exc), attempts),
                 what="key lookup failed",
+                deadline_s=self.settings.consumer_attempt_timeout_s,
             )
             if refused is not None:
                 return refused
@@ -218,6 +219,7 @@ class EventConsumer(GroupConsumer):
                 go_on=go_on,
                 give_up=lambda exc, attempts: self._dead_letter(record, stop, "handler_error", describe(exc), attempts),
                 extra={"event_id": str(env.id), "event_type": env.type},
+                deadline_s=self.settings.consumer_attempt_timeout_s,
             )
 
     async def _keys(self, person: Person) -> str | None:

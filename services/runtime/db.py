@@ -36,7 +36,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 T = TypeVar("T")
 
 
-def create_engine(url: str, *, pool_size: int = 5, reads: bool = False) -> AsyncEngine:
+def create_engine(
+    url: str, *, pool_size: int = 5, reads: bool = False, command_timeout_s: float | None = None
+) -> AsyncEngine:
     """An async engine for ``url`` (``postgresql+asyncpg://...``); connections are checked before use.
 
     ``reads=True``: an engine for HTTP reads through :func:`read`, one round trip per statement. Its
@@ -45,12 +47,19 @@ def create_engine(url: str, *, pool_size: int = 5, reads: bool = False) -> Async
     (no ``BEGIN`` before the first statement, no ``ROLLBACK`` at its return to the pool). Under the default
     READ COMMITTED a transaction gives each statement a snapshot of its own anyway, so a read of several
     statements is no less consistent without one; nothing may write through this engine.
+
+    ``command_timeout_s``: the longest a statement may wait for its answer (asyncpg's ``command_timeout``; by
+    default it waits for ever, also for the answer to a cancel request on a half-open connection, so a cancelled
+    transaction could not even be returned to the pool).
     """
+    connect_args = {} if command_timeout_s is None else {"command_timeout": command_timeout_s}
     if url.startswith("postgresql://"):
         url = "postgresql+asyncpg://" + url.removeprefix("postgresql://")
     if reads:
-        return create_async_engine(url, pool_size=pool_size, max_overflow=5, isolation_level="AUTOCOMMIT")
-    return create_async_engine(url, pool_size=pool_size, max_overflow=5, pool_pre_ping=True)
+        return create_async_engine(
+            url, pool_size=pool_size, max_overflow=5, isolation_level="AUTOCOMMIT", connect_args=connect_args
+        )
+    return create_async_engine(url, pool_size=pool_size, max_overflow=5, pool_pre_ping=True, connect_args=connect_args)
 
 
 async def read(engine: AsyncEngine, work: Callable[[AsyncConnection], Awaitable[T]]) -> T:

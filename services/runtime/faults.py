@@ -18,7 +18,9 @@ class               examples                                         what the lo
                     connection errors without a SQLSTATE; a broker
                     error other than a refusal of the record itself;
                     :class:`Unavailable` (the key store's missing
-                    key-encryption key)
+                    key-encryption key); :class:`AttemptTimedOut`
+                    (a batch attempt past its deadline: a
+                    connection that never answers again)
 ``RECORD``          decode or validation errors; SQLSTATE 22          bounded retries, then dead-letter (or
                     (data: bad encoding, NUL, out of range), 23       park) with the error; everything behind
                     (constraint), 42 (a handler's own SQL bug);       it goes on
@@ -57,6 +59,12 @@ T = TypeVar("T")
 class Unavailable(Exception):
     """Raised by a dependency that answers but cannot serve for a reason of its own, never the record's (the key
     store without the key-encryption key a stored key needs): TRANSIENT, so nothing is dead-lettered for it."""
+
+
+class AttemptTimedOut(TimeoutError):
+    """An attempt that did not finish within its deadline and was cancelled (rolled back, without effect): a
+    connection that never answers again (half-open after a network fault) or a database that does not. TRANSIENT:
+    retried on fresh connections without limit, never the record's fault."""
 
 
 class Fault(StrEnum):
@@ -124,7 +132,7 @@ def classify(exc: BaseException) -> Fault:
     for e in _chain(exc):
         if getattr(e, "retry_after_s", None) is not None:
             return Fault.THROTTLED
-        if isinstance(e, Unavailable):
+        if isinstance(e, Unavailable | AttemptTimedOut):
             return Fault.TRANSIENT
         code = _sqlstate(e)
         if code is not None:

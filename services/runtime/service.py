@@ -95,8 +95,11 @@ class Service:
         self.tables = tables
         self.migrations_dir = migrations_dir
         self.clock: Clock = clock or SystemClock()
-        self.engine: AsyncEngine = create_engine(settings.database_url)
-        self.read_engine: AsyncEngine = create_engine(settings.database_url, reads=True)
+        # Every statement answers within the consumers' attempt deadline (a half-open connection otherwise holds
+        # whoever waits on it for ever: a handler, the outbox relay, a timer, a request).
+        bounded = settings.consumer_attempt_timeout_s
+        self.engine: AsyncEngine = create_engine(settings.database_url, command_timeout_s=bounded)
+        self.read_engine: AsyncEngine = create_engine(settings.database_url, reads=True, command_timeout_s=bounded)
         """For HTTP reads through :func:`services.runtime.db.read`: no check per checkout, autocommit. Its
         pool connects on first use only."""
         self.broker: KafkaBroker = create_broker(settings)

@@ -111,6 +111,13 @@ class RuntimeSettings(BaseSettings):
     consumer_max_inline_wait_s: float = Field(
         3.0, ge=0, description="Longest rate-limit wait sat through inline; a longer one pauses the partition."
     )
+    consumer_attempt_timeout_s: float = Field(
+        120.0,
+        gt=0,
+        description="Longest one attempt at a batch (its planning and its transaction) may take. Past it the attempt "
+        "is cancelled (rolled back, without effect) and retried on fresh connections as an outage: a connection "
+        "that never answers again (half-open after a network fault) must not hold the consumer for ever.",
+    )
     consumer_revoke_grace_s: float = Field(
         10.0, ge=0, description="How long work on a revoked partition may finish before it is abandoned (rolled back)."
     )

@@ -20,7 +20,7 @@ from services.projection.checksum import dsn
 from tests.services.projection.fixtures import PARTITIONS, Isolated, StartService, isolated  # noqa: F401 - fixture
 from tests.services.projection.helpers import produce_all
 from tests.support.kafka import end_offsets, wait_for
-from tests.support.probe.proxy import TcpProxy
+from tests.support.probe.proxy import TcpProxy, timed_out_attempts
 
 EVENTS = 400
 BATCH = 40
@@ -85,4 +85,58 @@ async def test_a_connection_lost_at_a_batch_commit_applies_every_record_once_and
     assert stored == EVENTS
     dlq = settings.topic_name(LEAD.name) + ".dlq"
     assert await end_offsets(settings.kafka_bootstrap_servers, dlq, PARTITIONS) == 0  # this test's own topics
+    await wait_for(lambda: consumer.healthy, timeout_s=60, what="the consumer healthy again")
+
+
+async def test_a_half_open_connection_at_a_batch_commit_is_an_outage_not_a_stall(
+    isolated: Isolated,  # noqa: F811 - the fixture imported above
+    start_service: StartService,
+    db_proxy: TcpProxy,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A connection that never answers again (the server's side gone, the client's socket still open: no error,
+    ever) must not hold the consumer: the attempt is given up after ``consumer_attempt_timeout_s``, reported as an
+    outage, and the batch applies on a fresh connection, once, with nothing dead-lettered."""
+    via_proxy = (
+        make_url(isolated.database_url).set(host="127.0.0.1", port=db_proxy.port).render_as_string(hide_password=False)
+    )
+    settings = isolated.settings(
+        database_url=via_proxy, projection_batch_max_records=BATCH, consumer_attempt_timeout_s=5.0
+    )
+    service = await start_service(build(settings))
+    consumer = service.app.state.projection
+    await wait_for(lambda: consumer.assigned_once, timeout_s=60, what="assignment")
+
+    frozen = db_proxy.freeze_at(b"COMMIT", skip=2, after=b'"timeline"')  # the third batch writing events (above)
+    events: list[Envelope[Any]] = [
+        Envelope.new(
+            LeadDiscovered(lead_id=uuid.uuid4(), source=LeadSource.manual, full_name=f"N{i}"),
+            workspace_id="w",
+            source="t",
+        )
+        for i in range(EVENTS)
+    ]
+    await produce_all(settings.kafka_bootstrap_servers, settings.topic_prefix, events)
+    await wait_for(frozen.is_set, timeout_s=60, what="a batch's connection left half-open at its COMMIT")
+    await wait_for(lambda: timed_out_attempts(caplog), timeout_s=60, what="the hung attempt given up, as an outage")
+
+    conn = await asyncpg.connect(dsn(isolated.database_url))
+    try:
+
+        async def applied() -> int:
+            return int(await conn.fetchval("SELECT count(*) FROM projection.timeline WHERE workspace_id = 'w'"))
+
+        await wait_for(applied, until=lambda n: n >= EVENTS, timeout_s=120, what="every event in the timeline")
+        duplicated = await conn.fetchval(
+            "SELECT count(*) FROM (SELECT event_id FROM projection.timeline GROUP BY event_id HAVING count(*) > 1) d"
+        )
+        stored = await conn.fetchval(
+            "SELECT sum(next_offset) FROM projection.offsets WHERE topic = $1", settings.topic_name(LEAD.name)
+        )
+    finally:
+        await conn.close()
+    assert duplicated == 0
+    assert stored == EVENTS
+    dlq = settings.topic_name(LEAD.name) + ".dlq"
+    assert await end_offsets(settings.kafka_bootstrap_servers, dlq, PARTITIONS) == 0
     await wait_for(lambda: consumer.healthy, timeout_s=60, what="the consumer healthy again")

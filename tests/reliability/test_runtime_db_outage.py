@@ -26,7 +26,7 @@ from tests.support.probe.helpers import (
     raw,
     send,
 )
-from tests.support.probe.proxy import TcpProxy
+from tests.support.probe.proxy import TcpProxy, timed_out_attempts
 
 
 @pytest.fixture
@@ -105,31 +105,44 @@ async def test_database_outage_pauses_and_resumes_without_loss_or_duplicates(
     assert [dict(r.headers)["ce_id"] for r in mine if r.key == marker_key] == [dict(marker_headers)["ce_id"]]
 
 
-@pytest.mark.parametrize("forwarded", [False, True], ids=["commit-never-arrives", "commit-answer-lost"])
+@pytest.mark.parametrize("fault", ["commit-never-arrives", "commit-answer-lost", "half-open"])
 async def test_a_connection_lost_at_a_handler_commit_applies_every_event_once_and_dead_letters_none(
     make_settings: SettingsFactory,
     start_service: Callable[[Service], Any],
     database_url: str,
     db_proxy: TcpProxy,
     topic_prefix: str,
-    forwarded: bool,
+    fault: str,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
-    probe_prefix = await probe_topics(topic_prefix, make_settings, f"probe-commit-{forwarded}")
+    """The connection lost at a COMMIT: aborted before Postgres gets it, aborted after Postgres committed it, or
+    left half-open (the server's side gone, the client's socket open and silent for ever: the handler's attempt
+    is given up after ``consumer_attempt_timeout_s``, an outage)."""
+    probe_prefix = await probe_topics(topic_prefix, make_settings, f"probe-commit-{fault}")
     via_proxy = make_url(database_url).set(host="127.0.0.1", port=db_proxy.port).render_as_string(hide_password=False)
-    settings = make_settings("probe_commit", ProbeSettings, database_url=via_proxy, topic_prefix=probe_prefix)
-    service = build(settings, group_suffix=f"-commit-{forwarded}")
+    settings = make_settings(
+        "probe_commit", ProbeSettings, database_url=via_proxy, topic_prefix=probe_prefix, consumer_attempt_timeout_s=5.0
+    )
+    service = build(settings, group_suffix=f"-commit-{fault}")
     await start_service(service)
     consumer = service.consumers[0]
     lead_topic, dlq_topic = settings.topic_name("leadstream.lead.v1"), settings.topic_name("leadstream.lead.v1.dlq")
 
     # The fifth handler transaction (the only ones that send an event type, as the processed event's) loses its
     # connection at its COMMIT.
-    cut = db_proxy.cut_at(b"COMMIT", forwarded=forwarded, skip=4, after=b"leadstream.lead.discovered")
+    marker, after = b"COMMIT", b"leadstream.lead.discovered"
+    if fault == "half-open":
+        cut = db_proxy.freeze_at(marker, skip=4, after=after)
+    else:
+        cut = db_proxy.cut_at(marker, forwarded=fault == "commit-answer-lost", skip=4, after=after)
     events = [discovered() for _ in range(30)]
     await send(settings.kafka_bootstrap_servers, lead_topic, [raw(e) for e in events])
     await wait_for(cut.is_set, timeout_s=60, what="the cut at a handler's COMMIT")
-    await wait_for(lambda: not consumer.healthy, timeout_s=60, what="the consumer to notice the outage")
-    await db_proxy.start()
+    if fault == "half-open":  # one connection's fault: new ones go through all along, so the outage is short
+        await wait_for(lambda: timed_out_attempts(caplog), timeout_s=60, what="the hung attempt given up")
+    else:
+        await wait_for(lambda: not consumer.healthy, timeout_s=60, what="the consumer to notice the outage")
+        await db_proxy.start()
 
     async def all_once() -> list[list[str]]:
         return [await effect_origins(service.engine, e.id) for e in events]

@@ -184,6 +184,7 @@ class BatchPipeline(Generic[P]):
                     partial(self._prepare_and_apply, part, plan, expected),
                     self.settings.consumer_max_attempts if one else 1,
                     stop=self.stop,
+                    deadline_s=self.settings.consumer_attempt_timeout_s,
                 )
             except Abandoned:
                 raise
@@ -198,7 +199,9 @@ class BatchPipeline(Generic[P]):
                 self._attempts[key] = self.settings.consumer_max_attempts
                 refused = {key: ("handler_error", describe(exc))}
                 result = await self.retry(
-                    partial(self._prepare_and_apply, part, None, expected, refused), stop=self.stop
+                    partial(self._prepare_and_apply, part, None, expected, refused),
+                    stop=self.stop,
+                    deadline_s=self.settings.consumer_attempt_timeout_s,
                 )
                 self._attempts.pop(key, None)
             total.add(result)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import TypeVar
 
-from ..faults import Backoff, Fault, classify, retry_after, sleep_unless_stopped
+from ..faults import AttemptTimedOut, Backoff, Fault, classify, retry_after, sleep_unless_stopped
 from ..settings import RuntimeSettings
 
 T = TypeVar("T")
@@ -97,6 +97,23 @@ async def judge(exc: BaseException, ping: Callable[[], Awaitable[object]]) -> Fa
     return Fault.RECORD
 
 
+async def within(attempt: Callable[[], Awaitable[T]], deadline_s: float) -> T:
+    """``await attempt()``, cancelled once ``deadline_s`` seconds went by: then :class:`AttemptTimedOut`
+    (TRANSIENT), whatever the cancellation made of it; a timeout of the attempt's own passes as it is.
+
+    A connection that never answers again (its server's side gone after a network fault, the client's socket
+    still open) raises nothing, ever: without a deadline the attempt, and the consumer behind it, would wait for
+    good while reporting healthy (tests/reliability/test_projection_db_outage.py leaves one half-open)."""
+    deadline = asyncio.timeout(deadline_s)
+    try:
+        async with deadline:
+            return await attempt()
+    except Exception as exc:
+        if deadline.expired():
+            raise AttemptTimedOut(f"did not finish within {deadline_s:g} s; cancelled, without effect") from exc
+        raise
+
+
 class Retry:
     """Runs an attempt until it succeeds, retrying by cause (:func:`after_failure`): the per-record mode's
     handler transactions and the batch mode's batches alike. Each failure is logged as ``what`` failed."""
@@ -119,10 +136,12 @@ class Retry:
         give_up: Callable[[BaseException, int], Awaitable[T]] | None = None,
         extra: Mapping[str, object] | None = None,
         what: str | None = None,
+        deadline_s: float | None = None,
     ) -> T:
         """``await attempt()`` until it succeeds; a record fault that used its ``max_attempts`` (a
         :class:`PermanentError` at once) goes to ``give_up(error, attempts)``, or is raised without one.
-        Failures are logged as ``what`` (default: the retry's own) failed.
+        Failures are logged as ``what`` (default: the retry's own) failed. An attempt still running after
+        ``deadline_s`` is cancelled (:func:`within`) and retried as an outage.
 
         Raises :class:`Abandoned` when a wait is too long to sit through (the partition pauses for it), when
         ``stop`` is set during a wait, or when ``go_on()`` says after it that the work may no longer be done.
@@ -132,7 +151,7 @@ class Retry:
         what = what or self.what
         while True:
             try:
-                result = await attempt()
+                result = await (attempt() if deadline_s is None else within(attempt, deadline_s))
             except Exception as exc:
                 fault = await judge(exc, self.ping)
                 step = after_failure(

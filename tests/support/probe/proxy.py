@@ -6,6 +6,10 @@ service sees when its database host goes away; restoring it listens on the same 
 :meth:`TcpProxy.cut_at` cuts at an exact point of the protocol instead: when a client sends a marker (a
 ``COMMIT``), either before the server gets it (the transaction rolls back) or after the server answered it
 without the answer reaching the client (the transaction committed, and the client cannot know).
+
+:meth:`TcpProxy.freeze_at` leaves that one connection half-open instead: the server's side is closed (its transaction
+rolls back, its locks go) while the client's socket stays open and never hears anything again, as when a firewall or
+NAT dropped the connection's state. Every other connection, open or new, goes on.
 """
 
 from __future__ import annotations
@@ -14,11 +18,14 @@ import asyncio
 import contextlib
 from dataclasses import dataclass
 
+import pytest
+
 
 @dataclass
 class _Trigger:
     marker: bytes
     forwarded: bool
+    frozen: bool
     skip: int
     after: bytes | None
     cut: asyncio.Event
@@ -32,6 +39,8 @@ class _Pair:
     """Its client sent the trigger's ``after`` (the next marker on this connection counts)."""
     swallow: bool = False
     """Its client sent the trigger's marker and the server got it (its answer is not forwarded)."""
+    frozen: bool = False
+    """Half-open (:meth:`TcpProxy.freeze_at`): the server's side is closed, the client's stays open and silent."""
 
 
 class TcpProxy:
@@ -67,7 +76,14 @@ class TcpProxy:
         last marker, when given), after ``skip`` earlier ones: ``forwarded`` False before the server gets it;
         True once the server answered it, the answer never reaching the client. Returns an event set at the cut.
         """
-        self._trigger = _Trigger(marker, forwarded, skip, after, asyncio.Event())
+        self._trigger = _Trigger(marker, forwarded, False, skip, after, asyncio.Event())
+        return self._trigger.cut
+
+    def freeze_at(self, marker: bytes, *, skip: int = 0, after: bytes | None = None) -> asyncio.Event:
+        """When a client sends ``marker`` (as :meth:`cut_at`), leave that connection half-open: the server never
+        gets the marker and its side is closed; the client's socket stays open and gets nothing more. Returns an
+        event set at the freeze."""
+        self._trigger = _Trigger(marker, False, True, skip, after, asyncio.Event())
         return self._trigger.cut
 
     def _abort(self) -> None:
@@ -119,6 +135,14 @@ class TcpProxy:
                     return
                 if upstream and self._hit(data, pair):
                     assert self._trigger is not None
+                    if self._trigger.frozen:
+                        trigger, self._trigger = self._trigger, None
+                        pair.frozen = True
+                        dst.transport.abort()  # the server's side: its transaction rolls back
+                        trigger.cut.set()
+                        while await src.read(65536):  # the client's bytes go nowhere from now on
+                            pass
+                        return
                     if not self._trigger.forwarded:
                         self._fire()
                         return
@@ -128,5 +152,16 @@ class TcpProxy:
         except (ConnectionError, OSError):
             pass
         finally:
-            self._writers.discard(dst)
-            dst.close()
+            if not (pair.frozen and not upstream):  # a frozen connection's client side stays open (until cut())
+                self._writers.discard(dst)
+                dst.close()
+
+
+def timed_out_attempts(caplog: pytest.LogCaptureFixture) -> list[str]:
+    """The retries a service logged for an attempt given up at its deadline (``consumer_attempt_timeout_s``), as
+    outages: what a connection left half-open by :meth:`TcpProxy.freeze_at` ends in."""
+    return [
+        str(getattr(r, "error", ""))
+        for r in caplog.records
+        if "AttemptTimedOut" in str(getattr(r, "error", "")) and getattr(r, "fault", None) == "transient"
+    ]

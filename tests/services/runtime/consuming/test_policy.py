@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import asyncpg
 import pytest
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from services.runtime.consuming.policy import Act, Step, after_failure, judge
+from services.runtime.consuming.policy import Act, Step, after_failure, judge, within
 from services.runtime.db import ping
-from services.runtime.faults import Fault
+from services.runtime.faults import AttemptTimedOut, Fault, classify
 from services.runtime.providers import RateLimited
 
 
@@ -55,6 +57,7 @@ async def test_a_suspect_error_is_an_outage_only_when_the_database_does_not_answ
         (asyncpg.exceptions.DeadlockDetectedError("deadlock detected"), Fault.TRANSIENT),
         (RuntimeError("a bug"), Fault.RECORD),
         (RateLimited(1.0), Fault.THROTTLED),
+        (AttemptTimedOut("did not finish"), Fault.TRANSIENT),
     ],
 )
 async def test_only_suspect_errors_are_checked_against_the_database(exc: BaseException, fault: Fault) -> None:
@@ -62,3 +65,33 @@ async def test_only_suspect_errors_are_checked_against_the_database(exc: BaseExc
         raise AssertionError("the database is asked only about suspect errors")
 
     assert await judge(exc, never) is fault
+
+
+async def test_an_attempt_past_its_deadline_is_cancelled_and_is_an_outage() -> None:
+    cancelled = asyncio.Event()
+
+    async def hangs() -> None:  # a statement on a half-open connection: no answer, no error, ever
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+
+    with pytest.raises(AttemptTimedOut) as raised:
+        await within(hangs, 0.05)
+    assert cancelled.is_set()
+    assert classify(raised.value) is Fault.TRANSIENT
+
+
+async def test_a_timeout_of_the_attempts_own_within_the_deadline_is_not_the_deadlines() -> None:
+    async def own_timeout() -> None:  # e.g. a provider call that timed out: suspect, judged like any other
+        raise TimeoutError("the provider did not answer")
+
+    async def quick() -> int:
+        return 7
+
+    with pytest.raises(TimeoutError) as raised:
+        await within(own_timeout, 30)
+    assert not isinstance(raised.value, AttemptTimedOut)
+    assert classify(raised.value) is Fault.SUSPECT
+    assert await within(quick, 30) == 7
