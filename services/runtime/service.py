@@ -411,9 +411,19 @@ class Service:
         return failed
 
     def _install_health_routes(self) -> None:
-        @self.app.get("/healthz", tags=["health"], openapi_extra=auth.public("none: liveness probe"))
-        async def healthz() -> dict[str, str]:
-            """Liveness: the process answers."""
+        @self.app.get(
+            "/healthz",
+            tags=["health"],
+            response_model=None,
+            openapi_extra=auth.public("none: liveness probe"),
+            responses=problems(503),
+        )
+        async def healthz() -> JSONResponse | dict[str, str]:
+            """Liveness: the process answers, and no consumer is stuck (behind without moving for
+            ``CONSUMER_STUCK_RESTART_S`` while nothing fails): then 503, and the orchestrator restarts it."""
+            stuck = {c.group_id: reason for c in self.consumers if (reason := c.stuck())}
+            if stuck:
+                return problem_response(503, "stuck", "; ".join(f"{k}: {v}" for k, v in stuck.items()), checks=stuck)
             return {"status": "ok", "service": self.name}
 
         @self.app.get(

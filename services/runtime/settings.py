@@ -118,6 +118,13 @@ class RuntimeSettings(BaseSettings):
         "is cancelled (rolled back, without effect) and retried on fresh connections as an outage: a connection "
         "that never answers again (half-open after a network fault) must not hold the consumer for ever.",
     )
+    consumer_stuck_restart_s: float = Field(
+        600.0,
+        ge=0,
+        description="A consumer that watches for stalls (the projection) and stays behind without moving this long "
+        "while nothing fails answers /healthz 503, so the orchestrator restarts it: the last resort for a hang "
+        "nobody foresaw (an outage is waited out, never restarted). 0: never.",
+    )
     consumer_revoke_grace_s: float = Field(
         10.0, ge=0, description="How long work on a revoked partition may finish before it is abandoned (rolled back)."
     )

@@ -336,12 +336,14 @@ class GroupConsumer(ConsumerRebalanceListener):
         """Set the lag gauges, and note since when each partition that is behind has done nothing (called after
         each poll and by the lag timer, which runs also while a batch hangs)."""
         now = time.monotonic()
+        healthy = self.healthy
         for tp, n in self.lag().items():
             CONSUMER_LAG.labels(self.settings.service_name, tp.topic, str(tp.partition)).set(n)
             done = self._done(tp)
             if n == 0:
                 self._behind.pop(tp, None)
-            elif tp not in self._behind or self._behind[tp][0] != done:
+            elif not healthy or tp not in self._behind or self._behind[tp][0] != done:
+                # Time spent failing (an outage, retried) is not a stall: the clock starts once nothing fails.
                 self._behind[tp] = (done, now)
         stalled = self.stalled()
         if stalled and not self._stall_logged:
@@ -365,6 +367,23 @@ class GroupConsumer(ConsumerRebalanceListener):
             for tp, (_, since) in self._behind.items()
             if now - since > self.ready_stall_s and tp not in self._paused
         }
+
+    def stuck(self) -> str | None:
+        """Why this member should be restarted (``/healthz``), else None: a partition behind whose done offset has
+        not moved for ``consumer_stuck_restart_s`` while nothing failed. Every wait the core knows of is bounded
+        (attempt deadlines, backoffs, pauses), so this is a hang nobody foresaw; a restart re-reads from the
+        stored offsets. Only where the stall watch is on (``ready_stall_s``)."""
+        limit = self.settings.consumer_stuck_restart_s
+        stalled = self.stalled()
+        if not limit or not stalled:
+            return None
+        worst = max(stalled, key=lambda tp: stalled[tp])
+        if stalled[worst] <= limit:
+            return None
+        return (
+            f"stuck: {worst.topic}[{worst.partition}] behind without progress for {stalled[worst]:.0f} s while "
+            f"nothing failed (restart threshold {limit:g} s)"
+        )
 
     def not_ready(self) -> str | None:
         """None when consuming (and caught up to within ``ready_max_lag`` on every partition when it is set),

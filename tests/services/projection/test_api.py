@@ -225,10 +225,13 @@ async def test_readyz_reports_a_stall_under_the_lag_threshold(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     # A few records behind (far under the lag threshold) while every batch waits on a lock: only the stall
-    # watch says so. Released, the projection applies them and is ready again.
+    # watch says so; held past the restart threshold, liveness fails too (the orchestrator would restart the
+    # pod). Released, the projection applies them and is alive and ready again.
     log = generate(leads=6, campaigns=1, seed=8)
     first, rest = log.envelopes[:10], log.envelopes[10:]
-    settings = isolated.settings(projection_ready_stall_s=1.0, consumer_lag_interval_s=0.2)
+    settings = isolated.settings(
+        projection_ready_stall_s=1.0, consumer_lag_interval_s=0.2, consumer_stuck_restart_s=2.0
+    )
     service = build(settings)
     consumer = service.app.state.projection
     await start_service(service)
@@ -259,12 +262,21 @@ async def test_readyz_reports_a_stall_under_the_lag_threshold(
             assert len(stalls) == 1, stalls
             assert "asyncio tasks (" in stalls[0] and f"\nconsumer-{settings.group_id}: " in stalls[0], stalls[0]
             assert max(consumer.lag().values()) <= len(rest) < settings.projection_ready_max_lag
+
+            async def stuck() -> str:
+                r = await http.get("/healthz")
+                return r.text if r.status_code == 503 else ""
+
+            reason = await wait_for(stuck, timeout_s=60, interval_s=0.1, what="/healthz reporting it stuck")
+            assert "stuck" in reason and "restart threshold 2 s" in reason, reason
             await locker_tx.rollback()
 
             async def ready() -> bool:
-                return (await http.get("/readyz")).status_code == 200
+                return (await http.get("/readyz")).status_code == 200 and (
+                    await http.get("/healthz")
+                ).status_code == 200
 
-            await wait_for(ready, timeout_s=60, what="/readyz after the lock is gone")
+            await wait_for(ready, timeout_s=60, what="/readyz and /healthz after the lock is gone")
         await wait_for(lambda: consumer.applied >= len(log.envelopes), timeout_s=60, what="the rest applied")
     finally:
         await locker.close()
