@@ -26,6 +26,7 @@ class _Trigger:
     marker: bytes
     forwarded: bool
     frozen: bool
+    drain: bool
     skip: int
     after: bytes | None
     cut: asyncio.Event
@@ -76,14 +77,17 @@ class TcpProxy:
         last marker, when given), after ``skip`` earlier ones: ``forwarded`` False before the server gets it;
         True once the server answered it, the answer never reaching the client. Returns an event set at the cut.
         """
-        self._trigger = _Trigger(marker, forwarded, False, skip, after, asyncio.Event())
+        self._trigger = _Trigger(marker, forwarded, False, True, skip, after, asyncio.Event())
         return self._trigger.cut
 
-    def freeze_at(self, marker: bytes, *, skip: int = 0, after: bytes | None = None) -> asyncio.Event:
+    def freeze_at(
+        self, marker: bytes, *, skip: int = 0, after: bytes | None = None, drain: bool = True
+    ) -> asyncio.Event:
         """When a client sends ``marker`` (as :meth:`cut_at`), leave that connection half-open: the server never
-        gets the marker and its side is closed; the client's socket stays open and gets nothing more. Returns an
-        event set at the freeze."""
-        self._trigger = _Trigger(marker, False, True, skip, after, asyncio.Event())
+        gets the marker and its side is closed; the client's socket stays open and gets nothing more. ``drain``
+        False: what the client sends from then on is not even read, so a client with much to send (a COPY)
+        finds its socket full and pauses writing. Returns an event set at the freeze."""
+        self._trigger = _Trigger(marker, False, True, drain, skip, after, asyncio.Event())
         return self._trigger.cut
 
     def _abort(self) -> None:
@@ -140,6 +144,8 @@ class TcpProxy:
                         pair.frozen = True
                         dst.transport.abort()  # the server's side: its transaction rolls back
                         trigger.cut.set()
+                        if not trigger.drain:
+                            await asyncio.Event().wait()  # never read again (until cut() cancels this)
                         while await src.read(65536):  # the client's bytes go nowhere from now on
                             pass
                         return

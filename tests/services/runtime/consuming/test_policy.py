@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 
 import asyncpg
 import pytest
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from services.runtime.consuming.policy import Act, Step, after_failure, judge, within
 from services.runtime.db import ping
 from services.runtime.faults import AttemptTimedOut, Fault, classify
+from services.runtime.notify import dsn
 from services.runtime.providers import RateLimited
+from tests.support.kafka import wait_for
+from tests.support.probe.proxy import TcpProxy
 
 
 def step(fault: Fault, attempts: int, *, wait_s: float | None = None, permanent: bool = False) -> Step:
@@ -95,3 +100,40 @@ async def test_a_timeout_of_the_attempts_own_within_the_deadline_is_not_the_dead
     assert not isinstance(raised.value, AttemptTimedOut)
     assert classify(raised.value) is Fault.SUSPECT
     assert await within(quick, 30) == 7
+
+
+async def test_a_copy_paused_for_writing_when_its_connection_dies_is_given_up_at_the_deadline(
+    database_url: str,
+) -> None:
+    """How the projection stalled after a Postgres kill under load (tests/reliability/test_fleet_faults.py, once in
+    a few runs): a batch's COPY that the server reads slower than it is sent pauses for writing (asyncpg waits for
+    the transport's ``resume_writing``), and a connection lost meanwhile never resumes it. asyncpg 0.32 then waits
+    for ever on a closed connection, with no error and no timeout (its ``command_timeout`` does not cover that
+    wait): the batch, and the consumer behind it, stood still while healthy. :func:`within` ends it.
+
+    If this test fails because the COPY raised a connection error by itself, asyncpg fixed the hang: the deadline
+    stays useful for the half-open cases (tests/reliability/test_*_db_outage.py)."""
+    url = make_url(database_url)
+    proxy = TcpProxy(url.host or "127.0.0.1", url.port or 5432)
+    await proxy.start()
+    conn = await asyncpg.connect(
+        dsn(url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)), command_timeout=60
+    )
+    try:
+        await conn.execute("CREATE TEMPORARY TABLE copied (a text)")
+        # The binary COPY's signature starts its data: from there the proxy reads nothing (the server's side goes).
+        frozen = proxy.freeze_at(b"PGCOPY\n", drain=False)
+        copy = asyncio.ensure_future(
+            conn.copy_records_to_table("copied", records=itertools.repeat(("x" * 1000,), 200_000))
+        )
+        await wait_for(frozen.is_set, timeout_s=30, what="the COPY's data frozen")
+        protocol = conn._protocol  # the state this test is about: asyncpg has no public word for it
+        await wait_for(lambda: not protocol.writing_allowed.is_set(), timeout_s=30, what="the COPY paused")
+        await proxy.cut()  # the connection dies while the COPY waits to write (the kernel says so: reset)
+        await wait_for(conn.is_closed, timeout_s=30, what="asyncpg to see the connection closed")
+        with pytest.raises(AttemptTimedOut):  # closed, and the COPY still waited a second later
+            await within(lambda: copy, 1.0)
+        assert copy.cancelled()
+    finally:
+        conn.terminate()
+        await proxy.cut()
