@@ -109,7 +109,8 @@ async def test_a_copy_paused_for_writing_when_its_connection_dies_is_given_up_at
     test_fleet_faults.py, once): a batch's COPY that the server reads slower than it is sent pauses for writing
     (asyncpg waits for the transport's ``resume_writing``), and a connection lost meanwhile never resumes it.
     asyncpg 0.32 then waits for ever on a closed connection, with no error and no timeout (its
-    ``command_timeout`` does not cover that wait): the batch, and the consumer behind it, stood still while healthy. :func:`within` ends it.
+    ``command_timeout`` does not cover that wait): the batch, and the consumer behind it, stood still while
+    healthy. :func:`within` ends it.
 
     If this test fails because the COPY raised a connection error by itself, asyncpg fixed the hang: the deadline
     stays useful for the half-open cases (tests/reliability/test_*_db_outage.py)."""
