@@ -19,7 +19,7 @@ class               examples                                         what the lo
                     error other than a refusal of the record itself;
                     :class:`Unavailable` (the key store's missing
                     key-encryption key); :class:`AttemptTimedOut`
-                    (a batch attempt past its deadline: a
+                    (an attempt past its deadline: e.g. a
                     connection that never answers again)
 ``RECORD``          decode or validation errors; SQLSTATE 22          bounded retries, then dead-letter (or
                     (data: bad encoding, NUL, out of range), 23       park) with the error; everything behind

@@ -114,9 +114,10 @@ class RuntimeSettings(BaseSettings):
     consumer_attempt_timeout_s: float = Field(
         120.0,
         gt=0,
-        description="Longest one attempt at a batch (its planning and its transaction) may take. Past it the attempt "
-        "is cancelled (rolled back, without effect) and retried on fresh connections as an outage: a connection "
-        "that never answers again (half-open after a network fault) must not hold the consumer for ever.",
+        description="Longest one attempt (a handler's transaction, a projection batch with its planning) may take, "
+        "and every database statement. Past it the attempt is cancelled (rolled back, without effect) and retried "
+        "on fresh connections as an outage: a connection that never answers again (half-open after a network "
+        "fault) must not hold a consumer for ever.",
     )
     consumer_stuck_restart_s: float = Field(
         600.0,
