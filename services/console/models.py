@@ -589,6 +589,58 @@ class Audience(_In):
     ref: str
 
 
+class Strategy(_In):
+    """A campaign's messaging strategy (outreach's ``Strategy``): the whole profile, since the launch summary sends
+    it on to messaging's previews as it is (their ``strategy`` refuses fields it does not know: add none here that
+    messaging's ``StrategyIn`` lacks)."""
+
+    offer: str = ""
+    proof: str = ""
+    tone: str = "friendly"
+    call_to_action: str = ""
+    template: str | None = None
+    review: bool = False
+    invite_note: bool = True
+    personalise: bool = True
+
+
+class EmailFallback(_In):
+    """The email fallback of a campaign's delivery: its verified sender and default subject and body."""
+
+    sender_email: str
+    subject: str = ""
+    body: str = ""
+
+
+class Delivery(_In):
+    """How a campaign sends (outreach's ``Delivery``): the pace in words and its invites per day, active days and
+    hours in its time zone, the email fallback and whether emails are dry runs."""
+
+    pace_label: str | None = None
+    daily_cap: int | None = None
+    active_days: list[str] = Field(default_factory=list)
+    start_hour: int = 9
+    end_hour: int = 17
+    timezone: str = "UTC"
+    email_fallback: EmailFallback | None = None
+    dry_run: bool = False
+
+
+class VideoSegment(_In):
+    """A segment of a campaign's video: the variable ``name`` filled from the lead's ``field``, else ``fallback``."""
+
+    name: str | None = None
+    field: str
+    fallback: str | None = None
+
+
+class Video(_In):
+    """A campaign's personalised video template (outreach's ``VideoIn``; its other fields are not shown)."""
+
+    template_id: str
+    segments: list[VideoSegment] = Field(default_factory=list)
+
+
 class CampaignDetail(_In):
     campaign_id: UUID
     name: str
@@ -601,12 +653,12 @@ class CampaignDetail(_In):
     account_ids: list[UUID] = Field(default_factory=list)
     workflow: Graph
     warnings: list[str] = Field(default_factory=list)
-    strategy: dict[str, object] = Field(default_factory=dict)
-    delivery: dict[str, object] = Field(default_factory=dict)
-    video: dict[str, object] | None = None
-    skipped_accounts: dict[str, str] = Field(default_factory=dict)
+    strategy: Strategy
+    delivery: Delivery
+    video: Video | None = None
+    skipped_accounts: dict[str, str] = Field(default_factory=dict)  # account id -> why it does not send
     workers: list[Worker] = Field(default_factory=list)
-    leads: dict[str, int] = Field(default_factory=dict)
+    leads: dict[str, int] = Field(default_factory=dict)  # "enrolled" and a count per lead state (only those in use)
     launched_at: datetime | None = None
 
 

@@ -220,12 +220,11 @@ def builder_router(console: Console) -> APIRouter:
         ][:3]
         steps = [s.model_dump() for s in campaign.workflow.steps if s.id not in campaign.workflow.unreachable]
         if leads:
-            strategy = dict(campaign.strategy)
             try:
                 previews = await b.messaging.previews(
                     session.token,
                     {
-                        "strategy": {k: strategy[k] for k in strategy if k in _STRATEGY},
+                        "strategy": campaign.strategy.model_dump(),
                         "steps": steps,
                         "video": campaign.video is not None,
                         "leads": leads,
@@ -291,13 +290,8 @@ def builder_router(console: Console) -> APIRouter:
     return router
 
 
-_STRATEGY = ("offer", "proof", "tone", "call_to_action", "template", "review", "invite_note", "personalise")
-
-
 def _email_preview(campaign: models.CampaignDetail) -> dict[str, Any]:
-    fallback = campaign.delivery.get("email_fallback")
-    if isinstance(fallback, dict):
-        return {
-            "email_fallback": {"subject": str(fallback.get("subject") or ""), "body": str(fallback.get("body") or "")}
-        }
+    fallback = campaign.delivery.email_fallback
+    if fallback is not None:
+        return {"email_fallback": {"subject": fallback.subject, "body": fallback.body}}
     return {}

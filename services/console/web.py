@@ -62,6 +62,20 @@ PROBLEM_PARAM = "problem"
 """The query parameter of a refusal's message shown after a redirect (signed, see Console.with_problem)."""
 
 
+def page_templates() -> Jinja2Templates:
+    """The console's templates, with the helpers they call (``D``, ``label``, ``badge``, the ``num`` filter, ...)."""
+    templates = Jinja2Templates(directory=str(TEMPLATES))
+    templates.env.globals.update(
+        badge=domain.badge,
+        label=domain.label,
+        stage_tone=domain.stage_tone,
+        inbox_link=domain.inbox_link,
+        D=domain,
+    )
+    templates.env.filters.update(num=domain.number, pct=domain.percent)
+    return templates
+
+
 @dataclass
 class Console:
     """Everything the routes use (``app.state.console``)."""
@@ -75,16 +89,7 @@ class Console:
     templates: Jinja2Templates = field(init=False)
 
     def __post_init__(self) -> None:
-        self.templates = Jinja2Templates(directory=str(TEMPLATES))
-        env = self.templates.env
-        env.globals.update(
-            badge=domain.badge,
-            label=domain.label,
-            stage_tone=domain.stage_tone,
-            inbox_link=domain.inbox_link,
-            D=domain,
-        )
-        env.filters.update(num=domain.number, pct=domain.percent)
+        self.templates = page_templates()
 
     # -- sessions ---------------------------------------------------------------------------------
 

@@ -4,7 +4,10 @@ declares for that route: every field the console reads is sent, one it requires 
 types agree. A field renamed or dropped in a service fails here, not as a silent 0 or blank on a page.
 
 The calls are found by running every public method of the console's backends against a recorder (so a new method
-cannot skip the check), with stand-in arguments from their annotations.
+cannot skip the check), with stand-in arguments from their annotations. The check walks into every model the console
+nests (a campaign's strategy, delivery and video, ...), and a map (``dict[str, X]``) is accepted only where the
+service declares one (``additionalProperties``), with values of X's JSON type: an answer the service declares field by
+field is read as a model, so a renamed field fails here rather than as a blank on a page.
 """
 
 from __future__ import annotations
@@ -148,7 +151,7 @@ def _expected(annotation: Any) -> tuple[set[str], Any]:
     if origin is list or origin is tuple:
         return {"array"}, args[0] if args else None
     if origin is dict:
-        return {"object"}, None
+        return {"object"}, None  # its values: _compare_map
     if inspect.isclass(annotation):
         if issubclass(annotation, BaseModel):
             return {"object"}, annotation
@@ -163,20 +166,64 @@ def _expected(annotation: Any) -> tuple[set[str], Any]:
     return set(), None  # Any: no check
 
 
-def _compare(
-    doc: dict[str, Any], model: type[BaseModel], schema: dict[str, Any], where: str, untyped: set[str]
-) -> list[str]:
-    """What of ``model`` the service's ``schema`` does not declare; spots where the service declares only "an
-    object" (a ``dict[str, Any]`` answer) go to ``untyped`` instead."""
+@dataclass
+class Walk:
+    """What the comparison found: the problems, the spots the service declares only as "an object" (a
+    ``dict[str, Any]`` answer), and each console model compared with a declared schema (and where)."""
+
+    problems: list[str]
+    untyped: set[str]
+    compared: dict[type[BaseModel], set[str]]
+
+
+def _map_value(annotation: Any) -> tuple[bool, Any]:
+    """(whether ``annotation``, less None, is a ``dict``; the annotation of its values)."""
+    if typing.get_origin(annotation) in (types.UnionType, typing.Union):
+        maps = [_map_value(a) for a in typing.get_args(annotation) if a is not type(None)]
+        return maps[0] if len(maps) == 1 else (False, None)
+    if typing.get_origin(annotation) is dict:
+        args = typing.get_args(annotation)
+        return True, args[1] if len(args) == 2 else Any
+    return False, None
+
+
+def _compare_map(doc: dict[str, Any], value: Any, schema: dict[str, Any], where: str, walk: Walk) -> None:
+    """A ``dict[str, value]`` the console reads: the service must declare a map (``additionalProperties``) whose
+    values, and any fields it names besides, are of ``value``'s JSON type."""
+    schema = _resolve(doc, schema)
+    if "anyOf" in schema:
+        schema = next((_resolve(doc, s) for s in schema["anyOf"] if _resolve(doc, s).get("type") != "null"), {})
+    extra = schema.get("additionalProperties")
+    props = schema.get("properties", {})
+    if props and not extra:
+        walk.problems.append(
+            f"{where}: the service declares its fields ({', '.join(sorted(props))}): read it as a model, not a dict"
+        )
+        return
+    kinds, inner = _expected(value)
+    for at, declared_schema in [(f"{where}.*", extra)] + [(f"{where}.{k}", v) for k, v in props.items()]:
+        if not isinstance(declared_schema, dict):
+            continue  # additionalProperties: true (any value)
+        declared = _json_types(doc, declared_schema)
+        if kinds and declared and not (declared - {"null"}) <= kinds and not ({"integer", "number"} & declared & kinds):
+            walk.problems.append(f"{at}: the console takes {sorted(kinds)}, the service sends {sorted(declared)}")
+        if inspect.isclass(inner) and issubclass(inner, BaseModel):
+            _compare(doc, inner, declared_schema, at, walk)
+
+
+def _compare(doc: dict[str, Any], model: type[BaseModel], schema: dict[str, Any], where: str, walk: Walk) -> None:
+    """What of ``model`` the service's ``schema`` does not declare goes to ``walk.problems``; spots where the service
+    declares only "an object" (a ``dict[str, Any]`` answer) go to ``walk.untyped`` instead."""
     schema = _resolve(doc, schema)
     if "anyOf" in schema:  # an optional object: the object's own schema
         schema = _resolve(doc, next(s for s in schema["anyOf"] if _resolve(doc, s).get("type") != "null"))
     if "properties" not in schema:
-        untyped.add(where)
-        return []
+        walk.untyped.add(where)
+        return
+    walk.compared.setdefault(model, set()).add(where)
+    problems = walk.problems
     props = schema["properties"]
     required = set(schema.get("required", []))
-    problems: list[str] = []
     for name, field in model.model_fields.items():
         key = field.alias or name
         at = f"{where}.{key}"
@@ -192,12 +239,33 @@ def _compare(
         target = _resolve(doc, props[key])
         if "anyOf" in target:
             target = next((_resolve(doc, s) for s in target["anyOf"] if _resolve(doc, s).get("type") != "null"), {})
-        if inspect.isclass(inner) and issubclass(inner, BaseModel):
+        is_map, value = _map_value(field.annotation)
+        if is_map:
+            _compare_map(doc, value, target, at, walk)
+        elif inspect.isclass(inner) and issubclass(inner, BaseModel):
             if target.get("type") == "array":
-                problems += _compare(doc, inner, target.get("items", {}), f"{at}[]", untyped)
+                _compare(doc, inner, target.get("items", {}), f"{at}[]", walk)
             else:
-                problems += _compare(doc, inner, target, at, untyped)
-    return problems
+                _compare(doc, inner, target, at, walk)
+
+
+def _nested(model: type[BaseModel]) -> set[type[BaseModel]]:
+    """``model`` and every model its fields hold (in unions, lists and map values), at any depth."""
+    found: set[type[BaseModel]] = set()
+    todo = [model]
+    while todo:
+        current = todo.pop()
+        if current in found:
+            continue
+        found.add(current)
+        for field in current.model_fields.values():
+            stack = [field.annotation]
+            while stack:
+                annotation = stack.pop()
+                stack += typing.get_args(annotation)
+                if inspect.isclass(annotation) and issubclass(annotation, BaseModel):
+                    todo.append(annotation)
+    return found
 
 
 @pytest.fixture(scope="module")
@@ -215,8 +283,8 @@ async def test_every_backend_method_was_recorded() -> None:
 
 
 async def test_what_the_console_reads_is_what_each_service_declares(documents: dict[str, dict[str, Any]]) -> None:
-    problems: list[str] = []
-    untyped: set[str] = set()
+    walk = Walk(problems=[], untyped=set(), compared={})
+    reached: set[type[BaseModel]] = set()
     checked = 0
     for c in await _calls():
         doc = documents[c.service]
@@ -232,14 +300,23 @@ async def test_what_the_console_reads_is_what_each_service_declares(documents: d
         where = f"{c.service} {c.method} {template} {c.model.__name__}"
         if c.listed:  # model(items=[...]) from a JSON list
             item = typing.get_args(c.model.model_fields["items"].annotation)[0]
-            problems += _compare(doc, item, _resolve(doc, schema).get("items", {}), f"{where}[]", untyped)
+            _compare(doc, item, _resolve(doc, schema).get("items", {}), f"{where}[]", walk)
+            reached |= _nested(item)
         else:
-            problems += _compare(doc, c.model, schema, where, untyped)
+            _compare(doc, c.model, schema, where, walk)
+            reached |= _nested(c.model)
         checked += 1
     assert checked >= 30, checked  # the walk reached the calls (not vacuous)
-    assert not problems, "\n".join(problems)
+    assert not walk.problems, "\n".join(walk.problems)
+    # Every model the console reads, however deep, was compared with a declared schema at least once.
+    skipped = sorted(m.__name__ for m in reached - walk.compared.keys())
+    assert not skipped, f"console models never compared with a service's schema: {skipped}"
+    # The campaign's parts in particular (read field by field by the launch summary): not dicts to guess at.
+    campaign = "outreach GET /v1/campaigns/{campaign_id} CampaignDetail"
+    for part in (".strategy", ".delivery", ".delivery.email_fallback", ".video", ".video.segments[]"):
+        assert any(campaign + part in spots for spots in walk.compared.values()), part
     # Every answer the console reads is declared field by field: one declared only as "an object" (a
     # dict[str, Any] answer) has nothing to compare with, so it fails here too.
-    assert not untyped, "answers the console reads that the service declares only as an object:\n" + "\n".join(
-        sorted(untyped)
+    assert not walk.untyped, "answers the console reads that the service declares only as an object:\n" + "\n".join(
+        sorted(walk.untyped)
     )
