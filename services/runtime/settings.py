@@ -122,8 +122,8 @@ class RuntimeSettings(BaseSettings):
     consumer_stuck_restart_s: float = Field(
         600.0,
         ge=0,
-        description="A consumer that watches for stalls (the projection) and stays behind without moving this long "
-        "while nothing fails answers /healthz 503, so the orchestrator restarts it: the last resort for a hang "
+        description="A consumer (any mode) that stays behind without moving this long while nothing fails "
+        "answers /healthz 503, so the orchestrator restarts it: the last resort for a hang "
         "nobody foresaw (an outage is waited out, never restarted). 0: never.",
     )
     consumer_revoke_grace_s: float = Field(

@@ -345,7 +345,8 @@ class GroupConsumer(ConsumerRebalanceListener):
             elif not healthy or tp not in self._behind or self._behind[tp][0] != done:
                 # Time spent failing (an outage, retried) is not a stall: the clock starts once nothing fails.
                 self._behind[tp] = (done, now)
-        stalled = self.stalled()
+        # Logged at the readiness threshold where there is one, else at the restart threshold (every consumer).
+        stalled = self.stalled(self.ready_stall_s or self.settings.consumer_stuck_restart_s or None)
         if stalled and not self._stall_logged:
             # Once per stall, with where every task waits: nothing else says why a healthy member stands still.
             self._stall_logged = True
@@ -356,30 +357,29 @@ class GroupConsumer(ConsumerRebalanceListener):
         elif not stalled:
             self._stall_logged = False
 
-    def stalled(self) -> dict[TopicPartition, float]:
-        """Partitions behind whose done offset has not moved for ``ready_stall_s`` (a paused one is waiting on
-        purpose): seconds since it last moved."""
-        if self.ready_stall_s is None:
+    def stalled(self, after_s: float | None = None) -> dict[TopicPartition, float]:
+        """Partitions behind whose done offset has not moved for ``after_s`` (default ``ready_stall_s``; neither:
+        none) while nothing failed (a paused one is waiting on purpose): seconds since it last moved."""
+        after_s = self.ready_stall_s if after_s is None else after_s
+        if after_s is None:
             return {}
         now = time.monotonic()
         return {
             tp: now - since
             for tp, (_, since) in self._behind.items()
-            if now - since > self.ready_stall_s and tp not in self._paused
+            if now - since > after_s and tp not in self._paused
         }
 
     def stuck(self) -> str | None:
         """Why this member should be restarted (``/healthz``), else None: a partition behind whose done offset has
         not moved for ``consumer_stuck_restart_s`` while nothing failed. Every wait the core knows of is bounded
-        (attempt deadlines, backoffs, pauses), so this is a hang nobody foresaw; a restart re-reads from the
-        stored offsets. Only where the stall watch is on (``ready_stall_s``)."""
+        (attempt deadlines, backoffs, pauses), so this is a hang nobody foresaw; a restart reads again from the
+        committed (or, for the projection, stored) offsets."""
         limit = self.settings.consumer_stuck_restart_s
-        stalled = self.stalled()
-        if not limit or not stalled:
+        stalled = self.stalled(limit) if limit else {}
+        if not stalled:
             return None
         worst = max(stalled, key=lambda tp: stalled[tp])
-        if stalled[worst] <= limit:
-            return None
         return (
             f"stuck: {worst.topic}[{worst.partition}] behind without progress for {stalled[worst]:.0f} s while "
             f"nothing failed (restart threshold {limit:g} s)"
