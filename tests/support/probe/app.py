@@ -135,7 +135,7 @@ def build(
         # Another service name is another schema: every statement (runtime tables included) is sent to
         # it, so two probes with different names share no processed ids, outbox or effects.
         service.engine = service.engine.execution_options(schema_translate_map={SCHEMA: settings.db_schema})
-        service.relay.engine = service.engine
+        service.relay.engine = service.housekeeping.engine = service.engine
     service.consume([LEAD.name], {LeadDiscovered: handler or record_effect}, group_suffix=group_suffix)
     service.include_router(_router(service))
     return service
