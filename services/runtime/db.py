@@ -14,7 +14,7 @@ schema: they live in a MetaData of their own, so a service migration that create
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from sqlalchemy import (
     BigInteger,
@@ -39,7 +39,8 @@ T = TypeVar("T")
 def create_engine(
     url: str, *, pool_size: int = 5, reads: bool = False, command_timeout_s: float | None = None
 ) -> AsyncEngine:
-    """An async engine for ``url`` (``postgresql+asyncpg://...``); connections are checked before use.
+    """An async engine for ``url`` (``postgresql+asyncpg://...``); its connections are checked before use, except
+    a read engine's.
 
     ``reads=True``: an engine for HTTP reads through :func:`read`, one round trip per statement. Its
     connections are not checked at checkout (the check, ``BEGIN; ; ROLLBACK`` on asyncpg, was three round
@@ -53,13 +54,10 @@ def create_engine(
     transaction could not even be returned to the pool).
     """
     connect_args = {} if command_timeout_s is None else {"command_timeout": command_timeout_s}
+    mode: dict[str, Any] = {"isolation_level": "AUTOCOMMIT"} if reads else {"pool_pre_ping": True}
     if url.startswith("postgresql://"):
         url = "postgresql+asyncpg://" + url.removeprefix("postgresql://")
-    if reads:
-        return create_async_engine(
-            url, pool_size=pool_size, max_overflow=5, isolation_level="AUTOCOMMIT", connect_args=connect_args
-        )
-    return create_async_engine(url, pool_size=pool_size, max_overflow=5, pool_pre_ping=True, connect_args=connect_args)
+    return create_async_engine(url, pool_size=pool_size, max_overflow=5, connect_args=connect_args, **mode)
 
 
 async def read(engine: AsyncEngine, work: Callable[[AsyncConnection], Awaitable[T]]) -> T:

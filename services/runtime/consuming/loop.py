@@ -346,7 +346,8 @@ class GroupConsumer(ConsumerRebalanceListener):
                 # Time spent failing (an outage, retried) is not a stall: the clock starts once nothing fails.
                 self._behind[tp] = (done, now)
         # Logged at the readiness threshold where there is one, else at the restart threshold (every consumer).
-        stalled = self.stalled(self.ready_stall_s or self.settings.consumer_stuck_restart_s or None)
+        watch = self.ready_stall_s or self.settings.consumer_stuck_restart_s
+        stalled = self.stalled(watch) if watch else {}
         if stalled and not self._stall_logged:
             # Once per stall, with where every task waits: nothing else says why a healthy member stands still.
             self._stall_logged = True
@@ -357,12 +358,9 @@ class GroupConsumer(ConsumerRebalanceListener):
         elif not stalled:
             self._stall_logged = False
 
-    def stalled(self, after_s: float | None = None) -> dict[TopicPartition, float]:
-        """Partitions behind whose done offset has not moved for ``after_s`` (default ``ready_stall_s``; neither:
-        none) while nothing failed (a paused one is waiting on purpose): seconds since it last moved."""
-        after_s = self.ready_stall_s if after_s is None else after_s
-        if after_s is None:
-            return {}
+    def stalled(self, after_s: float) -> dict[TopicPartition, float]:
+        """Partitions behind whose done offset has not moved for ``after_s`` while nothing failed (a paused one is
+        waiting on purpose): seconds since it last moved."""
         now = time.monotonic()
         return {
             tp: now - since
@@ -400,7 +398,7 @@ class GroupConsumer(ConsumerRebalanceListener):
         unknown = [tp for tp in self._position if tp not in self._end]
         if unknown:
             return f"lag not known yet for {len(unknown)} partition(s)"
-        if stalled := self.stalled():
+        if self.ready_stall_s is not None and (stalled := self.stalled(self.ready_stall_s)):
             worst = max(stalled, key=lambda tp: stalled[tp])
             return (
                 f"stalled: {len(stalled)} partition(s) behind and not moving (worst {worst.topic}[{worst.partition}]:"
