@@ -130,7 +130,9 @@ async def test_a_sales_user_reads_the_workspace_live(
     await page.wait_for_url(re.compile(f"/leads/{ids[0]}$"))
     await expect(page.locator("#timeline li").first).to_be_visible()
     await expect(page.locator("#live-status")).to_be_attached()
-    await page.wait_for_function("document.body.dataset.live === 'on'")
+    # A function, not a bare expression: Playwright re-evaluates a bare expression with eval() on every
+    # animation frame after the first check, which the console's CSP (script-src 'self') refuses.
+    await page.wait_for_function("() => document.body.dataset.live === 'on'")
     await page.evaluate("window.__sameDocument = true")
     excerpt = f"Sounds good, Tuesday works ({uuid.uuid4().hex[:6]})"
     clock = clock_from_settings(float(_env(world, "LEADSTREAM_CLOCK_SCALE")), _epoch(world))
