@@ -302,7 +302,10 @@
     // A change that arrives while its live part is being refreshed is queued by htmx on that element, which the
     // refresh then replaces (outerHTML); htmx never sends a removed element's request, so the newest change would
     // not show until another one came (a search stuck at 20 of 30 leads). Such a change is remembered by the
-    // part's id and the replacement, once settled, refreshes for it.
+    // part's id and the replacement, once settled, refreshes for it. The replacement must settle at once
+    // (base.html sets htmx's defaultSettleDelay to 0): htmx wires a swapped-in element up, its sse: listener
+    // included, only when it settles, and a change that came in the default 20 ms between found the old
+    // element gone and the new one deaf (tests/e2e/console/test_live.py).
     var refreshing = [];
     var missed = {};
     function isLive(elt) { return !!(elt && elt.id && /(^|[\s,])sse:/.test(elt.getAttribute("hx-trigger") || "")); }
