@@ -18,6 +18,7 @@ from sqlalchemy.engine import make_url
 
 from services.projection.app import build
 from services.projection.checksum import dsn
+from services.projection.store import SCHEMA, changes_channel
 from tests.services.projection.fixtures import PARTITIONS, Isolated, StartService, isolated  # noqa: F401 - fixture
 from tests.services.projection.helpers import produce_all
 from tests.support.kafka import end_offsets, wait_for
@@ -58,13 +59,15 @@ async def test_a_connection_lost_at_a_batch_commit_applies_every_record_once_and
     consumer = service.app.state.projection
     await wait_for(lambda: consumer.assigned_once, timeout_s=60, what="assignment")
 
-    # The third batch that writes events loses its connection at its COMMIT. The COPY of its timeline rows marks a
-    # batch's transaction: COPY's text goes over the wire every time (a small batch's seen_events statement is
-    # prepared once, then sent by name only), and the other transactions of the service never send it.
+    # The third batch that writes events loses its connection at its COMMIT. The change log's channel marks a
+    # batch's transaction: the batch's last statement is prepared once and then sent by name only, but with its
+    # parameters, the channel among them, every time; the other transactions of the service never send it (the
+    # LISTEN connection does, and never commits).
+    batch = changes_channel(SCHEMA).encode()
     if fault == "half-open":
-        cut = db_proxy.freeze_at(b"COMMIT", skip=2, after=b'"timeline"')
+        cut = db_proxy.freeze_at(b"COMMIT", skip=2, after=batch)
     else:
-        cut = db_proxy.cut_at(b"COMMIT", forwarded=fault == "commit-answer-lost", skip=2, after=b'"timeline"')
+        cut = db_proxy.cut_at(b"COMMIT", forwarded=fault == "commit-answer-lost", skip=2, after=batch)
     events: list[Envelope[Any]] = [
         Envelope.new(
             LeadDiscovered(lead_id=uuid.uuid4(), source=LeadSource.manual, full_name=f"N{i}"),

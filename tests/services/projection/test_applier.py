@@ -178,7 +178,7 @@ async def _summaries(pg: asyncpg.Connection, schema: str) -> list[asyncpg.Record
     return await pg.fetch(f'SELECT * FROM "{schema}".campaign_summary ORDER BY workspace_id, campaign_id')
 
 
-@pytest.mark.parametrize(("seed", "batch"), [(31, 7), (32, 40), (33, 333)])
+@pytest.mark.parametrize(("seed", "batch"), [(31, 7), (32, 40), (33, 333), (34, 700)])  # 700: the COPY path
 async def test_summaries_moved_by_each_batch_equal_summaries_recomputed_from_every_row(
     pg: asyncpg.Connection, new_schema: NewSchema, seed: int, batch: int
 ) -> None:
