@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from playwright.async_api import Browser, BrowserContext, Locator, Page
+from playwright.async_api import Browser, BrowserContext, Locator, Page, expect
 
 from leadstream_cli.demo import CLOCK_SCALE, DemoScenario
 from leadstream_cli.processes import SERVICES, ServiceFleet, free_port
@@ -119,6 +119,27 @@ async def new_page(browser: Browser, world: ConsoleWorld) -> tuple[BrowserContex
 def nav(page: Page, name: str) -> Locator:
     """A link of the console's main navigation (Home, Campaigns, Accounts)."""
     return page.get_by_role("navigation", name="Pages").get_by_role("link", name=name, exact=True)
+
+
+async def preview_messages(page: Page, *, attempts: int = 3) -> Locator:
+    """Click the builder's "Preview messages" and return the previewed leads once they show.
+
+    When the console answers that the previews could not be written right now (messaging timed out: the
+    simulated writer takes its time as the real one does, more so on a loaded machine) it clicks again, as the
+    message asks a user to; any other answer, or the last attempt's refusal, fails with the text shown."""
+    box = page.locator("#message-preview")
+    answer = box.locator("#previews, .field-error")
+    for attempt in range(1, attempts + 1):
+        await page.evaluate("() => document.getElementById('message-preview').replaceChildren()")
+        await page.get_by_role("button", name="Preview messages").click()
+        await expect(answer.first).to_be_visible()
+        errors = box.locator(".field-error")
+        if not await errors.count():
+            return box.locator("#previews .preview-lead")
+        shown = " ".join(await errors.all_inner_texts())
+        if "try again" not in shown or attempt == attempts:
+            raise AssertionError(f"the message previews were refused (attempt {attempt}): {shown}")
+    raise AssertionError("unreachable")
 
 
 async def sign_in(page: Page, token: str) -> None:

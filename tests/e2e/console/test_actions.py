@@ -20,7 +20,7 @@ import pytest
 from playwright.async_api import Browser, Page, expect
 
 from tests.support.browser import screenshot
-from tests.support.console import ConsoleWorld, nav, new_page, sign_in
+from tests.support.console import ConsoleWorld, nav, new_page, preview_messages, sign_in
 from tests.support.kafka import wait_for
 
 # Whole journeys through every service: minutes each, more on a loaded machine (the default is 300 s).
@@ -132,8 +132,7 @@ async def test_a_sales_team_finds_leads_launches_reviews_and_steers_a_campaign(
     await expect(page.get_by_label("Review every draft in the Messaging Lab before it is sent")).to_be_checked()
     await page.get_by_label("What you offer").fill("an outbound pipeline audit")
     await page.get_by_label("Call to action").fill("Worth a 15-minute call?")
-    await page.get_by_role("button", name="Preview messages").click()
-    previews = page.locator("#previews .preview-lead")
+    previews = await preview_messages(page)
     await expect(previews).to_have_count(3)
     invite_preview = previews.first.locator('[data-step="invite"] .count')
     assert int(await invite_preview.get_attribute("data-length") or 999) <= 200

@@ -10,7 +10,7 @@ import pytest
 from playwright.async_api import Browser, expect
 
 from tests.support.browser import assert_fits_phone, assert_labelled, screenshot
-from tests.support.console import ConsoleWorld, nav, new_page, sign_in
+from tests.support.console import ConsoleWorld, nav, new_page, preview_messages, sign_in
 from tests.support.kafka import wait_for
 
 # Whole journeys through every service: minutes each, more on a loaded machine (the default is 300 s).
@@ -254,8 +254,7 @@ async def test_recent_posts_are_previewed_and_a_csv_is_a_campaigns_audience(
     await assert_fits_phone(page)
     await screenshot(page, "builder-csv-audience")
     await page.get_by_role("button", name="Messages").click()
-    await page.get_by_role("button", name="Preview messages").click()
-    previews = page.locator("#previews .preview-lead")
+    previews = await preview_messages(page)
     await expect(previews).to_have_count(2)
     await expect(previews.first.locator('[data-step="invite"] .count')).to_have_attribute("data-limit", "200")
     await page.get_by_role("button", name="Accounts").click()
