@@ -482,8 +482,6 @@ class WriteSql:
     fence: str
     probe_seen: str
     """Which of the given event ids were applied before (run under the apply lock, then COPY the rest)."""
-    insert_seen: str
-    """Adds the given event ids, returning those that were not there yet (a small batch's one statement)."""
     insert_timeline: str
     """Inserts timeline rows from array parameters (a few rows: one round trip where COPY takes two)."""
     create_stages: str
@@ -499,16 +497,15 @@ class WriteSql:
     summary_delta: str
     """Adds ($2 = 1) or takes away ($2 = -1) what the lead rows of the given leads count in their campaigns."""
     open_batch: str
-    """``insert_seen`` ($1) that also takes away what the lead rows of the leads $2 count (``summary_delta``
-    with -1): a live batch's first writes in one round trip."""
+    """Adds the event ids $1 to ``seen_events``, returning those that were not there yet, and takes away what the
+    lead rows of the leads $2 count in their summaries (``summary_delta`` with -1): a small batch's first writes in
+    one round trip."""
     close_batch: str
     """A batch's last writes in one round trip: adds back what the lead rows of the leads $1 count (the same
-    leads ``open_batch`` was given), stores the offsets ($2-$4) and records the changes ($5-$10, notifying the
-    channel $11; see ``record_changes``)."""
+    leads ``open_batch`` was given), stores the offsets ($2-$4), appends the changes ($5-$10) to the change log
+    and notifies each of their workspaces' listeners on the channel $11 (delivered at commit)."""
     refresh_all_summaries: str
     store_offsets: str
-    record_changes: str
-    """Appends a batch's changes to the change log and notifies each workspace's listeners (at commit)."""
 
 
 def write_sql(v: Views) -> WriteSql:
@@ -616,7 +613,6 @@ def write_sql(v: Views) -> WriteSql:
             f"ORDER BY topic, partition FOR UPDATE"
         ),
         probe_seen=f"SELECT event_id FROM {_q(s, 'seen_events')} WHERE event_id = ANY($1::uuid[])",
-        insert_seen=insert_seen,
         open_batch=f"WITH d AS ({delta('$2', '-1')}) {insert_seen}",
         close_batch=close_batch,
         insert_timeline=(
@@ -635,7 +631,6 @@ def write_sql(v: Views) -> WriteSql:
         summary_delta=delta("$1", "$2"),
         refresh_all_summaries=summary_select + summary_rest,
         store_offsets=store_offsets(1),
-        record_changes=f"WITH {record_changes(1)}",
     )
 
 
