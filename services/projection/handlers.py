@@ -221,54 +221,33 @@ class BatchApplier:
                 keep = {id(it) for it in kept}
                 events = {eid: it for eid, it in events.items() if id(it) in keep}
             writes = plan.writes
-            # The campaign summaries move by what the rows of the batch's leads count after its writes minus
-            # before them (WriteSql.summary_delta): both with the same leads, those of the whole planned batch
-            # (a superset when records were trimmed or seen before; a lead left unwritten adds back what it took).
-            leads: list[Any] = []
-            changes: list[tuple[Any, ...]] = []
             if events:
                 ids = list(events)
-                if self.refresh_summaries:
-                    leads = plan.writes.touched_leads
-                seen = await self._record_seen(conn, ids, leads)
+                seen = await self._record_seen(conn, ids)
                 result.duplicates += len(seen)
                 result.applied = len(ids) - len(seen)
                 if trimmed or seen:
                     writes = self.writes(it for eid, it in events.items() if eid not in seen)
                 if result.applied:
                     await self._write(conn, writes)
-                    changes = writes.changes
                     erased = [
                         (it.envelope.workspace_id, it.envelope.data.lead_id)  # type: ignore[union-attr]
                         for eid, it in events.items()
                         if it.envelope is not None and it.envelope.type == ERASED_TYPE and eid not in seen
                     ]
                     await erase_people(conn, self.views, erased)
-            if leads or changes or result.next_offsets:
-                # One round trip: the summaries' second half, the offsets, the change log (with its NOTIFY).
+            if result.next_offsets:
                 ordered = sorted(result.next_offsets.items())
                 await conn.execute(
-                    self.sql.close_batch,
-                    leads,
+                    self.sql.store_offsets,
                     [t for (t, _), _ in ordered],
                     [p for (_, p), _ in ordered],
                     [o for _, o in ordered],
-                    *(_columns(changes) if changes else [[]] * CHANGE_COLUMNS),
-                    self.channel,
-                )
-            if result.applied and self.refresh_summaries and writes.touched_campaigns:
-                # A campaign event (rare) recomputes its summary from all its rows: an audience derived at once adds
-                # rows of leads the batch has no event of. After the deltas, which it overrides.
-                await conn.execute(
-                    self.sql.refresh_summary,
-                    [ws for ws, _ in writes.touched_campaigns],
-                    [c for _, c in writes.touched_campaigns],
                 )
         return writes.held if result.applied else {}
 
-    async def _record_seen(self, conn: asyncpg.Connection, ids: list[str], leads: list[Any]) -> set[str]:
-        """Add a batch's distinct event ids to ``seen_events``; returns those that were there already. Takes away
-        what the rows of ``leads`` count in their campaign summaries in the same round trip (see ``_apply``).
+    async def _record_seen(self, conn: asyncpg.Connection, ids: list[str]) -> set[str]:
+        """Add a batch's distinct event ids to ``seen_events``; returns those that were there already.
 
         A batch of fewer than :data:`OPTIMISTIC_MIN_IDS` (the live service's usual one) does it in one
         statement, INSERT .. ON CONFLICT DO NOTHING RETURNING the ids it added: its round trip costs more than
@@ -279,10 +258,8 @@ class BatchApplier:
         the savepoint undoes the attempt) looks them up and copies the new ones.
         """
         if len(ids) < OPTIMISTIC_MIN_IDS:
-            added = {str(r[0]) for r in await conn.fetch(self.sql.open_batch, ids, leads)}
+            added = {str(r[0]) for r in await conn.fetch(self.sql.insert_seen, ids)}
             return {eid for eid in ids if eid not in added}
-        if leads:
-            await conn.execute(self.sql.summary_delta, leads, -1)
         try:
             async with conn.transaction():  # a savepoint
                 await self._copy_seen(conn, ids)
@@ -340,11 +317,10 @@ class BatchApplier:
             await conn.execute(self.sql.refresh_all_summaries)
 
     async def _write(self, conn: asyncpg.Connection, w: Writes) -> None:
-        """The batch's view writes (between the summaries' two halves: see ``_apply``)."""
-        if w.timeline and len(w.timeline) < STAGE_MIN_ROWS:
-            # A few rows (a live batch): array parameters, one round trip where COPY takes two.
-            await conn.execute(self.sql.insert_timeline, *_columns(w.timeline))
-        elif w.timeline:
+        summaries = self.refresh_summaries and bool(w.touched_leads)
+        if summaries:  # what the batch's leads count before it (see WriteSql.summary_delta)
+            await conn.execute(self.sql.summary_delta, w.touched_leads, -1)
+        if w.timeline:
             # Binary COPY: these ids were just added to seen_events, so none of the rows can exist yet. As plain
             # tuples: asyncpg reads a tuple's items directly and a NamedTuple's through the generic protocol
             # (2.6 -> 1.9 us of this process per row, measured).
@@ -361,6 +337,16 @@ class BatchApplier:
             )
         if w.groups or w.audience_campaigns:
             await conn.execute(self.sql.derive_membership, [g[2] for g in w.groups], w.audience_campaigns)
+        if summaries:  # ... and after it: a summary moves by the difference, whatever the campaign's size
+            await conn.execute(self.sql.summary_delta, w.touched_leads, 1)
+        if self.refresh_summaries and w.touched_campaigns:
+            # A campaign event (rare) recomputes its summary from all its rows: an audience derived at once adds
+            # rows of leads the batch has no event of.
+            await conn.execute(
+                self.sql.refresh_summary, [ws for ws, _ in w.touched_campaigns], [c for _, c in w.touched_campaigns]
+            )
+        if w.changes:
+            await conn.execute(self.sql.record_changes, *_columns(w.changes), self.channel)
 
     async def _upsert(self, conn: asyncpg.Connection, upserts: dict[str, list[tuple[Any, ...]]]) -> None:
         """Upsert reduced rows per view table, merging by the table's rules."""
@@ -394,11 +380,7 @@ STAGE_MIN_ROWS = 200
 """Rows of one view table from which a batch stages them with COPY instead of array parameters."""
 
 
-CHANGE_COLUMNS = 6
-"""Columns of a change (``Writes.changes``): workspace, kind, lead, campaign, account, search."""
-
-
-def _columns(rows: Sequence[tuple[Any, ...]]) -> list[list[Any]]:
+def _columns(rows: list[tuple[Any, ...]]) -> list[list[Any]]:
     return [list(col) for col in zip(*rows, strict=True)]
 
 

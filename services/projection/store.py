@@ -482,8 +482,8 @@ class WriteSql:
     fence: str
     probe_seen: str
     """Which of the given event ids were applied before (run under the apply lock, then COPY the rest)."""
-    insert_timeline: str
-    """Inserts timeline rows from array parameters (a few rows: one round trip where COPY takes two)."""
+    insert_seen: str
+    """Adds the given event ids, returning those that were not there yet (a small batch's one statement)."""
     create_stages: str
     """Creates the session's staging tables (one statement list, simple query protocol)."""
     upserts: dict[str, str]
@@ -496,16 +496,10 @@ class WriteSql:
     """Recomputes the summaries of the given (workspace, campaign) pairs from all their lead rows."""
     summary_delta: str
     """Adds ($2 = 1) or takes away ($2 = -1) what the lead rows of the given leads count in their campaigns."""
-    open_batch: str
-    """Adds the event ids $1 to ``seen_events``, returning those that were not there yet, and takes away what the
-    lead rows of the leads $2 count in their summaries (``summary_delta`` with -1): a small batch's first writes in
-    one round trip."""
-    close_batch: str
-    """A batch's last writes in one round trip: adds back what the lead rows of the leads $1 count (the same
-    leads ``open_batch`` was given), stores the offsets ($2-$4), appends the changes ($5-$10) to the change log
-    and notifies each of their workspaces' listeners on the channel $11 (delivered at commit)."""
     refresh_all_summaries: str
     store_offsets: str
+    record_changes: str
+    """Appends a batch's changes to the change log and notifies each workspace's listeners (at commit)."""
 
 
 def write_sql(v: Views) -> WriteSql:
@@ -559,44 +553,16 @@ def write_sql(v: Views) -> WriteSql:
     # leads' rows add after it minus what they added before it: run with $2 = -1 before the batch's writes and
     # $2 = 1 after them, it reads only the rows of the batch's leads (however large the campaign).
     adds = ", ".join(f"{c} = t.{c} + EXCLUDED.{c}" for c in counts)
-
-    def delta(leads: str, sign: str) -> str:
-        return (
-            f"INSERT INTO {_q(s, 'campaign_summary')} AS t (workspace_id, campaign_id, {', '.join(counts)}) "
-            f"SELECT lc.workspace_id, lc.campaign_id, "
-            f"{', '.join(f'{sign}::integer * coalesce({aggregates[c]}, 0)' for c in counts)} "
-            f"FROM {_q(s, 'lead_campaign')} lc "
-            f"LEFT JOIN {_q(s, 'lead_state')} ls ON ls.workspace_id = lc.workspace_id AND ls.lead_id = lc.lead_id "
-            f"WHERE lc.lead_id = ANY({leads}::uuid[]) "
-            f"GROUP BY lc.workspace_id, lc.campaign_id ORDER BY 1, 2 "
-            f"ON CONFLICT (workspace_id, campaign_id) DO UPDATE SET {adds}"
-        )
-
-    insert_seen = (
-        f"INSERT INTO {_q(s, 'seen_events')} (event_id) SELECT unnest($1::uuid[]) "
-        f"ON CONFLICT DO NOTHING RETURNING event_id"
+    delta = (
+        f"INSERT INTO {_q(s, 'campaign_summary')} AS t (workspace_id, campaign_id, {', '.join(counts)}) "
+        f"SELECT lc.workspace_id, lc.campaign_id, "
+        f"{', '.join(f'$2::integer * coalesce({aggregates[c]}, 0)' for c in counts)} "
+        f"FROM {_q(s, 'lead_campaign')} lc "
+        f"LEFT JOIN {_q(s, 'lead_state')} ls ON ls.workspace_id = lc.workspace_id AND ls.lead_id = lc.lead_id "
+        f"WHERE lc.lead_id = ANY($1::uuid[]) "
+        f"GROUP BY lc.workspace_id, lc.campaign_id ORDER BY 1, 2 "
+        f"ON CONFLICT (workspace_id, campaign_id) DO UPDATE SET {adds}"
     )
-
-    def store_offsets(first: int) -> str:
-        return (
-            f"INSERT INTO {_q(s, 'offsets')} (topic, partition, next_offset) "
-            f"SELECT * FROM unnest(${first}::text[], ${first + 1}::integer[], ${first + 2}::bigint[]) "
-            f"ON CONFLICT (topic, partition) DO UPDATE SET next_offset = EXCLUDED.next_offset"
-        )
-
-    def record_changes(first: int) -> str:
-        types = ("text", "text", "uuid", "uuid", "uuid", "uuid")
-        params = ", ".join(f"${first + i}::{t}[]" for i, t in enumerate(types))
-        return (
-            f"ins AS (INSERT INTO {_q(s, 'changes')} "
-            f"(workspace_id, kind, lead_id, campaign_id, account_id, search_id) "
-            f"SELECT * FROM unnest({params}) RETURNING workspace_id) "
-            f"SELECT pg_notify(${first + 6}, w) FROM (SELECT DISTINCT workspace_id AS w FROM ins) x"
-        )
-
-    # Data-modifying statements in WITH all run, whatever the main statement reads of them, against one
-    # snapshot: each of these reads nothing another one in the same statement writes.
-    close_batch = f"WITH d AS ({delta('$1', '1')}), o AS ({store_offsets(2)}), {record_changes(5)}"
     membership = (
         f"INSERT INTO {_q(s, 'lead_campaign')} (workspace_id, campaign_id, lead_id) "
         f"SELECT c.workspace_id, c.campaign_id, g.lead_id FROM {_q(s, 'campaigns')} c "
@@ -613,11 +579,9 @@ def write_sql(v: Views) -> WriteSql:
             f"ORDER BY topic, partition FOR UPDATE"
         ),
         probe_seen=f"SELECT event_id FROM {_q(s, 'seen_events')} WHERE event_id = ANY($1::uuid[])",
-        open_batch=f"WITH d AS ({delta('$2', '-1')}) {insert_seen}",
-        close_batch=close_batch,
-        insert_timeline=(
-            f"INSERT INTO {_q(s, 'timeline')} ({', '.join(TIMELINE_COLUMNS)}) "
-            f"{unnest_select(v.timeline, TIMELINE_COLUMNS)}"
+        insert_seen=(
+            f"INSERT INTO {_q(s, 'seen_events')} (event_id) SELECT unnest($1::uuid[]) "
+            f"ON CONFLICT DO NOTHING RETURNING event_id"
         ),
         create_stages="; ".join(stage_ddl(spec, v.table(spec)) for spec in SPECS),
         upserts={spec.table: upsert_sql(spec, v.table(spec)) for spec in SPECS},
@@ -628,9 +592,20 @@ def write_sql(v: Views) -> WriteSql:
         ),
         derive_membership=membership,
         refresh_summary=refresh,
-        summary_delta=delta("$1", "$2"),
+        summary_delta=delta,
         refresh_all_summaries=summary_select + summary_rest,
-        store_offsets=store_offsets(1),
+        store_offsets=(
+            f"INSERT INTO {_q(s, 'offsets')} (topic, partition, next_offset) "
+            f"SELECT * FROM unnest($1::text[], $2::integer[], $3::bigint[]) "
+            f"ON CONFLICT (topic, partition) DO UPDATE SET next_offset = EXCLUDED.next_offset"
+        ),
+        record_changes=(
+            f"WITH ins AS (INSERT INTO {_q(s, 'changes')} "
+            f"(workspace_id, kind, lead_id, campaign_id, account_id, search_id) "
+            f"SELECT * FROM unnest($1::text[], $2::text[], $3::uuid[], $4::uuid[], $5::uuid[], $6::uuid[]) "
+            f"RETURNING workspace_id) "
+            f"SELECT pg_notify($7, w) FROM (SELECT DISTINCT workspace_id AS w FROM ins) x"
+        ),
     )
 
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import random
+from typing import Any
 
 import asyncpg
 import pytest
-from leadstream_schemas import CampaignCreated, LeadEvent
+from leadstream_schemas import CampaignCreated, Envelope, LeadDiscovered, LeadEvent
 
+from services.projection import domain
 from services.projection.checksum import views_checksum
 from services.projection.handlers import OPTIMISTIC_MIN_IDS, BatchApplier, Item
 from services.projection.workload import generate
@@ -199,3 +201,49 @@ async def test_summaries_moved_by_each_batch_equal_summaries_recomputed_from_eve
     assert sum(r["invites_sent"] for r in moved) > 0 and sum(r["resolved"] for r in moved) > 0
     await BatchApplier(views).refresh_all_summaries(pg)
     assert [dict(r) for r in moved] == [dict(r) for r in await _summaries(pg, views.schema)]
+
+
+async def test_a_live_batch_of_lead_events_is_a_fixed_handful_of_statements(
+    pg: asyncpg.Connection, new_schema: NewSchema
+) -> None:
+    """A live batch keeps to a fixed handful of statements, in this order, whatever the number of its events: BEGIN,
+    the apply lock, the offsets' fence, the event ids, the summaries' first half, the timeline (COPY), one upsert per
+    view table it writes, the summaries' second half, the change log, the offsets and COMMIT (COPY and COMMIT pass
+    by asyncpg's query logger). Merging them into fewer round trips was measured and not kept (bench/results/NOTES.md,
+    2026-12-05): a guard against the count growing unnoticed."""
+    views = await new_schema()
+    applier = BatchApplier(views, changes=True)  # as the live service's (its schema records changes)
+    log = list(generate(leads=30, campaigns=2, seed=41).envelopes)
+
+    def live(env: Envelope[Any]) -> bool:  # a lead's later events (its discovery joins source groups: rarer)
+        return isinstance(env.data, LeadEvent) and not isinstance(env.data, LeadDiscovered)
+
+    await apply_all(pg, views, as_items([env for env in log if not live(env)]), batch=500)
+    later = [env for env in log if live(env)][:120]
+    items = [Item(it.topic, it.partition, 10_000 + it.offset, it.envelope) for it in as_items(later)]
+    plan = applier.plan(items)
+    tables = [spec.table for spec in domain.SPECS if plan.writes.upserts.get(spec.table)]
+    assert plan.writes.timeline and "lead_state" in tables and not plan.writes.groups and plan.writes.changes
+    sql = applier.sql
+    sent: list[str] = []
+
+    def log_query(record: asyncpg.connection.LoggedQuery) -> None:
+        sent.append(record.query)
+
+    pg.add_query_logger(log_query)
+    try:
+        result = await applier.apply(pg, plan, {})
+    finally:
+        pg.remove_query_logger(log_query)
+    assert result.applied == len(items)
+    assert sent == [
+        "BEGIN;",
+        "SELECT pg_advisory_xact_lock($1)",
+        sql.fence,
+        sql.insert_seen,
+        sql.summary_delta,
+        *(sql.upserts[t] for t in tables),
+        sql.summary_delta,
+        sql.record_changes,
+        sql.store_offsets,
+    ]  # and COMMIT, which asyncpg's transaction sends past the query logger
