@@ -60,7 +60,7 @@ async def test_a_connection_lost_at_a_batch_commit_applies_every_record_once_and
     await wait_for(lambda: consumer.assigned_once, timeout_s=60, what="assignment")
 
     # The third batch that writes events loses its connection at its COMMIT. The change log's channel marks a
-    # batch's transaction: the batch's last statement is prepared once and then sent by name only, but with its
+    # batch's transaction: the change log's statement is prepared once and then sent by name only, but with its
     # parameters, the channel among them, every time; the other transactions of the service never send it (the
     # LISTEN connection does, and never commits).
     batch = changes_channel(SCHEMA).encode()
