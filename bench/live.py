@@ -24,7 +24,9 @@ that rate and measures, in the same run:
 Also API -> Kafka: ``POST /v1/leads`` on discovery (a manual lead) until the no-op consumer reads its
 ``LeadDiscovered``, which the transactional outbox relays (woken by the commit's NOTIFY), then the same calls
 once more with discovery restarted with the relay as it was before LISTEN/NOTIFY (no LISTEN, a 50 ms poll:
-``api_to_kafka_poll_only``); and the resident memory (RSS) of every service idle and under the highest rate.
+``api_to_kafka_poll_only``); the resident memory (RSS) of every service idle and under the highest rate; and the
+CPU each service uses, idle (``cpu_idle_cores``, over 10 s before anything is produced) and at each rate
+(``cpu_cores``): on a machine the services share, what the others burn is what the projection waits for.
 Targets: p99 produce -> visible within 5x the no-op p99 at every rate.
 """
 
@@ -85,6 +87,8 @@ readers added its wait to the figure once a read took longer than the probes' in
 PROBES_PER_S = 20
 """Events per second whose visibility is watched (every n-th event produced): reading the timeline of
 every lead with an event in flight at 1,000/s would load the machine more than the projection does."""
+IDLE_CPU_S = 10.0
+"""How long the idle services' CPU use is measured (``cpu_idle_cores``), before any event is produced."""
 SWEEP_S = 5.0
 """A lead with a probe not yet seen and not read for this long is read again: only a safety net (the stream is
 resumed from its last event id after a reconnection), since a sweep of every pending lead loads the projection
@@ -117,6 +121,30 @@ def rss_mb(pid: int) -> float | None:
     except OSError:
         return None
     return None
+
+
+def cpu_s(pid: int) -> float | None:
+    """CPU time (user + system) a process has used, in seconds (Linux /proc), None when it is gone or unreadable."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime: fields 14 and 15
+
+
+def cpu_cores(fleet: ServiceFleet, before: dict[str, float | None], seconds: float) -> dict[str, float]:
+    """Per service, the cores it used on average since ``before`` (its :func:`cpu_s`) over ``seconds``."""
+    out = {}
+    for name, sp in sorted(fleet.procs.items()):
+        now, then = cpu_s(sp.process.pid), before.get(name)
+        if now is not None and then is not None and seconds > 0:
+            out[name] = round((now - then) / seconds, 3)
+    return out
+
+
+def cpu_now(fleet: ServiceFleet) -> dict[str, float | None]:
+    """Every service's :func:`cpu_s`."""
+    return {name: cpu_s(sp.process.pid) for name, sp in fleet.procs.items()}
 
 
 @dataclass
@@ -464,7 +492,9 @@ async def measure_rate(
             poller = asyncio.create_task(watcher.run(stop_poll))
             await asyncio.wait_for(watcher.stream_ready.wait(), 60)
             log(f"producing {rate}/s for {seconds:.0f} s")
+            cpu_before, cpu_t0 = cpu_now(fleet), time.perf_counter()
             sent = await produce_at(producer, settings, tracker, rate, seconds, seed=seed)
+            cpu = cpu_cores(fleet, cpu_before, time.perf_counter() - cpu_t0)
             stop_rss.set()
             stop_poll.set()
             try:
@@ -487,6 +517,7 @@ async def measure_rate(
         "timeline_reads_per_s": round(len(tracker.reads) / elapsed, 1),
         "detection": {**percentiles(tracker.detection), "by_sweep": tracker.by_sweep},
         "timeline_statuses": {str(k): v for k, v in sorted(tracker.statuses.items())},
+        "cpu_cores": cpu,
     }
     if visible.get("p99_ms") and consumed.get("p99_ms"):
         figures["p99_ratio"] = round(visible["p99_ms"] / consumed["p99_ms"], 2)
@@ -542,6 +573,9 @@ async def measure(settings: RuntimeSettings, args: argparse.Namespace) -> dict[s
         await asyncio.to_thread(fleet.wait_ready, 240)
         await asyncio.sleep(5)  # settle: startup work (migrations, first polls) is not idleness
         result["rss_idle_mb"] = {name: rss_mb(sp.process.pid) for name, sp in fleet.procs.items()}
+        cpu_before, cpu_t0 = cpu_now(fleet), time.perf_counter()
+        await asyncio.sleep(IDLE_CPU_S)  # nothing produced: what the services' own loops cost
+        result["cpu_idle_cores"] = cpu_cores(fleet, cpu_before, time.perf_counter() - cpu_t0)
         headers = {"Authorization": f"Bearer {token}"}
         async with (
             httpx.AsyncClient(
