@@ -135,6 +135,10 @@ class EventConsumer(GroupConsumer):
         self.clock = clock
         self.source = service_source(settings.service_name)
         self._tasks: set[asyncio.Task[None]] = set()
+        self._slots = asyncio.Semaphore(settings.consumer_concurrency)
+        """Partitions worked on at once (``consumer_concurrency``); the others' records wait their turn, in order."""
+        self._emitted = False
+        """A handler of the batch in hand committed events to the outbox: the relay is woken after the batch."""
 
     def in_flight(self) -> set[asyncio.Task[Any]]:
         return set(self._tasks)
@@ -153,7 +157,11 @@ class EventConsumer(GroupConsumer):
         for task in tasks:
             if not task.cancelled() and task.exception() is not None:
                 raise task.exception()  # type: ignore[misc]
-        self.relay.wake()
+        if self._emitted:
+            # Only then: a relay round reads the outbox (a query), and waking it after every poll made each
+            # service that ignores most of a topic read its empty outbox as often as records came in.
+            self._emitted = False
+            self.relay.wake()
 
     async def _partition(
         self, tp: TopicPartition, records: list[ConsumerRecord[Any, Any]], gen: int, stop: asyncio.Event
@@ -161,18 +169,19 @@ class EventConsumer(GroupConsumer):
         def go_on() -> bool:  # still this partition's owner, and within this poll's time
             return self.owns(tp, gen) and time.monotonic() <= self.deadline
 
-        for record in records:
-            if stop.is_set() or not self.owns(tp, gen):
-                return
-            try:
-                if not go_on():
-                    raise Abandoned("poll again before max.poll.interval.ms")
-                await self.handle(record, stop, go_on)
-            except Abandoned as exc:
-                if not stop.is_set() and self.owns(tp, gen):
-                    self.rewind(tp, record.offset, exc.pause_s)
-                return
-            self.done(tp, record.offset + 1)
+        async with self._slots:  # consumer_concurrency partitions at once; a partition's records in order
+            for record in records:
+                if stop.is_set() or not self.owns(tp, gen):
+                    return
+                try:
+                    if not go_on():
+                        raise Abandoned("poll again before max.poll.interval.ms")
+                    await self.handle(record, stop, go_on)
+                except Abandoned as exc:
+                    if not stop.is_set() and self.owns(tp, gen):
+                        self.rewind(tp, record.offset, exc.pause_s)
+                    return
+                self.done(tp, record.offset + 1)
 
     # -- one record -------------------------------------------------------------------------------
 
@@ -237,12 +246,13 @@ class EventConsumer(GroupConsumer):
                     .values(event_id=env.id, event_type=env.type)
                     .on_conflict_do_nothing(index_elements=["event_id"])
                 )
-                outcome = "duplicate"
+                outcome, emitted = "duplicate", False
                 if (await conn.execute(stmt)).rowcount:
                     ctx = HandlerContext(conn=conn, envelope=env, clock=self.clock, source=self.source)
                     await handler(env, ctx)
                     await add_to_outbox(conn, self.tables, ctx.emitted)
-                    outcome = "handled"
+                    outcome, emitted = "handled", bool(ctx.emitted)
+            self._emitted = self._emitted or emitted  # committed
         HANDLED.labels(self.settings.service_name, env.type, outcome).inc()
         HANDLER_SECONDS.labels(self.settings.service_name, env.type).observe(time.perf_counter() - started)
         return outcome

@@ -121,7 +121,8 @@ def create_producer(settings: RuntimeSettings, *, client_id: str, **overrides: o
 
 
 def create_consumer(settings: RuntimeSettings, *, group_id: str | None = None, **overrides: object) -> AIOKafkaConsumer:
-    """An aiokafka consumer that never auto-commits and starts from the earliest offset."""
+    """An aiokafka consumer that never auto-commits, starts from the earliest offset and lets the broker gather
+    records for a moment before answering a fetch (``consumer_fetch_max_wait_ms``)."""
     kwargs: dict[str, object] = {
         "bootstrap_servers": settings.kafka_bootstrap_servers,
         "group_id": group_id or settings.group_id,
@@ -129,6 +130,8 @@ def create_consumer(settings: RuntimeSettings, *, group_id: str | None = None, *
         "enable_auto_commit": False,
         "auto_offset_reset": "earliest",
         "max_poll_records": settings.consumer_max_records,
+        "fetch_max_wait_ms": settings.consumer_fetch_max_wait_ms,
+        "fetch_min_bytes": settings.consumer_fetch_min_bytes,
         "session_timeout_ms": settings.consumer_session_timeout_ms,
         "heartbeat_interval_ms": settings.consumer_heartbeat_interval_ms,
         "max_poll_interval_ms": settings.consumer_max_poll_interval_ms,

@@ -103,6 +103,28 @@ class RuntimeSettings(BaseSettings):
     consumer_max_attempts: int = Field(5, ge=1, description="Handler attempts before a record is dead-lettered.")
     consumer_backoff_initial_s: float = Field(0.2, ge=0)
     consumer_backoff_max_s: float = Field(5.0, ge=0)
+    consumer_concurrency: int = Field(
+        4,
+        ge=1,
+        le=64,
+        description="Partitions a per-record consumer works on at once (one transaction each at a time): below the "
+        "engine's pool of 5, so a poll of many partitions neither waits for connections nor opens and closes "
+        "overflow ones (a new connection per transaction: an authentication and a server process each).",
+    )
+    consumer_fetch_max_wait_ms: int = Field(
+        50,
+        ge=0,
+        le=5_000,
+        description="How long the broker may hold a consumer's fetch until consumer_fetch_min_bytes are there: "
+        "the most it adds to an event's way while traffic is low. With aiokafka's defaults (500 ms, 1 byte) a "
+        "fetch came back with every record as it arrived: a fetch per record, about a ninth of a core per "
+        "service at 200 events/s; with these about a fiftieth (bench/results/NOTES.md, 2026-12-05).",
+    )
+    consumer_fetch_min_bytes: int = Field(
+        16_384,
+        ge=1,
+        description="Bytes a fetch waits for (at most consumer_fetch_max_wait_ms): one fetch answers many records.",
+    )
     consumer_session_timeout_ms: int = 10_000
     consumer_heartbeat_interval_ms: int = 1_000
     consumer_max_poll_interval_ms: int = Field(

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from aiokafka import ConsumerRecord
+from aiokafka import ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaConnectionError
 from aiokafka.structs import RecordMetadata
 from leadstream_schemas import Envelope, InviteSent, LeadDiscovered, LeadErased, encode
@@ -380,3 +380,38 @@ def test_ignorable_never_skips_an_old_version_that_is_upcast() -> None:
     old, (new, _) = next(iter(UPCASTERS.items()))
     assert ignorable([("ce_type", old.encode())], set()) is False  # the upcast type might be handled
     assert ignorable([("ce_type", new.encode())], set()) is True
+
+
+async def test_a_poll_of_records_the_service_ignores_does_not_wake_the_relay(
+    probe: Probe, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Waking the outbox relay makes it read the outbox (a query). A service that ignores most of a topic woke it
+    after every poll, reading its empty outbox as often as records came in: only a handler that emitted wakes it."""
+    consumer = probe.service.consumers[0]
+    wakes: list[str] = []
+    wake = probe.service.relay.wake
+
+    def counted(payload: str = "") -> None:
+        wakes.append(payload)
+        wake(payload)
+
+    monkeypatch.setattr(probe.service.relay, "wake", counted)
+    lead = uuid.uuid4()
+    handled = discovered(lead)  # the same key: the same partition, after them
+    handled_ws = handled.workspace_id
+    ignored = [
+        Envelope.new(
+            InviteSent(lead_id=lead, campaign_id=uuid.uuid4(), account_id=uuid.uuid4()),
+            workspace_id=handled_ws,
+            source="test",
+        )
+        for _ in range(5)
+    ]
+    sent = await send(probe.bootstrap, probe.lead_topic, [raw(env) for env in ignored])
+    tp = TopicPartition(probe.lead_topic, sent[-1].partition)
+    # Done with them (what the loop records as done for the partition; the lag gauge's source).
+    await wait_for(lambda: consumer._done(tp), until=lambda done: (done or 0) > sent[-1].offset, what="ignored")
+    assert wakes == []
+    await send(probe.bootstrap, probe.lead_topic, [raw(handled)])
+    await _handled(probe, handled.id)
+    assert wakes, "the handler's emitted event woke the relay"
