@@ -379,7 +379,11 @@ async def test_sigkill_before_during_and_after_a_send_never_sends_twice(
                 found = await states(campaign_id)
                 return len(found) == SEND_LEADS and "pending" not in found.values()
 
-            await wait_for(finished, timeout_s=180, what=f"every send settled\n{proc.log_tail()}")
+            try:
+                await wait_for(finished, timeout_s=180, what="every send settled")
+            except AssertionError as exc:  # say what was left, and what the service logged
+                left = Counter((await states(campaign_id)).values())
+                raise AssertionError(f"{exc}; sends by state {dict(left)} of {SEND_LEADS}\n{proc.log_tail()}") from None
             await watcher  # it notes the last ones within a poll
 
             def ours(r: ConsumerRecord[Any, Any]) -> bool:

@@ -15,8 +15,9 @@ import asyncio
 import uuid
 
 import pytest
-from playwright.async_api import Browser, Route, expect
+from playwright.async_api import Browser, BrowserContext, Page, Route, expect
 
+from tests.support.browser import PageWatch
 from tests.support.console import ConsoleWorld, new_page, sign_in
 from tests.support.kafka import wait_for
 
@@ -26,13 +27,19 @@ expect.set_options(timeout=30_000)
 FIRE = "id => window.htmx.trigger(document.getElementById(id), 'sse:home')"
 
 
-async def test_a_change_that_arrives_during_a_refresh_refreshes_the_replacement(
-    world: ConsoleWorld, browser: Browser
-) -> None:
-    token = await world.token(f"ws-live-{uuid.uuid4().hex[:6]}")  # a quiet workspace: no change of its own
+async def _quiet_home(world: ConsoleWorld, browser: Browser) -> tuple[BrowserContext, Page, PageWatch]:
+    """The home page of a workspace of its own (no change comes but the test's), signed in, its stream open."""
+    token = await world.token(f"ws-live-{uuid.uuid4().hex[:6]}")
     context, page, watch = await new_page(browser, world)
     await sign_in(page, token)
     await expect(page.locator("body")).to_have_attribute("data-live", "on")
+    return context, page, watch
+
+
+async def test_a_change_that_arrives_during_a_refresh_refreshes_the_replacement(
+    world: ConsoleWorld, browser: Browser
+) -> None:
+    context, page, watch = await _quiet_home(world, browser)
     first = await page.locator("#home-live").element_handle()
     assert first is not None
 
@@ -71,10 +78,7 @@ SETTLE_GAP = """() => document.body.addEventListener("htmx:afterSwap", (e) => {
 async def test_a_change_that_arrives_right_after_a_refresh_is_swapped_in_refreshes_it(
     world: ConsoleWorld, browser: Browser
 ) -> None:
-    token = await world.token(f"ws-live-{uuid.uuid4().hex[:6]}")  # a quiet workspace: no change of its own
-    context, page, watch = await new_page(browser, world)
-    await sign_in(page, token)
-    await expect(page.locator("body")).to_have_attribute("data-live", "on")
+    context, page, watch = await _quiet_home(world, browser)
     sent: list[str] = []
 
     async def count(route: Route) -> None:
