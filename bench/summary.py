@@ -118,6 +118,13 @@ def table(replay: dict[str, Any], live: dict[str, Any]) -> str:
     for name, mb in sorted((live.get("rss_idle_mb") or {}).items()):
         under = (live.get("rss_under_load_mb") or {}).get(name)
         rows.append((f"RSS {name}, idle / at 1,000/s", f"{mb} / {under} MB", "reported", live_date))
+    idle_cpu = live.get("cpu_idle_cores")
+    if idle_cpu:
+        by_rate = [
+            f"{sum(f.get('cpu_cores', {}).values()):.2f} at {rate}/s" for rate, f in live.get("rates", {}).items()
+        ]
+        shown = "; ".join([f"{sum(idle_cpu.values()):.2f} idle", *by_rate])
+        rows.append(("CPU of all services (cores of the 2)", shown, "reported", live_date))
     lines = ["| measure | measured | target | date |", "|---|---|---|---|"]
     lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows]
     if load:
