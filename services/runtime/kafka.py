@@ -121,8 +121,8 @@ def create_producer(settings: RuntimeSettings, *, client_id: str, **overrides: o
 
 
 def create_consumer(settings: RuntimeSettings, *, group_id: str | None = None, **overrides: object) -> AIOKafkaConsumer:
-    """An aiokafka consumer that never auto-commits, starts from the earliest offset and lets the broker gather
-    records for a moment before answering a fetch (``consumer_fetch_max_wait_ms``)."""
+    """An aiokafka consumer that never auto-commits and starts from the earliest offset; how long the broker may
+    gather records before answering a fetch is ``consumer_fetch_max_wait_ms`` / ``consumer_fetch_min_bytes``."""
     kwargs: dict[str, object] = {
         "bootstrap_servers": settings.kafka_bootstrap_servers,
         "group_id": group_id or settings.group_id,

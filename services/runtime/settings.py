@@ -104,24 +104,26 @@ class RuntimeSettings(BaseSettings):
     consumer_backoff_initial_s: float = Field(0.2, ge=0)
     consumer_backoff_max_s: float = Field(5.0, ge=0)
     consumer_concurrency: int = Field(
-        4,
+        64,
         ge=1,
         le=64,
-        description="Partitions a per-record consumer works on at once (one transaction each at a time): below the "
-        "engine's pool of 5, so a poll of many partitions neither waits for connections nor opens and closes "
-        "overflow ones (a new connection per transaction: an authentication and a server process each).",
+        description="Partitions a per-record consumer works on at once (one transaction each at a time). 4, below "
+        "the engine's pool of 5, keeps a poll of many partitions from opening and closing overflow connections; "
+        "the default leaves it unbounded as before until the outreach SIGKILL test's flakiness with 4 is understood "
+        "(bench/results/NOTES.md, 2026-12-05).",
     )
     consumer_fetch_max_wait_ms: int = Field(
-        50,
+        500,
         ge=0,
         le=5_000,
-        description="How long the broker may hold a consumer's fetch until consumer_fetch_min_bytes are there: "
-        "the most it adds to an event's way while traffic is low. With aiokafka's defaults (500 ms, 1 byte) a "
-        "fetch came back with every record as it arrived: a fetch per record, about a ninth of a core per "
-        "service at 200 events/s; with these about a fiftieth (bench/results/NOTES.md, 2026-12-05).",
+        description="How long the broker may hold a consumer's fetch until consumer_fetch_min_bytes are there. "
+        "aiokafka's defaults (500 ms, 1 byte) answer a fetch as soon as one record is there: a fetch per record "
+        "while traffic is low, about a ninth of a core per service at 200 events/s. 50 ms with 16384 bytes cut "
+        "that to a fiftieth and the live path's p99 two- to threefold (bench/results/NOTES.md, 2026-12-05); not "
+        "the default yet: with them the outreach SIGKILL test failed 3 times in 17 runs, not yet understood.",
     )
     consumer_fetch_min_bytes: int = Field(
-        16_384,
+        1,
         ge=1,
         description="Bytes a fetch waits for (at most consumer_fetch_max_wait_ms): one fetch answers many records.",
     )
