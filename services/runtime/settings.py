@@ -109,7 +109,8 @@ class RuntimeSettings(BaseSettings):
         le=64,
         description="Partitions a per-record consumer works on at once (one transaction each at a time). 4, below "
         "the engine's pool of 5, keeps a poll of many partitions from opening and closing overflow connections; "
-        "the default leaves it unbounded as before until the outreach SIGKILL test's flakiness with 4 is understood "
+        "the default, 64, is above the partitions a service reads with the default topics (4 x 6), so it bounds "
+        "nothing there, as before, until the outreach SIGKILL test's flakiness with 4 is understood "
         "(bench/results/NOTES.md, 2026-12-05).",
     )
     consumer_fetch_max_wait_ms: int = Field(
