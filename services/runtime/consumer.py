@@ -6,6 +6,9 @@ For each record, in partition order (partitions side by side):
 1. decode it; a record that is not a valid event goes to ``<topic>.dlq`` at once;
 2. in ONE Postgres transaction: record the event id in ``processed_events`` (a duplicate stops
    here), run the handler, and add the events it emits to the outbox;
+   A service that declares an :data:`Interest` is asked first, from the record's headers alone, whether it
+   has anything to do with the event; when it has not, the record is skipped like one of a type no handler
+   takes (no key lookup, no decoding, no transaction);
 3. a failure is retried by its cause (:mod:`.consuming.policy`, docs/reliability.md): transient ones
    without limit (the service reports not-ready), record faults ``consumer_max_attempts`` times and
    then dead-lettered, rate limits (:class:`RetryLater`) waited out inline up to
@@ -23,13 +26,14 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable, Container, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
 from aiokafka import ConsumerRecord, TopicPartition
 from faststream.kafka import KafkaBroker
 from leadstream_schemas import EVENT_TYPES, DecodeError, Envelope, Event, LeadErased, decode, service_source
-from leadstream_schemas.envelope import H_TYPE, headers_dict
+from leadstream_schemas.envelope import H_TIME, H_TYPE, H_WORKSPACE, headers_dict
 from leadstream_schemas.upcasting import UPCASTERS
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -40,13 +44,13 @@ from .consuming.loop import Batch, GroupConsumer
 from .consuming.policy import Abandoned, PermanentError, Retry
 from .db import RuntimeTables, ping
 from .faults import describe
-from .metrics import HANDLED, HANDLER_SECONDS
+from .metrics import HANDLED, HANDLER_SECONDS, UNWANTED
 from .outbox import OutboxRelay, add_to_outbox
 from .personal import Person, PersonalReader
 from .settings import RuntimeSettings
 from .telemetry import current_traceparent, event_context, event_span
 
-__all__ = ["EventConsumer", "Handler", "HandlerContext", "PermanentError", "RetryLater"]
+__all__ = ["EventConsumer", "Handler", "HandlerContext", "Interest", "PermanentError", "RecordMeta", "RetryLater"]
 
 
 class RetryLater(Exception):
@@ -86,6 +90,36 @@ class HandlerContext:
 Handler = Callable[[Envelope[Any], HandlerContext], Awaitable[None]]
 
 
+@dataclass(frozen=True, slots=True)
+class RecordMeta:
+    """What a record's headers say of its event, known before any key lookup or decoding."""
+
+    event_type: str
+    workspace_id: str
+    time: datetime
+
+
+Interest = Callable[[RecordMeta], Awaitable[bool]]
+"""Whether a service has anything to do with an event, judged from :class:`RecordMeta` (it may look things up).
+``False`` skips the record as ``ignored``; an interest that keeps failing counts as ``True`` (the handler then
+decides, in its transaction), so a broken interest costs work, never an event."""
+
+
+def record_meta(headers: Any) -> RecordMeta | None:
+    """The record's :class:`RecordMeta`, or None when its headers do not make a current event (an unknown or
+    upcast type, no workspace, a time that does not parse): such a record is decoded, and dead-lettered if bad,
+    whatever an interest would say."""
+    h = headers_dict(headers)
+    event_type, workspace, raw_time = h.get(H_TYPE), h.get(H_WORKSPACE), h.get(H_TIME)
+    if event_type not in EVENT_TYPES or event_type in UPCASTERS or not workspace or not raw_time:
+        return None
+    try:
+        at = datetime.fromisoformat(raw_time)
+    except ValueError:
+        return None
+    return RecordMeta(event_type, workspace, at if at.tzinfo is not None else at.replace(tzinfo=UTC))
+
+
 def ignorable(headers: Any, handled: Container[str]) -> bool:
     """Whether a record is an event of a current contract type that is not in ``handled``: it is then skipped
     without looking keys up or decoding it.
@@ -118,6 +152,7 @@ class EventConsumer(GroupConsumer):
         relay: OutboxRelay,
         clock: Clock,
         group_id: str,
+        interest: Interest | None = None,
     ) -> None:
         super().__init__(
             settings,
@@ -131,6 +166,7 @@ class EventConsumer(GroupConsumer):
         self.personal = PersonalReader.on_engine(engine)
         self.tables = tables
         self.handlers: dict[str, Handler] = {cls.event_type: h for cls, h in handlers.items()}
+        self.interest = interest
         self.relay = relay
         self.clock = clock
         self.source = service_source(settings.service_name)
@@ -193,6 +229,8 @@ class EventConsumer(GroupConsumer):
         """
         if ignorable(record.headers, self.handlers):
             return "ignored"
+        if self.interest is not None and not await self._wanted(record, stop, go_on):
+            return "ignored"
         person = self.personal.person(record.headers, self.handlers)
         if person is not None:
             # The key store is in Postgres: retried by cause like a handler (an outage, or a key-encryption key
@@ -230,6 +268,30 @@ class EventConsumer(GroupConsumer):
                 extra={"event_id": str(env.id), "event_type": env.type},
                 deadline_s=self.settings.consumer_attempt_timeout_s,
             )
+
+    async def _wanted(self, record: ConsumerRecord[Any, Any], stop: asyncio.Event, go_on: Callable[[], bool]) -> bool:
+        """Whether the service's :data:`Interest` wants the record (always, when its headers make no current event)."""
+        assert self.interest is not None
+        meta = record_meta(record.headers)
+        if meta is None:
+            return True
+
+        async def anyway(exc: BaseException, attempts: int) -> bool:
+            return True  # the handler's transaction decides; a failing interest must not lose an event
+
+        wanted = await self.retry(
+            partial(self.interest, meta),
+            self.settings.consumer_max_attempts,
+            stop=stop,
+            go_on=go_on,
+            give_up=anyway,
+            what="interest check failed",
+            deadline_s=self.settings.consumer_attempt_timeout_s,
+            giving_up="handling the event anyway",
+        )
+        if not wanted:
+            UNWANTED.labels(self.settings.service_name, meta.event_type).inc()
+        return wanted
 
     async def _keys(self, person: Person) -> str | None:
         """The person's data key, looked up (None: nothing to report; the retry's give-up returns an outcome)."""

@@ -9,6 +9,11 @@ from __future__ import annotations
 from prometheus_client import Counter, Gauge, Histogram
 
 HANDLED = Counter("leadstream_events_handled_total", "Events handled", ["service", "event_type", "outcome"])
+UNWANTED = Counter(
+    "leadstream_events_unwanted_total",
+    "Events skipped because the service's interest said it had nothing to do with them (e.g. no webhook selects them)",
+    ["service", "event_type"],
+)
 HANDLER_SECONDS = Histogram("leadstream_handler_seconds", "Handler latency", ["service", "event_type"])
 DLQ_TOTAL = Counter("leadstream_dlq_total", "Records sent to a dead-letter topic", ["service", "topic", "code"])
 CONSUMER_LAG = Gauge(

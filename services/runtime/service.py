@@ -36,7 +36,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from . import auth, personal, secrets
 from .clock import Clock, ClockHeaders, SystemClock
-from .consumer import EventConsumer, Handler
+from .consumer import EventConsumer, Handler, Interest
 from .consuming.loop import GroupConsumer
 from .db import RuntimeTables, create_engine, ping
 from .debug import log_task_stacks
@@ -155,9 +155,15 @@ class Service:
     # -- wiring (called from app.py) --------------------------------------------------------------
 
     def consume(
-        self, topics: Sequence[str], handlers: Mapping[type[Event], Handler], *, group_suffix: str = ""
+        self,
+        topics: Sequence[str],
+        handlers: Mapping[type[Event], Handler],
+        *,
+        group_suffix: str = "",
+        interest: Interest | None = None,
     ) -> EventConsumer:
-        """Consume contract ``topics`` with this service's group, dispatching by event type."""
+        """Consume contract ``topics`` with this service's group, dispatching by event type; with ``interest``,
+        only the events it wants (asked from their headers, before any decoding)."""
         consumer = EventConsumer(
             settings=self.settings,
             engine=self.engine,
@@ -168,6 +174,7 @@ class Service:
             relay=self.relay,
             clock=self.clock,
             group_id=self.settings.group_id + group_suffix,
+            interest=interest,
         )
         return self.add_consumer(consumer)
 

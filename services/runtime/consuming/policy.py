@@ -137,10 +137,12 @@ class Retry:
         extra: Mapping[str, object] | None = None,
         what: str | None = None,
         deadline_s: float | None = None,
+        giving_up: str = "dead-lettering",
     ) -> T:
         """``await attempt()`` until it succeeds; a record fault that used its ``max_attempts`` (a
         :class:`PermanentError` at once) goes to ``give_up(error, attempts)``, or is raised without one.
-        Failures are logged as ``what`` (default: the retry's own) failed. An attempt still running after
+        Failures are logged as ``what`` (default: the retry's own) failed, the last with ``giving_up`` (what
+        ``give_up`` does). An attempt still running after
         ``deadline_s`` is cancelled (:func:`within`) and retried as an outage.
 
         Raises :class:`Abandoned` when a wait is too long to sit through (the partition pauses for it), when
@@ -169,7 +171,7 @@ class Retry:
                 if step.act is Act.DEAD_LETTER:
                     if give_up is None:
                         raise
-                    log.error("%s; dead-lettering", what, extra=details)
+                    log.error("%s; %s", what, giving_up, extra=details)
                     return await give_up(exc, failed)
                 log.warning("%s; %s", what, step.act, extra=details)
                 if step.act is Act.PAUSE:
