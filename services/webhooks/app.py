@@ -15,6 +15,7 @@ from .api import build_router
 from .commands import SubscriptionCommands
 from .domain import RetryPolicy
 from .handlers import on_event, on_lead_erased
+from .interest import SubscriptionIndex
 from .sender import Resolver, Sender, TargetGuard, system_resolver
 from .settings import WebhooksSettings
 from .store import metadata, runtime_tables
@@ -36,7 +37,14 @@ def build(
     clock = clock or settings.clock()
     service = Service(settings, metadata=metadata, tables=runtime_tables, migrations_dir=MIGRATIONS, clock=clock)
     # Every event is queued for the subscriptions that select it; LeadErased also blanks the lead's stored deliveries.
-    service.consume(list(TOPICS), {**dict.fromkeys(EVENT_TYPES.values(), on_event), LeadErased: on_lead_erased})
+    # Events no subscription could take are skipped from their headers (the index), without a transaction.
+    index = SubscriptionIndex(service.engine, settings.database_url)
+    service.add_task(index.listen)
+    service.consume(
+        list(TOPICS),
+        {**dict.fromkeys(EVENT_TYPES.values(), on_event), LeadErased: on_lead_erased},
+        interest=index.wants,
+    )
     guard = TargetGuard(
         allow_private=settings.webhooks_allow_private_targets,
         allow_http=settings.webhooks_allow_http,
@@ -76,4 +84,5 @@ def build(
     )
     service.include_router(build_router(service, commands))
     service.app.state.webhooks_worker = worker
+    service.app.state.subscription_index = index
     return service

@@ -107,6 +107,7 @@ class SubscriptionCommands:
                     .returning(store.subscriptions)
                 )
             ).one()
+            await store.announce_change(conn, workspace_id)
         return row, secret
 
     async def update(
@@ -130,6 +131,8 @@ class SubscriptionCommands:
             values["description"] = description
         async with self.engine.begin() as conn:
             await self._owned(conn, workspace_id, subscription_id, lock=True)
+            if event_types is not None:
+                await store.announce_change(conn, workspace_id)
             return await store.set_subscription(conn, subscription_id, **values)
 
     async def delete(self, workspace_id: str, subscription_id: UUID) -> None:
@@ -139,6 +142,7 @@ class SubscriptionCommands:
             d, s = store.deliveries, store.subscriptions
             await conn.execute(delete(d).where(d.c.subscription_id == subscription_id))
             await conn.execute(delete(s).where(s.c.subscription_id == subscription_id))
+            await store.announce_change(conn, workspace_id)
 
     async def enable(self, workspace_id: str, subscription_id: UUID) -> Row[Any]:
         """Active again, with a clean failure count; its queued deliveries are due now, in order."""

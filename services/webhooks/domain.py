@@ -76,6 +76,13 @@ def matches(patterns: Sequence[str], event_type: str) -> bool:
     return False
 
 
+def selects(created_at: datetime, patterns: Sequence[str], event_time: datetime, event_type: str) -> bool:
+    """Whether a subscription (created at ``created_at``, with filters ``patterns``) takes an event: one of a type
+    it selects that happened after it was created (a consumer replaying the log from offset 0 does not send
+    history to an endpoint that never asked for it)."""
+    return event_time >= created_at and matches(patterns, event_type)
+
+
 def delivery_id(subscription_id: UUID, event_id: UUID) -> UUID:
     """The id of an event's delivery to a subscription: fixed, so enqueueing twice is a no-op."""
     return uuid.uuid5(NAMESPACE, f"{subscription_id}|{event_id}")

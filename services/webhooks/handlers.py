@@ -20,12 +20,12 @@ from .metrics import ENQUEUED
 async def on_event(env: Envelope[Any], ctx: HandlerContext) -> None:
     """Queue ``env`` for the workspace's subscriptions whose filters select its type.
 
-    A subscription receives the events that happened after it was created (by event time), so a consumer
-    that replays the log from offset 0 does not send history to an endpoint that never asked for it.
-    Runs in the consumer's transaction: the queued rows and the processed event id commit together.
+    A subscription receives the events that happened after it was created (:func:`domain.selects`). Called only
+    for events the :class:`~.interest.SubscriptionIndex` says a subscription may take; this read, in the
+    consumer's transaction, decides. The queued rows and the processed event id commit together.
     """
     subscriptions = await store.subscriptions_of(ctx.conn, env.workspace_id)
-    chosen = [s for s in subscriptions if env.time >= s.created_at and domain.matches(s.event_types, env.type)]
+    chosen = [s for s in subscriptions if domain.selects(s.created_at, s.event_types, env.time, env.type)]
     if not chosen:
         return
     body = encode_structured(env)

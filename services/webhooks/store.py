@@ -376,3 +376,20 @@ async def prune(conn: AsyncConnection, before: datetime) -> int:
 async def lock_workspace(conn: AsyncConnection, workspace_id: str) -> None:
     """Serialise subscription creation within a workspace (so its limit holds under concurrent requests)."""
     await conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(:k))"), {"k": f"{SCHEMA}:ws:{workspace_id}"})
+
+
+SUBSCRIPTIONS_CHANNEL = f"leadstream.{SCHEMA}.subscriptions"
+"""The LISTEN/NOTIFY channel on which a change of a workspace's subscriptions is announced (payload: the
+workspace id), to every replica's :class:`~.interest.SubscriptionIndex`."""
+
+
+async def announce_change(conn: AsyncConnection, workspace_id: str) -> None:
+    """Tell every replica, when this transaction commits, that the workspace's subscriptions changed."""
+    await conn.execute(text("SELECT pg_notify(:c, :w)"), {"c": SUBSCRIPTIONS_CHANNEL, "w": workspace_id})
+
+
+async def selectors_of(conn: AsyncConnection, workspace_id: str) -> list[tuple[datetime, list[str]]]:
+    """What a workspace's subscriptions select events by: (created_at, event-type filters) of each."""
+    s = subscriptions
+    rows = await conn.execute(select(s.c.created_at, s.c.event_types).where(s.c.workspace_id == workspace_id))
+    return [(r.created_at, list(r.event_types)) for r in rows]
