@@ -83,17 +83,39 @@ async def _client(engine: AsyncEngine, port: int, workspace: str) -> httpx.Async
     return httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30, headers=headers)
 
 
-async def _launched(http: httpx.AsyncClient, name: str, group: uuid.UUID, workflow: Any, accounts: list[str]) -> str:
-    """A running campaign sending at any hour, up to 75 invites a day per account; its id."""
+async def _created(http: httpx.AsyncClient, name: str, group: uuid.UUID, workflow: Any, accounts: list[str]) -> str:
+    """A campaign (not launched yet) sending at any hour, up to 75 invites a day per account; its id."""
     delivery = {"pace": "manual", "daily_limit": 75, "active_days": "every_day", "start_hour": 0, "end_hour": 24}
     audience = {"type": "source_group", "ref": str(group)}
     body = {"name": name, "audience": audience, "workflow": workflow, "delivery": delivery, "account_ids": accounts}
     created = await http.post("/v1/campaigns", json=body)
     assert created.status_code == 201, created.text
-    campaign_id = str(created.json()["campaign_id"])
+    return str(created.json()["campaign_id"])
+
+
+async def _launch(http: httpx.AsyncClient, campaign_id: str) -> None:
     launched = await http.post(f"/v1/campaigns/{campaign_id}/launch")
     assert launched.json()["state"] == "running", launched.text
+
+
+async def _launched(http: httpx.AsyncClient, name: str, group: uuid.UUID, workflow: Any, accounts: list[str]) -> str:
+    """A running campaign (see :func:`_created`); its id."""
+    campaign_id = await _created(http, name, group, workflow, accounts)
+    await _launch(http, campaign_id)
     return campaign_id
+
+
+async def _ready_members(engine: AsyncEngine, workspace: str) -> int:
+    """How many leads outreach holds as ready audience members of the workspace."""
+    async with engine.connect() as conn:
+        n = await conn.scalar(
+            text(
+                "SELECT count(*) FROM outreach.leads l JOIN outreach.audience_members m "
+                "ON m.workspace_id = l.workspace_id AND m.lead_id = l.lead_id WHERE l.workspace_id = :w AND l.ready"
+            ),
+            {"w": workspace},
+        )
+    return int(n or 0)
 
 
 async def _ready(port: int) -> bool:
@@ -329,14 +351,25 @@ async def test_sigkill_before_during_and_after_a_send_never_sends_twice(
             accounts = [await _connected_account(http, n) for n in range(2)]
             group = uuid.uuid4()
             invite_only = {"steps": [{"id": "invite", "action": "invite", "note": False}]}
-            campaign_id = await _launched(http, "Kill the sends", group, invite_only, accounts)
-        leads, events = lead_events(group, SEND_LEADS, tag=workspace)
-        keys = {request_id(uuid.UUID(campaign_id), lead, "invite"): lead for lead in leads}
-        await produce_events(
-            subprocess_env["KAFKA_BOOTSTRAP_SERVERS"],
-            topic_prefix,
-            [Envelope.new(e, workspace_id=workspace, source="test") for e in events],
-        )
+            campaign_id = await _created(http, "Kill the sends", group, invite_only, accounts)
+            leads, events = lead_events(group, SEND_LEADS, tag=workspace)
+            keys = {request_id(uuid.UUID(campaign_id), lead, "invite"): lead for lead in leads}
+            await produce_events(
+                subprocess_env["KAFKA_BOOTSTRAP_SERVERS"],
+                topic_prefix,
+                [Envelope.new(e, workspace_id=workspace, source="test") for e in events],
+            )
+            # Launched once every lead is a ready member: the launch enrolls all twelve at once. Launched before,
+            # the leads enrolled first could all be invited (one step each) while a partition's events were still
+            # unread (a restart waits for the killed member's session to expire); the campaign, finding nothing
+            # left to enroll, finished, and the later leads were late joiners waiting for a resume.
+            await wait_for(
+                lambda: _ready_members(engine, workspace),
+                until=lambda n: n == SEND_LEADS,
+                timeout_s=120,
+                what="every lead a ready audience member",
+            )
+            await _launch(http, campaign_id)
 
         async def every_send_settled() -> bool:
             # Notes when each send settled, on the way: the recovery figures printed at the end.
