@@ -107,24 +107,24 @@ class RuntimeSettings(BaseSettings):
         64,
         ge=1,
         le=64,
-        description="Partitions a per-record consumer works on at once (one transaction each at a time). 4, below "
-        "the engine's pool of 5, keeps a poll of many partitions from opening and closing overflow connections; "
-        "the default, 64, is above the partitions a service reads with the default topics (4 x 6), so it bounds "
-        "nothing there, as before, until the outreach SIGKILL test's flakiness with 4 is understood "
-        "(bench/results/NOTES.md, 2026-12-05).",
+        description="Partitions a per-record consumer works on at once (one transaction each at a time). The default "
+        "is above the partitions a service reads with the default topics (4 x 6): a partition slow on one "
+        "workspace's records (retries, a provider's rate limit waited out inline) holds no other partition back. "
+        "Lower it (e.g. to 4, below the engine's pool of 5) for a service whose polls span many partitions whose "
+        "every record takes a transaction, so that they do not open and close overflow connections.",
     )
     consumer_fetch_max_wait_ms: int = Field(
-        500,
+        50,
         ge=0,
         le=5_000,
-        description="How long the broker may hold a consumer's fetch until consumer_fetch_min_bytes are there. "
-        "aiokafka's defaults (500 ms, 1 byte) answer a fetch as soon as one record is there: a fetch per record "
-        "while traffic is low, about a ninth of a core per service at 200 events/s. 50 ms with 16384 bytes cut "
-        "that to a fiftieth and the live path's p99 two- to threefold (bench/results/NOTES.md, 2026-12-05); not "
-        "the default yet: with them the outreach SIGKILL test failed 3 times in 17 runs, not yet understood.",
+        description="How long the broker may hold a consumer's fetch until consumer_fetch_min_bytes are there: the "
+        "most it adds to an event's way while traffic is low. aiokafka's defaults (500 ms, 1 byte) answer a fetch "
+        "as soon as one record is there: a fetch per record, about a ninth of a core per service at 200 events/s; "
+        "50 ms with 16384 bytes cut that to a fiftieth and the live path's p99 two- to threefold "
+        "(bench/results/NOTES.md, 2026-12-05).",
     )
     consumer_fetch_min_bytes: int = Field(
-        1,
+        16_384,
         ge=1,
         description="Bytes a fetch waits for (at most consumer_fetch_max_wait_ms): one fetch answers many records.",
     )
