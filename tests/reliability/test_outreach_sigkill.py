@@ -68,6 +68,11 @@ def _ids(records: Records, event_type: str) -> dict[str, set[str]]:
     return out
 
 
+def _types(records: Records) -> dict[str, int]:
+    """How many records of each type (what a failure message shows of the log)."""
+    return dict(Counter(headers_dict(r.headers).get("ce_type", "?") for r in records))
+
+
 def _finished(records: Records) -> int:
     ended = _ids(records, LeadCompleted.event_type).keys() | _ids(records, Replied.event_type).keys()
     return len(ended)
@@ -196,11 +201,14 @@ async def test_sigkill_mid_campaign_loses_no_timer_and_sends_nothing_twice(
                 what=f"every lead finished after the restart\n{service.log_tail()}",
             )
             # Simulated answers come in scaled campaign time (replies 10 min-8 h after a message): within seconds.
-            await tail.until(
-                lambda rs: bool(_ids(rs, InviteAccepted.event_type) and _ids(rs, Replied.event_type)),
-                timeout_s=120,
-                what=f"simulated acceptances and replies\n{service.log_tail()}",
-            )
+            try:
+                await tail.until(
+                    lambda rs: bool(_ids(rs, InviteAccepted.event_type) and _ids(rs, Replied.event_type)),
+                    timeout_s=120,
+                    what="simulated acceptances and replies",
+                )
+            except AssertionError as exc:  # what the log holds by then, and what the service logged
+                raise AssertionError(f"{exc}; by type {_types(tail.records)}\n{service.log_tail()}") from None
         records = tail.records
     finally:
         await service.stop()
