@@ -286,8 +286,33 @@
       if (target && target.querySelector && !target.closest("dialog") && target.querySelector("dialog[open]")) {
         ev.detail.shouldSwap = false;
         target.setAttribute("data-stale", "yes");
+      } else if (target && pressed && isLive(target) && target.contains(pressed)) {
+        ev.detail.shouldSwap = false;
+        if (held.indexOf(target) === -1) { held.push(target); }
       }
     });
+    // Nor while a pointer is pressed inside it: the swap would take away the element the press began on, and the
+    // browser then fires no click (a click on a campaign of a list refreshing under it did nothing). The part
+    // refreshes once the pointer is released, after the click that release makes.
+    var pressed = null;
+    var held = [];
+    function liveEvent(elt) {
+      var found = /(?:^|[\s,])(sse:[\w-]+)/.exec(elt.getAttribute("hx-trigger") || "");
+      return found ? found[1] : "live-open";
+    }
+    function released() {
+      pressed = null;
+      var parts = held;
+      held = [];
+      setTimeout(function () {
+        for (var i = 0; i < parts.length; i++) {
+          if (document.contains(parts[i]) && window.htmx) { window.htmx.trigger(parts[i], liveEvent(parts[i])); }
+        }
+      }, 0);
+    }
+    document.addEventListener("pointerdown", function (ev) { pressed = ev.target; }, true);
+    document.addEventListener("pointerup", released, true);
+    document.addEventListener("pointercancel", released, true);
     document.body.addEventListener("close", function (ev) {
       var box = ev.target instanceof HTMLDialogElement ? byId(ev.target.getAttribute("data-confirms")) : null;
       if (box) {

@@ -15,7 +15,7 @@ import asyncio
 import uuid
 
 import pytest
-from playwright.async_api import Browser, BrowserContext, Page, Route, expect
+from playwright.async_api import Browser, BrowserContext, Locator, Page, Route, expect
 
 from tests.support.browser import PageWatch
 from tests.support.console import ConsoleWorld, new_page, sign_in
@@ -92,5 +92,57 @@ async def test_a_change_that_arrives_right_after_a_refresh_is_swapped_in_refresh
     assert await page.evaluate("() => window.__changedAfterSwap === true")
     await expect(page.locator("#home-live")).to_be_visible()
     assert len(sent) == 2, sent
+    watch.assert_clean()
+    await context.close()
+
+
+REQUESTS_DONE = """() => new Promise(done => {
+  window.__liveAnswers = 0;
+  document.body.addEventListener("htmx:afterRequest", () => { window.__liveAnswers += 1; });
+  done();
+})"""
+
+
+async def test_a_live_part_is_not_swapped_under_a_pressed_pointer_so_a_click_on_it_lands(
+    world: ConsoleWorld, browser: Browser
+) -> None:
+    """A swap between a press and its release takes away the element the press began on, and the browser fires
+    no click: a click on a campaign of a list refreshing under it did nothing (CI, the journey test). The part
+    waits for the release, then refreshes; the click goes where it was aimed."""
+    context, page, watch = await _quiet_home(world, browser)
+    await page.evaluate(REQUESTS_DONE)
+    part = await page.locator("#home-live").element_handle()
+    heading = page.locator("#checklist-title")
+    link = page.locator("#home-live a.btn-primary").first
+    href = await link.get_attribute("href")
+    assert part is not None and href
+
+    async def press(target: Locator) -> None:
+        box = await target.bounding_box()
+        assert box is not None
+        await page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+        await page.mouse.down()
+
+    async def answered(n: int) -> None:
+        await page.wait_for_function("n => window.__liveAnswers >= n", arg=n)
+
+    # Pressed on the part (not a link): a change's answer comes, and the part stays as it is until the release.
+    await press(heading)
+    await page.evaluate(FIRE, "home-live")
+    await answered(1)
+    assert await part.evaluate("el => el.isConnected"), "swapped under the pressed pointer"
+    await page.mouse.up()
+    await answered(2)  # the refresh it waited for
+    await wait_for(lambda: part.evaluate("el => !el.isConnected"), timeout_s=30, what="the part refreshed")
+
+    # Pressed on a link of the part: the change's answer waits, and the click lands.
+    await press(link)
+    fresh = await page.locator("#home-live").element_handle()
+    assert fresh is not None
+    await page.evaluate(FIRE, "home-live")
+    await answered(3)
+    assert await fresh.evaluate("el => el.isConnected")
+    await page.mouse.up()
+    await page.wait_for_url(f"**{href}")
     watch.assert_clean()
     await context.close()
