@@ -15,8 +15,8 @@ from services.runtime.consumer import HandlerContext
 from services.runtime.service import Service
 from tests.conftest import TEST_PARTITIONS, SettingsFactory
 from tests.support.kafka import wait_for
-from tests.support.probe.app import FlakyHandler, ProbeSettings, build
-from tests.support.probe.fixtures import probe_topics
+from tests.support.probe.app import FlakyHandler, build
+from tests.support.probe.fixtures import own_probe
 from tests.support.probe.helpers import discovered, raw, send
 
 
@@ -44,8 +44,7 @@ class GatedHandler(FlakyHandler):
 async def test_a_poll_of_every_partition_is_worked_on_one_partition_at_a_time_with_concurrency_one(
     make_settings: SettingsFactory, start_service: Callable[[Service], Any], topic_prefix: str
 ) -> None:
-    prefix = await probe_topics(topic_prefix, make_settings, "probe-concurrency")
-    settings = make_settings("probe_concurrency", ProbeSettings, topic_prefix=prefix, consumer_concurrency=1)
+    settings = await own_probe(topic_prefix, make_settings, "concurrency", consumer_concurrency=1)
     lead_topic = settings.topic_name("leadstream.lead.v1")
     # Three events for each of a dozen leads, on the log before the consumer starts: its first polls carry
     # records of every partition.

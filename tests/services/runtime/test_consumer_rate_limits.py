@@ -15,8 +15,8 @@ from services.runtime.consumer import HandlerContext, RetryLater
 from services.runtime.service import Service
 from tests.conftest import SettingsFactory
 from tests.support.kafka import read_until, wait_for
-from tests.support.probe.app import FlakyHandler, ProbeSettings, build
-from tests.support.probe.fixtures import probe_topics
+from tests.support.probe.app import FlakyHandler, build
+from tests.support.probe.fixtures import own_probe
 from tests.support.probe.helpers import dead_letters_of, discovered, effect_origins, raw, send
 
 WAIT_S = 6.0
@@ -38,11 +38,10 @@ class OrderedHandler(FlakyHandler):
 async def test_a_long_rate_limit_pauses_its_partition_while_the_others_flow(
     make_settings: SettingsFactory, start_service: Callable[[Service], Any], topic_prefix: str
 ) -> None:
-    prefix = await probe_topics(topic_prefix, make_settings, "probe-throttle")
-    settings = make_settings(
-        "probe_throttle",
-        ProbeSettings,
-        topic_prefix=prefix,
+    settings = await own_probe(
+        topic_prefix,
+        make_settings,
+        "throttle",
         consumer_max_inline_wait_s=0.5,
         consumer_max_poll_interval_ms=4_000,
     )

@@ -17,8 +17,8 @@ from services.runtime.consumer import HandlerContext
 from services.runtime.service import Service
 from tests.conftest import SettingsFactory
 from tests.support.kafka import wait_for
-from tests.support.probe.app import FlakyHandler, ProbeSettings, build
-from tests.support.probe.fixtures import probe_topics
+from tests.support.probe.app import FlakyHandler, build
+from tests.support.probe.fixtures import own_probe
 from tests.support.probe.helpers import discovered, effect_origins, raw, send
 
 
@@ -42,11 +42,10 @@ async def test_a_consumer_stuck_without_failing_fails_liveness_until_it_moves(
     start_service: Callable[[Service], Any],
     topic_prefix: str,
 ) -> None:
-    probe_prefix = await probe_topics(topic_prefix, make_settings, "probe-stuck")
-    settings = make_settings(
-        "probe_stuck",
-        ProbeSettings,
-        topic_prefix=probe_prefix,
+    settings = await own_probe(
+        topic_prefix,
+        make_settings,
+        "stuck",
         consumer_stuck_restart_s=2.0,
         consumer_lag_interval_s=0.2,
         consumer_attempt_timeout_s=3600.0,  # this test's hang outlasts every deadline the core has

@@ -19,8 +19,8 @@ from services.runtime.service import Service
 from tests.conftest import TEST_PARTITIONS, SettingsFactory
 from tests.services.runtime.conftest import Probe
 from tests.support.kafka import wait_for
-from tests.support.probe.app import FlakyHandler, ProbeSettings, build
-from tests.support.probe.fixtures import probe_topics
+from tests.support.probe.app import FlakyHandler, build
+from tests.support.probe.fixtures import own_probe
 from tests.support.probe.helpers import discovered, raw, send
 
 
@@ -48,8 +48,7 @@ class StuckHandler(FlakyHandler):
 async def test_lag_is_measured_on_a_timer_while_a_handler_is_stuck(
     make_settings: SettingsFactory, start_service: Callable[[Service], Any], topic_prefix: str
 ) -> None:
-    prefix = await probe_topics(topic_prefix, make_settings, "probe-lag")
-    settings = make_settings("probe_lag", ProbeSettings, topic_prefix=prefix, consumer_lag_interval_s=0.2)
+    settings = await own_probe(topic_prefix, make_settings, "lag", consumer_lag_interval_s=0.2)
     topic = settings.topic_name("leadstream.lead.v1")
     handler = StuckHandler()
     await start_service(build(settings, handler, group_suffix="-lag"))

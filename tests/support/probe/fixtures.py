@@ -4,8 +4,12 @@ must never reach the topics other tests of the same session read (those decode e
 
 from __future__ import annotations
 
+from typing import Any
+
 from services.runtime.kafka import apply_topics
 from tests.conftest import TEST_PARTITIONS, SettingsFactory
+
+from .app import ProbeSettings
 
 _applied: set[str] = set()
 
@@ -21,3 +25,11 @@ async def probe_topics(topic_prefix: str, make_settings: SettingsFactory, name: 
         await apply_topics(make_settings("admin", topic_prefix=prefix), partitions=TEST_PARTITIONS)
         _applied.add(prefix)
     return prefix
+
+
+async def own_probe(topic_prefix: str, make_settings: SettingsFactory, name: str, **overrides: Any) -> ProbeSettings:
+    """Settings of a probe with topics (``probe-<name>-``) and a schema (``probe_<name>``) of its own, for a test
+    whose service must share neither with the session's probe; ``overrides`` are settings."""
+    prefix = await probe_topics(topic_prefix, make_settings, f"probe-{name}")
+    settings: ProbeSettings = make_settings(f"probe_{name}", ProbeSettings, topic_prefix=prefix, **overrides)
+    return settings
