@@ -28,7 +28,7 @@ from collections.abc import Awaitable, Callable, Container, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from functools import partial
-from typing import Any
+from typing import Any, TypeGuard
 
 from aiokafka import ConsumerRecord, TopicPartition
 from faststream.kafka import KafkaBroker
@@ -105,13 +105,26 @@ Interest = Callable[[RecordMeta], Awaitable[bool]]
 decides, in its transaction), so a broken interest costs work, never an event."""
 
 
+def skippable_type(event_type: str | None) -> TypeGuard[str]:
+    """Whether a record of ``event_type`` may be skipped undecoded at all: a current contract type other than
+    ``LeadErased``. A record without a type, of an unknown type, or of an old version that is upcast (it may
+    become any type) is decoded, so what is not a valid event is dead-lettered; so is ``LeadErased``, which also
+    marks the person erased in the key cache (:meth:`PersonalReader.open`)."""
+    return (
+        event_type is not None
+        and event_type in EVENT_TYPES
+        and event_type not in UPCASTERS
+        and event_type != LeadErased.event_type
+    )
+
+
 def record_meta(headers: Any) -> RecordMeta | None:
-    """The record's :class:`RecordMeta`, or None when its headers do not make a current event (an unknown or
-    upcast type, no workspace, a time that does not parse): such a record is decoded, and dead-lettered if bad,
-    whatever an interest would say."""
+    """The record's :class:`RecordMeta`, or None when it may not be skipped (:func:`skippable_type`) or its
+    headers do not make an event (no workspace, a time that does not parse): such a record is decoded, and
+    dead-lettered if bad, whatever an interest would say."""
     h = headers_dict(headers)
     event_type, workspace, raw_time = h.get(H_TYPE), h.get(H_WORKSPACE), h.get(H_TIME)
-    if event_type not in EVENT_TYPES or event_type in UPCASTERS or not workspace or not raw_time:
+    if not skippable_type(event_type) or not workspace or not raw_time:
         return None
     try:
         at = datetime.fromisoformat(raw_time)
@@ -126,15 +139,10 @@ def ignorable(headers: Any, handled: Container[str]) -> bool:
 
     Most consumers handle a few of the types on the topics they read; decoding every other record made each
     of them spend about as much CPU on the lead topic as the projection does at 1,000 events/s
-    (``bench/live.py``, on a machine the services share). A record without a type header, of an unknown
-    type, or of an old version that is upcast (it may become a handled type) is decoded as before, so what
-    is not a valid event is still dead-lettered; so is ``LeadErased``, which also marks the person erased in
-    the key cache (:meth:`PersonalReader.open`).
+    (``bench/live.py``, on a machine the services share). Only a :func:`skippable_type` is skipped.
     """
     event_type = headers_dict(headers).get(H_TYPE)
-    if event_type is None or event_type in UPCASTERS or event_type == LeadErased.event_type:
-        return False
-    return event_type in EVENT_TYPES and event_type not in handled
+    return skippable_type(event_type) and event_type not in handled
 
 
 class EventConsumer(GroupConsumer):

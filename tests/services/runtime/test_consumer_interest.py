@@ -7,7 +7,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from leadstream_schemas import Envelope, LeadDiscovered, LeadSource
+from leadstream_schemas import Envelope, LeadDiscovered, LeadErased, LeadSource
 from leadstream_schemas.upcasting import UPCASTERS
 from prometheus_client import REGISTRY
 
@@ -102,6 +102,8 @@ def test_record_meta_is_read_only_from_headers_that_make_a_current_event() -> No
     assert record_meta(without("ce_time")) is None
     assert record_meta(with_("ce_time", b"yesterday")) is None
     assert record_meta(with_("ce_type", b"leadstream.lead.teleported.v1")) is None
+    # Always decoded: it marks the person erased in the key cache, whatever a service's interest.
+    assert record_meta(with_("ce_type", LeadErased.event_type.encode())) is None
     naive = record_meta(with_("ce_time", env.time.replace(tzinfo=None).isoformat().encode()))
     assert naive == RecordMeta(LeadDiscovered.event_type, WORKSPACE, env.time)  # read as UTC, as decode() does
     old, _ = next(iter(UPCASTERS.items()))
