@@ -31,7 +31,7 @@ def build(settings: ProjectionSettings | None = None, clock: Clock | None = None
         title="leadstream projection",
     )
     service.app.state.projection = service.add_consumer(ProjectionConsumer(settings, views, service.broker))
-    hub = ChangeHub(views, service.engine, settings.database_url)
+    hub = ChangeHub(views, service.engine, service.read_engine, settings.database_url)
     service.app.state.changes = hub
     service.add_task(hub.run)
 

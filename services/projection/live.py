@@ -18,14 +18,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 from uuid import UUID
 
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy import Row, text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from services.runtime.db import read
 from services.runtime.notify import listen
 
 from .store import CHANGES_PRUNED_KEY, Views, changes_channel
@@ -83,9 +85,15 @@ class Change:
 class ChangeHub:
     """One LISTEN connection per process, fanning notifications out to the streams of each workspace."""
 
-    def __init__(self, views: Views, engine: AsyncEngine, database_url: str, *, poll_s: float = 10.0) -> None:
+    def __init__(
+        self, views: Views, engine: AsyncEngine, read_engine: AsyncEngine, database_url: str, *, poll_s: float = 10.0
+    ) -> None:
         self.views = views
         self.engine = engine
+        """Writes (pruning)."""
+        self.read_engine = read_engine
+        """Reads of the log (:func:`services.runtime.db.read`): one round trip each, where a checked, transactional
+        connection took six; every announced commit is read so by every stream of its workspace."""
         self.database_url = database_url
         self.channel = changes_channel(views.schema)
         self.poll_s = poll_s
@@ -158,8 +166,11 @@ class ChangeHub:
 
     async def position(self, last_event_id: str | None) -> Position:
         """Where a stream with this ``Last-Event-ID`` starts."""
-        async with self.engine.connect() as conn:
-            row = (await conn.execute(self._where, {"schema": self.views.schema, "pruned": CHANGES_PRUNED_KEY})).one()
+
+        async def where(conn: AsyncConnection) -> Row[Any]:
+            return (await conn.execute(self._where, {"schema": self.views.schema, "pruned": CHANGES_PRUNED_KEY})).one()
+
+        row = await read(self.read_engine, where)
         pruned = int(row.pruned or 0)
         # Everything pruned: the next seq still follows the pruned ones.
         head = max(int(row.head), pruned)
@@ -171,8 +182,11 @@ class ChangeHub:
 
     async def read(self, workspace: str, after: int, limit: int = 500) -> list[Change]:
         """The workspace's changes after ``after``, oldest first."""
-        async with self.engine.connect() as conn:
-            rows = (await conn.execute(self._read, {"ws": workspace, "after": after, "limit": limit})).all()
+
+        async def after_seq(conn: AsyncConnection) -> Sequence[Row[Any]]:
+            return (await conn.execute(self._read, {"ws": workspace, "after": after, "limit": limit})).all()
+
+        rows = await read(self.read_engine, after_seq)
         return [Change(r.seq, r.kind, r.lead_id, r.campaign_id, r.account_id, r.search_id, r.at) for r in rows]
 
     async def follow(self, workspace: str, start: Position) -> AsyncIterator[tuple[Position, list[Change]]]:

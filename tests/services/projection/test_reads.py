@@ -1,6 +1,6 @@
 """The API's reads on the real database: the statements one read sends (one for a lead's timeline: no pool check,
-no BEGIN/ROLLBACK, the lead's existence asked only when the page is empty), and a pooled connection the server
-ended, which the next read must survive."""
+no BEGIN/ROLLBACK, the lead's existence asked only when the page is empty; one for each read of the change log),
+and a pooled connection the server ended, which the next read must survive."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.projection.api import build_router
+from services.projection.live import ChangeHub
 from services.projection.store import Views
 from services.projection.workload import EPOCH, Workload, generate
 from services.runtime import auth
@@ -179,6 +180,38 @@ async def test_no_read_route_checks_its_connection_or_opens_a_transaction(world:
         assert r.status_code == 200, (path, r.text)
         assert world.wire.sent, path
         assert not [s for s in world.wire.sent if s.strip().upper() in SESSION_STATEMENTS], (path, world.wire.sent)
+
+
+async def test_the_change_streams_reads_of_the_log_send_one_statement_each(
+    world: World, pg: asyncpg.Connection, database_url: str
+) -> None:
+    """Every stream of a workspace reads the log after each announced commit: one round trip, not a pool check and
+    a transaction around it (six)."""
+    ws = world.log.workspace_ids[0]
+    await pg.execute(  # a rebuild's applier keeps no change log: two changes as the live applier writes them
+        f"INSERT INTO {world.views.schema}.changes (workspace_id, kind, lead_id) "
+        "VALUES ($1, 'lead', $2), ($1, 'lead', $3)",
+        ws,
+        world.lead(ws),
+        uuid4(),
+    )
+    writes = create_engine(database_url)  # checked at checkout, transactional: for the hub's pruning only
+    written = watch(writes)
+    hub = ChangeHub(world.views, writes, world.engine, database_url)
+    try:
+        await hub.read(ws, 0)  # the first read on a connection prepares its statement; count the next ones
+        await hub.position(None)
+        world.wire.sent.clear()
+        changes = await hub.read(ws, 0)
+        assert [c.lead_id for c in changes][:1] == [world.lead(ws)] and len(changes) == 2, changes
+        assert len(world.wire.sent) == 1 and "changes" in world.wire.sent[0], world.wire.sent
+        world.wire.sent.clear()
+        position = await hub.position(None)
+        assert position.seq >= changes[-1].seq and not position.reset
+        assert len(world.wire.sent) == 1, world.wire.sent
+        assert not written.sent, written.sent
+    finally:
+        await writes.dispose()
 
 
 async def test_a_read_on_a_pooled_connection_the_server_ended_still_answers(
