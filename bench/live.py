@@ -165,6 +165,34 @@ class Tracker:
     """Per probe seen: from the change announcement (or sweep) that asked for the read showing it to its answer."""
     by_sweep: int = 0
     """Probes first seen by a sweep's read rather than one a change announcement asked for."""
+    lead_of: dict[str, uuid.UUID] = field(default_factory=dict)
+    """Each probe's lead (a lead of its own: the first change the stream announces of it is the probe's batch)."""
+    announced: dict[uuid.UUID, tuple[float, float]] = field(default_factory=dict)
+    """Per probe lead: when the stream first announced a change of it, and the announcing batch's transaction
+    start (the change's ``at``, Postgres' ``now()``) on the same clock as :attr:`sent` (see :func:`wall_to_perf`)."""
+
+    def stages(self) -> dict[str, dict[str, float | int]]:
+        """Where a visible probe's time went: produce -> its batch's transaction began (the fetch, the planning and
+        the batch before it), -> the stream announced it (the transaction, its NOTIFY, the stream's read), ->
+        the confirming read answered (``detection``)."""
+        to_begin, to_announce = [], []
+        for eid, t0 in self.sent.items():
+            lead = self.lead_of.get(eid)
+            seen = self.announced.get(lead) if lead is not None else None
+            if seen is None or eid not in self.visible:
+                continue
+            announced, began = seen
+            to_begin.append(began - t0)
+            to_announce.append(announced - began)
+        return {
+            "produce_to_transaction_begin": percentiles(to_begin),
+            "transaction_begin_to_announced": percentiles(to_announce),
+        }
+
+
+def wall_to_perf(wall: datetime) -> float:
+    """A wall-clock time as a ``time.perf_counter`` reading (the offset between the two clocks taken now)."""
+    return wall.timestamp() - (time.time() - time.perf_counter())
 
 
 def noop_consumer(bootstrap: str, topic: str, ready: Any, stop: Any, out: Any) -> None:
@@ -262,6 +290,7 @@ async def produce_at(
             if probe:
                 eid = str(env.id)
                 tracker.sent[eid] = time.perf_counter()
+                tracker.lead_of[eid] = lead
                 tracker.pending.setdefault(lead, set()).add(eid)
             futures.append(await producer.send(topic, value=value, key=key, headers=headers))
             sent += 1
@@ -314,9 +343,13 @@ class Visibility:
                     async for event in parse_sse(r.aiter_lines()):
                         last_id = event.id or last_id
                         if event.event == "change":
-                            lead = json.loads(event.data).get("lead_id")
-                            if lead is not None:
-                                self.ask(uuid.UUID(lead))
+                            change = json.loads(event.data)
+                            if (lead := change.get("lead_id")) is not None:
+                                lead_id = uuid.UUID(lead)
+                                if lead_id in self.tracker.pending and lead_id not in self.tracker.announced:
+                                    began = wall_to_perf(datetime.fromisoformat(change["at"]))
+                                    self.tracker.announced[lead_id] = (time.perf_counter(), began)
+                                self.ask(lead_id)
                         elif event.event == "reset":  # the log restarted: every pending lead may have changed
                             for lead in list(self.tracker.pending):
                                 self.ask(lead)
@@ -516,6 +549,7 @@ async def measure_rate(
         "timeline_read": percentiles(tracker.reads),
         "timeline_reads_per_s": round(len(tracker.reads) / elapsed, 1),
         "detection": {**percentiles(tracker.detection), "by_sweep": tracker.by_sweep},
+        "stages": tracker.stages(),
         "timeline_statuses": {str(k): v for k, v in sorted(tracker.statuses.items())},
         "cpu_cores": cpu,
     }
@@ -523,6 +557,7 @@ async def measure_rate(
         figures["p99_ratio"] = round(visible["p99_ms"] / consumed["p99_ms"], 2)
         figures["p50_ratio"] = round(visible["p50_ms"] / consumed["p50_ms"], 2)
     log(f"{rate}/s: visible {visible}, no-op consumer {consumed}, detection {figures['detection']}")
+    log(f"{rate}/s: stages {figures['stages']}")
     return figures, rss
 
 
@@ -566,10 +601,12 @@ async def measure(settings: RuntimeSettings, args: argparse.Namespace) -> dict[s
     services = [name for name in SERVICES if name in args.services]
     fleet = ServiceFleet(env=env, log_dir=log_dir, ports={name: free_port() for name in SERVICES})
     result: dict[str, Any] = {"services": services, "rates": {}}
+    if args.service_env:
+        result["service_env"] = args.service_env
     try:
         log(f"starting {', '.join(services)} (logs in {log_dir})")
         for name in services:
-            fleet.start(name)
+            fleet.start(name, **args.service_env.get(name, {}))
         await asyncio.to_thread(fleet.wait_ready, 240)
         await asyncio.sleep(5)  # settle: startup work (migrations, first polls) is not idleness
         result["rss_idle_mb"] = {name: rss_mb(sp.process.pid) for name, sp in fleet.procs.items()}
@@ -650,9 +687,26 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         choices=SERVICES,
         help="services to start (default all; the projection is needed, discovery for API -> Kafka)",
     )
+    p.add_argument(
+        "--set",
+        dest="service_env",
+        action="append",
+        default=[],
+        metavar="SERVICE:NAME=VALUE",
+        help="a setting of one service, to compare (e.g. projection:LEADSTREAM_CONSUMER_FETCH_MIN_BYTES=1); repeatable",
+    )
     p.add_argument("--out", default=str(ROOT / "bench" / "results" / "live.json"))
     p.add_argument("--keep", action="store_true", help="keep the topics and the database afterwards")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    per_service: dict[str, dict[str, str]] = {}
+    for item in args.service_env:
+        service, _, setting = item.partition(":")
+        name, eq, value = setting.partition("=")
+        if service not in SERVICES or not eq or not name.startswith("LEADSTREAM_"):
+            p.error(f"--set {item!r}: expected SERVICE:LEADSTREAM_NAME=VALUE with SERVICE one of {', '.join(SERVICES)}")
+        per_service.setdefault(service, {})[name] = value
+    args.service_env = per_service
+    return args
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
