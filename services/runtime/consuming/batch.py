@@ -242,9 +242,6 @@ class BatchConsumer(GroupConsumer):
     as a rebuild's batches are.
     """
 
-    WAITING_POLL_MS = 10
-    """The poll's timeout while records wait for the commit in flight: how late the next batch may start."""
-
     def __init__(
         self,
         settings: RuntimeSettings,
@@ -305,8 +302,25 @@ class BatchConsumer(GroupConsumer):
             self._position[tp] = self._consumed[tp] = offset
         log.info("partitions assigned", extra={"partitions": len(tps), "group": self.group_id})
 
-    def poll_timeout_ms(self) -> int:
-        return self.WAITING_POLL_MS if self._waiting else super().poll_timeout_ms()
+    async def poll(self, consumer: AIOKafkaConsumer) -> Batch:
+        """While records wait for the commit in flight, the poll ends when that commit does (the next batch starts
+        at once) or when records come, whichever is first; otherwise a plain poll.
+
+        Polling goes on during the commit because aiokafka fetches a partition again only once its buffered records
+        are taken. Ending the poll early cancels it, which loses nothing: aiokafka takes buffered records only once
+        its wait for them has ended, never in a wait that is cancelled. (Polling every 10 ms instead made the next
+        batch start up to 10 ms after the commit, and woke the loop a hundred times a second meanwhile.)"""
+        pending = self.pipeline.pending
+        if not self._waiting or pending is None or pending.done():
+            return await super().poll(consumer)
+        polling = asyncio.ensure_future(super().poll(consumer))
+        try:
+            await asyncio.wait([polling, pending], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            if not polling.done():
+                polling.cancel()
+                await asyncio.wait([polling])
+        return {} if polling.cancelled() else polling.result()
 
     def poll_max_records(self) -> int:
         # A batch never holds more than max_records: they are fed as soon as that many wait.

@@ -120,8 +120,13 @@ class GroupConsumer(ConsumerRebalanceListener):
         """Nothing arrived for a while (called at most every ``resync_interval_s``)."""
 
     def poll_timeout_ms(self) -> int:
-        """How long the next poll may wait for records (a mode with records waiting on other work polls sooner)."""
+        """How long the next poll may wait for records."""
         return 200
+
+    async def poll(self, consumer: AIOKafkaConsumer) -> Batch:
+        """The next poll's records, waited for at most :meth:`poll_timeout_ms` (a mode with records waiting on other
+        work may end the wait sooner: :meth:`BatchConsumer.poll`)."""
+        return await consumer.getmany(timeout_ms=self.poll_timeout_ms(), max_records=self.poll_max_records())
 
     def poll_max_records(self) -> int:
         """How many records the next poll may return (a mode holding records back asks for fewer)."""
@@ -202,7 +207,7 @@ class GroupConsumer(ConsumerRebalanceListener):
                 error, self._assignment_error = self._assignment_error, None
                 raise RuntimeError("assigned partitions could not be positioned") from error
             self._resume_due(consumer)
-            batch = await consumer.getmany(timeout_ms=self.poll_timeout_ms(), max_records=self.poll_max_records())
+            batch = await self.poll(consumer)
             self.deadline = time.monotonic() + self.settings.consumer_max_poll_interval_ms / 2000
             await self.process(batch, stop)
             await self._commit()

@@ -1,6 +1,7 @@
 """The batch consumer's next batch: records read while a batch commits wait for it and then go as one batch
-(at most ``max_records``); once that many wait, they are planned while the commit runs. A checkpoint whose
-commits the test releases one by one stands in for the database (no timing is involved)."""
+(at most ``max_records``); once that many wait, they are planned while the commit runs; a poll while records wait
+ends when the commit does. A checkpoint whose commits the test releases one by one stands in for the database, a
+Kafka consumer whose polls the test answers for the broker (no timing is involved)."""
 
 from __future__ import annotations
 
@@ -92,7 +93,7 @@ async def test_records_read_while_a_batch_commits_go_together_once_it_committed(
     await consumer.process({p0: records(0, 3, 2)}, stop)  # the first batch commits: these wait
     await consumer.process({p1: records(1, 0, 4)}, stop)
     await consumer.process({}, stop)
-    assert len(checkpoint.prepared) == 1 and consumer.poll_timeout_ms() == BatchConsumer.WAITING_POLL_MS
+    assert len(checkpoint.prepared) == 1
     assert consumer.poll_max_records() == 100 - 6
     assert consumer.in_flight() and consumer._consumed.get(p0) is None
 
@@ -145,3 +146,55 @@ async def test_records_of_a_partition_read_again_replace_what_waited_of_it() -> 
     await settled(consumer)
     await consumer.process({}, stop)
     assert checkpoint.prepared[1] == [(0, 1), (0, 2), (0, 3), (0, 4)]
+
+
+class HeldKafka:
+    """``getmany`` as aiokafka's: waits until the test hands it records (``arrive``); notes the polls cancelled."""
+
+    def __init__(self) -> None:
+        self.polls = 0
+        self.cancelled = 0
+        self.arrived: asyncio.Queue[dict[TopicPartition, list[ConsumerRecord[Any, Any]]]] = asyncio.Queue()
+
+    async def getmany(self, timeout_ms: int, max_records: int) -> dict[TopicPartition, list[ConsumerRecord[Any, Any]]]:
+        self.polls += 1
+        try:
+            return await self.arrived.get()
+        except asyncio.CancelledError:
+            self.cancelled += 1
+            raise
+
+
+async def test_a_poll_while_records_wait_ends_when_the_commit_does_and_loses_nothing() -> None:
+    checkpoint = HeldCheckpoint()
+    consumer = consumer_with(checkpoint, max_records=100)
+    kafka = HeldKafka()
+    stop = asyncio.Event()
+    p0, p1 = TopicPartition(TOPIC, 0), TopicPartition(TOPIC, 1)
+
+    await consumer.process({p0: records(0, 0, 2)}, stop)  # in flight
+    await consumer.process({p0: records(0, 2, 2)}, stop)  # waits for it
+    polling = asyncio.create_task(consumer.poll(kafka))
+    await wait_for(lambda: kafka.polls == 1, what="the poll to wait for records")
+    kafka.arrived.put_nowait({p1: records(1, 0, 3)})  # records that come during the commit end the poll as ever
+    assert await asyncio.wait_for(polling, 60) == {p1: records(1, 0, 3)}
+    await consumer.process({p1: records(1, 0, 3)}, stop)  # they wait too
+
+    polling = asyncio.create_task(consumer.poll(kafka))
+    await wait_for(lambda: kafka.polls == 2, what="the next poll to wait for records")
+    assert not polling.done()
+    checkpoint.release.put_nowait(None)  # the commit ends: so does the poll, with nothing taken
+    assert await asyncio.wait_for(polling, 60) == {}
+    assert kafka.cancelled == 1 and checkpoint.applied == [[(0, 0), (0, 1)]]
+    await consumer.process({}, stop)
+    assert checkpoint.prepared[1] == [(0, 2), (0, 3), (1, 0), (1, 1), (1, 2)]
+
+    polling = asyncio.create_task(consumer.poll(kafka))  # records wait no more: a plain poll, not ended by the commit
+    await wait_for(lambda: kafka.polls == 3, what="a plain poll")
+    checkpoint.release.put_nowait(None)
+    await settled(consumer)
+    await consumer.process({}, stop)
+    assert not polling.done() and kafka.cancelled == 1
+    kafka.arrived.put_nowait({})
+    assert await asyncio.wait_for(polling, 60) == {}
+    assert consumer._consumed == {p0: 4, p1: 3}
