@@ -15,6 +15,14 @@ UNWANTED = Counter(
     ["service", "event_type"],
 )
 HANDLER_SECONDS = Histogram("leadstream_handler_seconds", "Handler latency", ["service", "event_type"])
+BATCHES = Counter(
+    "leadstream_batches_total", "Batches a batch consumer committed (the projection's transactions)", ["service"]
+)
+BATCH_RECORDS = Counter(
+    "leadstream_batch_records_total",
+    "Records of the batches a batch consumer committed (over leadstream_batches_total: the mean batch)",
+    ["service"],
+)
 DLQ_TOTAL = Counter("leadstream_dlq_total", "Records sent to a dead-letter topic", ["service", "topic", "code"])
 CONSUMER_LAG = Gauge(
     "leadstream_consumer_lag",

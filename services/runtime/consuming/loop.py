@@ -94,6 +94,12 @@ class GroupConsumer(ConsumerRebalanceListener):
         self._stall_logged = False
         self._assignment_error: BaseException | None = None
         self._last_idle = 0.0
+        self._next_commit = 0.0
+
+    COMMIT_INTERVAL_S = 0.0
+    """The poll loop commits what is done to Kafka at most this often (0: after every poll). Where the committed
+    offsets are the consumer's position (per record) they follow the work at once; a mode that keeps its position
+    elsewhere commits less often (:class:`BatchConsumer`). Revocation and stopping commit everything done."""
 
     @property
     def healthy(self) -> bool:
@@ -210,7 +216,9 @@ class GroupConsumer(ConsumerRebalanceListener):
             batch = await self.poll(consumer)
             self.deadline = time.monotonic() + self.settings.consumer_max_poll_interval_ms / 2000
             await self.process(batch, stop)
-            await self._commit()
+            if time.monotonic() >= self._next_commit:
+                await self._commit()
+                self._next_commit = time.monotonic() + self.COMMIT_INTERVAL_S
             if not batch and time.monotonic() - self._last_idle >= self.resync_interval_s:
                 self._last_idle = time.monotonic()
                 await self._refresh_ends(consumer)

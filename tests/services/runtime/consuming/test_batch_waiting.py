@@ -9,6 +9,7 @@ import asyncio
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import pytest
 from aiokafka import ConsumerRecord, TopicPartition
 
 from services.runtime.consuming.batch import TP, ApplyResult, BatchConsumer, DeadLetter, RecordKey
@@ -198,3 +199,56 @@ async def test_a_poll_while_records_wait_ends_when_the_commit_does_and_loses_not
     kafka.arrived.put_nowait({})
     assert await asyncio.wait_for(polling, 60) == {}
     assert consumer._consumed == {p0: 4, p1: 3}
+
+
+class LoopKafka:
+    """Enough of an aiokafka consumer for the poll loop: answers polls from a queue, notes offset commits."""
+
+    def __init__(self) -> None:
+        self.polls: asyncio.Queue[dict[TopicPartition, list[ConsumerRecord[Any, Any]]]] = asyncio.Queue()
+        self.commits: list[dict[TopicPartition, int]] = []
+
+    async def getmany(self, timeout_ms: int, max_records: int) -> dict[TopicPartition, list[ConsumerRecord[Any, Any]]]:
+        try:
+            return self.polls.get_nowait()
+        except asyncio.QueueEmpty:
+            await asyncio.sleep(0)  # an empty poll (a real one waits up to its timeout)
+            return {}
+
+    async def commit(self, offsets: dict[TopicPartition, int]) -> None:
+        self.commits.append(dict(offsets))
+
+    def assignment(self) -> set[TopicPartition]:
+        return {TopicPartition(TOPIC, 0), TopicPartition(TOPIC, 1)}
+
+    def highwater(self, tp: TopicPartition) -> int | None:
+        return None
+
+    async def end_offsets(self, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
+        return {}
+
+
+@pytest.mark.parametrize("interval_s", [0.0, 3600.0])
+async def test_the_poll_loop_commits_to_kafka_after_every_poll_or_at_most_every_interval(interval_s: float) -> None:
+    checkpoint = HeldCheckpoint()
+    consumer = consumer_with(checkpoint, max_records=100)
+    consumer.COMMIT_INTERVAL_S = interval_s
+    kafka = LoopKafka()
+    consumer.consumer = kafka
+    stop = asyncio.Event()
+    p0 = TopicPartition(TOPIC, 0)
+    for start in (0, 2, 4):
+        kafka.polls.put_nowait({p0: records(0, start, 2)})
+        checkpoint.release.put_nowait(None)
+    polling = asyncio.create_task(consumer._poll(kafka, stop))
+    await wait_for(lambda: consumer._consumed.get(p0) == 6, what="three batches applied")
+    if interval_s:  # the first poll committed (nothing was done yet); none since
+        assert kafka.commits == []
+    else:
+        await wait_for(lambda: kafka.commits[-1:] == [{p0: 6}], what="the last batch's offset committed")
+        done = [c[p0] for c in kafka.commits]
+        assert len(done) >= 2 and done == sorted(done), done  # as batches settled (how they group is the loop's)
+    stop.set()
+    await asyncio.wait_for(polling, 60)
+    await consumer._commit()  # as stopping does: everything done
+    assert kafka.commits[-1] == {p0: 6}
