@@ -73,7 +73,7 @@ from services.console.sse import parse as parse_sse  # noqa: E402
 from services.runtime import auth  # noqa: E402
 from services.runtime.db import create_engine  # noqa: E402
 from services.runtime.migrations import upgrade  # noqa: E402
-from services.runtime.settings import RuntimeSettings  # noqa: E402
+from services.runtime.settings import METRICS_PORT_OFFSET, RuntimeSettings  # noqa: E402
 
 WORKSPACE = "ws-bench"
 PROBE_WORKSPACE = "ws-bench-probes"
@@ -140,6 +140,25 @@ def cpu_cores(fleet: ServiceFleet, before: dict[str, float | None], seconds: flo
         if now is not None and then is not None and seconds > 0:
             out[name] = round((now - then) / seconds, 3)
     return out
+
+
+async def batch_totals(fleet: ServiceFleet) -> tuple[float, float] | None:
+    """The projection's committed batches and their records so far (its ``/metrics``), None when unreadable."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    url = f"http://127.0.0.1:{fleet.procs['projection'].port + METRICS_PORT_OFFSET}/metrics"
+    totals = {"leadstream_batches": 0.0, "leadstream_batch_records": 0.0}
+    try:
+        async with httpx.AsyncClient(timeout=10) as client:
+            r = await client.get(url)
+            r.raise_for_status()
+        for family in text_string_to_metric_families(r.text):
+            if family.name in totals:
+                totals[family.name] = sum(sample.value for sample in family.samples if sample.name.endswith("_total"))
+    except (httpx.HTTPError, ValueError) as exc:
+        log(f"the projection's batch counters could not be read: {exc!r}")
+        return None
+    return totals["leadstream_batches"], totals["leadstream_batch_records"]
 
 
 def cpu_now(fleet: ServiceFleet) -> dict[str, float | None]:
@@ -526,8 +545,10 @@ async def measure_rate(
             await asyncio.wait_for(watcher.stream_ready.wait(), 60)
             log(f"producing {rate}/s for {seconds:.0f} s")
             cpu_before, cpu_t0 = cpu_now(fleet), time.perf_counter()
+            batches_before = await batch_totals(fleet)
             sent = await produce_at(producer, settings, tracker, rate, seconds, seed=seed)
             cpu = cpu_cores(fleet, cpu_before, time.perf_counter() - cpu_t0)
+            batches_after = await batch_totals(fleet)
             stop_rss.set()
             stop_poll.set()
             try:
@@ -553,11 +574,17 @@ async def measure_rate(
         "timeline_statuses": {str(k): v for k, v in sorted(tracker.statuses.items())},
         "cpu_cores": cpu,
     }
+    if batches_before is not None and batches_after is not None:
+        batches, records = (after - before for after, before in zip(batches_after, batches_before, strict=True))
+        figures["projection_batches"] = {
+            "per_s": round(batches / seconds, 1),
+            "mean_records": round(records / batches, 1) if batches else None,
+        }
     if visible.get("p99_ms") and consumed.get("p99_ms"):
         figures["p99_ratio"] = round(visible["p99_ms"] / consumed["p99_ms"], 2)
         figures["p50_ratio"] = round(visible["p50_ms"] / consumed["p50_ms"], 2)
     log(f"{rate}/s: visible {visible}, no-op consumer {consumed}, detection {figures['detection']}")
-    log(f"{rate}/s: stages {figures['stages']}")
+    log(f"{rate}/s: stages {figures['stages']}, projection batches {figures.get('projection_batches')}")
     return figures, rss
 
 
