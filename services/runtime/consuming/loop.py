@@ -51,6 +51,11 @@ class GroupConsumer(ConsumerRebalanceListener):
     """A member of a consumer group on ``topics`` and its rebalance listener; subclasses say what is done
     with the records."""
 
+    COMMIT_INTERVAL_S = 0.0
+    """The poll loop commits what is done to Kafka at most this often (0: after every poll). Where the committed
+    offsets are the consumer's position (per record) they follow the work at once; a mode that keeps its position
+    elsewhere commits less often (:class:`BatchConsumer`). Revocation and stopping commit everything done."""
+
     def __init__(
         self,
         settings: RuntimeSettings,
@@ -95,11 +100,6 @@ class GroupConsumer(ConsumerRebalanceListener):
         self._assignment_error: BaseException | None = None
         self._last_idle = 0.0
         self._next_commit = 0.0
-
-    COMMIT_INTERVAL_S = 0.0
-    """The poll loop commits what is done to Kafka at most this often (0: after every poll). Where the committed
-    offsets are the consumer's position (per record) they follow the work at once; a mode that keeps its position
-    elsewhere commits less often (:class:`BatchConsumer`). Revocation and stopping commit everything done."""
 
     @property
     def healthy(self) -> bool:
