@@ -70,9 +70,12 @@ class Housekeeping:
         seen_webhooks_retention: timedelta,
         interval_s: float,
         seen_tables: Sequence[Table] = (),
+        processed_events: bool = True,
         clock: Clock | None = None,
     ) -> None:
         self.engine = engine
+        self.processed_events = processed_events
+        """Whether the schema has a ``processed_events`` table (not the one of a service that handles no events)."""
         self.tables = tables
         self.lock_key = zlib.crc32(f"leadstream-housekeeping:{schema}".encode())
         self.processed_events_retention = processed_events_retention
@@ -85,7 +88,9 @@ class Housekeeping:
     async def sweep(self) -> Swept:
         """Delete what is older than the retentions (nothing when another replica is sweeping this schema)."""
         now = self.clock.now()
-        processed = await self._batches(self._processed_batch, now - self.processed_events_retention)
+        processed = 0
+        if self.processed_events:
+            processed = await self._batches(self._processed_batch, now - self.processed_events_retention)
         seen = 0
         for table in self.seen_tables:
             seen += await self._batches(partial(_prune_seen, table), now - self.seen_webhooks_retention)

@@ -106,7 +106,9 @@ class Service:
         self.relay = OutboxRelay(self.engine, tables, settings)
         self.consumers: list[GroupConsumer] = []
         self.tasks: list[Task] = []
-        # Retention of processed_events and of any seen_webhooks table of the schema (see housekeeping.py).
+        # Retention of processed_events and of any seen_webhooks table of the schema (see housekeeping.py). A
+        # service that handles no events (the console) has no processed_events table, and nothing to sweep.
+        seen_tables = [t for t in metadata.tables.values() if t.name == "seen_webhooks"]
         self.housekeeping = Housekeeping(
             self.engine,
             tables,
@@ -114,9 +116,11 @@ class Service:
             processed_events_retention=timedelta(days=settings.processed_events_retention_days),
             seen_webhooks_retention=timedelta(days=settings.seen_webhooks_retention_days),
             interval_s=settings.housekeeping_interval_s,
-            seen_tables=[t for t in metadata.tables.values() if t.name == "seen_webhooks"],
+            seen_tables=seen_tables,
+            processed_events=kafka,
         )
-        self.tasks.append(self.housekeeping.run)
+        if kafka or seen_tables:
+            self.tasks.append(self.housekeeping.run)
         self.readiness_checks: list[ReadinessCheck] = []
         self.source = service_source(self.name)
         docs = settings.docs

@@ -166,3 +166,16 @@ async def test_the_loop_sweeps_until_stopped(
     stop.set()
     await asyncio.wait_for(task, timeout=10)  # it stops at once, not after its hour
     assert sweep.healthy
+
+
+def test_a_service_that_handles_no_events_runs_no_sweep_of_a_table_it_does_not_have() -> None:
+    """The console's schema has no processed_events (it consumes nothing): its sweep failed every time, a warning
+    at each retry, for as long as it ran."""
+    from services.console.app import build as console
+    from services.webhooks.app import build as webhooks
+
+    quiet = console()
+    assert not quiet.uses_kafka and quiet.housekeeping.run not in quiet.tasks
+    assert not quiet.housekeeping.processed_events
+    busy = webhooks()  # handles events, and keeps a seen_webhooks table
+    assert busy.housekeeping.run in busy.tasks and busy.housekeeping.processed_events
