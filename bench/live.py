@@ -73,7 +73,7 @@ from services.console.sse import parse as parse_sse  # noqa: E402
 from services.runtime import auth  # noqa: E402
 from services.runtime.db import create_engine  # noqa: E402
 from services.runtime.migrations import upgrade  # noqa: E402
-from services.runtime.settings import METRICS_PORT_OFFSET, RuntimeSettings  # noqa: E402
+from services.runtime.settings import RuntimeSettings  # noqa: E402
 
 WORKSPACE = "ws-bench"
 PROBE_WORKSPACE = "ws-bench-probes"
@@ -146,7 +146,7 @@ async def batch_totals(fleet: ServiceFleet) -> tuple[float, float] | None:
     """The projection's committed batches and their records so far (its ``/metrics``), None when unreadable."""
     from prometheus_client.parser import text_string_to_metric_families
 
-    url = f"http://127.0.0.1:{fleet.procs['projection'].port + METRICS_PORT_OFFSET}/metrics"
+    url = f"{fleet.procs['projection'].metrics_url}/metrics"
     totals = {"leadstream_batches": 0.0, "leadstream_batch_records": 0.0}
     try:
         async with httpx.AsyncClient(timeout=10) as client:
@@ -547,7 +547,8 @@ async def measure_rate(
             cpu_before, cpu_t0 = cpu_now(fleet), time.perf_counter()
             batches_before = await batch_totals(fleet)
             sent = await produce_at(producer, settings, tracker, rate, seconds, seed=seed)
-            cpu = cpu_cores(fleet, cpu_before, time.perf_counter() - cpu_t0)
+            produced_s = time.perf_counter() - cpu_t0
+            cpu = cpu_cores(fleet, cpu_before, produced_s)
             batches_after = await batch_totals(fleet)
             stop_rss.set()
             stop_poll.set()
@@ -577,7 +578,7 @@ async def measure_rate(
     if batches_before is not None and batches_after is not None:
         batches, records = (after - before for after, before in zip(batches_after, batches_before, strict=True))
         figures["projection_batches"] = {
-            "per_s": round(batches / seconds, 1),
+            "per_s": round(batches / produced_s, 1),
             "mean_records": round(records / batches, 1) if batches else None,
         }
     if visible.get("p99_ms") and consumed.get("p99_ms"):

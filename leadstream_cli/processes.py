@@ -206,6 +206,11 @@ class ServiceProcess:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    @property
+    def metrics_url(self) -> str:
+        """Where its ``/metrics`` listener is (the port + ``METRICS_PORT_OFFSET``, the companion reserved with it)."""
+        return f"http://127.0.0.1:{self.port + METRICS_PORT_OFFSET}"
+
 
 @dataclass
 class ServiceFleet:
