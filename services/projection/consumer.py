@@ -24,7 +24,8 @@ from services.runtime.personal import PersonalReader
 from services.runtime.settings import RuntimeSettings
 
 from .checksum import dsn
-from .decoding import decode_record
+from .decoding import decode_record, header_dicts
+from .domain import SEALED_TYPES
 from .handlers import BatchApplier, Item, Plan
 from .settings import ProjectionSettings
 from .store import CLUSTER_KEY, Views
@@ -37,10 +38,12 @@ def decode_records(
     records: Iterable[ConsumerRecord[Any, Any]],
     refused: Mapping[RecordKey, tuple[str, str]] | None = None,
     values: Sequence[bytes | None] | None = None,
+    headers: Sequence[Mapping[str, Any]] | None = None,
 ) -> list[Item]:
     """Records as items; one that does not decode (or is ``refused``) carries the error (it goes to the DLQ).
 
-    ``values`` are the records' values with their personal fields opened (:class:`PersonalReader`), in order."""
+    ``values`` are the records' values with their personal fields opened (:class:`PersonalReader`), in order;
+    ``headers`` their headers as dicts (:func:`.decoding.header_dicts`), in order."""
     out: list[Item] = []
     append = out.append
     for i, r in enumerate(records):
@@ -49,8 +52,9 @@ def decode_records(
             continue
         try:
             value = r.value if values is None else values[i]
+            h = r.headers if headers is None else headers[i]
             # Positional: keyword arguments cost a third of an Item's construction, once per record.
-            append(Item(r.topic, r.partition, r.offset, decode_record(value, r.headers), None, r))
+            append(Item(r.topic, r.partition, r.offset, decode_record(value, h), None, r))
         except DecodeError as exc:
             append(Item(r.topic, r.partition, r.offset, None, error=(exc.code, exc.message), record=r))
     return out
@@ -77,7 +81,7 @@ class ViewsCheckpoint:
         # Personal fields are decrypted where records are decoded: one key lookup per batch, cached. On a pool of
         # its own: planning the next batch must never wait for the connections of the batch in flight.
         self.key_pool: asyncpg.Pool | None = None
-        self.personal = PersonalReader.on_asyncpg(lambda: self.key_pool)
+        self.personal = PersonalReader.on_asyncpg(lambda: self.key_pool, leave_sealed=SEALED_TYPES)
 
     async def connect(self) -> asyncpg.Pool:
         """Open the pools (one connection per transaction in flight, one to ask the offsets; one for keys)."""
@@ -111,9 +115,11 @@ class ViewsCheckpoint:
     ) -> Plan:
         """Decode and plan ``records`` in chunks, yielding to the event loop between chunks."""
         planner = self.applier.planner()
-        values = await self.personal.open_records(records)
+        headers = header_dicts(records)
+        values = await self.personal.open_records(records, headers)
         for i in range(0, len(records), CHUNK):
-            planner.add(decode_records(records[i : i + CHUNK], refused, values[i : i + CHUNK]))
+            j = i + CHUNK
+            planner.add(decode_records(records[i:j], refused, values[i:j], headers[i:j]))
             await asyncio.sleep(0)
         return planner.finish()
 

@@ -23,7 +23,7 @@ error code and message, and upcasters still apply.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 from uuid import UUID
@@ -100,11 +100,19 @@ def _canonical(raw: bytes) -> str:
     return str(UUID(raw.decode()))
 
 
+def header_dicts(records: Sequence[Any]) -> list[dict[str, Any]]:
+    """The headers of ``records`` as dicts, made once for the key lookup and the decoder of a batch."""
+    return [dict(r.headers or ()) for r in records]
+
+
 def decode_record(value: bytes | None, headers: Any) -> DecodedEvent:
-    """Decode a Kafka record for the projection; raises the contract's ``DecodeError`` when ``decode()`` would."""
+    """Decode a Kafka record for the projection; raises the contract's ``DecodeError`` when ``decode()`` would.
+
+    ``headers``: the record's (a list of pairs), or them as a dict (:func:`header_dicts`), which is read, not copied.
+    """
     try:
         # The common case, inlined (it runs for every record of a replay).
-        h = dict(headers)
+        h = headers if type(headers) is dict else dict(headers)
         if value is None or h.get(H_SPECVERSION) != _SPEC or None in h.values() or H_SOURCE not in h:
             raise _Fallback
         if b"\\u" in value and may_hold_unstorable(value):  # a NUL or a lone surrogate, which decode() refuses

@@ -549,6 +549,11 @@ class EventProjection:
     source_group: Callable[[Any], UUID | None] | None = None
     views: Callable[[Any, EventRecord, OrderKey], Contribution] | None = None
     ignored: str | None = None
+    reads_personal: bool = True
+    """Whether anything above reads the event's personal fields (the contract's ``personal``). False lets the
+    projection leave them sealed: its reader neither looks the person's key up nor decrypts (a quarter of a
+    replay's records are approvals, whose text no view shows). ``test_registry`` checks that such an entry gives
+    the same rows whatever its personal fields hold."""
 
     @property
     def is_lead_event(self) -> bool:
@@ -990,6 +995,7 @@ REGISTRY: dict[type[Event], EventProjection] = {
         # No draft id: an approval always follows its own draft's generation (a rejection, which the
         # regeneration can share a timestamp with, carries its draft id).
         detail=lambda d: '{"auto":true}' if d.auto else '{"auto":false}',
+        reads_personal=False,  # the approved text is the generated (or edited) draft's, shown with that event
     ),
     CommentDrafted: P(
         order=32,
@@ -1107,6 +1113,9 @@ TYPE_RANK: dict[str, int] = {cls.event_type: entry.order for cls, entry in REGIS
 
 DETAIL_TYPES: tuple[str, ...] = tuple(cls.event_type for cls, entry in REGISTRY.items() if entry.detail)
 """The event types whose timeline rows keep a JSON detail (what :func:`lead_profile` and :func:`lead_outreach` read)."""
+
+SEALED_TYPES: frozenset[str] = frozenset(cls.event_type for cls, e in REGISTRY.items() if not e.reads_personal)
+"""The event types whose personal fields the projection leaves sealed (see :attr:`EventProjection.reads_personal`)."""
 
 
 def projection_of(data: Event) -> EventProjection | None:

@@ -30,6 +30,7 @@ through untouched (one ``in`` test on the bytes), so the projection's replay kee
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import json
 import os
@@ -395,24 +396,29 @@ def _header(headers: Any, name: str) -> str | None:
     return None
 
 
-_WANTED = (H_TYPE, H_WORKSPACE, H_SUBJECT)
-
-
 def _facts(headers: Any) -> tuple[str | None, str | None, Any]:
-    """(type, workspace, raw subject) in one pass over the headers (this runs for every record of a replay)."""
-    event_type = ws = subject = None
-    for k, v in headers.items() if isinstance(headers, Mapping) else headers or ():
-        if k == H_TYPE:
-            event_type = v
-        elif k == H_WORKSPACE:
-            ws = v
-        elif k == H_SUBJECT:
-            subject = v
-    return _text(event_type), _text(ws), subject
+    """(type, workspace, raw subject) of a record's headers (Kafka's list of pairs, or a mapping; the last value
+    of a repeated name, as a dict of them has). This runs for every record of a replay: one ``dict()`` and three
+    lookups cost a third of a loop over the pairs in Python (and ``isinstance(headers, Mapping)``, an ABC check,
+    costs as much as the dict)."""
+    h = headers if type(headers) is dict else dict(headers or ())
+    return _text(h.get(H_TYPE)), _text(h.get(H_WORKSPACE)), h.get(H_SUBJECT)
+
+
+_TEXTS: dict[bytes, str] = {}
+"""Header values as text (types and workspaces: few distinct values; bounded)."""
 
 
 def _text(v: Any) -> str | None:
-    return v.decode("utf-8", "replace") if isinstance(v, bytes | bytearray) else None if v is None else str(v)
+    if type(v) is bytes:
+        text = _TEXTS.get(v)
+        if text is None:
+            text = v.decode("utf-8", "replace")
+            if len(_TEXTS) >= 10_000:
+                _TEXTS.clear()
+            _TEXTS[v] = text
+        return text
+    return v.decode("utf-8", "replace") if isinstance(v, bytearray) else None if v is None else str(v)
 
 
 _SUBJECTS: dict[Any, str | None] = {}
@@ -438,6 +444,15 @@ def _lead_of(subject: Any) -> str | None:
     return lead
 
 
+_URLSAFE = bytes.maketrans(b"-_", b"+/")
+
+
+def _b64url_decode(token: bytes) -> bytes:
+    """``base64.urlsafe_b64decode`` without its three Python layers (half its cost, once per token read); a
+    malformed token raises ``binascii.Error``, a ``ValueError``, as there."""
+    return binascii.a2b_base64(token.translate(_URLSAFE))
+
+
 def _json_string(text: str) -> bytes:
     """``text`` as a JSON string (the common case, printable without quotes or backslashes, without json)."""
     if text.isprintable() and '"' not in text and "\\" not in text:
@@ -455,7 +470,13 @@ class PersonalReader:
         ttl_s: float = 30.0,
         clock: Callable[[], float] = time.monotonic,
         wrapper: KeyWrapper | None = None,
+        leave_sealed: Container[str] = frozenset(),
     ) -> None:
+        if ERASED_TYPE in leave_sealed:
+            raise ValueError("an erasure is always read: it marks its person erased for the records after it")
+        self.leave_sealed = leave_sealed
+        """Event types whose values this reader passes through unopened: the consumer reads none of their personal
+        fields (the projection's ``EventProjection.reads_personal``), so neither a key lookup nor a decryption."""
         self._fetch = fetch
         self._wrapper = wrapper
         self.ttl_s = ttl_s
@@ -480,7 +501,9 @@ class PersonalReader:
         return cls(fetch, ttl_s=ttl_s, wrapper=wrapper)
 
     @classmethod
-    def on_asyncpg(cls, pool: Callable[[], Any], *, ttl_s: float = 30.0) -> PersonalReader:
+    def on_asyncpg(
+        cls, pool: Callable[[], Any], *, ttl_s: float = 30.0, leave_sealed: Container[str] = frozenset()
+    ) -> PersonalReader:
         """A reader whose lookups go through an asyncpg pool (``pool()`` gives it when a lookup runs)."""
 
         async def fetch(leads: list[UUID]) -> list[tuple[str, UUID, bytes | None]]:
@@ -490,7 +513,7 @@ class PersonalReader:
             )
             return [(r[0], r[1], r[2]) for r in rows]
 
-        return cls(fetch, ttl_s=ttl_s)
+        return cls(fetch, ttl_s=ttl_s, leave_sealed=leave_sealed)
 
     def person(self, headers: Any, only: Container[str] | None = None) -> Person | None:
         """The person a record is about, when its type has personal fields or erases someone (and is one of
@@ -504,6 +527,8 @@ class PersonalReader:
         if event_type is None or not (_paths(event_type) or event_type == ERASED_TYPE):
             return None
         if only is not None and event_type not in only:
+            return None
+        if event_type in self.leave_sealed:
             return None
         if ws is None or subject is None:
             return None
@@ -583,7 +608,7 @@ class PersonalReader:
 
         def plain(m: re.Match[bytes]) -> bytes:
             try:
-                data = base64.urlsafe_b64decode(m.group(1))
+                data = _b64url_decode(m.group(1))
                 text = aead.decrypt(data[:NONCE_BYTES], data[NONCE_BYTES:], aad).decode()
             except (InvalidTag, ValueError):
                 text = ERASED
@@ -591,13 +616,18 @@ class PersonalReader:
 
         return _TOKEN.sub(plain, value)
 
-    async def open_records(self, records: Sequence[Any]) -> list[bytes | None]:
+    async def open_records(
+        self, records: Sequence[Any], headers: Sequence[Mapping[str, Any]] | None = None
+    ) -> list[bytes | None]:
         """The values of ``records`` (with ``.value`` and ``.headers``) opened, their people looked up at once.
-        An unreachable key store raises: the caller's retry (the consumer core's) waits it out."""
-        about = [self.about(r.headers) for r in records]
-        people = [a[1] if a is not None else None for a in about]
-        await self.load(people)
+        ``headers``: the records' headers as dicts, in order, when the caller has them (a replay's decoder
+        reads the same dicts). An unreachable key store raises: the caller's retry (the consumer core's)
+        waits it out."""
+        if headers is None:
+            headers = [r.headers for r in records]
+        about = [self.about(h) for h in headers]
+        await self.load({a[1] for a in about if a is not None})
         return [
-            r.value if a is None else self.open(r.value, r.headers, a[1], a[0])
-            for r, a in zip(records, about, strict=True)
+            r.value if a is None else self.open(r.value, h, a[1], a[0])
+            for r, h, a in zip(records, headers, about, strict=True)
         ]

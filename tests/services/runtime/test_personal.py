@@ -16,6 +16,7 @@ from leadstream_schemas import (
     LeadDiscovered,
     LeadErased,
     LeadSource,
+    MessageApproved,
     MessageSent,
     VideoRequested,
     decode,
@@ -108,6 +109,34 @@ async def test_a_token_is_bound_to_its_person(probe: Probe) -> None:
         [value] = await reader.open_records([Record(record.value, headers)])
         data = decode(value, headers).data
         assert (data.full_name, data.email, data.title) == (ERASED, ERASED, "Analyst")  # type: ignore[attr-defined]
+
+
+async def test_a_reader_leaves_the_types_it_is_told_to_sealed_and_looks_no_key_up_for_them(probe: Probe) -> None:
+    ws, lead = f"ws-{uuid.uuid4().hex[:8]}", uuid.uuid4()
+    approved = Envelope.new(
+        MessageApproved(lead_id=lead, draft_id=uuid.uuid4(), channel="message", text=f"Hi {NAME}"),
+        workspace_id=ws,
+        source="test",
+    )
+    [discovered, approval] = await _written(probe, [_discovered(ws, lead), approved])
+    assert approval.value is not None and TOKEN_PREFIX.encode() in approval.value
+    asked: list[list[uuid.UUID]] = []
+    engine_reader = PersonalReader.on_engine(probe.service.engine)
+
+    async def fetch(leads: list[uuid.UUID]) -> Any:
+        asked.append(leads)
+        return await engine_reader._fetch(leads)
+
+    reader = PersonalReader(fetch, leave_sealed={MessageApproved.event_type})
+    # Alone, the approval is passed through as it is, and nobody's key is looked up.
+    assert await reader.open_records([approval]) == [approval.value] and asked == []
+    # Beside a record of a type it reads, that one is opened as ever.
+    opened = await reader.open_records([discovered, approval])
+    assert decode(opened[0], discovered.headers).data.full_name == NAME  # type: ignore[attr-defined]
+    assert opened[1] == approval.value and asked == [[lead]]
+    # An erasure is never left sealed: it marks its person erased for the records after it.
+    with pytest.raises(ValueError, match="erasure"):
+        PersonalReader(fetch, leave_sealed={LeadErased.event_type})
 
 
 async def test_erasure_shreds_tokens_and_old_plaintext_and_later_writes(probe: Probe) -> None:
