@@ -148,13 +148,28 @@ async def rebuild(
         if since is not None and until is not None and until < since:
             raise ReplayError(f"--until {until.isoformat()} is before --since {since.isoformat()}")
         args = (conn, settings, schema, since, until, campaign, batch_records, on_progress, pacer, workers)
-        try:
-            return await _rebuild_into(*args, HOLD_ROWS)
-        except HeldRowsRefused as exc:
-            log.warning("a row held back was refused: reading again without holding rows", extra={"error": str(exc)})
+        hold_rows, seen_window = HOLD_ROWS, SEEN_WINDOW
+        while True:
+            try:
+                return await _rebuild_into(*args, hold_rows, seen_window)
+            except HeldRowsRefused as exc:
+                if not hold_rows:
+                    raise
+                log.warning(
+                    "a row held back was refused: reading again without holding rows", extra={"error": str(exc)}
+                )
+                hold_rows = 0
+            except DuplicateEvents as exc:
+                if not seen_window:
+                    raise
+                log.warning(
+                    "an event is on the log twice, further apart than a reader remembers or on two readers' "
+                    "partitions: reading again with seen_events' key",
+                    extra={"error": str(exc)},
+                )
+                seen_window = 0
             await conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
             await upgrade(MIGRATIONS, settings.database_url, schema)
-            return await _rebuild_into(*args, 0)
     finally:
         pacer.stop()
         await conn.close()
@@ -172,6 +187,7 @@ async def _rebuild_into(
     pacer: GcPacer,
     workers: int | None,
     hold_rows: int,
+    seen_window: int,
 ) -> ReplayReport:
     consumer = log_consumer(settings, batch_records)
     await consumer.start()
@@ -180,7 +196,7 @@ async def _rebuild_into(
         tps, starts, ends = await begin_rebuild(conn, settings, consumer, schema, since, until, campaign)
         total = sum(max(ends[tp] - starts[tp], 0) for tp in tps)
         report.end_offsets = {tp_key(tp): ends[tp] for tp in tps}
-        deferred = await defer_keys(conn, schema)
+        deferred = await defer_keys(conn, schema, (SEEN_TABLE, *DEFERRED_KEYS) if seen_window else DEFERRED_KEYS)
         try:
             todo = {tp: (starts[tp], ends[tp]) for tp in tps if starts[tp] < ends[tp]}
             count = min(workers or default_workers(), len(todo)) or 1
@@ -193,7 +209,7 @@ async def _rebuild_into(
                 )
                 count = 1
             report.workers = count
-            job = ReadJob(settings, schema, since, campaign, batch_records, todo, modules, hold_rows)
+            job = ReadJob(settings, schema, since, campaign, batch_records, todo, modules, hold_rows, seen_window)
             if count == 1:
                 started = time.monotonic()
 
@@ -211,7 +227,10 @@ async def _rebuild_into(
                 await restore_keys(conn, deferred)
             raise
         t0 = time.perf_counter()
-        await restore_keys(conn, deferred)
+        try:
+            await restore_keys(conn, deferred)
+        except asyncpg.UniqueViolationError as exc:  # only seen_events' key can find a duplicate (it comes first)
+            raise DuplicateEvents(describe(exc)) from exc
         report.phases["keys"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         await BatchApplier(views_for(schema), refresh_summaries=False).refresh_all_summaries(conn)
@@ -295,8 +314,9 @@ async def begin_rebuild(
 DEFERRED_KEYS = ("timeline",)
 """Tables whose primary key a rebuild builds once at the end instead of row by row: the timeline gets a
 row per lead event and nothing in a rebuild looks rows up by its key (events are deduplicated by
-``seen_events``, so no row can come twice). Building the index from the loaded table is one sort;
-keeping it up to date row by row cost Postgres about 3 µs per event, a third of its share of a replay."""
+``seen_events``, so no row can come twice; when its key is deferred too, it is added back first, and proves
+it). Building the index from the loaded table is one sort; keeping it up to date row by row cost Postgres
+about 3 µs per event, a third of its share of a replay."""
 
 
 @dataclass(frozen=True)
@@ -309,16 +329,17 @@ class DeferredKey:
     definition: str
 
 
-async def defer_keys(conn: asyncpg.Connection, schema: str) -> list[DeferredKey]:
-    """Drop the primary keys of :data:`DEFERRED_KEYS` in ``schema`` (:func:`restore_keys` adds them back)."""
+async def defer_keys(conn: asyncpg.Connection, schema: str, tables: Sequence[str] = DEFERRED_KEYS) -> list[DeferredKey]:
+    """Drop the primary keys of ``tables`` in ``schema``, returned in that order (:func:`restore_keys` adds them
+    back in it)."""
     rows = await conn.fetch(
         "SELECT t.relname, c.conname, pg_get_constraintdef(c.oid) FROM pg_constraint c "
         "JOIN pg_class t ON t.oid = c.conrelid JOIN pg_namespace n ON n.oid = t.relnamespace "
         "WHERE n.nspname = $1 AND t.relname = ANY($2::text[]) AND c.contype = 'p'",
         schema,
-        list(DEFERRED_KEYS),
+        list(tables),
     )
-    keys = [DeferredKey(schema, r[0], r[1], r[2]) for r in rows]
+    keys = sorted((DeferredKey(schema, r[0], r[1], r[2]) for r in rows), key=lambda k: list(tables).index(k.table))
     for k in keys:
         await conn.execute(f'ALTER TABLE "{k.schema}"."{k.table}" DROP CONSTRAINT "{k.name}"')
     return keys
@@ -328,6 +349,21 @@ async def restore_keys(conn: asyncpg.Connection, keys: Sequence[DeferredKey]) ->
     """Add the primary keys :func:`defer_keys` dropped (one index build from the loaded rows each)."""
     for k in keys:
         await conn.execute(f'ALTER TABLE "{k.schema}"."{k.table}" ADD CONSTRAINT "{k.name}" {k.definition}')
+
+
+SEEN_TABLE = "seen_events"
+"""Deferred too when the readers deduplicate in memory (``BatchApplier.seen_window``): the key, added first at the
+end, then proves that no event was applied twice (a duplicate the readers could not know makes it fail, and
+:func:`rebuild` reads again with the key, :class:`DuplicateEvents`). A pod rebuild keeps it: its workers restart
+and forget."""
+
+SEEN_WINDOW = 250_000
+"""Event ids a reader remembers per generation (two at most: about 60 MB), see ``BatchApplier.seen_window``."""
+
+
+class DuplicateEvents(Exception):
+    """A rebuild read with ``seen_events`` unkeyed found, when adding the key, an event applied twice: the views
+    count it twice, so :func:`rebuild` reads the log again with the key (each reader then looks every id up)."""
 
 
 HOLD_ROWS = 50_000
@@ -415,6 +451,8 @@ class ReadJob:
     :func:`registry_sources`)."""
     hold_rows: int = HOLD_ROWS
     """Lead rows held back before they are written (0: each batch writes its own)."""
+    seen_window: int = 0
+    """Event ids a reader remembers as seen (``BatchApplier.seen_window``; 0: ``seen_events``' key decides)."""
 
     def share(self, count: int) -> list[ReadJob]:
         """The partitions split in ``count`` jobs with about as many records each (:func:`split_partitions`)."""
@@ -441,7 +479,12 @@ async def reader_checkpoint(job: ReadJob, *, crash_after: int = 0) -> ViewsCheck
     """The views of ``job``'s schema as the checkpoint of one reader, connected (``crash_after``: see
     :class:`~.consumer.ViewsCheckpoint`)."""
     applier = BatchApplier(
-        views_for(job.schema), campaign=job.campaign, since=job.since, refresh_summaries=False, hold_rows=job.hold_rows
+        views_for(job.schema),
+        campaign=job.campaign,
+        since=job.since,
+        refresh_summaries=False,
+        hold_rows=job.hold_rows,
+        seen_window=job.seen_window,
     )
     checkpoint = ViewsCheckpoint(applier, job.settings, crash_after=crash_after)
     await checkpoint.connect()

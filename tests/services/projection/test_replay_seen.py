@@ -1,0 +1,65 @@
+"""A rebuild loads ``seen_events`` without its key and deduplicates in memory; the key, added back first at the
+end, proves that no event was applied twice, and when it cannot be added the rebuild reads the log again with
+the key. On the real broker and database.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import asyncpg
+import pytest
+
+from services.projection import replay
+from services.projection.checksum import dsn, views_checksum
+from services.projection.replay import rebuild
+from services.projection.workload import generate
+from tests.services.projection.fixtures import Isolated, isolated  # noqa: F401 - fixture
+from tests.services.projection.helpers import produce_all
+
+AGAIN = "reading again with seen_events' key"
+
+
+async def _primary_key(conn: asyncpg.Connection, schema: str, table: str) -> str | None:
+    return await conn.fetchval(
+        "SELECT pg_get_constraintdef(c.oid) FROM pg_constraint c JOIN pg_class t ON t.oid = c.conrelid "
+        "JOIN pg_namespace n ON n.oid = t.relnamespace WHERE n.nspname = $1 AND t.relname = $2 AND c.contype = 'p'",
+        schema,
+        table,
+    )
+
+
+async def test_duplicates_a_reader_remembers_and_ones_it_forgot_both_count_once(
+    isolated: Isolated,  # noqa: F811 - the fixture imported above
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    settings = isolated.settings()
+    log = generate(leads=30, campaigns=3, seed=11).envelopes
+    await produce_all(settings.kafka_bootstrap_servers, settings.topic_prefix, log)
+    # The first 25 events again, after everything else on their partitions (a relay re-publishing after a crash).
+    await produce_all(settings.kafka_bootstrap_servers, settings.topic_prefix, log[:25])
+
+    # Remembered: the reader's window holds the whole log, so the duplicates are skipped as they come.
+    caplog.set_level(logging.WARNING, logger=replay.__name__)
+    remembered = await rebuild(settings, "remembered", workers=1, batch_records=50)
+    assert not [r for r in caplog.records if AGAIN in r.getMessage()]
+
+    # Forgotten: a window of 20 ids has long dropped the originals when their duplicates come. The load applies them
+    # again, the key refuses the table, and the rebuild reads the log again with the key.
+    monkeypatch.setattr(replay, "SEEN_WINDOW", 20)
+    forgotten = await rebuild(settings, "forgotten", workers=1, batch_records=50)
+    assert [r for r in caplog.records if AGAIN in r.getMessage()]
+
+    for report in (remembered, forgotten):
+        assert report.records == len(log) + 25
+        assert (report.applied, report.duplicates) == (len(log), 25)
+    conn = await asyncpg.connect(dsn(settings.database_url))
+    try:
+        digests = {s: (await views_checksum(conn, f"projection_{s}")).digest for s in ("remembered", "forgotten")}
+        assert digests["remembered"] == digests["forgotten"]
+        for schema in ("projection_remembered", "projection_forgotten"):
+            assert await _primary_key(conn, schema, "seen_events") == "PRIMARY KEY (event_id)"
+            assert await conn.fetchval(f'SELECT count(*) FROM "{schema}".seen_events') == len(log)
+    finally:
+        await conn.close()
