@@ -66,7 +66,7 @@ async def read_ranges(
             consumer.pause(tp)
     while remaining:
         batch = await consumer.getmany(timeout_ms=500, max_records=max_records)
-        inside = {tp: kept for tp, recs in batch.items() if (kept := [r for r in recs if r.offset < ends[tp]])}
+        inside = {tp: kept for tp, recs in batch.items() if (kept := _before(recs, ends[tp]))}
         if inside:
             yield inside
         for tp in list(remaining):
@@ -74,6 +74,13 @@ async def read_ranges(
             if await consumer.position(tp) >= ends[tp]:
                 remaining.discard(tp)
                 consumer.pause(tp)
+
+
+def _before(records: list[ConsumerRecord[Any, Any]], end: int) -> list[ConsumerRecord[Any, Any]]:
+    """The records (of one partition, in offset order) before offset ``end``: all of them unless the last is not."""
+    if not records or records[-1].offset < end:
+        return records
+    return [r for r in records if r.offset < end]
 
 
 SINCE_MARGIN = timedelta(hours=1)
