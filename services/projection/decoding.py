@@ -132,9 +132,11 @@ def decode_record(value: bytes | None, headers: Any) -> DecodedEvent:
         time = datetime.fromisoformat(h[H_TIME].decode())
         if time.tzinfo is None:  # as decode(): a bare time is UTC
             time = time.replace(tzinfo=UTC)
-        event_id = _canonical(h[H_ID])
+        raw_id = h[H_ID]
+        event_id = _canonical(raw_id)
         raw = h.get(H_CORRELATION)
-        if raw is not None and _CANONICAL_UUID(raw) is None:
+        # A chain's first event is its own correlation: the same bytes, checked just above.
+        if raw is not None and raw != raw_id and _CANONICAL_UUID(raw) is None:
             UUID(raw.decode())
         raw = h.get(H_CAUSATION)
         if raw is not None and _CANONICAL_UUID(raw) is None:
