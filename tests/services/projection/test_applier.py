@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from collections import Counter
 from typing import Any
 
 import asyncpg
@@ -247,3 +248,34 @@ async def test_a_live_batch_of_lead_events_is_a_fixed_handful_of_statements(
         sql.record_changes,
         sql.store_offsets,
     ]  # and COMMIT, which asyncpg's transaction sends past the query logger
+
+
+async def test_a_rebuild_reader_loads_before_the_lock_and_undoes_the_load_when_someone_else_wrote(
+    pg: asyncpg.Connection, new_schema: NewSchema
+) -> None:
+    """A rebuild's reader (``seen_window``: ``seen_events`` unkeyed, its ids remembered) loads a batch's ids and
+    timeline rows before it takes the apply lock. When the fence then finds that another writer got ahead on a
+    partition, the load is rolled back and only the records past that writer's offset are applied: every event
+    once, the same views as one plain applier's."""
+    log = generate(leads=8, campaigns=2, seed=23)
+    items = as_items(log.envelopes)
+    once, views = await new_schema(), await new_schema()
+    await apply_all(pg, once, items, batch=len(items))
+    for table in ("seen_events", "timeline"):  # loaded unkeyed, as a rebuild does
+        await pg.execute(f'ALTER TABLE "{views.schema}".{table} DROP CONSTRAINT {table}_pkey')
+    reader = BatchApplier(views, seen_window=1_000)
+    sizes = Counter((it.topic, it.partition) for it in items)
+    tp = max(sizes, key=lambda t: sizes[t])
+    part = [it for it in items if (it.topic, it.partition) == tp]
+    rest = [it for it in items if (it.topic, it.partition) != tp]
+    first = await reader.apply(pg, part[:10] + rest, {})
+    # Another writer applies the partition's next 10 records; the reader, which fetched from offset 10, comes with
+    # records 10 to the end: the fence keeps those from 20 on.
+    other = await BatchApplier(views, seen_window=1_000).apply(pg, part[10:20], dict(first.next_offsets))
+    assert other.applied == 10
+    r = await reader.apply(pg, part[10:], dict(first.next_offsets))
+    assert (r.applied, r.duplicates, r.seeks) == (len(part) - 20, 0, {})
+    a, b = await views_checksum(pg, once.schema), await views_checksum(pg, views.schema)
+    assert a.tables == b.tables and a.digest == b.digest
+    assert await pg.fetchval(f'SELECT count(*) FROM "{views.schema}".seen_events') == len(items)
+    assert await pg.fetchval(f'SELECT count(DISTINCT event_id) FROM "{views.schema}".seen_events') == len(items)
