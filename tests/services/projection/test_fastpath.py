@@ -32,7 +32,7 @@ from leadstream_schemas.envelope import H_CAUSATION, H_CORRELATION, H_ID, H_SPEC
 
 from services.projection import domain, fastpath, handlers
 from services.projection.checksum import views_checksum
-from services.projection.decoding import DecodedEvent, decode_record
+from services.projection.decoding import DecodedEvent, decode_record, header_dicts
 from services.projection.domain import SPECS, MergeSpec
 from services.projection.handlers import BatchApplier
 from services.projection.store import TIMELINE_COLUMNS, views_for
@@ -57,11 +57,18 @@ def replace(headers: Headers, name: str, value: bytes | None) -> Headers:
     return [(n, value if n == name else v) for n, v in headers]
 
 
+@dataclass
+class Record:
+    """What ``header_dicts`` reads of a consumer record."""
+
+    headers: Headers
+
+
 def drop(headers: Headers, name: str) -> Headers:
     return [(n, v) for n, v in headers if n != name]
 
 
-def verdict(fn: Callable[[bytes | None, Headers], Any], value: bytes | None, headers: Headers) -> tuple[Any, ...]:
+def verdict(fn: Callable[[bytes | None, Any], Any], value: bytes | None, headers: Any) -> tuple[Any, ...]:
     """What a decoder makes of a record: the projection's view of the event, or the error."""
     try:
         env = fn(value, headers)
@@ -79,6 +86,8 @@ CASES: dict[str, tuple[bytes | None, Headers]] = {
     "braced id": (VALUE, replace(HEADERS, H_ID, b"{" + dict(HEADERS)[H_ID] + b"}")),  # type: ignore[operator]
     "bad id": (VALUE, replace(HEADERS, H_ID, b"not-a-uuid")),
     "bad correlation": (VALUE, replace(HEADERS, H_CORRELATION, b"nope")),
+    "correlation is the id": (VALUE, replace(HEADERS, H_CORRELATION, dict(HEADERS)[H_ID])),
+    "bad id, also the correlation": (VALUE, replace(replace(HEADERS, H_ID, b"nope"), H_CORRELATION, b"nope")),
     "hex causation": (VALUE, replace(HEADERS, H_CAUSATION, uuid.uuid4().hex.encode())),
     "missing type": (VALUE, drop(HEADERS, H_TYPE)),
     "missing workspace": (VALUE, drop(HEADERS, H_WORKSPACE)),
@@ -108,9 +117,18 @@ def test_the_projection_decoder_agrees_with_the_contract(case: str) -> None:
     value, headers = CASES[case]
     mine = verdict(decode_record, value, headers)
     assert mine == verdict(decode, value, headers)
+    assert verdict(decode_record, value, header_dicts([Record(headers)])[0]) == mine  # a replay's batch path
     if case == "valid":
         assert mine[0] == "ok" and mine[1] == dict(HEADERS)[H_ID].decode()  # type: ignore[union-attr]
-    if case in ("bad id", "bad correlation", "not json", "unknown type", "nul in a field", "lone surrogate"):
+    if case in (
+        "bad id",
+        "bad correlation",
+        "bad id, also the correlation",
+        "not json",
+        "unknown type",
+        "nul in a field",
+        "lone surrogate",
+    ):
         assert mine[0] == "error"
     if case in ("text that looks like an escape", "older record past a bound"):
         assert mine[0] == "ok"
