@@ -29,6 +29,8 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+# As the demo runs: the development key-encryption key (the workers inherit it, see KEPT).
+os.environ.setdefault("LEADSTREAM_ENV", "development")
 
 import asyncpg  # noqa: E402
 
@@ -40,13 +42,16 @@ from services.projection.settings import ProjectionSettings  # noqa: E402
 from services.projection.workload import generate  # noqa: E402
 
 LEADSTREAM = Path(sys.executable).with_name("leadstream")
+KEPT = ("LEADSTREAM_ENV", "LEADSTREAM_KEY_ENCRYPTION_KEY")
+"""Settings the workers inherit (they open the log's sealed fields as the services do); every other ``LEADSTREAM_``
+variable of this process is left out, so that only the rebuild's own settings reach them."""
 
 
 async def pod_rebuild(settings: ProjectionSettings, name: str, workers: int, batch: int) -> dict[str, Any]:
     """Start the rebuild ``name`` for ``workers`` and run them as processes at once; its figures."""
     await start_pod_rebuild(settings, name, workers=workers, batch_records=batch)
     env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("LEADSTREAM_")},
+        **{k: v for k, v in os.environ.items() if not k.startswith("LEADSTREAM_") or k in KEPT},
         "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
         "DATABASE_URL": settings.database_url,
         "LEADSTREAM_TOPIC_PREFIX": settings.topic_prefix,
