@@ -641,8 +641,11 @@ class StepExecutor:
             await self._refused(run, exc)
         return None
 
-    async def _refused(self, run: StepRun, exc: ProviderError) -> None:
-        """The provider said no: wait for a limit or a rate limit, retry a transient error, else ActionFailed."""
+    async def _refused(self, run: StepRun, exc: ProviderError, told_at: datetime | None = None) -> None:
+        """The provider said no: wait for a limit or a rate limit, retry a transient error, else ActionFailed.
+
+        ``told_at``: when the call that was refused was made (its intent's ``sent_at``), when its answer is settled
+        later than that: a rate limit counts from when the provider said it, not from when the answer was read."""
         if isinstance(exc, LimitReached):
             # LinkedIn's invitation or message limit: the account waits for its next window (every step of
             # it: an account that keeps asking past a limit gets restricted), its leads wait, nothing fails.
@@ -671,10 +674,11 @@ class StepExecutor:
             # A rate limit is no failure: wait as told, without counting attempts. But a provider that
             # refuses for a whole day (a quota used up elsewhere, a broken integration) must not hold
             # the lead for ever: past ``rate_limited_give_up_h`` of refusals in a row the step fails.
+            told = told_at or run.now
             payload = dict(run.timer.payload or {})
-            since = datetime.fromisoformat(payload.setdefault(RATE_LIMITED_SINCE, run.now.isoformat()))
-            if run.now - since < timedelta(hours=self.settings.rate_limited_give_up_h):
-                retry_at = run.now + timedelta(seconds=max(exc.retry_after_s, 1.0))
+            since = datetime.fromisoformat(payload.setdefault(RATE_LIMITED_SINCE, told.isoformat()))
+            if told - since < timedelta(hours=self.settings.rate_limited_give_up_h):
+                retry_at = told + timedelta(seconds=max(exc.retry_after_s, 1.0))
                 await tm.postpone(run.conn, run.timer.id, retry_at, run.now, payload=payload)
                 return
             await self.fail(run, "rate_limited", f"rate-limited since {since.isoformat()}: {exc}")
@@ -724,7 +728,7 @@ class StepExecutor:
             state = intents.RATE_LIMITED if limited else intents.FAILED
             await intents.mark(conn, key, state, detail=str(answer.error)[:500], reconcile_at=None)
             if run is not None:
-                await self._refused(run, answer.error)
+                await self._refused(run, answer.error, intent.sent_at)
         elif isinstance(answer, NeverArrived):
             await intents.mark(conn, key, intents.FAILED, detail=answer.detail, reconcile_at=None)
             if run is not None:

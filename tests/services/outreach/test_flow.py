@@ -16,6 +16,7 @@ from sqlalchemy import func, select
 from services.outreach.adapters import InvitationLimitReached, SendRequest, SendResult
 from services.outreach.adapters.simulated import LinkedInBehaviour, SimulatedLinkedIn
 from services.outreach.store import texts
+from services.runtime.clock import FakeClock
 from services.runtime.providers import ProviderError, RateLimited, SimulationProfile
 from tests.services.outreach.support import MakeSettings, StartService, approvals, lead_events, of_type, start_outreach
 from tests.support.kafka import wait_for
@@ -98,6 +99,8 @@ class _Faulty(SimulatedLinkedIn):
         )
         self.crash, self.refuse, self.limited = crash, refuse, limited
         self.limited_calls: list[datetime] = []
+        self.clock: FakeClock | None = None
+        """When set, a rate limit's answer takes 7 seconds of campaign time to come (it is settled after the call)."""
 
     async def send_invite(self, req: SendRequest, now: datetime) -> SendResult:
         if uuid.UUID(req.lead.lead_id) in self.crash:
@@ -106,6 +109,8 @@ class _Faulty(SimulatedLinkedIn):
             raise ProviderError("profile is private", transient=False, status=403)
         if uuid.UUID(req.lead.lead_id) in self.limited:
             self.limited_calls.append(now)
+            if self.clock is not None:
+                self.clock.set(self.clock.now() + timedelta(seconds=7))
             raise RateLimited(retry_after_s=1800)
         return await super().send_invite(req, now)
 
@@ -125,6 +130,7 @@ async def test_failing_steps_end_the_lead_not_the_campaign(
         rate_limited_give_up_h=3,
         linkedin=provider,
     )
+    provider.clock = o.clock
     account = await o.account()
     cid = (
         await o.api(
@@ -157,7 +163,8 @@ async def test_failing_steps_end_the_lead_not_the_campaign(
     assert failed[crash].reason == "internal_error" and "provider client bug" in (failed[crash].detail or "")
     assert failed[refuse].reason == "provider_error" and not failed[refuse].retryable
     assert [e.data.lead_id for e in of_type(got, "InviteSent")] == [fine]
-    # Rate-limited: retried every 30 minutes as told, without using up attempts, and given up after 3 hours.
+    # Rate-limited: retried every 30 minutes as told, counted from the call (its answer was settled 7 s later),
+    # without using up attempts, and given up after 3 hours.
     calls = provider.limited_calls
     assert len(calls) == 7 and all(b - a == timedelta(minutes=30) for a, b in pairwise(calls))
     assert failed[limited].reason == "rate_limited" and not failed[limited].retryable
