@@ -261,9 +261,7 @@ class BatchApplier:
                 if preloaded is not None:
                     seen, writes = preloaded.seen, preloaded.writes
                 else:
-                    seen = await self._record_seen(conn, ids)
-                    if trimmed or seen:
-                        writes = self.writes(it for eid, it in events.items() if eid not in seen)
+                    seen, writes = await self._new_writes(conn, events, writes, replan=trimmed)
                 result.duplicates += len(seen)
                 result.applied = len(ids) - len(seen)
                 applied = [eid for eid in ids if eid not in seen] if seen else ids
@@ -318,6 +316,16 @@ class BatchApplier:
             await self._copy_seen(conn, [eid for eid in ids if eid not in seen])
         return seen
 
+    async def _new_writes(
+        self, conn: asyncpg.Connection, events: dict[str, Item], writes: Writes, *, replan: bool
+    ) -> tuple[set[str], Writes]:
+        """Record ``events``' ids as seen; returns those seen before and the writes of the others: ``writes`` (the
+        plan's) unless some were seen or ``replan`` (the plan was made for more events than ``events``)."""
+        seen = await self._record_seen(conn, list(events))
+        if replan or seen:
+            writes = self.writes(it for eid, it in events.items() if eid not in seen)
+        return seen, writes
+
     async def _preload(self, conn: asyncpg.Connection, plan: Plan) -> _Preloaded | None:
         """A rebuild's reader (``seen_window``) loads a batch's event ids and timeline rows before it takes the apply
         lock, in a savepoint: nothing a batch reads depends on them (its ids are seen by this reader's memory, the
@@ -330,8 +338,7 @@ class BatchApplier:
             return None
         savepoint = conn.transaction()
         await savepoint.start()
-        seen = await self._record_seen(conn, list(plan.events))
-        writes = self.writes(it for eid, it in plan.events.items() if eid not in seen) if seen else plan.writes
+        seen, writes = await self._new_writes(conn, plan.events, plan.writes, replan=False)
         if writes.timeline:
             await self._copy_timeline(conn, writes.timeline)
         return _Preloaded(savepoint, seen, writes)
