@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import faulthandler
 import signal
 import tempfile
 import time
@@ -274,8 +275,11 @@ def run_demo(*, once: bool, leads: int, timeout_s: float, env: dict[str, str], p
     """Run the demo; returns the process exit code (0 when a lead's full lifecycle was shown).
 
     SIGTERM and SIGHUP (a service manager, a closed terminal) stop it as Ctrl-C does: through the ``finally``
-    that stops every service, so none is left running on its own.
+    that stops every service, so none is left running on its own. SIGUSR1 prints every thread's stack.
     """
+    # A demo that does not stop says where it waits: SIGUSR1 prints every thread's stack (as a service logs its
+    # tasks on SIGUSR1).
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     with STOP.installed():
         return _run_demo(once=once, leads=leads, timeout_s=timeout_s, env=env, port_base=port_base)
 

@@ -6,7 +6,6 @@ sign-in links in its own schema, and neither consumes nor emits events (no Kafka
 
 from __future__ import annotations
 
-import asyncio
 from datetime import timedelta
 from pathlib import Path
 
@@ -101,9 +100,5 @@ def build(
     ):
         service.include_router(router)
 
-    async def close_backends(stop: asyncio.Event) -> None:
-        await stop.wait()
-        await backends.aclose()
-
-    service.add_task(close_backends)
+    service.close_on_stop(backends)
     return service

@@ -3,8 +3,6 @@ HTTP routes -> service."""
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from leadstream_schemas import CAMPAIGN, LEAD, CampaignAudienceRunRequested, CampaignExtended, LeadErased
@@ -49,14 +47,6 @@ def make_provider(settings: DiscoverySettings, clock: Clock) -> SearchProvider:
     return SimulatedSearchProvider(sim, clock)
 
 
-def _close_on_stop(client: UnipileSearchClient) -> Callable[[asyncio.Event], Awaitable[None]]:
-    async def close(stop: asyncio.Event) -> None:
-        await stop.wait()
-        await client.aclose()
-
-    return close
-
-
 def build(
     settings: DiscoverySettings | None = None, clock: Clock | None = None, provider: SearchProvider | None = None
 ) -> Service:
@@ -79,8 +69,7 @@ def build(
         },
     )
     service.include_router(build_router(service, settings, provider, runner))
-    if isinstance(provider, UnipileSearchClient):
-        service.add_task(_close_on_stop(provider))
+    service.close_on_stop(provider)
     service.app.state.runner = runner
     service.app.state.watch = watch
     service.app.state.provider = provider

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from leadstream_schemas import LEAD, LeadDiscovered, LeadEnrichmentRequested, LeadErased
@@ -59,14 +57,6 @@ def make_adapters(settings: EnrichmentSettings, clock: Clock) -> tuple[ProfilePr
     return SimulatedProfileProvider(sim, clock, rate), SimulatedEmailFinder(sim, clock, rate)
 
 
-def _close_on_stop(client: ProfileApiClient | EmailApiClient) -> Callable[[asyncio.Event], Awaitable[None]]:
-    async def close(stop: asyncio.Event) -> None:
-        await stop.wait()
-        await client.aclose()
-
-    return close
-
-
 def build(
     settings: EnrichmentSettings | None = None,
     clock: Clock | None = None,
@@ -94,9 +84,7 @@ def build(
         },
     )
     retries.timers.serve()
-    for client in (handlers.profiles, handlers.emails):
-        if isinstance(client, ProfileApiClient | EmailApiClient):
-            service.add_task(_close_on_stop(client))
+    service.close_on_stop(handlers.profiles, handlers.emails)
     service.app.state.handlers = handlers
     service.app.state.retries = retries
     return service

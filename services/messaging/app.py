@@ -69,7 +69,9 @@ def build(
     windows = domain.HookWindows(
         settings.hook_post_window_days, settings.hook_career_window_days, settings.hook_milestone_window_days
     )
-    core = MessagingCore(Writer(generator or make_generator(settings)), windows, settings.simulated_seed)
+    generator = generator or make_generator(settings)
+    service.close_on_stop(generator)
+    core = MessagingCore(Writer(generator), windows, settings.simulated_seed)
     service.consume(
         [CAMPAIGN.name, LEAD.name],
         {

@@ -115,6 +115,7 @@ def build(
         or "no-reply@leadstream.invalid"
     )
     senders = Senders(settings, email, notification_sender)
+    service.close_on_stop(linkedin, email)
     executor = StepExecutor(settings, linkedin, email, CrashPoints(settings.crash_at))
     runner = Runner(service, executor, settings, senders)
     ctx = OutreachContext(

@@ -10,7 +10,8 @@ SIGTERM or SIGINT stops it within ``shutdown_grace_s`` (default 25 s) and exits 
 HTTP stops accepting and finishes the requests in hand, the consumers finish the record in hand and commit
 their offsets, the relay and the timer loops finish their batch or timer; what still runs when the grace
 period is nearly over is cancelled, which rolls its transaction back (abandoned without effect: the record
-is read again, the timer claimed again). Then one last outbox flush, and the clients close.
+is read again, the timer claimed again). Then the clients the service registered close (:meth:`Service.close_on_stop`),
+one last outbox flush, and the runtime's own clients close.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import sys
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 import uvicorn
 from fastapi import APIRouter, FastAPI
@@ -154,6 +155,7 @@ class Service:
         self.stopping = False
         self._broker_connected = False
         self._bg: list[asyncio.Future[None]] = []
+        self._closers: list[AsyncCloseable] = []
         self._stopped = False
 
     # -- wiring (called from app.py) --------------------------------------------------------------
@@ -198,6 +200,15 @@ class Service:
     def add_task(self, task: Task) -> None:
         """Run ``task(stop_event)`` in the background while the service runs (timers, schedulers)."""
         self.tasks.append(task)
+
+    def close_on_stop(self, *clients: object) -> None:
+        """Close these clients (a provider's or a backend's HTTP client: what has ``aclose()``; others, such as the
+        simulated providers, are passed over) when stopping, once the work in hand is done.
+
+        Not a task waiting for the stop: that closed a client while requests and records in hand still used it
+        (a console request in flight at SIGTERM answered 500, "the client has been closed").
+        """
+        self._closers.extend(c for c in clients if isinstance(c, AsyncCloseable))
 
     def add_readiness_check(self, check: ReadinessCheck) -> None:
         """A check returning None when ready, else a reason; ``/readyz`` fails while any reason is given."""
@@ -326,6 +337,8 @@ class Service:
         for t in self._bg:
             if t.done() and not t.cancelled() and t.exception() is not None:
                 log.error("background task failed", extra={"task": _name(t), "error": repr(t.exception())})
+        for client in self._closers:
+            await _within(loop, deadline - reserve / 2, client.aclose(), f"closing {type(client).__name__}")
         if self.uses_kafka and self._broker_connected:
             await _within(loop, deadline - reserve / 2, self._flush_outbox(), "last outbox flush")
             await _within(loop, deadline - reserve / 3, self.relay.close(), "closing the outbox producer")
@@ -467,6 +480,13 @@ class _QuietServer(uvicorn.Server):
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
         yield
+
+
+@runtime_checkable
+class AsyncCloseable(Protocol):
+    """A client holding connections until closed (httpx-style ``aclose``)."""
+
+    async def aclose(self) -> None: ...
 
 
 def _name(task: asyncio.Future[None]) -> str:

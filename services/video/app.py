@@ -76,6 +76,7 @@ def build(
         },
     )
     studio = studio or make_studio(settings, clock, service)
+    service.close_on_stop(studio)
     sweeper = JobSweeper(service, studio, settings)
     sweeper.timers.serve()
     if isinstance(studio, SimulatedStudio):

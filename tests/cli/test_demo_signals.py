@@ -30,6 +30,23 @@ def _tail(path: Path) -> str:
     return path.read_text(errors="replace")[-3000:]
 
 
+async def _exit_code(demo: asyncio.subprocess.Process, timeout_s: float, log_path: Path, children: list[int]) -> int:
+    """The demo's exit code; past ``timeout_s``, a failure saying where it waits (every thread's stack: the demo
+    prints them on SIGUSR1) and which of its services still run."""
+    try:
+        return await asyncio.wait_for(demo.wait(), timeout=timeout_s)
+    except TimeoutError:
+        demo.send_signal(signal.SIGUSR1)
+        await wait_for(
+            lambda: "most recent call first" in log_path.read_text(errors="replace"), timeout_s=10, at_deadline="return"
+        )
+        running = [pid for pid in children if alive(pid)]
+        raise AssertionError(
+            f"the demo did not exit {timeout_s:.0f} s after the signal; services still running: {running}\n"
+            f"{_tail(log_path)}"
+        ) from None
+
+
 @pytest.mark.parametrize(
     ("sig", "when"),
     [(signal.SIGTERM, "campaign running"), (signal.SIGHUP, "services starting")],
@@ -70,7 +87,7 @@ async def test_demo_stops_every_service_it_started(
         assert demo.returncode is None, "the demo ended before the signal"
 
         demo.send_signal(sig)
-        code = await asyncio.wait_for(demo.wait(), timeout=shutdown_grace_s(env) + 30)
+        code = await _exit_code(demo, shutdown_grace_s(env) + 30, log_path, children)
 
         output = _tail(log_path)
         assert code != -sig, f"the demo died of {sig.name} without stopping its services\n{output}"
