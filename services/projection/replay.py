@@ -4,7 +4,9 @@ A rebuild reads the four topics without a consumer group, from offset 0 (or from
 or after a time), up to the log ends captured when it starts, through the same batch applier as the
 live service; decoding applies the upcasters, so old event versions are read as current ones.
 Worker processes read disjoint shares of the partitions in parallel (:func:`_read_in_workers`), and
-the lead rows are held back until a reader has read everything (``BatchApplier.hold_rows``).
+the lead rows are held back until a reader has read everything (``BatchApplier.hold_rows``). The keys the
+load goes without (``DEFERRED_KEYS``, ``SEEN_TABLE``) are built once every reader's last batch committed, while
+the readers write the rows they held back.
 
 Promotion renames schemas in one transaction (``projection`` -> ``projection_retired_<time>``,
 ``projection_<name>`` -> ``projection``) while holding the live applier's lock, so the service,
@@ -197,6 +199,7 @@ async def _rebuild_into(
         total = sum(max(ends[tp] - starts[tp], 0) for tp in tps)
         report.end_offsets = {tp_key(tp): ends[tp] for tp in tps}
         deferred = await defer_keys(conn, schema, (SEEN_TABLE, *DEFERRED_KEYS) if seen_window else DEFERRED_KEYS)
+        keys: asyncio.Task[None] | None = None
         try:
             todo = {tp: (starts[tp], ends[tp]) for tp in tps if starts[tp] < ends[tp]}
             count = min(workers or default_workers(), len(todo)) or 1
@@ -210,6 +213,13 @@ async def _rebuild_into(
                 count = 1
             report.workers = count
             job = ReadJob(settings, schema, since, campaign, batch_records, todo, modules, hold_rows, seen_window)
+
+            def all_read() -> None:
+                # Every batch is in: the keys are built while the readers write the rows they held back (other
+                # tables), instead of after them.
+                nonlocal keys
+                keys = asyncio.create_task(restore_keys(conn, deferred), name="rebuild-keys")
+
             if count == 1:
                 started = time.monotonic()
 
@@ -218,20 +228,25 @@ async def _rebuild_into(
                     if on_progress is not None:
                         on_progress(ReplayProgress(part.records, total, part.applied, time.monotonic() - started))
 
-                await read_partitions(consumer, await reader_checkpoint(job), job, report, progress)
+                await read_partitions(consumer, await reader_checkpoint(job), job, report, progress, all_read)
             else:
                 await consumer.stop()  # the workers read; this process only waits for them
-                started = await _read_in_workers(job, count, report, total, on_progress)
+                started = await _read_in_workers(job, count, report, total, on_progress, all_read)
         except BaseException:
             with contextlib.suppress(Exception):  # the views stay incomplete, but keep their keys
+                if keys is not None:  # its connection is needed; what it built stays
+                    keys.cancel()
+                    await asyncio.wait({keys})
+                    if not keys.cancelled():
+                        keys.exception()  # retrieved: a duplicate does not matter any more
                 await restore_keys(conn, deferred)
             raise
         t0 = time.perf_counter()
         try:
-            await restore_keys(conn, deferred)
+            await (keys if keys is not None else restore_keys(conn, deferred))
         except asyncpg.UniqueViolationError as exc:  # only seen_events' key can find a duplicate (it comes first)
             raise DuplicateEvents(describe(exc)) from exc
-        report.phases["keys"] = time.perf_counter() - t0
+        report.phases["keys"] = time.perf_counter() - t0  # what is left of the build once every reader is done
         t0 = time.perf_counter()
         await BatchApplier(views_for(schema), refresh_summaries=False).refresh_all_summaries(conn)
         report.phases["summaries"] = time.perf_counter() - t0
@@ -346,9 +361,19 @@ async def defer_keys(conn: asyncpg.Connection, schema: str, tables: Sequence[str
 
 
 async def restore_keys(conn: asyncpg.Connection, keys: Sequence[DeferredKey]) -> None:
-    """Add the primary keys :func:`defer_keys` dropped (one index build from the loaded rows each)."""
+    """Add the primary keys :func:`defer_keys` dropped (one index build from the loaded rows each); those already
+    back (a rebuild that failed while adding them) are left as they are."""
+    present = set(
+        await conn.fetchval(
+            "SELECT coalesce(array_agg(c.conname::text), '{}') FROM pg_constraint c "
+            "JOIN pg_namespace n ON n.oid = c.connamespace WHERE n.nspname = $1 AND c.conname = ANY($2::text[])",
+            keys[0].schema if keys else "",
+            [k.name for k in keys],
+        )
+    )
     for k in keys:
-        await conn.execute(f'ALTER TABLE "{k.schema}"."{k.table}" ADD CONSTRAINT "{k.name}" {k.definition}')
+        if k.name not in present:
+            await conn.execute(f'ALTER TABLE "{k.schema}"."{k.table}" ADD CONSTRAINT "{k.name}" {k.definition}')
 
 
 SEEN_TABLE = "seen_events"
@@ -497,11 +522,13 @@ async def read_partitions(
     job: ReadJob,
     report: ReplayReport,
     on_batch: Callable[[ReplayReport, int], None],
+    on_read: Callable[[], None] = lambda: None,
 ) -> None:
     """Read ``job``'s partitions up to their ends through the core's batch pipeline (the next batch is
     fetched and planned while the previous one commits; a record the database refuses is dead-lettered
     and the rest applied); ``on_batch`` is called after each commit with the report so far and the
-    records that batch settled (applied or found duplicate).
+    records that batch settled (applied or found duplicate); ``on_read`` once the last batch committed, before
+    the rows held back are written.
 
     The lead rows are held back across batches and written past ``job.hold_rows`` and at the end
     (``BatchApplier.hold_rows``), so the views are complete only when this returns. Closes ``checkpoint``.
@@ -548,6 +575,7 @@ async def read_partitions(
             await pipeline.feed(polled, fetched_from, settle)
             t0 = time.perf_counter()
         await pipeline.drain(settle)
+        on_read()
         await flush()
     finally:
         report.phases["decode_plan"] += pipeline.seconds["decode_plan"]
@@ -565,8 +593,10 @@ async def _read_in_workers(
     report: ReplayReport,
     total: int,
     on_progress: Callable[[ReplayProgress], None] | None,
+    on_read: Callable[[], None],
 ) -> float:
-    """Read ``job`` with ``count`` worker processes, each on its share of the partitions.
+    """Read ``job`` with ``count`` worker processes, each on its share of the partitions; ``on_read`` once every
+    worker's last batch committed (they may still be writing the rows they held back).
 
     Each worker is a whole reader (its own Kafka consumer and Postgres connection) running
     :func:`read_partitions`: the apply lock orders their transactions, the fence and the offsets are
@@ -591,9 +621,14 @@ async def _read_in_workers(
         started = time.monotonic()
         progress: dict[int, tuple[int, int]] = {}
         finished: dict[int, ReplayReport] = {}
+        read: set[int] = set()
         while len(finished) < len(procs):
             msg = await _next_message(messages, procs)
-            if msg[0] == "progress":
+            if msg[0] == "read":
+                read.add(msg[1])
+                if len(read) == len(procs):
+                    on_read()
+            elif msg[0] == "progress":
                 progress[msg[1]] = (msg[2], msg[3])
                 if on_progress is not None:
                     done = sum(r for r, _ in progress.values())
@@ -678,7 +713,7 @@ async def _worker(job: ReadJob, index: int, messages: multiprocessing.Queue[tupl
             pacer.tick(settled)
             messages.put(("progress", index, r.records, r.applied))
 
-        await read_partitions(consumer, checkpoint, job, report, on_batch)
+        await read_partitions(consumer, checkpoint, job, report, on_batch, lambda: messages.put(("read", index)))
         messages.put(("done", index, report))
     finally:
         # No pacer.stop(): the process ends right after (os._exit), and the rebuild waits for it; stopping would

@@ -63,3 +63,49 @@ async def test_duplicates_a_reader_remembers_and_ones_it_forgot_both_count_once(
             assert await conn.fetchval(f'SELECT count(*) FROM "{schema}".seen_events') == len(log)
     finally:
         await conn.close()
+
+
+async def test_the_keys_are_built_once_every_batch_is_in_while_the_held_rows_are_written(
+    isolated: Isolated,  # noqa: F811 - the fixture imported above
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    settings = isolated.settings()
+    log = generate(leads=20, campaigns=2, seed=13).envelopes
+    await produce_all(settings.kafka_bootstrap_servers, settings.topic_prefix, log)
+    schema = "projection_overlap"
+    at_start: dict[str, int] = {}
+    restore = replay.restore_keys
+
+    async def counting(conn: asyncpg.Connection, keys: list[replay.DeferredKey]) -> None:
+        for table in ("timeline", "seen_events", "lead_state"):
+            at_start[table] = await conn.fetchval(f'SELECT count(*) FROM "{schema}".{table}')
+        await restore(conn, keys)
+
+    monkeypatch.setattr(replay, "restore_keys", counting)
+    report = await rebuild(settings, "overlap", workers=1, batch_records=50)
+
+    conn = await asyncpg.connect(dsn(settings.database_url))
+    try:
+        final = {t: await conn.fetchval(f'SELECT count(*) FROM "{schema}".{t}') for t in at_start}
+        # Every batch was in (the tables the keys are built on are complete) ...
+        assert at_start["seen_events"] == final["seen_events"] == report.applied
+        assert at_start["timeline"] == final["timeline"] > 0
+        # ... and the lead rows held back were not written yet: the build ran beside their write, not after it.
+        assert at_start["lead_state"] == 0 < final["lead_state"]
+        for table in ("timeline", "seen_events"):
+            assert await _primary_key(conn, schema, table) is not None
+        # Adding back keys that are back already (a rebuild failing while it built them) leaves them as they are.
+        keys = [
+            replay.DeferredKey(schema, "timeline", name, definition)
+            for name, definition in await conn.fetch(
+                "SELECT c.conname, pg_get_constraintdef(c.oid) FROM pg_constraint c JOIN pg_class t ON t.oid = "
+                "c.conrelid JOIN pg_namespace n ON n.oid = t.relnamespace WHERE n.nspname = $1 AND "
+                "t.relname = 'timeline' AND c.contype = 'p'",
+                schema,
+            )
+        ]
+        assert len(keys) == 1
+        await restore(conn, keys)
+        assert await _primary_key(conn, schema, "timeline") == keys[0].definition
+    finally:
+        await conn.close()
