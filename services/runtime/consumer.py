@@ -44,6 +44,7 @@ from .consuming.loop import Batch, GroupConsumer
 from .consuming.policy import Abandoned, PermanentError, Retry
 from .db import RuntimeTables, ping
 from .faults import describe
+from .headers import header_of
 from .metrics import HANDLED, HANDLER_SECONDS, UNWANTED
 from .outbox import OutboxRelay, add_to_outbox
 from .personal import Person, PersonalReader
@@ -141,7 +142,7 @@ def ignorable(headers: Any, handled: Container[str]) -> bool:
     of them spend about as much CPU on the lead topic as the projection does at 1,000 events/s
     (``bench/live.py``, on a machine the services share). Only a :func:`skippable_type` is skipped.
     """
-    event_type = headers_dict(headers).get(H_TYPE)
+    event_type = header_of(headers, H_TYPE)  # the type only: decoding every header cost 5 of its 6 us
     return skippable_type(event_type) and event_type not in handled
 
 

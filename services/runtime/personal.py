@@ -58,6 +58,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from .faults import Unavailable, sqlstate_of
+from .headers import header_text
 
 SCHEMA = "personal_keys"
 MIGRATIONS_DIR = Path(__file__).parent / "keystore_migrations"
@@ -402,23 +403,7 @@ def _facts(headers: Any) -> tuple[str | None, str | None, Any]:
     lookups cost a third of a loop over the pairs in Python (and ``isinstance(headers, Mapping)``, an ABC check,
     costs as much as the dict)."""
     h = headers if type(headers) is dict else dict(headers or ())
-    return _text(h.get(H_TYPE)), _text(h.get(H_WORKSPACE)), h.get(H_SUBJECT)
-
-
-_TEXTS: dict[bytes, str] = {}
-"""Header values as text (types and workspaces: few distinct values; bounded)."""
-
-
-def _text(v: Any) -> str | None:
-    if type(v) is bytes:
-        text = _TEXTS.get(v)
-        if text is None:
-            text = v.decode("utf-8", "replace")
-            if len(_TEXTS) >= 10_000:
-                _TEXTS.clear()
-            _TEXTS[v] = text
-        return text
-    return v.decode("utf-8", "replace") if isinstance(v, bytearray) else None if v is None else str(v)
+    return header_text(h.get(H_TYPE)), header_text(h.get(H_WORKSPACE)), h.get(H_SUBJECT)
 
 
 _SUBJECTS: dict[Any, str | None] = {}
@@ -433,7 +418,7 @@ def _lead_of(subject: Any) -> str | None:
         pass
     except TypeError:  # unhashable: not a header value
         return None
-    text = _text(subject)
+    text = header_text(subject)
     try:
         lead = str(UUID(text)) if text is not None else None
     except ValueError:
