@@ -45,8 +45,9 @@ pid_alive() {
   [[ -n "${state}" && "${state}" != Z* ]]
 }
 
-# Command line of <pid> (empty when gone).
-pid_args() { ps -o args= -p "$1" 2>/dev/null || true; }
+# Command line of <pid> (empty when gone). -ww: whole, however wide; ps otherwise cuts it at the terminal's width
+# or 80 columns (under pytest, say), and a broker's command line ends with the properties file that tells it is ours.
+pid_args() { ps -ww -o args= -p "$1" 2>/dev/null || true; }
 
 # Read a pid file; prints the pid or nothing.
 read_pid() {
