@@ -359,7 +359,7 @@
     });
     document.body.addEventListener("close", function (ev) {
       var stale = ev.target instanceof Element ? ev.target.closest('[data-stale="yes"]') : null;
-      if (stale && window.htmx) { stale.removeAttribute("data-stale"); window.htmx.trigger(stale, "live-open"); }
+      if (stale && window.htmx) { stale.removeAttribute("data-stale"); window.htmx.trigger(stale, liveEvent(stale)); }
     }, true);
     document.body.addEventListener("htmx:afterRequest", function (ev) {
       var xhr = ev.detail && ev.detail.xhr;

@@ -146,3 +146,39 @@ async def test_a_live_part_is_not_swapped_under_a_pressed_pointer_so_a_click_on_
     await page.wait_for_url(f"**{href}")
     watch.assert_clean()
     await context.close()
+
+
+async def test_a_live_part_holding_an_open_dialog_refreshes_once_the_dialog_closes(
+    world: ConsoleWorld, browser: Browser
+) -> None:
+    """A change that comes while a dialog inside a live part is open would replace the part, and the dialog the user
+    is answering with it: the part waits (marked stale) and refreshes when the dialog closes."""
+    workspace = f"ws-live-{uuid.uuid4().hex[:6]}"
+    token = await world.token(workspace)
+
+    def connect(name: str) -> str:
+        body = {"provider": "linkedin", "display_name": name}
+        return str(world.api(workspace, "POST", "outreach", "/v1/accounts", json=body)["account_id"])
+
+    first = connect("Ada First")
+    context, page, watch = await new_page(browser, world)
+    await sign_in(page, token)
+    await page.goto(world.url + "/accounts")
+    await expect(page.locator("body")).to_have_attribute("data-live", "on")
+    accounts = page.locator("#accounts")
+    await expect(accounts).to_contain_text("Ada First")
+    await page.locator(f'[data-dialog="delete-{first}"]').click()
+    dialog = page.locator(f"#delete-{first}")
+    await expect(dialog).to_be_visible()
+
+    connect("Bo Second")  # a change of the part while its dialog is open
+    await expect(accounts).to_have_attribute("data-stale", "yes")
+    await expect(dialog).to_be_visible()
+    await expect(accounts).not_to_contain_text("Bo Second")
+
+    await dialog.get_by_role("button", name="Cancel").click()
+    await expect(accounts).to_contain_text("Bo Second")
+    await expect(accounts).not_to_have_attribute("data-stale", "yes")
+    await expect(page.locator(f"#delete-{first}")).to_be_hidden()
+    watch.assert_clean()
+    await context.close()
