@@ -33,7 +33,7 @@ from typing import Any, TypeGuard
 from aiokafka import ConsumerRecord, TopicPartition
 from faststream.kafka import KafkaBroker
 from leadstream_schemas import EVENT_TYPES, DecodeError, Envelope, Event, LeadErased, decode, service_source
-from leadstream_schemas.envelope import H_TIME, H_TYPE, H_WORKSPACE, headers_dict
+from leadstream_schemas.envelope import H_TIME, H_TYPE, H_WORKSPACE
 from leadstream_schemas.upcasting import UPCASTERS
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -44,7 +44,7 @@ from .consuming.loop import Batch, GroupConsumer
 from .consuming.policy import Abandoned, PermanentError, Retry
 from .db import RuntimeTables, ping
 from .faults import describe
-from .headers import header_of
+from .headers import header_of, headers_of
 from .metrics import HANDLED, HANDLER_SECONDS, UNWANTED
 from .outbox import OutboxRelay, add_to_outbox
 from .personal import Person, PersonalReader
@@ -123,8 +123,7 @@ def record_meta(headers: Any) -> RecordMeta | None:
     """The record's :class:`RecordMeta`, or None when it may not be skipped (:func:`skippable_type`) or its
     headers do not make an event (no workspace, a time that does not parse): such a record is decoded, and
     dead-lettered if bad, whatever an interest would say."""
-    h = headers_dict(headers)
-    event_type, workspace, raw_time = h.get(H_TYPE), h.get(H_WORKSPACE), h.get(H_TIME)
+    event_type, workspace, raw_time = headers_of(headers, H_TYPE, H_WORKSPACE, H_TIME)
     if not skippable_type(event_type) or not workspace or not raw_time:
         return None
     try:

@@ -31,10 +31,19 @@ def header_text(v: Any) -> str | None:
 def header_of(headers: Any, name: str) -> str | None:
     """The value ``headers_dict(headers).get(name)`` gives, without decoding the other headers: Kafka's list of
     pairs or a mapping; the last value of a repeated name (a None value is passed over, as there)."""
+    return headers_of(headers, name)[0]
+
+
+def headers_of(headers: Any, *names: str) -> tuple[str | None, ...]:
+    """:func:`header_of` for several names, the headers read once."""
     h = headers if type(headers) is dict else dict(headers or ())
-    v = h.get(name)
-    if v is None and name in h:  # an explicit None: headers_dict skips it, and takes an earlier value if any
-        pairs = headers.items() if hasattr(headers, "items") else headers
-        values = [raw for n, raw in pairs if n == name and raw is not None]
-        return header_text(values[-1]) if values else None
-    return header_text(v)
+    out: list[str | None] = []
+    for name in names:
+        v = h.get(name)
+        if v is None and name in h:  # an explicit None: headers_dict skips it, and takes an earlier value if any
+            pairs = headers.items() if hasattr(headers, "items") else headers
+            values = [raw for n, raw in pairs if n == name and raw is not None]
+            out.append(header_text(values[-1]) if values else None)
+        else:
+            out.append(header_text(v))
+    return tuple(out)

@@ -4,17 +4,18 @@ UTF-8) and mappings."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from hypothesis import given
 from hypothesis import strategies as st
 from leadstream_schemas import headers_dict
-from leadstream_schemas.envelope import H_TYPE
+from leadstream_schemas.envelope import H_TIME, H_TYPE, H_WORKSPACE
 
-from services.runtime.consumer import ignorable, skippable_type
-from services.runtime.headers import header_of, header_text
+from services.runtime.consumer import RecordMeta, ignorable, record_meta, skippable_type
+from services.runtime.headers import header_of, header_text, headers_of
 
-NAMES = st.sampled_from([H_TYPE, "workspace_id", "ce_id", "x"])
+NAMES = st.sampled_from([H_TYPE, H_WORKSPACE, "ce_id", "x"])
 TYPES = [b"leadstream.lead.discovered.v1", b"leadstream.lead.replied.v1", b"leadstream.lead.erased.v1", b"no.such.v1"]
 VALUES = st.one_of(
     st.sampled_from(TYPES),
@@ -30,6 +31,40 @@ HEADERS = st.one_of(PAIRS, PAIRS.map(dict))
 @given(HEADERS, NAMES)
 def test_header_of_reads_a_header_as_headers_dict_does(headers: Any, name: str) -> None:
     assert header_of(headers, name) == headers_dict(headers).get(name)
+
+
+@given(HEADERS, st.lists(NAMES, max_size=3))
+def test_headers_of_reads_several_headers_as_headers_dict_does(headers: Any, names: list[str]) -> None:
+    decoded = headers_dict(headers)
+    assert headers_of(headers, *names) == tuple(decoded.get(n) for n in names)
+
+
+TIMES = st.sampled_from([b"2026-12-05T10:00:00+00:00", b"2026-12-05T10:00:00", b"yesterday", b""])
+
+
+def _meta_as_before(headers: Any) -> RecordMeta | None:
+    """``record_meta`` as it was, every header decoded."""
+    h = headers_dict(headers)
+    event_type, workspace, raw_time = h.get(H_TYPE), h.get(H_WORKSPACE), h.get(H_TIME)
+    if not skippable_type(event_type) or not workspace or not raw_time:
+        return None
+    try:
+        at = datetime.fromisoformat(raw_time)
+    except ValueError:
+        return None
+    return RecordMeta(event_type, workspace, at if at.tzinfo is not None else at.replace(tzinfo=UTC))
+
+
+@given(PAIRS, st.lists(st.tuples(st.sampled_from([H_TIME, H_WORKSPACE]), st.one_of(TIMES, VALUES)), max_size=4))
+def test_record_meta_reads_as_with_every_header_decoded(pairs: list[Any], more: list[Any]) -> None:
+    headers = [*pairs, *more]
+    assert record_meta(headers) == _meta_as_before(headers)
+
+
+def test_record_meta_of_an_event_s_headers() -> None:
+    headers = [(H_TYPE, TYPES[1]), (H_WORKSPACE, b"ws-1"), (H_TIME, b"2026-12-05T10:00:00"), ("x", None)]
+    expected = RecordMeta("leadstream.lead.replied.v1", "ws-1", datetime(2026, 12, 5, 10, tzinfo=UTC))
+    assert record_meta(headers) == _meta_as_before(headers) == expected
 
 
 @given(HEADERS, st.sets(st.sampled_from(["leadstream.lead.replied.v1", "leadstream.lead.discovered.v1"])))
