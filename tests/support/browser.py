@@ -160,6 +160,27 @@ async def assert_fits_phone(page: Page) -> None:
         await page.set_viewport_size(before)
 
 
+async def assert_one_line(page: Page, selector: str = ".badge, .chip") -> None:
+    """At the desktop and the phone size, no short label (a status badge, a chip) is broken over two lines ("sendin"
+    above "g" in a narrow card). The viewport is restored."""
+    before: ViewportSize = page.viewport_size or DESKTOP
+    try:
+        for size in (DESKTOP, PHONE):
+            await page.set_viewport_size(size)
+            broken = await page.evaluate(
+                """selector => [...document.querySelectorAll(selector)].filter(e => {
+                    if (e.getBoundingClientRect().width === 0) { return false; }
+                    const range = document.createRange();
+                    range.selectNodeContents(e);
+                    return new Set([...range.getClientRects()].map(r => Math.round(r.top))).size > 1;
+                }).map(e => e.textContent.trim())""",
+                selector,
+            )
+            assert broken == [], f"labels broken over lines at {size}: {broken}"
+    finally:
+        await page.set_viewport_size(before)
+
+
 async def assert_labelled(page: Page) -> None:
     """Every visible form control has an accessible name (a label, aria-label or aria-labelledby) and every
     button says what it does: what a screen reader or a keyboard user needs."""

@@ -18,7 +18,7 @@ from leadstream_schemas import Channel, Envelope, Replied
 from playwright.async_api import Browser, expect
 
 from services.runtime.clock import clock_from_settings
-from tests.support.browser import screenshot
+from tests.support.browser import assert_one_line, screenshot
 from tests.support.console import ConsoleWorld, nav, new_page
 from tests.support.kafka import produce_events
 
@@ -158,6 +158,8 @@ async def test_a_sales_user_reads_the_workspace_live(
     await expect(kim).to_contain_text("Reconnect required")
     await expect(kim).to_contain_text("Fintech CFOs (review)")
     await expect(page.locator(f"#account-{scene.account}")).to_have_attribute("data-health", "healthy")
+    await expect(page.locator(f"#account-{scene.account} .chip")).to_have_text("sending")
+    await assert_one_line(page)
     await screenshot(page, "accounts")
 
     watch.assert_clean()
