@@ -96,10 +96,12 @@ class DeliveryWorker:
         ]
 
     def serve(self) -> None:
-        """Run the delivery loops and the housekeeping as the service's background tasks."""
+        """Run the delivery loops and the housekeeping as the service's background tasks; the sender is closed
+        when the service stops, once the deliveries in hand are done."""
         for timers in self.timers:
             timers.serve()
         self.service.add_task(self._housekeeping)
+        self.service.close_on_stop(self.sender)
 
     def wake(self) -> None:
         """Look for due deliveries now (an operator requeued deliveries or enabled an endpoint)."""
@@ -200,13 +202,10 @@ class DeliveryWorker:
         return pruned
 
     async def _housekeeping(self, stop: asyncio.Event) -> None:
-        try:
-            while not stop.is_set():
-                try:
-                    await self.housekeeping()
-                except Exception as exc:
-                    log.warning("webhooks housekeeping failed; retrying", extra={"error": repr(exc)})
-                if await sleep_unless_stopped(stop, self.housekeeping_s):
-                    return
-        finally:
-            await self.sender.aclose()
+        while not stop.is_set():
+            try:
+                await self.housekeeping()
+            except Exception as exc:
+                log.warning("webhooks housekeeping failed; retrying", extra={"error": repr(exc)})
+            if await sleep_unless_stopped(stop, self.housekeeping_s):
+                return

@@ -335,3 +335,19 @@ async def test_a_crash_after_the_receiver_answered_repeats_the_same_webhook_id(
         assert receiver.accepted_ids() == [str(event.id)] * 2  # answered twice, same webhook-id
         # A recorded failure counts as an attempt; the crashed attempt's own outcome was never committed.
         assert row.attempts == (2 if recorded else 1)
+
+
+async def test_the_sender_stays_open_until_the_deliveries_in_hand_are_done(
+    make_settings: Any, start_service: Any, topic_prefix: str
+) -> None:
+    """The housekeeping loop ends as soon as the stop is asked; it used to close the sender then, under a delivery
+    still in hand (its attempt failed with "the client has been closed"). The service closes it at the end of its
+    stop, once the delivery loops are done."""
+    service = await start(make_settings, start_service, FakeClock())
+    sender = service.app.state.webhooks_worker.sender
+    housekeeping = next(t for t in service._bg if t.get_name() == "DeliveryWorker._housekeeping")  # type: ignore[attr-defined]
+    service.request_stop()
+    await wait_for(housekeeping.done, what="the housekeeping loop to end")
+    assert not sender.client.is_closed
+    await service.stop()
+    assert sender.client.is_closed
