@@ -58,7 +58,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from .faults import Unavailable, sqlstate_of
-from .headers import header_text
+from .headers import header_of, header_text
 
 SCHEMA = "personal_keys"
 MIGRATIONS_DIR = Path(__file__).parent / "keystore_migrations"
@@ -389,14 +389,6 @@ Fetch = Callable[[list[UUID]], Awaitable[Iterable[tuple[str, UUID, bytes | None]
 _NO_KEY = b""
 
 
-def _header(headers: Any, name: str) -> str | None:
-    pairs = headers.items() if isinstance(headers, Mapping) else headers or ()
-    for k, v in pairs:
-        if k == name:
-            return v.decode("utf-8", "replace") if isinstance(v, bytes | bytearray) else str(v)
-    return None
-
-
 def _facts(headers: Any) -> tuple[str | None, str | None, Any]:
     """(type, workspace, raw subject) of a record's headers (Kafka's list of pairs, or a mapping; the last value
     of a repeated name, as a dict of them has). This runs for every record of a replay: one ``dict()`` and three
@@ -567,8 +559,8 @@ class PersonalReader:
             event_type, person = about
         if value is None:
             return value
-        if event_type is None:
-            event_type = _header(headers, H_TYPE) or ""
+        if event_type is None:  # the type the decoder reads: the last of a repeated header
+            event_type = header_of(headers, H_TYPE) or ""
         if event_type == ERASED_TYPE:
             self.forget(person, erased=True)
             return value

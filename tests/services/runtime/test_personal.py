@@ -277,3 +277,27 @@ async def test_decrypted_texts_come_back_exactly_whatever_they_hold() -> None:
         assert text == "" or text.encode() not in sealed
         [opened] = await reader.open_records([Record(sealed, headers)])
         assert opened is not None and decode(opened, headers).data.text == text  # type: ignore[attr-defined]
+
+
+async def test_a_record_with_its_type_twice_is_opened_as_the_type_the_decoder_reads() -> None:
+    """Two ``ce_type`` headers: the contract's decoder takes the last, and so does the reader. Taking the first (an
+    erasure's type here) made it forget the person's key as erased: the record and every later one of that person,
+    in that process, came out ``[erased]``."""
+    ws, lead = "ws-twice", uuid.uuid4()
+    key = AESGCM.generate_key(256)
+    wrapper = KeyWrapper([NEW_KEK])
+
+    async def fetch(leads: list[uuid.UUID]) -> list[tuple[str, uuid.UUID, bytes | None]]:
+        return [(ws, lead, wrapper.wrap((ws, str(lead)), key))]
+
+    reader = PersonalReader(fetch, wrapper=wrapper)
+    env = Envelope.new(MessageSent(lead_id=lead, text=f"Hi {NAME}"), workspace_id=ws, source="test")
+    _, value, headers = encode(env)
+    sealed = personal.seal_value(value, env.type, (ws, str(lead)), key)
+    twice = [("ce_type", LeadErased.event_type.encode()), *headers]
+    assert decode(sealed, twice).type == env.type
+    person = (ws, str(lead))
+    await reader.load([person])
+    for _ in range(2):
+        opened = reader.open(sealed, twice, person)
+        assert opened is not None and decode(opened, twice).data.text == f"Hi {NAME}"  # type: ignore[attr-defined]
