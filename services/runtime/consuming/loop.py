@@ -96,6 +96,9 @@ class GroupConsumer(ConsumerRebalanceListener):
         self._end: dict[TopicPartition, int] = {}
         self._paused: dict[TopicPartition, float] = {}  # resume at (monotonic)
         self._behind: dict[TopicPartition, tuple[int | None, float]] = {}  # behind: done offset, since (monotonic)
+        # The lag gauge's child per partition: set after every poll, and finding a child by its labels costs three
+        # times the set (24 partitions: ~60 of ~80 us a poll; the projection polls ~150 times a second at 200/s).
+        self._lag_gauges: dict[TopicPartition, Any] = {}
         self._stall_logged = False
         self._assignment_error: BaseException | None = None
         self._last_idle = 0.0
@@ -327,6 +330,7 @@ class GroupConsumer(ConsumerRebalanceListener):
             states = (self._position, self._consumed, self._committed, self._uncommitted, self._end, self._paused)
             for state in (*states, self._behind):
                 state.pop(tp, None)
+            self._lag_gauges.pop(tp, None)
             with contextlib.suppress(KeyError):  # the next owner reports it
                 CONSUMER_LAG.remove(self.settings.service_name, tp.topic, str(tp.partition))
 
@@ -350,8 +354,12 @@ class GroupConsumer(ConsumerRebalanceListener):
         each poll and by the lag timer, which runs also while a batch hangs)."""
         now = time.monotonic()
         healthy = self.healthy
+        gauges = self._lag_gauges
         for tp, n in self.lag().items():
-            CONSUMER_LAG.labels(self.settings.service_name, tp.topic, str(tp.partition)).set(n)
+            gauge = gauges.get(tp)
+            if gauge is None:
+                gauge = gauges[tp] = CONSUMER_LAG.labels(self.settings.service_name, tp.topic, str(tp.partition))
+            gauge.set(n)
             done = self._done(tp)
             if n == 0:
                 self._behind.pop(tp, None)
