@@ -108,7 +108,8 @@ class ReplayReport:
         default_factory=lambda: {"fetch": 0.0, "decode_plan": 0.0, "wait_db": 0.0, "flush": 0.0}
     )
     """Seconds spent fetching, decoding and planning, waiting for the database and writing the rows held
-    back (summed over the workers), and recomputing the campaign summaries at the end."""
+    back (summed over the workers), and recomputing the campaign summaries at the end; with workers, how far apart
+    the first and the last finished reading (``readers_apart``)."""
 
     @property
     def rate(self) -> float:
@@ -622,11 +623,16 @@ async def _read_in_workers(
         progress: dict[int, tuple[int, int]] = {}
         finished: dict[int, ReplayReport] = {}
         read: set[int] = set()
+        first_read = 0.0
         while len(finished) < len(procs):
             msg = await _next_message(messages, procs)
             if msg[0] == "read":
                 read.add(msg[1])
+                if len(read) == 1:
+                    first_read = time.perf_counter()
                 if len(read) == len(procs):
+                    # How long the first reader done waited for the last: what uneven shares cost the rebuild.
+                    report.phases["readers_apart"] = time.perf_counter() - first_read
                     on_read()
             elif msg[0] == "progress":
                 progress[msg[1]] = (msg[2], msg[3])
