@@ -158,6 +158,9 @@ def build(
             SearchFinished: h.on_search_finished,
             SearchResumed: h.on_search_resumed,
         },
+        # A finished search may finish its campaigns: only once the leads it found (the lead topic, partitions
+        # handled side by side with the search topic's) are in their audiences, or late ones are never enrolled.
+        after={SearchFinished: [LEAD.name]},
     )
     service.include_router(build_router(ctx))
     if isinstance(linkedin, SimulatedLinkedIn):

@@ -16,6 +16,14 @@ For each record, in partition order (partitions side by side):
 4. offsets are committed only after every record before them is durable (handled, skipped as a
    duplicate, or dead-lettered), after each poll and before revoked partitions go.
 
+Partitions are worked on side by side, so two events another service emitted in order on two topics may be
+handled in either order. Where a handler's decision needs the other order (outreach finishing a campaign on a
+search's ``SearchFinished`` needs the search's last ``LeadDiscovered`` and ``LeadAddedToSourceGroup`` done, or
+it finishes without them), the service names those topics for that event type (``after``): such an event is
+handled only once its group has done every record those topics held when it was first read (their log ends
+then), by this member or another; until then its partition pauses and reads it again
+(:data:`AFTER_RECHECK_S`), holding no slot.
+
 The loop, the rebalance listener and the dead-letter publisher are the core's
 (:mod:`services.runtime.consuming`).
 """
@@ -23,6 +31,7 @@ The loop, the rebalance listener and the dead-letter publisher are the core's
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Awaitable, Callable, Container, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -45,13 +54,19 @@ from .consuming.policy import Abandoned, PermanentError, Retry
 from .db import RuntimeTables, ping
 from .faults import describe
 from .headers import header_of, headers_of
-from .metrics import HANDLED, HANDLER_SECONDS, UNWANTED
+from .metrics import AFTER_WAITS, HANDLED, HANDLER_SECONDS, UNWANTED
 from .outbox import OutboxRelay, add_to_outbox
 from .personal import Person, PersonalReader
 from .settings import RuntimeSettings
 from .telemetry import current_traceparent, event_context, event_span
 
 __all__ = ["EventConsumer", "Handler", "HandlerContext", "Interest", "PermanentError", "RecordMeta", "RetryLater"]
+
+log = logging.getLogger(__name__)
+
+AFTER_RECHECK_S = 0.5
+"""How long an event waiting for other topics (``EventConsumer.after``) pauses its partition before it is read and
+checked again: the wait is for a lag that is normally a few records."""
 
 
 class RetryLater(Exception):
@@ -161,6 +176,7 @@ class EventConsumer(GroupConsumer):
         clock: Clock,
         group_id: str,
         interest: Interest | None = None,
+        after: Mapping[type[Event], Sequence[str]] | None = None,
     ) -> None:
         super().__init__(
             settings,
@@ -174,6 +190,16 @@ class EventConsumer(GroupConsumer):
         self.personal = PersonalReader.on_engine(engine)
         self.tables = tables
         self.handlers: dict[str, Handler] = {cls.event_type: h for cls, h in handlers.items()}
+        self.after: dict[str, list[str]] = {
+            cls.event_type: [settings.topic_name(t) for t in waited] for cls, waited in (after or {}).items()
+        }
+        """Per event type: the topics whose records, as far as they went when it was read, are done before it."""
+        for event_type, waited in self.after.items():
+            # A topic the group does not read has no committed offsets to wait for: the event would wait for ever.
+            if event_type not in self.handlers or not set(waited) <= set(self.topics):
+                raise ValueError(f"{event_type} can only wait for topics this consumer reads, and must be handled")
+        self._after_ends: dict[tuple[str, int, int], dict[TopicPartition, int]] = {}
+        """Per waiting record (topic, partition, offset): the ends of the topics it waits for when first read."""
         self.interest = interest
         self.relay = relay
         self.clock = clock
@@ -265,6 +291,10 @@ class EventConsumer(GroupConsumer):
         handler = self.handlers.get(env.type)
         if handler is None:
             return "ignored"
+        waited = self.after.get(env.type)
+        if waited is not None and not await self._after_done(record, waited):
+            AFTER_WAITS.labels(self.settings.service_name, env.type).inc()
+            raise Abandoned(f"waiting for the records before it on {', '.join(waited)}", AFTER_RECHECK_S)
         with event_context(env):  # the retries' and the dead letter's log lines name the event and its trace
             return await self.retry(
                 partial(self._transaction, env, handler),
@@ -276,6 +306,38 @@ class EventConsumer(GroupConsumer):
                 extra={"event_id": str(env.id), "event_type": env.type},
                 deadline_s=self.settings.consumer_attempt_timeout_s,
             )
+
+    def _forget(self, tps: Sequence[TopicPartition]) -> None:
+        super()._forget(tps)
+        gone = {(tp.topic, tp.partition) for tp in tps}
+        for key in [key for key in self._after_ends if key[:2] in gone]:
+            del self._after_ends[key]  # its next owner reads the event again and takes the ends then
+
+    async def _after_done(self, record: ConsumerRecord[Any, Any], topics: Sequence[str]) -> bool:
+        """Whether the group has done every record ``topics`` held when ``record`` was first read (by this member: its
+        own progress; by another: the group's committed offsets). False while that cannot be asked (it asks again)."""
+        consumer = self.consumer
+        key = (record.topic, record.partition, record.offset)
+        if consumer is None:
+            return False
+        try:
+            ends = self._after_ends.get(key)
+            if ends is None:
+                tps = [TopicPartition(t, p) for t in topics for p in sorted(consumer.partitions_for_topic(t) or ())]
+                if not tps:
+                    return False  # no metadata yet
+                ends = self._after_ends[key] = await consumer.end_offsets(tps)
+            behind = [tp for tp, end in ends.items() if self._consumed.get(tp, -1) < end]
+            committed = {tp: await consumer.committed(tp) for tp in behind}
+            unknown = [tp for tp, offset in committed.items() if offset is None]
+            starts = await consumer.beginning_offsets(unknown) if unknown else {}
+            if any((starts[tp] if offset is None else offset) < ends[tp] for tp, offset in committed.items()):
+                return False
+        except Exception as exc:  # the broker cannot say now: wait and ask again
+            log.debug("could not tell whether the records before an event are done", extra={"error": repr(exc)})
+            return False
+        del self._after_ends[key]
+        return True
 
     async def _wanted(self, record: ConsumerRecord[Any, Any], stop: asyncio.Event, go_on: Callable[[], bool]) -> bool:
         """Whether the service's :data:`Interest` wants the record (always, when its headers make no current event)."""

@@ -15,6 +15,12 @@ UNWANTED = Counter(
     ["service", "event_type"],
 )
 HANDLER_SECONDS = Histogram("leadstream_handler_seconds", "Handler latency", ["service", "event_type"])
+AFTER_WAITS = Counter(
+    "leadstream_events_waited_total",
+    "Times an event was put back until its group had done the records other topics held when it was read "
+    "(EventConsumer's after: e.g. a search's end waiting for the leads it found)",
+    ["service", "event_type"],
+)
 BATCHES = Counter(
     "leadstream_batches_total", "Batches a batch consumer committed (the projection's transactions)", ["service"]
 )

@@ -167,9 +167,11 @@ class Service:
         *,
         group_suffix: str = "",
         interest: Interest | None = None,
+        after: Mapping[type[Event], Sequence[str]] | None = None,
     ) -> EventConsumer:
         """Consume contract ``topics`` with this service's group, dispatching by event type; with ``interest``,
-        only the events it wants (asked from their headers, before any decoding)."""
+        only the events it wants (asked from their headers, before any decoding); ``after``: event types handled
+        only once the records of other topics before them are done (:class:`EventConsumer`)."""
         consumer = EventConsumer(
             settings=self.settings,
             engine=self.engine,
@@ -181,6 +183,7 @@ class Service:
             clock=self.clock,
             group_id=self.settings.group_id + group_suffix,
             interest=interest,
+            after=after,
         )
         return self.add_consumer(consumer)
 

@@ -13,7 +13,7 @@ from typing import Any
 from uuid import UUID
 
 from fastapi import APIRouter, Request
-from leadstream_schemas import LEAD, Envelope, LeadDiscovered, LeadProfileEnriched
+from leadstream_schemas import LEAD, SEARCH, Envelope, LeadDiscovered, LeadProfileEnriched, SearchFinished
 from pydantic import BaseModel, Field
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -116,12 +116,14 @@ def build(
     handler: Handler | None = None,
     clock: Clock | None = None,
     group_suffix: str = "",
+    search_finished: Handler | None = None,
 ) -> Service:
     """The probe service, ready to start; ``handler`` replaces the default ``LeadDiscovered`` handler.
 
     ``group_suffix`` gives it a consumer group of its own, for a test that must not share partitions
     with another probe running in the same session. A ``service_name`` other than ``probe`` in the
-    settings gives it a database schema of its own.
+    settings gives it a database schema of its own. ``search_finished`` also reads the search topic and handles
+    ``SearchFinished`` once the lead topic's records before it are done (``after``, as outreach does).
     """
     settings = settings or ProbeSettings()
     service = Service(
@@ -136,6 +138,14 @@ def build(
         # it, so two probes with different names share no processed ids, outbox or effects.
         service.engine = service.engine.execution_options(schema_translate_map={SCHEMA: settings.db_schema})
         service.relay.engine = service.housekeeping.engine = service.engine
-    service.consume([LEAD.name], {LeadDiscovered: handler or record_effect}, group_suffix=group_suffix)
+    if search_finished is None:
+        service.consume([LEAD.name], {LeadDiscovered: handler or record_effect}, group_suffix=group_suffix)
+    else:
+        service.consume(
+            [LEAD.name, SEARCH.name],
+            {LeadDiscovered: handler or record_effect, SearchFinished: search_finished},
+            group_suffix=group_suffix,
+            after={SearchFinished: [LEAD.name]},
+        )
     service.include_router(_router(service))
     return service
