@@ -11,12 +11,13 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from aiokafka import AIOKafkaProducer
 from leadstream_schemas import LEAD, SEARCH, TOPICS, Envelope, LeadDiscovered, SearchFinished, SearchStarted
 from prometheus_client import REGISTRY
 
 from services.runtime.consumer import EventConsumer, HandlerContext
 from services.runtime.service import Service
-from tests.conftest import SettingsFactory
+from tests.conftest import TEST_PARTITIONS, SettingsFactory
 from tests.support.kafka import wait_for
 from tests.support.probe.app import WORKSPACE, build
 from tests.support.probe.fixtures import own_probe
@@ -114,3 +115,57 @@ def test_only_a_handled_type_may_wait_and_only_for_topics_read(make_settings: Se
         consumer({SearchFinished: [other]})
     with pytest.raises(ValueError, match="must be handled"):
         consumer({SearchStarted: [LEAD.name]})
+
+
+async def test_a_search_s_end_waits_for_a_lead_another_member_has_in_hand(
+    make_settings: SettingsFactory, start_service: Callable[[Service], Any], topic_prefix: str
+) -> None:
+    """Two members of the group: the search's end is read by one while its lead is in the other's hands, so the
+    wait goes by the group's committed offsets, not by the reader's own progress."""
+    settings = await own_probe(topic_prefix, make_settings, "after2")
+    found = discovered()
+    leads = Holding(found.id)  # one handler object for both members: what they did, in one list
+    finished = Finished(leads)
+    members = [
+        await start_service(build(settings, leads, group_suffix="-after2", search_finished=finished)) for _ in range(2)
+    ]
+    consumers = [m.consumers[0] for m in members]
+    lead_topic, search_topic = settings.topic_name(found.topic), settings.topic_name(SEARCH.name)
+
+    def owners() -> dict[tuple[str, int], int]:
+        out: dict[tuple[str, int], int] = {}
+        for i, c in enumerate(consumers):
+            for tp in c.consumer.assignment() if c.consumer is not None else ():
+                out[(tp.topic, tp.partition)] = i
+        return out
+
+    await wait_for(
+        lambda: set(owners().values()) == {0, 1} and len(owners()) == 2 * TEST_PARTITIONS,  # the lead and search topics
+        what="the group's partitions split between the two members",
+    )
+    owner = owners()
+    lead_partition, holder = next((p, owner[(lead_topic, p)]) for p in range(TEST_PARTITIONS))
+    search_partition = next(p for p in range(TEST_PARTITIONS) if owner[(search_topic, p)] != holder)
+    end = Envelope.new(
+        SearchFinished(search_id=uuid.uuid4(), reason="exhausted", total_new=1), workspace_id=WORKSPACE, source="test"
+    )
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers, acks="all")
+    await producer.start()
+    try:
+        key, value, headers = raw(found)
+        await producer.send_and_wait(lead_topic, value, key=key, headers=headers, partition=lead_partition)
+        await asyncio.wait_for(leads.entered[found.id].wait(), timeout=60)  # in the holder's hands
+        key, value, headers = raw(end)
+        await producer.send_and_wait(search_topic, value, key=key, headers=headers, partition=search_partition)
+    finally:
+        await producer.stop()
+    await wait_for(
+        lambda: finished.seen or waits(settings.service_name) >= 2, what="the search's end read (handled or put back)"
+    )
+    assert finished.seen == [] and leads.done == []
+
+    leads.release[found.id].set()
+    await wait_for(
+        lambda: len(finished.seen) == 1, what="the search's end handled once the other member's lead is done"
+    )
+    assert finished.seen == [(end.data.search_id, [found.id])]
