@@ -138,7 +138,11 @@ def record_meta(headers: Any) -> RecordMeta | None:
     """The record's :class:`RecordMeta`, or None when it may not be skipped (:func:`skippable_type`) or its
     headers do not make an event (no workspace, a time that does not parse): such a record is decoded, and
     dead-lettered if bad, whatever an interest would say."""
-    event_type, workspace, raw_time = headers_of(headers, H_TYPE, H_WORKSPACE, H_TIME)
+    return meta_of(*headers_of(headers, H_TYPE, H_WORKSPACE, H_TIME))
+
+
+def meta_of(event_type: str | None, workspace: str | None, raw_time: str | None) -> RecordMeta | None:
+    """:func:`record_meta` of the three header values it reads (as text)."""
     if not skippable_type(event_type) or not workspace or not raw_time:
         return None
     try:

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from leadstream_schemas import headers_dict
 from leadstream_schemas.envelope import H_TIME, H_TYPE, H_WORKSPACE
 
-from services.runtime.consumer import RecordMeta, ignorable, record_meta, skippable_type
+from services.runtime.consumer import RecordMeta, ignorable, meta_of, record_meta, skippable_type
 from services.runtime.headers import header_of, header_text, headers_of
 
 NAMES = st.sampled_from([H_TYPE, H_WORKSPACE, "ce_id", "x"])
@@ -43,16 +43,9 @@ TIMES = st.sampled_from([b"2026-12-05T10:00:00+00:00", b"2026-12-05T10:00:00", b
 
 
 def _meta_as_before(headers: Any) -> RecordMeta | None:
-    """``record_meta`` as it was, every header decoded."""
+    """``record_meta`` as it was, every header decoded (the values' meaning is ``meta_of``'s in both)."""
     h = headers_dict(headers)
-    event_type, workspace, raw_time = h.get(H_TYPE), h.get(H_WORKSPACE), h.get(H_TIME)
-    if not skippable_type(event_type) or not workspace or not raw_time:
-        return None
-    try:
-        at = datetime.fromisoformat(raw_time)
-    except ValueError:
-        return None
-    return RecordMeta(event_type, workspace, at if at.tzinfo is not None else at.replace(tzinfo=UTC))
+    return meta_of(h.get(H_TYPE), h.get(H_WORKSPACE), h.get(H_TIME))
 
 
 @given(PAIRS, st.lists(st.tuples(st.sampled_from([H_TIME, H_WORKSPACE]), st.one_of(TIMES, VALUES)), max_size=4))
