@@ -33,6 +33,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
+from prometheus_client import Gauge
 
 from ..debug import log_task_stacks
 from ..faults import Backoff, sleep_unless_stopped
@@ -98,7 +99,7 @@ class GroupConsumer(ConsumerRebalanceListener):
         self._behind: dict[TopicPartition, tuple[int | None, float]] = {}  # behind: done offset, since (monotonic)
         # The lag gauge's child per partition: set after every poll, and finding a child by its labels costs three
         # times the set (24 partitions: ~60 of ~80 us a poll; the projection polls ~150 times a second at 200/s).
-        self._lag_gauges: dict[TopicPartition, Any] = {}
+        self._lag_gauges: dict[TopicPartition, Gauge] = {}
         self._stall_logged = False
         self._assignment_error: BaseException | None = None
         self._last_idle = 0.0

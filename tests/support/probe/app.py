@@ -13,7 +13,7 @@ from typing import Any
 from uuid import UUID
 
 from fastapi import APIRouter, Request
-from leadstream_schemas import LEAD, SEARCH, Envelope, LeadDiscovered, LeadProfileEnriched, SearchFinished
+from leadstream_schemas import LEAD, SEARCH, Envelope, Event, LeadDiscovered, LeadProfileEnriched, SearchFinished
 from pydantic import BaseModel, Field
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -138,14 +138,13 @@ def build(
         # it, so two probes with different names share no processed ids, outbox or effects.
         service.engine = service.engine.execution_options(schema_translate_map={SCHEMA: settings.db_schema})
         service.relay.engine = service.housekeeping.engine = service.engine
-    if search_finished is None:
-        service.consume([LEAD.name], {LeadDiscovered: handler or record_effect}, group_suffix=group_suffix)
-    else:
-        service.consume(
-            [LEAD.name, SEARCH.name],
-            {LeadDiscovered: handler or record_effect, SearchFinished: search_finished},
-            group_suffix=group_suffix,
-            after={SearchFinished: [LEAD.name]},
-        )
+    handlers: dict[type[Event], Handler] = {LeadDiscovered: handler or record_effect}
+    after: dict[type[Event], list[str]] = {}
+    topics = [LEAD.name]
+    if search_finished is not None:
+        handlers[SearchFinished] = search_finished
+        after[SearchFinished] = [LEAD.name]
+        topics.append(SEARCH.name)
+    service.consume(topics, handlers, group_suffix=group_suffix, after=after)
     service.include_router(_router(service))
     return service
