@@ -20,6 +20,11 @@ that rate and measures, in the same run:
 - produce -> consumed: the same probes read by a no-op aiokafka consumer (its own group, nothing done per
   record) in a process of its own, the floor any consumer of the broker has (in the benchmark's process it
   waited behind the readers' work and looked slower than it is).
+- produce -> visible through the same hops (:class:`SameHops`): a process of its own that consumes, commits each
+  poll's event ids in one transaction with a NOTIFY, announces the probes on an SSE stream and answers an HTTP
+  read, with the least work in each hop; its probes are read as the projection's are. ``same_hops_p99_ratio``
+  (it against the no-op consumer) is what the hops alone cost on the machine; ``p99_over_same_hops`` (the
+  projection against it), what the projection's own work adds.
 
 Also API -> Kafka: ``POST /v1/leads`` on discovery (a manual lead) until the no-op consumer reads its
 ``LeadDiscovered``, which the transactional outbox relays (woken by the commit's NOTIFY), then the same calls
@@ -27,7 +32,8 @@ once more with discovery restarted with the relay as it was before LISTEN/NOTIFY
 ``api_to_kafka_poll_only``); the resident memory (RSS) of every service idle and under the highest rate; and the
 CPU each service uses, idle (``cpu_idle_cores``, over 10 s before anything is produced) and at each rate
 (``cpu_cores``): on a machine the services share, what the others burn is what the projection waits for.
-Targets: p99 produce -> visible within 5x the no-op p99 at every rate.
+Targets: p99 produce -> visible within 5x the no-op p99 at every rate (the same-hops figures are reported, to
+read the ratio by).
 """
 
 from __future__ import annotations
@@ -52,6 +58,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+import asyncpg  # noqa: E402
 import httpx  # noqa: E402
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer  # noqa: E402
 from leadstream_schemas import (  # noqa: E402
@@ -65,7 +72,7 @@ from leadstream_schemas import (  # noqa: E402
     Replied,
     encode,
 )
-from leadstream_schemas.envelope import H_ID  # noqa: E402
+from leadstream_schemas.envelope import H_ID, H_WORKSPACE  # noqa: E402
 
 from bench.projection import fresh_world  # noqa: E402
 from leadstream_cli.processes import SERVICES, ServiceFleet, free_port  # noqa: E402
@@ -73,6 +80,7 @@ from services.console.sse import parse as parse_sse  # noqa: E402
 from services.runtime import auth  # noqa: E402
 from services.runtime.db import create_engine  # noqa: E402
 from services.runtime.migrations import upgrade  # noqa: E402
+from services.runtime.notify import dsn  # noqa: E402
 from services.runtime.settings import RuntimeSettings  # noqa: E402
 
 WORKSPACE = "ws-bench"
@@ -269,6 +277,172 @@ class NoopConsumer:
         self.stopping.set()
         if await asyncio.to_thread(self.results.poll, 60):
             self.arrived = self.results.recv()
+        await asyncio.to_thread(self.process.join, 30)
+
+
+SAME_HOPS_TABLE = "bench_same_hops"
+"""The same-hops floor's table, in the run's own database."""
+
+
+def same_hops_service(bootstrap: str, topic: str, url: str, port: int, ready: Any, stop: Any) -> None:
+    """The measured path's hops with the least work in each, in a process of its own (see :class:`SameHops`).
+
+    Consume the lead topic (its own group, from the end); per poll, one transaction inserting the records' event
+    ids (the probes' marked, by their workspace) and calling ``pg_notify``; a LISTEN connection wakes the SSE
+    streams (``GET /stream``), which read the probes' new ids (one query) and send them; ``GET /seen/{id}`` answers
+    200 once an id is committed (one query). Starlette on uvicorn, asyncpg: no decoding, no views, no middleware.
+    """
+
+    async def serve() -> None:
+        import uvicorn
+        from starlette.applications import Starlette
+        from starlette.requests import Request
+        from starlette.responses import Response, StreamingResponse
+        from starlette.routing import Route
+
+        pool = await asyncpg.create_pool(url, min_size=2, max_size=4)
+        await pool.execute(
+            f"CREATE TABLE IF NOT EXISTS {SAME_HOPS_TABLE} (seq bigserial, event_id text PRIMARY KEY, probe boolean)"
+        )
+        waiters: set[asyncio.Event] = set()
+
+        def wake(*_: object) -> None:
+            for waiter in waiters:
+                waiter.set()
+
+        listener = await asyncpg.connect(url)
+        await listener.add_listener(SAME_HOPS_TABLE, wake)
+
+        async def stream(request: Request) -> StreamingResponse:
+            async def events() -> Any:
+                last = await pool.fetchval(f"SELECT coalesce(max(seq), 0) FROM {SAME_HOPS_TABLE}")
+                wake = asyncio.Event()
+                waiters.add(wake)
+                try:
+                    yield ": ready\n\n"
+                    while True:
+                        wake.clear()
+                        rows = await pool.fetch(
+                            f"SELECT seq, event_id FROM {SAME_HOPS_TABLE} WHERE seq > $1 AND probe ORDER BY seq", last
+                        )
+                        if rows:
+                            last = rows[-1]["seq"]
+                            yield "".join(f"data: {r['event_id']}\n\n" for r in rows)
+                        else:
+                            await wake.wait()
+                finally:
+                    waiters.discard(wake)
+
+            return StreamingResponse(events(), media_type="text/event-stream")
+
+        async def seen(request: Request) -> Response:
+            eid = request.path_params["eid"]
+            found = await pool.fetchval(f"SELECT 1 FROM {SAME_HOPS_TABLE} WHERE event_id = $1", eid)
+            return Response(status_code=200 if found else 404)
+
+        app = Starlette(routes=[Route("/stream", stream), Route("/seen/{eid}", seen)])
+        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+        consumer = AIOKafkaConsumer(
+            topic,
+            bootstrap_servers=bootstrap,
+            group_id=f"bench-hops-{uuid.uuid4().hex[:8]}",
+            auto_offset_reset="latest",
+        )
+        await consumer.start()
+        probe = PROBE_WORKSPACE.encode()
+
+        async def consume() -> None:
+            while not stop.is_set():
+                got = await consumer.getmany(timeout_ms=100)
+                ids, probes = [], []
+                for records in got.values():
+                    for r in records:
+                        headers = dict(r.headers)
+                        ids.append(headers[H_ID].decode())
+                        probes.append(headers.get(H_WORKSPACE) == probe)
+                if ids:
+                    async with pool.acquire() as conn, conn.transaction():
+                        await conn.execute(
+                            f"INSERT INTO {SAME_HOPS_TABLE} (event_id, probe) "
+                            f"SELECT * FROM unnest($1::text[], $2::bool[]) ON CONFLICT DO NOTHING",
+                            ids,
+                            probes,
+                        )
+                        await conn.execute("SELECT pg_notify($1, '')", SAME_HOPS_TABLE)
+
+        serving = asyncio.create_task(server.serve())
+        try:
+            await _wait_assigned(consumer)
+            await _until(lambda: server.started, 60)
+            ready.set()
+            consuming = asyncio.create_task(consume())
+            await asyncio.to_thread(stop.wait)
+            consuming.cancel()
+            await asyncio.gather(consuming, return_exceptions=True)
+        finally:
+            server.should_exit = True
+            await consumer.stop()
+            await asyncio.gather(serving, return_exceptions=True)
+            await listener.close()
+            await pool.close()
+
+    asyncio.run(serve())
+
+
+class SameHops:
+    """A floor that makes the measured path's hops (consume, commit, NOTIFY, the change stream, an HTTP read) with
+    the least work in each: :func:`same_hops_service` in a process of its own, and here its probes' produce ->
+    visible, read as the projection's are (the stream names a probe, then ``GET /seen/{id}`` confirms it). What
+    the projection's figure takes beyond this one is its own work (decoding, views, the API's stack)."""
+
+    def __init__(self, settings: RuntimeSettings, tracker: Tracker) -> None:
+        ctx = multiprocessing.get_context("spawn")
+        self.ready, self.stopping = ctx.Event(), ctx.Event()
+        self.port = free_port()
+        self.tracker = tracker
+        self.visible: dict[str, float] = {}
+        self.streaming = asyncio.Event()
+        self.process = ctx.Process(
+            target=same_hops_service,
+            args=(
+                settings.kafka_bootstrap_servers,
+                settings.topic_name(LEAD.name),
+                dsn(settings.database_url),
+                self.port,
+                self.ready,
+                self.stopping,
+            ),
+            daemon=True,
+        )
+
+    async def start(self) -> None:
+        """Start the process and wait until it has its partitions and serves."""
+        self.process.start()
+        if not await asyncio.to_thread(self.ready.wait, 120):
+            raise RuntimeError("the same-hops floor was not ready within 120 s")
+
+    async def follow(self) -> None:
+        """Read each probe the stream names, until cancelled."""
+        reads: set[asyncio.Task[None]] = set()
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{self.port}", timeout=30) as http:
+
+            async def read(eid: str) -> None:
+                r = await http.get(f"/seen/{eid}")
+                if r.status_code == 200:
+                    self.visible.setdefault(eid, time.perf_counter())
+
+            async with http.stream("GET", "/stream", timeout=httpx.Timeout(30, read=None)) as r:
+                r.raise_for_status()
+                self.streaming.set()
+                async for event in parse_sse(r.aiter_lines()):
+                    if event.data in self.tracker.sent and event.data not in self.visible:
+                        task = asyncio.create_task(read(event.data))
+                        reads.add(task)
+                        task.add_done_callback(reads.discard)
+
+    async def stop(self) -> None:
+        """Stop the process."""
+        self.stopping.set()
         await asyncio.to_thread(self.process.join, 30)
 
 
@@ -528,11 +702,17 @@ async def measure_rate(
     seconds: float,
     drain_s: float,
     seed: int,
+    same_hops: bool = True,
 ) -> tuple[dict[str, Any], dict[str, list[float]]]:
     """Produce at ``rate`` for ``seconds``; latency figures, and the services' RSS samples meanwhile."""
     tracker = Tracker()
     noop = NoopConsumer(settings.kafka_bootstrap_servers, settings.topic_name(LEAD.name))
     await noop.start()
+    floor = SameHops(settings, tracker) if same_hops else None
+    following: list[asyncio.Task[None]] = []
+    if floor is not None:
+        await floor.start()
+        following.append(asyncio.create_task(floor.follow()))
     producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers, acks="all", enable_idempotence=True)
     await producer.start()
     rss: dict[str, list[float]] = {}
@@ -543,6 +723,8 @@ async def measure_rate(
         async with running(lambda s: sample_rss(fleet, rss, s), stop_rss):
             poller = asyncio.create_task(watcher.run(stop_poll))
             await asyncio.wait_for(watcher.stream_ready.wait(), 60)
+            if floor is not None:
+                await asyncio.wait_for(floor.streaming.wait(), 60)
             log(f"producing {rate}/s for {seconds:.0f} s")
             cpu_before, cpu_t0 = cpu_now(fleet), time.perf_counter()
             batches_before = await batch_totals(fleet)
@@ -556,17 +738,27 @@ async def measure_rate(
                 await asyncio.wait_for(poller, drain_s)
             except TimeoutError:
                 log(f"{sum(len(v) for v in tracker.pending.values())} events not visible after {drain_s:.0f} s")
+            if floor is not None:
+                await _until(lambda: len(floor.visible) >= len(tracker.sent), drain_s)
     finally:
+        for task in following:
+            task.cancel()
+        await asyncio.gather(*following, return_exceptions=True)
         await producer.stop()
         await noop.stop()
+        if floor is not None:
+            await floor.stop()
     elapsed = time.perf_counter() - started_at
     visible = percentiles([tracker.visible[e] - t for e, t in tracker.sent.items() if e in tracker.visible])
     consumed = percentiles([noop.arrived[e] - t for e, t in tracker.sent.items() if e in noop.arrived])
+    seen = floor.visible if floor is not None else {}
+    hops = percentiles([seen[e] - t for e, t in tracker.sent.items() if e in seen])
     figures: dict[str, Any] = {
         "sent": sent,
         "probes": len(tracker.sent),
         "produce_to_visible": visible,
         "produce_to_consumed_noop": consumed,
+        "produce_to_visible_same_hops": hops if floor is not None else {"skipped": "--no-same-hops"},
         "not_visible": len(tracker.sent) - int(visible["count"]),
         "timeline_read": percentiles(tracker.reads),
         "timeline_reads_per_s": round(len(tracker.reads) / elapsed, 1),
@@ -584,7 +776,11 @@ async def measure_rate(
     if visible.get("p99_ms") and consumed.get("p99_ms"):
         figures["p99_ratio"] = round(visible["p99_ms"] / consumed["p99_ms"], 2)
         figures["p50_ratio"] = round(visible["p50_ms"] / consumed["p50_ms"], 2)
-    log(f"{rate}/s: visible {visible}, no-op consumer {consumed}, detection {figures['detection']}")
+    if consumed.get("p99_ms") and hops.get("p99_ms"):
+        figures["same_hops_p99_ratio"] = round(hops["p99_ms"] / consumed["p99_ms"], 2)
+        if visible.get("p99_ms"):
+            figures["p99_over_same_hops"] = round(visible["p99_ms"] / hops["p99_ms"], 2)
+    log(f"{rate}/s: visible {visible}, no-op consumer {consumed}, same hops {hops}, detection {figures['detection']}")
     log(f"{rate}/s: stages {figures['stages']}, projection batches {figures.get('projection_batches')}")
     return figures, rss
 
@@ -649,7 +845,9 @@ async def measure(settings: RuntimeSettings, args: argparse.Namespace) -> dict[s
             httpx.AsyncClient(base_url=_url(fleet, "discovery"), headers=headers, timeout=30) as discovery,
         ):
             for i, rate in enumerate(args.rates):
-                figures, rss = await measure_rate(settings, fleet, http, rate, args.seconds, args.drain_s, seed=i)
+                figures, rss = await measure_rate(
+                    settings, fleet, http, rate, args.seconds, args.drain_s, seed=i, same_hops=args.same_hops
+                )
                 result["rates"][str(rate)] = figures
                 if rate == max(args.rates):
                     result["rss_under_load_mb"] = {
@@ -722,6 +920,12 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         default=[],
         metavar="SERVICE:NAME=VALUE",
         help="a setting of one service, to compare (e.g. projection:LEADSTREAM_CONSUMER_FETCH_MIN_BYTES=1); repeatable",
+    )
+    p.add_argument(
+        "--same-hops",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="measure the same-hops floor beside the projection (default on; it adds a little load of its own)",
     )
     p.add_argument("--out", default=str(ROOT / "bench" / "results" / "live.json"))
     p.add_argument("--keep", action="store_true", help="keep the topics and the database afterwards")

@@ -50,6 +50,8 @@ def entry(replay: dict[str, Any], live: dict[str, Any]) -> dict[str, Any]:
             out[f"live_{rate}_p99_visible_ms"] = figures["produce_to_visible"].get("p99_ms")
             out[f"live_{rate}_p99_noop_ms"] = figures["produce_to_consumed_noop"].get("p99_ms")
             out[f"live_{rate}_p99_ratio"] = figures.get("p99_ratio")
+            out[f"live_{rate}_p99_same_hops_ms"] = (figures.get("produce_to_visible_same_hops") or {}).get("p99_ms")
+            out[f"live_{rate}_same_hops_p99_ratio"] = figures.get("same_hops_p99_ratio")
         out["api_to_kafka_p99_ms"] = live.get("api_to_kafka", {}).get("p99_ms")
         out["api_to_kafka_p50_ms"] = live.get("api_to_kafka", {}).get("p50_ms")
         out["api_to_kafka_poll_only_p50_ms"] = (live.get("api_to_kafka_poll_only") or {}).get("p50_ms")
@@ -93,6 +95,17 @@ def table(replay: dict[str, Any], live: dict[str, Any]) -> str:
                 live_date,
             )
         )
+        hops = figures.get("produce_to_visible_same_hops")
+        if hops:  # runs before the same-hops floor have none
+            rows.append(
+                (
+                    f"Live {rate}/s, the same hops with the least work (floor): its p99 / no-op; projection's / its",
+                    f"{figures.get('same_hops_p99_ratio')} ({hops.get('p99_ms')} ms); "
+                    f"{figures.get('p99_over_same_hops')}",
+                    "reported",
+                    live_date,
+                )
+            )
     api = live.get("api_to_kafka")
     if api and api.get("skipped"):
         rows.append(("API call -> event on Kafka (outbox)", f"not measured: {api['skipped']}", "reported", live_date))
