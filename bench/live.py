@@ -222,18 +222,20 @@ def wall_to_perf(wall: datetime) -> float:
     return wall.timestamp() - (time.time() - time.perf_counter())
 
 
+def tail_consumer(bootstrap: str, topic: str, kind: str) -> AIOKafkaConsumer:
+    """A consumer of ``topic`` in a group of its own (``bench-<kind>-<random>``), reading from the end."""
+    return AIOKafkaConsumer(
+        topic, bootstrap_servers=bootstrap, group_id=f"bench-{kind}-{uuid.uuid4().hex[:8]}", auto_offset_reset="latest"
+    )
+
+
 def noop_consumer(bootstrap: str, topic: str, ready: Any, stop: Any, out: Any) -> None:
     """A no-op consumer in a process of its own (see the module docstring): reads the lead topic from its end
     in its own group, and sends back, by event id, when (``time.perf_counter``: CLOCK_MONOTONIC, the same
     clock in every process on Linux) each record arrived."""
 
     async def consume() -> dict[str, float]:
-        consumer = AIOKafkaConsumer(
-            topic,
-            bootstrap_servers=bootstrap,
-            group_id=f"bench-noop-{uuid.uuid4().hex[:8]}",
-            auto_offset_reset="latest",
-        )
+        consumer = tail_consumer(bootstrap, topic, "noop")
         await consumer.start()
         arrived: dict[str, float] = {}
         try:
@@ -342,12 +344,7 @@ def same_hops_service(bootstrap: str, topic: str, url: str, port: int, ready: An
 
         app = Starlette(routes=[Route("/stream", stream), Route("/seen/{eid}", seen)])
         server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-        consumer = AIOKafkaConsumer(
-            topic,
-            bootstrap_servers=bootstrap,
-            group_id=f"bench-hops-{uuid.uuid4().hex[:8]}",
-            auto_offset_reset="latest",
-        )
+        consumer = tail_consumer(bootstrap, topic, "hops")
         await consumer.start()
         probe = PROBE_WORKSPACE.encode()
 
@@ -652,9 +649,7 @@ class DiscoveredWatcher:
     """Reads the lead topic and notes when a ``LeadDiscovered`` of each lead first arrives."""
 
     def __init__(self, bootstrap: str, topic: str) -> None:
-        self.consumer = AIOKafkaConsumer(
-            topic, bootstrap_servers=bootstrap, group_id=f"bench-api-{uuid.uuid4().hex[:8]}", auto_offset_reset="latest"
-        )
+        self.consumer = tail_consumer(bootstrap, topic, "api")
         self.arrived: dict[str, float] = {}
 
     async def run(self, stop: asyncio.Event) -> None:
