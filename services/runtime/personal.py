@@ -393,9 +393,23 @@ def _facts(headers: Any) -> tuple[str | None, str | None, Any]:
     """(type, workspace, raw subject) of a record's headers (Kafka's list of pairs, or a mapping; the last value
     of a repeated name, as a dict of them has). This runs for every record of a replay: one ``dict()`` and three
     lookups cost a third of a loop over the pairs in Python (and ``isinstance(headers, Mapping)``, an ABC check,
-    costs as much as the dict)."""
+    costs as much as the dict).
+
+    A header without a value is passed over, as the contract's decoder does (``headers_dict``): a name repeated
+    with None last would otherwise hide the value before it, and the reader would see another type than the
+    decoder (a sealed record left sealed, an erasure not seen as one). Only a record with one of the three present
+    but empty pays for looking again.
+    """
     h = headers if type(headers) is dict else dict(headers or ())
-    return header_text(h.get(H_TYPE)), header_text(h.get(H_WORKSPACE)), h.get(H_SUBJECT)
+    event_type, ws, subject = h.get(H_TYPE), h.get(H_WORKSPACE), h.get(H_SUBJECT)
+    if h is not headers and (
+        (event_type is None and H_TYPE in h)
+        or (ws is None and H_WORKSPACE in h)
+        or (subject is None and H_SUBJECT in h)
+    ):
+        h = {name: value for name, value in headers if value is not None}
+        event_type, ws, subject = h.get(H_TYPE), h.get(H_WORKSPACE), h.get(H_SUBJECT)
+    return header_text(event_type), header_text(ws), subject
 
 
 _SUBJECTS: dict[Any, str | None] = {}

@@ -301,3 +301,23 @@ async def test_a_record_with_its_type_twice_is_opened_as_the_type_the_decoder_re
     for _ in range(2):
         opened = reader.open(sealed, twice, person)
         assert opened is not None and decode(opened, twice).data.text == f"Hi {NAME}"  # type: ignore[attr-defined]
+
+
+async def test_a_header_without_a_value_hides_nothing_from_the_reader_as_from_the_decoder() -> None:
+    """A ``ce_type`` repeated with no value last: the decoder passes over the empty one and reads the type before it,
+    and so must the reader. Seeing no type, it left the record sealed: the timeline got the token, not the text."""
+    ws, lead = "ws-empty", uuid.uuid4()
+    key = AESGCM.generate_key(256)
+    wrapper = KeyWrapper([NEW_KEK])
+
+    async def fetch(leads: list[uuid.UUID]) -> list[tuple[str, uuid.UUID, bytes | None]]:
+        return [(ws, lead, wrapper.wrap((ws, str(lead)), key))]
+
+    reader = PersonalReader(fetch, wrapper=wrapper)
+    env = Envelope.new(MessageSent(lead_id=lead, text=f"Hi {NAME}"), workspace_id=ws, source="test")
+    _, value, headers = encode(env)
+    sealed = personal.seal_value(value, env.type, (ws, str(lead)), key)
+    emptied = [*headers, ("ce_type", None), ("workspaceid", None)]
+    assert decode(sealed, emptied).type == env.type
+    [opened] = await reader.open_records([Record(sealed, emptied)])
+    assert opened is not None and decode(opened, emptied).data.text == f"Hi {NAME}"  # type: ignore[attr-defined]
