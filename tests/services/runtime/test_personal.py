@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,7 +39,7 @@ class Record:
     """What a reader needs of a consumer record."""
 
     value: bytes | None
-    headers: list[tuple[str, bytes]]
+    headers: Sequence[tuple[str, bytes | None]]  # a header may come without a value
 
 
 def _discovered(ws: str, lead: uuid.UUID) -> Envelope[LeadDiscovered]:
