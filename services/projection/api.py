@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from fastapi import APIRouter, Header, Query, Request
 from leadstream_schemas import LIMIT_STATUSES, EmailSent, InviteAccepted, InviteSent, MessageSent, Replied
 from pydantic import BaseModel, Field
-from sqlalchemy import and_, case, func, literal, or_, select, tuple_
+from sqlalchemy import and_, bindparam, case, func, literal, or_, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
@@ -452,6 +452,26 @@ class Reads:
 
     def __init__(self, views: Views) -> None:
         self.v = views
+        # The timeline is the read the console repeats most (each live change of a lead re-reads it): its statement
+        # is built once, with its values bound per call. Building it per call cost ~0.2 ms, and SQLAlchemy's cache
+        # key of a new statement ~0.1 ms more (a third of the route's own time); a kept statement memoizes its key.
+        t, a, c = views.timeline, views.accounts, views.campaigns
+        timeline = (
+            select(t, a.c.display_name, c.c.name.label("campaign_name"))
+            .select_from(
+                t.outerjoin(a, and_(a.c.workspace_id == t.c.workspace_id, a.c.account_id == t.c.account_id)).outerjoin(
+                    c, and_(c.c.workspace_id == t.c.workspace_id, c.c.campaign_id == t.c.campaign_id)
+                )
+            )
+            .where(t.c.workspace_id == bindparam("ws"), t.c.lead_id == bindparam("lead_id"))
+            .order_by(t.c.event_time, t.c.type_rank, t.c.event_id)
+            .limit(bindparam("limit"))
+        )
+        self._timeline = timeline
+        self._timeline_after = timeline.where(
+            tuple_(t.c.event_time, t.c.type_rank, t.c.event_id)
+            > tuple_(bindparam("after_time"), bindparam("after_rank"), bindparam("after_id"))
+        )
 
     def _campaign_select(self) -> Any:
         c, s = self.v.campaigns, self.v.campaign_summary
@@ -480,26 +500,17 @@ class Reads:
         )
 
     async def timeline(self, conn: AsyncConnection, ws: str, lead_id: UUID, after: str | None, limit: int) -> Timeline:
-        t, a, c, ls = self.v.timeline, self.v.accounts, self.v.campaigns, self.v.lead_state
-        stmt = (
-            select(t, a.c.display_name, c.c.name.label("campaign_name"))
-            .select_from(
-                t.outerjoin(a, and_(a.c.workspace_id == t.c.workspace_id, a.c.account_id == t.c.account_id)).outerjoin(
-                    c, and_(c.c.workspace_id == t.c.workspace_id, c.c.campaign_id == t.c.campaign_id)
-                )
-            )
-            .where(t.c.workspace_id == ws, t.c.lead_id == lead_id)
-            .order_by(t.c.event_time, t.c.type_rank, t.c.event_id)
-            .limit(limit + 1)
-        )
+        ls = self.v.lead_state
+        params: dict[str, Any] = {"ws": ws, "lead_id": lead_id, "limit": limit + 1}
+        stmt = self._timeline
         if after:
             when, rank, eid = _uncursor(after, 3)
             try:
-                key = (datetime.fromisoformat(when), int(rank), UUID(eid))
+                params.update(after_time=datetime.fromisoformat(when), after_rank=int(rank), after_id=UUID(eid))
             except (TypeError, ValueError):
                 raise Problem(422, "invalid_cursor", "the `after` cursor is not one this API returned") from None
-            stmt = stmt.where(tuple_(t.c.event_time, t.c.type_rank, t.c.event_id) > tuple_(*map(literal, key)))
-        rows = (await conn.execute(stmt)).all()
+            stmt = self._timeline_after
+        rows = (await conn.execute(stmt, params)).all()
         # One statement for a lead with events; the lead's existence is asked only when the page is empty (an
         # unknown lead, another workspace's, a known lead without events yet, or a cursor past the end). The
         # batch that writes a lead's first timeline row writes its lead_state row in the same transaction.

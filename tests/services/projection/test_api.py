@@ -124,6 +124,18 @@ async def test_views_over_http(
         invite = next(i for i in timeline["items"] if i["type"] == InviteSent.event_type)
         assert invite["summary"].startswith(f"Invite sent from account {invite['account_name']} with note: ")
         assert invite["account_name"].startswith("SDR ") and invite["campaign_name"].startswith("Campaign ")
+        # Its keyset pages: two events a page, the same events in the same order, the last page without a cursor.
+        paged: list[str] = []
+        after = None
+        while True:
+            params = {"limit": 2, **({"after": after} if after else {})}
+            page = (await http.get(f"/v1/leads/{lead}/timeline", params=params, headers=a)).json()
+            assert len(page["items"]) <= 2
+            paged.extend(i["event_id"] for i in page["items"])
+            after = page["next"]
+            if after is None:
+                break
+        assert len(own) > 2 and paged == [str(e.id) for e in own]
         state = (await http.get(f"/v1/leads/{lead}", headers=a)).json()
         assert state["pipeline_stage"] in {"Replied", "Completed"} and state["events"] == len(own)
         assert {c["campaign_id"] for c in state["campaigns"]} == {str(camp)}
