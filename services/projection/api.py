@@ -452,9 +452,10 @@ class Reads:
 
     def __init__(self, views: Views) -> None:
         self.v = views
-        # The timeline is the read the console repeats most (each live change of a lead re-reads it): its statement
-        # is built once, with its values bound per call. Building it per call cost ~0.2 ms, and SQLAlchemy's cache
-        # key of a new statement ~0.1 ms more (a third of the route's own time); a kept statement memoizes its key.
+        # A lead's timeline is read again on each live change of the lead (the console's lead page; the live
+        # benchmark's probes): its statement is built once, with its values bound per call. Building it per call
+        # cost ~0.2 ms, and SQLAlchemy's cache key of a new statement ~0.1 ms more; a kept statement memoizes its
+        # key (bench/results/NOTES.md).
         t, a, c = views.timeline, views.accounts, views.campaigns
         timeline = (
             select(t, a.c.display_name, c.c.name.label("campaign_name"))
