@@ -469,6 +469,10 @@ class Reads:
             .limit(bindparam("limit"))
         )
         self._timeline = timeline
+        # One campaign with its counts: read again on each live change of any of its leads (its page's summary).
+        self._one_campaign = self._campaign_select().where(
+            c.c.workspace_id == bindparam("ws"), c.c.campaign_id == bindparam("campaign_id")
+        )
         self._timeline_after = timeline.where(
             tuple_(t.c.event_time, t.c.type_rank, t.c.event_id)
             > tuple_(bindparam("after_time"), bindparam("after_rank"), bindparam("after_id"))
@@ -658,19 +662,14 @@ class Reads:
 
     async def campaign(self, conn: AsyncConnection, ws: str, campaign_id: UUID) -> Campaign:
         """One campaign as the list shows it (404 when the workspace has no such campaign)."""
-        c = self.v.campaigns
-        row = (
-            await conn.execute(self._campaign_select().where(c.c.workspace_id == ws, c.c.campaign_id == campaign_id))
-        ).first()
+        row = (await conn.execute(self._one_campaign, {"ws": ws, "campaign_id": campaign_id})).first()
         if row is None:
             raise Problem(404, "not_found", f"campaign {campaign_id} not found")
         return self._campaign(row)
 
     async def summary(self, conn: AsyncConnection, ws: str, campaign_id: UUID) -> Summary:
-        c, s = self.v.campaigns, self.v.campaign_summary
-        row = (
-            await conn.execute(self._campaign_select().where(c.c.workspace_id == ws, c.c.campaign_id == campaign_id))
-        ).first()
+        s = self.v.campaign_summary
+        row = (await conn.execute(self._one_campaign, {"ws": ws, "campaign_id": campaign_id})).first()
         if row is not None:
             return self._campaign(row).summary
         # Lead events of a campaign can arrive before the campaign's own events (another topic).
