@@ -469,13 +469,13 @@ class Reads:
             .limit(bindparam("limit"))
         )
         self._timeline = timeline
-        # One campaign with its counts: read again on each live change of any of its leads (its page's summary).
-        self._one_campaign = self._campaign_select().where(
-            c.c.workspace_id == bindparam("ws"), c.c.campaign_id == bindparam("campaign_id")
-        )
         self._timeline_after = timeline.where(
             tuple_(t.c.event_time, t.c.type_rank, t.c.event_id)
             > tuple_(bindparam("after_time"), bindparam("after_rank"), bindparam("after_id"))
+        )
+        # One campaign with its counts: read again on each live change of any of its leads (its page's summary).
+        self._one_campaign = self._campaign_select().where(
+            c.c.workspace_id == bindparam("ws"), c.c.campaign_id == bindparam("campaign_id")
         )
 
     def _campaign_select(self) -> Any:
