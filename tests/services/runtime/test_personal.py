@@ -280,45 +280,50 @@ async def test_decrypted_texts_come_back_exactly_whatever_they_hold() -> None:
         assert opened is not None and decode(opened, headers).data.text == text  # type: ignore[attr-defined]
 
 
-async def test_a_record_with_its_type_twice_is_opened_as_the_type_the_decoder_reads() -> None:
-    """Two ``ce_type`` headers: the contract's decoder takes the last, and so does the reader. Taking the first (an
-    erasure's type here) made it forget the person's key as erased: the record and every later one of that person,
-    in that process, came out ``[erased]``."""
-    ws, lead = "ws-twice", uuid.uuid4()
+@dataclass
+class OneSealed:
+    """A reader whose key store holds one person's key, and a ``MessageSent`` of that person sealed with it."""
+
+    reader: PersonalReader
+    person: tuple[str, str]
+    sealed: bytes
+    headers: list[tuple[str, bytes]]
+    type: str
+
+
+def _one_sealed(ws: str) -> OneSealed:
+    lead = uuid.uuid4()
     key = AESGCM.generate_key(256)
     wrapper = KeyWrapper([NEW_KEK])
 
     async def fetch(leads: list[uuid.UUID]) -> list[tuple[str, uuid.UUID, bytes | None]]:
         return [(ws, lead, wrapper.wrap((ws, str(lead)), key))]
 
-    reader = PersonalReader(fetch, wrapper=wrapper)
     env = Envelope.new(MessageSent(lead_id=lead, text=f"Hi {NAME}"), workspace_id=ws, source="test")
     _, value, headers = encode(env)
     sealed = personal.seal_value(value, env.type, (ws, str(lead)), key)
-    twice = [("ce_type", LeadErased.event_type.encode()), *headers]
-    assert decode(sealed, twice).type == env.type
-    person = (ws, str(lead))
-    await reader.load([person])
+    assert sealed is not None
+    return OneSealed(PersonalReader(fetch, wrapper=wrapper), (ws, str(lead)), sealed, list(headers), env.type)
+
+
+async def test_a_record_with_its_type_twice_is_opened_as_the_type_the_decoder_reads() -> None:
+    """Two ``ce_type`` headers: the contract's decoder takes the last, and so does the reader. Taking the first (an
+    erasure's type here) made it forget the person's key as erased: the record and every later one of that person,
+    in that process, came out ``[erased]``."""
+    one = _one_sealed("ws-twice")
+    twice = [("ce_type", LeadErased.event_type.encode()), *one.headers]
+    assert decode(one.sealed, twice).type == one.type
+    await one.reader.load([one.person])
     for _ in range(2):
-        opened = reader.open(sealed, twice, person)
+        opened = one.reader.open(one.sealed, twice, one.person)
         assert opened is not None and decode(opened, twice).data.text == f"Hi {NAME}"  # type: ignore[attr-defined]
 
 
 async def test_a_header_without_a_value_hides_nothing_from_the_reader_as_from_the_decoder() -> None:
     """A ``ce_type`` repeated with no value last: the decoder passes over the empty one and reads the type before it,
     and so must the reader. Seeing no type, it left the record sealed: the timeline got the token, not the text."""
-    ws, lead = "ws-empty", uuid.uuid4()
-    key = AESGCM.generate_key(256)
-    wrapper = KeyWrapper([NEW_KEK])
-
-    async def fetch(leads: list[uuid.UUID]) -> list[tuple[str, uuid.UUID, bytes | None]]:
-        return [(ws, lead, wrapper.wrap((ws, str(lead)), key))]
-
-    reader = PersonalReader(fetch, wrapper=wrapper)
-    env = Envelope.new(MessageSent(lead_id=lead, text=f"Hi {NAME}"), workspace_id=ws, source="test")
-    _, value, headers = encode(env)
-    sealed = personal.seal_value(value, env.type, (ws, str(lead)), key)
-    emptied = [*headers, ("ce_type", None), ("workspaceid", None)]
-    assert decode(sealed, emptied).type == env.type
-    [opened] = await reader.open_records([Record(sealed, emptied)])
+    one = _one_sealed("ws-empty")
+    emptied = [*one.headers, ("ce_type", None), ("workspaceid", None)]
+    assert decode(one.sealed, emptied).type == one.type
+    [opened] = await one.reader.open_records([Record(one.sealed, emptied)])
     assert opened is not None and decode(opened, emptied).data.text == f"Hi {NAME}"  # type: ignore[attr-defined]
