@@ -318,12 +318,12 @@ def same_hops_service(bootstrap: str, topic: str, url: str, port: int, ready: An
         async def stream(request: Request) -> StreamingResponse:
             async def events() -> Any:
                 last = await pool.fetchval(f"SELECT coalesce(max(seq), 0) FROM {SAME_HOPS_TABLE}")
-                wake = asyncio.Event()
-                waiters.add(wake)
+                woken = asyncio.Event()
+                waiters.add(woken)
                 try:
                     yield ": ready\n\n"
                     while True:
-                        wake.clear()
+                        woken.clear()
                         rows = await pool.fetch(
                             f"SELECT seq, event_id FROM {SAME_HOPS_TABLE} WHERE seq > $1 AND probe ORDER BY seq", last
                         )
@@ -331,9 +331,9 @@ def same_hops_service(bootstrap: str, topic: str, url: str, port: int, ready: An
                             last = rows[-1]["seq"]
                             yield "".join(f"data: {r['event_id']}\n\n" for r in rows)
                         else:
-                            await wake.wait()
+                            await woken.wait()
                 finally:
-                    waiters.discard(wake)
+                    waiters.discard(woken)
 
             return StreamingResponse(events(), media_type="text/event-stream")
 
@@ -399,6 +399,7 @@ class SameHops:
         self.tracker = tracker
         self.visible: dict[str, float] = {}
         self.streaming = asyncio.Event()
+        self.following: asyncio.Task[None] | None = None
         self.process = ctx.Process(
             target=same_hops_service,
             args=(
@@ -413,10 +414,11 @@ class SameHops:
         )
 
     async def start(self) -> None:
-        """Start the process and wait until it has its partitions and serves."""
+        """Start the process, wait until it has its partitions and serves, and follow its stream."""
         self.process.start()
         if not await asyncio.to_thread(self.ready.wait, 120):
             raise RuntimeError("the same-hops floor was not ready within 120 s")
+        self.following = asyncio.create_task(self.follow())
 
     async def follow(self) -> None:
         """Read each probe the stream names, until cancelled."""
@@ -438,7 +440,10 @@ class SameHops:
                         task.add_done_callback(reads.discard)
 
     async def stop(self) -> None:
-        """Stop the process."""
+        """Stop following and stop the process."""
+        if self.following is not None:
+            self.following.cancel()
+            await asyncio.gather(self.following, return_exceptions=True)
         self.stopping.set()
         await asyncio.to_thread(self.process.join, 30)
 
@@ -704,10 +709,8 @@ async def measure_rate(
     noop = NoopConsumer(settings.kafka_bootstrap_servers, settings.topic_name(LEAD.name))
     await noop.start()
     floor = SameHops(settings, tracker) if same_hops else None
-    following: list[asyncio.Task[None]] = []
     if floor is not None:
         await floor.start()
-        following.append(asyncio.create_task(floor.follow()))
     producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers, acks="all", enable_idempotence=True)
     await producer.start()
     rss: dict[str, list[float]] = {}
@@ -736,9 +739,6 @@ async def measure_rate(
             if floor is not None:
                 await _until(lambda: len(floor.visible) >= len(tracker.sent), drain_s)
     finally:
-        for task in following:
-            task.cancel()
-        await asyncio.gather(*following, return_exceptions=True)
         await producer.stop()
         await noop.stop()
         if floor is not None:

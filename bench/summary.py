@@ -96,7 +96,7 @@ def table(replay: dict[str, Any], live: dict[str, Any]) -> str:
             )
         )
         hops = figures.get("produce_to_visible_same_hops")
-        if hops:  # runs before the same-hops floor have none
+        if hops and not hops.get("skipped"):  # none in runs before the floor, skipped with --no-same-hops
             rows.append(
                 (
                     f"Live {rate}/s, the same hops with the least work (floor): its p99 / no-op; projection's / its",
