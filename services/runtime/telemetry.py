@@ -15,13 +15,17 @@ Every :class:`~services.runtime.service.Service` calls :func:`instrument_service
 - **Background work** (timers, search pages): rows that start work later store the traceparent of
   what scheduled them; the work runs in a span continuing it (:func:`work_span`).
 - **Libraries**: httpx (provider and service calls: client spans, ``traceparent`` sent along) and asyncpg
-  (queries, without their parameters). HTTP spans keep no query string, and failures are exported by their
-  error class only (:class:`ErrorClassOnly`): either can hold personal data. A
-  database query outside any traced work (the outbox relay's and the timers' polling) is not recorded: it
-  would be a trace of one span, many times a second.
+  (queries, without their parameters, only while spans are exported: see below). HTTP spans keep no query
+  string, and failures are exported by their error class only (:class:`ErrorClassOnly`): either can hold
+  personal data. A database query outside any traced work (the outbox relay's and the timers' polling) is not
+  recorded: it would be a trace of one span, many times a second; the batch consumer's queries, which are
+  never part of traced work, skip the instrumentation altogether (:func:`untraced_queries`).
 
 Spans are exported over OTLP/HTTP when ``OTEL_EXPORTER_OTLP_ENDPOINT`` (or ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT``)
-is set, configured by the standard ``OTEL_*`` variables; with neither set, spans are created and dropped.
+is set, configured by the standard ``OTEL_*`` variables (:func:`export_spans`); with neither set, the spans of
+requests and events are created and dropped (log lines carry their ids, outgoing calls their traceparent), and
+neither a span per query nor the projection's span per event is made: nobody would see them, and the query
+spans alone were 10-16 % of the projection's CPU under the live benchmark's load (py-spy, ``bench/results``).
 Every log line carries the current trace and span ids (:mod:`services.runtime.logging`); the spans and log
 contexts here add the lead, campaign and correlation ids of the work in hand, never personal data.
 """
@@ -31,15 +35,16 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import TYPE_CHECKING, Any
 
 from leadstream_schemas import Envelope
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.context import Context
+from opentelemetry.instrumentation.utils import suppress_instrumentation
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import Event, ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace import Event, ReadableSpan, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.sdk.trace.sampling import ALWAYS_ON, Decision, ParentBased, Sampler, SamplingResult
 from opentelemetry.trace import SpanKind, Status
@@ -86,7 +91,7 @@ class _NoOrphanQueries(Sampler):
 
 def configure_tracing(service: str) -> None:
     """Install a tracer provider named after the service and instrument httpx and asyncpg (once per process)."""
-    global _configured, _exporting
+    global _configured
     if _configured:
         return
     _configured = True
@@ -94,18 +99,39 @@ def configure_tracing(service: str) -> None:
         resource=Resource.create({"service.name": f"leadstream-{service}"}),
         sampler=ParentBased(root=_NoOrphanQueries()),
     )
+    trace.set_tracer_provider(provider)
+    from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
+
+    HTTPXClientInstrumentor().instrument(request_hook=_without_query, async_request_hook=_async_without_query)
     if os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"):
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
         from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
-        provider.add_span_processor(BatchSpanProcessor(ErrorClassOnly(OTLPSpanExporter())))
-        _exporting = True
-    trace.set_tracer_provider(provider)
-    from opentelemetry.instrumentation.asyncpg import AsyncPGInstrumentor
-    from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
+        export_spans(BatchSpanProcessor(ErrorClassOnly(OTLPSpanExporter())))
 
-    HTTPXClientInstrumentor().instrument(request_hook=_without_query, async_request_hook=_async_without_query)
-    AsyncPGInstrumentor(capture_parameters=False).instrument()
+
+def export_spans(processor: SpanProcessor) -> None:
+    """Send the process's finished spans to ``processor`` (after :func:`configure_tracing`), and from now on make
+    the spans that only matter to someone who reads them: one per database query, one per event a live batch
+    applied (:func:`record_batch_spans`)."""
+    global _exporting
+    provider = trace.get_tracer_provider()
+    if not isinstance(provider, TracerProvider):
+        raise RuntimeError(f"no tracer provider was installed (configure_tracing first): {provider!r}")
+    provider.add_span_processor(processor)
+    if not _exporting:
+        from opentelemetry.instrumentation.asyncpg import AsyncPGInstrumentor
+
+        AsyncPGInstrumentor(capture_parameters=False).instrument()
+        _exporting = True
+
+
+def untraced_queries() -> AbstractContextManager[None]:
+    """Run database work that is never part of a trace (a batch consumer's transactions: its records' spans are
+    recorded after the commit, :func:`record_batch_spans`) without the query instrumentation: the sampler would
+    drop those spans anyway, after the instrumentation had built each one's name and attributes. (It turns every
+    instrumentation off, so keep outgoing HTTP calls out of it: they would go without their traceparent.)"""
+    return suppress_instrumentation()
 
 
 _URL_KEYS = ("http.url", "url.full")

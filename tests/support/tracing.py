@@ -6,12 +6,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from opentelemetry import trace
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from services.runtime.telemetry import ErrorClassOnly
+from services.runtime.telemetry import ErrorClassOnly, export_spans
 
 _exporter: InMemorySpanExporter | None = None
 
@@ -21,10 +20,8 @@ def recorder() -> InMemorySpanExporter:
     it gets the spans as the services export them (:class:`ErrorClassOnly`)."""
     global _exporter
     if _exporter is None:
-        provider = trace.get_tracer_provider()
-        assert isinstance(provider, TracerProvider), f"no tracer provider was installed: {provider!r}"
         _exporter = InMemorySpanExporter()
-        provider.add_span_processor(SimpleSpanProcessor(ErrorClassOnly(_exporter)))
+        export_spans(SimpleSpanProcessor(ErrorClassOnly(_exporter)))
     return _exporter
 
 

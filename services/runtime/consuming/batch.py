@@ -26,7 +26,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from ..faults import describe
 from ..metrics import BATCH_RECORDS, BATCHES
 from ..settings import RuntimeSettings
-from ..telemetry import record_batch_spans
+from ..telemetry import record_batch_spans, untraced_queries
 from .deadletter import DeadLetterPublisher
 from .loop import Batch, GroupConsumer
 from .policy import Abandoned, Retry
@@ -174,6 +174,16 @@ class BatchPipeline(Generic[P]):
     ) -> ApplyResult:
         """Apply ``records`` (in offset order per partition), isolating record faults (module docstring)."""
         started_ns = time.time_ns() if self.traced else 0
+        with untraced_queries():  # no span is current here: each query's span would be an orphan, dropped
+            total = await self._isolating(records, prepared, expected)
+        if self.traced:
+            record_batch_spans(self.settings.service_name, records, started_ns)
+        return total
+
+    async def _isolating(
+        self, records: list[ConsumerRecord[Any, Any]], prepared: P | None, expected: Mapping[TP, int | None]
+    ) -> ApplyResult:
+        """:meth:`apply`'s loop: a part that fails on a record fault is split, a record alone retried, then refused."""
         total = ApplyResult()
         expected = dict(expected)
         todo: list[tuple[list[ConsumerRecord[Any, Any]], P | None]] = [(records, prepared)]
@@ -207,8 +217,6 @@ class BatchPipeline(Generic[P]):
                 self._attempts.pop(key, None)
             total.add(result)
             expected.update(result.next_offsets)
-        if self.traced:
-            record_batch_spans(self.settings.service_name, records, started_ns)
         return total
 
     async def _prepare_and_apply(
