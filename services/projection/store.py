@@ -551,14 +551,18 @@ def write_sql(v: Views) -> WriteSql:
     )
     # Every counter is a count or a sum over a campaign's lead rows, so a batch moves a summary by what its
     # leads' rows add after it minus what they added before it: run with $2 = -1 before the batch's writes and
-    # $2 = 1 after them, it reads only the rows of the batch's leads (however large the campaign).
+    # $2 = 1 after them, it reads only the rows of the batch's leads (however large the campaign). Each row's
+    # lead state is looked up by its key (a LATERAL subquery with LIMIT, which the planner does not turn into a
+    # join): as a plain join, Postgres hashed the whole lead_state table for every statement while it was small
+    # (below ~10,000 leads: a workspace's usual size), half of the statement's time (bench/results/NOTES.md).
     adds = ", ".join(f"{c} = t.{c} + EXCLUDED.{c}" for c in counts)
     delta = (
         f"INSERT INTO {_q(s, 'campaign_summary')} AS t (workspace_id, campaign_id, {', '.join(counts)}) "
         f"SELECT lc.workspace_id, lc.campaign_id, "
         f"{', '.join(f'$2::integer * coalesce({aggregates[c]}, 0)' for c in counts)} "
         f"FROM {_q(s, 'lead_campaign')} lc "
-        f"LEFT JOIN {_q(s, 'lead_state')} ls ON ls.workspace_id = lc.workspace_id AND ls.lead_id = lc.lead_id "
+        f"LEFT JOIN LATERAL (SELECT * FROM {_q(s, 'lead_state')} "
+        f"WHERE workspace_id = lc.workspace_id AND lead_id = lc.lead_id LIMIT 1) ls ON true "
         f"WHERE lc.lead_id = ANY($1::uuid[]) "
         f"GROUP BY lc.workspace_id, lc.campaign_id ORDER BY 1, 2 "
         f"ON CONFLICT (workspace_id, campaign_id) DO UPDATE SET {adds}"
