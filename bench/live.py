@@ -216,6 +216,32 @@ class Tracker:
             "transaction_begin_to_announced": percentiles(to_announce),
         }
 
+    def probe_rows(self, consumed: dict[str, float], floor: dict[str, float]) -> list[dict[str, float | None]]:
+        """Each probe's way, in ms after it was produced (None: not reached), in the order sent: when the no-op
+        consumer got it, its batch's transaction began, the stream announced it, the confirming read showed it,
+        and the same-hops floor showed it (``--probes-out``: which stage a slow probe lost its time in, and
+        whether the slow ones come together)."""
+
+        def after(t0: float, t: float | None) -> float | None:
+            return None if t is None else round((t - t0) * 1000, 2)
+
+        first = min(self.sent.values(), default=0.0)
+        rows = []
+        for eid, t0 in self.sent.items():
+            lead = self.lead_of.get(eid)
+            announced, began = self.announced.get(lead, (None, None)) if lead is not None else (None, None)
+            rows.append(
+                {
+                    "sent_s": round(t0 - first, 4),
+                    "consumed_noop": after(t0, consumed.get(eid)),
+                    "transaction_begin": after(t0, began),
+                    "announced": after(t0, announced),
+                    "visible": after(t0, self.visible.get(eid)),
+                    "visible_same_hops": after(t0, floor.get(eid)),
+                }
+            )
+        return rows
+
 
 def wall_to_perf(wall: datetime) -> float:
     """A wall-clock time as a ``time.perf_counter`` reading (the offset between the two clocks taken now)."""
@@ -703,8 +729,9 @@ async def measure_rate(
     drain_s: float,
     seed: int,
     same_hops: bool = True,
-) -> tuple[dict[str, Any], dict[str, list[float]]]:
-    """Produce at ``rate`` for ``seconds``; latency figures, and the services' RSS samples meanwhile."""
+) -> tuple[dict[str, Any], dict[str, list[float]], list[dict[str, float | None]]]:
+    """Produce at ``rate`` for ``seconds``; latency figures, the services' RSS samples meanwhile, and each probe's
+    way (:meth:`Tracker.probe_rows`)."""
     tracker = Tracker()
     noop = NoopConsumer(settings.kafka_bootstrap_servers, settings.topic_name(LEAD.name))
     await noop.start()
@@ -777,7 +804,7 @@ async def measure_rate(
             figures["p99_over_same_hops"] = round(visible["p99_ms"] / hops["p99_ms"], 2)
     log(f"{rate}/s: visible {visible}, no-op consumer {consumed}, same hops {hops}, detection {figures['detection']}")
     log(f"{rate}/s: stages {figures['stages']}, projection batches {figures.get('projection_batches')}")
-    return figures, rss
+    return figures, rss, tracker.probe_rows(noop.arrived, seen)
 
 
 @asynccontextmanager
@@ -840,10 +867,12 @@ async def measure(settings: RuntimeSettings, args: argparse.Namespace) -> dict[s
             httpx.AsyncClient(base_url=_url(fleet, "discovery"), headers=headers, timeout=30) as discovery,
         ):
             for i, rate in enumerate(args.rates):
-                figures, rss = await measure_rate(
+                figures, rss, probes = await measure_rate(
                     settings, fleet, http, rate, args.seconds, args.drain_s, seed=i, same_hops=args.same_hops
                 )
                 result["rates"][str(rate)] = figures
+                if args.probes_out:
+                    result.setdefault("probe_ways", {})[str(rate)] = probes  # run() writes them to their own file
                 if rate == max(args.rates):
                     result["rss_under_load_mb"] = {
                         name: round(statistics.median(values), 1) for name, values in sorted(rss.items())
@@ -924,6 +953,11 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--out", default=str(ROOT / "bench" / "results" / "live.json"))
     p.add_argument("--keep", action="store_true", help="keep the topics and the database afterwards")
+    p.add_argument(
+        "--probes-out",
+        metavar="FILE",
+        help="also write each probe's way (ms after produce per stage, per rate) to FILE as JSON",
+    )
     args = p.parse_args(argv)
     per_service: dict[str, dict[str, str]] = {}
     for item in args.service_env:
@@ -939,6 +973,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Run the benchmark and write its results."""
     result = asyncio.run(main(args))
+    ways = result.pop("probe_ways", None)
+    if args.probes_out and ways is not None:
+        Path(args.probes_out).write_text(json.dumps(ways) + "\n")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
