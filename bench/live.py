@@ -220,12 +220,13 @@ class Tracker:
         """Each probe's way, in ms after it was produced (None: not reached), in the order sent: when the no-op
         consumer got it, its batch's transaction began, the stream announced it, the confirming read showed it,
         and the same-hops floor showed it (``--probes-out``: which stage a slow probe lost its time in, and
-        whether the slow ones come together)."""
+        whether the slow ones come together, and when: ``sent_at``)."""
 
         def after(t0: float, t: float | None) -> float | None:
             return None if t is None else round((t - t0) * 1000, 2)
 
         first = min(self.sent.values(), default=0.0)
+        to_wall = time.time() - time.perf_counter()
         rows = []
         for eid, t0 in self.sent.items():
             lead = self.lead_of.get(eid)
@@ -233,6 +234,7 @@ class Tracker:
             rows.append(
                 {
                     "sent_s": round(t0 - first, 4),
+                    "sent_at": round(t0 + to_wall, 4),  # Unix time: to line up with the servers' logs
                     "consumed_noop": after(t0, consumed.get(eid)),
                     "transaction_begin": after(t0, began),
                     "announced": after(t0, announced),
