@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 import sys
@@ -397,7 +398,10 @@ class Service:
                     self.http_port = server.servers[0].sockets[0].getsockname()[1]
                 if metrics_server.servers:
                     self.metrics_port = metrics_server.servers[0].sockets[0].getsockname()[1]
-                log.info("http listening", extra={"port": self.http_port, "metrics_port": self.metrics_port})
+                log.info(
+                    "http listening",
+                    extra={"port": self.http_port, "metrics_port": self.metrics_port, "gc_frozen": freeze_start_up()},
+                )
                 await self.stop_event.wait()
         finally:
             server.should_exit = True
@@ -490,6 +494,18 @@ class AsyncCloseable(Protocol):
     """A client holding connections until closed (httpx-style ``aclose``)."""
 
     async def aclose(self) -> None: ...
+
+
+def freeze_start_up() -> int:
+    """Collect once, then move every object start-up made (modules, models, compiled statements, clients) out of the
+    cyclic garbage collector's sight (``gc.freeze``): its full collections then scan only what the service made
+    since. They scanned everything: outreach's and webhooks' stalled their event loops for 65-88 ms (and used as
+    much CPU) under the live benchmark's load (bench/results/NOTES.md, 2026-12-05). A process that serves (not a
+    test starting services in its own process: what is frozen is never collected). Returns how many objects are
+    frozen (the log line of a service that listens says it)."""
+    gc.collect()
+    gc.freeze()
+    return gc.get_freeze_count()
 
 
 def _name(task: asyncio.Future[None]) -> str:

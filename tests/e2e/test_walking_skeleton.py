@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections import defaultdict
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -60,6 +61,16 @@ async def fleet(subprocess_env: dict[str, str], database_url: str, tmp_path: Pat
         await asyncio.to_thread(fleet.stop)
 
 
+def _listening(log: Path) -> dict[str, Any]:
+    """The JSON log line a service writes once it listens (empty if there is none)."""
+    for line in log.read_text(errors="replace").splitlines():
+        with contextlib.suppress(ValueError):
+            record = json.loads(line)
+            if isinstance(record, dict) and record.get("msg") == "http listening":
+                return record
+    return {}
+
+
 def _campaign_events(records: list[Any], campaign_id: str) -> list[Envelope[Any]]:
     out = []
     for r in records:
@@ -75,6 +86,14 @@ def _campaign_events(records: list[Any], campaign_id: str) -> list[Envelope[Any]
 async def test_lead_travels_through_all_services(
     fleet: ServiceFleet, database_url: str, infra: Infra, topic_prefix: str
 ) -> None:
+    # Each service, once it listens, has moved what start-up made out of the garbage collector's sight (its full
+    # collections scan only what it made since: runtime.service.freeze_start_up), and says how much.
+    def frozen() -> dict[str, int] | None:
+        lines = {name: _listening(sp.log_path) for name, sp in fleet.procs.items()}
+        return {name: int(line.get("gc_frozen", 0)) for name, line in lines.items()} if all(lines.values()) else None
+
+    counts = await wait_for(frozen, what="every service's 'http listening' log line")
+    assert all(n > 10_000 for n in counts.values()), counts
     await upgrade(auth.MIGRATIONS_DIR, database_url, auth.IDENTITY_SCHEMA)
     engine = create_engine(database_url)
     try:
