@@ -90,7 +90,8 @@ class _NoOrphanQueries(Sampler):
 
 
 def configure_tracing(service: str) -> None:
-    """Install a tracer provider named after the service and instrument httpx and asyncpg (once per process)."""
+    """Install a tracer provider named after the service and instrument httpx (once per process); with an OTLP
+    endpoint set, export the spans there (:func:`export_spans`, which also instruments asyncpg)."""
     global _configured
     if _configured:
         return
