@@ -245,6 +245,35 @@ class Tracker:
         return rows
 
 
+def slowest(ways: list[dict[str, float | None]], share: float = 0.01) -> dict[str, Any]:
+    """The slowest ``share`` of the visible probes (their p99 and above, from :meth:`Tracker.probe_rows`): how many
+    lost the most time in each stage, and how many the same-hops floor was slow for too (above its own p95: the
+    machine was slow then, not only the projection's path)."""
+    seen = [w for w in ways if w["visible"] is not None]
+    tail = sorted(seen, key=lambda w: w["visible"] or 0.0, reverse=True)[: max(1, round(len(seen) * share))]
+    floor = sorted(w["visible_same_hops"] for w in ways if w["visible_same_hops"] is not None)
+    floor_p95 = floor[min(len(floor) - 1, int(0.95 * len(floor)))] if floor else None
+    stages = {"produce_to_transaction_begin": 0, "transaction_begin_to_announced": 0, "announced_to_visible": 0}
+    floor_slow = 0
+    for w in tail:
+        begin, announced, visible = w["transaction_begin"], w["announced"], w["visible"]
+        if begin is not None and announced is not None and visible is not None:
+            spans = {
+                "produce_to_transaction_begin": begin,
+                "transaction_begin_to_announced": announced - begin,
+                "announced_to_visible": visible - announced,
+            }
+            stages[max(spans, key=lambda k: spans[k])] += 1
+        same = w["visible_same_hops"]
+        if floor_p95 is not None and same is not None and same > floor_p95:
+            floor_slow += 1
+    return {
+        "probes": len(tail),
+        "longest_stage": stages,
+        "floor_also_slow": floor_slow if floor_p95 is not None else None,
+    }
+
+
 def wall_to_perf(wall: datetime) -> float:
     """A wall-clock time as a ``time.perf_counter`` reading (the offset between the two clocks taken now)."""
     return wall.timestamp() - (time.time() - time.perf_counter())
@@ -773,6 +802,7 @@ async def measure_rate(
         if floor is not None:
             await floor.stop()
     elapsed = time.perf_counter() - started_at
+    ways = tracker.probe_rows(noop.arrived, floor.visible if floor is not None else {})
     visible = percentiles([tracker.visible[e] - t for e, t in tracker.sent.items() if e in tracker.visible])
     consumed = percentiles([noop.arrived[e] - t for e, t in tracker.sent.items() if e in noop.arrived])
     seen = floor.visible if floor is not None else {}
@@ -788,6 +818,7 @@ async def measure_rate(
         "timeline_reads_per_s": round(len(tracker.reads) / elapsed, 1),
         "detection": {**percentiles(tracker.detection), "by_sweep": tracker.by_sweep},
         "stages": tracker.stages(),
+        "slowest_1pct": slowest(ways),
         "timeline_statuses": {str(k): v for k, v in sorted(tracker.statuses.items())},
         "cpu_cores": cpu,
     }
@@ -806,7 +837,8 @@ async def measure_rate(
             figures["p99_over_same_hops"] = round(visible["p99_ms"] / hops["p99_ms"], 2)
     log(f"{rate}/s: visible {visible}, no-op consumer {consumed}, same hops {hops}, detection {figures['detection']}")
     log(f"{rate}/s: stages {figures['stages']}, projection batches {figures.get('projection_batches')}")
-    return figures, rss, tracker.probe_rows(noop.arrived, seen)
+    log(f"{rate}/s: slowest 1% {figures['slowest_1pct']}")
+    return figures, rss, ways
 
 
 @asynccontextmanager
