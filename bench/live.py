@@ -802,10 +802,10 @@ async def measure_rate(
         if floor is not None:
             await floor.stop()
     elapsed = time.perf_counter() - started_at
-    ways = tracker.probe_rows(noop.arrived, floor.visible if floor is not None else {})
+    seen = floor.visible if floor is not None else {}
+    ways = tracker.probe_rows(noop.arrived, seen)
     visible = percentiles([tracker.visible[e] - t for e, t in tracker.sent.items() if e in tracker.visible])
     consumed = percentiles([noop.arrived[e] - t for e, t in tracker.sent.items() if e in noop.arrived])
-    seen = floor.visible if floor is not None else {}
     hops = percentiles([seen[e] - t for e, t in tracker.sent.items() if e in seen])
     figures: dict[str, Any] = {
         "sent": sent,

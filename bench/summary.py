@@ -175,7 +175,7 @@ def main() -> int:
     history_path = RESULTS / "history.json"
     history = json.loads(history_path.read_text()) if history_path.exists() else []
     line = entry(replay, live)
-    if history and history[-1].get("measured_at") == line["measured_at"]:
+    if history and line["measured_at"] is not None and history[-1].get("measured_at") == line["measured_at"]:
         history[-1] = line  # the same run summarised again (e.g. to print its table): one line per run
     else:
         history.append(line)
