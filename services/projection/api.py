@@ -6,13 +6,17 @@ answers 404. Lists use keyset pagination: ``next`` is an opaque cursor to pass a
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 from collections.abc import AsyncIterator
+from contextlib import nullcontext, suppress
+from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from typing import Annotated, Any
 from uuid import UUID
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from fastapi import APIRouter, Header, Query, Request
+from fastapi import APIRouter, Header, Query, Request, Response
 from leadstream_schemas import LIMIT_STATUSES, EmailSent, InviteAccepted, InviteSent, MessageSent, Replied
 from pydantic import BaseModel, Field
 from sqlalchemy import and_, bindparam, case, func, literal, or_, select, tuple_
@@ -22,7 +26,7 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 from services.runtime.auth import ReadWorkspace
 from services.runtime.clock import Clock
 from services.runtime.db import read
-from services.runtime.errors import Problem
+from services.runtime.errors import Problem, problems
 from services.runtime.pagination import bounded, decode_cursor, encode_cursor
 
 from . import domain
@@ -1135,18 +1139,127 @@ def _zone(tz: str) -> str:
     return tz
 
 
+MAX_WAIT_S = 30.0
+"""The longest a timeline read may wait for a change (``wait``): below the usual proxies' idle timeouts."""
+
+
+@dataclass(frozen=True)
+class TimelineAnswer:
+    """What a timeline read answers (pure: see :func:`timeline_answer`)."""
+
+    status: int
+    body: bytes
+    etag: str
+    waits: bool
+    """Whether a read with ``wait`` waits for a change before answering this (unknown lead, empty page,
+    unchanged page)."""
+
+    def response(self) -> Response:
+        """The HTTP response (304 without a body)."""
+        headers = {"ETag": self.etag} if self.etag else {}
+        if self.status == 304:
+            return Response(status_code=304, headers=headers)
+        return Response(self.body, media_type="application/json", headers=headers)
+
+
+def etag_of(body: bytes) -> str:
+    """A weak ETag of a response body (the same page gives the same tag, whatever process serves it)."""
+    return f'W/"{hashlib.blake2b(body, digest_size=12).hexdigest()}"'
+
+
+def etag_matches(if_none_match: str | None, etag: str) -> bool:
+    """Whether ``If-None-Match`` names ``etag`` (weak comparison, RFC 9110 13.1.2; ``*`` matches any)."""
+    if not if_none_match:
+        return False
+    tags = {tag.strip().removeprefix("W/") for tag in if_none_match.split(",")}
+    return "*" in tags or etag.removeprefix("W/") in tags
+
+
+def timeline_answer(page: Timeline | None, if_none_match: str | None) -> TimelineAnswer:
+    """The answer to a timeline read of ``page`` (None: the lead is not known) under ``If-None-Match``."""
+    if page is None:
+        return TimelineAnswer(404, b"", "", waits=True)
+    body = page.model_dump_json().encode()
+    etag = etag_of(body)
+    if etag_matches(if_none_match, etag):
+        return TimelineAnswer(304, b"", etag, waits=True)
+    return TimelineAnswer(200, body, etag, waits=not page.items)
+
+
 def build_router(
-    views: Views, engine: AsyncEngine, clock: Clock, waiting_after: timedelta, hub: ChangeHub | None = None
+    views: Views,
+    engine: AsyncEngine,
+    clock: Clock,
+    waiting_after: timedelta,
+    hub: ChangeHub | None = None,
+    watches_max: int = 1000,
 ) -> APIRouter:
     """The routes, reading the views of ``views`` through ``engine`` (a ``reads=True`` engine: every read goes
-    through :func:`services.runtime.db.read`); the change stream through ``hub``."""
+    through :func:`services.runtime.db.read`); the change stream and waiting reads through ``hub`` (at most
+    ``watches_max`` waiting at once)."""
     router = APIRouter(prefix="/v1", tags=["views"])
     reads = Reads(views)
 
-    @router.get("/leads/{lead_id}/timeline", response_model=Timeline)
-    async def lead_timeline(lead_id: UUID, ws: Workspace, after: After = None, limit: Limit = 200) -> Timeline:
-        """Every event of a lead, oldest first, with a human summary."""
-        return await read(engine, lambda conn: reads.timeline(conn, ws, lead_id, after, limit))
+    @router.get(
+        "/leads/{lead_id}/timeline",
+        response_model=Timeline,
+        responses={304: {"description": "Not modified: the page still has the `If-None-Match` ETag"}, **problems(503)},
+    )
+    async def lead_timeline(
+        lead_id: UUID,
+        ws: Workspace,
+        after: After = None,
+        limit: Limit = 200,
+        wait: Annotated[
+            float,
+            Query(
+                ge=0,
+                le=MAX_WAIT_S,
+                description="Seconds to wait, when the lead is not known yet, the page is empty or it still has "
+                "the `If-None-Match` ETag, for the lead's next change; then the answer is as it stands (404, an "
+                "empty page, 304). 0: answer at once.",
+            ),
+        ] = 0,
+        if_none_match: Annotated[str | None, Header(alias="If-None-Match", max_length=1000)] = None,
+    ) -> Response:
+        """Every event of a lead, oldest first, with a human summary; the page's ``ETag`` makes it a conditional
+        read, and ``wait`` a long poll for the lead's next change (read-your-writes after adding a lead, a lead
+        page kept current)."""
+
+        async def page() -> Timeline | None:
+            try:
+                return await read(engine, lambda conn: reads.timeline(conn, ws, lead_id, after, limit))
+            except Problem as exc:
+                if exc.status == 404 and deadline is not None:
+                    return None  # not known yet: waited for like an empty page
+                raise
+
+        deadline = None
+        if wait > 0 and hub is not None:
+            if hub.watches >= watches_max:
+                raise Problem(
+                    503,
+                    "too_many_waiting",
+                    f"{hub.watches} timeline reads are waiting already: read again without `wait`, or later",
+                    headers={"Retry-After": "1"},
+                )
+            deadline = asyncio.get_running_loop().time() + wait
+        with hub.watching(ws, lead_id) if deadline is not None and hub is not None else nullcontext() as changed:
+            while True:
+                if changed is not None:
+                    changed.clear()  # before the read: a change committed during it wakes the wait below
+                found = await page()
+                answer = timeline_answer(found, if_none_match)
+                if deadline is None or changed is None or not answer.waits or hub is None or hub.stopping.is_set():
+                    break
+                remaining = deadline - asyncio.get_running_loop().time()
+                if remaining <= 0:
+                    break
+                with suppress(TimeoutError):
+                    await asyncio.wait_for(changed.wait(), remaining)
+        if found is None:
+            raise Problem(404, "not_found", f"lead {lead_id} not found")
+        return answer.response()
 
     @router.get("/leads/{lead_id}", response_model=Lead)
     async def lead_state(lead_id: UUID, ws: Workspace) -> Lead:

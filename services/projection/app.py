@@ -30,9 +30,10 @@ def build(settings: ProjectionSettings | None = None, clock: Clock | None = None
         clock=clock,
         title="leadstream projection",
     )
-    service.app.state.projection = service.add_consumer(ProjectionConsumer(settings, views, service.broker))
     hub = ChangeHub(views, service.engine, service.read_engine, settings.database_url)
     service.app.state.changes = hub
+    consumer = ProjectionConsumer(settings, views, service.broker, hub.committed, hub.origin)
+    service.app.state.projection = service.add_consumer(consumer)
     service.add_task(hub.run)
 
     async def prune(stop: asyncio.Event) -> None:
@@ -40,5 +41,6 @@ def build(settings: ProjectionSettings | None = None, clock: Clock | None = None
 
     service.add_task(prune)
     waiting = timedelta(hours=settings.projection_waiting_after_h)
-    service.include_router(build_router(views, service.read_engine, clock, waiting, hub))
+    watches = settings.projection_watches_max
+    service.include_router(build_router(views, service.read_engine, clock, waiting, hub, watches))
     return service

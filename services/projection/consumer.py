@@ -26,7 +26,7 @@ from services.runtime.settings import RuntimeSettings
 from .checksum import dsn
 from .decoding import decode_record, header_dicts
 from .domain import SEALED_TYPES
-from .handlers import BatchApplier, Item, Plan
+from .handlers import BatchApplier, Committed, Item, Plan
 from .settings import ProjectionSettings
 from .store import CLUSTER_KEY, Views
 
@@ -153,8 +153,11 @@ class ViewsCheckpoint:
 class LiveCheckpoint(ViewsCheckpoint):
     """The live views: refuses offsets of another Kafka cluster, and can crash on purpose (tests)."""
 
-    def __init__(self, settings: ProjectionSettings, views: Views) -> None:
-        super().__init__(BatchApplier(views), settings, crash_after=settings.projection_crash_after_batches)
+    def __init__(
+        self, settings: ProjectionSettings, views: Views, committed: Committed | None = None, origin: str = ""
+    ) -> None:
+        applier = BatchApplier(views, committed=committed, origin=origin)
+        super().__init__(applier, settings, crash_after=settings.projection_crash_after_batches)
 
     async def open(self) -> str | None:
         """Connect; a reason to refuse when the views' stored offsets belong to another cluster."""
@@ -178,12 +181,20 @@ class LiveCheckpoint(ViewsCheckpoint):
 
 
 class ProjectionConsumer(BatchConsumer):
-    """Consumes the four contract topics into the views of ``views`` (the live schema)."""
+    """Consumes the four contract topics into the views of ``views`` (the live schema); ``committed`` hears what
+    each batch changed once it commits, in this process (``origin`` names it in the batch's notification)."""
 
-    def __init__(self, settings: ProjectionSettings, views: Views, broker: KafkaBroker | None) -> None:
+    def __init__(
+        self,
+        settings: ProjectionSettings,
+        views: Views,
+        broker: KafkaBroker | None,
+        committed: Committed | None = None,
+        origin: str = "",
+    ) -> None:
         super().__init__(
             settings,
-            LiveCheckpoint(settings, views),
+            LiveCheckpoint(settings, views, committed, origin),
             DeadLetterPublisher(settings, settings.group_id, broker),
             topics=[settings.topic_name(t.name) for t in TOPICS.values()],
             max_records=settings.projection_batch_max_records,

@@ -23,7 +23,7 @@ some records were already applied.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -37,7 +37,7 @@ from services.runtime.consuming.batch import TP, ApplyResult, DeadLetter
 from . import domain
 from .domain import EventRecord, Patch, TimelineRow
 from .erasure import ERASED_TYPE, erase_people
-from .fastpath import BatchReducer, Writes, fold_into, rows
+from .fastpath import BatchReducer, Change, Writes, fold_into, rows
 from .store import SCHEMA, TIMELINE_COLUMNS, Views, WriteSql, changes_channel, stage_table, write_sql
 
 
@@ -73,6 +73,10 @@ class Plan:
     duplicates: int
     filtered: int
     undecodable: int = 0
+
+
+Committed = Callable[[int, list[tuple[str, UUID | None]]], None]
+"""``committed(batch, [(workspace, lead), ...])``: what a batch that recorded changes touched, after its commit."""
 
 
 def _campaign_of(env: EventRecord) -> str | None:
@@ -125,8 +129,17 @@ class BatchApplier:
         hold_rows: int = 0,
         changes: bool | None = None,
         seen_window: int = 0,
+        committed: Committed | None = None,
+        origin: str = "",
     ) -> None:
         self.views = views
+        self.committed = committed
+        """Called after each batch that recorded changes commits: ``committed(batch, [(workspace, lead), ...])``
+        (the process's change hub wakes its streams and lead watches at once, :meth:`.live.ChangeHub.committed`)."""
+        self.origin = origin
+        """This process in the batches' notifications (the hub's :attr:`.live.ChangeHub.origin`)."""
+        self.batches = 0
+        """Batches with changes this applier started (each one's number in its notification)."""
         self.seen_window = seen_window
         self._recent: set[str] = set()  # the ids committed (seen_window): the newest generation ...
         self._older: set[str] = set()  # ... and the one before it
@@ -195,7 +208,9 @@ class BatchApplier:
         result = ApplyResult(duplicates=plan.duplicates, filtered=plan.filtered)
         if not plan.by_tp:
             return result
-        held, applied = await self._apply(conn, plan, result, expected, dead_letter)
+        held, applied, changes = await self._apply(conn, plan, result, expected, dead_letter)
+        if changes and self.committed is not None:
+            self.committed(self.batches, [(c[0], c[2]) for c in changes])
         if held:
             self._hold(held)  # committed: only now may its patches join the rows held back
         if self.seen_window and applied:
@@ -209,8 +224,9 @@ class BatchApplier:
         result: ApplyResult,
         expected: Mapping[TP, int | None],
         dead_letter: DeadLetter | None,
-    ) -> tuple[dict[str, dict[tuple[Any, ...], Patch]], list[str]]:
-        """The transaction of :meth:`apply`; returns the held patches and the ids of the events it applied."""
+    ) -> tuple[dict[str, dict[tuple[Any, ...], Patch]], list[str], list[Change]]:
+        """The transaction of :meth:`apply`; returns the held patches, the ids of the events it applied and the
+        changes it recorded."""
         tps = sorted(plan.by_tp)
         applied: list[str] = []
         async with conn.transaction():
@@ -281,7 +297,9 @@ class BatchApplier:
                     [p for (_, p), _ in ordered],
                     [o for _, o in ordered],
                 )
-        return (writes.held if result.applied else {}), applied
+        if not result.applied:
+            return {}, applied, []
+        return writes.held, applied, writes.changes if self.record_changes else []
 
     async def _record_seen(self, conn: asyncpg.Connection, ids: list[str]) -> set[str]:
         """Add a batch's distinct event ids to ``seen_events``; returns those that were there already.
@@ -424,7 +442,8 @@ class BatchApplier:
                 self.sql.refresh_summary, [ws for ws, _ in w.touched_campaigns], [c for _, c in w.touched_campaigns]
             )
         if w.changes:
-            await conn.execute(self.sql.record_changes, *_columns(w.changes), self.channel)
+            self.batches += 1
+            await conn.execute(self.sql.record_changes, *_columns(w.changes), self.channel, self.origin, self.batches)
 
     async def _upsert(self, conn: asyncpg.Connection, upserts: dict[str, list[tuple[Any, ...]]]) -> None:
         """Upsert reduced rows per view table, merging by the table's rules."""

@@ -1,10 +1,17 @@
 """The change stream: each workspace's view changes, pushed to HTTP clients as Server-Sent Events.
 
 The batch applier appends one row per touched view row to ``changes`` (seq, workspace, kind, ids) in
-the batch's transaction and calls ``pg_notify`` with the workspace id, which Postgres delivers at
-commit to every listening session: every replica of the projection hears every commit, whichever
-replica applied it. A :class:`ChangeHub` per process holds one LISTEN connection and wakes the
-streams of that workspace, which read the rows after their position.
+the batch's transaction and calls ``pg_notify`` with the workspace id (:func:`notice`), which Postgres
+delivers at commit to every listening session: every replica of the projection hears every commit,
+whichever replica applied it. A :class:`ChangeHub` per process holds one LISTEN connection and wakes the
+streams of that workspace, which read the rows after their position. The replica that applied a batch
+wakes its own streams and lead watches at once, from the batch's changes (:meth:`ChangeHub.committed`),
+and skips the notification of that batch when it arrives: in the measured live path, the notification's
+way back through Postgres to the same process was a hop of its own (bench/results/NOTES.md).
+
+A lead's watch (:meth:`ChangeHub.watching`) is what a waiting timeline read (``GET
+/v1/leads/{id}/timeline?wait=``) waits on: woken by a committed change of that lead in this process,
+or by any notification of its workspace from another replica (which names no leads).
 
 An event's id is ``<epoch>-<seq>``. ``seq`` grows in commit order (the applier holds the schema's
 apply lock while it writes), so a client that reconnects with ``Last-Event-ID`` gets exactly what it
@@ -18,7 +25,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Sequence
+import uuid
+from collections import deque
+from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -30,7 +39,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from services.runtime.db import read
 from services.runtime.notify import listen
 
-from .store import CHANGES_PRUNED_KEY, Views, changes_channel
+from .store import CHANGES_PRUNED_KEY, Views, changes_channel, notice
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +78,11 @@ def resume(last: tuple[int, int] | None, epoch: int, head: int, pruned_through: 
     return Position(epoch, seq, reset=False)
 
 
+COMMITTED_REMEMBERED = 1024
+"""Batches of this process whose notification is still expected (:meth:`ChangeHub.committed`): a
+notification arrives within milliseconds of its commit, so far fewer are ever outstanding."""
+
+
 @dataclass(frozen=True)
 class Change:
     """One change of a workspace's views."""
@@ -99,6 +113,13 @@ class ChangeHub:
         self.poll_s = poll_s
         self.stopping = asyncio.Event()
         self._waiters: dict[str, set[asyncio.Event]] = {}
+        self._leads: dict[str, dict[UUID, set[asyncio.Event]]] = {}
+        """Lead watches, per workspace and lead (:meth:`watching`)."""
+        self.watches = 0
+        """Lead watches open now."""
+        self.origin = uuid.uuid4().hex
+        """This process, in the notifications of the batches it applies (see :meth:`committed`)."""
+        self._committed: deque[int] = deque(maxlen=COMMITTED_REMEMBERED)
         self.listening = False
         q = f'"{views.schema}".changes'
         self._read = text(
@@ -121,11 +142,59 @@ class ChangeHub:
     # -- listening --------------------------------------------------------------------------------
 
     def wake(self, workspace: str | None = None) -> None:
-        """Wake the streams of ``workspace`` (all when None)."""
+        """Wake the streams and lead watches of ``workspace`` (all when None)."""
         groups = self._waiters.values() if workspace is None else [self._waiters.get(workspace, set())]
         for group in groups:
             for event in group:
                 event.set()
+        watched = self._leads.values() if workspace is None else [self._leads.get(workspace, {})]
+        for leads in watched:
+            for events in leads.values():
+                for event in events:
+                    event.set()
+
+    def notified(self, payload: str) -> None:
+        """A commit's notification: wake its workspace, unless this process applied the batch and woke it then."""
+        n = notice(payload)
+        if n.origin == self.origin and n.batch in self._committed:
+            self._committed.remove(n.batch)
+            return
+        self.wake(n.workspace)
+
+    def committed(self, batch: int, changes: Iterable[tuple[str, UUID | None]]) -> None:
+        """This process committed batch ``batch`` with ``changes`` ((workspace, lead) pairs): wake the streams of
+        the workspaces and the watches of the leads now (its notification is then skipped, :meth:`notified`)."""
+        self._committed.append(batch)
+        workspaces: set[str] = set()
+        for workspace, lead in changes:
+            workspaces.add(workspace)
+            if lead is not None and (events := self._leads.get(workspace, {}).get(lead)):
+                for event in events:
+                    event.set()
+        for workspace in workspaces:
+            for event in self._waiters.get(workspace, ()):
+                event.set()
+
+    @contextlib.contextmanager
+    def watching(self, workspace: str, lead: UUID) -> Iterator[asyncio.Event]:
+        """An event set when ``lead`` may have changed (or the service stops): open it before reading, so that a
+        commit between the read and the wait is not missed; clear it before each read."""
+        event = asyncio.Event()
+        events = self._leads.setdefault(workspace, {}).setdefault(lead, set())
+        events.add(event)
+        self.watches += 1
+        if self.stopping.is_set():
+            event.set()
+        try:
+            yield event
+        finally:
+            self.watches -= 1
+            events.discard(event)
+            if not events:
+                leads = self._leads[workspace]
+                del leads[lead]
+                if not leads:
+                    del self._leads[workspace]
 
     async def run(self, stop: asyncio.Event) -> None:
         """Hold the LISTEN connection until ``stop``; reconnect with backoff (streams poll meanwhile)."""
@@ -141,7 +210,7 @@ class ChangeHub:
             await listen(
                 self.database_url,
                 self.channel,
-                self.wake,
+                self.notified,
                 stop,
                 on_connected=connected,
                 on_lost=lost,

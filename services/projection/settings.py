@@ -42,6 +42,13 @@ class ProjectionSettings(RuntimeSettings):
         24.0, gt=0, description="How long the change log keeps a change (a client further behind reloads)."
     )
     projection_changes_prune_interval_s: float = Field(60.0, gt=0, description="How often old changes are pruned.")
+    projection_watches_max: int = Field(
+        1000,
+        ge=0,
+        le=100_000,
+        description="Timeline reads waiting for a lead's next change (`?wait=`) at once in a process; one more is "
+        "answered 503 with Retry-After (each holds a connection and, when woken, one read).",
+    )
     projection_crash_after_batches: int = Field(
         0,
         ge=0,

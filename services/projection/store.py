@@ -8,6 +8,7 @@ shows (display name, effective stage, status) from the stored facts, so they nee
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -499,7 +500,8 @@ class WriteSql:
     refresh_all_summaries: str
     store_offsets: str
     record_changes: str
-    """Appends a batch's changes to the change log and notifies each workspace's listeners (at commit)."""
+    """Appends a batch's changes to the change log and notifies each workspace's listeners (at commit), naming
+    the applying process ($8) and its batch ($9): see :func:`.live.notice`."""
 
 
 def write_sql(v: Views) -> WriteSql:
@@ -608,7 +610,8 @@ def write_sql(v: Views) -> WriteSql:
             f"(workspace_id, kind, lead_id, campaign_id, account_id, search_id) "
             f"SELECT * FROM unnest($1::text[], $2::text[], $3::uuid[], $4::uuid[], $5::uuid[], $6::uuid[]) "
             f"RETURNING workspace_id) "
-            f"SELECT pg_notify($7, w) FROM (SELECT DISTINCT workspace_id AS w FROM ins) x"
+            f"SELECT pg_notify($7, {notice_sql('w', '$8::text', '$9::bigint')}) "
+            f"FROM (SELECT DISTINCT workspace_id AS w FROM ins) x"
         ),
     )
 
@@ -616,6 +619,32 @@ def write_sql(v: Views) -> WriteSql:
 def changes_channel(schema: str) -> str:
     """The LISTEN/NOTIFY channel on which the applier of ``schema`` announces a workspace's new changes."""
     return f"leadstream.{check_schema_name(schema)}.changes"
+
+
+@dataclass(frozen=True)
+class Notice:
+    """A commit's notification: its ``workspace``, and the process (``origin``) and batch that applied it."""
+
+    workspace: str
+    origin: str | None = None
+    batch: int = 0
+
+
+def notice(payload: str) -> Notice:
+    """The :class:`Notice` of a notification's payload (:func:`notice_sql`'s JSON; a bare workspace id, as
+    replicas before origins sent, is a notice of no origin)."""
+    if payload.startswith("{"):
+        try:
+            data = json.loads(payload)
+            return Notice(str(data["w"]), str(data["o"]), int(data["b"]))
+        except (ValueError, KeyError, TypeError):
+            pass
+    return Notice(payload)
+
+
+def notice_sql(workspace: str, origin: str, batch: str) -> str:
+    """The SQL expression of a notification's payload, from SQL expressions of its parts (see :func:`notice`)."""
+    return f"json_build_object('w', {workspace}, 'o', {origin}, 'b', {batch})::text"
 
 
 CHANGES_PRUNED_KEY = "changes_pruned_through"
