@@ -9,20 +9,20 @@ that rate and measures, in the same run:
 
 - produce -> visible: from just before the producer sends an event until ``GET /v1/leads/{id}/timeline``
   on the projection first lists it, for 20 probe events a second (every n-th event, each the first event of
-  a lead of its own, in a workspace of the probes' own: :data:`PROBE_WORKSPACE`). A probe's lead is read
-  when the projection's change stream (``GET /v1/changes/stream`` of that workspace, the console's live
-  feed) announces a change of it, which is the probe's batch committing, and by a sweep
-  every 5 s besides (a change the stream missed); the figure includes that read, and ``detection`` says
-  how long after the announcement (or the sweep) the confirming read answered: the measurement's
-  resolution. (Reading the leads of pending probes in a tight loop instead, probes among the 1,000 busy
-  leads, made four readers issue 50-100 reads of long timelines a second into the process whose latency
-  they measured, and a sweep of the pending leads took as long as the latency itself.)
+  a lead of its own, in a workspace of the probes' own: :data:`PROBE_WORKSPACE`). Each probe's lead is read
+  with ``wait`` (a long poll), asked as the probe is sent: the projection answers it when the probe's batch
+  commits, woken in the process that applied it, so the figure has no detection delay of the benchmark's
+  own. (Before, a change announced on the change stream asked for an ordinary read: the stream's hop and
+  a second request were in the figure, ``detection`` p50 10 ms at 200/s. Reading the pending leads in a
+  tight loop loaded the measured process as much as its work.) The change stream (``GET
+  /v1/changes/stream`` of that workspace, the console's live feed) is still followed, for when each
+  probe's batch began (``stages``).
 - produce -> consumed: the same probes read by a no-op aiokafka consumer (its own group, nothing done per
   record) in a process of its own, the floor any consumer of the broker has (in the benchmark's process it
   waited behind the readers' work and looked slower than it is).
 - produce -> visible through the same hops (:class:`SameHops`): a process of its own that consumes, commits each
-  poll's event ids in one transaction with a NOTIFY, announces the probes on an SSE stream and answers an HTTP
-  read, with the least work in each hop; its probes are read as the projection's are. ``same_hops_p99_ratio``
+  poll's event ids in one transaction and answers a waiting HTTP read of each probe once it committed, with the
+  least work in each hop; its probes are read as the projection's are. ``same_hops_p99_ratio``
   (it against the no-op consumer) is what the hops alone cost on the machine; ``p99_over_same_hops`` (the
   projection against it), what the projection's own work adds.
 
@@ -49,6 +49,7 @@ import statistics
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -72,7 +73,7 @@ from leadstream_schemas import (  # noqa: E402
     Replied,
     encode,
 )
-from leadstream_schemas.envelope import H_ID, H_WORKSPACE  # noqa: E402
+from leadstream_schemas.envelope import H_ID  # noqa: E402
 
 from bench.projection import fresh_world  # noqa: E402
 from leadstream_cli.processes import SERVICES, ServiceFleet, free_port  # noqa: E402
@@ -89,18 +90,13 @@ PROBE_WORKSPACE = "ws-bench-probes"
 carries only the probes' changes (the bulk's, ~1,000 a second at 1,000/s, went through the measured process
 to the benchmark, as much work again as the reads)."""
 TARGET_P99_RATIO = 5.0
-MAX_READS = 32
-"""Timeline reads in flight at most: each announcement starts its read at once (a queue in front of a few
-readers added its wait to the figure once a read took longer than the probes' interval on a loaded machine)."""
+WAIT_S = 30
+"""How long one waiting read of a probe waits (``wait``); one that ends before the probe shows is asked again."""
 PROBES_PER_S = 20
 """Events per second whose visibility is watched (every n-th event produced): reading the timeline of
 every lead with an event in flight at 1,000/s would load the machine more than the projection does."""
 IDLE_CPU_S = 10.0
 """How long the idle services' CPU use is measured (``cpu_idle_cores``), before any event is produced."""
-SWEEP_S = 5.0
-"""A lead with a probe not yet seen and not read for this long is read again: only a safety net (the stream is
-resumed from its last event id after a reconnection), since a sweep of every pending lead loads the projection
-most when it is already behind."""
 
 
 def log(msg: str) -> None:
@@ -176,22 +172,15 @@ def cpu_now(fleet: ServiceFleet) -> dict[str, float | None]:
 
 @dataclass
 class Tracker:
-    """Send times of the run's events and when each was first consumed and first visible."""
+    """Send times of the run's probes and when each was first consumed and first visible."""
 
     sent: dict[str, float] = field(default_factory=dict)
     """Send times of the probes (see :data:`PROBES_PER_S`)."""
-    consumed: dict[str, float] = field(default_factory=dict)
     visible: dict[str, float] = field(default_factory=dict)
-    pending: dict[uuid.UUID, set[str]] = field(default_factory=dict)
-    """Per lead: events sent and not yet seen through the API."""
     statuses: dict[int, int] = field(default_factory=dict)
-    """HTTP statuses of the timeline reads (404 while a lead has no event applied yet)."""
-    reads: list[float] = field(default_factory=list)
-    """How long each timeline read took."""
-    detection: list[float] = field(default_factory=list)
-    """Per probe seen: from the change announcement (or sweep) that asked for the read showing it to its answer."""
-    by_sweep: int = 0
-    """Probes first seen by a sweep's read rather than one a change announcement asked for."""
+    """HTTP statuses of the waiting timeline reads (404: the lead was not known when a read's wait ended)."""
+    reads: int = 0
+    """Timeline reads made (one per probe unless a wait ended before the probe showed)."""
     lead_of: dict[str, uuid.UUID] = field(default_factory=dict)
     """Each probe's lead (a lead of its own: the first change the stream announces of it is the probe's batch)."""
     announced: dict[uuid.UUID, tuple[float, float]] = field(default_factory=dict)
@@ -200,26 +189,25 @@ class Tracker:
 
     def stages(self) -> dict[str, dict[str, float | int]]:
         """Where a visible probe's time went: produce -> its batch's transaction began (the fetch, the planning and
-        the batch before it), -> the stream announced it (the transaction, its NOTIFY, the stream's read), ->
-        the confirming read answered (``detection``)."""
-        to_begin, to_announce = [], []
+        the batch before it), -> the waiting read answered with it (the transaction, the wake-up, the read)."""
+        to_begin, to_visible = [], []
         for eid, t0 in self.sent.items():
             lead = self.lead_of.get(eid)
             seen = self.announced.get(lead) if lead is not None else None
             if seen is None or eid not in self.visible:
                 continue
-            announced, began = seen
+            began = seen[1]
             to_begin.append(began - t0)
-            to_announce.append(announced - began)
+            to_visible.append(self.visible[eid] - began)
         return {
             "produce_to_transaction_begin": percentiles(to_begin),
-            "transaction_begin_to_announced": percentiles(to_announce),
+            "transaction_begin_to_visible": percentiles(to_visible),
         }
 
     def probe_rows(self, consumed: dict[str, float], floor: dict[str, float]) -> list[dict[str, float | None]]:
         """Each probe's way, in ms after it was produced (None: not reached), in the order sent: when the no-op
-        consumer got it, its batch's transaction began, the stream announced it, the confirming read showed it,
-        and the same-hops floor showed it (``--probes-out``: which stage a slow probe lost its time in, and
+        consumer got it, its batch's transaction began, the waiting read showed it, the change stream announced
+        it, and the same-hops floor showed it (``--probes-out``: which stage a slow probe lost its time in, and
         whether the slow ones come together, and when: ``sent_at``)."""
 
         def after(t0: float, t: float | None) -> float | None:
@@ -237,8 +225,8 @@ class Tracker:
                     "sent_at": round(t0 + to_wall, 4),  # Unix time: to line up with the servers' logs
                     "consumed_noop": after(t0, consumed.get(eid)),
                     "transaction_begin": after(t0, began),
-                    "announced": after(t0, announced),
                     "visible": after(t0, self.visible.get(eid)),
+                    "announced": after(t0, announced),
                     "visible_same_hops": after(t0, floor.get(eid)),
                 }
             )
@@ -253,17 +241,12 @@ def slowest(ways: list[dict[str, float | None]], share: float = 0.01) -> dict[st
     tail = sorted(seen, key=lambda w: w["visible"] or 0.0, reverse=True)[: max(1, round(len(seen) * share))]
     floor = sorted(w["visible_same_hops"] for w in ways if w["visible_same_hops"] is not None)
     floor_p95 = floor[min(len(floor) - 1, int(0.95 * len(floor)))] if floor else None
-    stages = {"produce_to_transaction_begin": 0, "transaction_begin_to_announced": 0, "announced_to_visible": 0}
+    stages = {"produce_to_transaction_begin": 0, "transaction_begin_to_visible": 0}
     floor_slow = 0
     for w in tail:
-        begin, announced, visible = w["transaction_begin"], w["announced"], w["visible"]
-        if begin is not None and announced is not None and visible is not None:
-            spans = {
-                "produce_to_transaction_begin": begin,
-                "transaction_begin_to_announced": announced - begin,
-                "announced_to_visible": visible - announced,
-            }
-            stages[max(spans, key=lambda k: spans[k])] += 1
+        begin, visible = w["transaction_begin"], w["visible"]
+        if begin is not None and visible is not None:
+            stages["produce_to_transaction_begin" if begin >= visible - begin else "transaction_begin_to_visible"] += 1
         same = w["visible_same_hops"]
         if floor_p95 is not None and same is not None and same > floor_p95:
             floor_slow += 1
@@ -347,82 +330,62 @@ def same_hops_service(bootstrap: str, topic: str, url: str, port: int, ready: An
     """The measured path's hops with the least work in each, in a process of its own (see :class:`SameHops`).
 
     Consume the lead topic (its own group, from the end); per poll, one transaction inserting the records' event
-    ids (the probes' marked, by their workspace) and calling ``pg_notify``; a LISTEN connection wakes the SSE
-    streams (``GET /stream``), which read the probes' new ids (one query) and send them; ``GET /seen/{id}`` answers
-    200 once an id is committed (one query). Starlette on uvicorn, asyncpg: no decoding, no views, no middleware.
+    ids; once it commits, the reads waiting for those ids are woken in the process. ``GET /seen/{id}?wait=S``
+    answers 200 once the id is committed (one query per look), waiting up to S seconds for it, else 404.
+    Starlette on uvicorn, asyncpg: no decoding, no views, no middleware.
     """
 
     async def serve() -> None:
         import uvicorn
         from starlette.applications import Starlette
         from starlette.requests import Request
-        from starlette.responses import Response, StreamingResponse
+        from starlette.responses import Response
         from starlette.routing import Route
 
         pool = await asyncpg.create_pool(url, min_size=2, max_size=4)
-        await pool.execute(
-            f"CREATE TABLE IF NOT EXISTS {SAME_HOPS_TABLE} (seq bigserial, event_id text PRIMARY KEY, probe boolean)"
-        )
-        waiters: set[asyncio.Event] = set()
-
-        def wake(*_: object) -> None:
-            for waiter in waiters:
-                waiter.set()
-
-        listener = await asyncpg.connect(url)
-        await listener.add_listener(SAME_HOPS_TABLE, wake)
-
-        async def stream(request: Request) -> StreamingResponse:
-            async def events() -> Any:
-                last = await pool.fetchval(f"SELECT coalesce(max(seq), 0) FROM {SAME_HOPS_TABLE}")
-                woken = asyncio.Event()
-                waiters.add(woken)
-                try:
-                    yield ": ready\n\n"
-                    while True:
-                        woken.clear()
-                        rows = await pool.fetch(
-                            f"SELECT seq, event_id FROM {SAME_HOPS_TABLE} WHERE seq > $1 AND probe ORDER BY seq", last
-                        )
-                        if rows:
-                            last = rows[-1]["seq"]
-                            yield "".join(f"data: {r['event_id']}\n\n" for r in rows)
-                        else:
-                            await woken.wait()
-                finally:
-                    waiters.discard(woken)
-
-            return StreamingResponse(events(), media_type="text/event-stream")
+        await pool.execute(f"CREATE TABLE IF NOT EXISTS {SAME_HOPS_TABLE} (event_id text PRIMARY KEY)")
+        waiting: dict[str, set[asyncio.Event]] = {}
+        loop = asyncio.get_running_loop()
 
         async def seen(request: Request) -> Response:
             eid = request.path_params["eid"]
-            found = await pool.fetchval(f"SELECT 1 FROM {SAME_HOPS_TABLE} WHERE event_id = $1", eid)
-            return Response(status_code=200 if found else 404)
+            deadline = loop.time() + min(float(request.query_params.get("wait", "0")), WAIT_S)
+            woken = asyncio.Event()
+            group = waiting.setdefault(eid, set())
+            group.add(woken)  # before the look: a commit during it wakes the wait below
+            try:
+                while True:
+                    woken.clear()
+                    found = await pool.fetchval(f"SELECT 1 FROM {SAME_HOPS_TABLE} WHERE event_id = $1", eid)
+                    remaining = deadline - loop.time()
+                    if found or remaining <= 0:
+                        return Response(status_code=200 if found else 404)
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(woken.wait(), remaining)
+            finally:
+                group.discard(woken)
+                if not group:
+                    waiting.pop(eid, None)
 
-        app = Starlette(routes=[Route("/stream", stream), Route("/seen/{eid}", seen)])
+        app = Starlette(routes=[Route("/seen/{eid}", seen)])
         server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
         consumer = tail_consumer(bootstrap, topic, "hops")
         await consumer.start()
-        probe = PROBE_WORKSPACE.encode()
 
         async def consume() -> None:
             while not stop.is_set():
                 got = await consumer.getmany(timeout_ms=100)
-                ids, probes = [], []
-                for records in got.values():
-                    for r in records:
-                        headers = dict(r.headers)
-                        ids.append(headers[H_ID].decode())
-                        probes.append(headers.get(H_WORKSPACE) == probe)
+                ids = [dict(r.headers)[H_ID].decode() for records in got.values() for r in records]
                 if ids:
                     async with pool.acquire() as conn, conn.transaction():
                         await conn.execute(
-                            f"INSERT INTO {SAME_HOPS_TABLE} (event_id, probe) "
-                            f"SELECT * FROM unnest($1::text[], $2::bool[]) ON CONFLICT DO NOTHING",
+                            f"INSERT INTO {SAME_HOPS_TABLE} (event_id) SELECT unnest($1::text[]) "
+                            f"ON CONFLICT DO NOTHING",
                             ids,
-                            probes,
                         )
-                        await conn.execute("SELECT pg_notify($1, '')", SAME_HOPS_TABLE)
+                    for eid in ids:  # committed: wake the reads waiting for these ids
+                        for woken in waiting.get(eid, ()):
+                            woken.set()
 
         serving = asyncio.create_task(server.serve())
         try:
@@ -437,26 +400,24 @@ def same_hops_service(bootstrap: str, topic: str, url: str, port: int, ready: An
             server.should_exit = True
             await consumer.stop()
             await asyncio.gather(serving, return_exceptions=True)
-            await listener.close()
             await pool.close()
 
     asyncio.run(serve())
 
 
 class SameHops:
-    """A floor that makes the measured path's hops (consume, commit, NOTIFY, the change stream, an HTTP read) with
-    the least work in each: :func:`same_hops_service` in a process of its own, and here its probes' produce ->
-    visible, read as the projection's are (the stream names a probe, then ``GET /seen/{id}`` confirms it). What
-    the projection's figure takes beyond this one is its own work (decoding, views, the API's stack)."""
+    """A floor that makes the measured path's hops (consume, commit, a waiting HTTP read woken in the committing
+    process, its read) with the least work in each: :func:`same_hops_service` in a process of its own, and here
+    its probes' produce -> visible, asked for as the projection's are (:meth:`watch`). What the projection's
+    figure takes beyond this one is its own work (decoding, views, the API's stack)."""
 
-    def __init__(self, settings: RuntimeSettings, tracker: Tracker) -> None:
+    def __init__(self, settings: RuntimeSettings) -> None:
         ctx = multiprocessing.get_context("spawn")
         self.ready, self.stopping = ctx.Event(), ctx.Event()
         self.port = free_port()
-        self.tracker = tracker
         self.visible: dict[str, float] = {}
-        self.streaming = asyncio.Event()
-        self.following: asyncio.Task[None] | None = None
+        self.reads: set[asyncio.Task[None]] = set()
+        self.http: httpx.AsyncClient | None = None
         self.process = ctx.Process(
             target=same_hops_service,
             args=(
@@ -471,36 +432,39 @@ class SameHops:
         )
 
     async def start(self) -> None:
-        """Start the process, wait until it has its partitions and serves, and follow its stream."""
+        """Start the process and wait until it has its partitions and serves."""
         self.process.start()
         if not await asyncio.to_thread(self.ready.wait, 120):
             raise RuntimeError("the same-hops floor was not ready within 120 s")
-        self.following = asyncio.create_task(self.follow())
+        self.http = httpx.AsyncClient(
+            base_url=f"http://127.0.0.1:{self.port}", timeout=WAIT_S + 30, limits=httpx.Limits(max_connections=None)
+        )
 
-    async def follow(self) -> None:
-        """Read each probe the stream names, until cancelled."""
-        reads: set[asyncio.Task[None]] = set()
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{self.port}", timeout=30) as http:
+    def watch(self, eid: str) -> None:
+        """Ask, until it shows, for probe ``eid`` with a waiting read (as it is sent)."""
+        task = asyncio.create_task(self._read(eid))
+        self.reads.add(task)
+        task.add_done_callback(self.reads.discard)
 
-            async def read(eid: str) -> None:
-                r = await http.get(f"/seen/{eid}")
-                if r.status_code == 200:
-                    self.visible.setdefault(eid, time.perf_counter())
-
-            async with http.stream("GET", "/stream", timeout=httpx.Timeout(30, read=None)) as r:
-                r.raise_for_status()
-                self.streaming.set()
-                async for event in parse_sse(r.aiter_lines()):
-                    if event.data in self.tracker.sent and event.data not in self.visible:
-                        task = asyncio.create_task(read(event.data))
-                        reads.add(task)
-                        task.add_done_callback(reads.discard)
+    async def _read(self, eid: str) -> None:
+        assert self.http is not None
+        while True:
+            try:
+                r = await self.http.get(f"/seen/{eid}", params={"wait": WAIT_S})
+            except httpx.TransportError:
+                await asyncio.sleep(0.1)
+                continue
+            if r.status_code == 200:
+                self.visible.setdefault(eid, time.perf_counter())
+                return
 
     async def stop(self) -> None:
-        """Stop following and stop the process."""
-        if self.following is not None:
-            self.following.cancel()
-            await asyncio.gather(self.following, return_exceptions=True)
+        """Stop asking and stop the process."""
+        for task in self.reads:
+            task.cancel()
+        await asyncio.gather(*self.reads, return_exceptions=True)
+        if self.http is not None:
+            await self.http.aclose()
         self.stopping.set()
         await asyncio.to_thread(self.process.join, 30)
 
@@ -518,9 +482,16 @@ def _event(lead: uuid.UUID, campaign: uuid.UUID, rng: random.Random) -> Event:
 
 
 async def produce_at(
-    producer: AIOKafkaProducer, settings: RuntimeSettings, tracker: Tracker, rate: int, seconds: float, seed: int
+    producer: AIOKafkaProducer,
+    settings: RuntimeSettings,
+    tracker: Tracker,
+    rate: int,
+    seconds: float,
+    seed: int,
+    watch: Callable[[str, uuid.UUID], None],
 ) -> int:
-    """Produce lead events at ``rate`` per second for ``seconds`` (paced on the clock, not by sleeps per event)."""
+    """Produce lead events at ``rate`` per second for ``seconds`` (paced on the clock, not by sleeps per event);
+    ``watch(event id, lead)`` is called for each probe just before it is sent."""
     rng = random.Random(seed)
     leads = [uuid.UUID(int=rng.getrandbits(128), version=4) for _ in range(1000)]
     campaigns = [uuid.UUID(int=rng.getrandbits(128), version=4) for _ in range(10)]
@@ -541,9 +512,9 @@ async def produce_at(
             key, value, headers = encode(env)
             if probe:
                 eid = str(env.id)
-                tracker.sent[eid] = time.perf_counter()
                 tracker.lead_of[eid] = lead
-                tracker.pending.setdefault(lead, set()).add(eid)
+                watch(eid, lead)  # its reads go out while it is sent (they start at the send's first wait)
+                tracker.sent[eid] = time.perf_counter()
             futures.append(await producer.send(topic, value=value, key=key, headers=headers))
             sent += 1
         await asyncio.sleep(0.002)  # the pacing tick: events due in it go out together, as a busy service's would
@@ -552,37 +523,39 @@ async def produce_at(
 
 
 class Visibility:
-    """Reads the timeline of a lead with probes not yet seen when the change stream announces a change of it
-    (or a sweep finds it unread for :data:`SWEEP_S`), and notes when each probe first shows."""
+    """Reads each probe's lead with ``wait`` until the probe shows (:meth:`watch`), and follows the change stream
+    for when each probe's batch began (:attr:`Tracker.announced`)."""
 
     def __init__(self, http: httpx.AsyncClient, tracker: Tracker) -> None:
         self.http = http
         self.tracker = tracker
-        self.slots = asyncio.Semaphore(MAX_READS)
-        self.tasks: set[asyncio.Task[None]] = set()
-        self.asked: dict[uuid.UUID, tuple[float, bool]] = {}
-        """Leads queued for a read: since when, and whether a sweep (not an announcement) asked."""
-        self.again: dict[uuid.UUID, tuple[float, bool]] = {}
-        """Leads announced again while being read: read once more afterwards."""
-        self.reading: set[uuid.UUID] = set()
-        self.last_read: dict[uuid.UUID, float] = {}
+        self.reads: set[asyncio.Task[None]] = set()
         self.stream_ready = asyncio.Event()
-        self.emptied = asyncio.Event()
 
-    def ask(self, lead: uuid.UUID, swept: bool = False) -> None:
-        """Have ``lead`` read (once, however often it is asked before the read starts)."""
-        if lead not in self.tracker.pending:
-            return
-        if lead in self.reading:
-            self.again.setdefault(lead, (time.perf_counter(), swept))
-        elif lead not in self.asked:
-            self.asked[lead] = (time.perf_counter(), swept)
-            task = asyncio.create_task(self.read(lead))
-            self.tasks.add(task)
-            task.add_done_callback(self.tasks.discard)
+    def watch(self, eid: str, lead: uuid.UUID) -> None:
+        """Ask, until it shows, for probe ``eid`` of ``lead`` with a waiting read (as it is sent)."""
+        task = asyncio.create_task(self._read(eid, lead))
+        self.reads.add(task)
+        task.add_done_callback(self.reads.discard)
+
+    async def _read(self, eid: str, lead: uuid.UUID) -> None:
+        tracker = self.tracker
+        while True:
+            try:
+                r = await self.http.get(f"/v1/leads/{lead}/timeline", params={"limit": 200, "wait": WAIT_S})
+            except httpx.TransportError:  # an overloaded service may drop a connection: asked again
+                tracker.statuses[0] = tracker.statuses.get(0, 0) + 1
+                await asyncio.sleep(0.1)
+                continue
+            now = time.perf_counter()
+            tracker.reads += 1
+            tracker.statuses[r.status_code] = tracker.statuses.get(r.status_code, 0) + 1
+            if r.status_code == 200 and any(item["event_id"] == eid for item in r.json()["items"]):
+                tracker.visible[eid] = now
+                return
 
     async def follow_changes(self, stop: asyncio.Event) -> None:
-        """Ask for a read of every pending lead the change stream names, until ``stop``."""
+        """Note when the change stream first announces each probe's lead, and its batch's start, until ``stop``."""
         last_id: str | None = None
         while not stop.is_set():
             headers = {"Last-Event-ID": last_id} if last_id else {}
@@ -594,89 +567,33 @@ class Visibility:
                     self.stream_ready.set()
                     async for event in parse_sse(r.aiter_lines()):
                         last_id = event.id or last_id
-                        if event.event == "change":
-                            change = json.loads(event.data)
-                            if (lead := change.get("lead_id")) is not None:
-                                lead_id = uuid.UUID(lead)
-                                if lead_id in self.tracker.pending and lead_id not in self.tracker.announced:
-                                    began = wall_to_perf(datetime.fromisoformat(change["at"]))
-                                    self.tracker.announced[lead_id] = (time.perf_counter(), began)
-                                self.ask(lead_id)
-                        elif event.event == "reset":  # the log restarted: every pending lead may have changed
-                            for lead in list(self.tracker.pending):
-                                self.ask(lead)
+                        if event.event != "change":
+                            continue
+                        change = json.loads(event.data)
+                        if (lead := change.get("lead_id")) is None:
+                            continue
+                        lead_id = uuid.UUID(lead)  # the probes' workspace: every lead is a probe's
+                        if lead_id not in self.tracker.announced:
+                            began = wall_to_perf(datetime.fromisoformat(change["at"]))
+                            self.tracker.announced[lead_id] = (time.perf_counter(), began)
             except httpx.HTTPError as exc:
                 log(f"change stream: {exc!r}; reconnecting")
                 await asyncio.sleep(0.5)
 
-    async def sweep(self, stop: asyncio.Event) -> None:
-        """Ask for a read of the pending leads not read for :data:`SWEEP_S`."""
-        while not stop.is_set():
-            now = time.perf_counter()
-            for lead in list(self.tracker.pending):
-                if now - self.last_read.setdefault(lead, now) >= SWEEP_S:  # a lead new to the sweep: from now
-                    self.ask(lead, swept=True)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), SWEEP_S / 4)
-
-    async def read(self, lead: uuid.UUID) -> None:
-        """Read ``lead``'s timeline (at most :data:`MAX_READS` at once) and note the probes it shows first."""
-        tracker = self.tracker
-        async with self.slots:
-            since, swept = self.asked.pop(lead)
-            self.reading.add(lead)
-            try:
-                asked = time.perf_counter()
-                try:
-                    r = await self.http.get(f"/v1/leads/{lead}/timeline", params={"limit": 200})
-                except httpx.TransportError:  # an overloaded service may drop a connection: asked again below
-                    tracker.statuses[0] = tracker.statuses.get(0, 0) + 1
-                    self.again.setdefault(lead, (time.perf_counter(), True))
-                    return
-                now = time.perf_counter()
-                self.last_read[lead] = asked
-                tracker.reads.append(now - asked)
-                tracker.statuses[r.status_code] = tracker.statuses.get(r.status_code, 0) + 1
-                if r.status_code != 200:
-                    return  # 404 until the lead's first event is applied
-                shown = {item["event_id"] for item in r.json()["items"]}
-                waiting = tracker.pending.get(lead, set())
-                for eid in waiting & shown:
-                    tracker.visible[eid] = now
-                    tracker.detection.append(now - since)
-                    tracker.by_sweep += swept
-                waiting -= shown
-                if not waiting:
-                    tracker.pending.pop(lead, None)
-                    self.last_read.pop(lead, None)
-                    if not tracker.pending:
-                        self.emptied.set()
-            finally:
-                self.reading.discard(lead)
-                if lead in self.again:
-                    again_since, again_swept = self.again.pop(lead)
-                    if lead in tracker.pending and lead not in self.asked:
-                        self.asked[lead] = (again_since, again_swept)
-                        task = asyncio.create_task(self.read(lead))
-                        self.tasks.add(task)
-                        task.add_done_callback(self.tasks.discard)
-
     async def run(self, stop: asyncio.Event) -> None:
-        """Watch until ``stop`` is set and nothing is pending."""
+        """Follow the stream until ``stop`` is set and every probe asked for was seen (or cancelled)."""
         done = asyncio.Event()
-        tasks = [asyncio.create_task(self.follow_changes(done)), asyncio.create_task(self.sweep(done))]
+        following = asyncio.create_task(self.follow_changes(done))
         try:
             await stop.wait()
-            while self.tracker.pending:  # readers set `emptied` when they take the last pending lead off
-                self.emptied.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.emptied.wait(), 0.5)
+            while self.reads:
+                await asyncio.wait(set(self.reads))
         finally:
             done.set()
-            tasks += self.tasks
-            for task in tasks:
+            following.cancel()
+            for task in self.reads:
                 task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await asyncio.gather(following, *self.reads, return_exceptions=True)
 
 
 async def sample_rss(fleet: ServiceFleet, samples: dict[str, list[float]], stop: asyncio.Event) -> None:
@@ -766,7 +683,7 @@ async def measure_rate(
     tracker = Tracker()
     noop = NoopConsumer(settings.kafka_bootstrap_servers, settings.topic_name(LEAD.name))
     await noop.start()
-    floor = SameHops(settings, tracker) if same_hops else None
+    floor = SameHops(settings) if same_hops else None
     if floor is not None:
         await floor.start()
     producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers, acks="all", enable_idempotence=True)
@@ -774,17 +691,21 @@ async def measure_rate(
     rss: dict[str, list[float]] = {}
     stop_poll, stop_rss = asyncio.Event(), asyncio.Event()
     watcher = Visibility(http, tracker)
+
+    def watch(eid: str, lead: uuid.UUID) -> None:
+        watcher.watch(eid, lead)
+        if floor is not None:
+            floor.watch(eid)
+
     started_at = time.perf_counter()
     try:
         async with running(lambda s: sample_rss(fleet, rss, s), stop_rss):
             poller = asyncio.create_task(watcher.run(stop_poll))
             await asyncio.wait_for(watcher.stream_ready.wait(), 60)
-            if floor is not None:
-                await asyncio.wait_for(floor.streaming.wait(), 60)
             log(f"producing {rate}/s for {seconds:.0f} s")
             cpu_before, cpu_t0 = cpu_now(fleet), time.perf_counter()
             batches_before = await batch_totals(fleet)
-            sent = await produce_at(producer, settings, tracker, rate, seconds, seed=seed)
+            sent = await produce_at(producer, settings, tracker, rate, seconds, seed=seed, watch=watch)
             produced_s = time.perf_counter() - cpu_t0
             cpu = cpu_cores(fleet, cpu_before, produced_s)
             batches_after = await batch_totals(fleet)
@@ -793,7 +714,7 @@ async def measure_rate(
             try:
                 await asyncio.wait_for(poller, drain_s)
             except TimeoutError:
-                log(f"{sum(len(v) for v in tracker.pending.values())} events not visible after {drain_s:.0f} s")
+                log(f"{len(tracker.sent) - len(tracker.visible)} probes not visible after {drain_s:.0f} s")
             if floor is not None:
                 await _until(lambda: len(floor.visible) >= len(tracker.sent), drain_s)
     finally:
@@ -814,9 +735,7 @@ async def measure_rate(
         "produce_to_consumed_noop": consumed,
         "produce_to_visible_same_hops": hops if floor is not None else {"skipped": "--no-same-hops"},
         "not_visible": len(tracker.sent) - int(visible["count"]),
-        "timeline_read": percentiles(tracker.reads),
-        "timeline_reads_per_s": round(len(tracker.reads) / elapsed, 1),
-        "detection": {**percentiles(tracker.detection), "by_sweep": tracker.by_sweep},
+        "timeline_reads_per_s": round(tracker.reads / elapsed, 1),
         "stages": tracker.stages(),
         "slowest_1pct": slowest(ways),
         "timeline_statuses": {str(k): v for k, v in sorted(tracker.statuses.items())},
@@ -835,7 +754,7 @@ async def measure_rate(
         figures["same_hops_p99_ratio"] = round(hops["p99_ms"] / consumed["p99_ms"], 2)
         if visible.get("p99_ms"):
             figures["p99_over_same_hops"] = round(visible["p99_ms"] / hops["p99_ms"], 2)
-    log(f"{rate}/s: visible {visible}, no-op consumer {consumed}, same hops {hops}, detection {figures['detection']}")
+    log(f"{rate}/s: visible {visible}, no-op consumer {consumed}, same hops {hops}")
     log(f"{rate}/s: stages {figures['stages']}, projection batches {figures.get('projection_batches')}")
     log(f"{rate}/s: slowest 1% {figures['slowest_1pct']}")
     return figures, rss, ways

@@ -111,12 +111,19 @@ def table(replay: dict[str, Any], live: dict[str, Any]) -> str:
         if tail:  # none in runs before it
             longest = tail["longest_stage"]
             also = tail.get("floor_also_slow")
+            if "transaction_begin_to_visible" in longest:
+                split = "to the batch / the batch and the read"
+                counts = f"{longest['produce_to_transaction_begin']} / {longest['transaction_begin_to_visible']}"
+            else:  # runs before the waiting reads: the announcement split the batch from the read
+                split = "to the batch / the batch / the read"
+                counts = (
+                    f"{longest['produce_to_transaction_begin']} / {longest['transaction_begin_to_announced']} / "
+                    f"{longest['announced_to_visible']}"
+                )
             rows.append(
                 (
-                    f"Live {rate}/s, its slowest 1 %: longest stage (to the batch / the batch / the read); "
-                    "the floor slow too",
-                    f"{longest['produce_to_transaction_begin']} / {longest['transaction_begin_to_announced']} / "
-                    f"{longest['announced_to_visible']} of {tail['probes']}; "
+                    f"Live {rate}/s, its slowest 1 %: longest stage ({split}); the floor slow too",
+                    f"{counts} of {tail['probes']}; "
                     + (f"{also} of {tail['probes']}" if also is not None else "not measured"),
                     "reported",
                     live_date,
