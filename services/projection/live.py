@@ -11,7 +11,8 @@ way back through Postgres to the same process was a hop of its own (bench/result
 
 A lead's watch (:meth:`ChangeHub.watching`) is what a waiting timeline read (``GET
 /v1/leads/{id}/timeline?wait=``) waits on: woken by a committed change of that lead in this process,
-or by any notification of its workspace from another replica (which names no leads).
+or by a notification from another replica that names the lead (or names none: a batch that changed
+more than :data:`.store.NOTICE_LEADS_MAX` of the workspace's leads).
 
 An event's id is ``<epoch>-<seq>``. ``seq`` grows in commit order (the applier holds the schema's
 apply lock while it writes), so a client that reconnects with ``Last-Event-ID`` gets exactly what it
@@ -154,24 +155,36 @@ class ChangeHub:
                     event.set()
 
     def notified(self, payload: str) -> None:
-        """A commit's notification: wake its workspace, unless this process applied the batch and woke it then."""
+        """A commit's notification: wake its workspace's streams and the watches of the leads it names (all of the
+        workspace's when it names none), unless this process applied the batch and woke them already."""
         n = notice(payload)
         if n.origin == self.origin and n.batch in self._committed:
             self._committed.remove(n.batch)
             return
-        self.wake(n.workspace)
+        if n.leads is None:
+            self.wake(n.workspace)
+            return
+        self._wake_leads(n.workspace, n.leads)
+        for event in self._waiters.get(n.workspace, ()):
+            event.set()
+
+    def _wake_leads(self, workspace: str, leads: Iterable[UUID | None]) -> None:
+        watched = self._leads.get(workspace)
+        if not watched:
+            return
+        for lead in leads:
+            for event in watched.get(lead, ()) if lead is not None else ():
+                event.set()
 
     def committed(self, batch: int, changes: Iterable[tuple[str, UUID | None]]) -> None:
         """This process committed batch ``batch`` with ``changes`` ((workspace, lead) pairs): wake the streams of
         the workspaces and the watches of the leads now (its notification is then skipped, :meth:`notified`)."""
         self._committed.append(batch)
-        workspaces: set[str] = set()
+        by_workspace: dict[str, list[UUID | None]] = {}
         for workspace, lead in changes:
-            workspaces.add(workspace)
-            if lead is not None and (events := self._leads.get(workspace, {}).get(lead)):
-                for event in events:
-                    event.set()
-        for workspace in workspaces:
+            by_workspace.setdefault(workspace, []).append(lead)
+        for workspace, leads in by_workspace.items():
+            self._wake_leads(workspace, leads)
             for event in self._waiters.get(workspace, ()):
                 event.set()
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -501,7 +502,7 @@ class WriteSql:
     store_offsets: str
     record_changes: str
     """Appends a batch's changes to the change log and notifies each workspace's listeners (at commit), naming
-    the applying process ($8) and its batch ($9): see :func:`.live.notice`."""
+    the applying process ($8), its batch ($9) and the workspace's changed leads: see :func:`notice`."""
 
 
 def write_sql(v: Views) -> WriteSql:
@@ -609,9 +610,9 @@ def write_sql(v: Views) -> WriteSql:
             f"WITH ins AS (INSERT INTO {_q(s, 'changes')} "
             f"(workspace_id, kind, lead_id, campaign_id, account_id, search_id) "
             f"SELECT * FROM unnest($1::text[], $2::text[], $3::uuid[], $4::uuid[], $5::uuid[], $6::uuid[]) "
-            f"RETURNING workspace_id) "
-            f"SELECT pg_notify($7, {notice_sql('w', '$8::text', '$9::bigint')}) "
-            f"FROM (SELECT DISTINCT workspace_id AS w FROM ins) x"
+            f"RETURNING workspace_id, lead_id) "
+            f"SELECT pg_notify($7, {notice_sql('workspace_id', '$8::text', '$9::bigint', 'lead_id')}) "
+            f"FROM ins GROUP BY workspace_id"
         ),
     )
 
@@ -623,28 +624,42 @@ def changes_channel(schema: str) -> str:
 
 @dataclass(frozen=True)
 class Notice:
-    """A commit's notification: its ``workspace``, and the process (``origin``) and batch that applied it."""
+    """A commit's notification: its ``workspace``, the process (``origin``) and batch that applied it, and the
+    workspace's ``leads`` that changed (None: not named, any may have)."""
 
     workspace: str
     origin: str | None = None
     batch: int = 0
+    leads: frozenset[uuid.UUID] | None = None
+
+
+NOTICE_LEADS_MAX = 50
+"""Leads a notification names at most (a payload must stay under Postgres' 8,000 bytes); a batch that changed
+more of one workspace's leads names none, and every watch of that workspace looks again."""
 
 
 def notice(payload: str) -> Notice:
     """The :class:`Notice` of a notification's payload (:func:`notice_sql`'s JSON; a bare workspace id, as
-    replicas before origins sent, is a notice of no origin)."""
+    replicas before origins sent, is a notice of no origin that names no leads)."""
     if payload.startswith("{"):
         try:
             data = json.loads(payload)
-            return Notice(str(data["w"]), str(data["o"]), int(data["b"]))
-        except (ValueError, KeyError, TypeError):
+            leads = data.get("l")
+            named = None if leads is None else frozenset(uuid.UUID(lead) for lead in leads)
+            return Notice(str(data["w"]), str(data["o"]), int(data["b"]), named)
+        except (ValueError, KeyError, TypeError, AttributeError):
             pass
     return Notice(payload)
 
 
-def notice_sql(workspace: str, origin: str, batch: str) -> str:
-    """The SQL expression of a notification's payload, from SQL expressions of its parts (see :func:`notice`)."""
-    return f"json_build_object('w', {workspace}, 'o', {origin}, 'b', {batch})::text"
+def notice_sql(workspace: str, origin: str, batch: str, lead: str) -> str:
+    """The SQL expression of a notification's payload (see :func:`notice`), aggregating over the rows of one
+    workspace's changes: ``workspace``, ``origin``, ``batch`` and ``lead`` are SQL expressions."""
+    leads = (
+        f"CASE WHEN count(DISTINCT {lead}) <= {NOTICE_LEADS_MAX} THEN "
+        f"coalesce(array_agg(DISTINCT {lead}) FILTER (WHERE {lead} IS NOT NULL), '{{}}') END"
+    )
+    return f"json_build_object('w', {workspace}, 'o', {origin}, 'b', {batch}, 'l', {leads})::text"
 
 
 CHANGES_PRUNED_KEY = "changes_pruned_through"

@@ -3,8 +3,8 @@ and the change hub's wake-ups that answer them.
 
 A read waiting for a lead that is not known yet answers with the lead's first event once it is applied, woken
 in the applying process (not by its own notification, which it skips) or by a notification from another
-process; a conditional read answers 304 while the page is unchanged and 200 as soon as it changes; bad
-``wait`` values are refused naming the field; reads over the process's limit of waiting ones get 503.
+process naming the lead; a conditional read answers 304 while the page is unchanged and 200 as soon as it
+changes; bad ``wait`` values are refused naming the field; reads over the process's limit get 503.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 from leadstream_schemas import Envelope, Event, InviteSent, LeadDiscovered, LeadSource
@@ -21,8 +22,9 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from services.projection.api import Timeline, TimelineItem, etag_matches, timeline_answer
 from services.projection.app import build
+from services.projection.checksum import dsn
 from services.projection.live import ChangeHub
-from services.projection.store import notice, views
+from services.projection.store import NOTICE_LEADS_MAX, notice, notice_sql, views
 from services.runtime.auth import create_token
 from services.runtime.clock import FakeClock
 from tests.services.projection.fixtures import Isolated, StartService, isolated  # noqa: F401 - fixture
@@ -43,7 +45,12 @@ def test_notice_reads_the_applier_payload_and_the_bare_workspace_of_older_replic
     assert notice('{"w": "ws-a", "o": "abc", "b": 7}') == notice('{"w":"ws-a","o":"abc","b":7}')
     n = notice('{"w": "ws-a", "o": "abc", "b": 7}')
     assert (n.workspace, n.origin, n.batch) == ("ws-a", "abc", 7)
-    assert notice("ws-a").workspace == "ws-a" and notice("ws-a").origin is None
+    assert n.leads is None  # names no leads: any of the workspace's may have changed
+    lead = uuid.uuid4()
+    assert notice(f'{{"w": "ws-a", "o": "abc", "b": 7, "l": ["{lead}"]}}').leads == {lead}
+    assert notice('{"w": "ws-a", "o": "abc", "b": 7, "l": []}').leads == frozenset()
+    assert notice("ws-a").workspace == "ws-a" and notice("ws-a").origin is None and notice("ws-a").leads is None
+    assert notice('{"w": "ws-a", "o": "abc", "b": 7, "l": ["not a uuid"]}').workspace.startswith("{")
     # Not the applier's JSON: the whole payload is the workspace (as an older replica sends it).
     assert notice('{"w": "ws-a"}').workspace == '{"w": "ws-a"}'
     assert notice("{not json").workspace == "{not json"
@@ -81,6 +88,23 @@ def test_timeline_answer_waits_only_for_an_unknown_lead_an_empty_page_or_an_unch
     assert other.status == 200 and other.etag != first.etag
 
 
+async def test_a_notification_names_the_changed_leads_up_to_a_bound(
+    isolated: Isolated,  # noqa: F811 - the fixture imported above
+) -> None:
+    payload = notice_sql("w", "'me'", "3", "lead")
+    conn = await asyncpg.connect(dsn(isolated.database_url))
+    try:
+        for count in (0, 3, NOTICE_LEADS_MAX, NOTICE_LEADS_MAX + 1):
+            leads = [uuid.uuid4() for _ in range(count)]
+            rows = [*leads, *leads[:1], None]  # a lead twice, a change of no lead (a campaign's)
+            sql = f"SELECT {payload} FROM (SELECT 'ws-a' AS w, unnest($1::uuid[]) AS lead) x GROUP BY w"
+            n = notice(await conn.fetchval(sql, rows))
+            assert (n.workspace, n.origin, n.batch) == ("ws-a", "me", 3)
+            assert n.leads == (set(leads) if count <= NOTICE_LEADS_MAX else None)
+    finally:
+        await conn.close()
+
+
 async def test_hub_wakes_a_lead_from_its_own_commit_and_skips_that_commits_notification() -> None:
     engine = create_async_engine("postgresql+asyncpg://unused@127.0.0.1:9/unused")  # never connects here
     hub = ChangeHub(views, engine, engine, "postgresql://unused@127.0.0.1:9/unused")
@@ -100,7 +124,10 @@ async def test_hub_wakes_a_lead_from_its_own_commit_and_skips_that_commits_notif
         bystander.clear()
         hub.notified('{"w": "ws-b", "o": "another", "b": 1}')
         assert not woken.is_set() and not bystander.is_set()  # another workspace
-        hub.notified('{"w": "ws-a", "o": "another", "b": 1}')
+        hub.notified(f'{{"w": "ws-a", "o": "another", "b": 1, "l": ["{theirs}"]}}')  # names its leads
+        assert bystander.is_set() and not woken.is_set()
+        bystander.clear()
+        hub.notified('{"w": "ws-a", "o": "another", "b": 2, "l": null}')  # names none: all of the workspace
         assert woken.is_set() and bystander.is_set()
     assert hub.watches == 0 and not hub._leads
 
