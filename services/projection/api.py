@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 from contextlib import nullcontext, suppress
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
-from typing import Annotated, Any
+from typing import Annotated, Any, overload
 from uuid import UUID
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -508,7 +508,21 @@ class Reads:
             summary=_summary(m["campaign_id"], m["name"], state, dict(m)),
         )
 
-    async def timeline(self, conn: AsyncConnection, ws: str, lead_id: UUID, after: str | None, limit: int) -> Timeline:
+    @overload
+    async def timeline(
+        self, conn: AsyncConnection, ws: str, lead_id: UUID, after: str | None, limit: int
+    ) -> Timeline: ...
+
+    @overload
+    async def timeline(
+        self, conn: AsyncConnection, ws: str, lead_id: UUID, after: str | None, limit: int, *, known: bool
+    ) -> Timeline | None: ...
+
+    async def timeline(
+        self, conn: AsyncConnection, ws: str, lead_id: UUID, after: str | None, limit: int, *, known: bool = True
+    ) -> Timeline | None:
+        """A page of the lead's timeline; an unknown lead is a 404, or (``known=False``, a waiting read that only
+        asks whether there is anything yet) an empty page is None, the lead's existence not asked."""
         ls = self.v.lead_state
         params: dict[str, Any] = {"ws": ws, "lead_id": lead_id, "limit": limit + 1}
         stmt = self._timeline
@@ -524,6 +538,8 @@ class Reads:
         # unknown lead, another workspace's, a known lead without events yet, or a cursor past the end). The
         # batch that writes a lead's first timeline row writes its lead_state row in the same transaction.
         if not rows:
+            if not known:
+                return None
             exists = await conn.scalar(select(literal(1)).where(ls.c.workspace_id == ws, ls.c.lead_id == lead_id))
             if not exists:
                 raise Problem(404, "not_found", f"lead {lead_id} not found")
@@ -1176,7 +1192,8 @@ def etag_matches(if_none_match: str | None, etag: str) -> bool:
 
 
 def timeline_answer(page: Timeline | None, if_none_match: str | None) -> TimelineAnswer:
-    """The answer to a timeline read of ``page`` (None: the lead is not known) under ``If-None-Match``."""
+    """The answer to a timeline read of ``page`` (None: nothing yet, the lead may not even be known; a waiting read
+    waits on it, and asks which it is at the end) under ``If-None-Match``."""
     if page is None:
         return TimelineAnswer(404, b"", "", waits=True)
     body = page.model_dump_json().encode()
@@ -1227,12 +1244,10 @@ def build_router(
         page kept current)."""
 
         async def page() -> Timeline | None:
-            try:
-                return await read(engine, lambda conn: reads.timeline(conn, ws, lead_id, after, limit))
-            except Problem as exc:
-                if exc.status == 404 and deadline is not None:
-                    return None  # not known yet: waited for like an empty page
-                raise
+            # While it may wait, an empty page is waited on whether the lead is known or not: which one it is, is
+            # asked only if it is still empty at the end (one statement a look instead of two).
+            known = deadline is None
+            return await read(engine, lambda conn: reads.timeline(conn, ws, lead_id, after, limit, known=known))
 
         deadline = None
         if wait > 0 and hub is not None:
@@ -1257,8 +1272,9 @@ def build_router(
                     break
                 with suppress(TimeoutError):
                     await asyncio.wait_for(changed.wait(), remaining)
-        if found is None:
-            raise Problem(404, "not_found", f"lead {lead_id} not found")
+        if found is None:  # still empty after the wait: a known lead's empty page, or 404
+            found = await read(engine, lambda conn: reads.timeline(conn, ws, lead_id, after, limit))
+            answer = timeline_answer(found, if_none_match)
         return answer.response()
 
     @router.get("/leads/{lead_id}", response_model=Lead)
