@@ -208,9 +208,9 @@ class BatchApplier:
         result = ApplyResult(duplicates=plan.duplicates, filtered=plan.filtered)
         if not plan.by_tp:
             return result
-        held, applied, changes = await self._apply(conn, plan, result, expected, dead_letter)
+        held, applied, (batch, changes) = await self._apply(conn, plan, result, expected, dead_letter)
         if changes and self.committed is not None:
-            self.committed(self.batches, [(c[0], c[2]) for c in changes])
+            self.committed(batch, [(c[0], c[2]) for c in changes])
         if held:
             self._hold(held)  # committed: only now may its patches join the rows held back
         if self.seen_window and applied:
@@ -224,11 +224,12 @@ class BatchApplier:
         result: ApplyResult,
         expected: Mapping[TP, int | None],
         dead_letter: DeadLetter | None,
-    ) -> tuple[dict[str, dict[tuple[Any, ...], Patch]], list[str], list[Change]]:
-        """The transaction of :meth:`apply`; returns the held patches, the ids of the events it applied and the
-        changes it recorded."""
+    ) -> tuple[dict[str, dict[tuple[Any, ...], Patch]], list[str], tuple[int, list[Change]]]:
+        """The transaction of :meth:`apply`; returns the held patches, the ids of the events it applied, and the
+        number its notification gave the batch with the changes it recorded (0 and none: it recorded none)."""
         tps = sorted(plan.by_tp)
         applied: list[str] = []
+        batch = 0
         async with conn.transaction():
             preloaded = await self._preload(conn, plan) if self.seen_window else None
             await conn.execute("SELECT pg_advisory_xact_lock($1)", self.sql.lock_id)
@@ -282,7 +283,7 @@ class BatchApplier:
                 result.applied = len(ids) - len(seen)
                 applied = [eid for eid in ids if eid not in seen] if seen else ids
                 if result.applied:
-                    await self._write(conn, writes, timeline=preloaded is None)
+                    batch = await self._write(conn, writes, timeline=preloaded is None)
                     erased = [
                         (it.envelope.workspace_id, it.envelope.data.lead_id)  # type: ignore[union-attr]
                         for eid, it in events.items()
@@ -298,8 +299,8 @@ class BatchApplier:
                     [o for _, o in ordered],
                 )
         if not result.applied:
-            return {}, applied, []
-        return writes.held, applied, writes.changes if self.record_changes else []
+            return {}, applied, (0, [])
+        return writes.held, applied, (batch, writes.changes if batch else [])
 
     async def _record_seen(self, conn: asyncpg.Connection, ids: list[str]) -> set[str]:
         """Add a batch's distinct event ids to ``seen_events``; returns those that were there already.
@@ -419,8 +420,9 @@ class BatchApplier:
             await conn.execute("SELECT pg_advisory_xact_lock($1)", self.sql.lock_id)
             await conn.execute(self.sql.refresh_all_summaries)
 
-    async def _write(self, conn: asyncpg.Connection, w: Writes, *, timeline: bool = True) -> None:
-        """Write a batch's new rows (``timeline=False``: its timeline rows are loaded already, :meth:`_preload`)."""
+    async def _write(self, conn: asyncpg.Connection, w: Writes, *, timeline: bool = True) -> int:
+        """Write a batch's new rows (``timeline=False``: its timeline rows are loaded already, :meth:`_preload`);
+        returns the number the batch's notification gives it (0: it recorded no changes)."""
         summaries = self.refresh_summaries and bool(w.touched_leads)
         if summaries:  # what the batch's leads count before it (see WriteSql.summary_delta)
             await conn.execute(self.sql.summary_delta, w.touched_leads, -1)
@@ -443,7 +445,10 @@ class BatchApplier:
             )
         if w.changes:
             self.batches += 1
-            await conn.execute(self.sql.record_changes, *_columns(w.changes), self.channel, self.origin, self.batches)
+            batch = self.batches  # this batch's own number, whatever another batch of this applier does meanwhile
+            await conn.execute(self.sql.record_changes, *_columns(w.changes), self.channel, self.origin, batch)
+            return batch
+        return 0
 
     async def _upsert(self, conn: asyncpg.Connection, upserts: dict[str, list[tuple[Any, ...]]]) -> None:
         """Upsert reduced rows per view table, merging by the table's rules."""
