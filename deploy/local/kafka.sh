@@ -336,8 +336,14 @@ EOF
 }
 
 new_cluster_id() {
-  # 16 random bytes, base64url without padding: 22 characters
-  head -c 16 /dev/urandom | base64 | tr -d '\n=' | tr '+/' '-_'
+  # 16 random bytes, base64url without padding: 22 characters. Never one starting with "-", as Kafka's own
+  # Uuid.randomUuid() does not make them: a command line reads such an id as an option (1 in 64 did).
+  local cid
+  while :; do
+    cid="$(head -c 16 /dev/urandom | base64 | tr -d '\n=' | tr '+/' '-_')"
+    [[ "${cid}" == -* ]] || break
+  done
+  printf '%s\n' "${cid}"
 }
 
 format_storage() {
@@ -354,7 +360,8 @@ format_storage() {
   fi
   log "formatting storage in ${DATA} (cluster id ${cid})"
   mkdir -p "${DATA}"
-  java_tool kafka.tools.StorageTool format -t "${cid}" -c "${PROPS}" --ignore-formatted >&2 ||
+  # "--cluster-id=ID": an id kept from before (cluster.id) may still start with "-".
+  java_tool kafka.tools.StorageTool format "--cluster-id=${cid}" -c "${PROPS}" --ignore-formatted >&2 ||
     die "formatting Kafka storage failed (${DATA})"
   printf '%s\n' "${KAFKA_VERSION}" >"${VERSION_FILE}"
 }
