@@ -32,6 +32,9 @@ from tests.support.kafka import produce_events, wait_for
 from tests.support.local_http import serve
 
 NOW = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
+WOKEN_WITHIN_S = 20.0
+"""A read asked to wait 30 s that answers within this of the event being produced was woken by its commit (not a
+timing assertion: the event takes milliseconds to apply; the margin only tells a wake-up from the wait's end)."""
 
 
 def env(data: Event, ws: str) -> Envelope[Any]:
@@ -169,6 +172,9 @@ async def test_a_waiting_read_answers_with_the_leads_first_event(
         await wait_for(lambda: hub.watches == 1, timeout_s=30, what="the read waiting")
         found = LeadDiscovered(lead_id=lead, source=LeadSource.manual, full_name="Ada Adler")
         await _produce(isolated, env(found, "ws-a"))
+        # Woken, not timed out: a read that was not woken answers only when its 30 s are up (then from a fresh look,
+        # which would show the event too).
+        await wait_for(waiting.done, timeout_s=WOKEN_WITHIN_S, what="the waiting read woken by the commit")
         r = await waiting
         assert r.status_code == 200, r.text
         assert [item["event_id"] for item in r.json()["items"]] and r.headers["ETag"].startswith('W/"')
@@ -195,6 +201,7 @@ async def test_a_conditional_read_waits_while_unchanged_and_answers_the_change(
         waiting = asyncio.create_task(http.get(path, params={"wait": 30}, headers={"If-None-Match": tag}))
         await wait_for(lambda: hub.watches == 1, timeout_s=30, what="the read waiting")
         await _produce(isolated, env(InviteSent(lead_id=lead, campaign_id=campaign, account_id=account), "ws-a"))
+        await wait_for(waiting.done, timeout_s=WOKEN_WITHIN_S, what="the waiting read woken by the change")
         changed = await waiting
         assert changed.status_code == 200 and changed.headers["ETag"] != tag
         assert len(changed.json()["items"]) == len(first.json()["items"]) + 1
