@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from collections.abc import AsyncIterator
-from contextlib import nullcontext, suppress
+from contextlib import suppress
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from typing import Annotated, Any, overload
@@ -1243,32 +1243,27 @@ def build_router(
         read, and ``wait`` a long poll for the lead's next change (read-your-writes after adding a lead, a lead
         page kept current)."""
 
-        async def page() -> Timeline | None:
-            # While it may wait, an empty page is waited on whether the lead is known or not: which one it is, is
-            # asked only if it is still empty at the end (one statement a look instead of two).
-            known = deadline is None
-            return await read(engine, lambda conn: reads.timeline(conn, ws, lead_id, after, limit, known=known))
-
-        deadline = None
-        if wait > 0 and hub is not None:
-            if hub.watches >= watches_max:
-                raise Problem(
-                    503,
-                    "too_many_waiting",
-                    f"{hub.watches} timeline reads are waiting already: read again without `wait`, or later",
-                    headers={"Retry-After": "1"},
-                )
-            deadline = asyncio.get_running_loop().time() + wait
-        with hub.watching(ws, lead_id) if deadline is not None and hub is not None else nullcontext() as changed:
+        if wait <= 0 or hub is None:
+            page = await read(engine, lambda conn: reads.timeline(conn, ws, lead_id, after, limit))
+            return timeline_answer(page, if_none_match).response()
+        if hub.watches >= watches_max:
+            raise Problem(
+                503,
+                "too_many_waiting",
+                f"{hub.watches} timeline reads are waiting already: read again without `wait`, or later",
+                headers={"Retry-After": "1"},
+            )
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait
+        with hub.watching(ws, lead_id) as changed:
             while True:
-                if changed is not None:
-                    changed.clear()  # before the read: a change committed during it wakes the wait below
-                found = await page()
+                changed.clear()  # before the read: a change committed during it wakes the wait below
+                # An empty page is waited on whether the lead is known or not: which one it is, is asked only if it
+                # is still empty at the end (one statement a look instead of two).
+                found = await read(engine, lambda conn: reads.timeline(conn, ws, lead_id, after, limit, known=False))
                 answer = timeline_answer(found, if_none_match)
-                if deadline is None or changed is None or not answer.waits or hub is None or hub.stopping.is_set():
-                    break
-                remaining = deadline - asyncio.get_running_loop().time()
-                if remaining <= 0:
+                remaining = deadline - loop.time()
+                if not answer.waits or remaining <= 0 or hub.stopping.is_set():
                     break
                 with suppress(TimeoutError):
                     await asyncio.wait_for(changed.wait(), remaining)

@@ -164,29 +164,29 @@ class ChangeHub:
         if n.leads is None:
             self.wake(n.workspace)
             return
-        self._wake_leads(n.workspace, n.leads)
-        for event in self._waiters.get(n.workspace, ()):
+        self._wake_streams(n.workspace)
+        for lead in n.leads:
+            self._wake_lead(n.workspace, lead)
+
+    def _wake_streams(self, workspace: str) -> None:
+        for event in self._waiters.get(workspace, ()):
             event.set()
 
-    def _wake_leads(self, workspace: str, leads: Iterable[UUID | None]) -> None:
-        watched = self._leads.get(workspace)
-        if not watched:
-            return
-        for lead in leads:
-            for event in watched.get(lead, ()) if lead is not None else ():
-                event.set()
+    def _wake_lead(self, workspace: str, lead: UUID) -> None:
+        for event in self._leads.get(workspace, {}).get(lead, ()):
+            event.set()
 
     def committed(self, batch: int, changes: Iterable[tuple[str, UUID | None]]) -> None:
         """This process committed batch ``batch`` with ``changes`` ((workspace, lead) pairs): wake the streams of
         the workspaces and the watches of the leads now (its notification is then skipped, :meth:`notified`)."""
         self._committed.append(batch)
-        by_workspace: dict[str, list[UUID | None]] = {}
+        workspaces: set[str] = set()
         for workspace, lead in changes:
-            by_workspace.setdefault(workspace, []).append(lead)
-        for workspace, leads in by_workspace.items():
-            self._wake_leads(workspace, leads)
-            for event in self._waiters.get(workspace, ()):
-                event.set()
+            workspaces.add(workspace)
+            if lead is not None:
+                self._wake_lead(workspace, lead)
+        for workspace in workspaces:
+            self._wake_streams(workspace)
 
     @contextlib.contextmanager
     def watching(self, workspace: str, lead: UUID) -> Iterator[asyncio.Event]:
