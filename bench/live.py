@@ -405,6 +405,31 @@ def same_hops_service(bootstrap: str, topic: str, url: str, port: int, ready: An
     asyncio.run(serve())
 
 
+async def read_until(
+    http: httpx.AsyncClient,
+    path: str,
+    params: dict[str, Any],
+    shown: Callable[[httpx.Response], bool],
+    answered: Callable[[int], None] | None = None,
+) -> float:
+    """GET ``path`` (a waiting read: ``params`` has ``wait``) until ``shown(response)``; when it was shown, on the
+    ``time.perf_counter`` clock. ``answered(status)`` hears every answer (0: the connection dropped, as an
+    overloaded service may: asked again)."""
+    while True:
+        try:
+            r = await http.get(path, params=params)
+        except httpx.TransportError:
+            if answered is not None:
+                answered(0)
+            await asyncio.sleep(0.1)
+            continue
+        now = time.perf_counter()
+        if answered is not None:
+            answered(r.status_code)
+        if shown(r):
+            return now
+
+
 class SameHops:
     """A floor that makes the measured path's hops (consume, commit, a waiting HTTP read woken in the committing
     process, its read) with the least work in each: :func:`same_hops_service` in a process of its own, and here
@@ -448,15 +473,8 @@ class SameHops:
 
     async def _read(self, eid: str) -> None:
         assert self.http is not None
-        while True:
-            try:
-                r = await self.http.get(f"/seen/{eid}", params={"wait": WAIT_S})
-            except httpx.TransportError:
-                await asyncio.sleep(0.1)
-                continue
-            if r.status_code == 200:
-                self.visible.setdefault(eid, time.perf_counter())
-                return
+        shown = await read_until(self.http, f"/seen/{eid}", {"wait": WAIT_S}, lambda r: r.status_code == 200)
+        self.visible.setdefault(eid, shown)
 
     async def stop(self) -> None:
         """Stop asking and stop the process."""
@@ -540,19 +558,16 @@ class Visibility:
 
     async def _read(self, eid: str, lead: uuid.UUID) -> None:
         tracker = self.tracker
-        while True:
-            try:
-                r = await self.http.get(f"/v1/leads/{lead}/timeline", params={"limit": 200, "wait": WAIT_S})
-            except httpx.TransportError:  # an overloaded service may drop a connection: asked again
-                tracker.statuses[0] = tracker.statuses.get(0, 0) + 1
-                await asyncio.sleep(0.1)
-                continue
-            now = time.perf_counter()
-            tracker.reads += 1
-            tracker.statuses[r.status_code] = tracker.statuses.get(r.status_code, 0) + 1
-            if r.status_code == 200 and any(item["event_id"] == eid for item in r.json()["items"]):
-                tracker.visible[eid] = now
-                return
+
+        def answered(status: int) -> None:
+            tracker.statuses[status] = tracker.statuses.get(status, 0) + 1
+            tracker.reads += status != 0
+
+        def shown(r: httpx.Response) -> bool:
+            return r.status_code == 200 and any(item["event_id"] == eid for item in r.json()["items"])
+
+        path = f"/v1/leads/{lead}/timeline"
+        tracker.visible[eid] = await read_until(self.http, path, {"limit": 200, "wait": WAIT_S}, shown, answered)
 
     async def follow_changes(self, stop: asyncio.Event) -> None:
         """Note when the change stream first announces each probe's lead, and its batch's start, until ``stop``."""
