@@ -369,6 +369,7 @@ class Service:
             port=self.settings.http_port,
             log_config=None,
             lifespan="off",
+            http="httptools",  # a C parser: a timeline read cost the projection 15-20 % less CPU than with h11
             proxy_headers=True,
             forwarded_allow_ips=self.settings.forwarded_allow_ips,
             # Requests in hand (and streams) get the same budget as the background work, then are cancelled.
@@ -383,6 +384,7 @@ class Service:
                 port=self.settings.effective_metrics_port,
                 log_config=None,
                 lifespan="off",
+                http="httptools",
             )
         )
         metrics_http = asyncio.create_task(metrics_server.serve(), name="metrics-http")
@@ -400,7 +402,12 @@ class Service:
                     self.metrics_port = metrics_server.servers[0].sockets[0].getsockname()[1]
                 log.info(
                     "http listening",
-                    extra={"port": self.http_port, "metrics_port": self.metrics_port, "gc_frozen": freeze_start_up()},
+                    extra={
+                        "port": self.http_port,
+                        "metrics_port": self.metrics_port,
+                        "gc_frozen": freeze_start_up(),
+                        "event_loop": type(loop).__module__.partition(".")[0],  # uvloop, or asyncio
+                    },
                 )
                 await self.stop_event.wait()
         finally:
@@ -548,6 +555,15 @@ def _close_loop(loop: asyncio.AbstractEventLoop) -> None:
     loop.close()
 
 
+def new_event_loop(kind: str) -> asyncio.AbstractEventLoop:
+    """A new event loop of the given kind (``RuntimeSettings.event_loop``): uvloop's, or Python's own."""
+    if kind == "asyncio":
+        return asyncio.new_event_loop()
+    import uvloop  # here: not on Windows (a dependency only elsewhere), where a service must say "asyncio"
+
+    return uvloop.new_event_loop()
+
+
 def _stop_before_start(signum: int, frame: object) -> None:
     raise SystemExit(0)  # nothing has connected to anything yet: there is nothing to finish
 
@@ -565,7 +581,7 @@ def run_service(build: Callable[[], Service]) -> None:
     except secrets.InsecureConfiguration as exc:
         print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
-    loop = asyncio.new_event_loop()
+    loop = new_event_loop(service.settings.event_loop)
     asyncio.set_event_loop(loop)
     try:
         loop.run_until_complete(service.run())

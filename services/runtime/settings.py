@@ -98,6 +98,13 @@ class RuntimeSettings(BaseSettings):
     )
     log_level: str = "INFO"
     log_json: bool = True
+    event_loop: Literal["uvloop", "asyncio"] = Field(
+        "uvloop",
+        description="The process's event loop: uvloop (libuv, the default) or Python's own asyncio loop (e.g. on "
+        "Windows, where uvloop is not installed). A service that reads past most records spends much of its CPU in "
+        "the loop; with uvloop the services used 5-10 % less CPU at 1,000 events/s (bench/results/NOTES.md, "
+        "2026-12-06).",
+    )
 
     consumer_max_records: int = Field(500, ge=1)
     consumer_max_attempts: int = Field(5, ge=1, description="Handler attempts before a record is dead-lettered.")

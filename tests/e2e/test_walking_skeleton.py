@@ -94,6 +94,9 @@ async def test_lead_travels_through_all_services(
 
     counts = await wait_for(frozen, what="every service's 'http listening' log line")
     assert all(n > 10_000 for n in counts.values()), counts
+    # ... and runs on uvloop (RuntimeSettings.event_loop's default), which the line names.
+    loops = {name: _listening(sp.log_path).get("event_loop") for name, sp in fleet.procs.items()}
+    assert set(loops.values()) == {"uvloop"}, loops
     await upgrade(auth.MIGRATIONS_DIR, database_url, auth.IDENTITY_SCHEMA)
     engine = create_engine(database_url)
     try:
