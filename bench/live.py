@@ -49,12 +49,13 @@ import statistics
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -82,6 +83,7 @@ from services.runtime import auth  # noqa: E402
 from services.runtime.db import create_engine  # noqa: E402
 from services.runtime.migrations import upgrade  # noqa: E402
 from services.runtime.notify import dsn  # noqa: E402
+from services.runtime.service import new_event_loop  # noqa: E402
 from services.runtime.settings import RuntimeSettings  # noqa: E402
 
 WORKSPACE = "ws-bench"
@@ -269,7 +271,17 @@ def tail_consumer(bootstrap: str, topic: str, kind: str) -> AIOKafkaConsumer:
     )
 
 
-def noop_consumer(bootstrap: str, topic: str, ready: Any, stop: Any, out: Any) -> None:
+T = TypeVar("T")
+
+
+def run_on(loop_kind: str, work: Coroutine[Any, Any, T]) -> T:
+    """Run ``work`` to its end on a new event loop of the services' kind (``--event-loop``): the no-op consumer
+    and the floor run on the loop the services do, so that the loop is not what a ratio measures."""
+    with asyncio.Runner(loop_factory=partial(new_event_loop, loop_kind)) as runner:
+        return runner.run(work)
+
+
+def noop_consumer(bootstrap: str, topic: str, loop_kind: str, ready: Any, stop: Any, out: Any) -> None:
     """A no-op consumer in a process of its own (see the module docstring): reads the lead topic from its end
     in its own group, and sends back, by event id, when (``time.perf_counter``: CLOCK_MONOTONIC, the same
     clock in every process on Linux) each record arrived."""
@@ -293,18 +305,18 @@ def noop_consumer(bootstrap: str, topic: str, ready: Any, stop: Any, out: Any) -
             await consumer.stop()
         return arrived
 
-    out.send(asyncio.run(consume()))
+    out.send(run_on(loop_kind, consume()))
 
 
 class NoopConsumer:
     """Runs :func:`noop_consumer` in a child process (spawned: this process runs an event loop)."""
 
-    def __init__(self, bootstrap: str, topic: str) -> None:
+    def __init__(self, bootstrap: str, topic: str, loop_kind: str) -> None:
         ctx = multiprocessing.get_context("spawn")
         self.ready, self.stopping = ctx.Event(), ctx.Event()
         self.results, child_end = ctx.Pipe(duplex=False)
         self.process = ctx.Process(
-            target=noop_consumer, args=(bootstrap, topic, self.ready, self.stopping, child_end), daemon=True
+            target=noop_consumer, args=(bootstrap, topic, loop_kind, self.ready, self.stopping, child_end), daemon=True
         )
         self.arrived: dict[str, float] = {}
 
@@ -326,7 +338,7 @@ SAME_HOPS_TABLE = "bench_same_hops"
 """The same-hops floor's table, in the run's own database."""
 
 
-def same_hops_service(bootstrap: str, topic: str, url: str, port: int, ready: Any, stop: Any) -> None:
+def same_hops_service(bootstrap: str, topic: str, url: str, port: int, loop_kind: str, ready: Any, stop: Any) -> None:
     """The measured path's hops with the least work in each, in a process of its own (see :class:`SameHops`).
 
     Consume the lead topic (its own group, from the end); per poll, one transaction inserting the records' event
@@ -402,7 +414,7 @@ def same_hops_service(bootstrap: str, topic: str, url: str, port: int, ready: An
             await asyncio.gather(serving, return_exceptions=True)
             await pool.close()
 
-    asyncio.run(serve())
+    run_on(loop_kind, serve())
 
 
 async def read_until(
@@ -436,7 +448,7 @@ class SameHops:
     its probes' produce -> visible, asked for as the projection's are (:meth:`watch`). What the projection's
     figure takes beyond this one is its own work (decoding, views, the API's stack)."""
 
-    def __init__(self, settings: RuntimeSettings) -> None:
+    def __init__(self, settings: RuntimeSettings, loop_kind: str) -> None:
         ctx = multiprocessing.get_context("spawn")
         self.ready, self.stopping = ctx.Event(), ctx.Event()
         self.port = free_port()
@@ -450,6 +462,7 @@ class SameHops:
                 settings.topic_name(LEAD.name),
                 dsn(settings.database_url),
                 self.port,
+                loop_kind,
                 self.ready,
                 self.stopping,
             ),
@@ -692,13 +705,14 @@ async def measure_rate(
     drain_s: float,
     seed: int,
     same_hops: bool = True,
+    loop_kind: str = "uvloop",
 ) -> tuple[dict[str, Any], dict[str, list[float]], list[dict[str, float | None]]]:
     """Produce at ``rate`` for ``seconds``; latency figures, the services' RSS samples meanwhile, and each probe's
     way (:meth:`Tracker.probe_rows`)."""
     tracker = Tracker()
-    noop = NoopConsumer(settings.kafka_bootstrap_servers, settings.topic_name(LEAD.name))
+    noop = NoopConsumer(settings.kafka_bootstrap_servers, settings.topic_name(LEAD.name), loop_kind)
     await noop.start()
-    floor = SameHops(settings) if same_hops else None
+    floor = SameHops(settings, loop_kind) if same_hops else None
     if floor is not None:
         await floor.start()
     producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers, acks="all", enable_idempotence=True)
@@ -810,11 +824,13 @@ async def measure(settings: RuntimeSettings, args: argparse.Namespace) -> dict[s
         "LEADSTREAM_ENV": "development",  # simulated providers, development secrets (as the demo runs)
         "LEADSTREAM_LOG_JSON": "true",
         "LEADSTREAM_LOG_LEVEL": "WARNING",
+        "LEADSTREAM_EVENT_LOOP": args.event_loop,
     }
     log_dir = ROOT / ".run" / "bench" / f"live-{run_id}"
     services = [name for name in SERVICES if name in args.services]
     fleet = ServiceFleet(env=env, log_dir=log_dir, ports={name: free_port() for name in SERVICES})
     result: dict[str, Any] = {"services": services, "rates": {}}
+    result["event_loop"] = args.event_loop
     if args.service_env:
         result["service_env"] = args.service_env
     try:
@@ -836,7 +852,15 @@ async def measure(settings: RuntimeSettings, args: argparse.Namespace) -> dict[s
         ):
             for i, rate in enumerate(args.rates):
                 figures, rss, probes = await measure_rate(
-                    settings, fleet, http, rate, args.seconds, args.drain_s, seed=i, same_hops=args.same_hops
+                    settings,
+                    fleet,
+                    http,
+                    rate,
+                    args.seconds,
+                    args.drain_s,
+                    seed=i,
+                    same_hops=args.same_hops,
+                    loop_kind=args.event_loop,
                 )
                 result["rates"][str(rate)] = figures
                 if args.probes_out:
@@ -912,6 +936,12 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         default=[],
         metavar="SERVICE:NAME=VALUE",
         help="a setting of one service, to compare (e.g. projection:LEADSTREAM_CONSUMER_FETCH_MIN_BYTES=1); repeatable",
+    )
+    p.add_argument(
+        "--event-loop",
+        choices=["uvloop", "asyncio"],
+        default="uvloop",
+        help="the event loop of the services, the no-op consumer and the floor (default uvloop, the services' own)",
     )
     p.add_argument(
         "--same-hops",
