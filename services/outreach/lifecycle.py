@@ -27,7 +27,7 @@ from leadstream_schemas import (
     SkipReason,
 )
 from leadstream_schemas.bounds import DETAIL_MAX, scrub
-from sqlalchemy import delete, exists, select, update
+from sqlalchemy import bindparam, delete, exists, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -238,21 +238,9 @@ async def apply_reply(
             text=text or excerpt,
         )
     await tm.cancel_lead(conn, workspace_id, lead_id, now, "replied")
-    rows = (
-        await conn.execute(
-            update(enrollments)
-            .where(
-                enrollments.c.workspace_id == workspace_id,
-                enrollments.c.lead_id == lead_id,
-                enrollments.c.state.in_(OPEN),
-            )
-            .values(state="replied", finished_at=now)
-            .returning(enrollments.c.campaign_id, enrollments.c.account_id)
-        )
-    ).all()
-    await conn.execute(
-        delete(lead_locks).where(lead_locks.c.workspace_id == workspace_id, lead_locks.c.lead_id == lead_id)
-    )
+    lead = {"ws": workspace_id, "lead": lead_id}
+    rows = (await conn.execute(_CLOSE_REPLIED, {**lead, "now": now})).all()
+    await conn.execute(_UNLOCK_LEAD, lead)
     if emit_events:
         targets: list[tuple[UUID | None, UUID | None]] = [(r.campaign_id, r.account_id) for r in rows]
         if not targets:
@@ -288,6 +276,22 @@ async def apply_reply(
     for r in sorted(rows, key=lambda r: str(r.campaign_id)):
         await maybe_finish_campaign(conn, em, r.campaign_id, now)
     return [r.campaign_id for r in rows]
+
+
+# Built once, as cancel_lead's: every reply (read back too) runs them.
+_CLOSE_REPLIED = (
+    update(enrollments)
+    .where(
+        enrollments.c.workspace_id == bindparam("ws"),
+        enrollments.c.lead_id == bindparam("lead"),
+        enrollments.c.state.in_(OPEN),
+    )
+    .values(state="replied", finished_at=bindparam("now"))
+    .returning(enrollments.c.campaign_id, enrollments.c.account_id)
+)
+_UNLOCK_LEAD = delete(lead_locks).where(
+    lead_locks.c.workspace_id == bindparam("ws"), lead_locks.c.lead_id == bindparam("lead")
+)
 
 
 # -- out of office ---------------------------------------------------------------------------------------------

@@ -193,6 +193,8 @@ class EventConsumer(GroupConsumer):
         # Personal fields arrive encrypted; decrypted here, at the decoding boundary (one lookup per person, cached).
         self.personal = PersonalReader.on_engine(engine)
         self.tables = tables
+        # Built once: built per event, it cost 243-298 us of client CPU an execution, against 144 us (NOTES.md).
+        self._mark_processed = insert(tables.processed_events).on_conflict_do_nothing(index_elements=["event_id"])
         self.handlers: dict[str, Handler] = {cls.event_type: h for cls, h in handlers.items()}
         self.after: dict[str, list[str]] = {
             cls.event_type: [settings.topic_name(t) for t in waited] for cls, waited in (after or {}).items()
@@ -377,13 +379,8 @@ class EventConsumer(GroupConsumer):
         started = time.perf_counter()
         with event_span(self.settings.service_name, env):
             async with self.engine.begin() as conn:
-                stmt = (
-                    insert(self.tables.processed_events)
-                    .values(event_id=env.id, event_type=env.type)
-                    .on_conflict_do_nothing(index_elements=["event_id"])
-                )
                 outcome, emitted = "duplicate", False
-                if (await conn.execute(stmt)).rowcount:
+                if (await conn.execute(self._mark_processed, {"event_id": env.id, "event_type": env.type})).rowcount:
                     ctx = HandlerContext(conn=conn, envelope=env, clock=self.clock, source=self.source)
                     await handler(env, ctx)
                     await add_to_outbox(conn, self.tables, ctx.emitted)
