@@ -36,7 +36,7 @@ import time
 from collections.abc import Awaitable, Callable, Container, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from functools import partial
+from functools import cached_property, partial
 from typing import Any, TypeGuard
 
 from aiokafka import ConsumerRecord, TopicPartition
@@ -44,7 +44,7 @@ from faststream.kafka import KafkaBroker
 from leadstream_schemas import EVENT_TYPES, DecodeError, Envelope, Event, LeadErased, decode, service_source
 from leadstream_schemas.envelope import H_TIME, H_TYPE, H_WORKSPACE
 from leadstream_schemas.upcasting import UPCASTERS
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.dialects.postgresql import Insert, insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from .clock import Clock
@@ -193,8 +193,6 @@ class EventConsumer(GroupConsumer):
         # Personal fields arrive encrypted; decrypted here, at the decoding boundary (one lookup per person, cached).
         self.personal = PersonalReader.on_engine(engine)
         self.tables = tables
-        # Built once: built per event, it cost 243-298 us of client CPU an execution, against 144 us (NOTES.md).
-        self._mark_processed = insert(tables.processed_events).on_conflict_do_nothing(index_elements=["event_id"])
         self.handlers: dict[str, Handler] = {cls.event_type: h for cls, h in handlers.items()}
         self.after: dict[str, list[str]] = {
             cls.event_type: [settings.topic_name(t) for t in waited] for cls, waited in (after or {}).items()
@@ -373,6 +371,12 @@ class EventConsumer(GroupConsumer):
         """The person's data key, looked up (None: nothing to report; the retry's give-up returns an outcome)."""
         await self.personal.load([person])
         return None
+
+    @cached_property
+    def _mark_processed(self) -> Insert:
+        """The handled event's id, once (built once: built per event, it cost 243-298 us of client CPU an
+        execution, against 144 us; bench/results/NOTES.md, 2026-12-06)."""
+        return insert(self.tables.processed_events).on_conflict_do_nothing(index_elements=["event_id"])
 
     async def _transaction(self, env: Envelope[Event], handler: Handler) -> str:
         """One attempt: the event id, the handler's changes and the events it emits commit together."""

@@ -210,7 +210,7 @@ def _lock(name: str) -> dict[str, tuple[str, list[str]]]:
 def _pins(requirements: list[str]) -> dict[str, str]:
     out = {}
     for r in requirements:
-        m = re.fullmatch(r"([A-Za-z0-9._-]+)(?:\[[^]]*\])?==(\S+)", r)
+        m = re.fullmatch(r"([A-Za-z0-9._-]+)(?:\[[^]]*\])?==([^\s;]+)(?:\s*;.+)?", r)  # a marker may follow
         if m:
             out[m.group(1).lower()] = m.group(2)
     return out
