@@ -55,7 +55,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, get_args
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -84,7 +84,7 @@ from services.runtime.db import create_engine  # noqa: E402
 from services.runtime.migrations import upgrade  # noqa: E402
 from services.runtime.notify import dsn  # noqa: E402
 from services.runtime.service import new_event_loop  # noqa: E402
-from services.runtime.settings import RuntimeSettings  # noqa: E402
+from services.runtime.settings import EventLoop, RuntimeSettings  # noqa: E402
 
 WORKSPACE = "ws-bench"
 PROBE_WORKSPACE = "ws-bench-probes"
@@ -274,14 +274,14 @@ def tail_consumer(bootstrap: str, topic: str, kind: str) -> AIOKafkaConsumer:
 T = TypeVar("T")
 
 
-def run_on(loop_kind: str, work: Coroutine[Any, Any, T]) -> T:
+def run_on(loop_kind: EventLoop, work: Coroutine[Any, Any, T]) -> T:
     """Run ``work`` to its end on a new event loop of the services' kind (``--event-loop``): the no-op consumer
     and the floor run on the loop the services do, so that the loop is not what a ratio measures."""
     with asyncio.Runner(loop_factory=partial(new_event_loop, loop_kind)) as runner:
         return runner.run(work)
 
 
-def noop_consumer(bootstrap: str, topic: str, loop_kind: str, ready: Any, stop: Any, out: Any) -> None:
+def noop_consumer(bootstrap: str, topic: str, loop_kind: EventLoop, ready: Any, stop: Any, out: Any) -> None:
     """A no-op consumer in a process of its own (see the module docstring): reads the lead topic from its end
     in its own group, and sends back, by event id, when (``time.perf_counter``: CLOCK_MONOTONIC, the same
     clock in every process on Linux) each record arrived."""
@@ -311,7 +311,7 @@ def noop_consumer(bootstrap: str, topic: str, loop_kind: str, ready: Any, stop: 
 class NoopConsumer:
     """Runs :func:`noop_consumer` in a child process (spawned: this process runs an event loop)."""
 
-    def __init__(self, bootstrap: str, topic: str, loop_kind: str) -> None:
+    def __init__(self, bootstrap: str, topic: str, loop_kind: EventLoop) -> None:
         ctx = multiprocessing.get_context("spawn")
         self.ready, self.stopping = ctx.Event(), ctx.Event()
         self.results, child_end = ctx.Pipe(duplex=False)
@@ -338,7 +338,9 @@ SAME_HOPS_TABLE = "bench_same_hops"
 """The same-hops floor's table, in the run's own database."""
 
 
-def same_hops_service(bootstrap: str, topic: str, url: str, port: int, loop_kind: str, ready: Any, stop: Any) -> None:
+def same_hops_service(
+    bootstrap: str, topic: str, url: str, port: int, loop_kind: EventLoop, ready: Any, stop: Any
+) -> None:
     """The measured path's hops with the least work in each, in a process of its own (see :class:`SameHops`).
 
     Consume the lead topic (its own group, from the end); per poll, one transaction inserting the records' event
@@ -448,7 +450,7 @@ class SameHops:
     its probes' produce -> visible, asked for as the projection's are (:meth:`watch`). What the projection's
     figure takes beyond this one is its own work (decoding, views, the API's stack)."""
 
-    def __init__(self, settings: RuntimeSettings, loop_kind: str) -> None:
+    def __init__(self, settings: RuntimeSettings, loop_kind: EventLoop) -> None:
         ctx = multiprocessing.get_context("spawn")
         self.ready, self.stopping = ctx.Event(), ctx.Event()
         self.port = free_port()
@@ -705,7 +707,7 @@ async def measure_rate(
     drain_s: float,
     seed: int,
     same_hops: bool = True,
-    loop_kind: str = "uvloop",
+    loop_kind: EventLoop = "uvloop",
 ) -> tuple[dict[str, Any], dict[str, list[float]], list[dict[str, float | None]]]:
     """Produce at ``rate`` for ``seconds``; latency figures, the services' RSS samples meanwhile, and each probe's
     way (:meth:`Tracker.probe_rows`)."""
@@ -939,7 +941,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument(
         "--event-loop",
-        choices=["uvloop", "asyncio"],
+        choices=get_args(EventLoop),
         default="uvloop",
         help="the event loop of the services, the no-op consumer and the floor (default uvloop, the services' own)",
     )

@@ -51,7 +51,7 @@ from .logging import configure_logging
 from .metrics import READY
 from .migrations import RUNTIME_MIGRATIONS_DIR, prepare_schema
 from .outbox import OutboxRelay, add_to_outbox
-from .settings import RuntimeSettings
+from .settings import EventLoop, RuntimeSettings
 from .telemetry import current_traceparent, instrument_service
 from .tokens_api import tokens_router
 
@@ -406,7 +406,7 @@ class Service:
                         "port": self.http_port,
                         "metrics_port": self.metrics_port,
                         "gc_frozen": freeze_start_up(),
-                        "event_loop": type(loop).__module__.partition(".")[0],  # uvloop, or asyncio
+                        "event_loop": loop_kind(loop),
                     },
                 )
                 await self.stop_event.wait()
@@ -555,13 +555,18 @@ def _close_loop(loop: asyncio.AbstractEventLoop) -> None:
     loop.close()
 
 
-def new_event_loop(kind: str) -> asyncio.AbstractEventLoop:
+def new_event_loop(kind: EventLoop) -> asyncio.AbstractEventLoop:
     """A new event loop of the given kind (``RuntimeSettings.event_loop``): uvloop's, or Python's own."""
     if kind == "asyncio":
         return asyncio.new_event_loop()
     import uvloop  # here: not on Windows (a dependency only elsewhere), where a service must say "asyncio"
 
     return uvloop.new_event_loop()
+
+
+def loop_kind(loop: asyncio.AbstractEventLoop) -> str:
+    """The kind of ``loop`` (``uvloop`` or ``asyncio``), as the "http listening" log line names it."""
+    return type(loop).__module__.partition(".")[0]
 
 
 def _stop_before_start(signum: int, frame: object) -> None:

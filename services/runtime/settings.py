@@ -23,6 +23,10 @@ METRICS_PORT_OFFSET = 1000
 """Where a service's /metrics listener is by default: its HTTP port + this."""
 
 
+EventLoop = Literal["uvloop", "asyncio"]
+"""The kinds of event loop a service process may run on (:attr:`RuntimeSettings.event_loop`)."""
+
+
 class RuntimeSettings(BaseSettings):
     """Settings every service has. A service subclasses this to add its own."""
 
@@ -98,7 +102,7 @@ class RuntimeSettings(BaseSettings):
     )
     log_level: str = "INFO"
     log_json: bool = True
-    event_loop: Literal["uvloop", "asyncio"] = Field(
+    event_loop: EventLoop = Field(
         "uvloop",
         description="The process's event loop: uvloop (libuv, the default) or Python's own asyncio loop (e.g. on "
         "Windows, where uvloop is not installed). A service that reads past most records spends much of its CPU in "
