@@ -559,9 +559,18 @@ def new_event_loop(kind: EventLoop) -> asyncio.AbstractEventLoop:
     """A new event loop of the given kind (``RuntimeSettings.event_loop``): uvloop's, or Python's own."""
     if kind == "asyncio":
         return asyncio.new_event_loop()
-    import uvloop  # here: not on Windows (a dependency only elsewhere), where a service must say "asyncio"
-
+    try:
+        import uvloop  # here: not on Windows (a dependency only elsewhere), where a service must say "asyncio"
+    except ImportError:
+        raise UnfitEventLoop(
+            "LEADSTREAM_EVENT_LOOP is uvloop, which is not installed here (it is not on Windows): "
+            "set LEADSTREAM_EVENT_LOOP=asyncio"
+        ) from None
     return uvloop.new_event_loop()
+
+
+class UnfitEventLoop(Exception):
+    """The event loop the settings ask for cannot run here (the process exits 2 saying so)."""
 
 
 def loop_kind(loop: asyncio.AbstractEventLoop) -> str:
@@ -583,10 +592,10 @@ def run_service(build: Callable[[], Service]) -> None:
         signal.signal(sig, _stop_before_start)
     try:
         service = build()
-    except secrets.InsecureConfiguration as exc:
+        loop = new_event_loop(service.settings.event_loop)
+    except (secrets.InsecureConfiguration, UnfitEventLoop) as exc:
         print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
-    loop = new_event_loop(service.settings.event_loop)
     asyncio.set_event_loop(loop)
     try:
         loop.run_until_complete(service.run())

@@ -7,12 +7,13 @@ each one's "http listening" log line (tests/e2e/test_walking_skeleton.py).
 from __future__ import annotations
 
 import asyncio
+import sys
 
 import pytest
 import uvloop
 from pydantic import ValidationError
 
-from services.runtime.service import loop_kind, new_event_loop
+from services.runtime.service import UnfitEventLoop, loop_kind, new_event_loop
 from services.runtime.settings import EventLoop, RuntimeSettings
 
 
@@ -45,3 +46,10 @@ def test_an_unknown_event_loop_is_refused_naming_the_setting(monkeypatch: pytest
     monkeypatch.setenv("LEADSTREAM_EVENT_LOOP", "trio")
     with pytest.raises(ValidationError, match="event_loop"):
         RuntimeSettings()
+
+
+def test_uvloop_missing_is_a_clear_error_naming_the_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "uvloop", None)  # as where it is not installed (Windows): the import fails
+    with pytest.raises(UnfitEventLoop, match="set LEADSTREAM_EVENT_LOOP=asyncio"):
+        new_event_loop("uvloop")
+    new_event_loop("asyncio").close()  # which needs nothing more
