@@ -53,14 +53,16 @@ async def _exit_code(demo: asyncio.subprocess.Process, timeout_s: float, log_pat
     ids=["SIGTERM-running", "SIGHUP-starting"],
 )
 async def test_demo_stops_every_service_it_started(
-    sig: signal.Signals, when: str, infra: Infra, own_database: str, tmp_path: Path
+    sig: signal.Signals, when: str, infra: Infra, own_database: str, topic_prefix: str, tmp_path: Path
 ) -> None:
     base = free_port_block(len(SERVICES))
     env = {
         **os.environ,
         "KAFKA_BOOTSTRAP_SERVERS": infra.kafka_bootstrap_servers,
         "DATABASE_URL": own_database,
-        "LEADSTREAM_TOPIC_PREFIX": f"t{uuid.uuid4().hex[:8]}.",
+        # Inside the session's prefix, so that its topics go with the session's (a prefix of its own was left on
+        # the broker by every run: 16 partitions a run, thousands on a developer's broker).
+        "LEADSTREAM_TOPIC_PREFIX": f"{topic_prefix}{uuid.uuid4().hex[:6]}.",
         "LEADSTREAM_TOPIC_PARTITIONS": "3",
         "LEADSTREAM_LOG_LEVEL": "WARNING",
     }
