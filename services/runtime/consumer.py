@@ -14,7 +14,8 @@ For each record, in partition order (partitions side by side):
    then dead-lettered, rate limits (:class:`RetryLater`) waited out inline up to
    ``consumer_max_inline_wait_s`` and beyond that by pausing the partition and reading the record again;
 4. offsets are committed only after every record before them is durable (handled, skipped as a
-   duplicate, or dead-lettered), after each poll and before revoked partitions go.
+   duplicate, or dead-lettered), at most every ``consumer_commit_interval_s`` (1 s) and before revoked
+   partitions go; a crash re-reads at most that much, which stops at ``processed_events``.
 
 Partitions are worked on side by side, so two events another service emitted in order on two topics may be
 handled in either order. Where a handler's decision needs the other order (outreach finishing a campaign on a

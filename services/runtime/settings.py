@@ -139,6 +139,16 @@ class RuntimeSettings(BaseSettings):
         ge=1,
         description="Bytes a fetch waits for (at most consumer_fetch_max_wait_ms): one fetch answers many records.",
     )
+    consumer_commit_interval_s: float = Field(
+        1.0,
+        ge=0,
+        le=60,
+        description="The most often a consumer commits what it has done to Kafka (0: after every poll). Revoked "
+        "partitions and a stopping consumer commit everything done first; a crash re-reads at most this much, which "
+        "the services find done (processed events, stored offsets). Each commit is a broker request and, in the "
+        "per-record loop, a round trip before the next poll: after every poll they were a third of the requests "
+        "each service sent the broker at 1,000 events/s (bench/results/NOTES.md, 2026-12-06).",
+    )
     consumer_session_timeout_ms: int = 10_000
     consumer_heartbeat_interval_ms: int = 1_000
     consumer_max_poll_interval_ms: int = Field(

@@ -251,10 +251,6 @@ class BatchConsumer(GroupConsumer):
     as a rebuild's batches are.
     """
 
-    COMMIT_INTERVAL_S = 1.0
-    """Kafka's committed offsets only feed the lag tooling here (the checkpoint's stored offsets are the position):
-    a commit after every batch put a broker round trip between a batch's commit and the next poll."""
-
     def __init__(
         self,
         settings: RuntimeSettings,

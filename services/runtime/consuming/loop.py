@@ -52,11 +52,6 @@ class GroupConsumer(ConsumerRebalanceListener):
     """A member of a consumer group on ``topics`` and its rebalance listener; subclasses say what is done
     with the records."""
 
-    COMMIT_INTERVAL_S = 0.0
-    """The poll loop commits what is done to Kafka at most this often (0: after every poll). Where the committed
-    offsets are the consumer's position (per record) they follow the work at once; a mode that keeps its position
-    elsewhere commits less often (:class:`BatchConsumer`). Revocation and stopping commit everything done."""
-
     def __init__(
         self,
         settings: RuntimeSettings,
@@ -104,6 +99,11 @@ class GroupConsumer(ConsumerRebalanceListener):
         self._assignment_error: BaseException | None = None
         self._last_idle = 0.0
         self._next_commit = 0.0
+        self.commit_interval_s = settings.consumer_commit_interval_s
+        """The poll loop commits what is done to Kafka at most this often (0: after every poll); revocation and
+        stopping commit everything done. For a per-record consumer the committed offsets are its position, and a
+        crash re-reads up to this much, which it finds done (``processed_events``); a batch consumer's position
+        is its stored offsets, and Kafka's only feed the lag tooling."""
 
     @property
     def healthy(self) -> bool:
@@ -222,7 +222,7 @@ class GroupConsumer(ConsumerRebalanceListener):
             await self.process(batch, stop)
             if time.monotonic() >= self._next_commit:
                 await self._commit()
-                self._next_commit = time.monotonic() + self.COMMIT_INTERVAL_S
+                self._next_commit = time.monotonic() + self.commit_interval_s
             if not batch and time.monotonic() - self._last_idle >= self.resync_interval_s:
                 self._last_idle = time.monotonic()
                 await self._refresh_ends(consumer)

@@ -232,7 +232,7 @@ class LoopKafka:
 async def test_the_poll_loop_commits_to_kafka_after_every_poll_or_at_most_every_interval(interval_s: float) -> None:
     checkpoint = HeldCheckpoint()
     consumer = consumer_with(checkpoint, max_records=100)
-    consumer.COMMIT_INTERVAL_S = interval_s
+    consumer.commit_interval_s = interval_s
     kafka = LoopKafka()
     consumer.consumer = kafka
     stop = asyncio.Event()
