@@ -61,7 +61,7 @@ async def test_demo_stops_every_service_it_started(
         "KAFKA_BOOTSTRAP_SERVERS": infra.kafka_bootstrap_servers,
         "DATABASE_URL": own_database,
         # Inside the session's prefix, so that its topics go with the session's (a prefix of its own was left on
-        # the broker by every run: 16 partitions a run, thousands on a developer's broker).
+        # the broker by every run: 48 partitions a run, thousands on a developer's broker).
         "LEADSTREAM_TOPIC_PREFIX": f"{topic_prefix}{uuid.uuid4().hex[:6]}.",
         "LEADSTREAM_TOPIC_PARTITIONS": "3",
         "LEADSTREAM_LOG_LEVEL": "WARNING",
