@@ -161,6 +161,9 @@ def build(
         # A finished search may finish its campaigns: only once the leads it found (the lead topic, partitions
         # handled side by side with the search topic's) are in their audiences, or late ones are never enrolled.
         after={SearchFinished: [LEAD.name]},
+        # A reply stops its lead by who, where and when: its excerpt (personal) is never read here, so it stays
+        # sealed and a reply costs no key lookup (a query of its own before the handler's transaction).
+        sealed=[Replied],
     )
     service.include_router(build_router(ctx))
     if isinstance(linkedin, SimulatedLinkedIn):

@@ -34,7 +34,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Container, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Container, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from functools import cached_property, partial
@@ -182,6 +182,7 @@ class EventConsumer(GroupConsumer):
         group_id: str,
         interest: Interest | None = None,
         after: Mapping[type[Event], Sequence[str]] | None = None,
+        sealed: Collection[type[Event]] = (),
     ) -> None:
         super().__init__(
             settings,
@@ -191,8 +192,10 @@ class EventConsumer(GroupConsumer):
             max_records=settings.consumer_max_records,
         )
         self.engine = engine
-        # Personal fields arrive encrypted; decrypted here, at the decoding boundary (one lookup per person, cached).
-        self.personal = PersonalReader.on_engine(engine)
+        # Personal fields arrive encrypted; decrypted here, at the decoding boundary (one lookup per person, cached),
+        # except in the event types whose handlers read none of them (``sealed``): no key lookup, tokens left as
+        # they are (the decoder takes a token wherever the field's text is allowed).
+        self.personal = PersonalReader.on_engine(engine, leave_sealed=frozenset(cls.event_type for cls in sealed))
         self.tables = tables
         self.handlers: dict[str, Handler] = {cls.event_type: h for cls, h in handlers.items()}
         self.after: dict[str, list[str]] = {

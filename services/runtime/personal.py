@@ -467,7 +467,8 @@ class PersonalReader:
             raise ValueError("an erasure is always read: it marks its person erased for the records after it")
         self.leave_sealed = leave_sealed
         """Event types whose values this reader passes through unopened: the consumer reads none of their personal
-        fields (the projection's ``EventProjection.reads_personal``), so neither a key lookup nor a decryption."""
+        fields (the projection's ``EventProjection.reads_personal``, a service's ``consume(..., sealed=)``), so
+        neither a key lookup nor a decryption."""
         self._fetch = fetch
         self._wrapper = wrapper
         self.ttl_s = ttl_s
@@ -477,7 +478,12 @@ class PersonalReader:
 
     @classmethod
     def on_engine(
-        cls, engine: AsyncEngine, *, ttl_s: float = 30.0, wrapper: KeyWrapper | None = None
+        cls,
+        engine: AsyncEngine,
+        *,
+        ttl_s: float = 30.0,
+        wrapper: KeyWrapper | None = None,
+        leave_sealed: Container[str] = frozenset(),
     ) -> PersonalReader:
         """A reader whose lookups go through a SQLAlchemy engine."""
 
@@ -489,7 +495,7 @@ class PersonalReader:
                 )
                 return [(r.workspace_id, r.lead_id, r.data_key) for r in result]
 
-        return cls(fetch, ttl_s=ttl_s, wrapper=wrapper)
+        return cls(fetch, ttl_s=ttl_s, wrapper=wrapper, leave_sealed=leave_sealed)
 
     @classmethod
     def on_asyncpg(

@@ -22,7 +22,7 @@ import gc
 import logging
 import signal
 import sys
-from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterator, Mapping, Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, Protocol, TypeVar, runtime_checkable
@@ -169,10 +169,12 @@ class Service:
         group_suffix: str = "",
         interest: Interest | None = None,
         after: Mapping[type[Event], Sequence[str]] | None = None,
+        sealed: Collection[type[Event]] = (),
     ) -> EventConsumer:
         """Consume contract ``topics`` with this service's group, dispatching by event type; with ``interest``,
         only the events it wants (asked from their headers, before any decoding); ``after``: event types handled
-        only once the records of other topics before them are done (:class:`EventConsumer`)."""
+        only once the records of other topics before them are done (:class:`EventConsumer`); ``sealed``: event
+        types whose handlers read none of their personal fields (left encrypted: no key lookup per event)."""
         consumer = EventConsumer(
             settings=self.settings,
             engine=self.engine,
@@ -185,6 +187,7 @@ class Service:
             group_id=self.settings.group_id + group_suffix,
             interest=interest,
             after=after,
+            sealed=sealed,
         )
         return self.add_consumer(consumer)
 

@@ -30,6 +30,9 @@ from services.runtime import personal
 from services.runtime.outbox import outbox_rows
 from services.runtime.personal import KeyStoreError, KeyWrapper, PersonalReader, person_keys
 from tests.services.runtime.conftest import Probe
+from tests.support.kafka import wait_for
+from tests.support.probe.app import WORKSPACE
+from tests.support.probe.helpers import effect_origins, send
 
 NAME, EMAIL, URL = "Wilhelmina Crypto-Shred", "wilhelmina.shred@erasure.example", "https://linkedin.com/in/wilhelmina"
 
@@ -138,6 +141,41 @@ async def test_a_reader_leaves_the_types_it_is_told_to_sealed_and_looks_no_key_u
     # An erasure is never left sealed: it marks its person erased for the records after it.
     with pytest.raises(ValueError, match="erasure"):
         PersonalReader(fetch, leave_sealed={LeadErased.event_type})
+
+
+async def test_a_consumer_leaves_the_types_its_service_names_sealed_and_looks_no_key_up_for_them(
+    probe: Probe, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``Service.consume(..., sealed=[...])`` on the real broker: the handler gets the sealed type's tokens as they are,
+    and no key lookup is made for it (outreach's replies: a query less per reply)."""
+    consumer = probe.service.consumers[0]
+    lead = uuid.uuid4()
+    [record] = await _written(probe, [_discovered(WORKSPACE, lead)])
+    assert record.value is not None and TOKEN_PREFIX.encode() in record.value
+    asked: list[list[uuid.UUID]] = []
+    engine_reader = PersonalReader.on_engine(probe.service.engine)
+
+    async def fetch(leads: list[uuid.UUID]) -> Any:
+        asked.append(leads)
+        return await engine_reader._fetch(leads)
+
+    monkeypatch.setattr(consumer, "personal", PersonalReader(fetch, leave_sealed={LeadDiscovered.event_type}))
+    seen: list[Envelope[Any]] = []
+    handler = consumer.handlers[LeadDiscovered.event_type]
+
+    async def seeing(env: Envelope[Any], ctx: Any) -> None:
+        seen.append(env)
+        await handler(env, ctx)
+
+    monkeypatch.setitem(consumer.handlers, LeadDiscovered.event_type, seeing)
+    key = str(lead).encode()
+    headers = [(k, v) for k, v in record.headers if v is not None]  # as written: every header has its value
+    await send(probe.bootstrap, probe.lead_topic, [(key, record.value, headers)])
+    await wait_for(lambda: [e for e in seen if e.data.lead_id == lead], timeout_s=60, what="the sealed event handled")
+    [env] = [e for e in seen if e.data.lead_id == lead]
+    assert env.data.full_name.startswith(TOKEN_PREFIX) and env.data.email.startswith(TOKEN_PREFIX)
+    assert not any(lead in leads for leads in asked)
+    assert await effect_origins(probe.service.engine, env.id) == ["event"]
 
 
 async def test_erasure_shreds_tokens_and_old_plaintext_and_later_writes(probe: Probe) -> None:
