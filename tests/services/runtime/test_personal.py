@@ -115,6 +115,18 @@ async def test_a_token_is_bound_to_its_person(probe: Probe) -> None:
         assert (data.full_name, data.email, data.title) == (ERASED, ERASED, "Analyst")  # type: ignore[attr-defined]
 
 
+def _counting_reader(probe: Probe, leave_sealed: set[str]) -> tuple[PersonalReader, list[list[uuid.UUID]]]:
+    """A reader on the probe's key store that leaves ``leave_sealed`` sealed, and the leads each lookup asked for."""
+    asked: list[list[uuid.UUID]] = []
+    engine_reader = PersonalReader.on_engine(probe.service.engine)
+
+    async def fetch(leads: list[uuid.UUID]) -> Any:
+        asked.append(leads)
+        return await engine_reader._fetch(leads)
+
+    return PersonalReader(fetch, leave_sealed=leave_sealed), asked
+
+
 async def test_a_reader_leaves_the_types_it_is_told_to_sealed_and_looks_no_key_up_for_them(probe: Probe) -> None:
     ws, lead = f"ws-{uuid.uuid4().hex[:8]}", uuid.uuid4()
     approved = Envelope.new(
@@ -124,14 +136,7 @@ async def test_a_reader_leaves_the_types_it_is_told_to_sealed_and_looks_no_key_u
     )
     [discovered, approval] = await _written(probe, [_discovered(ws, lead), approved])
     assert approval.value is not None and TOKEN_PREFIX.encode() in approval.value
-    asked: list[list[uuid.UUID]] = []
-    engine_reader = PersonalReader.on_engine(probe.service.engine)
-
-    async def fetch(leads: list[uuid.UUID]) -> Any:
-        asked.append(leads)
-        return await engine_reader._fetch(leads)
-
-    reader = PersonalReader(fetch, leave_sealed={MessageApproved.event_type})
+    reader, asked = _counting_reader(probe, {MessageApproved.event_type})
     # Alone, the approval is passed through as it is, and nobody's key is looked up.
     assert await reader.open_records([approval]) == [approval.value] and asked == []
     # Beside a record of a type it reads, that one is opened as ever.
@@ -140,7 +145,7 @@ async def test_a_reader_leaves_the_types_it_is_told_to_sealed_and_looks_no_key_u
     assert opened[1] == approval.value and asked == [[lead]]
     # An erasure is never left sealed: it marks its person erased for the records after it.
     with pytest.raises(ValueError, match="erasure"):
-        PersonalReader(fetch, leave_sealed={LeadErased.event_type})
+        _counting_reader(probe, {LeadErased.event_type})
 
 
 async def test_a_consumer_leaves_the_types_its_service_names_sealed_and_looks_no_key_up_for_them(
@@ -152,14 +157,8 @@ async def test_a_consumer_leaves_the_types_its_service_names_sealed_and_looks_no
     lead = uuid.uuid4()
     [record] = await _written(probe, [_discovered(WORKSPACE, lead)])
     assert record.value is not None and TOKEN_PREFIX.encode() in record.value
-    asked: list[list[uuid.UUID]] = []
-    engine_reader = PersonalReader.on_engine(probe.service.engine)
-
-    async def fetch(leads: list[uuid.UUID]) -> Any:
-        asked.append(leads)
-        return await engine_reader._fetch(leads)
-
-    monkeypatch.setattr(consumer, "personal", PersonalReader(fetch, leave_sealed={LeadDiscovered.event_type}))
+    reader, asked = _counting_reader(probe, {LeadDiscovered.event_type})
+    monkeypatch.setattr(consumer, "personal", reader)
     seen: list[Envelope[Any]] = []
     handler = consumer.handlers[LeadDiscovered.event_type]
 
