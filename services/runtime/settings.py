@@ -146,7 +146,7 @@ class RuntimeSettings(BaseSettings):
         description="The most often a consumer commits what it has done to Kafka (0: after every poll). Revoked "
         "partitions and a stopping consumer commit everything done first; a crash re-reads at most this much, which "
         "the services find done (processed events, stored offsets). Each commit is a broker request and, in the "
-        "per-record loop, a round trip before the next poll: after every poll they were a third of the requests "
+        "per-record loop, a round trip before the next poll: after every poll they were 37-40 % of the requests "
         "each service sent the broker at 1,000 events/s (bench/results/NOTES.md, 2026-12-06).",
     )
     consumer_session_timeout_ms: int = 10_000
