@@ -151,8 +151,9 @@ async def test_a_reader_leaves_the_types_it_is_told_to_sealed_and_looks_no_key_u
 async def test_a_consumer_leaves_the_types_its_service_names_sealed_and_looks_no_key_up_for_them(
     probe: Probe, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """``Service.consume(..., sealed=[...])`` on the real broker: the handler gets the sealed type's tokens as they are,
-    and no key lookup is made for it (outreach's replies: a query less per reply)."""
+    """A consumer whose reader leaves a type sealed (what ``Service.consume(..., sealed=[...])`` builds; outreach's
+    wiring is asserted in its reply test), on the real broker: the handler gets that type's tokens as they are, and
+    no key lookup is made for it (outreach's replies: a query less per reply)."""
     consumer = probe.service.consumers[0]
     lead = uuid.uuid4()
     [record] = await _written(probe, [_discovered(WORKSPACE, lead)])
@@ -174,7 +175,11 @@ async def test_a_consumer_leaves_the_types_its_service_names_sealed_and_looks_no
     [env] = [e for e in seen if e.data.lead_id == lead]
     assert env.data.full_name.startswith(TOKEN_PREFIX) and env.data.email.startswith(TOKEN_PREFIX)
     assert not any(lead in leads for leads in asked)
-    assert await effect_origins(probe.service.engine, env.id) == ["event"]
+    # ``seen`` has the event once the handler starts; its effect is there once the consumer's transaction commits.
+    origins = await wait_for(
+        lambda: effect_origins(probe.service.engine, env.id), what="the handler's effect committed"
+    )
+    assert origins == ["event"]
 
 
 async def test_erasure_shreds_tokens_and_old_plaintext_and_later_writes(probe: Probe) -> None:
