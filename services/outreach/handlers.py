@@ -254,7 +254,11 @@ class OutreachHandlers:
     # -- replies and unsubscribes from elsewhere -------------------------------------------------
 
     async def on_replied(self, env: Envelope[Replied], ctx: HandlerContext) -> None:
-        """A reply (ours, re-read, or another service's): make sure nothing else goes to the lead."""
+        """A reply (ours, re-read, or another service's): make sure nothing else goes to the lead.
+
+        Its personal fields (the excerpt) arrive sealed, as tokens: the service consumes ``Replied`` with
+        ``sealed=`` (app.py), since nothing here reads them. A handler that comes to read one takes the type out of
+        that list."""
         await lc.apply_reply(
             ctx.conn,
             HandlerEmitter(ctx),

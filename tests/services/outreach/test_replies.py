@@ -117,7 +117,7 @@ async def test_reply_cancels_an_already_due_step(
     assert [(e.data.lead_id, e.data.campaign_id, e.data.excerpt) for e in replied] == [
         (replier, uuid.UUID(cid), "Interested!")
     ]
-    # Its own reply, read back from the lead topic, is handled with the excerpt left sealed (no key lookup).
+    # Outreach's consumer leaves replies sealed (it never reads their excerpt): built so through consume(sealed=).
     assert o.service.consumers[0].personal.leave_sealed == {Replied.event_type}
     after = [e for e in got if getattr(e.data, "lead_id", None) == replier and e.time >= replied[0].time]
     assert not [e for e in after if type(e.data).__name__ in SENDS]
