@@ -44,10 +44,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import asyncpg
 from aiokafka import errors as kafka_errors
@@ -246,8 +246,28 @@ async def unless_stopped(
     finally:
         stopped.cancel()
     if not task.done() and cancel():
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await cancel_and_wait([task])
+        if not task.cancelled() and (error := task.exception()) is not None:
+            raise error  # it failed while it was being cancelled: as awaiting it would have raised
         return None
     return await task
+
+
+CANCEL_AGAIN_S = 1.0
+"""How long :func:`cancel_and_wait` gives a cancelled task to end before cancelling it again."""
+
+
+async def cancel_and_wait(tasks: Iterable[asyncio.Future[Any]], *, again_after_s: float = CANCEL_AGAIN_S) -> None:
+    """Cancel ``tasks`` and return once every one has ended, cancelling again each still running ``again_after_s``
+    later.
+
+    One ``cancel()`` does not always end a task: on Python 3.11, ``asyncio.wait_for`` drops a cancellation that
+    arrives just as the work it waits for completes (it returns the work's result instead; CPython gh-86296, fixed in
+    3.12), and the task goes on. A loop in such a task (a timer that sleeps and measures) then runs for ever, and
+    whoever awaits it after one cancel waits for ever: a consumer whose poll loop failed waited so for its lag
+    timer and never restarted (found by the Postgres-outage test, 2026-12-06). Cancelling again ends it."""
+    pending = {t for t in tasks if not t.done()}
+    while pending:
+        for task in pending:
+            task.cancel()
+        _, pending = await asyncio.wait(pending, timeout=again_after_s)

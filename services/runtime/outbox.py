@@ -76,7 +76,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from . import personal
 from .db import RuntimeTables
-from .faults import KAFKA_RECORD_REFUSALS, Backoff, sleep_unless_stopped
+from .faults import KAFKA_RECORD_REFUSALS, Backoff, cancel_and_wait, sleep_unless_stopped
 from .kafka import create_producer
 from .metrics import OUTBOX_BACKLOG, OUTBOX_PARKED, OUTBOX_PARKED_TOTAL, OUTBOX_PUBLISHED
 from .notify import MAX_CHANNEL_BYTES, listen
@@ -526,9 +526,7 @@ class OutboxRelay:
         try:
             await self._relay(stop)
         finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await cancel_and_wait(tasks)
 
     async def _listen(self, stop: asyncio.Event) -> None:
         """Wake the relay on every NOTIFY of its schema's channel, and after each (re)connection."""

@@ -36,7 +36,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord
 from prometheus_client import Gauge
 
 from ..debug import log_task_stacks
-from ..faults import Backoff, sleep_unless_stopped
+from ..faults import Backoff, cancel_and_wait, sleep_unless_stopped
 from ..kafka import create_consumer
 from ..metrics import CONSUMER_LAG
 from ..settings import RuntimeSettings
@@ -196,8 +196,7 @@ class GroupConsumer(ConsumerRebalanceListener):
                 try:
                     await self._poll(consumer, stop)
                 finally:
-                    lag_timer.cancel()
-                    await asyncio.gather(lag_timer, return_exceptions=True)
+                    await cancel_and_wait([lag_timer])  # one cancel may not end it (Python 3.11's wait_for)
             except Exception as exc:
                 self.working = False
                 log.warning("consumer failed; restarting", extra={"error": repr(exc), "group": self.group_id})
@@ -302,10 +301,8 @@ class GroupConsumer(ConsumerRebalanceListener):
         work = self.in_flight()
         if work:
             _, late = await asyncio.wait(work, timeout=self.settings.consumer_revoke_grace_s)
-            for task in late:
-                task.cancel()  # its transaction rolls back: abandoned without effect
             if late:
-                await asyncio.wait(late)
+                await cancel_and_wait(late)  # its transaction rolls back: abandoned without effect
                 log.warning("work on revoked partitions abandoned", extra={"tasks": len(late), "group": self.group_id})
         await self._commit(tps)
         self._forget(tps)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import sys
 
 import asyncpg
 import pytest
@@ -13,7 +14,15 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from services.runtime.faults import Backoff, Fault, backoff_delay, classify, retry_after, sleep_unless_stopped
+from services.runtime.faults import (
+    Backoff,
+    Fault,
+    backoff_delay,
+    cancel_and_wait,
+    classify,
+    retry_after,
+    sleep_unless_stopped,
+)
 from services.runtime.providers import ProviderError, RateLimited
 
 
@@ -185,3 +194,43 @@ async def test_sleep_unless_stopped_returns_at_once_when_stopped() -> None:
     assert await sleep_unless_stopped(stop, 3600) is True
     fresh = asyncio.Event()
     assert await sleep_unless_stopped(fresh, 0) is False
+
+
+async def test_cancel_and_wait_ends_a_task_whose_first_cancellation_was_dropped() -> None:
+    """A loop like the consumer's lag timer: it waits for work with ``wait_for``, round after round. A cancel that
+    arrives just as the awaited work completes is dropped by Python 3.11's ``wait_for`` (it returns the work's
+    result), and the loop goes on; ``cancel_and_wait`` cancels again and the task ends."""
+    work_done = asyncio.Event()
+    rounds: list[int] = []
+
+    async def lag_timer() -> None:
+        while True:
+            rounds.append(await asyncio.wait_for(_when_set(work_done), timeout=3600))
+            work_done.clear()
+
+    task = asyncio.create_task(lag_timer())
+    await asyncio.sleep(0)  # the timer waits for its work
+    work_done.set()
+    await asyncio.sleep(0)  # the work completes; the timer is due to resume with its result
+    async with asyncio.timeout(30):  # a regression fails here instead of hanging the run
+        await cancel_and_wait([task], again_after_s=0.05)
+    assert task.cancelled()
+    if sys.version_info < (3, 12):
+        # The first cancel was dropped (the timer finished that round and began the next), so this is the case the
+        # helper is for; Python 3.12's wait_for honours it (then the timer ends in the round it was in).
+        assert rounds == [1]
+
+
+async def _when_set(event: asyncio.Event) -> int:
+    await event.wait()
+    return 1
+
+
+async def test_cancel_and_wait_returns_for_tasks_already_done_or_ending_at_once() -> None:
+    done = asyncio.create_task(asyncio.sleep(0))
+    await done
+    sleeping = asyncio.create_task(asyncio.sleep(3600))
+    await asyncio.sleep(0)
+    async with asyncio.timeout(30):
+        await cancel_and_wait([done, sleeping])
+    assert done.done() and not done.cancelled() and sleeping.cancelled()
