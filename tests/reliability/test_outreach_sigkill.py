@@ -78,6 +78,20 @@ def _finished(records: Records) -> int:
     return len(ended)
 
 
+async def _timers(engine: AsyncEngine, workspace: str) -> list[tuple[Any, ...]]:
+    """The workspace's timers by kind, state and what they wait for: how many, and the earliest due (a failure
+    message's account of where a campaign stands)."""
+    async with engine.connect() as conn:
+        rows = await conn.execute(
+            text(
+                "SELECT kind, state, waiting_for, count(*), min(due_at) FROM outreach.timers "
+                "WHERE workspace_id = :ws GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"
+            ),
+            {"ws": workspace},
+        )
+        return [tuple(r) for r in rows]
+
+
 async def _client(engine: AsyncEngine, port: int, workspace: str) -> httpx.AsyncClient:
     """An API client of the outreach process for a new workspace; earlier tests' timers are cancelled (they
     are not this campaign's business)."""
@@ -195,11 +209,15 @@ async def test_sigkill_mid_campaign_loses_no_timer_and_sends_nothing_twice(
             assert len(_ids(tail.records, InviteSent.event_type)) < LEADS, "the kill was not mid-campaign"
 
             await service.start()
-            await tail.until(
-                lambda rs: _finished(rs) == LEADS,
-                timeout_s=240,
-                what=f"every lead finished after the restart\n{service.log_tail()}",
-            )
+            try:
+                await tail.until(
+                    lambda rs: _finished(rs) == LEADS, timeout_s=240, what="every lead finished after the restart"
+                )
+            except AssertionError as exc:  # where the unfinished leads stand, read when the wait gave up
+                state = await _timers(engine, workspace)
+                raise AssertionError(
+                    f"{exc}; by type {_types(tail.records)}; timers {state}\n{service.log_tail()}"
+                ) from None
             # Simulated answers come in scaled campaign time (replies 10 min-8 h after a message): within seconds.
             try:
                 await tail.until(
