@@ -265,9 +265,16 @@ async def cancel_and_wait(tasks: Iterable[asyncio.Future[Any]], *, again_after_s
     arrives just as the work it waits for completes (it returns the work's result instead; CPython gh-86296, fixed in
     3.12), and the task goes on. A loop in such a task (a timer that sleeps and measures) then runs for ever, and
     whoever awaits it after one cancel waits for ever: a consumer whose poll loop failed waited so for its lag
-    timer and never restarted (found by the Postgres-outage test, 2026-12-06). Cancelling again ends it."""
-    pending = {t for t in tasks if not t.done()}
+    timer and never restarted (found by the Postgres-outage test, 2026-12-06). Cancelling again ends it.
+
+    What the tasks ended with is retrieved, as ``gather(..., return_exceptions=True)`` would: the caller reads it from
+    a task when it matters, and asyncio does not log an error nobody asked for as never retrieved."""
+    every = list(tasks)
+    pending = {t for t in every if not t.done()}
     while pending:
         for task in pending:
             task.cancel()
         _, pending = await asyncio.wait(pending, timeout=again_after_s)
+    for task in every:
+        if not task.cancelled():
+            task.exception()

@@ -4,6 +4,7 @@ broker raise, and the backoff's delays."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import random
 import sys
 
@@ -234,3 +235,27 @@ async def test_cancel_and_wait_returns_for_tasks_already_done_or_ending_at_once(
     async with asyncio.timeout(30):
         await cancel_and_wait([done, sleeping])
     assert done.done() and not done.cancelled() and sleeping.cancelled()
+
+
+async def test_cancel_and_wait_retrieves_what_the_tasks_ended_with() -> None:
+    """A task that failed is not reported by asyncio as an exception nobody retrieved (as ``gather(...,
+    return_exceptions=True)``, which the helper replaced, did not report it)."""
+    unretrieved: list[str] = []
+    loop = asyncio.get_running_loop()
+    previous = loop.get_exception_handler()
+    loop.set_exception_handler(lambda _loop, context: unretrieved.append(str(context.get("message"))))
+    try:
+
+        async def fails() -> None:
+            raise ValueError("lost")
+
+        failed = asyncio.create_task(fails())
+        await asyncio.wait([failed])
+        await cancel_and_wait([failed])
+        unchecked = asyncio.create_task(fails())
+        await asyncio.wait([unchecked])
+        del failed, unchecked
+        gc.collect()
+    finally:
+        loop.set_exception_handler(previous)
+    assert unretrieved == ["Task exception was never retrieved"]  # the task the helper never saw, only
