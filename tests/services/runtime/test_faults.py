@@ -228,13 +228,15 @@ async def _when_set(event: asyncio.Event) -> int:
 
 
 async def test_cancel_and_wait_returns_for_tasks_already_done_or_ending_at_once() -> None:
-    done = asyncio.create_task(asyncio.sleep(0))
+    ready, never = asyncio.Event(), asyncio.Event()
+    ready.set()
+    done = asyncio.create_task(_when_set(ready))
     await done
-    sleeping = asyncio.create_task(asyncio.sleep(3600))
-    await asyncio.sleep(0)
+    waiting = asyncio.create_task(_when_set(never))
+    await asyncio.sleep(0)  # it waits for an event nobody sets
     async with asyncio.timeout(30):
-        await cancel_and_wait([done, sleeping])
-    assert done.done() and not done.cancelled() and sleeping.cancelled()
+        await cancel_and_wait([done, waiting])
+    assert done.result() == 1 and waiting.cancelled()
 
 
 async def test_cancel_and_wait_retrieves_what_the_tasks_ended_with() -> None:
