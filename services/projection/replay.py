@@ -50,7 +50,7 @@ from services.runtime.consuming.reader import (
     start_offsets,
     topic_partitions,
 )
-from services.runtime.faults import describe
+from services.runtime.faults import cancel_and_wait, describe
 from services.runtime.kafka import cluster_id
 from services.runtime.logging import configure_logging
 from services.runtime.migrations import upgrade
@@ -236,10 +236,7 @@ async def _rebuild_into(
         except BaseException:
             with contextlib.suppress(Exception):  # the views stay incomplete, but keep their keys
                 if keys is not None:  # its connection is needed; what it built stays
-                    keys.cancel()
-                    await asyncio.wait({keys})
-                    if not keys.cancelled():
-                        keys.exception()  # retrieved: a duplicate does not matter any more
+                    await cancel_and_wait([keys])  # what it ended with is retrieved: a duplicate does not matter now
                 await restore_keys(conn, deferred)
             raise
         t0 = time.perf_counter()
