@@ -11,8 +11,9 @@ ENV_FILE := .run/env
 WITH_ENV = eval "$$(bash $(INFRA) env)";
 # `make test`: the whole suite on TEST_WORKERS processes (pytest-xdist; see tests/conftest.py for the grouping).
 # Most of a test waits on the broker, the database or a service, so a few workers fit two cores.
+# The 25 slowest tests are listed at the end: CI must finish in 20 minutes, and its log says where they go.
 TEST_WORKERS ?= 3
-PYTEST_ARGS ?= -n $(TEST_WORKERS) --dist loadfile
+PYTEST_ARGS ?= -n $(TEST_WORKERS) --dist loadfile --durations=25
 # The contract the models must stay compatible with (a release tag or the target branch in CI).
 SCHEMAS_BASE ?= HEAD
 
