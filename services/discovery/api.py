@@ -22,7 +22,7 @@ from sqlalchemy.dialects.postgresql import insert
 from services.runtime.auth import ReadWorkspace, WriteWorkspace
 from services.runtime.errors import Problem, problems
 from services.runtime.idempotency import IdempotencyKey
-from services.runtime.pagination import After, Limit, Page, decode_cursor, encode_cursor
+from services.runtime.pagination import BIGINT_MAX, After, Limit, Page, decode_cursor, encode_cursor
 from services.runtime.providers import ProviderError, RateLimited
 from services.runtime.service import Service
 from services.runtime.uploads import StreamedUpload
@@ -579,7 +579,9 @@ def build_router(
         group_id: UUID,
         ws: ReadWorkspace,
         limit: Limit = 100,
-        after: Annotated[int | None, Query(ge=0, description="`next_after` of the previous page.")] = None,
+        after: Annotated[
+            int | None, Query(ge=0, le=BIGINT_MAX, description="`next_after` of the previous page.")
+        ] = None,
     ) -> MemberPage:
         """The leads of a source group in the order they joined it."""
         await group_exists(ws, group_id)

@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.runtime.auth import ReadWorkspace, WriteWorkspace
 from services.runtime.errors import Problem
-from services.runtime.pagination import After, Limit, Page, decode_cursor, encode_cursor
+from services.runtime.pagination import After, Limit, Page, cursor_int, decode_cursor, encode_cursor, invalid_cursor
 from services.runtime.service import Service
 
 from . import domain
@@ -339,7 +339,13 @@ def build_router(core: MessagingCore, service: Service, *, generation_attempts: 
     async def list_templates(ws: ReadWorkspace, limit: Limit = 50, after: After = None) -> Page[TemplateOut]:
         """Built-in templates, then this workspace's, each by name."""
         # The order is (0 built-in | 1 workspace, name, id); the cursor is the last item's key.
-        start = decode_cursor(after, 3, [int, str, str]) if after else None
+        start = decode_cursor(after, 3, [cursor_int(0, 1), str, str]) if after else None
+        if start is not None and start[0] == 1:
+            # A workspace template's key ends with its id: a cursor whose id is not one was not made here.
+            try:
+                start[2] = UUID(start[2])
+            except ValueError:
+                raise invalid_cursor() from None
         keyed: list[tuple[int, str, str, TemplateOut]] = []
         if start is None or start[0] == 0:
             builtins = sorted(domain.BUILTIN_TEMPLATES.values(), key=lambda t: t.name)
@@ -349,7 +355,7 @@ def build_router(core: MessagingCore, service: Service, *, generation_attempts: 
         if len(keyed) <= limit:
             q = select(templates).where(templates.c.workspace_id == ws)
             if start is not None and start[0] == 1:
-                q = q.where(tuple_(templates.c.name, templates.c.template_id) > tuple_(start[1], UUID(start[2])))
+                q = q.where(tuple_(templates.c.name, templates.c.template_id) > tuple_(start[1], start[2]))
             async with service.engine.connect() as conn:
                 rows = (
                     await conn.execute(

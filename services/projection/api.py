@@ -27,7 +27,7 @@ from services.runtime.auth import ReadWorkspace
 from services.runtime.clock import Clock
 from services.runtime.db import read
 from services.runtime.errors import Problem, problems
-from services.runtime.pagination import bounded, decode_cursor, encode_cursor
+from services.runtime.pagination import SMALLINT_MAX, bounded, cursor_int, decode_cursor, encode_cursor
 
 from . import domain
 from .live import ChangeHub
@@ -425,10 +425,6 @@ def _cursor(values: list[Any]) -> str:
     return encode_cursor(values)
 
 
-def _uncursor(cursor: str, size: int) -> list[Any]:
-    return decode_cursor(cursor, size)
-
-
 def _like(q: str) -> str:
     """An ILIKE pattern matching ``q`` anywhere, its wildcards taken literally."""
     return "%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
@@ -527,11 +523,8 @@ class Reads:
         params: dict[str, Any] = {"ws": ws, "lead_id": lead_id, "limit": limit + 1}
         stmt = self._timeline
         if after:
-            when, rank, eid = _uncursor(after, 3)
-            try:
-                params.update(after_time=datetime.fromisoformat(when), after_rank=int(rank), after_id=UUID(eid))
-            except (TypeError, ValueError):
-                raise Problem(422, "invalid_cursor", "the `after` cursor is not one this API returned") from None
+            when, rank, eid = decode_cursor(after, 3, [datetime.fromisoformat, cursor_int(0, SMALLINT_MAX), UUID])
+            params.update(after_time=when, after_rank=rank, after_id=eid)
             stmt = self._timeline_after
         rows = (await conn.execute(stmt, params)).all()
         # One statement for a lead with events; the lead's existence is asked only when the page is empty (an
@@ -666,11 +659,7 @@ class Reads:
         if q:
             stmt = stmt.where(c.c.name.ilike(_like(q)))
         if after:
-            when, cid = _uncursor(after, 2)
-            try:
-                key_time, key_id = datetime.fromisoformat(when), UUID(cid)
-            except (TypeError, ValueError):
-                raise Problem(422, "invalid_cursor", "the `after` cursor is not one this API returned") from None
+            key_time, key_id = decode_cursor(after, 2, [datetime.fromisoformat, UUID])
             stmt = stmt.where(or_(order_time < key_time, and_(order_time == key_time, c.c.campaign_id < key_id)))
         rows = (await conn.execute(stmt.order_by(order_time.desc(), c.c.campaign_id.desc()).limit(limit + 1))).all()
         items = [self._campaign(r) for r in rows[:limit]]
@@ -733,11 +722,7 @@ class Reads:
         if status:
             stmt = stmt.where(lc.c.status == status)
         if after:
-            name, lead = _uncursor(after, 2)
-            try:
-                key = (str(name), UUID(lead))
-            except (TypeError, ValueError):
-                raise Problem(422, "invalid_cursor", "the `after` cursor is not one this API returned") from None
+            key = tuple(decode_cursor(after, 2, [str, UUID]))
             stmt = stmt.where(tuple_(ls.c.sort_name, lc.c.lead_id) > tuple_(literal(key[0]), literal(key[1])))
         rows = (await conn.execute(stmt.order_by(ls.c.sort_name, lc.c.lead_id).limit(limit + 1))).all()
         items = [

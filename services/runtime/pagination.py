@@ -74,6 +74,26 @@ def invalid_cursor() -> Problem:
     )
 
 
+BIGINT_MAX = 2**63 - 1
+"""The largest value of a Postgres ``bigint`` (a sequence): an integer parameter or cursor value past it is a 422,
+not a query the database refuses (a 500)."""
+SMALLINT_MAX = 2**15 - 1
+"""The largest value of a Postgres ``smallint``."""
+
+
+def cursor_int(low: int, high: int) -> Callable[[Any], int]:
+    """A parser of :func:`decode_cursor` for an integer of a cursor: from ``low`` to ``high`` (the range of the
+    column it is compared with), else the cursor is not one this API made. Without the range, a cursor holding
+    10**30 reached the database, which refused the query (a 500)."""
+
+    def parse(value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise ValueError(f"not an integer from {low} to {high}")
+        return value
+
+    return parse
+
+
 def decode_cursor(cursor: str, size: int, parsers: Sequence[Callable[[Any], Any]] = ()) -> list[Any]:
     """The values of a cursor made by :func:`encode_cursor`, each through its parser (``UUID``,
     ``datetime.fromisoformat``...) when given; a 422 problem naming ``after`` when it is not one."""

@@ -42,6 +42,22 @@ def test_every_request_string_and_list_has_a_maximum(service: str) -> None:
     assert problems == []
 
 
+@pytest.mark.parametrize("service", SERVICES)
+def test_every_integer_parameter_has_a_range(service: str) -> None:
+    """An integer query, path or header parameter has a minimum and a maximum: a value past what its column holds
+    (``after=2**63`` against a bigint sequence) reached the database, which refused the query (a 500)."""
+    doc = _openapi(service)
+    open_ended = [
+        f"{method.upper()} {path} {param['in']} {param['name']}: {schema}"
+        for path, operations in doc["paths"].items()
+        for method, op in operations.items()
+        for param in op.get("parameters", ())
+        for schema in (param["schema"], *param["schema"].get("anyOf", ()))
+        if schema.get("type") == "integer" and ("minimum" not in schema or "maximum" not in schema)
+    ]
+    assert open_ended == []
+
+
 def test_the_walk_sees_every_service_s_inputs() -> None:
     """The check is only as good as what it walks: each service with routes has bodies or parameters in it."""
     counts = {service: len(request_inputs(_openapi(service))) for service in SERVICES}

@@ -98,6 +98,9 @@ async def test_saved_search_pages_with_a_cursor_and_emits_progress(start_discove
         ).json()
         members = first["items"] + rest["items"]
         assert rest["next_after"] is None
+        # An `after` past the bigint sequence it is compared with was a 500 (the database refused the query).
+        huge = await client.get(f"/v1/source-groups/{group_id}/leads", params={"after": 2**63})
+        assert huge.status_code == 422 and huge.json()["errors"][0]["field"] == "after", huge.text
         assert {m["lead_id"] for m in members} == {str(e.data.lead_id) for e in discovered}
         assert len(members) == 25 and all(m["new"] and m["fit_signals"] for m in members)
         groups = (await client.get("/v1/source-groups")).json()["items"]

@@ -15,6 +15,7 @@ from services.messaging.settings import MessagingSettings
 from services.outreach.domain.workflow import resolve_workflow
 from services.runtime.auth import create_token
 from services.runtime.clock import FakeClock
+from services.runtime.pagination import encode_cursor
 from services.runtime.service import Service
 from tests.services.messaging.helpers import LEAD_TOPIC, WS, campaign_created, enrolled, env, events, profile
 from tests.support.kafka import produce_events, read_until, wait_for
@@ -282,3 +283,16 @@ async def test_templates_and_strategy(lab: Any, topic_prefix: str) -> None:
     assert message["template"] == "hm-1"
     assert "Hiring managers in your region" in message["text"]
     assert message["text"].startswith("Dear Ada,") and message["text"].endswith("Shall we talk?")
+
+
+async def test_a_template_cursor_this_api_did_not_make_is_a_422(lab: Any) -> None:
+    """The templates' cursor is (0 built-in | 1 workspace, name, id): one that decodes but whose id is not a UUID,
+    or whose first value is not 0 or 1, was a 500. It is a 422 naming ``after``, as a garbled cursor is."""
+    _, client, _ = lab
+    for forged in ([1, "a", "not-a-uuid"], [True, "a", "b"], [10**30, "a", ""], [1, "a"], "garbage"):
+        after = forged if isinstance(forged, str) else encode_cursor(forged)
+        r = await client.get("/v1/templates", params={"after": after})
+        assert r.status_code == 422, (forged, r.status_code, r.text[:200])
+        assert r.json()["code"] == "invalid_cursor" and r.json()["errors"][0]["field"] == "after"
+    first = (await client.get("/v1/templates", params={"limit": 1})).json()
+    assert (await client.get("/v1/templates", params={"after": first["next"]})).status_code == 200

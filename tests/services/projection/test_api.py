@@ -25,6 +25,7 @@ from services.projection.checksum import dsn
 from services.projection.workload import EPOCH, generate
 from services.runtime.auth import create_token
 from services.runtime.clock import FakeClock
+from services.runtime.pagination import encode_cursor
 from tests.services.projection.fixtures import Isolated, StartService, isolated  # noqa: F401 - fixture
 from tests.support.kafka import wait_for
 
@@ -168,6 +169,19 @@ async def test_views_over_http(
         assert r.status_code == 422 and r.json()["code"] == "invalid_request"
         r = await http.get(f"/v1/campaigns/{camp}/results", params={"after": "garbage"}, headers=a)
         assert r.status_code == 422 and r.json()["code"] == "invalid_cursor"
+        # A cursor that decodes but that this API did not make (a rank past its smallint column was a 500) is a 422
+        # naming `after`, on every view whose cursor holds more than one value.
+        stamp = "2026-01-01T00:00:00+00:00"
+        for path, forged in (
+            (f"/v1/leads/{lead}/timeline", [stamp, 10**30, str(uuid.uuid4())]),
+            (f"/v1/leads/{lead}/timeline", [stamp, 2**15, str(uuid.uuid4())]),
+            (f"/v1/leads/{lead}/timeline", [stamp, True, str(uuid.uuid4())]),
+            ("/v1/campaigns", [1, 2]),
+            (f"/v1/campaigns/{camp}/results", ["name", "not-a-uuid"]),
+        ):
+            r = await http.get(path, params={"after": encode_cursor(forged)}, headers=a)
+            assert r.status_code == 422, (path, forged, r.status_code, r.text[:200])
+            assert r.json()["code"] == "invalid_cursor" and r.json()["errors"][0]["field"] == "after", (path, r.text)
         assert (await http.get(f"/v1/campaigns/{camp}/summary")).status_code == 401
 
         # /metrics is not on the API (its own internal listener serves it).
