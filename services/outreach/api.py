@@ -6,7 +6,7 @@ Every route is scoped to the token's workspace; another workspace's campaign ans
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Literal
 from uuid import UUID
 
 from fastapi import APIRouter, Body, Query, Response
@@ -39,6 +39,10 @@ from .models import (
 )
 from .problems import invalid, not_found
 from .store import campaigns, enrollments
+
+CampaignState = Literal["pending", "prepared", "scheduled", "running", "paused", "finished", "needs_review"]
+"""The states a listed campaign can be in (deleted ones are not listed): a filter on any other answered an empty
+page, as if the workspace had no such campaign, instead of saying the state does not exist."""
 
 
 def campaigns_router(ctx: OutreachContext) -> APIRouter:
@@ -104,7 +108,7 @@ def campaigns_router(ctx: OutreachContext) -> APIRouter:
     async def list_campaigns(
         ws: ReadWorkspace,
         q: Annotated[str | None, Query(max_length=200, description="Search by name")] = None,
-        state: Annotated[str | None, Query(max_length=100)] = None,
+        state: Annotated[CampaignState | None, Query(description="Only campaigns in this state.")] = None,
         limit: Limit = 50,
         after: After = None,
     ) -> Page[CampaignOut]:

@@ -31,7 +31,7 @@ from .context import OutreachContext
 from .domain.compliance import normalise_block_value, normalise_email
 from .emit import RootEmitter
 from .erasure import erase_lead
-from .models import BlockIn, SuppressionIn
+from .models import BlockIn, BlockKind, SuppressionIn
 from .problems import invalid, not_found
 from .store import blocklist, leads, suppressions
 
@@ -122,7 +122,7 @@ def compliance_router(ctx: OutreachContext) -> APIRouter:
     @r.delete("/v1/blocklist", status_code=204)
     async def remove_block(
         ws: WriteWorkspace,
-        kind: Annotated[str, Query(max_length=100)],
+        kind: Annotated[BlockKind, Query()],
         value: Annotated[str, Query(max_length=2048)],
     ) -> Response:
         """Unblock an entry (``?kind=domain&value=acme.com``)."""

@@ -9,7 +9,6 @@ lead until the date it names instead (``LeadPaused``).
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 from uuid import UUID
 
 from fastapi import APIRouter, Request
@@ -25,31 +24,33 @@ from .context import OutreachContext
 from .domain.compliance import normalise_email, normalise_profile_url
 from .domain.replies import is_out_of_office
 from .emit import RootEmitter
-from .models import ReplyOut, SimulatedReplyIn, WebhookAck
-from .problems import invalid, json_object, not_found
+from .models import EmailHookIn, LinkedInHookIn, ReplyOut, SimulatedReplyIn, WebhookAck
+from .problems import invalid, not_found, webhook_body
 from .store import campaigns, enrollments, leads
 
 ACCEPT_EVENTS = {"new_relation", "invite_accepted", "invitation_accepted", "accepted"}
 REPLY_EVENTS = {"message_received", "reply", "replied"}
 
 
-async def _lead_of(conn: AsyncConnection, workspace: str, data: dict[str, Any]) -> UUID | None:
-    """The lead a webhook is about, in ``workspace`` only: by ``lead_id``, LinkedIn profile URL or email address.
+async def _lead_of(
+    conn: AsyncConnection, workspace: str, *, lead: str | None = None, url: str | None = None, email: str | None = None
+) -> UUID | None:
+    """The lead a webhook is about, in ``workspace`` only: by ``lead`` (its id), LinkedIn profile URL or email.
 
     A ``lead_id`` of another workspace is not found: a provider account of workspace A cannot stop, or mark
     as accepted, a lead of workspace B.
     """
-    if data.get("lead_id"):
+    if lead:
         try:
-            lead_id = UUID(str(data["lead_id"]))
+            lead_id = UUID(lead)
         except ValueError:
             return None
         found = await conn.scalar(
             select(leads.c.lead_id).where(leads.c.workspace_id == workspace, leads.c.lead_id == lead_id)
         )
         return UUID(str(found)) if found is not None else None
-    url = normalise_profile_url(data.get("user_profile_url") or data.get("profile_url") or data.get("linkedin_url"))
-    email = normalise_email(data.get("email") or data.get("from"))
+    url = normalise_profile_url(url)
+    email = normalise_email(email)
     if url:
         by_url = await conn.scalar(
             select(leads.c.lead_id).where(leads.c.workspace_id == workspace, leads.c.profile_key == url).limit(1)
@@ -106,30 +107,33 @@ def webhooks_router(ctx: OutreachContext) -> APIRouter:
         """Signed LinkedIn provider events: ``{"event": "new_relation" | "message_received", "account_id": ...,
         "lead_id" | "user_profile_url": ..., "text": ...}``."""
         hook, raw, _ = await ctx.verified_webhook(request, "linkedin")
-        data = json_object(raw)
-        event = str(data.get("event", "")).lower()
+        data = webhook_body(raw, LinkedInHookIn)
+        event = data.event.lower()
         if event not in ACCEPT_EVENTS | REPLY_EVENTS:
-            raise invalid("event", f"unknown event {data.get('event')!r}; new_relation or message_received")
+            raise invalid("event", f"unknown event {data.event!r}; new_relation or message_received")
+        profile = data.user_profile_url or data.profile_url or data.linkedin_url
         now = service.clock.now()
         async with service.engine.begin() as conn:
             if not await ctx.first_delivery(conn, hook):
                 return WebhookAck(status="duplicate")
-            account = await find_account(conn, str(data.get("account_id", "")))
+            account = await find_account(conn, data.account_id)
             if account is None or account.provider != "linkedin":
-                raise not_found("LinkedIn account", data.get("account_id"))
-            lead_id = await _lead_of(conn, account.workspace_id, data)
+                raise not_found("LinkedIn account", data.account_id)
+            lead_id = await _lead_of(
+                conn, account.workspace_id, lead=data.lead_id, url=profile, email=data.email or data.sender
+            )
             if lead_id is None:
-                raise not_found("lead", data.get("lead_id") or data.get("user_profile_url"))
+                raise not_found("lead", data.lead_id or profile)
             if event in REPLY_EVENTS:
                 done = await reply(
                     conn,
                     account.workspace_id,
                     lead_id,
                     "message",
-                    data.get("text"),
+                    data.text,
                     f"webhook:{hook.msg_id}",
                     now,
-                    bool(data.get("out_of_office")),
+                    data.out_of_office,
                 )
                 result = WebhookAck(status="replied", campaigns=done)
             else:
@@ -172,11 +176,15 @@ def webhooks_router(ctx: OutreachContext) -> APIRouter:
         """Signed email events: ``{"type": "reply" | "bounce" | "complaint", "workspace_id": ..., "email": ...}``.
         A bounce suppresses the address for emails; a complaint unsubscribes it; a reply stops the lead."""
         hook, raw, _ = await ctx.verified_webhook(request, "email")
-        data = json_object(raw)
-        kind, ws = str(data.get("type", "")).lower(), str(data.get("workspace_id", ""))
-        email = normalise_email(data.get("email"))
-        if kind not in ("reply", "bounce", "complaint") or not ws or not email:
-            raise invalid("type", "type (reply|bounce|complaint), workspace_id and email are required")
+        data = webhook_body(raw, EmailHookIn)
+        kind, ws = data.type.lower(), data.workspace_id
+        email = normalise_email(data.email)
+        if kind not in ("reply", "bounce", "complaint"):
+            raise invalid("type", f"unknown type {data.type!r}; reply, bounce or complaint")
+        if not ws:
+            raise invalid("workspace_id", "the workspace the address belongs to is required")
+        if not email:
+            raise invalid("email", "an email address is required")
         now = service.clock.now()
         async with service.engine.begin() as conn:
             if not await ctx.first_delivery(conn, hook):
@@ -187,10 +195,10 @@ def webhooks_router(ctx: OutreachContext) -> APIRouter:
             if kind == "complaint":
                 await lc.suppress(conn, ws, "email", email, "unsubscribed", now)
                 return WebhookAck(status="suppressed", reason="unsubscribed")
-            lead_id = await _lead_of(conn, ws, {"email": email})
+            lead_id = await _lead_of(conn, ws, email=email)
             if lead_id is None:
                 raise not_found("lead with email", email)
-            done = await reply(conn, ws, lead_id, "email", data.get("text"), f"webhook:{hook.msg_id}", now)
+            done = await reply(conn, ws, lead_id, "email", data.text, f"webhook:{hook.msg_id}", now)
         service.wake_relay()
         return WebhookAck(status="replied", campaigns=done)
 

@@ -14,8 +14,10 @@ from uuid import UUID
 from leadstream_schemas import Channel, Delivery, EdgeCondition, StepAction, Strategy
 from leadstream_schemas.bounds import (
     BODY_MAX,
+    CODE_MAX,
     DETAIL_MAX,
     EMAIL_MAX,
+    ID_MAX,
     LINE_MAX,
     MAX_BYTES_KEYWORD,
     NAME_MAX,
@@ -331,10 +333,15 @@ class AccountsIn(_In):
     account_ids: list[UUID] = Field(min_length=1, max_length=50)
 
 
+BlockKind = Literal["domain", "email", "profile_url"]
+"""What a blocklist entry is; ``DELETE /v1/blocklist?kind=`` takes it too (another kind was a 404 there, as if the
+entry were only missing, instead of a 422 naming ``kind``)."""
+
+
 class BlockIn(_In):
     """A blocklist entry."""
 
-    kind: Literal["domain", "email", "profile_url"]
+    kind: BlockKind
     value: str = Field(min_length=1, max_length=URL_MAX)
 
 
@@ -351,6 +358,39 @@ class SimulatedReplyIn(_In):
 
     text: str | None = Field(None, max_length=4000)
     channel: Literal["message", "email", "invite"] = "message"
+
+
+# -- provider webhooks (signed, read from the raw body: see api_webhooks.py) ----------------------------------------
+
+
+class _Hook(BaseModel):
+    # A provider adds fields of its own: they are ignored, not refused. The body as a whole is capped at the edge
+    # (the signed routes' limit), which also bounds a reply's text: a reply is kept however long, never refused.
+    model_config = ConfigDict(extra="ignore")
+
+
+class LinkedInHookIn(_Hook):
+    """A LinkedIn provider event: an acceptance or a reply, of a lead named by id, profile URL or email."""
+
+    event: Annotated[str, Bound(CODE_MAX)] = ""
+    account_id: Annotated[str, Bound(ID_MAX)] = ""
+    lead_id: Annotated[str, Bound(ID_MAX)] | None = None
+    user_profile_url: Annotated[str, Bound(URL_MAX)] | None = None
+    profile_url: Annotated[str, Bound(URL_MAX)] | None = None
+    linkedin_url: Annotated[str, Bound(URL_MAX)] | None = None
+    email: Annotated[str, Bound(EMAIL_MAX)] | None = None
+    sender: Annotated[str, Bound(EMAIL_MAX)] | None = Field(None, alias="from", description="The email, by its name.")
+    text: str | None = None
+    out_of_office: bool = False
+
+
+class EmailHookIn(_Hook):
+    """An email provider event: a reply, a bounce or a complaint about an address of a workspace."""
+
+    type: Annotated[str, Bound(CODE_MAX)] = ""
+    workspace_id: Annotated[str, Bound(ID_MAX)] = ""
+    email: Annotated[str, Bound(EMAIL_MAX)] | None = None
+    text: str | None = None
 
 
 # -- answers ----------------------------------------------------------------------------------------------------

@@ -155,6 +155,16 @@ async def test_workspaces_are_isolated_and_lists_search(o: Outreach) -> None:
         assert resp.status_code == 404, (method, path, resp.text)
         assert resp.json()["code"] == "not_found"
     assert (await other.get("/v1/campaigns")).json() == {"items": [], "next": None}
+    # A filter on a state or kind that does not exist is a 422 naming it, not an empty page or a missing entry.
+    # (Both made at the same instant of the test's clock: their order is their random ids'.)
+    pending = (await o.api("GET", "/v1/campaigns", 200, params={"state": "pending"}))["items"]
+    assert sorted(c["name"] for c in pending) == ["Berlin founders", "London CTOs"]
+    bogus = await o.api("GET", "/v1/campaigns", 422, params={"state": "bogus"})
+    assert [e["field"] for e in bogus["errors"]] == ["state"]
+    kind = await o.api("DELETE", "/v1/blocklist", 422, params={"kind": "bogus", "value": "acme.com"})
+    assert [e["field"] for e in kind["errors"]] == ["kind"]
+    await o.api("POST", "/v1/blocklist", 201, json={"kind": "domain", "value": "acme.com"})
+    await o.api("DELETE", "/v1/blocklist", 204, params={"kind": "domain", "value": "acme.com"})
     assert (await o.client.get("/v1/campaigns", headers={"Authorization": "Bearer nope"})).status_code == 401
 
 

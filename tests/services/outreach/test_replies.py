@@ -9,7 +9,7 @@ from typing import Any
 from leadstream_schemas import Envelope, Replied
 from sqlalchemy import func, select
 
-from services.outreach.store import leads, texts, timers
+from services.outreach.store import leads, suppressions, texts, timers
 from tests.services.outreach.support import (
     MakeSettings,
     Outreach,
@@ -194,3 +194,38 @@ async def test_a_linkedin_webhook_cannot_reach_a_lead_of_another_workspace(
     hook = {"event": "message_received", "account_id": account, "lead_id": str(foreign)}
     assert (await o.client.post("/v1/webhooks/linkedin", **signed(o.settings, hook, "email"))).status_code == 401
     assert not of_type(await o.events(), "Replied")
+
+
+async def test_a_webhook_field_of_the_wrong_type_or_length_is_a_422_naming_it(
+    make_settings: MakeSettings, start_service: StartService, topic_prefix: str
+) -> None:
+    """The provider webhooks read their bodies by hand: a list where the profile URL belongs was a 500 (and a
+    provider retries a 500 for ever), a 50,000-character workspace id was stored as given. Each is now a 422 that
+    names the field, like any request model's, and nothing is recorded."""
+    o = await start_outreach(make_settings, start_service, topic_prefix, start=MONDAY)
+    account = await o.account()
+    cases: list[tuple[str, dict[str, Any], str]] = [
+        ("linkedin", {"event": "new_relation", "account_id": account, "user_profile_url": ["x"]}, "user_profile_url"),
+        ("linkedin", {"event": "message_received", "account_id": account, "lead_id": "x", "text": ["hi"]}, "text"),
+        ("linkedin", {"event": "message_received", "account_id": {"id": account}}, "account_id"),
+        ("linkedin", {"event": "message_received", "account_id": "a" * 201}, "account_id"),
+        ("email", {"type": "bounce", "workspace_id": "w" * 50_000, "email": "a@b.io"}, "workspace_id"),
+        ("email", {"type": "bounce", "workspace_id": o.workspace, "email": ["a@b.io"]}, "email"),
+        ("email", {"type": "bounce", "workspace_id": o.workspace}, "email"),
+        ("email", {"type": "reply", "workspace_id": o.workspace, "email": "a@b.io", "text": {"t": 1}}, "text"),
+    ]
+    for provider, hook, field in cases:
+        r = await o.client.post(f"/v1/webhooks/{provider}", **signed(o.settings, hook, provider))  # type: ignore[arg-type]
+        assert r.status_code == 422, (hook, r.status_code, r.text[:300])
+        assert [e["field"] for e in r.json()["errors"]][:1] == [field], (hook, r.text[:300])
+    async with o.service.engine.connect() as conn:
+        stored = await conn.scalar(
+            select(func.count()).select_from(suppressions).where(func.length(suppressions.c.workspace_id) > 200)
+        )
+    assert stored == 0
+    # What a provider sends is still read: a bounce of this workspace suppresses the address.
+    hook = {"type": "bounce", "workspace_id": o.workspace, "email": "A@B.io", "extra": {"ignored": True}}
+    assert (await o.api("POST", "/v1/webhooks/email", 200, **signed(o.settings, hook, "email"))) == {
+        "status": "suppressed",
+        "reason": "bounced",
+    }
