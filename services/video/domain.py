@@ -10,6 +10,7 @@ from typing import Any, Literal
 from uuid import UUID
 
 from leadstream_schemas import LeadProfileEnriched, VideoSettings
+from leadstream_schemas.bounds import DETAIL_MAX, ID_MAX, URL_MAX, scrub
 
 FIELDS: tuple[str, ...] = ("first_name", "last_name", "city", "headline")
 DEFAULT_FALLBACKS: dict[str, str] = {"first_name": "there", "last_name": "", "city": "your city", "headline": "you"}
@@ -143,6 +144,8 @@ def parse_callback(payload: Any) -> CallbackResult:
     if not isinstance(data, Mapping):
         raise ValueError("callback has no 'data' object")
     provider_id = data.get("video_id") or data.get("id")
+    if provider_id is not None and len(str(provider_id)) > ID_MAX:
+        raise ValueError(f"data.video_id is longer than {ID_MAX} characters")
     external = data.get("external_id") or data.get("callback_id")
     ext_uuid = None
     if external is not None:
@@ -156,11 +159,20 @@ def parse_callback(payload: Any) -> CallbackResult:
         url = data.get("download_url") or data.get("url") or data.get("video_url")
         if not url:
             raise ValueError("completed callback has no data.download_url")
-        return CallbackResult("completed", _opt(provider_id), ext_uuid, str(url), _opt(data.get("thumbnail_url")))
+        thumbnail = _opt(data.get("thumbnail_url"))
+        # A thumbnail the contract's VideoGenerated cannot carry (longer than a URL may be) is left out: the video
+        # itself is fine, and refusing the callback would only make the studio send it again, for ever.
+        if thumbnail is not None and len(thumbnail) > URL_MAX:
+            thumbnail = None
+        return CallbackResult("completed", _opt(provider_id), ext_uuid, str(url), thumbnail)
     if kind in {"video.failed", "video.error"}:
         err = data.get("error")
         detail = err.get("message") or err.get("code") if isinstance(err, Mapping) else err
-        return CallbackResult("failed", _opt(provider_id), ext_uuid, error=str(detail or "render failed"))
+        # The studio's own words, kept to the bound of VideoFailed.detail (and storable) rather than refused: the
+        # failure is real however long its description is.
+        return CallbackResult(
+            "failed", _opt(provider_id), ext_uuid, error=scrub(str(detail or "render failed"))[:DETAIL_MAX]
+        )
     raise ValueError(f"unknown callback type {kind!r}")
 
 

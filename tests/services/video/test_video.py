@@ -327,3 +327,51 @@ async def test_a_failed_render_is_reported_once(make_settings: Any, start_servic
     )
     (vf,) = lead_events(records, lead, "video_failed.v1")
     assert vf.data.reason == "provider_error"
+
+
+async def test_a_studio_s_oversized_words_are_kept_to_the_contract_s_bounds(
+    make_settings: Any, start_service: Any, topic_prefix: str
+) -> None:
+    """A failure callback whose error is longer than VideoFailed.detail may be, or a success whose thumbnail is
+    longer than a URL may be, answered 500 (the event could not be built) and was sent again for ever: the job
+    never ended. Now the error is kept to its bound and the thumbnail left out; an over-long video id is a 422."""
+    clock = FakeClock()
+    service = await start(
+        make_settings, start_service, clock, sim_render_delay_min_s=10**6, sim_render_delay_max_s=10**6
+    )
+    bootstrap = service.settings.kafka_bootstrap_servers
+    (c1, l1), (c2, l2) = (uuid.uuid4(), uuid.uuid4()), (uuid.uuid4(), uuid.uuid4())
+    await produce_events(
+        bootstrap,
+        topic_prefix,
+        [env(campaign(c)) for c in (c1, c2)]
+        + [env(profile(lead, city="Oslo")) for lead in (l1, l2)]
+        + [env(enrolled(l1, c1)), env(enrolled(l2, c2))],
+    )
+    async with api(service) as client:
+        failing, rendered = await job(client, l1, c1, "rendering"), await job(client, l2, c2, "rendering")
+        long_id = {"type": "video.failed", "data": {"external_id": failing["video_job_id"], "video_id": "v" * 201}}
+        body, headers = signed(SECRET, long_id)
+        refused = await client.post("/v1/video/callback", content=body, headers=headers)
+        assert refused.status_code == 422 and "data.video_id" in refused.json()["detail"]
+
+        error = {"type": "video.failed", "data": {"external_id": failing["video_job_id"], "error": "e" * 5000}}
+        body, headers = signed(SECRET, error)
+        r = await client.post("/v1/video/callback", content=body, headers=headers)
+        assert r.status_code == 200 and r.json()["outcome"] == "failed", r.text
+        failed = await job(client, l1, c1, "failed")
+        assert failed["failure_detail"] == "e" * 4000
+
+        done = completed_callback(rendered)
+        done["data"]["thumbnail_url"] = "https://videos.example/" + "t" * 3000
+        body, headers = signed(SECRET, done)
+        r = await client.post("/v1/video/callback", content=body, headers=headers)
+        assert r.status_code == 200 and r.json()["outcome"] == "generated", r.text
+        generated = await job(client, l2, c2, "generated")
+        assert generated["video_url"] == "https://videos.example/v.mp4" and generated["thumbnail_url"] is None
+    await outbox_drained(service)
+    records = await read_to_end(bootstrap, topic_prefix + LEAD_TOPIC)
+    (vf,) = lead_events(records, l1, "video_failed.v1")
+    assert vf.data.detail == "e" * 4000
+    (vg,) = lead_events(records, l2, "video_generated.v1")
+    assert vg.data.thumbnail_url is None
