@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from http import HTTPStatus
 from typing import Any
 
@@ -110,6 +111,17 @@ def document_problems(doc: dict[str, Any]) -> dict[str, Any]:
     return doc
 
 
+def validation_message(error: Mapping[str, Any]) -> str:
+    """A validation error's message in the validator's own words: pydantic puts the exception's kind before a
+    validator's message ("Value error, end_hour (9) must be after start_hour (18)"), which tells a user nothing
+    about the field; the console shows these messages as they come."""
+    if error.get("type") in ("value_error", "assertion_error"):
+        cause = (error.get("ctx") or {}).get("error")
+        if cause is not None and str(cause):
+            return str(cause)
+    return str(error["msg"])
+
+
 def install_problem_handlers(app: FastAPI) -> None:
     """Make every error of ``app`` a problem-details body, and declare them in its OpenAPI document."""
     generate = app.openapi
@@ -129,7 +141,7 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = [{"field": _field_path(e["loc"]), "message": e["msg"]} for e in exc.errors()]
+        errors = [{"field": _field_path(e["loc"]), "message": validation_message(e)} for e in exc.errors()]
         detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
         return problem_response(422, "invalid_request", detail, errors=errors)
 

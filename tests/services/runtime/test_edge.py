@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 
 import httpx
 from fastapi import FastAPI, Request
+from pydantic import BaseModel, model_validator
 
 from services.runtime.edge import InputGuard
 from services.runtime.errors import install_problem_handlers
@@ -126,3 +127,40 @@ async def test_nul_and_lone_surrogates_are_422s_naming_the_field(probe: Probe) -
         assert error["field"] == field and what in error["message"], body
         assert body["detail"].startswith(f"{field}: ")
     assert escaped.status_code == 202, escaped.text
+
+
+class _Hours(BaseModel):
+    start_hour: int
+    end_hour: int
+
+    @model_validator(mode="after")
+    def _ordered(self) -> _Hours:
+        if self.end_hour <= self.start_hour:
+            raise ValueError(f"end_hour ({self.end_hour}) must be after start_hour ({self.start_hour})")
+        return self
+
+
+class _HoursBody(BaseModel):
+    delivery: _Hours
+
+
+async def test_a_validator_s_message_reaches_the_caller_in_its_own_words() -> None:
+    """A model validator's ValueError is a 422 naming the field with the validator's message, without pydantic's
+    "Value error, " before it (the console shows these messages to users as they come); pydantic's own messages
+    (a missing field) are kept as they are."""
+    app = FastAPI()
+    install_problem_handlers(app)
+
+    @app.post("/hours")
+    async def hours(body: _HoursBody) -> dict[str, int]:
+        return {"end_hour": body.delivery.end_hour}
+
+    async with _client(app) as http:
+        bad = await http.post("/hours", json={"delivery": {"start_hour": 18, "end_hour": 9}})
+        missing = await http.post("/hours", json={"delivery": {"start_hour": 18}})
+        good = await http.post("/hours", json={"delivery": {"start_hour": 9, "end_hour": 18}})
+    assert bad.status_code == 422, bad.text
+    assert bad.json()["errors"] == [{"field": "delivery", "message": "end_hour (9) must be after start_hour (18)"}]
+    assert bad.json()["detail"] == "delivery: end_hour (9) must be after start_hour (18)"
+    assert missing.json()["errors"] == [{"field": "delivery.end_hour", "message": "Field required"}]
+    assert good.status_code == 200 and good.json() == {"end_hour": 18}
