@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -471,13 +472,27 @@ STEP_OF: dict[str, str] = {
 }
 
 
-def form_field(api: str, path: str | None) -> str:
-    """The form field showing an error ``api`` gave for ``path`` (the form as a whole when none fits)."""
+def form_field(api: str, path: str | None, message: str = "") -> str:
+    """The form field showing an error ``api`` gave for ``path`` (the form as a whole when none fits).
+
+    A check across several fields of one object (``delivery``: "end_hour (9) must be after start_hour (18)")
+    names the object, not a field; when ``message`` names one of its fields, the first one named shows it (the
+    Stop at field, not the pace above it). Only snake_case names count: a plain word ("source", "pace") in a
+    sentence is prose, not a field."""
     if not path:
         return "form"
+    fields = _FIELDS.get(api, ())
+    named: list[tuple[int, str]] = []
+    for prefix, name in fields:
+        child = prefix[len(path) + 1 :] if prefix.startswith(path + ".") else ""
+        mention = re.search(rf"\b{re.escape(child)}\b", message) if "_" in child and "." not in child else None
+        if mention:
+            named.append((mention.start(), name))
+    if named:
+        return min(named)[1]
     best = ""
     found = "form"
-    for prefix, name in _FIELDS.get(api, ()):
+    for prefix, name in fields:
         if (path == prefix or path.startswith(prefix + ".") or path.startswith(prefix + "[")) and len(prefix) > len(
             best
         ):
@@ -511,7 +526,7 @@ def errors_of(api: str, errors: list[tuple[str, str]], detail: str, field_path: 
     """A backend's 4xx as messages next to the form fields it names (its detail on the form when none)."""
     out = FieldErrors()
     for path, message in errors or [(field_path or "", detail)]:
-        out.add(form_field(api, path), message or detail)
+        out.add(form_field(api, path, message or detail), message or detail)
     if not out:
         out.add("form", detail)
     return out

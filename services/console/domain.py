@@ -3,9 +3,10 @@ times read, which live updates a page wants. No I/O; the templates and routes ca
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol, TypeVar
 from uuid import UUID
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -459,6 +460,31 @@ def draw(steps: list[dict[str, Any]], edges: list[dict[str, Any]], start: str, u
 
 CHANNELS = {"invite": "Invite note", "message": "Message", "email": "Email", "comment": "Comment"}
 STEP_NAMES = {"invite": "Invite note", "message": "First message", "follow_up": "Follow-up", "email": "Email"}
+
+
+class _Step(Protocol):
+    @property
+    def lead_id(self) -> UUID: ...
+    @property
+    def step_id(self) -> str: ...
+
+
+DraftT = TypeVar("DraftT", bound=_Step)
+
+
+STEP_ORDER = ("like", "comment", "invite", "message", "follow_up", "email")
+"""The order in which a workflow's steps reach a lead (its presets never run them in another order)."""
+
+
+def review_order(drafts: Sequence[DraftT]) -> list[DraftT]:
+    """A review queue as a reviewer reads it: each lead's drafts together, in the order the lead receives them
+    (invite note, first message, follow-up), leads in the order the queue gave them. Messaging lists a lead's
+    drafts in the order they were written, which runs in parallel: a follow-up often came before its invite."""
+    first: dict[UUID, int] = {}
+    for d in drafts:
+        first.setdefault(d.lead_id, len(first))
+    rank = {step: i for i, step in enumerate(STEP_ORDER)}
+    return sorted(drafts, key=lambda d: (first[d.lead_id], rank.get(d.step_id, len(rank))))
 
 
 def step_name(step_id: str, channel: str | None = None) -> str:

@@ -108,7 +108,7 @@ def actions_router(console: Console) -> APIRouter:
             console.backends.projection.results(session.token, campaign_id, limit=200),
         )
         names = {r.lead_id: r.name for r in results.items}
-        return {"campaign": campaign, "drafts": drafts.items, "names": names}
+        return {"campaign": campaign, "drafts": domain.review_order(drafts.items), "names": names}
 
     @router.get("/campaigns/{campaign_id}/lab", response_class=HTMLResponse, openapi_extra=PAGE)
     async def review_queue(request: Request, campaign_id: str, session: Signed) -> Response:

@@ -298,6 +298,9 @@ def install_error_pages(app: FastAPI, console: Console) -> None:
         if not is_page(request):
             return problem_response(exc.status_code, "http_error", str(exc.detail))
         if exc.status_code == 404:
+            # No route matched, so no page dependency looked up the session: without this a signed-in user's
+            # mistyped link showed the signed-out card with a "Sign in" button and no way back to the console.
+            await console.session(request)
             return page_error(request, 404, "Not found", "There is no such page.")
         return page_error(request, exc.status_code, "Not possible", str(exc.detail))
 

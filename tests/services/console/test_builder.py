@@ -127,3 +127,13 @@ def test_each_api_error_shows_next_to_its_field_and_opens_its_step() -> None:
     detail_only = builder.errors_of("outreach", [], "the campaign cannot launch", "delivery.daily_limit")
     assert detail_only.messages == {"daily_limit": "the campaign cannot launch"} and detail_only.step == "delivery"
     assert not builder.FieldErrors() and builder.FieldErrors().step is None
+
+
+def test_a_check_across_delivery_fields_shows_next_to_the_field_it_names_first() -> None:
+    # outreach's DeliveryIn checks end_hour against start_hour on the whole object: its path is "delivery".
+    hours = builder.errors_of("outreach", [("delivery", "end_hour (9) must be after start_hour (18)")], "bad", None)
+    assert hours.messages == {"end_hour": "end_hour (9) must be after start_hour (18)"} and hours.step == "delivery"
+    manual = builder.form_field("outreach", "delivery", "the manual pace needs daily_limit between 10 and 75")
+    assert manual == "daily_limit"
+    assert builder.form_field("outreach", "delivery", "something about the pace") == "pace"  # prose names no field
+    assert builder.form_field("discovery", "criteria", "a location and a source are needed") == "prompt"

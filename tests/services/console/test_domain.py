@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -149,3 +150,29 @@ def test_a_workflow_is_drawn_left_to_right_by_distance_with_what_cannot_run_last
     # A label sits between its two steps, with room for it (the gap is wider than "accepted + 168 h").
     assert all(by_id["invite"].x + domain.NODE_W < link.lx < by_id["follow_up"].x for link in drawing.links[:1])
     assert domain.COL_GAP >= 110 and drawing.width == max(n.x for n in drawing.nodes) + domain.NODE_W + 16
+
+
+def test_a_review_queue_reads_lead_by_lead_in_the_order_the_steps_are_sent() -> None:
+    @dataclass
+    class Draft:
+        lead_id: uuid.UUID
+        step_id: str
+
+    ana, ben = uuid.uuid4(), uuid.uuid4()
+    queue = [
+        Draft(ben, "follow_up"),
+        Draft(ana, "message"),
+        Draft(ben, "invite"),
+        Draft(ana, "custom"),
+        Draft(ana, "invite"),
+        Draft(ben, "message"),
+    ]
+    ordered = [(d.lead_id, d.step_id) for d in domain.review_order(queue)]
+    assert ordered == [
+        (ben, "invite"),
+        (ben, "message"),
+        (ben, "follow_up"),
+        (ana, "invite"),
+        (ana, "message"),
+        (ana, "custom"),  # a step it does not know goes last, not first
+    ]
