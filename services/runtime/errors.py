@@ -114,11 +114,19 @@ def document_problems(doc: dict[str, Any]) -> dict[str, Any]:
 def validation_message(error: Mapping[str, Any]) -> str:
     """A validation error's message in the validator's own words: pydantic puts the exception's kind before a
     validator's message ("Value error, end_hour (9) must be after start_hour (18)"), which tells a user nothing
-    about the field; the console shows these messages as they come."""
-    if error.get("type") in ("value_error", "assertion_error"):
-        cause = (error.get("ctx") or {}).get("error")
+    about the field; the console shows these messages as they come. A list or text below its minimum length says
+    so in plain words."""
+    kind, ctx = error.get("type"), error.get("ctx") or {}
+    if kind in ("value_error", "assertion_error"):
+        cause = ctx.get("error")
         if cause is not None and str(cause):
             return str(cause)
+    if kind == "too_short" and isinstance(ctx.get("min_length"), int):
+        # pydantic's "List should have at least 1 item after validation, not 0": the bound, in plain words.
+        n = ctx["min_length"]
+        return f"at least {n} are needed" if n != 1 else "at least one is needed"
+    if kind == "string_too_short" and ctx.get("min_length") == 1:
+        return "must not be empty"
     return str(error["msg"])
 
 

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 
 import httpx
 from fastapi import FastAPI, Request
-from pydantic import BaseModel, model_validator
+from pydantic import BaseModel, Field, model_validator
 
 from services.runtime.edge import InputGuard
 from services.runtime.errors import install_problem_handlers
@@ -142,6 +142,8 @@ class _Hours(BaseModel):
 
 class _HoursBody(BaseModel):
     delivery: _Hours
+    account_ids: list[int] = Field(default=[1], min_length=1)
+    note: str = Field(default="x", min_length=1)
 
 
 async def test_a_validator_s_message_reaches_the_caller_in_its_own_words() -> None:
@@ -164,3 +166,11 @@ async def test_a_validator_s_message_reaches_the_caller_in_its_own_words() -> No
     assert bad.json()["detail"] == "delivery: end_hour (9) must be after start_hour (18)"
     assert missing.json()["errors"] == [{"field": "delivery.end_hour", "message": "Field required"}]
     assert good.status_code == 200 and good.json() == {"end_hour": 18}
+    async with _client(app) as http:
+        empty = await http.post(
+            "/hours", json={"delivery": {"start_hour": 9, "end_hour": 18}, "account_ids": [], "note": ""}
+        )
+    assert empty.json()["errors"] == [
+        {"field": "account_ids", "message": "at least one is needed"},
+        {"field": "note", "message": "must not be empty"},
+    ]
