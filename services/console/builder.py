@@ -13,7 +13,10 @@ import json
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .models import OutreachAccount
 
 STEPS: tuple[tuple[str, str], ...] = (
     ("audience", "Audience"),
@@ -158,6 +161,16 @@ def defaults() -> dict[str, Any]:
         **{f"segment_fallback_{i}": f for i, f in enumerate(("there", "your city", "your role"))},
         "account_ids": [],
     }
+
+
+def preselected_accounts(accounts: Iterable[OutreachAccount]) -> list[str]:
+    """The accounts a new campaign starts with ticked: a workspace's only LinkedIn account when it can send (a
+    campaign needs at least one, and a new user with one account otherwise met "choose an account" first);
+    none when there are several to choose from, or the only one is inactive."""
+    linkedin = list(accounts)
+    if len(linkedin) == 1 and linkedin[0].healthy:
+        return [str(linkedin[0].account_id)]
+    return []
 
 
 def values_from(form: Iterable[tuple[str, Any]]) -> dict[str, Any]:

@@ -84,7 +84,9 @@ def builder_router(console: Console) -> APIRouter:
         values["timezone"] = console.tz(request)
         if list:
             values.update(audience_type="source_group", source_group_id=str(uuid_or_404(list)))
-        return console.render(request, "builder.html", **await context(request, session, values))
+        ctx = await context(request, session, values)
+        values["account_ids"] = builder.preselected_accounts(ctx["linkedin"])  # only on a new builder's first page
+        return console.render(request, "builder.html", **ctx)
 
     @router.post("/campaigns/new", response_class=HTMLResponse, openapi_extra=PAGE)
     async def create(request: Request, session: Signed, _csrf: CsrfForm) -> Response:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import uuid
+
 from services.console import builder
+from services.console.models import OutreachAccount
 
 
 def _form(**fields: str | list[str]) -> list[tuple[str, str]]:
@@ -137,3 +140,14 @@ def test_a_check_across_delivery_fields_shows_next_to_the_field_it_names_first()
     assert manual == "daily_limit"
     assert builder.form_field("outreach", "delivery", "something about the pace") == "pace"  # prose names no field
     assert builder.form_field("discovery", "criteria", "a location and a source are needed") == "prompt"
+
+
+def test_a_workspace_s_only_healthy_linkedin_account_starts_ticked() -> None:
+    def account(healthy: bool = True) -> OutreachAccount:
+        return OutreachAccount(account_id=uuid.uuid4(), provider="linkedin", status="ok", healthy=healthy)
+
+    only = account()
+    assert builder.preselected_accounts([only]) == [str(only.account_id)]
+    assert builder.preselected_accounts([account(), account()]) == []  # several: the user chooses
+    assert builder.preselected_accounts([account(healthy=False)]) == []  # it would be skipped at launch
+    assert builder.preselected_accounts([]) == []
