@@ -6,18 +6,16 @@ lead answers 404.
 
 from __future__ import annotations
 
-import uuid
 from datetime import date, datetime
 from typing import Annotated, Any
 from uuid import UUID
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
-from leadstream_schemas import FitSignal, LeadSource
+from leadstream_schemas import FitSignal
 from leadstream_schemas.bounds import FreeJson, unstorable
 from pydantic import BaseModel, Field, StringConstraints, ValidationError, field_validator
 from sqlalchemy import func, select, tuple_
-from sqlalchemy.dialects.postgresql import insert
 
 from services.runtime.auth import ReadWorkspace, WriteWorkspace
 from services.runtime.errors import Problem, problems
@@ -29,11 +27,10 @@ from services.runtime.uploads import StreamedUpload
 
 from . import commands, domain
 from .adapters import SearchProvider, SearchQuery
-from .handlers import SearchRunner, finish, group_enrichment, lead_events
+from .handlers import SearchRunner
 from .imports import CsvImporter, ImportReport
 from .settings import DiscoverySettings
-from .store import add_lead, leads, post_watches, searches, source_group_members, source_groups
-from .watch import stop_watch
+from .store import leads, post_watches, searches, source_group_members, source_groups
 
 Criteria = Annotated[
     dict[str, Any],
@@ -505,17 +502,7 @@ def build_router(
     @router.post("/searches/{search_id}/cancel", response_model=SearchOut)
     async def cancel_search(search_id: UUID, ws: WriteWorkspace) -> SearchOut:
         """Stop a running or scheduled search (``SearchFinished`` with reason cancelled)."""
-        await search_row(ws, search_id)
-        async with engine.begin() as conn:
-            row = (
-                await conn.execute(select(searches).where(searches.c.search_id == search_id).with_for_update())
-            ).one()
-            if row.status == "finished":
-                raise Problem(409, "search_finished", f"search {search_id} already finished ({row.finish_reason})")
-            now = service.clock.now()
-            await stop_watch(conn, search_id, "search cancelled", now)
-            await finish(service, conn, row, "cancelled", now)
-        service.wake_relay()
+        await commands.cancel_search(service, ws, search_id)
         return await get_search(search_id, ws)
 
     async def groups_out(conn: Any, ws: str, rows: list[Any]) -> list[SourceGroupOut]:
@@ -723,56 +710,24 @@ def build_router(
                     }
                 ]
             )
-        now = service.clock.now()
-        group_id = body.source_group_id
-        if group_id is not None:
-            await group_exists(ws, group_id)
-        else:
-            group_id = uuid.uuid5(domain.LEAD_NAMESPACE, f"{ws}|manual-group")
-        full, first, last = domain.split_name(body.full_name, body.first_name, body.last_name)
         lead = domain.LeadInput(
             linkedin_url=body.linkedin_url,
             email=body.email,
-            full_name=full,
-            first_name=first,
-            last_name=last,
+            full_name=body.full_name,
+            first_name=body.first_name,
+            last_name=body.last_name,
             title=body.title,
             company=body.company,
             location=body.location,
         )
-        async with engine.begin() as conn:
-            await conn.execute(
-                insert(source_groups)
-                .values(
-                    source_group_id=group_id,
-                    workspace_id=ws,
-                    name="Manual",
-                    kind="manual",
-                    created_at=now,
-                )
-                .on_conflict_do_nothing()
-            )
-            enrichment = await group_enrichment(conn, group_id)
-            added = await add_lead(
-                conn,
-                ws,
-                lead,
-                source=LeadSource.manual.value,
-                source_group_id=group_id,
-                search_id=None,
-                fit_signals=[],
-                now=now,
-                enrichment=enrichment,
-            )
-            events = lead_events(
-                added, lead, LeadSource.manual, search_id=None, source_group_id=group_id, fit=[], enrichment=enrichment
-            )
-            await service.emit(conn, [service.new_envelope(event, workspace_id=ws) for _, event in events])
-        service.wake_relay()
-        if not added.new_lead:
+        added = await commands.add_manual(service, ws, lead, body.source_group_id)
+        if not added.created:
             response.status_code = 200
         return LeadAdded(
-            lead_id=added.lead_id, source_group_id=group_id, created=added.new_lead, duplicate=not added.new_lead
+            lead_id=added.lead_id,
+            source_group_id=added.source_group_id,
+            created=added.created,
+            duplicate=not added.created,
         )
 
     @router.get("/leads/{lead_id}", response_model=LeadOut)

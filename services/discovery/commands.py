@@ -1,5 +1,5 @@
 """Discovery's write commands the routes call (one transaction each): saving a search (once per Idempotency-Key),
-a group's enrichment setting, and enriching the leads someone selected.
+cancelling one, adding a lead by hand, a group's enrichment setting, and enriching the leads someone selected.
 
 A group that enriches ``on_selection`` discovers its leads without enriching them (``LeadDiscovered`` says so);
 selecting some of them emits ``LeadEnrichmentRequested`` once per lead, and enrichment then enriches them as
@@ -13,8 +13,9 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 from uuid import UUID
 
-from leadstream_schemas import SearchStarted
+from leadstream_schemas import LeadSource, SearchStarted
 from sqlalchemy import select, update
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.runtime import idempotency
@@ -23,10 +24,10 @@ from services.runtime.service import Service
 from services.runtime.telemetry import current_traceparent
 
 from . import domain
-from .handlers import SearchRunner, search_envelope
+from .handlers import SearchRunner, finish, group_enrichment, lead_events, search_envelope
 from .settings import DiscoverySettings
-from .store import idempotency_keys, leads, searches, source_group_members, source_groups
-from .watch import create_watch
+from .store import add_lead, idempotency_keys, leads, searches, source_group_members, source_groups
+from .watch import create_watch, stop_watch
 
 REQUEST_BATCH = 1000
 
@@ -39,6 +40,15 @@ class Selection:
     requested: list[UUID] = field(default_factory=list)
     already: list[UUID] = field(default_factory=list)
     not_members: list[UUID] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ManualAdd:
+    """What a manual add did: the lead, the group it joined, and whether the person was new to the workspace."""
+
+    lead_id: UUID
+    source_group_id: UUID
+    created: bool
 
 
 async def _group(conn: AsyncConnection, workspace_id: str, group_id: UUID, *, lock: bool = False) -> str:
@@ -247,3 +257,70 @@ async def create_search(
     service.wake_relay()
     runner.wake()
     return search_id, group_id, True
+
+
+async def cancel_search(service: Service, workspace_id: str, search_id: UUID) -> None:
+    """Stop a running or scheduled search and its posts watch -> ``SearchFinished`` (reason cancelled).
+
+    404 when the workspace has no such search; 409 when it already finished."""
+    async with service.engine.begin() as conn:
+        # Locked: the search worker holds the row while it runs a page (FOR UPDATE SKIP LOCKED), so a cancel waits
+        # for that page to end instead of finishing a search the worker is still writing to.
+        row = (
+            await conn.execute(
+                select(searches)
+                .where(searches.c.search_id == search_id, searches.c.workspace_id == workspace_id)
+                .with_for_update()
+            )
+        ).first()
+        if row is None:
+            raise Problem(404, "not_found", f"search {search_id} not found")
+        if row.status == "finished":
+            raise Problem(409, "search_finished", f"search {search_id} already finished ({row.finish_reason})")
+        now = service.clock.now()
+        await stop_watch(conn, search_id, "search cancelled", now)
+        await finish(service, conn, row, "cancelled", now)
+    service.wake_relay()
+
+
+async def add_manual(
+    service: Service, workspace_id: str, lead: domain.LeadInput, source_group_id: UUID | None
+) -> ManualAdd:
+    """Add one person by hand to ``source_group_id`` (404 when the workspace has no such group), else to the
+    workspace's "Manual" group (made on first use). A new person -> ``LeadDiscovered``; a known one is not
+    re-emitted (only ``LeadAddedToSourceGroup`` when new to the group)."""
+    now = service.clock.now()
+    full, first, last = domain.split_name(lead.full_name, lead.first_name, lead.last_name)
+    lead = replace(lead, full_name=full, first_name=first, last_name=last)
+    # The Manual group's id is derived from the workspace, so every replica finds (or makes) the same one.
+    group_id = (
+        source_group_id
+        if source_group_id is not None
+        else uuid.uuid5(domain.LEAD_NAMESPACE, f"{workspace_id}|manual-group")
+    )
+    async with service.engine.begin() as conn:
+        if source_group_id is not None:
+            await _group(conn, workspace_id, source_group_id)
+        await conn.execute(
+            insert(source_groups)
+            .values(source_group_id=group_id, workspace_id=workspace_id, name="Manual", kind="manual", created_at=now)
+            .on_conflict_do_nothing()
+        )
+        enrichment = await group_enrichment(conn, group_id)
+        added = await add_lead(
+            conn,
+            workspace_id,
+            lead,
+            source=LeadSource.manual.value,
+            source_group_id=group_id,
+            search_id=None,
+            fit_signals=[],
+            now=now,
+            enrichment=enrichment,
+        )
+        events = lead_events(
+            added, lead, LeadSource.manual, search_id=None, source_group_id=group_id, fit=[], enrichment=enrichment
+        )
+        await service.emit(conn, [service.new_envelope(event, workspace_id=workspace_id) for _, event in events])
+    service.wake_relay()
+    return ManualAdd(added.lead_id, group_id, added.new_lead)

@@ -6,17 +6,15 @@ template answers 404.
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import replace
 from datetime import datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from fastapi import APIRouter, Body, Path, Query
-from leadstream_schemas import Channel, Hook, Strategy
+from leadstream_schemas import Channel, Hook, StepAction, Strategy
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import and_, select, tuple_, update
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import and_, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.runtime.auth import ReadWorkspace, WriteWorkspace
@@ -24,12 +22,12 @@ from services.runtime.errors import Problem
 from services.runtime.pagination import After, Limit, Page, cursor_int, decode_cursor, encode_cursor, invalid_cursor
 from services.runtime.service import Service
 
-from . import domain
+from . import commands, domain
 from .commands import LabCommands, check_template, limit_label
 from .handlers import CampaignConfig, MessagingCore, load_campaign, resolve_template
 from .previews import SampleLead, preview_workflow
 from .previews import preview as previews_of
-from .store import campaigns, drafts, templates
+from .store import drafts, templates
 
 Category = Literal["professional_introduction", "hiring_manager", "business_opportunity", "candidate_outreach"]
 
@@ -154,6 +152,8 @@ class BulkApproveOut(BaseModel):
 
 
 Text300 = Annotated[str, Field(max_length=300)]
+CommentMode = Literal["auto", "draft"]
+"""A comment step's review (the contract's ``Step.mode``)."""
 
 
 class PreviewStepIn(BaseModel):
@@ -162,11 +162,11 @@ class PreviewStepIn(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     id: str = Field(min_length=1, max_length=100)
-    action: Literal["like", "comment", "invite", "message", "email"]
+    action: StepAction
     needs_text: bool | None = Field(None, description="Whether the step sends a text (outreach's graph says).")
-    channel: str | None = Field(None, max_length=20, description="The text's channel (outreach's graph says).")
+    channel: Channel | None = Field(None, description="The text's channel (outreach's graph says).")
     note: bool | None = None
-    mode: str | None = Field(None, max_length=30)
+    mode: CommentMode | None = Field(None, description="A comment's review: draft (in the Messaging Lab) or auto.")
     template: str | None = Field(None, max_length=100)
     subject: str | None = Field(None, max_length=200)
     body: str | None = Field(None, max_length=2000)
@@ -309,31 +309,10 @@ def build_router(core: MessagingCore, service: Service, *, generation_attempts: 
     @router.post("/templates", status_code=201, response_model=TemplateOut)
     async def create_template(body: TemplateIn, ws: WriteWorkspace) -> TemplateOut:
         """Save a template; an unknown variable is a 422 naming it."""
-        check_template("body", body.body)
-        if body.subject is not None:
-            check_template("subject", body.subject)
-        if body.name in domain.BUILTIN_TEMPLATES:
-            raise Problem(409, "template_exists", f"{body.name!r} is a built-in template name")
-        template_id = uuid.uuid4()
-        async with service.engine.begin() as conn:
-            result = await conn.execute(
-                insert(templates)
-                .values(
-                    template_id=template_id,
-                    workspace_id=ws,
-                    name=body.name,
-                    category=body.category,
-                    body=body.body,
-                    subject=body.subject,
-                    created_at=service.clock.now(),
-                )
-                .on_conflict_do_nothing()
-            )
-            if not result.rowcount:
-                raise Problem(409, "template_exists", f"a template named {body.name!r} already exists")
-        return _template_out(
-            domain.Template(body.name, body.category, body.body, body.subject, str(template_id)), builtin=False
+        saved = await commands.create_template(
+            service, ws, name=body.name, category=body.category, body=body.body, subject=body.subject
         )
+        return _template_out(saved, builtin=False)
 
     @router.get("/templates", response_model=Page[TemplateOut])
     async def list_templates(ws: ReadWorkspace, limit: Limit = 50, after: After = None) -> Page[TemplateOut]:
@@ -404,30 +383,7 @@ def build_router(core: MessagingCore, service: Service, *, generation_attempts: 
     @router.put("/campaigns/{campaign_id}/strategy", response_model=StrategyOut)
     async def put_strategy(campaign_id: UUID, body: StrategyIn, ws: WriteWorkspace) -> StrategyOut:
         """Replace the campaign's strategy profile; drafts written from now on use it."""
-        async with service.engine.begin() as conn:
-            row = (
-                await conn.execute(select(campaigns).where(campaigns.c.campaign_id == campaign_id).with_for_update())
-            ).first()
-            if row is None or row.workspace_id != ws:
-                raise Problem(404, "campaign_not_found", f"no campaign {campaign_id} in this workspace")
-            if body.template and await resolve_template(conn, ws, body.template) is None:
-                raise Problem(
-                    422,
-                    "unknown_template",
-                    f"template: no template {body.template!r} in this workspace",
-                    field="template",
-                )
-            # The steps needing a text are the workflow's (outreach decided them, invite notes included): a new
-            # strategy changes how drafts are written and reviewed, not which steps have one.
-            strategy = Strategy(**body.model_dump())
-            await conn.execute(
-                update(campaigns)
-                .where(campaigns.c.campaign_id == campaign_id)
-                .values(strategy=strategy.model_dump(mode="json"), updated_at=service.clock.now())
-            )
-            campaign = await load_campaign(conn, campaign_id)
-            assert campaign is not None
-            return strategy_out(campaign)
+        return strategy_out(await commands.set_strategy(service, ws, campaign_id, Strategy(**body.model_dump())))
 
     # -- the Messaging Lab --------------------------------------------------------------------
 
@@ -542,13 +498,12 @@ def build_router(core: MessagingCore, service: Service, *, generation_attempts: 
             ]
         async with service.engine.connect() as conn:
             if strategy.template and await resolve_template(conn, ws, strategy.template) is None:
-                raise Problem(
-                    422,
-                    "unknown_template",
-                    f"strategy.template: no template {strategy.template!r} in this workspace",
-                    field="strategy.template",
-                    errors=[{"field": "strategy.template", "message": "no such template in this workspace"}],
-                )
+                raise commands.unknown_template("strategy.template", strategy.template)
+            for i, step in enumerate(body.steps):
+                # A campaign's step falls back to the strategy's template when its own is unknown; a preview says so
+                # instead, as it does for the strategy's: the builder shows the previews to check them.
+                if step.template and await resolve_template(conn, ws, step.template) is None:
+                    raise commands.unknown_template(f"steps.{i}.template", step.template)
             leads = [SampleLead(**lead.model_dump()) for lead in body.leads]
             found = await lab.writing(
                 lambda: previews_of(

@@ -1,18 +1,21 @@
-"""The Messaging Lab's write commands (the routes call these): approve one draft or many, edit (or only check
-an edit), reject with feedback and write the replacement. One transaction each; events go to the outbox in it.
+"""Messaging's write commands (the routes call these): save a template, replace a campaign's strategy profile, and
+the Messaging Lab's approve one draft or many, edit (or only check an edit), reject with feedback and write the
+replacement. One transaction each; events go to the outbox in it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any, TypeVar
 from uuid import UUID
 
-from leadstream_schemas import Channel, Envelope, MessageApproved, MessageEdited, MessageRejected
+from leadstream_schemas import Channel, Envelope, MessageApproved, MessageEdited, MessageRejected, Strategy
 from sqlalchemy import select, update
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -22,8 +25,16 @@ from services.runtime.providers import ProviderError
 from services.runtime.service import Service
 
 from . import domain
-from .handlers import Emission, MessagingCore, lead_variant, load_campaign, load_profile
-from .store import drafts
+from .handlers import (
+    CampaignConfig,
+    Emission,
+    MessagingCore,
+    lead_variant,
+    load_campaign,
+    load_profile,
+    resolve_template,
+)
+from .store import campaigns, drafts, templates
 
 T = TypeVar("T")
 
@@ -42,6 +53,17 @@ def check_template(field: str, text: str) -> None:
             allowed=list(domain.VARIABLES),
             errors=[{"field": field, "message": str(exc)}],
         ) from None
+
+
+def unknown_template(field: str, ref: str) -> Problem:
+    """The 422 for a template reference (a built-in name, a template id or name) the workspace does not have."""
+    return Problem(
+        422,
+        "unknown_template",
+        f"{field}: no template {ref!r} in this workspace",
+        field=field,
+        errors=[{"field": field, "message": "no such template in this workspace"}],
+    )
 
 
 def limit_label(channel: Channel, limit: int) -> str:
@@ -73,6 +95,61 @@ async def draft_row(conn: AsyncConnection, draft_id: UUID) -> Row[Any]:
     row = (await conn.execute(select(drafts).where(drafts.c.draft_id == draft_id))).first()
     assert row is not None
     return row
+
+
+async def create_template(
+    service: Service, ws: str, *, name: str, category: str, body: str, subject: str | None
+) -> domain.Template:
+    """Save a workspace template; an unknown variable is a 422 naming the field, a name taken (by a built-in or
+    another template of the workspace) a 409."""
+    check_template("body", body)
+    if subject is not None:
+        check_template("subject", subject)
+    if name in domain.BUILTIN_TEMPLATES:
+        raise Problem(409, "template_exists", f"{name!r} is a built-in template name")
+    template_id = uuid.uuid4()
+    async with service.engine.begin() as conn:
+        # The unique name per workspace decides between two saves of one name at once: the second inserts nothing.
+        result = await conn.execute(
+            insert(templates)
+            .values(
+                template_id=template_id,
+                workspace_id=ws,
+                name=name,
+                category=category,
+                body=body,
+                subject=subject,
+                created_at=service.clock.now(),
+            )
+            .on_conflict_do_nothing()
+        )
+        if not result.rowcount:
+            raise Problem(409, "template_exists", f"a template named {name!r} already exists")
+    return domain.Template(name, category, body, subject, str(template_id))
+
+
+async def set_strategy(service: Service, ws: str, campaign_id: UUID, strategy: Strategy) -> CampaignConfig:
+    """Replace a campaign's strategy profile (drafts written from now on use it); returns the campaign as stored.
+
+    404 when the workspace has no such campaign; a template it names that the workspace does not have is a 422."""
+    async with service.engine.begin() as conn:
+        row = (
+            await conn.execute(select(campaigns).where(campaigns.c.campaign_id == campaign_id).with_for_update())
+        ).first()
+        if row is None or row.workspace_id != ws:
+            raise Problem(404, "campaign_not_found", f"no campaign {campaign_id} in this workspace")
+        if strategy.template and await resolve_template(conn, ws, strategy.template) is None:
+            raise unknown_template("template", strategy.template)
+        # The steps needing a text are the workflow's (outreach decided them, invite notes included): a new
+        # strategy changes how drafts are written and reviewed, not which steps have one.
+        await conn.execute(
+            update(campaigns)
+            .where(campaigns.c.campaign_id == campaign_id)
+            .values(strategy=strategy.model_dump(mode="json"), updated_at=service.clock.now())
+        )
+        campaign = await load_campaign(conn, campaign_id)
+        assert campaign is not None
+        return campaign
 
 
 @dataclass(frozen=True)

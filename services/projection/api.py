@@ -1136,7 +1136,13 @@ def _zone(tz: str) -> str:
     try:
         ZoneInfo(tz)
     except (ZoneInfoNotFoundError, ValueError):
-        raise Problem(422, "invalid_request", f"tz: unknown time zone {tz!r}", field="tz") from None
+        raise Problem(
+            422,
+            "invalid_request",
+            f"tz: unknown time zone {tz!r}",
+            field="tz",
+            errors=[{"field": "tz", "message": f"unknown time zone {tz!r}; an IANA name, e.g. Europe/Berlin"}],
+        ) from None
     return tz
 
 
@@ -1279,7 +1285,12 @@ def build_router(
     ) -> CampaignPage:
         """Campaigns, newest first, with audience, state, next run, pace and counts."""
         if state is not None and state not in domain.CAMPAIGN_STATES:
-            raise Problem(422, "invalid_request", f"state: must be one of {', '.join(domain.CAMPAIGN_STATES)}")
+            raise Problem(
+                422,
+                "invalid_request",
+                f"state: must be one of {', '.join(domain.CAMPAIGN_STATES)}",
+                errors=[{"field": "state", "message": f"one of {', '.join(domain.CAMPAIGN_STATES)}"}],
+            )
         return await read(engine, lambda conn: reads.campaigns(conn, ws, state, after, limit, q or None))
 
     @router.get("/campaigns/{campaign_id}", response_model=Campaign)
@@ -1315,7 +1326,12 @@ def build_router(
                 errors=[{"field": "stage", "message": f"one of {', '.join(domain.WORKFLOW_LABELS)}"}],
             )
         if status is not None and status not in domain.STATUSES:
-            raise Problem(422, "invalid_request", f"status: must be one of {', '.join(domain.STATUSES)}")
+            raise Problem(
+                422,
+                "invalid_request",
+                f"status: must be one of {', '.join(domain.STATUSES)}",
+                errors=[{"field": "status", "message": f"one of {', '.join(domain.STATUSES)}"}],
+            )
         return await read(engine, lambda conn: reads.results(conn, ws, campaign_id, q, stage, status, after, limit))
 
     @router.get("/campaigns/{campaign_id}/series", response_model=Series)

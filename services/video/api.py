@@ -9,30 +9,22 @@ changes nothing.
 
 from __future__ import annotations
 
-import json
-from dataclasses import replace
 from datetime import datetime
-from typing import Any, Literal
 from uuid import UUID
 
 from fastapi import APIRouter, Request
-from leadstream_schemas import Event, VideoFailed, VideoGenerated
 from pydantic import BaseModel
-from sqlalchemy import select, update
-from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy import select
 
 from services.runtime.auth import ReadWorkspace, public
 from services.runtime.clock import Clock, SystemClock
 from services.runtime.errors import Problem, problems
-from services.runtime.links import link_refusal
 from services.runtime.secrets import KeyRing
 from services.runtime.service import Service
-from services.runtime.webhooks import DEFAULT_MAX_BYTES, remember, verified_request
+from services.runtime.webhooks import DEFAULT_MAX_BYTES, verified_request
 
-from . import domain
-from .jobs import outcome_envelope
-from .store import callbacks, jobs, seen_webhooks
+from . import commands
+from .store import callbacks, jobs
 
 
 class CallbackOut(BaseModel):
@@ -71,14 +63,6 @@ class JobOut(BaseModel):
     callbacks: list[CallbackRecord]
 
 
-async def _record(
-    conn: AsyncConnection, msg_id: str, job_id: UUID | None, outcome: str, payload: Any, now: datetime
-) -> None:
-    await conn.execute(
-        insert(callbacks).values(msg_id=msg_id, video_job_id=job_id, outcome=outcome, payload=payload, received_at=now)
-    )
-
-
 def build_router(
     service: Service,
     *,
@@ -104,70 +88,8 @@ def build_router(
         """The studio's signed render callback -> ``VideoGenerated`` or ``VideoFailed`` (once per job). A video
         link that is not https on an allowed host fails the job (``VideoFailed`` rejected): it is never sent."""
         hook, body = await verified_request(request, keys, now=wall.now(), tolerance_s=tolerance_s)
-        try:
-            payload = json.loads(body)
-            result = domain.parse_callback(payload)
-        except ValueError as exc:
-            raise Problem(422, "invalid_callback", str(exc)) from None
-        if result.kind == "completed" and result.video_url is not None:
-            refused = link_refusal(result.video_url, link_hosts)
-            if refused is not None:
-                result = replace(result, kind="failed", video_url=None, error=f"video link {refused}", rejected=True)
-        now = service.clock.now()
-        async with service.engine.begin() as conn:
-            if not await remember(conn, seen_webhooks, hook, wall.now()):
-                await _record(conn, hook.msg_id, result.external_id, "replay", payload, now)
-                return CallbackOut(outcome="replay", video_job_id=result.external_id)
-            cond = (
-                jobs.c.video_job_id == result.external_id
-                if result.external_id is not None
-                else jobs.c.provider_job_id == result.provider_job_id
-            )
-            job = (await conn.execute(select(jobs).where(cond).with_for_update())).first()
-            if job is None:
-                await _record(conn, hook.msg_id, None, "unknown_job", payload, now)
-                return CallbackOut(outcome="unknown_job", video_job_id=result.external_id)
-            decision = domain.callback_decision(job.status, job.failure_reason)
-            if decision != "accept":
-                await _record(conn, hook.msg_id, job.video_job_id, decision, payload, now)
-                return CallbackOut(outcome=decision, video_job_id=job.video_job_id)
-            event: Event
-            provider_id = job.provider_job_id or result.provider_job_id
-            if result.kind == "completed":
-                assert result.video_url is not None
-                values: dict[str, Any] = {
-                    "status": "generated",
-                    "video_url": result.video_url,
-                    "thumbnail_url": result.thumbnail_url,
-                }
-                event = VideoGenerated(
-                    lead_id=job.lead_id,
-                    campaign_id=job.campaign_id,
-                    video_job_id=job.video_job_id,
-                    video_url=result.video_url,
-                    thumbnail_url=result.thumbnail_url,
-                )
-                outcome = "generated"
-            else:
-                reason: Literal["provider_error", "rejected"] = "rejected" if result.rejected else "provider_error"
-                values = {"status": "failed", "failure_reason": reason, "failure_detail": result.error}
-                event = VideoFailed(
-                    lead_id=job.lead_id,
-                    campaign_id=job.campaign_id,
-                    video_job_id=job.video_job_id,
-                    reason=reason,
-                    detail=result.error,
-                )
-                outcome = "failed"
-            await conn.execute(
-                update(jobs)
-                .where(jobs.c.video_job_id == job.video_job_id)
-                .values(**values, provider_job_id=provider_id, completed_at=now)
-            )
-            await _record(conn, hook.msg_id, job.video_job_id, outcome, payload, now)
-            await service.emit(conn, [outcome_envelope(service, job, event)])
-        service.wake_relay()
-        return CallbackOut(outcome=outcome, video_job_id=job.video_job_id)
+        handled = await commands.handle_callback(service, hook, body, link_hosts=link_hosts, wall=wall)
+        return CallbackOut(outcome=handled.outcome, video_job_id=handled.video_job_id)
 
     @router.get("/jobs/{lead_id}", response_model=JobOut, responses=problems(404))
     async def job_status(lead_id: UUID, ws: ReadWorkspace, campaign_id: UUID | None = None) -> JobOut:

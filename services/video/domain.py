@@ -132,33 +132,44 @@ class CallbackResult:
     """The render finished but what it returned is refused (a video link we will not send)."""
 
 
+class CallbackError(ValueError):
+    """A malformed studio callback, and the fields (dotted paths in its JSON; ``body``: the whole of it) at fault."""
+
+    def __init__(self, message: str, *fields: str) -> None:
+        super().__init__(message)
+        self.fields = fields or ("body",)
+
+
 def parse_callback(payload: Any) -> CallbackResult:
     """Read a studio callback (``{"type": "video.completed"|"video.failed", "data": {...}}``).
 
-    Raises ValueError when it is malformed.
+    Raises :class:`CallbackError` (a ValueError) naming the field when it is malformed.
     """
     if not isinstance(payload, Mapping):
-        raise ValueError("callback body must be a JSON object")
+        raise CallbackError("callback body must be a JSON object", "body")
     kind = str(payload.get("type") or payload.get("event") or "")
     data = payload.get("data")
     if not isinstance(data, Mapping):
-        raise ValueError("callback has no 'data' object")
+        raise CallbackError("callback has no 'data' object", "data")
     provider_id = data.get("video_id") or data.get("id")
     if provider_id is not None and len(str(provider_id)) > ID_MAX:
-        raise ValueError(f"data.video_id is longer than {ID_MAX} characters")
+        raise CallbackError(f"data.video_id is longer than {ID_MAX} characters", "data.video_id")
     external = data.get("external_id") or data.get("callback_id")
     ext_uuid = None
     if external is not None:
         try:
             ext_uuid = UUID(str(external))
         except ValueError:
-            raise ValueError(f"data.external_id is not a UUID: {external!r}") from None
+            raise CallbackError(f"data.external_id is not a UUID: {external!r}", "data.external_id") from None
     if provider_id is None and ext_uuid is None:
-        raise ValueError("callback names no video (data.video_id or data.external_id)")
+        # Either names the video: both fields are reported, as the studio may send one or the other.
+        raise CallbackError(
+            "callback names no video (data.video_id or data.external_id)", "data.video_id", "data.external_id"
+        )
     if kind in {"video.completed", "video.succeeded", "video.done"}:
         url = data.get("download_url") or data.get("url") or data.get("video_url")
         if not url:
-            raise ValueError("completed callback has no data.download_url")
+            raise CallbackError("completed callback has no data.download_url", "data.download_url")
         thumbnail = _opt(data.get("thumbnail_url"))
         # A thumbnail the contract's VideoGenerated cannot carry (longer than a URL may be) is left out: the video
         # itself is fine, and refusing the callback would only make the studio send it again, for ever.
@@ -173,7 +184,7 @@ def parse_callback(payload: Any) -> CallbackResult:
         return CallbackResult(
             "failed", _opt(provider_id), ext_uuid, error=scrub(str(detail or "render failed"))[:DETAIL_MAX]
         )
-    raise ValueError(f"unknown callback type {kind!r}")
+    raise CallbackError(f"unknown callback type {kind!r}", "type")
 
 
 def _opt(value: Any) -> str | None:

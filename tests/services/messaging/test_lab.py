@@ -266,6 +266,7 @@ async def test_templates_and_strategy(lab: Any, topic_prefix: str) -> None:
     }
     r = await client.put(f"/v1/campaigns/{campaign}/strategy", json=new)
     assert r.status_code == 422 and r.json()["code"] == "unknown_template"
+    assert [e["field"] for e in r.json()["errors"]] == ["template"]  # named in errors, as every 422 does
     assert (await other.put(f"/v1/campaigns/{campaign}/strategy", json={**new, "template": None})).status_code == 404
     r = await client.put(f"/v1/campaigns/{campaign}/strategy", json={**new, "template": template["template_id"]})
     assert r.status_code == 200, r.text

@@ -126,3 +126,25 @@ async def test_bulk_approve_and_an_edit_checked_without_saving(lab: Any, topic_p
         f"/v1/campaigns/{campaign}/drafts/approve", json={"draft_ids": [str(uuid.uuid4()) for _ in range(501)]}
     )
     assert too_many.status_code == 422 and too_many.json()["errors"][0]["field"] == "draft_ids"
+
+
+async def test_an_unknown_step_channel_mode_or_template_is_a_422_naming_it(lab: Any) -> None:  # noqa: F811
+    """A step's unknown ``channel``, ``mode`` or ``template`` was silently ignored (the preview wrote something
+    else than the campaign would); like an unknown ``strategy.template`` it is a 422 naming the field's path."""
+    _, client, _ = lab
+    lead = {"full_name": "Bo Berg", "first_name": "Bo", "headline": "VP Sales at Dataforge"}
+    comment = {"id": "comment", "action": "comment", "needs_text": True, "channel": "comment", "mode": "draft"}
+    message = {"id": "message", "action": "message", "needs_text": True, "channel": "message"}
+    known = {"steps": [comment, {**message, "template": "hiring_manager"}], "leads": [lead]}
+    r = await client.post("/v1/previews", json=known)
+    assert r.status_code == 200, r.text
+    assert {s["step_id"]: s["template"] for s in r.json()["leads"][0]["steps"]}["message"] == "hiring_manager"
+    for steps, field, code in (
+        ([comment, {**message, "channel": "linkedin"}], "steps.1.channel", "invalid_request"),
+        ([{**comment, "mode": "manual"}, message], "steps.0.mode", "invalid_request"),
+        ([comment, {**message, "template": "nope"}], "steps.1.template", "unknown_template"),
+    ):
+        r = await client.post("/v1/previews", json={"steps": steps, "leads": [lead]})
+        assert r.status_code == 422, (field, r.status_code, r.text[:300])
+        problem = r.json()
+        assert problem["code"] == code and [e["field"] for e in problem["errors"]] == [field], problem

@@ -306,3 +306,29 @@ async def test_readyz_reports_a_stall_under_the_lag_threshold(
         await wait_for(lambda: consumer.applied >= len(log.envelopes), timeout_s=60, what="the rest applied")
     finally:
         await locker.close()
+
+
+async def test_an_unknown_filter_value_names_its_field_in_errors(
+    isolated: Isolated,  # noqa: F811 - the fixture imported above
+    start_service: StartService,
+) -> None:
+    """An unknown campaign ``state``, result ``status`` or series ``tz`` is a 422 whose ``errors`` name the field, as
+    every other invalid input's do (they named it only in ``detail``, so a client reading ``errors`` saw none)."""
+    settings = isolated.settings()
+    service = await start_service(build(settings, clock=FakeClock(EPOCH)))
+    token = await create_token(service.engine, "ws-1")
+    camp = uuid.uuid4()
+    transport = httpx.ASGITransport(app=service.app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
+        auth = {"Authorization": f"Bearer {token}"}
+        for path, field, value in (
+            ("/v1/campaigns", "state", "nope"),
+            (f"/v1/campaigns/{camp}/results", "status", "nope"),
+            (f"/v1/campaigns/{camp}/series", "tz", "Nowhere/Atlantis"),
+        ):
+            r = await http.get(path, params={field: value}, headers=auth)
+            assert r.status_code == 422, (field, r.status_code, r.text[:200])
+            problem = r.json()
+            assert problem["code"] == "invalid_request" and problem["detail"].startswith(f"{field}: "), problem
+            assert [e["field"] for e in problem["errors"]] == [field], problem
+            assert problem["errors"][0]["message"], problem

@@ -375,3 +375,37 @@ async def test_a_studio_s_oversized_words_are_kept_to_the_contract_s_bounds(
     assert vf.data.detail == "e" * 4000
     (vg,) = lead_events(records, l2, "video_generated.v1")
     assert vg.data.thumbnail_url is None
+
+
+async def test_a_malformed_callback_names_its_field_in_errors(make_settings: Any, start_service: Any) -> None:
+    """A malformed studio callback is a 422 ``invalid_callback`` whose ``errors`` name the field at fault, as every
+    other invalid input's do (it named it only in ``detail``); nothing is recorded for it."""
+    service = await start(make_settings, start_service, FakeClock())
+    job_id = str(uuid.uuid4())
+    cases: list[tuple[dict[str, Any] | bytes, list[str]]] = [
+        (b"not json", ["body"]),
+        (b"[1, 2]", ["body"]),
+        ({"type": "video.completed"}, ["data"]),
+        ({"type": "video.completed", "data": {}}, ["data.video_id", "data.external_id"]),
+        ({"type": "video.failed", "data": {"video_id": "v" * 201}}, ["data.video_id"]),
+        ({"type": "video.failed", "data": {"external_id": "not-a-uuid"}}, ["data.external_id"]),
+        ({"type": "video.completed", "data": {"external_id": job_id}}, ["data.download_url"]),
+        ({"type": "video.paused", "data": {"external_id": job_id}}, ["type"]),
+    ]
+    msg_ids = [f"msg_bad_{i}_{uuid.uuid4().hex}" for i in range(len(cases))]
+    async with api(service) as client:
+        for (payload, fields), msg_id in zip(cases, msg_ids, strict=True):
+            if isinstance(payload, bytes):
+                body = payload
+                headers = {"content-type": "application/json", **signed_headers(SECRET, msg_id, int(time.time()), body)}
+            else:
+                body, headers = signed(SECRET, payload, msg_id=msg_id)
+            r = await client.post("/v1/video/callback", content=body, headers=headers)
+            assert r.status_code == 422, (payload, r.status_code, r.text[:200])
+            problem = r.json()
+            assert problem["code"] == "invalid_callback", problem
+            assert [e["field"] for e in problem["errors"]] == fields, (payload, problem)
+            assert all(e["message"] == problem["detail"] for e in problem["errors"]), problem
+    async with service.engine.connect() as conn:
+        for table in (callbacks, seen_webhooks):
+            assert await conn.scalar(select(func.count()).select_from(table).where(table.c.msg_id.in_(msg_ids))) == 0
