@@ -17,7 +17,10 @@ PROBLEM_JSON = "application/problem+json"
 
 class Problem(Exception):
     """An HTTP error with a stable code; raise it from routes and domain adapters. ``extra`` goes into the
-    body, ``headers`` (e.g. ``Retry-After``) onto the response."""
+    body, ``headers`` (e.g. ``Retry-After``) onto the response.
+
+    A problem that names a ``field`` also lists it in ``errors`` (``[{"field", "message"}]``, the shape of every
+    validation error) when it has no list of its own: clients read one place for the fields at fault."""
 
     def __init__(
         self, status: int, code: str, detail: str, *, headers: dict[str, str] | None = None, **extra: Any
@@ -27,6 +30,10 @@ class Problem(Exception):
         self.code = code
         self.detail = detail
         self.headers = headers or {}
+        field = extra.get("field")
+        if isinstance(field, str) and "errors" not in extra:
+            message = detail.removeprefix(f"{field}: ") or detail
+            extra["errors"] = [{"field": field, "message": message}]
         self.extra = extra
 
 

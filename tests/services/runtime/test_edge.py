@@ -11,7 +11,7 @@ from fastapi import FastAPI, Request
 from pydantic import BaseModel, Field, model_validator
 
 from services.runtime.edge import InputGuard
-from services.runtime.errors import install_problem_handlers
+from services.runtime.errors import Problem, install_problem_handlers
 from tests.services.runtime.conftest import Probe
 
 LIMIT = 1_048_576
@@ -174,3 +174,13 @@ async def test_a_validator_s_message_reaches_the_caller_in_its_own_words() -> No
         {"field": "account_ids", "message": "at least one is needed"},
         {"field": "note", "message": "must not be empty"},
     ]
+
+
+def test_a_problem_naming_a_field_lists_it_in_errors() -> None:
+    """Clients read the fields at fault from ``errors``; a problem raised with only ``field=`` lists it there too
+    (its message without the detail's "field: " prefix), and one with its own list keeps it."""
+    named = Problem(422, "invalid_file", "file: is not UTF-8 text", field="file")
+    assert named.extra["errors"] == [{"field": "file", "message": "is not UTF-8 text"}]
+    own = Problem(422, "unknown_template", "template: none", field="template", errors=[{"field": "t", "message": "m"}])
+    assert own.extra["errors"] == [{"field": "t", "message": "m"}]
+    assert "errors" not in Problem(409, "search_finished", "search already finished").extra
