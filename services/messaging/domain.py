@@ -349,6 +349,13 @@ def _age(on: date | None, today: date) -> int | None:
     return days if days >= 0 else None
 
 
+def days_ago(days: int) -> str:
+    """An age in a hook's words: "today", "1 day ago", "12 days ago"."""
+    if days == 0:
+        return "today"
+    return f"{days} day ago" if days == 1 else f"{days} days ago"
+
+
 def _topic_of(post: Post) -> str:
     if post.topic:
         return post.topic
@@ -387,7 +394,7 @@ def choose_hook(profile: LeadProfileEnriched | None, today: date, windows: HookW
         kind = post.kind
         return HookChoice(
             "recent_post",
-            f"{kind} on '{topic}' ({age} days ago)",
+            f"{kind} on '{topic}' ({days_ago(age)})",
             f"most recent {kind} within the {windows.post_days}-day window; a topic they chose to talk about publicly",
             topic=topic,
             excerpt=_excerpt(post.text),
@@ -411,11 +418,11 @@ def choose_hook(profile: LeadProfileEnriched | None, today: date, windows: HookW
             prev = earlier[0] if earlier else None
             if prev is not None and prev.company.strip().lower() == pos.company.strip().lower():
                 move = "promotion"
-                detail = f"new role as {pos.title} at {pos.company} ({started} days ago, was {prev.title})"
+                detail = f"new role as {pos.title} at {pos.company} ({days_ago(started)}, was {prev.title})"
             else:
                 move = "company_change"
                 was = f", was {prev.title} at {prev.company}" if prev else ""
-                detail = f"joined {pos.company} as {pos.title} ({started} days ago{was})"
+                detail = f"joined {pos.company} as {pos.title} ({days_ago(started)}{was})"
             return HookChoice(
                 "career_move",
                 detail,
@@ -427,7 +434,7 @@ def choose_hook(profile: LeadProfileEnriched | None, today: date, windows: HookW
                 move=move,
                 age_days=started,
             )
-        notes.append(f"current role started {started} days ago" if started is not None else "no dated current role")
+        notes.append(f"current role started {days_ago(started)}" if started is not None else "no dated current role")
     else:
         notes.append("no current position listed")
 
@@ -438,7 +445,7 @@ def choose_hook(profile: LeadProfileEnriched | None, today: date, windows: HookW
         milestone, m_age = recent[0]
         return HookChoice(
             "company_milestone",
-            f"{milestone.kind}: {milestone.detail} ({m_age} days ago)",
+            f"{milestone.kind}: {milestone.detail} ({days_ago(m_age)})",
             f"company {milestone.kind} within the {windows.milestone_days}-day window; " + "; ".join(notes),
             company=profile.company_name,
             excerpt=milestone.detail,
@@ -468,7 +475,7 @@ def matched_post_hook(post: Post, language: str, matched: Sequence[str], today: 
     because it is why this lead is being written to now."""
     topic = post.topic or _topic_of(post)
     age = _age(post.posted_on, today)
-    when = f" ({age} days ago)" if age is not None else ""
+    when = f" ({days_ago(age)})" if age is not None else ""
     said = ", ".join(repr(m) for m in matched[:3]) or "its keywords"
     return HookChoice(
         "recent_post",
@@ -496,7 +503,7 @@ def comment_hook(post: Post, today: date) -> HookChoice:
     """The hook of a comment: the post it answers (whatever its age: a comment needs a post, not news)."""
     topic = _topic_of(post)
     age = _age(post.posted_on, today)
-    when = f" ({age} days ago)" if age is not None else ""
+    when = f" ({days_ago(age)})" if age is not None else ""
     return HookChoice(
         "recent_post",
         f"{post.kind} on '{topic}'{when}",

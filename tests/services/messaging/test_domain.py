@@ -345,3 +345,7 @@ def test_review_mode() -> None:
     assert not d.needs_review(d.StepSpec("m", Channel.message), auto)
     assert d.needs_review(d.StepSpec("c", Channel.comment, review="draft"), auto)
     assert not d.needs_review(d.StepSpec("c", Channel.comment, review="auto"), reviewed)
+
+
+def test_a_hook_s_age_reads_as_words() -> None:
+    assert [d.days_ago(n) for n in (0, 1, 2, 30)] == ["today", "1 day ago", "2 days ago", "30 days ago"]

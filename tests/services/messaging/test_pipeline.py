@@ -181,7 +181,7 @@ async def test_a_lead_found_by_a_posts_watch_is_written_to_on_the_post_that_matc
     assert "struggling with outbound" in message.text
     comment = drafts[(watched, "comment")]
     assert (
-        comment.hook.detail == "post on 'struggling with outbound' (1 days ago)"
+        comment.hook.detail == "post on 'struggling with outbound' (1 day ago)"
     )  # the matched post, not the older one
     # A lead without a matched post keeps the profile's hook.
     assert "outbound pipeline" in drafts[(other, "message")].hook.detail
