@@ -4,18 +4,24 @@ Healthy statuses (ok, reconnected, sync_success, running, connected) let an acco
 reconnect-required ones (credentials, disconnected, auth_required, sleeping) open an incident: the
 account's campaign workers pause (a campaign with no worker left pauses), and one reconnect email is
 sent per account per incident. When the account is healthy again, they resume.
+
+:class:`AccountCommands` are the account API's writes (connect, verify, confirm, the provider's callback and
+status webhook, refresh, delete): the routes in ``api_accounts.py`` parse the request and shape the answer.
 """
 
 from __future__ import annotations
 
 import logging
+import uuid
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, Final
 from uuid import UUID
 
 from leadstream_schemas import (
     HEALTHY_STATUSES,
     AccountConnected,
+    AccountConnectionRequested,
     AccountDeleted,
     AccountStatusChanged,
     CampaignNeedsReview,
@@ -27,10 +33,20 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from services.runtime.errors import Problem
+from services.runtime.providers import ProviderError
+from services.runtime.webhooks import VerifiedWebhook
+
 from . import lifecycle as lc
-from .adapters import EmailMessage, EmailSender
-from .emit import Emitter
+from .adapters import EmailMessage, EmailSender, SenderVerification
+from .domain.compliance import normalise_email
+from .emit import Emitter, RootEmitter
+from .models import AccountCallbackIn, AccountIn, AccountStatusHookIn, WebhookAck
+from .problems import invalid, not_found
 from .store import accounts, campaign_workers, campaigns, reconnect_emails
+
+if TYPE_CHECKING:  # the context holds this module's AccountStatus
+    from .context import OutreachContext
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +61,13 @@ ALIASES = {
     "checkpoint": "auth_required",
 }
 ACCOUNT_PAUSE = "account_reconnect_required"
+# An email sender's statuses while the email provider verifies it (senders.py).
+PENDING: Final = "pending"
+CONNECTED: Final = "connected"
+FAILED: Final = "verification_failed"
+# Callback statuses: a hosted connection (or a sender verification) completed, or a sender verification failed.
+CONNECTED_STATUSES = ("creation_success", "reconnected", "ok", "connected", "verified")
+SENDER_FAILED_STATUSES = ("failed", "rejected", "expired", "verification_failed")
 
 
 def normalise_status(raw: str) -> str | None:
@@ -267,3 +290,320 @@ class AccountStatus:
                     .values(state="needs_review", message=message, updated_at=now)
                 )
                 em.emit(CampaignNeedsReview(campaign_id=campaign.campaign_id, message=message))
+
+
+@dataclass(frozen=True)
+class Connection:
+    """What connecting an account did: the stored row, the hosted authorisation link (a LinkedIn account not
+    connected at once) and whether it waits for its owner (the user's hosted sign-in, or the sender's confirmation).
+    """
+
+    row: Row[Any]
+    auth_url: str | None
+    pending: bool
+
+
+class AccountCommands:
+    """The account API's writes, each in the one transaction its route had; the provider is asked outside it."""
+
+    def __init__(self, ctx: OutreachContext) -> None:
+        self.ctx = ctx
+        self.service = ctx.service
+
+    def callback_url(self) -> str:
+        """Where the providers call back when a hosted connection or a sender verification finishes."""
+        return f"{self.ctx.settings.base_url()}/v1/accounts/callback"
+
+    def _wake(self) -> None:
+        # The relay publishes the events just committed; the runner takes up campaigns a status change resumed.
+        self.service.wake_relay()
+        self.ctx.runner.wake()
+
+    # -- connect and verify ---------------------------------------------------------------------------------------
+
+    async def connect(self, workspace_id: str, body: AccountIn) -> Connection:
+        """Connect an account: at once in simulated mode (unless ``hosted``), else pending behind a hosted
+        authorisation link; an email sender as the email provider first answers (see :mod:`.senders`)."""
+        ctx, service = self.ctx, self.service
+        now = service.clock.now()
+        account_id = uuid.uuid4()
+        sender = normalise_email(body.sender_email) if body.provider == "email" else None
+        verdict = None
+        if sender is not None:
+            verdict = await self._ask_provider(account_id, sender, now)
+            immediate = verdict.status == "verified"
+        else:
+            immediate = ctx.simulated and not body.hosted
+        auth_url = None
+        if not immediate and body.provider == "linkedin":
+            auth_url = await ctx.linkedin.hosted_auth_link(
+                str(account_id), self.callback_url(), now, return_url=body.return_url
+            )
+        async with service.engine.begin() as conn:
+            await conn.execute(
+                insert(accounts).values(
+                    account_id=account_id,
+                    workspace_id=workspace_id,
+                    provider=body.provider,
+                    display_name=body.display_name,
+                    status="connected" if immediate else "pending",
+                    healthy=immediate,
+                    sender_email=sender,
+                    sender_email_verified=immediate and body.provider == "email",
+                    notify_email=body.notify_email,
+                    provider_account_id=f"sim-{account_id}" if immediate else None,
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
+            em = RootEmitter(service, workspace_id)
+            em.emit(AccountConnectionRequested(account_id=account_id, provider=body.provider))
+            if immediate:
+                em.emit(
+                    AccountConnected(
+                        account_id=account_id,
+                        provider=body.provider,
+                        display_name=body.display_name,
+                        sender_email_verified=body.provider == "email",
+                    )
+                )
+            if verdict is not None and not immediate:
+                await ctx.senders.started(conn, em, await _row(conn, account_id), verdict, now)
+            elif verdict is not None:
+                await _note_request(conn, account_id, verdict.sender_id, None, now)
+            await em.flush(conn)
+            row = await _row(conn, account_id)
+        if sender is not None and not immediate:
+            row = await self._link_sent(account_id, sender, row)
+        self._wake()
+        return Connection(row=row, auth_url=auth_url, pending=not immediate)
+
+    async def verify_again(self, workspace_id: str, account_id: UUID) -> tuple[Row[Any], bool]:
+        """Ask the email provider to verify a pending or failed sender again: its row, and whether the provider
+        verified it at once (404 for no such sender, 409 for one in another state)."""
+        ctx, service = self.ctx, self.service
+        now = service.clock.now()
+        async with service.engine.connect() as conn:
+            row = await account_row(conn, account_id, workspace_id)
+        if row is None or row.provider != "email":
+            raise not_found("email sender", account_id)
+        if row.status not in (PENDING, FAILED):
+            raise Problem(
+                409, "invalid_state", f"the sender is {row.status}; only a pending or failed one is asked again"
+            )
+        verdict = await self._ask_provider(account_id, row.sender_email, now)
+        async with service.engine.begin() as conn:
+            account = await lock_account(conn, account_id, workspace_id)
+            if account is None:
+                raise not_found("email sender", account_id)
+            await conn.execute(
+                update(accounts).where(accounts.c.account_id == account_id).values(status=PENDING, updated_at=now)
+            )
+            em = RootEmitter(service, workspace_id)
+            await ctx.senders.started(conn, em, await _row(conn, account_id), verdict, now)
+            await em.flush(conn)
+            row = await _row(conn, account_id)
+        verified = verdict.status == "verified"
+        if not verified:
+            row = await self._link_sent(account_id, row.sender_email, row)
+        self._wake()
+        return row, verified
+
+    async def confirm(self, account_id: UUID, token: str) -> Row[Any]:
+        """Outreach's confirmation link opened by the sender address's owner: the sender is verified (403 for a
+        link not made for it, 409 for a sender no longer waiting for it). The account row as it was locked."""
+        ctx, service = self.ctx, self.service
+        now = service.clock.now()
+        async with service.engine.begin() as conn:
+            account = await lock_account(conn, account_id)
+            if account is None or account.provider != "email" or not account.sender_email:
+                raise not_found("email sender", account_id)
+            if not ctx.senders.link_is_valid(account_id, account.sender_email, token):
+                raise Problem(403, "invalid_link", "this confirmation link is not valid for this sender")
+            if account.status not in (PENDING, "connected"):
+                raise Problem(409, "invalid_state", f"the sender is {account.status}: ask for a new link")
+            em = RootEmitter(service, account.workspace_id)
+            await ctx.senders.verified(conn, em, account, now)
+            await em.flush(conn)
+        service.wake_relay()
+        return account
+
+    async def _ask_provider(self, account_id: UUID, sender: str, now: datetime) -> SenderVerification:
+        """The email provider's first word on a new sender: a 422 naming sender_email when it refuses the address,
+        a 503 when it cannot be asked now (nothing is stored either way)."""
+        try:
+            verdict = await self.ctx.senders.ask(account_id, sender, now)
+        except ProviderError as exc:
+            if not exc.transient:
+                raise invalid("sender_email", f"the email provider refused to verify {sender}: {exc}") from None
+            raise Problem(503, "provider_unavailable", f"the email provider cannot be asked now: {exc}") from None
+        if verdict.status == "failed":
+            raise invalid("sender_email", f"the email provider cannot verify {sender}: {verdict.detail or 'refused'}")
+        return verdict
+
+    async def _link_sent(self, account_id: UUID, sender: str, row: Row[Any]) -> Row[Any]:
+        """Outreach's own confirmation link for a provider without verification (after the account is stored)."""
+        detail = await self.ctx.senders.send_link(account_id, sender)
+        if detail is None:
+            return row
+        async with self.service.engine.begin() as conn:
+            await conn.execute(
+                update(accounts).where(accounts.c.account_id == account_id).values(verification_detail=detail)
+            )
+            return await _row(conn, account_id)
+
+    # -- the providers' callback and status webhook ---------------------------------------------------------------
+
+    async def callback(self, hook: VerifiedWebhook, provider: str, body: AccountCallbackIn) -> WebhookAck:
+        """A signed callback of ``provider``: a hosted connection finished (or a reconnect), or a sender's
+        verification did. A replayed delivery changes nothing; each provider completes only its own accounts."""
+        ctx, service = self.ctx, self.service
+        ours = body.name or body.account_ref or ""
+        now = service.clock.now()
+        async with service.engine.begin() as conn:
+            if not await ctx.first_delivery(conn, hook):
+                return WebhookAck(status="duplicate")
+            try:
+                account = await lock_account(conn, UUID(ours))
+            except ValueError:
+                account = None
+            if account is None or account.provider != provider:
+                raise not_found("account", ours or "(no name)")
+            status = (body.status or "").lower()
+            if account.provider == "email":
+                sender = await self._sender_callback(conn, account, status, body, now)
+            elif status not in CONNECTED_STATUSES:
+                raise invalid("status", f"{body.status!r} does not complete a connection")
+            else:
+                sender = None
+                em = RootEmitter(service, account.workspace_id)
+                if account.status == "pending":
+                    await complete_connection(conn, em, account, body.account_id or None, now)
+                else:  # a reconnect through the hosted page: the account is healthy again and its campaigns resume
+                    await ctx.account_status.apply(conn, em, account, "reconnected", now)
+                await em.flush(conn)
+        if sender is not None:
+            # Once committed: woken before, the relay found nothing yet and published on its next poll.
+            service.wake_relay()
+            return sender
+        self._wake()
+        return WebhookAck(status="connected", account_id=account.account_id)
+
+    async def _sender_callback(
+        self, conn: AsyncConnection, account: Row[Any], status: str, body: AccountCallbackIn, now: datetime
+    ) -> WebhookAck:
+        """The email provider's word on a sender it was asked to verify: verified, or failed (with its reason)."""
+        em = RootEmitter(self.service, account.workspace_id)
+        if status in CONNECTED_STATUSES:
+            await self.ctx.senders.verified(conn, em, account, now)
+            outcome = "verified"
+        elif status in SENDER_FAILED_STATUSES:
+            reason = (body.detail or body.reason or f"the provider answered {status}")[:300]
+            await self.ctx.senders.failed(conn, em, account, reason, now)
+            outcome = FAILED
+        else:
+            raise invalid("status", f"{body.status!r} neither verifies nor refuses a sender")
+        await em.flush(conn)
+        return WebhookAck(status=outcome, account_id=account.account_id)
+
+    async def status_changed(self, hook: VerifiedWebhook, body: AccountStatusHookIn) -> WebhookAck:
+        """The LinkedIn provider's signed word on an account's status, applied (a 422 for a status we do not
+        know, a 404 for an account we do not; a replayed delivery changes nothing)."""
+        ctx, service = self.ctx, self.service
+        inner = body.inner
+        raw_status = inner.status or inner.message or ""
+        status = normalise_status(raw_status)
+        if status is None:
+            raise invalid(
+                "status",
+                f"unknown account status {raw_status!r}; one of ok, reconnected, sync_success, running, connected, "
+                "credentials, disconnected, auth_required, sleeping",
+            )
+        async with service.engine.begin() as conn:
+            if not await ctx.first_delivery(conn, hook):
+                return WebhookAck(status="duplicate")
+            account = await find_account(conn, inner.account_id)
+            if account is None:
+                raise not_found("account", inner.account_id)
+            em = RootEmitter(service, account.workspace_id)
+            changed = await ctx.account_status.apply(conn, em, account, status, service.clock.now())
+            await em.flush(conn)
+        self._wake()
+        return WebhookAck(status=status, changed=changed, account_id=account.account_id)
+
+    # -- refresh and delete ---------------------------------------------------------------------------------------
+
+    async def refresh(self, workspace_id: str, account_id: UUID) -> Row[Any]:
+        """Ask the provider for the account's status now and apply it: the account's row after (404 when none)."""
+        ctx, service = self.ctx, self.service
+        async with service.engine.connect() as conn:
+            row = await account_row(conn, account_id, workspace_id)
+        if row is None:
+            raise not_found("account", account_id)
+        if row.provider == "email":
+            return await self._refresh_sender(workspace_id, account_id)
+        raw = await ctx.linkedin.account_status(str(account_id), row.provider_account_id)
+        status = normalise_status(raw)
+        async with service.engine.begin() as conn:
+            account = await lock_account(conn, account_id, workspace_id)
+            if account is None:
+                raise not_found("account", account_id)
+            em = RootEmitter(service, workspace_id)
+            now = service.clock.now()
+            if account.status == "pending":
+                # "Check again": the provider finished the hosted connection but its callback has not come.
+                if status in HEALTHY_STATUSES:
+                    await complete_connection(conn, em, account, row.provider_account_id, now)
+            elif status is not None:
+                await ctx.account_status.apply(conn, em, account, status, now)
+            await em.flush(conn)
+            row = await _row(conn, account_id)
+        self._wake()
+        return row
+
+    async def _refresh_sender(self, workspace_id: str, account_id: UUID) -> Row[Any]:
+        """Ask the email provider about a pending sender now (the check timer would, later)."""
+        service = self.service
+        async with service.engine.begin() as conn:
+            account = await lock_account(conn, account_id, workspace_id)
+            if account is None:
+                raise not_found("account", account_id)
+            if account.status == PENDING:
+                em = RootEmitter(service, workspace_id)
+                await self.ctx.senders.check(conn, em, account, service.clock.now())
+                await em.flush(conn)
+            row = await _row(conn, account_id)
+        service.wake_relay()
+        return row
+
+    async def delete(self, workspace_id: str, account_id: UUID) -> None:
+        """Delete an account (404 when none); campaigns left without an account need review."""
+        service = self.service
+        async with service.engine.begin() as conn:
+            account = await lock_account(conn, account_id, workspace_id)
+            if account is None:
+                raise not_found("account", account_id)
+            em = RootEmitter(service, workspace_id)
+            await self.ctx.account_status.delete(conn, em, account, service.clock.now())
+            await em.flush(conn)
+        service.wake_relay()
+
+
+async def _row(conn: AsyncConnection, account_id: UUID) -> Row[Any]:
+    return (await conn.execute(select(accounts).where(accounts.c.account_id == account_id))).one()
+
+
+async def _note_request(
+    conn: AsyncConnection, account_id: UUID, sender_id: str | None, detail: str | None, now: datetime
+) -> None:
+    """When a sender verified at once was asked for (and the provider's id of it)."""
+    await conn.execute(
+        update(accounts)
+        .where(accounts.c.account_id == account_id)
+        .values(
+            provider_account_id=sender_id,
+            verification_requested_at=now,
+            verification_checked_at=now,
+            verification_detail=detail,
+        )
+    )

@@ -4,7 +4,7 @@ The unsubscribe link needs no API token: it carries an HMAC token binding worksp
 ``LEADSTREAM_UNSUBSCRIBE_SECRET``). ``GET`` (a person clicking the link, or a mail scanner following it)
 only shows a confirmation page whose button POSTs; ``POST`` (that button, or the RFC 8058 one-click POST a
 mail client sends with ``List-Unsubscribe=One-Click``) unsubscribes: it emits ``LeadUnsubscribed`` once and
-suppresses the lead (and its address) on every channel.
+suppresses the lead (and its address) on every channel. The writes are :class:`~.compliance.ComplianceCommands`.
 """
 
 from __future__ import annotations
@@ -16,24 +16,19 @@ from uuid import UUID
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import HTMLResponse
-from leadstream_schemas import LeadUnsubscribed
 from pydantic import BaseModel
-from sqlalchemy import delete, select, tuple_
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import select, tuple_
 
 from services.runtime.auth import AdminWorkspace, ReadWorkspace, WriteWorkspace, public
 from services.runtime.errors import Problem, problems
 from services.runtime.pagination import After, Limit, Page, decode_cursor, encode_cursor
 from services.runtime.webhooks import check_link_token
 
-from . import lifecycle as lc
+from .compliance import ComplianceCommands
 from .context import OutreachContext
-from .domain.compliance import normalise_block_value, normalise_email
-from .emit import RootEmitter
 from .erasure import erase_lead
 from .models import BlockIn, BlockKind, SuppressionIn
-from .problems import invalid, not_found
-from .store import blocklist, leads, suppressions
+from .store import blocklist, suppressions
 
 LinkWorkspace = Annotated[str, Query(min_length=1, max_length=200)]
 LinkLead = Annotated[str, Query(min_length=1, max_length=64)]
@@ -92,6 +87,7 @@ def compliance_router(ctx: OutreachContext) -> APIRouter:
     """The compliance routes bound to ``ctx``."""
     r = APIRouter(tags=["compliance"])
     service = ctx.service
+    commands = ComplianceCommands(service)
 
     @r.get("/v1/blocklist", response_model=Page[BlockOut])
     async def list_blocklist(ws: ReadWorkspace, limit: Limit = 50, after: After = None) -> Page[BlockOut]:
@@ -108,16 +104,7 @@ def compliance_router(ctx: OutreachContext) -> APIRouter:
     @r.post("/v1/blocklist", status_code=201)
     async def add_block(body: BlockIn, ws: WriteWorkspace) -> dict[str, str]:
         """Block a domain, an email or a profile URL; checked before every send."""
-        value = normalise_block_value(body.kind, body.value)
-        if not value:
-            raise invalid("value", "not a usable domain, email or profile URL")
-        async with service.engine.begin() as conn:
-            await conn.execute(
-                insert(blocklist)
-                .values(workspace_id=ws, kind=body.kind, value=value, created_at=service.clock.now())
-                .on_conflict_do_nothing()
-            )
-        return {"kind": body.kind, "value": value}
+        return {"kind": body.kind, "value": await commands.block(ws, body)}
 
     @r.delete("/v1/blocklist", status_code=204)
     async def remove_block(
@@ -126,16 +113,7 @@ def compliance_router(ctx: OutreachContext) -> APIRouter:
         value: Annotated[str, Query(max_length=2048)],
     ) -> Response:
         """Unblock an entry (``?kind=domain&value=acme.com``)."""
-        async with service.engine.begin() as conn:
-            result = await conn.execute(
-                delete(blocklist).where(
-                    blocklist.c.workspace_id == ws,
-                    blocklist.c.kind == kind,
-                    blocklist.c.value == normalise_block_value(kind, value),
-                )
-            )
-        if not result.rowcount:
-            raise not_found("blocklist entry", f"{kind} {value}")
+        await commands.unblock(ws, kind, value)
         return Response(status_code=204)
 
     @r.get("/v1/suppressions", response_model=Page[SuppressionOut])
@@ -153,44 +131,7 @@ def compliance_router(ctx: OutreachContext) -> APIRouter:
     @r.post("/v1/suppressions", status_code=201)
     async def add_suppression(body: SuppressionIn, ws: WriteWorkspace) -> dict[str, str]:
         """Suppress a lead (every channel) or an address."""
-        value = body.value.strip()
-        if body.kind == "email":
-            value = normalise_email(value) or ""
-            if not value:
-                raise invalid("value", "not an email address")
-        else:
-            try:
-                value = str(UUID(value))
-            except ValueError:
-                raise invalid("value", "a lead id (UUID)") from None
-        async with service.engine.begin() as conn:
-            await lc.suppress(conn, ws, body.kind, value, body.reason, service.clock.now())
-        return {"kind": body.kind, "value": value, "reason": body.reason}
-
-    async def unsubscribe(w: str, lead: str, token: str, via: str) -> bool:
-        lead_id = _checked_link(w, lead, token)
-        now = service.clock.now()
-        async with service.engine.begin() as conn:
-            before = await conn.scalar(
-                select(suppressions.c.reason).where(
-                    suppressions.c.workspace_id == w,
-                    suppressions.c.kind == "lead",
-                    suppressions.c.value == str(lead_id),
-                )
-            )
-            await lc.suppress(conn, w, "lead", str(lead_id), "unsubscribed", now)
-            email = await conn.scalar(
-                select(leads.c.email).where(leads.c.workspace_id == w, leads.c.lead_id == lead_id)
-            )
-            if email:
-                await lc.suppress(conn, w, "email", email, "unsubscribed", now)
-            if before == "unsubscribed":
-                return False
-            em = RootEmitter(service, w)
-            em.emit(LeadUnsubscribed(lead_id=lead_id, via=via), f"unsubscribed:{w}:{lead_id}")
-            await em.flush(conn)
-        service.wake_relay()
-        return True
+        return {"kind": body.kind, "value": await commands.suppress(ws, body), "reason": body.reason}
 
     def _checked_link(w: str, lead: str, token: str) -> UUID:
         try:
@@ -219,7 +160,8 @@ def compliance_router(ctx: OutreachContext) -> APIRouter:
         the button of the confirmation page. HTML for a browser, JSON otherwise."""
         body = await request.body()  # capped at the edge (limit_body above)
         one_click = b"list-unsubscribe=one-click" in body.lower()
-        first = await unsubscribe(w, l, t, "one_click" if one_click else "link")
+        lead_id = _checked_link(w, l, t)
+        first = await commands.unsubscribe(w, lead_id, "one_click" if one_click else "link")
         if "text/html" in request.headers.get("accept", ""):
             return _page(
                 "Unsubscribed", "<p>You are unsubscribed and will not be contacted again.</p>", status_code=200

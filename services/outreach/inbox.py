@@ -1,5 +1,6 @@
-"""Replies from every channel: the SMTP mailbox read over IMAP, and LinkedIn accounts' provider inboxes polled
-where the provider sends no webhooks.
+"""Replies from every channel: the SMTP mailbox read over IMAP, LinkedIn accounts' provider inboxes polled
+where the provider sends no webhooks, the providers' signed webhooks (:class:`ProviderEvents`, the commands behind
+``api_webhooks.py``: replies, acceptances, bounces and complaints) and replies recorded by hand.
 
 Each inbox is an ``inbox_cursors`` row on the runtime's durable-timer loop (one claim loop, any number of
 replicas): ``imap`` (the mailbox of ``LEADSTREAM_REPLY_INBOX=imap``), ``linkedin:<account>`` per LinkedIn account
@@ -25,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from sqlalchemy import Select, delete, func, literal, or_, select, update
@@ -36,16 +37,23 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from services.runtime.faults import Backoff
 from services.runtime.service import Service
 from services.runtime.timers import DurableTimers, Failure, Schedule
+from services.runtime.webhooks import VerifiedWebhook
 
 from . import lifecycle as lc
+from .accounts import find_account
 from .adapters import InboundMessage, LinkedInInbox, LinkedInProvider
 from .adapters.imap import ImapMailbox
 from .domain.compliance import normalise_email, normalise_profile_url
 from .domain.inbound import InboundEmail, parse_email
 from .domain.replies import is_out_of_office
 from .emit import RootEmitter
+from .models import EmailHookIn, LinkedInHookIn, SimulatedReplyIn, WebhookAck
+from .problems import invalid, not_found
 from .settings import OutreachSettings
-from .store import COUNTED_STATES, accounts, inbox_cursors, inbox_messages, leads, sends
+from .store import COUNTED_STATES, accounts, campaigns, enrollments, inbox_cursors, inbox_messages, leads, sends
+
+if TYPE_CHECKING:  # the context is built from modules this one's poller sits beside
+    from .context import OutreachContext
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +62,8 @@ NEVER = datetime(1970, 1, 1, tzinfo=UTC)
 OVERLAP = timedelta(minutes=1)
 KEEP_MESSAGES = timedelta(days=30)
 IDLE_S = 25 * 60  # IMAP servers drop an IDLE after 30 minutes
+ACCEPT_EVENTS = {"new_relation", "invite_accepted", "invitation_accepted", "accepted"}
+REPLY_EVENTS = {"message_received", "reply", "replied"}
 
 
 def mailbox_of(settings: OutreachSettings) -> ImapMailbox | None:
@@ -317,21 +327,18 @@ class InboxPoller:
         text: str,
         ooo: bool,
     ) -> None:
-        em = RootEmitter(self.service, workspace)
-        await lc.apply_reply(
+        await record_reply(
             conn,
-            em,
+            self.service,
             workspace,
             lead_id,
             channel=channel,
+            key=f"inbox:{key}",
             received_at=received,
             now=now,
-            key=f"inbox:{key}",
-            excerpt=text[:280] or None,
-            out_of_office=ooo,
             text=text,
+            out_of_office=ooo,
         )
-        await em.flush(conn)
 
     # -- IMAP IDLE --------------------------------------------------------------------------------------------
 
@@ -430,3 +437,224 @@ async def match_email(conn: AsyncConnection, mail: InboundEmail) -> tuple[str, U
         best = max(pool, key=lambda r: r.emailed or NEVER)
         return best.workspace_id, best.lead_id
     return "unmatched"
+
+
+async def record_reply(
+    conn: AsyncConnection,
+    service: Service,
+    workspace_id: str,
+    lead_id: UUID,
+    *,
+    channel: str,
+    key: str,
+    received_at: datetime,
+    now: datetime,
+    text: str | None,
+    out_of_office: bool,
+) -> list[UUID]:
+    """Apply a reply (or an out-of-office answer) to the lead in the caller's transaction, its events in the
+    outbox (:func:`.lifecycle.apply_reply`); the campaigns the lead was active in. ``key`` names the message, so
+    that the same one applied again emits the same events."""
+    em = RootEmitter(service, workspace_id)
+    done = await lc.apply_reply(
+        conn,
+        em,
+        workspace_id,
+        lead_id,
+        channel=channel,
+        received_at=received_at,
+        now=now,
+        key=key,
+        excerpt=(text or "")[:280] or None,
+        out_of_office=out_of_office,
+        text=text,
+    )
+    await em.flush(conn)
+    return done
+
+
+async def lead_of(
+    conn: AsyncConnection, workspace: str, *, lead: str | None = None, url: str | None = None, email: str | None = None
+) -> UUID | None:
+    """The lead a webhook is about, in ``workspace`` only: by ``lead`` (its id), LinkedIn profile URL or email.
+
+    A ``lead_id`` of another workspace is not found: a provider account of workspace A cannot stop, or mark
+    as accepted, a lead of workspace B.
+    """
+    if lead:
+        try:
+            lead_id = UUID(lead)
+        except ValueError:
+            return None
+        found = await conn.scalar(
+            select(leads.c.lead_id).where(leads.c.workspace_id == workspace, leads.c.lead_id == lead_id)
+        )
+        return UUID(str(found)) if found is not None else None
+    url = normalise_profile_url(url)
+    email = normalise_email(email)
+    if url:
+        by_url = await conn.scalar(
+            select(leads.c.lead_id).where(leads.c.workspace_id == workspace, leads.c.profile_key == url).limit(1)
+        )
+        if by_url is not None:
+            return UUID(str(by_url))
+    if email:
+        by_email = await conn.scalar(
+            select(leads.c.lead_id).where(leads.c.workspace_id == workspace, leads.c.email == email).limit(1)
+        )
+        if by_email is not None:
+            return UUID(str(by_email))
+    return None
+
+
+class ProviderEvents:
+    """The providers' signed webhooks (read and verified by ``api_webhooks.py``) and replies recorded by hand: each
+    in one transaction with the webhook's id, so that a replayed delivery changes nothing."""
+
+    def __init__(self, ctx: OutreachContext) -> None:
+        self.ctx = ctx
+        self.service = ctx.service
+
+    async def linkedin(self, hook: VerifiedWebhook, data: LinkedInHookIn) -> WebhookAck:
+        """A LinkedIn provider event: a reply stops the lead (or pauses it, out of office), an acceptance starts
+        the steps that waited for it in every campaign the account works the lead in. A 422 for an event we do not
+        know, a 404 for an account or lead we do not (in the account's workspace)."""
+        ctx, service = self.ctx, self.service
+        event = data.event.lower()
+        if event not in ACCEPT_EVENTS | REPLY_EVENTS:
+            raise invalid("event", f"unknown event {data.event!r}; new_relation or message_received")
+        profile = data.user_profile_url or data.profile_url or data.linkedin_url
+        now = service.clock.now()
+        async with service.engine.begin() as conn:
+            if not await ctx.first_delivery(conn, hook):
+                return WebhookAck(status="duplicate")
+            account = await find_account(conn, data.account_id)
+            if account is None or account.provider != "linkedin":
+                raise not_found("LinkedIn account", data.account_id)
+            lead_id = await lead_of(
+                conn, account.workspace_id, lead=data.lead_id, url=profile, email=data.email or data.sender
+            )
+            if lead_id is None:
+                raise not_found("lead", data.lead_id or profile)
+            if event in REPLY_EVENTS:
+                key = f"webhook:{hook.msg_id}"
+                done = await self._reply(
+                    conn, account.workspace_id, lead_id, "message", data.text, key, now, data.out_of_office
+                )
+                result = WebhookAck(status="replied", campaigns=done)
+            else:
+                result = await self._accepted(conn, account, lead_id, hook.msg_id, now)
+        service.wake_relay()
+        ctx.runner.wake()
+        return result
+
+    async def _reply(
+        self,
+        conn: AsyncConnection,
+        workspace_id: str,
+        lead_id: UUID,
+        channel: str,
+        text: str | None,
+        key: str,
+        received_at: datetime,
+        out_of_office: bool = False,
+    ) -> list[UUID]:
+        """A reply told by a provider or a person, out of office when they flag it or its words say so."""
+        return await record_reply(
+            conn,
+            self.service,
+            workspace_id,
+            lead_id,
+            channel=channel,
+            key=key,
+            received_at=received_at,
+            now=self.service.clock.now(),
+            text=text,
+            out_of_office=out_of_office or is_out_of_office(text),
+        )
+
+    async def _accepted(
+        self, conn: AsyncConnection, account: Row[Any], lead_id: UUID, msg_id: str, now: datetime
+    ) -> WebhookAck:
+        """The lead accepted the account's invite: in each campaign that account works the lead in."""
+        rows = (
+            await conn.execute(
+                select(enrollments.c.campaign_id)
+                .where(
+                    enrollments.c.workspace_id == account.workspace_id,
+                    enrollments.c.lead_id == lead_id,
+                    enrollments.c.account_id == account.account_id,
+                )
+                .order_by(enrollments.c.campaign_id)
+            )
+        ).all()
+        em = RootEmitter(self.service, account.workspace_id)
+        for row in rows:
+            await lc.apply_acceptance(
+                conn,
+                em,
+                campaign_id=row.campaign_id,
+                lead_id=lead_id,
+                workspace_id=account.workspace_id,
+                step_id=None,
+                account_id=account.account_id,
+                now=now,
+                key=f"webhook:{msg_id}:{row.campaign_id}",
+            )
+        await em.flush(conn)
+        return WebhookAck(status="accepted", campaigns=[x.campaign_id for x in rows])
+
+    async def email(self, hook: VerifiedWebhook, data: EmailHookIn) -> WebhookAck:
+        """An email provider event: a bounce suppresses the address for emails, a complaint unsubscribes it, a reply
+        stops the lead with that address in the workspace. A 422 for an unknown type or a missing workspace or
+        address, a 404 for a reply from an address no lead has."""
+        service = self.service
+        kind, ws = data.type.lower(), data.workspace_id
+        email = normalise_email(data.email)
+        if kind not in ("reply", "bounce", "complaint"):
+            raise invalid("type", f"unknown type {data.type!r}; reply, bounce or complaint")
+        if not ws:
+            raise invalid("workspace_id", "the workspace the address belongs to is required")
+        if not email:
+            raise invalid("email", "an email address is required")
+        now = service.clock.now()
+        async with service.engine.begin() as conn:
+            if not await self.ctx.first_delivery(conn, hook):
+                return WebhookAck(status="duplicate")
+            if kind == "bounce":
+                await lc.suppress(conn, ws, "email", email, "bounced", now)
+                return WebhookAck(status="suppressed", reason="bounced")
+            if kind == "complaint":
+                await lc.suppress(conn, ws, "email", email, "unsubscribed", now)
+                return WebhookAck(status="suppressed", reason="unsubscribed")
+            lead_id = await lead_of(conn, ws, email=email)
+            if lead_id is None:
+                raise not_found("lead with email", email)
+            done = await self._reply(conn, ws, lead_id, "email", data.text, f"webhook:{hook.msg_id}", now)
+        service.wake_relay()
+        return WebhookAck(status="replied", campaigns=done)
+
+    async def manual_reply(
+        self, workspace_id: str, campaign_id: UUID, lead_id: UUID, body: SimulatedReplyIn
+    ) -> list[UUID]:
+        """A reply recorded by hand for a lead of a campaign of the workspace (404 when the campaign does not have
+        it): the campaigns the lead was active in."""
+        service = self.service
+        now = service.clock.now()
+        async with service.engine.begin() as conn:
+            found = await conn.scalar(
+                select(enrollments.c.lead_id)
+                .select_from(enrollments.join(campaigns, campaigns.c.campaign_id == enrollments.c.campaign_id))
+                .where(
+                    enrollments.c.campaign_id == campaign_id,
+                    enrollments.c.lead_id == lead_id,
+                    campaigns.c.workspace_id == workspace_id,
+                    campaigns.c.state != "deleted",
+                )
+            )
+            if found is None:
+                raise not_found("lead in campaign", lead_id)
+            key = f"manual:{campaign_id}:{lead_id}:{now}"
+            done = await self._reply(conn, workspace_id, lead_id, body.channel, body.text, key, now)
+        service.wake_relay()
+        return done

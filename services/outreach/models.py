@@ -393,6 +393,38 @@ class EmailHookIn(_Hook):
     text: str | None = None
 
 
+class AccountCallbackIn(_Hook):
+    """A provider's word that a hosted connection (or a sender verification) finished (Unipile style): our account
+    id as ``name`` (or ``account_ref``), its status, the provider's own id of the account and, for a refusal, why.
+    """
+
+    name: Annotated[str, Bound(ID_MAX)] | None = None
+    account_ref: Annotated[str, Bound(ID_MAX)] | None = None
+    status: Annotated[str, Bound(CODE_MAX)] | None = None
+    account_id: Annotated[str, Bound(ID_MAX)] | None = None
+    # A refusal's reason is kept (cut to its column's 300 characters), never refused for its length.
+    detail: str | None = None
+    reason: str | None = None
+
+
+class _AccountStatusIn(_Hook):
+    account_id: Annotated[str, Bound(ID_MAX)] = ""
+    status: Annotated[str, Bound(CODE_MAX)] | None = None
+    message: Annotated[str, Bound(CODE_MAX)] | None = None
+
+
+class AccountStatusHookIn(_AccountStatusIn):
+    """An account's status from the LinkedIn provider, ``{"account_id", "status"}`` or Unipile's nested
+    ``{"AccountStatus": {"account_id", "message"}}`` (the nested one wins when both are there)."""
+
+    nested: _AccountStatusIn | None = Field(None, alias="AccountStatus")
+
+    @property
+    def inner(self) -> _AccountStatusIn:
+        """The part that names the account and its status."""
+        return self.nested if self.nested is not None else self
+
+
 # -- answers ----------------------------------------------------------------------------------------------------
 
 

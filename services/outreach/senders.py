@@ -26,7 +26,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Final
+from typing import Any
 from uuid import UUID
 
 from leadstream_schemas import AccountConnected, AccountStatusChanged
@@ -39,7 +39,7 @@ from services.runtime.secrets import KeyRing
 from services.runtime.webhooks import check_link_token, link_token
 
 from . import timers as tm
-from .accounts import lock_account
+from .accounts import CONNECTED, FAILED, PENDING, lock_account
 from .adapters import EmailMessage, EmailSender, SenderVerification, SenderVerifier
 from .emit import Emitter
 from .models import VerificationOut
@@ -49,9 +49,6 @@ from .store import accounts, timers
 log = logging.getLogger(__name__)
 
 SENDER_CHECK = "sender_check"
-PENDING: Final = "pending"
-CONNECTED: Final = "connected"
-FAILED: Final = "verification_failed"
 
 
 def check_key(account_id: UUID) -> str:

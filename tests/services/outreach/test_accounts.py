@@ -126,3 +126,42 @@ async def test_reconnect_pauses_and_resumes_with_one_email_per_incident(
     ]
     assert [e.data.reason for e in of_type(got, "CampaignPaused")] == ["account_reconnect_required"] * 2
     assert len(of_type(got, "AccountDeleted")) == 1
+
+
+async def test_an_account_webhook_field_of_the_wrong_type_or_length_is_a_422_naming_it(
+    make_settings: MakeSettings, start_service: StartService, topic_prefix: str
+) -> None:
+    """The account-status webhook and the connection callback read their bodies by hand, turning whatever came
+    into a string: a list as the account id was a 404 (a provider retries it for ever), an object as the provider's
+    account id was stored as its text. Each is now a 422 that names the field, and nothing changes."""
+    o = await start_outreach(make_settings, start_service, topic_prefix, start=MONDAY)
+    a = await o.account("a")
+    pending = await o.api(
+        "POST", "/v1/accounts", 202, json={"provider": "linkedin", "display_name": "Ada", "hosted": True}
+    )
+    b = pending["account_id"]
+    cases: list[tuple[str, dict[str, Any], str]] = [
+        ("/v1/webhooks/accounts", {"account_id": [a], "status": "CREDENTIALS"}, "account_id"),
+        ("/v1/webhooks/accounts", {"account_id": "a" * 201, "status": "CREDENTIALS"}, "account_id"),
+        ("/v1/webhooks/accounts", {"account_id": a, "status": "CREDENTIALS" * 10}, "status"),
+        ("/v1/webhooks/accounts", {"AccountStatus": {"account_id": {"id": a}, "message": "CREDENTIALS"}}, ""),
+        ("/v1/webhooks/accounts", {"AccountStatus": "CREDENTIALS", "account_id": a}, "AccountStatus"),
+        ("/v1/accounts/callback", {"status": "CREATION_SUCCESS", "name": [b]}, "name"),
+        ("/v1/accounts/callback", {"status": "CREATION_SUCCESS", "name": b, "account_id": {"id": 1}}, "account_id"),
+        ("/v1/accounts/callback", {"status": "CREATION_SUCCESS", "account_ref": "r" * 201}, "account_ref"),
+        ("/v1/accounts/callback", {"status": True, "name": b}, "status"),
+        ("/v1/accounts/callback", {"status": "failed", "name": b, "detail": 7}, "detail"),
+    ]
+    for path, hook, field in cases:
+        r = await o.client.post(path, **signed(o.settings, hook))
+        assert r.status_code == 422, (path, hook, r.status_code, r.text[:300])
+        fields = [e["field"] for e in r.json()["errors"]]
+        assert fields[:1] == [field or "AccountStatus.account_id"], (path, hook, r.text[:300])
+    assert (await o.api("GET", f"/v1/accounts/{a}", 200))["status"] == "connected"
+    assert (await o.api("GET", f"/v1/accounts/{b}", 200))["status"] == "pending"
+    # What a provider sends is still read, its own extra fields ignored.
+    nested = {"AccountStatus": {"account_id": a, "message": "CREDENTIALS", "account_type": "LINKEDIN"}}
+    assert (await o.api("POST", "/v1/webhooks/accounts", 200, **signed(o.settings, nested)))["changed"] is True
+    callback = {"status": "CREATION_SUCCESS", "account_id": "unipile-9", "name": b, "extra": [1]}
+    done = await o.api("POST", "/v1/accounts/callback", 200, **signed(o.settings, callback))
+    assert done == {"status": "connected", "account_id": b}
