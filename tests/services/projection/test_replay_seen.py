@@ -6,12 +6,14 @@ the key. On the real broker and database.
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import asyncpg
 import pytest
 
 from services.projection import replay
 from services.projection.checksum import dsn, views_checksum
+from services.projection.handlers import BatchApplier
 from services.projection.replay import rebuild
 from services.projection.workload import generate
 from tests.services.projection.fixtures import Isolated, isolated  # noqa: F401 - fixture
@@ -75,23 +77,39 @@ async def test_the_keys_are_built_once_every_batch_is_in_while_the_held_rows_are
     schema = "projection_overlap"
     at_start: dict[str, int] = {}
     restore = replay.restore_keys
+    flush = BatchApplier.flush
+    held_written: list[bool] = []  # one entry per write of the held rows, True once it returned
+    written_when_keys_began: list[bool] = []
+
+    async def writing(self: BatchApplier, conn: Any) -> None:
+        held_written.append(False)
+        await flush(self, conn)
+        held_written[-1] = True
 
     async def counting(conn: asyncpg.Connection, keys: list[replay.DeferredKey]) -> None:
-        for table in ("timeline", "seen_events", "lead_state"):
+        # Read before anything here awaits: the held rows' write and this build run side by side, so a count of
+        # lead_state taken a query or two later could already see that write commit (it did, once, in CI).
+        written_when_keys_began.append(any(held_written))
+        for table in ("timeline", "seen_events"):
             at_start[table] = await conn.fetchval(f'SELECT count(*) FROM "{schema}".{table}')
         await restore(conn, keys)
 
     monkeypatch.setattr(replay, "restore_keys", counting)
+    monkeypatch.setattr(BatchApplier, "flush", writing)
     report = await rebuild(settings, "overlap", workers=1, batch_records=50)
 
     conn = await asyncpg.connect(dsn(settings.database_url))
     try:
-        final = {t: await conn.fetchval(f'SELECT count(*) FROM "{schema}".{t}') for t in at_start}
+        final = {
+            t: await conn.fetchval(f'SELECT count(*) FROM "{schema}".{t}')
+            for t in ("timeline", "seen_events", "lead_state")
+        }
         # Every batch was in (the tables the keys are built on are complete) ...
         assert at_start["seen_events"] == final["seen_events"] == report.applied
         assert at_start["timeline"] == final["timeline"] > 0
         # ... and the lead rows held back were not written yet: the build ran beside their write, not after it.
-        assert at_start["lead_state"] == 0 < final["lead_state"]
+        assert written_when_keys_began == [False] and held_written and all(held_written)
+        assert final["lead_state"] > 0
         for table in ("timeline", "seen_events"):
             assert await _primary_key(conn, schema, table) is not None
         # Adding back keys that are back already (a rebuild failing while it built them) leaves them as they are.
