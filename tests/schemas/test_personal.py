@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import json
+import math
+import os
+import uuid
+from pathlib import Path
 from typing import Any
 
 import pytest
 from leadstream_schemas import EVENT_TYPES, LeadDiscovered, LeadSource, VideoRequested
 from leadstream_schemas.personal import ERASED, personal_paths, redact
+
+from services.runtime.personal import encrypt
 
 
 def _resolve(doc: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:
@@ -72,3 +79,20 @@ def test_redact_replaces_strings_at_personal_paths_only() -> None:
     )
     payload = redact(video.model_dump(mode="json"), personal_paths(VideoRequested))
     assert payload["variables"] == {"first_name": ERASED, "company": ERASED} and payload["fallbacks_used"] == ["city"]
+
+
+def test_a_personal_fields_token_can_exceed_its_bound_as_the_readme_says() -> None:
+    """On the topics a personal field is a ``pii1:`` token, longer than the plain text its ``maxLength`` bounds:
+    a reader validating topic records against the JSON Schemas must know, so the README says it, and by how much."""
+    schemas = Path(__file__).resolve().parents[2] / "schemas"
+    schema = json.loads((schemas / "jsonschema" / "leadstream.lead.discovered.v1.json").read_text())
+    bound = next(o["maxLength"] for o in schema["properties"]["full_name"]["anyOf"] if o.get("type") == "string")
+    name = "\U0001d504" * bound  # within the writer bound (characters), 4 UTF-8 bytes each: the longest token
+    LeadDiscovered(lead_id=uuid.uuid4(), source=LeadSource.manual, full_name=name)
+    token = encrypt(os.urandom(32), ("ws", str(uuid.uuid4())), name)
+    assert len(token) > bound
+    documented = 5 + 4 * math.ceil((28 + 4 * bound) / 3)  # the README's formula
+    assert len(token) == documented
+    readme = (schemas / "README.md").read_text()
+    assert "5 + 4 * ceil((28 + 4 * maxLength) / 3)" in readme
+    assert f"{documented:,}" in readme

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -14,6 +15,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from services.runtime.auth import create_token
 from services.runtime.clock import FakeClock
 from tests.services.webhooks.support import (
     PinnedResolver,
@@ -248,3 +250,39 @@ async def test_redirects_are_not_followed_answers_are_capped_and_stalls_time_out
             row = await wait_for(lambda: attempted(stalling["subscription_id"]), what="stalled attempt")
             assert row.last_error == "timed out after 0.5s" and row.status == "pending"
         release.set()
+
+
+async def test_scopes_are_as_the_readmes_tell_a_subscriber(make_settings: Any, start_service: Any) -> None:
+    """A downstream integrator with a ``write`` token (the scope the main README's token example uses) cannot
+    subscribe: both READMEs must say that subscribing needs ``admin``, and that the event-type list is public."""
+    service = await start(make_settings, start_service, FakeClock())
+    workspace = "ws-hooks-scopes"
+    path = "/v1/webhooks/subscriptions"
+    url, event_types = "http://127.0.0.1:9/hook", ["leadstream.lead.*"]
+    body: dict[str, Any] = {"url": url, "event_types": event_types}
+    async with api(service, workspace) as admin:
+        created = await subscribe(admin, url, event_types)
+    write = await create_token(service.engine, workspace, scopes=("write",))
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=service.app),
+        base_url="http://t",
+        headers={"Authorization": f"Bearer {write}"},
+    ) as client:
+        refused = await client.post(path, json=body)
+        assert refused.status_code == 403 and refused.json()["code"] == "insufficient_scope"
+        sid = created["subscription_id"]
+        assert (await client.post(f"{path}/{sid}/disable")).status_code == 200
+        assert (await client.patch(f"{path}/{sid}", json={"description": "x"})).status_code == 403
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=service.app), base_url="http://t") as anonymous:
+        assert (await anonymous.get("/v1/webhooks/event-types")).status_code == 200
+    service_readme, downstream = _readmes()
+    assert "--scope admin" in service_readme and "`GET /v1/webhooks/event-types` (public)" in service_readme
+    assert "--scope admin" in downstream
+
+
+def _readmes() -> tuple[str, str]:
+    """services/webhooks/README.md and the main README's section for downstream systems."""
+    root = Path(__file__).resolve().parents[3]
+    service_readme = (root / "services" / "webhooks" / "README.md").read_text()
+    downstream = (root / "README.md").read_text().split("## For downstream systems", 1)[1].split("\n## ", 1)[0]
+    return service_readme, downstream
