@@ -39,7 +39,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from .replay import parse_time, progress_bar
+from .errors import fail, user_errors
+from .replay import parse_window, progress_bar
 
 console = Console()
 STATE_DIR = "_exports"
@@ -115,11 +116,33 @@ def load_positions(out: Path, name: str | None, selection: dict[str, Any]) -> di
     if name is None or not state_path(out, name).exists():
         return None
     state = json.loads(state_path(out, name).read_text(encoding="utf-8"))
-    if state.get("selection", selection) != selection:
+    stored = state.get("selection", selection)
+    if stored != selection:
+        # Name only what differs: the whole selection is a wall of text in which the difference is hard to see.
+        differs = ", ".join(
+            f"{key} {stored.get(key)!r} (this run: {selection.get(key)!r})"
+            for key in sorted(set(stored) | set(selection))
+            if stored.get(key) != selection.get(key)
+        )
         raise ExportError(
-            f"export {name!r} selects {state['selection']}, not {selection}: give this selection another --name"
+            f"export {name!r} in {out} was made with {differs}: a named export keeps its selection; "
+            "run it as before, or give this selection another --name"
         )
     return {k: int(v) for k, v in state["positions"].items()}
+
+
+def check_output(out: Path) -> None:
+    """Create ``out`` (and its parents) and make sure files can be written in it, before anything is read: a
+    folder that cannot take the dataset is refused at once (ExportError), not after reading the whole log."""
+    if out.exists() and not out.is_dir():
+        raise ExportError(f"cannot write the export to {out}: it is a file, not a folder")
+    probe = out / f".leadstream-write-check-{os.getpid()}"
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise ExportError(f"cannot write the export to {out}: {exc.strerror or exc}") from None
 
 
 def _write_atomically(path: Path, text: str) -> None:
@@ -219,6 +242,17 @@ async def export_events(
     from .warehouse import flatten
 
     chosen = sorted({resolve_topic(t) for t in topics} if topics else TOPICS)
+    if since is not None and until is not None and until < since:
+        raise ExportError(f"--until {until.isoformat()} is before --since {since.isoformat()}")
+    try:  # an unfit key would otherwise fail at the first record, after connecting to everything
+        settings.key_wrapper()
+    except Exception as exc:
+        from services.runtime.secrets import InsecureConfiguration
+
+        if not isinstance(exc, InsecureConfiguration):
+            raise
+        raise ExportError(f"{exc} (or set LEADSTREAM_ENV=development on a development machine)") from None
+    check_output(out)
     tps = await topic_partitions(settings, [settings.topic_name(t) for t in chosen])
     selection = {
         "topics": chosen,
@@ -240,6 +274,7 @@ async def export_events(
     # Personal fields are decrypted with the key store; an erased person's read [erased] (never their data).
     engine = create_engine(settings.database_url)
     personal = PersonalReader.on_engine(engine)
+    tmp: Path | None = None
     try:
         consumer.assign(tps)
         ends = await end_offsets(consumer, tps)
@@ -335,6 +370,8 @@ async def export_events(
     finally:
         for part in parts.values():
             part.close()
+        if not report.published and tmp is not None:  # a failed or interrupted run: the next one starts it anew
+            shutil.rmtree(tmp, ignore_errors=True)
         await consumer.stop()
         await engine.dispose()
     report.seconds = time.monotonic() - started
@@ -376,6 +413,7 @@ def export(
             resolve_topic(t)
         except ValueError as exc:
             raise typer.BadParameter(str(exc), param_hint="--topic") from None
+    window = parse_window(since, until)
     settings = ProjectionSettings()
     with progress_bar() as bar:
         task = bar.add_task("export", total=None, rate=0.0, lag=0)
@@ -385,24 +423,30 @@ def export(
             bar.update(task, total=total, completed=done, rate=rate, lag=max(total - done, 0))
 
         try:
-            report = asyncio.run(
-                export_events(
-                    settings,
-                    out,
-                    topics=topic,
-                    name=name,
-                    fmt=fmt,
-                    workspace=workspace,
-                    campaign=campaign,
-                    since=parse_time(since) if since else None,
-                    until=parse_time(until) if until else None,
-                    allow_skipped=allow_skipped,
-                    on_progress=show,
+            with user_errors(settings):
+                report = asyncio.run(
+                    export_events(
+                        settings,
+                        out,
+                        topics=topic,
+                        name=name,
+                        fmt=fmt,
+                        workspace=workspace,
+                        campaign=campaign,
+                        since=window[0],
+                        until=window[1],
+                        allow_skipped=allow_skipped,
+                        on_progress=show,
+                    )
                 )
-            )
         except (ExportError, LookupError) as exc:
-            console.print(f"[red]error:[/] {exc}")
-            raise typer.Exit(1) from None
+            fail(str(exc))
+        except OSError as exc:  # the dataset could not be written (a full disk, a folder removed meanwhile)
+            if exc.filename is None:
+                raise
+            fail(f"cannot write the export to {out}: {exc.strerror or exc} ({exc.filename})")
+        except KeyboardInterrupt:
+            fail("interrupted: nothing of this run was published and the position was kept; run it again", 130)
     table = Table("event type", "rows", title=f"export to {out}")
     for event_type, n in sorted(report.per_type.items()):
         table.add_row(event_type, f"{n:,}")

@@ -36,6 +36,8 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from .errors import fail, user_errors
+
 replay_app = typer.Typer(
     help="Rebuild the projection's views from the event log into a fresh schema, and promote it.",
     invoke_without_command=True,
@@ -60,6 +62,27 @@ def parse_time(value: str, *, now: datetime | None = None) -> datetime:
             f"{value!r} is not an ISO 8601 time (2026-01-05T08:00:00Z) or a duration (7d)"
         ) from None
     return t if t.tzinfo else t.replace(tzinfo=UTC)
+
+
+def parse_window(since: str | None, until: str | None) -> tuple[datetime | None, datetime | None]:
+    """``--since`` and ``--until`` as times; BadParameter when one is malformed, exit 1 when ``--until`` comes
+    first."""
+    start = parse_time(since) if since else None
+    end = parse_time(until) if until else None
+    if start is not None and end is not None and end < start:
+        # Exit 1 with ``error:`` as before this was checked up front (scripts and tests match on it).
+        fail(f"--until {end.isoformat()} is before --since {start.isoformat()}: nothing can be read")
+    return start, end
+
+
+def check_name(option: str, name: str) -> None:
+    """A rebuild's name as a schema can have it (BadParameter naming ``option`` otherwise)."""
+    from services.projection.store import replay_schema
+
+    try:
+        replay_schema(name)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint=option) from None
 
 
 def progress_bar() -> Progress:
@@ -117,23 +140,32 @@ def replay(
         return
 
     settings = ProjectionSettings()
-    actions = [a for a in (promote, drop, into) if a is not None]
+    actions = [(o, a) for o, a in (("--promote", promote), ("--drop", drop), ("--into", into)) if a is not None]
     if len(actions) != 1:
         raise typer.BadParameter("give exactly one of --into NAME (rebuild), --promote NAME or --drop NAME")
+    check_name(*actions[0])
+    if into is not None:
+        if from_beginning == (since is not None):
+            raise typer.BadParameter("a rebuild needs exactly one of --from-beginning or --since TIME")
+        window = parse_window(since, until)
     try:
-        if promote is not None:
-            _promote(settings, promote, force)
-        elif drop is not None:
-            _drop(settings, drop)
-        else:
-            if from_beginning == (since is not None):
-                raise typer.BadParameter("a rebuild needs exactly one of --from-beginning or --since TIME")
-            assert into is not None
-            window = (parse_time(since) if since else None, parse_time(until) if until else None)
-            _rebuild(settings, into, window, campaign, replace, batch, workers)
+        with user_errors(settings):
+            if promote is not None:
+                _promote(settings, promote, force)
+            elif drop is not None:
+                _drop(settings, drop)
+            else:
+                assert into is not None
+                _rebuild(settings, into, window, campaign, replace, batch, workers)
     except (ReplayError, ValueError) as exc:
-        console.print(f"[red]error:[/] {exc}")
-        raise typer.Exit(1) from None
+        fail(str(exc))
+    except KeyboardInterrupt:
+        # The rebuild dropped its schema (it had not started reading) or noted it failed: say how to go on.
+        fail(
+            f"interrupted: projection_{into} was not completed; run the same command with --replace to rebuild "
+            f"it, or remove what it left (if `leadstream views schemas` lists it): leadstream replay --drop {into}",
+            130,
+        )
 
 
 def _rebuild(
@@ -246,24 +278,27 @@ def start(
         raise typer.BadParameter("a rebuild needs exactly one of --from-beginning or --since TIME")
     if promote_when_done and (since or until or campaign):
         raise typer.BadParameter("--promote-when-done promotes full rebuilds only (no --since, --until, --campaign)")
+    check_name("--into", into)
+    start_at, until_at = parse_window(since, until)
+    settings = ProjectionSettings()
     try:
-        plan = asyncio.run(
-            start_pod_rebuild(
-                ProjectionSettings(),
-                into,
-                workers=workers,
-                since=parse_time(since) if since else None,
-                until=parse_time(until) if until else None,
-                campaign=campaign,
-                batch_records=batch,
-                promote_when_done=promote_when_done,
-                replace=replace,
-                if_absent=if_absent,
+        with user_errors(settings):
+            plan = asyncio.run(
+                start_pod_rebuild(
+                    settings,
+                    into,
+                    workers=workers,
+                    since=start_at,
+                    until=until_at,
+                    campaign=campaign,
+                    batch_records=batch,
+                    promote_when_done=promote_when_done,
+                    replace=replace,
+                    if_absent=if_absent,
+                )
             )
-        )
     except ReplayError as exc:
-        console.print(f"[red]error:[/] {exc}")
-        raise typer.Exit(1) from None
+        fail(str(exc))
     for i, share in enumerate(plan.shares):
         console.print(f"worker {i}: {len(share)} partitions    leadstream replay worker --rebuild {into} --index {i}")
 
@@ -287,9 +322,10 @@ def worker(
         if env is None or not env.isdigit():
             raise typer.BadParameter("give --index, or run as a pod of an Indexed Job (JOB_COMPLETION_INDEX)")
         index = int(env)
+    check_name("--rebuild", rebuild)
     settings = ProjectionSettings()
     try:
-        with progress_bar() as bar:
+        with user_errors(settings), progress_bar() as bar:
             task: TaskID = bar.add_task(f"worker {index}", total=None, rate=0.0, lag=0)
 
             def show(p: ReplayProgress) -> None:
@@ -301,8 +337,7 @@ def worker(
                 )
             )
     except ReplayError as exc:
-        console.print(f"[red]error:[/] {exc}")
-        raise typer.Exit(1) from None
+        fail(str(exc))
     r = outcome.report
     console.print(
         f"worker {index}: {r.records:,} records read, {r.applied:,} applied, {r.duplicates:,} duplicates, "

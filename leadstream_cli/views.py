@@ -10,6 +10,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from .errors import user_errors
+
 views_app = typer.Typer(help="The projection's views: checksums and schemas.", no_args_is_help=True)
 console = Console()
 
@@ -37,7 +39,8 @@ def checksum(
             await conn.close()
 
     try:
-        result = asyncio.run(go())
+        with user_errors(settings):
+            result = asyncio.run(go())
     except (LookupError, ValueError) as exc:
         console.print(f"[red]error:[/] {exc}")
         raise typer.Exit(1) from None
@@ -58,7 +61,9 @@ def schemas() -> None:
     from services.projection.replay import POD_PLAN_KEY, list_schemas, unfinished_workers
     from services.projection.settings import ProjectionSettings
 
-    rows = asyncio.run(list_schemas(ProjectionSettings()))
+    settings = ProjectionSettings()
+    with user_errors(settings):
+        rows = asyncio.run(list_schemas(settings))
     table = Table("schema", "live", "leads", "status", "mode", "since", "campaign", "workers", "finished")
     for r in rows:
         workers = str(r.get("workers") or "")

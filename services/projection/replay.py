@@ -138,18 +138,22 @@ async def rebuild(
     never more than the partitions to read); 1 reads in this process.
     """
     schema = replay_schema(name)
+    # Refused before anything is created: a request that cannot work leaves no schema to clean up.
+    if since is not None and until is not None and until < since:
+        raise ReplayError(f"--until {until.isoformat()} is before --since {since.isoformat()}")
+    check_key_store(settings)
     conn = await asyncpg.connect(dsn(settings.database_url))
     # A rebuild makes almost no reference cycles; a full collection costs about a second per million records.
     pacer = GcPacer(every_records=500_000, every_s=30.0, full_every_s=0.0)
     pacer.start()
+    created = False
     try:
         if await schema_exists(conn, schema):
             if not replace:
                 raise ReplayError(f"schema {schema} already exists: choose another name or pass --replace")
             await conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
         await upgrade(MIGRATIONS, settings.database_url, schema)
-        if since is not None and until is not None and until < since:
-            raise ReplayError(f"--until {until.isoformat()} is before --since {since.isoformat()}")
+        created = True
         args = (conn, settings, schema, since, until, campaign, batch_records, on_progress, pacer, workers)
         hold_rows, seen_window = HOLD_ROWS, SEEN_WINDOW
         while True:
@@ -173,9 +177,36 @@ async def rebuild(
                 seen_window = 0
             await conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
             await upgrade(MIGRATIONS, settings.database_url, schema)
+    except BaseException as exc:  # also Ctrl-C (the task is cancelled): the schema must not look like it runs on
+        if created:
+            await asyncio.shield(_abandon(conn, schema, exc))
+        raise
     finally:
         pacer.stop()
         await conn.close()
+
+
+def check_key_store(settings: RuntimeSettings) -> None:
+    """Refuse (ReplayError) a key-encryption key unfit outside development before reading anything: the readers
+    would otherwise meet it at their first batch, in every worker, as a failing batch."""
+    from services.runtime.secrets import InsecureConfiguration
+
+    try:
+        settings.key_wrapper()
+    except InsecureConfiguration as exc:
+        raise ReplayError(f"{exc} (or set LEADSTREAM_ENV=development on a development machine)") from None
+
+
+async def _abandon(conn: asyncpg.Connection, schema: str, exc: BaseException) -> None:
+    """After a rebuild failed or was interrupted: drop its schema when it never started reading (it holds nothing:
+    the same name works again), else note it ``failed`` so that ``views schemas`` does not show it running.
+    Best effort: the connection may be what failed."""
+    with contextlib.suppress(Exception):
+        if "status" not in await replay_info(conn, schema):
+            await conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+            return
+        why = "interrupted" if isinstance(exc, KeyboardInterrupt | asyncio.CancelledError) else describe(exc)
+        await _note(conn, schema, {"status": "failed", "error": why, "failed_at": datetime.now(UTC).isoformat()})
 
 
 async def _rebuild_into(
@@ -193,9 +224,9 @@ async def _rebuild_into(
     seen_window: int,
 ) -> ReplayReport:
     consumer = log_consumer(settings, batch_records)
-    await consumer.start()
     report = ReplayReport(schema, 0, 0, 0, 0, 0, 0.0)
     try:
+        await consumer.start()  # in the try: a broker it cannot reach still stops (closes) it
         tps, starts, ends = await begin_rebuild(conn, settings, consumer, schema, since, until, campaign)
         total = sum(max(ends[tp] - starts[tp], 0) for tp in tps)
         report.end_offsets = {tp_key(tp): ends[tp] for tp in tps}

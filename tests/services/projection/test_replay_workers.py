@@ -96,7 +96,9 @@ async def test_a_worker_that_dies_fails_the_rebuild_and_it_cannot_be_promoted(
     assert replay_workers() == []
     conn = await asyncpg.connect(dsn(settings.database_url))
     try:
-        assert (await replay_info(conn, "projection_broken"))["status"] == "running"
+        info = await replay_info(conn, "projection_broken")
+        # Noted failed, with why (not left "running" as if it went on).
+        assert info["status"] == "failed" and "died (exit code -9)" in info["error"]
     finally:
         await conn.close()
     with pytest.raises(ReplayError, match="is not complete"):
