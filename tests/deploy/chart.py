@@ -97,10 +97,12 @@ class Chart:
         """True when helm is unavailable and only the sources can be checked."""
         return self.tools.helm is None
 
-    def helm(self, *args: str, chart: Path = CHART_DIR) -> subprocess.CompletedProcess[str]:
-        """Run ``helm template`` on the chart with extra arguments (values files, --set)."""
+    def helm(
+        self, *args: str, chart: Path = CHART_DIR, release: str = "leadstream"
+    ) -> subprocess.CompletedProcess[str]:
+        """Run ``helm template`` on the chart with extra arguments (values files, --set) as release ``release``."""
         assert self.tools.helm is not None, self.tools.reason
-        cmd = [str(self.tools.helm), "template", "leadstream", str(chart), "--namespace", "leadstream"]
+        cmd = [str(self.tools.helm), "template", release, str(chart), "--namespace", "leadstream"]
         cmd += ["--kube-version", KUBE_VERSION, *args]
         return subprocess.run(cmd, capture_output=True, text=True, timeout=120)
 

@@ -288,9 +288,11 @@ def test_network_policies_allow_only_kafka_postgres_dns_collector_and_providers(
         assert set(rules) == {"metrics", *(["http"] if name in exposed or callers else [])}, name
         egress = spec["egress"]
         ports = [sorted(p["port"] for p in r["ports"]) for r in egress]
-        assert ports[:4] == [[53, 53], [9092, 9093], [5432], [4318]]
+        # Kafka: the default ports and the bootstrap server's (events-kafka-bootstrap.kafka.svc:9094).
+        assert ports[:4] == [[53, 53], [9092, 9093, 9094], [5432], [4318]]
         kafka_peer = egress[1]["to"][0]
         assert kafka_peer["podSelector"]["matchLabels"] == {"strimzi.io/cluster": "events", "strimzi.io/kind": "Kafka"}
+        assert kafka_peer["namespaceSelector"]["matchLabels"] == {"kubernetes.io/metadata.name": "kafka"}
         assert egress[2]["to"] == [{"ipBlock": {"cidr": "10.20.0.0/16"}}]
         # Beyond those, the services it calls over HTTP (the console), then its providers (none for the projection).
         calls = values[name].get("calls", [])

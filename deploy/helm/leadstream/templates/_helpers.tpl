@@ -81,11 +81,53 @@ app.kubernetes.io/component: {{ .component }}
 {{- if .Values.kafka.bootstrapServers }}
 {{- .Values.kafka.bootstrapServers }}
 {{- else if .Values.strimzi.enabled }}
-{{- $ns := default .Release.Namespace .Values.strimzi.namespace }}
-{{- printf "%s-kafka-bootstrap.%s.svc:%s" .Values.strimzi.clusterName $ns (ternary "9093" "9092" .Values.kafka.tls.enabled) }}
+{{- printf "%s-kafka-bootstrap.%s.svc:%s" .Values.strimzi.clusterName (include "leadstream.strimziClusterNamespace" .) (ternary "9093" "9092" .Values.kafka.tls.enabled) }}
 {{- else }}
 {{- required "kafka.bootstrapServers is required (host:port of the Kafka cluster) unless strimzi.enabled" .Values.kafka.bootstrapServers }}
 {{- end }}
+{{- end }}
+
+{{/*
+Namespace of the Strimzi Kafka cluster (its bootstrap Service and broker pods): strimzi.clusterNamespace, else
+strimzi.namespace (the namespace the Topic and User Operators watch), else the release namespace.
+*/}}
+{{- define "leadstream.strimziClusterNamespace" -}}
+{{- .Values.strimzi.clusterNamespace | default .Values.strimzi.namespace | default .Release.Namespace }}
+{{- end }}
+
+{{/*
+Ports the pods connect to Kafka on, as a JSON list of integers: networkPolicy.kafka.ports plus the port of every
+bootstrap server (a listener on another port, e.g. Strimzi's 9094, must not be cut off by the NetworkPolicy).
+*/}}
+{{- define "leadstream.kafkaPorts" -}}
+{{- $ports := list }}
+{{- range .Values.networkPolicy.kafka.ports }}
+{{- $ports = append $ports (int .) }}
+{{- end }}
+{{- range $server := splitList "," (include "leadstream.kafkaBootstrapServers" .) }}
+{{- $port := regexFind "[0-9]+$" (trim $server) }}
+{{- if and $port (not (has (int $port) $ports)) }}
+{{- $ports = append $ports (int $port) }}
+{{- end }}
+{{- end }}
+{{- toJson $ports }}
+{{- end }}
+
+{{/*
+topologySpreadConstraints of one component's pods: a constraint without a labelSelector counts that component's
+pods (a constraint without one selects no pod and spreads nothing). Call with (dict "root" $ "component" n
+"constraints" list).
+*/}}
+{{- define "leadstream.topologySpread" -}}
+{{- $out := list }}
+{{- range .constraints }}
+{{- $c := deepCopy . }}
+{{- if not (hasKey $c "labelSelector") }}
+{{- $_ := set $c "labelSelector" (dict "matchLabels" (include "leadstream.componentSelectorLabels" (dict "root" $.root "component" $.component) | fromYaml)) }}
+{{- end }}
+{{- $out = append $out $c }}
+{{- end }}
+{{- toYaml $out }}
 {{- end }}
 
 {{/*
@@ -93,6 +135,9 @@ The shared, non-secret environment as a name -> value map (YAML). The ConfigMap 
 the hook Jobs get it inline, because they run before (pre-install) the ConfigMap exists.
 */}}
 {{- define "leadstream.sharedEnv" -}}
+{{- if eq (int .Values.http.port) (int .Values.metrics.port) }}
+{{- fail (printf "metrics.port=%d is http.port: /metrics needs a listener of its own (never the API's, which the Ingress routes)" (int .Values.metrics.port)) }}
+{{- end }}
 {{- $env := dict
   "KAFKA_BOOTSTRAP_SERVERS" (include "leadstream.kafkaBootstrapServers" .)
   "LEADSTREAM_TOPIC_PREFIX" .Values.kafka.topicPrefix

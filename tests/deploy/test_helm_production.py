@@ -1,0 +1,280 @@
+"""What a production install needs beyond a valid render: the pods reach Kafka through the NetworkPolicies, each
+service's replicas are spread apart, no credential can be put in plain values, the contract's topic configs hold on
+the Strimzi path too, autoscaling never stops a service, the replay Job renders only what `leadstream replay start`
+accepts under a valid Job name for any release, and the install notes give commands that work.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import re
+import shlex
+import shutil
+import typing
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+import typer.main
+import yaml
+from pydantic import SecretStr
+
+from leadstream_cli.main import SERVICES, app
+from services.runtime.kafka import MANAGED_CONFIGS
+from services.runtime.settings import RuntimeSettings
+from tests.deploy.chart import (
+    CHART_DIR,
+    Chart,
+    Manifest,
+    by_component,
+    deep_merge,
+    load_yaml_docs,
+    of_kind,
+    values_file,
+)
+
+pytestmark = pytest.mark.timeout(1800)
+
+
+def rendered(chart: Chart, values: str, *sets: str) -> list[Manifest]:
+    if chart.offline:
+        pytest.fail(f"helm is needed for the rendered-manifest tests ({chart.tools.reason}); install Go to build it")
+    return chart.render(values, *sets)
+
+
+def _kafka_egress(policy: Manifest) -> dict[str, Any]:
+    """The egress rule of a service's NetworkPolicy towards Kafka (the one after DNS)."""
+    rule: dict[str, Any] = policy["spec"]["egress"][1]
+    return rule
+
+
+def _bootstrap_ports(docs: list[Manifest]) -> set[int]:
+    servers = of_kind(docs, "ConfigMap")[0]["data"]["KAFKA_BOOTSTRAP_SERVERS"]
+    return {int(s.rsplit(":", 1)[1]) for s in servers.split(",")}
+
+
+def test_network_policies_let_the_pods_reach_kafka_on_the_bootstrap_port_in_the_clusters_namespace(
+    chart: Chart,
+) -> None:
+    # Production: a listener on 9094, the brokers in `kafka`, the operators watching the release namespace.
+    docs = rendered(chart, "production")
+    assert _bootstrap_ports(docs) == {9094}
+    for name, policy in by_component(docs, "NetworkPolicy").items():
+        rule = _kafka_egress(policy)
+        assert _bootstrap_ports(docs) <= {p["port"] for p in rule["ports"]}, name
+        (peer,) = rule["to"]
+        assert peer["namespaceSelector"]["matchLabels"] == {"kubernetes.io/metadata.name": "kafka"}, name
+    assert {t["metadata"]["namespace"] for t in of_kind(docs, "KafkaTopic")} == {"leadstream"}
+    # The default bootstrap address follows the cluster's namespace too.
+    strimzi = rendered(
+        chart, "strimzi", "strimzi.clusterNamespace=kafka", "networkPolicy.enabled=true", "kafka.tls.enabled=true"
+    )
+    assert (
+        of_kind(strimzi, "ConfigMap")[0]["data"]["KAFKA_BOOTSTRAP_SERVERS"] == "events-kafka-bootstrap.kafka.svc:9093"
+    )
+    for policy in of_kind(strimzi, "NetworkPolicy"):
+        assert _kafka_egress(policy)["to"][0]["namespaceSelector"]["matchLabels"] == {
+            "kubernetes.io/metadata.name": "kafka"
+        }
+    # Without clusterNamespace: strimzi.namespace, as before.
+    watched = rendered(chart, "strimzi", "strimzi.namespace=kafka")
+    assert (
+        of_kind(watched, "ConfigMap")[0]["data"]["KAFKA_BOOTSTRAP_SERVERS"] == "events-kafka-bootstrap.kafka.svc:9092"
+    )
+    # Any Kafka: every bootstrap server's port is allowed, the configured ones stay.
+    other = rendered(
+        chart, "default", "networkPolicy.enabled=true", "kafka.bootstrapServers=b-1.msk:9096\\,b-2.msk:9196"
+    )
+    for policy in of_kind(other, "NetworkPolicy"):
+        assert [p["port"] for p in _kafka_egress(policy)["ports"]] == [9092, 9093, 9096, 9196]
+
+
+def test_each_services_replicas_are_spread_apart_by_default(chart: Chart) -> None:
+    for values in ("default", "production"):
+        docs = rendered(chart, values)
+        for kind in ("Deployment", "Job"):
+            for name, workload in by_component(docs, kind).items():
+                labels = workload["spec"]["template"]["metadata"]["labels"]
+                constraints = workload["spec"]["template"]["spec"]["topologySpreadConstraints"]
+                assert constraints, (values, name)
+                for c in constraints:
+                    # Exactly this component's pods: not every leadstream pod (a zone could then hold all of one
+                    # service's replicas), and not none (a constraint without a selector spreads nothing).
+                    selector = c["labelSelector"]["matchLabels"]
+                    assert selector.items() <= labels.items(), (values, name)
+                    assert selector["app.kubernetes.io/component"] == name, (values, name)
+                    if values == "default":
+                        assert (
+                            c["topologyKey"] == "kubernetes.io/hostname" and c["whenUnsatisfiable"] == "ScheduleAnyway"
+                        )
+    # A constraint with its own labelSelector is kept as given.
+    overrides = by_component(rendered(chart, "overrides"), "Deployment")["discovery"]
+    (given,) = overrides["spec"]["template"]["spec"]["topologySpreadConstraints"]
+    assert given["labelSelector"] == {"matchLabels": {"app.kubernetes.io/name": "leadstream"}}
+
+
+def _secret_settings() -> set[str]:
+    """Environment names of every setting the code holds as a secret (SecretStr), plus the database URL."""
+    classes: list[type[RuntimeSettings]] = [RuntimeSettings]
+    for name in SERVICES:
+        module = importlib.import_module(f"services.{name}.settings")
+        classes += [
+            c
+            for c in vars(module).values()
+            if isinstance(c, type) and issubclass(c, RuntimeSettings) and c.__module__ == module.__name__
+        ]
+    names = {"DATABASE_URL", "LEADSTREAM_DATABASE_URL"}
+    for cls in classes:
+        for field, info in cls.model_fields.items():
+            if SecretStr in (info.annotation, *typing.get_args(info.annotation)):
+                names.add(f"LEADSTREAM_{field.upper()}")
+    return names
+
+
+def _all_settings() -> set[str]:
+    out = set()
+    for name in SERVICES:
+        module = importlib.import_module(f"services.{name}.settings")
+        for cls in vars(module).values():
+            if isinstance(cls, type) and issubclass(cls, RuntimeSettings):
+                out |= {f"LEADSTREAM_{f.upper()}" for f in cls.model_fields}
+    return out
+
+
+def test_values_schema_refuses_credentials_in_plain_values() -> None:
+    schema = json.loads((CHART_DIR / "values.schema.json").read_text())
+    validator = jsonschema.Draft7Validator(schema)
+    defaults = yaml.safe_load((CHART_DIR / "values.yaml").read_text())
+    secrets = _secret_settings()
+    assert {"LEADSTREAM_KEY_ENCRYPTION_KEY", "LEADSTREAM_KAFKA_SASL_PASSWORD", "LEADSTREAM_LLM_API_KEY"} <= secrets
+    for key in sorted(secrets):
+        # `config` is a ConfigMap; `env` lands in the Deployment: both readable by anyone who can read the release.
+        for where in (
+            {"config": {key: "x"}},
+            {"services": {"outreach": {"env": {key: "x"}}}},
+            {"defaults": {"env": {key: "x"}}},
+        ):
+            errors = list(validator.iter_errors(deep_merge(defaults, where)))
+            assert errors, f"{key} accepted in {where}"
+    # Every other setting may still be set in plain values.
+    plain = {k: "x" for k in sorted(_all_settings() - secrets)}
+    assert [e.message for e in validator.iter_errors(deep_merge(defaults, {"config": plain}))] == []
+
+
+def test_the_replay_job_name_is_a_valid_job_name_for_any_release(chart: Chart) -> None:
+    if chart.offline:
+        pytest.fail(f"helm is needed ({chart.tools.reason})")
+    name = "a" * 39 + "1"
+    result = chart.helm(
+        "-f",
+        str(values_file("overrides")),
+        "--set",
+        f"replayJob.name={name}",
+        release="customer-analytics-production",
+    )
+    assert result.returncode == 0, result.stderr
+    for job in of_kind(load_yaml_docs(result.stdout), "Job"):
+        job_name = job["metadata"]["name"]
+        # A Job's name is also its pods' job-name label: at most 63 characters, alphanumeric at both ends.
+        assert len(job_name) <= 63 and job_name[-1].isalnum() and job_name[0].isalnum(), job_name
+    replay = by_component(load_yaml_docs(result.stdout), "Job")["replay"]
+    assert replay["metadata"]["name"].endswith(f"-replay-{name}")
+    trailing = chart.helm("-f", str(values_file("overrides")), "--set", "replayJob.name=week_")
+    assert trailing.returncode != 0
+
+
+def _notes(chart: Chart, tmp_path: Path, *sets: str) -> str:
+    """NOTES.txt rendered (helm renders it only on install: here through tpl in a copy of the chart)."""
+    copy = tmp_path / "leadstream"
+    shutil.copytree(CHART_DIR, copy)
+    (copy / "templates" / "NOTES.txt").rename(copy / "NOTES.src")
+    (copy / "templates" / "zz-notes.yaml").write_text(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: notes\n"
+        'data:\n  notes: {{ tpl (.Files.Get "NOTES.src") . | quote }}\n'
+    )
+    args = ["-f", str(values_file("default")), "--show-only", "templates/zz-notes.yaml"]
+    for s in sets:
+        args += ["--set", s]
+    result = chart.helm(*args, chart=copy)
+    assert result.returncode == 0, result.stderr
+    text: str = load_yaml_docs(result.stdout)[0]["data"]["notes"]
+    return text
+
+
+def test_the_install_notes_give_a_token_command_the_cli_accepts(chart: Chart, tmp_path: Path) -> None:
+    if chart.offline:
+        pytest.fail(f"helm is needed ({chart.tools.reason})")
+    notes = _notes(chart, tmp_path)
+    line = next(line for line in notes.splitlines() if "leadstream tokens create" in line)
+    args = shlex.split(line.split("-- leadstream ", 1)[1].replace("<workspace-id>", "acme"))
+    # Parse it as the CLI would (typer's own click: `tokens`, then `create`), without running it.
+    group: Any = typer.main.get_command(app)
+    ctx = group.context_class(group, info_name="leadstream")
+    tokens = group.get_command(ctx, args[0])
+    create = tokens.get_command(ctx, args[1])
+    assert create is not None, args
+    create.make_context("create", args[2:], parent=ctx)  # raises MissingParameter for a required option left out
+    # Production serves no /docs, and /metrics is on the internal port, not the API's.
+    assert "/docs" not in notes and "/metrics on the internal port 9090" in notes
+    assert "OpenAPI at /docs" in _notes(chart, tmp_path / "dev", "environment=development")
+
+
+def test_topic_configs_of_the_contract_cannot_be_overridden_on_the_kafkatopics(chart: Chart) -> None:
+    """``topics apply`` owns these configs on the Job path; on the Strimzi path topics.config must not change them
+    (a retention would silently delete the events replays and new consumers read from offset 0)."""
+    if chart.offline:
+        pytest.fail(f"helm is needed ({chart.tools.reason})")
+    for key in MANAGED_CONFIGS:
+        escaped = key.replace(".", "\\.")  # a dot in a --set key
+        result = chart.helm("-f", str(values_file("strimzi")), "--set", f"topics.config.{escaped}=1")
+        assert result.returncode != 0 and f"topics.config.{key}: the chart sets it" in result.stderr, key
+    extra = rendered(chart, "strimzi", "topics.config.max\\.message\\.bytes=2097152")
+    for topic in of_kind(extra, "KafkaTopic"):
+        assert topic["spec"]["config"]["max.message.bytes"] == "2097152"
+        assert topic["spec"]["config"]["retention.ms"] == -1
+
+
+def test_autoscaling_never_scales_a_service_to_zero(chart: Chart) -> None:
+    """KEDA would scale to zero on an empty lag, but every service serves an API and runs durable timers
+    (outreach's scheduled sends, enrichment's retries, webhooks' deliveries) that no lag announces; an HPA refuses
+    0 too. The schema refuses it for either type, in defaults and per service."""
+    if chart.offline:
+        pytest.fail(f"helm is needed ({chart.tools.reason})")
+    for setting in ("services.outreach.autoscaling.minReplicas=0", "defaults.autoscaling.minReplicas=0"):
+        for kind in ("keda", "hpa"):
+            result = chart.helm(
+                "-f",
+                str(values_file("production")),
+                "--set",
+                setting,
+                "--set",
+                f"services.outreach.autoscaling.type={kind}",
+            )
+            assert result.returncode != 0 and "minReplicas: Must be greater than or equal to 1" in result.stderr
+    scaled = by_component(rendered(chart, "production"), "ScaledObject")
+    assert all(so["spec"]["minReplicaCount"] >= 1 for so in scaled.values())
+
+
+def test_the_metrics_listener_cannot_share_the_api_port(chart: Chart) -> None:
+    if chart.offline:
+        pytest.fail(f"helm is needed ({chart.tools.reason})")
+    same = chart.helm("-f", str(values_file("default")), "--set", "metrics.port=8080")
+    assert same.returncode != 0 and "metrics.port=8080 is http.port" in same.stderr
+
+
+def test_the_replay_job_refuses_what_replay_start_refuses(chart: Chart) -> None:
+    """`leadstream replay start` refuses --promote-when-done with --since: rendered, every pod's init container would
+    fail until the Job gives up. The chart refuses it instead."""
+    if chart.offline:
+        pytest.fail(f"helm is needed ({chart.tools.reason})")
+    both = chart.helm("-f", str(values_file("overrides")), "--set", "replayJob.promoteWhenDone=true")
+    assert both.returncode != 0 and "promotes full rebuilds only" in both.stderr
+    from typer.testing import CliRunner
+
+    refused = CliRunner().invoke(
+        app, ["replay", "start", "--into", "r1", "--workers", "2", "--since", "7d", "--promote-when-done"]
+    )
+    words = " ".join(re.sub(r"[│╭╮╰╯─]", " ", refused.output).split())  # rich's error panel wraps the text
+    assert refused.exit_code != 0 and "promotes full rebuilds only" in words, refused.output
