@@ -155,3 +155,22 @@ def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]
         else:
             out[k] = v
     return out
+
+
+def render_notes(chart: Chart, tmp_path: Path, *sets: str) -> str:
+    """NOTES.txt rendered with the default values and ``sets`` (``key=value``): helm renders it only on install
+    (which needs a cluster), so here through ``tpl`` in a copy of the chart."""
+    copy = tmp_path / "leadstream"
+    shutil.copytree(CHART_DIR, copy)
+    (copy / "templates" / "NOTES.txt").rename(copy / "NOTES.src")
+    (copy / "templates" / "zz-notes.yaml").write_text(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: notes\n"
+        'data:\n  notes: {{ tpl (.Files.Get "NOTES.src") . | quote }}\n'
+    )
+    args = ["-f", str(values_file("default")), "--show-only", "templates/zz-notes.yaml"]
+    for s in sets:
+        args += ["--set", s]
+    result = chart.helm(*args, chart=copy)
+    assert result.returncode == 0, result.stderr
+    text: str = load_yaml_docs(result.stdout)[0]["data"]["notes"]
+    return text

@@ -32,8 +32,8 @@ from tests.deploy.chart import (
     cache_dir,
     container,
     deep_merge,
-    load_yaml_docs,
     of_kind,
+    render_notes,
     values_file,
 )
 
@@ -388,25 +388,7 @@ def test_notes_warn_about_replicas_beyond_partitions(chart: Chart, tmp_path: Pat
     if chart.offline:
         assert "will idle" in notes and "gt (int $svc.replicas) (int $.Values.topics.partitions)" in notes
         return
-    # helm renders NOTES.txt only on install (which needs a cluster): render it through tpl in a copy.
-    copy = tmp_path / "leadstream"
-    shutil.copytree(CHART_DIR, copy)
-    (copy / "templates" / "NOTES.txt").rename(copy / "NOTES.src")
-    (copy / "templates" / "zz-notes.yaml").write_text(
-        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: notes\n"
-        'data:\n  notes: {{ tpl (.Files.Get "NOTES.src") . | quote }}\n'
-    )
-    result = chart.helm(
-        "-f",
-        str(values_file("default")),
-        "--set",
-        "services.projection.replicas=8",
-        "--show-only",
-        "templates/zz-notes.yaml",
-        chart=copy,
-    )
-    assert result.returncode == 0, result.stderr
-    text = load_yaml_docs(result.stdout)[0]["data"]["notes"]
+    text = render_notes(chart, tmp_path, "services.projection.replicas=8")
     assert "services.projection.replicas=8 exceeds topics.partitions=6; 2 pod(s) will idle" in text
     assert "services.discovery.replicas" not in text
     assert "leadstream-leadstream-outreach" not in text and "leadstream-outreach" in text

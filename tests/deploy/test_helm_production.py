@@ -10,7 +10,6 @@ import importlib
 import json
 import re
 import shlex
-import shutil
 import typing
 from pathlib import Path
 from typing import Any
@@ -32,6 +31,7 @@ from tests.deploy.chart import (
     deep_merge,
     load_yaml_docs,
     of_kind,
+    render_notes,
     values_file,
 )
 
@@ -185,28 +185,10 @@ def test_the_replay_job_name_is_a_valid_job_name_for_any_release(chart: Chart) -
     assert trailing.returncode != 0
 
 
-def _notes(chart: Chart, tmp_path: Path, *sets: str) -> str:
-    """NOTES.txt rendered (helm renders it only on install: here through tpl in a copy of the chart)."""
-    copy = tmp_path / "leadstream"
-    shutil.copytree(CHART_DIR, copy)
-    (copy / "templates" / "NOTES.txt").rename(copy / "NOTES.src")
-    (copy / "templates" / "zz-notes.yaml").write_text(
-        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: notes\n"
-        'data:\n  notes: {{ tpl (.Files.Get "NOTES.src") . | quote }}\n'
-    )
-    args = ["-f", str(values_file("default")), "--show-only", "templates/zz-notes.yaml"]
-    for s in sets:
-        args += ["--set", s]
-    result = chart.helm(*args, chart=copy)
-    assert result.returncode == 0, result.stderr
-    text: str = load_yaml_docs(result.stdout)[0]["data"]["notes"]
-    return text
-
-
 def test_the_install_notes_give_a_token_command_the_cli_accepts(chart: Chart, tmp_path: Path) -> None:
     if chart.offline:
         pytest.fail(f"helm is needed ({chart.tools.reason})")
-    notes = _notes(chart, tmp_path)
+    notes = render_notes(chart, tmp_path)
     line = next(line for line in notes.splitlines() if "leadstream tokens create" in line)
     args = shlex.split(line.split("-- leadstream ", 1)[1].replace("<workspace-id>", "acme"))
     # Parse it as the CLI would (typer's own click: `tokens`, then `create`), without running it.
@@ -218,7 +200,7 @@ def test_the_install_notes_give_a_token_command_the_cli_accepts(chart: Chart, tm
     create.make_context("create", args[2:], parent=ctx)  # raises MissingParameter for a required option left out
     # Production serves no /docs, and /metrics is on the internal port, not the API's.
     assert "/docs" not in notes and "/metrics on the internal port 9090" in notes
-    assert "OpenAPI at /docs" in _notes(chart, tmp_path / "dev", "environment=development")
+    assert "OpenAPI at /docs" in render_notes(chart, tmp_path / "dev", "environment=development")
 
 
 def test_topic_configs_of_the_contract_cannot_be_overridden_on_the_kafkatopics(chart: Chart) -> None:
