@@ -22,6 +22,7 @@ Here the rebuild outlives any one process:
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 import zlib
@@ -143,24 +144,31 @@ async def start_pod_rebuild(
         elif if_absent and (promoted := await _promoted_plan(conn, name)) is not None:
             return promoted
         await upgrade(MIGRATIONS, settings.database_url, schema)
-        await _note(conn, schema, {"pod": True})
-        consumer = log_consumer(settings, batch_records)
-        await consumer.start()
         try:
-            tps, starts, ends = await begin_rebuild(conn, settings, consumer, schema, since, until, campaign)
-        finally:
-            await consumer.stop()
-        deferred = await defer_keys(conn, schema)
-        todo = {tp: (starts[tp], ends[tp]) for tp in tps if starts[tp] < ends[tp]}
-        plan = PodPlan(
-            name=name,
-            workers=workers,
-            shares=[[tp_key(tp) for tp in share] for share in split_partitions(todo, workers)],
-            batch_records=batch_records,
-            promote_when_done=promote_when_done,
-            deferred_keys=[asdict(k) for k in deferred],
-        )
-        await _note(conn, schema, {POD_PLAN_KEY: asdict(plan), "workers": workers})
+            await _note(conn, schema, {"pod": True})
+            consumer = log_consumer(settings, batch_records)
+            try:
+                await consumer.start()  # in the try: a broker it cannot reach still stops (closes) it
+                tps, starts, ends = await begin_rebuild(conn, settings, consumer, schema, since, until, campaign)
+            finally:
+                await consumer.stop()
+            deferred = await defer_keys(conn, schema)
+            todo = {tp: (starts[tp], ends[tp]) for tp in tps if starts[tp] < ends[tp]}
+            plan = PodPlan(
+                name=name,
+                workers=workers,
+                shares=[[tp_key(tp) for tp in share] for share in split_partitions(todo, workers)],
+                batch_records=batch_records,
+                promote_when_done=promote_when_done,
+                deferred_keys=[asdict(k) for k in deferred],
+            )
+            await _note(conn, schema, {POD_PLAN_KEY: asdict(plan), "workers": workers})
+        except BaseException:
+            # No worker can have read anything without the plan: the schema holds nothing, and leaving it would
+            # make the same `replay start` refuse the name (as a one-machine rebuild that fails before reading).
+            with contextlib.suppress(Exception):
+                await asyncio.shield(conn.execute(f'DROP SCHEMA "{schema}" CASCADE'))
+            raise
         return plan
     finally:
         with contextlib.suppress(Exception):

@@ -19,9 +19,10 @@ from typing import Any
 import asyncpg
 import pytest
 from aiokafka import TopicPartition
+from aiokafka.errors import KafkaConnectionError
 from leadstream_schemas import encode
 
-from services.projection.checksum import dsn, views_checksum
+from services.projection.checksum import dsn, schema_exists, views_checksum
 from services.projection.pods import PodPlan, start_pod_rebuild
 from services.projection.replay import ReplayError, promote, rebuild, replay_info, split_partitions
 from services.projection.workload import generate
@@ -174,3 +175,22 @@ def test_a_plan_round_trips_through_replay_info() -> None:
     plan = PodPlan(name="x", workers=2, shares=[["a:0"], []], batch_records=5, promote_when_done=False)
     assert PodPlan.of({"pod_plan": plan.__dict__}) == plan
     assert PodPlan.of({"status": "complete"}) is None
+
+
+async def test_a_start_that_fails_before_its_plan_leaves_no_schema_and_the_name_works_again(
+    isolated: Isolated,  # noqa: F811 - the fixture imported above
+) -> None:
+    """A `replay start` that fails before it wrote its plan (here: a broker it cannot reach) drops the schema it
+    made: no worker can have read anything, and the schema left behind made the same command refuse the name."""
+    settings = isolated.settings()
+    await produce_all(settings.kafka_bootstrap_servers, settings.topic_prefix, generate(leads=4, campaigns=1).envelopes)
+    nowhere = settings.model_copy(update={"kafka_bootstrap_servers": "127.0.0.1:1"})
+    with pytest.raises(KafkaConnectionError):
+        await start_pod_rebuild(nowhere, "again", workers=2)
+    conn = await asyncpg.connect(dsn(settings.database_url))
+    try:
+        assert not await schema_exists(conn, "projection_again")
+    finally:
+        await conn.close()
+    plan = await start_pod_rebuild(settings, "again", workers=2)  # no --replace needed
+    assert plan.name == "again" and plan.workers == 2 and sum(len(s) for s in plan.shares) > 0
