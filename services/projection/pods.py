@@ -53,7 +53,6 @@ from .replay import (
     ReplayReport,
     _note,
     begin_rebuild,
-    check_key_store,
     defer_keys,
     parse_tp,
     promote,
@@ -126,7 +125,7 @@ async def start_pod_rebuild(
     if since is not None and until is not None and until < since:
         raise ReplayError(f"--until {until.isoformat()} is before --since {since.isoformat()}")
     schema = replay_schema(name)
-    check_key_store(settings)  # before anything is created or read
+    settings.key_wrapper()  # an unfit key (InsecureConfiguration) is refused before anything is created or read
     conn = await asyncpg.connect(dsn(settings.database_url))
     try:
         await conn.execute("SELECT pg_advisory_lock($1)", _start_lock(schema))
@@ -201,7 +200,7 @@ async def run_pod_worker(
     """Read worker ``index``'s share of the pod rebuild ``name`` from where it stopped; the last one to
     finish completes (and, if planned, promotes) the rebuild. ``crash_after``: fault injection (tests)."""
     schema = replay_schema(name)
-    check_key_store(settings)  # before anything is created or read
+    settings.key_wrapper()  # an unfit key (InsecureConfiguration) is refused before anything is created or read
     conn = await asyncpg.connect(dsn(settings.database_url))
     try:
         if not await schema_exists(conn, schema):

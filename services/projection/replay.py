@@ -141,7 +141,9 @@ async def rebuild(
     # Refused before anything is created: a request that cannot work leaves no schema to clean up.
     if since is not None and until is not None and until < since:
         raise ReplayError(f"--until {until.isoformat()} is before --since {since.isoformat()}")
-    check_key_store(settings)
+    # An unfit key-encryption key (InsecureConfiguration) is refused here, not met by every reader at its first
+    # batch as a failing batch.
+    settings.key_wrapper()
     conn = await asyncpg.connect(dsn(settings.database_url))
     # A rebuild makes almost no reference cycles; a full collection costs about a second per million records.
     pacer = GcPacer(every_records=500_000, every_s=30.0, full_every_s=0.0)
@@ -184,17 +186,6 @@ async def rebuild(
     finally:
         pacer.stop()
         await conn.close()
-
-
-def check_key_store(settings: RuntimeSettings) -> None:
-    """Refuse (ReplayError) a key-encryption key unfit outside development before reading anything: the readers
-    would otherwise meet it at their first batch, in every worker, as a failing batch."""
-    from services.runtime.secrets import InsecureConfiguration
-
-    try:
-        settings.key_wrapper()
-    except InsecureConfiguration as exc:
-        raise ReplayError(f"{exc} (or set LEADSTREAM_ENV=development on a development machine)") from None
 
 
 async def _abandon(conn: asyncpg.Connection, schema: str, exc: BaseException) -> None:
