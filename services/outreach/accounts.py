@@ -471,23 +471,23 @@ class AccountCommands:
                 raise not_found("account", ours or "(no name)")
             status = (body.status or "").lower()
             if account.provider == "email":
-                sender = await self._sender_callback(conn, account, status, body, now)
-            elif status not in CONNECTED_STATUSES:
-                raise invalid("status", f"{body.status!r} does not complete a connection")
+                ack = await self._sender_callback(conn, account, status, body, now)
             else:
-                sender = None
+                if status not in CONNECTED_STATUSES:
+                    raise invalid("status", f"{body.status!r} does not complete a connection")
                 em = RootEmitter(service, account.workspace_id)
                 if account.status == "pending":
                     await complete_connection(conn, em, account, body.account_id or None, now)
                 else:  # a reconnect through the hosted page: the account is healthy again and its campaigns resume
                     await ctx.account_status.apply(conn, em, account, "reconnected", now)
                 await em.flush(conn)
-        if sender is not None:
-            # Once committed: woken before, the relay found nothing yet and published on its next poll.
+                ack = WebhookAck(status="connected", account_id=account.account_id)
+        # Once committed (a sender's callback woke the relay before: it found nothing yet, and published later).
+        if account.provider == "email":
             service.wake_relay()
-            return sender
-        self._wake()
-        return WebhookAck(status="connected", account_id=account.account_id)
+        else:
+            self._wake()
+        return ack
 
     async def _sender_callback(
         self, conn: AsyncConnection, account: Row[Any], status: str, body: AccountCallbackIn, now: datetime
