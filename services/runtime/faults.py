@@ -3,7 +3,7 @@ one backoff of the runtime.
 
 Every loop that retries (the consumer core, the outbox relay, the durable timers, the provider
 clients) asks :func:`classify` what an exception is, and waits with :class:`Backoff` (or
-:func:`sleep_unless_stopped`); work that a stop abandons runs in :func:`unless_stopped`:
+:func:`sleep_unless_stopped`, or :func:`nap` when idle); work that a stop abandons runs in :func:`unless_stopped`:
 
 ==================  ===============================================  ==========================================
 class               examples                                         what the loop does
@@ -232,6 +232,20 @@ async def sleep_unless_stopped(stop: asyncio.Event | None, seconds: float) -> bo
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(stop.wait(), timeout=seconds)
     return stop.is_set()
+
+
+async def nap(stop: asyncio.Event, wake: asyncio.Event, seconds: float) -> None:
+    """An idle loop's wait: until ``wake`` is set (new work), ``stop`` is set (a SIGTERM must not wait for the
+    next poll) or ``seconds`` pass."""
+    if stop.is_set() or wake.is_set():
+        return
+    woken = asyncio.ensure_future(wake.wait())
+    stopped = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({woken, stopped}, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        woken.cancel()
+        stopped.cancel()
 
 
 async def unless_stopped(

@@ -76,7 +76,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from . import personal
 from .db import RuntimeTables
-from .faults import KAFKA_RECORD_REFUSALS, Backoff, cancel_and_wait, sleep_unless_stopped
+from .faults import KAFKA_RECORD_REFUSALS, Backoff, cancel_and_wait, nap, sleep_unless_stopped
 from .kafka import create_producer
 from .metrics import OUTBOX_BACKLOG, OUTBOX_PARKED, OUTBOX_PARKED_TOTAL, OUTBOX_PUBLISHED
 from .notify import MAX_CHANNEL_BYTES, listen
@@ -576,8 +576,7 @@ class OutboxRelay:
                 continue
             self._waiting = True
             try:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout=self.settings.outbox_poll_interval_s)
+                await nap(stop, self._wake, self.settings.outbox_poll_interval_s)
             finally:
                 self._waiting = False
 

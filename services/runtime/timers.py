@@ -37,7 +37,6 @@ says HOW they are claimed, run, retried and backed off:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import math
 from collections.abc import Awaitable, Callable
@@ -54,7 +53,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from .clock import Clock
 from .consuming.policy import Act, after_failure, judge
 from .db import ping
-from .faults import Backoff, Fault, backoff_delay, retry_after, unless_stopped
+from .faults import Backoff, Fault, backoff_delay, nap, retry_after, unless_stopped
 from .providers import ProviderError
 from .service import Service
 from .telemetry import work_span
@@ -173,9 +172,8 @@ class DurableTimers:
                 continue
             self.healthy = True
             self.backoff.reset()
-            if row is None and not stop.is_set():
-                with contextlib.suppress(TimeoutError):  # idle: look again after the poll interval, or when woken
-                    await unless_stopped(stop, asyncio.wait_for(self._wake.wait(), self.schedule.poll_interval_s))
+            if row is None:  # idle: look again after the poll interval, or when woken
+                await nap(stop, self._wake, self.schedule.poll_interval_s)
 
     async def run_due(self, limit: int = 10_000) -> int:
         """Run rows while any is due (up to ``limit``; not after stop); returns how many ran."""

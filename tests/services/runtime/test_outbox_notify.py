@@ -2,6 +2,7 @@
 
 - a commit by another process (its own engine: this relay is not told in-process) wakes the relay, whose poll
   is an hour away: only the notification can have made it publish;
+- a stop ends the idle relay at once, not at its next poll (an hour away; a SIGTERM must not wait for it);
 - a row written without a notification (as if it was lost while the LISTEN connection was down) is published
   by the poll;
 - the channel stays within Postgres's identifier limit and is one per schema.
@@ -80,6 +81,14 @@ async def test_a_commit_elsewhere_wakes_the_relay_without_waiting_for_its_poll(h
     finally:
         await other.dispose()
     await _published(service, env.id)  # the poll is an hour away: the NOTIFY at commit woke it
+
+
+async def test_a_stop_ends_an_idle_relay_without_waiting_for_its_poll(hour_poll: Service) -> None:
+    service = hour_poll
+    (relay_task,) = [t for t in service._bg if t.get_name() == "relay"]
+    service.request_stop()  # what SIGTERM does; the poll is an hour away: only the stop can end the wait
+    await wait_for(relay_task.done, what="the idle relay ended by the stop")
+    assert relay_task.exception() is None
 
 
 async def test_a_row_without_a_notification_is_published_by_the_poll(quick_poll: Service) -> None:
