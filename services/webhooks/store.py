@@ -177,29 +177,36 @@ async def set_subscription(conn: AsyncConnection, subscription_id: UUID, **value
     return (await conn.execute(stmt)).one()
 
 
+# An endpoint's run (consecutive_failures, failing_since, last_success_at) changes only while it is active. Once
+# disabled it stays as it was, and so agrees with the disabled_detail written from it: attempts of other keys
+# claimed before the disable committed (other loops, other replicas) still finish and are logged in their
+# deliveries, but no longer count. `enable` starts a clean run.
+
+
 async def record_success(conn: AsyncConnection, subscription_id: UUID, now: datetime) -> None:
-    """An attempt succeeded: the endpoint's run of failures is over."""
+    """An attempt succeeded: an active endpoint's run of failures is over (a disabled one's run stays as it was)."""
     s = subscriptions
     await conn.execute(
         update(s)
-        .where(s.c.subscription_id == subscription_id)
+        .where(s.c.subscription_id == subscription_id, s.c.state == State.ACTIVE.value)
         .values(consecutive_failures=0, failing_since=None, last_success_at=now)
     )
 
 
-async def record_failure(conn: AsyncConnection, subscription_id: UUID, now: datetime) -> Row[Any]:
-    """An attempt failed: count it; returns the endpoint's ``state``, ``consecutive_failures``, ``failing_since``."""
+async def record_failure(conn: AsyncConnection, subscription_id: UUID, now: datetime) -> Row[Any] | None:
+    """An attempt failed: count it against an active endpoint; returns its ``consecutive_failures`` and
+    ``failing_since`` after counting, or None when the endpoint is disabled (or gone) and nothing was counted."""
     s = subscriptions
     stmt = (
         update(s)
-        .where(s.c.subscription_id == subscription_id)
+        .where(s.c.subscription_id == subscription_id, s.c.state == State.ACTIVE.value)
         .values(
             consecutive_failures=s.c.consecutive_failures + 1,
             failing_since=func.coalesce(s.c.failing_since, now),
         )
-        .returning(s.c.state, s.c.consecutive_failures, s.c.failing_since)
+        .returning(s.c.consecutive_failures, s.c.failing_since)
     )
-    return (await conn.execute(stmt)).one()
+    return (await conn.execute(stmt)).first()
 
 
 async def disabled_counts(conn: AsyncConnection) -> dict[str, int]:

@@ -167,13 +167,15 @@ class DeliveryWorker:
             await store.record_success(conn, delivery.subscription_id, now)
             return
         endpoint = await store.record_failure(conn, delivery.subscription_id, now)
-        if endpoint.state == State.ACTIVE and domain.should_disable(
+        if endpoint is not None and domain.should_disable(
             endpoint.consecutive_failures,
             endpoint.failing_since,
             now,
             min_failures=self.disable_min_failures,
             after=self.disable_after,
         ):
+            # The detail is written from the count this transaction just made, and the count no longer moves
+            # while the endpoint is disabled (store.record_failure): the two keep agreeing.
             await store.set_subscription(
                 conn,
                 delivery.subscription_id,
