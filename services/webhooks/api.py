@@ -146,7 +146,9 @@ class AttemptOut(BaseModel):
 
 class DeliveryOut(BaseModel):
     """One event for the subscription: ``pending`` (``next_attempt_at`` says when; ``held`` while the subscription
-    is disabled), ``delivered`` or ``failed`` (attempts spent). The ``webhook-id`` header is ``event_id``."""
+    is disabled), ``delivered`` (at ``delivered_at``) or ``failed`` (attempts spent). The ``webhook-id`` header is
+    ``event_id``. A redelivered delivery is pending again with the last status code, error, duration and
+    ``delivered_at`` cleared; ``attempts`` and the attempt log keep every attempt ever made."""
 
     delivery_id: UUID
     event_id: UUID

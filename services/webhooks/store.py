@@ -346,14 +346,29 @@ async def requeue(
 ) -> int:
     """Queue deliveries again (one, or every one created at or after ``since``): pending, due now, with a fresh
     set of attempts. They keep their place (``seq``), so a redelivered history goes out in its original order,
-    before newer pending events of the same key."""
+    before newer pending events of the same key.
+
+    What the previous attempts concluded is cleared (``delivered_at``, the last status code, error and duration):
+    a delivery pending again must not read as delivered or failed. Their log (``attempts``, the count of every
+    attempt ever made) is kept."""
     d = deliveries
     stmt = update(d).where(d.c.subscription_id == subscription_id)
     if delivery_id is not None:
         stmt = stmt.where(d.c.delivery_id == delivery_id)
     if since is not None:
         stmt = stmt.where(d.c.created_at >= since)
-    result = await conn.execute(stmt.values(status=Status.PENDING.value, retry=0, next_attempt_at=now, updated_at=now))
+    result = await conn.execute(
+        stmt.values(
+            status=Status.PENDING.value,
+            retry=0,
+            next_attempt_at=now,
+            updated_at=now,
+            delivered_at=None,
+            last_status_code=None,
+            last_error=None,
+            last_duration_ms=None,
+        )
+    )
     return int(result.rowcount or 0)
 
 
