@@ -146,9 +146,11 @@ class AttemptOut(BaseModel):
 
 class DeliveryOut(BaseModel):
     """One event for the subscription: ``pending`` (``next_attempt_at`` says when; ``held`` while the subscription
-    is disabled), ``delivered`` (at ``delivered_at``) or ``failed`` (attempts spent). The ``webhook-id`` header is
-    ``event_id``. A redelivered delivery is pending again with the last status code, error, duration and
-    ``delivered_at`` cleared; ``attempts`` and the attempt log keep every attempt ever made."""
+    is disabled), ``delivered`` (at ``delivered_at``), ``failed`` (attempts spent) or ``cancelled`` (at
+    ``cancelled_at``, ``cancel_reason`` says why: the subscription's ``event_types`` stopped selecting its type
+    before it was delivered). The ``webhook-id`` header is ``event_id``. A redelivered delivery is pending again
+    with the last status code, error, duration, ``delivered_at`` and cancellation cleared; ``attempts`` and the
+    attempt log keep every attempt ever made."""
 
     delivery_id: UUID
     event_id: UUID
@@ -163,6 +165,8 @@ class DeliveryOut(BaseModel):
     last_duration_ms: int | None
     created_at: datetime
     delivered_at: datetime | None
+    cancelled_at: datetime | None
+    cancel_reason: str | None = Field(max_length=500)
 
 
 class DeliveryDetail(DeliveryOut):
@@ -244,7 +248,8 @@ def build_router(service: Service, commands: SubscriptionCommands) -> APIRouter:
 
     @router.patch("/subscriptions/{subscription_id}", response_model=SubscriptionOut)
     async def update(subscription_id: UUID, body: SubscriptionPatch, ws: AdminWorkspace) -> SubscriptionOut:
-        """Change the URL, the event types or the description."""
+        """Change the URL, the event types or the description; queued deliveries of the event types it no longer
+        selects are cancelled."""
         row = await commands.update(
             ws, subscription_id, url=body.url, event_types=body.event_types, description=body.description
         )
@@ -311,14 +316,16 @@ def build_router(service: Service, commands: SubscriptionCommands) -> APIRouter:
         response_model=DeliveryOut,
     )
     async def redeliver(subscription_id: UUID, delivery_id: UUID, ws: WriteWorkspace) -> DeliveryOut:
-        """Send this delivery again (same webhook-id), with a fresh set of attempts."""
+        """Send this delivery again (same webhook-id), with a fresh set of attempts; 409 when the subscription no
+        longer selects its event type."""
         sub = await owned(ws, subscription_id)
         row = await commands.redeliver(ws, subscription_id, delivery_id)
         return DeliveryOut(**_delivery(row, sub.state))
 
     @router.post("/subscriptions/{subscription_id}/redeliver", status_code=202, response_model=Redelivered)
     async def redeliver_since(subscription_id: UUID, body: RedeliverSinceIn, ws: WriteWorkspace) -> Redelivered:
-        """Send again every delivery created since a time, in their original order per key."""
+        """Send again every delivery created since a time whose type the subscription still selects, in their
+        original order per key."""
         return Redelivered(redelivered=await commands.redeliver_since(ws, subscription_id, body.since))
 
     return router

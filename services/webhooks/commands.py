@@ -21,8 +21,8 @@ from services.runtime.clock import Clock
 from services.runtime.errors import Problem
 
 from . import domain, store
-from .domain import DisabledReason, State
-from .metrics import ENDPOINTS_DISABLED
+from .domain import DisabledReason, State, Status
+from .metrics import DELIVERIES, ENDPOINTS_DISABLED
 from .sender import TargetGuard
 
 
@@ -119,21 +119,43 @@ class SubscriptionCommands:
         event_types: Sequence[str] | None = None,
         description: str | None = None,
     ) -> Row[Any]:
-        """Change the URL (checked again), the filters or the description."""
+        """Change the URL (checked again), the filters or the description.
+
+        New filters cancel, in this transaction, the pending deliveries of the types they no longer select: the
+        subscriber said it no longer wants them. Cancelling here rather than skipping them at send time cannot
+        race with a worker: the worker holds its claimed delivery's row lock until the attempt is recorded, so
+        :func:`store.cancel` waits for it and then cancels it only if it is still pending (a delivery just
+        delivered stays delivered), and once this commits no worker can claim a cancelled delivery. A check at
+        send time would read the filters when the delivery is claimed and send what a change committed during
+        the attempt dropped, and until a worker reached them the API would show the dropped deliveries as pending
+        (holding back later events of their keys, for hours when backed off). The workspace's lock (exclusive
+        here, shared where deliveries are queued) keeps an event being queued under the old filters meanwhile.
+        """
         if url is not None:
             await self._check_url(url)
-        values: dict[str, Any] = {"updated_at": self.clock.now()}
+        now = self.clock.now()
+        values: dict[str, Any] = {"updated_at": now}
         if url is not None:
             values["url"] = url
         if event_types is not None:
             values["event_types"] = list(event_types)
         if description is not None:
             values["description"] = description
+        cancelled = 0
         async with self.engine.begin() as conn:
-            await self._owned(conn, workspace_id, subscription_id, lock=True)
             if event_types is not None:
+                await store.lock_workspace(conn, workspace_id)
+            await self._owned(conn, workspace_id, subscription_id)
+            if event_types is not None:
+                queued = await store.logged_types(conn, subscription_id, status=Status.PENDING)
+                dropped = domain.unselected(event_types, queued)
+                cancelled = await store.cancel(conn, subscription_id, dropped, now, domain.UNSUBSCRIBED)
                 await store.announce_change(conn, workspace_id)
-            return await store.set_subscription(conn, subscription_id, **values)
+            await self._owned(conn, workspace_id, subscription_id, lock=True)  # after the deliveries (lock order)
+            row = await store.set_subscription(conn, subscription_id, **values)
+        if cancelled:
+            DELIVERIES.labels(Status.CANCELLED.value).inc(cancelled)
+        return row
 
     async def delete(self, workspace_id: str, subscription_id: UUID) -> None:
         """Delete the subscription with its queue and log."""
@@ -200,20 +222,36 @@ class SubscriptionCommands:
         return row, secret
 
     async def redeliver(self, workspace_id: str, subscription_id: UUID, delivery_id: UUID) -> Row[Any]:
-        """Queue one delivery again (whatever its status), due now."""
+        """Queue one delivery again (whatever its status), due now; a 409 when the subscription's filters no
+        longer select its type (it would send what the subscriber said it no longer wants)."""
         async with self.engine.begin() as conn:
-            await self._owned(conn, workspace_id, subscription_id)
-            if not await store.requeue(conn, subscription_id, self.clock.now(), delivery_id=delivery_id):
+            await store.lock_workspace(conn, workspace_id, shared=True)  # the filters read stay the filters
+            subscription = await self._owned(conn, workspace_id, subscription_id)
+            row = await store.get_delivery(conn, workspace_id, subscription_id, delivery_id)
+            if row is None:
                 raise Problem(404, "delivery_not_found", f"no delivery {delivery_id} of subscription {subscription_id}")
+            if not domain.matches(subscription.event_types, row.event_type):
+                raise Problem(
+                    409,
+                    "event_type_not_selected",
+                    f"the subscription's event_types no longer select {row.event_type}; add it to redeliver this",
+                )
+            await store.requeue(
+                conn, subscription_id, self.clock.now(), event_types=[row.event_type], delivery_id=delivery_id
+            )
             row = await store.get_delivery(conn, workspace_id, subscription_id, delivery_id)
         assert row is not None
         self.wake()
         return row
 
     async def redeliver_since(self, workspace_id: str, subscription_id: UUID, since: datetime) -> int:
-        """Queue again every delivery created at or after ``since``; returns how many."""
+        """Queue again every delivery created at or after ``since`` whose type the subscription still selects;
+        returns how many."""
         async with self.engine.begin() as conn:
-            await self._owned(conn, workspace_id, subscription_id)
-            n = await store.requeue(conn, subscription_id, self.clock.now(), since=since)
+            await store.lock_workspace(conn, workspace_id, shared=True)  # the filters read stay the filters
+            subscription = await self._owned(conn, workspace_id, subscription_id)
+            logged = await store.logged_types(conn, subscription_id, since=since)
+            selected = [t for t in logged if domain.matches(subscription.event_types, t)]
+            n = await store.requeue(conn, subscription_id, self.clock.now(), event_types=selected, since=since)
         self.wake()
         return n

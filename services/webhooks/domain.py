@@ -42,11 +42,17 @@ class DisabledReason(StrEnum):
 
 
 class Status(StrEnum):
-    """A delivery's status: pending (queued or retrying), delivered (a 2xx), failed (given up)."""
+    """A delivery's status: pending (queued or retrying), delivered (a 2xx), failed (given up), cancelled (its
+    subscription stopped selecting its event type before it was delivered: never sent again unless redelivered)."""
 
     PENDING = "pending"
     DELIVERED = "delivered"
     FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+UNSUBSCRIBED = "the subscription's event_types no longer select this event type"
+"""The ``cancel_reason`` of a queued delivery whose type a change of ``event_types`` dropped."""
 
 
 # -- event-type filters -----------------------------------------------------------------------------
@@ -74,6 +80,11 @@ def matches(patterns: Sequence[str], event_type: str) -> bool:
         if p == "*" or p == event_type or (p.endswith(".*") and event_type.startswith(p[:-1])):
             return True
     return False
+
+
+def unselected(patterns: Sequence[str], event_types: Iterable[str]) -> list[str]:
+    """The types among ``event_types`` that no pattern selects (what a change of filters drops)."""
+    return [t for t in event_types if not matches(patterns, t)]
 
 
 def selects(created_at: datetime, patterns: Sequence[str], event_time: datetime, event_type: str) -> bool:

@@ -22,8 +22,11 @@ async def on_event(env: Envelope[Any], ctx: HandlerContext) -> None:
 
     A subscription receives the events that happened after it was created (:func:`domain.selects`). Called only
     for events the :class:`~.interest.SubscriptionIndex` says a subscription may take; this read, in the
-    consumer's transaction, decides. The queued rows and the processed event id commit together.
+    consumer's transaction, decides. The queued rows and the processed event id commit together; the workspace's
+    lock, shared, keeps a change of filters (which cancels what its old filters queued) from committing between
+    this read and that commit.
     """
+    await store.lock_workspace(ctx.conn, env.workspace_id, shared=True)
     subscriptions = await store.subscriptions_of(ctx.conn, env.workspace_id)
     chosen = [s for s in subscriptions if domain.selects(s.created_at, s.event_types, env.time, env.type)]
     if not chosen:

@@ -11,7 +11,9 @@ ATTEMPTS = Counter(
 )
 ATTEMPT_SECONDS = Histogram("leadstream_webhook_attempt_seconds", "Duration of a delivery attempt")
 DELIVERIES = Counter(
-    "leadstream_webhook_deliveries_total", "Deliveries that ended: delivered, or failed (given up)", ["status"]
+    "leadstream_webhook_deliveries_total",
+    "Deliveries that ended: delivered, failed (given up), or cancelled (type no longer selected)",
+    ["status"],
 )
 ENQUEUED = Counter("leadstream_webhook_enqueued_total", "Deliveries queued (one per event and matching subscription)")
 ENDPOINTS_DISABLED = Counter(

@@ -1,13 +1,14 @@
 """Webhooks' own tables (schema ``webhooks``): subscriptions, deliveries (the queue and the log) and attempts.
 
-A delivery is one event for one subscription. It is ``pending`` until a 2xx answer (``delivered``) or until
-its attempts are spent (``failed``); ``seq`` is the order it was queued in, which is the order of the event
-log for one key, so "deliver in order per key" is "never claim a delivery while an earlier pending one of
-the same subscription and key exists".
+A delivery is one event for one subscription. It is ``pending`` until a 2xx answer (``delivered``), until
+its attempts are spent (``failed``) or until its subscription stops selecting its type (``cancelled``);
+``seq`` is the order it was queued in, which is the order of the event log for one key, so "deliver in
+order per key" is "never claim a delivery while an earlier pending one of the same subscription and key exists".
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -96,6 +97,8 @@ deliveries = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
     Column("delivered_at", DateTime(timezone=True), nullable=True),
+    Column("cancelled_at", DateTime(timezone=True), nullable=True),
+    Column("cancel_reason", Text, nullable=True),
 )
 Index(
     "webhooks_deliveries_due",
@@ -341,18 +344,37 @@ async def attempts_of(conn: AsyncConnection, delivery_id: UUID, limit: int) -> l
     return list(reversed((await conn.execute(stmt)).all()))
 
 
-async def requeue(
-    conn: AsyncConnection, subscription_id: UUID, now: datetime, *, delivery_id: UUID | None = None, since: Any = None
-) -> int:
-    """Queue deliveries again (one, or every one created at or after ``since``): pending, due now, with a fresh
-    set of attempts. They keep their place (``seq``), so a redelivered history goes out in its original order,
-    before newer pending events of the same key.
-
-    What the previous attempts concluded is cleared (``delivered_at``, the last status code, error and duration):
-    a delivery pending again must not read as delivered or failed. Their log (``attempts``, the count of every
-    attempt ever made) is kept."""
+async def logged_types(
+    conn: AsyncConnection, subscription_id: UUID, *, status: Status | None = None, since: datetime | None = None
+) -> list[str]:
+    """The event types among a subscription's deliveries (those with ``status``, or created at or after ``since``)."""
     d = deliveries
-    stmt = update(d).where(d.c.subscription_id == subscription_id)
+    stmt = select(d.c.event_type).where(d.c.subscription_id == subscription_id).distinct()
+    if status is not None:
+        stmt = stmt.where(d.c.status == status.value)
+    if since is not None:
+        stmt = stmt.where(d.c.created_at >= since)
+    return list((await conn.scalars(stmt)).all())
+
+
+async def requeue(
+    conn: AsyncConnection,
+    subscription_id: UUID,
+    now: datetime,
+    *,
+    event_types: Sequence[str],
+    delivery_id: UUID | None = None,
+    since: datetime | None = None,
+) -> int:
+    """Queue deliveries of ``event_types`` again (one, or every one created at or after ``since``): pending, due
+    now, with a fresh set of attempts. They keep their place (``seq``), so a redelivered history goes out in its
+    original order, before newer pending events of the same key.
+
+    What the previous attempts concluded is cleared (``delivered_at``, the last status code, error and duration,
+    a cancellation): a delivery pending again must not read as delivered or failed. Their log (``attempts``, the
+    count of every attempt ever made) is kept."""
+    d = deliveries
+    stmt = update(d).where(d.c.subscription_id == subscription_id, d.c.event_type.in_(list(event_types)))
     if delivery_id is not None:
         stmt = stmt.where(d.c.delivery_id == delivery_id)
     if since is not None:
@@ -367,8 +389,40 @@ async def requeue(
             last_status_code=None,
             last_error=None,
             last_duration_ms=None,
+            cancelled_at=None,
+            cancel_reason=None,
         )
     )
+    return int(result.rowcount or 0)
+
+
+async def cancel(
+    conn: AsyncConnection, subscription_id: UUID, event_types: Sequence[str], now: datetime, reason: str
+) -> int:
+    """Cancel a subscription's pending deliveries of ``event_types``; returns how many.
+
+    A delivery a worker is attempting is locked by its claim until the attempt is recorded: this waits for that,
+    then sees the recorded status (READ COMMITTED re-checks the row), so a delivery just delivered stays
+    delivered and one waiting for a retry is cancelled. Nothing the worker writes can overwrite the cancel."""
+    if not event_types:
+        return 0
+    d = deliveries
+    stmt = (
+        update(d)
+        .where(
+            d.c.subscription_id == subscription_id,
+            d.c.status == Status.PENDING.value,
+            d.c.event_type.in_(list(event_types)),
+        )
+        .values(
+            status=Status.CANCELLED.value,
+            next_attempt_at=None,
+            cancelled_at=now,
+            cancel_reason=reason,
+            updated_at=now,
+        )
+    )
+    result = await conn.execute(stmt)
     return int(result.rowcount or 0)
 
 
@@ -389,15 +443,23 @@ async def backlog(conn: AsyncConnection) -> int:
 
 
 async def prune(conn: AsyncConnection, before: datetime) -> int:
-    """Delete delivered and given-up deliveries (with their attempts) last changed before ``before``."""
+    """Delete delivered, given-up and cancelled deliveries (with their attempts) last changed before ``before``."""
     d = deliveries
     result = await conn.execute(delete(d).where(d.c.status != Status.PENDING.value, d.c.updated_at < before))
     return int(result.rowcount or 0)
 
 
-async def lock_workspace(conn: AsyncConnection, workspace_id: str) -> None:
-    """Serialise subscription creation within a workspace (so its limit holds under concurrent requests)."""
-    await conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(:k))"), {"k": f"{SCHEMA}:ws:{workspace_id}"})
+async def lock_workspace(conn: AsyncConnection, workspace_id: str, *, shared: bool = False) -> None:
+    """Hold a workspace's subscription lock until the transaction ends.
+
+    Exclusive: creating a subscription (so the workspace's limit holds under concurrent requests) and changing
+    one's ``event_types``. Shared: whatever queues deliveries from the filters it read (the event handler, a
+    redelivery), so that a change of filters is wholly before or wholly after it: the change cancels what was
+    queued under the old filters, and nothing is queued under them afterwards. Delivery workers never take it
+    (they lock a delivery, then its subscription), so a holder may wait for a delivery a worker has claimed.
+    """
+    lock = "pg_advisory_xact_lock_shared" if shared else "pg_advisory_xact_lock"
+    await conn.execute(text(f"SELECT {lock}(hashtext(:k))"), {"k": f"{SCHEMA}:ws:{workspace_id}"})
 
 
 SUBSCRIPTIONS_CHANNEL = f"leadstream.{SCHEMA}.subscriptions"

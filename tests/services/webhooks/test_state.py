@@ -1,6 +1,6 @@
 """What the API says about an endpoint and its deliveries when their state changes under it: the count in a
-disabled endpoint's ``disabled_detail`` and a redelivered delivery. Real broker, database and HTTP receivers; a
-fake clock."""
+disabled endpoint's ``disabled_detail``, a redelivered delivery, and the queue of an endpoint whose
+``event_types`` were narrowed. Real broker, database and HTTP receivers; a fake clock for the backoff."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ import uuid
 from datetime import timedelta
 from typing import Any
 
+import pytest
+from sqlalchemy import text
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
@@ -17,11 +19,14 @@ from starlette.routing import Route
 
 from services.runtime.clock import FakeClock
 from services.runtime.service import Service
+from services.webhooks.domain import UNSUBSCRIBED
 from tests.services.webhooks.support import (
     api,
     delivery_rows,
     discovered,
+    drain,
     envelope,
+    replied,
     start,
     subscribe,
 )
@@ -126,7 +131,7 @@ async def test_a_redelivered_delivery_is_pending_without_the_outcome_of_its_earl
                 shown = (await client.get(path)).json()
                 for body in (answered, shown):
                     assert body["status"] == "pending" and body["held"] is True, body
-                    assert body["delivered_at"] is None, body
+                    assert body["delivered_at"] is None and body["cancelled_at"] is None, body
                     cleared = ("last_status_code", "last_error", "last_duration_ms")
                     assert [body[k] for k in cleared] == [None, None, None], body
                     assert body["attempts"] == 1  # every attempt ever made
@@ -143,3 +148,111 @@ async def test_a_redelivered_delivery_is_pending_without_the_outcome_of_its_earl
             rows = await wait_for(delivered, what="both recorded as delivered")
             assert {r.delivered_at for r in rows} == {clock.now()}
             assert {r.last_status_code for r in rows} == {200} and {r.attempts for r in rows} == {2}
+
+
+async def test_narrowing_event_types_cancels_the_queued_deliveries_of_the_types_it_dropped(
+    make_settings: Any, start_service: Any, topic_prefix: str
+) -> None:
+    """Queued deliveries of a type the endpoint no longer subscribes to are cancelled with the change, shown with
+    the reason, never sent (not after a retry, nor by a redelivery while the type is not selected), and do not
+    hold back later events of their key. They used to stay pending and go out at their next retry."""
+    ws = "ws-hooks-narrowed"
+    clock = FakeClock()
+    async with Receiver(failing=True).running() as receiver:
+        service = await start(make_settings, start_service, clock)
+        bootstrap = service.settings.kafka_bootstrap_servers
+        async with api(service, ws) as client:
+            sub = await subscribe(client, receiver.url, [DISCOVERED, REPLIED])
+            sid = sub["subscription_id"]
+            receiver.secrets = [sub["secret"]]
+            since = clock.now()
+            kept, dropped = uuid.uuid4(), uuid.uuid4()
+            first, reply = envelope(discovered(kept), ws), envelope(replied(dropped), ws)
+            await produce_events(bootstrap, topic_prefix, [first, reply])
+            await wait_for(lambda: _attempted(service, sid, 2), what="both attempted once and failed")
+
+            changed = await client.patch(f"{HOOKS}/{sid}", json={"event_types": [DISCOVERED]})
+            assert changed.status_code == 200 and changed.json()["event_types"] == [DISCOVERED]
+            log = {d["event_id"]: d for d in (await client.get(f"{HOOKS}/{sid}/deliveries")).json()["items"]}
+            cancelled = log[str(reply.id)]
+            assert cancelled["status"] == "cancelled" and cancelled["cancel_reason"] == UNSUBSCRIBED
+            assert cancelled["cancelled_at"] == clock.now().isoformat().replace("+00:00", "Z")
+            assert cancelled["next_attempt_at"] is None and cancelled["held"] is False
+            assert cancelled["attempts"] == 1 and cancelled["last_status_code"] == 500  # its attempt stays logged
+            assert log[str(first.id)]["status"] == "pending"
+            only = (await client.get(f"{HOOKS}/{sid}/deliveries", params={"status": "cancelled"})).json()["items"]
+            assert [d["event_id"] for d in only] == [str(reply.id)]
+
+            # The subscriber recovers: the kept type goes out, and a later event of the cancelled one's key too.
+            receiver.failing = False
+            later = envelope(discovered(dropped), ws)
+            await produce_events(bootstrap, topic_prefix, [later])
+            clock.advance(timedelta(seconds=5))
+            await wait_for(lambda: len(receiver.accepted()) == 2, what="the selected events delivered")
+            await drain(service, sid)
+            assert set(receiver.accepted_ids()) == {str(first.id), str(later.id)}
+
+            # Redelivery sends only what the filters select: one is refused, "since" skips it.
+            path = f"{HOOKS}/{sid}/deliveries/{cancelled['delivery_id']}/redeliver"
+            refused = await client.post(path)
+            assert refused.status_code == 409 and refused.json()["code"] == "event_type_not_selected"
+            again = await client.post(f"{HOOKS}/{sid}/redeliver", json={"since": since.isoformat()})
+            assert again.json() == {"redelivered": 2}
+            await wait_for(lambda: len(receiver.accepted()) == 4, what="the selected events redelivered")
+            await drain(service, sid)
+            assert [r.msg_id for r in receiver.requests].count(str(reply.id)) == 1  # its one attempt before the change
+
+            # Widening again does not revive a cancelled delivery; redelivering it does.
+            await client.patch(f"{HOOKS}/{sid}", json={"event_types": [DISCOVERED, REPLIED]})
+            await drain(service, sid)
+            assert (await client.get(f"{HOOKS}/{sid}/deliveries/{cancelled['delivery_id']}")).json()["status"] == (
+                "cancelled"
+            )
+            revived = (await client.post(path)).json()
+            assert (
+                revived["status"] == "pending" and revived["cancelled_at"] is None and revived["cancel_reason"] is None
+            )
+            await wait_for(lambda: receiver.accepted_ids()[-1:] == [str(reply.id)], what="the redelivered reply")
+
+
+async def _cancel_waiting(service: Service) -> bool:
+    """Whether a cancellation of deliveries waits for a row lock (a worker's claimed delivery) in this database."""
+    async with service.engine.connect() as conn:
+        waiting = await conn.scalar(
+            text(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                " AND wait_event_type = 'Lock' AND query LIKE 'UPDATE webhooks.deliveries%cancel_reason%'"
+            )
+        )
+    return bool(waiting)
+
+
+@pytest.mark.parametrize(("answer", "after"), [(500, "cancelled"), (200, "delivered")])
+async def test_a_change_of_filters_waits_for_the_attempt_in_flight_and_keeps_its_outcome_if_delivered(
+    make_settings: Any, start_service: Any, topic_prefix: str, answer: int, after: str
+) -> None:
+    """The change cancels a delivery a worker is attempting once that attempt is recorded: a failed one is
+    cancelled (not retried), a delivered one stays delivered. Neither outcome overwrites the other."""
+    ws = f"ws-hooks-inflight-{answer}"
+    clock = FakeClock()
+    holding = HoldingReceiver(status=answer)
+    async with holding.running() as url:
+        service = await start(make_settings, start_service, clock, webhooks_timeout_s=30.0)
+        async with api(service, ws) as client:
+            sid = (await subscribe(client, url, [DISCOVERED, REPLIED]))["subscription_id"]
+            reply = envelope(replied(uuid.uuid4()), ws)
+            await produce_events(service.settings.kafka_bootstrap_servers, topic_prefix, [reply])
+            await wait_for(lambda: holding.arrived == [str(reply.id)], what="the attempt in flight")
+
+            change = asyncio.create_task(client.patch(f"{HOOKS}/{sid}", json={"event_types": [DISCOVERED]}))
+            await wait_for(lambda: _cancel_waiting(service), what="the change waiting for the claimed delivery")
+            assert not change.done()
+            holding.release.set()
+            assert (await change).status_code == 200
+
+            (row,) = await delivery_rows(service, sid)
+            assert row.status == after and row.attempts == 1 and row.last_status_code == answer
+            assert (row.cancel_reason == UNSUBSCRIBED) is (after == "cancelled")
+            clock.advance(timedelta(minutes=5))
+            await drain(service, sid)
+            assert holding.arrived == [str(reply.id)]  # never attempted again
