@@ -175,7 +175,8 @@ def inbox_link(kind: str, campaign_id: UUID | None, account_id: UUID | None) -> 
         return "/campaigns", "Open campaigns"
     base = f"/campaigns/{campaign_id}"
     if kind == "drafts_waiting":
-        return f"{base}#drafts", "Review drafts"
+        # Drafts are reviewed in the campaign's Messaging Lab queue: the campaign page only says how many wait.
+        return f"{base}/lab", "Review drafts"
     if kind == "failed_actions":
         return f"{base}#results", "See the leads"
     if kind == "campaign_paused_by_limit":

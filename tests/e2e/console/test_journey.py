@@ -1,9 +1,10 @@
 """A sales user's journey through the console in Chromium, on the real services, Kafka and Postgres.
 
 Sign in from a deep link; home shows the checklist and real inbox items (an account a signed webhook
-made reconnect-required, drafts waiting in the Messaging Lab); open a campaign, filter its results by
-stage and page through them; open a lead and watch an event produced on Kafka appear on the open page;
-the accounts page shows the reconnect state. No console error and no failed request anywhere.
+made reconnect-required, drafts waiting in the Messaging Lab, whose "Review drafts" opens the campaign's
+review queue); open a campaign, filter its results by stage and page through them; open a lead and watch an
+event produced on Kafka appear on the open page; the accounts page shows the reconnect state. No console error
+and no failed request anywhere.
 """
 
 from __future__ import annotations
@@ -62,11 +63,12 @@ async def test_a_sales_user_reads_the_workspace_live(
     assert pending, "the review campaign has drafts in the Messaging Lab"
     drafts = inbox.locator('li[data-kind="drafts_waiting"]')
     await expect(drafts).to_contain_text(f"{len(pending)} drafts waiting for review")  # the Lab's own count
-    await expect(drafts.get_by_role("link", name="Review drafts")).to_have_attribute(
-        "href", f"/campaigns/{scene.review_campaign}#drafts"
-    )
     await expect(page.locator("#home-live")).to_contain_text("Q1 RevOps leaders")
     await screenshot(page, "home")
+    # "Review drafts" opens the campaign's review queue in the Messaging Lab, where drafts are decided.
+    await drafts.get_by_role("link", name="Review drafts").click()
+    await page.wait_for_url(re.compile(f"/campaigns/{scene.review_campaign}/lab$"))
+    await expect(page.locator("article.draft-card").first).to_be_visible()
 
     # -- campaigns: search, then open one ---------------------------------------------------------
     await nav(page, "Campaigns").click()

@@ -25,7 +25,8 @@ def test_badges_always_carry_text_and_a_tone() -> None:
 def test_each_inbox_item_links_where_it_is_resolved() -> None:
     c, a = uuid.uuid4(), uuid.uuid4()
     assert domain.inbox_link("reconnect_account", None, a) == (f"/accounts#account-{a}", "Reconnect")
-    assert domain.inbox_link("drafts_waiting", c, None) == (f"/campaigns/{c}#drafts", "Review drafts")
+    # Straight to the campaign's review queue in the Messaging Lab (not its page, one click away from it).
+    assert domain.inbox_link("drafts_waiting", c, None) == (f"/campaigns/{c}/lab", "Review drafts")
     assert domain.inbox_link("failed_actions", c, None)[0] == f"/campaigns/{c}#results"
     assert domain.inbox_link("campaign_needs_review", c, None)[0] == f"/campaigns/{c}"
     assert domain.inbox_link("connect_account", None, None)[0] == "/accounts"
