@@ -187,7 +187,7 @@ def inbox_link(kind: str, campaign_id: UUID | None, account_id: UUID | None) -> 
 ONBOARDING_LINKS = {
     "workspace_ready": ("/", "Your workspace is set up."),
     "account_connected": ("/accounts", "Campaigns send from your own LinkedIn account."),
-    "campaign_launched": ("/campaigns", "Pick an audience, a workflow and a pace, then launch."),
+    "campaign_launched": ("/campaigns/new", "Pick an audience, a workflow and a pace, then launch."),
 }
 
 

@@ -7,7 +7,9 @@ nothing that strands them: each test here is a defect such a walk found.
 - a person in a lead list opens their lead page;
 - a builder error across delivery fields ("Stop at" before "Start at") shows next to Stop at, in words
   (no pydantic "Value error," prefix), not under the pace above;
-- the Messaging Lab shows each lead's drafts in the order the lead receives them.
+- the Messaging Lab shows each lead's drafts in the order the lead receives them;
+- a workspace with an account and no campaign yet is sent to the builder (the checklist's "Launch your first
+  campaign", the campaign list's empty state), not told to call the outreach API.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from playwright.async_api import Browser, expect
 from tests.support.console import ConsoleWorld, nav, new_page, sign_in
 
 from .conftest import Scene
+
+FRESH = "ws-console-fresh"
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 expect.set_options(timeout=45_000)
@@ -129,5 +133,24 @@ async def test_the_messaging_lab_shows_each_leads_drafts_in_the_order_they_are_s
     assert runs == leads, f"a lead's drafts are split up: {queue}"
     for lead, found in steps.items():
         assert found == sorted(found, key=order.index), f"{lead}: {found}"
+    watch.assert_clean()
+    await context.close()
+
+
+async def test_a_workspace_without_a_campaign_is_sent_to_the_builder(world: ConsoleWorld, browser: Browser) -> None:
+    token = await world.token(FRESH)
+    world.scenario(FRESH).connect_account("Lee Park")
+    context, page, watch = await new_page(browser, world)
+    await sign_in(page, token)
+    checklist = page.locator("#checklist")
+    await expect(checklist.locator('li[data-step="account_connected"]')).to_have_attribute("data-done", "yes")
+    await checklist.get_by_role("link", name="Launch your first campaign").click()
+    await page.wait_for_url(re.compile(r"/campaigns/new$"))
+    await expect(page.get_by_label("Campaign name")).to_be_visible()
+    await nav(page, "Campaigns").click()
+    await expect(page.locator("#campaign-table")).to_contain_text("No campaigns yet")
+    await expect(page.locator("#campaign-table")).not_to_contain_text("/v1/campaigns")  # no API call to make by hand
+    await page.locator("#campaign-table").get_by_role("link", name="Build a campaign").click()
+    await page.wait_for_url(re.compile(r"/campaigns/new$"))
     watch.assert_clean()
     await context.close()

@@ -30,6 +30,8 @@ def test_each_inbox_item_links_where_it_is_resolved() -> None:
     assert domain.inbox_link("failed_actions", c, None)[0] == f"/campaigns/{c}#results"
     assert domain.inbox_link("campaign_needs_review", c, None)[0] == f"/campaigns/{c}"
     assert domain.inbox_link("connect_account", None, None)[0] == "/accounts"
+    # The checklist's "Launch your first campaign" opens the builder (the campaign list had no way to launch).
+    assert domain.ONBOARDING_LINKS["campaign_launched"][0] == "/campaigns/new"
 
 
 def test_after_sign_in_only_paths_of_this_site() -> None:
