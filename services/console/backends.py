@@ -329,7 +329,8 @@ class MessagingApi(Backend):
 
 
 class OutreachApi(Backend):
-    """Outreach: accounts and their hosted flows, campaigns and their commands, workflows, the plan."""
+    """Outreach: accounts and their hosted flows, campaigns and their commands, workflows, the blocklist and the
+    suppression list, the plan."""
 
     async def accounts(self, token: str) -> models.OutreachAccounts:
         return await self.call(token, "GET", "/v1/accounts", models.OutreachAccounts, params={"limit": 200})
@@ -380,6 +381,19 @@ class OutreachApi(Backend):
         body = {"account_ids": [str(a) for a in account_ids]}
         path = f"/v1/campaigns/{campaign_id}/accounts"
         return await self.call(token, "PUT", path, models.CampaignDetail, json=body)
+
+    async def blocklist(self, token: str, after: str | None = None) -> models.Blocklist:
+        params = {"limit": 200, "after": after}
+        return await self.call(token, "GET", "/v1/blocklist", models.Blocklist, params=params)
+
+    async def block(self, token: str, kind: str, value: str) -> None:
+        await self.call(token, "POST", "/v1/blocklist", _Nothing, json={"kind": kind, "value": value})
+
+    async def unblock(self, token: str, kind: str, value: str) -> None:
+        await self.call(token, "DELETE", "/v1/blocklist", _Nothing, params={"kind": kind, "value": value})
+
+    async def suppressions(self, token: str) -> models.Suppressions:
+        return await self.call(token, "GET", "/v1/suppressions", models.Suppressions, params={"limit": 200})
 
     async def plan(self, token: str) -> models.WorkspacePlan:
         return await self.call(token, "GET", "/v1/plan", models.WorkspacePlan)

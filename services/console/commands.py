@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
-from . import builder, models
+from . import builder, domain, models
 from .backends import BackendRefused, Backends
 
 
@@ -241,6 +241,29 @@ async def refresh_account(backends: Backends, token: str, account_id: UUID) -> m
 async def delete_account(backends: Backends, token: str, account_id: UUID) -> None:
     """Delete an account (campaigns left without one need review)."""
     await _step("outreach", backends.outreach.delete_account(token, account_id))
+
+
+# -- the blocklist ------------------------------------------------------------------------------------
+
+
+async def block(backends: Backends, token: str, kind: str, value: str) -> None:
+    """Put a domain, an email or a LinkedIn profile URL on the workspace blocklist (outreach checks every send
+    against it; a domain covers its subdomains)."""
+    if kind not in domain.BLOCK_KINDS:
+        raise _console_refusal("kind", "Choose what to block: a domain, an email or a LinkedIn profile URL")
+    if not value.strip():
+        raise _console_refusal("value", "Enter the domain, email or LinkedIn profile URL to block")
+    await _step("outreach", backends.outreach.block(token, kind, value.strip()))
+
+
+async def unblock(backends: Backends, token: str, kind: str, value: str) -> None:
+    """Take an entry off the blocklist (its leads can be contacted again). An entry already gone (removed in
+    another tab, a second click) is not an error: what the user asked for is the case."""
+    try:
+        await backends.outreach.unblock(token, kind, value)
+    except BackendRefused as exc:
+        if exc.status != 404:
+            raise Refused("outreach", exc) from exc
 
 
 def _console_refusal(field_name: str, message: str) -> Refused:

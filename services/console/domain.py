@@ -109,6 +109,14 @@ SEARCH_KINDS = {
     "csv": "CSV import",
     "manual": "Added by hand",
 }
+BLOCK_KINDS = {"domain": "Domain", "email": "Email", "profile_url": "LinkedIn profile"}
+"""What a blocklist entry can be (outreach's kinds), as the blocklist page names them."""
+SUPPRESSION_KINDS = {"lead": "Lead", "email": "Email"}
+SUPPRESSION_REASONS: dict[str, Badge] = {
+    "unsubscribed": Badge("Unsubscribed", "warn"),
+    "bounced": Badge("Email bounced", "bad"),
+    "manual": Badge("Suppressed by hand", "muted"),
+}
 SEARCH_STATES: dict[str, Badge] = {
     "running": Badge("Finding leads", "info"),
     "scheduled": Badge("Scheduled", "info"),

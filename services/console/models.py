@@ -721,3 +721,24 @@ class WorkspacePlan(_In):
     def allows(self, feature: str) -> bool:
         """Whether the plan and add-ons include ``feature``."""
         return feature in self.features
+
+
+class BlockEntry(_In):
+    kind: str  # domain, email or profile_url
+    value: str  # as outreach stored it (normalised: lower case, a profile URL without its query)
+
+
+class Blocklist(_In):
+    items: list[BlockEntry]
+    next: str | None = None
+
+
+class Suppression(_In):
+    kind: str  # lead (its id) or email
+    value: str
+    reason: str  # unsubscribed, bounced or manual
+
+
+class Suppressions(_In):
+    items: list[Suppression]
+    next: str | None = None

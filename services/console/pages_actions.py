@@ -1,7 +1,8 @@
 """Actions on what exists: a campaign's pause, resume, delete and the resolution of "needs review"; the
 Messaging Lab's review queue (approve, edit with the API's own limit check, reject with feedback, bulk
 approve); accounts (connect through the hosted page, reconnect, check again, delete, an email sender); the
-plan and its upgrades. Every call goes to a service's public API; every 4xx is shown where it belongs."""
+blocklist (add, remove) beside the suppression list; the plan and its upgrades. Every call goes to a service's
+public API; every 4xx is shown where it belongs."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from uuid import UUID
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from leadstream_schemas.bounds import URL_MAX
 
 from . import commands, domain, models
 from .backends import BackendRefused, Backends
@@ -338,6 +340,73 @@ def actions_router(console: Console) -> APIRouter:
         if problem:
             notice = problem
         return await accounts_page(request, session, notice=notice)
+
+    # -- the blocklist ------------------------------------------------------------------------------
+
+    async def blocklist_page(
+        request: Request,
+        session: Session,
+        *,
+        after: str | None = None,
+        values: dict[str, str] | None = None,
+        errors: dict[str, str] | None = None,
+        notice: str | None = None,
+    ) -> Response:
+        blocked, suppressed = await gather(
+            b.outreach.blocklist(session.token, after=after), b.outreach.suppressions(session.token)
+        )
+        return console.render(
+            request,
+            "blocklist.html",
+            status=422 if errors else 200,
+            blocked=blocked,
+            suppressed=suppressed,
+            after=after,
+            values=values or {"kind": "domain", "value": ""},
+            errors=errors or {},
+            notice=notice,
+        )
+
+    BLOCK_NOTICES = {
+        "blocked": "Blocked. Leads it matches are skipped from their next step on, in every campaign.",
+        "removed": "Removed from the blocklist. Leads it matched can be contacted again.",
+    }
+
+    @router.get("/blocklist", response_class=HTMLResponse, openapi_extra=PAGE)
+    async def blocklist(
+        request: Request,
+        session: Signed,
+        done: Flag = None,
+        after: Annotated[str | None, Query(max_length=500)] = None,
+    ) -> Response:
+        """The workspace blocklist (add, remove) and the suppression list (unsubscribed, bounced), read-only."""
+        return await blocklist_page(request, session, after=after, notice=BLOCK_NOTICES.get(done or ""))
+
+    @router.post("/blocklist", response_class=HTMLResponse, openapi_extra=PAGE)
+    async def block(request: Request, session: Signed, _csrf: CsrfForm) -> Response:
+        """Block a domain, an email or a LinkedIn profile URL; a refusal is shown at its field, the entry kept."""
+        form = await console.form(request)
+        # One character over outreach's own bound, so that a longer value is refused there, not silently cut here.
+        values = {"kind": str(form.get("kind") or "")[:20], "value": str(form.get("value") or "")[: URL_MAX + 1]}
+        try:
+            await commands.block(b, session.token, values["kind"], values["value"])
+        except Refused as exc:
+            errors: dict[str, str] = {}
+            refusal = exc.refusal
+            for path, message in refusal.errors or [(refusal.field or "value", refusal.detail)]:
+                errors.setdefault(path if path in ("kind", "value") else "value", message or refusal.detail)
+            return await blocklist_page(request, session, values=values, errors=errors)
+        return _redirect(request, "/blocklist?done=blocked")
+
+    @router.post("/blocklist/remove", openapi_extra=PAGE)
+    async def unblock(request: Request, session: Signed, _csrf: CsrfForm) -> Response:
+        form = await console.form(request)
+        kind, value = str(form.get("kind") or "")[:20], str(form.get("value") or "")[:URL_MAX]
+        try:
+            await commands.unblock(b, session.token, kind, value)
+        except Refused as exc:
+            return _redirect(request, console.with_problem("/blocklist", exc.refusal.detail))
+        return _redirect(request, "/blocklist?done=removed")
 
     # -- the plan ---------------------------------------------------------------------------------
 

@@ -9,7 +9,9 @@ nothing that strands them: each test here is a defect such a walk found.
   (no pydantic "Value error," prefix), not under the pace above;
 - the Messaging Lab shows each lead's drafts in the order the lead receives them;
 - a workspace with an account and no campaign yet is sent to the builder (the checklist's "Launch your first
-  campaign", the campaign list's empty state), not told to call the outreach API.
+  campaign", the campaign list's empty state), not told to call the outreach API;
+- the workspace blocklist the compliance check reads is kept in the console: block, see it listed, remove it,
+  an empty entry refused at its field with the choice kept; the suppression list beside it.
 """
 
 from __future__ import annotations
@@ -19,9 +21,10 @@ import re
 import pytest
 from playwright.async_api import Browser, expect
 
+from tests.support.browser import assert_fits_phone, assert_labelled, screenshot
 from tests.support.console import ConsoleWorld, nav, new_page, sign_in
 
-from .conftest import Scene
+from .conftest import WORKSPACE, Scene
 
 FRESH = "ws-console-fresh"
 
@@ -152,5 +155,50 @@ async def test_a_workspace_without_a_campaign_is_sent_to_the_builder(world: Cons
     await expect(page.locator("#campaign-table")).not_to_contain_text("/v1/campaigns")  # no API call to make by hand
     await page.locator("#campaign-table").get_by_role("link", name="Build a campaign").click()
     await page.wait_for_url(re.compile(r"/campaigns/new$"))
+    watch.assert_clean()
+    await context.close()
+
+
+async def test_the_workspace_blocklist_is_kept_in_the_console(
+    world: ConsoleWorld, browser: Browser, scene: Scene
+) -> None:
+    # An address that bounced (no lead of the scene has it): the suppression list shows it, read-only.
+    bounced = {"kind": "email", "value": "gone@bounced.example", "reason": "bounced"}
+    world.api(WORKSPACE, "POST", "outreach", "/v1/suppressions", json=bounced)
+    context, page, watch = await new_page(browser, world)
+    watch.allow(r"^/blocklist$", 422)
+    await sign_in(page, scene.token)
+    await nav(page, "Blocklist").click()
+    await page.wait_for_url(re.compile(r"/blocklist$"))
+    await expect(page.locator("#suppressed")).to_contain_text("gone@bounced.example")
+    await expect(page.locator("#suppressed")).to_contain_text("Email bounced")
+    kind, value = page.get_by_label("What to block"), page.get_by_label("Domain, email or profile URL")
+
+    # Nothing typed: refused at the field, the kind chosen kept.
+    await kind.select_option("email")
+    await page.get_by_role("button", name="Block", exact=True).click()
+    await expect(page.locator("#err-value")).to_contain_text("Enter the domain, email or LinkedIn profile URL")
+    await expect(value).to_have_attribute("aria-invalid", "true")
+    await expect(kind).to_have_value("email")
+
+    # A domain as people paste it is stored as outreach normalises it, listed, and read by outreach's check.
+    await kind.select_option("domain")
+    await value.fill("  https://www.Competitor.example/about ")
+    await page.get_by_role("button", name="Block", exact=True).click()
+    await page.wait_for_url(re.compile(r"/blocklist\?done=blocked$"))
+    row = page.locator('#blocked tr[data-kind="domain"][data-value="competitor.example"]')
+    await expect(row).to_contain_text("Domain")
+    await assert_labelled(page)
+    await assert_fits_phone(page)
+    await screenshot(page, "blocklist")
+    entries = world.api(WORKSPACE, "GET", "outreach", "/v1/blocklist")["items"]
+    assert {"kind": "domain", "value": "competitor.example"} in entries, entries
+
+    await row.get_by_role("button", name="Remove competitor.example from the blocklist").click()
+    await page.wait_for_url(re.compile(r"/blocklist\?done=removed$"))
+    await expect(page.locator("#blocklist-notice")).to_contain_text("Removed")
+    await expect(row).to_have_count(0)
+    entries = world.api(WORKSPACE, "GET", "outreach", "/v1/blocklist")["items"]
+    assert {"kind": "domain", "value": "competitor.example"} not in entries, entries
     watch.assert_clean()
     await context.close()
