@@ -11,7 +11,8 @@ nothing that strands them: each test here is a defect such a walk found.
 - a workspace with an account and no campaign yet is sent to the builder (the checklist's "Launch your first
   campaign", the campaign list's empty state), not told to call the outreach API;
 - the workspace blocklist the compliance check reads is kept in the console: block, see it listed, remove it,
-  an empty entry refused at its field with the choice kept; the suppression list beside it.
+  an empty entry refused at its field with the choice kept; the suppression list beside it;
+- on a phone the plan is reachable from the navigation as on a desktop (its link was hidden there).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import re
 import pytest
 from playwright.async_api import Browser, expect
 
-from tests.support.browser import assert_fits_phone, assert_labelled, screenshot
+from tests.support.browser import PHONE, assert_fits_phone, assert_labelled, screenshot
 from tests.support.console import ConsoleWorld, nav, new_page, sign_in
 
 from .conftest import WORKSPACE, Scene
@@ -200,5 +201,19 @@ async def test_the_workspace_blocklist_is_kept_in_the_console(
     await expect(row).to_have_count(0)
     entries = world.api(WORKSPACE, "GET", "outreach", "/v1/blocklist")["items"]
     assert {"kind": "domain", "value": "competitor.example"} not in entries, entries
+    watch.assert_clean()
+    await context.close()
+
+
+async def test_the_plan_is_reachable_from_the_navigation_on_a_phone(
+    world: ConsoleWorld, browser: Browser, scene: Scene
+) -> None:
+    context, page, watch = await new_page(browser, world)
+    await sign_in(page, scene.token)
+    await page.set_viewport_size(PHONE)
+    await page.get_by_role("complementary", name="Main").get_by_role("link", name="Plan & add-ons").click()
+    await page.wait_for_url(re.compile(r"/plan$"))
+    await expect(page.get_by_role("heading", name="Plan & add-ons", level=1)).to_be_visible()
+    await assert_fits_phone(page)
     watch.assert_clean()
     await context.close()
