@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaProducer, TopicPartition
 from leadstream_schemas import LEAD, SEARCH, TOPICS, Envelope, LeadDiscovered, SearchFinished, SearchStarted
 from prometheus_client import REGISTRY
 
@@ -64,7 +64,7 @@ async def test_a_search_s_end_waits_for_the_leads_appended_before_it(
     first, found = discovered(), discovered()
     leads = Holding(first.id, found.id)
     finished = Finished(leads)
-    await start_service(build(settings, leads, group_suffix="-after", search_finished=finished))
+    service = await start_service(build(settings, leads, group_suffix="-after", search_finished=finished))
     lead_topic = settings.topic_name(first.topic)
 
     # A first lead holds the consumer's poll, while the search's last lead and then its end are appended (the lead
@@ -74,8 +74,17 @@ async def test_a_search_s_end_waits_for_the_leads_appended_before_it(
     end = Envelope.new(
         SearchFinished(search_id=uuid.uuid4(), reason="exhausted", total_new=1), workspace_id=WORKSPACE, source="test"
     )
-    await send(settings.kafka_bootstrap_servers, lead_topic, [raw(found)])
-    await send(settings.kafka_bootstrap_servers, settings.topic_name(SEARCH.name), [raw(end)])
+    (at_lead,) = await send(settings.kafka_bootstrap_servers, lead_topic, [raw(found)])
+    (at_end,) = await send(settings.kafka_bootstrap_servers, settings.topic_name(SEARCH.name), [raw(end)])
+    # Both in the consumer's prefetch before the first lead is released, so that its next poll takes both: a fetch
+    # answer that carries a partition's high watermark past a record carries the record. (Released earlier, a poll
+    # under load may take the lead alone, which is then held, and the search's end is never read.)
+    kafka = service.consumers[0].consumer
+    assert kafka is not None
+    await wait_for(
+        lambda: all((kafka.highwater(TopicPartition(m.topic, m.partition)) or 0) > m.offset for m in (at_lead, at_end)),
+        what="the search's last lead and its end fetched by the consumer",
+    )
     leads.release[first.id].set()
     # The search's end is read while its last lead is in hand: put back, never handled before that lead is done
     # (handled at once, it would say here that only the first lead was done).
