@@ -15,7 +15,7 @@ from sqlalchemy.dialects.postgresql import insert
 from services.runtime.service import Service
 
 from . import lifecycle as lc
-from .domain.compliance import normalise_block_value, normalise_email
+from .domain.compliance import BLOCK_VALUE_PROBLEMS, normalise_block_value, normalise_email
 from .emit import RootEmitter
 from .models import BlockIn, BlockKind, SuppressionIn
 from .problems import invalid, not_found
@@ -32,8 +32,8 @@ class ComplianceCommands:
         """Block a domain, an email or a profile URL (already blocked: kept); the value as stored (normalised),
         a 422 naming ``value`` when nothing usable is left of it."""
         value = normalise_block_value(body.kind, body.value)
-        if not value:
-            raise invalid("value", "not a usable domain, email or profile URL")
+        if value is None:
+            raise invalid("value", BLOCK_VALUE_PROBLEMS[body.kind])
         async with self.service.engine.begin() as conn:
             await conn.execute(
                 insert(blocklist)
@@ -49,7 +49,8 @@ class ComplianceCommands:
                 delete(blocklist).where(
                     blocklist.c.workspace_id == workspace_id,
                     blocklist.c.kind == kind,
-                    blocklist.c.value == normalise_block_value(kind, value),
+                    # as typed too: an entry kept by a version that stored values it could not normalise
+                    blocklist.c.value.in_({normalise_block_value(kind, value) or "", value.strip().lower()}),
                 )
             )
         if not result.rowcount:

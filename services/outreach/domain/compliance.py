@@ -50,13 +50,38 @@ def normalise_profile_url(url: str | None) -> str | None:
     return f"{host}{parts.path}".rstrip("/")
 
 
-def normalise_block_value(kind: str, value: str) -> str:
-    """The stored form of a blocklist entry of ``kind``."""
+# A host name as blocklist entries hold it: labels joined by dots, at least two, no spaces (unicode letters allowed:
+# an internationalised domain is kept as typed, lower-cased).
+_HOST = re.compile(r"[^\s./@:]+(\.[^\s./@:]+)+")
+
+BLOCK_VALUE_PROBLEMS = {
+    "domain": "not a domain (like acme.com)",
+    "email": "not an email address (like name@acme.com)",
+    "profile_url": "not a profile URL (like linkedin.com/in/ada-adler)",
+}
+"""Why a value is refused as a blocklist entry of each kind (the 422 naming ``value`` says it)."""
+
+
+def normalise_block_value(kind: str, value: str) -> str | None:
+    """The stored form of a blocklist entry of ``kind``, or None when ``value`` is not one.
+
+    An entry that is not what its kind says could never match a lead (contacts are matched in these normalised
+    forms: :meth:`Contact.block_keys`), so keeping it would tell the user a send is blocked when it is not.
+    """
     if kind == "domain":
-        return normalise_domain(value)
+        domain = normalise_domain(value)
+        return domain if _HOST.fullmatch(domain) else None
     if kind == "email":
-        return normalise_email(value) or value.strip().lower()
-    return normalise_profile_url(value) or value.strip().lower()
+        email = normalise_email(value)
+        if email is None:
+            return None
+        local, _, host = email.rpartition("@")
+        return email if local and " " not in local and _HOST.fullmatch(host) else None
+    url = normalise_profile_url(value)
+    if url is None:
+        return None
+    host, _, path = url.partition("/")
+    return url if _HOST.fullmatch(host) and path.strip("/") else None
 
 
 @dataclass(frozen=True)

@@ -165,6 +165,11 @@ async def test_workspaces_are_isolated_and_lists_search(o: Outreach) -> None:
     assert [e["field"] for e in kind["errors"]] == ["kind"]
     await o.api("POST", "/v1/blocklist", 201, json={"kind": "domain", "value": "acme.com"})
     await o.api("DELETE", "/v1/blocklist", 204, params={"kind": "domain", "value": "acme.com"})
+    # An entry that could never match anyone is refused, saying what its kind expects (it was kept as typed).
+    not_email = await o.api("POST", "/v1/blocklist", 422, json={"kind": "email", "value": "ada.acme.com"})
+    assert [e["field"] for e in not_email["errors"]] == ["value"]
+    assert "email address" in not_email["errors"][0]["message"], not_email
+    assert (await o.api("GET", "/v1/blocklist", 200))["items"] == []
     assert (await o.client.get("/v1/campaigns", headers={"Authorization": "Bearer nope"})).status_code == 401
 
 

@@ -7,7 +7,14 @@ from itertools import pairwise
 
 import pytest
 
-from services.outreach.domain.compliance import Contact, assign_account, blocked_by, render_template, suppression
+from services.outreach.domain.compliance import (
+    Contact,
+    assign_account,
+    blocked_by,
+    normalise_block_value,
+    render_template,
+    suppression,
+)
 from services.outreach.domain.pacing import (
     PacingError,
     channel_cap,
@@ -244,6 +251,43 @@ def test_blocklist_matches_domain_email_and_profile() -> None:
     assert blocked_by(contact, [("email", "ada@mail.acme.com")]) == "email ada@mail.acme.com"
     assert blocked_by(contact, [("profile_url", "linkedin.com/in/ada")]) == "profile_url linkedin.com/in/ada"
     assert blocked_by(contact, [("domain", "other.com")]) is None
+
+
+@pytest.mark.parametrize(
+    ("kind", "typed"),
+    [
+        ("domain", "https://www.Mail.Acme.com/careers"),
+        ("domain", "@acme.com"),
+        ("email", " Ada@Mail.Acme.com "),
+        ("profile_url", "https://www.linkedin.com/in/Ada/?trk=x"),
+        ("profile_url", "linkedin.com/in/ada"),
+    ],
+)
+def test_a_kept_blocklist_entry_blocks_the_contact_it_names(kind: str, typed: str) -> None:
+    contact = Contact("l1", email="ada@mail.acme.com", linkedin_url="https://linkedin.com/in/ada")
+    stored = normalise_block_value(kind, typed)
+    assert stored is not None
+    assert blocked_by(contact, [(kind, stored)]) == f"{kind} {stored}"
+
+
+@pytest.mark.parametrize(
+    ("kind", "typed"),
+    [
+        ("domain", "acme"),
+        ("domain", "acme .com"),
+        ("domain", "ada@acme.com"),
+        ("email", "ada.acme.com"),
+        ("email", "@acme.com"),
+        ("email", "ada@acme"),
+        ("email", "ada lovelace@acme.com"),
+        ("profile_url", "linkedin.com"),
+        ("profile_url", "https://linkedin.com/"),
+        ("profile_url", "ada adler"),
+    ],
+)
+def test_a_value_that_could_never_match_is_not_a_blocklist_entry(kind: str, typed: str) -> None:
+    # Kept, it would read as blocking someone while blocking no one.
+    assert normalise_block_value(kind, typed) is None
 
 
 def test_assignment_is_deterministic_and_spreads() -> None:
