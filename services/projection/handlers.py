@@ -23,6 +23,8 @@ some records were already applied.
 
 from __future__ import annotations
 
+import copy
+import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -33,6 +35,7 @@ import asyncpg
 from asyncpg.transaction import Transaction
 
 from services.runtime.consuming.batch import TP, ApplyResult, DeadLetter
+from services.runtime.consuming.sightings import Sightings
 
 from . import domain
 from .domain import EventRecord, Patch, TimelineRow
@@ -73,6 +76,8 @@ class Plan:
     duplicates: int
     filtered: int
     undecodable: int = 0
+    sightings: Sightings | None = None
+    """What the batch held in the time window (an applier with :attr:`BatchApplier.sightings` only)."""
 
 
 Committed = Callable[[int, list[tuple[str, UUID | None]]], None]
@@ -106,6 +111,11 @@ class BatchApplier:
     ``changes`` (default: only for the live schema) appends what each batch touched to the change
     log and notifies the workspaces' listeners when the transaction commits (the change stream).
 
+    ``sightings`` (a filtered rebuild) counts the events of the time window per workspace and per campaign, so that a
+    ``--campaign`` that matched nothing can be named; a batch's count joins it once its transaction committed.
+    ``sightings_key`` (a pod worker) also keeps the count so far in ``replay_info`` under that key, in each batch's
+    transaction: a worker that restarts resumes it with its offsets (see :mod:`.pods`).
+
     ``seen_window`` (a rebuild only) is for a ``seen_events`` loaded without its key (the rebuild adds it at the
     end, one sort instead of an index insert per event, about 1.5 us of Postgres per event): the ids this
     applier committed are the ones seen, the last ``seen_window`` to twice as many of them (a duplicate on the
@@ -131,8 +141,12 @@ class BatchApplier:
         seen_window: int = 0,
         committed: Committed | None = None,
         origin: str = "",
+        sightings: Sightings | None = None,
+        sightings_key: str | None = None,
     ) -> None:
         self.views = views
+        self.sightings = sightings
+        self.sightings_key = sightings_key
         self.committed = committed
         """Called after each batch that recorded changes commits: ``committed(batch, [(workspace, lead), ...])``
         (the process's change hub wakes its streams and lead watches at once, :meth:`.live.ChangeHub.committed`)."""
@@ -152,14 +166,19 @@ class BatchApplier:
         self.campaign = str(campaign) if campaign else None
         self.since = since
 
-    def wanted(self, env: EventRecord) -> bool:
-        """Whether a replay restricted to one campaign or a time keeps ``env``."""
+    def wanted(self, env: EventRecord, seen: Sightings | None = None) -> bool:
+        """Whether a replay restricted to one campaign or a time keeps ``env``; ``seen`` counts it when it is in
+        the time window."""
         if self.since is not None and env.time < self.since:
             return False
-        if self.campaign is None:
+        if seen is not None:
+            owner = _campaign_of(env)
+            seen.add(env.workspace_id, owner)
+        elif self.campaign is None:
             return True
-        owner = _campaign_of(env)
-        return owner is None or owner == self.campaign
+        else:
+            owner = _campaign_of(env)
+        return self.campaign is None or owner is None or owner == self.campaign
 
     # -- Python side ------------------------------------------------------------------------------
 
@@ -208,7 +227,10 @@ class BatchApplier:
         result = ApplyResult(duplicates=plan.duplicates, filtered=plan.filtered)
         if not plan.by_tp:
             return result
-        held, applied, (batch, changes) = await self._apply(conn, plan, result, expected, dead_letter)
+        counted = self._sightings_with(plan)
+        held, applied, (batch, changes) = await self._apply(conn, plan, result, expected, dead_letter, counted)
+        if counted is not None:
+            self.sightings = counted  # committed: only now does the batch count
         if changes and self.committed is not None:
             self.committed(batch, [(c[0], c[2]) for c in changes])
         if held:
@@ -224,6 +246,7 @@ class BatchApplier:
         result: ApplyResult,
         expected: Mapping[TP, int | None],
         dead_letter: DeadLetter | None,
+        counted: Sightings | None = None,
     ) -> tuple[dict[str, dict[tuple[Any, ...], Patch]], list[str], tuple[int, list[Change]]]:
         """The transaction of :meth:`apply`; returns the held patches, the ids of the events it applied, and the
         number its notification gave the batch with the changes it recorded (0 and none: it recorded none)."""
@@ -298,9 +321,24 @@ class BatchApplier:
                     [p for (_, p), _ in ordered],
                     [o for _, o in ordered],
                 )
+            if counted is not None and self.sightings_key is not None:
+                await conn.execute(
+                    f'INSERT INTO "{self.views.schema}".replay_info (key, value) VALUES ($1, $2::jsonb) '
+                    "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
+                    self.sightings_key,
+                    json.dumps(counted.to_json()),
+                )
         if not result.applied:
             return {}, applied, (0, [])
         return writes.held, applied, (batch, writes.changes if batch else [])
+
+    def _sightings_with(self, plan: Plan) -> Sightings | None:
+        """The count so far with ``plan``'s in (a copy: it replaces :attr:`sightings` once the batch committed)."""
+        if self.sightings is None or plan.sightings is None:
+            return None
+        counted = Sightings.from_json(copy.deepcopy(self.sightings.to_json()))
+        counted.merge(plan.sightings)
+        return counted
 
     async def _record_seen(self, conn: asyncpg.Connection, ids: list[str]) -> set[str]:
         """Add a batch's distinct event ids to ``seen_events``; returns those that were there already.
@@ -498,11 +536,16 @@ class Planner:
         self.undecodable = 0
         self.reducer = applier.reducer()
         self.filtering = applier.campaign is not None or applier.since is not None
+        # Counted only where the records are filtered anyway (a filtered rebuild): the live path pays nothing.
+        self.sightings = (
+            Sightings(campaign=applier.campaign) if applier.sightings is not None and self.filtering else None
+        )
 
     def add(self, items: Iterable[Item]) -> None:
         """Add records (in offset order per partition)."""
         by_tp, events = self.by_tp, self.events
         wanted = self.applier.wanted if self.filtering else None
+        seen = self.sightings
         tp: TP | None = None
         part: list[Item] = []
         for it in items:
@@ -514,7 +557,9 @@ class Planner:
             if env is None:
                 self.undecodable += 1
                 continue
-            if wanted is not None and not wanted(env):
+            if seen is not None:
+                seen.records += 1
+            if wanted is not None and not wanted(env, seen):
                 self.filtered += 1
                 continue
             eid = str(env.id)
@@ -529,4 +574,12 @@ class Planner:
 
     def finish(self) -> Plan:
         """The plan of everything added."""
-        return Plan(self.by_tp, self.events, self.reducer.finish(), self.duplicates, self.filtered, self.undecodable)
+        return Plan(
+            self.by_tp,
+            self.events,
+            self.reducer.finish(),
+            self.duplicates,
+            self.filtered,
+            self.undecodable,
+            self.sightings,
+        )

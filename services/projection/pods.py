@@ -37,6 +37,7 @@ from aiokafka import TopicPartition
 
 from services.runtime.consuming.batch import GcPacer
 from services.runtime.consuming.reader import log_consumer
+from services.runtime.consuming.sightings import Sightings
 from services.runtime.migrations import upgrade
 from services.runtime.settings import RuntimeSettings
 
@@ -187,6 +188,11 @@ class WorkerOutcome:
     finalized: bool = False
     """This run was the last worker: it completed the rebuild."""
     promotion: Promotion | None = None
+    sightings: Sightings | None = None
+    """When this run completed a filtered rebuild: what the whole rebuild's time window held, every worker's
+    count merged (:mod:`services.runtime.consuming.sightings`); None otherwise."""
+    window: tuple[datetime | None, datetime | None] = (None, None)
+    """The rebuild's ``since`` and ``until``."""
 
 
 async def run_pod_worker(
@@ -219,8 +225,9 @@ async def run_pod_worker(
         began = datetime.now(UTC)
         if (info.get(worker_key(index)) or {}).get("status") != "done":
             began = await _read_share(settings, conn, info, plan, index, report, on_progress, crash_after)
-        status, finalized = await _finish(conn, schema, plan, index, report, began)
-        outcome = WorkerOutcome(index, report, status, finalized)
+        status, finalized, sightings = await _finish(conn, schema, plan, index, report, began)
+        window = tuple(datetime.fromisoformat(info[k]) if info.get(k) else None for k in ("since", "until"))
+        outcome = WorkerOutcome(index, report, status, finalized, sightings=sightings, window=window)  # type: ignore[arg-type]
         if status == "complete" and plan.promote_when_done:
             outcome.promotion = await promote(settings, name)
             outcome.status = "promoted"
@@ -254,7 +261,15 @@ async def _read_share(
     campaign = UUID(info["campaign"]) if info.get("campaign") else None
     # hold_rows=0: every batch writes its own rows with its offsets, so a restart resumes exactly.
     job = ReadJob(settings, schema, since, campaign, plan.batch_records, ranges, hold_rows=0)
-    checkpoint = await reader_checkpoint(job, crash_after=crash_after)
+    # A filtered rebuild's count of what it read is kept with each batch's offsets too: a worker that restarts goes
+    # on from the count of what it had committed, so the rebuild's count is of the whole window.
+    counted = info.get(sightings_key(index))
+    checkpoint = await reader_checkpoint(
+        job,
+        crash_after=crash_after,
+        sightings=Sightings.from_json(counted) if counted is not None else None,
+        sightings_key=sightings_key(index) if since is not None or campaign is not None else None,
+    )
     consumer = log_consumer(settings, plan.batch_records)
     pacer = GcPacer(every_records=500_000, every_s=30.0, full_every_s=0.0)
     started = time.monotonic()
@@ -277,12 +292,19 @@ async def _read_share(
     return began
 
 
+def sightings_key(index: int) -> str:
+    """The ``replay_info`` key where worker ``index`` of a filtered pod rebuild keeps its count of what it read,
+    written with each batch (:class:`~services.runtime.consuming.sightings.Sightings`)."""
+    return f"{worker_key(index)}.sightings"
+
+
 async def _finish(
     conn: asyncpg.Connection, schema: str, plan: PodPlan, index: int, report: ReplayReport, began: datetime
-) -> tuple[str, bool]:
+) -> tuple[str, bool, Sightings | None]:
     """Note the worker done; the last one completes the rebuild, in the same transaction under the apply lock.
 
-    Returns the rebuild's status and whether this call completed it.
+    Returns the rebuild's status, whether this call completed it and, when it did a filtered rebuild's, every
+    worker's count of what it read, merged.
     """
     async with conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock($1)", write_sql(views_for(schema)).lock_id)
@@ -301,7 +323,7 @@ async def _finish(
             await _note(conn, schema, {worker_key(index): note})
             info[worker_key(index)] = note
         if info.get("status") != "running" or unfinished_workers(info):
-            return str(info.get("status")), False
+            return str(info.get("status")), False, None
         await restore_keys(conn, [DeferredKey(**k) for k in plan.deferred_keys])
         await BatchApplier(views_for(schema), refresh_summaries=False).refresh_all_summaries(conn)
         notes = [info[worker_key(i)] for i in range(plan.workers)]
@@ -318,4 +340,10 @@ async def _finish(
                 "completed_by": index,
             },
         )
-        return "complete", True
+        seen: Sightings | None = None
+        for i in range(plan.workers):  # a worker with an empty share, or of an unfiltered rebuild, counted nothing
+            if (counted := info.get(sightings_key(i))) is not None:
+                if seen is None:
+                    seen = Sightings(campaign=counted.get("campaign"))
+                seen.merge(Sightings.from_json(counted))
+        return "complete", True, seen

@@ -50,6 +50,7 @@ from services.runtime.consuming.reader import (
     start_offsets,
     topic_partitions,
 )
+from services.runtime.consuming.sightings import Sightings
 from services.runtime.faults import cancel_and_wait, describe
 from services.runtime.kafka import cluster_id
 from services.runtime.logging import configure_logging
@@ -110,6 +111,17 @@ class ReplayReport:
     """Seconds spent fetching, decoding and planning, waiting for the database and writing the rows held
     back (summed over the workers), and recomputing the campaign summaries at the end; with workers, how far apart
     the first and the last finished reading (``readers_apart``)."""
+    sightings: Sightings | None = None
+    """A filtered rebuild's (``campaign`` or ``since``): the events of its time window per workspace and campaign,
+    so that a campaign that matched nothing can be named (None: unfiltered)."""
+
+    def see(self, part: Sightings | None) -> None:
+        """Count a reader's sightings in."""
+        if part is None:
+            return
+        if self.sightings is None:
+            self.sightings = Sightings(campaign=part.campaign)
+        self.sightings.merge(part)
 
     @property
     def rate(self) -> float:
@@ -520,9 +532,15 @@ def split_partitions(ranges: dict[TopicPartition, tuple[int, int]], count: int) 
     return parts
 
 
-async def reader_checkpoint(job: ReadJob, *, crash_after: int = 0) -> ViewsCheckpoint:
+async def reader_checkpoint(
+    job: ReadJob, *, crash_after: int = 0, sightings: Sightings | None = None, sightings_key: str | None = None
+) -> ViewsCheckpoint:
     """The views of ``job``'s schema as the checkpoint of one reader, connected (``crash_after``: see
-    :class:`~.consumer.ViewsCheckpoint`)."""
+    :class:`~.consumer.ViewsCheckpoint`). A filtered job's reader counts what its time window held (``sightings``:
+    the count so far of a pod worker that resumes; ``sightings_key``: where it keeps it, see
+    :class:`~.handlers.BatchApplier`)."""
+    if sightings is None and (job.campaign is not None or job.since is not None):
+        sightings = Sightings(campaign=str(job.campaign) if job.campaign else None)
     applier = BatchApplier(
         views_for(job.schema),
         campaign=job.campaign,
@@ -530,6 +548,8 @@ async def reader_checkpoint(job: ReadJob, *, crash_after: int = 0) -> ViewsCheck
         refresh_summaries=False,
         hold_rows=job.hold_rows,
         seen_window=job.seen_window,
+        sightings=sightings,
+        sightings_key=sightings_key,
     )
     checkpoint = ViewsCheckpoint(applier, job.settings, crash_after=crash_after)
     await checkpoint.connect()
@@ -595,6 +615,7 @@ async def read_partitions(
             await pipeline.feed(polled, fetched_from, settle)
             t0 = time.perf_counter()
         await pipeline.drain(settle)
+        report.see(applier.sightings)
         on_read()
         await flush()
     finally:
@@ -667,6 +688,7 @@ async def _read_in_workers(
             report.duplicates += part_report.duplicates
             report.dead_lettered += part_report.dead_lettered
             report.filtered += part_report.filtered
+            report.see(part_report.sightings)
             for phase, seconds in part_report.phases.items():
                 report.phases[phase] = report.phases.get(phase, 0.0) + seconds
         for p in procs:
