@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.markup import escape
 
 console = Console()  # on stdout, as the commands always printed their errors (scripts and tests read it there)
+notes = Console(stderr=True)  # remarks on a run that went fine (stdout keeps the report a script reads)
 
 
 def _database(settings: Any) -> str:
@@ -84,3 +85,10 @@ def fail(message: str, code: int = 1) -> None:
     """Print ``error: MESSAGE`` and exit with ``code``."""
     console.print(f"[red]error:[/] {escape(message)}", soft_wrap=True)
     raise typer.Exit(code)
+
+
+def notice(message: str | None) -> None:
+    """Print ``note: MESSAGE`` on stderr (nothing for None): a remark on a run that succeeded, such as a filter that
+    matched nothing (:mod:`leadstream_cli.nomatch`). The exit status is the command's."""
+    if message is not None:
+        notes.print(f"[yellow]note:[/] {escape(message)}", soft_wrap=True, highlight=False)

@@ -17,6 +17,9 @@ its files under ``OUT/_tmp-<run>/`` and renames them into place only when it is 
 a run that stops half way leaves nothing visible, and the next run reads the same offsets again and writes the
 same file names, so no row is exported twice. A record that cannot be decoded is skipped and named; unless
 ``--allow-skipped``, the run then publishes nothing, keeps its position and exits 3 (nothing is lost silently).
+
+A ``--workspace``, ``--campaign`` or time window that matched no event exports nothing and exits 0, as asked, and
+says so in one line on stderr once the whole window is read (:mod:`leadstream_cli.nomatch`).
 """
 
 from __future__ import annotations
@@ -39,7 +42,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from .errors import fail, user_errors
+from services.runtime.consuming.sightings import Sightings
+
+from .errors import fail, notice, user_errors
+from .nomatch import no_match, read_span
 from .replay import parse_window, progress_bar
 
 console = Console()
@@ -80,6 +86,10 @@ class ExportReport:
     published: bool = False
     positions: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
+    sightings: Sightings = field(default_factory=Sightings)
+    """The events of the time window per workspace and campaign (what a filter that matched nothing is told with)."""
+    continued: bool = False
+    """A named export that read on from its stored position (not from ``since`` or the start of the log)."""
 
     @property
     def rate(self) -> float:
@@ -259,11 +269,12 @@ async def export_events(
         raise ExportError(f"--since starts a new export; {name!r} continues from its stored position")
     consumer = log_consumer(settings, batch_records)
     await consumer.start()
-    report = ExportReport(out)
+    want_campaign = str(campaign) if campaign else None
+    report = ExportReport(out, continued=stored is not None)
+    seen = report.sightings = Sightings(workspace=workspace, campaign=want_campaign)
     started = time.monotonic()
     tables = _Tables()
     parts: dict[tuple[str, str], _Partition] = {}
-    want_campaign = str(campaign) if campaign else None
     # Personal fields are decrypted with the key store; an erased person's read [erased] (never their data).
     engine = create_engine(settings.database_url)
     personal = PersonalReader.on_engine(engine)
@@ -303,12 +314,14 @@ async def export_events(
                     except DecodeError as exc:
                         report.skipped.append(Skipped(r.topic, r.partition, r.offset, exc.code, exc.message))
                         continue
+                    seen.records += 1
+                    if (since is not None and env.time < since) or (until is not None and env.time >= until):
+                        report.filtered += 1
+                        continue
                     owner = getattr(env.data, "campaign_id", None) or env.campaign_id
-                    if (
-                        (workspace is not None and env.workspace_id != workspace)
-                        or (want_campaign is not None and str(owner) != want_campaign)
-                        or (since is not None and env.time < since)
-                        or (until is not None and env.time >= until)
+                    seen.add(env.workspace_id, str(owner) if owner else None)
+                    if (workspace is not None and env.workspace_id != workspace) or (
+                        want_campaign is not None and str(owner) != want_campaign
                     ):
                         report.filtered += 1
                         continue
@@ -444,6 +457,11 @@ def export(
     for event_type, n in sorted(report.per_type.items()):
         table.add_row(event_type, f"{n:,}")
     console.print(table)
+    # Said once the whole window is read: a --workspace or --campaign that matched nothing is a typo as often as not.
+    span = read_span(*window, start=f"the position of export {name!r}" if report.continued else "the start of the log")
+    if topic:
+        span += f" in {', '.join(sorted({resolve_topic(t) for t in topic}))}"
+    notice(no_match(report.sightings, span=span, kept=report.rows, time_filtered=window != (None, None)))
     for s in report.skipped[:20]:
         console.print(f"[yellow]skipped[/] {s.topic}[{s.partition}]@{s.offset}: {s.code}: {s.message}")
     if report.skipped and not report.published:

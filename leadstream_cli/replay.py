@@ -12,6 +12,9 @@ A rebuild read by independent workers (the pods of an Indexed Job, or several ma
 
 leadstream replay start --from-beginning --into r1 --workers 4 [--promote-when-done]
 leadstream replay worker --rebuild r1 --index 0             # ... --index 3; the index defaults to $JOB_COMPLETION_INDEX
+
+A ``--campaign`` (or ``--since``) that matched no event is said in one line on stderr once the whole window is read
+(:mod:`leadstream_cli.nomatch`), by the rebuild or by the pod worker that completes it; the exit status stays 0.
 """
 
 from __future__ import annotations
@@ -36,7 +39,8 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from .errors import fail, user_errors
+from .errors import fail, notice, user_errors
+from .nomatch import no_match, read_span
 
 replay_app = typer.Typer(
     help="Rebuild the projection's views from the event log into a fresh schema, and promote it.",
@@ -228,6 +232,8 @@ def _rebuild(
         str(report.workers),
     )
     console.print(table)
+    if report.sightings is not None:  # a filtered rebuild: a --campaign (or --since) that matched nothing is said
+        notice(no_match(report.sightings, span=read_span(since, until), time_filtered=since is not None))
     console.print(
         f"compare: leadstream views checksum --schema {report.schema}\npromote: leadstream replay --promote {name}"
     )
@@ -344,5 +350,8 @@ def worker(
         f"{r.dead_lettered:,} dead-lettered in {r.seconds:.1f} s; rebuild {rebuild}: {outcome.status}"
         + (" (this worker completed it)" if outcome.finalized else "")
     )
+    if outcome.sightings is not None:  # the worker that completed a filtered rebuild knows what the whole of it read
+        since_at, until_at = outcome.window
+        notice(no_match(outcome.sightings, span=read_span(since_at, until_at), time_filtered=since_at is not None))
     if outcome.promotion is not None:
         console.print(f"[green]promoted[/] projection_{rebuild} -> {outcome.promotion.promoted}")
