@@ -551,16 +551,6 @@ def build_router(
             items = await groups_out(conn, ws, list(page.items))
         return SourceGroupList(items=items, next=page.next)
 
-    async def group_exists(ws: str, group_id: UUID) -> None:
-        async with engine.connect() as conn:
-            found = await conn.scalar(
-                select(source_groups.c.source_group_id).where(
-                    source_groups.c.source_group_id == group_id, source_groups.c.workspace_id == ws
-                )
-            )
-        if found is None:
-            raise Problem(404, "not_found", f"source group {group_id} not found")
-
     @router.get("/source-groups/{group_id}/leads", response_model=MemberPage)
     async def group_leads(
         group_id: UUID,
@@ -571,7 +561,6 @@ def build_router(
         ] = None,
     ) -> MemberPage:
         """The leads of a source group in the order they joined it."""
-        await group_exists(ws, group_id)
         m, lt = source_group_members, leads
         stmt = (
             select(
@@ -596,6 +585,7 @@ def build_router(
         if after is not None:
             stmt = stmt.where(m.c.seq > after)
         async with engine.connect() as conn:
+            await commands.source_group(conn, ws, group_id)  # 404 for a group the workspace does not have
             rows = (await conn.execute(stmt)).all()
         more = len(rows) > limit
         rows = rows[:limit]

@@ -51,8 +51,9 @@ class ManualAdd:
     created: bool
 
 
-async def _group(conn: AsyncConnection, workspace_id: str, group_id: UUID, *, lock: bool = False) -> str:
-    """The group's enrichment setting; 404 when the workspace has no such group."""
+async def source_group(conn: AsyncConnection, workspace_id: str, group_id: UUID, *, lock: bool = False) -> str:
+    """The group's enrichment setting; 404 when the workspace has no such group (the one place that answers it:
+    the write commands here and the routes that read a group, ``api.group_leads``). ``lock``: FOR UPDATE."""
     stmt = select(source_groups.c.enrichment).where(
         source_groups.c.source_group_id == group_id, source_groups.c.workspace_id == workspace_id
     )
@@ -95,7 +96,7 @@ async def enrich_selected(service: Service, workspace_id: str, group_id: UUID, l
     """Enrich the selected leads of a group (each lead at most once, whatever the group's setting)."""
     wanted = list(dict.fromkeys(lead_ids))
     async with service.engine.begin() as conn:
-        await _group(conn, workspace_id, group_id)
+        await source_group(conn, workspace_id, group_id)
         members = set(
             await conn.scalars(
                 select(source_group_members.c.lead_id).where(
@@ -122,7 +123,7 @@ async def set_enrichment(service: Service, workspace_id: str, group_id: UUID, mo
     """Change a group's enrichment setting; switching to automatic requests its waiting leads (in batches of
     :data:`REQUEST_BATCH`, one transaction each). Returns how many leads were requested."""
     async with service.engine.begin() as conn:
-        await _group(conn, workspace_id, group_id, lock=True)
+        await source_group(conn, workspace_id, group_id, lock=True)
         await conn.execute(
             update(source_groups).where(source_groups.c.source_group_id == group_id).values(enrichment=mode)
         )
@@ -300,7 +301,7 @@ async def add_manual(
     )
     async with service.engine.begin() as conn:
         if source_group_id is not None:
-            await _group(conn, workspace_id, source_group_id)
+            await source_group(conn, workspace_id, source_group_id)
         await conn.execute(
             insert(source_groups)
             .values(source_group_id=group_id, workspace_id=workspace_id, name="Manual", kind="manual", created_at=now)

@@ -256,8 +256,16 @@ async def test_groups_enrich_automatically_or_only_the_selected_leads(start_disc
         assert (patched.json()["enrichment"], patched.json()["awaiting_enrichment"]) == ("automatic", 0)
 
     async with await client_for(service, "ws-other") as other:
-        assert (await other.post(f"/v1/source-groups/{group}/enrich", json={"lead_ids": ids})).status_code == 404
-        assert (await other.patch(f"/v1/source-groups/{group}", json={"enrichment": "automatic"})).status_code == 404
+        # Another workspace's group: every route that takes one answers the same 404 (commands.source_group).
+        answers = [
+            await other.post(f"/v1/source-groups/{group}/enrich", json={"lead_ids": ids}),
+            await other.patch(f"/v1/source-groups/{group}", json={"enrichment": "automatic"}),
+            await other.get(f"/v1/source-groups/{group}/leads"),
+            await other.post("/v1/leads", json={"email": "a@b.io", "source_group_id": group}),
+        ]
+        for r in answers:
+            assert r.status_code == 404, r.text
+            assert (r.json()["code"], r.json()["detail"]) == ("not_found", f"source group {group} not found"), r.text
 
     def done(records: Any) -> bool:
         return len(envelopes(records, ws, "lead.enrichment_requested.v1")) >= 4
