@@ -62,10 +62,13 @@ def test_the_committed_bounds_table_lists_every_bound() -> None:
     schemas = event_schemas()
     text = (SCHEMAS / BOUNDS_FILE).read_text()
     assert text == bounds_document(schemas)
-    assert "| `leadstream.campaign.created.v1` | `strategy.offer` | 4,000 characters |" in text
-    assert "| `leadstream.lead.profile_enriched.v1` | `recent_posts[].text` | 20,000 characters |" in text
-    assert "| `leadstream.campaign.created.v2` | `workflow.steps` | 50 items |" in text
-    assert "| `leadstream.campaign.created.v1` | `workflow` | 65,536 bytes |" in text
+    assert "| `leadstream.campaign.created.v1` | `strategy.offer` | 4,000 characters |  |" in text
+    post = "| `leadstream.lead.profile_enriched.v1` | `recent_posts[].text` | 20,000 characters | 106,709 characters |"
+    assert post in text  # a personal string: its longest token on the topics
+    assert "| `leadstream.lead.discovered.v1` | `full_name` | 300 characters | 1,645 characters |" in text
+    assert "| `leadstream.lead.discovered.v1` | `title` | 300 characters |  |" in text
+    assert "| `leadstream.campaign.created.v2` | `workflow.steps` | 50 items |  |" in text
+    assert "| `leadstream.campaign.created.v1` | `workflow` | 65,536 bytes |  |" in text
 
 
 def _replied(excerpt: str) -> tuple[bytes, list[tuple[str, bytes]]]:

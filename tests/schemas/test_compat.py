@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 from leadstream_schemas import (
+    EVENT_TYPES,
     ActionSkipped,
     CampaignCreated,
     CampaignCreatedV1,
@@ -21,8 +22,8 @@ from leadstream_schemas import (
     LeadEmailEnriched,
     LeadEmailNotFound,
 )
-from leadstream_schemas.compat import Change, breaking, compare, compare_all, main
-from leadstream_schemas.generate import JSONSCHEMA_DIR, event_schema
+from leadstream_schemas.compat import Change, breaking, compare, compare_all, load_schemas, main
+from leadstream_schemas.generate import JSONSCHEMA_DIR, event_schema, event_schemas
 
 COMMITTED = Path(__file__).resolve().parents[2] / "schemas" / JSONSCHEMA_DIR
 DISCOVERED = LeadDiscovered.event_type
@@ -130,7 +131,8 @@ def test_a_new_required_field_without_default_is_breaking() -> None:
 def test_dropping_null_is_breaking() -> None:
     old = old_discovered()
     new = edited(old)
-    new["properties"]["email"] = {"type": "string", "maxLength": 320}
+    new["properties"]["email"] = new["properties"]["email"]["anyOf"][0]  # the string alternative alone
+    assert new["properties"]["email"]["maxLength"] == 320
     assert problems(old, new) == ["email: no longer accepts null (was optional/nullable)"]
 
 
@@ -253,6 +255,42 @@ def test_writer_bounds_may_be_added_or_lowered_but_not_raised_or_removed() -> No
     bigger = edited(free)
     bigger["properties"]["workflow"]["x-leadstream-max-bytes"] *= 2
     assert problems(free, bigger) == ["workflow: size bound x-leadstream-max-bytes raised from 65536 to 131072"]
+
+
+def test_marking_a_string_personal_is_compatible_and_unmarking_it_is_breaking() -> None:
+    """The personal marks document what the topics already carry: adding one changes no value a reader accepts;
+    removing one would tell readers to refuse the pii1: tokens the log keeps at that field."""
+    marked = event_schema(LeadDiscovered)
+    unmarked = edited(marked)
+    email = unmarked["properties"]["email"]["anyOf"][0]
+    del email["x-leadstream-personal"], email["x-leadstream-token-max-length"]
+
+    added = compare(unmarked, marked)
+    assert breaking(added) == []
+    assert [f"{c.path}: {c.message}" for c in added] == [
+        "email: marked personal: on the topics a pii1: token of up to 1749 characters"
+    ]
+    assert problems(marked, unmarked) == [
+        "email: no longer marked personal (the log keeps the pii1: tokens already written there)"
+    ]
+    documented = edited(marked)  # the type's x-leadstream documentation is not compared
+    documented["x-leadstream"]["personal"] = []
+    documented["x-leadstream"]["size_bounds"] = "something else"
+    assert compare(marked, documented) == []
+
+
+@pytest.mark.parametrize("release", ["1.0.0", "1.1.0"])
+def test_the_releases_before_the_marks_are_compatible_with_them(release: str) -> None:
+    old = load_schemas(COMMITTED.parent / "releases" / release)
+    changes = compare_all(old, event_schemas())
+    assert breaking(changes) == []
+    marked = {
+        (c.event_type, c.path.replace("[]", ".*").replace("{}", ".*"))  # compat's a[].b is the personal path a.*.b
+        for c in changes
+        if c.message.startswith("marked personal")
+    }
+    assert marked == {(t, path) for t in old for path in EVENT_TYPES[t].personal}
+    assert len(marked) == 36
 
 
 def test_every_published_schema_is_compatible_with_itself() -> None:

@@ -116,7 +116,10 @@ def test_every_event_type_has_a_json_schema_with_contract_metadata() -> None:
             "topic": cls.topic,
             "dlq": cls.topic + ".dlq",
             "key_field": cls.key_field,
-            "size_bounds": "checked when an event is written; decode() also reads longer values of older records",
+            "personal": list(cls.personal),
+            "size_bounds": "checked when an event is written; decode() also reads longer values of older records. "
+            "On the topics a personal string (x-leadstream-personal: true) may be a pii1: token (or [erased]) longer "
+            "than its maxLength, which bounds the plain text: up to x-leadstream-token-max-length characters",
         }
         assert cls.key_field in schema["required"]
 

@@ -17,8 +17,14 @@ is checked against them when it is built, while ``decode()`` reads a longer valu
 or lowered bound therefore breaks no reader of old records -- a record written before, with a longer value,
 still decodes -- and gives readers of new records a promise; it is compatible. Raising or removing a bound
 breaks that promise to readers that rely on it (a column sized for it, a UI that fits it): breaking.
-Annotations (title, description, default, examples) are not compared. Nested models (``$defs``) are compared
-field by field; paths read like ``fit_signals[].kind`` (``[]`` = list items, ``{}`` = map values).
+Annotations (title, description, default, examples, and the ``x-leadstream`` documentation of a type) are not
+compared, with one exception: the personal mark of a string (``x-leadstream-personal``, see
+:mod:`leadstream_schemas.personal`). Marking a string personal documents what the topics carry and changes no
+value a reader accepts from the log it already has: compatible (reported). Unmarking one is breaking: the log keeps
+the ``pii1:`` tokens already written there, longer than the plain text's ``maxLength``, for ever. The token's
+length (``x-leadstream-token-max-length``) follows ``maxLength``, whose changes are checked as size bounds.
+Nested models (``$defs``) are compared field by field; paths read like ``fit_signals[].kind`` (``[]`` = list
+items, ``{}`` = map values).
 
     python -m leadstream_schemas.compat                  # models in code vs committed schemas/jsonschema/
     python -m leadstream_schemas.compat --ref origin/main  # models in code vs the schemas committed at a git ref
@@ -41,6 +47,7 @@ from typing import Any
 
 from .bounds import SIZE_KEYWORDS
 from .generate import JSONSCHEMA_DIR, default_root, event_schemas
+from .personal import PERSONAL_KEYWORD, TOKEN_MAX_LENGTH_KEYWORD, TOKEN_PREFIX
 
 Schema = dict[str, Any]
 
@@ -164,7 +171,7 @@ class _Comparison:
             return []
         self._active.add(pair)
         try:
-            out = self._values(old, new, path) + self._constraints(old, new, path)
+            out = self._values(old, new, path) + self._constraints(old, new, path) + self._personal(old, new, path)
             if kind == "array":
                 out.extend(self._node(old.get("items", {}), new.get("items", {}), f"{path}[]"))
             elif kind == "object":
@@ -213,6 +220,17 @@ class _Comparison:
             else:
                 out.append(self._change(path, f"size bound {key} raised from {before!r} to {after!r}"))
         return out
+
+    def _personal(self, old: Schema, new: Schema, path: str) -> list[Change]:
+        was, now = old.get(PERSONAL_KEYWORD) is True, new.get(PERSONAL_KEYWORD) is True
+        if now and not was:
+            token = new.get(TOKEN_MAX_LENGTH_KEYWORD)
+            message = f"marked personal: on the topics a {TOKEN_PREFIX} token of up to {token} characters"
+            return [self._change(path, message, is_breaking=False)]
+        if was and not now:
+            message = f"no longer marked personal (the log keeps the {TOKEN_PREFIX} tokens already written there)"
+            return [self._change(path, message)]
+        return []
 
     def _object(self, old: Schema, new: Schema, path: str) -> list[Change]:
         old_props, new_props = old.get("properties"), new.get("properties")

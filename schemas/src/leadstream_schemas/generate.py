@@ -16,7 +16,8 @@ import json
 import re
 import sys
 import tomllib
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from copy import deepcopy
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,7 @@ from .envelope import (
     SOURCE_PATTERN,
     SPECVERSION,
 )
+from .personal import ERASED, PERSONAL_KEYWORD, TOKEN_MAX_LENGTH_KEYWORD, TOKEN_PREFIX, personal_paths, token_max_length
 from .topics import TOPICS, Topic
 
 JSONSCHEMA_DIR = "jsonschema"
@@ -77,10 +79,21 @@ def default_root() -> Path:
 # --------------------------------------------------------------------------------------------- JSON Schema
 
 
+SIZE_BOUNDS_NOTE = (
+    "checked when an event is written; decode() also reads longer values of older records. On the topics a "
+    f"personal string ({PERSONAL_KEYWORD}: true) may be a {TOKEN_PREFIX} token (or {ERASED}) longer than its "
+    f"maxLength, which bounds the plain text: up to {TOKEN_MAX_LENGTH_KEYWORD} characters"
+)
+"""``x-leadstream.size_bounds`` of every event type's schema."""
+
+
 def event_schema(cls: type[Event]) -> Schema:
-    """The JSON Schema of one event type's payload (the record value), as published."""
+    """The JSON Schema of one event type's payload (the record value), as published: with its personal strings
+    marked (:func:`mark_personal`) and listed in ``x-leadstream.personal``."""
     schema = cls.model_json_schema(mode="serialization")
     topic = TOPICS[cls.topic]
+    paths = personal_paths(cls)
+    mark_personal(schema, paths, cls.event_type)
     schema["$schema"] = JSON_SCHEMA_DIALECT
     schema["$id"] = cls.event_type
     schema["title"] = cls.event_type
@@ -89,8 +102,104 @@ def event_schema(cls: type[Event]) -> Schema:
         "topic": topic.name,
         "dlq": topic.dlq,
         "key_field": cls.key_field,
-        "size_bounds": "checked when an event is written; decode() also reads longer values of older records",
+        "personal": [".".join(path) for path in paths],
+        "size_bounds": SIZE_BOUNDS_NOTE,
     }
+    return schema
+
+
+# Personal paths still to walk below a schema node: (the declared path, what is left of it). An empty rest means
+# the node itself is the personal value.
+_Walk = frozenset[tuple[tuple[str, ...], tuple[str, ...]]]
+
+
+def _def_name(ref: str) -> str:
+    if not ref.startswith("#/$defs/"):
+        raise ValueError(f"only local #/$defs/ references are supported, got {ref!r}")
+    return ref.removeprefix("#/$defs/")
+
+
+def _below(node: Schema, walk: _Walk) -> Iterator[tuple[Schema, _Walk]]:
+    """The sub-schemas of ``node`` with the personal paths left below each (``*``: list items, map values)."""
+    for keyword in ("anyOf", "oneOf", "allOf"):  # alternatives describe the same value
+        for alternative in node.get(keyword, ()):
+            yield alternative, walk
+    for name, sub in node.get("properties", {}).items():
+        yield sub, frozenset((path, rest[1:]) for path, rest in walk if rest[:1] == (name,))
+    for keyword in ("items", "additionalProperties"):
+        if isinstance(node.get(keyword), dict):
+            yield node[keyword], frozenset((path, rest[1:]) for path, rest in walk if rest[:1] == ("*",))
+
+
+def _is_string(node: Schema) -> bool:
+    kind = node.get("type")
+    return kind == "string" or (isinstance(kind, list) and "string" in kind)
+
+
+def mark_personal(schema: Schema, paths: Sequence[tuple[str, ...]], event_type: str = "") -> Schema:
+    """Mark, in place, every string schema a personal path reaches: ``x-leadstream-personal: true`` and
+    ``x-leadstream-token-max-length`` (:func:`token_max_length` of its ``maxLength``), next to the ``maxLength``
+    they qualify so that a validator can honour them keyword by keyword. Returns ``schema``.
+
+    Paths follow properties, ``*`` (array ``items``, map ``additionalProperties``), ``anyOf`` alternatives and
+    ``$ref``s into ``$defs``. A ``$def`` is marked in place when every reference to it asks for the same marks;
+    one shared by uses that differ (e.g. a ``Person`` that is personal under ``author`` but not under
+    ``company_contact``) is copied into each use that needs marks instead, so no other use is mis-marked.
+    ValueError when a path reaches no string, or a string without ``maxLength`` (every string is bounded).
+    """
+    defs: dict[str, Schema] = schema.get("$defs", {})
+    root: _Walk = frozenset((path, path) for path in paths)
+
+    # 1. Which marks each $def is asked for, by every reference to it (personal or not); which paths reach a string.
+    asked: dict[str, set[frozenset[tuple[str, ...]]]] = {}
+    reached: set[tuple[str, ...]] = set()
+    visited: set[tuple[str, _Walk]] = set()
+
+    def survey(node: Schema, walk: _Walk) -> None:
+        ref = node.get("$ref")
+        if isinstance(ref, str):
+            name = _def_name(ref)
+            asked.setdefault(name, set()).add(frozenset(rest for _, rest in walk))
+            if (name, walk) not in visited:  # a recursive model refers to itself
+                visited.add((name, walk))
+                survey(defs[name], walk)
+        if _is_string(node):
+            reached.update(path for path, rest in walk if not rest)
+        for sub, sub_walk in _below(node, walk):
+            survey(sub, sub_walk)
+
+    survey(schema, root)
+    missing = [".".join(path) for path in paths if path not in reached]
+    if missing:
+        raise ValueError(f"{event_type}: personal path(s) {', '.join(missing)} reach no string in the schema")
+
+    # 2. Mark: a $def asked for one set of marks is marked once, in place; a shared one is copied where needed.
+    originals = deepcopy(defs)
+    marked_defs: set[str] = set()
+
+    def mark(node: Schema, walk: _Walk) -> None:
+        ref = node.get("$ref")
+        if isinstance(ref, str):
+            name = _def_name(ref)
+            if len(asked[name]) == 1:  # every use asks for these marks: the $def itself carries them
+                if name not in marked_defs:
+                    marked_defs.add(name)
+                    mark(defs[name], walk)
+                return
+            del node["$ref"]  # uses differ: this use gets its own marked copy (its own keywords win)
+            for key, value in deepcopy(originals[name]).items():
+                node.setdefault(key, value)
+        if _is_string(node) and any(not rest for _, rest in walk):
+            if "maxLength" not in node:
+                raise ValueError(f"{event_type}: a personal string has no maxLength (every string is bounded)")
+            node[PERSONAL_KEYWORD] = True
+            node[TOKEN_MAX_LENGTH_KEYWORD] = token_max_length(int(node["maxLength"]))
+        for sub, sub_walk in _below(node, walk):
+            if sub_walk:  # nothing personal below: nothing to mark
+                mark(sub, sub_walk)
+
+    if root:
+        mark(schema, root)
     return schema
 
 
@@ -196,6 +305,16 @@ def contract_version() -> str:
         return "0.0.0"
 
 
+def _personal_description(paths: Sequence[str]) -> str:
+    fields = ", ".join(f"`{path}`" for path in paths)
+    return (
+        f"Personal fields: {fields}. On the topic each may be a `{TOKEN_PREFIX}` token (encrypted per person) or "
+        f"`{ERASED}`, longer than the plain text's `maxLength`: the payload schema marks each such string "
+        f"`{PERSONAL_KEYWORD}: true` with `{TOKEN_MAX_LENGTH_KEYWORD}`, the longest token. Validate them as opaque "
+        "strings up to that length, or decrypt first."
+    )
+
+
 def asyncapi_document(schemas: Mapping[str, Schema], examples: Mapping[str, Schema] | None = None) -> Schema:
     """The AsyncAPI 3.0 document: 4 topics and their DLQs, one message per event type with its example record,
     and 'send' operations: the document describes leadstream, which publishes these events."""
@@ -238,6 +357,8 @@ def asyncapi_document(schemas: Mapping[str, Schema], examples: Mapping[str, Sche
                 }
             },
         }
+        if meta["personal"]:
+            messages[message_id]["description"] = _personal_description(meta["personal"])
         if examples and event_type in examples:
             messages[message_id]["examples"] = [_message_example(event_type, examples[event_type])]
 
@@ -284,8 +405,11 @@ def asyncapi_document(schemas: Mapping[str, Schema], examples: Mapping[str, Sche
             "description": (
                 "leadstream's published event contract. Records are CloudEvents 1.0 in Kafka binary mode: the "
                 "attributes are record headers, the value is the event's JSON, the key is the id in the event's "
-                "key field. Python consumers: `pip install leadstream-schemas` and "
-                "`leadstream_schemas.decode(record.value, record.headers)`."
+                "key field. Personal fields (names, emails, profile URLs, message and reply texts) are encrypted "
+                "per person on the topics: each payload schema lists them in `x-leadstream.personal` and marks their "
+                f"strings `{PERSONAL_KEYWORD}: true` with `{TOKEN_MAX_LENGTH_KEYWORD}`, since a `{TOKEN_PREFIX}` "
+                "token is longer than the plain text's `maxLength`. Python consumers: `pip install "
+                "leadstream-schemas` and `leadstream_schemas.decode(record.value, record.headers)`."
             ),
         },
         "defaultContentType": CONTENT_TYPE,
@@ -325,9 +449,10 @@ def asyncapi_document(schemas: Mapping[str, Schema], examples: Mapping[str, Sche
 _BOUND_KEYWORDS = {"maxLength": "characters", "maxItems": "items", "maxProperties": "keys", MAX_BYTES_KEYWORD: "bytes"}
 
 
-def schema_bounds(schema: Schema) -> list[tuple[str, str, int]]:
-    """Every bound in an event's JSON Schema: (field path, unit, maximum), paths as in compat (``a[].b``)."""
-    out: list[tuple[str, str, int]] = []
+def schema_bounds(schema: Schema) -> list[tuple[str, str, int, int | None]]:
+    """Every bound in an event's JSON Schema: (field path, unit, maximum, the longest ``pii1:`` token of a personal
+    string or None), paths as in compat (``a[].b``)."""
+    out: list[tuple[str, str, int, int | None]] = []
 
     def walk(node: Schema, path: str, seen: frozenset[str]) -> None:
         ref = node.get("$ref")
@@ -340,7 +465,8 @@ def schema_bounds(schema: Schema) -> list[tuple[str, str, int]]:
             walk(alternative, path, seen)
         for keyword, unit in _BOUND_KEYWORDS.items():
             if keyword in node:
-                out.append((path, unit, int(node[keyword])))
+                token = node.get(TOKEN_MAX_LENGTH_KEYWORD) if keyword == "maxLength" else None
+                out.append((path, unit, int(node[keyword]), None if token is None else int(token)))
         for name, sub in node.get("properties", {}).items():
             walk(sub, f"{path}.{name}" if path else name, seen)
         if isinstance(node.get("items"), dict):
@@ -367,12 +493,17 @@ def bounds_document(schemas: Mapping[str, Schema]) -> str:
         "are refused in every string, when written and when decoded. Strings with a `format` (uuid, date-time)",
         "and enumerations are bounded by their format and are not listed.",
         "",
-        "| event type | field | maximum |",
-        "|---|---|---|",
+        "The bound of a personal string applies to its plain text. On the topics it may be a `pii1:` token (or",
+        f"`[erased]`), up to the length in the last column (`{TOKEN_MAX_LENGTH_KEYWORD}` in the JSON Schema,",
+        f"next to `{PERSONAL_KEYWORD}: true`; see README.md, *Personal fields are longer on the topics*).",
+        "",
+        "| event type | field | maximum | personal: longest token on the topics |",
+        "|---|---|---|---|",
     ]
     for event_type in sorted(schemas):
-        for path, unit, maximum in schema_bounds(schemas[event_type]):
-            lines.append(f"| `{event_type}` | `{path}` | {maximum:,} {unit} |")
+        for path, unit, maximum, token in schema_bounds(schemas[event_type]):
+            on_topics = "" if token is None else f"{token:,} characters"
+            lines.append(f"| `{event_type}` | `{path}` | {maximum:,} {unit} | {on_topics} |")
     return "\n".join(lines) + "\n"
 
 

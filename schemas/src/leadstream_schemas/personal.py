@@ -6,7 +6,13 @@ string at each such path is either plaintext (events written before encryption, 
 not encrypt) or a token ``pii1:<base64url(nonce | AES-GCM ciphertext)>`` encrypted with the data key of the
 person the event is about: the workspace's lead (``workspaceid`` header, ``ce_subject`` = lead id). Keys
 live in Postgres only (``services.runtime.personal``): a consumer without the key store reads the tokens
-as opaque strings, and nothing else of the payload changes, so the JSON Schemas are unchanged.
+as opaque strings, and nothing else of the payload changes.
+
+A token is longer than the text it holds, so it can exceed the ``maxLength`` the JSON Schema gives that text
+(a writer bound on the plain text, :mod:`leadstream_schemas.bounds`). The published JSON Schemas therefore mark
+every personal string (:data:`PERSONAL_KEYWORD`, with :data:`TOKEN_MAX_LENGTH_KEYWORD` = :func:`token_max_length`
+of its ``maxLength``) and list each type's paths in ``x-leadstream.personal``, so that a consumer in another
+language can validate a personal field as an opaque string up to the token's length (or decrypt first).
 
 Erasing a person destroys their key (crypto-shredding): their tokens can no longer be read, and readers
 that go through the key store show :data:`ERASED` at every personal path, for tokens and old plaintext
@@ -29,6 +35,18 @@ TOKEN_MARK = b'"' + TOKEN_PREFIX.encode()
 ERASED = "[erased]"
 """What a reader shows at a personal path of an erased person."""
 
+TOKEN_NONCE_BYTES = 12
+"""AES-GCM nonce at the start of a token's bytes."""
+
+TOKEN_TAG_BYTES = 16
+"""AES-GCM authentication tag at the end of a token's bytes."""
+
+PERSONAL_KEYWORD = "x-leadstream-personal"
+"""JSON Schema annotation (``true``) of a string that is personal: on the topics a ``pii1:`` token or ``[erased]``."""
+
+TOKEN_MAX_LENGTH_KEYWORD = "x-leadstream-token-max-length"
+"""JSON Schema annotation next to :data:`PERSONAL_KEYWORD`: the longest token of a string within its ``maxLength``."""
+
 Path = tuple[str, ...]
 
 
@@ -38,6 +56,18 @@ def personal_paths(event_type: str | type[Event]) -> tuple[Path, ...]:
     if cls is None:
         return ()
     return tuple(tuple(p.split(".")) for p in getattr(cls, "personal", ()))
+
+
+def token_max_length(max_length: int) -> int:
+    """The longest ``pii1:`` token of a string of at most ``max_length`` characters.
+
+    A token is the prefix and the base64url (padded) of nonce + UTF-8 text + tag; a character is at most 4 UTF-8
+    bytes, so: ``5 + 4 * ceil((28 + 4 * max_length) / 3)`` characters (schemas/README.md gives the same formula).
+    """
+    if max_length < 0:
+        raise ValueError(f"max_length must not be negative, got {max_length}")
+    sealed_bytes = TOKEN_NONCE_BYTES + 4 * max_length + TOKEN_TAG_BYTES
+    return len(TOKEN_PREFIX) + 4 * ((sealed_bytes + 2) // 3)  # integer ceil: exact for any bound
 
 
 def map_personal(payload: dict[str, Any], paths: tuple[Path, ...], fn: Callable[[str], str]) -> dict[str, Any]:
