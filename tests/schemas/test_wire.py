@@ -4,11 +4,14 @@ each kind of drift: the ``ce_source`` form, extra headers or fields, a value of 
 from __future__ import annotations
 
 import json
+import os
+import uuid
 from typing import Any
 
 import pytest
 from leadstream_schemas import EVENT_TYPES
 
+from services.runtime.personal import encrypt
 from tests.support.wire import golden, wire_mismatches
 
 REPLIED = "leadstream.lead.replied.v1"
@@ -51,3 +54,13 @@ def test_drift_is_named(change: dict[str, Any], named: str) -> None:
     found = wire_mismatches(*_record(REPLIED, **change))
     assert found, change
     assert any(named in line for line in found), found
+
+
+def test_a_personal_field_sealed_as_a_token_past_its_bound_matches_the_contract() -> None:
+    """What leadstream writes: a 4,000-character excerpt becomes a token far past ``maxLength``, which the schema
+    marks; a token in a field that is not personal is still drift."""
+    token = encrypt(os.urandom(32), ("ws", str(uuid.uuid4())), "\U0001d504" * 4_000)
+    assert len(token) > 4_000
+    assert wire_mismatches(*_record(REPLIED, payload={"excerpt": token})) == []
+    found = wire_mismatches(*_record(REPLIED, payload={"variant": token}))
+    assert any("payload.variant" in line for line in found), found

@@ -2,8 +2,9 @@
 
 ``wire_mismatches`` lists every way a record differs from what the contract documents: headers (names, the
 committed AsyncAPI ``CloudEventsHeaders`` schema, and the form of each value next to the golden record's), the
-topic and key, and the payload (the committed JSON Schema, the golden payload's field names and the JSON kind and
-form of each value). An empty list means the record looks like its golden fixture.
+topic and key, and the payload (the committed JSON Schema, read as a consumer does: a personal string may be a
+``pii1:`` token up to its marked length; the golden payload's field names and the JSON kind and form of each
+value). An empty list means the record looks like its golden fixture.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from typing import Any
 import jsonschema
 import yaml
 from leadstream_schemas import SOURCE_PATTERN, headers_dict
+
+from tests.support.personal_marks import payload_validator
 
 # Any string: the golden records' workspace ids happen to be UUIDs, a deployment's may be names.
 FREE_FORM_HEADERS = {"workspaceid"}
@@ -59,9 +62,9 @@ def golden(event_type: str) -> dict[str, Any] | None:
 
 @cache
 def _payload_validator(event_type: str) -> Any:
+    # As a consumer reads the topic: a personal string may be a pii1: token up to its marked length.
     schema = json.loads((SCHEMAS / "jsonschema" / f"{event_type}.json").read_text(encoding="utf-8"))
-    cls = jsonschema.validators.validator_for(schema)
-    return cls(schema, format_checker=cls.FORMAT_CHECKER)
+    return payload_validator(schema)
 
 
 @cache
