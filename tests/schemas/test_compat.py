@@ -290,7 +290,8 @@ def test_the_releases_before_the_marks_are_compatible_with_them(release: str) ->
         if c.message.startswith("marked personal")
     }
     assert marked == {(t, path) for t in old for path in EVENT_TYPES[t].personal}
-    assert len(marked) == 36
+    # 1.1.0 added post_matched and paused, whose three personal paths 1.2.0 marks too
+    assert len(marked) == {"1.0.0": 36, "1.1.0": 39}[release]
 
 
 def test_every_published_schema_is_compatible_with_itself() -> None:

@@ -212,6 +212,7 @@ class LeadPostMatched(LeadEvent):
     """
 
     event_type: ClassVar[str] = "leadstream.lead.post_matched.v1"
+    personal: ClassVar[tuple[str, ...]] = ("post.text", "post.url")
 
     source_group_id: UUID
     search_id: UUID | None = None
@@ -521,6 +522,7 @@ class LeadPaused(LeadEvent):
     said so), so nothing is sent before ``until``; then it goes on (``LeadResumed``)."""
 
     event_type: ClassVar[str] = "leadstream.lead.paused.v1"
+    personal: ClassVar[tuple[str, ...]] = ("excerpt",)
 
     account_id: UUID | None = None
     reason: Literal["out_of_office"] = "out_of_office"
