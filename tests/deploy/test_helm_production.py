@@ -1,7 +1,8 @@
 """What a production install needs beyond a valid render: the pods reach Kafka through the NetworkPolicies, each
 service's replicas are spread apart, no credential can be put in plain values, the contract's topic configs hold on
 the Strimzi path too, autoscaling never stops a service, the replay Job renders only what `leadstream replay start`
-accepts under a valid Job name for any release, and the install notes give commands that work.
+accepts under a valid Job name for any release, and the install notes give commands that work. Under a default-deny
+every Job reaches what it talks to.
 """
 
 from __future__ import annotations
@@ -50,6 +51,11 @@ def _kafka_egress(policy: Manifest) -> dict[str, Any]:
     return rule
 
 
+def _service_policies(docs: list[Manifest]) -> dict[str, Manifest]:
+    """The services' NetworkPolicies by service (the Jobs have theirs too)."""
+    return {name: p for name, p in by_component(docs, "NetworkPolicy").items() if name in SERVICES}
+
+
 def _bootstrap_ports(docs: list[Manifest]) -> set[int]:
     servers = of_kind(docs, "ConfigMap")[0]["data"]["KAFKA_BOOTSTRAP_SERVERS"]
     return {int(s.rsplit(":", 1)[1]) for s in servers.split(",")}
@@ -61,7 +67,7 @@ def test_network_policies_let_the_pods_reach_kafka_on_the_bootstrap_port_in_the_
     # Production: a listener on 9094, the brokers in `kafka`, the operators watching the release namespace.
     docs = rendered(chart, "production")
     assert _bootstrap_ports(docs) == {9094}
-    for name, policy in by_component(docs, "NetworkPolicy").items():
+    for name, policy in _service_policies(docs).items():
         rule = _kafka_egress(policy)
         assert _bootstrap_ports(docs) <= {p["port"] for p in rule["ports"]}, name
         (peer,) = rule["to"]
@@ -74,7 +80,7 @@ def test_network_policies_let_the_pods_reach_kafka_on_the_bootstrap_port_in_the_
     assert (
         of_kind(strimzi, "ConfigMap")[0]["data"]["KAFKA_BOOTSTRAP_SERVERS"] == "events-kafka-bootstrap.kafka.svc:9093"
     )
-    for policy in of_kind(strimzi, "NetworkPolicy"):
+    for policy in _service_policies(strimzi).values():
         assert _kafka_egress(policy)["to"][0]["namespaceSelector"]["matchLabels"] == {
             "kubernetes.io/metadata.name": "kafka"
         }
@@ -87,7 +93,7 @@ def test_network_policies_let_the_pods_reach_kafka_on_the_bootstrap_port_in_the_
     other = rendered(
         chart, "default", "networkPolicy.enabled=true", "kafka.bootstrapServers=b-1.msk:9096\\,b-2.msk:9196"
     )
-    for policy in of_kind(other, "NetworkPolicy"):
+    for policy in _service_policies(other).values():
         assert [p["port"] for p in _kafka_egress(policy)["ports"]] == [9092, 9093, 9096, 9196]
 
 
@@ -260,3 +266,64 @@ def test_the_replay_job_refuses_what_replay_start_refuses(chart: Chart) -> None:
     )
     words = " ".join(re.sub(r"[│╭╮╰╯─]", " ", refused.output).split())  # rich's error panel wraps the text
     assert refused.exit_code != 0 and "promotes full rebuilds only" in words, refused.output
+
+
+# What each Job talks to, by the command it runs: `migrate` only Postgres, `topics apply` only Kafka, the replay's
+# pods both (they coordinate through Postgres, never with each other: services/projection/pods.py).
+JOB_REACH = {"migrate": ["postgres"], "topics": ["kafka"], "replay": ["kafka", "postgres"]}
+
+
+def _selecting(policies: list[Manifest], pod_labels: dict[str, str]) -> list[Manifest]:
+    """The NetworkPolicies whose podSelector selects a pod with these labels."""
+    return [p for p in policies if p["spec"]["podSelector"]["matchLabels"].items() <= pod_labels.items()]
+
+
+def test_every_jobs_pods_reach_what_they_talk_to_under_a_default_deny(chart: Chart) -> None:
+    """Under a namespace default-deny (which the services' NetworkPolicies assume) a Job's pods without a policy of
+    their own reach nothing, and `helm install` hangs on its pre-install hook. Each Job gets DNS and what it talks
+    to, from the same values as the services' (the same peers and ports), and nothing reaches it; a hook Job's
+    policy is a hook that Helm creates before the Job."""
+    cases = {
+        "default": rendered(
+            chart, "default", "networkPolicy.enabled=true", "replayJob.enabled=true", "replayJob.name=r1"
+        ),
+        "production": rendered(chart, "production", "replayJob.enabled=true", "replayJob.name=r1"),
+    }
+    for values, docs in cases.items():
+        # The services' own rules: DNS, Kafka, Postgres (then the collector).
+        dns, kafka, postgres = _service_policies(docs)["projection"]["spec"]["egress"][:3]
+        rules = {"kafka": kafka, "postgres": postgres}
+        jobs = by_component(docs, "Job")
+        assert sorted(jobs) == (["migrate", "replay", "topics"] if values == "default" else ["migrate", "replay"])
+        policies = of_kind(docs, "NetworkPolicy")
+        for name, job in jobs.items():
+            (policy,) = _selecting(policies, job["spec"]["template"]["metadata"]["labels"])  # its own, no service's
+            spec = policy["spec"]
+            assert spec["policyTypes"] == ["Ingress", "Egress"] and not spec.get("ingress"), (values, name)
+            assert spec["egress"] == [dns, *(rules[target] for target in JOB_REACH[name])], (values, name)
+            job_hook = job["metadata"].get("annotations", {})
+            policy_hook = policy["metadata"].get("annotations", {})
+            if name == "replay":
+                assert policy_hook == job_hook == {}, values  # not hooks: both applied with the release
+                continue
+            # Helm creates a pre-install hook's resources before any of the release's, in order of weight (then name:
+            # helm's pkg/action/hooks.go), and deletes hook-succeeded ones only once every hook of the event succeeded.
+            assert policy_hook["helm.sh/hook"] == job_hook["helm.sh/hook"] == "pre-install,pre-upgrade"
+            assert int(policy_hook["helm.sh/hook-weight"]) < int(job_hook["helm.sh/hook-weight"]), (values, name)
+            assert policy_hook["helm.sh/hook-delete-policy"] == "before-hook-creation,hook-succeeded"
+    # Production: the Strimzi brokers in `kafka` on the bootstrap port (9094), Postgres at its ipBlock.
+    replay = by_component(cases["production"], "NetworkPolicy")["replay"]
+    kafka_rule, postgres_rule = replay["spec"]["egress"][1:]
+    assert kafka_rule["to"][0]["namespaceSelector"]["matchLabels"] == {"kubernetes.io/metadata.name": "kafka"}
+    assert 9094 in [p["port"] for p in kafka_rule["ports"]]
+    assert postgres_rule == {
+        "to": [{"ipBlock": {"cidr": "10.20.0.0/16"}}],
+        "ports": [{"port": 5432, "protocol": "TCP"}],
+    }
+    # Rules of your own for every Job (an init container that waits for something else), none for the services.
+    extra = rendered(chart, "default", "networkPolicy.enabled=true", "hooks.networkPolicy.egress[0].ports[0].port=8200")
+    for name, policy in by_component(extra, "NetworkPolicy").items():
+        added = policy["spec"]["egress"][-1] == {"ports": [{"port": 8200}]}
+        assert added == (name in JOB_REACH), name
+    # Without networkPolicy.enabled, no policy at all.
+    assert of_kind(rendered(chart, "default", "replayJob.enabled=true", "replayJob.name=r1"), "NetworkPolicy") == []

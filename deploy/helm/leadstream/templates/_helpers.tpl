@@ -114,6 +114,46 @@ bootstrap server (a listener on another port, e.g. Strimzi's 9094, must not be c
 {{- end }}
 
 {{/*
+The egress rules a NetworkPolicy of the chart starts from: DNS, then those of `reach` ("kafka", "postgres",
+"otelCollector"; always in that order) from networkPolicy.*. Kafka's peer defaults, with Strimzi, to the cluster's
+broker pods in strimzi.clusterNamespace; its ports are leadstream.kafkaPorts. The services' policies and the Jobs'
+(migrate, topics, replay) are built from it alike. Call with (dict "root" $ "reach" (list ...)).
+*/}}
+{{- define "leadstream.networkPolicyEgress" -}}
+{{- $root := .root }}
+{{- $np := $root.Values.networkPolicy }}
+{{- $kafkaTo := $np.kafka.to }}
+{{- if and (not $kafkaTo) $root.Values.strimzi.enabled }}
+{{- $kafkaNs := include "leadstream.strimziClusterNamespace" $root }}
+{{- $kafkaTo = list (dict
+  "namespaceSelector" (dict "matchLabels" (dict "kubernetes.io/metadata.name" $kafkaNs))
+  "podSelector" (dict "matchLabels" (dict "strimzi.io/cluster" $root.Values.strimzi.clusterName "strimzi.io/kind" "Kafka"))) }}
+{{- end }}
+{{- $targets := dict
+  "kafka" (dict "to" $kafkaTo "ports" (include "leadstream.kafkaPorts" $root | fromJsonArray))
+  "postgres" $np.postgres
+  "otelCollector" $np.otelCollector }}
+- to:
+    {{- toYaml $np.dns.to | nindent 4 }}
+  ports:
+    - {port: 53, protocol: UDP}
+    - {port: 53, protocol: TCP}
+{{- range $name := list "kafka" "postgres" "otelCollector" }}
+{{- if has $name $.reach }}
+{{- $target := get $targets $name }}
+- {{- with $target.to }}
+  to:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  ports:
+    {{- range $target.ports }}
+    - {port: {{ . }}, protocol: TCP}
+    {{- end }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
 topologySpreadConstraints of one component's pods: a constraint without a labelSelector counts that component's
 pods (a constraint without one selects no pod and spreads nothing). Call with (dict "root" $ "component" n
 "constraints" list).
