@@ -2,7 +2,7 @@
 service's replicas are spread apart, no credential can be put in plain values, the contract's topic configs hold on
 the Strimzi path too, autoscaling never stops a service, the replay Job renders only what `leadstream replay start`
 accepts under a valid Job name for any release, and the install notes give commands that work. Under a default-deny
-every Job reaches what it talks to.
+every Job reaches what it talks to, and LeadstreamDown watches exactly this release's services.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import importlib
 import json
 import re
 import shlex
+import subprocess
 import typing
 from pathlib import Path
 from typing import Any
@@ -327,3 +328,86 @@ def test_every_jobs_pods_reach_what_they_talk_to_under_a_default_deny(chart: Cha
         assert added == (name in JOB_REACH), name
     # Without networkPolicy.enabled, no policy at all.
     assert of_kind(rendered(chart, "default", "replayJob.enabled=true", "replayJob.name=r1"), "NetworkPolicy") == []
+
+
+def test_leadstream_down_watches_exactly_this_releases_enabled_services(chart: Chart, tmp_path: Path) -> None:
+    """LeadstreamDown's selector is this release's: its namespace and the Services of the enabled services (the
+    ServiceMonitor's targets carry the Service's name as `service`). A disabled service, another release (in the
+    same namespace or another) and another application with a job named like a service never fire it."""
+    if chart.offline or chart.tools.promtool is None:
+        pytest.fail(f"helm and promtool are needed ({chart.tools.reason or 'promtool not built'})")
+
+    def render(*sets: str, release: str = "leadstream") -> list[Manifest]:
+        args = ["-f", str(values_file("production"))]
+        for s in sets:
+            args += ["--set", s]
+        result = chart.helm(*args, release=release)
+        assert result.returncode == 0, result.stderr
+        return load_yaml_docs(result.stdout)
+
+    def down_rule(docs: list[Manifest]) -> tuple[list[dict[str, Any]], str]:
+        (rule_object,) = of_kind(docs, "PrometheusRule")
+        groups = rule_object["spec"]["groups"]
+        (expr,) = [r["expr"] for g in groups for r in g["rules"] if r.get("alert") == "LeadstreamDown"]
+        return groups, expr
+
+    for sets, release in (
+        (("services.video.enabled=false",), "acme"),
+        (("fullnameOverride=crm",), "leadstream"),
+    ):
+        docs = render(*sets, release=release)
+        _, expr = down_rule(docs)
+        selected = re.fullmatch(r'up\{namespace="leadstream", service=~"([^"]*)"\} == 0\s*', expr)
+        assert selected, expr
+        # Exactly the Services the Deployments are rendered with.
+        assert sorted(selected.group(1).split("|")) == sorted(s["metadata"]["name"] for s in of_kind(docs, "Service"))
+    docs = render("services.video.enabled=false", release="acme")
+    groups, _ = down_rule(docs)
+    services = {
+        s["metadata"]["labels"]["app.kubernetes.io/component"]: s["metadata"]["name"] for s in of_kind(docs, "Service")
+    }
+    assert "video" not in services and services["outreach"] == "acme-leadstream-outreach"
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(yaml.safe_dump({"groups": groups}))
+    down = [
+        (f"10.0.1.{i}:9090", "leadstream", name, service) for i, (service, name) in enumerate(sorted(services.items()))
+    ]
+    quiet = [
+        ("10.0.2.1:9090", "leadstream", "leadstream-video", "video"),  # the default release's video, beside acme
+        ("10.0.2.2:9090", "leadstream", "other-leadstream-outreach", "outreach"),  # another release, same namespace
+        ("10.0.2.3:9090", "staging", "acme-leadstream-outreach", "outreach"),  # the same release name elsewhere
+        ("10.0.2.4:9090", "tools", "console", "console"),  # another application's job named like a service
+    ]
+    series = [
+        {"series": f'up{{namespace="{ns}", service="{svc}", job="{job}", instance="{inst}"}}', "values": "0x10"}
+        for inst, ns, svc, job in down + quiet
+    ]
+    alerts = [
+        {
+            "exp_labels": {"severity": "critical", "namespace": ns, "service": svc, "job": job, "instance": inst},
+            "exp_annotations": {
+                "summary": f"{job} ({inst}) does not answer /metrics",
+                "description": "The process is down, restarting, or unreachable from Prometheus.",
+                "runbook_url": "https://wiki.example.com/leadstream/operations#leadstreamdown",
+            },
+        }
+        for inst, ns, svc, job in down
+    ]
+    unit = {
+        "rule_files": [str(rules)],
+        "evaluation_interval": "1m",
+        "tests": [
+            {
+                "interval": "1m",
+                "input_series": series,
+                # Past the rule's `for: 5m`: every one of this release's services, nothing else.
+                "alert_rule_test": [{"eval_time": "6m", "alertname": "LeadstreamDown", "exp_alerts": alerts}],
+            }
+        ],
+    }
+    test_file = tmp_path / "down-test.yaml"
+    test_file.write_text(yaml.safe_dump(unit))
+    result = subprocess.run(
+        [str(chart.tools.promtool), "test", "rules", str(test_file)], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stdout + result.stderr

@@ -221,6 +221,20 @@ the hook Jobs get it inline, because they run before (pre-install) the ConfigMap
 {{- toYaml $merged }}
 {{- end }}
 
+{{/*
+The names of the enabled services (services.<name> with `enabled` after `defaults`), sorted, as a JSON list: the
+services the Deployments are rendered for, and the ones LeadstreamDown watches.
+*/}}
+{{- define "leadstream.enabledServices" -}}
+{{- $names := list }}
+{{- range $name, $_ := .Values.services }}
+{{- if (include "leadstream.serviceValues" (dict "root" $ "name" $name) | fromYaml).enabled }}
+{{- $names = append $names $name }}
+{{- end }}
+{{- end }}
+{{- toJson $names }}
+{{- end }}
+
 {{/* The writable /tmp of every pod (the root filesystem is read-only). */}}
 {{- define "leadstream.tmpVolume" -}}
 - name: tmp
