@@ -2,7 +2,8 @@
 service's replicas are spread apart, no credential can be put in plain values, the contract's topic configs hold on
 the Strimzi path too, autoscaling never stops a service, the replay Job renders only what `leadstream replay start`
 accepts under a valid Job name for any release, and the install notes give commands that work. Under a default-deny
-every Job reaches what it talks to, and LeadstreamDown watches exactly this release's services.
+every Job reaches what it talks to, operators have a KafkaUser for the dead-letter commands, and LeadstreamDown
+watches exactly this release's services.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import json
 import re
 import shlex
 import subprocess
+import sys
 import typing
 from pathlib import Path
 from typing import Any
@@ -20,13 +22,16 @@ import jsonschema
 import pytest
 import typer.main
 import yaml
+from leadstream_schemas import TOPICS
 from pydantic import SecretStr
 
+from leadstream_cli.dlq import dlq_topic, redrive_group
 from leadstream_cli.main import SERVICES, app
 from services.runtime.kafka import MANAGED_CONFIGS
 from services.runtime.settings import RuntimeSettings
 from tests.deploy.chart import (
     CHART_DIR,
+    ROOT,
     Chart,
     Manifest,
     by_component,
@@ -328,6 +333,71 @@ def test_every_jobs_pods_reach_what_they_talk_to_under_a_default_deny(chart: Cha
         assert added == (name in JOB_REACH), name
     # Without networkPolicy.enabled, no policy at all.
     assert of_kind(rendered(chart, "default", "replayJob.enabled=true", "replayJob.name=r1"), "NetworkPolicy") == []
+
+
+def test_the_dlq_kafkauser_allows_exactly_what_the_dlq_commands_use(chart: Chart, tmp_path: Path) -> None:
+    """A service's KafkaUser may not read dead letters nor write to a topic it only consumes, so `leadstream dlq
+    list|redrive` need a user of their own (strimzi.kafkaUsers.dlq): exactly the names leadstream_cli/dlq.py uses,
+    for every contract topic, under this installation's topic prefix."""
+    for prefix in ("", "staging."):
+        docs = rendered(chart, "production", *([f"kafka.topicPrefix={prefix}"] if prefix else []))
+        user = by_component(docs, "KafkaUser")["dlq"]
+        assert user["metadata"]["name"] == "leadstream-dlq" and user["metadata"]["namespace"] == "leadstream"
+        assert user["metadata"]["labels"]["strimzi.io/cluster"] == "events"
+        assert user["spec"]["authentication"] == {"type": "scram-sha-512"}
+        acls = user["spec"]["authorization"]["acls"]
+        got = {
+            (a["resource"]["type"], a["resource"]["name"], a["resource"]["patternType"]): set(a["operations"])
+            for a in acls
+        }
+        settings = RuntimeSettings(topic_prefix=prefix)
+        expected: dict[tuple[str, str, str], set[str]] = {}
+        for topic in TOPICS:
+            dlq = dlq_topic(settings, topic)  # what `list` (without a group) and `redrive` read
+            expected[("topic", dlq, "literal")] = {"Describe", "Read"}
+            # `redrive` re-publishes a dead letter to its original topic: the topic the .dlq is the twin of.
+            expected[("topic", settings.topic_name(topic), "literal")] = {"Describe", "Write"}
+            expected[("group", redrive_group(dlq, None, None), "prefix")] = {"Read"}
+        assert got == expected, prefix
+        groups = [name for kind, name, _ in got if kind == "group"]
+        for topic in TOPICS:
+            dlq = dlq_topic(settings, topic)
+            # Every group `redrive` commits its progress in, whatever the filter, is its topic's prefix ACL.
+            for code, group in ((None, None), ("handler_error", None), (None, "leadstream-enrichment"), ("x", "y")):
+                committed_in = redrive_group(dlq, code, group)
+                assert [g for g in groups if committed_in.startswith(g)] == [redrive_group(dlq, None, None)]
+            # Another installation's (another prefix) never.
+            other = redrive_group(dlq_topic(RuntimeSettings(topic_prefix="other."), topic), None, None)
+            assert not any(other.startswith(g) for g in groups)
+    # Off by default; a Strimzi resource, so refused without Strimzi, naming the setting; its keys are checked.
+    assert "dlq" not in by_component(rendered(chart, "strimzi", "strimzi.kafkaUsers.enabled=true"), "KafkaUser")
+    no_strimzi = chart.helm("-f", str(values_file("default")), "--set", "strimzi.kafkaUsers.dlq.enabled=true")
+    assert no_strimzi.returncode != 0 and "strimzi.kafkaUsers.dlq.enabled needs strimzi.enabled" in no_strimzi.stderr
+    typo = chart.helm("-f", str(values_file("strimzi")), "--set", "strimzi.kafkaUsers.dlq.enable=true")
+    assert typo.returncode != 0 and "strimzi.kafkaUsers.dlq" in typo.stderr
+    # The install notes give the command as that user: the Secret the User Operator writes (in strimzi.namespace),
+    # the password through stdin into the settings the CLI reads, and a `dlq list` the CLI accepts.
+    notes = render_notes(
+        chart, tmp_path, "strimzi.enabled=true", "strimzi.kafkaUsers.dlq.enabled=true", "strimzi.namespace=ops"
+    )
+    line = next(line for line in notes.splitlines() if "exec leadstream dlq list" in line)
+    assert "kubectl -n ops get secret leadstream-dlq -o jsonpath='{.data.password}' | base64 -d |" in line
+    script = shlex.split(line.split(" -- ", 1)[1])
+    assert script[:2] == ["sh", "-c"]
+    probe = script[2].replace(
+        "exec leadstream dlq list --topic lead",
+        f"exec {shlex.quote(sys.executable)} -c "
+        '"from services.runtime.settings import RuntimeSettings as S; s = S(); '
+        'print(s.kafka_sasl_username, s.kafka_sasl_password.get_secret_value())"',
+    )
+    assert probe != script[2]
+    ran = subprocess.run(["sh", "-c", probe], input="pa ss=word", capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert ran.stdout.split("\n")[0] == "leadstream-dlq pa ss=word", ran.stderr
+    args = shlex.split(script[2].split("exec leadstream ", 1)[1])
+    cli: Any = typer.main.get_command(app)
+    ctx = cli.context_class(cli, info_name="leadstream")
+    listing = cli.get_command(ctx, args[0]).get_command(ctx, args[1])
+    listing.make_context("list", args[2:], parent=ctx)  # raises for an option the CLI does not know
 
 
 def test_leadstream_down_watches_exactly_this_releases_enabled_services(chart: Chart, tmp_path: Path) -> None:
