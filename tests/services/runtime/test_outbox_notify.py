@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -85,7 +86,7 @@ async def test_a_commit_elsewhere_wakes_the_relay_without_waiting_for_its_poll(h
 
 async def test_a_stop_ends_an_idle_relay_without_waiting_for_its_poll(hour_poll: Service) -> None:
     service = hour_poll
-    (relay_task,) = [t for t in service._bg if t.get_name() == "relay"]
+    (relay_task,) = [t for t in service._bg if isinstance(t, asyncio.Task) and t.get_name() == "relay"]
     service.request_stop()  # what SIGTERM does; the poll is an hour away: only the stop can end the wait
     await wait_for(relay_task.done, what="the idle relay ended by the stop")
     assert relay_task.exception() is None
