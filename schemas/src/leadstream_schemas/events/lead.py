@@ -250,6 +250,7 @@ class LeadEnrichmentFailed(LeadEvent):
     """Enrichment failed permanently for one stage; the lead continues with what is known."""
 
     event_type: ClassVar[str] = "leadstream.lead.enrichment_failed.v1"
+    personal: ClassVar[tuple[str, ...]] = ("detail",)  # a provider's words, which may name the person
 
     stage: Literal["profile", "email"]
     reason: Code
@@ -320,6 +321,7 @@ class MessageRejected(LeadEvent):
     """A reviewer rejected a draft; a new draft is generated in its place."""
 
     event_type: ClassVar[str] = "leadstream.lead.message_rejected.v1"
+    personal: ClassVar[tuple[str, ...]] = ("reason",)  # the reviewer's words about the draft for this person
 
     draft_id: UUID
     channel: Channel
@@ -377,6 +379,7 @@ class VideoFailed(LeadEvent):
     """The video could not be delivered in time or failed; the workflow proceeds without it."""
 
     event_type: ClassVar[str] = "leadstream.lead.video_failed.v1"
+    personal: ClassVar[tuple[str, ...]] = ("detail",)  # the studio's words, which may quote the video's variables
 
     video_job_id: UUID
     reason: Literal["timeout", "provider_error", "rejected"]
@@ -477,7 +480,8 @@ class ActionSkipped(_ActionEvent):
     """
 
     event_type: ClassVar[str] = "leadstream.lead.action_skipped.v1"
-    personal: ClassVar[tuple[str, ...]] = ("rendered.*",)
+    # detail: e.g. the blocklist or suppression entry that matched the lead's address or profile
+    personal: ClassVar[tuple[str, ...]] = ("detail", "rendered.*")
 
     action: Action
     reason: SkipReason
@@ -496,6 +500,7 @@ class ActionFailed(_ActionEvent):
     """
 
     event_type: ClassVar[str] = "leadstream.lead.action_failed.v1"
+    personal: ClassVar[tuple[str, ...]] = ("detail",)  # a provider's words, e.g. a bounce quoting the address
 
     action: Action
     reason: Code
