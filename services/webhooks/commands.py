@@ -158,8 +158,13 @@ class SubscriptionCommands:
         return row
 
     async def delete(self, workspace_id: str, subscription_id: UUID) -> None:
-        """Delete the subscription with its queue and log."""
+        """Delete the subscription with its queue and log.
+
+        The workspace's lock, exclusive, waits for an event being queued (the handler holds it shared): what it
+        queued for this subscription is then deleted with the rest, where it would otherwise have met a
+        subscription deleted under it (a foreign-key error: the handler retried, or the delete failed)."""
         async with self.engine.begin() as conn:
+            await store.lock_workspace(conn, workspace_id)
             await self._owned(conn, workspace_id, subscription_id)
             d, s = store.deliveries, store.subscriptions
             await conn.execute(delete(d).where(d.c.subscription_id == subscription_id))

@@ -19,6 +19,7 @@ from starlette.routing import Route
 
 from services.runtime.clock import FakeClock
 from services.runtime.service import Service
+from services.webhooks import store
 from services.webhooks.domain import UNSUBSCRIBED
 from tests.services.webhooks.support import (
     api,
@@ -256,3 +257,59 @@ async def test_a_change_of_filters_waits_for_the_attempt_in_flight_and_keeps_its
             clock.advance(timedelta(minutes=5))
             await drain(service, sid)
             assert holding.arrived == [str(reply.id)]  # never attempted again
+
+
+def _advisory_waiting(service: Service, query: str) -> Any:
+    async def waiting() -> bool:
+        async with service.engine.connect() as conn:
+            n = await conn.scalar(
+                text(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                    " AND wait_event_type = 'Lock' AND wait_event = 'advisory' AND query LIKE :q"
+                ),
+                {"q": query},
+            )
+        return bool(n)
+
+    return waiting
+
+
+async def test_a_delete_waits_for_an_event_being_queued_and_deletes_what_it_queued(
+    make_settings: Any, start_service: Any
+) -> None:
+    """An event handler's transaction (the workspace's lock shared, its deliveries queued: handlers.on_event) is
+    under way when the subscription is deleted: the delete waits for it, and then deletes what it queued."""
+    ws = "ws-hooks-delete-race"
+    service = await start(make_settings, start_service, FakeClock())
+    async with Receiver().running() as receiver, api(service, ws) as client:
+        sid = (await subscribe(client, receiver.url))["subscription_id"]
+        env = envelope(discovered(uuid.uuid4()), ws)
+        async with service.engine.connect() as conn:
+            held = await conn.begin()
+            await store.lock_workspace(conn, ws, shared=True)
+            (sub,) = await store.subscriptions_of(conn, ws)
+            removal = asyncio.create_task(client.delete(f"{HOOKS}/{sid}"))
+            await wait_for(
+                _advisory_waiting(service, "SELECT pg_advisory_xact_lock(%"), what="the delete waiting for the handler"
+            )
+            assert not removal.done()
+            now = service.clock.now()
+            row = {
+                "delivery_id": uuid.uuid4(),
+                "subscription_id": sub.subscription_id,
+                "workspace_id": ws,
+                "event_id": env.id,
+                "event_type": env.type,
+                "event_time": env.time,
+                "order_key": str(env.subject),
+                "body": b"{}",
+                "status": "pending",
+                "next_attempt_at": now,
+                "created_at": now,
+                "updated_at": now,
+            }
+            assert await store.enqueue(conn, [row]) == 1  # the subscription is still there to be queued for
+            await held.commit()
+        assert (await removal).status_code == 204
+        assert await delivery_rows(service, sid) == []
+        assert (await client.get(f"{HOOKS}/{sid}")).status_code == 404
