@@ -481,3 +481,71 @@ def test_leadstream_down_watches_exactly_this_releases_enabled_services(chart: C
         [str(chart.tools.promtool), "test", "rules", str(test_file)], capture_output=True, text=True, timeout=120
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+PER_SERVICE_KINDS = (
+    "Deployment",
+    "Service",
+    "PodDisruptionBudget",
+    "NetworkPolicy",
+    "KafkaUser",
+    "ScaledObject",
+    "HorizontalPodAutoscaler",
+)
+
+
+def test_every_per_service_template_follows_the_one_list_of_enabled_services(chart: Chart, tmp_path: Path) -> None:
+    """Only leadstream.enabledServices reads `services.*.enabled`: every per-service template iterates it, so a
+    disabled service (or a new one) leaves or joins every resource at once, LeadstreamDown and the notes included."""
+    templates = sorted((CHART_DIR / "templates").glob("*"))
+    for path in templates:
+        text = path.read_text()
+        if path.name == "_helpers.tpl":
+            # The helper itself is the one loop over the services' values.
+            assert text.count("range $name, $_ := .Values.services") == 1, path.name
+            continue
+        assert ".Values.services" not in text, f"{path.name} ranges over the services itself"
+        assert "$svc.enabled" not in text and "$c.enabled" not in text, f"{path.name} tests `enabled` inline"
+    # Rendered: with messaging off and a new service on, each kind covers exactly the enabled services.
+    extra = tmp_path / "extra.yaml"
+    extra.write_text(
+        yaml.safe_dump(
+            {
+                "services": {
+                    "messaging": {"enabled": False},
+                    "audit": {
+                        "kafka": {"consumes": ["leadstream.lead.v1"], "produces": []},
+                        "ingress": {"enabled": True},
+                    },
+                },
+            }
+        )
+    )
+    result = chart.helm("-f", str(values_file("production")), "-f", str(extra))
+    assert result.returncode == 0, result.stderr
+    docs = load_yaml_docs(result.stdout)
+    enabled = (set(SERVICES) - {"messaging"}) | {"audit"}
+    assert set(by_component(docs, "Deployment")) == enabled
+    for kind in PER_SERVICE_KINDS:
+        components = set(by_component(docs, kind)) - {"dlq", "migrate", "topics", "replay"}
+        autoscaled = {"ScaledObject", "HorizontalPodAutoscaler"}
+        if kind in autoscaled:
+            assert components <= enabled, kind
+        else:
+            assert components == enabled - ({"console"} if kind == "KafkaUser" else set()), kind
+    (ingress,) = of_kind(docs, "Ingress")
+    hosts = {r["host"].split(".", 1)[0] for r in ingress["spec"]["rules"]}
+    assert "audit" in hosts and "messaging" not in hosts
+    # Nobody is let in from the disabled service (the console calls messaging when it is on).
+    for policy in _service_policies(docs).values():
+        callers = [
+            peer["podSelector"]["matchLabels"]["app.kubernetes.io/component"]
+            for rule in policy["spec"]["ingress"]
+            for peer in rule.get("from", [])
+            if "podSelector" in peer
+        ]
+        assert "messaging" not in callers
+    (rule_object,) = of_kind(docs, "PrometheusRule")
+    (down,) = [r for g in rule_object["spec"]["groups"] for r in g["rules"] if r.get("alert") == "LeadstreamDown"]
+    watched = re.search(r'service=~"([^"]*)"', down["expr"])
+    assert watched and set(watched.group(1).split("|")) == {f"leadstream-{name}" for name in enabled}

@@ -222,8 +222,10 @@ the hook Jobs get it inline, because they run before (pre-install) the ConfigMap
 {{- end }}
 
 {{/*
-The names of the enabled services (services.<name> with `enabled` after `defaults`), sorted, as a JSON list: the
-services the Deployments are rendered for, and the ones LeadstreamDown watches.
+The names of the enabled services (services.<name> with `enabled` after `defaults`), sorted, as a JSON list. Every
+per-service object iterates this one list (Deployments and Services, NetworkPolicies and their callers, PDBs,
+autoscalers, KafkaUsers, the Ingress's hosts, LeadstreamDown's selector, NOTES), so disabling or adding a service
+changes all of them alike. Use: range $name := include "leadstream.enabledServices" . | fromJsonArray.
 */}}
 {{- define "leadstream.enabledServices" -}}
 {{- $names := list }}
