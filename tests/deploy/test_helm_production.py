@@ -2,8 +2,9 @@
 service's replicas are spread apart, no credential can be put in plain values, the contract's topic configs hold on
 the Strimzi path too, autoscaling never stops a service, the replay Job renders only what `leadstream replay start`
 accepts under a valid Job name for any release, and the install notes give commands that work. Under a default-deny
-every Job reaches what it talks to, operators have a KafkaUser for the dead-letter commands, and LeadstreamDown
-watches exactly this release's services.
+every Job reaches what it talks to, operators have a KafkaUser for the dead-letter commands, LeadstreamDown
+watches exactly this release's services, every other alert this release's series (two releases in one namespace stay
+apart), and every per-service object follows the one list of enabled services.
 """
 
 from __future__ import annotations
@@ -549,3 +550,146 @@ def test_every_per_service_template_follows_the_one_list_of_enabled_services(cha
     (down,) = [r for g in rule_object["spec"]["groups"] for r in g["rules"] if r.get("alert") == "LeadstreamDown"]
     watched = re.search(r'service=~"([^"]*)"', down["expr"])
     assert watched and set(watched.group(1).split("|")) == {f"leadstream-{name}" for name in enabled}
+
+
+def _scoped_series(alert: str, release: str, namespace: str, hot: bool) -> list[dict[str, str]]:
+    """Input series for one alert as the ServiceMonitor scrapes them from `release` (its `release` target label,
+    the metrics' own `service`): over the alert's threshold when `hot`, healthy otherwise."""
+    target = f'namespace="{namespace}", release="{release}", instance="{release}-{alert}:9090"'
+    svc = f'service="{{}}", job="{{}}", {target}'.format
+    if alert == "LeadstreamDeadLetters":
+        return [
+            {
+                "series": f'leadstream_dlq_total{{{svc("enrichment", "enrichment")}, topic="leadstream.lead.v1", '
+                'code="handler_error"}',
+                "values": "0+1x20" if hot else "5x20",
+            }
+        ]
+    if alert == "LeadstreamConsumerLagHigh":
+        return [
+            {
+                "series": f'leadstream_consumer_lag{{{svc("projection", "projection")}, topic="leadstream.lead.v1", '
+                'partition="0"}',
+                "values": "1500x30" if hot else "10x30",
+            }
+        ]
+    if alert == "LeadstreamOutboxBacklog":
+        return [
+            {
+                "series": f"leadstream_outbox_backlog{{{svc('outreach', 'outreach')}}}",
+                "values": "800x30" if hot else "0x30",
+            }
+        ]
+    if alert == "LeadstreamOutboxParked":
+        return [
+            {
+                "series": f"leadstream_outbox_parked{{{svc('discovery', 'discovery')}}}",
+                "values": "3x30" if hot else "0x30",
+            }
+        ]
+    if alert == "LeadstreamNotReady":
+        return [
+            {"series": f"leadstream_ready{{{svc('projection', 'projection')}}}", "values": "0x30" if hot else "1x30"}
+        ]
+    if alert == "LeadstreamSendFailures":
+        # No `service` of its own: the target's, the Kubernetes Service's name.
+        sends = svc(f"{release}-leadstream-outreach", "outreach") + ', account="a1", action="invite"'
+        return [
+            {"series": f'leadstream_sends_total{{{sends}, outcome="failed"}}', "values": "0+5x40" if hot else "0x40"},
+            {"series": f'leadstream_sends_total{{{sends}, outcome="sent"}}', "values": "0+5x40" if hot else "0+10x40"},
+        ]
+    assert alert == "LeadstreamHttpErrors", alert
+    http = svc("outreach", "outreach") + ', route="/v1/campaigns", method="POST"'
+    return [
+        {"series": f'leadstream_http_requests_total{{{http}, status="500"}}', "values": "0+5x40" if hot else "0x40"},
+        {"series": f'leadstream_http_requests_total{{{http}, status="201"}}', "values": "0+5x40" if hot else "0+10x40"},
+    ]
+
+
+# The labels each alert keeps (with severity): the groups of its expression.
+_ALERT_LABELS = {
+    "LeadstreamDeadLetters": {"service": "enrichment", "topic": "leadstream.lead.v1", "code": "handler_error"},
+    "LeadstreamConsumerLagHigh": {"service": "projection", "topic": "leadstream.lead.v1"},
+    "LeadstreamOutboxBacklog": {"service": "outreach"},
+    "LeadstreamOutboxParked": {"service": "discovery"},
+    "LeadstreamNotReady": {"service": "projection"},
+    "LeadstreamSendFailures": {"action": "invite"},
+    "LeadstreamHttpErrors": {"service": "outreach"},
+}
+
+
+def test_each_release_alerts_on_its_own_series_only(chart: Chart, tmp_path: Path) -> None:
+    """Two releases in one namespace: the ServiceMonitor labels each target with its release, every alert selects
+    its own release's series in its own namespace and groups by release, so each alert fires once, for the release
+    whose series crossed the threshold, never for the other (nor for the same release name in another namespace)."""
+    if chart.offline or chart.tools.promtool is None:
+        pytest.fail(f"helm and promtool are needed ({chart.tools.reason or 'promtool not built'})")
+    releases = ("acme", "beta")
+    rule_files = []
+    for release in releases:
+        result = chart.helm("-f", str(values_file("production")), release=release)
+        assert result.returncode == 0, result.stderr
+        docs = load_yaml_docs(result.stdout)
+        # The `release` target label is the Service's app.kubernetes.io/instance: this release's name.
+        (monitor,) = of_kind(docs, "ServiceMonitor")
+        (endpoint,) = monitor["spec"]["endpoints"]
+        assert endpoint["honorLabels"] is True
+        assert {
+            "sourceLabels": ["__meta_kubernetes_service_label_app_kubernetes_io_instance"],
+            "targetLabel": "release",
+        } in endpoint["relabelings"]
+        assert {s["metadata"]["labels"]["app.kubernetes.io/instance"] for s in of_kind(docs, "Service")} == {release}
+        (rule_object,) = of_kind(docs, "PrometheusRule")
+        groups = rule_object["spec"]["groups"]
+        for group in groups:
+            for rule in group["rules"]:
+                rule["annotations"] = {}  # the labels are under test here; the texts are the shared file's
+                if rule["alert"] != "LeadstreamDown":
+                    # Every selector of a metric is this release's, in this namespace.
+                    for metric, matchers in re.findall(r"\b(leadstream_\w+)(\{[^}]*\})?", rule["expr"]):
+                        scope = f'{{namespace="leadstream", release="{release}"'
+                        assert matchers.startswith(scope), (rule["alert"], metric, matchers)
+        path = tmp_path / f"{release}.yaml"
+        path.write_text(yaml.safe_dump({"groups": groups}))
+        rule_files.append(str(path))
+    tests = []
+    for hot in releases:
+        series = []
+        for alert in _ALERT_LABELS:
+            for release in releases:
+                series += _scoped_series(alert, release, "leadstream", hot=release == hot)
+            # The cold release's name in another namespace, over the threshold: not this namespace's.
+            cold = next(r for r in releases if r != hot)
+            series += _scoped_series(alert, cold, "staging", hot=True)
+        tests.append(
+            {
+                "interval": "1m",
+                "input_series": series,
+                # Past every alert's `for` (15 minutes at most) and within the dead letters' window.
+                "alert_rule_test": [
+                    {
+                        "eval_time": "17m",
+                        "alertname": alert,
+                        "exp_alerts": [{"exp_labels": _expected_labels(alert, hot)}],
+                    }
+                    for alert in _ALERT_LABELS
+                ],
+            }
+        )
+    unit = tmp_path / "releases-test.yaml"
+    unit.write_text(yaml.safe_dump({"rule_files": rule_files, "evaluation_interval": "1m", "tests": tests}))
+    result = subprocess.run(
+        [str(chart.tools.promtool), "test", "rules", str(unit)], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def _expected_labels(alert: str, release: str) -> dict[str, str]:
+    """The labels of `alert` firing for `release` in namespace leadstream: its severity in the shared rules file,
+    the release and the groups of its expression (a not-ready pod's instance too)."""
+    rules = yaml.safe_load((CHART_DIR / "files" / "prometheus-rules.yaml").read_text())["groups"]
+    (severity,) = [r["labels"]["severity"] for g in rules for r in g["rules"] if r["alert"] == alert]
+    labels = {"severity": str(severity), "namespace": "leadstream", "release": release, **_ALERT_LABELS[alert]}
+    if alert == "LeadstreamNotReady":
+        labels["instance"] = f"{release}-{alert}:9090"
+    return labels
