@@ -693,3 +693,45 @@ def _expected_labels(alert: str, release: str) -> dict[str, str]:
     if alert == "LeadstreamNotReady":
         labels["instance"] = f"{release}-{alert}:9090"
     return labels
+
+
+def test_the_notes_exec_into_a_service_that_has_pods(chart: Chart, tmp_path: Path) -> None:
+    """The token and dead-letter commands `kubectl exec` into a Deployment that exists and has pods: outreach (the
+    tokens) and the first Kafka service (the dead letters) while they run, another running service when they are
+    scaled to zero or disabled (the dead letters' one uses Kafka), and no command at all when nothing runs."""
+    if chart.offline:
+        pytest.fail(f"helm is needed ({chart.tools.reason})")
+    dlq = ("strimzi.enabled=true", "strimzi.kafkaUsers.dlq.enabled=true")
+    zero_all = tuple(f"services.{name}.replicas=0" for name in SERVICES)
+    cases: list[tuple[tuple[str, ...], str | None, str | None]] = [
+        ((), "outreach", "discovery"),
+        (("services.outreach.replicas=0", "services.discovery.replicas=0"), "console", "enrichment"),
+        (("services.outreach.enabled=false", "services.discovery.enabled=false"), "console", "enrichment"),
+        # Autoscaled: the Deployment has no replicas of its own, and at least minReplicas (>= 1) pods.
+        (
+            (
+                "services.outreach.replicas=0",
+                "services.outreach.autoscaling.enabled=true",
+                "services.outreach.autoscaling.type=hpa",
+            ),
+            "outreach",
+            "discovery",
+        ),
+        # Only the console runs: it has the database settings, but no Kafka ones.
+        (tuple(s for s in zero_all if "console" not in s), "console", None),
+        (zero_all, None, None),
+    ]
+    for i, (sets, tokens_via, dlq_via) in enumerate(cases):
+        notes = render_notes(chart, tmp_path / str(i), *dlq, *sets)
+        docs = rendered(chart, "default", *dlq, *sets)
+        # An autoscaled Deployment has no replicas of its own: its autoscaler keeps at least minReplicas (>= 1).
+        running = {d["metadata"]["name"] for d in of_kind(docs, "Deployment") if d["spec"].get("replicas", 1) > 0}
+        execs = re.findall(r"exec (?:-i )?deploy/(\S+) -- (?:leadstream (\w+)|sh -c .*exec leadstream (\w+))", notes)
+        targets = {(command or script): deploy for deploy, command, script in execs}
+        assert targets.get("tokens") == (f"leadstream-{tokens_via}" if tokens_via else None), (sets, notes)
+        assert targets.get("dlq") == (f"leadstream-{dlq_via}" if dlq_via else None), (sets, notes)
+        assert set(targets.values()) <= running, (sets, targets)
+        if tokens_via is None:
+            assert "no enabled service has pods to run `leadstream tokens create` in" in notes
+        if dlq_via is None:
+            assert "pod of a service that uses Kafka; none has pods" in notes

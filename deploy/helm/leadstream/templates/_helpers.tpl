@@ -237,6 +237,24 @@ changes all of them alike. Use: range $name := include "leadstream.enabledServic
 {{- toJson $names }}
 {{- end }}
 
+{{/*
+The service whose pods `kubectl exec` runs the operators' commands in (NOTES.txt): an enabled service with pods
+(replicas > 0, or autoscaling, whose minReplicas is at least 1), with `kafka` one that uses Kafka (its pods have the
+bootstrap address, the listener's security and the CA; the console's have none). `prefer` when it qualifies, else
+the first such service by name; empty when none has pods. Call with (dict "root" $ "kafka" bool "prefer" name).
+*/}}
+{{- define "leadstream.execService" -}}
+{{- $found := list }}
+{{- range $name := include "leadstream.enabledServices" .root | fromJsonArray }}
+{{- $svc := include "leadstream.serviceValues" (dict "root" $.root "name" $name) | fromYaml }}
+{{- $running := or $svc.autoscaling.enabled (gt (int $svc.replicas) 0) }}
+{{- if and $running (or (not $.kafka) $svc.kafka.consumes $svc.kafka.produces) }}
+{{- $found = append $found $name }}
+{{- end }}
+{{- end }}
+{{- if has .prefer $found }}{{ .prefer }}{{ else }}{{ first $found | default "" }}{{ end }}
+{{- end }}
+
 {{/* The writable /tmp of every pod (the root filesystem is read-only). */}}
 {{- define "leadstream.tmpVolume" -}}
 - name: tmp
