@@ -514,6 +514,8 @@ def test_every_per_service_template_follows_the_one_list_of_enabled_services(cha
             {
                 "services": {
                     "messaging": {"enabled": False},
+                    # The console calls messaging when it is on; without it, it must not (see the test below).
+                    "console": {"calls": ["projection", "outreach", "discovery"]},
                     "audit": {
                         "kafka": {"consumes": ["leadstream.lead.v1"], "produces": []},
                         "ingress": {"enabled": True},
@@ -550,6 +552,47 @@ def test_every_per_service_template_follows_the_one_list_of_enabled_services(cha
     (down,) = [r for g in rule_object["spec"]["groups"] for r in g["rules"] if r.get("alert") == "LeadstreamDown"]
     watched = re.search(r'service=~"([^"]*)"', down["expr"])
     assert watched and set(watched.group(1).split("|")) == {f"leadstream-{name}" for name in enabled}
+
+
+def test_a_call_to_a_service_that_is_not_enabled_refuses_to_render(chart: Chart) -> None:
+    """`services.<name>.calls` naming a disabled service would give the console a URL of, and a NetworkPolicy rule
+    towards, a Service that does not exist, and its pages would call that part "temporarily unavailable" for ever (it
+    has no state for a backend that is switched off): render refuses, naming both services. A service taken out of
+    the calls gets no URL and no rule; a disabled caller's calls are not its concern."""
+    if chart.offline:
+        pytest.fail(f"helm is needed ({chart.tools.reason})")
+    production = ("-f", str(values_file("production")))
+    refused = chart.helm(*production, "--set", "services.messaging.enabled=false")
+    assert refused.returncode != 0
+    assert (
+        "services.console.calls names messaging, which is disabled (services.messaging.enabled=false): enable "
+        "messaging, or remove it from services.console.calls" in refused.stderr
+    ), refused.stderr
+    unknown = chart.helm(*production, "--set", "services.console.calls={projection,outreach,projecton}")
+    assert unknown.returncode != 0
+    assert "services.console.calls names projecton, which is not a service of this chart" in unknown.stderr
+    without = ("services.messaging.enabled=false", "services.console.calls={projection,outreach,discovery}")
+    docs = rendered(chart, "production", *without)
+    assert "messaging" not in by_component(docs, "Service")
+    console = by_component(docs, "Deployment")["console"]
+    urls = {
+        e["name"]: e["value"]
+        for e in console["spec"]["template"]["spec"]["containers"][0]["env"]
+        if re.fullmatch(r"LEADSTREAM_CONSOLE_\w+_URL", e["name"])
+    }
+    assert urls == {
+        f"LEADSTREAM_CONSOLE_{name.upper()}_URL": f"http://leadstream-{name}:8080"
+        for name in ("projection", "outreach", "discovery")
+    }
+    called = [
+        peer["podSelector"]["matchLabels"]["app.kubernetes.io/component"]
+        for rule in _service_policies(docs)["console"]["spec"]["egress"]
+        for peer in rule.get("to", [])
+        if "podSelector" in peer and "app.kubernetes.io/component" in peer["podSelector"].get("matchLabels", {})
+    ]
+    assert called == ["projection", "outreach", "discovery"]
+    both_off = rendered(chart, "production", "services.messaging.enabled=false", "services.console.enabled=false")
+    assert {"console", "messaging"}.isdisjoint(by_component(both_off, "Deployment"))
 
 
 def _scoped_series(alert: str, release: str, namespace: str, hot: bool) -> list[dict[str, str]]:
@@ -706,7 +749,15 @@ def test_the_notes_exec_into_a_service_that_has_pods(chart: Chart, tmp_path: Pat
     cases: list[tuple[tuple[str, ...], str | None, str | None]] = [
         ((), "outreach", "discovery"),
         (("services.outreach.replicas=0", "services.discovery.replicas=0"), "console", "enrichment"),
-        (("services.outreach.enabled=false", "services.discovery.enabled=false"), "console", "enrichment"),
+        (
+            (
+                "services.outreach.enabled=false",
+                "services.discovery.enabled=false",
+                "services.console.calls={projection,messaging}",
+            ),
+            "console",
+            "enrichment",
+        ),
         # Autoscaled: the Deployment has no replicas of its own, and at least minReplicas (>= 1) pods.
         (
             (

@@ -238,6 +238,30 @@ changes all of them alike. Use: range $name := include "leadstream.enabledServic
 {{- end }}
 
 {{/*
+The services one service calls over HTTP (services.<name>.calls), as a JSON list. Each must be an enabled service
+of this release: the caller's URL of it (the console's LEADSTREAM_CONSOLE_<SERVICE>_URL) and its NetworkPolicy rule
+point at that service's Kubernetes Service, and the console has no "this part is switched off" state (a backend it
+cannot reach is "temporarily unavailable" on every page that reads it, for ever), so a call to a disabled or unknown
+service refuses to render, naming both services. Deployments (the URLs) and NetworkPolicies (egress, and the callers
+let in) read this one list. Call with (dict "root" $ "name" n).
+*/}}
+{{- define "leadstream.calls" -}}
+{{- $svc := include "leadstream.serviceValues" (dict "root" .root "name" .name) | fromYaml }}
+{{- $enabled := include "leadstream.enabledServices" .root | fromJsonArray }}
+{{- $calls := $svc.calls | default list }}
+{{- range $target := $calls }}
+{{- if not (has $target $enabled) }}
+{{- if hasKey $.root.Values.services $target }}
+{{- fail (printf "services.%s.calls names %s, which is disabled (services.%s.enabled=false): enable %s, or remove it from services.%s.calls to run %s without it (its calls there then fail)" $.name $target $target $target $.name $.name) }}
+{{- else }}
+{{- fail (printf "services.%s.calls names %s, which is not a service of this chart (no services.%s)" $.name $target $target) }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- toJson $calls }}
+{{- end }}
+
+{{/*
 The service whose pods `kubectl exec` runs the operators' commands in (NOTES.txt): an enabled service with pods
 (replicas > 0, or autoscaling, whose minReplicas is at least 1), with `kafka` one that uses Kafka (its pods have the
 bootstrap address, the listener's security and the CA; the console's have none). `prefer` when it qualifies, else
