@@ -27,7 +27,13 @@ RULES = CHART_DIR / "files" / "prometheus-rules.yaml"
 DASHBOARD = CHART_DIR / "files" / "grafana-dashboard.json"
 # Series Prometheus makes itself, not the services.
 FROM_PROMETHEUS = {"up"}
-GRAFANA_VARIABLES = {"$__rate_interval": "5m", "$__interval": "1m", "$service": ".*"}
+GRAFANA_VARIABLES = {
+    "$__rate_interval": "5m",
+    "$__interval": "1m",
+    "$namespace": ".*",
+    "$release": ".*",
+    "$service": ".*",
+}
 
 
 def _names(expr: str) -> set[str]:
@@ -63,9 +69,10 @@ def queried_names() -> dict[str, set[str]]:
     for variable in dashboard["templating"]["list"]:
         query = variable.get("query")
         if isinstance(query, dict):
-            m = re.fullmatch(r"label_values\((\w+),\s*\w+\)", query["query"])
+            m = re.fullmatch(r"label_values\((.+),\s*\w+\)", query["query"])
             assert m, query
-            out.setdefault(m.group(1), set()).add(f"variable {variable['name']}")
+            for name in _names(_grafana(m.group(1))):
+                out.setdefault(name, set()).add(f"variable {variable['name']}")
     return out
 
 

@@ -1,0 +1,196 @@
+"""The Grafana dashboard (files/grafana-dashboard.json) shows one release: every panel query selects the `namespace`
+and `release` variables, which the chart defaults to its own release and which default to All (`.*`) in the file
+compose provisions as it is, where the series carry neither label. The panels are evaluated by Prometheus' own
+engine (promtool) with the variables filled in as Grafana fills them.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import promql_parser
+import pytest
+import yaml
+
+from tests.deploy.chart import CHART_DIR, Chart, load_yaml_docs, of_kind, values_file
+
+pytestmark = pytest.mark.timeout(1800)  # the chart fixture may wait for the tools' first build
+
+DASHBOARD_FILE = CHART_DIR / "files" / "grafana-dashboard.json"
+SCOPED = ("namespace", "release")
+# Grafana's built-in interval variables, as a query sent at a 1m step would get them.
+BUILTINS = {"$__rate_interval": "5m", "$__interval": "1m"}
+_REGEX_SPECIAL = re.compile(r"([\\^$*+?.()|{}\[\]])")
+
+
+def _file() -> dict[str, Any]:
+    loaded: dict[str, Any] = json.loads(DASHBOARD_FILE.read_text())
+    return loaded
+
+
+def _variables(dashboard: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {v["name"]: v for v in dashboard["templating"]["list"]}
+
+
+def _targets(dashboard: dict[str, Any]) -> list[tuple[str, str]]:
+    """(panel title, expression) of every panel query."""
+    return [(panel["title"], target["expr"]) for panel in dashboard["panels"] for target in panel["targets"]]
+
+
+def interpolate(dashboard: dict[str, Any], expr: str) -> str:
+    """``expr`` with the dashboard's variables at their defaults, as Grafana's Prometheus data source fills a query:
+    "All" becomes the variable's allValue, a value of a variable with All (or multi-select) is regex-escaped."""
+    for name, value in BUILTINS.items():
+        expr = expr.replace(name, value)
+    for name, variable in _variables(dashboard).items():
+        if variable["type"] != "query":
+            continue
+        current = (variable.get("current") or {}).get("value", "$__all")
+        if current == "$__all":
+            value = variable["allValue"]
+        elif variable.get("includeAll") or variable.get("multi"):
+            value = _REGEX_SPECIAL.sub(r"\\\1", current)
+        else:
+            value = current
+        expr = expr.replace(f"${name}", value)
+    assert "$" not in expr, expr
+    return expr
+
+
+def _selectors(expr: str) -> list[Any]:
+    """Every vector selector of a PromQL expression (Grafana's interval variables filled in)."""
+    for name, value in BUILTINS.items():
+        expr = expr.replace(name, value)
+    found: list[Any] = []
+
+    def visit(node: Any) -> None:
+        if isinstance(node, promql_parser.VectorSelector):
+            found.append(node)
+
+    promql_parser.walk(promql_parser.parse(expr), visit)
+    return found
+
+
+def test_every_panel_query_selects_the_namespace_and_release_variables() -> None:
+    dashboard = _file()
+    targets = _targets(dashboard)
+    assert len(targets) >= 12
+    for title, expr in targets:
+        selectors = [s for s in _selectors(expr) if s.name.startswith("leadstream_") or s.name == "up"]
+        assert selectors, (title, expr)
+        for selector in selectors:
+            matchers = {(m.name, str(m.op), m.value) for m in selector.matchers.matchers}
+            for label in SCOPED:
+                # A regex matcher: `.*` (All) also matches a series without the label (compose's).
+                assert (label, "MatchOp.Re", f"${label}") in matchers, (title, selector.name, label)
+
+
+def test_the_namespace_and_release_variables_pick_one_release_and_default_to_all_in_the_file() -> None:
+    variables = _variables(_file())
+    assert list(variables) == ["datasource", "namespace", "release", "service"]
+    for name in SCOPED:
+        variable = variables[name]
+        assert variable["type"] == "query" and variable["multi"] is False, name
+        # All is `.*`, the file's default: compose's series have neither label, and `=~".*"` matches a missing one.
+        assert variable["includeAll"] is True and variable["allValue"] == ".*", name
+        assert variable["current"]["value"] == "$__all", name
+        assert variable["refresh"] in (1, 2), name  # the options follow the series, not the file
+        query = variable["query"]["query"]
+        assert query == variable["definition"], name
+        matched = re.fullmatch(r"label_values\((leadstream_\w+)(\{[^}]*\})?, (\w+)\)", query)
+        assert matched and matched.group(3) == name, query
+    # The releases offered are those of the chosen namespace; the services those of the chosen release.
+    assert variables["release"]["query"]["query"] == 'label_values(leadstream_ready{namespace=~"$namespace"}, release)'
+    service = variables["service"]["query"]["query"]
+    assert 'namespace=~"$namespace"' in service and 'release=~"$release"' in service
+
+
+def _rendered_dashboard(chart: Chart, release: str) -> dict[str, Any]:
+    if chart.offline:
+        pytest.fail(f"helm is needed ({chart.tools.reason})")
+    result = chart.helm("-f", str(values_file("production")), release=release)
+    assert result.returncode == 0, result.stderr
+    configmaps = of_kind(load_yaml_docs(result.stdout), "ConfigMap")
+    (cm,) = [d for d in configmaps if d["metadata"]["name"].endswith("-dashboard")]
+    loaded: dict[str, Any] = json.loads(cm["data"]["leadstream.json"])
+    return loaded
+
+
+def test_the_charts_dashboard_defaults_to_its_own_release(chart: Chart) -> None:
+    for release in ("acme", "beta"):
+        variables = _variables(_rendered_dashboard(chart, release))
+        assert variables["namespace"]["current"]["value"] == "leadstream"
+        assert variables["release"]["current"]["value"] == release
+        assert variables["service"]["current"] == {}  # the file's: All
+
+
+def _panel(dashboard: dict[str, Any], title: str) -> str:
+    (expr,) = [expr for t, expr in _targets(dashboard) if t == title]
+    return interpolate(dashboard, expr)
+
+
+def test_each_releases_dashboard_shows_its_own_series_and_compose_shows_every_one(chart: Chart, tmp_path: Path) -> None:
+    """Evaluated by promtool: two releases in one namespace (and one of their names in another namespace) each see
+    their own readiness and lag, never the sum or the minimum of both; compose's series, without either label, are
+    what the file's defaults show."""
+    if chart.tools.promtool is None:
+        pytest.fail(f"promtool is needed ({chart.tools.reason or 'not built'})")
+    ready, lag = "Readiness (1 ready, 0 not)", "Consumer lag (records)"
+
+    def series(metric: str, namespace: str, release: str, service: str, values: str, extra: str = "") -> dict[str, str]:
+        """One series as the chart's ServiceMonitor scrapes it: the target's namespace and release."""
+        target = f'namespace="{namespace}", release="{release}", service="{service}", instance="{release}.{namespace}"'
+        return {"series": f"{metric}{{{target}{extra}}}", "values": values}
+
+    topic = ', topic="t"'
+    chart_series = [
+        series("leadstream_ready", "leadstream", "acme", "outreach", "0x10"),
+        series("leadstream_ready", "leadstream", "beta", "outreach", "1x10"),
+        series("leadstream_ready", "staging", "acme", "outreach", "1x10"),
+        series("leadstream_consumer_lag", "leadstream", "acme", "projection", "100x10", topic),
+        series("leadstream_consumer_lag", "leadstream", "beta", "projection", "50x10", topic),
+        series("leadstream_consumer_lag", "staging", "acme", "projection", "7x10", topic),
+    ]
+    compose_series = [
+        {"series": 'leadstream_ready{service="outreach", job="outreach", instance="outreach:9464"}', "values": "1x10"},
+        {
+            "series": 'leadstream_consumer_lag{service="projection", job="projection", instance="projection:9464", '
+            'topic="t"}',
+            "values": "30x10",
+        },
+    ]
+
+    def checks(dashboard: dict[str, Any], outreach_ready: int, projection_lag: int) -> list[dict[str, Any]]:
+        return [
+            {
+                "expr": _panel(dashboard, ready),
+                "eval_time": "5m",
+                "exp_samples": [{"labels": '{service="outreach"}', "value": outreach_ready}],
+            },
+            {
+                "expr": _panel(dashboard, lag),
+                "eval_time": "5m",
+                "exp_samples": [{"labels": '{service="projection", topic="t"}', "value": projection_lag}],
+            },
+        ]
+
+    acme, beta = _rendered_dashboard(chart, "acme"), _rendered_dashboard(chart, "beta")
+    unit = {
+        "rule_files": [],
+        "evaluation_interval": "1m",
+        "tests": [
+            {"interval": "1m", "input_series": chart_series, "promql_expr_test": checks(acme, 0, 100)},
+            {"interval": "1m", "input_series": chart_series, "promql_expr_test": checks(beta, 1, 50)},
+            {"interval": "1m", "input_series": compose_series, "promql_expr_test": checks(_file(), 1, 30)},
+        ],
+    }
+    path = tmp_path / "dashboard-test.yaml"
+    path.write_text(yaml.safe_dump(unit))
+    result = subprocess.run(
+        [str(chart.tools.promtool), "test", "rules", str(path)], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
