@@ -413,7 +413,9 @@ def test_check_sh_unit_tests_the_alert_rules_with_promtool(chart: Chart) -> None
     broken = tests.parent / "broken-test.yaml"
     try:
         broken.write_text(
-            tests.read_text().replace('summary: "outreach has 800 events', 'summary: "outreach has 801 events')
+            tests.read_text().replace(
+                'summary: "outreach in namespace ls has 800 events', 'summary: "outreach in namespace ls has 801 events'
+            )
         )
         failed = subprocess.run(
             [str(promtool), "test", "rules", str(broken)], capture_output=True, text=True, timeout=120

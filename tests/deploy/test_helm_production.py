@@ -4,7 +4,8 @@ the Strimzi path too, autoscaling never stops a service, the replay Job renders 
 accepts under a valid Job name for any release, and the install notes give commands that work. Under a default-deny
 every Job reaches what it talks to, operators have a KafkaUser for the dead-letter commands, LeadstreamDown
 watches exactly this release's services, every other alert this release's series (two releases in one namespace stay
-apart), and every per-service object follows the one list of enabled services.
+apart) and each summary names the release and namespace, every per-service object follows the one list of enabled
+services, and a call to a service that is not enabled is refused.
 """
 
 from __future__ import annotations
@@ -440,29 +441,43 @@ def test_leadstream_down_watches_exactly_this_releases_enabled_services(chart: C
     assert "video" not in services and services["outreach"] == "acme-leadstream-outreach"
     rules = tmp_path / "rules.yaml"
     rules.write_text(yaml.safe_dump({"groups": groups}))
+    # The ServiceMonitor's targets (so their `up` too) carry their release; another application's carry none.
     down = [
-        (f"10.0.1.{i}:9090", "leadstream", name, service) for i, (service, name) in enumerate(sorted(services.items()))
+        (f"10.0.1.{i}:9090", "leadstream", name, service, "acme")
+        for i, (service, name) in enumerate(sorted(services.items()))
     ]
     quiet = [
-        ("10.0.2.1:9090", "leadstream", "leadstream-video", "video"),  # the default release's video, beside acme
-        ("10.0.2.2:9090", "leadstream", "other-leadstream-outreach", "outreach"),  # another release, same namespace
-        ("10.0.2.3:9090", "staging", "acme-leadstream-outreach", "outreach"),  # the same release name elsewhere
-        ("10.0.2.4:9090", "tools", "console", "console"),  # another application's job named like a service
+        ("10.0.2.1:9090", "leadstream", "leadstream-video", "video", "leadstream"),  # the default release's video
+        ("10.0.2.2:9090", "leadstream", "other-leadstream-outreach", "outreach", "other"),  # another release, same ns
+        ("10.0.2.3:9090", "staging", "acme-leadstream-outreach", "outreach", "acme"),  # the same release name elsewhere
+        ("10.0.2.4:9090", "tools", "console", "console", ""),  # another application's job named like a service
     ]
     series = [
-        {"series": f'up{{namespace="{ns}", service="{svc}", job="{job}", instance="{inst}"}}', "values": "0x10"}
-        for inst, ns, svc, job in down + quiet
+        {
+            "series": f'up{{namespace="{ns}", service="{svc}", job="{job}", instance="{inst}"'
+            + (f', release="{release}"}}' if release else "}"),
+            "values": "0x10",
+        }
+        for inst, ns, svc, job, release in down + quiet
     ]
     alerts = [
         {
-            "exp_labels": {"severity": "critical", "namespace": ns, "service": svc, "job": job, "instance": inst},
+            "exp_labels": {
+                "severity": "critical",
+                "namespace": ns,
+                "release": release,
+                "service": svc,
+                "job": job,
+                "instance": inst,
+            },
             "exp_annotations": {
-                "summary": f"{job} ({inst}) does not answer /metrics",
+                # What is down, then where: the release and the namespace.
+                "summary": f"{job} ({inst}) of release {release} in namespace {ns} does not answer /metrics",
                 "description": "The process is down, restarting, or unreachable from Prometheus.",
                 "runbook_url": "https://wiki.example.com/leadstream/operations#leadstreamdown",
             },
         }
-        for inst, ns, svc, job in down
+        for inst, ns, svc, job, release in down
     ]
     unit = {
         "rule_files": [str(rules)],
@@ -686,7 +701,8 @@ def test_each_release_alerts_on_its_own_series_only(chart: Chart, tmp_path: Path
         groups = rule_object["spec"]["groups"]
         for group in groups:
             for rule in group["rules"]:
-                rule["annotations"] = {}  # the labels are under test here; the texts are the shared file's
+                # The labels and the summary, which names the release and namespace, are under test here.
+                rule["annotations"] = {"summary": rule["annotations"]["summary"]}
                 if rule["alert"] != "LeadstreamDown":
                     # Every selector of a metric is this release's, in this namespace.
                     for metric, matchers in re.findall(r"\b(leadstream_\w+)(\{[^}]*\})?", rule["expr"]):
@@ -713,7 +729,12 @@ def test_each_release_alerts_on_its_own_series_only(chart: Chart, tmp_path: Path
                     {
                         "eval_time": "17m",
                         "alertname": alert,
-                        "exp_alerts": [{"exp_labels": _expected_labels(alert, hot)}],
+                        "exp_alerts": [
+                            {
+                                "exp_labels": _expected_labels(alert, hot),
+                                "exp_annotations": {"summary": _expected_summary(alert, hot, "leadstream")},
+                            }
+                        ],
                     }
                     for alert in _ALERT_LABELS
                 ],
@@ -725,6 +746,22 @@ def test_each_release_alerts_on_its_own_series_only(chart: Chart, tmp_path: Path
         [str(chart.tools.promtool), "test", "rules", str(unit)], capture_output=True, text=True, timeout=120
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def _expected_summary(alert: str, release: str, namespace: str) -> str:
+    """The summary of `alert` firing on `_scoped_series(alert, release, namespace, hot=True)` at 17 minutes: it names
+    what the alert is about, then the release and the namespace."""
+    where = f"of release {release} in namespace {namespace}"
+    return {
+        "LeadstreamDeadLetters": f"enrichment {where} dead-lettered records from leadstream.lead.v1 (handler_error)",
+        "LeadstreamConsumerLagHigh": f"projection {where} is 1.5k records behind on leadstream.lead.v1",
+        "LeadstreamOutboxBacklog": f"outreach {where} has 800 events waiting in its outbox",
+        "LeadstreamOutboxParked": f"discovery {where} has 3 parked outbox rows",
+        "LeadstreamNotReady": f"projection ({release}-LeadstreamNotReady:9090) {where} has reported not-ready for 10 "
+        "minutes",
+        "LeadstreamSendFailures": f"50% of invite sends {where} fail",
+        "LeadstreamHttpErrors": f"outreach {where}: 50% of its HTTP requests fail with 5xx",
+    }[alert]
 
 
 def _expected_labels(alert: str, release: str) -> dict[str, str]:
