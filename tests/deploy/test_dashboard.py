@@ -121,11 +121,17 @@ def _rendered_dashboard(chart: Chart, release: str) -> dict[str, Any]:
 
 
 def test_the_charts_dashboard_defaults_to_its_own_release(chart: Chart) -> None:
+    uids = set()
     for release in ("acme", "beta"):
-        variables = _variables(_rendered_dashboard(chart, release))
+        dashboard = _rendered_dashboard(chart, release)
+        variables = _variables(dashboard)
         assert variables["namespace"]["current"]["value"] == "leadstream"
         assert variables["release"]["current"]["value"] == release
         assert variables["service"]["current"] == {}  # the file's: All
+        # One Grafana loads both releases' dashboards: each its own uid (Grafana's limit: 40) and a title saying whose
+        assert len(dashboard["uid"]) <= 40 and f"leadstream/{release}" in dashboard["title"]
+        uids.add(dashboard["uid"])
+    assert len(uids) == 2
 
 
 def _panel(dashboard: dict[str, Any], title: str) -> str:

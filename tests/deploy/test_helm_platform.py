@@ -357,14 +357,19 @@ def test_the_dashboard_configmap_carries_the_shared_dashboard_for_the_sidecar(ch
     assert cm["metadata"]["labels"]["grafana_dashboard"] == "1"
     assert cm["metadata"]["annotations"] == {"grafana_folder": "leadstream"}
     dashboard = json.loads(cm["data"]["leadstream.json"])
-    # The shared file, but for the defaults of its namespace and release variables: this release's own.
+    # The shared file, but for the defaults of its namespace and release variables (this release's own) and its uid
+    # and title (this release's: one Grafana may load several releases' dashboards).
     source = json.loads(DASHBOARD_FILE.read_text())
+    assert source["uid"] == "leadstream-overview"  # compose's, the file's
+    assert dashboard["uid"] != source["uid"] and dashboard["uid"].startswith("leadstream-")
+    assert dashboard["title"] == f"{source['title']} (leadstream/leadstream)"
+    source["uid"], source["title"] = dashboard["uid"], dashboard["title"]
     for variable in source["templating"]["list"]:
         if variable["name"] in ("namespace", "release"):
             value = "leadstream"  # the tests render release `leadstream` in namespace `leadstream`
             variable["current"] = {"selected": True, "text": value, "value": value}
     assert dashboard == source
-    assert dashboard["uid"] == "leadstream-overview" and len(dashboard["panels"]) >= 10
+    assert len(dashboard["panels"]) >= 10
     assert [v["name"] for v in dashboard["templating"]["list"]] == ["datasource", "namespace", "release", "service"]
 
 
