@@ -241,12 +241,13 @@ def leads_router(console: Console) -> APIRouter:
     ) -> Response:
         gid = uuid_or_404(group_id)
         groups, members = await gather(
-            discovery.groups(session.token), discovery.members(session.token, gid, limit=50, after=after)
+            discovery.groups(session.token),
+            discovery.members(session.token, gid, limit=console.settings.console_page_size, after=after),
         )
         group = next((g for g in groups.items if g.source_group_id == gid), None)
         if group is None:
             raise BackendRefused(404, "not_found", "not found")
-        return console.render(request, "list.html", group=group, members=members)
+        return console.render(request, "list.html", group=group, members=members, after=after)
 
     # -- CSV import and manual add ------------------------------------------------------------
 
