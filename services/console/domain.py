@@ -446,7 +446,7 @@ def draw(steps: list[dict[str, Any]], edges: list[dict[str, Any]], start: str, u
         elif s["action"] == "comment":
             detail = "drafts for approval" if s.get("mode") == "draft" else "posted automatically"
         elif s["action"] == "message" and sid != "message":
-            detail = sid.replace("_", "-")
+            detail = step_name(sid, s.get("channel"))  # named as the Lab and a lead's page name it
         x, y = pos[sid]
         nodes.append(Node(sid, s["action"], ACTIONS.get(s["action"], s["action"]), detail, x, y, sid in unreachable))
     links = []

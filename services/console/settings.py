@@ -35,7 +35,9 @@ class ConsoleSettings(RuntimeSettings):
     console_public_url: str = Field(
         "http://127.0.0.1:8107", description="Where users reach the console (sign-in links point here)."
     )
-    console_page_size: int = Field(25, ge=1, le=200, description="Rows per page of the campaign list, a campaign's results and a lead list.")
+    console_page_size: int = Field(
+        25, ge=1, le=200, description="Rows per page of the campaign list, a campaign's results and a lead list."
+    )
     console_projection_url: str = Field("http://127.0.0.1:8106", description="Base URL of the projection API.")
     console_outreach_url: str = Field("http://127.0.0.1:8104", description="Base URL of the outreach API.")
     console_messaging_url: str = Field("http://127.0.0.1:8103", description="Base URL of the messaging API.")

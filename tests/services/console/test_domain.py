@@ -147,7 +147,7 @@ def test_a_workflow_is_drawn_left_to_right_by_distance_with_what_cannot_run_last
     x = {n.id: n.x for n in drawing.nodes}
     assert x["invite"] < x["message"] < x["follow_up"] < x["email"]
     by_id = {n.id: n for n in drawing.nodes}
-    assert by_id["invite"].detail == "with a note" and by_id["follow_up"].detail == "follow-up"
+    assert by_id["invite"].detail == "with a note" and by_id["follow_up"].detail == "Follow-up"
     assert by_id["email"].unreachable and not by_id["message"].unreachable
     assert [(link.label, link.tone) for link in drawing.links] == [("accepted + 24 h", "good"), ("after 12 h", "info")]
     # A label sits between its two steps, with room for it (the gap is wider than "accepted + 168 h").
