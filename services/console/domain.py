@@ -199,6 +199,43 @@ ONBOARDING_LINKS = {
 }
 
 
+@dataclass(frozen=True)
+class NextStep:
+    """What an empty panel offers: its title and words, and the one button to the next step."""
+
+    title: str
+    text: str
+    href: str
+    action: str
+
+
+def campaigns_next_step(account_connected: bool, campaigns_total: int) -> NextStep:
+    """What home's empty "Campaign health" panel offers, by the workspace's state (the onboarding's
+    ``account_connected`` step, its campaigns): connect a LinkedIn account while none is connected, else build a
+    campaign (it said "Go to accounts" to a workspace whose account was connected already)."""
+    if not account_connected:
+        return NextStep(
+            "No campaigns yet",
+            "Campaigns send from your own LinkedIn account: connect it first, then build a campaign.",
+            "/accounts",
+            "Connect a LinkedIn account",
+        )
+    if campaigns_total == 0:
+        return NextStep(
+            "No campaigns yet",
+            "Your LinkedIn account is connected. Build a campaign: who to reach, the steps and a safe pace; you see "
+            "where each lead will go before anything is sent.",
+            "/campaigns/new",
+            "Build a campaign",
+        )
+    return NextStep(
+        "No campaign to show",
+        "None of your campaigns is running or recent.",
+        "/campaigns",
+        "See campaigns",
+    )
+
+
 def safe_next(target: str | None) -> str:
     """Where to go after signing in: a path on this site only (never another host), else home."""
     if not target or not target.startswith("/") or target.startswith("//") or "\\" in target or len(target) > 500:
