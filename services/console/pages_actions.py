@@ -99,9 +99,10 @@ def actions_router(console: Console) -> APIRouter:
     @router.get("/lab", response_class=HTMLResponse, openapi_extra=PAGE)
     async def lab(request: Request, session: Signed) -> Response:
         page = await console.backends.projection.campaigns(session.token, limit=200)
+        # Only the campaigns with drafts waiting: the Lab is where drafts are reviewed before they are sent, and a
+        # campaign's queue without a draft waiting is empty (the campaign list has every campaign).
         waiting = [c for c in page.items if c.summary.drafts_pending]
-        others = [c for c in page.items if not c.summary.drafts_pending and c.state != "deleted"]
-        return console.render(request, "lab_index.html", waiting=waiting, others=others)
+        return console.render(request, "lab_index.html", waiting=waiting)
 
     async def lab_context(session: Session, campaign_id: UUID) -> dict[str, Any]:
         campaign, drafts, results = await gather(
