@@ -17,16 +17,28 @@ from typing import Any
 from uuid import UUID
 
 from . import builder, domain, models
-from .backends import BackendRefused, Backends
+from .backends import BackendRefused, Backends, BackendUnavailable
 
 
 class Refused(Exception):
-    """A backend refused a step of a command: ``api`` names it, ``refusal`` has its problem."""
+    """A backend refused a step of a command: ``api`` names it, ``refusal`` has its problem. A backend that did
+    not answer (down, timing out, a 5xx after the retries) is a refusal too, with status 503 (``unavailable``):
+    the form is shown again as it was filled, with the message on it, like any other refusal."""
 
     def __init__(self, api: str, refusal: BackendRefused) -> None:
         super().__init__(f"{api}: {refusal}")
         self.api = api
         self.refusal = refusal
+
+    @property
+    def unavailable(self) -> bool:
+        """Whether the backend did not answer (rather than refusing what was asked)."""
+        return self.refusal.status >= 500
+
+    @property
+    def status(self) -> int:
+        """The status of the page that shows the form again: 503 when the backend did not answer, else 422."""
+        return 503 if self.unavailable else 422
 
     def field_errors(self) -> builder.FieldErrors:
         """The refusal as messages by form field (with the upgrade a plan_required problem names)."""
@@ -39,6 +51,11 @@ class Refused(Exception):
         return out
 
 
+def unavailable(exc: BackendUnavailable) -> Refused:
+    """A backend that did not answer, as the refusal a form shows (no field of the form is wrong)."""
+    return Refused(exc.backend, BackendRefused(503, "unavailable", domain.unavailable_message(exc.backend)))
+
+
 async def _step(api: str, call: Any) -> Any:
     try:
         return await call
@@ -46,6 +63,8 @@ async def _step(api: str, call: Any) -> Any:
         if exc.status == 404 and exc.code == "not_found" and not exc.field:
             raise
         raise Refused(api, exc) from exc
+    except BackendUnavailable as exc:
+        raise unavailable(exc) from exc
 
 
 @dataclass(frozen=True)
@@ -88,7 +107,9 @@ async def template_of(backends: Backends, token: str, values: dict[str, Any]) ->
     except BackendRefused as exc:
         if exc.code != "template_exists":
             raise Refused("messaging", exc) from exc
-    existing = await backends.messaging.templates(token)
+    except BackendUnavailable as exc:
+        raise unavailable(exc) from exc
+    existing = await _step("messaging", backends.messaging.templates(token))
     found = next((t for t in existing.items if t.name == name and not t.builtin), None)
     if found is None:
         raise Refused("messaging", BackendRefused(409, "template_exists", "a template with this name exists", "name"))
@@ -264,6 +285,8 @@ async def unblock(backends: Backends, token: str, kind: str, value: str) -> None
     except BackendRefused as exc:
         if exc.status != 404:
             raise Refused("outreach", exc) from exc
+    except BackendUnavailable as exc:
+        raise unavailable(exc) from exc
 
 
 def _console_refusal(field_name: str, message: str) -> Refused:

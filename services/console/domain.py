@@ -555,3 +555,9 @@ def campaign_notice(done: str | None, launched: str | None) -> str | None:
     if launched:
         return "Launched. Leads are enrolled as they are ready; invites go out in the active window."
     return CAMPAIGN_NOTICES.get(done or "")
+def unavailable_message(backend: str) -> str:
+    """What a form says when a service it posts to did not answer (down, timing out, failing): the form stays as it
+    was filled. It does not claim that nothing happened: a write whose answer was lost may have been done."""
+    return f"leadstream's {backend} service did not answer. What you typed is kept: try again in a moment."
+
+

@@ -15,7 +15,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from leadstream_schemas.bounds import URL_MAX
 
 from . import commands, domain, models
-from .backends import BackendRefused, Backends
+from .backends import BackendRefused, Backends, BackendUnavailable
 from .commands import Refused
 from .pages import PAGE, CsrfForm, Signed, uuid_or_404
 from .sessions import Session
@@ -29,6 +29,13 @@ def _redirect(request: Request, where: str) -> Response:
     if request.headers.get("HX-Request"):
         return Response(status_code=204, headers={"HX-Redirect": where})
     return RedirectResponse(where, status_code=303)
+
+
+def _keep_the_form(refused: Refused) -> None:
+    """A service that did not answer an htmx form: answer 503 with its message, which ``static/app.js`` shows at
+    the form, everything typed in place (the card is not drawn again: that would ask the same service)."""
+    if refused.unavailable:
+        raise BackendUnavailable(refused.api, refused.refusal.detail) from refused
 
 
 def actions_router(console: Console) -> APIRouter:
@@ -125,6 +132,7 @@ def actions_router(console: Console) -> APIRouter:
         *,
         errors: dict[str, str] | None = None,
         text: str | None = None,
+        reason: str = "",
         mode: str = "view",
         replacement: models.Draft | None = None,
         status: int = 200,
@@ -143,6 +151,7 @@ def actions_router(console: Console) -> APIRouter:
             name=name,
             errors=errors or {},
             text=draft.text if text is None else text,
+            reason=reason,
             mode=mode,
             replacement=replacement,
         )
@@ -161,6 +170,7 @@ def actions_router(console: Console) -> APIRouter:
         try:
             done = await commands.approve_draft(b, session.token, did)
         except Refused as exc:
+            _keep_the_form(exc)
             current = await b.messaging.draft(session.token, did)
             return await draft_card(request, session, current, errors={"form": exc.refusal.detail})
         return await draft_card(request, session, done)
@@ -184,6 +194,7 @@ def actions_router(console: Console) -> APIRouter:
         try:
             done = await commands.edit_draft(b, session.token, did, text)
         except Refused as exc:
+            _keep_the_form(exc)
             current = await b.messaging.draft(session.token, did)
             # The typed text stays in the box with the API's own message under it.
             return await draft_card(
@@ -199,9 +210,11 @@ def actions_router(console: Console) -> APIRouter:
         try:
             done = await commands.reject_draft(b, session.token, did, reason)
         except Refused as exc:
+            _keep_the_form(exc)
             current = await b.messaging.draft(session.token, did)
+            # The feedback typed stays in its box, with the API's own message under it.
             return await draft_card(
-                request, session, current, errors={"reason": exc.refusal.detail}, mode="reject", text=current.text
+                request, session, current, errors={"reason": exc.refusal.detail}, mode="reject", reason=reason
             )
         return await draft_card(request, session, done.rejected, replacement=done.replacement)
 
@@ -237,6 +250,8 @@ def actions_router(console: Console) -> APIRouter:
         try:
             made = await commands.connect_linkedin(b, session.token, name, accounts_url())
         except Refused as exc:
+            if request.headers.get("HX-Request"):
+                _keep_the_form(exc)
             return _redirect(request, console.with_problem("/accounts", exc.refusal.detail))
         if made.auth_url:
             return _redirect(request, made.auth_url)
@@ -291,19 +306,25 @@ def actions_router(console: Console) -> APIRouter:
         sender: str = "",
         notice: str | None = None,
     ) -> Response:
-        found, outreach_accounts, plan = await gather(
-            console.backends.projection.accounts(session.token),
-            b.outreach.accounts(session.token),
-            b.outreach.plan(session.token),
-        )
+        try:
+            found, outreach_accounts, plan = await gather(
+                console.backends.projection.accounts(session.token),
+                b.outreach.accounts(session.token),
+                b.outreach.plan(session.token),
+            )
+        except BackendUnavailable:
+            if email_error is None:
+                raise
+            # The sender form shown again after outreach did not answer it: the address typed is kept.
+            found, outreach_accounts, plan = None, models.OutreachAccounts(items=[]), None
         senders = [a for a in outreach_accounts.items if a.provider == "email"]
         template = "partials/accounts_list.html" if request.headers.get("HX-Request") else "accounts.html"
         upgrade = email_error.extra.get("upgrade") if email_error is not None else None
         return console.render(
             request,
             template,
-            status=422 if email_error is not None else 200,
-            accounts=[a for a in found.items if a.provider != "email"],
+            status=(503 if email_error.status >= 500 else 422) if email_error is not None else 200,
+            accounts=[a for a in found.items if a.provider != "email"] if found is not None else None,
             senders=senders,
             plan=plan,
             email_error=email_error.detail if email_error is not None else None,
@@ -352,14 +373,21 @@ def actions_router(console: Console) -> APIRouter:
         values: dict[str, str] | None = None,
         errors: dict[str, str] | None = None,
         notice: str | None = None,
+        status: int = 422,
     ) -> Response:
-        blocked, suppressed = await gather(
-            b.outreach.blocklist(session.token, after=after), b.outreach.suppressions(session.token)
-        )
+        try:
+            blocked, suppressed = await gather(
+                b.outreach.blocklist(session.token, after=after), b.outreach.suppressions(session.token)
+            )
+        except BackendUnavailable:
+            if not errors:
+                raise
+            # The form shown again after outreach did not answer it: what was typed matters more than the lists.
+            blocked = suppressed = None
         return console.render(
             request,
             "blocklist.html",
-            status=422 if errors else 200,
+            status=status if errors else 200,
             blocked=blocked,
             suppressed=suppressed,
             after=after,
@@ -394,9 +422,10 @@ def actions_router(console: Console) -> APIRouter:
         except Refused as exc:
             errors: dict[str, str] = {}
             refusal = exc.refusal
-            for path, message in refusal.errors or [(refusal.field or "value", refusal.detail)]:
-                errors.setdefault(path if path in ("kind", "value") else "value", message or refusal.detail)
-            return await blocklist_page(request, session, values=values, errors=errors)
+            default = "form" if exc.unavailable else "value"  # no field is wrong when outreach did not answer
+            for path, message in refusal.errors or [(refusal.field or default, refusal.detail)]:
+                errors.setdefault(path if path in ("kind", "value") else default, message or refusal.detail)
+            return await blocklist_page(request, session, values=values, errors=errors, status=exc.status)
         return _redirect(request, "/blocklist?done=blocked")
 
     @router.post("/blocklist/remove", openapi_extra=PAGE)

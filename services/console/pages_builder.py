@@ -102,7 +102,7 @@ def builder_router(console: Console) -> APIRouter:
             if values.get("audience_type") == "posts" and "lookback_days" in errors.messages:
                 errors.messages["post_lookback_days"] = errors.messages.pop("lookback_days")
             ctx = await context(request, session, values, errors)
-            return console.render(request, "builder.html", status=422, **ctx)
+            return console.render(request, "builder.html", status=exc.status, **ctx)
         return RedirectResponse(f"/campaigns/{pending.campaign.campaign_id}/launch", status_code=303)
 
     @router.post("/campaigns/new/workflow", response_class=HTMLResponse, openapi_extra=PAGE)
@@ -286,7 +286,7 @@ def builder_router(console: Console) -> APIRouter:
             ctx = await launch_context(session, cid)
             ctx["launch_key"] = key  # the same launch, tried again, is still one launch
             errors = exc.field_errors().messages
-            return console.render(request, "launch.html", status=422, errors=errors, values=values, **ctx)
+            return console.render(request, "launch.html", status=exc.status, errors=errors, values=values, **ctx)
         return RedirectResponse(f"/campaigns/{campaign_id}?launched=1", status_code=303)
 
     return router

@@ -215,7 +215,7 @@ def leads_router(console: Console) -> APIRouter:
         try:
             made = await commands.save_search(console.backends, session.token, body, key)
         except Refused as exc:
-            return find_page(request, values, find_errors(exc.refusal, kind), status=422)
+            return find_page(request, values, find_errors(exc.refusal, kind), status=exc.status)
         return RedirectResponse(f"/leads/searches/{made.search_id}", status_code=303)
 
     async def search_context(session: Session, search_id: UUID) -> dict[str, Any]:
@@ -302,7 +302,7 @@ def leads_router(console: Console) -> APIRouter:
             refusal = exc.refusal
             for path, message in refusal.errors or [(refusal.field or "form", refusal.detail)]:
                 errors.setdefault(path if path in MANUAL else "form", message)
-            return console.render(request, "add.html", status=422, values=values, errors=errors, added=None)
+            return console.render(request, "add.html", status=exc.status, values=values, errors=errors, added=None)
         return console.render(request, "add.html", values=dict.fromkeys(MANUAL, ""), errors={}, added=added)
 
     return router

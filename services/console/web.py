@@ -286,6 +286,12 @@ def install_error_pages(app: FastAPI, console: Console) -> None:
 
     @app.exception_handler(BackendUnavailable)
     async def _down(request: Request, exc: BackendUnavailable) -> Response:
+        if request.headers.get("HX-Request") and request.method == "POST":
+            # A form posted by htmx stays on the page as it was filled (htmx does not swap an error answer):
+            # static/app.js shows this message at that form.
+            return console.render(
+                request, "partials/problem.html", status=503, message=domain.unavailable_message(exc.backend)
+            )
         return page_error(
             request,
             503,

@@ -8,9 +8,12 @@ through the services' public APIs, and :func:`sign_in` opens a watched, signed-i
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +29,7 @@ from services.runtime.db import create_engine
 from services.runtime.migrations import upgrade
 from services.runtime.webhooks import signed_headers
 from tests.support.browser import DESKTOP, PageWatch
+from tests.support.probe.proxy import TcpProxy
 
 # The LinkedIn provider's development key (the fleet runs in development).
 WEBHOOK_SECRET = OutreachSettings(env="development").keys("linkedin_webhook_secret").signing
@@ -107,9 +111,36 @@ def start_console_fleet(env: dict[str, str], log_dir: Path, database_url: str, *
     return ConsoleWorld(fleet, database_url)
 
 
-async def new_page(browser: Browser, world: ConsoleWorld) -> tuple[BrowserContext, Page, PageWatch]:
-    """A fresh browser context (no cookies) with one watched page."""
-    context = await browser.new_context(viewport=DESKTOP, base_url=world.url, timezone_id="Europe/Berlin")
+@asynccontextmanager
+async def console_through(
+    world: ConsoleWorld, log_dir: Path, *backends: str
+) -> AsyncIterator[tuple[str, dict[str, TcpProxy]]]:
+    """A second console of the fleet (same database, sessions and secrets) whose calls to each of ``backends`` go
+    through a :class:`TcpProxy` the test can cut: that service stops answering this console only, as when it is
+    down, while the fleet's own console and every other service go on. Yields its URL and the proxies by name."""
+    proxies: dict[str, TcpProxy] = {}
+    for name in backends:
+        proxies[name] = TcpProxy("127.0.0.1", world.fleet.procs[name].port)
+        await proxies[name].start()
+    fleet = ServiceFleet(
+        env={**world.fleet.env, **world.fleet.console_env()}, log_dir=log_dir, ports={"console": free_port()}
+    )
+    routed = {f"LEADSTREAM_CONSOLE_{n.upper()}_URL": f"http://127.0.0.1:{p.port}" for n, p in proxies.items()}
+    try:
+        fleet.start("console", LEADSTREAM_CLOCK_SCALE="1", **routed)
+        await asyncio.to_thread(fleet.wait_ready, 120)
+        yield fleet.procs["console"].url, proxies
+    finally:
+        await asyncio.to_thread(fleet.stop)
+        for proxy in proxies.values():
+            await proxy.cut()
+
+
+async def new_page(
+    browser: Browser, world: ConsoleWorld, url: str | None = None
+) -> tuple[BrowserContext, Page, PageWatch]:
+    """A fresh browser context (no cookies) with one watched page, on the fleet's console (or the one at ``url``)."""
+    context = await browser.new_context(viewport=DESKTOP, base_url=url or world.url, timezone_id="Europe/Berlin")
     page = await context.new_page()
     watch = PageWatch()
     watch.attach(page)

@@ -378,6 +378,57 @@
       if (focus) { focus.removeAttribute("data-autofocus"); focus.focus(); }
       if (ev.target && ev.target.querySelector && ev.target.querySelector("#series-data")) { drawChart(); }
     });
+    // A form htmx posts whose answer is an error (a service that did not answer, a refusal without a partial) or
+    // that got no answer at all: nothing is swapped, so everything typed stays; the message is shown at the form
+    // (the answer's own [data-problem] or first .field-error, else a plain sentence), and goes with the next answer.
+    function requestErrorBox(elt) {
+      // The form that was posted, or what holds the button that posted by itself (a draft's "Approve").
+      return elt && elt.closest ? (elt.closest("form") || elt.parentElement) : null;
+    }
+    function requestErrorSlot(elt) {
+      var box = requestErrorBox(elt);
+      if (!box) { return null; }
+      var slot = box.querySelector("[data-request-error]");
+      if (!slot) {
+        slot = document.createElement("p");
+        slot.className = "field-error request-error";
+        slot.setAttribute("role", "alert");
+        slot.setAttribute("data-request-error", "");
+        box.insertBefore(slot, box.firstChild);
+      }
+      return slot;
+    }
+    function isPost(ev) {
+      var config = ev.detail && ev.detail.requestConfig;
+      return !!config && String(config.verb || "").toLowerCase() === "post";
+    }
+    document.body.addEventListener("htmx:beforeSwap", function (ev) {
+      if (!ev.detail.isError || !isPost(ev)) { return; }
+      // Here detail.elt is the swap's target (a draft's whole card); the element that posted is the request's.
+      var slot = requestErrorSlot(ev.detail.requestConfig.elt);
+      if (!slot) { return; }
+      // Handled here: nothing is swapped, and htmx does not report it as an unhandled error.
+      ev.detail.shouldSwap = false;
+      ev.detail.isError = false;
+      var said = null;
+      try {
+        var answer = new DOMParser().parseFromString(ev.detail.xhr.responseText || "", "text/html");
+        said = answer.querySelector("[data-problem]") || answer.querySelector(".field-error");
+      } catch (e) { said = null; }
+      slot.textContent = said && said.textContent.trim() ? said.textContent.trim()
+        : "That did not work (error " + ev.detail.xhr.status + "). What you typed is kept: try again in a moment.";
+    });
+    document.body.addEventListener("htmx:sendError", function (ev) {
+      if (!isPost(ev)) { return; }
+      var slot = requestErrorSlot(ev.detail.elt);
+      if (slot) { slot.textContent = "The console did not answer (is the network down?). What you typed is kept: try again in a moment."; }
+    });
+    document.body.addEventListener("htmx:beforeSend", function (ev) {
+      if (!isPost(ev)) { return; }
+      var box = requestErrorBox(ev.detail.elt);
+      var slot = box ? box.querySelector("[data-request-error]") : null;
+      if (slot) { slot.remove(); }
+    });
     document.body.addEventListener("htmx:sseOpen", function () {
       setLive("on");
       // What changed between the page's render and the stream's start: one refresh of each live part.
