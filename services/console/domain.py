@@ -111,6 +111,41 @@ SEARCH_KINDS = {
 }
 BLOCK_KINDS = {"domain": "Domain", "email": "Email", "profile_url": "LinkedIn profile"}
 """What a blocklist entry can be (outreach's kinds), as the blocklist page names them."""
+PERSONAL_MAIL = frozenset(
+    {
+        "gmail.com", "googlemail.com", "outlook.com", "hotmail.com", "live.com", "msn.com", "yahoo.com",
+        "icloud.com", "me.com", "aol.com", "proton.me", "protonmail.com", "gmx.de", "gmx.net", "web.de",
+        "yandex.ru", "mail.ru",
+    }
+)  # fmt: skip
+"""Mail providers of everyone: a lead's address there says nothing about their company, so its domain is never
+offered as the company's (blocking gmail.com would silence a whole audience)."""
+
+
+@dataclass(frozen=True)
+class BlockChoice:
+    """One way to block a lead: outreach's blocklist kind, the value blocked, and how the choice reads."""
+
+    kind: str
+    value: str
+    label: str
+
+
+def block_choices(email: str | None, linkedin_url: str | None) -> list[BlockChoice]:
+    """What a lead's page offers to block, only what the lead has: their email, their LinkedIn profile, their
+    company's domain (from a work email); the narrowest first (the dialog preselects it)."""
+    out: list[BlockChoice] = []
+    address = (email or "").strip()
+    company = address.rpartition("@")[2].lower() if "@" in address else ""
+    if address:
+        out.append(BlockChoice("email", address, f"This email, {address}"))
+    if linkedin_url and linkedin_url.strip():
+        out.append(BlockChoice("profile_url", linkedin_url.strip(), "This LinkedIn profile"))
+    if company and company not in PERSONAL_MAIL:
+        out.append(BlockChoice("domain", company, f"The company's domain, {company} (everyone there)"))
+    return out
+
+
 SUPPRESSION_KINDS = {"lead": "Lead", "email": "Email"}
 SUPPRESSION_REASONS: dict[str, Badge] = {
     "unsubscribed": Badge("Unsubscribed", "warn"),
@@ -538,6 +573,12 @@ def step_name(step_id: str, channel: str | None = None) -> str:
     return STEP_NAMES.get(step_id, CHANNELS.get(channel or "", step_id.replace("_", " ").capitalize()))
 
 
+def unavailable_message(backend: str) -> str:
+    """What a form says when a service it posts to did not answer (down, timing out, failing): the form stays as it
+    was filled. It does not claim that nothing happened: a write whose answer was lost may have been done."""
+    return f"leadstream's {backend} service did not answer. What you typed is kept: try again in a moment."
+
+
 def return_url(public_url: str, path: str) -> str:
     """An absolute URL of a console page (where a hosted provider page sends the user back)."""
     return public_url.rstrip("/") + path
@@ -555,9 +596,3 @@ def campaign_notice(done: str | None, launched: str | None) -> str | None:
     if launched:
         return "Launched. Leads are enrolled as they are ready; invites go out in the active window."
     return CAMPAIGN_NOTICES.get(done or "")
-def unavailable_message(backend: str) -> str:
-    """What a form says when a service it posts to did not answer (down, timing out, failing): the form stays as it
-    was filled. It does not claim that nothing happened: a write whose answer was lost may have been done."""
-    return f"leadstream's {backend} service did not answer. What you typed is kept: try again in a moment."
-
-

@@ -258,8 +258,13 @@ def build_router(console: Console) -> list[APIRouter]:
         return {"lead": lead, "timeline": list(reversed(timeline.items))}
 
     @router.get("/leads/{lead_id}", response_class=HTMLResponse, openapi_extra=PAGE)
-    async def lead(request: Request, lead_id: str, session: Signed) -> Response:
-        return console.render(request, "lead.html", **await lead_context(session, uuid_or_404(lead_id)))
+    async def lead(
+        request: Request, lead_id: str, session: Signed, blocked: Annotated[str | None, Query(max_length=20)] = None
+    ) -> Response:
+        ctx = await lead_context(session, uuid_or_404(lead_id))
+        choices = domain.block_choices(ctx["lead"].email, ctx["lead"].linkedin_url)
+        done = next((c for c in choices if c.kind == blocked), None)
+        return console.render(request, "lead.html", block_choices=choices, blocked=done, **ctx)
 
     @router.get("/leads/{lead_id}/live", response_class=HTMLResponse, openapi_extra=PAGE)
     async def lead_live(request: Request, lead_id: str, session: Signed) -> Response:

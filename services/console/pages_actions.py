@@ -428,6 +428,24 @@ def actions_router(console: Console) -> APIRouter:
             return await blocklist_page(request, session, values=values, errors=errors, status=exc.status)
         return _redirect(request, "/blocklist?done=blocked")
 
+    @router.post("/leads/{lead_id}/block", openapi_extra=PAGE)
+    async def block_lead(request: Request, lead_id: str, session: Signed, _csrf: CsrfForm) -> Response:
+        """Block the lead's company domain, email or LinkedIn profile (the kind chosen in the confirmation dialog;
+        the value is the lead's own, read again here, never a value sent by the page)."""
+        form = await console.form(request)
+        lid = uuid_or_404(lead_id)
+        kind = str(form.get("kind") or "")[:20]
+        lead = await console.backends.projection.lead(session.token, lid)
+        chosen = next((c for c in domain.block_choices(lead.email, lead.linkedin_url) if c.kind == kind), None)
+        page = f"/leads/{lid}"
+        if chosen is None:
+            return _redirect(request, console.with_problem(page, "Choose what to block: this lead has no such entry."))
+        try:
+            await commands.block(b, session.token, chosen.kind, chosen.value)
+        except Refused as exc:
+            return _redirect(request, console.with_problem(page, exc.refusal.detail))
+        return _redirect(request, f"{page}?blocked={chosen.kind}")
+
     @router.post("/blocklist/remove", openapi_extra=PAGE)
     async def unblock(request: Request, session: Signed, _csrf: CsrfForm) -> Response:
         form = await console.form(request)

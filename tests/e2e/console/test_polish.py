@@ -14,13 +14,16 @@ from __future__ import annotations
 
 import re
 import uuid
+from pathlib import Path
+from typing import Any
 
 import pytest
 from playwright.async_api import Browser, expect
 
-from tests.support.console import ConsoleWorld, new_page, sign_in
+from services.console import domain
+from tests.support.console import ConsoleWorld, console_through, new_page, sign_in
 
-from .conftest import PAGE_SIZE
+from .conftest import PAGE_SIZE, WORKSPACE, Scene
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 expect.set_options(timeout=45_000)
@@ -35,7 +38,9 @@ async def _workspace(world: ConsoleWorld, name: str) -> tuple[str, str]:
 def _import(world: ConsoleWorld, workspace: str, name: str, people: int) -> str:
     """A lead list of ``people`` made through discovery's CSV import (as the console's upload does); its id."""
     rows = ["LinkedIn URL,Email,First name,Last name,Company,Title"]
-    rows += [f"https://www.linkedin.com/in/{name.lower()}-{i:02d},,Person,{name} {i:02d},Acme,CFO" for i in range(people)]
+    rows += [
+        f"https://www.linkedin.com/in/{name.lower()}-{i:02d},,Person,{name} {i:02d},Acme,CFO" for i in range(people)
+    ]
     report = world.api(
         workspace,
         "POST",
@@ -74,3 +79,204 @@ async def test_a_lead_list_longer_than_a_page_pages_on_and_back_to_the_first_pag
     assert await rows.evaluate_all("rows => rows.map(r => r.dataset.lead)") == first
     watch.assert_clean()
     await context.close()
+
+
+def _pending_drafts(world: ConsoleWorld, campaign: str) -> list[dict[str, Any]]:
+    """A campaign's drafts waiting for review, as messaging lists them."""
+    path = f"/v1/campaigns/{campaign}/drafts"
+    return list(world.api(WORKSPACE, "GET", "messaging", path, params={"status": "pending", "limit": 200})["items"])
+
+
+async def test_a_leads_page_names_each_step_as_the_messaging_lab_does(
+    world: ConsoleWorld, browser: Browser, scene: Scene
+) -> None:
+    draft = _pending_drafts(world, scene.review_campaign)[0]
+    lead, step = draft["lead_id"], draft["step_id"]
+    name = domain.step_name(step, draft.get("channel"))
+    context, page, watch = await new_page(browser, world)
+    await sign_in(page, scene.token)
+    await page.goto(f"/campaigns/{scene.review_campaign}/lab")
+    card = page.locator(f'article.draft-card[data-draft="{draft["draft_id"]}"]')
+    await expect(card.locator(".cell-sub")).to_contain_text(name)  # the Lab's name of the step
+    await page.goto(f"/leads/{lead}")
+    written = page.locator(f'#lead-live article.draft[data-step="{step}"]').first
+    await expect(written.locator("strong").first).to_have_text(name)  # the same name on the lead's page
+    await expect(written).not_to_contain_text(f"step {step}")  # no raw step id beside it
+    watch.assert_clean()
+    await context.close()
+
+
+async def test_homes_empty_campaign_health_offers_the_workspaces_real_next_step(
+    world: ConsoleWorld, browser: Browser
+) -> None:
+    workspace, token = await _workspace(world, "ws-home-next")
+    context, page, watch = await new_page(browser, world)
+    await sign_in(page, token)
+    health = page.locator("#health-next")
+    await expect(health.get_by_role("link", name="Connect a LinkedIn account")).to_have_attribute("href", "/accounts")
+    world.scenario(workspace).connect_account("Noa Weiss")
+    # Home is live: once the projection has the account, the panel's next step is a campaign, not the accounts.
+    await expect(health.get_by_role("link", name="Build a campaign")).to_have_attribute("href", "/campaigns/new")
+    await expect(health).not_to_contain_text("accounts")
+    await health.get_by_role("link", name="Build a campaign").click()
+    await page.wait_for_url(re.compile(r"/campaigns/new$"))
+    watch.assert_clean()
+    await context.close()
+
+
+async def test_a_draft_decided_while_messaging_does_not_answer_keeps_the_words_typed(
+    world: ConsoleWorld, browser: Browser, scene: Scene, tmp_path: Path
+) -> None:
+    async with console_through(world, tmp_path, "messaging") as (url, proxies):
+        context, page, watch = await new_page(browser, world, url)
+        for verb in ("approve", "edit", "reject"):
+            watch.allow(rf"^/lab/drafts/[0-9a-f-]{{36}}/{verb}$", 503)
+        await sign_in(page, scene.token)
+        await page.goto(f"/campaigns/{scene.review_campaign}/lab")
+        cards = page.locator("article.draft-card")
+        await expect(cards.nth(2)).to_be_visible()
+        rejected, edited, approved = cards.nth(0), cards.nth(1), cards.nth(2)
+        ids = [await c.get_attribute("data-draft") for c in (rejected, edited, approved)]
+        await rejected.get_by_role("button", name="Reject…").click()
+        feedback = rejected.get_by_label("What should the new draft do differently?")
+        await feedback.fill("Shorter, and mention their hiring post")
+        await edited.get_by_role("button", name="Edit").click()
+        text = edited.get_by_role("textbox")
+        await text.fill("Hi, a short note of my own.")
+
+        await proxies["messaging"].cut()  # messaging stops answering this console
+        said = "messaging service did not answer. What you typed is kept"
+        await rejected.get_by_role("button", name="Reject and rewrite").click()
+        await expect(rejected.locator("[data-request-error]")).to_contain_text(said)
+        await expect(feedback).to_have_value("Shorter, and mention their hiring post")
+        await edited.get_by_role("button", name="Save and approve").click()
+        await expect(edited.locator("[data-request-error]")).to_contain_text(said)
+        await expect(text).to_have_value("Hi, a short note of my own.")
+        await approved.get_by_role("button", name="Approve").click()
+        await expect(approved.locator("[data-request-error]")).to_contain_text(said)
+        await expect(approved).to_have_attribute("data-status", "pending")
+        await expect(page.locator("body")).not_to_contain_text("Traceback")
+        drafts = {d["draft_id"]: d["status"] for d in _pending_drafts(world, scene.review_campaign)}
+        assert all(drafts.get(i) == "pending" for i in ids), drafts  # nothing was decided
+
+        await proxies["messaging"].start()  # back: the same click, with the words kept, goes through
+        await rejected.get_by_role("button", name="Reject and rewrite").click()
+        await expect(rejected.locator("[data-replacement]")).to_be_visible()
+        await expect(rejected.locator("[data-request-error]")).to_have_count(0)
+        watch.assert_clean()
+        await context.close()
+
+
+async def test_forms_posting_to_outreach_keep_what_was_typed_when_it_does_not_answer(
+    world: ConsoleWorld, browser: Browser, tmp_path: Path
+) -> None:
+    workspace, token = await _workspace(world, "ws-outreach-down")
+    async with console_through(world, tmp_path, "outreach") as (url, proxies):
+        outreach = proxies["outreach"]
+        context, page, watch = await new_page(browser, world, url)
+        watch.allow(r"^/blocklist$", 503)
+        watch.allow(r"^/accounts/(email|connect)$", 503)
+        await sign_in(page, token)
+        said = "outreach service did not answer. What you typed is kept"
+
+        await page.goto("/blocklist")
+        await page.get_by_label("What to block").select_option("email")
+        await page.get_by_label("Domain, email or profile URL").fill("never@client.example")
+        await outreach.cut()
+        await page.get_by_role("button", name="Block", exact=True).click()
+        await expect(page.locator("#err-form")).to_contain_text(said)
+        await expect(page.get_by_label("Domain, email or profile URL")).to_have_value("never@client.example")
+        await expect(page.get_by_label("What to block")).to_have_value("email")
+        await expect(page.locator("main")).not_to_contain_text("Traceback")
+        await expect(page.locator("main")).not_to_contain_text('{"')
+
+        await outreach.start()
+        await page.goto("/accounts")
+        await page.get_by_label("Sender address").fill("sales@acme.example")
+        await page.get_by_label("Name of the account").fill("Sam Carter")
+        await outreach.cut()
+        await page.get_by_role("button", name="Connect a LinkedIn account").click()  # htmx: the page stays
+        connect = page.locator("form.connect-form")
+        await expect(connect.locator("[data-request-error]")).to_contain_text(said)
+        await expect(page.get_by_label("Name of the account")).to_have_value("Sam Carter")
+        await expect(page.get_by_label("Sender address")).to_have_value("sales@acme.example")
+        await page.get_by_role("button", name="Connect an email sender").click()  # a page: drawn again, kept
+        await expect(page.locator("#err-sender")).to_contain_text(said)
+        await expect(page.get_by_label("Sender address")).to_have_value("sales@acme.example")
+        await expect(page.locator("main")).not_to_contain_text("Traceback")
+        await outreach.start()
+        assert world.api(workspace, "GET", "outreach", "/v1/blocklist")["items"] == []
+        watch.assert_clean()
+        await context.close()
+
+
+async def test_add_lead_and_the_builder_keep_what_was_typed_when_a_service_does_not_answer(
+    world: ConsoleWorld, browser: Browser, tmp_path: Path
+) -> None:
+    workspace, token = await _workspace(world, "ws-writers-down")
+    group = _import(world, workspace, "Builder", 3)
+    async with console_through(world, tmp_path, "discovery", "messaging") as (url, proxies):
+        context, page, watch = await new_page(browser, world, url)
+        watch.allow(r"^/leads/add$", 503)
+        watch.allow(r"^/campaigns/new$", 503)
+        await sign_in(page, token)
+
+        await page.goto("/leads/add")
+        await page.get_by_label("LinkedIn profile URL").fill("https://www.linkedin.com/in/ines-ortega")
+        await page.get_by_label("Name", exact=True).fill("Inés Ortega")
+        await proxies["discovery"].cut()
+        await page.get_by_role("button", name="Add the lead").click()
+        await expect(page.get_by_role("alert")).to_contain_text("discovery service did not answer")
+        await expect(page.get_by_label("LinkedIn profile URL")).to_have_value("https://www.linkedin.com/in/ines-ortega")
+        await expect(page.get_by_label("Name", exact=True)).to_have_value("Inés Ortega")
+        await proxies["discovery"].start()
+
+        await page.goto(f"/campaigns/new?list={group}")
+        await page.get_by_label("Campaign name").fill("Kept through an outage")
+        for _ in range(2):
+            await page.get_by_role("button", name="Next").click()
+        body = "Hi {first_name}, a note written by hand for this campaign."
+        await page.get_by_label("Template text").fill(body)
+        await proxies["messaging"].cut()  # the campaign's own template is saved by messaging first
+        await page.get_by_role("button", name="Review campaign").click()
+        await expect(page.locator("#err-form")).to_contain_text("messaging service did not answer")
+        await expect(page.get_by_label("Campaign name")).to_have_value("Kept through an outage")
+        await expect(page.get_by_label("Template text")).to_have_value(body)
+        await expect(page.locator("main")).not_to_contain_text("Traceback")
+        assert world.api(workspace, "GET", "outreach", "/v1/campaigns")["items"] == []
+        watch.assert_clean()
+        await context.close()
+
+
+async def test_a_leads_page_blocks_the_lead_in_one_confirmed_click(
+    world: ConsoleWorld, browser: Browser, scene: Scene
+) -> None:
+    results = world.api(WORKSPACE, "GET", "projection", f"/v1/campaigns/{scene.campaign}/results", params={"limit": 50})
+    leads = [world.api(WORKSPACE, "GET", "projection", f"/v1/leads/{r['lead_id']}") for r in results["items"]]
+    lead = next(x for x in leads if x.get("email") and x.get("linkedin_url"))
+    context, page, watch = await new_page(browser, world)
+    await sign_in(page, scene.token)
+    await page.goto(f"/leads/{lead['lead_id']}")
+    await page.get_by_role("button", name="Block…").click()
+    dialog = page.get_by_role("dialog", name=re.compile("^Block "))
+    await expect(dialog.get_by_role("radio", name=re.compile(re.escape(lead["email"])))).to_be_checked()
+    await expect(dialog.get_by_role("radio", name="This LinkedIn profile")).to_be_visible()
+    await dialog.get_by_role("button", name="Cancel").click()  # a way out: nothing is blocked
+    await expect(dialog).to_be_hidden()
+    assert {"kind": "email", "value": lead["email"].lower()} not in _blocklist(world)
+    await page.get_by_role("button", name="Block…").click()
+    await dialog.get_by_role("button", name="Block", exact=True).click()
+    await page.wait_for_url(re.compile(f"/leads/{lead['lead_id']}\\?blocked=email$"))
+    await expect(page.locator("#lead-notice")).to_contain_text(f"Blocked {lead['email']}")
+    try:
+        assert {"kind": "email", "value": lead["email"].lower()} in _blocklist(world)
+        await page.locator("#lead-notice").get_by_role("link", name="See the blocklist").click()
+        await expect(page.locator("#blocked")).to_contain_text(lead["email"].lower())
+    finally:  # the scene's lead is contacted again by the other tests' campaign
+        world.api(WORKSPACE, "DELETE", "outreach", "/v1/blocklist", params={"kind": "email", "value": lead["email"]})
+    watch.assert_clean()
+    await context.close()
+
+
+def _blocklist(world: ConsoleWorld) -> list[dict[str, str]]:
+    return list(world.api(WORKSPACE, "GET", "outreach", "/v1/blocklist", params={"limit": 200})["items"])

@@ -179,3 +179,31 @@ def test_a_review_queue_reads_lead_by_lead_in_the_order_the_steps_are_sent() -> 
         (ana, "message"),
         (ana, "custom"),  # a step it does not know goes last, not first
     ]
+
+
+def test_homes_empty_campaign_panel_offers_the_next_step_of_the_workspace() -> None:
+    no_account = domain.campaigns_next_step(account_connected=False, campaigns_total=0)
+    assert (no_account.href, no_account.action) == ("/accounts", "Connect a LinkedIn account")
+    connected = domain.campaigns_next_step(account_connected=True, campaigns_total=0)
+    assert (connected.href, connected.action) == ("/campaigns/new", "Build a campaign")
+    assert "accounts" not in connected.text.lower()
+    assert domain.campaigns_next_step(account_connected=True, campaigns_total=3).href == "/campaigns"
+
+
+def test_a_lead_can_be_blocked_by_what_it_has_and_never_by_a_mail_provider_of_everyone() -> None:
+    work = domain.block_choices("Jane.Doe@Acme.example", "https://www.linkedin.com/in/jane-doe")
+    assert [(c.kind, c.value) for c in work] == [
+        ("email", "Jane.Doe@Acme.example"),
+        ("profile_url", "https://www.linkedin.com/in/jane-doe"),
+        ("domain", "acme.example"),
+    ]
+    personal = domain.block_choices("jane@gmail.com", None)
+    assert [c.kind for c in personal] == ["email"]  # blocking gmail.com would silence a whole audience
+    assert domain.block_choices(None, "  ") == []
+
+
+def test_a_message_step_is_named_as_the_lab_names_it_everywhere() -> None:
+    assert domain.step_name("follow_up", "message") == "Follow-up"
+    assert domain.step_name("message", "message") == "First message"
+    assert domain.step_name("invite", "invite") == "Invite note"
+    assert domain.unavailable_message("messaging").startswith("leadstream's messaging service did not answer")
