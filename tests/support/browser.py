@@ -85,10 +85,14 @@ class PageWatch:
             self.problems.append(f"console error: {msg.text} at {msg.location}")
 
     def _allowed_console(self, text: str) -> bool:
-        # Chromium logs the answer of an expected error page as "Failed to load resource: ... 404".
-        return bool(re.search(r"Failed to load resource: the server responded with a status of (\d+)", text)) and any(
-            f"status of {status}" in text for status in self.allowed_statuses.values()
-        )
+        # Chromium logs the answer of an expected error page as "Failed to load resource: ... 404"; htmx logs one it
+        # asked for (a live refresh, a form it posts) as "Response Status Error Code 503 from /path".
+        if re.search(r"Failed to load resource: the server responded with a status of (\d+)", text):
+            return any(f"status of {status}" in text for status in self.allowed_statuses.values())
+        if found := re.search(r"Response Status Error Code (\d+) from (\S+?),? ", text):
+            status, path = int(found[1]), found[2]
+            return any(re.search(p, path) and status == s for p, s in self.allowed_statuses.items())
+        return False
 
     def _failed(self, request: Request) -> None:
         failure = request.failure or ""
