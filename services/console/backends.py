@@ -19,6 +19,7 @@ import httpx
 from pydantic import BaseModel, RootModel, ValidationError
 
 from services.runtime.clock import SCALE_HEADER, TIME_HEADER
+from services.runtime.errors import field_path, validation_message
 from services.runtime.http_client import ProviderHttpClient, RetryPolicy
 from services.runtime.providers import ProviderError
 
@@ -174,16 +175,38 @@ def _refusal(response: httpx.Response) -> BackendRefused:
         for e in body.get("errors") or []
         if isinstance(e, dict) and isinstance(e.get("field"), str)
     ]
+    detail = body.get("detail")
+    if isinstance(detail, list):
+        # FastAPI's own validation shape ({"detail": [{"loc", "msg", "type"}]}), from a route that answers without
+        # the services' problem handler: each entry in words at its field, never the list's Python repr.
+        said = _validation_errors(detail)
+        errors = errors or [(f, m) for f, m in said if f]
+        detail = "; ".join(f"{f}: {m}" if f else m for f, m in said) or None
+    elif not isinstance(detail, str):
+        detail = None  # a detail that is not words (an object) says nothing a person can read
     field = body.get("field") if isinstance(body.get("field"), str) else (errors[0][0] if errors else None)
     known = {"type", "title", "status", "code", "detail", "field", "errors"}
     return BackendRefused(
         response.status_code,
         str(body.get("code") or "refused"),
-        str(body.get("detail") or response.reason_phrase or "refused"),
+        detail or response.reason_phrase or "refused",
         field,
         errors,
         {k: v for k, v in body.items() if k not in known},
     )
+
+
+def _validation_errors(entries: list[Any]) -> list[tuple[str, str]]:
+    """FastAPI's default validation errors as (field, message), in the words the services' own problems use."""
+    out: list[tuple[str, str]] = []
+    for e in entries[:50]:  # bounded: a page shows a few
+        if not isinstance(e, dict) or not isinstance(e.get("msg"), str):
+            continue
+        loc = e.get("loc")
+        where = field_path(loc) if isinstance(loc, list) and all(isinstance(p, str | int) for p in loc) else ""
+        ctx = e.get("ctx") if isinstance(e.get("ctx"), dict) else {}
+        out.append((where[:200], validation_message({**e, "ctx": ctx})[:500]))
+    return out
 
 
 class ProjectionApi(Backend):

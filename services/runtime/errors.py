@@ -75,7 +75,9 @@ def problem_response(status: int, code: str, detail: str, **extra: Any) -> JSONR
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON)
 
 
-def _field_path(loc: tuple[Any, ...] | list[Any]) -> str:
+def field_path(loc: tuple[Any, ...] | list[Any]) -> str:
+    """A validation error's location as the dotted field path problems name (``criteria.lookback_days``): the
+    request part it was found in (body, query, path, header) is left out."""
     parts = [str(p) for p in loc]
     if parts and parts[0] in {"body", "query", "path", "header"}:
         parts = parts[1:] or parts
@@ -126,8 +128,14 @@ def validation_message(error: Mapping[str, Any]) -> str:
     kind, ctx = error.get("type"), error.get("ctx") or {}
     if kind in ("value_error", "assertion_error"):
         cause = ctx.get("error")
-        if cause is not None and str(cause):
+        if isinstance(cause, str | Exception) and str(cause):
             return str(cause)
+        # The error read back from JSON (FastAPI's default answer turns the exception into {}): the message
+        # without pydantic's prefix.
+        said = str(error["msg"])
+        for prefix in ("Value error, ", "Assertion failed, "):
+            if said.startswith(prefix):
+                return said.removeprefix(prefix)
     if kind == "too_short" and isinstance(ctx.get("min_length"), int):
         # pydantic's "List should have at least 1 item after validation, not 0": the bound, in plain words.
         n = ctx["min_length"]
@@ -156,7 +164,7 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = [{"field": _field_path(e["loc"]), "message": validation_message(e)} for e in exc.errors()]
+        errors = [{"field": field_path(e["loc"]), "message": validation_message(e)} for e in exc.errors()]
         detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
         return problem_response(422, "invalid_request", detail, errors=errors)
 
