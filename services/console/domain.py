@@ -596,3 +596,25 @@ def campaign_notice(done: str | None, launched: str | None) -> str | None:
     if launched:
         return "Launched. Leads are enrolled as they are ready; invites go out in the active window."
     return CAMPAIGN_NOTICES.get(done or "")
+
+
+def builder_unavailable_message(backend: str) -> str:
+    """What the campaign builder says when a service did not answer its review. Discovery (the audience's search)
+    and messaging (the template) come before the campaign, so then no campaign exists; outreach's answer may have
+    been lost after it made the pending campaign, and the builder's idempotency key makes a second review find
+    that one: either way nothing was launched or sent."""
+    made = "the campaign is not ready to launch" if backend == "outreach" else "no campaign was created"
+    return (
+        f"leadstream's {backend} service did not answer, so {made}; nothing was launched or sent. "
+        "Everything you typed is kept: review the campaign again in a moment (it is made once, however often "
+        "you try)."
+    )
+
+
+def launch_unavailable_message(backend: str) -> str:
+    """What the launch form says when a service did not answer the launch: the same form, with the same
+    idempotency key, launches once however often it is sent (a launch done before its answer was lost included)."""
+    return (
+        f"leadstream's {backend} service did not answer, so the launch is not confirmed. What you typed is kept: "
+        "launch again in a moment (the campaign launches once, however often you try)."
+    )

@@ -5,7 +5,8 @@ lead will go and confirms the launch."""
 from __future__ import annotations
 
 import secrets
-from typing import Annotated, Any
+from collections.abc import Awaitable
+from typing import Annotated, Any, TypeVar
 from uuid import UUID
 
 from fastapi import APIRouter, Query, Request
@@ -16,7 +17,9 @@ from .backends import BackendRefused, BackendUnavailable
 from .commands import Refused
 from .pages import PAGE, CsrfForm, Signed, uuid_or_404
 from .sessions import Session
-from .web import Console, gather
+from .web import Console, answered, gather
+
+T = TypeVar("T")
 
 Ref = Annotated[str | None, Query(max_length=100)]
 
@@ -43,25 +46,42 @@ def builder_router(console: Console) -> APIRouter:
     async def context(
         request: Request, session: Session, values: dict[str, Any], errors: builder.FieldErrors | None = None
     ) -> dict[str, Any]:
+        """What the builder shows around ``values``. Drawn again after a refusal (``errors``), every list it reads
+        is optional: a service that does not answer leaves its list out (None, the service named in ``down``) and
+        the choices made in it go back as hidden values, so nothing typed is lost and a resubmit sends them."""
+        down: set[str] = set()
+
+        async def read(call: Awaitable[T]) -> T | None:
+            return await call if errors is None else await answered(call, down)
+
+        async def drawn() -> tuple[models.Graph | None, dict[str, str]]:
+            found = await read(graph_of(session, values))
+            return found if found is not None else (None, {})
+
         presets, groups, accounts, plan, (graph, graph_errors) = await gather(
-            b.outreach.presets(session.token),
-            b.discovery.groups(session.token),
-            b.outreach.accounts(session.token),
-            b.outreach.plan(session.token),
-            graph_of(session, values),
+            read(b.outreach.presets(session.token)),
+            read(b.discovery.groups(session.token)),
+            read(b.outreach.accounts(session.token)),
+            read(b.outreach.plan(session.token)),
+            drawn(),
         )
         errors = errors or builder.FieldErrors()
         for name, message in graph_errors.items():
             errors.add(name, message)
-        linkedin = [a for a in accounts.items if a.provider == "linkedin"]
-        senders = [a for a in accounts.items if a.provider == "email" and a.sender_email_verified]
+        linkedin = [a for a in accounts.items if a.provider == "linkedin"] if accounts is not None else None
+        senders = (
+            [a for a in accounts.items if a.provider == "email" and a.sender_email_verified]
+            if accounts is not None
+            else None
+        )
         return {
             "values": values,
             "errors": errors.messages,
             "upgrade": errors.upgrade,
             "open_step": errors.step or request.query_params.get("step") or "audience",
-            "presets": presets.items,
-            "groups": groups.items,
+            "presets": presets.items if presets is not None else None,
+            "groups": groups.items if groups is not None else None,
+            "down": sorted(down),
             "linkedin": linkedin,
             "senders": senders,
             "plan": plan,
@@ -101,6 +121,8 @@ def builder_router(console: Console) -> APIRouter:
             errors = exc.field_errors()
             if values.get("audience_type") == "posts" and "lookback_days" in errors.messages:
                 errors.messages["post_lookback_days"] = errors.messages.pop("lookback_days")
+            if exc.unavailable:
+                errors.messages["form"] = domain.builder_unavailable_message(exc.api)
             ctx = await context(request, session, values, errors)
             return console.render(request, "builder.html", status=exc.status, **ctx)
         return RedirectResponse(f"/campaigns/{pending.campaign.campaign_id}/launch", status_code=303)
@@ -129,6 +151,7 @@ def builder_router(console: Console) -> APIRouter:
             errors=errors,
             values=values,
             presets=presets.items,
+            down=(),
             B=builder,
         )
 
@@ -199,21 +222,38 @@ def builder_router(console: Console) -> APIRouter:
 
     # -- the summary and the launch -------------------------------------------------------------
 
-    async def launch_context(session: Session, campaign_id: UUID) -> dict[str, Any]:
+    async def launch_context(session: Session, campaign_id: UUID, *, redraw: bool = False) -> dict[str, Any]:
+        """The summary of a pending campaign. The lead list, its search and the accounts' names only add to it, so
+        a service that does not answer them leaves them out; drawn again after a refused launch (``redraw``), the
+        campaign and its launch plan may be missing too (outreach did not answer): the launch form stands alone."""
+        down: set[str] = set()
+
+        async def essential(call: Awaitable[T]) -> T | None:
+            return await answered(call, down) if redraw else await call
+
         campaign, plan, accounts, groups = await gather(
-            b.outreach.campaign(session.token, campaign_id),
-            b.outreach.launch_plan(session.token, campaign_id),
-            b.outreach.accounts(session.token),
-            b.discovery.groups(session.token),
+            essential(b.outreach.campaign(session.token, campaign_id)),
+            essential(b.outreach.launch_plan(session.token, campaign_id)),
+            answered(b.outreach.accounts(session.token), down),
+            answered(b.discovery.groups(session.token), down),
         )
-        names = {a.account_id: a.display_name or f"Account {str(a.account_id)[:8]}" for a in accounts.items}
-        group = next((g for g in groups.items if str(g.source_group_id) == campaign.audience.ref), None)
+        names = {a.account_id: a.display_name or f"Account {str(a.account_id)[:8]}" for a in (accounts or _NONE).items}
+        if campaign is None or plan is None:
+            return {
+                "campaign_id": campaign_id,
+                "campaign": None,
+                "plan": None,
+                "names": names,
+                "email_steps": [],
+                "launch_key": new_key(),
+            }
+        group = next((g for g in (groups or _NO_GROUPS).items if str(g.source_group_id) == campaign.audience.ref), None)
         search = None
         if group is not None and group.search_id is not None and group.kind != "csv":
             try:
                 search = await b.discovery.search(session.token, group.search_id)
-            except BackendRefused:
-                search = None
+            except (BackendRefused, BackendUnavailable):
+                search = None  # the summary stands without the search's progress
         previews = None
         leads = [
             {"lead_id": str(p.lead_id), "full_name": p.name, "company": p.company}
@@ -245,6 +285,7 @@ def builder_router(console: Console) -> APIRouter:
             campaign.workflow.unreachable,
         )
         return {
+            "campaign_id": campaign_id,
             "campaign": campaign,
             "plan": plan,
             "names": names,
@@ -283,9 +324,11 @@ def builder_router(console: Console) -> APIRouter:
                 daily_limit=values["daily_limit"],
             )
         except Refused as exc:
-            ctx = await launch_context(session, cid)
+            ctx = await launch_context(session, cid, redraw=True)
             ctx["launch_key"] = key  # the same launch, tried again, is still one launch
             errors = exc.field_errors().messages
+            if exc.unavailable:
+                errors["form"] = domain.launch_unavailable_message(exc.api)
             return console.render(request, "launch.html", status=exc.status, errors=errors, values=values, **ctx)
         return RedirectResponse(f"/campaigns/{campaign_id}?launched=1", status_code=303)
 
@@ -297,3 +340,7 @@ def _email_preview(campaign: models.CampaignDetail) -> dict[str, Any]:
     if fallback is not None:
         return {"email_fallback": {"subject": fallback.subject, "body": fallback.body}}
     return {}
+
+
+_NONE = models.OutreachAccounts(items=[])
+_NO_GROUPS = models.SourceGroupList(items=[])

@@ -233,6 +233,16 @@ async def gather(*calls: Awaitable[Any]) -> list[Any]:
         raise
 
 
+async def answered(call: Awaitable[T], down: set[str]) -> T | None:
+    """``call``'s answer, or None when its service did not answer (its name is added to ``down``). A form drawn
+    again after a refusal reads the lists around it this way: what was typed matters more than they do."""
+    try:
+        return await call
+    except BackendUnavailable as exc:
+        down.add(exc.backend)
+        return None
+
+
 def is_page(request: Request) -> bool:
     """Whether the request is for a page (HTML), not the console's small JSON API or a probe."""
     path = request.url.path

@@ -283,3 +283,110 @@ async def test_a_leads_page_blocks_the_lead_in_one_confirmed_click(
 
 def _blocklist(world: ConsoleWorld) -> list[dict[str, str]]:
     return list(world.api(WORKSPACE, "GET", "outreach", "/v1/blocklist", params={"limit": 200})["items"])
+
+
+def _campaigns(world: ConsoleWorld, workspace: str) -> list[dict[str, Any]]:
+    return list(world.api(workspace, "GET", "outreach", "/v1/campaigns", params={"limit": 200})["items"])
+
+
+async def test_the_builder_keeps_every_choice_when_outreach_and_discovery_do_not_answer(
+    world: ConsoleWorld, browser: Browser, tmp_path: Path
+) -> None:
+    workspace, token = await _workspace(world, "ws-builder-down")
+    account = world.scenario(workspace).connect_account("Ada Lane")
+    group = _import(world, workspace, "Outage", 3)
+    async with console_through(world, tmp_path, "outreach", "discovery") as (url, proxies):
+        context, page, watch = await new_page(browser, world, url)
+        watch.allow(r"^/campaigns/new$", 503)
+        await sign_in(page, token)
+        await page.goto(f"/campaigns/new?list={group}")
+        await page.get_by_label("Campaign name").fill("Down but not lost")
+        await page.get_by_role("button", name="Workflow").click()
+        await page.get_by_label("Warm intro").check()
+        await page.get_by_label("Step spacing (minutes, 5-720)").fill("45")
+        await page.get_by_role("button", name="Messages").click()
+        await page.get_by_label("What you offer").fill("a finance stack audit")
+        await page.get_by_role("button", name="Delivery").click()
+        await page.get_by_role("radio", name=re.compile("^Manual")).check()
+        await page.get_by_label("Invites per day", exact=True).fill("25")
+        await page.get_by_label("Start at").select_option("8")
+        await page.get_by_role("button", name="Accounts").click()
+        await expect(page.get_by_label(re.compile("Ada Lane"))).to_be_checked()  # the only account, ticked
+
+        # Neither service answers: outreach cannot make the campaign, and the lists around the form cannot be read.
+        await proxies["outreach"].cut()
+        await proxies["discovery"].cut()
+        await page.get_by_role("button", name="Review campaign").click()
+        await expect(page.locator("#err-form")).to_contain_text(
+            "outreach service did not answer, so the campaign is not ready to launch; nothing was launched or sent"
+        )
+        await expect(page.locator("[data-unavailable=groups]")).to_contain_text("The list you chose is kept")
+        await expect(page.locator("[data-unavailable=presets]")).to_contain_text("outreach did not answer")
+        await expect(page.locator("[data-unavailable=accounts]")).to_contain_text("The account you chose is kept")
+        await expect(page.get_by_label("Campaign name")).to_have_value("Down but not lost")
+        await expect(page.get_by_label("Step spacing (minutes, 5-720)")).to_have_value("45")
+        await expect(page.get_by_label("What you offer")).to_have_value("a finance stack audit")
+        await expect(page.get_by_label("Invites per day", exact=True)).to_have_value("25")
+        await expect(page.locator("input[name=pace][value=manual]")).to_be_checked()  # on a step not shown now
+        await expect(page.get_by_label("Start at")).to_have_value("8")
+        hidden = page.locator("#builder input[type=hidden]")
+        await expect(hidden.and_(page.locator("[name=source_group_id]"))).to_have_value(group)
+        await expect(hidden.and_(page.locator("[name=preset]"))).to_have_value("warm_intro")
+        await expect(hidden.and_(page.locator("[name=account_ids]"))).to_have_value(account)
+        await expect(page.locator("main")).not_to_contain_text("Traceback")
+        assert _campaigns(world, workspace) == []  # nothing was made
+
+        # Both back: the same form, as it was kept, makes the campaign with every choice.
+        await proxies["outreach"].start()
+        await proxies["discovery"].start()
+        await page.get_by_role("button", name="Review campaign").click()
+        await page.wait_for_url(re.compile(r"/campaigns/[0-9a-f-]{36}/launch$"))
+        [made] = _campaigns(world, workspace)
+        campaign = world.api(workspace, "GET", "outreach", f"/v1/campaigns/{made['campaign_id']}")
+        assert campaign["name"] == "Down but not lost"
+        assert campaign["audience"]["ref"] == group
+        assert campaign["account_ids"] == [account]
+        assert any(s["action"] == "like" for s in campaign["workflow"]["steps"]), campaign["workflow"]  # Warm intro
+        assert campaign["delivery"]["daily_cap"] == 25 and campaign["delivery"]["start_hour"] == 8
+        assert campaign["strategy"]["offer"] == "a finance stack audit"
+        watch.assert_clean()
+        await context.close()
+
+
+async def test_a_launch_outreach_does_not_answer_keeps_its_form_and_launches_once_when_it_is_back(
+    world: ConsoleWorld, browser: Browser, tmp_path: Path
+) -> None:
+    workspace, token = await _workspace(world, "ws-launch-down")
+    world.scenario(workspace).connect_account("Bo Berg")
+    group = _import(world, workspace, "Launch", 3)
+    async with console_through(world, tmp_path, "outreach") as (url, proxies):
+        context, page, watch = await new_page(browser, world, url)
+        watch.allow(r"^/campaigns/[0-9a-f-]{36}/launch$", 503)
+        await sign_in(page, token)
+        await page.goto(f"/campaigns/new?list={group}")
+        await page.get_by_label("Campaign name").fill("Launched through an outage")
+        await page.get_by_role("button", name="Review campaign").click()
+        await page.wait_for_url(re.compile(r"/campaigns/[0-9a-f-]{36}/launch$"))
+        [made] = _campaigns(world, workspace)
+        cid = made["campaign_id"]
+
+        await page.get_by_label("Invites per day for this launch").fill("20")
+        await proxies["outreach"].cut()
+        await page.get_by_role("button", name="Launch campaign…").click()
+        await page.locator("#launch-dialog").get_by_role("button", name="Launch now").click()
+        await expect(page.locator("#launch-form").get_by_role("alert")).to_contain_text(
+            "outreach service did not answer, so the launch is not confirmed"
+        )
+        await expect(page.locator("[data-unavailable=summary]")).to_contain_text("outreach did not answer")
+        await expect(page.get_by_label("Invites per day for this launch")).to_have_value("20")
+        await expect(page.locator("main")).not_to_contain_text("Traceback")
+        assert world.api(workspace, "GET", "outreach", f"/v1/campaigns/{cid}")["state"] == "pending"
+
+        await proxies["outreach"].start()  # back: the same form launches, at the pace typed
+        await page.get_by_role("button", name="Launch campaign…").click()
+        await page.locator("#launch-dialog").get_by_role("button", name="Launch now").click()
+        await page.wait_for_url(re.compile(rf"/campaigns/{cid}\?launched=1$"))
+        launched = world.api(workspace, "GET", "outreach", f"/v1/campaigns/{cid}")
+        assert launched["state"] != "pending" and launched["delivery"]["daily_cap"] == 20, launched
+        watch.assert_clean()
+        await context.close()
