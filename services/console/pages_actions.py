@@ -252,6 +252,10 @@ def actions_router(console: Console) -> APIRouter:
         except Refused as exc:
             if request.headers.get("HX-Request"):
                 _keep_the_form(exc)
+            elif exc.unavailable:
+                # Without JavaScript: the page is drawn here with the name typed (its redirect would ask outreach
+                # again for the accounts, and a 503 page would take the form away).
+                return await accounts_page(request, session, connect_error=exc.refusal, display_name=name or "")
             return _redirect(request, console.with_problem("/accounts", exc.refusal.detail))
         if made.auth_url:
             return _redirect(request, made.auth_url)
@@ -304,8 +308,13 @@ def actions_router(console: Console) -> APIRouter:
         *,
         email_error: BackendRefused | None = None,
         sender: str = "",
+        connect_error: BackendRefused | None = None,
+        display_name: str = "",
         notice: str | None = None,
     ) -> Response:
+        """The accounts page; drawn again after a refused form (``email_error``, ``connect_error``) with what was
+        typed, whose lists may be missing (None) when outreach did not answer."""
+        refused = email_error or connect_error
         try:
             found, outreach_accounts, plan = await gather(
                 console.backends.projection.accounts(session.token),
@@ -313,9 +322,9 @@ def actions_router(console: Console) -> APIRouter:
                 b.outreach.plan(session.token),
             )
         except BackendUnavailable:
-            if email_error is None:
+            if refused is None:
                 raise
-            # The sender form shown again after outreach did not answer it: the address typed is kept.
+            # A form shown again after outreach did not answer it: the address typed is kept.
             found, outreach_accounts, plan = None, models.OutreachAccounts(items=[]), None
         senders = [a for a in outreach_accounts.items if a.provider == "email"]
         template = "partials/accounts_list.html" if request.headers.get("HX-Request") else "accounts.html"
@@ -323,13 +332,15 @@ def actions_router(console: Console) -> APIRouter:
         return console.render(
             request,
             template,
-            status=(503 if email_error.status >= 500 else 422) if email_error is not None else 200,
+            status=(503 if refused.status >= 500 else 422) if refused is not None else 200,
             accounts=[a for a in found.items if a.provider != "email"] if found is not None else None,
             senders=senders,
             plan=plan,
             email_error=email_error.detail if email_error is not None else None,
             email_upgrade=upgrade if isinstance(upgrade, dict) else None,
             sender=sender,
+            connect_error=connect_error.detail if connect_error is not None else None,
+            display_name=display_name,
             notice=notice,
         )
 

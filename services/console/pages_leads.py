@@ -13,7 +13,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.datastructures import UploadFile
 
 from . import builder, commands
-from .backends import BackendRefused
+from .backends import BackendRefused, BackendUnavailable
 from .commands import Refused
 from .pages import PAGE, CsrfForm, Signed, uuid_or_404
 from .sessions import Session
@@ -251,20 +251,30 @@ def leads_router(console: Console) -> APIRouter:
 
     # -- CSV import and manual add ------------------------------------------------------------
 
-    async def run_import(request: Request, session: Session) -> tuple[Any, dict[str, str]]:
+    async def run_import(request: Request, session: Session) -> tuple[Any, dict[str, str], int]:
+        """Upload the form's CSV: the report, or the errors by field and the status of the form shown again (503
+        when discovery did not answer, as every form's; 422 when the file was refused)."""
         form = await console.form(request)
         upload = form.get("file")
         name = str(form.get("list_name") or "")[:200] or None
         if not isinstance(upload, UploadFile) or not upload.filename:
-            return None, {"file": "Choose a CSV file to upload."}
+            return None, {"file": "Choose a CSV file to upload."}, 422
         content = await upload.read(MAX_CSV_BYTES + 1)
         if len(content) > MAX_CSV_BYTES:
-            return None, {"file": "The file is larger than 5 MB: split it into smaller files."}
+            return None, {"file": "The file is larger than 5 MB: split it into smaller files."}, 422
         try:
             report = await commands.import_csv(console.backends, session.token, upload.filename, content, name)
         except Refused as exc:
-            return None, {"file": exc.refusal.detail}
-        return report, {}
+            if not exc.unavailable:
+                return None, {"file": exc.refusal.detail}, exc.status
+            if request.headers.get("HX-Request"):
+                # htmx posted it: nothing is swapped, so the file chosen and the name typed stay in the form, and
+                # static/app.js shows this 503's message there.
+                raise BackendUnavailable(exc.api, exc.refusal.detail) from exc
+            # A page drawn again: a browser never fills a file input from a page, so the file is chosen again.
+            again = "The file is not kept between pages: choose it again."
+            return None, {"form": exc.refusal.detail, "file": again}, exc.status
+        return report, {}, 200
 
     @router.get("/leads/import", response_class=HTMLResponse, openapi_extra=PAGE)
     async def import_page(request: Request, session: Signed) -> Response:
@@ -273,15 +283,18 @@ def leads_router(console: Console) -> APIRouter:
     @router.post("/leads/import", response_class=HTMLResponse, openapi_extra=PAGE)
     async def import_csv(request: Request, session: Signed, _csrf: CsrfForm) -> Response:
         """Upload a CSV: good rows become leads of a new list; each bad row is reported with its error."""
-        report, errors = await run_import(request, session)
+        report, errors, status = await run_import(request, session)
         template = "partials/import_report.html" if request.headers.get("HX-Request") else "import.html"
-        return console.render(request, template, report=report, errors=errors, status=422 if errors else 200)
+        values = {"list_name": str((await console.form(request)).get("list_name") or "")[:200]}
+        return console.render(request, template, report=report, errors=errors, values=values, status=status)
 
     @router.post("/campaigns/new/csv", response_class=HTMLResponse, openapi_extra=PAGE)
     async def builder_csv(request: Request, session: Signed, _csrf: CsrfForm) -> Response:
         """The builder's CSV audience: the import's report, and the list it made as the audience."""
-        report, errors = await run_import(request, session)
-        return console.render(request, "partials/import_report.html", report=report, errors=errors, in_builder=True)
+        report, errors, status = await run_import(request, session)
+        return console.render(
+            request, "partials/import_report.html", report=report, errors=errors, in_builder=True, status=status
+        )
 
     MANUAL = ("linkedin_url", "email", "full_name", "title", "company", "location")
 

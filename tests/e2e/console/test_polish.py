@@ -18,9 +18,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.async_api import Browser, expect
+from playwright.async_api import Browser, BrowserContext, Page, expect
 
 from services.console import domain
+from tests.support.browser import DESKTOP, PageWatch
 from tests.support.console import ConsoleWorld, console_through, new_page, sign_in
 
 from .conftest import PAGE_SIZE, WORKSPACE, Scene
@@ -389,4 +390,83 @@ async def test_a_launch_outreach_does_not_answer_keeps_its_form_and_launches_onc
         launched = world.api(workspace, "GET", "outreach", f"/v1/campaigns/{cid}")
         assert launched["state"] != "pending" and launched["delivery"]["daily_cap"] == 20, launched
         watch.assert_clean()
+        await context.close()
+
+
+async def _without_javascript(
+    browser: Browser, context: BrowserContext, url: str
+) -> tuple[BrowserContext, Page, PageWatch]:
+    """A second browser of the same signed-in session with JavaScript off: forms are plain page posts."""
+    bare = await browser.new_context(
+        viewport=DESKTOP, base_url=url, java_script_enabled=False, storage_state=await context.storage_state()
+    )
+    page = await bare.new_page()
+    watch = PageWatch()
+    watch.attach(page)
+    return bare, page, watch
+
+
+async def test_connecting_an_account_without_javascript_keeps_the_name_when_outreach_does_not_answer(
+    world: ConsoleWorld, browser: Browser, tmp_path: Path
+) -> None:
+    _, token = await _workspace(world, "ws-connect-down")
+    async with console_through(world, tmp_path, "outreach") as (url, proxies):
+        context, page, _ = await new_page(browser, world, url)
+        await sign_in(page, token)
+        bare, plain, watch = await _without_javascript(browser, context, url)
+        watch.allow(r"^/accounts/connect$", 503)
+        await plain.goto("/accounts")
+        await plain.get_by_label("Name of the account").fill("Sam Carter")
+        await proxies["outreach"].cut()
+        await plain.get_by_role("button", name="Connect a LinkedIn account").click()
+        await expect(plain.locator("#err-connect")).to_contain_text("outreach service did not answer")
+        await expect(plain.get_by_label("Name of the account")).to_have_value("Sam Carter")
+        await expect(plain.locator("main")).to_contain_text("Your accounts cannot be shown right now")
+        await proxies["outreach"].start()
+        watch.assert_clean()
+        await bare.close()
+        await context.close()
+
+
+async def test_a_csv_import_discovery_does_not_answer_is_a_503_that_keeps_the_form(
+    world: ConsoleWorld, browser: Browser, tmp_path: Path
+) -> None:
+    workspace, token = await _workspace(world, "ws-import-down")
+    csv = tmp_path / "attendees.csv"
+    csv.write_text("linkedin_url,first_name\nhttps://www.linkedin.com/in/outage-one,One\n")
+    async with console_through(world, tmp_path, "discovery") as (url, proxies):
+        context, page, watch = await new_page(browser, world, url)
+        watch.allow(r"^/leads/import$", 503)
+        await sign_in(page, token)
+        bare, plain, plain_watch = await _without_javascript(browser, context, url)
+        plain_watch.allow(r"^/leads/import$", 503)
+
+        await plain.goto("/leads/import")
+        await plain.get_by_label("CSV file").set_input_files(str(csv))
+        await plain.get_by_label("List name").fill("Conference")
+        await proxies["discovery"].cut()
+        await plain.get_by_role("button", name="Import").click()
+        await expect(plain.locator("#err-form")).to_contain_text("discovery service did not answer")
+        await expect(plain.get_by_label("List name")).to_have_value("Conference")
+        # A browser never fills a file input from a page: the page says so at the field.
+        await expect(plain.locator("#err-file")).to_contain_text("choose it again")
+        await expect(plain.locator("main")).not_to_contain_text("Traceback")
+
+        # With JavaScript (htmx) nothing is swapped: the file chosen stays chosen, and the same click imports it.
+        await page.goto("/leads/import")
+        await page.get_by_label("CSV file").set_input_files(str(csv))
+        await page.get_by_label("List name").fill("Conference")
+        await page.get_by_role("button", name="Import").click()
+        await expect(page.locator("[data-request-error]")).to_contain_text("discovery service did not answer")
+        assert await page.get_by_label("CSV file").evaluate("input => input.files.length") == 1
+        await expect(page.get_by_label("List name")).to_have_value("Conference")
+        await proxies["discovery"].start()
+        await page.get_by_role("button", name="Import").click()
+        await expect(page.locator("#import-report")).to_be_visible()
+        await expect(page.locator("[data-request-error]")).to_have_count(0)
+        lists = world.api(workspace, "GET", "discovery", "/v1/source-groups")["items"]
+        assert [g["name"] for g in lists] == ["Conference"], lists
+        plain_watch.assert_clean()
+        watch.assert_clean()
+        await bare.close()
         await context.close()
