@@ -77,6 +77,8 @@ def builder_router(console: Console) -> APIRouter:
         return {
             "values": values,
             "errors": errors.messages,
+            # what the workflow check refused, for the graph's box (the page shows every error at its field)
+            "graph_errors": graph_errors,
             "upgrade": errors.upgrade,
             "open_step": errors.step or request.query_params.get("step") or "audience",
             "presets": presets.items if presets is not None else None,

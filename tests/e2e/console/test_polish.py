@@ -244,6 +244,10 @@ async def test_add_lead_and_the_builder_keep_what_was_typed_when_a_service_does_
         await proxies["messaging"].cut()  # the campaign's own template is saved by messaging first
         await page.get_by_role("button", name="Review campaign").click()
         await expect(page.locator("#err-form")).to_contain_text("messaging service did not answer")
+        # said once, at the top of the form (the workflow's box showed every message of the form again)
+        await expect(
+            page.get_by_role("alert", include_hidden=True).filter(has_text="messaging service did not answer")
+        ).to_have_count(1)
         await expect(page.get_by_label("Campaign name")).to_have_value("Kept through an outage")
         await expect(page.get_by_label("Template text")).to_have_value(body)
         await expect(page.locator("main")).not_to_contain_text("Traceback")
