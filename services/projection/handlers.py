@@ -171,13 +171,11 @@ class BatchApplier:
         the time window."""
         if self.since is not None and env.time < self.since:
             return False
-        if seen is not None:
-            owner = _campaign_of(env)
-            seen.add(env.workspace_id, owner)
-        elif self.campaign is None:
+        if seen is None and self.campaign is None:
             return True
-        else:
-            owner = _campaign_of(env)
+        owner = _campaign_of(env)
+        if seen is not None:
+            seen.add(env.workspace_id, owner)
         return self.campaign is None or owner is None or owner == self.campaign
 
     # -- Python side ------------------------------------------------------------------------------
@@ -336,7 +334,7 @@ class BatchApplier:
         """The count so far with ``plan``'s in (a copy: it replaces :attr:`sightings` once the batch committed)."""
         if self.sightings is None or plan.sightings is None:
             return None
-        counted = Sightings.from_json(copy.deepcopy(self.sightings.to_json()))
+        counted = copy.deepcopy(self.sightings)
         counted.merge(plan.sightings)
         return counted
 

@@ -11,7 +11,7 @@ Pure data, no I/O: it is merged across worker processes (pickled) and pod worker
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 DISTINCT_CAP = 1000
@@ -50,21 +50,11 @@ class Sightings:
     def add(self, workspace: str, campaign: str | None) -> None:
         """Count an event of the time window: its workspace and its campaign (None: it belongs to none)."""
         self.events += 1
-        counts = self.workspaces
-        if workspace in counts:
-            counts[workspace] += 1
-        elif len(counts) < DISTINCT_CAP:
-            counts[workspace] = 1
-        else:
+        if not _bump(self.workspaces, workspace, 1):
             self.more_workspaces = True
         if campaign is None:
             return
-        counts = self.campaigns
-        if campaign in counts:
-            counts[campaign] += 1
-        elif len(counts) < DISTINCT_CAP:
-            counts[campaign] = 1
-        else:
+        if not _bump(self.campaigns, campaign, 1):
             self.more_campaigns = True
         if campaign == self.campaign:
             self.campaign_workspaces[workspace] = self.campaign_workspaces.get(workspace, 0) + 1
@@ -87,30 +77,27 @@ class Sightings:
             (self.campaign_workspaces, other.campaign_workspaces),
         ):
             for key, n in theirs.items():
-                if key in mine or len(mine) < DISTINCT_CAP:
-                    mine[key] = mine.get(key, 0) + n
-                elif mine is self.workspaces:
-                    self.more_workspaces = True
-                else:
-                    self.more_campaigns = True
+                if not _bump(mine, key, n):
+                    if mine is self.workspaces:
+                        self.more_workspaces = True
+                    else:
+                        self.more_campaigns = True
         self.more_workspaces = self.more_workspaces or other.more_workspaces
         self.more_campaigns = self.more_campaigns or other.more_campaigns
 
     def to_json(self) -> dict[str, Any]:
         """As JSON (a pod worker keeps it in ``replay_info``)."""
-        return {
-            "workspace": self.workspace,
-            "campaign": self.campaign,
-            "records": self.records,
-            "events": self.events,
-            "workspaces": self.workspaces,
-            "campaigns": self.campaigns,
-            "campaign_workspaces": self.campaign_workspaces,
-            "more_workspaces": self.more_workspaces,
-            "more_campaigns": self.more_campaigns,
-        }
+        return asdict(self)
 
     @classmethod
     def from_json(cls, value: dict[str, Any]) -> Sightings:
         """What :meth:`to_json` wrote."""
         return cls(**value)
+
+
+def _bump(counts: dict[str, int], key: str, n: int) -> bool:
+    """Add ``n`` to ``key``'s count unless it is a new key past :data:`DISTINCT_CAP` (then False: not counted)."""
+    if key in counts or len(counts) < DISTINCT_CAP:
+        counts[key] = counts.get(key, 0) + n
+        return True
+    return False
