@@ -173,4 +173,7 @@ def install_problem_handlers(app: FastAPI) -> None:
         code = {404: "not_found", 405: "method_not_allowed", 401: "unauthenticated", 413: "payload_too_large"}.get(
             exc.status_code, "http_error"
         )
-        return problem_response(exc.status_code, code, str(exc.detail))
+        response = problem_response(exc.status_code, code, str(exc.detail))
+        if exc.headers:  # a 405's Allow, a 401's WWW-Authenticate: part of the answer (RFC 9110)
+            response.headers.update(exc.headers)
+        return response

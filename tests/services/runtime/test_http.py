@@ -70,3 +70,13 @@ async def test_unknown_route_is_a_404_problem(probe: Probe) -> None:
     assert resp.status_code == 404
     assert resp.headers["content-type"] == "application/problem+json"
     assert resp.json()["code"] == "not_found"
+
+
+async def test_a_wrong_method_is_a_405_problem_that_says_which_methods_are_allowed(probe: Probe) -> None:
+    # RFC 9110 15.5.6: a 405 must carry Allow; the problem handler used to drop the exception's headers.
+    async with _client(probe.service) as http:
+        resp = await http.delete("/v1/probe/effects")
+    assert resp.status_code == 405
+    assert resp.headers["content-type"] == "application/problem+json"
+    assert resp.json()["code"] == "method_not_allowed"
+    assert "POST" in {m.strip() for m in resp.headers["allow"].split(",")}
