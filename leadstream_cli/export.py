@@ -237,7 +237,7 @@ async def export_events(
     on_progress: Callable[[int, int, float], None] | None = None,
 ) -> ExportReport:
     """Export the decoded events of ``topics`` (contract names; default all) up to the log end at the start."""
-    from leadstream_schemas import TOPICS, DecodeError, decode
+    from leadstream_schemas import TOPICS, DecodeError, decode, event_campaign
 
     from services.runtime.consuming.reader import (
         end_offsets,
@@ -318,7 +318,7 @@ async def export_events(
                     if (since is not None and env.time < since) or (until is not None and env.time >= until):
                         report.filtered += 1
                         continue
-                    owner = getattr(env.data, "campaign_id", None) or env.campaign_id
+                    owner = event_campaign(env.data, env.campaign_id)
                     seen.add(env.workspace_id, str(owner) if owner else None)
                     if (workspace is not None and env.workspace_id != workspace) or (
                         want_campaign is not None and str(owner) != want_campaign

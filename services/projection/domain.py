@@ -89,6 +89,7 @@ from leadstream_schemas import (
     VideoFailed,
     VideoGenerated,
     VideoRequested,
+    event_campaign,
 )
 
 from .decoding import DecodedEvent
@@ -1161,16 +1162,17 @@ def contribution(env: EventRecord) -> Contribution:
     return _lead_contribution(env, data, entry, key)
 
 
-def _campaign_of(env: EventRecord, campaign_id: UUID | None) -> UUID | None:
-    """A lead event's campaign: its payload's, else its envelope's."""
-    if campaign_id is not None:
-        return campaign_id
-    if env.campaign_id:
-        try:
-            return UUID(env.campaign_id)
-        except ValueError:
-            return None
-    return None
+def _campaign_of(env: EventRecord, data: Any) -> UUID | None:
+    """A lead event's campaign (:func:`leadstream_schemas.event_campaign`) as a UUID: the payload's as it is (no
+    text round trip: this runs for every lead event of a replay), the header's parsed; an empty or malformed
+    header is no campaign."""
+    campaign = event_campaign(data, env.campaign_id)
+    if campaign is None or isinstance(campaign, UUID):
+        return campaign
+    try:
+        return UUID(campaign) if campaign else None
+    except ValueError:
+        return None
 
 
 def _field(data: Any, name: str) -> Any:
@@ -1191,7 +1193,7 @@ def lead_timeline(env: EventRecord, data: Any, entry: EventProjection, key: Orde
         env.time,
         key[1],  # the lifecycle rank
         env.type,
-        _campaign_of(env, data.campaign_id),
+        _campaign_of(env, data),
         _field(data, "account_id"),
         _field(data, "step_id"),
         entry.summary(data),

@@ -33,6 +33,7 @@ from uuid import UUID
 
 import asyncpg
 from asyncpg.transaction import Transaction
+from leadstream_schemas import event_campaign
 
 from services.runtime.consuming.batch import TP, ApplyResult, DeadLetter
 from services.runtime.consuming.sightings import Sightings
@@ -82,13 +83,6 @@ class Plan:
 
 Committed = Callable[[int, list[tuple[str, UUID | None]]], None]
 """``committed(batch, [(workspace, lead), ...])``: what a batch that recorded changes touched, after its commit."""
-
-
-def _campaign_of(env: EventRecord) -> str | None:
-    value = getattr(env.data, "campaign_id", None)
-    if value is not None:
-        return str(value)
-    return env.campaign_id
 
 
 class BatchApplier:
@@ -173,7 +167,8 @@ class BatchApplier:
             return False
         if seen is None and self.campaign is None:
             return True
-        owner = _campaign_of(env)
+        campaign = event_campaign(env.data, env.campaign_id)
+        owner = None if campaign is None else str(campaign)
         if seen is not None:
             seen.add(env.workspace_id, owner)
         return self.campaign is None or owner is None or owner == self.campaign

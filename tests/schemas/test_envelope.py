@@ -9,6 +9,7 @@ from uuid import UUID
 
 import pytest
 from leadstream_schemas import (
+    AccountConnected,
     DecodeError,
     Envelope,
     FitSignal,
@@ -19,6 +20,7 @@ from leadstream_schemas import (
     decode,
     derive_id,
     encode,
+    event_campaign,
     headers_dict,
 )
 
@@ -177,6 +179,37 @@ def test_correlation_and_campaign_follow_the_chain() -> None:
     other = UUID(int=7)
     own_campaign = child.caused(LeadEnrolled(lead_id=LEAD, campaign_id=other, account_id=ACCOUNT), source="/o")
     assert own_campaign.campaign_id == str(other)  # the payload's campaign wins
+
+
+def test_the_campaign_of_an_event_is_its_payloads_else_its_headers() -> None:
+    """event_campaign: the payload's campaign_id (its UUID, as it is) when set, else the header as read, else None."""
+    header = "0f5b1c3e-5a8d-4f7e-9c2a-6b1d3e4f5a6b"
+    with_campaign, without = discovered(campaign_id=CAMPAIGN), discovered()
+    account = AccountConnected(account_id=ACCOUNT)  # a type without the field
+    # The payload's campaign: no header, or a header that agrees.
+    assert event_campaign(with_campaign) is CAMPAIGN
+    assert event_campaign(with_campaign, str(CAMPAIGN)) is CAMPAIGN
+    # Only the header: a payload whose campaign_id is unset, or whose type has none.
+    assert event_campaign(without, header) == header
+    assert event_campaign(account, header) == header
+    # Neither.
+    assert event_campaign(without) is None and event_campaign(account, None) is None
+    # Both, disagreeing (no leadstream producer writes that; another could): the payload wins.
+    assert event_campaign(with_campaign, header) is CAMPAIGN
+    # The header is not checked: an empty or malformed one comes back as it was read.
+    assert event_campaign(without, "") == "" and event_campaign(without, "not-a-uuid") == "not-a-uuid"
+
+
+def test_a_decoded_records_campaign_is_the_one_its_envelope_was_built_with() -> None:
+    """Over the wire: a root event's campaign is its payload's, an answer without one inherits its cause's."""
+    parent = root(campaign_id=CAMPAIGN)
+    child = parent.caused(LeadProfileEnriched(lead_id=LEAD, full_name="Dana"), source="/leadstream/enrichment")
+    for env in (parent, child):
+        decoded = decode(*as_record(env))
+        assert decoded.campaign_id == str(CAMPAIGN)
+        assert str(event_campaign(decoded.data, decoded.campaign_id)) == str(CAMPAIGN)
+    orphan = decode(*as_record(root()))
+    assert orphan.campaign_id is None and event_campaign(orphan.data, orphan.campaign_id) is None
 
 
 # --------------------------------------------------------------------------------------------- personal data

@@ -4,7 +4,17 @@ Downstream systems ``pip install leadstream-schemas`` and decode records with :f
 """
 
 from .base import EVENT_TYPES, Event, event_class, register
-from .envelope import SOURCE_PATTERN, DecodeError, Envelope, decode, derive_id, encode, headers_dict, service_source
+from .envelope import (
+    SOURCE_PATTERN,
+    DecodeError,
+    Envelope,
+    decode,
+    derive_id,
+    encode,
+    event_campaign,
+    headers_dict,
+    service_source,
+)
 from .events import campaign_upcast as _campaign_upcast  # noqa: F401  (registers the v1 -> v2 upcaster)
 from .events.account import (
     HEALTHY_STATUSES,
@@ -196,6 +206,7 @@ __all__ = [
     "decode",
     "derive_id",
     "encode",
+    "event_campaign",
     "event_class",
     "headers_dict",
     "register",

@@ -128,7 +128,7 @@ class Envelope(Generic[E]):
             source=source,
             id=event_id,
             time=time or _now(),
-            campaign_id=_campaign_of(data),
+            campaign_id=_text(event_campaign(data)),
             correlation_id=event_id,
             causation_id=None,
             traceparent=traceparent,
@@ -143,7 +143,7 @@ class Envelope(Generic[E]):
         discriminator: str = "",
     ) -> Envelope[F]:
         """An event emitted in answer to this one, with a deterministic id (see :func:`derive_id`)."""
-        campaign = _campaign_of(data) or self.campaign_id
+        campaign = _text(event_campaign(data, self.campaign_id))  # the payload's, else inherited from the cause
         return Envelope(
             data=data,
             workspace_id=self.workspace_id,
@@ -161,9 +161,29 @@ class Envelope(Generic[E]):
         return replace(self, time=time)
 
 
-def _campaign_of(data: Event) -> str | None:
-    value = getattr(data, "campaign_id", None)
-    return str(value) if value is not None else None
+def event_campaign(data: Any, campaign_header: str | None = None) -> UUID | str | None:
+    """The campaign an event belongs to: its payload's ``campaign_id`` when its type has one and it is set,
+    else the envelope's ``campaignid`` header, else None.
+
+    ``data`` is the payload (an :class:`Event`, or any object with its attributes) and ``campaign_header`` the
+    envelope's ``campaign_id`` (``env.campaign_id`` of a decoded record). For a decoded envelope:
+    ``event_campaign(env.data, env.campaign_id)``.
+
+    The payload's value is returned as it is (a :class:`~uuid.UUID`: every contract field ``campaign_id`` is
+    one), the header's as it was read: text, not checked (``decode`` does not validate the header, and an empty
+    one stays ``""``). Callers that want text use ``str()``, callers that want a UUID parse the header's.
+
+    The envelope writes the header from the payload (:meth:`Envelope.new`), or, for a payload without a campaign,
+    inherits the cause's (:meth:`Envelope.caused`). So on every record leadstream writes the two agree, or only
+    the header is there; on a record written otherwise that carries both and they differ, the payload wins.
+    """
+    value: UUID | str | None = getattr(data, "campaign_id", None)
+    return value if value is not None else campaign_header
+
+
+def _text(campaign: UUID | str | None) -> str | None:
+    """A campaign as the header's text (None stays None)."""
+    return None if campaign is None else str(campaign)
 
 
 def encode(env: Envelope[Any]) -> tuple[bytes, bytes, Headers]:

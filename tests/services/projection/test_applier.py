@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 import uuid
@@ -10,14 +11,40 @@ from typing import Any
 
 import asyncpg
 import pytest
-from leadstream_schemas import CampaignCreated, Envelope, LeadDiscovered, LeadEvent
+from leadstream_schemas import CampaignCreated, Envelope, InviteSent, LeadDiscovered, LeadEvent
 
 from services.projection import domain
 from services.projection.checksum import views_checksum
 from services.projection.handlers import OPTIMISTIC_MIN_IDS, BatchApplier, Item
+from services.projection.store import views_for
 from services.projection.workload import generate
+from services.runtime.consuming.sightings import Sightings
 
 from .helpers import NewSchema, apply_all, as_items
+
+
+def test_a_campaign_replay_keeps_its_campaigns_events_and_the_shared_ones() -> None:
+    """``wanted`` reads an event's campaign with leadstream_schemas.event_campaign (the payload's, else the header
+    as it was read) and counts it under that text: kept when it is the replay's campaign or none, dropped when
+    another. An empty header is text too: a campaign named "" (which no leadstream producer writes), dropped."""
+    mine, other = uuid.uuid4(), uuid.uuid4()
+    applier = BatchApplier(views_for("projection_wanted"), campaign=mine)
+    lead, account = uuid.uuid4(), uuid.uuid4()
+    cases: list[tuple[uuid.UUID | None, str | None, bool, str | None]] = [
+        (mine, None, True, str(mine)),
+        (mine, str(other), True, str(mine)),  # both, disagreeing: the payload's
+        (None, str(mine), True, str(mine)),
+        (other, None, False, str(other)),
+        (None, str(other), False, str(other)),
+        (None, None, True, None),  # no campaign: shared context, kept
+        (None, "", False, ""),
+    ]
+    for in_payload, in_header, kept, counted in cases:
+        data = InviteSent(lead_id=lead, campaign_id=in_payload, account_id=account)
+        sent = Envelope.new(data, workspace_id="ws", source="t")
+        seen = Sightings()
+        assert applier.wanted(dataclasses.replace(sent, campaign_id=in_header), seen) is kept, (in_payload, in_header)
+        assert seen.events == 1 and seen.campaigns == ({} if counted is None else {counted: 1}), (in_payload, in_header)
 
 
 async def test_shuffled_across_topics_gives_the_same_views(pg: asyncpg.Connection, new_schema: NewSchema) -> None:

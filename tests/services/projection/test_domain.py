@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -143,6 +144,27 @@ def test_user_text_in_summaries_has_its_whitespace_collapsed(text: str) -> None:
     if len(expected) > 280:
         expected = expected[:279] + "…"
     assert domain._esc(text) == expected.replace("{", "{{").replace("}", "}}")
+
+
+def test_a_lead_events_timeline_campaign_is_its_payloads_else_its_headers_parsed() -> None:
+    """The timeline's campaign (leadstream_schemas.event_campaign as a UUID): the payload's as it is, else the
+    header's parsed; an empty or malformed header is no campaign; a payload that disagrees with the header wins."""
+    lead, payload, header = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    cases: list[tuple[uuid.UUID | None, str | None, uuid.UUID | None]] = [
+        (payload, None, payload),
+        (payload, str(header), payload),  # both, disagreeing
+        (None, str(header), header),
+        (None, str(header).upper(), header),  # parsed, not compared as text
+        (None, None, None),
+        (None, "", None),
+        (None, "not-a-uuid", None),
+    ]
+    for in_payload, in_header, expected in cases:
+        sent = env(InviteSent(lead_id=lead, campaign_id=in_payload, account_id=uuid.uuid4()))
+        row = domain.contribution(dataclasses.replace(sent, campaign_id=in_header)).timeline
+        assert row is not None and row.campaign_id == expected, (in_payload, in_header)
+        if in_payload is not None:
+            assert row.campaign_id is in_payload  # no text round trip
 
 
 def test_lead_event_before_its_campaign_still_joins_the_audience() -> None:
