@@ -4,8 +4,8 @@ the Strimzi path too, autoscaling never stops a service, the replay Job renders 
 accepts under a valid Job name for any release, and the install notes give commands that work. Under a default-deny
 every Job reaches what it talks to, operators have a KafkaUser for the dead-letter commands, LeadstreamDown
 watches exactly this release's services, every other alert this release's series (two releases in one namespace stay
-apart) and each summary names the release and namespace, every per-service object follows the one list of enabled
-services, and a call to a service that is not enabled is refused.
+apart) and each summary and description names the release and namespace, every per-service object follows the one
+list of enabled services, and a call to a service that is not enabled is refused.
 """
 
 from __future__ import annotations
@@ -473,7 +473,8 @@ def test_leadstream_down_watches_exactly_this_releases_enabled_services(chart: C
             "exp_annotations": {
                 # What is down, then where: the release and the namespace.
                 "summary": f"{job} ({inst}) of release {release} in namespace {ns} does not answer /metrics",
-                "description": "The process is down, restarting, or unreachable from Prometheus.",
+                "description": f"The {job} process of release {release} in namespace {ns} is down, restarting, or "
+                "unreachable from Prometheus.",
                 "runbook_url": "https://wiki.example.com/leadstream/operations#leadstreamdown",
             },
         }
@@ -676,6 +677,21 @@ _ALERT_LABELS = {
 }
 
 
+def test_every_alert_says_which_release_and_namespace_in_its_summary_and_description() -> None:
+    """Every alert of the rules file names the release and the namespace its series carry, in the same words in
+    its summary and its description (an operator with two releases in a namespace may read either alone), and each
+    is among those whose rendered annotations promtool checks below (LeadstreamDown in the test above)."""
+    release = "{{ with $labels.release }} of release {{ . }}{{ end }}"
+    namespace = "{{ with $labels.namespace }} in namespace {{ . }}{{ end }}"
+    where = release + namespace
+    rules = yaml.safe_load((CHART_DIR / "files" / "prometheus-rules.yaml").read_text())["groups"]
+    alerts = {r["alert"]: r["annotations"] for g in rules for r in g["rules"]}
+    assert set(alerts) == set(_ALERT_LABELS) | {"LeadstreamDown"}
+    for alert, texts in alerts.items():
+        for key in ("summary", "description"):
+            assert texts[key].count(where) == 1, (alert, key, texts[key])
+
+
 def test_each_release_alerts_on_its_own_series_only(chart: Chart, tmp_path: Path) -> None:
     """Two releases in one namespace: the ServiceMonitor labels each target with its release, every alert selects
     its own release's series in its own namespace and groups by release, so each alert fires once, for the release
@@ -701,8 +717,9 @@ def test_each_release_alerts_on_its_own_series_only(chart: Chart, tmp_path: Path
         groups = rule_object["spec"]["groups"]
         for group in groups:
             for rule in group["rules"]:
-                # The labels and the summary, which names the release and namespace, are under test here.
-                rule["annotations"] = {"summary": rule["annotations"]["summary"]}
+                # The labels, the summary and the description, which name the release and namespace, are under
+                # test here.
+                rule["annotations"] = {k: rule["annotations"][k] for k in ("summary", "description")}
                 if rule["alert"] != "LeadstreamDown":
                     # Every selector of a metric is this release's, in this namespace.
                     for metric, matchers in re.findall(r"\b(leadstream_\w+)(\{[^}]*\})?", rule["expr"]):
@@ -732,7 +749,10 @@ def test_each_release_alerts_on_its_own_series_only(chart: Chart, tmp_path: Path
                         "exp_alerts": [
                             {
                                 "exp_labels": _expected_labels(alert, hot),
-                                "exp_annotations": {"summary": _expected_summary(alert, hot, "leadstream")},
+                                "exp_annotations": {
+                                    "summary": _expected_summary(alert, hot, "leadstream"),
+                                    "description": _expected_description(alert, hot, "leadstream"),
+                                },
                             }
                         ],
                     }
@@ -761,6 +781,26 @@ def _expected_summary(alert: str, release: str, namespace: str) -> str:
         "minutes",
         "LeadstreamSendFailures": f"50% of invite sends {where} fail",
         "LeadstreamHttpErrors": f"outreach {where}: 50% of its HTTP requests fail with 5xx",
+    }[alert]
+
+
+def _expected_description(alert: str, release: str, namespace: str) -> str:
+    """The description of `alert` firing on `_scoped_series(alert, release, namespace, hot=True)` at 17 minutes: it
+    names the release and the namespace with the summary's words, so two releases' alerts read apart."""
+    where = f"of release {release} in namespace {namespace}"
+    return {
+        "LeadstreamDeadLetters": f"In 15 minutes enrichment {where} dead-lettered 15 record(s): poison events or a "
+        "handler that keeps failing.",
+        "LeadstreamConsumerLagHigh": f"The consumer group of projection {where} has been over 1000 records behind for "
+        "15 minutes.",
+        "LeadstreamOutboxBacklog": f"Committed events of outreach {where} are not reaching Kafka: the relay is failing "
+        "or too slow.",
+        "LeadstreamOutboxParked": f"Rows the broker refused are parked in the outbox of discovery {where} and will not "
+        "be published without an operator.",
+        "LeadstreamNotReady": f"/readyz of projection {where} fails: Kafka or Postgres unreachable, the consumer not "
+        "consuming, or (projection) catching up.",
+        "LeadstreamSendFailures": f"More than 20% of the invite provider calls {where} failed over 15 minutes.",
+        "LeadstreamHttpErrors": f"More than 5% server errors from outreach {where} over 10 minutes.",
     }[alert]
 
 
