@@ -6,7 +6,16 @@ checks that each one they query is on a running service's ``/metrics``.
 
 from __future__ import annotations
 
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as package_version
+
 from prometheus_client import Counter, Gauge, Histogram
+
+BUILD_INFO = Gauge(
+    "leadstream_build_info",
+    "1 for every service process from its start (before it connects to anything), with the leadstream version it runs",
+    ["service", "version"],
+)
 
 HANDLED = Counter("leadstream_events_handled_total", "Events handled", ["service", "event_type", "outcome"])
 UNWANTED = Counter(
@@ -64,3 +73,18 @@ HTTP_SECONDS = Histogram(
     ["service", "route", "method"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
 )
+
+
+def leadstream_version() -> str:
+    """The installed ``leadstream`` distribution's version (``unknown`` when it is not installed)."""
+    try:
+        return package_version("leadstream")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def export_build_info(service: str) -> None:
+    """Put ``leadstream_build_info{service, version} 1`` on ``/metrics``: a series every process has from its first
+    scrape on, whatever it has done (``leadstream_ready`` appears with the first readiness probe, most others with
+    a first event or request), so the dashboard lists a freshly installed release and its services from it."""
+    BUILD_INFO.labels(service, leadstream_version()).set(1)

@@ -48,7 +48,7 @@ from .faults import Backoff, Fault, classify, unless_stopped
 from .housekeeping import Housekeeping
 from .kafka import create_broker
 from .logging import configure_logging
-from .metrics import READY
+from .metrics import READY, export_build_info
 from .migrations import RUNTIME_MIGRATIONS_DIR, prepare_schema
 from .outbox import OutboxRelay, add_to_outbox
 from .settings import EventLoop, RuntimeSettings
@@ -149,6 +149,7 @@ class Service:
         # /metrics is served on its own internal port (never the API's, never behind the ingress).
         self.metrics_app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
         self._install_metrics_route()
+        export_build_info(self.name)  # on the first scrape, before Postgres or Kafka answer
         self.metrics_port: int | None = None
         self.stop_event = asyncio.Event()
         self.started = asyncio.Event()

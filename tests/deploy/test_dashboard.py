@@ -103,10 +103,14 @@ def test_the_namespace_and_release_variables_pick_one_release_and_default_to_all
         assert query == variable["definition"], name
         matched = re.fullmatch(r"label_values\((leadstream_\w+)(\{[^}]*\})?, (\w+)\)", query)
         assert matched and matched.group(3) == name, query
-    # The releases offered are those of the chosen namespace; the services those of the chosen release.
-    assert variables["release"]["query"]["query"] == 'label_values(leadstream_ready{namespace=~"$namespace"}, release)'
-    service = variables["service"]["query"]["query"]
-    assert 'namespace=~"$namespace"' in service and 'release=~"$release"' in service
+    # The releases offered are those of the chosen namespace; the services those of the chosen release. All three
+    # come from leadstream_build_info, which a service exports from its start (test_metrics_queried.py).
+    queries = {name: variables[name]["query"]["query"] for name in ("namespace", "release", "service")}
+    assert queries == {
+        "namespace": "label_values(leadstream_build_info, namespace)",
+        "release": 'label_values(leadstream_build_info{namespace=~"$namespace"}, release)',
+        "service": 'label_values(leadstream_build_info{namespace=~"$namespace", release=~"$release"}, service)',
+    }
 
 
 def _rendered_dashboard(chart: Chart, release: str) -> dict[str, Any]:
@@ -132,6 +136,78 @@ def test_the_charts_dashboard_defaults_to_its_own_release(chart: Chart) -> None:
         assert len(dashboard["uid"]) <= 40 and f"leadstream/{release}" in dashboard["title"]
         uids.add(dashboard["uid"])
     assert len(uids) == 2
+
+
+def _options_query(dashboard: dict[str, Any], variable: str) -> str:
+    """The PromQL that lists a query variable's options (``label_values(selector, label)``: the label's values on
+    the selector's series), with the other variables at their defaults."""
+    matched = re.fullmatch(r"label_values\((.+), (\w+)\)", _variables(dashboard)[variable]["query"]["query"])
+    assert matched, variable
+    selector, label = matched.groups()
+    return f"group by ({label}) ({interpolate(dashboard, selector)})"
+
+
+def test_a_freshly_installed_release_is_among_the_options_and_is_the_default(chart: Chart, tmp_path: Path) -> None:
+    """A release whose pods were scraped but have had no probe, event or request yet has only the series a service
+    exports from its start (leadstream_build_info; Prometheus' `up`): its dashboard offers it, and its services, and
+    defaults to it, so Grafana has no reason to fall back to another choice (All, which adds every release up).
+    Evaluated by promtool next to an older release in the same namespace and another in another namespace."""
+    if chart.tools.promtool is None:
+        pytest.fail(f"promtool is needed ({chart.tools.reason or 'not built'})")
+
+    def pod(namespace: str, release: str, service: str, *, served: bool) -> list[dict[str, str]]:
+        target = f'namespace="{namespace}", release="{release}", instance="{release}-{service}.{namespace}:9090"'
+        started = [
+            {"series": f'up{{{target}, job="{service}", service="{release}-leadstream-{service}"}}', "values": "1x10"},
+            {"series": f'leadstream_build_info{{{target}, service="{service}", version="0.1.0"}}', "values": "1x10"},
+        ]
+        if not served:
+            return started
+        return [*started, {"series": f'leadstream_ready{{{target}, service="{service}"}}', "values": "1x10"}]
+
+    series = [
+        *pod("leadstream", "acme", "outreach", served=True),
+        *pod("staging", "other", "outreach", served=True),
+        *pod("leadstream", "fresh", "outreach", served=False),
+        *pod("leadstream", "fresh", "projection", served=False),
+    ]
+    fresh = _rendered_dashboard(chart, "fresh")
+    variables = _variables(fresh)
+    assert variables["namespace"]["current"]["value"] == "leadstream"
+    assert variables["release"]["current"]["value"] == "fresh"
+
+    def options(label: str, *values: str) -> list[dict[str, Any]]:
+        return [{"labels": f'{{{label}="{value}"}}', "value": 1} for value in values]
+
+    checks = [
+        {
+            "expr": _options_query(fresh, "namespace"),
+            "eval_time": "5m",
+            "exp_samples": options("namespace", "leadstream", "staging"),
+        },
+        # The namespace's releases, the fresh one (the default) among them; not the other namespace's.
+        {
+            "expr": _options_query(fresh, "release"),
+            "eval_time": "5m",
+            "exp_samples": options("release", "acme", "fresh"),
+        },
+        {
+            "expr": _options_query(fresh, "service"),
+            "eval_time": "5m",
+            "exp_samples": options("service", "outreach", "projection"),
+        },
+    ]
+    unit = {
+        "rule_files": [],
+        "evaluation_interval": "1m",
+        "tests": [{"interval": "1m", "input_series": series, "promql_expr_test": checks}],
+    }
+    path = tmp_path / "fresh-release-test.yaml"
+    path.write_text(yaml.safe_dump(unit))
+    result = subprocess.run(
+        [str(chart.tools.promtool), "test", "rules", str(path)], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 def _panel(dashboard: dict[str, Any], title: str) -> str:

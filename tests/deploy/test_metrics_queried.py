@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import tomllib
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -21,7 +22,7 @@ from services.outreach.app import build as build_outreach
 from services.outreach.settings import OutreachSettings
 from services.runtime.service import Service
 from tests.conftest import SettingsFactory
-from tests.deploy.chart import CHART_DIR
+from tests.deploy.chart import CHART_DIR, ROOT
 
 RULES = CHART_DIR / "files" / "prometheus-rules.yaml"
 DASHBOARD = CHART_DIR / "files" / "grafana-dashboard.json"
@@ -109,3 +110,27 @@ async def test_every_metric_the_alerts_and_dashboard_query_exists_on_a_running_s
     assert "leadstream_ready" in exposed and "leadstream_events_handled_total" in exposed
     missing = {name: sorted(where) for name, where in queried.items() if name not in exposed | FROM_PROMETHEUS}
     assert not missing, f"queried but not on /metrics: {missing}"
+
+
+async def test_a_service_exports_its_build_info_from_its_start(make_settings: SettingsFactory) -> None:
+    """leadstream_build_info, which the dashboard lists namespaces, releases and services from, is on /metrics as
+    soon as a service is built: before it connects to Postgres or Kafka and before any probe (leadstream_ready is
+    not there yet), event or request. Its version is the installed package's."""
+    service = build_outreach(make_settings("buildprobe", OutreachSettings))
+    try:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=service.metrics_app), base_url="http://m") as m:
+            page = await m.get("/metrics")
+    finally:
+        await service.engine.dispose()
+        await service.read_engine.dispose()
+    assert page.status_code == 200
+    mine = {
+        sample.name: sample
+        for family in text_string_to_metric_families(page.text)
+        for sample in family.samples
+        if sample.labels.get("service") == "buildprobe"
+    }
+    version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    info = mine["leadstream_build_info"]
+    assert info.labels == {"service": "buildprobe", "version": version} and info.value == 1
+    assert "leadstream_ready" not in mine
