@@ -14,7 +14,8 @@ WITH_ENV = eval "$$(bash $(INFRA) env)";
 # The 25 slowest tests are listed at the end: CI must finish in 20 minutes, and its log says where they go.
 TEST_WORKERS ?= 3
 PYTEST_ARGS ?= -n $(TEST_WORKERS) --dist loadfile --durations=25
-# The contract the models must stay compatible with (a release tag or the target branch in CI).
+# The git revision whose committed schemas the models must stay compatible with (CI: the merge base with the target
+# branch, see .ci/run); every release in schemas/releases/ is checked as well.
 SCHEMAS_BASE ?= HEAD
 
 .PHONY: help venv lock frontend browser infra-up infra-down infra-status topics migrate demo test test-unit lint schemas schemas-check asyncapi-tools schemas-dist schemas-release docs bench helm-lint clean

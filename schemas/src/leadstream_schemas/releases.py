@@ -1,15 +1,16 @@
 """Released versions of the contract, and the rules that keep them honest.
 
 A release of ``leadstream-schemas`` freezes its JSON Schemas in ``releases/<version>/`` (committed, so a shallow
-clone checks against every release without fetching history) and is tagged ``schemas-v<version>``. The models in
+clone checks against every release without fetching history or tags); whoever publishes it also tags the release
+commit ``schemas-v<version>``, which nothing here needs. The models in
 code must stay backward compatible with *every* release (transitive), not only the newest: a field dropped in 1.2
 and re-added with another type in 1.3 breaks readers of 1.1 records even when 1.3 looks fine next to 1.2.
 
     python -m leadstream_schemas.releases check      # CHANGELOG, version and snapshots agree (make schemas-check)
     python -m leadstream_schemas.releases snapshot   # release the version in pyproject.toml (make schemas-release)
 
-Tags ``schemas-v*`` present in the clone without a committed snapshot (a release made before snapshots were
-committed) are read from git as well; ``git fetch --tags`` brings them into a shallow clone.
+A ``schemas-v*`` tag present in the clone whose version has no committed snapshot (a release tagged before its
+snapshot was committed) is read from git as well; ``git fetch --tags`` brings tags into a shallow clone.
 """
 
 from __future__ import annotations
