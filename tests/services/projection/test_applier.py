@@ -41,7 +41,7 @@ def test_a_campaign_replay_keeps_its_campaigns_events_and_the_shared_ones() -> N
     ]
     for in_payload, in_header, kept, counted in cases:
         data = InviteSent(lead_id=lead, campaign_id=in_payload, account_id=account)
-        sent = Envelope.new(data, workspace_id="ws", source="t")
+        sent: Envelope[Any] = Envelope.new(data, workspace_id="ws", source="t")
         seen = Sightings()
         assert applier.wanted(dataclasses.replace(sent, campaign_id=in_header), seen) is kept, (in_payload, in_header)
         assert seen.events == 1 and seen.campaigns == ({} if counted is None else {counted: 1}), (in_payload, in_header)
