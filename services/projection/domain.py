@@ -1162,8 +1162,8 @@ def contribution(env: EventRecord) -> Contribution:
     return _lead_contribution(env, data, entry, key)
 
 
-def _campaign_of(env: EventRecord, data: Any) -> UUID | None:
-    """A lead event's campaign (:func:`leadstream_schemas.event_campaign`) as a UUID: the payload's as it is (no
+def campaign_of(env: EventRecord, data: Any) -> UUID | None:
+    """An event's campaign (:func:`leadstream_schemas.event_campaign`) as a UUID: the payload's as it is (no
     text round trip: this runs for every lead event of a replay), the header's parsed; an empty or malformed
     header is no campaign."""
     campaign = event_campaign(data, env.campaign_id)
@@ -1193,7 +1193,7 @@ def lead_timeline(env: EventRecord, data: Any, entry: EventProjection, key: Orde
         env.time,
         key[1],  # the lifecycle rank
         env.type,
-        _campaign_of(env, data),
+        campaign_of(env, data),
         _field(data, "account_id"),
         _field(data, "step_id"),
         entry.summary(data),

@@ -33,7 +33,6 @@ from uuid import UUID
 
 import asyncpg
 from asyncpg.transaction import Transaction
-from leadstream_schemas import event_campaign
 
 from services.runtime.consuming.batch import TP, ApplyResult, DeadLetter
 from services.runtime.consuming.sightings import Sightings
@@ -167,7 +166,9 @@ class BatchApplier:
             return False
         if seen is None and self.campaign is None:
             return True
-        campaign = event_campaign(env.data, env.campaign_id)
+        # Read as the timeline reads it (an empty or malformed header is no campaign, any spelling of a UUID
+        # the same one): a --campaign rebuild keeps exactly the events its views will show under the campaign.
+        campaign = domain.campaign_of(env, env.data)
         owner = None if campaign is None else str(campaign)
         if seen is not None:
             seen.add(env.workspace_id, owner)

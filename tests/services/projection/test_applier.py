@@ -24,9 +24,10 @@ from .helpers import NewSchema, apply_all, as_items
 
 
 def test_a_campaign_replay_keeps_its_campaigns_events_and_the_shared_ones() -> None:
-    """``wanted`` reads an event's campaign with leadstream_schemas.event_campaign (the payload's, else the header
-    as it was read) and counts it under that text: kept when it is the replay's campaign or none, dropped when
-    another. An empty header is text too: a campaign named "" (which no leadstream producer writes), dropped."""
+    """``wanted`` reads an event's campaign as the timeline does (``domain.campaign_of``: the payload's, else the
+    header's as a UUID) and counts it under that: kept when it is the replay's campaign or none, dropped when
+    another. A header that is empty or not a UUID (which no leadstream producer writes) is no campaign, as on the
+    timeline, so the rebuild keeps the event; an upper-case spelling is the same campaign."""
     mine, other = uuid.uuid4(), uuid.uuid4()
     applier = BatchApplier(views_for("projection_wanted"), campaign=mine)
     lead, account = uuid.uuid4(), uuid.uuid4()
@@ -37,7 +38,10 @@ def test_a_campaign_replay_keeps_its_campaigns_events_and_the_shared_ones() -> N
         (other, None, False, str(other)),
         (None, str(other), False, str(other)),
         (None, None, True, None),  # no campaign: shared context, kept
-        (None, "", False, ""),
+        (None, "", True, None),
+        (None, "not-a-uuid", True, None),
+        (None, str(mine).upper(), True, str(mine)),
+        (None, str(other).upper(), False, str(other)),
     ]
     for in_payload, in_header, kept, counted in cases:
         data = InviteSent(lead_id=lead, campaign_id=in_payload, account_id=account)
