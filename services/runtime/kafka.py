@@ -122,7 +122,8 @@ def create_producer(settings: RuntimeSettings, *, client_id: str, **overrides: o
 
 def create_consumer(settings: RuntimeSettings, *, group_id: str | None = None, **overrides: object) -> AIOKafkaConsumer:
     """An aiokafka consumer that never auto-commits and starts from the earliest offset; how long the broker may
-    gather records before answering a fetch is ``consumer_fetch_max_wait_ms`` / ``consumer_fetch_min_bytes``."""
+    gather records before answering a fetch is ``consumer_fetch_max_wait_ms`` / ``consumer_fetch_min_bytes``, how
+    old its cluster metadata may grow ``consumer_metadata_max_age_ms``."""
     kwargs: dict[str, object] = {
         "bootstrap_servers": settings.kafka_bootstrap_servers,
         "group_id": group_id or settings.group_id,
@@ -135,6 +136,7 @@ def create_consumer(settings: RuntimeSettings, *, group_id: str | None = None, *
         "session_timeout_ms": settings.consumer_session_timeout_ms,
         "heartbeat_interval_ms": settings.consumer_heartbeat_interval_ms,
         "max_poll_interval_ms": settings.consumer_max_poll_interval_ms,
+        "metadata_max_age_ms": settings.consumer_metadata_max_age_ms,
         "isolation_level": "read_committed",
         **client_security(settings),
     }

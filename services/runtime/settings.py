@@ -149,6 +149,16 @@ class RuntimeSettings(BaseSettings):
         "per-record loop, a round trip before the next poll: after every poll they were 37-40 % of the requests "
         "each service sent the broker at 1,000 events/s (bench/results/NOTES.md, 2026-12-06).",
     )
+    consumer_metadata_max_age_ms: int = Field(
+        60_000,
+        ge=1_000,
+        le=300_000,
+        description="How old a consumer's cluster metadata may grow before aiokafka asks for it again. A group's "
+        "leader rebalances when a refresh shows a subscribed topic's partitions changed, so this bounds how long "
+        "partitions added to a topic stay unconsumed, and a topic created after the consumer joined its group. "
+        "aiokafka's default (300000) left a consumer that started before its topics were created with nothing "
+        "assigned for up to five minutes.",
+    )
     consumer_session_timeout_ms: int = 10_000
     consumer_heartbeat_interval_ms: int = 1_000
     consumer_max_poll_interval_ms: int = Field(
