@@ -7,8 +7,10 @@ by the consumer loop only after the effect is durable.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import ssl
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -142,6 +144,24 @@ def create_consumer(settings: RuntimeSettings, *, group_id: str | None = None, *
     }
     kwargs.update(overrides)
     return AIOKafkaConsumer(**kwargs)
+
+
+def absent_topics(consumer: AIOKafkaConsumer, topics: Sequence[str]) -> list[str]:
+    """Those of ``topics`` with no partitions in the consumer's cluster metadata (as of its last answer)."""
+    return [t for t in topics if not consumer.partitions_for_topic(t)]
+
+
+def refresh_metadata(consumer: AIOKafkaConsumer) -> asyncio.Future[bool]:
+    """Ask for the consumer's cluster metadata now (done when the answer is in: whether it was updated).
+
+    A group's leader rebalances when a metadata answer shows a subscribed topic's partition count changed
+    (aiokafka 0.14: ``GroupCoordinator._handle_metadata_update`` against the snapshot taken when it assigned),
+    but nothing asks again before ``metadata_max_age_ms`` when a topic was missing at the assignment. aiokafka has
+    no public call for this: ``AIOKafkaConsumer.topics()`` reads into a throwaway ``ClusterMetadata`` that the
+    coordinator does not watch, so the client's own refresh is asked for (the call aiokafka makes itself when a
+    fetch meets an unknown partition). Pinned with aiokafka in requirements/; the runtime's tests exercise it.
+    """
+    return consumer._client.force_metadata_update()
 
 
 def all_topics(settings: RuntimeSettings, partitions: int | None = None) -> list[tuple[str, Topic, int]]:

@@ -44,6 +44,12 @@ CONSUMER_LAG = Gauge(
     "Records behind the log end, per partition this member owns (measured on a timer, also while it is stuck)",
     ["service", "topic", "partition"],
 )
+CONSUMER_TOPICS_MISSING = Gauge(
+    "leadstream_consumer_topics_missing",
+    "Topics a consumer group member subscribes to that the cluster does not have (nothing of them is assigned or "
+    "consumed until they exist; /readyz says which)",
+    ["service", "group"],
+)
 OUTBOX_BACKLOG = Gauge(
     "leadstream_outbox_backlog",
     "Events waiting in the outbox (counted every second, also while publishing fails)",

@@ -155,9 +155,9 @@ class RuntimeSettings(BaseSettings):
         le=300_000,
         description="How old a consumer's cluster metadata may grow before aiokafka asks for it again. A group's "
         "leader rebalances when a refresh shows a subscribed topic's partitions changed, so this bounds how long "
-        "partitions added to a topic stay unconsumed, and a topic created after the consumer joined its group. "
-        "aiokafka's default (300000) left a consumer that started before its topics were created with nothing "
-        "assigned for up to five minutes.",
+        "partitions added to a topic stay unconsumed. A subscribed topic missing from the cluster is asked about "
+        "every few seconds until it exists (the consumer loop's topic watch). aiokafka's default (300000) left a "
+        "consumer that started before its topics were created with nothing assigned for up to five minutes.",
     )
     consumer_session_timeout_ms: int = 10_000
     consumer_heartbeat_interval_ms: int = 1_000

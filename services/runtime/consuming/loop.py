@@ -21,6 +21,14 @@ batches with offsets in a checkpoint) implements :meth:`GroupConsumer.process` a
   record retried for minutes, a paused partition, nothing to read), so the gauge rises while the member
   is stuck. Before the member has done a record of a partition, its group's committed offset counts as
   done. A partition that goes loses its series (its next owner reports it).
+- **Missing topics.** A member that subscribes while a topic does not exist (its topics Job or KafkaTopic lags
+  the Deployment, the topic is being recreated) joins with nothing of it assigned, and aiokafka's group leader
+  rebalances only when a metadata answer shows the topic's partitions: by itself not before
+  ``consumer_metadata_max_age_ms``. A watch beside the loop looks every :data:`TOPIC_CHECK_S` whether the
+  subscribed topics are in the member's metadata; while one is not, it asks for metadata again on a backoff
+  (:data:`TOPIC_RECHECK_INITIAL_S` to :data:`TOPIC_RECHECK_MAX_S`), so the group rebalances within seconds of the
+  topic's creation. Meanwhile the member logs it once (and again when the set changes), ``/readyz`` names the
+  topics and ``leadstream_consumer_topics_missing`` counts them.
 """
 
 from __future__ import annotations
@@ -37,8 +45,8 @@ from prometheus_client import Gauge
 
 from ..debug import log_task_stacks
 from ..faults import Backoff, cancel_and_wait, sleep_unless_stopped
-from ..kafka import create_consumer
-from ..metrics import CONSUMER_LAG
+from ..kafka import absent_topics, create_consumer, refresh_metadata
+from ..metrics import CONSUMER_LAG, CONSUMER_TOPICS_MISSING
 from ..settings import RuntimeSettings
 from .deadletter import DeadLetterPublisher
 from .policy import Retry
@@ -46,6 +54,16 @@ from .policy import Retry
 log = logging.getLogger(__name__)
 
 Batch = dict[TopicPartition, list[ConsumerRecord[Any, Any]]]
+
+TOPIC_CHECK_S = 1.0
+"""How often a member looks whether its subscribed topics are in its cluster metadata (a lookup, no request)."""
+TOPIC_RECHECK_INITIAL_S = 0.5
+TOPIC_RECHECK_MAX_S = 5.0
+"""While a subscribed topic is missing, metadata is asked for again after these waits (doubling, with jitter): a
+request per member every few seconds at most, and the topic's partitions are consumed within seconds of its
+creation."""
+METADATA_ANSWER_S = 10.0
+"""How long the watch waits for a metadata answer (an unreachable broker: it asks again after the backoff)."""
 
 
 class GroupConsumer(ConsumerRebalanceListener):
@@ -96,6 +114,10 @@ class GroupConsumer(ConsumerRebalanceListener):
         # times the set (24 partitions: ~60 of ~80 us a poll; the projection polls ~150 times a second at 200/s).
         self._lag_gauges: dict[TopicPartition, Gauge] = {}
         self._stall_logged = False
+        self.missing_topics: tuple[str, ...] = ()
+        """Subscribed topics the cluster did not have at the member's last metadata answer (the topic watch)."""
+        self._missing_gauge = CONSUMER_TOPICS_MISSING.labels(settings.service_name, self.group_id)
+        self._missing_gauge.set(0)
         self._assignment_error: BaseException | None = None
         self._last_idle = 0.0
         self._next_commit = 0.0
@@ -193,10 +215,11 @@ class GroupConsumer(ConsumerRebalanceListener):
                 self.working = True
                 backoff.reset()
                 lag_timer = asyncio.create_task(self._measure_lag(consumer, stop), name=f"lag-{self.group_id}")
+                watch = asyncio.create_task(self._watch_topics(consumer, stop), name=f"topics-{self.group_id}")
                 try:
                     await self._poll(consumer, stop)
                 finally:
-                    await cancel_and_wait([lag_timer])  # one cancel may not end it (Python 3.11's wait_for)
+                    await cancel_and_wait([lag_timer, watch])  # one cancel may not end it (Python 3.11's wait_for)
             except Exception as exc:
                 self.working = False
                 log.warning("consumer failed; restarting", extra={"error": repr(exc), "group": self.group_id})
@@ -276,6 +299,48 @@ class GroupConsumer(ConsumerRebalanceListener):
             except Exception as exc:  # a rebalance or an unreachable broker: measured again next time
                 log.debug("lag not measured", extra={"error": repr(exc), "group": self.group_id})
             self._publish_lag()
+
+    async def _watch_topics(self, consumer: AIOKafkaConsumer, stop: asyncio.Event) -> None:
+        """The topic watch (module docstring): runs beside the poll loop until ``stop`` or the loop ends.
+
+        It asks for metadata itself rather than relying on a short ``metadata_max_age_ms`` alone: the common case,
+        a deploy whose topics come a little after the services, then costs seconds, and a member whose topics are
+        all there sends no request for it (the periodic refresh stays at a minute: a request per member)."""
+        backoff = Backoff(TOPIC_RECHECK_INITIAL_S, TOPIC_RECHECK_MAX_S)
+        while True:
+            if absent_topics(consumer, self.topics):
+                # Believed only after a fresh answer: the metadata in hand may predate the topic's creation. The
+                # answer is what makes the group's leader rebalance once the topic has partitions.
+                try:
+                    await asyncio.wait_for(refresh_metadata(consumer), timeout=METADATA_ANSWER_S)
+                except Exception as exc:  # an unreachable broker: the loop reports that; asked again after the wait
+                    log.debug("metadata not refreshed", extra={"error": repr(exc), "group": self.group_id})
+            missing = absent_topics(consumer, self.topics)
+            self._note_missing(tuple(missing))
+            if missing:
+                delay = backoff.next_delay()
+            else:
+                backoff.reset()
+                delay = TOPIC_CHECK_S
+            if await sleep_unless_stopped(stop, delay):
+                return
+
+    def _note_missing(self, missing: tuple[str, ...]) -> None:
+        """Log a change in the missing topics (once per change, not per check) and publish them."""
+        if missing != self.missing_topics:
+            if missing:
+                log.warning(
+                    "consumer subscribed to topics the cluster does not have: nothing of them is assigned until "
+                    "they exist (`leadstream topics apply` creates them)",
+                    extra={"topics": ",".join(missing), "group": self.group_id},
+                )
+            else:
+                log.info(
+                    "subscribed topics found in the cluster: the group rebalances to assign them",
+                    extra={"topics": ",".join(self.missing_topics), "group": self.group_id},
+                )
+        self.missing_topics = missing
+        self._missing_gauge.set(len(missing))
 
     async def _committed_offsets(self, consumer: AIOKafkaConsumer) -> None:
         """Where the group stands on partitions this member has done nothing of yet (the beginning when the
@@ -403,12 +468,17 @@ class GroupConsumer(ConsumerRebalanceListener):
         )
 
     def not_ready(self) -> str | None:
-        """None when consuming (and caught up to within ``ready_max_lag`` on every partition when it is set),
-        else why not (``/readyz`` shows it)."""
+        """None when consuming every subscribed topic (and caught up to within ``ready_max_lag`` on every partition
+        when it is set), else why not (``/readyz`` shows it)."""
         if self.blocked:
             return self.blocked
         if not self.healthy:
             return "not consuming (starting, or retrying an infrastructure error)"
+        if self.missing_topics:
+            return (
+                f"subscribed topic(s) missing from the cluster, nothing of them consumed until they exist: "
+                f"{', '.join(self.missing_topics)}"
+            )
         max_lag = self.ready_max_lag
         if max_lag is None:
             return None
