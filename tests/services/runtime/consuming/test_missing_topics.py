@@ -16,16 +16,18 @@ from typing import Any
 import pytest
 from aiokafka import TopicPartition
 from aiokafka.admin import NewPartitions, NewTopic
+from leadstream_schemas import LEAD
 from prometheus_client import REGISTRY
 from pydantic import ValidationError
 
 from services.runtime.consuming.deadletter import DeadLetterPublisher
 from services.runtime.consuming.loop import Batch, GroupConsumer
 from services.runtime.consuming.policy import Retry
-from services.runtime.kafka import create_admin
+from services.runtime.kafka import apply_topics, create_admin
 from services.runtime.settings import RuntimeSettings
-from tests.conftest import SettingsFactory
+from tests.conftest import TEST_PARTITIONS, SettingsFactory
 from tests.support.kafka import produce, wait_for
+from tests.support.probe.app import ProbeSettings, build
 
 SERVICE = "missing-topics-test"
 MISSING = "consumer subscribed to topics the cluster does not have"
@@ -217,3 +219,25 @@ async def test_partitions_added_to_a_topic_are_assigned_at_the_next_metadata_age
 def test_the_metadata_age_is_bounded(value: int) -> None:
     with pytest.raises(ValidationError, match="consumer_metadata_max_age_ms"):
         RuntimeSettings(consumer_metadata_max_age_ms=value)
+
+
+async def test_a_service_started_before_its_topics_is_not_ready_naming_them_and_consumes_once_they_exist(
+    make_settings: SettingsFactory, topic_prefix: str
+) -> None:
+    # The production case: a Deployment whose topics Job (or KafkaTopics) has not run yet.
+    prefix = f"{topic_prefix}later-{uuid.uuid4().hex[:6]}."
+    settings = make_settings("probe_later_topics", ProbeSettings, topic_prefix=prefix)
+    service = build(settings)
+    await service.start()
+    try:
+        [consumer] = service.consumers
+        failed = await wait_for(
+            service.readiness, until=lambda f: "missing" in f.get(f"consumer:{consumer.group_id}", ""), what="503"
+        )
+        assert settings.topic_name(LEAD.name) in failed[f"consumer:{consumer.group_id}"]
+
+        await apply_topics(make_settings("admin", topic_prefix=prefix), partitions=TEST_PARTITIONS)
+        await wait_for(service.readiness, until=lambda f: f == {}, timeout_s=30, what="ready once the topics exist")
+        await wait_for(lambda: consumer.consumer is not None and consumer.consumer.assignment(), what="partitions")
+    finally:
+        await service.stop()
