@@ -67,8 +67,8 @@ class SubscriptionCommands:
     ) -> Row[Any]:
         """The caller's subscription (locked with ``lock``), or a 404.
 
-        Lock order: a delivery worker holds a delivery's row and then updates its subscription, so a command
-        that changes deliveries changes them before it touches (and locks) the subscription.
+        Lock order (:mod:`.store`): a delivery worker holds a delivery's row and then updates its subscription, so a
+        command that changes deliveries locks them first, in ``delivery_id`` order, and the subscription after.
         """
         row = await store.get_subscription(conn, workspace_id, subscription_id, for_update=lock)
         if row is None:
@@ -166,17 +166,21 @@ class SubscriptionCommands:
         async with self.engine.begin() as conn:
             await store.lock_workspace(conn, workspace_id)
             await self._owned(conn, workspace_id, subscription_id)
-            d, s = store.deliveries, store.subscriptions
-            await conn.execute(delete(d).where(d.c.subscription_id == subscription_id))
+            await store.drop_deliveries(conn, subscription_id)  # the deliveries first (store's lock order)
+            s = store.subscriptions
             await conn.execute(delete(s).where(s.c.subscription_id == subscription_id))
             await store.announce_change(conn, workspace_id)
 
     async def enable(self, workspace_id: str, subscription_id: UUID) -> Row[Any]:
-        """Active again, with a clean failure count; its queued deliveries are due now, in order."""
+        """Active again, with a clean failure count; its queued deliveries are due now, in order.
+
+        Its deliveries are locked in the order every write takes them (then the subscription's row), so an enable
+        and a change of ``event_types`` at the same instant wait for each other where their rows meet; each used to
+        lock them in the order its plan walked them, and Postgres could abort one of the two as a deadlock."""
         now = self.clock.now()
         async with self.engine.begin() as conn:
             await self._owned(conn, workspace_id, subscription_id)
-            await store.resume(conn, subscription_id, now)
+            await store.resume(conn, subscription_id, now)  # the deliveries, then the subscription (lock order)
             row = await store.set_subscription(
                 conn,
                 subscription_id,

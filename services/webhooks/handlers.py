@@ -61,10 +61,13 @@ async def on_lead_erased(env: Envelope[LeadErased], ctx: HandlerContext) -> None
     await on_event(env, ctx)
     d, a = store.deliveries, store.attempts
     key = domain.order_key(LEAD.name, str(env.data.lead_id))
+    # Locked in delivery_id order before any is changed, as every write of deliveries does (store's lock order):
+    # these rows span subscriptions, and a command changing one of them takes them in that order too.
     rows = await ctx.conn.execute(
-        select(d.c.delivery_id, d.c.event_type, d.c.body).where(
-            d.c.workspace_id == env.workspace_id, d.c.order_key == key, d.c.event_type != env.type
-        )
+        select(d.c.delivery_id, d.c.event_type, d.c.body)
+        .where(d.c.workspace_id == env.workspace_id, d.c.order_key == key, d.c.event_type != env.type)
+        .order_by(d.c.delivery_id)
+        .with_for_update(of=d)
     )
     for row in rows.all():
         paths = personal_paths(row.event_type)

@@ -4,6 +4,12 @@ A delivery is one event for one subscription. It is ``pending`` until a 2xx answ
 its attempts are spent (``failed``) or until its subscription stops selecting its type (``cancelled``);
 ``seq`` is the order it was queued in, which is the order of the event log for one key, so "deliver in
 order per key" is "never claim a delivery while an earlier pending one of the same subscription and key exists".
+
+Lock order: every write takes the deliveries it changes first, in ``delivery_id`` order (:func:`lock_deliveries`),
+and the subscription's row after them. A delivery worker holds the one delivery it claimed through the attempt and
+then updates its subscription, so the commands follow the same order; two statements that locked their rows in
+the order their plans walked them (one by the due index, one by the key index) could each hold a row the other
+wanted, and Postgres aborted one as a deadlock.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from sqlalchemy import (
     ARRAY,
     BigInteger,
     Column,
+    ColumnElement,
     DateTime,
     ForeignKey,
     Identity,
@@ -27,6 +34,8 @@ from sqlalchemy import (
     Table,
     Text,
     and_,
+    any_,
+    bindparam,
     delete,
     exists,
     func,
@@ -222,6 +231,32 @@ async def disabled_counts(conn: AsyncConnection) -> dict[str, int]:
 # -- deliveries ----------------------------------------------------------------------------------------
 
 
+async def lock_deliveries(conn: AsyncConnection, *where: Any, skip_locked: bool = False) -> list[UUID]:
+    """Lock the deliveries matching ``where`` (``FOR UPDATE``) in ``delivery_id`` order; returns their ids.
+
+    Every write of several deliveries locks them here first, then changes exactly these (:func:`_among`), then
+    (where it does) its subscription's row: one order for every command, the worker (one delivery, then its
+    subscription) and the erasure, so none waits for a row while holding one the other waits for. An update
+    that locked its rows itself would take them in whatever order its plan walks them. Under READ COMMITTED a
+    row another transaction changed while this waited is checked against ``where`` again (a delivery a worker
+    just delivered is no longer pending). ``skip_locked``: leave out rows another transaction holds."""
+    d = deliveries
+    stmt = select(d.c.delivery_id).where(*where).order_by(d.c.delivery_id).with_for_update(skip_locked=skip_locked)
+    return list((await conn.scalars(stmt)).all())
+
+
+def _among(ids: Sequence[UUID]) -> ColumnElement[bool]:
+    """The deliveries ``ids`` (as one array parameter: a queue may hold more rows than a statement has parameters)."""
+    return deliveries.c.delivery_id == any_(bindparam("locked_ids", list(ids), type_=ARRAY(PG_UUID(as_uuid=True))))
+
+
+async def drop_deliveries(conn: AsyncConnection, subscription_id: UUID) -> None:
+    """Delete a subscription's deliveries (with their attempts), locked in the order of :func:`lock_deliveries`."""
+    locked = await lock_deliveries(conn, deliveries.c.subscription_id == subscription_id)
+    if locked:
+        await conn.execute(delete(deliveries).where(_among(locked)))
+
+
 async def enqueue(conn: AsyncConnection, rows: list[dict[str, Any]]) -> int:
     """Queue deliveries (ignoring ones already queued: same subscription and event); returns how many were new."""
     if not rows:
@@ -374,13 +409,18 @@ async def requeue(
     a cancellation): a delivery pending again must not read as delivered or failed. Their log (``attempts``, the
     count of every attempt ever made) is kept."""
     d = deliveries
-    stmt = update(d).where(d.c.subscription_id == subscription_id, d.c.event_type.in_(list(event_types)))
+    where = [d.c.subscription_id == subscription_id, d.c.event_type.in_(list(event_types))]
     if delivery_id is not None:
-        stmt = stmt.where(d.c.delivery_id == delivery_id)
+        where.append(d.c.delivery_id == delivery_id)
     if since is not None:
-        stmt = stmt.where(d.c.created_at >= since)
+        where.append(d.c.created_at >= since)
+    locked = await lock_deliveries(conn, *where)
+    if not locked:
+        return 0
     result = await conn.execute(
-        stmt.values(
+        update(d)
+        .where(_among(locked))
+        .values(
             status=Status.PENDING.value,
             retry=0,
             next_attempt_at=now,
@@ -407,13 +447,17 @@ async def cancel(
     if not event_types:
         return 0
     d = deliveries
+    locked = await lock_deliveries(
+        conn,
+        d.c.subscription_id == subscription_id,
+        d.c.status == Status.PENDING.value,
+        d.c.event_type.in_(list(event_types)),
+    )
+    if not locked:
+        return 0
     stmt = (
         update(d)
-        .where(
-            d.c.subscription_id == subscription_id,
-            d.c.status == Status.PENDING.value,
-            d.c.event_type.in_(list(event_types)),
-        )
+        .where(_among(locked))
         .values(
             status=Status.CANCELLED.value,
             next_attempt_at=None,
@@ -429,11 +473,11 @@ async def cancel(
 async def resume(conn: AsyncConnection, subscription_id: UUID, now: datetime) -> None:
     """A re-enabled endpoint: its queued deliveries are due now rather than at their backed-off times."""
     d = deliveries
-    await conn.execute(
-        update(d)
-        .where(d.c.subscription_id == subscription_id, d.c.status == Status.PENDING.value, d.c.next_attempt_at > now)
-        .values(next_attempt_at=now)
+    locked = await lock_deliveries(
+        conn, d.c.subscription_id == subscription_id, d.c.status == Status.PENDING.value, d.c.next_attempt_at > now
     )
+    if locked:
+        await conn.execute(update(d).where(_among(locked)).values(next_attempt_at=now))
 
 
 async def backlog(conn: AsyncConnection) -> int:
@@ -445,7 +489,11 @@ async def backlog(conn: AsyncConnection) -> int:
 async def prune(conn: AsyncConnection, before: datetime) -> int:
     """Delete delivered, given-up and cancelled deliveries (with their attempts) last changed before ``before``."""
     d = deliveries
-    result = await conn.execute(delete(d).where(d.c.status != Status.PENDING.value, d.c.updated_at < before))
+    # Never waits for a row (one a redelivery or an erasure holds goes in a later sweep), so never in a deadlock.
+    free = await lock_deliveries(conn, d.c.status != Status.PENDING.value, d.c.updated_at < before, skip_locked=True)
+    if not free:
+        return 0
+    result = await conn.execute(delete(d).where(_among(free)))
     return int(result.rowcount or 0)
 
 

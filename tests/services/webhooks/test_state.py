@@ -11,7 +11,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import select, text
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
@@ -222,7 +222,8 @@ async def _cancel_waiting(service: Service) -> bool:
         waiting = await conn.scalar(
             text(
                 "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
-                " AND wait_event_type = 'Lock' AND query LIKE 'UPDATE webhooks.deliveries%cancel_reason%'"
+                " AND wait_event_type = 'Lock'"
+                " AND query LIKE 'SELECT webhooks.deliveries.delivery_id%event_type IN%FOR UPDATE'"
             )
         )
     return bool(waiting)
@@ -313,3 +314,108 @@ async def test_a_delete_waits_for_an_event_being_queued_and_deletes_what_it_queu
         assert (await removal).status_code == 204
         assert await delivery_rows(service, sid) == []
         assert (await client.get(f"{HOOKS}/{sid}")).status_code == 404
+
+
+async def _lock_waiters(service: Service) -> dict[int, list[int]]:
+    """The backends of this database waiting for a lock, with the backends they wait for."""
+    async with service.engine.connect() as conn:
+        rows = await conn.execute(
+            text(
+                "SELECT pid, pg_blocking_pids(pid) AS blockers FROM pg_stat_activity"
+                " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            )
+        )
+        return {int(r.pid): [int(b) for b in r.blockers] for r in rows}
+
+
+async def test_an_enable_and_a_narrowing_at_the_same_instant_lock_the_deliveries_in_one_order(
+    make_settings: Any, start_service: Any
+) -> None:
+    """Enabling an endpoint (its queue made due) and narrowing its ``event_types`` (the dropped types cancelled)
+    change the same pending deliveries. Each locks them in delivery_id order before it changes any, then the
+    subscription: while the first delivery in that order is held (here as a worker holds the one it attempts), both
+    wait for it holding no other delivery, and once it is free both finish, the one after the other. They used to
+    lock the rows in the order their plans walked them, each holding rows the other then waited for: with plans
+    that walk them in different orders (the due index, the key index) Postgres aborted one as a deadlock, a 500."""
+    ws = "ws-hooks-enable-narrow"
+    clock = FakeClock()
+    holding = HoldingReceiver(status=200)  # the resumed deliveries' attempts wait here while the test reads them
+    async with holding.running() as url:
+        service = await start(make_settings, start_service, clock, webhooks_timeout_s=30.0)
+        async with api(service, ws) as client:
+            sid = (await subscribe(client, url, [DISCOVERED, REPLIED]))["subscription_id"]
+            assert (await client.post(f"{HOOKS}/{sid}/disable")).status_code == 200
+            # The queue the disabled endpoint holds, backed off: the first delivery in delivery_id order (a reply,
+            # which both commands change) is queued last, so a plan walking the rows as they were queued (the
+            # table, the key index, the due index) reaches it after the others.
+            ids = sorted(uuid.uuid4() for _ in range(6))
+            first, rest = ids[0], ids[1:]
+            types = {i: (REPLIED if n % 2 else DISCOVERED) for n, i in enumerate(rest)} | {first: REPLIED}
+            later = clock.now() + timedelta(hours=1)  # backed off
+            rows = [
+                {
+                    "delivery_id": i,
+                    "subscription_id": uuid.UUID(sid),
+                    "workspace_id": ws,
+                    "event_id": uuid.uuid4(),
+                    "event_type": types[i],
+                    "event_time": clock.now(),
+                    "order_key": f"lead:{n}",
+                    "body": b"{}",
+                    "status": "pending",
+                    "next_attempt_at": later + timedelta(seconds=n),
+                    "created_at": clock.now(),
+                    "updated_at": clock.now(),
+                }
+                for n, i in enumerate([*rest, first])
+            ]
+            async with service.engine.begin() as conn:
+                assert await store.enqueue(conn, rows) == len(ids)
+
+            async with service.engine.connect() as holder:
+                held = await holder.begin()
+                d = store.deliveries
+                await holder.execute(select(d.c.delivery_id).where(d.c.delivery_id == first).with_for_update())
+                holder_pid = int(await holder.scalar(text("SELECT pg_backend_pid()")))
+
+                narrow = asyncio.create_task(client.patch(f"{HOOKS}/{sid}", json={"event_types": [DISCOVERED]}))
+                waiting = await wait_for(
+                    lambda: _waiting_for(service, holder_pid, 1), what="the narrowing waiting for the first delivery"
+                )
+                enable = asyncio.create_task(client.post(f"{HOOKS}/{sid}/enable"))
+                waiting = await wait_for(lambda: _waiting_for(service, holder_pid, 2), what="the enable waiting too")
+                assert not narrow.done() and not enable.done()
+                # Neither holds a delivery while it waits: every other row of the queue is free.
+                async with service.engine.begin() as probe:
+                    free = await probe.scalars(
+                        select(d.c.delivery_id)
+                        .where(d.c.subscription_id == uuid.UUID(sid))
+                        .with_for_update(read=True, skip_locked=True)
+                    )
+                    assert sorted(free.all()) == rest, waiting
+                await held.commit()
+
+            changed, enabled = await narrow, await enable
+            assert changed.status_code == 200, changed.text
+            assert enabled.status_code == 200, enabled.text
+            now = (await client.get(f"{HOOKS}/{sid}")).json()
+            assert now["state"] == "active" and now["event_types"] == [DISCOVERED] and now["consecutive_failures"] == 0
+            by_id = {r.delivery_id: r for r in await delivery_rows(service, sid)}
+            for i in ids:
+                row = by_id[i]
+                if types[i] == REPLIED:
+                    assert (row.status, row.cancel_reason, row.next_attempt_at) == ("cancelled", UNSUBSCRIBED, None)
+                else:  # due now (their attempts, if under way, are held by the receiver and not recorded yet)
+                    assert (row.status, row.next_attempt_at, row.attempts) == ("pending", clock.now(), 0), row
+            holding.release.set()
+            await drain(service, sid)
+
+
+async def _waiting_for(service: Service, holder: int, n: int) -> dict[int, list[int]] | None:
+    """The lock waiters once ``n`` of them wait on ``holder``, directly or behind another waiter."""
+    waiters = await _lock_waiters(service)
+
+    def reaches(pid: int, seen: frozenset[int] = frozenset()) -> bool:
+        return any(b == holder or (b in waiters and b not in seen and reaches(b, seen | {pid})) for b in waiters[pid])
+
+    return waiters if sum(reaches(p) for p in waiters) >= n else None
