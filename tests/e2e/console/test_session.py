@@ -9,10 +9,11 @@ import httpx
 import pytest
 from playwright.async_api import Browser, expect
 
+from services.console import domain
 from tests.support.browser import screenshot
 from tests.support.console import ConsoleWorld, nav, new_page, sign_in
 
-from .conftest import WORKSPACE, Scene
+from .conftest import OTHER, WORKSPACE, Scene
 
 pytestmark = pytest.mark.e2e
 expect.set_options(timeout=30_000)
@@ -58,6 +59,55 @@ async def test_pages_need_a_session_and_show_only_the_workspace_of_it(
         assert response is not None and response.status == 404, path
         await expect(page.get_by_role("heading", name="Not found")).to_be_visible()
         assert "Q1 RevOps" not in await page.content()
+    watch.assert_clean()
+    await context.close()
+
+
+def _blocklist(world: ConsoleWorld, workspace: str) -> set[tuple[str, str]]:
+    items = world.api(workspace, "GET", "outreach", "/v1/blocklist", params={"limit": 200})["items"]
+    return {(i["kind"], i["value"]) for i in items}
+
+
+async def test_a_lead_of_another_workspace_cannot_be_blocked_from_this_one(
+    world: ConsoleWorld, scene: Scene, browser: Browser
+) -> None:
+    """The lead page's Block action posted for another workspace's lead, with this workspace's session (a form
+    made from the lead page's own, with this page's CSRF token): the 404 page, as the lead page answers, for each
+    thing the lead page offers to block; nothing is added to either workspace's blocklist."""
+    results = world.api(WORKSPACE, "GET", "projection", f"/v1/campaigns/{scene.campaign}/results", params={"limit": 25})
+    leads = [world.api(WORKSPACE, "GET", "projection", f"/v1/leads/{r['lead_id']}") for r in results["items"]]
+    lead = next(x for x in leads if x.get("email") and x.get("linkedin_url"))
+    choices = domain.block_choices(lead["email"], lead["linkedin_url"])
+    assert {c.kind for c in choices} >= {"email", "profile_url"}, choices
+    before = {ws: _blocklist(world, ws) for ws in (WORKSPACE, OTHER)}
+
+    context, page, watch = await new_page(browser, world)
+    await sign_in(page, scene.other_token)
+    watch.allow(r"^/leads/[0-9a-f-]{36}(/block)?$", 404)
+    for choice in choices:
+        await page.goto("/")  # a page of this workspace: the session's CSRF token is on it
+        async with page.expect_response(lambda r: r.url.endswith("/block")) as answer:
+            await page.evaluate(
+                """([action, kind]) => {
+                    const form = document.createElement("form");
+                    form.method = "post";
+                    form.action = action;
+                    const token = document.querySelector("input[name=csrf_token]").cloneNode();
+                    const chosen = Object.assign(document.createElement("input"), {name: "kind", value: kind});
+                    form.append(token, chosen);
+                    document.body.append(form);
+                    form.submit();
+                }""",
+                [f"/leads/{lead['lead_id']}/block", choice.kind],
+            )
+        response = await answer.value
+        assert response.status == 404, (choice.kind, response.status)
+        await expect(page.get_by_role("heading", name="Not found")).to_be_visible()
+        await expect(page.locator("main")).not_to_contain_text(lead["email"])
+    after = {ws: _blocklist(world, ws) for ws in (WORKSPACE, OTHER)}
+    assert after == before
+    values = {c.value.lower() for c in choices}
+    assert not {v for ws in after.values() for _, v in ws} & values
     watch.assert_clean()
     await context.close()
 
