@@ -381,22 +381,54 @@
     // A form htmx posts whose answer is an error (a service that did not answer, a refusal without a partial) or
     // that got no answer at all: nothing is swapped, so everything typed stays; the message is shown at the form
     // (the answer's own [data-problem] or first .field-error, else a plain sentence), and goes with the next answer.
+    // Inside a [data-request-errors] holder (each step of the campaign builder, one form of six steps) the message
+    // goes next to what the request would have changed (just before its target: the CSV report, the workflow's
+    // graph, the video step), with a "Try again" that sends the same request again: at the top of the form it sat
+    // on another step than the one the user was on, and a request made by a change (the workflow redrawn) or by an
+    // upgrade (the plan's steps) had no button to press again.
     function requestErrorBox(elt) {
-      // The form that was posted, or what holds the button that posted by itself (a draft's "Approve").
-      return elt && elt.closest ? (elt.closest("form") || elt.parentElement) : null;
+      // The holder or form around what posted, or what holds the button that posted by itself (a draft's "Approve").
+      return elt && elt.closest ? (elt.closest("form, [data-request-errors]") || elt.parentElement) : null;
     }
-    function requestErrorSlot(elt) {
+    function requestErrorAnchor(box, target) {
+      // The element a holder's message goes just before (null: at the top of the box).
+      var held = box.hasAttribute("data-request-errors") && target && target !== box && box.contains(target);
+      return held ? target : null;
+    }
+    function existingSlot(box, anchor) {
+      if (!anchor) { return box.querySelector("[data-request-error]"); }
+      var before = anchor.previousElementSibling;
+      return before && before.hasAttribute("data-request-error") ? before : null;
+    }
+    function requestErrorSlot(elt, target) {
       var box = requestErrorBox(elt);
       if (!box) { return null; }
-      var slot = box.querySelector("[data-request-error]");
+      var anchor = requestErrorAnchor(box, target);
+      var slot = existingSlot(box, anchor);
       if (!slot) {
         slot = document.createElement("p");
         slot.className = "field-error request-error";
         slot.setAttribute("role", "alert");
         slot.setAttribute("data-request-error", "");
-        box.insertBefore(slot, box.firstChild);
+        if (anchor) { anchor.parentNode.insertBefore(slot, anchor); } else { box.insertBefore(slot, box.firstChild); }
       }
       return slot;
+    }
+    function sayRequestError(slot, message, config) {
+      slot.textContent = message;
+      var box = requestErrorBox(config && config.elt);
+      if (!box || !box.hasAttribute("data-request-errors") || !window.htmx) { return; }
+      var again = document.createElement("button");
+      again.type = "button";
+      again.className = "btn btn-sm";
+      again.setAttribute("data-request-retry", "");
+      again.textContent = "Try again";
+      // The same request from the same element: its hx-include (the whole builder as it is now), target and swap.
+      again.addEventListener("click", function () {
+        if (document.contains(config.elt)) { window.htmx.ajax(String(config.verb).toUpperCase(), config.path, { source: config.elt }); }
+      });
+      slot.appendChild(document.createTextNode(" "));
+      slot.appendChild(again);
     }
     function isPost(ev) {
       var config = ev.detail && ev.detail.requestConfig;
@@ -405,7 +437,8 @@
     document.body.addEventListener("htmx:beforeSwap", function (ev) {
       if (!ev.detail.isError || !isPost(ev)) { return; }
       // Here detail.elt is the swap's target (a draft's whole card); the element that posted is the request's.
-      var slot = requestErrorSlot(ev.detail.requestConfig.elt);
+      var config = ev.detail.requestConfig;
+      var slot = requestErrorSlot(config.elt, ev.detail.target);
       if (!slot) { return; }
       // Handled here: nothing is swapped, and htmx does not report it as an unhandled error.
       ev.detail.shouldSwap = false;
@@ -415,18 +448,21 @@
         var answer = new DOMParser().parseFromString(ev.detail.xhr.responseText || "", "text/html");
         said = answer.querySelector("[data-problem]") || answer.querySelector(".field-error");
       } catch (e) { said = null; }
-      slot.textContent = said && said.textContent.trim() ? said.textContent.trim()
-        : "That did not work (error " + ev.detail.xhr.status + "). What you typed is kept: try again in a moment.";
+      sayRequestError(slot, said && said.textContent.trim() ? said.textContent.trim()
+        : "That did not work (error " + ev.detail.xhr.status + "). What you typed is kept: try again in a moment.", config);
     });
     document.body.addEventListener("htmx:sendError", function (ev) {
       if (!isPost(ev)) { return; }
-      var slot = requestErrorSlot(ev.detail.elt);
-      if (slot) { slot.textContent = "The console did not answer (is the network down?). What you typed is kept: try again in a moment."; }
+      var slot = requestErrorSlot(ev.detail.elt, ev.detail.target);
+      if (slot) {
+        sayRequestError(slot, "The console did not answer (is the network down?). What you typed is kept: try again in a moment.",
+          ev.detail.requestConfig);
+      }
     });
     document.body.addEventListener("htmx:beforeSend", function (ev) {
       if (!isPost(ev)) { return; }
       var box = requestErrorBox(ev.detail.elt);
-      var slot = box ? box.querySelector("[data-request-error]") : null;
+      var slot = box ? existingSlot(box, requestErrorAnchor(box, ev.detail.target)) : null;
       if (slot) { slot.remove(); }
     });
     document.body.addEventListener("htmx:sseOpen", function () {

@@ -7,7 +7,9 @@ Kafka and Postgres):
 - the Messaging Lab's index lists the campaigns without drafts waiting too, each with its way in;
 - a draft rejected, edited or approved while messaging does not answer: the error shows at the form and the
   words typed stay; the same for the other forms that post to a backend (add lead, blocklist, accounts, builder);
-- a lead's page blocks the lead's company domain, email or LinkedIn profile in one confirmed click.
+- a lead's page blocks the lead's company domain, email or LinkedIn profile in one confirmed click;
+- the builder's requests made while it is filled in (suggested signals, the CSV upload, the workflow redrawn, the
+  plan's steps after an upgrade) say a service's silence at their own step, keep what was typed, and try again.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.async_api import Browser, BrowserContext, Page, expect
+from playwright.async_api import Browser, BrowserContext, Page, Route, expect
 
 from services.console import domain
 from tests.support.browser import DESKTOP, PageWatch
@@ -473,4 +475,157 @@ async def test_a_csv_import_discovery_does_not_answer_is_a_503_that_keeps_the_fo
         plain_watch.assert_clean()
         watch.assert_clean()
         await bare.close()
+        await context.close()
+
+
+async def test_the_builders_audience_requests_say_discoverys_silence_at_the_audience_step_and_try_again(
+    world: ConsoleWorld, browser: Browser, tmp_path: Path
+) -> None:
+    """The CSV upload and suggested signals while discovery does not answer: the message is at the control that
+    asked (it was at the top of the builder), the name, the file chosen, the prompt and the signals ticked stay, and
+    "Try again" sends the same request once discovery is back."""
+    _, token = await _workspace(world, "ws-audience-down")
+    csv = tmp_path / "audience.csv"
+    csv.write_text("linkedin_url,first_name\nhttps://www.linkedin.com/in/audience-one,One\n")
+    async with console_through(world, tmp_path, "discovery") as (url, proxies):
+        discovery = proxies["discovery"]
+        context, page, watch = await new_page(browser, world, url)
+        watch.allow(r"^/leads/suggestions$", 503)
+        watch.allow(r"^/campaigns/new/csv$", 503)
+        await sign_in(page, token)
+        said = "discovery service did not answer. What you typed is kept"
+        await page.goto("/campaigns/new")
+        await page.get_by_label("Campaign name").fill("Asked while it was down")
+
+        await page.get_by_label("CSV import").check()
+        await page.get_by_label("CSV file").set_input_files(str(csv))
+        await discovery.cut()
+        await page.get_by_role("button", name="Upload").click()
+        upload = page.locator('[data-when="audience:csv"]')
+        await expect(upload.locator("[data-request-error]")).to_contain_text(said)
+        await expect(page.locator("#builder > [data-request-error]")).to_have_count(0)  # not at the top of the form
+        assert await page.get_by_label("CSV file").evaluate("input => input.files.length") == 1
+        await expect(page.get_by_label("Campaign name")).to_have_value("Asked while it was down")
+        await discovery.start()
+        await upload.get_by_role("button", name="Try again").click()
+        report = page.locator("#csv-report #import-report")
+        await expect(report.locator('[data-count="imported"]')).to_have_text("1")
+        await expect(page.locator("#csv-group")).to_have_value(await report.get_attribute("data-group") or "missing")
+        await expect(upload.locator("[data-request-error]")).to_have_count(0)
+
+        await page.get_by_label("Signal discovery").check()
+        prompt = "Fintech CFOs planning a finance stack change"
+        await page.get_by_label("Discovery prompt").fill(prompt)
+        await page.get_by_label("Tech stack").check()
+        await discovery.cut()
+        await page.get_by_role("button", name="Suggest signals from my prompt").click()
+        signals = page.locator('[data-when="audience:signals"]')
+        await expect(signals.locator("[data-request-error]")).to_contain_text(said)
+        await expect(page.locator("#builder > [data-request-error]")).to_have_count(0)
+        await expect(page.get_by_label("Discovery prompt")).to_have_value(prompt)
+        await expect(page.get_by_label("Tech stack")).to_be_checked()
+        await discovery.start()
+        await signals.get_by_role("button", name="Try again").click()
+        await expect(signals.get_by_role("status")).to_contain_text("Suggested from your prompt")
+        await expect(signals.locator("[data-request-error]")).to_have_count(0)
+        watch.assert_clean()
+        await context.close()
+
+
+async def test_the_workflow_redrawn_says_outreachs_silence_at_its_step_and_tries_again(
+    world: ConsoleWorld, browser: Browser, tmp_path: Path
+) -> None:
+    """The workflow redrawn for a new preset while outreach does not answer: the workflow step says so above its
+    graph (it was at the top of the builder), the preset and spacing chosen and the last graph stay, and "Try again"
+    draws it once outreach is back. The redraw comes from a change: the step had nothing to press again."""
+    workspace, token = await _workspace(world, "ws-workflow-down")
+    group = _import(world, workspace, "Workflow", 3)
+    async with console_through(world, tmp_path, "outreach") as (url, proxies):
+        outreach = proxies["outreach"]
+        context, page, watch = await new_page(browser, world, url)
+        watch.allow(r"^/campaigns/new/workflow$", 503)
+        await sign_in(page, token)
+        await page.goto(f"/campaigns/new?list={group}")
+        await page.get_by_label("Campaign name").fill("Drawn while it was down")
+        await page.get_by_role("button", name="Workflow").click()
+        graph = page.locator("#workflow-graph")
+        await expect(graph.locator("[data-step-id]").first).to_be_visible()
+
+        await outreach.cut()
+        await page.get_by_label("Step spacing (minutes, 5-720)").fill("45")
+        await page.get_by_label("Warm intro").check()  # redrawn for the preset: outreach validates it
+        workflow = page.locator("#step-workflow")
+        await expect(workflow.locator("[data-request-error]")).to_contain_text(
+            "outreach service did not answer. What you typed is kept"
+        )
+        await expect(page.locator("#builder > [data-request-error]")).to_have_count(0)
+        await expect(page.get_by_label("Warm intro")).to_be_checked()
+        await expect(page.get_by_label("Step spacing (minutes, 5-720)")).to_have_value("45")
+        await expect(page.get_by_label("Campaign name")).to_have_value("Drawn while it was down")
+        await expect(graph.locator("[data-step-id]").first).to_be_visible()  # the last graph stays
+        await expect(graph.locator(".node-like")).to_have_count(0)
+        await outreach.start()
+        await workflow.get_by_role("button", name="Try again").click()
+        await expect(graph.locator(".node-like").first).to_be_visible()  # Warm intro's first step likes a post
+        await expect(workflow.locator("[data-request-error]")).to_have_count(0)
+        watch.assert_clean()
+        await context.close()
+
+
+async def test_the_plans_steps_drawn_again_after_an_upgrade_say_outreachs_silence_at_their_step_and_try_again(
+    world: ConsoleWorld, browser: Browser, tmp_path: Path
+) -> None:
+    """An upgrade in the builder's dialog goes through, and the video and email steps it has htmx draw again meet
+    an outreach that does not answer: each step says so at its part (it was at the top of the builder), what was
+    typed stays, and its "Try again" draws the step as the new plan allows once outreach is back (those requests
+    come from the upgrade's answer: the steps had nothing to press again)."""
+    workspace, token = await _workspace(world, "ws-plan-steps-down")
+    async with console_through(world, tmp_path, "outreach") as (url, proxies):
+        outreach = proxies["outreach"]
+        context, page, watch = await new_page(browser, world, url)
+        watch.allow(r"^/campaigns/new/part/(video|email)$", 503)
+        await sign_in(page, token)
+        said = "outreach service did not answer. What you typed is kept"
+        await page.goto("/campaigns/new")
+        await page.get_by_label("Campaign name").fill("Upgraded while it was down")
+        await page.get_by_role("button", name="Delivery").click()
+        await page.get_by_role("radio", name=re.compile("^Manual")).check()
+        await page.get_by_label("Invites per day", exact=True).fill("25")
+
+        # The upgrade is made; outreach stops answering before its answer reaches the page (the answer is held
+        # while the test cuts outreach), so the steps the answer has htmx draw again meet an outreach that is down.
+        async def upgrade_then_cut(route: Route) -> None:
+            answer = await route.fetch()
+            await outreach.cut()
+            await route.fulfill(response=answer)
+
+        await page.route("**/plan/upgrade", upgrade_then_cut)
+        await page.get_by_role("button", name="Video").click()
+        await page.get_by_role("button", name="Add the Video add-on").click()
+        dialog = page.locator("#upgrade-dialog")
+        await dialog.get_by_role("button", name="Upgrade").click()
+        await expect(dialog.locator("[data-upgraded]")).to_contain_text("with video")
+        await dialog.get_by_role("button", name="Not now").click()
+        video, delivery = page.locator("#step-video"), page.locator("#step-delivery")
+        await expect(video.locator("[data-request-error]")).to_contain_text(said)
+        await expect(delivery.locator("[data-request-error]")).to_contain_text(said)
+        await expect(page.locator("#builder > [data-request-error]")).to_have_count(0)
+        await expect(video.locator("[data-locked=video]")).to_be_visible()  # not drawn again yet
+        await expect(page.get_by_label("Campaign name")).to_have_value("Upgraded while it was down")
+        await expect(page.locator("#daily_limit")).to_have_value("25")
+        await page.unroute("**/plan/upgrade")
+        assert "video" in world.api(workspace, "GET", "outreach", "/v1/plan")["features"]
+
+        await outreach.start()
+        await video.get_by_role("button", name="Try again").click()
+        await expect(page.get_by_label("Attach a personalised video")).to_be_visible()
+        await expect(video.locator("[data-request-error]")).to_have_count(0)
+        await page.get_by_role("button", name="Delivery").click()
+        async with page.expect_response(lambda r: r.url.endswith("/campaigns/new/part/email")) as answer:
+            await delivery.get_by_role("button", name="Try again").click()
+        assert (await answer.value).status == 200
+        await expect(delivery.locator("[data-request-error]")).to_have_count(0)
+        await expect(delivery.locator("#email-step")).to_contain_text("part of the Scale plan")  # video only was added
+        await expect(page.locator("#daily_limit")).to_have_value("25")
+        watch.assert_clean()
         await context.close()
