@@ -513,6 +513,16 @@ def form_field(api: str, path: str | None, message: str = "") -> str:
     return found
 
 
+# Errors shown above the six steps (the campaign name, the form as a whole): no step's tab is marked for them.
+OUTSIDE_STEPS: frozenset[str] = frozenset({"name", "form"})
+
+
+def error_steps(messages: Mapping[str, str]) -> frozenset[str]:
+    """The builder steps that show an error (each one's tab in the stepper is marked): a step closed while the
+    user is on another one says so at its tab, not only the step opened for the first error."""
+    return frozenset(STEP_OF[name] for name in messages if name in STEP_OF and name not in OUTSIDE_STEPS)
+
+
 @dataclass
 class FieldErrors:
     """Errors by form field, and the builder step to open (the first one with an error)."""

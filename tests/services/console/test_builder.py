@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime
+from html.parser import HTMLParser
 
 from services.console import builder
 from services.console.models import OutreachAccount
+from services.console.web import page_templates
 
 
 def _form(**fields: str | list[str]) -> list[tuple[str, str]]:
@@ -151,3 +154,102 @@ def test_a_workspace_s_only_healthy_linkedin_account_starts_ticked() -> None:
     assert builder.preselected_accounts([account(), account()]) == []  # several: the user chooses
     assert builder.preselected_accounts([account(healthy=False)]) == []  # it would be skipped at launch
     assert builder.preselected_accounts([]) == []
+
+
+def test_the_stepper_marks_every_step_that_shows_an_error_and_none_for_the_name_or_the_form() -> None:
+    messages = {"name": "taken", "form": "down", "lookback_days": "1-30", "end_hour": "after start", "pace": "x"}
+    assert builder.error_steps(messages) == {"audience", "delivery"}  # the name and the form sit above the steps
+    assert builder.error_steps({}) == frozenset()
+    # The step opened is still the first error's; the others are marked, not opened.
+    errors = builder.errors_of("outreach", [("workflow.spacing_minutes", "5-720"), ("video", "add-on")], "bad", None)
+    assert errors.step == "workflow" and builder.error_steps(errors.messages) == {"workflow", "video"}
+
+
+class _Sections(HTMLParser):
+    """Which builder step (``<section data-step>``) each error message (``id="err-…"``) is inside, and which tabs
+    of the stepper are drawn marked (their ``[data-step-error]`` not hidden)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.open: list[str | None] = []
+        self.tab: str | None = None
+        self.error_at: dict[str, str | None] = {}
+        self.marked: set[str] = set()
+        self.classes: dict[str, str] = {}
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = dict(attrs)
+        if tag == "section":
+            self.open.append(a.get("data-step"))
+        if tag == "button" and a.get("data-step-tab"):
+            self.tab = a["data-step-tab"]
+            self.classes[self.tab or ""] = a.get("class") or ""
+        if "data-step-error" in a and self.tab and "hidden" not in a:
+            self.marked.add(self.tab)
+        name = a.get("id") or ""
+        if name.startswith("err-"):
+            self.error_at[name.removeprefix("err-")] = self.open[-1] if self.open else None
+        if "field-error" in (a.get("class") or "") and a.get("data-field"):  # the workflow graph's own messages
+            self.error_at.setdefault(a["data-field"] or "", self.open[-1] if self.open else None)
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "section":
+            self.open.pop()
+        if tag == "button":
+            self.tab = None
+
+
+def _builder_page(messages: dict[str, str]) -> _Sections:
+    """builder.html drawn with ``messages`` at their fields, every list it reads unanswered (None). As the page
+    does, the workflow check's messages (the graph's box shows them when no graph can be drawn) are among them."""
+    html = (
+        page_templates()
+        .get_template("builder.html")
+        .render(
+            values=builder.defaults(),
+            errors=messages,
+            graph_errors={k: v for k, v in messages.items() if builder.STEP_OF.get(k) == "workflow"},
+            upgrade={},
+            open_step="audience",
+            presets=None,
+            groups=None,
+            down=[],
+            linkedin=None,
+            senders=None,
+            plan=None,
+            graph=None,
+            drawing=None,
+            B=builder,
+            builder_key="k",
+            session=None,
+            csrf_token="t",
+            csrf_headers="{}",
+            now=datetime(2026, 12, 1, tzinfo=UTC),
+            clock_scale=1.0,
+            tz="UTC",
+            path="/campaigns/new",
+            problem=None,
+        )
+    )
+    page = _Sections()
+    page.feed(html)
+    return page
+
+
+def test_each_error_a_service_can_name_is_shown_inside_the_step_its_tab_marks() -> None:
+    """The server marks a tab for the steps :data:`builder.STEP_OF` names (without JavaScript that is all there is):
+    every field an API error can land on must show its message inside that very step, or the tab would point at a
+    step that shows nothing (a refused tone showed nowhere at all)."""
+    named = {name for fields in builder._FIELDS.values() for _, name in fields} | {"post_lookback_days"}
+    named -= {"confirm_email_fallback"}  # the launch page's own field, not the builder's
+    page = _builder_page(dict.fromkeys(named, "wrong"))
+    for name in named:
+        assert name in page.error_at, f"an error at {name} is shown nowhere"
+        expected = None if name in builder.OUTSIDE_STEPS else builder.STEP_OF[name]
+        assert page.error_at[name] == expected, f"{name}'s error is at step {page.error_at[name]}, not {expected}"
+    assert page.marked == {key for key, _ in builder.STEPS}
+
+    two = _builder_page({"lookback_days": "1-30", "daily_limit": "10-75", "name": "taken"})
+    assert two.marked == {"audience", "delivery"}  # every step with an error, not only the one opened
+    assert {k for k, c in two.classes.items() if "has-error" in c} == {"audience", "delivery"}
+    assert _builder_page({}).marked == set()
