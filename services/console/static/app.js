@@ -169,6 +169,78 @@
     if (next) { next.hidden = current === steps.length - 1; }
   }
 
+  // -- the stepper's error marks --------------------------------------------------------------------------
+  // The builder shows one step at a time, so a message at a closed step (a request of the builder that failed there,
+  // the email step drawn again after an upgrade while the user is on the video step; a field error of a review
+  // that opened another step) was seen by no one. Each tab says whether its step shows an error: its badge and the
+  // words read with its name ([data-step-error], drawn by the server for the errors of a full POST), kept up to
+  // date here as messages come and go; a step that newly has one while closed is said once in [data-step-alert]
+  // (its own role="alert" is not read while the step is hidden). Clicking a marked tab opens the step at its
+  // message.
+  function stepTab(section) {
+    return document.querySelector('[data-step-tab="' + section.getAttribute("data-step") + '"]');
+  }
+  function errorsShownAt(section) {
+    // Every message of the step (.field-error: a field's, a partial's, a request's), except in a part the form
+    // hides for the choices made (the CSV upload's once another audience is chosen): nothing would be seen there.
+    var found = section.querySelectorAll(".field-error");
+    var shown = [];
+    for (var i = 0; i < found.length; i++) {
+      var hidden = found[i].closest("[hidden]");
+      if (!hidden || hidden === section) { shown.push(found[i]); }
+    }
+    return shown;
+  }
+  function messageOf(error) {
+    // The message's own words, without its buttons ("Try again", an upgrade).
+    var words = "";
+    for (var i = 0; i < error.childNodes.length; i++) {
+      if (error.childNodes[i].nodeType === Node.TEXT_NODE) { words += error.childNodes[i].data; }
+    }
+    return words.trim();
+  }
+  function revealTab(tab) {
+    // On a phone the stepper scrolls sideways: a tab just marked is scrolled into it (the page itself stays put).
+    var bar = tab.closest(".stepper");
+    if (!bar) { return; }
+    var at = tab.getBoundingClientRect();
+    var box = bar.getBoundingClientRect();
+    if (at.left < box.left || at.right > box.right) { bar.scrollLeft += at.left - box.left - 8; }
+  }
+  function markSteps(announce) {
+    var said = [];
+    for (var i = 0; i < steps.length; i++) {
+      var tab = stepTab(steps[i]);
+      if (!tab) { continue; }
+      var errors = errorsShownAt(steps[i]);
+      var marked = errors.length > 0;
+      if (marked && announce && i !== current && !tab.classList.contains("has-error")) {
+        var heading = steps[i].querySelector("h2");
+        said.push((heading ? heading.textContent.trim() : "A step") + " has an error: " + messageOf(errors[0]));
+        revealTab(tab);
+      }
+      tab.classList.toggle("has-error", marked);
+      var badge = tab.querySelector("[data-step-error]");
+      if (badge) { badge.hidden = !marked; }
+    }
+    var alert = document.querySelector("[data-step-alert]");
+    if (alert && said.length) { alert.textContent = said.join(" "); }
+  }
+  function openStepError(section) {
+    // The step's first message in view: its field takes the focus when it has one (the message is read with it,
+    // aria-describedby), else the message itself.
+    var error = errorsShownAt(section)[0];
+    if (!error) { return; }
+    var field = error.id ? section.querySelector('[aria-describedby~="' + error.id + '"]') : null;
+    if (field && /^(INPUT|SELECT|TEXTAREA)$/.test(field.tagName) && !field.closest("[hidden]")) {
+      field.focus();
+    } else {
+      if (!error.hasAttribute("tabindex")) { error.setAttribute("tabindex", "-1"); }
+      error.focus();
+    }
+    error.scrollIntoView({ block: "nearest" });
+  }
+
   function setupBuilder() {
     var form = byId("builder");
     if (!form) { return; }
@@ -178,6 +250,15 @@
     var index = 0;
     for (var i = 0; i < steps.length; i++) { if (steps[i].getAttribute("data-step") === open) { index = i; } }
     showStep(index);
+    markSteps(false);
+    // Messages come and go inside the steps (an htmx request's error, a partial drawn again, a part shown or
+    // hidden by a choice): the marks follow whatever changed them.
+    if (typeof MutationObserver === "function") {
+      var watch = new MutationObserver(function () { markSteps(true); });
+      for (var j = 0; j < steps.length; j++) {
+        watch.observe(steps[j], { childList: true, subtree: true, attributes: true, attributeFilter: ["hidden"] });
+      }
+    }
   }
 
   function insertVariable(button) {
@@ -211,6 +292,7 @@
       var tab = target.closest("[data-step-tab]");
       if (tab) {
         for (var i = 0; i < steps.length; i++) { if (steps[i].getAttribute("data-step") === tab.getAttribute("data-step-tab")) { showStep(i); } }
+        if (tab.classList.contains("has-error") && steps[current]) { openStepError(steps[current]); }
         return;
       }
       var insert = target.closest("[data-insert]");

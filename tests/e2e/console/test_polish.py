@@ -9,7 +9,9 @@ Kafka and Postgres):
   words typed stay; the same for the other forms that post to a backend (add lead, blocklist, accounts, builder);
 - a lead's page blocks the lead's company domain, email or LinkedIn profile in one confirmed click;
 - the builder's requests made while it is filled in (suggested signals, the CSV upload, the workflow redrawn, the
-  plan's steps after an upgrade) say a service's silence at their own step, keep what was typed, and try again.
+  plan's steps after an upgrade) say a service's silence at their own step, keep what was typed, and try again;
+- a step closed while it shows an error (a request's, or a refused review's field) has its tab in the stepper marked,
+  which opens the step at the message, until the error is gone.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import pytest
 from playwright.async_api import Browser, BrowserContext, Page, Route, expect
 
 from services.console import domain
-from tests.support.browser import DESKTOP, PageWatch
+from tests.support.browser import DESKTOP, PageWatch, screenshot
 from tests.support.console import ConsoleWorld, console_through, new_page, sign_in
 
 from .conftest import PAGE_SIZE, WORKSPACE, Scene
@@ -615,17 +617,144 @@ async def test_the_plans_steps_drawn_again_after_an_upgrade_say_outreachs_silenc
         await expect(page.locator("#daily_limit")).to_have_value("25")
         await page.unroute("**/plan/upgrade")
         assert "video" in world.api(workspace, "GET", "outreach", "/v1/plan")["features"]
+        # The user is on the video step; the delivery step's message is on a closed step: its tab says so.
+        marked = page.locator("[data-step-tab].has-error")
+        await expect(marked).to_have_count(2)
+        assert await marked.evaluate_all("tabs => tabs.map(t => t.dataset.stepTab)") == ["delivery", "video"]
+        delivery_tab = page.locator('[data-step-tab="delivery"]')
+        await expect(delivery_tab).to_have_accessible_name("4 Delivery (has an error)")
+        await expect(page.locator("[data-step-alert]")).to_contain_text("4 · Delivery has an error: leadstream's")
+        await expect(delivery.locator("[data-request-error]")).to_be_hidden()
 
         await outreach.start()
         await video.get_by_role("button", name="Try again").click()
         await expect(page.get_by_label("Attach a personalised video")).to_be_visible()
         await expect(video.locator("[data-request-error]")).to_have_count(0)
-        await page.get_by_role("button", name="Delivery").click()
+        await expect(page.locator('[data-step-tab="video"]')).to_have_accessible_name("5 Video")  # cleared
+        await expect(marked).to_have_count(1)  # the delivery step's message still stands
+        await delivery_tab.click()
+        await expect(delivery.locator("[data-request-error]")).to_be_focused()  # the message in view, at once
+        await expect(delivery.locator("[data-request-error]")).to_be_in_viewport()
         async with page.expect_response(lambda r: r.url.endswith("/campaigns/new/part/email")) as answer:
             await delivery.get_by_role("button", name="Try again").click()
         assert (await answer.value).status == 200
         await expect(delivery.locator("[data-request-error]")).to_have_count(0)
+        await expect(marked).to_have_count(0)
+        await expect(delivery_tab).to_have_accessible_name("4 Delivery")
         await expect(delivery.locator("#email-step")).to_contain_text("part of the Scale plan")  # video only was added
         await expect(page.locator("#daily_limit")).to_have_value("25")
         watch.assert_clean()
         await context.close()
+
+
+def _marked_tabs(page: Page) -> Any:
+    """The builder's stepper tabs marked as holding an error."""
+    return page.locator("[data-step-tab].has-error")
+
+
+async def test_a_request_error_at_a_closed_step_marks_only_its_tab_which_opens_at_the_message_until_a_retry_clears_it(
+    world: ConsoleWorld, browser: Browser, tmp_path: Path
+) -> None:
+    """The workflow drawn again for a change made on the messages step (invites without a note) while outreach does
+    not answer: its message is at the workflow step, which is closed, so the workflow's tab says so (a badge, and
+    words read with its name) and only that tab; clicking it opens the step with the message in view and focused;
+    a successful "Try again" clears the mark. Nothing on the stepper said so: the user never saw it."""
+    workspace, token = await _workspace(world, "ws-stepper-request")
+    group = _import(world, workspace, "Stepper", 3)
+    async with console_through(world, tmp_path, "outreach") as (url, proxies):
+        outreach = proxies["outreach"]
+        context, page, watch = await new_page(browser, world, url)
+        watch.allow(r"^/campaigns/new/workflow$", 503)
+        await sign_in(page, token)
+        await page.goto(f"/campaigns/new?list={group}")
+        await page.get_by_label("Campaign name").fill("Marked while it was down")
+        await page.get_by_role("button", name="Messages").click()
+        tab = page.locator('[data-step-tab="workflow"]')
+        await expect(tab).to_have_accessible_name("2 Workflow")
+        await expect(_marked_tabs(page)).to_have_count(0)
+
+        await outreach.cut()
+        await page.get_by_label("Send invites with a personal note").uncheck()  # the workflow is drawn again for it
+        message = page.locator("#step-workflow [data-request-error]")
+        await expect(message).to_contain_text("outreach service did not answer. What you typed is kept")
+        await expect(tab).to_have_accessible_name("2 Workflow (has an error)")
+        await expect(tab.locator("[data-step-error]")).to_be_visible()
+        await expect(_marked_tabs(page)).to_have_count(1)  # only the workflow's: the messages step has nothing
+        await expect(page.locator("[data-step-alert]")).to_have_text(
+            re.compile(r"^2 · Workflow has an error: leadstream's outreach service did not answer")
+        )
+        await expect(page.locator("#step-messages")).to_be_visible()  # the user stays where they were
+        await expect(message).to_be_hidden()
+        await screenshot(page, "builder-step-error", full_page=False)
+
+        await tab.click()
+        await expect(message).to_be_visible()
+        await expect(message).to_be_focused()
+        await expect(message).to_be_in_viewport()
+        await expect(page.get_by_label("Send invites with a personal note")).not_to_be_checked()  # nothing lost
+        await outreach.start()
+        await message.get_by_role("button", name="Try again").click()
+        await expect(message).to_have_count(0)
+        await expect(_marked_tabs(page)).to_have_count(0)
+        await expect(tab).to_have_accessible_name("2 Workflow")
+        await expect(tab.locator("[data-step-error]")).to_be_hidden()
+        watch.assert_clean()
+        await context.close()
+
+
+async def test_a_review_refused_at_fields_of_two_steps_marks_both_tabs_with_javascript_and_without(
+    world: ConsoleWorld, browser: Browser
+) -> None:
+    """A review refused at a field of the audience (discovery: the lookback) and of the workflow (outreach: the
+    spacing): the audience step opens at its message, as before, and the workflow's tab is marked too (only the
+    first step's tab was, and only by its colour); clicking it opens the workflow at the spacing, focused. Without
+    JavaScript the page shows every step and the server marks both tabs."""
+    _, token = await _workspace(world, "ws-stepper-review")
+    context, page, watch = await new_page(browser, world)
+    watch.allow(r"^/campaigns/new$", 422)
+    await sign_in(page, token)
+
+    async def refused(page: Page, *, javascript: bool) -> None:
+        await page.goto("/campaigns/new")
+        await page.get_by_label("Campaign name").fill("Wrong at two steps")
+        await page.get_by_label("Discovery prompt").fill("Fintech CFOs planning a finance stack change")
+        await page.get_by_label("Tech stack").check()
+        await page.get_by_label("Look back (days, 1-30)").fill("45")  # discovery names the field
+        if javascript:
+            await page.get_by_role("button", name="Workflow").click()
+        await page.get_by_label("Step spacing (minutes, 5-720)").fill("4")  # outreach's check names it
+        await page.get_by_role("button", name="Review campaign").click()
+        await expect(page.locator("#err-lookback_days")).to_contain_text("between 1 and 30")
+
+    await refused(page, javascript=True)
+    await expect(page.locator("#step-audience")).to_be_visible()  # the first error's step is open
+    await expect(page.locator("#step-workflow")).to_be_hidden()
+    await expect(_marked_tabs(page)).to_have_count(2)
+    assert await _marked_tabs(page).evaluate_all("tabs => tabs.map(t => t.dataset.stepTab)") == [
+        "audience",
+        "workflow",
+    ]
+    workflow = page.locator('[data-step-tab="workflow"]')
+    await expect(workflow).to_have_accessible_name("2 Workflow (has an error)")
+    await expect(page.locator('[data-step-tab="messages"]')).to_have_accessible_name("3 Messages")
+    await workflow.click()
+    await expect(page.get_by_label("Step spacing (minutes, 5-720)")).to_be_focused()  # its message read with it
+    await expect(page.locator("#err-spacing_minutes")).to_be_in_viewport()
+    await expect(page.locator("#err-spacing_minutes")).to_contain_text("between 5 and 720")
+    await expect(page.get_by_label("Look back (days, 1-30)")).to_have_value("45")  # nothing lost
+    watch.assert_clean()
+
+    bare, plain, plain_watch = await _without_javascript(browser, context, world.url)
+    plain_watch.allow(r"^/campaigns/new$", 422)
+    await refused(plain, javascript=False)
+    await expect(_marked_tabs(plain)).to_have_count(2)
+    assert await _marked_tabs(plain).evaluate_all("tabs => tabs.map(t => t.dataset.stepTab)") == [
+        "audience",
+        "workflow",
+    ]
+    await expect(plain.locator('[data-step-tab="workflow"]')).to_have_accessible_name("2 Workflow (has an error)")
+    await expect(plain.locator('[data-step-tab="delivery"]')).to_have_accessible_name("4 Delivery")
+    await expect(plain.locator("#err-spacing_minutes")).to_be_visible()  # every step is shown without JavaScript
+    plain_watch.assert_clean()
+    await bare.close()
+    await context.close()
