@@ -103,9 +103,11 @@ async def test_an_index_that_does_not_listen_wants_everything(make_settings: Any
 
 
 async def test_a_load_an_announcement_overtook_is_used_once_and_the_kept_workspaces_are_bounded(
-    make_settings: Any, start_service: Any, monkeypatch: pytest.MonkeyPatch
+    make_settings: Any, start_service: Any, monkeypatch: pytest.MonkeyPatch, own_topic_prefix: str
 ) -> None:
-    service = await start(make_settings, start_service, FakeClock())
+    # Topics of its own: on the session's, the service's consumer loads the workspaces of the events the session's
+    # other tests produced through the same (patched) store function, and ``loads`` would count them too.
+    service = await start(make_settings, start_service, FakeClock(), topic_prefix=own_topic_prefix)
     at = FakeClock().now() + timedelta(seconds=1)
     loads: list[str] = []
     load = interest_module.store.selectors_of
@@ -135,14 +137,17 @@ async def test_a_load_an_announcement_overtook_is_used_once_and_the_kept_workspa
 
 
 async def test_a_subscription_made_while_events_flow_gets_the_next_event_of_its_workspace(
-    make_settings: Any, start_service: Any, topic_prefix: str
+    make_settings: Any, start_service: Any, own_topic_prefix: str
 ) -> None:
     """End to end: the service skips a workspace's events while nothing subscribes (keeping that answer), then a
     subscription is made, and the workspace's next event is delivered to it."""
+    # Topics of its own: on the session's, an event another test produced, skipped first, moved the counter this
+    # test waits on before its own early event was read, which was then delivered to the new subscription.
+    topic_prefix = own_topic_prefix
     ws = f"ws-index-live-{uuid.uuid4().hex[:8]}"
     resolver = PinnedResolver({"crm.example.test": "127.0.0.1"})
     async with Receiver().running() as receiver:
-        service = await start(make_settings, start_service, FakeClock(), resolver=resolver)
+        service = await start(make_settings, start_service, FakeClock(), resolver=resolver, topic_prefix=topic_prefix)
         bootstrap = service.settings.kafka_bootstrap_servers
         before = _unwanted(LEAD)
         early = envelope(discovered(uuid.uuid4()), ws)
