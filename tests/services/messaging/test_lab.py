@@ -23,10 +23,19 @@ from tests.support.kafka import produce_events, read_until, wait_for
 
 @pytest.fixture
 async def lab(
-    make_settings: Any, start_service: Any
+    make_settings: Any, start_service: Any, own_topic_prefix: str
 ) -> AsyncIterator[tuple[Service, httpx.AsyncClient, httpx.AsyncClient]]:
-    """The service, a client of workspace ws-msg, and a client of another workspace."""
-    s = make_settings("messaging", MessagingSettings, sim_error_rate=0.0, sim_latency_ms_min=1, sim_latency_ms_max=5)
+    """The service, a client of workspace ws-msg, and a client of another workspace; on the test's own topics
+    (``own_topic_prefix``, which the test produces to): on the session's, messaging first drafted for every lead
+    the session's other tests had enrolled before it reached the test's (as the pipeline test did)."""
+    s = make_settings(
+        "messaging",
+        MessagingSettings,
+        topic_prefix=own_topic_prefix,
+        sim_error_rate=0.0,
+        sim_latency_ms_min=1,
+        sim_latency_ms_max=5,
+    )
     service = await start_service(build(s, clock=FakeClock()))
     mine = await create_token(service.engine, WS)
     other = await create_token(service.engine, "ws-other")
@@ -60,7 +69,8 @@ async def lead_events(service: Service, prefix: str, lead: uuid.UUID, want: dict
     return events(records, {lead})
 
 
-async def test_approve_edit_reject_flows(lab: Any, topic_prefix: str) -> None:
+async def test_approve_edit_reject_flows(lab: Any, own_topic_prefix: str) -> None:
+    topic_prefix = own_topic_prefix
     service, client, other = lab
     campaign, lead = uuid.uuid4(), uuid.uuid4()
     await produce_events(
@@ -147,7 +157,8 @@ async def test_approve_edit_reject_flows(lab: Any, topic_prefix: str) -> None:
     assert all(e.workspace_id == WS for e in got)
 
 
-async def test_comment_drafts_go_through_the_same_queue(lab: Any, topic_prefix: str) -> None:
+async def test_comment_drafts_go_through_the_same_queue(lab: Any, own_topic_prefix: str) -> None:
+    topic_prefix = own_topic_prefix
     service, client, _ = lab
     campaign, lead, no_post_lead = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
     workflow = resolve_workflow(
@@ -196,7 +207,8 @@ async def test_comment_drafts_go_through_the_same_queue(lab: Any, topic_prefix: 
     assert {e.data.step_id for e in other if e.type.endswith("message_generated.v1")} == {"invite-1"}
 
 
-async def test_templates_and_strategy(lab: Any, topic_prefix: str) -> None:
+async def test_templates_and_strategy(lab: Any, own_topic_prefix: str) -> None:
+    topic_prefix = own_topic_prefix
     service, client, other = lab
     r = await client.post(
         "/v1/templates",

@@ -24,8 +24,9 @@ STRATEGY = {
 }
 
 
-async def test_previews_write_each_step_for_sample_leads_and_save_nothing(lab: Any, topic_prefix: str) -> None:  # noqa: F811
+async def test_previews_write_each_step_for_sample_leads_and_save_nothing(lab: Any, own_topic_prefix: str) -> None:  # noqa: F811
     service, client, other = lab
+    topic_prefix = own_topic_prefix  # the lab's topics
     known = uuid.uuid4()
     await produce_events(service.settings.kafka_bootstrap_servers, topic_prefix, [env(profile(known))])
 
@@ -88,8 +89,9 @@ async def test_previews_write_each_step_for_sample_leads_and_save_nothing(lab: A
         assert await conn.scalar(select(func.count()).select_from(drafts).where(drafts.c.lead_id == known)) == 0
 
 
-async def test_bulk_approve_and_an_edit_checked_without_saving(lab: Any, topic_prefix: str) -> None:  # noqa: F811
+async def test_bulk_approve_and_an_edit_checked_without_saving(lab: Any, own_topic_prefix: str) -> None:  # noqa: F811
     service, client, other = lab
+    topic_prefix = own_topic_prefix  # the lab's topics
     campaign = uuid.uuid4()
     leads = [uuid.uuid4() for _ in range(3)]
     await produce_events(
