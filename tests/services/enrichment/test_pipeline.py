@@ -13,8 +13,11 @@ from tests.support.kafka import produce_events, read_until
 from tests.support.personal import decode_opened
 
 
-async def test_discovered_lead_is_enriched(make_settings: Any, start_service: Any, topic_prefix: str) -> None:
-    settings = make_settings("enrichment", EnrichmentSettings)
+async def test_discovered_lead_is_enriched(make_settings: Any, start_service: Any, own_topic_prefix: str) -> None:
+    # Topics of its own: on the session's, enrichment (its default simulated providers: 5-40 ms a call, a rate
+    # limit every 40th) first enriched every lead the session's other tests had discovered before this one's.
+    topic_prefix = own_topic_prefix
+    settings = make_settings("enrichment", EnrichmentSettings, topic_prefix=topic_prefix)
     await start_service(build(settings))
     lead_id = uuid.uuid4()
     env = Envelope.new(
