@@ -186,18 +186,23 @@ async def test_failing_steps_end_the_lead_not_the_campaign(
 
 
 class _LimitedThenPaused(SimulatedLinkedIn):
-    """Rate-limits every invite (30 minutes to wait), except that the second answer is the weekly
-    invitation limit, which pauses the account until its next day's window."""
+    """Rate-limits every invite to ``lead`` (30 minutes to wait), except that the second answer is the weekly
+    invitation limit, which pauses the account until its next day's window. Other leads' invites are the
+    simulation's: the service may also run steps of leads the session's earlier tests left on the topics, which
+    must neither take the second answer nor move the clock."""
 
-    def __init__(self) -> None:
+    def __init__(self, lead: uuid.UUID) -> None:
         super().__init__(
             SimulationProfile(transient_error_rate=0.0, latency_ms=(0, 0)), LinkedInBehaviour(connected_rate=0.0)
         )
+        self.lead = str(lead)
         self.invite_calls: list[datetime] = []
         self.clock: FakeClock | None = None
         """When set, each answer takes 7 seconds of campaign time to come (it is settled after the call)."""
 
     async def send_invite(self, req: SendRequest, now: datetime) -> SendResult:
+        if req.lead.lead_id != self.lead:
+            return await super().send_invite(req, now)
         self.invite_calls.append(now)
         if self.clock is not None:
             self.clock.set(self.clock.now() + timedelta(seconds=7))
@@ -214,7 +219,7 @@ async def test_a_spell_of_rate_limits_is_counted_from_its_own_start(
     so nothing else's pacing slot delays a retry: each comes exactly as told, counted from the call (its answer
     was settled 7 s later), without using up attempts."""
     group = uuid.uuid4()
-    provider = _LimitedThenPaused()
+    provider = _LimitedThenPaused(uuid.uuid5(group, "lead-rl0"))  # the one lead of lead_events(group, 1, tag="rl")
     o = await start_outreach(
         make_settings, start_service, topic_prefix, start=MONDAY, rate_limited_give_up_h=3, linkedin=provider
     )
@@ -242,6 +247,7 @@ async def test_a_spell_of_rate_limits_is_counted_from_its_own_start(
     )["campaign_id"]
     await o.api("POST", f"/v1/campaigns/{cid}/launch", 200)
     (lead,), events = lead_events(group, 1, tag="rl")
+    assert str(lead) == provider.lead
     await o.produce(events)
     await o.wait_enrolled(cid, 1)
     await o.drive(MONDAY + timedelta(hours=36))

@@ -91,7 +91,9 @@ async def test_reply_cancels_an_already_due_step(
         leads.append(lead)
     (cid, _), (replier, other) = cids, leads
     await _texts(o, 4)
-    assert await o.run() == 2  # m1 to both leads
+    # m1 to both leads: said by this workspace's sends, not by how many timers the run ran (every workspace's,
+    # and the consumer may have just scheduled some for records the session's earlier tests left on the topics).
+    assert await o.run() >= 2
     assert len(of_type(await o.events(), "MessageSent")) == 2
     o.clock.advance(timedelta(minutes=10))  # m2 is now due for both, but has not run yet
     async with o.service.engine.connect() as conn:
