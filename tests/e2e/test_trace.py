@@ -104,14 +104,17 @@ def _launch_campaign(http: httpx.Client, fleet: ServiceFleet, caller: str) -> st
 
 
 async def test_one_trace_follows_a_lead_from_the_search_request_to_the_projection(
-    subprocess_env: dict[str, str], database_url: str, tmp_path: Path
+    subprocess_env: dict[str, str], own_topic_prefix: str, database_url: str, tmp_path: Path
 ) -> None:
+    # Topics of its own: on the session's, each service (enrichment and messaging with their simulated latency per
+    # record) first worked through what the session's earlier tests had produced before reaching this test's lead.
     token = await _token(database_url)
     trace_id, caller_span = uuid.uuid4().hex, uuid.uuid4().hex[:16]
     async with OtlpReceiver().running() as otlp:
         fleet = ServiceFleet(
             env={
                 **subprocess_env,
+                "LEADSTREAM_TOPIC_PREFIX": own_topic_prefix,
                 "LEADSTREAM_CLOCK_SCALE": str(CLOCK_SCALE),
                 "LEADSTREAM_CLOCK_EPOCH": datetime.now(UTC).isoformat(),
                 "LEADSTREAM_LOG_JSON": "true",

@@ -38,11 +38,15 @@ WORKSPACE = "ws-e2e"
 
 
 @pytest.fixture
-async def fleet(subprocess_env: dict[str, str], database_url: str, tmp_path: Path) -> AsyncIterator[ServiceFleet]:
+async def fleet(subprocess_env: dict[str, str], own_topic_prefix: str, tmp_path: Path) -> AsyncIterator[ServiceFleet]:
+    """Every service as a process, on topics of the test's own: on the session's, each service (messaging and
+    enrichment with their simulated latency per record) first worked through what the session's earlier tests had
+    produced since its group last committed, before reaching this test's lead."""
     started = datetime.now(UTC)
     fleet = ServiceFleet(
         env={
             **subprocess_env,
+            "LEADSTREAM_TOPIC_PREFIX": own_topic_prefix,
             "LEADSTREAM_CLOCK_SCALE": str(CLOCK_SCALE),
             "LEADSTREAM_CLOCK_EPOCH": started.isoformat(),
             "LEADSTREAM_LOG_JSON": "true",
@@ -77,15 +81,17 @@ def _campaign_events(records: list[Any], campaign_id: str) -> list[Envelope[Any]
         try:
             env = decode_opened(r.value, r.headers)
         except DecodeError:
-            continue  # other tests' deliberately bad records share the topic
+            continue  # not a record of this run's services (they only write what decodes)
         if env.workspace_id == WORKSPACE and str(getattr(env.data, "campaign_id", "")) == campaign_id:
             out.append(env)
     return out
 
 
 async def test_lead_travels_through_all_services(
-    fleet: ServiceFleet, database_url: str, infra: Infra, topic_prefix: str
+    fleet: ServiceFleet, database_url: str, infra: Infra, own_topic_prefix: str
 ) -> None:
+    topic_prefix = own_topic_prefix  # the fleet's
+
     # Each service, once it listens, has moved what start-up made out of the garbage collector's sight (its full
     # collections scan only what it made since: runtime.service.freeze_start_up), and says how much.
     def frozen() -> dict[str, int] | None:
