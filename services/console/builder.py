@@ -523,6 +523,18 @@ def error_steps(messages: Mapping[str, str]) -> frozenset[str]:
     return frozenset(STEP_OF[name] for name in messages if name in STEP_OF and name not in OUTSIDE_STEPS)
 
 
+# The builder fields whose input the workflow graph's box draws (partials/workflow_graph.html, which htmx redraws
+# as the workflow changes): their messages are shown at that input, inside the box, in every state of it.
+GRAPH_BOX_FIELDS: frozenset[str] = frozenset({"without"})
+
+
+def graph_box_errors(checked: Mapping[str, str], page: Mapping[str, str]) -> dict[str, str]:
+    """The messages the workflow graph's box shows on the builder page: the workflow check's (``checked``), and
+    the page's own for the fields the box draws. A review outreach refused at ``without`` while the check passed
+    (or could not be asked) is in ``page`` only; the box must show it, as no other part of the page does."""
+    return {**checked, **{name: page[name] for name in GRAPH_BOX_FIELDS if name in page}}
+
+
 @dataclass
 class FieldErrors:
     """Errors by form field, and the builder step to open (the first one with an error)."""

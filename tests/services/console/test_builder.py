@@ -5,10 +5,12 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 from html.parser import HTMLParser
+from typing import Any
 
-from services.console import builder
-from services.console.models import OutreachAccount
+from services.console import builder, domain
+from services.console.models import Graph, OutreachAccount, Preset
 from services.console.web import page_templates
+from services.outreach.domain.workflow import resolve_workflow
 
 
 def _form(**fields: str | list[str]) -> list[tuple[str, str]]:
@@ -176,6 +178,7 @@ class _Sections(HTMLParser):
         self.error_at: dict[str, str | None] = {}
         self.marked: set[str] = set()
         self.classes: dict[str, str] = {}
+        self.shown: list[str] = []  # every error message drawn, by its field (twice when shown twice)
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         a = dict(attrs)
@@ -189,8 +192,10 @@ class _Sections(HTMLParser):
         name = a.get("id") or ""
         if name.startswith("err-"):
             self.error_at[name.removeprefix("err-")] = self.open[-1] if self.open else None
+            self.shown.append(name.removeprefix("err-"))
         if "field-error" in (a.get("class") or "") and a.get("data-field"):  # the workflow graph's own messages
             self.error_at.setdefault(a["data-field"] or "", self.open[-1] if self.open else None)
+            self.shown.append(a["data-field"] or "")
 
     def handle_endtag(self, tag: str) -> None:
         if tag == "section":
@@ -199,26 +204,30 @@ class _Sections(HTMLParser):
             self.tab = None
 
 
-def _builder_page(messages: dict[str, str]) -> _Sections:
-    """builder.html drawn with ``messages`` at their fields, every list it reads unanswered (None). As the page
-    does, the workflow check's messages (the graph's box shows them when no graph can be drawn) are among them."""
+def _builder_page(messages: dict[str, str], **state: Any) -> _Sections:
+    """builder.html drawn with ``messages`` at their fields, every list it reads unanswered (None) unless ``state``
+    gives it. As the page does, the workflow check's messages (the graph's box shows them when no graph can be
+    drawn) are among them, unless ``state`` says what the check refused (``graph_errors``)."""
+    context: dict[str, Any] = {
+        "presets": None,
+        "plan": None,
+        "graph": None,
+        "drawing": None,
+        "graph_errors": {k: v for k, v in messages.items() if builder.STEP_OF.get(k) == "workflow"},
+        **state,
+    }
     html = (
         page_templates()
         .get_template("builder.html")
         .render(
             values=builder.defaults(),
             errors=messages,
-            graph_errors={k: v for k, v in messages.items() if builder.STEP_OF.get(k) == "workflow"},
             upgrade={},
             open_step="audience",
-            presets=None,
             groups=None,
             down=[],
             linkedin=None,
             senders=None,
-            plan=None,
-            graph=None,
-            drawing=None,
             B=builder,
             builder_key="k",
             session=None,
@@ -229,6 +238,7 @@ def _builder_page(messages: dict[str, str]) -> _Sections:
             tz="UTC",
             path="/campaigns/new",
             problem=None,
+            **context,
         )
     )
     page = _Sections()
@@ -253,3 +263,61 @@ def test_each_error_a_service_can_name_is_shown_inside_the_step_its_tab_marks() 
     assert two.marked == {"audience", "delivery"}  # every step with an error, not only the one opened
     assert {k for k, c in two.classes.items() if "has-error" in c} == {"audience", "delivery"}
     assert _builder_page({}).marked == set()
+
+
+def _preset_graph(name: str) -> Graph:
+    """A preset's graph as outreach validates and sends it (``GET /v1/workflows/presets``)."""
+    return Graph.model_validate(resolve_workflow(name, default_note=True, email_fallback=False).to_dict())
+
+
+def _drawn(name: str) -> dict[str, Any]:
+    """The builder's workflow step as drawn when outreach answered: the presets, the checked graph and its drawing."""
+    graph = _preset_graph(name)
+    return {
+        "presets": [Preset(name=name, title="Standard", description="d", graph=graph)],
+        "graph": graph,
+        "drawing": domain.draw(
+            [s.model_dump() for s in graph.steps],
+            [e.model_dump(by_alias=True) for e in graph.edges],
+            graph.start,
+            graph.unreachable,
+        ),
+    }
+
+
+def test_a_review_refused_at_a_field_is_shown_at_its_step_in_every_state_of_the_page() -> None:
+    """Where an error's display sat inside a condition of the page, it must show in each of its states: "Leave
+    steps out" refused by the review while the workflow check passed (no message of the check: the graph drawn
+    with its preset's steps, drawn without a known preset, or not drawn because the check did not answer). It
+    showed nowhere."""
+    preset = builder.defaults()["preset"]
+    drawn = _drawn(preset)
+    states: dict[str, dict[str, Any]] = {
+        "graph and preset drawn": {**drawn, "graph_errors": {}},
+        "graph drawn, preset unknown": {**drawn, "presets": [], "graph_errors": {}},
+        "graph drawn, presets unanswered": {**drawn, "presets": None, "graph_errors": {}},
+        "graph not drawn (the check did not answer)": {"presets": drawn["presets"], "graph_errors": {}},
+        "nothing answered": {"graph_errors": {}},
+        "the check refused it too": {"graph_errors": {"without": "not a step"}},
+    }
+    named = {name for fields in builder._FIELDS.values() for _, name in fields} | {"post_lookback_days"}
+    named -= {"confirm_email_fallback"}
+    for state, context in states.items():
+        page = _builder_page(dict.fromkeys(named, "wrong"), **context)
+        for name in named:
+            assert name in page.error_at, f"{state}: an error at {name} is shown nowhere"
+            expected = None if name in builder.OUTSIDE_STEPS else builder.STEP_OF[name]
+            assert page.error_at[name] == expected, f"{state}: {name}'s error is at {page.error_at[name]}"
+        assert page.marked == {key for key, _ in builder.STEPS}, state
+        only = _builder_page({"without": "'x' is not a step of this preset"}, **context)
+        assert only.error_at == {"without": "workflow"}, f"{state}: {only.error_at}"  # at its step
+        assert only.shown == ["without"], f"{state}: shown {only.shown}"  # once
+        assert only.marked == {"workflow"}, state
+
+
+def test_the_graph_box_shows_the_check_s_messages_and_the_review_s_for_the_fields_it_draws() -> None:
+    checked = {"spacing_minutes": "between 5 and 720"}
+    page = {"without": "not a step", "tone": "unknown", "spacing_minutes": "other"}
+    assert builder.graph_box_errors(checked, page) == {"spacing_minutes": "between 5 and 720", "without": "not a step"}
+    assert builder.graph_box_errors({"without": "check"}, {"without": "review"}) == {"without": "review"}
+    assert builder.graph_box_errors({}, {"tone": "unknown"}) == {}
