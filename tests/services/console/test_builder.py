@@ -8,7 +8,7 @@ from html.parser import HTMLParser
 from typing import Any
 
 from services.console import builder, domain
-from services.console.models import Graph, OutreachAccount, Preset
+from services.console.models import Graph, OutreachAccount, Preset, WorkspacePlan
 from services.console.web import page_templates
 from services.outreach.domain.workflow import resolve_workflow
 
@@ -285,11 +285,23 @@ def _drawn(name: str) -> dict[str, Any]:
     }
 
 
+def _plan(*features: str) -> WorkspacePlan:
+    return WorkspacePlan(
+        workspace_id="w",
+        plan="starter",
+        plan_label="Starter",
+        add_ons=[],
+        features=list(features),
+        plans=[],
+        available_add_ons=[],
+    )
+
+
 def test_a_review_refused_at_a_field_is_shown_at_its_step_in_every_state_of_the_page() -> None:
     """Where an error's display sat inside a condition of the page, it must show in each of its states: "Leave
     steps out" refused by the review while the workflow check passed (no message of the check: the graph drawn
-    with its preset's steps, drawn without a known preset, or not drawn because the check did not answer). It
-    showed nowhere."""
+    with its preset's steps, drawn without a known preset, or not drawn because the check did not answer), and the
+    email fallback's fields refused when the plan read now does not show them. Each showed nowhere."""
     preset = builder.defaults()["preset"]
     drawn = _drawn(preset)
     states: dict[str, dict[str, Any]] = {
@@ -299,6 +311,8 @@ def test_a_review_refused_at_a_field_is_shown_at_its_step_in_every_state_of_the_
         "graph not drawn (the check did not answer)": {"presets": drawn["presets"], "graph_errors": {}},
         "nothing answered": {"graph_errors": {}},
         "the check refused it too": {"graph_errors": {"without": "not a step"}},
+        "email and video locked by the plan": {**drawn, "graph_errors": {}, "plan": _plan()},
+        "email and video allowed by the plan": {**drawn, "graph_errors": {}, "plan": _plan("email_sender", "video")},
     }
     named = {name for fields in builder._FIELDS.values() for _, name in fields} | {"post_lookback_days"}
     named -= {"confirm_email_fallback"}
