@@ -335,3 +335,55 @@ def test_the_graph_box_shows_the_check_s_messages_and_the_review_s_for_the_field
     assert builder.graph_box_errors(checked, page) == {"spacing_minutes": "between 5 and 720", "without": "not a step"}
     assert builder.graph_box_errors({"without": "check"}, {"without": "review"}) == {"without": "review"}
     assert builder.graph_box_errors({}, {"tone": "unknown"}) == {}
+
+
+class _Inputs(HTMLParser):
+    """The ``without`` inputs a drawn workflow box sends: checkboxes (value, checked) and hidden ones."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.boxes: dict[str, bool] = {}
+        self.hidden: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = dict(attrs)
+        if tag != "input" or a.get("name") != "without":
+            return
+        if a.get("type") == "checkbox":
+            self.boxes[a.get("value") or ""] = "checked" in a
+        elif a.get("type") == "hidden":
+            self.hidden.append(a.get("value") or "")
+
+
+def _graph_box(values: dict[str, Any], **state: Any) -> _Inputs:
+    context: dict[str, Any] = {"graph": None, "drawing": None, "errors": {}, "presets": None, **state}
+    html = (
+        page_templates()
+        .get_template("partials/workflow_graph.html")
+        .render(values=values, down=(), B=builder, session=None, csrf_token="t", path="/", **context)
+    )
+    inputs = _Inputs()
+    inputs.feed(html)
+    return inputs
+
+
+def test_a_step_left_out_of_another_preset_can_be_unticked_when_the_check_refuses_it() -> None:
+    """ "Like" left out of Warm intro, then Standard connect chosen: the check refuses ("'like' is not a step of this
+    preset") and draws no graph. The box drew no checkboxes then and sent 'like' back as a hidden input, so every
+    later redraw and review was refused until the user went back to Warm intro. Now the chosen preset's steps are
+    drawn whenever it is known, what the user left out of them stays ticked, and the foreign id is not sent again."""
+    preset = builder.defaults()["preset"]
+    drawn = _drawn(preset)
+    steps = [s.id for s in drawn["graph"].steps]
+    assert "like" not in steps
+    values = {**builder.defaults(), "preset": preset, "without": ["like", steps[-1]]}
+    refused = _graph_box(values, presets=drawn["presets"], errors={"without": "'like' is not a step of this preset"})
+    assert list(refused.boxes) == steps
+    assert [s for s, ticked in refused.boxes.items() if ticked] == [steps[-1]]
+    assert refused.hidden == []
+    # Presets unanswered: the steps are not known, so what was left out is kept as it was, to be sent again.
+    unknown = _graph_box(values, errors={"without": "'like' is not a step of this preset"})
+    assert unknown.boxes == {} and unknown.hidden == ["like", steps[-1]]
+    # The graph drawn: as before, the preset's steps.
+    ok = _graph_box({**values, "without": [steps[-1]]}, **drawn)
+    assert [s for s, ticked in ok.boxes.items() if ticked] == [steps[-1]] and ok.hidden == []
