@@ -1,7 +1,10 @@
-"""Helpers of the discovery tests: an API client per workspace and event filters."""
+"""Helpers of the discovery tests: an API client per workspace, event filters, and a scripted provider whose
+queries a test counts by its own workspace (the runner claims any due search of the session's shared database)."""
 
 from __future__ import annotations
 
+import json
+import uuid
 from collections.abc import Callable
 from datetime import date
 from typing import Any
@@ -11,6 +14,8 @@ from aiokafka import ConsumerRecord
 from leadstream_schemas import Envelope
 
 from services.discovery.adapters import Candidate, Evidence, SearchPage, SearchQuery
+from services.discovery.handlers import claimable
+from services.discovery.store import searches
 from services.runtime.auth import create_token
 from services.runtime.service import Service
 from tests.support.kafka import read_until
@@ -76,6 +81,19 @@ def person(
     )
 
 
+def mentions(query: SearchQuery, token: str) -> bool:
+    """Whether ``token`` (a test's workspace id) is in the query's criteria (``ScriptedProvider.queries_for``)."""
+    return token in json.dumps(query.criteria)
+
+
+async def due(service: Service, search_id: str) -> bool:
+    """Whether the runner could claim this search now: its claim query, scoped to the one search (``step()``
+    returning None would say that no search of the session's shared database is due, another test's too)."""
+    query = claimable(service.clock.now()).where(searches.c.search_id == uuid.UUID(search_id))
+    async with service.engine.connect() as conn:
+        return (await conn.execute(query)).first() is not None
+
+
 class ScriptedProvider:
     """A search provider whose results the test sets (and changes) as it goes: ``results`` in provider order
     (newest first for posts), paged with integer cursors; every query is answered from the same list."""
@@ -85,6 +103,12 @@ class ScriptedProvider:
     def __init__(self, results: list[Candidate] | None = None) -> None:
         self.results: list[Candidate] = list(results or [])
         self.queries: list[tuple[SearchQuery, str | None]] = []
+
+    def queries_for(self, token: str) -> list[tuple[SearchQuery, str | None]]:
+        """The queries (in order) whose criteria mention ``token``: a test puts its workspace id in its criteria and
+        counts these, because the runner claims any due search of the session's shared database, so this provider
+        also answers other tests' leftover searches."""
+        return [q for q in self.queries if mentions(q[0], token)]
 
     async def search(self, query: SearchQuery, cursor: str | None, limit: int) -> SearchPage:
         """One page after ``cursor``."""

@@ -12,7 +12,7 @@ from leadstream_schemas import Audience, CampaignAudienceRunRequested, CampaignE
 
 from services.runtime.clock import FakeClock
 from tests.services.discovery.conftest import StartDiscovery
-from tests.services.discovery.support import ScriptedProvider, client_for, envelopes, person, read_events
+from tests.services.discovery.support import ScriptedProvider, client_for, due, envelopes, person, read_events
 from tests.support.kafka import produce_events, wait_for
 
 PEOPLE = {"titles": ["Head of Sales"]}
@@ -30,8 +30,10 @@ def _when(client: Any, sid: str, **expected: Any) -> Any:
     return check
 
 
-async def _create(client: Any, **body: Any) -> dict[str, Any]:
-    r = await client.post("/v1/searches", json={"name": "s", "kind": "people", "criteria": PEOPLE, **body})
+async def _create(client: Any, ws: str, **body: Any) -> dict[str, Any]:
+    # The workspace id in the criteria marks the provider's queries for this test's searches (queries_for).
+    criteria = {**PEOPLE, "description": f"people of {ws}"}
+    r = await client.post("/v1/searches", json={"name": "s", "kind": "people", "criteria": criteria, **body})
     assert r.status_code == 201, r.text
     return dict(r.json())
 
@@ -41,10 +43,10 @@ async def test_a_repeat_search_does_not_reach_its_target_with_known_people(start
     service = await start_discovery(provider=provider)
     ws = f"ws-{uuid.uuid4().hex[:8]}"
     async with await client_for(service, ws) as client:
-        first = await _create(client, target_count=5)
+        first = await _create(client, ws, target_count=5)
         done = await wait_for(_when(client, first["search_id"], status="finished"), timeout_s=30, what="first")
         assert (done["finish_reason"], done["new_leads"]) == ("target_reached", 5)
-        again = await _create(client, target_count=3)
+        again = await _create(client, ws, target_count=3)
         repeat = await wait_for(_when(client, again["search_id"], status="finished"), timeout_s=30, what="repeat")
     # Everyone was known: the people join the repeat's group, but its target (of NEW leads) is not reached.
     assert (repeat["finish_reason"], repeat["new_leads"], repeat["members"], repeat["duplicates"]) == (
@@ -61,20 +63,20 @@ async def test_a_recurring_search_that_ran_out_searches_again_for_new_results(st
     service = await start_discovery(clock=clock, provider=provider)
     ws = f"ws-{uuid.uuid4().hex[:8]}"
     async with await client_for(service, ws) as client:
-        s = await _create(client, target_count=10, schedule={"interval_minutes": 60})
+        s = await _create(client, ws, target_count=10, schedule={"interval_minutes": 60})
         sid = s["search_id"]
         first = await wait_for(_when(client, sid, status="scheduled", new_leads=4), timeout_s=30, what="run 1")
         assert (first["cursor"], first["exhausted"]) == (None, True)
         assert first["next_run_at"] == (clock.now() + timedelta(minutes=60)).isoformat().replace("+00:00", "Z")
         # New people appear at the provider; before the interval nothing runs.
         provider.results = [person("r-new-1"), *provider.results, person("r-new-2"), person("r-new-3")]
-        calls = len(provider.queries)
+        calls = len(provider.queries_for(ws))
         clock.advance(timedelta(minutes=59))
-        assert await service.app.state.runner.step() is None and len(provider.queries) == calls
+        assert not await due(service, sid) and len(provider.queries_for(ws)) == calls
         clock.advance(timedelta(minutes=1))
         second = await wait_for(_when(client, sid, status="scheduled", new_leads=7), timeout_s=30, what="run 2")
         assert (second["runs"], second["members"], second["duplicates"]) == (2, 7, 4)
-        assert provider.queries[calls][1] is None, "the second run starts from the top, not from a cursor"
+        assert provider.queries_for(ws)[calls][1] is None, "the second run starts from the top, not from a cursor"
         provider.results.extend(person(f"r-late-{i}") for i in range(5))
         clock.advance(timedelta(minutes=60))
         third = await wait_for(_when(client, sid, status="finished"), timeout_s=30, what="run 3")
@@ -94,7 +96,7 @@ async def test_campaign_audience_runs_and_extensions_run_the_searches_of_the_aud
     ws = f"ws-{uuid.uuid4().hex[:8]}"
     campaign = uuid.uuid4()
     async with await client_for(service, ws) as client:
-        s = await _create(client, target_count=10)
+        s = await _create(client, ws, target_count=10)
         sid, group = s["search_id"], s["source_group_id"]
         done = await wait_for(_when(client, sid, status="finished"), timeout_s=30, what="first pass")
         assert (done["finish_reason"], done["new_leads"]) == ("exhausted", 5)
@@ -157,7 +159,8 @@ async def test_the_posts_watch_turns_new_matching_posts_into_leads_with_the_post
     provider = ScriptedProvider([_post("ann", "Honestly struggling with outbound this quarter", "p1", clock, 2)])
     service = await start_discovery(clock=clock, provider=provider, search_page_size=3)
     ws = f"ws-{uuid.uuid4().hex[:8]}"
-    criteria = {"keywords": ["sequencer"], "pain_keywords": ["struggling with outbound"], "lookback_days": 7}
+    # The workspace id, a keyword no post has, marks the provider's queries for this test's watch (queries_for).
+    criteria = {"keywords": ["sequencer", ws], "pain_keywords": ["struggling with outbound"], "lookback_days": 7}
     async with await client_for(service, ws) as client:
         body = {
             "name": "w",
@@ -188,14 +191,15 @@ async def test_the_posts_watch_turns_new_matching_posts_into_leads_with_the_post
         )
         assert (checked["posts_seen"], checked["matches"], checked["new_leads"]) == (3, 2, 1)
         # Ben's and Ann's posts only: the page of known posts ends the check (newest first).
-        assert [q[1] for q in provider.queries[-2:]] == [None, "3"]
-        assert provider.queries[-1][0].criteria["lookback_days"] == 1, "the watch looks back to its last check"
+        mine = provider.queries_for(ws)
+        assert [q[1] for q in mine[-2:]] == [None, "3"]
+        assert mine[-1][0].criteria["lookback_days"] == 1, "the watch looks back to its last check"
         after = await _search(client, sid)
         assert (after["status"], after["new_leads"], after["members"]) == ("watching", 2, 2)
-        calls = len(provider.queries)
+        calls = len(provider.queries_for(ws))
         clock.advance(timedelta(minutes=30))
         again = await wait_for(lambda: _watch(client, sid, checks=2), timeout_s=30, what="the second check")
-        assert again["matches"] == 2 and len(provider.queries) == calls + 1
+        assert again["matches"] == 2 and len(provider.queries_for(ws)) == calls + 1
 
         def done(records: Any) -> bool:
             return len(envelopes(records, ws, "lead.post_matched.v1")) >= 3
@@ -230,7 +234,7 @@ async def test_groups_enrich_automatically_or_only_the_selected_leads(start_disc
     service = await start_discovery(provider=provider)
     ws = f"ws-{uuid.uuid4().hex[:8]}"
     async with await client_for(service, ws) as client:
-        s = await _create(client, target_count=4, enrichment="on_selection")
+        s = await _create(client, ws, target_count=4, enrichment="on_selection")
         sid, group = s["search_id"], s["source_group_id"]
         await wait_for(_when(client, sid, status="finished"), timeout_s=30, what="the search")
         groups = {g["source_group_id"]: g for g in (await client.get("/v1/source-groups")).json()["items"]}
@@ -249,7 +253,7 @@ async def test_groups_enrich_automatically_or_only_the_selected_leads(start_disc
 
         # A pending lead found by a search whose group enriches automatically is enriched now.
         provider.results = [person("e-2")]
-        auto = await _create(client, target_count=1)
+        auto = await _create(client, ws, target_count=1)
         await wait_for(_when(client, auto["search_id"], status="finished"), timeout_s=30, what="the automatic search")
         patched = await client.patch(f"/v1/source-groups/{group}", json={"enrichment": "automatic"})
         assert patched.status_code == 200, patched.text

@@ -16,7 +16,7 @@ from services.discovery.store import searches
 from services.runtime.clock import FakeClock
 from services.runtime.providers import ProviderError, SimulationProfile
 from tests.services.discovery.conftest import StartDiscovery
-from tests.services.discovery.support import client_for, envelopes, read_events, settled
+from tests.services.discovery.support import client_for, due, envelopes, mentions, read_events, settled
 from tests.support.kafka import wait_for
 
 SIGNALS = {"prompt": "fintech companies preparing for compliance audits", "signal_types": ["compliance", "news"]}
@@ -29,7 +29,6 @@ async def _search(client: Any, search_id: str) -> dict[str, Any]:
 async def test_recurring_search_runs_on_its_schedule_until_the_target(start_discovery: StartDiscovery) -> None:
     clock = FakeClock()
     service = await start_discovery(clock=clock)
-    runner = service.app.state.runner
     ws = f"ws-{uuid.uuid4().hex[:8]}"
     async with await client_for(service, ws) as client:
         r = await client.post(
@@ -52,9 +51,9 @@ async def test_recurring_search_runs_on_its_schedule_until_the_target(start_disc
         start = clock.now()
         assert first["next_run_at"] == (start + timedelta(minutes=60)).isoformat().replace("+00:00", "Z")
         assert (first["runs"], first["pages"], first["recurring"]) == (1, 1, True)
-        assert await runner.step() is None  # not due yet
+        assert not await due(service, sid)  # not due yet
         clock.advance(timedelta(minutes=59))
-        assert await runner.step() is None
+        assert not await due(service, sid)
         clock.advance(timedelta(minutes=1))
         second = await wait_for(lambda: state("scheduled", 10), timeout_s=30, what="second run")
         assert second["runs"] == 2
@@ -74,17 +73,22 @@ async def test_recurring_search_runs_on_its_schedule_until_the_target(start_disc
 
 
 class GatedProvider:
-    """The simulation, but the page after ``pages`` hangs (a service stopped mid-search)."""
+    """The simulation, but the page after ``pages`` of the test's own search (criteria mentioning ``token``) hangs
+    (a service stopped mid-search). Other tests' leftover searches, which the runner also claims, pass through
+    uncounted."""
 
     name = "gated"
 
-    def __init__(self, inner: SimulatedSearchProvider, pages: int | None) -> None:
+    def __init__(self, inner: SimulatedSearchProvider, pages: int | None, token: str) -> None:
         self.inner = inner
         self.pages = pages
+        self.token = token
         self.cursors: list[str | None] = []
         self.blocked = asyncio.Event()
 
     async def search(self, query: SearchQuery, cursor: str | None, limit: int) -> SearchPage:
+        if not mentions(query, self.token):
+            return await self.inner.search(query, cursor, limit)
         self.cursors.append(cursor)
         if self.pages is not None and len(self.cursors) > self.pages:
             self.blocked.set()
@@ -93,18 +97,22 @@ class GatedProvider:
 
 
 async def test_restart_mid_search_resumes_from_the_stored_cursor(start_discovery: StartDiscovery) -> None:
+    ws = f"ws-{uuid.uuid4().hex[:8]}"
+    criteria = {**SIGNALS, "prompt": f"{SIGNALS['prompt']} ({ws})"}  # marks this test's calls (GatedProvider)
+
     def provider(pages: int | None) -> GatedProvider:
         return GatedProvider(
-            SimulatedSearchProvider(SimulationProfile(latency_ms=(0, 1), transient_error_rate=0), FakeClock()), pages
+            SimulatedSearchProvider(SimulationProfile(latency_ms=(0, 1), transient_error_rate=0), FakeClock()),
+            pages,
+            ws,
         )
 
     gated = provider(2)
     first = await start_discovery(provider=gated)
-    ws = f"ws-{uuid.uuid4().hex[:8]}"
     async with await client_for(first, ws) as client:
         sid = (
             await client.post(
-                "/v1/searches", json={"name": "restart", "kind": "signals", "criteria": SIGNALS, "target_count": 30}
+                "/v1/searches", json={"name": "restart", "kind": "signals", "criteria": criteria, "target_count": 30}
             )
         ).json()["search_id"]
         await asyncio.wait_for(gated.blocked.wait(), timeout=30)
@@ -161,10 +169,14 @@ class FailingProvider:
 
     def __init__(self, transient: bool) -> None:
         self.transient = transient
-        self.calls = 0
+        self.queries: list[SearchQuery] = []
+
+    def calls_for(self, token: str) -> int:
+        """The calls for queries mentioning ``token`` (the runner also claims other tests' leftover searches)."""
+        return sum(mentions(q, token) for q in self.queries)
 
     async def search(self, query: SearchQuery, cursor: str | None, limit: int) -> SearchPage:
-        self.calls += 1
+        self.queries.append(query)
         raise ProviderError(
             "403 account restricted" if not self.transient else "502 bad gateway",
             transient=self.transient,
@@ -177,15 +189,17 @@ async def test_provider_errors_fail_the_search_with_the_reason(start_discovery: 
         failing = FailingProvider(transient)
         service = await start_discovery(provider=failing, search_max_consecutive_errors=3)
         ws = f"ws-{uuid.uuid4().hex[:8]}"
+        # The workspace id in the prompt marks the provider's calls for this test's search and preview.
+        criteria = {**SIGNALS, "prompt": f"{SIGNALS['prompt']} ({ws})"}
         async with await client_for(service, ws) as client:
             sid = (
                 await client.post(
-                    "/v1/searches", json={"name": "doomed", "kind": "signals", "criteria": SIGNALS, "target_count": 5}
+                    "/v1/searches", json={"name": "doomed", "kind": "signals", "criteria": criteria, "target_count": 5}
                 )
             ).json()["search_id"]
             done = await wait_for(partial(_finished, client, sid), timeout_s=30, what="the failing search")
-            preview = await client.post("/v1/searches/preview", json={"kind": "signals", "criteria": SIGNALS})
-        assert (done["finish_reason"], failing.calls - 1) == ("failed", calls)
+            preview = await client.post("/v1/searches/preview", json={"kind": "signals", "criteria": criteria})
+        assert (done["finish_reason"], failing.calls_for(ws) - 1) == ("failed", calls)
         assert done["last_error"] == ("502 bad gateway" if transient else "403 account restricted")
         assert preview.status_code == (503 if transient else 502)
         records = await read_events(service, settled(ws, finished=1, discovered=0))
