@@ -6,6 +6,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any, Literal
 
 import httpx
@@ -137,6 +138,18 @@ async def read_all(bootstrap: str, prefix: str) -> list[Envelope[Any]]:
         await consumer.stop()
 
 
+def _caught_up(service: Service) -> bool:
+    """Every consumer of ``service`` is at the end of each partition it was assigned (its backlog is read)."""
+    for group in service.consumers:
+        if group.blocked:
+            continue
+        assigned = group.consumer.assignment() if group.consumer is not None else set()
+        lag = group.lag()
+        if not assigned or set(lag) < assigned or any(lag.values()):
+            return False
+    return True
+
+
 async def start_outreach(
     make_settings: Any,
     start_service: Any,
@@ -155,12 +168,17 @@ async def start_outreach(
         "sim_transient_error_rate": 0.0,
         "sim_connected_rate": 0.0,
         "send_reconcile_after_s": 0.0,
+        "consumer_lag_interval_s": 0.1,  # the backlog is known read (below) within a tenth of a second
     }
     values.update(overrides)
     settings = make_settings("outreach", OutreachSettings, **values)
     clock = clock or FakeClock(start)
     service = build(settings, clock, linkedin=linkedin, email=email)
     await start_service(service)
+    # The consumers first read what the session's earlier tests produced since outreach last ran (its group is the
+    # same for every test), and that backlog can schedule steps of their campaigns: cancel leftovers once it is read,
+    # not before (the tables exist only once the service migrated, and no timer runs before the test steps one).
+    await wait_for(partial(_caught_up, service), timeout_s=60, what="outreach read the session's backlog")
     async with service.engine.begin() as conn:
         # Earlier tests' services are gone: their leftover timers must not run on this test's clock.
         await conn.execute(
