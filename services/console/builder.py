@@ -15,8 +15,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from .domain import Drawing, draw
+
 if TYPE_CHECKING:
-    from .models import OutreachAccount
+    from .models import Graph, OutreachAccount
 
 STEPS: tuple[tuple[str, str], ...] = (
     ("audience", "Audience"),
@@ -572,3 +574,14 @@ def search_key(builder_key: str, request: Mapping[str, Any]) -> str:
     changed one is a new search."""
     digest = hashlib.sha256(json.dumps(request, sort_keys=True, default=str).encode()).hexdigest()[:16]
     return f"{builder_key}:search:{digest}"[:200]
+
+
+def drawing_of(graph: Graph) -> Drawing:
+    """The layout of a workflow as outreach checked it (:func:`.domain.draw` over its steps and edges, read as
+    outreach's API writes them: an edge's ends are ``from`` and ``to``)."""
+    return draw(
+        [s.model_dump() for s in graph.steps],
+        [e.model_dump(by_alias=True) for e in graph.edges],
+        graph.start,
+        graph.unreachable,
+    )

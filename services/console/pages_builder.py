@@ -88,14 +88,7 @@ def builder_router(console: Console) -> APIRouter:
             "senders": senders,
             "plan": plan,
             "graph": graph,
-            "drawing": domain.draw(
-                [s.model_dump() for s in graph.steps],
-                [e.model_dump(by_alias=True) for e in graph.edges],
-                graph.start,
-                graph.unreachable,
-            )
-            if graph
-            else None,
+            "drawing": builder.drawing_of(graph) if graph else None,
             "B": builder,
             "builder_key": values.get("_key") or new_key(),
         }
@@ -134,16 +127,7 @@ def builder_router(console: Console) -> APIRouter:
         """The workflow drawn and validated for the form as it is (htmx)."""
         values = builder.values_from((await console.form(request)).multi_items())
         graph, errors = await graph_of(session, values)
-        drawing = (
-            domain.draw(
-                [s.model_dump() for s in graph.steps],
-                [e.model_dump(by_alias=True) for e in graph.edges],
-                graph.start,
-                graph.unreachable,
-            )
-            if graph
-            else None
-        )
+        drawing = builder.drawing_of(graph) if graph else None
         presets = await b.outreach.presets(session.token)
         return console.render(
             request,
@@ -280,12 +264,7 @@ def builder_router(console: Console) -> APIRouter:
         email_steps = [
             s for s in campaign.workflow.steps if s.action == "email" and s.id not in campaign.workflow.unreachable
         ]
-        drawing = domain.draw(
-            [s.model_dump() for s in campaign.workflow.steps],
-            [e.model_dump(by_alias=True) for e in campaign.workflow.edges],
-            campaign.workflow.start,
-            campaign.workflow.unreachable,
-        )
+        drawing = builder.drawing_of(campaign.workflow)
         return {
             "campaign_id": campaign_id,
             "campaign": campaign,

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from html.parser import HTMLParser
 from typing import Any
 
-from services.console import builder, domain
+from services.console import builder
 from services.console.models import Graph, OutreachAccount, Preset, WorkspacePlan
 from services.console.web import page_templates
 from services.outreach.domain.workflow import resolve_workflow
@@ -276,12 +276,7 @@ def _drawn(name: str) -> dict[str, Any]:
     return {
         "presets": [Preset(name=name, title="Standard", description="d", graph=graph)],
         "graph": graph,
-        "drawing": domain.draw(
-            [s.model_dump() for s in graph.steps],
-            [e.model_dump(by_alias=True) for e in graph.edges],
-            graph.start,
-            graph.unreachable,
-        ),
+        "drawing": builder.drawing_of(graph),
     }
 
 
