@@ -22,11 +22,26 @@ from leadstream_schemas import (
     Workflow,
 )
 
+from services.messaging.settings import MessagingSettings
 from services.outreach.domain.workflow import resolve_workflow
 from tests.support.personal import decode_opened
 
 WS = "ws-msg"
 LEAD_TOPIC = "leadstream.lead.v1"
+
+
+def quiet_settings(make_settings: Any, topic_prefix: str) -> MessagingSettings:
+    """Messaging with a generator that never fails and answers in 1-5 ms, on ``topic_prefix``: a test's own topics
+    (``own_topic_prefix``), since on the session's it first drafted for every lead the session's other tests had
+    enrolled (a full run under load: the test's own drafts not there after 90 s)."""
+    return make_settings(
+        "messaging",
+        MessagingSettings,
+        topic_prefix=topic_prefix,
+        sim_error_rate=0.0,
+        sim_latency_ms_min=1,
+        sim_latency_ms_max=5,
+    )
 
 
 def env(data: Event, workspace: str = WS) -> Envelope[Any]:

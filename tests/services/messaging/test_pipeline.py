@@ -11,30 +11,25 @@ from leadstream_schemas import Channel, Edge, LeadEnrichmentFailed, LeadPostMatc
 from services.messaging.app import build
 from services.messaging.settings import MessagingSettings
 from services.runtime.clock import FakeClock
-from tests.services.messaging.helpers import LEAD_TOPIC, campaign_created, enrolled, env, events, profile
+from tests.services.messaging.helpers import (
+    LEAD_TOPIC,
+    campaign_created,
+    enrolled,
+    env,
+    events,
+    profile,
+    quiet_settings,
+)
 from tests.support.kafka import produce_events, read_until
 
 LIMITS = {"invite": 200, "message": 500, "email": 2000, "comment": 300}
-
-
-def settings(make_settings: Any, topic_prefix: str) -> MessagingSettings:
-    """Messaging on topics of the test's own: on the session's, it first drafted for every lead the session's other
-    tests had enrolled (a full run under load: the test's own drafts not there after 90 s)."""
-    return make_settings(
-        "messaging",
-        MessagingSettings,
-        topic_prefix=topic_prefix,
-        sim_error_rate=0.0,
-        sim_latency_ms_min=1,
-        sim_latency_ms_max=5,
-    )
 
 
 async def test_enrolled_leads_get_drafts_within_limits_naming_their_hook(
     make_settings: Any, start_service: Any, own_topic_prefix: str
 ) -> None:
     topic_prefix = own_topic_prefix
-    s = settings(make_settings, topic_prefix)
+    s = quiet_settings(make_settings, topic_prefix)
     await start_service(build(s, clock=FakeClock()))
     auto_video = uuid.uuid4()  # review off, personalised video: invite notes <= 130, auto-approved
     reviewed = uuid.uuid4()  # review on: drafts wait in the Lab
@@ -144,7 +139,7 @@ async def test_a_lead_found_by_a_posts_watch_is_written_to_on_the_post_that_matc
     make_settings: Any, start_service: Any, own_topic_prefix: str
 ) -> None:
     topic_prefix = own_topic_prefix
-    s = settings(make_settings, topic_prefix)
+    s = quiet_settings(make_settings, topic_prefix)
     await start_service(build(s, clock=FakeClock()))
     campaign, watched, other = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
     workflow = Workflow(

@@ -10,10 +10,17 @@ from typing import Any
 from leadstream_schemas import CampaignUpdated, LeadEnrolled
 
 from services.messaging.app import build
-from services.messaging.settings import MessagingSettings
 from services.outreach.domain.workflow import resolve_workflow
 from services.runtime.clock import FakeClock
-from tests.services.messaging.helpers import LEAD_TOPIC, campaign_created, enrolled, env, events, profile
+from tests.services.messaging.helpers import (
+    LEAD_TOPIC,
+    campaign_created,
+    enrolled,
+    env,
+    events,
+    profile,
+    quiet_settings,
+)
 from tests.support.kafka import produce_events, read_until
 
 V2 = {
@@ -40,17 +47,8 @@ def _drafts(records: list[Any], lead: uuid.UUID) -> dict[str, Any]:
 async def test_moved_leads_get_the_new_versions_drafts_with_their_variant(
     make_settings: Any, start_service: Any, own_topic_prefix: str
 ) -> None:
-    # Topics of its own: on the session's, messaging first drafted for every lead the session's other tests had
-    # enrolled before it reached this test's (the pipeline test's drafts were not there after 90 s under load).
     topic_prefix = own_topic_prefix
-    s = make_settings(
-        "messaging",
-        MessagingSettings,
-        topic_prefix=topic_prefix,
-        sim_error_rate=0.0,
-        sim_latency_ms_min=1,
-        sim_latency_ms_max=5,
-    )
+    s = quiet_settings(make_settings, topic_prefix)
     await start_service(build(s, clock=FakeClock()))
     campaign, moved, early, fresh = uuid.uuid4(), uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
     graph = resolve_workflow(V2, default_note=True, email_fallback=False)
