@@ -29,17 +29,20 @@ LOCKS := requirements/dev.txt requirements/runtime.txt requirements/analytics.tx
 UV_COMPILE = $(BIN)/uv pip compile --universal --python-version 3.11 --generate-hashes --quiet \
 	--no-emit-package leadstream --no-emit-package leadstream-schemas --custom-compile-command "make lock"
 
-$(STAMP): pyproject.toml schemas/pyproject.toml requirements/dev.txt
-	$(PY) -m venv $(VENV)
-	$(BIN)/pip install -q --require-hashes --no-deps -r requirements/dev.txt
-	$(BIN)/pip install -q --no-deps --no-build-isolation -e ./schemas -e '.[analytics,dev]'
+# uv installs the locked set in a few seconds where pip takes half a minute or more on two cores (CI makes a new venv
+# every run); pip does it when uv cannot (e.g. an index only pip is configured for).
+$(STAMP): pyproject.toml schemas/pyproject.toml requirements/dev.txt $(BIN)/uv
+	$(BIN)/uv pip install --python $(BIN)/python -q --require-hashes --no-deps -r requirements/dev.txt \
+		|| $(BIN)/pip install -q --require-hashes --no-deps -r requirements/dev.txt
+	$(BIN)/uv pip install --python $(BIN)/python -q --no-deps --no-build-isolation -e ./schemas -e '.[analytics,dev]' \
+		|| $(BIN)/pip install -q --no-deps --no-build-isolation -e ./schemas -e '.[analytics,dev]'
 	$(BIN)/pip check
 	touch $(STAMP)
 
 venv: $(STAMP) frontend ## create .venv and install the project (from requirements/dev.txt: every version and hash locked) and the console's npm packages
 
-# uv alone, so that `make lock` works while the venv cannot be installed (a dependency just added to pyproject.toml
-# is not in the lock yet); the same version as the dev lock's.
+# uv alone (it installs the venv above), so that `make lock` works while the venv cannot be installed (a dependency
+# just added to pyproject.toml is not in the lock yet); the same version as the dev lock's.
 $(BIN)/uv:
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q "uv==$$(sed -n 's/^uv==\([^ ]*\).*/\1/p' requirements/dev.txt)"
