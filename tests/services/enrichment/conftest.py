@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -10,7 +9,6 @@ import pytest
 
 from services.enrichment.app import build
 from services.enrichment.settings import EnrichmentSettings
-from services.runtime.kafka import apply_topics
 from services.runtime.service import Service
 
 FAST = {
@@ -33,17 +31,12 @@ def start_enrichment(
     """``await start_enrichment(clock=.., profiles=.., emails=.., **setting_overrides)`` -> a started service.
 
     The service reads the lead topic from the group's committed offsets, so it may also see leads of
-    other tests of the session: tests assert on their own lead ids only, or pass ``own_topics=True``.
+    other tests of the session: tests assert on their own lead ids only, or pass ``topic_prefix=own_topic_prefix``
+    (the shared fixture) to see none of them.
     """
 
-    async def start(
-        clock: Any = None, profiles: Any = None, emails: Any = None, own_topics: bool = False, **overrides: Any
-    ) -> Service:
+    async def start(clock: Any = None, profiles: Any = None, emails: Any = None, **overrides: Any) -> Service:
         settings = make_settings("enrichment", EnrichmentSettings, **{**FAST, **overrides})
-        if own_topics:
-            # A test that counts provider calls must not see other tests' leads: give it its own topics.
-            settings = settings.model_copy(update={"topic_prefix": f"{settings.topic_prefix}{uuid.uuid4().hex[:6]}."})
-            await apply_topics(settings)
         return await start_service(build(settings, clock=clock, profiles=profiles, emails=emails))
 
     return start

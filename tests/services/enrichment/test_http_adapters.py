@@ -228,13 +228,15 @@ async def test_email_api_finds_and_verifies() -> None:
     ]
 
 
-async def test_enrichment_service_over_the_http_providers(start_enrichment: StartEnrichment) -> None:
+async def test_enrichment_service_over_the_http_providers(
+    start_enrichment: StartEnrichment, own_topic_prefix: str
+) -> None:
     fake = FakeProviders()
     async with serve(fake.app) as base:
         # A long retry-after parks the lead instead of sleeping in the consumer; it is retried later.
         fake.script["/v2/email-finder"] = [(429, {"Retry-After": "0.05"})]
         service = await start_enrichment(
-            own_topics=True,
+            topic_prefix=own_topic_prefix,  # it counts provider calls: no other test's leads
             enrichment_provider="http",
             profile_api_base_url=base,
             profile_api_key=PROFILE_KEY,
