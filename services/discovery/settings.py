@@ -30,7 +30,12 @@ class DiscoverySettings(RuntimeSettings):
 
     search_page_size: int = Field(10, ge=1, le=100, description="Results asked from the provider per page.")
     search_pages_per_run: int = Field(50, ge=1, description="Safety budget of pages in one run of a search.")
-    search_poll_interval_s: float = Field(0.5, gt=0, description="How often the worker looks for due searches.")
+    search_poll_interval_s: float = Field(
+        0.5,
+        gt=0,
+        description="The most often the worker looks for due searches (real seconds; "
+        "idle, it sleeps until the next is due, at most timer_idle_max_s).",
+    )
     search_max_consecutive_errors: int = Field(5, ge=1, description="Transient provider errors before 'failed'.")
     search_backoff_initial_s: float = Field(0.2, ge=0)
     search_backoff_max_s: float = Field(10.0, ge=0)

@@ -37,7 +37,12 @@ class EnrichmentSettings(RuntimeSettings):
     retry_max_rate_limited: int = Field(
         50, ge=1, description="Rate-limited attempts of one stage before LeadEnrichmentFailed is recorded."
     )
-    retry_poll_interval_s: float = Field(0.5, gt=0, description="How often due retries are looked for.")
+    retry_poll_interval_s: float = Field(
+        0.5,
+        gt=0,
+        description="The most often due retries are looked for (real seconds; "
+        "idle, it sleeps until the next is due, at most timer_idle_max_s).",
+    )
 
     sim_latency_ms_min: int = Field(5, ge=0)
     sim_latency_ms_max: int = Field(40, ge=0)

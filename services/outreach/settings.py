@@ -113,7 +113,12 @@ class OutreachSettings(RuntimeSettings):
     )
 
     timer_loop_enabled: bool = Field(True, description="Run the durable timer loop in this process.")
-    timer_poll_interval_s: float = Field(0.2, gt=0, description="Real seconds between timer polls when idle.")
+    timer_poll_interval_s: float = Field(
+        0.2,
+        gt=0,
+        description="The most often the timer loops look for due rows (real seconds; "
+        "idle, it sleeps until the next is due, at most timer_idle_max_s).",
+    )
     timer_max_attempts: int = Field(5, ge=1, description="Provider attempts of one step before ActionFailed.")
     rate_limited_give_up_h: float = Field(
         24.0,

@@ -65,6 +65,17 @@ def clock_from_settings(scale: float, epoch: datetime | None) -> Clock:
     return ScaledClock(epoch or datetime.now(UTC), scale)
 
 
+def pace_of(clock: Clock) -> float | None:
+    """How many seconds ``clock`` moves by itself per real second: 1 for the system clock, the scale of a
+    :class:`ScaledClock`; None for a clock that moves only when told (:class:`FakeClock`, or one this module does
+    not know), for which a wait until some time of its own cannot be worked out (the timer loop polls instead)."""
+    if isinstance(clock, SystemClock):
+        return 1.0
+    if isinstance(clock, ScaledClock):
+        return clock.scale
+    return None
+
+
 def scale_of(clock: Clock) -> float:
     """How many times faster than real time ``clock`` runs (1 for the system clock and a hand-moved one)."""
     scale = getattr(clock, "scale", 1.0)

@@ -196,6 +196,13 @@ class RuntimeSettings(BaseSettings):
         7.0, ge=1, description="Inbound webhook ids are kept this long (beyond the senders' retry schedules)."
     )
     housekeeping_interval_s: float = Field(3600.0, gt=0, description="Real seconds between retention sweeps.")
+    timer_idle_max_s: float = Field(
+        2.0,
+        ge=0.05,
+        le=60.0,
+        description="Longest nap of an idle timer loop (real seconds): it sleeps until the next row is due, at "
+        "most this long, so a row another process (a replica, the CLI) makes due is claimed within it.",
+    )
     consumer_lag_interval_s: float = Field(
         5.0, gt=0, description="How often consumer lag is measured (log ends asked of the broker), also while stuck."
     )

@@ -31,7 +31,18 @@ says HOW they are claimed, run, retried and backed off:
   it), the run and its call continue that trace, so a trace follows the work across the wait; the log
   lines meanwhile carry the row's lead and campaign ids (columns of those names, when it has them);
 - :meth:`DurableTimers.wake`: look now, something just became due; :meth:`DurableTimers.serve` runs
-  the loop as the service's background task and reports not-ready while it fails.
+  the loop as the service's background task and reports not-ready while it fails;
+- **idle**: a claim that finds nothing asks, in its transaction, when the next row becomes claimable within
+  ``timer_idle_max_s`` (real seconds, converted to the service's campaign clock) and the loop naps until then:
+  at least ``poll_interval_s``, at most ``timer_idle_max_s`` (:func:`idle_nap_s`), or until :meth:`wake` or
+  stop. Idle, each loop costs Postgres a claim every ``timer_idle_max_s`` (2 s) instead of every poll interval
+  (0.2-0.5 s). So a row made due in this process must :meth:`wake` the loop (every write that makes a row due
+  does: the handlers, commands and API routes, and runs of another loop of the service); a row another process
+  makes due (another replica, the CLI) is claimed within ``timer_idle_max_s``, or when due if that is later.
+  A wake may come before the waker's transaction commits (a handler wakes inside the consumer's
+  transaction): for :data:`WAKE_GRACE_S` after a wake the loop looks again every ``poll_interval_s``. With a
+  clock that moves only when told (:class:`~.clock.FakeClock`, the tests) the loop looks every
+  ``poll_interval_s``, as a moved clock makes rows due without a wake.
 """
 
 from __future__ import annotations
@@ -39,18 +50,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import time
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import Column, Select, Table, and_, select, update
+from sqlalchemy import Column, DateTime, Select, Table, and_, func, literal, select, update
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.elements import ColumnElement
 
-from .clock import Clock
+from .clock import Clock, pace_of
 from .consuming.policy import Act, after_failure, judge
 from .db import ping
 from .faults import Backoff, Fault, backoff_delay, nap, retry_after, unless_stopped
@@ -61,6 +73,36 @@ from .telemetry import work_span
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+WAKE_GRACE_S = 1.0
+"""Real seconds after a :meth:`DurableTimers.wake` during which an idle loop keeps looking every poll interval: a
+handler wakes the loop inside the consumer's transaction, so the loop's first look may come before the commit."""
+
+
+def idle_nap_s(
+    now: datetime,
+    next_due: datetime | None,
+    *,
+    pace: float | None,
+    poll_interval_s: float,
+    idle_max_s: float,
+    woken: bool,
+) -> float:
+    """Real seconds an idle timer loop waits before its next claim (unless woken or stopped meanwhile).
+
+    ``next_due``: no later than the earliest time a row becomes claimable, as the loop's look ahead found it
+    (None: nothing within ``idle_max_s``); ``pace``: campaign seconds per real second of the loop's clock
+    (:func:`~.clock.pace_of`; None: a clock moved by hand, which no nap can wait for); ``woken``: a wake within
+    :data:`WAKE_GRACE_S`. The nap lasts until ``next_due``, at least ``poll_interval_s`` (a row due sooner
+    waits that long, as it always did) and at most ``idle_max_s`` (which bounds how late a row another process
+    made due is seen); ``poll_interval_s`` exactly for a hand-moved clock or after a wake."""
+    if pace is None or woken:
+        return poll_interval_s
+    longest = max(poll_interval_s, idle_max_s)
+    if next_due is None:
+        return longest
+    until_due = (next_due - now).total_seconds() / pace
+    return min(longest, max(poll_interval_s, until_due))
 
 
 @dataclass(frozen=True)
@@ -97,7 +139,8 @@ Failed = Callable[[AsyncConnection, Row[Any], Failure], Awaitable[None]]
 class Schedule:
     """How a timer table is worked: a failed run is retried ``max_attempts`` times in all after a backoff of
     ``retry_initial_s`` doubling up to ``retry_max_s``, a provider's retry-after obeyed up to
-    ``max_retry_after_s``; the idle loop looks for due rows every ``poll_interval_s`` (real seconds).
+    ``max_retry_after_s``; the idle loop looks for due rows no more often than every ``poll_interval_s`` (real
+    seconds; every ``poll_interval_s`` with a clock moved by hand, see the module's docstring).
 
     Built from a service's settings once (e.g. ``DiscoverySettings.search_schedule()``), not field by field."""
 
@@ -115,6 +158,13 @@ class DurableTimers:
     ``due`` and ``attempts`` are the table's columns of the next try and of the attempts used so far;
     ``schedule`` says how often rows are looked for and failed runs retried. :meth:`serve` runs :meth:`loop`
     as the service's background task; ``run_once()`` / ``run_due()`` step it (tests with a fake clock).
+
+    ``claimable_at``: an expression over ``claimable``'s tables never later than when a row becomes claimable
+    (the idle loop naps until its earliest value). The default, the ``due`` column, is that for any domain whose
+    ``claimable`` requires ``due <= now`` (or ``due`` NULL, which counts as now): a row is claimable once every
+    one of its times is past, so not before its ``due``. A domain with a branch claimable without ``due`` past
+    (video's deadlines) names its own. ``idle_max_s``: the longest idle nap (default: the service's
+    ``timer_idle_max_s``).
     """
 
     name: str
@@ -128,10 +178,16 @@ class DurableTimers:
     schedule: Schedule
     clock: Clock | None = None  # default: the service's clock
     traceparent: Callable[[Row[Any]], str | None] | None = None  # the trace a row's run continues (module doc)
+    claimable_at: ColumnElement[Any] | None = None  # default: ``due`` (see the class docstring)
+    idle_max_s: float | None = None  # default: the service's timer_idle_max_s
     healthy: bool = field(default=True, init=False)
 
     def __post_init__(self) -> None:
-        self.now = (self.clock or self.service.clock).now
+        clock = self.clock or self.service.clock
+        self.now = clock.now
+        self.pace = pace_of(clock)
+        self.idle_max = self.idle_max_s if self.idle_max_s is not None else self.service.settings.timer_idle_max_s
+        self._woken_at = -math.inf
         self.backoff = Backoff(
             self.schedule.poll_interval_s,
             max(self.service.settings.consumer_backoff_max_s, self.schedule.poll_interval_s),
@@ -143,7 +199,9 @@ class DurableTimers:
     # -- control ---------------------------------------------------------------------------------
 
     def wake(self) -> None:
-        """Look for due rows now (something just became due)."""
+        """Look for due rows now (something just became due), and every poll interval for :data:`WAKE_GRACE_S`
+        (the waker's transaction may commit after this)."""
+        self._woken_at = time.monotonic()
         self._wake.set()
 
     def serve(self) -> None:
@@ -157,14 +215,15 @@ class DurableTimers:
         self.service.add_readiness_check(check)
 
     async def loop(self, stop: asyncio.Event) -> None:
-        """Background task: run due rows until ``stop``; when idle, look again every ``schedule.poll_interval_s`` or on
-        :meth:`wake`. A transient failure makes the loop not-ready and back off until the database answers."""
+        """Background task: run due rows until ``stop``; when idle, nap until the next row is due, within the
+        bounds of :func:`idle_nap_s`, or until :meth:`wake`. A transient failure makes the loop not-ready and back
+        off until the database answers."""
         self._stop = stop
         while not stop.is_set():
             self._wake.clear()
             try:
                 # A claim in progress is abandoned (rolled back) at a stop; a call already made is recorded.
-                row = await unless_stopped(stop, self.run_once(), cancel=lambda: not self._calling)
+                stepped = await unless_stopped(stop, self._step(look_ahead=True), cancel=lambda: not self._calling)
             except Exception as exc:
                 self.healthy = False
                 log.warning("%s: timer loop failed; retrying", self.name, extra={"error": repr(exc)})
@@ -172,8 +231,19 @@ class DurableTimers:
                 continue
             self.healthy = True
             self.backoff.reset()
-            if row is None:  # idle: look again after the poll interval, or when woken
-                await nap(stop, self._wake, self.schedule.poll_interval_s)
+            if stepped is None:  # stopping
+                continue
+            row, next_due = stepped
+            if row is None:  # idle: look again when the next row is due (bounded), or when woken
+                seconds = idle_nap_s(
+                    self.now(),
+                    next_due,
+                    pace=self.pace,
+                    poll_interval_s=self.schedule.poll_interval_s,
+                    idle_max_s=self.idle_max,
+                    woken=time.monotonic() - self._woken_at < WAKE_GRACE_S,
+                )
+                await nap(stop, self._wake, seconds)
 
     async def run_due(self, limit: int = 10_000) -> int:
         """Run rows while any is due (up to ``limit``; not after stop); returns how many ran."""
@@ -186,25 +256,33 @@ class DurableTimers:
 
     async def run_once(self) -> Row[Any] | None:
         """Claim the first due row and run it; returns it (None when none is due). Raises on a transient fault."""
+        row, _ = await self._step(look_ahead=False)
+        return row
+
+    async def _step(self, *, look_ahead: bool) -> tuple[Row[Any] | None, datetime | None]:
+        """:meth:`run_once`; when nothing is due and ``look_ahead`` (with a clock that moves by itself), also when
+        the next row becomes claimable within the idle maximum (:meth:`_next_due`), in the claim's transaction."""
         now = self.now()
         claimed: Row[Any] | None = None
         try:
             async with self.service.engine.begin() as conn:
                 claimed = (await conn.execute(self._claim(now))).first()
                 if claimed is None:
-                    return None
+                    if not look_ahead or self.pace is None:
+                        return None, None
+                    return None, await conn.scalar(self._next_due(now))
                 with self._span(claimed, "run"):
                     then = await self.run(conn, claimed, now)
         except Exception as exc:
             if claimed is None:
                 raise
             await self._record_failure(claimed, exc, now, still_claimable=True)
-            return claimed
+            return claimed, None
         self.service.wake_relay()
         if then is not None:
             with self._span(claimed, "call"):
                 await self._finish(claimed, then)
-        return claimed
+        return claimed, None
 
     # -- internals -------------------------------------------------------------------------------
 
@@ -221,6 +299,18 @@ class DurableTimers:
 
     def _claim(self, now: datetime) -> Select[Any]:
         return self.claimable(now).limit(1).with_for_update(of=self.table, skip_locked=True)
+
+    def _next_due(self, now: datetime) -> Select[Any]:
+        """The earliest ``claimable_at`` of the rows claimable within the idle maximum (NULL: none).
+
+        Not the first row in the domain's order: that order is not always by due time (discovery's searches run
+        the least recently worked on first), and the loop must not nap past any row. Rows claimable already (locked
+        by another replica, or due since the claim) give ``now``: the loop looks again after the poll interval."""
+        assert self.pace is not None
+        horizon = timedelta(seconds=self.idle_max * self.pace)
+        at = self.claimable_at if self.claimable_at is not None else self.due
+        earliest = func.min(func.coalesce(at, literal(now, DateTime(timezone=True))))
+        return self.claimable(now + horizon).order_by(None).with_only_columns(earliest, maintain_column_froms=True)
 
     def _key(self, row: Row[Any]) -> ColumnElement[bool]:
         return and_(*[c == getattr(row, c.name) for c in self.table.primary_key.columns])

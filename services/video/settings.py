@@ -22,7 +22,12 @@ class VideoSettings(RuntimeSettings):
     video_timeout_s: float = Field(
         900.0, gt=0, description="Campaign-time seconds to wait for the studio's callback before VideoFailed(timeout)."
     )
-    video_poll_interval_s: float = Field(0.5, gt=0, description="Real seconds between looks for due jobs when idle.")
+    video_poll_interval_s: float = Field(
+        0.5,
+        gt=0,
+        description="The most often the loop looks for due jobs (real seconds; "
+        "idle, it sleeps until the next is due, at most timer_idle_max_s).",
+    )
     video_submit_backoff_s: float = Field(
         5.0, ge=0, description="Campaign-time wait before resubmitting a job after a transient error; doubles."
     )

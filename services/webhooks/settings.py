@@ -38,7 +38,12 @@ class WebhooksSettings(RuntimeSettings):
     )
     webhooks_max_subscriptions: int = Field(50, ge=1, le=1000, description="Subscriptions per workspace.")
     webhooks_concurrency: int = Field(4, ge=1, le=64, description="Delivery attempts in flight per process.")
-    webhooks_poll_interval_s: float = Field(0.5, gt=0, description="Real seconds between looks for due deliveries.")
+    webhooks_poll_interval_s: float = Field(
+        0.5,
+        gt=0,
+        description="The most often a worker looks for due deliveries (real seconds; "
+        "idle, it sleeps until the next is due, at most timer_idle_max_s).",
+    )
     webhooks_retention_days: float = Field(
         30.0, gt=0, description="Delivered and given-up deliveries (and their attempts) are deleted after this."
     )

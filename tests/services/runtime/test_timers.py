@@ -1,6 +1,7 @@
 """The durable-timer claim loop on the real database: replicas share rows, failures by class (record faults
 back off then give up, throttles wait without an attempt, transient database errors are not recorded and
-make the loop not-ready), work after the commit, stop and wake."""
+make the loop not-ready), work after the commit, stop and wake; an idle loop naps until the next row is due
+(bounded), a loop on a hand-moved clock polls."""
 
 from __future__ import annotations
 
@@ -8,16 +9,17 @@ import asyncio
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import Column, DateTime, Integer, MetaData, Table, Text, insert, select, text, update
+from sqlalchemy import Column, DateTime, Integer, MetaData, Table, Text, event, insert, select, text, update
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from services.runtime.clock import FakeClock
+from services.runtime.clock import Clock, FakeClock, ScaledClock, SystemClock
 from services.runtime.faults import Fault
 from services.runtime.providers import ProviderError, RateLimited
 from services.runtime.service import Service
@@ -34,11 +36,17 @@ class Rows:
 
     service: Service
     table: Table
-    clock: FakeClock = field(default_factory=FakeClock)
+    clock: FakeClock = field(default_factory=FakeClock)  # the loops' clock, unless a test gives its own
     failures: list[tuple[int, Failure]] = field(default_factory=list)
     claims: int = 0
 
-    async def add(self, n: int, *, due: datetime | None = None) -> list[int]:
+    async def add(self, n: int, *, due: datetime | None = None, conn: AsyncConnection | None = None) -> list[int]:
+        if conn is not None:
+            result = await conn.execute(
+                insert(self.table).returning(self.table.c.id),
+                [{"due_at": due or self.clock.now(), "state": "due"} for _ in range(n)],
+            )
+            return [r.id for r in result]
         async with self.service.engine.begin() as conn:
             result = await conn.execute(
                 insert(self.table).returning(self.table.c.id),
@@ -60,7 +68,15 @@ class Rows:
         if failure.retry_at is None:
             await conn.execute(update(self.table).where(self.table.c.id == row.id).values(state="given_up"))
 
-    def timers(self, run: Work, name: str = "test", **overrides: Any) -> DurableTimers:
+    def timers(
+        self,
+        run: Work,
+        name: str = "test",
+        *,
+        clock: Clock | None = None,
+        idle_max_s: float | None = None,
+        **overrides: Any,
+    ) -> DurableTimers:
         schedule = Schedule(max_attempts=3, retry_initial_s=10.0, retry_max_s=60.0, poll_interval_s=0.05)
         return DurableTimers(
             name=name,
@@ -72,16 +88,16 @@ class Rows:
             run=run,
             failed=self.failed,
             schedule=replace(schedule, **overrides),
-            clock=self.clock,
+            clock=clock or self.clock,
+            idle_max_s=idle_max_s,
         )
 
     async def done(self, conn: AsyncConnection, row: Row[Any], state: str = "done") -> None:
         await conn.execute(update(self.table).where(self.table.c.id == row.id).values(state=state))
 
 
-@pytest.fixture
-async def rows(probe: Probe) -> AsyncIterator[Rows]:
-    """A fresh table of due rows in the probe service's database."""
+@asynccontextmanager
+async def _rows(probe: Probe) -> AsyncIterator[Rows]:
     table = Table(
         f"timers_{uuid.uuid4().hex[:8]}",
         MetaData(),
@@ -92,9 +108,66 @@ async def rows(probe: Probe) -> AsyncIterator[Rows]:
     )
     async with probe.service.engine.begin() as conn:
         await conn.run_sync(table.create)
-    yield Rows(probe.service, table)
-    async with probe.service.engine.begin() as conn:
-        await conn.run_sync(table.drop)
+    try:
+        yield Rows(probe.service, table)
+    finally:
+        async with probe.service.engine.begin() as conn:
+            await conn.run_sync(table.drop)
+
+
+@pytest.fixture
+async def rows(probe: Probe) -> AsyncIterator[Rows]:
+    """A fresh table of due rows in the probe service's database."""
+    async with _rows(probe) as made:
+        yield made
+
+
+@pytest.fixture
+async def other_rows(probe: Probe) -> AsyncIterator[Rows]:
+    """A second table, for a loop to compare with."""
+    async with _rows(probe) as made:
+        yield made
+
+
+@dataclass
+class Statements:
+    """The statements the probe service's engine sent about one table: claims (``FOR UPDATE SKIP LOCKED``) and
+    an idle loop's looks ahead (the earliest due time)."""
+
+    table: str
+    claims: int = 0
+    looks: int = 0
+
+    def __call__(self, conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if self.table in statement:
+            if "SKIP LOCKED" in statement:
+                self.claims += 1
+            elif "min(" in statement:
+                self.looks += 1
+
+
+@asynccontextmanager
+async def counting(rows: Rows) -> AsyncIterator[Statements]:
+    """Count the statements about ``rows``' table while inside."""
+    seen = Statements(rows.table.name)
+    engine = rows.service.engine.sync_engine
+    event.listen(engine, "before_cursor_execute", seen)
+    try:
+        yield seen
+    finally:
+        event.remove(engine, "before_cursor_execute", seen)
+
+
+@asynccontextmanager
+async def looping(timers: DurableTimers) -> AsyncIterator[None]:
+    """Run ``timers.loop`` while inside."""
+    stop = asyncio.Event()
+    task = asyncio.create_task(timers.loop(stop))
+    try:
+        yield
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, timeout=10)
 
 
 async def _statement_timeout(conn: AsyncConnection) -> None:
@@ -292,3 +365,109 @@ async def test_wake_runs_a_row_that_just_became_due(rows: Rows) -> None:
     finally:
         stop.set()
         await asyncio.wait_for(loop, timeout=10)
+
+
+async def _never(conn: AsyncConnection, row: Row[Any], now: datetime) -> None:
+    raise AssertionError(f"row {row.id} ran: none was due")
+
+
+async def test_an_idle_loop_on_a_running_clock_claims_far_less_often_than_it_polls(
+    rows: Rows, other_rows: Rows
+) -> None:
+    # Two idle loops side by side, both polling every 0.05 s: one on a hand-moved clock (polls at every interval),
+    # one on the real clock, which naps until the next row is due (none: its idle maximum, 1 s). The window is
+    # the polling loop's 60 claims (3 s or more), not a time.
+    polling = other_rows.timers(_never, "polling", poll_interval_s=0.05)
+    idle = rows.timers(_never, "idle", clock=SystemClock(), poll_interval_s=0.05, idle_max_s=1.0)
+    await rows.add(1, due=datetime.now(UTC) + timedelta(days=1))  # beyond the horizon: changes nothing
+    async with counting(other_rows) as polled, counting(rows) as seen, looping(polling), looping(idle):
+        await wait_for(lambda: polled.claims >= 60, what="60 polls of the polling loop")
+        claims, looks = seen.claims, seen.looks
+    # Before: 60 claims, as many as the polling loop's. Now one a second at most (3-4, and its first).
+    assert claims <= 15, (claims, polled.claims)
+    assert looks <= claims  # one look ahead per empty claim, in its transaction
+
+
+async def test_an_idle_loop_naps_until_the_next_row_is_due(rows: Rows) -> None:
+    # Half an hour of campaign time ahead at 1800x: one real second. The idle maximum (60 s) is far beyond the
+    # deadline: the row runs because the loop napped until it was due, not because it looked again.
+    clock = ScaledClock(datetime.now(UTC), 1800.0)
+    due = clock.now() + timedelta(minutes=30)
+    await rows.add(1, due=due)
+    ran: list[datetime] = []
+
+    async def run(conn: AsyncConnection, row: Row[Any], now: datetime) -> None:
+        await rows.done(conn, row)
+        ran.append(now)
+
+    async with counting(rows) as seen, looping(rows.timers(run, clock=clock, poll_interval_s=0.05, idle_max_s=60.0)):
+        await wait_for(lambda: ran, timeout_s=30, what="the row run when due, without a wake")
+    assert ran[0] >= due
+    assert seen.claims <= 10, seen.claims  # not polled for: a look, a nap until due, the claim (and maybe one early)
+
+
+async def test_a_row_another_process_makes_due_is_claimed_within_the_idle_maximum(rows: Rows) -> None:
+    ran = asyncio.Event()
+
+    async def run(conn: AsyncConnection, row: Row[Any], now: datetime) -> None:
+        await rows.done(conn, row)
+        ran.set()
+
+    clock = SystemClock()
+    async with counting(rows) as seen, looping(rows.timers(run, clock=clock, idle_max_s=1.0)):
+        await wait_for(lambda: seen.claims >= 1, what="a first look: nothing due, a nap of the idle maximum")
+        await rows.add(1, due=clock.now())  # no wake: as if another replica or the CLI had written it
+        await asyncio.wait_for(ran.wait(), timeout=20)
+
+
+async def test_wake_runs_a_row_at_once_on_a_running_clock(rows: Rows) -> None:
+    ran = asyncio.Event()
+
+    async def run(conn: AsyncConnection, row: Row[Any], now: datetime) -> None:
+        await rows.done(conn, row)
+        ran.set()
+
+    clock = SystemClock()
+    timers = rows.timers(run, clock=clock, idle_max_s=60.0)
+    async with counting(rows) as seen, looping(timers):
+        await wait_for(lambda: seen.claims >= 1, what="a first look: nothing due, a nap of a minute")
+        await rows.add(1, due=clock.now())
+        timers.wake()
+        await asyncio.wait_for(ran.wait(), timeout=20)
+
+
+async def test_a_wake_before_the_waker_commits_still_runs_the_row(rows: Rows) -> None:
+    # A handler wakes the loop inside the consumer's transaction: the loop's first look does not see the row.
+    ran = asyncio.Event()
+
+    async def run(conn: AsyncConnection, row: Row[Any], now: datetime) -> None:
+        await rows.done(conn, row)
+        ran.set()
+
+    clock = SystemClock()
+    timers = rows.timers(run, clock=clock, idle_max_s=60.0)
+    async with counting(rows) as seen, looping(timers):
+        await wait_for(lambda: seen.claims >= 1, what="a first look: nothing due, a nap of a minute")
+        async with rows.service.engine.begin() as conn:
+            await rows.add(1, due=clock.now(), conn=conn)
+            timers.wake()
+            looked = seen.claims
+            await wait_for(lambda: seen.claims > looked, what="the woken loop looking before the commit")
+        await asyncio.wait_for(ran.wait(), timeout=20)
+
+
+async def test_a_loop_on_a_hand_moved_clock_polls_as_before(rows: Rows) -> None:
+    # A FakeClock makes rows due by moving, without a wake: the loop keeps looking every poll interval (and never
+    # looks ahead), whatever its idle maximum.
+    await rows.add(1, due=rows.clock.now() + timedelta(hours=1))
+    ran = asyncio.Event()
+
+    async def run(conn: AsyncConnection, row: Row[Any], now: datetime) -> None:
+        await rows.done(conn, row)
+        ran.set()
+
+    async with counting(rows) as seen, looping(rows.timers(run, poll_interval_s=0.05, idle_max_s=3600.0)):
+        await wait_for(lambda: seen.claims >= 5, what="five polls while nothing is due")
+        rows.clock.advance(timedelta(hours=1))
+        await asyncio.wait_for(ran.wait(), timeout=20)
+    assert seen.looks == 0  # no look ahead
