@@ -6,6 +6,7 @@ lead answers 404.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date, datetime
 from typing import Annotated, Any
 from uuid import UUID
@@ -27,7 +28,6 @@ from services.runtime.uploads import StreamedUpload
 
 from . import commands, domain
 from .adapters import SearchProvider, SearchQuery
-from .handlers import SearchRunner
 from .imports import CsvImporter, ImportReport
 from .settings import DiscoverySettings
 from .store import leads, post_watches, searches, source_group_members, source_groups
@@ -352,9 +352,10 @@ class ImportOut(BaseModel):
 
 
 def build_router(
-    service: Service, settings: DiscoverySettings, provider: SearchProvider, runner: SearchRunner
+    service: Service, settings: DiscoverySettings, provider: SearchProvider, wake: Callable[[], None]
 ) -> APIRouter:
-    """The discovery routes, bound to the service's engine, provider and search worker."""
+    """The discovery routes, bound to the service's engine and provider; ``wake`` tells the search and watch
+    loops a search was created."""
     router = APIRouter(prefix="/v1", tags=["discovery"])
     engine = service.engine
     service.limit_body("/v1/imports/csv", settings.csv_max_bytes)  # an upload may be larger than a JSON body
@@ -450,7 +451,7 @@ def build_router(
         search_id, group_id, created = await commands.create_search(
             service,
             settings,
-            runner,
+            wake,
             ws,
             name=body.name,
             kind=body.kind,

@@ -60,6 +60,12 @@ def build(
     watch = PostsWatch(service, provider, settings)
     watch.timers.serve()
     audiences = CampaignAudiences(runner, watch)
+
+    def created() -> None:
+        """A search was created: it runs now, its posts watch (if any) checks within minutes."""
+        runner.wake()
+        watch.timers.wake()
+
     service.consume(
         [CAMPAIGN.name, LEAD.name],
         {
@@ -68,7 +74,7 @@ def build(
             LeadErased: on_lead_erased,  # discovery's copy of the person (its leads table)
         },
     )
-    service.include_router(build_router(service, settings, provider, runner))
+    service.include_router(build_router(service, settings, provider, created))
     service.close_on_stop(provider)
     service.app.state.runner = runner
     service.app.state.watch = watch

@@ -9,6 +9,7 @@ if just discovered. Switching a group to ``automatic`` requests every lead of it
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 from uuid import UUID
@@ -24,7 +25,7 @@ from services.runtime.service import Service
 from services.runtime.telemetry import current_traceparent
 
 from . import domain
-from .handlers import SearchRunner, finish, group_enrichment, lead_events, search_envelope
+from .handlers import finish, group_enrichment, lead_events, search_envelope
 from .settings import DiscoverySettings
 from .store import add_lead, idempotency_keys, leads, searches, source_group_members, source_groups
 from .watch import create_watch, stop_watch
@@ -151,7 +152,7 @@ async def set_enrichment(service: Service, workspace_id: str, group_id: UUID, mo
 async def create_search(
     service: Service,
     settings: DiscoverySettings,
-    runner: SearchRunner,
+    wake: Callable[[], None],
     workspace_id: str,
     *,
     name: str,
@@ -256,7 +257,7 @@ async def create_search(
             ],
         )
     service.wake_relay()
-    runner.wake()
+    wake()
     return search_id, group_id, True
 
 

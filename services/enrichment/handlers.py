@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -85,6 +86,8 @@ class EnrichmentHandlers:
         self.policy = policy or domain.RetryPolicy()
         # A provider that said "slow down" is not called again before then, by any lead.
         self._blocked_until: dict[str, datetime] = {}
+        # Tells the retry loop a stage was parked (the RetryWorker sets it): it naps up to timer_idle_max_s else.
+        self.parked: Callable[[], None] = lambda: None
 
     async def on_lead_discovered(self, env: Envelope[LeadDiscovered], ctx: HandlerContext) -> None:
         """Enrich the profile and the email of a newly discovered lead (parking a stage that must wait); a lead
@@ -158,6 +161,7 @@ class EnrichmentHandlers:
                 )
                 .on_conflict_do_nothing()
             )
+            self.parked()
 
     async def _call(self, which: str, now: datetime, call: Any) -> Any:
         blocked = self._blocked_until.get(which)
@@ -321,6 +325,7 @@ class RetryWorker:
             ),
             traceparent=lambda row: row.envelope.get("traceparent"),  # the parked event's: its retry continues it
         )
+        handlers.parked = self.timers.wake
 
     async def run_one(self) -> bool:
         """Retry the most overdue parked lead; False when none is due."""

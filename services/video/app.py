@@ -64,7 +64,10 @@ def build(
     settings = settings or VideoSettings()
     clock = clock or settings.clock()
     service = Service(settings, metadata=metadata, tables=runtime_tables, migrations_dir=MIGRATIONS, clock=clock)
-    handlers = VideoHandlers(settings.video_timeout_s)
+    studio = studio or make_studio(settings, clock, service)
+    service.close_on_stop(studio)
+    sweeper = JobSweeper(service, studio, settings)
+    handlers = VideoHandlers(settings.video_timeout_s, wake=sweeper.timers.wake)
     service.consume(
         [CAMPAIGN.name, LEAD.name],
         {
@@ -75,9 +78,6 @@ def build(
             LeadErased: handlers.on_lead_erased,
         },
     )
-    studio = studio or make_studio(settings, clock, service)
-    service.close_on_stop(studio)
-    sweeper = JobSweeper(service, studio, settings)
     sweeper.timers.serve()
     if isinstance(studio, SimulatedStudio):
         service.add_task(studio.run)

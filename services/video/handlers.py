@@ -8,6 +8,7 @@ when they are handled at the same moment on different partitions.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -39,10 +40,11 @@ def _template(raw: dict[str, Any] | None) -> domain.VideoTemplate | None:
 
 
 class VideoHandlers:
-    """Handlers with the render timeout they stamp on each job."""
+    """Handlers with the render timeout they stamp on each job; ``wake`` tells the job loop a job was queued."""
 
-    def __init__(self, timeout_s: float) -> None:
+    def __init__(self, timeout_s: float, wake: Callable[[], None] = lambda: None) -> None:
         self.timeout_s = timeout_s
+        self.wake = wake
 
     async def on_campaign_created(self, env: Envelope[CampaignCreated], ctx: HandlerContext) -> None:
         """Store the campaign's video template (None: not a video campaign); request videos for waiting leads."""
@@ -199,3 +201,4 @@ class VideoHandlers:
                 traceparent=current_traceparent(),
             )
         )
+        self.wake()  # due now: the job loop naps up to timer_idle_max_s otherwise

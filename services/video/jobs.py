@@ -52,11 +52,16 @@ def outcome_envelope(service: Service, job: Row[Any], event: Event) -> Envelope[
     )
 
 
+CLAIMABLE_AT = func.least(jobs.c.deadline_at, jobs.c.next_attempt_at)
+"""When a job becomes claimable, or earlier: its deadline (any open job), or its next submit (a queued one). Not
+``next_attempt_at`` alone (the timers' ``due``): a job is claimable at its deadline whatever that says."""
+
+
 def claimable(now: datetime) -> Select[Any]:
     """Open jobs past their deadline (to fail) and queued jobs due for a submit, the most overdue first."""
     late = and_(jobs.c.status.in_(domain.OPEN_STATUSES), jobs.c.deadline_at <= now)
     due = and_(jobs.c.status == "queued", jobs.c.next_attempt_at <= now)
-    return select(jobs).where(or_(late, due)).order_by(func.least(jobs.c.deadline_at, jobs.c.next_attempt_at))
+    return select(jobs).where(or_(late, due)).order_by(CLAIMABLE_AT)
 
 
 class JobSweeper:
@@ -74,6 +79,7 @@ class JobSweeper:
             due=jobs.c.next_attempt_at,
             attempts=jobs.c.submit_attempts,
             claimable=claimable,
+            claimable_at=CLAIMABLE_AT,
             run=self._run,
             failed=self._failed,
             schedule=settings.jobs_schedule(),

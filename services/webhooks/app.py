@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from functools import partial
 from pathlib import Path
 
 import httpx
@@ -36,15 +37,8 @@ def build(
     settings = settings or WebhooksSettings()
     clock = clock or settings.clock()
     service = Service(settings, metadata=metadata, tables=runtime_tables, migrations_dir=MIGRATIONS, clock=clock)
-    # Every event is queued for the subscriptions that select it; LeadErased also blanks the lead's stored deliveries.
-    # Events no subscription could take are skipped from their headers (the index), without a transaction.
     index = SubscriptionIndex(service.engine, settings.database_url)
     service.add_task(index.listen)
-    service.consume(
-        list(TOPICS),
-        {**dict.fromkeys(EVENT_TYPES.values(), on_event), LeadErased: on_lead_erased},
-        interest=index.wants,
-    )
     guard = TargetGuard(
         allow_private=settings.webhooks_allow_private_targets,
         allow_http=settings.webhooks_allow_http,
@@ -74,6 +68,13 @@ def build(
         housekeeping_s=settings.webhooks_housekeeping_interval_s,
     )
     worker.serve()
+    # Every event is queued for the subscriptions that select it; LeadErased also blanks the lead's stored deliveries.
+    # Events no subscription could take are skipped from their headers (the index), without a transaction.
+    # A queued delivery wakes the delivery loops.
+    queue, erase = partial(on_event, wake=worker.wake), partial(on_lead_erased, wake=worker.wake)
+    service.consume(
+        list(TOPICS), {**dict.fromkeys(EVENT_TYPES.values(), queue), LeadErased: erase}, interest=index.wants
+    )
     commands = SubscriptionCommands(
         service.engine,
         clock,

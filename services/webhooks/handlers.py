@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from leadstream_schemas import LEAD, Envelope, LeadErased
@@ -17,8 +18,13 @@ from .domain import Status
 from .metrics import ENQUEUED
 
 
-async def on_event(env: Envelope[Any], ctx: HandlerContext) -> None:
-    """Queue ``env`` for the workspace's subscriptions whose filters select its type.
+def _nothing() -> None:
+    pass
+
+
+async def on_event(env: Envelope[Any], ctx: HandlerContext, wake: Callable[[], None] = _nothing) -> None:
+    """Queue ``env`` for the workspace's subscriptions whose filters select its type; ``wake`` tells the delivery
+    loops a delivery was queued (due now; they nap up to ``timer_idle_max_s`` otherwise).
 
     A subscription receives the events that happened after it was created (:func:`domain.selects`). Called only
     for events the :class:`~.interest.SubscriptionIndex` says a subscription may take; this read, in the
@@ -51,14 +57,17 @@ async def on_event(env: Envelope[Any], ctx: HandlerContext) -> None:
         }
         for s in chosen
     ]
-    ENQUEUED.inc(await store.enqueue(ctx.conn, rows))
+    queued = await store.enqueue(ctx.conn, rows)
+    ENQUEUED.inc(queued)
+    if queued:
+        wake()
 
 
-async def on_lead_erased(env: Envelope[LeadErased], ctx: HandlerContext) -> None:
+async def on_lead_erased(env: Envelope[LeadErased], ctx: HandlerContext, wake: Callable[[], None] = _nothing) -> None:
     """Queue ``LeadErased`` like any event (subscribers learn of the erasure), then blank the personal fields of
     every stored delivery about the lead (the bodies of its events, sent or not, and what the endpoints answered
     to them); idempotent. A delivery still pending goes out with ``[erased]`` in place of the data."""
-    await on_event(env, ctx)
+    await on_event(env, ctx, wake)
     d, a = store.deliveries, store.attempts
     key = domain.order_key(LEAD.name, str(env.data.lead_id))
     # Locked in delivery_id order before any is changed, as every write of deliveries does (store's lock order):
