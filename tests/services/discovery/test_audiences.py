@@ -5,12 +5,12 @@ feeding them, and the posts watch turns new matching posts into leads with the p
 from __future__ import annotations
 
 import uuid
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from leadstream_schemas import Audience, CampaignAudienceRunRequested, CampaignExtended, Envelope
 
-from services.runtime.clock import FakeClock
+from services.runtime.clock import FakeClock, ScaledClock
 from tests.services.discovery.conftest import StartDiscovery
 from tests.services.discovery.support import ScriptedProvider, client_for, due, envelopes, person, read_events
 from tests.support.kafka import produce_events, wait_for
@@ -227,6 +227,24 @@ async def test_the_posts_watch_turns_new_matching_posts_into_leads_with_the_post
 async def _watch(client: Any, sid: str, **expected: Any) -> dict[str, Any] | None:
     watch = (await _search(client, sid))["watch"]
     return dict(watch) if watch and all(watch[k] == v for k, v in expected.items()) else None
+
+
+async def test_a_new_posts_search_wakes_the_idle_watch_loop(start_discovery: StartDiscovery) -> None:
+    # On a running clock an idle watch loop sleeps until its next check is due, here up to a minute of real time
+    # (timer_idle_max_s): creating a search wakes it, so its first check (5 campaign minutes later, a sixth of a
+    # second at 1800x) comes then, not a minute later.
+    clock = ScaledClock(datetime.now(UTC), 1800.0)
+    post = person("eve", post="Struggling with outbound", posted_on=clock.now().date(), post_id="w1")
+    provider = ScriptedProvider([post])
+    service = await start_discovery(clock=clock, provider=provider, timer_idle_max_s=60.0)
+    ws = f"ws-{uuid.uuid4().hex[:8]}"
+    criteria = {"keywords": ["sequencer", ws], "pain_keywords": ["struggling with outbound"], "lookback_days": 7}
+    body = {"name": "w", "kind": "posts", "criteria": criteria, "target_count": 50, "watch": {"interval_minutes": 5}}
+    async with await client_for(service, ws) as client:
+        r = await client.post("/v1/searches", json=body)
+        assert r.status_code == 201, r.text
+        sid = r.json()["search_id"]
+        await wait_for(lambda: _watch(client, sid, checks=1), timeout_s=30, what="the watch's first check")
 
 
 async def test_groups_enrich_automatically_or_only_the_selected_leads(start_discovery: StartDiscovery) -> None:

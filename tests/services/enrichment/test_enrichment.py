@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 from services.enrichment.adapters import EmailResult, LeadRef, ProfileData
 from services.enrichment.adapters.simulated import SimulatedEmailFinder, SimulatedProfileProvider, person_key
 from services.enrichment.store import awaiting_selection, enrichment_retries, profile_cache
-from services.runtime.clock import FakeClock
+from services.runtime.clock import FakeClock, SystemClock
 from services.runtime.providers import ProviderError, RateLimited, SimulationProfile
 from tests.services.enrichment.conftest import StartEnrichment
 from tests.services.enrichment.support import (
@@ -318,3 +318,20 @@ async def test_flaky_providers_still_enrich_every_lead_exactly_once(start_enrich
     keys = [person_key(LeadRef("", linkedin_url=lead.data.linkedin_url)) for lead in leads]
     ours = sum(handlers.profiles.calls[f"profile:{k}"] + handlers.emails.calls[f"email:{k}"] for k in keys)
     assert ours > 2 * len(leads), "errors happened and were retried"
+
+
+async def test_a_parked_stage_wakes_the_idle_retry_loop(start_enrichment: StartEnrichment) -> None:
+    # On the real clock an idle retry loop sleeps until its next retry is due, here up to a minute
+    # (timer_idle_max_s): the handler that parks a stage wakes it, so the retry (half a second later) runs then.
+    clock = SystemClock()
+    flaky = discovered(linkedin_url=f"https://www.linkedin.com/in/flaky-{uuid.uuid4().hex[:6]}")
+    profiles = ScriptedProfiles(
+        SimulatedProfileProvider(CALM, clock),
+        {str(flaky.data.lead_id): [ProviderError("503", transient=True, status=503)]},
+    )
+    service = await start_enrichment(
+        clock=clock, profiles=profiles, retry_initial_s=0.5, retry_max_s=1.0, timer_idle_max_s=60.0
+    )
+    events = await _events(service, flaky, until="profile_enriched", produce=True)
+    assert _types(events)[:2] == ["discovered", "profile_enriched"]
+    assert profiles.calls[str(flaky.data.lead_id)] == 2  # failed, parked, retried

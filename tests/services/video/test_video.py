@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from services.runtime.clock import FakeClock
+from services.runtime.clock import Clock, FakeClock, SystemClock
 from services.runtime.service import Service
 from services.runtime.webhooks import signed_headers
 from services.video.app import build
@@ -36,7 +36,7 @@ from tests.support.keys import signing_key
 SECRET = signing_key("video-test-secret")
 
 
-async def start(make_settings: Any, start_service: Any, clock: FakeClock, **overrides: Any) -> Service:
+async def start(make_settings: Any, start_service: Any, clock: Clock, **overrides: Any) -> Service:
     values: dict[str, Any] = {
         "video_poll_interval_s": 0.05,
         "sim_callback_in_process": True,
@@ -409,3 +409,23 @@ async def test_a_malformed_callback_names_its_field_in_errors(make_settings: Any
     async with service.engine.connect() as conn:
         for table in (callbacks, seen_webhooks):
             assert await conn.scalar(select(func.count()).select_from(table).where(table.c.msg_id.in_(msg_ids))) == 0
+
+
+async def test_a_queued_job_wakes_the_idle_job_loop(make_settings: Any, start_service: Any, topic_prefix: str) -> None:
+    # On the real clock an idle job loop sleeps until its next job is due, here up to a minute (timer_idle_max_s):
+    # the handler that queues a job wakes it, so the job is submitted long before that.
+    service = await start(make_settings, start_service, SystemClock(), timer_idle_max_s=60.0)
+    bootstrap = service.settings.kafka_bootstrap_servers
+    video_campaign, lead = uuid.uuid4(), uuid.uuid4()
+    await produce_events(
+        bootstrap,
+        topic_prefix,
+        [env(campaign(video_campaign)), env(profile(lead, city="Oslo")), env(enrolled(lead, video_campaign))],
+    )
+    async with api(service) as client:
+
+        async def submitted() -> bool:
+            r = await client.get(f"/v1/video/jobs/{lead}", params={"campaign_id": str(video_campaign)})
+            return r.status_code == 200 and r.json()["status"] == "rendering"
+
+        await wait_for(submitted, timeout_s=30, what="the job submitted without waiting for the idle maximum")

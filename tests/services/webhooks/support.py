@@ -14,7 +14,7 @@ from leadstream_schemas import Channel, Envelope, Event, LeadDiscovered, LeadSou
 from sqlalchemy import select
 
 from services.runtime.auth import create_token
-from services.runtime.clock import FakeClock
+from services.runtime.clock import Clock
 from services.runtime.service import Service
 from services.webhooks.app import build
 from services.webhooks.domain import IpAddress
@@ -43,7 +43,7 @@ class PinnedResolver:
 async def start(
     make_settings: Any,
     start_service: Any,
-    clock: FakeClock,
+    clock: Clock,
     *,
     resolver: PinnedResolver | None = None,
     **overrides: Any,

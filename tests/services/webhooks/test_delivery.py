@@ -13,7 +13,7 @@ from typing import Any
 from leadstream_schemas import Audience, CampaignCreated
 from prometheus_client import REGISTRY
 
-from services.runtime.clock import FakeClock
+from services.runtime.clock import FakeClock, SystemClock
 from services.webhooks import store as webhooks_store
 from tests.services.webhooks.support import (
     PinnedResolver,
@@ -353,3 +353,24 @@ async def test_the_sender_stays_open_until_the_deliveries_in_hand_are_done(
     assert not sender.client.is_closed
     await service.stop()
     assert sender.client.is_closed
+
+
+async def test_a_queued_delivery_wakes_the_idle_workers(
+    make_settings: Any, start_service: Any, topic_prefix: str
+) -> None:
+    # On the real clock an idle worker sleeps until its next delivery is due, here up to a minute
+    # (timer_idle_max_s): the handler that queues a delivery wakes the workers, so it goes long before that.
+    ws = "ws-hooks-wake"
+    resolver = PinnedResolver({"crm.example.test": "127.0.0.1"})
+    async with Receiver().running() as receiver:
+        service = await start(make_settings, start_service, SystemClock(), resolver=resolver, timer_idle_max_s=60.0)
+        async with api(service, ws) as client:
+            sub = await subscribe(client, f"http://crm.example.test:{receiver.port}/hook", ["leadstream.lead.*"])
+            receiver.secrets = [sub["secret"]]
+            event = envelope(discovered(uuid.uuid4()), ws)
+            await produce_events(service.settings.kafka_bootstrap_servers, topic_prefix, [event])
+            await wait_for(
+                lambda: [r.msg_id for r in receiver.accepted()] == [str(event.id)],
+                timeout_s=30,
+                what="the delivery made without waiting for the idle maximum",
+            )
