@@ -101,6 +101,9 @@ class SearchRunner:
             due=searches.c.retry_at,
             attempts=searches.c.consecutive_errors,
             claimable=claimable,
+            # The idle loop naps until the earliest retry_at (the default claimable_at): never later than a search
+            # becomes claimable (it must be past, or NULL: taken as now). A scheduled search (retry_at NULL) within
+            # the idle horizon of its next_run_at thus makes the loop look every poll interval until it runs.
             run=self._page,
             failed=self._failed,
             schedule=settings.search_schedule(),

@@ -63,6 +63,8 @@ class Runner:
             due=timers.c.due_at,
             attempts=timers.c.attempts,
             claimable=tm.claimable,
+            # The idle loop naps until the earliest due_at (the default claimable_at): never later than a timer
+            # becomes claimable, since a claimable one has due_at past; a limit-paused account only makes it later.
             run=self._run,
             failed=self._failed,
             schedule=Schedule(

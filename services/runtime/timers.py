@@ -37,8 +37,9 @@ says HOW they are claimed, run, retried and backed off:
   at least ``poll_interval_s``, at most ``timer_idle_max_s`` (:func:`idle_nap_s`), or until :meth:`wake` or
   stop. Idle, each loop costs Postgres a claim every ``timer_idle_max_s`` (2 s) instead of every poll interval
   (0.2-0.5 s). So a row made due in this process must :meth:`wake` the loop (every write that makes a row due
-  does: the handlers, commands and API routes, and runs of another loop of the service); a row another process
-  makes due (another replica, the CLI) is claimed within ``timer_idle_max_s``, or when due if that is later.
+  sooner than that does: the handlers, commands and API routes; a row due later needs no wake, the loop looks
+  again before it is due); a row another process makes due (another replica, the CLI) is claimed within
+  ``timer_idle_max_s``, or when due if that is later.
   A wake may come before the waker's transaction commits (a handler wakes inside the consumer's
   transaction): for :data:`WAKE_GRACE_S` after a wake the loop looks again every ``poll_interval_s``. With a
   clock that moves only when told (:class:`~.clock.FakeClock`, the tests) the loop looks every
