@@ -18,6 +18,7 @@ from services.runtime.consuming.loop import GroupConsumer
 from services.runtime.kafka import apply_topics, create_admin
 from services.runtime.service import Service
 from services.runtime.settings import RuntimeSettings
+from tests.support import cpu_report
 from tests.support.infra import Infra, create_database, drop_database, ensure_infra, plain_dsn
 from tests.support.kafka import wait_for
 from tests.support.servers import DedicatedServers
@@ -50,6 +51,11 @@ def _rank(item: pytest.Item) -> int:
     if path.startswith("tests/deploy/"):
         return len(HEAVY_FIRST) + 1
     return next((i for i, p in enumerate(HEAVY_FIRST) if path.startswith(p)), len(HEAVY_FIRST))
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """``LEADSTREAM_TEST_CPU=<dir>``: write each test's CPU there (:mod:`tests.support.cpu_report`)."""
+    cpu_report.register(config)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
