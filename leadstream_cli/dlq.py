@@ -21,19 +21,20 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Column, Table
 
-from services.runtime.consuming.deadletter import DLQ_HEADER_PREFIX
-from services.runtime.settings import RuntimeSettings
-
 from .export import resolve_topic
 from .replay import progress_bar
+
+if TYPE_CHECKING:  # imported where used: every CLI invocation imports this module (see leadstream_cli.main)
+    from aiokafka import ConsumerRecord, TopicPartition
+
+    from services.runtime.settings import RuntimeSettings
 
 dlq_app = typer.Typer(help="Dead letters: list them, re-drive them to their original topic.", no_args_is_help=True)
 console = Console()
@@ -73,6 +74,8 @@ class DeadLetter:
     def of(cls, record: ConsumerRecord[Any, Any]) -> DeadLetter:
         """The dead letter of a record read from a DLQ topic (missing headers are None)."""
         from leadstream_schemas import headers_dict
+
+        from services.runtime.consuming.deadletter import DLQ_HEADER_PREFIX
 
         h = headers_dict(record.headers)
 
@@ -250,6 +253,8 @@ def _event_time(record: ConsumerRecord[Any, Any]) -> datetime | None:
 
 def redrive_headers(headers: Any) -> list[tuple[str, bytes]]:
     """The record's headers without any ``dlq_*`` header, raw bytes and order kept."""
+    from services.runtime.consuming.deadletter import DLQ_HEADER_PREFIX
+
     return [(name, value) for name, value in headers or () if not name.startswith(DLQ_HEADER_PREFIX)]
 
 
@@ -271,6 +276,8 @@ async def redrive(
     offsets past it: a crash in between re-drives those records again on the next run, never skips one.
     A dry run publishes and commits nothing.
     """
+    from aiokafka import AIOKafkaConsumer
+
     from services.runtime.consuming.reader import read_ranges
     from services.runtime.kafka import client_security, create_producer
 
@@ -385,6 +392,8 @@ def list_command(
 
     Ends with a count per error code of every matching dead letter (on stderr with --json).
     """
+    from services.runtime.settings import RuntimeSettings
+
     settings = RuntimeSettings()
     listing: Listing = _run(list_dead_letters(settings, topic, error_code=error_code, group=group, limit=limit))
     if listing.matched == 0:
@@ -459,6 +468,8 @@ def redrive_command(
     deduplicate by event id (processed_events). They remember ids for LEADSTREAM_PROCESSED_EVENTS_RETENTION_DAYS,
     so dead letters whose event is older than that (less a day) are skipped and listed unless --allow-stale.
     """
+    from services.runtime.settings import RuntimeSettings
+
     settings = RuntimeSettings()
     with progress_bar() as bar:
         task = bar.add_task("dry run" if dry_run else "redrive", total=None, rate=0.0, lag=0)

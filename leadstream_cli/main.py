@@ -1,4 +1,12 @@
-"""The ``leadstream`` command: run services, manage local servers and topics, run the demo."""
+"""The ``leadstream`` command: run services, manage local servers and topics, run the demo.
+
+Every invocation imports this module and every command's module (typer reads each command's signature to parse
+the arguments and to list them in ``--help``), so those modules import only typer, rich and the standard library at
+the top: each command imports what it runs on (SQLAlchemy, aiokafka, FastStream, pydantic settings, the schemas)
+inside its function. Imported at the top, they cost every command -- ``--help`` included -- a second or more of
+CPU; the tests run the CLI as a subprocess about a hundred times, and operators run it in pods.
+``tests/cli/test_startup.py`` checks that importing this module leaves them out.
+"""
 
 from __future__ import annotations
 
@@ -10,18 +18,18 @@ import subprocess
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
-from sqlalchemy.ext.asyncio import AsyncEngine
 
-from services.runtime.settings import RuntimeSettings
-
+from .catalog import SERVICES
 from .checkout import INFRA_SCRIPT, checkout
-from .processes import SERVICES
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine
 
 app = typer.Typer(help="leadstream: B2B outreach as event-sourced microservices on Kafka.", no_args_is_help=True)
 infra_app = typer.Typer(help="Local Kafka broker and Postgres (deploy/local, in a checkout).", no_args_is_help=True)
@@ -90,6 +98,7 @@ def topics_apply(
     (fewer partitions desired, another replication factor) is drift, and the command then exits 1.
     """
     from services.runtime.kafka import apply_topics
+    from services.runtime.settings import RuntimeSettings
 
     settings = RuntimeSettings()
     report = asyncio.run(
@@ -113,6 +122,7 @@ def migrate() -> None:
     """Apply the migrations of every service, the runtime's tables in each, the identity and key store schemas."""
     from services.runtime import auth, personal
     from services.runtime.migrations import upgrade, upgrade_service
+    from services.runtime.settings import RuntimeSettings
 
     settings = RuntimeSettings()
 
@@ -140,6 +150,7 @@ async def _token_engine() -> AsyncEngine:
     from services.runtime import auth
     from services.runtime.db import create_engine
     from services.runtime.migrations import upgrade
+    from services.runtime.settings import RuntimeSettings
 
     settings = RuntimeSettings()
     await upgrade(auth.MIGRATIONS_DIR, settings.database_url, auth.IDENTITY_SCHEMA)

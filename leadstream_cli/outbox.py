@@ -17,20 +17,19 @@ import asyncio
 import json
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 from uuid import UUID
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Column, Table
-from sqlalchemy import text
 
-from services.runtime.db import RuntimeTables, create_engine, service_metadata
-from services.runtime.outbox import ParkedRow, drop_parked, parked_rows, unpark
-from services.runtime.settings import RuntimeSettings
+from .catalog import SERVICES
 
-from .processes import SERVICES
+if TYPE_CHECKING:  # imported where used: every CLI invocation imports this module (see leadstream_cli.main)
+    from services.runtime.db import RuntimeTables
+    from services.runtime.outbox import ParkedRow
 
 outbox_app = typer.Typer(
     help="Parked outbox rows: list them, move them back to the outbox, drop them.", no_args_is_help=True
@@ -51,6 +50,8 @@ AllOption = Annotated[bool, typer.Option("--all", help="Every parked row of the 
 
 async def _schemas(conn: Any, wanted: str | None) -> list[str]:
     """The schemas to look at: ``wanted``, else every service whose outbox has a parked-rows table."""
+    from sqlalchemy import text
+
     names = [wanted] if wanted else list(SERVICES)
     present = []
     for name in names:
@@ -65,11 +66,15 @@ async def _schemas(conn: Any, wanted: str | None) -> list[str]:
 
 
 def _tables(schema: str) -> RuntimeTables:
+    from services.runtime.db import service_metadata
+
     return service_metadata(schema)[1]
 
 
 def _run(work: Callable[[Any], Awaitable[T]]) -> T:
     """Run ``work(engine)`` against the configured database."""
+    from services.runtime.db import create_engine
+    from services.runtime.settings import RuntimeSettings
 
     async def go() -> T:
         engine = create_engine(RuntimeSettings().database_url)
@@ -119,6 +124,7 @@ def list_command(
     as_json: Annotated[bool, typer.Option("--json", help="JSON lines on stdout instead of a table.")] = False,
 ) -> None:
     """List parked outbox rows per service: error, event type and id, size and age (nothing is changed)."""
+    from services.runtime.outbox import parked_rows
 
     async def work(engine: Any) -> list[tuple[str, ParkedRow]]:
         async with engine.connect() as conn:
@@ -186,6 +192,8 @@ def _act(
 @outbox_app.command("retry")
 def retry_command(service: ServiceOption = None, event_ids: EventIds = None, every: AllOption = False) -> None:
     """Move parked rows back to the end of the outbox; the service's relay publishes them (or parks them again)."""
+    from services.runtime.outbox import unpark
+
     name, ids = _selection(service, event_ids, every)
     _act(name, ids, unpark, "[green]moved[/] back to the outbox:")
 
@@ -198,6 +206,8 @@ def drop_command(
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
 ) -> None:
     """Delete parked rows for good: their events are never published."""
+    from services.runtime.outbox import drop_parked
+
     name, ids = _selection(service, event_ids, every)
     what = "every parked row" if ids is None else f"{len(ids):,} parked row(s)"
     if not yes:

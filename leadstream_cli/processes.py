@@ -19,18 +19,8 @@ import httpx
 
 from services.runtime.settings import METRICS_PORT_OFFSET, RuntimeSettings
 
-DEFAULT_PORTS = {
-    "discovery": 8101,
-    "enrichment": 8102,
-    "messaging": 8103,
-    "outreach": 8104,
-    "video": 8105,
-    "projection": 8106,
-    "console": 8107,
-    "webhooks": 8108,
-}
-SERVICES = tuple(DEFAULT_PORTS)
-"""Every leadstream service, in start order (the one list the CLI, the demo and the tests use)."""
+from .catalog import DEFAULT_PORTS as DEFAULT_PORTS
+from .catalog import SERVICES as SERVICES  # the services and their ports live in catalog (cheap for every command)
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 """The signals that stop a fleet's owner (Ctrl-C, a service manager, a closed terminal)."""

@@ -1,0 +1,55 @@
+"""The ``leadstream`` command starts without importing what its commands run on.
+
+Every invocation imports leadstream_cli.main and, through it, every command's module (typer needs their signatures
+for ``--help`` and for parsing). A heavy import at the top of any of them costs every command, ``--help`` included;
+each command imports its own dependencies when it runs (see leadstream_cli.main's docstring).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+HEAVY = (
+    "aiokafka",
+    "alembic",
+    "asyncpg",
+    "faststream",
+    "httpx",
+    "leadstream_schemas",
+    "pyarrow",
+    "pydantic",
+    "pydantic_settings",
+    "sqlalchemy",
+)
+"""Top-level packages that only some commands need, each costing tens to hundreds of milliseconds to import."""
+
+# What the `leadstream` entry point does before parsing: import the app; then what --help and parsing do: build the
+# click command of every command and subcommand from its typer signature (resolving every option's type).
+PROBE = """
+import json, sys
+import leadstream_cli.main
+after_import = sorted(sys.modules)
+import typer.main
+typer.main.get_command(leadstream_cli.main.app)
+print(json.dumps({"import": after_import, "command": sorted(sys.modules)}))
+"""
+
+
+def _heavy(modules: list[str]) -> list[str]:
+    return sorted({name for name in modules if name.split(".")[0] in HEAVY})
+
+
+def test_the_cli_imports_no_command_dependencies_to_start() -> None:
+    # A fresh interpreter: this test process has imported all of them already.
+    out = subprocess.run(
+        [sys.executable, "-c", PROBE], cwd=ROOT, capture_output=True, text=True, check=True, timeout=120
+    ).stdout
+    loaded = json.loads(out)
+    assert "leadstream_cli.dlq" in loaded["import"] and "leadstream_cli.outbox" in loaded["import"]  # all mounted
+    assert _heavy(loaded["import"]) == []
+    assert _heavy(loaded["command"]) == []
