@@ -58,7 +58,7 @@ def checksum(
 @views_app.command("schemas")
 def schemas() -> None:
     """List the live views and every rebuild or retired schema with its replay status."""
-    from services.projection.replay import POD_PLAN_KEY, list_schemas, unfinished_workers
+    from services.projection.rebuilds import POD_PLAN_KEY, list_schemas, unfinished_workers
     from services.projection.settings import ProjectionSettings
 
     settings = ProjectionSettings()

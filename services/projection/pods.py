@@ -43,9 +43,9 @@ from services.runtime.settings import RuntimeSettings
 
 from .checksum import dsn, schema_exists
 from .handlers import BatchApplier
+from .rebuilds import POD_PLAN_KEY, replay_info, unfinished_workers, worker_key
 from .replay import (
     MIGRATIONS,
-    POD_PLAN_KEY,
     DeferredKey,
     Promotion,
     ReadJob,
@@ -59,12 +59,9 @@ from .replay import (
     promote,
     read_partitions,
     reader_checkpoint,
-    replay_info,
     restore_keys,
     split_partitions,
     tp_key,
-    unfinished_workers,
-    worker_key,
 )
 from .store import SCHEMA, replay_schema, views_for, write_sql
 

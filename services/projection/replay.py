@@ -60,6 +60,7 @@ from services.runtime.settings import RuntimeSettings
 from .checksum import dsn, schema_exists
 from .consumer import ViewsCheckpoint
 from .handlers import BatchApplier
+from .rebuilds import POD_PLAN_KEY, replay_info, unfinished_workers
 from .store import CLUSTER_KEY, REPLAY_PREFIX, SCHEMA, replay_schema, views_for, write_sql
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -777,29 +778,6 @@ async def _note(conn: asyncpg.Connection, schema: str, values: dict[str, Any]) -
     )
 
 
-async def replay_info(conn: asyncpg.Connection, schema: str) -> dict[str, Any]:
-    """What a replay recorded about itself in its schema (empty for a schema no replay built)."""
-    rows = await conn.fetch(f'SELECT key, value FROM "{schema}".replay_info')
-    return {r["key"]: json.loads(r["value"]) for r in rows}
-
-
-POD_PLAN_KEY = "pod_plan"
-"""The ``replay_info`` key of a rebuild read by independent workers (:mod:`.pods`): their number and shares."""
-
-
-def worker_key(index: int) -> str:
-    """The ``replay_info`` key where worker ``index`` of a pod rebuild notes that it has finished."""
-    return f"worker.{index}"
-
-
-def unfinished_workers(info: dict[str, Any]) -> list[int]:
-    """The indexes of a pod rebuild's workers that have not finished reading (none for other rebuilds)."""
-    plan = info.get(POD_PLAN_KEY)
-    if plan is None or info.get("status") == "complete":
-        return []
-    return [i for i in range(plan["workers"]) if (info.get(worker_key(i)) or {}).get("status") != "done"]
-
-
 @dataclass
 class Promotion:
     """The outcome of a promotion: which schema is live now and where the previous views went."""
@@ -859,32 +837,5 @@ async def drop(settings: RuntimeSettings, name: str) -> str:
             raise ReplayError(f"schema {schema} does not exist")
         await conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
         return schema
-    finally:
-        await conn.close()
-
-
-async def list_schemas(settings: RuntimeSettings) -> list[dict[str, Any]]:
-    """The live views and every rebuild or retired schema, with what their replay recorded."""
-    conn = await asyncpg.connect(dsn(settings.database_url))
-    try:
-        names = [
-            r["nspname"]
-            for r in await conn.fetch(
-                "SELECT nspname FROM pg_namespace WHERE nspname = $1 OR nspname LIKE $2 ORDER BY nspname",
-                SCHEMA,
-                REPLAY_PREFIX.replace("_", "\\_") + "%",
-            )
-        ]
-        out = []
-        for n in names:
-            has_info = await conn.fetchval(
-                "SELECT EXISTS (SELECT 1 FROM pg_tables WHERE schemaname = $1 AND tablename = 'replay_info')", n
-            )
-            if not has_info:
-                continue
-            info = await replay_info(conn, n)
-            leads = await conn.fetchval(f'SELECT count(*) FROM "{n}".lead_state')
-            out.append({"schema": n, "live": n == SCHEMA, "leads": leads, **info})
-        return out
     finally:
         await conn.close()

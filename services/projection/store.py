@@ -36,9 +36,8 @@ from sqlalchemy.types import TypeEngine
 from services.runtime.db import service_metadata
 
 from .domain import MergeSpec, TimelineRow
+from .rebuilds import REPLAY_PREFIX, SCHEMA
 
-SCHEMA = "projection"
-REPLAY_PREFIX = "projection_"
 _SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
 
