@@ -42,7 +42,9 @@ def test_group(nodeid: str) -> str:
 
 # The longest modules first, so that on several workers none of them starts last and alone (a fleet fault test
 # runs for minutes); the deployment tests run last: on a new machine .ci/run builds their tools (helm, kubeconform)
-# in the background meanwhile.
+# in the background meanwhile. Note: with `--dist loadfile` xdist (3.8) hands the groups out by their number of
+# tests, most first, unless `--no-loadscope-reorder` is given, so `make test` does not follow this order (its
+# workers still end within a minute of each other: see tests.support.cpu_report).
 HEAVY_FIRST = ("tests/reliability/", "tests/e2e/", "tests/cli/")
 
 

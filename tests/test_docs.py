@@ -38,6 +38,7 @@ OTHER_VARIABLES = {
     "LEADSTREAM_POSTGRES_HOST_PORT": "deploy/compose/docker-compose.yml",
     "LEADSTREAM_TEST_INFRA": "tests/support/infra.py",
     "LEADSTREAM_TEST_KEEP_TOPICS": "tests/conftest.py",
+    "LEADSTREAM_TEST_CPU": "tests/support/cpu_report.py",
 }
 
 

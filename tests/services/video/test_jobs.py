@@ -79,9 +79,16 @@ async def test_a_studio_error_on_one_job_does_not_resubmit_the_others(
         async def bad_tried() -> bool:
             # This campaign's jobs only: the sweep also submits the jobs of the session's other tests (the same
             # database; and the enrolled leads this service read first), whose submits alone could meet a total.
-            return all(studio.submits[job_id] >= 1 for job_id in ours)
+            # And the bad job's failure recorded: the loop records it in a transaction after the submit raised.
+            if not all(studio.submits[job_id] >= 1 for job_id in ours):
+                return False
+            async with service.engine.connect() as conn:
+                attempts = await conn.scalar(
+                    select(jobs.c.submit_attempts).where(jobs.c.campaign_id == camp, jobs.c.lead_id == bad)
+                )
+            return bool(attempts)
 
-        await wait_for(bad_tried, what="the bad job tried")
+        await wait_for(bad_tried, what="the bad job tried and its failure recorded")
         async with service.engine.connect() as conn:
             rows = {r.lead_id: r for r in (await conn.execute(select(jobs).where(jobs.c.campaign_id == camp))).all()}
         bad_job = rows[bad].video_job_id
