@@ -346,14 +346,20 @@ async def test_stop_abandons_a_claim_in_progress(rows: Rows) -> None:
     assert (await rows.get(row_id)).state == "due"  # rolled back: claimed again after a restart
 
 
-async def test_wake_runs_a_row_that_just_became_due(rows: Rows) -> None:
-    await rows.add(1, due=rows.clock.now() + timedelta(hours=1))
+def marking(rows: Rows) -> tuple[Any, asyncio.Event]:
+    """A ``run`` that marks its row done and sets the returned event."""
     ran = asyncio.Event()
 
     async def run(conn: AsyncConnection, row: Row[Any], now: datetime) -> None:
         await rows.done(conn, row)
         ran.set()
 
+    return run, ran
+
+
+async def test_wake_runs_a_row_that_just_became_due(rows: Rows) -> None:
+    await rows.add(1, due=rows.clock.now() + timedelta(hours=1))
+    run, ran = marking(rows)
     timers = rows.timers(run, poll_interval_s=3600)
     stop = asyncio.Event()
     loop = asyncio.create_task(timers.loop(stop))
@@ -407,12 +413,7 @@ async def test_an_idle_loop_naps_until_the_next_row_is_due(rows: Rows) -> None:
 
 
 async def test_a_row_another_process_makes_due_is_claimed_within_the_idle_maximum(rows: Rows) -> None:
-    ran = asyncio.Event()
-
-    async def run(conn: AsyncConnection, row: Row[Any], now: datetime) -> None:
-        await rows.done(conn, row)
-        ran.set()
-
+    run, ran = marking(rows)
     clock = SystemClock()
     async with counting(rows) as seen, looping(rows.timers(run, clock=clock, idle_max_s=1.0)):
         await wait_for(lambda: seen.claims >= 1, what="a first look: nothing due, a nap of the idle maximum")
@@ -421,12 +422,7 @@ async def test_a_row_another_process_makes_due_is_claimed_within_the_idle_maximu
 
 
 async def test_wake_runs_a_row_at_once_on_a_running_clock(rows: Rows) -> None:
-    ran = asyncio.Event()
-
-    async def run(conn: AsyncConnection, row: Row[Any], now: datetime) -> None:
-        await rows.done(conn, row)
-        ran.set()
-
+    run, ran = marking(rows)
     clock = SystemClock()
     timers = rows.timers(run, clock=clock, idle_max_s=60.0)
     async with counting(rows) as seen, looping(timers):
@@ -438,12 +434,7 @@ async def test_wake_runs_a_row_at_once_on_a_running_clock(rows: Rows) -> None:
 
 async def test_a_wake_before_the_waker_commits_still_runs_the_row(rows: Rows) -> None:
     # A handler wakes the loop inside the consumer's transaction: the loop's first look does not see the row.
-    ran = asyncio.Event()
-
-    async def run(conn: AsyncConnection, row: Row[Any], now: datetime) -> None:
-        await rows.done(conn, row)
-        ran.set()
-
+    run, ran = marking(rows)
     clock = SystemClock()
     timers = rows.timers(run, clock=clock, idle_max_s=60.0)
     async with counting(rows) as seen, looping(timers):
@@ -460,12 +451,7 @@ async def test_a_loop_on_a_hand_moved_clock_polls_as_before(rows: Rows) -> None:
     # A FakeClock makes rows due by moving, without a wake: the loop keeps looking every poll interval (and never
     # looks ahead), whatever its idle maximum.
     await rows.add(1, due=rows.clock.now() + timedelta(hours=1))
-    ran = asyncio.Event()
-
-    async def run(conn: AsyncConnection, row: Row[Any], now: datetime) -> None:
-        await rows.done(conn, row)
-        ran.set()
-
+    run, ran = marking(rows)
     async with counting(rows) as seen, looping(rows.timers(run, poll_interval_s=0.05, idle_max_s=3600.0)):
         await wait_for(lambda: seen.claims >= 5, what="five polls while nothing is due")
         rows.clock.advance(timedelta(hours=1))
