@@ -69,11 +69,7 @@ def pace_of(clock: Clock) -> float | None:
     """How many seconds ``clock`` moves by itself per real second: 1 for the system clock, the scale of a
     :class:`ScaledClock`; None for a clock that moves only when told (:class:`FakeClock`, or one this module does
     not know), for which a wait until some time of its own cannot be worked out (the timer loop polls instead)."""
-    if isinstance(clock, SystemClock):
-        return 1.0
-    if isinstance(clock, ScaledClock):
-        return clock.scale
-    return None
+    return scale_of(clock) if isinstance(clock, SystemClock | ScaledClock) else None
 
 
 def scale_of(clock: Clock) -> float:
