@@ -70,8 +70,8 @@ class CampaignAudiences:
                 )
                 .values(due_at=now, updated_at=now)
             )
-        self.runner.wake()
-        self.watch.timers.wake()
+        ctx.after_commit(self.runner.wake)
+        ctx.after_commit(self.watch.timers.wake)
 
     async def on_extended(self, env: Envelope[CampaignExtended], ctx: HandlerContext) -> None:
         """A campaign wants more leads: its searches' targets (of new leads) grow and finished ones run again."""
@@ -87,7 +87,7 @@ class CampaignAudiences:
                 .values(target_count=target, updated_at=now)
             )
             await self._apply(ctx, row, action, "campaign_extended", env.data.campaign_id, target, now)
-        self.runner.wake()
+        ctx.after_commit(self.runner.wake)
 
     async def _apply(
         self,

@@ -86,7 +86,8 @@ class EnrichmentHandlers:
         self.policy = policy or domain.RetryPolicy()
         # A provider that said "slow down" is not called again before then, by any lead.
         self._blocked_until: dict[str, datetime] = {}
-        # Tells the retry loop a stage was parked (the RetryWorker sets it): it naps up to timer_idle_max_s else.
+        # Tells the retry loop a stage was parked, once committed (the RetryWorker sets it, as the two need each
+        # other): the loop naps up to timer_idle_max_s else.
         self.parked: Callable[[], None] = lambda: None
 
     async def on_lead_discovered(self, env: Envelope[LeadDiscovered], ctx: HandlerContext) -> None:
@@ -127,10 +128,7 @@ class EnrichmentHandlers:
             causation_id=env.causation_id,
             traceparent=env.traceparent,
         )
-        sub = HandlerContext(conn=ctx.conn, envelope=discovered, clock=ctx.clock, source=ctx.source)  # type: ignore[arg-type]
-        await self._begin(discovered, sub)
-        for emitted in sub.emitted:
-            ctx.emit_envelope(emitted)
+        await self._begin(discovered, ctx.for_event(discovered))
 
     async def on_lead_erased(self, env: Envelope[LeadErased], ctx: HandlerContext) -> None:
         """Delete enrichment's copies of an erased lead (idempotent): the cached profile and email fetched for
@@ -161,7 +159,7 @@ class EnrichmentHandlers:
                 )
                 .on_conflict_do_nothing()
             )
-            self.parked()
+            ctx.after_commit(self.parked)
 
     async def _call(self, which: str, now: datetime, call: Any) -> Any:
         blocked = self._blocked_until.get(which)

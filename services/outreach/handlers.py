@@ -57,8 +57,8 @@ def _post_url(lead_id: uuid.UUID, post: Post) -> str:
 
 
 class OutreachHandlers:
-    """Handlers; ``wake`` tells the timer loop that something became due; only links on ``link_hosts`` (https)
-    are put into messages."""
+    """Handlers; ``wake`` tells the timer loop that something became due (once the handler's transaction
+    committed: :meth:`HandlerContext.after_commit`); only links on ``link_hosts`` (https) are put into messages."""
 
     def __init__(self, wake: Callable[[], None], link_hosts: list[str] | None = None) -> None:
         self.wake = wake
@@ -77,7 +77,7 @@ class OutreachHandlers:
     async def _ready(self, ctx: HandlerContext, lead_id: uuid.UUID, values: dict[str, Any]) -> None:
         await self._upsert_lead(ctx, lead_id, {**values, "ready": True})
         if await enroll_everywhere(ctx.conn, HandlerEmitter(ctx), ctx.envelope.workspace_id, lead_id, ctx.clock.now()):
-            self.wake()
+            ctx.after_commit(self.wake)
 
     # -- leads -----------------------------------------------------------------------------------
 
@@ -118,7 +118,7 @@ class OutreachHandlers:
             select(leads.c.ready).where(leads.c.workspace_id == workspace, leads.c.lead_id == lead_id)
         )
         if ready and await enroll_everywhere(ctx.conn, HandlerEmitter(ctx), workspace, lead_id, ctx.clock.now()):
-            self.wake()
+            ctx.after_commit(self.wake)
 
     async def on_post_matched(self, env: Envelope[LeadPostMatched], ctx: HandlerContext) -> None:
         """A posts watch matched a post of the lead: like and comment steps answer that post (not the profile's)."""
@@ -195,7 +195,7 @@ class OutreachHandlers:
             now=ctx.clock.now(),
             step_id=d.step_id,
         ):
-            self.wake()
+            ctx.after_commit(self.wake)
 
     async def on_message_generated(self, env: Envelope[MessageGenerated], ctx: HandlerContext) -> None:
         """A draft exists (comments in auto mode post it; in draft mode it is shown for approval)."""
@@ -236,7 +236,7 @@ class OutreachHandlers:
         if await tm.wake(
             ctx.conn, campaign_id=d.campaign_id, lead_id=d.lead_id, waiting_for="video", now=ctx.clock.now()
         ):
-            self.wake()
+            ctx.after_commit(self.wake)
 
     async def on_video_generated(self, env: Envelope[VideoGenerated], ctx: HandlerContext) -> None:
         """The lead's video is ready: the first action may go, with the video link. A link that is not https on

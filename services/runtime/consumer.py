@@ -5,7 +5,8 @@ For each record, in partition order (partitions side by side):
 
 1. decode it; a record that is not a valid event goes to ``<topic>.dlq`` at once;
 2. in ONE Postgres transaction: record the event id in ``processed_events`` (a duplicate stops
-   here), run the handler, and add the events it emits to the outbox;
+   here), run the handler, and add the events it emits to the outbox; once it committed, the calls the
+   handler gave :meth:`HandlerContext.after_commit` run (wakes of loops that must see what it wrote);
    A service that declares an :data:`Interest` is asked first, from the record's headers alone, whether it
    has anything to do with the event; when it has not, the record is skipped like one of a type no handler
    takes (no key lookup, no decoding, no transaction);
@@ -82,13 +83,29 @@ class RetryLater(Exception):
 
 @dataclass
 class HandlerContext:
-    """What a handler gets besides the event: the open transaction, the clock, and ``emit``."""
+    """What a handler gets besides the event: the open transaction, the clock, ``emit`` and :meth:`after_commit`."""
 
     conn: AsyncConnection
     envelope: Envelope[Event]
     clock: Clock
     source: str
     emitted: list[Envelope[Any]] = field(default_factory=list)
+    committed: list[Callable[[], None]] = field(default_factory=list)
+    """What :meth:`after_commit` was given, in order, each once."""
+
+    def after_commit(self, call: Callable[[], None]) -> None:
+        """Call ``call()`` once the handler's transaction has committed; never if it rolls back (a retry registers
+        it again). For a wake of a loop that must see what the handler wrote (a timer loop woken inside the
+        transaction may look before the commit, find nothing and nap). Registering the same call twice calls it
+        once. The consumer core runs these calls; a context made elsewhere (a timer loop's run) runs none, as
+        its loop looks again right after a run anyway."""
+        if call not in self.committed:
+            self.committed.append(call)
+
+    def for_event(self, envelope: Envelope[Any]) -> HandlerContext:
+        """A context for another event handled in this same transaction (e.g. a stored one taken up again): what
+        it emits and registers with :meth:`after_commit` are this context's."""
+        return replace(self, envelope=envelope)
 
     def emit(self, data: Event, *, discriminator: str = "") -> Envelope[Any]:
         """Emit an event caused by the one being handled (deterministic id; written to the outbox)."""
@@ -120,6 +137,16 @@ Interest = Callable[[RecordMeta], Awaitable[bool]]
 """Whether a service has anything to do with an event, judged from :class:`RecordMeta` (it may look things up).
 ``False`` skips the record as ``ignored``; an interest that keeps failing counts as ``True`` (the handler then
 decides, in its transaction), so a broken interest costs work, never an event."""
+
+
+def _after_commit(ctx: HandlerContext, env: Envelope[Any]) -> None:
+    """Run a committed handler's :meth:`HandlerContext.after_commit` calls. The event is done whatever they do: one
+    that raises is logged, and the others still run."""
+    for call in ctx.committed:
+        try:
+            call()
+        except Exception:
+            log.exception("an after-commit call of a handler failed", extra={"event_id": env.id, "type": env.type})
 
 
 def skippable_type(event_type: str | None) -> TypeGuard[str]:
@@ -386,6 +413,7 @@ class EventConsumer(GroupConsumer):
         """One attempt: the event id, the handler's changes and the events it emits commit together."""
         started = time.perf_counter()
         with event_span(self.settings.service_name, env):
+            ctx: HandlerContext | None = None
             async with self.engine.begin() as conn:
                 outcome, emitted = "duplicate", False
                 if (await conn.execute(self._mark_processed, {"event_id": env.id, "event_type": env.type})).rowcount:
@@ -394,6 +422,8 @@ class EventConsumer(GroupConsumer):
                     await add_to_outbox(conn, self.tables, ctx.emitted)
                     outcome, emitted = "handled", bool(ctx.emitted)
             self._emitted = self._emitted or emitted  # committed
+            if ctx is not None:
+                _after_commit(ctx, env)
         HANDLED.labels(self.settings.service_name, env.type, outcome).inc()
         HANDLER_SECONDS.labels(self.settings.service_name, env.type).observe(time.perf_counter() - started)
         return outcome

@@ -36,13 +36,13 @@ says HOW they are claimed, run, retried and backed off:
   ``timer_idle_max_s`` (real seconds, converted to the service's campaign clock) and the loop naps until then:
   at least ``poll_interval_s``, at most ``timer_idle_max_s`` (:func:`idle_nap_s`), or until :meth:`wake` or
   stop. Idle, each loop costs Postgres a claim every ``timer_idle_max_s`` (2 s) instead of every poll interval
-  (0.2-0.5 s). So a row made due in this process must :meth:`wake` the loop (every write that makes a row due
-  sooner than that does: the handlers, commands and API routes; a row due later needs no wake, the loop looks
-  again before it is due); a row another process makes due (another replica, the CLI) is claimed within
-  ``timer_idle_max_s``, or when due if that is later.
-  A wake may come before the waker's transaction commits (a handler wakes inside the consumer's
-  transaction): for :data:`WAKE_GRACE_S` after a wake the loop looks again every ``poll_interval_s``. With a
-  clock that moves only when told (:class:`~.clock.FakeClock`, the tests) the loop looks every
+  (0.2-0.5 s). So a row made due in this process must :meth:`wake` the loop once the write committed (every
+  write that makes a row due sooner than that does: a handler through
+  :meth:`~.consumer.HandlerContext.after_commit`, the commands and API routes after their transaction; a row
+  due later needs no wake, the loop looks again before it is due). A wake before the commit could be met by
+  a look that does not see the row yet, then a nap of up to ``timer_idle_max_s``. A row another process
+  makes due (another replica, the CLI) is claimed within ``timer_idle_max_s``, or when due if that is later.
+  With a clock that moves only when told (:class:`~.clock.FakeClock`, the tests) the loop looks every
   ``poll_interval_s``, as a moved clock makes rows due without a wake.
 """
 
@@ -51,7 +51,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-import time
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -75,10 +74,6 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-WAKE_GRACE_S = 1.0
-"""Real seconds after a :meth:`DurableTimers.wake` during which an idle loop keeps looking every poll interval: a
-handler wakes the loop inside the consumer's transaction, so the loop's first look may come before the commit."""
-
 
 def idle_nap_s(
     now: datetime,
@@ -87,17 +82,16 @@ def idle_nap_s(
     pace: float | None,
     poll_interval_s: float,
     idle_max_s: float,
-    woken: bool,
 ) -> float:
     """Real seconds an idle timer loop waits before its next claim (unless woken or stopped meanwhile).
 
     ``next_due``: no later than the earliest time a row becomes claimable, as the loop's look ahead found it
     (None: nothing within ``idle_max_s``); ``pace``: campaign seconds per real second of the loop's clock
-    (:func:`~.clock.pace_of`; None: a clock moved by hand, which no nap can wait for); ``woken``: a wake within
-    :data:`WAKE_GRACE_S`. The nap lasts until ``next_due``, at least ``poll_interval_s`` (a row due sooner
-    waits that long, as it always did) and at most ``idle_max_s`` (which bounds how late a row another process
-    made due is seen); ``poll_interval_s`` exactly for a hand-moved clock or after a wake."""
-    if pace is None or woken:
+    (:func:`~.clock.pace_of`; None: a clock moved by hand, which no nap can wait for). The nap lasts until
+    ``next_due``, at least ``poll_interval_s`` (a row due sooner waits that long, as it always did) and at most
+    ``idle_max_s`` (which bounds how late a row another process made due is seen); ``poll_interval_s`` exactly
+    for a hand-moved clock."""
+    if pace is None:
         return poll_interval_s
     longest = max(poll_interval_s, idle_max_s)
     if next_due is None:
@@ -188,7 +182,6 @@ class DurableTimers:
         self.now = clock.now
         self.pace = pace_of(clock)
         self.idle_max = self.idle_max_s if self.idle_max_s is not None else self.service.settings.timer_idle_max_s
-        self._woken_at = -math.inf
         self.backoff = Backoff(
             self.schedule.poll_interval_s,
             max(self.service.settings.consumer_backoff_max_s, self.schedule.poll_interval_s),
@@ -200,9 +193,8 @@ class DurableTimers:
     # -- control ---------------------------------------------------------------------------------
 
     def wake(self) -> None:
-        """Look for due rows now (something just became due), and every poll interval for :data:`WAKE_GRACE_S`
-        (the waker's transaction may commit after this)."""
-        self._woken_at = time.monotonic()
+        """Look for due rows now: something just became due, in a transaction that has committed (a wake during the
+        loop's look makes it look again at once)."""
         self._wake.set()
 
     def serve(self) -> None:
@@ -242,7 +234,6 @@ class DurableTimers:
                     pace=self.pace,
                     poll_interval_s=self.schedule.poll_interval_s,
                     idle_max_s=self.idle_max,
-                    woken=time.monotonic() - self._woken_at < WAKE_GRACE_S,
                 )
                 await nap(stop, self._wake, seconds)
 

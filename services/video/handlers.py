@@ -201,4 +201,4 @@ class VideoHandlers:
                 traceparent=current_traceparent(),
             )
         )
-        self.wake()  # due now: the job loop naps up to timer_idle_max_s otherwise
+        ctx.after_commit(self.wake)  # due now: the job loop naps up to timer_idle_max_s otherwise

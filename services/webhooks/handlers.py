@@ -24,7 +24,7 @@ def _nothing() -> None:
 
 async def on_event(env: Envelope[Any], ctx: HandlerContext, wake: Callable[[], None] = _nothing) -> None:
     """Queue ``env`` for the workspace's subscriptions whose filters select its type; ``wake`` tells the delivery
-    loops a delivery was queued (due now; they nap up to ``timer_idle_max_s`` otherwise).
+    loops a delivery was queued, once committed (due now; they nap up to ``timer_idle_max_s`` otherwise).
 
     A subscription receives the events that happened after it was created (:func:`domain.selects`). Called only
     for events the :class:`~.interest.SubscriptionIndex` says a subscription may take; this read, in the
@@ -60,7 +60,7 @@ async def on_event(env: Envelope[Any], ctx: HandlerContext, wake: Callable[[], N
     queued = await store.enqueue(ctx.conn, rows)
     ENQUEUED.inc(queued)
     if queued:
-        wake()
+        ctx.after_commit(wake)
 
 
 async def on_lead_erased(env: Envelope[LeadErased], ctx: HandlerContext, wake: Callable[[], None] = _nothing) -> None:

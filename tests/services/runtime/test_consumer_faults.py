@@ -18,7 +18,7 @@ from leadstream_schemas import Envelope, InviteSent, LeadDiscovered, LeadErased,
 from leadstream_schemas.upcasting import UPCASTERS
 from sqlalchemy.exc import OperationalError
 
-from services.runtime.consumer import PermanentError, RetryLater, ignorable
+from services.runtime.consumer import HandlerContext, PermanentError, RetryLater, ignorable
 from services.runtime.personal import KeyStoreError
 from tests.services.runtime.conftest import Probe
 from tests.support.kafka import read_until, wait_for
@@ -415,3 +415,49 @@ async def test_a_poll_of_records_the_service_ignores_does_not_wake_the_relay(
     await send(probe.bootstrap, probe.lead_topic, [raw(handled)])
     await _handled(probe, handled.id)
     assert wakes, "the handler's emitted event woke the relay"
+
+
+async def test_after_commit_calls_run_once_the_handler_committed_never_for_a_rolled_back_attempt(
+    probe: Probe, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A handler's ``ctx.after_commit(call)`` (how handlers wake timer loops) runs after its transaction committed,
+    once per call however often it was registered, and not for an attempt that rolled back; a call that raises is
+    logged and neither stops the others nor the event."""
+    consumer = probe.service.consumers[0]
+    inner = consumer.handlers[LeadDiscovered.event_type]
+    flaky, steady = discovered(), discovered()
+    seen: list[tuple[uuid.UUID, str, bool]] = []  # (event, call, whether its transaction was over)
+
+    async def handler(env: Envelope[LeadDiscovered], ctx: HandlerContext) -> None:
+        if env.id in (flaky.id, steady.id):
+
+            def call(name: str) -> Callable[[], None]:
+                def run() -> None:
+                    seen.append((env.id, name, ctx.conn.closed))
+                    if name == "broken":
+                        raise RuntimeError("a wake's own bug")
+
+                return run
+
+            wake, broken, last = call("wake"), call("broken"), call("last")
+            ctx.after_commit(wake)
+            ctx.after_commit(broken)
+            ctx.after_commit(wake)  # registered twice: called once
+            ctx.after_commit(last)
+        await inner(env, ctx)
+
+    monkeypatch.setitem(consumer.handlers, LeadDiscovered.event_type, handler)
+    probe.handler.fail(flaky.id, lambda: RuntimeError("flaky"), times=1)  # its first attempt rolls back
+    await send(probe.bootstrap, probe.lead_topic, [raw(flaky), raw(steady)])
+    await _handled(probe, flaky.id)
+    await _handled(probe, steady.id)
+    await wait_for(lambda: len(seen) >= 6, what="the after-commit calls of both events")
+    assert probe.handler.attempts[flaky.id] == 2
+    for event in (flaky, steady):
+        assert [(name, over) for eid, name, over in seen if eid == event.id] == [
+            ("wake", True),
+            ("broken", True),
+            ("last", True),
+        ]
+        assert await effect_origins(probe.service.engine, event.id) == ["event"]
+    assert consumer.healthy

@@ -432,21 +432,6 @@ async def test_wake_runs_a_row_at_once_on_a_running_clock(rows: Rows) -> None:
         await asyncio.wait_for(ran.wait(), timeout=20)
 
 
-async def test_a_wake_before_the_waker_commits_still_runs_the_row(rows: Rows) -> None:
-    # A handler wakes the loop inside the consumer's transaction: the loop's first look does not see the row.
-    run, ran = marking(rows)
-    clock = SystemClock()
-    timers = rows.timers(run, clock=clock, idle_max_s=60.0)
-    async with counting(rows) as seen, looping(timers):
-        await wait_for(lambda: seen.claims >= 1, what="a first look: nothing due, a nap of a minute")
-        async with rows.service.engine.begin() as conn:
-            await rows.add(1, due=clock.now(), conn=conn)
-            timers.wake()
-            looked = seen.claims
-            await wait_for(lambda: seen.claims > looked, what="the woken loop looking before the commit")
-        await asyncio.wait_for(ran.wait(), timeout=20)
-
-
 async def test_a_loop_on_a_hand_moved_clock_polls_as_before(rows: Rows) -> None:
     # A FakeClock makes rows due by moving, without a wake: the loop keeps looking every poll interval (and never
     # looks ahead), whatever its idle maximum.

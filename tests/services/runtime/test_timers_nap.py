@@ -22,28 +22,26 @@ def _in(seconds: float) -> datetime:
 
 
 @pytest.mark.parametrize(
-    ("next_due", "pace", "woken", "expected"),
+    ("next_due", "pace", "expected"),
     [
-        (None, None, False, 0.2),  # a clock moved by hand (tests): poll as ever
-        (_in(1), None, False, 0.2),
-        (None, 1.0, False, 2.0),  # nothing due within the horizon: the longest nap
-        (_in(1), 1.0, False, 1.0),  # until the row is due
-        (_in(0.05), 1.0, False, 0.2),  # never shorter than the poll interval
-        (_in(-30), 1.0, False, 0.2),  # overdue (locked by another replica, or due meanwhile)
-        (_in(30), 1.0, False, 2.0),  # never longer than the idle maximum
-        (_in(1800), 1800.0, False, 1.0),  # campaign time: half an hour at 1800x is one real second
-        (_in(7200), 1800.0, False, 2.0),
-        (_in(1), 1.0, True, 0.2),  # just woken: the waker may not have committed yet
-        (None, 1.0, True, 0.2),
+        (None, None, 0.2),  # a clock moved by hand (tests): poll as ever
+        (_in(1), None, 0.2),
+        (None, 1.0, 2.0),  # nothing due within the horizon: the longest nap
+        (_in(1), 1.0, 1.0),  # until the row is due
+        (_in(0.05), 1.0, 0.2),  # never shorter than the poll interval
+        (_in(-30), 1.0, 0.2),  # overdue (locked by another replica, or due meanwhile)
+        (_in(30), 1.0, 2.0),  # never longer than the idle maximum
+        (_in(1800), 1800.0, 1.0),  # campaign time: half an hour at 1800x is one real second
+        (_in(7200), 1800.0, 2.0),
     ],
 )
-def test_the_nap_for_each_case(next_due: datetime | None, pace: float | None, woken: bool, expected: float) -> None:
-    nap = idle_nap_s(NOW, next_due, pace=pace, poll_interval_s=0.2, idle_max_s=2.0, woken=woken)
+def test_the_nap_for_each_case(next_due: datetime | None, pace: float | None, expected: float) -> None:
+    nap = idle_nap_s(NOW, next_due, pace=pace, poll_interval_s=0.2, idle_max_s=2.0)
     assert nap == pytest.approx(expected)
 
 
 def test_a_poll_interval_above_the_idle_maximum_wins() -> None:
-    assert idle_nap_s(NOW, None, pace=1.0, poll_interval_s=5.0, idle_max_s=2.0, woken=False) == 5.0
+    assert idle_nap_s(NOW, None, pace=1.0, poll_interval_s=5.0, idle_max_s=2.0) == 5.0
 
 
 @given(
@@ -51,15 +49,14 @@ def test_a_poll_interval_above_the_idle_maximum_wins() -> None:
     pace=st.one_of(st.none(), st.floats(0.01, 1e5)),
     poll=st.floats(0.001, 10.0),
     idle_max=st.floats(0.001, 60.0),
-    woken=st.booleans(),
 )
 def test_the_nap_is_bounded_and_never_past_the_next_due_row(
-    due_in: float | None, pace: float | None, poll: float, idle_max: float, woken: bool
+    due_in: float | None, pace: float | None, poll: float, idle_max: float
 ) -> None:
     next_due = None if due_in is None else _in(due_in)
-    nap = idle_nap_s(NOW, next_due, pace=pace, poll_interval_s=poll, idle_max_s=idle_max, woken=woken)
+    nap = idle_nap_s(NOW, next_due, pace=pace, poll_interval_s=poll, idle_max_s=idle_max)
     assert poll <= nap <= max(poll, idle_max)
-    if pace is None or woken:
+    if pace is None:
         assert nap == poll
     elif next_due is not None:
         # Woken no later than the row is due in real time, unless the poll interval is longer.
