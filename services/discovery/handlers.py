@@ -22,7 +22,7 @@ from typing import Any, Literal
 from uuid import UUID
 
 from leadstream_schemas import Envelope, Event, FitSignal, LeadErased, LeadSource, SearchFinished, SearchPageCompleted
-from sqlalchemy import Select, and_, or_, select, update
+from sqlalchemy import Select, and_, case, func, or_, select, update
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -87,6 +87,16 @@ def claimable(now: datetime) -> Select[Any]:
     )
 
 
+CLAIMABLE_AT = case(
+    (searches.c.status == "scheduled", func.greatest(searches.c.next_run_at, searches.c.retry_at)),
+    else_=searches.c.retry_at,
+)
+"""When :func:`claimable` first takes a search (NULL: now): a running one at its ``retry_at``, a scheduled one at
+the later of its ``next_run_at`` and ``retry_at`` (Postgres's ``greatest`` skips a NULL). Exactly then, never
+later (a search would run late) nor earlier: ``retry_at`` alone (the timers' ``due``) is NULL for a scheduled
+search, taken as now, and made the idle loop look every poll interval while its next run was within the horizon."""
+
+
 class SearchRunner:
     """Runs saved searches one page at a time on the runtime's durable-timer loop (``timers.loop``)."""
 
@@ -101,9 +111,7 @@ class SearchRunner:
             due=searches.c.retry_at,
             attempts=searches.c.consecutive_errors,
             claimable=claimable,
-            # The idle loop naps until the earliest retry_at (the default claimable_at): never later than a search
-            # becomes claimable (it must be past, or NULL: taken as now). A scheduled search (retry_at NULL) within
-            # the idle horizon of its next_run_at thus makes the loop look every poll interval until it runs.
+            claimable_at=CLAIMABLE_AT,  # the idle loop naps until the next search's run or retry, whichever is later
             run=self._page,
             failed=self._failed,
             schedule=settings.search_schedule(),

@@ -94,6 +94,8 @@ class PostsWatch:
             due=post_watches.c.due_at,
             attempts=post_watches.c.attempts,
             claimable=claimable,
+            # The idle loop naps until the earliest due_at (the default claimable_at): exactly when a watch becomes
+            # claimable, as claimable() requires due_at <= now and due_at is never NULL.
             run=self._check,
             failed=self._failed,
             schedule=settings.search_schedule(),

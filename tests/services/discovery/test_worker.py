@@ -1,24 +1,36 @@
-"""The saved-search worker: recurring runs on an injected clock, restart from the cursor, provider errors."""
+"""The saved-search worker: recurring runs on an injected clock, restart from the cursor, provider errors; an idle
+runner naps until a scheduled search is due (claimable exactly from ``CLAIMABLE_AT``)."""
 
 from __future__ import annotations
 
 import asyncio
 import uuid
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 
 from services.discovery import domain
 from services.discovery.adapters import Candidate, SearchPage, SearchQuery
 from services.discovery.adapters.simulated import SimulatedSearchProvider
-from services.discovery.store import searches
-from services.runtime.clock import FakeClock
+from services.discovery.handlers import CLAIMABLE_AT, claimable
+from services.discovery.store import searches, source_groups
+from services.runtime.clock import Clock, FakeClock, ScaledClock
 from services.runtime.providers import ProviderError, SimulationProfile
 from tests.services.discovery.conftest import StartDiscovery
-from tests.services.discovery.support import client_for, due, envelopes, mentions, read_events, settled
+from tests.services.discovery.support import (
+    ScriptedProvider,
+    client_for,
+    due,
+    envelopes,
+    mentions,
+    person,
+    read_events,
+    settled,
+)
 from tests.support.kafka import wait_for
+from tests.support.statements import Statements, counting_statements
 
 SIGNALS = {"prompt": "fintech companies preparing for compliance audits", "signal_types": ["compliance", "news"]}
 
@@ -222,3 +234,110 @@ async def test_provider_errors_fail_the_search_with_the_reason(start_discovery: 
         [finished] = envelopes(records, ws, "search.finished.v1")
         assert (finished.data.reason, finished.data.total_new) == ("failed", 0)
         await service.stop()
+
+
+class ClockedProvider(ScriptedProvider):
+    """A scripted provider that notes, for each query, the service's time and the claims of searches counted so far
+    (``seen``, set once counting starts)."""
+
+    def __init__(self, results: list[Candidate], clock: Clock) -> None:
+        super().__init__(results)
+        self.clock = clock
+        self.seen: Statements | None = None
+        self.asked: list[tuple[datetime, int]] = []
+
+    async def search(self, query: SearchQuery, cursor: str | None, limit: int) -> SearchPage:
+        self.asked.append((self.clock.now(), self.seen.claims if self.seen is not None else 0))
+        return await super().search(query, cursor, limit)
+
+
+async def test_an_idle_runner_naps_until_a_scheduled_search_is_due(
+    own_database: str, start_discovery: StartDiscovery
+) -> None:  # own_database first: dropped after the service stopped
+    # A recurring search waits 5 campaign minutes between runs: 2 real seconds at 150x, well within the idle loop's
+    # look ahead (timer_idle_max_s 60 s: 2.5 campaign hours). Its own database: no other test's search is due.
+    clock = ScaledClock(datetime.now(UTC), 150.0)
+    provider = ClockedProvider([person(f"r-{i}") for i in range(50)], clock)
+    service = await start_discovery(clock=clock, provider=provider, timer_idle_max_s=60.0, database_url=own_database)
+    ws = f"ws-{uuid.uuid4().hex[:8]}"
+    body = {
+        "name": "every five minutes",
+        "kind": "signals",
+        "criteria": SIGNALS,
+        "target_count": 50,
+        "schedule": {"interval_minutes": 5, "per_run": 7},  # a run is one page (of 7): one query
+    }
+    async with counting_statements(service.engine, "searches") as seen, await client_for(service, ws) as client:
+        provider.seen = seen
+        r = await client.post("/v1/searches", json=body)
+        assert r.status_code == 201, r.text
+        sid = r.json()["search_id"]
+
+        async def scheduled(runs: int) -> dict[str, Any] | None:
+            got = await _search(client, sid)
+            return got if (got["status"], got["runs"]) == ("scheduled", runs) else None
+
+        # The window is between the second run and the third: the first follows the creation's wake.
+        second = await wait_for(lambda: scheduled(2), timeout_s=30, what="the second run, without a wake")
+        # Within half the idle maximum: the loop napped until the run was due, it did not sleep its longest nap.
+        await wait_for(lambda: len(provider.asked) >= 3, timeout_s=30, what="the third run, without a wake")
+    (_, before), (ran_at, after) = provider.asked[1], provider.asked[2]
+    assert ran_at >= datetime.fromisoformat(second["next_run_at"])  # not early
+    # Before: the loop looked every poll interval (0.05 s) while the next run was within its look ahead, some 40
+    # claims in the 2 s; now an empty claim after the run, one look, a nap until due, the claim that runs it.
+    assert after - before <= 6, (before, after)
+
+
+async def test_a_search_is_claimable_exactly_from_its_claimable_at(start_discovery: StartDiscovery) -> None:
+    # The idle runner naps until the earliest CLAIMABLE_AT: never later than a search becomes claimable (it would
+    # run late), nor earlier (it would look in vain). Rows written in a transaction rolled back: the runner never
+    # sees them.
+    service = await start_discovery(clock=FakeClock())
+    t = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+    cases = {  # (status, next_run_at, retry_at) -> when claimable (None: at any time)
+        ("running", None, None): None,
+        ("running", None, t + timedelta(seconds=10)): t + timedelta(seconds=10),
+        ("scheduled", t + timedelta(minutes=1), None): t + timedelta(minutes=1),
+        ("scheduled", t + timedelta(minutes=1), t + timedelta(minutes=2)): t + timedelta(minutes=2),
+        ("scheduled", t + timedelta(minutes=1), t + timedelta(seconds=30)): t + timedelta(minutes=1),
+    }
+    tick = timedelta(microseconds=1)
+    async with service.engine.connect() as conn, conn.begin() as tx:
+        group = uuid.uuid4()
+        await conn.execute(
+            insert(source_groups).values(
+                source_group_id=group, workspace_id="ws-exact", name="g", kind="search", created_at=t
+            )
+        )
+        for (status, next_run_at, retry_at), expected in cases.items():
+            sid = uuid.uuid4()
+            await conn.execute(
+                insert(searches).values(
+                    search_id=sid,
+                    workspace_id="ws-exact",
+                    source_group_id=group,
+                    name="s",
+                    kind="signals",
+                    criteria=SIGNALS,
+                    target_count=10,
+                    status=status,
+                    next_run_at=next_run_at,
+                    retry_at=retry_at,
+                    started_event_id=uuid.uuid4(),
+                    created_at=t,
+                    updated_at=t,
+                )
+            )
+            this = searches.c.search_id == sid
+            at = await conn.scalar(select(CLAIMABLE_AT).where(this))
+
+            async def takes(now: datetime, this: Any = this) -> bool:
+                return (await conn.execute(claimable(now).where(this))).first() is not None
+
+            case = (status, next_run_at, retry_at)
+            assert at == expected, case
+            if expected is None:
+                assert await takes(t - timedelta(days=365)), case
+            else:
+                assert (await takes(expected - tick), await takes(expected)) == (False, True), case
+        await tx.rollback()

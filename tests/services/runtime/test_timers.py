@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import Column, DateTime, Integer, MetaData, Table, Text, event, insert, select, text, update
+from sqlalchemy import Column, DateTime, Integer, MetaData, Table, Text, insert, select, text, update
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -26,6 +26,7 @@ from services.runtime.service import Service
 from services.runtime.timers import DurableTimers, Failure, Schedule, Then
 from tests.services.runtime.conftest import Probe
 from tests.support.kafka import wait_for
+from tests.support.statements import Statements, counting_statements
 
 Work = Callable[[AsyncConnection, Row[Any], datetime], Awaitable[Then[Any] | None]]
 
@@ -129,33 +130,11 @@ async def other_rows(probe: Probe) -> AsyncIterator[Rows]:
         yield made
 
 
-@dataclass
-class Statements:
-    """The statements the probe service's engine sent about one table: claims (``FOR UPDATE SKIP LOCKED``) and
-    an idle loop's looks ahead (the earliest due time)."""
-
-    table: str
-    claims: int = 0
-    looks: int = 0
-
-    def __call__(self, conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        if self.table in statement:
-            if "SKIP LOCKED" in statement:
-                self.claims += 1
-            elif "min(" in statement:
-                self.looks += 1
-
-
 @asynccontextmanager
 async def counting(rows: Rows) -> AsyncIterator[Statements]:
     """Count the statements about ``rows``' table while inside."""
-    seen = Statements(rows.table.name)
-    engine = rows.service.engine.sync_engine
-    event.listen(engine, "before_cursor_execute", seen)
-    try:
+    async with counting_statements(rows.service.engine, rows.table.name) as seen:
         yield seen
-    finally:
-        event.remove(engine, "before_cursor_execute", seen)
 
 
 @asynccontextmanager
