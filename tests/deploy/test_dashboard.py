@@ -1,7 +1,8 @@
 """The Grafana dashboard (files/grafana-dashboard.json) shows one release: every panel query selects the `namespace`
-and `release` variables, which the chart defaults to its own release and which default to All (`.*`) in the file
-compose provisions as it is, where the series carry neither label. The panels are evaluated by Prometheus' own
-engine (promtool) with the variables filled in as Grafana fills them.
+and `release` variables, which the chart defaults to its own release (always among their options, also before its
+first scrape) and which default to All (`.*`) in the file compose provisions as it is, where the series carry neither
+label. The panels and the variables' options are evaluated by Prometheus' own engine (promtool) with the variables
+filled in as Grafana fills them.
 """
 
 from __future__ import annotations
@@ -22,8 +23,8 @@ pytestmark = pytest.mark.timeout(1800)  # the chart fixture may wait for the too
 
 DASHBOARD_FILE = CHART_DIR / "files" / "grafana-dashboard.json"
 SCOPED = ("namespace", "release")
-# Grafana's built-in interval variables, as a query sent at a 1m step would get them.
-BUILTINS = {"$__rate_interval": "5m", "$__interval": "1m"}
+# Grafana's built-in interval and range variables, as a query sent at a 1m step over the last hour would get them.
+BUILTINS = {"$__rate_interval": "5m", "$__interval": "1m", "$__range": "1h"}
 _REGEX_SPECIAL = re.compile(r"([\\^$*+?.()|{}\[\]])")
 
 
@@ -113,10 +114,10 @@ def test_the_namespace_and_release_variables_pick_one_release_and_default_to_all
     }
 
 
-def _rendered_dashboard(chart: Chart, release: str) -> dict[str, Any]:
+def _rendered_dashboard(chart: Chart, release: str, namespace: str = "leadstream") -> dict[str, Any]:
     if chart.offline:
         pytest.fail(f"helm is needed ({chart.tools.reason})")
-    result = chart.helm("-f", str(values_file("production")), release=release)
+    result = chart.helm("-f", str(values_file("production")), "--namespace", namespace, release=release)
     assert result.returncode == 0, result.stderr
     configmaps = of_kind(load_yaml_docs(result.stdout), "ConfigMap")
     (cm,) = [d for d in configmaps if d["metadata"]["name"].endswith("-dashboard")]
@@ -139,12 +140,26 @@ def test_the_charts_dashboard_defaults_to_its_own_release(chart: Chart) -> None:
 
 
 def _options_query(dashboard: dict[str, Any], variable: str) -> str:
-    """The PromQL that lists a query variable's options (``label_values(selector, label)``: the label's values on
-    the selector's series), with the other variables at their defaults."""
-    matched = re.fullmatch(r"label_values\((.+), (\w+)\)", _variables(dashboard)[variable]["query"]["query"])
-    assert matched, variable
-    selector, label = matched.groups()
-    return f"group by ({label}) ({interpolate(dashboard, selector)})"
+    """The PromQL whose series' label values are a query variable's options, with the other variables at their
+    defaults: for ``label_values(selector, label)`` the label's values on the selector's series; for the chart's
+    ``query_result(expr)`` the values its regex (``/label="([^"]+)"/``) takes from each of expr's series, as Grafana
+    writes one (``{label="value"} 1 <ms>``) and keeps each value once."""
+    spec = _variables(dashboard)[variable]
+    query = spec["query"]["query"]
+    listed = re.fullmatch(r"label_values\((.+), (\w+)\)", query)
+    if listed:
+        selector, label = listed.groups()
+        return f"group by ({label}) ({interpolate(dashboard, selector)})"
+    result = re.fullmatch(r"query_result\((.+)\)", query)
+    taken = re.fullmatch(r'/(\w+)="\(\[\^"\]\+\)"/', spec.get("regex") or "")
+    assert result and taken, (variable, query, spec.get("regex"))
+    label = taken.group(1)
+    # Grafana's text of a series of the result, and what the variable's regex (a JavaScript one, here Python's
+    # equal) keeps of it.
+    grafana_text = f'{{{label}="fresh-1"}} 1 300000'
+    kept = re.search(spec["regex"][1:-1], grafana_text)
+    assert kept and kept[1] == "fresh-1", spec["regex"]
+    return f"group by ({label}) ({interpolate(dashboard, result.group(1))})"
 
 
 def test_a_freshly_installed_release_is_among_the_options_and_is_the_default(chart: Chart, tmp_path: Path) -> None:
@@ -203,6 +218,65 @@ def test_a_freshly_installed_release_is_among_the_options_and_is_the_default(cha
         "tests": [{"interval": "1m", "input_series": series, "promql_expr_test": checks}],
     }
     path = tmp_path / "fresh-release-test.yaml"
+    path.write_text(yaml.safe_dump(unit))
+    result = subprocess.run(
+        [str(chart.tools.promtool), "test", "rules", str(path)], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_a_release_never_scraped_is_offered_and_is_the_default(chart: Chart, tmp_path: Path) -> None:
+    """Before any of a release's pods has been scraped (none scheduled yet, none answering /metrics) Prometheus has
+    no series of it, yet its dashboard offers it (and, in a namespace never scraped either, that namespace) next to
+    the releases that have series, and defaults to it: Grafana keeps a default that is among the options, and only
+    falls back to another when it is not. Evaluated by promtool, in a namespace with another release and in a new
+    one."""
+    if chart.tools.promtool is None:
+        pytest.fail(f"promtool is needed ({chart.tools.reason or 'not built'})")
+
+    def build_info(namespace: str, release: str) -> dict[str, str]:
+        target = f'namespace="{namespace}", release="{release}", instance="{release}-outreach.{namespace}:9090"'
+        return {"series": f'leadstream_build_info{{{target}, service="outreach", version="0.1.0"}}', "values": "1x10"}
+
+    def options(label: str, *values: str) -> list[dict[str, Any]]:
+        return [{"labels": f'{{{label}="{value}"}}', "value": 1} for value in values]
+
+    series = [build_info("leadstream", "acme"), build_info("staging", "other")]
+    beside, alone = _rendered_dashboard(chart, "fresh"), _rendered_dashboard(chart, "fresh", namespace="brand-new")
+    for dashboard, namespace in ((beside, "leadstream"), (alone, "brand-new")):
+        variables = _variables(dashboard)
+        assert variables["namespace"]["current"]["value"] == namespace
+        assert variables["release"]["current"]["value"] == "fresh"
+        # Still a list of what Prometheus has (refreshed with the time range), with All: other releases stay a pick.
+        for name in SCOPED:
+            assert variables[name]["type"] == "query" and variables[name]["refresh"] == 2, name
+            assert variables[name]["includeAll"] is True and variables[name]["allValue"] == ".*", name
+    checks = [
+        # Beside acme in its namespace: both releases offered, the fresh one too; every namespace with a series.
+        {
+            "expr": _options_query(beside, "namespace"),
+            "eval_time": "5m",
+            "exp_samples": options("namespace", "leadstream", "staging"),
+        },
+        {
+            "expr": _options_query(beside, "release"),
+            "eval_time": "5m",
+            "exp_samples": options("release", "acme", "fresh"),
+        },
+        # Alone in a namespace no pod was scraped in: that namespace is offered too, and the release.
+        {
+            "expr": _options_query(alone, "namespace"),
+            "eval_time": "5m",
+            "exp_samples": options("namespace", "brand-new", "leadstream", "staging"),
+        },
+        {"expr": _options_query(alone, "release"), "eval_time": "5m", "exp_samples": options("release", "fresh")},
+    ]
+    unit = {
+        "rule_files": [],
+        "evaluation_interval": "1m",
+        "tests": [{"interval": "1m", "input_series": series, "promql_expr_test": checks}],
+    }
+    path = tmp_path / "never-scraped-test.yaml"
     path.write_text(yaml.safe_dump(unit))
     result = subprocess.run(
         [str(chart.tools.promtool), "test", "rules", str(path)], capture_output=True, text=True, timeout=120

@@ -357,8 +357,9 @@ def test_the_dashboard_configmap_carries_the_shared_dashboard_for_the_sidecar(ch
     assert cm["metadata"]["labels"]["grafana_dashboard"] == "1"
     assert cm["metadata"]["annotations"] == {"grafana_folder": "leadstream"}
     dashboard = json.loads(cm["data"]["leadstream.json"])
-    # The shared file, but for the defaults of its namespace and release variables (this release's own) and its uid
-    # and title (this release's: one Grafana may load several releases' dashboards).
+    # The shared file, but for its namespace and release variables (this release's own as their defaults, and always
+    # among their options: test_dashboard.py) and its uid and title (this release's: one Grafana may load several
+    # releases' dashboards).
     source = json.loads(DASHBOARD_FILE.read_text())
     assert source["uid"] == "leadstream-overview"  # compose's, the file's
     assert dashboard["uid"] != source["uid"] and dashboard["uid"].startswith("leadstream-")
@@ -366,8 +367,20 @@ def test_the_dashboard_configmap_carries_the_shared_dashboard_for_the_sidecar(ch
     source["uid"], source["title"] = dashboard["uid"], dashboard["title"]
     for variable in source["templating"]["list"]:
         if variable["name"] in ("namespace", "release"):
-            value = "leadstream"  # the tests render release `leadstream` in namespace `leadstream`
+            # The tests render release `leadstream` in namespace `leadstream`.
+            name, value = variable["name"], "leadstream"
             variable["current"] = {"selected": True, "text": value, "value": value}
+            listed = re.fullmatch(rf"label_values\((.+), {name}\)", variable["query"]["query"])
+            assert listed, variable["query"]
+            query = (
+                f"query_result(group by ({name}) (last_over_time({listed[1]}[$__range]))"
+                f' or label_replace(vector(1), "{name}", "{value}", "", ""))'
+            )
+            variable["query"]["query"] = variable["definition"] = query
+            variable["regex"] = f'/{name}="([^"]+)"/'
+            variable["description"] += (
+                f" This release's dashboard always offers its own ({value}), also before its pods' first scrape."
+            )
     assert dashboard == source
     assert len(dashboard["panels"]) >= 10
     assert [v["name"] for v in dashboard["templating"]["list"]] == ["datasource", "namespace", "release", "service"]
