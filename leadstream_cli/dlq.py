@@ -75,7 +75,7 @@ class DeadLetter:
         """The dead letter of a record read from a DLQ topic (missing headers are None)."""
         from leadstream_schemas import headers_dict
 
-        from services.runtime.consuming.deadletter import DLQ_HEADER_PREFIX
+        from services.runtime.headers import DLQ_HEADER_PREFIX
 
         h = headers_dict(record.headers)
 
@@ -253,7 +253,7 @@ def _event_time(record: ConsumerRecord[Any, Any]) -> datetime | None:
 
 def redrive_headers(headers: Any) -> list[tuple[str, bytes]]:
     """The record's headers without any ``dlq_*`` header, raw bytes and order kept."""
-    from services.runtime.consuming.deadletter import DLQ_HEADER_PREFIX
+    from services.runtime.headers import DLQ_HEADER_PREFIX
 
     return [(name, value) for name, value in headers or () if not name.startswith(DLQ_HEADER_PREFIX)]
 

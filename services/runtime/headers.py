@@ -3,11 +3,18 @@
 ``headers_dict`` (the contract's) decodes every header of a record; a consumer deciding whether to skip a record,
 or whose person's key to look up, needs two or three of them, and their values repeat (a few event types and
 workspaces): each is decoded once and kept, in a bounded cache.
+
+It also names the ``dlq_*`` headers of a dead letter (:data:`DLQ_HEADER_PREFIX`): the dead-letter publisher writes
+them, ``leadstream dlq`` reads and strips them, and the CLI should not import the publisher (FastStream) to do so.
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+DLQ_HEADER_PREFIX = "dlq_"
+"""The prefix of the headers a dead letter carries about its failure (``dlq_error_code``, ``dlq_original_topic``, ...;
+see :func:`services.runtime.consuming.deadletter.dead_letter_headers`)."""
 
 _TEXTS: dict[bytes, str] = {}
 TEXTS_MAX = 10_000

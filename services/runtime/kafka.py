@@ -1,8 +1,13 @@
-"""Kafka clients: the FastStream broker used for publishing, consumers, and topic administration.
+"""Kafka clients on aiokafka alone: security, admin, producer, consumer, and topic administration.
 
 Producers use ``acks=all`` with idempotence and compression, so a retried send neither loses nor
 duplicates a record within a producer session. Consumers never auto-commit: offsets are committed
 by the consumer loop only after the effect is durable.
+
+No FastStream here: the CLI's ``export``, ``dlq``, ``topics apply``, ``erase`` and ``outbox`` commands, the
+log reader (:mod:`services.runtime.consuming.reader`) and the topic reconciler run on these clients, and importing
+FastStream (with what it pulls in) would cost each of them a quarter of a second of CPU for nothing. The service's
+FastStream broker is :mod:`services.runtime.broker`, built on the security of this module.
 """
 
 from __future__ import annotations
@@ -19,8 +24,6 @@ from aiokafka.admin import AIOKafkaAdminClient, NewPartitions, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import for_code
 from aiokafka.helpers import create_ssl_context
-from faststream.kafka import KafkaBroker
-from faststream.security import BaseSecurity, SASLPlaintext, SASLScram256, SASLScram512
 from leadstream_schemas import TOPICS, Topic
 
 from .settings import RuntimeSettings
@@ -28,7 +31,8 @@ from .settings import RuntimeSettings
 log = logging.getLogger(__name__)
 
 
-def _ssl_context(settings: RuntimeSettings) -> ssl.SSLContext | None:
+def ssl_context(settings: RuntimeSettings) -> ssl.SSLContext | None:
+    """The TLS context of the configured listener (None without TLS): the aiokafka clients' and the broker's."""
     if settings.kafka_security_protocol not in ("SSL", "SASL_SSL"):
         return None
     return create_ssl_context(cafile=settings.kafka_ssl_cafile)
@@ -37,7 +41,7 @@ def _ssl_context(settings: RuntimeSettings) -> ssl.SSLContext | None:
 def client_security(settings: RuntimeSettings) -> dict[str, Any]:
     """aiokafka keyword arguments for the configured listener security (TLS and/or SASL)."""
     kwargs: dict[str, Any] = {"security_protocol": settings.kafka_security_protocol}
-    context = _ssl_context(settings)
+    context = ssl_context(settings)
     if context is not None:
         kwargs["ssl_context"] = context
     if settings.kafka_security_protocol.startswith("SASL_"):
@@ -48,26 +52,6 @@ def client_security(settings: RuntimeSettings) -> dict[str, Any]:
             sasl_plain_password=settings.kafka_sasl_password.get_secret_value(),
         )
     return kwargs
-
-
-def broker_security(settings: RuntimeSettings) -> BaseSecurity | None:
-    """The same security for FastStream's broker."""
-    protocol = settings.kafka_security_protocol
-    if protocol == "PLAINTEXT":
-        return None
-    context = _ssl_context(settings)
-    if protocol == "SSL":
-        return BaseSecurity(ssl_context=context, use_ssl=True)
-    assert settings.kafka_sasl_username is not None and settings.kafka_sasl_password is not None
-    cls = {"PLAIN": SASLPlaintext, "SCRAM-SHA-256": SASLScram256, "SCRAM-SHA-512": SASLScram512}[
-        settings.kafka_sasl_mechanism or "PLAIN"
-    ]
-    return cls(
-        settings.kafka_sasl_username,
-        settings.kafka_sasl_password.get_secret_value(),
-        ssl_context=context,
-        use_ssl=protocol == "SASL_SSL",
-    )
 
 
 def create_admin(settings: RuntimeSettings, client_id: str = "leadstream-admin") -> AIOKafkaAdminClient:
@@ -87,23 +71,9 @@ async def cluster_id(settings: RuntimeSettings) -> str:
         await admin.close()
 
 
-def create_broker(settings: RuntimeSettings) -> KafkaBroker:
-    """A FastStream KafkaBroker configured as a safe producer (acks=all, idempotent, compressed)."""
-    return KafkaBroker(
-        settings.kafka_bootstrap_servers,
-        security=broker_security(settings),
-        client_id=f"leadstream-{settings.service_name}",
-        acks="all",
-        enable_idempotence=True,
-        compression_type="gzip",
-        linger_ms=5,
-        request_timeout_ms=30_000,
-        logger=None,
-    )
-
-
 def create_producer(settings: RuntimeSettings, *, client_id: str, **overrides: object) -> AIOKafkaProducer:
-    """A plain aiokafka producer with the same safety as :func:`create_broker` (acks=all, idempotent, gzip).
+    """A plain aiokafka producer with the same safety as the service's broker (acks=all, idempotent, gzip;
+    :func:`services.runtime.broker.create_broker`).
 
     For callers that need what FastStream's publisher does not offer: record batches they build
     themselves (the outbox relay), or a producer of their own that they can restart.

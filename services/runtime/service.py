@@ -37,6 +37,7 @@ from sqlalchemy import MetaData
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from . import auth, personal, secrets
+from .broker import create_broker
 from .clock import Clock, ClockHeaders, SystemClock
 from .consumer import EventConsumer, Handler, Interest
 from .consuming.loop import GroupConsumer
@@ -46,7 +47,6 @@ from .edge import InputGuard
 from .errors import install_problem_handlers, problem_response, problems
 from .faults import Backoff, Fault, classify, unless_stopped
 from .housekeeping import Housekeeping
-from .kafka import create_broker
 from .logging import configure_logging
 from .metrics import READY, export_build_info
 from .migrations import RUNTIME_MIGRATIONS_DIR, prepare_schema

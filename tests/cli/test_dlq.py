@@ -21,7 +21,8 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from leadstream_schemas import LEAD, Envelope, LeadDiscovered, LeadSource, encode
 
-from services.runtime.consuming.deadletter import DLQ_HEADER_PREFIX, dead_letter_headers
+from services.runtime.consuming.deadletter import dead_letter_headers
+from services.runtime.headers import DLQ_HEADER_PREFIX
 from tests.conftest import SettingsFactory
 from tests.support.kafka import produce, read_until, wait_for
 

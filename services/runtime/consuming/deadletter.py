@@ -14,8 +14,9 @@ from aiokafka import ConsumerRecord
 from faststream.kafka import KafkaBroker
 from leadstream_schemas import headers_dict
 
+from ..broker import create_broker
 from ..faults import KAFKA_RECORD_REFUSALS, Backoff
-from ..kafka import create_broker
+from ..headers import DLQ_HEADER_PREFIX
 from ..metrics import DLQ_TOTAL
 from ..outbox import faststream_correlation_id
 from ..scrub import scrub_text
@@ -24,7 +25,6 @@ from .policy import Abandoned
 
 log = logging.getLogger(__name__)
 
-DLQ_HEADER_PREFIX = "dlq_"
 DLQ_CODES = (
     "handler_error",
     "undecodable",

@@ -6,7 +6,8 @@ import pytest
 from faststream.security import BaseSecurity, SASLScram512
 from pydantic import ValidationError
 
-from services.runtime.kafka import broker_security, client_security
+from services.runtime.broker import broker_security
+from services.runtime.kafka import client_security
 from services.runtime.settings import RuntimeSettings
 
 
