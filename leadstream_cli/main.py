@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import importlib.util
 import json
 import os
 import subprocess
@@ -120,7 +121,8 @@ def topics_apply(
 @app.command()
 def migrate() -> None:
     """Apply the migrations of every service, the runtime's tables in each, the identity and key store schemas."""
-    from services.runtime import auth, personal
+    from services.runtime import identity as auth
+    from services.runtime import personal
     from services.runtime.migrations import upgrade, upgrade_service
     from services.runtime.settings import RuntimeSettings
 
@@ -130,8 +132,11 @@ def migrate() -> None:
         await upgrade(auth.MIGRATIONS_DIR, settings.database_url, auth.IDENTITY_SCHEMA)
         await upgrade(personal.MIGRATIONS_DIR, settings.database_url, personal.SCHEMA)
         for name in SERVICES:
-            module = importlib.import_module(f"services.{name}.app")
-            await upgrade_service(Path(module.__file__).parent / "migrations", settings.database_url, name)  # type: ignore[arg-type]
+            # The package's folder without importing it: a service's app pulls in FastAPI, FastStream and the rest.
+            spec = importlib.util.find_spec(f"services.{name}")
+            assert spec is not None and spec.submodule_search_locations, f"services.{name} is not a package"
+            folder = Path(next(iter(spec.submodule_search_locations)))
+            await upgrade_service(folder / "migrations", settings.database_url, name)
             console.print(f"[green]migrated[/] {name}")
 
     asyncio.run(go())
@@ -147,7 +152,7 @@ def run(service: Annotated[str, typer.Argument(help=f"One of: {', '.join(SERVICE
 
 async def _token_engine() -> AsyncEngine:
     """An engine on the identity schema, migrated first (the command may run before any service did)."""
-    from services.runtime import auth
+    from services.runtime import identity as auth
     from services.runtime.db import create_engine
     from services.runtime.migrations import upgrade
     from services.runtime.settings import RuntimeSettings
@@ -186,7 +191,7 @@ def tokens_create(
     """Create an API token for a workspace and print it (shown once: only its hash is stored)."""
     from leadstream_schemas.bounds import unstorable
 
-    from services.runtime import auth
+    from services.runtime import identity as auth
 
     for name, value in (("--workspace", workspace), ("--label", label)):
         problem = "must be at most 200 characters" if len(value) > 200 else unstorable(value)
@@ -223,7 +228,7 @@ def tokens_list(
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
 ) -> None:
     """List a workspace's tokens: id, label, scopes, first characters, expiry (never the tokens themselves)."""
-    from services.runtime import auth
+    from services.runtime import identity as auth
 
     async def go() -> list[auth.TokenInfo]:
         engine = await _token_engine()
@@ -262,7 +267,7 @@ def tokens_list(
 @tokens_app.command("revoke")
 def tokens_revoke(token_id: Annotated[str, typer.Argument(help="The token's id (from `tokens list`).")]) -> None:
     """Revoke a token: every service refuses it within a second."""
-    from services.runtime import auth
+    from services.runtime import identity as auth
 
     try:
         ident = uuid.UUID(token_id)

@@ -159,8 +159,8 @@ class DurableTimers:
     ``claimable`` requires ``due <= now`` (or ``due`` NULL, which counts as now): a row is claimable once every
     one of its times is past, so not before its ``due``. A domain with a branch claimable without ``due`` past
     (video's deadlines), or whose rows wait on another time too (discovery's scheduled searches, on their next
-    run), names its own: a default earlier than the row's real time makes the idle loop look every poll interval. ``idle_max_s``: the longest idle nap (default: the service's
-    ``timer_idle_max_s``).
+    run), names its own: a default earlier than the row's real time makes the idle loop look every poll
+    interval. ``idle_max_s``: the longest idle nap (default: the service's ``timer_idle_max_s``).
     """
 
     name: str

@@ -16,6 +16,7 @@ from uuid import UUID
 
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from . import auth
 from .auth import AdminPrincipal, Scope
@@ -71,7 +72,7 @@ def tokens_router(clock: Clock | None = None) -> APIRouter:
     router = APIRouter(prefix="/v1/tokens", tags=["tokens"])
     wall = clock or SystemClock()
 
-    def engine(request: Request) -> auth.AsyncEngine:
+    def engine(request: Request) -> AsyncEngine:
         resolver: auth.TokenResolver = request.app.state.tokens
         return resolver.engine
 

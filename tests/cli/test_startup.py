@@ -15,10 +15,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import asyncpg
 import pytest
 
+from leadstream_cli.catalog import SERVICES
 from services.projection.workload import generate
 from tests.services.projection.helpers import produce_all
+from tests.support.infra import plain_dsn
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -138,3 +141,23 @@ def test_kafka_commands_run_without_the_service_machinery(
     assert says in output  # the command ran to its end
     assert "aiokafka" in _heavy(modules)  # the Kafka client it runs on
     assert _heavy(modules, SERVICE_ONLY) == []
+
+
+async def test_migrate_migrates_every_service_without_importing_their_apps(
+    subprocess_env: dict[str, str], own_database: str
+) -> None:
+    # It used to import every services.<name>.app only to find its migrations folder: the whole service (FastStream
+    # and its broker, uvicorn, every route) for all eight, where a deploy's migrate Job needs alembic and the tables.
+    # (FastAPI itself still comes in: services.runtime.plans keeps its table beside its routes.)
+    code, output, modules = run_command({**subprocess_env, "DATABASE_URL": own_database}, "migrate")
+    assert code in (0, None), output
+    assert all(f"migrated {name}" in output for name in SERVICES), output
+    assert "alembic" in _heavy(modules)  # what it runs on
+    assert [m for m in modules if m.endswith(".app") and m.startswith("services.")] == []
+    assert _heavy(modules, ("faststream", "uvicorn")) == []
+    conn = await asyncpg.connect(plain_dsn(own_database))
+    try:
+        schemas = {r[0] for r in await conn.fetch("SELECT nspname FROM pg_namespace")}
+    finally:
+        await conn.close()
+    assert set(SERVICES) <= schemas

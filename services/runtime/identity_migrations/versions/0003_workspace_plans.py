@@ -8,7 +8,7 @@ Revision ID: 0003_workspace_plans
 
 from alembic import op
 
-from services.runtime.auth import IDENTITY_SCHEMA
+from services.runtime.identity import IDENTITY_SCHEMA
 from services.runtime.plans import workspace_plans
 
 revision = "0003_workspace_plans"
