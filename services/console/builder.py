@@ -482,9 +482,9 @@ STEP_OF: dict[str, str] = {
     ),
     "video": "video",
     "account_ids": "accounts",
-    "name": "audience",
-    "form": "accounts",
 }
+"""The builder step that shows each field inside the six steps (its message is drawn there, its tab marked for it)."""
+STEP_KEYS: frozenset[str] = frozenset(key for key, _ in STEPS)
 
 
 def form_field(api: str, path: str | None, message: str = "") -> str:
@@ -515,26 +515,52 @@ def form_field(api: str, path: str | None, message: str = "") -> str:
     return found
 
 
-# Errors shown above the six steps (the campaign name, the form as a whole): no step's tab is marked for them.
+# Errors shown above the six steps (the campaign name, the form as a whole), seen from every step: no step's tab is
+# marked for them and none is opened for them (they are in no step of STEP_OF).
 OUTSIDE_STEPS: frozenset[str] = frozenset({"name", "form"})
 
 
 def error_steps(messages: Mapping[str, str]) -> frozenset[str]:
     """The builder steps that show an error (each one's tab in the stepper is marked): a step closed while the
     user is on another one says so at its tab, not only the step opened for the first error."""
-    return frozenset(STEP_OF[name] for name in messages if name in STEP_OF and name not in OUTSIDE_STEPS)
+    return frozenset(STEP_OF[name] for name in messages if name in STEP_OF)
 
 
-# The builder fields whose input the workflow graph's box draws (partials/workflow_graph.html, which htmx redraws
-# as the workflow changes): their messages are shown at that input, inside the box, in every state of it.
+# The fields whose values the workflow check judges (outreach's /v1/workflows/validate: the workflow's options); htmx
+# asks it again at every change of the workflow step and redraws the graph's box (partials/workflow_graph.html).
+CHECKED_FIELDS: tuple[str, ...] = ("preset", "spacing_minutes", "invite_wait_hours", "comment_mode", "without")
+# The one rule of where a message is shown: at the field it names, where the user edits that value. Of the checked
+# fields the box draws only "Leave steps out" (without), so only its message is in the box; the others are edited
+# above the box and their messages are at them: the redrawn box sends those again out of band into each field's
+# slot (FIELD_SLOTS, partials/workflow_check.html), so a check's message replaces or clears the one shown there.
 GRAPH_BOX_FIELDS: frozenset[str] = frozenset({"without"})
+FIELD_SLOTS: tuple[str, ...] = tuple(name for name in CHECKED_FIELDS if name not in GRAPH_BOX_FIELDS)
+
+
+def check_errors(messages: Mapping[str, str]) -> dict[str, str]:
+    """The workflow check's messages by the field that shows them. The check judges the workflow alone, so a message
+    that names no field of the builder (its own path outside the workflow's options) is about the workflow as a
+    whole, which the preset's field says (outreach's "workflow" path lands there too)."""
+    out: dict[str, str] = {}
+    for name, message in messages.items():
+        out.setdefault(name if name in CHECKED_FIELDS else "preset", message)
+    return out
 
 
 def graph_box_errors(checked: Mapping[str, str], page: Mapping[str, str]) -> dict[str, str]:
-    """The messages the workflow graph's box shows on the builder page: the workflow check's (``checked``), and
-    the page's own for the fields the box draws. A review outreach refused at ``without`` while the check passed
-    (or could not be asked) is in ``page`` only; the box must show it, as no other part of the page does."""
-    return {**checked, **{name: page[name] for name in GRAPH_BOX_FIELDS if name in page}}
+    """The messages the workflow graph's box shows on the builder page: those of the fields it draws, the page's
+    (a review outreach refused at ``without`` while the check passed, or could not be asked, is in ``page`` only)
+    else the check's. Every other message is shown at its own field, once."""
+    box = {name: checked[name] for name in GRAPH_BOX_FIELDS if name in checked}
+    box.update({name: page[name] for name in GRAPH_BOX_FIELDS if name in page})
+    return box
+
+
+def open_step(errors: FieldErrors, current: str | None) -> str:
+    """The step the builder opens: the first field error's step; else (no error, or only above the steps: the
+    name, the form's own message) the one the user was on (``current``, what the form or the link said), so a
+    message seen from every step moves no one; else the audience."""
+    return errors.step or (current if current in STEP_KEYS else None) or "audience"
 
 
 @dataclass
@@ -550,10 +576,9 @@ class FieldErrors:
 
     @property
     def step(self) -> str | None:
-        """The builder step of the first field with an error."""
-        for name in self.messages:
-            return STEP_OF.get(name, "audience")
-        return None
+        """The builder step of the first field with an error inside the steps (None when there is none: a message
+        above the steps, :data:`OUTSIDE_STEPS`, is seen from every step and opens none)."""
+        return next((STEP_OF[name] for name in self.messages if name in STEP_OF), None)
 
     def __bool__(self) -> bool:
         return bool(self.messages)

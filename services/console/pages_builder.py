@@ -40,15 +40,19 @@ def builder_router(console: Console) -> APIRouter:
         except BackendRefused as exc:
             if exc.status == 404:
                 raise
-            return None, Refused("outreach", exc).field_errors().messages
+            return None, builder.check_errors(Refused("outreach", exc).field_errors().messages)
         return checked.graph, {}
 
     async def context(
-        request: Request, session: Session, values: dict[str, Any], errors: builder.FieldErrors | None = None
+        session: Session,
+        values: dict[str, Any],
+        errors: builder.FieldErrors | None = None,
+        current: str | None = None,
     ) -> dict[str, Any]:
         """What the builder shows around ``values``. Drawn again after a refusal (``errors``), every list it reads
         is optional: a service that does not answer leaves its list out (None, the service named in ``down``) and
-        the choices made in it go back as hidden values, so nothing typed is lost and a resubmit sends them."""
+        the choices made in it go back as hidden values, so nothing typed is lost and a resubmit sends them. The step
+        opened is the first field error's, else ``current`` (the step the user was on, or the link's)."""
         down: set[str] = set()
 
         async def read(call: Awaitable[T]) -> T | None:
@@ -80,7 +84,7 @@ def builder_router(console: Console) -> APIRouter:
             # what the workflow check refused, for the graph's box (the page shows every error at its field)
             "graph_errors": graph_errors,
             "upgrade": errors.upgrade,
-            "open_step": errors.step or request.query_params.get("step") or "audience",
+            "open_step": builder.open_step(errors, current),
             "presets": presets.items if presets is not None else None,
             "groups": groups.items if groups is not None else None,
             "down": sorted(down),
@@ -99,7 +103,7 @@ def builder_router(console: Console) -> APIRouter:
         values["timezone"] = console.tz(request)
         if list:
             values.update(audience_type="source_group", source_group_id=str(uuid_or_404(list)))
-        ctx = await context(request, session, values)
+        ctx = await context(session, values, current=request.query_params.get("step"))
         values["account_ids"] = builder.preselected_accounts(ctx["linkedin"])  # only on a new builder's first page
         return console.render(request, "builder.html", **ctx)
 
@@ -118,7 +122,9 @@ def builder_router(console: Console) -> APIRouter:
                 errors.messages["post_lookback_days"] = errors.messages.pop("lookback_days")
             if exc.unavailable:
                 errors.messages["form"] = domain.builder_unavailable_message(exc.api)
-            ctx = await context(request, session, values, errors)
+            # the step the user reviewed from (app.js keeps the form's "step" up to date): a message above the steps
+            # (the name, the form's own) leaves them there
+            ctx = await context(session, values, errors, current=str(form.get("step") or "")[:20])
             return console.render(request, "builder.html", status=exc.status, **ctx)
         return RedirectResponse(f"/campaigns/{pending.campaign.campaign_id}/launch", status_code=303)
 
@@ -131,7 +137,7 @@ def builder_router(console: Console) -> APIRouter:
         presets = await b.outreach.presets(session.token)
         return console.render(
             request,
-            "partials/workflow_graph.html",
+            "partials/workflow_check.html",
             graph=graph,
             drawing=drawing,
             errors=errors,

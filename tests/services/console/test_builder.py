@@ -258,6 +258,10 @@ def test_each_error_a_service_can_name_is_shown_inside_the_step_its_tab_marks() 
         expected = None if name in builder.OUTSIDE_STEPS else builder.STEP_OF[name]
         assert page.error_at[name] == expected, f"{name}'s error is at step {page.error_at[name]}, not {expected}"
     assert page.marked == {key for key, _ in builder.STEPS}
+    # The workflow check refused its fields too (as the page draws it): still each message once, at its field (the
+    # graph's box said spacing, invite wait, comment mode and preset again).
+    twice = sorted({name for name in page.shown if page.shown.count(name) > 1})
+    assert not twice, f"shown twice: {twice}"
 
     two = _builder_page({"lookback_days": "1-30", "daily_limit": "10-75", "name": "taken"})
     assert two.marked == {"audience", "delivery"}  # every step with an error, not only the one opened
@@ -306,6 +310,10 @@ def test_a_review_refused_at_a_field_is_shown_at_its_step_in_every_state_of_the_
         "graph not drawn (the check did not answer)": {"presets": drawn["presets"], "graph_errors": {}},
         "nothing answered": {"graph_errors": {}},
         "the check refused it too": {"graph_errors": {"without": "not a step"}},
+        "the check refused every field it judges": {
+            **drawn,
+            "graph_errors": dict.fromkeys(builder.CHECKED_FIELDS, "wrong"),
+        },
         "email and video locked by the plan": {**drawn, "graph_errors": {}, "plan": _plan()},
         "email and video allowed by the plan": {**drawn, "graph_errors": {}, "plan": _plan("email_sender", "video")},
     }
@@ -318,18 +326,113 @@ def test_a_review_refused_at_a_field_is_shown_at_its_step_in_every_state_of_the_
             expected = None if name in builder.OUTSIDE_STEPS else builder.STEP_OF[name]
             assert page.error_at[name] == expected, f"{state}: {name}'s error is at {page.error_at[name]}"
         assert page.marked == {key for key, _ in builder.STEPS}, state
+        twice = sorted({name for name in page.shown if page.shown.count(name) > 1})
+        assert not twice, f"{state}: shown twice: {twice}"  # each message once (the check's were in the box too)
         only = _builder_page({"without": "'x' is not a step of this preset"}, **context)
         assert only.error_at == {"without": "workflow"}, f"{state}: {only.error_at}"  # at its step
         assert only.shown == ["without"], f"{state}: shown {only.shown}"  # once
         assert only.marked == {"workflow"}, state
 
 
-def test_the_graph_box_shows_the_check_s_messages_and_the_review_s_for_the_fields_it_draws() -> None:
-    checked = {"spacing_minutes": "between 5 and 720"}
+def test_the_graph_box_shows_only_the_messages_of_the_field_it_draws() -> None:
+    """Spacing, invite wait, comment mode and preset are edited above the box: their messages are at those fields
+    (the box showed the check's again, so the page said each twice). "Leave steps out" is drawn in the box: its
+    message is there, the review's when there is one (the check passed), else the check's."""
+    checked = {"spacing_minutes": "between 5 and 720", "comment_mode": "auto or draft", "preset": "unknown"}
     page = {"without": "not a step", "tone": "unknown", "spacing_minutes": "other"}
-    assert builder.graph_box_errors(checked, page) == {"spacing_minutes": "between 5 and 720", "without": "not a step"}
+    assert builder.graph_box_errors(checked, page) == {"without": "not a step"}
     assert builder.graph_box_errors({"without": "check"}, {"without": "review"}) == {"without": "review"}
+    assert builder.graph_box_errors({"without": "check"}, {}) == {"without": "check"}
     assert builder.graph_box_errors({}, {"tone": "unknown"}) == {}
+    assert set(builder.FIELD_SLOTS) == {"preset", "spacing_minutes", "invite_wait_hours", "comment_mode"}
+
+
+def test_the_workflow_check_s_messages_are_each_at_a_workflow_field() -> None:
+    """The check judges only the workflow: a message of it that names no field (a path outside the options) is the
+    workflow's as a whole, at the preset, never the form's (shown above the steps, it opened the Accounts step)."""
+    assert builder.check_errors({"spacing_minutes": "5-720", "form": "bad body"}) == {
+        "spacing_minutes": "5-720",
+        "preset": "bad body",
+    }
+    assert builder.check_errors({"preset": "unknown preset", "form": "bad body"}) == {"preset": "unknown preset"}
+    assert builder.check_errors({}) == {}
+
+
+def test_a_message_above_the_steps_opens_no_step_and_leaves_the_user_where_they_were() -> None:
+    """The form's own message (a service that did not answer) and the campaign name sit above the stepper, seen from
+    every step. The form's opened the Accounts step, the name's the Audience step, whichever step the user was on."""
+    outage = builder.FieldErrors({"form": "outreach did not answer"})
+    assert outage.step is None
+    assert builder.open_step(outage, "messages") == "messages"  # where the user reviewed from
+    assert builder.open_step(outage, None) == "audience" and builder.open_step(outage, "nonsense") == "audience"
+    named = builder.FieldErrors({"name": "a campaign needs a name"})
+    assert named.step is None and builder.open_step(named, "accounts") == "accounts"
+    # With a field error too, its step opens, wherever the messages above the steps come in the order.
+    both = builder.FieldErrors({"form": "down", "name": "taken", "end_hour": "after start", "lookback_days": "1-30"})
+    assert both.step == "delivery" and builder.open_step(both, "video") == "delivery"
+    assert builder.open_step(builder.FieldErrors(), "workflow") == "workflow"  # a link's ?step=, no error
+    assert "name" not in builder.STEP_OF and "form" not in builder.STEP_OF
+
+
+class _Slots(HTMLParser):
+    """The workflow check's answer: the messages in the graph's box and those sent out of band, by field."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.slot: str | None = None
+        self.oob: dict[str, str | None] = {}  # slot -> the message's field in it (None: sent empty)
+        self.in_box: list[str] = []
+        self.depth = 0
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = dict(attrs)
+        if a.get("id") == "workflow-graph":
+            self.depth = 1
+        elif self.depth and tag == "div":
+            self.depth += 1
+        if a.get("data-error-slot"):
+            assert a.get("hx-swap-oob") == "true", a
+            self.slot = a["data-error-slot"]
+            self.oob[self.slot or ""] = None
+        if "field-error" in (a.get("class") or ""):
+            name = (a.get("id") or "").removeprefix("err-") or a.get("data-field") or "?"
+            if self.slot:
+                self.oob[self.slot] = name
+            elif self.depth:
+                self.in_box.append(name)
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "div" and self.slot:
+            self.slot = None
+        elif tag == "div" and self.depth:
+            self.depth -= 1
+
+
+def _workflow_check(errors: dict[str, str]) -> _Slots:
+    html = (
+        page_templates()
+        .get_template("partials/workflow_check.html")
+        .render(values=builder.defaults(), errors=errors, presets=None, graph=None, drawing=None, down=(), B=builder)
+    )
+    parsed = _Slots()
+    parsed.feed(html)
+    return parsed
+
+
+def test_the_redrawn_workflow_puts_each_check_message_at_its_field_and_clears_the_others() -> None:
+    """A change of the workflow asks the check again: its message at the spacing goes to the spacing's slot, out of
+    band (it was in the box, away from the field, and twice once the page was drawn again); every other slot is sent
+    empty, so a message the check no longer gives goes; "Leave steps out" stays in the box it draws."""
+    refused = _workflow_check({"spacing_minutes": "must be between 5 and 720, got 4", "without": "not a step"})
+    assert refused.oob == {
+        "preset": None,
+        "spacing_minutes": "spacing_minutes",
+        "invite_wait_hours": None,
+        "comment_mode": None,
+    }
+    assert refused.in_box == ["without"]
+    passed = _workflow_check({})
+    assert passed.oob == dict.fromkeys(builder.FIELD_SLOTS) and passed.in_box == []
 
 
 class _Inputs(HTMLParser):
