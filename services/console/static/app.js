@@ -160,7 +160,12 @@
       steps[i].hidden = i !== current;
       var tab = document.querySelector('[data-step-tab="' + steps[i].getAttribute("data-step") + '"]');
       if (tab) { tab.setAttribute("aria-current", i === current ? "step" : "false"); }
+      // On a phone the stepper scrolls sideways: the current step's tab is kept in view (the 6th is off screen).
+      if (tab && i === current) { revealTab(tab); }
     }
+    // A review posts the step the user is on: a message above the steps (the name, the form's own) leaves them there.
+    var at = document.querySelector("[data-current-step]");
+    if (at) { at.value = steps[current].getAttribute("data-step"); }
     var status = document.querySelector("[data-step-status]");
     if (status) { status.textContent = "Step " + (current + 1) + " of " + steps.length; }
     var back = document.querySelector('[data-step-move="-1"]');
@@ -200,12 +205,50 @@
     return words.trim();
   }
   function revealTab(tab) {
-    // On a phone the stepper scrolls sideways: a tab just marked is scrolled into it (the page itself stays put).
+    // On a phone the stepper scrolls sideways: a tab just marked, or just opened, is scrolled into it (the page
+    // itself stays put: the stepper's own scrollLeft, never scrollIntoView).
     var bar = tab.closest(".stepper");
     if (!bar) { return; }
     var at = tab.getBoundingClientRect();
     var box = bar.getBoundingClientRect();
     if (at.left < box.left || at.right > box.right) { bar.scrollLeft += at.left - box.left - 8; }
+  }
+  // -- a field's message once the field is edited -----------------------------------------------------------
+  // A review's message at a field (#err-<name>, and the field's aria-invalid) says what was refused in the value
+  // sent; once the user edits that field it no longer describes what is there, so it goes (and with it the step
+  // tab's mark, when the step shows no other message: markSteps follows the change). The next review checks
+  // everything again; a field the workflow check judges has its message sent again by the check, if it still fails.
+  function clearFieldError(name) {
+    var error = byId("err-" + name);
+    if (!error) { return; }
+    var described = document.querySelectorAll('[aria-describedby~="err-' + name + '"]');
+    for (var i = 0; i < described.length; i++) {
+      described[i].removeAttribute("aria-invalid");
+      described[i].removeAttribute("aria-describedby");
+    }
+    error.remove();
+  }
+  function editedField(ev) {
+    var el = ev.target;
+    if (!(el instanceof HTMLElement) || !el.closest("#builder")) { return; }
+    // The daily limit's slider has no name: it edits the number it is synced to.
+    var name = el.getAttribute("name") || el.getAttribute("data-sync");
+    if (name) { clearFieldError(name); }
+  }
+  function describeSlot(slot) {
+    // A message slot sent again out of band (the workflow check's, partials/workflow_check.html): its field is read
+    // with the message it now holds, or is valid again.
+    var name = slot.getAttribute("data-error-slot");
+    var field = byId(name);
+    if (!field || !/^(INPUT|SELECT|TEXTAREA)$/.test(field.tagName)) { return; }
+    var error = byId("err-" + name);
+    if (error && slot.contains(error)) {
+      field.setAttribute("aria-invalid", "true");
+      field.setAttribute("aria-describedby", error.id);
+    } else {
+      field.removeAttribute("aria-invalid");
+      field.removeAttribute("aria-describedby");
+    }
   }
   function markSteps(announce) {
     var said = [];
@@ -314,7 +357,8 @@
       }
       if (el.hasAttribute("data-template-body") && el.checked) {
         var body = byId("template_body");
-        if (body) { body.value = el.getAttribute("data-template-body"); countInto(body); }
+        // Another template replaces the text: a message about the text it replaced goes with it.
+        if (body) { body.value = el.getAttribute("data-template-body"); countInto(body); clearFieldError("template_body"); }
       }
       if (el.hasAttribute("data-select-all")) {
         var boxes = document.querySelectorAll('input[name="' + el.getAttribute("data-select-all") + '"]');
@@ -322,6 +366,13 @@
       }
       var count = document.querySelector("[data-selected-count]");
       if (count) { count.textContent = document.querySelectorAll('input[name="draft_ids"]:checked').length + " selected"; }
+    });
+    document.body.addEventListener("input", editedField);
+    document.body.addEventListener("change", editedField);
+    document.body.addEventListener("htmx:oobAfterSwap", function (ev) {
+      // Fired on what was swapped in (detail.target is the slot it replaced, no longer in the page).
+      var slot = ev.target instanceof Element ? ev.target.closest("[data-error-slot]") : null;
+      if (slot) { describeSlot(slot); }
     });
     document.body.addEventListener("input", function (ev) {
       var el = ev.target;
