@@ -22,6 +22,7 @@ from .web import Console, answered, gather
 T = TypeVar("T")
 
 Ref = Annotated[str | None, Query(max_length=100)]
+StepName = Annotated[str | None, Query(max_length=20, description="The builder step to open (one of the six).")]
 
 
 def new_key() -> str:
@@ -98,12 +99,12 @@ def builder_router(console: Console) -> APIRouter:
         }
 
     @router.get("/campaigns/new", response_class=HTMLResponse, openapi_extra=PAGE)
-    async def new(request: Request, session: Signed, list: Ref = None) -> Response:
+    async def new(request: Request, session: Signed, list: Ref = None, step: StepName = None) -> Response:
         values = builder.defaults()
         values["timezone"] = console.tz(request)
         if list:
             values.update(audience_type="source_group", source_group_id=str(uuid_or_404(list)))
-        ctx = await context(session, values, current=request.query_params.get("step"))
+        ctx = await context(session, values, current=step)
         values["account_ids"] = builder.preselected_accounts(ctx["linkedin"])  # only on a new builder's first page
         return console.render(request, "builder.html", **ctx)
 
