@@ -1,5 +1,6 @@
 """Workspace API tokens, the store: scoped, expiring, revocable; stored as SHA-256 hashes in the shared ``identity``
-schema (its tables, migrations, issuing, listing, revoking and resolving, and the failed-attempt limiter).
+schema. Its tables (the tokens, the workspaces' plans), its migrations, and issuing, listing, revoking and resolving
+tokens, with the failed-attempt limiter.
 
 What the HTTP services need on top (FastAPI's bearer dependency, the scope declarations of the routes) is
 :mod:`services.runtime.auth`, which re-exports this module; the CLI's ``tokens`` and ``migrate`` commands import
@@ -31,7 +32,7 @@ from sqlalchemy import (
     text,
     update,
 )
-from sqlalchemy.dialects.postgresql import UUID, insert
+from sqlalchemy.dialects.postgresql import JSONB, UUID, insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from .clock import Clock, SystemClock
@@ -60,6 +61,16 @@ api_tokens = Table(
     Column("expires_at", DateTime(timezone=True), nullable=True),
     Column("revoked_at", DateTime(timezone=True), nullable=True),
 )
+
+workspace_plans = Table(
+    "workspace_plans",
+    identity_metadata,
+    Column("workspace_id", Text, primary_key=True),
+    Column("plan", Text, nullable=False),
+    Column("add_ons", JSONB, nullable=False, server_default="[]"),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+"""A workspace's plan and add-ons (no row: the default plan); read and written by :mod:`.plans`."""
 
 
 def hash_token(token: str) -> str:

@@ -25,12 +25,13 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Request, Security
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import Column, DateTime, Table, Text, select
-from sqlalchemy.dialects.postgresql import JSONB, insert
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from .auth import AdminWorkspace, ReadWorkspace, identity_metadata, workspace_id
+from .auth import AdminWorkspace, ReadWorkspace, workspace_id
 from .errors import Problem
+from .identity import workspace_plans
 
 PlanName = Literal["starter", "scale"]
 AddOnName = Literal["video", "email_sender"]
@@ -84,15 +85,6 @@ ADD_ONS: dict[str, AddOnInfo] = {
 }
 FEATURE_LABELS: dict[str, str] = {"video": "Personalised video", "email_sender": "An email sender (email fallback)"}
 DEFAULT_PLAN = "starter"
-
-workspace_plans = Table(
-    "workspace_plans",
-    identity_metadata,
-    Column("workspace_id", Text, primary_key=True),
-    Column("plan", Text, nullable=False),
-    Column("add_ons", JSONB, nullable=False, server_default="[]"),
-    Column("updated_at", DateTime(timezone=True), nullable=False),
-)
 
 
 @dataclass(frozen=True)

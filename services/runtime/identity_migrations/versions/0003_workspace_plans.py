@@ -8,8 +8,7 @@ Revision ID: 0003_workspace_plans
 
 from alembic import op
 
-from services.runtime.identity import IDENTITY_SCHEMA
-from services.runtime.plans import workspace_plans
+from services.runtime.identity import IDENTITY_SCHEMA, workspace_plans
 
 revision = "0003_workspace_plans"
 down_revision = "0002"
