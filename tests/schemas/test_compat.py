@@ -290,8 +290,21 @@ def test_the_releases_before_the_marks_are_compatible_with_them(release: str) ->
         if c.message.startswith("marked personal")
     }
     assert marked == {(t, path) for t in old for path in EVENT_TYPES[t].personal}
-    # 1.1.0 added post_matched and paused, whose three personal paths 1.2.0 marks too
-    assert len(marked) == {"1.0.0": 41, "1.1.0": 44}[release]
+    # 1.1.0 added post_matched and paused, whose three personal paths 1.2.0 marks too; 1.3.0 marks the four video links
+    assert len(marked) == {"1.0.0": 45, "1.1.0": 48}[release]
+
+
+def test_release_1_2_0_is_compatible_with_the_video_links_marked_personal() -> None:
+    """1.3.0 marks the lead's video links personal (the video is rendered for that one person): a compatible
+    change, and the only one since 1.2.0."""
+    changes = compare_all(load_schemas(COMMITTED.parent / "releases" / "1.2.0"), event_schemas())
+    assert breaking(changes) == []
+    assert sorted((c.event_type, c.path, c.message.split(":")[0]) for c in changes) == [
+        ("leadstream.lead.invite_sent.v1", "video_url", "marked personal"),
+        ("leadstream.lead.message_sent.v1", "video_url", "marked personal"),
+        ("leadstream.lead.video_generated.v1", "thumbnail_url", "marked personal"),
+        ("leadstream.lead.video_generated.v1", "video_url", "marked personal"),
+    ]
 
 
 def test_every_published_schema_is_compatible_with_itself() -> None:

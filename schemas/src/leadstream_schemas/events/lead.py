@@ -368,6 +368,8 @@ class VideoGenerated(LeadEvent):
     """The video provider delivered the lead's video (signed callback)."""
 
     event_type: ClassVar[str] = "leadstream.lead.video_generated.v1"
+    # A video rendered for this one person (their name, city, company on screen): its links are theirs (1.3.0).
+    personal: ClassVar[tuple[str, ...]] = ("video_url", "thumbnail_url")
 
     video_job_id: UUID
     video_url: Url
@@ -434,7 +436,7 @@ class InviteSent(_ActionEvent):
     """A connection invite was sent, with or without a note (and a video link)."""
 
     event_type: ClassVar[str] = "leadstream.lead.invite_sent.v1"
-    personal: ClassVar[tuple[str, ...]] = ("note",)
+    personal: ClassVar[tuple[str, ...]] = ("note", "video_url")  # the lead's own video's link (1.3.0)
 
     note: Line | None = None
     video_url: Url | None = None
@@ -452,7 +454,7 @@ class MessageSent(_ActionEvent):
     """A LinkedIn message was sent to the lead."""
 
     event_type: ClassVar[str] = "leadstream.lead.message_sent.v1"
-    personal: ClassVar[tuple[str, ...]] = ("text",)
+    personal: ClassVar[tuple[str, ...]] = ("text", "video_url")  # the lead's own video's link (1.3.0)
 
     text: Body
     video_url: Url | None = None
