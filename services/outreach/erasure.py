@@ -22,7 +22,7 @@ from services.runtime.consumer import HandlerContext
 from . import lifecycle as lc
 from .context import OutreachContext
 from .problems import not_found
-from .store import inbox_messages, leads, sends, texts, timers
+from .store import campaigns, inbox_messages, leads, sends, texts, timers, videos
 
 PERSONAL_COLUMNS = (  # of its leads table
     "linkedin_url",
@@ -47,8 +47,8 @@ async def blank_copy(conn: AsyncConnection, workspace_id: str, lead_id: UUID, no
         .values(**dict.fromkeys(PERSONAL_COLUMNS), updated_at=now)
     )
     await lc.suppress(conn, workspace_id, "lead", str(lead_id), "erased", now)
-    # The texts written for the lead, the action events of its sends (the contract's personal paths) and what
-    # providers and inboxes said about it; rows, states and counts stay.
+    # The texts written for the lead, the action events of its sends (the contract's personal paths, the video
+    # link included), what providers and inboxes said about it and its video's link; rows, states and counts stay.
     await conn.execute(
         update(texts)
         .where(texts.c.workspace_id == workspace_id, texts.c.lead_id == lead_id)
@@ -73,6 +73,17 @@ async def blank_copy(conn: AsyncConnection, workspace_id: str, lead_id: UUID, no
         update(inbox_messages)
         .where(inbox_messages.c.workspace_id == workspace_id, inbox_messages.c.lead_id == lead_id)
         .values(detail=None)
+    )
+    # The link of the video rendered for the lead (VideoGenerated's personal video_url): the row and its status stay
+    # (a step waiting for the video goes on as before; the lead is suppressed, so nothing carries the link again).
+    await conn.execute(
+        update(videos)
+        .where(
+            videos.c.lead_id == lead_id,
+            videos.c.video_url.is_not(None),
+            videos.c.campaign_id.in_(select(campaigns.c.campaign_id).where(campaigns.c.workspace_id == workspace_id)),
+        )
+        .values(video_url=ERASED)
     )
 
 

@@ -2,8 +2,9 @@
 
 Events read after an erasure are already ``[erased]`` at every personal path (the runtime's key store,
 :mod:`services.runtime.personal`); this covers what the live views stored before it. The lead keeps its rows,
-stage, flags and counts (campaign summaries stay right); its name, headline, location, profile URL and email
-read ``[erased]``, and its timeline entries keep their type and time with a summary that carries no text.
+stage, flags and counts (campaign summaries stay right); its name, headline, location, profile URL, email and
+video link (``lead_state`` and ``lead_campaign``) read ``[erased]``, and its timeline entries keep their type and
+time with a summary that carries no text.
 """
 
 from __future__ import annotations
@@ -28,8 +29,12 @@ LEAD_STATE_COLUMNS = (
     "prof_linkedin_url",
     "prof_city",
     "email",
+    "video_url",
 )
 """lead_state columns copied from personal fields (leadstream_schemas.personal paths)."""
+
+LEAD_CAMPAIGN_COLUMNS = ("video_url",)
+"""lead_campaign columns copied from personal fields (VideoGenerated's ``video_url``, the lead's own video)."""
 
 ERASED_SUMMARY = "personal data erased"
 
@@ -43,6 +48,14 @@ async def erase_people(conn: asyncpg.Connection, views: Views, people: Sequence[
     sets = ", ".join(f"{c} = CASE WHEN {c} IS NULL THEN NULL ELSE $3 END" for c in LEAD_STATE_COLUMNS)
     await conn.execute(
         f"UPDATE {schema}.lead_state AS t SET {sets} FROM unnest($1::text[], $2::uuid[]) AS p(ws, lead) "
+        "WHERE t.workspace_id = p.ws AND t.lead_id = p.lead",
+        workspaces,
+        leads,
+        ERASED,
+    )
+    sets = ", ".join(f"{c} = CASE WHEN {c} IS NULL THEN NULL ELSE $3 END" for c in LEAD_CAMPAIGN_COLUMNS)
+    await conn.execute(
+        f"UPDATE {schema}.lead_campaign AS t SET {sets} FROM unnest($1::text[], $2::uuid[]) AS p(ws, lead) "
         "WHERE t.workspace_id = p.ws AND t.lead_id = p.lead",
         workspaces,
         leads,

@@ -24,6 +24,7 @@ from leadstream_schemas import (
     LeadProfileEnriched,
     LeadSource,
     MessageSent,
+    VideoGenerated,
     encode,
 )
 
@@ -41,6 +42,12 @@ from tests.support.kafka import produce, read_until, wait_for
 WS = "ws-erase"
 GONE = ("Philippa", "Shredwell", "philippa.shredwell@erase.example")
 KEPT = ("Bartholomew", "Keepsake", "bart.keepsake@erase.example")
+CAMPAIGN, LEGACY_CAMPAIGN = uuid.UUID(int=0xE7A5E), uuid.UUID(int=0x01D)
+
+
+def _video_url(first: str, last: str, campaign: uuid.UUID = CAMPAIGN) -> str:
+    """The link of the video rendered for one person: the studio names it after them, as real ones do."""
+    return f"https://videos.studio.example/{campaign.hex[-4:]}/{first.lower()}-{last.lower()}.mp4"
 
 
 def _events(lead: uuid.UUID, first: str, last: str, email: str) -> list[Envelope[Any]]:
@@ -57,7 +64,14 @@ def _events(lead: uuid.UUID, first: str, last: str, email: str) -> list[Envelope
         ),
         LeadProfileEnriched(lead_id=lead, full_name=f"{first} {last}", headline=f"{first} runs data", city="Leeds"),
         LeadEmailEnriched(lead_id=lead, email=email),
-        InviteSent(lead_id=lead, note=f"Hi {first}, shall we connect?"),
+        VideoGenerated(
+            lead_id=lead,
+            campaign_id=CAMPAIGN,
+            video_job_id=uuid.uuid4(),
+            video_url=_video_url(first, last),
+            thumbnail_url=_video_url(first, last).replace(".mp4", ".jpg"),
+        ),
+        InviteSent(lead_id=lead, campaign_id=CAMPAIGN, note="Shall we connect?", video_url=_video_url(first, last)),
     ]
     return [Envelope.new(f, workspace_id=WS, source="test") for f in facts]
 
@@ -79,6 +93,17 @@ async def _tables(database_url: str, schema: str) -> dict[str, str]:
         return {
             t: "\n".join(r[0] for r in await conn.fetch(f'SELECT x::text FROM "{schema}"."{t}" AS x')) for t in names
         }
+    finally:
+        await conn.close()
+
+
+async def _video_links(database_url: str, schema: str, lead: uuid.UUID) -> dict[str, Any]:
+    """The lead's video link in the views: of the lead, and of each of its campaigns."""
+    conn = await asyncpg.connect(dsn(database_url))
+    try:
+        state = await conn.fetchval(f'SELECT video_url FROM "{schema}".lead_state WHERE lead_id = $1', lead)
+        rows = await conn.fetch(f'SELECT campaign_id, video_url FROM "{schema}".lead_campaign WHERE lead_id = $1', lead)
+        return {"lead": state, **{str(r[0]): r[1] for r in rows}}
     finally:
         await conn.close()
 
@@ -114,8 +139,20 @@ async def test_erase_blanks_views_rebuilds_and_exports_and_keeps_counts(
     service.wake_relay()
     # And one event of the first person from before encryption: plaintext on the log.
     legacy = Envelope.new(MessageSent(lead_id=gone, text=f"Dear {GONE[0]} {GONE[1]}"), workspace_id=WS, source="old")
-    await produce(settings.kafka_bootstrap_servers, settings.topic_name(legacy.topic), [encode(legacy)])
-    total = len(written) + 1
+    # Their video links in another campaign, from before the links were personal (contract 1.2.0): plaintext too.
+    old_video = VideoGenerated(
+        lead_id=gone,
+        campaign_id=LEGACY_CAMPAIGN,
+        video_job_id=uuid.uuid4(),
+        video_url=_video_url(*GONE[:2], LEGACY_CAMPAIGN),
+    )
+    legacy_video = Envelope.new(old_video, workspace_id=WS, source="old")
+    await produce(
+        settings.kafka_bootstrap_servers,
+        settings.topic_name(legacy.topic),
+        [encode(legacy), encode(legacy_video)],
+    )
+    total = len(written) + 2
     await wait_for(lambda: consumer.applied >= total, timeout_s=120, what="the live views caught up")
 
     records = await read_until(
@@ -128,6 +165,13 @@ async def test_erase_blanks_views_rebuilds_and_exports_and_keeps_counts(
 
     live = await _tables(settings.database_url, "projection")
     assert _hits(live["lead_state"], GONE) and _hits(live["lead_state"], KEPT)  # decrypted into the views
+    # The video links are read in plain, sealed or not (the old plaintext record as it was).
+    links = await _video_links(settings.database_url, "projection", gone)
+    assert {k: v for k, v in links.items() if k != "lead"} == {
+        str(CAMPAIGN): _video_url(*GONE[:2]),
+        str(LEGACY_CAMPAIGN): _video_url(*GONE[:2], LEGACY_CAMPAIGN),
+    }
+    assert links["lead"] in {_video_url(*GONE[:2]), _video_url(*GONE[:2], LEGACY_CAMPAIGN)}  # the latest of the two
     counts_before, rows_before = await _counts(settings.database_url, gone)
 
     out = await cli(isolated, "erase", "--lead", str(gone), "--json")
@@ -142,6 +186,9 @@ async def test_erase_blanks_views_rebuilds_and_exports_and_keeps_counts(
     live = await _tables(settings.database_url, "projection")
     assert {t: _hits(text, GONE) for t, text in live.items() if _hits(text, GONE)} == {}
     assert _hits(live["lead_state"], KEPT) == list(KEPT)  # the other person is untouched
+    erased_links = {"lead": "[erased]", str(CAMPAIGN): "[erased]", str(LEGACY_CAMPAIGN): "[erased]"}
+    assert await _video_links(settings.database_url, "projection", gone) == erased_links
+    assert (await _video_links(settings.database_url, "projection", kept))[str(CAMPAIGN)] == _video_url(*KEPT[:2])
     counts_after, rows_after = await _counts(settings.database_url, gone)
     # Counts stay (the erasure itself is one more event of the lead's history).
     assert counts_after["event_count"] == counts_before["event_count"] + 1
@@ -152,6 +199,7 @@ async def test_erase_blanks_views_rebuilds_and_exports_and_keeps_counts(
     rebuilt = await _tables(settings.database_url, "projection_erased")
     assert {t: _hits(text, GONE) for t, text in rebuilt.items() if _hits(text, GONE)} == {}
     assert _hits(rebuilt["lead_state"], KEPT) == list(KEPT)
+    assert await _video_links(settings.database_url, "projection_erased", gone) == erased_links
     assert rebuilt["timeline"].count(str(gone)) == rows_after
 
     path = tmp_path / "warehouse"

@@ -4,17 +4,20 @@ failsafe deadline and carries it, and so does every invite and message after it.
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
-from leadstream_schemas import VideoGenerated
+from leadstream_schemas import InviteSent, VideoGenerated, decode
 from sqlalchemy import select
 
 from services.outreach.domain.workflow import resolve_workflow
-from services.outreach.store import timers
+from services.outreach.store import sends, timers, videos
+from services.runtime.personal import PersonalReader
 from tests.services.outreach.support import MakeSettings, StartService, approvals, lead_events, of_type, start_outreach
-from tests.support.kafka import wait_for
+from tests.support.kafka import read_until, wait_for
 
 MONDAY = datetime(2026, 1, 5, 8, 0, tzinfo=UTC)
 OPEN = {"active_days": "every_day", "start_hour": 0, "end_hour": 24, "pace": "high_volume"}
@@ -95,3 +98,62 @@ async def test_the_first_invite_or_message_waits_for_the_video_and_carries_it(
     assert carriers[0].time == waited_until  # sent when the video arrived, not before
     without = [(type(e.data).__name__, e.data.step_id) for e in carriers if e.data.video_url != VIDEO_URL]
     assert without == []  # every invite and message carries the video
+
+
+async def test_the_video_link_is_sealed_on_the_topic_read_in_plain_and_erased_with_the_lead(
+    make_settings: MakeSettings, start_service: StartService, topic_prefix: str
+) -> None:
+    """The link points at a video rendered for this one person (contract 1.3.0: a personal path). Outreach reads it
+    in plain from a plaintext VideoGenerated (a record from before 1.3.0), sends the invite with it, and writes it
+    sealed on the topic; erasing the lead leaves ``[erased]`` in its videos and sends and to every key-store reader."""
+    o = await start_outreach(make_settings, start_service, topic_prefix, start=MONDAY, video_wait_minutes=60)
+    account = await o.account()
+    group = uuid.uuid4()
+    body = {
+        "name": "sealed video",
+        "audience": {"type": "source_group", "ref": str(group)},
+        "workflow": "standard_connect",
+        "delivery": OPEN,
+        "account_ids": [account],
+        "video": {"template_id": "vt-intro", "segments": [{"field": "first_name", "fallback": "there"}]},
+    }
+    cid = (await o.api("POST", "/v1/campaigns", 201, json=body))["campaign_id"]
+    await o.api("POST", f"/v1/campaigns/{cid}/launch", 200)
+    [lead], events = lead_events(group, 1, tag=o.workspace)
+    for step in resolve_workflow("standard_connect", default_note=True, email_fallback=False).to_model().text_steps():
+        assert step.channel is not None
+        events.extend(approvals(cid, [lead], step.id, step.channel.value))
+    video = VideoGenerated(lead_id=lead, campaign_id=uuid.UUID(cid), video_job_id=uuid.uuid4(), video_url=VIDEO_URL)
+    await o.produce([*events, video])
+    await o.wait_enrolled(cid, 1)
+
+    async def video_known() -> bool:
+        async with o.service.engine.connect() as conn:
+            return await conn.scalar(select(videos.c.video_url).where(videos.c.lead_id == lead)) == VIDEO_URL
+
+    await wait_for(video_known, timeout_s=60, what="outreach to read the plaintext link")
+    await o.drive(MONDAY + timedelta(hours=2))
+    [invite] = of_type(await o.events(lambda e: getattr(e.data, "lead_id", None) == lead), "InviteSent")
+    assert invite.data.video_url == VIDEO_URL  # read back through the key store: the plain link
+
+    lead_topic = o.prefix + "leadstream.lead.v1"
+    wanted = InviteSent.event_type.encode()
+
+    def ours(records: list[Any]) -> list[Any]:
+        return [r for r in records if r.key == str(lead).encode() and dict(r.headers).get("ce_type") == wanted]
+
+    records = await read_until(o.settings.kafka_bootstrap_servers, [lead_topic], lambda rs: bool(ours(rs)))
+    [raw] = ours(records)
+    assert json.loads(raw.value)["video_url"].startswith("pii1:")
+    assert VIDEO_URL.encode() not in raw.value
+
+    await o.api("POST", f"/v1/leads/{lead}/erasure", 202)
+    async with o.service.engine.connect() as conn:
+        kept = (await conn.execute(select(videos.c.status, videos.c.video_url).where(videos.c.lead_id == lead))).all()
+        stored = (await conn.execute(select(sends.c.event).where(sends.c.lead_id == lead))).scalars().all()
+    assert [(r.status, r.video_url) for r in kept] == [("ready", "[erased]")]
+    assert VIDEO_URL not in json.dumps(stored)
+    reader = PersonalReader.on_engine(o.service.engine)  # a reader of its own: the helpers' cache knows the key
+    person = reader.person(raw.headers)
+    await reader.load([person])
+    assert decode(reader.open(raw.value, raw.headers, person), raw.headers).data.video_url == "[erased]"
