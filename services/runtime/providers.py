@@ -143,15 +143,20 @@ class SimulatedProvider:
         await self.sim.latency(rng)
         return rng
 
-    def simulate_faults(self, rng: random.Random, source: str) -> None:
-        """Raise a rate limit (every ``rate_limit_every``-th call) or, at random, a transient 503 from ``source``."""
+    def simulate_faults(self, rng: random.Random, source: str, *, error_rate: float | None = None) -> None:
+        """Raise a rate limit (every ``rate_limit_every``-th call) or, at random, a transient 503 from ``source``
+        (at ``error_rate``; default: the profile's ``transient_error_rate``)."""
         if self.sim.rate_limit_every and self.total_calls % self.sim.rate_limit_every == 0:
             raise RateLimited(self.sim.retry_after_s)
-        if rng.random() < self.sim.transient_error_rate:
+        rate = self.sim.transient_error_rate if error_rate is None else error_rate
+        if rng.random() < rate:
             raise ProviderError(f"simulated 503 from {source}", transient=True, status=503, maybe_performed=False)
 
-    async def simulate(self, kind: str, key: str, source: str, *, counted_as: str | None = None) -> random.Random:
-        """:meth:`simulate_call` then :meth:`simulate_faults`: a remote call that may fail as remote calls do."""
+    async def simulate(
+        self, kind: str, key: str, source: str, *, counted_as: str | None = None, error_rate: float | None = None
+    ) -> random.Random:
+        """:meth:`simulate_call` then :meth:`simulate_faults`: a remote call that may fail as remote calls do
+        (``error_rate``: a call of its own rate of 503s, e.g. the video studio's deletes)."""
         rng = await self.simulate_call(kind, key, counted_as=counted_as)
-        self.simulate_faults(rng, source)
+        self.simulate_faults(rng, source, error_rate=error_rate)
         return rng

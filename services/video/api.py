@@ -24,7 +24,7 @@ from services.runtime.service import Service
 from services.runtime.webhooks import DEFAULT_MAX_BYTES, verified_request
 
 from . import commands
-from .store import callbacks, jobs
+from .store import callbacks, deletions, jobs
 
 
 class CallbackOut(BaseModel):
@@ -61,6 +61,9 @@ class JobOut(BaseModel):
     deadline_at: datetime
     completed_at: datetime | None
     callbacks: list[CallbackRecord]
+    studio_deletion: str | None = None
+    """After the lead's erasure, the deletion of its video at the studio: pending, deleted or failed (the studio
+    kept refusing); None when none was asked."""
 
 
 def build_router(
@@ -106,6 +109,7 @@ def build_router(
                     select(callbacks).where(callbacks.c.video_job_id == job.video_job_id).order_by(callbacks.c.id)
                 )
             ).all()
+            deletion = await conn.scalar(select(deletions.c.status).where(deletions.c.video_job_id == job.video_job_id))
         return JobOut(
             video_job_id=job.video_job_id,
             lead_id=job.lead_id,
@@ -123,6 +127,7 @@ def build_router(
             deadline_at=job.deadline_at,
             completed_at=job.completed_at,
             callbacks=[CallbackRecord(msg_id=c.msg_id, outcome=c.outcome, received_at=c.received_at) for c in received],
+            studio_deletion=deletion,
         )
 
     return router

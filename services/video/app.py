@@ -1,4 +1,4 @@
-"""Video wiring: settings -> studio adapter -> handlers, job sweep and callback API -> service."""
+"""Video wiring: settings -> studio adapter -> handlers, job sweep, studio deletions and callback API -> service."""
 
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ from .adapters import VideoStudio
 from .adapters.http import HttpStudio
 from .adapters.simulated import SimulatedStudio
 from .api import build_router
+from .deletions import StudioDeletions
 from .handlers import VideoHandlers
 from .jobs import JobSweeper
 from .settings import VideoSettings
@@ -53,6 +54,7 @@ def make_studio(settings: VideoSettings, clock: Clock, service: Service) -> Vide
         settings.keys("video_webhook_secret").signing,
         render_delay_s=(settings.sim_render_delay_min_s, settings.sim_render_delay_max_s),
         failure_rate=settings.sim_failure_rate,
+        delete_failure_rate=settings.sim_delete_error_rate,
         transport=transport,
     )
 
@@ -67,7 +69,8 @@ def build(
     studio = studio or make_studio(settings, clock, service)
     service.close_on_stop(studio)
     sweeper = JobSweeper(service, studio, settings)
-    handlers = VideoHandlers(settings.video_timeout_s, wake=sweeper.timers.wake)
+    deleter = StudioDeletions(service, studio, settings)
+    handlers = VideoHandlers(settings.video_timeout_s, wake=sweeper.timers.wake, wake_deletions=deleter.timers.wake)
     service.consume(
         [CAMPAIGN.name, LEAD.name],
         {
@@ -79,6 +82,7 @@ def build(
         },
     )
     sweeper.timers.serve()
+    deleter.timers.serve()
     if isinstance(studio, SimulatedStudio):
         service.add_task(studio.run)
     service.include_router(
@@ -91,4 +95,5 @@ def build(
         )
     )
     service.app.state.video_studio = studio
+    service.app.state.video_deletions = deleter
     return service

@@ -32,7 +32,8 @@ from .store import callbacks, jobs, seen_webhooks
 
 @dataclass(frozen=True)
 class Handled:
-    """What a callback did: ``outcome`` (generated, failed, replay, unknown_job, late, duplicate) and its job."""
+    """What a callback did: ``outcome`` (generated, failed, replay, unknown_job, late, duplicate, erased) and its
+    job."""
 
     outcome: str
     video_job_id: UUID | None
@@ -97,6 +98,8 @@ async def handle_callback(
             await _record(conn, hook.msg_id, None, "unknown_job", payload, now)
             return Handled("unknown_job", result.external_id)
         decision = domain.callback_decision(job.status, job.failure_reason)
+        if decision == "erased":  # the lead's links are not kept: the video is deleted at the studio
+            payload = domain.without_links(payload)
         if decision != "accept":
             await _record(conn, hook.msg_id, job.video_job_id, decision, payload, now)
             return Handled(decision, job.video_job_id)

@@ -11,6 +11,7 @@ from uuid import UUID
 
 from leadstream_schemas import LeadProfileEnriched, VideoSettings
 from leadstream_schemas.bounds import DETAIL_MAX, ID_MAX, URL_MAX, scrub
+from leadstream_schemas.personal import ERASED
 
 FIELDS: tuple[str, ...] = ("first_name", "last_name", "city", "headline")
 DEFAULT_FALLBACKS: dict[str, str] = {"first_name": "there", "last_name": "", "city": "your city", "headline": "you"}
@@ -191,13 +192,29 @@ def _opt(value: Any) -> str | None:
     return str(value) if value is not None else None
 
 
-Decision = Literal["accept", "late", "duplicate"]
+LINK_KEYS = ("download_url", "url", "video_url", "thumbnail_url")
+"""Where a studio callback's ``data`` carries the video's links (what :func:`parse_callback` reads)."""
+
+
+def without_links(payload: Any) -> Any:
+    """A stored callback body with the video's links ``[erased]`` (its lead was erased): the rest, ids and status
+    and error, stays as the studio sent it."""
+    if not isinstance(payload, Mapping) or not isinstance(payload.get("data"), Mapping):
+        return payload
+    data = {k: ERASED if k in LINK_KEYS and v is not None else v for k, v in payload["data"].items()}
+    return {**payload, "data": data}
+
+
+Decision = Literal["accept", "late", "duplicate", "erased"]
 
 
 def callback_decision(status: str, failure_reason: str | None) -> Decision:
-    """What a callback does to a job: the first outcome wins, a callback after the timeout is late."""
+    """What a callback does to a job: the first outcome wins, a callback after the timeout is late, and nothing is
+    accepted for a job whose lead was erased (its video is deleted at the studio)."""
     if status in OPEN_STATUSES:
         return "accept"
+    if status == "erased":
+        return "erased"
     if status == "failed" and failure_reason == "timeout":
         return "late"
     return "duplicate"

@@ -22,7 +22,7 @@ from leadstream_schemas import (
     LeadProfileEnriched,
     VideoRequested,
 )
-from leadstream_schemas.personal import personal_paths, redact
+from leadstream_schemas.personal import ERASED, personal_paths, redact
 from sqlalchemy import delete, select, update
 from sqlalchemy.dialects.postgresql import insert
 
@@ -30,7 +30,7 @@ from services.runtime.consumer import HandlerContext
 from services.runtime.telemetry import current_traceparent
 
 from . import domain
-from .store import campaigns, enrollments, jobs, lock_campaign, lock_leads, profiles
+from .store import callbacks, campaigns, deletions, enrollments, jobs, lock_campaign, lock_leads, profiles
 
 log = logging.getLogger(__name__)
 
@@ -40,11 +40,18 @@ def _template(raw: dict[str, Any] | None) -> domain.VideoTemplate | None:
 
 
 class VideoHandlers:
-    """Handlers with the render timeout they stamp on each job; ``wake`` tells the job loop a job was queued."""
+    """Handlers with the render timeout they stamp on each job; ``wake`` tells the job loop a job was queued,
+    ``wake_deletions`` the deletion loop that a studio deletion was."""
 
-    def __init__(self, timeout_s: float, wake: Callable[[], None] = lambda: None) -> None:
+    def __init__(
+        self,
+        timeout_s: float,
+        wake: Callable[[], None] = lambda: None,
+        wake_deletions: Callable[[], None] = lambda: None,
+    ) -> None:
         self.timeout_s = timeout_s
         self.wake = wake
+        self.wake_deletions = wake_deletions
 
     async def on_campaign_created(self, env: Envelope[CampaignCreated], ctx: HandlerContext) -> None:
         """Store the campaign's video template (None: not a video campaign); request videos for waiting leads."""
@@ -94,18 +101,58 @@ class VideoHandlers:
         await self._lead_ready(ctx, p.lead_id)
 
     async def on_lead_erased(self, env: Envelope[LeadErased], ctx: HandlerContext) -> None:
-        """Blank video's copies of an erased lead (idempotent): the profile it personalises from is deleted and
-        every job keeps its status, times and link with its variables ``[erased]`` (VideoRequested's personal
-        paths); a job not yet submitted then renders without them."""
+        """Blank video's copies of an erased lead and ask the studio to delete their videos (idempotent).
+
+        The profile it personalises from is deleted; every job keeps its times with its variables ``[erased]``
+        (VideoRequested's personal paths) and its video and thumbnail links ``[erased]`` (VideoGenerated's), and
+        the callbacks recorded for it keep their outcome without the links; a job still open (queued, rendering)
+        ends ``erased``: nothing more is submitted, and a callback that still comes is not accepted. Each video the
+        studio was given gets a ``deletions`` row, deleted at the studio by the deletion loop after this commits
+        (:mod:`.deletions`): a provider call never runs in a handler's transaction."""
         ws, lead = env.workspace_id, env.data.lead_id
+        now = ctx.clock.now()
         await ctx.conn.execute(delete(profiles).where(profiles.c.workspace_id == ws, profiles.c.lead_id == lead))
         paths = personal_paths(VideoRequested)
+        # Locked: a submit under way (the job loop holds its row) is waited for, so its video id is seen here.
         rows = await ctx.conn.execute(
-            select(jobs.c.video_job_id, jobs.c.variables).where(jobs.c.workspace_id == ws, jobs.c.lead_id == lead)
+            select(jobs).where(jobs.c.workspace_id == ws, jobs.c.lead_id == lead).with_for_update()
         )
+        queued = False
         for row in rows.all():
-            blank = redact({"variables": dict(row.variables or {})}, paths)["variables"]
-            await ctx.conn.execute(update(jobs).where(jobs.c.video_job_id == row.video_job_id).values(variables=blank))
+            values: dict[str, Any] = {
+                "variables": redact({"variables": dict(row.variables or {})}, paths)["variables"],
+                "video_url": ERASED if row.video_url is not None else None,
+                "thumbnail_url": ERASED if row.thumbnail_url is not None else None,
+            }
+            if row.status in domain.OPEN_STATUSES:
+                values.update(status="erased", completed_at=now)
+            await ctx.conn.execute(update(jobs).where(jobs.c.video_job_id == row.video_job_id).values(**values))
+            received = await ctx.conn.execute(
+                select(callbacks.c.id, callbacks.c.payload).where(callbacks.c.video_job_id == row.video_job_id)
+            )
+            for cb in received.all():
+                await ctx.conn.execute(
+                    update(callbacks).where(callbacks.c.id == cb.id).values(payload=domain.without_links(cb.payload))
+                )
+            if row.provider_job_id is not None:
+                await ctx.conn.execute(
+                    insert(deletions)
+                    .values(
+                        video_job_id=row.video_job_id,
+                        workspace_id=ws,
+                        campaign_id=row.campaign_id,
+                        lead_id=lead,
+                        provider_job_id=row.provider_job_id,
+                        status="pending",
+                        next_attempt_at=now,
+                        requested_at=now,
+                        traceparent=current_traceparent(),
+                    )
+                    .on_conflict_do_nothing(index_elements=["video_job_id"])
+                )
+                queued = True
+        if queued:
+            ctx.after_commit(self.wake_deletions)  # due now: the deletion loop naps otherwise
 
     async def on_enrichment_failed(self, env: Envelope[LeadEnrichmentFailed], ctx: HandlerContext) -> None:
         """A lead without a profile still gets its video, with every segment's fallback."""

@@ -11,6 +11,9 @@ from services.runtime.timers import Schedule
 VIDEO_SUBMIT_BACKOFF_MAX_S = 600.0
 """The longest wait between two submits of a job."""
 
+VIDEO_DELETE_BACKOFF_MAX_S = 6 * 3600.0
+"""The longest wait between two tries of a studio deletion (a studio down for hours is waited out)."""
+
 
 class VideoSettings(RuntimeSettings):
     """Settings of the video service."""
@@ -34,6 +37,15 @@ class VideoSettings(RuntimeSettings):
     video_submit_max_attempts: int = Field(
         8, ge=1, description="Submits of one job that may fail before it fails (VideoFailed provider_error)."
     )
+    video_delete_backoff_s: float = Field(
+        60.0,
+        ge=0,
+        description="Campaign-time wait before retrying a refused studio deletion (an erased lead's video); "
+        "doubles, up to 6 h.",
+    )
+    video_delete_max_attempts: int = Field(
+        12, ge=1, description="Tries of one studio deletion before it is given up (recorded failed and logged)."
+    )
     video_callback_url: str = Field("", description="Public URL of POST /v1/video/callback (default: this service).")
     video_webhook_secret: SecretStr | None = Field(
         None,
@@ -53,6 +65,7 @@ class VideoSettings(RuntimeSettings):
     sim_render_delay_max_s: float = Field(300.0, ge=0, description="Simulated render time, campaign seconds (high).")
     sim_failure_rate: float = Field(0.05, ge=0, le=1, description="Share of simulated renders that fail.")
     sim_submit_error_rate: float = Field(0.03, ge=0, le=1, description="Share of simulated submits failing (503).")
+    sim_delete_error_rate: float = Field(0.03, ge=0, le=1, description="Share of simulated deletes failing (503).")
     sim_callback_in_process: bool = Field(
         False, description="Deliver simulated callbacks straight to this process's app instead of over HTTP."
     )
@@ -63,6 +76,15 @@ class VideoSettings(RuntimeSettings):
             max_attempts=self.video_submit_max_attempts,
             retry_initial_s=self.video_submit_backoff_s,
             retry_max_s=VIDEO_SUBMIT_BACKOFF_MAX_S,
+            poll_interval_s=self.video_poll_interval_s,
+        )
+
+    def deletions_schedule(self) -> Schedule:
+        """How the deletion loop looks for due studio deletions and retries a refused one."""
+        return Schedule(
+            max_attempts=self.video_delete_max_attempts,
+            retry_initial_s=self.video_delete_backoff_s,
+            retry_max_s=VIDEO_DELETE_BACKOFF_MAX_S,
             poll_interval_s=self.video_poll_interval_s,
         )
 

@@ -1,4 +1,5 @@
-"""Video's own tables (schema ``video``): campaigns, profiles, enrolments, jobs (durable timers), callbacks."""
+"""Video's own tables (schema ``video``): campaigns, profiles, enrolments, jobs (durable timers), callbacks, and the
+studio deletions of erased leads' videos (durable timers)."""
 
 from __future__ import annotations
 
@@ -44,7 +45,8 @@ enrollments = Table(
 Index("video_enrollments_lead", enrollments.c.lead_id)
 
 # One row per requested video: its state, and the deadline the timer sweep enforces.
-# status: queued (to submit) -> rendering (submitted) -> generated | failed
+# status: queued (to submit) -> rendering (submitted) -> generated | failed; any of them -> erased when the lead is
+# erased before its video came (nothing more is submitted or accepted for it; see ``deletions``)
 jobs = Table(
     "jobs",
     metadata,
@@ -88,7 +90,28 @@ callbacks = Table(
 
 seen_webhooks = seen_webhooks_table(metadata)
 
-SERVICE_TABLES = (campaigns, profiles, enrollments, jobs, callbacks, seen_webhooks)
+SERVICE_TABLES = (campaigns, profiles, enrollments, jobs, callbacks, seen_webhooks)  # what 0001 creates
+
+# The videos of erased leads to delete at the studio, one row per job the studio was given (0003). Worked by the
+# deletion loop outside any handler's transaction, retried with backoff; status: pending -> deleted | failed (the
+# studio kept refusing: ``last_error`` says why, and a log line reported it).
+deletions = Table(
+    "deletions",
+    metadata,
+    Column("video_job_id", UUID(as_uuid=True), primary_key=True),
+    Column("workspace_id", Text, nullable=False),
+    Column("campaign_id", UUID(as_uuid=True), nullable=False),
+    Column("lead_id", UUID(as_uuid=True), nullable=False),
+    Column("provider_job_id", Text, nullable=False),  # the studio's video id
+    Column("status", Text, nullable=False),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("next_attempt_at", DateTime(timezone=True), nullable=False),
+    Column("requested_at", DateTime(timezone=True), nullable=False),
+    Column("completed_at", DateTime(timezone=True), nullable=True),
+    Column("last_error", Text, nullable=True),
+    Column("traceparent", Text, nullable=True),  # of the LeadErased handler that asked for it
+)
+Index("video_deletions_due", deletions.c.status, deletions.c.next_attempt_at)
 
 
 def _lock_key(kind: str, ident: object) -> int:

@@ -1,4 +1,5 @@
-"""The video studio video talks to, behind a Protocol: submit a render; the studio calls back when done."""
+"""The video studio video talks to, behind a Protocol: submit a render (the studio calls back when done), and
+delete a rendered video (when its lead is erased)."""
 
 from __future__ import annotations
 
@@ -27,8 +28,16 @@ class RenderAccepted:
 
 
 class VideoStudio(Protocol):
-    """Renders personalised videos and reports each result by a signed callback."""
+    """Renders personalised videos and reports each result by a signed callback; deletes them on request."""
 
     name: str
 
-    async def render(self, request: RenderRequest) -> RenderAccepted: ...
+    async def render(self, request: RenderRequest) -> RenderAccepted:
+        """Start a render; the studio calls back with its outcome."""
+        ...
+
+    async def delete(self, provider_job_id: str) -> None:
+        """Delete a video (rendered or still rendering: its render is cancelled, no callback follows) and its
+        thumbnail. Idempotent: a video the studio does not know (deleted before, never made) is deleted. Raises
+        :class:`~services.runtime.providers.ProviderError` (transient: worth retrying) when the studio refuses."""
+        ...

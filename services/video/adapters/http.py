@@ -1,4 +1,5 @@
-"""An AI-Studio-style REST client over httpx: ``POST {base_url}/videos`` starts a personalised render.
+"""An AI-Studio-style REST client over httpx: ``POST {base_url}/videos`` starts a personalised render,
+``DELETE {base_url}/videos/{video_id}`` deletes one (404 or 410: deleted already, which is done as well).
 
 The studio answers with its video id and later POSTs a signed callback (``video.completed`` with a
 download URL, or ``video.failed``) to the callback URL sent with the request. Rate limits (429) honour
@@ -13,7 +14,7 @@ import asyncio
 
 import httpx
 
-from services.runtime.http_client import ProviderHttpClient, RetryPolicy, Sleep
+from services.runtime.http_client import ProviderHttpClient, RetryPolicy, Sleep, path_segment
 from services.runtime.providers import ProviderError
 
 from . import RenderAccepted, RenderRequest
@@ -70,3 +71,9 @@ class HttpStudio:
         if not video_id:
             raise ProviderError("studio answer has no video id", transient=True)
         return RenderAccepted(str(video_id), str(data.get("status") or "queued"))
+
+    async def delete(self, provider_job_id: str) -> None:
+        """Delete the studio's video (and so its link and thumbnail); an unknown video (404, 410) counts as deleted:
+        a retried delete whose first answer was lost finds nothing, and that is the outcome asked for."""
+        path = f"/videos/{path_segment(provider_job_id, 'the video id')}"
+        await self.http.request("DELETE", path, what="studio delete", passthrough=(404, 410))

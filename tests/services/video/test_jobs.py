@@ -38,6 +38,9 @@ class OneBadJobStudio:
             raise RuntimeError("studio client bug")
         return RenderAccepted(f"vid-{request.video_job_id.hex[:12]}")
 
+    async def delete(self, provider_job_id: str) -> None:
+        """Nothing is erased here."""
+
 
 async def test_a_studio_error_on_one_job_does_not_resubmit_the_others(
     make_settings: Any, start_service: Any, topic_prefix: str

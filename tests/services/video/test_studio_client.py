@@ -32,7 +32,7 @@ from tests.services.video.helpers import (
 from tests.services.video.studio_server import accepted, studio_server
 from tests.support.kafka import produce_events, read_until, wait_for
 from tests.support.keys import signing_key
-from tests.support.local_http import Reply, Sleeps
+from tests.support.local_http import Reply, ScriptedServer, Sleeps
 
 SECRET = signing_key("studio-test-secret")
 REQUEST = RenderRequest(uuid.uuid4(), "tpl-9", {"name": "Ada", "city": "your city"}, "https://ls.example/cb")
@@ -87,6 +87,41 @@ async def test_429_and_5xx_are_retried() -> None:
     assert out.provider_job_id == "vid_ok"
     assert sleeps.waits == [2.0, 1.0, 2.0]
     assert len(server.requests) == 4
+
+
+async def test_delete_speaks_the_protocol_retries_a_5xx_and_takes_an_unknown_video_as_deleted() -> None:
+    """``DELETE /videos/{id}``: a 503 is retried, a 404 or 410 is a video deleted already (a delete is idempotent),
+    another 4xx is a final refusal."""
+    sleeps = Sleeps()
+    script = [Reply(503, {}), Reply(200, {"data": {"video_id": "vid_ab", "status": "deleted"}})]
+    async with ScriptedServer("/v1/videos/vid_ab", method="DELETE", base_path="/v1", script=script).running() as srv:
+        client = studio(srv.base_url, sleeps)
+        try:
+            await client.delete("vid_ab")
+        finally:
+            await client.aclose()
+    assert [r["path"] for r in srv.requests] == ["/v1/videos/vid_ab"] * 2 and sleeps.waits == [0.5]
+    assert srv.requests[0]["headers"]["X-Api-Key"] == "studio-key"
+    for status in (404, 410):
+        async with ScriptedServer(
+            "/v1/videos/gone", method="DELETE", base_path="/v1", script=[Reply(status, {})]
+        ).running() as srv:
+            client = studio(srv.base_url, sleeps)
+            try:
+                await client.delete("gone")
+            finally:
+                await client.aclose()
+        assert len(srv.requests) == 1
+    async with ScriptedServer(
+        "/v1/videos/vid_x", method="DELETE", base_path="/v1", script=[Reply(403, {})]
+    ).running() as srv:
+        client = studio(srv.base_url, sleeps)
+        try:
+            with pytest.raises(ProviderError) as refused:
+                await client.delete("vid_x")
+        finally:
+            await client.aclose()
+    assert not refused.value.transient and refused.value.status == 403
 
 
 async def test_persistent_5xx_and_long_retry_after_and_4xx() -> None:
