@@ -85,6 +85,31 @@ class ConsoleWorld:
         return DemoScenario(self.fleet, self.tokens[workspace])
 
 
+async def new_workspace(world: ConsoleWorld, name: str) -> tuple[str, str]:
+    """A new workspace of its own, called ``name`` and a random suffix (the scene's lists and campaigns stay as other
+    tests expect them): its id and an API token."""
+    workspace = f"{name}-{uuid.uuid4().hex[:6]}"
+    return workspace, await world.token(workspace)
+
+
+def import_leads(world: ConsoleWorld, workspace: str, name: str, people: int) -> str:
+    """A lead list of ``people`` made through discovery's CSV import (as the console's upload does); its id."""
+    rows = ["LinkedIn URL,Email,First name,Last name,Company,Title"]
+    rows += [
+        f"https://www.linkedin.com/in/{name.lower()}-{i:02d},,Person,{name} {i:02d},Acme,CFO" for i in range(people)
+    ]
+    report = world.api(
+        workspace,
+        "POST",
+        "discovery",
+        "/v1/imports/csv",
+        files={"file": ("people.csv", ("\n".join(rows) + "\n").encode(), "text/csv")},
+        data={"name": f"{name} list"},
+    )
+    assert report["imported"] == people, report
+    return str(report["source_group_id"])
+
+
 def start_console_fleet(env: dict[str, str], log_dir: Path, database_url: str, **settings: str) -> ConsoleWorld:
     """Every service (the console included) as a process on free ports, campaign time 1800x real time (the
     console's own clock is the wall clock)."""

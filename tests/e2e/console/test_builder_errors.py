@@ -18,9 +18,7 @@ import pytest
 from playwright.async_api import Browser, Locator, Page, expect
 
 from tests.support.browser import PHONE, assert_fits_phone, screenshot
-from tests.support.console import ConsoleWorld, console_through, new_page, sign_in
-
-from .test_polish import _import, _workspace
+from tests.support.console import ConsoleWorld, console_through, import_leads, new_page, new_workspace, sign_in
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 expect.set_options(timeout=45_000)
@@ -49,8 +47,8 @@ async def test_a_message_above_the_steps_leaves_the_user_on_the_step_they_review
     did not answer while the campaign's own template was saved): the message is shown above the stepper, seen from
     every step, so the user stays on the messages step they reviewed from and no tab is marked. The name's opened
     the audience step and the form's the accounts step, where neither message is."""
-    workspace, token = await _workspace(world, "ws-above-steps")
-    group = _import(world, workspace, "Above", 3)
+    workspace, token = await new_workspace(world, "ws-above-steps")
+    group = import_leads(world, workspace, "Above", 3)
     world.scenario(workspace).connect_account("Ana Ruiz")  # the only account: ticked, no message at the accounts
     async with console_through(world, tmp_path, "messaging") as (url, proxies):
         context, page, watch = await new_page(browser, world, url)
@@ -91,8 +89,8 @@ async def test_the_workflow_check_s_message_is_shown_once_at_its_field(world: Co
     """A spacing of 4 minutes: the workflow redrawn for it says so at the spacing field, read with it, and not in the
     graph's box (it was in the box only, away from the field; after a review, at the field and in the box: twice).
     A valid spacing clears it as the workflow is redrawn."""
-    workspace, token = await _workspace(world, "ws-workflow-once")
-    group = _import(world, workspace, "Once", 3)
+    workspace, token = await new_workspace(world, "ws-workflow-once")
+    group = import_leads(world, workspace, "Once", 3)
     world.scenario(workspace).connect_account("Noor Haddad")
     context, page, watch = await new_page(browser, world)
     watch.allow(r"^/campaigns/new$", 422)
@@ -140,7 +138,7 @@ async def test_editing_a_refused_field_clears_its_message_and_its_step_s_mark(
     Editing the lookback takes its message away at once, and the audience tab's mark with it (the workflow's stays:
     its step still has one); editing the spacing clears the last. The message stayed until the next review, with its
     tab marked, although the field was already fixed. Reviewing a wrong value again says so again."""
-    _, token = await _workspace(world, "ws-edit-clears")
+    _, token = await new_workspace(world, "ws-edit-clears")
     context, page, watch = await new_page(browser, world)
     watch.allow(r"^/campaigns/new$", 422)
     await sign_in(page, token)
@@ -187,7 +185,7 @@ async def test_the_stepper_scrolls_sideways_on_a_phone_with_the_current_step_in_
     """At 390x844 the six tabs do not fit: the stepper scrolls sideways inside itself (the page does not), the
     current step's tab is scrolled into view as the user moves on with Next (the last tabs stayed off screen), and
     every step can be reached from its tab."""
-    _, token = await _workspace(world, "ws-stepper-phone")
+    _, token = await new_workspace(world, "ws-stepper-phone")
     context, page, watch = await new_page(browser, world)
     await sign_in(page, token)
     await page.set_viewport_size(PHONE)

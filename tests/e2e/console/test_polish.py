@@ -17,7 +17,6 @@ Kafka and Postgres):
 from __future__ import annotations
 
 import re
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +25,7 @@ from playwright.async_api import Browser, BrowserContext, Page, Route, expect
 
 from services.console import domain
 from tests.support.browser import DESKTOP, PageWatch, screenshot
-from tests.support.console import ConsoleWorld, console_through, new_page, sign_in
+from tests.support.console import ConsoleWorld, console_through, import_leads, new_page, new_workspace, sign_in
 
 from .conftest import PAGE_SIZE, WORKSPACE, Scene
 
@@ -34,36 +33,12 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 expect.set_options(timeout=45_000)
 
 
-async def _workspace(world: ConsoleWorld, name: str) -> tuple[str, str]:
-    """A new workspace of its own (the scene's lists and campaigns stay as other tests expect them)."""
-    workspace = f"{name}-{uuid.uuid4().hex[:6]}"
-    return workspace, await world.token(workspace)
-
-
-def _import(world: ConsoleWorld, workspace: str, name: str, people: int) -> str:
-    """A lead list of ``people`` made through discovery's CSV import (as the console's upload does); its id."""
-    rows = ["LinkedIn URL,Email,First name,Last name,Company,Title"]
-    rows += [
-        f"https://www.linkedin.com/in/{name.lower()}-{i:02d},,Person,{name} {i:02d},Acme,CFO" for i in range(people)
-    ]
-    report = world.api(
-        workspace,
-        "POST",
-        "discovery",
-        "/v1/imports/csv",
-        files={"file": ("people.csv", ("\n".join(rows) + "\n").encode(), "text/csv")},
-        data={"name": f"{name} list"},
-    )
-    assert report["imported"] == people, report
-    return str(report["source_group_id"])
-
-
 async def test_a_lead_list_longer_than_a_page_pages_on_and_back_to_the_first_page(
     world: ConsoleWorld, browser: Browser
 ) -> None:
-    workspace, token = await _workspace(world, "ws-list-pages")
+    workspace, token = await new_workspace(world, "ws-list-pages")
     people = PAGE_SIZE + 3
-    group = _import(world, workspace, "Paging", people)
+    group = import_leads(world, workspace, "Paging", people)
     context, page, watch = await new_page(browser, world)
     await sign_in(page, token)
     await page.goto(f"/leads/lists/{group}")
@@ -114,7 +89,7 @@ async def test_a_leads_page_names_each_step_as_the_messaging_lab_does(
 async def test_homes_empty_campaign_health_offers_the_workspaces_real_next_step(
     world: ConsoleWorld, browser: Browser
 ) -> None:
-    workspace, token = await _workspace(world, "ws-home-next")
+    workspace, token = await new_workspace(world, "ws-home-next")
     context, page, watch = await new_page(browser, world)
     await sign_in(page, token)
     health = page.locator("#health-next")
@@ -175,7 +150,7 @@ async def test_a_draft_decided_while_messaging_does_not_answer_keeps_the_words_t
 async def test_forms_posting_to_outreach_keep_what_was_typed_when_it_does_not_answer(
     world: ConsoleWorld, browser: Browser, tmp_path: Path
 ) -> None:
-    workspace, token = await _workspace(world, "ws-outreach-down")
+    workspace, token = await new_workspace(world, "ws-outreach-down")
     async with console_through(world, tmp_path, "outreach") as (url, proxies):
         outreach = proxies["outreach"]
         context, page, watch = await new_page(browser, world, url)
@@ -221,8 +196,8 @@ async def test_forms_posting_to_outreach_keep_what_was_typed_when_it_does_not_an
 async def test_add_lead_and_the_builder_keep_what_was_typed_when_a_service_does_not_answer(
     world: ConsoleWorld, browser: Browser, tmp_path: Path
 ) -> None:
-    workspace, token = await _workspace(world, "ws-writers-down")
-    group = _import(world, workspace, "Builder", 3)
+    workspace, token = await new_workspace(world, "ws-writers-down")
+    group = import_leads(world, workspace, "Builder", 3)
     async with console_through(world, tmp_path, "discovery", "messaging") as (url, proxies):
         context, page, watch = await new_page(browser, world, url)
         watch.allow(r"^/leads/add$", 503)
@@ -301,9 +276,9 @@ def _campaigns(world: ConsoleWorld, workspace: str) -> list[dict[str, Any]]:
 async def test_the_builder_keeps_every_choice_when_outreach_and_discovery_do_not_answer(
     world: ConsoleWorld, browser: Browser, tmp_path: Path
 ) -> None:
-    workspace, token = await _workspace(world, "ws-builder-down")
+    workspace, token = await new_workspace(world, "ws-builder-down")
     account = world.scenario(workspace).connect_account("Ada Lane")
-    group = _import(world, workspace, "Outage", 3)
+    group = import_leads(world, workspace, "Outage", 3)
     async with console_through(world, tmp_path, "outreach", "discovery") as (url, proxies):
         context, page, watch = await new_page(browser, world, url)
         watch.allow(r"^/campaigns/new$", 503)
@@ -365,9 +340,9 @@ async def test_the_builder_keeps_every_choice_when_outreach_and_discovery_do_not
 async def test_a_launch_outreach_does_not_answer_keeps_its_form_and_launches_once_when_it_is_back(
     world: ConsoleWorld, browser: Browser, tmp_path: Path
 ) -> None:
-    workspace, token = await _workspace(world, "ws-launch-down")
+    workspace, token = await new_workspace(world, "ws-launch-down")
     world.scenario(workspace).connect_account("Bo Berg")
-    group = _import(world, workspace, "Launch", 3)
+    group = import_leads(world, workspace, "Launch", 3)
     async with console_through(world, tmp_path, "outreach") as (url, proxies):
         context, page, watch = await new_page(browser, world, url)
         watch.allow(r"^/campaigns/[0-9a-f-]{36}/launch$", 503)
@@ -417,7 +392,7 @@ async def _without_javascript(
 async def test_connecting_an_account_without_javascript_keeps_the_name_when_outreach_does_not_answer(
     world: ConsoleWorld, browser: Browser, tmp_path: Path
 ) -> None:
-    _, token = await _workspace(world, "ws-connect-down")
+    _, token = await new_workspace(world, "ws-connect-down")
     async with console_through(world, tmp_path, "outreach") as (url, proxies):
         context, page, _ = await new_page(browser, world, url)
         await sign_in(page, token)
@@ -439,7 +414,7 @@ async def test_connecting_an_account_without_javascript_keeps_the_name_when_outr
 async def test_a_csv_import_discovery_does_not_answer_is_a_503_that_keeps_the_form(
     world: ConsoleWorld, browser: Browser, tmp_path: Path
 ) -> None:
-    workspace, token = await _workspace(world, "ws-import-down")
+    workspace, token = await new_workspace(world, "ws-import-down")
     csv = tmp_path / "attendees.csv"
     csv.write_text("linkedin_url,first_name\nhttps://www.linkedin.com/in/outage-one,One\n")
     async with console_through(world, tmp_path, "discovery") as (url, proxies):
@@ -486,7 +461,7 @@ async def test_the_builders_audience_requests_say_discoverys_silence_at_the_audi
     """The CSV upload and suggested signals while discovery does not answer: the message is at the control that
     asked (it was at the top of the builder), the name, the file chosen, the prompt and the signals ticked stay, and
     "Try again" sends the same request once discovery is back."""
-    _, token = await _workspace(world, "ws-audience-down")
+    _, token = await new_workspace(world, "ws-audience-down")
     csv = tmp_path / "audience.csv"
     csv.write_text("linkedin_url,first_name\nhttps://www.linkedin.com/in/audience-one,One\n")
     async with console_through(world, tmp_path, "discovery") as (url, proxies):
@@ -540,8 +515,8 @@ async def test_the_workflow_redrawn_says_outreachs_silence_at_its_step_and_tries
     """The workflow redrawn for a new preset while outreach does not answer: the workflow step says so above its
     graph (it was at the top of the builder), the preset and spacing chosen and the last graph stay, and "Try again"
     draws it once outreach is back. The redraw comes from a change: the step had nothing to press again."""
-    workspace, token = await _workspace(world, "ws-workflow-down")
-    group = _import(world, workspace, "Workflow", 3)
+    workspace, token = await new_workspace(world, "ws-workflow-down")
+    group = import_leads(world, workspace, "Workflow", 3)
     async with console_through(world, tmp_path, "outreach") as (url, proxies):
         outreach = proxies["outreach"]
         context, page, watch = await new_page(browser, world, url)
@@ -581,7 +556,7 @@ async def test_the_plans_steps_drawn_again_after_an_upgrade_say_outreachs_silenc
     an outreach that does not answer: each step says so at its part (it was at the top of the builder), what was
     typed stays, and its "Try again" draws the step as the new plan allows once outreach is back (those requests
     come from the upgrade's answer: the steps had nothing to press again)."""
-    workspace, token = await _workspace(world, "ws-plan-steps-down")
+    workspace, token = await new_workspace(world, "ws-plan-steps-down")
     async with console_through(world, tmp_path, "outreach") as (url, proxies):
         outreach = proxies["outreach"]
         context, page, watch = await new_page(browser, world, url)
@@ -659,8 +634,8 @@ async def test_a_request_error_at_a_closed_step_marks_only_its_tab_which_opens_a
     not answer: its message is at the workflow step, which is closed, so the workflow's tab says so (a badge, and
     words read with its name) and only that tab; clicking it opens the step with the message in view and focused;
     a successful "Try again" clears the mark. Nothing on the stepper said so: the user never saw it."""
-    workspace, token = await _workspace(world, "ws-stepper-request")
-    group = _import(world, workspace, "Stepper", 3)
+    workspace, token = await new_workspace(world, "ws-stepper-request")
+    group = import_leads(world, workspace, "Stepper", 3)
     async with console_through(world, tmp_path, "outreach") as (url, proxies):
         outreach = proxies["outreach"]
         context, page, watch = await new_page(browser, world, url)
@@ -709,7 +684,7 @@ async def test_a_review_refused_at_fields_of_two_steps_marks_both_tabs_with_java
     spacing): the audience step opens at its message, as before, and the workflow's tab is marked too (only the
     first step's tab was, and only by its colour); clicking it opens the workflow at the spacing, focused. Without
     JavaScript the page shows every step and the server marks both tabs."""
-    _, token = await _workspace(world, "ws-stepper-review")
+    _, token = await new_workspace(world, "ws-stepper-review")
     context, page, watch = await new_page(browser, world)
     watch.allow(r"^/campaigns/new$", 422)
     await sign_in(page, token)
