@@ -107,6 +107,13 @@ TIMEZONES = (
 )
 VIDEO_FIELDS = tuple((name, label) for name, label, _ in VARIABLES)
 SEGMENTS = 3
+VIDEO_INPUTS: tuple[str, ...] = (
+    "video",
+    "video_template_id",
+    *(f"segment_{part}_{i}" for i in range(SEGMENTS) for part in ("name", "field", "fallback")),
+)
+"""The video step's inputs (partials/video_step.html): outreach judges them as one value, ``video``, so editing any
+of them clears its message (macros.err's ``inputs``)."""
 
 MULTI = ("signal_types", "days", "account_ids", "without")
 """Fields whose every value counts (checkboxes)."""

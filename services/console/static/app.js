@@ -214,26 +214,47 @@
     if (at.left < box.left || at.right > box.right) { bar.scrollLeft += at.left - box.left - 8; }
   }
   // -- a field's message once the field is edited -----------------------------------------------------------
-  // A review's message at a field (#err-<name>, and the field's aria-invalid) says what was refused in the value
-  // sent; once the user edits that field it no longer describes what is there, so it goes (and with it the step
-  // tab's mark, when the step shows no other message: markSteps follows the change). The next review checks
+  // A review's message at a field (.field-error, and the aria-invalid of the fields it describes) says what was
+  // refused in the value sent; once the user edits an input of that value it no longer describes what is there, so
+  // it goes (and with it the step tab's mark, when the step shows no other message: markSteps follows the change).
+  // Which inputs those are is said by the message itself, as the template drew it (data-cleared-by, macros.err):
+  // "name" (any edit of an input called name) or "name:v1,v2" (an edit leaving it at one of those values; "name:"
+  // is no value: a plan-required message goes only when its feature is switched off). The next review checks
   // everything again; a field the workflow check judges has its message sent again by the check, if it still fails.
-  function clearFieldError(name) {
-    var error = byId("err-" + name);
-    if (!error) { return; }
-    var described = document.querySelectorAll('[aria-describedby~="err-' + name + '"]');
+  function clearError(error) {
+    var described = document.querySelectorAll('[aria-describedby~="' + error.id + '"]');
     for (var i = 0; i < described.length; i++) {
       described[i].removeAttribute("aria-invalid");
       described[i].removeAttribute("aria-describedby");
     }
     error.remove();
   }
+  function editedValue(el) {
+    // What the input now holds as the form would send it: a box or a radio not ticked sends nothing.
+    if (el.type === "checkbox" || el.type === "radio") { return el.checked ? el.value : ""; }
+    return el.value;
+  }
+  function clearedBy(error, name, value) {
+    var rules = (error.getAttribute("data-cleared-by") || "").split(/\s+/);
+    for (var i = 0; i < rules.length; i++) {
+      var at = rules[i].indexOf(":");
+      if ((at === -1 ? rules[i] : rules[i].slice(0, at)) !== name) { continue; }
+      if (at === -1 || rules[i].slice(at + 1).split(",").indexOf(value) !== -1) { return true; }
+    }
+    return false;
+  }
   function editedField(ev) {
     var el = ev.target;
-    if (!(el instanceof HTMLElement) || !el.closest("#builder")) { return; }
+    var form = el instanceof HTMLElement ? el.closest("#builder") : null;
+    if (!form) { return; }
     // The daily limit's slider has no name: it edits the number it is synced to.
     var name = el.getAttribute("name") || el.getAttribute("data-sync");
-    if (name) { clearFieldError(name); }
+    if (!name) { return; }
+    var value = editedValue(el);
+    var errors = form.querySelectorAll(".field-error[data-cleared-by]");
+    for (var i = 0; i < errors.length; i++) {
+      if (clearedBy(errors[i], name, value)) { clearError(errors[i]); }
+    }
   }
   function describeSlot(slot) {
     // A message slot sent again out of band (the workflow check's, partials/workflow_check.html): its field is read
@@ -357,8 +378,8 @@
       }
       if (el.hasAttribute("data-template-body") && el.checked) {
         var body = byId("template_body");
-        // Another template replaces the text: a message about the text it replaced goes with it.
-        if (body) { body.value = el.getAttribute("data-template-body"); countInto(body); clearFieldError("template_body"); }
+        // Another template replaces the text (its message goes with it: err("template_body") names "template").
+        if (body) { body.value = el.getAttribute("data-template-body"); countInto(body); }
       }
       if (el.hasAttribute("data-select-all")) {
         var boxes = document.querySelectorAll('input[name="' + el.getAttribute("data-select-all") + '"]');

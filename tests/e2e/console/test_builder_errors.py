@@ -4,19 +4,25 @@ Postgres):
 - a message above the steps (the form's own, the campaign name's) leaves the user on the step they were on;
 - the workflow check's message at spacing, invite wait, comment mode or preset is shown once, at that field, as the
   workflow is redrawn and after a review;
-- editing a field a review refused clears its message, and its step tab's mark when the step has no other one;
+- editing a field a review refused clears its message, and its step tab's mark when the step has no other one; so
+  does editing any input of the value the message judges (a custom day for "no day chosen", any of the video's
+  inputs for the video's), except that a plan-required message, with its upgrade, stays until the video is switched
+  off;
 - on a phone the stepper scrolls sideways (the page does not), keeps the current step's tab in view, and every step
   is reachable.
 """
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
 import pytest
 from playwright.async_api import Browser, Locator, Page, expect
 
+from services.runtime.db import create_engine
+from services.runtime.plans import set_plan
 from tests.support.browser import PHONE, assert_fits_phone, screenshot
 from tests.support.console import ConsoleWorld, console_through, import_leads, new_page, new_workspace, sign_in
 
@@ -177,6 +183,149 @@ async def test_editing_a_refused_field_clears_its_message_and_its_step_s_mark(
     assert await _marked_steps(page) == ["audience"]
     watch.assert_clean()
     await context.close()
+
+
+async def test_ticking_a_custom_day_clears_the_no_day_message_and_the_delivery_tab_s_mark(
+    world: ConsoleWorld, browser: Browser
+) -> None:
+    """ "Choose days" with every day unticked: outreach refuses the review at the active days, the Delivery tab is
+    marked. Ticking a day takes the message away, the choice's aria-invalid and the tab's mark with it (the day boxes
+    are not the choice's input: the message stayed, and the tab marked, until the next review)."""
+    workspace, token = await new_workspace(world, "ws-days-cleared")
+    group = import_leads(world, workspace, "Days", 3)
+    world.scenario(workspace).connect_account("Lea Brandt")
+    context, page, watch = await new_page(browser, world)
+    watch.allow(r"^/campaigns/new$", 422)
+    await sign_in(page, token)
+    await page.goto(f"/campaigns/new?list={group}")
+    await page.get_by_label("Campaign name").fill("On no day at all")
+    await page.locator('[data-step-tab="delivery"]').click()
+    choice = page.get_by_label("Active days")
+    await choice.select_option("custom")
+    for day in ("Mon", "Tue", "Wed", "Thu", "Fri"):
+        await page.get_by_role("checkbox", name=day, exact=True).uncheck()
+    await page.get_by_role("button", name="Review campaign").click()
+    message = page.locator("#err-active_days")
+    await expect(message).to_contain_text("day names")
+    assert await _open_step(page) == "delivery"
+    assert await _marked_steps(page) == ["delivery"]
+    await expect(choice).to_have_attribute("aria-invalid", "true")
+
+    await page.get_by_role("checkbox", name="Wed", exact=True).check()
+    await expect(message).to_have_count(0)
+    await expect(choice).not_to_have_attribute("aria-invalid", "true")
+    await expect(_marked(page)).to_have_count(0)
+    await expect(page.locator('[data-step-tab="delivery"]')).to_have_accessible_name("4 Delivery")
+    await expect(choice).to_have_value("custom")  # nothing else changed
+    watch.assert_clean()
+    await context.close()
+
+
+async def test_editing_the_video_template_clears_the_video_s_message_and_its_tab_s_mark(
+    world: ConsoleWorld, browser: Browser
+) -> None:
+    """A video template id longer than outreach takes (201 characters; the page's own maxlength is taken off, as a
+    client that does not hold to it): the review is refused at the video, its tab marked. Editing the template takes
+    the message away, its field's aria-invalid and the Video tab's mark with it: only the video checkbox cleared it,
+    though outreach judges the template and its segments as one value, ``video``."""
+    workspace, token = await new_workspace(world, "ws-video-cleared")
+    group = import_leads(world, workspace, "Video", 3)
+    world.scenario(workspace).connect_account("Jonas Weber")
+    world.api(workspace, "POST", "outreach", "/v1/plan/upgrade", json={"add_ons": ["video"]})
+    context, page, watch = await new_page(browser, world)
+    watch.allow(r"^/campaigns/new$", 422)
+    await sign_in(page, token)
+    await page.goto(f"/campaigns/new?list={group}")
+    await page.get_by_label("Campaign name").fill("A video too long to name")
+    await page.locator('[data-step-tab="video"]').click()
+    await page.get_by_label("Attach a personalised video").check()
+    template = page.get_by_label("Video template")
+    await template.evaluate("field => field.removeAttribute('maxlength')")
+    await template.fill("vt-" + "x" * 198)
+    await page.get_by_role("button", name="Review campaign").click()
+    message = page.locator("#err-video")
+    await expect(message).to_contain_text("200")
+    assert await _open_step(page) == "video"
+    assert await _marked_steps(page) == ["video"]
+    await expect(template).to_have_attribute("aria-invalid", "true")
+
+    await template.fill("vt-intro")
+    await expect(message).to_have_count(0)
+    await expect(template).not_to_have_attribute("aria-invalid", "true")
+    await expect(_marked(page)).to_have_count(0)
+    await expect(page.locator('[data-step-tab="video"]')).to_have_accessible_name("5 Video")
+    await expect(page.get_by_label("Attach a personalised video")).to_be_checked()
+    watch.assert_clean()
+    await context.close()
+
+
+async def _plan_without_video(world: ConsoleWorld, workspace: str) -> None:
+    """The workspace back on Starter without add-ons (as billing would store it: the operator's set_plan), once
+    outreach reads it so (its plan cache keeps an entry a few seconds)."""
+    engine = create_engine(world.database_url)
+    try:
+        await set_plan(engine, workspace, "starter")
+    finally:
+        await engine.dispose()
+    deadline = asyncio.get_running_loop().time() + 30
+    while "video" in world.api(workspace, "GET", "outreach", "/v1/plan")["features"]:
+        assert asyncio.get_running_loop().time() < deadline, "outreach still reads the video add-on"
+        await asyncio.sleep(0.2)  # polling outreach's plan until its cache entry expires, with a deadline
+
+
+async def test_a_plan_required_video_message_keeps_its_upgrade_until_the_video_is_switched_off(
+    world: ConsoleWorld, browser: Browser, tmp_path: Path
+) -> None:
+    """The builder drawn while the workspace had the Video add-on, the video ticked; the add-on is gone by the
+    review, so outreach refuses it (403 plan_required) and the page is drawn again without the plan (outreach does
+    not answer that read): the video step keeps its fields, and the message has its Upgrade button. Editing the
+    template, a segment's field or its fallback leaves both (the plan did not change: the way to upgrade stays);
+    switching the video off takes them away, and the tab's mark."""
+    workspace, token = await new_workspace(world, "ws-video-plan")
+    group = import_leads(world, workspace, "Gated", 3)
+    world.scenario(workspace).connect_account("Mina Park")
+    world.api(workspace, "POST", "outreach", "/v1/plan/upgrade", json={"add_ons": ["video"]})
+    async with console_through(world, tmp_path, "outreach") as (url, proxies):
+        outreach = proxies["outreach"]
+        context, page, watch = await new_page(browser, world, url)
+        watch.allow(r"^/campaigns/new$", 422)
+        await sign_in(page, token)
+        await page.goto(f"/campaigns/new?list={group}")
+        await page.get_by_label("Campaign name").fill("Video without the add-on")
+        await page.locator('[data-step-tab="video"]').click()
+        await page.get_by_label("Attach a personalised video").check()
+        await page.get_by_label("Segment 1 name").fill("greeting")
+        await _plan_without_video(world, workspace)
+
+        plan_read = outreach.cut_at(b"GET /v1/plan ", forwarded=False)  # the redraw's read of the plan, not the POST
+        await page.get_by_role("button", name="Review campaign").click()
+        message = page.locator("#err-video")
+        await expect(message).to_contain_text("not included in your Starter plan")
+        await asyncio.wait_for(plan_read.wait(), 30)
+        await outreach.start()
+        upgrade = message.get_by_role("button")  # the upgrade plan_required names (the Video add-on)
+        await expect(upgrade).to_have_attribute("data-upgrade-addon", "video")
+        video = page.get_by_label("Attach a personalised video")
+        await expect(video).to_be_checked()  # drawn without the plan: the fields, not the locked step
+        assert await _open_step(page) == "video"
+        assert await _marked_steps(page) == ["video"]
+
+        await page.get_by_label("Video template").fill("vt-other")
+        await page.get_by_label("Video template").press("Tab")  # its change too
+        await page.get_by_label("Segment 1 field").select_option("city")
+        await page.get_by_label("Segment 1 fallback").fill("your city")
+        await page.get_by_label("Segment 1 fallback").press("Tab")
+        await expect(message).to_contain_text("not included in your Starter plan")
+        await expect(upgrade).to_be_visible()
+        await expect(upgrade).to_be_enabled()
+        assert await _marked_steps(page) == ["video"]
+
+        await video.uncheck()  # switched off: nothing of the plan is asked any more
+        await expect(message).to_have_count(0)
+        await expect(_marked(page)).to_have_count(0)
+        await expect(page.locator('[data-step-tab="video"]')).to_have_accessible_name("5 Video")
+        watch.assert_clean()
+        await context.close()
 
 
 async def test_the_stepper_scrolls_sideways_on_a_phone_with_the_current_step_in_view(

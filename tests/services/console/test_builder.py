@@ -179,6 +179,8 @@ class _Sections(HTMLParser):
         self.marked: set[str] = set()
         self.classes: dict[str, str] = {}
         self.shown: list[str] = []  # every error message drawn, by its field (twice when shown twice)
+        self.cleared_by: dict[str, str] = {}  # each message's data-cleared-by: the inputs whose edit clears it
+        self.inputs: set[str] = set()  # the names of the page's inputs (a synced slider's: what it edits)
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         a = dict(attrs)
@@ -190,8 +192,11 @@ class _Sections(HTMLParser):
         if "data-step-error" in a and self.tab and "hidden" not in a:
             self.marked.add(self.tab)
         name = a.get("id") or ""
+        if tag in ("input", "select", "textarea") and (a.get("name") or a.get("data-sync")):
+            self.inputs.add(a.get("name") or a.get("data-sync") or "")
         if name.startswith("err-"):
             self.error_at[name.removeprefix("err-")] = self.open[-1] if self.open else None
+            self.cleared_by[name.removeprefix("err-")] = a.get("data-cleared-by") or ""
             self.shown.append(name.removeprefix("err-"))
         if "field-error" in (a.get("class") or "") and a.get("data-field"):  # the workflow graph's own messages
             self.error_at.setdefault(a["data-field"] or "", self.open[-1] if self.open else None)
@@ -214,6 +219,8 @@ def _builder_page(messages: dict[str, str], **state: Any) -> _Sections:
         "graph": None,
         "drawing": None,
         "graph_errors": {k: v for k, v in messages.items() if builder.STEP_OF.get(k) == "workflow"},
+        "upgrade": {},
+        "linkedin": None,
         **state,
     }
     html = (
@@ -222,11 +229,9 @@ def _builder_page(messages: dict[str, str], **state: Any) -> _Sections:
         .render(
             values=builder.defaults(),
             errors=messages,
-            upgrade={},
             open_step="audience",
             groups=None,
             down=[],
-            linkedin=None,
             senders=None,
             B=builder,
             builder_key="k",
@@ -332,6 +337,33 @@ def test_a_review_refused_at_a_field_is_shown_at_its_step_in_every_state_of_the_
         assert only.error_at == {"without": "workflow"}, f"{state}: {only.error_at}"  # at its step
         assert only.shown == ["without"], f"{state}: shown {only.shown}"  # once
         assert only.marked == {"workflow"}, state
+
+
+def test_each_message_names_the_inputs_whose_edit_clears_it() -> None:
+    """static/app.js clears a review's message when one of the inputs its data-cleared-by names is edited. The
+    custom day boxes belong to the active-days message and every input of the video step to the video's (only the
+    choice and the checkbox cleared them: a user who ticked a day still saw "no day chosen"); every input named is
+    one of the page's. A plan-required message (with its upgrade) goes only when its field is switched off ("video:",
+    edited to no value), not when the template or a segment is edited: the way to upgrade stays."""
+    plan = _plan("email_sender", "video")
+    named = {name for fields in builder._FIELDS.values() for _, name in fields} | {"post_lookback_days"}
+    ana = OutreachAccount(account_id=uuid.uuid4(), provider="linkedin", status="ok", healthy=True)
+    page = _builder_page(
+        dict.fromkeys(named - {"confirm_email_fallback"}, "wrong"),
+        plan=plan,
+        linkedin=[ana],
+        **_drawn(builder.defaults()["preset"]),
+    )
+    assert page.cleared_by["active_days"].split() == ["active_days", "days"]
+    assert page.cleared_by["template_body"].split() == ["template_body", "template"]  # another template, other text
+    video = page.cleared_by["video"].split()
+    assert video[:2] == ["video", "video_template_id"] and {"segment_field_0", "segment_fallback_2"} <= set(video)
+    assert page.cleared_by["spacing_minutes"] == "spacing_minutes"  # one input: its own
+    for message, rules in page.cleared_by.items():
+        unknown = {rule.split(":")[0] for rule in rules.split()} - page.inputs
+        assert not unknown, f"the message at {message} is cleared by inputs the page does not have: {unknown}"
+    gated = _builder_page({"video": "not in your plan"}, plan=plan, upgrade={"video": {"add_on": "video"}})
+    assert gated.cleared_by == {"video": "video:"}
 
 
 def test_the_graph_box_shows_only_the_messages_of_the_field_it_draws() -> None:
