@@ -278,6 +278,12 @@ def safe_next(target: str | None) -> str:
     return target
 
 
+def is_web_link(value: object) -> bool:
+    """Whether a stored link may be an ``href``: an http(s) URL. An erased one (``[erased]``, crypto-shredding) or
+    anything else a provider wrote (a ``javascript:`` URL) is shown as no link."""
+    return isinstance(value, str) and value.lower().startswith(("https://", "http://"))
+
+
 # -- numbers and times -----------------------------------------------------------------------------
 
 

@@ -73,6 +73,7 @@ def page_templates() -> Jinja2Templates:
         D=domain,
     )
     templates.env.filters.update(num=domain.number, pct=domain.percent)
+    templates.env.tests["web_link"] = domain.is_web_link
     return templates
 
 

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
+
+import pytest
 
 from services.console import domain
 from services.console.sse import SseEvent, parse
@@ -207,3 +211,31 @@ def test_a_message_step_is_named_as_the_lab_names_it_everywhere() -> None:
     assert domain.step_name("message", "message") == "First message"
     assert domain.step_name("invite", "invite") == "Invite note"
     assert domain.unavailable_message("messaging").startswith("leadstream's messaging service did not answer")
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("https://www.linkedin.com/in/ada", True),
+        ("HTTP://videos.studio.example/v/1.mp4", True),
+        ("[erased]", False),  # an erased person's link (crypto-shredding): text, never an href
+        ("javascript:alert(1)", False),
+        ("", False),
+        (None, False),
+    ],
+)
+def test_only_an_http_url_is_a_web_link(value: str | None, expected: bool) -> None:
+    assert domain.is_web_link(value) is expected
+
+
+def test_every_stored_link_in_a_template_is_an_href_only_when_it_is_a_web_link() -> None:
+    # Links the pages show come from providers and the views: after an erasure they read [erased], and a provider
+    # could write anything. Each href="{{ x.something_url }}" sits inside {% if x.something_url is web_link %}.
+    templates = Path(domain.__file__).parent / "templates"
+    checked = 0
+    for page in templates.rglob("*.html"):
+        for line in page.read_text().splitlines():
+            for expr in re.findall(r'href="\{\{ ([\w.]+url) \}\}"', line):
+                checked += 1
+                assert f"{{% if {expr} is web_link %}}" in line, (page.name, line.strip())
+    assert checked >= 8
