@@ -105,7 +105,10 @@ async def test_an_erased_leads_links_read_erased_and_the_studio_deletes_the_vide
     done = await deletion(service, gone, status="deleted")
     assert (done.provider_job_id, done.attempts, done.last_error) == (gone_job["provider_job_id"], 1, None)
     assert gone_job["provider_job_id"] not in studio.videos  # the studio no longer has the video
-    assert studio.deleted == [gone_job["provider_job_id"]]
+    # Once, and nothing of the lead kept. (Not the whole list: the service shares the session's topics and database,
+    # so a deletion an earlier test queued may run through this studio too.)
+    assert studio.deleted.count(gone_job["provider_job_id"]) == 1
+    assert kept_job["provider_job_id"] not in studio.deleted
     assert kept_job["provider_job_id"] in studio.videos  # nor anything of another lead
 
     async with api(service) as client:
