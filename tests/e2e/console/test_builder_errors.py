@@ -25,6 +25,7 @@ from services.runtime.db import create_engine
 from services.runtime.plans import set_plan
 from tests.support.browser import PHONE, assert_fits_phone, screenshot
 from tests.support.console import ConsoleWorld, console_through, import_leads, new_page, new_workspace, sign_in
+from tests.support.kafka import wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 expect.set_options(timeout=45_000)
@@ -267,10 +268,13 @@ async def _plan_without_video(world: ConsoleWorld, workspace: str) -> None:
         await set_plan(engine, workspace, "starter")
     finally:
         await engine.dispose()
-    deadline = asyncio.get_running_loop().time() + 30
-    while "video" in world.api(workspace, "GET", "outreach", "/v1/plan")["features"]:
-        assert asyncio.get_running_loop().time() < deadline, "outreach still reads the video add-on"
-        await asyncio.sleep(0.2)  # polling outreach's plan until its cache entry expires, with a deadline
+    await wait_for(
+        lambda: world.api(workspace, "GET", "outreach", "/v1/plan")["features"],
+        until=lambda features: "video" not in features,
+        timeout_s=30,
+        interval_s=0.2,
+        what="outreach reading the plan without the video add-on (its cache entry expiring)",
+    )
 
 
 async def test_a_plan_required_video_message_keeps_its_upgrade_until_the_video_is_switched_off(
