@@ -22,6 +22,7 @@ from tests.support.kafka import wait_for
 WORKSPACE = "ws-console"
 OTHER = "ws-console-other"
 PAGE_SIZE = 10
+REVIEW_LEADS = 5
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,13 @@ async def browser() -> AsyncIterator[Browser]:
             await b.close()
 
 
+def _drafted_leads(world: ConsoleWorld, campaign: str) -> set[str]:
+    """The leads with a draft waiting in the campaign's Messaging Lab."""
+    path = f"/v1/campaigns/{campaign}/drafts"
+    items = world.api(WORKSPACE, "GET", "messaging", path, params={"status": "pending", "limit": 200})["items"]
+    return {str(item["lead_id"]) for item in items}
+
+
 def _summary(world: ConsoleWorld, campaign: str) -> dict[str, int]:
     return dict(world.api(WORKSPACE, "GET", "projection", f"/v1/campaigns/{campaign}/summary"))
 
@@ -81,10 +89,19 @@ async def scene(world: ConsoleWorld) -> Scene:
     )
     kim = demo.connect_account("Kim Osei")
     review, _ = demo.launch_campaign(
-        "Fintech CFOs (review)", kim, leads=5, prompt="Fintech CFOs planning a finance stack change", review=True
+        "Fintech CFOs (review)",
+        kim,
+        leads=REVIEW_LEADS,
+        prompt="Fintech CFOs planning a finance stack change",
+        review=True,
     )
+    # Every lead's drafts first: the webhook below pauses the campaign, and a paused campaign enrolls no one more
+    # (on a loaded machine only one of the five leads had been drafted when it came, and the Lab had nothing to order).
     await wait_for(
-        lambda: _summary(world, review)["drafts_pending"] > 0, timeout_s=120, interval_s=0.5, what="drafts to review"
+        lambda: len(_drafted_leads(world, review)) == REVIEW_LEADS,
+        timeout_s=180,
+        interval_s=0.5,
+        what="every lead of the review campaign drafted",
     )
     response = world.account_status_webhook(kim, "CREDENTIALS")
     assert response.status_code == 200, response.text
