@@ -42,6 +42,18 @@ class ConsoleWorld:
     fleet: ServiceFleet
     database_url: str
     tokens: dict[str, str] = field(default_factory=dict)
+    through: tuple[ServiceFleet, dict[str, TcpProxy]] | None = None
+    """The second console of :func:`console_through` (started at its first use) and its proxies by backend."""
+
+    async def stop(self) -> None:
+        """Stop the second console (its proxies too), then the fleet."""
+        if self.through is not None:
+            fleet, proxies = self.through
+            self.through = None
+            await asyncio.to_thread(fleet.stop)
+            for proxy in proxies.values():
+                await proxy.cut()
+        await asyncio.to_thread(self.fleet.stop)
 
     @property
     def url(self) -> str:
@@ -136,29 +148,41 @@ def start_console_fleet(env: dict[str, str], log_dir: Path, database_url: str, *
     return ConsoleWorld(fleet, database_url)
 
 
+PROXIED = ("outreach", "discovery", "messaging")
+"""The backends a test can cut from the second console of :func:`console_through`."""
+
+
 @asynccontextmanager
 async def console_through(
     world: ConsoleWorld, log_dir: Path, *backends: str
 ) -> AsyncIterator[tuple[str, dict[str, TcpProxy]]]:
     """A second console of the fleet (same database, sessions and secrets) whose calls to each of ``backends`` go
     through a :class:`TcpProxy` the test can cut: that service stops answering this console only, as when it is
-    down, while the fleet's own console and every other service go on. Yields its URL and the proxies by name."""
-    proxies: dict[str, TcpProxy] = {}
-    for name in backends:
-        proxies[name] = TcpProxy("127.0.0.1", world.fleet.procs[name].port)
-        await proxies[name].start()
-    fleet = ServiceFleet(
-        env={**world.fleet.env, **world.fleet.console_env()}, log_dir=log_dir, ports={"console": free_port()}
-    )
-    routed = {f"LEADSTREAM_CONSOLE_{n.upper()}_URL": f"http://127.0.0.1:{p.port}" for n, p in proxies.items()}
-    try:
+    down, while the fleet's own console and every other service go on. Yields its URL and the proxies by name.
+
+    The second console is started once, at the first use, with a proxy to each of :data:`PROXIED` (its logs go to
+    the first ``log_dir``); it stays up for the next test (a console process costs two seconds of CPU to start, the
+    suite runs on two cores). Each proxy a test cut is listening again when it ends."""
+    unknown = set(backends) - set(PROXIED)
+    assert not unknown, f"console_through proxies only {PROXIED}, not {sorted(unknown)}"
+    if world.through is None:
+        proxies = {name: TcpProxy("127.0.0.1", world.fleet.procs[name].port) for name in PROXIED}
+        for proxy in proxies.values():
+            await proxy.start()
+        fleet = ServiceFleet(
+            env={**world.fleet.env, **world.fleet.console_env()}, log_dir=log_dir, ports={"console": free_port()}
+        )
+        routed = {f"LEADSTREAM_CONSOLE_{n.upper()}_URL": f"http://127.0.0.1:{p.port}" for n, p in proxies.items()}
+        world.through = (fleet, proxies)
         fleet.start("console", LEADSTREAM_CLOCK_SCALE="1", **routed)
         await asyncio.to_thread(fleet.wait_ready, 120)
-        yield fleet.procs["console"].url, proxies
+    fleet, proxies = world.through
+    try:
+        yield fleet.procs["console"].url, {name: proxies[name] for name in backends}
     finally:
-        await asyncio.to_thread(fleet.stop)
         for proxy in proxies.values():
-            await proxy.cut()
+            if not proxy.listening:
+                await proxy.start()
 
 
 async def new_page(

@@ -54,7 +54,7 @@ async def world(
     try:
         yield started
     finally:
-        await asyncio.to_thread(started.fleet.stop)
+        await started.stop()
 
 
 @pytest.fixture(scope="package")

@@ -62,6 +62,11 @@ class TcpProxy:
         self.port = int(self._server.sockets[0].getsockname()[1])
         return self.port
 
+    @property
+    def listening(self) -> bool:
+        """Whether it forwards (started and not cut since)."""
+        return self._server is not None
+
     async def cut(self) -> None:
         """Stop listening and abort every forwarded connection."""
         self._abort()
