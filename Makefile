@@ -18,7 +18,7 @@ PYTEST_ARGS ?= -n $(TEST_WORKERS) --dist loadfile --durations=25
 # branch, see .ci/run); every release in schemas/releases/ is checked as well.
 SCHEMAS_BASE ?= HEAD
 
-.PHONY: help venv lock frontend browser infra-up infra-down infra-status topics migrate demo test test-unit lint schemas schemas-check asyncapi-tools schemas-dist schemas-release docs bench helm-lint clean
+.PHONY: help venv lock frontend browser infra-up infra-down infra-status topics migrate demo test test-unit screenshots lint schemas schemas-check asyncapi-tools schemas-dist schemas-release docs bench helm-lint clean
 
 help: ## list targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
@@ -79,6 +79,9 @@ demo: venv infra-up ## run the demo campaign (ONCE=1 exits after printing)
 
 test: venv infra-up browser ## run every test on the real broker and database (and the console in Chromium)
 	$(WITH_ENV) $(BIN)/pytest $(PYTEST_ARGS)
+
+screenshots: venv infra-up browser ## the console's browser tests, writing their screenshots to .run/screenshots/ (the docs' pictures)
+	$(WITH_ENV) LEADSTREAM_SCREENSHOTS=1 $(BIN)/pytest tests/e2e/console
 
 lint: venv ## ruff and mypy
 	$(BIN)/ruff check .

@@ -4,7 +4,8 @@ Playwright's own browser download is not reachable from these machines, so tests
 Chromium (installed by ``deploy/local/chromium.sh``, which ``make test`` and ``.ci/run`` call). Every
 page is watched: console errors, uncaught exceptions, failed requests and HTTP errors are recorded and
 :meth:`PageWatch.assert_clean` fails the test on any of them (an expected 4xx is allowed explicitly).
-Screenshots go to ``.run/screenshots/`` at the two sizes the console is designed for.
+With ``LEADSTREAM_SCREENSHOTS=1`` (``make screenshots``) screenshots go to ``.run/screenshots/`` at the two sizes
+the console is designed for.
 """
 
 from __future__ import annotations
@@ -121,8 +122,16 @@ class PageWatch:
         assert not problems, "browser problems:\n" + "\n".join(problems)
 
 
+SCREENSHOTS_ENV = "LEADSTREAM_SCREENSHOTS"
+"""Set to 1 to take the screenshots (``make screenshots``): they are pictures for the docs, not checks, and the
+eighty of them were a tenth of Chromium's CPU in ``make test``."""
+
+
 async def screenshot(page: Page, name: str, *, full_page: bool = True) -> list[Path]:
-    """``.run/screenshots/<name>-desktop.png`` (1280x800) and ``-phone.png`` (390x844); the viewport is restored."""
+    """``.run/screenshots/<name>-desktop.png`` (1280x800) and ``-phone.png`` (390x844) when ``LEADSTREAM_SCREENSHOTS``
+    is 1 (none otherwise); the viewport is restored."""
+    if os.environ.get(SCREENSHOTS_ENV) != "1":
+        return []
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     before: ViewportSize = page.viewport_size or DESKTOP
     out = []
