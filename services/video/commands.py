@@ -84,15 +84,19 @@ async def handle_callback(
         if refused is not None:
             result = replace(result, kind="failed", video_url=None, error=f"video link {refused}", rejected=True)
     now = service.clock.now()
+    cond = (
+        jobs.c.video_job_id == result.external_id
+        if result.external_id is not None
+        else jobs.c.provider_job_id == result.provider_job_id
+    )
     async with service.engine.begin() as conn:
         if not await remember(conn, seen_webhooks, hook, wall.now()):
+            # A delivery seen before: recorded as a replay, without the links when its lead was erased since.
+            status = await conn.scalar(select(jobs.c.status).where(cond))
+            if status is not None and domain.callback_decision(status, None) == "erased":
+                payload = domain.without_links(payload)
             await _record(conn, hook.msg_id, result.external_id, "replay", payload, now)
             return Handled("replay", result.external_id)
-        cond = (
-            jobs.c.video_job_id == result.external_id
-            if result.external_id is not None
-            else jobs.c.provider_job_id == result.provider_job_id
-        )
         job = (await conn.execute(select(jobs).where(cond).with_for_update())).first()
         if job is None:
             await _record(conn, hook.msg_id, None, "unknown_job", payload, now)

@@ -163,9 +163,12 @@ async def test_a_video_still_rendering_is_cancelled_and_a_late_callback_keeps_no
         body, headers = signed(SECRET, completed_callback(j, link))
         answer = await client.post("/v1/video/callback", content=body, headers=headers)
         assert answer.status_code == 200 and answer.json()["outcome"] == "erased"
+        # The studio delivers it again (the same message id): a replay, recorded without the links as well.
+        again = await client.post("/v1/video/callback", content=body, headers=headers)
+        assert again.status_code == 200 and again.json()["outcome"] == "replay"
         final = (await client.get(f"/v1/video/jobs/{lead}", params={"campaign_id": str(camp)})).json()
     assert (closed["video_url"], final["status"], final["video_url"]) == (None, "erased", None)
-    assert [c["outcome"] for c in final["callbacks"]] == ["erased"]
+    assert [c["outcome"] for c in final["callbacks"]] == ["erased", "replay"]
     async with service.engine.connect() as conn:
         stored = await conn.execute(select(callbacks.c.payload).where(callbacks.c.video_job_id == j["video_job_id"]))
     assert link not in json.dumps([p for (p,) in stored.all()])
