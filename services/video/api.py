@@ -9,6 +9,7 @@ changes nothing.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from uuid import UUID
 
@@ -74,9 +75,11 @@ def build_router(
     link_hosts: list[str],
     max_bytes: int = DEFAULT_MAX_BYTES,
     wall_clock: Clock | None = None,
+    wake_deletions: Callable[[], None] = lambda: None,
 ) -> APIRouter:
     """The video routes. Signature timestamps are checked against ``wall_clock`` (real time by default); a
-    video link is accepted only https on one of ``link_hosts`` (it is sent to the lead)."""
+    video link is accepted only https on one of ``link_hosts`` (it is sent to the lead). ``wake_deletions`` wakes
+    the studio deletion loop (a video rendered after its lead was erased is deleted again)."""
     router = APIRouter(prefix="/v1/video", tags=["video"])
     wall = wall_clock or SystemClock()
     service.limit_body("/v1/video/callback", max_bytes)  # capped before its signature is computed
@@ -91,7 +94,9 @@ def build_router(
         """The studio's signed render callback -> ``VideoGenerated`` or ``VideoFailed`` (once per job). A video
         link that is not https on an allowed host fails the job (``VideoFailed`` rejected): it is never sent."""
         hook, body = await verified_request(request, keys, now=wall.now(), tolerance_s=tolerance_s)
-        handled = await commands.handle_callback(service, hook, body, link_hosts=link_hosts, wall=wall)
+        handled = await commands.handle_callback(
+            service, hook, body, link_hosts=link_hosts, wall=wall, wake_deletions=wake_deletions
+        )
         return CallbackOut(outcome=handled.outcome, video_job_id=handled.video_job_id)
 
     @router.get("/jobs/{lead_id}", response_model=JobOut, responses=problems(404))

@@ -92,6 +92,7 @@ def build(
             tolerance_s=settings.webhook_tolerance_s,
             link_hosts=allowed_hosts(settings.link_allowed_hosts),
             max_bytes=settings.webhook_max_bytes,
+            wake_deletions=deleter.timers.wake,
         )
     )
     service.app.state.video_studio = studio

@@ -9,6 +9,7 @@ timeout changes nothing.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Literal
@@ -26,6 +27,7 @@ from services.runtime.service import Service
 from services.runtime.webhooks import VerifiedWebhook, remember
 
 from . import domain
+from .deletions import request_deletion
 from .jobs import outcome_envelope
 from .store import callbacks, jobs, seen_webhooks
 
@@ -71,12 +73,20 @@ async def _record(
 
 
 async def handle_callback(
-    service: Service, hook: VerifiedWebhook, body: bytes, *, link_hosts: list[str], wall: Clock
+    service: Service,
+    hook: VerifiedWebhook,
+    body: bytes,
+    *,
+    link_hosts: list[str],
+    wall: Clock,
+    wake_deletions: Callable[[], None] = lambda: None,
 ) -> Handled:
     """A verified callback -> ``VideoGenerated`` or ``VideoFailed`` (once per job), recorded with its message id.
 
     A video link that is not https on one of ``link_hosts`` fails the job (``VideoFailed`` rejected): it is
     never sent. ``wall`` is the real clock the message id is remembered with (its retention counts real time).
+    A finished video of an erased lead (the studio rendered it after the deletion) is deleted at the studio again:
+    its deletion is asked for once more and ``wake_deletions`` wakes the deletion loop after the commit.
     """
     payload, result = read_callback(body)
     if result.kind == "completed" and result.video_url is not None:
@@ -102,45 +112,71 @@ async def handle_callback(
             await _record(conn, hook.msg_id, None, "unknown_job", payload, now)
             return Handled("unknown_job", result.external_id)
         decision = domain.callback_decision(job.status, job.failure_reason)
+        delete_again = False
         if decision == "erased":  # the lead's links are not kept: the video is deleted at the studio
             payload = domain.without_links(payload)
+            provider_id = job.provider_job_id or result.provider_job_id
+            if result.kind == "completed" and provider_id is not None:
+                await request_deletion(conn, job, now, provider_job_id=provider_id, again=True)
+                delete_again = True
         if decision != "accept":
             await _record(conn, hook.msg_id, job.video_job_id, decision, payload, now)
-            return Handled(decision, job.video_job_id)
-        event: Event
-        provider_id = job.provider_job_id or result.provider_job_id
-        if result.kind == "completed":
-            assert result.video_url is not None
-            values: dict[str, Any] = {
-                "status": "generated",
-                "video_url": result.video_url,
-                "thumbnail_url": result.thumbnail_url,
-            }
-            event = VideoGenerated(
-                lead_id=job.lead_id,
-                campaign_id=job.campaign_id,
-                video_job_id=job.video_job_id,
-                video_url=result.video_url,
-                thumbnail_url=result.thumbnail_url,
-            )
-            outcome = "generated"
         else:
-            reason: Literal["provider_error", "rejected"] = "rejected" if result.rejected else "provider_error"
-            values = {"status": "failed", "failure_reason": reason, "failure_detail": result.error}
-            event = VideoFailed(
-                lead_id=job.lead_id,
-                campaign_id=job.campaign_id,
-                video_job_id=job.video_job_id,
-                reason=reason,
-                detail=result.error,
-            )
-            outcome = "failed"
-        await conn.execute(
-            update(jobs)
-            .where(jobs.c.video_job_id == job.video_job_id)
-            .values(**values, provider_job_id=provider_id, completed_at=now)
+            await _accept(service, conn, hook, job, result, payload, now)
+    # Committed: the relay publishes the outcome now, the deletion loop deletes the video now (both nap otherwise).
+    if decision == "accept":
+        service.wake_relay()
+        return Handled(_outcome(result), job.video_job_id)
+    if delete_again:
+        wake_deletions()
+    return Handled(decision, job.video_job_id)
+
+
+def _outcome(result: domain.CallbackResult) -> Literal["generated", "failed"]:
+    return "generated" if result.kind == "completed" else "failed"
+
+
+async def _accept(
+    service: Service,
+    conn: AsyncConnection,
+    hook: VerifiedWebhook,
+    job: Any,
+    result: domain.CallbackResult,
+    payload: Any,
+    now: datetime,
+) -> None:
+    """The job's outcome from its first accepted callback: the job updated, the callback recorded, the event to the
+    outbox (in the caller's transaction)."""
+    event: Event
+    provider_id = job.provider_job_id or result.provider_job_id
+    if result.kind == "completed":
+        assert result.video_url is not None
+        values: dict[str, Any] = {
+            "status": "generated",
+            "video_url": result.video_url,
+            "thumbnail_url": result.thumbnail_url,
+        }
+        event = VideoGenerated(
+            lead_id=job.lead_id,
+            campaign_id=job.campaign_id,
+            video_job_id=job.video_job_id,
+            video_url=result.video_url,
+            thumbnail_url=result.thumbnail_url,
         )
-        await _record(conn, hook.msg_id, job.video_job_id, outcome, payload, now)
-        await service.emit(conn, [outcome_envelope(service, job, event)])
-    service.wake_relay()
-    return Handled(outcome, job.video_job_id)
+    else:
+        reason: Literal["provider_error", "rejected"] = "rejected" if result.rejected else "provider_error"
+        values = {"status": "failed", "failure_reason": reason, "failure_detail": result.error}
+        event = VideoFailed(
+            lead_id=job.lead_id,
+            campaign_id=job.campaign_id,
+            video_job_id=job.video_job_id,
+            reason=reason,
+            detail=result.error,
+        )
+    await conn.execute(
+        update(jobs)
+        .where(jobs.c.video_job_id == job.video_job_id)
+        .values(**values, provider_job_id=provider_id, completed_at=now)
+    )
+    await _record(conn, hook.msg_id, job.video_job_id, _outcome(result), payload, now)
+    await service.emit(conn, [outcome_envelope(service, job, event)])

@@ -21,10 +21,12 @@ from operator import attrgetter
 from typing import Any
 
 from sqlalchemy import Select, and_, select, update
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.runtime.service import Service
+from services.runtime.telemetry import current_traceparent
 from services.runtime.timers import DurableTimers, Failure, Then
 
 from .adapters import VideoStudio
@@ -36,6 +38,44 @@ log = logging.getLogger(__name__)
 LEASE_S = 600.0
 """Campaign-time seconds a claimed deletion is not claimed again while its call is under way (a crash meanwhile:
 it is tried again after this)."""
+
+
+async def request_deletion(
+    conn: AsyncConnection, job: Row[Any], now: datetime, *, provider_job_id: str | None = None, again: bool = False
+) -> None:
+    """Ask for the deletion of ``job``'s video at the studio (its ``provider_job_id`` unless given): a ``deletions``
+    row due now, deleted by the loop after the caller's transaction commits. ``again``: a deletion done or given up
+    before is asked for once more (the studio rendered the video after all); one still pending is left as it is."""
+    provider_job_id = provider_job_id or job.provider_job_id
+    stmt = insert(deletions).values(
+        video_job_id=job.video_job_id,
+        workspace_id=job.workspace_id,
+        campaign_id=job.campaign_id,
+        lead_id=job.lead_id,
+        provider_job_id=provider_job_id,
+        status="pending",
+        next_attempt_at=now,
+        requested_at=now,
+        traceparent=current_traceparent(),
+    )
+    if not again:
+        await conn.execute(stmt.on_conflict_do_nothing(index_elements=["video_job_id"]))
+        return
+    await conn.execute(
+        stmt.on_conflict_do_update(
+            index_elements=["video_job_id"],
+            set_={
+                "status": "pending",
+                "attempts": 0,
+                "next_attempt_at": now,
+                "requested_at": now,
+                "completed_at": None,
+                "last_error": None,
+                "provider_job_id": provider_job_id,
+            },
+            where=deletions.c.status != "pending",
+        )
+    )
 
 
 def claimable(now: datetime) -> Select[Any]:

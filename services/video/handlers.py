@@ -30,7 +30,8 @@ from services.runtime.consumer import HandlerContext
 from services.runtime.telemetry import current_traceparent
 
 from . import domain
-from .store import callbacks, campaigns, deletions, enrollments, jobs, lock_campaign, lock_leads, profiles
+from .deletions import request_deletion
+from .store import callbacks, campaigns, enrollments, jobs, lock_campaign, lock_leads, profiles
 
 log = logging.getLogger(__name__)
 
@@ -135,21 +136,7 @@ class VideoHandlers:
                     update(callbacks).where(callbacks.c.id == cb.id).values(payload=domain.without_links(cb.payload))
                 )
             if row.provider_job_id is not None:
-                await ctx.conn.execute(
-                    insert(deletions)
-                    .values(
-                        video_job_id=row.video_job_id,
-                        workspace_id=ws,
-                        campaign_id=row.campaign_id,
-                        lead_id=lead,
-                        provider_job_id=row.provider_job_id,
-                        status="pending",
-                        next_attempt_at=now,
-                        requested_at=now,
-                        traceparent=current_traceparent(),
-                    )
-                    .on_conflict_do_nothing(index_elements=["video_job_id"])
-                )
+                await request_deletion(ctx.conn, row, now)
                 queued = True
         if queued:
             ctx.after_commit(self.wake_deletions)  # due now: the deletion loop naps otherwise

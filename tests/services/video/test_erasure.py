@@ -172,6 +172,12 @@ async def test_a_video_still_rendering_is_cancelled_and_a_late_callback_keeps_no
     async with service.engine.connect() as conn:
         stored = await conn.execute(select(callbacks.c.payload).where(callbacks.c.video_job_id == j["video_job_id"]))
     assert link not in json.dumps([p for (p,) in stored.all()])
+    # The studio has that video after all: it is deleted again, once, by the deletion loop.
+    await wait_for(
+        lambda: studio.deleted.count(j["provider_job_id"]) == 2, timeout_s=60, what="the late video deleted again"
+    )
+    again = await deletion(service, lead, status="deleted")
+    assert (again.attempts, again.last_error) == (1, None)
     await outbox_drained(service)
     records = await read_to_end(bootstrap, topic_prefix + LEAD_TOPIC)
     assert lead_events(records, lead, "video_generated.v1") == lead_events(records, lead, "video_failed.v1") == []
