@@ -336,7 +336,9 @@
     field.value = field.value.slice(0, start) + text + field.value.slice(end);
     field.focus();
     field.selectionStart = field.selectionEnd = start + text.length;
-    countInto(field);
+    // An edit like typing: whatever listens to the field (its counter, clearing its refused message, a preview)
+    // hears it. Setting .value alone fires no event.
+    field.dispatchEvent(new Event("input", { bubbles: true }));
   }
 
   function setupForms() {

@@ -15,6 +15,7 @@ Postgres):
 from __future__ import annotations
 
 import asyncio
+import re
 from pathlib import Path
 from typing import Any
 
@@ -182,6 +183,36 @@ async def test_editing_a_refused_field_clears_its_message_and_its_step_s_mark(
     await page.get_by_role("button", name="Review campaign").click()  # checked again, as before
     await expect(page.locator("#err-lookback_days")).to_contain_text("between 1 and 30")
     assert await _marked_steps(page) == ["audience"]
+    watch.assert_clean()
+    await context.close()
+
+
+async def test_inserting_a_variable_is_an_edit_that_clears_the_templates_message(
+    world: ConsoleWorld, browser: Browser
+) -> None:
+    """A template refused at review (an unknown variable): inserting a variable with its button edits the text as
+    typing does, so the template's message goes at once and the counter counts the new text."""
+    workspace, token = await new_workspace(world, "ws-insert-variable")
+    group = import_leads(world, workspace, "Insert", 3)
+    context, page, watch = await new_page(browser, world)
+    watch.allow(r"^/campaigns/new$", 422)
+    await sign_in(page, token)
+    await page.goto(f"/campaigns/new?list={group}")
+    await page.get_by_label("Campaign name").fill("Variables")
+    await page.get_by_role("button", name="Messages").click()
+    body = page.get_by_label("Template text")
+    await body.fill("Hi {nonsense}, one short idea.")
+    await page.get_by_role("button", name="Review campaign").click()
+    message = page.locator("#err-template_body")
+    await expect(message).to_contain_text("nonsense")
+    await page.locator('[data-step-tab="messages"]').click()
+    await body.press("End")
+    variables = page.get_by_role("group", name="Insert a variable")
+    await variables.get_by_role("button", name="First name", exact=True).click()
+    await expect(body).to_have_value(re.compile(r"one short idea\.\{first_name\|there\}$"))
+    await expect(message).to_have_count(0)
+    count = len("Hi {nonsense}, one short idea.{first_name|there}")
+    await expect(page.locator("#template-counter [data-count]")).to_have_text(str(count))
     watch.assert_clean()
     await context.close()
 
