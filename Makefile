@@ -79,8 +79,8 @@ migrate: venv infra-up ## apply every service's migrations
 
 # The project's own modules compiled to .pyc (a second; only what changed after that), for the same reason as the
 # venv's: an editable install is imported from the source tree, and under PYTHONDONTWRITEBYTECODE each process
-# compiled it again.
-BYTECODE = $(BIN)/python -m compileall -q -j 0 services schemas/src leadstream_cli tests bench examples >/dev/null
+# compiled it again. -q lists nothing but a file that does not compile.
+BYTECODE = $(BIN)/python -m compileall -q -j 0 services schemas/src leadstream_cli tests bench examples
 
 demo: venv infra-up ## run the demo campaign (ONCE=1 exits after printing)
 	$(BYTECODE)

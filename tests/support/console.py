@@ -162,7 +162,7 @@ async def console_through(
 
     The second console is started once, at the first use, with a proxy to each of :data:`PROXIED` (its logs go to
     the first ``log_dir``); it stays up for the next test (a console process costs two seconds of CPU to start, the
-    suite runs on two cores). Each proxy a test cut is listening again when it ends."""
+    suite runs on two cores). Each proxy is back to plain forwarding when a test ends (:meth:`TcpProxy.restore`)."""
     unknown = set(backends) - set(PROXIED)
     assert not unknown, f"console_through proxies only {PROXIED}, not {sorted(unknown)}"
     if world.through is None:
@@ -173,16 +173,22 @@ async def console_through(
             env={**world.fleet.env, **world.fleet.console_env()}, log_dir=log_dir, ports={"console": free_port()}
         )
         routed = {f"LEADSTREAM_CONSOLE_{n.upper()}_URL": f"http://127.0.0.1:{p.port}" for n, p in proxies.items()}
+        try:
+            fleet.start("console", LEADSTREAM_CLOCK_SCALE="1", **routed)
+            await asyncio.to_thread(fleet.wait_ready, 120)
+        except BaseException:
+            # Not kept: the next test starts one of its own instead of failing on this one.
+            await asyncio.to_thread(fleet.stop)
+            for proxy in proxies.values():
+                await proxy.cut()
+            raise
         world.through = (fleet, proxies)
-        fleet.start("console", LEADSTREAM_CLOCK_SCALE="1", **routed)
-        await asyncio.to_thread(fleet.wait_ready, 120)
     fleet, proxies = world.through
     try:
         yield fleet.procs["console"].url, {name: proxies[name] for name in backends}
     finally:
         for proxy in proxies.values():
-            if not proxy.listening:
-                await proxy.start()
+            await proxy.restore()  # a cut, or a cut_at that never fired, does not reach the next test
 
 
 async def new_page(

@@ -62,10 +62,12 @@ class TcpProxy:
         self.port = int(self._server.sockets[0].getsockname()[1])
         return self.port
 
-    @property
-    def listening(self) -> bool:
-        """Whether it forwards (started and not cut since)."""
-        return self._server is not None
+    async def restore(self) -> None:
+        """Back to plain forwarding, for the next user of a shared proxy: a trigger that has not fired is dropped,
+        and a cut proxy listens again (on its port)."""
+        self._trigger = None
+        if self._server is None:
+            await self.start()
 
     async def cut(self) -> None:
         """Stop listening and abort every forwarded connection."""
