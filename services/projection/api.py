@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from fastapi import APIRouter, Header, Query, Request, Response
 from leadstream_schemas import LIMIT_STATUSES, EmailSent, InviteAccepted, InviteSent, MessageSent, Replied
+from leadstream_schemas.personal import TOKEN_PREFIX
 from pydantic import BaseModel, Field
 from sqlalchemy import and_, bindparam, case, func, literal, or_, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -28,6 +29,7 @@ from services.runtime.clock import Clock
 from services.runtime.db import read
 from services.runtime.errors import Problem, problems
 from services.runtime.pagination import SMALLINT_MAX, bounded, cursor_int, decode_cursor, encode_cursor
+from services.runtime.personal import Person, PersonalReader, keys_on
 
 from . import domain
 from .live import ChangeHub
@@ -448,10 +450,12 @@ def _summary(campaign_id: UUID, name: str | None, state: str, counts: dict[str, 
 
 
 class Reads:
-    """The read queries, over the views of one schema."""
+    """The read queries, over the views of one schema; ``personal`` opens the personal texts the timeline keeps
+    sealed (``EventProjection.opens_personal``), with the lead's key looked up on the read's connection."""
 
-    def __init__(self, views: Views) -> None:
+    def __init__(self, views: Views, personal: PersonalReader | None = None) -> None:
         self.v = views
+        self.personal = personal or PersonalReader()  # keys looked up on the read's connection (keys_on)
         # A lead's timeline is read again on each live change of the lead (the console's lead page; the live
         # benchmark's probes): its statement is built once, with its values bound per call. Building it per call
         # cost ~0.2 ms, and SQLAlchemy's cache key of a new statement ~0.1 ms more; a kept statement memoizes its
@@ -477,6 +481,19 @@ class Reads:
         self._one_campaign = self._campaign_select().where(
             c.c.workspace_id == bindparam("ws"), c.c.campaign_id == bindparam("campaign_id")
         )
+
+    async def _person(self, conn: AsyncConnection, ws: str, lead_id: UUID) -> Person:
+        """The lead as a person whose key is loaded (looked up on ``conn``, or cached a few seconds)."""
+        person = (ws, str(lead_id))
+        await self.personal.load([person], keys_on(conn))
+        return person
+
+    async def _opener(self, conn: AsyncConnection, ws: str, lead_id: UUID, needed: bool) -> domain.Opener | None:
+        """What opens the lead's sealed summary texts (None when no row holds one: no key lookup)."""
+        if not needed:
+            return None
+        person = await self._person(conn, ws, lead_id)
+        return lambda token: self.personal.text(person, token)
 
     def _campaign_select(self) -> Any:
         c, s = self.v.campaigns, self.v.campaign_summary
@@ -527,6 +544,7 @@ class Reads:
             params.update(after_time=when, after_rank=rank, after_id=eid)
             stmt = self._timeline_after
         rows = (await conn.execute(stmt, params)).all()
+        open_token = await self._opener(conn, ws, lead_id, any(domain.SEALED_MARK in r.summary for r in rows))
         # One statement for a lead with events; the lead's existence is asked only when the page is empty (an
         # unknown lead, another workspace's, a known lead without events yet, or a cursor past the end). The
         # batch that writes a lead's first timeline row writes its lead_state row in the same transaction.
@@ -541,7 +559,7 @@ class Reads:
                 event_id=r.event_id,
                 type=r.event_type,
                 time=r.event_time,
-                summary=domain.render_summary(r.summary, r.display_name, r.account_id),
+                summary=domain.render_summary(r.summary, r.display_name, r.account_id, open_token),
                 campaign_id=r.campaign_id,
                 campaign_name=r.campaign_name,
                 account_id=r.account_id,
@@ -582,6 +600,14 @@ class Reads:
                 )
             ).all()
         ]
+        if any(d.detail and TOKEN_PREFIX in d.detail for d in details):
+            person = await self._person(conn, ws, lead_id)
+            details = [
+                d._replace(detail=(self.personal.open(d.detail.encode(), None, person, d.event_type) or b"").decode())
+                if d.detail
+                else d
+                for d in details
+            ]
         names = {x.campaign_id: x.campaign_name for x in camps}
         profile = domain.lead_profile(details)
         r = row._mapping

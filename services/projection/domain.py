@@ -21,6 +21,8 @@ events or are passed in.
 from __future__ import annotations
 
 import json
+import re
+import string
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -91,6 +93,7 @@ from leadstream_schemas import (
     VideoRequested,
     event_campaign,
 )
+from leadstream_schemas.personal import ERASED, TOKEN_PREFIX, personal_paths
 
 from .decoding import DecodedEvent
 from .mirrors import contract_of
@@ -475,14 +478,30 @@ def order_key(time: datetime, event_type: str, event_id: UUID | str) -> str:
     return key_text(event_key(time, event_type, event_id))
 
 
-def _esc(text: str | None, limit: int = 280) -> str:
-    """User text inside a summary format string: braces escaped, shortened, whitespace collapsed."""
-    if not text:
-        return ""
+def _shorten(text: str, limit: int) -> str:
+    """User text as a summary shows it: whitespace collapsed, at most ``limit`` characters."""
     text = " ".join(text.split())
     if len(text) > limit:
         text = text[: limit - 1] + "…"
-    return text.replace("{", "{{").replace("}", "}}")
+    return text
+
+
+def _esc(text: str | None, limit: int = 280) -> str:
+    """User text inside a summary format string: braces escaped, shortened, whitespace collapsed.
+
+    A personal field the projection left sealed (a ``pii1:`` token, see :attr:`EventProjection.opens_personal`)
+    becomes a placeholder, ``{pii1:<token>~<limit>}``, that :func:`render_summary` opens and shortens when read.
+    """
+    if not text:
+        return ""
+    if text.startswith(TOKEN_PREFIX) and _SEALED_TOKEN(text) is not None:
+        return f"{{{_SEALED_FIELD}:{text[len(TOKEN_PREFIX) :]}~{limit}}}"
+    return _shorten(text, limit).replace("{", "{{").replace("}", "}}")
+
+
+_SEALED_FIELD = TOKEN_PREFIX.removesuffix(":")
+"""The name of a sealed placeholder's field in a stored summary (``{pii1:<token>~<limit>}``)."""
+_SEALED_TOKEN = re.compile(re.escape(TOKEN_PREFIX) + r"[A-Za-z0-9_\-]+={0,2}").fullmatch
 
 
 def _human(code: str) -> str:
@@ -550,11 +569,14 @@ class EventProjection:
     source_group: Callable[[Any], UUID | None] | None = None
     views: Callable[[Any, EventRecord, OrderKey], Contribution] | None = None
     ignored: str | None = None
-    reads_personal: bool = True
-    """Whether anything above reads the event's personal fields (the contract's ``personal``). False lets the
-    projection leave them sealed: its reader neither looks the person's key up nor decrypts (a quarter of a
-    replay's records are approvals, whose text no view shows). ``test_registry`` checks that such an entry gives
-    the same rows whatever its personal fields hold."""
+    opens_personal: bool = False
+    """Whether the lead's rows read the event's personal fields (the contract's ``personal``): its ``lead_state``,
+    ``lead_campaign``, ``label`` or ``source_group`` (a name, an email, a video link the lists show and search).
+    Only then does the projection's reader decrypt them. Otherwise it leaves them sealed (no key lookup, no
+    decryption: most of a replay's records): the timeline keeps them as they came, a placeholder in the summary
+    (:func:`_esc`) and the token in the detail, opened with that one lead's key when its timeline or page is read
+    (:func:`render_summary`; ``api.Reads``), so the views hold no more plaintext than the lists need.
+    ``test_registry`` checks that a sealed entry's rows, once read, are the same whatever its personal fields hold."""
 
     @property
     def is_lead_event(self) -> bool:
@@ -900,6 +922,7 @@ REGISTRY: dict[type[Event], EventProjection] = {
         summary=_discovered_summary,
         lead_state=_discovered_state,
         source_group=lambda d: d.source_group_id,
+        opens_personal=True,
     ),
     LeadPostMatched: P(order=18, stage=1, label="signal_matched", summary=_post_matched_summary),
     LeadEnrichmentRequested: P(order=19, stage=1, summary=_enrichment_requested_summary),
@@ -910,6 +933,7 @@ REGISTRY: dict[type[Event], EventProjection] = {
         summary=_profile_summary,
         lead_state=_profile_state,
         detail=_detail_of(_PROFILE_DETAIL),
+        opens_personal=True,
     ),
     LeadEmailEnriched: P(
         order=21,
@@ -917,6 +941,7 @@ REGISTRY: dict[type[Event], EventProjection] = {
         label="ready",
         summary=lambda d: f"Verified email found: {_esc(d.email)}",
         lead_state=lambda d, key: {"email_key": key, "email": d.email, "email_status": "verified"},
+        opens_personal=True,
     ),
     LeadEmailNotFound: P(
         order=22,
@@ -955,6 +980,7 @@ REGISTRY: dict[type[Event], EventProjection] = {
         counter="videos_generated",
         lead_state=_video,
         lead_campaign=_video,
+        opens_personal=True,
     ),
     VideoFailed: P(
         order=27,
@@ -996,7 +1022,6 @@ REGISTRY: dict[type[Event], EventProjection] = {
         # No draft id: an approval always follows its own draft's generation (a rejection, which the
         # regeneration can share a timestamp with, carries its draft id).
         detail=lambda d: '{"auto":true}' if d.auto else '{"auto":false}',
-        reads_personal=False,  # the approved text is the generated (or edited) draft's, shown with that event
     ),
     CommentDrafted: P(
         order=32,
@@ -1115,8 +1140,10 @@ TYPE_RANK: dict[str, int] = {cls.event_type: entry.order for cls, entry in REGIS
 DETAIL_TYPES: tuple[str, ...] = tuple(cls.event_type for cls, entry in REGISTRY.items() if entry.detail)
 """The event types whose timeline rows keep a JSON detail (what :func:`lead_profile` and :func:`lead_outreach` read)."""
 
-SEALED_TYPES: frozenset[str] = frozenset(cls.event_type for cls, e in REGISTRY.items() if not e.reads_personal)
-"""The event types whose personal fields the projection leaves sealed (see :attr:`EventProjection.reads_personal`)."""
+SEALED_TYPES: frozenset[str] = frozenset(
+    cls.event_type for cls, e in REGISTRY.items() if not e.opens_personal and personal_paths(cls)
+)
+"""The event types whose personal fields the projection leaves sealed (see :attr:`EventProjection.opens_personal`)."""
 
 
 def projection_of(data: Event) -> EventProjection | None:
@@ -1139,13 +1166,53 @@ def lead_details(data: LeadEvent) -> Details:
     return entry.stage, entry.label_of(data), entry.summary(data)
 
 
-def render_summary(summary: str, account_name: str | None, account_id: UUID | str | None) -> str:
-    """A stored summary with the account filled in (display name when known, else a short id)."""
+def render_summary(
+    summary: str, account_name: str | None, account_id: UUID | str | None, open_token: Opener | None = None
+) -> str:
+    """A stored summary with the account filled in (display name when known, else a short id) and its sealed
+    personal texts opened with ``open_token`` (the lead's key; none: shown as ``[erased]``), shortened as
+    :func:`_esc` would have."""
     name = account_name or (f"{str(account_id)[:8]}" if account_id else "unknown")
     try:
-        return summary.format(account=name)
+        if SEALED_MARK not in summary:
+            return summary.format(account=name)
+        return _SummaryFormatter(name, open_token).format(summary)
     except (KeyError, IndexError, ValueError):
         return summary
+
+
+Opener = Callable[[str], str]
+"""Opens one ``pii1:`` token of the lead a text is about (its plaintext, or ``[erased]``)."""
+
+SEALED_MARK = "{" + TOKEN_PREFIX
+"""What a stored summary holds when it holds a sealed placeholder (or user text that looks like one, escaped)."""
+
+
+class _Sealed:
+    """The value of a sealed placeholder's field: :class:`_SummaryFormatter` opens its format spec."""
+
+
+class _SummaryFormatter(string.Formatter):
+    """``str.format`` of a stored summary (braces doubled in user text, ``{account}``) that also opens the sealed
+    placeholders :func:`_esc` wrote (the token and the limit are the field's format spec)."""
+
+    def __init__(self, account: str, open_token: Opener | None) -> None:
+        self.account = account
+        self.open_token = open_token
+
+    def get_value(self, key: int | str, args: Any, kwargs: Any) -> Any:
+        if key == "account":
+            return self.account
+        if key == _SEALED_FIELD:
+            return _Sealed
+        raise KeyError(key)
+
+    def format_field(self, value: Any, format_spec: str) -> Any:
+        if value is not _Sealed:
+            return super().format_field(value, format_spec)
+        token, _, limit = format_spec.rpartition("~")
+        text = self.open_token(TOKEN_PREFIX + token) if self.open_token is not None else ERASED
+        return _shorten(text, int(limit))
 
 
 def contribution(env: EventRecord) -> Contribution:

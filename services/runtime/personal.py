@@ -97,9 +97,13 @@ def _aad(person: Person) -> bytes:
 
 
 def encrypt(key: bytes, person: Person, plaintext: str) -> str:
-    """A token for ``plaintext`` (AES-GCM, a random 96-bit nonce, bound to ``person``)."""
-    if plaintext.startswith(TOKEN_PREFIX):
-        return plaintext  # already a token (an event re-emitted as read)
+    """A token for ``plaintext`` (AES-GCM, a random 96-bit nonce, bound to ``person``); an empty string stays empty.
+
+    An empty string holds nothing personal, and left as it is a reader that does not decrypt still tells it from a
+    text: the projection, which keeps some personal fields sealed until they are read, words a summary by whether a
+    field holds anything ("without a note")."""
+    if not plaintext or plaintext.startswith(TOKEN_PREFIX):
+        return plaintext  # empty, or already a token (an event re-emitted as read)
     nonce = os.urandom(NONCE_BYTES)
     sealed = AESGCM(key).encrypt(nonce, plaintext.encode(), _aad(person))
     return TOKEN_PREFIX + base64.urlsafe_b64encode(nonce + sealed).decode()
@@ -451,12 +455,23 @@ def _json_string(text: str) -> bytes:
     return json.dumps(text, ensure_ascii=False).encode()
 
 
+def keys_on(conn: AsyncConnection) -> Fetch:
+    """Key lookups on ``conn`` (SQLAlchemy), for :meth:`PersonalReader.load`."""
+
+    async def fetch(leads: list[UUID]) -> list[tuple[str, UUID, bytes | None]]:
+        t = person_keys
+        result = await conn.execute(select(t.c.workspace_id, t.c.lead_id, t.c.data_key).where(t.c.lead_id.in_(leads)))
+        return [(r.workspace_id, r.lead_id, r.data_key) for r in result]
+
+    return fetch
+
+
 class PersonalReader:
     """Decrypts the personal fields of records read from the log; see the module. One per consumer or tool."""
 
     def __init__(
         self,
-        fetch: Fetch,
+        fetch: Fetch | None = None,
         *,
         ttl_s: float = 30.0,
         clock: Callable[[], float] = time.monotonic,
@@ -467,8 +482,8 @@ class PersonalReader:
             raise ValueError("an erasure is always read: it marks its person erased for the records after it")
         self.leave_sealed = leave_sealed
         """Event types whose values this reader passes through unopened: the consumer reads none of their personal
-        fields (the projection's ``EventProjection.reads_personal``, a service's ``consume(..., sealed=)``), so
-        neither a key lookup nor a decryption."""
+        fields as it consumes them (the projection's types without ``EventProjection.opens_personal``, whose texts it
+        opens when they are read; a service's ``consume(..., sealed=)``), so neither a key lookup nor a decryption."""
         self._fetch = fetch
         self._wrapper = wrapper
         self.ttl_s = ttl_s
@@ -487,13 +502,9 @@ class PersonalReader:
     ) -> PersonalReader:
         """A reader whose lookups go through a SQLAlchemy engine."""
 
-        async def fetch(leads: list[UUID]) -> list[tuple[str, UUID, bytes | None]]:
-            t = person_keys
+        async def fetch(leads: list[UUID]) -> Iterable[tuple[str, UUID, bytes | None]]:
             async with engine.connect() as conn:
-                result = await conn.execute(
-                    select(t.c.workspace_id, t.c.lead_id, t.c.data_key).where(t.c.lead_id.in_(leads))
-                )
-                return [(r.workspace_id, r.lead_id, r.data_key) for r in result]
+                return await keys_on(conn)(leads)
 
         return cls(fetch, ttl_s=ttl_s, wrapper=wrapper, leave_sealed=leave_sealed)
 
@@ -520,6 +531,12 @@ class PersonalReader:
 
     def about(self, headers: Any, only: Container[str] | None = None) -> tuple[str, Person] | None:
         """(event type, person) of a record, as :meth:`person` decides."""
+        if type(headers) is dict and self.leave_sealed:
+            # The type first: a record left sealed needs nothing else (most of a projection replay's records). A
+            # value there is the last of its name and not None, so the one the decoder reads too.
+            raw = headers.get(H_TYPE)
+            if raw is not None and header_text(raw) in self.leave_sealed:
+                return None
         event_type, ws, subject = _facts(headers)
         if event_type is None or not (_paths(event_type) or event_type == ERASED_TYPE):
             return None
@@ -532,8 +549,9 @@ class PersonalReader:
         lead = _lead_of(subject)
         return (event_type, (ws, lead)) if lead is not None else None
 
-    async def load(self, people: Iterable[Person | None]) -> None:
-        """Look up (one query) the people not cached or cached longer than ``ttl_s`` ago.
+    async def load(self, people: Iterable[Person | None], fetch: Fetch | None = None) -> None:
+        """Look up (one query) the people not cached or cached longer than ``ttl_s`` ago (through ``fetch`` when
+        given: a read that holds a connection looks keys up on it, :func:`keys_on`).
 
         A database without the key store (never migrated: nothing was ever encrypted there, nobody erased)
         holds no keys."""
@@ -541,9 +559,12 @@ class PersonalReader:
         missing = {p for p in people if p is not None and now - self._cache.get(p, (-1e18, None))[0] > self.ttl_s}
         if not missing:
             return
+        fetch = fetch or self._fetch
+        if fetch is None:
+            raise TypeError("this reader has no key store of its own: pass load() a fetch (keys_on)")
         leads = sorted({UUID(lead) for _, lead in missing})
         try:
-            rows = await self._fetch(leads)
+            rows = await fetch(leads)
         except Exception as exc:
             if sqlstate_of(exc) not in NO_KEY_STORE:
                 raise
@@ -596,12 +617,7 @@ class PersonalReader:
             return value
         if not key:  # no key for tokens: they cannot be read
             return _TOKEN.sub(lambda m: _json_string(ERASED), value)
-        cipher = self._ciphers.get(person)
-        if cipher is None or cipher[0] is not key:  # one AESGCM per person (building it costs as much as a decrypt)
-            if len(self._ciphers) > 200_000:
-                self._ciphers.clear()
-            cipher = self._ciphers[person] = (key, AESGCM(key), _aad(person))
-        _, aead, aad = cipher
+        _, aead, aad = self._cipher(person, key)
 
         def plain(m: re.Match[bytes]) -> bytes:
             try:
@@ -612,6 +628,29 @@ class PersonalReader:
             return _json_string(text)
 
         return _TOKEN.sub(plain, value)
+
+    def text(self, person: Person, token: str) -> str:
+        """The plaintext of one token of a :meth:`load`-ed person; :data:`ERASED` when the person is erased, has no
+        key, or the token does not open (another person's, damaged)."""
+        cached = self._cache.get(person)
+        key = cached[1] if cached is not None else _NO_KEY
+        if not key:
+            return ERASED
+        _, aead, aad = self._cipher(person, key)
+        try:
+            data = _b64url_decode(token.removeprefix(TOKEN_PREFIX).encode())
+            return aead.decrypt(data[:NONCE_BYTES], data[NONCE_BYTES:], aad).decode()
+        except (InvalidTag, ValueError):
+            return ERASED
+
+    def _cipher(self, person: Person, key: bytes) -> tuple[bytes, AESGCM, bytes]:
+        """The person's AESGCM and associated data: one per person (building it costs as much as a decrypt)."""
+        cipher = self._ciphers.get(person)
+        if cipher is None or cipher[0] is not key:
+            if len(self._ciphers) > 200_000:
+                self._ciphers.clear()
+            cipher = self._ciphers[person] = (key, AESGCM(key), _aad(person))
+        return cipher
 
     async def open_records(
         self, records: Sequence[Any], headers: Sequence[Mapping[str, Any]] | None = None

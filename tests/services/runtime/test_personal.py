@@ -28,7 +28,7 @@ from sqlalchemy import select
 
 from services.runtime import personal
 from services.runtime.outbox import outbox_rows
-from services.runtime.personal import KeyStoreError, KeyWrapper, PersonalReader, person_keys
+from services.runtime.personal import KeyStoreError, KeyWrapper, PersonalReader, keys_on, person_keys
 from tests.services.runtime.conftest import Probe
 from tests.support.kafka import wait_for
 from tests.support.probe.app import WORKSPACE
@@ -118,11 +118,11 @@ async def test_a_token_is_bound_to_its_person(probe: Probe) -> None:
 def _counting_reader(probe: Probe, leave_sealed: set[str]) -> tuple[PersonalReader, list[list[uuid.UUID]]]:
     """A reader on the probe's key store that leaves ``leave_sealed`` sealed, and the leads each lookup asked for."""
     asked: list[list[uuid.UUID]] = []
-    engine_reader = PersonalReader.on_engine(probe.service.engine)
 
     async def fetch(leads: list[uuid.UUID]) -> Any:
         asked.append(leads)
-        return await engine_reader._fetch(leads)
+        async with probe.service.engine.connect() as conn:
+            return await keys_on(conn)(leads)
 
     return PersonalReader(fetch, leave_sealed=leave_sealed), asked
 
