@@ -117,7 +117,10 @@ def decode_record(value: bytes | None, headers: Any) -> DecodedEvent:
         # which costs the same verdict, and the test stays a truth test (``None in`` compares every value to None).
         if value is None or h.get(H_SPECVERSION) != _SPEC or not all(h.values()) or H_SOURCE not in h:
             raise _Fallback
-        if b"\\u" in value and may_hold_unstorable(value):  # a NUL or a lone surrogate, which decode() refuses
+        # A NUL or a lone surrogate, which decode() refuses, can only be escaped in JSON: no backslash, neither. One
+        # byte is looked for with memchr, a third of the time of the two of "\\u"; a value with another escape (a
+        # newline, a quote) pays the exact check.
+        if b"\\" in value and may_hold_unstorable(value):
             raise _Fallback
         texts = _TEXT
         raw = h[H_TYPE]
