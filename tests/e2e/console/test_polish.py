@@ -122,7 +122,10 @@ async def test_a_draft_decided_while_messaging_does_not_answer_keeps_the_words_t
         await feedback.fill("Shorter, and mention their hiring post")
         await edited.get_by_role("button", name="Edit").click()
         text = edited.get_by_role("textbox")
-        await text.fill("Hi, a short note of my own.")
+        # Typing asks messaging for its verdict on the text 350 ms later: that check answers before the cut. Sent after
+        # the save's error, it took that message away (its request clears the form's) and showed its own in its place.
+        async with page.expect_response(lambda r: r.url.endswith("/check")):
+            await text.fill("Hi, a short note of my own.")
 
         await proxies["messaging"].cut()  # messaging stops answering this console
         said = "messaging service did not answer. What you typed is kept"
