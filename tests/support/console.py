@@ -12,6 +12,7 @@ import asyncio
 import json
 import time
 import uuid
+import warnings
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -184,11 +185,33 @@ async def console_through(
             raise
         world.through = (fleet, proxies)
     fleet, proxies = world.through
+    for name, proxy in proxies.items():
+        await _answers_through(name, proxy)
     try:
         yield fleet.procs["console"].url, {name: proxies[name] for name in backends}
     finally:
         for proxy in proxies.values():
             await proxy.restore()  # a cut, or a cut_at that never fired, does not reach the next test
+
+
+async def _answers_through(name: str, proxy: TcpProxy) -> None:
+    """Check that ``name`` answers through its shared proxy before a test relies on it (a test once found the
+    builder unreachable at its start, cause unknown): a proxy that does not forward is restarted once, with a
+    warning naming it, and raises if it still does not."""
+    for attempt in range(2):
+        try:
+            async with httpx.AsyncClient(timeout=5.0) as http:
+                if (await http.get(f"http://127.0.0.1:{proxy.port}/healthz")).status_code == 200:
+                    return
+        except httpx.TransportError as exc:
+            why = repr(exc)
+        else:
+            why = "not 200"
+        if attempt == 0:
+            warnings.warn(f"the shared proxy to {name} did not forward ({why}): restarted", stacklevel=2)
+            await proxy.cut()
+            await proxy.restore()
+    raise AssertionError(f"{name} does not answer through its shared proxy on port {proxy.port}")
 
 
 async def new_page(
