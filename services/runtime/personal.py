@@ -455,6 +455,15 @@ def _json_string(text: str) -> bytes:
     return json.dumps(text, ensure_ascii=False).encode()
 
 
+def _opened(aead: AESGCM, aad: bytes, token: bytes) -> str:
+    """The plaintext of a token's base64url (without its prefix), or :data:`ERASED` when it does not open."""
+    try:
+        data = _b64url_decode(token)
+        return aead.decrypt(data[:NONCE_BYTES], data[NONCE_BYTES:], aad).decode()
+    except (InvalidTag, ValueError):
+        return ERASED
+
+
 def keys_on(conn: AsyncConnection) -> Fetch:
     """Key lookups on ``conn`` (SQLAlchemy), for :meth:`PersonalReader.load`."""
 
@@ -605,8 +614,7 @@ class PersonalReader:
         if event_type == ERASED_TYPE:
             self.forget(person, erased=True)
             return value
-        cached = self._cache.get(person)
-        key = cached[1] if cached is not None else _NO_KEY
+        key = self._key(person)
         if key is None:  # erased: tokens and old plaintext alike
             try:
                 payload = json.loads(value)
@@ -618,30 +626,21 @@ class PersonalReader:
         if not key:  # no key for tokens: they cannot be read
             return _TOKEN.sub(lambda m: _json_string(ERASED), value)
         _, aead, aad = self._cipher(person, key)
-
-        def plain(m: re.Match[bytes]) -> bytes:
-            try:
-                data = _b64url_decode(m.group(1))
-                text = aead.decrypt(data[:NONCE_BYTES], data[NONCE_BYTES:], aad).decode()
-            except (InvalidTag, ValueError):
-                text = ERASED
-            return _json_string(text)
-
-        return _TOKEN.sub(plain, value)
+        return _TOKEN.sub(lambda m: _json_string(_opened(aead, aad, m.group(1))), value)
 
     def text(self, person: Person, token: str) -> str:
         """The plaintext of one token of a :meth:`load`-ed person; :data:`ERASED` when the person is erased, has no
         key, or the token does not open (another person's, damaged)."""
-        cached = self._cache.get(person)
-        key = cached[1] if cached is not None else _NO_KEY
+        key = self._key(person)
         if not key:
             return ERASED
         _, aead, aad = self._cipher(person, key)
-        try:
-            data = _b64url_decode(token.removeprefix(TOKEN_PREFIX).encode())
-            return aead.decrypt(data[:NONCE_BYTES], data[NONCE_BYTES:], aad).decode()
-        except (InvalidTag, ValueError):
-            return ERASED
+        return _opened(aead, aad, token.removeprefix(TOKEN_PREFIX).encode())
+
+    def _key(self, person: Person) -> bytes | None:
+        """The loaded person's data key: None when erased, empty when they have none (or were never loaded)."""
+        cached = self._cache.get(person)
+        return cached[1] if cached is not None else _NO_KEY
 
     def _cipher(self, person: Person, key: bytes) -> tuple[bytes, AESGCM, bytes]:
         """The person's AESGCM and associated data: one per person (building it costs as much as a decrypt)."""
